@@ -1,0 +1,52 @@
+using System;
+using Microsoft.CodeAnalysis;
+using Microsoft.CodeAnalysis.CSharp.Syntax;
+using ModelGen.Graph;
+
+namespace ModelGen.Generator;
+
+/// <summary>
+/// Finds [Sequential] partial classes and emits, per model, one file with its shapes, buffers, forward and
+/// backward passes. The pipeline carries only <see cref="ModelSpec"/> records (strings, numbers, equatable
+/// arrays), so an edit that does not change a model leaves its output cached.
+/// </summary>
+[Generator(LanguageNames.CSharp)]
+public sealed class ModelGenerator : IIncrementalGenerator
+{
+    public void Initialize(IncrementalGeneratorInitializationContext context)
+    {
+        var models = context.SyntaxProvider
+            .ForAttributeWithMetadataName(
+                ModelParser.SequentialAttribute,
+                static (node, _) => node is ClassDeclarationSyntax,
+                static (target, cancellationToken) => target.TargetSymbol is INamedTypeSymbol type
+                    ? TryParse(type, target.Attributes[0], cancellationToken)
+                    : null)
+            .WithTrackingName(TrackingNames.Parse)
+            .Where(static model => model is not null)
+            .Select(static (model, _) => model!)
+            .WithTrackingName(TrackingNames.ValidModels);
+
+        context.RegisterSourceOutput(models, static (output, model) => output.AddSource(model.HintName, ModelEmitter.Emit(model)));
+    }
+
+    /// <summary>Invalid models produce nothing here (the analyzers explain why); a bug of ours must not break the user's build either.</summary>
+    private static ModelSpec? TryParse(INamedTypeSymbol type, AttributeData attribute, System.Threading.CancellationToken cancellationToken)
+    {
+        try
+        {
+            return ModelParser.Parse(type, attribute, report: null, cancellationToken);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            return null;
+        }
+    }
+}
+
+/// <summary>Names of the pipeline steps, for caching tests.</summary>
+public static class TrackingNames
+{
+    public const string Parse = nameof(Parse);
+    public const string ValidModels = nameof(ValidModels);
+}

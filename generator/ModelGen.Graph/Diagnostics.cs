@@ -1,0 +1,58 @@
+using Microsoft.CodeAnalysis;
+
+namespace ModelGen.Graph;
+
+/// <summary>
+/// Every diagnostic ModelGen reports, in one table (README.md lists the same IDs). The analyzers report
+/// them with exact locations; the generator only skips models that have any error.
+/// </summary>
+internal static class Diagnostics
+{
+    private const string Category = "ModelGen";
+    private const string HelpBase = "https://github.com/modelgen/modelgen/blob/main/README.md#";
+
+    private static DiagnosticDescriptor Error(string id, string title, string message) =>
+        new(id, title, message, Category, DiagnosticSeverity.Error, isEnabledByDefault: true, helpLinkUri: HelpBase + id.ToLowerInvariant());
+
+    public static readonly DiagnosticDescriptor NotPartial = Error("MG0001",
+        "Model class must be partial",
+        "Model class '{0}' must be declared partial (and so must every type containing it) so ModelGen can generate its forward and backward passes");
+
+    public static readonly DiagnosticDescriptor MissingInputShape = Error("MG0002",
+        "Sequential model has no input shape",
+        "Sequential model '{0}' has no input shape: declare an [Input(...)] field first (Keras would only fail at run time with \"This model has not yet been built\")");
+
+    public static readonly DiagnosticDescriptor InvalidLayerConfiguration = Error("MG0003",
+        "Invalid layer configuration",
+        "Layer '{0}' of model '{1}': {2}");
+
+    public static readonly DiagnosticDescriptor UnsupportedMember = Error("MG0004",
+        "Unsupported member in a model class",
+        "'{0}' is not allowed in model class '{1}': {2}");
+
+    public static readonly DiagnosticDescriptor FieldTypeMismatch = Error("MG0005",
+        "Layer field has the wrong type",
+        "Layer '{0}' is declared with [{1}] and must have type '{2}', not '{3}'");
+
+    public static readonly DiagnosticDescriptor MisplacedInput = Error("MG0006",
+        "Input out of place in a Sequential model",
+        "Input '{0}' of Sequential model '{1}' must be its first and only [Input] field");
+
+    public static readonly DiagnosticDescriptor IncompatibleInputShape = Error("MG0007",
+        "Layer cannot take its input's shape",
+        "Layer '{0}' ({1}) cannot take input of shape {2} from '{3}': it expects {4}");
+
+    public static readonly DiagnosticDescriptor NoLayers = Error("MG0008",
+        "Model has no layers",
+        "Sequential model '{0}' has an input but no layers after it");
+
+    public static readonly DiagnosticDescriptor UnsupportedModelClass = Error("MG0009",
+        "Unsupported model class",
+        "Model class '{0}' cannot be {1}");
+
+    public static readonly DiagnosticDescriptor[] All =
+    {
+        NotPartial, MissingInputShape, InvalidLayerConfiguration, UnsupportedMember, FieldTypeMismatch,
+        MisplacedInput, IncompatibleInputShape, NoLayers, UnsupportedModelClass,
+    };
+}

@@ -1,0 +1,54 @@
+using System;
+
+namespace ModelGen;
+
+/// <summary>
+/// Marks a partial class as a Keras-style Sequential model: field order is layer order and the
+/// first field is an <see cref="InputAttribute"/> carrying the input shape.
+/// </summary>
+[AttributeUsage(AttributeTargets.Class, Inherited = false)]
+public sealed class SequentialAttribute : Attribute
+{
+    /// <summary>The loss <c>TrainStep</c> and <c>Fit</c> minimise (Keras' <c>compile(loss=...)</c>).</summary>
+    public Loss Loss { get; set; } = Loss.MeanSquaredError;
+}
+
+/// <summary>The model input and its shape without the batch dimension, as Keras' <c>Input(shape=...)</c>.</summary>
+[AttributeUsage(AttributeTargets.Field, Inherited = false)]
+public sealed class InputAttribute : Attribute
+{
+    public InputAttribute(params int[] shape) => Shape = shape;
+    public int[] Shape { get; }
+}
+
+/// <summary>A fully connected layer: <c>y = activation(x @ kernel + bias)</c>, kernel shaped (in, units).</summary>
+[AttributeUsage(AttributeTargets.Field, Inherited = false)]
+public sealed class DenseAttribute : Attribute
+{
+    public DenseAttribute(int units, Activation activation = Activation.Linear)
+    {
+        Units = units;
+        Activation = activation;
+    }
+
+    public int Units { get; }
+    public Activation Activation { get; }
+    /// <summary>Whether the layer adds a bias vector (Keras' <c>use_bias</c>).</summary>
+    public bool UseBias { get; set; } = true;
+}
+
+/// <summary>A standalone activation layer.</summary>
+[AttributeUsage(AttributeTargets.Field, Inherited = false)]
+public sealed class ActivationAttribute : Attribute
+{
+    public ActivationAttribute(Activation activation) => Activation = activation;
+    public Activation Activation { get; }
+}
+
+/// <summary>Drops inputs with probability <c>rate</c> while training and scales the rest by 1/(1-rate); identity at inference.</summary>
+[AttributeUsage(AttributeTargets.Field, Inherited = false)]
+public sealed class DropoutAttribute : Attribute
+{
+    public DropoutAttribute(double rate) => Rate = rate;
+    public double Rate { get; }
+}

@@ -1,0 +1,87 @@
+using System;
+using System.Numerics.Tensors;
+
+namespace ModelGen.Kernels;
+
+/// <summary>
+/// Activations applied in place, and their backward passes written in terms of the activation's
+/// <em>output</em> y, so a layer keeps one buffer per tensor and never stores pre-activations.
+/// </summary>
+public static class Activations
+{
+    /// <summary>y = f(x) in place over <paramref name="rows"/> rows of <paramref name="columns"/> values.</summary>
+    public static void Forward(Activation activation, Span<float> values, int rows, int columns)
+    {
+        var data = values.Slice(0, rows * columns);
+        switch (activation)
+        {
+            case Activation.Linear: break;
+            case Activation.Relu: TensorPrimitives.Max(data, 0f, data); break;
+            case Activation.Sigmoid: TensorPrimitives.Sigmoid(data, data); break;
+            case Activation.Tanh: TensorPrimitives.Tanh(data, data); break;
+            case Activation.Softmax:
+                for (int row = 0; row < rows; row++) Softmax(data.Slice(row * columns, columns));
+                break;
+            default: throw new ArgumentOutOfRangeException(nameof(activation), activation, null);
+        }
+    }
+
+    /// <summary>
+    /// Turns dL/dy into dL/dx in place, given the output y = f(x): relu 1[y&gt;0], sigmoid y(1-y),
+    /// tanh 1-y², softmax y ⊙ (dy - ⟨dy, y⟩) per row.
+    /// </summary>
+    public static void Backward(Activation activation, ReadOnlySpan<float> output, Span<float> gradient, int rows, int columns)
+    {
+        int length = rows * columns;
+        var y = output.Slice(0, length);
+        var dy = gradient.Slice(0, length);
+        switch (activation)
+        {
+            case Activation.Linear: break;
+            case Activation.Relu:
+                for (int i = 0; i < length; i++) if (!(y[i] > 0f)) dy[i] = 0f;
+                break;
+            case Activation.Sigmoid:
+                for (int i = 0; i < length; i++) dy[i] *= y[i] * (1f - y[i]);
+                break;
+            case Activation.Tanh:
+                for (int i = 0; i < length; i++) dy[i] *= 1f - y[i] * y[i];
+                break;
+            case Activation.Softmax:
+                for (int row = 0; row < rows; row++)
+                {
+                    var yRow = y.Slice(row * columns, columns);
+                    var dyRow = dy.Slice(row * columns, columns);
+                    float inner = TensorPrimitives.Dot(yRow, dyRow);
+                    for (int j = 0; j < columns; j++) dyRow[j] = yRow[j] * (dyRow[j] - inner);
+                }
+                break;
+            default: throw new ArgumentOutOfRangeException(nameof(activation), activation, null);
+        }
+    }
+
+    /// <summary>Numerically stable softmax of one row, in place.</summary>
+    public static void Softmax(Span<float> row)
+    {
+        float max = TensorPrimitives.Max(row);
+        TensorPrimitives.Subtract(row, max, row);
+        TensorPrimitives.Exp(row, row);
+        float sum = TensorPrimitives.Sum(row);
+        TensorPrimitives.Divide(row, sum, row);
+    }
+}
+
+/// <summary>Reductions and element-wise helpers the generated backward passes call.</summary>
+public static class Reductions
+{
+    /// <summary>bias gradient: column sums of a (rows, columns) matrix, overwriting or adding to the destination.</summary>
+    public static void SumRows(ReadOnlySpan<float> matrix, Span<float> destination, int rows, int columns, bool accumulate = false)
+    {
+        var target = destination.Slice(0, columns);
+        if (!accumulate) target.Clear();
+        for (int row = 0; row < rows; row++) TensorPrimitives.Add(target, matrix.Slice(row * columns, columns), target);
+    }
+
+    /// <summary>Copies the first <paramref name="length"/> values.</summary>
+    public static void Copy(ReadOnlySpan<float> source, Span<float> destination, int length) => source.Slice(0, length).CopyTo(destination);
+}

@@ -1,0 +1,75 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
+namespace ModelGen.Kernels;
+
+/// <summary>
+/// The vector operations the kernels need, implemented once per SIMD width. Kernels are generic
+/// over a struct implementing this, so the JIT compiles one specialised copy per width.
+/// </summary>
+internal interface ILanes<TVector> where TVector : struct
+{
+    static abstract int Count { get; }
+    static abstract TVector Zero { get; }
+    static abstract TVector Broadcast(float value);
+    static abstract TVector Load(ref float source);
+    static abstract void Store(ref float destination, TVector value);
+    /// <summary>a * b + c, fused where the hardware has FMA.</summary>
+    static abstract TVector MultiplyAdd(TVector a, TVector b, TVector c);
+    static abstract TVector Max(TVector a, TVector b);
+    static abstract float Sum(TVector value);
+}
+
+internal struct Lanes512 : ILanes<Vector512<float>>
+{
+    public static int Count => Vector512<float>.Count;
+    public static Vector512<float> Zero => Vector512<float>.Zero;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Broadcast(float value) => Vector512.Create(value);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Load(ref float source) => Vector512.LoadUnsafe(ref source);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(ref float destination, Vector512<float> value) => value.StoreUnsafe(ref destination);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> MultiplyAdd(Vector512<float> a, Vector512<float> b, Vector512<float> c) => Vector512.FusedMultiplyAdd(a, b, c);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Max(Vector512<float> a, Vector512<float> b) => Vector512.Max(a, b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector512<float> value) => Vector512.Sum(value);
+}
+
+internal struct Lanes256 : ILanes<Vector256<float>>
+{
+    public static int Count => Vector256<float>.Count;
+    public static Vector256<float> Zero => Vector256<float>.Zero;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Broadcast(float value) => Vector256.Create(value);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Load(ref float source) => Vector256.LoadUnsafe(ref source);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(ref float destination, Vector256<float> value) => value.StoreUnsafe(ref destination);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> MultiplyAdd(Vector256<float> a, Vector256<float> b, Vector256<float> c) => Vector256.FusedMultiplyAdd(a, b, c);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Max(Vector256<float> a, Vector256<float> b) => Vector256.Max(a, b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector256<float> value) => Vector256.Sum(value);
+}
+
+/// <summary>The portable path: 128-bit vectors run on every platform (software-emulated where needed).</summary>
+internal struct Lanes128 : ILanes<Vector128<float>>
+{
+    public static int Count => Vector128<float>.Count;
+    public static Vector128<float> Zero => Vector128<float>.Zero;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Broadcast(float value) => Vector128.Create(value);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Load(ref float source) => Vector128.LoadUnsafe(ref source);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(ref float destination, Vector128<float> value) => value.StoreUnsafe(ref destination);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> MultiplyAdd(Vector128<float> a, Vector128<float> b, Vector128<float> c) => Vector128.FusedMultiplyAdd(a, b, c);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Max(Vector128<float> a, Vector128<float> b) => Vector128.Max(a, b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector128<float> value) => Vector128.Sum(value);
+}
+
+/// <summary>Which SIMD width the kernels use; chosen once from the hardware, overridable for tests.</summary>
+public enum SimdPath { Portable, Avx2, Avx512 }
+
+public static class Simd
+{
+    /// <summary>The widest path this machine accelerates.</summary>
+    public static SimdPath Best { get; } =
+        Vector512.IsHardwareAccelerated ? SimdPath.Avx512 :
+        Vector256.IsHardwareAccelerated ? SimdPath.Avx2 : SimdPath.Portable;
+
+    /// <summary>The path kernels use now. Tests set it to exercise every path on one machine.</summary>
+    public static SimdPath Current { get; set; } = Best;
+
+    /// <summary>Whether <paramref name="path"/> is accelerated here (a slower path always works).</summary>
+    public static bool IsSupported(SimdPath path) => path <= Best;
+}

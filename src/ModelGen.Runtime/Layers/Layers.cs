@@ -1,0 +1,96 @@
+using System;
+using System.Collections.Generic;
+
+namespace ModelGen;
+
+/// <summary>
+/// One named weight tensor of a layer: a typed view into the model's single parameter buffer and
+/// the matching slice of its gradient buffer. Names follow Keras' weights files: <c>hidden1.kernel</c>.
+/// </summary>
+public sealed class Parameter
+{
+    private readonly float[] values;
+    private readonly float[] gradients;
+
+    public Parameter(string name, float[] values, float[] gradients, int offset, params int[] shape)
+    {
+        Name = name;
+        this.values = values;
+        this.gradients = gradients;
+        Offset = offset;
+        Shape = shape;
+        Length = 1;
+        foreach (var dimension in shape) Length *= dimension;
+    }
+
+    public string Name { get; }
+    public IReadOnlyList<int> Shape { get; }
+    /// <summary>Number of floats in this tensor.</summary>
+    public int Length { get; }
+    /// <summary>Start of this tensor in the model's parameter buffer.</summary>
+    public int Offset { get; }
+    public Span<float> Values => values.AsSpan(Offset, Length);
+    public Span<float> Gradient => gradients.AsSpan(Offset, Length);
+
+    /// <summary>The shape as Keras prints it: <c>(784, 256)</c>.</summary>
+    public string ShapeText => "(" + string.Join(", ", Shape) + (Shape.Count == 1 ? ",)" : ")");
+    public override string ToString() => Name + " " + ShapeText;
+}
+
+/// <summary>A layer of a generated model, named after the user's field.</summary>
+public abstract class Layer
+{
+    protected Layer(string name, int[] outputShape)
+    {
+        Name = name;
+        OutputShape = outputShape;
+    }
+
+    public string Name { get; }
+    /// <summary>Output shape without the batch dimension.</summary>
+    public IReadOnlyList<int> OutputShape { get; }
+    public virtual IReadOnlyList<Parameter> Parameters => Array.Empty<Parameter>();
+    public override string ToString() => $"{Name} ({GetType().Name})";
+}
+
+/// <summary>The model input; it holds no weights.</summary>
+public sealed class Input : Layer
+{
+    public Input(string name, params int[] shape) : base(name, shape) { }
+}
+
+/// <summary>Fully connected layer: kernel (in, units), bias (units).</summary>
+public sealed class Dense : Layer
+{
+    private readonly Parameter[] parameters;
+
+    public Dense(string name, Activation activation, Parameter kernel, Parameter? bias)
+        : base(name, new[] { kernel.Shape[1] })
+    {
+        Activation = activation;
+        Kernel = kernel;
+        Bias = bias;
+        parameters = bias is null ? new[] { kernel } : new[] { kernel, bias };
+    }
+
+    public Activation Activation { get; }
+    public Parameter Kernel { get; }
+    /// <summary>Null when the layer was declared with <c>UseBias = false</c>.</summary>
+    public Parameter? Bias { get; }
+    public int Units => Kernel.Shape[1];
+    public override IReadOnlyList<Parameter> Parameters => parameters;
+}
+
+/// <summary>Dropout: zeroes inputs with probability <see cref="Rate"/> while training.</summary>
+public sealed class Dropout : Layer
+{
+    public Dropout(string name, double rate, params int[] shape) : base(name, shape) => Rate = rate;
+    public double Rate { get; }
+}
+
+/// <summary>A standalone activation layer.</summary>
+public sealed class ActivationLayer : Layer
+{
+    public ActivationLayer(string name, Activation activation, params int[] shape) : base(name, shape) => Activation = activation;
+    public Activation Activation { get; }
+}

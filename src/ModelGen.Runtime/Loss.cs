@@ -1,0 +1,14 @@
+namespace ModelGen;
+
+/// <summary>Training losses with Keras' reductions (mean over the batch). Linked into the generator: never renumber.</summary>
+public enum Loss
+{
+    /// <summary>Keras "mse": mean over the last axis, then over the batch.</summary>
+    MeanSquaredError = 0,
+    /// <summary>Keras "binary_crossentropy" on probabilities, clipped to [1e-7, 1 - 1e-7].</summary>
+    BinaryCrossentropy = 1,
+    /// <summary>Keras "categorical_crossentropy" on probabilities with one-hot targets.</summary>
+    CategoricalCrossentropy = 2,
+    /// <summary>Keras "sparse_categorical_crossentropy": targets are class indices, one per sample.</summary>
+    SparseCategoricalCrossentropy = 3,
+}

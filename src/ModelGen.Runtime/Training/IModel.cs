@@ -1,0 +1,43 @@
+using System;
+using System.Collections.Generic;
+
+namespace ModelGen;
+
+/// <summary>
+/// What every generated model implements. The generator emits only what depends on a model's shapes
+/// (forward, backward, buffers); everything generic — <c>Fit</c>, <c>Evaluate</c>, weights I/O — is written
+/// once in the runtime over this interface (<see cref="ModelExtensions"/>).
+/// </summary>
+public interface IModel
+{
+    /// <summary>The model class's name, used in summaries and error messages.</summary>
+    string Name { get; }
+    /// <summary>Every layer in order, named after the user's fields.</summary>
+    IReadOnlyList<Layer> Layers { get; }
+    /// <summary>All parameters, contiguous; layers' <see cref="Parameter"/>s are views into it.</summary>
+    float[] Parameters { get; }
+    /// <summary>The gradient of the last <see cref="TrainStep"/>, laid out like <see cref="Parameters"/>.</summary>
+    float[] Gradients { get; }
+    /// <summary>Floats per input sample.</summary>
+    int InputSize { get; }
+    /// <summary>Floats per output sample.</summary>
+    int OutputSize { get; }
+    /// <summary>Floats per target sample (1 for sparse categorical cross-entropy).</summary>
+    int TargetSize { get; }
+    /// <summary>The largest batch the preallocated buffers hold.</summary>
+    int MaxBatchSize { get; }
+    /// <summary>The loss <see cref="TrainStep"/> minimises.</summary>
+    Loss Loss { get; }
+
+    /// <summary>Inference: writes one output row per input row. The batch is inputs.Length / InputSize.</summary>
+    void Predict(ReadOnlySpan<float> inputs, Span<float> outputs);
+
+    /// <summary>One step of training: forward in training mode, loss, backward, optimizer update. Returns the loss.</summary>
+    float TrainStep(ReadOnlySpan<float> inputs, ReadOnlySpan<float> targets, Training.Optimizer optimizer);
+
+    /// <summary>The outputs of the last <see cref="TrainStep"/>'s training-mode forward pass (for metrics).</summary>
+    ReadOnlySpan<float> LastTrainingOutputs { get; }
+
+    /// <summary>A Keras-style summary table computed at compile time.</summary>
+    string Summary();
+}

@@ -1,0 +1,161 @@
+using System;
+
+namespace ModelGen.Training;
+
+/// <summary>
+/// Keras' losses on probabilities, reduced by mean over the batch ("sum_over_batch_size"). Each call
+/// returns the loss and, when a gradient span is given, writes dLoss/dPrediction. Sums run in double so
+/// the result does not depend on the batch size's rounding.
+/// </summary>
+public static class Losses
+{
+    /// <summary>Keras' backend epsilon: probabilities are clipped to [Epsilon, 1 - Epsilon].</summary>
+    public const float Epsilon = 1e-7f;
+
+    /// <summary>How many target values one sample needs for <paramref name="loss"/> at an output of <paramref name="units"/>.</summary>
+    public static int TargetSize(Loss loss, int units) => loss == Loss.SparseCategoricalCrossentropy ? 1 : units;
+
+    /// <param name="gradient">Receives dLoss/dPrediction (batch, units); empty to skip.</param>
+    /// <param name="model">Model name for error messages.</param>
+    /// <param name="layer">Output layer name for error messages.</param>
+    public static float Compute(Loss loss, ReadOnlySpan<float> predictions, ReadOnlySpan<float> targets, Span<float> gradient,
+        int batch, int units, string model, string layer)
+    {
+        if (loss == Loss.SparseCategoricalCrossentropy) CheckLabels(targets, batch, units, model, layer);
+        bool wantGradient = !gradient.IsEmpty;
+        double total = 0;
+        switch (loss)
+        {
+            case Loss.MeanSquaredError:
+            {
+                float scale = 2f / (batch * units);
+                for (int i = 0; i < batch * units; i++)
+                {
+                    float difference = predictions[i] - targets[i];
+                    total += (double)difference * difference;
+                    if (wantGradient) gradient[i] = scale * difference;
+                }
+                return (float)(total / ((double)batch * units));
+            }
+            case Loss.BinaryCrossentropy:
+            {
+                float scale = 1f / (batch * units);
+                for (int i = 0; i < batch * units; i++)
+                {
+                    float p = predictions[i], y = targets[i];
+                    float clipped = Math.Clamp(p, Epsilon, 1f - Epsilon);
+                    total -= y * Math.Log(clipped) + (1 - y) * Math.Log(1 - clipped);
+                    if (wantGradient) gradient[i] = InRange(p) ? scale * (-y / clipped + (1f - y) / (1f - clipped)) : 0f;
+                }
+                return (float)(total / ((double)batch * units));
+            }
+            case Loss.CategoricalCrossentropy:
+            case Loss.SparseCategoricalCrossentropy:
+            {
+                bool sparse = loss == Loss.SparseCategoricalCrossentropy;
+                for (int sample = 0; sample < batch; sample++)
+                {
+                    var p = predictions.Slice(sample * units, units);
+                    var dp = wantGradient ? gradient.Slice(sample * units, units) : default;
+                    total += CrossEntropy(p, sparse ? default : targets.Slice(sample * units, units),
+                        sparse ? (int)targets[sample] : -1, dp, 1f / batch);
+                }
+                return (float)(total / batch);
+            }
+            default:
+                throw new ArgumentOutOfRangeException(nameof(loss), loss, null);
+        }
+    }
+
+    private static bool InRange(float p) => p > Epsilon && p < 1f - Epsilon;
+
+    /// <summary>
+    /// One sample of Keras' categorical cross-entropy: q = p / Σp, L = -Σ y log clip(q). The gradient flows
+    /// through the clip (zero where it bites) and the normalisation, exactly as autodiff on Keras' code would;
+    /// with a softmax in front it reduces to (p - y) when nothing is clipped.
+    /// </summary>
+    private static double CrossEntropy(ReadOnlySpan<float> p, ReadOnlySpan<float> oneHot, int label, Span<float> dp, float scale)
+    {
+        int units = p.Length;
+        float sum = 0f;
+        for (int j = 0; j < units; j++) sum += p[j];
+        double loss = 0;
+        float weighted = 0f; // Σ_j dL/dq_j · q_j
+        for (int j = 0; j < units; j++)
+        {
+            float y = label >= 0 ? (j == label ? 1f : 0f) : oneHot[j];
+            float q = p[j] / sum;
+            float clipped = Math.Clamp(q, Epsilon, 1f - Epsilon);
+            if (y != 0f) loss -= y * Math.Log(clipped);
+            float dq = InRange(q) ? -y / clipped : 0f;
+            if (!dp.IsEmpty) dp[j] = dq;
+            weighted += dq * q;
+        }
+        if (!dp.IsEmpty)
+        {
+            for (int j = 0; j < units; j++) dp[j] = scale * (dp[j] - weighted) / sum;
+        }
+        return loss;
+    }
+
+    private static void CheckLabels(ReadOnlySpan<float> targets, int batch, int units, string model, string layer)
+    {
+        for (int sample = 0; sample < batch; sample++)
+        {
+            float label = targets[sample];
+            if (!(label >= 0 && label < units) || label != MathF.Floor(label))
+            {
+                throw new ArgumentOutOfRangeException("targets",
+                    $"{model}: label {label} of sample {sample} is not a class index of output layer '{layer}': " +
+                    $"sparse_categorical_crossentropy expects integers in [0, {units}) for an output of shape (batch, {units}).");
+            }
+        }
+    }
+}
+
+/// <summary>Keras' "accuracy" metric, resolved from the loss as Keras does.</summary>
+public static class Metrics
+{
+    /// <summary>Sum over samples of each sample's accuracy (0..1); divide by the sample count for the mean.</summary>
+    public static double CorrectCount(Loss loss, ReadOnlySpan<float> predictions, ReadOnlySpan<float> targets, int batch, int units)
+    {
+        double correct = 0;
+        for (int sample = 0; sample < batch; sample++)
+        {
+            var p = predictions.Slice(sample * units, units);
+            switch (loss)
+            {
+                case Loss.SparseCategoricalCrossentropy:
+                    if (ArgMax(p) == (int)targets[sample]) correct++;
+                    break;
+                case Loss.CategoricalCrossentropy:
+                    if (ArgMax(p) == ArgMax(targets.Slice(sample * units, units))) correct++;
+                    break;
+                case Loss.BinaryCrossentropy:
+                {
+                    // binary_accuracy: prediction > 0.5 compared with the target, averaged over the last axis
+                    int hits = 0;
+                    for (int j = 0; j < units; j++) if ((p[j] > 0.5f ? 1f : 0f) == targets[sample * units + j]) hits++;
+                    correct += (double)hits / units;
+                    break;
+                }
+                default:
+                {
+                    int hits = 0;
+                    for (int j = 0; j < units; j++) if (p[j] == targets[sample * units + j]) hits++;
+                    correct += (double)hits / units;
+                    break;
+                }
+            }
+        }
+        return correct;
+    }
+
+    /// <summary>Index of the largest value; the first one on ties, as numpy's argmax.</summary>
+    public static int ArgMax(ReadOnlySpan<float> values)
+    {
+        int best = 0;
+        for (int j = 1; j < values.Length; j++) if (values[j] > values[best]) best = j;
+        return best;
+    }
+}

@@ -1,0 +1,147 @@
+using System;
+using System.Numerics;
+using System.Runtime.InteropServices;
+
+namespace ModelGen.Training;
+
+/// <summary>
+/// An optimizer updates a model's one contiguous parameter buffer from its one gradient buffer. State
+/// (momenta) is sized on the first step; one optimizer serves one model.
+/// </summary>
+public abstract class Optimizer
+{
+    protected Optimizer(float learningRate) => LearningRate = learningRate;
+
+    public float LearningRate { get; set; }
+    /// <summary>Steps taken so far (Keras' <c>optimizer.iterations</c>).</summary>
+    public long Iterations { get; private set; }
+
+    /// <summary>Applies one update. Called by the generated <c>TrainStep</c> after a finite loss.</summary>
+    public void Step(Span<float> parameters, ReadOnlySpan<float> gradients)
+    {
+        if (gradients.Length != parameters.Length) throw new ArgumentException("Gradient and parameter buffers differ in length.");
+        EnsureState(parameters.Length);
+        Iterations++;
+        Update(parameters, gradients);
+    }
+
+    /// <summary>Forgets all state (momenta, step count), as a freshly constructed optimizer.</summary>
+    public virtual void Reset() => Iterations = 0;
+
+    protected abstract void EnsureState(int parameterCount);
+    protected abstract void Update(Span<float> parameters, ReadOnlySpan<float> gradients);
+
+    protected static float[] Allocate(ref float[]? state, int length)
+    {
+        if (state is null) return state = new float[length];
+        if (state.Length != length)
+        {
+            throw new InvalidOperationException(
+                $"This optimizer holds state for {state.Length} parameters but was given {length}: use one optimizer per model, or Reset() it.");
+        }
+        return state;
+    }
+}
+
+/// <summary>Keras' SGD: m = momentum·m - lr·g; p += m (nesterov: p += momentum·m - lr·g).</summary>
+public sealed class Sgd : Optimizer
+{
+    private float[]? velocity;
+
+    public Sgd(float learningRate = 0.01f, float momentum = 0f, bool nesterov = false) : base(learningRate)
+    {
+        if (momentum < 0f || momentum > 1f) throw new ArgumentOutOfRangeException(nameof(momentum), momentum, "momentum must be in [0, 1].");
+        Momentum = momentum;
+        Nesterov = nesterov;
+    }
+
+    public float Momentum { get; }
+    public bool Nesterov { get; }
+
+    public override void Reset() { base.Reset(); velocity = null; }
+
+    protected override void EnsureState(int parameterCount)
+    {
+        if (Momentum != 0f) Allocate(ref velocity, parameterCount);
+    }
+
+    protected override void Update(Span<float> parameters, ReadOnlySpan<float> gradients)
+    {
+        float lr = LearningRate;
+        if (Momentum == 0f)
+        {
+            for (int i = 0; i < parameters.Length; i++) parameters[i] += -gradients[i] * lr;
+            return;
+        }
+        var m = velocity!;
+        for (int i = 0; i < parameters.Length; i++)
+        {
+            m[i] = -gradients[i] * lr + m[i] * Momentum;
+            parameters[i] += Nesterov ? -gradients[i] * lr + m[i] * Momentum : m[i];
+        }
+    }
+}
+
+/// <summary>
+/// Keras' Adam: m += (g - m)(1 - β1); v += (g² - v)(1 - β2); p -= α·m / (√v + ε) with
+/// α = lr·√(1 - β2^t) / (1 - β1^t). Note ε is added to √v, not to the bias-corrected √v̂ as in PyTorch.
+/// </summary>
+public sealed class Adam : Optimizer
+{
+    private float[]? firstMoment, secondMoment;
+
+    public Adam(float learningRate = 0.001f, float beta1 = 0.9f, float beta2 = 0.999f, float epsilon = 1e-7f) : base(learningRate)
+    {
+        Beta1 = beta1;
+        Beta2 = beta2;
+        Epsilon = epsilon;
+    }
+
+    public float Beta1 { get; }
+    public float Beta2 { get; }
+    public float Epsilon { get; }
+
+    public override void Reset() { base.Reset(); firstMoment = null; secondMoment = null; }
+
+    protected override void EnsureState(int parameterCount)
+    {
+        Allocate(ref firstMoment, parameterCount);
+        Allocate(ref secondMoment, parameterCount);
+    }
+
+    protected override void Update(Span<float> parameters, ReadOnlySpan<float> gradients)
+    {
+        long t = Iterations;
+        float alpha = (float)(LearningRate * Math.Sqrt(1 - Math.Pow(Beta2, t)) / (1 - Math.Pow(Beta1, t)));
+        Span<float> m = firstMoment, v = secondMoment;
+        int i = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            var pv = MemoryMarshal.Cast<float, Vector<float>>(parameters);
+            var gv = MemoryMarshal.Cast<float, Vector<float>>(gradients);
+            var mv = MemoryMarshal.Cast<float, Vector<float>>(m);
+            var vv = MemoryMarshal.Cast<float, Vector<float>>(v);
+            var oneMinusBeta1 = new Vector<float>(1f - Beta1);
+            var oneMinusBeta2 = new Vector<float>(1f - Beta2);
+            var epsilon = new Vector<float>(Epsilon);
+            var alphaVector = new Vector<float>(alpha);
+            for (int k = 0; k < pv.Length; k++)
+            {
+                var g = gv[k];
+                var mk = mv[k] + (g - mv[k]) * oneMinusBeta1;
+                var vk = vv[k] + (g * g - vv[k]) * oneMinusBeta2;
+                mv[k] = mk;
+                vv[k] = vk;
+                pv[k] -= mk * alphaVector / (Vector.SquareRoot(vk) + epsilon);
+            }
+            i = pv.Length * Vector<float>.Count;
+        }
+        for (; i < parameters.Length; i++)
+        {
+            float g = gradients[i];
+            m[i] += (g - m[i]) * (1f - Beta1);
+            v[i] += (g * g - v[i]) * (1f - Beta2);
+            parameters[i] -= m[i] * alpha / (MathF.Sqrt(v[i]) + Epsilon);
+        }
+    }
+}

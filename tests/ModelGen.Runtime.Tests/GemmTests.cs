@@ -1,0 +1,137 @@
+using ModelGen.Kernels;
+
+namespace ModelGen.Runtime.Tests;
+
+/// <summary>Every GEMM form on every SIMD path this machine can run, against a double-precision triple loop, at sizes with odd remainders.</summary>
+public class GemmTests
+{
+    public static TheoryData<SimdPath, int, int, int> Cases()
+    {
+        var data = new TheoryData<SimdPath, int, int, int>();
+        var sizes = new (int M, int K, int N)[] { (1, 1, 1), (1, 784, 256), (3, 5, 7), (4, 16, 32), (5, 17, 33), (7, 3, 65), (13, 29, 31), (32, 64, 10), (9, 100, 48), (2, 1, 129) };
+        foreach (var path in Enum.GetValues<SimdPath>())
+        {
+            if (!Simd.IsSupported(path)) continue;
+            foreach (var (m, k, n) in sizes) data.Add(path, m, k, n);
+        }
+        return data;
+    }
+
+    [Theory, MemberData(nameof(Cases))]
+    public void Multiply_matches_reference_with_bias_relu_and_accumulate(SimdPath path, int m, int k, int n)
+    {
+        var random = new Random(m * 1000 + k * 10 + n);
+        var a = RandomMatrix(random, m * k);
+        var b = RandomMatrix(random, k * n);
+        var bias = RandomMatrix(random, n);
+        var start = RandomMatrix(random, m * n);
+
+        var expected = Reference(m, k, n, (i, p) => a[i * k + p], (p, j) => b[p * n + j]);
+        using (new PathScope(path))
+        {
+            var plain = new float[m * n];
+            Gemm.Multiply(a, b, plain, m, k, n);
+            AssertClose(expected, plain, k);
+
+            var fused = new float[m * n];
+            Gemm.Multiply(a, b, fused, m, k, n, bias, relu: true);
+            AssertClose(expected.Select((v, idx) => Math.Max(v + bias[idx % n], 0)).ToArray(), fused, k);
+
+            var accumulated = (float[])start.Clone();
+            Gemm.Multiply(a, b, accumulated, m, k, n, accumulate: true);
+            AssertClose(expected.Select((v, idx) => v + start[idx]).ToArray(), accumulated, k);
+        }
+    }
+
+    [Theory, MemberData(nameof(Cases))]
+    public void MultiplyTransposedA_matches_reference(SimdPath path, int m, int k, int n)
+    {
+        var random = new Random(m * 7 + k * 11 + n);
+        var a = RandomMatrix(random, k * m); // stored (k, m)
+        var b = RandomMatrix(random, k * n);
+        var start = RandomMatrix(random, m * n);
+        var expected = Reference(m, k, n, (i, p) => a[p * m + i], (p, j) => b[p * n + j]);
+        using (new PathScope(path))
+        {
+            var c = new float[m * n];
+            Gemm.MultiplyTransposedA(a, b, c, m, k, n);
+            AssertClose(expected, c, k);
+            var accumulated = (float[])start.Clone();
+            Gemm.MultiplyTransposedA(a, b, accumulated, m, k, n, accumulate: true);
+            AssertClose(expected.Select((v, idx) => v + start[idx]).ToArray(), accumulated, k);
+        }
+    }
+
+    [Theory, MemberData(nameof(Cases))]
+    public void MultiplyTransposedB_matches_reference(SimdPath path, int m, int k, int n)
+    {
+        var random = new Random(m * 13 + k * 17 + n);
+        var a = RandomMatrix(random, m * k);
+        var b = RandomMatrix(random, n * k); // stored (n, k)
+        var start = RandomMatrix(random, m * n);
+        var expected = Reference(m, k, n, (i, p) => a[i * k + p], (p, j) => b[j * k + p]);
+        using (new PathScope(path))
+        {
+            var c = new float[m * n];
+            Gemm.MultiplyTransposedB(a, b, c, m, k, n);
+            AssertClose(expected, c, k);
+            var accumulated = (float[])start.Clone();
+            Gemm.MultiplyTransposedB(a, b, accumulated, m, k, n, accumulate: true);
+            AssertClose(expected.Select((v, idx) => v + start[idx]).ToArray(), accumulated, k);
+        }
+    }
+
+    [Fact]
+    public void Gemm_never_writes_past_the_output()
+    {
+        var a = new float[3 * 5];
+        var b = new float[5 * 17];
+        Array.Fill(a, 1f);
+        Array.Fill(b, 1f);
+        var c = new float[3 * 17 + 4];
+        Array.Fill(c, -9f);
+        Gemm.Multiply(a, b, c, 3, 5, 17);
+        Assert.All(c.Take(51), v => Assert.Equal(5f, v));
+        Assert.All(c.Skip(51), v => Assert.Equal(-9f, v));
+    }
+
+    [Fact]
+    public void Too_short_operands_throw_instead_of_reading_out_of_bounds()
+    {
+        Assert.Throws<ArgumentException>(() => Gemm.Multiply(new float[5], new float[6], new float[6], 2, 3, 2));
+        Assert.Throws<ArgumentException>(() => Gemm.MultiplyTransposedB(new float[6], new float[6], new float[3], 2, 3, 2));
+    }
+
+    internal static float[] RandomMatrix(Random random, int length) => Enumerable.Range(0, length).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+
+    private static double[] Reference(int m, int k, int n, Func<int, int, float> a, Func<int, int, float> b)
+    {
+        var c = new double[m * n];
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++)
+            {
+                double sum = 0;
+                for (int p = 0; p < k; p++) sum += (double)a(i, p) * b(p, j);
+                c[i * n + j] = sum;
+            }
+        return c;
+    }
+
+    /// <summary>Float32 sums of k products of values in [-1, 1]: error bounded by k·2⁻²⁴ in the worst case.</summary>
+    private static void AssertClose(double[] expected, float[] actual, int k)
+    {
+        double tolerance = 1e-6 * (k + 1);
+        for (int i = 0; i < expected.Length; i++)
+        {
+            Assert.True(Math.Abs(expected[i] - actual[i]) <= tolerance, $"element {i}: expected {expected[i]}, got {actual[i]}");
+        }
+    }
+
+    /// <summary>Runs a block on one SIMD path and restores the default afterwards.</summary>
+    private sealed class PathScope : IDisposable
+    {
+        private readonly SimdPath saved = Simd.Current;
+        public PathScope(SimdPath path) => Simd.Current = path;
+        public void Dispose() => Simd.Current = saved;
+    }
+}

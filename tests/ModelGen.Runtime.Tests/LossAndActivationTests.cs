@@ -1,0 +1,140 @@
+using ModelGen.Kernels;
+using ModelGen.Training;
+
+namespace ModelGen.Runtime.Tests;
+
+/// <summary>Loss and activation gradients against central finite differences computed in double.</summary>
+public class LossAndActivationTests
+{
+    [Theory]
+    [InlineData(Loss.MeanSquaredError)]
+    [InlineData(Loss.BinaryCrossentropy)]
+    [InlineData(Loss.CategoricalCrossentropy)]
+    [InlineData(Loss.SparseCategoricalCrossentropy)]
+    public void Loss_gradient_matches_finite_differences(Loss loss)
+    {
+        const int batch = 3, units = 4;
+        var random = new Random(5);
+        var predictions = Enumerable.Range(0, batch * units).Select(_ => (float)(0.05 + 0.9 * random.NextDouble())).ToArray();
+        float[] targets = loss switch
+        {
+            Loss.SparseCategoricalCrossentropy => new float[] { 2, 0, 3 },
+            Loss.CategoricalCrossentropy => new float[] { 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 1 },
+            Loss.BinaryCrossentropy => Enumerable.Range(0, batch * units).Select(i => (float)(i % 2)).ToArray(),
+            _ => Enumerable.Range(0, batch * units).Select(_ => (float)random.NextDouble()).ToArray(),
+        };
+        var gradient = new float[batch * units];
+        Losses.Compute(loss, predictions, targets, gradient, batch, units, "M", "out");
+
+        const float step = 1e-3f;
+        for (int i = 0; i < predictions.Length; i++)
+        {
+            var plus = (float[])predictions.Clone(); plus[i] += step;
+            var minus = (float[])predictions.Clone(); minus[i] -= step;
+            double numeric = ((double)Losses.Compute(loss, plus, targets, default, batch, units, "M", "out")
+                            - Losses.Compute(loss, minus, targets, default, batch, units, "M", "out")) / (2 * step);
+            Assert.True(Math.Abs(numeric - gradient[i]) <= 2e-3 * Math.Max(1, Math.Abs(numeric)), $"{loss} element {i}: analytic {gradient[i]}, numeric {numeric}");
+        }
+    }
+
+    [Fact]
+    public void Softmax_cross_entropy_gradient_reduces_to_p_minus_y_over_batch()
+    {
+        var logits = new float[] { 0.3f, -1.2f, 2.0f, 0.1f, 0.5f, 0.4f };
+        Activations.Forward(Activation.Softmax, logits, 2, 3);
+        var gradient = new float[6];
+        Losses.Compute(Loss.SparseCategoricalCrossentropy, logits, new float[] { 2, 0 }, gradient, 2, 3, "M", "out");
+        Activations.Backward(Activation.Softmax, logits, gradient, 2, 3);
+        var oneHot = new float[] { 0, 0, 1, 1, 0, 0 };
+        for (int i = 0; i < 6; i++) Assert.Equal((logits[i] - oneHot[i]) / 2, gradient[i], 6);
+    }
+
+    [Fact]
+    public void Cross_entropy_clips_probabilities_like_keras()
+    {
+        // A zero probability on the true class costs -log(1e-7), not infinity.
+        float loss = Losses.Compute(Loss.SparseCategoricalCrossentropy, new float[] { 1f, 0f }, new float[] { 1 }, default, 1, 2, "M", "out");
+        Assert.Equal(-Math.Log(1e-7), loss, 4);
+        float binary = Losses.Compute(Loss.BinaryCrossentropy, new float[] { 1f }, new float[] { 0 }, default, 1, 1, "M", "out");
+        Assert.Equal(-Math.Log(1 - (1 - 1e-7f)), binary, 2);
+    }
+
+    [Theory]
+    [InlineData(Activation.Linear)]
+    [InlineData(Activation.Relu)]
+    [InlineData(Activation.Sigmoid)]
+    [InlineData(Activation.Tanh)]
+    [InlineData(Activation.Softmax)]
+    public void Activation_backward_matches_finite_differences(Activation activation)
+    {
+        const int rows = 2, columns = 5;
+        var random = new Random(11);
+        var x = Enumerable.Range(0, rows * columns).Select(_ => (float)(random.NextDouble() * 4 - 2)).ToArray();
+        var weights = Enumerable.Range(0, rows * columns).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+        // Scalar objective L = Σ w ⊙ f(x): dL/df = w.
+        double Objective(float[] input)
+        {
+            var y = (float[])input.Clone();
+            Activations.Forward(activation, y, rows, columns);
+            return y.Select((v, i) => (double)v * weights[i]).Sum();
+        }
+        var output = (float[])x.Clone();
+        Activations.Forward(activation, output, rows, columns);
+        var gradient = (float[])weights.Clone();
+        Activations.Backward(activation, output, gradient, rows, columns);
+
+        const float step = 1e-3f;
+        for (int i = 0; i < x.Length; i++)
+        {
+            if (activation == Activation.Relu && Math.Abs(x[i]) < 2 * step) continue; // the kink itself has no derivative
+            var plus = (float[])x.Clone(); plus[i] += step;
+            var minus = (float[])x.Clone(); minus[i] -= step;
+            double numeric = (Objective(plus) - Objective(minus)) / (2 * step);
+            Assert.True(Math.Abs(numeric - gradient[i]) <= 2e-3 * Math.Max(1, Math.Abs(numeric)), $"{activation} element {i}: analytic {gradient[i]}, numeric {numeric}");
+        }
+    }
+
+    [Fact]
+    public void Sparse_labels_outside_the_class_range_are_rejected_with_the_layer_and_shape()
+    {
+        var error = Assert.Throws<ArgumentOutOfRangeException>(() =>
+            Losses.Compute(Loss.SparseCategoricalCrossentropy, new float[6], new float[] { 0, 3 }, default, 2, 3, "Mnist", "predictions"));
+        Assert.Contains("Mnist", error.Message);
+        Assert.Contains("'predictions'", error.Message);
+        Assert.Contains("[0, 3)", error.Message);
+        Assert.Throws<ArgumentOutOfRangeException>(() =>
+            Losses.Compute(Loss.SparseCategoricalCrossentropy, new float[6], new float[] { 0.5f, 1 }, default, 2, 3, "Mnist", "predictions"));
+    }
+
+    [Fact]
+    public void Dropout_keeps_about_one_minus_rate_and_scales_the_kept_values()
+    {
+        var random = new SeededRandom(3);
+        var input = Enumerable.Repeat(1f, 10000).ToArray();
+        var output = new float[input.Length];
+        var mask = new float[input.Length];
+        DropoutKernel.Forward(input, output, mask, input.Length, 0.3f, ref random);
+        int kept = output.Count(v => v != 0);
+        Assert.InRange(kept, 6800, 7200);
+        Assert.All(output.Where(v => v != 0), v => Assert.Equal(1f / 0.7f, v, 5));
+        var gradient = new float[input.Length];
+        DropoutKernel.Backward(input, mask, gradient, input.Length);
+        Assert.Equal(output, gradient);
+    }
+
+    [Fact]
+    public void Seeded_random_is_reproducible_and_glorot_stays_in_its_limit()
+    {
+        var a = new SeededRandom(42);
+        var b = new SeededRandom(42);
+        for (int i = 0; i < 100; i++) Assert.Equal(a.NextUInt(), b.NextUInt());
+        var kernel = new float[784 * 256];
+        var random = new SeededRandom(1);
+        Initializers.GlorotUniform(kernel, 784, 256, ref random);
+        float limit = MathF.Sqrt(6f / (784 + 256));
+        Assert.All(kernel, v => Assert.InRange(v, -limit, limit));
+        Assert.InRange(kernel.Average(), -0.001, 0.001);
+        // Uniform variance is limit² / 3.
+        Assert.InRange(kernel.Select(v => (double)v * v).Average(), 0.97 * limit * limit / 3, 1.03 * limit * limit / 3);
+    }
+}

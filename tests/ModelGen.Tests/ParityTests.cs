@@ -1,0 +1,100 @@
+using System.Text.Json;
+using ModelGen.Training;
+
+namespace ModelGen.Tests;
+
+/// <summary>
+/// Forward output, loss, every gradient, one SGD (Nesterov) step and three Adam steps against numbers computed
+/// independently in PyTorch (float64) with Keras' conventions: tests/fixtures/make_parity_fixtures.py.
+/// </summary>
+public class ParityTests
+{
+    public static TheoryData<string> Models() => new() { nameof(ParityClassifier), nameof(ParityOneHot), nameof(ParityRegressor), nameof(ParityBinary) };
+
+    private static IModel Create(string name, int batch) => name switch
+    {
+        nameof(ParityClassifier) => new ParityClassifier(batch),
+        nameof(ParityOneHot) => new ParityOneHot(batch),
+        nameof(ParityRegressor) => new ParityRegressor(batch),
+        _ => new ParityBinary(batch),
+    };
+
+    [Theory, MemberData(nameof(Models))]
+    public void Forward_loss_and_gradients_match_pytorch(string name)
+    {
+        var (fixture, model, x, y) = Load(name);
+        var outputs = new float[fixture.GetProperty("outputs").GetArrayLength()];
+        model.Predict(x, outputs);
+        AssertClose("outputs", Floats(fixture.GetProperty("outputs")), outputs);
+
+        float loss = model.TrainStep(x, y, new Sgd(learningRate: 0f)); // a zero step: gradients only
+        AssertClose("loss", new[] { fixture.GetProperty("loss").GetDouble() }, new[] { loss });
+        foreach (var parameter in model.Layers.SelectMany(l => l.Parameters))
+        {
+            AssertClose(parameter.Name + " gradient", Floats(fixture.GetProperty("gradients").GetProperty(parameter.Name)), parameter.Gradient.ToArray());
+        }
+    }
+
+    [Theory, MemberData(nameof(Models))]
+    public void One_nesterov_sgd_step_matches_pytorch(string name)
+    {
+        var (fixture, model, x, y) = Load(name);
+        var sgd = fixture.GetProperty("sgd");
+        model.TrainStep(x, y, new Sgd(sgd.GetProperty("learning_rate").GetSingle(), sgd.GetProperty("momentum").GetSingle(), nesterov: true));
+        AssertWeights(model, sgd.GetProperty("weights_after_1_step"));
+    }
+
+    [Theory, MemberData(nameof(Models))]
+    public void Three_adam_steps_match_pytorch(string name)
+    {
+        var (fixture, model, x, y) = Load(name);
+        var adam = fixture.GetProperty("adam");
+        var optimizer = new Adam(adam.GetProperty("learning_rate").GetSingle());
+        var expectedLosses = Floats(adam.GetProperty("losses"));
+        for (int step = 0; step < 3; step++)
+        {
+            float loss = model.TrainStep(x, y, optimizer);
+            AssertClose($"loss at step {step + 1}", new[] { expectedLosses[step] }, new[] { loss });
+        }
+        AssertWeights(model, adam.GetProperty("weights_after_3_steps"));
+    }
+
+    private static (JsonElement Fixture, IModel Model, float[] X, float[] Y) Load(string name)
+    {
+        var fixture = JsonDocument.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "fixtures", name + ".json"))).RootElement;
+        var model = Create(name, fixture.GetProperty("batch").GetInt32());
+        foreach (var parameter in model.Layers.SelectMany(l => l.Parameters))
+        {
+            var values = Floats(fixture.GetProperty("weights").GetProperty(parameter.Name));
+            Assert.Equal(parameter.Length, values.Length);
+            values.Select(v => (float)v).ToArray().CopyTo(parameter.Values);
+        }
+        return (fixture, model, Floats(fixture.GetProperty("inputs")).Select(v => (float)v).ToArray(), Floats(fixture.GetProperty("targets")).Select(v => (float)v).ToArray());
+    }
+
+    private static void AssertWeights(IModel model, JsonElement expected)
+    {
+        foreach (var parameter in model.Layers.SelectMany(l => l.Parameters))
+        {
+            AssertClose(parameter.Name, Floats(expected.GetProperty(parameter.Name)), parameter.Values.ToArray());
+        }
+    }
+
+    private static double[] Floats(JsonElement array) => array.EnumerateArray().Select(e => e.GetDouble()).ToArray();
+
+    /// <summary>
+    /// 1e-5 relative. Entries that are sums with heavy cancellation (a gradient near zero) are measured against
+    /// 1% of the tensor's largest magnitude instead, since float32 cannot place them more precisely than that scale allows.
+    /// </summary>
+    internal static void AssertClose(string what, double[] expected, float[] actual)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        double scale = expected.Max(Math.Abs);
+        for (int i = 0; i < expected.Length; i++)
+        {
+            double reference = Math.Max(Math.Abs(expected[i]), 1e-2 * scale);
+            Assert.True(Math.Abs(actual[i] - expected[i]) <= 1e-5 * reference,
+                $"{what}[{i}]: expected {expected[i]:R}, got {actual[i]:R} (relative error {Math.Abs(actual[i] - expected[i]) / reference:E2})");
+        }
+    }
+}

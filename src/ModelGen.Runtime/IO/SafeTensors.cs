@@ -83,11 +83,6 @@ public static partial class ModelExtensions
         {
             var expected = AllParameters(model);
             var names = new HashSet<string>(expected.Select(p => p.Name));
-            foreach (var entry in document.RootElement.EnumerateObject())
-            {
-                if (entry.Name != "__metadata__" && !names.Contains(entry.Name))
-                    throw Invalid(model, path, $"it holds a tensor '{entry.Name}' that no layer of {model.Name} has (expected only {string.Join(", ", names)})");
-            }
             foreach (var parameter in expected)
             {
                 string layer = parameter.Name.Substring(0, parameter.Name.LastIndexOf('.'));
@@ -108,6 +103,11 @@ public static partial class ModelExtensions
                     var raw = MemoryMarshal.Cast<float, int>(target);
                     for (int i = 0; i < raw.Length; i++) raw[i] = BinaryPrimitives.ReverseEndianness(raw[i]);
                 }
+            }
+            foreach (var entry in document.RootElement.EnumerateObject())
+            {
+                if (entry.Name != "__metadata__" && !names.Contains(entry.Name))
+                    throw Invalid(model, path, $"it holds a tensor '{entry.Name}' that no layer of {model.Name} has (expected only {string.Join(", ", names)})");
             }
         }
         staged.CopyTo(model.Parameters, 0);

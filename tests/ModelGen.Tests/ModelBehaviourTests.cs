@@ -1,0 +1,150 @@
+using ModelGen.Training;
+
+namespace ModelGen.Tests;
+
+public class ModelBehaviourTests
+{
+    [Fact]
+    public void Mnist_classifier_has_the_keras_parameter_count_at_compile_time()
+    {
+        const int count = MnistClassifier.ParameterCount; // a compile-time constant
+        Assert.Equal(235_146, count);
+        Assert.Equal(235_146, MnistClassifier.TrainableParameterCount);
+        Assert.Equal(784, MnistClassifier.InputSize);
+        Assert.Equal(10, MnistClassifier.OutputSize);
+        var model = new MnistClassifier();
+        Assert.Equal(count, model.Parameters.Length);
+        Assert.Equal(count, model.Layers.SelectMany(l => l.Parameters).Sum(p => p.Length));
+    }
+
+    [Fact]
+    public void Summary_matches_keras_layout_and_numbers()
+    {
+        string expected = string.Join("\n",
+            "Model: \"MnistClassifier\"",
+            "┏━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━┓",
+            "┃ Layer (type)                         ┃ Output Shape                ┃         Param # ┃",
+            "┡━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━┩",
+            "│ hidden1 (Dense)                      │ (None, 256)                 │         200,960 │",
+            "├──────────────────────────────────────┼─────────────────────────────┼─────────────────┤",
+            "│ drop1 (Dropout)                      │ (None, 256)                 │               0 │",
+            "├──────────────────────────────────────┼─────────────────────────────┼─────────────────┤",
+            "│ hidden2 (Dense)                      │ (None, 128)                 │          32,896 │",
+            "├──────────────────────────────────────┼─────────────────────────────┼─────────────────┤",
+            "│ drop2 (Dropout)                      │ (None, 128)                 │               0 │",
+            "├──────────────────────────────────────┼─────────────────────────────┼─────────────────┤",
+            "│ predictions (Dense)                  │ (None, 10)                  │           1,290 │",
+            "└──────────────────────────────────────┴─────────────────────────────┴─────────────────┘",
+            " Total params: 235,146 (918.54 KB)",
+            " Trainable params: 235,146 (918.54 KB)",
+            " Non-trainable params: 0 (0.00 B)");
+        Assert.Equal(expected, new MnistClassifier().Summary());
+    }
+
+    [Fact]
+    public void Layers_are_typed_views_named_after_the_fields()
+    {
+        var model = new MnistClassifier(seed: 3);
+        Assert.Equal(new[] { "image", "hidden1", "drop1", "hidden2", "drop2", "predictions" }, model.Layers.Select(l => l.Name));
+        Assert.Equal("hidden1.kernel", model.hidden1.Kernel.Name);
+        Assert.Equal(new[] { 784, 256 }, model.hidden1.Kernel.Shape);
+        Assert.Equal(new[] { 256 }, model.hidden1.Bias!.Shape);
+        Assert.All(model.hidden1.Bias.Values.ToArray(), b => Assert.Equal(0f, b)); // Keras: zero biases
+        model.hidden1.Kernel.Values[5] = 42f; // a view, not a copy
+        Assert.Equal(42f, model.Parameters[5]);
+        Assert.Equal(0.3, model.drop1.Rate);
+    }
+
+    [Fact]
+    public void Same_seed_gives_same_weights_and_different_seeds_differ()
+    {
+        Assert.Equal(new MnistClassifier(seed: 5).Parameters, new MnistClassifier(seed: 5).Parameters);
+        Assert.NotEqual(new MnistClassifier(seed: 5).Parameters, new MnistClassifier(seed: 6).Parameters);
+    }
+
+    [Fact]
+    public void Dropout_is_identity_at_inference_and_active_in_training()
+    {
+        var model = new MnistClassifier(maxBatchSize: 4, seed: 1);
+        var x = Enumerable.Range(0, 4 * 784).Select(i => (float)Math.Sin(i)).ToArray();
+        var first = model.Predict(x);
+        var second = model.Predict(x);
+        Assert.Equal(first, second);
+        var y = new float[] { 1, 2, 3, 4 };
+        model.TrainStep(x, y, new Sgd(0f));
+        var trainingOutputs = model.LastTrainingOutputs.ToArray();
+        Assert.NotEqual(first, trainingOutputs); // dropout changed the training-mode forward pass
+    }
+
+    [Fact]
+    public void Steady_state_predict_and_train_step_allocate_nothing()
+    {
+        var model = new MnistClassifier(maxBatchSize: 32, seed: 2);
+        var x = Enumerable.Range(0, 32 * 784).Select(i => (float)((i * 37 % 101) / 101.0)).ToArray();
+        var y = Enumerable.Range(0, 32).Select(i => (float)(i % 10)).ToArray();
+        var outputs = new float[32 * 10];
+        var optimizer = new Adam();
+        for (int i = 0; i < 20; i++) { model.Predict(x, outputs); model.TrainStep(x, y, optimizer); }
+
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 100; i++)
+        {
+            model.Predict(x.AsSpan(0, 784), outputs.AsSpan(0, 10));
+            model.Predict(x, outputs);
+            model.TrainStep(x, y, optimizer);
+        }
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+    }
+
+    [Fact]
+    public void Fit_learns_and_reports_history_with_a_validation_split()
+    {
+        // Two interleaved classes on a circle: learnable but not linearly separable.
+        var random = new Random(4);
+        int n = 400;
+        var x = new float[n * 2];
+        var y = new float[n];
+        for (int i = 0; i < n; i++)
+        {
+            float a = (float)(random.NextDouble() * 2 - 1), b = (float)(random.NextDouble() * 2 - 1);
+            x[2 * i] = a; x[2 * i + 1] = b;
+            y[i] = a * a + b * b < 0.5f ? 1f : 0f;
+        }
+        var model = new Nested.Outer.Inner(maxBatchSize: 32, seed: 1);
+        var history = model.Fit(x, y, new Adam(0.05f), epochs: 60, batchSize: 32, validationSplit: 0.25, verbose: Verbosity.Silent);
+        Assert.Equal(60, history.Epochs);
+        Assert.True(history.Loss[^1] < history.Loss[0] / 2, $"loss {history.Loss[0]} -> {history.Loss[^1]}");
+        Assert.True(history.ValidationAccuracy[^1] > 0.9, $"validation accuracy {history.ValidationAccuracy[^1]}");
+        // Keras' validation_split holds out the last samples, before shuffling.
+        var evaluation = model.Evaluate(x.AsSpan(300 * 2), y.AsSpan(300));
+        Assert.Equal(history.ValidationLoss[^1], evaluation.Loss, 5);
+    }
+
+    [Fact]
+    public void Early_stopping_stops_and_restores_the_best_weights()
+    {
+        var random = new Random(9);
+        var x = Enumerable.Range(0, 64 * 5).Select(_ => (float)random.NextDouble()).ToArray();
+        var y = Enumerable.Range(0, 64 * 3).Select(_ => (float)random.NextDouble()).ToArray(); // noise: validation stops improving
+        var model = new ParityRegressor(maxBatchSize: 8, seed: 1);
+        var stopping = new EarlyStopping("val_loss", patience: 3, restoreBestWeights: true);
+        float[]? bestWeights = null;
+        var recorder = new BestRecorder(w => bestWeights = w);
+        var history = model.Fit(x, y, new Adam(0.05f), epochs: 200, batchSize: 8, validationSplit: 0.5, callbacks: [recorder, stopping], verbose: Verbosity.Silent);
+        Assert.True(history.Epochs < 200, "training should have stopped early");
+        Assert.Equal(history.Epochs - 1, stopping.StoppedEpoch);
+        Assert.Equal(history.ValidationLoss.IndexOf(history.ValidationLoss.Min()), stopping.BestEpoch);
+        Assert.Equal(bestWeights, model.Parameters);
+    }
+
+    /// <summary>Snapshots the weights whenever val_loss reaches a new minimum, independently of EarlyStopping.</summary>
+    private sealed class BestRecorder(Action<float[]> record) : Callback
+    {
+        private float best = float.PositiveInfinity;
+        public override bool OnEpochEnd(IModel model, EpochLogs logs)
+        {
+            if (logs.ValidationLoss < best) { best = logs.ValidationLoss; record((float[])model.Parameters.Clone()); }
+            return false;
+        }
+    }
+}

@@ -1,7 +1,12 @@
 namespace ModelGen;
 
 /// <summary>Training losses with Keras' reductions (mean over the batch). Linked into the generator: never renumber.</summary>
-public enum Loss
+#if MODELGEN_COMPILER
+internal // the generator's and analyzers' linked copy must not clash with the runtime's public type
+#else
+public
+#endif
+enum Loss
 {
     /// <summary>Keras "mse": mean over the last axis, then over the batch.</summary>
     MeanSquaredError = 0,

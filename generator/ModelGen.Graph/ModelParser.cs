@@ -59,7 +59,7 @@ internal static class ModelParser
                     context.Report(Diagnostics.UnsupportedMember, AttributeLocation(layerAttributes[1], field), field.Name, type.Name,
                         "a field is one layer and takes exactly one layer attribute");
                 }
-                else
+                if (layerAttributes.Count > 0)
                 {
                     var info = LayerAttributes[layerAttributes[0].AttributeClass!.ToDisplayString()];
                     CheckFieldType(field, layerAttributes[0], info.ShortName, info.FieldType, context);
@@ -170,7 +170,6 @@ internal static class ModelParser
                     {
                         context.Report(Diagnostics.IncompatibleInputShape, FieldLocation(field), field.Name, "Dense", ShapeText(shape), previous,
                             "a flat input of shape (None, features); Flatten is not available yet, so declare the input flat");
-                        return null;
                     }
                     layer = new LayerSpec(field.Name, kind, ImmutableArray.Create(Math.Max(units, 1)), inputSize, (Activation)activation, useBias);
                     break;

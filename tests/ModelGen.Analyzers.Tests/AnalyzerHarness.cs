@@ -1,0 +1,60 @@
+using System.Collections.Immutable;
+using System.Text;
+using Microsoft.CodeAnalysis;
+using Microsoft.CodeAnalysis.CSharp;
+using Microsoft.CodeAnalysis.Diagnostics;
+using Microsoft.CodeAnalysis.Text;
+using ModelGen.Analyzers;
+using ModelGen.Generator;
+using ModelGen.Testing;
+
+namespace ModelGen.Analyzers.Tests;
+
+/// <summary>
+/// Diagnostic tests without Microsoft.CodeAnalysis.Testing: sources mark each expected diagnostic as
+/// <c>{|MG0003:text|}</c>; the harness strips the markup and compares (id, span) sets exactly.
+/// </summary>
+internal static class AnalyzerHarness
+{
+    public static void Verify(string markedSource)
+    {
+        var (source, expected) = Parse(markedSource);
+        var actual = Analyze(source).Select(d => (d.Id, d.Location.SourceSpan)).OrderBy(d => d.SourceSpan.Start).ToList();
+        Assert.Equal(expected.OrderBy(d => d.Span.Start).Select(d => $"{d.Id} {d.Span} '{source.Substring(d.Span.Start, d.Span.Length)}'"),
+            actual.Select(d => $"{d.Id} {d.SourceSpan} '{source.Substring(d.SourceSpan.Start, d.SourceSpan.Length)}'"));
+    }
+
+    public static ImmutableArray<Diagnostic> Analyze(string source, bool withGeneratedCode = false)
+    {
+        Compilation compilation = Compilations.Create(source);
+        if (withGeneratedCode)
+        {
+            CSharpGeneratorDriver.Create(new[] { new ModelGenerator().AsSourceGenerator() }, parseOptions: Compilations.ParseOptions)
+                .RunGeneratorsAndUpdateCompilation(compilation, out compilation, out _);
+        }
+        return compilation.WithAnalyzers(ImmutableArray.Create<DiagnosticAnalyzer>(new ModelAnalyzer()))
+            .GetAnalyzerDiagnosticsAsync().GetAwaiter().GetResult();
+    }
+
+    private static (string Source, List<(string Id, TextSpan Span)> Expected) Parse(string marked)
+    {
+        var text = new StringBuilder();
+        var expected = new List<(string, TextSpan)>();
+        int i = 0;
+        while (i < marked.Length)
+        {
+            if (marked.AsSpan(i).StartsWith("{|"))
+            {
+                int colon = marked.IndexOf(':', i);
+                int end = marked.IndexOf("|}", colon, StringComparison.Ordinal);
+                string id = marked.Substring(i + 2, colon - i - 2);
+                string content = marked.Substring(colon + 1, end - colon - 1);
+                expected.Add((id, new TextSpan(text.Length, content.Length)));
+                text.Append(content);
+                i = end + 2;
+            }
+            else text.Append(marked[i++]);
+        }
+        return (text.ToString(), expected);
+    }
+}

@@ -1,0 +1,191 @@
+using Microsoft.CodeAnalysis;
+
+namespace ModelGen.Analyzers.Tests;
+
+/// <summary>One test per diagnostic: its id and its exact span. Severity and message are checked where they carry the point.</summary>
+public class DiagnosticTests
+{
+    [Fact]
+    public void MG0001_class_not_partial()
+    {
+        AnalyzerHarness.Verify("""
+            using ModelGen;
+            [Sequential] class {|MG0001:Model|} { [Input(4)] Input x; [Dense(2)] Dense d; }
+            """);
+    }
+
+    [Fact]
+    public void MG0001_containing_type_not_partial()
+    {
+        AnalyzerHarness.Verify("""
+            using ModelGen;
+            class {|MG0001:Outer|} { [Sequential] partial class Model { [Input(4)] Input x; [Dense(2)] Dense d; } }
+            """);
+    }
+
+    [Fact]
+    public void MG0002_sequential_without_input_shape()
+    {
+        AnalyzerHarness.Verify("""
+            using ModelGen;
+            [Sequential] partial class {|MG0002:Model|} { [Dense(8)] Dense d; [Dense(2)] Dense e; }
+            """);
+        var diagnostic = Assert.Single(AnalyzerHarness.Analyze("using ModelGen; [Sequential] partial class Model { [Dense(8)] Dense d; }"));
+        Assert.Equal(DiagnosticSeverity.Error, diagnostic.Severity);
+        Assert.Contains("has not yet been built", diagnostic.GetMessage());
+    }
+
+    [Fact]
+    public void MG0003_invalid_layer_configuration_points_at_the_argument()
+    {
+        AnalyzerHarness.Verify("""
+            using ModelGen;
+            [Sequential] partial class Model
+            {
+                [Input({|MG0003:0|})] Input x;
+                [Dense({|MG0003:0|}, Activation.Relu)] Dense d;
+                [Dropout({|MG0003:1.5|})] Dropout p;
+                [Dense(2, {|MG0003:(Activation)99|})] Dense e;
+            }
+            """);
+    }
+
+    [Fact]
+    public void MG0003_invalid_loss()
+    {
+        AnalyzerHarness.Verify("""
+            using ModelGen;
+            [Sequential({|MG0003:Loss = (Loss)42|})] partial class Model { [Input(4)] Input x; [Dense(2)] Dense d; }
+            """);
+    }
+
+    [Fact]
+    public void MG0004_unsupported_members()
+    {
+        AnalyzerHarness.Verify("""
+            using ModelGen;
+            [Sequential] partial class Model
+            {
+                [Input(4)] Input x;
+                int {|MG0004:counter|};
+                [Dense(2)] [{|MG0004:Dropout(0.1)|}] Dense d;
+                public {|MG0004:Model|}() { }
+                static int shared;       // static fields are fine
+                const int Units = 2;     // so are constants
+                public int Helper() => 1; // and methods
+            }
+            """);
+    }
+
+    [Fact]
+    public void MG0005_field_type_does_not_match_its_attribute()
+    {
+        AnalyzerHarness.Verify("""
+            using ModelGen;
+            [Sequential] partial class Model { [Input(4)] Input x; [Dense(2)] {|MG0005:Dropout|} d; }
+            """);
+    }
+
+    [Fact]
+    public void MG0006_input_not_first_or_repeated()
+    {
+        AnalyzerHarness.Verify("""
+            using ModelGen;
+            [Sequential] partial class First { [Dense(2)] Dense d; [Input(4)] Input {|MG0006:x|}; }
+            [Sequential] partial class Twice { [Input(4)] Input x; [Dense(2)] Dense d; [Input(3)] Input {|MG0006:y|}; }
+            """);
+    }
+
+    [Fact]
+    public void MG0007_dense_fed_an_image()
+    {
+        var diagnostics = AnalyzerHarness.Analyze("using ModelGen; [Sequential] partial class Model { [Input(28, 28, 1)] Input image; [Dense(10)] Dense d; }");
+        var diagnostic = Assert.Single(diagnostics);
+        Assert.Equal("MG0007", diagnostic.Id);
+        Assert.Contains("(None, 28, 28, 1)", diagnostic.GetMessage());
+        AnalyzerHarness.Verify("""
+            using ModelGen;
+            [Sequential] partial class Model { [Input(28, 28, 1)] Input image; [Dense(10)] Dense {|MG0007:d|}; }
+            """);
+    }
+
+    [Fact]
+    public void MG0008_input_without_layers()
+    {
+        AnalyzerHarness.Verify("""
+            using ModelGen;
+            [Sequential] partial class {|MG0008:Model|} { [Input(4)] Input x; }
+            """);
+    }
+
+    [Fact]
+    public void MG0009_generic_static_or_abstract_model()
+    {
+        AnalyzerHarness.Verify("""
+            using ModelGen;
+            [Sequential] partial class {|MG0009:Generic|}<T> { [Input(4)] Input x; [Dense(2)] Dense d; }
+            [Sequential] abstract partial class {|MG0009:Base|} { [Input(4)] Input x; [Dense(2)] Dense d; }
+            """);
+    }
+
+    [Fact]
+    public void Valid_models_raise_nothing_even_with_their_generated_code_present()
+    {
+        const string source = """
+            using ModelGen;
+            namespace App;
+            [Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
+            public partial class MnistClassifier
+            {
+                [Input(784)] Input image;
+                [Dense(256, Activation.Relu)] Dense hidden1;
+                [Dropout(0.3)] Dropout drop1;
+                [Dense(128, Activation.Relu)] Dense hidden2;
+                [Dropout(0.3)] Dropout drop2;
+                [Dense(10, Activation.Softmax)] Dense predictions;
+            }
+            public partial class Outer
+            {
+                [Sequential(Loss = Loss.BinaryCrossentropy)]
+                internal partial class Inner { [Input(3)] Input x; [Dense(4, UseBias = false)] Dense p; [Activation(Activation.Tanh)] ActivationLayer a; [Dense(1, Activation.Sigmoid)] Dense y; }
+            }
+            """;
+        Assert.Empty(AnalyzerHarness.Analyze(source));
+        Assert.Empty(AnalyzerHarness.Analyze(source, withGeneratedCode: true));
+    }
+
+    [Fact]
+    public void Analyzer_never_throws_on_broken_code()
+    {
+        foreach (var source in new[]
+        {
+            "using ModelGen; [Sequential] partial class A { [Input(] Input x; }",
+            "using ModelGen; [Sequential] partial class B { [Dense(\"x\")] Dense d; [Input(4)] Missing i; }",
+            "using ModelGen; [Sequential(Loss = )] partial class C : { }",
+            "using ModelGen; [Sequential] partial record D { [Input(4)] Input x; }",
+        })
+        {
+            // An analyzer exception is reported as diagnostic AD0001.
+            Assert.DoesNotContain(AnalyzerHarness.Analyze(source), d => d.Id == "AD0001");
+        }
+    }
+
+    [Fact]
+    public void Every_diagnostic_has_a_help_link_to_its_readme_entry()
+    {
+        var analyzer = new ModelAnalyzer();
+        var readme = File.ReadAllText(Path.Combine(FindRoot(), "README.md"));
+        foreach (var descriptor in analyzer.SupportedDiagnostics)
+        {
+            Assert.EndsWith("#" + descriptor.Id.ToLowerInvariant(), descriptor.HelpLinkUri);
+            Assert.Contains($"| {descriptor.Id} |", readme);
+        }
+    }
+
+    private static string FindRoot()
+    {
+        var directory = new DirectoryInfo(AppContext.BaseDirectory);
+        while (!File.Exists(Path.Combine(directory.FullName, "ModelGen.sln"))) directory = directory.Parent!;
+        return directory.FullName;
+    }
+}

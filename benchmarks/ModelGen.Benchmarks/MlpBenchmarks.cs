@@ -1,0 +1,77 @@
+using BenchmarkDotNet.Attributes;
+using ModelGen;
+using ModelGen.Kernels;
+using ModelGen.Training;
+
+/// <summary>The seed's MNIST MLP (784-256-128-10, the PyTorch peer's "mlp" in shared/peers): inference and one Adam step.</summary>
+[MemoryDiagnoser]
+public class MlpBenchmarks
+{
+    private MnistClassifier model;
+    private float[] inputs, targets, outputs;
+    private Adam optimizer;
+
+    [Params(1, 32, 128)]
+    public int Batch { get; set; }
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        model = new MnistClassifier(maxBatchSize: Batch, seed: 0);
+        var random = new SeededRandom(1);
+        inputs = Enumerable.Range(0, Batch * 784).Select(_ => random.NextFloat()).ToArray();
+        targets = Enumerable.Range(0, Batch).Select(i => (float)(i % 10)).ToArray();
+        outputs = new float[Batch * 10];
+        optimizer = new Adam(learningRate: 1e-3f);
+    }
+
+    [Benchmark]
+    public float Predict()
+    {
+        model.Predict(inputs, outputs);
+        return outputs[0];
+    }
+
+    [Benchmark]
+    public float TrainStep() => model.TrainStep(inputs, targets, optimizer);
+}
+
+/// <summary>GEMM at the MLP's shapes (shared/peers' sgemm table), forward form.</summary>
+public class GemmBenchmarks
+{
+    private float[] a, b, c;
+
+    [Params("128x256x784", "128x128x256", "128x10x128", "1x256x784")]
+    public string Shape { get; set; }
+
+    private int m, n, k;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        var parts = Shape.Split('x').Select(int.Parse).ToArray();
+        (m, n, k) = (parts[0], parts[1], parts[2]);
+        var random = new SeededRandom(2);
+        a = Enumerable.Range(0, m * k).Select(_ => random.NextFloat()).ToArray();
+        b = Enumerable.Range(0, k * n).Select(_ => random.NextFloat()).ToArray();
+        c = new float[m * n];
+    }
+
+    [Benchmark]
+    public float Multiply()
+    {
+        Gemm.Multiply(a, b, c, m, k, n);
+        return c[0];
+    }
+}
+
+[Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
+public partial class MnistClassifier
+{
+    [Input(784)] Input image;
+    [Dense(256, Activation.Relu)] Dense hidden1;
+    [Dropout(0.3)] Dropout drop1;
+    [Dense(128, Activation.Relu)] Dense hidden2;
+    [Dropout(0.3)] Dropout drop2;
+    [Dense(10, Activation.Softmax)] Dense predictions;
+}

@@ -127,6 +127,17 @@ public static class Gemm
         {
             for (int i = 0; i < m; i++) RowVector<TLanes, TVector>(ref a0, i, rowStride, depthStride, ref b0, ref c0, k, n, j, epilogue);
         }
+        // Columns narrower than one vector (a 10-class output on AVX-512): step down to 256- and 128-bit vectors before going scalar.
+        if (width > 8 && j + 8 <= n)
+        {
+            for (int i = 0; i < m; i++) RowVector<Lanes256, System.Runtime.Intrinsics.Vector256<float>>(ref a0, i, rowStride, depthStride, ref b0, ref c0, k, n, j, epilogue);
+            j += 8;
+        }
+        if (width > 4 && j + 4 <= n)
+        {
+            for (int i = 0; i < m; i++) RowVector<Lanes128, System.Runtime.Intrinsics.Vector128<float>>(ref a0, i, rowStride, depthStride, ref b0, ref c0, k, n, j, epilogue);
+            j += 4;
+        }
         for (; j < n; j++)
         {
             for (int i = 0; i < m; i++)

@@ -1,18 +1,22 @@
 using System;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 
 namespace ModelGen.Kernels;
 
 /// <summary>
-/// Single-precision matrix products on row-major data, in the three forms a dense layer's forward
-/// and backward passes need, without materialising a transpose:
+/// Single-precision matrix products on row-major data, in the three forms a dense layer's forward and
+/// backward passes need, without materialising a transpose:
 /// <list type="bullet">
 /// <item><see cref="Multiply"/>: C(m,n) = A(m,k)·B(k,n) (+ bias, optional ReLU) — forward.</item>
 /// <item><see cref="MultiplyTransposedA"/>: C(m,n) = Aᵀ·B with A stored (k,m) — kernel gradient.</item>
 /// <item><see cref="MultiplyTransposedB"/>: C(m,n) = A·Bᵀ with B stored (n,k) — input gradient.</item>
 /// </list>
 /// Every form either overwrites C or, with <c>accumulate</c>, adds to it (shared weights sum gradients).
+/// Large products go through one packed, cache-blocked path: packing copies blocks of A and B into the
+/// order the register-blocked micro-kernel reads them, which is also where the transposes are absorbed.
+/// Products of a few rows (batch 1 inference) stream B once per row instead, with no packing.
 /// </summary>
 public static class Gemm
 {
@@ -20,38 +24,19 @@ public static class Gemm
         ReadOnlySpan<float> bias = default, bool relu = false, bool accumulate = false)
     {
         Check(a.Length >= m * k && b.Length >= k * n && c.Length >= m * n && (bias.IsEmpty || bias.Length >= n), m, k, n);
-        var epilogue = new Epilogue(bias, relu, accumulate);
-        // A(i, p) = a[i*k + p]
-        switch (Simd.Current)
-        {
-            case SimdPath.Avx512: BroadcastKernel<Lanes512, System.Runtime.Intrinsics.Vector512<float>>(a, k, 1, b, c, m, k, n, epilogue); break;
-            case SimdPath.Avx2: BroadcastKernel<Lanes256, System.Runtime.Intrinsics.Vector256<float>>(a, k, 1, b, c, m, k, n, epilogue); break;
-            default: BroadcastKernel<Lanes128, System.Runtime.Intrinsics.Vector128<float>>(a, k, 1, b, c, m, k, n, epilogue); break;
-        }
+        Dispatch(new Matrix(a, k, 1), new Matrix(b, n, 1), c, m, k, n, new Epilogue(bias, relu, accumulate));
     }
 
     public static void MultiplyTransposedA(ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> c, int m, int k, int n, bool accumulate = false)
     {
         Check(a.Length >= k * m && b.Length >= k * n && c.Length >= m * n, m, k, n);
-        var epilogue = new Epilogue(default, false, accumulate);
-        // A stored (k, m): Aᵀ(i, p) = a[p*m + i]
-        switch (Simd.Current)
-        {
-            case SimdPath.Avx512: BroadcastKernel<Lanes512, System.Runtime.Intrinsics.Vector512<float>>(a, 1, m, b, c, m, k, n, epilogue); break;
-            case SimdPath.Avx2: BroadcastKernel<Lanes256, System.Runtime.Intrinsics.Vector256<float>>(a, 1, m, b, c, m, k, n, epilogue); break;
-            default: BroadcastKernel<Lanes128, System.Runtime.Intrinsics.Vector128<float>>(a, 1, m, b, c, m, k, n, epilogue); break;
-        }
+        Dispatch(new Matrix(a, 1, m), new Matrix(b, n, 1), c, m, k, n, new Epilogue(default, false, accumulate));
     }
 
     public static void MultiplyTransposedB(ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> c, int m, int k, int n, bool accumulate = false)
     {
         Check(a.Length >= m * k && b.Length >= n * k && c.Length >= m * n, m, k, n);
-        switch (Simd.Current)
-        {
-            case SimdPath.Avx512: DotKernel<Lanes512, System.Runtime.Intrinsics.Vector512<float>>(a, b, c, m, k, n, accumulate); break;
-            case SimdPath.Avx2: DotKernel<Lanes256, System.Runtime.Intrinsics.Vector256<float>>(a, b, c, m, k, n, accumulate); break;
-            default: DotKernel<Lanes128, System.Runtime.Intrinsics.Vector128<float>>(a, b, c, m, k, n, accumulate); break;
-        }
+        Dispatch(new Matrix(a, k, 1), new Matrix(b, 1, k), c, m, k, n, new Epilogue(default, false, accumulate));
     }
 
     private static void Check(bool ok, int m, int k, int n)
@@ -59,7 +44,15 @@ public static class Gemm
         if (!ok) throw new ArgumentException($"Gemm operands too short for m={m}, k={k}, n={n}.");
     }
 
-    /// <summary>What happens to an accumulated tile before it is stored.</summary>
+    /// <summary>A strided view: element (row, column) is at <c>Data[row * RowStride + column * ColumnStride]</c>.</summary>
+    private readonly ref struct Matrix(ReadOnlySpan<float> data, int rowStride, int columnStride)
+    {
+        public readonly ReadOnlySpan<float> Data = data;
+        public readonly int RowStride = rowStride;
+        public readonly int ColumnStride = columnStride;
+    }
+
+    /// <summary>What happens to a finished tile before it is stored.</summary>
     private readonly ref struct Epilogue(ReadOnlySpan<float> bias, bool relu, bool accumulate)
     {
         public readonly ReadOnlySpan<float> Bias = bias;
@@ -67,205 +60,354 @@ public static class Gemm
         public readonly bool Accumulate = accumulate;
     }
 
+    private static void Dispatch(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, in Epilogue epilogue)
+    {
+        switch (Simd.Current)
+        {
+            case SimdPath.Avx512: Run<Lanes512, Vector512<float>>(a, b, c, m, k, n, epilogue); break;
+            case SimdPath.Avx2: Run<Lanes256, Vector256<float>>(a, b, c, m, k, n, epilogue); break;
+            default: Run<Lanes128, Vector128<float>>(a, b, c, m, k, n, epilogue); break;
+        }
+    }
+
+    /// <summary>Rows below this stream B per row; from here on packing B pays for itself.</summary>
+    private const int StreamingRows = 4;
+
+    private static void Run<TLanes, TVector>(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, in Epilogue epilogue)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        if (m < StreamingRows && b.ColumnStride == 1)
+        {
+            for (int i = 0; i < m; i++) StreamRow<TLanes, TVector>(a, i, b, c.Slice(i * n, n), k, n, epilogue);
+        }
+        else if (m < StreamingRows)
+        {
+            for (int i = 0; i < m; i++) DotRow<TLanes, TVector>(a, i, b, c.Slice(i * n, n), k, n, epilogue);
+        }
+        else
+        {
+            Packed<TLanes, TVector>(a, b, c, m, k, n, epilogue);
+        }
+    }
+
+    // ---- Packed path -------------------------------------------------------------------------------
+
+    private const int RowsPerTile = 6;       // MR: rows of A per micro-kernel tile
+    private const int DepthBlock = 256;      // KC: depth of one packed block (a 256 x 32 B panel is 32 KB: L1)
+    private const int RowBlock = 96;         // MC: rows of A packed at once (96 x 256 floats = 96 KB: L2)
+    private const int ColumnBlock = 1024;    // NC: columns of B packed at once (256 x 1024 floats = 1 MB: L2/L3)
+
+    [ThreadStatic] private static AlignedBuffer? packedA;
+    [ThreadStatic] private static AlignedBuffer? packedB;
+
     /// <summary>
-    /// Register-blocked kernel for C = A·B where A(i, p) = a[i*rowStride + p*depthStride]: four rows of A
-    /// are broadcast against two vectors of a row of B, so eight accumulators stay in registers for the whole
-    /// depth. Column panels of B are the outer loop so each panel stays in cache across all row blocks.
+    /// A pinned scratch array whose usable part starts on a 64-byte boundary, so no 512-bit load of a packed
+    /// panel straddles two cache lines. One per thread, allocated once.
     /// </summary>
-    private static void BroadcastKernel<TLanes, TVector>(ReadOnlySpan<float> a, int rowStride, int depthStride,
-        ReadOnlySpan<float> b, Span<float> c, int m, int k, int n, in Epilogue epilogue)
+    private sealed class AlignedBuffer
+    {
+        private readonly float[] array;
+        private readonly int start;
+
+        public unsafe AlignedBuffer(int length)
+        {
+            array = GC.AllocateUninitializedArray<float>(length + 16, pinned: true);
+            fixed (float* first = array) start = (int)((64 - ((nint)first & 63)) & 63) / sizeof(float);
+        }
+
+        public Span<float> Span => array.AsSpan(start, array.Length - 16);
+    }
+
+    private static void Packed<TLanes, TVector>(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, in Epilogue epilogue)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        int tileColumns = 2 * TLanes.Count; // NR
+        var aPanel = (packedA ??= new AlignedBuffer(RowBlock * DepthBlock)).Span;
+        var bPanel = (packedB ??= new AlignedBuffer(DepthBlock * (ColumnBlock + 64))).Span;
+        Span<float> spill = stackalloc float[RowsPerTile * 32];
+
+        for (int jc = 0; jc < n; jc += ColumnBlock)
+        {
+            int nc = Math.Min(ColumnBlock, n - jc);
+            for (int pc = 0; pc < k; pc += DepthBlock)
+            {
+                int kc = Math.Min(DepthBlock, k - pc);
+                PackB(b, pc, kc, jc, nc, tileColumns, bPanel);
+                var stage = new Stage(first: pc == 0, last: pc + kc >= k);
+                for (int ic = 0; ic < m; ic += RowBlock)
+                {
+                    int mc = Math.Min(RowBlock, m - ic);
+                    PackA(a, ic, mc, pc, kc, aPanel);
+                    for (int jr = 0; jr < nc; jr += tileColumns)
+                    {
+                        ref float bTile = ref bPanel[jr * kc];
+                        int columns = Math.Min(tileColumns, nc - jr);
+                        for (int ir = 0; ir < mc; ir += RowsPerTile)
+                        {
+                            int rows = Math.Min(RowsPerTile, mc - ir);
+                            MicroKernel<TLanes, TVector>(ref aPanel[ir * kc], ref bTile, kc, c, n, ic + ir, jc + jr, rows, columns, stage, epilogue, spill);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>Where a depth block sits: the first one starts from bias (or C when accumulating), later ones add to C, the last applies ReLU.</summary>
+    private readonly struct Stage(bool first, bool last)
+    {
+        public readonly bool First = first;
+        public readonly bool Last = last;
+    }
+
+    /// <summary>
+    /// Copies B(pc.., jc..) into panels of <paramref name="tileColumns"/> columns, depth step after depth step,
+    /// zero-padded. Reads always run along B's contiguous axis: rows when B is row-major, columns when it is
+    /// stored transposed (the input-gradient product).
+    /// </summary>
+    private static void PackB(in Matrix b, int pc, int kc, int jc, int nc, int tileColumns, Span<float> panel)
+    {
+        ref float source = ref MemoryMarshal.GetReference(b.Data);
+        ref float target = ref MemoryMarshal.GetReference(panel);
+        for (int jr = 0; jr < nc; jr += tileColumns)
+        {
+            int columns = Math.Min(tileColumns, nc - jr);
+            ref float tile = ref Unsafe.Add(ref target, jr * kc);
+            if (b.ColumnStride == 1)
+            {
+                for (int p = 0; p < kc; p++)
+                {
+                    ref float row = ref Unsafe.Add(ref source, (pc + p) * b.RowStride + jc + jr);
+                    Unsafe.CopyBlockUnaligned(ref Unsafe.As<float, byte>(ref Unsafe.Add(ref tile, p * tileColumns)), ref Unsafe.As<float, byte>(ref row), (uint)(columns * sizeof(float)));
+                }
+            }
+            else
+            {
+                for (int j = 0; j < columns; j++)
+                {
+                    ref float column = ref Unsafe.Add(ref source, (jc + jr + j) * b.ColumnStride + pc * b.RowStride);
+                    for (int p = 0; p < kc; p++) Unsafe.Add(ref tile, p * tileColumns + j) = Unsafe.Add(ref column, p * b.RowStride);
+                }
+            }
+            if (columns < tileColumns)
+            {
+                for (int p = 0; p < kc; p++) MemoryMarshal.CreateSpan(ref Unsafe.Add(ref tile, p * tileColumns + columns), tileColumns - columns).Clear();
+            }
+        }
+    }
+
+    /// <summary>
+    /// Copies A(ic.., pc..) into panels of six rows, depth step after depth step (so the kernel broadcasts
+    /// consecutive floats), zero-padded. Reads run along A's contiguous axis in both layouts.
+    /// </summary>
+    private static void PackA(in Matrix a, int ic, int mc, int pc, int kc, Span<float> panel)
+    {
+        ref float source = ref MemoryMarshal.GetReference(a.Data);
+        ref float target = ref MemoryMarshal.GetReference(panel);
+        for (int ir = 0; ir < mc; ir += RowsPerTile)
+        {
+            int rows = Math.Min(RowsPerTile, mc - ir);
+            ref float tile = ref Unsafe.Add(ref target, ir * kc);
+            if (rows < RowsPerTile) MemoryMarshal.CreateSpan(ref tile, RowsPerTile * kc).Clear();
+            if (a.RowStride == 1)
+            {
+                // A stored transposed: the six rows of one depth step are adjacent.
+                for (int p = 0; p < kc; p++)
+                {
+                    ref float step = ref Unsafe.Add(ref source, (pc + p) * a.ColumnStride + ic + ir);
+                    for (int r = 0; r < rows; r++) Unsafe.Add(ref tile, p * RowsPerTile + r) = Unsafe.Add(ref step, r);
+                }
+            }
+            else
+            {
+                for (int r = 0; r < rows; r++)
+                {
+                    ref float row = ref Unsafe.Add(ref source, (ic + ir + r) * a.RowStride + pc * a.ColumnStride);
+                    for (int p = 0; p < kc; p++) Unsafe.Add(ref tile, p * RowsPerTile + r) = Unsafe.Add(ref row, p * a.ColumnStride);
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// A 6 x 2-vector tile of C (6 x 32 on AVX-512): twelve accumulators stay in registers for the whole depth
+    /// block; each step loads two vectors of B and broadcasts six floats of A.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void MicroKernel<TLanes, TVector>(ref float a, ref float b, int kc, Span<float> c, int ldc, int row, int column,
+        int rows, int columns, Stage stage, in Epilogue epilogue, Span<float> spill)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
         int width = TLanes.Count;
-        ref float a0 = ref MemoryMarshal.GetReference(a);
-        ref float b0 = ref MemoryMarshal.GetReference(b);
-        ref float c0 = ref MemoryMarshal.GetReference(c);
-        ref float bias0 = ref MemoryMarshal.GetReference(epilogue.Bias);
-        bool hasBias = !epilogue.Bias.IsEmpty;
-
-        int j = 0;
-        for (; j + 2 * width <= n; j += 2 * width)
+        TVector c00 = TLanes.Zero, c01 = TLanes.Zero, c10 = TLanes.Zero, c11 = TLanes.Zero, c20 = TLanes.Zero, c21 = TLanes.Zero;
+        TVector c30 = TLanes.Zero, c31 = TLanes.Zero, c40 = TLanes.Zero, c41 = TLanes.Zero, c50 = TLanes.Zero, c51 = TLanes.Zero;
+        for (int p = 0; p < kc; p++)
         {
-            int i = 0;
-            for (; i + 4 <= m; i += 4)
+            TVector b0 = TLanes.Load(ref b);
+            TVector b1 = TLanes.Load(ref Unsafe.Add(ref b, width));
+            TVector x = TLanes.Broadcast(a);
+            c00 = TLanes.MultiplyAdd(x, b0, c00); c01 = TLanes.MultiplyAdd(x, b1, c01);
+            x = TLanes.Broadcast(Unsafe.Add(ref a, 1));
+            c10 = TLanes.MultiplyAdd(x, b0, c10); c11 = TLanes.MultiplyAdd(x, b1, c11);
+            x = TLanes.Broadcast(Unsafe.Add(ref a, 2));
+            c20 = TLanes.MultiplyAdd(x, b0, c20); c21 = TLanes.MultiplyAdd(x, b1, c21);
+            x = TLanes.Broadcast(Unsafe.Add(ref a, 3));
+            c30 = TLanes.MultiplyAdd(x, b0, c30); c31 = TLanes.MultiplyAdd(x, b1, c31);
+            x = TLanes.Broadcast(Unsafe.Add(ref a, 4));
+            c40 = TLanes.MultiplyAdd(x, b0, c40); c41 = TLanes.MultiplyAdd(x, b1, c41);
+            x = TLanes.Broadcast(Unsafe.Add(ref a, 5));
+            c50 = TLanes.MultiplyAdd(x, b0, c50); c51 = TLanes.MultiplyAdd(x, b1, c51);
+            a = ref Unsafe.Add(ref a, RowsPerTile);
+            b = ref Unsafe.Add(ref b, 2 * width);
+        }
+
+        ref float target = ref MemoryMarshal.GetReference(c);
+        if (rows == RowsPerTile && columns == 2 * width)
+        {
+            ref float tile = ref Unsafe.Add(ref target, row * ldc + column);
+            StoreRow<TLanes, TVector>(ref tile, c00, c01, column, stage, epilogue);
+            StoreRow<TLanes, TVector>(ref Unsafe.Add(ref tile, ldc), c10, c11, column, stage, epilogue);
+            StoreRow<TLanes, TVector>(ref Unsafe.Add(ref tile, 2 * ldc), c20, c21, column, stage, epilogue);
+            StoreRow<TLanes, TVector>(ref Unsafe.Add(ref tile, 3 * ldc), c30, c31, column, stage, epilogue);
+            StoreRow<TLanes, TVector>(ref Unsafe.Add(ref tile, 4 * ldc), c40, c41, column, stage, epilogue);
+            StoreRow<TLanes, TVector>(ref Unsafe.Add(ref tile, 5 * ldc), c50, c51, column, stage, epilogue);
+            return;
+        }
+
+        // An edge tile: spill the accumulators and finish only the valid part element by element.
+        ref float s = ref MemoryMarshal.GetReference(spill);
+        int stride = 2 * width;
+        TLanes.Store(ref s, c00); TLanes.Store(ref Unsafe.Add(ref s, width), c01);
+        TLanes.Store(ref Unsafe.Add(ref s, stride), c10); TLanes.Store(ref Unsafe.Add(ref s, stride + width), c11);
+        TLanes.Store(ref Unsafe.Add(ref s, 2 * stride), c20); TLanes.Store(ref Unsafe.Add(ref s, 2 * stride + width), c21);
+        TLanes.Store(ref Unsafe.Add(ref s, 3 * stride), c30); TLanes.Store(ref Unsafe.Add(ref s, 3 * stride + width), c31);
+        TLanes.Store(ref Unsafe.Add(ref s, 4 * stride), c40); TLanes.Store(ref Unsafe.Add(ref s, 4 * stride + width), c41);
+        TLanes.Store(ref Unsafe.Add(ref s, 5 * stride), c50); TLanes.Store(ref Unsafe.Add(ref s, 5 * stride + width), c51);
+        for (int r = 0; r < rows; r++)
+        {
+            for (int j = 0; j < columns; j++)
             {
-                TVector start0 = hasBias ? TLanes.Load(ref Unsafe.Add(ref bias0, j)) : TLanes.Zero;
-                TVector start1 = hasBias ? TLanes.Load(ref Unsafe.Add(ref bias0, j + width)) : TLanes.Zero;
-                TVector c00 = start0, c01 = start1, c10 = start0, c11 = start1, c20 = start0, c21 = start1, c30 = start0, c31 = start1;
-                ref float aRow = ref Unsafe.Add(ref a0, i * rowStride);
-                for (int p = 0; p < k; p++)
-                {
-                    ref float bRow = ref Unsafe.Add(ref b0, p * n + j);
-                    TVector b0v = TLanes.Load(ref bRow);
-                    TVector b1v = TLanes.Load(ref Unsafe.Add(ref bRow, width));
-                    ref float ap = ref Unsafe.Add(ref aRow, p * depthStride);
-                    TVector a0v = TLanes.Broadcast(ap);
-                    c00 = TLanes.MultiplyAdd(a0v, b0v, c00); c01 = TLanes.MultiplyAdd(a0v, b1v, c01);
-                    TVector a1v = TLanes.Broadcast(Unsafe.Add(ref ap, rowStride));
-                    c10 = TLanes.MultiplyAdd(a1v, b0v, c10); c11 = TLanes.MultiplyAdd(a1v, b1v, c11);
-                    TVector a2v = TLanes.Broadcast(Unsafe.Add(ref ap, 2 * rowStride));
-                    c20 = TLanes.MultiplyAdd(a2v, b0v, c20); c21 = TLanes.MultiplyAdd(a2v, b1v, c21);
-                    TVector a3v = TLanes.Broadcast(Unsafe.Add(ref ap, 3 * rowStride));
-                    c30 = TLanes.MultiplyAdd(a3v, b0v, c30); c31 = TLanes.MultiplyAdd(a3v, b1v, c31);
-                }
-                StoreTile<TLanes, TVector>(ref Unsafe.Add(ref c0, i * n + j), c00, epilogue);
-                StoreTile<TLanes, TVector>(ref Unsafe.Add(ref c0, i * n + j + width), c01, epilogue);
-                StoreTile<TLanes, TVector>(ref Unsafe.Add(ref c0, (i + 1) * n + j), c10, epilogue);
-                StoreTile<TLanes, TVector>(ref Unsafe.Add(ref c0, (i + 1) * n + j + width), c11, epilogue);
-                StoreTile<TLanes, TVector>(ref Unsafe.Add(ref c0, (i + 2) * n + j), c20, epilogue);
-                StoreTile<TLanes, TVector>(ref Unsafe.Add(ref c0, (i + 2) * n + j + width), c21, epilogue);
-                StoreTile<TLanes, TVector>(ref Unsafe.Add(ref c0, (i + 3) * n + j), c30, epilogue);
-                StoreTile<TLanes, TVector>(ref Unsafe.Add(ref c0, (i + 3) * n + j + width), c31, epilogue);
+                ref float destination = ref Unsafe.Add(ref target, (row + r) * ldc + column + j);
+                destination = Finish(Unsafe.Add(ref s, r * stride + j), destination, column + j, stage, epilogue);
             }
-            for (; i < m; i++)
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreRow<TLanes, TVector>(ref float destination, TVector low, TVector high, int column, Stage stage, in Epilogue epilogue)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        int width = TLanes.Count;
+        TLanes.Store(ref destination, FinishVector<TLanes, TVector>(low, ref destination, column, stage, epilogue));
+        ref float next = ref Unsafe.Add(ref destination, width);
+        TLanes.Store(ref next, FinishVector<TLanes, TVector>(high, ref next, column + width, stage, epilogue));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static TVector FinishVector<TLanes, TVector>(TVector sum, ref float destination, int column, Stage stage, in Epilogue epilogue)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        if (!stage.First || epilogue.Accumulate) sum = TLanes.Add(sum, TLanes.Load(ref destination));
+        if (stage.First && !epilogue.Bias.IsEmpty) sum = TLanes.Add(sum, TLanes.Load(ref Unsafe.Add(ref MemoryMarshal.GetReference(epilogue.Bias), column)));
+        if (stage.Last && epilogue.Relu) sum = TLanes.Max(sum, TLanes.Zero);
+        return sum;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Finish(float sum, float existing, int column, Stage stage, in Epilogue epilogue)
+    {
+        if (!stage.First || epilogue.Accumulate) sum += existing;
+        if (stage.First && !epilogue.Bias.IsEmpty) sum += epilogue.Bias[column];
+        if (stage.Last && epilogue.Relu) sum = MathF.Max(sum, 0f);
+        return sum;
+    }
+
+    // ---- Streaming path (a few rows) ---------------------------------------------------------------
+
+    /// <summary>
+    /// One row of C = (row of A)·B with B's rows contiguous: four vectors of columns at a time keep four
+    /// independent accumulator chains busy while B streams through once.
+    /// </summary>
+    private static void StreamRow<TLanes, TVector>(in Matrix a, int i, in Matrix b, Span<float> c, int k, int n, in Epilogue epilogue)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        int width = TLanes.Count;
+        ref float a0 = ref Unsafe.Add(ref MemoryMarshal.GetReference(a.Data), i * a.RowStride);
+        ref float b0 = ref MemoryMarshal.GetReference(b.Data);
+        ref float c0 = ref MemoryMarshal.GetReference(c);
+        var whole = new Stage(first: true, last: true);
+        int j = 0;
+        for (; j + 4 * width <= n; j += 4 * width)
+        {
+            TVector s0 = TLanes.Zero, s1 = TLanes.Zero, s2 = TLanes.Zero, s3 = TLanes.Zero;
+            ref float bColumn = ref Unsafe.Add(ref b0, j);
+            for (int p = 0; p < k; p++)
             {
-                RowVector<TLanes, TVector>(ref a0, i, rowStride, depthStride, ref b0, ref c0, k, n, j, epilogue);
-                RowVector<TLanes, TVector>(ref a0, i, rowStride, depthStride, ref b0, ref c0, k, n, j + width, epilogue);
+                TVector x = TLanes.Broadcast(Unsafe.Add(ref a0, p * a.ColumnStride));
+                ref float bRow = ref Unsafe.Add(ref bColumn, p * b.RowStride);
+                s0 = TLanes.MultiplyAdd(x, TLanes.Load(ref bRow), s0);
+                s1 = TLanes.MultiplyAdd(x, TLanes.Load(ref Unsafe.Add(ref bRow, width)), s1);
+                s2 = TLanes.MultiplyAdd(x, TLanes.Load(ref Unsafe.Add(ref bRow, 2 * width)), s2);
+                s3 = TLanes.MultiplyAdd(x, TLanes.Load(ref Unsafe.Add(ref bRow, 3 * width)), s3);
             }
+            ref float target = ref Unsafe.Add(ref c0, j);
+            TLanes.Store(ref target, FinishVector<TLanes, TVector>(s0, ref target, j, whole, epilogue));
+            TLanes.Store(ref Unsafe.Add(ref target, width), FinishVector<TLanes, TVector>(s1, ref Unsafe.Add(ref target, width), j + width, whole, epilogue));
+            TLanes.Store(ref Unsafe.Add(ref target, 2 * width), FinishVector<TLanes, TVector>(s2, ref Unsafe.Add(ref target, 2 * width), j + 2 * width, whole, epilogue));
+            TLanes.Store(ref Unsafe.Add(ref target, 3 * width), FinishVector<TLanes, TVector>(s3, ref Unsafe.Add(ref target, 3 * width), j + 3 * width, whole, epilogue));
         }
         for (; j + width <= n; j += width)
         {
-            for (int i = 0; i < m; i++) RowVector<TLanes, TVector>(ref a0, i, rowStride, depthStride, ref b0, ref c0, k, n, j, epilogue);
-        }
-        // Columns narrower than one vector (a 10-class output on AVX-512): step down to 256- and 128-bit vectors before going scalar.
-        if (width > 8 && j + 8 <= n)
-        {
-            for (int i = 0; i < m; i++) RowVector<Lanes256, System.Runtime.Intrinsics.Vector256<float>>(ref a0, i, rowStride, depthStride, ref b0, ref c0, k, n, j, epilogue);
-            j += 8;
-        }
-        if (width > 4 && j + 4 <= n)
-        {
-            for (int i = 0; i < m; i++) RowVector<Lanes128, System.Runtime.Intrinsics.Vector128<float>>(ref a0, i, rowStride, depthStride, ref b0, ref c0, k, n, j, epilogue);
-            j += 4;
+            TVector s = TLanes.Zero;
+            for (int p = 0; p < k; p++)
+            {
+                s = TLanes.MultiplyAdd(TLanes.Broadcast(Unsafe.Add(ref a0, p * a.ColumnStride)), TLanes.Load(ref Unsafe.Add(ref b0, p * b.RowStride + j)), s);
+            }
+            ref float target = ref Unsafe.Add(ref c0, j);
+            TLanes.Store(ref target, FinishVector<TLanes, TVector>(s, ref target, j, whole, epilogue));
         }
         for (; j < n; j++)
         {
-            for (int i = 0; i < m; i++)
-            {
-                float sum = hasBias ? Unsafe.Add(ref bias0, j) : 0f;
-                ref float aRow = ref Unsafe.Add(ref a0, i * rowStride);
-                for (int p = 0; p < k; p++) sum = MathF.FusedMultiplyAdd(Unsafe.Add(ref aRow, p * depthStride), Unsafe.Add(ref b0, p * n + j), sum);
-                ref float target = ref Unsafe.Add(ref c0, i * n + j);
-                if (epilogue.Accumulate) sum += target;
-                target = epilogue.Relu ? MathF.Max(sum, 0f) : sum;
-            }
+            float s = 0f;
+            for (int p = 0; p < k; p++) s = MathF.FusedMultiplyAdd(Unsafe.Add(ref a0, p * a.ColumnStride), Unsafe.Add(ref b0, p * b.RowStride + j), s);
+            ref float target = ref Unsafe.Add(ref c0, j);
+            target = Finish(s, target, j, whole, epilogue);
         }
     }
 
-    /// <summary>One row of C, one vector wide: the remainder of the broadcast kernel.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void RowVector<TLanes, TVector>(ref float a0, int i, int rowStride, int depthStride, ref float b0, ref float c0,
-        int k, int n, int j, in Epilogue epilogue)
-        where TLanes : struct, ILanes<TVector> where TVector : struct
-    {
-        TVector sum = epilogue.Bias.IsEmpty ? TLanes.Zero : TLanes.Load(ref Unsafe.Add(ref MemoryMarshal.GetReference(epilogue.Bias), j));
-        ref float aRow = ref Unsafe.Add(ref a0, i * rowStride);
-        for (int p = 0; p < k; p++)
-        {
-            sum = TLanes.MultiplyAdd(TLanes.Broadcast(Unsafe.Add(ref aRow, p * depthStride)), TLanes.Load(ref Unsafe.Add(ref b0, p * n + j)), sum);
-        }
-        StoreTile<TLanes, TVector>(ref Unsafe.Add(ref c0, i * n + j), sum, epilogue);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StoreTile<TLanes, TVector>(ref float destination, TVector value, in Epilogue epilogue)
-        where TLanes : struct, ILanes<TVector> where TVector : struct
-    {
-        if (epilogue.Accumulate) value = TLanes.MultiplyAdd(TLanes.Broadcast(1f), TLanes.Load(ref destination), value);
-        if (epilogue.Relu) value = TLanes.Max(value, TLanes.Zero);
-        TLanes.Store(ref destination, value);
-    }
-
-    /// <summary>
-    /// C(i,j) = dot(A row i, B row j), both contiguous along the depth: two rows by four columns give eight
-    /// vector accumulators, reduced horizontally once per tile.
-    /// </summary>
-    private static void DotKernel<TLanes, TVector>(ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> c, int m, int k, int n, bool accumulate)
+    /// <summary>One row of C when B is stored transposed (columns contiguous): each entry is a vectorised dot product.</summary>
+    private static void DotRow<TLanes, TVector>(in Matrix a, int i, in Matrix b, Span<float> c, int k, int n, in Epilogue epilogue)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
         int width = TLanes.Count;
         int vectorDepth = k - k % width;
-        ref float a0 = ref MemoryMarshal.GetReference(a);
-        ref float b0 = ref MemoryMarshal.GetReference(b);
-        ref float c0 = ref MemoryMarshal.GetReference(c);
-
-        int i = 0;
-        for (; i + 2 <= m; i += 2)
+        bool contiguousA = a.ColumnStride == 1;
+        ref float a0 = ref Unsafe.Add(ref MemoryMarshal.GetReference(a.Data), i * a.RowStride);
+        ref float b0 = ref MemoryMarshal.GetReference(b.Data);
+        var whole = new Stage(first: true, last: true);
+        for (int j = 0; j < n; j++)
         {
-            ref float aRow0 = ref Unsafe.Add(ref a0, i * k);
-            ref float aRow1 = ref Unsafe.Add(ref a0, (i + 1) * k);
-            int j = 0;
-            for (; j + 4 <= n; j += 4)
+            ref float bColumn = ref Unsafe.Add(ref b0, j * b.ColumnStride);
+            float sum;
+            if (contiguousA)
             {
-                ref float bRow0 = ref Unsafe.Add(ref b0, j * k);
-                ref float bRow1 = ref Unsafe.Add(ref b0, (j + 1) * k);
-                ref float bRow2 = ref Unsafe.Add(ref b0, (j + 2) * k);
-                ref float bRow3 = ref Unsafe.Add(ref b0, (j + 3) * k);
-                TVector s00 = TLanes.Zero, s01 = TLanes.Zero, s02 = TLanes.Zero, s03 = TLanes.Zero;
-                TVector s10 = TLanes.Zero, s11 = TLanes.Zero, s12 = TLanes.Zero, s13 = TLanes.Zero;
-                for (int p = 0; p < vectorDepth; p += width)
+                TVector s0 = TLanes.Zero, s1 = TLanes.Zero;
+                int p = 0;
+                for (; p + 2 * width <= vectorDepth; p += 2 * width)
                 {
-                    TVector x0 = TLanes.Load(ref Unsafe.Add(ref aRow0, p));
-                    TVector x1 = TLanes.Load(ref Unsafe.Add(ref aRow1, p));
-                    TVector y0 = TLanes.Load(ref Unsafe.Add(ref bRow0, p));
-                    TVector y1 = TLanes.Load(ref Unsafe.Add(ref bRow1, p));
-                    TVector y2 = TLanes.Load(ref Unsafe.Add(ref bRow2, p));
-                    TVector y3 = TLanes.Load(ref Unsafe.Add(ref bRow3, p));
-                    s00 = TLanes.MultiplyAdd(x0, y0, s00); s01 = TLanes.MultiplyAdd(x0, y1, s01);
-                    s02 = TLanes.MultiplyAdd(x0, y2, s02); s03 = TLanes.MultiplyAdd(x0, y3, s03);
-                    s10 = TLanes.MultiplyAdd(x1, y0, s10); s11 = TLanes.MultiplyAdd(x1, y1, s11);
-                    s12 = TLanes.MultiplyAdd(x1, y2, s12); s13 = TLanes.MultiplyAdd(x1, y3, s13);
+                    s0 = TLanes.MultiplyAdd(TLanes.Load(ref Unsafe.Add(ref a0, p)), TLanes.Load(ref Unsafe.Add(ref bColumn, p)), s0);
+                    s1 = TLanes.MultiplyAdd(TLanes.Load(ref Unsafe.Add(ref a0, p + width)), TLanes.Load(ref Unsafe.Add(ref bColumn, p + width)), s1);
                 }
-                ref float cRow0 = ref Unsafe.Add(ref c0, i * n + j);
-                ref float cRow1 = ref Unsafe.Add(ref c0, (i + 1) * n + j);
-                StoreDot(ref cRow0, TLanes.Sum(s00) + TailDot(ref aRow0, ref bRow0, vectorDepth, k), accumulate);
-                StoreDot(ref Unsafe.Add(ref cRow0, 1), TLanes.Sum(s01) + TailDot(ref aRow0, ref bRow1, vectorDepth, k), accumulate);
-                StoreDot(ref Unsafe.Add(ref cRow0, 2), TLanes.Sum(s02) + TailDot(ref aRow0, ref bRow2, vectorDepth, k), accumulate);
-                StoreDot(ref Unsafe.Add(ref cRow0, 3), TLanes.Sum(s03) + TailDot(ref aRow0, ref bRow3, vectorDepth, k), accumulate);
-                StoreDot(ref cRow1, TLanes.Sum(s10) + TailDot(ref aRow1, ref bRow0, vectorDepth, k), accumulate);
-                StoreDot(ref Unsafe.Add(ref cRow1, 1), TLanes.Sum(s11) + TailDot(ref aRow1, ref bRow1, vectorDepth, k), accumulate);
-                StoreDot(ref Unsafe.Add(ref cRow1, 2), TLanes.Sum(s12) + TailDot(ref aRow1, ref bRow2, vectorDepth, k), accumulate);
-                StoreDot(ref Unsafe.Add(ref cRow1, 3), TLanes.Sum(s13) + TailDot(ref aRow1, ref bRow3, vectorDepth, k), accumulate);
+                for (; p < vectorDepth; p += width) s0 = TLanes.MultiplyAdd(TLanes.Load(ref Unsafe.Add(ref a0, p)), TLanes.Load(ref Unsafe.Add(ref bColumn, p)), s0);
+                sum = TLanes.Sum(TLanes.Add(s0, s1));
+                for (; p < k; p++) sum = MathF.FusedMultiplyAdd(Unsafe.Add(ref a0, p), Unsafe.Add(ref bColumn, p), sum);
             }
-            for (; j < n; j++)
+            else
             {
-                ref float bRow = ref Unsafe.Add(ref b0, j * k);
-                StoreDot(ref Unsafe.Add(ref c0, i * n + j), Dot<TLanes, TVector>(ref aRow0, ref bRow, k), accumulate);
-                StoreDot(ref Unsafe.Add(ref c0, (i + 1) * n + j), Dot<TLanes, TVector>(ref aRow1, ref bRow, k), accumulate);
+                sum = 0f;
+                for (int p = 0; p < k; p++) sum = MathF.FusedMultiplyAdd(Unsafe.Add(ref a0, p * a.ColumnStride), Unsafe.Add(ref bColumn, p * b.RowStride), sum);
             }
+            c[j] = Finish(sum, c[j], j, whole, epilogue);
         }
-        for (; i < m; i++)
-        {
-            ref float aRow = ref Unsafe.Add(ref a0, i * k);
-            for (int j = 0; j < n; j++)
-            {
-                StoreDot(ref Unsafe.Add(ref c0, i * n + j), Dot<TLanes, TVector>(ref aRow, ref Unsafe.Add(ref b0, j * k), k), accumulate);
-            }
-        }
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StoreDot(ref float destination, float value, bool accumulate) =>
-        destination = accumulate ? destination + value : value;
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float TailDot(ref float x, ref float y, int from, int to)
-    {
-        float sum = 0f;
-        for (int p = from; p < to; p++) sum = MathF.FusedMultiplyAdd(Unsafe.Add(ref x, p), Unsafe.Add(ref y, p), sum);
-        return sum;
-    }
-
-    private static float Dot<TLanes, TVector>(ref float x, ref float y, int length)
-        where TLanes : struct, ILanes<TVector> where TVector : struct
-    {
-        int width = TLanes.Count;
-        int vectorLength = length - length % width;
-        TVector sum = TLanes.Zero;
-        for (int p = 0; p < vectorLength; p += width)
-        {
-            sum = TLanes.MultiplyAdd(TLanes.Load(ref Unsafe.Add(ref x, p)), TLanes.Load(ref Unsafe.Add(ref y, p)), sum);
-        }
-        return TLanes.Sum(sum) + TailDot(ref x, ref y, vectorLength, length);
     }
 }

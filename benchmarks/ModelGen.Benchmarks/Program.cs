@@ -1,4 +1,10 @@
 using BenchmarkDotNet.Running;
 
-// dotnet run -c Release --project benchmarks/ModelGen.Benchmarks -- --filter '*' [--job short]
+// BenchmarkDotNet suites: dotnet run -c Release --project benchmarks/ModelGen.Benchmarks -- --filter '*' [--job short]
+// Peer comparison (used by benchmarks/compare.sh): ... -- --peer OUT.json
+if (args.Length == 2 && args[0] == "--peer")
+{
+    PeerHarness.Run(args[1]);
+    return;
+}
 BenchmarkSwitcher.FromAssembly(typeof(MlpBenchmarks).Assembly).Run(args);

@@ -314,6 +314,11 @@ public static class Gemm
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void FinishStore<TLanes, TVector>(TVector sum, ref float destination, int column, Stage stage, in Epilogue epilogue)
+        where TLanes : struct, ILanes<TVector> where TVector : struct =>
+        TLanes.Store(ref destination, FinishVector<TLanes, TVector>(sum, ref destination, column, stage, epilogue));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static float Finish(float sum, float existing, int column, Stage stage, in Epilogue epilogue)
     {
         if (!stage.First || epilogue.Accumulate) sum += existing;
@@ -325,8 +330,8 @@ public static class Gemm
     // ---- Streaming path (a few rows) ---------------------------------------------------------------
 
     /// <summary>
-    /// One row of C = (row of A)·B with B's rows contiguous: four vectors of columns at a time keep four
-    /// independent accumulator chains busy while B streams through once.
+    /// One row of C = (row of A)·B with B's rows contiguous: eight vectors of columns (128 on AVX-512) per pass
+    /// keep eight independent accumulator chains busy while each depth step reads one contiguous stretch of B.
     /// </summary>
     private static void StreamRow<TLanes, TVector>(in Matrix a, int i, in Matrix b, Span<float> c, int k, int n, in Epilogue epilogue)
         where TLanes : struct, ILanes<TVector> where TVector : struct
@@ -337,9 +342,10 @@ public static class Gemm
         ref float c0 = ref MemoryMarshal.GetReference(c);
         var whole = new Stage(first: true, last: true);
         int j = 0;
-        for (; j + 4 * width <= n; j += 4 * width)
+        for (; j + 8 * width <= n; j += 8 * width)
         {
             TVector s0 = TLanes.Zero, s1 = TLanes.Zero, s2 = TLanes.Zero, s3 = TLanes.Zero;
+            TVector s4 = TLanes.Zero, s5 = TLanes.Zero, s6 = TLanes.Zero, s7 = TLanes.Zero;
             ref float bColumn = ref Unsafe.Add(ref b0, j);
             for (int p = 0; p < k; p++)
             {
@@ -349,12 +355,34 @@ public static class Gemm
                 s1 = TLanes.MultiplyAdd(x, TLanes.Load(ref Unsafe.Add(ref bRow, width)), s1);
                 s2 = TLanes.MultiplyAdd(x, TLanes.Load(ref Unsafe.Add(ref bRow, 2 * width)), s2);
                 s3 = TLanes.MultiplyAdd(x, TLanes.Load(ref Unsafe.Add(ref bRow, 3 * width)), s3);
+                s4 = TLanes.MultiplyAdd(x, TLanes.Load(ref Unsafe.Add(ref bRow, 4 * width)), s4);
+                s5 = TLanes.MultiplyAdd(x, TLanes.Load(ref Unsafe.Add(ref bRow, 5 * width)), s5);
+                s6 = TLanes.MultiplyAdd(x, TLanes.Load(ref Unsafe.Add(ref bRow, 6 * width)), s6);
+                s7 = TLanes.MultiplyAdd(x, TLanes.Load(ref Unsafe.Add(ref bRow, 7 * width)), s7);
             }
             ref float target = ref Unsafe.Add(ref c0, j);
-            TLanes.Store(ref target, FinishVector<TLanes, TVector>(s0, ref target, j, whole, epilogue));
-            TLanes.Store(ref Unsafe.Add(ref target, width), FinishVector<TLanes, TVector>(s1, ref Unsafe.Add(ref target, width), j + width, whole, epilogue));
-            TLanes.Store(ref Unsafe.Add(ref target, 2 * width), FinishVector<TLanes, TVector>(s2, ref Unsafe.Add(ref target, 2 * width), j + 2 * width, whole, epilogue));
-            TLanes.Store(ref Unsafe.Add(ref target, 3 * width), FinishVector<TLanes, TVector>(s3, ref Unsafe.Add(ref target, 3 * width), j + 3 * width, whole, epilogue));
+            FinishStore<TLanes, TVector>(s0, ref target, j, whole, epilogue);
+            FinishStore<TLanes, TVector>(s1, ref Unsafe.Add(ref target, width), j + width, whole, epilogue);
+            FinishStore<TLanes, TVector>(s2, ref Unsafe.Add(ref target, 2 * width), j + 2 * width, whole, epilogue);
+            FinishStore<TLanes, TVector>(s3, ref Unsafe.Add(ref target, 3 * width), j + 3 * width, whole, epilogue);
+            FinishStore<TLanes, TVector>(s4, ref Unsafe.Add(ref target, 4 * width), j + 4 * width, whole, epilogue);
+            FinishStore<TLanes, TVector>(s5, ref Unsafe.Add(ref target, 5 * width), j + 5 * width, whole, epilogue);
+            FinishStore<TLanes, TVector>(s6, ref Unsafe.Add(ref target, 6 * width), j + 6 * width, whole, epilogue);
+            FinishStore<TLanes, TVector>(s7, ref Unsafe.Add(ref target, 7 * width), j + 7 * width, whole, epilogue);
+        }
+        for (; j + 2 * width <= n; j += 2 * width)
+        {
+            TVector s0 = TLanes.Zero, s1 = TLanes.Zero;
+            for (int p = 0; p < k; p++)
+            {
+                TVector x = TLanes.Broadcast(Unsafe.Add(ref a0, p * a.ColumnStride));
+                ref float bRow = ref Unsafe.Add(ref b0, p * b.RowStride + j);
+                s0 = TLanes.MultiplyAdd(x, TLanes.Load(ref bRow), s0);
+                s1 = TLanes.MultiplyAdd(x, TLanes.Load(ref Unsafe.Add(ref bRow, width)), s1);
+            }
+            ref float target = ref Unsafe.Add(ref c0, j);
+            FinishStore<TLanes, TVector>(s0, ref target, j, whole, epilogue);
+            FinishStore<TLanes, TVector>(s1, ref Unsafe.Add(ref target, width), j + width, whole, epilogue);
         }
         for (; j + width <= n; j += width)
         {
@@ -363,8 +391,7 @@ public static class Gemm
             {
                 s = TLanes.MultiplyAdd(TLanes.Broadcast(Unsafe.Add(ref a0, p * a.ColumnStride)), TLanes.Load(ref Unsafe.Add(ref b0, p * b.RowStride + j)), s);
             }
-            ref float target = ref Unsafe.Add(ref c0, j);
-            TLanes.Store(ref target, FinishVector<TLanes, TVector>(s, ref target, j, whole, epilogue));
+            FinishStore<TLanes, TVector>(s, ref Unsafe.Add(ref c0, j), j, whole, epilogue);
         }
         for (; j < n; j++)
         {

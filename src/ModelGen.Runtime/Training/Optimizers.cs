@@ -1,6 +1,8 @@
 using System;
-using System.Numerics;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using ModelGen.Kernels;
 
 namespace ModelGen.Training;
 
@@ -113,6 +115,32 @@ public sealed class Adam : Optimizer
 
     public override void Reset() { base.Reset(); firstMoment = null; secondMoment = null; }
 
+    /// <summary>The vectorised update, one pass over all four buffers; returns how many elements it covered.</summary>
+    private int UpdateVectors<TLanes, TVector>(Span<float> parameters, ReadOnlySpan<float> gradients, Span<float> m, Span<float> v, float alpha)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        TVector oneMinusBeta1 = TLanes.Broadcast(1f - Beta1), oneMinusBeta2 = TLanes.Broadcast(1f - Beta2);
+        TVector epsilon = TLanes.Broadcast(Epsilon), step = TLanes.Broadcast(alpha);
+        int count = parameters.Length - parameters.Length % TLanes.Count;
+        ref float p = ref MemoryMarshal.GetReference(parameters);
+        ref float g = ref MemoryMarshal.GetReference(gradients);
+        ref float m0 = ref MemoryMarshal.GetReference(m);
+        ref float v0 = ref MemoryMarshal.GetReference(v);
+        for (int i = 0; i < count; i += TLanes.Count)
+        {
+            TVector gi = TLanes.Load(ref Unsafe.Add(ref g, i));
+            TVector mi = TLanes.Load(ref Unsafe.Add(ref m0, i));
+            TVector vi = TLanes.Load(ref Unsafe.Add(ref v0, i));
+            mi = TLanes.FlushSubnormal(TLanes.Add(mi, TLanes.Multiply(TLanes.Subtract(gi, mi), oneMinusBeta1)));
+            vi = TLanes.FlushSubnormal(TLanes.Add(vi, TLanes.Multiply(TLanes.Subtract(TLanes.Multiply(gi, gi), vi), oneMinusBeta2)));
+            TLanes.Store(ref Unsafe.Add(ref m0, i), mi);
+            TLanes.Store(ref Unsafe.Add(ref v0, i), vi);
+            TVector update = TLanes.Divide(TLanes.Multiply(mi, step), TLanes.Add(TLanes.Sqrt(vi), epsilon));
+            TLanes.Store(ref Unsafe.Add(ref p, i), TLanes.Subtract(TLanes.Load(ref Unsafe.Add(ref p, i)), update));
+        }
+        return count;
+    }
+
     protected override void EnsureState(int parameterCount)
     {
         Allocate(ref firstMoment, parameterCount);
@@ -125,29 +153,11 @@ public sealed class Adam : Optimizer
         float alpha = (float)(LearningRate * Math.Sqrt(1 - Math.Pow(Beta2, t)) / (1 - Math.Pow(Beta1, t)));
         Span<float> m = firstMoment, v = secondMoment;
         int i = 0;
-        if (Vector.IsHardwareAccelerated)
+        switch (Simd.Current)
         {
-            var pv = MemoryMarshal.Cast<float, Vector<float>>(parameters);
-            var gv = MemoryMarshal.Cast<float, Vector<float>>(gradients);
-            var mv = MemoryMarshal.Cast<float, Vector<float>>(m);
-            var vv = MemoryMarshal.Cast<float, Vector<float>>(v);
-            var oneMinusBeta1 = new Vector<float>(1f - Beta1);
-            var oneMinusBeta2 = new Vector<float>(1f - Beta2);
-            var epsilon = new Vector<float>(Epsilon);
-            var alphaVector = new Vector<float>(alpha);
-            var smallestNormal = new Vector<float>(SmallestNormal);
-            for (int k = 0; k < pv.Length; k++)
-            {
-                var g = gv[k];
-                var mk = mv[k] + (g - mv[k]) * oneMinusBeta1;
-                var vk = vv[k] + (g * g - vv[k]) * oneMinusBeta2;
-                mk = Vector.ConditionalSelect(Vector.LessThan(Vector.Abs(mk), smallestNormal), Vector<float>.Zero, mk);
-                vk = Vector.ConditionalSelect(Vector.LessThan(vk, smallestNormal), Vector<float>.Zero, vk);
-                mv[k] = mk;
-                vv[k] = vk;
-                pv[k] -= mk * alphaVector / (Vector.SquareRoot(vk) + epsilon);
-            }
-            i = pv.Length * Vector<float>.Count;
+            case SimdPath.Avx512: i = UpdateVectors<Lanes512, Vector512<float>>(parameters, gradients, m, v, alpha); break;
+            case SimdPath.Avx2: i = UpdateVectors<Lanes256, Vector256<float>>(parameters, gradients, m, v, alpha); break;
+            default: i = UpdateVectors<Lanes128, Vector128<float>>(parameters, gradients, m, v, alpha); break;
         }
         for (; i < parameters.Length; i++)
         {

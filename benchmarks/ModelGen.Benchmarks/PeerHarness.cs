@@ -1,0 +1,61 @@
+using System.Diagnostics;
+using System.Text.Json;
+using ModelGen;
+using ModelGen.Kernels;
+using ModelGen.Training;
+
+/// <summary>
+/// The ModelGen side of benchmarks/compare.sh: the workloads of peer/torch_peer.py, timed the same way
+/// (warm-up, then 25 samples of back-to-back calls lasting at least 10 ms each; the median, in ms).
+/// BenchmarkDotNet (the other suites here) gives the detailed statistics; this gives comparable numbers in seconds.
+/// </summary>
+public static class PeerHarness
+{
+    public static void Run(string outputPath)
+    {
+        var results = new Dictionary<string, double>();
+        var random = new SeededRandom(1);
+        foreach (int batch in new[] { 1, 32, 128 })
+        {
+            var model = new MnistClassifier(maxBatchSize: batch, seed: 0);
+            var x = Enumerable.Range(0, batch * 784).Select(_ => random.NextFloat()).ToArray();
+            var y = new float[batch * 10];
+            results[$"mlp predict b{batch}"] = Time(() => model.Predict(x, y));
+        }
+        foreach (int batch in new[] { 32, 128 })
+        {
+            var model = new MnistClassifier(maxBatchSize: batch, seed: 0);
+            var x = Enumerable.Range(0, batch * 784).Select(_ => random.NextFloat()).ToArray();
+            var y = Enumerable.Range(0, batch).Select(i => (float)(i % 10)).ToArray();
+            var optimizer = new Adam(1e-3f);
+            results[$"mlp train step b{batch}"] = Time(() => model.TrainStep(x, y, optimizer));
+        }
+        foreach (var (m, n, k) in new[] { (128, 256, 784), (128, 128, 256), (128, 10, 128), (1, 256, 784) })
+        {
+            var a = Enumerable.Range(0, m * k).Select(_ => random.NextFloat()).ToArray();
+            var b = Enumerable.Range(0, k * n).Select(_ => random.NextFloat()).ToArray();
+            var c = new float[m * n];
+            results[$"gemm {m}x{n}x{k}"] = Time(() => Gemm.Multiply(a, b, c, m, k, n));
+        }
+        File.WriteAllText(outputPath, JsonSerializer.Serialize(new { results, info = new { simd = Simd.Current.ToString(), threads = 1, runtime = Environment.Version.ToString() } }));
+    }
+
+    private static double Time(Action action)
+    {
+        // Enough warm-up for tiered JIT to reach its final code.
+        var warm = Stopwatch.StartNew();
+        int calls = 0;
+        while (warm.Elapsed.TotalSeconds < 1 || calls < 200) { action(); calls++; }
+        double perCall = warm.Elapsed.TotalSeconds / calls;
+        int inner = Math.Max(1, (int)(0.01 / perCall));
+        var samples = new double[25];
+        for (int s = 0; s < samples.Length; s++)
+        {
+            var clock = Stopwatch.StartNew();
+            for (int i = 0; i < inner; i++) action();
+            samples[s] = clock.Elapsed.TotalMilliseconds / inner;
+        }
+        Array.Sort(samples);
+        return samples[samples.Length / 2];
+    }
+}

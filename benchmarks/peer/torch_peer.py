@@ -1,0 +1,105 @@
+#!/usr/bin/python3
+"""The PyTorch side of benchmarks/compare.sh: the same models and workloads as ModelGen's PeerHarness.
+
+Each configuration runs in its own process so thread pools are sized before torch starts:
+  "1 thread"  torch.set_num_threads(1), OMP_NUM_THREADS=1, OPENBLAS_NUM_THREADS=1
+  "default"   nothing set: what a user gets (torch 1 intra-op thread, OpenBLAS 2 threads here)
+OPENBLAS_CORETYPE is unset by compare.sh so OpenBLAS picks its best kernels for this CPU.
+Timing matches the harness: after warm-up, each sample is the mean of back-to-back calls over >= 10 ms;
+the median of 25 samples is reported. Inference takes the fastest of eager, jit.trace and
+jit.trace+freeze+optimize_for_inference; training is zero_grad -> forward -> cross-entropy ->
+backward -> Adam(lr=1e-3, eps=1e-7, foreach=True), the Keras-equivalent step.
+Usage: torch_peer.py OUT.json
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+
+
+def timed(fn, repeats=25, sample_s=0.01):
+    for _ in range(20):
+        fn()
+    start = time.perf_counter()
+    calls = 0
+    while time.perf_counter() - start < 0.3:
+        fn(); calls += 1
+    per_call = (time.perf_counter() - start) / calls
+    inner = max(1, int(sample_s / per_call))
+    samples = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        samples.append((time.perf_counter() - t) / inner)
+    samples.sort()
+    return samples[len(samples) // 2] * 1e3  # ms
+
+
+def worker(threads):
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    if threads == "1":
+        torch.set_num_threads(1)
+    torch.manual_seed(0)
+
+    def mlp():
+        return nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Dropout(0.3), nn.Linear(256, 128), nn.ReLU(),
+                             nn.Dropout(0.3), nn.Linear(128, 10))
+
+    results = {}
+    for batch in (1, 32, 128):
+        model = mlp().eval()
+        x = torch.rand(batch, 784)
+        with torch.no_grad():
+            eager = lambda: torch.softmax(model(x), -1)
+            traced = torch.jit.trace(model, x)
+            frozen = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(model, x)))
+            best = min(timed(eager), timed(lambda: torch.softmax(traced(x), -1)), timed(lambda: torch.softmax(frozen(x), -1)))
+        results[f"mlp predict b{batch}"] = best
+
+    for batch in (32, 128):
+        model = mlp().train()
+        x = torch.rand(batch, 784)
+        y = torch.randint(0, 10, (batch,))
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7, foreach=True)
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+        results[f"mlp train step b{batch}"] = timed(step)
+
+    for shape in ((128, 256, 784), (128, 128, 256), (128, 10, 128), (1, 256, 784)):
+        m, n, k = shape
+        a, b = torch.rand(m, k), torch.rand(k, n)
+        results[f"gemm {m}x{n}x{k}"] = timed(lambda: torch.mm(a, b))
+    import ctypes
+    openblas = ctypes.CDLL("libopenblas.so.0")
+    openblas.openblas_get_corename.restype = ctypes.c_char_p
+    info = {"openblas_core": openblas.openblas_get_corename().decode(), "torch": torch.__version__, "threads": torch.get_num_threads(), "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default")}
+    print(json.dumps({"results": results, "info": info}))
+
+
+def main():
+    if len(sys.argv) > 2 and sys.argv[1] == "--worker":
+        worker(sys.argv[2])
+        return
+    out = sys.argv[1]
+    configs = {}
+    for threads in ("1", "default"):
+        env = dict(os.environ)
+        if threads == "1":
+            env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+        text = subprocess.run([sys.executable, __file__, "--worker", threads], env=env, check=True, capture_output=True, text=True).stdout
+        configs[threads] = json.loads(text.strip().splitlines()[-1])
+    with open(out, "w") as f:
+        json.dump(configs, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+using ModelGen.Kernels;
+using ModelGen.Training;
+
+namespace ModelGen.Runtime.Tests;
+
+public class OptimizerTests
+{
+    public static TheoryData<SimdPath> Paths()
+    {
+        var data = new TheoryData<SimdPath>();
+        foreach (var path in Enum.GetValues<SimdPath>()) if (Simd.IsSupported(path)) data.Add(path);
+        return data;
+    }
+
+    /// <summary>Five Adam steps on every SIMD path against Keras' formula evaluated in double, on a length with a scalar tail.</summary>
+    [Theory, MemberData(nameof(Paths))]
+    public void Adam_matches_the_keras_formula_on_every_path(SimdPath path)
+    {
+        const int length = 37;
+        var random = new Random(3);
+        var parameters = Enumerable.Range(0, length).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+        var expected = parameters.Select(p => (double)p).ToArray();
+        var m = new double[length];
+        var v = new double[length];
+        var saved = Simd.Current;
+        try
+        {
+            Simd.Current = path;
+            var adam = new Adam(learningRate: 0.01f);
+            for (int t = 1; t <= 5; t++)
+            {
+                var gradients = Enumerable.Range(0, length).Select(_ => (float)(random.NextDouble() - 0.5)).ToArray();
+                adam.Step(parameters, gradients);
+                double alpha = 0.01 * Math.Sqrt(1 - Math.Pow(0.999, t)) / (1 - Math.Pow(0.9, t));
+                for (int i = 0; i < length; i++)
+                {
+                    m[i] += (gradients[i] - m[i]) * (1 - 0.9);
+                    v[i] += (gradients[i] * (double)gradients[i] - v[i]) * (1 - 0.999);
+                    expected[i] -= alpha * m[i] / (Math.Sqrt(v[i]) + 1e-7);
+                }
+            }
+        }
+        finally { Simd.Current = saved; }
+        for (int i = 0; i < length; i++) Assert.True(Math.Abs(expected[i] - parameters[i]) <= 1e-6, $"{path} parameter {i}: expected {expected[i]}, got {parameters[i]}");
+    }
+
+    [Theory, MemberData(nameof(Paths))]
+    public void Momenta_of_parameters_without_gradient_flush_to_zero_instead_of_going_subnormal(SimdPath path)
+    {
+        var saved = Simd.Current;
+        try
+        {
+            Simd.Current = path;
+            var parameters = new float[40];
+            var adam = new Adam();
+            var sgd = new Sgd(0.1f, momentum: 0.9f);
+            var gradients = Enumerable.Repeat(1f, 40).ToArray();
+            adam.Step(parameters, gradients);
+            sgd.Step(parameters, gradients);
+            Array.Clear(gradients);
+            // 0.9^n falls below FLT_MIN after about 800 steps; without flushing the state would be subnormal.
+            for (int i = 0; i < 1500; i++) { adam.Step(parameters, gradients); sgd.Step(parameters, gradients); }
+            Assert.All(parameters, p => Assert.False(float.IsSubnormal(p)));
+            var before = (float[])parameters.Clone();
+            adam.Step(parameters, gradients);
+            sgd.Step(parameters, gradients);
+            Assert.Equal(before, parameters); // all momenta are exactly zero now
+        }
+        finally { Simd.Current = saved; }
+    }
+
+    [Fact]
+    public void Sgd_momentum_and_nesterov_follow_keras()
+    {
+        // Keras: m = momentum*m - lr*g; p += m (nesterov: p += momentum*m - lr*g).
+        var plain = new float[] { 1f };
+        var nesterov = new float[] { 1f };
+        var a = new Sgd(0.1f, 0.9f);
+        var b = new Sgd(0.1f, 0.9f, nesterov: true);
+        double m = 0, p = 1, mn = 0, pn = 1;
+        foreach (var g in new[] { 0.5f, -0.25f, 1f })
+        {
+            a.Step(plain, new[] { g });
+            b.Step(nesterov, new[] { g });
+            m = 0.9 * m - 0.1 * g; p += m;
+            mn = 0.9 * mn - 0.1 * g; pn += 0.9 * mn - 0.1 * g;
+        }
+        Assert.Equal(p, plain[0], 6);
+        Assert.Equal(pn, nesterov[0], 6);
+    }
+
+    [Fact]
+    public void One_optimizer_refuses_a_second_model_of_another_size()
+    {
+        var adam = new Adam();
+        adam.Step(new float[4], new float[4]);
+        Assert.Throws<InvalidOperationException>(() => adam.Step(new float[5], new float[5]));
+        adam.Reset();
+        adam.Step(new float[5], new float[5]);
+        Assert.Equal(1, adam.Iterations);
+    }
+}

@@ -22,11 +22,13 @@ public sealed class ModelAnalyzer : DiagnosticAnalyzer
         context.RegisterCompilationStartAction(start =>
         {
             var sequential = start.Compilation.GetTypeByMetadataName(ModelParser.SequentialAttribute);
-            if (sequential is null) return; // ModelGen is not referenced
+            var functional = start.Compilation.GetTypeByMetadataName(ModelParser.FunctionalAttribute);
+            if (sequential is null || functional is null) return; // ModelGen is not referenced
             start.RegisterSymbolAction(symbolContext =>
             {
                 var type = (INamedTypeSymbol)symbolContext.Symbol;
-                var attribute = type.GetAttributes().FirstOrDefault(a => SymbolEqualityComparer.Default.Equals(a.AttributeClass, sequential));
+                var attribute = type.GetAttributes().FirstOrDefault(a =>
+                    SymbolEqualityComparer.Default.Equals(a.AttributeClass, sequential) || SymbolEqualityComparer.Default.Equals(a.AttributeClass, functional));
                 if (attribute is null) return;
                 ModelParser.Parse(type, attribute, symbolContext.ReportDiagnostic, symbolContext.CancellationToken);
             }, SymbolKind.NamedType);

@@ -6,7 +6,7 @@ using ModelGen.Graph;
 namespace ModelGen.Generator;
 
 /// <summary>
-/// Finds [Sequential] partial classes and emits, per model, one file with its shapes, buffers, forward and
+/// Finds [Sequential] and [Functional] partial classes and emits, per model, one file with its shapes, buffers, forward and
 /// backward passes. The pipeline carries only <see cref="ModelSpec"/> records (strings, numbers, equatable
 /// arrays), so an edit that does not change a model leaves its output cached.
 /// </summary>
@@ -15,19 +15,22 @@ public sealed class ModelGenerator : IIncrementalGenerator
 {
     public void Initialize(IncrementalGeneratorInitializationContext context)
     {
-        var models = context.SyntaxProvider
-            .ForAttributeWithMetadataName(
-                ModelParser.SequentialAttribute,
-                static (node, _) => node is ClassDeclarationSyntax,
-                static (target, cancellationToken) => target.TargetSymbol is INamedTypeSymbol type
-                    ? TryParse(type, target.Attributes[0], cancellationToken)
-                    : null)
-            .WithTrackingName(TrackingNames.Parse)
-            .Where(static model => model is not null)
-            .Select(static (model, _) => model!)
-            .WithTrackingName(TrackingNames.ValidModels);
+        foreach (var attribute in new[] { ModelParser.SequentialAttribute, ModelParser.FunctionalAttribute })
+        {
+            var models = context.SyntaxProvider
+                .ForAttributeWithMetadataName(
+                    attribute,
+                    static (node, _) => node is ClassDeclarationSyntax,
+                    static (target, cancellationToken) => target.TargetSymbol is INamedTypeSymbol type
+                        ? TryParse(type, target.Attributes[0], cancellationToken)
+                        : null)
+                .WithTrackingName(TrackingNames.Parse)
+                .Where(static model => model is not null)
+                .Select(static (model, _) => model!)
+                .WithTrackingName(TrackingNames.ValidModels);
 
-        context.RegisterSourceOutput(models, static (output, model) => output.AddSource(model.HintName, ModelEmitter.Emit(model)));
+            context.RegisterSourceOutput(models, static (output, model) => output.AddSource(model.HintName, ModelEmitter.Emit(model)));
+        }
     }
 
     /// <summary>Invalid models produce nothing here (the analyzers explain why); a bug of ours must not break the user's build either.</summary>

@@ -11,16 +11,18 @@ internal static class Diagnostics
     private const string Category = "ModelGen";
     private const string HelpBase = "https://github.com/modelgen/modelgen/blob/main/README.md#";
 
-    private static DiagnosticDescriptor Error(string id, string title, string message) =>
-        new(id, title, message, Category, DiagnosticSeverity.Error, isEnabledByDefault: true, helpLinkUri: HelpBase + id.ToLowerInvariant());
+    private static DiagnosticDescriptor Error(string id, string title, string message) => Describe(id, title, message, DiagnosticSeverity.Error);
+
+    private static DiagnosticDescriptor Describe(string id, string title, string message, DiagnosticSeverity severity) =>
+        new(id, title, message, Category, severity, isEnabledByDefault: true, helpLinkUri: HelpBase + id.ToLowerInvariant());
 
     public static readonly DiagnosticDescriptor NotPartial = Error("MG0001",
         "Model class must be partial",
         "Model class '{0}' must be declared partial (and so must every type containing it) so ModelGen can generate its forward and backward passes");
 
     public static readonly DiagnosticDescriptor MissingInputShape = Error("MG0002",
-        "Sequential model has no input shape",
-        "Sequential model '{0}' has no input shape: declare an [Input(...)] field first (Keras would only fail at run time with \"This model has not yet been built\")");
+        "Model input has no shape",
+        "{0} (Keras would only fail at run time with \"This model has not yet been built\")");
 
     public static readonly DiagnosticDescriptor InvalidLayerConfiguration = Error("MG0003",
         "Invalid layer configuration",
@@ -50,9 +52,34 @@ internal static class Diagnostics
         "Unsupported model class",
         "Model class '{0}' cannot be {1}");
 
+    public static readonly DiagnosticDescriptor GraphDisconnected = Error("MG0010",
+        "Graph disconnected",
+        "'{0}' is not an input of graph method '{1}' and is not computed from one: every tensor must come from the method's parameters (Keras: \"Graph disconnected\")");
+
+    public static readonly DiagnosticDescriptor IncompatibleShapes = Error("MG0011",
+        "Incompatible shapes",
+        "{0}");
+
+    public static readonly DiagnosticDescriptor UnsupportedGraphCode = Error("MG0012",
+        "Unsupported code in a graph method",
+        "{0} is not allowed in graph method '{1}': use local declarations and assignments of tensors, layerField.Apply(x), Ops.Add/Subtract/Multiply/Average/Maximum/Minimum/Concatenate/Relu/Sigmoid/Tanh/Softmax(...), and return");
+
+    public static readonly DiagnosticDescriptor UnusedLayer = Describe("MG0013",
+        "Layer is never used",
+        "Layer '{0}' is not used by graph method '{1}': it has no weights in the model and is not saved", DiagnosticSeverity.Warning);
+
+    public static readonly DiagnosticDescriptor UnusedInput = Describe("MG0014",
+        "Graph input is never used",
+        "Input '{0}' of graph method '{1}' does not reach the output", DiagnosticSeverity.Warning);
+
+    public static readonly DiagnosticDescriptor MissingGraph = Error("MG0015",
+        "Functional model has no graph method",
+        "{0}");
+
     public static readonly DiagnosticDescriptor[] All =
     {
         NotPartial, MissingInputShape, InvalidLayerConfiguration, UnsupportedMember, FieldTypeMismatch,
         MisplacedInput, IncompatibleInputShape, NoLayers, UnsupportedModelClass,
+        GraphDisconnected, IncompatibleShapes, UnsupportedGraphCode, UnusedLayer, UnusedInput, MissingGraph,
     };
 }

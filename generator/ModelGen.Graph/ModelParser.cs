@@ -15,74 +15,72 @@ namespace ModelGen.Graph;
 /// with one and surface every problem at its exact location. One routine, so the two can never disagree.
 /// Never throws on broken user code.
 /// </summary>
-internal static class ModelParser
+internal static partial class ModelParser
 {
     public const string SequentialAttribute = "ModelGen.SequentialAttribute";
-    private const string InputAttribute = "ModelGen.InputAttribute";
-    private const string DenseAttribute = "ModelGen.DenseAttribute";
-    private const string DropoutAttribute = "ModelGen.DropoutAttribute";
-    private const string ActivationAttribute = "ModelGen.ActivationAttribute";
+    public const string FunctionalAttribute = "ModelGen.FunctionalAttribute";
+    private const string GraphAttribute = "ModelGen.GraphAttribute";
+    private const string ShapeAttribute = "ModelGen.ShapeAttribute";
 
     /// <summary>Folder of the generator's output trees; their members are ours, not the user's.</summary>
     public const string GeneratedPathMarker = "ModelGen.Generator.ModelGenerator";
 
     private static readonly Dictionary<string, (LayerKind Kind, string ShortName, string FieldType)> LayerAttributes = new()
     {
-        [InputAttribute] = (LayerKind.Input, "Input", "ModelGen.Input"),
-        [DenseAttribute] = (LayerKind.Dense, "Dense", "ModelGen.Dense"),
-        [DropoutAttribute] = (LayerKind.Dropout, "Dropout", "ModelGen.Dropout"),
-        [ActivationAttribute] = (LayerKind.Activation, "Activation", "ModelGen.ActivationLayer"),
+        ["ModelGen.InputAttribute"] = (LayerKind.Input, "Input", "ModelGen.Input"),
+        ["ModelGen.DenseAttribute"] = (LayerKind.Dense, "Dense", "ModelGen.Dense"),
+        ["ModelGen.DropoutAttribute"] = (LayerKind.Dropout, "Dropout", "ModelGen.Dropout"),
+        ["ModelGen.ActivationAttribute"] = (LayerKind.Activation, "Activation", "ModelGen.ActivationLayer"),
     };
+
+    /// <summary>A layer field's declaration, validated, before shapes are known.</summary>
+    private sealed record LayerField(IFieldSymbol Field, LayerKind Kind, ImmutableArray<int> Shape, int Units, Activation Activation, bool UseBias, double Rate)
+    {
+        public string Name => Field.Name;
+    }
 
     public static ModelSpec? Parse(INamedTypeSymbol type, AttributeData modelAttribute, Action<Diagnostic>? report, CancellationToken cancellationToken)
     {
         var context = new Context(type.Name, report);
+        bool functional = modelAttribute.AttributeClass?.ToDisplayString() == FunctionalAttribute;
 
         CheckClass(type, context);
         var loss = ReadLoss(modelAttribute, context);
+        var fields = ReadFields(type, functional, context, cancellationToken);
 
-        var fields = new List<(IFieldSymbol Field, AttributeData Attribute, LayerKind Kind)>();
-        foreach (var member in type.GetMembers())
-        {
-            cancellationToken.ThrowIfCancellationRequested();
-            if (member.IsImplicitlyDeclared || IsGenerated(member)) continue;
-            if (member is IFieldSymbol field && !field.IsStatic && !field.IsConst)
-            {
-                var layerAttributes = field.GetAttributes().Where(a => a.AttributeClass is { } c && LayerAttributes.ContainsKey(c.ToDisplayString())).ToList();
-                if (layerAttributes.Count == 0)
-                {
-                    context.Report(Diagnostics.UnsupportedMember, FieldLocation(field), field.Name, type.Name,
-                        "instance fields of a model are its layers and need a layer attribute ([Input], [Dense], [Dropout] or [Activation])");
-                }
-                else if (layerAttributes.Count > 1)
-                {
-                    context.Report(Diagnostics.UnsupportedMember, AttributeLocation(layerAttributes[1], field), field.Name, type.Name,
-                        "a field is one layer and takes exactly one layer attribute");
-                }
-                if (layerAttributes.Count > 0)
-                {
-                    var info = LayerAttributes[layerAttributes[0].AttributeClass!.ToDisplayString()];
-                    CheckFieldType(field, layerAttributes[0], info.ShortName, info.FieldType, context);
-                    fields.Add((field, layerAttributes[0], info.Kind));
-                }
-            }
-            else if (member is IMethodSymbol { MethodKind: MethodKind.Constructor, IsStatic: false } constructor)
-            {
-                context.Report(Diagnostics.UnsupportedMember, constructor.Locations.FirstOrDefault(), type.Name + "(...)", type.Name,
-                    "the generated constructor (maxBatchSize, seed) builds the layers; create the model with it");
-            }
-        }
-
-        var layers = ReadSequentialLayers(type, fields, context, cancellationToken);
-        if (!context.Ok || layers is null) return null;
+        var graph = functional
+            ? ReadGraph(type, fields, context, cancellationToken)
+            : BuildChain(type, fields, context);
+        if (!context.Ok || graph is null) return null;
 
         return new ModelSpec(
             type.ContainingNamespace is { IsGlobalNamespace: false } ns ? ns.ToDisplayString() : "",
             type.Name,
             ContainingTypeDeclarations(type),
+            functional,
             loss,
-            layers.ToImmutableArray());
+            graph.Layers.ToImmutableArray(),
+            graph.Nodes.ToImmutableArray(),
+            graph.Inputs.ToImmutableArray(),
+            graph.Outputs.ToImmutableArray());
     }
+
+    /// <summary>Layers and nodes under construction.</summary>
+    private sealed class GraphBuilder
+    {
+        public List<LayerSpec> Layers { get; } = new();
+        public List<NodeSpec> Nodes { get; } = new();
+        public List<int> Inputs { get; } = new();
+        public List<int> Outputs { get; } = new();
+
+        public int Add(NodeSpec node)
+        {
+            Nodes.Add(node);
+            return Nodes.Count - 1;
+        }
+    }
+
+    // ---- The class and its fields -------------------------------------------------------------------
 
     private static void CheckClass(INamedTypeSymbol type, Context context)
     {
@@ -119,14 +117,122 @@ internal static class ModelParser
         return Loss.MeanSquaredError;
     }
 
-    private static List<LayerSpec>? ReadSequentialLayers(INamedTypeSymbol type, List<(IFieldSymbol Field, AttributeData Attribute, LayerKind Kind)> fields,
-        Context context, CancellationToken cancellationToken)
+    private static List<LayerField> ReadFields(INamedTypeSymbol type, bool functional, Context context, CancellationToken cancellationToken)
+    {
+        var fields = new List<LayerField>();
+        foreach (var member in type.GetMembers())
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            if (member.IsImplicitlyDeclared || IsGenerated(member)) continue;
+            if (member is IFieldSymbol field && !field.IsStatic && !field.IsConst)
+            {
+                var attributes = field.GetAttributes().Where(a => a.AttributeClass is { } c && LayerAttributes.ContainsKey(c.ToDisplayString())).ToList();
+                if (attributes.Count == 0)
+                {
+                    context.Report(Diagnostics.UnsupportedMember, FieldLocation(field), field.Name, type.Name,
+                        "instance fields of a model are its layers and need a layer attribute ([Input], [Dense], [Dropout] or [Activation])");
+                    continue;
+                }
+                if (attributes.Count > 1)
+                {
+                    context.Report(Diagnostics.UnsupportedMember, AttributeLocation(attributes[1], field), field.Name, type.Name,
+                        "a field is one layer and takes exactly one layer attribute");
+                }
+                var info = LayerAttributes[attributes[0].AttributeClass!.ToDisplayString()];
+                if (functional && info.Kind == LayerKind.Input)
+                {
+                    context.Report(Diagnostics.UnsupportedMember, AttributeLocation(attributes[0], field), field.Name, type.Name,
+                        "a Functional model's inputs are the [Graph] method's parameters, each with a [Shape(...)]");
+                    continue;
+                }
+                CheckFieldType(field, info.ShortName, info.FieldType, context);
+                fields.Add(ReadField(field, attributes[0], info.Kind, context));
+            }
+            else if (member is IMethodSymbol { MethodKind: MethodKind.Constructor, IsStatic: false } constructor)
+            {
+                context.Report(Diagnostics.UnsupportedMember, constructor.Locations.FirstOrDefault(), type.Name + "(...)", type.Name,
+                    "the generated constructor (maxBatchSize, seed) builds the layers; create the model with it");
+            }
+        }
+        return fields;
+    }
+
+    /// <summary>Reads and checks one layer attribute's arguments; each problem is reported at its argument.</summary>
+    private static LayerField ReadField(IFieldSymbol field, AttributeData attribute, LayerKind kind, Context context)
+    {
+        var arguments = attribute.ConstructorArguments;
+        switch (kind)
+        {
+            case LayerKind.Input:
+                var shape = ReadShape(attribute, field.Name, AttributeLocation(attribute, field), i => ArgumentLocation(attribute, i, field), context);
+                return new LayerField(field, kind, shape, 0, Activation.Linear, true, 0);
+            case LayerKind.Dense:
+                int units = arguments.Length > 0 && arguments[0].Value is int u ? u : 0;
+                int activation = arguments.Length > 1 && arguments[1].Value is int a ? a : 0;
+                if (units <= 0) context.Report(Diagnostics.InvalidLayerConfiguration, ArgumentLocation(attribute, 0, field), field.Name, context.Model, $"Dense needs a positive number of units, not {units}");
+                if (!Enum.IsDefined(typeof(Activation), activation)) context.Report(Diagnostics.InvalidLayerConfiguration, ArgumentLocation(attribute, 1, field), field.Name, context.Model, $"({activation}) is not an Activation");
+                bool useBias = !attribute.NamedArguments.Any(n => n.Key == "UseBias" && n.Value.Value is false);
+                return new LayerField(field, kind, default, Math.Max(units, 1), (Activation)activation, useBias, 0);
+            case LayerKind.Dropout:
+                double rate = arguments.Length > 0 && arguments[0].Value is double r ? r : double.NaN;
+                if (!(rate >= 0 && rate < 1)) context.Report(Diagnostics.InvalidLayerConfiguration, ArgumentLocation(attribute, 0, field), field.Name, context.Model, $"the dropout rate must be in [0, 1), not {rate}");
+                return new LayerField(field, kind, default, 0, Activation.Linear, true, rate);
+            default:
+                int function = arguments.Length > 0 && arguments[0].Value is int f ? f : -1;
+                if (!Enum.IsDefined(typeof(Activation), function)) context.Report(Diagnostics.InvalidLayerConfiguration, ArgumentLocation(attribute, 0, field), field.Name, context.Model, $"({function}) is not an Activation");
+                return new LayerField(field, kind, default, 0, (Activation)function, true, 0);
+        }
+    }
+
+    /// <summary>Reads an [Input(...)] or [Shape(...)] attribute: a non-empty list of positive dimensions.</summary>
+    private static ImmutableArray<int> ReadShape(AttributeData attribute, string name, Location? location, Func<int, Location?> argumentLocation, Context context)
+    {
+        var arguments = attribute.ConstructorArguments;
+        var dimensions = arguments.Length == 1 && arguments[0].Kind == TypedConstantKind.Array
+            ? arguments[0].Values.Select(v => v.Value is int d ? d : 0).ToImmutableArray()
+            : ImmutableArray<int>.Empty;
+        if (dimensions.Length == 0) context.Report(Diagnostics.InvalidLayerConfiguration, location, name, context.Model, "an input needs a shape, e.g. [Input(784)]");
+        for (int i = 0; i < dimensions.Length; i++)
+        {
+            if (dimensions[i] <= 0)
+                context.Report(Diagnostics.InvalidLayerConfiguration, argumentLocation(i), name, context.Model, $"dimension {i} of the input shape is {dimensions[i]}; every dimension must be positive");
+        }
+        return dimensions.Select(d => Math.Max(d, 1)).ToImmutableArray();
+    }
+
+    /// <summary>
+    /// The shape rule of every layer kind, shared by both model kinds: the output shape of <paramref name="field"/>
+    /// applied to <paramref name="input"/>, or an MG0007 at <paramref name="location"/>.
+    /// </summary>
+    private static LayerSpec Infer(LayerField field, ImmutableArray<int> input, string inputName, Location? location, Context context)
+    {
+        int inputSize = input.Aggregate(1, (a, b) => a * b);
+        switch (field.Kind)
+        {
+            case LayerKind.Dense:
+                if (input.Length != 1)
+                {
+                    context.Report(Diagnostics.IncompatibleInputShape, location, field.Name, "Dense", ShapeText(input), inputName,
+                        "a flat input of shape (None, features); Flatten is not available yet, so declare the input flat");
+                }
+                return new LayerSpec(field.Name, field.Kind, ImmutableArray.Create(field.Units), inputSize, field.Activation, field.UseBias);
+            case LayerKind.Dropout:
+                return new LayerSpec(field.Name, field.Kind, input, inputSize, Rate: field.Rate);
+            default:
+                return new LayerSpec(field.Name, field.Kind, input, inputSize, field.Activation);
+        }
+    }
+
+    // ---- Sequential: a chain ------------------------------------------------------------------------
+
+    private static GraphBuilder? BuildChain(INamedTypeSymbol type, List<LayerField> fields, Context context)
     {
         if (fields.Count == 0 || fields[0].Kind != LayerKind.Input)
         {
             var firstInput = fields.FirstOrDefault(f => f.Kind == LayerKind.Input);
-            if (firstInput.Field is null) context.Report(Diagnostics.MissingInputShape, type.Locations.FirstOrDefault(), type.Name);
-            else context.Report(Diagnostics.MisplacedInput, FieldLocation(firstInput.Field), firstInput.Field.Name, type.Name);
+            if (firstInput is null)
+                context.Report(Diagnostics.MissingInputShape, type.Locations.FirstOrDefault(), $"Sequential model '{type.Name}' has no input shape: declare an [Input(...)] field first");
+            else context.Report(Diagnostics.MisplacedInput, FieldLocation(firstInput.Field), firstInput.Name, type.Name);
             return null;
         }
         if (fields.Count == 1)
@@ -135,68 +241,27 @@ internal static class ModelParser
             return null;
         }
 
-        var layers = new List<LayerSpec>();
-        ImmutableArray<int> shape = default;
-        string previous = "";
-        foreach (var (field, attribute, kind) in fields)
+        var graph = new GraphBuilder();
+        var input = fields[0];
+        graph.Layers.Add(new LayerSpec(input.Name, LayerKind.Input, input.Shape, 0));
+        graph.Inputs.Add(graph.Add(new NodeSpec(input.Name, NodeKind.Input, ImmutableArray<int>.Empty, input.Shape, Layer: 0)));
+        foreach (var field in fields.Skip(1))
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            var arguments = attribute.ConstructorArguments;
-            int inputSize = shape.IsDefault ? 0 : shape.Aggregate(1, (a, b) => a * b);
-            LayerSpec? layer = null;
-            switch (kind)
-            {
-                case LayerKind.Input:
-                    if (layers.Count > 0) { context.Report(Diagnostics.MisplacedInput, FieldLocation(field), field.Name, type.Name); return null; }
-                    var dimensions = arguments.Length == 1 && arguments[0].Kind == TypedConstantKind.Array
-                        ? arguments[0].Values.Select(v => v.Value is int d ? d : 0).ToImmutableArray()
-                        : ImmutableArray<int>.Empty;
-                    if (dimensions.Length == 0) context.Report(Diagnostics.InvalidLayerConfiguration, AttributeLocation(attribute, field), field.Name, type.Name, "an input needs a shape, e.g. [Input(784)]");
-                    for (int i = 0; i < dimensions.Length; i++)
-                    {
-                        if (dimensions[i] <= 0)
-                            context.Report(Diagnostics.InvalidLayerConfiguration, ArgumentLocation(attribute, i, field), field.Name, type.Name, $"dimension {i} of the input shape is {dimensions[i]}; every dimension must be positive");
-                    }
-                    layer = new LayerSpec(field.Name, kind, dimensions, 0);
-                    break;
-
-                case LayerKind.Dense:
-                    int units = arguments.Length > 0 && arguments[0].Value is int u ? u : 0;
-                    int activation = arguments.Length > 1 && arguments[1].Value is int a ? a : 0;
-                    if (units <= 0) context.Report(Diagnostics.InvalidLayerConfiguration, ArgumentLocation(attribute, 0, field), field.Name, type.Name, $"Dense needs a positive number of units, not {units}");
-                    if (!Enum.IsDefined(typeof(Activation), activation)) context.Report(Diagnostics.InvalidLayerConfiguration, ArgumentLocation(attribute, 1, field), field.Name, type.Name, $"({activation}) is not an Activation");
-                    bool useBias = !attribute.NamedArguments.Any(n => n.Key == "UseBias" && n.Value.Value is false);
-                    if (shape.Length != 1 && !shape.IsDefault)
-                    {
-                        context.Report(Diagnostics.IncompatibleInputShape, FieldLocation(field), field.Name, "Dense", ShapeText(shape), previous,
-                            "a flat input of shape (None, features); Flatten is not available yet, so declare the input flat");
-                    }
-                    layer = new LayerSpec(field.Name, kind, ImmutableArray.Create(Math.Max(units, 1)), inputSize, (Activation)activation, useBias);
-                    break;
-
-                case LayerKind.Dropout:
-                    double rate = arguments.Length > 0 && arguments[0].Value is double r ? r : double.NaN;
-                    if (!(rate >= 0 && rate < 1)) context.Report(Diagnostics.InvalidLayerConfiguration, ArgumentLocation(attribute, 0, field), field.Name, type.Name, $"the dropout rate must be in [0, 1), not {rate}");
-                    layer = new LayerSpec(field.Name, kind, shape, inputSize, Rate: rate);
-                    break;
-
-                case LayerKind.Activation:
-                    int function = arguments.Length > 0 && arguments[0].Value is int f ? f : -1;
-                    if (!Enum.IsDefined(typeof(Activation), function)) context.Report(Diagnostics.InvalidLayerConfiguration, ArgumentLocation(attribute, 0, field), field.Name, type.Name, $"({function}) is not an Activation");
-                    layer = new LayerSpec(field.Name, kind, shape, inputSize, (Activation)function);
-                    break;
-            }
-            layers.Add(layer!);
-            shape = layer!.OutputShape.Items;
-            previous = field.Name;
+            if (field.Kind == LayerKind.Input) { context.Report(Diagnostics.MisplacedInput, FieldLocation(field.Field), field.Name, type.Name); return null; }
+            var previous = graph.Nodes[graph.Nodes.Count - 1];
+            var layer = Infer(field, previous.Shape.Items, previous.Name, FieldLocation(field.Field), context);
+            graph.Layers.Add(layer);
+            graph.Add(new NodeSpec(field.Name, NodeKind.Layer, ImmutableArray.Create(graph.Nodes.Count - 1), layer.OutputShape, Layer: graph.Layers.Count - 1));
         }
-        return layers;
+        graph.Outputs.Add(graph.Nodes.Count - 1);
+        return graph;
     }
 
-    private static void CheckFieldType(IFieldSymbol field, AttributeData attribute, string attributeName, string expected, Context context)
+    // ---- Helpers ------------------------------------------------------------------------------------
+
+    private static void CheckFieldType(IFieldSymbol field, string attributeName, string expected, Context context)
     {
-        string actual = field.Type.ToDisplayString();
-        if (actual == expected) return;
+        if (field.Type.ToDisplayString() == expected) return;
         var location = field.DeclaringSyntaxReferences.FirstOrDefault()?.GetSyntax() is VariableDeclaratorSyntax { Parent: VariableDeclarationSyntax declaration }
             ? declaration.Type.GetLocation()
             : FieldLocation(field);
@@ -218,7 +283,7 @@ internal static class ModelParser
         member.DeclaringSyntaxReferences.Length > 0 &&
         member.DeclaringSyntaxReferences.All(r => r.SyntaxTree.FilePath.Replace('\\', '/').Contains(GeneratedPathMarker));
 
-    private static string ShapeText(ImmutableArray<int> shape) => "(None, " + string.Join(", ", shape) + ")";
+    private static string ShapeText(IEnumerable<int> shape) => "(None, " + string.Join(", ", shape) + ")";
 
     private static Location? FieldLocation(IFieldSymbol field) => field.Locations.FirstOrDefault();
 
@@ -226,14 +291,17 @@ internal static class ModelParser
         attribute.ApplicationSyntaxReference?.GetSyntax().GetLocation() ?? FieldLocation(field);
 
     /// <summary>The location of the i-th positional argument; for a params array, its i-th element.</summary>
-    private static Location? ArgumentLocation(AttributeData attribute, int index, IFieldSymbol field)
+    private static Location? ArgumentLocation(AttributeData attribute, int index, IFieldSymbol field) =>
+        PositionalArgumentLocation(attribute, index) ?? AttributeLocation(attribute, field);
+
+    private static Location? PositionalArgumentLocation(AttributeData attribute, int index)
     {
         if (attribute.ApplicationSyntaxReference?.GetSyntax() is AttributeSyntax { ArgumentList: { } list })
         {
             var positional = list.Arguments.Where(a => a.NameEquals is null && a.NameColon is null).ToList();
             if (index < positional.Count) return positional[index].GetLocation();
         }
-        return AttributeLocation(attribute, field);
+        return attribute.ApplicationSyntaxReference?.GetSyntax().GetLocation();
     }
 
     private static Location? NamedArgumentLocation(AttributeData attribute, string name)
@@ -249,11 +317,12 @@ internal static class ModelParser
     private sealed class Context(string model, Action<Diagnostic>? report)
     {
         public string Model { get; } = model;
+        /// <summary>False once any error is reported; warnings keep the model valid.</summary>
         public bool Ok { get; private set; } = true;
 
         public void Report(DiagnosticDescriptor descriptor, Location? location, params object[] arguments)
         {
-            Ok = false;
+            if (descriptor.DefaultSeverity == DiagnosticSeverity.Error) Ok = false;
             report?.Invoke(Diagnostic.Create(descriptor, location ?? Location.None, arguments));
         }
     }

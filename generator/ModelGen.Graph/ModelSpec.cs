@@ -5,11 +5,13 @@ namespace ModelGen.Graph;
 internal enum LayerKind { Input, Dense, Dropout, Activation }
 
 /// <summary>
-/// One layer after parsing and shape inference: plain values only (no symbols, syntax or locations),
-/// so two parses of unchanged code compare equal and the generator's output is cached.
+/// A layer: one field of the model class (or one input of a graph method), with its configuration and,
+/// for Dense, the weights every application of the field shares. Plain values only (no symbols, syntax or
+/// locations), so two parses of unchanged code compare equal and the generator's output is cached.
 /// </summary>
-/// <param name="Name">The user's field name: the layer name in weights, summaries and generated code.</param>
+/// <param name="Name">The user's field (or parameter) name: the layer name in weights, summaries and generated code.</param>
 /// <param name="OutputShape">Shape without the batch dimension.</param>
+/// <param name="InputSize">Floats per sample entering the layer (a Dense layer's fan-in).</param>
 internal sealed record LayerSpec(
     string Name,
     LayerKind Kind,
@@ -35,19 +37,55 @@ internal sealed record LayerSpec(
     };
 }
 
+internal enum NodeKind
+{
+    /// <summary>A model input: the Sequential model's [Input] field, or a graph method's parameter.</summary>
+    Input,
+    /// <summary>A layer field applied to a tensor.</summary>
+    Layer,
+    /// <summary>A merge (Add, Concatenate, ...) of several tensors.</summary>
+    Merge,
+    /// <summary>A standalone activation function (Layers.Relu(x)).</summary>
+    Function,
+}
+
+/// <summary>
+/// One tensor of the model's graph. Nodes are stored in topological order (every input index is smaller than
+/// the node's own), which is the order the forward pass runs; the backward pass runs it in reverse.
+/// </summary>
+/// <param name="Name">Unique and a valid identifier: the tensor's buffers are named after it (hidden1Output).</param>
+/// <param name="Layer">The layer applied (Layer and Input nodes), an index into <see cref="ModelSpec.Layers"/>; otherwise -1.</param>
+internal sealed record NodeSpec(
+    string Name,
+    NodeKind Kind,
+    EquatableArray<int> Inputs,
+    EquatableArray<int> Shape,
+    int Layer = -1,
+    MergeOperation Merge = MergeOperation.Add,
+    Activation Activation = Activation.Linear)
+{
+    public int Size => Shape.Items.Aggregate(1, (a, b) => a * b);
+}
+
 /// <summary>A valid model, ready to emit.</summary>
 /// <param name="ContainingTypes">Declarations of enclosing types, outermost first, e.g. "partial class Outer".</param>
+/// <param name="Inputs">Node indices of the model inputs, in declaration order.</param>
+/// <param name="Outputs">Node indices of the model outputs.</param>
 internal sealed record ModelSpec(
     string Namespace,
     string ClassName,
     EquatableArray<string> ContainingTypes,
+    bool IsFunctional,
     Loss Loss,
-    EquatableArray<LayerSpec> Layers)
+    EquatableArray<LayerSpec> Layers,
+    EquatableArray<NodeSpec> Nodes,
+    EquatableArray<int> Inputs,
+    EquatableArray<int> Outputs)
 {
-    public LayerSpec Input => Layers[0];
-    public LayerSpec Output => Layers[Layers.Count - 1];
+    public NodeSpec Input => Nodes[Inputs[0]];
+    public NodeSpec Output => Nodes[Outputs[0]];
     public int ParameterCount => Layers.Sum(l => l.ParameterCount);
-    public int TargetSize => Loss == Loss.SparseCategoricalCrossentropy ? 1 : Output.OutputSize;
+    public int TargetSize => Loss == Loss.SparseCategoricalCrossentropy ? 1 : Output.Size;
 
     /// <summary>Generated file name: &lt;Namespace&gt;.&lt;Outer&gt;.&lt;Model&gt;.g.cs.</summary>
     public string HintName

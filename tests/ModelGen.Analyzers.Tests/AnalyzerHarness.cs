@@ -36,6 +36,14 @@ internal static class AnalyzerHarness
             .GetAnalyzerDiagnosticsAsync().GetAwaiter().GetResult();
     }
 
+    /// <summary>The generator's output files for a source (empty when it skips the model).</summary>
+    public static IReadOnlyList<string> Generate(string source)
+    {
+        var driver = CSharpGeneratorDriver.Create(new[] { new ModelGenerator().AsSourceGenerator() }, parseOptions: Compilations.ParseOptions)
+            .RunGenerators(Compilations.Create(source));
+        return driver.GetRunResult().GeneratedTrees.Select(t => t.ToString()).ToList();
+    }
+
     private static (string Source, List<(string Id, TextSpan Span)> Expected) Parse(string marked)
     {
         var text = new StringBuilder();

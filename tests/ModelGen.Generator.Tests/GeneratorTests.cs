@@ -62,6 +62,36 @@ public class GeneratorTests
     }
 
     [Fact]
+    public void Residual_functional_model_snapshot()
+    {
+        const string source = """
+            using ModelGen;
+
+            namespace Samples;
+
+            [Functional(Loss = Loss.SparseCategoricalCrossentropy)]
+            public partial class ResidualMlp
+            {
+                [Dense(64, Activation.Relu)]    Dense d1;
+                [Dense(64)]                     Dense d2;
+                [Dense(10, Activation.Softmax)] Dense head;
+
+                [Graph]
+                Tensor Forward([Shape(64)] Tensor x)
+                {
+                    var h = d2.Apply(d1.Apply(x));
+                    var merged = Ops.Relu(Ops.Add(h, x));   // skip connection
+                    return head.Apply(merged);
+                }
+            }
+            """;
+        var (output, result) = GeneratorHarness.Run(source);
+        var file = Assert.Single(result.GeneratedTrees);
+        Assert.Empty(output.GetDiagnostics().Where(d => d.Severity >= DiagnosticSeverity.Warning));
+        GeneratorHarness.MatchesSnapshot("ResidualMlp", file.ToString());
+    }
+
+    [Fact]
     public void Generated_model_compiles_loads_and_runs()
     {
         var (output, _) = GeneratorHarness.Run(Mnist);
@@ -105,6 +135,14 @@ public class GeneratorTests
         "using ModelGen; [Sequential] partial class K { [Input(4)] Input i; [Dense(\"x\")] Dense d; public K() { } }",
         "using ModelGen; [Sequential] partial class L { [Input(4)] Input i; [Dense(2)] Dense d; [Input(3)] Input j; }",
         "using ModelGen; [Sequential(Loss = (Loss)42)] partial class M { [Input(4)] Input i; [Dense(2)] Dense d; }",
+        "using ModelGen; [Functional] partial class N { [Dense(2)] Dense d; }",
+        "using ModelGen; [Functional] partial class O { [Dense(2)] Dense d; [Graph] Tensor F(Tensor x) => d.Apply(x); }",
+        "using ModelGen; [Functional] partial class P { [Dense(2)] Dense d; [Graph] Tensor F([Shape(4)] Tensor x) { var h = d.Apply(y); return h; } }",
+        "using ModelGen; [Functional] partial class Q { [Dense(2)] Dense d; [Graph] Tensor F([Shape(4)] Tensor x) { return Ops.Add(d.Apply(x), x); } }",
+        "using ModelGen; [Functional] partial class R { [Dense(2)] Dense d; [Graph] Tensor F([Shape(4)] Tensor x) { while (true) { } } }",
+        "using ModelGen; [Functional] partial class S { [Dense(2)] Dense d; [Graph] Tensor F([Shape(4)] Tensor x) { var h = d.Apply(x, x); return Ops.Relu(h, h); } }",
+        "using ModelGen; [Functional] partial class T { [Dense(2)] Dense d; [Graph] Tensor F([Shape(4)] Tensor x) }",
+        "using ModelGen; [Functional] partial class U { [Dense(2)] Dense d; [Graph] (Tensor, Tensor) F([Shape(4)] Tensor x) => (d.Apply(x), x); }",
     };
 
     [Theory, MemberData(nameof(BrokenSources))]

@@ -9,13 +9,14 @@ namespace ModelGen.Tests;
 /// </summary>
 public class ParityTests
 {
-    public static TheoryData<string> Models() => new() { nameof(ParityClassifier), nameof(ParityOneHot), nameof(ParityRegressor), nameof(ParityBinary) };
+    public static TheoryData<string> Models() => new() { nameof(ParityClassifier), nameof(ParityOneHot), nameof(ParityRegressor), nameof(ParityBinary), nameof(ResidualMlp) };
 
     private static IModel Create(string name, int batch) => name switch
     {
         nameof(ParityClassifier) => new ParityClassifier(batch),
         nameof(ParityOneHot) => new ParityOneHot(batch),
         nameof(ParityRegressor) => new ParityRegressor(batch),
+        nameof(ResidualMlp) => new ResidualMlp(batch),
         _ => new ParityBinary(batch),
     };
 
@@ -41,7 +42,7 @@ public class ParityTests
         var (fixture, model, x, y) = Load(name);
         var sgd = fixture.GetProperty("sgd");
         model.TrainStep(x, y, new Sgd(sgd.GetProperty("learning_rate").GetSingle(), sgd.GetProperty("momentum").GetSingle(), nesterov: true));
-        AssertWeights(model, sgd.GetProperty("weights_after_1_step"));
+        AssertUpdates(model, fixture.GetProperty("weights"), sgd.GetProperty("weights_after_1_step"), float32: null);
     }
 
     [Theory, MemberData(nameof(Models))]
@@ -56,7 +57,7 @@ public class ParityTests
             float loss = model.TrainStep(x, y, optimizer);
             AssertClose($"loss at step {step + 1}", new[] { expectedLosses[step] }, new[] { loss });
         }
-        AssertWeights(model, adam.GetProperty("weights_after_3_steps"));
+        AssertUpdates(model, fixture.GetProperty("weights"), adam.GetProperty("weights_after_3_steps"), adam.GetProperty("weights_after_3_steps_float32"));
     }
 
     private static (JsonElement Fixture, IModel Model, float[] X, float[] Y) Load(string name)
@@ -72,11 +73,30 @@ public class ParityTests
         return (fixture, model, Floats(fixture.GetProperty("inputs")).Select(v => (float)v).ToArray(), Floats(fixture.GetProperty("targets")).Select(v => (float)v).ToArray());
     }
 
-    private static void AssertWeights(IModel model, JsonElement expected)
+    /// <summary>
+    /// Weights after the optimizer, 1e-5 relative to the larger of the weight before and after the step (w - Δ is a
+    /// subtraction: a weight the update nearly cancels is only as precise as the operands allow). After three Adam
+    /// steps a few weights of a deep ReLU model are ill-conditioned: PyTorch itself, run in float32 (the fixture's
+    /// <paramref name="float32"/>), misses them by more than 1e-5. There, and only there, ModelGen must stay within
+    /// 3x of PyTorch's own float32 error.
+    /// </summary>
+    private static void AssertUpdates(IModel model, JsonElement before, JsonElement after, JsonElement? float32)
     {
         foreach (var parameter in model.Layers.SelectMany(l => l.Parameters))
         {
-            AssertClose(parameter.Name, Floats(expected.GetProperty(parameter.Name)), parameter.Values.ToArray());
+            var initial = Floats(before.GetProperty(parameter.Name));
+            var expected = Floats(after.GetProperty(parameter.Name));
+            var pytorch32 = float32 is { } f ? Floats(f.GetProperty(parameter.Name)) : null;
+            var actual = parameter.Values.ToArray();
+            double scale = expected.Max(Math.Abs);
+            for (int i = 0; i < expected.Length; i++)
+            {
+                double reference = Math.Max(Math.Max(Math.Abs(expected[i]), Math.Abs(initial[i])), 1e-2 * scale);
+                double tolerance = 1e-5 * reference;
+                if (pytorch32 is not null) tolerance = Math.Max(tolerance, 3 * Math.Abs(pytorch32[i] - expected[i]));
+                Assert.True(Math.Abs(actual[i] - expected[i]) <= tolerance,
+                    $"{parameter.Name}[{i}] after the step: expected {expected[i]:R}, got {actual[i]:R} (before the step {initial[i]:R}; PyTorch float32: {pytorch32?[i]:R})");
+            }
         }
     }
 

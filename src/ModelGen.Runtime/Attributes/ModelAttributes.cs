@@ -13,6 +13,29 @@ public sealed class SequentialAttribute : Attribute
     public Loss Loss { get; set; } = Loss.MeanSquaredError;
 }
 
+/// <summary>
+/// Marks a partial class as a Keras-style Functional model: layers are fields, and one method marked
+/// <see cref="GraphAttribute"/> wires them. The generator reads that method and never runs it.
+/// </summary>
+[AttributeUsage(AttributeTargets.Class, Inherited = false)]
+public sealed class FunctionalAttribute : Attribute
+{
+    /// <summary>The loss <c>TrainStep</c> and <c>Fit</c> minimise (Keras' <c>compile(loss=...)</c>).</summary>
+    public Loss Loss { get; set; } = Loss.MeanSquaredError;
+}
+
+/// <summary>The method of a [Functional] model that wires its layers: parameters are the inputs, the return value the output.</summary>
+[AttributeUsage(AttributeTargets.Method, Inherited = false)]
+public sealed class GraphAttribute : Attribute { }
+
+/// <summary>The shape of a graph input without the batch dimension, as Keras' <c>Input(shape=...)</c>.</summary>
+[AttributeUsage(AttributeTargets.Parameter, Inherited = false)]
+public sealed class ShapeAttribute : Attribute
+{
+    public ShapeAttribute(params int[] shape) => Shape = shape;
+    public int[] Shape { get; }
+}
+
 /// <summary>The model input and its shape without the batch dimension, as Keras' <c>Input(shape=...)</c>.</summary>
 [AttributeUsage(AttributeTargets.Field, Inherited = false)]
 public sealed class InputAttribute : Attribute

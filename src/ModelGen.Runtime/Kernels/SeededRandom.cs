@@ -82,7 +82,13 @@ public static class DropoutKernel
         }
     }
 
-    /// <summary>dL/dx = dL/dy ⊙ mask.</summary>
-    public static void Backward(ReadOnlySpan<float> outputGradient, ReadOnlySpan<float> mask, Span<float> inputGradient, int length) =>
-        System.Numerics.Tensors.TensorPrimitives.Multiply(outputGradient.Slice(0, length), mask.Slice(0, length), inputGradient.Slice(0, length));
+    /// <summary>dL/dx (=|+=) dL/dy ⊙ mask.</summary>
+    public static void Backward(ReadOnlySpan<float> outputGradient, ReadOnlySpan<float> mask, Span<float> inputGradient, int length, bool accumulate = false)
+    {
+        var dy = outputGradient.Slice(0, length);
+        var keep = mask.Slice(0, length);
+        var dx = inputGradient.Slice(0, length);
+        if (accumulate) System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(dy, keep, dx, dx);
+        else System.Numerics.Tensors.TensorPrimitives.Multiply(dy, keep, dx);
+    }
 }

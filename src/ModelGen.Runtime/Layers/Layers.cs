@@ -51,6 +51,9 @@ public abstract class Layer
     public IReadOnlyList<int> OutputShape { get; }
     public virtual IReadOnlyList<Parameter> Parameters => Array.Empty<Parameter>();
     public override string ToString() => $"{Name} ({GetType().Name})";
+
+    /// <summary>Applies this layer to a tensor in a [Graph] method (read by the generator, never run). Applying one field twice shares its weights.</summary>
+    public Tensor Apply(Tensor input) => throw Tensor.NotExecutable();
 }
 
 /// <summary>The model input; it holds no weights.</summary>

@@ -1,0 +1,341 @@
+using System;
+using System.Collections.Generic;
+using System.Collections.Immutable;
+using System.Linq;
+using System.Threading;
+using Microsoft.CodeAnalysis;
+using Microsoft.CodeAnalysis.CSharp.Syntax;
+
+namespace ModelGen.Graph;
+
+internal static partial class ModelParser
+{
+    private static readonly Dictionary<string, MergeOperation> MergeMethods = new()
+    {
+        ["Add"] = MergeOperation.Add, ["Subtract"] = MergeOperation.Subtract, ["Multiply"] = MergeOperation.Multiply,
+        ["Average"] = MergeOperation.Average, ["Maximum"] = MergeOperation.Maximum, ["Minimum"] = MergeOperation.Minimum,
+        ["Concatenate"] = MergeOperation.Concatenate,
+    };
+
+    private static readonly Dictionary<string, Activation> ActivationMethods = new()
+    {
+        ["Relu"] = Activation.Relu, ["Sigmoid"] = Activation.Sigmoid, ["Tanh"] = Activation.Tanh, ["Softmax"] = Activation.Softmax,
+    };
+
+    private static GraphBuilder? ReadGraph(INamedTypeSymbol type, List<LayerField> fields, Context context, CancellationToken cancellationToken)
+    {
+        var methods = type.GetMembers().OfType<IMethodSymbol>()
+            .Where(m => m.GetAttributes().Any(a => a.AttributeClass?.ToDisplayString() == GraphAttribute)).ToList();
+        if (methods.Count == 0)
+        {
+            context.Report(Diagnostics.MissingGraph, type.Locations.FirstOrDefault(),
+                $"Functional model '{type.Name}' has no method marked [Graph]: add one whose parameters are the inputs and whose return value is the output");
+            return null;
+        }
+        foreach (var extra in methods.Skip(1))
+        {
+            context.Report(Diagnostics.UnsupportedGraphCode, extra.Locations.FirstOrDefault(), "A second [Graph] method (sub-models are not supported yet)", methods[0].Name);
+        }
+        var method = methods[0];
+        if (method.DeclaringSyntaxReferences.Select(r => r.GetSyntax(cancellationToken)).OfType<MethodDeclarationSyntax>().FirstOrDefault() is not { } syntax) return null;
+        return new GraphReader(method, syntax, fields, context).Read(cancellationToken);
+    }
+
+    /// <summary>
+    /// Reads a graph method's body as a straight-line program over tensors. Statements run in order, so the
+    /// nodes come out in topological order and a cycle cannot be written.
+    /// </summary>
+    private sealed class GraphReader(IMethodSymbol method, MethodDeclarationSyntax syntax, List<LayerField> fields, Context context)
+    {
+        private readonly GraphBuilder graph = new();
+        private readonly Dictionary<string, int> tensors = new();           // locals and parameters -> node, or Failed
+        /// <summary>A name whose definition already failed (and was reported): its uses report nothing more.</summary>
+        private const int Failed = -1;
+        private readonly Dictionary<string, LayerField> fieldsByName = fields.ToDictionary(f => f.Name);
+        private readonly Dictionary<string, int> layerOfField = new();      // field -> index in graph.Layers, from its first use
+        private readonly Dictionary<string, int> uses = new();              // naming: how often a name was taken
+        private readonly Dictionary<int, Location> nodeLocations = new();
+
+        public GraphBuilder? Read(CancellationToken cancellationToken)
+        {
+            ReadInputs();
+            int? output = null;
+            if (syntax.ExpressionBody is { } arrow) output = Evaluate(arrow.Expression);
+            foreach (var statement in syntax.Body?.Statements ?? default)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                if (output is not null)
+                {
+                    context.Report(Diagnostics.UnsupportedGraphCode, statement.GetLocation(), "Code after the return statement", method.Name);
+                    break;
+                }
+                output = ReadStatement(statement);
+            }
+            if (output is null)
+            {
+                if (context.Ok) context.Report(Diagnostics.UnsupportedGraphCode, syntax.Identifier.GetLocation(), "A graph method without 'return output;'", method.Name);
+                return null;
+            }
+            graph.Outputs.Add(output.Value);
+            return context.Ok ? Prune() : null;
+        }
+
+        private void ReadInputs()
+        {
+            if (method.Parameters.Length == 0)
+            {
+                context.Report(Diagnostics.MissingInputShape, syntax.Identifier.GetLocation(), $"Graph method '{method.Name}' has no inputs: add a parameter such as [Shape(784)] Tensor x");
+            }
+            foreach (var parameter in method.Parameters)
+            {
+                var location = parameter.Locations.FirstOrDefault();
+                if (parameter.Type.ToDisplayString() != "ModelGen.Tensor")
+                {
+                    context.Report(Diagnostics.UnsupportedGraphCode, location, $"Parameter '{parameter.Name}' of type '{parameter.Type.ToDisplayString(SymbolDisplayFormat.MinimallyQualifiedFormat)}' (graph inputs are Tensor)", method.Name);
+                    tensors[parameter.Name] = Failed;
+                    continue;
+                }
+                var shapeAttribute = parameter.GetAttributes().FirstOrDefault(a => a.AttributeClass?.ToDisplayString() == ShapeAttribute);
+                if (shapeAttribute is null)
+                {
+                    context.Report(Diagnostics.MissingInputShape, location, $"Input '{parameter.Name}' of graph method '{method.Name}' has no shape: add [Shape(...)]");
+                    tensors[parameter.Name] = Failed;
+                    continue;
+                }
+                var shape = ReadShape(shapeAttribute, parameter.Name, shapeAttribute.ApplicationSyntaxReference?.GetSyntax().GetLocation(), i => PositionalArgumentLocation(shapeAttribute, i), context);
+                graph.Layers.Add(new LayerSpec(parameter.Name, LayerKind.Input, shape, 0));
+                int node = graph.Add(new NodeSpec(Unique(parameter.Name), NodeKind.Input, ImmutableArray<int>.Empty, shape, Layer: graph.Layers.Count - 1));
+                graph.Inputs.Add(node);
+                tensors[parameter.Name] = node;
+                if (location is not null) nodeLocations[node] = location;
+            }
+            if (graph.Inputs.Count > 1)
+            {
+                context.Report(Diagnostics.UnsupportedGraphCode, method.Parameters[1].Locations.FirstOrDefault(), "A second input (several inputs are not supported yet)", method.Name);
+            }
+        }
+
+        /// <summary>Returns the output node for a return statement, null otherwise.</summary>
+        private int? ReadStatement(StatementSyntax statement)
+        {
+            switch (statement)
+            {
+                case LocalDeclarationStatementSyntax declaration:
+                    foreach (var variable in declaration.Declaration.Variables)
+                    {
+                        if (variable.Initializer is null)
+                        {
+                            context.Report(Diagnostics.UnsupportedGraphCode, variable.GetLocation(), $"A tensor declared without a value ('{variable.Identifier.ValueText}')", method.Name);
+                            tensors[variable.Identifier.ValueText] = Failed;
+                            continue;
+                        }
+                        tensors[variable.Identifier.ValueText] = Evaluate(variable.Initializer.Value) ?? Failed;
+                    }
+                    return null;
+                case ExpressionStatementSyntax { Expression: AssignmentExpressionSyntax { Left: IdentifierNameSyntax target, OperatorToken.ValueText: "=" } assignment }:
+                    tensors[target.Identifier.ValueText] = Evaluate(assignment.Right) ?? Failed;
+                    return null;
+                case ReturnStatementSyntax { Expression: TupleExpressionSyntax tuple }:
+                    context.Report(Diagnostics.UnsupportedGraphCode, tuple.GetLocation(), "Returning several outputs (multi-output models are not supported yet)", method.Name);
+                    return null;
+                case ReturnStatementSyntax { Expression: { } value }:
+                    return Evaluate(value);
+                default:
+                    context.Report(Diagnostics.UnsupportedGraphCode, statement.GetLocation(), $"The statement '{FirstLine(statement)}'", method.Name);
+                    return null;
+            }
+        }
+
+        private int? Evaluate(ExpressionSyntax expression)
+        {
+            switch (expression)
+            {
+                case ParenthesizedExpressionSyntax parenthesized:
+                    return Evaluate(parenthesized.Expression);
+                case IdentifierNameSyntax identifier:
+                    if (tensors.TryGetValue(identifier.Identifier.ValueText, out int node)) return node == Failed ? null : node;
+                    context.Report(Diagnostics.GraphDisconnected, identifier.GetLocation(), identifier.Identifier.ValueText, method.Name);
+                    return null;
+                case InvocationExpressionSyntax { Expression: MemberAccessExpressionSyntax access } invocation:
+                    string? receiver = access.Expression switch
+                    {
+                        IdentifierNameSyntax name => name.Identifier.ValueText,
+                        MemberAccessExpressionSyntax { Expression: ThisExpressionSyntax, Name: var name } => name.Identifier.ValueText,
+                        _ => null,
+                    };
+                    string member = access.Name.Identifier.ValueText;
+                    if (member == "Apply" && receiver is not null && fieldsByName.TryGetValue(receiver, out var field)) return Apply(field, invocation);
+                    if (receiver == "Ops" && !tensors.ContainsKey("Ops"))
+                    {
+                        if (MergeMethods.TryGetValue(member, out var operation)) return Merge(operation, member, invocation);
+                        if (ActivationMethods.TryGetValue(member, out var activation)) return Function(activation, member, invocation);
+                    }
+                    break;
+                case MemberAccessExpressionSyntax or ElementAccessExpressionSyntax when !(expression is InvocationExpressionSyntax):
+                    // A tensor held anywhere but in this method's locals and parameters: a field, a property, another graph.
+                    context.Report(Diagnostics.GraphDisconnected, expression.GetLocation(), expression.ToString(), method.Name);
+                    return null;
+            }
+            context.Report(Diagnostics.UnsupportedGraphCode, expression.GetLocation(), $"The expression '{FirstLine(expression)}'", method.Name);
+            return null;
+        }
+
+        private int? Apply(LayerField field, InvocationExpressionSyntax invocation)
+        {
+            if (invocation.ArgumentList.Arguments.Count != 1)
+            {
+                context.Report(Diagnostics.UnsupportedGraphCode, invocation.GetLocation(), $"'{field.Name}.Apply' with {invocation.ArgumentList.Arguments.Count} arguments (it takes one tensor)", method.Name);
+                return null;
+            }
+            var argument = invocation.ArgumentList.Arguments[0].Expression;
+            if (Evaluate(argument) is not int input) return null;
+            var inputNode = graph.Nodes[input];
+            var location = invocation.GetLocation();
+            LayerSpec layer;
+            if (layerOfField.TryGetValue(field.Name, out int index))
+            {
+                // A shared layer: every use has the weights, so every use needs the first use's input shape.
+                layer = graph.Layers[index];
+                if (field.Kind == LayerKind.Dense && inputNode.Size != layer.InputSize)
+                {
+                    context.Report(Diagnostics.IncompatibleShapes, location,
+                        $"Layer '{field.Name}' is shared: its first use takes {ShapeText(new[] { layer.InputSize })}, but here it is applied to {ShapeText(inputNode.Shape)} from '{argument}'; a shared layer takes one input shape");
+                    return null;
+                }
+            }
+            else
+            {
+                layer = Infer(field, inputNode.Shape.Items, argument.ToString(), location, context);
+                graph.Layers.Add(layer);
+                index = graph.Layers.Count - 1;
+                layerOfField[field.Name] = index;
+            }
+            var shape = field.Kind == LayerKind.Dense ? layer.OutputShape : inputNode.Shape;
+            return Remember(graph.Add(new NodeSpec(Unique(field.Name), NodeKind.Layer, ImmutableArray.Create(input), shape, Layer: index)), location);
+        }
+
+        private int? Merge(MergeOperation operation, string name, InvocationExpressionSyntax invocation)
+        {
+            var arguments = invocation.ArgumentList.Arguments.Select(a => a.Expression).ToList();
+            var location = invocation.GetLocation();
+            if (arguments.Count < 2 || (operation == MergeOperation.Subtract && arguments.Count != 2))
+            {
+                context.Report(Diagnostics.UnsupportedGraphCode, location,
+                    $"Ops.{name} with {arguments.Count} operand{(arguments.Count == 1 ? "" : "s")} ({(operation == MergeOperation.Subtract ? "Subtract takes exactly two" : "a merge takes at least two")})", method.Name);
+                return null;
+            }
+            var inputs = new List<int>();
+            foreach (var argument in arguments)
+            {
+                if (Evaluate(argument) is int node) inputs.Add(node);
+            }
+            if (inputs.Count != arguments.Count) return null;
+
+            var shapes = inputs.Select(i => graph.Nodes[i].Shape).ToList();
+            ImmutableArray<int> shape;
+            if (operation == MergeOperation.Concatenate)
+            {
+                for (int i = 0; i < shapes.Count; i++)
+                {
+                    if (shapes[i].Count != 1)
+                    {
+                        context.Report(Diagnostics.IncompatibleShapes, location,
+                            $"Concatenate of '{arguments[i]}' with shape {ShapeText(shapes[i])}: only flat tensors (None, features) can be concatenated so far");
+                        return null;
+                    }
+                }
+                shape = ImmutableArray.Create(shapes.Sum(s => s[0]));
+            }
+            else
+            {
+                for (int i = 1; i < shapes.Count; i++)
+                {
+                    if (!shapes[i].Equals(shapes[0]))
+                    {
+                        context.Report(Diagnostics.IncompatibleShapes, location,
+                            $"{name} needs operands of one shape, but '{arguments[0]}' is {ShapeText(shapes[0])} and '{arguments[i]}' is {ShapeText(shapes[i])} (Keras: \"Inputs have incompatible shapes\")");
+                        return null;
+                    }
+                }
+                shape = shapes[0].Items;
+            }
+            return Remember(graph.Add(new NodeSpec(Unique(name.ToLowerInvariant()), NodeKind.Merge, inputs.ToImmutableArray(), shape, Merge: operation)), location);
+        }
+
+        private int? Function(Activation activation, string name, InvocationExpressionSyntax invocation)
+        {
+            if (invocation.ArgumentList.Arguments.Count != 1)
+            {
+                context.Report(Diagnostics.UnsupportedGraphCode, invocation.GetLocation(), $"Ops.{name} with {invocation.ArgumentList.Arguments.Count} arguments (it takes one tensor)", method.Name);
+                return null;
+            }
+            if (Evaluate(invocation.ArgumentList.Arguments[0].Expression) is not int input) return null;
+            return Remember(graph.Add(new NodeSpec(Unique(name.ToLowerInvariant()), NodeKind.Function, ImmutableArray.Create(input), graph.Nodes[input].Shape, Activation: activation)),
+                invocation.GetLocation());
+        }
+
+        private int Remember(int node, Location location)
+        {
+            nodeLocations[node] = location;
+            return node;
+        }
+
+        /// <summary>Keras-style unique names: hidden, hidden_1, hidden_2 for later uses.</summary>
+        private string Unique(string name)
+        {
+            uses.TryGetValue(name, out int count);
+            uses[name] = count + 1;
+            return count == 0 ? name : name + "_" + count;
+        }
+
+        /// <summary>Drops what does not reach the output (Keras builds only what the outputs need) and warns about it.</summary>
+        private GraphBuilder Prune()
+        {
+            var reachable = new bool[graph.Nodes.Count];
+            var pending = new Stack<int>(graph.Outputs);
+            while (pending.Count > 0)
+            {
+                int node = pending.Pop();
+                if (reachable[node]) continue;
+                reachable[node] = true;
+                foreach (var input in graph.Nodes[node].Inputs) pending.Push(input);
+            }
+            foreach (var field in fields)
+            {
+                bool used = graph.Nodes.Where((n, i) => reachable[i] && n.Kind == NodeKind.Layer).Any(n => graph.Layers[n.Layer].Name == field.Name);
+                if (!used) context.Report(Diagnostics.UnusedLayer, FieldLocation(field.Field), field.Name, method.Name);
+            }
+            foreach (int input in graph.Inputs.Where(i => !reachable[i]))
+            {
+                context.Report(Diagnostics.UnusedInput, nodeLocations.TryGetValue(input, out var location) ? location : null, graph.Nodes[input].Name, method.Name);
+                reachable[input] = true; // still an input of the model
+            }
+
+            var pruned = new GraphBuilder();
+            var layerMap = new Dictionary<int, int>();
+            var nodeMap = new Dictionary<int, int>();
+            for (int i = 0; i < graph.Nodes.Count; i++)
+            {
+                if (!reachable[i]) continue;
+                var node = graph.Nodes[i];
+                int layer = -1;
+                if (node.Layer >= 0 && !layerMap.TryGetValue(node.Layer, out layer))
+                {
+                    pruned.Layers.Add(graph.Layers[node.Layer]);
+                    layer = layerMap[node.Layer] = pruned.Layers.Count - 1;
+                }
+                nodeMap[i] = pruned.Add(node with { Layer = layer, Inputs = node.Inputs.Select(n => nodeMap[n]).ToImmutableArray() });
+            }
+            pruned.Inputs.AddRange(graph.Inputs.Select(i => nodeMap[i]));
+            pruned.Outputs.AddRange(graph.Outputs.Select(i => nodeMap[i]));
+            return pruned;
+        }
+
+        private static string FirstLine(SyntaxNode node)
+        {
+            string text = node.ToString();
+            int end = text.IndexOfAny(new[] { '\r', '\n' });
+            return end < 0 ? text : text.Substring(0, end) + " ...";
+        }
+    }
+}

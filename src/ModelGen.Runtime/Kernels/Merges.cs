@@ -1,0 +1,89 @@
+using System;
+using System.Numerics.Tensors;
+
+namespace ModelGen.Kernels;
+
+/// <summary>
+/// Forward and backward of Keras' merge layers over batches of flat samples. Every backward either
+/// overwrites its destination or adds to it: the generator knows at compile time which gradient
+/// contribution to a tensor comes first, so fan-out costs no zeroing pass.
+/// </summary>
+public static class Merges
+{
+    /// <summary>destination (=|+=) scale · source.</summary>
+    public static void Pass(ReadOnlySpan<float> source, Span<float> destination, int length, bool accumulate, float scale = 1f)
+    {
+        var from = source.Slice(0, length);
+        var to = destination.Slice(0, length);
+        if (!accumulate)
+        {
+            if (scale == 1f) from.CopyTo(to);
+            else TensorPrimitives.Multiply(from, scale, to);
+        }
+        else if (scale == 1f) TensorPrimitives.Add(to, from, to);
+        else TensorPrimitives.MultiplyAdd(from, scale, to, to);
+    }
+
+    /// <summary>output = a + b (Add), a - b (Subtract), a ⊙ b (Multiply), max, min; Average is Add then scale.</summary>
+    public static void Combine(MergeOperation operation, ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> output, int length)
+    {
+        var x = a.Slice(0, length);
+        var y = b.Slice(0, length);
+        var z = output.Slice(0, length);
+        switch (operation)
+        {
+            case MergeOperation.Add: TensorPrimitives.Add(x, y, z); break;
+            case MergeOperation.Subtract: TensorPrimitives.Subtract(x, y, z); break;
+            case MergeOperation.Multiply: TensorPrimitives.Multiply(x, y, z); break;
+            case MergeOperation.Maximum: TensorPrimitives.Max(x, y, z); break;
+            case MergeOperation.Minimum: TensorPrimitives.Min(x, y, z); break;
+            default: throw new ArgumentOutOfRangeException(nameof(operation), operation, null);
+        }
+    }
+
+    /// <summary>Scales in place (Average divides the sum of its inputs by their count).</summary>
+    public static void Scale(Span<float> values, int length, float scale) => TensorPrimitives.Multiply(values.Slice(0, length), scale, values.Slice(0, length));
+
+    /// <summary>
+    /// Gradient of one operand of Multiply, Maximum or Minimum: dOperand (=|+=) dOutput ⊙ other (Multiply), or
+    /// dOutput where this operand won (Maximum/Minimum; ties go to the first operand, as Keras' gradient of maximum does).
+    /// </summary>
+    public static void OperandGradient(MergeOperation operation, ReadOnlySpan<float> outputGradient, ReadOnlySpan<float> operand, ReadOnlySpan<float> other,
+        bool operandIsFirst, Span<float> destination, int length, bool accumulate)
+    {
+        for (int i = 0; i < length; i++)
+        {
+            float contribution = operation switch
+            {
+                MergeOperation.Multiply => outputGradient[i] * other[i],
+                MergeOperation.Maximum => Wins(operand[i] > other[i], operand[i] == other[i], operandIsFirst) ? outputGradient[i] : 0f,
+                MergeOperation.Minimum => Wins(operand[i] < other[i], operand[i] == other[i], operandIsFirst) ? outputGradient[i] : 0f,
+                _ => throw new ArgumentOutOfRangeException(nameof(operation), operation, null),
+            };
+            destination[i] = accumulate ? destination[i] + contribution : contribution;
+        }
+    }
+
+    private static bool Wins(bool strictly, bool tie, bool first) => strictly || (tie && first);
+
+    /// <summary>Concatenate along the last axis: each sample's row is the operands' rows side by side.</summary>
+    public static void Concatenate(ReadOnlySpan<float> source, int sourceWidth, Span<float> output, int outputWidth, int offset, int batch)
+    {
+        for (int sample = 0; sample < batch; sample++)
+        {
+            source.Slice(sample * sourceWidth, sourceWidth).CopyTo(output.Slice(sample * outputWidth + offset, sourceWidth));
+        }
+    }
+
+    /// <summary>The gradient of one concatenated operand: its columns of the output gradient.</summary>
+    public static void ConcatenateBackward(ReadOnlySpan<float> outputGradient, int outputWidth, int offset, Span<float> destination, int width, int batch, bool accumulate)
+    {
+        for (int sample = 0; sample < batch; sample++)
+        {
+            var slice = outputGradient.Slice(sample * outputWidth + offset, width);
+            var target = destination.Slice(sample * width, width);
+            if (accumulate) TensorPrimitives.Add(target, slice, target);
+            else slice.CopyTo(target);
+        }
+    }
+}

@@ -1,0 +1,93 @@
+namespace ModelGen.Tests;
+
+// Functional models from the seed material, with the parameter counts Keras' count_params() gives.
+
+/// <summary>Input 64 → Dense 64 relu → Dense 64 → Add with the input → relu → Dense 10 softmax: 8,970.</summary>
+[Functional(Loss = Loss.SparseCategoricalCrossentropy)]
+public partial class ResidualMlp
+{
+    [Dense(64, Activation.Relu)] public Dense d1;
+    [Dense(64)] public Dense d2;
+    [Dense(10, Activation.Softmax)] public Dense head;
+
+    [Graph]
+    Tensor Forward([Shape(64)] Tensor x)
+    {
+        var h = d2.Apply(d1.Apply(x));
+        var merged = Ops.Relu(Ops.Add(h, x)); // skip connection
+        return head.Apply(merged);
+    }
+}
+
+/// <summary>Dense 20 → 64 relu → 32 relu → 1 sigmoid: 3,457, in Functional form.</summary>
+[Functional(Loss = Loss.BinaryCrossentropy)]
+public partial class BinaryFunctional
+{
+    [Dense(64, Activation.Relu)] public Dense hidden1;
+    [Dense(32, Activation.Relu)] public Dense hidden2;
+    [Dense(1, Activation.Sigmoid)] public Dense output;
+
+    [Graph]
+    Tensor Forward([Shape(20)] Tensor features) => output.Apply(hidden2.Apply(hidden1.Apply(features)));
+}
+
+/// <summary>The same network in Sequential form: 3,457.</summary>
+[Sequential(Loss = Loss.BinaryCrossentropy)]
+public partial class BinarySequential
+{
+    [Input(20)] public Input features;
+    [Dense(64, Activation.Relu)] public Dense hidden1;
+    [Dense(32, Activation.Relu)] public Dense hidden2;
+    [Dense(1, Activation.Sigmoid)] public Dense output;
+}
+
+/// <summary>Autoencoder 784 → 256 → 128 → 32 → 128 → 256 → 784 sigmoid: 476,720.</summary>
+[Functional(Loss = Loss.BinaryCrossentropy)]
+public partial class Autoencoder
+{
+    [Dense(256, Activation.Relu)] public Dense encode1;
+    [Dense(128, Activation.Relu)] public Dense encode2;
+    [Dense(32, Activation.Relu)] public Dense code;
+    [Dense(128, Activation.Relu)] public Dense decode1;
+    [Dense(256, Activation.Relu)] public Dense decode2;
+    [Dense(784, Activation.Sigmoid)] public Dense reconstruction;
+
+    [Graph]
+    Tensor Forward([Shape(784)] Tensor image)
+    {
+        var latent = code.Apply(encode2.Apply(encode1.Apply(image)));
+        return reconstruction.Apply(decode2.Apply(decode1.Apply(latent)));
+    }
+}
+
+/// <summary>
+/// Every merge, fan-out (one tensor feeding several branches), a shared layer applied three times, standalone
+/// activations and dropout-free paths: the whole-model gradient check's hardest case.
+/// </summary>
+[Functional(Loss = Loss.MeanSquaredError)]
+public partial class EveryMerge
+{
+    [Dense(6, Activation.Tanh)] public Dense stem;
+    [Dense(6, Activation.Sigmoid)] public Dense shared;
+    [Dense(6)] public Dense left;
+    [Dense(6, Activation.Tanh)] public Dense right;
+    [Dense(3)] public Dense head;
+
+    [Graph]
+    Tensor Forward([Shape(5)] Tensor x)
+    {
+        var s = stem.Apply(x);
+        var a = shared.Apply(s);                    // the shared layer, first use
+        var b = shared.Apply(a);                    // second use, on its own output
+        var l = left.Apply(s);
+        var r = right.Apply(s);
+        var sum = Ops.Add(a, b, l);
+        var difference = Ops.Subtract(sum, r);
+        var product = Ops.Multiply(difference, b);
+        var mean = Ops.Average(product, l, Ops.Tanh(r));
+        var high = Ops.Maximum(mean, a);
+        var low = Ops.Minimum(high, shared.Apply(r)); // third use
+        var joined = Ops.Concatenate(low, Ops.Sigmoid(s));
+        return head.Apply(joined);
+    }
+}

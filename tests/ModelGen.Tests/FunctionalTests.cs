@@ -1,0 +1,68 @@
+using ModelGen.Training;
+
+namespace ModelGen.Tests;
+
+public class FunctionalTests
+{
+    [Fact]
+    public void Seed_models_have_the_keras_parameter_counts()
+    {
+        Assert.Equal(8_970, ResidualMlp.ParameterCount);
+        Assert.Equal(3_457, BinaryFunctional.ParameterCount);
+        Assert.Equal(3_457, BinarySequential.ParameterCount);
+        Assert.Equal(476_720, Autoencoder.ParameterCount);
+    }
+
+    [Fact]
+    public void Sequential_and_functional_forms_give_identical_outputs_for_identical_weights()
+    {
+        var sequential = new BinarySequential(maxBatchSize: 8, seed: 1);
+        var functional = new BinaryFunctional(maxBatchSize: 8, seed: 99);
+        sequential.Parameters.CopyTo(functional.Parameters, 0);
+        var random = new Random(2);
+        var x = Enumerable.Range(0, 8 * 20).Select(_ => (float)random.NextDouble()).ToArray();
+        Assert.Equal(sequential.Predict(x), functional.Predict(x));
+
+        var y = Enumerable.Range(0, 8).Select(i => (float)(i % 2)).ToArray();
+        Assert.Equal(sequential.TrainStep(x, y, new Sgd(0.1f)), functional.TrainStep(x, y, new Sgd(0.1f)));
+        Assert.Equal(sequential.Parameters, functional.Parameters);
+    }
+
+    [Fact]
+    public void A_shared_layer_is_one_set_of_weights_counted_once()
+    {
+        var model = new EveryMerge();
+        // stem 5*6+6, shared 6*6+6 (once, though applied three times), left 6*6+6, right 6*6+6, head 12*3+3
+        Assert.Equal(36 + 42 + 42 + 42 + 39, EveryMerge.ParameterCount);
+        Assert.Single(model.Layers, l => l.Name == "shared");
+    }
+
+    [Fact]
+    public void Functional_summary_lists_inputs_merges_and_connections()
+    {
+        string summary = new ResidualMlp().Summary();
+        Assert.Contains("Connected to", summary);
+        Assert.Contains("│ x (InputLayer)", summary);
+        Assert.Contains("│ add (Add)", summary);
+        Assert.Contains("d2[0][0], x[0][0]", summary);
+        Assert.Contains("│ relu (Activation)", summary);
+        Assert.Contains(" Total params: 8,970 (35.04 KB)", summary);
+
+        string shared = new EveryMerge().Summary();
+        Assert.Contains("stem[0][0], shared[0][0], right[0][0]", shared); // one row, three calls
+    }
+
+    [Fact]
+    public void Residual_model_trains_on_a_learnable_task()
+    {
+        var random = new Random(5);
+        int n = 256;
+        var x = Enumerable.Range(0, n * 64).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+        // class = which of the first ten features is largest
+        var y = Enumerable.Range(0, n).Select(i => (float)Metrics.ArgMax(x.AsSpan(i * 64, 10))).ToArray();
+        var model = new ResidualMlp(maxBatchSize: 32, seed: 3);
+        var history = model.Fit(x, y, new Adam(0.003f), epochs: 40, batchSize: 32, verbose: Verbosity.Silent);
+        Assert.True(history.Loss[^1] < history.Loss[0] / 3, $"loss {history.Loss[0]} -> {history.Loss[^1]}");
+        Assert.True(history.Accuracy[^1] > 0.9, $"accuracy {history.Accuracy[^1]}");
+    }
+}

@@ -58,13 +58,12 @@ internal static class ModelEmitter
         w.Line($"public const int ParameterCount = {model.ParameterCount};");
         w.Line($"public const int TrainableParameterCount = {model.ParameterCount};");
         w.Line("public const int NonTrainableParameterCount = 0;");
-        w.Line($"/// <summary>Floats per sample entering '{model.Input.Name}': shape {Shape(model.Input.Shape)}.</summary>");
-        w.Line($"public const int InputSize = {model.Input.Size};");
-        w.Line($"/// <summary>Floats per sample leaving '{model.Output.Name}': shape {Shape(model.Output.Shape)}.</summary>");
-        w.Line($"public const int OutputSize = {model.Output.Size};");
-        w.Line($"/// <summary>Floats per target sample for {model.Loss}.</summary>");
+        w.Line($"/// <summary>Floats per sample entering {Describe(plan.Inputs.Select(i => $"'{i.Spec.Name}' {Shape(i.Spec.Shape)}"))}.</summary>");
+        w.Line($"public const int InputSize = {model.InputSize};");
+        w.Line($"/// <summary>Floats per sample leaving {Describe(plan.Outputs.Select(o => $"'{o.Spec.Name}' {Shape(plan.Nodes[o.Spec.Node].Spec.Shape)}"))}.</summary>");
+        w.Line($"public const int OutputSize = {model.OutputSize};");
+        w.Line($"/// <summary>Floats per target sample: {Describe(plan.Outputs.Select(o => $"{o.Spec.TargetSize} for '{o.Spec.Name}' ({o.Spec.Loss})"))}.</summary>");
         w.Line($"public const int TargetSize = {model.TargetSize};");
-        w.Line($"public const Loss LossFunction = Loss.{model.Loss};");
         w.Line();
         if (plan.Tensors.Count > 0)
         {
@@ -90,8 +89,28 @@ internal static class ModelEmitter
             if (node.IsDropout) names.Add(node.Mask);
             w.Line($"private readonly float[] {string.Join(", ", names)};");
         }
+        if (plan.Packed)
+        {
+            w.Line("// Inputs and targets taken apart from packed rows (one row per sample), and outputs put back together.");
+            foreach (var input in plan.Inputs) w.Line($"private readonly float[] {input.Staging};");
+            foreach (var output in plan.Outputs) w.Line($"private readonly float[] {output.Targets};");
+            w.Line("private readonly float[] lastOutputs;");
+        }
         if (plan.Nodes.Any(n => n.IsDropout)) w.Line("private SeededRandom dropoutRandom;");
         w.Line("private int lastTrainingBatch;");
+        w.Line();
+        w.Line("private static readonly ModelInput[] modelInputs =");
+        w.Line("{");
+        foreach (var input in plan.Inputs) w.Line($"    new(\"{input.Spec.Name}\", {input.Spec.Size}, {input.Offset}, \"{Shape(input.Spec.Shape)}\"),");
+        w.Line("};");
+        w.Line("private static readonly ModelOutput[] modelOutputs =");
+        w.Line("{");
+        foreach (var output in plan.Outputs)
+        {
+            var shape = plan.Nodes[output.Spec.Node].Spec.Shape;
+            w.Line($"    new(\"{output.Spec.Name}\", {output.Spec.Size}, {output.Offset}, \"{Shape(shape)}\", Loss.{output.Spec.Loss}, {Literal(output.Spec.Weight)}f, {output.Spec.TargetSize}, {output.TargetOffset}),");
+        }
+        w.Line("};");
         w.Line();
     }
 
@@ -135,6 +154,12 @@ internal static class ModelEmitter
             w.Line($"{node.Gradient} = new float[{size}];");
             if (node.IsDropout) w.Line($"{node.Mask} = new float[{size}];");
         }
+        if (plan.Packed)
+        {
+            foreach (var input in plan.Inputs) w.Line($"{input.Staging} = new float[maxBatchSize * {input.Spec.Size}];");
+            foreach (var output in plan.Outputs) w.Line($"{output.Targets} = new float[maxBatchSize * {output.Spec.TargetSize}];");
+            w.Line("lastOutputs = new float[maxBatchSize * OutputSize];");
+        }
         w.Line();
         w.Line("// Keras' defaults: Glorot-uniform kernels, zero biases.");
         w.Line("var random = new SeededRandom(seed);");
@@ -161,33 +186,109 @@ internal static class ModelEmitter
         w.Line("int IModel.InputSize => InputSize;");
         w.Line("int IModel.OutputSize => OutputSize;");
         w.Line("int IModel.TargetSize => TargetSize;");
-        w.Line("Loss IModel.Loss => LossFunction;");
-        w.Line($"public ReadOnlySpan<float> LastTrainingOutputs => {plan.Output.Output}.AsSpan(0, lastTrainingBatch * OutputSize);");
+        w.Line("public IReadOnlyList<ModelInput> Inputs => modelInputs;");
+        w.Line("public IReadOnlyList<ModelOutput> Outputs => modelOutputs;");
+        w.Line($"public ReadOnlySpan<float> LastTrainingOutputs => {(plan.Packed ? "lastOutputs" : plan.Outputs[0].Node.Output)}.AsSpan(0, lastTrainingBatch * OutputSize);");
         w.Line();
     }
 
     private static void EmitPredictAndTrainStep(CodeWriter w, Plan plan)
     {
-        var model = plan.Model;
-        string name = model.ClassName;
-        string input = model.Input.Name, output = model.Output.Name;
-        w.Line("/// <summary>Inference (dropout off): one output row of OutputSize floats per input row of InputSize floats.</summary>");
+        string name = plan.Model.ClassName;
+        string inputNames = string.Join(", ", plan.Inputs.Select(i => i.Spec.Name));
+        string forwardArguments = string.Join(", ", plan.Inputs.Select(i => plan.Packed ? i.Staging : "inputs"));
+
+        w.Line("/// <summary>Inference (dropout off): one row of OutputSize floats per row of InputSize floats.</summary>");
         w.Open("public void Predict(ReadOnlySpan<float> inputs, Span<float> outputs)");
-        w.Line($"int batch = Guard.Batch(\"{name}\", \"{input}\", inputs.Length, InputSize, MaxBatchSize);");
-        w.Line($"Guard.Length(\"{name}\", \"{output}\", nameof(outputs), outputs.Length, batch, OutputSize);");
-        w.Line("Forward(inputs, batch, training: false);");
-        w.Line($"Reductions.Copy({plan.Output.InferenceSource}, outputs, batch * OutputSize);");
+        w.Line($"int batch = Guard.Batch(\"{name}\", \"{inputNames}\", inputs.Length, InputSize, MaxBatchSize);");
+        w.Line($"Guard.Length(\"{name}\", \"{string.Join(", ", plan.Outputs.Select(o => o.Spec.Name))}\", nameof(outputs), outputs.Length, batch, OutputSize);");
+        foreach (var input in plan.Inputs.Where(_ => plan.Packed)) w.Line($"Merges.Slice(inputs, InputSize, {input.Offset}, {input.Staging}, {input.Spec.Size}, batch);");
+        w.Line($"Forward({forwardArguments}, batch, training: false);");
+        if (plan.Packed)
+        {
+            foreach (var output in plan.Outputs) w.Line($"Merges.Concatenate({output.Node.InferenceSource}, {output.Spec.Size}, outputs, OutputSize, {output.Offset}, batch);");
+        }
+        else w.Line($"Reductions.Copy({plan.Outputs[0].Node.InferenceSource}, outputs, batch * OutputSize);");
         w.Close();
         w.Line();
-        w.Line("/// <summary>Forward in training mode, loss, backward and one optimizer step. Returns the batch's mean loss; on a bad batch or a non-finite loss it throws and the weights stay as they were.</summary>");
+
+        if (plan.Packed)
+        {
+            // Typed overloads: each tensor by its own name, as Keras' predict({"left": ..., "right": ...}).
+            string parameters = string.Join(", ", plan.Inputs.Select(i => $"ReadOnlySpan<float> {i.Spec.Name}").Concat(plan.Outputs.Select(o => $"Span<float> {o.Parameter}")));
+            w.Line("/// <summary>Inference with each input and output in its own buffer, a row per sample.</summary>");
+            w.Open($"public void Predict({parameters})");
+            EmitBatchChecks(w, plan, plan.Outputs.Select(o => (o.Spec.Name, o.Parameter, o.Spec.Size)));
+            w.Line($"Forward({inputNames}, batch, training: false);");
+            foreach (var output in plan.Outputs) w.Line($"Reductions.Copy({output.Node.InferenceSource}, {output.Parameter}, batch * {output.Spec.Size});");
+            w.Close();
+            w.Line();
+        }
+
+        w.Line("/// <summary>Forward in training mode, loss, backward and one optimizer step. Returns the batch's mean (weighted) loss; on a bad batch or a non-finite loss it throws and the weights stay as they were.</summary>");
         w.Open("public float TrainStep(ReadOnlySpan<float> inputs, ReadOnlySpan<float> targets, Optimizer optimizer)");
-        w.Line($"int batch = Guard.Batch(\"{name}\", \"{input}\", inputs.Length, InputSize, MaxBatchSize);");
-        w.Line($"Guard.Length(\"{name}\", \"{output}\", nameof(targets), targets.Length, batch, TargetSize);");
-        w.Line("Forward(inputs, batch, training: true);");
+        w.Line($"int batch = Guard.Batch(\"{name}\", \"{inputNames}\", inputs.Length, InputSize, MaxBatchSize);");
+        w.Line($"Guard.Length(\"{name}\", \"{string.Join(", ", plan.Outputs.Select(o => o.Spec.Name))}\", nameof(targets), targets.Length, batch, TargetSize);");
+        if (!plan.Packed)
+        {
+            w.Line("return Step(inputs, targets, batch, optimizer);");
+            w.Close();
+            w.Line();
+            EmitStep(w, plan, new[] { "inputs" }, new[] { "targets" });
+            return;
+        }
+        foreach (var input in plan.Inputs) w.Line($"Merges.Slice(inputs, InputSize, {input.Offset}, {input.Staging}, {input.Spec.Size}, batch);");
+        foreach (var output in plan.Outputs) w.Line($"Merges.Slice(targets, TargetSize, {output.TargetOffset}, {output.Targets}, {output.Spec.TargetSize}, batch);");
+        w.Line($"return Step({forwardArguments}, {string.Join(", ", plan.Outputs.Select(o => o.Targets))}, batch, optimizer);");
+        w.Close();
+        w.Line();
+
+        string trainParameters = string.Join(", ", plan.Inputs.Select(i => $"ReadOnlySpan<float> {i.Spec.Name}").Concat(plan.Outputs.Select(o => $"ReadOnlySpan<float> {o.TargetParameter}")));
+        w.Line("/// <summary>One training step with each input and each output's targets in its own buffer, a row per sample.</summary>");
+        w.Open($"public float TrainStep({trainParameters}, Optimizer optimizer)");
+        EmitBatchChecks(w, plan, plan.Outputs.Select(o => (o.Spec.Name, o.TargetParameter, o.Spec.TargetSize)));
+        w.Line($"return Step({inputNames}, {string.Join(", ", plan.Outputs.Select(o => o.TargetParameter))}, batch, optimizer);");
+        w.Close();
+        w.Line();
+        EmitStep(w, plan, plan.Inputs.Select(i => i.Spec.Name).ToList(), plan.Outputs.Select(o => o.TargetParameter).ToList());
+    }
+
+    /// <summary>Batch size from the first input, every other buffer checked against it.</summary>
+    private static void EmitBatchChecks(CodeWriter w, Plan plan, IEnumerable<(string Layer, string Parameter, int Width)> outputs)
+    {
+        string name = plan.Model.ClassName;
+        var first = plan.Inputs[0];
+        w.Line($"int batch = Guard.Batch(\"{name}\", \"{first.Spec.Name}\", {first.Spec.Name}.Length, {first.Spec.Size}, MaxBatchSize);");
+        foreach (var input in plan.Inputs.Skip(1)) w.Line($"Guard.Length(\"{name}\", \"{input.Spec.Name}\", nameof({input.Spec.Name}), {input.Spec.Name}.Length, batch, {input.Spec.Size});");
+        foreach (var (layer, parameter, width) in outputs) w.Line($"Guard.Length(\"{name}\", \"{layer}\", nameof({parameter}), {parameter}.Length, batch, {width});");
+    }
+
+    /// <summary>The training step proper: forward, the (weighted) losses writing their outputs' gradients, backward, update.</summary>
+    private static void EmitStep(CodeWriter w, Plan plan, IReadOnlyList<string> inputNames, IReadOnlyList<string> targetNames)
+    {
+        string name = plan.Model.ClassName;
+        string parameters = string.Join(", ", plan.Inputs.Select((_, k) => $"ReadOnlySpan<float> {inputNames[k]}").Concat(plan.Outputs.Select((_, k) => $"ReadOnlySpan<float> {targetNames[k]}")));
+        w.Open($"private float Step({parameters}, int batch, Optimizer optimizer)");
+        w.Line($"Forward({string.Join(", ", inputNames)}, batch, training: true);");
         w.Line("lastTrainingBatch = batch;");
-        w.Line($"float loss = Losses.Compute(LossFunction, {plan.Output.Output}.AsSpan(0, batch * OutputSize), targets, {plan.Output.Gradient}, batch, OutputSize, \"{name}\", \"{output}\");");
+        var terms = new List<string>();
+        for (int k = 0; k < plan.Outputs.Count; k++)
+        {
+            var output = plan.Outputs[k];
+            var node = output.Node;
+            string local = plan.Outputs.Count == 1 ? "loss" : output.LossLocal;
+            w.Line($"{(plan.Outputs.Count == 1 ? "float loss" : "float " + local)} = Losses.Compute(Loss.{output.Spec.Loss}, {node.Output}.AsSpan(0, batch * {output.Spec.Size}), {targetNames[k]}, {node.Gradient}, batch, {output.Spec.Size}, \"{name}\", \"{output.Spec.Name}\");");
+            if (output.Spec.Weight != 1.0)
+            {
+                w.Line($"Merges.Scale({node.Gradient}, batch * {output.Spec.Size}, {Literal(output.Spec.Weight)}f); // loss weight");
+                terms.Add($"{Literal(output.Spec.Weight)}f * {local}");
+            }
+            else terms.Add(local);
+            if (plan.Packed) w.Line($"Merges.Concatenate({node.Output}, {output.Spec.Size}, lastOutputs, OutputSize, {output.Offset}, batch);");
+        }
+        if (plan.Outputs.Count > 1) w.Line($"float loss = {string.Join(" + ", terms)};");
         w.Line($"Guard.FiniteLoss(\"{name}\", loss);");
-        w.Line("Backward(inputs, batch);");
+        w.Line($"Backward({string.Join(", ", inputNames)}, batch);");
         w.Line("optimizer.Step(parameters, gradients);");
         w.Line("return loss;");
         w.Close();
@@ -196,7 +297,7 @@ internal static class ModelEmitter
 
     private static void EmitForward(CodeWriter w, Plan plan)
     {
-        w.Open($"private void Forward(ReadOnlySpan<float> {plan.Model.Input.Name}, int batch, bool training)");
+        w.Open($"private void Forward({plan.InputParameters}, int batch, bool training)");
         bool first = true;
         foreach (var node in plan.Computed)
         {
@@ -271,8 +372,8 @@ internal static class ModelEmitter
     {
         w.Line("// Reverse order. Each block turns the gradient of a tensor into weight gradients and the gradients of its inputs;");
         w.Line("// a tensor feeding several others receives '=' from the first block that reaches it and '+=' (accumulate) from the rest.");
-        w.Open($"private void Backward(ReadOnlySpan<float> {plan.Model.Input.Name}, int batch)");
-        var gradientStarted = new HashSet<NodePlan> { plan.Output }; // the loss writes the output's gradient
+        w.Open($"private void Backward({plan.InputParameters}, int batch)");
+        var gradientStarted = new HashSet<NodePlan>(plan.Outputs.Select(o => o.Node)); // the losses write the outputs' gradients
         var weightsStarted = new HashSet<LayerSpec>();
         bool first = true;
         foreach (var node in plan.Computed.AsEnumerable().Reverse())
@@ -337,7 +438,7 @@ internal static class ModelEmitter
                             switch (spec.Merge)
                             {
                                 case MergeOperation.Concatenate:
-                                    w.Line($"Merges.ConcatenateBackward({node.Gradient}, {size}, {offset}, {input.Gradient}, {width}, batch, accumulate: {accumulate});");
+                                    w.Line($"Merges.Slice({node.Gradient}, {size}, {offset}, {input.Gradient}, {width}, batch, accumulate: {accumulate});");
                                     break;
                                 case MergeOperation.Multiply or MergeOperation.Maximum or MergeOperation.Minimum:
                                     var other = node.Inputs[1 - i];
@@ -361,6 +462,12 @@ internal static class ModelEmitter
         }
         w.Close();
         w.Line();
+    }
+
+    private static string Describe(IEnumerable<string> items)
+    {
+        var list = items.ToList();
+        return list.Count == 1 ? list[0] : string.Join(", ", list.Take(list.Count - 1)) + " and " + list[list.Count - 1];
     }
 
     private static string Flag(string accumulate) => accumulate == "true" ? ", accumulate: true" : "";
@@ -417,14 +524,31 @@ internal static class ModelEmitter
                 var node = new NodePlan(spec, spec.Layer >= 0 ? model.Layers[spec.Layer] : null, spec.Inputs.Select(i => Nodes[i]).ToList());
                 Nodes.Add(node);
             }
-            Output = Nodes[model.Outputs[0]];
+            int inputOffset = 0, outputOffset = 0, targetOffset = 0;
+            foreach (int index in model.Inputs)
+            {
+                Inputs.Add(new InputPlan(Nodes[index].Spec, inputOffset));
+                inputOffset += Nodes[index].Spec.Size;
+            }
+            foreach (var output in model.Outputs)
+            {
+                Outputs.Add(new OutputPlan(output, Nodes[output.Node], outputOffset, targetOffset));
+                outputOffset += output.Size;
+                targetOffset += output.TargetSize;
+            }
         }
 
         public ModelSpec Model { get; }
         public List<NodePlan> Nodes { get; } = new();
         public IEnumerable<NodePlan> Computed => Nodes.Where(n => n.Spec.Kind != NodeKind.Input);
         public List<Tensor> Tensors { get; } = new();
-        public NodePlan Output { get; }
+        public List<InputPlan> Inputs { get; } = new();
+        public List<OutputPlan> Outputs { get; } = new();
+
+        /// <summary>Several inputs or outputs: the generic row-per-sample API packs and unpacks them.</summary>
+        public bool Packed => Inputs.Count > 1 || Outputs.Count > 1;
+
+        public string InputParameters => string.Join(", ", Inputs.Select(i => $"ReadOnlySpan<float> {i.Spec.Name}"));
 
         public bool IsShared(LayerSpec layer) => Nodes.Count(n => n.Layer == layer && n.Spec.Kind == NodeKind.Layer) > 1;
 
@@ -437,6 +561,20 @@ internal static class ModelEmitter
     }
 
     private sealed record Tensor(string View, int Offset, int Length);
+
+    private sealed record InputPlan(NodeSpec Spec, int Offset)
+    {
+        public string Staging => Spec.Name + "Staging";
+    }
+
+    private sealed record OutputPlan(OutputSpec Spec, NodePlan Node, int Offset, int TargetOffset)
+    {
+        public string Targets => Spec.Name + "Targets";
+        /// <summary>Parameter names in the typed overloads: the output's own name, and its targets.</summary>
+        public string Parameter => Spec.Name;
+        public string TargetParameter => Spec.Name + "Targets";
+        public string LossLocal => Spec.Name + "Loss";
+    }
 
     private sealed class NodePlan
     {

@@ -22,8 +22,9 @@ internal static partial class ModelParser
         ["Relu"] = Activation.Relu, ["Sigmoid"] = Activation.Sigmoid, ["Tanh"] = Activation.Tanh, ["Softmax"] = Activation.Softmax,
     };
 
-    private static GraphBuilder? ReadGraph(INamedTypeSymbol type, List<LayerField> fields, Context context, CancellationToken cancellationToken)
+    private static GraphBuilder? ReadGraph(INamedTypeSymbol type, List<LayerField> fields, Context context, CancellationToken cancellationToken, out IMethodSymbol? graphMethod)
     {
+        graphMethod = null;
         var methods = type.GetMembers().OfType<IMethodSymbol>()
             .Where(m => m.GetAttributes().Any(a => a.AttributeClass?.ToDisplayString() == GraphAttribute)).ToList();
         if (methods.Count == 0)
@@ -36,7 +37,7 @@ internal static partial class ModelParser
         {
             context.Report(Diagnostics.UnsupportedGraphCode, extra.Locations.FirstOrDefault(), "A second [Graph] method (sub-models are not supported yet)", methods[0].Name);
         }
-        var method = methods[0];
+        var method = graphMethod = methods[0];
         if (method.DeclaringSyntaxReferences.Select(r => r.GetSyntax(cancellationToken)).OfType<MethodDeclarationSyntax>().FirstOrDefault() is not { } syntax) return null;
         return new GraphReader(method, syntax, fields, context).Read(cancellationToken);
     }
@@ -59,8 +60,8 @@ internal static partial class ModelParser
         public GraphBuilder? Read(CancellationToken cancellationToken)
         {
             ReadInputs();
-            int? output = null;
-            if (syntax.ExpressionBody is { } arrow) output = Evaluate(arrow.Expression);
+            List<int>? output = null;
+            if (syntax.ExpressionBody is { } arrow) output = ReadReturn(arrow.Expression);
             foreach (var statement in syntax.Body?.Statements ?? default)
             {
                 cancellationToken.ThrowIfCancellationRequested();
@@ -76,8 +77,49 @@ internal static partial class ModelParser
                 if (context.Ok) context.Report(Diagnostics.UnsupportedGraphCode, syntax.Identifier.GetLocation(), "A graph method without 'return output;'", method.Name);
                 return null;
             }
-            graph.Outputs.Add(output.Value);
-            return context.Ok ? Prune() : null;
+            if (!context.Ok) return null;
+            graph.Outputs.AddRange(output);
+            graph.OutputNames.AddRange(OutputNames(output));
+            return Prune();
+        }
+
+        /// <summary>
+        /// The value of a return: one tensor, or a tuple of them for several outputs. Returns null (after reporting)
+        /// when any part fails.
+        /// </summary>
+        private List<int>? ReadReturn(ExpressionSyntax value)
+        {
+            var parts = value is TupleExpressionSyntax tuple ? tuple.Arguments.Select(a => a.Expression).ToList() : new List<ExpressionSyntax> { value };
+            var nodes = new List<int>();
+            foreach (var part in parts)
+            {
+                if (Evaluate(part) is not int node) return null;
+                if (graph.Nodes[node].Kind == NodeKind.Input)
+                {
+                    context.Report(Diagnostics.UnsupportedGraphCode, part.GetLocation(), $"Returning the input '{part}' unchanged", method.Name);
+                    return null;
+                }
+                if (nodes.Contains(node))
+                {
+                    context.Report(Diagnostics.UnsupportedGraphCode, part.GetLocation(), $"Returning '{part}' twice", method.Name);
+                    return null;
+                }
+                nodes.Add(node);
+            }
+            return nodes;
+        }
+
+        /// <summary>Keras names outputs after their layers; a named tuple element (energy: ...) names it instead.</summary>
+        private IEnumerable<string> OutputNames(List<int> outputs)
+        {
+            var elements = method.ReturnType is INamedTypeSymbol { IsTupleType: true } tuple ? tuple.TupleElements : ImmutableArray<IFieldSymbol>.Empty;
+            for (int k = 0; k < outputs.Count; k++)
+            {
+                var element = k < elements.Length ? elements[k] : null;
+                bool named = element is not null && !SymbolEqualityComparer.Default.Equals(element, element.CorrespondingTupleField);
+                var node = graph.Nodes[outputs[k]];
+                yield return named ? element!.Name : node.Layer >= 0 ? graph.Layers[node.Layer].Name : node.Name;
+            }
         }
 
         private void ReadInputs()
@@ -109,14 +151,10 @@ internal static partial class ModelParser
                 tensors[parameter.Name] = node;
                 if (location is not null) nodeLocations[node] = location;
             }
-            if (graph.Inputs.Count > 1)
-            {
-                context.Report(Diagnostics.UnsupportedGraphCode, method.Parameters[1].Locations.FirstOrDefault(), "A second input (several inputs are not supported yet)", method.Name);
-            }
         }
 
-        /// <summary>Returns the output node for a return statement, null otherwise.</summary>
-        private int? ReadStatement(StatementSyntax statement)
+        /// <summary>Returns the output nodes for a return statement, null otherwise.</summary>
+        private List<int>? ReadStatement(StatementSyntax statement)
         {
             switch (statement)
             {
@@ -135,11 +173,8 @@ internal static partial class ModelParser
                 case ExpressionStatementSyntax { Expression: AssignmentExpressionSyntax { Left: IdentifierNameSyntax target, OperatorToken.ValueText: "=" } assignment }:
                     tensors[target.Identifier.ValueText] = Evaluate(assignment.Right) ?? Failed;
                     return null;
-                case ReturnStatementSyntax { Expression: TupleExpressionSyntax tuple }:
-                    context.Report(Diagnostics.UnsupportedGraphCode, tuple.GetLocation(), "Returning several outputs (multi-output models are not supported yet)", method.Name);
-                    return null;
                 case ReturnStatementSyntax { Expression: { } value }:
-                    return Evaluate(value);
+                    return ReadReturn(value) ?? new List<int>(); // a failed return still ends the method
                 default:
                     context.Report(Diagnostics.UnsupportedGraphCode, statement.GetLocation(), $"The statement '{FirstLine(statement)}'", method.Name);
                     return null;
@@ -328,6 +363,7 @@ internal static partial class ModelParser
             }
             pruned.Inputs.AddRange(graph.Inputs.Select(i => nodeMap[i]));
             pruned.Outputs.AddRange(graph.Outputs.Select(i => nodeMap[i]));
+            pruned.OutputNames.AddRange(graph.OutputNames);
             return pruned;
         }
 

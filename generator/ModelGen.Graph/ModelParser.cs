@@ -21,6 +21,7 @@ internal static partial class ModelParser
     public const string FunctionalAttribute = "ModelGen.FunctionalAttribute";
     private const string GraphAttribute = "ModelGen.GraphAttribute";
     private const string ShapeAttribute = "ModelGen.ShapeAttribute";
+    private const string OutputLossAttribute = "ModelGen.OutputLossAttribute";
 
     /// <summary>Folder of the generator's output trees; their members are ours, not the user's.</summary>
     public const string GeneratedPathMarker = "ModelGen.Generator.ModelGenerator";
@@ -48,21 +49,23 @@ internal static partial class ModelParser
         var loss = ReadLoss(modelAttribute, context);
         var fields = ReadFields(type, functional, context, cancellationToken);
 
+        IMethodSymbol? graphMethod = null;
         var graph = functional
-            ? ReadGraph(type, fields, context, cancellationToken)
+            ? ReadGraph(type, fields, context, cancellationToken, out graphMethod)
             : BuildChain(type, fields, context);
         if (!context.Ok || graph is null) return null;
+        var outputs = ReadOutputLosses(graph, graphMethod, loss, context);
+        if (!context.Ok) return null;
 
         return new ModelSpec(
             type.ContainingNamespace is { IsGlobalNamespace: false } ns ? ns.ToDisplayString() : "",
             type.Name,
             ContainingTypeDeclarations(type),
             functional,
-            loss,
             graph.Layers.ToImmutableArray(),
             graph.Nodes.ToImmutableArray(),
             graph.Inputs.ToImmutableArray(),
-            graph.Outputs.ToImmutableArray());
+            outputs);
     }
 
     /// <summary>Layers and nodes under construction.</summary>
@@ -72,6 +75,8 @@ internal static partial class ModelParser
         public List<NodeSpec> Nodes { get; } = new();
         public List<int> Inputs { get; } = new();
         public List<int> Outputs { get; } = new();
+        /// <summary>Output names, parallel to <see cref="Outputs"/>.</summary>
+        public List<string> OutputNames { get; } = new();
 
         public int Add(NodeSpec node)
         {
@@ -115,6 +120,39 @@ internal static partial class ModelParser
             }
         }
         return Loss.MeanSquaredError;
+    }
+
+    /// <summary>Each output's loss: the model attribute's Loss, unless an [OutputLoss] on the graph method names it.</summary>
+    private static EquatableArray<OutputSpec> ReadOutputLosses(GraphBuilder graph, IMethodSymbol? method, Loss defaultLoss, Context context)
+    {
+        var outputs = graph.Outputs.Select((node, k) => new OutputSpec(graph.OutputNames[k], node, defaultLoss, 1.0, graph.Nodes[node].Size)).ToList();
+        foreach (var attribute in method?.GetAttributes().Where(a => a.AttributeClass?.ToDisplayString() == OutputLossAttribute) ?? Enumerable.Empty<AttributeData>())
+        {
+            var arguments = attribute.ConstructorArguments;
+            string? name = arguments.Length > 0 ? arguments[0].Value as string : null;
+            int loss = arguments.Length > 1 && arguments[1].Value is int l ? l : -1;
+            double weight = attribute.NamedArguments.FirstOrDefault(n => n.Key == "Weight").Value.Value is double w ? w : 1.0;
+            int index = outputs.FindIndex(o => o.Name == name);
+            var location = PositionalArgumentLocation(attribute, 0);
+            if (index < 0)
+            {
+                context.Report(Diagnostics.InvalidLayerConfiguration, location, name ?? "?", context.Model,
+                    $"[OutputLoss] names no output of '{method!.Name}' (its outputs are {string.Join(", ", outputs.Select(o => $"'{o.Name}'"))})");
+                continue;
+            }
+            if (!Enum.IsDefined(typeof(Loss), loss))
+            {
+                context.Report(Diagnostics.InvalidLayerConfiguration, PositionalArgumentLocation(attribute, 1), name!, context.Model, $"({loss}) is not a Loss");
+                continue;
+            }
+            if (!(weight >= 0) || double.IsInfinity(weight))
+            {
+                context.Report(Diagnostics.InvalidLayerConfiguration, NamedArgumentLocation(attribute, "Weight"), name!, context.Model, $"a loss weight must be a finite number >= 0, not {weight}");
+                continue;
+            }
+            outputs[index] = outputs[index] with { Loss = (Loss)loss, Weight = weight };
+        }
+        return outputs.ToImmutableArray();
     }
 
     private static List<LayerField> ReadFields(INamedTypeSymbol type, bool functional, Context context, CancellationToken cancellationToken)
@@ -254,6 +292,7 @@ internal static partial class ModelParser
             graph.Add(new NodeSpec(field.Name, NodeKind.Layer, ImmutableArray.Create(graph.Nodes.Count - 1), layer.OutputShape, Layer: graph.Layers.Count - 1));
         }
         graph.Outputs.Add(graph.Nodes.Count - 1);
+        graph.OutputNames.Add(graph.Nodes[graph.Nodes.Count - 1].Name);
         return graph;
     }
 

@@ -67,25 +67,30 @@ internal sealed record NodeSpec(
     public int Size => Shape.Items.Aggregate(1, (a, b) => a * b);
 }
 
+/// <summary>A model output: the tensor, its name (Keras' output name) and the loss that trains it.</summary>
+internal sealed record OutputSpec(string Name, int Node, Loss Loss, double Weight, int Size)
+{
+    public int TargetSize => Loss == Loss.SparseCategoricalCrossentropy ? 1 : Size;
+}
+
 /// <summary>A valid model, ready to emit.</summary>
 /// <param name="ContainingTypes">Declarations of enclosing types, outermost first, e.g. "partial class Outer".</param>
 /// <param name="Inputs">Node indices of the model inputs, in declaration order.</param>
-/// <param name="Outputs">Node indices of the model outputs.</param>
+/// <param name="Outputs">The model outputs, in declaration order.</param>
 internal sealed record ModelSpec(
     string Namespace,
     string ClassName,
     EquatableArray<string> ContainingTypes,
     bool IsFunctional,
-    Loss Loss,
     EquatableArray<LayerSpec> Layers,
     EquatableArray<NodeSpec> Nodes,
     EquatableArray<int> Inputs,
-    EquatableArray<int> Outputs)
+    EquatableArray<OutputSpec> Outputs)
 {
-    public NodeSpec Input => Nodes[Inputs[0]];
-    public NodeSpec Output => Nodes[Outputs[0]];
     public int ParameterCount => Layers.Sum(l => l.ParameterCount);
-    public int TargetSize => Loss == Loss.SparseCategoricalCrossentropy ? 1 : Output.Size;
+    public int InputSize => Inputs.Sum(i => Nodes[i].Size);
+    public int OutputSize => Outputs.Sum(o => o.Size);
+    public int TargetSize => Outputs.Sum(o => o.TargetSize);
 
     /// <summary>Generated file name: &lt;Namespace&gt;.&lt;Outer&gt;.&lt;Model&gt;.g.cs.</summary>
     public string HintName

@@ -91,3 +91,63 @@ public partial class EveryMerge
         return head.Apply(joined);
     }
 }
+
+/// <summary>Siamese: two inputs of 100, one shared Dense 64 applied to both, concatenated: 6,464.</summary>
+[Functional(Loss = Loss.MeanSquaredError)]
+public partial class Siamese
+{
+    [Dense(64, Activation.Relu)] public Dense shared;
+
+    [Graph]
+    Tensor Forward([Shape(100)] Tensor left, [Shape(100)] Tensor right) =>
+        Ops.Concatenate(shared.Apply(left), shared.Apply(right));
+}
+
+/// <summary>The seed's Siamese bug: two separate Dense layers instead of one shared: 12,928.</summary>
+[Functional(Loss = Loss.MeanSquaredError)]
+public partial class SiameseSeparate
+{
+    [Dense(64, Activation.Relu)] public Dense leftEncoder;
+    [Dense(64, Activation.Relu)] public Dense rightEncoder;
+
+    [Graph]
+    Tensor Forward([Shape(100)] Tensor left, [Shape(100)] Tensor right) =>
+        Ops.Concatenate(leftEncoder.Apply(left), rightEncoder.Apply(right));
+}
+
+/// <summary>Multi-output: Input 10 → Dense 8 relu → regression Dense 1 and classifier Dense 3 softmax: 124.</summary>
+[Functional]
+public partial class MultiOutput
+{
+    [Dense(8, Activation.Relu)] public Dense trunk;
+    [Dense(1)] public Dense regression;
+    [Dense(3, Activation.Softmax)] public Dense classifier;
+
+    [Graph]
+    [OutputLoss("value", Loss.MeanSquaredError)]
+    [OutputLoss("label", Loss.SparseCategoricalCrossentropy, Weight = 0.5)]
+    (Tensor value, Tensor label) Forward([Shape(10)] Tensor x)
+    {
+        var h = trunk.Apply(x);
+        return (regression.Apply(h), classifier.Apply(h));
+    }
+}
+
+/// <summary>Power plant: Input 4 → Dense 64 relu → Dense 32 relu → energy and vacuum outputs, mse/mse weighted 0.7/0.3: 2,466.</summary>
+[Functional(Loss = Loss.MeanSquaredError)]
+public partial class PowerPlant
+{
+    [Dense(64, Activation.Relu)] public Dense hidden1;
+    [Dense(32, Activation.Relu)] public Dense hidden2;
+    [Dense(1)] public Dense energy_output;
+    [Dense(1)] public Dense vacuum_output;
+
+    [Graph]
+    [OutputLoss("energy_output", Loss.MeanSquaredError, Weight = 0.7)]
+    [OutputLoss("vacuum_output", Loss.MeanSquaredError, Weight = 0.3)]
+    (Tensor, Tensor) Forward([Shape(4)] Tensor conditions)
+    {
+        var h = hidden2.Apply(hidden1.Apply(conditions));
+        return (energy_output.Apply(h), vacuum_output.Apply(h));
+    }
+}

@@ -70,7 +70,7 @@ public class GradientCheckTests
         return (plus - minus) / (2 * step);
     }
 
-    internal static float[] Targets(IModel model, int batch, Random random) => model.Loss switch
+    internal static float[] Targets(IModel model, int batch, Random random) => model.Outputs[0].Loss switch
     {
         Loss.SparseCategoricalCrossentropy => Enumerable.Range(0, batch).Select(_ => (float)random.Next(model.OutputSize)).ToArray(),
         Loss.CategoricalCrossentropy => Enumerable.Range(0, batch).SelectMany(_ =>

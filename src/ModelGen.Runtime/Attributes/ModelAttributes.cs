@@ -28,6 +28,24 @@ public sealed class FunctionalAttribute : Attribute
 [AttributeUsage(AttributeTargets.Method, Inherited = false)]
 public sealed class GraphAttribute : Attribute { }
 
+/// <summary>
+/// The loss (and its weight in the total) for one named output of a multi-output [Graph] method, as Keras'
+/// <c>compile(loss={name: ...}, loss_weights={name: ...})</c>. Outputs without one use the model attribute's Loss.
+/// </summary>
+[AttributeUsage(AttributeTargets.Method, AllowMultiple = true, Inherited = false)]
+public sealed class OutputLossAttribute : Attribute
+{
+    public OutputLossAttribute(string output, Loss loss)
+    {
+        Output = output;
+        Loss = loss;
+    }
+
+    public string Output { get; }
+    public Loss Loss { get; }
+    public double Weight { get; set; } = 1.0;
+}
+
 /// <summary>The shape of a graph input without the batch dimension, as Keras' <c>Input(shape=...)</c>.</summary>
 [AttributeUsage(AttributeTargets.Parameter, Inherited = false)]
 public sealed class ShapeAttribute : Attribute

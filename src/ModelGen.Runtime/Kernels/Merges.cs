@@ -75,12 +75,15 @@ public static class Merges
         }
     }
 
-    /// <summary>The gradient of one concatenated operand: its columns of the output gradient.</summary>
-    public static void ConcatenateBackward(ReadOnlySpan<float> outputGradient, int outputWidth, int offset, Span<float> destination, int width, int batch, bool accumulate)
+    /// <summary>
+    /// Copies (or adds) columns [offset, offset + width) of every row into a contiguous (batch, width) block: the
+    /// gradient of one concatenated operand, or one tensor out of a row of several inputs, outputs or targets.
+    /// </summary>
+    public static void Slice(ReadOnlySpan<float> rows, int rowWidth, int offset, Span<float> destination, int width, int batch, bool accumulate = false)
     {
         for (int sample = 0; sample < batch; sample++)
         {
-            var slice = outputGradient.Slice(sample * outputWidth + offset, width);
+            var slice = rows.Slice(sample * rowWidth + offset, width);
             var target = destination.Slice(sample * width, width);
             if (accumulate) TensorPrimitives.Add(target, slice, target);
             else slice.CopyTo(target);

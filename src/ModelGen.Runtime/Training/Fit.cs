@@ -1,6 +1,6 @@
 using System;
 using System.Collections.Generic;
-using System.Diagnostics;
+using System.Linq;
 using ModelGen.Kernels;
 using ModelGen.Training;
 
@@ -16,8 +16,12 @@ public enum Verbosity
     Lines,
 }
 
-/// <summary>Loss and accuracy of one pass over data.</summary>
-public readonly record struct Evaluation(float Loss, float Accuracy);
+/// <summary>
+/// Loss and accuracy of one pass over data. <see cref="Loss"/> is the weighted sum over outputs (Keras' "loss");
+/// <see cref="Metrics"/> holds Keras' names: "loss", "accuracy" for one output, "&lt;output&gt;_loss" and
+/// "&lt;output&gt;_accuracy" per output when there are several. <see cref="Accuracy"/> is NaN for several outputs.
+/// </summary>
+public readonly record struct Evaluation(float Loss, float Accuracy, IReadOnlyDictionary<string, float> Metrics);
 
 /// <summary>Per-epoch numbers, as Keras' <c>History.history</c>.</summary>
 public sealed class History
@@ -26,20 +30,22 @@ public sealed class History
     public List<float> Accuracy { get; } = new();
     public List<float> ValidationLoss { get; } = new();
     public List<float> ValidationAccuracy { get; } = new();
+    /// <summary>Every logged metric by its Keras name (loss, accuracy, energy_loss, val_loss, ...).</summary>
+    public Dictionary<string, List<float>> Metrics { get; } = new();
     public int Epochs => Loss.Count;
 }
 
-/// <summary>The numbers an epoch ends with; validation values are NaN without validation data.</summary>
-public readonly record struct EpochLogs(int Epoch, float Loss, float Accuracy, float ValidationLoss, float ValidationAccuracy)
+/// <summary>The numbers an epoch ends with, by their Keras names; validation values are NaN without validation data.</summary>
+public readonly record struct EpochLogs(int Epoch, IReadOnlyDictionary<string, float> Metrics)
 {
-    public float Get(string metric) => metric switch
-    {
-        "loss" => Loss,
-        "accuracy" => Accuracy,
-        "val_loss" => ValidationLoss,
-        "val_accuracy" => ValidationAccuracy,
-        _ => throw new ArgumentException($"Unknown metric '{metric}': use loss, accuracy, val_loss or val_accuracy."),
-    };
+    public float Loss => Get("loss");
+    public float Accuracy => Metrics.TryGetValue("accuracy", out var value) ? value : float.NaN;
+    public float ValidationLoss => Metrics.TryGetValue("val_loss", out var value) ? value : float.NaN;
+    public float ValidationAccuracy => Metrics.TryGetValue("val_accuracy", out var value) ? value : float.NaN;
+
+    public float Get(string metric) => Metrics.TryGetValue(metric, out var value)
+        ? value
+        : throw new ArgumentException($"Unknown metric '{metric}': this model logs {string.Join(", ", Metrics.Keys)}.");
 }
 
 /// <summary>The training loop, evaluation and prediction over any generated model.</summary>
@@ -48,6 +54,7 @@ public static partial class ModelExtensions
     /// <summary>
     /// Trains as Keras' <c>model.fit</c>: the last <paramref name="validationSplit"/> of the samples (taken before
     /// shuffling) are held out; each epoch shuffles the rest with <paramref name="seed"/> and steps through batches.
+    /// A row of <paramref name="inputs"/> holds a sample's inputs side by side, a row of <paramref name="targets"/> its targets.
     /// </summary>
     public static History Fit(this IModel model, float[] inputs, float[] targets, Optimizer optimizer, int epochs,
         int batchSize = 32, double validationSplit = 0, bool shuffle = true, int seed = 0,
@@ -73,14 +80,16 @@ public static partial class ModelExtensions
         var random = new SeededRandom(seed);
         var inputBatch = new float[batchSize * model.InputSize];
         var targetBatch = new float[batchSize * model.TargetSize];
+        var scores = new Scores(model, batchSize);
 
         foreach (var callback in callbackList) callback.OnTrainBegin(model);
         for (int epoch = 0; epoch < epochs; epoch++)
         {
             if (shuffle) random.Shuffle(order);
             progress.BeginEpoch(epoch);
-            double lossSum = 0, correct = 0;
-            int seen = 0, step = 0;
+            scores.Reset();
+            double lossSum = 0;
+            int step = 0;
             for (int start = 0; start < trainCount; start += batchSize)
             {
                 int batch = Math.Min(batchSize, trainCount - start);
@@ -89,23 +98,28 @@ public static partial class ModelExtensions
                 var batchTargets = targetBatch.AsSpan(0, batch * model.TargetSize);
                 float loss = model.TrainStep(inputBatch.AsSpan(0, batch * model.InputSize), batchTargets, optimizer);
                 lossSum += (double)loss * batch;
-                correct += Metrics.CorrectCount(model.Loss, model.LastTrainingOutputs, batchTargets, batch, model.OutputSize);
-                seen += batch;
-                progress.Step(++step, (float)(lossSum / seen), (float)(correct / seen));
+                scores.Add(model.LastTrainingOutputs, batchTargets, batch);
+                progress.Step(++step, scores.Logs((float)(lossSum / scores.Samples), prefix: ""));
             }
 
-            var logs = new EpochLogs(epoch, (float)(lossSum / seen), (float)(correct / seen), float.NaN, float.NaN);
+            var metrics = scores.Logs((float)(lossSum / scores.Samples), prefix: "");
             if (validationCount > 0)
             {
                 var validation = model.Evaluate(
                     inputs.AsSpan(trainCount * model.InputSize, validationCount * model.InputSize),
                     targets.AsSpan(trainCount * model.TargetSize, validationCount * model.TargetSize));
-                logs = logs with { ValidationLoss = validation.Loss, ValidationAccuracy = validation.Accuracy };
+                foreach (var pair in validation.Metrics) metrics["val_" + pair.Key] = pair.Value;
             }
+            var logs = new EpochLogs(epoch, metrics);
             history.Loss.Add(logs.Loss);
             history.Accuracy.Add(logs.Accuracy);
             history.ValidationLoss.Add(logs.ValidationLoss);
             history.ValidationAccuracy.Add(logs.ValidationAccuracy);
+            foreach (var pair in metrics)
+            {
+                if (!history.Metrics.TryGetValue(pair.Key, out var list)) history.Metrics[pair.Key] = list = new List<float>();
+                list.Add(pair.Value);
+            }
             progress.EndEpoch(logs);
 
             bool stop = false;
@@ -116,23 +130,21 @@ public static partial class ModelExtensions
         return history;
     }
 
-    /// <summary>Mean loss and accuracy in inference mode (no dropout), as Keras' <c>model.evaluate</c>.</summary>
+    /// <summary>Weighted loss and per-output metrics in inference mode (no dropout), as Keras' <c>model.evaluate</c>.</summary>
     public static Evaluation Evaluate(this IModel model, ReadOnlySpan<float> inputs, ReadOnlySpan<float> targets)
     {
         int samples = SampleCount(model, inputs, targets);
         var outputs = new float[model.MaxBatchSize * model.OutputSize];
-        string outputLayer = model.Layers[model.Layers.Count - 1].Name;
-        double lossSum = 0, correct = 0;
+        var scores = new Scores(model, model.MaxBatchSize);
         for (int start = 0; start < samples; start += model.MaxBatchSize)
         {
             int batch = Math.Min(model.MaxBatchSize, samples - start);
             var batchOutputs = outputs.AsSpan(0, batch * model.OutputSize);
-            var batchTargets = targets.Slice(start * model.TargetSize, batch * model.TargetSize);
             model.Predict(inputs.Slice(start * model.InputSize, batch * model.InputSize), batchOutputs);
-            lossSum += (double)Losses.Compute(model.Loss, batchOutputs, batchTargets, default, batch, model.OutputSize, model.Name, outputLayer) * batch;
-            correct += Metrics.CorrectCount(model.Loss, batchOutputs, batchTargets, batch, model.OutputSize);
+            scores.Add(batchOutputs, targets.Slice(start * model.TargetSize, batch * model.TargetSize), batch);
         }
-        return new Evaluation((float)(lossSum / samples), (float)(correct / samples));
+        var metrics = scores.Logs(loss: null, prefix: "");
+        return new Evaluation(metrics["loss"], metrics.TryGetValue("accuracy", out var accuracy) ? accuracy : float.NaN, metrics);
     }
 
     /// <summary>Predicts any number of samples, in chunks of the model's batch capacity.</summary>
@@ -156,18 +168,93 @@ public static partial class ModelExtensions
         if (targets.Length != samples * model.TargetSize)
         {
             throw new ArgumentException(
-                $"{model.Name}: {samples} input samples need {samples * model.TargetSize} target values (shape ({samples}, {model.TargetSize}) for output layer '{model.Layers[model.Layers.Count - 1].Name}'), got {targets.Length}.",
+                $"{model.Name}: {samples} input samples need {samples * model.TargetSize} target values (shape ({samples}, {model.TargetSize}) for {Describe(model.Outputs.Select(o => $"'{o.Name}'"))}), got {targets.Length}.",
                 nameof(targets));
         }
         return samples;
     }
 
+    private static string Describe(IEnumerable<string> outputs)
+    {
+        var names = outputs.ToList();
+        return names.Count == 1 ? "output layer " + names[0] : "output layers " + string.Join(", ", names);
+    }
+
     private static ArgumentException ShapeError(IModel model, string name, int length, int perSample) => new(
-        $"{model.Name}: {name} has {length} values, not a whole number of samples of {perSample} (input layer '{model.Layers[0].Name}' expects shape (batch, {perSample})).",
+        $"{model.Name}: {name} has {length} values, not a whole number of samples of {perSample} (input {string.Join(", ", model.Inputs.Select(i => $"'{i.Name}' {i.Shape}"))}).",
         name);
 
     private static void Gather(float[] source, int width, ReadOnlySpan<int> rows, float[] destination)
     {
         for (int r = 0; r < rows.Length; r++) source.AsSpan(rows[r] * width, width).CopyTo(destination.AsSpan(r * width, width));
+    }
+
+    /// <summary>
+    /// Running per-output losses and accuracies over batches of packed rows. Each output's columns are sliced into
+    /// contiguous scratch (a single-output model needs no copy) so the loss and metric kernels serve every model.
+    /// </summary>
+    private sealed class Scores
+    {
+        private readonly IModel model;
+        private readonly float[] outputScratch, targetScratch;
+        private readonly double[] losses, correct;
+
+        public Scores(IModel model, int capacity)
+        {
+            this.model = model;
+            int widest = model.Outputs.Max(o => o.Size), widestTarget = model.Outputs.Max(o => o.TargetSize);
+            outputScratch = model.Outputs.Count > 1 ? new float[capacity * widest] : Array.Empty<float>();
+            targetScratch = model.Outputs.Count > 1 ? new float[capacity * widestTarget] : Array.Empty<float>();
+            losses = new double[model.Outputs.Count];
+            correct = new double[model.Outputs.Count];
+        }
+
+        public int Samples { get; private set; }
+
+        public void Reset()
+        {
+            Array.Clear(losses);
+            Array.Clear(correct);
+            Samples = 0;
+        }
+
+        public void Add(ReadOnlySpan<float> outputs, ReadOnlySpan<float> targets, int batch)
+        {
+            for (int k = 0; k < model.Outputs.Count; k++)
+            {
+                var output = model.Outputs[k];
+                ReadOnlySpan<float> p = outputs, y = targets;
+                if (model.Outputs.Count > 1)
+                {
+                    Merges.Slice(outputs, model.OutputSize, output.Offset, outputScratch, output.Size, batch);
+                    Merges.Slice(targets, model.TargetSize, output.TargetOffset, targetScratch, output.TargetSize, batch);
+                    p = outputScratch.AsSpan(0, batch * output.Size);
+                    y = targetScratch.AsSpan(0, batch * output.TargetSize);
+                }
+                losses[k] += (double)Losses.Compute(output.Loss, p, y, default, batch, output.Size, model.Name, output.Name) * batch;
+                correct[k] += Training.Metrics.CorrectCount(output.Loss, p, y, batch, output.Size);
+            }
+            Samples += batch;
+        }
+
+        /// <summary>Keras' log names; <paramref name="loss"/> overrides the total (Fit uses TrainStep's own).</summary>
+        public Dictionary<string, float> Logs(float? loss, string prefix)
+        {
+            var logs = new Dictionary<string, float>();
+            double total = 0;
+            for (int k = 0; k < model.Outputs.Count; k++) total += model.Outputs[k].LossWeight * losses[k] / Samples;
+            logs[prefix + "loss"] = loss ?? (float)total;
+            if (model.Outputs.Count == 1)
+            {
+                logs[prefix + "accuracy"] = (float)(correct[0] / Samples);
+                return logs;
+            }
+            for (int k = 0; k < model.Outputs.Count; k++)
+            {
+                logs[prefix + model.Outputs[k].Name + "_loss"] = (float)(losses[k] / Samples);
+                logs[prefix + model.Outputs[k].Name + "_accuracy"] = (float)(correct[k] / Samples);
+            }
+            return logs;
+        }
     }
 }

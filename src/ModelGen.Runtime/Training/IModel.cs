@@ -18,24 +18,26 @@ public interface IModel
     float[] Parameters { get; }
     /// <summary>The gradient of the last <see cref="TrainStep"/>, laid out like <see cref="Parameters"/>.</summary>
     float[] Gradients { get; }
-    /// <summary>Floats per input sample.</summary>
+    /// <summary>Floats per sample over all inputs (side by side, in declaration order).</summary>
     int InputSize { get; }
-    /// <summary>Floats per output sample.</summary>
+    /// <summary>Floats per sample over all outputs.</summary>
     int OutputSize { get; }
-    /// <summary>Floats per target sample (1 for sparse categorical cross-entropy).</summary>
+    /// <summary>Floats per sample over all targets (1 per output trained with sparse categorical cross-entropy).</summary>
     int TargetSize { get; }
     /// <summary>The largest batch the preallocated buffers hold.</summary>
     int MaxBatchSize { get; }
-    /// <summary>The loss <see cref="TrainStep"/> minimises.</summary>
-    Loss Loss { get; }
+    /// <summary>The model's inputs, in order.</summary>
+    IReadOnlyList<ModelInput> Inputs { get; }
+    /// <summary>The model's outputs with their losses, in order.</summary>
+    IReadOnlyList<ModelOutput> Outputs { get; }
 
-    /// <summary>Inference: writes one output row per input row. The batch is inputs.Length / InputSize.</summary>
+    /// <summary>Inference: writes one row of outputs per row of inputs. The batch is inputs.Length / InputSize.</summary>
     void Predict(ReadOnlySpan<float> inputs, Span<float> outputs);
 
-    /// <summary>One step of training: forward in training mode, loss, backward, optimizer update. Returns the loss.</summary>
+    /// <summary>One step of training: forward in training mode, loss, backward, optimizer update. Returns the (weighted) loss.</summary>
     float TrainStep(ReadOnlySpan<float> inputs, ReadOnlySpan<float> targets, Training.Optimizer optimizer);
 
-    /// <summary>The outputs of the last <see cref="TrainStep"/>'s training-mode forward pass (for metrics).</summary>
+    /// <summary>The outputs of the last <see cref="TrainStep"/>'s training-mode forward pass, a row per sample (for metrics).</summary>
     ReadOnlySpan<float> LastTrainingOutputs { get; }
 
     /// <summary>A Keras-style summary table computed at compile time.</summary>

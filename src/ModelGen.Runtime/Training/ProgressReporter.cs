@@ -1,5 +1,7 @@
 using System;
+using System.Collections.Generic;
 using System.Diagnostics;
+using System.Linq;
 using System.Globalization;
 using System.Text;
 
@@ -34,29 +36,29 @@ internal sealed class ProgressReporter
         if (live) Console.WriteLine($"Epoch {epoch + 1}/{epochs}");
     }
 
-    public void Step(int step, float loss, float accuracy)
+    public void Step(int step, IReadOnlyDictionary<string, float> metrics)
     {
         if (!live) return;
         long now = clock.ElapsedMilliseconds;
         if (step < steps && now - lastDraw < 50) return; // redraw at most 20 times a second
         lastDraw = now;
-        Console.Write("\r" + Bar(step) + $" {step}/{steps} - {Metrics(loss, accuracy)}   ");
+        Console.Write("\r" + Bar(step) + $" {step}/{steps} - {Format(metrics)}   ");
     }
 
     public void EndEpoch(EpochLogs logs)
     {
         if (silent) return;
-        string text = Metrics(logs.Loss, logs.Accuracy);
-        if (!float.IsNaN(logs.ValidationLoss)) text += " - " + Format("val_accuracy", logs.ValidationAccuracy) + " - " + Format("val_loss", logs.ValidationLoss);
+        string text = Format(logs.Metrics);
         double ms = clock.Elapsed.TotalMilliseconds;
         string timing = $"{ms / 1000:0}s {ms / steps:0.###}ms/step";
         if (live) Console.WriteLine("\r" + Bar(steps) + $" {steps}/{steps} {timing} - {text}   ");
         else Console.WriteLine($"Epoch {logs.Epoch + 1}/{epochs} - {timing} - {text}");
     }
 
-    private static string Metrics(float loss, float accuracy) => Format("accuracy", accuracy) + " - " + Format("loss", loss);
-
-    private static string Format(string name, float value) => name + ": " + value.ToString("0.0000", CultureInfo.InvariantCulture);
+    /// <summary>Keras' order: training metrics alphabetically, then validation ones.</summary>
+    private static string Format(IReadOnlyDictionary<string, float> metrics) => string.Join(" - ", metrics
+        .OrderBy(m => m.Key.StartsWith("val_", StringComparison.Ordinal)).ThenBy(m => m.Key, StringComparer.Ordinal)
+        .Select(m => m.Key + ": " + m.Value.ToString("0.0000", CultureInfo.InvariantCulture)));
 
     private string Bar(int step)
     {

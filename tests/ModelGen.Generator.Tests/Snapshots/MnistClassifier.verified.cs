@@ -18,13 +18,12 @@ namespace Samples.Mnist
         public const int ParameterCount = 235146;
         public const int TrainableParameterCount = 235146;
         public const int NonTrainableParameterCount = 0;
-        /// <summary>Floats per sample entering 'image': shape (None, 784).</summary>
+        /// <summary>Floats per sample entering 'image' (None, 784).</summary>
         public const int InputSize = 784;
-        /// <summary>Floats per sample leaving 'predictions': shape (None, 10).</summary>
+        /// <summary>Floats per sample leaving 'predictions' (None, 10).</summary>
         public const int OutputSize = 10;
-        /// <summary>Floats per target sample for SparseCategoricalCrossentropy.</summary>
+        /// <summary>Floats per target sample: 1 for 'predictions' (SparseCategoricalCrossentropy).</summary>
         public const int TargetSize = 1;
-        public const Loss LossFunction = Loss.SparseCategoricalCrossentropy;
 
         // Where each weight tensor lives in the parameter (and gradient) buffer.
         private const int Hidden1KernelOffset = 0, Hidden1KernelLength = 200704;
@@ -46,6 +45,15 @@ namespace Samples.Mnist
         private readonly float[] predictionsOutput, predictionsGradient;
         private SeededRandom dropoutRandom;
         private int lastTrainingBatch;
+
+        private static readonly ModelInput[] modelInputs =
+        {
+            new("image", 784, 0, "(None, 784)"),
+        };
+        private static readonly ModelOutput[] modelOutputs =
+        {
+            new("predictions", 10, 0, "(None, 10)", Loss.SparseCategoricalCrossentropy, 1f, 1, 0),
+        };
 
         /// <summary>Builds the model with buffers for batches of up to <paramref name="maxBatchSize"/> samples and Glorot-uniform weights drawn from <paramref name="seed"/>.</summary>
         public MnistClassifier(int maxBatchSize = 32, int seed = 0)
@@ -99,10 +107,11 @@ namespace Samples.Mnist
         int IModel.InputSize => InputSize;
         int IModel.OutputSize => OutputSize;
         int IModel.TargetSize => TargetSize;
-        Loss IModel.Loss => LossFunction;
+        public IReadOnlyList<ModelInput> Inputs => modelInputs;
+        public IReadOnlyList<ModelOutput> Outputs => modelOutputs;
         public ReadOnlySpan<float> LastTrainingOutputs => predictionsOutput.AsSpan(0, lastTrainingBatch * OutputSize);
 
-        /// <summary>Inference (dropout off): one output row of OutputSize floats per input row of InputSize floats.</summary>
+        /// <summary>Inference (dropout off): one row of OutputSize floats per row of InputSize floats.</summary>
         public void Predict(ReadOnlySpan<float> inputs, Span<float> outputs)
         {
             int batch = Guard.Batch("MnistClassifier", "image", inputs.Length, InputSize, MaxBatchSize);
@@ -111,14 +120,19 @@ namespace Samples.Mnist
             Reductions.Copy(predictionsOutput, outputs, batch * OutputSize);
         }
 
-        /// <summary>Forward in training mode, loss, backward and one optimizer step. Returns the batch's mean loss; on a bad batch or a non-finite loss it throws and the weights stay as they were.</summary>
+        /// <summary>Forward in training mode, loss, backward and one optimizer step. Returns the batch's mean (weighted) loss; on a bad batch or a non-finite loss it throws and the weights stay as they were.</summary>
         public float TrainStep(ReadOnlySpan<float> inputs, ReadOnlySpan<float> targets, Optimizer optimizer)
         {
             int batch = Guard.Batch("MnistClassifier", "image", inputs.Length, InputSize, MaxBatchSize);
             Guard.Length("MnistClassifier", "predictions", nameof(targets), targets.Length, batch, TargetSize);
+            return Step(inputs, targets, batch, optimizer);
+        }
+
+        private float Step(ReadOnlySpan<float> inputs, ReadOnlySpan<float> targets, int batch, Optimizer optimizer)
+        {
             Forward(inputs, batch, training: true);
             lastTrainingBatch = batch;
-            float loss = Losses.Compute(LossFunction, predictionsOutput.AsSpan(0, batch * OutputSize), targets, predictionsGradient, batch, OutputSize, "MnistClassifier", "predictions");
+            float loss = Losses.Compute(Loss.SparseCategoricalCrossentropy, predictionsOutput.AsSpan(0, batch * 10), targets, predictionsGradient, batch, 10, "MnistClassifier", "predictions");
             Guard.FiniteLoss("MnistClassifier", loss);
             Backward(inputs, batch);
             optimizer.Step(parameters, gradients);

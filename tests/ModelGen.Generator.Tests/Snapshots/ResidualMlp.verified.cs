@@ -18,13 +18,12 @@ namespace Samples
         public const int ParameterCount = 8970;
         public const int TrainableParameterCount = 8970;
         public const int NonTrainableParameterCount = 0;
-        /// <summary>Floats per sample entering 'x': shape (None, 64).</summary>
+        /// <summary>Floats per sample entering 'x' (None, 64).</summary>
         public const int InputSize = 64;
-        /// <summary>Floats per sample leaving 'head': shape (None, 10).</summary>
+        /// <summary>Floats per sample leaving 'head' (None, 10).</summary>
         public const int OutputSize = 10;
-        /// <summary>Floats per target sample for SparseCategoricalCrossentropy.</summary>
+        /// <summary>Floats per target sample: 1 for 'head' (SparseCategoricalCrossentropy).</summary>
         public const int TargetSize = 1;
-        public const Loss LossFunction = Loss.SparseCategoricalCrossentropy;
 
         // Where each weight tensor lives in the parameter (and gradient) buffer.
         private const int D1KernelOffset = 0, D1KernelLength = 4096;
@@ -45,6 +44,15 @@ namespace Samples
         private readonly float[] reluOutput, reluGradient;
         private readonly float[] headOutput, headGradient;
         private int lastTrainingBatch;
+
+        private static readonly ModelInput[] modelInputs =
+        {
+            new("x", 64, 0, "(None, 64)"),
+        };
+        private static readonly ModelOutput[] modelOutputs =
+        {
+            new("head", 10, 0, "(None, 10)", Loss.SparseCategoricalCrossentropy, 1f, 1, 0),
+        };
 
         /// <summary>Builds the model with buffers for batches of up to <paramref name="maxBatchSize"/> samples and Glorot-uniform weights drawn from <paramref name="seed"/>.</summary>
         public ResidualMlp(int maxBatchSize = 32, int seed = 0)
@@ -92,10 +100,11 @@ namespace Samples
         int IModel.InputSize => InputSize;
         int IModel.OutputSize => OutputSize;
         int IModel.TargetSize => TargetSize;
-        Loss IModel.Loss => LossFunction;
+        public IReadOnlyList<ModelInput> Inputs => modelInputs;
+        public IReadOnlyList<ModelOutput> Outputs => modelOutputs;
         public ReadOnlySpan<float> LastTrainingOutputs => headOutput.AsSpan(0, lastTrainingBatch * OutputSize);
 
-        /// <summary>Inference (dropout off): one output row of OutputSize floats per input row of InputSize floats.</summary>
+        /// <summary>Inference (dropout off): one row of OutputSize floats per row of InputSize floats.</summary>
         public void Predict(ReadOnlySpan<float> inputs, Span<float> outputs)
         {
             int batch = Guard.Batch("ResidualMlp", "x", inputs.Length, InputSize, MaxBatchSize);
@@ -104,14 +113,19 @@ namespace Samples
             Reductions.Copy(headOutput, outputs, batch * OutputSize);
         }
 
-        /// <summary>Forward in training mode, loss, backward and one optimizer step. Returns the batch's mean loss; on a bad batch or a non-finite loss it throws and the weights stay as they were.</summary>
+        /// <summary>Forward in training mode, loss, backward and one optimizer step. Returns the batch's mean (weighted) loss; on a bad batch or a non-finite loss it throws and the weights stay as they were.</summary>
         public float TrainStep(ReadOnlySpan<float> inputs, ReadOnlySpan<float> targets, Optimizer optimizer)
         {
             int batch = Guard.Batch("ResidualMlp", "x", inputs.Length, InputSize, MaxBatchSize);
             Guard.Length("ResidualMlp", "head", nameof(targets), targets.Length, batch, TargetSize);
+            return Step(inputs, targets, batch, optimizer);
+        }
+
+        private float Step(ReadOnlySpan<float> inputs, ReadOnlySpan<float> targets, int batch, Optimizer optimizer)
+        {
             Forward(inputs, batch, training: true);
             lastTrainingBatch = batch;
-            float loss = Losses.Compute(LossFunction, headOutput.AsSpan(0, batch * OutputSize), targets, headGradient, batch, OutputSize, "ResidualMlp", "head");
+            float loss = Losses.Compute(Loss.SparseCategoricalCrossentropy, headOutput.AsSpan(0, batch * 10), targets, headGradient, batch, 10, "ResidualMlp", "head");
             Guard.FiniteLoss("ResidualMlp", loss);
             Backward(inputs, batch);
             optimizer.Step(parameters, gradients);

@@ -18,13 +18,12 @@ partial class Outer
         public const int ParameterCount = 22;
         public const int TrainableParameterCount = 22;
         public const int NonTrainableParameterCount = 0;
-        /// <summary>Floats per sample entering 'features': shape (None, 3).</summary>
+        /// <summary>Floats per sample entering 'features' (None, 3).</summary>
         public const int InputSize = 3;
-        /// <summary>Floats per sample leaving 'probabilities': shape (None, 2).</summary>
+        /// <summary>Floats per sample leaving 'probabilities' (None, 2).</summary>
         public const int OutputSize = 2;
-        /// <summary>Floats per target sample for CategoricalCrossentropy.</summary>
+        /// <summary>Floats per target sample: 2 for 'probabilities' (CategoricalCrossentropy).</summary>
         public const int TargetSize = 2;
-        public const Loss LossFunction = Loss.CategoricalCrossentropy;
 
         // Where each weight tensor lives in the parameter (and gradient) buffer.
         private const int ProjectionKernelOffset = 0, ProjectionKernelLength = 12;
@@ -41,6 +40,15 @@ partial class Outer
         private readonly float[] logitsOutput, logitsGradient;
         private readonly float[] probabilitiesOutput, probabilitiesGradient;
         private int lastTrainingBatch;
+
+        private static readonly ModelInput[] modelInputs =
+        {
+            new("features", 3, 0, "(None, 3)"),
+        };
+        private static readonly ModelOutput[] modelOutputs =
+        {
+            new("probabilities", 2, 0, "(None, 2)", Loss.CategoricalCrossentropy, 1f, 2, 0),
+        };
 
         /// <summary>Builds the model with buffers for batches of up to <paramref name="maxBatchSize"/> samples and Glorot-uniform weights drawn from <paramref name="seed"/>.</summary>
         public Tiny(int maxBatchSize = 32, int seed = 0)
@@ -85,10 +93,11 @@ partial class Outer
         int IModel.InputSize => InputSize;
         int IModel.OutputSize => OutputSize;
         int IModel.TargetSize => TargetSize;
-        Loss IModel.Loss => LossFunction;
+        public IReadOnlyList<ModelInput> Inputs => modelInputs;
+        public IReadOnlyList<ModelOutput> Outputs => modelOutputs;
         public ReadOnlySpan<float> LastTrainingOutputs => probabilitiesOutput.AsSpan(0, lastTrainingBatch * OutputSize);
 
-        /// <summary>Inference (dropout off): one output row of OutputSize floats per input row of InputSize floats.</summary>
+        /// <summary>Inference (dropout off): one row of OutputSize floats per row of InputSize floats.</summary>
         public void Predict(ReadOnlySpan<float> inputs, Span<float> outputs)
         {
             int batch = Guard.Batch("Tiny", "features", inputs.Length, InputSize, MaxBatchSize);
@@ -97,14 +106,19 @@ partial class Outer
             Reductions.Copy(probabilitiesOutput, outputs, batch * OutputSize);
         }
 
-        /// <summary>Forward in training mode, loss, backward and one optimizer step. Returns the batch's mean loss; on a bad batch or a non-finite loss it throws and the weights stay as they were.</summary>
+        /// <summary>Forward in training mode, loss, backward and one optimizer step. Returns the batch's mean (weighted) loss; on a bad batch or a non-finite loss it throws and the weights stay as they were.</summary>
         public float TrainStep(ReadOnlySpan<float> inputs, ReadOnlySpan<float> targets, Optimizer optimizer)
         {
             int batch = Guard.Batch("Tiny", "features", inputs.Length, InputSize, MaxBatchSize);
             Guard.Length("Tiny", "probabilities", nameof(targets), targets.Length, batch, TargetSize);
+            return Step(inputs, targets, batch, optimizer);
+        }
+
+        private float Step(ReadOnlySpan<float> inputs, ReadOnlySpan<float> targets, int batch, Optimizer optimizer)
+        {
             Forward(inputs, batch, training: true);
             lastTrainingBatch = batch;
-            float loss = Losses.Compute(LossFunction, probabilitiesOutput.AsSpan(0, batch * OutputSize), targets, probabilitiesGradient, batch, OutputSize, "Tiny", "probabilities");
+            float loss = Losses.Compute(Loss.CategoricalCrossentropy, probabilitiesOutput.AsSpan(0, batch * 2), targets, probabilitiesGradient, batch, 2, "Tiny", "probabilities");
             Guard.FiniteLoss("Tiny", loss);
             Backward(inputs, batch);
             optimizer.Step(parameters, gradients);

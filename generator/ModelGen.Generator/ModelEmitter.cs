@@ -42,6 +42,7 @@ internal static class ModelEmitter
         EmitPredictAndTrainStep(w, plan);
         EmitForward(w, plan);
         EmitBackward(w, plan);
+        EmitSubModels(w, plan);
         EmitWeightViews(w, plan);
         EmitSummary(w, plan);
         w.Close();
@@ -88,6 +89,11 @@ internal static class ModelEmitter
             var names = new List<string> { node.Output, node.Gradient };
             if (node.IsDropout) names.Add(node.Mask);
             w.Line($"private readonly float[] {string.Join(", ", names)};");
+        }
+        foreach (var sub in plan.SubModels)
+        {
+            var buffers = sub.Nodes.Where(n => n.Spec.Kind != NodeKind.Input && !n.IsDropout).Select(n => n.Output).ToList();
+            if (buffers.Count > 0) w.Line($"private readonly float[] {string.Join(", ", buffers)}; // the '{sub.Spec.Name}' sub-model");
         }
         if (plan.Packed)
         {
@@ -153,6 +159,10 @@ internal static class ModelEmitter
             w.Line($"{node.Output} = new float[{size}];");
             w.Line($"{node.Gradient} = new float[{size}];");
             if (node.IsDropout) w.Line($"{node.Mask} = new float[{size}];");
+        }
+        foreach (var node in plan.SubModels.SelectMany(sub => sub.Nodes).Where(n => n.Spec.Kind != NodeKind.Input && !n.IsDropout))
+        {
+            w.Line($"{node.Output} = new float[maxBatchSize * {node.Spec.Size}];");
         }
         if (plan.Packed)
         {
@@ -298,8 +308,16 @@ internal static class ModelEmitter
     private static void EmitForward(CodeWriter w, Plan plan)
     {
         w.Open($"private void Forward({plan.InputParameters}, int batch, bool training)");
+        EmitForwardBody(w, plan.Computed, inferenceOnly: false);
+        w.Close();
+        w.Line();
+    }
+
+    /// <summary>One block per tensor in topological order; shared by the model and its sub-models (inference only).</summary>
+    private static void EmitForwardBody(CodeWriter w, IEnumerable<NodePlan> computed, bool inferenceOnly)
+    {
         bool first = true;
-        foreach (var node in plan.Computed)
+        foreach (var node in computed)
         {
             if (!first) w.Line();
             first = false;
@@ -319,6 +337,7 @@ internal static class ModelEmitter
                 case NodeKind.Layer when node.IsDropout:
                     w.Line($"// {node.Title}: Dropout({Literal(node.Layer!.Rate)}), identity at inference");
                     w.Line($"ReadOnlySpan<float> {node.InferenceName} = {inputs[0]};");
+                    if (inferenceOnly) break;
                     w.Open("if (training)");
                     w.Line($"DropoutKernel.Forward({inputs[0]}, {node.Output}, {node.Mask}, batch * {size}, {Literal(node.Layer.Rate)}f, ref dropoutRandom);");
                     w.Line($"{node.InferenceName} = {node.Output};");
@@ -350,8 +369,36 @@ internal static class ModelEmitter
                     break;
             }
         }
-        w.Close();
-        w.Line();
+    }
+
+    /// <summary>
+    /// A sub-model (a later [Graph] method): its own inference method, named after the graph method, over its own
+    /// buffers and the model's weights, so training the model changes what it computes.
+    /// </summary>
+    private static void EmitSubModels(CodeWriter w, Plan plan)
+    {
+        foreach (var sub in plan.SubModels)
+        {
+            string name = plan.Model.ClassName;
+            var inputs = sub.Spec.Inputs.Select(i => sub.Nodes[i]).ToList();
+            var outputs = sub.Spec.Outputs.Select(o => (o.Name, Node: sub.Nodes[o.Node], o.Size)).ToList();
+            w.Line($"/// <summary>The '{sub.Spec.Name}' sub-model: {Number(sub.Spec.ParameterCount)} of the model's weights, shared with it.</summary>");
+            w.Line($"public const int {sub.Spec.Name}ParameterCount = {sub.Spec.ParameterCount};");
+            w.Line();
+            w.Line($"/// <summary>Inference through the '{sub.Spec.Name}' graph, with the model's current weights.</summary>");
+            string parameters = string.Join(", ", inputs.Select(i => $"ReadOnlySpan<float> {i.Spec.Name}").Concat(outputs.Select(o => $"Span<float> {o.Name}")));
+            w.Open($"public void {sub.Spec.Name}({parameters})");
+            var first = inputs[0];
+            w.Line($"int batch = Guard.Batch(\"{name}.{sub.Spec.Name}\", \"{first.Spec.Name}\", {first.Spec.Name}.Length, {first.Spec.Size}, MaxBatchSize);");
+            foreach (var input in inputs.Skip(1)) w.Line($"Guard.Length(\"{name}.{sub.Spec.Name}\", \"{input.Spec.Name}\", nameof({input.Spec.Name}), {input.Spec.Name}.Length, batch, {input.Spec.Size});");
+            foreach (var output in outputs) w.Line($"Guard.Length(\"{name}.{sub.Spec.Name}\", \"{output.Name}\", nameof({output.Name}), {output.Name}.Length, batch, {output.Size});");
+            w.Line();
+            EmitForwardBody(w, sub.Nodes.Where(n => n.Spec.Kind != NodeKind.Input), inferenceOnly: true);
+            w.Line();
+            foreach (var output in outputs) w.Line($"Reductions.Copy({output.Node.InferenceSource}, {output.Name}, batch * {output.Size});");
+            w.Close();
+            w.Line();
+        }
     }
 
     /// <summary>Softmax normalises over the last axis; every other activation is element-wise.</summary>
@@ -519,10 +566,11 @@ internal static class ModelEmitter
                     offset += layer.BiasLength;
                 }
             }
-            foreach (var spec in model.Nodes)
+            Nodes.AddRange(PlanNodes(model, model.Nodes, prefix: ""));
+            foreach (var sub in model.SubModels)
             {
-                var node = new NodePlan(spec, spec.Layer >= 0 ? model.Layers[spec.Layer] : null, spec.Inputs.Select(i => Nodes[i]).ToList());
-                Nodes.Add(node);
+                string prefix = char.ToLowerInvariant(sub.Name[0]) + sub.Name.Substring(1);
+                SubModels.Add(new SubModelPlan(sub, PlanNodes(model, sub.Nodes, prefix)));
             }
             int inputOffset = 0, outputOffset = 0, targetOffset = 0;
             foreach (int index in model.Inputs)
@@ -543,6 +591,18 @@ internal static class ModelEmitter
         public IEnumerable<NodePlan> Computed => Nodes.Where(n => n.Spec.Kind != NodeKind.Input);
         public List<Tensor> Tensors { get; } = new();
         public List<InputPlan> Inputs { get; } = new();
+        public List<SubModelPlan> SubModels { get; } = new();
+
+        private static List<NodePlan> PlanNodes(ModelSpec model, IEnumerable<NodeSpec> nodes, string prefix)
+        {
+            var plans = new List<NodePlan>();
+            foreach (var spec in nodes)
+            {
+                var layer = spec.Kind == NodeKind.Layer || (spec.Layer >= 0 && spec.Layer < model.Layers.Count) ? model.Layers[spec.Layer] : null;
+                plans.Add(new NodePlan(spec, layer, spec.Inputs.Select(i => plans[i]).ToList(), prefix));
+            }
+            return plans;
+        }
         public List<OutputPlan> Outputs { get; } = new();
 
         /// <summary>Several inputs or outputs: the generic row-per-sample API packs and unpacks them.</summary>
@@ -562,6 +622,8 @@ internal static class ModelEmitter
 
     private sealed record Tensor(string View, int Offset, int Length);
 
+    private sealed record SubModelPlan(SubModelSpec Spec, List<NodePlan> Nodes);
+
     private sealed record InputPlan(NodeSpec Spec, int Offset)
     {
         public string Staging => Spec.Name + "Staging";
@@ -578,14 +640,17 @@ internal static class ModelEmitter
 
     private sealed class NodePlan
     {
-        public NodePlan(NodeSpec spec, LayerSpec? layer, List<NodePlan> inputs)
+        /// <param name="prefix">Empty for the model; a sub-model's camel-case name for its own buffers (encodeCodeOutput).</param>
+        public NodePlan(NodeSpec spec, LayerSpec? layer, List<NodePlan> inputs, string prefix = "")
         {
+            this.prefix = prefix;
             Spec = spec;
             Layer = layer;
             Inputs = inputs;
             NeedsGradient = layer is { ParameterCount: > 0 } || inputs.Any(i => i.NeedsGradient);
         }
 
+        private readonly string prefix;
         public NodeSpec Spec { get; }
         public LayerSpec? Layer { get; }
         public List<NodePlan> Inputs { get; }
@@ -593,15 +658,16 @@ internal static class ModelEmitter
         public bool NeedsGradient { get; }
         public bool IsDropout => Spec.Kind == NodeKind.Layer && Layer!.Kind == LayerKind.Dropout;
         public string Title => Spec.Name;
-        public string Output => Spec.Name + "Output";
-        public string Gradient => Spec.Name + "Gradient";
-        public string Mask => Spec.Name + "Mask";
+        private string Stem => prefix.Length == 0 ? Spec.Name : prefix + char.ToUpperInvariant(Spec.Name[0]) + Spec.Name.Substring(1);
+        public string Output => Stem + "Output";
+        public string Gradient => Stem + "Gradient";
+        public string Mask => Stem + "Mask";
 
         /// <summary>The span holding this tensor in training mode (dropout active).</summary>
         public string TrainingSource => Spec.Kind == NodeKind.Input ? Spec.Name : Output;
 
         /// <summary>What Forward's later blocks read: dropout blocks declare a local that is their input at inference.</summary>
-        public string InferenceName => Spec.Kind == NodeKind.Input || IsDropout ? Spec.Name : Output;
+        public string InferenceName => Spec.Kind == NodeKind.Input ? Spec.Name : IsDropout ? Stem : Output;
 
         /// <summary>The buffer holding this tensor after an inference pass.</summary>
         public string InferenceSource => IsDropout ? Inputs[0].InferenceSource : TrainingSource;

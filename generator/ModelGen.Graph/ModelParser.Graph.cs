@@ -22,7 +22,11 @@ internal static partial class ModelParser
         ["Relu"] = Activation.Relu, ["Sigmoid"] = Activation.Sigmoid, ["Tanh"] = Activation.Tanh, ["Softmax"] = Activation.Softmax,
     };
 
-    private static GraphBuilder? ReadGraph(INamedTypeSymbol type, List<LayerField> fields, Context context, CancellationToken cancellationToken, out IMethodSymbol? graphMethod)
+    /// <summary>
+    /// Reads the model's graph method (the first marked [Graph]) and any later ones as sub-models that share its layers.
+    /// </summary>
+    private static GraphBuilder? ReadGraph(INamedTypeSymbol type, List<LayerField> fields, Context context, CancellationToken cancellationToken,
+        out IMethodSymbol? graphMethod, List<SubModelSpec> subModels)
     {
         graphMethod = null;
         var methods = type.GetMembers().OfType<IMethodSymbol>()
@@ -33,27 +37,52 @@ internal static partial class ModelParser
                 $"Functional model '{type.Name}' has no method marked [Graph]: add one whose parameters are the inputs and whose return value is the output");
             return null;
         }
-        foreach (var extra in methods.Skip(1))
-        {
-            context.Report(Diagnostics.UnsupportedGraphCode, extra.Locations.FirstOrDefault(), "A second [Graph] method (sub-models are not supported yet)", methods[0].Name);
-        }
         var method = graphMethod = methods[0];
-        if (method.DeclaringSyntaxReferences.Select(r => r.GetSyntax(cancellationToken)).OfType<MethodDeclarationSyntax>().FirstOrDefault() is not { } syntax) return null;
-        return new GraphReader(method, syntax, fields, context).Read(cancellationToken);
+        if (Syntax(method, cancellationToken) is not { } syntax) return null;
+        var graph = new GraphReader(method, syntax, fields, context, model: null).Read(cancellationToken);
+        if (graph is null) return null;
+
+        // Field -> layer index in the final (pruned) model, which sub-models must use.
+        var layerOfField = graph.Layers.Select((layer, index) => (layer, index)).Where(l => l.layer.Kind != LayerKind.Input)
+            .ToDictionary(l => l.layer.Name, l => l.index);
+        foreach (var subMethod in methods.Skip(1))
+        {
+            if (Syntax(subMethod, cancellationToken) is not { } subSyntax) continue;
+            var sub = new GraphReader(subMethod, subSyntax, fields, context, model: (graph, layerOfField)).Read(cancellationToken);
+            if (sub is null) continue;
+            var layersUsed = sub.Nodes.Where(n => n.Kind == NodeKind.Layer).Select(n => n.Layer).Distinct();
+            subModels.Add(new SubModelSpec(subMethod.Name, sub.Nodes.ToImmutableArray(), sub.Inputs.ToImmutableArray(),
+                sub.Outputs.Select((node, k) => new OutputSpec(sub.OutputNames[k], node, Loss.MeanSquaredError, 1.0, sub.Nodes[node].Size)).ToImmutableArray(),
+                layersUsed.Sum(l => graph.Layers[l].ParameterCount)));
+        }
+        return graph;
     }
+
+    private static MethodDeclarationSyntax? Syntax(IMethodSymbol method, CancellationToken cancellationToken) =>
+        method.DeclaringSyntaxReferences.Select(r => r.GetSyntax(cancellationToken)).OfType<MethodDeclarationSyntax>().FirstOrDefault();
 
     /// <summary>
     /// Reads a graph method's body as a straight-line program over tensors. Statements run in order, so the
     /// nodes come out in topological order and a cycle cannot be written.
     /// </summary>
-    private sealed class GraphReader(IMethodSymbol method, MethodDeclarationSyntax syntax, List<LayerField> fields, Context context)
+    /// <param name="model">For a sub-model: the model's graph and field-to-layer map, whose layers (and weights) it must reuse.</param>
+    private sealed class GraphReader(IMethodSymbol method, MethodDeclarationSyntax syntax, List<LayerField> fields, Context context,
+        (GraphBuilder Graph, Dictionary<string, int> LayerOfField)? model)
     {
-        private readonly GraphBuilder graph = new();
+        private readonly GraphBuilder graph = Start(model?.Graph);
         private readonly Dictionary<string, int> tensors = new();           // locals and parameters -> node, or Failed
         /// <summary>A name whose definition already failed (and was reported): its uses report nothing more.</summary>
         private const int Failed = -1;
         private readonly Dictionary<string, LayerField> fieldsByName = fields.ToDictionary(f => f.Name);
-        private readonly Dictionary<string, int> layerOfField = new();      // field -> index in graph.Layers, from its first use
+        private readonly Dictionary<string, int> layerOfField = model is { } m ? new(m.LayerOfField) : new(); // field -> index in graph.Layers, from its first use
+
+        /// <summary>A sub-model starts from the model's layers so its layer indices are the model's.</summary>
+        private static GraphBuilder Start(GraphBuilder? model)
+        {
+            var builder = new GraphBuilder();
+            if (model is not null) builder.Layers.AddRange(model.Layers);
+            return builder;
+        }
         private readonly Dictionary<string, int> uses = new();              // naming: how often a name was taken
         private readonly Dictionary<int, Location> nodeLocations = new();
 
@@ -80,7 +109,7 @@ internal static partial class ModelParser
             if (!context.Ok) return null;
             graph.Outputs.AddRange(output);
             graph.OutputNames.AddRange(OutputNames(output));
-            return Prune();
+            return model is null ? Prune() : graph;
         }
 
         /// <summary>
@@ -237,6 +266,12 @@ internal static partial class ModelParser
                         $"Layer '{field.Name}' is shared: its first use takes {ShapeText(new[] { layer.InputSize })}, but here it is applied to {ShapeText(inputNode.Shape)} from '{argument}'; a shared layer takes one input shape");
                     return null;
                 }
+            }
+            else if (model is not null)
+            {
+                context.Report(Diagnostics.UnsupportedGraphCode, location,
+                    $"Applying '{field.Name}', which the model's graph does not use (a sub-model shares the model's layers and weights)", method.Name);
+                return null;
             }
             else
             {

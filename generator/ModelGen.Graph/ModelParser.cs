@@ -50,8 +50,9 @@ internal static partial class ModelParser
         var fields = ReadFields(type, functional, context, cancellationToken);
 
         IMethodSymbol? graphMethod = null;
+        var subModels = new List<SubModelSpec>();
         var graph = functional
-            ? ReadGraph(type, fields, context, cancellationToken, out graphMethod)
+            ? ReadGraph(type, fields, context, cancellationToken, out graphMethod, subModels)
             : BuildChain(type, fields, context);
         if (!context.Ok || graph is null) return null;
         var outputs = ReadOutputLosses(graph, graphMethod, loss, context);
@@ -65,7 +66,8 @@ internal static partial class ModelParser
             graph.Layers.ToImmutableArray(),
             graph.Nodes.ToImmutableArray(),
             graph.Inputs.ToImmutableArray(),
-            outputs);
+            outputs,
+            subModels.ToImmutableArray());
     }
 
     /// <summary>Layers and nodes under construction.</summary>

@@ -73,6 +73,18 @@ internal sealed record OutputSpec(string Name, int Node, Loss Loss, double Weigh
     public int TargetSize => Loss == Loss.SparseCategoricalCrossentropy ? 1 : Size;
 }
 
+/// <summary>
+/// A second [Graph] method over the same fields (an autoencoder's encoder): an inference-only graph whose layer
+/// indices point into the model's own layers, so it reads (and training updates) the same weights.
+/// </summary>
+/// <param name="Name">The graph method's name, which the generated inference method reuses.</param>
+internal sealed record SubModelSpec(
+    string Name,
+    EquatableArray<NodeSpec> Nodes,
+    EquatableArray<int> Inputs,
+    EquatableArray<OutputSpec> Outputs,
+    int ParameterCount);
+
 /// <summary>A valid model, ready to emit.</summary>
 /// <param name="ContainingTypes">Declarations of enclosing types, outermost first, e.g. "partial class Outer".</param>
 /// <param name="Inputs">Node indices of the model inputs, in declaration order.</param>
@@ -85,7 +97,8 @@ internal sealed record ModelSpec(
     EquatableArray<LayerSpec> Layers,
     EquatableArray<NodeSpec> Nodes,
     EquatableArray<int> Inputs,
-    EquatableArray<OutputSpec> Outputs)
+    EquatableArray<OutputSpec> Outputs,
+    EquatableArray<SubModelSpec> SubModels)
 {
     public int ParameterCount => Layers.Sum(l => l.ParameterCount);
     public int InputSize => Inputs.Sum(i => Nodes[i].Size);

@@ -125,6 +125,21 @@ public class GraphDiagnosticTests
     }
 
     [Fact]
+    public void MG0012_sub_model_applying_a_layer_the_model_does_not_use()
+    {
+        AnalyzerHarness.Verify("""
+            using ModelGen;
+            [Functional] partial class Model
+            {
+                [Dense(4)] Dense used;
+                [Dense(4)] Dense {|MG0013:spare|};
+                [Graph] Tensor Forward([Shape(4)] Tensor x) => used.Apply(x);
+                [Graph] Tensor Other([Shape(4)] Tensor x) => {|MG0012:spare.Apply(x)|};
+            }
+            """);
+    }
+
+    [Fact]
     public void MG0015_functional_model_without_graph_method()
     {
         AnalyzerHarness.Verify("""

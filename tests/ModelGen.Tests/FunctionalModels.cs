@@ -58,6 +58,10 @@ public partial class Autoencoder
         var latent = code.Apply(encode2.Apply(encode1.Apply(image)));
         return reconstruction.Apply(decode2.Apply(decode1.Apply(latent)));
     }
+
+    /// <summary>The encoder sub-model: 237,984 of the autoencoder's weights, shared.</summary>
+    [Graph]
+    Tensor Encode([Shape(784)] Tensor image) => code.Apply(encode2.Apply(encode1.Apply(image)));
 }
 
 /// <summary>

@@ -66,3 +66,50 @@ public class FunctionalTests
         Assert.True(history.Accuracy[^1] > 0.9, $"accuracy {history.Accuracy[^1]}");
     }
 }
+
+public class SubModelTests
+{
+    [Fact]
+    public void Encoder_sub_model_counts_its_share_of_the_weights()
+    {
+        Assert.Equal(237_984, Autoencoder.EncodeParameterCount);
+        Assert.Equal(476_720, Autoencoder.ParameterCount);
+    }
+
+    [Fact]
+    public void Encoder_reads_the_autoencoders_weights_so_training_one_updates_the_other()
+    {
+        var model = new Autoencoder(maxBatchSize: 4, seed: 1);
+        var random = new Random(2);
+        var images = Enumerable.Range(0, 4 * 784).Select(_ => (float)random.NextDouble()).ToArray();
+        var latent = new float[4 * 32];
+        model.Encode(images, latent);
+
+        // Independently: the encoder is relu(relu(relu(x W1 + b1) W2 + b2) W3 + b3) on the model's weights.
+        var expected = Dense(Dense(Dense(images, 4, model.encode1), 4, model.encode2), 4, model.code);
+        for (int i = 0; i < latent.Length; i++) Assert.Equal(expected[i], latent[i], 4);
+
+        model.TrainStep(images, images, new Adam(0.01f));
+        var after = new float[4 * 32];
+        model.Encode(images, after);
+        Assert.NotEqual(latent, after);
+        var expectedAfter = Dense(Dense(Dense(images, 4, model.encode1), 4, model.encode2), 4, model.code);
+        for (int i = 0; i < after.Length; i++) Assert.Equal(expectedAfter[i], after[i], 4);
+    }
+
+    private static float[] Dense(float[] x, int batch, ModelGen.Dense layer)
+    {
+        int inputs = layer.Kernel.Shape[0], units = layer.Units;
+        var kernel = layer.Kernel.Values.ToArray();
+        var bias = layer.Bias!.Values.ToArray();
+        var y = new float[batch * units];
+        for (int b = 0; b < batch; b++)
+            for (int j = 0; j < units; j++)
+            {
+                double sum = bias[j];
+                for (int i = 0; i < inputs; i++) sum += (double)x[b * inputs + i] * kernel[i * units + j];
+                y[b * units + j] = (float)Math.Max(sum, 0); // every encoder layer is relu
+            }
+        return y;
+    }
+}

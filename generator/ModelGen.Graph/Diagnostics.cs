@@ -76,10 +76,14 @@ internal static class Diagnostics
         "Functional model has no graph method",
         "{0}");
 
+    public static readonly DiagnosticDescriptor Cycle = Error("MG0016",
+        "Cycle in the graph",
+        "Graph method '{0}' calls itself ({1}): a model's graph must not contain a cycle");
+
     public static readonly DiagnosticDescriptor[] All =
     {
         NotPartial, MissingInputShape, InvalidLayerConfiguration, UnsupportedMember, FieldTypeMismatch,
         MisplacedInput, IncompatibleInputShape, NoLayers, UnsupportedModelClass,
-        GraphDisconnected, IncompatibleShapes, UnsupportedGraphCode, UnusedLayer, UnusedInput, MissingGraph,
+        GraphDisconnected, IncompatibleShapes, UnsupportedGraphCode, UnusedLayer, UnusedInput, MissingGraph, Cycle,
     };
 }

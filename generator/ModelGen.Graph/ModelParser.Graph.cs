@@ -39,7 +39,9 @@ internal static partial class ModelParser
         }
         var method = graphMethod = methods[0];
         if (Syntax(method, cancellationToken) is not { } syntax) return null;
-        var graph = new GraphReader(method, syntax, fields, context, model: null).Read(cancellationToken);
+        var callable = methods.Select(m => (Method: m, Syntax: Syntax(m, cancellationToken))).Where(m => m.Syntax is not null)
+            .GroupBy(m => m.Method.Name).ToDictionary(g => g.Key, g => (g.First().Method, g.First().Syntax!));
+        var graph = new GraphReader(method, syntax, fields, context, model: null, callable).Read(cancellationToken);
         if (graph is null) return null;
 
         // Field -> layer index in the final (pruned) model, which sub-models must use.
@@ -48,7 +50,7 @@ internal static partial class ModelParser
         foreach (var subMethod in methods.Skip(1))
         {
             if (Syntax(subMethod, cancellationToken) is not { } subSyntax) continue;
-            var sub = new GraphReader(subMethod, subSyntax, fields, context, model: (graph, layerOfField)).Read(cancellationToken);
+            var sub = new GraphReader(subMethod, subSyntax, fields, context, model: (graph, layerOfField), callable).Read(cancellationToken);
             if (sub is null) continue;
             var layersUsed = sub.Nodes.Where(n => n.Kind == NodeKind.Layer).Select(n => n.Layer).Distinct();
             subModels.Add(new SubModelSpec(subMethod.Name, sub.Nodes.ToImmutableArray(), sub.Inputs.ToImmutableArray(),
@@ -66,9 +68,12 @@ internal static partial class ModelParser
     /// nodes come out in topological order and a cycle cannot be written.
     /// </summary>
     /// <param name="model">For a sub-model: the model's graph and field-to-layer map, whose layers (and weights) it must reuse.</param>
+    /// <param name="callable">Every graph method by name: calling one from another inlines it, as a Keras model used as a layer.</param>
     private sealed class GraphReader(IMethodSymbol method, MethodDeclarationSyntax syntax, List<LayerField> fields, Context context,
-        (GraphBuilder Graph, Dictionary<string, int> LayerOfField)? model)
+        (GraphBuilder Graph, Dictionary<string, int> LayerOfField)? model,
+        Dictionary<string, (IMethodSymbol Method, MethodDeclarationSyntax Syntax)> callable)
     {
+        private readonly List<string> callStack = new() { method.Name };
         private readonly GraphBuilder graph = Start(model?.Graph);
         private readonly Dictionary<string, int> tensors = new();           // locals and parameters -> node, or Failed
         /// <summary>A name whose definition already failed (and was reported): its uses report nothing more.</summary>
@@ -220,6 +225,8 @@ internal static partial class ModelParser
                     if (tensors.TryGetValue(identifier.Identifier.ValueText, out int node)) return node == Failed ? null : node;
                     context.Report(Diagnostics.GraphDisconnected, identifier.GetLocation(), identifier.Identifier.ValueText, method.Name);
                     return null;
+                case InvocationExpressionSyntax { Expression: IdentifierNameSyntax callee } call when callable.ContainsKey(callee.Identifier.ValueText):
+                    return Inline(callable[callee.Identifier.ValueText], call);
                 case InvocationExpressionSyntax { Expression: MemberAccessExpressionSyntax access } invocation:
                     string? receiver = access.Expression switch
                     {
@@ -242,6 +249,72 @@ internal static partial class ModelParser
             }
             context.Report(Diagnostics.UnsupportedGraphCode, expression.GetLocation(), $"The expression '{FirstLine(expression)}'", method.Name);
             return null;
+        }
+
+        /// <summary>
+        /// Another graph method called like a layer: its body is read in place, with its parameters bound to the
+        /// arguments, so the model's graph stays flat and straight-line. Problems inside it are reported where it is
+        /// declared, not again here.
+        /// </summary>
+        private int? Inline((IMethodSymbol Method, MethodDeclarationSyntax Syntax) callee, InvocationExpressionSyntax call)
+        {
+            string name = callee.Method.Name;
+            if (callStack.Contains(name))
+            {
+                context.Report(Diagnostics.Cycle, call.GetLocation(), name, string.Join(" -> ", callStack.Concat(new[] { name })));
+                return null;
+            }
+            var arguments = call.ArgumentList.Arguments.Select(a => a.Expression).ToList();
+            if (arguments.Count != callee.Method.Parameters.Length)
+            {
+                context.Report(Diagnostics.UnsupportedGraphCode, call.GetLocation(), $"Calling '{name}' with {arguments.Count} tensors (it takes {callee.Method.Parameters.Length})", method.Name);
+                return null;
+            }
+            var bound = new Dictionary<string, int>();
+            for (int i = 0; i < arguments.Count; i++)
+            {
+                if (Evaluate(arguments[i]) is not int node) return null;
+                var parameter = callee.Method.Parameters[i];
+                var declared = parameter.GetAttributes().FirstOrDefault(a => a.AttributeClass?.ToDisplayString() == ShapeAttribute)?
+                    .ConstructorArguments.FirstOrDefault().Values.Select(v => v.Value is int d ? d : 0).ToArray();
+                if (declared is not null && !declared.SequenceEqual(graph.Nodes[node].Shape))
+                {
+                    context.Report(Diagnostics.IncompatibleShapes, arguments[i].GetLocation(),
+                        $"'{name}' expects {ShapeText(declared)} for '{parameter.Name}', but '{arguments[i]}' is {ShapeText(graph.Nodes[node].Shape)}");
+                    return null;
+                }
+                bound[parameter.Name] = node;
+            }
+
+            var saved = new Dictionary<string, int>(tensors);
+            tensors.Clear();
+            foreach (var pair in bound) tensors[pair.Key] = pair.Value;
+            callStack.Add(name);
+            context.Silenced++;
+            List<int>? result = null;
+            try
+            {
+                if (callee.Syntax.ExpressionBody is { } arrow) result = ReadReturn(arrow.Expression);
+                foreach (var statement in callee.Syntax.Body?.Statements ?? default)
+                {
+                    if (result is not null) break;
+                    result = ReadStatement(statement);
+                }
+            }
+            finally
+            {
+                context.Silenced--;
+                callStack.RemoveAt(callStack.Count - 1);
+                tensors.Clear();
+                foreach (var pair in saved) tensors[pair.Key] = pair.Value;
+            }
+            if (result is not { Count: 1 })
+            {
+                if (result is { Count: > 1 }) context.Report(Diagnostics.UnsupportedGraphCode, call.GetLocation(), $"Calling '{name}', which has several outputs, as one tensor", method.Name);
+                else context.Report(Diagnostics.UnsupportedGraphCode, call.GetLocation(), $"Calling '{name}', which does not build", method.Name);
+                return null;
+            }
+            return result[0];
         }
 
         private int? Apply(LayerField field, InvocationExpressionSyntax invocation)

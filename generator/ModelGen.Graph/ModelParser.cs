@@ -361,10 +361,13 @@ internal static partial class ModelParser
         /// <summary>False once any error is reported; warnings keep the model valid.</summary>
         public bool Ok { get; private set; } = true;
 
+        /// <summary>While set, problems still invalidate the model but are not reported (they are reported where the code stands).</summary>
+        public int Silenced { get; set; }
+
         public void Report(DiagnosticDescriptor descriptor, Location? location, params object[] arguments)
         {
             if (descriptor.DefaultSeverity == DiagnosticSeverity.Error) Ok = false;
-            report?.Invoke(Diagnostic.Create(descriptor, location ?? Location.None, arguments));
+            if (Silenced == 0) report?.Invoke(Diagnostic.Create(descriptor, location ?? Location.None, arguments));
         }
     }
 }

@@ -140,6 +140,35 @@ public class GraphDiagnosticTests
     }
 
     [Fact]
+    public void MG0016_a_graph_that_calls_itself_is_a_cycle()
+    {
+        AnalyzerHarness.Verify("""
+            using ModelGen;
+            [Functional] partial class Model
+            {
+                [Dense(4)] Dense d;
+                [Graph] Tensor Forward([Shape(4)] Tensor x) => d.Apply(Loop(x));
+                [Graph] Tensor Loop([Shape(4)] Tensor x) => d.Apply({|MG0016:Forward(x)|});
+            }
+            """);
+    }
+
+    [Fact]
+    public void MG0011_calling_a_graph_with_a_tensor_of_another_shape()
+    {
+        AnalyzerHarness.Verify("""
+            using ModelGen;
+            [Functional] partial class Model
+            {
+                [Dense(8)] Dense wide;
+                [Dense(4)] Dense d;
+                [Graph] Tensor Forward([Shape(4)] Tensor x) => Head({|MG0011:wide.Apply(x)|});
+                [Graph] Tensor Head([Shape(4)] Tensor h) => d.Apply(h);
+            }
+            """);
+    }
+
+    [Fact]
     public void MG0015_functional_model_without_graph_method()
     {
         AnalyzerHarness.Verify("""

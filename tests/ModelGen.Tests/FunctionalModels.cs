@@ -52,12 +52,9 @@ public partial class Autoencoder
     [Dense(256, Activation.Relu)] public Dense decode2;
     [Dense(784, Activation.Sigmoid)] public Dense reconstruction;
 
+    /// <summary>The model: calling the encoder graph inlines it (a Keras model used as a layer).</summary>
     [Graph]
-    Tensor Forward([Shape(784)] Tensor image)
-    {
-        var latent = code.Apply(encode2.Apply(encode1.Apply(image)));
-        return reconstruction.Apply(decode2.Apply(decode1.Apply(latent)));
-    }
+    Tensor Forward([Shape(784)] Tensor image) => reconstruction.Apply(decode2.Apply(decode1.Apply(Encode(image))));
 
     /// <summary>The encoder sub-model: 237,984 of the autoencoder's weights, shared.</summary>
     [Graph]

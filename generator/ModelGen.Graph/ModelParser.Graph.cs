@@ -308,12 +308,12 @@ internal static partial class ModelParser
                 tensors.Clear();
                 foreach (var pair in saved) tensors[pair.Key] = pair.Value;
             }
-            if (result is not { Count: 1 })
+            if (result is { Count: > 1 })
             {
-                if (result is { Count: > 1 }) context.Report(Diagnostics.UnsupportedGraphCode, call.GetLocation(), $"Calling '{name}', which has several outputs, as one tensor", method.Name);
-                else context.Report(Diagnostics.UnsupportedGraphCode, call.GetLocation(), $"Calling '{name}', which does not build", method.Name);
+                context.Report(Diagnostics.UnsupportedGraphCode, call.GetLocation(), $"Calling '{name}', which has several outputs, as one tensor", method.Name);
                 return null;
             }
+            if (result is not { Count: 1 }) return null; // the callee's own errors are reported where it is declared
             return result[0];
         }
 

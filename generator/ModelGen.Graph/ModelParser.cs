@@ -364,10 +364,16 @@ internal static partial class ModelParser
         /// <summary>While set, problems still invalidate the model but are not reported (they are reported where the code stands).</summary>
         public int Silenced { get; set; }
 
+        private readonly HashSet<(string, Location?)> reported = new();
+
+        /// <summary>Reports once per id and location; a cycle is reported even while silenced, since it is only ever found by following calls.</summary>
         public void Report(DiagnosticDescriptor descriptor, Location? location, params object[] arguments)
         {
             if (descriptor.DefaultSeverity == DiagnosticSeverity.Error) Ok = false;
-            if (Silenced == 0) report?.Invoke(Diagnostic.Create(descriptor, location ?? Location.None, arguments));
+            if ((Silenced == 0 || descriptor == Diagnostics.Cycle) && reported.Add((descriptor.Id, location)))
+            {
+                report?.Invoke(Diagnostic.Create(descriptor, location ?? Location.None, arguments));
+            }
         }
     }
 }

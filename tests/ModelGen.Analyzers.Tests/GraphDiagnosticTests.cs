@@ -147,7 +147,7 @@ public class GraphDiagnosticTests
             [Functional] partial class Model
             {
                 [Dense(4)] Dense d;
-                [Graph] Tensor Forward([Shape(4)] Tensor x) => d.Apply(Loop(x));
+                [Graph] Tensor Forward([Shape(4)] Tensor x) => d.Apply({|MG0016:Loop(x)|});
                 [Graph] Tensor Loop([Shape(4)] Tensor x) => d.Apply({|MG0016:Forward(x)|});
             }
             """);

@@ -80,10 +80,15 @@ internal static class Diagnostics
         "Cycle in the graph",
         "Graph method '{0}' calls itself ({1}): a model's graph must not contain a cycle");
 
+    public static readonly DiagnosticDescriptor LossDoesNotFitOutput = Describe("MG0017",
+        "Loss does not fit its output",
+        "Output '{0}' ends in {1} but is trained with {2}: {3}", DiagnosticSeverity.Warning);
+
     public static readonly DiagnosticDescriptor[] All =
     {
         NotPartial, MissingInputShape, InvalidLayerConfiguration, UnsupportedMember, FieldTypeMismatch,
         MisplacedInput, IncompatibleInputShape, NoLayers, UnsupportedModelClass,
         GraphDisconnected, IncompatibleShapes, UnsupportedGraphCode, UnusedLayer, UnusedInput, MissingGraph, Cycle,
+        LossDoesNotFitOutput,
     };
 }

@@ -57,6 +57,7 @@ internal static partial class ModelParser
         if (!context.Ok || graph is null) return null;
         var outputs = ReadOutputLosses(graph, graphMethod, loss, context);
         if (!context.Ok) return null;
+        CheckLossesFitOutputs(graph, outputs, graphMethod is null ? type.Locations.FirstOrDefault() : graphMethod.Locations.FirstOrDefault(), context);
 
         return new ModelSpec(
             type.ContainingNamespace is { IsGlobalNamespace: false } ns ? ns.ToDisplayString() : "",
@@ -156,6 +157,55 @@ internal static partial class ModelParser
         }
         return outputs.ToImmutableArray();
     }
+
+    /// <summary>
+    /// Warns where a loss cannot train its output as intended (Keras accepts these and trains badly): categorical
+    /// cross-entropy expects a probability distribution (softmax), binary cross-entropy independent probabilities.
+    /// </summary>
+    private static void CheckLossesFitOutputs(GraphBuilder graph, EquatableArray<OutputSpec> outputs, Location? location, Context context)
+    {
+        foreach (var output in outputs)
+        {
+            var activation = FinalActivation(graph, output.Node);
+            if (activation is null) continue; // a merge: nothing certain to say
+            string? problem = output.Loss switch
+            {
+                Loss.CategoricalCrossentropy or Loss.SparseCategoricalCrossentropy when activation != Activation.Softmax =>
+                    "categorical cross-entropy needs probabilities that sum to 1; use a softmax output",
+                Loss.BinaryCrossentropy when activation == Activation.Softmax && output.Size > 1 =>
+                    "a softmax couples the units, so they are not independent probabilities; use sigmoid, or categorical cross-entropy",
+                Loss.BinaryCrossentropy when activation is not (Activation.Sigmoid or Activation.Softmax) =>
+                    "binary cross-entropy needs probabilities in (0, 1); use a sigmoid output",
+                _ => null,
+            };
+            if (problem is not null)
+            {
+                context.Report(Diagnostics.LossDoesNotFitOutput, location, output.Name, activation.Value.ToString().ToLowerInvariant(), Lower(output.Loss), problem);
+            }
+        }
+    }
+
+    /// <summary>The activation a tensor ends in, looking through dropout; null for merges.</summary>
+    private static Activation? FinalActivation(GraphBuilder graph, int node)
+    {
+        var spec = graph.Nodes[node];
+        switch (spec.Kind)
+        {
+            case NodeKind.Function: return spec.Activation;
+            case NodeKind.Layer:
+                var layer = graph.Layers[spec.Layer];
+                return layer.Kind == LayerKind.Dropout ? FinalActivation(graph, spec.Inputs[0]) : layer.Activation;
+            default: return null;
+        }
+    }
+
+    private static string Lower(Loss loss) => loss switch
+    {
+        Loss.MeanSquaredError => "mean squared error",
+        Loss.BinaryCrossentropy => "binary cross-entropy",
+        Loss.CategoricalCrossentropy => "categorical cross-entropy",
+        _ => "sparse categorical cross-entropy",
+    };
 
     private static List<LayerField> ReadFields(INamedTypeSymbol type, bool functional, Context context, CancellationToken cancellationToken)
     {

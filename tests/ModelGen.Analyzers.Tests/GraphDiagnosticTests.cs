@@ -218,3 +218,52 @@ public class GraphDiagnosticTests
         Assert.Empty(AnalyzerHarness.Analyze(source, withGeneratedCode: true));
     }
 }
+
+public class LossDiagnosticTests
+{
+    [Theory]
+    [InlineData("Loss.CategoricalCrossentropy", "Activation.Sigmoid", 3)]
+    [InlineData("Loss.SparseCategoricalCrossentropy", "Activation.Linear", 3)]
+    [InlineData("Loss.BinaryCrossentropy", "Activation.Softmax", 3)]
+    [InlineData("Loss.BinaryCrossentropy", "Activation.Relu", 1)]
+    public void MG0017_loss_that_does_not_fit_its_output_is_a_warning(string loss, string activation, int units)
+    {
+        var diagnostic = Assert.Single(AnalyzerHarness.Analyze($$"""
+            using ModelGen;
+            [Sequential(Loss = {{loss}})] partial class Model { [Input(4)] Input x; [Dense({{units}}, {{activation}})] Dense d; }
+            """));
+        Assert.Equal("MG0017", diagnostic.Id);
+        Assert.Equal(DiagnosticSeverity.Warning, diagnostic.Severity);
+    }
+
+    [Theory]
+    [InlineData("Loss.CategoricalCrossentropy", "Activation.Softmax", 3)]
+    [InlineData("Loss.SparseCategoricalCrossentropy", "Activation.Softmax", 3)]
+    [InlineData("Loss.BinaryCrossentropy", "Activation.Sigmoid", 3)]
+    [InlineData("Loss.BinaryCrossentropy", "Activation.Softmax", 1)]
+    [InlineData("Loss.MeanSquaredError", "Activation.Linear", 1)]
+    public void Fitting_losses_raise_nothing(string loss, string activation, int units)
+    {
+        Assert.Empty(AnalyzerHarness.Analyze($$"""
+            using ModelGen;
+            [Sequential(Loss = {{loss}})] partial class Model { [Input(4)] Input x; [Dense({{units}}, {{activation}})] Dense d; [Dropout(0.1)] Dropout p; }
+            """));
+    }
+
+    [Fact]
+    public void MG0017_names_the_output_of_a_multi_output_model()
+    {
+        var diagnostic = Assert.Single(AnalyzerHarness.Analyze("""
+            using ModelGen;
+            [Functional(Loss = Loss.MeanSquaredError)] partial class Model
+            {
+                [Dense(3)] Dense logits;
+                [Dense(1)] Dense value;
+                [Graph]
+                [OutputLoss("logits", Loss.SparseCategoricalCrossentropy)]
+                (Tensor, Tensor) Forward([Shape(4)] Tensor x) => (logits.Apply(x), value.Apply(x));
+            }
+            """));
+        Assert.Contains("Output 'logits' ends in linear", diagnostic.GetMessage());
+    }
+}

@@ -84,11 +84,19 @@ internal static class Diagnostics
         "Loss does not fit its output",
         "Output '{0}' ends in {1} but is trained with {2}: {3}", DiagnosticSeverity.Warning);
 
+    public static readonly DiagnosticDescriptor SequentialNeedsGraph = Error("MG0018",
+        "Sequential model needs a graph",
+        "Sequential model '{0}' has several inputs ({1}); a Sequential model is a single chain, so make it [Functional] (a code fix does)");
+
+    public static readonly DiagnosticDescriptor LikelyUnsharedLayers = Describe("MG0019",
+        "Identical layers on the two sides of a merge",
+        "'{0}' and '{1}' have the same configuration and encode the two sides of '{2}' with separate weights ({3} parameters instead of {4}); if both sides should be encoded alike, as in a Siamese network, apply one field twice", DiagnosticSeverity.Info);
+
     public static readonly DiagnosticDescriptor[] All =
     {
         NotPartial, MissingInputShape, InvalidLayerConfiguration, UnsupportedMember, FieldTypeMismatch,
         MisplacedInput, IncompatibleInputShape, NoLayers, UnsupportedModelClass,
         GraphDisconnected, IncompatibleShapes, UnsupportedGraphCode, UnusedLayer, UnusedInput, MissingGraph, Cycle,
-        LossDoesNotFitOutput,
+        LossDoesNotFitOutput, SequentialNeedsGraph, LikelyUnsharedLayers,
     };
 }

@@ -448,6 +448,7 @@ internal static partial class ModelParser
                 bool used = graph.Nodes.Where((n, i) => reachable[i] && n.Kind == NodeKind.Layer).Any(n => graph.Layers[n.Layer].Name == field.Name);
                 if (!used) context.Report(Diagnostics.UnusedLayer, FieldLocation(field.Field), field.Name, method.Name);
             }
+            ReportUnsharedTwins(reachable);
             foreach (int input in graph.Inputs.Where(i => !reachable[i]))
             {
                 context.Report(Diagnostics.UnusedInput, nodeLocations.TryGetValue(input, out var location) ? location : null, graph.Nodes[input].Name, method.Name);
@@ -473,6 +474,31 @@ internal static partial class ModelParser
             pruned.Outputs.AddRange(graph.Outputs.Select(i => nodeMap[i]));
             pruned.OutputNames.AddRange(graph.OutputNames);
             return pruned;
+        }
+
+        /// <summary>
+        /// The seed's Siamese bug: a merge whose operands come from two different fields of identical configuration,
+        /// each applied once to an input of the same shape. Keras shows it only as a doubled parameter count.
+        /// </summary>
+        private void ReportUnsharedTwins(bool[] reachable)
+        {
+            for (int n = 0; n < graph.Nodes.Count; n++)
+            {
+                var merge = graph.Nodes[n];
+                if (!reachable[n] || merge.Kind != NodeKind.Merge || merge.Inputs.Count != 2) continue;
+                var a = graph.Nodes[merge.Inputs[0]];
+                var b = graph.Nodes[merge.Inputs[1]];
+                if (a.Kind != NodeKind.Layer || b.Kind != NodeKind.Layer || a.Layer == b.Layer) continue;
+                var first = graph.Layers[a.Layer];
+                var second = graph.Layers[b.Layer];
+                bool twins = first.Kind == LayerKind.Dense && first with { Name = second.Name } == second
+                    && graph.Nodes[a.Inputs[0]].Shape.Equals(graph.Nodes[b.Inputs[0]].Shape)
+                    && a.Inputs[0] != b.Inputs[0]
+                    && graph.Nodes.Count(x => x.Layer == a.Layer) == 1 && graph.Nodes.Count(x => x.Layer == b.Layer) == 1;
+                if (!twins || !fieldsByName.TryGetValue(second.Name, out var field)) continue;
+                context.Report(Diagnostics.LikelyUnsharedLayers, FieldLocation(field.Field), first.Name, second.Name, merge.Name,
+                    2 * first.ParameterCount, first.ParameterCount);
+            }
         }
 
         private static string FirstLine(SyntaxNode node)

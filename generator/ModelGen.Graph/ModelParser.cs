@@ -317,6 +317,12 @@ internal static partial class ModelParser
 
     private static GraphBuilder? BuildChain(INamedTypeSymbol type, List<LayerField> fields, Context context)
     {
+        var inputs = fields.Where(f => f.Kind == LayerKind.Input).ToList();
+        if (inputs.Count > 1)
+        {
+            context.Report(Diagnostics.SequentialNeedsGraph, type.Locations.FirstOrDefault(), type.Name, string.Join(", ", inputs.Select(i => i.Name)));
+            return null;
+        }
         if (fields.Count == 0 || fields[0].Kind != LayerKind.Input)
         {
             var firstInput = fields.FirstOrDefault(f => f.Kind == LayerKind.Input);

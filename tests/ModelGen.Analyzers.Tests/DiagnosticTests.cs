@@ -87,12 +87,12 @@ public class DiagnosticTests
     }
 
     [Fact]
-    public void MG0006_input_not_first_or_repeated()
+    public void MG0006_input_not_first_and_MG0018_several_inputs()
     {
         AnalyzerHarness.Verify("""
             using ModelGen;
             [Sequential] partial class First { [Dense(2)] Dense d; [Input(4)] Input {|MG0006:x|}; }
-            [Sequential] partial class Twice { [Input(4)] Input x; [Dense(2)] Dense d; [Input(3)] Input {|MG0006:y|}; }
+            [Sequential] partial class {|MG0018:Twice|} { [Input(4)] Input x; [Dense(2)] Dense d; [Input(3)] Input y; }
             """);
     }
 

@@ -35,6 +35,7 @@ public sealed class PackageTests : IDisposable
             Assert.Contains("lib/net10.0/ModelGen.Runtime.dll", entries);
             Assert.Contains("analyzers/dotnet/cs/ModelGen.Generator.dll", entries);
             Assert.Contains("analyzers/dotnet/cs/ModelGen.Analyzers.dll", entries);
+            Assert.Contains("analyzers/dotnet/cs/ModelGen.CodeFixes.dll", entries);
         }
 
         string app = Directory.CreateDirectory(Path.Combine(work, "app")).FullName;

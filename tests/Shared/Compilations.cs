@@ -9,7 +9,7 @@ internal static class Compilations
 {
     public static readonly CSharpParseOptions ParseOptions = new(LanguageVersion.Latest);
 
-    private static readonly ImmutableArray<MetadataReference> References = LoadReferences();
+    public static readonly ImmutableArray<MetadataReference> References = LoadReferences();
 
     private static ImmutableArray<MetadataReference> LoadReferences()
     {

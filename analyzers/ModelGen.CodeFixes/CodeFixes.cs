@@ -1,0 +1,136 @@
+using System.Collections.Generic;
+using System.Collections.Immutable;
+using System.Composition;
+using System.Linq;
+using System.Threading;
+using System.Threading.Tasks;
+using Microsoft.CodeAnalysis;
+using Microsoft.CodeAnalysis.CodeActions;
+using Microsoft.CodeAnalysis.CodeFixes;
+using Microsoft.CodeAnalysis.CSharp;
+using Microsoft.CodeAnalysis.CSharp.Syntax;
+
+namespace ModelGen.CodeFixes;
+
+/// <summary>MG0018: rewrites a Sequential model with several inputs as a [Functional] model with an equivalent graph method.</summary>
+[ExportCodeFixProvider(LanguageNames.CSharp, Name = nameof(ConvertToFunctionalCodeFix)), Shared]
+public sealed class ConvertToFunctionalCodeFix : CodeFixProvider
+{
+    public override ImmutableArray<string> FixableDiagnosticIds => ImmutableArray.Create("MG0018");
+    public override FixAllProvider? GetFixAllProvider() => null;
+
+    public override async Task RegisterCodeFixesAsync(CodeFixContext context)
+    {
+        var root = await context.Document.GetSyntaxRootAsync(context.CancellationToken).ConfigureAwait(false);
+        if (root?.FindToken(context.Span.Start).Parent?.AncestorsAndSelf().OfType<ClassDeclarationSyntax>().FirstOrDefault() is not { } model) return;
+        context.RegisterCodeFix(
+            CodeAction.Create("Convert to a [Functional] model", token => Convert(context.Document, root, model, token), nameof(ConvertToFunctionalCodeFix)),
+            context.Diagnostics);
+    }
+
+    /// <summary>
+    /// Each [Input(...)] field becomes a [Shape(...)] parameter; the other layer fields keep their order and are
+    /// applied as a chain from the first input, exactly what the Sequential model computed. Further inputs are left for
+    /// the user to wire (MG0014 points at them).
+    /// </summary>
+    private static Task<Document> Convert(Document document, SyntaxNode root, ClassDeclarationSyntax model, CancellationToken cancellationToken)
+    {
+        var inputs = new List<(FieldDeclarationSyntax Field, AttributeSyntax Attribute, string Name)>();
+        var layers = new List<string>();
+        foreach (var field in model.Members.OfType<FieldDeclarationSyntax>())
+        {
+            var attribute = field.AttributeLists.SelectMany(l => l.Attributes).FirstOrDefault(a => Name(a) is "Input" or "Dense" or "Dropout" or "Activation");
+            if (attribute is null) continue;
+            string name = field.Declaration.Variables.First().Identifier.ValueText;
+            if (Name(attribute) == "Input") inputs.Add((field, attribute, name));
+            else layers.Add(name);
+        }
+
+        string parameters = string.Join(", ", inputs.Select(i => $"[Shape{i.Attribute.ArgumentList?.ToString() ?? "()"}] Tensor {i.Name}"));
+        var body = new List<string>();
+        string current = inputs.Count > 0 ? inputs[0].Name : "x";
+        body.Add($"var h = {current};");
+        foreach (var layer in layers) body.Add($"h = {layer}.Apply(h);");
+        body.Add("return h;");
+        var method = (MethodDeclarationSyntax)SyntaxFactory.ParseMemberDeclaration(
+            $"\n[Graph]\nTensor Forward({parameters})\n{{\n{string.Join("\n", body)}\n}}\n")!;
+
+        var updated = model.RemoveNodes(inputs.Select(i => (SyntaxNode)i.Field), SyntaxRemoveOptions.KeepNoTrivia)!;
+        updated = updated.AddMembers(method.WithAdditionalAnnotations(Microsoft.CodeAnalysis.Formatting.Formatter.Annotation));
+        updated = updated.ReplaceNodes(
+            updated.AttributeLists.SelectMany(l => l.Attributes).Where(a => Name(a) == "Sequential"),
+            (original, _) => original.WithName(SyntaxFactory.IdentifierName("Functional").WithTriviaFrom(original.Name)));
+        return Task.FromResult(document.WithSyntaxRoot(root.ReplaceNode(model, updated)));
+    }
+
+    internal static string Name(AttributeSyntax attribute)
+    {
+        string name = attribute.Name switch
+        {
+            QualifiedNameSyntax qualified => qualified.Right.Identifier.ValueText,
+            SimpleNameSyntax simple => simple.Identifier.ValueText,
+            _ => attribute.Name.ToString(),
+        };
+        return name.EndsWith("Attribute") ? name.Substring(0, name.Length - "Attribute".Length) : name;
+    }
+}
+
+/// <summary>MG0019: makes twin layers one shared field: the second field's uses apply the first, and the second field goes.</summary>
+[ExportCodeFixProvider(LanguageNames.CSharp, Name = nameof(ShareLayerCodeFix)), Shared]
+public sealed class ShareLayerCodeFix : CodeFixProvider
+{
+    public override ImmutableArray<string> FixableDiagnosticIds => ImmutableArray.Create("MG0019");
+    public override FixAllProvider? GetFixAllProvider() => null;
+
+    public override async Task RegisterCodeFixesAsync(CodeFixContext context)
+    {
+        var root = await context.Document.GetSyntaxRootAsync(context.CancellationToken).ConfigureAwait(false);
+        var diagnostic = context.Diagnostics[0];
+        if (root?.FindToken(diagnostic.Location.SourceSpan.Start).Parent?.AncestorsAndSelf().OfType<VariableDeclaratorSyntax>().FirstOrDefault() is not { } twin) return;
+        if (twin.Parent?.Parent is not FieldDeclarationSyntax twinField || twinField.Parent is not ClassDeclarationSyntax model) return;
+        // The message names the kept field first: "'left' and 'right' have the same configuration ..."
+        string message = diagnostic.GetMessage();
+        string keep = message.Substring(1, message.IndexOf('\'', 1) - 1);
+        string drop = twin.Identifier.ValueText;
+        context.RegisterCodeFix(
+            CodeAction.Create($"Share '{keep}' instead of '{drop}'", _ =>
+            {
+                var uses = model.DescendantNodes().OfType<IdentifierNameSyntax>().Where(i => i.Identifier.ValueText == drop).ToList();
+                var updated = model.ReplaceNodes(uses, (original, _) => SyntaxFactory.IdentifierName(keep).WithTriviaFrom(original));
+                var field = updated.Members.OfType<FieldDeclarationSyntax>().First(f => f.Declaration.Variables.Any(v => v.Identifier.ValueText == drop));
+                updated = updated.RemoveNode(field, SyntaxRemoveOptions.KeepNoTrivia)!;
+                return Task.FromResult(context.Document.WithSyntaxRoot(root.ReplaceNode(model, updated)));
+            }, nameof(ShareLayerCodeFix)),
+            diagnostic);
+    }
+}
+
+/// <summary>
+/// MG0010 on an undeclared name: adds it as an input of the graph method. Its [Shape] is copied from the method's
+/// first input (the common case is a second input of the same kind, as in a Siamese network); adjust it if not.
+/// </summary>
+[ExportCodeFixProvider(LanguageNames.CSharp, Name = nameof(AddGraphInputCodeFix)), Shared]
+public sealed class AddGraphInputCodeFix : CodeFixProvider
+{
+    public override ImmutableArray<string> FixableDiagnosticIds => ImmutableArray.Create("MG0010");
+    public override FixAllProvider? GetFixAllProvider() => null;
+
+    public override async Task RegisterCodeFixesAsync(CodeFixContext context)
+    {
+        var root = await context.Document.GetSyntaxRootAsync(context.CancellationToken).ConfigureAwait(false);
+        var semanticModel = await context.Document.GetSemanticModelAsync(context.CancellationToken).ConfigureAwait(false);
+        if (root?.FindNode(context.Span, getInnermostNodeForTie: true) is not IdentifierNameSyntax identifier || semanticModel is null) return;
+        if (semanticModel.GetSymbolInfo(identifier, context.CancellationToken).Symbol is not null) return; // a real field or property: not a missing input
+        if (identifier.AncestorsAndSelf().OfType<MethodDeclarationSyntax>().FirstOrDefault() is not { } method) return;
+        string name = identifier.Identifier.ValueText;
+        context.RegisterCodeFix(
+            CodeAction.Create($"Add '{name}' as an input of '{method.Identifier.ValueText}'", _ =>
+            {
+                var shape = method.ParameterList.Parameters.FirstOrDefault()?.AttributeLists.FirstOrDefault()?.ToString() ?? "[Shape(1)]";
+                var parameter = SyntaxFactory.ParseParameterList($"({shape} Tensor {name})").Parameters[0];
+                var updated = method.WithParameterList(method.ParameterList.AddParameters(parameter));
+                return Task.FromResult(context.Document.WithSyntaxRoot(root.ReplaceNode(method, updated)));
+            }, nameof(AddGraphInputCodeFix)),
+            context.Diagnostics);
+    }
+}

@@ -1,0 +1,139 @@
+using System.Collections.Immutable;
+using Microsoft.CodeAnalysis;
+using Microsoft.CodeAnalysis.CodeActions;
+using Microsoft.CodeAnalysis.CodeFixes;
+using Microsoft.CodeAnalysis.CSharp;
+using Microsoft.CodeAnalysis.Diagnostics;
+using Microsoft.CodeAnalysis.Formatting;
+using ModelGen.Analyzers;
+using ModelGen.CodeFixes;
+using ModelGen.Testing;
+
+namespace ModelGen.Analyzers.Tests;
+
+/// <summary>Each code fix applied through a real workspace: the fixed text, then that it is diagnostic-free and generates.</summary>
+public class CodeFixTests
+{
+    [Fact]
+    public void Sequential_with_two_inputs_becomes_functional()
+    {
+        string fixedText = ApplyFix(new ConvertToFunctionalCodeFix(), "MG0018", """
+            using ModelGen;
+            [Sequential(Loss = Loss.MeanSquaredError)]
+            partial class Model
+            {
+                [Input(4)] Input x;
+                [Dense(8, Activation.Relu)] Dense hidden;
+                [Input(3)] Input extra;
+                [Dense(1)] Dense output;
+            }
+            """);
+        Assert.Equal("""
+            using ModelGen;
+            [Functional(Loss = Loss.MeanSquaredError)]
+            partial class Model
+            {
+                [Dense(8, Activation.Relu)] Dense hidden;
+                [Dense(1)] Dense output;
+
+                [Graph]
+                Tensor Forward([Shape(4)] Tensor x, [Shape(3)] Tensor extra)
+                {
+                    var h = x;
+                    h = hidden.Apply(h);
+                    h = output.Apply(h);
+                    return h;
+                }
+            }
+            """, fixedText.Replace("\r\n", "\n"));
+        // The fixed model is valid: only the unused second input is left to wire (a warning).
+        Assert.Equal(new[] { "MG0014" }, AnalyzerHarness.Analyze(fixedText).Select(d => d.Id));
+        Assert.Single(AnalyzerHarness.Generate(fixedText));
+    }
+
+    [Fact]
+    public void Twin_encoders_become_one_shared_layer()
+    {
+        const string source = """
+            using ModelGen;
+            [Functional]
+            partial class Siamese
+            {
+                [Dense(64, Activation.Relu)] Dense leftEncoder;
+                [Dense(64, Activation.Relu)] Dense rightEncoder;
+
+                [Graph]
+                Tensor Forward([Shape(100)] Tensor left, [Shape(100)] Tensor right) =>
+                    Ops.Concatenate(leftEncoder.Apply(left), rightEncoder.Apply(right));
+            }
+            """;
+        var diagnostic = Assert.Single(AnalyzerHarness.Analyze(source));
+        Assert.Equal(DiagnosticSeverity.Info, diagnostic.Severity);
+        Assert.Contains("12928 parameters instead of 6464", diagnostic.GetMessage());
+        string fixedText = ApplyFix(new ShareLayerCodeFix(), "MG0019", source);
+        Assert.Contains("Ops.Concatenate(leftEncoder.Apply(left), leftEncoder.Apply(right))", fixedText);
+        Assert.DoesNotContain("rightEncoder", fixedText);
+        Assert.Empty(AnalyzerHarness.Analyze(fixedText));
+        Assert.Contains("ParameterCount = 6464", Assert.Single(AnalyzerHarness.Generate(fixedText)));
+    }
+
+    [Fact]
+    public void Undeclared_tensor_becomes_a_graph_input()
+    {
+        string fixedText = ApplyFix(new AddGraphInputCodeFix(), "MG0010", """
+            using ModelGen;
+            [Functional]
+            partial class Model
+            {
+                [Dense(4)] Dense d;
+                [Graph] Tensor Forward([Shape(4)] Tensor x) => Ops.Add(d.Apply(x), d.Apply(y));
+            }
+            """);
+        Assert.Contains("Tensor Forward([Shape(4)] Tensor x, [Shape(4)] Tensor y)", fixedText);
+        Assert.Empty(AnalyzerHarness.Analyze(fixedText));
+        Assert.Single(AnalyzerHarness.Generate(fixedText));
+    }
+
+    [Fact]
+    public void A_real_field_is_not_offered_as_a_missing_input()
+    {
+        const string source = """
+            using ModelGen;
+            [Functional]
+            partial class Model
+            {
+                static Tensor cached;
+                [Dense(4)] Dense d;
+                [Graph] Tensor Forward([Shape(4)] Tensor x) => d.Apply(cached);
+            }
+            """;
+        Assert.Empty(Actions(new AddGraphInputCodeFix(), "MG0010", source).Actions);
+    }
+
+    private static string ApplyFix(CodeFixProvider fixer, string id, string source)
+    {
+        var (document, actions) = Actions(fixer, id, source);
+        var action = Assert.Single(actions);
+        var operation = action.GetOperationsAsync(CancellationToken.None).GetAwaiter().GetResult().OfType<ApplyChangesOperation>().Single();
+        var changed = operation.ChangedSolution.GetDocument(document.Id)!;
+        changed = Formatter.FormatAsync(changed, Formatter.Annotation).GetAwaiter().GetResult();
+        return changed.GetTextAsync().GetAwaiter().GetResult().ToString();
+    }
+
+    private static (Document Document, List<CodeAction> Actions) Actions(CodeFixProvider fixer, string id, string source)
+    {
+        var workspace = new AdhocWorkspace();
+        var project = workspace.AddProject(ProjectInfo.Create(ProjectId.CreateNewId(), VersionStamp.Default, "User", "User", LanguageNames.CSharp,
+            compilationOptions: new CSharpCompilationOptions(OutputKind.DynamicallyLinkedLibrary, nullableContextOptions: NullableContextOptions.Enable),
+            parseOptions: Compilations.ParseOptions, metadataReferences: Compilations.References));
+        var document = workspace.AddDocument(project.Id, "Model.cs", Microsoft.CodeAnalysis.Text.SourceText.From(source));
+        var compilation = document.Project.GetCompilationAsync().GetAwaiter().GetResult()!;
+        var diagnostics = compilation.WithAnalyzers(ImmutableArray.Create<DiagnosticAnalyzer>(new ModelAnalyzer()))
+            .GetAnalyzerDiagnosticsAsync().GetAwaiter().GetResult().Where(d => d.Id == id).ToList();
+        var diagnostic = Assert.Single(diagnostics);
+        var actions = new List<CodeAction>();
+        var context = new CodeFixContext(document, diagnostic, (action, _) => actions.Add(action), CancellationToken.None);
+        fixer.RegisterCodeFixesAsync(context).GetAwaiter().GetResult();
+        return (document, actions);
+    }
+}

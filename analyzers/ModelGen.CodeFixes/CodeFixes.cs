@@ -134,3 +134,45 @@ public sealed class AddGraphInputCodeFix : CodeFixProvider
             context.Diagnostics);
     }
 }
+
+/// <summary>MG0007 on a Dense fed an image: inserts a [Flatten] layer in front of it, as Keras models do.</summary>
+[ExportCodeFixProvider(LanguageNames.CSharp, Name = nameof(InsertFlattenCodeFix)), Shared]
+public sealed class InsertFlattenCodeFix : CodeFixProvider
+{
+    public override ImmutableArray<string> FixableDiagnosticIds => ImmutableArray.Create("MG0007");
+    public override FixAllProvider? GetFixAllProvider() => null;
+
+    public override async Task RegisterCodeFixesAsync(CodeFixContext context)
+    {
+        var root = await context.Document.GetSyntaxRootAsync(context.CancellationToken).ConfigureAwait(false);
+        var node = root?.FindNode(context.Span, getInnermostNodeForTie: true);
+        if (root is null || node?.AncestorsAndSelf().OfType<ClassDeclarationSyntax>().FirstOrDefault() is not { } model) return;
+        var existing = new HashSet<string>(model.Members.OfType<FieldDeclarationSyntax>().SelectMany(f => f.Declaration.Variables).Select(v => v.Identifier.ValueText));
+        string name = "flatten";
+        for (int i = 2; existing.Contains(name); i++) name = "flatten" + i;
+        var flatten = (FieldDeclarationSyntax)SyntaxFactory.ParseMemberDeclaration($"[Flatten] Flatten {name};\n")!;
+
+        if (node.AncestorsAndSelf().OfType<FieldDeclarationSyntax>().FirstOrDefault() is { } dense)
+        {
+            // Sequential: the Dense field is the diagnostic's location; the new layer goes right before it.
+            context.RegisterCodeFix(CodeAction.Create($"Insert a Flatten layer before '{dense.Declaration.Variables[0].Identifier.ValueText}'", _ =>
+            {
+                var updated = model.InsertNodesBefore(dense, new[] { flatten.WithLeadingTrivia(dense.GetLeadingTrivia()) });
+                return Task.FromResult(context.Document.WithSyntaxRoot(root.ReplaceNode(model, updated)));
+            }, nameof(InsertFlattenCodeFix)), context.Diagnostics);
+        }
+        else if (node.AncestorsAndSelf().OfType<InvocationExpressionSyntax>().FirstOrDefault() is { ArgumentList.Arguments.Count: 1 } apply)
+        {
+            // A graph: d.Apply(x) becomes d.Apply(flatten.Apply(x)), with the new field declared first.
+            context.RegisterCodeFix(CodeAction.Create("Flatten the input first", _ =>
+            {
+                var argument = apply.ArgumentList.Arguments[0];
+                var wrapped = SyntaxFactory.ParseExpression($"{name}.Apply({argument.Expression})");
+                var updated = model.ReplaceNode(argument, argument.WithExpression(wrapped));
+                var first = updated.Members.First();
+                updated = updated.InsertNodesBefore(first, new[] { flatten.WithLeadingTrivia(first.GetLeadingTrivia()) });
+                return Task.FromResult(context.Document.WithSyntaxRoot(root.ReplaceNode(model, updated)));
+            }, nameof(InsertFlattenCodeFix)), context.Diagnostics);
+        }
+    }
+}

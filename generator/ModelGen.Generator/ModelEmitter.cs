@@ -139,6 +139,7 @@ internal static class ModelEmitter
                     $"    new Parameter(\"{layer.Name}.kernel\", parameters, gradients, {Plan.View(layer, "Kernel")}Offset, {layer.InputSize}, {layer.OutputSize}),\n" +
                     (layer.UseBias ? $"    new Parameter(\"{layer.Name}.bias\", parameters, gradients, {Plan.View(layer, "Bias")}Offset, {layer.OutputSize}))" : "    null)"),
                 LayerKind.Dropout => $"new Dropout(\"{layer.Name}\", {Literal(layer.Rate)}, {shape})",
+                LayerKind.Flatten => $"new Flatten(\"{layer.Name}\", {layer.OutputSize})",
                 _ => $"new ActivationLayer(\"{layer.Name}\", Activation.{layer.Activation}, {shape})",
             };
             // A Functional model's inputs are graph parameters, not fields: their layer objects live only in Layers.
@@ -343,6 +344,10 @@ internal static class ModelEmitter
                     w.Line($"{node.InferenceName} = {node.Output};");
                     w.Close();
                     break;
+                case NodeKind.Layer when node.Layer!.Kind == LayerKind.Flatten:
+                    w.Line($"// {node.Title}: Flatten, {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)} (the same floats: memory is already in H, W, C order)");
+                    w.Line($"Reductions.Copy({inputs[0]}, {node.Output}, batch * {size});");
+                    break;
                 case NodeKind.Layer:
                 case NodeKind.Function:
                     var activation = spec.Kind == NodeKind.Layer ? node.Layer!.Activation : spec.Activation;
@@ -458,6 +463,10 @@ internal static class ModelEmitter
                     if (propagate) w.Line($"Gemm.MultiplyTransposedB({node.Gradient}, {Plan.View(layer, "Kernel")}, {input.Gradient}, batch, {layer.OutputSize}, {layer.InputSize}{Flag(Into(input))});");
                     break;
                 }
+                case NodeKind.Layer when node.Layer!.Kind == LayerKind.Flatten:
+                    w.Line($"// {node.Title}: Flatten passes the gradient back unchanged");
+                    w.Line($"Merges.Pass({node.Gradient}, {node.Inputs[0].Gradient}, batch * {size}, accumulate: {Into(node.Inputs[0])});");
+                    break;
                 case NodeKind.Layer when node.IsDropout:
                     w.Line($"// {node.Title}: Dropout passes gradients through the kept units");
                     w.Line($"DropoutKernel.Backward({node.Gradient}, {node.Mask}, {node.Inputs[0].Gradient}, batch * {size}{Flag(Into(node.Inputs[0]))});");

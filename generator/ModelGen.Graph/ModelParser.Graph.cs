@@ -353,7 +353,7 @@ internal static partial class ModelParser
                 index = graph.Layers.Count - 1;
                 layerOfField[field.Name] = index;
             }
-            var shape = field.Kind == LayerKind.Dense ? layer.OutputShape : inputNode.Shape;
+            var shape = field.Kind is LayerKind.Dense or LayerKind.Flatten ? layer.OutputShape : inputNode.Shape;
             return Remember(graph.Add(new NodeSpec(Unique(field.Name), NodeKind.Layer, ImmutableArray.Create(input), shape, Layer: index)), location);
         }
 

@@ -32,6 +32,7 @@ internal static partial class ModelParser
         ["ModelGen.DenseAttribute"] = (LayerKind.Dense, "Dense", "ModelGen.Dense"),
         ["ModelGen.DropoutAttribute"] = (LayerKind.Dropout, "Dropout", "ModelGen.Dropout"),
         ["ModelGen.ActivationAttribute"] = (LayerKind.Activation, "Activation", "ModelGen.ActivationLayer"),
+        ["ModelGen.FlattenAttribute"] = (LayerKind.Flatten, "Flatten", "ModelGen.Flatten"),
     };
 
     /// <summary>A layer field's declaration, validated, before shapes are known.</summary>
@@ -220,7 +221,7 @@ internal static partial class ModelParser
                 if (attributes.Count == 0)
                 {
                     context.Report(Diagnostics.UnsupportedMember, FieldLocation(field), field.Name, type.Name,
-                        "instance fields of a model are its layers and need a layer attribute ([Input], [Dense], [Dropout] or [Activation])");
+                        "instance fields of a model are its layers and need a layer attribute ([Input], [Dense], [Dropout], [Activation] or [Flatten])");
                     continue;
                 }
                 if (attributes.Count > 1)
@@ -263,6 +264,8 @@ internal static partial class ModelParser
                 if (!Enum.IsDefined(typeof(Activation), activation)) context.Report(Diagnostics.InvalidLayerConfiguration, ArgumentLocation(attribute, 1, field), field.Name, context.Model, $"({activation}) is not an Activation");
                 bool useBias = !attribute.NamedArguments.Any(n => n.Key == "UseBias" && n.Value.Value is false);
                 return new LayerField(field, kind, default, Math.Max(units, 1), (Activation)activation, useBias, 0);
+            case LayerKind.Flatten:
+                return new LayerField(field, kind, default, 0, Activation.Linear, true, 0);
             case LayerKind.Dropout:
                 double rate = arguments.Length > 0 && arguments[0].Value is double r ? r : double.NaN;
                 if (!(rate >= 0 && rate < 1)) context.Report(Diagnostics.InvalidLayerConfiguration, ArgumentLocation(attribute, 0, field), field.Name, context.Model, $"the dropout rate must be in [0, 1), not {rate}");
@@ -303,11 +306,13 @@ internal static partial class ModelParser
                 if (input.Length != 1)
                 {
                     context.Report(Diagnostics.IncompatibleInputShape, location, field.Name, "Dense", ShapeText(input), inputName,
-                        "a flat input of shape (None, features); Flatten is not available yet, so declare the input flat");
+                        "a flat input of shape (None, features): put a [Flatten] layer before it");
                 }
                 return new LayerSpec(field.Name, field.Kind, ImmutableArray.Create(field.Units), inputSize, field.Activation, field.UseBias);
             case LayerKind.Dropout:
                 return new LayerSpec(field.Name, field.Kind, input, inputSize, Rate: field.Rate);
+            case LayerKind.Flatten:
+                return new LayerSpec(field.Name, field.Kind, ImmutableArray.Create(inputSize), inputSize);
             default:
                 return new LayerSpec(field.Name, field.Kind, input, inputSize, field.Activation);
         }

@@ -2,7 +2,7 @@ using System.Linq;
 
 namespace ModelGen.Graph;
 
-internal enum LayerKind { Input, Dense, Dropout, Activation }
+internal enum LayerKind { Input, Dense, Dropout, Activation, Flatten }
 
 /// <summary>
 /// A layer: one field of the model class (or one input of a graph method), with its configuration and,
@@ -33,6 +33,7 @@ internal sealed record LayerSpec(
         LayerKind.Input => "InputLayer",
         LayerKind.Dense => "Dense",
         LayerKind.Dropout => "Dropout",
+        LayerKind.Flatten => "Flatten",
         _ => "Activation",
     };
 }

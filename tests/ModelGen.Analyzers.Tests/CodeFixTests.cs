@@ -95,6 +95,40 @@ public class CodeFixTests
     }
 
     [Fact]
+    public void Flatten_is_inserted_before_a_dense_layer_fed_an_image()
+    {
+        string fixedText = ApplyFix(new InsertFlattenCodeFix(), "MG0007", """
+            using ModelGen;
+            [Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
+            partial class Digits
+            {
+                [Input(8, 8, 1)] Input image;
+                [Dense(10, Activation.Softmax)] Dense digit;
+            }
+            """);
+        Assert.Contains("[Input(8, 8, 1)] Input image;\n    [Flatten] Flatten flatten;\n    [Dense(10, Activation.Softmax)] Dense digit;", fixedText.Replace("\r\n", "\n"));
+        Assert.Empty(AnalyzerHarness.Analyze(fixedText));
+        Assert.Contains("ParameterCount = 650", Assert.Single(AnalyzerHarness.Generate(fixedText)));
+    }
+
+    [Fact]
+    public void Flatten_is_applied_in_a_graph()
+    {
+        string fixedText = ApplyFix(new InsertFlattenCodeFix(), "MG0007", """
+            using ModelGen;
+            [Functional(Loss = Loss.SparseCategoricalCrossentropy)]
+            partial class Digits
+            {
+                [Dense(10, Activation.Softmax)] Dense digit;
+                [Graph] Tensor Forward([Shape(8, 8, 1)] Tensor image) => digit.Apply(image);
+            }
+            """);
+        Assert.Contains("digit.Apply(flatten.Apply(image))", fixedText);
+        Assert.Empty(AnalyzerHarness.Analyze(fixedText));
+        Assert.Single(AnalyzerHarness.Generate(fixedText));
+    }
+
+    [Fact]
     public void A_real_field_is_not_offered_as_a_missing_input()
     {
         const string source = """

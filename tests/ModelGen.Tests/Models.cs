@@ -71,3 +71,13 @@ public partial class SeparateSoftmax
     [Dense(3)] public Dense logits;
     [Activation(Activation.Softmax)] public ActivationLayer probabilities;
 }
+
+/// <summary>An image flattened in H, W, C order into a dense classifier.</summary>
+[Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
+public partial class FlattenedImage
+{
+    [Input(4, 4, 2)] public Input image;
+    [Flatten] public Flatten flatten;
+    [Dense(6, Activation.Tanh)] public Dense hidden;
+    [Dense(3, Activation.Softmax)] public Dense classes;
+}

@@ -86,6 +86,10 @@ public sealed class ActivationAttribute : Attribute
     public Activation Activation { get; }
 }
 
+/// <summary>Flattens each sample to one dimension in H, W, C order, as Keras' Flatten (channels-last).</summary>
+[AttributeUsage(AttributeTargets.Field, Inherited = false)]
+public sealed class FlattenAttribute : Attribute { }
+
 /// <summary>Drops inputs with probability <c>rate</c> while training and scales the rest by 1/(1-rate); identity at inference.</summary>
 [AttributeUsage(AttributeTargets.Field, Inherited = false)]
 public sealed class DropoutAttribute : Attribute

@@ -97,3 +97,9 @@ public sealed class ActivationLayer : Layer
     public ActivationLayer(string name, Activation activation, params int[] shape) : base(name, shape) => Activation = activation;
     public Activation Activation { get; }
 }
+
+/// <summary>Flatten: a sample of any shape as one row, in H, W, C order (row-major memory already is that order).</summary>
+public sealed class Flatten : Layer
+{
+    public Flatten(string name, int size) : base(name, new[] { size }) { }
+}

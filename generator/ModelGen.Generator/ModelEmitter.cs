@@ -365,6 +365,10 @@ internal static class ModelEmitter
                         offset += width;
                     }
                     break;
+                case NodeKind.Merge when spec.Merge == MergeOperation.Dot:
+                    w.Line($"// {node.Title}: Dot({node.Inputs[0].Title}, {node.Inputs[1].Title}) -> (None, 1)");
+                    w.Line($"Merges.Dot({inputs[0]}, {inputs[1]}, {node.Output}, {node.Inputs[0].Spec.Size}, batch);");
+                    break;
                 case NodeKind.Merge:
                     w.Line($"// {node.Title}: {spec.Merge}({string.Join(", ", node.Inputs.Select(i => i.Title))})");
                     var operation = spec.Merge == MergeOperation.Average ? MergeOperation.Add : spec.Merge;
@@ -495,6 +499,9 @@ internal static class ModelEmitter
                             {
                                 case MergeOperation.Concatenate:
                                     w.Line($"Merges.Slice({node.Gradient}, {size}, {offset}, {input.Gradient}, {width}, batch, accumulate: {accumulate});");
+                                    break;
+                                case MergeOperation.Dot:
+                                    w.Line($"Merges.DotBackward({node.Gradient}, {node.Inputs[1 - i].TrainingSource}, {input.Gradient}, {width}, batch, accumulate: {accumulate});");
                                     break;
                                 case MergeOperation.Multiply or MergeOperation.Maximum or MergeOperation.Minimum:
                                     var other = node.Inputs[1 - i];

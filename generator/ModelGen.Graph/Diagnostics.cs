@@ -62,7 +62,7 @@ internal static class Diagnostics
 
     public static readonly DiagnosticDescriptor UnsupportedGraphCode = Error("MG0012",
         "Unsupported code in a graph method",
-        "{0} is not allowed in graph method '{1}': use local declarations and assignments of tensors, layerField.Apply(x), Ops.Add/Subtract/Multiply/Average/Maximum/Minimum/Concatenate/Relu/Sigmoid/Tanh/Softmax(...), and return");
+        "{0} is not allowed in graph method '{1}': use local declarations and assignments of tensors, layerField.Apply(x), Ops.Add/Subtract/Multiply/Average/Maximum/Minimum/Concatenate/Dot/Relu/Sigmoid/Tanh/Softmax(...), and return");
 
     public static readonly DiagnosticDescriptor UnusedLayer = Describe("MG0013",
         "Layer is never used",

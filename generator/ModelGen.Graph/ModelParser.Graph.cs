@@ -14,7 +14,7 @@ internal static partial class ModelParser
     {
         ["Add"] = MergeOperation.Add, ["Subtract"] = MergeOperation.Subtract, ["Multiply"] = MergeOperation.Multiply,
         ["Average"] = MergeOperation.Average, ["Maximum"] = MergeOperation.Maximum, ["Minimum"] = MergeOperation.Minimum,
-        ["Concatenate"] = MergeOperation.Concatenate,
+        ["Concatenate"] = MergeOperation.Concatenate, ["Dot"] = MergeOperation.Dot,
     };
 
     private static readonly Dictionary<string, Activation> ActivationMethods = new()
@@ -361,10 +361,11 @@ internal static partial class ModelParser
         {
             var arguments = invocation.ArgumentList.Arguments.Select(a => a.Expression).ToList();
             var location = invocation.GetLocation();
-            if (arguments.Count < 2 || (operation == MergeOperation.Subtract && arguments.Count != 2))
+            bool binary = operation is MergeOperation.Subtract or MergeOperation.Dot;
+            if (arguments.Count < 2 || (binary && arguments.Count != 2))
             {
                 context.Report(Diagnostics.UnsupportedGraphCode, location,
-                    $"Ops.{name} with {arguments.Count} operand{(arguments.Count == 1 ? "" : "s")} ({(operation == MergeOperation.Subtract ? "Subtract takes exactly two" : "a merge takes at least two")})", method.Name);
+                    $"Ops.{name} with {arguments.Count} operand{(arguments.Count == 1 ? "" : "s")} ({(binary ? $"{name} takes exactly two" : "a merge takes at least two")})", method.Name);
                 return null;
             }
             var inputs = new List<int>();
@@ -400,7 +401,12 @@ internal static partial class ModelParser
                         return null;
                     }
                 }
-                shape = shapes[0].Items;
+                shape = operation == MergeOperation.Dot ? ImmutableArray.Create(1) : shapes[0].Items;
+                if (operation == MergeOperation.Dot && shapes[0].Count != 1)
+                {
+                    context.Report(Diagnostics.IncompatibleShapes, location, $"Dot of '{arguments[0]}' with shape {ShapeText(shapes[0])}: only flat tensors (None, features) so far");
+                    return null;
+                }
             }
             return Remember(graph.Add(new NodeSpec(Unique(name.ToLowerInvariant()), NodeKind.Merge, inputs.ToImmutableArray(), shape, Merge: operation)), location);
         }

@@ -28,6 +28,8 @@ public static class Ops
     public static Tensor Minimum(params Tensor[] inputs) => throw Tensor.NotExecutable();
     /// <summary>Joins tensors along the last axis.</summary>
     public static Tensor Concatenate(params Tensor[] inputs) => throw Tensor.NotExecutable();
+    /// <summary>Per-sample dot product of two flat tensors of one shape (Keras' Dot(axes=1)): shape (None, 1).</summary>
+    public static Tensor Dot(Tensor a, Tensor b) => throw Tensor.NotExecutable();
     public static Tensor Relu(Tensor x) => throw Tensor.NotExecutable();
     public static Tensor Sigmoid(Tensor x) => throw Tensor.NotExecutable();
     public static Tensor Tanh(Tensor x) => throw Tensor.NotExecutable();

@@ -15,4 +15,6 @@ enum MergeOperation
     Maximum = 4,
     Minimum = 5,
     Concatenate = 6,
+    /// <summary>Per-sample dot product of two flat tensors (Keras' Dot(axes=1)): shape (None, 1).</summary>
+    Dot = 7,
 }

@@ -88,7 +88,8 @@ public partial class EveryMerge
         var mean = Ops.Average(product, l, Ops.Tanh(r));
         var high = Ops.Maximum(mean, a);
         var low = Ops.Minimum(high, shared.Apply(r)); // third use
-        var joined = Ops.Concatenate(low, Ops.Sigmoid(s));
+        var similarity = Ops.Dot(low, r);                 // (None, 1), as a Siamese distance
+        var joined = Ops.Concatenate(low, Ops.Sigmoid(s), similarity);
         return head.Apply(joined);
     }
 }

@@ -32,8 +32,8 @@ public class FunctionalTests
     public void A_shared_layer_is_one_set_of_weights_counted_once()
     {
         var model = new EveryMerge();
-        // stem 5*6+6, shared 6*6+6 (once, though applied three times), left 6*6+6, right 6*6+6, head 12*3+3
-        Assert.Equal(36 + 42 + 42 + 42 + 39, EveryMerge.ParameterCount);
+        // stem 5*6+6, shared 6*6+6 (once, though applied three times), left 6*6+6, right 6*6+6, head 13*3+3
+        Assert.Equal(36 + 42 + 42 + 42 + 42, EveryMerge.ParameterCount);
         Assert.Single(model.Layers, l => l.Name == "shared");
     }
 

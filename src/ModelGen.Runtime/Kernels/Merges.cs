@@ -89,4 +89,25 @@ public static class Merges
             else slice.CopyTo(target);
         }
     }
+
+    /// <summary>Keras' Dot(axes=1) on flat tensors: one dot product per sample.</summary>
+    public static void Dot(ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> output, int width, int batch)
+    {
+        for (int sample = 0; sample < batch; sample++)
+        {
+            output[sample] = TensorPrimitives.Dot(a.Slice(sample * width, width), b.Slice(sample * width, width));
+        }
+    }
+
+    /// <summary>The gradient of one Dot operand: dOperand (=|+=) dOutput[sample] · other, row by row.</summary>
+    public static void DotBackward(ReadOnlySpan<float> outputGradient, ReadOnlySpan<float> other, Span<float> destination, int width, int batch, bool accumulate)
+    {
+        for (int sample = 0; sample < batch; sample++)
+        {
+            var row = other.Slice(sample * width, width);
+            var target = destination.Slice(sample * width, width);
+            if (accumulate) TensorPrimitives.MultiplyAdd(row, outputGradient[sample], target, target);
+            else TensorPrimitives.Multiply(row, outputGradient[sample], target);
+        }
+    }
 }

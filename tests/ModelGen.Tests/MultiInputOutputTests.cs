@@ -114,4 +114,29 @@ public class MultiInputOutputTests
         Assert.Contains("'vacuum_output'", error.Message);
         Assert.Contains("(4, 1)", error.Message);
     }
+
+    [Fact]
+    public void Fit_evaluate_and_predict_take_tensors_by_name()
+    {
+        var random = new Random(13);
+        int n = 64;
+        var left = Enumerable.Range(0, n * 100).Select(_ => (float)random.NextDouble()).ToArray();
+        var right = Enumerable.Range(0, n * 100).Select(_ => (float)random.NextDouble()).ToArray();
+        var model = new Siamese(maxBatchSize: 16, seed: 2);
+        var inputs = new Dictionary<string, float[]> { ["left"] = left, ["right"] = right };
+        var outputs = model.Predict(inputs);
+        var expected = new float[n * 128];
+        model.Predict(left.AsSpan(0, 16 * 100), right.AsSpan(0, 16 * 100), expected.AsSpan(0, 16 * 128));
+        Assert.Equal(expected.Take(16 * 128), outputs["concatenate"].Take(16 * 128));
+
+        var targets = new Dictionary<string, float[]> { ["concatenate"] = outputs["concatenate"].Select(v => v * 0.5f).ToArray() };
+        float before = model.Evaluate(inputs, targets).Loss;
+        model.Fit(inputs, targets, new Adam(0.01f), epochs: 5, batchSize: 16, verbose: Verbosity.Silent);
+        Assert.True(model.Evaluate(inputs, targets).Loss < before);
+
+        var error = Assert.Throws<ArgumentException>(() => model.Predict(new Dictionary<string, float[]> { ["left"] = left }));
+        Assert.Contains("no input given for 'right' (None, 100)", error.Message);
+        error = Assert.Throws<ArgumentException>(() => model.Predict(new Dictionary<string, float[]> { ["left"] = left, ["right"] = right, ["extra"] = left }));
+        Assert.Contains("has no input named 'extra'", error.Message);
+    }
 }

@@ -37,7 +37,18 @@ public static class PeerHarness
             var c = new float[m * n];
             results[$"gemm {m}x{n}x{k}"] = Time(() => Gemm.Multiply(a, b, c, m, k, n));
         }
-        File.WriteAllText(outputPath, JsonSerializer.Serialize(new { results, info = new { simd = Simd.Current.ToString(), threads = 1, runtime = Environment.Version.ToString() } }));
+        var scaling = new Dictionary<string, double>();
+        foreach (int width in ScalingModels.Widths)
+        {
+            foreach (int batch in new[] { 1, 128 })
+            {
+                var model = ScalingModels.Create(width, batch);
+                var x = Enumerable.Range(0, batch * width).Select(_ => random.NextFloat()).ToArray();
+                var y = new float[batch * 10];
+                scaling[$"{width} b{batch}"] = Time(() => model.Predict(x, y));
+            }
+        }
+        File.WriteAllText(outputPath, JsonSerializer.Serialize(new { results, scaling, info = new { simd = Simd.Current.ToString(), threads = 1, runtime = Environment.Version.ToString() } }));
     }
 
     private static double Time(Action action)

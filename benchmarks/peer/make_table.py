@@ -18,7 +18,57 @@ header = (f"Machine: {cpu}, {subprocess.run(['nproc'], capture_output=True, text
           f"Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}. "
           f"PyTorch {torch_runs['1']['info']['torch']} on OpenBLAS (OPENBLAS_CORETYPE unset: it chose {torch_runs['1']['info']['openblas_core']}); ModelGen {modelgen['info']['simd']}, .NET {modelgen['info']['runtime']}.\n"
           "Medians of 25 samples (each >= 10 ms of back-to-back calls). Speedup = best PyTorch median / ModelGen median (above 1: ModelGen faster).\n")
+# Scaling: MLP width -> parameters, ModelGen vs the best PyTorch configuration, at batch 1 and 128.
+def params(w):
+    return 2 * w * w + 2 * w + 10 * w + 10
+widths = sorted({int(k.split()[0]) for k in modelgen["scaling"]})
+scaling_rows = ["| width | parameters | batch | ModelGen ms | best PyTorch ms | speedup |", "|---|---|---|---|---|---|"]
+series = {}
+for batch in (1, 128):
+    for w in widths:
+        key = f"{w} b{batch}"
+        ours = modelgen["scaling"][key]
+        theirs = min(torch_runs["1"]["scaling"][key], torch_runs["default"]["scaling"][key])
+        scaling_rows.append(f"| {w} | {params(w):,} | {batch} | {ours:.4f} | {theirs:.4f} | {theirs / ours:.2f}x |")
+        series.setdefault(f"ModelGen b{batch}", []).append((params(w), ours))
+        series.setdefault(f"PyTorch b{batch}", []).append((params(w), theirs))
+scaling_table = "\n".join(scaling_rows)
+
+def svg(series, path):
+    """A log-log plot, drawn by hand so no plotting library is needed."""
+    import math
+    W, H, L, R, T, B = 720, 440, 70, 170, 30, 50
+    xs = [p for s in series.values() for p, _ in s]
+    ys = [t for s in series.values() for _, t in s]
+    x0, x1 = math.floor(math.log10(min(xs))), math.ceil(math.log10(max(xs)))
+    y0, y1 = math.floor(math.log10(min(ys))), math.ceil(math.log10(max(ys)))
+    px = lambda v: L + (math.log10(v) - x0) / (x1 - x0) * (W - L - R)
+    py = lambda v: H - B - (math.log10(v) - y0) / (y1 - y0) * (H - T - B)
+    colors = {"ModelGen b1": "#1f77b4", "PyTorch b1": "#ff7f0e", "ModelGen b128": "#2ca02c", "PyTorch b128": "#d62728"}
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
+             f'<rect width="{W}" height="{H}" fill="white"/>',
+             f'<text x="{L}" y="18" font-size="14">MLP inference time vs parameters (log-log), {cpu}</text>']
+    for e in range(x0, x1 + 1):
+        parts.append(f'<line x1="{px(10**e):.1f}" y1="{T}" x2="{px(10**e):.1f}" y2="{H-B}" stroke="#ddd"/><text x="{px(10**e):.1f}" y="{H-B+16}" text-anchor="middle">1e{e}</text>')
+    for e in range(y0, y1 + 1):
+        parts.append(f'<line x1="{L}" y1="{py(10**e):.1f}" x2="{W-R}" y2="{py(10**e):.1f}" stroke="#ddd"/><text x="{L-6}" y="{py(10**e)+4:.1f}" text-anchor="end">1e{e} ms</text>')
+    parts.append(f'<text x="{(L + W - R) / 2}" y="{H - 12}" text-anchor="middle">parameters</text>')
+    for i, (name, points) in enumerate(series.items()):
+        color = colors.get(name, "black")
+        dash = ' stroke-dasharray="6 3"' if name.startswith("PyTorch") else ""
+        parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2"{dash} points="' + " ".join(f"{px(p):.1f},{py(t):.1f}" for p, t in points) + '"/>')
+        parts.append(f'<line x1="{W-R+10}" y1="{T+20*i+6}" x2="{W-R+40}" y2="{T+20*i+6}" stroke="{color}" stroke-width="2"{dash}/><text x="{W-R+46}" y="{T+20*i+10}">{name}</text>')
+    parts.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(parts))
+
+import os
+svg(series, os.path.join(os.path.dirname(out), "scaling.svg"))
 print(header)
 print(table)
+print()
+print(scaling_table)
 with open(out, "w") as f:
-    f.write("# ModelGen vs PyTorch on this machine\n\nProduced by `bash benchmarks/compare.sh`.\n\n" + header + "\n" + table + "\n")
+    f.write("# ModelGen vs PyTorch on this machine\n\nProduced by `bash benchmarks/compare.sh`.\n\n" + header + "\n" + table + "\n\n"
+            "## Scaling: MLPs of growing width (input w, two hidden layers of w, 10 outputs), inference\n\n"
+            "![scaling curve](scaling.svg)\n\n" + scaling_table + "\n")

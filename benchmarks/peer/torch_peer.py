@@ -78,11 +78,20 @@ def worker(threads):
         m, n, k = shape
         a, b = torch.rand(m, k), torch.rand(k, n)
         results[f"gemm {m}x{n}x{k}"] = timed(lambda: torch.mm(a, b))
+    scaling = {}
+    for width in (8, 16, 32, 64, 128, 256, 512, 1024, 2048):
+        model = nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 10)).eval()
+        for batch in (1, 128):
+            x = torch.rand(batch, width)
+            with torch.no_grad():
+                frozen = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(model, x)))
+                scaling[f"{width} b{batch}"] = min(timed(lambda: torch.softmax(model(x), -1)), timed(lambda: torch.softmax(frozen(x), -1)))
+
     import ctypes
     openblas = ctypes.CDLL("libopenblas.so.0")
     openblas.openblas_get_corename.restype = ctypes.c_char_p
     info = {"openblas_core": openblas.openblas_get_corename().decode(), "torch": torch.__version__, "threads": torch.get_num_threads(), "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default")}
-    print(json.dumps({"results": results, "info": info}))
+    print(json.dumps({"results": results, "scaling": scaling, "info": info}))
 
 
 def main():

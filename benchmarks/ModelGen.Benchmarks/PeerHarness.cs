@@ -48,7 +48,7 @@ public static class PeerHarness
                 scaling[$"{width} b{batch}"] = Time(() => model.Predict(x, y));
             }
         }
-        File.WriteAllText(outputPath, JsonSerializer.Serialize(new { results, scaling, info = new { simd = Simd.Current.ToString(), threads = 1, runtime = Environment.Version.ToString() } }));
+        File.WriteAllText(outputPath, JsonSerializer.Serialize(new { results, scaling, info = new { simd = Simd.Current.ToString(), threads = Helper.Threads, runtime = Environment.Version.ToString() } }));
     }
 
     private static double Time(Action action)

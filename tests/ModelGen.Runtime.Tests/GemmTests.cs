@@ -3,6 +3,7 @@ using ModelGen.Kernels;
 namespace ModelGen.Runtime.Tests;
 
 /// <summary>Every GEMM form on every SIMD path this machine can run, against a double-precision triple loop, at sizes with odd remainders.</summary>
+[Collection(KernelSettings.Name)]
 public class GemmTests
 {
     public static TheoryData<SimdPath, int, int, int> Cases()

@@ -3,6 +3,7 @@ using ModelGen.Training;
 
 namespace ModelGen.Runtime.Tests;
 
+[Collection(KernelSettings.Name)]
 public class OptimizerTests
 {
     public static TheoryData<SimdPath> Paths()

@@ -73,7 +73,57 @@ public static class Gemm
     /// <summary>Rows below this stream B per row; from here on packing B pays for itself.</summary>
     private const int StreamingRows = 4;
 
+    /// <summary>Multiply-adds below this stay on one core: the hand-off to the helper costs microseconds.</summary>
+    private const long ParallelWork = 2_000_000;
+
     private static void Run<TLanes, TVector>(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, in Epilogue epilogue)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        if (m >= 2 * RowsPerTile && (long)m * n * k >= ParallelWork && Helper.Threads > 1 && RunOnTwoCores<TLanes, TVector>(a, b, c, m, k, n, epilogue)) return;
+        RunRows<TLanes, TVector>(a, b, c, m, k, n, epilogue);
+    }
+
+    /// <summary>
+    /// Splits the rows of C in two at a tile boundary: the helper computes the lower half while this thread computes
+    /// the upper; outputs are disjoint and each thread packs into its own buffers.
+    /// </summary>
+    private static unsafe bool RunOnTwoCores<TLanes, TVector>(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, in Epilogue epilogue)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        int split = (m / 2 + RowsPerTile - 1) / RowsPerTile * RowsPerTile;
+        fixed (float* pa = a.Data, pb = b.Data, pc = c, pbias = epilogue.Bias)
+        {
+            var upper = new Job(pa, a, pb, b, pc, pbias, epilogue, 0, split, k, n);
+            var lower = new Job(pa, a, pb, b, pc, pbias, epilogue, split, m - split, k, n);
+            return Helper.TryRun(&RunJob<TLanes, TVector>, &lower, &RunJob<TLanes, TVector>, &upper);
+        }
+    }
+
+    /// <summary>A block of rows of one product, as pointers (the caller keeps everything pinned until both halves finish).</summary>
+    private readonly unsafe struct Job(float* a, in Matrix aLayout, float* b, in Matrix bLayout, float* c, float* bias, in Epilogue epilogue,
+        int firstRow, int rows, int k, int n)
+    {
+        public readonly float* A = a, B = b, C = c, Bias = bias;
+        public readonly int ARowStride = aLayout.RowStride, AColumnStride = aLayout.ColumnStride, ALength = aLayout.Data.Length;
+        public readonly int BRowStride = bLayout.RowStride, BColumnStride = bLayout.ColumnStride, BLength = bLayout.Data.Length;
+        public readonly int BiasLength = epilogue.Bias.Length;
+        public readonly bool Relu = epilogue.Relu, Accumulate = epilogue.Accumulate;
+        public readonly int FirstRow = firstRow, Rows = rows, K = k, N = n;
+    }
+
+    private static unsafe void RunJob<TLanes, TVector>(void* state)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        ref readonly Job job = ref *(Job*)state;
+        int aStart = job.FirstRow * job.ARowStride;
+        var a = new Matrix(new ReadOnlySpan<float>(job.A + aStart, job.ALength - aStart), job.ARowStride, job.AColumnStride);
+        var b = new Matrix(new ReadOnlySpan<float>(job.B, job.BLength), job.BRowStride, job.BColumnStride);
+        var c = new Span<float>(job.C + job.FirstRow * job.N, job.Rows * job.N);
+        var epilogue = new Epilogue(new ReadOnlySpan<float>(job.Bias, job.BiasLength), job.Relu, job.Accumulate);
+        RunRows<TLanes, TVector>(a, b, c, job.Rows, job.K, job.N, epilogue);
+    }
+
+    private static void RunRows<TLanes, TVector>(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, in Epilogue epilogue)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
         if (m < StreamingRows && b.ColumnStride == 1)

@@ -1,0 +1,69 @@
+using ModelGen.Kernels;
+
+namespace ModelGen.Runtime.Tests;
+
+/// <summary>Large products split over two cores give exactly the one-core result, in every operand layout, also under concurrent callers.</summary>
+[Collection(KernelSettings.Name)]
+public class ParallelGemmTests
+{
+    [Theory]
+    [InlineData(128, 784, 256)]
+    [InlineData(61, 500, 97)]   // odd rows: the split falls on a tile boundary, the rest is an edge tile
+    [InlineData(784, 128, 256)] // the kernel-gradient shape
+    public void Two_cores_match_one_core_exactly(int m, int k, int n)
+    {
+        var random = new Random(m + k + n);
+        var a = GemmTests.RandomMatrix(random, m * k);
+        var b = GemmTests.RandomMatrix(random, k * n);
+        var bias = GemmTests.RandomMatrix(random, n);
+        foreach (var form in new[] { "AB", "AtB", "ABt" })
+        {
+            var one = Compute(form, a, b, bias, m, k, n, threads: 1);
+            var two = Compute(form, a, b, bias, m, k, n, threads: 2);
+            Assert.Equal(one, two); // the same tiles computed the same way: bit-identical
+        }
+    }
+
+    [Fact]
+    public void Concurrent_callers_all_get_correct_results()
+    {
+        const int m = 96, k = 300, n = 128;
+        var random = new Random(5);
+        var a = GemmTests.RandomMatrix(random, m * k);
+        var b = GemmTests.RandomMatrix(random, k * n);
+        var expected = new float[m * n];
+        int saved = Helper.Threads;
+        try
+        {
+            Helper.Threads = 1;
+            Gemm.Multiply(a, b, expected, m, k, n);
+        }
+        finally { Helper.Threads = saved; }
+        var results = new float[8][];
+        Parallel.For(0, 8, i =>
+        {
+            var c = new float[m * n];
+            for (int repeat = 0; repeat < 20; repeat++) Gemm.Multiply(a, b, c, m, k, n);
+            results[i] = c;
+        });
+        Assert.All(results, r => Assert.Equal(expected, r));
+    }
+
+    private static float[] Compute(string form, float[] a, float[] b, float[] bias, int m, int k, int n, int threads)
+    {
+        int saved = Helper.Threads;
+        try
+        {
+            Helper.Threads = threads;
+            var c = Enumerable.Repeat(0.5f, m * n).ToArray();
+            switch (form)
+            {
+                case "AB": Gemm.Multiply(a, b, c, m, k, n, bias, relu: true, accumulate: true); break;
+                case "AtB": Gemm.MultiplyTransposedA(a, b, c, m, k, n, accumulate: true); break; // a read as (k, m)
+                default: Gemm.MultiplyTransposedB(a, b, c, m, k, n); break;                      // b read as (n, k)
+            }
+            return c;
+        }
+        finally { Helper.Threads = saved; }
+    }
+}

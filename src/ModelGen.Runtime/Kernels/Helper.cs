@@ -23,6 +23,10 @@ internal static unsafe class Helper
 
     static Helper()
     {
+        // The events create their kernel objects lazily, the first time a wait blocks: make them now, so no step
+        // ever allocates (the steady-state zero-allocation guarantee covers the two-core path too).
+        _ = start.WaitHandle;
+        _ = done.WaitHandle;
         var thread = new Thread(Loop) { IsBackground = true, Name = "ModelGen kernel helper" };
         thread.Start();
     }

@@ -356,15 +356,17 @@ internal static class ModelEmitter
                     EmitActivation(w, activation, node.Output, spec);
                     break;
                 case NodeKind.Merge when spec.Merge == MergeOperation.Concatenate:
-                    w.Line($"// {node.Title}: Concatenate({string.Join(", ", node.Inputs.Select(i => i.Title))}) -> {Shape(spec.Shape)}");
+                {
+                    var (rows, outputWidth, widths) = ConcatenateLayout(node);
+                    w.Line($"// {node.Title}: Concatenate({string.Join(", ", node.Inputs.Select(i => i.Title))}) along axis {spec.Axis + 1} -> {Shape(spec.Shape)}");
                     int offset = 0;
                     for (int i = 0; i < inputs.Count; i++)
                     {
-                        int width = node.Inputs[i].Spec.Size;
-                        w.Line($"Merges.Concatenate({inputs[i]}, {width}, {node.Output}, {size}, {offset}, batch);");
-                        offset += width;
+                        w.Line($"Merges.Concatenate({inputs[i]}, {widths[i]}, {node.Output}, {outputWidth}, {offset}, {rows});");
+                        offset += widths[i];
                     }
                     break;
+                }
                 case NodeKind.Merge when spec.Merge == MergeOperation.Dot:
                     w.Line($"// {node.Title}: Dot({node.Inputs[0].Title}, {node.Inputs[1].Title}) -> (None, 1)");
                     w.Line($"Merges.Dot({inputs[0]}, {inputs[1]}, {node.Output}, {node.Inputs[0].Spec.Size}, batch);");
@@ -408,6 +410,18 @@ internal static class ModelEmitter
             w.Close();
             w.Line();
         }
+    }
+
+    /// <summary>
+    /// Concatenating channels-last tensors along an axis is a row copy: each of batch x (dimensions before the axis)
+    /// rows of the output holds, side by side, each operand's block of (its dimensions from the axis on).
+    /// </summary>
+    private static (string Rows, int OutputWidth, int[] Widths) ConcatenateLayout(NodePlan node)
+    {
+        int axis = node.Spec.Axis;
+        int outer = node.Spec.Shape.Take(axis).Aggregate(1, (a, b) => a * b);
+        var widths = node.Inputs.Select(i => i.Spec.Shape.Skip(axis).Aggregate(1, (a, b) => a * b)).ToArray();
+        return (outer == 1 ? "batch" : $"batch * {outer}", widths.Sum(), widths);
     }
 
     /// <summary>Softmax normalises over the last axis; every other activation is element-wise.</summary>
@@ -498,7 +512,8 @@ internal static class ModelEmitter
                             switch (spec.Merge)
                             {
                                 case MergeOperation.Concatenate:
-                                    w.Line($"Merges.Slice({node.Gradient}, {size}, {offset}, {input.Gradient}, {width}, batch, accumulate: {accumulate});");
+                                    var (rows, outputWidth, widths) = ConcatenateLayout(node);
+                                    w.Line($"Merges.Slice({node.Gradient}, {outputWidth}, {offset}, {input.Gradient}, {widths[i]}, {rows}, accumulate: {accumulate});");
                                     break;
                                 case MergeOperation.Dot:
                                     w.Line($"Merges.DotBackward({node.Gradient}, {node.Inputs[1 - i].TrainingSource}, {input.Gradient}, {width}, batch, accumulate: {accumulate});");
@@ -518,7 +533,7 @@ internal static class ModelEmitter
                                     break;
                             }
                         }
-                        offset += width;
+                        offset += spec.Merge == MergeOperation.Concatenate ? ConcatenateLayout(node).Widths[i] : width;
                     }
                     break;
             }

@@ -361,6 +361,12 @@ internal static partial class ModelParser
         {
             var arguments = invocation.ArgumentList.Arguments.Select(a => a.Expression).ToList();
             var location = invocation.GetLocation();
+            int? kerasAxis = null;
+            if (operation == MergeOperation.Concatenate && arguments.Count > 0 && AxisLiteral(arguments[0]) is int literal)
+            {
+                kerasAxis = literal;
+                arguments.RemoveAt(0);
+            }
             bool binary = operation is MergeOperation.Subtract or MergeOperation.Dot;
             if (arguments.Count < 2 || (binary && arguments.Count != 2))
             {
@@ -377,18 +383,29 @@ internal static partial class ModelParser
 
             var shapes = inputs.Select(i => graph.Nodes[i].Shape).ToList();
             ImmutableArray<int> shape;
+            int axis = -1;
             if (operation == MergeOperation.Concatenate)
             {
-                for (int i = 0; i < shapes.Count; i++)
+                int rank = shapes[0].Count;
+                // Keras counts the batch as axis 0; within a sample the axes are 0..rank-1.
+                axis = kerasAxis is null or -1 ? rank - 1 : kerasAxis < 0 ? rank + kerasAxis.Value : kerasAxis.Value - 1;
+                if (axis < 0 || axis >= rank)
                 {
-                    if (shapes[i].Count != 1)
+                    context.Report(Diagnostics.IncompatibleShapes, invocation.ArgumentList.Arguments[0].GetLocation(),
+                        $"Concatenate axis {kerasAxis} does not exist for {ShapeText(shapes[0])} (the batch is axis 0, so use 1..{rank} or -1..-{rank})");
+                    return null;
+                }
+                for (int i = 1; i < shapes.Count; i++)
+                {
+                    bool fits = shapes[i].Count == rank && Enumerable.Range(0, rank).All(d => d == axis || shapes[i][d] == shapes[0][d]);
+                    if (!fits)
                     {
                         context.Report(Diagnostics.IncompatibleShapes, location,
-                            $"Concatenate of '{arguments[i]}' with shape {ShapeText(shapes[i])}: only flat tensors (None, features) can be concatenated so far");
+                            $"Concatenate along axis {axis + 1} needs every other dimension equal, but '{arguments[0]}' is {ShapeText(shapes[0])} and '{arguments[i]}' is {ShapeText(shapes[i])} (Keras: \"A Concatenate layer requires inputs with matching shapes except for the concatenation axis\")");
                         return null;
                     }
                 }
-                shape = ImmutableArray.Create(shapes.Sum(s => s[0]));
+                shape = shapes[0].Items.SetItem(axis, shapes.Sum(s => s[axis]));
             }
             else
             {
@@ -408,7 +425,7 @@ internal static partial class ModelParser
                     return null;
                 }
             }
-            return Remember(graph.Add(new NodeSpec(Unique(name.ToLowerInvariant()), NodeKind.Merge, inputs.ToImmutableArray(), shape, Merge: operation)), location);
+            return Remember(graph.Add(new NodeSpec(Unique(name.ToLowerInvariant()), NodeKind.Merge, inputs.ToImmutableArray(), shape, Merge: operation, Axis: axis)), location);
         }
 
         private int? Function(Activation activation, string name, InvocationExpressionSyntax invocation)
@@ -422,6 +439,14 @@ internal static partial class ModelParser
             return Remember(graph.Add(new NodeSpec(Unique(name.ToLowerInvariant()), NodeKind.Function, ImmutableArray.Create(input), graph.Nodes[input].Shape, Activation: activation)),
                 invocation.GetLocation());
         }
+
+        /// <summary>An integer literal (possibly negative) as Concatenate's leading axis argument.</summary>
+        private static int? AxisLiteral(ExpressionSyntax expression) => expression switch
+        {
+            LiteralExpressionSyntax { Token.Value: int value } => value,
+            PrefixUnaryExpressionSyntax { OperatorToken.ValueText: "-", Operand: LiteralExpressionSyntax { Token.Value: int value } } => -value,
+            _ => null,
+        };
 
         private int Remember(int node, Location location)
         {

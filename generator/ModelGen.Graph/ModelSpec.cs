@@ -56,6 +56,7 @@ internal enum NodeKind
 /// </summary>
 /// <param name="Name">Unique and a valid identifier: the tensor's buffers are named after it (hidden1Output).</param>
 /// <param name="Layer">The layer applied (Layer and Input nodes), an index into <see cref="ModelSpec.Layers"/>; otherwise -1.</param>
+/// <param name="Axis">For Concatenate: the axis within a sample (0 is the first dimension after the batch).</param>
 internal sealed record NodeSpec(
     string Name,
     NodeKind Kind,
@@ -63,7 +64,8 @@ internal sealed record NodeSpec(
     EquatableArray<int> Shape,
     int Layer = -1,
     MergeOperation Merge = MergeOperation.Add,
-    Activation Activation = Activation.Linear)
+    Activation Activation = Activation.Linear,
+    int Axis = -1)
 {
     public int Size => Shape.Items.Aggregate(1, (a, b) => a * b);
 }

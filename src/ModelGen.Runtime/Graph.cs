@@ -26,8 +26,10 @@ public static class Ops
     public static Tensor Average(params Tensor[] inputs) => throw Tensor.NotExecutable();
     public static Tensor Maximum(params Tensor[] inputs) => throw Tensor.NotExecutable();
     public static Tensor Minimum(params Tensor[] inputs) => throw Tensor.NotExecutable();
-    /// <summary>Joins tensors along the last axis.</summary>
+    /// <summary>Joins tensors along the last axis (Keras' default axis=-1).</summary>
     public static Tensor Concatenate(params Tensor[] inputs) => throw Tensor.NotExecutable();
+    /// <summary>Joins tensors along <paramref name="axis"/>, counted as Keras does: 0 is the batch, -1 the last axis.</summary>
+    public static Tensor Concatenate(int axis, params Tensor[] inputs) => throw Tensor.NotExecutable();
     /// <summary>Per-sample dot product of two flat tensors of one shape (Keras' Dot(axes=1)): shape (None, 1).</summary>
     public static Tensor Dot(Tensor a, Tensor b) => throw Tensor.NotExecutable();
     public static Tensor Relu(Tensor x) => throw Tensor.NotExecutable();

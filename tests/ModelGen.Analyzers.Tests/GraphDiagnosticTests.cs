@@ -61,6 +61,25 @@ public class GraphDiagnosticTests
     }
 
     [Fact]
+    public void MG0011_concatenate_with_mismatched_dimensions_or_a_missing_axis()
+    {
+        AnalyzerHarness.Verify("""
+            using ModelGen;
+            [Functional] partial class Model
+            {
+                [Flatten] Flatten flatten;
+                [Graph]
+                Tensor Forward([Shape(4, 4, 2)] Tensor a, [Shape(4, 5, 1)] Tensor b)
+                {
+                    var bad = {|MG0011:Ops.Concatenate(a, b)|};
+                    var worse = Ops.Concatenate({|MG0011:4|}, a, a);
+                    return flatten.Apply(Ops.Concatenate(2, a, b));
+                }
+            }
+            """);
+    }
+
+    [Fact]
     public void MG0011_shared_layer_applied_to_another_shape()
     {
         AnalyzerHarness.Verify("""

@@ -155,3 +155,14 @@ public partial class PowerPlant
         return (energy_output.Apply(h), vacuum_output.Apply(h));
     }
 }
+
+/// <summary>Concatenation of image tensors: along the channels (Keras' default axis), then along the rows (axis=1).</summary>
+[Functional(Loss = Loss.MeanSquaredError)]
+public partial class ImageConcat
+{
+    [Flatten] public Flatten flatten;
+
+    [Graph]
+    Tensor Forward([Shape(2, 3, 2)] Tensor a, [Shape(2, 3, 1)] Tensor b, [Shape(1, 3, 3)] Tensor c) =>
+        flatten.Apply(Ops.Concatenate(1, Ops.Concatenate(a, b), c));
+}

@@ -140,3 +140,29 @@ public class MultiInputOutputTests
         Assert.Contains("has no input named 'extra'", error.Message);
     }
 }
+
+public class ConcatenateAxisTests
+{
+    [Fact]
+    public void Concatenation_along_channels_and_rows_matches_a_hand_written_layout()
+    {
+        const int batch = 2;
+        var random = new Random(21);
+        float[] Fill(int n) => Enumerable.Range(0, n).Select(_ => (float)random.NextDouble()).ToArray();
+        float[] a = Fill(batch * 12), b = Fill(batch * 6), c = Fill(batch * 9);
+        var output = new float[batch * 27];
+        new ImageConcat(maxBatchSize: batch).Predict(a, b, c, output);
+
+        for (int s = 0; s < batch; s++)
+            for (int h = 0; h < 3; h++)
+                for (int w = 0; w < 3; w++)
+                    for (int ch = 0; ch < 3; ch++)
+                    {
+                        float expected = h < 2
+                            ? (ch < 2 ? a[s * 12 + (h * 3 + w) * 2 + ch] : b[s * 6 + h * 3 + w])
+                            : c[s * 9 + w * 3 + ch];
+                        Assert.Equal(expected, output[s * 27 + (h * 3 + w) * 3 + ch]);
+                    }
+        Assert.Equal(27, ImageConcat.OutputSize);
+    }
+}

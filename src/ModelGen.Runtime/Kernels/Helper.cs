@@ -10,8 +10,7 @@ namespace ModelGen.Kernels;
 /// </summary>
 internal static unsafe class Helper
 {
-    private static readonly ManualResetEventSlim start = new(false, spinCount: 2047);
-    private static readonly ManualResetEventSlim done = new(false, spinCount: 2047);
+    private static readonly Signal start = new(), done = new();
     private static delegate*<void*, void> job;
     private static void* state;
     private static int busy;
@@ -23,10 +22,6 @@ internal static unsafe class Helper
 
     static Helper()
     {
-        // The events create their kernel objects lazily, the first time a wait blocks: make them now, so no step
-        // ever allocates (the steady-state zero-allocation guarantee covers the two-core path too).
-        _ = start.WaitHandle;
-        _ = done.WaitHandle;
         var thread = new Thread(Loop) { IsBackground = true, Name = "ModelGen kernel helper" };
         thread.Start();
     }
@@ -43,7 +38,6 @@ internal static unsafe class Helper
             job = theirs;
             state = theirState;
             failure = null;
-            done.Reset();
             start.Set();
             mine(myState);
             done.Wait();
@@ -61,10 +55,43 @@ internal static unsafe class Helper
         while (true)
         {
             start.Wait();
-            start.Reset();
             try { job(state); }
             catch (Exception e) { failure = e; }
             done.Set();
+        }
+    }
+
+    /// <summary>
+    /// An auto-reset event that spins briefly (hand-offs are microseconds apart during a step) and then blocks.
+    /// Unlike ManualResetEventSlim it allocates nothing lazily: its lock object exists from the start, so steps stay
+    /// allocation-free.
+    /// </summary>
+    private sealed class Signal
+    {
+        private readonly object gate = new();
+        private volatile bool set;
+
+        public void Set()
+        {
+            lock (gate)
+            {
+                set = true;
+                Monitor.Pulse(gate);
+            }
+        }
+
+        public void Wait()
+        {
+            var spinner = new SpinWait();
+            for (int i = 0; i < 2000 && !set; i++) spinner.SpinOnce(sleep1Threshold: -1);
+            if (!set)
+            {
+                lock (gate)
+                {
+                    while (!set) Monitor.Wait(gate);
+                }
+            }
+            set = false;
         }
     }
 }

@@ -69,7 +69,7 @@ public class GraphDiagnosticTests
             {
                 [Flatten] Flatten flatten;
                 [Graph]
-                Tensor Forward([Shape(4, 4, 2)] Tensor a, [Shape(4, 5, 1)] Tensor b)
+                Tensor Forward([Shape(4, 4, 2)] Tensor a, [Shape(4, 5, 2)] Tensor b)
                 {
                     var bad = {|MG0011:Ops.Concatenate(a, b)|};
                     var worse = Ops.Concatenate({|MG0011:4|}, a, a);

@@ -12,14 +12,25 @@ namespace ModelGen.Analyzers.Tests;
 
 /// <summary>
 /// Diagnostic tests without Microsoft.CodeAnalysis.Testing: sources mark each expected diagnostic as
-/// <c>{|MG0003:text|}</c>; the harness strips the markup and compares (id, span) sets exactly.
+/// <c>{|MG0003:text|}</c>; the harness strips the markup and compares (id, span) sets exactly, and checks each
+/// diagnostic's severity against the specified one.
 /// </summary>
 internal static class AnalyzerHarness
 {
+    /// <summary>The severity each diagnostic is specified to have (README's table); every verified diagnostic is checked against it.</summary>
+    private static DiagnosticSeverity SpecifiedSeverity(string id) => id switch
+    {
+        "MG0013" or "MG0014" or "MG0017" => DiagnosticSeverity.Warning,
+        "MG0019" => DiagnosticSeverity.Info,
+        _ => DiagnosticSeverity.Error,
+    };
+
     public static void Verify(string markedSource)
     {
         var (source, expected) = Parse(markedSource);
-        var actual = Analyze(source).Select(d => (d.Id, d.Location.SourceSpan)).OrderBy(d => d.SourceSpan.Start).ToList();
+        var diagnostics = Analyze(source);
+        Assert.All(diagnostics, d => Assert.Equal(SpecifiedSeverity(d.Id), d.Severity));
+        var actual = diagnostics.Select(d => (d.Id, d.Location.SourceSpan)).OrderBy(d => d.SourceSpan.Start).ToList();
         Assert.Equal(expected.OrderBy(d => d.Span.Start).Select(d => $"{d.Id} {d.Span} '{source.Substring(d.Span.Start, d.Span.Length)}'"),
             actual.Select(d => $"{d.Id} {d.SourceSpan} '{source.Substring(d.SourceSpan.Start, d.SourceSpan.Length)}'"));
     }

@@ -10,6 +10,7 @@ namespace ModelGen.Kernels;
 public static class Activations
 {
     /// <summary>y = f(x) in place over <paramref name="rows"/> rows of <paramref name="columns"/> values.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public static void Forward(Activation activation, Span<float> values, int rows, int columns)
     {
         var data = values.Slice(0, rows * columns);
@@ -30,6 +31,7 @@ public static class Activations
     /// Turns dL/dy into dL/dx in place, given the output y = f(x): relu 1[y&gt;0], sigmoid y(1-y),
     /// tanh 1-y², softmax y ⊙ (dy - ⟨dy, y⟩) per row.
     /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public static void Backward(Activation activation, ReadOnlySpan<float> output, Span<float> gradient, int rows, int columns)
     {
         int length = rows * columns;
@@ -61,6 +63,7 @@ public static class Activations
     }
 
     /// <summary>Numerically stable softmax of one row, in place.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public static void Softmax(Span<float> row)
     {
         float max = TensorPrimitives.Max(row);
@@ -75,6 +78,7 @@ public static class Activations
 public static class Reductions
 {
     /// <summary>bias gradient: column sums of a (rows, columns) matrix, overwriting or adding to the destination.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public static void SumRows(ReadOnlySpan<float> matrix, Span<float> destination, int rows, int columns, bool accumulate = false)
     {
         var target = destination.Slice(0, columns);

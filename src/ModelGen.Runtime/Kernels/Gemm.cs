@@ -123,6 +123,7 @@ public static class Gemm
         RunRows<TLanes, TVector>(a, b, c, job.Rows, job.K, job.N, epilogue);
     }
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     private static void RunRows<TLanes, TVector>(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, in Epilogue epilogue)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
@@ -168,6 +169,7 @@ public static class Gemm
         public Span<float> Span => array.AsSpan(start, array.Length - 16);
     }
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     private static void Packed<TLanes, TVector>(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, in Epilogue epilogue)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
@@ -215,6 +217,7 @@ public static class Gemm
     /// zero-padded. Reads always run along B's contiguous axis: rows when B is row-major, columns when it is
     /// stored transposed (the input-gradient product).
     /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     private static void PackB(in Matrix b, int pc, int kc, int jc, int nc, int tileColumns, Span<float> panel)
     {
         ref float source = ref MemoryMarshal.GetReference(b.Data);
@@ -250,6 +253,7 @@ public static class Gemm
     /// Copies A(ic.., pc..) into panels of six rows, depth step after depth step (so the kernel broadcasts
     /// consecutive floats), zero-padded. Reads run along A's contiguous axis in both layouts.
     /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     private static void PackA(in Matrix a, int ic, int mc, int pc, int kc, Span<float> panel)
     {
         ref float source = ref MemoryMarshal.GetReference(a.Data);
@@ -383,6 +387,7 @@ public static class Gemm
     /// One row of C = (row of A)·B with B's rows contiguous: eight vectors of columns (128 on AVX-512) per pass
     /// keep eight independent accumulator chains busy while each depth step reads one contiguous stretch of B.
     /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     private static void StreamRow<TLanes, TVector>(in Matrix a, int i, in Matrix b, Span<float> c, int k, int n, in Epilogue epilogue)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
@@ -453,6 +458,7 @@ public static class Gemm
     }
 
     /// <summary>One row of C when B is stored transposed (columns contiguous): each entry is a vectorised dot product.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     private static void DotRow<TLanes, TVector>(in Matrix a, int i, in Matrix b, Span<float> c, int k, int n, in Epilogue epilogue)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {

@@ -60,6 +60,7 @@ public struct SeededRandom
 public static class Initializers
 {
     /// <summary>Glorot (Xavier) uniform: U(-limit, limit), limit = sqrt(6 / (fanIn + fanOut)).</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public static void GlorotUniform(Span<float> kernel, int fanIn, int fanOut, ref SeededRandom random)
     {
         float limit = MathF.Sqrt(6f / (fanIn + fanOut));
@@ -71,6 +72,7 @@ public static class Initializers
 public static class DropoutKernel
 {
     /// <summary>Draws a fresh mask (0 or 1/(1-rate) per element) and writes output = input ⊙ mask.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public static void Forward(ReadOnlySpan<float> input, Span<float> output, Span<float> mask, int length, float rate, ref SeededRandom random)
     {
         float scale = 1f / (1f - rate);

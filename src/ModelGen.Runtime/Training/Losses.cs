@@ -18,6 +18,7 @@ public static class Losses
     /// <param name="gradient">Receives dLoss/dPrediction (batch, units); empty to skip.</param>
     /// <param name="model">Model name for error messages.</param>
     /// <param name="layer">Output layer name for error messages.</param>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public static float Compute(Loss loss, ReadOnlySpan<float> predictions, ReadOnlySpan<float> targets, Span<float> gradient,
         int batch, int units, string model, string layer)
     {
@@ -74,6 +75,7 @@ public static class Losses
     /// through the clip (zero where it bites) and the normalisation, exactly as autodiff on Keras' code would;
     /// with a softmax in front it reduces to (p - y) when nothing is clipped.
     /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     private static double CrossEntropy(ReadOnlySpan<float> p, ReadOnlySpan<float> oneHot, int label, Span<float> dp, float scale)
     {
         int units = p.Length;
@@ -117,6 +119,7 @@ public static class Losses
 public static class Metrics
 {
     /// <summary>Sum over samples of each sample's accuracy (0..1); divide by the sample count for the mean.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public static double CorrectCount(Loss loss, ReadOnlySpan<float> predictions, ReadOnlySpan<float> targets, int batch, int units)
     {
         double correct = 0;

@@ -77,6 +77,7 @@ public sealed class Sgd : Optimizer
         if (Momentum != 0f) Allocate(ref velocity, parameterCount);
     }
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     protected override void Update(Span<float> parameters, ReadOnlySpan<float> gradients)
     {
         float lr = LearningRate;
@@ -116,6 +117,7 @@ public sealed class Adam : Optimizer
     public override void Reset() { base.Reset(); firstMoment = null; secondMoment = null; }
 
     /// <summary>The vectorised update, one pass over all four buffers; returns how many elements it covered.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     private int UpdateVectors<TLanes, TVector>(Span<float> parameters, ReadOnlySpan<float> gradients, Span<float> m, Span<float> v, float alpha)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {

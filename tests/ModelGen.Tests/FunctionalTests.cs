@@ -113,3 +113,25 @@ public class SubModelTests
         return y;
     }
 }
+
+public class SeedSummaryTests
+{
+    [Fact]
+    public void Power_plant_and_autoencoder_summaries_carry_the_keras_numbers()
+    {
+        string plant = new PowerPlant().Summary();
+        Assert.Contains("│ conditions (InputLayer)", plant);
+        Assert.Contains("│ energy_output (Dense)         │ (None, 1)                  │            33 │ hidden2[0][0]", plant);
+        Assert.Contains("│ vacuum_output (Dense)         │ (None, 1)                  │            33 │ hidden2[0][0]", plant);
+        Assert.Contains(" Total params: 2,466 (9.63 KB)", plant);
+
+        string autoencoder = new Autoencoder().Summary();
+        Assert.Contains("│ code (Dense)                  │ (None, 32)                 │         4,128 │ encode2[0][0]", autoencoder);
+        Assert.Contains(" Total params: 476,720 (1.82 MB)", autoencoder);
+
+        string siamese = new Siamese().Summary();
+        Assert.Contains("│ shared (Dense)                │ (None, 64)                 │         6,464 │ left[0][0], right[0][0]", siamese);
+        Assert.Contains(" Total params: 6,464 (25.25 KB)", siamese);
+        Assert.Contains(" Total params: 124 (496.00 B)", new MultiOutput().Summary());
+    }
+}

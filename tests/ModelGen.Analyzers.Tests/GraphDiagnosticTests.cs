@@ -189,6 +189,36 @@ public class GraphDiagnosticTests
     }
 
     [Fact]
+    public void MG0014_graph_input_never_used()
+    {
+        AnalyzerHarness.Verify("""
+            using ModelGen;
+            [Functional] partial class Model
+            {
+                [Dense(4)] Dense d;
+                [Graph] Tensor Forward([Shape(4)] Tensor x, [Shape(3)] Tensor {|MG0014:unused|}) => d.Apply(x);
+            }
+            """);
+    }
+
+    [Fact]
+    public void MG0019_twin_layers_on_the_two_sides_of_a_merge()
+    {
+        AnalyzerHarness.Verify("""
+            using ModelGen;
+            [Functional] partial class Model
+            {
+                [Dense(8, Activation.Relu)] Dense left;
+                [Dense(8, Activation.Relu)] Dense {|MG0019:right|};
+                [Dense(8, Activation.Tanh)] Dense other;
+                [Graph]
+                Tensor Forward([Shape(4)] Tensor a, [Shape(4)] Tensor b) =>
+                    Ops.Add(Ops.Subtract(left.Apply(a), right.Apply(b)), other.Apply(a)); // 'other' differs: no twin
+            }
+            """);
+    }
+
+    [Fact]
     public void MG0015_functional_model_without_graph_method()
     {
         AnalyzerHarness.Verify("""

@@ -75,3 +75,15 @@ public partial class MnistClassifier
     [Dropout(0.3)] Dropout drop2;
     [Dense(10, Activation.Softmax)] Dense predictions;
 }
+
+/// <summary>The seed's residual MLP (the peer's "resmlp"): 8,970 parameters.</summary>
+[Functional(Loss = Loss.SparseCategoricalCrossentropy)]
+public partial class ResidualMlp
+{
+    [Dense(64, Activation.Relu)] Dense d1;
+    [Dense(64)] Dense d2;
+    [Dense(10, Activation.Softmax)] Dense head;
+
+    [Graph]
+    Tensor Forward([Shape(64)] Tensor x) => head.Apply(Ops.Relu(Ops.Add(d2.Apply(d1.Apply(x)), x)));
+}

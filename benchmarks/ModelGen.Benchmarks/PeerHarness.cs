@@ -30,7 +30,20 @@ public static class PeerHarness
             var optimizer = new Adam(1e-3f);
             results[$"mlp train step b{batch}"] = Time(() => model.TrainStep(x, y, optimizer));
         }
-        foreach (var (m, n, k) in new[] { (128, 256, 784), (128, 128, 256), (128, 10, 128), (1, 256, 784) })
+        {
+            var model = new ResidualMlp(maxBatchSize: 1, seed: 0);
+            var x = Enumerable.Range(0, 64).Select(_ => random.NextFloat()).ToArray();
+            var y = new float[10];
+            results["residual predict b1"] = Time(() => model.Predict(x, y));
+        }
+        {
+            var model = new ResidualMlp(maxBatchSize: 128, seed: 0);
+            var x = Enumerable.Range(0, 128 * 64).Select(_ => random.NextFloat()).ToArray();
+            var y = Enumerable.Range(0, 128).Select(i => (float)(i % 10)).ToArray();
+            var optimizer = new Adam(1e-3f);
+            results["residual train step b128"] = Time(() => model.TrainStep(x, y, optimizer));
+        }
+        foreach (var (m, n, k) in new[] { (128, 256, 784), (128, 128, 256), (128, 10, 128), (1, 256, 784), (2048, 2048, 2048) })
         {
             var a = Enumerable.Range(0, m * k).Select(_ => random.NextFloat()).ToArray();
             var b = Enumerable.Range(0, k * n).Select(_ => random.NextFloat()).ToArray();

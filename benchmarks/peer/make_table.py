@@ -13,7 +13,11 @@ rows = [f"| workload | ModelGen ms ({threads} thread{'s' if threads > 1 else ''}
 for name, ours in modelgen["results"].items():
     one, default = torch_runs["1"]["results"][name], torch_runs["default"]["results"][name]
     best = min(one, default)
-    rows.append(f"| {name} | {ours:.4f} | {one:.4f} | {default:.4f} | {best / ours:.2f}x |")
+    gflops = ""
+    if name.startswith("gemm"):
+        m, n, k = (int(v) for v in name.split()[1].split("x"))
+        gflops = f" ({2 * m * n * k / ours / 1e6:.0f} vs {2 * m * n * k / best / 1e6:.0f} GFLOP/s)"
+    rows.append(f"| {name} | {ours:.4f} | {one:.4f} | {default:.4f} | {best / ours:.2f}x{gflops} |")
 table = "\n".join(rows)
 header = (f"Machine: {cpu}, {subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores. "
           f"Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}. "

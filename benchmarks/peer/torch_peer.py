@@ -74,7 +74,31 @@ def worker(threads):
             opt.step()
         results[f"mlp train step b{batch}"] = timed(step)
 
-    for shape in ((128, 256, 784), (128, 128, 256), (128, 10, 128), (1, 256, 784)):
+    class Residual(nn.Module):
+        """The seed's residual MLP: Dense 64 relu -> Dense 64 -> + input -> relu -> Dense 10."""
+        def __init__(self):
+            super().__init__()
+            self.d1, self.d2, self.head = nn.Linear(64, 64), nn.Linear(64, 64), nn.Linear(64, 10)
+
+        def forward(self, x):
+            return self.head(torch.relu(self.d2(torch.relu(self.d1(x))) + x))
+
+    model = Residual().eval()
+    x = torch.rand(1, 64)
+    with torch.no_grad():
+        frozen = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(model, x)))
+        results["residual predict b1"] = min(timed(lambda: torch.softmax(model(x), -1)), timed(lambda: torch.softmax(frozen(x), -1)))
+    model = Residual().train()
+    x, y = torch.rand(128, 64), torch.randint(0, 10, (128,))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7, foreach=True)
+
+    def residual_step():
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    results["residual train step b128"] = timed(residual_step)
+
+    for shape in ((128, 256, 784), (128, 128, 256), (128, 10, 128), (1, 256, 784), (2048, 2048, 2048)):
         m, n, k = shape
         a, b = torch.rand(m, k), torch.rand(k, n)
         results[f"gemm {m}x{n}x{k}"] = timed(lambda: torch.mm(a, b))

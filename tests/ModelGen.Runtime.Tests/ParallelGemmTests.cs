@@ -7,9 +7,9 @@ namespace ModelGen.Runtime.Tests;
 public class ParallelGemmTests
 {
     [Theory]
-    [InlineData(128, 784, 256)]
-    [InlineData(61, 500, 97)]   // odd rows: the split falls on a tile boundary, the rest is an edge tile
-    [InlineData(784, 128, 256)] // the kernel-gradient shape
+    [InlineData(640, 784, 512)]  // over the sharing threshold (256M multiply-adds)
+    [InlineData(613, 1000, 421)] // odd rows: the last block is an edge tile
+    [InlineData(784, 640, 512)]  // the kernel-gradient shape
     public void Two_cores_match_one_core_exactly(int m, int k, int n)
     {
         var random = new Random(m + k + n);
@@ -27,7 +27,7 @@ public class ParallelGemmTests
     [Fact]
     public void Concurrent_callers_all_get_correct_results()
     {
-        const int m = 96, k = 300, n = 128;
+        const int m = 512, k = 700, n = 768; // over the sharing threshold
         var random = new Random(5);
         var a = GemmTests.RandomMatrix(random, m * k);
         var b = GemmTests.RandomMatrix(random, k * n);
@@ -43,10 +43,36 @@ public class ParallelGemmTests
         Parallel.For(0, 8, i =>
         {
             var c = new float[m * n];
-            for (int repeat = 0; repeat < 20; repeat++) Gemm.Multiply(a, b, c, m, k, n);
+            for (int repeat = 0; repeat < 3; repeat++) Gemm.Multiply(a, b, c, m, k, n);
             results[i] = c;
         });
         Assert.All(results, r => Assert.Equal(expected, r));
+    }
+
+    [Fact]
+    public void Back_to_back_shared_products_are_each_exact()
+    {
+        // Hand-off races (a stale done signal, a withdrawn job) surface as wrong results or crashes under rapid reuse.
+        const int m = 640, k = 640, n = 640;
+        var random = new Random(8);
+        var a = GemmTests.RandomMatrix(random, m * k);
+        var b = GemmTests.RandomMatrix(random, k * n);
+        var expected = new float[m * n];
+        int saved = Helper.Threads;
+        try
+        {
+            Helper.Threads = 1;
+            Gemm.Multiply(a, b, expected, m, k, n);
+            Helper.Threads = 2;
+            var c = new float[m * n];
+            for (int i = 0; i < 60; i++)
+            {
+                Array.Clear(c);
+                Gemm.Multiply(a, b, c, m, k, n);
+                Assert.Equal(expected, c);
+            }
+        }
+        finally { Helper.Threads = saved; }
     }
 
     private static float[] Compute(string form, float[] a, float[] b, float[] bias, int m, int k, int n, int threads)

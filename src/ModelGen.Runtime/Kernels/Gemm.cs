@@ -2,6 +2,7 @@ using System;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using System.Threading;
 
 namespace ModelGen.Kernels;
 
@@ -73,8 +74,12 @@ public static class Gemm
     /// <summary>Rows below this stream B per row; from here on packing B pays for itself.</summary>
     private const int StreamingRows = 4;
 
-    /// <summary>Multiply-adds below this stay on one core: the hand-off to the helper costs microseconds.</summary>
-    private const long ParallelWork = 2_000_000;
+    /// <summary>
+    /// Multiply-adds below this stay on one core. Both threads pack all of B, and on the 2-vCPU machines measured the
+    /// second core added ~10% only from about 2048^3 down to 1024^3, while the MLP's 128x256x784 layer ran slower shared
+    /// (benchmarks/RESULTS.md); so only products this large are shared.
+    /// </summary>
+    private const long ParallelWork = 256_000_000;
 
     private static void Run<TLanes, TVector>(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, in Epilogue epilogue)
         where TLanes : struct, ILanes<TVector> where TVector : struct
@@ -84,46 +89,69 @@ public static class Gemm
     }
 
     /// <summary>
-    /// Splits the rows of C in two at a tile boundary: the helper computes the lower half while this thread computes
-    /// the upper; outputs are disjoint and each thread packs into its own buffers.
+    /// Shares a product between this thread and the helper: both pack B and then claim blocks of rows of C from one
+    /// counter until none remain, so a late or slow helper costs at most one block. Outputs are disjoint.
     /// </summary>
     private static unsafe bool RunOnTwoCores<TLanes, TVector>(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, in Epilogue epilogue)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
-        int split = (m / 2 + RowsPerTile - 1) / RowsPerTile * RowsPerTile;
+        int nextRow = 0;
+        int blockRows = Math.Max(RowsPerTile, Math.Min(RowBlock, m / 8 / RowsPerTile * RowsPerTile));
         fixed (float* pa = a.Data, pb = b.Data, pc = c, pbias = epilogue.Bias)
         {
-            var upper = new Job(pa, a, pb, b, pc, pbias, epilogue, 0, split, k, n);
-            var lower = new Job(pa, a, pb, b, pc, pbias, epilogue, split, m - split, k, n);
-            return Helper.TryRun(&RunJob<TLanes, TVector>, &lower, &RunJob<TLanes, TVector>, &upper);
+            var job = new Job(pa, a, pb, b, pc, pbias, epilogue, &nextRow, blockRows, m, k, n);
+            return Helper.TryShare(&RunJob<TLanes, TVector>, &job);
         }
     }
 
-    /// <summary>A block of rows of one product, as pointers (the caller keeps everything pinned until both halves finish).</summary>
+    /// <summary>One shared product, as pointers (the caller keeps everything pinned until every part that started has finished).</summary>
     private readonly unsafe struct Job(float* a, in Matrix aLayout, float* b, in Matrix bLayout, float* c, float* bias, in Epilogue epilogue,
-        int firstRow, int rows, int k, int n)
+        int* nextRow, int blockRows, int m, int k, int n)
     {
         public readonly float* A = a, B = b, C = c, Bias = bias;
         public readonly int ARowStride = aLayout.RowStride, AColumnStride = aLayout.ColumnStride, ALength = aLayout.Data.Length;
         public readonly int BRowStride = bLayout.RowStride, BColumnStride = bLayout.ColumnStride, BLength = bLayout.Data.Length;
         public readonly int BiasLength = epilogue.Bias.Length;
         public readonly bool Relu = epilogue.Relu, Accumulate = epilogue.Accumulate;
-        public readonly int FirstRow = firstRow, Rows = rows, K = k, N = n;
+        public readonly int* NextRow = nextRow;
+        public readonly int BlockRows = blockRows, M = m, K = k, N = n;
     }
 
     private static unsafe void RunJob<TLanes, TVector>(void* state)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
         ref readonly Job job = ref *(Job*)state;
-        int aStart = job.FirstRow * job.ARowStride;
-        var a = new Matrix(new ReadOnlySpan<float>(job.A + aStart, job.ALength - aStart), job.ARowStride, job.AColumnStride);
+        var a = new Matrix(new ReadOnlySpan<float>(job.A, job.ALength), job.ARowStride, job.AColumnStride);
         var b = new Matrix(new ReadOnlySpan<float>(job.B, job.BLength), job.BRowStride, job.BColumnStride);
-        var c = new Span<float>(job.C + job.FirstRow * job.N, job.Rows * job.N);
+        var c = new Span<float>(job.C, job.M * job.N);
         var epilogue = new Epilogue(new ReadOnlySpan<float>(job.Bias, job.BiasLength), job.Relu, job.Accumulate);
-        RunRows<TLanes, TVector>(a, b, c, job.Rows, job.K, job.N, epilogue);
+        Packed<TLanes, TVector>(a, b, c, job.M, job.K, job.N, epilogue, new RowClaim(job.NextRow, job.BlockRows, job.M));
     }
 
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    /// <summary>Hands out blocks of rows: all of them at once for one thread, one block at a time from a shared counter for two.</summary>
+    private readonly unsafe struct RowClaim(int* next, int blockRows, int rows)
+    {
+        /// <summary>Every row in one block: the single-threaded case.</summary>
+        public static RowClaim All(int rows) => new(null, 0, rows);
+
+        private readonly int* next = next;
+        private readonly int blockRows = blockRows, rows = rows;
+
+        public bool Next(ref int single, out int first, out int count)
+        {
+            if (next is null)
+            {
+                first = single;
+                count = rows - single;
+                single = rows;
+                return count > 0;
+            }
+            first = Interlocked.Add(ref *next, blockRows) - blockRows;
+            count = Math.Min(blockRows, rows - first);
+            return count > 0;
+        }
+    }
+
     private static void RunRows<TLanes, TVector>(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, in Epilogue epilogue)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
@@ -137,7 +165,7 @@ public static class Gemm
         }
         else
         {
-            Packed<TLanes, TVector>(a, b, c, m, k, n, epilogue);
+            Packed<TLanes, TVector>(a, b, c, m, k, n, epilogue, RowClaim.All(m));
         }
     }
 
@@ -153,7 +181,7 @@ public static class Gemm
 
     /// <summary>
     /// A pinned scratch array whose usable part starts on a 64-byte boundary, so no 512-bit load of a packed
-    /// panel straddles two cache lines. One per thread, allocated once.
+    /// panel straddles two cache lines. One per thread, grown when a larger product needs it.
     /// </summary>
     private sealed class AlignedBuffer
     {
@@ -166,38 +194,67 @@ public static class Gemm
             fixed (float* first = array) start = (int)((64 - ((nint)first & 63)) & 63) / sizeof(float);
         }
 
-        public Span<float> Span => array.AsSpan(start, array.Length - 16);
+        public int Length => array.Length - 16;
+        public Span<float> Span => array.AsSpan(start, Length);
+
+        public static Span<float> Ensure(ref AlignedBuffer? buffer, int length)
+        {
+            if (buffer is null || buffer.Length < length) buffer = new AlignedBuffer(length);
+            return buffer.Span;
+        }
     }
 
+    /// <summary>
+    /// All of B is packed first (each depth block of each column block in turn), then rows of C are computed block by
+    /// block as <paramref name="claim"/> hands them out; a depth block's partial sums stay in C between stages.
+    /// </summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-    private static void Packed<TLanes, TVector>(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, in Epilogue epilogue)
+    private static void Packed<TLanes, TVector>(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, in Epilogue epilogue, RowClaim claim)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
         int tileColumns = 2 * TLanes.Count; // NR
-        var aPanel = (packedA ??= new AlignedBuffer(RowBlock * DepthBlock)).Span;
-        var bPanel = (packedB ??= new AlignedBuffer(DepthBlock * (ColumnBlock + 64))).Span;
+        int paddedColumns = (n + tileColumns - 1) / tileColumns * tileColumns;
+        var aPanel = AlignedBuffer.Ensure(ref packedA, RowBlock * DepthBlock);
+        var bPanel = AlignedBuffer.Ensure(ref packedB, k * paddedColumns);
         Span<float> spill = stackalloc float[RowsPerTile * 32];
 
+        int offset = 0;
         for (int jc = 0; jc < n; jc += ColumnBlock)
         {
             int nc = Math.Min(ColumnBlock, n - jc);
             for (int pc = 0; pc < k; pc += DepthBlock)
             {
                 int kc = Math.Min(DepthBlock, k - pc);
-                PackB(b, pc, kc, jc, nc, tileColumns, bPanel);
-                var stage = new Stage(first: pc == 0, last: pc + kc >= k);
-                for (int ic = 0; ic < m; ic += RowBlock)
+                PackB(b, pc, kc, jc, nc, tileColumns, bPanel.Slice(offset));
+                offset += kc * ((nc + tileColumns - 1) / tileColumns * tileColumns);
+            }
+        }
+
+        int single = 0;
+        while (claim.Next(ref single, out int firstRow, out int rows))
+        {
+            offset = 0;
+            for (int jc = 0; jc < n; jc += ColumnBlock)
+            {
+                int nc = Math.Min(ColumnBlock, n - jc);
+                for (int pc = 0; pc < k; pc += DepthBlock)
                 {
-                    int mc = Math.Min(RowBlock, m - ic);
-                    PackA(a, ic, mc, pc, kc, aPanel);
-                    for (int jr = 0; jr < nc; jr += tileColumns)
+                    int kc = Math.Min(DepthBlock, k - pc);
+                    var bBlock = bPanel.Slice(offset);
+                    offset += kc * ((nc + tileColumns - 1) / tileColumns * tileColumns);
+                    var stage = new Stage(first: pc == 0, last: pc + kc >= k);
+                    for (int ic = firstRow; ic < firstRow + rows; ic += RowBlock)
                     {
-                        ref float bTile = ref bPanel[jr * kc];
-                        int columns = Math.Min(tileColumns, nc - jr);
-                        for (int ir = 0; ir < mc; ir += RowsPerTile)
+                        int mc = Math.Min(RowBlock, firstRow + rows - ic);
+                        PackA(a, ic, mc, pc, kc, aPanel);
+                        for (int jr = 0; jr < nc; jr += tileColumns)
                         {
-                            int rows = Math.Min(RowsPerTile, mc - ir);
-                            MicroKernel<TLanes, TVector>(ref aPanel[ir * kc], ref bTile, kc, c, n, ic + ir, jc + jr, rows, columns, stage, epilogue, spill);
+                            ref float bTile = ref bBlock[jr * kc];
+                            int columns = Math.Min(tileColumns, nc - jr);
+                            for (int ir = 0; ir < mc; ir += RowsPerTile)
+                            {
+                                MicroKernel<TLanes, TVector>(ref aPanel[ir * kc], ref bTile, kc, c, n, ic + ir, jc + jr, Math.Min(RowsPerTile, mc - ir), columns, stage, epilogue, spill);
+                            }
                         }
                     }
                 }

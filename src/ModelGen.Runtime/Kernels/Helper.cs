@@ -4,9 +4,10 @@ using System.Threading;
 namespace ModelGen.Kernels;
 
 /// <summary>
-/// A second core for large kernels: one persistent helper thread that runs half of a job while the caller runs
-/// the other half. No allocation per call (the job is a function pointer and a pointer to the caller's stack);
-/// a caller that finds the helper busy (another thread's kernel) simply does all the work itself.
+/// A second core for large kernels: one persistent helper thread that shares a job with its caller, both taking
+/// blocks of work from a common counter, so a helper that starts late (a busy or descheduled core) simply takes
+/// fewer blocks. No allocation per call (the job is a function pointer and a pointer to the caller's stack); a
+/// caller that finds the helper busy (another thread's kernel) does all the work itself.
 /// </summary>
 internal static unsafe class Helper
 {
@@ -15,6 +16,11 @@ internal static unsafe class Helper
     private static void* state;
     private static int busy;
     private static Exception? failure;
+
+    // A job's life: the caller posts it (Pending); the helper claims it (Running) or the caller, done with all the work
+    // before the helper woke, withdraws it (Withdrawn) and returns without waiting for a thread that may be descheduled.
+    private const int Idle = 0, Pending = 1, Running = 2, Withdrawn = 3;
+    private static int phase;
 
     /// <summary>How many threads kernels may use: 2 on a multi-core machine unless MODELGEN_THREADS=1.</summary>
     public static int Threads { get; set; } =
@@ -27,21 +33,28 @@ internal static unsafe class Helper
     }
 
     /// <summary>
-    /// Runs <paramref name="theirs"/> on the helper and <paramref name="mine"/> here, and returns when both are done.
-    /// Returns false without running anything when the helper is unavailable; the caller then runs both itself.
+    /// Offers <paramref name="work"/> to the helper and runs it here too; both share the work through whatever the state
+    /// points to (a counter of blocks), so the job must cope with the helper taking part late or not at all. Returns
+    /// when every part that started has finished; false (nothing run) when the helper is unavailable.
     /// </summary>
-    public static bool TryRun(delegate*<void*, void> theirs, void* theirState, delegate*<void*, void> mine, void* myState)
+    public static bool TryShare(delegate*<void*, void> work, void* workState)
     {
         if (Threads < 2 || Interlocked.CompareExchange(ref busy, 1, 0) != 0) return false;
         try
         {
-            job = theirs;
-            state = theirState;
+            job = work;
+            state = workState;
             failure = null;
+            Volatile.Write(ref phase, Pending);
             start.Set();
-            mine(myState);
-            done.Wait();
-            if (failure is not null) throw new AggregateException("A kernel failed on the helper thread.", failure);
+            work(workState);
+            // Withdrawing fails once the helper has claimed the job, whether it is still running or already finished:
+            // either way its done signal must be consumed here, or the next job would see it stale.
+            if (Interlocked.CompareExchange(ref phase, Withdrawn, Pending) != Pending)
+            {
+                done.Wait();
+                if (failure is not null) throw new AggregateException("A kernel failed on the helper thread.", failure);
+            }
             return true;
         }
         finally
@@ -55,8 +68,10 @@ internal static unsafe class Helper
         while (true)
         {
             start.Wait();
+            if (Interlocked.CompareExchange(ref phase, Running, Pending) != Pending) continue; // withdrawn: the caller did it all
             try { job(state); }
             catch (Exception e) { failure = e; }
+            Volatile.Write(ref phase, Idle);
             done.Set();
         }
     }

@@ -88,12 +88,16 @@ internal static class ModelEmitter
         {
             var names = new List<string> { node.Output, node.Gradient };
             if (node.IsDropout) names.Add(node.Mask);
+            if (node.Is(LayerKind.Conv2D)) names.AddRange(new[] { node.Patches, node.PatchGradient });
             w.Line($"private readonly float[] {string.Join(", ", names)};");
+            EmitWindowFields(w, node);
         }
         foreach (var sub in plan.SubModels)
         {
-            var buffers = sub.Nodes.Where(n => n.Spec.Kind != NodeKind.Input && !n.IsDropout).Select(n => n.Output).ToList();
+            var computed = sub.Nodes.Where(n => n.Spec.Kind != NodeKind.Input && !n.IsDropout).ToList();
+            var buffers = computed.Select(n => n.Output).Concat(computed.Where(n => n.Is(LayerKind.Conv2D)).Select(n => n.Patches)).ToList();
             if (buffers.Count > 0) w.Line($"private readonly float[] {string.Join(", ", buffers)}; // the '{sub.Spec.Name}' sub-model");
+            foreach (var node in computed) EmitWindowFields(w, node);
         }
         if (plan.Packed)
         {
@@ -140,6 +144,10 @@ internal static class ModelEmitter
                     (layer.UseBias ? $"    new Parameter(\"{layer.Name}.bias\", parameters, gradients, {Plan.View(layer, "Bias")}Offset, {layer.OutputSize}))" : "    null)"),
                 LayerKind.Dropout => $"new Dropout(\"{layer.Name}\", {Literal(layer.Rate)}, {shape})",
                 LayerKind.Flatten => $"new Flatten(\"{layer.Name}\", {layer.OutputSize})",
+                LayerKind.Conv2D => $"new Conv2D(\"{layer.Name}\", Activation.{layer.Activation}, {layer.Strides}, Padding.{layer.Padding},\n" +
+                    $"    new Parameter(\"{layer.Name}.kernel\", parameters, gradients, {Plan.View(layer, "Kernel")}Offset, {layer.KernelSize}, {layer.KernelSize}, {layer.InputShape[2]}, {layer.Channels}),\n" +
+                    (layer.UseBias ? $"    new Parameter(\"{layer.Name}.bias\", parameters, gradients, {Plan.View(layer, "Bias")}Offset, {layer.Channels})," : "    null,") + $"\n    {shape})",
+                LayerKind.MaxPooling2D => $"new MaxPooling2D(\"{layer.Name}\", {layer.KernelSize}, {layer.Strides}, Padding.{layer.Padding}, {shape})",
                 _ => $"new ActivationLayer(\"{layer.Name}\", Activation.{layer.Activation}, {shape})",
             };
             // A Functional model's inputs are graph parameters, not fields: their layer objects live only in Layers.
@@ -160,10 +168,12 @@ internal static class ModelEmitter
             w.Line($"{node.Output} = new float[{size}];");
             w.Line($"{node.Gradient} = new float[{size}];");
             if (node.IsDropout) w.Line($"{node.Mask} = new float[{size}];");
+            EmitWindowBuffers(w, node, training: true);
         }
         foreach (var node in plan.SubModels.SelectMany(sub => sub.Nodes).Where(n => n.Spec.Kind != NodeKind.Input && !n.IsDropout))
         {
             w.Line($"{node.Output} = new float[maxBatchSize * {node.Spec.Size}];");
+            EmitWindowBuffers(w, node, training: false);
         }
         if (plan.Packed)
         {
@@ -174,13 +184,37 @@ internal static class ModelEmitter
         w.Line();
         w.Line("// Keras' defaults: Glorot-uniform kernels, zero biases.");
         w.Line("var random = new SeededRandom(seed);");
-        foreach (var layer in model.Layers.Where(l => l.Kind == LayerKind.Dense))
+        foreach (var layer in model.Layers.Where(l => l.HasWeights))
         {
-            w.Line($"Initializers.GlorotUniform({Plan.View(layer, "Kernel")}, {layer.InputSize}, {layer.OutputSize}, ref random);");
+            // Keras' fans: a Dense layer's in and out; a convolution's receptive field times its in and out channels.
+            var (fanIn, fanOut) = layer.Kind == LayerKind.Conv2D
+                ? (layer.KernelSize * layer.KernelSize * layer.InputShape[2], layer.KernelSize * layer.KernelSize * layer.Channels)
+                : (layer.InputSize, layer.OutputSize);
+            w.Line($"Initializers.GlorotUniform({Plan.View(layer, "Kernel")}, {fanIn}, {fanOut}, ref random);");
         }
         if (plan.Nodes.Any(n => n.IsDropout)) w.Line("dropoutRandom = random;");
         w.Close();
         w.Line();
+    }
+
+    /// <summary>A convolution's or pooling's window geometry, and the buffer of pooling winners.</summary>
+    private static void EmitWindowFields(CodeWriter w, NodePlan node)
+    {
+        if (!(node.Is(LayerKind.Conv2D) || node.Is(LayerKind.MaxPooling2D))) return;
+        var layer = node.Layer!;
+        var input = node.Inputs[0].Spec.Shape;
+        w.Line($"private static readonly Window {node.Window} = new({input[0]}, {input[1]}, {input[2]}, {layer.KernelSize}, {layer.KernelSize}, {layer.Strides}, {layer.Strides}, Same: {(layer.Padding == Padding.Same ? "true" : "false")});");
+        if (node.Is(LayerKind.MaxPooling2D)) w.Line($"private readonly int[] {node.Winners};");
+    }
+
+    private static void EmitWindowBuffers(CodeWriter w, NodePlan node, bool training)
+    {
+        if (node.Is(LayerKind.Conv2D))
+        {
+            w.Line($"{node.Patches} = new float[maxBatchSize * {node.Window}.Positions * {node.Window}.PatchSize];");
+            if (training) w.Line($"{node.PatchGradient} = new float[maxBatchSize * {node.Window}.Positions * {node.Window}.PatchSize];");
+        }
+        if (node.Is(LayerKind.MaxPooling2D)) w.Line($"{node.Winners} = new int[maxBatchSize * {node.Spec.Size}];");
     }
 
     private static void EmitModelMembers(CodeWriter w, Plan plan)
@@ -335,6 +369,21 @@ internal static class ModelEmitter
                     w.Line($"Gemm.Multiply({inputs[0]}, {Plan.View(layer, "Kernel")}, {node.Output}, batch, {layer.InputSize}, {layer.OutputSize}, {bias}{relu});");
                     if (layer.Activation is not (Activation.Linear or Activation.Relu)) EmitActivation(w, layer.Activation, node.Output, spec);
                     break;
+                case NodeKind.Layer when node.Is(LayerKind.Conv2D):
+                {
+                    var conv = node.Layer!;
+                    w.Line($"// {node.Title}: Conv2D({conv.Channels}, {conv.KernelSize}x{conv.KernelSize}, strides {conv.Strides}, {conv.Padding.ToString().ToLowerInvariant()}, {Lower(conv.Activation)}), {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}");
+                    w.Line($"Convolution.Im2Col({inputs[0]}, {node.Patches}, {node.Window}, batch);");
+                    string convBias = conv.UseBias ? Plan.View(conv, "Bias") : "default";
+                    string convRelu = conv.Activation == Activation.Relu ? ", relu: true" : "";
+                    w.Line($"Gemm.Multiply({node.Patches}, {Plan.View(conv, "Kernel")}, {node.Output}, batch * {node.Window}.Positions, {node.Window}.PatchSize, {conv.Channels}, {convBias}{convRelu});");
+                    if (conv.Activation is not (Activation.Linear or Activation.Relu)) EmitActivation(w, conv.Activation, node.Output, spec);
+                    break;
+                }
+                case NodeKind.Layer when node.Is(LayerKind.MaxPooling2D):
+                    w.Line($"// {node.Title}: MaxPooling2D({node.Layer!.KernelSize}x{node.Layer.KernelSize}, strides {node.Layer.Strides}), {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}");
+                    w.Line($"Pooling.MaxForward({inputs[0]}, {node.Output}, {node.Winners}, {node.Window}, batch);");
+                    break;
                 case NodeKind.Layer when node.IsDropout:
                     w.Line($"// {node.Title}: Dropout({Literal(node.Layer!.Rate)}), identity at inference");
                     w.Line($"ReadOnlySpan<float> {node.InferenceName} = {inputs[0]};");
@@ -481,6 +530,32 @@ internal static class ModelEmitter
                     if (propagate) w.Line($"Gemm.MultiplyTransposedB({node.Gradient}, {Plan.View(layer, "Kernel")}, {input.Gradient}, batch, {layer.OutputSize}, {layer.InputSize}{Flag(Into(input))});");
                     break;
                 }
+                case NodeKind.Layer when node.Is(LayerKind.Conv2D):
+                {
+                    var layer = node.Layer!;
+                    var input = node.Inputs[0];
+                    bool shared = !weightsStarted.Add(layer);
+                    string accumulateWeights = shared ? ", accumulate: true" : "";
+                    string rows = $"batch * {node.Window}.Positions";
+                    w.Line($"// {node.Title}: {(layer.Activation == Activation.Linear ? "" : Lower(layer.Activation) + "', then ")}kernel{(layer.UseBias ? ", bias" : "")}{(input.NeedsGradient ? " and input (through the patches)" : "")} gradients");
+                    if (layer.Activation != Activation.Linear)
+                    {
+                        var (activationRows, columns) = Rows(spec);
+                        w.Line($"Activations.Backward(Activation.{layer.Activation}, {node.Output}, {node.Gradient}, {activationRows}, {columns});");
+                    }
+                    w.Line($"Gemm.MultiplyTransposedA({node.Patches}, {node.Gradient}, {Plan.View(layer, "Kernel")}Gradient, {node.Window}.PatchSize, {rows}, {layer.Channels}{accumulateWeights});");
+                    if (layer.UseBias) w.Line($"Reductions.SumRows({node.Gradient}, {Plan.View(layer, "Bias")}Gradient, {rows}, {layer.Channels}{accumulateWeights});");
+                    if (input.NeedsGradient)
+                    {
+                        w.Line($"Gemm.MultiplyTransposedB({node.Gradient}, {Plan.View(layer, "Kernel")}, {node.PatchGradient}, {rows}, {layer.Channels}, {node.Window}.PatchSize);");
+                        w.Line($"Convolution.Col2Im({node.PatchGradient}, {input.Gradient}, {node.Window}, batch, accumulate: {Into(input)});");
+                    }
+                    break;
+                }
+                case NodeKind.Layer when node.Is(LayerKind.MaxPooling2D):
+                    w.Line($"// {node.Title}: MaxPooling2D sends each gradient to its window's maximum");
+                    w.Line($"Pooling.MaxBackward({node.Gradient}, {node.Winners}, {node.Inputs[0].Gradient}, {node.Window}, batch, accumulate: {Into(node.Inputs[0])});");
+                    break;
                 case NodeKind.Layer when node.Layer!.Kind == LayerKind.Flatten:
                     w.Line($"// {node.Title}: Flatten passes the gradient back unchanged");
                     w.Line($"Merges.Pass({node.Gradient}, {node.Inputs[0].Gradient}, batch * {size}, accumulate: {Into(node.Inputs[0])});");
@@ -587,7 +662,7 @@ internal static class ModelEmitter
         {
             Model = model;
             int offset = 0;
-            foreach (var layer in model.Layers.Where(l => l.Kind == LayerKind.Dense))
+            foreach (var layer in model.Layers.Where(l => l.HasWeights))
             {
                 Tensors.Add(new Tensor(View(layer, "Kernel"), offset, layer.KernelLength));
                 offset += layer.KernelLength;
@@ -687,7 +762,12 @@ internal static class ModelEmitter
         public List<NodePlan> Inputs { get; }
         /// <summary>Whether anything up to and including this tensor has weights, so its gradient is worth computing.</summary>
         public bool NeedsGradient { get; }
-        public bool IsDropout => Spec.Kind == NodeKind.Layer && Layer!.Kind == LayerKind.Dropout;
+        public bool IsDropout => Is(LayerKind.Dropout);
+        public bool Is(LayerKind kind) => Spec.Kind == NodeKind.Layer && Layer!.Kind == kind;
+        public string Patches => Stem + "Patches";
+        public string PatchGradient => Stem + "PatchGradient";
+        public string Winners => Stem + "Winners";
+        public string Window => Stem + "Window";
         public string Title => Spec.Name;
         private string Stem => prefix.Length == 0 ? Spec.Name : prefix + char.ToUpperInvariant(Spec.Name[0]) + Spec.Name.Substring(1);
         public string Output => Stem + "Output";

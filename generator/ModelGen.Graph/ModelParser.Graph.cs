@@ -333,7 +333,8 @@ internal static partial class ModelParser
             {
                 // A shared layer: every use has the weights, so every use needs the first use's input shape.
                 layer = graph.Layers[index];
-                if (field.Kind == LayerKind.Dense && inputNode.Size != layer.InputSize)
+                if ((field.Kind == LayerKind.Dense && inputNode.Size != layer.InputSize) ||
+                    (field.Kind == LayerKind.Conv2D && !inputNode.Shape.Equals(layer.InputShape)))
                 {
                     context.Report(Diagnostics.IncompatibleShapes, location,
                         $"Layer '{field.Name}' is shared: its first use takes {ShapeText(new[] { layer.InputSize })}, but here it is applied to {ShapeText(inputNode.Shape)} from '{argument}'; a shared layer takes one input shape");
@@ -353,7 +354,9 @@ internal static partial class ModelParser
                 index = graph.Layers.Count - 1;
                 layerOfField[field.Name] = index;
             }
-            var shape = field.Kind is LayerKind.Dense or LayerKind.Flatten ? layer.OutputShape : inputNode.Shape;
+            var shape = field.Kind is LayerKind.Dense or LayerKind.Flatten or LayerKind.Conv2D ? layer.OutputShape
+                : field.Kind == LayerKind.MaxPooling2D ? Infer(field, inputNode.Shape.Items, argument.ToString(), location, context).OutputShape
+                : inputNode.Shape;
             return Remember(graph.Add(new NodeSpec(Unique(field.Name), NodeKind.Layer, ImmutableArray.Create(input), shape, Layer: index)), location);
         }
 

@@ -33,10 +33,13 @@ internal static partial class ModelParser
         ["ModelGen.DropoutAttribute"] = (LayerKind.Dropout, "Dropout", "ModelGen.Dropout"),
         ["ModelGen.ActivationAttribute"] = (LayerKind.Activation, "Activation", "ModelGen.ActivationLayer"),
         ["ModelGen.FlattenAttribute"] = (LayerKind.Flatten, "Flatten", "ModelGen.Flatten"),
+        ["ModelGen.Conv2DAttribute"] = (LayerKind.Conv2D, "Conv2D", "ModelGen.Conv2D"),
+        ["ModelGen.MaxPooling2DAttribute"] = (LayerKind.MaxPooling2D, "MaxPooling2D", "ModelGen.MaxPooling2D"),
     };
 
     /// <summary>A layer field's declaration, validated, before shapes are known.</summary>
-    private sealed record LayerField(IFieldSymbol Field, LayerKind Kind, ImmutableArray<int> Shape, int Units, Activation Activation, bool UseBias, double Rate)
+    private sealed record LayerField(IFieldSymbol Field, LayerKind Kind, ImmutableArray<int> Shape, int Units, Activation Activation, bool UseBias, double Rate,
+        int KernelSize = 0, int Strides = 1, Padding Padding = Padding.Valid)
     {
         public string Name => Field.Name;
     }
@@ -221,7 +224,7 @@ internal static partial class ModelParser
                 if (attributes.Count == 0)
                 {
                     context.Report(Diagnostics.UnsupportedMember, FieldLocation(field), field.Name, type.Name,
-                        "instance fields of a model are its layers and need a layer attribute ([Input], [Dense], [Dropout], [Activation] or [Flatten])");
+                        "instance fields of a model are its layers and need a layer attribute ([Input], [Dense], [Conv2D], [MaxPooling2D], [Flatten], [Dropout] or [Activation])");
                     continue;
                 }
                 if (attributes.Count > 1)
@@ -266,6 +269,25 @@ internal static partial class ModelParser
                 return new LayerField(field, kind, default, Math.Max(units, 1), (Activation)activation, useBias, 0);
             case LayerKind.Flatten:
                 return new LayerField(field, kind, default, 0, Activation.Linear, true, 0);
+            case LayerKind.Conv2D:
+            {
+                int filters = arguments.Length > 0 && arguments[0].Value is int f0 ? f0 : 0;
+                int size = arguments.Length > 1 && arguments[1].Value is int k0 ? k0 : 0;
+                int convActivation = arguments.Length > 2 && arguments[2].Value is int a0 ? a0 : 0;
+                if (filters <= 0) context.Report(Diagnostics.InvalidLayerConfiguration, ArgumentLocation(attribute, 0, field), field.Name, context.Model, $"Conv2D needs a positive number of filters, not {filters}");
+                if (size <= 0) context.Report(Diagnostics.InvalidLayerConfiguration, ArgumentLocation(attribute, 1, field), field.Name, context.Model, $"Conv2D needs a positive kernel size, not {size}");
+                if (!Enum.IsDefined(typeof(Activation), convActivation)) context.Report(Diagnostics.InvalidLayerConfiguration, ArgumentLocation(attribute, 2, field), field.Name, context.Model, $"({convActivation}) is not an Activation");
+                var (strides, padding) = ReadWindowOptions(attribute, field, defaultStrides: 1, context);
+                bool bias = !attribute.NamedArguments.Any(n => n.Key == "UseBias" && n.Value.Value is false);
+                return new LayerField(field, kind, default, Math.Max(filters, 1), (Activation)convActivation, bias, 0, Math.Max(size, 1), strides, padding);
+            }
+            case LayerKind.MaxPooling2D:
+            {
+                int pool = arguments.Length > 0 && arguments[0].Value is int p0 ? p0 : 2;
+                if (pool <= 0) context.Report(Diagnostics.InvalidLayerConfiguration, ArgumentLocation(attribute, 0, field), field.Name, context.Model, $"the pool size must be positive, not {pool}");
+                var (strides, padding) = ReadWindowOptions(attribute, field, defaultStrides: Math.Max(pool, 1), context);
+                return new LayerField(field, kind, default, 0, Activation.Linear, true, 0, Math.Max(pool, 1), strides, padding);
+            }
             case LayerKind.Dropout:
                 double rate = arguments.Length > 0 && arguments[0].Value is double r ? r : double.NaN;
                 if (!(rate >= 0 && rate < 1)) context.Report(Diagnostics.InvalidLayerConfiguration, ArgumentLocation(attribute, 0, field), field.Name, context.Model, $"the dropout rate must be in [0, 1), not {rate}");
@@ -275,6 +297,16 @@ internal static partial class ModelParser
                 if (!Enum.IsDefined(typeof(Activation), function)) context.Report(Diagnostics.InvalidLayerConfiguration, ArgumentLocation(attribute, 0, field), field.Name, context.Model, $"({function}) is not an Activation");
                 return new LayerField(field, kind, default, 0, (Activation)function, true, 0);
         }
+    }
+
+    /// <summary>Strides (0 or absent: the default) and Padding of a convolution or pooling attribute.</summary>
+    private static (int Strides, Padding Padding) ReadWindowOptions(AttributeData attribute, IFieldSymbol field, int defaultStrides, Context context)
+    {
+        int strides = attribute.NamedArguments.FirstOrDefault(n => n.Key == "Strides").Value.Value is int s && s != 0 ? s : defaultStrides;
+        int padding = attribute.NamedArguments.FirstOrDefault(n => n.Key == "Padding").Value.Value is int p ? p : 0;
+        if (strides < 0) context.Report(Diagnostics.InvalidLayerConfiguration, NamedArgumentLocation(attribute, "Strides"), field.Name, context.Model, $"strides must be positive, not {strides}");
+        if (!Enum.IsDefined(typeof(Padding), padding)) context.Report(Diagnostics.InvalidLayerConfiguration, NamedArgumentLocation(attribute, "Padding"), field.Name, context.Model, $"({padding}) is not a Padding");
+        return (Math.Max(strides, 1), (Padding)padding);
     }
 
     /// <summary>Reads an [Input(...)] or [Shape(...)] attribute: a non-empty list of positive dimensions.</summary>
@@ -313,6 +345,29 @@ internal static partial class ModelParser
                 return new LayerSpec(field.Name, field.Kind, input, inputSize, Rate: field.Rate);
             case LayerKind.Flatten:
                 return new LayerSpec(field.Name, field.Kind, ImmutableArray.Create(inputSize), inputSize);
+            case LayerKind.Conv2D:
+            case LayerKind.MaxPooling2D:
+            {
+                string type = field.Kind == LayerKind.Conv2D ? "Conv2D" : "MaxPooling2D";
+                if (input.Length != 3)
+                {
+                    context.Report(Diagnostics.IncompatibleInputShape, location, field.Name, type, ShapeText(input), inputName, "an image of shape (None, height, width, channels)");
+                    return new LayerSpec(field.Name, field.Kind, ImmutableArray.Create(1, 1, Math.Max(field.Units, 1)), inputSize, field.Activation, field.UseBias,
+                        InputShape: ImmutableArray.Create(1, 1, 1), KernelSize: field.KernelSize, Strides: field.Strides, Padding: field.Padding);
+                }
+                bool same = field.Padding == Padding.Same;
+                int Out(int size) => same ? (size + field.Strides - 1) / field.Strides : (size - field.KernelSize) / field.Strides + 1;
+                int height = Out(input[0]), width = Out(input[1]);
+                if (height <= 0 || width <= 0 || (!same && (input[0] < field.KernelSize || input[1] < field.KernelSize)))
+                {
+                    context.Report(Diagnostics.IncompatibleInputShape, location, field.Name, type, ShapeText(input), inputName,
+                        $"an image of at least {field.KernelSize}x{field.KernelSize} for a {field.KernelSize}x{field.KernelSize} window with 'valid' padding");
+                    height = width = 1;
+                }
+                int channels = field.Kind == LayerKind.Conv2D ? field.Units : input[2];
+                return new LayerSpec(field.Name, field.Kind, ImmutableArray.Create(height, width, channels), inputSize, field.Activation, field.UseBias,
+                    InputShape: input, KernelSize: field.KernelSize, Strides: field.Strides, Padding: field.Padding);
+            }
             default:
                 return new LayerSpec(field.Name, field.Kind, input, inputSize, field.Activation);
         }

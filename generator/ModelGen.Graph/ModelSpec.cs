@@ -2,7 +2,7 @@ using System.Linq;
 
 namespace ModelGen.Graph;
 
-internal enum LayerKind { Input, Dense, Dropout, Activation, Flatten }
+internal enum LayerKind { Input, Dense, Dropout, Activation, Flatten, Conv2D, MaxPooling2D }
 
 /// <summary>
 /// A layer: one field of the model class (or one input of a graph method), with its configuration and,
@@ -19,12 +19,24 @@ internal sealed record LayerSpec(
     int InputSize,
     Activation Activation = Activation.Linear,
     bool UseBias = true,
-    double Rate = 0)
+    double Rate = 0,
+    EquatableArray<int> InputShape = default,
+    int KernelSize = 0,
+    int Strides = 1,
+    Padding Padding = Padding.Valid)
 {
     /// <summary>Floats per sample in this layer's output.</summary>
     public int OutputSize => OutputShape.Items.Aggregate(1, (a, b) => a * b);
-    public int KernelLength => Kind == LayerKind.Dense ? InputSize * OutputSize : 0;
-    public int BiasLength => Kind == LayerKind.Dense && UseBias ? OutputSize : 0;
+    /// <summary>Conv2D: filters; Dense: units.</summary>
+    public int Channels => OutputShape[OutputShape.Count - 1];
+    public bool HasWeights => Kind is LayerKind.Dense or LayerKind.Conv2D;
+    public int KernelLength => Kind switch
+    {
+        LayerKind.Dense => InputSize * OutputSize,
+        LayerKind.Conv2D => KernelSize * KernelSize * InputShape[2] * Channels,
+        _ => 0,
+    };
+    public int BiasLength => HasWeights && UseBias ? Channels : 0;
     public int ParameterCount => KernelLength + BiasLength;
 
     /// <summary>The Keras class name shown in summaries.</summary>
@@ -34,6 +46,8 @@ internal sealed record LayerSpec(
         LayerKind.Dense => "Dense",
         LayerKind.Dropout => "Dropout",
         LayerKind.Flatten => "Flatten",
+        LayerKind.Conv2D => "Conv2D",
+        LayerKind.MaxPooling2D => "MaxPooling2D",
         _ => "Activation",
     };
 }

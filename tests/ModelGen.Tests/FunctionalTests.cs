@@ -11,6 +11,9 @@ public class FunctionalTests
         Assert.Equal(3_457, BinaryFunctional.ParameterCount);
         Assert.Equal(3_457, BinarySequential.ParameterCount);
         Assert.Equal(476_720, Autoencoder.ParameterCount);
+        Assert.Equal(225_034, SmallCnn.ParameterCount);
+        Assert.Equal(new[] { 5, 5, 64 }, new SmallCnn().pool2.OutputShape);
+        Assert.Contains("│ conv1 (Conv2D)                       │ (None, 26, 26, 32)          │             320 │", new SmallCnn().Summary());
     }
 
     [Fact]

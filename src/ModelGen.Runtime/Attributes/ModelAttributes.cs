@@ -86,6 +86,39 @@ public sealed class ActivationAttribute : Attribute
     public Activation Activation { get; }
 }
 
+/// <summary>
+/// A 2-D convolution over channels-last images, as Keras' Conv2D: kernel (kernelSize, kernelSize, in, filters),
+/// Glorot-uniform initialised, zero bias.
+/// </summary>
+[AttributeUsage(AttributeTargets.Field, Inherited = false)]
+public sealed class Conv2DAttribute : Attribute
+{
+    public Conv2DAttribute(int filters, int kernelSize, Activation activation = Activation.Linear)
+    {
+        Filters = filters;
+        KernelSize = kernelSize;
+        Activation = activation;
+    }
+
+    public int Filters { get; }
+    public int KernelSize { get; }
+    public Activation Activation { get; }
+    public int Strides { get; set; } = 1;
+    public Padding Padding { get; set; } = Padding.Valid;
+    public bool UseBias { get; set; } = true;
+}
+
+/// <summary>Max pooling over channels-last images, as Keras' MaxPooling2D (strides default to the pool size).</summary>
+[AttributeUsage(AttributeTargets.Field, Inherited = false)]
+public sealed class MaxPooling2DAttribute : Attribute
+{
+    public MaxPooling2DAttribute(int poolSize = 2) => PoolSize = poolSize;
+    public int PoolSize { get; }
+    /// <summary>0 means the pool size, as in Keras.</summary>
+    public int Strides { get; set; }
+    public Padding Padding { get; set; } = Padding.Valid;
+}
+
 /// <summary>Flattens each sample to one dimension in H, W, C order, as Keras' Flatten (channels-last).</summary>
 [AttributeUsage(AttributeTargets.Field, Inherited = false)]
 public sealed class FlattenAttribute : Attribute { }

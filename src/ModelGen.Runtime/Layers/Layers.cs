@@ -103,3 +103,43 @@ public sealed class Flatten : Layer
 {
     public Flatten(string name, int size) : base(name, new[] { size }) { }
 }
+
+/// <summary>A 2-D convolution: kernel (kh, kw, in, filters), bias (filters).</summary>
+public sealed class Conv2D : Layer
+{
+    private readonly Parameter[] parameters;
+
+    public Conv2D(string name, Activation activation, int strides, Padding padding, Parameter kernel, Parameter? bias, params int[] outputShape)
+        : base(name, outputShape)
+    {
+        Activation = activation;
+        Strides = strides;
+        Padding = padding;
+        Kernel = kernel;
+        Bias = bias;
+        parameters = bias is null ? new[] { kernel } : new[] { kernel, bias };
+    }
+
+    public Activation Activation { get; }
+    public int Strides { get; }
+    public Padding Padding { get; }
+    public Parameter Kernel { get; }
+    public Parameter? Bias { get; }
+    public int Filters => Kernel.Shape[3];
+    public override IReadOnlyList<Parameter> Parameters => parameters;
+}
+
+/// <summary>Max pooling over windows of each channel.</summary>
+public sealed class MaxPooling2D : Layer
+{
+    public MaxPooling2D(string name, int poolSize, int strides, Padding padding, params int[] outputShape) : base(name, outputShape)
+    {
+        PoolSize = poolSize;
+        Strides = strides;
+        Padding = padding;
+    }
+
+    public int PoolSize { get; }
+    public int Strides { get; }
+    public Padding Padding { get; }
+}

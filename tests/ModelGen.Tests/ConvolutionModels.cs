@@ -25,3 +25,15 @@ public partial class TinyCnn
     [Flatten] public Flatten flatten;
     [Dense(3, Activation.Softmax)] public Dense classes;
 }
+
+/// <summary>The parity CNN of tests/fixtures/make_parity_fixtures.py: 'same' and strided 'valid' convolutions and max pooling.</summary>
+[Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
+public partial class CnnParity
+{
+    [Input(9, 9, 2)] public Input image;
+    [Conv2D(4, 3, Activation.Relu, Padding = Padding.Same)] public Conv2D conv1;
+    [Conv2D(3, 3, Activation.Tanh, Strides = 2)] public Conv2D conv2;
+    [MaxPooling2D(2)] public MaxPooling2D pool;
+    [Flatten] public Flatten flatten;
+    [Dense(5, Activation.Softmax)] public Dense head;
+}

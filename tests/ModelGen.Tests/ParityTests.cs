@@ -9,7 +9,7 @@ namespace ModelGen.Tests;
 /// </summary>
 public class ParityTests
 {
-    public static TheoryData<string> Models() => new() { nameof(ParityClassifier), nameof(ParityOneHot), nameof(ParityRegressor), nameof(ParityBinary), nameof(ResidualMlp), nameof(Siamese) };
+    public static TheoryData<string> Models() => new() { nameof(ParityClassifier), nameof(ParityOneHot), nameof(ParityRegressor), nameof(ParityBinary), nameof(ResidualMlp), nameof(Siamese), nameof(CnnParity) };
 
     private static IModel Create(string name, int batch) => name switch
     {
@@ -18,6 +18,7 @@ public class ParityTests
         nameof(ParityRegressor) => new ParityRegressor(batch),
         nameof(ResidualMlp) => new ResidualMlp(batch),
         nameof(Siamese) => new Siamese(batch),
+        nameof(CnnParity) => new CnnParity(batch),
         _ => new ParityBinary(batch),
     };
 

@@ -189,3 +189,26 @@ public class DiagnosticTests
         return directory.FullName;
     }
 }
+
+public class ConvolutionDiagnosticTests
+{
+    [Fact]
+    public void Convolution_diagnostics_point_at_the_layer_or_argument()
+    {
+        AnalyzerHarness.Verify("""
+            using ModelGen;
+            [Sequential] partial class Flat { [Input(64)] Input x; [Conv2D(8, 3)] Conv2D {|MG0007:conv|}; [Flatten] Flatten f; [Dense(2)] Dense d; }
+            [Sequential] partial class Small { [Input(2, 2, 1)] Input x; [Conv2D(8, 3)] Conv2D {|MG0007:conv|}; [Flatten] Flatten f; [Dense(2)] Dense d; }
+            [Sequential] partial class Bad { [Input(8, 8, 1)] Input x; [Conv2D({|MG0003:0|}, {|MG0003:-1|})] Conv2D conv; [MaxPooling2D({|MG0003:0|})] MaxPooling2D pool; [Flatten] Flatten f; [Dense(2)] Dense d; }
+            """);
+    }
+
+    [Fact]
+    public void Same_padding_keeps_a_small_image_valid()
+    {
+        Assert.Empty(AnalyzerHarness.Analyze("""
+            using ModelGen;
+            [Sequential] partial class Small { [Input(2, 2, 1)] Input x; [Conv2D(8, 3, Padding = Padding.Same)] Conv2D conv; [MaxPooling2D(2, Padding = Padding.Same)] MaxPooling2D pool; [Flatten] Flatten f; [Dense(2)] Dense d; }
+            """));
+    }
+}

@@ -87,3 +87,17 @@ public partial class ResidualMlp
     [Graph]
     Tensor Forward([Shape(64)] Tensor x) => head.Apply(Ops.Relu(Ops.Add(d2.Apply(d1.Apply(x)), x)));
 }
+
+/// <summary>The seed's small CNN (the peer's "cnn"): 225,034 parameters.</summary>
+[Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
+public partial class SmallCnn
+{
+    [Input(28, 28, 1)] Input image;
+    [Conv2D(32, 3, Activation.Relu)] Conv2D conv1;
+    [MaxPooling2D(2)] MaxPooling2D pool1;
+    [Conv2D(64, 3, Activation.Relu)] Conv2D conv2;
+    [MaxPooling2D(2)] MaxPooling2D pool2;
+    [Flatten] Flatten flatten;
+    [Dense(128, Activation.Relu)] Dense hidden;
+    [Dense(10, Activation.Softmax)] Dense digits;
+}

@@ -43,6 +43,19 @@ public static class PeerHarness
             var optimizer = new Adam(1e-3f);
             results["residual train step b128"] = Time(() => model.TrainStep(x, y, optimizer));
         }
+        {
+            var model = new SmallCnn(maxBatchSize: 1, seed: 0);
+            var x = Enumerable.Range(0, 784).Select(_ => random.NextFloat()).ToArray();
+            var y = new float[10];
+            results["cnn predict b1"] = Time(() => model.Predict(x, y));
+        }
+        {
+            var model = new SmallCnn(maxBatchSize: 64, seed: 0);
+            var x = Enumerable.Range(0, 64 * 784).Select(_ => random.NextFloat()).ToArray();
+            var y = Enumerable.Range(0, 64).Select(i => (float)(i % 10)).ToArray();
+            var optimizer = new Adam(1e-3f);
+            results["cnn train step b64"] = Time(() => model.TrainStep(x, y, optimizer));
+        }
         foreach (var (m, n, k) in new[] { (128, 256, 784), (128, 128, 256), (128, 10, 128), (1, 256, 784), (2048, 2048, 2048) })
         {
             var a = Enumerable.Range(0, m * k).Select(_ => random.NextFloat()).ToArray();

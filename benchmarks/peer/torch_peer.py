@@ -98,6 +98,31 @@ def worker(threads):
         opt.step()
     results["residual train step b128"] = timed(residual_step)
 
+    # The seed's small CNN: Conv 32 3x3 relu -> MaxPool 2 -> Conv 64 3x3 relu -> MaxPool 2 -> Dense 128 relu -> Dense 10.
+    def cnn():
+        return nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Flatten(), nn.Linear(64 * 5 * 5, 128), nn.ReLU(), nn.Linear(128, 10))
+    best = float("inf")
+    for layout in (torch.contiguous_format, torch.channels_last):
+        model = cnn().eval().to(memory_format=layout)
+        x = torch.rand(1, 1, 28, 28).to(memory_format=layout)
+        with torch.no_grad():
+            frozen = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(model, x)))
+            best = min(best, timed(lambda: torch.softmax(model(x), -1)), timed(lambda: torch.softmax(frozen(x), -1)))
+    results["cnn predict b1"] = best
+    best = float("inf")
+    for layout in (torch.contiguous_format, torch.channels_last):
+        model = cnn().train().to(memory_format=layout)
+        x, y = torch.rand(64, 1, 28, 28).to(memory_format=layout), torch.randint(0, 10, (64,))
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7, foreach=True)
+
+        def cnn_step():
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+        best = min(best, timed(cnn_step, repeats=11))
+    results["cnn train step b64"] = best
+
     for shape in ((128, 256, 784), (128, 128, 256), (128, 10, 128), (1, 256, 784), (2048, 2048, 2048)):
         m, n, k = shape
         a, b = torch.rand(m, k), torch.rand(k, n)

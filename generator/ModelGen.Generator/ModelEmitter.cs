@@ -148,6 +148,9 @@ internal static class ModelEmitter
                     $"    new Parameter(\"{layer.Name}.kernel\", parameters, gradients, {Plan.View(layer, "Kernel")}Offset, {layer.KernelSize}, {layer.KernelSize}, {layer.InputShape[2]}, {layer.Channels}),\n" +
                     (layer.UseBias ? $"    new Parameter(\"{layer.Name}.bias\", parameters, gradients, {Plan.View(layer, "Bias")}Offset, {layer.Channels})," : "    null,") + $"\n    {shape})",
                 LayerKind.MaxPooling2D => $"new MaxPooling2D(\"{layer.Name}\", {layer.KernelSize}, {layer.Strides}, Padding.{layer.Padding}, {shape})",
+                LayerKind.AveragePooling2D => $"new AveragePooling2D(\"{layer.Name}\", {layer.KernelSize}, {layer.Strides}, Padding.{layer.Padding}, {shape})",
+                LayerKind.GlobalAveragePooling2D => $"new GlobalAveragePooling2D(\"{layer.Name}\", {layer.OutputSize})",
+                LayerKind.GlobalMaxPooling2D => $"new GlobalMaxPooling2D(\"{layer.Name}\", {layer.OutputSize})",
                 _ => $"new ActivationLayer(\"{layer.Name}\", Activation.{layer.Activation}, {shape})",
             };
             // A Functional model's inputs are graph parameters, not fields: their layer objects live only in Layers.
@@ -200,11 +203,13 @@ internal static class ModelEmitter
     /// <summary>A convolution's or pooling's window geometry, and the buffer of pooling winners.</summary>
     private static void EmitWindowFields(CodeWriter w, NodePlan node)
     {
-        if (!(node.Is(LayerKind.Conv2D) || node.Is(LayerKind.MaxPooling2D))) return;
+        if (node.Spec.Kind != NodeKind.Layer || !node.Layer!.IsWindowed) return;
         var layer = node.Layer!;
         var input = node.Inputs[0].Spec.Shape;
-        w.Line($"private static readonly Window {node.Window} = new({input[0]}, {input[1]}, {input[2]}, {layer.KernelSize}, {layer.KernelSize}, {layer.Strides}, {layer.Strides}, Same: {(layer.Padding == Padding.Same ? "true" : "false")});");
-        if (node.Is(LayerKind.MaxPooling2D)) w.Line($"private readonly int[] {node.Winners};");
+        // A global pooling is a pooling whose one window is the whole image.
+        var (kernelHeight, kernelWidth, strides) = layer.IsGlobal ? (input[0], input[1], 1) : (layer.KernelSize, layer.KernelSize, layer.Strides);
+        w.Line($"private static readonly Window {node.Window} = new({input[0]}, {input[1]}, {input[2]}, {kernelHeight}, {kernelWidth}, {strides}, {strides}, Same: {(layer.Padding == Padding.Same ? "true" : "false")});");
+        if (node.UsesWinners) w.Line($"private readonly int[] {node.Winners};");
     }
 
     private static void EmitWindowBuffers(CodeWriter w, NodePlan node, bool training)
@@ -214,7 +219,7 @@ internal static class ModelEmitter
             w.Line($"{node.Patches} = new float[maxBatchSize * {node.Window}.Positions * {node.Window}.PatchSize];");
             if (training) w.Line($"{node.PatchGradient} = new float[maxBatchSize * {node.Window}.Positions * {node.Window}.PatchSize];");
         }
-        if (node.Is(LayerKind.MaxPooling2D)) w.Line($"{node.Winners} = new int[maxBatchSize * {node.Spec.Size}];");
+        if (node.UsesWinners) w.Line($"{node.Winners} = new int[maxBatchSize * {node.Spec.Size}];");
     }
 
     private static void EmitModelMembers(CodeWriter w, Plan plan)
@@ -380,9 +385,11 @@ internal static class ModelEmitter
                     if (conv.Activation is not (Activation.Linear or Activation.Relu)) EmitActivation(w, conv.Activation, node.Output, spec);
                     break;
                 }
-                case NodeKind.Layer when node.Is(LayerKind.MaxPooling2D):
-                    w.Line($"// {node.Title}: MaxPooling2D({node.Layer!.KernelSize}x{node.Layer.KernelSize}, strides {node.Layer.Strides}), {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}");
-                    w.Line($"Pooling.MaxForward({inputs[0]}, {node.Output}, {node.Winners}, {node.Window}, batch);");
+                case NodeKind.Layer when node.Layer!.IsWindowed && node.Layer.Kind != LayerKind.Conv2D:
+                    w.Line($"// {node.Title}: {node.Layer.TypeName}{(node.Layer.IsGlobal ? "" : $"({node.Layer.KernelSize}x{node.Layer.KernelSize}, strides {node.Layer.Strides})")}, {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}");
+                    w.Line(node.UsesWinners
+                        ? $"Pooling.MaxForward({inputs[0]}, {node.Output}, {node.Winners}, {node.Window}, batch);"
+                        : $"Pooling.AverageForward({inputs[0]}, {node.Output}, {node.Window}, batch);");
                     break;
                 case NodeKind.Layer when node.IsDropout:
                     w.Line($"// {node.Title}: Dropout({Literal(node.Layer!.Rate)}), identity at inference");
@@ -552,9 +559,17 @@ internal static class ModelEmitter
                     }
                     break;
                 }
-                case NodeKind.Layer when node.Is(LayerKind.MaxPooling2D):
-                    w.Line($"// {node.Title}: MaxPooling2D sends each gradient to its window's maximum");
-                    w.Line($"Pooling.MaxBackward({node.Gradient}, {node.Winners}, {node.Inputs[0].Gradient}, {node.Window}, batch, accumulate: {Into(node.Inputs[0])});");
+                case NodeKind.Layer when node.Layer!.IsWindowed && node.Layer.Kind != LayerKind.Conv2D:
+                    if (node.UsesWinners)
+                    {
+                        w.Line($"// {node.Title}: {node.Layer.TypeName} sends each gradient to its window's maximum");
+                        w.Line($"Pooling.MaxBackward({node.Gradient}, {node.Winners}, {node.Inputs[0].Gradient}, {node.Window}, batch, accumulate: {Into(node.Inputs[0])});");
+                    }
+                    else
+                    {
+                        w.Line($"// {node.Title}: {node.Layer.TypeName} shares each gradient among the pixels it averaged");
+                        w.Line($"Pooling.AverageBackward({node.Gradient}, {node.Inputs[0].Gradient}, {node.Window}, batch, accumulate: {Into(node.Inputs[0])});");
+                    }
                     break;
                 case NodeKind.Layer when node.Layer!.Kind == LayerKind.Flatten:
                     w.Line($"// {node.Title}: Flatten passes the gradient back unchanged");
@@ -764,6 +779,8 @@ internal static class ModelEmitter
         public bool NeedsGradient { get; }
         public bool IsDropout => Is(LayerKind.Dropout);
         public bool Is(LayerKind kind) => Spec.Kind == NodeKind.Layer && Layer!.Kind == kind;
+        /// <summary>Max poolings remember each maximum's position for the backward pass.</summary>
+        public bool UsesWinners => Is(LayerKind.MaxPooling2D) || Is(LayerKind.GlobalMaxPooling2D);
         public string Patches => Stem + "Patches";
         public string PatchGradient => Stem + "PatchGradient";
         public string Winners => Stem + "Winners";

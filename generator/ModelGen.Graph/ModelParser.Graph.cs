@@ -355,7 +355,8 @@ internal static partial class ModelParser
                 layerOfField[field.Name] = index;
             }
             var shape = field.Kind is LayerKind.Dense or LayerKind.Flatten or LayerKind.Conv2D ? layer.OutputShape
-                : field.Kind == LayerKind.MaxPooling2D ? Infer(field, inputNode.Shape.Items, argument.ToString(), location, context).OutputShape
+                : field.Kind is LayerKind.MaxPooling2D or LayerKind.AveragePooling2D or LayerKind.GlobalAveragePooling2D or LayerKind.GlobalMaxPooling2D
+                    ? Infer(field, inputNode.Shape.Items, argument.ToString(), location, context).OutputShape
                 : inputNode.Shape;
             return Remember(graph.Add(new NodeSpec(Unique(field.Name), NodeKind.Layer, ImmutableArray.Create(input), shape, Layer: index)), location);
         }

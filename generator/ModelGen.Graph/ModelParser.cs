@@ -35,6 +35,9 @@ internal static partial class ModelParser
         ["ModelGen.FlattenAttribute"] = (LayerKind.Flatten, "Flatten", "ModelGen.Flatten"),
         ["ModelGen.Conv2DAttribute"] = (LayerKind.Conv2D, "Conv2D", "ModelGen.Conv2D"),
         ["ModelGen.MaxPooling2DAttribute"] = (LayerKind.MaxPooling2D, "MaxPooling2D", "ModelGen.MaxPooling2D"),
+        ["ModelGen.AveragePooling2DAttribute"] = (LayerKind.AveragePooling2D, "AveragePooling2D", "ModelGen.AveragePooling2D"),
+        ["ModelGen.GlobalAveragePooling2DAttribute"] = (LayerKind.GlobalAveragePooling2D, "GlobalAveragePooling2D", "ModelGen.GlobalAveragePooling2D"),
+        ["ModelGen.GlobalMaxPooling2DAttribute"] = (LayerKind.GlobalMaxPooling2D, "GlobalMaxPooling2D", "ModelGen.GlobalMaxPooling2D"),
     };
 
     /// <summary>A layer field's declaration, validated, before shapes are known.</summary>
@@ -281,7 +284,11 @@ internal static partial class ModelParser
                 bool bias = !attribute.NamedArguments.Any(n => n.Key == "UseBias" && n.Value.Value is false);
                 return new LayerField(field, kind, default, Math.Max(filters, 1), (Activation)convActivation, bias, 0, Math.Max(size, 1), strides, padding);
             }
+            case LayerKind.GlobalAveragePooling2D:
+            case LayerKind.GlobalMaxPooling2D:
+                return new LayerField(field, kind, default, 0, Activation.Linear, true, 0);
             case LayerKind.MaxPooling2D:
+            case LayerKind.AveragePooling2D:
             {
                 int pool = arguments.Length > 0 && arguments[0].Value is int p0 ? p0 : 2;
                 if (pool <= 0) context.Report(Diagnostics.InvalidLayerConfiguration, ArgumentLocation(attribute, 0, field), field.Name, context.Model, $"the pool size must be positive, not {pool}");
@@ -345,10 +352,19 @@ internal static partial class ModelParser
                 return new LayerSpec(field.Name, field.Kind, input, inputSize, Rate: field.Rate);
             case LayerKind.Flatten:
                 return new LayerSpec(field.Name, field.Kind, ImmutableArray.Create(inputSize), inputSize);
+            case LayerKind.GlobalAveragePooling2D:
+            case LayerKind.GlobalMaxPooling2D:
+                if (input.Length != 3)
+                {
+                    context.Report(Diagnostics.IncompatibleInputShape, location, field.Name, field.Kind.ToString(), ShapeText(input), inputName, "an image of shape (None, height, width, channels)");
+                    return new LayerSpec(field.Name, field.Kind, ImmutableArray.Create(1), inputSize, InputShape: ImmutableArray.Create(1, 1, 1));
+                }
+                return new LayerSpec(field.Name, field.Kind, ImmutableArray.Create(input[2]), inputSize, InputShape: input);
             case LayerKind.Conv2D:
             case LayerKind.MaxPooling2D:
+            case LayerKind.AveragePooling2D:
             {
-                string type = field.Kind == LayerKind.Conv2D ? "Conv2D" : "MaxPooling2D";
+                string type = field.Kind.ToString();
                 if (input.Length != 3)
                 {
                     context.Report(Diagnostics.IncompatibleInputShape, location, field.Name, type, ShapeText(input), inputName, "an image of shape (None, height, width, channels)");

@@ -2,7 +2,7 @@ using System.Linq;
 
 namespace ModelGen.Graph;
 
-internal enum LayerKind { Input, Dense, Dropout, Activation, Flatten, Conv2D, MaxPooling2D }
+internal enum LayerKind { Input, Dense, Dropout, Activation, Flatten, Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D }
 
 /// <summary>
 /// A layer: one field of the model class (or one input of a graph method), with its configuration and,
@@ -30,6 +30,9 @@ internal sealed record LayerSpec(
     /// <summary>Conv2D: filters; Dense: units.</summary>
     public int Channels => OutputShape[OutputShape.Count - 1];
     public bool HasWeights => Kind is LayerKind.Dense or LayerKind.Conv2D;
+    /// <summary>Layers that slide a window over an image (a global pooling's window is the whole image).</summary>
+    public bool IsWindowed => Kind is LayerKind.Conv2D or LayerKind.MaxPooling2D or LayerKind.AveragePooling2D or LayerKind.GlobalAveragePooling2D or LayerKind.GlobalMaxPooling2D;
+    public bool IsGlobal => Kind is LayerKind.GlobalAveragePooling2D or LayerKind.GlobalMaxPooling2D;
     public int KernelLength => Kind switch
     {
         LayerKind.Dense => InputSize * OutputSize,
@@ -48,6 +51,9 @@ internal sealed record LayerSpec(
         LayerKind.Flatten => "Flatten",
         LayerKind.Conv2D => "Conv2D",
         LayerKind.MaxPooling2D => "MaxPooling2D",
+        LayerKind.AveragePooling2D => "AveragePooling2D",
+        LayerKind.GlobalAveragePooling2D => "GlobalAveragePooling2D",
+        LayerKind.GlobalMaxPooling2D => "GlobalMaxPooling2D",
         _ => "Activation",
     };
 }

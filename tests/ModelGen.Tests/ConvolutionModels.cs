@@ -37,3 +37,62 @@ public partial class CnnParity
     [Flatten] public Flatten flatten;
     [Dense(5, Activation.Softmax)] public Dense head;
 }
+
+/// <summary>Average pooling with partial 'same' windows, then global average and global max on two branches.</summary>
+[Functional(Loss = Loss.BinaryCrossentropy)]
+public partial class PoolingMix
+{
+    [Conv2D(3, 2, Activation.Tanh, Padding = Padding.Same)] public Conv2D conv;
+    [AveragePooling2D(2, Padding = Padding.Same)] public AveragePooling2D average;
+    [GlobalAveragePooling2D] public GlobalAveragePooling2D meanOfChannels;
+    [GlobalMaxPooling2D] public GlobalMaxPooling2D maxOfChannels;
+    [Dense(2, Activation.Sigmoid)] public Dense head;
+
+    [Graph]
+    Tensor Forward([Shape(5, 5, 2)] Tensor image)
+    {
+        var pooled = average.Apply(conv.Apply(image)); // (3, 3, 3)
+        return head.Apply(Ops.Concatenate(meanOfChannels.Apply(pooled), maxOfChannels.Apply(pooled)));
+    }
+}
+
+/// <summary>The seed's image + metadata model: 8,725.</summary>
+[Functional(Loss = Loss.SparseCategoricalCrossentropy)]
+public partial class ImageAndMetadata
+{
+    [Conv2D(32, 3, Activation.Relu)] public Conv2D conv;
+    [GlobalAveragePooling2D] public GlobalAveragePooling2D pool;
+    [Dense(64, Activation.Relu)] public Dense imageFeatures;
+    [Dense(16, Activation.Relu)] public Dense metadataFeatures;
+    [Dense(64, Activation.Relu)] public Dense combined;
+    [Dense(5, Activation.Softmax)] public Dense classes;
+
+    [Graph]
+    Tensor Forward([Shape(224, 224, 3)] Tensor image, [Shape(12)] Tensor metadata)
+    {
+        var a = imageFeatures.Apply(pool.Apply(conv.Apply(image)));
+        var b = metadataFeatures.Apply(metadata);
+        return classes.Apply(combined.Apply(Ops.Concatenate(a, b)));
+    }
+}
+
+/// <summary>The seed's "production" model: an image and 100 features, three outputs with their own losses: 6,098,492.</summary>
+[Functional]
+public partial class Production
+{
+    [Conv2D(32, 3, Activation.Relu)] public Conv2D conv;
+    [Flatten] public Flatten flatten;
+    [Dense(10, Activation.Softmax)] public Dense category;
+    [Dense(1)] public Dense price;
+    [Dense(1, Activation.Sigmoid)] public Dense popularity;
+
+    [Graph]
+    [OutputLoss("category", Loss.SparseCategoricalCrossentropy)]
+    [OutputLoss("price", Loss.MeanSquaredError)]
+    [OutputLoss("popularity", Loss.BinaryCrossentropy)]
+    (Tensor category, Tensor price, Tensor popularity) Forward([Shape(128, 128, 3)] Tensor image, [Shape(100)] Tensor features)
+    {
+        var joined = Ops.Concatenate(flatten.Apply(conv.Apply(image)), features);
+        return (category.Apply(joined), price.Apply(joined), popularity.Apply(joined));
+    }
+}

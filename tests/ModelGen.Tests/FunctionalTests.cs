@@ -12,6 +12,10 @@ public class FunctionalTests
         Assert.Equal(3_457, BinarySequential.ParameterCount);
         Assert.Equal(476_720, Autoencoder.ParameterCount);
         Assert.Equal(225_034, SmallCnn.ParameterCount);
+        Assert.Equal(8_725, ImageAndMetadata.ParameterCount);
+        Assert.Equal(6_098_492, Production.ParameterCount);
+        Assert.Equal(new[] { "category", "price", "popularity" }, new Production(maxBatchSize: 1).Outputs.Select(o => o.Name));
+        Assert.Contains("│ pool (GlobalAveragePooling2D) │ (None, 32)", new ImageAndMetadata(maxBatchSize: 1).Summary());
         Assert.Equal(new[] { 5, 5, 64 }, new SmallCnn().pool2.OutputShape);
         Assert.Contains("│ conv1 (Conv2D)                       │ (None, 26, 26, 32)          │             320 │", new SmallCnn().Summary());
     }

@@ -13,7 +13,7 @@ public class GradientCheckTests
     public static TheoryData<string> Models() => new()
     {
         nameof(ParityClassifier), nameof(ParityOneHot), nameof(ParityRegressor), nameof(ParityBinary),
-        nameof(StandaloneActivations), nameof(SeparateSoftmax), nameof(EveryMerge), nameof(FlattenedImage), nameof(TinyCnn),
+        nameof(StandaloneActivations), nameof(SeparateSoftmax), nameof(EveryMerge), nameof(FlattenedImage), nameof(TinyCnn), nameof(PoolingMix),
     };
 
     [Theory, MemberData(nameof(Models))]
@@ -30,6 +30,7 @@ public class GradientCheckTests
             nameof(EveryMerge) => new EveryMerge(batch, seed: 8),
             nameof(FlattenedImage) => new FlattenedImage(batch, seed: 9),
             nameof(TinyCnn) => new TinyCnn(batch, seed: 10),
+            nameof(PoolingMix) => new PoolingMix(batch, seed: 11),
             _ => new SeparateSoftmax(batch, seed: 6),
         };
         var random = new Random(name.Length);

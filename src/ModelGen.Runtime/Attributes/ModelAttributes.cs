@@ -119,6 +119,25 @@ public sealed class MaxPooling2DAttribute : Attribute
     public Padding Padding { get; set; } = Padding.Valid;
 }
 
+/// <summary>Average pooling over channels-last images, as Keras' AveragePooling2D ('same' averages only pixels inside the image).</summary>
+[AttributeUsage(AttributeTargets.Field, Inherited = false)]
+public sealed class AveragePooling2DAttribute : Attribute
+{
+    public AveragePooling2DAttribute(int poolSize = 2) => PoolSize = poolSize;
+    public int PoolSize { get; }
+    /// <summary>0 means the pool size, as in Keras.</summary>
+    public int Strides { get; set; }
+    public Padding Padding { get; set; } = Padding.Valid;
+}
+
+/// <summary>The mean of each channel over the whole image: (None, H, W, C) -> (None, C).</summary>
+[AttributeUsage(AttributeTargets.Field, Inherited = false)]
+public sealed class GlobalAveragePooling2DAttribute : Attribute { }
+
+/// <summary>The maximum of each channel over the whole image: (None, H, W, C) -> (None, C).</summary>
+[AttributeUsage(AttributeTargets.Field, Inherited = false)]
+public sealed class GlobalMaxPooling2DAttribute : Attribute { }
+
 /// <summary>Flattens each sample to one dimension in H, W, C order, as Keras' Flatten (channels-last).</summary>
 [AttributeUsage(AttributeTargets.Field, Inherited = false)]
 public sealed class FlattenAttribute : Attribute { }

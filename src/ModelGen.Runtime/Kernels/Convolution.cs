@@ -147,4 +147,67 @@ public static class Pooling
             }
         }
     }
+
+    /// <summary>Average pooling as Keras computes it: with 'same' padding each window averages only the pixels inside the image.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    public static void AverageForward(ReadOnlySpan<float> input, Span<float> output, in Window window, int batch)
+    {
+        int inputSize = window.Height * window.Width * window.Channels;
+        int outputSize = window.Positions * window.Channels;
+        for (int sample = 0; sample < batch; sample++)
+        {
+            var image = input.Slice(sample * inputSize, inputSize);
+            for (int oy = 0; oy < window.OutputHeight; oy++)
+            {
+                for (int ox = 0; ox < window.OutputWidth; ox++)
+                {
+                    var target = output.Slice(sample * outputSize + (oy * window.OutputWidth + ox) * window.Channels, window.Channels);
+                    target.Clear();
+                    int count = 0;
+                    for (int ky = 0; ky < window.KernelHeight; ky++)
+                    {
+                        int y = oy * window.StrideHeight + ky - window.PadTop;
+                        if (y < 0 || y >= window.Height) continue;
+                        for (int kx = 0; kx < window.KernelWidth; kx++)
+                        {
+                            int x = ox * window.StrideWidth + kx - window.PadLeft;
+                            if (x < 0 || x >= window.Width) continue;
+                            System.Numerics.Tensors.TensorPrimitives.Add(target, image.Slice((y * window.Width + x) * window.Channels, window.Channels), target);
+                            count++;
+                        }
+                    }
+                    System.Numerics.Tensors.TensorPrimitives.Multiply(target, 1f / count, target);
+                }
+            }
+        }
+    }
+
+    /// <summary>Each window's gradient, shared equally among the pixels it averaged.</summary>
+    public static void AverageBackward(ReadOnlySpan<float> outputGradient, Span<float> inputGradient, in Window window, int batch, bool accumulate)
+    {
+        int inputSize = window.Height * window.Width * window.Channels;
+        int outputSize = window.Positions * window.Channels;
+        if (!accumulate) inputGradient.Slice(0, batch * inputSize).Clear();
+        for (int sample = 0; sample < batch; sample++)
+        {
+            var image = inputGradient.Slice(sample * inputSize, inputSize);
+            for (int oy = 0; oy < window.OutputHeight; oy++)
+            {
+                for (int ox = 0; ox < window.OutputWidth; ox++)
+                {
+                    int y0 = oy * window.StrideHeight - window.PadTop, x0 = ox * window.StrideWidth - window.PadLeft;
+                    int count = (Math.Min(y0 + window.KernelHeight, window.Height) - Math.Max(y0, 0)) * (Math.Min(x0 + window.KernelWidth, window.Width) - Math.Max(x0, 0));
+                    var gradient = outputGradient.Slice(sample * outputSize + (oy * window.OutputWidth + ox) * window.Channels, window.Channels);
+                    for (int y = Math.Max(y0, 0); y < Math.Min(y0 + window.KernelHeight, window.Height); y++)
+                    {
+                        for (int x = Math.Max(x0, 0); x < Math.Min(x0 + window.KernelWidth, window.Width); x++)
+                        {
+                            var target = image.Slice((y * window.Width + x) * window.Channels, window.Channels);
+                            System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(gradient, 1f / count, target, target);
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

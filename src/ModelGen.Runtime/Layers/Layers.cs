@@ -129,6 +129,33 @@ public sealed class Conv2D : Layer
     public override IReadOnlyList<Parameter> Parameters => parameters;
 }
 
+/// <summary>Average pooling over windows of each channel.</summary>
+public sealed class AveragePooling2D : Layer
+{
+    public AveragePooling2D(string name, int poolSize, int strides, Padding padding, params int[] outputShape) : base(name, outputShape)
+    {
+        PoolSize = poolSize;
+        Strides = strides;
+        Padding = padding;
+    }
+
+    public int PoolSize { get; }
+    public int Strides { get; }
+    public Padding Padding { get; }
+}
+
+/// <summary>The mean of each channel over the whole image.</summary>
+public sealed class GlobalAveragePooling2D : Layer
+{
+    public GlobalAveragePooling2D(string name, int channels) : base(name, new[] { channels }) { }
+}
+
+/// <summary>The maximum of each channel over the whole image.</summary>
+public sealed class GlobalMaxPooling2D : Layer
+{
+    public GlobalMaxPooling2D(string name, int channels) : base(name, new[] { channels }) { }
+}
+
 /// <summary>Max pooling over windows of each channel.</summary>
 public sealed class MaxPooling2D : Layer
 {

@@ -108,27 +108,23 @@ public sealed class Conv2DAttribute : Attribute
     public bool UseBias { get; set; } = true;
 }
 
-/// <summary>Max pooling over channels-last images, as Keras' MaxPooling2D (strides default to the pool size).</summary>
-[AttributeUsage(AttributeTargets.Field, Inherited = false)]
-public sealed class MaxPooling2DAttribute : Attribute
+/// <summary>The options every windowed pooling takes, as Keras' pooling layers (strides default to the pool size).</summary>
+public abstract class Pooling2DAttribute : Attribute
 {
-    public MaxPooling2DAttribute(int poolSize = 2) => PoolSize = poolSize;
+    protected Pooling2DAttribute(int poolSize) => PoolSize = poolSize;
     public int PoolSize { get; }
     /// <summary>0 means the pool size, as in Keras.</summary>
     public int Strides { get; set; }
     public Padding Padding { get; set; } = Padding.Valid;
 }
 
+/// <summary>Max pooling over channels-last images, as Keras' MaxPooling2D.</summary>
+[AttributeUsage(AttributeTargets.Field, Inherited = false)]
+public sealed class MaxPooling2DAttribute(int poolSize = 2) : Pooling2DAttribute(poolSize);
+
 /// <summary>Average pooling over channels-last images, as Keras' AveragePooling2D ('same' averages only pixels inside the image).</summary>
 [AttributeUsage(AttributeTargets.Field, Inherited = false)]
-public sealed class AveragePooling2DAttribute : Attribute
-{
-    public AveragePooling2DAttribute(int poolSize = 2) => PoolSize = poolSize;
-    public int PoolSize { get; }
-    /// <summary>0 means the pool size, as in Keras.</summary>
-    public int Strides { get; set; }
-    public Padding Padding { get; set; } = Padding.Valid;
-}
+public sealed class AveragePooling2DAttribute(int poolSize = 2) : Pooling2DAttribute(poolSize);
 
 /// <summary>The mean of each channel over the whole image: (None, H, W, C) -> (None, C).</summary>
 [AttributeUsage(AttributeTargets.Field, Inherited = false)]

@@ -129,10 +129,10 @@ public sealed class Conv2D : Layer
     public override IReadOnlyList<Parameter> Parameters => parameters;
 }
 
-/// <summary>Average pooling over windows of each channel.</summary>
-public sealed class AveragePooling2D : Layer
+/// <summary>A pooling over square windows of each channel.</summary>
+public abstract class Pooling2D : Layer
 {
-    public AveragePooling2D(string name, int poolSize, int strides, Padding padding, params int[] outputShape) : base(name, outputShape)
+    protected Pooling2D(string name, int poolSize, int strides, Padding padding, int[] outputShape) : base(name, outputShape)
     {
         PoolSize = poolSize;
         Strides = strides;
@@ -143,6 +143,10 @@ public sealed class AveragePooling2D : Layer
     public int Strides { get; }
     public Padding Padding { get; }
 }
+
+/// <summary>Average pooling over windows of each channel.</summary>
+public sealed class AveragePooling2D(string name, int poolSize, int strides, Padding padding, params int[] outputShape)
+    : Pooling2D(name, poolSize, strides, padding, outputShape);
 
 /// <summary>The mean of each channel over the whole image.</summary>
 public sealed class GlobalAveragePooling2D : Layer
@@ -157,16 +161,5 @@ public sealed class GlobalMaxPooling2D : Layer
 }
 
 /// <summary>Max pooling over windows of each channel.</summary>
-public sealed class MaxPooling2D : Layer
-{
-    public MaxPooling2D(string name, int poolSize, int strides, Padding padding, params int[] outputShape) : base(name, outputShape)
-    {
-        PoolSize = poolSize;
-        Strides = strides;
-        Padding = padding;
-    }
-
-    public int PoolSize { get; }
-    public int Strides { get; }
-    public Padding Padding { get; }
-}
+public sealed class MaxPooling2D(string name, int poolSize, int strides, Padding padding, params int[] outputShape)
+    : Pooling2D(name, poolSize, strides, padding, outputShape);

@@ -7,15 +7,37 @@ namespace ModelGen.Kernels;
 /// "valid" uses only whole windows; "same" pads so that output = ceil(input / stride), the extra row or column
 /// going to the bottom/right.
 /// </summary>
-public readonly record struct Window(int Height, int Width, int Channels, int KernelHeight, int KernelWidth, int StrideHeight, int StrideWidth, bool Same)
+/// <remarks>The derived sizes are computed once here: the kernels read them per element.</remarks>
+public readonly record struct Window
 {
-    public int OutputHeight => Same ? (Height + StrideHeight - 1) / StrideHeight : (Height - KernelHeight) / StrideHeight + 1;
-    public int OutputWidth => Same ? (Width + StrideWidth - 1) / StrideWidth : (Width - KernelWidth) / StrideWidth + 1;
-    public int PadTop => Same ? Math.Max((OutputHeight - 1) * StrideHeight + KernelHeight - Height, 0) / 2 : 0;
-    public int PadLeft => Same ? Math.Max((OutputWidth - 1) * StrideWidth + KernelWidth - Width, 0) / 2 : 0;
+    public Window(int height, int width, int channels, int kernelHeight, int kernelWidth, int strideHeight, int strideWidth, bool Same)
+    {
+        Height = height; Width = width; Channels = channels;
+        KernelHeight = kernelHeight; KernelWidth = kernelWidth; StrideHeight = strideHeight; StrideWidth = strideWidth;
+        this.Same = Same;
+        OutputHeight = Same ? (height + strideHeight - 1) / strideHeight : (height - kernelHeight) / strideHeight + 1;
+        OutputWidth = Same ? (width + strideWidth - 1) / strideWidth : (width - kernelWidth) / strideWidth + 1;
+        PadTop = Same ? Math.Max((OutputHeight - 1) * strideHeight + kernelHeight - height, 0) / 2 : 0;
+        PadLeft = Same ? Math.Max((OutputWidth - 1) * strideWidth + kernelWidth - width, 0) / 2 : 0;
+        PatchSize = kernelHeight * kernelWidth * channels;
+        Positions = OutputHeight * OutputWidth;
+    }
+
+    public int Height { get; }
+    public int Width { get; }
+    public int Channels { get; }
+    public int KernelHeight { get; }
+    public int KernelWidth { get; }
+    public int StrideHeight { get; }
+    public int StrideWidth { get; }
+    public bool Same { get; }
+    public int OutputHeight { get; }
+    public int OutputWidth { get; }
+    public int PadTop { get; }
+    public int PadLeft { get; }
     /// <summary>Floats in one patch: a kernel-sized window over all input channels.</summary>
-    public int PatchSize => KernelHeight * KernelWidth * Channels;
-    public int Positions => OutputHeight * OutputWidth;
+    public int PatchSize { get; }
+    public int Positions { get; }
 }
 
 /// <summary>
@@ -99,34 +121,36 @@ public static class Pooling
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public static void MaxForward(ReadOnlySpan<float> input, Span<float> output, Span<int> winners, in Window window, int batch)
     {
-        int inputSize = window.Height * window.Width * window.Channels;
-        int outputSize = window.Positions * window.Channels;
+        int height = window.Height, width = window.Width, channels = window.Channels;
+        int outputHeight = window.OutputHeight, outputWidth = window.OutputWidth;
+        int inputSize = height * width * channels, outputSize = window.Positions * channels;
         for (int sample = 0; sample < batch; sample++)
         {
             var image = input.Slice(sample * inputSize, inputSize);
-            for (int oy = 0; oy < window.OutputHeight; oy++)
+            for (int oy = 0; oy < outputHeight; oy++)
             {
-                for (int ox = 0; ox < window.OutputWidth; ox++)
+                int y0 = Math.Max(oy * window.StrideHeight - window.PadTop, 0), y1 = Math.Min(oy * window.StrideHeight - window.PadTop + window.KernelHeight, height);
+                for (int ox = 0; ox < outputWidth; ox++)
                 {
-                    for (int c = 0; c < window.Channels; c++)
+                    int x0 = Math.Max(ox * window.StrideWidth - window.PadLeft, 0), x1 = Math.Min(ox * window.StrideWidth - window.PadLeft + window.KernelWidth, width);
+                    int at = sample * outputSize + (oy * outputWidth + ox) * channels;
+                    var best = output.Slice(at, channels);
+                    var winner = winners.Slice(at, channels);
+                    // The window's first pixel, then a running maximum pixel by pixel across all channels.
+                    int first = (y0 * width + x0) * channels;
+                    image.Slice(first, channels).CopyTo(best);
+                    for (int c = 0; c < channels; c++) winner[c] = first + c;
+                    for (int y = y0; y < y1; y++)
                     {
-                        float best = float.NegativeInfinity;
-                        int winner = -1;
-                        for (int ky = 0; ky < window.KernelHeight; ky++)
+                        for (int x = y == y0 ? x0 + 1 : x0; x < x1; x++)
                         {
-                            int y = oy * window.StrideHeight + ky - window.PadTop;
-                            if (y < 0 || y >= window.Height) continue;
-                            for (int kx = 0; kx < window.KernelWidth; kx++)
+                            int pixel = (y * width + x) * channels;
+                            var values = image.Slice(pixel, channels);
+                            for (int c = 0; c < channels; c++)
                             {
-                                int x = ox * window.StrideWidth + kx - window.PadLeft;
-                                if (x < 0 || x >= window.Width) continue;
-                                int index = (y * window.Width + x) * window.Channels + c;
-                                if (image[index] > best || winner < 0) { best = image[index]; winner = index; }
+                                if (values[c] > best[c]) { best[c] = values[c]; winner[c] = pixel + c; }
                             }
                         }
-                        int at = sample * outputSize + (oy * window.OutputWidth + ox) * window.Channels + c;
-                        output[at] = best;
-                        winners[at] = winner;
                     }
                 }
             }

@@ -84,7 +84,7 @@ internal static class ModelEmitter
         w.Line("private readonly Layer[] layers;");
         w.Line();
         w.Line("// Per tensor, for up to MaxBatchSize samples: its value and the loss gradient with respect to it.");
-        foreach (var node in plan.Computed)
+        foreach (var node in plan.Buffered)
         {
             var names = new List<string> { node.Output, node.Gradient };
             if (node.IsDropout) names.Add(node.Mask);
@@ -94,7 +94,7 @@ internal static class ModelEmitter
         }
         foreach (var sub in plan.SubModels)
         {
-            var computed = sub.Nodes.Where(n => n.Spec.Kind != NodeKind.Input && !n.IsDropout).ToList();
+            var computed = sub.Nodes.Where(n => n.Spec.Kind != NodeKind.Input && !n.IsDropout && !n.IsAlias).ToList();
             var buffers = computed.Select(n => n.Output).Concat(computed.Where(n => n.Is(LayerKind.Conv2D)).Select(n => n.Patches)).ToList();
             if (buffers.Count > 0) w.Line($"private readonly float[] {string.Join(", ", buffers)}; // the '{sub.Spec.Name}' sub-model");
             foreach (var node in computed) EmitWindowFields(w, node);
@@ -165,7 +165,7 @@ internal static class ModelEmitter
         }
         w.Line($"layers = new Layer[] {{ {string.Join(", ", layerExpressions)} }};");
         w.Line();
-        foreach (var node in plan.Computed)
+        foreach (var node in plan.Buffered)
         {
             string size = $"maxBatchSize * {node.Spec.Size}";
             w.Line($"{node.Output} = new float[{size}];");
@@ -173,7 +173,7 @@ internal static class ModelEmitter
             if (node.IsDropout) w.Line($"{node.Mask} = new float[{size}];");
             EmitWindowBuffers(w, node, training: true);
         }
-        foreach (var node in plan.SubModels.SelectMany(sub => sub.Nodes).Where(n => n.Spec.Kind != NodeKind.Input && !n.IsDropout))
+        foreach (var node in plan.SubModels.SelectMany(sub => sub.Nodes).Where(n => n.Spec.Kind != NodeKind.Input && !n.IsDropout && !n.IsAlias))
         {
             w.Line($"{node.Output} = new float[maxBatchSize * {node.Spec.Size}];");
             EmitWindowBuffers(w, node, training: false);
@@ -208,7 +208,7 @@ internal static class ModelEmitter
         var input = node.Inputs[0].Spec.Shape;
         // A global pooling is a pooling whose one window is the whole image.
         var (kernelHeight, kernelWidth, strides) = layer.IsGlobal ? (input[0], input[1], 1) : (layer.KernelSize, layer.KernelSize, layer.Strides);
-        w.Line($"private static readonly Window {node.Window} = new({input[0]}, {input[1]}, {input[2]}, {kernelHeight}, {kernelWidth}, {strides}, {strides}, Same: {(layer.Padding == Padding.Same ? "true" : "false")});");
+        w.Line($"private static readonly Window {node.Window} = new({input[0]}, {input[1]}, {input[2]}, {kernelHeight}, {kernelWidth}, {strides}, {strides}, Same: {Bool(layer.Padding == Padding.Same)});");
         if (node.UsesWinners) w.Line($"private readonly int[] {node.Winners};");
     }
 
@@ -400,16 +400,18 @@ internal static class ModelEmitter
                     w.Line($"{node.InferenceName} = {node.Output};");
                     w.Close();
                     break;
+                case NodeKind.Layer when node.IsAlias:
+                    w.Line($"// {node.Title}: Flatten, {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}: the same floats (memory is already in H, W, C order), read in place");
+                    break;
                 case NodeKind.Layer when node.Layer!.Kind == LayerKind.Flatten:
-                    w.Line($"// {node.Title}: Flatten, {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)} (the same floats: memory is already in H, W, C order)");
+                    w.Line($"// {node.Title}: Flatten, {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)} (the same floats, copied: it is an output)");
                     w.Line($"Reductions.Copy({inputs[0]}, {node.Output}, batch * {size});");
                     break;
                 case NodeKind.Layer:
                 case NodeKind.Function:
                     var activation = spec.Kind == NodeKind.Layer ? node.Layer!.Activation : spec.Activation;
                     w.Line($"// {node.Title}: Activation({Lower(activation)})");
-                    w.Line($"Reductions.Copy({inputs[0]}, {node.Output}, batch * {size});");
-                    EmitActivation(w, activation, node.Output, spec);
+                    EmitActivation(w, activation, node.Output, spec, source: inputs[0]);
                     break;
                 case NodeKind.Merge when spec.Merge == MergeOperation.Concatenate:
                 {
@@ -481,10 +483,11 @@ internal static class ModelEmitter
     }
 
     /// <summary>Softmax normalises over the last axis; every other activation is element-wise.</summary>
-    private static void EmitActivation(CodeWriter w, Activation activation, string buffer, NodeSpec spec)
+    /// <param name="source">Where x comes from when it is not already in <paramref name="buffer"/>.</param>
+    private static void EmitActivation(CodeWriter w, Activation activation, string buffer, NodeSpec spec, string? source = null)
     {
         var (rows, columns) = Rows(spec);
-        w.Line($"Activations.Forward(Activation.{activation}, {buffer}, {rows}, {columns});");
+        w.Line($"Activations.Forward(Activation.{activation}, {(source is null ? "" : source + ", ")}{buffer}, {rows}, {columns});");
     }
 
     private static (string Rows, int Columns) Rows(NodeSpec spec)
@@ -499,23 +502,20 @@ internal static class ModelEmitter
         w.Line("// Reverse order. Each block turns the gradient of a tensor into weight gradients and the gradients of its inputs;");
         w.Line("// a tensor feeding several others receives '=' from the first block that reaches it and '+=' (accumulate) from the rest.");
         w.Open($"private void Backward({plan.InputParameters}, int batch)");
-        var gradientStarted = new HashSet<NodePlan>(plan.Outputs.Select(o => o.Node)); // the losses write the outputs' gradients
+        var gradientStarted = new HashSet<NodePlan>(plan.Outputs.Select(o => o.Node.GradientOwner)); // the losses write the outputs' gradients
         var weightsStarted = new HashSet<LayerSpec>();
         bool first = true;
         foreach (var node in plan.Computed.AsEnumerable().Reverse())
         {
-            if (!node.NeedsGradient) continue; // nothing upstream learns
+            if (!node.NeedsGradient || node.IsAlias) continue; // nothing upstream learns, or its gradient is its input's
+
             if (!first) w.Line();
             first = false;
             var spec = node.Spec;
             int size = spec.Size;
 
-            // Returns the accumulate flag for a contribution to input's gradient, and records it.
-            string Into(NodePlan input)
-            {
-                bool accumulate = !gradientStarted.Add(input);
-                return accumulate ? "true" : "false";
-            }
+            // Whether a contribution to input's gradient must add to it (an earlier block already wrote it); records this one.
+            bool Into(NodePlan input) => !gradientStarted.Add(input.GradientOwner);
 
             switch (spec.Kind)
             {
@@ -555,7 +555,7 @@ internal static class ModelEmitter
                     if (input.NeedsGradient)
                     {
                         w.Line($"Gemm.MultiplyTransposedB({node.Gradient}, {Plan.View(layer, "Kernel")}, {node.PatchGradient}, {rows}, {layer.Channels}, {node.Window}.PatchSize);");
-                        w.Line($"Convolution.Col2Im({node.PatchGradient}, {input.Gradient}, {node.Window}, batch, accumulate: {Into(input)});");
+                        w.Line($"Convolution.Col2Im({node.PatchGradient}, {input.Gradient}, {node.Window}, batch, accumulate: {Bool(Into(input))});");
                     }
                     break;
                 }
@@ -563,17 +563,17 @@ internal static class ModelEmitter
                     if (node.UsesWinners)
                     {
                         w.Line($"// {node.Title}: {node.Layer.TypeName} sends each gradient to its window's maximum");
-                        w.Line($"Pooling.MaxBackward({node.Gradient}, {node.Winners}, {node.Inputs[0].Gradient}, {node.Window}, batch, accumulate: {Into(node.Inputs[0])});");
+                        w.Line($"Pooling.MaxBackward({node.Gradient}, {node.Winners}, {node.Inputs[0].Gradient}, {node.Window}, batch, accumulate: {Bool(Into(node.Inputs[0]))});");
                     }
                     else
                     {
                         w.Line($"// {node.Title}: {node.Layer.TypeName} shares each gradient among the pixels it averaged");
-                        w.Line($"Pooling.AverageBackward({node.Gradient}, {node.Inputs[0].Gradient}, {node.Window}, batch, accumulate: {Into(node.Inputs[0])});");
+                        w.Line($"Pooling.AverageBackward({node.Gradient}, {node.Inputs[0].Gradient}, {node.Window}, batch, accumulate: {Bool(Into(node.Inputs[0]))});");
                     }
                     break;
                 case NodeKind.Layer when node.Layer!.Kind == LayerKind.Flatten:
                     w.Line($"// {node.Title}: Flatten passes the gradient back unchanged");
-                    w.Line($"Merges.Pass({node.Gradient}, {node.Inputs[0].Gradient}, batch * {size}, accumulate: {Into(node.Inputs[0])});");
+                    w.Line($"Merges.Pass({node.Gradient}, {node.Inputs[0].Gradient}, batch * {size}, accumulate: {Bool(Into(node.Inputs[0]))});");
                     break;
                 case NodeKind.Layer when node.IsDropout:
                     w.Line($"// {node.Title}: Dropout passes gradients through the kept units");
@@ -586,7 +586,7 @@ internal static class ModelEmitter
                     var (rows, columns) = Rows(spec);
                     w.Line($"// {node.Title}: Activation({Lower(activation)})'");
                     w.Line($"Activations.Backward(Activation.{activation}, {node.Output}, {node.Gradient}, {rows}, {columns});");
-                    w.Line($"Merges.Pass({node.Gradient}, {node.Inputs[0].Gradient}, batch * {size}, accumulate: {Into(node.Inputs[0])});");
+                    w.Line($"Merges.Pass({node.Gradient}, {node.Inputs[0].Gradient}, batch * {size}, accumulate: {Bool(Into(node.Inputs[0]))});");
                     break;
                 }
                 case NodeKind.Merge:
@@ -598,7 +598,7 @@ internal static class ModelEmitter
                         int width = input.Spec.Size;
                         if (input.NeedsGradient)
                         {
-                            string accumulate = Into(input);
+                            string accumulate = Bool(Into(input));
                             switch (spec.Merge)
                             {
                                 case MergeOperation.Concatenate:
@@ -610,7 +610,7 @@ internal static class ModelEmitter
                                     break;
                                 case MergeOperation.Multiply or MergeOperation.Maximum or MergeOperation.Minimum:
                                     var other = node.Inputs[1 - i];
-                                    w.Line($"Merges.OperandGradient(MergeOperation.{spec.Merge}, {node.Gradient}, {input.TrainingSource}, {other.TrainingSource}, operandIsFirst: {(i == 0 ? "true" : "false")}, {input.Gradient}, batch * {size}, accumulate: {accumulate});");
+                                    w.Line($"Merges.OperandGradient(MergeOperation.{spec.Merge}, {node.Gradient}, {input.TrainingSource}, {other.TrainingSource}, operandIsFirst: {Bool(i == 0)}, {input.Gradient}, batch * {size}, accumulate: {accumulate});");
                                     break;
                                 default:
                                     string scale = spec.Merge switch
@@ -638,7 +638,10 @@ internal static class ModelEmitter
         return list.Count == 1 ? list[0] : string.Join(", ", list.Take(list.Count - 1)) + " and " + list[list.Count - 1];
     }
 
-    private static string Flag(string accumulate) => accumulate == "true" ? ", accumulate: true" : "";
+    /// <summary>An optional trailing argument: only accumulating calls spell it out.</summary>
+    private static string Flag(bool accumulate) => accumulate ? ", accumulate: true" : "";
+
+    private static string Bool(bool value) => value ? "true" : "false";
 
     private static void EmitWeightViews(CodeWriter w, Plan plan)
     {
@@ -687,11 +690,11 @@ internal static class ModelEmitter
                     offset += layer.BiasLength;
                 }
             }
-            Nodes.AddRange(PlanNodes(model, model.Nodes, prefix: ""));
+            Nodes.AddRange(PlanNodes(model, model.Nodes, model.Outputs.Select(o => o.Node), prefix: ""));
             foreach (var sub in model.SubModels)
             {
                 string prefix = char.ToLowerInvariant(sub.Name[0]) + sub.Name.Substring(1);
-                SubModels.Add(new SubModelPlan(sub, PlanNodes(model, sub.Nodes, prefix)));
+                SubModels.Add(new SubModelPlan(sub, PlanNodes(model, sub.Nodes, sub.Outputs.Select(o => o.Node), prefix)));
             }
             int inputOffset = 0, outputOffset = 0, targetOffset = 0;
             foreach (int index in model.Inputs)
@@ -710,17 +713,22 @@ internal static class ModelEmitter
         public ModelSpec Model { get; }
         public List<NodePlan> Nodes { get; } = new();
         public IEnumerable<NodePlan> Computed => Nodes.Where(n => n.Spec.Kind != NodeKind.Input);
+        /// <summary>Computed tensors that own buffers (an alias reads its input's).</summary>
+        public IEnumerable<NodePlan> Buffered => Computed.Where(n => !n.IsAlias);
         public List<Tensor> Tensors { get; } = new();
         public List<InputPlan> Inputs { get; } = new();
         public List<SubModelPlan> SubModels { get; } = new();
 
-        private static List<NodePlan> PlanNodes(ModelSpec model, IEnumerable<NodeSpec> nodes, string prefix)
+        private static List<NodePlan> PlanNodes(ModelSpec model, IEnumerable<NodeSpec> nodes, IEnumerable<int> outputs, string prefix)
         {
+            var outputSet = new HashSet<int>(outputs);
             var plans = new List<NodePlan>();
             foreach (var spec in nodes)
             {
                 var layer = spec.Kind == NodeKind.Layer || (spec.Layer >= 0 && spec.Layer < model.Layers.Count) ? model.Layers[spec.Layer] : null;
-                plans.Add(new NodePlan(spec, layer, spec.Inputs.Select(i => plans[i]).ToList(), prefix));
+                // A Flatten changes only the shape: unless it is an output (whose buffer callers read), it reads its input's floats in place.
+                bool alias = spec.Kind == NodeKind.Layer && layer!.Kind == LayerKind.Flatten && !outputSet.Contains(plans.Count);
+                plans.Add(new NodePlan(spec, layer, spec.Inputs.Select(i => plans[i]).ToList(), prefix, alias));
             }
             return plans;
         }
@@ -762,9 +770,11 @@ internal static class ModelEmitter
     private sealed class NodePlan
     {
         /// <param name="prefix">Empty for the model; a sub-model's camel-case name for its own buffers (encodeCodeOutput).</param>
-        public NodePlan(NodeSpec spec, LayerSpec? layer, List<NodePlan> inputs, string prefix = "")
+        /// <param name="alias">The tensor is its input's floats under another shape: it has no buffers of its own.</param>
+        public NodePlan(NodeSpec spec, LayerSpec? layer, List<NodePlan> inputs, string prefix, bool alias)
         {
             this.prefix = prefix;
+            IsAlias = alias;
             Spec = spec;
             Layer = layer;
             Inputs = inputs;
@@ -787,17 +797,21 @@ internal static class ModelEmitter
         public string Window => Stem + "Window";
         public string Title => Spec.Name;
         private string Stem => prefix.Length == 0 ? Spec.Name : prefix + char.ToUpperInvariant(Spec.Name[0]) + Spec.Name.Substring(1);
+        public bool IsAlias { get; }
         public string Output => Stem + "Output";
-        public string Gradient => Stem + "Gradient";
+        /// <summary>The buffer this tensor's gradient lives in: an alias shares its input's.</summary>
+        public string Gradient => IsAlias ? Inputs[0].Gradient : Stem + "Gradient";
+        /// <summary>The tensor owning <see cref="Gradient"/>; '=' versus '+=' is decided per owner.</summary>
+        public NodePlan GradientOwner => IsAlias ? Inputs[0].GradientOwner : this;
         public string Mask => Stem + "Mask";
 
         /// <summary>The span holding this tensor in training mode (dropout active).</summary>
-        public string TrainingSource => Spec.Kind == NodeKind.Input ? Spec.Name : Output;
+        public string TrainingSource => IsAlias ? Inputs[0].TrainingSource : Spec.Kind == NodeKind.Input ? Spec.Name : Output;
 
         /// <summary>What Forward's later blocks read: dropout blocks declare a local that is their input at inference.</summary>
-        public string InferenceName => Spec.Kind == NodeKind.Input ? Spec.Name : IsDropout ? Stem : Output;
+        public string InferenceName => IsAlias ? Inputs[0].InferenceName : Spec.Kind == NodeKind.Input ? Spec.Name : IsDropout ? Stem : Output;
 
         /// <summary>The buffer holding this tensor after an inference pass.</summary>
-        public string InferenceSource => IsDropout ? Inputs[0].InferenceSource : TrainingSource;
+        public string InferenceSource => IsDropout || IsAlias ? Inputs[0].InferenceSource : TrainingSource;
     }
 }

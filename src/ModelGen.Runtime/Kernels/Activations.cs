@@ -4,24 +4,29 @@ using System.Numerics.Tensors;
 namespace ModelGen.Kernels;
 
 /// <summary>
-/// Activations applied in place, and their backward passes written in terms of the activation's
-/// <em>output</em> y, so a layer keeps one buffer per tensor and never stores pre-activations.
+/// Activations, and their backward passes written in terms of the activation's <em>output</em> y, so a layer
+/// keeps one buffer per tensor and never stores pre-activations.
 /// </summary>
 public static class Activations
 {
     /// <summary>y = f(x) in place over <paramref name="rows"/> rows of <paramref name="columns"/> values.</summary>
+    public static void Forward(Activation activation, Span<float> values, int rows, int columns) =>
+        Forward(activation, values, values, rows, columns);
+
+    /// <summary>destination = f(source): a standalone activation writes its output without first copying its input.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-    public static void Forward(Activation activation, Span<float> values, int rows, int columns)
+    public static void Forward(Activation activation, ReadOnlySpan<float> source, Span<float> destination, int rows, int columns)
     {
-        var data = values.Slice(0, rows * columns);
+        var x = source.Slice(0, rows * columns);
+        var y = destination.Slice(0, rows * columns);
         switch (activation)
         {
-            case Activation.Linear: break;
-            case Activation.Relu: TensorPrimitives.Max(data, 0f, data); break;
-            case Activation.Sigmoid: TensorPrimitives.Sigmoid(data, data); break;
-            case Activation.Tanh: TensorPrimitives.Tanh(data, data); break;
+            case Activation.Linear: x.CopyTo(y); break;
+            case Activation.Relu: TensorPrimitives.Max(x, 0f, y); break;
+            case Activation.Sigmoid: TensorPrimitives.Sigmoid(x, y); break;
+            case Activation.Tanh: TensorPrimitives.Tanh(x, y); break;
             case Activation.Softmax:
-                for (int row = 0; row < rows; row++) Softmax(data.Slice(row * columns, columns));
+                for (int row = 0; row < rows; row++) Softmax(x.Slice(row * columns, columns), y.Slice(row * columns, columns));
                 break;
             default: throw new ArgumentOutOfRangeException(nameof(activation), activation, null);
         }
@@ -62,15 +67,14 @@ public static class Activations
         }
     }
 
-    /// <summary>Numerically stable softmax of one row, in place.</summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-    public static void Softmax(Span<float> row)
+    /// <summary>Numerically stable softmax of one row into <paramref name="destination"/> (which may be the row itself).</summary>
+    public static void Softmax(ReadOnlySpan<float> row, Span<float> destination)
     {
         float max = TensorPrimitives.Max(row);
-        TensorPrimitives.Subtract(row, max, row);
-        TensorPrimitives.Exp(row, row);
-        float sum = TensorPrimitives.Sum(row);
-        TensorPrimitives.Divide(row, sum, row);
+        TensorPrimitives.Subtract(row, max, destination);
+        TensorPrimitives.Exp(destination, destination);
+        float sum = TensorPrimitives.Sum(destination);
+        TensorPrimitives.Divide(destination, sum, destination);
     }
 }
 

@@ -49,30 +49,49 @@ public readonly record struct Window
 public static class Convolution
 {
     /// <summary>Fills <paramref name="patches"/> (batch·positions rows of PatchSize) from <paramref name="input"/> (batch, H, W, C).</summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public static void Im2Col(ReadOnlySpan<float> input, Span<float> patches, in Window window, int batch)
+    {
+        var gather = new Gather(input, patches, window.Channels);
+        Walk(window, batch, ref gather);
+    }
+
+    /// <summary>The inverse scatter: adds each patch-gradient row back onto the input positions it was copied from.</summary>
+    public static void Col2Im(ReadOnlySpan<float> patchGradients, Span<float> inputGradient, in Window window, int batch, bool accumulate)
+    {
+        if (!accumulate) inputGradient.Slice(0, batch * window.Height * window.Width * window.Channels).Clear();
+        var scatter = new Scatter(patchGradients, inputGradient, window.Channels);
+        Walk(window, batch, ref scatter);
+    }
+
+    /// <summary>What to do with one cell of a patch: <c>channels</c> floats at a patch offset and at an image offset (-1 in the padding).</summary>
+    private interface ICell
+    {
+        void Visit(int patchOffset, int imageOffset);
+    }
+
+    /// <summary>Every (patch cell, image pixel) pair of every output position, in patch-matrix order: the one loop nest im2col and col2im share.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    private static void Walk<TCell>(in Window window, int batch, ref TCell cell) where TCell : ICell, allows ref struct
     {
         int inputSize = window.Height * window.Width * window.Channels;
         int channels = window.Channels;
         int row = 0;
         for (int sample = 0; sample < batch; sample++)
         {
-            var image = input.Slice(sample * inputSize, inputSize);
+            int image = sample * inputSize;
             for (int oy = 0; oy < window.OutputHeight; oy++)
             {
                 for (int ox = 0; ox < window.OutputWidth; ox++, row++)
                 {
-                    var patch = patches.Slice(row * window.PatchSize, window.PatchSize);
-                    int column = 0;
+                    int column = row * window.PatchSize;
                     for (int ky = 0; ky < window.KernelHeight; ky++)
                     {
                         int y = oy * window.StrideHeight + ky - window.PadTop;
                         for (int kx = 0; kx < window.KernelWidth; kx++, column += channels)
                         {
                             int x = ox * window.StrideWidth + kx - window.PadLeft;
-                            var target = patch.Slice(column, channels);
-                            if (y < 0 || y >= window.Height || x < 0 || x >= window.Width) target.Clear();
-                            else image.Slice((y * window.Width + x) * channels, channels).CopyTo(target);
+                            bool inside = y >= 0 && y < window.Height && x >= 0 && x < window.Width;
+                            cell.Visit(column, inside ? image + (y * window.Width + x) * channels : -1);
                         }
                     }
                 }
@@ -80,36 +99,31 @@ public static class Convolution
         }
     }
 
-    /// <summary>The inverse scatter: adds each patch-gradient row back onto the input positions it was copied from.</summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-    public static void Col2Im(ReadOnlySpan<float> patchGradients, Span<float> inputGradient, in Window window, int batch, bool accumulate)
+    /// <summary>im2col: copy the pixel into the patch, zeros for the padding.</summary>
+    private ref struct Gather(ReadOnlySpan<float> input, Span<float> patches, int channels) : ICell
     {
-        int inputSize = window.Height * window.Width * window.Channels;
-        int channels = window.Channels;
-        if (!accumulate) inputGradient.Slice(0, batch * inputSize).Clear();
-        int row = 0;
-        for (int sample = 0; sample < batch; sample++)
+        private readonly ReadOnlySpan<float> input = input;
+        private readonly Span<float> patches = patches;
+
+        public readonly void Visit(int patchOffset, int imageOffset)
         {
-            var image = inputGradient.Slice(sample * inputSize, inputSize);
-            for (int oy = 0; oy < window.OutputHeight; oy++)
-            {
-                for (int ox = 0; ox < window.OutputWidth; ox++, row++)
-                {
-                    var patch = patchGradients.Slice(row * window.PatchSize, window.PatchSize);
-                    int column = 0;
-                    for (int ky = 0; ky < window.KernelHeight; ky++)
-                    {
-                        int y = oy * window.StrideHeight + ky - window.PadTop;
-                        for (int kx = 0; kx < window.KernelWidth; kx++, column += channels)
-                        {
-                            int x = ox * window.StrideWidth + kx - window.PadLeft;
-                            if (y < 0 || y >= window.Height || x < 0 || x >= window.Width) continue;
-                            var target = image.Slice((y * window.Width + x) * channels, channels);
-                            System.Numerics.Tensors.TensorPrimitives.Add(target, patch.Slice(column, channels), target);
-                        }
-                    }
-                }
-            }
+            var target = patches.Slice(patchOffset, channels);
+            if (imageOffset < 0) target.Clear();
+            else input.Slice(imageOffset, channels).CopyTo(target);
+        }
+    }
+
+    /// <summary>col2im: add the patch cell's gradient onto the pixel it came from; padding cells had no pixel.</summary>
+    private ref struct Scatter(ReadOnlySpan<float> patches, Span<float> gradient, int channels) : ICell
+    {
+        private readonly ReadOnlySpan<float> patches = patches;
+        private readonly Span<float> gradient = gradient;
+
+        public readonly void Visit(int patchOffset, int imageOffset)
+        {
+            if (imageOffset < 0) return;
+            var target = gradient.Slice(imageOffset, channels);
+            System.Numerics.Tensors.TensorPrimitives.Add(target, patches.Slice(patchOffset, channels), target);
         }
     }
 }

@@ -12,9 +12,6 @@ public static class Losses
     /// <summary>Keras' backend epsilon: probabilities are clipped to [Epsilon, 1 - Epsilon].</summary>
     public const float Epsilon = 1e-7f;
 
-    /// <summary>How many target values one sample needs for <paramref name="loss"/> at an output of <paramref name="units"/>.</summary>
-    public static int TargetSize(Loss loss, int units) => loss == Loss.SparseCategoricalCrossentropy ? 1 : units;
-
     /// <param name="gradient">Receives dLoss/dPrediction (batch, units); empty to skip.</param>
     /// <param name="model">Model name for error messages.</param>
     /// <param name="layer">Output layer name for error messages.</param>

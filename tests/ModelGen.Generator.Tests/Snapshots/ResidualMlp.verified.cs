@@ -144,8 +144,7 @@ namespace Samples
             Merges.Combine(MergeOperation.Add, d2Output, x, addOutput, batch * 64);
 
             // relu: Activation(relu)
-            Reductions.Copy(addOutput, reluOutput, batch * 64);
-            Activations.Forward(Activation.Relu, reluOutput, batch, 64);
+            Activations.Forward(Activation.Relu, addOutput, reluOutput, batch, 64);
 
             // head: Dense(10, softmax), (None, 64) -> (None, 10)
             Gemm.Multiply(reluOutput, HeadKernel, headOutput, batch, 64, 10, HeadBias);

@@ -131,15 +131,13 @@ partial class Outer
             Gemm.Multiply(features, ProjectionKernel, projectionOutput, batch, 3, 4, default);
 
             // squash: Activation(tanh)
-            Reductions.Copy(projectionOutput, squashOutput, batch * 4);
-            Activations.Forward(Activation.Tanh, squashOutput, batch, 4);
+            Activations.Forward(Activation.Tanh, projectionOutput, squashOutput, batch, 4);
 
             // logits: Dense(2, linear), (None, 4) -> (None, 2)
             Gemm.Multiply(squashOutput, LogitsKernel, logitsOutput, batch, 4, 2, LogitsBias);
 
             // probabilities: Activation(softmax)
-            Reductions.Copy(logitsOutput, probabilitiesOutput, batch * 2);
-            Activations.Forward(Activation.Softmax, probabilitiesOutput, batch, 2);
+            Activations.Forward(Activation.Softmax, logitsOutput, probabilitiesOutput, batch, 2);
         }
 
         // Reverse order. Each block turns the gradient of a tensor into weight gradients and the gradients of its inputs;

@@ -42,6 +42,7 @@ internal static class ModelEmitter
         EmitPredictAndTrainStep(w, plan);
         EmitForward(w, plan);
         EmitBackward(w, plan);
+        EmitMovingStatistics(w, plan);
         EmitSubModels(w, plan);
         EmitWeightViews(w, plan);
         EmitSummary(w, plan);
@@ -57,8 +58,9 @@ internal static class ModelEmitter
         var model = plan.Model;
         w.Line($"/// <summary>Weights in all layers, as Keras' count_params(): {Number(model.ParameterCount)}.</summary>");
         w.Line($"public const int ParameterCount = {model.ParameterCount};");
-        w.Line($"public const int TrainableParameterCount = {model.ParameterCount};");
-        w.Line("public const int NonTrainableParameterCount = 0;");
+        w.Line("/// <summary>The first TrainableParameterCount floats of the parameter buffer are what the optimizer updates; moving statistics and frozen layers follow.</summary>");
+        w.Line($"public const int TrainableParameterCount = {model.TrainableParameterCount};");
+        w.Line($"public const int NonTrainableParameterCount = {model.ParameterCount - model.TrainableParameterCount};");
         w.Line($"/// <summary>Floats per sample entering {Describe(plan.Inputs.Select(i => $"'{i.Spec.Name}' {Shape(i.Spec.Shape)}"))}.</summary>");
         w.Line($"public const int InputSize = {model.InputSize};");
         w.Line($"/// <summary>Floats per sample leaving {Describe(plan.Outputs.Select(o => $"'{o.Spec.Name}' {Shape(plan.Nodes[o.Spec.Node].Spec.Shape)}"))}.</summary>");
@@ -83,13 +85,16 @@ internal static class ModelEmitter
         w.Line("private readonly float[] gradients = new float[ParameterCount];");
         w.Line("private readonly Layer[] layers;");
         w.Line();
-        w.Line("// Per tensor, for up to MaxBatchSize samples: its value and the loss gradient with respect to it.");
+        w.Line("// Per tensor, for up to MaxBatchSize samples: its value and, where anything before it learns, the loss gradient with respect to it.");
         foreach (var node in plan.Buffered)
         {
-            var names = new List<string> { node.Output, node.Gradient };
+            var names = new List<string> { node.Output };
+            if (plan.HasGradientBuffer(node)) names.Add(node.Gradient);
             if (node.IsDropout) names.Add(node.Mask);
-            if (node.Is(LayerKind.Conv2D)) names.AddRange(new[] { node.Patches, node.PatchGradient });
+            if (node.Is(LayerKind.Conv2D)) names.Add(node.Patches);
+            if (node.Is(LayerKind.Conv2D) && node.Inputs[0].NeedsGradient) names.Add(node.PatchGradient);
             w.Line($"private readonly float[] {string.Join(", ", names)};");
+            if (node.UsesBatchStatistics) w.Line($"private readonly float[] {node.BatchMean} = new float[{node.Layer!.Channels}], {node.BatchVariance} = new float[{node.Layer.Channels}], {node.InverseStd} = new float[{node.Layer.Channels}]; // the last training batch's statistics");
             EmitWindowFields(w, node);
         }
         foreach (var sub in plan.SubModels)
@@ -140,13 +145,15 @@ internal static class ModelEmitter
             {
                 LayerKind.Input => $"new Input(\"{layer.Name}\", {shape})",
                 LayerKind.Dense => $"new Dense(\"{layer.Name}\", Activation.{layer.Activation},\n" +
-                    $"    new Parameter(\"{layer.Name}.kernel\", parameters, gradients, {Plan.View(layer, "Kernel")}Offset, {layer.InputSize}, {layer.OutputSize}),\n" +
-                    (layer.UseBias ? $"    new Parameter(\"{layer.Name}.bias\", parameters, gradients, {Plan.View(layer, "Bias")}Offset, {layer.OutputSize}))" : "    null)"),
+                    $"    {NewParameter(layer, "Kernel")},\n" +
+                    (layer.UseBias ? $"    {NewParameter(layer, "Bias")})" : "    null)"),
                 LayerKind.Dropout => $"new Dropout(\"{layer.Name}\", {Literal(layer.Rate)}, {shape})",
                 LayerKind.Flatten => $"new Flatten(\"{layer.Name}\", {layer.OutputSize})",
                 LayerKind.Conv2D => $"new Conv2D(\"{layer.Name}\", Activation.{layer.Activation}, {layer.Strides}, Padding.{layer.Padding},\n" +
-                    $"    new Parameter(\"{layer.Name}.kernel\", parameters, gradients, {Plan.View(layer, "Kernel")}Offset, {layer.KernelSize}, {layer.KernelSize}, {layer.InputShape[2]}, {layer.Channels}),\n" +
-                    (layer.UseBias ? $"    new Parameter(\"{layer.Name}.bias\", parameters, gradients, {Plan.View(layer, "Bias")}Offset, {layer.Channels})," : "    null,") + $"\n    {shape})",
+                    $"    {NewParameter(layer, "Kernel")},\n" +
+                    (layer.UseBias ? $"    {NewParameter(layer, "Bias")}," : "    null,") + $"\n    {shape})",
+                LayerKind.BatchNormalization => $"new BatchNormalization(\"{layer.Name}\", {Literal(layer.Momentum)}, {Literal(layer.Epsilon)},\n" +
+                    string.Join(",\n", layer.Weights.Select(t => "    " + NewParameter(layer, t.Property))) + $",\n    {shape})",
                 LayerKind.MaxPooling2D => $"new MaxPooling2D(\"{layer.Name}\", {layer.KernelSize}, {layer.Strides}, Padding.{layer.Padding}, {shape})",
                 LayerKind.AveragePooling2D => $"new AveragePooling2D(\"{layer.Name}\", {layer.KernelSize}, {layer.Strides}, Padding.{layer.Padding}, {shape})",
                 LayerKind.GlobalAveragePooling2D => $"new GlobalAveragePooling2D(\"{layer.Name}\", {layer.OutputSize})",
@@ -159,6 +166,7 @@ internal static class ModelEmitter
                 layerExpressions.Add(creation);
                 continue;
             }
+            if (!layer.Trainable && layer.HasWeights) creation += " { Trainable = false }";
             var lines = (layer.Name + " = " + creation + ";").Split('\n');
             foreach (var line in lines) w.Line(line);
             layerExpressions.Add(layer.Name);
@@ -169,7 +177,7 @@ internal static class ModelEmitter
         {
             string size = $"maxBatchSize * {node.Spec.Size}";
             w.Line($"{node.Output} = new float[{size}];");
-            w.Line($"{node.Gradient} = new float[{size}];");
+            if (plan.HasGradientBuffer(node)) w.Line($"{node.Gradient} = new float[{size}];");
             if (node.IsDropout) w.Line($"{node.Mask} = new float[{size}];");
             EmitWindowBuffers(w, node, training: true);
         }
@@ -189,6 +197,13 @@ internal static class ModelEmitter
         w.Line("var random = new SeededRandom(seed);");
         foreach (var layer in model.Layers.Where(l => l.HasWeights))
         {
+            if (layer.Kind == LayerKind.BatchNormalization)
+            {
+                // Keras' BatchNormalization starts as the identity: gamma and the moving variance 1, beta and the moving mean 0.
+                w.Line($"{Plan.View(layer, "Gamma")}.Fill(1f);");
+                w.Line($"{Plan.View(layer, "MovingVariance")}.Fill(1f);");
+                continue;
+            }
             // Keras' fans: a Dense layer's in and out; a convolution's receptive field times its in and out channels.
             var (fanIn, fanOut) = layer.Kind == LayerKind.Conv2D
                 ? (layer.KernelSize * layer.KernelSize * layer.InputShape[2], layer.KernelSize * layer.KernelSize * layer.Channels)
@@ -198,6 +213,19 @@ internal static class ModelEmitter
         if (plan.Nodes.Any(n => n.IsDropout)) w.Line("dropoutRandom = random;");
         w.Close();
         w.Line();
+    }
+
+    /// <summary>A weight tensor's view object, named as in Keras' weights files (hidden1.kernel) and shaped as Keras shapes it.</summary>
+    private static string NewParameter(LayerSpec layer, string property)
+    {
+        var tensor = layer.Weights.First(t => t.Property == property);
+        string shape = (layer.Kind, property) switch
+        {
+            (LayerKind.Dense, "Kernel") => $"{layer.InputSize}, {layer.OutputSize}",
+            (LayerKind.Conv2D, "Kernel") => $"{layer.KernelSize}, {layer.KernelSize}, {layer.InputShape[2]}, {layer.Channels}",
+            _ => $"{layer.Channels}",
+        };
+        return $"new Parameter(\"{layer.Name}.{tensor.Key}\", parameters, gradients, {Plan.View(layer, property)}Offset, {shape})" + (tensor.Trainable ? "" : " { Trainable = false }");
     }
 
     /// <summary>A convolution's or pooling's window geometry, and the buffer of pooling winners.</summary>
@@ -217,7 +245,7 @@ internal static class ModelEmitter
         if (node.Is(LayerKind.Conv2D))
         {
             w.Line($"{node.Patches} = new float[maxBatchSize * {node.Window}.Positions * {node.Window}.PatchSize];");
-            if (training) w.Line($"{node.PatchGradient} = new float[maxBatchSize * {node.Window}.Positions * {node.Window}.PatchSize];");
+            if (training && node.Inputs[0].NeedsGradient) w.Line($"{node.PatchGradient} = new float[maxBatchSize * {node.Window}.Positions * {node.Window}.PatchSize];");
         }
         if (node.UsesWinners) w.Line($"{node.Winners} = new int[maxBatchSize * {node.Spec.Size}];");
     }
@@ -233,6 +261,7 @@ internal static class ModelEmitter
         w.Line("public float[] Parameters => parameters;");
         w.Line("/// <summary>Gradients from the last TrainStep, laid out as <see cref=\"Parameters\"/>.</summary>");
         w.Line("public float[] Gradients => gradients;");
+        w.Line("int IModel.TrainableParameterCount => TrainableParameterCount;");
         w.Line("int IModel.InputSize => InputSize;");
         w.Line("int IModel.OutputSize => OutputSize;");
         w.Line("int IModel.TargetSize => TargetSize;");
@@ -339,8 +368,24 @@ internal static class ModelEmitter
         if (plan.Outputs.Count > 1) w.Line($"float loss = {string.Join(" + ", terms)};");
         w.Line($"Guard.FiniteLoss(\"{name}\", loss);");
         w.Line($"Backward({string.Join(", ", inputNames)}, batch);");
-        w.Line("optimizer.Step(parameters, gradients);");
+        if (plan.Buffered.Any(n => n.UsesBatchStatistics)) w.Line("UpdateMovingStatistics();");
+        w.Line("optimizer.Step(parameters.AsSpan(0, TrainableParameterCount), gradients.AsSpan(0, TrainableParameterCount));");
         w.Line("return loss;");
+        w.Close();
+        w.Line();
+    }
+
+    /// <summary>Keras' moving averages of each training batch's statistics, applied once the step's loss is known to be finite.</summary>
+    private static void EmitMovingStatistics(CodeWriter w, Plan plan)
+    {
+        var nodes = plan.Buffered.Where(n => n.UsesBatchStatistics).ToList();
+        if (nodes.Count == 0) return;
+        w.Open("private void UpdateMovingStatistics()");
+        foreach (var node in nodes)
+        {
+            var norm = node.Layer!;
+            w.Line($"BatchNorm.UpdateMovingStatistics({Plan.View(norm, "MovingMean")}, {Plan.View(norm, "MovingVariance")}, {node.BatchMean}, {node.BatchVariance}, {norm.Channels}, momentum: {Literal(norm.Momentum)}f);");
+        }
         w.Close();
         w.Line();
     }
@@ -391,6 +436,22 @@ internal static class ModelEmitter
                         ? $"Pooling.MaxForward({inputs[0]}, {node.Output}, {node.Winners}, {node.Window}, batch);"
                         : $"Pooling.AverageForward({inputs[0]}, {node.Output}, {node.Window}, batch);");
                     break;
+                case NodeKind.Layer when node.Is(LayerKind.BatchNormalization):
+                {
+                    var norm = node.Layer!;
+                    var (rows, channels) = Rows(spec);
+                    string inference = $"BatchNorm.InferenceForward({inputs[0]}, {node.Output}, {Plan.View(norm, "Gamma")}, {Plan.View(norm, "Beta")}, {Plan.View(norm, "MovingMean")}, {Plan.View(norm, "MovingVariance")}, {rows}, {channels}, {Literal(norm.Epsilon)}f);";
+                    if (inferenceOnly || !norm.Trainable)
+                    {
+                        w.Line($"// {node.Title}: BatchNormalization{(norm.Trainable ? "" : " (frozen: inference mode, as Keras)")}, with the moving statistics");
+                        w.Line(inference);
+                        break;
+                    }
+                    w.Line($"// {node.Title}: BatchNormalization, with the batch's statistics while training and the moving ones at inference");
+                    w.Line($"if (training) BatchNorm.TrainingForward({inputs[0]}, {node.Output}, {Plan.View(norm, "Gamma")}, {Plan.View(norm, "Beta")}, {node.BatchMean}, {node.BatchVariance}, {node.InverseStd}, {rows}, {channels}, {Literal(norm.Epsilon)}f);");
+                    w.Line($"else {inference}");
+                    break;
+                }
                 case NodeKind.Layer when node.IsDropout:
                     w.Line($"// {node.Title}: Dropout({Literal(node.Layer!.Rate)}), identity at inference");
                     w.Line($"ReadOnlySpan<float> {node.InferenceName} = {inputs[0]};");
@@ -525,15 +586,18 @@ internal static class ModelEmitter
                     var input = node.Inputs[0];
                     bool propagate = input.NeedsGradient;
                     bool shared = !weightsStarted.Add(layer);
-                    w.Line($"// {node.Title}: {(layer.Activation == Activation.Linear ? "" : Lower(layer.Activation) + "', then ")}kernel{(layer.UseBias ? ", bias" : "")}{(propagate ? " and input" : "")} gradients{(plan.IsShared(layer) ? $" ({(shared ? "added to" : "first of")} the shared weights' gradients)" : "")}");
+                    w.Line($"// {node.Title}: {GradientsOf(layer, propagate ? "input" : null)}{(plan.IsShared(layer) && layer.Trainable ? $" ({(shared ? "added to" : "first of")} the shared weights' gradients)" : "")}");
                     if (layer.Activation != Activation.Linear)
                     {
                         var (rows, columns) = Rows(spec);
                         w.Line($"Activations.Backward(Activation.{layer.Activation}, {node.Output}, {node.Gradient}, {rows}, {columns});");
                     }
                     string accumulateWeights = shared ? ", accumulate: true" : "";
-                    w.Line($"Gemm.MultiplyTransposedA({input.TrainingSource}, {node.Gradient}, {Plan.View(layer, "Kernel")}Gradient, {layer.InputSize}, batch, {layer.OutputSize}{accumulateWeights});");
-                    if (layer.UseBias) w.Line($"Reductions.SumRows({node.Gradient}, {Plan.View(layer, "Bias")}Gradient, batch, {layer.OutputSize}{accumulateWeights});");
+                    if (layer.Trainable)
+                    {
+                        w.Line($"Gemm.MultiplyTransposedA({input.TrainingSource}, {node.Gradient}, {Plan.View(layer, "Kernel")}Gradient, {layer.InputSize}, batch, {layer.OutputSize}{accumulateWeights});");
+                        if (layer.UseBias) w.Line($"Reductions.SumRows({node.Gradient}, {Plan.View(layer, "Bias")}Gradient, batch, {layer.OutputSize}{accumulateWeights});");
+                    }
                     if (propagate) w.Line($"Gemm.MultiplyTransposedB({node.Gradient}, {Plan.View(layer, "Kernel")}, {input.Gradient}, batch, {layer.OutputSize}, {layer.InputSize}{Flag(Into(input))});");
                     break;
                 }
@@ -544,19 +608,41 @@ internal static class ModelEmitter
                     bool shared = !weightsStarted.Add(layer);
                     string accumulateWeights = shared ? ", accumulate: true" : "";
                     string rows = $"batch * {node.Window}.Positions";
-                    w.Line($"// {node.Title}: {(layer.Activation == Activation.Linear ? "" : Lower(layer.Activation) + "', then ")}kernel{(layer.UseBias ? ", bias" : "")}{(input.NeedsGradient ? " and input (through the patches)" : "")} gradients");
+                    w.Line($"// {node.Title}: {GradientsOf(layer, input.NeedsGradient ? "input (through the patches)" : null)}");
                     if (layer.Activation != Activation.Linear)
                     {
                         var (activationRows, columns) = Rows(spec);
                         w.Line($"Activations.Backward(Activation.{layer.Activation}, {node.Output}, {node.Gradient}, {activationRows}, {columns});");
                     }
-                    w.Line($"Gemm.MultiplyTransposedA({node.Patches}, {node.Gradient}, {Plan.View(layer, "Kernel")}Gradient, {node.Window}.PatchSize, {rows}, {layer.Channels}{accumulateWeights});");
-                    if (layer.UseBias) w.Line($"Reductions.SumRows({node.Gradient}, {Plan.View(layer, "Bias")}Gradient, {rows}, {layer.Channels}{accumulateWeights});");
+                    if (layer.Trainable)
+                    {
+                        w.Line($"Gemm.MultiplyTransposedA({node.Patches}, {node.Gradient}, {Plan.View(layer, "Kernel")}Gradient, {node.Window}.PatchSize, {rows}, {layer.Channels}{accumulateWeights});");
+                        if (layer.UseBias) w.Line($"Reductions.SumRows({node.Gradient}, {Plan.View(layer, "Bias")}Gradient, {rows}, {layer.Channels}{accumulateWeights});");
+                    }
                     if (input.NeedsGradient)
                     {
                         w.Line($"Gemm.MultiplyTransposedB({node.Gradient}, {Plan.View(layer, "Kernel")}, {node.PatchGradient}, {rows}, {layer.Channels}, {node.Window}.PatchSize);");
                         w.Line($"Convolution.Col2Im({node.PatchGradient}, {input.Gradient}, {node.Window}, batch, accumulate: {Bool(Into(input))});");
                     }
+                    break;
+                }
+                case NodeKind.Layer when node.Is(LayerKind.BatchNormalization):
+                {
+                    var norm = node.Layer!;
+                    var input = node.Inputs[0];
+                    var (rows, channels) = Rows(spec);
+                    if (!norm.Trainable)
+                    {
+                        w.Line($"// {node.Title}: frozen BatchNormalization scales the gradient by gamma / sqrt(moving variance + epsilon)");
+                        w.Line($"BatchNorm.InferenceBackward({node.Gradient}, {Plan.View(norm, "Gamma")}, {Plan.View(norm, "MovingVariance")}, {input.Gradient}, {rows}, {channels}, {Literal(norm.Epsilon)}f, accumulate: {Bool(Into(input))});");
+                        break;
+                    }
+                    bool shared = !weightsStarted.Add(norm);
+                    w.Line($"// {node.Title}: gamma, beta{(input.NeedsGradient ? " and input" : "")} gradients through the batch statistics");
+                    string inputGradient = input.NeedsGradient ? $"{input.Gradient}, " : "default, ";
+                    string inputFlags = input.NeedsGradient ? $"computeInput: true, accumulateInput: {Bool(Into(input))}" : "computeInput: false, accumulateInput: false";
+                    w.Line($"BatchNorm.TrainingBackward({node.Gradient}, {input.TrainingSource}, {Plan.View(norm, "Gamma")}, {node.BatchMean}, {node.InverseStd}, {inputGradient}" +
+                        $"{Plan.View(norm, "Gamma")}Gradient, {Plan.View(norm, "Beta")}Gradient, {rows}, {channels}, {inputFlags}, computeWeights: true, accumulateWeights: {Bool(shared)});");
                     break;
                 }
                 case NodeKind.Layer when node.Layer!.IsWindowed && node.Layer.Kind != LayerKind.Conv2D:
@@ -638,6 +724,16 @@ internal static class ModelEmitter
         return list.Count == 1 ? list[0] : string.Join(", ", list.Take(list.Count - 1)) + " and " + list[list.Count - 1];
     }
 
+    /// <summary>What a Dense or Conv2D block computes: "relu', then kernel, bias and input gradients"; a frozen layer's weights get none.</summary>
+    private static string GradientsOf(LayerSpec layer, string? input)
+    {
+        var parts = new List<string>();
+        if (layer.Trainable) parts.AddRange(layer.UseBias ? new[] { "kernel", "bias" } : new[] { "kernel" });
+        if (input is not null) parts.Add(input);
+        string activation = layer.Activation == Activation.Linear ? "" : Lower(layer.Activation) + "', then ";
+        return activation + Describe(parts) + " gradient" + (parts.Count > 1 ? "s" : "") + (layer.Trainable ? "" : " (frozen: no weight gradients)");
+    }
+
     /// <summary>An optional trailing argument: only accumulating calls spell it out.</summary>
     private static string Flag(bool accumulate) => accumulate ? ", accumulate: true" : "";
 
@@ -650,7 +746,7 @@ internal static class ModelEmitter
         foreach (var tensor in plan.Tensors)
         {
             w.Line($"private Span<float> {tensor.View} => parameters.AsSpan({tensor.View}Offset, {tensor.View}Length);");
-            w.Line($"private Span<float> {tensor.View}Gradient => gradients.AsSpan({tensor.View}Offset, {tensor.View}Length);");
+            if (tensor.Trainable) w.Line($"private Span<float> {tensor.View}Gradient => gradients.AsSpan({tensor.View}Offset, {tensor.View}Length);");
         }
         w.Line();
     }
@@ -679,16 +775,13 @@ internal static class ModelEmitter
         public Plan(ModelSpec model)
         {
             Model = model;
+            // Trainable tensors first, so the optimizer steps over one prefix of the buffer; moving statistics and frozen weights follow.
+            var weights = model.Layers.SelectMany(layer => layer.Weights.Select(tensor => (Layer: layer, Tensor: tensor))).ToList();
             int offset = 0;
-            foreach (var layer in model.Layers.Where(l => l.HasWeights))
+            foreach (var (layer, tensor) in weights.Where(w => w.Tensor.Trainable).Concat(weights.Where(w => !w.Tensor.Trainable)))
             {
-                Tensors.Add(new Tensor(View(layer, "Kernel"), offset, layer.KernelLength));
-                offset += layer.KernelLength;
-                if (layer.UseBias)
-                {
-                    Tensors.Add(new Tensor(View(layer, "Bias"), offset, layer.BiasLength));
-                    offset += layer.BiasLength;
-                }
+                Tensors.Add(new Tensor(View(layer, tensor.Property), offset, tensor.Length, tensor.Trainable));
+                offset += tensor.Length;
             }
             Nodes.AddRange(PlanNodes(model, model.Nodes, model.Outputs.Select(o => o.Node), prefix: ""));
             foreach (var sub in model.SubModels)
@@ -739,6 +832,9 @@ internal static class ModelEmitter
 
         public string InputParameters => string.Join(", ", Inputs.Select(i => $"ReadOnlySpan<float> {i.Spec.Name}"));
 
+        /// <summary>A gradient buffer where backward reaches: tensors after something that learns, and the outputs (the losses write theirs).</summary>
+        public bool HasGradientBuffer(NodePlan node) => node.NeedsGradient || Outputs.Any(o => o.Node == node);
+
         public bool IsShared(LayerSpec layer) => Nodes.Count(n => n.Layer == layer && n.Spec.Kind == NodeKind.Layer) > 1;
 
         /// <summary>The private span property over one weight tensor: Hidden1Kernel, Hidden1Bias.</summary>
@@ -749,7 +845,7 @@ internal static class ModelEmitter
         }
     }
 
-    private sealed record Tensor(string View, int Offset, int Length);
+    private sealed record Tensor(string View, int Offset, int Length, bool Trainable);
 
     private sealed record SubModelPlan(SubModelSpec Spec, List<NodePlan> Nodes);
 
@@ -778,7 +874,7 @@ internal static class ModelEmitter
             Spec = spec;
             Layer = layer;
             Inputs = inputs;
-            NeedsGradient = layer is { ParameterCount: > 0 } || inputs.Any(i => i.NeedsGradient);
+            NeedsGradient = layer is { TrainableParameterCount: > 0 } || inputs.Any(i => i.NeedsGradient);
         }
 
         private readonly string prefix;
@@ -791,6 +887,11 @@ internal static class ModelEmitter
         public bool Is(LayerKind kind) => Spec.Kind == NodeKind.Layer && Layer!.Kind == kind;
         /// <summary>Max poolings remember each maximum's position for the backward pass.</summary>
         public bool UsesWinners => Is(LayerKind.MaxPooling2D) || Is(LayerKind.GlobalMaxPooling2D);
+        /// <summary>A trainable BatchNormalization normalises with, and keeps for backward and the moving averages, each batch's statistics.</summary>
+        public bool UsesBatchStatistics => Is(LayerKind.BatchNormalization) && Layer!.Trainable;
+        public string BatchMean => Stem + "BatchMean";
+        public string BatchVariance => Stem + "BatchVariance";
+        public string InverseStd => Stem + "InverseStd";
         public string Patches => Stem + "Patches";
         public string PatchGradient => Stem + "PatchGradient";
         public string Winners => Stem + "Winners";

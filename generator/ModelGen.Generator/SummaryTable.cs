@@ -33,10 +33,10 @@ internal static class SummaryTable
             text.Append(Row('│', rows[r], widths));
         }
         text.Append(Border('└', '─', '┴', '┘', widths));
-        long total = model.ParameterCount;
+        long total = model.ParameterCount, trainable = model.TrainableParameterCount;
         text.Append($" Total params: {ModelEmitter.Number(total)} ({Memory(total * 4)})\n");
-        text.Append($" Trainable params: {ModelEmitter.Number(total)} ({Memory(total * 4)})\n");
-        text.Append($" Non-trainable params: 0 ({Memory(0)})");
+        text.Append($" Trainable params: {ModelEmitter.Number(trainable)} ({Memory(trainable * 4)})\n");
+        text.Append($" Non-trainable params: {ModelEmitter.Number(total - trainable)} ({Memory((total - trainable) * 4)})");
         return text.ToString();
     }
 

@@ -89,6 +89,12 @@ internal static partial class ModelParser
             return builder;
         }
         private readonly Dictionary<string, int> uses = new();              // naming: how often a name was taken
+        /// <summary>How many graph methods marked [Graph(Trainable = false)] the reader is inside; their layers freeze.</summary>
+        private int frozenDepth = IsFrozen(method) ? 1 : 0;
+        private readonly HashSet<string> frozenFields = new();
+
+        private static bool IsFrozen(IMethodSymbol graphMethod) => graphMethod.GetAttributes()
+            .Any(a => a.AttributeClass?.ToDisplayString() == GraphAttribute && a.NamedArguments.Any(n => n.Key == "Trainable" && n.Value.Value is false));
         private readonly Dictionary<int, Location> nodeLocations = new();
 
         public GraphBuilder? Read(CancellationToken cancellationToken)
@@ -112,6 +118,10 @@ internal static partial class ModelParser
                 return null;
             }
             if (!context.Ok) return null;
+            for (int i = 0; i < graph.Layers.Count && model is null; i++)
+            {
+                if (frozenFields.Contains(graph.Layers[i].Name)) graph.Layers[i] = graph.Layers[i] with { Trainable = false };
+            }
             graph.Outputs.AddRange(output);
             graph.OutputNames.AddRange(OutputNames(output));
             return model is null ? Prune() : graph;
@@ -291,6 +301,8 @@ internal static partial class ModelParser
             foreach (var pair in bound) tensors[pair.Key] = pair.Value;
             callStack.Add(name);
             context.Silenced++;
+            bool frozen = IsFrozen(callee.Method);
+            if (frozen) frozenDepth++;
             List<int>? result = null;
             try
             {
@@ -303,6 +315,7 @@ internal static partial class ModelParser
             }
             finally
             {
+                if (frozen) frozenDepth--;
                 context.Silenced--;
                 callStack.RemoveAt(callStack.Count - 1);
                 tensors.Clear();
@@ -334,10 +347,11 @@ internal static partial class ModelParser
                 // A shared layer: every use has the weights, so every use needs the first use's input shape.
                 layer = graph.Layers[index];
                 if ((field.Kind == LayerKind.Dense && inputNode.Size != layer.InputSize) ||
-                    (field.Kind == LayerKind.Conv2D && !inputNode.Shape.Equals(layer.InputShape)))
+                    (field.Kind == LayerKind.Conv2D && !inputNode.Shape.Equals(layer.InputShape)) ||
+                    (field.Kind == LayerKind.BatchNormalization && inputNode.Shape[inputNode.Shape.Count - 1] != layer.Channels))
                 {
                     context.Report(Diagnostics.IncompatibleShapes, location,
-                        $"Layer '{field.Name}' is shared: its first use takes {ShapeText(new[] { layer.InputSize })}, but here it is applied to {ShapeText(inputNode.Shape)} from '{argument}'; a shared layer takes one input shape");
+                        $"Layer '{field.Name}' is shared: its first use takes {ShapeText(layer.InputShape.Count > 0 ? layer.InputShape.Items : ImmutableArray.Create(layer.InputSize))}, but here it is applied to {ShapeText(inputNode.Shape)} from '{argument}'; a shared layer takes one input shape");
                     return null;
                 }
             }
@@ -354,6 +368,7 @@ internal static partial class ModelParser
                 index = graph.Layers.Count - 1;
                 layerOfField[field.Name] = index;
             }
+            if (frozenDepth > 0) frozenFields.Add(field.Name);
             var shape = field.Kind is LayerKind.Dense or LayerKind.Flatten or LayerKind.Conv2D ? layer.OutputShape
                 : field.Kind is LayerKind.MaxPooling2D or LayerKind.AveragePooling2D or LayerKind.GlobalAveragePooling2D or LayerKind.GlobalMaxPooling2D
                     ? Infer(field, inputNode.Shape.Items, argument.ToString(), location, context).OutputShape

@@ -38,11 +38,12 @@ internal static partial class ModelParser
         ["ModelGen.AveragePooling2DAttribute"] = (LayerKind.AveragePooling2D, "AveragePooling2D", "ModelGen.AveragePooling2D"),
         ["ModelGen.GlobalAveragePooling2DAttribute"] = (LayerKind.GlobalAveragePooling2D, "GlobalAveragePooling2D", "ModelGen.GlobalAveragePooling2D"),
         ["ModelGen.GlobalMaxPooling2DAttribute"] = (LayerKind.GlobalMaxPooling2D, "GlobalMaxPooling2D", "ModelGen.GlobalMaxPooling2D"),
+        ["ModelGen.BatchNormalizationAttribute"] = (LayerKind.BatchNormalization, "BatchNormalization", "ModelGen.BatchNormalization"),
     };
 
     /// <summary>A layer field's declaration, validated, before shapes are known.</summary>
     private sealed record LayerField(IFieldSymbol Field, LayerKind Kind, ImmutableArray<int> Shape, int Units, Activation Activation, bool UseBias, double Rate,
-        int KernelSize = 0, int Strides = 1, Padding Padding = Padding.Valid)
+        int KernelSize = 0, int Strides = 1, Padding Padding = Padding.Valid, bool Trainable = true, double Momentum = 0, double Epsilon = 0)
     {
         public string Name => Field.Name;
     }
@@ -227,7 +228,7 @@ internal static partial class ModelParser
                 if (attributes.Count == 0)
                 {
                     context.Report(Diagnostics.UnsupportedMember, FieldLocation(field), field.Name, type.Name,
-                        "instance fields of a model are its layers and need a layer attribute ([Input], [Dense], [Conv2D], [MaxPooling2D], [Flatten], [Dropout] or [Activation])");
+                        "instance fields of a model are its layers and need a layer attribute ([Input], [Dense], [Conv2D], [MaxPooling2D], [BatchNormalization], [Flatten], [Dropout], [Activation], ...)");
                     continue;
                 }
                 if (attributes.Count > 1)
@@ -243,7 +244,8 @@ internal static partial class ModelParser
                     continue;
                 }
                 CheckFieldType(field, info.ShortName, info.FieldType, context);
-                fields.Add(ReadField(field, attributes[0], info.Kind, context));
+                bool trainable = !attributes[0].NamedArguments.Any(n => n.Key == "Trainable" && n.Value.Value is false);
+                fields.Add(ReadField(field, attributes[0], info.Kind, context) with { Trainable = trainable });
             }
             else if (member is IMethodSymbol { MethodKind: MethodKind.Constructor, IsStatic: false } constructor)
             {
@@ -294,6 +296,14 @@ internal static partial class ModelParser
                 if (pool <= 0) context.Report(Diagnostics.InvalidLayerConfiguration, ArgumentLocation(attribute, 0, field), field.Name, context.Model, $"the pool size must be positive, not {pool}");
                 var (strides, padding) = ReadWindowOptions(attribute, field, defaultStrides: Math.Max(pool, 1), context);
                 return new LayerField(field, kind, default, 0, Activation.Linear, true, 0, Math.Max(pool, 1), strides, padding);
+            }
+            case LayerKind.BatchNormalization:
+            {
+                double momentum = attribute.NamedArguments.FirstOrDefault(n => n.Key == "Momentum").Value.Value is double m ? m : 0.99;
+                double epsilon = attribute.NamedArguments.FirstOrDefault(n => n.Key == "Epsilon").Value.Value is double e ? e : 1e-3;
+                if (!(momentum >= 0 && momentum <= 1)) context.Report(Diagnostics.InvalidLayerConfiguration, NamedArgumentLocation(attribute, "Momentum"), field.Name, context.Model, $"the momentum must be in [0, 1], not {momentum}");
+                if (!(epsilon > 0) || double.IsInfinity(epsilon)) context.Report(Diagnostics.InvalidLayerConfiguration, NamedArgumentLocation(attribute, "Epsilon"), field.Name, context.Model, $"epsilon must be a positive number, not {epsilon}");
+                return new LayerField(field, kind, default, 0, Activation.Linear, true, 0, Momentum: momentum, Epsilon: epsilon);
             }
             case LayerKind.Dropout:
                 double rate = arguments.Length > 0 && arguments[0].Value is double r ? r : double.NaN;
@@ -347,7 +357,9 @@ internal static partial class ModelParser
                     context.Report(Diagnostics.IncompatibleInputShape, location, field.Name, "Dense", ShapeText(input), inputName,
                         "a flat input of shape (None, features): put a [Flatten] layer before it");
                 }
-                return new LayerSpec(field.Name, field.Kind, ImmutableArray.Create(field.Units), inputSize, field.Activation, field.UseBias);
+                return new LayerSpec(field.Name, field.Kind, ImmutableArray.Create(field.Units), inputSize, field.Activation, field.UseBias, Trainable: field.Trainable);
+            case LayerKind.BatchNormalization:
+                return new LayerSpec(field.Name, field.Kind, input, inputSize, InputShape: input, Trainable: field.Trainable, Momentum: field.Momentum, Epsilon: field.Epsilon);
             case LayerKind.Dropout:
                 return new LayerSpec(field.Name, field.Kind, input, inputSize, Rate: field.Rate);
             case LayerKind.Flatten:
@@ -382,7 +394,7 @@ internal static partial class ModelParser
                 }
                 int channels = field.Kind == LayerKind.Conv2D ? field.Units : input[2];
                 return new LayerSpec(field.Name, field.Kind, ImmutableArray.Create(height, width, channels), inputSize, field.Activation, field.UseBias,
-                    InputShape: input, KernelSize: field.KernelSize, Strides: field.Strides, Padding: field.Padding);
+                    InputShape: input, KernelSize: field.KernelSize, Strides: field.Strides, Padding: field.Padding, Trainable: field.Trainable);
             }
             default:
                 return new LayerSpec(field.Name, field.Kind, input, inputSize, field.Activation);

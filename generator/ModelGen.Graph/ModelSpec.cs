@@ -1,8 +1,9 @@
+using System.Collections.Generic;
 using System.Linq;
 
 namespace ModelGen.Graph;
 
-internal enum LayerKind { Input, Dense, Dropout, Activation, Flatten, Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D }
+internal enum LayerKind { Input, Dense, Dropout, Activation, Flatten, Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, BatchNormalization }
 
 /// <summary>
 /// A layer: one field of the model class (or one input of a graph method), with its configuration and,
@@ -23,13 +24,16 @@ internal sealed record LayerSpec(
     EquatableArray<int> InputShape = default,
     int KernelSize = 0,
     int Strides = 1,
-    Padding Padding = Padding.Valid)
+    Padding Padding = Padding.Valid,
+    bool Trainable = true,
+    double Momentum = 0,
+    double Epsilon = 0)
 {
     /// <summary>Floats per sample in this layer's output.</summary>
     public int OutputSize => OutputShape.Items.Aggregate(1, (a, b) => a * b);
-    /// <summary>Conv2D: filters; Dense: units.</summary>
+    /// <summary>Conv2D: filters; Dense: units; BatchNormalization: the normalised (last) axis.</summary>
     public int Channels => OutputShape[OutputShape.Count - 1];
-    public bool HasWeights => Kind is LayerKind.Dense or LayerKind.Conv2D;
+    public bool HasWeights => Kind is LayerKind.Dense or LayerKind.Conv2D or LayerKind.BatchNormalization;
     /// <summary>Layers that slide a window over an image (a global pooling's window is the whole image).</summary>
     public bool IsWindowed => Kind is LayerKind.Conv2D or LayerKind.MaxPooling2D or LayerKind.AveragePooling2D or LayerKind.GlobalAveragePooling2D or LayerKind.GlobalMaxPooling2D;
     public bool IsGlobal => Kind is LayerKind.GlobalAveragePooling2D or LayerKind.GlobalMaxPooling2D;
@@ -39,8 +43,34 @@ internal sealed record LayerSpec(
         LayerKind.Conv2D => KernelSize * KernelSize * InputShape[2] * Channels,
         _ => 0,
     };
-    public int BiasLength => HasWeights && UseBias ? Channels : 0;
-    public int ParameterCount => KernelLength + BiasLength;
+    public int BiasLength => Kind is LayerKind.Dense or LayerKind.Conv2D && UseBias ? Channels : 0;
+    public int ParameterCount => Weights.Sum(t => t.Length);
+    /// <summary>What the optimizer updates: nothing of a frozen layer, and never moving statistics.</summary>
+    public int TrainableParameterCount => Weights.Where(t => t.Trainable).Sum(t => t.Length);
+
+    /// <summary>
+    /// The layer's weight tensors in Keras' order: Property is the C# view's suffix (Kernel), Key the weights-file name (kernel).
+    /// </summary>
+    public IEnumerable<WeightTensor> Weights
+    {
+        get
+        {
+            switch (Kind)
+            {
+                case LayerKind.Dense:
+                case LayerKind.Conv2D:
+                    yield return new WeightTensor("Kernel", "kernel", KernelLength, Trainable);
+                    if (UseBias) yield return new WeightTensor("Bias", "bias", BiasLength, Trainable);
+                    break;
+                case LayerKind.BatchNormalization:
+                    yield return new WeightTensor("Gamma", "gamma", Channels, Trainable);
+                    yield return new WeightTensor("Beta", "beta", Channels, Trainable);
+                    yield return new WeightTensor("MovingMean", "moving_mean", Channels, false);
+                    yield return new WeightTensor("MovingVariance", "moving_variance", Channels, false);
+                    break;
+            }
+        }
+    }
 
     /// <summary>The Keras class name shown in summaries.</summary>
     public string TypeName => Kind switch
@@ -54,9 +84,13 @@ internal sealed record LayerSpec(
         LayerKind.AveragePooling2D => "AveragePooling2D",
         LayerKind.GlobalAveragePooling2D => "GlobalAveragePooling2D",
         LayerKind.GlobalMaxPooling2D => "GlobalMaxPooling2D",
+        LayerKind.BatchNormalization => "BatchNormalization",
         _ => "Activation",
     };
 }
+
+/// <summary>One weight tensor of a layer (see <see cref="LayerSpec.Weights"/>).</summary>
+internal readonly record struct WeightTensor(string Property, string Key, int Length, bool Trainable);
 
 internal enum NodeKind
 {
@@ -124,6 +158,7 @@ internal sealed record ModelSpec(
     EquatableArray<SubModelSpec> SubModels)
 {
     public int ParameterCount => Layers.Sum(l => l.ParameterCount);
+    public int TrainableParameterCount => Layers.Sum(l => l.TrainableParameterCount);
     public int InputSize => Inputs.Sum(i => Nodes[i].Size);
     public int OutputSize => Outputs.Sum(o => o.Size);
     public int TargetSize => Outputs.Sum(o => o.TargetSize);

@@ -212,3 +212,52 @@ public class ConvolutionDiagnosticTests
             """));
     }
 }
+
+public class NormalizationDiagnosticTests
+{
+    [Fact]
+    public void Batch_normalization_options_are_checked_at_their_argument()
+    {
+        AnalyzerHarness.Verify("""
+            using ModelGen;
+            [Sequential] partial class Bad
+            {
+                [Input(4)] Input x;
+                [BatchNormalization({|MG0003:Momentum = 1.5|}, {|MG0003:Epsilon = 0|})] BatchNormalization norm;
+                [Dense(2)] Dense d;
+            }
+            """);
+    }
+
+    [Fact]
+    public void A_shared_batch_normalization_needs_one_channel_count()
+    {
+        AnalyzerHarness.Verify("""
+            using ModelGen;
+            [Functional] partial class Shared
+            {
+                [Dense(4)] Dense a;
+                [Dense(3)] Dense b;
+                [BatchNormalization] BatchNormalization norm;
+                [Graph] Tensor Forward([Shape(5)] Tensor x) => Ops.Concatenate(norm.Apply(a.Apply(x)), {|MG0011:norm.Apply(b.Apply(x))|});
+            }
+            """);
+    }
+
+    [Fact]
+    public void Frozen_layers_and_blocks_are_valid_models()
+    {
+        Assert.Empty(AnalyzerHarness.Analyze("""
+            using ModelGen;
+            [Functional] partial class Transfer
+            {
+                [Conv2D(4, 3, Trainable = false)] Conv2D conv;
+                [BatchNormalization] BatchNormalization norm;
+                [Flatten] Flatten flat;
+                [Dense(2)] Dense head;
+                [Graph] Tensor Forward([Shape(5, 5, 1)] Tensor x) => head.Apply(flat.Apply(Backbone(x)));
+                [Graph(Trainable = false)] Tensor Backbone([Shape(5, 5, 1)] Tensor x) => norm.Apply(conv.Apply(x));
+            }
+            """));
+    }
+}

@@ -182,3 +182,54 @@ public class GeneratorTests
         }
     }
 }
+
+public class FreezingGeneratorTests
+{
+    private const string Transfer = """
+        using ModelGen;
+
+        [Functional(Loss = Loss.SparseCategoricalCrossentropy)]
+        public partial class Transfer
+        {
+            [Conv2D(4, 3, Padding = Padding.Same)] Conv2D conv1;
+            [BatchNormalization] BatchNormalization norm1;
+            [Conv2D(4, 3, Padding = Padding.Same)] Conv2D conv2;
+            [BatchNormalization] BatchNormalization norm2;
+            [GlobalAveragePooling2D] GlobalAveragePooling2D pool;
+            [Dense(3, Activation.Softmax)] Dense head;
+
+            [Graph]
+            Tensor Forward([Shape(6, 6, 2)] Tensor image) => head.Apply(pool.Apply(Ops.Relu(norm2.Apply(conv2.Apply(Backbone(image))))));
+
+            [Graph(Trainable = false)]
+            Tensor Backbone([Shape(6, 6, 2)] Tensor image) => Ops.Relu(norm1.Apply(conv1.Apply(image)));
+        }
+        """;
+
+    [Fact]
+    public void A_frozen_prefix_gets_no_gradient_code_at_all()
+    {
+        var (output, result) = GeneratorHarness.Run(Transfer);
+        Assert.Empty(output.GetDiagnostics().Where(d => d.Severity >= DiagnosticSeverity.Warning));
+        string code = Assert.Single(result.GeneratedTrees).ToString();
+        string backward = code.Substring(code.IndexOf("private void Backward(", StringComparison.Ordinal));
+        backward = backward.Substring(0, backward.IndexOf("\n    }", StringComparison.Ordinal));
+
+        // The trainable top: conv2 and norm2 in training mode, with weight gradients.
+        Assert.Contains("BatchNorm.TrainingBackward(norm2Gradient, conv2Output, Norm2Gamma", backward);
+        Assert.Contains("Conv2KernelGradient", backward);
+        // The frozen backbone: no kernel, gamma or input gradients, no gradient views, batch statistics never computed.
+        Assert.DoesNotContain("conv1", backward);
+        Assert.DoesNotContain("norm1", backward);
+        Assert.DoesNotContain("Conv2PatchGradient", backward); // conv2's input (the backbone's output) needs no gradient either
+        Assert.DoesNotContain("Conv1KernelGradient", code);
+        Assert.DoesNotContain("Norm1GammaGradient", code);
+        Assert.DoesNotContain("BatchNorm.TrainingForward(conv1Output", code);
+        Assert.Contains("BatchNorm.InferenceForward(conv1Output, norm1Output, Norm1Gamma, Norm1Beta, Norm1MovingMean, Norm1MovingVariance", code);
+        // Keras' counts: conv 2*3*3*4 + 4 = 76 and 4*3*3*4 + 4 = 148, each BN 16 (8 trainable), head 15.
+        Assert.Contains("public const int ParameterCount = 271;", code);
+        Assert.Contains("public const int TrainableParameterCount = 171;", code); // conv2 148 + norm2 gamma, beta 8 + head 15
+        Assert.Contains("public const int NonTrainableParameterCount = 100;", code);
+        Assert.Contains("optimizer.Step(parameters.AsSpan(0, TrainableParameterCount), gradients.AsSpan(0, TrainableParameterCount));", code);
+    }
+}

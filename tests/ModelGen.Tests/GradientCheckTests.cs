@@ -4,7 +4,8 @@ namespace ModelGen.Tests;
 
 /// <summary>
 /// The generated backward pass of whole models against central finite differences of the loss, parameter
-/// by parameter. Together the models cover every layer, activation and loss the generator emits (dropout is
+/// by parameter, in training mode (BatchNormalization normalises with the batch's statistics, whose own dependence on the
+/// weights the backward must include). Together the models cover every layer, activation and loss the generator emits (dropout is
 /// random per pass, so its backward is checked against its mask in the runtime tests). The seed's residual MLP stacks
 /// ReLUs after a 64-wide sum, where kinks inside any usable step are common; PyTorch parity checks it instead.
 /// </summary>
@@ -14,6 +15,7 @@ public class GradientCheckTests
     {
         nameof(ParityClassifier), nameof(ParityOneHot), nameof(ParityRegressor), nameof(ParityBinary),
         nameof(StandaloneActivations), nameof(SeparateSoftmax), nameof(EveryMerge), nameof(FlattenedImage), nameof(TinyCnn), nameof(PoolingMix),
+        nameof(NormalizedMlp), nameof(NormalizedCnn), nameof(FrozenMiddle),
     };
 
     [Theory, MemberData(nameof(Models))]
@@ -31,6 +33,9 @@ public class GradientCheckTests
             nameof(FlattenedImage) => new FlattenedImage(batch, seed: 9),
             nameof(TinyCnn) => new TinyCnn(batch, seed: 10),
             nameof(PoolingMix) => new PoolingMix(batch, seed: 11),
+            nameof(NormalizedMlp) => new NormalizedMlp(batch, seed: 12),
+            nameof(NormalizedCnn) => new NormalizedCnn(batch, seed: 13),
+            nameof(FrozenMiddle) => new FrozenMiddle(batch, seed: 14),
             _ => new SeparateSoftmax(batch, seed: 6),
         };
         var random = new Random(name.Length);
@@ -44,12 +49,12 @@ public class GradientCheckTests
         model.TrainStep(x, y, new Sgd(learningRate: 0f));
         var analytic = (float[])model.Gradients.Clone();
         var weights = model.Parameters;
-        var before = (float[])weights.Clone();
+        var before = weights.AsSpan(0, model.TrainableParameterCount).ToArray();
 
         // A ReLU kink inside the step makes a difference quotient meaningless; two step sizes that disagree
         // reveal it, and such coordinates are skipped (they must stay rare, or the check would prove nothing).
         int nonSmooth = 0;
-        for (int i = 0; i < weights.Length; i++)
+        for (int i = 0; i < model.TrainableParameterCount; i++)
         {
             double coarse = Difference(model, x, y, i, 2e-3f);
             double fine = Difference(model, x, y, i, 1e-3f);
@@ -57,8 +62,10 @@ public class GradientCheckTests
             Assert.True(Math.Abs(fine - analytic[i]) <= 1e-2 * Math.Abs(fine) + 3e-4,
                 $"{name} parameter {i}: analytic {analytic[i]}, numeric {fine}");
         }
-        Assert.True(nonSmooth <= weights.Length / 20, $"{nonSmooth} of {weights.Length} coordinates were non-smooth");
-        Assert.Equal(before, model.Parameters);
+        Assert.True(nonSmooth <= model.TrainableParameterCount / 20, $"{nonSmooth} of {model.TrainableParameterCount} coordinates were non-smooth");
+        Assert.Equal(before, model.Parameters.AsSpan(0, model.TrainableParameterCount).ToArray());
+        // Frozen weights and moving statistics get no gradient at all.
+        Assert.All(analytic.Skip(model.TrainableParameterCount), g => Assert.Equal(0f, g));
     }
 
     private static double Difference(IModel model, float[] x, float[] y, int index, float step)
@@ -66,12 +73,15 @@ public class GradientCheckTests
         var weights = model.Parameters;
         float saved = weights[index];
         weights[index] = saved + step;
-        double plus = model.Evaluate(x, y).Loss;
+        double plus = TrainingLoss(model, x, y);
         weights[index] = saved - step;
-        double minus = model.Evaluate(x, y).Loss;
+        double minus = TrainingLoss(model, x, y);
         weights[index] = saved;
         return (plus - minus) / (2 * step);
     }
+
+    /// <summary>The loss of a training-mode forward pass (BatchNormalization on batch statistics): a step that moves no trainable weight.</summary>
+    private static double TrainingLoss(IModel model, float[] x, float[] y) => model.TrainStep(x, y, new Sgd(learningRate: 0f));
 
     internal static float[] Targets(IModel model, int batch, Random random) => model.Outputs[0].Loss switch
     {

@@ -26,7 +26,14 @@ public sealed class FunctionalAttribute : Attribute
 
 /// <summary>The method of a [Functional] model that wires its layers: parameters are the inputs, the return value the output.</summary>
 [AttributeUsage(AttributeTargets.Method, Inherited = false)]
-public sealed class GraphAttribute : Attribute { }
+public sealed class GraphAttribute : Attribute
+{
+    /// <summary>
+    /// False freezes every layer this graph applies, wherever it is called from: a frozen backbone, as Keras'
+    /// <c>base_model.trainable = False</c>.
+    /// </summary>
+    public bool Trainable { get; set; } = true;
+}
 
 /// <summary>
 /// The loss (and its weight in the total) for one named output of a multi-output [Graph] method, as Keras'
@@ -54,6 +61,16 @@ public sealed class ShapeAttribute : Attribute
     public int[] Shape { get; }
 }
 
+/// <summary>
+/// What every layer attribute shares. <see cref="Trainable"/> = false freezes the layer, as Keras' <c>layer.trainable = False</c>:
+/// its weights move to the non-trainable part of the parameter buffer, the generated backward computes no gradient for
+/// them (nor any input gradient for a frozen prefix of the model), and a frozen BatchNormalization runs in inference mode.
+/// </summary>
+public abstract class LayerAttribute : Attribute
+{
+    public bool Trainable { get; set; } = true;
+}
+
 /// <summary>The model input and its shape without the batch dimension, as Keras' <c>Input(shape=...)</c>.</summary>
 [AttributeUsage(AttributeTargets.Field, Inherited = false)]
 public sealed class InputAttribute : Attribute
@@ -64,7 +81,7 @@ public sealed class InputAttribute : Attribute
 
 /// <summary>A fully connected layer: <c>y = activation(x @ kernel + bias)</c>, kernel shaped (in, units).</summary>
 [AttributeUsage(AttributeTargets.Field, Inherited = false)]
-public sealed class DenseAttribute : Attribute
+public sealed class DenseAttribute : LayerAttribute
 {
     public DenseAttribute(int units, Activation activation = Activation.Linear)
     {
@@ -80,7 +97,7 @@ public sealed class DenseAttribute : Attribute
 
 /// <summary>A standalone activation layer.</summary>
 [AttributeUsage(AttributeTargets.Field, Inherited = false)]
-public sealed class ActivationAttribute : Attribute
+public sealed class ActivationAttribute : LayerAttribute
 {
     public ActivationAttribute(Activation activation) => Activation = activation;
     public Activation Activation { get; }
@@ -91,7 +108,7 @@ public sealed class ActivationAttribute : Attribute
 /// Glorot-uniform initialised, zero bias.
 /// </summary>
 [AttributeUsage(AttributeTargets.Field, Inherited = false)]
-public sealed class Conv2DAttribute : Attribute
+public sealed class Conv2DAttribute : LayerAttribute
 {
     public Conv2DAttribute(int filters, int kernelSize, Activation activation = Activation.Linear)
     {
@@ -109,7 +126,7 @@ public sealed class Conv2DAttribute : Attribute
 }
 
 /// <summary>The options every windowed pooling takes, as Keras' pooling layers (strides default to the pool size).</summary>
-public abstract class Pooling2DAttribute : Attribute
+public abstract class Pooling2DAttribute : LayerAttribute
 {
     protected Pooling2DAttribute(int poolSize) => PoolSize = poolSize;
     public int PoolSize { get; }
@@ -128,20 +145,32 @@ public sealed class AveragePooling2DAttribute(int poolSize = 2) : Pooling2DAttri
 
 /// <summary>The mean of each channel over the whole image: (None, H, W, C) -> (None, C).</summary>
 [AttributeUsage(AttributeTargets.Field, Inherited = false)]
-public sealed class GlobalAveragePooling2DAttribute : Attribute { }
+public sealed class GlobalAveragePooling2DAttribute : LayerAttribute { }
 
 /// <summary>The maximum of each channel over the whole image: (None, H, W, C) -> (None, C).</summary>
 [AttributeUsage(AttributeTargets.Field, Inherited = false)]
-public sealed class GlobalMaxPooling2DAttribute : Attribute { }
+public sealed class GlobalMaxPooling2DAttribute : LayerAttribute { }
 
 /// <summary>Flattens each sample to one dimension in H, W, C order, as Keras' Flatten (channels-last).</summary>
 [AttributeUsage(AttributeTargets.Field, Inherited = false)]
-public sealed class FlattenAttribute : Attribute { }
+public sealed class FlattenAttribute : LayerAttribute { }
 
 /// <summary>Drops inputs with probability <c>rate</c> while training and scales the rest by 1/(1-rate); identity at inference.</summary>
 [AttributeUsage(AttributeTargets.Field, Inherited = false)]
-public sealed class DropoutAttribute : Attribute
+public sealed class DropoutAttribute : LayerAttribute
 {
     public DropoutAttribute(double rate) => Rate = rate;
     public double Rate { get; }
+}
+
+/// <summary>
+/// Batch normalization over the last axis, as Keras' BatchNormalization: in training, each channel is normalised with
+/// the batch's mean and biased variance, and the moving statistics follow them (moving = momentum·moving + (1 - momentum)·batch);
+/// at inference (and when frozen), the moving statistics are used. gamma and beta train; moving_mean and moving_variance do not.
+/// </summary>
+[AttributeUsage(AttributeTargets.Field, Inherited = false)]
+public sealed class BatchNormalizationAttribute : LayerAttribute
+{
+    public double Momentum { get; set; } = 0.99;
+    public double Epsilon { get; set; } = 1e-3;
 }

@@ -24,6 +24,8 @@ public sealed class Parameter
     }
 
     public string Name { get; }
+    /// <summary>False for what the optimizer never touches: moving statistics, and the weights of frozen layers.</summary>
+    public bool Trainable { get; init; } = true;
     public IReadOnlyList<int> Shape { get; }
     /// <summary>Number of floats in this tensor.</summary>
     public int Length { get; }
@@ -50,6 +52,8 @@ public abstract class Layer
     /// <summary>Output shape without the batch dimension.</summary>
     public IReadOnlyList<int> OutputShape { get; }
     public virtual IReadOnlyList<Parameter> Parameters => Array.Empty<Parameter>();
+    /// <summary>False when the layer was declared frozen (<c>Trainable = false</c>): its weights stay as they are.</summary>
+    public bool Trainable { get; init; } = true;
     public override string ToString() => $"{Name} ({GetType().Name})";
 
     /// <summary>Applies this layer to a tensor in a [Graph] method (read by the generator, never run). Applying one field twice shares its weights.</summary>
@@ -163,3 +167,29 @@ public sealed class GlobalMaxPooling2D : Layer
 /// <summary>Max pooling over windows of each channel.</summary>
 public sealed class MaxPooling2D(string name, int poolSize, int strides, Padding padding, params int[] outputShape)
     : Pooling2D(name, poolSize, strides, padding, outputShape);
+
+/// <summary>Batch normalization over the last axis: gamma, beta (trainable), moving_mean, moving_variance (not trainable), each (channels).</summary>
+public sealed class BatchNormalization : Layer
+{
+    private readonly Parameter[] parameters;
+
+    public BatchNormalization(string name, double momentum, double epsilon, Parameter gamma, Parameter beta, Parameter movingMean, Parameter movingVariance, params int[] shape)
+        : base(name, shape)
+    {
+        Momentum = momentum;
+        Epsilon = epsilon;
+        Gamma = gamma;
+        Beta = beta;
+        MovingMean = movingMean;
+        MovingVariance = movingVariance;
+        parameters = new[] { gamma, beta, movingMean, movingVariance };
+    }
+
+    public double Momentum { get; }
+    public double Epsilon { get; }
+    public Parameter Gamma { get; }
+    public Parameter Beta { get; }
+    public Parameter MovingMean { get; }
+    public Parameter MovingVariance { get; }
+    public override IReadOnlyList<Parameter> Parameters => parameters;
+}

@@ -16,6 +16,8 @@ public interface IModel
     IReadOnlyList<Layer> Layers { get; }
     /// <summary>All parameters, contiguous; layers' <see cref="Parameter"/>s are views into it.</summary>
     float[] Parameters { get; }
+    /// <summary>How many floats at the start of <see cref="Parameters"/> the optimizer updates; moving statistics and frozen weights follow them.</summary>
+    int TrainableParameterCount { get; }
     /// <summary>The gradient of the last <see cref="TrainStep"/>, laid out like <see cref="Parameters"/>.</summary>
     float[] Gradients { get; }
     /// <summary>Floats per sample over all inputs (side by side, in declaration order).</summary>

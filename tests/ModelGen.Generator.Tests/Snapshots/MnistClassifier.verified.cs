@@ -16,6 +16,7 @@ namespace Samples.Mnist
     {
         /// <summary>Weights in all layers, as Keras' count_params(): 235,146.</summary>
         public const int ParameterCount = 235146;
+        /// <summary>The first TrainableParameterCount floats of the parameter buffer are what the optimizer updates; moving statistics and frozen layers follow.</summary>
         public const int TrainableParameterCount = 235146;
         public const int NonTrainableParameterCount = 0;
         /// <summary>Floats per sample entering 'image' (None, 784).</summary>
@@ -37,7 +38,7 @@ namespace Samples.Mnist
         private readonly float[] gradients = new float[ParameterCount];
         private readonly Layer[] layers;
 
-        // Per tensor, for up to MaxBatchSize samples: its value and the loss gradient with respect to it.
+        // Per tensor, for up to MaxBatchSize samples: its value and, where anything before it learns, the loss gradient with respect to it.
         private readonly float[] hidden1Output, hidden1Gradient;
         private readonly float[] drop1Output, drop1Gradient, drop1Mask;
         private readonly float[] hidden2Output, hidden2Gradient;
@@ -104,6 +105,7 @@ namespace Samples.Mnist
         public float[] Parameters => parameters;
         /// <summary>Gradients from the last TrainStep, laid out as <see cref="Parameters"/>.</summary>
         public float[] Gradients => gradients;
+        int IModel.TrainableParameterCount => TrainableParameterCount;
         int IModel.InputSize => InputSize;
         int IModel.OutputSize => OutputSize;
         int IModel.TargetSize => TargetSize;
@@ -135,7 +137,7 @@ namespace Samples.Mnist
             float loss = Losses.Compute(Loss.SparseCategoricalCrossentropy, predictionsOutput.AsSpan(0, batch * 10), targets, predictionsGradient, batch, 10, "MnistClassifier", "predictions");
             Guard.FiniteLoss("MnistClassifier", loss);
             Backward(inputs, batch);
-            optimizer.Step(parameters, gradients);
+            optimizer.Step(parameters.AsSpan(0, TrainableParameterCount), gradients.AsSpan(0, TrainableParameterCount));
             return loss;
         }
 
@@ -190,7 +192,7 @@ namespace Samples.Mnist
             // drop1: Dropout passes gradients through the kept units
             DropoutKernel.Backward(drop1Gradient, drop1Mask, hidden1Gradient, batch * 256);
 
-            // hidden1: relu', then kernel, bias gradients
+            // hidden1: relu', then kernel and bias gradients
             Activations.Backward(Activation.Relu, hidden1Output, hidden1Gradient, batch, 256);
             Gemm.MultiplyTransposedA(image, hidden1Gradient, Hidden1KernelGradient, 784, batch, 256);
             Reductions.SumRows(hidden1Gradient, Hidden1BiasGradient, batch, 256);

@@ -16,6 +16,7 @@ namespace Samples
     {
         /// <summary>Weights in all layers, as Keras' count_params(): 8,970.</summary>
         public const int ParameterCount = 8970;
+        /// <summary>The first TrainableParameterCount floats of the parameter buffer are what the optimizer updates; moving statistics and frozen layers follow.</summary>
         public const int TrainableParameterCount = 8970;
         public const int NonTrainableParameterCount = 0;
         /// <summary>Floats per sample entering 'x' (None, 64).</summary>
@@ -37,7 +38,7 @@ namespace Samples
         private readonly float[] gradients = new float[ParameterCount];
         private readonly Layer[] layers;
 
-        // Per tensor, for up to MaxBatchSize samples: its value and the loss gradient with respect to it.
+        // Per tensor, for up to MaxBatchSize samples: its value and, where anything before it learns, the loss gradient with respect to it.
         private readonly float[] d1Output, d1Gradient;
         private readonly float[] d2Output, d2Gradient;
         private readonly float[] addOutput, addGradient;
@@ -97,6 +98,7 @@ namespace Samples
         public float[] Parameters => parameters;
         /// <summary>Gradients from the last TrainStep, laid out as <see cref="Parameters"/>.</summary>
         public float[] Gradients => gradients;
+        int IModel.TrainableParameterCount => TrainableParameterCount;
         int IModel.InputSize => InputSize;
         int IModel.OutputSize => OutputSize;
         int IModel.TargetSize => TargetSize;
@@ -128,7 +130,7 @@ namespace Samples
             float loss = Losses.Compute(Loss.SparseCategoricalCrossentropy, headOutput.AsSpan(0, batch * 10), targets, headGradient, batch, 10, "ResidualMlp", "head");
             Guard.FiniteLoss("ResidualMlp", loss);
             Backward(inputs, batch);
-            optimizer.Step(parameters, gradients);
+            optimizer.Step(parameters.AsSpan(0, TrainableParameterCount), gradients.AsSpan(0, TrainableParameterCount));
             return loss;
         }
 
@@ -173,7 +175,7 @@ namespace Samples
             Reductions.SumRows(d2Gradient, D2BiasGradient, batch, 64);
             Gemm.MultiplyTransposedB(d2Gradient, D2Kernel, d1Gradient, batch, 64, 64);
 
-            // d1: relu', then kernel, bias gradients
+            // d1: relu', then kernel and bias gradients
             Activations.Backward(Activation.Relu, d1Output, d1Gradient, batch, 64);
             Gemm.MultiplyTransposedA(x, d1Gradient, D1KernelGradient, 64, batch, 64);
             Reductions.SumRows(d1Gradient, D1BiasGradient, batch, 64);

@@ -16,6 +16,7 @@ partial class Outer
     {
         /// <summary>Weights in all layers, as Keras' count_params(): 22.</summary>
         public const int ParameterCount = 22;
+        /// <summary>The first TrainableParameterCount floats of the parameter buffer are what the optimizer updates; moving statistics and frozen layers follow.</summary>
         public const int TrainableParameterCount = 22;
         public const int NonTrainableParameterCount = 0;
         /// <summary>Floats per sample entering 'features' (None, 3).</summary>
@@ -34,7 +35,7 @@ partial class Outer
         private readonly float[] gradients = new float[ParameterCount];
         private readonly Layer[] layers;
 
-        // Per tensor, for up to MaxBatchSize samples: its value and the loss gradient with respect to it.
+        // Per tensor, for up to MaxBatchSize samples: its value and, where anything before it learns, the loss gradient with respect to it.
         private readonly float[] projectionOutput, projectionGradient;
         private readonly float[] squashOutput, squashGradient;
         private readonly float[] logitsOutput, logitsGradient;
@@ -90,6 +91,7 @@ partial class Outer
         public float[] Parameters => parameters;
         /// <summary>Gradients from the last TrainStep, laid out as <see cref="Parameters"/>.</summary>
         public float[] Gradients => gradients;
+        int IModel.TrainableParameterCount => TrainableParameterCount;
         int IModel.InputSize => InputSize;
         int IModel.OutputSize => OutputSize;
         int IModel.TargetSize => TargetSize;
@@ -121,7 +123,7 @@ partial class Outer
             float loss = Losses.Compute(Loss.CategoricalCrossentropy, probabilitiesOutput.AsSpan(0, batch * 2), targets, probabilitiesGradient, batch, 2, "Tiny", "probabilities");
             Guard.FiniteLoss("Tiny", loss);
             Backward(inputs, batch);
-            optimizer.Step(parameters, gradients);
+            optimizer.Step(parameters.AsSpan(0, TrainableParameterCount), gradients.AsSpan(0, TrainableParameterCount));
             return loss;
         }
 
@@ -157,7 +159,7 @@ partial class Outer
             Activations.Backward(Activation.Tanh, squashOutput, squashGradient, batch, 4);
             Merges.Pass(squashGradient, projectionGradient, batch * 4, accumulate: false);
 
-            // projection: kernel gradients
+            // projection: kernel gradient
             Gemm.MultiplyTransposedA(features, projectionGradient, ProjectionKernelGradient, 3, batch, 4);
         }
 

@@ -1,0 +1,142 @@
+namespace ModelGen.Tests;
+
+/// <summary>BatchNormalization after a Dense layer: one row per sample, one statistic per unit.</summary>
+[Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
+public partial class NormalizedMlp
+{
+    [Input(6)] public Input features;
+    [Dense(8)] public Dense hidden;
+    [BatchNormalization] public BatchNormalization norm;
+    [Activation(Activation.Tanh)] public ActivationLayer squash;
+    [Dense(3, Activation.Softmax)] public Dense head;
+}
+
+/// <summary>
+/// BatchNormalization over images (statistics per channel over batch, height and width) and over Dense units,
+/// with non-default momentum and epsilon on the second.
+/// </summary>
+[Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
+public partial class NormalizedCnn
+{
+    [Input(6, 6, 2)] public Input image;
+    [Conv2D(4, 3, Padding = Padding.Same)] public Conv2D conv;
+    [BatchNormalization] public BatchNormalization bn1;
+    [Activation(Activation.Relu)] public ActivationLayer relu;
+    [MaxPooling2D(2)] public MaxPooling2D pool;
+    [Flatten] public Flatten flatten;
+    [Dense(6)] public Dense hidden;
+    [BatchNormalization(Momentum = 0.9, Epsilon = 0.01)] public BatchNormalization bn2;
+    [Activation(Activation.Tanh)] public ActivationLayer tanh;
+    [Dense(3, Activation.Softmax)] public Dense head;
+}
+
+/// <summary>
+/// The seed's SimpleClassifier on 32x32x3: a 32-filter stem (conv-BN-relu), a residual block of 32 filters, a residual block of
+/// 64 filters with a 1x1 projection shortcut (each block conv-BN-relu-conv-BN, add, relu), global average pooling, dropout,
+/// Dense 10 softmax.
+/// </summary>
+[Functional(Loss = Loss.SparseCategoricalCrossentropy)]
+public partial class SimpleClassifier
+{
+    [Conv2D(32, 3, Padding = Padding.Same)] public Conv2D stem;
+    [BatchNormalization] public BatchNormalization stemNorm;
+    [Conv2D(32, 3, Padding = Padding.Same)] public Conv2D block1Conv1;
+    [BatchNormalization] public BatchNormalization block1Norm1;
+    [Conv2D(32, 3, Padding = Padding.Same)] public Conv2D block1Conv2;
+    [BatchNormalization] public BatchNormalization block1Norm2;
+    [Conv2D(64, 3, Padding = Padding.Same, Strides = 2)] public Conv2D block2Conv1;
+    [BatchNormalization] public BatchNormalization block2Norm1;
+    [Conv2D(64, 3, Padding = Padding.Same)] public Conv2D block2Conv2;
+    [BatchNormalization] public BatchNormalization block2Norm2;
+    [Conv2D(64, 1, Strides = 2)] public Conv2D block2Projection;
+    [GlobalAveragePooling2D] public GlobalAveragePooling2D pool;
+    [Dropout(0.3)] public Dropout dropout;
+    [Dense(10, Activation.Softmax)] public Dense classifier;
+
+    [Graph]
+    Tensor Forward([Shape(32, 32, 3)] Tensor image)
+    {
+        var x = Ops.Relu(stemNorm.Apply(stem.Apply(image)));
+        var y = Ops.Relu(block1Norm1.Apply(block1Conv1.Apply(x)));
+        y = block1Norm2.Apply(block1Conv2.Apply(y));
+        x = Ops.Relu(Ops.Add(x, y));
+        y = Ops.Relu(block2Norm1.Apply(block2Conv1.Apply(x)));
+        y = block2Norm2.Apply(block2Conv2.Apply(y));
+        x = Ops.Relu(Ops.Add(block2Projection.Apply(x), y));
+        return classifier.Apply(dropout.Apply(pool.Apply(x)));
+    }
+}
+
+/// <summary>A frozen backbone (a graph marked Trainable = false, as Keras' base_model.trainable = False) under a trainable head.</summary>
+[Functional(Loss = Loss.SparseCategoricalCrossentropy)]
+public partial class FrozenBackbone
+{
+    [Conv2D(4, 3, Padding = Padding.Same)] public Conv2D conv;
+    [BatchNormalization] public BatchNormalization norm;
+    [GlobalAveragePooling2D] public GlobalAveragePooling2D pool;
+    [Dense(3, Activation.Softmax)] public Dense head;
+
+    [Graph]
+    Tensor Forward([Shape(6, 6, 2)] Tensor image) => head.Apply(Features(image));
+
+    [Graph(Trainable = false)]
+    Tensor Features([Shape(6, 6, 2)] Tensor image) => pool.Apply(Ops.Relu(norm.Apply(conv.Apply(image))));
+}
+
+/// <summary>A frozen layer between trainable ones: its input gradient flows, its own weights get none.</summary>
+[Sequential(Loss = Loss.MeanSquaredError)]
+public partial class FrozenMiddle
+{
+    [Input(5)] public Input features;
+    [Dense(6, Activation.Tanh)] public Dense first;
+    [Dense(6, Activation.Tanh, Trainable = false)] public Dense middle;
+    [BatchNormalization(Trainable = false)] public BatchNormalization norm;
+    [Dense(2)] public Dense last;
+}
+
+// ---- The two-phase fine-tuning flow: three classes over the same layer names -------------------------------------
+
+/// <summary>The "pretrained" network: backbone and a head for another task.</summary>
+[Functional(Loss = Loss.SparseCategoricalCrossentropy)]
+public partial class TransferPretrained
+{
+    [Conv2D(4, 3, Padding = Padding.Same)] public Conv2D conv1;
+    [BatchNormalization] public BatchNormalization norm1;
+    [Conv2D(6, 3, Padding = Padding.Same)] public Conv2D conv2;
+    [GlobalAveragePooling2D] public GlobalAveragePooling2D pool;
+    [Dense(5, Activation.Softmax)] public Dense pretrainingHead;
+
+    [Graph]
+    Tensor Forward([Shape(6, 6, 2)] Tensor image) => pretrainingHead.Apply(pool.Apply(Ops.Relu(conv2.Apply(Ops.Relu(norm1.Apply(conv1.Apply(image)))))));
+}
+
+/// <summary>Phase 1: the whole backbone frozen (one attribute on its graph), a new head trains.</summary>
+[Functional(Loss = Loss.SparseCategoricalCrossentropy)]
+public partial class TransferHeadOnly
+{
+    [Conv2D(4, 3, Padding = Padding.Same)] public Conv2D conv1;
+    [BatchNormalization] public BatchNormalization norm1;
+    [Conv2D(6, 3, Padding = Padding.Same)] public Conv2D conv2;
+    [GlobalAveragePooling2D] public GlobalAveragePooling2D pool;
+    [Dense(3, Activation.Softmax)] public Dense head;
+
+    [Graph]
+    Tensor Forward([Shape(6, 6, 2)] Tensor image) => head.Apply(pool.Apply(Backbone(image)));
+
+    [Graph(Trainable = false)]
+    Tensor Backbone([Shape(6, 6, 2)] Tensor image) => Ops.Relu(conv2.Apply(Ops.Relu(norm1.Apply(conv1.Apply(image)))));
+}
+
+/// <summary>Phase 2: the top of the backbone unfrozen (trained with a lower learning rate and a fresh optimizer).</summary>
+[Functional(Loss = Loss.SparseCategoricalCrossentropy)]
+public partial class TransferFineTuned
+{
+    [Conv2D(4, 3, Padding = Padding.Same, Trainable = false)] public Conv2D conv1;
+    [BatchNormalization(Trainable = false)] public BatchNormalization norm1;
+    [Conv2D(6, 3, Padding = Padding.Same)] public Conv2D conv2;
+    [GlobalAveragePooling2D] public GlobalAveragePooling2D pool;
+    [Dense(3, Activation.Softmax)] public Dense head;
+
+    [Graph]
+    Tensor Forward([Shape(6, 6, 2)] Tensor image) => head.Apply(pool.Apply(Ops.Relu(conv2.Apply(Ops.Relu(norm1.Apply(conv1.Apply(image)))))));
+}

@@ -60,5 +60,15 @@ public sealed class LabeledData
             data.Features.Select((v, i) => (v - mean[i % FeatureCount]) / std[i % FeatureCount]).ToArray(), data.Labels, FeatureCount);
     }
 
+    /// <summary>The samples whose label is in [first, first + count), relabelled 0..count-1: one task of a split label set.</summary>
+    public LabeledData Classes(int first, int count)
+    {
+        var kept = Subset(Enumerable.Range(0, Count).Where(i => Labels[i] >= first && Labels[i] < first + count).ToArray());
+        return new LabeledData(kept.Features, kept.Labels.Select(l => l - first).ToArray(), FeatureCount);
+    }
+
+    /// <summary>The first <paramref name="count"/> samples.</summary>
+    public LabeledData Take(int count) => Subset(Enumerable.Range(0, Math.Min(count, Count)).ToArray());
+
     public LabeledData Scale(float factor) => new(Features.Select(v => v * factor).ToArray(), Labels, FeatureCount);
 }

@@ -94,7 +94,8 @@ internal static class ModelEmitter
             if (node.Is(LayerKind.Conv2D)) names.Add(node.Patches);
             if (node.Is(LayerKind.Conv2D) && node.Inputs[0].NeedsGradient) names.Add(node.PatchGradient);
             w.Line($"private readonly float[] {string.Join(", ", names)};");
-            if (node.UsesBatchStatistics) w.Line($"private readonly float[] {node.BatchMean} = new float[{node.Layer!.Channels}], {node.BatchVariance} = new float[{node.Layer.Channels}], {node.InverseStd} = new float[{node.Layer.Channels}]; // the last training batch's statistics");
+            if (node.Is(LayerKind.LayerNormalization)) w.Line($"private readonly float[] {node.Mean}, {node.InverseStd}; // each row's statistics, for the backward pass");
+            if (node.UsesBatchStatistics) w.Line($"private readonly float[] {node.Mean} = new float[{node.Layer!.Channels}], {node.Variance} = new float[{node.Layer.Channels}], {node.InverseStd} = new float[{node.Layer.Channels}]; // the last training batch's statistics");
             EmitWindowFields(w, node);
         }
         foreach (var sub in plan.SubModels)
@@ -156,6 +157,11 @@ internal static class ModelEmitter
                     string.Join(",\n", layer.Weights.Select(t => "    " + NewParameter(layer, t.Property))) + $",\n    {shape})",
                 LayerKind.MaxPooling2D => $"new MaxPooling2D(\"{layer.Name}\", {layer.KernelSize}, {layer.Strides}, Padding.{layer.Padding}, {shape})",
                 LayerKind.AveragePooling2D => $"new AveragePooling2D(\"{layer.Name}\", {layer.KernelSize}, {layer.Strides}, Padding.{layer.Padding}, {shape})",
+                LayerKind.LayerNormalization => $"new LayerNormalization(\"{layer.Name}\", {Literal(layer.Epsilon)},\n" +
+                    string.Join(",\n", layer.Weights.Select(t => "    " + NewParameter(layer, t.Property))) + $",\n    {shape})",
+                LayerKind.Reshape => $"new Reshape(\"{layer.Name}\", {shape})",
+                LayerKind.ZeroPadding2D => $"new ZeroPadding2D(\"{layer.Name}\", {string.Join(", ", layer.Extents)}, {shape})",
+                LayerKind.UpSampling2D => $"new UpSampling2D(\"{layer.Name}\", {string.Join(", ", layer.Extents)}, {shape})",
                 LayerKind.GlobalAveragePooling2D => $"new GlobalAveragePooling2D(\"{layer.Name}\", {layer.OutputSize})",
                 LayerKind.GlobalMaxPooling2D => $"new GlobalMaxPooling2D(\"{layer.Name}\", {layer.OutputSize})",
                 _ => $"new ActivationLayer(\"{layer.Name}\", Activation.{layer.Activation}, {shape})",
@@ -178,6 +184,11 @@ internal static class ModelEmitter
             string size = $"maxBatchSize * {node.Spec.Size}";
             w.Line($"{node.Output} = new float[{size}];");
             if (plan.HasGradientBuffer(node)) w.Line($"{node.Gradient} = new float[{size}];");
+            if (node.Is(LayerKind.LayerNormalization))
+            {
+                w.Line($"{node.Mean} = new float[maxBatchSize * {node.Spec.Size / node.Layer!.Channels}];");
+                w.Line($"{node.InverseStd} = new float[maxBatchSize * {node.Spec.Size / node.Layer!.Channels}];");
+            }
             if (node.IsDropout) w.Line($"{node.Mask} = new float[{size}];");
             EmitWindowBuffers(w, node, training: true);
         }
@@ -197,11 +208,11 @@ internal static class ModelEmitter
         w.Line("var random = new SeededRandom(seed);");
         foreach (var layer in model.Layers.Where(l => l.HasWeights))
         {
-            if (layer.Kind == LayerKind.BatchNormalization)
+            if (layer.Kind is LayerKind.BatchNormalization or LayerKind.LayerNormalization)
             {
-                // Keras' BatchNormalization starts as the identity: gamma and the moving variance 1, beta and the moving mean 0.
+                // Keras' normalizations start as the identity: gamma (and a moving variance) 1, beta (and a moving mean) 0.
                 w.Line($"{Plan.View(layer, "Gamma")}.Fill(1f);");
-                w.Line($"{Plan.View(layer, "MovingVariance")}.Fill(1f);");
+                if (layer.Kind == LayerKind.BatchNormalization) w.Line($"{Plan.View(layer, "MovingVariance")}.Fill(1f);");
                 continue;
             }
             // Keras' fans: a Dense layer's in and out; a convolution's receptive field times its in and out channels.
@@ -384,7 +395,7 @@ internal static class ModelEmitter
         foreach (var node in nodes)
         {
             var norm = node.Layer!;
-            w.Line($"BatchNorm.UpdateMovingStatistics({Plan.View(norm, "MovingMean")}, {Plan.View(norm, "MovingVariance")}, {node.BatchMean}, {node.BatchVariance}, {norm.Channels}, momentum: {Literal(norm.Momentum)}f);");
+            w.Line($"BatchNorm.UpdateMovingStatistics({Plan.View(norm, "MovingMean")}, {Plan.View(norm, "MovingVariance")}, {node.Mean}, {node.Variance}, {norm.Channels}, momentum: {Literal(norm.Momentum)}f);");
         }
         w.Close();
         w.Line();
@@ -448,10 +459,23 @@ internal static class ModelEmitter
                         break;
                     }
                     w.Line($"// {node.Title}: BatchNormalization, with the batch's statistics while training and the moving ones at inference");
-                    w.Line($"if (training) BatchNorm.TrainingForward({inputs[0]}, {node.Output}, {Plan.View(norm, "Gamma")}, {Plan.View(norm, "Beta")}, {node.BatchMean}, {node.BatchVariance}, {node.InverseStd}, {rows}, {channels}, {Literal(norm.Epsilon)}f);");
+                    w.Line($"if (training) BatchNorm.TrainingForward({inputs[0]}, {node.Output}, {Plan.View(norm, "Gamma")}, {Plan.View(norm, "Beta")}, {node.Mean}, {node.Variance}, {node.InverseStd}, {rows}, {channels}, {Literal(norm.Epsilon)}f);");
                     w.Line($"else {inference}");
                     break;
                 }
+                case NodeKind.Layer when node.Is(LayerKind.LayerNormalization):
+                {
+                    var norm = node.Layer!;
+                    var (rows, columns) = Rows(spec);
+                    w.Line($"// {node.Title}: LayerNormalization over the last axis, row by row");
+                    string statistics = inferenceOnly ? "default, default" : $"{node.Mean}, {node.InverseStd}";
+                    w.Line($"LayerNorm.Forward({inputs[0]}, {node.Output}, {Plan.View(norm, "Gamma")}, {Plan.View(norm, "Beta")}, {statistics}, {rows}, {columns}, {Literal(norm.Epsilon)}f);");
+                    break;
+                }
+                case NodeKind.Layer when node.IsResampling:
+                    w.Line($"// {node.Title}: {node.Layer!.TypeName}{(node.Is(LayerKind.UpSampling2D) ? $"({node.Layer.Extents[0]}x{node.Layer.Extents[1]}, nearest)" : "")}, {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}");
+                    w.Line($"{ResamplingKernel(node)}.Forward({inputs[0]}, {node.Output}, {ResamplingGeometry(node)}, batch);");
+                    break;
                 case NodeKind.Layer when node.IsDropout:
                     w.Line($"// {node.Title}: Dropout({Literal(node.Layer!.Rate)}), identity at inference");
                     w.Line($"ReadOnlySpan<float> {node.InferenceName} = {inputs[0]};");
@@ -462,10 +486,10 @@ internal static class ModelEmitter
                     w.Close();
                     break;
                 case NodeKind.Layer when node.IsAlias:
-                    w.Line($"// {node.Title}: Flatten, {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}: the same floats (memory is already in H, W, C order), read in place");
+                    w.Line($"// {node.Title}: {node.Layer!.TypeName}, {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}: the same floats in the same (H, W, C) order, read in place");
                     break;
-                case NodeKind.Layer when node.Layer!.Kind == LayerKind.Flatten:
-                    w.Line($"// {node.Title}: Flatten, {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)} (the same floats, copied: it is an output)");
+                case NodeKind.Layer when node.Layer!.IsReshape:
+                    w.Line($"// {node.Title}: {node.Layer.TypeName}, {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)} (the same floats, copied: it is an output)");
                     w.Line($"Reductions.Copy({inputs[0]}, {node.Output}, batch * {size});");
                     break;
                 case NodeKind.Layer:
@@ -641,10 +665,31 @@ internal static class ModelEmitter
                     w.Line($"// {node.Title}: gamma, beta{(input.NeedsGradient ? " and input" : "")} gradients through the batch statistics");
                     string inputGradient = input.NeedsGradient ? $"{input.Gradient}, " : "default, ";
                     string inputFlags = input.NeedsGradient ? $"computeInput: true, accumulateInput: {Bool(Into(input))}" : "computeInput: false, accumulateInput: false";
-                    w.Line($"BatchNorm.TrainingBackward({node.Gradient}, {input.TrainingSource}, {Plan.View(norm, "Gamma")}, {node.BatchMean}, {node.InverseStd}, {inputGradient}" +
+                    w.Line($"BatchNorm.TrainingBackward({node.Gradient}, {input.TrainingSource}, {Plan.View(norm, "Gamma")}, {node.Mean}, {node.InverseStd}, {inputGradient}" +
                         $"{Plan.View(norm, "Gamma")}Gradient, {Plan.View(norm, "Beta")}Gradient, {rows}, {channels}, {inputFlags}, computeWeights: true, accumulateWeights: {Bool(shared)});");
                     break;
                 }
+                case NodeKind.Layer when node.Is(LayerKind.LayerNormalization):
+                {
+                    var norm = node.Layer!;
+                    var input = node.Inputs[0];
+                    var (rows, columns) = Rows(spec);
+                    bool shared = norm.Trainable && !weightsStarted.Add(norm);
+                    var parts = new List<string>();
+                    if (norm.Trainable) parts.AddRange(new[] { "gamma", "beta" });
+                    if (input.NeedsGradient) parts.Add("input");
+                    w.Line($"// {node.Title}: {Describe(parts)} gradient{(parts.Count > 1 ? "s" : "")} through each row's statistics{(norm.Trainable ? "" : " (frozen: no weight gradients)")}");
+                    string inputGradient = input.NeedsGradient ? $"{input.Gradient}, " : "default, ";
+                    string inputFlags = input.NeedsGradient ? $"computeInput: true, accumulateInput: {Bool(Into(input))}" : "computeInput: false, accumulateInput: false";
+                    string weights = norm.Trainable ? $"{Plan.View(norm, "Gamma")}Gradient, {Plan.View(norm, "Beta")}Gradient" : "default, default";
+                    w.Line($"LayerNorm.Backward({node.Gradient}, {input.TrainingSource}, {Plan.View(norm, "Gamma")}, {node.Mean}, {node.InverseStd}, {inputGradient}{weights}, {rows}, {columns}, " +
+                        $"{inputFlags}, computeWeights: {Bool(norm.Trainable)}, accumulateWeights: {Bool(shared)});");
+                    break;
+                }
+                case NodeKind.Layer when node.IsResampling:
+                    w.Line($"// {node.Title}: {node.Layer!.TypeName} {(node.Is(LayerKind.UpSampling2D) ? "sums the gradient over each repeated block" : "passes back the gradient inside the frame")}");
+                    w.Line($"{ResamplingKernel(node)}.Backward({node.Gradient}, {node.Inputs[0].Gradient}, {ResamplingGeometry(node)}, batch, accumulate: {Bool(Into(node.Inputs[0]))});");
+                    break;
                 case NodeKind.Layer when node.Layer!.IsWindowed && node.Layer.Kind != LayerKind.Conv2D:
                     if (node.UsesWinners)
                     {
@@ -657,8 +702,8 @@ internal static class ModelEmitter
                         w.Line($"Pooling.AverageBackward({node.Gradient}, {node.Inputs[0].Gradient}, {node.Window}, batch, accumulate: {Bool(Into(node.Inputs[0]))});");
                     }
                     break;
-                case NodeKind.Layer when node.Layer!.Kind == LayerKind.Flatten:
-                    w.Line($"// {node.Title}: Flatten passes the gradient back unchanged");
+                case NodeKind.Layer when node.Layer!.IsReshape:
+                    w.Line($"// {node.Title}: {node.Layer.TypeName} passes the gradient back unchanged");
                     w.Line($"Merges.Pass({node.Gradient}, {node.Inputs[0].Gradient}, batch * {size}, accumulate: {Bool(Into(node.Inputs[0]))});");
                     break;
                 case NodeKind.Layer when node.IsDropout:
@@ -732,6 +777,18 @@ internal static class ModelEmitter
         if (input is not null) parts.Add(input);
         string activation = layer.Activation == Activation.Linear ? "" : Lower(layer.Activation) + "', then ";
         return activation + Describe(parts) + " gradient" + (parts.Count > 1 ? "s" : "") + (layer.Trainable ? "" : " (frozen: no weight gradients)");
+    }
+
+    private static string ResamplingKernel(NodePlan node) => node.Is(LayerKind.ZeroPadding2D) ? "ZeroPadding" : "UpSampling";
+
+    /// <summary>The input image and the padding per side, or the upsampling block, as the kernels take them.</summary>
+    private static string ResamplingGeometry(NodePlan node)
+    {
+        var input = node.Inputs[0].Spec.Shape;
+        var e = node.Layer!.Extents;
+        return $"{input[0]}, {input[1]}, {input[2]}, " + (node.Is(LayerKind.ZeroPadding2D)
+            ? $"top: {e[0]}, bottom: {e[1]}, left: {e[2]}, right: {e[3]}"
+            : $"rows: {e[0]}, columns: {e[1]}");
     }
 
     /// <summary>An optional trailing argument: only accumulating calls spell it out.</summary>
@@ -819,8 +876,8 @@ internal static class ModelEmitter
             foreach (var spec in nodes)
             {
                 var layer = spec.Kind == NodeKind.Layer || (spec.Layer >= 0 && spec.Layer < model.Layers.Count) ? model.Layers[spec.Layer] : null;
-                // A Flatten changes only the shape: unless it is an output (whose buffer callers read), it reads its input's floats in place.
-                bool alias = spec.Kind == NodeKind.Layer && layer!.Kind == LayerKind.Flatten && !outputSet.Contains(plans.Count);
+                // A Flatten or Reshape changes only the shape: unless it is an output (whose buffer callers read), it reads its input's floats in place.
+                bool alias = spec.Kind == NodeKind.Layer && layer!.IsReshape && !outputSet.Contains(plans.Count);
                 plans.Add(new NodePlan(spec, layer, spec.Inputs.Select(i => plans[i]).ToList(), prefix, alias));
             }
             return plans;
@@ -884,13 +941,16 @@ internal static class ModelEmitter
         /// <summary>Whether anything up to and including this tensor has weights, so its gradient is worth computing.</summary>
         public bool NeedsGradient { get; }
         public bool IsDropout => Is(LayerKind.Dropout);
+        /// <summary>ZeroPadding2D and UpSampling2D: a fixed linear map of each image, without weights.</summary>
+        public bool IsResampling => Is(LayerKind.ZeroPadding2D) || Is(LayerKind.UpSampling2D);
         public bool Is(LayerKind kind) => Spec.Kind == NodeKind.Layer && Layer!.Kind == kind;
         /// <summary>Max poolings remember each maximum's position for the backward pass.</summary>
         public bool UsesWinners => Is(LayerKind.MaxPooling2D) || Is(LayerKind.GlobalMaxPooling2D);
         /// <summary>A trainable BatchNormalization normalises with, and keeps for backward and the moving averages, each batch's statistics.</summary>
         public bool UsesBatchStatistics => Is(LayerKind.BatchNormalization) && Layer!.Trainable;
-        public string BatchMean => Stem + "BatchMean";
-        public string BatchVariance => Stem + "BatchVariance";
+        /// <summary>The last training batch's per-channel mean (BatchNormalization), or each row's mean (LayerNormalization).</summary>
+        public string Mean => Stem + "Mean";
+        public string Variance => Stem + "Variance";
         public string InverseStd => Stem + "InverseStd";
         public string Patches => Stem + "Patches";
         public string PatchGradient => Stem + "PatchGradient";

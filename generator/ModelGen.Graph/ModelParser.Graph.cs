@@ -348,7 +348,7 @@ internal static partial class ModelParser
                 layer = graph.Layers[index];
                 if ((field.Kind == LayerKind.Dense && inputNode.Size != layer.InputSize) ||
                     (field.Kind == LayerKind.Conv2D && !inputNode.Shape.Equals(layer.InputShape)) ||
-                    (field.Kind == LayerKind.BatchNormalization && inputNode.Shape[inputNode.Shape.Count - 1] != layer.Channels))
+                    (field.Kind is LayerKind.BatchNormalization or LayerKind.LayerNormalization && inputNode.Shape[inputNode.Shape.Count - 1] != layer.Channels))
                 {
                     context.Report(Diagnostics.IncompatibleShapes, location,
                         $"Layer '{field.Name}' is shared: its first use takes {ShapeText(layer.InputShape.Count > 0 ? layer.InputShape.Items : ImmutableArray.Create(layer.InputSize))}, but here it is applied to {ShapeText(inputNode.Shape)} from '{argument}'; a shared layer takes one input shape");
@@ -369,10 +369,9 @@ internal static partial class ModelParser
                 layerOfField[field.Name] = index;
             }
             if (frozenDepth > 0) frozenFields.Add(field.Name);
-            var shape = field.Kind is LayerKind.Dense or LayerKind.Flatten or LayerKind.Conv2D ? layer.OutputShape
-                : field.Kind is LayerKind.MaxPooling2D or LayerKind.AveragePooling2D or LayerKind.GlobalAveragePooling2D or LayerKind.GlobalMaxPooling2D
-                    ? Infer(field, inputNode.Shape.Items, argument.ToString(), location, context).OutputShape
-                : inputNode.Shape;
+            // A weighted layer's output shape is fixed by its weights (its input was checked above); any other layer's follows the input.
+            var shape = field.Kind is LayerKind.Dense or LayerKind.Conv2D ? layer.OutputShape
+                : Infer(field, inputNode.Shape.Items, argument.ToString(), location, context).OutputShape;
             return Remember(graph.Add(new NodeSpec(Unique(field.Name), NodeKind.Layer, ImmutableArray.Create(input), shape, Layer: index)), location);
         }
 

@@ -39,11 +39,16 @@ internal static partial class ModelParser
         ["ModelGen.GlobalAveragePooling2DAttribute"] = (LayerKind.GlobalAveragePooling2D, "GlobalAveragePooling2D", "ModelGen.GlobalAveragePooling2D"),
         ["ModelGen.GlobalMaxPooling2DAttribute"] = (LayerKind.GlobalMaxPooling2D, "GlobalMaxPooling2D", "ModelGen.GlobalMaxPooling2D"),
         ["ModelGen.BatchNormalizationAttribute"] = (LayerKind.BatchNormalization, "BatchNormalization", "ModelGen.BatchNormalization"),
+        ["ModelGen.LayerNormalizationAttribute"] = (LayerKind.LayerNormalization, "LayerNormalization", "ModelGen.LayerNormalization"),
+        ["ModelGen.ReshapeAttribute"] = (LayerKind.Reshape, "Reshape", "ModelGen.Reshape"),
+        ["ModelGen.ZeroPadding2DAttribute"] = (LayerKind.ZeroPadding2D, "ZeroPadding2D", "ModelGen.ZeroPadding2D"),
+        ["ModelGen.UpSampling2DAttribute"] = (LayerKind.UpSampling2D, "UpSampling2D", "ModelGen.UpSampling2D"),
     };
 
     /// <summary>A layer field's declaration, validated, before shapes are known.</summary>
     private sealed record LayerField(IFieldSymbol Field, LayerKind Kind, ImmutableArray<int> Shape, int Units, Activation Activation, bool UseBias, double Rate,
-        int KernelSize = 0, int Strides = 1, Padding Padding = Padding.Valid, bool Trainable = true, double Momentum = 0, double Epsilon = 0)
+        int KernelSize = 0, int Strides = 1, Padding Padding = Padding.Valid, bool Trainable = true, double Momentum = 0, double Epsilon = 0,
+        ImmutableArray<int> Extents = default)
     {
         public string Name => Field.Name;
     }
@@ -305,6 +310,46 @@ internal static partial class ModelParser
                 if (!(epsilon > 0) || double.IsInfinity(epsilon)) context.Report(Diagnostics.InvalidLayerConfiguration, NamedArgumentLocation(attribute, "Epsilon"), field.Name, context.Model, $"epsilon must be a positive number, not {epsilon}");
                 return new LayerField(field, kind, default, 0, Activation.Linear, true, 0, Momentum: momentum, Epsilon: epsilon);
             }
+            case LayerKind.LayerNormalization:
+            {
+                double epsilon = attribute.NamedArguments.FirstOrDefault(n => n.Key == "Epsilon").Value.Value is double e ? e : 1e-3;
+                if (!(epsilon > 0) || double.IsInfinity(epsilon)) context.Report(Diagnostics.InvalidLayerConfiguration, NamedArgumentLocation(attribute, "Epsilon"), field.Name, context.Model, $"epsilon must be a positive number, not {epsilon}");
+                return new LayerField(field, kind, default, 0, Activation.Linear, true, 0, Epsilon: epsilon);
+            }
+            case LayerKind.Reshape:
+            {
+                var target = arguments.Length == 1 && arguments[0].Kind == TypedConstantKind.Array
+                    ? arguments[0].Values.Select(v => v.Value is int d ? d : 0).ToImmutableArray() : ImmutableArray<int>.Empty;
+                if (target.Length == 0) context.Report(Diagnostics.InvalidLayerConfiguration, AttributeLocation(attribute, field), field.Name, context.Model, "Reshape needs a target shape, e.g. [Reshape(7, 7, 1)]");
+                bool valid = true;
+                for (int i = 0; i < target.Length; i++)
+                {
+                    if (target[i] == 0 || target[i] < -1 || (target[i] == -1 && target.Take(i).Contains(-1)))
+                    {
+                        context.Report(Diagnostics.InvalidLayerConfiguration, ArgumentLocation(attribute, i, field), field.Name, context.Model, $"dimension {i} of the target shape is {target[i]}; each must be positive, or -1 once (inferred)");
+                        valid = false;
+                    }
+                }
+                // An invalid target is reported once, here; shapes downstream carry on as if it flattened.
+                return new LayerField(field, kind, valid ? target : ImmutableArray<int>.Empty, 0, Activation.Linear, true, 0);
+            }
+            case LayerKind.ZeroPadding2D:
+            case LayerKind.UpSampling2D:
+            {
+                // ZeroPadding2D(all), (vertical, horizontal) or (top, bottom, left, right); UpSampling2D(size) or (rows, columns).
+                var values = arguments.Select(a => a.Value is int v ? v : -1).ToList();
+                var extents = kind == LayerKind.UpSampling2D
+                    ? (values.Count == 1 ? new[] { values[0], values[0] } : values.ToArray())
+                    : values.Count switch { 1 => new[] { values[0], values[0], values[0], values[0] }, 2 => new[] { values[0], values[0], values[1], values[1] }, _ => values.ToArray() };
+                int smallest = kind == LayerKind.UpSampling2D ? 1 : 0;
+                for (int i = 0; i < values.Count; i++)
+                {
+                    if (values[i] < smallest)
+                        context.Report(Diagnostics.InvalidLayerConfiguration, ArgumentLocation(attribute, i, field), field.Name, context.Model,
+                            kind == LayerKind.UpSampling2D ? $"the upsampling factor must be at least 1, not {values[i]}" : $"the padding must not be negative, not {values[i]}");
+                }
+                return new LayerField(field, kind, default, 0, Activation.Linear, true, 0, Extents: extents.Select(v => Math.Max(v, smallest)).ToImmutableArray());
+            }
             case LayerKind.Dropout:
                 double rate = arguments.Length > 0 && arguments[0].Value is double r ? r : double.NaN;
                 if (!(rate >= 0 && rate < 1)) context.Report(Diagnostics.InvalidLayerConfiguration, ArgumentLocation(attribute, 0, field), field.Name, context.Model, $"the dropout rate must be in [0, 1), not {rate}");
@@ -360,6 +405,37 @@ internal static partial class ModelParser
                 return new LayerSpec(field.Name, field.Kind, ImmutableArray.Create(field.Units), inputSize, field.Activation, field.UseBias, Trainable: field.Trainable);
             case LayerKind.BatchNormalization:
                 return new LayerSpec(field.Name, field.Kind, input, inputSize, InputShape: input, Trainable: field.Trainable, Momentum: field.Momentum, Epsilon: field.Epsilon);
+            case LayerKind.LayerNormalization:
+                return new LayerSpec(field.Name, field.Kind, input, inputSize, InputShape: input, Trainable: field.Trainable, Epsilon: field.Epsilon);
+            case LayerKind.Reshape:
+            {
+                var target = field.Shape.IsDefaultOrEmpty ? ImmutableArray.Create(inputSize) : field.Shape;
+                int known = target.Where(d => d > 0).Aggregate(1, (a, b) => a * b);
+                bool inferred = target.Contains(-1);
+                if (inferred && known > 0 && inputSize % known == 0) target = target.Select(d => d == -1 ? inputSize / known : d).ToImmutableArray();
+                if ((inferred && target.Contains(-1)) || (!inferred && known != inputSize))
+                {
+                    context.Report(Diagnostics.IncompatibleInputShape, location, field.Name, "Reshape", ShapeText(input), inputName,
+                        $"{inputSize} values to fill {ShapeText(field.Shape.Select(d => d == -1 ? (object)"-1" : d))}, which {(inferred ? $"needs a multiple of {known}" : $"holds {known}")}");
+                    target = ImmutableArray.Create(inputSize);
+                }
+                return new LayerSpec(field.Name, field.Kind, target, inputSize, InputShape: input);
+            }
+            case LayerKind.ZeroPadding2D:
+            case LayerKind.UpSampling2D:
+            {
+                if (input.Length != 3)
+                {
+                    context.Report(Diagnostics.IncompatibleInputShape, location, field.Name, field.Kind.ToString(), ShapeText(input), inputName, "an image of shape (None, height, width, channels)");
+                    // Reported once; later layers see the input's shape, as if this layer were not there.
+                    return new LayerSpec(field.Name, field.Kind, input, inputSize, InputShape: ImmutableArray.Create(1, 1, 1), Extents: field.Extents);
+                }
+                var e = field.Extents;
+                var shape = field.Kind == LayerKind.ZeroPadding2D
+                    ? ImmutableArray.Create(input[0] + e[0] + e[1], input[1] + e[2] + e[3], input[2])
+                    : ImmutableArray.Create(input[0] * e[0], input[1] * e[1], input[2]);
+                return new LayerSpec(field.Name, field.Kind, shape, inputSize, InputShape: input, Extents: field.Extents);
+            }
             case LayerKind.Dropout:
                 return new LayerSpec(field.Name, field.Kind, input, inputSize, Rate: field.Rate);
             case LayerKind.Flatten:
@@ -468,7 +544,7 @@ internal static partial class ModelParser
         member.DeclaringSyntaxReferences.Length > 0 &&
         member.DeclaringSyntaxReferences.All(r => r.SyntaxTree.FilePath.Replace('\\', '/').Contains(GeneratedPathMarker));
 
-    private static string ShapeText(IEnumerable<int> shape) => "(None, " + string.Join(", ", shape) + ")";
+    private static string ShapeText<T>(IEnumerable<T> shape) => "(None, " + string.Join(", ", shape) + ")";
 
     private static Location? FieldLocation(IFieldSymbol field) => field.Locations.FirstOrDefault();
 

@@ -3,7 +3,8 @@ using System.Linq;
 
 namespace ModelGen.Graph;
 
-internal enum LayerKind { Input, Dense, Dropout, Activation, Flatten, Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, BatchNormalization }
+internal enum LayerKind { Input, Dense, Dropout, Activation, Flatten, Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, BatchNormalization,
+    LayerNormalization, Reshape, ZeroPadding2D, UpSampling2D }
 
 /// <summary>
 /// A layer: one field of the model class (or one input of a graph method), with its configuration and,
@@ -13,6 +14,7 @@ internal enum LayerKind { Input, Dense, Dropout, Activation, Flatten, Conv2D, Ma
 /// <param name="Name">The user's field (or parameter) name: the layer name in weights, summaries and generated code.</param>
 /// <param name="OutputShape">Shape without the batch dimension.</param>
 /// <param name="InputSize">Floats per sample entering the layer (a Dense layer's fan-in).</param>
+/// <param name="Extents">ZeroPadding2D: rows above and below, columns left and right; UpSampling2D: the block's rows and columns.</param>
 internal sealed record LayerSpec(
     string Name,
     LayerKind Kind,
@@ -27,13 +29,16 @@ internal sealed record LayerSpec(
     Padding Padding = Padding.Valid,
     bool Trainable = true,
     double Momentum = 0,
-    double Epsilon = 0)
+    double Epsilon = 0,
+    EquatableArray<int> Extents = default)
 {
     /// <summary>Floats per sample in this layer's output.</summary>
     public int OutputSize => OutputShape.Items.Aggregate(1, (a, b) => a * b);
     /// <summary>Conv2D: filters; Dense: units; BatchNormalization: the normalised (last) axis.</summary>
     public int Channels => OutputShape[OutputShape.Count - 1];
-    public bool HasWeights => Kind is LayerKind.Dense or LayerKind.Conv2D or LayerKind.BatchNormalization;
+    public bool HasWeights => Kind is LayerKind.Dense or LayerKind.Conv2D or LayerKind.BatchNormalization or LayerKind.LayerNormalization;
+    /// <summary>Layers that change only the shape: the output is the input's floats, in the same order.</summary>
+    public bool IsReshape => Kind is LayerKind.Flatten or LayerKind.Reshape;
     /// <summary>Layers that slide a window over an image (a global pooling's window is the whole image).</summary>
     public bool IsWindowed => Kind is LayerKind.Conv2D or LayerKind.MaxPooling2D or LayerKind.AveragePooling2D or LayerKind.GlobalAveragePooling2D or LayerKind.GlobalMaxPooling2D;
     public bool IsGlobal => Kind is LayerKind.GlobalAveragePooling2D or LayerKind.GlobalMaxPooling2D;
@@ -68,6 +73,10 @@ internal sealed record LayerSpec(
                     yield return new WeightTensor("MovingMean", "moving_mean", Channels, false);
                     yield return new WeightTensor("MovingVariance", "moving_variance", Channels, false);
                     break;
+                case LayerKind.LayerNormalization:
+                    yield return new WeightTensor("Gamma", "gamma", Channels, Trainable);
+                    yield return new WeightTensor("Beta", "beta", Channels, Trainable);
+                    break;
             }
         }
     }
@@ -85,6 +94,10 @@ internal sealed record LayerSpec(
         LayerKind.GlobalAveragePooling2D => "GlobalAveragePooling2D",
         LayerKind.GlobalMaxPooling2D => "GlobalMaxPooling2D",
         LayerKind.BatchNormalization => "BatchNormalization",
+        LayerKind.LayerNormalization => "LayerNormalization",
+        LayerKind.Reshape => "Reshape",
+        LayerKind.ZeroPadding2D => "ZeroPadding2D",
+        LayerKind.UpSampling2D => "UpSampling2D",
         _ => "Activation",
     };
 }

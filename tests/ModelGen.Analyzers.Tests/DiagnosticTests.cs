@@ -261,3 +261,19 @@ public class NormalizationDiagnosticTests
             """));
     }
 }
+
+public class ReshapingDiagnosticTests
+{
+    [Fact]
+    public void Reshape_padding_and_upsampling_problems_point_at_the_layer_or_argument()
+    {
+        AnalyzerHarness.Verify("""
+            using ModelGen;
+            [Sequential] partial class Sizes { [Input(4, 4, 2)] Input x; [Reshape(5, 6)] Reshape {|MG0007:r|}; [Reshape(-1)] Reshape flat; [Dense(2)] Dense d; }
+            [Sequential] partial class Inferred { [Input(10)] Input x; [Reshape(-1, 3)] Reshape {|MG0007:r|}; [Reshape(-1)] Reshape flat; [Dense(2)] Dense d; }
+            [Sequential] partial class Dims { [Input(12)] Input x; [Reshape({|MG0003:0|}, 3)] Reshape a; [Reshape(-1)] Reshape b; [Reshape(-1, {|MG0003:-1|})] Reshape c; [Dense(2)] Dense d; }
+            [Sequential] partial class Flat { [Input(12)] Input x; [ZeroPadding2D] ZeroPadding2D {|MG0007:pad|}; [UpSampling2D] UpSampling2D {|MG0007:up|}; [Dense(2)] Dense d; }
+            [Sequential] partial class Negative { [Input(4, 4, 1)] Input x; [ZeroPadding2D({|MG0003:-1|}, 2)] ZeroPadding2D pad; [UpSampling2D(2, {|MG0003:0|})] UpSampling2D up; [Flatten] Flatten f; [Dense(2)] Dense d; }
+            """);
+    }
+}

@@ -11,7 +11,7 @@ namespace ModelGen.Tests;
 /// </summary>
 public class ParityTests
 {
-    public static TheoryData<string> Models() => new() { nameof(ParityClassifier), nameof(ParityOneHot), nameof(ParityRegressor), nameof(ParityBinary), nameof(ResidualMlp), nameof(Siamese), nameof(CnnParity), nameof(NormalizedCnn) };
+    public static TheoryData<string> Models() => new() { nameof(ParityClassifier), nameof(ParityOneHot), nameof(ParityRegressor), nameof(ParityBinary), nameof(ResidualMlp), nameof(Siamese), nameof(CnnParity), nameof(NormalizedCnn), nameof(ReshapingChain) };
 
     private static IModel Create(string name, int batch) => name switch
     {
@@ -22,6 +22,7 @@ public class ParityTests
         nameof(Siamese) => new Siamese(batch),
         nameof(CnnParity) => new CnnParity(batch),
         nameof(NormalizedCnn) => new NormalizedCnn(batch),
+        nameof(ReshapingChain) => new ReshapingChain(batch),
         _ => new ParityBinary(batch),
     };
 

@@ -174,3 +174,58 @@ public sealed class BatchNormalizationAttribute : LayerAttribute
     public double Momentum { get; set; } = 0.99;
     public double Epsilon { get; set; } = 1e-3;
 }
+
+/// <summary>
+/// Layer normalization over the last axis, as Keras' LayerNormalization: each position of each sample is normalised with
+/// its own mean and (biased) variance, then scaled by gamma and shifted by beta (both trainable, one per feature).
+/// </summary>
+[AttributeUsage(AttributeTargets.Field, Inherited = false)]
+public sealed class LayerNormalizationAttribute : LayerAttribute
+{
+    public double Epsilon { get; set; } = 1e-3;
+}
+
+/// <summary>Gives each sample a new shape with the same number of values, as Keras' Reshape; one dimension may be -1 (inferred).</summary>
+[AttributeUsage(AttributeTargets.Field, Inherited = false)]
+public sealed class ReshapeAttribute : LayerAttribute
+{
+    public ReshapeAttribute(params int[] targetShape) => TargetShape = targetShape;
+    public int[] TargetShape { get; }
+}
+
+/// <summary>Adds rows and columns of zeros around channels-last images, as Keras' ZeroPadding2D.</summary>
+[AttributeUsage(AttributeTargets.Field, Inherited = false)]
+public sealed class ZeroPadding2DAttribute : LayerAttribute
+{
+    /// <summary>The same padding on every side.</summary>
+    public ZeroPadding2DAttribute(int padding = 1) : this(padding, padding, padding, padding) { }
+    /// <summary>Rows above and below, columns left and right.</summary>
+    public ZeroPadding2DAttribute(int vertical, int horizontal) : this(vertical, vertical, horizontal, horizontal) { }
+    public ZeroPadding2DAttribute(int top, int bottom, int left, int right)
+    {
+        Top = top;
+        Bottom = bottom;
+        Left = left;
+        Right = right;
+    }
+
+    public int Top { get; }
+    public int Bottom { get; }
+    public int Left { get; }
+    public int Right { get; }
+}
+
+/// <summary>Repeats each pixel into a block of rows x columns (nearest neighbour), as Keras' UpSampling2D.</summary>
+[AttributeUsage(AttributeTargets.Field, Inherited = false)]
+public sealed class UpSampling2DAttribute : LayerAttribute
+{
+    public UpSampling2DAttribute(int size = 2) : this(size, size) { }
+    public UpSampling2DAttribute(int rows, int columns)
+    {
+        Rows = rows;
+        Columns = columns;
+    }
+
+    public int Rows { get; }
+    public int Columns { get; }
+}

@@ -164,3 +164,78 @@ public static class BatchNorm
         for (int c = 0; c < channels; c++) result[c] = (float)(total[c] / divideBy);
     }
 }
+
+/// <summary>
+/// Layer normalization over the last axis, row by row (a row is one position of one sample), in Keras' arithmetic:
+/// biased variance, inv = gamma / sqrt(var + eps), y = x·inv + (beta - mean·inv). The same in training and inference.
+/// </summary>
+public static class LayerNorm
+{
+    /// <summary>Normalises each row; keeps each row's mean and 1/sqrt(var + eps) for the backward pass unless those spans are empty.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Forward(ReadOnlySpan<float> x, Span<float> y, ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta,
+        Span<float> mean, Span<float> inverseStd, int rows, int columns, float epsilon)
+    {
+        Span<float> scale = columns <= 512 ? stackalloc float[2 * columns] : new float[2 * columns];
+        var shift = scale.Slice(columns, columns);
+        scale = scale.Slice(0, columns);
+        for (int row = 0; row < rows; row++)
+        {
+            var values = x.Slice(row * columns, columns);
+            var output = y.Slice(row * columns, columns);
+            float average = TensorPrimitives.Sum(values) / columns;
+            TensorPrimitives.Subtract(values, average, output);                     // centred first: no cancellation
+            float variance = TensorPrimitives.SumOfSquares((ReadOnlySpan<float>)output) / columns;
+            float inverse = 1f / MathF.Sqrt(variance + epsilon);
+            if (!mean.IsEmpty)
+            {
+                mean[row] = average;
+                inverseStd[row] = inverse;
+            }
+            TensorPrimitives.Multiply(gamma.Slice(0, columns), inverse, scale);
+            TensorPrimitives.Multiply(scale, -average, shift);
+            TensorPrimitives.Add(shift, beta.Slice(0, columns), shift);
+            TensorPrimitives.FusedMultiplyAdd(values, scale, shift, output);
+        }
+    }
+
+    /// <summary>
+    /// With x̂ = (x - mean)·inverseStd and g = dy·gamma per row: dx = inverseStd·(g - mean(g) - x̂·mean(g·x̂));
+    /// dgamma = Σ dy·x̂ and dbeta = Σ dy over all rows.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Backward(ReadOnlySpan<float> outputGradient, ReadOnlySpan<float> x, ReadOnlySpan<float> gamma,
+        ReadOnlySpan<float> mean, ReadOnlySpan<float> inverseStd, Span<float> inputGradient, Span<float> gammaGradient, Span<float> betaGradient,
+        int rows, int columns, bool computeInput, bool accumulateInput, bool computeWeights, bool accumulateWeights)
+    {
+        Span<float> scratch = columns <= 512 ? stackalloc float[2 * columns] : new float[2 * columns];
+        var normalized = scratch.Slice(0, columns);
+        var g = scratch.Slice(columns, columns);
+        if (computeWeights && !accumulateWeights)
+        {
+            gammaGradient.Slice(0, columns).Clear();
+            betaGradient.Slice(0, columns).Clear();
+        }
+        for (int row = 0; row < rows; row++)
+        {
+            var dy = outputGradient.Slice(row * columns, columns);
+            TensorPrimitives.Subtract(x.Slice(row * columns, columns), mean[row], normalized);
+            TensorPrimitives.Multiply(normalized, inverseStd[row], normalized);
+            if (computeWeights)
+            {
+                TensorPrimitives.FusedMultiplyAdd(dy, normalized, gammaGradient.Slice(0, columns), gammaGradient.Slice(0, columns));
+                TensorPrimitives.Add(betaGradient.Slice(0, columns), dy, betaGradient.Slice(0, columns));
+            }
+            if (!computeInput) continue;
+            TensorPrimitives.Multiply(dy, gamma.Slice(0, columns), g);
+            float meanG = TensorPrimitives.Sum((ReadOnlySpan<float>)g) / columns;
+            float meanGx = TensorPrimitives.Dot((ReadOnlySpan<float>)g, normalized) / columns;
+            // dx = inverseStd·g - inverseStd·meanG - inverseStd·meanGx·x̂
+            var dx = inputGradient.Slice(row * columns, columns);
+            TensorPrimitives.Subtract(g, meanG, g);
+            TensorPrimitives.MultiplyAdd(normalized, -meanGx, g, g);
+            if (accumulateInput) TensorPrimitives.MultiplyAdd(g, inverseStd[row], dx, dx);
+            else TensorPrimitives.Multiply(g, inverseStd[row], dx);
+        }
+    }
+}

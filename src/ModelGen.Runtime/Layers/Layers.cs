@@ -193,3 +193,58 @@ public sealed class BatchNormalization : Layer
     public Parameter MovingVariance { get; }
     public override IReadOnlyList<Parameter> Parameters => parameters;
 }
+
+/// <summary>Layer normalization over the last axis: gamma and beta, each (features).</summary>
+public sealed class LayerNormalization : Layer
+{
+    private readonly Parameter[] parameters;
+
+    public LayerNormalization(string name, double epsilon, Parameter gamma, Parameter beta, params int[] shape) : base(name, shape)
+    {
+        Epsilon = epsilon;
+        Gamma = gamma;
+        Beta = beta;
+        parameters = new[] { gamma, beta };
+    }
+
+    public double Epsilon { get; }
+    public Parameter Gamma { get; }
+    public Parameter Beta { get; }
+    public override IReadOnlyList<Parameter> Parameters => parameters;
+}
+
+/// <summary>A new shape for each sample, the same values in the same (row-major) order.</summary>
+public sealed class Reshape : Layer
+{
+    public Reshape(string name, params int[] shape) : base(name, shape) { }
+}
+
+/// <summary>Zeros around each image: rows above and below, columns left and right.</summary>
+public sealed class ZeroPadding2D : Layer
+{
+    public ZeroPadding2D(string name, int top, int bottom, int left, int right, params int[] shape) : base(name, shape)
+    {
+        Top = top;
+        Bottom = bottom;
+        Left = left;
+        Right = right;
+    }
+
+    public int Top { get; }
+    public int Bottom { get; }
+    public int Left { get; }
+    public int Right { get; }
+}
+
+/// <summary>Nearest-neighbour upsampling: each pixel repeated into a block of Rows x Columns.</summary>
+public sealed class UpSampling2D : Layer
+{
+    public UpSampling2D(string name, int rows, int columns, params int[] shape) : base(name, shape)
+    {
+        Rows = rows;
+        Columns = columns;
+    }
+
+    public int Rows { get; }
+    public int Columns { get; }
+}

@@ -1,0 +1,78 @@
+using ModelGen.Kernels;
+
+namespace ModelGen.Runtime.Tests;
+
+/// <summary>
+/// ZeroPadding2D and UpSampling2D are linear maps, so their backward must be the adjoint of their forward:
+/// ⟨Forward(x), g⟩ = ⟨x, Backward(g)⟩ for any x and g. Forward is also checked pixel by pixel against its definition.
+/// </summary>
+public class ResamplingTests
+{
+    [Theory]
+    [InlineData(2, 3, 4, 2, 1, 0, 2, 1)]
+    [InlineData(1, 2, 2, 1, 0, 0, 0, 0)]
+    [InlineData(3, 1, 5, 3, 2, 2, 1, 3)]
+    public void Zero_padding_places_each_pixel_and_its_backward_is_the_adjoint(int batch, int height, int width, int channels, int top, int bottom, int left, int right)
+    {
+        int outputHeight = height + top + bottom, outputWidth = width + left + right;
+        var x = Random(batch * height * width * channels, 1);
+        var y = new float[batch * outputHeight * outputWidth * channels];
+        Array.Fill(y, float.NaN); // forward must write every output value
+        ZeroPadding.Forward(x, y, height, width, channels, top, bottom, left, right, batch);
+        for (int n = 0; n < batch; n++)
+            for (int r = 0; r < outputHeight; r++)
+                for (int c = 0; c < outputWidth; c++)
+                    for (int k = 0; k < channels; k++)
+                    {
+                        int sr = r - top, sc = c - left;
+                        float expected = sr >= 0 && sr < height && sc >= 0 && sc < width ? x[((n * height + sr) * width + sc) * channels + k] : 0f;
+                        Assert.Equal(expected, y[((n * outputHeight + r) * outputWidth + c) * channels + k]);
+                    }
+
+        var g = Random(y.Length, 2);
+        var dx = Random(x.Length, 3);
+        ZeroPadding.Backward(g, dx, height, width, channels, top, bottom, left, right, batch, accumulate: false);
+        Assert.Equal(Dot(y, g), Dot(x, dx), 4);
+        AssertAccumulates(dx, into => ZeroPadding.Backward(g, into, height, width, channels, top, bottom, left, right, batch, accumulate: true));
+    }
+
+    [Theory]
+    [InlineData(2, 3, 2, 2, 2, 2)]
+    [InlineData(1, 2, 3, 3, 3, 1)]
+    [InlineData(2, 1, 1, 1, 1, 4)]
+    public void Upsampling_repeats_each_pixel_and_its_backward_is_the_adjoint(int batch, int height, int width, int channels, int rows, int columns)
+    {
+        int outputHeight = height * rows, outputWidth = width * columns;
+        var x = Random(batch * height * width * channels, 4);
+        var y = new float[batch * outputHeight * outputWidth * channels];
+        Array.Fill(y, float.NaN);
+        UpSampling.Forward(x, y, height, width, channels, rows, columns, batch);
+        for (int n = 0; n < batch; n++)
+            for (int r = 0; r < outputHeight; r++)
+                for (int c = 0; c < outputWidth; c++)
+                    for (int k = 0; k < channels; k++)
+                        Assert.Equal(x[((n * height + r / rows) * width + c / columns) * channels + k], y[((n * outputHeight + r) * outputWidth + c) * channels + k]);
+
+        var g = Random(y.Length, 5);
+        var dx = Random(x.Length, 6);
+        UpSampling.Backward(g, dx, height, width, channels, rows, columns, batch, accumulate: false);
+        Assert.Equal(Dot(y, g), Dot(x, dx), 4);
+        AssertAccumulates(dx, into => UpSampling.Backward(g, into, height, width, channels, rows, columns, batch, accumulate: true));
+    }
+
+    /// <summary>Accumulating onto a buffer holding the plain result doubles it.</summary>
+    private static void AssertAccumulates(float[] plain, Action<float[]> accumulate)
+    {
+        var twice = (float[])plain.Clone();
+        accumulate(twice);
+        for (int i = 0; i < plain.Length; i++) Assert.Equal(2 * plain[i], twice[i], 5);
+    }
+
+    private static float[] Random(int length, int seed)
+    {
+        var random = new Random(seed);
+        return Enumerable.Range(0, length).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+    }
+
+    private static double Dot(float[] a, float[] b) => a.Zip(b, (p, q) => (double)p * q).Sum();
+}

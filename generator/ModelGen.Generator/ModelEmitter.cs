@@ -155,8 +155,8 @@ internal static class ModelEmitter
                     (layer.UseBias ? $"    {NewParameter(layer, "Bias")}," : "    null,") + $"\n    {shape})",
                 LayerKind.BatchNormalization => $"new BatchNormalization(\"{layer.Name}\", {Literal(layer.Momentum)}, {Literal(layer.Epsilon)},\n" +
                     string.Join(",\n", layer.Weights.Select(t => "    " + NewParameter(layer, t.Property))) + $",\n    {shape})",
-                LayerKind.MaxPooling2D => $"new MaxPooling2D(\"{layer.Name}\", {layer.KernelSize}, {layer.Strides}, Padding.{layer.Padding}, {shape})",
-                LayerKind.AveragePooling2D => $"new AveragePooling2D(\"{layer.Name}\", {layer.KernelSize}, {layer.Strides}, Padding.{layer.Padding}, {shape})",
+                LayerKind.MaxPooling2D => $"new MaxPooling2D(\"{layer.Name}\", {layer.KernelHeight}, {layer.Strides}, Padding.{layer.Padding}, {shape})",
+                LayerKind.AveragePooling2D => $"new AveragePooling2D(\"{layer.Name}\", {layer.KernelHeight}, {layer.Strides}, Padding.{layer.Padding}, {shape})",
                 LayerKind.LayerNormalization => $"new LayerNormalization(\"{layer.Name}\", {Literal(layer.Epsilon)},\n" +
                     string.Join(",\n", layer.Weights.Select(t => "    " + NewParameter(layer, t.Property))) + $",\n    {shape})",
                 LayerKind.Reshape => $"new Reshape(\"{layer.Name}\", {shape})",
@@ -217,7 +217,7 @@ internal static class ModelEmitter
             }
             // Keras' fans: a Dense layer's in and out; a convolution's receptive field times its in and out channels.
             var (fanIn, fanOut) = layer.Kind == LayerKind.Conv2D
-                ? (layer.KernelSize * layer.KernelSize * layer.InputShape[2], layer.KernelSize * layer.KernelSize * layer.Channels)
+                ? (layer.KernelHeight * layer.KernelWidth * layer.InputShape[2], layer.KernelHeight * layer.KernelWidth * layer.Channels)
                 : (layer.InputSize, layer.OutputSize);
             w.Line($"Initializers.GlorotUniform({Plan.View(layer, "Kernel")}, {fanIn}, {fanOut}, ref random);");
         }
@@ -233,7 +233,7 @@ internal static class ModelEmitter
         string shape = (layer.Kind, property) switch
         {
             (LayerKind.Dense, "Kernel") => $"{layer.InputSize}, {layer.OutputSize}",
-            (LayerKind.Conv2D, "Kernel") => $"{layer.KernelSize}, {layer.KernelSize}, {layer.InputShape[2]}, {layer.Channels}",
+            (LayerKind.Conv2D, "Kernel") => $"{layer.KernelHeight}, {layer.KernelWidth}, {layer.InputShape[2]}, {layer.Channels}",
             _ => $"{layer.Channels}",
         };
         return $"new Parameter(\"{layer.Name}.{tensor.Key}\", parameters, gradients, {Plan.View(layer, property)}Offset, {shape})" + (tensor.Trainable ? "" : " { Trainable = false }");
@@ -246,8 +246,9 @@ internal static class ModelEmitter
         var layer = node.Layer!;
         var input = node.Inputs[0].Spec.Shape;
         // A global pooling is a pooling whose one window is the whole image.
-        var (kernelHeight, kernelWidth, strides) = layer.IsGlobal ? (input[0], input[1], 1) : (layer.KernelSize, layer.KernelSize, layer.Strides);
-        w.Line($"private static readonly Window {node.Window} = new({input[0]}, {input[1]}, {input[2]}, {kernelHeight}, {kernelWidth}, {strides}, {strides}, Same: {Bool(layer.Padding == Padding.Same)});");
+        var (kernelHeight, kernelWidth, strides) = layer.IsGlobal ? (input[0], input[1], 1) : (layer.KernelHeight, layer.KernelWidth, layer.Strides);
+        string dilation = layer.Dilation > 1 ? $", Dilation: {layer.Dilation}" : "";
+        w.Line($"private static readonly Window {node.Window} = new({input[0]}, {input[1]}, {input[2]}, {kernelHeight}, {kernelWidth}, {strides}, {strides}, Same: {Bool(layer.Padding == Padding.Same)}{dilation});");
         if (node.UsesWinners) w.Line($"private readonly int[] {node.Winners};");
     }
 
@@ -433,7 +434,8 @@ internal static class ModelEmitter
                 case NodeKind.Layer when node.Is(LayerKind.Conv2D):
                 {
                     var conv = node.Layer!;
-                    w.Line($"// {node.Title}: Conv2D({conv.Channels}, {conv.KernelSize}x{conv.KernelSize}, strides {conv.Strides}, {conv.Padding.ToString().ToLowerInvariant()}, {Lower(conv.Activation)}), {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}");
+                    string dilated = conv.Dilation > 1 ? $", dilation {conv.Dilation}" : "";
+                    w.Line($"// {node.Title}: Conv2D({conv.Channels}, {conv.KernelHeight}x{conv.KernelWidth}, strides {conv.Strides}{dilated}, {conv.Padding.ToString().ToLowerInvariant()}, {Lower(conv.Activation)}), {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}");
                     w.Line($"Convolution.Im2Col({inputs[0]}, {node.Patches}, {node.Window}, batch);");
                     string convBias = conv.UseBias ? Plan.View(conv, "Bias") : "default";
                     string convRelu = conv.Activation == Activation.Relu ? ", relu: true" : "";
@@ -442,7 +444,7 @@ internal static class ModelEmitter
                     break;
                 }
                 case NodeKind.Layer when node.Layer!.IsWindowed && node.Layer.Kind != LayerKind.Conv2D:
-                    w.Line($"// {node.Title}: {node.Layer.TypeName}{(node.Layer.IsGlobal ? "" : $"({node.Layer.KernelSize}x{node.Layer.KernelSize}, strides {node.Layer.Strides})")}, {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}");
+                    w.Line($"// {node.Title}: {node.Layer.TypeName}{(node.Layer.IsGlobal ? "" : $"({node.Layer.KernelHeight}x{node.Layer.KernelWidth}, strides {node.Layer.Strides})")}, {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}");
                     w.Line(node.UsesWinners
                         ? $"Pooling.MaxForward({inputs[0]}, {node.Output}, {node.Winners}, {node.Window}, batch);"
                         : $"Pooling.AverageForward({inputs[0]}, {node.Output}, {node.Window}, batch);");

@@ -47,8 +47,8 @@ internal static partial class ModelParser
 
     /// <summary>A layer field's declaration, validated, before shapes are known.</summary>
     private sealed record LayerField(IFieldSymbol Field, LayerKind Kind, ImmutableArray<int> Shape, int Units, Activation Activation, bool UseBias, double Rate,
-        int KernelSize = 0, int Strides = 1, Padding Padding = Padding.Valid, bool Trainable = true, double Momentum = 0, double Epsilon = 0,
-        ImmutableArray<int> Extents = default)
+        int KernelHeight = 0, int KernelWidth = 0, int Strides = 1, Padding Padding = Padding.Valid, bool Trainable = true, double Momentum = 0, double Epsilon = 0,
+        ImmutableArray<int> Extents = default, int Dilation = 1)
     {
         public string Name => Field.Name;
     }
@@ -281,15 +281,22 @@ internal static partial class ModelParser
                 return new LayerField(field, kind, default, 0, Activation.Linear, true, 0);
             case LayerKind.Conv2D:
             {
-                int filters = arguments.Length > 0 && arguments[0].Value is int f0 ? f0 : 0;
-                int size = arguments.Length > 1 && arguments[1].Value is int k0 ? k0 : 0;
-                int convActivation = arguments.Length > 2 && arguments[2].Value is int a0 ? a0 : 0;
+                // (filters, kernelSize, activation) or (filters, kernelHeight, kernelWidth, activation).
+                int Argument(int i, int fallback) => arguments.Length > i && arguments[i].Value is int value ? value : fallback;
+                bool rectangular = arguments.Length == 4;
+                int filters = Argument(0, 0), height = Argument(1, 0), width = rectangular ? Argument(2, 0) : height;
+                int activationIndex = rectangular ? 3 : 2;
+                int convActivation = Argument(activationIndex, 0);
                 if (filters <= 0) context.Report(Diagnostics.InvalidLayerConfiguration, ArgumentLocation(attribute, 0, field), field.Name, context.Model, $"Conv2D needs a positive number of filters, not {filters}");
-                if (size <= 0) context.Report(Diagnostics.InvalidLayerConfiguration, ArgumentLocation(attribute, 1, field), field.Name, context.Model, $"Conv2D needs a positive kernel size, not {size}");
-                if (!Enum.IsDefined(typeof(Activation), convActivation)) context.Report(Diagnostics.InvalidLayerConfiguration, ArgumentLocation(attribute, 2, field), field.Name, context.Model, $"({convActivation}) is not an Activation");
+                if (height <= 0) context.Report(Diagnostics.InvalidLayerConfiguration, ArgumentLocation(attribute, 1, field), field.Name, context.Model, $"Conv2D needs a positive kernel size, not {height}");
+                if (rectangular && width <= 0) context.Report(Diagnostics.InvalidLayerConfiguration, ArgumentLocation(attribute, 2, field), field.Name, context.Model, $"Conv2D needs a positive kernel width, not {width}");
+                if (!Enum.IsDefined(typeof(Activation), convActivation)) context.Report(Diagnostics.InvalidLayerConfiguration, ArgumentLocation(attribute, activationIndex, field), field.Name, context.Model, $"({convActivation}) is not an Activation");
                 var (strides, padding) = ReadWindowOptions(attribute, field, defaultStrides: 1, context);
+                int dilation = attribute.NamedArguments.FirstOrDefault(n => n.Key == "DilationRate").Value.Value is int d ? d : 1;
+                if (dilation < 1) context.Report(Diagnostics.InvalidLayerConfiguration, NamedArgumentLocation(attribute, "DilationRate"), field.Name, context.Model, $"the dilation rate must be at least 1, not {dilation}");
+                else if (dilation > 1 && strides > 1) context.Report(Diagnostics.InvalidLayerConfiguration, NamedArgumentLocation(attribute, "DilationRate"), field.Name, context.Model, "a dilation rate above 1 needs strides 1 (as in Keras)");
                 bool bias = !attribute.NamedArguments.Any(n => n.Key == "UseBias" && n.Value.Value is false);
-                return new LayerField(field, kind, default, Math.Max(filters, 1), (Activation)convActivation, bias, 0, Math.Max(size, 1), strides, padding);
+                return new LayerField(field, kind, default, Math.Max(filters, 1), (Activation)convActivation, bias, 0, Math.Max(height, 1), Math.Max(width, 1), strides, padding, Dilation: Math.Max(dilation, 1));
             }
             case LayerKind.GlobalAveragePooling2D:
             case LayerKind.GlobalMaxPooling2D:
@@ -300,7 +307,7 @@ internal static partial class ModelParser
                 int pool = arguments.Length > 0 && arguments[0].Value is int p0 ? p0 : 2;
                 if (pool <= 0) context.Report(Diagnostics.InvalidLayerConfiguration, ArgumentLocation(attribute, 0, field), field.Name, context.Model, $"the pool size must be positive, not {pool}");
                 var (strides, padding) = ReadWindowOptions(attribute, field, defaultStrides: Math.Max(pool, 1), context);
-                return new LayerField(field, kind, default, 0, Activation.Linear, true, 0, Math.Max(pool, 1), strides, padding);
+                return new LayerField(field, kind, default, 0, Activation.Linear, true, 0, Math.Max(pool, 1), Math.Max(pool, 1), strides, padding);
             }
             case LayerKind.BatchNormalization:
             {
@@ -457,20 +464,22 @@ internal static partial class ModelParser
                 {
                     context.Report(Diagnostics.IncompatibleInputShape, location, field.Name, type, ShapeText(input), inputName, "an image of shape (None, height, width, channels)");
                     return new LayerSpec(field.Name, field.Kind, ImmutableArray.Create(1, 1, Math.Max(field.Units, 1)), inputSize, field.Activation, field.UseBias,
-                        InputShape: ImmutableArray.Create(1, 1, 1), KernelSize: field.KernelSize, Strides: field.Strides, Padding: field.Padding);
+                        InputShape: ImmutableArray.Create(1, 1, 1), KernelHeight: field.KernelHeight, KernelWidth: field.KernelWidth, Strides: field.Strides, Padding: field.Padding, Dilation: field.Dilation);
                 }
                 bool same = field.Padding == Padding.Same;
-                int Out(int size) => same ? (size + field.Strides - 1) / field.Strides : (size - field.KernelSize) / field.Strides + 1;
-                int height = Out(input[0]), width = Out(input[1]);
-                if (height <= 0 || width <= 0 || (!same && (input[0] < field.KernelSize || input[1] < field.KernelSize)))
+                // A dilated kernel spans (k - 1)·dilation + 1 pixels.
+                int spanHeight = (field.KernelHeight - 1) * field.Dilation + 1, spanWidth = (field.KernelWidth - 1) * field.Dilation + 1;
+                int height = same ? (input[0] + field.Strides - 1) / field.Strides : (input[0] - spanHeight) / field.Strides + 1;
+                int width = same ? (input[1] + field.Strides - 1) / field.Strides : (input[1] - spanWidth) / field.Strides + 1;
+                if (height <= 0 || width <= 0 || (!same && (input[0] < spanHeight || input[1] < spanWidth)))
                 {
                     context.Report(Diagnostics.IncompatibleInputShape, location, field.Name, type, ShapeText(input), inputName,
-                        $"an image of at least {field.KernelSize}x{field.KernelSize} for a {field.KernelSize}x{field.KernelSize} window with 'valid' padding");
+                        $"an image of at least {spanHeight}x{spanWidth} for a {spanHeight}x{spanWidth} window with 'valid' padding");
                     height = width = 1;
                 }
                 int channels = field.Kind == LayerKind.Conv2D ? field.Units : input[2];
                 return new LayerSpec(field.Name, field.Kind, ImmutableArray.Create(height, width, channels), inputSize, field.Activation, field.UseBias,
-                    InputShape: input, KernelSize: field.KernelSize, Strides: field.Strides, Padding: field.Padding, Trainable: field.Trainable);
+                    InputShape: input, KernelHeight: field.KernelHeight, KernelWidth: field.KernelWidth, Strides: field.Strides, Padding: field.Padding, Trainable: field.Trainable, Dilation: field.Dilation);
             }
             default:
                 return new LayerSpec(field.Name, field.Kind, input, inputSize, field.Activation);

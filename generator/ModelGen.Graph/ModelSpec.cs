@@ -24,13 +24,15 @@ internal sealed record LayerSpec(
     bool UseBias = true,
     double Rate = 0,
     EquatableArray<int> InputShape = default,
-    int KernelSize = 0,
+    int KernelHeight = 0,
+    int KernelWidth = 0,
     int Strides = 1,
     Padding Padding = Padding.Valid,
     bool Trainable = true,
     double Momentum = 0,
     double Epsilon = 0,
-    EquatableArray<int> Extents = default)
+    EquatableArray<int> Extents = default,
+    int Dilation = 1)
 {
     /// <summary>Floats per sample in this layer's output.</summary>
     public int OutputSize => OutputShape.Items.Aggregate(1, (a, b) => a * b);
@@ -45,7 +47,7 @@ internal sealed record LayerSpec(
     public int KernelLength => Kind switch
     {
         LayerKind.Dense => InputSize * OutputSize,
-        LayerKind.Conv2D => KernelSize * KernelSize * InputShape[2] * Channels,
+        LayerKind.Conv2D => KernelHeight * KernelWidth * InputShape[2] * Channels,
         _ => 0,
     };
     public int BiasLength => Kind is LayerKind.Dense or LayerKind.Conv2D && UseBias ? Channels : 0;

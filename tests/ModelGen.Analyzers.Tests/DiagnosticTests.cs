@@ -277,3 +277,17 @@ public class ReshapingDiagnosticTests
             """);
     }
 }
+
+public class DilationDiagnosticTests
+{
+    [Fact]
+    public void Dilation_is_checked_and_widens_the_window()
+    {
+        AnalyzerHarness.Verify("""
+            using ModelGen;
+            [Sequential] partial class Bad { [Input(9, 9, 1)] Input x; [Conv2D(2, 3, {|MG0003:DilationRate = 0|})] Conv2D a; [Conv2D(2, 3, Strides = 2, {|MG0003:DilationRate = 2|})] Conv2D b; [Flatten] Flatten f; [Dense(2)] Dense d; }
+            [Sequential] partial class Span { [Input(4, 9, 1)] Input x; [Conv2D(2, 3, DilationRate = 2)] Conv2D {|MG0007:c|}; [Flatten] Flatten f; [Dense(2)] Dense d; }
+            [Sequential] partial class Wide { [Input(4, 4, 1)] Input x; [Conv2D(2, 1, {|MG0003:0|})] Conv2D c; [Flatten] Flatten f; [Dense(2)] Dense d; }
+            """);
+    }
+}

@@ -96,3 +96,14 @@ public partial class Production
         return (category.Apply(joined), price.Apply(joined), popularity.Apply(joined));
     }
 }
+
+/// <summary>A dilated 'same' convolution (span 5), a 2x3 kernel with strides 2, and global average pooling.</summary>
+[Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
+public partial class DilatedCnn
+{
+    [Input(7, 7, 2)] public Input image;
+    [Conv2D(3, 3, Activation.Tanh, Padding = Padding.Same, DilationRate = 2)] public Conv2D dilated;   // (7, 7, 3)
+    [Conv2D(4, 2, 3, Activation.Tanh, Strides = 2)] public Conv2D wide;                                // (3, 3, 4)
+    [GlobalAveragePooling2D] public GlobalAveragePooling2D pool;
+    [Dense(3, Activation.Softmax)] public Dense head;
+}

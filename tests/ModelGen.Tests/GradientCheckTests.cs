@@ -15,7 +15,7 @@ public class GradientCheckTests
     {
         nameof(ParityClassifier), nameof(ParityOneHot), nameof(ParityRegressor), nameof(ParityBinary),
         nameof(StandaloneActivations), nameof(SeparateSoftmax), nameof(EveryMerge), nameof(FlattenedImage), nameof(TinyCnn), nameof(PoolingMix),
-        nameof(NormalizedMlp), nameof(NormalizedCnn), nameof(FrozenMiddle), nameof(ReshapingChain),
+        nameof(NormalizedMlp), nameof(NormalizedCnn), nameof(FrozenMiddle), nameof(ReshapingChain), nameof(DilatedCnn),
     };
 
     [Theory, MemberData(nameof(Models))]
@@ -37,6 +37,7 @@ public class GradientCheckTests
             nameof(NormalizedCnn) => new NormalizedCnn(batch, seed: 13),
             nameof(FrozenMiddle) => new FrozenMiddle(batch, seed: 14),
             nameof(ReshapingChain) => new ReshapingChain(batch, seed: 15),
+            nameof(DilatedCnn) => new DilatedCnn(batch, seed: 16),
             _ => new SeparateSoftmax(batch, seed: 6),
         };
         var random = new Random(name.Length);

@@ -11,7 +11,7 @@ namespace ModelGen.Tests;
 /// </summary>
 public class ParityTests
 {
-    public static TheoryData<string> Models() => new() { nameof(ParityClassifier), nameof(ParityOneHot), nameof(ParityRegressor), nameof(ParityBinary), nameof(ResidualMlp), nameof(Siamese), nameof(CnnParity), nameof(NormalizedCnn), nameof(ReshapingChain) };
+    public static TheoryData<string> Models() => new() { nameof(ParityClassifier), nameof(ParityOneHot), nameof(ParityRegressor), nameof(ParityBinary), nameof(ResidualMlp), nameof(Siamese), nameof(CnnParity), nameof(NormalizedCnn), nameof(ReshapingChain), nameof(DilatedCnn) };
 
     private static IModel Create(string name, int batch) => name switch
     {
@@ -23,6 +23,7 @@ public class ParityTests
         nameof(CnnParity) => new CnnParity(batch),
         nameof(NormalizedCnn) => new NormalizedCnn(batch),
         nameof(ReshapingChain) => new ReshapingChain(batch),
+        nameof(DilatedCnn) => new DilatedCnn(batch),
         _ => new ParityBinary(batch),
     };
 

@@ -110,17 +110,24 @@ public sealed class ActivationAttribute : LayerAttribute
 [AttributeUsage(AttributeTargets.Field, Inherited = false)]
 public sealed class Conv2DAttribute : LayerAttribute
 {
-    public Conv2DAttribute(int filters, int kernelSize, Activation activation = Activation.Linear)
+    public Conv2DAttribute(int filters, int kernelSize, Activation activation = Activation.Linear) : this(filters, kernelSize, kernelSize, activation) { }
+
+    /// <summary>A kernel of kernelHeight rows and kernelWidth columns, as Keras' kernel_size=(h, w).</summary>
+    public Conv2DAttribute(int filters, int kernelHeight, int kernelWidth, Activation activation = Activation.Linear)
     {
         Filters = filters;
-        KernelSize = kernelSize;
+        KernelHeight = kernelHeight;
+        KernelWidth = kernelWidth;
         Activation = activation;
     }
 
     public int Filters { get; }
-    public int KernelSize { get; }
+    public int KernelHeight { get; }
+    public int KernelWidth { get; }
     public Activation Activation { get; }
     public int Strides { get; set; } = 1;
+    /// <summary>Keras' dilation_rate: the kernel reads every DilationRate-th pixel. Keras allows it only with strides 1.</summary>
+    public int DilationRate { get; set; } = 1;
     public Padding Padding { get; set; } = Padding.Valid;
     public bool UseBias { get; set; } = true;
 }

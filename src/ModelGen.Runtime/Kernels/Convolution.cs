@@ -5,20 +5,22 @@ namespace ModelGen.Kernels;
 /// <summary>
 /// The geometry of a 2-D convolution or pooling window over channels-last (NHWC) samples, as Keras computes it:
 /// "valid" uses only whole windows; "same" pads so that output = ceil(input / stride), the extra row or column
-/// going to the bottom/right.
+/// going to the bottom/right. A dilated kernel reads every Dilation-th pixel, spanning (k - 1)·dilation + 1.
 /// </summary>
 /// <remarks>The derived sizes are computed once here: the kernels read them per element.</remarks>
 public readonly record struct Window
 {
-    public Window(int height, int width, int channels, int kernelHeight, int kernelWidth, int strideHeight, int strideWidth, bool Same)
+    public Window(int height, int width, int channels, int kernelHeight, int kernelWidth, int strideHeight, int strideWidth, bool Same, int Dilation = 1)
     {
         Height = height; Width = width; Channels = channels;
         KernelHeight = kernelHeight; KernelWidth = kernelWidth; StrideHeight = strideHeight; StrideWidth = strideWidth;
         this.Same = Same;
-        OutputHeight = Same ? (height + strideHeight - 1) / strideHeight : (height - kernelHeight) / strideHeight + 1;
-        OutputWidth = Same ? (width + strideWidth - 1) / strideWidth : (width - kernelWidth) / strideWidth + 1;
-        PadTop = Same ? Math.Max((OutputHeight - 1) * strideHeight + kernelHeight - height, 0) / 2 : 0;
-        PadLeft = Same ? Math.Max((OutputWidth - 1) * strideWidth + kernelWidth - width, 0) / 2 : 0;
+        this.Dilation = Dilation;
+        int spanHeight = (kernelHeight - 1) * Dilation + 1, spanWidth = (kernelWidth - 1) * Dilation + 1;
+        OutputHeight = Same ? (height + strideHeight - 1) / strideHeight : (height - spanHeight) / strideHeight + 1;
+        OutputWidth = Same ? (width + strideWidth - 1) / strideWidth : (width - spanWidth) / strideWidth + 1;
+        PadTop = Same ? Math.Max((OutputHeight - 1) * strideHeight + spanHeight - height, 0) / 2 : 0;
+        PadLeft = Same ? Math.Max((OutputWidth - 1) * strideWidth + spanWidth - width, 0) / 2 : 0;
         PatchSize = kernelHeight * kernelWidth * channels;
         Positions = OutputHeight * OutputWidth;
     }
@@ -31,6 +33,7 @@ public readonly record struct Window
     public int StrideHeight { get; }
     public int StrideWidth { get; }
     public bool Same { get; }
+    public int Dilation { get; }
     public int OutputHeight { get; }
     public int OutputWidth { get; }
     public int PadTop { get; }
@@ -86,10 +89,10 @@ public static class Convolution
                     int column = row * window.PatchSize;
                     for (int ky = 0; ky < window.KernelHeight; ky++)
                     {
-                        int y = oy * window.StrideHeight + ky - window.PadTop;
+                        int y = oy * window.StrideHeight + ky * window.Dilation - window.PadTop;
                         for (int kx = 0; kx < window.KernelWidth; kx++, column += channels)
                         {
-                            int x = ox * window.StrideWidth + kx - window.PadLeft;
+                            int x = ox * window.StrideWidth + kx * window.Dilation - window.PadLeft;
                             bool inside = y >= 0 && y < window.Height && x >= 0 && x < window.Width;
                             cell.Visit(column, inside ? image + (y * window.Width + x) * channels : -1);
                         }
@@ -204,11 +207,11 @@ public static class Pooling
                     int count = 0;
                     for (int ky = 0; ky < window.KernelHeight; ky++)
                     {
-                        int y = oy * window.StrideHeight + ky - window.PadTop;
+                        int y = oy * window.StrideHeight + ky * window.Dilation - window.PadTop;
                         if (y < 0 || y >= window.Height) continue;
                         for (int kx = 0; kx < window.KernelWidth; kx++)
                         {
-                            int x = ox * window.StrideWidth + kx - window.PadLeft;
+                            int x = ox * window.StrideWidth + kx * window.Dilation - window.PadLeft;
                             if (x < 0 || x >= window.Width) continue;
                             System.Numerics.Tensors.TensorPrimitives.Add(target, image.Slice((y * window.Width + x) * window.Channels, window.Channels), target);
                             count++;

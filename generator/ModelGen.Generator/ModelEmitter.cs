@@ -96,14 +96,14 @@ internal static class ModelEmitter
             w.Line($"private readonly float[] {string.Join(", ", names)};");
             if (node.Is(LayerKind.LayerNormalization)) w.Line($"private readonly float[] {node.Mean}, {node.InverseStd}; // each row's statistics, for the backward pass");
             if (node.UsesBatchStatistics) w.Line($"private readonly float[] {node.Mean} = new float[{node.Layer!.Channels}], {node.Variance} = new float[{node.Layer.Channels}], {node.InverseStd} = new float[{node.Layer.Channels}]; // the last training batch's statistics");
-            EmitWindowFields(w, node);
+            EmitNodeFields(w, node);
         }
         foreach (var sub in plan.SubModels)
         {
             var computed = sub.Nodes.Where(n => n.Spec.Kind != NodeKind.Input && !n.IsDropout && !n.IsAlias).ToList();
             var buffers = computed.Select(n => n.Output).Concat(computed.Where(n => n.Is(LayerKind.Conv2D)).Select(n => n.Patches)).ToList();
             if (buffers.Count > 0) w.Line($"private readonly float[] {string.Join(", ", buffers)}; // the '{sub.Spec.Name}' sub-model");
-            foreach (var node in computed) EmitWindowFields(w, node);
+            foreach (var node in computed) EmitNodeFields(w, node);
         }
         if (plan.Packed)
         {
@@ -162,6 +162,10 @@ internal static class ModelEmitter
                 LayerKind.Reshape => $"new Reshape(\"{layer.Name}\", {shape})",
                 LayerKind.ZeroPadding2D => $"new ZeroPadding2D(\"{layer.Name}\", {string.Join(", ", layer.Extents)}, {shape})",
                 LayerKind.UpSampling2D => $"new UpSampling2D(\"{layer.Name}\", {string.Join(", ", layer.Extents)}, {shape})",
+                LayerKind.Embedding => $"new Embedding(\"{layer.Name}\", maskZero: {Bool(layer.MaskZero)}, {NewParameter(layer, "Embeddings")}, {shape})",
+                LayerKind.Masking => $"new Masking(\"{layer.Name}\", {Literal(layer.MaskValue)}, {shape})",
+                LayerKind.LSTM or LayerKind.GRU => $"new {layer.Kind}(\"{layer.Name}\", {layer.Units}, returnSequences: {Bool(layer.ReturnSequences)}, new[]\n{{\n" +
+                    string.Join(",\n", layer.Weights.Select(t => "    " + NewParameter(layer, t.Property))) + $",\n}}, {shape})",
                 LayerKind.GlobalAveragePooling2D => $"new GlobalAveragePooling2D(\"{layer.Name}\", {layer.OutputSize})",
                 LayerKind.GlobalMaxPooling2D => $"new GlobalMaxPooling2D(\"{layer.Name}\", {layer.OutputSize})",
                 _ => $"new ActivationLayer(\"{layer.Name}\", Activation.{layer.Activation}, {shape})",
@@ -190,12 +194,12 @@ internal static class ModelEmitter
                 w.Line($"{node.InverseStd} = new float[maxBatchSize * {node.Spec.Size / node.Layer!.Channels}];");
             }
             if (node.IsDropout) w.Line($"{node.Mask} = new float[{size}];");
-            EmitWindowBuffers(w, node, training: true);
+            EmitNodeBuffers(w, node, training: true);
         }
         foreach (var node in plan.SubModels.SelectMany(sub => sub.Nodes).Where(n => n.Spec.Kind != NodeKind.Input && !n.IsDropout && !n.IsAlias))
         {
             w.Line($"{node.Output} = new float[maxBatchSize * {node.Spec.Size}];");
-            EmitWindowBuffers(w, node, training: false);
+            EmitNodeBuffers(w, node, training: false);
         }
         if (plan.Packed)
         {
@@ -204,10 +208,26 @@ internal static class ModelEmitter
             w.Line("lastOutputs = new float[maxBatchSize * OutputSize];");
         }
         w.Line();
-        w.Line("// Keras' defaults: Glorot-uniform kernels, zero biases.");
+        w.Line("// Keras' defaults: Glorot-uniform kernels, zero biases, and each layer kind's own where it differs.");
         w.Line("var random = new SeededRandom(seed);");
         foreach (var layer in model.Layers.Where(l => l.HasWeights))
         {
+            if (layer.Kind == LayerKind.Embedding)
+            {
+                w.Line($"Initializers.Uniform({Plan.View(layer, "Embeddings")}, 0.05f, ref random);");
+                continue;
+            }
+            if (layer.IsRecurrent)
+            {
+                // Keras: Glorot-uniform kernel, orthogonal recurrent kernel, zero bias (an LSTM's forget gate starts at 1).
+                foreach (var direction in layer.Directions)
+                {
+                    w.Line($"Initializers.GlorotUniform({Plan.View(layer, direction + "Kernel")}, {layer.InputShape[1]}, {layer.GateWidth}, ref random);");
+                    w.Line($"Initializers.Orthogonal({Plan.View(layer, direction + "RecurrentKernel")}, {layer.Units}, {layer.GateWidth}, ref random);");
+                    if (layer.Kind == LayerKind.LSTM) w.Line($"{Plan.View(layer, direction + "Bias")}.Slice({layer.Units}, {layer.Units}).Fill(1f);");
+                }
+                continue;
+            }
             if (layer.Kind is LayerKind.BatchNormalization or LayerKind.LayerNormalization)
             {
                 // Keras' normalizations start as the identity: gamma (and a moving variance) 1, beta (and a moving mean) 0.
@@ -218,7 +238,7 @@ internal static class ModelEmitter
             // Keras' fans: a Dense layer's in and out; a convolution's receptive field times its in and out channels.
             var (fanIn, fanOut) = layer.Kind == LayerKind.Conv2D
                 ? (layer.KernelHeight * layer.KernelWidth * layer.InputShape[2], layer.KernelHeight * layer.KernelWidth * layer.Channels)
-                : (layer.InputSize, layer.OutputSize);
+                : (layer.InputSize, layer.Channels);
             w.Line($"Initializers.GlorotUniform({Plan.View(layer, "Kernel")}, {fanIn}, {fanOut}, ref random);");
         }
         if (plan.Nodes.Any(n => n.IsDropout)) w.Line("dropoutRandom = random;");
@@ -232,16 +252,29 @@ internal static class ModelEmitter
         var tensor = layer.Weights.First(t => t.Property == property);
         string shape = (layer.Kind, property) switch
         {
-            (LayerKind.Dense, "Kernel") => $"{layer.InputSize}, {layer.OutputSize}",
+            (LayerKind.Dense, "Kernel") => $"{layer.InputSize}, {layer.Channels}",
             (LayerKind.Conv2D, "Kernel") => $"{layer.KernelHeight}, {layer.KernelWidth}, {layer.InputShape[2]}, {layer.Channels}",
+            (LayerKind.Embedding, _) => $"{layer.InputDim}, {layer.Channels}",
+            (LayerKind.LSTM or LayerKind.GRU, _) when property.EndsWith("RecurrentKernel") => $"{layer.Units}, {layer.GateWidth}",
+            (LayerKind.LSTM or LayerKind.GRU, _) when property.EndsWith("Kernel") => $"{layer.InputShape[1]}, {layer.GateWidth}",
+            (LayerKind.GRU, _) => $"2, {layer.GateWidth}",
+            (LayerKind.LSTM, _) => $"{layer.GateWidth}",
             _ => $"{layer.Channels}",
         };
         return $"new Parameter(\"{layer.Name}.{tensor.Key}\", parameters, gradients, {Plan.View(layer, property)}Offset, {shape})" + (tensor.Trainable ? "" : " { Trainable = false }");
     }
 
-    /// <summary>A convolution's or pooling's window geometry, and the buffer of pooling winners.</summary>
-    private static void EmitWindowFields(CodeWriter w, NodePlan node)
+    /// <summary>
+    /// What a tensor needs besides its value and gradient: a sequence mask it creates, a recurrent layer's workspaces, a
+    /// convolution's or pooling's window geometry and the buffer of pooling winners.
+    /// </summary>
+    private static void EmitNodeFields(CodeWriter w, NodePlan node)
     {
+        if (node.CreatesMask) w.Line($"private readonly float[] {node.SequenceMask}; // 1 for each step that counts, 0 for padding");
+        if (node.Spec.Kind == NodeKind.Layer && node.Layer!.IsRecurrent)
+        {
+            w.Line($"private readonly RecurrentWorkspace {string.Join(", ", node.Layer.Directions.Select(node.Workspace))};");
+        }
         if (node.Spec.Kind != NodeKind.Layer || !node.Layer!.IsWindowed) return;
         var layer = node.Layer!;
         var input = node.Inputs[0].Spec.Shape;
@@ -252,8 +285,17 @@ internal static class ModelEmitter
         if (node.UsesWinners) w.Line($"private readonly int[] {node.Winners};");
     }
 
-    private static void EmitWindowBuffers(CodeWriter w, NodePlan node, bool training)
+    private static void EmitNodeBuffers(CodeWriter w, NodePlan node, bool training)
     {
+        if (node.CreatesMask) w.Line($"{node.SequenceMask} = new float[maxBatchSize * {node.Spec.Shape[0]}];");
+        if (node.Spec.Kind == NodeKind.Layer && node.Layer!.IsRecurrent)
+        {
+            var layer = node.Layer;
+            foreach (var direction in layer.Directions)
+            {
+                w.Line($"{node.Workspace(direction)} = new RecurrentWorkspace(RecurrentCell.{(layer.Kind == LayerKind.LSTM ? "Lstm" : "Gru")}, maxBatchSize, steps: {layer.InputShape[0]}, features: {layer.InputShape[1]}, units: {layer.Units});");
+            }
+        }
         if (node.Is(LayerKind.Conv2D))
         {
             w.Line($"{node.Patches} = new float[maxBatchSize * {node.Window}.Positions * {node.Window}.PatchSize];");
@@ -405,13 +447,13 @@ internal static class ModelEmitter
     private static void EmitForward(CodeWriter w, Plan plan)
     {
         w.Open($"private void Forward({plan.InputParameters}, int batch, bool training)");
-        EmitForwardBody(w, plan.Computed, inferenceOnly: false);
+        EmitForwardBody(w, plan.Model.ClassName, plan.Computed, inferenceOnly: false);
         w.Close();
         w.Line();
     }
 
     /// <summary>One block per tensor in topological order; shared by the model and its sub-models (inference only).</summary>
-    private static void EmitForwardBody(CodeWriter w, IEnumerable<NodePlan> computed, bool inferenceOnly)
+    private static void EmitForwardBody(CodeWriter w, string modelName, IEnumerable<NodePlan> computed, bool inferenceOnly)
     {
         bool first = true;
         foreach (var node in computed)
@@ -425,10 +467,10 @@ internal static class ModelEmitter
             {
                 case NodeKind.Layer when node.Layer!.Kind == LayerKind.Dense:
                     var layer = node.Layer;
-                    w.Line($"// {node.Title}: Dense({layer.OutputSize}, {Lower(layer.Activation)}), {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}");
+                    w.Line($"// {node.Title}: Dense({layer.Channels}, {Lower(layer.Activation)}), {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}{(spec.Shape.Count > 1 ? ", at every step" : "")}");
                     string bias = layer.UseBias ? Plan.View(layer, "Bias") : "default";
                     string relu = layer.Activation == Activation.Relu ? ", relu: true" : "";
-                    w.Line($"Gemm.Multiply({inputs[0]}, {Plan.View(layer, "Kernel")}, {node.Output}, batch, {layer.InputSize}, {layer.OutputSize}, {bias}{relu});");
+                    w.Line($"Gemm.Multiply({inputs[0]}, {Plan.View(layer, "Kernel")}, {node.Output}, {Rows(spec).Rows}, {layer.InputSize}, {layer.Channels}, {bias}{relu});");
                     if (layer.Activation is not (Activation.Linear or Activation.Relu)) EmitActivation(w, layer.Activation, node.Output, spec);
                     break;
                 case NodeKind.Layer when node.Is(LayerKind.Conv2D):
@@ -478,6 +520,31 @@ internal static class ModelEmitter
                     w.Line($"// {node.Title}: {node.Layer!.TypeName}{(node.Is(LayerKind.UpSampling2D) ? $"({node.Layer.Extents[0]}x{node.Layer.Extents[1]}, nearest)" : "")}, {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}");
                     w.Line($"{ResamplingKernel(node)}.Forward({inputs[0]}, {node.Output}, {ResamplingGeometry(node)}, batch);");
                     break;
+                case NodeKind.Layer when node.Is(LayerKind.Embedding):
+                {
+                    var embedding = node.Layer!;
+                    w.Line($"// {node.Title}: Embedding({embedding.InputDim}, {embedding.Channels}{(embedding.MaskZero ? ", mask_zero" : "")}), {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}");
+                    string mask = embedding.MaskZero ? node.SequenceMask : "default";
+                    w.Line($"EmbeddingKernel.Forward({inputs[0]}, {Plan.View(embedding, "Embeddings")}, {node.Output}, {mask}, batch * {spec.Shape[0]}, {embedding.InputDim}, {embedding.Channels}, \"{modelName}\", \"{embedding.Name}\");");
+                    break;
+                }
+                case NodeKind.Layer when node.Is(LayerKind.Masking):
+                    w.Line($"// {node.Title}: Masking({Literal(node.Layer!.MaskValue)}): a step of nothing but {Literal(node.Layer.MaskValue)} is padding");
+                    w.Line($"MaskingKernel.Forward({inputs[0]}, {node.Output}, {node.SequenceMask}, batch * {spec.Shape[0]}, {spec.Shape[1]}, {Literal(node.Layer.MaskValue)}f);");
+                    break;
+                case NodeKind.Layer when node.Layer!.IsRecurrent:
+                {
+                    var rnn = node.Layer;
+                    var input = node.Inputs[0];
+                    string masked = input.MaskSource is { } source ? $", masked by '{source.Title}'" : "";
+                    w.Line($"// {node.Title}: {(rnn.Bidirectional ? $"Bidirectional({rnn.Kind}" : rnn.Kind.ToString())}({rnn.Units}{(rnn.ReturnSequences ? ", return_sequences" : "")}){(rnn.Bidirectional ? ")" : "")}, {Shape(input.Spec.Shape)} -> {Shape(spec.Shape)}{masked}");
+                    foreach (var (direction, offset) in RecurrentDirections(rnn))
+                    {
+                        w.Line($"Recurrent.Forward({node.Workspace(direction)}, {inputs[0]}, {input.StepMask}, {Plan.View(rnn, direction + "Kernel")}, {Plan.View(rnn, direction + "RecurrentKernel")}, {Plan.View(rnn, direction + "Bias")}, " +
+                            $"{node.Output}, {rnn.Channels}, {offset}, batch, returnSequences: {Bool(rnn.ReturnSequences)}, reverse: {Bool(direction == "Backward")}{ZeroOutputs(rnn)});");
+                    }
+                    break;
+                }
                 case NodeKind.Layer when node.IsDropout:
                     w.Line($"// {node.Title}: Dropout({Literal(node.Layer!.Rate)}), identity at inference");
                     w.Line($"ReadOnlySpan<float> {node.InferenceName} = {inputs[0]};");
@@ -549,7 +616,7 @@ internal static class ModelEmitter
             foreach (var input in inputs.Skip(1)) w.Line($"Guard.Length(\"{name}.{sub.Spec.Name}\", \"{input.Spec.Name}\", nameof({input.Spec.Name}), {input.Spec.Name}.Length, batch, {input.Spec.Size});");
             foreach (var output in outputs) w.Line($"Guard.Length(\"{name}.{sub.Spec.Name}\", \"{output.Name}\", nameof({output.Name}), {output.Name}.Length, batch, {output.Size});");
             w.Line();
-            EmitForwardBody(w, sub.Nodes.Where(n => n.Spec.Kind != NodeKind.Input), inferenceOnly: true);
+            EmitForwardBody(w, plan.Model.ClassName, sub.Nodes.Where(n => n.Spec.Kind != NodeKind.Input), inferenceOnly: true);
             w.Line();
             foreach (var output in outputs) w.Line($"Reductions.Copy({output.Node.InferenceSource}, {output.Name}, batch * {output.Size});");
             w.Close();
@@ -611,20 +678,17 @@ internal static class ModelEmitter
                     var layer = node.Layer;
                     var input = node.Inputs[0];
                     bool propagate = input.NeedsGradient;
+                    var (rows, columns) = Rows(spec);
                     bool shared = !weightsStarted.Add(layer);
                     w.Line($"// {node.Title}: {GradientsOf(layer, propagate ? "input" : null)}{(plan.IsShared(layer) && layer.Trainable ? $" ({(shared ? "added to" : "first of")} the shared weights' gradients)" : "")}");
-                    if (layer.Activation != Activation.Linear)
-                    {
-                        var (rows, columns) = Rows(spec);
-                        w.Line($"Activations.Backward(Activation.{layer.Activation}, {node.Output}, {node.Gradient}, {rows}, {columns});");
-                    }
+                    if (layer.Activation != Activation.Linear) w.Line($"Activations.Backward(Activation.{layer.Activation}, {node.Output}, {node.Gradient}, {rows}, {columns});");
                     string accumulateWeights = shared ? ", accumulate: true" : "";
                     if (layer.Trainable)
                     {
-                        w.Line($"Gemm.MultiplyTransposedA({input.TrainingSource}, {node.Gradient}, {Plan.View(layer, "Kernel")}Gradient, {layer.InputSize}, batch, {layer.OutputSize}{accumulateWeights});");
-                        if (layer.UseBias) w.Line($"Reductions.SumRows({node.Gradient}, {Plan.View(layer, "Bias")}Gradient, batch, {layer.OutputSize}{accumulateWeights});");
+                        w.Line($"Gemm.MultiplyTransposedA({input.TrainingSource}, {node.Gradient}, {Plan.View(layer, "Kernel")}Gradient, {layer.InputSize}, {rows}, {layer.Channels}{accumulateWeights});");
+                        if (layer.UseBias) w.Line($"Reductions.SumRows({node.Gradient}, {Plan.View(layer, "Bias")}Gradient, {rows}, {layer.Channels}{accumulateWeights});");
                     }
-                    if (propagate) w.Line($"Gemm.MultiplyTransposedB({node.Gradient}, {Plan.View(layer, "Kernel")}, {input.Gradient}, batch, {layer.OutputSize}, {layer.InputSize}{Flag(Into(input))});");
+                    if (propagate) w.Line($"Gemm.MultiplyTransposedB({node.Gradient}, {Plan.View(layer, "Kernel")}, {input.Gradient}, {rows}, {layer.Channels}, {layer.InputSize}{Flag(Into(input))});");
                     break;
                 }
                 case NodeKind.Layer when node.Is(LayerKind.Conv2D):
@@ -686,6 +750,41 @@ internal static class ModelEmitter
                     string weights = norm.Trainable ? $"{Plan.View(norm, "Gamma")}Gradient, {Plan.View(norm, "Beta")}Gradient" : "default, default";
                     w.Line($"LayerNorm.Backward({node.Gradient}, {input.TrainingSource}, {Plan.View(norm, "Gamma")}, {node.Mean}, {node.InverseStd}, {inputGradient}{weights}, {rows}, {columns}, " +
                         $"{inputFlags}, computeWeights: {Bool(norm.Trainable)}, accumulateWeights: {Bool(shared)});");
+                    break;
+                }
+                case NodeKind.Layer when node.Is(LayerKind.Embedding):
+                {
+                    var embedding = node.Layer!;
+                    bool shared = !weightsStarted.Add(embedding);
+                    w.Line($"// {node.Title}: each step's gradient onto its id's row of the table");
+                    w.Line($"EmbeddingKernel.Backward({node.Gradient}, {node.Inputs[0].TrainingSource}, {Plan.View(embedding, "Embeddings")}Gradient, batch * {spec.Shape[0]}, {embedding.InputDim}, {embedding.Channels}, accumulate: {Bool(shared)});");
+                    break;
+                }
+                case NodeKind.Layer when node.Is(LayerKind.Masking):
+                    w.Line($"// {node.Title}: Masking passes the gradient of the kept steps");
+                    w.Line($"MaskingKernel.Backward({node.Gradient}, {node.SequenceMask}, {node.Inputs[0].Gradient}, batch * {spec.Shape[0]}, {spec.Shape[1]}, accumulate: {Bool(Into(node.Inputs[0]))});");
+                    break;
+                case NodeKind.Layer when node.Layer!.IsRecurrent:
+                {
+                    var rnn = node.Layer;
+                    var input = node.Inputs[0];
+                    bool shared = rnn.Trainable && !weightsStarted.Add(rnn);
+                    bool? accumulateInput = input.NeedsGradient ? Into(input) : null;
+                    var parts = new List<string>();
+                    if (rnn.Trainable) parts.Add("kernel, recurrent kernel, bias");
+                    if (input.NeedsGradient) parts.Add("input");
+                    w.Line($"// {node.Title}: backpropagation through time{(rnn.Bidirectional ? " in both directions" : "")}: {Describe(parts)} gradients{(rnn.Trainable ? "" : " (frozen: no weight gradients)")}");
+                    bool firstDirection = true;
+                    foreach (var (direction, unitsOffset) in RecurrentDirections(rnn))
+                    {
+                        string Gradient(string tensor) => rnn.Trainable ? $"{Plan.View(rnn, direction + tensor)}Gradient" : "default";
+                        string inputGradient = input.NeedsGradient ? input.Gradient : "default";
+                        bool accumulate = accumulateInput == true || !firstDirection; // the second direction adds to the first's input gradient
+                        w.Line($"Recurrent.Backward({node.Workspace(direction)}, {node.Gradient}, {rnn.Channels}, {unitsOffset}, {Plan.View(rnn, direction + "Kernel")}, {Plan.View(rnn, direction + "RecurrentKernel")}, " +
+                            $"{Gradient("Kernel")}, {Gradient("RecurrentKernel")}, {Gradient("Bias")}, {inputGradient}, batch, returnSequences: {Bool(rnn.ReturnSequences)}, reverse: {Bool(direction == "Backward")}, " +
+                            $"computeWeights: {Bool(rnn.Trainable)}, accumulateWeights: {Bool(shared)}, accumulateInput: {Bool(accumulate)}{ZeroOutputs(rnn)});");
+                        firstDirection = false;
+                    }
                     break;
                 }
                 case NodeKind.Layer when node.IsResampling:
@@ -780,6 +879,13 @@ internal static class ModelEmitter
         string activation = layer.Activation == Activation.Linear ? "" : Lower(layer.Activation) + "', then ";
         return activation + Describe(parts) + " gradient" + (parts.Count > 1 ? "s" : "") + (layer.Trainable ? "" : " (frozen: no weight gradients)");
     }
+
+    /// <summary>Each direction a recurrent layer runs and where its units sit in the output row.</summary>
+    private static IEnumerable<(string Direction, int Offset)> RecurrentDirections(LayerSpec layer) =>
+        layer.Directions.Select((direction, k) => (direction, k * layer.Units));
+
+    /// <summary>Keras' Bidirectional zeroes the outputs of masked steps when it returns sequences; a plain layer repeats the last one.</summary>
+    private static string ZeroOutputs(LayerSpec layer) => layer.Bidirectional && layer.ReturnSequences ? ", zeroOutputForMask: true" : "";
 
     private static string ResamplingKernel(NodePlan node) => node.Is(LayerKind.ZeroPadding2D) ? "ZeroPadding" : "UpSampling";
 
@@ -881,6 +987,7 @@ internal static class ModelEmitter
                 // A Flatten or Reshape changes only the shape: unless it is an output (whose buffer callers read), it reads its input's floats in place.
                 bool alias = spec.Kind == NodeKind.Layer && layer!.IsReshape && !outputSet.Contains(plans.Count);
                 plans.Add(new NodePlan(spec, layer, spec.Inputs.Select(i => plans[i]).ToList(), prefix, alias));
+                if (spec.Mask >= 0) plans[plans.Count - 1].MaskSource = plans[spec.Mask];
             }
             return plans;
         }
@@ -943,6 +1050,14 @@ internal static class ModelEmitter
         /// <summary>Whether anything up to and including this tensor has weights, so its gradient is worth computing.</summary>
         public bool NeedsGradient { get; }
         public bool IsDropout => Is(LayerKind.Dropout);
+        /// <summary>An Embedding with MaskZero or a Masking layer: the source of a sequence mask.</summary>
+        public bool CreatesMask => Spec.Kind == NodeKind.Layer && Spec.Mask >= 0 && (Is(LayerKind.Masking) || Is(LayerKind.Embedding));
+        public string SequenceMask => Stem + "SequenceMask";
+        /// <summary>The tensor whose sequence mask this one carries (Embedding with MaskZero, Masking), if any.</summary>
+        public NodePlan? MaskSource { get; set; }
+        /// <summary>This tensor's step mask as a span argument: "default" when there is none.</summary>
+        public string StepMask => MaskSource?.SequenceMask ?? "default";
+        public string Workspace(string direction) => Stem + direction + "Workspace";
         /// <summary>ZeroPadding2D and UpSampling2D: a fixed linear map of each image, without weights.</summary>
         public bool IsResampling => Is(LayerKind.ZeroPadding2D) || Is(LayerKind.UpSampling2D);
         public bool Is(LayerKind kind) => Spec.Kind == NodeKind.Layer && Layer!.Kind == kind;

@@ -92,11 +92,15 @@ internal static class Diagnostics
         "Identical layers on the two sides of a merge",
         "'{0}' and '{1}' have the same configuration and encode the two sides of '{2}' with separate weights ({3} parameters instead of {4}); if both sides should be encoded alike, as in a Siamese network, apply one field twice", DiagnosticSeverity.Info);
 
+    public static readonly DiagnosticDescriptor MaskDestroyed = Describe("MG0020",
+        "Layer drops the mask",
+        "Layer '{0}' ({1}) does not support masking: the mask from '{2}' ends here, so the layers after it treat the padded steps as data", DiagnosticSeverity.Warning);
+
     public static readonly DiagnosticDescriptor[] All =
     {
         NotPartial, MissingInputShape, InvalidLayerConfiguration, UnsupportedMember, FieldTypeMismatch,
         MisplacedInput, IncompatibleInputShape, NoLayers, UnsupportedModelClass,
         GraphDisconnected, IncompatibleShapes, UnsupportedGraphCode, UnusedLayer, UnusedInput, MissingGraph, Cycle,
-        LossDoesNotFitOutput, SequentialNeedsGraph, LikelyUnsharedLayers,
+        LossDoesNotFitOutput, SequentialNeedsGraph, LikelyUnsharedLayers, MaskDestroyed,
     };
 }

@@ -346,12 +346,11 @@ internal static partial class ModelParser
             {
                 // A shared layer: every use has the weights, so every use needs the first use's input shape.
                 layer = graph.Layers[index];
-                if ((field.Kind == LayerKind.Dense && inputNode.Size != layer.InputSize) ||
-                    (field.Kind == LayerKind.Conv2D && !inputNode.Shape.Equals(layer.InputShape)) ||
+                if ((field.Kind is LayerKind.Dense or LayerKind.Conv2D or LayerKind.LSTM or LayerKind.GRU or LayerKind.Embedding && !inputNode.Shape.Equals(layer.InputShape)) ||
                     (field.Kind is LayerKind.BatchNormalization or LayerKind.LayerNormalization && inputNode.Shape[inputNode.Shape.Count - 1] != layer.Channels))
                 {
                     context.Report(Diagnostics.IncompatibleShapes, location,
-                        $"Layer '{field.Name}' is shared: its first use takes {ShapeText(layer.InputShape.Count > 0 ? layer.InputShape.Items : ImmutableArray.Create(layer.InputSize))}, but here it is applied to {ShapeText(inputNode.Shape)} from '{argument}'; a shared layer takes one input shape");
+                        $"Layer '{field.Name}' is shared: its first use takes {ShapeText(layer.InputShape.Items)}, but here it is applied to {ShapeText(inputNode.Shape)} from '{argument}'; a shared layer takes one input shape");
                     return null;
                 }
             }
@@ -372,7 +371,13 @@ internal static partial class ModelParser
             // A weighted layer's output shape is fixed by its weights (its input was checked above); any other layer's follows the input.
             var shape = field.Kind is LayerKind.Dense or LayerKind.Conv2D ? layer.OutputShape
                 : Infer(field, inputNode.Shape.Items, argument.ToString(), location, context).OutputShape;
-            return Remember(graph.Add(new NodeSpec(Unique(field.Name), NodeKind.Layer, ImmutableArray.Create(input), shape, Layer: index)), location);
+            if (field.Kind == LayerKind.Embedding && inputNode.Kind != NodeKind.Input)
+            {
+                context.Report(Diagnostics.IncompatibleInputShape, location, field.Name, "Embedding", ShapeText(inputNode.Shape), argument.ToString(), "integer ids straight from a graph input");
+                return null;
+            }
+            int mask = OutputMask(graph, graph.Layers[index] with { OutputShape = shape }, inputNode, graph.Nodes.Count, location, context);
+            return Remember(graph.Add(new NodeSpec(Unique(field.Name), NodeKind.Layer, ImmutableArray.Create(input), shape, Layer: index, Mask: mask)), location);
         }
 
         private int? Merge(MergeOperation operation, string name, InvocationExpressionSyntax invocation)
@@ -443,7 +448,14 @@ internal static partial class ModelParser
                     return null;
                 }
             }
-            return Remember(graph.Add(new NodeSpec(Unique(name.ToLowerInvariant()), NodeKind.Merge, inputs.ToImmutableArray(), shape, Merge: operation, Axis: axis)), location);
+            // Keras merges combine their operands' masks; here the first operand's mask carries on (a Dot, which has no steps, drops it).
+            int mask = inputs.Select(i => graph.Nodes[i].Mask).Where(m => m >= 0).DefaultIfEmpty(-1).First();
+            if (mask >= 0 && (operation == MergeOperation.Dot || (operation == MergeOperation.Concatenate && axis != shape.Length - 1)))
+            {
+                context.Report(Diagnostics.MaskDestroyed, location, name.ToLowerInvariant(), name, graph.Nodes[mask].Name);
+                mask = -1;
+            }
+            return Remember(graph.Add(new NodeSpec(Unique(name.ToLowerInvariant()), NodeKind.Merge, inputs.ToImmutableArray(), shape, Merge: operation, Axis: axis, Mask: mask)), location);
         }
 
         private int? Function(Activation activation, string name, InvocationExpressionSyntax invocation)
@@ -454,7 +466,7 @@ internal static partial class ModelParser
                 return null;
             }
             if (Evaluate(invocation.ArgumentList.Arguments[0].Expression) is not int input) return null;
-            return Remember(graph.Add(new NodeSpec(Unique(name.ToLowerInvariant()), NodeKind.Function, ImmutableArray.Create(input), graph.Nodes[input].Shape, Activation: activation)),
+            return Remember(graph.Add(new NodeSpec(Unique(name.ToLowerInvariant()), NodeKind.Function, ImmutableArray.Create(input), graph.Nodes[input].Shape, Activation: activation, Mask: graph.Nodes[input].Mask)),
                 invocation.GetLocation());
         }
 

@@ -43,12 +43,17 @@ internal static partial class ModelParser
         ["ModelGen.ReshapeAttribute"] = (LayerKind.Reshape, "Reshape", "ModelGen.Reshape"),
         ["ModelGen.ZeroPadding2DAttribute"] = (LayerKind.ZeroPadding2D, "ZeroPadding2D", "ModelGen.ZeroPadding2D"),
         ["ModelGen.UpSampling2DAttribute"] = (LayerKind.UpSampling2D, "UpSampling2D", "ModelGen.UpSampling2D"),
+        ["ModelGen.EmbeddingAttribute"] = (LayerKind.Embedding, "Embedding", "ModelGen.Embedding"),
+        ["ModelGen.MaskingAttribute"] = (LayerKind.Masking, "Masking", "ModelGen.Masking"),
+        ["ModelGen.LSTMAttribute"] = (LayerKind.LSTM, "LSTM", "ModelGen.LSTM"),
+        ["ModelGen.GRUAttribute"] = (LayerKind.GRU, "GRU", "ModelGen.GRU"),
     };
 
     /// <summary>A layer field's declaration, validated, before shapes are known.</summary>
     private sealed record LayerField(IFieldSymbol Field, LayerKind Kind, ImmutableArray<int> Shape, int Units, Activation Activation, bool UseBias, double Rate,
         int KernelHeight = 0, int KernelWidth = 0, int Strides = 1, Padding Padding = Padding.Valid, bool Trainable = true, double Momentum = 0, double Epsilon = 0,
-        ImmutableArray<int> Extents = default, int Dilation = 1)
+        ImmutableArray<int> Extents = default, int Dilation = 1, bool ReturnSequences = false, bool Bidirectional = false,
+        int InputDim = 0, bool MaskZero = false, double MaskValue = 0)
     {
         public string Name => Field.Name;
     }
@@ -357,6 +362,29 @@ internal static partial class ModelParser
                 }
                 return new LayerField(field, kind, default, 0, Activation.Linear, true, 0, Extents: extents.Select(v => Math.Max(v, smallest)).ToImmutableArray());
             }
+            case LayerKind.Embedding:
+            {
+                int inputDim = arguments.Length > 0 && arguments[0].Value is int i0 ? i0 : 0;
+                int outputDim = arguments.Length > 1 && arguments[1].Value is int o0 ? o0 : 0;
+                if (inputDim <= 0) context.Report(Diagnostics.InvalidLayerConfiguration, ArgumentLocation(attribute, 0, field), field.Name, context.Model, $"Embedding needs a positive number of ids (input_dim), not {inputDim}");
+                if (outputDim <= 0) context.Report(Diagnostics.InvalidLayerConfiguration, ArgumentLocation(attribute, 1, field), field.Name, context.Model, $"Embedding needs a positive vector size (output_dim), not {outputDim}");
+                bool maskZero = attribute.NamedArguments.Any(n => n.Key == "MaskZero" && n.Value.Value is true);
+                return new LayerField(field, kind, default, Math.Max(outputDim, 1), Activation.Linear, true, 0, InputDim: Math.Max(inputDim, 1), MaskZero: maskZero);
+            }
+            case LayerKind.Masking:
+            {
+                double maskValue = attribute.NamedArguments.FirstOrDefault(n => n.Key == "MaskValue").Value.Value is double v ? v : 0;
+                return new LayerField(field, kind, default, 0, Activation.Linear, true, 0, MaskValue: maskValue);
+            }
+            case LayerKind.LSTM:
+            case LayerKind.GRU:
+            {
+                int cells = arguments.Length > 0 && arguments[0].Value is int u0 ? u0 : 0;
+                if (cells <= 0) context.Report(Diagnostics.InvalidLayerConfiguration, ArgumentLocation(attribute, 0, field), field.Name, context.Model, $"{kind} needs a positive number of units, not {cells}");
+                bool sequences = attribute.NamedArguments.Any(n => n.Key == "ReturnSequences" && n.Value.Value is true);
+                bool bidirectional = attribute.NamedArguments.Any(n => n.Key == "Bidirectional" && n.Value.Value is true);
+                return new LayerField(field, kind, default, Math.Max(cells, 1), Activation.Tanh, true, 0, ReturnSequences: sequences, Bidirectional: bidirectional);
+            }
             case LayerKind.Dropout:
                 double rate = arguments.Length > 0 && arguments[0].Value is double r ? r : double.NaN;
                 if (!(rate >= 0 && rate < 1)) context.Report(Diagnostics.InvalidLayerConfiguration, ArgumentLocation(attribute, 0, field), field.Name, context.Model, $"the dropout rate must be in [0, 1), not {rate}");
@@ -404,12 +432,16 @@ internal static partial class ModelParser
         switch (field.Kind)
         {
             case LayerKind.Dense:
-                if (input.Length != 1)
+                // Keras' Dense acts on the last axis: on a sequence (None, steps, features) it is applied at every step, as
+                // TimeDistributed(Dense). On an image that is almost always a forgotten Flatten, so it is reported.
+                if (input.Length > 2)
                 {
                     context.Report(Diagnostics.IncompatibleInputShape, location, field.Name, "Dense", ShapeText(input), inputName,
-                        "a flat input of shape (None, features): put a [Flatten] layer before it");
+                        "a flat input of shape (None, features) or a sequence (None, steps, features): put a [Flatten] layer before it");
+                    input = ImmutableArray.Create(inputSize);
                 }
-                return new LayerSpec(field.Name, field.Kind, ImmutableArray.Create(field.Units), inputSize, field.Activation, field.UseBias, Trainable: field.Trainable);
+                return new LayerSpec(field.Name, field.Kind, input.SetItem(input.Length - 1, field.Units), input[input.Length - 1], field.Activation, field.UseBias,
+                    InputShape: input, Trainable: field.Trainable);
             case LayerKind.BatchNormalization:
                 return new LayerSpec(field.Name, field.Kind, input, inputSize, InputShape: input, Trainable: field.Trainable, Momentum: field.Momentum, Epsilon: field.Epsilon);
             case LayerKind.LayerNormalization:
@@ -442,6 +474,29 @@ internal static partial class ModelParser
                     ? ImmutableArray.Create(input[0] + e[0] + e[1], input[1] + e[2] + e[3], input[2])
                     : ImmutableArray.Create(input[0] * e[0], input[1] * e[1], input[2]);
                 return new LayerSpec(field.Name, field.Kind, shape, inputSize, InputShape: input, Extents: field.Extents);
+            }
+            case LayerKind.Embedding:
+                if (input.Length != 1)
+                {
+                    context.Report(Diagnostics.IncompatibleInputShape, location, field.Name, "Embedding", ShapeText(input), inputName, "integer ids of shape (None, steps)");
+                    input = ImmutableArray.Create(inputSize);
+                }
+                return new LayerSpec(field.Name, field.Kind, ImmutableArray.Create(input[0], field.Units), inputSize, InputShape: input, Trainable: field.Trainable,
+                    InputDim: field.InputDim, MaskZero: field.MaskZero);
+            case LayerKind.Masking:
+            case LayerKind.LSTM:
+            case LayerKind.GRU:
+            {
+                if (input.Length != 2)
+                {
+                    context.Report(Diagnostics.IncompatibleInputShape, location, field.Name, field.Kind.ToString(), ShapeText(input), inputName, "a sequence of shape (None, steps, features)");
+                    input = ImmutableArray.Create(1, inputSize);
+                }
+                if (field.Kind == LayerKind.Masking) return new LayerSpec(field.Name, field.Kind, input, inputSize, InputShape: input, MaskValue: field.MaskValue);
+                int width = field.Bidirectional ? 2 * field.Units : field.Units;
+                var shape = field.ReturnSequences ? ImmutableArray.Create(input[0], width) : ImmutableArray.Create(width);
+                return new LayerSpec(field.Name, field.Kind, shape, inputSize, field.Activation, InputShape: input, Trainable: field.Trainable,
+                    ReturnSequences: field.ReturnSequences, Bidirectional: field.Bidirectional);
             }
             case LayerKind.Dropout:
                 return new LayerSpec(field.Name, field.Kind, input, inputSize, Rate: field.Rate);
@@ -486,6 +541,34 @@ internal static partial class ModelParser
         }
     }
 
+    // ---- Masks ---------------------------------------------------------------------------------------
+
+    /// <summary>
+    /// The mask a layer's output carries (a node index, -1 for none), as Keras propagates it: Embedding(MaskZero) and Masking
+    /// create one; element-wise and per-step layers pass theirs on; a recurrent layer consumes it (and passes it on when it
+    /// returns sequences); any other layer drops it, which is reported, as Keras warns at run time.
+    /// </summary>
+    private static int OutputMask(GraphBuilder graph, LayerSpec layer, NodeSpec input, int self, Location? location, Context context)
+    {
+        if (layer.Kind == LayerKind.Masking || (layer.Kind == LayerKind.Embedding && layer.MaskZero)) return self;
+        if (input.Mask < 0) return -1;
+        switch (layer.Kind)
+        {
+            case LayerKind.LSTM:
+            case LayerKind.GRU:
+                return layer.ReturnSequences ? input.Mask : -1;
+            case LayerKind.Dense:
+            case LayerKind.Dropout:
+            case LayerKind.Activation:
+            case LayerKind.LayerNormalization:
+            case LayerKind.BatchNormalization:
+                return input.Mask;
+            default:
+                context.Report(Diagnostics.MaskDestroyed, location, layer.Name, layer.TypeName, graph.Nodes[input.Mask].Name);
+                return -1;
+        }
+    }
+
     // ---- Sequential: a chain ------------------------------------------------------------------------
 
     private static GraphBuilder? BuildChain(INamedTypeSymbol type, List<LayerField> fields, Context context)
@@ -520,7 +603,8 @@ internal static partial class ModelParser
             var previous = graph.Nodes[graph.Nodes.Count - 1];
             var layer = Infer(field, previous.Shape.Items, previous.Name, FieldLocation(field.Field), context);
             graph.Layers.Add(layer);
-            graph.Add(new NodeSpec(field.Name, NodeKind.Layer, ImmutableArray.Create(graph.Nodes.Count - 1), layer.OutputShape, Layer: graph.Layers.Count - 1));
+            int mask = OutputMask(graph, layer, previous, graph.Nodes.Count, FieldLocation(field.Field), context);
+            graph.Add(new NodeSpec(field.Name, NodeKind.Layer, ImmutableArray.Create(graph.Nodes.Count - 1), layer.OutputShape, Layer: graph.Layers.Count - 1, Mask: mask));
         }
         graph.Outputs.Add(graph.Nodes.Count - 1);
         graph.OutputNames.Add(graph.Nodes[graph.Nodes.Count - 1].Name);

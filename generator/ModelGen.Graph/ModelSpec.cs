@@ -4,7 +4,7 @@ using System.Linq;
 namespace ModelGen.Graph;
 
 internal enum LayerKind { Input, Dense, Dropout, Activation, Flatten, Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, BatchNormalization,
-    LayerNormalization, Reshape, ZeroPadding2D, UpSampling2D }
+    LayerNormalization, Reshape, ZeroPadding2D, UpSampling2D, Embedding, Masking, LSTM, GRU }
 
 /// <summary>
 /// A layer: one field of the model class (or one input of a graph method), with its configuration and,
@@ -13,7 +13,8 @@ internal enum LayerKind { Input, Dense, Dropout, Activation, Flatten, Conv2D, Ma
 /// </summary>
 /// <param name="Name">The user's field (or parameter) name: the layer name in weights, summaries and generated code.</param>
 /// <param name="OutputShape">Shape without the batch dimension.</param>
-/// <param name="InputSize">Floats per sample entering the layer (a Dense layer's fan-in).</param>
+/// <param name="InputSize">Floats per sample entering the layer; for Dense, its fan-in (the input's last axis).</param>
+/// <param name="InputDim">Embedding: the number of ids (the table's rows).</param>
 /// <param name="Extents">ZeroPadding2D: rows above and below, columns left and right; UpSampling2D: the block's rows and columns.</param>
 internal sealed record LayerSpec(
     string Name,
@@ -32,13 +33,25 @@ internal sealed record LayerSpec(
     double Momentum = 0,
     double Epsilon = 0,
     EquatableArray<int> Extents = default,
-    int Dilation = 1)
+    int Dilation = 1,
+    bool ReturnSequences = false,
+    bool Bidirectional = false,
+    int InputDim = 0,
+    bool MaskZero = false,
+    double MaskValue = 0)
 {
     /// <summary>Floats per sample in this layer's output.</summary>
     public int OutputSize => OutputShape.Items.Aggregate(1, (a, b) => a * b);
     /// <summary>Conv2D: filters; Dense: units; BatchNormalization: the normalised (last) axis.</summary>
     public int Channels => OutputShape[OutputShape.Count - 1];
-    public bool HasWeights => Kind is LayerKind.Dense or LayerKind.Conv2D or LayerKind.BatchNormalization or LayerKind.LayerNormalization;
+    public bool HasWeights => Weights.Any();
+    public bool IsRecurrent => Kind is LayerKind.LSTM or LayerKind.GRU;
+    /// <summary>A recurrent layer's units per direction.</summary>
+    public int Units => Bidirectional ? Channels / 2 : Channels;
+    /// <summary>Kernel columns of a recurrent layer: 4 gates for an LSTM, 3 for a GRU.</summary>
+    public int GateWidth => (Kind == LayerKind.LSTM ? 4 : 3) * Units;
+    /// <summary>The directions a recurrent layer runs: "" alone, or "Forward" and "Backward" (Keras' Bidirectional).</summary>
+    public IEnumerable<string> Directions => Bidirectional ? new[] { "Forward", "Backward" } : new[] { "" };
     /// <summary>Layers that change only the shape: the output is the input's floats, in the same order.</summary>
     public bool IsReshape => Kind is LayerKind.Flatten or LayerKind.Reshape;
     /// <summary>Layers that slide a window over an image (a global pooling's window is the whole image).</summary>
@@ -46,7 +59,7 @@ internal sealed record LayerSpec(
     public bool IsGlobal => Kind is LayerKind.GlobalAveragePooling2D or LayerKind.GlobalMaxPooling2D;
     public int KernelLength => Kind switch
     {
-        LayerKind.Dense => InputSize * OutputSize,
+        LayerKind.Dense => InputSize * Channels,
         LayerKind.Conv2D => KernelHeight * KernelWidth * InputShape[2] * Channels,
         _ => 0,
     };
@@ -79,6 +92,19 @@ internal sealed record LayerSpec(
                     yield return new WeightTensor("Gamma", "gamma", Channels, Trainable);
                     yield return new WeightTensor("Beta", "beta", Channels, Trainable);
                     break;
+                case LayerKind.Embedding:
+                    yield return new WeightTensor("Embeddings", "embeddings", InputDim * Channels, Trainable);
+                    break;
+                case LayerKind.LSTM:
+                case LayerKind.GRU:
+                    foreach (var direction in Directions)
+                    {
+                        string key = direction.Length == 0 ? "" : direction.ToLowerInvariant() + ".";
+                        yield return new WeightTensor(direction + "Kernel", key + "kernel", InputShape[InputShape.Count - 1] * GateWidth, Trainable);
+                        yield return new WeightTensor(direction + "RecurrentKernel", key + "recurrent_kernel", Units * GateWidth, Trainable);
+                        yield return new WeightTensor(direction + "Bias", key + "bias", (Kind == LayerKind.GRU ? 2 : 1) * GateWidth, Trainable);
+                    }
+                    break;
             }
         }
     }
@@ -100,6 +126,10 @@ internal sealed record LayerSpec(
         LayerKind.Reshape => "Reshape",
         LayerKind.ZeroPadding2D => "ZeroPadding2D",
         LayerKind.UpSampling2D => "UpSampling2D",
+        LayerKind.Embedding => "Embedding",
+        LayerKind.Masking => "Masking",
+        LayerKind.LSTM => Bidirectional ? "Bidirectional" : "LSTM",
+        LayerKind.GRU => Bidirectional ? "Bidirectional" : "GRU",
         _ => "Activation",
     };
 }
@@ -126,6 +156,7 @@ internal enum NodeKind
 /// <param name="Name">Unique and a valid identifier: the tensor's buffers are named after it (hidden1Output).</param>
 /// <param name="Layer">The layer applied (Layer and Input nodes), an index into <see cref="ModelSpec.Layers"/>; otherwise -1.</param>
 /// <param name="Axis">For Concatenate: the axis within a sample (0 is the first dimension after the batch).</param>
+/// <param name="Mask">The node whose sequence mask this tensor carries (an Embedding with MaskZero, or a Masking layer); -1 for none.</param>
 internal sealed record NodeSpec(
     string Name,
     NodeKind Kind,
@@ -134,7 +165,8 @@ internal sealed record NodeSpec(
     int Layer = -1,
     MergeOperation Merge = MergeOperation.Add,
     Activation Activation = Activation.Linear,
-    int Axis = -1)
+    int Axis = -1,
+    int Mask = -1)
 {
     public int Size => Shape.Items.Aggregate(1, (a, b) => a * b);
 }

@@ -291,3 +291,64 @@ public class DilationDiagnosticTests
             """);
     }
 }
+
+public class SequenceDiagnosticTests
+{
+    [Fact]
+    public void A_layer_that_cannot_carry_a_mask_is_warned_where_it_drops_it()
+    {
+        AnalyzerHarness.Verify("""
+            using ModelGen;
+            [Sequential(Loss = Loss.SparseCategoricalCrossentropy)] partial class Flattened
+            {
+                [Input(8)] Input tokens;
+                [Embedding(100, 4, MaskZero = true)] Embedding embed;
+                [Dense(4)] Dense perStep;
+                [Flatten] Flatten {|MG0020:flat|};
+                [Dense(2, Activation.Softmax)] Dense head;
+            }
+            [Functional] partial class Dotted
+            {
+                [Embedding(100, 3, MaskZero = true)] Embedding embed;
+                [LSTM(3, ReturnSequences = true)] LSTM lstm;
+                [Flatten] Flatten flat;
+                [Graph] Tensor Forward([Shape(8)] Tensor a, [Shape(8, 3)] Tensor b) => Ops.Dot({|MG0020:flat.Apply(Ops.Add(lstm.Apply(embed.Apply(a)), b))|}, flat.Apply(b));
+            }
+            """);
+    }
+
+    [Fact]
+    public void A_recurrent_layer_consumes_the_mask_and_nothing_is_reported()
+    {
+        Assert.Empty(AnalyzerHarness.Analyze("""
+            using ModelGen;
+            [Sequential(Loss = Loss.SparseCategoricalCrossentropy)] partial class Text
+            {
+                [Input(8)] Input tokens;
+                [Embedding(100, 4, MaskZero = true)] Embedding embed;
+                [Dropout(0.1)] Dropout dropout;
+                [LSTM(3, ReturnSequences = true, Bidirectional = true)] LSTM lstm;
+                [GRU(3)] GRU gru;
+                [Dense(2, Activation.Softmax)] Dense head;
+            }
+            """));
+    }
+
+    [Fact]
+    public void Sequence_layers_check_their_input_and_configuration()
+    {
+        AnalyzerHarness.Verify("""
+            using ModelGen;
+            [Sequential] partial class Flat { [Input(8)] Input x; [LSTM(3)] LSTM {|MG0007:lstm|}; [Dense(2)] Dense d; }
+            [Sequential] partial class Image { [Input(4, 4, 1)] Input x; [Embedding(5, 2)] Embedding {|MG0007:embed|}; [LSTM(3)] LSTM lstm; [Dense(2)] Dense d; }
+            [Sequential] partial class Zero { [Input(8, 2)] Input x; [GRU({|MG0003:0|})] GRU gru; [Dense(2)] Dense d; }
+            [Functional] partial class Computed
+            {
+                [Dense(8)] Dense ids;
+                [Embedding(5, 2)] Embedding embed;
+                [LSTM(3)] LSTM lstm;
+                [Graph] Tensor Forward([Shape(4)] Tensor x) => lstm.Apply({|MG0007:embed.Apply(ids.Apply(x))|});
+            }
+            """);
+    }
+}

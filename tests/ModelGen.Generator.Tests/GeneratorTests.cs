@@ -130,7 +130,7 @@ public class GeneratorTests
         "using ModelGen; [Sequential] partial class F { [Input(4)] Input i; [Dense(] Dense d; }",
         "using ModelGen; [Sequential] partial class G { [Input(4)] Input i; [Dense(2)] Missing d; int stray; }",
         "using ModelGen; [Sequential] partial class H<T> { [Input(4)] Input i; [Dense(2)] Dense d; }",
-        "using ModelGen; [Sequential] partial class I { [Input(2, 2)] Input i; [Dense(2)] Dense d; }",
+        "using ModelGen; [Sequential] partial class I { [Input(2, 2, 1)] Input i; [Dense(2)] Dense d; }",
         "using ModelGen; [Sequential] partial class J { [Input(4)] Input i; }",
         "using ModelGen; [Sequential] partial class K { [Input(4)] Input i; [Dense(\"x\")] Dense d; public K() { } }",
         "using ModelGen; [Sequential] partial class L { [Input(4)] Input i; [Dense(2)] Dense d; [Input(3)] Input j; }",

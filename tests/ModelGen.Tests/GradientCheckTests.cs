@@ -16,6 +16,7 @@ public class GradientCheckTests
         nameof(ParityClassifier), nameof(ParityOneHot), nameof(ParityRegressor), nameof(ParityBinary),
         nameof(StandaloneActivations), nameof(SeparateSoftmax), nameof(EveryMerge), nameof(FlattenedImage), nameof(TinyCnn), nameof(PoolingMix),
         nameof(NormalizedMlp), nameof(NormalizedCnn), nameof(FrozenMiddle), nameof(ReshapingChain), nameof(DilatedCnn),
+        nameof(LstmClassifier), nameof(GruSequences), nameof(MaskedLstm), nameof(BidirectionalStack), nameof(BidirectionalSequences),
     };
 
     [Theory, MemberData(nameof(Models))]
@@ -38,6 +39,11 @@ public class GradientCheckTests
             nameof(FrozenMiddle) => new FrozenMiddle(batch, seed: 14),
             nameof(ReshapingChain) => new ReshapingChain(batch, seed: 15),
             nameof(DilatedCnn) => new DilatedCnn(batch, seed: 16),
+            nameof(LstmClassifier) => new LstmClassifier(batch, seed: 17),
+            nameof(GruSequences) => new GruSequences(batch, seed: 18),
+            nameof(MaskedLstm) => new MaskedLstm(batch, seed: 19),
+            nameof(BidirectionalStack) => new BidirectionalStack(batch, seed: 20),
+            nameof(BidirectionalSequences) => new BidirectionalSequences(batch, seed: 21),
             _ => new SeparateSoftmax(batch, seed: 6),
         };
         var random = new Random(name.Length);
@@ -46,6 +52,9 @@ public class GradientCheckTests
             for (int i = 0; i < parameter.Length; i++) parameter.Values[i] = (float)(random.NextDouble() * 0.4 - 0.2);
         }
         var x = Enumerable.Range(0, batch * model.InputSize).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+        if (model is MaskedLstm) x = Enumerable.Range(0, batch * 6).Select(i => i % 6 < 6 - i / 6 % 4 ? (float)random.Next(1, 7) : 0f).ToArray(); // ids, padded
+        if (model is BidirectionalStack) for (int i = 0; i < x.Length; i++) if ((i / 2) % 5 >= 5 - (i / 10) % 3) x[i] = 0f;         // padded steps
+        if (model is BidirectionalSequences) for (int i = 0; i < x.Length; i++) if ((i / 2) % 4 == (i / 8) % 4) x[i] = 0f;        // one step of each
         var y = Targets(model, batch, random);
 
         model.TrainStep(x, y, new Sgd(learningRate: 0f));

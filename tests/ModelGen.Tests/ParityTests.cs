@@ -11,7 +11,8 @@ namespace ModelGen.Tests;
 /// </summary>
 public class ParityTests
 {
-    public static TheoryData<string> Models() => new() { nameof(ParityClassifier), nameof(ParityOneHot), nameof(ParityRegressor), nameof(ParityBinary), nameof(ResidualMlp), nameof(Siamese), nameof(CnnParity), nameof(NormalizedCnn), nameof(ReshapingChain), nameof(DilatedCnn) };
+    public static TheoryData<string> Models() => new() { nameof(ParityClassifier), nameof(ParityOneHot), nameof(ParityRegressor), nameof(ParityBinary), nameof(ResidualMlp), nameof(Siamese), nameof(CnnParity), nameof(NormalizedCnn), nameof(ReshapingChain), nameof(DilatedCnn),
+        nameof(LstmClassifier), nameof(GruSequences), nameof(MaskedLstm), nameof(BidirectionalStack) };
 
     private static IModel Create(string name, int batch) => name switch
     {
@@ -24,6 +25,10 @@ public class ParityTests
         nameof(NormalizedCnn) => new NormalizedCnn(batch),
         nameof(ReshapingChain) => new ReshapingChain(batch),
         nameof(DilatedCnn) => new DilatedCnn(batch),
+        nameof(LstmClassifier) => new LstmClassifier(batch),
+        nameof(GruSequences) => new GruSequences(batch),
+        nameof(MaskedLstm) => new MaskedLstm(batch),
+        nameof(BidirectionalStack) => new BidirectionalStack(batch),
         _ => new ParityBinary(batch),
     };
 

@@ -236,3 +236,53 @@ public sealed class UpSampling2DAttribute : LayerAttribute
     public int Rows { get; }
     public int Columns { get; }
 }
+
+/// <summary>
+/// Keras' Embedding: integer ids (None, steps) to vectors (None, steps, outputDim) from a trainable (inputDim, outputDim)
+/// table drawn from U(-0.05, 0.05). With <see cref="MaskZero"/>, id 0 is padding: it masks its step for the layers after.
+/// </summary>
+[AttributeUsage(AttributeTargets.Field, Inherited = false)]
+public sealed class EmbeddingAttribute : LayerAttribute
+{
+    public EmbeddingAttribute(int inputDim, int outputDim)
+    {
+        InputDim = inputDim;
+        OutputDim = outputDim;
+    }
+
+    public int InputDim { get; }
+    public int OutputDim { get; }
+    public bool MaskZero { get; set; }
+}
+
+/// <summary>Keras' Masking: a step whose features all equal <see cref="MaskValue"/> is masked (and zeroed) for the layers after.</summary>
+[AttributeUsage(AttributeTargets.Field, Inherited = false)]
+public sealed class MaskingAttribute : LayerAttribute
+{
+    public double MaskValue { get; set; }
+}
+
+/// <summary>What Keras' recurrent layers share: the units, whether every step's output is returned, and the bidirectional wrapper.</summary>
+public abstract class RecurrentAttribute : LayerAttribute
+{
+    protected RecurrentAttribute(int units) => Units = units;
+    public int Units { get; }
+    /// <summary>The output at every step (None, steps, units) instead of the last one (None, units).</summary>
+    public bool ReturnSequences { get; set; }
+    /// <summary>As Keras' Bidirectional(layer): a second copy reads the sequence backwards; the two outputs are concatenated.</summary>
+    public bool Bidirectional { get; set; }
+}
+
+/// <summary>
+/// Keras' LSTM over (None, steps, features): gates i, f, c, o; kernel (features, 4·units), recurrent_kernel (units, 4·units),
+/// bias (4·units) with the forget gate's bias starting at 1; tanh and a sigmoid recurrent activation. Masked steps carry the state.
+/// </summary>
+[AttributeUsage(AttributeTargets.Field, Inherited = false)]
+public sealed class LSTMAttribute(int units) : RecurrentAttribute(units);
+
+/// <summary>
+/// Keras' GRU (reset_after, the Keras 3 default): gates z, r, h; kernel (features, 3·units), recurrent_kernel (units, 3·units),
+/// bias (2, 3·units) for the input and the recurrent products. Masked steps carry the state.
+/// </summary>
+[AttributeUsage(AttributeTargets.Field, Inherited = false)]
+public sealed class GRUAttribute(int units) : RecurrentAttribute(units);

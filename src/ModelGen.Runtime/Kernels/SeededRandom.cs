@@ -63,8 +63,50 @@ public static class Initializers
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public static void GlorotUniform(Span<float> kernel, int fanIn, int fanOut, ref SeededRandom random)
     {
-        float limit = MathF.Sqrt(6f / (fanIn + fanOut));
-        for (int i = 0; i < kernel.Length; i++) kernel[i] = (2f * random.NextFloat() - 1f) * limit;
+        Uniform(kernel, MathF.Sqrt(6f / (fanIn + fanOut)), ref random);
+    }
+
+    /// <summary>U(-limit, limit); Keras' Embedding draws its table from U(-0.05, 0.05).</summary>
+    public static void Uniform(Span<float> values, float limit, ref SeededRandom random)
+    {
+        for (int i = 0; i < values.Length; i++) values[i] = (2f * random.NextFloat() - 1f) * limit;
+    }
+
+    /// <summary>
+    /// Keras' Orthogonal (a recurrent kernel's default): the Q of a Gaussian matrix's QR decomposition, with orthonormal rows
+    /// when rows &lt; columns (as an LSTM's (units, 4·units) recurrent kernel) and orthonormal columns otherwise.
+    /// </summary>
+    public static void Orthogonal(Span<float> kernel, int rows, int columns, ref SeededRandom random)
+    {
+        int tall = Math.Max(rows, columns), narrow = Math.Min(rows, columns);
+        var q = new double[tall * narrow]; // column j at q[j * tall ..]: Gram–Schmidt works on columns
+        for (int i = 0; i < q.Length; i += 2)
+        {
+            // Box–Muller: two standard normals from two uniforms in (0, 1].
+            double u1 = 1.0 - random.NextFloat(), u2 = random.NextFloat();
+            double radius = Math.Sqrt(-2.0 * Math.Log(u1));
+            q[i] = radius * Math.Cos(2 * Math.PI * u2);
+            if (i + 1 < q.Length) q[i + 1] = radius * Math.Sin(2 * Math.PI * u2);
+        }
+        for (int j = 0; j < narrow; j++)
+        {
+            var column = q.AsSpan(j * tall, tall);
+            for (int k = 0; k < j; k++)
+            {
+                var basis = q.AsSpan(k * tall, tall);
+                double projection = 0;
+                for (int i = 0; i < tall; i++) projection += basis[i] * column[i];
+                for (int i = 0; i < tall; i++) column[i] -= projection * basis[i];
+            }
+            double norm = 0;
+            for (int i = 0; i < tall; i++) norm += column[i] * column[i];
+            norm = Math.Sqrt(norm); // R's diagonal is positive, so Keras' sign correction changes nothing
+            for (int i = 0; i < tall; i++) column[i] /= norm;
+        }
+        // Entry (r, c) of the kernel: element r of column c when the columns are orthonormal, else element c of column r.
+        for (int r = 0; r < rows; r++)
+            for (int c = 0; c < columns; c++)
+                kernel[r * columns + c] = (float)(rows >= columns ? q[c * tall + r] : q[r * tall + c]);
     }
 }
 

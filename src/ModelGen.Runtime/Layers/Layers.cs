@@ -248,3 +248,58 @@ public sealed class UpSampling2D : Layer
     public int Rows { get; }
     public int Columns { get; }
 }
+
+/// <summary>A lookup table of vectors: embeddings (inputDim, outputDim).</summary>
+public sealed class Embedding : Layer
+{
+    private readonly Parameter[] parameters;
+
+    public Embedding(string name, bool maskZero, Parameter embeddings, params int[] shape) : base(name, shape)
+    {
+        MaskZero = maskZero;
+        Embeddings = embeddings;
+        parameters = new[] { embeddings };
+    }
+
+    public bool MaskZero { get; }
+    public Parameter Embeddings { get; }
+    public int InputDim => Embeddings.Shape[0];
+    public int OutputDim => Embeddings.Shape[1];
+    public override IReadOnlyList<Parameter> Parameters => parameters;
+}
+
+/// <summary>Masks each step whose features all equal MaskValue.</summary>
+public sealed class Masking : Layer
+{
+    public Masking(string name, double maskValue, params int[] shape) : base(name, shape) => MaskValue = maskValue;
+    public double MaskValue { get; }
+}
+
+/// <summary>
+/// An LSTM or GRU layer: kernel, recurrent_kernel and bias; a bidirectional one holds a forward and a backward set
+/// (named <c>layer.forward.kernel</c>, <c>layer.backward.kernel</c>, ...).
+/// </summary>
+public abstract class RecurrentLayer : Layer
+{
+    private readonly Parameter[] parameters;
+
+    protected RecurrentLayer(string name, int units, bool returnSequences, Parameter[] parameters, int[] shape) : base(name, shape)
+    {
+        Units = units;
+        ReturnSequences = returnSequences;
+        this.parameters = parameters;
+    }
+
+    public int Units { get; }
+    public bool ReturnSequences { get; }
+    public bool Bidirectional => parameters.Length == 6;
+    public override IReadOnlyList<Parameter> Parameters => parameters;
+}
+
+/// <summary>Keras' LSTM (gates i, f, c, o).</summary>
+public sealed class LSTM(string name, int units, bool returnSequences, Parameter[] parameters, params int[] shape)
+    : RecurrentLayer(name, units, returnSequences, parameters, shape);
+
+/// <summary>Keras' GRU with reset_after (gates z, r, h).</summary>
+public sealed class GRU(string name, int units, bool returnSequences, Parameter[] parameters, params int[] shape)
+    : RecurrentLayer(name, units, returnSequences, parameters, shape);

@@ -89,7 +89,7 @@ namespace Samples.Mnist
             predictionsOutput = new float[maxBatchSize * 10];
             predictionsGradient = new float[maxBatchSize * 10];
 
-            // Keras' defaults: Glorot-uniform kernels, zero biases.
+            // Keras' defaults: Glorot-uniform kernels, zero biases, and each layer kind's own where it differs.
             var random = new SeededRandom(seed);
             Initializers.GlorotUniform(Hidden1Kernel, 784, 256, ref random);
             Initializers.GlorotUniform(Hidden2Kernel, 256, 128, ref random);

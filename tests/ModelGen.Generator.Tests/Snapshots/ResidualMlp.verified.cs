@@ -83,7 +83,7 @@ namespace Samples
             headOutput = new float[maxBatchSize * 10];
             headGradient = new float[maxBatchSize * 10];
 
-            // Keras' defaults: Glorot-uniform kernels, zero biases.
+            // Keras' defaults: Glorot-uniform kernels, zero biases, and each layer kind's own where it differs.
             var random = new SeededRandom(seed);
             Initializers.GlorotUniform(D1Kernel, 64, 64, ref random);
             Initializers.GlorotUniform(D2Kernel, 64, 64, ref random);

@@ -77,7 +77,7 @@ partial class Outer
             probabilitiesOutput = new float[maxBatchSize * 2];
             probabilitiesGradient = new float[maxBatchSize * 2];
 
-            // Keras' defaults: Glorot-uniform kernels, zero biases.
+            // Keras' defaults: Glorot-uniform kernels, zero biases, and each layer kind's own where it differs.
             var random = new SeededRandom(seed);
             Initializers.GlorotUniform(ProjectionKernel, 3, 4, ref random);
             Initializers.GlorotUniform(LogitsKernel, 4, 2, ref random);

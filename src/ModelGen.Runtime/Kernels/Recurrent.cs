@@ -1,0 +1,319 @@
+using System;
+using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
+
+namespace ModelGen.Kernels;
+
+/// <summary>The recurrent cells, in Keras' formulation (LSTM gates i, f, c, o; GRU gates z, r, h with reset_after).</summary>
+public enum RecurrentCell { Lstm, Gru }
+
+/// <summary>
+/// What one recurrent layer (one direction) keeps between its forward and backward pass, sized once for the model's
+/// largest batch. Everything is time-major in processing order (a backward-running layer processes the last step first),
+/// so each step's rows are contiguous for the recurrent product.
+/// </summary>
+public sealed class RecurrentWorkspace
+{
+    public RecurrentWorkspace(RecurrentCell cell, int maxBatchSize, int steps, int features, int units)
+    {
+        Cell = cell;
+        Steps = steps;
+        Features = features;
+        Units = units;
+        int rows = maxBatchSize * steps;
+        Inputs = new float[rows * features];
+        Projected = new float[rows * GateWidth];
+        Gates = new float[rows * 4 * units];
+        States = new float[(steps + 1) * maxBatchSize * units];
+        Cells = cell == RecurrentCell.Lstm ? new float[(steps + 1) * maxBatchSize * units] : Array.Empty<float>();
+        Mask = new float[rows];
+        InputGradients = new float[rows * GateWidth];
+        RecurrentGradients = cell == RecurrentCell.Gru ? new float[rows * GateWidth] : Array.Empty<float>();
+        StateGradient = new float[maxBatchSize * units];
+        CellGradient = new float[maxBatchSize * units];
+        Scratch = new float[maxBatchSize * Math.Max(GateWidth, features)];
+        TimeMajorGradient = new float[rows * features];
+    }
+
+    public RecurrentCell Cell { get; }
+    public int Steps { get; }
+    public int Features { get; }
+    public int Units { get; }
+    /// <summary>Columns of the kernels: 4 units for an LSTM (i, f, c, o), 3 for a GRU (z, r, h).</summary>
+    public int GateWidth => (Cell == RecurrentCell.Lstm ? 4 : 3) * Units;
+
+    internal float[] Inputs { get; }
+    /// <summary>x·kernel + bias for every step (an LSTM activates its gates in place here).</summary>
+    internal float[] Projected { get; }
+    /// <summary>GRU: z, r, the candidate h̃ and the recurrent h-part (h·U_h + b_h) per step, for the backward pass.</summary>
+    internal float[] Gates { get; }
+    /// <summary>h before each step and after the last: States[0] is the zero initial state.</summary>
+    internal float[] States { get; }
+    internal float[] Cells { get; }
+    internal float[] Mask { get; }
+    /// <summary>Gradients of the pre-activations fed by x (for the kernel, the bias and the input).</summary>
+    internal float[] InputGradients { get; }
+    /// <summary>GRU: gradients of the recurrent pre-activations (they differ from the input ones in the h-part).</summary>
+    internal float[] RecurrentGradients { get; }
+    internal float[] StateGradient { get; }
+    internal float[] CellGradient { get; }
+    internal float[] Scratch { get; }
+    internal float[] TimeMajorGradient { get; }
+}
+
+/// <summary>
+/// LSTM and GRU over (batch, steps, features) sequences as Keras runs them: zero initial state, Keras' gate order and
+/// activations (tanh, recurrent sigmoid), and masks: at a masked step the state carries over unchanged, and so does the
+/// output of a layer that returns sequences (or it is zero, with zeroOutputForMask, as Keras' Bidirectional sets it). Backward is backpropagation through time; the weight gradients are one product
+/// each over all steps.
+/// </summary>
+public static class Recurrent
+{
+    /// <summary>
+    /// Runs the layer over the batch. The output is written at <paramref name="outputOffset"/> within rows of
+    /// <paramref name="outputWidth"/> (a bidirectional layer's two directions share one output): one row per sample, or with
+    /// <paramref name="returnSequences"/> one per step. An empty <paramref name="mask"/> means every step counts.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Forward(RecurrentWorkspace work, ReadOnlySpan<float> input, ReadOnlySpan<float> mask,
+        ReadOnlySpan<float> kernel, ReadOnlySpan<float> recurrentKernel, ReadOnlySpan<float> bias,
+        Span<float> output, int outputWidth, int outputOffset, int batch, bool returnSequences, bool reverse, bool zeroOutputForMask = false)
+    {
+        int steps = work.Steps, features = work.Features, units = work.Units, gates = work.GateWidth;
+        ToTimeMajor(input, work.Inputs, batch, steps, features, reverse);
+        for (int p = 0; p < steps; p++)
+        {
+            int t = reverse ? steps - 1 - p : p;
+            for (int b = 0; b < batch; b++) work.Mask[p * batch + b] = mask.IsEmpty ? 1f : mask[b * steps + t];
+        }
+        // x·W + b for every step at once; a GRU's bias holds the input bias, then the recurrent one.
+        Gemm.Multiply(work.Inputs, kernel, work.Projected, steps * batch, features, gates, bias.Slice(0, gates));
+
+        var states = work.States.AsSpan();
+        states.Slice(0, batch * units).Clear();
+        if (work.Cell == RecurrentCell.Lstm) work.Cells.AsSpan(0, batch * units).Clear();
+        for (int p = 0; p < steps; p++)
+        {
+            var previous = states.Slice(p * batch * units, batch * units);
+            var next = states.Slice((p + 1) * batch * units, batch * units);
+            if (work.Cell == RecurrentCell.Lstm) LstmStep(work, p, previous, next, recurrentKernel, batch);
+            else GruStep(work, p, previous, next, recurrentKernel, bias.Slice(gates, gates), batch);
+
+            if (!returnSequences) continue;
+            int t = reverse ? steps - 1 - p : p;
+            for (int b = 0; b < batch; b++)
+            {
+                var target = output.Slice((b * steps + t) * outputWidth + outputOffset, units);
+                if (zeroOutputForMask && work.Mask[p * batch + b] == 0f) target.Clear();
+                else next.Slice(b * units, units).CopyTo(target);
+            }
+        }
+        if (!returnSequences)
+        {
+            var last = states.Slice(steps * batch * units, batch * units);
+            for (int b = 0; b < batch; b++) last.Slice(b * units, units).CopyTo(output.Slice(b * outputWidth + outputOffset, units));
+        }
+    }
+
+    private static void LstmStep(RecurrentWorkspace work, int p, ReadOnlySpan<float> previous, Span<float> next, ReadOnlySpan<float> recurrentKernel, int batch)
+    {
+        int units = work.Units, gates = work.GateWidth;
+        var z = work.Projected.AsSpan(p * batch * gates, batch * gates);
+        Gemm.Multiply(previous, recurrentKernel, z, batch, units, gates, accumulate: true);
+        var cellsBefore = work.Cells.AsSpan(p * batch * units, batch * units);
+        var cellsAfter = work.Cells.AsSpan((p + 1) * batch * units, batch * units);
+        for (int b = 0; b < batch; b++)
+        {
+            var row = z.Slice(b * gates, gates);
+            var i = row.Slice(0, units); var f = row.Slice(units, units); var g = row.Slice(2 * units, units); var o = row.Slice(3 * units, units);
+            TensorPrimitives.Sigmoid(i, i); TensorPrimitives.Sigmoid(f, f); TensorPrimitives.Tanh(g, g); TensorPrimitives.Sigmoid(o, o);
+            var c0 = cellsBefore.Slice(b * units, units); var c1 = cellsAfter.Slice(b * units, units);
+            var h0 = previous.Slice(b * units, units); var h1 = next.Slice(b * units, units);
+            if (work.Mask[p * batch + b] == 0f)
+            {
+                c0.CopyTo(c1);
+                h0.CopyTo(h1);
+                continue;
+            }
+            for (int u = 0; u < units; u++)
+            {
+                float c = f[u] * c0[u] + i[u] * g[u];
+                c1[u] = c;
+                h1[u] = o[u] * MathF.Tanh(c);
+            }
+        }
+    }
+
+    private static void GruStep(RecurrentWorkspace work, int p, ReadOnlySpan<float> previous, Span<float> next, ReadOnlySpan<float> recurrentKernel,
+        ReadOnlySpan<float> recurrentBias, int batch)
+    {
+        int units = work.Units, gates = work.GateWidth;
+        var x = work.Projected.AsSpan(p * batch * gates, batch * gates);
+        var recurrent = work.Scratch.AsSpan(0, batch * gates);
+        Gemm.Multiply(previous, recurrentKernel, recurrent, batch, units, gates, recurrentBias);
+        var stored = work.Gates.AsSpan(p * batch * 4 * units, batch * 4 * units);
+        for (int b = 0; b < batch; b++)
+        {
+            var xs = x.Slice(b * gates, gates);
+            var rs = recurrent.Slice(b * gates, gates);
+            var keep = stored.Slice(b * 4 * units, 4 * units);
+            var h0 = previous.Slice(b * units, units); var h1 = next.Slice(b * units, units);
+            bool masked = work.Mask[p * batch + b] == 0f;
+            for (int u = 0; u < units; u++)
+            {
+                float z = Sigmoid(xs[u] + rs[u]);
+                float r = Sigmoid(xs[units + u] + rs[units + u]);
+                float candidate = MathF.Tanh(xs[2 * units + u] + r * rs[2 * units + u]);
+                keep[u] = z; keep[units + u] = r; keep[2 * units + u] = candidate; keep[3 * units + u] = rs[2 * units + u];
+                h1[u] = masked ? h0[u] : z * h0[u] + (1f - z) * candidate;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Backpropagation through time: reads the output gradient where Forward wrote the output, and writes (or adds)
+    /// kernel, recurrent-kernel and bias gradients and, unless <paramref name="inputGradient"/> is empty, the input's.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Backward(RecurrentWorkspace work, ReadOnlySpan<float> outputGradient, int outputWidth, int outputOffset,
+        ReadOnlySpan<float> kernel, ReadOnlySpan<float> recurrentKernel,
+        Span<float> kernelGradient, Span<float> recurrentKernelGradient, Span<float> biasGradient, Span<float> inputGradient,
+        int batch, bool returnSequences, bool reverse, bool computeWeights, bool accumulateWeights, bool accumulateInput, bool zeroOutputForMask = false)
+    {
+        int steps = work.Steps, features = work.Features, units = work.Units, gates = work.GateWidth;
+        var dh = work.StateGradient.AsSpan(0, batch * units);
+        var dc = work.CellGradient.AsSpan(0, batch * units);
+        dh.Clear();
+        dc.Clear();
+        if (!returnSequences)
+        {
+            for (int b = 0; b < batch; b++) outputGradient.Slice(b * outputWidth + outputOffset, units).CopyTo(dh.Slice(b * units, units));
+        }
+        bool lstm = work.Cell == RecurrentCell.Lstm;
+        var recurrentGradients = lstm ? work.InputGradients : work.RecurrentGradients;
+        for (int p = steps - 1; p >= 0; p--)
+        {
+            if (returnSequences)
+            {
+                int t = reverse ? steps - 1 - p : p;
+                for (int b = 0; b < batch; b++)
+                {
+                    if (zeroOutputForMask && work.Mask[p * batch + b] == 0f) continue; // that output was a constant zero
+                    var step = dh.Slice(b * units, units);
+                    TensorPrimitives.Add(step, outputGradient.Slice((b * steps + t) * outputWidth + outputOffset, units), step);
+                }
+            }
+            if (lstm) LstmStepBackward(work, p, dh, dc, batch);
+            else GruStepBackward(work, p, dh, batch);
+
+            // The step left in dh the gradient of h_{p-1} that bypasses the recurrent kernel (all of it where the step was
+            // masked and the state carried over); the recurrent product adds the rest (zero rows for masked samples).
+            Gemm.MultiplyTransposedB(recurrentGradients.AsSpan(p * batch * gates, batch * gates), recurrentKernel, dh, batch, gates, units, accumulate: true);
+        }
+
+        int rows = steps * batch;
+        if (computeWeights)
+        {
+            Gemm.MultiplyTransposedA(work.Inputs, work.InputGradients, kernelGradient, features, rows, gates, accumulateWeights);
+            Gemm.MultiplyTransposedA(work.States, recurrentGradients, recurrentKernelGradient, units, rows, gates, accumulateWeights);
+            Reductions.SumRows(work.InputGradients, biasGradient.Slice(0, gates), rows, gates, accumulateWeights);
+            if (!lstm) Reductions.SumRows(work.RecurrentGradients, biasGradient.Slice(gates, gates), rows, gates, accumulateWeights);
+        }
+        if (inputGradient.IsEmpty) return;
+        Gemm.MultiplyTransposedB(work.InputGradients, kernel, work.TimeMajorGradient, rows, gates, features);
+        ToBatchMajor(work.TimeMajorGradient, inputGradient, batch, steps, features, reverse, accumulateInput);
+    }
+
+    private static void LstmStepBackward(RecurrentWorkspace work, int p, Span<float> dh, Span<float> dc, int batch)
+    {
+        int units = work.Units, gates = work.GateWidth;
+        var activated = work.Projected.AsSpan(p * batch * gates, batch * gates);
+        var dz = work.InputGradients.AsSpan(p * batch * gates, batch * gates);
+        var cellsBefore = work.Cells.AsSpan(p * batch * units, batch * units);
+        var cellsAfter = work.Cells.AsSpan((p + 1) * batch * units, batch * units);
+        for (int b = 0; b < batch; b++)
+        {
+            var d = dz.Slice(b * gates, gates);
+            if (work.Mask[p * batch + b] == 0f)
+            {
+                d.Clear(); // the cell gradient carries over unchanged
+                continue;
+            }
+            var row = activated.Slice(b * gates, gates);
+            var c0 = cellsBefore.Slice(b * units, units); var c1 = cellsAfter.Slice(b * units, units);
+            var dhb = dh.Slice(b * units, units); var dcb = dc.Slice(b * units, units);
+            for (int u = 0; u < units; u++)
+            {
+                float i = row[u], f = row[units + u], g = row[2 * units + u], o = row[3 * units + u];
+                float tc = MathF.Tanh(c1[u]);
+                float dCell = dcb[u] + dhb[u] * o * (1f - tc * tc);
+                d[u] = dCell * g * i * (1f - i);
+                d[units + u] = dCell * c0[u] * f * (1f - f);
+                d[2 * units + u] = dCell * i * (1f - g * g);
+                d[3 * units + u] = dhb[u] * tc * o * (1f - o);
+                dcb[u] = dCell * f;
+                dhb[u] = 0f; // h_{p-1} reaches h_p only through the gates
+            }
+        }
+    }
+
+    private static void GruStepBackward(RecurrentWorkspace work, int p, Span<float> dh, int batch)
+    {
+        int units = work.Units, gates = work.GateWidth;
+        var stored = work.Gates.AsSpan(p * batch * 4 * units, batch * 4 * units);
+        var dx = work.InputGradients.AsSpan(p * batch * gates, batch * gates);
+        var dr = work.RecurrentGradients.AsSpan(p * batch * gates, batch * gates);
+        var previous = work.States.AsSpan(p * batch * units, batch * units);
+        for (int b = 0; b < batch; b++)
+        {
+            var dxb = dx.Slice(b * gates, gates);
+            var drb = dr.Slice(b * gates, gates);
+            var dhb = dh.Slice(b * units, units);
+            if (work.Mask[p * batch + b] == 0f)
+            {
+                dxb.Clear();
+                drb.Clear();
+                continue;
+            }
+            var keep = stored.Slice(b * 4 * units, 4 * units);
+            var h0 = previous.Slice(b * units, units);
+            for (int u = 0; u < units; u++)
+            {
+                float z = keep[u], r = keep[units + u], candidate = keep[2 * units + u], recurrentH = keep[3 * units + u];
+                float g = dhb[u];
+                float dCandidate = g * (1f - z) * (1f - candidate * candidate);  // through tanh
+                float dz = g * (h0[u] - candidate) * z * (1f - z);
+                float dReset = dCandidate * recurrentH * r * (1f - r);
+                dxb[u] = dz; dxb[units + u] = dReset; dxb[2 * units + u] = dCandidate;
+                drb[u] = dz; drb[units + u] = dReset; drb[2 * units + u] = dCandidate * r;
+                dhb[u] = g * z; // the direct path; the recurrent product adds the rest
+            }
+        }
+    }
+
+    private static float Sigmoid(float x) => 1f / (1f + MathF.Exp(-x));
+
+    /// <summary>(batch, steps, width) into (steps, batch, width) in processing order.</summary>
+    private static void ToTimeMajor(ReadOnlySpan<float> source, Span<float> destination, int batch, int steps, int width, bool reverse)
+    {
+        for (int b = 0; b < batch; b++)
+            for (int t = 0; t < steps; t++)
+            {
+                int p = reverse ? steps - 1 - t : t;
+                source.Slice((b * steps + t) * width, width).CopyTo(destination.Slice((p * batch + b) * width, width));
+            }
+    }
+
+    private static void ToBatchMajor(ReadOnlySpan<float> source, Span<float> destination, int batch, int steps, int width, bool reverse, bool accumulate)
+    {
+        for (int b = 0; b < batch; b++)
+            for (int t = 0; t < steps; t++)
+            {
+                int p = reverse ? steps - 1 - t : t;
+                var from = source.Slice((p * batch + b) * width, width);
+                var to = destination.Slice((b * steps + t) * width, width);
+                if (accumulate) TensorPrimitives.Add(to, from, to);
+                else from.CopyTo(to);
+            }
+    }
+}

@@ -1,0 +1,71 @@
+using System;
+using System.Numerics.Tensors;
+
+namespace ModelGen.Kernels;
+
+/// <summary>Keras' Embedding: a row of the table per integer id; with mask_zero, id 0 is padding and masks its step.</summary>
+public static class EmbeddingKernel
+{
+    /// <summary>
+    /// Looks up <paramref name="count"/> ids (floats holding integers). Unless <paramref name="mask"/> is empty, writes 1 for
+    /// each id other than 0 and 0 for padding. An id that is not an integer in [0, inputDim) is an error naming the layer.
+    /// </summary>
+    public static void Forward(ReadOnlySpan<float> ids, ReadOnlySpan<float> table, Span<float> output, Span<float> mask, int count, int inputDim, int outputDim,
+        string model, string layer)
+    {
+        for (int i = 0; i < count; i++)
+        {
+            float id = ids[i];
+            if (!(id >= 0 && id < inputDim) || id != MathF.Floor(id))
+            {
+                throw new ArgumentOutOfRangeException(nameof(ids), id,
+                    $"{model}: layer '{layer}' (Embedding) expects integer ids in [0, {inputDim}), but the batch holds {id} at position {i}.");
+            }
+            table.Slice((int)id * outputDim, outputDim).CopyTo(output.Slice(i * outputDim, outputDim));
+            if (!mask.IsEmpty) mask[i] = id == 0f ? 0f : 1f;
+        }
+    }
+
+    /// <summary>Adds each step's output gradient onto its id's row of the table gradient (ids repeat, so rows accumulate).</summary>
+    public static void Backward(ReadOnlySpan<float> outputGradient, ReadOnlySpan<float> ids, Span<float> tableGradient, int count, int inputDim, int outputDim, bool accumulate)
+    {
+        if (!accumulate) tableGradient.Slice(0, inputDim * outputDim).Clear();
+        for (int i = 0; i < count; i++)
+        {
+            var row = tableGradient.Slice((int)ids[i] * outputDim, outputDim);
+            TensorPrimitives.Add(row, outputGradient.Slice(i * outputDim, outputDim), row);
+        }
+    }
+}
+
+/// <summary>Keras' Masking: a step whose features all equal the mask value is masked, and its features are zeroed.</summary>
+public static class MaskingKernel
+{
+    public static void Forward(ReadOnlySpan<float> input, Span<float> output, Span<float> mask, int steps, int features, float maskValue)
+    {
+        for (int s = 0; s < steps; s++)
+        {
+            var values = input.Slice(s * features, features);
+            bool kept = values.IndexOfAnyExcept(maskValue) >= 0;
+            mask[s] = kept ? 1f : 0f;
+            if (kept) values.CopyTo(output.Slice(s * features, features));
+            else output.Slice(s * features, features).Clear();
+        }
+    }
+
+    /// <summary>The gradient passes where the step was kept.</summary>
+    public static void Backward(ReadOnlySpan<float> outputGradient, ReadOnlySpan<float> mask, Span<float> inputGradient, int steps, int features, bool accumulate)
+    {
+        for (int s = 0; s < steps; s++)
+        {
+            var to = inputGradient.Slice(s * features, features);
+            if (mask[s] != 0f)
+            {
+                var from = outputGradient.Slice(s * features, features);
+                if (accumulate) TensorPrimitives.Add(to, from, to);
+                else from.CopyTo(to);
+            }
+            else if (!accumulate) to.Clear();
+        }
+    }
+}

@@ -166,6 +166,8 @@ internal static class ModelEmitter
                 LayerKind.Masking => $"new Masking(\"{layer.Name}\", {Literal(layer.MaskValue)}, {shape})",
                 LayerKind.LSTM or LayerKind.GRU => $"new {layer.Kind}(\"{layer.Name}\", {layer.Units}, returnSequences: {Bool(layer.ReturnSequences)}, new[]\n{{\n" +
                     string.Join(",\n", layer.Weights.Select(t => "    " + NewParameter(layer, t.Property))) + $",\n}}, {shape})",
+                LayerKind.MultiHeadAttention => $"new MultiHeadAttention(\"{layer.Name}\", {layer.Extents[0]}, {layer.Extents[1]}, {layer.Extents[2]}, new[]\n{{\n" +
+                    string.Join(",\n", layer.Weights.Select(t => "    " + NewParameter(layer, t.Property))) + $",\n}}, {shape})",
                 LayerKind.GlobalAveragePooling2D => $"new GlobalAveragePooling2D(\"{layer.Name}\", {layer.OutputSize})",
                 LayerKind.GlobalMaxPooling2D => $"new GlobalMaxPooling2D(\"{layer.Name}\", {layer.OutputSize})",
                 _ => $"new ActivationLayer(\"{layer.Name}\", Activation.{layer.Activation}, {shape})",
@@ -228,6 +230,14 @@ internal static class ModelEmitter
                 }
                 continue;
             }
+            if (layer.Kind == LayerKind.MultiHeadAttention)
+            {
+                // Keras' fans for a rank-3 kernel (a, b, c): in = a·b, out = a·c.
+                var e = layer.Extents;
+                var kernels = new[] { ("QueryKernel", e[3], e[0], e[1]), ("KeyKernel", e[4], e[0], e[1]), ("ValueKernel", e[5], e[0], e[2]), ("OutputKernel", e[0], e[2], e[3]) };
+                foreach (var (property, a, b, c) in kernels) w.Line($"Initializers.GlorotUniform({Plan.View(layer, property)}, {a * b}, {a * c}, ref random);");
+                continue;
+            }
             if (layer.Kind is LayerKind.BatchNormalization or LayerKind.LayerNormalization)
             {
                 // Keras' normalizations start as the identity: gamma (and a moving variance) 1, beta (and a moving mean) 0.
@@ -259,9 +269,27 @@ internal static class ModelEmitter
             (LayerKind.LSTM or LayerKind.GRU, _) when property.EndsWith("Kernel") => $"{layer.InputShape[1]}, {layer.GateWidth}",
             (LayerKind.GRU, _) => $"2, {layer.GateWidth}",
             (LayerKind.LSTM, _) => $"{layer.GateWidth}",
+            (LayerKind.MultiHeadAttention, _) => AttentionShape(layer, property),
             _ => $"{layer.Channels}",
         };
         return $"new Parameter(\"{layer.Name}.{tensor.Key}\", parameters, gradients, {Plan.View(layer, property)}Offset, {shape})" + (tensor.Trainable ? "" : " { Trainable = false }");
+    }
+
+    /// <summary>Keras' EinsumDense shapes: query.kernel (features, heads, key_dim), query.bias (heads, key_dim), attention_output.kernel (heads, value_dim, features).</summary>
+    private static string AttentionShape(LayerSpec layer, string property)
+    {
+        var e = layer.Extents;
+        var (heads, keyDim, valueDim) = (e[0], e[1], e[2]);
+        return property switch
+        {
+            "QueryKernel" => $"{e[3]}, {heads}, {keyDim}",
+            "KeyKernel" => $"{e[4]}, {heads}, {keyDim}",
+            "ValueKernel" => $"{e[5]}, {heads}, {valueDim}",
+            "QueryBias" or "KeyBias" => $"{heads}, {keyDim}",
+            "ValueBias" => $"{heads}, {valueDim}",
+            "OutputKernel" => $"{heads}, {valueDim}, {e[3]}",
+            _ => $"{e[3]}",
+        };
     }
 
     /// <summary>
@@ -275,6 +303,7 @@ internal static class ModelEmitter
         {
             w.Line($"private readonly RecurrentWorkspace {string.Join(", ", node.Layer.Directions.Select(node.Workspace))};");
         }
+        if (node.Is(LayerKind.MultiHeadAttention)) w.Line($"private readonly AttentionWorkspace {node.Workspace("")};");
         if (node.Spec.Kind != NodeKind.Layer || !node.Layer!.IsWindowed) return;
         var layer = node.Layer!;
         var input = node.Inputs[0].Spec.Shape;
@@ -295,6 +324,12 @@ internal static class ModelEmitter
             {
                 w.Line($"{node.Workspace(direction)} = new RecurrentWorkspace(RecurrentCell.{(layer.Kind == LayerKind.LSTM ? "Lstm" : "Gru")}, maxBatchSize, steps: {layer.InputShape[0]}, features: {layer.InputShape[1]}, units: {layer.Units});");
             }
+        }
+        if (node.Is(LayerKind.MultiHeadAttention))
+        {
+            var e = node.Layer!.Extents;
+            w.Line($"{node.Workspace("")} = new AttentionWorkspace(maxBatchSize, querySteps: {e[6]}, valueSteps: {e[7]}, queryFeatures: {e[3]}, keyFeatures: {e[4]}, valueFeatures: {e[5]}, " +
+                $"heads: {e[0]}, keyDim: {e[1]}, valueDim: {e[2]}, causal: {Bool(node.Layer.Causal)});");
         }
         if (node.Is(LayerKind.Conv2D))
         {
@@ -545,6 +580,19 @@ internal static class ModelEmitter
                     }
                     break;
                 }
+                case NodeKind.Layer when node.Is(LayerKind.MultiHeadAttention):
+                {
+                    var attention = node.Layer!;
+                    var e = attention.Extents;
+                    var (query, value, key) = (node.Inputs[0], node.Inputs[1], node.Inputs[2]);
+                    string mask = node.Inputs.Count > 3 ? inputs[3] : "default";
+                    w.Line($"// {node.Title}: MultiHeadAttention({e[0]} heads, key_dim {e[1]}{(e[2] != e[1] ? $", value_dim {e[2]}" : "")}{(attention.Causal ? ", causal" : "")}), " +
+                        $"query '{query.Title}'{(value == query ? ", self-attention" : $", value '{value.Title}'")}{(key != value ? $", key '{key.Title}'" : "")}{(node.Inputs.Count > 3 ? $", mask '{node.Inputs[3].Title}'" : "")} -> {Shape(spec.Shape)}");
+                    w.Line($"Attention.Forward({node.Workspace("")}, {inputs[0]}, {inputs[1]}, {inputs[2]}, {query.StepMask}, {value.StepMask}, {mask},");
+                    w.Line($"    {string.Join(", ", AttentionTensors.Select(t => attention.UseBias || !t.EndsWith("Bias") ? Plan.View(attention, t) : "default"))},");
+                    w.Line($"    {node.Output}, batch);");
+                    break;
+                }
                 case NodeKind.Layer when node.IsDropout:
                     w.Line($"// {node.Title}: Dropout({Literal(node.Layer!.Rate)}), identity at inference");
                     w.Line($"ReadOnlySpan<float> {node.InferenceName} = {inputs[0]};");
@@ -787,6 +835,24 @@ internal static class ModelEmitter
                     }
                     break;
                 }
+                case NodeKind.Layer when node.Is(LayerKind.MultiHeadAttention):
+                {
+                    var attention = node.Layer!;
+                    var (query, value, key) = (node.Inputs[0], node.Inputs[1], node.Inputs[2]);
+                    bool shared = attention.Trainable && !weightsStarted.Add(attention);
+                    // The kernel sends gradients to the query, then the key, then the value: '=' goes to the first that reaches a tensor.
+                    string Target(NodePlan input) => input.NeedsGradient ? input.Gradient : "default";
+                    string Accumulates(NodePlan input) => input.NeedsGradient && Into(input) ? "true" : "false";
+                    string queryFlag = Accumulates(query), keyFlag = Accumulates(key), valueFlag = Accumulates(value);
+                    string Gradient(string tensor) => attention.Trainable && (attention.UseBias || !tensor.EndsWith("Bias")) ? $"{Plan.View(attention, tensor)}Gradient" : "default";
+                    w.Line($"// {node.Title}: through the output projection, the attention weights and the query, key and value projections{(attention.Trainable ? "" : " (frozen: no weight gradients)")}");
+                    w.Line($"Attention.Backward({node.Workspace("")}, {node.Gradient}, {query.TrainingSource}, {value.TrainingSource}, {key.TrainingSource},");
+                    w.Line($"    {string.Join(", ", AttentionTensors.Where(t => t.EndsWith("Kernel")).Select(t => Plan.View(attention, t)))},");
+                    w.Line($"    {string.Join(", ", AttentionTensors.Select(Gradient))},");
+                    w.Line($"    {Target(query)}, {Target(value)}, {Target(key)}, batch, computeWeights: {Bool(attention.Trainable)}, accumulateWeights: {Bool(shared)}, " +
+                        $"accumulateQuery: {queryFlag}, accumulateValue: {valueFlag}, accumulateKey: {keyFlag});");
+                    break;
+                }
                 case NodeKind.Layer when node.IsResampling:
                     w.Line($"// {node.Title}: {node.Layer!.TypeName} {(node.Is(LayerKind.UpSampling2D) ? "sums the gradient over each repeated block" : "passes back the gradient inside the frame")}");
                     w.Line($"{ResamplingKernel(node)}.Backward({node.Gradient}, {node.Inputs[0].Gradient}, {ResamplingGeometry(node)}, batch, accumulate: {Bool(Into(node.Inputs[0]))});");
@@ -879,6 +945,9 @@ internal static class ModelEmitter
         string activation = layer.Activation == Activation.Linear ? "" : Lower(layer.Activation) + "', then ";
         return activation + Describe(parts) + " gradient" + (parts.Count > 1 ? "s" : "") + (layer.Trainable ? "" : " (frozen: no weight gradients)");
     }
+
+    /// <summary>An attention layer's weight tensors in the order the kernels take them.</summary>
+    private static readonly string[] AttentionTensors = { "QueryKernel", "QueryBias", "KeyKernel", "KeyBias", "ValueKernel", "ValueBias", "OutputKernel", "OutputBias" };
 
     /// <summary>Each direction a recurrent layer runs and where its units sit in the output row.</summary>
     private static IEnumerable<(string Direction, int Offset)> RecurrentDirections(LayerSpec layer) =>

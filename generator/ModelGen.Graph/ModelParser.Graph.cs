@@ -330,8 +330,84 @@ internal static partial class ModelParser
             return result[0];
         }
 
+        /// <summary>
+        /// attention.Apply(query, value[, key][, attentionMask: mask]): the node's inputs are query, value, key (the value when
+        /// not given) and, when given, the attention mask, which must be a graph input (it gets no gradient).
+        /// </summary>
+        private int? ApplyAttention(LayerField field, InvocationExpressionSyntax invocation)
+        {
+            var location = invocation.GetLocation();
+            var arguments = invocation.ArgumentList.Arguments;
+            ExpressionSyntax? Named(string name) => arguments.FirstOrDefault(a => a.NameColon?.Name.Identifier.ValueText == name)?.Expression;
+            var positional = arguments.Where(a => a.NameColon is null).Select(a => a.Expression).ToList();
+            var queryExpression = positional.ElementAtOrDefault(0) ?? Named("query");
+            var valueExpression = positional.ElementAtOrDefault(1) ?? Named("value");
+            var keyExpression = positional.ElementAtOrDefault(2) ?? Named("key");
+            var maskExpression = positional.ElementAtOrDefault(3) ?? Named("attentionMask");
+            if (queryExpression is null || valueExpression is null)
+            {
+                context.Report(Diagnostics.UnsupportedGraphCode, location, $"'{field.Name}.Apply' without a query and a value (self-attention is {field.Name}.Apply(x, x))", method.Name);
+                return null;
+            }
+            if (Evaluate(queryExpression) is not int query || Evaluate(valueExpression) is not int value) return null;
+            int key = value;
+            if (keyExpression is not null)
+            {
+                if (Evaluate(keyExpression) is not int k) return null;
+                key = k;
+            }
+            int? mask = null;
+            if (maskExpression is not null)
+            {
+                if (Evaluate(maskExpression) is not int m) return null;
+                if (graph.Nodes[m].Kind != NodeKind.Input)
+                {
+                    context.Report(Diagnostics.UnsupportedGraphCode, maskExpression.GetLocation(), $"An attention mask computed in the graph ('{maskExpression}'); pass it as a graph input", method.Name);
+                    return null;
+                }
+                mask = m;
+            }
+            var (q, v, kk) = (graph.Nodes[query].Shape, graph.Nodes[value].Shape, graph.Nodes[key].Shape);
+            string? problem = q.Count != 2 ? $"the query '{queryExpression}' is {ShapeText(q)}, not a sequence (None, steps, features)"
+                : v.Count != 2 ? $"the value '{valueExpression}' is {ShapeText(v)}, not a sequence (None, steps, features)"
+                : kk.Count != 2 || kk[0] != v[0] ? $"the key '{keyExpression}' is {ShapeText(kk)}, but it needs the value's {v[0]} steps"
+                : mask is int mm && !graph.Nodes[mm].Shape.Equals(ImmutableArray.Create(q[0], v[0])) ? $"the attention mask '{maskExpression}' is {ShapeText(graph.Nodes[mm].Shape)}, but it needs (None, {q[0]}, {v[0]}): one row per query step, one column per value step"
+                : null;
+            if (problem is not null)
+            {
+                context.Report(Diagnostics.IncompatibleShapes, location, $"MultiHeadAttention '{field.Name}': {problem}");
+                return null;
+            }
+            var e = field.Extents;
+            var layer = new LayerSpec(field.Name, LayerKind.MultiHeadAttention, q.Items, q.Items.Aggregate(1, (a, b) => a * b), UseBias: field.UseBias, InputShape: q.Items,
+                Trainable: field.Trainable, Causal: field.Causal, Extents: ImmutableArray.Create(e[0], e[1], e[2], q[1], kk[1], v[1], q[0], v[0]));
+            if (layerOfField.TryGetValue(field.Name, out int index))
+            {
+                if (graph.Layers[index] with { Trainable = layer.Trainable } != layer with { Trainable = layer.Trainable })
+                {
+                    context.Report(Diagnostics.IncompatibleShapes, location, $"Layer '{field.Name}' is shared: every use must see the shapes of its first ({ShapeText(graph.Layers[index].InputShape.Items)} queries)");
+                    return null;
+                }
+            }
+            else if (model is not null)
+            {
+                context.Report(Diagnostics.UnsupportedGraphCode, location, $"Applying '{field.Name}', which the model's graph does not use (a sub-model shares the model's layers and weights)", method.Name);
+                return null;
+            }
+            else
+            {
+                graph.Layers.Add(layer);
+                index = layerOfField[field.Name] = graph.Layers.Count - 1;
+            }
+            if (frozenDepth > 0) frozenFields.Add(field.Name);
+            var inputs = mask is int maskNode ? ImmutableArray.Create(query, value, key, maskNode) : ImmutableArray.Create(query, value, key);
+            // Keras' MultiHeadAttention passes the query's mask on.
+            return Remember(graph.Add(new NodeSpec(Unique(field.Name), NodeKind.Layer, inputs, q, Layer: index, Mask: graph.Nodes[query].Mask)), location);
+        }
+
         private int? Apply(LayerField field, InvocationExpressionSyntax invocation)
         {
+            if (field.Kind == LayerKind.MultiHeadAttention) return ApplyAttention(field, invocation);
             if (invocation.ArgumentList.Arguments.Count != 1)
             {
                 context.Report(Diagnostics.UnsupportedGraphCode, invocation.GetLocation(), $"'{field.Name}.Apply' with {invocation.ArgumentList.Arguments.Count} arguments (it takes one tensor)", method.Name);

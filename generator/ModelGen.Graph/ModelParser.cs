@@ -47,13 +47,14 @@ internal static partial class ModelParser
         ["ModelGen.MaskingAttribute"] = (LayerKind.Masking, "Masking", "ModelGen.Masking"),
         ["ModelGen.LSTMAttribute"] = (LayerKind.LSTM, "LSTM", "ModelGen.LSTM"),
         ["ModelGen.GRUAttribute"] = (LayerKind.GRU, "GRU", "ModelGen.GRU"),
+        ["ModelGen.MultiHeadAttentionAttribute"] = (LayerKind.MultiHeadAttention, "MultiHeadAttention", "ModelGen.MultiHeadAttention"),
     };
 
     /// <summary>A layer field's declaration, validated, before shapes are known.</summary>
     private sealed record LayerField(IFieldSymbol Field, LayerKind Kind, ImmutableArray<int> Shape, int Units, Activation Activation, bool UseBias, double Rate,
         int KernelHeight = 0, int KernelWidth = 0, int Strides = 1, Padding Padding = Padding.Valid, bool Trainable = true, double Momentum = 0, double Epsilon = 0,
         ImmutableArray<int> Extents = default, int Dilation = 1, bool ReturnSequences = false, bool Bidirectional = false,
-        int InputDim = 0, bool MaskZero = false, double MaskValue = 0)
+        int InputDim = 0, bool MaskZero = false, double MaskValue = 0, bool Causal = false)
     {
         public string Name => Field.Name;
     }
@@ -385,6 +386,19 @@ internal static partial class ModelParser
                 bool bidirectional = attribute.NamedArguments.Any(n => n.Key == "Bidirectional" && n.Value.Value is true);
                 return new LayerField(field, kind, default, Math.Max(cells, 1), Activation.Tanh, true, 0, ReturnSequences: sequences, Bidirectional: bidirectional);
             }
+            case LayerKind.MultiHeadAttention:
+            {
+                int heads = arguments.Length > 0 && arguments[0].Value is int h0 ? h0 : 0;
+                int keyDim = arguments.Length > 1 && arguments[1].Value is int k0 ? k0 : 0;
+                int valueDim = attribute.NamedArguments.FirstOrDefault(n => n.Key == "ValueDim").Value.Value is int v0 && v0 != 0 ? v0 : keyDim;
+                if (heads <= 0) context.Report(Diagnostics.InvalidLayerConfiguration, ArgumentLocation(attribute, 0, field), field.Name, context.Model, $"MultiHeadAttention needs a positive number of heads, not {heads}");
+                if (keyDim <= 0) context.Report(Diagnostics.InvalidLayerConfiguration, ArgumentLocation(attribute, 1, field), field.Name, context.Model, $"MultiHeadAttention needs a positive key_dim, not {keyDim}");
+                if (valueDim < 0) context.Report(Diagnostics.InvalidLayerConfiguration, NamedArgumentLocation(attribute, "ValueDim"), field.Name, context.Model, $"value_dim must be positive, not {valueDim}");
+                bool attentionBias = !attribute.NamedArguments.Any(n => n.Key == "UseBias" && n.Value.Value is false);
+                bool causal = attribute.NamedArguments.Any(n => n.Key == "UseCausalMask" && n.Value.Value is true);
+                return new LayerField(field, kind, default, 0, Activation.Linear, attentionBias, 0,
+                    Extents: ImmutableArray.Create(Math.Max(heads, 1), Math.Max(keyDim, 1), Math.Max(valueDim, 1)), Causal: causal);
+            }
             case LayerKind.Dropout:
                 double rate = arguments.Length > 0 && arguments[0].Value is double r ? r : double.NaN;
                 if (!(rate >= 0 && rate < 1)) context.Report(Diagnostics.InvalidLayerConfiguration, ArgumentLocation(attribute, 0, field), field.Name, context.Model, $"the dropout rate must be in [0, 1), not {rate}");
@@ -600,6 +614,12 @@ internal static partial class ModelParser
         foreach (var field in fields.Skip(1))
         {
             if (field.Kind == LayerKind.Input) { context.Report(Diagnostics.MisplacedInput, FieldLocation(field.Field), field.Name, type.Name); return null; }
+            if (field.Kind == LayerKind.MultiHeadAttention)
+            {
+                context.Report(Diagnostics.InvalidLayerConfiguration, FieldLocation(field.Field), field.Name, type.Name,
+                    "MultiHeadAttention takes a query and a value: wire it in a [Functional] model's graph (attention.Apply(x, x) for self-attention)");
+                return null;
+            }
             var previous = graph.Nodes[graph.Nodes.Count - 1];
             var layer = Infer(field, previous.Shape.Items, previous.Name, FieldLocation(field.Field), context);
             graph.Layers.Add(layer);

@@ -4,7 +4,7 @@ using System.Linq;
 namespace ModelGen.Graph;
 
 internal enum LayerKind { Input, Dense, Dropout, Activation, Flatten, Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, BatchNormalization,
-    LayerNormalization, Reshape, ZeroPadding2D, UpSampling2D, Embedding, Masking, LSTM, GRU }
+    LayerNormalization, Reshape, ZeroPadding2D, UpSampling2D, Embedding, Masking, LSTM, GRU, MultiHeadAttention }
 
 /// <summary>
 /// A layer: one field of the model class (or one input of a graph method), with its configuration and,
@@ -15,7 +15,8 @@ internal enum LayerKind { Input, Dense, Dropout, Activation, Flatten, Conv2D, Ma
 /// <param name="OutputShape">Shape without the batch dimension.</param>
 /// <param name="InputSize">Floats per sample entering the layer; for Dense, its fan-in (the input's last axis).</param>
 /// <param name="InputDim">Embedding: the number of ids (the table's rows).</param>
-/// <param name="Extents">ZeroPadding2D: rows above and below, columns left and right; UpSampling2D: the block's rows and columns.</param>
+/// <param name="Extents">ZeroPadding2D: rows above and below, columns left and right; UpSampling2D: the block's rows and columns;
+/// MultiHeadAttention: heads, key_dim, value_dim, then the query, key and value features, then the query and value steps.</param>
 internal sealed record LayerSpec(
     string Name,
     LayerKind Kind,
@@ -38,7 +39,8 @@ internal sealed record LayerSpec(
     bool Bidirectional = false,
     int InputDim = 0,
     bool MaskZero = false,
-    double MaskValue = 0)
+    double MaskValue = 0,
+    bool Causal = false)
 {
     /// <summary>Floats per sample in this layer's output.</summary>
     public int OutputSize => OutputShape.Items.Aggregate(1, (a, b) => a * b);
@@ -95,6 +97,19 @@ internal sealed record LayerSpec(
                 case LayerKind.Embedding:
                     yield return new WeightTensor("Embeddings", "embeddings", InputDim * Channels, Trainable);
                     break;
+                case LayerKind.MultiHeadAttention:
+                {
+                    var (heads, keyDim, valueDim) = (Extents[0], Extents[1], Extents[2]);
+                    var projections = new[] { ("Query", "query", Extents[3], keyDim), ("Key", "key", Extents[4], keyDim), ("Value", "value", Extents[5], valueDim) };
+                    foreach (var (property, key, features, dim) in projections)
+                    {
+                        yield return new WeightTensor(property + "Kernel", key + ".kernel", features * heads * dim, Trainable);
+                        if (UseBias) yield return new WeightTensor(property + "Bias", key + ".bias", heads * dim, Trainable);
+                    }
+                    yield return new WeightTensor("OutputKernel", "attention_output.kernel", heads * valueDim * Extents[3], Trainable);
+                    if (UseBias) yield return new WeightTensor("OutputBias", "attention_output.bias", Extents[3], Trainable);
+                    break;
+                }
                 case LayerKind.LSTM:
                 case LayerKind.GRU:
                     foreach (var direction in Directions)
@@ -130,6 +145,7 @@ internal sealed record LayerSpec(
         LayerKind.Masking => "Masking",
         LayerKind.LSTM => Bidirectional ? "Bidirectional" : "LSTM",
         LayerKind.GRU => Bidirectional ? "Bidirectional" : "GRU",
+        LayerKind.MultiHeadAttention => "MultiHeadAttention",
         _ => "Activation",
     };
 }

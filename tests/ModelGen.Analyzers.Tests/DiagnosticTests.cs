@@ -352,3 +352,32 @@ public class SequenceDiagnosticTests
             """);
     }
 }
+
+public class AttentionDiagnosticTests
+{
+    [Fact]
+    public void Attention_checks_its_operands_shapes_and_wiring()
+    {
+        AnalyzerHarness.Verify("""
+            using ModelGen;
+            [Sequential] partial class Chain { [Input(4, 3)] Input x; [MultiHeadAttention(2, 4)] MultiHeadAttention {|MG0003:attention|}; [Flatten] Flatten f; [Dense(2)] Dense d; }
+            [Functional] partial class Shapes
+            {
+                [MultiHeadAttention(2, 4)] MultiHeadAttention attention;
+                [Flatten] Flatten flat;
+                [Graph] Tensor Forward([Shape(4, 3)] Tensor q, [Shape(6, 5)] Tensor v, [Shape(5, 2)] Tensor k, [Shape(4, 5)] Tensor m) =>
+                    Ops.Concatenate(flat.Apply({|MG0011:attention.Apply(q, v, k)|}), flat.Apply({|MG0011:attention.Apply(q, v, attentionMask: m)|}));
+            }
+            [Functional] partial class Flat
+            {
+                [MultiHeadAttention({|MG0003:0|}, 4)] MultiHeadAttention attention;
+                [Graph] Tensor Forward([Shape(12)] Tensor q) => {|MG0011:attention.Apply(q, q)|};
+            }
+            [Functional] partial class OneOperand
+            {
+                [MultiHeadAttention(1, 4)] MultiHeadAttention attention;
+                [Graph] Tensor Forward([Shape(4, 3)] Tensor q) => {|MG0012:attention.Apply(q)|};
+            }
+            """);
+    }
+}

@@ -12,7 +12,8 @@ namespace ModelGen.Tests;
 public class ParityTests
 {
     public static TheoryData<string> Models() => new() { nameof(ParityClassifier), nameof(ParityOneHot), nameof(ParityRegressor), nameof(ParityBinary), nameof(ResidualMlp), nameof(Siamese), nameof(CnnParity), nameof(NormalizedCnn), nameof(ReshapingChain), nameof(DilatedCnn),
-        nameof(LstmClassifier), nameof(GruSequences), nameof(MaskedLstm), nameof(BidirectionalStack) };
+        nameof(LstmClassifier), nameof(GruSequences), nameof(MaskedLstm), nameof(BidirectionalStack),
+        nameof(SelfAttentionBlock), nameof(CrossAttention), nameof(CausalAttention) };
 
     private static IModel Create(string name, int batch) => name switch
     {
@@ -29,6 +30,9 @@ public class ParityTests
         nameof(GruSequences) => new GruSequences(batch),
         nameof(MaskedLstm) => new MaskedLstm(batch),
         nameof(BidirectionalStack) => new BidirectionalStack(batch),
+        nameof(SelfAttentionBlock) => new SelfAttentionBlock(batch),
+        nameof(CrossAttention) => new CrossAttention(batch),
+        nameof(CausalAttention) => new CausalAttention(batch),
         _ => new ParityBinary(batch),
     };
 

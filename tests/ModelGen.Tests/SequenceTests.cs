@@ -62,3 +62,39 @@ public class SequenceTests
         Assert.Equal(before, model.Parameters);
     }
 }
+
+public class AttentionTests
+{
+    [Fact]
+    public void Counts_and_weight_names_follow_keras()
+    {
+        // Keras: MultiHeadAttention(num_heads=2, key_dim=3) on (5, 4) self-attention: query, key, value kernels 4·2·3 = 24 and
+        // biases 2·3 = 6 each, attention_output kernel 2·3·4 = 24 and bias 4: 3·30 + 28 = 118.
+        string summary = new SelfAttentionBlock(1).Summary();
+        Assert.Contains("│ attention (MultiHeadAttention) │ (None, 5, 4)               │           118 │ x[0][0], x[0][0], x[0][0]", summary);
+        Assert.Equal(new[] { "attention.query.kernel(4, 2, 3)", "attention.query.bias(2, 3)", "attention.key.kernel(4, 2, 3)", "attention.key.bias(2, 3)",
+            "attention.value.kernel(4, 2, 3)", "attention.value.bias(2, 3)", "attention.attention_output.kernel(2, 3, 4)", "attention.attention_output.bias(4,)" },
+            new SelfAttentionBlock(1).attention.Parameters.Select(p => p.Name + p.ShapeText));
+    }
+
+    [Fact]
+    public void A_causal_layer_cannot_see_later_steps_and_padding_is_not_attended()
+    {
+        var model = new CausalAttention(2, seed: 9);
+        var first = new float[6 * 4];
+        var second = new float[6 * 4];
+        model.Attend(new float[] { 3, 1, 4, 1, 5, 6 }, first);
+        model.Attend(new float[] { 3, 1, 4, 2, 2, 2 }, second);
+        // Steps 0-2 see only tokens 0-2, which agree; step 3 sees the token that differs.
+        Assert.Equal(first.AsSpan(0, 12).ToArray(), second.AsSpan(0, 12).ToArray());
+        Assert.NotEqual(first.AsSpan(12, 4).ToArray(), second.AsSpan(12, 4).ToArray());
+
+        // Padding is masked as a key: attention has no notion of position, so the token 4 at step 3 of "0 3 1 4" attends to
+        // exactly what the 4 at step 2 of "3 1 4" does, provided the leading padding is not attended.
+        var padded = new float[6 * 4];
+        model.Attend(new float[] { 0, 3, 1, 4, 0, 0 }, padded);
+        var expected = first.AsSpan(8, 4).ToArray();
+        var actual = padded.AsSpan(12, 4).ToArray();
+        for (int i = 0; i < 4; i++) Assert.Equal(expected[i], actual[i], 5);
+    }
+}

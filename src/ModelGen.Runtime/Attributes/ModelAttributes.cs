@@ -286,3 +286,27 @@ public sealed class LSTMAttribute(int units) : RecurrentAttribute(units);
 /// </summary>
 [AttributeUsage(AttributeTargets.Field, Inherited = false)]
 public sealed class GRUAttribute(int units) : RecurrentAttribute(units);
+
+/// <summary>
+/// Keras' MultiHeadAttention: query, key and value projected into <c>numHeads</c> heads of <c>keyDim</c> (values: ValueDim),
+/// scaled dot-product attention per head, and an output projection back to the query's feature size. In a [Graph] method:
+/// <c>attention.Apply(query, value)</c> (key = value), <c>attention.Apply(query, value, key)</c>, and an explicit
+/// <c>attentionMask:</c> (None, query steps, value steps) of 1 (attend) and 0. Masks of the query and value sequences apply too.
+/// </summary>
+[AttributeUsage(AttributeTargets.Field, Inherited = false)]
+public sealed class MultiHeadAttentionAttribute : LayerAttribute
+{
+    public MultiHeadAttentionAttribute(int numHeads, int keyDim)
+    {
+        NumHeads = numHeads;
+        KeyDim = keyDim;
+    }
+
+    public int NumHeads { get; }
+    public int KeyDim { get; }
+    /// <summary>0 means KeyDim, as in Keras.</summary>
+    public int ValueDim { get; set; }
+    public bool UseBias { get; set; } = true;
+    /// <summary>Each query step attends only to value steps up to its own (Keras' use_causal_mask=True), for decoders.</summary>
+    public bool UseCausalMask { get; set; }
+}

@@ -303,3 +303,28 @@ public sealed class LSTM(string name, int units, bool returnSequences, Parameter
 /// <summary>Keras' GRU with reset_after (gates z, r, h).</summary>
 public sealed class GRU(string name, int units, bool returnSequences, Parameter[] parameters, params int[] shape)
     : RecurrentLayer(name, units, returnSequences, parameters, shape);
+
+/// <summary>
+/// Multi-head attention: query, key, value and attention_output projections, each a kernel and (unless UseBias = false) a bias,
+/// in Keras' shapes: query.kernel (query features, heads, key_dim), attention_output.kernel (heads, value_dim, query features).
+/// </summary>
+public sealed class MultiHeadAttention : Layer
+{
+    private readonly Parameter[] parameters;
+
+    public MultiHeadAttention(string name, int numHeads, int keyDim, int valueDim, Parameter[] parameters, params int[] shape) : base(name, shape)
+    {
+        NumHeads = numHeads;
+        KeyDim = keyDim;
+        ValueDim = valueDim;
+        this.parameters = parameters;
+    }
+
+    public int NumHeads { get; }
+    public int KeyDim { get; }
+    public int ValueDim { get; }
+    public override IReadOnlyList<Parameter> Parameters => parameters;
+
+    /// <summary>Attention of <paramref name="query"/> over <paramref name="value"/> (and <paramref name="key"/>, which defaults to the value), in a [Graph] method.</summary>
+    public Tensor Apply(Tensor query, Tensor value, Tensor? key = null, Tensor? attentionMask = null) => throw Tensor.NotExecutable();
+}

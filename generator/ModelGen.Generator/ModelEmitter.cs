@@ -91,8 +91,8 @@ internal static class ModelEmitter
             var names = new List<string> { node.Output };
             if (plan.HasGradientBuffer(node)) names.Add(node.Gradient);
             if (node.IsDropout) names.Add(node.Mask);
-            if (node.Is(LayerKind.Conv2D)) names.Add(node.Patches);
-            if (node.Is(LayerKind.Conv2D) && node.Inputs[0].NeedsGradient) names.Add(node.PatchGradient);
+            if (node.UsesPatches) names.Add(node.Patches);
+            if (node.NeedsPatchGradient) names.Add(node.PatchGradient);
             w.Line($"private readonly float[] {string.Join(", ", names)};");
             if (node.Is(LayerKind.LayerNormalization)) w.Line($"private readonly float[] {node.Mean}, {node.InverseStd}; // each row's statistics, for the backward pass");
             if (node.UsesBatchStatistics) w.Line($"private readonly float[] {node.Mean} = new float[{node.Layer!.Channels}], {node.Variance} = new float[{node.Layer.Channels}], {node.InverseStd} = new float[{node.Layer.Channels}]; // the last training batch's statistics");
@@ -101,7 +101,7 @@ internal static class ModelEmitter
         foreach (var sub in plan.SubModels)
         {
             var computed = sub.Nodes.Where(n => n.Spec.Kind != NodeKind.Input && !n.IsDropout && !n.IsAlias).ToList();
-            var buffers = computed.Select(n => n.Output).Concat(computed.Where(n => n.Is(LayerKind.Conv2D)).Select(n => n.Patches)).ToList();
+            var buffers = computed.Select(n => n.Output).Concat(computed.Where(n => n.UsesPatches).Select(n => n.Patches)).ToList();
             if (buffers.Count > 0) w.Line($"private readonly float[] {string.Join(", ", buffers)}; // the '{sub.Spec.Name}' sub-model");
             foreach (var node in computed) EmitNodeFields(w, node);
         }
@@ -155,6 +155,12 @@ internal static class ModelEmitter
                     (layer.UseBias ? $"    {NewParameter(layer, "Bias")}," : "    null,") + $"\n    {shape})",
                 LayerKind.BatchNormalization => $"new BatchNormalization(\"{layer.Name}\", {Literal(layer.Momentum)}, {Literal(layer.Epsilon)},\n" +
                     string.Join(",\n", layer.Weights.Select(t => "    " + NewParameter(layer, t.Property))) + $",\n    {shape})",
+                LayerKind.DepthwiseConv2D => $"new DepthwiseConv2D(\"{layer.Name}\", Activation.{layer.Activation}, {layer.Strides}, Padding.{layer.Padding},\n" +
+                    $"    {NewParameter(layer, "DepthwiseKernel")},\n" +
+                    (layer.UseBias ? $"    {NewParameter(layer, "Bias")}," : "    null,") + $"\n    {shape})",
+                LayerKind.Conv2DTranspose => $"new Conv2DTranspose(\"{layer.Name}\", Activation.{layer.Activation}, {layer.Strides}, Padding.{layer.Padding},\n" +
+                    $"    {NewParameter(layer, "Kernel")},\n" +
+                    (layer.UseBias ? $"    {NewParameter(layer, "Bias")}," : "    null,") + $"\n    {shape})",
                 LayerKind.MaxPooling2D => $"new MaxPooling2D(\"{layer.Name}\", {layer.KernelHeight}, {layer.Strides}, Padding.{layer.Padding}, {shape})",
                 LayerKind.AveragePooling2D => $"new AveragePooling2D(\"{layer.Name}\", {layer.KernelHeight}, {layer.Strides}, Padding.{layer.Padding}, {shape})",
                 LayerKind.LayerNormalization => $"new LayerNormalization(\"{layer.Name}\", {Literal(layer.Epsilon)},\n" +
@@ -245,11 +251,17 @@ internal static class ModelEmitter
                 if (layer.Kind == LayerKind.BatchNormalization) w.Line($"{Plan.View(layer, "MovingVariance")}.Fill(1f);");
                 continue;
             }
-            // Keras' fans: a Dense layer's in and out; a convolution's receptive field times its in and out channels.
-            var (fanIn, fanOut) = layer.Kind == LayerKind.Conv2D
-                ? (layer.KernelHeight * layer.KernelWidth * layer.InputShape[2], layer.KernelHeight * layer.KernelWidth * layer.Channels)
-                : (layer.InputSize, layer.Channels);
-            w.Line($"Initializers.GlorotUniform({Plan.View(layer, "Kernel")}, {fanIn}, {fanOut}, ref random);");
+            // Keras' fans: a Dense layer's in and out; a convolution's receptive field times the kernel's last two dimensions
+            // (for a transposed convolution, whose kernel is (kh, kw, filters, in), that is filters in and input channels out).
+            int field = layer.KernelHeight * layer.KernelWidth;
+            var (fanIn, fanOut) = layer.Kind switch
+            {
+                LayerKind.Conv2D => (field * layer.InputShape[2], field * layer.Channels),
+                LayerKind.DepthwiseConv2D => (field * layer.InputShape[2], field * (layer.Channels / layer.InputShape[2])),
+                LayerKind.Conv2DTranspose => (field * layer.Channels, field * layer.InputShape[2]),
+                _ => (layer.InputSize, layer.Channels),
+            };
+            w.Line($"Initializers.GlorotUniform({Plan.View(layer, layer.Kind == LayerKind.DepthwiseConv2D ? "DepthwiseKernel" : "Kernel")}, {fanIn}, {fanOut}, ref random);");
         }
         if (plan.Nodes.Any(n => n.IsDropout)) w.Line("dropoutRandom = random;");
         w.Close();
@@ -264,6 +276,8 @@ internal static class ModelEmitter
         {
             (LayerKind.Dense, "Kernel") => $"{layer.InputSize}, {layer.Channels}",
             (LayerKind.Conv2D, "Kernel") => $"{layer.KernelHeight}, {layer.KernelWidth}, {layer.InputShape[2]}, {layer.Channels}",
+            (LayerKind.DepthwiseConv2D, "DepthwiseKernel") => $"{layer.KernelHeight}, {layer.KernelWidth}, {layer.InputShape[2]}, {layer.Channels / layer.InputShape[2]}",
+            (LayerKind.Conv2DTranspose, "Kernel") => $"{layer.KernelHeight}, {layer.KernelWidth}, {layer.Channels}, {layer.InputShape[2]}",
             (LayerKind.Embedding, _) => $"{layer.InputDim}, {layer.Channels}",
             (LayerKind.LSTM or LayerKind.GRU, _) when property.EndsWith("RecurrentKernel") => $"{layer.Units}, {layer.GateWidth}",
             (LayerKind.LSTM or LayerKind.GRU, _) when property.EndsWith("Kernel") => $"{layer.InputShape[1]}, {layer.GateWidth}",
@@ -306,7 +320,8 @@ internal static class ModelEmitter
         if (node.Is(LayerKind.MultiHeadAttention)) w.Line($"private readonly AttentionWorkspace {node.Workspace("")};");
         if (node.Spec.Kind != NodeKind.Layer || !node.Layer!.IsWindowed) return;
         var layer = node.Layer!;
-        var input = node.Inputs[0].Spec.Shape;
+        // A transposed convolution's window runs over its output, the image a convolution would map back onto its input.
+        var input = layer.Kind == LayerKind.Conv2DTranspose ? node.Spec.Shape : node.Inputs[0].Spec.Shape;
         // A global pooling is a pooling whose one window is the whole image.
         var (kernelHeight, kernelWidth, strides) = layer.IsGlobal ? (input[0], input[1], 1) : (layer.KernelHeight, layer.KernelWidth, layer.Strides);
         string dilation = layer.Dilation > 1 ? $", Dilation: {layer.Dilation}" : "";
@@ -331,10 +346,10 @@ internal static class ModelEmitter
             w.Line($"{node.Workspace("")} = new AttentionWorkspace(maxBatchSize, querySteps: {e[6]}, valueSteps: {e[7]}, queryFeatures: {e[3]}, keyFeatures: {e[4]}, valueFeatures: {e[5]}, " +
                 $"heads: {e[0]}, keyDim: {e[1]}, valueDim: {e[2]}, causal: {Bool(node.Layer.Causal)});");
         }
-        if (node.Is(LayerKind.Conv2D))
+        if (node.UsesPatches)
         {
             w.Line($"{node.Patches} = new float[maxBatchSize * {node.Window}.Positions * {node.Window}.PatchSize];");
-            if (training && node.Inputs[0].NeedsGradient) w.Line($"{node.PatchGradient} = new float[maxBatchSize * {node.Window}.Positions * {node.Window}.PatchSize];");
+            if (training && node.NeedsPatchGradient) w.Line($"{node.PatchGradient} = new float[maxBatchSize * {node.Window}.Positions * {node.Window}.PatchSize];");
         }
         if (node.UsesWinners) w.Line($"{node.Winners} = new int[maxBatchSize * {node.Spec.Size}];");
     }
@@ -518,6 +533,25 @@ internal static class ModelEmitter
                     string convRelu = conv.Activation == Activation.Relu ? ", relu: true" : "";
                     w.Line($"Gemm.Multiply({node.Patches}, {Plan.View(conv, "Kernel")}, {node.Output}, batch * {node.Window}.Positions, {node.Window}.PatchSize, {conv.Channels}, {convBias}{convRelu});");
                     if (conv.Activation is not (Activation.Linear or Activation.Relu)) EmitActivation(w, conv.Activation, node.Output, spec);
+                    break;
+                }
+                case NodeKind.Layer when node.Is(LayerKind.DepthwiseConv2D):
+                {
+                    var conv = node.Layer!;
+                    w.Line($"// {node.Title}: DepthwiseConv2D({conv.KernelHeight}x{conv.KernelWidth}, depth_multiplier {conv.Channels / conv.InputShape[2]}, strides {conv.Strides}, {conv.Padding.ToString().ToLowerInvariant()}, {Lower(conv.Activation)}), {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}");
+                    w.Line($"DepthwiseConvolution.Forward({inputs[0]}, {Plan.View(conv, "DepthwiseKernel")}, {(conv.UseBias ? Plan.View(conv, "Bias") : "default")}, {node.Output}, {node.Window}, multiplier: {conv.Channels / conv.InputShape[2]}, batch);");
+                    if (conv.Activation != Activation.Linear) EmitActivation(w, conv.Activation, node.Output, spec);
+                    break;
+                }
+                case NodeKind.Layer when node.Is(LayerKind.Conv2DTranspose):
+                {
+                    var conv = node.Layer!;
+                    w.Line($"// {node.Title}: Conv2DTranspose({conv.Channels}, {conv.KernelHeight}x{conv.KernelWidth}, strides {conv.Strides}, {conv.Padding.ToString().ToLowerInvariant()}, {Lower(conv.Activation)}), {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}:");
+                    w.Line("// each input pixel spreads its kernel-weighted patch over the output, which is a convolution's input gradient (col2im)");
+                    w.Line($"Gemm.MultiplyTransposedB({inputs[0]}, {Plan.View(conv, "Kernel")}, {node.Patches}, batch * {node.Window}.Positions, {conv.InputShape[2]}, {node.Window}.PatchSize);");
+                    w.Line($"Convolution.Col2Im({node.Patches}, {node.Output}, {node.Window}, batch, accumulate: false);");
+                    if (conv.UseBias) w.Line($"Reductions.AddToRows({node.Output}, {Plan.View(conv, "Bias")}, {Rows(spec).Rows}, {conv.Channels});");
+                    if (conv.Activation != Activation.Linear) EmitActivation(w, conv.Activation, node.Output, spec);
                     break;
                 }
                 case NodeKind.Layer when node.Layer!.IsWindowed && node.Layer.Kind != LayerKind.Conv2D:
@@ -857,6 +891,46 @@ internal static class ModelEmitter
                     w.Line($"// {node.Title}: {node.Layer!.TypeName} {(node.Is(LayerKind.UpSampling2D) ? "sums the gradient over each repeated block" : "passes back the gradient inside the frame")}");
                     w.Line($"{ResamplingKernel(node)}.Backward({node.Gradient}, {node.Inputs[0].Gradient}, {ResamplingGeometry(node)}, batch, accumulate: {Bool(Into(node.Inputs[0]))});");
                     break;
+                case NodeKind.Layer when node.Is(LayerKind.DepthwiseConv2D):
+                {
+                    var layer = node.Layer!;
+                    var input = node.Inputs[0];
+                    bool shared = layer.Trainable && !weightsStarted.Add(layer);
+                    w.Line($"// {node.Title}: {GradientsOf(layer, input.NeedsGradient ? "input" : null).Replace("kernel", "depthwise kernel")}");
+                    if (layer.Activation != Activation.Linear)
+                    {
+                        var (activationRows, columns) = Rows(spec);
+                        w.Line($"Activations.Backward(Activation.{layer.Activation}, {node.Output}, {node.Gradient}, {activationRows}, {columns});");
+                    }
+                    string Gradient(string tensor) => layer.Trainable && (tensor != "Bias" || layer.UseBias) ? $"{Plan.View(layer, tensor)}Gradient" : "default";
+                    string accumulateInput = input.NeedsGradient ? Bool(Into(input)) : "false";
+                    w.Line($"DepthwiseConvolution.Backward({node.Gradient}, {input.TrainingSource}, {Plan.View(layer, "DepthwiseKernel")}, {Gradient("DepthwiseKernel")}, {Gradient("Bias")}, " +
+                        $"{(input.NeedsGradient ? input.Gradient : "default")}, {node.Window}, multiplier: {layer.Channels / layer.InputShape[2]}, batch, " +
+                        $"computeWeights: {Bool(layer.Trainable)}, accumulateWeights: {Bool(shared)}, accumulateInput: {accumulateInput});");
+                    break;
+                }
+                case NodeKind.Layer when node.Is(LayerKind.Conv2DTranspose):
+                {
+                    var layer = node.Layer!;
+                    var input = node.Inputs[0];
+                    bool shared = layer.Trainable && !weightsStarted.Add(layer);
+                    string accumulateWeights = shared ? ", accumulate: true" : "";
+                    string rows = $"batch * {node.Window}.Positions";
+                    w.Line($"// {node.Title}: {GradientsOf(layer, input.NeedsGradient ? "input" : null)}, through the output gradient's patches (im2col)");
+                    if (layer.Activation != Activation.Linear)
+                    {
+                        var (activationRows, columns) = Rows(spec);
+                        w.Line($"Activations.Backward(Activation.{layer.Activation}, {node.Output}, {node.Gradient}, {activationRows}, {columns});");
+                    }
+                    w.Line($"Convolution.Im2Col({node.Gradient}, {node.PatchGradient}, {node.Window}, batch);");
+                    if (layer.Trainable)
+                    {
+                        w.Line($"Gemm.MultiplyTransposedA({node.PatchGradient}, {input.TrainingSource}, {Plan.View(layer, "Kernel")}Gradient, {node.Window}.PatchSize, {rows}, {layer.InputShape[2]}{accumulateWeights});");
+                        if (layer.UseBias) w.Line($"Reductions.SumRows({node.Gradient}, {Plan.View(layer, "Bias")}Gradient, {Rows(spec).Rows}, {layer.Channels}{accumulateWeights});");
+                    }
+                    if (input.NeedsGradient) w.Line($"Gemm.Multiply({node.PatchGradient}, {Plan.View(layer, "Kernel")}, {input.Gradient}, {rows}, {node.Window}.PatchSize, {layer.InputShape[2]}{Flag(Into(input))});");
+                    break;
+                }
                 case NodeKind.Layer when node.Layer!.IsWindowed && node.Layer.Kind != LayerKind.Conv2D:
                     if (node.UsesWinners)
                     {
@@ -1138,6 +1212,10 @@ internal static class ModelEmitter
         public string Mean => Stem + "Mean";
         public string Variance => Stem + "Variance";
         public string InverseStd => Stem + "InverseStd";
+        /// <summary>Convolutions through im2col (Conv2D) or col2im (Conv2DTranspose) keep a patch matrix.</summary>
+        public bool UsesPatches => Is(LayerKind.Conv2D) || Is(LayerKind.Conv2DTranspose);
+        /// <summary>Conv2D scatters patch gradients to its input; Conv2DTranspose gathers its output gradient's patches for everything.</summary>
+        public bool NeedsPatchGradient => Is(LayerKind.Conv2D) ? Inputs[0].NeedsGradient : Is(LayerKind.Conv2DTranspose) && NeedsGradient;
         public string Patches => Stem + "Patches";
         public string PatchGradient => Stem + "PatchGradient";
         public string Winners => Stem + "Winners";

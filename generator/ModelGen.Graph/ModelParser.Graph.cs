@@ -422,7 +422,8 @@ internal static partial class ModelParser
             {
                 // A shared layer: every use has the weights, so every use needs the first use's input shape.
                 layer = graph.Layers[index];
-                if ((field.Kind is LayerKind.Dense or LayerKind.Conv2D or LayerKind.LSTM or LayerKind.GRU or LayerKind.Embedding && !inputNode.Shape.Equals(layer.InputShape)) ||
+                if ((field.Kind is LayerKind.Dense or LayerKind.Conv2D or LayerKind.DepthwiseConv2D or LayerKind.Conv2DTranspose or LayerKind.LSTM or LayerKind.GRU or LayerKind.Embedding
+                        && !inputNode.Shape.Equals(layer.InputShape)) ||
                     (field.Kind is LayerKind.BatchNormalization or LayerKind.LayerNormalization && inputNode.Shape[inputNode.Shape.Count - 1] != layer.Channels))
                 {
                     context.Report(Diagnostics.IncompatibleShapes, location,

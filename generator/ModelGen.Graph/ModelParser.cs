@@ -34,6 +34,8 @@ internal static partial class ModelParser
         ["ModelGen.ActivationAttribute"] = (LayerKind.Activation, "Activation", "ModelGen.ActivationLayer"),
         ["ModelGen.FlattenAttribute"] = (LayerKind.Flatten, "Flatten", "ModelGen.Flatten"),
         ["ModelGen.Conv2DAttribute"] = (LayerKind.Conv2D, "Conv2D", "ModelGen.Conv2D"),
+        ["ModelGen.DepthwiseConv2DAttribute"] = (LayerKind.DepthwiseConv2D, "DepthwiseConv2D", "ModelGen.DepthwiseConv2D"),
+        ["ModelGen.Conv2DTransposeAttribute"] = (LayerKind.Conv2DTranspose, "Conv2DTranspose", "ModelGen.Conv2DTranspose"),
         ["ModelGen.MaxPooling2DAttribute"] = (LayerKind.MaxPooling2D, "MaxPooling2D", "ModelGen.MaxPooling2D"),
         ["ModelGen.AveragePooling2DAttribute"] = (LayerKind.AveragePooling2D, "AveragePooling2D", "ModelGen.AveragePooling2D"),
         ["ModelGen.GlobalAveragePooling2DAttribute"] = (LayerKind.GlobalAveragePooling2D, "GlobalAveragePooling2D", "ModelGen.GlobalAveragePooling2D"),
@@ -285,11 +287,24 @@ internal static partial class ModelParser
                 return new LayerField(field, kind, default, Math.Max(units, 1), (Activation)activation, useBias, 0);
             case LayerKind.Flatten:
                 return new LayerField(field, kind, default, 0, Activation.Linear, true, 0);
+            case LayerKind.DepthwiseConv2D:
+            {
+                int size = arguments.Length > 0 && arguments[0].Value is int k0 ? k0 : 0;
+                int depthwiseActivation = arguments.Length > 1 && arguments[1].Value is int a0 ? a0 : 0;
+                int multiplier = attribute.NamedArguments.FirstOrDefault(n => n.Key == "DepthMultiplier").Value.Value is int m ? m : 1;
+                if (size <= 0) context.Report(Diagnostics.InvalidLayerConfiguration, ArgumentLocation(attribute, 0, field), field.Name, context.Model, $"DepthwiseConv2D needs a positive kernel size, not {size}");
+                if (!Enum.IsDefined(typeof(Activation), depthwiseActivation)) context.Report(Diagnostics.InvalidLayerConfiguration, ArgumentLocation(attribute, 1, field), field.Name, context.Model, $"({depthwiseActivation}) is not an Activation");
+                if (multiplier <= 0) context.Report(Diagnostics.InvalidLayerConfiguration, NamedArgumentLocation(attribute, "DepthMultiplier"), field.Name, context.Model, $"the depth multiplier must be positive, not {multiplier}");
+                var (strides, padding) = ReadWindowOptions(attribute, field, defaultStrides: 1, context);
+                bool bias = !attribute.NamedArguments.Any(n => n.Key == "UseBias" && n.Value.Value is false);
+                return new LayerField(field, kind, default, Math.Max(multiplier, 1), (Activation)depthwiseActivation, bias, 0, Math.Max(size, 1), Math.Max(size, 1), strides, padding);
+            }
+            case LayerKind.Conv2DTranspose:
             case LayerKind.Conv2D:
             {
                 // (filters, kernelSize, activation) or (filters, kernelHeight, kernelWidth, activation).
                 int Argument(int i, int fallback) => arguments.Length > i && arguments[i].Value is int value ? value : fallback;
-                bool rectangular = arguments.Length == 4;
+                bool rectangular = kind == LayerKind.Conv2D && arguments.Length == 4;
                 int filters = Argument(0, 0), height = Argument(1, 0), width = rectangular ? Argument(2, 0) : height;
                 int activationIndex = rectangular ? 3 : 2;
                 int convActivation = Argument(activationIndex, 0);
@@ -524,6 +539,19 @@ internal static partial class ModelParser
                     return new LayerSpec(field.Name, field.Kind, ImmutableArray.Create(1), inputSize, InputShape: ImmutableArray.Create(1, 1, 1));
                 }
                 return new LayerSpec(field.Name, field.Kind, ImmutableArray.Create(input[2]), inputSize, InputShape: input);
+            case LayerKind.Conv2DTranspose:
+            {
+                if (input.Length != 3)
+                {
+                    context.Report(Diagnostics.IncompatibleInputShape, location, field.Name, "Conv2DTranspose", ShapeText(input), inputName, "an image of shape (None, height, width, channels)");
+                    input = ImmutableArray.Create(1, 1, Math.Max(inputSize, 1));
+                }
+                // The inverse of a convolution's arithmetic: 'valid' grows the image by kernel - strides, 'same' by the strides' factor.
+                int Out(int size) => field.Padding == Padding.Same ? size * field.Strides : (size - 1) * field.Strides + field.KernelHeight;
+                return new LayerSpec(field.Name, field.Kind, ImmutableArray.Create(Out(input[0]), Out(input[1]), field.Units), inputSize, field.Activation, field.UseBias,
+                    InputShape: input, KernelHeight: field.KernelHeight, KernelWidth: field.KernelWidth, Strides: field.Strides, Padding: field.Padding, Trainable: field.Trainable);
+            }
+            case LayerKind.DepthwiseConv2D:
             case LayerKind.Conv2D:
             case LayerKind.MaxPooling2D:
             case LayerKind.AveragePooling2D:
@@ -546,7 +574,7 @@ internal static partial class ModelParser
                         $"an image of at least {spanHeight}x{spanWidth} for a {spanHeight}x{spanWidth} window with 'valid' padding");
                     height = width = 1;
                 }
-                int channels = field.Kind == LayerKind.Conv2D ? field.Units : input[2];
+                int channels = field.Kind == LayerKind.Conv2D ? field.Units : field.Kind == LayerKind.DepthwiseConv2D ? input[2] * field.Units : input[2];
                 return new LayerSpec(field.Name, field.Kind, ImmutableArray.Create(height, width, channels), inputSize, field.Activation, field.UseBias,
                     InputShape: input, KernelHeight: field.KernelHeight, KernelWidth: field.KernelWidth, Strides: field.Strides, Padding: field.Padding, Trainable: field.Trainable, Dilation: field.Dilation);
             }

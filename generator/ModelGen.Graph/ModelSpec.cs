@@ -4,7 +4,8 @@ using System.Linq;
 namespace ModelGen.Graph;
 
 internal enum LayerKind { Input, Dense, Dropout, Activation, Flatten, Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, BatchNormalization,
-    LayerNormalization, Reshape, ZeroPadding2D, UpSampling2D, Embedding, Masking, LSTM, GRU, MultiHeadAttention }
+    LayerNormalization, Reshape, ZeroPadding2D, UpSampling2D, Embedding, Masking, LSTM, GRU, MultiHeadAttention,
+    DepthwiseConv2D, Conv2DTranspose }
 
 /// <summary>
 /// A layer: one field of the model class (or one input of a graph method), with its configuration and,
@@ -57,15 +58,18 @@ internal sealed record LayerSpec(
     /// <summary>Layers that change only the shape: the output is the input's floats, in the same order.</summary>
     public bool IsReshape => Kind is LayerKind.Flatten or LayerKind.Reshape;
     /// <summary>Layers that slide a window over an image (a global pooling's window is the whole image).</summary>
-    public bool IsWindowed => Kind is LayerKind.Conv2D or LayerKind.MaxPooling2D or LayerKind.AveragePooling2D or LayerKind.GlobalAveragePooling2D or LayerKind.GlobalMaxPooling2D;
+    public bool IsWindowed => IsConvolution || Kind is LayerKind.MaxPooling2D or LayerKind.AveragePooling2D or LayerKind.GlobalAveragePooling2D or LayerKind.GlobalMaxPooling2D;
+    /// <summary>The convolutions: a kernel (and bias) slid over the image.</summary>
+    public bool IsConvolution => Kind is LayerKind.Conv2D or LayerKind.DepthwiseConv2D or LayerKind.Conv2DTranspose;
     public bool IsGlobal => Kind is LayerKind.GlobalAveragePooling2D or LayerKind.GlobalMaxPooling2D;
     public int KernelLength => Kind switch
     {
         LayerKind.Dense => InputSize * Channels,
-        LayerKind.Conv2D => KernelHeight * KernelWidth * InputShape[2] * Channels,
+        LayerKind.Conv2D or LayerKind.Conv2DTranspose => KernelHeight * KernelWidth * InputShape[2] * Channels,
+        LayerKind.DepthwiseConv2D => KernelHeight * KernelWidth * Channels,
         _ => 0,
     };
-    public int BiasLength => Kind is LayerKind.Dense or LayerKind.Conv2D && UseBias ? Channels : 0;
+    public int BiasLength => (Kind == LayerKind.Dense || IsConvolution) && UseBias ? Channels : 0;
     public int ParameterCount => Weights.Sum(t => t.Length);
     /// <summary>What the optimizer updates: nothing of a frozen layer, and never moving statistics.</summary>
     public int TrainableParameterCount => Weights.Where(t => t.Trainable).Sum(t => t.Length);
@@ -81,7 +85,11 @@ internal sealed record LayerSpec(
             {
                 case LayerKind.Dense:
                 case LayerKind.Conv2D:
-                    yield return new WeightTensor("Kernel", "kernel", KernelLength, Trainable);
+                case LayerKind.Conv2DTranspose:
+                case LayerKind.DepthwiseConv2D:
+                    yield return Kind == LayerKind.DepthwiseConv2D
+                        ? new WeightTensor("DepthwiseKernel", "depthwise_kernel", KernelLength, Trainable)
+                        : new WeightTensor("Kernel", "kernel", KernelLength, Trainable);
                     if (UseBias) yield return new WeightTensor("Bias", "bias", BiasLength, Trainable);
                     break;
                 case LayerKind.BatchNormalization:
@@ -132,6 +140,8 @@ internal sealed record LayerSpec(
         LayerKind.Dropout => "Dropout",
         LayerKind.Flatten => "Flatten",
         LayerKind.Conv2D => "Conv2D",
+        LayerKind.DepthwiseConv2D => "DepthwiseConv2D",
+        LayerKind.Conv2DTranspose => "Conv2DTranspose",
         LayerKind.MaxPooling2D => "MaxPooling2D",
         LayerKind.AveragePooling2D => "AveragePooling2D",
         LayerKind.GlobalAveragePooling2D => "GlobalAveragePooling2D",

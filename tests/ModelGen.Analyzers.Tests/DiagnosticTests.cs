@@ -381,3 +381,20 @@ public class AttentionDiagnosticTests
             """);
     }
 }
+
+public class DecoderDiagnosticTests
+{
+    [Fact]
+    public void Depthwise_and_transposed_convolutions_check_their_configuration_and_input()
+    {
+        AnalyzerHarness.Verify("""
+            using ModelGen;
+            [Sequential] partial class Bad { [Input(4, 4, 2)] Input x; [DepthwiseConv2D({|MG0003:0|}, {|MG0003:DepthMultiplier = 0|})] DepthwiseConv2D d; [Conv2DTranspose({|MG0003:0|}, 2)] Conv2DTranspose t; [Flatten] Flatten f; [Dense(2)] Dense o; }
+            [Sequential] partial class Flat { [Input(16)] Input x; [Conv2DTranspose(2, 2)] Conv2DTranspose {|MG0007:t|}; [Flatten] Flatten f; [Dense(2)] Dense o; }
+            """);
+        Assert.Empty(AnalyzerHarness.Analyze("""
+            using ModelGen;
+            [Sequential] partial class Decoder { [Input(3, 3, 8)] Input x; [Conv2DTranspose(4, 3, Strides = 2, Padding = Padding.Same)] Conv2DTranspose up; [DepthwiseConv2D(3)] DepthwiseConv2D d; [Flatten] Flatten f; [Dense(2)] Dense o; }
+            """));
+    }
+}

@@ -107,3 +107,30 @@ public partial class DilatedCnn
     [GlobalAveragePooling2D] public GlobalAveragePooling2D pool;
     [Dense(3, Activation.Softmax)] public Dense head;
 }
+
+/// <summary>
+/// A U-Net-like decoder: a depthwise convolution (multiplier 2) on the pooled features, two transposed convolutions back to
+/// the full size ('valid' 2x2 strides 2, and 'same' 3x3 strides 2, whose output crops one row and column), concatenated with
+/// the encoder's skip connection.
+/// </summary>
+[Functional(Loss = Loss.SparseCategoricalCrossentropy)]
+public partial class UNetLike
+{
+    [Conv2D(4, 3, Activation.Tanh, Padding = Padding.Same)] public Conv2D encoder;
+    [AveragePooling2D(2)] public AveragePooling2D pool; // smooth, so finite differences apply everywhere
+    [DepthwiseConv2D(3, Activation.Tanh, Padding = Padding.Same, DepthMultiplier = 2)] public DepthwiseConv2D depthwise;
+    [Conv2DTranspose(3, 2, Activation.Tanh, Strides = 2)] public Conv2DTranspose upValid;
+    [Conv2DTranspose(2, 3, Strides = 2, Padding = Padding.Same)] public Conv2DTranspose upSame;
+    [Conv2D(2, 1, Activation.Tanh)] public Conv2D mix;
+    [Flatten] public Flatten flatten;
+    [Dense(3, Activation.Softmax)] public Dense head;
+
+    [Graph]
+    Tensor Forward([Shape(6, 6, 2)] Tensor image)
+    {
+        var skip = encoder.Apply(image);                       // (6, 6, 4)
+        var features = depthwise.Apply(pool.Apply(skip));      // (3, 3, 8)
+        var merged = Ops.Concatenate(skip, upValid.Apply(features), upSame.Apply(features)); // (6, 6, 9)
+        return head.Apply(flatten.Apply(mix.Apply(merged)));
+    }
+}

@@ -17,7 +17,7 @@ public class GradientCheckTests
         nameof(StandaloneActivations), nameof(SeparateSoftmax), nameof(EveryMerge), nameof(FlattenedImage), nameof(TinyCnn), nameof(PoolingMix),
         nameof(NormalizedMlp), nameof(NormalizedCnn), nameof(FrozenMiddle), nameof(ReshapingChain), nameof(DilatedCnn),
         nameof(LstmClassifier), nameof(GruSequences), nameof(MaskedLstm), nameof(BidirectionalStack), nameof(BidirectionalSequences),
-        nameof(SelfAttentionBlock), nameof(CrossAttention), nameof(CausalAttention),
+        nameof(SelfAttentionBlock), nameof(CrossAttention), nameof(CausalAttention), nameof(UNetLike),
     };
 
     [Theory, MemberData(nameof(Models))]
@@ -48,6 +48,7 @@ public class GradientCheckTests
             nameof(SelfAttentionBlock) => new SelfAttentionBlock(batch, seed: 22),
             nameof(CrossAttention) => new CrossAttention(batch, seed: 23),
             nameof(CausalAttention) => new CausalAttention(batch, seed: 24),
+            nameof(UNetLike) => new UNetLike(batch, seed: 25),
             _ => new SeparateSoftmax(batch, seed: 6),
         };
         var random = new Random(name.Length);

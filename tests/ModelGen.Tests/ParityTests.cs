@@ -13,7 +13,7 @@ public class ParityTests
 {
     public static TheoryData<string> Models() => new() { nameof(ParityClassifier), nameof(ParityOneHot), nameof(ParityRegressor), nameof(ParityBinary), nameof(ResidualMlp), nameof(Siamese), nameof(CnnParity), nameof(NormalizedCnn), nameof(ReshapingChain), nameof(DilatedCnn),
         nameof(LstmClassifier), nameof(GruSequences), nameof(MaskedLstm), nameof(BidirectionalStack),
-        nameof(SelfAttentionBlock), nameof(CrossAttention), nameof(CausalAttention) };
+        nameof(SelfAttentionBlock), nameof(CrossAttention), nameof(CausalAttention), nameof(UNetLike) };
 
     private static IModel Create(string name, int batch) => name switch
     {
@@ -33,6 +33,7 @@ public class ParityTests
         nameof(SelfAttentionBlock) => new SelfAttentionBlock(batch),
         nameof(CrossAttention) => new CrossAttention(batch),
         nameof(CausalAttention) => new CausalAttention(batch),
+        nameof(UNetLike) => new UNetLike(batch),
         _ => new ParityBinary(batch),
     };
 

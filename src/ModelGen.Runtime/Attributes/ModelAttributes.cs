@@ -310,3 +310,46 @@ public sealed class MultiHeadAttentionAttribute : LayerAttribute
     /// <summary>Each query step attends only to value steps up to its own (Keras' use_causal_mask=True), for decoders.</summary>
     public bool UseCausalMask { get; set; }
 }
+
+/// <summary>
+/// Keras' DepthwiseConv2D: each input channel convolved with its own DepthMultiplier filters; depthwise_kernel
+/// (kernelSize, kernelSize, channels, multiplier), bias (channels·multiplier).
+/// </summary>
+[AttributeUsage(AttributeTargets.Field, Inherited = false)]
+public sealed class DepthwiseConv2DAttribute : LayerAttribute
+{
+    public DepthwiseConv2DAttribute(int kernelSize, Activation activation = Activation.Linear)
+    {
+        KernelSize = kernelSize;
+        Activation = activation;
+    }
+
+    public int KernelSize { get; }
+    public Activation Activation { get; }
+    public int DepthMultiplier { get; set; } = 1;
+    public int Strides { get; set; } = 1;
+    public Padding Padding { get; set; } = Padding.Valid;
+    public bool UseBias { get; set; } = true;
+}
+
+/// <summary>
+/// Keras' Conv2DTranspose (a decoder's upsampling convolution): kernel (kernelSize, kernelSize, filters, in) as Keras stores it;
+/// 'valid' output (in - 1)·strides + kernelSize, 'same' output in·strides.
+/// </summary>
+[AttributeUsage(AttributeTargets.Field, Inherited = false)]
+public sealed class Conv2DTransposeAttribute : LayerAttribute
+{
+    public Conv2DTransposeAttribute(int filters, int kernelSize, Activation activation = Activation.Linear)
+    {
+        Filters = filters;
+        KernelSize = kernelSize;
+        Activation = activation;
+    }
+
+    public int Filters { get; }
+    public int KernelSize { get; }
+    public Activation Activation { get; }
+    public int Strides { get; set; } = 1;
+    public Padding Padding { get; set; } = Padding.Valid;
+    public bool UseBias { get; set; } = true;
+}

@@ -92,4 +92,14 @@ public static class Reductions
 
     /// <summary>Copies the first <paramref name="length"/> values.</summary>
     public static void Copy(ReadOnlySpan<float> source, Span<float> destination, int length) => source.Slice(0, length).CopyTo(destination);
+
+    /// <summary>Adds <paramref name="bias"/> to each of <paramref name="rows"/> rows (a bias after a product that had none).</summary>
+    public static void AddToRows(Span<float> matrix, ReadOnlySpan<float> bias, int rows, int columns)
+    {
+        for (int row = 0; row < rows; row++)
+        {
+            var values = matrix.Slice(row * columns, columns);
+            TensorPrimitives.Add(values, bias.Slice(0, columns), values);
+        }
+    }
 }

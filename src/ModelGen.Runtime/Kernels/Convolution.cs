@@ -252,3 +252,77 @@ public static class Pooling
         }
     }
 }
+
+/// <summary>
+/// DepthwiseConv2D, directly over NHWC: output channel c·multiplier + m of each position is channel c of the window weighted
+/// by depthwise_kernel (ky, kx, c, m). With a multiplier of 1 each kernel cell is one vector multiply-add across channels.
+/// </summary>
+public static class DepthwiseConvolution
+{
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    public static void Forward(ReadOnlySpan<float> input, ReadOnlySpan<float> kernel, ReadOnlySpan<float> bias, Span<float> output, in Window window, int multiplier, int batch)
+    {
+        int channels = window.Channels, width = channels * multiplier;
+        for (int n = 0; n < batch; n++)
+            for (int oy = 0; oy < window.OutputHeight; oy++)
+                for (int ox = 0; ox < window.OutputWidth; ox++)
+                {
+                    var target = output.Slice(((n * window.OutputHeight + oy) * window.OutputWidth + ox) * width, width);
+                    if (bias.IsEmpty) target.Clear();
+                    else bias.Slice(0, width).CopyTo(target);
+                    for (int ky = 0; ky < window.KernelHeight; ky++)
+                    {
+                        int y = oy * window.StrideHeight + ky * window.Dilation - window.PadTop;
+                        if (y < 0 || y >= window.Height) continue;
+                        for (int kx = 0; kx < window.KernelWidth; kx++)
+                        {
+                            int x = ox * window.StrideWidth + kx * window.Dilation - window.PadLeft;
+                            if (x < 0 || x >= window.Width) continue;
+                            var pixel = input.Slice(((n * window.Height + y) * window.Width + x) * channels, channels);
+                            var weights = kernel.Slice((ky * window.KernelWidth + kx) * width, width);
+                            if (multiplier == 1) System.Numerics.Tensors.TensorPrimitives.FusedMultiplyAdd(pixel, weights, target, target);
+                            else for (int c = 0; c < width; c++) target[c] += pixel[c / multiplier] * weights[c];
+                        }
+                    }
+                }
+    }
+
+    /// <summary>Kernel and bias gradients (=, or += when accumulating) and, unless <paramref name="inputGradient"/> is empty, the input's.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    public static void Backward(ReadOnlySpan<float> outputGradient, ReadOnlySpan<float> input, ReadOnlySpan<float> kernel,
+        Span<float> kernelGradient, Span<float> biasGradient, Span<float> inputGradient, in Window window, int multiplier, int batch,
+        bool computeWeights, bool accumulateWeights, bool accumulateInput)
+    {
+        int channels = window.Channels, width = channels * multiplier;
+        if (computeWeights && !accumulateWeights)
+        {
+            kernelGradient.Slice(0, window.KernelHeight * window.KernelWidth * width).Clear();
+            if (!biasGradient.IsEmpty) biasGradient.Slice(0, width).Clear();
+        }
+        if (!inputGradient.IsEmpty && !accumulateInput) inputGradient.Slice(0, batch * window.Height * window.Width * channels).Clear();
+        for (int n = 0; n < batch; n++)
+            for (int oy = 0; oy < window.OutputHeight; oy++)
+                for (int ox = 0; ox < window.OutputWidth; ox++)
+                {
+                    var g = outputGradient.Slice(((n * window.OutputHeight + oy) * window.OutputWidth + ox) * width, width);
+                    if (computeWeights && !biasGradient.IsEmpty) System.Numerics.Tensors.TensorPrimitives.Add(biasGradient.Slice(0, width), g, biasGradient.Slice(0, width));
+                    for (int ky = 0; ky < window.KernelHeight; ky++)
+                    {
+                        int y = oy * window.StrideHeight + ky * window.Dilation - window.PadTop;
+                        if (y < 0 || y >= window.Height) continue;
+                        for (int kx = 0; kx < window.KernelWidth; kx++)
+                        {
+                            int x = ox * window.StrideWidth + kx * window.Dilation - window.PadLeft;
+                            if (x < 0 || x >= window.Width) continue;
+                            int pixelOffset = ((n * window.Height + y) * window.Width + x) * channels;
+                            int cell = (ky * window.KernelWidth + kx) * width;
+                            for (int c = 0; c < width; c++)
+                            {
+                                if (computeWeights) kernelGradient[cell + c] += g[c] * input[pixelOffset + c / multiplier];
+                                if (!inputGradient.IsEmpty) inputGradient[pixelOffset + c / multiplier] += g[c] * kernel[cell + c];
+                            }
+                        }
+                    }
+                }
+    }
+}

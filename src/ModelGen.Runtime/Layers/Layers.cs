@@ -108,12 +108,12 @@ public sealed class Flatten : Layer
     public Flatten(string name, int size) : base(name, new[] { size }) { }
 }
 
-/// <summary>A 2-D convolution: kernel (kh, kw, in, filters), bias (filters).</summary>
-public sealed class Conv2D : Layer
+/// <summary>What every convolution holds: its activation, strides, padding, kernel and optional bias.</summary>
+public abstract class ConvolutionLayer : Layer
 {
     private readonly Parameter[] parameters;
 
-    public Conv2D(string name, Activation activation, int strides, Padding padding, Parameter kernel, Parameter? bias, params int[] outputShape)
+    protected ConvolutionLayer(string name, Activation activation, int strides, Padding padding, Parameter kernel, Parameter? bias, int[] outputShape)
         : base(name, outputShape)
     {
         Activation = activation;
@@ -128,9 +128,16 @@ public sealed class Conv2D : Layer
     public int Strides { get; }
     public Padding Padding { get; }
     public Parameter Kernel { get; }
+    /// <summary>Null when the layer was declared with <c>UseBias = false</c>.</summary>
     public Parameter? Bias { get; }
-    public int Filters => Kernel.Shape[3];
     public override IReadOnlyList<Parameter> Parameters => parameters;
+}
+
+/// <summary>A 2-D convolution: kernel (kh, kw, in, filters), bias (filters).</summary>
+public sealed class Conv2D(string name, Activation activation, int strides, Padding padding, Parameter kernel, Parameter? bias, params int[] outputShape)
+    : ConvolutionLayer(name, activation, strides, padding, kernel, bias, outputShape)
+{
+    public int Filters => Kernel.Shape[3];
 }
 
 /// <summary>A pooling over square windows of each channel.</summary>
@@ -327,4 +334,20 @@ public sealed class MultiHeadAttention : Layer
 
     /// <summary>Attention of <paramref name="query"/> over <paramref name="value"/> (and <paramref name="key"/>, which defaults to the value), in a [Graph] method.</summary>
     public Tensor Apply(Tensor query, Tensor value, Tensor? key = null, Tensor? attentionMask = null) => throw Tensor.NotExecutable();
+}
+
+/// <summary>A depthwise convolution: depthwise_kernel (kh, kw, channels, multiplier), bias (channels·multiplier).</summary>
+public sealed class DepthwiseConv2D(string name, Activation activation, int strides, Padding padding, Parameter depthwiseKernel, Parameter? bias, params int[] outputShape)
+    : ConvolutionLayer(name, activation, strides, padding, depthwiseKernel, bias, outputShape)
+{
+    /// <summary>The kernel under its Keras name.</summary>
+    public Parameter DepthwiseKernel => Kernel;
+    public int DepthMultiplier => Kernel.Shape[3];
+}
+
+/// <summary>A transposed convolution: kernel (kh, kw, filters, in) as Keras stores it, bias (filters).</summary>
+public sealed class Conv2DTranspose(string name, Activation activation, int strides, Padding padding, Parameter kernel, Parameter? bias, params int[] outputShape)
+    : ConvolutionLayer(name, activation, strides, padding, kernel, bias, outputShape)
+{
+    public int Filters => Kernel.Shape[2];
 }

@@ -607,10 +607,16 @@ internal static class ModelEmitter
                     var input = node.Inputs[0];
                     string masked = input.MaskSource is { } source ? $", masked by '{source.Title}'" : "";
                     w.Line($"// {node.Title}: {(rnn.Bidirectional ? $"Bidirectional({rnn.Kind}" : rnn.Kind.ToString())}({rnn.Units}{(rnn.ReturnSequences ? ", return_sequences" : "")}){(rnn.Bidirectional ? ")" : "")}, {Shape(input.Spec.Shape)} -> {Shape(spec.Shape)}{masked}");
+                    // Keras' initial_state and return_state (a single direction only): named state arguments.
+                    var states = new List<string>();
+                    if (node.Inputs.Count > 1) states.Add($"initialState: {inputs[1]}");
+                    if (node.Inputs.Count > 2) states.Add($"initialCell: {inputs[2]}");
+                    foreach (var state in node.States) states.Add($"{(state.Spec.Axis == 0 ? "finalState" : "finalCell")}: {state.Output}");
+                    string stateArguments = string.Concat(states.Select(a => ", " + a));
                     foreach (var (direction, offset) in RecurrentDirections(rnn))
                     {
                         w.Line($"Recurrent.Forward({node.Workspace(direction)}, {inputs[0]}, {input.StepMask}, {Plan.View(rnn, direction + "Kernel")}, {Plan.View(rnn, direction + "RecurrentKernel")}, {Plan.View(rnn, direction + "Bias")}, " +
-                            $"{node.Output}, {rnn.Channels}, {offset}, batch, returnSequences: {Bool(rnn.ReturnSequences)}, reverse: {Bool(direction == "Backward")}{ZeroOutputs(rnn)});");
+                            $"{node.Output}, {rnn.Channels}, {offset}, batch, returnSequences: {Bool(rnn.ReturnSequences)}, reverse: {Bool(direction == "Backward")}{ZeroOutputs(rnn)}{stateArguments});");
                     }
                     break;
                 }
@@ -648,6 +654,9 @@ internal static class ModelEmitter
                     var activation = spec.Kind == NodeKind.Layer ? node.Layer!.Activation : spec.Activation;
                     w.Line($"// {node.Title}: Activation({Lower(activation)})");
                     EmitActivation(w, activation, node.Output, spec, source: inputs[0]);
+                    break;
+                case NodeKind.State:
+                    w.Line($"// {node.Title}: the final {(spec.Axis == 0 ? "state h" : "cell state c")} of '{node.Inputs[0].Title}', written by its block above");
                     break;
                 case NodeKind.Merge when spec.Merge == MergeOperation.Concatenate:
                 {
@@ -743,7 +752,8 @@ internal static class ModelEmitter
         bool first = true;
         foreach (var node in plan.Computed.AsEnumerable().Reverse())
         {
-            if (!node.NeedsGradient || node.IsAlias) continue; // nothing upstream learns, or its gradient is its input's
+            // Nothing upstream learns; or the gradient is the input's (an alias); or a returned state, which its layer's block reads.
+            if (!node.NeedsGradient || node.IsAlias || node.Spec.Kind == NodeKind.State) continue;
 
             if (!first) w.Line();
             first = false;
@@ -856,15 +866,28 @@ internal static class ModelEmitter
                     if (rnn.Trainable) parts.Add("kernel, recurrent kernel, bias");
                     if (input.NeedsGradient) parts.Add("input");
                     w.Line($"// {node.Title}: backpropagation through time{(rnn.Bidirectional ? " in both directions" : "")}: {Describe(parts)} gradients{(rnn.Trainable ? "" : " (frozen: no weight gradients)")}");
+                    // The output's gradient, unless nothing read the output (only its returned state); the states' gradients join at the
+                    // last step, and the initial states' come out of the first.
+                    string outputGradient = gradientStarted.Contains(node.GradientOwner) ? node.Gradient : "default";
+                    var stateList = new List<string>();
+                    foreach (var state in node.States.Where(s => gradientStarted.Contains(s)))
+                        stateList.Add($"{(state.Spec.Axis == 0 ? "finalStateGradient" : "finalCellGradient")}: {state.Gradient}");
+                    for (int k = 1; k < node.Inputs.Count; k++)
+                    {
+                        if (!node.Inputs[k].NeedsGradient) continue;
+                        string which = k == 1 ? "State" : "Cell";
+                        stateList.Add($"initial{which}Gradient: {node.Inputs[k].Gradient}, accumulateInitial{which}: {Bool(Into(node.Inputs[k]))}");
+                    }
+                    string stateGradients = string.Concat(stateList.Select(a => ", " + a));
                     bool firstDirection = true;
                     foreach (var (direction, unitsOffset) in RecurrentDirections(rnn))
                     {
                         string Gradient(string tensor) => rnn.Trainable ? $"{Plan.View(rnn, direction + tensor)}Gradient" : "default";
                         string inputGradient = input.NeedsGradient ? input.Gradient : "default";
                         bool accumulate = accumulateInput == true || !firstDirection; // the second direction adds to the first's input gradient
-                        w.Line($"Recurrent.Backward({node.Workspace(direction)}, {node.Gradient}, {rnn.Channels}, {unitsOffset}, {Plan.View(rnn, direction + "Kernel")}, {Plan.View(rnn, direction + "RecurrentKernel")}, " +
+                        w.Line($"Recurrent.Backward({node.Workspace(direction)}, {outputGradient}, {rnn.Channels}, {unitsOffset}, {Plan.View(rnn, direction + "Kernel")}, {Plan.View(rnn, direction + "RecurrentKernel")}, " +
                             $"{Gradient("Kernel")}, {Gradient("RecurrentKernel")}, {Gradient("Bias")}, {inputGradient}, batch, returnSequences: {Bool(rnn.ReturnSequences)}, reverse: {Bool(direction == "Backward")}, " +
-                            $"computeWeights: {Bool(rnn.Trainable)}, accumulateWeights: {Bool(shared)}, accumulateInput: {Bool(accumulate)}{ZeroOutputs(rnn)});");
+                            $"computeWeights: {Bool(rnn.Trainable)}, accumulateWeights: {Bool(shared)}, accumulateInput: {Bool(accumulate)}{ZeroOutputs(rnn)}{stateGradients});");
                         firstDirection = false;
                     }
                     break;
@@ -1131,6 +1154,7 @@ internal static class ModelEmitter
                 bool alias = spec.Kind == NodeKind.Layer && layer!.IsReshape && !outputSet.Contains(plans.Count);
                 plans.Add(new NodePlan(spec, layer, spec.Inputs.Select(i => plans[i]).ToList(), prefix, alias));
                 if (spec.Mask >= 0) plans[plans.Count - 1].MaskSource = plans[spec.Mask];
+                if (spec.Kind == NodeKind.State) plans[spec.Inputs[0]].States.Add(plans[plans.Count - 1]);
             }
             return plans;
         }
@@ -1196,6 +1220,8 @@ internal static class ModelEmitter
         /// <summary>An Embedding with MaskZero or a Masking layer: the source of a sequence mask.</summary>
         public bool CreatesMask => Spec.Kind == NodeKind.Layer && Spec.Mask >= 0 && (Is(LayerKind.Masking) || Is(LayerKind.Embedding));
         public string SequenceMask => Stem + "SequenceMask";
+        /// <summary>A recurrent layer's returned states (h, then an LSTM's c), written by its block.</summary>
+        public List<NodePlan> States { get; } = new();
         /// <summary>The tensor whose sequence mask this one carries (Embedding with MaskZero, Masking), if any.</summary>
         public NodePlan? MaskSource { get; set; }
         /// <summary>This tensor's step mask as a span argument: "default" when there is none.</summary>

@@ -52,8 +52,9 @@ internal static class SummaryTable
         for (int n = 0; n < model.Nodes.Count; n++)
         {
             var node = model.Nodes[n];
+            if (node.Kind == NodeKind.State) continue; // a returned state is its layer's second (third) output, not a row
             callIndex[n] = node.Layer >= 0 ? model.Nodes.Take(n).Count(o => o.Layer == node.Layer) : 0;
-            string connected = node.Inputs.Count == 0 ? "-" : string.Join(", ", node.Inputs.Select(i => $"{Producer(model, i)}[{callIndex[i]}][0]"));
+            string connected = node.Inputs.Count == 0 ? "-" : string.Join(", ", node.Inputs.Select(i => Reference(model, i, callIndex)));
             if (node.Layer >= 0 && rowOfLayer.TryGetValue(node.Layer, out int existing))
             {
                 rows[existing][3] += ", " + connected;
@@ -70,6 +71,14 @@ internal static class SummaryTable
             if (node.Layer >= 0) rowOfLayer[node.Layer] = rows.Count - 1;
         }
         return rows;
+    }
+
+    /// <summary>Keras' "layer[call][output]": a returned state is output 1 (h) or 2 (c) of its layer's call.</summary>
+    private static string Reference(ModelSpec model, int node, Dictionary<int, int> callIndex)
+    {
+        var spec = model.Nodes[node];
+        if (spec.Kind == NodeKind.State) return $"{Producer(model, spec.Inputs[0])}[{callIndex[spec.Inputs[0]]}][{spec.Axis + 1}]";
+        return $"{Producer(model, node)}[{callIndex[node]}][0]";
     }
 
     /// <summary>The layer a tensor comes out of: the field (or input) for layer nodes, the merge's own name otherwise.</summary>

@@ -217,6 +217,29 @@ internal static partial class ModelParser
                 case ExpressionStatementSyntax { Expression: AssignmentExpressionSyntax { Left: IdentifierNameSyntax target, OperatorToken.ValueText: "=" } assignment }:
                     tensors[target.Identifier.ValueText] = Evaluate(assignment.Right) ?? Failed;
                     return null;
+                case ExpressionStatementSyntax { Expression: AssignmentExpressionSyntax { Left: DeclarationExpressionSyntax or TupleExpressionSyntax, Right: var right } assignment }:
+                {
+                    // var (output, h, c) = lstm.ApplyWithState(x): Keras' return_state.
+                    var names = DeconstructedNames(assignment.Left);
+                    var nodes = right is InvocationExpressionSyntax { Expression: MemberAccessExpressionSyntax { Name.Identifier.ValueText: "ApplyWithState", Expression: IdentifierNameSyntax receiver } } call
+                        && fieldsByName.TryGetValue(receiver.Identifier.ValueText, out var recurrent) && recurrent.Kind is LayerKind.LSTM or LayerKind.GRU
+                        ? ApplyRecurrent(recurrent, call, withState: true)
+                        : null;
+                    if (nodes is null && !(right is InvocationExpressionSyntax { Expression: MemberAccessExpressionSyntax { Name.Identifier.ValueText: "ApplyWithState" } }))
+                    {
+                        context.Report(Diagnostics.UnsupportedGraphCode, statement.GetLocation(), $"The statement '{FirstLine(statement)}' (only a recurrent layer's ApplyWithState deconstructs)", method.Name);
+                    }
+                    else if (nodes is not null && nodes.Count != names.Count)
+                    {
+                        context.Report(Diagnostics.UnsupportedGraphCode, assignment.Left.GetLocation(), $"Deconstructing {nodes.Count} tensors into {names.Count} names", method.Name);
+                        nodes = null;
+                    }
+                    for (int i = 0; i < names.Count; i++)
+                    {
+                        if (names[i] is { } name) tensors[name] = nodes is null ? Failed : nodes[i];
+                    }
+                    return null;
+                }
                 case ReturnStatementSyntax { Expression: { } value }:
                     return ReadReturn(value) ?? new List<int>(); // a failed return still ends the method
                 default:
@@ -245,7 +268,15 @@ internal static partial class ModelParser
                         _ => null,
                     };
                     string member = access.Name.Identifier.ValueText;
-                    if (member == "Apply" && receiver is not null && fieldsByName.TryGetValue(receiver, out var field)) return Apply(field, invocation);
+                    if (member == "Apply" && receiver is not null && fieldsByName.TryGetValue(receiver, out var field))
+                    {
+                        return field.Kind is LayerKind.LSTM or LayerKind.GRU ? ApplyRecurrent(field, invocation, withState: false)?[0] : Apply(field, invocation);
+                    }
+                    if (member == "ApplyWithState" && receiver is not null && fieldsByName.ContainsKey(receiver))
+                    {
+                        context.Report(Diagnostics.UnsupportedGraphCode, invocation.GetLocation(), $"'{receiver}.ApplyWithState' as one tensor (it returns the output and the state: var (output, state) = {receiver}.ApplyWithState(x))", method.Name);
+                        return null;
+                    }
                     if (receiver == "Ops" && !tensors.ContainsKey("Ops"))
                     {
                         if (MergeMethods.TryGetValue(member, out var operation)) return Merge(operation, member, invocation);
@@ -331,6 +362,61 @@ internal static partial class ModelParser
         }
 
         /// <summary>
+        /// lstm.Apply(x[, h0, c0]) and lstm.ApplyWithState(x[, h0, c0]): the layer's node takes the initial states as extra
+        /// inputs (Keras' initial_state); with the state returned, State nodes follow it (h, then an LSTM's c).
+        /// </summary>
+        private List<int>? ApplyRecurrent(LayerField field, InvocationExpressionSyntax invocation, bool withState)
+        {
+            var arguments = invocation.ArgumentList.Arguments;
+            int stateCount = field.Kind == LayerKind.LSTM ? 2 : 1;
+            var location = invocation.GetLocation();
+            if (arguments.Count != 1 && arguments.Count != 1 + stateCount)
+            {
+                context.Report(Diagnostics.UnsupportedGraphCode, location, $"'{field.Name}.{(withState ? "ApplyWithState" : "Apply")}' with {arguments.Count} arguments (it takes the input and, optionally, {(stateCount == 2 ? "the initial h and c" : "the initial state")})", method.Name);
+                return null;
+            }
+            if (field.Bidirectional && (withState || arguments.Count > 1))
+            {
+                context.Report(Diagnostics.UnsupportedGraphCode, location, $"Initial or returned states of the Bidirectional layer '{field.Name}' (not supported yet)", method.Name);
+                return null;
+            }
+            var initial = new List<int>();
+            foreach (var argument in arguments.Skip(1))
+            {
+                if (Evaluate(argument.Expression) is not int state) return null;
+                if (!graph.Nodes[state].Shape.Equals(ImmutableArray.Create(field.Units)))
+                {
+                    context.Report(Diagnostics.IncompatibleShapes, argument.GetLocation(), $"An initial state of '{field.Name}' must be (None, {field.Units}), but '{argument}' is {ShapeText(graph.Nodes[state].Shape)}");
+                    return null;
+                }
+                initial.Add(state);
+            }
+            if (Apply(field, invocation, arguments[0].Expression) is not int node) return null;
+            if (initial.Count > 0) graph.Nodes[node] = graph.Nodes[node] with { Inputs = graph.Nodes[node].Inputs.Items.AddRange(initial) };
+            var result = new List<int> { node };
+            for (int k = 0; withState && k < stateCount; k++)
+            {
+                string suffix = stateCount == 1 ? "State" : k == 0 ? "StateH" : "StateC";
+                result.Add(Remember(graph.Add(new NodeSpec(Unique(field.Name + suffix), NodeKind.State, ImmutableArray.Create(node), ImmutableArray.Create(field.Units), Axis: k)), location));
+            }
+            return result;
+        }
+
+        /// <summary>The names of <c>var (a, b, _)</c> or <c>(var a, var b)</c>; null for a discard.</summary>
+        private static List<string?> DeconstructedNames(ExpressionSyntax left) => left switch
+        {
+            DeclarationExpressionSyntax { Designation: ParenthesizedVariableDesignationSyntax designation } =>
+                designation.Variables.Select(v => v is SingleVariableDesignationSyntax single ? single.Identifier.ValueText : null).ToList(),
+            TupleExpressionSyntax tuple => tuple.Arguments.Select(a => a.Expression switch
+            {
+                DeclarationExpressionSyntax { Designation: SingleVariableDesignationSyntax single } => single.Identifier.ValueText,
+                IdentifierNameSyntax { Identifier.ValueText: not "_" } name => name.Identifier.ValueText,
+                _ => null,
+            }).ToList(),
+            _ => new List<string?>(),
+        };
+
+        /// <summary>
         /// attention.Apply(query, value[, key][, attentionMask: mask]): the node's inputs are query, value, key (the value when
         /// not given) and, when given, the attention mask, which must be a graph input (it gets no gradient).
         /// </summary>
@@ -413,7 +499,12 @@ internal static partial class ModelParser
                 context.Report(Diagnostics.UnsupportedGraphCode, invocation.GetLocation(), $"'{field.Name}.Apply' with {invocation.ArgumentList.Arguments.Count} arguments (it takes one tensor)", method.Name);
                 return null;
             }
-            var argument = invocation.ArgumentList.Arguments[0].Expression;
+            return Apply(field, invocation, invocation.ArgumentList.Arguments[0].Expression);
+        }
+
+        /// <summary>Applies a one-input layer to <paramref name="argument"/>: a new layer on first use, the shared one after.</summary>
+        private int? Apply(LayerField field, InvocationExpressionSyntax invocation, ExpressionSyntax argument)
+        {
             if (Evaluate(argument) is not int input) return null;
             var inputNode = graph.Nodes[input];
             var location = invocation.GetLocation();

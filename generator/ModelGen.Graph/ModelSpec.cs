@@ -173,6 +173,8 @@ internal enum NodeKind
     Merge,
     /// <summary>A standalone activation function (Layers.Relu(x)).</summary>
     Function,
+    /// <summary>A final state a recurrent layer returns (Keras' return_state): input 0 is the layer's node; Axis 0 is h, 1 an LSTM's c.</summary>
+    State,
 }
 
 /// <summary>

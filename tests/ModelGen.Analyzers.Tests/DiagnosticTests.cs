@@ -398,3 +398,43 @@ public class DecoderDiagnosticTests
             """));
     }
 }
+
+public class RecurrentStateDiagnosticTests
+{
+    [Fact]
+    public void Returned_and_initial_states_are_checked()
+    {
+        AnalyzerHarness.Verify("""
+            using ModelGen;
+            [Functional] partial class NotDeconstructed
+            {
+                [LSTM(3)] LSTM lstm;
+                [Dense(2)] Dense d;
+                [Graph] Tensor Forward([Shape(5, 2)] Tensor x) => d.Apply({|MG0012:lstm.ApplyWithState(x)|});
+            }
+            [Functional] partial class WrongState
+            {
+                [GRU(3)] GRU gru;
+                [Graph] Tensor Forward([Shape(5, 2)] Tensor x, [Shape(4)] Tensor h) => gru.Apply(x, {|MG0011:h|});
+            }
+            [Functional] partial class TooMany
+            {
+                [GRU(3)] GRU gru;
+                [Graph] Tensor Forward([Shape(5, 2)] Tensor x)
+                {
+                    {|MG0012:var (a, b, c)|} = gru.ApplyWithState(x);
+                    return a;
+                }
+            }
+            [Functional] partial class Both
+            {
+                [LSTM(3, Bidirectional = true)] LSTM lstm;
+                [Graph] Tensor Forward([Shape(5, 2)] Tensor x)
+                {
+                    var (a, h, c) = {|MG0012:lstm.ApplyWithState(x)|};
+                    return a;
+                }
+            }
+            """);
+    }
+}

@@ -17,7 +17,7 @@ public class GradientCheckTests
         nameof(StandaloneActivations), nameof(SeparateSoftmax), nameof(EveryMerge), nameof(FlattenedImage), nameof(TinyCnn), nameof(PoolingMix),
         nameof(NormalizedMlp), nameof(NormalizedCnn), nameof(FrozenMiddle), nameof(ReshapingChain), nameof(DilatedCnn),
         nameof(LstmClassifier), nameof(GruSequences), nameof(MaskedLstm), nameof(BidirectionalStack), nameof(BidirectionalSequences),
-        nameof(SelfAttentionBlock), nameof(CrossAttention), nameof(CausalAttention), nameof(UNetLike),
+        nameof(SelfAttentionBlock), nameof(CrossAttention), nameof(CausalAttention), nameof(UNetLike), nameof(EncoderDecoder), nameof(GruWithStates),
     };
 
     [Theory, MemberData(nameof(Models))]
@@ -49,6 +49,8 @@ public class GradientCheckTests
             nameof(CrossAttention) => new CrossAttention(batch, seed: 23),
             nameof(CausalAttention) => new CausalAttention(batch, seed: 24),
             nameof(UNetLike) => new UNetLike(batch, seed: 25),
+            nameof(EncoderDecoder) => new EncoderDecoder(batch, seed: 26),
+            nameof(GruWithStates) => new GruWithStates(batch, seed: 27),
             _ => new SeparateSoftmax(batch, seed: 6),
         };
         var random = new Random(name.Length);

@@ -62,3 +62,38 @@ public partial class TextLstm
     [GRU(64)] public GRU summary;
     [Dense(1, Activation.Sigmoid)] public Dense head;
 }
+
+/// <summary>
+/// An encoder-decoder: the encoder LSTM's final state (Keras' return_state; its output is not used) starts the decoder
+/// (initial_state), which reads the target sequence and returns every step.
+/// </summary>
+[Functional(Loss = Loss.MeanSquaredError)]
+public partial class EncoderDecoder
+{
+    [LSTM(3)] public LSTM encoder;
+    [LSTM(3, ReturnSequences = true)] public LSTM decoder;
+    [Dense(2)] public Dense readout;
+
+    [Graph]
+    Tensor Forward([Shape(5, 2)] Tensor source, [Shape(4, 2)] Tensor target)
+    {
+        var (_, h, c) = encoder.ApplyWithState(source);
+        return readout.Apply(decoder.Apply(target, h, c));
+    }
+}
+
+/// <summary>A GRU started from a learned state (a Dense of a second input) whose final state is also an output of the model.</summary>
+[Functional(Loss = Loss.MeanSquaredError)]
+public partial class GruWithStates
+{
+    [Dense(3, Activation.Tanh)] public Dense start;
+    [GRU(3, ReturnSequences = true)] public GRU gru;
+    [Dense(1)] public Dense readout;
+
+    [Graph]
+    (Tensor steps, Tensor state) Forward([Shape(5, 2)] Tensor x, [Shape(4)] Tensor z)
+    {
+        var (sequence, state) = gru.ApplyWithState(x, start.Apply(z));
+        return (readout.Apply(sequence), state);
+    }
+}

@@ -72,12 +72,15 @@ public static class Recurrent
     /// <summary>
     /// Runs the layer over the batch. The output is written at <paramref name="outputOffset"/> within rows of
     /// <paramref name="outputWidth"/> (a bidirectional layer's two directions share one output): one row per sample, or with
-    /// <paramref name="returnSequences"/> one per step. An empty <paramref name="mask"/> means every step counts.
+    /// <paramref name="returnSequences"/> one per step. An empty <paramref name="mask"/> means every step counts. The state starts
+    /// at zero or at <paramref name="initialState"/> (and <paramref name="initialCell"/>, an LSTM's c), Keras' initial_state; the final
+    /// state is also written to <paramref name="finalState"/> and <paramref name="finalCell"/> when given, Keras' return_state.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Forward(RecurrentWorkspace work, ReadOnlySpan<float> input, ReadOnlySpan<float> mask,
         ReadOnlySpan<float> kernel, ReadOnlySpan<float> recurrentKernel, ReadOnlySpan<float> bias,
-        Span<float> output, int outputWidth, int outputOffset, int batch, bool returnSequences, bool reverse, bool zeroOutputForMask = false)
+        Span<float> output, int outputWidth, int outputOffset, int batch, bool returnSequences, bool reverse, bool zeroOutputForMask = false,
+        ReadOnlySpan<float> initialState = default, ReadOnlySpan<float> initialCell = default, Span<float> finalState = default, Span<float> finalCell = default)
     {
         int steps = work.Steps, features = work.Features, units = work.Units, gates = work.GateWidth;
         ToTimeMajor(input, work.Inputs, batch, steps, features, reverse);
@@ -90,8 +93,8 @@ public static class Recurrent
         Gemm.Multiply(work.Inputs, kernel, work.Projected, steps * batch, features, gates, bias.Slice(0, gates));
 
         var states = work.States.AsSpan();
-        states.Slice(0, batch * units).Clear();
-        if (work.Cell == RecurrentCell.Lstm) work.Cells.AsSpan(0, batch * units).Clear();
+        Start(states.Slice(0, batch * units), initialState);
+        if (work.Cell == RecurrentCell.Lstm) Start(work.Cells.AsSpan(0, batch * units), initialCell);
         for (int p = 0; p < steps; p++)
         {
             var previous = states.Slice(p * batch * units, batch * units);
@@ -108,11 +111,19 @@ public static class Recurrent
                 else next.Slice(b * units, units).CopyTo(target);
             }
         }
+        var last = states.Slice(steps * batch * units, batch * units);
         if (!returnSequences)
         {
-            var last = states.Slice(steps * batch * units, batch * units);
             for (int b = 0; b < batch; b++) last.Slice(b * units, units).CopyTo(output.Slice(b * outputWidth + outputOffset, units));
         }
+        if (!finalState.IsEmpty) last.CopyTo(finalState);
+        if (!finalCell.IsEmpty) work.Cells.AsSpan(steps * batch * units, batch * units).CopyTo(finalCell);
+    }
+
+    private static void Start(Span<float> state, ReadOnlySpan<float> initial)
+    {
+        if (initial.IsEmpty) state.Clear();
+        else initial.Slice(0, state.Length).CopyTo(state);
     }
 
     private static void LstmStep(RecurrentWorkspace work, int p, ReadOnlySpan<float> previous, Span<float> next, ReadOnlySpan<float> recurrentKernel, int batch)
@@ -171,29 +182,37 @@ public static class Recurrent
     }
 
     /// <summary>
-    /// Backpropagation through time: reads the output gradient where Forward wrote the output, and writes (or adds)
-    /// kernel, recurrent-kernel and bias gradients and, unless <paramref name="inputGradient"/> is empty, the input's.
+    /// Backpropagation through time: reads the output gradient where Forward wrote the output (an empty one: the output fed
+    /// nothing, only the returned state did), and writes (or adds) kernel, recurrent-kernel and bias gradients and, unless
+    /// <paramref name="inputGradient"/> is empty, the input's. The returned states' gradients join at the last step; the
+    /// initial states' gradients come out of the first.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Backward(RecurrentWorkspace work, ReadOnlySpan<float> outputGradient, int outputWidth, int outputOffset,
         ReadOnlySpan<float> kernel, ReadOnlySpan<float> recurrentKernel,
         Span<float> kernelGradient, Span<float> recurrentKernelGradient, Span<float> biasGradient, Span<float> inputGradient,
-        int batch, bool returnSequences, bool reverse, bool computeWeights, bool accumulateWeights, bool accumulateInput, bool zeroOutputForMask = false)
+        int batch, bool returnSequences, bool reverse, bool computeWeights, bool accumulateWeights, bool accumulateInput, bool zeroOutputForMask = false,
+        ReadOnlySpan<float> finalStateGradient = default, ReadOnlySpan<float> finalCellGradient = default,
+        Span<float> initialStateGradient = default, Span<float> initialCellGradient = default, bool accumulateInitialState = false, bool accumulateInitialCell = false)
     {
         int steps = work.Steps, features = work.Features, units = work.Units, gates = work.GateWidth;
         var dh = work.StateGradient.AsSpan(0, batch * units);
         var dc = work.CellGradient.AsSpan(0, batch * units);
-        dh.Clear();
-        dc.Clear();
-        if (!returnSequences)
+        Start(dh, finalStateGradient);
+        Start(dc, finalCellGradient);
+        if (!returnSequences && !outputGradient.IsEmpty)
         {
-            for (int b = 0; b < batch; b++) outputGradient.Slice(b * outputWidth + outputOffset, units).CopyTo(dh.Slice(b * units, units));
+            for (int b = 0; b < batch; b++)
+            {
+                var row = dh.Slice(b * units, units);
+                TensorPrimitives.Add(row, outputGradient.Slice(b * outputWidth + outputOffset, units), row);
+            }
         }
         bool lstm = work.Cell == RecurrentCell.Lstm;
         var recurrentGradients = lstm ? work.InputGradients : work.RecurrentGradients;
         for (int p = steps - 1; p >= 0; p--)
         {
-            if (returnSequences)
+            if (returnSequences && !outputGradient.IsEmpty)
             {
                 int t = reverse ? steps - 1 - p : p;
                 for (int b = 0; b < batch; b++)
@@ -210,6 +229,8 @@ public static class Recurrent
             // masked and the state carried over); the recurrent product adds the rest (zero rows for masked samples).
             Gemm.MultiplyTransposedB(recurrentGradients.AsSpan(p * batch * gates, batch * gates), recurrentKernel, dh, batch, gates, units, accumulate: true);
         }
+        if (!initialStateGradient.IsEmpty) Merges.Pass(dh, initialStateGradient, batch * units, accumulateInitialState);
+        if (!initialCellGradient.IsEmpty) Merges.Pass(dc, initialCellGradient, batch * units, accumulateInitialCell);
 
         int rows = steps * batch;
         if (computeWeights)

@@ -305,11 +305,31 @@ public abstract class RecurrentLayer : Layer
 
 /// <summary>Keras' LSTM (gates i, f, c, o).</summary>
 public sealed class LSTM(string name, int units, bool returnSequences, Parameter[] parameters, params int[] shape)
-    : RecurrentLayer(name, units, returnSequences, parameters, shape);
+    : RecurrentLayer(name, units, returnSequences, parameters, shape)
+{
+    /// <summary>Starts from a given state instead of zeros, as Keras' <c>lstm(x, initial_state=[h, c])</c> (a seq2seq decoder).</summary>
+    public Tensor Apply(Tensor input, Tensor initialStateH, Tensor initialStateC) => throw Tensor.NotExecutable();
+
+    /// <summary>The output and the final state, as Keras' <c>return_state=True</c>: <c>var (output, h, c) = lstm.ApplyWithState(x);</c></summary>
+    public (Tensor Output, Tensor StateH, Tensor StateC) ApplyWithState(Tensor input) => throw Tensor.NotExecutable();
+
+    /// <summary>Both: a given initial state, and the final one returned.</summary>
+    public (Tensor Output, Tensor StateH, Tensor StateC) ApplyWithState(Tensor input, Tensor initialStateH, Tensor initialStateC) => throw Tensor.NotExecutable();
+}
 
 /// <summary>Keras' GRU with reset_after (gates z, r, h).</summary>
 public sealed class GRU(string name, int units, bool returnSequences, Parameter[] parameters, params int[] shape)
-    : RecurrentLayer(name, units, returnSequences, parameters, shape);
+    : RecurrentLayer(name, units, returnSequences, parameters, shape)
+{
+    /// <summary>Starts from a given state instead of zeros, as Keras' <c>gru(x, initial_state=h)</c>.</summary>
+    public Tensor Apply(Tensor input, Tensor initialState) => throw Tensor.NotExecutable();
+
+    /// <summary>The output and the final state, as Keras' <c>return_state=True</c>: <c>var (output, h) = gru.ApplyWithState(x);</c></summary>
+    public (Tensor Output, Tensor State) ApplyWithState(Tensor input) => throw Tensor.NotExecutable();
+
+    /// <summary>Both: a given initial state, and the final one returned.</summary>
+    public (Tensor Output, Tensor State) ApplyWithState(Tensor input, Tensor initialState) => throw Tensor.NotExecutable();
+}
 
 /// <summary>
 /// Multi-head attention: query, key, value and attention_output projections, each a kernel and (unless UseBias = false) a bias,

@@ -1,4 +1,5 @@
 using System;
+using System.Numerics;
 
 namespace ModelGen.Kernels;
 
@@ -54,7 +55,7 @@ public static class Convolution
     /// <summary>Fills <paramref name="patches"/> (batch·positions rows of PatchSize) from <paramref name="input"/> (batch, H, W, C).</summary>
     public static void Im2Col(ReadOnlySpan<float> input, Span<float> patches, in Window window, int batch)
     {
-        var gather = new Gather(input, patches, window.Channels);
+        var gather = new Gather(input, patches);
         Walk(window, batch, ref gather);
     }
 
@@ -62,14 +63,14 @@ public static class Convolution
     public static void Col2Im(ReadOnlySpan<float> patchGradients, Span<float> inputGradient, in Window window, int batch, bool accumulate)
     {
         if (!accumulate) inputGradient.Slice(0, batch * window.Height * window.Width * window.Channels).Clear();
-        var scatter = new Scatter(patchGradients, inputGradient, window.Channels);
+        var scatter = new Scatter(patchGradients, inputGradient);
         Walk(window, batch, ref scatter);
     }
 
-    /// <summary>What to do with one cell of a patch: <c>channels</c> floats at a patch offset and at an image offset (-1 in the padding).</summary>
+    /// <summary>What to do with a run of a patch: <c>length</c> floats at a patch offset and at an image offset (-1 in the padding).</summary>
     private interface ICell
     {
-        void Visit(int patchOffset, int imageOffset);
+        void Visit(int patchOffset, int imageOffset, int length);
     }
 
     /// <summary>Every (patch cell, image pixel) pair of every output position, in patch-matrix order: the one loop nest im2col and col2im share.</summary>
@@ -90,11 +91,20 @@ public static class Convolution
                     for (int ky = 0; ky < window.KernelHeight; ky++)
                     {
                         int y = oy * window.StrideHeight + ky * window.Dilation - window.PadTop;
+                        int x0 = ox * window.StrideWidth - window.PadLeft;
+                        bool rowInside = y >= 0 && y < window.Height;
+                        if (rowInside && window.Dilation == 1 && x0 >= 0 && x0 + window.KernelWidth <= window.Width)
+                        {
+                            // The whole kernel row lies inside the image: one contiguous run of kw·channels floats.
+                            cell.Visit(column, image + (y * window.Width + x0) * channels, window.KernelWidth * channels);
+                            column += window.KernelWidth * channels;
+                            continue;
+                        }
                         for (int kx = 0; kx < window.KernelWidth; kx++, column += channels)
                         {
-                            int x = ox * window.StrideWidth + kx * window.Dilation - window.PadLeft;
-                            bool inside = y >= 0 && y < window.Height && x >= 0 && x < window.Width;
-                            cell.Visit(column, inside ? image + (y * window.Width + x) * channels : -1);
+                            int x = x0 + kx * window.Dilation;
+                            bool inside = rowInside && x >= 0 && x < window.Width;
+                            cell.Visit(column, inside ? image + (y * window.Width + x) * channels : -1, channels);
                         }
                     }
                 }
@@ -103,30 +113,30 @@ public static class Convolution
     }
 
     /// <summary>im2col: copy the pixel into the patch, zeros for the padding.</summary>
-    private ref struct Gather(ReadOnlySpan<float> input, Span<float> patches, int channels) : ICell
+    private ref struct Gather(ReadOnlySpan<float> input, Span<float> patches) : ICell
     {
         private readonly ReadOnlySpan<float> input = input;
         private readonly Span<float> patches = patches;
 
-        public readonly void Visit(int patchOffset, int imageOffset)
+        public readonly void Visit(int patchOffset, int imageOffset, int length)
         {
-            var target = patches.Slice(patchOffset, channels);
+            var target = patches.Slice(patchOffset, length);
             if (imageOffset < 0) target.Clear();
-            else input.Slice(imageOffset, channels).CopyTo(target);
+            else input.Slice(imageOffset, length).CopyTo(target);
         }
     }
 
     /// <summary>col2im: add the patch cell's gradient onto the pixel it came from; padding cells had no pixel.</summary>
-    private ref struct Scatter(ReadOnlySpan<float> patches, Span<float> gradient, int channels) : ICell
+    private ref struct Scatter(ReadOnlySpan<float> patches, Span<float> gradient) : ICell
     {
         private readonly ReadOnlySpan<float> patches = patches;
         private readonly Span<float> gradient = gradient;
 
-        public readonly void Visit(int patchOffset, int imageOffset)
+        public readonly void Visit(int patchOffset, int imageOffset, int length)
         {
             if (imageOffset < 0) return;
-            var target = gradient.Slice(imageOffset, channels);
-            System.Numerics.Tensors.TensorPrimitives.Add(target, patches.Slice(patchOffset, channels), target);
+            var target = gradient.Slice(imageOffset, length);
+            System.Numerics.Tensors.TensorPrimitives.Add(target, patches.Slice(patchOffset, length), target);
         }
     }
 }
@@ -134,6 +144,16 @@ public static class Convolution
 /// <summary>MaxPooling2D over NHWC samples: each output is its window's maximum; the backward pass routes the gradient to it.</summary>
 public static class Pooling
 {
+    /// <summary>0, 1, 2, ... one per lane: added to a pixel's first index, the index of each channel in a vector.</summary>
+    private static readonly Vector<int> Lanes = CreateLanes();
+
+    private static Vector<int> CreateLanes()
+    {
+        Span<int> lanes = stackalloc int[Vector<int>.Count];
+        for (int i = 0; i < lanes.Length; i++) lanes[i] = i;
+        return new Vector<int>(lanes);
+    }
+
     /// <summary>Writes maxima and, in <paramref name="winners"/>, each maximum's index within its sample (for the backward pass).</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public static void MaxForward(ReadOnlySpan<float> input, Span<float> output, Span<int> winners, in Window window, int batch)
@@ -153,7 +173,8 @@ public static class Pooling
                     int at = sample * outputSize + (oy * outputWidth + ox) * channels;
                     var best = output.Slice(at, channels);
                     var winner = winners.Slice(at, channels);
-                    // The window's first pixel, then a running maximum pixel by pixel across all channels.
+                    // The window's first pixel, then a running maximum pixel by pixel across all channels, a vector of channels
+                    // at a time (a select, not a branch: which pixel wins is data, and mispredicts).
                     int first = (y0 * width + x0) * channels;
                     image.Slice(first, channels).CopyTo(best);
                     for (int c = 0; c < channels; c++) winner[c] = first + c;
@@ -163,7 +184,16 @@ public static class Pooling
                         {
                             int pixel = (y * width + x) * channels;
                             var values = image.Slice(pixel, channels);
-                            for (int c = 0; c < channels; c++)
+                            int c = 0;
+                            for (; c + Vector<float>.Count <= channels; c += Vector<float>.Count)
+                            {
+                                var candidate = new Vector<float>(values.Slice(c));
+                                var current = new Vector<float>(best.Slice(c));
+                                var better = Vector.GreaterThan(candidate, current);
+                                Vector.ConditionalSelect(better, candidate, current).CopyTo(best.Slice(c));
+                                Vector.ConditionalSelect(better, new Vector<int>(pixel + c) + Lanes, new Vector<int>(winner.Slice(c))).CopyTo(winner.Slice(c));
+                            }
+                            for (; c < channels; c++)
                             {
                                 if (values[c] > best[c]) { best[c] = values[c]; winner[c] = pixel + c; }
                             }

@@ -171,33 +171,42 @@ public static class Pooling
                 {
                     int x0 = Math.Max(ox * window.StrideWidth - window.PadLeft, 0), x1 = Math.Min(ox * window.StrideWidth - window.PadLeft + window.KernelWidth, width);
                     int at = sample * outputSize + (oy * outputWidth + ox) * channels;
-                    var best = output.Slice(at, channels);
-                    var winner = winners.Slice(at, channels);
-                    // The window's first pixel, then a running maximum pixel by pixel across all channels, a vector of channels
-                    // at a time (a select, not a branch: which pixel wins is data, and mispredicts).
                     int first = (y0 * width + x0) * channels;
-                    image.Slice(first, channels).CopyTo(best);
-                    for (int c = 0; c < channels; c++) winner[c] = first + c;
-                    for (int y = y0; y < y1; y++)
+                    // A vector of channels at a time, its running maximum and winners kept in registers across the window (a
+                    // select, not a branch: which pixel wins is data, and mispredicts); the channels past the last whole vector after.
+                    int c = 0;
+                    for (; c + Vector<float>.Count <= channels; c += Vector<float>.Count)
                     {
-                        for (int x = y == y0 ? x0 + 1 : x0; x < x1; x++)
+                        var best = new Vector<float>(image.Slice(first + c));
+                        var winner = new Vector<int>(first + c) + Lanes;
+                        for (int y = y0; y < y1; y++)
                         {
-                            int pixel = (y * width + x) * channels;
-                            var values = image.Slice(pixel, channels);
-                            int c = 0;
-                            for (; c + Vector<float>.Count <= channels; c += Vector<float>.Count)
+                            for (int x = y == y0 ? x0 + 1 : x0; x < x1; x++)
                             {
-                                var candidate = new Vector<float>(values.Slice(c));
-                                var current = new Vector<float>(best.Slice(c));
-                                var better = Vector.GreaterThan(candidate, current);
-                                Vector.ConditionalSelect(better, candidate, current).CopyTo(best.Slice(c));
-                                Vector.ConditionalSelect(better, new Vector<int>(pixel + c) + Lanes, new Vector<int>(winner.Slice(c))).CopyTo(winner.Slice(c));
-                            }
-                            for (; c < channels; c++)
-                            {
-                                if (values[c] > best[c]) { best[c] = values[c]; winner[c] = pixel + c; }
+                                int pixel = (y * width + x) * channels + c;
+                                var candidate = new Vector<float>(image.Slice(pixel));
+                                var better = Vector.GreaterThan(candidate, best);
+                                best = Vector.ConditionalSelect(better, candidate, best);
+                                winner = Vector.ConditionalSelect(better, new Vector<int>(pixel) + Lanes, winner);
                             }
                         }
+                        best.CopyTo(output.Slice(at + c));
+                        winner.CopyTo(winners.Slice(at + c));
+                    }
+                    for (; c < channels; c++)
+                    {
+                        float best = image[first + c];
+                        int winner = first + c;
+                        for (int y = y0; y < y1; y++)
+                        {
+                            for (int x = y == y0 ? x0 + 1 : x0; x < x1; x++)
+                            {
+                                int pixel = (y * width + x) * channels + c;
+                                if (image[pixel] > best) { best = image[pixel]; winner = pixel; }
+                            }
+                        }
+                        output[at + c] = best;
+                        winners[at + c] = winner;
                     }
                 }
             }

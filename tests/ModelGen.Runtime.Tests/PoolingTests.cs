@@ -1,0 +1,76 @@
+using ModelGen.Kernels;
+
+namespace ModelGen.Runtime.Tests;
+
+/// <summary>Max pooling against a direct definition, with enough channels for whole vectors plus a remainder on every SIMD width.</summary>
+public class PoolingTests
+{
+    [Theory]
+    [InlineData(5, 6, 37, 2, 2, false)]
+    [InlineData(7, 7, 19, 3, 2, true)]
+    [InlineData(4, 4, 64, 2, 2, false)]
+    [InlineData(3, 5, 3, 2, 1, true)]
+    public void Max_pooling_takes_each_window_maximum_and_routes_the_gradient_to_it(int height, int width, int channels, int pool, int strides, bool same)
+    {
+        const int batch = 2;
+        var window = new Window(height, width, channels, pool, pool, strides, strides, same);
+        var random = new Random(channels);
+        // Distinct values, so each window has one maximum.
+        var input = Enumerable.Range(0, batch * height * width * channels).Select(i => (float)i).OrderBy(_ => random.Next()).ToArray();
+        var output = new float[batch * window.Positions * channels];
+        var winners = new int[output.Length];
+        Pooling.MaxForward(input, output, winners, window, batch);
+
+        var gradient = Enumerable.Range(0, output.Length).Select(_ => (float)random.NextDouble()).ToArray();
+        var inputGradient = new float[input.Length];
+        Pooling.MaxBackward(gradient, winners, inputGradient, window, batch, accumulate: false);
+        var expectedGradient = new float[input.Length];
+
+        for (int n = 0; n < batch; n++)
+            for (int oy = 0; oy < window.OutputHeight; oy++)
+                for (int ox = 0; ox < window.OutputWidth; ox++)
+                    for (int c = 0; c < channels; c++)
+                    {
+                        float best = float.NegativeInfinity;
+                        int at = -1;
+                        for (int ky = 0; ky < pool; ky++)
+                            for (int kx = 0; kx < pool; kx++)
+                            {
+                                int y = oy * strides + ky - window.PadTop, x = ox * strides + kx - window.PadLeft;
+                                if (y < 0 || y >= height || x < 0 || x >= width) continue;
+                                int index = ((n * height + y) * width + x) * channels + c;
+                                if (input[index] > best) { best = input[index]; at = index; }
+                            }
+                        int o = ((n * window.OutputHeight + oy) * window.OutputWidth + ox) * channels + c;
+                        Assert.Equal(best, output[o]);
+                        expectedGradient[at] += gradient[o];
+                    }
+        Assert.Equal(expectedGradient, inputGradient);
+    }
+}
+
+public class ReductionTests
+{
+    [Theory]
+    [InlineData(1000, 16)]
+    [InlineData(37, 32)]
+    [InlineData(5, 48)]
+    [InlineData(300, 64)]
+    [InlineData(9, 7)]
+    [InlineData(20, 160)]
+    public void Column_sums_match_a_double_loop_and_accumulate(int rows, int columns)
+    {
+        var random = new Random(rows + columns);
+        var matrix = Enumerable.Range(0, rows * columns).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+        var sums = new float[columns];
+        Reductions.SumRows(matrix, sums, rows, columns);
+        for (int c = 0; c < columns; c++)
+        {
+            double expected = Enumerable.Range(0, rows).Sum(r => (double)matrix[r * columns + c]);
+            Assert.True(Math.Abs(sums[c] - expected) <= 1e-5 * rows, $"column {c}: {sums[c]} vs {expected}");
+        }
+        var twice = (float[])sums.Clone();
+        Reductions.SumRows(matrix, twice, rows, columns, accumulate: true);
+        for (int c = 0; c < columns; c++) Assert.Equal(2 * sums[c], twice[c], 4);
+    }
+}

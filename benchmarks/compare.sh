@@ -6,12 +6,14 @@ cd "$(dirname "$0")/.."
 out=$(mktemp -d)
 # The peer as shared/peers measured it: Debian's torch on OpenBLAS. Without libopenblas0-pthread, python3-torch
 # falls back to the reference BLAS (naive loops, 20-50x slower), which would make any comparison meaningless.
-if ! /usr/bin/python3 -c "import torch" 2>/dev/null || ! ldconfig -p | grep -q libopenblas.so.0; then
-  echo "installing Debian's python3-torch and OpenBLAS for the peer..."
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-torch libopenblas0-pthread >/dev/null
+if ! /usr/bin/python3 -c "import torch, sklearn" 2>/dev/null || ! ldconfig -p | grep -q libopenblas.so.0; then
+  echo "installing Debian's python3-torch, python3-sklearn and OpenBLAS for the peers..."
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-torch python3-sklearn libopenblas0-pthread >/dev/null
 fi
 echo "PyTorch peer (OPENBLAS_CORETYPE unset so OpenBLAS picks its best kernels for this CPU)..."
 env -u OPENBLAS_CORETYPE /usr/bin/python3 benchmarks/peer/torch_peer.py "$out/torch.json"
+echo "scikit-learn peer (MLPClassifier on the digits)..."
+/usr/bin/python3 benchmarks/peer/sklearn_peer.py "$out/sklearn.json"
 echo "ModelGen..."
 dotnet run -c Release --project benchmarks/ModelGen.Benchmarks -- --peer "$out/modelgen.json" >/dev/null
-/usr/bin/python3 benchmarks/peer/make_table.py "$out/torch.json" "$out/modelgen.json" benchmarks/RESULTS.md
+/usr/bin/python3 benchmarks/peer/make_table.py "$out/torch.json" "$out/modelgen.json" benchmarks/RESULTS.md "$out/sklearn.json"

@@ -101,3 +101,12 @@ public partial class SmallCnn
     [Dense(128, Activation.Relu)] Dense hidden;
     [Dense(10, Activation.Softmax)] Dense digits;
 }
+
+/// <summary>scikit-learn's MLPClassifier(hidden_layer_sizes=(64,)) on the 8x8 digits, for the training-time comparison.</summary>
+[Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
+public partial class SklearnDigitsMlp
+{
+    [Input(64)] Input pixels;
+    [Dense(64, Activation.Relu)] Dense hidden;
+    [Dense(10, Activation.Softmax)] Dense digit;
+}

@@ -2,9 +2,15 @@ using BenchmarkDotNet.Running;
 
 // BenchmarkDotNet suites: dotnet run -c Release --project benchmarks/ModelGen.Benchmarks -- --filter '*' [--job short]
 // Peer comparison (used by benchmarks/compare.sh): ... -- --peer OUT.json
+// Only the digits training time (the scikit-learn comparison): ... -- --digits
 if (args.Length == 2 && args[0] == "--peer")
 {
     PeerHarness.Run(args[1]);
+    return;
+}
+if (args.Length == 1 && args[0] == "--digits")
+{
+    Console.WriteLine(System.Text.Json.JsonSerializer.Serialize(PeerHarness.DigitsFit()));
     return;
 }
 BenchmarkSwitcher.FromAssembly(typeof(MlpBenchmarks).Assembly).Run(args);

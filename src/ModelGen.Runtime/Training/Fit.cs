@@ -99,7 +99,8 @@ public static partial class ModelExtensions
                 float loss = model.TrainStep(inputBatch.AsSpan(0, batch * model.InputSize), batchTargets, optimizer);
                 lossSum += (double)loss * batch;
                 scores.Add(model.LastTrainingOutputs, batchTargets, batch);
-                progress.Step(++step, scores.Logs((float)(lossSum / scores.Samples), prefix: ""));
+                step++;
+                if (progress.DrawsSteps) progress.Step(step, scores.Logs((float)(lossSum / scores.Samples), prefix: ""));
             }
 
             var metrics = scores.Logs((float)(lossSum / scores.Samples), prefix: "");

@@ -36,6 +36,9 @@ internal sealed class ProgressReporter
         if (live) Console.WriteLine($"Epoch {epoch + 1}/{epochs}");
     }
 
+    /// <summary>Whether <see cref="Step"/> draws anything: a live bar on a terminal. Otherwise callers skip computing its metrics.</summary>
+    public bool DrawsSteps => live;
+
     public void Step(int step, IReadOnlyDictionary<string, float> metrics)
     {
         if (!live) return;

@@ -80,7 +80,8 @@ public static partial class ModelExtensions
         var random = new SeededRandom(seed);
         var inputBatch = new float[batchSize * model.InputSize];
         var targetBatch = new float[batchSize * model.TargetSize];
-        var scores = new Scores(model, batchSize);
+        // A single output's loss is TrainStep's own: only several outputs need each one's loss recomputed for the logs.
+        var scores = new Scores(model, batchSize, outputLosses: model.Outputs.Count > 1);
 
         foreach (var callback in callbackList) callback.OnTrainBegin(model);
         for (int epoch = 0; epoch < epochs; epoch++)
@@ -199,10 +200,13 @@ public static partial class ModelExtensions
         private readonly IModel model;
         private readonly float[] outputScratch, targetScratch;
         private readonly double[] losses, correct;
+        /// <summary>Whether each output's loss is recomputed: Fit already has a single output's from TrainStep.</summary>
+        private readonly bool outputLosses;
 
-        public Scores(IModel model, int capacity)
+        public Scores(IModel model, int capacity, bool outputLosses = true)
         {
             this.model = model;
+            this.outputLosses = outputLosses;
             int widest = model.Outputs.Max(o => o.Size), widestTarget = model.Outputs.Max(o => o.TargetSize);
             outputScratch = model.Outputs.Count > 1 ? new float[capacity * widest] : Array.Empty<float>();
             targetScratch = model.Outputs.Count > 1 ? new float[capacity * widestTarget] : Array.Empty<float>();
@@ -232,7 +236,7 @@ public static partial class ModelExtensions
                     p = outputScratch.AsSpan(0, batch * output.Size);
                     y = targetScratch.AsSpan(0, batch * output.TargetSize);
                 }
-                losses[k] += (double)Losses.Compute(output.Loss, p, y, default, batch, output.Size, model.Name, output.Name) * batch;
+                if (outputLosses) losses[k] += (double)Losses.Compute(output.Loss, p, y, default, batch, output.Size, model.Name, output.Name) * batch;
                 correct[k] += Training.Metrics.CorrectCount(output.Loss, p, y, batch, output.Size);
             }
             Samples += batch;

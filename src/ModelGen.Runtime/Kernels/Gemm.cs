@@ -258,10 +258,16 @@ public static class Gemm
                             int columns = Math.Min(tileColumns, nc - jr);
                             for (int ir = 0; ir < mc; ir += RowsPerTile)
                             {
-                                var tile = ir < wholeRows
-                                    ? new ATile(ref Unsafe.Add(ref MemoryMarshal.GetReference(a.Data), (ic + ir) * a.RowStride + pc * a.ColumnStride), a.RowStride, a.ColumnStride)
-                                    : new ATile(ref aPanel[(ir - wholeRows) * kc], 1, RowsPerTile);
-                                MicroKernel<TLanes, TVector>(tile, ref bTile, kc, c, n, ic + ir, jc + jr, Math.Min(RowsPerTile, mc - ir), columns, stage, epilogue, spill);
+                                int tileRows = Math.Min(RowsPerTile, mc - ir);
+                                if (ir < wholeRows)
+                                {
+                                    ref float rowsOfA = ref Unsafe.Add(ref MemoryMarshal.GetReference(a.Data), (ic + ir) * a.RowStride + pc * a.ColumnStride);
+                                    MicroKernel<TLanes, TVector, RowsInPlace>(ref rowsOfA, new RowsInPlace(a.RowStride, a.ColumnStride), ref bTile, kc, c, n, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
+                                }
+                                else
+                                {
+                                    MicroKernel<TLanes, TVector, PackedRows>(ref aPanel[(ir - wholeRows) * kc], default, ref bTile, kc, c, n, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
+                                }
                             }
                         }
                     }
@@ -277,12 +283,28 @@ public static class Gemm
     /// </summary>
     private const int StreamingColumnTiles = 4;
 
-    /// <summary>Six rows of A for the micro-kernel: element (r, p) at <c>First[r * RowStride + p * StepStride]</c> (packed: 1 and 6).</summary>
-    private readonly ref struct ATile(ref float first, int rowStride, int stepStride)
+    /// <summary>
+    /// Where the micro-kernel finds element (r, p) of its six rows of A: at <c>r * Row + p * Step</c>. A struct type argument, so
+    /// the JIT compiles the packed layout with its constant strides and the in-place one with the matrix's.
+    /// </summary>
+    private interface IRowsOfA
     {
-        public readonly ref float First = ref first;
-        public readonly int RowStride = rowStride;
-        public readonly int StepStride = stepStride;
+        int Row { get; }
+        int Step { get; }
+    }
+
+    /// <summary>A packed panel: the six rows of one depth step are adjacent.</summary>
+    private readonly struct PackedRows : IRowsOfA
+    {
+        public int Row => 1;
+        public int Step => RowsPerTile;
+    }
+
+    /// <summary>A read where A lies: its own row and column strides.</summary>
+    private readonly struct RowsInPlace(int row, int step) : IRowsOfA
+    {
+        public int Row { get; } = row;
+        public int Step { get; } = step;
     }
 
     /// <summary>Where a depth block sits: the first one starts from bias (or C when accumulating), later ones add to C, the last applies ReLU.</summary>
@@ -368,13 +390,12 @@ public static class Gemm
     /// block; each step loads two vectors of B and broadcasts six floats of A.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void MicroKernel<TLanes, TVector>(in ATile rowsOfA, ref float b, int kc, Span<float> c, int ldc, int row, int column,
+    private static void MicroKernel<TLanes, TVector, TRows>(ref float a, TRows layout, ref float b, int kc, Span<float> c, int ldc, int row, int column,
         int rows, int columns, Stage stage, in Epilogue epilogue, Span<float> spill)
-        where TLanes : struct, ILanes<TVector> where TVector : struct
+        where TLanes : struct, ILanes<TVector> where TVector : struct where TRows : struct, IRowsOfA
     {
         int width = TLanes.Count;
-        ref float a = ref rowsOfA.First;
-        int r1 = rowsOfA.RowStride, r2 = 2 * r1, r3 = 3 * r1, r4 = 4 * r1, r5 = 5 * r1, step = rowsOfA.StepStride;
+        int r1 = layout.Row, r2 = 2 * r1, r3 = 3 * r1, r4 = 4 * r1, r5 = 5 * r1, step = layout.Step;
         TVector c00 = TLanes.Zero, c01 = TLanes.Zero, c10 = TLanes.Zero, c11 = TLanes.Zero, c20 = TLanes.Zero, c21 = TLanes.Zero;
         TVector c30 = TLanes.Zero, c31 = TLanes.Zero, c40 = TLanes.Zero, c41 = TLanes.Zero, c50 = TLanes.Zero, c51 = TLanes.Zero;
         for (int p = 0; p < kc; p++)

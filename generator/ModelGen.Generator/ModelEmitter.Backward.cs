@@ -1,0 +1,307 @@
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+using System.Linq;
+using ModelGen.Graph;
+
+namespace ModelGen.Generator;
+
+/// <summary>The backward pass: the forward blocks in reverse, each turning a tensor's gradient into its weights' and inputs'.</summary>
+internal static partial class ModelEmitter
+{
+    private static void EmitBackward(CodeWriter w, Plan plan)
+    {
+        w.Line("// Reverse order. Each block turns the gradient of a tensor into weight gradients and the gradients of its inputs;");
+        w.Line("// a tensor feeding several others receives '=' from the first block that reaches it and '+=' (accumulate) from the rest.");
+        w.Open($"private void Backward({plan.InputParameters}, int batch)");
+        var gradientStarted = new HashSet<NodePlan>(plan.Outputs.Select(o => o.Node.GradientOwner)); // the losses write the outputs' gradients
+        var weightsStarted = new HashSet<LayerSpec>();
+        bool first = true;
+        foreach (var node in plan.Computed.AsEnumerable().Reverse())
+        {
+            // Nothing upstream learns; or the gradient is the input's (an alias); or a returned state, which its layer's block reads.
+            if (!node.NeedsGradient || node.IsAlias || node.Spec.Kind == NodeKind.State) continue;
+
+            if (!first) w.Line();
+            first = false;
+            var spec = node.Spec;
+            int size = spec.Size;
+
+            // Whether a contribution to input's gradient must add to it (an earlier block already wrote it); records this one.
+            bool Into(NodePlan input) => !gradientStarted.Add(input.GradientOwner);
+
+            switch (spec.Kind)
+            {
+                case NodeKind.Layer when node.Layer!.Kind == LayerKind.Dense:
+                {
+                    var layer = node.Layer;
+                    var input = node.Inputs[0];
+                    bool propagate = input.NeedsGradient;
+                    var (rows, columns) = Rows(spec);
+                    bool shared = !weightsStarted.Add(layer);
+                    w.Line($"// {node.Title}: {GradientsOf(layer, propagate ? "input" : null)}{(plan.IsShared(layer) && layer.Trainable ? $" ({(shared ? "added to" : "first of")} the shared weights' gradients)" : "")}");
+                    if (layer.Activation != Activation.Linear) w.Line($"Activations.Backward(Activation.{layer.Activation}, {node.Output}, {node.Gradient}, {rows}, {columns});");
+                    string accumulateWeights = shared ? ", accumulate: true" : "";
+                    if (layer.Trainable)
+                    {
+                        w.Line($"Gemm.MultiplyTransposedA({input.TrainingSource}, {node.Gradient}, {Plan.View(layer, "Kernel")}Gradient, {layer.InputSize}, {rows}, {layer.Channels}{accumulateWeights});");
+                        if (layer.UseBias) w.Line($"Reductions.SumRows({node.Gradient}, {Plan.View(layer, "Bias")}Gradient, {rows}, {layer.Channels}{accumulateWeights});");
+                    }
+                    if (propagate) w.Line($"Gemm.MultiplyTransposedB({node.Gradient}, {Plan.View(layer, "Kernel")}, {input.Gradient}, {rows}, {layer.Channels}, {layer.InputSize}{Flag(Into(input))});");
+                    break;
+                }
+                case NodeKind.Layer when node.Is(LayerKind.Conv2D):
+                {
+                    var layer = node.Layer!;
+                    var input = node.Inputs[0];
+                    bool shared = !weightsStarted.Add(layer);
+                    string accumulateWeights = shared ? ", accumulate: true" : "";
+                    string rows = $"batch * {node.Window}.Positions";
+                    w.Line($"// {node.Title}: {GradientsOf(layer, input.NeedsGradient ? "input (through the patches)" : null)}");
+                    if (layer.Activation != Activation.Linear)
+                    {
+                        var (activationRows, columns) = Rows(spec);
+                        w.Line($"Activations.Backward(Activation.{layer.Activation}, {node.Output}, {node.Gradient}, {activationRows}, {columns});");
+                    }
+                    if (layer.Trainable)
+                    {
+                        w.Line($"Gemm.MultiplyTransposedA({node.Patches}, {node.Gradient}, {Plan.View(layer, "Kernel")}Gradient, {node.Window}.PatchSize, {rows}, {layer.Channels}{accumulateWeights});");
+                        if (layer.UseBias) w.Line($"Reductions.SumRows({node.Gradient}, {Plan.View(layer, "Bias")}Gradient, {rows}, {layer.Channels}{accumulateWeights});");
+                    }
+                    if (input.NeedsGradient)
+                    {
+                        w.Line($"Gemm.MultiplyTransposedB({node.Gradient}, {Plan.View(layer, "Kernel")}, {node.PatchGradient}, {rows}, {layer.Channels}, {node.Window}.PatchSize);");
+                        w.Line($"Convolution.Col2Im({node.PatchGradient}, {input.Gradient}, {node.Window}, batch, accumulate: {Bool(Into(input))});");
+                    }
+                    break;
+                }
+                case NodeKind.Layer when node.Is(LayerKind.BatchNormalization):
+                {
+                    var norm = node.Layer!;
+                    var input = node.Inputs[0];
+                    var (rows, channels) = Rows(spec);
+                    if (!norm.Trainable)
+                    {
+                        w.Line($"// {node.Title}: frozen BatchNormalization scales the gradient by gamma / sqrt(moving variance + epsilon)");
+                        w.Line($"BatchNorm.InferenceBackward({node.Gradient}, {Plan.View(norm, "Gamma")}, {Plan.View(norm, "MovingVariance")}, {input.Gradient}, {rows}, {channels}, {Literal(norm.Epsilon)}f, accumulate: {Bool(Into(input))});");
+                        break;
+                    }
+                    bool shared = !weightsStarted.Add(norm);
+                    w.Line($"// {node.Title}: gamma, beta{(input.NeedsGradient ? " and input" : "")} gradients through the batch statistics");
+                    string inputGradient = input.NeedsGradient ? $"{input.Gradient}, " : "default, ";
+                    string inputFlags = input.NeedsGradient ? $"computeInput: true, accumulateInput: {Bool(Into(input))}" : "computeInput: false, accumulateInput: false";
+                    w.Line($"BatchNorm.TrainingBackward({node.Gradient}, {input.TrainingSource}, {Plan.View(norm, "Gamma")}, {node.Mean}, {node.InverseStd}, {inputGradient}" +
+                        $"{Plan.View(norm, "Gamma")}Gradient, {Plan.View(norm, "Beta")}Gradient, {rows}, {channels}, {inputFlags}, computeWeights: true, accumulateWeights: {Bool(shared)});");
+                    break;
+                }
+                case NodeKind.Layer when node.Is(LayerKind.LayerNormalization):
+                {
+                    var norm = node.Layer!;
+                    var input = node.Inputs[0];
+                    var (rows, columns) = Rows(spec);
+                    bool shared = norm.Trainable && !weightsStarted.Add(norm);
+                    var parts = new List<string>();
+                    if (norm.Trainable) parts.AddRange(new[] { "gamma", "beta" });
+                    if (input.NeedsGradient) parts.Add("input");
+                    w.Line($"// {node.Title}: {Describe(parts)} gradient{(parts.Count > 1 ? "s" : "")} through each row's statistics{(norm.Trainable ? "" : " (frozen: no weight gradients)")}");
+                    string inputGradient = input.NeedsGradient ? $"{input.Gradient}, " : "default, ";
+                    string inputFlags = input.NeedsGradient ? $"computeInput: true, accumulateInput: {Bool(Into(input))}" : "computeInput: false, accumulateInput: false";
+                    string weights = norm.Trainable ? $"{Plan.View(norm, "Gamma")}Gradient, {Plan.View(norm, "Beta")}Gradient" : "default, default";
+                    w.Line($"LayerNorm.Backward({node.Gradient}, {input.TrainingSource}, {Plan.View(norm, "Gamma")}, {node.Mean}, {node.InverseStd}, {inputGradient}{weights}, {rows}, {columns}, " +
+                        $"{inputFlags}, computeWeights: {Bool(norm.Trainable)}, accumulateWeights: {Bool(shared)});");
+                    break;
+                }
+                case NodeKind.Layer when node.Is(LayerKind.Embedding):
+                {
+                    var embedding = node.Layer!;
+                    bool shared = !weightsStarted.Add(embedding);
+                    w.Line($"// {node.Title}: each step's gradient onto its id's row of the table");
+                    w.Line($"EmbeddingKernel.Backward({node.Gradient}, {node.Inputs[0].TrainingSource}, {Plan.View(embedding, "Embeddings")}Gradient, batch * {spec.Shape[0]}, {embedding.InputDim}, {embedding.Channels}, accumulate: {Bool(shared)});");
+                    break;
+                }
+                case NodeKind.Layer when node.Is(LayerKind.Masking):
+                    w.Line($"// {node.Title}: Masking passes the gradient of the kept steps");
+                    w.Line($"MaskingKernel.Backward({node.Gradient}, {node.SequenceMask}, {node.Inputs[0].Gradient}, batch * {spec.Shape[0]}, {spec.Shape[1]}, accumulate: {Bool(Into(node.Inputs[0]))});");
+                    break;
+                case NodeKind.Layer when node.Layer!.IsRecurrent:
+                {
+                    var rnn = node.Layer;
+                    var input = node.Inputs[0];
+                    bool shared = rnn.Trainable && !weightsStarted.Add(rnn);
+                    bool? accumulateInput = input.NeedsGradient ? Into(input) : null;
+                    var parts = new List<string>();
+                    if (rnn.Trainable) parts.Add("kernel, recurrent kernel, bias");
+                    if (input.NeedsGradient) parts.Add("input");
+                    w.Line($"// {node.Title}: backpropagation through time{(rnn.Bidirectional ? " in both directions" : "")}: {Describe(parts)} gradients{(rnn.Trainable ? "" : " (frozen: no weight gradients)")}");
+                    // The output's gradient, unless nothing read the output (only its returned state); the states' gradients join at the
+                    // last step, and the initial states' come out of the first.
+                    string outputGradient = gradientStarted.Contains(node.GradientOwner) ? node.Gradient : "default";
+                    var stateList = new List<string>();
+                    foreach (var state in node.States.Where(s => gradientStarted.Contains(s)))
+                        stateList.Add($"{(state.Spec.Axis == 0 ? "finalStateGradient" : "finalCellGradient")}: {state.Gradient}");
+                    for (int k = 1; k < node.Inputs.Count; k++)
+                    {
+                        if (!node.Inputs[k].NeedsGradient) continue;
+                        string which = k == 1 ? "State" : "Cell";
+                        stateList.Add($"initial{which}Gradient: {node.Inputs[k].Gradient}, accumulateInitial{which}: {Bool(Into(node.Inputs[k]))}");
+                    }
+                    string stateGradients = string.Concat(stateList.Select(a => ", " + a));
+                    bool firstDirection = true;
+                    foreach (var (direction, unitsOffset) in RecurrentDirections(rnn))
+                    {
+                        string Gradient(string tensor) => rnn.Trainable ? $"{Plan.View(rnn, direction + tensor)}Gradient" : "default";
+                        string inputGradient = input.NeedsGradient ? input.Gradient : "default";
+                        bool accumulate = accumulateInput == true || !firstDirection; // the second direction adds to the first's input gradient
+                        w.Line($"Recurrent.Backward({node.Workspace(direction)}, {outputGradient}, {rnn.Channels}, {unitsOffset}, {Plan.View(rnn, direction + "Kernel")}, {Plan.View(rnn, direction + "RecurrentKernel")}, " +
+                            $"{Gradient("Kernel")}, {Gradient("RecurrentKernel")}, {Gradient("Bias")}, {inputGradient}, batch, returnSequences: {Bool(rnn.ReturnSequences)}, reverse: {Bool(direction == "Backward")}, " +
+                            $"computeWeights: {Bool(rnn.Trainable)}, accumulateWeights: {Bool(shared)}, accumulateInput: {Bool(accumulate)}{ZeroOutputs(rnn)}{stateGradients});");
+                        firstDirection = false;
+                    }
+                    break;
+                }
+                case NodeKind.Layer when node.Is(LayerKind.MultiHeadAttention):
+                {
+                    var attention = node.Layer!;
+                    var (query, value, key) = (node.Inputs[0], node.Inputs[1], node.Inputs[2]);
+                    bool shared = attention.Trainable && !weightsStarted.Add(attention);
+                    // The kernel sends gradients to the query, then the key, then the value: '=' goes to the first that reaches a tensor.
+                    string Target(NodePlan input) => input.NeedsGradient ? input.Gradient : "default";
+                    string Accumulates(NodePlan input) => input.NeedsGradient && Into(input) ? "true" : "false";
+                    string queryFlag = Accumulates(query), keyFlag = Accumulates(key), valueFlag = Accumulates(value);
+                    string Gradient(string tensor) => attention.Trainable && (attention.UseBias || !tensor.EndsWith("Bias")) ? $"{Plan.View(attention, tensor)}Gradient" : "default";
+                    w.Line($"// {node.Title}: through the output projection, the attention weights and the query, key and value projections{(attention.Trainable ? "" : " (frozen: no weight gradients)")}");
+                    w.Line($"Attention.Backward({node.Workspace("")}, {node.Gradient}, {query.TrainingSource}, {value.TrainingSource}, {key.TrainingSource},");
+                    w.Line($"    {string.Join(", ", AttentionTensors.Where(t => t.EndsWith("Kernel")).Select(t => Plan.View(attention, t)))},");
+                    w.Line($"    {string.Join(", ", AttentionTensors.Select(Gradient))},");
+                    w.Line($"    {Target(query)}, {Target(value)}, {Target(key)}, batch, computeWeights: {Bool(attention.Trainable)}, accumulateWeights: {Bool(shared)}, " +
+                        $"accumulateQuery: {queryFlag}, accumulateValue: {valueFlag}, accumulateKey: {keyFlag});");
+                    break;
+                }
+                case NodeKind.Layer when node.IsResampling:
+                    w.Line($"// {node.Title}: {node.Layer!.TypeName} {(node.Is(LayerKind.UpSampling2D) ? "sums the gradient over each repeated block" : "passes back the gradient inside the frame")}");
+                    w.Line($"{ResamplingKernel(node)}.Backward({node.Gradient}, {node.Inputs[0].Gradient}, {ResamplingGeometry(node)}, batch, accumulate: {Bool(Into(node.Inputs[0]))});");
+                    break;
+                case NodeKind.Layer when node.Is(LayerKind.DepthwiseConv2D):
+                {
+                    var layer = node.Layer!;
+                    var input = node.Inputs[0];
+                    bool shared = layer.Trainable && !weightsStarted.Add(layer);
+                    w.Line($"// {node.Title}: {GradientsOf(layer, input.NeedsGradient ? "input" : null).Replace("kernel", "depthwise kernel")}");
+                    if (layer.Activation != Activation.Linear)
+                    {
+                        var (activationRows, columns) = Rows(spec);
+                        w.Line($"Activations.Backward(Activation.{layer.Activation}, {node.Output}, {node.Gradient}, {activationRows}, {columns});");
+                    }
+                    string Gradient(string tensor) => layer.Trainable && (tensor != "Bias" || layer.UseBias) ? $"{Plan.View(layer, tensor)}Gradient" : "default";
+                    string accumulateInput = input.NeedsGradient ? Bool(Into(input)) : "false";
+                    w.Line($"DepthwiseConvolution.Backward({node.Gradient}, {input.TrainingSource}, {Plan.View(layer, "DepthwiseKernel")}, {Gradient("DepthwiseKernel")}, {Gradient("Bias")}, " +
+                        $"{(input.NeedsGradient ? input.Gradient : "default")}, {node.Window}, multiplier: {layer.Channels / layer.InputShape[2]}, batch, " +
+                        $"computeWeights: {Bool(layer.Trainable)}, accumulateWeights: {Bool(shared)}, accumulateInput: {accumulateInput});");
+                    break;
+                }
+                case NodeKind.Layer when node.Is(LayerKind.Conv2DTranspose):
+                {
+                    var layer = node.Layer!;
+                    var input = node.Inputs[0];
+                    bool shared = layer.Trainable && !weightsStarted.Add(layer);
+                    string accumulateWeights = shared ? ", accumulate: true" : "";
+                    string rows = $"batch * {node.Window}.Positions";
+                    w.Line($"// {node.Title}: {GradientsOf(layer, input.NeedsGradient ? "input" : null)}, through the output gradient's patches (im2col)");
+                    if (layer.Activation != Activation.Linear)
+                    {
+                        var (activationRows, columns) = Rows(spec);
+                        w.Line($"Activations.Backward(Activation.{layer.Activation}, {node.Output}, {node.Gradient}, {activationRows}, {columns});");
+                    }
+                    w.Line($"Convolution.Im2Col({node.Gradient}, {node.PatchGradient}, {node.Window}, batch);");
+                    if (layer.Trainable)
+                    {
+                        w.Line($"Gemm.MultiplyTransposedA({node.PatchGradient}, {input.TrainingSource}, {Plan.View(layer, "Kernel")}Gradient, {node.Window}.PatchSize, {rows}, {layer.InputShape[2]}{accumulateWeights});");
+                        if (layer.UseBias) w.Line($"Reductions.SumRows({node.Gradient}, {Plan.View(layer, "Bias")}Gradient, {Rows(spec).Rows}, {layer.Channels}{accumulateWeights});");
+                    }
+                    if (input.NeedsGradient) w.Line($"Gemm.Multiply({node.PatchGradient}, {Plan.View(layer, "Kernel")}, {input.Gradient}, {rows}, {node.Window}.PatchSize, {layer.InputShape[2]}{Flag(Into(input))});");
+                    break;
+                }
+                case NodeKind.Layer when node.Layer!.IsWindowed && node.Layer.Kind != LayerKind.Conv2D:
+                    if (node.UsesWinners)
+                    {
+                        w.Line($"// {node.Title}: {node.Layer.TypeName} sends each gradient to its window's maximum");
+                        w.Line($"Pooling.MaxBackward({node.Gradient}, {node.Winners}, {node.Inputs[0].Gradient}, {node.Window}, batch, accumulate: {Bool(Into(node.Inputs[0]))});");
+                    }
+                    else
+                    {
+                        w.Line($"// {node.Title}: {node.Layer.TypeName} shares each gradient among the pixels it averaged");
+                        w.Line($"Pooling.AverageBackward({node.Gradient}, {node.Inputs[0].Gradient}, {node.Window}, batch, accumulate: {Bool(Into(node.Inputs[0]))});");
+                    }
+                    break;
+                case NodeKind.Layer when node.Layer!.IsReshape:
+                    w.Line($"// {node.Title}: {node.Layer.TypeName} passes the gradient back unchanged");
+                    w.Line($"Merges.Pass({node.Gradient}, {node.Inputs[0].Gradient}, batch * {size}, accumulate: {Bool(Into(node.Inputs[0]))});");
+                    break;
+                case NodeKind.Layer when node.IsDropout:
+                    w.Line($"// {node.Title}: Dropout passes gradients through the kept units");
+                    w.Line($"DropoutKernel.Backward({node.Gradient}, {node.Mask}, {node.Inputs[0].Gradient}, batch * {size}{Flag(Into(node.Inputs[0]))});");
+                    break;
+                case NodeKind.Layer:
+                case NodeKind.Function:
+                {
+                    var activation = spec.Kind == NodeKind.Layer ? node.Layer!.Activation : spec.Activation;
+                    var (rows, columns) = Rows(spec);
+                    w.Line($"// {node.Title}: Activation({Lower(activation)})'");
+                    w.Line($"Activations.Backward(Activation.{activation}, {node.Output}, {node.Gradient}, {rows}, {columns});");
+                    w.Line($"Merges.Pass({node.Gradient}, {node.Inputs[0].Gradient}, batch * {size}, accumulate: {Bool(Into(node.Inputs[0]))});");
+                    break;
+                }
+                case NodeKind.Merge:
+                    w.Line($"// {node.Title}: {spec.Merge}'");
+                    int offset = 0;
+                    for (int i = 0; i < node.Inputs.Count; i++)
+                    {
+                        var input = node.Inputs[i];
+                        int width = input.Spec.Size;
+                        if (input.NeedsGradient)
+                        {
+                            string accumulate = Bool(Into(input));
+                            switch (spec.Merge)
+                            {
+                                case MergeOperation.Concatenate:
+                                    var (rows, outputWidth, widths) = ConcatenateLayout(node);
+                                    w.Line($"Merges.Slice({node.Gradient}, {outputWidth}, {offset}, {input.Gradient}, {widths[i]}, {rows}, accumulate: {accumulate});");
+                                    break;
+                                case MergeOperation.Dot:
+                                    w.Line($"Merges.DotBackward({node.Gradient}, {node.Inputs[1 - i].TrainingSource}, {input.Gradient}, {width}, batch, accumulate: {accumulate});");
+                                    break;
+                                case MergeOperation.Multiply or MergeOperation.Maximum or MergeOperation.Minimum:
+                                    var other = node.Inputs[1 - i];
+                                    w.Line($"Merges.OperandGradient(MergeOperation.{spec.Merge}, {node.Gradient}, {input.TrainingSource}, {other.TrainingSource}, operandIsFirst: {Bool(i == 0)}, {input.Gradient}, batch * {size}, accumulate: {accumulate});");
+                                    break;
+                                default:
+                                    string scale = spec.Merge switch
+                                    {
+                                        MergeOperation.Subtract when i == 1 => ", scale: -1f",
+                                        MergeOperation.Average => $", scale: 1f / {node.Inputs.Count}",
+                                        _ => "",
+                                    };
+                                    w.Line($"Merges.Pass({node.Gradient}, {input.Gradient}, batch * {size}, accumulate: {accumulate}{scale});");
+                                    break;
+                            }
+                        }
+                        offset += spec.Merge == MergeOperation.Concatenate ? ConcatenateLayout(node).Widths[i] : width;
+                    }
+                    break;
+            }
+        }
+        w.Close();
+        w.Line();
+    }
+
+
+    /// <summary>What a Dense or Conv2D block computes: "relu', then kernel, bias and input gradients"; a frozen layer's weights get none.</summary>
+    private static string GradientsOf(LayerSpec layer, string? input)
+    {
+        var parts = new List<string>();
+        if (layer.Trainable) parts.AddRange(layer.UseBias ? new[] { "kernel", "bias" } : new[] { "kernel" });
+        if (input is not null) parts.Add(input);
+        string activation = layer.Activation == Activation.Linear ? "" : Lower(layer.Activation) + "', then ";
+        return activation + Describe(parts) + " gradient" + (parts.Count > 1 ? "s" : "") + (layer.Trainable ? "" : " (frozen: no weight gradients)");
+    }
+}

@@ -1,0 +1,229 @@
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+using System.Linq;
+using ModelGen.Graph;
+
+namespace ModelGen.Generator;
+
+/// <summary>The forward pass: one commented block per tensor, in topological order.</summary>
+internal static partial class ModelEmitter
+{
+    private static void EmitForward(CodeWriter w, Plan plan)
+    {
+        w.Open($"private void Forward({plan.InputParameters}, int batch, bool training)");
+        EmitForwardBody(w, plan.Model.ClassName, plan.Computed, inferenceOnly: false);
+        w.Close();
+        w.Line();
+    }
+
+    /// <summary>One block per tensor in topological order; shared by the model and its sub-models (inference only).</summary>
+    private static void EmitForwardBody(CodeWriter w, string modelName, IEnumerable<NodePlan> computed, bool inferenceOnly)
+    {
+        bool first = true;
+        foreach (var node in computed)
+        {
+            if (!first) w.Line();
+            first = false;
+            var spec = node.Spec;
+            var inputs = node.Inputs.Select(i => i.InferenceName).ToList();
+            int size = spec.Size;
+            switch (spec.Kind)
+            {
+                case NodeKind.Layer when node.Layer!.Kind == LayerKind.Dense:
+                    var layer = node.Layer;
+                    w.Line($"// {node.Title}: Dense({layer.Channels}, {Lower(layer.Activation)}), {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}{(spec.Shape.Count > 1 ? ", at every step" : "")}");
+                    string bias = layer.UseBias ? Plan.View(layer, "Bias") : "default";
+                    string relu = layer.Activation == Activation.Relu ? ", relu: true" : "";
+                    w.Line($"Gemm.Multiply({inputs[0]}, {Plan.View(layer, "Kernel")}, {node.Output}, {Rows(spec).Rows}, {layer.InputSize}, {layer.Channels}, {bias}{relu});");
+                    if (layer.Activation is not (Activation.Linear or Activation.Relu)) EmitActivation(w, layer.Activation, node.Output, spec);
+                    break;
+                case NodeKind.Layer when node.Is(LayerKind.Conv2D):
+                {
+                    var conv = node.Layer!;
+                    string dilated = conv.Dilation > 1 ? $", dilation {conv.Dilation}" : "";
+                    w.Line($"// {node.Title}: Conv2D({conv.Channels}, {conv.KernelHeight}x{conv.KernelWidth}, strides {conv.Strides}{dilated}, {conv.Padding.ToString().ToLowerInvariant()}, {Lower(conv.Activation)}), {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}");
+                    w.Line($"Convolution.Im2Col({inputs[0]}, {node.Patches}, {node.Window}, batch);");
+                    string convBias = conv.UseBias ? Plan.View(conv, "Bias") : "default";
+                    string convRelu = conv.Activation == Activation.Relu ? ", relu: true" : "";
+                    w.Line($"Gemm.Multiply({node.Patches}, {Plan.View(conv, "Kernel")}, {node.Output}, batch * {node.Window}.Positions, {node.Window}.PatchSize, {conv.Channels}, {convBias}{convRelu});");
+                    if (conv.Activation is not (Activation.Linear or Activation.Relu)) EmitActivation(w, conv.Activation, node.Output, spec);
+                    break;
+                }
+                case NodeKind.Layer when node.Is(LayerKind.DepthwiseConv2D):
+                {
+                    var conv = node.Layer!;
+                    w.Line($"// {node.Title}: DepthwiseConv2D({conv.KernelHeight}x{conv.KernelWidth}, depth_multiplier {conv.Channels / conv.InputShape[2]}, strides {conv.Strides}, {conv.Padding.ToString().ToLowerInvariant()}, {Lower(conv.Activation)}), {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}");
+                    w.Line($"DepthwiseConvolution.Forward({inputs[0]}, {Plan.View(conv, "DepthwiseKernel")}, {(conv.UseBias ? Plan.View(conv, "Bias") : "default")}, {node.Output}, {node.Window}, multiplier: {conv.Channels / conv.InputShape[2]}, batch);");
+                    if (conv.Activation != Activation.Linear) EmitActivation(w, conv.Activation, node.Output, spec);
+                    break;
+                }
+                case NodeKind.Layer when node.Is(LayerKind.Conv2DTranspose):
+                {
+                    var conv = node.Layer!;
+                    w.Line($"// {node.Title}: Conv2DTranspose({conv.Channels}, {conv.KernelHeight}x{conv.KernelWidth}, strides {conv.Strides}, {conv.Padding.ToString().ToLowerInvariant()}, {Lower(conv.Activation)}), {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}:");
+                    w.Line("// each input pixel spreads its kernel-weighted patch over the output, which is a convolution's input gradient (col2im)");
+                    w.Line($"Gemm.MultiplyTransposedB({inputs[0]}, {Plan.View(conv, "Kernel")}, {node.Patches}, batch * {node.Window}.Positions, {conv.InputShape[2]}, {node.Window}.PatchSize);");
+                    w.Line($"Convolution.Col2Im({node.Patches}, {node.Output}, {node.Window}, batch, accumulate: false);");
+                    if (conv.UseBias) w.Line($"Reductions.AddToRows({node.Output}, {Plan.View(conv, "Bias")}, {Rows(spec).Rows}, {conv.Channels});");
+                    if (conv.Activation != Activation.Linear) EmitActivation(w, conv.Activation, node.Output, spec);
+                    break;
+                }
+                case NodeKind.Layer when node.Layer!.IsWindowed && node.Layer.Kind != LayerKind.Conv2D:
+                    w.Line($"// {node.Title}: {node.Layer.TypeName}{(node.Layer.IsGlobal ? "" : $"({node.Layer.KernelHeight}x{node.Layer.KernelWidth}, strides {node.Layer.Strides})")}, {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}");
+                    w.Line(node.UsesWinners
+                        ? $"Pooling.MaxForward({inputs[0]}, {node.Output}, {node.Winners}, {node.Window}, batch);"
+                        : $"Pooling.AverageForward({inputs[0]}, {node.Output}, {node.Window}, batch);");
+                    break;
+                case NodeKind.Layer when node.Is(LayerKind.BatchNormalization):
+                {
+                    var norm = node.Layer!;
+                    var (rows, channels) = Rows(spec);
+                    string inference = $"BatchNorm.InferenceForward({inputs[0]}, {node.Output}, {Plan.View(norm, "Gamma")}, {Plan.View(norm, "Beta")}, {Plan.View(norm, "MovingMean")}, {Plan.View(norm, "MovingVariance")}, {rows}, {channels}, {Literal(norm.Epsilon)}f);";
+                    if (inferenceOnly || !norm.Trainable)
+                    {
+                        w.Line($"// {node.Title}: BatchNormalization{(norm.Trainable ? "" : " (frozen: inference mode, as Keras)")}, with the moving statistics");
+                        w.Line(inference);
+                        break;
+                    }
+                    w.Line($"// {node.Title}: BatchNormalization, with the batch's statistics while training and the moving ones at inference");
+                    w.Line($"if (training) BatchNorm.TrainingForward({inputs[0]}, {node.Output}, {Plan.View(norm, "Gamma")}, {Plan.View(norm, "Beta")}, {node.Mean}, {node.Variance}, {node.InverseStd}, {rows}, {channels}, {Literal(norm.Epsilon)}f);");
+                    w.Line($"else {inference}");
+                    break;
+                }
+                case NodeKind.Layer when node.Is(LayerKind.LayerNormalization):
+                {
+                    var norm = node.Layer!;
+                    var (rows, columns) = Rows(spec);
+                    w.Line($"// {node.Title}: LayerNormalization over the last axis, row by row");
+                    string statistics = inferenceOnly ? "default, default" : $"{node.Mean}, {node.InverseStd}";
+                    w.Line($"LayerNorm.Forward({inputs[0]}, {node.Output}, {Plan.View(norm, "Gamma")}, {Plan.View(norm, "Beta")}, {statistics}, {rows}, {columns}, {Literal(norm.Epsilon)}f);");
+                    break;
+                }
+                case NodeKind.Layer when node.IsResampling:
+                    w.Line($"// {node.Title}: {node.Layer!.TypeName}{(node.Is(LayerKind.UpSampling2D) ? $"({node.Layer.Extents[0]}x{node.Layer.Extents[1]}, nearest)" : "")}, {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}");
+                    w.Line($"{ResamplingKernel(node)}.Forward({inputs[0]}, {node.Output}, {ResamplingGeometry(node)}, batch);");
+                    break;
+                case NodeKind.Layer when node.Is(LayerKind.Embedding):
+                {
+                    var embedding = node.Layer!;
+                    w.Line($"// {node.Title}: Embedding({embedding.InputDim}, {embedding.Channels}{(embedding.MaskZero ? ", mask_zero" : "")}), {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}");
+                    string mask = embedding.MaskZero ? node.SequenceMask : "default";
+                    w.Line($"EmbeddingKernel.Forward({inputs[0]}, {Plan.View(embedding, "Embeddings")}, {node.Output}, {mask}, batch * {spec.Shape[0]}, {embedding.InputDim}, {embedding.Channels}, \"{modelName}\", \"{embedding.Name}\");");
+                    break;
+                }
+                case NodeKind.Layer when node.Is(LayerKind.Masking):
+                    w.Line($"// {node.Title}: Masking({Literal(node.Layer!.MaskValue)}): a step of nothing but {Literal(node.Layer.MaskValue)} is padding");
+                    w.Line($"MaskingKernel.Forward({inputs[0]}, {node.Output}, {node.SequenceMask}, batch * {spec.Shape[0]}, {spec.Shape[1]}, {Literal(node.Layer.MaskValue)}f);");
+                    break;
+                case NodeKind.Layer when node.Layer!.IsRecurrent:
+                {
+                    var rnn = node.Layer;
+                    var input = node.Inputs[0];
+                    string masked = input.MaskSource is { } source ? $", masked by '{source.Title}'" : "";
+                    w.Line($"// {node.Title}: {(rnn.Bidirectional ? $"Bidirectional({rnn.Kind}" : rnn.Kind.ToString())}({rnn.Units}{(rnn.ReturnSequences ? ", return_sequences" : "")}){(rnn.Bidirectional ? ")" : "")}, {Shape(input.Spec.Shape)} -> {Shape(spec.Shape)}{masked}");
+                    // Keras' initial_state and return_state (a single direction only): named state arguments.
+                    var states = new List<string>();
+                    if (node.Inputs.Count > 1) states.Add($"initialState: {inputs[1]}");
+                    if (node.Inputs.Count > 2) states.Add($"initialCell: {inputs[2]}");
+                    foreach (var state in node.States) states.Add($"{(state.Spec.Axis == 0 ? "finalState" : "finalCell")}: {state.Output}");
+                    string stateArguments = string.Concat(states.Select(a => ", " + a));
+                    foreach (var (direction, offset) in RecurrentDirections(rnn))
+                    {
+                        w.Line($"Recurrent.Forward({node.Workspace(direction)}, {inputs[0]}, {input.StepMask}, {Plan.View(rnn, direction + "Kernel")}, {Plan.View(rnn, direction + "RecurrentKernel")}, {Plan.View(rnn, direction + "Bias")}, " +
+                            $"{node.Output}, {rnn.Channels}, {offset}, batch, returnSequences: {Bool(rnn.ReturnSequences)}, reverse: {Bool(direction == "Backward")}{ZeroOutputs(rnn)}{stateArguments});");
+                    }
+                    break;
+                }
+                case NodeKind.Layer when node.Is(LayerKind.MultiHeadAttention):
+                {
+                    var attention = node.Layer!;
+                    var e = attention.Extents;
+                    var (query, value, key) = (node.Inputs[0], node.Inputs[1], node.Inputs[2]);
+                    string mask = node.Inputs.Count > 3 ? inputs[3] : "default";
+                    w.Line($"// {node.Title}: MultiHeadAttention({e[0]} heads, key_dim {e[1]}{(e[2] != e[1] ? $", value_dim {e[2]}" : "")}{(attention.Causal ? ", causal" : "")}), " +
+                        $"query '{query.Title}'{(value == query ? ", self-attention" : $", value '{value.Title}'")}{(key != value ? $", key '{key.Title}'" : "")}{(node.Inputs.Count > 3 ? $", mask '{node.Inputs[3].Title}'" : "")} -> {Shape(spec.Shape)}");
+                    w.Line($"Attention.Forward({node.Workspace("")}, {inputs[0]}, {inputs[1]}, {inputs[2]}, {query.StepMask}, {value.StepMask}, {mask},");
+                    w.Line($"    {string.Join(", ", AttentionTensors.Select(t => attention.UseBias || !t.EndsWith("Bias") ? Plan.View(attention, t) : "default"))},");
+                    w.Line($"    {node.Output}, batch);");
+                    break;
+                }
+                case NodeKind.Layer when node.IsDropout:
+                    w.Line($"// {node.Title}: Dropout({Literal(node.Layer!.Rate)}), identity at inference");
+                    w.Line($"ReadOnlySpan<float> {node.InferenceName} = {inputs[0]};");
+                    if (inferenceOnly) break;
+                    w.Open("if (training)");
+                    w.Line($"DropoutKernel.Forward({inputs[0]}, {node.Output}, {node.Mask}, batch * {size}, {Literal(node.Layer.Rate)}f, ref dropoutRandom);");
+                    w.Line($"{node.InferenceName} = {node.Output};");
+                    w.Close();
+                    break;
+                case NodeKind.Layer when node.IsAlias:
+                    w.Line($"// {node.Title}: {node.Layer!.TypeName}, {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}: the same floats in the same (H, W, C) order, read in place");
+                    break;
+                case NodeKind.Layer when node.Layer!.IsReshape:
+                    w.Line($"// {node.Title}: {node.Layer.TypeName}, {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)} (the same floats, copied: it is an output)");
+                    w.Line($"Reductions.Copy({inputs[0]}, {node.Output}, batch * {size});");
+                    break;
+                case NodeKind.Layer:
+                case NodeKind.Function:
+                    var activation = spec.Kind == NodeKind.Layer ? node.Layer!.Activation : spec.Activation;
+                    w.Line($"// {node.Title}: Activation({Lower(activation)})");
+                    EmitActivation(w, activation, node.Output, spec, source: inputs[0]);
+                    break;
+                case NodeKind.State:
+                    w.Line($"// {node.Title}: the final {(spec.Axis == 0 ? "state h" : "cell state c")} of '{node.Inputs[0].Title}', written by its block above");
+                    break;
+                case NodeKind.Merge when spec.Merge == MergeOperation.Concatenate:
+                {
+                    var (rows, outputWidth, widths) = ConcatenateLayout(node);
+                    w.Line($"// {node.Title}: Concatenate({string.Join(", ", node.Inputs.Select(i => i.Title))}) along axis {spec.Axis + 1} -> {Shape(spec.Shape)}");
+                    int offset = 0;
+                    for (int i = 0; i < inputs.Count; i++)
+                    {
+                        w.Line($"Merges.Concatenate({inputs[i]}, {widths[i]}, {node.Output}, {outputWidth}, {offset}, {rows});");
+                        offset += widths[i];
+                    }
+                    break;
+                }
+                case NodeKind.Merge when spec.Merge == MergeOperation.Dot:
+                    w.Line($"// {node.Title}: Dot({node.Inputs[0].Title}, {node.Inputs[1].Title}) -> (None, 1)");
+                    w.Line($"Merges.Dot({inputs[0]}, {inputs[1]}, {node.Output}, {node.Inputs[0].Spec.Size}, batch);");
+                    break;
+                case NodeKind.Merge:
+                    w.Line($"// {node.Title}: {spec.Merge}({string.Join(", ", node.Inputs.Select(i => i.Title))})");
+                    var operation = spec.Merge == MergeOperation.Average ? MergeOperation.Add : spec.Merge;
+                    w.Line($"Merges.Combine(MergeOperation.{operation}, {inputs[0]}, {inputs[1]}, {node.Output}, batch * {size});");
+                    for (int i = 2; i < inputs.Count; i++) w.Line($"Merges.Combine(MergeOperation.{operation}, {node.Output}, {inputs[i]}, {node.Output}, batch * {size});");
+                    if (spec.Merge == MergeOperation.Average) w.Line($"Merges.Scale({node.Output}, batch * {size}, 1f / {inputs.Count});");
+                    break;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Concatenating channels-last tensors along an axis is a row copy: each of batch x (dimensions before the axis)
+    /// rows of the output holds, side by side, each operand's block of (its dimensions from the axis on).
+    /// </summary>
+    private static (string Rows, int OutputWidth, int[] Widths) ConcatenateLayout(NodePlan node)
+    {
+        int axis = node.Spec.Axis;
+        int outer = node.Spec.Shape.Take(axis).Aggregate(1, (a, b) => a * b);
+        var widths = node.Inputs.Select(i => i.Spec.Shape.Skip(axis).Aggregate(1, (a, b) => a * b)).ToArray();
+        return (outer == 1 ? "batch" : $"batch * {outer}", widths.Sum(), widths);
+    }
+
+    /// <summary>Softmax normalises over the last axis; every other activation is element-wise.</summary>
+    /// <param name="source">Where x comes from when it is not already in <paramref name="buffer"/>.</param>
+    private static void EmitActivation(CodeWriter w, Activation activation, string buffer, NodeSpec spec, string? source = null)
+    {
+        var (rows, columns) = Rows(spec);
+        w.Line($"Activations.Forward(Activation.{activation}, {(source is null ? "" : source + ", ")}{buffer}, {rows}, {columns});");
+    }
+
+    private static (string Rows, int Columns) Rows(NodeSpec spec)
+    {
+        int columns = spec.Shape[spec.Shape.Count - 1];
+        int perSample = spec.Size / columns;
+        return (perSample == 1 ? "batch" : $"batch * {perSample}", columns);
+    }
+}

@@ -1,0 +1,177 @@
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+using System.Linq;
+using ModelGen.Graph;
+
+namespace ModelGen.Generator;
+
+/// <summary>The plan every emit step reads: buffer names, weight offsets and which tensors need gradients.</summary>
+internal static partial class ModelEmitter
+{
+    /// <summary>Names, buffers and gradient needs decided once, so every emit step agrees.</summary>
+    private sealed class Plan
+    {
+        public Plan(ModelSpec model)
+        {
+            Model = model;
+            // Trainable tensors first, so the optimizer steps over one prefix of the buffer; moving statistics and frozen weights follow.
+            var weights = model.Layers.SelectMany(layer => layer.Weights.Select(tensor => (Layer: layer, Tensor: tensor))).ToList();
+            int offset = 0;
+            foreach (var (layer, tensor) in weights.Where(w => w.Tensor.Trainable).Concat(weights.Where(w => !w.Tensor.Trainable)))
+            {
+                Tensors.Add(new Tensor(View(layer, tensor.Property), offset, tensor.Length, tensor.Trainable));
+                offset += tensor.Length;
+            }
+            Nodes.AddRange(PlanNodes(model, model.Nodes, model.Outputs.Select(o => o.Node), prefix: ""));
+            foreach (var sub in model.SubModels)
+            {
+                string prefix = char.ToLowerInvariant(sub.Name[0]) + sub.Name.Substring(1);
+                SubModels.Add(new SubModelPlan(sub, PlanNodes(model, sub.Nodes, sub.Outputs.Select(o => o.Node), prefix)));
+            }
+            int inputOffset = 0, outputOffset = 0, targetOffset = 0;
+            foreach (int index in model.Inputs)
+            {
+                Inputs.Add(new InputPlan(Nodes[index].Spec, inputOffset));
+                inputOffset += Nodes[index].Spec.Size;
+            }
+            foreach (var output in model.Outputs)
+            {
+                Outputs.Add(new OutputPlan(output, Nodes[output.Node], outputOffset, targetOffset));
+                outputOffset += output.Size;
+                targetOffset += output.TargetSize;
+            }
+        }
+
+        public ModelSpec Model { get; }
+        public List<NodePlan> Nodes { get; } = new();
+        public IEnumerable<NodePlan> Computed => Nodes.Where(n => n.Spec.Kind != NodeKind.Input);
+        /// <summary>Computed tensors that own buffers (an alias reads its input's).</summary>
+        public IEnumerable<NodePlan> Buffered => Computed.Where(n => !n.IsAlias);
+        public List<Tensor> Tensors { get; } = new();
+        public List<InputPlan> Inputs { get; } = new();
+        public List<SubModelPlan> SubModels { get; } = new();
+
+        private static List<NodePlan> PlanNodes(ModelSpec model, IEnumerable<NodeSpec> nodes, IEnumerable<int> outputs, string prefix)
+        {
+            var outputSet = new HashSet<int>(outputs);
+            var plans = new List<NodePlan>();
+            foreach (var spec in nodes)
+            {
+                var layer = spec.Kind == NodeKind.Layer || (spec.Layer >= 0 && spec.Layer < model.Layers.Count) ? model.Layers[spec.Layer] : null;
+                // A Flatten or Reshape changes only the shape: unless it is an output (whose buffer callers read), it reads its input's floats in place.
+                bool alias = spec.Kind == NodeKind.Layer && layer!.IsReshape && !outputSet.Contains(plans.Count);
+                plans.Add(new NodePlan(spec, layer, spec.Inputs.Select(i => plans[i]).ToList(), prefix, alias));
+                if (spec.Mask >= 0) plans[plans.Count - 1].MaskSource = plans[spec.Mask];
+                if (spec.Kind == NodeKind.State) plans[spec.Inputs[0]].States.Add(plans[plans.Count - 1]);
+            }
+            return plans;
+        }
+        public List<OutputPlan> Outputs { get; } = new();
+
+        /// <summary>Several inputs or outputs: the generic row-per-sample API packs and unpacks them.</summary>
+        public bool Packed => Inputs.Count > 1 || Outputs.Count > 1;
+
+        public string InputParameters => string.Join(", ", Inputs.Select(i => $"ReadOnlySpan<float> {i.Spec.Name}"));
+
+        /// <summary>A gradient buffer where backward reaches: tensors after something that learns, and the outputs (the losses write theirs).</summary>
+        public bool HasGradientBuffer(NodePlan node) => node.NeedsGradient || Outputs.Any(o => o.Node == node);
+
+        public bool IsShared(LayerSpec layer) => Nodes.Count(n => n.Layer == layer && n.Spec.Kind == NodeKind.Layer) > 1;
+
+        /// <summary>The private span property over one weight tensor: Hidden1Kernel, Hidden1Bias.</summary>
+        public static string View(LayerSpec layer, string tensor)
+        {
+            string name = layer.Name.TrimStart('_');
+            return char.ToUpperInvariant(name[0]) + name.Substring(1) + tensor;
+        }
+    }
+
+    private sealed record Tensor(string View, int Offset, int Length, bool Trainable);
+
+    private sealed record SubModelPlan(SubModelSpec Spec, List<NodePlan> Nodes);
+
+    private sealed record InputPlan(NodeSpec Spec, int Offset)
+    {
+        public string Staging => Spec.Name + "Staging";
+    }
+
+    private sealed record OutputPlan(OutputSpec Spec, NodePlan Node, int Offset, int TargetOffset)
+    {
+        public string Targets => Spec.Name + "Targets";
+        /// <summary>Parameter names in the typed overloads: the output's own name, and its targets.</summary>
+        public string Parameter => Spec.Name;
+        public string TargetParameter => Spec.Name + "Targets";
+        public string LossLocal => Spec.Name + "Loss";
+    }
+
+    private sealed class NodePlan
+    {
+        /// <param name="prefix">Empty for the model; a sub-model's camel-case name for its own buffers (encodeCodeOutput).</param>
+        /// <param name="alias">The tensor is its input's floats under another shape: it has no buffers of its own.</param>
+        public NodePlan(NodeSpec spec, LayerSpec? layer, List<NodePlan> inputs, string prefix, bool alias)
+        {
+            this.prefix = prefix;
+            IsAlias = alias;
+            Spec = spec;
+            Layer = layer;
+            Inputs = inputs;
+            NeedsGradient = layer is { TrainableParameterCount: > 0 } || inputs.Any(i => i.NeedsGradient);
+        }
+
+        private readonly string prefix;
+        public NodeSpec Spec { get; }
+        public LayerSpec? Layer { get; }
+        public List<NodePlan> Inputs { get; }
+        /// <summary>Whether anything up to and including this tensor has weights, so its gradient is worth computing.</summary>
+        public bool NeedsGradient { get; }
+        public bool IsDropout => Is(LayerKind.Dropout);
+        /// <summary>An Embedding with MaskZero or a Masking layer: the source of a sequence mask.</summary>
+        public bool CreatesMask => Spec.Kind == NodeKind.Layer && Spec.Mask >= 0 && (Is(LayerKind.Masking) || Is(LayerKind.Embedding));
+        public string SequenceMask => Stem + "SequenceMask";
+        /// <summary>A recurrent layer's returned states (h, then an LSTM's c), written by its block.</summary>
+        public List<NodePlan> States { get; } = new();
+        /// <summary>The tensor whose sequence mask this one carries (Embedding with MaskZero, Masking), if any.</summary>
+        public NodePlan? MaskSource { get; set; }
+        /// <summary>This tensor's step mask as a span argument: "default" when there is none.</summary>
+        public string StepMask => MaskSource?.SequenceMask ?? "default";
+        public string Workspace(string direction) => Stem + direction + "Workspace";
+        /// <summary>ZeroPadding2D and UpSampling2D: a fixed linear map of each image, without weights.</summary>
+        public bool IsResampling => Is(LayerKind.ZeroPadding2D) || Is(LayerKind.UpSampling2D);
+        public bool Is(LayerKind kind) => Spec.Kind == NodeKind.Layer && Layer!.Kind == kind;
+        /// <summary>Max poolings remember each maximum's position for the backward pass.</summary>
+        public bool UsesWinners => Is(LayerKind.MaxPooling2D) || Is(LayerKind.GlobalMaxPooling2D);
+        /// <summary>A trainable BatchNormalization normalises with, and keeps for backward and the moving averages, each batch's statistics.</summary>
+        public bool UsesBatchStatistics => Is(LayerKind.BatchNormalization) && Layer!.Trainable;
+        /// <summary>The last training batch's per-channel mean (BatchNormalization), or each row's mean (LayerNormalization).</summary>
+        public string Mean => Stem + "Mean";
+        public string Variance => Stem + "Variance";
+        public string InverseStd => Stem + "InverseStd";
+        /// <summary>Convolutions through im2col (Conv2D) or col2im (Conv2DTranspose) keep a patch matrix.</summary>
+        public bool UsesPatches => Is(LayerKind.Conv2D) || Is(LayerKind.Conv2DTranspose);
+        /// <summary>Conv2D scatters patch gradients to its input; Conv2DTranspose gathers its output gradient's patches for everything.</summary>
+        public bool NeedsPatchGradient => Is(LayerKind.Conv2D) ? Inputs[0].NeedsGradient : Is(LayerKind.Conv2DTranspose) && NeedsGradient;
+        public string Patches => Stem + "Patches";
+        public string PatchGradient => Stem + "PatchGradient";
+        public string Winners => Stem + "Winners";
+        public string Window => Stem + "Window";
+        public string Title => Spec.Name;
+        private string Stem => prefix.Length == 0 ? Spec.Name : prefix + char.ToUpperInvariant(Spec.Name[0]) + Spec.Name.Substring(1);
+        public bool IsAlias { get; }
+        public string Output => Stem + "Output";
+        /// <summary>The buffer this tensor's gradient lives in: an alias shares its input's.</summary>
+        public string Gradient => IsAlias ? Inputs[0].Gradient : Stem + "Gradient";
+        /// <summary>The tensor owning <see cref="Gradient"/>; '=' versus '+=' is decided per owner.</summary>
+        public NodePlan GradientOwner => IsAlias ? Inputs[0].GradientOwner : this;
+        public string Mask => Stem + "Mask";
+
+        /// <summary>The span holding this tensor in training mode (dropout active).</summary>
+        public string TrainingSource => IsAlias ? Inputs[0].TrainingSource : Spec.Kind == NodeKind.Input ? Spec.Name : Output;
+
+        /// <summary>What Forward's later blocks read: dropout blocks declare a local that is their input at inference.</summary>
+        public string InferenceName => IsAlias ? Inputs[0].InferenceName : Spec.Kind == NodeKind.Input ? Spec.Name : IsDropout ? Stem : Output;
+
+        /// <summary>The buffer holding this tensor after an inference pass.</summary>
+        public string InferenceSource => IsDropout || IsAlias ? Inputs[0].InferenceSource : TrainingSource;
+    }
+}

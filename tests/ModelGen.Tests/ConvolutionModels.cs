@@ -134,3 +134,14 @@ public partial class UNetLike
         return head.Apply(flatten.Apply(mix.Apply(merged)));
     }
 }
+
+/// <summary>Max pooling with 'same' padding (partial edge windows) and strides below the pool size, then global max pooling.</summary>
+[Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
+public partial class MaxPoolingParity
+{
+    [Input(7, 7, 2)] public Input image;
+    [Conv2D(3, 2, Activation.Tanh)] public Conv2D conv;                                          // (6, 6, 3)
+    [MaxPooling2D(3, Strides = 2, Padding = Padding.Same)] public MaxPooling2D pool;              // (3, 3, 3)
+    [GlobalMaxPooling2D] public GlobalMaxPooling2D globalMax;                                    // (3)
+    [Dense(3, Activation.Softmax)] public Dense head;
+}

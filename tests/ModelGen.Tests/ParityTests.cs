@@ -85,7 +85,8 @@ public class ParityTests
             float loss = model.TrainStep(x, y, optimizer);
             AssertClose($"loss at step {step + 1}", new[] { expectedLosses[step] }, new[] { loss });
         }
-        AssertUpdates(model, fixture.GetProperty("weights"), adam.GetProperty("weights_after_3_steps"), adam.GetProperty("weights_after_3_steps_float32"));
+        AssertUpdates(model, fixture.GetProperty("weights"), adam.GetProperty("weights_after_3_steps"), adam.GetProperty("weights_after_3_steps_float32"),
+            noiseBound: 3 * 1.5 * adam.GetProperty("learning_rate").GetDouble());
     }
 
     private static (JsonElement Fixture, IModel Model, float[] X, float[] Y) Load(string name)
@@ -108,13 +109,30 @@ public class ParityTests
     /// <paramref name="float32"/>), misses 1e-5 on them. For such a tensor the bound is 3x PyTorch's own worst float32
     /// error in it; every other tensor keeps 1e-5.
     /// </summary>
-    private static void AssertUpdates(IModel model, JsonElement before, JsonElement after, JsonElement? float32)
+    /// <remarks>
+    /// A tensor whose gradient is exactly zero in exact arithmetic (a key bias of attention: it shifts every score of a query
+    /// alike, which the softmax ignores) does not move in float64, but in float32 its gradient is rounding noise, and Adam
+    /// normalises noise into steps of up to the learning rate, in PyTorch float32 as here. For such a tensor the check is
+    /// Adam's own bound, <paramref name="noiseBound"/> (three steps of at most 1.5 learning rates), not agreement with noise.
+    /// </remarks>
+    private static void AssertUpdates(IModel model, JsonElement before, JsonElement after, JsonElement? float32, double noiseBound = 0)
     {
         foreach (var parameter in model.Layers.SelectMany(l => l.Parameters))
         {
             var initial = Floats(before.GetProperty(parameter.Name));
             var expected = Floats(after.GetProperty(parameter.Name));
             var actual = parameter.Values.ToArray();
+            bool stillInExactArithmetic = noiseBound > 0 && parameter.Trainable
+                && expected.Select((e, i) => Math.Abs(e - initial[i]) <= 1e-9 * Math.Max(Math.Abs(e), 1e-3)).All(still => still);
+            if (stillInExactArithmetic)
+            {
+                for (int i = 0; i < expected.Length; i++)
+                {
+                    Assert.True(Math.Abs(actual[i] - initial[i]) <= noiseBound,
+                        $"{parameter.Name}[{i}] has a zero gradient in exact arithmetic but moved from {initial[i]:R} to {actual[i]:R}, more than Adam can (bound {noiseBound})");
+                }
+                continue;
+            }
             double scale = expected.Max(Math.Abs);
             var reference = expected.Select((e, i) => Math.Max(Math.Max(Math.Abs(e), Math.Abs(initial[i])), 1e-2 * scale)).ToArray();
             double bound = float32 is { } f ? Float32Bound(expected, Floats(f.GetProperty(parameter.Name)), reference) : 1e-5;

@@ -212,7 +212,10 @@ public static class Gemm
     private static void Packed<TLanes, TVector>(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, in Epilogue epilogue, RowClaim claim)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
-        int tileColumns = 2 * TLanes.Count; // NR
+        // NR: two vectors of columns; one when the product is that narrow (a classifier's 10 outputs would waste two thirds
+        // of a two-vector tile).
+        bool narrow = n <= TLanes.Count;
+        int tileColumns = (narrow ? 1 : 2) * TLanes.Count;
         int paddedColumns = (n + tileColumns - 1) / tileColumns * tileColumns;
         var aPanel = AlignedBuffer.Ensure(ref packedA, RowBlock * DepthBlock);
         var bPanel = AlignedBuffer.Ensure(ref packedB, k * paddedColumns);
@@ -262,11 +265,13 @@ public static class Gemm
                                 if (ir < wholeRows)
                                 {
                                     ref float rowsOfA = ref Unsafe.Add(ref MemoryMarshal.GetReference(a.Data), (ic + ir) * a.RowStride + pc * a.ColumnStride);
-                                    MicroKernel<TLanes, TVector, RowsInPlace>(ref rowsOfA, new RowsInPlace(a.RowStride, a.ColumnStride), ref bTile, kc, c, n, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
+                                    if (narrow) NarrowKernel<TLanes, TVector, RowsInPlace>(ref rowsOfA, new RowsInPlace(a.RowStride, a.ColumnStride), ref bTile, kc, c, n, ic + ir, tileRows, columns, stage, epilogue, spill);
+                                    else MicroKernel<TLanes, TVector, RowsInPlace>(ref rowsOfA, new RowsInPlace(a.RowStride, a.ColumnStride), ref bTile, kc, c, n, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
                                 }
                                 else
                                 {
-                                    MicroKernel<TLanes, TVector, PackedRows>(ref aPanel[(ir - wholeRows) * kc], default, ref bTile, kc, c, n, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
+                                    if (narrow) NarrowKernel<TLanes, TVector, PackedRows>(ref aPanel[(ir - wholeRows) * kc], default, ref bTile, kc, c, n, ic + ir, tileRows, columns, stage, epilogue, spill);
+                                    else MicroKernel<TLanes, TVector, PackedRows>(ref aPanel[(ir - wholeRows) * kc], default, ref bTile, kc, c, n, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
                                 }
                             }
                         }
@@ -446,6 +451,56 @@ public static class Gemm
             {
                 ref float destination = ref Unsafe.Add(ref target, (row + r) * ldc + column + j);
                 destination = Finish(Unsafe.Add(ref s, r * stride + j), destination, column + j, stage, epilogue);
+            }
+        }
+    }
+
+    /// <summary>
+    /// The micro-kernel for products at most one vector wide: a 6 x 1-vector tile, six accumulators, one load of B and six
+    /// broadcasts of A per step. Its only column tile starts at column 0.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void NarrowKernel<TLanes, TVector, TRows>(ref float a, TRows layout, ref float b, int kc, Span<float> c, int ldc, int row,
+        int rows, int columns, Stage stage, in Epilogue epilogue, Span<float> spill)
+        where TLanes : struct, ILanes<TVector> where TVector : struct where TRows : struct, IRowsOfA
+    {
+        int width = TLanes.Count;
+        int r1 = layout.Row, r2 = 2 * r1, r3 = 3 * r1, r4 = 4 * r1, r5 = 5 * r1, step = layout.Step;
+        TVector c0 = TLanes.Zero, c1 = TLanes.Zero, c2 = TLanes.Zero, c3 = TLanes.Zero, c4 = TLanes.Zero, c5 = TLanes.Zero;
+        for (int p = 0; p < kc; p++)
+        {
+            TVector b0 = TLanes.Load(ref b);
+            c0 = TLanes.MultiplyAdd(TLanes.Broadcast(a), b0, c0);
+            c1 = TLanes.MultiplyAdd(TLanes.Broadcast(Unsafe.Add(ref a, r1)), b0, c1);
+            c2 = TLanes.MultiplyAdd(TLanes.Broadcast(Unsafe.Add(ref a, r2)), b0, c2);
+            c3 = TLanes.MultiplyAdd(TLanes.Broadcast(Unsafe.Add(ref a, r3)), b0, c3);
+            c4 = TLanes.MultiplyAdd(TLanes.Broadcast(Unsafe.Add(ref a, r4)), b0, c4);
+            c5 = TLanes.MultiplyAdd(TLanes.Broadcast(Unsafe.Add(ref a, r5)), b0, c5);
+            a = ref Unsafe.Add(ref a, step);
+            b = ref Unsafe.Add(ref b, width);
+        }
+
+        ref float target = ref MemoryMarshal.GetReference(c);
+        if (rows == RowsPerTile && columns == width)
+        {
+            ref float tile = ref Unsafe.Add(ref target, row * ldc);
+            TLanes.Store(ref tile, FinishVector<TLanes, TVector>(c0, ref tile, 0, stage, epilogue));
+            TLanes.Store(ref Unsafe.Add(ref tile, ldc), FinishVector<TLanes, TVector>(c1, ref Unsafe.Add(ref tile, ldc), 0, stage, epilogue));
+            TLanes.Store(ref Unsafe.Add(ref tile, 2 * ldc), FinishVector<TLanes, TVector>(c2, ref Unsafe.Add(ref tile, 2 * ldc), 0, stage, epilogue));
+            TLanes.Store(ref Unsafe.Add(ref tile, 3 * ldc), FinishVector<TLanes, TVector>(c3, ref Unsafe.Add(ref tile, 3 * ldc), 0, stage, epilogue));
+            TLanes.Store(ref Unsafe.Add(ref tile, 4 * ldc), FinishVector<TLanes, TVector>(c4, ref Unsafe.Add(ref tile, 4 * ldc), 0, stage, epilogue));
+            TLanes.Store(ref Unsafe.Add(ref tile, 5 * ldc), FinishVector<TLanes, TVector>(c5, ref Unsafe.Add(ref tile, 5 * ldc), 0, stage, epilogue));
+            return;
+        }
+        ref float s = ref MemoryMarshal.GetReference(spill);
+        TLanes.Store(ref s, c0); TLanes.Store(ref Unsafe.Add(ref s, width), c1); TLanes.Store(ref Unsafe.Add(ref s, 2 * width), c2);
+        TLanes.Store(ref Unsafe.Add(ref s, 3 * width), c3); TLanes.Store(ref Unsafe.Add(ref s, 4 * width), c4); TLanes.Store(ref Unsafe.Add(ref s, 5 * width), c5);
+        for (int r = 0; r < rows; r++)
+        {
+            for (int j = 0; j < columns; j++)
+            {
+                ref float destination = ref Unsafe.Add(ref target, (row + r) * ldc + j);
+                destination = Finish(Unsafe.Add(ref s, r * width + j), destination, j, stage, epilogue);
             }
         }
     }

@@ -112,6 +112,14 @@ internal static partial class ModelParser
             {
                 // ZeroPadding2D(all), (vertical, horizontal) or (top, bottom, left, right); UpSampling2D(size) or (rows, columns).
                 var values = arguments.Select(a => a.Value is int v ? v : -1).ToList();
+                bool upsampling = kind == LayerKind.UpSampling2D;
+                if (!(values.Count is 1 or 2 || (!upsampling && values.Count == 4)))
+                {
+                    // Code that does not compile (no such constructor) still reaches here: report it, and carry on with the defaults.
+                    context.Report(Diagnostics.InvalidLayerConfiguration, AttributeLocation(attribute, field), field.Name, context.Model,
+                        upsampling ? "UpSampling2D takes a size, or rows and columns" : "ZeroPadding2D takes one padding, (vertical, horizontal), or (top, bottom, left, right)");
+                    values = new List<int> { upsampling ? 2 : 1 };
+                }
                 var extents = kind == LayerKind.UpSampling2D
                     ? (values.Count == 1 ? new[] { values[0], values[0] } : values.ToArray())
                     : values.Count switch { 1 => new[] { values[0], values[0], values[0], values[0] }, 2 => new[] { values[0], values[0], values[1], values[1] }, _ => values.ToArray() };

@@ -438,3 +438,24 @@ public class RecurrentStateDiagnosticTests
             """);
     }
 }
+
+public class BrokenCodeTests
+{
+    /// <summary>Misused layers and graph forms: the analyzer reports what it can and never fails (a failure would be AD0001).</summary>
+    [Theory]
+    [InlineData("[Sequential] partial class A { [Input(4, 4, 1)] Input i; [ZeroPadding2D(1, 2, 3)] ZeroPadding2D z; [Flatten] Flatten f; [Dense(2)] Dense d; }")]
+    [InlineData("[Sequential] partial class A { [Input(12)] Input i; [Reshape()] Reshape r; [Dense(2)] Dense d; }")]
+    [InlineData("[Sequential] partial class A { [Input(6)] Input i; [Embedding(0, 0)] Embedding e; [LSTM(0)] LSTM l; [Dense(2)] Dense d; }")]
+    [InlineData("[Functional] partial class A { [LSTM(3)] LSTM l; [Graph] Tensor F([Shape(5, 2)] Tensor x) { var (a, b) = l.ApplyWithState(); return a; } }")]
+    [InlineData("[Functional] partial class A { [LSTM(3)] LSTM l; [Graph] Tensor F([Shape(5, 2)] Tensor x) { (var a, var b, var c, var e) = l.ApplyWithState(x); return a; } }")]
+    [InlineData("[Functional] partial class A { [MultiHeadAttention(1, 2)] MultiHeadAttention a; [Graph] Tensor F([Shape(5, 2)] Tensor x) => a.Apply(); }")]
+    [InlineData("[Functional] partial class A { [MultiHeadAttention(1, 2)] MultiHeadAttention a; [Graph] Tensor F([Shape(5, 2)] Tensor x) => a.Apply(x, x, attentionMask: x); }")]
+    [InlineData("[Functional] partial class A { [GRU(3)] GRU g; [Graph] Tensor F([Shape(5, 2)] Tensor x) { var (o, s) = g.ApplyWithState(x, x); return o; } }")]
+    [InlineData("[Functional] partial class A { [BatchNormalization(Momentum = 2)] BatchNormalization n; [Graph(Trainable = false)] Tensor F([Shape(5)] Tensor x) => n.Apply(x); }")]
+    public void The_analyzer_never_fails_on_broken_models(string model)
+    {
+        var diagnostics = AnalyzerHarness.Analyze("using ModelGen;\n" + model);
+        Assert.DoesNotContain(diagnostics, d => d.Id == "AD0001");
+        Assert.Contains(diagnostics, d => d.Id.StartsWith("MG", StringComparison.Ordinal) && d.Severity == DiagnosticSeverity.Error);
+    }
+}

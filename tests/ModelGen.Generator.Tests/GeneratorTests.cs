@@ -143,6 +143,19 @@ public class GeneratorTests
         "using ModelGen; [Functional] partial class S { [Dense(2)] Dense d; [Graph] Tensor F([Shape(4)] Tensor x) { var h = d.Apply(x, x); return Ops.Relu(h, h); } }",
         "using ModelGen; [Functional] partial class T { [Dense(2)] Dense d; [Graph] Tensor F([Shape(4)] Tensor x) }",
         "using ModelGen; [Functional] partial class U { [Dense(2)] Dense d; [Graph] (Tensor, Tensor) F([Shape(4)] Tensor x) => (d.Apply(x), x); }",
+        // The layers and graph forms added with layer breadth, misused.
+        "using ModelGen; [Sequential] partial class V1 { [Input(4, 4, 1)] Input i; [ZeroPadding2D(1, 2, 3)] ZeroPadding2D z; [Flatten] Flatten f; [Dense(2)] Dense d; }",
+        "using ModelGen; [Sequential] partial class V2 { [Input(4, 4, 1)] Input i; [UpSampling2D(1, 2, 3)] UpSampling2D u; [Flatten] Flatten f; [Dense(2)] Dense d; }",
+        "using ModelGen; [Sequential] partial class V3 { [Input(12)] Input i; [Reshape()] Reshape r; [Dense(2)] Dense d; }",
+        "using ModelGen; [Sequential] partial class V4 { [Input(4, 4, 1)] Input i; [Conv2D(2, 3, 3, 3, 3)] Conv2D c; [Flatten] Flatten f; [Dense(2)] Dense d; }",
+        "using ModelGen; [Sequential] partial class V5 { [Input(6)] Input i; [Embedding(0, 0)] Embedding e; [LSTM(0)] LSTM l; [Dense(2)] Dense d; }",
+        "using ModelGen; [Sequential] partial class V6 { [Input(6, 2)] Input i; [MultiHeadAttention(2, 2)] MultiHeadAttention a; [Dense(2)] Dense d; }",
+        "using ModelGen; [Functional] partial class V7 { [LSTM(3)] LSTM l; [Graph] Tensor F([Shape(5, 2)] Tensor x) { var (a, b) = l.ApplyWithState(); return a; } }",
+        "using ModelGen; [Functional] partial class V8 { [LSTM(3)] LSTM l; [Graph] Tensor F([Shape(5, 2)] Tensor x) { (var a, var b, var c, var e) = l.ApplyWithState(x); return a; } }",
+        "using ModelGen; [Functional] partial class V9 { [MultiHeadAttention(1, 2)] MultiHeadAttention a; [Graph] Tensor F([Shape(5, 2)] Tensor x) => a.Apply(); }",
+        "using ModelGen; [Functional] partial class W1 { [MultiHeadAttention(1, 2)] MultiHeadAttention a; [Graph] Tensor F([Shape(5, 2)] Tensor x) => a.Apply(x, x, attentionMask: x); }",
+        "using ModelGen; [Functional] partial class W2 { [GRU(3)] GRU g; [Graph] Tensor F([Shape(5, 2)] Tensor x) { var (o, s) = g.ApplyWithState(x, x); return o; } }",
+        "using ModelGen; [Functional] partial class W3 { [BatchNormalization(Momentum = 2)] BatchNormalization n; [Graph(Trainable = false)] Tensor F([Shape(5)] Tensor x) => n.Apply(x); }",
     };
 
     [Theory, MemberData(nameof(BrokenSources))]

@@ -96,6 +96,46 @@ public class ModelBehaviourTests
         Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
     }
 
+    /// <summary>Every layer kind in steady state: convolutions, pooling, normalizations, recurrent layers with masks, attention.</summary>
+    [Theory]
+    [InlineData(nameof(NormalizedCnn))]
+    [InlineData(nameof(UNetLike))]
+    [InlineData(nameof(ReshapingChain))]
+    [InlineData(nameof(MaskedLstm))]
+    [InlineData(nameof(BidirectionalStack))]
+    [InlineData(nameof(EncoderDecoder))]
+    [InlineData(nameof(CausalAttention))]
+    [InlineData(nameof(SimpleClassifier))]
+    public void Steady_state_steps_of_every_layer_kind_allocate_nothing(string name)
+    {
+        IModel model = name switch
+        {
+            nameof(NormalizedCnn) => new NormalizedCnn(4, seed: 1),
+            nameof(UNetLike) => new UNetLike(4, seed: 1),
+            nameof(ReshapingChain) => new ReshapingChain(4, seed: 1),
+            nameof(MaskedLstm) => new MaskedLstm(4, seed: 1),
+            nameof(BidirectionalStack) => new BidirectionalStack(4, seed: 1),
+            nameof(EncoderDecoder) => new EncoderDecoder(4, seed: 1),
+            nameof(CausalAttention) => new CausalAttention(4, seed: 1),
+            _ => new SimpleClassifier(4, seed: 1),
+        };
+        var random = new Random(3);
+        bool ids = model is MaskedLstm or CausalAttention;
+        var x = Enumerable.Range(0, 4 * model.InputSize).Select(i => ids ? (i % 6 < 4 ? (float)random.Next(1, 7) : 0f) : (float)(random.NextDouble() - 0.5)).ToArray();
+        var y = GradientCheckTests.Targets(model, 4, random);
+        var outputs = new float[4 * model.OutputSize];
+        var optimizer = new Adam();
+        for (int i = 0; i < 5; i++) { model.Predict(x, outputs); model.TrainStep(x, y, optimizer); }
+
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 5; i++)
+        {
+            model.Predict(x, outputs);
+            model.TrainStep(x, y, optimizer);
+        }
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+    }
+
     [Fact]
     public void Fit_learns_and_reports_history_with_a_validation_split()
     {

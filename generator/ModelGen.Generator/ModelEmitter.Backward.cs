@@ -119,6 +119,13 @@ internal static partial class ModelEmitter
                     w.Line($"EmbeddingKernel.Backward({node.Gradient}, {node.Inputs[0].TrainingSource}, {Plan.View(embedding, "Embeddings")}Gradient, batch * {spec.Shape[0]}, {embedding.InputDim}, {embedding.Channels}, accumulate: {Bool(shared)});");
                     break;
                 }
+                case NodeKind.Layer when node.Is(LayerKind.GlobalAveragePooling1D):
+                {
+                    var input = node.Inputs[0];
+                    w.Line($"// {node.Title}: each counted step gets its share of the gradient");
+                    w.Line($"SequencePooling.AverageBackward({node.Gradient}, {input.StepMask}, {input.Gradient}, batch, {input.Spec.Shape[0]}, {input.Spec.Shape[1]}, accumulate: {Bool(Into(input))});");
+                    break;
+                }
                 case NodeKind.Layer when node.Is(LayerKind.Masking):
                     w.Line($"// {node.Title}: Masking passes the gradient of the kept steps");
                     w.Line($"MaskingKernel.Backward({node.Gradient}, {node.SequenceMask}, {node.Inputs[0].Gradient}, batch * {spec.Shape[0]}, {spec.Shape[1]}, accumulate: {Bool(Into(node.Inputs[0]))});");

@@ -112,6 +112,14 @@ internal static partial class ModelEmitter
                     w.Line($"EmbeddingKernel.Forward({inputs[0]}, {Plan.View(embedding, "Embeddings")}, {node.Output}, {mask}, batch * {spec.Shape[0]}, {embedding.InputDim}, {embedding.Channels}, \"{modelName}\", \"{embedding.Name}\");");
                     break;
                 }
+                case NodeKind.Layer when node.Is(LayerKind.GlobalAveragePooling1D):
+                {
+                    var input = node.Inputs[0];
+                    string counted = input.MaskSource is { } source ? $" that '{source.Title}' did not mask" : "";
+                    w.Line($"// {node.Title}: GlobalAveragePooling1D, the mean over the steps{counted}, {Shape(input.Spec.Shape)} -> {Shape(spec.Shape)}");
+                    w.Line($"SequencePooling.AverageForward({inputs[0]}, {input.StepMask}, {node.Output}, batch, {input.Spec.Shape[0]}, {input.Spec.Shape[1]});");
+                    break;
+                }
                 case NodeKind.Layer when node.Is(LayerKind.Masking):
                     w.Line($"// {node.Title}: Masking({Literal(node.Layer!.MaskValue)}): a step of nothing but {Literal(node.Layer.MaskValue)} is padding");
                     w.Line($"MaskingKernel.Forward({inputs[0]}, {node.Output}, {node.SequenceMask}, batch * {spec.Shape[0]}, {spec.Shape[1]}, {Literal(node.Layer.MaskValue)}f);");

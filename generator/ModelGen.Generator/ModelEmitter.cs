@@ -169,6 +169,7 @@ internal static partial class ModelEmitter
                 LayerKind.ZeroPadding2D => $"new ZeroPadding2D(\"{layer.Name}\", {string.Join(", ", layer.Extents)}, {shape})",
                 LayerKind.UpSampling2D => $"new UpSampling2D(\"{layer.Name}\", {string.Join(", ", layer.Extents)}, {shape})",
                 LayerKind.Embedding => $"new Embedding(\"{layer.Name}\", maskZero: {Bool(layer.MaskZero)}, {NewParameter(layer, "Embeddings")}, {shape})",
+                LayerKind.GlobalAveragePooling1D => $"new GlobalAveragePooling1D(\"{layer.Name}\", {layer.OutputSize})",
                 LayerKind.Masking => $"new Masking(\"{layer.Name}\", {Literal(layer.MaskValue)}, {shape})",
                 LayerKind.LSTM or LayerKind.GRU => $"new {layer.Kind}(\"{layer.Name}\", {layer.Units}, returnSequences: {Bool(layer.ReturnSequences)}, new[]\n{{\n" +
                     string.Join(",\n", layer.Weights.Select(t => "    " + NewParameter(layer, t.Property))) + $",\n}}, {shape})",

@@ -67,6 +67,7 @@ internal static partial class ModelParser
             }
             case LayerKind.GlobalAveragePooling2D:
             case LayerKind.GlobalMaxPooling2D:
+            case LayerKind.GlobalAveragePooling1D:
                 return new LayerField(field, kind, default, 0, Activation.Linear, true, 0);
             case LayerKind.MaxPooling2D:
             case LayerKind.AveragePooling2D:
@@ -266,6 +267,13 @@ internal static partial class ModelParser
                 }
                 return new LayerSpec(field.Name, field.Kind, ImmutableArray.Create(input[0], field.Units), inputSize, InputShape: input, Trainable: field.Trainable,
                     InputDim: field.InputDim, MaskZero: field.MaskZero);
+            case LayerKind.GlobalAveragePooling1D:
+                if (input.Length != 2)
+                {
+                    context.Report(Diagnostics.IncompatibleInputShape, location, field.Name, "GlobalAveragePooling1D", ShapeText(input), inputName, "a sequence of shape (None, steps, features)");
+                    input = ImmutableArray.Create(1, inputSize);
+                }
+                return new LayerSpec(field.Name, field.Kind, ImmutableArray.Create(input[1]), inputSize, InputShape: input);
             case LayerKind.Masking:
             case LayerKind.LSTM:
             case LayerKind.GRU:
@@ -353,6 +361,8 @@ internal static partial class ModelParser
             case LayerKind.LSTM:
             case LayerKind.GRU:
                 return layer.ReturnSequences ? input.Mask : -1;
+            case LayerKind.GlobalAveragePooling1D:
+                return -1; // consumed: the mean is over the steps that count
             case LayerKind.Dense:
             case LayerKind.Dropout:
             case LayerKind.Activation:

@@ -49,6 +49,7 @@ internal static partial class ModelParser
         ["ModelGen.MaskingAttribute"] = (LayerKind.Masking, "Masking", "ModelGen.Masking"),
         ["ModelGen.LSTMAttribute"] = (LayerKind.LSTM, "LSTM", "ModelGen.LSTM"),
         ["ModelGen.GRUAttribute"] = (LayerKind.GRU, "GRU", "ModelGen.GRU"),
+        ["ModelGen.GlobalAveragePooling1DAttribute"] = (LayerKind.GlobalAveragePooling1D, "GlobalAveragePooling1D", "ModelGen.GlobalAveragePooling1D"),
         ["ModelGen.MultiHeadAttentionAttribute"] = (LayerKind.MultiHeadAttention, "MultiHeadAttention", "ModelGen.MultiHeadAttention"),
     };
 

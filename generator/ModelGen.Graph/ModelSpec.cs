@@ -5,7 +5,7 @@ namespace ModelGen.Graph;
 
 internal enum LayerKind { Input, Dense, Dropout, Activation, Flatten, Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, BatchNormalization,
     LayerNormalization, Reshape, ZeroPadding2D, UpSampling2D, Embedding, Masking, LSTM, GRU, MultiHeadAttention,
-    DepthwiseConv2D, Conv2DTranspose }
+    DepthwiseConv2D, Conv2DTranspose, GlobalAveragePooling1D }
 
 /// <summary>
 /// A layer: one field of the model class (or one input of a graph method), with its configuration and,
@@ -156,6 +156,7 @@ internal sealed record LayerSpec(
         LayerKind.LSTM => Bidirectional ? "Bidirectional" : "LSTM",
         LayerKind.GRU => Bidirectional ? "Bidirectional" : "GRU",
         LayerKind.MultiHeadAttention => "MultiHeadAttention",
+        LayerKind.GlobalAveragePooling1D => "GlobalAveragePooling1D",
         _ => "Activation",
     };
 }

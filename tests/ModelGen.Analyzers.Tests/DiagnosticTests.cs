@@ -335,6 +335,25 @@ public class SequenceDiagnosticTests
     }
 
     [Fact]
+    public void Global_average_pooling_over_steps_consumes_the_mask()
+    {
+        Assert.Empty(AnalyzerHarness.Analyze("""
+            using ModelGen;
+            [Sequential(Loss = Loss.SparseCategoricalCrossentropy)] partial class Bag
+            {
+                [Input(8)] Input tokens;
+                [Embedding(100, 4, MaskZero = true)] Embedding embed;
+                [GlobalAveragePooling1D] GlobalAveragePooling1D mean;
+                [Dense(2, Activation.Softmax)] Dense head;
+            }
+            """));
+        AnalyzerHarness.Verify("""
+            using ModelGen;
+            [Sequential] partial class Image { [Input(4, 4, 2)] Input x; [GlobalAveragePooling1D] GlobalAveragePooling1D {|MG0007:mean|}; [Dense(2)] Dense d; }
+            """);
+    }
+
+    [Fact]
     public void Sequence_layers_check_their_input_and_configuration()
     {
         AnalyzerHarness.Verify("""

@@ -14,7 +14,7 @@ public class ParityTests
     public static TheoryData<string> Models() => new() { nameof(ParityClassifier), nameof(ParityOneHot), nameof(ParityRegressor), nameof(ParityBinary), nameof(ResidualMlp), nameof(Siamese), nameof(CnnParity), nameof(NormalizedCnn), nameof(ReshapingChain), nameof(DilatedCnn),
         nameof(LstmClassifier), nameof(GruSequences), nameof(MaskedLstm), nameof(BidirectionalStack),
         nameof(SelfAttentionBlock), nameof(CrossAttention), nameof(CausalAttention), nameof(UNetLike),
-        nameof(EncoderDecoder), nameof(GruWithStates), nameof(MaxPoolingParity) };
+        nameof(EncoderDecoder), nameof(GruWithStates), nameof(MaxPoolingParity), nameof(MaskedAverage) };
 
     private static IModel Create(string name, int batch) => name switch
     {
@@ -38,6 +38,7 @@ public class ParityTests
         nameof(EncoderDecoder) => new EncoderDecoder(batch),
         nameof(GruWithStates) => new GruWithStates(batch),
         nameof(MaxPoolingParity) => new MaxPoolingParity(batch),
+        nameof(MaskedAverage) => new MaskedAverage(batch),
         _ => new ParityBinary(batch),
     };
 

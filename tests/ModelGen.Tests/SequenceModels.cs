@@ -97,3 +97,14 @@ public partial class GruWithStates
         return (readout.Apply(sequence), state);
     }
 }
+
+/// <summary>A bag of embeddings: the mean of the unpadded tokens' vectors (Keras' GlobalAveragePooling1D honours the mask), then a classifier.</summary>
+[Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
+public partial class MaskedAverage
+{
+    [Input(6)] public Input tokens;
+    [Embedding(7, 4, MaskZero = true)] public Embedding embed;
+    [Dense(5, Activation.Tanh)] public Dense perStep;
+    [GlobalAveragePooling1D] public GlobalAveragePooling1D mean;
+    [Dense(3, Activation.Softmax)] public Dense head;
+}

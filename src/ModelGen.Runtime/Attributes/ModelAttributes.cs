@@ -353,3 +353,10 @@ public sealed class Conv2DTransposeAttribute : LayerAttribute
     public Padding Padding { get; set; } = Padding.Valid;
     public bool UseBias { get; set; } = true;
 }
+
+/// <summary>
+/// Keras' GlobalAveragePooling1D: the mean of each feature over the steps, (None, steps, features) -> (None, features). With a
+/// mask (Embedding MaskZero, Masking), the mean of the steps that count, as Keras computes it.
+/// </summary>
+[AttributeUsage(AttributeTargets.Field, Inherited = false)]
+public sealed class GlobalAveragePooling1DAttribute : LayerAttribute { }

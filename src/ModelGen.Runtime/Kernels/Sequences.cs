@@ -69,3 +69,46 @@ public static class MaskingKernel
         }
     }
 }
+
+/// <summary>
+/// Keras' GlobalAveragePooling1D: per sample, Σ_t m_t·x_t / Σ_t m_t over the steps (m = 1 without a mask). A sample whose steps
+/// are all masked divides by zero, as in Keras.
+/// </summary>
+public static class SequencePooling
+{
+    public static void AverageForward(ReadOnlySpan<float> input, ReadOnlySpan<float> mask, Span<float> output, int batch, int steps, int features)
+    {
+        for (int b = 0; b < batch; b++)
+        {
+            var mean = output.Slice(b * features, features);
+            mean.Clear();
+            float count = 0;
+            for (int t = 0; t < steps; t++)
+            {
+                float weight = mask.IsEmpty ? 1f : mask[b * steps + t];
+                if (weight == 0f) continue;
+                count += weight;
+                TensorPrimitives.Add(mean, input.Slice((b * steps + t) * features, features), mean);
+            }
+            TensorPrimitives.Divide(mean, count, mean);
+        }
+    }
+
+    /// <summary>Each counted step receives the output gradient divided by the number of counted steps; masked steps nothing.</summary>
+    public static void AverageBackward(ReadOnlySpan<float> outputGradient, ReadOnlySpan<float> mask, Span<float> inputGradient, int batch, int steps, int features, bool accumulate)
+    {
+        for (int b = 0; b < batch; b++)
+        {
+            float count = 0;
+            for (int t = 0; t < steps; t++) count += mask.IsEmpty ? 1f : mask[b * steps + t];
+            var g = outputGradient.Slice(b * features, features);
+            for (int t = 0; t < steps; t++)
+            {
+                var target = inputGradient.Slice((b * steps + t) * features, features);
+                float weight = (mask.IsEmpty ? 1f : mask[b * steps + t]) / count;
+                if (accumulate) TensorPrimitives.MultiplyAdd(g, weight, target, target);
+                else TensorPrimitives.Multiply(g, weight, target);
+            }
+        }
+    }
+}

@@ -371,3 +371,9 @@ public sealed class Conv2DTranspose(string name, Activation activation, int stri
 {
     public int Filters => Kernel.Shape[2];
 }
+
+/// <summary>The mean of each feature over the (unmasked) steps.</summary>
+public sealed class GlobalAveragePooling1D : Layer
+{
+    public GlobalAveragePooling1D(string name, int features) : base(name, new[] { features }) { }
+}

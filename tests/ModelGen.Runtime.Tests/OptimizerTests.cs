@@ -86,8 +86,8 @@ public class OptimizerTests
             m = 0.9 * m - 0.1 * g; p += m;
             mn = 0.9 * mn - 0.1 * g; pn += 0.9 * mn - 0.1 * g;
         }
-        Assert.Equal(p, plain[0], 6);
-        Assert.Equal(pn, nesterov[0], 6);
+        Assert.Equal(p, plain[0], tolerance: 5e-7);
+        Assert.Equal(pn, nesterov[0], tolerance: 5e-7);
     }
 
     [Fact]

@@ -59,10 +59,10 @@ public class MultiInputOutputTests
         var y = Enumerable.Range(0, 16 * 2).Select(_ => (float)random.NextDouble()).ToArray();
         var evaluation = model.Evaluate(x, y);
         float energy = evaluation.Metrics["energy_output_loss"], vacuum = evaluation.Metrics["vacuum_output_loss"];
-        Assert.Equal(0.7f * energy + 0.3f * vacuum, evaluation.Loss, 5);
+        Assert.Equal(0.7f * energy + 0.3f * vacuum, evaluation.Loss, tolerance: 5e-6);
         Assert.True(float.IsNaN(evaluation.Accuracy)); // Keras reports no single accuracy for several outputs
         // TrainStep's loss is the same weighted sum (no dropout here).
-        Assert.Equal(evaluation.Loss, model.TrainStep(x, y, new Sgd(0f)), 5);
+        Assert.Equal(evaluation.Loss, model.TrainStep(x, y, new Sgd(0f)), tolerance: 5e-6);
     }
 
     [Fact]

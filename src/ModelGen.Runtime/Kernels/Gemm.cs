@@ -172,10 +172,13 @@ public static class Gemm
     // ---- Packed path -------------------------------------------------------------------------------
 
     private const int RowsPerTile = 6;       // MR: rows of A per micro-kernel tile
-    // KC: depth of one packed block. Each block reads and writes C once more, and on the machines measured that traffic
-    // cost more than keeping a B micro-panel in L1: 2048^3 on one core ran at 84-88 GFLOP/s with 256 (a 32 KB panel),
-    // 94-95 with 512 and 100-105 with 1024 (a 128 KB panel streamed from L2); the MLP's 128x784x256 at 82-88, 89-91, 92-94.
+    // KC: depth of one block. Each block reads and writes C once more; with A packed that traffic cost more than keeping a
+    // B micro-panel in L1: 2048^3 on one core ran at 84-88 GFLOP/s with 256 (a 32 KB panel), 94-95 with 512, 100-105 with
+    // 1024 (a 128 KB panel streamed from L2), the MLP's 128x784x256 at 82-88, 89-91, 92-94. A read in place is different:
+    // a tile of a transposed A touches a cache line per step, and 256 steps of lines stay in L1 for the next tile
+    // (a convolution's 288x7744x64 weight gradient: 4.3 ms with 256, 5.8 with 1024).
     private const int DepthBlock = 1024;
+    private const int StreamingDepthBlock = 256;
     private const int RowBlock = 96;         // MC: rows of A packed at once (96 x 1024 floats = 384 KB: L2)
     private const int ColumnBlock = 1024;    // NC: columns of B packed at once
 
@@ -220,6 +223,11 @@ public static class Gemm
         bool narrow = n <= TLanes.Count;
         int tileColumns = (narrow ? 1 : 2) * TLanes.Count;
         int paddedColumns = (n + tileColumns - 1) / tileColumns * tileColumns;
+        // Few column tiles use each packed row only a few times: packing A would cost more than it saves (a convolution's
+        // 7744 x 288 patches against 64 filters), so whole tiles read A where it lies. Packing a transposed A is a gather and
+        // costs more, so it streams up to twice as wide.
+        bool streamA = Math.Min(n, ColumnBlock) <= (a.RowStride == 1 ? 2 : 1) * StreamingColumnTiles * tileColumns;
+        int depthBlock = streamA ? StreamingDepthBlock : DepthBlock;
         var aPanel = AlignedBuffer.Ensure(ref packedA, RowBlock * DepthBlock);
         var bPanel = AlignedBuffer.Ensure(ref packedB, k * paddedColumns);
         Span<float> spill = stackalloc float[RowsPerTile * 32];
@@ -228,9 +236,9 @@ public static class Gemm
         for (int jc = 0; jc < n; jc += ColumnBlock)
         {
             int nc = Math.Min(ColumnBlock, n - jc);
-            for (int pc = 0; pc < k; pc += DepthBlock)
+            for (int pc = 0; pc < k; pc += depthBlock)
             {
-                int kc = Math.Min(DepthBlock, k - pc);
+                int kc = Math.Min(depthBlock, k - pc);
                 PackB(b, pc, kc, jc, nc, tileColumns, bPanel.Slice(offset));
                 offset += kc * ((nc + tileColumns - 1) / tileColumns * tileColumns);
             }
@@ -243,19 +251,15 @@ public static class Gemm
             for (int jc = 0; jc < n; jc += ColumnBlock)
             {
                 int nc = Math.Min(ColumnBlock, n - jc);
-                for (int pc = 0; pc < k; pc += DepthBlock)
+                for (int pc = 0; pc < k; pc += depthBlock)
                 {
-                    int kc = Math.Min(DepthBlock, k - pc);
+                    int kc = Math.Min(depthBlock, k - pc);
                     var bBlock = bPanel.Slice(offset);
                     offset += kc * ((nc + tileColumns - 1) / tileColumns * tileColumns);
                     var stage = new Stage(first: pc == 0, last: pc + kc >= k);
                     for (int ic = firstRow; ic < firstRow + rows; ic += RowBlock)
                     {
                         int mc = Math.Min(RowBlock, firstRow + rows - ic);
-                        // Few column tiles use each packed row only a few times: packing A would cost more than it saves
-                        // (a convolution's 7744 x 288 patches against 64 filters), so whole tiles read A where it lies.
-                        // Packing a transposed A is a gather and costs more, so it streams up to twice as wide.
-                        bool streamA = nc <= (a.RowStride == 1 ? 2 : 1) * StreamingColumnTiles * tileColumns;
                         int wholeRows = streamA ? mc / RowsPerTile * RowsPerTile : 0;
                         if (wholeRows < mc) PackA(a, ic + wholeRows, mc - wholeRows, pc, kc, aPanel);
                         for (int jr = 0; jr < nc; jr += tileColumns)

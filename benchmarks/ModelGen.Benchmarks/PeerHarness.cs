@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using ModelGen;
 using ModelGen.Kernels;
+using ModelGen.Samples;
 using ModelGen.Training;
 
 /// <summary>
@@ -86,24 +87,17 @@ public static class PeerHarness
     /// </summary>
     public static object DigitsFit()
     {
-        string path = Path.Combine(AppContext.BaseDirectory, "data", "digits.csv");
-        var rows = File.ReadAllLines(path).Skip(1).Where(l => l.Length > 0).Select(l => l.Split(',').Select(v => float.Parse(v, System.Globalization.CultureInfo.InvariantCulture)).ToArray()).ToArray();
-        var order = Enumerable.Range(0, rows.Length).ToArray();
-        new SeededRandom(0).Shuffle(order);
-        int test = (int)Math.Round(rows.Length * 0.2);
-        float[] Features(IEnumerable<int> indices) => indices.SelectMany(i => rows[i].Take(64).Select(v => v / 16f)).ToArray();
-        float[] Labels(IEnumerable<int> indices) => indices.Select(i => rows[i][64]).ToArray();
-        var (trainX, trainY) = (Features(order.Skip(test)), Labels(order.Skip(test)));
-        var (testX, testY) = (Features(order.Take(test)), Labels(order.Take(test)));
+        var (train, test) = LabeledData.Load(Path.Combine(AppContext.BaseDirectory, "data", "digits.csv")).Split(testFraction: 0.2, seed: 0);
+        (train, test) = (train.Scale(1f / 16), test.Scale(1f / 16));
         var seconds = new List<double>();
         double accuracy = 0;
         for (int run = 0; run < 6; run++)
         {
             var model = new SklearnDigitsMlp(maxBatchSize: 200, seed: 0);
             var clock = Stopwatch.StartNew();
-            model.Fit(trainX, trainY, new Adam(1e-3f), epochs: 200, batchSize: 200, seed: 0, verbose: Verbosity.Silent);
+            model.Fit(train.Features, train.Labels, new Adam(1e-3f), epochs: 200, batchSize: 200, seed: 0, verbose: Verbosity.Silent);
             if (run > 0) seconds.Add(clock.Elapsed.TotalSeconds); // the first run warms the JIT up
-            accuracy = model.Evaluate(testX, testY).Accuracy;
+            accuracy = model.Evaluate(test.Features, test.Labels).Accuracy;
         }
         seconds.Sort();
         return new { fit_s = seconds[seconds.Count / 2], epochs = 200, test_accuracy = accuracy };

@@ -33,10 +33,7 @@ internal static partial class ModelEmitter
                 case NodeKind.Layer when node.Layer!.Kind == LayerKind.Dense:
                     var layer = node.Layer;
                     w.Line($"// {node.Title}: Dense({layer.Channels}, {Lower(layer.Activation)}), {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}{(spec.Shape.Count > 1 ? ", at every step" : "")}");
-                    string bias = layer.UseBias ? Plan.View(layer, "Bias") : "default";
-                    string relu = layer.Activation == Activation.Relu ? ", relu: true" : "";
-                    w.Line($"Gemm.Multiply({inputs[0]}, {Plan.View(layer, "Kernel")}, {node.Output}, {Rows(spec).Rows}, {layer.InputSize}, {layer.Channels}, {bias}{relu});");
-                    if (layer.Activation is not (Activation.Linear or Activation.Relu)) EmitActivation(w, layer.Activation, node.Output, spec);
+                    EmitProduct(w, layer, inputs[0], node.Output, Rows(spec).Rows, layer.InputSize.ToString(CultureInfo.InvariantCulture), spec);
                     break;
                 case NodeKind.Layer when node.Is(LayerKind.Conv2D):
                 {
@@ -44,10 +41,7 @@ internal static partial class ModelEmitter
                     string dilated = conv.Dilation > 1 ? $", dilation {conv.Dilation}" : "";
                     w.Line($"// {node.Title}: Conv2D({conv.Channels}, {conv.KernelHeight}x{conv.KernelWidth}, strides {conv.Strides}{dilated}, {conv.Padding.ToString().ToLowerInvariant()}, {Lower(conv.Activation)}), {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}");
                     w.Line($"Convolution.Im2Col({inputs[0]}, {node.Patches}, {node.Window}, batch);");
-                    string convBias = conv.UseBias ? Plan.View(conv, "Bias") : "default";
-                    string convRelu = conv.Activation == Activation.Relu ? ", relu: true" : "";
-                    w.Line($"Gemm.Multiply({node.Patches}, {Plan.View(conv, "Kernel")}, {node.Output}, batch * {node.Window}.Positions, {node.Window}.PatchSize, {conv.Channels}, {convBias}{convRelu});");
-                    if (conv.Activation is not (Activation.Linear or Activation.Relu)) EmitActivation(w, conv.Activation, node.Output, spec);
+                    EmitProduct(w, conv, node.Patches, node.Output, $"batch * {node.Window}.Positions", $"{node.Window}.PatchSize", spec);
                     break;
                 }
                 case NodeKind.Layer when node.Is(LayerKind.DepthwiseConv2D):
@@ -218,6 +212,18 @@ internal static partial class ModelEmitter
         int outer = node.Spec.Shape.Take(axis).Aggregate(1, (a, b) => a * b);
         var widths = node.Inputs.Select(i => i.Spec.Shape.Skip(axis).Aggregate(1, (a, b) => a * b)).ToArray();
         return (outer == 1 ? "batch" : $"batch * {outer}", widths.Sum(), widths);
+    }
+
+    /// <summary>
+    /// A Dense layer's or a convolution's product with its kernel, the bias and a ReLU folded into the GEMM's epilogue and any
+    /// other activation after it.
+    /// </summary>
+    private static void EmitProduct(CodeWriter w, LayerSpec layer, string input, string output, string rows, string depth, NodeSpec spec)
+    {
+        string bias = layer.UseBias ? Plan.View(layer, "Bias") : "default";
+        string relu = layer.Activation == Activation.Relu ? ", relu: true" : "";
+        w.Line($"Gemm.Multiply({input}, {Plan.View(layer, "Kernel")}, {output}, {rows}, {depth}, {layer.Channels}, {bias}{relu});");
+        if (layer.Activation is not (Activation.Linear or Activation.Relu)) EmitActivation(w, layer.Activation, output, spec);
     }
 
     /// <summary>Softmax normalises over the last axis; every other activation is element-wise.</summary>

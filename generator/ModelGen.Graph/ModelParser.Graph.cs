@@ -513,9 +513,9 @@ internal static partial class ModelParser
             {
                 // A shared layer: every use has the weights, so every use needs the first use's input shape.
                 layer = graph.Layers[index];
-                if ((field.Kind is LayerKind.Dense or LayerKind.Conv2D or LayerKind.DepthwiseConv2D or LayerKind.Conv2DTranspose or LayerKind.LSTM or LayerKind.GRU or LayerKind.Embedding
-                        && !inputNode.Shape.Equals(layer.InputShape)) ||
-                    (field.Kind is LayerKind.BatchNormalization or LayerKind.LayerNormalization && inputNode.Shape[inputNode.Shape.Count - 1] != layer.Channels))
+                // Normalizations need only the same channels; every other layer with weights the same input shape.
+                bool normalization = field.Kind is LayerKind.BatchNormalization or LayerKind.LayerNormalization;
+                if (layer.HasWeights && (normalization ? inputNode.Shape[inputNode.Shape.Count - 1] != layer.Channels : !inputNode.Shape.Equals(layer.InputShape)))
                 {
                     context.Report(Diagnostics.IncompatibleShapes, location,
                         $"Layer '{field.Name}' is shared: its first use takes {ShapeText(layer.InputShape.Items)}, but here it is applied to {ShapeText(inputNode.Shape)} from '{argument}'; a shared layer takes one input shape");

@@ -74,3 +74,49 @@ public class ReductionTests
         for (int c = 0; c < columns; c++) Assert.Equal(2 * sums[c], twice[c], tolerance: 5e-5);
     }
 }
+
+public class DepthwiseConvolutionTests
+{
+    /// <summary>Forward against its definition; backward as the adjoint of the (bias-free) forward in both the input and the kernel.</summary>
+    [Theory]
+    [InlineData(6, 5, 20, 3, 1, 1, true)]
+    [InlineData(7, 7, 3, 3, 2, 2, true)]
+    [InlineData(5, 6, 17, 2, 1, 2, false)]
+    public void Depthwise_convolution_matches_its_definition_and_its_backward_is_the_adjoint(int height, int width, int channels, int size, int multiplier, int strides, bool same)
+    {
+        const int batch = 2;
+        var window = new Window(height, width, channels, size, size, strides, strides, same);
+        var random = new Random(channels + size);
+        float[] Random(int n) => Enumerable.Range(0, n).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+        int outputs = channels * multiplier;
+        var x = Random(batch * height * width * channels);
+        var kernel = Random(size * size * outputs);
+        var y = new float[batch * window.Positions * outputs];
+        DepthwiseConvolution.Forward(x, kernel, default, y, window, multiplier, batch);
+        for (int n = 0; n < batch; n++)
+            for (int oy = 0; oy < window.OutputHeight; oy++)
+                for (int ox = 0; ox < window.OutputWidth; ox++)
+                    for (int o = 0; o < outputs; o++)
+                    {
+                        double expected = 0;
+                        for (int ky = 0; ky < size; ky++)
+                            for (int kx = 0; kx < size; kx++)
+                            {
+                                int iy = oy * strides + ky - window.PadTop, ix = ox * strides + kx - window.PadLeft;
+                                if (iy < 0 || iy >= height || ix < 0 || ix >= width) continue;
+                                expected += x[((n * height + iy) * width + ix) * channels + o / multiplier] * kernel[(ky * size + kx) * outputs + o];
+                            }
+                        Assert.Equal(expected, y[((n * window.OutputHeight + oy) * window.OutputWidth + ox) * outputs + o], tolerance: 1e-5);
+                    }
+
+        var g = Random(y.Length);
+        var dx = new float[x.Length];
+        var dk = new float[kernel.Length];
+        var db = new float[outputs];
+        DepthwiseConvolution.Backward(g, x, kernel, dk, db, dx, window, multiplier, batch, computeWeights: true, accumulateWeights: false, accumulateInput: false);
+        double Dot(float[] a, float[] b) => a.Zip(b, (p, q) => (double)p * q).Sum();
+        Assert.Equal(Dot(y, g), Dot(x, dx), tolerance: 1e-4);
+        Assert.Equal(Dot(y, g), Dot(kernel, dk), tolerance: 1e-4);
+        for (int o = 0; o < outputs; o++) Assert.Equal(Enumerable.Range(0, batch * window.Positions).Sum(r => (double)g[r * outputs + o]), db[o], tolerance: 1e-4);
+    }
+}

@@ -108,26 +108,31 @@ public sealed class ActivationAttribute : LayerAttribute
 /// Glorot-uniform initialised, zero bias.
 /// </summary>
 [AttributeUsage(AttributeTargets.Field, Inherited = false)]
-public sealed class Conv2DAttribute : LayerAttribute
+public sealed class Conv2DAttribute : ConvolutionAttribute
 {
     public Conv2DAttribute(int filters, int kernelSize, Activation activation = Activation.Linear) : this(filters, kernelSize, kernelSize, activation) { }
 
     /// <summary>A kernel of kernelHeight rows and kernelWidth columns, as Keras' kernel_size=(h, w).</summary>
-    public Conv2DAttribute(int filters, int kernelHeight, int kernelWidth, Activation activation = Activation.Linear)
+    public Conv2DAttribute(int filters, int kernelHeight, int kernelWidth, Activation activation = Activation.Linear) : base(activation)
     {
         Filters = filters;
         KernelHeight = kernelHeight;
         KernelWidth = kernelWidth;
-        Activation = activation;
     }
 
     public int Filters { get; }
     public int KernelHeight { get; }
     public int KernelWidth { get; }
-    public Activation Activation { get; }
-    public int Strides { get; set; } = 1;
     /// <summary>Keras' dilation_rate: the kernel reads every DilationRate-th pixel. Keras allows it only with strides 1.</summary>
     public int DilationRate { get; set; } = 1;
+}
+
+/// <summary>The options every convolution takes, as Keras' convolution layers.</summary>
+public abstract class ConvolutionAttribute : LayerAttribute
+{
+    protected ConvolutionAttribute(Activation activation) => Activation = activation;
+    public Activation Activation { get; }
+    public int Strides { get; set; } = 1;
     public Padding Padding { get; set; } = Padding.Valid;
     public bool UseBias { get; set; } = true;
 }
@@ -316,20 +321,12 @@ public sealed class MultiHeadAttentionAttribute : LayerAttribute
 /// (kernelSize, kernelSize, channels, multiplier), bias (channels·multiplier).
 /// </summary>
 [AttributeUsage(AttributeTargets.Field, Inherited = false)]
-public sealed class DepthwiseConv2DAttribute : LayerAttribute
+public sealed class DepthwiseConv2DAttribute : ConvolutionAttribute
 {
-    public DepthwiseConv2DAttribute(int kernelSize, Activation activation = Activation.Linear)
-    {
-        KernelSize = kernelSize;
-        Activation = activation;
-    }
+    public DepthwiseConv2DAttribute(int kernelSize, Activation activation = Activation.Linear) : base(activation) => KernelSize = kernelSize;
 
     public int KernelSize { get; }
-    public Activation Activation { get; }
     public int DepthMultiplier { get; set; } = 1;
-    public int Strides { get; set; } = 1;
-    public Padding Padding { get; set; } = Padding.Valid;
-    public bool UseBias { get; set; } = true;
 }
 
 /// <summary>
@@ -337,21 +334,16 @@ public sealed class DepthwiseConv2DAttribute : LayerAttribute
 /// 'valid' output (in - 1)·strides + kernelSize, 'same' output in·strides.
 /// </summary>
 [AttributeUsage(AttributeTargets.Field, Inherited = false)]
-public sealed class Conv2DTransposeAttribute : LayerAttribute
+public sealed class Conv2DTransposeAttribute : ConvolutionAttribute
 {
-    public Conv2DTransposeAttribute(int filters, int kernelSize, Activation activation = Activation.Linear)
+    public Conv2DTransposeAttribute(int filters, int kernelSize, Activation activation = Activation.Linear) : base(activation)
     {
         Filters = filters;
         KernelSize = kernelSize;
-        Activation = activation;
     }
 
     public int Filters { get; }
     public int KernelSize { get; }
-    public Activation Activation { get; }
-    public int Strides { get; set; } = 1;
-    public Padding Padding { get; set; } = Padding.Valid;
-    public bool UseBias { get; set; } = true;
 }
 
 /// <summary>

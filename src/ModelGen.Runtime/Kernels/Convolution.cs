@@ -68,14 +68,14 @@ public static class Convolution
     }
 
     /// <summary>What to do with a run of a patch: <c>length</c> floats at a patch offset and at an image offset (-1 in the padding).</summary>
-    private interface ICell
+    internal interface ICell
     {
         void Visit(int patchOffset, int imageOffset, int length);
     }
 
     /// <summary>Every (patch cell, image pixel) pair of every output position, in patch-matrix order: the one loop nest im2col and col2im share.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-    private static void Walk<TCell>(in Window window, int batch, ref TCell cell) where TCell : ICell, allows ref struct
+    internal static void Walk<TCell>(in Window window, int batch, ref TCell cell) where TCell : ICell, allows ref struct
     {
         int inputSize = window.Height * window.Width * window.Channels;
         int channels = window.Channels;
@@ -294,36 +294,23 @@ public static class Pooling
 
 /// <summary>
 /// DepthwiseConv2D, directly over NHWC: output channel c·multiplier + m of each position is channel c of the window weighted
-/// by depthwise_kernel (ky, kx, c, m). With a multiplier of 1 each kernel cell is one vector multiply-add across channels.
+/// by depthwise_kernel (ky, kx, c, m). The windows are walked as im2col walks them (the same loop nest, runs of whole kernel
+/// rows), without building the patch matrix; with a multiplier of 1 each kernel cell is one vector multiply-add.
 /// </summary>
 public static class DepthwiseConvolution
 {
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public static void Forward(ReadOnlySpan<float> input, ReadOnlySpan<float> kernel, ReadOnlySpan<float> bias, Span<float> output, in Window window, int multiplier, int batch)
     {
-        int channels = window.Channels, width = channels * multiplier;
-        for (int n = 0; n < batch; n++)
-            for (int oy = 0; oy < window.OutputHeight; oy++)
-                for (int ox = 0; ox < window.OutputWidth; ox++)
-                {
-                    var target = output.Slice(((n * window.OutputHeight + oy) * window.OutputWidth + ox) * width, width);
-                    if (bias.IsEmpty) target.Clear();
-                    else bias.Slice(0, width).CopyTo(target);
-                    for (int ky = 0; ky < window.KernelHeight; ky++)
-                    {
-                        int y = oy * window.StrideHeight + ky * window.Dilation - window.PadTop;
-                        if (y < 0 || y >= window.Height) continue;
-                        for (int kx = 0; kx < window.KernelWidth; kx++)
-                        {
-                            int x = ox * window.StrideWidth + kx * window.Dilation - window.PadLeft;
-                            if (x < 0 || x >= window.Width) continue;
-                            var pixel = input.Slice(((n * window.Height + y) * window.Width + x) * channels, channels);
-                            var weights = kernel.Slice((ky * window.KernelWidth + kx) * width, width);
-                            if (multiplier == 1) System.Numerics.Tensors.TensorPrimitives.FusedMultiplyAdd(pixel, weights, target, target);
-                            else for (int c = 0; c < width; c++) target[c] += pixel[c / multiplier] * weights[c];
-                        }
-                    }
-                }
+        int width = window.Channels * multiplier, rows = batch * window.Positions;
+        for (int row = 0; row < rows; row++)
+        {
+            var target = output.Slice(row * width, width);
+            if (bias.IsEmpty) target.Clear();
+            else bias.Slice(0, width).CopyTo(target);
+        }
+        var cells = new Cells(input, kernel, output, default, default, default, window, multiplier);
+        Convolution.Walk(window, batch, ref cells);
     }
 
     /// <summary>Kernel and bias gradients (=, or += when accumulating) and, unless <paramref name="inputGradient"/> is empty, the input's.</summary>
@@ -332,36 +319,49 @@ public static class DepthwiseConvolution
         Span<float> kernelGradient, Span<float> biasGradient, Span<float> inputGradient, in Window window, int multiplier, int batch,
         bool computeWeights, bool accumulateWeights, bool accumulateInput)
     {
-        int channels = window.Channels, width = channels * multiplier;
-        if (computeWeights && !accumulateWeights)
+        int width = window.Channels * multiplier, rows = batch * window.Positions;
+        if (computeWeights)
         {
-            kernelGradient.Slice(0, window.KernelHeight * window.KernelWidth * width).Clear();
-            if (!biasGradient.IsEmpty) biasGradient.Slice(0, width).Clear();
+            if (!accumulateWeights) kernelGradient.Slice(0, window.KernelHeight * window.KernelWidth * width).Clear();
+            if (!biasGradient.IsEmpty) Reductions.SumRows(outputGradient, biasGradient, rows, width, accumulateWeights);
         }
-        if (!inputGradient.IsEmpty && !accumulateInput) inputGradient.Slice(0, batch * window.Height * window.Width * channels).Clear();
-        for (int n = 0; n < batch; n++)
-            for (int oy = 0; oy < window.OutputHeight; oy++)
-                for (int ox = 0; ox < window.OutputWidth; ox++)
+        if (!inputGradient.IsEmpty && !accumulateInput) inputGradient.Slice(0, batch * window.Height * window.Width * window.Channels).Clear();
+        var cells = new Cells(input, kernel, default, outputGradient, computeWeights ? kernelGradient : default, inputGradient, window, multiplier);
+        Convolution.Walk(window, batch, ref cells);
+    }
+
+    /// <summary>
+    /// One run of window cells against one output position. Forward (an output given) adds pixel·weight into it; backward
+    /// (an output gradient given) adds gradient·pixel into the kernel gradient and gradient·weight into the input gradient.
+    /// </summary>
+    private ref struct Cells(ReadOnlySpan<float> input, ReadOnlySpan<float> kernel, Span<float> output, ReadOnlySpan<float> outputGradient,
+        Span<float> kernelGradient, Span<float> inputGradient, in Window window, int multiplier) : Convolution.ICell
+    {
+        private readonly ReadOnlySpan<float> input = input, kernel = kernel, outputGradient = outputGradient;
+        private readonly Span<float> output = output, kernelGradient = kernelGradient, inputGradient = inputGradient;
+        private readonly int channels = window.Channels, patchSize = window.PatchSize, width = window.Channels * multiplier;
+
+        public readonly void Visit(int patchOffset, int imageOffset, int length)
+        {
+            if (imageOffset < 0) return; // padding: zeros in, nothing out
+            int position = patchOffset / patchSize * width, firstCell = patchOffset % patchSize / channels;
+            for (int j = 0; j < length / channels; j++)
+            {
+                int pixel = imageOffset + j * channels, cell = (firstCell + j) * width;
+                if (outputGradient.IsEmpty)
                 {
-                    var g = outputGradient.Slice(((n * window.OutputHeight + oy) * window.OutputWidth + ox) * width, width);
-                    if (computeWeights && !biasGradient.IsEmpty) System.Numerics.Tensors.TensorPrimitives.Add(biasGradient.Slice(0, width), g, biasGradient.Slice(0, width));
-                    for (int ky = 0; ky < window.KernelHeight; ky++)
-                    {
-                        int y = oy * window.StrideHeight + ky * window.Dilation - window.PadTop;
-                        if (y < 0 || y >= window.Height) continue;
-                        for (int kx = 0; kx < window.KernelWidth; kx++)
-                        {
-                            int x = ox * window.StrideWidth + kx * window.Dilation - window.PadLeft;
-                            if (x < 0 || x >= window.Width) continue;
-                            int pixelOffset = ((n * window.Height + y) * window.Width + x) * channels;
-                            int cell = (ky * window.KernelWidth + kx) * width;
-                            for (int c = 0; c < width; c++)
-                            {
-                                if (computeWeights) kernelGradient[cell + c] += g[c] * input[pixelOffset + c / multiplier];
-                                if (!inputGradient.IsEmpty) inputGradient[pixelOffset + c / multiplier] += g[c] * kernel[cell + c];
-                            }
-                        }
-                    }
+                    var target = output.Slice(position, width);
+                    if (multiplier == 1) System.Numerics.Tensors.TensorPrimitives.FusedMultiplyAdd(input.Slice(pixel, channels), kernel.Slice(cell, width), target, target);
+                    else for (int c = 0; c < width; c++) target[c] += input[pixel + c / multiplier] * kernel[cell + c];
+                    continue;
                 }
+                for (int c = 0; c < width; c++)
+                {
+                    float g = outputGradient[position + c];
+                    if (!kernelGradient.IsEmpty) kernelGradient[cell + c] += g * input[pixel + c / multiplier];
+                    if (!inputGradient.IsEmpty) inputGradient[pixel + c / multiplier] += g * kernel[cell + c];
+                }
+            }
+        }
     }
 }

@@ -23,7 +23,7 @@ public sealed class RecurrentWorkspace
         int rows = maxBatchSize * steps;
         Inputs = new float[rows * features];
         Projected = new float[rows * GateWidth];
-        Gates = new float[rows * 4 * units];
+        Gates = cell == RecurrentCell.Gru ? new float[rows * 4 * units] : Array.Empty<float>(); // an LSTM keeps its gates in Projected
         States = new float[(steps + 1) * maxBatchSize * units];
         Cells = cell == RecurrentCell.Lstm ? new float[(steps + 1) * maxBatchSize * units] : Array.Empty<float>();
         Mask = new float[rows];
@@ -31,7 +31,7 @@ public sealed class RecurrentWorkspace
         RecurrentGradients = cell == RecurrentCell.Gru ? new float[rows * GateWidth] : Array.Empty<float>();
         StateGradient = new float[maxBatchSize * units];
         CellGradient = new float[maxBatchSize * units];
-        Scratch = new float[maxBatchSize * Math.Max(GateWidth, features)];
+        Scratch = cell == RecurrentCell.Gru ? new float[maxBatchSize * GateWidth] : Array.Empty<float>(); // a GRU's recurrent product
         TimeMajorGradient = new float[rows * features];
     }
 
@@ -331,10 +331,7 @@ public static class Recurrent
             for (int t = 0; t < steps; t++)
             {
                 int p = reverse ? steps - 1 - t : t;
-                var from = source.Slice((p * batch + b) * width, width);
-                var to = destination.Slice((b * steps + t) * width, width);
-                if (accumulate) TensorPrimitives.Add(to, from, to);
-                else from.CopyTo(to);
+                Merges.Pass(source.Slice((p * batch + b) * width, width), destination.Slice((b * steps + t) * width, width), width, accumulate);
             }
     }
 }

@@ -28,10 +28,7 @@ public static class ZeroPadding
         {
             for (int y = 0; y < height; y++)
             {
-                var from = outputGradient.Slice(n * outputSize + (y + top) * outputRow + left * channels, row);
-                var to = inputGradient.Slice(n * imageSize + y * row, row);
-                if (accumulate) TensorPrimitives.Add(to, from, to);
-                else from.CopyTo(to);
+                Merges.Pass(outputGradient.Slice(n * outputSize + (y + top) * outputRow + left * channels, row), inputGradient.Slice(n * imageSize + y * row, row), row, accumulate);
             }
         }
     }

@@ -59,12 +59,7 @@ public static class MaskingKernel
         for (int s = 0; s < steps; s++)
         {
             var to = inputGradient.Slice(s * features, features);
-            if (mask[s] != 0f)
-            {
-                var from = outputGradient.Slice(s * features, features);
-                if (accumulate) TensorPrimitives.Add(to, from, to);
-                else from.CopyTo(to);
-            }
+            if (mask[s] != 0f) Merges.Pass(outputGradient.Slice(s * features, features), to, features, accumulate);
             else if (!accumulate) to.Clear();
         }
     }
@@ -104,10 +99,8 @@ public static class SequencePooling
             var g = outputGradient.Slice(b * features, features);
             for (int t = 0; t < steps; t++)
             {
-                var target = inputGradient.Slice((b * steps + t) * features, features);
                 float weight = (mask.IsEmpty ? 1f : mask[b * steps + t]) / count;
-                if (accumulate) TensorPrimitives.MultiplyAdd(g, weight, target, target);
-                else TensorPrimitives.Multiply(g, weight, target);
+                Merges.Pass(g, inputGradient.Slice((b * steps + t) * features, features), features, accumulate, scale: weight);
             }
         }
     }

@@ -42,16 +42,20 @@ public sealed class Parameter
 /// <summary>A layer of a generated model, named after the user's field.</summary>
 public abstract class Layer
 {
-    protected Layer(string name, int[] outputShape)
+    private readonly Parameter[] parameters;
+
+    /// <param name="parameters">The layer's weight tensors in Keras' order; a null (a bias declared away) is left out.</param>
+    protected Layer(string name, int[] outputShape, params Parameter?[] parameters)
     {
         Name = name;
         OutputShape = outputShape;
+        this.parameters = Array.FindAll(parameters, p => p is not null)!;
     }
 
     public string Name { get; }
     /// <summary>Output shape without the batch dimension.</summary>
     public IReadOnlyList<int> OutputShape { get; }
-    public virtual IReadOnlyList<Parameter> Parameters => Array.Empty<Parameter>();
+    public IReadOnlyList<Parameter> Parameters => parameters;
     /// <summary>False when the layer was declared frozen (<c>Trainable = false</c>): its weights stay as they are.</summary>
     public bool Trainable { get; init; } = true;
     public override string ToString() => $"{Name} ({GetType().Name})";
@@ -69,15 +73,12 @@ public sealed class Input : Layer
 /// <summary>Fully connected layer: kernel (in, units), bias (units).</summary>
 public sealed class Dense : Layer
 {
-    private readonly Parameter[] parameters;
-
     public Dense(string name, Activation activation, Parameter kernel, Parameter? bias)
-        : base(name, new[] { kernel.Shape[1] })
+        : base(name, new[] { kernel.Shape[1] }, kernel, bias)
     {
         Activation = activation;
         Kernel = kernel;
         Bias = bias;
-        parameters = bias is null ? new[] { kernel } : new[] { kernel, bias };
     }
 
     public Activation Activation { get; }
@@ -85,7 +86,6 @@ public sealed class Dense : Layer
     /// <summary>Null when the layer was declared with <c>UseBias = false</c>.</summary>
     public Parameter? Bias { get; }
     public int Units => Kernel.Shape[1];
-    public override IReadOnlyList<Parameter> Parameters => parameters;
 }
 
 /// <summary>Dropout: zeroes inputs with probability <see cref="Rate"/> while training.</summary>
@@ -111,17 +111,14 @@ public sealed class Flatten : Layer
 /// <summary>What every convolution holds: its activation, strides, padding, kernel and optional bias.</summary>
 public abstract class ConvolutionLayer : Layer
 {
-    private readonly Parameter[] parameters;
-
     protected ConvolutionLayer(string name, Activation activation, int strides, Padding padding, Parameter kernel, Parameter? bias, int[] outputShape)
-        : base(name, outputShape)
+        : base(name, outputShape, kernel, bias)
     {
         Activation = activation;
         Strides = strides;
         Padding = padding;
         Kernel = kernel;
         Bias = bias;
-        parameters = bias is null ? new[] { kernel } : new[] { kernel, bias };
     }
 
     public Activation Activation { get; }
@@ -130,7 +127,6 @@ public abstract class ConvolutionLayer : Layer
     public Parameter Kernel { get; }
     /// <summary>Null when the layer was declared with <c>UseBias = false</c>.</summary>
     public Parameter? Bias { get; }
-    public override IReadOnlyList<Parameter> Parameters => parameters;
 }
 
 /// <summary>A 2-D convolution: kernel (kh, kw, in, filters), bias (filters).</summary>
@@ -178,10 +174,8 @@ public sealed class MaxPooling2D(string name, int poolSize, int strides, Padding
 /// <summary>Batch normalization over the last axis: gamma, beta (trainable), moving_mean, moving_variance (not trainable), each (channels).</summary>
 public sealed class BatchNormalization : Layer
 {
-    private readonly Parameter[] parameters;
-
     public BatchNormalization(string name, double momentum, double epsilon, Parameter gamma, Parameter beta, Parameter movingMean, Parameter movingVariance, params int[] shape)
-        : base(name, shape)
+        : base(name, shape, gamma, beta, movingMean, movingVariance)
     {
         Momentum = momentum;
         Epsilon = epsilon;
@@ -189,7 +183,6 @@ public sealed class BatchNormalization : Layer
         Beta = beta;
         MovingMean = movingMean;
         MovingVariance = movingVariance;
-        parameters = new[] { gamma, beta, movingMean, movingVariance };
     }
 
     public double Momentum { get; }
@@ -198,26 +191,21 @@ public sealed class BatchNormalization : Layer
     public Parameter Beta { get; }
     public Parameter MovingMean { get; }
     public Parameter MovingVariance { get; }
-    public override IReadOnlyList<Parameter> Parameters => parameters;
 }
 
 /// <summary>Layer normalization over the last axis: gamma and beta, each (features).</summary>
 public sealed class LayerNormalization : Layer
 {
-    private readonly Parameter[] parameters;
-
-    public LayerNormalization(string name, double epsilon, Parameter gamma, Parameter beta, params int[] shape) : base(name, shape)
+    public LayerNormalization(string name, double epsilon, Parameter gamma, Parameter beta, params int[] shape) : base(name, shape, gamma, beta)
     {
         Epsilon = epsilon;
         Gamma = gamma;
         Beta = beta;
-        parameters = new[] { gamma, beta };
     }
 
     public double Epsilon { get; }
     public Parameter Gamma { get; }
     public Parameter Beta { get; }
-    public override IReadOnlyList<Parameter> Parameters => parameters;
 }
 
 /// <summary>A new shape for each sample, the same values in the same (row-major) order.</summary>
@@ -259,20 +247,16 @@ public sealed class UpSampling2D : Layer
 /// <summary>A lookup table of vectors: embeddings (inputDim, outputDim).</summary>
 public sealed class Embedding : Layer
 {
-    private readonly Parameter[] parameters;
-
-    public Embedding(string name, bool maskZero, Parameter embeddings, params int[] shape) : base(name, shape)
+    public Embedding(string name, bool maskZero, Parameter embeddings, params int[] shape) : base(name, shape, embeddings)
     {
         MaskZero = maskZero;
         Embeddings = embeddings;
-        parameters = new[] { embeddings };
     }
 
     public bool MaskZero { get; }
     public Parameter Embeddings { get; }
     public int InputDim => Embeddings.Shape[0];
     public int OutputDim => Embeddings.Shape[1];
-    public override IReadOnlyList<Parameter> Parameters => parameters;
 }
 
 /// <summary>Masks each step whose features all equal MaskValue.</summary>
@@ -288,19 +272,15 @@ public sealed class Masking : Layer
 /// </summary>
 public abstract class RecurrentLayer : Layer
 {
-    private readonly Parameter[] parameters;
-
-    protected RecurrentLayer(string name, int units, bool returnSequences, Parameter[] parameters, int[] shape) : base(name, shape)
+    protected RecurrentLayer(string name, int units, bool returnSequences, Parameter[] parameters, int[] shape) : base(name, shape, parameters)
     {
         Units = units;
         ReturnSequences = returnSequences;
-        this.parameters = parameters;
     }
 
     public int Units { get; }
     public bool ReturnSequences { get; }
-    public bool Bidirectional => parameters.Length == 6;
-    public override IReadOnlyList<Parameter> Parameters => parameters;
+    public bool Bidirectional => Parameters.Count == 6;
 }
 
 /// <summary>Keras' LSTM (gates i, f, c, o).</summary>
@@ -337,20 +317,16 @@ public sealed class GRU(string name, int units, bool returnSequences, Parameter[
 /// </summary>
 public sealed class MultiHeadAttention : Layer
 {
-    private readonly Parameter[] parameters;
-
-    public MultiHeadAttention(string name, int numHeads, int keyDim, int valueDim, Parameter[] parameters, params int[] shape) : base(name, shape)
+    public MultiHeadAttention(string name, int numHeads, int keyDim, int valueDim, Parameter[] parameters, params int[] shape) : base(name, shape, parameters)
     {
         NumHeads = numHeads;
         KeyDim = keyDim;
         ValueDim = valueDim;
-        this.parameters = parameters;
     }
 
     public int NumHeads { get; }
     public int KeyDim { get; }
     public int ValueDim { get; }
-    public override IReadOnlyList<Parameter> Parameters => parameters;
 
     /// <summary>Attention of <paramref name="query"/> over <paramref name="value"/> (and <paramref name="key"/>, which defaults to the value), in a [Graph] method.</summary>
     public Tensor Apply(Tensor query, Tensor value, Tensor? key = null, Tensor? attentionMask = null) => throw Tensor.NotExecutable();

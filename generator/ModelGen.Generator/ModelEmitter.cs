@@ -147,7 +147,7 @@ internal static partial class ModelEmitter
                 LayerKind.Input => $"new Input(\"{layer.Name}\", {shape})",
                 LayerKind.Dense => $"new Dense(\"{layer.Name}\", Activation.{layer.Activation},\n" +
                     $"    {NewParameter(layer, "Kernel")},\n" +
-                    (layer.UseBias ? $"    {NewParameter(layer, "Bias")})" : "    null)"),
+                    (layer.UseBias ? $"    {NewParameter(layer, "Bias")}" : "    null") + (layer.OutputShape.Count > 1 ? $", {shape})" : ")"),
                 LayerKind.Dropout => $"new Dropout(\"{layer.Name}\", {Literal(layer.Rate)}, {shape})",
                 LayerKind.Flatten => $"new Flatten(\"{layer.Name}\", {layer.OutputSize})",
                 LayerKind.Conv2D => $"new Conv2D(\"{layer.Name}\", Activation.{layer.Activation}, {layer.Strides}, Padding.{layer.Padding},\n" +

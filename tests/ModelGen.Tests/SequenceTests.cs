@@ -23,6 +23,14 @@ public class SequenceTests
     }
 
     [Fact]
+    public void A_dense_layer_at_every_step_reports_its_sequence_shape()
+    {
+        var model = new GruSequences(1);
+        Assert.Equal(new[] { 5, 2 }, model.perStep.OutputShape);
+        Assert.Equal(new[] { 5, 4 }, model.gru.OutputShape);
+    }
+
+    [Fact]
     public void Keras_initialisers_orthogonal_recurrent_kernel_and_forget_bias_one()
     {
         var model = new LstmClassifier(1, seed: 3);

@@ -73,8 +73,9 @@ public sealed class Input : Layer
 /// <summary>Fully connected layer: kernel (in, units), bias (units).</summary>
 public sealed class Dense : Layer
 {
-    public Dense(string name, Activation activation, Parameter kernel, Parameter? bias)
-        : base(name, new[] { kernel.Shape[1] }, kernel, bias)
+    /// <param name="outputShape">For a Dense applied at every step of a sequence: (steps, units); otherwise (units), the default.</param>
+    public Dense(string name, Activation activation, Parameter kernel, Parameter? bias, params int[] outputShape)
+        : base(name, outputShape.Length > 0 ? outputShape : new[] { kernel.Shape[1] }, kernel, bias)
     {
         Activation = activation;
         Kernel = kernel;

@@ -9,7 +9,7 @@ import sys
 torch_runs, modelgen, out = json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), sys.argv[3]
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
 threads = modelgen["info"]["threads"]
-label = "1 thread; products of 256M+ multiply-adds on 2" if threads > 1 else "1 thread"
+label = "products of 1M+ multiply-adds shared by 2 threads" if threads > 1 else "1 thread"
 rows = [f"| workload | ModelGen ms ({label}) | PyTorch ms, 1 thread | PyTorch ms, default threads | speedup vs best PyTorch |", "|---|---|---|---|---|"]
 for name, ours in modelgen["results"].items():
     one, default = torch_runs["1"]["results"][name], torch_runs["default"]["results"][name]

@@ -2,14 +2,17 @@ using ModelGen.Kernels;
 
 namespace ModelGen.Runtime.Tests;
 
-/// <summary>Large products split over two cores give exactly the one-core result, in every operand layout, also under concurrent callers.</summary>
+/// <summary>Products shared by two cores give exactly the one-core result, in every operand layout and either cut (slices of columns or blocks of rows), also under concurrent callers.</summary>
 [Collection(KernelSettings.Name)]
 public class ParallelGemmTests
 {
     [Theory]
-    [InlineData(640, 784, 512)]  // over the sharing threshold (256M multiply-adds)
+    [InlineData(640, 784, 512)]  // cut into slices of columns
     [InlineData(613, 1000, 421)] // odd rows: the last block is an edge tile
     [InlineData(784, 640, 512)]  // the kernel-gradient shape
+    [InlineData(128, 784, 256)]  // a dense layer at batch 128: slices of columns
+    [InlineData(50, 300, 777)]   // the last slice of columns is an edge tile
+    [InlineData(2000, 288, 64)]  // a convolution's patches against 64 filters: blocks of rows
     public void Two_cores_match_one_core_exactly(int m, int k, int n)
     {
         var random = new Random(m + k + n);
@@ -27,7 +30,7 @@ public class ParallelGemmTests
     [Fact]
     public void Concurrent_callers_all_get_correct_results()
     {
-        const int m = 512, k = 700, n = 768; // over the sharing threshold
+        const int m = 512, k = 700, n = 768;
         var random = new Random(5);
         var a = GemmTests.RandomMatrix(random, m * k);
         var b = GemmTests.RandomMatrix(random, k * n);

@@ -75,46 +75,57 @@ public static class Gemm
     private const int StreamingRows = 4;
 
     /// <summary>
-    /// Multiply-adds below this stay on one core. Both threads pack all of B, and on the 2-vCPU machines measured the
-    /// second core added ~10% only from about 2048^3 down to 1024^3, while the MLP's 128x256x784 layer ran slower shared
-    /// (benchmarks/RESULTS.md); so only products this large are shared.
+    /// Multiply-adds from which a product is cut into parts the helper thread may share. Measured on the 2-vCPU machine with
+    /// the helper awake (during a training step it is): 200x64x64 (0.8M) 15.5 -> 11 us, 128x784x256 550 -> 340 us,
+    /// 7744x288x64 2.8 -> 1.5 ms; below about 0.2M the hand-off costs as much as it saves (128x10x128 6.4 -> 8.7 us).
     /// </summary>
-    private const long ParallelWork = 256_000_000;
+    private const long ParallelWork = 1_000_000;
 
     private static void Run<TLanes, TVector>(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, in Epilogue epilogue)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
-        if (m >= 2 * RowsPerTile && (long)m * n * k >= ParallelWork && Helper.Threads > 1 && RunOnTwoCores<TLanes, TVector>(a, b, c, m, k, n, epilogue)) return;
-        RunRows<TLanes, TVector>(a, b, c, m, k, n, epilogue);
+        if (m >= StreamingRows && (long)m * n * k >= ParallelWork) RunInParts<TLanes, TVector>(a, b, c, m, k, n, epilogue);
+        else RunRows<TLanes, TVector>(a, b, c, m, k, n, epilogue);
     }
 
     /// <summary>
-    /// Shares a product between this thread and the helper: both pack B and then claim blocks of rows of C from one
-    /// counter until none remain, so a late or slow helper costs at most one block. Outputs are disjoint.
+    /// Cuts a product into parts that this thread and the helper claim from one counter until none remain, so a late or
+    /// slow helper costs at most one part, and a busy one none: this thread then runs every part itself. The parts depend
+    /// only on the shape, so the result is the same bit for bit however many threads took part. A wide product is cut into
+    /// slices of columns, each with its own slice of B to pack (a dense layer's batch of 128 rows against 256 or 784
+    /// columns); a narrow one into blocks of rows, for which both threads pack all of B (a convolution's thousands of
+    /// patches against 64 filters).
     /// </summary>
-    private static unsafe bool RunOnTwoCores<TLanes, TVector>(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, in Epilogue epilogue)
+    private static unsafe void RunInParts<TLanes, TVector>(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, in Epilogue epilogue)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
-        int nextRow = 0;
-        int blockRows = Math.Max(RowsPerTile, Math.Min(RowBlock, m / 8 / RowsPerTile * RowsPerTile));
+        int tileColumns = 2 * TLanes.Count;
+        int tilesWide = (n + tileColumns - 1) / tileColumns;
+        int tilesTall = (m + RowsPerTile - 1) / RowsPerTile;
+        bool byColumns = tilesWide >= 4 && tilesWide * 4 >= tilesTall;
+        int partSize = byColumns
+            ? Math.Min(StreamingColumnTiles, Math.Max(1, tilesWide / 6)) * tileColumns
+            : Math.Max(RowsPerTile, Math.Min(RowBlock, m / 8 / RowsPerTile * RowsPerTile));
+        int next = 0;
         fixed (float* pa = a.Data, pb = b.Data, pc = c, pbias = epilogue.Bias)
         {
-            var job = new Job(pa, a, pb, b, pc, pbias, epilogue, &nextRow, blockRows, m, k, n);
-            return Helper.TryShare(&RunJob<TLanes, TVector>, &job);
+            var job = new Job(pa, a, pb, b, pc, pbias, epilogue, &next, partSize, byColumns, m, k, n);
+            if (!Helper.TryShare(&RunJob<TLanes, TVector>, &job)) RunJob<TLanes, TVector>(&job);
         }
     }
 
     /// <summary>One shared product, as pointers (the caller keeps everything pinned until every part that started has finished).</summary>
     private readonly unsafe struct Job(float* a, in Matrix aLayout, float* b, in Matrix bLayout, float* c, float* bias, in Epilogue epilogue,
-        int* nextRow, int blockRows, int m, int k, int n)
+        int* next, int partSize, bool byColumns, int m, int k, int n)
     {
         public readonly float* A = a, B = b, C = c, Bias = bias;
         public readonly int ARowStride = aLayout.RowStride, AColumnStride = aLayout.ColumnStride, ALength = aLayout.Data.Length;
         public readonly int BRowStride = bLayout.RowStride, BColumnStride = bLayout.ColumnStride, BLength = bLayout.Data.Length;
         public readonly int BiasLength = epilogue.Bias.Length;
         public readonly bool Relu = epilogue.Relu, Accumulate = epilogue.Accumulate;
-        public readonly int* NextRow = nextRow;
-        public readonly int BlockRows = blockRows, M = m, K = k, N = n;
+        public readonly int* Next = next;
+        public readonly int PartSize = partSize, M = m, K = k, N = n;
+        public readonly bool ByColumns = byColumns;
     }
 
     private static unsafe void RunJob<TLanes, TVector>(void* state)
@@ -122,10 +133,25 @@ public static class Gemm
     {
         ref readonly Job job = ref *(Job*)state;
         var a = new Matrix(new ReadOnlySpan<float>(job.A, job.ALength), job.ARowStride, job.AColumnStride);
-        var b = new Matrix(new ReadOnlySpan<float>(job.B, job.BLength), job.BRowStride, job.BColumnStride);
+        var b = new ReadOnlySpan<float>(job.B, job.BLength);
         var c = new Span<float>(job.C, job.M * job.N);
-        var epilogue = new Epilogue(new ReadOnlySpan<float>(job.Bias, job.BiasLength), job.Relu, job.Accumulate);
-        Packed<TLanes, TVector>(a, b, c, job.M, job.K, job.N, epilogue, new RowClaim(job.NextRow, job.BlockRows, job.M));
+        var bias = new ReadOnlySpan<float>(job.Bias, job.BiasLength);
+        if (!job.ByColumns)
+        {
+            var epilogue = new Epilogue(bias, job.Relu, job.Accumulate);
+            Packed<TLanes, TVector>(a, new Matrix(b, job.BRowStride, job.BColumnStride), c, job.M, job.K, job.N, job.N, epilogue,
+                new RowClaim(job.Next, job.PartSize, job.M));
+            return;
+        }
+        int first;
+        while ((first = Interlocked.Add(ref *job.Next, job.PartSize) - job.PartSize) < job.N)
+        {
+            // A slice is a product of its own: B, C and the bias start at its first column, C keeps its full row stride.
+            int columns = Math.Min(job.PartSize, job.N - first);
+            var slice = new Matrix(b.Slice(first * job.BColumnStride), job.BRowStride, job.BColumnStride);
+            var epilogue = new Epilogue(bias.IsEmpty ? bias : bias.Slice(first), job.Relu, job.Accumulate);
+            Packed<TLanes, TVector>(a, slice, c.Slice(first), job.M, job.K, columns, job.N, epilogue, RowClaim.All(job.M));
+        }
     }
 
     /// <summary>Hands out blocks of rows: all of them at once for one thread, one block at a time from a shared counter for two.</summary>
@@ -165,7 +191,7 @@ public static class Gemm
         }
         else
         {
-            Packed<TLanes, TVector>(a, b, c, m, k, n, epilogue, RowClaim.All(m));
+            Packed<TLanes, TVector>(a, b, c, m, k, n, n, epilogue, RowClaim.All(m));
         }
     }
 
@@ -215,7 +241,7 @@ public static class Gemm
     /// block as <paramref name="claim"/> hands them out; a depth block's partial sums stay in C between stages.
     /// </summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-    private static void Packed<TLanes, TVector>(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, in Epilogue epilogue, RowClaim claim)
+    private static void Packed<TLanes, TVector>(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, int ldc, in Epilogue epilogue, RowClaim claim)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
         // NR: two vectors of columns; one when the product is that narrow (a classifier's 10 outputs would waste two thirds
@@ -272,13 +298,13 @@ public static class Gemm
                                 if (ir < wholeRows)
                                 {
                                     ref float rowsOfA = ref Unsafe.Add(ref MemoryMarshal.GetReference(a.Data), (ic + ir) * a.RowStride + pc * a.ColumnStride);
-                                    if (narrow) NarrowKernel<TLanes, TVector, RowsInPlace>(ref rowsOfA, new RowsInPlace(a.RowStride, a.ColumnStride), ref bTile, kc, c, n, ic + ir, tileRows, columns, stage, epilogue, spill);
-                                    else MicroKernel<TLanes, TVector, RowsInPlace>(ref rowsOfA, new RowsInPlace(a.RowStride, a.ColumnStride), ref bTile, kc, c, n, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
+                                    if (narrow) NarrowKernel<TLanes, TVector, RowsInPlace>(ref rowsOfA, new RowsInPlace(a.RowStride, a.ColumnStride), ref bTile, kc, c, ldc, ic + ir, tileRows, columns, stage, epilogue, spill);
+                                    else MicroKernel<TLanes, TVector, RowsInPlace>(ref rowsOfA, new RowsInPlace(a.RowStride, a.ColumnStride), ref bTile, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
                                 }
                                 else
                                 {
-                                    if (narrow) NarrowKernel<TLanes, TVector, PackedRows>(ref aPanel[(ir - wholeRows) * kc], default, ref bTile, kc, c, n, ic + ir, tileRows, columns, stage, epilogue, spill);
-                                    else MicroKernel<TLanes, TVector, PackedRows>(ref aPanel[(ir - wholeRows) * kc], default, ref bTile, kc, c, n, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
+                                    if (narrow) NarrowKernel<TLanes, TVector, PackedRows>(ref aPanel[(ir - wholeRows) * kc], default, ref bTile, kc, c, ldc, ic + ir, tileRows, columns, stage, epilogue, spill);
+                                    else MicroKernel<TLanes, TVector, PackedRows>(ref aPanel[(ir - wholeRows) * kc], default, ref bTile, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
                                 }
                             }
                         }

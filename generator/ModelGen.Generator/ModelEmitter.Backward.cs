@@ -70,8 +70,7 @@ internal static partial class ModelEmitter
                     }
                     if (input.NeedsGradient)
                     {
-                        w.Line($"Gemm.MultiplyTransposedB({node.Gradient}, {Plan.View(layer, "Kernel")}, {node.PatchGradient}, {rows}, {layer.Channels}, {node.Window}.PatchSize);");
-                        w.Line($"Convolution.Col2Im({node.PatchGradient}, {input.Gradient}, {node.Window}, batch, accumulate: {Bool(Into(input))});");
+                        w.Line($"Convolution.Transposed({node.Gradient}, {Plan.View(layer, "Kernel")}, {node.PatchGradient}, {input.Gradient}, {node.Window}, {layer.Channels}, batch, accumulate: {Bool(Into(input))});");
                     }
                     break;
                 }

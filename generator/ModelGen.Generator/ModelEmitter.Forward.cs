@@ -57,8 +57,7 @@ internal static partial class ModelEmitter
                     var conv = node.Layer!;
                     w.Line($"// {node.Title}: Conv2DTranspose({conv.Channels}, {conv.KernelHeight}x{conv.KernelWidth}, strides {conv.Strides}, {conv.Padding.ToString().ToLowerInvariant()}, {Lower(conv.Activation)}), {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}:");
                     w.Line("// each input pixel spreads its kernel-weighted patch over the output, which is a convolution's input gradient (col2im)");
-                    w.Line($"Gemm.MultiplyTransposedB({inputs[0]}, {Plan.View(conv, "Kernel")}, {node.Patches}, batch * {node.Window}.Positions, {conv.InputShape[2]}, {node.Window}.PatchSize);");
-                    w.Line($"Convolution.Col2Im({node.Patches}, {node.Output}, {node.Window}, batch, accumulate: false);");
+                    w.Line($"Convolution.Transposed({inputs[0]}, {Plan.View(conv, "Kernel")}, {node.Patches}, {node.Output}, {node.Window}, {conv.InputShape[2]}, batch, accumulate: false);");
                     if (conv.UseBias) w.Line($"Reductions.AddToRows({node.Output}, {Plan.View(conv, "Bias")}, {Rows(spec).Rows}, {conv.Channels});");
                     if (conv.Activation != Activation.Linear) EmitActivation(w, conv.Activation, node.Output, spec);
                     break;

@@ -349,8 +349,12 @@ internal static partial class ModelEmitter
         }
         if (node.UsesPatches)
         {
-            w.Line($"{node.Patches} = new float[maxBatchSize * {node.Window}.Positions * {node.Window}.PatchSize];");
-            if (training && node.NeedsPatchGradient) w.Line($"{node.PatchGradient} = new float[maxBatchSize * {node.Window}.Positions * {node.Window}.PatchSize];");
+            // Patches a transposed convolution sums back onto pixels are made and consumed a chunk of samples at a time.
+            string whole = $"new float[maxBatchSize * {node.Window}.Positions * {node.Window}.PatchSize]";
+            string chunk = $"new float[Convolution.TransposedScratch({node.Window}, maxBatchSize)]";
+            bool transpose = node.Is(LayerKind.Conv2DTranspose);
+            w.Line($"{node.Patches} = {(transpose ? chunk : whole)};");
+            if (training && node.NeedsPatchGradient) w.Line($"{node.PatchGradient} = {(transpose ? whole : chunk)};");
         }
         if (node.UsesWinners) w.Line($"{node.Winners} = new int[maxBatchSize * {node.Spec.Size}];");
     }

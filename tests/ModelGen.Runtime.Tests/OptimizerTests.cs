@@ -13,11 +13,22 @@ public class OptimizerTests
         return data;
     }
 
-    /// <summary>Five Adam steps on every SIMD path against Keras' formula evaluated in double, on a length with a scalar tail.</summary>
-    [Theory, MemberData(nameof(Paths))]
-    public void Adam_matches_the_keras_formula_on_every_path(SimdPath path)
+    public static TheoryData<SimdPath, int> PathsAndLengths()
     {
-        const int length = 37;
+        var data = new TheoryData<SimdPath, int>();
+        foreach (var path in Enum.GetValues<SimdPath>())
+        {
+            if (!Simd.IsSupported(path)) continue;
+            data.Add(path, 37);
+            data.Add(path, 40_037); // parts shared by two cores, the last one with a scalar tail
+        }
+        return data;
+    }
+
+    /// <summary>Five Adam steps on every SIMD path against Keras' formula evaluated in double, on lengths with a scalar tail.</summary>
+    [Theory, MemberData(nameof(PathsAndLengths))]
+    public void Adam_matches_the_keras_formula_on_every_path(SimdPath path, int length)
+    {
         var random = new Random(3);
         var parameters = Enumerable.Range(0, length).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
         var expected = parameters.Select(p => (double)p).ToArray();

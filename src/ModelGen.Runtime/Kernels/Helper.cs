@@ -63,6 +63,32 @@ internal static unsafe class Helper
         }
     }
 
+    /// <summary>
+    /// Runs <c>body(state, item, worker)</c> for every item in [0, <paramref name="count"/>), items claimed one at a time by
+    /// this thread (worker 0) and the helper (worker 1); the worker number picks per-thread scratch. Items must be independent.
+    /// </summary>
+    public static void For(int count, delegate*<void*, int, int, void> body, void* state)
+    {
+        var items = new Items(body, state, count, Environment.CurrentManagedThreadId);
+        if (count < 2 || !TryShare(&RunItems, &items)) RunItems(&items);
+    }
+
+    private struct Items(delegate*<void*, int, int, void> body, void* state, int count, int caller)
+    {
+        public readonly delegate*<void*, int, int, void> Body = body;
+        public readonly void* State = state;
+        public readonly int Count = count, Caller = caller;
+        public int Next;
+    }
+
+    private static void RunItems(void* state)
+    {
+        var items = (Items*)state;
+        int worker = Environment.CurrentManagedThreadId == items->Caller ? 0 : 1;
+        int item;
+        while ((item = Interlocked.Increment(ref items->Next) - 1) < items->Count) items->Body(items->State, item, worker);
+    }
+
     private static void Loop()
     {
         while (true)

@@ -116,13 +116,69 @@ public sealed class Adam : Optimizer
 
     public override void Reset() { base.Reset(); firstMoment = null; secondMoment = null; }
 
+    protected override void EnsureState(int parameterCount)
+    {
+        Allocate(ref firstMoment, parameterCount);
+        Allocate(ref secondMoment, parameterCount);
+    }
+
+    /// <summary>
+    /// Elements per part of an update. Each element's update is independent and its square root and division make it
+    /// compute-bound, so the two cores take parts of a large model's buffer (the MLP's 235K parameters: ~140 -> ~75 us).
+    /// </summary>
+    private const int PartSize = 16384;
+
+    protected override unsafe void Update(Span<float> parameters, ReadOnlySpan<float> gradients)
+    {
+        long t = Iterations;
+        float alpha = (float)(LearningRate * Math.Sqrt(1 - Math.Pow(Beta2, t)) / (1 - Math.Pow(Beta1, t)));
+        fixed (float* p = parameters, g = gradients, m = firstMoment, v = secondMoment)
+        {
+            var job = new Job(p, g, m, v, parameters.Length, new Coefficients(Beta1, Beta2, Epsilon, alpha));
+            Helper.For((parameters.Length + PartSize - 1) / PartSize, &UpdatePart, &job);
+        }
+    }
+
+    private readonly record struct Coefficients(float Beta1, float Beta2, float Epsilon, float Alpha);
+
+    private readonly unsafe struct Job(float* parameters, float* gradients, float* m, float* v, int length, Coefficients coefficients)
+    {
+        public readonly float* Parameters = parameters, Gradients = gradients, M = m, V = v;
+        public readonly int Length = length;
+        public readonly Coefficients Coefficients = coefficients;
+    }
+
+    private static unsafe void UpdatePart(void* state, int part, int worker)
+    {
+        ref readonly var job = ref *(Job*)state;
+        int start = part * PartSize, length = Math.Min(PartSize, job.Length - start);
+        var parameters = new Span<float>(job.Parameters + start, length);
+        var gradients = new ReadOnlySpan<float>(job.Gradients + start, length);
+        var m = new Span<float>(job.M + start, length);
+        var v = new Span<float>(job.V + start, length);
+        var k = job.Coefficients;
+        int i = Simd.Current switch
+        {
+            SimdPath.Avx512 => UpdateVectors<Lanes512, Vector512<float>>(parameters, gradients, m, v, k),
+            SimdPath.Avx2 => UpdateVectors<Lanes256, Vector256<float>>(parameters, gradients, m, v, k),
+            _ => UpdateVectors<Lanes128, Vector128<float>>(parameters, gradients, m, v, k),
+        };
+        for (; i < length; i++)
+        {
+            float g = gradients[i];
+            m[i] = FlushToZero(m[i] + (g - m[i]) * (1f - k.Beta1));
+            v[i] = FlushToZero(v[i] + (g * g - v[i]) * (1f - k.Beta2));
+            parameters[i] -= m[i] * k.Alpha / (MathF.Sqrt(v[i]) + k.Epsilon);
+        }
+    }
+
     /// <summary>The vectorised update, one pass over all four buffers; returns how many elements it covered.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-    private int UpdateVectors<TLanes, TVector>(Span<float> parameters, ReadOnlySpan<float> gradients, Span<float> m, Span<float> v, float alpha)
+    private static int UpdateVectors<TLanes, TVector>(Span<float> parameters, ReadOnlySpan<float> gradients, Span<float> m, Span<float> v, Coefficients k)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
-        TVector oneMinusBeta1 = TLanes.Broadcast(1f - Beta1), oneMinusBeta2 = TLanes.Broadcast(1f - Beta2);
-        TVector epsilon = TLanes.Broadcast(Epsilon), step = TLanes.Broadcast(alpha);
+        TVector oneMinusBeta1 = TLanes.Broadcast(1f - k.Beta1), oneMinusBeta2 = TLanes.Broadcast(1f - k.Beta2);
+        TVector epsilon = TLanes.Broadcast(k.Epsilon), step = TLanes.Broadcast(k.Alpha);
         int count = parameters.Length - parameters.Length % TLanes.Count;
         ref float p = ref MemoryMarshal.GetReference(parameters);
         ref float g = ref MemoryMarshal.GetReference(gradients);
@@ -141,32 +197,5 @@ public sealed class Adam : Optimizer
             TLanes.Store(ref Unsafe.Add(ref p, i), TLanes.Subtract(TLanes.Load(ref Unsafe.Add(ref p, i)), update));
         }
         return count;
-    }
-
-    protected override void EnsureState(int parameterCount)
-    {
-        Allocate(ref firstMoment, parameterCount);
-        Allocate(ref secondMoment, parameterCount);
-    }
-
-    protected override void Update(Span<float> parameters, ReadOnlySpan<float> gradients)
-    {
-        long t = Iterations;
-        float alpha = (float)(LearningRate * Math.Sqrt(1 - Math.Pow(Beta2, t)) / (1 - Math.Pow(Beta1, t)));
-        Span<float> m = firstMoment, v = secondMoment;
-        int i = 0;
-        switch (Simd.Current)
-        {
-            case SimdPath.Avx512: i = UpdateVectors<Lanes512, Vector512<float>>(parameters, gradients, m, v, alpha); break;
-            case SimdPath.Avx2: i = UpdateVectors<Lanes256, Vector256<float>>(parameters, gradients, m, v, alpha); break;
-            default: i = UpdateVectors<Lanes128, Vector128<float>>(parameters, gradients, m, v, alpha); break;
-        }
-        for (; i < parameters.Length; i++)
-        {
-            float g = gradients[i];
-            m[i] = FlushToZero(m[i] + (g - m[i]) * (1f - Beta1));
-            v[i] = FlushToZero(v[i] + (g * g - v[i]) * (1f - Beta2));
-            parameters[i] -= m[i] * alpha / (MathF.Sqrt(v[i]) + Epsilon);
-        }
     }
 }

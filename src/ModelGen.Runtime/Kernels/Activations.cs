@@ -37,7 +37,7 @@ public static class Activations
     /// tanh 1-y², softmax y ⊙ (dy - ⟨dy, y⟩) per row.
     /// </summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-    public static void Backward(Activation activation, ReadOnlySpan<float> output, Span<float> gradient, int rows, int columns)
+    public static unsafe void Backward(Activation activation, ReadOnlySpan<float> output, Span<float> gradient, int rows, int columns)
     {
         int length = rows * columns;
         var y = output.Slice(0, length);
@@ -48,7 +48,11 @@ public static class Activations
             case Activation.Relu:
             case Activation.Sigmoid:
             case Activation.Tanh:
-                ElementwiseBackward(activation, y, dy);
+                fixed (float* pointY = y, pointDy = dy)
+                {
+                    var work = new ElementwiseRanges(activation, pointY, pointDy);
+                    Helper.ForRanges(ref work, length, floatsPerItem: 2);
+                }
                 break;
             case Activation.Softmax:
                 for (int row = 0; row < rows; row++)
@@ -61,6 +65,12 @@ public static class Activations
                 break;
             default: throw new ArgumentOutOfRangeException(nameof(activation), activation, null);
         }
+    }
+
+    /// <summary>Element-wise derivatives over a range of values, on either thread.</summary>
+    private readonly unsafe struct ElementwiseRanges(Activation activation, float* output, float* gradient) : IRanges
+    {
+        public void Run(int first, int count) => ElementwiseBackward(activation, new ReadOnlySpan<float>(output + first, count), new Span<float>(gradient + first, count));
     }
 
     /// <summary>

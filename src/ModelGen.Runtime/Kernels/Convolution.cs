@@ -53,10 +53,32 @@ public readonly record struct Window
 public static class Convolution
 {
     /// <summary>Fills <paramref name="patches"/> (batch·positions rows of PatchSize) from <paramref name="input"/> (batch, H, W, C).</summary>
-    public static void Im2Col(ReadOnlySpan<float> input, Span<float> patches, in Window window, int batch)
+    public static unsafe void Im2Col(ReadOnlySpan<float> input, Span<float> patches, in Window window, int batch)
     {
-        var gather = new Gather(input, patches);
-        Walk(window, batch, ref gather);
+        int imageFloats = window.Height * window.Width * window.Channels, patchFloats = window.Positions * window.PatchSize;
+        Require(input.Length >= batch * imageFloats && patches.Length >= batch * patchFloats, "im2col", window, batch);
+        fixed (float* x = input, p = patches)
+        {
+            var work = new Im2ColRanges(x, p, window);
+            Helper.ForRanges(ref work, batch, imageFloats + patchFloats);
+        }
+    }
+
+    private readonly unsafe struct Im2ColRanges(float* input, float* patches, Window window) : IRanges
+    {
+        public void Run(int first, int count)
+        {
+            int imageFloats = window.Height * window.Width * window.Channels, patchFloats = window.Positions * window.PatchSize;
+            var gather = new Gather(new ReadOnlySpan<float>(input + (long)first * imageFloats, count * imageFloats),
+                new Span<float>(patches + (long)first * patchFloats, count * patchFloats));
+            Walk(window, count, ref gather);
+        }
+    }
+
+    /// <summary>Kernels that hand raw pointers to the helper check their operands first.</summary>
+    internal static void Require(bool ok, string kernel, in Window window, int batch)
+    {
+        if (!ok) throw new ArgumentException($"{kernel} operands too short for {batch} samples of {window}.");
     }
 
     /// <summary>
@@ -72,10 +94,8 @@ public static class Convolution
     {
         int chunk = ChunkSamples(window, batch), chunkFloats = chunk * window.Positions * window.PatchSize;
         int imageFloats = batch * window.Height * window.Width * window.Channels;
-        if (values.Length < batch * window.Positions * valueChannels || kernel.Length < window.PatchSize * valueChannels || patches.Length < 2 * chunkFloats || image.Length < imageFloats)
-        {
-            throw new ArgumentException($"Transposed convolution operands too short for {batch} samples of {window}.");
-        }
+        Require(values.Length >= batch * window.Positions * valueChannels && kernel.Length >= window.PatchSize * valueChannels
+            && patches.Length >= 2 * chunkFloats && image.Length >= imageFloats, "Transposed convolution", window, batch);
         fixed (float* v = values, k = kernel, p = patches, x = image)
         {
             var job = new TransposedJob(v, k, p, x, window, valueChannels, batch, chunk, accumulate);
@@ -273,8 +293,47 @@ public static class Pooling
     }
 
     /// <summary>Writes maxima and, in <paramref name="winners"/>, each maximum's index within its sample (for the backward pass).</summary>
+    public static unsafe void MaxForward(ReadOnlySpan<float> input, Span<float> output, Span<int> winners, in Window window, int batch)
+    {
+        int imageFloats = window.Height * window.Width * window.Channels, outputFloats = window.Positions * window.Channels;
+        Convolution.Require(input.Length >= batch * imageFloats && output.Length >= batch * outputFloats && winners.Length >= batch * outputFloats, "Max pooling", window, batch);
+        fixed (float* x = input, y = output)
+        fixed (int* w = winners)
+        {
+            var work = new MaxRanges(x, y, w, window, backward: false);
+            Helper.ForRanges(ref work, batch, imageFloats + 2 * outputFloats);
+        }
+    }
+
+    /// <summary>Sends each output gradient to its window's maximum; every other pixel's gradient is zero (or unchanged when accumulating).</summary>
+    public static unsafe void MaxBackward(ReadOnlySpan<float> outputGradient, ReadOnlySpan<int> winners, Span<float> inputGradient, in Window window, int batch, bool accumulate)
+    {
+        int imageFloats = window.Height * window.Width * window.Channels, outputFloats = window.Positions * window.Channels;
+        Convolution.Require(outputGradient.Length >= batch * outputFloats && winners.Length >= batch * outputFloats && inputGradient.Length >= batch * imageFloats, "Max pooling backward", window, batch);
+        fixed (float* dy = outputGradient, dx = inputGradient)
+        fixed (int* w = winners)
+        {
+            var work = new MaxRanges(dx, dy, w, window, backward: true, accumulate);
+            Helper.ForRanges(ref work, batch, imageFloats + 2 * outputFloats);
+        }
+    }
+
+    /// <summary>Max pooling over a range of samples: images at <c>image</c>, pooled values (or their gradients) at <c>pooled</c>.</summary>
+    private readonly unsafe struct MaxRanges(float* image, float* pooled, int* winners, Window window, bool backward, bool accumulate = false) : IRanges
+    {
+        public void Run(int first, int count)
+        {
+            int imageFloats = window.Height * window.Width * window.Channels, outputFloats = window.Positions * window.Channels;
+            var images = new Span<float>(image + (long)first * imageFloats, count * imageFloats);
+            var values = new Span<float>(pooled + (long)first * outputFloats, count * outputFloats);
+            var indices = new Span<int>(winners + (long)first * outputFloats, count * outputFloats);
+            if (backward) MaxBackwardSamples(values, indices, images, window, count, accumulate);
+            else MaxForwardSamples(images, values, indices, window, count);
+        }
+    }
+
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-    public static void MaxForward(ReadOnlySpan<float> input, Span<float> output, Span<int> winners, in Window window, int batch)
+    private static void MaxForwardSamples(ReadOnlySpan<float> input, Span<float> output, Span<int> winners, in Window window, int batch)
     {
         int height = window.Height, width = window.Width, channels = window.Channels;
         int outputHeight = window.OutputHeight, outputWidth = window.OutputWidth;
@@ -331,7 +390,7 @@ public static class Pooling
         }
     }
 
-    public static void MaxBackward(ReadOnlySpan<float> outputGradient, ReadOnlySpan<int> winners, Span<float> inputGradient, in Window window, int batch, bool accumulate)
+    private static void MaxBackwardSamples(ReadOnlySpan<float> outputGradient, ReadOnlySpan<int> winners, Span<float> inputGradient, in Window window, int batch, bool accumulate)
     {
         int inputSize = window.Height * window.Width * window.Channels;
         int outputSize = window.Positions * window.Channels;

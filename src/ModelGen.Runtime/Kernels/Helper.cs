@@ -89,6 +89,40 @@ internal static unsafe class Helper
         while ((item = Interlocked.Increment(ref items->Next) - 1) < items->Count) items->Body(items->State, item, worker);
     }
 
+    /// <summary>
+    /// Runs <paramref name="work"/> over items [0, <paramref name="count"/>) (samples, rows) in parts of about
+    /// <see cref="PartFloats"/> floats, shared with the helper when there are two parts or more. For memory-bound kernels:
+    /// a second core brings its own caches and its own stream of misses. The parts do not change what any item computes.
+    /// </summary>
+    public static void ForRanges<TWork>(ref TWork work, int count, long floatsPerItem) where TWork : unmanaged, IRanges
+    {
+        int perPart = (int)Math.Clamp(PartFloats / Math.Max(floatsPerItem, 1), 1, Math.Max(count, 1));
+        int parts = (count + perPart - 1) / perPart;
+        if (parts < 2)
+        {
+            if (count > 0) work.Run(0, count);
+            return;
+        }
+        var ranges = new Ranges<TWork>((TWork*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref work), count, perPart);
+        For(parts, &RunRange<TWork>, &ranges);
+    }
+
+    /// <summary>Floats a part of <see cref="ForRanges"/> touches: 256 KB, tens of microseconds, against a hand-off of one or two.</summary>
+    private const long PartFloats = 64 * 1024;
+
+    private readonly struct Ranges<TWork>(TWork* work, int count, int perPart) where TWork : unmanaged, IRanges
+    {
+        public readonly TWork* Work = work;
+        public readonly int Count = count, PerPart = perPart;
+    }
+
+    private static void RunRange<TWork>(void* state, int part, int worker) where TWork : unmanaged, IRanges
+    {
+        var ranges = (Ranges<TWork>*)state;
+        int first = part * ranges->PerPart;
+        ranges->Work->Run(first, Math.Min(ranges->PerPart, ranges->Count - first));
+    }
+
     private static void Loop()
     {
         while (true)
@@ -135,4 +169,10 @@ internal static unsafe class Helper
             set = false;
         }
     }
+}
+
+/// <summary>A kernel's work over independent items (samples, rows), as pointers, runnable a range at a time on either thread.</summary>
+internal interface IRanges
+{
+    void Run(int first, int count);
 }

@@ -1,0 +1,103 @@
+using ModelGen.Kernels;
+
+namespace ModelGen.Runtime.Tests;
+
+/// <summary>
+/// Memory-bound kernels split a large batch into parts that both cores take. Each part must compute exactly what the
+/// kernel computes for those samples alone: a whole batch on two threads equals the samples run one at a time on one.
+/// </summary>
+[Collection(KernelSettings.Name)]
+public class SharedKernelTests
+{
+    private const int Batch = 40; // 26x26x32 images: 20 parts of two samples
+
+    private static readonly Window Convolution3x3 = new(26, 26, 32, 3, 3, 1, 1, Same: true);
+    private static readonly Window Pool2x2 = new(26, 26, 32, 2, 2, 2, 2, Same: false);
+
+    [Fact]
+    public void Im2col_of_a_shared_batch_equals_each_sample_alone()
+    {
+        var images = Random(Batch * 26 * 26 * 32, 1);
+        int patchFloats = Convolution3x3.Positions * Convolution3x3.PatchSize;
+        var whole = new float[Batch * patchFloats];
+        OnTwoCores(() => Convolution.Im2Col(images, whole, Convolution3x3, Batch));
+
+        var single = new float[patchFloats];
+        for (int n = 0; n < Batch; n++)
+        {
+            Convolution.Im2Col(images.AsSpan(n * 26 * 26 * 32, 26 * 26 * 32), single, Convolution3x3, 1);
+            Assert.True(single.AsSpan().SequenceEqual(whole.AsSpan(n * patchFloats, patchFloats)), $"sample {n}");
+        }
+    }
+
+    [Fact]
+    public void Max_pooling_of_a_shared_batch_equals_each_sample_alone()
+    {
+        var images = Random(Batch * 26 * 26 * 32, 2);
+        var gradients = Random(Batch * 13 * 13 * 32, 3);
+        int imageFloats = 26 * 26 * 32, pooledFloats = 13 * 13 * 32;
+        var pooled = new float[Batch * pooledFloats];
+        var winners = new int[pooled.Length];
+        var back = Random(images.Length, 4);
+        var start = (float[])back.Clone();
+        OnTwoCores(() =>
+        {
+            Pooling.MaxForward(images, pooled, winners, Pool2x2, Batch);
+            Pooling.MaxBackward(gradients, winners, back, Pool2x2, Batch, accumulate: true);
+        });
+
+        var onePooled = new float[pooledFloats];
+        var oneWinners = new int[pooledFloats];
+        for (int n = 0; n < Batch; n++)
+        {
+            Pooling.MaxForward(images.AsSpan(n * imageFloats, imageFloats), onePooled, oneWinners, Pool2x2, 1);
+            Assert.True(onePooled.AsSpan().SequenceEqual(pooled.AsSpan(n * pooledFloats, pooledFloats)), $"sample {n}: maxima");
+            Assert.True(oneWinners.AsSpan().SequenceEqual(winners.AsSpan(n * pooledFloats, pooledFloats)), $"sample {n}: winners");
+            var oneBack = start.AsSpan(n * imageFloats, imageFloats).ToArray();
+            Pooling.MaxBackward(gradients.AsSpan(n * pooledFloats, pooledFloats), oneWinners, oneBack, Pool2x2, 1, accumulate: true);
+            Assert.True(oneBack.AsSpan().SequenceEqual(back.AsSpan(n * imageFloats, imageFloats)), $"sample {n}: gradient");
+        }
+    }
+
+    [Theory]
+    [InlineData(Activation.Relu)]
+    [InlineData(Activation.Sigmoid)]
+    [InlineData(Activation.Tanh)]
+    public void Activation_backward_over_a_shared_buffer_equals_its_definition(Activation activation)
+    {
+        const int rows = 1000, columns = 77; // 77,000 values: parts with vector remainders
+        var outputs = Random(rows * columns, 5);
+        if (activation == Activation.Sigmoid) outputs = outputs.Select(v => (v + 1) / 2).ToArray();
+        var gradients = Random(rows * columns, 6);
+        var shared = (float[])gradients.Clone();
+        OnTwoCores(() => Activations.Backward(activation, outputs, shared, rows, columns));
+        for (int i = 0; i < outputs.Length; i++)
+        {
+            float y = outputs[i], g = gradients[i];
+            float expected = activation switch
+            {
+                Activation.Relu => y > 0 ? g : 0f,
+                Activation.Sigmoid => g * y * (1 - y),
+                _ => g * (1 - y * y),
+            };
+            Assert.Equal(expected, shared[i], 1e-6f);
+        }
+    }
+
+    private static void OnTwoCores(Action action)
+    {
+        int saved = Helper.Threads;
+        try
+        {
+            Helper.Threads = 2;
+            action();
+        }
+        finally { Helper.Threads = saved; }
+    }
+
+    private static float[] Random(int length, int seed)
+    {
+        var random = new Random(seed);
+        return Enumerable.Range(0, length).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+    }
+}

@@ -198,6 +198,7 @@ public static class Gemm
     // ---- Packed path -------------------------------------------------------------------------------
 
     private const int RowsPerTile = 6;       // MR: rows of A per micro-kernel tile
+    private const int TallRows = 12;         // MR of the twelve-row kernel (packed A, AVX-512)
     // KC: depth of one block. Each block reads and writes C once more; with A packed that traffic cost more than keeping a
     // B micro-panel in L1: 2048^3 on one core ran at 84-88 GFLOP/s with 256 (a 32 KB panel), 94-95 with 512, 100-105 with
     // 1024 (a 128 KB panel streamed from L2), the MLP's 128x784x256 at 82-88, 89-91, 92-94. A read in place is different:
@@ -254,14 +255,17 @@ public static class Gemm
         // costs more, so it streams up to twice as wide.
         bool streamA = Math.Min(n, ColumnBlock) <= (a.RowStride == 1 ? 2 : 1) * StreamingColumnTiles * tileColumns;
         int depthBlock = streamA ? StreamingDepthBlock : DepthBlock;
+        // With A packed and 32 vector registers, tiles of twelve rows: half the B traffic per multiply-add of six-row tiles.
+        bool tall = !streamA && !narrow && TLanes.Count == 16;
+        int panelRows = tall ? TallRows : RowsPerTile;
         var aPanel = AlignedBuffer.Ensure(ref packedA, RowBlock * DepthBlock);
-        // A B exactly one tile wide and row-major is already in the packed order, so it is read in place, not copied (the first
-        // convolution's weight gradient packed 43,264 rows of 32 output gradients: 1.16 -> 0.79 ms). Wider row-major B stays
-        // packed: rows a few tiles long, read in place, fall in a fraction of L1's sets (two tiles: 1.47 -> 1.93 ms).
-        bool bInPlace = b.ColumnStride == 1 && n == tileColumns;
+        // A B whose rows are exactly one tile and adjacent is already in the packed order, so it is read in place, not copied
+        // (the first convolution's weight gradient packed 43,264 rows of 32 output gradients: 1.16 -> 0.79 ms). Anything else
+        // stays packed: tile rows a longer row apart, read in place, fall in a fraction of L1's sets (two tiles: 1.47 -> 1.93 ms).
+        bool bInPlace = b.ColumnStride == 1 && b.RowStride == tileColumns && n == tileColumns;
         int bStep = bInPlace ? b.RowStride : tileColumns;
         var bPanel = bInPlace ? default : AlignedBuffer.Ensure(ref packedB, k * paddedColumns);
-        Span<float> spill = stackalloc float[RowsPerTile * 32];
+        Span<float> spill = stackalloc float[TallRows * 32];
 
         int offset = 0;
         for (int jc = 0; jc < n; jc += ColumnBlock)
@@ -270,7 +274,7 @@ public static class Gemm
             for (int pc = 0; pc < k; pc += depthBlock)
             {
                 int kc = Math.Min(depthBlock, k - pc);
-                if (!bInPlace) PackB(b, pc, kc, jc, nc, tileColumns, bPanel.Slice(offset));
+                if (!bInPlace) PackB<TLanes, TVector>(b, pc, kc, jc, nc, tileColumns, bPanel.Slice(offset));
                 offset += kc * ((nc + tileColumns - 1) / tileColumns * tileColumns);
             }
         }
@@ -292,17 +296,18 @@ public static class Gemm
                     {
                         int mc = Math.Min(RowBlock, firstRow + rows - ic);
                         int wholeRows = streamA ? mc / RowsPerTile * RowsPerTile : 0;
-                        if (wholeRows < mc) PackA(a, ic + wholeRows, mc - wholeRows, pc, kc, aPanel);
+                        if (wholeRows < mc) PackA(a, ic + wholeRows, mc - wholeRows, pc, kc, panelRows, aPanel);
                         for (int jr = 0; jr < nc; jr += tileColumns)
                         {
                             ref float bTile = ref bInPlace
                                 ? ref Unsafe.Add(ref MemoryMarshal.GetReference(b.Data), pc * b.RowStride + jc + jr)
                                 : ref bBlock[jr * kc];
                             int columns = Math.Min(tileColumns, nc - jr);
-                            for (int ir = 0; ir < mc; ir += RowsPerTile)
+                            for (int ir = 0; ir < mc; ir += panelRows)
                             {
-                                int tileRows = Math.Min(RowsPerTile, mc - ir);
-                                if (ir < wholeRows)
+                                int tileRows = Math.Min(panelRows, mc - ir);
+                                if (tall) MicroKernel<TLanes, TVector, TallPackedRows>(ref aPanel[ir * kc], default, ref bTile, bStep, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
+                                else if (ir < wholeRows)
                                 {
                                     ref float rowsOfA = ref Unsafe.Add(ref MemoryMarshal.GetReference(a.Data), (ic + ir) * a.RowStride + pc * a.ColumnStride);
                                     if (narrow) NarrowKernel<TLanes, TVector, RowsInPlace>(ref rowsOfA, new RowsInPlace(a.RowStride, a.ColumnStride), ref bTile, bStep, kc, c, ldc, ic + ir, tileRows, columns, stage, epilogue, spill);
@@ -336,13 +341,27 @@ public static class Gemm
     {
         int Row { get; }
         int Step { get; }
+        /// <summary>Twelve rows per tile instead of six (a packed panel on AVX-512); a constant per layout, so the JIT drops the other rows.</summary>
+        bool Tall { get; }
     }
 
-    /// <summary>A packed panel: the six rows of one depth step are adjacent.</summary>
+    /// <summary>A packed panel of six rows: the rows of one depth step are adjacent.</summary>
     private readonly struct PackedRows : IRowsOfA
     {
         public int Row => 1;
         public int Step => RowsPerTile;
+        public bool Tall => false;
+    }
+
+    /// <summary>
+    /// A packed panel of twelve rows, for AVX-512's 32 registers: 24 accumulators, two vectors of B and a broadcast. Each step
+    /// loads two vectors of B for 24 multiply-adds, half the B traffic of six rows (1024^3 on one core: 108 -> 111 GFLOP/s).
+    /// </summary>
+    private readonly struct TallPackedRows : IRowsOfA
+    {
+        public int Row => 1;
+        public int Step => TallRows;
+        public bool Tall => true;
     }
 
     /// <summary>A read where A lies: its own row and column strides.</summary>
@@ -350,6 +369,7 @@ public static class Gemm
     {
         public int Row { get; } = row;
         public int Step { get; } = step;
+        public bool Tall => false;
     }
 
     /// <summary>Where a depth block sits: the first one starts from bias (or C when accumulating), later ones add to C, the last applies ReLU.</summary>
@@ -365,11 +385,25 @@ public static class Gemm
     /// stored transposed (the input-gradient product).
     /// </summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-    private static void PackB(in Matrix b, int pc, int kc, int jc, int nc, int tileColumns, Span<float> panel)
+    private static void PackB<TLanes, TVector>(in Matrix b, int pc, int kc, int jc, int nc, int tileColumns, Span<float> panel)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
     {
         ref float source = ref MemoryMarshal.GetReference(b.Data);
         ref float target = ref MemoryMarshal.GetReference(panel);
-        for (int jr = 0; jr < nc; jr += tileColumns)
+        int width = TLanes.Count;
+        int wholeColumns = b.ColumnStride == 1 ? nc / tileColumns * tileColumns : 0;
+        // Whole tiles of a row-major B: row by row, each read in order and its tiles' slices copied in registers (tile by tile,
+        // the reads jumped a row's length each step, and a call to memmove per slice cost 6% of a 1024^3 product).
+        for (int p = 0; p < kc && wholeColumns > 0; p++)
+        {
+            ref float row = ref Unsafe.Add(ref source, (pc + p) * b.RowStride + jc);
+            for (int jr = 0; jr < wholeColumns; jr += tileColumns)
+            {
+                ref float packed = ref Unsafe.Add(ref target, jr * kc + p * tileColumns);
+                for (int j = 0; j < tileColumns; j += width) TLanes.Store(ref Unsafe.Add(ref packed, j), TLanes.Load(ref Unsafe.Add(ref row, jr + j)));
+            }
+        }
+        for (int jr = wholeColumns; jr < nc; jr += tileColumns)
         {
             int columns = Math.Min(tileColumns, nc - jr);
             ref float tile = ref Unsafe.Add(ref target, jr * kc);
@@ -383,10 +417,13 @@ public static class Gemm
             }
             else
             {
-                for (int j = 0; j < columns; j++)
+                // Depth step by depth step, so the panel is written in order; the tile's columns are read as sequential streams.
+                ref float first = ref Unsafe.Add(ref source, (jc + jr) * b.ColumnStride + pc * b.RowStride);
+                for (int p = 0; p < kc; p++)
                 {
-                    ref float column = ref Unsafe.Add(ref source, (jc + jr + j) * b.ColumnStride + pc * b.RowStride);
-                    for (int p = 0; p < kc; p++) Unsafe.Add(ref tile, p * tileColumns + j) = Unsafe.Add(ref column, p * b.RowStride);
+                    ref float step = ref Unsafe.Add(ref first, p * b.RowStride);
+                    ref float packed = ref Unsafe.Add(ref tile, p * tileColumns);
+                    for (int j = 0; j < columns; j++) Unsafe.Add(ref packed, j) = Unsafe.Add(ref step, j * b.ColumnStride);
                 }
             }
             if (columns < tileColumns)
@@ -401,38 +438,42 @@ public static class Gemm
     /// consecutive floats), zero-padded. Reads run along A's contiguous axis in both layouts.
     /// </summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-    private static void PackA(in Matrix a, int ic, int mc, int pc, int kc, Span<float> panel)
+    private static void PackA(in Matrix a, int ic, int mc, int pc, int kc, int panelRows, Span<float> panel)
     {
         ref float source = ref MemoryMarshal.GetReference(a.Data);
         ref float target = ref MemoryMarshal.GetReference(panel);
-        for (int ir = 0; ir < mc; ir += RowsPerTile)
+        for (int ir = 0; ir < mc; ir += panelRows)
         {
-            int rows = Math.Min(RowsPerTile, mc - ir);
+            int rows = Math.Min(panelRows, mc - ir);
             ref float tile = ref Unsafe.Add(ref target, ir * kc);
-            if (rows < RowsPerTile) MemoryMarshal.CreateSpan(ref tile, RowsPerTile * kc).Clear();
+            if (rows < panelRows) MemoryMarshal.CreateSpan(ref tile, panelRows * kc).Clear();
             if (a.RowStride == 1)
             {
                 // A stored transposed: the six rows of one depth step are adjacent.
                 for (int p = 0; p < kc; p++)
                 {
                     ref float step = ref Unsafe.Add(ref source, (pc + p) * a.ColumnStride + ic + ir);
-                    for (int r = 0; r < rows; r++) Unsafe.Add(ref tile, p * RowsPerTile + r) = Unsafe.Add(ref step, r);
+                    for (int r = 0; r < rows; r++) Unsafe.Add(ref tile, p * panelRows + r) = Unsafe.Add(ref step, r);
                 }
             }
             else
             {
-                for (int r = 0; r < rows; r++)
+                // Depth step by depth step, so the panel is written in order (row by row it was written with a stride of a
+                // panel's height, which cost ~10% of a 1024^3 product); the rows are read as that many sequential streams.
+                ref float first = ref Unsafe.Add(ref source, (ic + ir) * a.RowStride + pc * a.ColumnStride);
+                for (int p = 0; p < kc; p++)
                 {
-                    ref float row = ref Unsafe.Add(ref source, (ic + ir + r) * a.RowStride + pc * a.ColumnStride);
-                    for (int p = 0; p < kc; p++) Unsafe.Add(ref tile, p * RowsPerTile + r) = Unsafe.Add(ref row, p * a.ColumnStride);
+                    ref float step = ref Unsafe.Add(ref first, p * a.ColumnStride);
+                    ref float packed = ref Unsafe.Add(ref tile, p * panelRows);
+                    for (int r = 0; r < rows; r++) Unsafe.Add(ref packed, r) = Unsafe.Add(ref step, r * a.RowStride);
                 }
             }
         }
     }
 
     /// <summary>
-    /// A 6 x 2-vector tile of C (6 x 32 on AVX-512): twelve accumulators stay in registers for the whole depth
-    /// block; each step loads two vectors of B and broadcasts six floats of A.
+    /// A 6 (or, for a tall layout, 12) x 2-vector tile of C (6 x 32 on AVX-512): the accumulators stay in registers for the
+    /// whole depth block; each step loads two vectors of B and broadcasts one float of A per row.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void MicroKernel<TLanes, TVector, TRows>(ref float a, TRows layout, ref float b, int bStep, int kc, Span<float> c, int ldc, int row, int column,
@@ -443,28 +484,33 @@ public static class Gemm
         int r1 = layout.Row, r2 = 2 * r1, r3 = 3 * r1, r4 = 4 * r1, r5 = 5 * r1, step = layout.Step;
         TVector c00 = TLanes.Zero, c01 = TLanes.Zero, c10 = TLanes.Zero, c11 = TLanes.Zero, c20 = TLanes.Zero, c21 = TLanes.Zero;
         TVector c30 = TLanes.Zero, c31 = TLanes.Zero, c40 = TLanes.Zero, c41 = TLanes.Zero, c50 = TLanes.Zero, c51 = TLanes.Zero;
+        TVector c60 = TLanes.Zero, c61 = TLanes.Zero, c70 = TLanes.Zero, c71 = TLanes.Zero, c80 = TLanes.Zero, c81 = TLanes.Zero;
+        TVector c90 = TLanes.Zero, c91 = TLanes.Zero, cA0 = TLanes.Zero, cA1 = TLanes.Zero, cB0 = TLanes.Zero, cB1 = TLanes.Zero;
         for (int p = 0; p < kc; p++)
         {
             TVector b0 = TLanes.Load(ref b);
             TVector b1 = TLanes.Load(ref Unsafe.Add(ref b, width));
-            TVector x = TLanes.Broadcast(a);
-            c00 = TLanes.MultiplyAdd(x, b0, c00); c01 = TLanes.MultiplyAdd(x, b1, c01);
-            x = TLanes.Broadcast(Unsafe.Add(ref a, r1));
-            c10 = TLanes.MultiplyAdd(x, b0, c10); c11 = TLanes.MultiplyAdd(x, b1, c11);
-            x = TLanes.Broadcast(Unsafe.Add(ref a, r2));
-            c20 = TLanes.MultiplyAdd(x, b0, c20); c21 = TLanes.MultiplyAdd(x, b1, c21);
-            x = TLanes.Broadcast(Unsafe.Add(ref a, r3));
-            c30 = TLanes.MultiplyAdd(x, b0, c30); c31 = TLanes.MultiplyAdd(x, b1, c31);
-            x = TLanes.Broadcast(Unsafe.Add(ref a, r4));
-            c40 = TLanes.MultiplyAdd(x, b0, c40); c41 = TLanes.MultiplyAdd(x, b1, c41);
-            x = TLanes.Broadcast(Unsafe.Add(ref a, r5));
-            c50 = TLanes.MultiplyAdd(x, b0, c50); c51 = TLanes.MultiplyAdd(x, b1, c51);
+            MultiplyRow<TLanes, TVector>(TLanes.Broadcast(a), b0, b1, ref c00, ref c01);
+            MultiplyRow<TLanes, TVector>(TLanes.Broadcast(Unsafe.Add(ref a, r1)), b0, b1, ref c10, ref c11);
+            MultiplyRow<TLanes, TVector>(TLanes.Broadcast(Unsafe.Add(ref a, r2)), b0, b1, ref c20, ref c21);
+            MultiplyRow<TLanes, TVector>(TLanes.Broadcast(Unsafe.Add(ref a, r3)), b0, b1, ref c30, ref c31);
+            MultiplyRow<TLanes, TVector>(TLanes.Broadcast(Unsafe.Add(ref a, r4)), b0, b1, ref c40, ref c41);
+            MultiplyRow<TLanes, TVector>(TLanes.Broadcast(Unsafe.Add(ref a, r5)), b0, b1, ref c50, ref c51);
+            if (layout.Tall)
+            {
+                MultiplyRow<TLanes, TVector>(TLanes.Broadcast(Unsafe.Add(ref a, 6)), b0, b1, ref c60, ref c61);
+                MultiplyRow<TLanes, TVector>(TLanes.Broadcast(Unsafe.Add(ref a, 7)), b0, b1, ref c70, ref c71);
+                MultiplyRow<TLanes, TVector>(TLanes.Broadcast(Unsafe.Add(ref a, 8)), b0, b1, ref c80, ref c81);
+                MultiplyRow<TLanes, TVector>(TLanes.Broadcast(Unsafe.Add(ref a, 9)), b0, b1, ref c90, ref c91);
+                MultiplyRow<TLanes, TVector>(TLanes.Broadcast(Unsafe.Add(ref a, 10)), b0, b1, ref cA0, ref cA1);
+                MultiplyRow<TLanes, TVector>(TLanes.Broadcast(Unsafe.Add(ref a, 11)), b0, b1, ref cB0, ref cB1);
+            }
             a = ref Unsafe.Add(ref a, step);
             b = ref Unsafe.Add(ref b, bStep);
         }
 
         ref float target = ref MemoryMarshal.GetReference(c);
-        if (rows == RowsPerTile && columns == 2 * width)
+        if (rows == (layout.Tall ? TallRows : RowsPerTile) && columns == 2 * width)
         {
             ref float tile = ref Unsafe.Add(ref target, row * ldc + column);
             StoreRow<TLanes, TVector>(ref tile, c00, c01, column, stage, epilogue);
@@ -473,24 +519,55 @@ public static class Gemm
             StoreRow<TLanes, TVector>(ref Unsafe.Add(ref tile, 3 * ldc), c30, c31, column, stage, epilogue);
             StoreRow<TLanes, TVector>(ref Unsafe.Add(ref tile, 4 * ldc), c40, c41, column, stage, epilogue);
             StoreRow<TLanes, TVector>(ref Unsafe.Add(ref tile, 5 * ldc), c50, c51, column, stage, epilogue);
+            if (!layout.Tall) return;
+            StoreRow<TLanes, TVector>(ref Unsafe.Add(ref tile, 6 * ldc), c60, c61, column, stage, epilogue);
+            StoreRow<TLanes, TVector>(ref Unsafe.Add(ref tile, 7 * ldc), c70, c71, column, stage, epilogue);
+            StoreRow<TLanes, TVector>(ref Unsafe.Add(ref tile, 8 * ldc), c80, c81, column, stage, epilogue);
+            StoreRow<TLanes, TVector>(ref Unsafe.Add(ref tile, 9 * ldc), c90, c91, column, stage, epilogue);
+            StoreRow<TLanes, TVector>(ref Unsafe.Add(ref tile, 10 * ldc), cA0, cA1, column, stage, epilogue);
+            StoreRow<TLanes, TVector>(ref Unsafe.Add(ref tile, 11 * ldc), cB0, cB1, column, stage, epilogue);
             return;
         }
 
         // An edge tile: spill the accumulators and finish only the valid part element by element.
         ref float s = ref MemoryMarshal.GetReference(spill);
         int stride = 2 * width;
-        TLanes.Store(ref s, c00); TLanes.Store(ref Unsafe.Add(ref s, width), c01);
-        TLanes.Store(ref Unsafe.Add(ref s, stride), c10); TLanes.Store(ref Unsafe.Add(ref s, stride + width), c11);
-        TLanes.Store(ref Unsafe.Add(ref s, 2 * stride), c20); TLanes.Store(ref Unsafe.Add(ref s, 2 * stride + width), c21);
-        TLanes.Store(ref Unsafe.Add(ref s, 3 * stride), c30); TLanes.Store(ref Unsafe.Add(ref s, 3 * stride + width), c31);
-        TLanes.Store(ref Unsafe.Add(ref s, 4 * stride), c40); TLanes.Store(ref Unsafe.Add(ref s, 4 * stride + width), c41);
-        TLanes.Store(ref Unsafe.Add(ref s, 5 * stride), c50); TLanes.Store(ref Unsafe.Add(ref s, 5 * stride + width), c51);
+        Spill<TLanes, TVector>(ref s, 0, width, c00, c01); Spill<TLanes, TVector>(ref s, stride, width, c10, c11);
+        Spill<TLanes, TVector>(ref s, 2 * stride, width, c20, c21); Spill<TLanes, TVector>(ref s, 3 * stride, width, c30, c31);
+        Spill<TLanes, TVector>(ref s, 4 * stride, width, c40, c41); Spill<TLanes, TVector>(ref s, 5 * stride, width, c50, c51);
+        // A six-row tile spills its six unused (zero) rows too: only edge tiles come here, and the scratch holds twelve rows.
+        Spill<TLanes, TVector>(ref s, 6 * stride, width, c60, c61); Spill<TLanes, TVector>(ref s, 7 * stride, width, c70, c71);
+        Spill<TLanes, TVector>(ref s, 8 * stride, width, c80, c81); Spill<TLanes, TVector>(ref s, 9 * stride, width, c90, c91);
+        Spill<TLanes, TVector>(ref s, 10 * stride, width, cA0, cA1); Spill<TLanes, TVector>(ref s, 11 * stride, width, cB0, cB1);
+        FinishEdge(ref s, stride, ref target, ldc, row, column, rows, columns, stage, epilogue);
+    }
+
+    /// <summary>One row of a tile, one depth step: the row's float of A (broadcast) times B's two vectors.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void MultiplyRow<TLanes, TVector>(TVector x, TVector b0, TVector b1, ref TVector low, ref TVector high)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        low = TLanes.MultiplyAdd(x, b0, low);
+        high = TLanes.MultiplyAdd(x, b1, high);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Spill<TLanes, TVector>(ref float spill, int offset, int width, TVector low, TVector high)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        TLanes.Store(ref Unsafe.Add(ref spill, offset), low);
+        TLanes.Store(ref Unsafe.Add(ref spill, offset + width), high);
+    }
+
+    /// <summary>Finishes the valid part of an edge tile, element by element, from accumulators spilled <paramref name="stride"/> floats per row.</summary>
+    private static void FinishEdge(ref float spilled, int stride, ref float target, int ldc, int row, int column, int rows, int columns, Stage stage, in Epilogue epilogue)
+    {
         for (int r = 0; r < rows; r++)
         {
             for (int j = 0; j < columns; j++)
             {
                 ref float destination = ref Unsafe.Add(ref target, (row + r) * ldc + column + j);
-                destination = Finish(Unsafe.Add(ref s, r * stride + j), destination, column + j, stage, epilogue);
+                destination = Finish(Unsafe.Add(ref spilled, r * stride + j), destination, column + j, stage, epilogue);
             }
         }
     }

@@ -50,6 +50,48 @@ public class LossAndActivationTests
     }
 
     [Fact]
+    public void Sparse_labels_give_exactly_the_loss_and_gradient_of_their_one_hot_targets()
+    {
+        // The sparse path skips the zero terms of the one-hot sum; it must not change a single bit. Rows include a clipped
+        // label probability (0) and unnormalised probabilities (Keras divides by their sum).
+        const int batch = 5, units = 7;
+        var random = new Random(11);
+        var predictions = Enumerable.Range(0, batch * units).Select(_ => (float)random.NextDouble()).ToArray();
+        predictions[3] = 0f;
+        var labels = new float[] { 3, 0, 6, 2, 5 };
+        var oneHot = new float[batch * units];
+        for (int n = 0; n < batch; n++) oneHot[n * units + (int)labels[n]] = 1f;
+        var sparseGradient = new float[batch * units];
+        var denseGradient = new float[batch * units];
+        float sparse = Losses.Compute(Loss.SparseCategoricalCrossentropy, predictions, labels, sparseGradient, batch, units, "M", "out");
+        float dense = Losses.Compute(Loss.CategoricalCrossentropy, predictions, oneHot, denseGradient, batch, units, "M", "out");
+        Assert.Equal(dense, sparse);
+        Assert.Equal(denseGradient, sparseGradient);
+    }
+
+    [Fact]
+    public void Accuracy_counts_a_label_as_predicted_only_where_argmax_lands()
+    {
+        // Ties go to the first maximum, as Keras' argmax; a NaN row falls back to ArgMax's own rule.
+        var rows = new float[] { 0.2f, 0.5f, 0.3f, 0.4f, 0.4f, 0.2f, float.NaN, 0.1f, 0.2f, 0.1f, float.NaN, 0.2f };
+        Assert.Equal(1.0, Metrics.CorrectCount(Loss.SparseCategoricalCrossentropy, rows.AsSpan(0, 3), new float[] { 1 }, 1, 3));
+        Assert.Equal(0.0, Metrics.CorrectCount(Loss.SparseCategoricalCrossentropy, rows.AsSpan(0, 3), new float[] { 2 }, 1, 3));
+        Assert.Equal(1.0, Metrics.CorrectCount(Loss.SparseCategoricalCrossentropy, rows.AsSpan(3, 3), new float[] { 0 }, 1, 3));
+        Assert.Equal(0.0, Metrics.CorrectCount(Loss.SparseCategoricalCrossentropy, rows.AsSpan(3, 3), new float[] { 1 }, 1, 3));
+        for (int start = 6; start <= 9; start += 3)
+        {
+            for (int label = 0; label < 3; label++) Assert.Equal(Metrics.ArgMax(rows.AsSpan(start, 3)) == label, Metrics.IsArgMax(rows.AsSpan(start, 3), label));
+        }
+        var random = new Random(3);
+        for (int trial = 0; trial < 200; trial++)
+        {
+            var row = Enumerable.Range(0, 6).Select(_ => (float)random.Next(4)).ToArray(); // small integers: many ties
+            int label = random.Next(6);
+            Assert.Equal(Metrics.ArgMax(row) == label, Metrics.IsArgMax(row, label));
+        }
+    }
+
+    [Fact]
     public void Cross_entropy_clips_probabilities_like_keras()
     {
         // A zero probability on the true class costs -log(1e-7), not infinity.

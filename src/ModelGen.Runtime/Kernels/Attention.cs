@@ -83,7 +83,7 @@ public static class Attention
                         float score = TensorPrimitives.Dot(q, work.Keys.AsSpan(((b * tv + j) * heads + h) * dk, dk));
                         scores[j] = Attends(work, queryMask, valueMask, attentionMask, b, i, j) ? score : score + MaskedLogit;
                     }
-                    Activations.Softmax(scores, scores);
+                    Activations.Softmax(scores, scores, 1, scores.Length);
                     var row = context.Slice(((b * tq + i) * heads + h) * dv, dv);
                     for (int j = 0; j < tv; j++) TensorPrimitives.MultiplyAdd(work.Values.AsSpan(((b * tv + j) * heads + h) * dv, dv), scores[j], row, row);
                 }

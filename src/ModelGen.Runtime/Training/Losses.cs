@@ -78,6 +78,7 @@ public static class Losses
         int units = p.Length;
         float sum = 0f;
         for (int j = 0; j < units; j++) sum += p[j];
+        if (label >= 0) return SparseCrossEntropy(p, label, sum, dp, scale);
         double loss = 0;
         float weighted = 0f; // Σ_j dL/dq_j · q_j
         for (int j = 0; j < units; j++)
@@ -95,6 +96,25 @@ public static class Losses
             for (int j = 0; j < units; j++) dp[j] = scale * (dp[j] - weighted) / sum;
         }
         return loss;
+    }
+
+    /// <summary>
+    /// <see cref="CrossEntropy"/> for a class index, the same arithmetic with the zero terms left out: only the label's
+    /// probability enters the loss and dL/dq, so every other class shares one gradient value (exactly what the general loop
+    /// computes for it), and the divisions and clips per class go.
+    /// </summary>
+    private static double SparseCrossEntropy(ReadOnlySpan<float> p, int label, float sum, Span<float> dp, float scale)
+    {
+        float q = p[label] / sum;
+        float clipped = Math.Clamp(q, Epsilon, 1f - Epsilon);
+        float dq = InRange(q) ? -1f / clipped : 0f;
+        float weighted = dq * q;
+        if (!dp.IsEmpty)
+        {
+            dp.Fill(scale * (0f - weighted) / sum);
+            dp[label] = scale * (dq - weighted) / sum;
+        }
+        return -Math.Log(clipped);
     }
 
     private static void CheckLabels(ReadOnlySpan<float> targets, int batch, int units, string model, string layer)
@@ -126,7 +146,7 @@ public static class Metrics
             switch (loss)
             {
                 case Loss.SparseCategoricalCrossentropy:
-                    if (ArgMax(p) == (int)targets[sample]) correct++;
+                    if (IsArgMax(p, (int)targets[sample])) correct++;
                     break;
                 case Loss.CategoricalCrossentropy:
                     if (ArgMax(p) == ArgMax(targets.Slice(sample * units, units))) correct++;
@@ -152,6 +172,22 @@ public static class Metrics
     }
 
     /// <summary>Index of the largest value; the first one on ties, as numpy's argmax.</summary>
+    /// <summary>
+    /// Whether <paramref name="index"/> is where <see cref="ArgMax"/> lands (the first maximum): above every earlier value,
+    /// not below any later one. Counted without branches, which a data-dependent maximum mispredicts.
+    /// </summary>
+    public static bool IsArgMax(ReadOnlySpan<float> values, int index)
+    {
+        float candidate = values[index];
+        // ArgMax's rule for NaN: a NaN first value is never beaten, a NaN anywhere else never wins.
+        if (float.IsNaN(values[0])) return index == 0;
+        if (float.IsNaN(candidate)) return false;
+        int beaten = 0;
+        for (int j = 0; j < index; j++) beaten += values[j] >= candidate ? 1 : 0;
+        for (int j = index + 1; j < values.Length; j++) beaten += values[j] > candidate ? 1 : 0;
+        return beaten == 0;
+    }
+
     public static int ArgMax(ReadOnlySpan<float> values)
     {
         int best = 0;

@@ -1,5 +1,7 @@
+using System;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace ModelGen.Kernels;
 
@@ -27,6 +29,10 @@ internal interface ILanes<TVector> where TVector : struct
     static abstract TVector FlushSubnormal(TVector value);
     static abstract TVector Max(TVector a, TVector b);
     static abstract float Sum(TVector value);
+    /// <summary>The first <paramref name="count"/> lanes from memory and zeros after them; nothing past them is read.</summary>
+    static abstract TVector LoadFirst(ref float source, int count);
+    /// <summary>Stores the first <paramref name="count"/> lanes; the memory past them is not touched.</summary>
+    static abstract void StoreFirst(ref float destination, TVector value, int count);
 }
 
 internal struct Lanes512 : ILanes<Vector512<float>>
@@ -46,6 +52,15 @@ internal struct Lanes512 : ILanes<Vector512<float>>
         Vector512.ConditionalSelect(Vector512.LessThan(Vector512.Abs(value), Vector512.Create(1.17549435e-38f)), Vector512<float>.Zero, value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Max(Vector512<float> a, Vector512<float> b) => Vector512.Max(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector512<float> value) => Vector512.Sum(value);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static unsafe Vector512<float> LoadFirst(ref float source, int count)
+    {
+        fixed (float* at = &source) return Avx512F.MaskLoad(at, First(count), Vector512<float>.Zero);
+    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static unsafe void StoreFirst(ref float destination, Vector512<float> value, int count)
+    {
+        fixed (float* at = &destination) Avx512F.MaskStore(at, First(count), value);
+    }
+    private static Vector512<float> First(int count) => Vector512.LessThan(Vector512<int>.Indices, Vector512.Create(count)).AsSingle();
 }
 
 internal struct Lanes256 : ILanes<Vector256<float>>
@@ -65,6 +80,15 @@ internal struct Lanes256 : ILanes<Vector256<float>>
         Vector256.ConditionalSelect(Vector256.LessThan(Vector256.Abs(value), Vector256.Create(1.17549435e-38f)), Vector256<float>.Zero, value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Max(Vector256<float> a, Vector256<float> b) => Vector256.Max(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector256<float> value) => Vector256.Sum(value);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static unsafe Vector256<float> LoadFirst(ref float source, int count)
+    {
+        fixed (float* at = &source) return Avx.MaskLoad(at, First(count));
+    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static unsafe void StoreFirst(ref float destination, Vector256<float> value, int count)
+    {
+        fixed (float* at = &destination) Avx.MaskStore(at, First(count), value);
+    }
+    private static Vector256<float> First(int count) => Vector256.LessThan(Vector256<int>.Indices, Vector256.Create(count)).AsSingle();
 }
 
 /// <summary>The portable path: 128-bit vectors run on every platform (software-emulated where needed).</summary>
@@ -85,6 +109,18 @@ internal struct Lanes128 : ILanes<Vector128<float>>
         Vector128.ConditionalSelect(Vector128.LessThan(Vector128.Abs(value), Vector128.Create(1.17549435e-38f)), Vector128<float>.Zero, value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Max(Vector128<float> a, Vector128<float> b) => Vector128.Max(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector128<float> value) => Vector128.Sum(value);
+    // No masked loads on every platform: the lanes go through a small buffer.
+    public static Vector128<float> LoadFirst(ref float source, int count)
+    {
+        Span<float> lanes = stackalloc float[4];
+        lanes.Clear();
+        for (int i = 0; i < count; i++) lanes[i] = Unsafe.Add(ref source, i);
+        return Vector128.Create((ReadOnlySpan<float>)lanes);
+    }
+    public static void StoreFirst(ref float destination, Vector128<float> value, int count)
+    {
+        for (int i = 0; i < count; i++) Unsafe.Add(ref destination, i) = value.GetElement(i);
+    }
 }
 
 /// <summary>Which SIMD width the kernels use; chosen once from the hardware, overridable for tests.</summary>

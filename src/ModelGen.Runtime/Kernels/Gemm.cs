@@ -533,27 +533,7 @@ public static class Gemm
             StoreRow<TLanes, TVector>(ref Unsafe.Add(ref tile, 11 * ldc), cB0, cB1, column, stage, epilogue);
             return;
         }
-        if (rows == (layout.Tall ? TallRows : RowsPerTile))
-        {
-            // The last column tile of a product whose width is not a multiple of the tile's: masked loads and stores.
-            ref float tile = ref Unsafe.Add(ref target, row * ldc + column);
-            StorePartialRow<TLanes, TVector>(ref tile, c00, c01, column, columns, stage, epilogue);
-            StorePartialRow<TLanes, TVector>(ref Unsafe.Add(ref tile, ldc), c10, c11, column, columns, stage, epilogue);
-            StorePartialRow<TLanes, TVector>(ref Unsafe.Add(ref tile, 2 * ldc), c20, c21, column, columns, stage, epilogue);
-            StorePartialRow<TLanes, TVector>(ref Unsafe.Add(ref tile, 3 * ldc), c30, c31, column, columns, stage, epilogue);
-            StorePartialRow<TLanes, TVector>(ref Unsafe.Add(ref tile, 4 * ldc), c40, c41, column, columns, stage, epilogue);
-            StorePartialRow<TLanes, TVector>(ref Unsafe.Add(ref tile, 5 * ldc), c50, c51, column, columns, stage, epilogue);
-            if (!layout.Tall) return;
-            StorePartialRow<TLanes, TVector>(ref Unsafe.Add(ref tile, 6 * ldc), c60, c61, column, columns, stage, epilogue);
-            StorePartialRow<TLanes, TVector>(ref Unsafe.Add(ref tile, 7 * ldc), c70, c71, column, columns, stage, epilogue);
-            StorePartialRow<TLanes, TVector>(ref Unsafe.Add(ref tile, 8 * ldc), c80, c81, column, columns, stage, epilogue);
-            StorePartialRow<TLanes, TVector>(ref Unsafe.Add(ref tile, 9 * ldc), c90, c91, column, columns, stage, epilogue);
-            StorePartialRow<TLanes, TVector>(ref Unsafe.Add(ref tile, 10 * ldc), cA0, cA1, column, columns, stage, epilogue);
-            StorePartialRow<TLanes, TVector>(ref Unsafe.Add(ref tile, 11 * ldc), cB0, cB1, column, columns, stage, epilogue);
-            return;
-        }
-
-        // An edge tile: spill the accumulators and finish only the valid part element by element.
+        // An edge tile (rows past C's edge, or the last, partial column tile): spilled, and finished out of line.
         ref float s = ref MemoryMarshal.GetReference(spill);
         int stride = 2 * width;
         Spill<TLanes, TVector>(ref s, 0, width, c00, c01); Spill<TLanes, TVector>(ref s, stride, width, c10, c11);
@@ -563,7 +543,7 @@ public static class Gemm
         Spill<TLanes, TVector>(ref s, 6 * stride, width, c60, c61); Spill<TLanes, TVector>(ref s, 7 * stride, width, c70, c71);
         Spill<TLanes, TVector>(ref s, 8 * stride, width, c80, c81); Spill<TLanes, TVector>(ref s, 9 * stride, width, c90, c91);
         Spill<TLanes, TVector>(ref s, 10 * stride, width, cA0, cA1); Spill<TLanes, TVector>(ref s, 11 * stride, width, cB0, cB1);
-        FinishEdge(ref s, stride, ref target, ldc, row, column, rows, columns, stage, epilogue);
+        FinishEdge<TLanes, TVector>(ref s, stride, ref target, ldc, row, column, rows, columns, stage, epilogue);
     }
 
     /// <summary>One row of a tile, one depth step: the row's float of A (broadcast) times B's two vectors.</summary>
@@ -583,15 +563,25 @@ public static class Gemm
         TLanes.Store(ref Unsafe.Add(ref spill, offset + width), high);
     }
 
-    /// <summary>Finishes the valid part of an edge tile, element by element, from accumulators spilled <paramref name="stride"/> floats per row.</summary>
-    private static void FinishEdge(ref float spilled, int stride, ref float target, int ldc, int row, int column, int rows, int columns, Stage stage, in Epilogue epilogue)
+    /// <summary>
+    /// Finishes the valid rows and columns of an edge tile from accumulators spilled <paramref name="stride"/> floats per row:
+    /// whole vectors where a row's columns fill them, masked ones in the last. Out of line, so the masked operations' pinned
+    /// operands stay out of the micro-kernels' frames (inlined, they gave one a 3 KB frame zeroed on every call).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void FinishEdge<TLanes, TVector>(ref float spilled, int stride, ref float target, int ldc, int row, int column, int rows, int columns, Stage stage, in Epilogue epilogue)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
     {
+        int width = TLanes.Count;
         for (int r = 0; r < rows; r++)
         {
-            for (int j = 0; j < columns; j++)
+            ref float from = ref Unsafe.Add(ref spilled, r * stride);
+            ref float to = ref Unsafe.Add(ref target, (row + r) * ldc + column);
+            for (int j = 0; j < columns; j += width)
             {
-                ref float destination = ref Unsafe.Add(ref target, (row + r) * ldc + column + j);
-                destination = Finish(Unsafe.Add(ref spilled, r * stride + j), destination, column + j, stage, epilogue);
+                TVector sum = TLanes.Load(ref Unsafe.Add(ref from, j));
+                if (columns - j >= width) FinishStore<TLanes, TVector>(sum, ref Unsafe.Add(ref to, j), column + j, stage, epilogue);
+                else FinishStoreFirst<TLanes, TVector>(sum, ref Unsafe.Add(ref to, j), column + j, columns - j, stage, epilogue);
             }
         }
     }
@@ -622,29 +612,22 @@ public static class Gemm
         }
 
         ref float target = ref MemoryMarshal.GetReference(c);
-        if (rows == RowsPerTile)
+        if (rows == RowsPerTile && columns == width)
         {
-            // Its only column tile starts at column 0; a classifier's 10 columns of 16 lanes are stored masked.
             ref float tile = ref Unsafe.Add(ref target, row * ldc);
-            StoreNarrowRow<TLanes, TVector>(ref tile, c0, columns, stage, epilogue);
-            StoreNarrowRow<TLanes, TVector>(ref Unsafe.Add(ref tile, ldc), c1, columns, stage, epilogue);
-            StoreNarrowRow<TLanes, TVector>(ref Unsafe.Add(ref tile, 2 * ldc), c2, columns, stage, epilogue);
-            StoreNarrowRow<TLanes, TVector>(ref Unsafe.Add(ref tile, 3 * ldc), c3, columns, stage, epilogue);
-            StoreNarrowRow<TLanes, TVector>(ref Unsafe.Add(ref tile, 4 * ldc), c4, columns, stage, epilogue);
-            StoreNarrowRow<TLanes, TVector>(ref Unsafe.Add(ref tile, 5 * ldc), c5, columns, stage, epilogue);
+            FinishStore<TLanes, TVector>(c0, ref tile, 0, stage, epilogue);
+            FinishStore<TLanes, TVector>(c1, ref Unsafe.Add(ref tile, ldc), 0, stage, epilogue);
+            FinishStore<TLanes, TVector>(c2, ref Unsafe.Add(ref tile, 2 * ldc), 0, stage, epilogue);
+            FinishStore<TLanes, TVector>(c3, ref Unsafe.Add(ref tile, 3 * ldc), 0, stage, epilogue);
+            FinishStore<TLanes, TVector>(c4, ref Unsafe.Add(ref tile, 4 * ldc), 0, stage, epilogue);
+            FinishStore<TLanes, TVector>(c5, ref Unsafe.Add(ref tile, 5 * ldc), 0, stage, epilogue);
             return;
         }
+        // An edge tile (a classifier's 10 columns of 16 lanes, or rows past C's edge): spilled, and finished out of line.
         ref float s = ref MemoryMarshal.GetReference(spill);
         TLanes.Store(ref s, c0); TLanes.Store(ref Unsafe.Add(ref s, width), c1); TLanes.Store(ref Unsafe.Add(ref s, 2 * width), c2);
         TLanes.Store(ref Unsafe.Add(ref s, 3 * width), c3); TLanes.Store(ref Unsafe.Add(ref s, 4 * width), c4); TLanes.Store(ref Unsafe.Add(ref s, 5 * width), c5);
-        for (int r = 0; r < rows; r++)
-        {
-            for (int j = 0; j < columns; j++)
-            {
-                ref float destination = ref Unsafe.Add(ref target, (row + r) * ldc + j);
-                destination = Finish(Unsafe.Add(ref s, r * width + j), destination, j, stage, epilogue);
-            }
-        }
+        FinishEdge<TLanes, TVector>(ref s, width, ref target, ldc, row, 0, rows, columns, stage, epilogue);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -655,49 +638,6 @@ public static class Gemm
         TLanes.Store(ref destination, FinishVector<TLanes, TVector>(low, ref destination, column, stage, epilogue));
         ref float next = ref Unsafe.Add(ref destination, width);
         TLanes.Store(ref next, FinishVector<TLanes, TVector>(high, ref next, column + width, stage, epilogue));
-    }
-
-    /// <summary>A row of a tile whose last <c>2·width - columns</c> lanes lie past C's edge: those are neither read nor written.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StorePartialRow<TLanes, TVector>(ref float destination, TVector low, TVector high, int column, int columns, Stage stage, in Epilogue epilogue)
-        where TLanes : struct, ILanes<TVector> where TVector : struct
-    {
-        int width = TLanes.Count;
-        if (columns <= width)
-        {
-            FinishStoreFirstOutOfLine<TLanes, TVector>(low, ref destination, column, columns, stage, epilogue);
-            return;
-        }
-        FinishStore<TLanes, TVector>(low, ref destination, column, stage, epilogue);
-        FinishStoreFirstOutOfLine<TLanes, TVector>(high, ref Unsafe.Add(ref destination, width), column + width, columns - width, stage, epilogue);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StoreNarrowRow<TLanes, TVector>(ref float destination, TVector sum, int columns, Stage stage, in Epilogue epilogue)
-        where TLanes : struct, ILanes<TVector> where TVector : struct
-    {
-        if (columns == TLanes.Count) FinishStore<TLanes, TVector>(sum, ref destination, 0, stage, epilogue);
-        else FinishStoreFirst<TLanes, TVector>(sum, ref destination, 0, columns, stage, epilogue);
-    }
-
-    /// <summary>
-    /// <see cref="FinishStoreFirst"/> out of line, for the micro-kernel: masked loads and stores pin their operands, and the
-    /// pinned locals of a dozen inlined rows gave it a 3 KB frame, zeroed on every call (200x64x64: 15.5 -> 18 us).
-    /// </summary>
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void FinishStoreFirstOutOfLine<TLanes, TVector>(TVector sum, ref float destination, int column, int count, Stage stage, in Epilogue epilogue)
-        where TLanes : struct, ILanes<TVector> where TVector : struct =>
-        FinishStoreFirst<TLanes, TVector>(sum, ref destination, column, count, stage, epilogue);
-
-    /// <summary><see cref="FinishStore"/> for the first <paramref name="count"/> lanes only.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void FinishStoreFirst<TLanes, TVector>(TVector sum, ref float destination, int column, int count, Stage stage, in Epilogue epilogue)
-        where TLanes : struct, ILanes<TVector> where TVector : struct
-    {
-        if (!stage.First || epilogue.Accumulate) sum = TLanes.Add(sum, TLanes.LoadFirst(ref destination, count));
-        if (stage.First && !epilogue.Bias.IsEmpty) sum = TLanes.Add(sum, TLanes.LoadFirst(ref Unsafe.Add(ref MemoryMarshal.GetReference(epilogue.Bias), column), count));
-        if (stage.Last && epilogue.Relu) sum = TLanes.Max(sum, TLanes.Zero);
-        TLanes.StoreFirst(ref destination, sum, count);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -714,6 +654,17 @@ public static class Gemm
     private static void FinishStore<TLanes, TVector>(TVector sum, ref float destination, int column, Stage stage, in Epilogue epilogue)
         where TLanes : struct, ILanes<TVector> where TVector : struct =>
         TLanes.Store(ref destination, FinishVector<TLanes, TVector>(sum, ref destination, column, stage, epilogue));
+
+    /// <summary><see cref="FinishStore"/> for the first <paramref name="count"/> lanes only: nothing past them is read or written.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void FinishStoreFirst<TLanes, TVector>(TVector sum, ref float destination, int column, int count, Stage stage, in Epilogue epilogue)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        if (!stage.First || epilogue.Accumulate) sum = TLanes.Add(sum, TLanes.LoadFirst(ref destination, count));
+        if (stage.First && !epilogue.Bias.IsEmpty) sum = TLanes.Add(sum, TLanes.LoadFirst(ref Unsafe.Add(ref MemoryMarshal.GetReference(epilogue.Bias), column), count));
+        if (stage.Last && epilogue.Relu) sum = TLanes.Max(sum, TLanes.Zero);
+        TLanes.StoreFirst(ref destination, sum, count);
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static float Finish(float sum, float existing, int column, Stage stage, in Epilogue epilogue)

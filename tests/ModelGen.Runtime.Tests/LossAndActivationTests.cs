@@ -162,6 +162,15 @@ public class LossAndActivationTests
         var gradient = new float[input.Length];
         DropoutKernel.Backward(input, mask, gradient, input.Length);
         Assert.Equal(output, gradient);
+
+        // The same generator state gives the same mask over any length (vector body or scalar tail alike); the next call a new one.
+        var again = new SeededRandom(3);
+        var shorter = new float[37];
+        DropoutKernel.Forward(input, new float[37], shorter, 37, 0.3f, ref again);
+        Assert.Equal(mask.Take(37), shorter);
+        var next = new float[input.Length];
+        DropoutKernel.Forward(input, new float[input.Length], next, input.Length, 0.3f, ref random);
+        Assert.InRange(mask.Zip(next).Count(pair => pair.First != pair.Second), 3000, 5400); // independent masks differ in ~42%
     }
 
     [Fact]

@@ -151,8 +151,10 @@ public class ModelBehaviourTests
             y[i] = a * a + b * b < 0.5f ? 1f : 0f;
         }
         var model = new Nested.Outer.Inner(maxBatchSize: 32, seed: 1);
-        var history = model.Fit(x, y, new Adam(0.05f), epochs: 60, batchSize: 32, validationSplit: 0.25, verbose: Verbosity.Silent);
-        Assert.Equal(60, history.Epochs);
+        // 120 epochs: after 60, the dropout-noised training loss had halved for only 7 or 8 of 10 seeds (with either dropout
+        // generator the runtime has had); after 120 it had for all ten, and validation accuracy was 0.93 or more.
+        var history = model.Fit(x, y, new Adam(0.05f), epochs: 120, batchSize: 32, validationSplit: 0.25, verbose: Verbosity.Silent);
+        Assert.Equal(120, history.Epochs);
         Assert.True(history.Loss[^1] < history.Loss[0] / 2, $"loss {history.Loss[0]} -> {history.Loss[^1]}");
         Assert.True(history.ValidationAccuracy[^1] > 0.9, $"validation accuracy {history.ValidationAccuracy[^1]}");
         // Keras' validation_split holds out the last samples, before shuffling.

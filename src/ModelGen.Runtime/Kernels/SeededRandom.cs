@@ -1,4 +1,5 @@
 using System;
+using System.Numerics;
 
 namespace ModelGen.Kernels;
 
@@ -113,17 +114,67 @@ public static class Initializers
 /// <summary>Inverted dropout as Keras applies it: keep with probability 1-rate and scale kept values by 1/(1-rate).</summary>
 public static class DropoutKernel
 {
-    /// <summary>Draws a fresh mask (0 or 1/(1-rate) per element) and writes output = input ⊙ mask.</summary>
+    /// <summary>
+    /// Draws a fresh mask (0 or 1/(1-rate) per element) and writes output = input ⊙ mask. Two draws from the model's generator
+    /// key the mask; each element's uniform is then a hash of that key and its index, so the mask is the same however the
+    /// loop is cut, and vectors of elements are drawn at once (a generator step per element, a serial chain, cost 200 us of
+    /// the MLP's 1.4 ms training step at batch 128).
+    /// </summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public static void Forward(ReadOnlySpan<float> input, Span<float> output, Span<float> mask, int length, float rate, ref SeededRandom random)
     {
+        uint key = random.NextUInt(), salt = random.NextUInt();
         float scale = 1f / (1f - rate);
-        for (int i = 0; i < length; i++)
+        var x = input.Slice(0, length);
+        var y = output.Slice(0, length);
+        var m = mask.Slice(0, length);
+        int width = Vector<uint>.Count, i = 0;
+        var lanes = Lanes();
+        var kept = new Vector<float>(scale);
+        for (; i + width <= length; i += width)
         {
-            float keep = random.NextFloat() >= rate ? scale : 0f;
-            mask[i] = keep;
-            output[i] = input[i] * keep;
+            var keep = Vector.GreaterThanOrEqual(Uniform(new Vector<uint>((uint)i) + lanes, key, salt), new Vector<float>(rate));
+            var factor = Vector.ConditionalSelect(keep, kept, Vector<float>.Zero);
+            factor.CopyTo(m.Slice(i));
+            (new Vector<float>(x.Slice(i)) * factor).CopyTo(y.Slice(i));
         }
+        for (; i < length; i++)
+        {
+            float factor = Uniform((uint)i, key, salt) >= rate ? scale : 0f;
+            m[i] = factor;
+            y[i] = x[i] * factor;
+        }
+    }
+
+    /// <summary>Element <paramref name="index"/>'s uniform in [0, 1) (24 bits): murmur3's finaliser applied twice, keyed.</summary>
+    private static float Uniform(uint index, uint key, uint salt) => (Mix(Mix(index + salt) ^ key) >> 8) * (1f / 16777216f);
+
+    private static uint Mix(uint x)
+    {
+        x ^= x >> 16; x *= 0x85EBCA6Bu;
+        x ^= x >> 13; x *= 0xC2B2AE35u;
+        return x ^ (x >> 16);
+    }
+
+    /// <summary><see cref="Uniform(uint, uint, uint)"/> for a vector of indices: the same integer steps, lane by lane.</summary>
+    private static Vector<float> Uniform(Vector<uint> index, uint key, uint salt)
+    {
+        var bits = Vector.ShiftRightLogical(Mix(Mix(index + new Vector<uint>(salt)) ^ new Vector<uint>(key)), 8);
+        return Vector.ConvertToSingle(Vector.AsVectorInt32(bits)) * new Vector<float>(1f / 16777216f);
+    }
+
+    private static Vector<uint> Mix(Vector<uint> x)
+    {
+        x ^= Vector.ShiftRightLogical(x, 16); x *= new Vector<uint>(0x85EBCA6Bu);
+        x ^= Vector.ShiftRightLogical(x, 13); x *= new Vector<uint>(0xC2B2AE35u);
+        return x ^ Vector.ShiftRightLogical(x, 16);
+    }
+
+    private static Vector<uint> Lanes()
+    {
+        Span<uint> lanes = stackalloc uint[Vector<uint>.Count];
+        for (int i = 0; i < lanes.Length; i++) lanes[i] = (uint)i;
+        return new Vector<uint>(lanes);
     }
 
     /// <summary>dL/dx (=|+=) dL/dy ⊙ mask.</summary>

@@ -13,6 +13,7 @@ public class ParallelGemmTests
     [InlineData(128, 784, 256)]  // a dense layer at batch 128: slices of columns
     [InlineData(50, 300, 777)]   // the last slice of columns is an edge tile
     [InlineData(2000, 288, 64)]  // a convolution's patches against 64 filters: blocks of rows
+    [InlineData(12, 9000, 40)]   // a weight gradient over many positions: slices of the depth (no bias there: AtB, ABt)
     [InlineData(1, 784, 256)]    // batch-1 inference: slices of streamed columns
     [InlineData(3, 500, 300)]    // a few rows; the last slice ends in a partial vector
     [InlineData(1, 1600, 128)]   // four-vector slices

@@ -84,9 +84,65 @@ public static class Gemm
     private static void Run<TLanes, TVector>(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, in Epilogue epilogue)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
-        if (m >= StreamingRows && (long)m * n * k >= ParallelWork) RunInParts<TLanes, TVector>(a, b, c, m, k, n, epilogue);
+        if (m >= StreamingRows && (long)m * n * k >= ParallelWork && IsDeep(m, k, n, epilogue)) RunInDepthParts<TLanes, TVector>(a, b, c, m, k, n, epilogue);
+        else if (m >= StreamingRows && (long)m * n * k >= ParallelWork) RunInParts<TLanes, TVector>(a, b, c, m, k, n, epilogue);
         else if (m < StreamingRows && b.ColumnStride == 1 && (long)m * n * k >= StreamingParallelWork && n >= 2 * StreamingColumns<TLanes, TVector>(n) && Helper.Threads > 1) StreamInParts<TLanes, TVector>(a, b, c, m, k, n, epilogue);
         else RunRows<TLanes, TVector>(a, b, c, m, k, n, epilogue);
+    }
+
+    /// <summary>
+    /// A product far deeper than it is tall or wide: a weight gradient summed over thousands of positions (a convolution's
+    /// 288x7744x64 and 9x43264x32). Cut into rows or columns, each core would read all of the deep operands; cut along the
+    /// depth, each reads its share and writes a small partial C. Only where nothing but a sum follows (no bias, no ReLU).
+    /// </summary>
+    private static bool IsDeep(int m, int k, int n, in Epilogue epilogue) =>
+        epilogue.Bias.IsEmpty && !epilogue.Relu && k >= 8 * Math.Max(m, n) && k >= 2 * DepthPart;
+
+    /// <summary>Depth of one part of a deep product, at least: enough work to be worth a hand-off and a partial C.</summary>
+    private const int DepthPart = 1024;
+
+    [ThreadStatic] private static AlignedBuffer? partialSums;
+
+    /// <summary>
+    /// Computes a deep product as partial products over slices of the depth, which both cores claim, then adds the partials
+    /// into C in slice order. The slices depend only on the shape, so the sum is the same bit for bit on any thread count.
+    /// </summary>
+    private static unsafe void RunInDepthParts<TLanes, TVector>(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, in Epilogue epilogue)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        int parts = Math.Min(8, k / DepthPart) & ~1, size = m * n; // an even count, so two cores can split it evenly
+        int depth = (k + parts - 1) / parts;
+        var partials = AlignedBuffer.Ensure(ref partialSums, parts * size);
+        fixed (float* pa = a.Data, pb = b.Data, pp = partials)
+        {
+            var job = new DepthJob(pa, a, pb, b, pp, depth, m, k, n);
+            Helper.For(parts, &RunDepthPart<TLanes, TVector>, &job);
+        }
+        var sum = c.Slice(0, size);
+        if (epilogue.Accumulate) System.Numerics.Tensors.TensorPrimitives.Add(sum, partials.Slice(0, size), sum);
+        else partials.Slice(0, size).CopyTo(sum);
+        for (int part = 1; part < parts; part++) System.Numerics.Tensors.TensorPrimitives.Add(sum, partials.Slice(part * size, size), sum);
+    }
+
+    private readonly unsafe struct DepthJob(float* a, in Matrix aLayout, float* b, in Matrix bLayout, float* partials, int depth, int m, int k, int n)
+    {
+        public readonly float* A = a, B = b, Partials = partials;
+        public readonly int ARowStride = aLayout.RowStride, AColumnStride = aLayout.ColumnStride, ALength = aLayout.Data.Length;
+        public readonly int BRowStride = bLayout.RowStride, BColumnStride = bLayout.ColumnStride, BLength = bLayout.Data.Length;
+        public readonly int Depth = depth, M = m, K = k, N = n;
+    }
+
+    /// <summary>Part <paramref name="index"/>: A's columns and B's rows [index·depth, +depth) into the part's own partial C.</summary>
+    private static unsafe void RunDepthPart<TLanes, TVector>(void* state, int index, int worker)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        ref readonly DepthJob job = ref *(DepthJob*)state;
+        int first = index * job.Depth, depth = Math.Min(job.Depth, job.K - first);
+        int aOffset = first * job.AColumnStride, bOffset = first * job.BRowStride;
+        var a = new Matrix(new ReadOnlySpan<float>(job.A + aOffset, job.ALength - aOffset), job.ARowStride, job.AColumnStride);
+        var b = new Matrix(new ReadOnlySpan<float>(job.B + bOffset, job.BLength - bOffset), job.BRowStride, job.BColumnStride);
+        var partial = new Span<float>(job.Partials + (long)index * job.M * job.N, job.M * job.N);
+        Packed<TLanes, TVector>(a, b, partial, job.M, depth, job.N, job.N, new Epilogue(default, false, false), RowClaim.All(job.M));
     }
 
     /// <summary>

@@ -16,4 +16,9 @@ echo "scikit-learn peer (MLPClassifier on the digits)..."
 /usr/bin/python3 benchmarks/peer/sklearn_peer.py "$out/sklearn.json"
 echo "ModelGen..."
 dotnet run -c Release --project benchmarks/ModelGen.Benchmarks -- --peer "$out/modelgen.json" >/dev/null
-/usr/bin/python3 benchmarks/peer/make_table.py "$out/torch.json" "$out/modelgen.json" benchmarks/RESULTS.md "$out/sklearn.json"
+# The single-core FMA peak, the yardstick for the one-thread GEMM (AVX-512 machines with a C compiler; skipped otherwise).
+echo "" > "$out/peak.txt"
+if grep -q avx512f /proc/cpuinfo && command -v gcc >/dev/null; then
+  gcc -O2 -mavx512f -mfma benchmarks/peer/peak_fma.c -o "$out/peak_fma" && "$out/peak_fma" > "$out/peak.txt"
+fi
+/usr/bin/python3 benchmarks/peer/make_table.py "$out/torch.json" "$out/modelgen.json" benchmarks/RESULTS.md "$out/sklearn.json" "$out/peak.txt"

@@ -64,6 +64,17 @@ public static class PeerHarness
             var c = new float[m * n];
             results[$"gemm {m}x{n}x{k}"] = Time(() => Gemm.Multiply(a, b, c, m, k, n));
         }
+        // The largest product again on one core, for its share of the FMA peak.
+        var singleThread = new Dictionary<string, double>();
+        {
+            var a = Enumerable.Range(0, 2048 * 2048).Select(_ => random.NextFloat()).ToArray();
+            var b = Enumerable.Range(0, 2048 * 2048).Select(_ => random.NextFloat()).ToArray();
+            var c = new float[2048 * 2048];
+            int threads = Helper.Threads;
+            Helper.Threads = 1;
+            try { singleThread["gemm 2048x2048x2048"] = Time(() => Gemm.Multiply(a, b, c, 2048, 2048, 2048)); }
+            finally { Helper.Threads = threads; }
+        }
         var digits = DigitsFit();
         var scaling = new Dictionary<string, double>();
         foreach (int width in ScalingModels.Widths)
@@ -76,7 +87,7 @@ public static class PeerHarness
                 scaling[$"{width} b{batch}"] = Time(() => model.Predict(x, y));
             }
         }
-        File.WriteAllText(outputPath, JsonSerializer.Serialize(new { results, scaling, digits, info = new { simd = Simd.Current.ToString(), threads = Helper.Threads, runtime = Environment.Version.ToString() } }));
+        File.WriteAllText(outputPath, JsonSerializer.Serialize(new { results, single_thread = singleThread, scaling, digits, info = new { simd = Simd.Current.ToString(), threads = Helper.Threads, runtime = Environment.Version.ToString() } }));
     }
 
     /// <summary>

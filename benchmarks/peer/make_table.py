@@ -81,16 +81,30 @@ if len(sys.argv) > 4:
         f"| ModelGen Fit, 64-64-10, Adam 1e-3, batch 200 | {ours['fit_s']:.4f} | {ours['epochs']} | {ours['test_accuracy']:.4f} |",
         "", f"Speedup vs the faster scikit-learn run: {best / ours['fit_s']:.2f}x."])
 
+# One core: the 2048^3 product with ModelGen's second thread off, against OpenBLAS on one thread and the FMA peak.
+single_text = ""
+if "single_thread" in modelgen:
+    name = "gemm 2048x2048x2048"
+    flops = 2 * 2048 ** 3
+    ours, theirs = modelgen["single_thread"][name], torch_runs["1"]["results"][name]
+    peak = open(sys.argv[5]).read().strip() if len(sys.argv) > 5 else ""
+    share = f", {flops / ours / 1e6 / float(peak):.0%} of this core's FMA peak ({float(peak):.0f} GFLOP/s, benchmarks/peer/peak_fma.c, best of 5)" if peak else ""
+    single_text = (f"One core, {name}: ModelGen {ours:.1f} ms = {flops / ours / 1e6:.0f} GFLOP/s{share}; "
+                   f"OpenBLAS on one thread {theirs:.1f} ms = {flops / theirs / 1e6:.0f} GFLOP/s.")
+
 import os
 svg(series, os.path.join(os.path.dirname(out), "scaling.svg"))
 print(header)
 print(table)
+print()
+print(single_text)
 print()
 print(scaling_table)
 print()
 print(digits_table)
 with open(out, "w") as f:
     f.write("# ModelGen vs PyTorch on this machine\n\nProduced by `bash benchmarks/compare.sh`.\n\n" + header + "\n" + table + "\n\n"
+            + (single_text + "\n\n" if single_text else "") +
             "## Scaling: MLPs of growing width (input w, two hidden layers of w, 10 outputs), inference\n\n"
             "![scaling curve](scaling.svg)\n\n" + scaling_table + "\n")
     if digits_table:

@@ -18,6 +18,8 @@ public class ConvolutionTests
         { 9, 9, 17, 3, 3, 1, true, 2 },
         { 7, 8, 8, 2, 3, 2, false, 1 },
         { 5, 5, 32, 3, 3, 1, false, 1 },
+        { 9, 9, 3, 3, 3, 2, false, 1 },  // short kernel rows, stride 2, every window inside: the copying fast path
+        { 8, 8, 1, 3, 3, 2, true, 1 },   // 'same' padding only at the bottom and right: not inside, so not the fast path
     };
 
     [Theory, MemberData(nameof(Windows))]

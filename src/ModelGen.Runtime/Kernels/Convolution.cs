@@ -69,9 +69,51 @@ public static class Convolution
         public void Run(int first, int count)
         {
             int imageFloats = window.Height * window.Width * window.Channels, patchFloats = window.Positions * window.PatchSize;
-            var gather = new Gather(new ReadOnlySpan<float>(input + (long)first * imageFloats, count * imageFloats),
-                new Span<float>(patches + (long)first * patchFloats, count * patchFloats));
+            var images = new ReadOnlySpan<float>(input + (long)first * imageFloats, count * imageFloats);
+            var rows = new Span<float>(patches + (long)first * patchFloats, count * patchFloats);
+            if (InsideImage(window) && window.Dilation == 1 && window.KernelWidth * window.Channels < 16)
+            {
+                CopyShortRuns(images, rows, window, count);
+                return;
+            }
+            var gather = new Gather(images, rows);
             Walk(window, count, ref gather);
+        }
+    }
+
+    /// <summary>Whether every window lies inside the image: no padding on any side ('same' may pad only the bottom or right).</summary>
+    private static bool InsideImage(in Window window) =>
+        window.PadTop == 0 && window.PadLeft == 0 &&
+        (window.OutputHeight - 1) * window.StrideHeight + window.KernelHeight <= window.Height &&
+        (window.OutputWidth - 1) * window.StrideWidth + window.KernelWidth <= window.Width;
+
+    /// <summary>
+    /// im2col for a window with no padding and kernel rows of a few floats (a first layer's one or three channels): each kernel
+    /// row copied float by float in one loop nest, where the general walk spent a call and a check on each few-float run
+    /// (28x28x1, 3x3: 10.9 -> 4 us a sample).
+    /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    private static void CopyShortRuns(ReadOnlySpan<float> images, Span<float> patches, in Window window, int batch)
+    {
+        int run = window.KernelWidth * window.Channels, rowFloats = window.Width * window.Channels;
+        int imageFloats = window.Height * rowFloats, step = window.StrideWidth * window.Channels;
+        ref float source = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(images);
+        ref float target = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(patches);
+        int at = 0;
+        for (int sample = 0; sample < batch; sample++)
+        {
+            for (int oy = 0; oy < window.OutputHeight; oy++)
+            {
+                int origin = sample * imageFloats + oy * window.StrideHeight * rowFloats;
+                for (int ox = 0; ox < window.OutputWidth; ox++, origin += step)
+                {
+                    for (int ky = 0; ky < window.KernelHeight; ky++)
+                    {
+                        ref float from = ref System.Runtime.CompilerServices.Unsafe.Add(ref source, origin + ky * rowFloats);
+                        for (int i = 0; i < run; i++, at++) System.Runtime.CompilerServices.Unsafe.Add(ref target, at) = System.Runtime.CompilerServices.Unsafe.Add(ref from, i);
+                    }
+                }
+            }
         }
     }
 

@@ -1,0 +1,488 @@
+using System;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
+namespace ModelGen.Kernels;
+
+/// <summary>The packed, cache-blocked path: packing of A and B, the register-blocked micro-kernels and their epilogues.</summary>
+public static partial class Gemm
+{
+    private const int RowsPerTile = 6;       // MR: rows of A per micro-kernel tile
+    private const int TallRows = 12;         // MR of the twelve-row kernel (packed A, AVX-512)
+    // KC: depth of one block. Each block reads and writes C once more; with A packed that traffic cost more than keeping a
+    // B micro-panel in L1: 2048^3 on one core ran at 84-88 GFLOP/s with 256 (a 32 KB panel), 94-95 with 512, 100-105 with
+    // 1024 (a 128 KB panel streamed from L2), the MLP's 128x784x256 at 82-88, 89-91, 92-94. A read in place is different:
+    // a tile of a transposed A touches a cache line per step, and 256 steps of lines stay in L1 for the next tile
+    // (a convolution's 288x7744x64 weight gradient: 4.3 ms with 256, 5.8 with 1024). Rechecked with the twelve-row kernel:
+    // 1024^3 at 113 / 115 / 118 GFLOP/s with 256 / 512 / 1024.
+    private const int DepthBlock = 1024;
+    private const int StreamingDepthBlock = 256;
+    private const int RowBlock = 96;         // MC: rows of A packed at once (96 x 1024 floats = 384 KB: L2)
+    private const int ColumnBlock = 2048;    // NC: columns per pass over A (2048^3: A packed once, not twice: 110 -> 113 GFLOP/s)
+
+    [ThreadStatic] private static AlignedBuffer? packedA;
+    [ThreadStatic] private static AlignedBuffer? packedB;
+
+    /// <summary>
+    /// A pinned scratch array whose usable part starts on a 64-byte boundary, so no 512-bit load of a packed
+    /// panel straddles two cache lines. One per thread, grown when a larger product needs it.
+    /// </summary>
+    private sealed class AlignedBuffer
+    {
+        private readonly float[] array;
+        private readonly int start;
+
+        public unsafe AlignedBuffer(int length)
+        {
+            array = GC.AllocateUninitializedArray<float>(length + 16, pinned: true);
+            fixed (float* first = array) start = (int)((64 - ((nint)first & 63)) & 63) / sizeof(float);
+        }
+
+        public int Length => array.Length - 16;
+        public Span<float> Span => array.AsSpan(start, Length);
+
+        public static Span<float> Ensure(ref AlignedBuffer? buffer, int length)
+        {
+            if (buffer is null || buffer.Length < length) buffer = new AlignedBuffer(length);
+            return buffer.Span;
+        }
+    }
+
+    /// <summary>
+    /// All of B is packed first (each depth block of each column block in turn), then rows of C are computed block by
+    /// block as <paramref name="claim"/> hands them out; a depth block's partial sums stay in C between stages.
+    /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    private static void Packed<TLanes, TVector>(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, int ldc, in Epilogue epilogue, RowClaim claim)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        // NR: two vectors of columns; one when the product is that narrow (a classifier's 10 outputs would waste two thirds
+        // of a two-vector tile).
+        bool narrow = n <= TLanes.Count;
+        int tileColumns = (narrow ? 1 : 2) * TLanes.Count;
+        int paddedColumns = (n + tileColumns - 1) / tileColumns * tileColumns;
+        // Few column tiles use each packed row only a few times: packing A would cost more than it saves (a convolution's
+        // 7744 x 288 patches against 64 filters), so whole tiles read A where it lies. Packing a transposed A is a gather and
+        // costs more, so it streams up to twice as wide.
+        bool streamA = Math.Min(n, ColumnBlock) <= (a.RowStride == 1 ? 2 : 1) * StreamingColumnTiles * tileColumns;
+        int depthBlock = streamA ? StreamingDepthBlock : DepthBlock;
+        // With A packed and 32 vector registers, tiles of twelve rows: half the B traffic per multiply-add of six-row tiles.
+        bool tall = !streamA && !narrow && TLanes.Count == 16;
+        int panelRows = tall ? TallRows : RowsPerTile;
+        var aPanel = AlignedBuffer.Ensure(ref packedA, RowBlock * DepthBlock);
+        // A B whose rows are exactly one tile and adjacent is already in the packed order, so it is read in place, not copied
+        // (the first convolution's weight gradient packed 43,264 rows of 32 output gradients: 1.16 -> 0.79 ms). Anything else
+        // stays packed: tile rows a longer row apart, read in place, fall in a fraction of L1's sets (two tiles: 1.47 -> 1.93 ms).
+        bool bInPlace = b.ColumnStride == 1 && b.RowStride == tileColumns && n == tileColumns;
+        int bStep = bInPlace ? b.RowStride : tileColumns;
+        var bPanel = bInPlace ? default : AlignedBuffer.Ensure(ref packedB, k * paddedColumns);
+        Span<float> spill = stackalloc float[TallRows * 32];
+
+        int offset = 0;
+        for (int jc = 0; jc < n; jc += ColumnBlock)
+        {
+            int nc = Math.Min(ColumnBlock, n - jc);
+            for (int pc = 0; pc < k; pc += depthBlock)
+            {
+                int kc = Math.Min(depthBlock, k - pc);
+                if (!bInPlace) PackB<TLanes, TVector>(b, pc, kc, jc, nc, tileColumns, bPanel.Slice(offset));
+                offset += kc * ((nc + tileColumns - 1) / tileColumns * tileColumns);
+            }
+        }
+
+        int single = 0;
+        while (claim.Next(ref single, out int firstRow, out int rows))
+        {
+            offset = 0;
+            for (int jc = 0; jc < n; jc += ColumnBlock)
+            {
+                int nc = Math.Min(ColumnBlock, n - jc);
+                for (int pc = 0; pc < k; pc += depthBlock)
+                {
+                    int kc = Math.Min(depthBlock, k - pc);
+                    var bBlock = bInPlace ? default : bPanel.Slice(offset);
+                    offset += kc * ((nc + tileColumns - 1) / tileColumns * tileColumns);
+                    var stage = new Stage(first: pc == 0, last: pc + kc >= k);
+                    for (int ic = firstRow; ic < firstRow + rows; ic += RowBlock)
+                    {
+                        int mc = Math.Min(RowBlock, firstRow + rows - ic);
+                        int wholeRows = streamA ? mc / RowsPerTile * RowsPerTile : 0;
+                        if (wholeRows < mc) PackA(a, ic + wholeRows, mc - wholeRows, pc, kc, panelRows, aPanel);
+                        for (int jr = 0; jr < nc; jr += tileColumns)
+                        {
+                            ref float bTile = ref bInPlace
+                                ? ref Unsafe.Add(ref MemoryMarshal.GetReference(b.Data), pc * b.RowStride + jc + jr)
+                                : ref bBlock[jr * kc];
+                            int columns = Math.Min(tileColumns, nc - jr);
+                            for (int ir = 0; ir < mc; ir += panelRows)
+                            {
+                                int tileRows = Math.Min(panelRows, mc - ir);
+                                if (tall) MicroKernel<TLanes, TVector, TallPackedRows>(ref aPanel[ir * kc], default, ref bTile, bStep, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
+                                else if (ir < wholeRows)
+                                {
+                                    ref float rowsOfA = ref Unsafe.Add(ref MemoryMarshal.GetReference(a.Data), (ic + ir) * a.RowStride + pc * a.ColumnStride);
+                                    if (narrow) NarrowKernel<TLanes, TVector, RowsInPlace>(ref rowsOfA, new RowsInPlace(a.RowStride, a.ColumnStride), ref bTile, bStep, kc, c, ldc, ic + ir, tileRows, columns, stage, epilogue, spill);
+                                    else MicroKernel<TLanes, TVector, RowsInPlace>(ref rowsOfA, new RowsInPlace(a.RowStride, a.ColumnStride), ref bTile, bStep, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
+                                }
+                                else
+                                {
+                                    if (narrow) NarrowKernel<TLanes, TVector, PackedRows>(ref aPanel[(ir - wholeRows) * kc], default, ref bTile, bStep, kc, c, ldc, ic + ir, tileRows, columns, stage, epilogue, spill);
+                                    else MicroKernel<TLanes, TVector, PackedRows>(ref aPanel[(ir - wholeRows) * kc], default, ref bTile, bStep, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Products at most this many column tiles wide read whole row tiles of A in place instead of packing them. Measured on
+    /// AVX-512 (4 tiles = 128 columns): 7744x288x64 5.0 -> 3.0 ms; 128x128x256 0.107 -> 0.077 ms; at 256 columns streaming a
+    /// row-major A lost (1024x1024x256 4.9 -> 5.4 ms) while a transposed one still won (8.3 -> 5.6 ms).
+    /// </summary>
+    private const int StreamingColumnTiles = 4;
+
+    /// <summary>
+    /// Where the micro-kernel finds element (r, p) of its six rows of A: at <c>r * Row + p * Step</c>. A struct type argument, so
+    /// the JIT compiles the packed layout with its constant strides and the in-place one with the matrix's.
+    /// </summary>
+    private interface IRowsOfA
+    {
+        int Row { get; }
+        int Step { get; }
+        /// <summary>Twelve rows per tile instead of six (a packed panel on AVX-512); a constant per layout, so the JIT drops the other rows.</summary>
+        bool Tall { get; }
+    }
+
+    /// <summary>A packed panel of six rows: the rows of one depth step are adjacent.</summary>
+    private readonly struct PackedRows : IRowsOfA
+    {
+        public int Row => 1;
+        public int Step => RowsPerTile;
+        public bool Tall => false;
+    }
+
+    /// <summary>
+    /// A packed panel of twelve rows, for AVX-512's 32 registers: 24 accumulators, two vectors of B and a broadcast. Each step
+    /// loads two vectors of B for 24 multiply-adds, half the B traffic of six rows (1024^3 on one core: 108 -> 111 GFLOP/s).
+    /// </summary>
+    private readonly struct TallPackedRows : IRowsOfA
+    {
+        public int Row => 1;
+        public int Step => TallRows;
+        public bool Tall => true;
+    }
+
+    /// <summary>A read where A lies: its own row and column strides.</summary>
+    private readonly struct RowsInPlace(int row, int step) : IRowsOfA
+    {
+        public int Row { get; } = row;
+        public int Step { get; } = step;
+        public bool Tall => false;
+    }
+
+    /// <summary>Where a depth block sits: the first one starts from bias (or C when accumulating), later ones add to C, the last applies ReLU.</summary>
+    private readonly struct Stage(bool first, bool last)
+    {
+        public readonly bool First = first;
+        public readonly bool Last = last;
+    }
+
+    /// <summary>
+    /// Copies B(pc.., jc..) into panels of <paramref name="tileColumns"/> columns, depth step after depth step,
+    /// zero-padded. Reads always run along B's contiguous axis: rows when B is row-major, columns when it is
+    /// stored transposed (the input-gradient product).
+    /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    private static void PackB<TLanes, TVector>(in Matrix b, int pc, int kc, int jc, int nc, int tileColumns, Span<float> panel)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        ref float source = ref MemoryMarshal.GetReference(b.Data);
+        ref float target = ref MemoryMarshal.GetReference(panel);
+        int width = TLanes.Count;
+        int wholeColumns = b.ColumnStride == 1 ? nc / tileColumns * tileColumns : 0;
+        // Whole tiles of a row-major B: row by row, each read in order and its tiles' slices copied in registers (tile by tile,
+        // the reads jumped a row's length each step, and a call to memmove per slice cost 6% of a 1024^3 product).
+        for (int p = 0; p < kc && wholeColumns > 0; p++)
+        {
+            ref float row = ref Unsafe.Add(ref source, (pc + p) * b.RowStride + jc);
+            for (int jr = 0; jr < wholeColumns; jr += tileColumns)
+            {
+                ref float packed = ref Unsafe.Add(ref target, jr * kc + p * tileColumns);
+                for (int j = 0; j < tileColumns; j += width) TLanes.Store(ref Unsafe.Add(ref packed, j), TLanes.Load(ref Unsafe.Add(ref row, jr + j)));
+            }
+        }
+        for (int jr = wholeColumns; jr < nc; jr += tileColumns)
+        {
+            int columns = Math.Min(tileColumns, nc - jr);
+            ref float tile = ref Unsafe.Add(ref target, jr * kc);
+            if (b.ColumnStride == 1)
+            {
+                // The last, partial tile (a classifier's 10 columns): masked loads fill the padding with zeros.
+                for (int p = 0; p < kc; p++)
+                {
+                    ref float row = ref Unsafe.Add(ref source, (pc + p) * b.RowStride + jc + jr);
+                    ref float packed = ref Unsafe.Add(ref tile, p * tileColumns);
+                    for (int j = 0; j < tileColumns; j += width)
+                    {
+                        int count = Math.Clamp(columns - j, 0, width);
+                        TLanes.Store(ref Unsafe.Add(ref packed, j), count == 0 ? TLanes.Zero : TLanes.LoadFirst(ref Unsafe.Add(ref row, j), count));
+                    }
+                }
+                continue;
+            }
+            // B stored transposed: depth step by depth step, so the panel is written in order; the tile's columns are read as
+            // sequential streams.
+            ref float first = ref Unsafe.Add(ref source, (jc + jr) * b.ColumnStride + pc * b.RowStride);
+            for (int p = 0; p < kc; p++)
+            {
+                ref float step = ref Unsafe.Add(ref first, p * b.RowStride);
+                ref float packed = ref Unsafe.Add(ref tile, p * tileColumns);
+                for (int j = 0; j < columns; j++) Unsafe.Add(ref packed, j) = Unsafe.Add(ref step, j * b.ColumnStride);
+            }
+            if (columns < tileColumns)
+            {
+                for (int p = 0; p < kc; p++) MemoryMarshal.CreateSpan(ref Unsafe.Add(ref tile, p * tileColumns + columns), tileColumns - columns).Clear();
+            }
+        }
+    }
+
+    /// <summary>
+    /// Copies A(ic.., pc..) into panels of six rows, depth step after depth step (so the kernel broadcasts
+    /// consecutive floats), zero-padded. Reads run along A's contiguous axis in both layouts.
+    /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    private static void PackA(in Matrix a, int ic, int mc, int pc, int kc, int panelRows, Span<float> panel)
+    {
+        ref float source = ref MemoryMarshal.GetReference(a.Data);
+        ref float target = ref MemoryMarshal.GetReference(panel);
+        for (int ir = 0; ir < mc; ir += panelRows)
+        {
+            int rows = Math.Min(panelRows, mc - ir);
+            ref float tile = ref Unsafe.Add(ref target, ir * kc);
+            if (rows < panelRows) MemoryMarshal.CreateSpan(ref tile, panelRows * kc).Clear();
+            if (a.RowStride == 1)
+            {
+                // A stored transposed: the six rows of one depth step are adjacent.
+                for (int p = 0; p < kc; p++)
+                {
+                    ref float step = ref Unsafe.Add(ref source, (pc + p) * a.ColumnStride + ic + ir);
+                    for (int r = 0; r < rows; r++) Unsafe.Add(ref tile, p * panelRows + r) = Unsafe.Add(ref step, r);
+                }
+            }
+            else
+            {
+                // Depth step by depth step, so the panel is written in order (row by row it was written with a stride of a
+                // panel's height, which cost ~10% of a 1024^3 product); the rows are read as that many sequential streams.
+                ref float first = ref Unsafe.Add(ref source, (ic + ir) * a.RowStride + pc * a.ColumnStride);
+                for (int p = 0; p < kc; p++)
+                {
+                    ref float step = ref Unsafe.Add(ref first, p * a.ColumnStride);
+                    ref float packed = ref Unsafe.Add(ref tile, p * panelRows);
+                    for (int r = 0; r < rows; r++) Unsafe.Add(ref packed, r) = Unsafe.Add(ref step, r * a.RowStride);
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// A 6 (or, for a tall layout, 12) x 2-vector tile of C (6 x 32 on AVX-512): the accumulators stay in registers for the
+    /// whole depth block; each step loads two vectors of B and broadcasts one float of A per row.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void MicroKernel<TLanes, TVector, TRows>(ref float a, TRows layout, ref float b, int bStep, int kc, Span<float> c, int ldc, int row, int column,
+        int rows, int columns, Stage stage, in Epilogue epilogue, Span<float> spill)
+        where TLanes : struct, ILanes<TVector> where TVector : struct where TRows : struct, IRowsOfA
+    {
+        int width = TLanes.Count;
+        int r1 = layout.Row, r2 = 2 * r1, r3 = 3 * r1, r4 = 4 * r1, r5 = 5 * r1, step = layout.Step;
+        TVector c00 = TLanes.Zero, c01 = TLanes.Zero, c10 = TLanes.Zero, c11 = TLanes.Zero, c20 = TLanes.Zero, c21 = TLanes.Zero;
+        TVector c30 = TLanes.Zero, c31 = TLanes.Zero, c40 = TLanes.Zero, c41 = TLanes.Zero, c50 = TLanes.Zero, c51 = TLanes.Zero;
+        TVector c60 = TLanes.Zero, c61 = TLanes.Zero, c70 = TLanes.Zero, c71 = TLanes.Zero, c80 = TLanes.Zero, c81 = TLanes.Zero;
+        TVector c90 = TLanes.Zero, c91 = TLanes.Zero, cA0 = TLanes.Zero, cA1 = TLanes.Zero, cB0 = TLanes.Zero, cB1 = TLanes.Zero;
+        for (int p = 0; p < kc; p++)
+        {
+            TVector b0 = TLanes.Load(ref b);
+            TVector b1 = TLanes.Load(ref Unsafe.Add(ref b, width));
+            MultiplyRow<TLanes, TVector>(TLanes.Broadcast(a), b0, b1, ref c00, ref c01);
+            MultiplyRow<TLanes, TVector>(TLanes.Broadcast(Unsafe.Add(ref a, r1)), b0, b1, ref c10, ref c11);
+            MultiplyRow<TLanes, TVector>(TLanes.Broadcast(Unsafe.Add(ref a, r2)), b0, b1, ref c20, ref c21);
+            MultiplyRow<TLanes, TVector>(TLanes.Broadcast(Unsafe.Add(ref a, r3)), b0, b1, ref c30, ref c31);
+            MultiplyRow<TLanes, TVector>(TLanes.Broadcast(Unsafe.Add(ref a, r4)), b0, b1, ref c40, ref c41);
+            MultiplyRow<TLanes, TVector>(TLanes.Broadcast(Unsafe.Add(ref a, r5)), b0, b1, ref c50, ref c51);
+            if (layout.Tall)
+            {
+                MultiplyRow<TLanes, TVector>(TLanes.Broadcast(Unsafe.Add(ref a, 6)), b0, b1, ref c60, ref c61);
+                MultiplyRow<TLanes, TVector>(TLanes.Broadcast(Unsafe.Add(ref a, 7)), b0, b1, ref c70, ref c71);
+                MultiplyRow<TLanes, TVector>(TLanes.Broadcast(Unsafe.Add(ref a, 8)), b0, b1, ref c80, ref c81);
+                MultiplyRow<TLanes, TVector>(TLanes.Broadcast(Unsafe.Add(ref a, 9)), b0, b1, ref c90, ref c91);
+                MultiplyRow<TLanes, TVector>(TLanes.Broadcast(Unsafe.Add(ref a, 10)), b0, b1, ref cA0, ref cA1);
+                MultiplyRow<TLanes, TVector>(TLanes.Broadcast(Unsafe.Add(ref a, 11)), b0, b1, ref cB0, ref cB1);
+            }
+            a = ref Unsafe.Add(ref a, step);
+            b = ref Unsafe.Add(ref b, bStep);
+        }
+
+        ref float target = ref MemoryMarshal.GetReference(c);
+        if (rows == (layout.Tall ? TallRows : RowsPerTile) && columns == 2 * width)
+        {
+            ref float tile = ref Unsafe.Add(ref target, row * ldc + column);
+            StoreRow<TLanes, TVector>(ref tile, c00, c01, column, stage, epilogue);
+            StoreRow<TLanes, TVector>(ref Unsafe.Add(ref tile, ldc), c10, c11, column, stage, epilogue);
+            StoreRow<TLanes, TVector>(ref Unsafe.Add(ref tile, 2 * ldc), c20, c21, column, stage, epilogue);
+            StoreRow<TLanes, TVector>(ref Unsafe.Add(ref tile, 3 * ldc), c30, c31, column, stage, epilogue);
+            StoreRow<TLanes, TVector>(ref Unsafe.Add(ref tile, 4 * ldc), c40, c41, column, stage, epilogue);
+            StoreRow<TLanes, TVector>(ref Unsafe.Add(ref tile, 5 * ldc), c50, c51, column, stage, epilogue);
+            if (!layout.Tall) return;
+            StoreRow<TLanes, TVector>(ref Unsafe.Add(ref tile, 6 * ldc), c60, c61, column, stage, epilogue);
+            StoreRow<TLanes, TVector>(ref Unsafe.Add(ref tile, 7 * ldc), c70, c71, column, stage, epilogue);
+            StoreRow<TLanes, TVector>(ref Unsafe.Add(ref tile, 8 * ldc), c80, c81, column, stage, epilogue);
+            StoreRow<TLanes, TVector>(ref Unsafe.Add(ref tile, 9 * ldc), c90, c91, column, stage, epilogue);
+            StoreRow<TLanes, TVector>(ref Unsafe.Add(ref tile, 10 * ldc), cA0, cA1, column, stage, epilogue);
+            StoreRow<TLanes, TVector>(ref Unsafe.Add(ref tile, 11 * ldc), cB0, cB1, column, stage, epilogue);
+            return;
+        }
+        // An edge tile (rows past C's edge, or the last, partial column tile): spilled, and finished out of line.
+        ref float s = ref MemoryMarshal.GetReference(spill);
+        int stride = 2 * width;
+        Spill<TLanes, TVector>(ref s, 0, width, c00, c01); Spill<TLanes, TVector>(ref s, stride, width, c10, c11);
+        Spill<TLanes, TVector>(ref s, 2 * stride, width, c20, c21); Spill<TLanes, TVector>(ref s, 3 * stride, width, c30, c31);
+        Spill<TLanes, TVector>(ref s, 4 * stride, width, c40, c41); Spill<TLanes, TVector>(ref s, 5 * stride, width, c50, c51);
+        // A six-row tile spills its six unused (zero) rows too: only edge tiles come here, and the scratch holds twelve rows.
+        Spill<TLanes, TVector>(ref s, 6 * stride, width, c60, c61); Spill<TLanes, TVector>(ref s, 7 * stride, width, c70, c71);
+        Spill<TLanes, TVector>(ref s, 8 * stride, width, c80, c81); Spill<TLanes, TVector>(ref s, 9 * stride, width, c90, c91);
+        Spill<TLanes, TVector>(ref s, 10 * stride, width, cA0, cA1); Spill<TLanes, TVector>(ref s, 11 * stride, width, cB0, cB1);
+        FinishEdge<TLanes, TVector>(ref s, stride, ref target, ldc, row, column, rows, columns, stage, epilogue);
+    }
+
+    /// <summary>One row of a tile, one depth step: the row's float of A (broadcast) times B's two vectors.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void MultiplyRow<TLanes, TVector>(TVector x, TVector b0, TVector b1, ref TVector low, ref TVector high)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        low = TLanes.MultiplyAdd(x, b0, low);
+        high = TLanes.MultiplyAdd(x, b1, high);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Spill<TLanes, TVector>(ref float spill, int offset, int width, TVector low, TVector high)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        TLanes.Store(ref Unsafe.Add(ref spill, offset), low);
+        TLanes.Store(ref Unsafe.Add(ref spill, offset + width), high);
+    }
+
+    /// <summary>
+    /// Finishes the valid rows and columns of an edge tile from accumulators spilled <paramref name="stride"/> floats per row:
+    /// whole vectors where a row's columns fill them, masked ones in the last. Out of line, so the masked operations' pinned
+    /// operands stay out of the micro-kernels' frames (inlined, they gave one a 3 KB frame zeroed on every call).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void FinishEdge<TLanes, TVector>(ref float spilled, int stride, ref float target, int ldc, int row, int column, int rows, int columns, Stage stage, in Epilogue epilogue)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        int width = TLanes.Count;
+        for (int r = 0; r < rows; r++)
+        {
+            ref float from = ref Unsafe.Add(ref spilled, r * stride);
+            ref float to = ref Unsafe.Add(ref target, (row + r) * ldc + column);
+            for (int j = 0; j < columns; j += width)
+            {
+                TVector sum = TLanes.Load(ref Unsafe.Add(ref from, j));
+                if (columns - j >= width) FinishStore<TLanes, TVector>(sum, ref Unsafe.Add(ref to, j), column + j, stage, epilogue);
+                else FinishStoreFirst<TLanes, TVector>(sum, ref Unsafe.Add(ref to, j), column + j, columns - j, stage, epilogue);
+            }
+        }
+    }
+
+    /// <summary>
+    /// The micro-kernel for products at most one vector wide: a 6 x 1-vector tile, six accumulators, one load of B and six
+    /// broadcasts of A per step. Its only column tile starts at column 0.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void NarrowKernel<TLanes, TVector, TRows>(ref float a, TRows layout, ref float b, int bStep, int kc, Span<float> c, int ldc, int row,
+        int rows, int columns, Stage stage, in Epilogue epilogue, Span<float> spill)
+        where TLanes : struct, ILanes<TVector> where TVector : struct where TRows : struct, IRowsOfA
+    {
+        int width = TLanes.Count;
+        int r1 = layout.Row, r2 = 2 * r1, r3 = 3 * r1, r4 = 4 * r1, r5 = 5 * r1, step = layout.Step;
+        TVector c0 = TLanes.Zero, c1 = TLanes.Zero, c2 = TLanes.Zero, c3 = TLanes.Zero, c4 = TLanes.Zero, c5 = TLanes.Zero;
+        for (int p = 0; p < kc; p++)
+        {
+            TVector b0 = TLanes.Load(ref b);
+            c0 = TLanes.MultiplyAdd(TLanes.Broadcast(a), b0, c0);
+            c1 = TLanes.MultiplyAdd(TLanes.Broadcast(Unsafe.Add(ref a, r1)), b0, c1);
+            c2 = TLanes.MultiplyAdd(TLanes.Broadcast(Unsafe.Add(ref a, r2)), b0, c2);
+            c3 = TLanes.MultiplyAdd(TLanes.Broadcast(Unsafe.Add(ref a, r3)), b0, c3);
+            c4 = TLanes.MultiplyAdd(TLanes.Broadcast(Unsafe.Add(ref a, r4)), b0, c4);
+            c5 = TLanes.MultiplyAdd(TLanes.Broadcast(Unsafe.Add(ref a, r5)), b0, c5);
+            a = ref Unsafe.Add(ref a, step);
+            b = ref Unsafe.Add(ref b, bStep);
+        }
+
+        ref float target = ref MemoryMarshal.GetReference(c);
+        if (rows == RowsPerTile && columns == width)
+        {
+            ref float tile = ref Unsafe.Add(ref target, row * ldc);
+            FinishStore<TLanes, TVector>(c0, ref tile, 0, stage, epilogue);
+            FinishStore<TLanes, TVector>(c1, ref Unsafe.Add(ref tile, ldc), 0, stage, epilogue);
+            FinishStore<TLanes, TVector>(c2, ref Unsafe.Add(ref tile, 2 * ldc), 0, stage, epilogue);
+            FinishStore<TLanes, TVector>(c3, ref Unsafe.Add(ref tile, 3 * ldc), 0, stage, epilogue);
+            FinishStore<TLanes, TVector>(c4, ref Unsafe.Add(ref tile, 4 * ldc), 0, stage, epilogue);
+            FinishStore<TLanes, TVector>(c5, ref Unsafe.Add(ref tile, 5 * ldc), 0, stage, epilogue);
+            return;
+        }
+        // An edge tile (a classifier's 10 columns of 16 lanes, or rows past C's edge): spilled, and finished out of line.
+        ref float s = ref MemoryMarshal.GetReference(spill);
+        TLanes.Store(ref s, c0); TLanes.Store(ref Unsafe.Add(ref s, width), c1); TLanes.Store(ref Unsafe.Add(ref s, 2 * width), c2);
+        TLanes.Store(ref Unsafe.Add(ref s, 3 * width), c3); TLanes.Store(ref Unsafe.Add(ref s, 4 * width), c4); TLanes.Store(ref Unsafe.Add(ref s, 5 * width), c5);
+        FinishEdge<TLanes, TVector>(ref s, width, ref target, ldc, row, 0, rows, columns, stage, epilogue);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreRow<TLanes, TVector>(ref float destination, TVector low, TVector high, int column, Stage stage, in Epilogue epilogue)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        int width = TLanes.Count;
+        TLanes.Store(ref destination, FinishVector<TLanes, TVector>(low, ref destination, column, stage, epilogue));
+        ref float next = ref Unsafe.Add(ref destination, width);
+        TLanes.Store(ref next, FinishVector<TLanes, TVector>(high, ref next, column + width, stage, epilogue));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static TVector FinishVector<TLanes, TVector>(TVector sum, ref float destination, int column, Stage stage, in Epilogue epilogue)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        if (!stage.First || epilogue.Accumulate) sum = TLanes.Add(sum, TLanes.Load(ref destination));
+        if (stage.First && !epilogue.Bias.IsEmpty) sum = TLanes.Add(sum, TLanes.Load(ref Unsafe.Add(ref MemoryMarshal.GetReference(epilogue.Bias), column)));
+        if (stage.Last && epilogue.Relu) sum = TLanes.Max(sum, TLanes.Zero);
+        return sum;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void FinishStore<TLanes, TVector>(TVector sum, ref float destination, int column, Stage stage, in Epilogue epilogue)
+        where TLanes : struct, ILanes<TVector> where TVector : struct =>
+        TLanes.Store(ref destination, FinishVector<TLanes, TVector>(sum, ref destination, column, stage, epilogue));
+
+    /// <summary><see cref="FinishStore"/> for the first <paramref name="count"/> lanes only: nothing past them is read or written.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void FinishStoreFirst<TLanes, TVector>(TVector sum, ref float destination, int column, int count, Stage stage, in Epilogue epilogue)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        if (!stage.First || epilogue.Accumulate) sum = TLanes.Add(sum, TLanes.LoadFirst(ref destination, count));
+        if (stage.First && !epilogue.Bias.IsEmpty) sum = TLanes.Add(sum, TLanes.LoadFirst(ref Unsafe.Add(ref MemoryMarshal.GetReference(epilogue.Bias), column), count));
+        if (stage.Last && epilogue.Relu) sum = TLanes.Max(sum, TLanes.Zero);
+        TLanes.StoreFirst(ref destination, sum, count);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Finish(float sum, float existing, int column, Stage stage, in Epilogue epilogue)
+    {
+        if (!stage.First || epilogue.Accumulate) sum += existing;
+        if (stage.First && !epilogue.Bias.IsEmpty) sum += epilogue.Bias[column];
+        if (stage.Last && epilogue.Relu) sum = MathF.Max(sum, 0f);
+        return sum;
+    }
+}

@@ -1,0 +1,193 @@
+using System;
+using System.Threading;
+
+namespace ModelGen.Kernels;
+
+/// <summary>How a product is cut into parts that both cores claim: by depth, by streamed columns, or by columns or rows of C.</summary>
+public static partial class Gemm
+{
+    /// <summary>
+    /// A product far deeper than it is tall or wide: a weight gradient summed over thousands of positions (a convolution's
+    /// 288x7744x64 and 9x43264x32). Cut into rows or columns, each core would read all of the deep operands; cut along the
+    /// depth, each reads its share and writes a small partial C. Only where nothing but a sum follows (no bias, no ReLU).
+    /// </summary>
+    private static bool IsDeep(int m, int k, int n, in Epilogue epilogue) =>
+        epilogue.Bias.IsEmpty && !epilogue.Relu && k >= 8 * Math.Max(m, n) && k >= 2 * DepthPart;
+
+    /// <summary>Depth of one part of a deep product, at least: enough work to be worth a hand-off and a partial C.</summary>
+    private const int DepthPart = 1024;
+
+    [ThreadStatic] private static AlignedBuffer? partialSums;
+
+    /// <summary>
+    /// Computes a deep product as partial products over slices of the depth, which both cores claim, then adds the partials
+    /// into C in slice order. The slices depend only on the shape, so the sum is the same bit for bit on any thread count.
+    /// </summary>
+    private static unsafe void RunInDepthParts<TLanes, TVector>(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, in Epilogue epilogue)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        int parts = Math.Min(8, k / DepthPart) & ~1, size = m * n; // an even count, so two cores can split it evenly
+        int depth = (k + parts - 1) / parts;
+        var partials = AlignedBuffer.Ensure(ref partialSums, parts * size);
+        fixed (float* pa = a.Data, pb = b.Data, pp = partials)
+        {
+            var job = new DepthJob(pa, a, pb, b, pp, depth, m, k, n);
+            Helper.For(parts, &RunDepthPart<TLanes, TVector>, &job);
+        }
+        var sum = c.Slice(0, size);
+        if (epilogue.Accumulate) System.Numerics.Tensors.TensorPrimitives.Add(sum, partials.Slice(0, size), sum);
+        else partials.Slice(0, size).CopyTo(sum);
+        for (int part = 1; part < parts; part++) System.Numerics.Tensors.TensorPrimitives.Add(sum, partials.Slice(part * size, size), sum);
+    }
+
+    private readonly unsafe struct DepthJob(float* a, in Matrix aLayout, float* b, in Matrix bLayout, float* partials, int depth, int m, int k, int n)
+    {
+        public readonly float* A = a, B = b, Partials = partials;
+        public readonly int ARowStride = aLayout.RowStride, AColumnStride = aLayout.ColumnStride, ALength = aLayout.Data.Length;
+        public readonly int BRowStride = bLayout.RowStride, BColumnStride = bLayout.ColumnStride, BLength = bLayout.Data.Length;
+        public readonly int Depth = depth, M = m, K = k, N = n;
+    }
+
+    /// <summary>Part <paramref name="index"/>: A's columns and B's rows [index·depth, +depth) into the part's own partial C.</summary>
+    private static unsafe void RunDepthPart<TLanes, TVector>(void* state, int index, int worker)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        ref readonly DepthJob job = ref *(DepthJob*)state;
+        int first = index * job.Depth, depth = Math.Min(job.Depth, job.K - first);
+        int aOffset = first * job.AColumnStride, bOffset = first * job.BRowStride;
+        var a = new Matrix(new ReadOnlySpan<float>(job.A + aOffset, job.ALength - aOffset), job.ARowStride, job.AColumnStride);
+        var b = new Matrix(new ReadOnlySpan<float>(job.B + bOffset, job.BLength - bOffset), job.BRowStride, job.BColumnStride);
+        var partial = new Span<float>(job.Partials + (long)index * job.M * job.N, job.M * job.N);
+        Packed<TLanes, TVector>(a, b, partial, job.M, depth, job.N, job.N, new Epilogue(default, false, false), RowClaim.All(job.M));
+    }
+
+    /// <summary>
+    /// Multiply-adds from which a few rows streamed against B (batch-1 inference) are shared by both cores, each taking its
+    /// own slices of B's columns: each core then streams half the weights, from its own cache when they stay there between
+    /// calls (the MLP's 784x256 layer at batch 1: 11.5 -> 7.7 us; the CNN's 1600x128 dense layer: 10.8 -> 8.1 us). Each column's
+    /// sum is computed the same way in any slice, so on one thread the product is simply not sliced.
+    /// </summary>
+    private const long StreamingParallelWork = 100_000;
+
+    /// <summary>
+    /// Columns per streamed slice: the streaming loop's eight vectors where that still makes two slices, else four (the CNN's
+    /// 1600x128 dense layer), which it still runs as four independent chains.
+    /// </summary>
+    private static int StreamingColumns<TLanes, TVector>(int n) where TLanes : struct, ILanes<TVector> where TVector : struct =>
+        (n >= 16 * TLanes.Count ? 8 : 4) * TLanes.Count;
+
+    private static unsafe void StreamInParts<TLanes, TVector>(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, in Epilogue epilogue)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        int slice = StreamingColumns<TLanes, TVector>(n);
+        fixed (float* pa = a.Data, pb = b.Data, pc = c, pbias = epilogue.Bias)
+        {
+            var job = new Job(pa, a, pb, b, pc, pbias, epilogue, next: null, slice, byColumns: true, m, k, n); // Helper.For counts the slices
+            Helper.For((n + slice - 1) / slice, &StreamSlice<TLanes, TVector>, &job);
+        }
+    }
+
+    /// <summary>One slice of columns of a streamed product: every row against B's columns [index·slice, +slice).</summary>
+    private static unsafe void StreamSlice<TLanes, TVector>(void* state, int index, int worker)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        ref readonly Job job = ref *(Job*)state;
+        int first = index * job.PartSize, columns = Math.Min(job.PartSize, job.N - first);
+        var a = new Matrix(new ReadOnlySpan<float>(job.A, job.ALength), job.ARowStride, job.AColumnStride);
+        var b = new Matrix(new ReadOnlySpan<float>(job.B + first, job.BLength - first), job.BRowStride, 1);
+        var bias = new ReadOnlySpan<float>(job.Bias, job.BiasLength);
+        var epilogue = new Epilogue(bias.IsEmpty ? bias : bias.Slice(first), job.Relu, job.Accumulate);
+        var c = new Span<float>(job.C, job.M * job.N);
+        for (int i = 0; i < job.M; i++) StreamRow<TLanes, TVector>(a, i, b, c.Slice(i * job.N + first, columns), job.K, columns, epilogue);
+    }
+
+    /// <summary>
+    /// Cuts a product into parts that this thread and the helper claim from one counter until none remain, so a late or
+    /// slow helper costs at most one part, and a busy one none: this thread then runs every part itself. The parts depend
+    /// only on the shape, so the result is the same bit for bit however many threads took part. A wide product is cut into
+    /// slices of columns, each with its own slice of B to pack (a dense layer's batch of 128 rows against 256 or 784
+    /// columns); a narrow one into blocks of rows, for which both threads pack all of B (a convolution's thousands of
+    /// patches against 64 filters).
+    /// </summary>
+    private static unsafe void RunInParts<TLanes, TVector>(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, in Epilogue epilogue)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        int tileColumns = 2 * TLanes.Count;
+        int tilesWide = (n + tileColumns - 1) / tileColumns;
+        int tilesTall = (m + RowsPerTile - 1) / RowsPerTile;
+        bool byColumns = tilesWide >= 4 && tilesWide * 4 >= tilesTall;
+        int partSize = byColumns
+            ? Math.Min(StreamingColumnTiles, Math.Max(1, tilesWide / 6)) * tileColumns
+            : Math.Max(RowsPerTile, Math.Min(RowBlock, m / 8 / RowsPerTile * RowsPerTile));
+        int next = 0;
+        fixed (float* pa = a.Data, pb = b.Data, pc = c, pbias = epilogue.Bias)
+        {
+            var job = new Job(pa, a, pb, b, pc, pbias, epilogue, &next, partSize, byColumns, m, k, n);
+            if (!Helper.TryShare(&RunJob<TLanes, TVector>, &job)) RunJob<TLanes, TVector>(&job);
+        }
+    }
+
+    /// <summary>One shared product, as pointers (the caller keeps everything pinned until every part that started has finished).</summary>
+    private readonly unsafe struct Job(float* a, in Matrix aLayout, float* b, in Matrix bLayout, float* c, float* bias, in Epilogue epilogue,
+        int* next, int partSize, bool byColumns, int m, int k, int n)
+    {
+        public readonly float* A = a, B = b, C = c, Bias = bias;
+        public readonly int ARowStride = aLayout.RowStride, AColumnStride = aLayout.ColumnStride, ALength = aLayout.Data.Length;
+        public readonly int BRowStride = bLayout.RowStride, BColumnStride = bLayout.ColumnStride, BLength = bLayout.Data.Length;
+        public readonly int BiasLength = epilogue.Bias.Length;
+        public readonly bool Relu = epilogue.Relu, Accumulate = epilogue.Accumulate;
+        public readonly int* Next = next;
+        public readonly int PartSize = partSize, M = m, K = k, N = n;
+        public readonly bool ByColumns = byColumns;
+    }
+
+    private static unsafe void RunJob<TLanes, TVector>(void* state)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        ref readonly Job job = ref *(Job*)state;
+        var a = new Matrix(new ReadOnlySpan<float>(job.A, job.ALength), job.ARowStride, job.AColumnStride);
+        var b = new ReadOnlySpan<float>(job.B, job.BLength);
+        var c = new Span<float>(job.C, job.M * job.N);
+        var bias = new ReadOnlySpan<float>(job.Bias, job.BiasLength);
+        if (!job.ByColumns)
+        {
+            var epilogue = new Epilogue(bias, job.Relu, job.Accumulate);
+            Packed<TLanes, TVector>(a, new Matrix(b, job.BRowStride, job.BColumnStride), c, job.M, job.K, job.N, job.N, epilogue,
+                new RowClaim(job.Next, job.PartSize, job.M));
+            return;
+        }
+        int first;
+        while ((first = Interlocked.Add(ref *job.Next, job.PartSize) - job.PartSize) < job.N)
+        {
+            // A slice is a product of its own: B, C and the bias start at its first column, C keeps its full row stride.
+            int columns = Math.Min(job.PartSize, job.N - first);
+            var slice = new Matrix(b.Slice(first * job.BColumnStride), job.BRowStride, job.BColumnStride);
+            var epilogue = new Epilogue(bias.IsEmpty ? bias : bias.Slice(first), job.Relu, job.Accumulate);
+            Packed<TLanes, TVector>(a, slice, c.Slice(first), job.M, job.K, columns, job.N, epilogue, RowClaim.All(job.M));
+        }
+    }
+
+    /// <summary>Hands out blocks of rows: all of them at once for one thread, one block at a time from a shared counter for two.</summary>
+    private readonly unsafe struct RowClaim(int* next, int blockRows, int rows)
+    {
+        /// <summary>Every row in one block: the single-threaded case.</summary>
+        public static RowClaim All(int rows) => new(null, 0, rows);
+
+        private readonly int* next = next;
+        private readonly int blockRows = blockRows, rows = rows;
+
+        public bool Next(ref int single, out int first, out int count)
+        {
+            if (next is null)
+            {
+                first = single;
+                count = rows - single;
+                single = rows;
+                return count > 0;
+            }
+            first = Interlocked.Add(ref *next, blockRows) - blockRows;
+            count = Math.Min(blockRows, rows - first);
+            return count > 0;
+        }
+    }
+}

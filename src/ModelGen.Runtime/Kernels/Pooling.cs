@@ -1,0 +1,194 @@
+using System;
+using System.Numerics;
+
+namespace ModelGen.Kernels;
+
+/// <summary>MaxPooling2D over NHWC samples: each output is its window's maximum; the backward pass routes the gradient to it.</summary>
+public static class Pooling
+{
+    /// <summary>0, 1, 2, ... one per lane: added to a pixel's first index, the index of each channel in a vector.</summary>
+    private static readonly Vector<int> Lanes = CreateLanes();
+
+    private static Vector<int> CreateLanes()
+    {
+        Span<int> lanes = stackalloc int[Vector<int>.Count];
+        for (int i = 0; i < lanes.Length; i++) lanes[i] = i;
+        return new Vector<int>(lanes);
+    }
+
+    /// <summary>Writes maxima and, in <paramref name="winners"/>, each maximum's index within its sample (for the backward pass).</summary>
+    public static unsafe void MaxForward(ReadOnlySpan<float> input, Span<float> output, Span<int> winners, in Window window, int batch)
+    {
+        int imageFloats = window.Height * window.Width * window.Channels, outputFloats = window.Positions * window.Channels;
+        Convolution.Require(input.Length >= batch * imageFloats && output.Length >= batch * outputFloats && winners.Length >= batch * outputFloats, "Max pooling", window, batch);
+        fixed (float* x = input, y = output)
+        fixed (int* w = winners)
+        {
+            var work = new MaxRanges(x, y, w, window, backward: false);
+            Helper.ForRanges(ref work, batch, imageFloats + 2 * outputFloats);
+        }
+    }
+
+    /// <summary>Sends each output gradient to its window's maximum; every other pixel's gradient is zero (or unchanged when accumulating).</summary>
+    public static unsafe void MaxBackward(ReadOnlySpan<float> outputGradient, ReadOnlySpan<int> winners, Span<float> inputGradient, in Window window, int batch, bool accumulate)
+    {
+        int imageFloats = window.Height * window.Width * window.Channels, outputFloats = window.Positions * window.Channels;
+        Convolution.Require(outputGradient.Length >= batch * outputFloats && winners.Length >= batch * outputFloats && inputGradient.Length >= batch * imageFloats, "Max pooling backward", window, batch);
+        fixed (float* dy = outputGradient, dx = inputGradient)
+        fixed (int* w = winners)
+        {
+            var work = new MaxRanges(dx, dy, w, window, backward: true, accumulate);
+            Helper.ForRanges(ref work, batch, imageFloats + 2 * outputFloats);
+        }
+    }
+
+    /// <summary>Max pooling over a range of samples: images at <c>image</c>, pooled values (or their gradients) at <c>pooled</c>.</summary>
+    private readonly unsafe struct MaxRanges(float* image, float* pooled, int* winners, Window window, bool backward, bool accumulate = false) : IRanges
+    {
+        public void Run(int first, int count)
+        {
+            int imageFloats = window.Height * window.Width * window.Channels, outputFloats = window.Positions * window.Channels;
+            var images = new Span<float>(image + (long)first * imageFloats, count * imageFloats);
+            var values = new Span<float>(pooled + (long)first * outputFloats, count * outputFloats);
+            var indices = new Span<int>(winners + (long)first * outputFloats, count * outputFloats);
+            if (backward) MaxBackwardSamples(values, indices, images, window, count, accumulate);
+            else MaxForwardSamples(images, values, indices, window, count);
+        }
+    }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    private static void MaxForwardSamples(ReadOnlySpan<float> input, Span<float> output, Span<int> winners, in Window window, int batch)
+    {
+        int height = window.Height, width = window.Width, channels = window.Channels;
+        int outputHeight = window.OutputHeight, outputWidth = window.OutputWidth;
+        int inputSize = height * width * channels, outputSize = window.Positions * channels;
+        for (int sample = 0; sample < batch; sample++)
+        {
+            var image = input.Slice(sample * inputSize, inputSize);
+            for (int oy = 0; oy < outputHeight; oy++)
+            {
+                int y0 = Math.Max(oy * window.StrideHeight - window.PadTop, 0), y1 = Math.Min(oy * window.StrideHeight - window.PadTop + window.KernelHeight, height);
+                for (int ox = 0; ox < outputWidth; ox++)
+                {
+                    int x0 = Math.Max(ox * window.StrideWidth - window.PadLeft, 0), x1 = Math.Min(ox * window.StrideWidth - window.PadLeft + window.KernelWidth, width);
+                    int at = sample * outputSize + (oy * outputWidth + ox) * channels;
+                    int first = (y0 * width + x0) * channels;
+                    // A vector of channels at a time, its running maximum and winners kept in registers across the window (a
+                    // select, not a branch: which pixel wins is data, and mispredicts); the channels past the last whole vector after.
+                    int c = 0;
+                    for (; c + Vector<float>.Count <= channels; c += Vector<float>.Count)
+                    {
+                        var best = new Vector<float>(image.Slice(first + c));
+                        var winner = new Vector<int>(first + c) + Lanes;
+                        for (int y = y0; y < y1; y++)
+                        {
+                            for (int x = y == y0 ? x0 + 1 : x0; x < x1; x++)
+                            {
+                                int pixel = (y * width + x) * channels + c;
+                                var candidate = new Vector<float>(image.Slice(pixel));
+                                var better = Vector.GreaterThan(candidate, best);
+                                best = Vector.ConditionalSelect(better, candidate, best);
+                                winner = Vector.ConditionalSelect(better, new Vector<int>(pixel) + Lanes, winner);
+                            }
+                        }
+                        best.CopyTo(output.Slice(at + c));
+                        winner.CopyTo(winners.Slice(at + c));
+                    }
+                    for (; c < channels; c++)
+                    {
+                        float best = image[first + c];
+                        int winner = first + c;
+                        for (int y = y0; y < y1; y++)
+                        {
+                            for (int x = y == y0 ? x0 + 1 : x0; x < x1; x++)
+                            {
+                                int pixel = (y * width + x) * channels + c;
+                                if (image[pixel] > best) { best = image[pixel]; winner = pixel; }
+                            }
+                        }
+                        output[at + c] = best;
+                        winners[at + c] = winner;
+                    }
+                }
+            }
+        }
+    }
+
+    private static void MaxBackwardSamples(ReadOnlySpan<float> outputGradient, ReadOnlySpan<int> winners, Span<float> inputGradient, in Window window, int batch, bool accumulate)
+    {
+        int inputSize = window.Height * window.Width * window.Channels;
+        int outputSize = window.Positions * window.Channels;
+        if (!accumulate) inputGradient.Slice(0, batch * inputSize).Clear();
+        for (int sample = 0; sample < batch; sample++)
+        {
+            for (int i = 0; i < outputSize; i++)
+            {
+                int at = sample * outputSize + i;
+                inputGradient[sample * inputSize + winners[at]] += outputGradient[at];
+            }
+        }
+    }
+
+    /// <summary>Average pooling as Keras computes it: with 'same' padding each window averages only the pixels inside the image.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    public static void AverageForward(ReadOnlySpan<float> input, Span<float> output, in Window window, int batch)
+    {
+        int inputSize = window.Height * window.Width * window.Channels;
+        int outputSize = window.Positions * window.Channels;
+        for (int sample = 0; sample < batch; sample++)
+        {
+            var image = input.Slice(sample * inputSize, inputSize);
+            for (int oy = 0; oy < window.OutputHeight; oy++)
+            {
+                for (int ox = 0; ox < window.OutputWidth; ox++)
+                {
+                    var target = output.Slice(sample * outputSize + (oy * window.OutputWidth + ox) * window.Channels, window.Channels);
+                    target.Clear();
+                    int count = 0;
+                    for (int ky = 0; ky < window.KernelHeight; ky++)
+                    {
+                        int y = oy * window.StrideHeight + ky * window.Dilation - window.PadTop;
+                        if (y < 0 || y >= window.Height) continue;
+                        for (int kx = 0; kx < window.KernelWidth; kx++)
+                        {
+                            int x = ox * window.StrideWidth + kx * window.Dilation - window.PadLeft;
+                            if (x < 0 || x >= window.Width) continue;
+                            System.Numerics.Tensors.TensorPrimitives.Add(target, image.Slice((y * window.Width + x) * window.Channels, window.Channels), target);
+                            count++;
+                        }
+                    }
+                    System.Numerics.Tensors.TensorPrimitives.Multiply(target, 1f / count, target);
+                }
+            }
+        }
+    }
+
+    /// <summary>Each window's gradient, shared equally among the pixels it averaged.</summary>
+    public static void AverageBackward(ReadOnlySpan<float> outputGradient, Span<float> inputGradient, in Window window, int batch, bool accumulate)
+    {
+        int inputSize = window.Height * window.Width * window.Channels;
+        int outputSize = window.Positions * window.Channels;
+        if (!accumulate) inputGradient.Slice(0, batch * inputSize).Clear();
+        for (int sample = 0; sample < batch; sample++)
+        {
+            var image = inputGradient.Slice(sample * inputSize, inputSize);
+            for (int oy = 0; oy < window.OutputHeight; oy++)
+            {
+                for (int ox = 0; ox < window.OutputWidth; ox++)
+                {
+                    int y0 = oy * window.StrideHeight - window.PadTop, x0 = ox * window.StrideWidth - window.PadLeft;
+                    int count = (Math.Min(y0 + window.KernelHeight, window.Height) - Math.Max(y0, 0)) * (Math.Min(x0 + window.KernelWidth, window.Width) - Math.Max(x0, 0));
+                    var gradient = outputGradient.Slice(sample * outputSize + (oy * window.OutputWidth + ox) * window.Channels, window.Channels);
+                    for (int y = Math.Max(y0, 0); y < Math.Min(y0 + window.KernelHeight, window.Height); y++)
+                    {
+                        for (int x = Math.Max(x0, 0); x < Math.Min(x0 + window.KernelWidth, window.Width); x++)
+                        {
+                            var target = image.Slice((y * window.Width + x) * window.Channels, window.Channels);
+                            System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(gradient, 1f / count, target, target);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

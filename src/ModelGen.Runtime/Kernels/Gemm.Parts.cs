@@ -116,8 +116,10 @@ public static partial class Gemm
         int tilesWide = (n + tileColumns - 1) / tileColumns;
         int tilesTall = (m + RowsPerTile - 1) / RowsPerTile;
         bool byColumns = tilesWide >= 4 && tilesWide * 4 >= tilesTall;
+        // Slices of columns as wide as A can still be streamed for: wider slices re-read A fewer times (128x784x256 on two
+        // cores: 330 us in slices of one tile, 293 in two, 273 in four).
         int partSize = byColumns
-            ? Math.Min(StreamingColumnTiles, Math.Max(1, tilesWide / 6)) * tileColumns
+            ? Math.Min(StreamingColumnTiles, Math.Max(1, tilesWide / 2)) * tileColumns
             : Math.Max(RowsPerTile, Math.Min(RowBlock, m / 8 / RowsPerTile * RowsPerTile));
         int next = 0;
         fixed (float* pa = a.Data, pb = b.Data, pc = c, pbias = epilogue.Bias)

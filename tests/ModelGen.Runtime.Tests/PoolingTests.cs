@@ -51,6 +51,15 @@ public class PoolingTests
 
 public class ReductionTests
 {
+    [Fact]
+    public void Max_pooling_backward_refuses_a_winner_outside_its_image()
+    {
+        var window = new Window(4, 4, 1, 2, 2, 2, 2, Same: false);
+        var winners = new[] { 0, 2, 8, 16 }; // 16 is past the 4x4 image
+        var error = Assert.Throws<ArgumentException>(() => Pooling.MaxBackward(new float[4], winners, new float[16], window, 1, accumulate: false));
+        Assert.Contains("winner 16", error.Message);
+    }
+
     [Theory]
     [InlineData(1000, 16)]
     [InlineData(37, 32)]

@@ -1,5 +1,7 @@
 using System;
 using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 
 namespace ModelGen.Kernels;
 
@@ -75,24 +77,27 @@ public static class Pooling
                     int first = (y0 * width + x0) * channels;
                     // A vector of channels at a time, its running maximum and winners kept in registers across the window (a
                     // select, not a branch: which pixel wins is data, and mispredicts); the channels past the last whole vector after.
+                    // Reads by reference: the window's pixels lie inside the image (y0..y1, x0..x1 are clamped to it) and the
+                    // outputs inside this sample's, so the per-pixel slice checks were pure cost.
                     int c = 0;
+                    ref float pixels = ref MemoryMarshal.GetReference(image);
                     for (; c + Vector<float>.Count <= channels; c += Vector<float>.Count)
                     {
-                        var best = new Vector<float>(image.Slice(first + c));
+                        var best = Vector.LoadUnsafe(ref Unsafe.Add(ref pixels, first + c));
                         var winner = new Vector<int>(first + c) + Lanes;
                         for (int y = y0; y < y1; y++)
                         {
                             for (int x = y == y0 ? x0 + 1 : x0; x < x1; x++)
                             {
                                 int pixel = (y * width + x) * channels + c;
-                                var candidate = new Vector<float>(image.Slice(pixel));
+                                var candidate = Vector.LoadUnsafe(ref Unsafe.Add(ref pixels, pixel));
                                 var better = Vector.GreaterThan(candidate, best);
                                 best = Vector.ConditionalSelect(better, candidate, best);
                                 winner = Vector.ConditionalSelect(better, new Vector<int>(pixel) + Lanes, winner);
                             }
                         }
-                        best.CopyTo(output.Slice(at + c));
-                        winner.CopyTo(winners.Slice(at + c));
+                        Vector.StoreUnsafe(best, ref Unsafe.Add(ref MemoryMarshal.GetReference(output), at + c));
+                        Vector.StoreUnsafe(winner, ref Unsafe.Add(ref MemoryMarshal.GetReference(winners), at + c));
                     }
                     for (; c < channels; c++)
                     {
@@ -119,12 +124,19 @@ public static class Pooling
         int inputSize = window.Height * window.Width * window.Channels;
         int outputSize = window.Positions * window.Channels;
         if (!accumulate) inputGradient.Slice(0, batch * inputSize).Clear();
-        for (int sample = 0; sample < batch; sample++)
+        // By reference, each winner checked against its sample's image once (one predictable compare) instead of every
+        // access going through a span.
+        ref float gradient = ref MemoryMarshal.GetReference(outputGradient.Slice(0, batch * outputSize));
+        ref int winner = ref MemoryMarshal.GetReference(winners.Slice(0, batch * outputSize));
+        ref float target = ref MemoryMarshal.GetReference(inputGradient.Slice(0, batch * inputSize));
+        for (int sample = 0, at = 0; sample < batch; sample++)
         {
-            for (int i = 0; i < outputSize; i++)
+            ref float image = ref Unsafe.Add(ref target, sample * inputSize);
+            for (int i = 0; i < outputSize; i++, at++)
             {
-                int at = sample * outputSize + i;
-                inputGradient[sample * inputSize + winners[at]] += outputGradient[at];
+                int pixel = Unsafe.Add(ref winner, at);
+                if ((uint)pixel >= (uint)inputSize) throw new ArgumentException($"Max pooling backward: winner {pixel} of output {at} lies outside its {inputSize}-value image.", nameof(winners));
+                Unsafe.Add(ref image, pixel) += Unsafe.Add(ref gradient, at);
             }
         }
     }

@@ -73,9 +73,10 @@ public static partial class Gemm
     private const int StreamingRows = 4;
 
     /// <summary>
-    /// Multiply-adds from which a product is cut into parts the helper thread may share. Measured on the 2-vCPU machine with
-    /// the helper awake (during a training step it is): 200x64x64 (0.8M) 15.5 -> 11 us, 128x784x256 550 -> 340 us,
-    /// 7744x288x64 2.8 -> 1.5 ms; below about 0.2M the hand-off costs as much as it saves (128x10x128 6.4 -> 8.7 us).
+    /// Multiply-adds from which a product is cut into parts the helper thread may share. Measured on the 2-vCPU machine:
+    /// 128x784x256 550 -> 273 us, 7744x288x64 2.8 -> 1.5 ms. Alone, even 200x64x64 (0.8M) gained (15.5 -> 11 us), but inside
+    /// a training step, where the operands were just written by this thread and must cross to the other core, sharing
+    /// products that small made the digits MLP's Fit slower (0.15 -> 0.21 s), with the helper spinning or not.
     /// </summary>
     private const long ParallelWork = 1_000_000;
 

@@ -5,9 +5,10 @@ namespace ModelGen.Kernels;
 
 /// <summary>
 /// A second core for large kernels: one persistent helper thread that shares a job with its caller, both taking
-/// blocks of work from a common counter, so a helper that starts late (a busy or descheduled core) simply takes
-/// fewer blocks. No allocation per call (the job is a function pointer and a pointer to the caller's stack); a
-/// caller that finds the helper busy (another thread's kernel) does all the work itself.
+/// parts of the work from a common counter, so a helper that starts late (a busy or descheduled core) simply takes
+/// fewer parts. No allocation per call (the job is a function pointer and a pointer to the caller's stack); a
+/// caller that finds the helper busy (another thread's kernel, or a kernel run by the helper itself) does all the work
+/// itself. Jobs cut their work by its shape alone, never by the thread count, so results do not depend on who ran a part.
 /// </summary>
 internal static unsafe class Helper
 {

@@ -39,13 +39,7 @@ public class ParallelGemmTests
         var a = GemmTests.RandomMatrix(random, m * k);
         var b = GemmTests.RandomMatrix(random, k * n);
         var expected = new float[m * n];
-        int saved = Helper.Threads;
-        try
-        {
-            Helper.Threads = 1;
-            Gemm.Multiply(a, b, expected, m, k, n);
-        }
-        finally { Helper.Threads = saved; }
+        KernelSettings.OnThreads(1, () => Gemm.Multiply(a, b, expected, m, k, n));
         var results = new float[8][];
         Parallel.For(0, 8, i =>
         {
@@ -65,12 +59,9 @@ public class ParallelGemmTests
         var a = GemmTests.RandomMatrix(random, m * k);
         var b = GemmTests.RandomMatrix(random, k * n);
         var expected = new float[m * n];
-        int saved = Helper.Threads;
-        try
+        KernelSettings.OnThreads(1, () => Gemm.Multiply(a, b, expected, m, k, n));
+        KernelSettings.OnThreads(2, () =>
         {
-            Helper.Threads = 1;
-            Gemm.Multiply(a, b, expected, m, k, n);
-            Helper.Threads = 2;
             var c = new float[m * n];
             for (int i = 0; i < 60; i++)
             {
@@ -78,16 +69,12 @@ public class ParallelGemmTests
                 Gemm.Multiply(a, b, c, m, k, n);
                 Assert.Equal(expected, c);
             }
-        }
-        finally { Helper.Threads = saved; }
+        });
     }
 
-    private static float[] Compute(string form, float[] a, float[] b, float[] bias, int m, int k, int n, int threads)
-    {
-        int saved = Helper.Threads;
-        try
+    private static float[] Compute(string form, float[] a, float[] b, float[] bias, int m, int k, int n, int threads) =>
+        KernelSettings.OnThreads(threads, () =>
         {
-            Helper.Threads = threads;
             var c = Enumerable.Repeat(0.5f, m * n).ToArray();
             switch (form)
             {
@@ -96,7 +83,5 @@ public class ParallelGemmTests
                 default: Gemm.MultiplyTransposedB(a, b, c, m, k, n); break;                      // b read as (n, k)
             }
             return c;
-        }
-        finally { Helper.Threads = saved; }
-    }
+        });
 }

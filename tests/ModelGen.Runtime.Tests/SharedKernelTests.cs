@@ -20,7 +20,7 @@ public class SharedKernelTests
         var images = Random(Batch * 26 * 26 * 32, 1);
         int patchFloats = Convolution3x3.Positions * Convolution3x3.PatchSize;
         var whole = new float[Batch * patchFloats];
-        OnTwoCores(() => Convolution.Im2Col(images, whole, Convolution3x3, Batch));
+        KernelSettings.OnThreads(2, () => Convolution.Im2Col(images, whole, Convolution3x3, Batch));
 
         var single = new float[patchFloats];
         for (int n = 0; n < Batch; n++)
@@ -40,7 +40,7 @@ public class SharedKernelTests
         var winners = new int[pooled.Length];
         var back = Random(images.Length, 4);
         var start = (float[])back.Clone();
-        OnTwoCores(() =>
+        KernelSettings.OnThreads(2, () =>
         {
             Pooling.MaxForward(images, pooled, winners, Pool2x2, Batch);
             Pooling.MaxBackward(gradients, winners, back, Pool2x2, Batch, accumulate: true);
@@ -70,7 +70,7 @@ public class SharedKernelTests
         if (activation == Activation.Sigmoid) outputs = outputs.Select(v => (v + 1) / 2).ToArray();
         var gradients = Random(rows * columns, 6);
         var shared = (float[])gradients.Clone();
-        OnTwoCores(() => Activations.Backward(activation, outputs, shared, rows, columns));
+        KernelSettings.OnThreads(2, () => Activations.Backward(activation, outputs, shared, rows, columns));
         for (int i = 0; i < outputs.Length; i++)
         {
             float y = outputs[i], g = gradients[i];
@@ -82,17 +82,6 @@ public class SharedKernelTests
             };
             Assert.Equal(expected, shared[i], 1e-6f);
         }
-    }
-
-    private static void OnTwoCores(Action action)
-    {
-        int saved = Helper.Threads;
-        try
-        {
-            Helper.Threads = 2;
-            action();
-        }
-        finally { Helper.Threads = saved; }
     }
 
     private static float[] Random(int length, int seed)

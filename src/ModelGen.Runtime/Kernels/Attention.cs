@@ -125,7 +125,8 @@ public static class Attention
         var dKeys = work.KeyGradient.AsSpan(0, batch * tv * heads * dk);
         var dValues = work.ValueGradient.AsSpan(0, batch * tv * heads * dv);
         dQueries.Clear(); dKeys.Clear(); dValues.Clear();
-        Span<float> dScores = tv <= 1024 ? stackalloc float[tv] : new float[tv];
+        using var scoreScratch = Scratch<float>.Rent(tv);
+        var dScores = scoreScratch.Span;
         for (int b = 0; b < batch; b++)
             for (int h = 0; h < heads; h++)
                 for (int i = 0; i < tq; i++)

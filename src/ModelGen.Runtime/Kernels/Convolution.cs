@@ -188,8 +188,8 @@ public static class Convolution
         // same per image column. A row's pairs are rowParts[rowStart[y] .. rowStart[y + 1]).
         int rowCount = height * window.KernelHeight, columnCount = width * window.KernelWidth;
         int needed = rowCount + columnCount + height + width + 2;
-        int[]? rented = null;
-        Span<int> scratch = needed <= 2048 ? stackalloc int[needed] : (rented = System.Buffers.ArrayPool<int>.Shared.Rent(needed));
+        using var cells = Scratch<int>.Rent(needed);
+        var scratch = cells.Span;
         var rowStart = scratch.Slice(0, height + 1);
         var columnStart = scratch.Slice(height + 1, width + 1);
         var rowParts = scratch.Slice(height + width + 2, rowCount);
@@ -230,7 +230,6 @@ public static class Convolution
                 }
             }
         }
-        if (rented is not null) System.Buffers.ArrayPool<int>.Shared.Return(rented);
     }
 
     /// <summary>

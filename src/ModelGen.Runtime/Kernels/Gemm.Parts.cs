@@ -31,7 +31,7 @@ public static partial class Gemm
         var partials = AlignedBuffer.Ensure(ref partialSums, parts * size);
         fixed (float* pa = a.Data, pb = b.Data, pp = partials)
         {
-            var job = new DepthJob(pa, a, pb, b, pp, depth, m, k, n);
+            var job = new Job(new PinnedMatrix(pa, a), new PinnedMatrix(pb, b), pp, default, default, next: null, depth, m, k, n);
             Helper.For(parts, &RunDepthPart<TLanes, TVector>, &job);
         }
         var sum = c.Slice(0, size);
@@ -40,25 +40,15 @@ public static partial class Gemm
         for (int part = 1; part < parts; part++) System.Numerics.Tensors.TensorPrimitives.Add(sum, partials.Slice(part * size, size), sum);
     }
 
-    private readonly unsafe struct DepthJob(float* a, in Matrix aLayout, float* b, in Matrix bLayout, float* partials, int depth, int m, int k, int n)
-    {
-        public readonly float* A = a, B = b, Partials = partials;
-        public readonly int ARowStride = aLayout.RowStride, AColumnStride = aLayout.ColumnStride, ALength = aLayout.Data.Length;
-        public readonly int BRowStride = bLayout.RowStride, BColumnStride = bLayout.ColumnStride, BLength = bLayout.Data.Length;
-        public readonly int Depth = depth, M = m, K = k, N = n;
-    }
-
-    /// <summary>Part <paramref name="index"/>: A's columns and B's rows [index·depth, +depth) into the part's own partial C.</summary>
+    /// <summary>Part <paramref name="index"/>: A's columns and B's rows [index·depth, +depth) into the part's own partial C (the job's C).</summary>
     private static unsafe void RunDepthPart<TLanes, TVector>(void* state, int index, int worker)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
-        ref readonly DepthJob job = ref *(DepthJob*)state;
-        int first = index * job.Depth, depth = Math.Min(job.Depth, job.K - first);
-        int aOffset = first * job.AColumnStride, bOffset = first * job.BRowStride;
-        var a = new Matrix(new ReadOnlySpan<float>(job.A + aOffset, job.ALength - aOffset), job.ARowStride, job.AColumnStride);
-        var b = new Matrix(new ReadOnlySpan<float>(job.B + bOffset, job.BLength - bOffset), job.BRowStride, job.BColumnStride);
-        var partial = new Span<float>(job.Partials + (long)index * job.M * job.N, job.M * job.N);
-        Packed<TLanes, TVector>(a, b, partial, job.M, depth, job.N, job.N, new Epilogue(default, false, false), RowClaim.All(job.M));
+        ref readonly Job job = ref *(Job*)state;
+        int first = index * job.PartSize, depth = Math.Min(job.PartSize, job.K - first), size = job.M * job.N;
+        var partial = new Span<float>(job.C + (long)index * size, size);
+        Packed<TLanes, TVector>(job.A.From(first * job.A.ColumnStride), job.B.From(first * job.B.RowStride), partial, job.M, depth, job.N, job.N,
+            new Epilogue(default, false, false), RowClaim.All(job.M));
     }
 
     /// <summary>
@@ -82,7 +72,7 @@ public static partial class Gemm
         int slice = StreamingColumns<TLanes, TVector>(n);
         fixed (float* pa = a.Data, pb = b.Data, pc = c, pbias = epilogue.Bias)
         {
-            var job = new Job(pa, a, pb, b, pc, pbias, epilogue, next: null, slice, byColumns: true, m, k, n); // Helper.For counts the slices
+            var job = new Job(new PinnedMatrix(pa, a), new PinnedMatrix(pb, b), pc, pbias, epilogue, next: null, slice, m, k, n);
             Helper.For((n + slice - 1) / slice, &StreamSlice<TLanes, TVector>, &job);
         }
     }
@@ -93,11 +83,10 @@ public static partial class Gemm
     {
         ref readonly Job job = ref *(Job*)state;
         int first = index * job.PartSize, columns = Math.Min(job.PartSize, job.N - first);
-        var a = new Matrix(new ReadOnlySpan<float>(job.A, job.ALength), job.ARowStride, job.AColumnStride);
-        var b = new Matrix(new ReadOnlySpan<float>(job.B + first, job.BLength - first), job.BRowStride, 1);
-        var bias = new ReadOnlySpan<float>(job.Bias, job.BiasLength);
-        var epilogue = new Epilogue(bias.IsEmpty ? bias : bias.Slice(first), job.Relu, job.Accumulate);
-        var c = new Span<float>(job.C, job.M * job.N);
+        var a = job.A.From();
+        var b = job.B.From(first);
+        var epilogue = job.EpilogueFrom(first);
+        var c = job.Output;
         for (int i = 0; i < job.M; i++) StreamRow<TLanes, TVector>(a, i, b, c.Slice(i * job.N + first, columns), job.K, columns, epilogue);
     }
 
@@ -124,48 +113,63 @@ public static partial class Gemm
         int next = 0;
         fixed (float* pa = a.Data, pb = b.Data, pc = c, pbias = epilogue.Bias)
         {
-            var job = new Job(pa, a, pb, b, pc, pbias, epilogue, &next, partSize, byColumns, m, k, n);
-            if (!Helper.TryShare(&RunJob<TLanes, TVector>, &job)) RunJob<TLanes, TVector>(&job);
+            var job = new Job(new PinnedMatrix(pa, a), new PinnedMatrix(pb, b), pc, pbias, epilogue, &next, partSize, m, k, n);
+            if (byColumns) Helper.For((n + partSize - 1) / partSize, &RunColumnSlice<TLanes, TVector>, &job);
+            else if (!Helper.TryShare(&RunRowBlocks<TLanes, TVector>, &job)) RunRowBlocks<TLanes, TVector>(&job);
         }
     }
 
-    /// <summary>One shared product, as pointers (the caller keeps everything pinned until every part that started has finished).</summary>
-    private readonly unsafe struct Job(float* a, in Matrix aLayout, float* b, in Matrix bLayout, float* c, float* bias, in Epilogue epilogue,
-        int* next, int partSize, bool byColumns, int m, int k, int n)
-    {
-        public readonly float* A = a, B = b, C = c, Bias = bias;
-        public readonly int ARowStride = aLayout.RowStride, AColumnStride = aLayout.ColumnStride, ALength = aLayout.Data.Length;
-        public readonly int BRowStride = bLayout.RowStride, BColumnStride = bLayout.ColumnStride, BLength = bLayout.Data.Length;
-        public readonly int BiasLength = epilogue.Bias.Length;
-        public readonly bool Relu = epilogue.Relu, Accumulate = epilogue.Accumulate;
-        public readonly int* Next = next;
-        public readonly int PartSize = partSize, M = m, K = k, N = n;
-        public readonly bool ByColumns = byColumns;
-    }
-
-    private static unsafe void RunJob<TLanes, TVector>(void* state)
+    /// <summary>A slice of columns is a product of its own: B, C and the bias start at its first column, C keeps its full row stride.</summary>
+    private static unsafe void RunColumnSlice<TLanes, TVector>(void* state, int index, int worker)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
         ref readonly Job job = ref *(Job*)state;
-        var a = new Matrix(new ReadOnlySpan<float>(job.A, job.ALength), job.ARowStride, job.AColumnStride);
-        var b = new ReadOnlySpan<float>(job.B, job.BLength);
-        var c = new Span<float>(job.C, job.M * job.N);
-        var bias = new ReadOnlySpan<float>(job.Bias, job.BiasLength);
-        if (!job.ByColumns)
+        int first = index * job.PartSize, columns = Math.Min(job.PartSize, job.N - first);
+        Packed<TLanes, TVector>(job.A.From(), job.B.From(first * job.B.ColumnStride), job.Output.Slice(first), job.M, job.K, columns, job.N,
+            job.EpilogueFrom(first), RowClaim.All(job.M));
+    }
+
+    /// <summary>Blocks of rows from the job's shared counter until none remain; each thread packs all of B once.</summary>
+    private static unsafe void RunRowBlocks<TLanes, TVector>(void* state)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        ref readonly Job job = ref *(Job*)state;
+        Packed<TLanes, TVector>(job.A.From(), job.B.From(), job.Output, job.M, job.K, job.N, job.N, job.EpilogueFrom(0),
+            new RowClaim(job.Next, job.PartSize, job.M));
+    }
+
+    /// <summary>An operand as a pointer and its layout, for a part run on either thread.</summary>
+    private readonly unsafe struct PinnedMatrix(float* data, in Matrix layout)
+    {
+        private readonly float* data = data;
+        private readonly int length = layout.Data.Length;
+        public readonly int RowStride = layout.RowStride, ColumnStride = layout.ColumnStride;
+
+        /// <summary>The matrix from element <paramref name="offset"/> on: a slice of rows, columns or depth keeps the strides.</summary>
+        public Matrix From(int offset = 0) => new(new ReadOnlySpan<float>(data + offset, length - offset), RowStride, ColumnStride);
+    }
+
+    /// <summary>
+    /// One shared product, as pointers (the caller keeps everything pinned until every part that started has finished). Parts
+    /// are slices of <see cref="PartSize"/> columns, rows or depth steps; for a depth split C holds the parts' partial sums.
+    /// </summary>
+    private readonly unsafe struct Job(PinnedMatrix a, PinnedMatrix b, float* c, float* bias, in Epilogue epilogue, int* next, int partSize, int m, int k, int n)
+    {
+        public readonly PinnedMatrix A = a, B = b;
+        public readonly float* C = c;
+        private readonly float* bias = bias;
+        private readonly int biasLength = epilogue.Bias.Length;
+        private readonly bool relu = epilogue.Relu, accumulate = epilogue.Accumulate;
+        public readonly int* Next = next;
+        public readonly int PartSize = partSize, M = m, K = k, N = n;
+
+        public Span<float> Output => new(C, M * N);
+
+        /// <summary>The epilogue of the columns from <paramref name="column"/> on: its bias starts there.</summary>
+        public Epilogue EpilogueFrom(int column)
         {
-            var epilogue = new Epilogue(bias, job.Relu, job.Accumulate);
-            Packed<TLanes, TVector>(a, new Matrix(b, job.BRowStride, job.BColumnStride), c, job.M, job.K, job.N, job.N, epilogue,
-                new RowClaim(job.Next, job.PartSize, job.M));
-            return;
-        }
-        int first;
-        while ((first = Interlocked.Add(ref *job.Next, job.PartSize) - job.PartSize) < job.N)
-        {
-            // A slice is a product of its own: B, C and the bias start at its first column, C keeps its full row stride.
-            int columns = Math.Min(job.PartSize, job.N - first);
-            var slice = new Matrix(b.Slice(first * job.BColumnStride), job.BRowStride, job.BColumnStride);
-            var epilogue = new Epilogue(bias.IsEmpty ? bias : bias.Slice(first), job.Relu, job.Accumulate);
-            Packed<TLanes, TVector>(a, slice, c.Slice(first), job.M, job.K, columns, job.N, epilogue, RowClaim.All(job.M));
+            var all = new ReadOnlySpan<float>(bias, biasLength);
+            return new Epilogue(all.IsEmpty ? all : all.Slice(column), relu, accumulate);
         }
     }
 

@@ -32,7 +32,8 @@ public static class BatchNorm
     public static void InferenceForward(ReadOnlySpan<float> x, Span<float> y, ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta,
         ReadOnlySpan<float> movingMean, ReadOnlySpan<float> movingVariance, int rows, int channels, float epsilon)
     {
-        Span<float> inverseStd = channels <= 1024 ? stackalloc float[channels] : new float[channels];
+        using var inverseStdScratch = Scratch<float>.Rent(channels);
+        var inverseStd = inverseStdScratch.Span;
         for (int c = 0; c < channels; c++) inverseStd[c] = 1f / MathF.Sqrt(movingVariance[c] + epsilon);
         Normalize(x, y, gamma, beta, movingMean, inverseStd, rows, channels);
     }
@@ -41,7 +42,8 @@ public static class BatchNorm
     private static void Normalize(ReadOnlySpan<float> x, Span<float> y, ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta,
         ReadOnlySpan<float> mean, ReadOnlySpan<float> inverseStd, int rows, int channels)
     {
-        Span<float> scale = channels <= 512 ? stackalloc float[2 * channels] : new float[2 * channels];
+        using var scaleScratch = Scratch<float>.Rent(2 * channels);
+        var scale = scaleScratch.Span;
         var shift = scale.Slice(channels, channels);
         scale = scale.Slice(0, channels);
         TensorPrimitives.Multiply(gamma.Slice(0, channels), inverseStd.Slice(0, channels), scale);
@@ -62,7 +64,8 @@ public static class BatchNorm
         ReadOnlySpan<float> mean, ReadOnlySpan<float> inverseStd, Span<float> inputGradient, Span<float> gammaGradient, Span<float> betaGradient,
         int rows, int channels, bool computeInput, bool accumulateInput, bool computeWeights, bool accumulateWeights)
     {
-        Span<float> sums = channels <= 256 ? stackalloc float[4 * channels] : new float[4 * channels];
+        using var sumsScratch = Scratch<float>.Rent(4 * channels);
+        var sums = sumsScratch.Span;
         var sumDy = sums.Slice(0, channels);
         var sumDyXhat = sums.Slice(channels, channels);
         var a = sums.Slice(2 * channels, channels);
@@ -111,7 +114,8 @@ public static class BatchNorm
     public static void InferenceBackward(ReadOnlySpan<float> outputGradient, ReadOnlySpan<float> gamma, ReadOnlySpan<float> movingVariance,
         Span<float> inputGradient, int rows, int channels, float epsilon, bool accumulate)
     {
-        Span<float> scale = channels <= 1024 ? stackalloc float[channels] : new float[channels];
+        using var scaleScratch = Scratch<float>.Rent(channels);
+        var scale = scaleScratch.Span;
         for (int c = 0; c < channels; c++) scale[c] = gamma[c] / MathF.Sqrt(movingVariance[c] + epsilon);
         for (int row = 0; row < rows; row++)
         {
@@ -141,10 +145,12 @@ public static class BatchNorm
     private static void ColumnSums(ReadOnlySpan<float> x, int rows, int channels, ReadOnlySpan<float> shift, bool squared, Span<float> result,
         double divideBy, ReadOnlySpan<float> product = default)
     {
-        Span<float> partial = channels <= 512 ? stackalloc float[2 * channels] : new float[2 * channels];
+        using var partialScratch = Scratch<float>.Rent(2 * channels);
+        var partial = partialScratch.Span;
         var term = partial.Slice(channels, channels);
         partial = partial.Slice(0, channels);
-        Span<double> total = channels <= 512 ? stackalloc double[channels] : new double[channels];
+        using var totalScratch = Scratch<double>.Rent(channels);
+        var total = totalScratch.Span;
         total.Clear();
         for (int start = 0; start < rows; start += Block)
         {
@@ -176,7 +182,8 @@ public static class LayerNorm
     public static void Forward(ReadOnlySpan<float> x, Span<float> y, ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta,
         Span<float> mean, Span<float> inverseStd, int rows, int columns, float epsilon)
     {
-        Span<float> scale = columns <= 512 ? stackalloc float[2 * columns] : new float[2 * columns];
+        using var scaleScratch = Scratch<float>.Rent(2 * columns);
+        var scale = scaleScratch.Span;
         var shift = scale.Slice(columns, columns);
         scale = scale.Slice(0, columns);
         for (int row = 0; row < rows; row++)
@@ -208,7 +215,8 @@ public static class LayerNorm
         ReadOnlySpan<float> mean, ReadOnlySpan<float> inverseStd, Span<float> inputGradient, Span<float> gammaGradient, Span<float> betaGradient,
         int rows, int columns, bool computeInput, bool accumulateInput, bool computeWeights, bool accumulateWeights)
     {
-        Span<float> scratch = columns <= 512 ? stackalloc float[2 * columns] : new float[2 * columns];
+        using var rowScratch = Scratch<float>.Rent(2 * columns);
+        var scratch = rowScratch.Span;
         var normalized = scratch.Slice(0, columns);
         var g = scratch.Slice(columns, columns);
         if (computeWeights && !accumulateWeights)

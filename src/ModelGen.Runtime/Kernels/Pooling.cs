@@ -9,14 +9,7 @@ namespace ModelGen.Kernels;
 public static class Pooling
 {
     /// <summary>0, 1, 2, ... one per lane: added to a pixel's first index, the index of each channel in a vector.</summary>
-    private static readonly Vector<int> Lanes = CreateLanes();
-
-    private static Vector<int> CreateLanes()
-    {
-        Span<int> lanes = stackalloc int[Vector<int>.Count];
-        for (int i = 0; i < lanes.Length; i++) lanes[i] = i;
-        return new Vector<int>(lanes);
-    }
+    private static Vector<int> Lanes => Vector<int>.Indices;
 
     /// <summary>Writes maxima and, in <paramref name="winners"/>, each maximum's index within its sample (for the backward pass).</summary>
     public static unsafe void MaxForward(ReadOnlySpan<float> input, Span<float> output, Span<int> winners, in Window window, int batch)

@@ -129,7 +129,7 @@ public static class DropoutKernel
         var y = output.Slice(0, length);
         var m = mask.Slice(0, length);
         int width = Vector<uint>.Count, i = 0;
-        var lanes = Lanes();
+        var lanes = Vector<uint>.Indices;
         var kept = new Vector<float>(scale);
         for (; i + width <= length; i += width)
         {
@@ -138,25 +138,20 @@ public static class DropoutKernel
             factor.CopyTo(m.Slice(i));
             (new Vector<float>(x.Slice(i)) * factor).CopyTo(y.Slice(i));
         }
-        for (; i < length; i++)
+        if (i < length)
         {
-            float factor = Uniform((uint)i, key, salt) >= rate ? scale : 0f;
-            m[i] = factor;
-            y[i] = x[i] * factor;
+            // The last, partial vector: the same draws, lane by lane, for the elements that exist.
+            var tail = Uniform(new Vector<uint>((uint)i) + lanes, key, salt);
+            for (int lane = 0; i < length; i++, lane++)
+            {
+                float factor = tail[lane] >= rate ? scale : 0f;
+                m[i] = factor;
+                y[i] = x[i] * factor;
+            }
         }
     }
 
-    /// <summary>Element <paramref name="index"/>'s uniform in [0, 1) (24 bits): murmur3's finaliser applied twice, keyed.</summary>
-    private static float Uniform(uint index, uint key, uint salt) => (Mix(Mix(index + salt) ^ key) >> 8) * (1f / 16777216f);
-
-    private static uint Mix(uint x)
-    {
-        x ^= x >> 16; x *= 0x85EBCA6Bu;
-        x ^= x >> 13; x *= 0xC2B2AE35u;
-        return x ^ (x >> 16);
-    }
-
-    /// <summary><see cref="Uniform(uint, uint, uint)"/> for a vector of indices: the same integer steps, lane by lane.</summary>
+    /// <summary>Each index's uniform in [0, 1) (24 bits): murmur3's finaliser applied twice, keyed.</summary>
     private static Vector<float> Uniform(Vector<uint> index, uint key, uint salt)
     {
         var bits = Vector.ShiftRightLogical(Mix(Mix(index + new Vector<uint>(salt)) ^ new Vector<uint>(key)), 8);
@@ -168,13 +163,6 @@ public static class DropoutKernel
         x ^= Vector.ShiftRightLogical(x, 16); x *= new Vector<uint>(0x85EBCA6Bu);
         x ^= Vector.ShiftRightLogical(x, 13); x *= new Vector<uint>(0xC2B2AE35u);
         return x ^ Vector.ShiftRightLogical(x, 16);
-    }
-
-    private static Vector<uint> Lanes()
-    {
-        Span<uint> lanes = stackalloc uint[Vector<uint>.Count];
-        for (int i = 0; i < lanes.Length; i++) lanes[i] = (uint)i;
-        return new Vector<uint>(lanes);
     }
 
     /// <summary>dL/dx (=|+=) dL/dy ⊙ mask.</summary>

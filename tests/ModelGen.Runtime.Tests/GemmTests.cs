@@ -28,7 +28,7 @@ public class GemmTests
         var start = RandomMatrix(random, m * n);
 
         var expected = Reference(m, k, n, (i, p) => a[i * k + p], (p, j) => b[p * n + j]);
-        using (new PathScope(path))
+        using (KernelSettings.OnSimd(path))
         {
             var plain = new float[m * n];
             Gemm.Multiply(a, b, plain, m, k, n);
@@ -52,7 +52,7 @@ public class GemmTests
         var b = RandomMatrix(random, k * n);
         var start = RandomMatrix(random, m * n);
         var expected = Reference(m, k, n, (i, p) => a[p * m + i], (p, j) => b[p * n + j]);
-        using (new PathScope(path))
+        using (KernelSettings.OnSimd(path))
         {
             var c = new float[m * n];
             Gemm.MultiplyTransposedA(a, b, c, m, k, n);
@@ -71,7 +71,7 @@ public class GemmTests
         var b = RandomMatrix(random, n * k); // stored (n, k)
         var start = RandomMatrix(random, m * n);
         var expected = Reference(m, k, n, (i, p) => a[i * k + p], (p, j) => b[j * k + p]);
-        using (new PathScope(path))
+        using (KernelSettings.OnSimd(path))
         {
             var c = new float[m * n];
             Gemm.MultiplyTransposedB(a, b, c, m, k, n);
@@ -126,13 +126,5 @@ public class GemmTests
         {
             Assert.True(Math.Abs(expected[i] - actual[i]) <= tolerance, $"element {i}: expected {expected[i]}, got {actual[i]}");
         }
-    }
-
-    /// <summary>Runs a block on one SIMD path and restores the default afterwards.</summary>
-    private sealed class PathScope : IDisposable
-    {
-        private readonly SimdPath saved = Simd.Current;
-        public PathScope(SimdPath path) => Simd.Current = path;
-        public void Dispose() => Simd.Current = saved;
     }
 }

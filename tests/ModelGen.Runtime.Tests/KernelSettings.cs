@@ -21,4 +21,17 @@ public sealed class KernelSettings
     }
 
     public static void OnThreads(int threads, Action run) => OnThreads(threads, () => { run(); return 0; });
+
+    /// <summary>Kernels run on <paramref name="path"/> until the returned scope is disposed.</summary>
+    public static IDisposable OnSimd(SimdPath path) => new SimdScope(path);
+
+    /// <summary>Every SIMD path this machine can run, as theory data.</summary>
+    public static TheoryData<SimdPath> SupportedPaths() => new(Enum.GetValues<SimdPath>().Where(Simd.IsSupported));
+
+    private sealed class SimdScope : IDisposable
+    {
+        private readonly SimdPath saved = Simd.Current;
+        public SimdScope(SimdPath path) => Simd.Current = path;
+        public void Dispose() => Simd.Current = saved;
+    }
 }

@@ -9,7 +9,7 @@ namespace ModelGen.Kernels;
 /// Activations, and their backward passes written in terms of the activation's <em>output</em> y, so a layer
 /// keeps one buffer per tensor and never stores pre-activations.
 /// </summary>
-public static class Activations
+public static partial class Activations
 {
     /// <summary>y = f(x) in place over <paramref name="rows"/> rows of <paramref name="columns"/> values.</summary>
     public static void Forward(Activation activation, Span<float> values, int rows, int columns) =>
@@ -54,15 +54,7 @@ public static class Activations
                     Helper.ForRanges(ref work, length, floatsPerItem: 2);
                 }
                 break;
-            case Activation.Softmax:
-                for (int row = 0; row < rows; row++)
-                {
-                    var yRow = y.Slice(row * columns, columns);
-                    var dyRow = dy.Slice(row * columns, columns);
-                    float inner = TensorPrimitives.Dot(yRow, dyRow);
-                    for (int j = 0; j < columns; j++) dyRow[j] = yRow[j] * (dyRow[j] - inner);
-                }
-                break;
+            case Activation.Softmax: SoftmaxBackward(y, dy, rows, columns); break;
             default: throw new ArgumentOutOfRangeException(nameof(activation), activation, null);
         }
     }
@@ -101,66 +93,6 @@ public static class Activations
                 _ => dy[i] * (1f - y[i] * y[i]),
             };
         }
-    }
-
-    /// <summary>Numerically stable softmax of each of <paramref name="rows"/> rows into <paramref name="destination"/> (which may be the source).</summary>
-    public static void Softmax(ReadOnlySpan<float> source, Span<float> destination, int rows, int columns)
-    {
-        var x = source.Slice(0, rows * columns);
-        var y = destination.Slice(0, rows * columns);
-        if (columns > 32)
-        {
-            for (int row = 0; row < rows; row++)
-            {
-                var from = x.Slice(row * columns, columns);
-                var to = y.Slice(row * columns, columns);
-                float max = TensorPrimitives.Max(from);
-                TensorPrimitives.Subtract(from, max, to);
-                TensorPrimitives.Exp(to, to);
-                TensorPrimitives.Divide(to, TensorPrimitives.Sum(to), to);
-            }
-            return;
-        }
-        // Short rows (a classifier's few outputs): plain loops, five library calls per row cost more than the arithmetic (360 ns
-        // for 10 values). The scalar exp is also what keeps a sample's probabilities independent of its place in the batch: a
-        // vectorised exp rounds differently in its vector body and its tail.
-        int width = System.Numerics.Vector<float>.Count;
-        for (int row = 0; row < rows; row++)
-        {
-            ref float from = ref Unsafe.Add(ref MemoryMarshal.GetReference(x), row * columns);
-            ref float to = ref Unsafe.Add(ref MemoryMarshal.GetReference(y), row * columns);
-            // The maximum in two chains (it is only subtracted: which of equal values, or of +0 and -0, wins changes no exp).
-            float even = from, odd = from;
-            int i = 1;
-            for (; i + 1 < columns; i += 2)
-            {
-                even = float.MaxNative(even, Unsafe.Add(ref from, i));
-                odd = float.MaxNative(odd, Unsafe.Add(ref from, i + 1));
-            }
-            if (i < columns) even = float.MaxNative(even, Unsafe.Add(ref from, i));
-            float largest = float.MaxNative(even, odd);
-            if (float.IsNaN(Unsafe.Add(ref from, 0)) || !float.IsFinite(largest)) largest = MaxOf(MemoryMarshal.CreateReadOnlySpan(ref from, columns));
-            double total = 0;
-            for (i = 0; i < columns; i++) total += Unsafe.Add(ref to, i) = MathF.Exp(Unsafe.Add(ref from, i) - largest);
-            float denominator = (float)total;
-            // Divisions are exact whatever the width: a vector of them where the row has one.
-            i = 0;
-            if (columns >= width)
-            {
-                var divisor = new System.Numerics.Vector<float>(denominator);
-                for (; i + width <= columns; i += width)
-                    System.Numerics.Vector.StoreUnsafe(System.Numerics.Vector.LoadUnsafe(ref Unsafe.Add(ref to, i)) / divisor, ref Unsafe.Add(ref to, i));
-            }
-            for (; i < columns; i++) Unsafe.Add(ref to, i) /= denominator;
-        }
-    }
-
-    /// <summary>The row maximum as MathF.Max folds it (NaN wins), for rows where a NaN or infinity makes the fast maximum unsafe.</summary>
-    private static float MaxOf(ReadOnlySpan<float> row)
-    {
-        float largest = row[0];
-        for (int i = 1; i < row.Length; i++) largest = MathF.Max(largest, row[i]);
-        return largest;
     }
 }
 

@@ -29,10 +29,20 @@ internal interface ILanes<TVector> where TVector : struct
     static abstract TVector FlushSubnormal(TVector value);
     static abstract TVector Max(TVector a, TVector b);
     static abstract float Sum(TVector value);
+    /// <summary>The largest lane (NaN lanes may or may not win: callers check the result).</summary>
+    static abstract float Largest(TVector value);
     /// <summary>The first <paramref name="count"/> lanes from memory and zeros after them; nothing past them is read.</summary>
     static abstract TVector LoadFirst(ref float source, int count);
+    /// <summary>The first <paramref name="count"/> lanes from memory and <paramref name="fill"/>'s lanes after them.</summary>
+    static abstract TVector LoadFirst(ref float source, int count, TVector fill);
     /// <summary>Stores the first <paramref name="count"/> lanes; the memory past them is not touched.</summary>
     static abstract void StoreFirst(ref float destination, TVector value, int count);
+    /// <summary>Each lane to the nearest integer, ties to even.</summary>
+    static abstract TVector Round(TVector value);
+    /// <summary>value · 2^exponent for integral exponents in [-126, 127], built from the exponent's bits.</summary>
+    static abstract TVector ScaleByPowerOfTwo(TVector value, TVector exponent);
+    /// <summary>Zero in the lanes where <paramref name="test"/> is below <paramref name="limit"/>, <paramref name="value"/> elsewhere.</summary>
+    static abstract TVector ZeroWhereBelow(TVector value, TVector test, float limit);
 }
 
 internal struct Lanes512 : ILanes<Vector512<float>>
@@ -52,9 +62,19 @@ internal struct Lanes512 : ILanes<Vector512<float>>
         Vector512.ConditionalSelect(Vector512.LessThan(Vector512.Abs(value), Vector512.Create(1.17549435e-38f)), Vector512<float>.Zero, value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Max(Vector512<float> a, Vector512<float> b) => Vector512.Max(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector512<float> value) => Vector512.Sum(value);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Largest(Vector512<float> value) => Lanes256.Largest(Vector256.MaxNative(value.GetLower(), value.GetUpper()));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Round(Vector512<float> value) => Vector512.Round(value);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> ScaleByPowerOfTwo(Vector512<float> value, Vector512<float> exponent) =>
+        value * Vector512.ShiftLeft(Vector512.ConvertToInt32(exponent) + Vector512.Create(127), 23).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> ZeroWhereBelow(Vector512<float> value, Vector512<float> test, float limit) =>
+        Vector512.ConditionalSelect(Vector512.LessThan(test, Vector512.Create(limit)), Vector512<float>.Zero, value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static unsafe Vector512<float> LoadFirst(ref float source, int count)
     {
         fixed (float* at = &source) return Avx512F.MaskLoad(at, First(count), Vector512<float>.Zero);
+    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static unsafe Vector512<float> LoadFirst(ref float source, int count, Vector512<float> fill)
+    {
+        fixed (float* at = &source) return Avx512F.MaskLoad(at, First(count), fill);
     }
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static unsafe void StoreFirst(ref float destination, Vector512<float> value, int count)
     {
@@ -80,10 +100,18 @@ internal struct Lanes256 : ILanes<Vector256<float>>
         Vector256.ConditionalSelect(Vector256.LessThan(Vector256.Abs(value), Vector256.Create(1.17549435e-38f)), Vector256<float>.Zero, value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Max(Vector256<float> a, Vector256<float> b) => Vector256.Max(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector256<float> value) => Vector256.Sum(value);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Largest(Vector256<float> value) => Lanes128.Largest(Vector128.MaxNative(value.GetLower(), value.GetUpper()));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Round(Vector256<float> value) => Vector256.Round(value);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> ScaleByPowerOfTwo(Vector256<float> value, Vector256<float> exponent) =>
+        value * Vector256.ShiftLeft(Vector256.ConvertToInt32(exponent) + Vector256.Create(127), 23).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> ZeroWhereBelow(Vector256<float> value, Vector256<float> test, float limit) =>
+        Vector256.ConditionalSelect(Vector256.LessThan(test, Vector256.Create(limit)), Vector256<float>.Zero, value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static unsafe Vector256<float> LoadFirst(ref float source, int count)
     {
         fixed (float* at = &source) return Avx.MaskLoad(at, First(count));
     }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> LoadFirst(ref float source, int count, Vector256<float> fill) =>
+        Vector256.ConditionalSelect(First(count), LoadFirst(ref source, count), fill);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static unsafe void StoreFirst(ref float destination, Vector256<float> value, int count)
     {
         fixed (float* at = &destination) Avx.MaskStore(at, First(count), value);
@@ -109,6 +137,12 @@ internal struct Lanes128 : ILanes<Vector128<float>>
         Vector128.ConditionalSelect(Vector128.LessThan(Vector128.Abs(value), Vector128.Create(1.17549435e-38f)), Vector128<float>.Zero, value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Max(Vector128<float> a, Vector128<float> b) => Vector128.Max(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector128<float> value) => Vector128.Sum(value);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Largest(Vector128<float> value) => float.MaxNative(float.MaxNative(value.GetElement(0), value.GetElement(1)), float.MaxNative(value.GetElement(2), value.GetElement(3)));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Round(Vector128<float> value) => Vector128.Round(value);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> ScaleByPowerOfTwo(Vector128<float> value, Vector128<float> exponent) =>
+        value * Vector128.ShiftLeft(Vector128.ConvertToInt32(exponent) + Vector128.Create(127), 23).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> ZeroWhereBelow(Vector128<float> value, Vector128<float> test, float limit) =>
+        Vector128.ConditionalSelect(Vector128.LessThan(test, Vector128.Create(limit)), Vector128<float>.Zero, value);
     // No masked loads on every platform: the lanes go through a small buffer.
     public static Vector128<float> LoadFirst(ref float source, int count)
     {
@@ -117,6 +151,8 @@ internal struct Lanes128 : ILanes<Vector128<float>>
         for (int i = 0; i < count; i++) lanes[i] = Unsafe.Add(ref source, i);
         return Vector128.Create((ReadOnlySpan<float>)lanes);
     }
+    public static Vector128<float> LoadFirst(ref float source, int count, Vector128<float> fill) =>
+        Vector128.ConditionalSelect(Vector128.LessThan(Vector128<int>.Indices, Vector128.Create(count)).AsSingle(), LoadFirst(ref source, count), fill);
     public static void StoreFirst(ref float destination, Vector128<float> value, int count)
     {
         for (int i = 0; i < count; i++) Unsafe.Add(ref destination, i) = value.GetElement(i);

@@ -1,0 +1,131 @@
+using System.Runtime.Intrinsics;
+using ModelGen.Kernels;
+
+namespace ModelGen.Runtime.Tests;
+
+/// <summary>Softmax, its backward pass and its vector exp on every SIMD path this machine runs, against double-precision definitions.</summary>
+[Collection(KernelSettings.Name)]
+public class SoftmaxTests
+{
+    private static readonly int[] RowLengths = { 1, 2, 7, 8, 10, 15, 16, 17, 31, 32, 33, 100 };
+
+    [Theory, MemberData(nameof(KernelSettings.SupportedPaths), MemberType = typeof(KernelSettings))]
+    public void Exp_is_within_one_ulp_of_the_exact_value(SimdPath path)
+    {
+        var x = new List<float> { 0f, -0f, -1e-30f, -1e-7f, -0.5f * MathF.Log(2), -87.3365f };
+        for (float v = -87.33f; v < 0; v += 0.00031f) x.Add(v);
+        var e = VectorExp(path, x.ToArray());
+        for (int i = 0; i < x.Count; i++)
+        {
+            double exact = Math.Exp(x[i]);
+            double ulp = MathF.BitIncrement((float)exact) - (float)exact;
+            Assert.True(Math.Abs(e[i] - exact) <= ulp, $"exp({x[i]:R}) = {e[i]:R}, exact {exact:R}");
+        }
+        Assert.Equal(1f, e[0]);
+        // Below the smallest normal result it flushes to zero; -inf gives 0 and NaN stays NaN, as MathF.Exp.
+        var special = VectorExp(path, new[] { -87.4f, -100f, -1e30f, float.NegativeInfinity, float.NaN });
+        Assert.Equal(new[] { 0f, 0f, 0f, 0f }, special.Take(4));
+        Assert.True(float.IsNaN(special[4]));
+    }
+
+    [Theory, MemberData(nameof(KernelSettings.SupportedPaths), MemberType = typeof(KernelSettings))]
+    public void Softmax_of_short_and_long_rows_matches_its_definition_and_spreads_nan(SimdPath path)
+    {
+        using var scope = KernelSettings.OnSimd(path);
+        var random = new Random(21);
+        foreach (int columns in RowLengths)
+        {
+            const int rows = 5;
+            var logits = Enumerable.Range(0, rows * columns).Select(_ => (float)(random.NextDouble() * 20 - 10)).ToArray();
+            var probabilities = new float[logits.Length];
+            Activations.Forward(Activation.Softmax, logits, probabilities, rows, columns);
+            var inPlace = (float[])logits.Clone();
+            Activations.Forward(Activation.Softmax, inPlace, rows, columns);
+            Assert.Equal(probabilities, inPlace);
+            for (int row = 0; row < rows; row++)
+            {
+                var x = logits.Skip(row * columns).Take(columns).Select(v => (double)v).ToArray();
+                double max = x.Max(), sum = x.Sum(v => Math.Exp(v - max));
+                for (int j = 0; j < columns; j++)
+                {
+                    double expected = Math.Exp(x[j] - max) / sum;
+                    Assert.True(Math.Abs(probabilities[row * columns + j] - expected) <= 1e-6 * expected + 1e-12, $"{columns} columns, row {row}, column {j}");
+                }
+            }
+        }
+        // A NaN anywhere in a row, or an infinite logit, makes the whole row NaN, as Keras' softmax does; other rows are untouched.
+        foreach (int at in new[] { 0, 1, 2 })
+        {
+            var special = new[] { 1f, 2f, 3f, 1f, 2f, 3f, 0.5f, -0f, 0f };
+            special[at] = float.NaN;
+            special[3 + at] = float.PositiveInfinity;
+            var output = new float[special.Length];
+            Activations.Forward(Activation.Softmax, special, output, 3, 3);
+            Assert.All(output.Take(6), v => Assert.True(float.IsNaN(v)));
+            Assert.Equal(1.0, output.Skip(6).Sum(v => (double)v), 6);
+        }
+        // Logits far below the row's maximum give exact zeros, and a row of large equal logits is uniform.
+        var extremes = new[] { 0f, -200f, 3e38f, 3e38f };
+        Activations.Forward(Activation.Softmax, extremes, 2, 2);
+        Assert.Equal(new[] { 1f, 0f, 0.5f, 0.5f }, extremes);
+    }
+
+    [Theory, MemberData(nameof(KernelSettings.SupportedPaths), MemberType = typeof(KernelSettings))]
+    public void A_rows_probabilities_do_not_depend_on_where_it_sits(SimdPath path)
+    {
+        using var scope = KernelSettings.OnSimd(path);
+        var random = new Random(4);
+        foreach (int columns in RowLengths)
+        {
+            var row = Enumerable.Range(0, columns).Select(_ => (float)(random.NextDouble() * 8 - 4)).ToArray();
+            var alone = new float[columns];
+            Activations.Forward(Activation.Softmax, row, alone, 1, columns);
+            // The same row as the 4th of 7 in a batch of other rows, computed in place.
+            var batch = Enumerable.Range(0, 7 * columns).Select(_ => (float)(random.NextDouble() * 8 - 4)).ToArray();
+            row.CopyTo(batch, 3 * columns);
+            Activations.Forward(Activation.Softmax, batch, 7, columns);
+            Assert.Equal(alone, batch.Skip(3 * columns).Take(columns));
+        }
+    }
+
+    [Theory, MemberData(nameof(KernelSettings.SupportedPaths), MemberType = typeof(KernelSettings))]
+    public void Softmax_backward_is_its_jacobian_applied_to_the_gradient(SimdPath path)
+    {
+        using var scope = KernelSettings.OnSimd(path);
+        var random = new Random(8);
+        foreach (int columns in RowLengths)
+        {
+            const int rows = 4;
+            var y = Enumerable.Range(0, rows * columns).Select(_ => (float)(random.NextDouble() * 4 - 2)).ToArray();
+            Activations.Forward(Activation.Softmax, y, rows, columns);
+            var dy = Enumerable.Range(0, rows * columns).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+            var dx = (float[])dy.Clone();
+            Activations.Backward(Activation.Softmax, y, dx, rows, columns);
+            for (int row = 0; row < rows; row++)
+            {
+                // dx_j = Σ_i dy_i ∂y_i/∂x_j with ∂y_i/∂x_j = y_i (δ_ij - y_j).
+                for (int j = 0; j < columns; j++)
+                {
+                    double expected = 0;
+                    for (int i = 0; i < columns; i++) expected += (double)dy[row * columns + i] * y[row * columns + i] * ((i == j ? 1 : 0) - (double)y[row * columns + j]);
+                    Assert.True(Math.Abs(dx[row * columns + j] - expected) <= 1e-6, $"{columns} columns, row {row}, column {j}: {dx[row * columns + j]} vs {expected}");
+                }
+            }
+        }
+    }
+
+    private static float[] VectorExp(SimdPath path, float[] x)
+    {
+        var result = new float[x.Length];
+        for (int i = 0; i < x.Length; i++)
+        {
+            result[i] = path switch
+            {
+                SimdPath.Avx512 => Activations.Exp<Lanes512, Vector512<float>>(Vector512.Create(x[i])).GetElement(i % 16),
+                SimdPath.Avx2 => Activations.Exp<Lanes256, Vector256<float>>(Vector256.Create(x[i])).GetElement(i % 8),
+                _ => Activations.Exp<Lanes128, Vector128<float>>(Vector128.Create(x[i])).GetElement(i % 4),
+            };
+        }
+        return result;
+    }
+}

@@ -1,6 +1,7 @@
 using System;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using System.Numerics.Tensors;
 
 namespace ModelGen.Kernels;
@@ -100,34 +101,66 @@ public static partial class Activations
 public static class Reductions
 {
     /// <summary>bias gradient: column sums of a (rows, columns) matrix, overwriting or adding to the destination.</summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public static void SumRows(ReadOnlySpan<float> matrix, Span<float> destination, int rows, int columns, bool accumulate = false)
     {
-        var target = destination.Slice(0, columns);
-        if (!accumulate) target.Clear();
-        int width = System.Numerics.Vector<float>.Count;
-        if (columns % width == 0 && columns / width <= 8)
+        if (matrix.Length < rows * columns || destination.Length < columns) throw new ArgumentException($"column sums of {rows} x {columns} need that many values.");
+        switch (Simd.Current)
         {
-            // Narrow rows (a convolution's channels, tens of thousands of positions): sums stay in a few vectors instead of a
-            // library call per row.
-            Span<System.Numerics.Vector<float>> sums = stackalloc System.Numerics.Vector<float>[columns / width];
-            sums.Clear();
-            var vectors = System.Runtime.InteropServices.MemoryMarshal.Cast<float, System.Numerics.Vector<float>>(matrix.Slice(0, rows * columns));
-            for (int row = 0, at = 0; row < rows; row++)
-                for (int j = 0; j < sums.Length; j++, at++) sums[j] += vectors[at];
-            var targets = System.Runtime.InteropServices.MemoryMarshal.Cast<float, System.Numerics.Vector<float>>(target);
-            for (int j = 0; j < sums.Length; j++) targets[j] += sums[j];
-            return;
+            case SimdPath.Avx512: SumRows<Lanes512, Vector512<float>>(matrix, destination, rows, columns, accumulate); break;
+            case SimdPath.Avx2: SumRows<Lanes256, Vector256<float>>(matrix, destination, rows, columns, accumulate); break;
+            default: SumRows<Lanes128, Vector128<float>>(matrix, destination, rows, columns, accumulate); break;
         }
-        if (columns <= 32)
+    }
+
+    /// <summary>
+    /// Four vectors of columns at a time (the last one masked), their sums in registers down all the rows: each column's
+    /// values are added in row order, starting from zero or from the destination, whatever the width.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void SumRows<TLanes, TVector>(ReadOnlySpan<float> matrix, Span<float> destination, int rows, int columns, bool accumulate)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        int width = TLanes.Count;
+        ref float first = ref MemoryMarshal.GetReference(matrix);
+        ref float target = ref MemoryMarshal.GetReference(destination);
+        for (int block = 0; block < columns; block += 4 * width)
         {
-            // A classifier's few columns: a library call per row costs more than the row's adds. The same additions, in the
-            // same order, as the row-by-row sum below.
-            for (int row = 0, at = 0; row < rows; row++)
-                for (int j = 0; j < columns; j++, at++) target[j] += matrix[at];
-            return;
+            // Lanes of each of the four vectors within the row; a count of 0 leaves a vector out.
+            int c0 = Math.Clamp(columns - block, 0, width), c1 = Math.Clamp(columns - block - width, 0, width);
+            int c2 = Math.Clamp(columns - block - 2 * width, 0, width), c3 = Math.Clamp(columns - block - 3 * width, 0, width);
+            ref float sums = ref Unsafe.Add(ref target, block);
+            TVector s0 = Start(ref sums, c0), s1 = Start(ref Unsafe.Add(ref sums, width), c1);
+            TVector s2 = Start(ref Unsafe.Add(ref sums, 2 * width), c2), s3 = Start(ref Unsafe.Add(ref sums, 3 * width), c3);
+            ref float row = ref Unsafe.Add(ref first, block);
+            if (c3 == width)
+            {
+                for (int r = 0; r < rows; r++, row = ref Unsafe.Add(ref row, columns))
+                {
+                    s0 = TLanes.Add(s0, TLanes.Load(ref row));
+                    s1 = TLanes.Add(s1, TLanes.Load(ref Unsafe.Add(ref row, width)));
+                    s2 = TLanes.Add(s2, TLanes.Load(ref Unsafe.Add(ref row, 2 * width)));
+                    s3 = TLanes.Add(s3, TLanes.Load(ref Unsafe.Add(ref row, 3 * width)));
+                }
+            }
+            else
+            {
+                for (int r = 0; r < rows; r++, row = ref Unsafe.Add(ref row, columns))
+                {
+                    s0 = TLanes.Add(s0, TLanes.LoadFirst(ref row, c0));
+                    if (c1 > 0) s1 = TLanes.Add(s1, TLanes.LoadFirst(ref Unsafe.Add(ref row, width), c1));
+                    if (c2 > 0) s2 = TLanes.Add(s2, TLanes.LoadFirst(ref Unsafe.Add(ref row, 2 * width), c2));
+                    if (c3 > 0) s3 = TLanes.Add(s3, TLanes.LoadFirst(ref Unsafe.Add(ref row, 3 * width), c3));
+                }
+            }
+            Finish(ref sums, s0, c0); Finish(ref Unsafe.Add(ref sums, width), s1, c1);
+            Finish(ref Unsafe.Add(ref sums, 2 * width), s2, c2); Finish(ref Unsafe.Add(ref sums, 3 * width), s3, c3);
         }
-        for (int row = 0; row < rows; row++) TensorPrimitives.Add(target, matrix.Slice(row * columns, columns), target);
+
+        TVector Start(ref float at, int count) => accumulate && count > 0 ? TLanes.LoadFirst(ref at, count) : TLanes.Zero;
+        static void Finish(ref float at, TVector sum, int count)
+        {
+            if (count > 0) TLanes.StoreFirst(ref at, sum, count);
+        }
     }
 
     /// <summary>Copies the first <paramref name="length"/> values.</summary>

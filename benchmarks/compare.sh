@@ -21,7 +21,8 @@ echo "scikit-learn peer (MLPClassifier on the digits)..."
 /usr/bin/python3 benchmarks/peer/sklearn_peer.py "$out/sklearn.json"
 echo "ModelGen..."
 dotnet benchmarks/ModelGen.Benchmarks/bin/Release/net10.0/ModelGen.Benchmarks.dll --peer "$out/modelgen.json" >/dev/null
-# The single-core FMA peak, the yardstick for the one-thread GEMM (AVX-512 machines with a C compiler; skipped otherwise).
+# The single-core FMA peak and a micro-kernel's ceiling, the yardsticks for the one-thread GEMM (AVX-512 machines with a C
+# compiler; skipped otherwise).
 echo "" > "$out/peak.txt"
 if grep -q avx512f /proc/cpuinfo && command -v gcc >/dev/null; then
   gcc -O2 -mavx512f -mfma benchmarks/peer/peak_fma.c -o "$out/peak_fma" && "$out/peak_fma" > "$out/peak.txt"

@@ -171,7 +171,6 @@ public static class Metrics
         return correct;
     }
 
-    /// <summary>Index of the largest value; the first one on ties, as numpy's argmax.</summary>
     /// <summary>
     /// Whether <paramref name="index"/> is where <see cref="ArgMax"/> lands (the first maximum): above every earlier value,
     /// not below any later one. Counted without branches, which a data-dependent maximum mispredicts.
@@ -188,6 +187,7 @@ public static class Metrics
         return beaten == 0;
     }
 
+    /// <summary>Index of the largest value; the first one on ties, as numpy's argmax.</summary>
     public static int ArgMax(ReadOnlySpan<float> values)
     {
         int best = 0;

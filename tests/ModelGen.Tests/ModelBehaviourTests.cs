@@ -106,6 +106,7 @@ public class ModelBehaviourTests
     [InlineData(nameof(EncoderDecoder))]
     [InlineData(nameof(CausalAttention))]
     [InlineData(nameof(SimpleClassifier))]
+    [InlineData(nameof(WideNormalized))]
     public void Steady_state_steps_of_every_layer_kind_allocate_nothing(string name)
     {
         IModel model = name switch
@@ -117,6 +118,7 @@ public class ModelBehaviourTests
             nameof(BidirectionalStack) => new BidirectionalStack(4, seed: 1),
             nameof(EncoderDecoder) => new EncoderDecoder(4, seed: 1),
             nameof(CausalAttention) => new CausalAttention(4, seed: 1),
+            nameof(WideNormalized) => new WideNormalized(4, seed: 1),
             _ => new SimpleClassifier(4, seed: 1),
         };
         var random = new Random(3);

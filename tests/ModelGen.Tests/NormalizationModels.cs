@@ -140,3 +140,18 @@ public partial class TransferFineTuned
     [Graph]
     Tensor Forward([Shape(6, 6, 2)] Tensor image) => head.Apply(pool.Apply(Ops.Relu(conv2.Apply(Ops.Relu(norm1.Apply(conv1.Apply(image)))))));
 }
+
+/// <summary>
+/// Layers wider than the kernels' stack scratch once was (BatchNormalization over 320 channels, LayerNormalization over 600
+/// features, a softmax over 700 classes), so the allocation test covers the pooled scratch too.
+/// </summary>
+[Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
+public partial class WideNormalized
+{
+    [Input(16)] public Input features;
+    [Dense(320)] public Dense hidden;
+    [BatchNormalization] public BatchNormalization norm;
+    [Dense(600)] public Dense wide;
+    [LayerNormalization] public LayerNormalization layerNorm;
+    [Dense(700, Activation.Softmax)] public Dense head;
+}

@@ -75,7 +75,6 @@ public static class PeerHarness
             try { singleThread["gemm 2048x2048x2048"] = Time(() => Gemm.Multiply(a, b, c, 2048, 2048, 2048)); }
             finally { Helper.Threads = threads; }
         }
-        var digits = DigitsFit();
         var scaling = new Dictionary<string, double>();
         foreach (int width in ScalingModels.Widths)
         {
@@ -87,7 +86,7 @@ public static class PeerHarness
                 scaling[$"{width} b{batch}"] = Time(() => model.Predict(x, y));
             }
         }
-        File.WriteAllText(outputPath, JsonSerializer.Serialize(new { results, single_thread = singleThread, scaling, digits, info = new { simd = Simd.Current.ToString(), threads = Helper.Threads, runtime = Environment.Version.ToString() } }));
+        File.WriteAllText(outputPath, JsonSerializer.Serialize(new { results, single_thread = singleThread, scaling, info = new { simd = Simd.Current.ToString(), threads = Helper.Threads, runtime = Environment.Version.ToString() } }));
     }
 
     /// <summary>

@@ -70,9 +70,9 @@ def svg(series, path):
 
 # Training on the digits: scikit-learn's MLPClassifier(64) against the same configuration trained by ModelGen's Fit.
 digits_table = ""
-if len(sys.argv) > 4:
+if len(sys.argv) > 6:
     sk = json.load(open(sys.argv[4]))
-    ours = modelgen["digits"]
+    ours = json.load(open(sys.argv[6]))  # ModelGen.Benchmarks --digits, a process of its own
     best = min(sk["1"]["fit_s"], sk["default"]["fit_s"])
     digits_table = "\n".join([
         "| trainer | fit s (median of 5) | epochs | test accuracy |", "|---|---|---|---|",

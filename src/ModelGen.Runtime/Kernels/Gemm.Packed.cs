@@ -116,33 +116,36 @@ public static partial class Gemm
                             int columns = Math.Min(tileColumns, nc - jr);
                             for (int ir = 0, tileRows; ir < mc; ir += tileRows)
                             {
+                                // Rows read where A lies come first (twelve at a time on AVX-512), the packed rest after them.
                                 tileRows = Math.Min(panelRows, mc - ir);
-                                if (TLanes.Count == 16 && ir + TallRows <= wholeRows)
-                                {
-                                    tileRows = TallRows;
-                                    ref float tallRows = ref Unsafe.Add(ref MemoryMarshal.GetReference(a.Data), (ic + ir) * a.RowStride + pc * a.ColumnStride);
-                                    var layout = new TallRowsInPlace(a.RowStride, a.ColumnStride);
-                                    if (narrow) NarrowKernel<TLanes, TVector, TallRowsInPlace>(ref tallRows, layout, ref bTile, bStep, kc, c, ldc, ic + ir, tileRows, columns, stage, epilogue, spill);
-                                    else MicroKernel<TLanes, TVector, TallRowsInPlace>(ref tallRows, layout, ref bTile, bStep, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
-                                }
-                                else if (tall) MicroKernel<TLanes, TVector, TallPackedRows>(ref aPanel[ir * kc], default, ref bTile, bStep, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
-                                else if (ir < wholeRows)
+                                if (ir < wholeRows)
                                 {
                                     ref float rowsOfA = ref Unsafe.Add(ref MemoryMarshal.GetReference(a.Data), (ic + ir) * a.RowStride + pc * a.ColumnStride);
-                                    if (narrow) NarrowKernel<TLanes, TVector, RowsInPlace>(ref rowsOfA, new RowsInPlace(a.RowStride, a.ColumnStride), ref bTile, bStep, kc, c, ldc, ic + ir, tileRows, columns, stage, epilogue, spill);
-                                    else MicroKernel<TLanes, TVector, RowsInPlace>(ref rowsOfA, new RowsInPlace(a.RowStride, a.ColumnStride), ref bTile, bStep, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
+                                    if (TLanes.Count == 16 && ir + TallRows <= wholeRows)
+                                    {
+                                        tileRows = TallRows;
+                                        Tile<TLanes, TVector, TallRowsInPlace>(narrow, ref rowsOfA, new(a.RowStride, a.ColumnStride), ref bTile, bStep, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
+                                    }
+                                    else Tile<TLanes, TVector, RowsInPlace>(narrow, ref rowsOfA, new(a.RowStride, a.ColumnStride), ref bTile, bStep, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
                                 }
-                                else
-                                {
-                                    if (narrow) NarrowKernel<TLanes, TVector, PackedRows>(ref aPanel[(ir - wholeRows) * kc], default, ref bTile, bStep, kc, c, ldc, ic + ir, tileRows, columns, stage, epilogue, spill);
-                                    else MicroKernel<TLanes, TVector, PackedRows>(ref aPanel[(ir - wholeRows) * kc], default, ref bTile, bStep, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
-                                }
+                                else if (tall) Tile<TLanes, TVector, TallPackedRows>(narrow, ref aPanel[ir * kc], default, ref bTile, bStep, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
+                                else Tile<TLanes, TVector, PackedRows>(narrow, ref aPanel[(ir - wholeRows) * kc], default, ref bTile, bStep, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
                             }
                         }
                     }
                 }
             }
         }
+    }
+
+    /// <summary>One tile of C: the narrow kernel for products one vector wide (their only column tile starts at 0), the two-vector one otherwise.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Tile<TLanes, TVector, TRows>(bool narrow, ref float a, TRows layout, ref float b, int bStep, int kc, Span<float> c, int ldc, int row, int column,
+        int rows, int columns, Stage stage, in Epilogue epilogue, Span<float> spill)
+        where TLanes : struct, ILanes<TVector> where TVector : struct where TRows : struct, IRowsOfA
+    {
+        if (narrow) NarrowKernel<TLanes, TVector, TRows>(ref a, layout, ref b, bStep, kc, c, ldc, row, rows, columns, stage, epilogue, spill);
+        else MicroKernel<TLanes, TVector, TRows>(ref a, layout, ref b, bStep, kc, c, ldc, row, column, rows, columns, stage, epilogue, spill);
     }
 
     /// <summary>

@@ -82,6 +82,53 @@ public class GemmTests
         }
     }
 
+    /// <summary>
+    /// A few rows stream B from wherever it lies (a model's weights start where the array puts them): at every offset from a
+    /// vector boundary, each entry is exactly the chain of fused multiply-adds over the depth, then bias and ReLU, and
+    /// nothing past C is written. The columns before B's first boundary and after its last go through partial vectors.
+    /// </summary>
+    [Theory]
+    [InlineData(1, 1, 1)]
+    [InlineData(1, 37, 5)]
+    [InlineData(2, 64, 10)]
+    [InlineData(1, 300, 17)]
+    [InlineData(3, 40, 33)]
+    [InlineData(1, 128, 150)]
+    [InlineData(1, 784, 256)]
+    [InlineData(2, 200, 300)]
+    [InlineData(1, 100, 1100)]
+    public void Streamed_rows_are_exact_fma_chains_at_every_alignment_of_B(int m, int k, int n)
+    {
+        var random = new Random(m * 31 + k * 7 + n);
+        var a = RandomMatrix(random, m * k);
+        var b = RandomMatrix(random, k * n);
+        var bias = RandomMatrix(random, n);
+        var expected = new float[m * n];
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++)
+            {
+                float sum = 0f;
+                for (int p = 0; p < k; p++) sum = MathF.FusedMultiplyAdd(a[i * k + p], b[p * n + j], sum);
+                expected[i * n + j] = MathF.Max(sum + bias[j], 0f);
+            }
+        foreach (var path in Enum.GetValues<SimdPath>().Where(Simd.IsSupported))
+        {
+            using var _ = KernelSettings.OnSimd(path);
+            for (int offset = 0; offset < 16; offset++)
+            {
+                var shifted = new float[offset + b.Length];
+                b.CopyTo(shifted, offset);
+                var c = new float[m * n + 20];
+                Array.Fill(c, -7f);
+                Gemm.Multiply(a, shifted.AsSpan(offset), c, m, k, n, bias, relu: true);
+                for (int e = 0; e < expected.Length; e++)
+                    Assert.True(BitConverter.SingleToInt32Bits(expected[e]) == BitConverter.SingleToInt32Bits(c[e]),
+                        $"{path}, B at offset {offset}: entry {e} is {c[e]}, the chain gives {expected[e]}");
+                Assert.All(c.Skip(m * n), v => Assert.Equal(-7f, v));
+            }
+        }
+    }
+
     [Fact]
     public void Gemm_never_writes_past_the_output()
     {

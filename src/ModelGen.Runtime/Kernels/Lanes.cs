@@ -37,6 +37,10 @@ internal interface ILanes<TVector> where TVector : struct
     static abstract TVector LoadFirst(ref float source, int count, TVector fill);
     /// <summary>Stores the first <paramref name="count"/> lanes; the memory past them is not touched.</summary>
     static abstract void StoreFirst(ref float destination, TVector value, int count);
+    /// <summary>A mask of the first <paramref name="count"/> lanes, for <see cref="LoadMasked"/> in a loop.</summary>
+    static abstract TVector FirstLanes(int count);
+    /// <summary>The lanes <paramref name="mask"/> selects from pinned memory and zeros elsewhere; nothing else is read.</summary>
+    static abstract unsafe TVector LoadMasked(float* source, TVector mask);
     /// <summary>Each lane to the nearest integer, ties to even.</summary>
     static abstract TVector Round(TVector value);
     /// <summary>value · 2^exponent for integral exponents in [-126, 127], built from the exponent's bits.</summary>
@@ -80,6 +84,9 @@ internal struct Lanes512 : ILanes<Vector512<float>>
     {
         fixed (float* at = &destination) Avx512F.MaskStore(at, First(count), value);
     }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> FirstLanes(int count) => First(count);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static unsafe Vector512<float> LoadMasked(float* source, Vector512<float> mask) =>
+        Avx512F.MaskLoad(source, mask, Vector512<float>.Zero);
     private static Vector512<float> First(int count) => Vector512.LessThan(Vector512<int>.Indices, Vector512.Create(count)).AsSingle();
 }
 
@@ -116,6 +123,9 @@ internal struct Lanes256 : ILanes<Vector256<float>>
     {
         fixed (float* at = &destination) Avx.MaskStore(at, First(count), value);
     }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> FirstLanes(int count) => First(count);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static unsafe Vector256<float> LoadMasked(float* source, Vector256<float> mask) =>
+        Avx.MaskLoad(source, mask);
     private static Vector256<float> First(int count) => Vector256.LessThan(Vector256<int>.Indices, Vector256.Create(count)).AsSingle();
 }
 
@@ -143,16 +153,14 @@ internal struct Lanes128 : ILanes<Vector128<float>>
         value * Vector128.ShiftLeft(Vector128.ConvertToInt32(exponent) + Vector128.Create(127), 23).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> ZeroWhereBelow(Vector128<float> value, Vector128<float> test, float limit) =>
         Vector128.ConditionalSelect(Vector128.LessThan(test, Vector128.Create(limit)), Vector128<float>.Zero, value);
-    // No masked loads on every platform: the lanes go through a small buffer.
-    public static Vector128<float> LoadFirst(ref float source, int count)
-    {
-        Span<float> lanes = stackalloc float[4];
-        lanes.Clear();
-        for (int i = 0; i < count; i++) lanes[i] = Unsafe.Add(ref source, i);
-        return Vector128.Create((ReadOnlySpan<float>)lanes);
-    }
+    // No masked loads on every platform: each lane is read on its own.
+    public static Vector128<float> LoadFirst(ref float source, int count) =>
+        Vector128.Create(count > 0 ? source : 0f, count > 1 ? Unsafe.Add(ref source, 1) : 0f, count > 2 ? Unsafe.Add(ref source, 2) : 0f, count > 3 ? Unsafe.Add(ref source, 3) : 0f);
     public static Vector128<float> LoadFirst(ref float source, int count, Vector128<float> fill) =>
         Vector128.ConditionalSelect(Vector128.LessThan(Vector128<int>.Indices, Vector128.Create(count)).AsSingle(), LoadFirst(ref source, count), fill);
+    public static Vector128<float> FirstLanes(int count) => Vector128.LessThan(Vector128<int>.Indices, Vector128.Create(count)).AsSingle();
+    public static unsafe Vector128<float> LoadMasked(float* source, Vector128<float> mask) =>
+        LoadFirst(ref *source, Vector128.Sum(Vector128.Negate(mask.AsInt32())));
     public static void StoreFirst(ref float destination, Vector128<float> value, int count)
     {
         for (int i = 0; i < count; i++) Unsafe.Add(ref destination, i) = value.GetElement(i);

@@ -139,35 +139,38 @@ internal static unsafe class Helper
 
     /// <summary>
     /// An auto-reset event that spins briefly (hand-offs are microseconds apart during a step) and then blocks.
-    /// Unlike ManualResetEventSlim it allocates nothing lazily: its lock object exists from the start, so steps stay
-    /// allocation-free.
+    /// Setting it takes no lock unless a waiter has gone to sleep: a lock and a pulse on every hand-off cost ~0.4 us of
+    /// a batch-1 prediction's ~1 us of sharing. Unlike ManualResetEventSlim it allocates nothing lazily: its lock object
+    /// exists from the start, so steps stay allocation-free.
     /// </summary>
     private sealed class Signal
     {
         private readonly object gate = new();
-        private volatile bool set;
+        private int set, sleepers;
 
         public void Set()
         {
-            lock (gate)
-            {
-                set = true;
-                Monitor.Pulse(gate);
-            }
+            // Both sides write their flag with a full fence before reading the other's (set here, sleepers in Wait),
+            // so either the waiter sees the signal before sleeping or this sees the sleeper and wakes it.
+            Interlocked.Exchange(ref set, 1);
+            if (Volatile.Read(ref sleepers) == 0) return;
+            lock (gate) Monitor.Pulse(gate);
         }
 
         public void Wait()
         {
             var spinner = new SpinWait();
-            for (int i = 0; i < 2000 && !set; i++) spinner.SpinOnce(sleep1Threshold: -1);
-            if (!set)
+            for (int i = 0; i < 2000 && Volatile.Read(ref set) == 0; i++) spinner.SpinOnce(sleep1Threshold: -1);
+            if (Volatile.Read(ref set) == 0)
             {
                 lock (gate)
                 {
-                    while (!set) Monitor.Wait(gate);
+                    Interlocked.Increment(ref sleepers);
+                    while (Volatile.Read(ref set) == 0) Monitor.Wait(gate);
+                    Interlocked.Decrement(ref sleepers);
                 }
             }
-            set = false;
+            Volatile.Write(ref set, 0);
         }
     }
 }

@@ -506,7 +506,7 @@ public static partial class Gemm
     {
         if (!stage.First || epilogue.Accumulate) sum = TLanes.Add(sum, TLanes.Load(ref destination));
         if (stage.First && !epilogue.Bias.IsEmpty) sum = TLanes.Add(sum, TLanes.Load(ref Unsafe.Add(ref MemoryMarshal.GetReference(epilogue.Bias), column)));
-        if (stage.Last && epilogue.Relu) sum = TLanes.Max(sum, TLanes.Zero);
+        if (stage.Last && epilogue.Relu) sum = TLanes.Relu(sum);
         return sum;
     }
 
@@ -522,7 +522,7 @@ public static partial class Gemm
     {
         if (!stage.First || epilogue.Accumulate) sum = TLanes.Add(sum, TLanes.LoadFirst(ref destination, count));
         if (stage.First && !epilogue.Bias.IsEmpty) sum = TLanes.Add(sum, TLanes.LoadFirst(ref Unsafe.Add(ref MemoryMarshal.GetReference(epilogue.Bias), column), count));
-        if (stage.Last && epilogue.Relu) sum = TLanes.Max(sum, TLanes.Zero);
+        if (stage.Last && epilogue.Relu) sum = TLanes.Relu(sum);
         TLanes.StoreFirst(ref destination, sum, count);
     }
 

@@ -28,6 +28,12 @@ internal interface ILanes<TVector> where TVector : struct
     /// <summary>Zeroes lanes whose magnitude is below the smallest normal float (flush-to-zero).</summary>
     static abstract TVector FlushSubnormal(TVector value);
     static abstract TVector Max(TVector a, TVector b);
+    /// <summary>
+    /// max(value, 0) exactly as <see cref="Max"/> gives it (NaN stays NaN, -0 becomes +0), in two short instructions where
+    /// Max takes four long ones: the native maximum with zero first returns the second operand for NaN and for -0, and
+    /// adding +0 turns -0 into +0. The ReLU of every fused epilogue.
+    /// </summary>
+    static abstract TVector Relu(TVector value);
     static abstract float Sum(TVector value);
     /// <summary>The largest lane (NaN lanes may or may not win: callers check the result).</summary>
     static abstract float Largest(TVector value);
@@ -65,6 +71,7 @@ internal struct Lanes512 : ILanes<Vector512<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> FlushSubnormal(Vector512<float> value) =>
         Vector512.ConditionalSelect(Vector512.LessThan(Vector512.Abs(value), Vector512.Create(1.17549435e-38f)), Vector512<float>.Zero, value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Max(Vector512<float> a, Vector512<float> b) => Vector512.Max(a, b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Relu(Vector512<float> value) => Vector512.MaxNative(Vector512<float>.Zero, value) + Vector512<float>.Zero;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector512<float> value) => Vector512.Sum(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Largest(Vector512<float> value) => Lanes256.Largest(Vector256.MaxNative(value.GetLower(), value.GetUpper()));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Round(Vector512<float> value) => Vector512.Round(value);
@@ -106,6 +113,7 @@ internal struct Lanes256 : ILanes<Vector256<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> FlushSubnormal(Vector256<float> value) =>
         Vector256.ConditionalSelect(Vector256.LessThan(Vector256.Abs(value), Vector256.Create(1.17549435e-38f)), Vector256<float>.Zero, value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Max(Vector256<float> a, Vector256<float> b) => Vector256.Max(a, b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Relu(Vector256<float> value) => Vector256.MaxNative(Vector256<float>.Zero, value) + Vector256<float>.Zero;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector256<float> value) => Vector256.Sum(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Largest(Vector256<float> value) => Lanes128.Largest(Vector128.MaxNative(value.GetLower(), value.GetUpper()));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Round(Vector256<float> value) => Vector256.Round(value);
@@ -146,6 +154,7 @@ internal struct Lanes128 : ILanes<Vector128<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> FlushSubnormal(Vector128<float> value) =>
         Vector128.ConditionalSelect(Vector128.LessThan(Vector128.Abs(value), Vector128.Create(1.17549435e-38f)), Vector128<float>.Zero, value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Max(Vector128<float> a, Vector128<float> b) => Vector128.Max(a, b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Relu(Vector128<float> value) => Vector128.MaxNative(Vector128<float>.Zero, value) + Vector128<float>.Zero;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector128<float> value) => Vector128.Sum(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Largest(Vector128<float> value) => float.MaxNative(float.MaxNative(value.GetElement(0), value.GetElement(1)), float.MaxNative(value.GetElement(2), value.GetElement(3)));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Round(Vector128<float> value) => Vector128.Round(value);

@@ -1,0 +1,38 @@
+using System.Runtime.Intrinsics;
+using ModelGen.Kernels;
+
+namespace ModelGen.Runtime.Tests;
+
+/// <summary>The fused ReLU's two-instruction form gives exactly IEEE max(x, 0) on every SIMD path, special values included.</summary>
+public class LanesTests
+{
+    private static readonly float[] Values =
+    [
+        float.NaN, -float.NaN, 0f, -0f, 1f, -1f, float.Epsilon, -float.Epsilon, 1e-40f, -1e-40f,
+        float.PositiveInfinity, float.NegativeInfinity, float.MaxValue, float.MinValue, 3.5f, -2.25f,
+    ];
+
+    [Fact]
+    public void Relu_is_exactly_ieee_max_with_zero()
+    {
+        var expected = Values.Select(v => MathF.Max(v, 0f)).ToArray();
+        AssertBits(expected, Lanes128.Relu(Vector128.Create(Values.AsSpan(0, 4))), 0);
+        AssertBits(expected, Lanes128.Relu(Vector128.Create(Values.AsSpan(4, 4))), 4);
+        AssertBits(expected, Lanes128.Relu(Vector128.Create(Values.AsSpan(8, 4))), 8);
+        AssertBits(expected, Lanes128.Relu(Vector128.Create(Values.AsSpan(12, 4))), 12);
+        if (Simd.IsSupported(SimdPath.Avx2))
+        {
+            AssertBits(expected, Lanes256.Relu(Vector256.Create(Values.AsSpan(0, 8))), 0);
+            AssertBits(expected, Lanes256.Relu(Vector256.Create(Values.AsSpan(8, 8))), 8);
+        }
+        if (Simd.IsSupported(SimdPath.Avx512)) AssertBits(expected, Lanes512.Relu(Vector512.Create(Values.AsSpan())), 0);
+    }
+
+    private static void AssertBits<TVector>(float[] expected, TVector actual, int first) where TVector : struct
+    {
+        var lanes = System.Runtime.InteropServices.MemoryMarshal.Cast<TVector, float>(new[] { actual });
+        for (int i = 0; i < lanes.Length; i++)
+            Assert.True(BitConverter.SingleToInt32Bits(expected[first + i]) == BitConverter.SingleToInt32Bits(lanes[i]),
+                $"relu({Values[first + i]}) gave {lanes[i]}, IEEE max gives {expected[first + i]}");
+    }
+}

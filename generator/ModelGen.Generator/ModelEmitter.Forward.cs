@@ -40,8 +40,11 @@ internal static partial class ModelEmitter
                     var conv = node.Layer!;
                     string dilated = conv.Dilation > 1 ? $", dilation {conv.Dilation}" : "";
                     w.Line($"// {node.Title}: Conv2D({conv.Channels}, {conv.KernelHeight}x{conv.KernelWidth}, strides {conv.Strides}{dilated}, {conv.Padding.ToString().ToLowerInvariant()}, {Lower(conv.Activation)}), {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}");
-                    w.Line($"Convolution.Im2Col({inputs[0]}, {node.Patches}, {node.Window}, batch);");
-                    EmitProduct(w, conv, node.Patches, node.Output, $"batch * {node.Window}.Positions", $"{node.Window}.PatchSize", spec);
+                    // im2col + GEMM, or a direct kernel for small windows that fills the patches only for the kernel gradient
+                    string bias = conv.UseBias ? $", {Plan.View(conv, "Bias")}" : ", default";
+                    string relu = conv.Activation == Activation.Relu ? ", relu: true" : "";
+                    w.Line($"Convolution.Forward({inputs[0]}, {node.Patches}, {Plan.View(conv, "Kernel")}, {node.Output}, {node.Window}, {conv.Channels}, batch{bias}{relu}, keepPatches: {(inferenceOnly ? "false" : "training")});");
+                    if (conv.Activation is not (Activation.Linear or Activation.Relu)) EmitActivation(w, conv.Activation, node.Output, spec);
                     break;
                 }
                 case NodeKind.Layer when node.Is(LayerKind.DepthwiseConv2D):

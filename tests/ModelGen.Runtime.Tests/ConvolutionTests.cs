@@ -78,6 +78,71 @@ public class ConvolutionTests
         for (int i = 0; i < image.Length; i++) Assert.True(Math.Abs(expected[i] - image[i]) <= 1e-5, $"pixel value {i}: expected {expected[i]}, got {image[i]}");
     }
 
+    public static TheoryData<int, int, int, int, int, int, bool, int, int> SmallWindows() => new()
+    {
+        // height, width, channels, kernel height, kernel width, stride, same, dilation, filters
+        { 28, 28, 1, 3, 3, 1, false, 1, 32 },   // the CNN sample's first layer
+        { 7, 6, 1, 3, 3, 1, false, 1, 10 },     // rows of fewer than six pixels: all gathered
+        { 8, 9, 3, 3, 3, 2, true, 1, 40 },      // padding on every side, filters past two vectors
+        { 8, 8, 1, 3, 3, 2, true, 1, 1 },       // 'same' padding only at the bottom and right
+        { 13, 11, 3, 3, 3, 1, true, 2, 64 },    // dilated
+        { 10, 17, 2, 2, 3, 1, false, 1, 17 },
+    };
+
+    /// <summary>
+    /// Small windows are convolved directly: each output must be exactly the chain of fused multiply-adds over its window in
+    /// patch order (padding read as zero), plus bias, then ReLU — which is also what im2col + GEMM computes, so the result
+    /// equals that path bit for bit. With keepPatches the patches are filled as im2col fills them.
+    /// </summary>
+    [Theory, MemberData(nameof(SmallWindows))]
+    public void Direct_convolution_is_the_exact_chain_and_equals_im2col_and_gemm(int height, int width, int channels, int kernelHeight, int kernelWidth, int stride, bool same, int dilation, int filters)
+    {
+        const int batch = 2;
+        var window = new Window(height, width, channels, kernelHeight, kernelWidth, stride, stride, same, dilation);
+        var image = Random(batch * height * width * channels, 3);
+        var kernel = Random(window.PatchSize * filters, 4);
+        var bias = Random(filters, 5);
+        int outputFloats = batch * window.Positions * filters;
+        var expected = new float[outputFloats];
+        for (int n = 0; n < batch; n++)
+            for (int oy = 0; oy < window.OutputHeight; oy++)
+                for (int ox = 0; ox < window.OutputWidth; ox++)
+                    for (int f = 0; f < filters; f++)
+                    {
+                        float sum = 0f;
+                        for (int ky = 0, p = 0; ky < kernelHeight; ky++)
+                            for (int kx = 0; kx < kernelWidth; kx++)
+                                for (int c = 0; c < channels; c++, p++)
+                                {
+                                    int y = oy * stride + ky * dilation - window.PadTop, x = ox * stride + kx * dilation - window.PadLeft;
+                                    float pixel = y < 0 || y >= height || x < 0 || x >= width ? 0f : image[((n * height + y) * width + x) * channels + c];
+                                    sum = MathF.FusedMultiplyAdd(pixel, kernel[p * filters + f], sum);
+                                }
+                        expected[((n * window.OutputHeight + oy) * window.OutputWidth + ox) * filters + f] = MathF.Max(sum + bias[f], 0f);
+                    }
+        var patchesByIm2Col = new float[batch * window.Positions * window.PatchSize];
+        Convolution.Im2Col(image, patchesByIm2Col, window, batch);
+        foreach (var path in Enum.GetValues<SimdPath>().Where(Simd.IsSupported))
+        {
+            using var _ = KernelSettings.OnSimd(path);
+            var viaGemm = new float[outputFloats];
+            Gemm.Multiply(patchesByIm2Col, kernel, viaGemm, batch * window.Positions, window.PatchSize, filters, bias, relu: true);
+            var direct = new float[outputFloats + 20];
+            Array.Fill(direct, -3f);
+            var patches = new float[patchesByIm2Col.Length];
+            Convolution.Forward(image, patches, kernel, direct, window, filters, batch, bias, relu: true, keepPatches: false);
+            Assert.All(patches, v => Assert.Equal(0f, v));
+            for (int i = 0; i < outputFloats; i++)
+            {
+                Assert.True(BitConverter.SingleToInt32Bits(expected[i]) == BitConverter.SingleToInt32Bits(direct[i]), $"{path}: output {i} is {direct[i]}, the chain gives {expected[i]}");
+                Assert.True(BitConverter.SingleToInt32Bits(viaGemm[i]) == BitConverter.SingleToInt32Bits(direct[i]), $"{path}: output {i} is {direct[i]}, im2col + GEMM gives {viaGemm[i]}");
+            }
+            Assert.All(direct.Skip(outputFloats), v => Assert.Equal(-3f, v));
+            Convolution.Forward(image, patches, kernel, direct, window, filters, batch, bias, relu: true, keepPatches: true);
+            Assert.Equal(patchesByIm2Col, patches);
+        }
+    }
+
     private static float[] Random(int length, int seed)
     {
         var random = new Random(seed);

@@ -50,7 +50,7 @@ public readonly record struct Window
 /// the Keras-layout kernel (kh, kw, cin, cout) and the result is already NHWC. The backward pass sums patch
 /// gradients back onto the pixels they came from (col2im).
 /// </summary>
-public static class Convolution
+public static partial class Convolution
 {
     /// <summary>Fills <paramref name="patches"/> (batch·positions rows of PatchSize) from <paramref name="input"/> (batch, H, W, C).</summary>
     public static unsafe void Im2Col(ReadOnlySpan<float> input, Span<float> patches, in Window window, int batch)

@@ -1,0 +1,218 @@
+using System;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
+namespace ModelGen.Kernels;
+
+/// <summary>
+/// Conv2D's forward pass, and a direct kernel for windows of a few floats (a first layer over one or three channels).
+/// Through im2col such a layer copies each window into a patch row and then runs a product only 9 or 27 deep, which the
+/// packed GEMM cannot make efficient; the direct kernel reads the window where it lies and keeps six output pixels' sums
+/// in registers. Each output is the same chain of fused multiply-adds over the window, in patch order, then bias and
+/// ReLU, as the GEMM computes it: the two paths agree bit for bit.
+/// </summary>
+public static partial class Convolution
+{
+    /// <summary>Patches of at most this many floats are convolved directly (3x3 over 3 channels: 27).</summary>
+    private const int DirectPatch = 32;
+
+    /// <summary>Output pixels whose sums one pass keeps in registers, per two vectors of filters.</summary>
+    private const int DirectPixels = 6;
+
+    /// <summary>
+    /// Conv2D forward: output (batch, positions, filters) = patches · kernel + bias, ReLU optional, through im2col + GEMM or
+    /// directly for small windows. <paramref name="patches"/> is filled whenever im2col runs, and for a direct convolution
+    /// only when <paramref name="keepPatches"/> (training: the kernel gradient reads them).
+    /// </summary>
+    public static unsafe void Forward(ReadOnlySpan<float> input, Span<float> patches, ReadOnlySpan<float> kernel, Span<float> output,
+        in Window window, int filters, int batch, ReadOnlySpan<float> bias = default, bool relu = false, bool keepPatches = true)
+    {
+        bool direct = window.PatchSize <= DirectPatch;
+        if (!direct || keepPatches) Im2Col(input, patches, window, batch);
+        if (!direct)
+        {
+            Gemm.Multiply(patches, kernel, output, batch * window.Positions, window.PatchSize, filters, bias, relu);
+            return;
+        }
+        int imageFloats = window.Height * window.Width * window.Channels, outputFloats = window.Positions * filters;
+        Require(input.Length >= batch * imageFloats && kernel.Length >= window.PatchSize * filters && output.Length >= batch * outputFloats
+            && (bias.IsEmpty || bias.Length >= filters), "Direct convolution", window, batch);
+        fixed (float* x = input, k = kernel, b = bias, y = output)
+        {
+            var work = new DirectRanges(x, k, bias.IsEmpty ? null : b, y, window, filters, relu);
+            Helper.ForRanges(ref work, batch, imageFloats + outputFloats);
+        }
+    }
+
+    private readonly unsafe struct DirectRanges(float* input, float* kernel, float* bias, float* output, Window window, int filters, bool relu) : IRanges
+    {
+        public void Run(int first, int count)
+        {
+            int imageFloats = window.Height * window.Width * window.Channels, outputFloats = window.Positions * filters;
+            for (int sample = first; sample < first + count; sample++)
+            {
+                float* image = input + (long)sample * imageFloats, pixels = output + (long)sample * outputFloats;
+                switch (Simd.Current)
+                {
+                    case SimdPath.Avx512: Direct<Lanes512, Vector512<float>>(image, kernel, bias, pixels, window, filters, relu); break;
+                    case SimdPath.Avx2: Direct<Lanes256, Vector256<float>>(image, kernel, bias, pixels, window, filters, relu); break;
+                    default: Direct<Lanes128, Vector128<float>>(image, kernel, bias, pixels, window, filters, relu); break;
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// One sample, six output pixels of a row at a time. Windows wholly inside the image are read in place (each patch
+    /// value at a fixed offset from the window's corner); the others (and rows of fewer than six pixels) are first gathered
+    /// into a small zero-padded buffer, so a pass always reads six windows and never outside the image.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static unsafe void Direct<TLanes, TVector>(float* image, float* kernel, float* bias, float* output, in Window window, int filters, bool relu)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        int patch = window.PatchSize, channels = window.Channels, rowFloats = window.Width * channels;
+        int spanHeight = (window.KernelHeight - 1) * window.Dilation + 1, spanWidth = (window.KernelWidth - 1) * window.Dilation + 1;
+        int* inPlace = stackalloc int[patch];
+        int* inBuffer = stackalloc int[patch];
+        for (int ky = 0, p = 0; ky < window.KernelHeight; ky++)
+            for (int kx = 0; kx < window.KernelWidth; kx++)
+                for (int c = 0; c < channels; c++, p++)
+                {
+                    inPlace[p] = ky * window.Dilation * rowFloats + kx * window.Dilation * channels + c;
+                    inBuffer[p] = p;
+                }
+        float* gathered = stackalloc float[DirectPixels * patch];
+        for (int oy = 0; oy < window.OutputHeight; oy++)
+        {
+            int top = oy * window.StrideHeight - window.PadTop;
+            bool rowInside = top >= 0 && top + spanHeight <= window.Height;
+            for (int next = 0; next < window.OutputWidth; next += DirectPixels)
+            {
+                // A row's last pass ends at its last pixel, redoing a few of the pass before (the same chains, the same
+                // bits) rather than gathering a short pass into the buffer.
+                int ox = Math.Max(0, Math.Min(next, window.OutputWidth - DirectPixels));
+                int count = Math.Min(DirectPixels, window.OutputWidth - ox);
+                int left = ox * window.StrideWidth - window.PadLeft;
+                bool inside = rowInside && count == DirectPixels && left >= 0 && left + (count - 1) * window.StrideWidth + spanWidth <= window.Width;
+                float* windows;
+                int* offsets;
+                int step;
+                if (inside)
+                {
+                    windows = image + top * rowFloats + left * channels;
+                    offsets = inPlace;
+                    step = window.StrideWidth * channels;
+                }
+                else
+                {
+                    GatherWindows(image, gathered, window, top, left, count);
+                    windows = gathered;
+                    offsets = inBuffer;
+                    step = patch;
+                }
+                float* pixels = output + (long)(oy * window.OutputWidth + ox) * filters;
+                for (int j = 0; j < filters; j += 2 * TLanes.Count)
+                {
+                    float* biasFrom = bias is null ? null : bias + j;
+                    if (filters - j >= 2 * TLanes.Count) DirectPass<TLanes, TVector>(true, windows, offsets, step, patch, kernel + j, filters, biasFrom, pixels + j, count, filters - j, relu);
+                    else DirectPass<TLanes, TVector>(false, windows, offsets, step, patch, kernel + j, filters, biasFrom, pixels + j, count, filters - j, relu);
+                }
+            }
+        }
+    }
+
+    /// <summary>Copies <paramref name="count"/> windows (zeros where they hang over the padding) into six patch rows, the rest zero.</summary>
+    private static unsafe void GatherWindows(float* image, float* gathered, in Window window, int top, int left, int count)
+    {
+        int at = 0, channels = window.Channels;
+        for (int pixel = 0; pixel < DirectPixels; pixel++)
+        {
+            int x0 = left + pixel * window.StrideWidth;
+            for (int ky = 0; ky < window.KernelHeight; ky++)
+            {
+                int y = top + ky * window.Dilation;
+                for (int kx = 0; kx < window.KernelWidth; kx++)
+                {
+                    int x = x0 + kx * window.Dilation;
+                    bool inside = pixel < count && y >= 0 && y < window.Height && x >= 0 && x < window.Width;
+                    float* from = image + (y * window.Width + x) * channels;
+                    for (int c = 0; c < channels; c++) gathered[at++] = inside ? from[c] : 0f;
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Two vectors of filters (<paramref name="whole"/>, a constant at each call) or fewer (<paramref name="remaining"/>,
+    /// loads and stores masked past them) for six windows: twelve accumulator chains over the patch, each weight row loaded
+    /// once for all six.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void DirectPass<TLanes, TVector>(bool whole, float* windows, int* offsets, int step, int patch, float* kernel, int filters,
+        float* bias, float* pixels, int count, int remaining, bool relu)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        int width = TLanes.Count;
+        int lowCount = Math.Min(width, remaining), highCount = Math.Clamp(remaining - width, 0, width);
+        TVector low = TLanes.FirstLanes(lowCount), high = TLanes.FirstLanes(highCount);
+        nint s1 = step, s2 = 2 * s1, s3 = 3 * s1, s4 = 4 * s1, s5 = 5 * s1;
+        TVector a0 = TLanes.Zero, a1 = TLanes.Zero, a2 = TLanes.Zero, a3 = TLanes.Zero, a4 = TLanes.Zero, a5 = TLanes.Zero;
+        TVector b0 = TLanes.Zero, b1 = TLanes.Zero, b2 = TLanes.Zero, b3 = TLanes.Zero, b4 = TLanes.Zero, b5 = TLanes.Zero;
+        for (int p = 0; p < patch; p++, kernel += filters)
+        {
+            TVector w0 = whole ? TLanes.Load(ref *kernel) : TLanes.LoadMasked(kernel, low);
+            TVector w1 = whole ? TLanes.Load(ref kernel[width]) : TLanes.LoadMasked(kernel + width, high);
+            float* x = windows + offsets[p];
+            TVector x0 = TLanes.Broadcast(*x), x1 = TLanes.Broadcast(x[s1]), x2 = TLanes.Broadcast(x[s2]);
+            a0 = TLanes.MultiplyAdd(x0, w0, a0); b0 = TLanes.MultiplyAdd(x0, w1, b0);
+            a1 = TLanes.MultiplyAdd(x1, w0, a1); b1 = TLanes.MultiplyAdd(x1, w1, b1);
+            a2 = TLanes.MultiplyAdd(x2, w0, a2); b2 = TLanes.MultiplyAdd(x2, w1, b2);
+            TVector x3 = TLanes.Broadcast(x[s3]), x4 = TLanes.Broadcast(x[s4]), x5 = TLanes.Broadcast(x[s5]);
+            a3 = TLanes.MultiplyAdd(x3, w0, a3); b3 = TLanes.MultiplyAdd(x3, w1, b3);
+            a4 = TLanes.MultiplyAdd(x4, w0, a4); b4 = TLanes.MultiplyAdd(x4, w1, b4);
+            a5 = TLanes.MultiplyAdd(x5, w0, a5); b5 = TLanes.MultiplyAdd(x5, w1, b5);
+        }
+        TVector biasLow = TLanes.Zero, biasHigh = TLanes.Zero;
+        if (bias is not null)
+        {
+            biasLow = whole ? TLanes.Load(ref *bias) : TLanes.LoadMasked(bias, low);
+            biasHigh = whole ? TLanes.Load(ref bias[width]) : TLanes.LoadMasked(bias + width, high);
+        }
+        var pixel = new PixelStore<TLanes, TVector>(whole, biasLow, biasHigh, bias is not null, relu, lowCount, highCount);
+        pixel.Store(a0, b0, pixels);
+        if (count > 1) pixel.Store(a1, b1, pixels + filters);
+        if (count > 2) pixel.Store(a2, b2, pixels + 2 * filters);
+        if (count > 3) pixel.Store(a3, b3, pixels + 3 * filters);
+        if (count > 4) pixel.Store(a4, b4, pixels + 4 * filters);
+        if (count > 5) pixel.Store(a5, b5, pixels + 5 * filters);
+    }
+
+    /// <summary>A pixel's sums plus bias (added after the chain, as the GEMM's epilogue does), ReLU, stored up to the last filter.</summary>
+    private readonly struct PixelStore<TLanes, TVector>(bool whole, TVector biasLow, TVector biasHigh, bool hasBias, bool relu, int lowCount, int highCount)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public unsafe void Store(TVector low, TVector high, float* pixel)
+        {
+            if (hasBias)
+            {
+                low = TLanes.Add(low, biasLow);
+                high = TLanes.Add(high, biasHigh);
+            }
+            if (relu)
+            {
+                low = TLanes.Relu(low);
+                high = TLanes.Relu(high);
+            }
+            if (whole)
+            {
+                TLanes.Store(ref *pixel, low);
+                TLanes.Store(ref pixel[TLanes.Count], high);
+                return;
+            }
+            TLanes.StoreFirst(ref *pixel, low, lowCount);
+            if (highCount > 0) TLanes.StoreFirst(ref pixel[TLanes.Count], high, highCount);
+        }
+    }
+}

@@ -168,6 +168,7 @@ internal struct Lanes128 : ILanes<Vector128<float>>
     public static Vector128<float> LoadFirst(ref float source, int count, Vector128<float> fill) =>
         Vector128.ConditionalSelect(Vector128.LessThan(Vector128<int>.Indices, Vector128.Create(count)).AsSingle(), LoadFirst(ref source, count), fill);
     public static Vector128<float> FirstLanes(int count) => Vector128.LessThan(Vector128<int>.Indices, Vector128.Create(count)).AsSingle();
+    // Masks come from FirstLanes: each set lane is -1 as an integer, so their negated sum is the count.
     public static unsafe Vector128<float> LoadMasked(float* source, Vector128<float> mask) =>
         LoadFirst(ref *source, Vector128.Sum(Vector128.Negate(mask.AsInt32())));
     public static void StoreFirst(ref float destination, Vector128<float> value, int count)

@@ -4,13 +4,11 @@ using System.Runtime.Intrinsics;
 
 namespace ModelGen.Kernels;
 
-/// <summary>
-/// Conv2D's forward pass, and a direct kernel for windows of a few floats (a first layer over one or three channels).
-/// Through im2col such a layer copies each window into a patch row and then runs a product only 9 or 27 deep, which the
-/// packed GEMM cannot make efficient; the direct kernel reads the window where it lies and keeps six output pixels' sums
-/// in registers. Each output is the same chain of fused multiply-adds over the window, in patch order, then bias and
-/// ReLU, as the GEMM computes it: the two paths agree bit for bit.
-/// </summary>
+// Conv2D's forward pass, and a direct kernel for windows of a few floats (a first layer over one or three channels).
+// Through im2col such a layer copies each window into a patch row and then runs a product only 9 or 27 deep, which the
+// packed GEMM cannot make efficient; the direct kernel reads the window where it lies and keeps six output pixels' sums
+// in registers. Each output is the same chain of fused multiply-adds over the window, in patch order, then bias and
+// ReLU, as the GEMM computes it: the two paths agree bit for bit.
 public static partial class Convolution
 {
     /// <summary>Patches of at most this many floats are convolved directly (3x3 over 3 channels: 27).</summary>

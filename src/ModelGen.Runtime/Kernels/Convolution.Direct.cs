@@ -186,7 +186,11 @@ public static partial class Convolution
         if (count > 5) pixel.Store(a5, b5, pixels + 5 * filters);
     }
 
-    /// <summary>A pixel's sums plus bias (added after the chain, as the GEMM's epilogue does), ReLU, stored up to the last filter.</summary>
+    /// <summary>
+    /// A pixel's sums plus bias (added after the chain, as the GEMM's epilogue does), ReLU, stored up to the last filter.
+    /// Not the GEMM's FinishVector itself: that re-reads the bias and the epilogue's flags for every vector, and finishing
+    /// the 28x28x1 layer's pixels through it took 7.0 us instead of 5.8.
+    /// </summary>
     private readonly struct PixelStore<TLanes, TVector>(bool whole, TVector biasLow, TVector biasHigh, bool hasBias, bool relu, int lowCount, int highCount)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {

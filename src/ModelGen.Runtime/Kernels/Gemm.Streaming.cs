@@ -13,13 +13,13 @@ public static partial class Gemm
     /// two, and .NET arrays start on 8-byte boundaries only: streaming the MLP's 784x256 weights at batch 1 took 11.2 us
     /// through misaligned loads against 7.3 aligned. Only when every row of B starts at the same offset from a boundary.
     /// </summary>
-    private static unsafe (int Head, int Vectors) StreamGrid<TLanes, TVector>(ref float b0, int rowStride, int n)
+    private static unsafe (int Head, int Vectors) StreamGrid<TLanes, TVector>(float* b0, int rowStride, int n)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
         int width = TLanes.Count, head = 0;
         if (rowStride % width == 0)
         {
-            int misaligned = (int)((nint)Unsafe.AsPointer(ref b0) & (width * sizeof(float) - 1)) / sizeof(float);
+            int misaligned = (int)((nint)b0 & (width * sizeof(float) - 1)) / sizeof(float);
             head = Math.Min(n, (width - misaligned) % width);
         }
         return (head, (n - head) / width);
@@ -36,13 +36,15 @@ public static partial class Gemm
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
         int width = TLanes.Count;
-        var (head, vectors) = StreamGrid<TLanes, TVector>(ref MemoryMarshal.GetReference(b.Data), b.RowStride, n);
-        int tail = n - head - vectors * width;
-        int passes = Math.Max(1, (vectors + 7) / 8);
-        float* sums = stackalloc float[10 * 16];
+        float* sums = stackalloc float[10 * width]; // head, eight whole vectors, tail
+        ref float to = ref MemoryMarshal.GetReference(c);
+        var single = new Stage(first: true, last: true);
         fixed (float* pa = a.Data, pb = b.Data)
         {
             float* row = pa + (nint)i * a.RowStride;
+            var (head, vectors) = StreamGrid<TLanes, TVector>(pb, b.RowStride, n);
+            int tail = n - head - vectors * width;
+            int passes = Math.Max(1, (vectors + 7) / 8);
             for (int pass = 0, j = 0; pass < passes; pass++)
             {
                 int whole = vectors / passes + (pass < vectors % passes ? 1 : 0);
@@ -59,9 +61,11 @@ public static partial class Gemm
                     case 7: StreamColumns<TLanes, TVector>(7, columns, row, pb + j, sums); break;
                     default: StreamColumns<TLanes, TVector>(8, columns, row, pb + j, sums); break;
                 }
-                int count = columns.Head + whole * width + columns.Tail;
-                FinishColumns<TLanes, TVector>(new ReadOnlySpan<float>(sums, 10 * width), columns.Head, c.Slice(j, count), j, epilogue);
-                j += count;
+                // The head's partial vector, then the whole vectors and the tail's, through the edge tiles' epilogue.
+                FinishEdge<TLanes, TVector>(ref *sums, width, ref to, 0, 0, j, 1, columns.Head, single, epilogue);
+                int rest = whole * width + columns.Tail;
+                FinishEdge<TLanes, TVector>(ref sums[width], width, ref to, 0, 0, j + columns.Head, 1, rest, single, epilogue);
+                j += columns.Head + rest;
             }
         }
     }
@@ -113,26 +117,6 @@ public static partial class Gemm
         if (vectors > 6) TLanes.Store(ref stored[6 * width], s6);
         if (vectors > 7) TLanes.Store(ref stored[7 * width], s7);
         TLanes.Store(ref stored[vectors * width], t);
-    }
-
-    /// <summary>
-    /// Applies the epilogue to a pass's sums (laid out as <see cref="StreamColumns"/> leaves them) and stores them in
-    /// <paramref name="c"/>, whose first column is column <paramref name="column"/> of the product.
-    /// </summary>
-    private static void FinishColumns<TLanes, TVector>(ReadOnlySpan<float> sums, int head, Span<float> c, int column, in Epilogue epilogue)
-        where TLanes : struct, ILanes<TVector> where TVector : struct
-    {
-        int width = TLanes.Count, columns = c.Length;
-        var whole = new Stage(first: true, last: true);
-        ref float sum = ref MemoryMarshal.GetReference(sums);
-        ref float to = ref MemoryMarshal.GetReference(c);
-        if (head > 0) FinishStoreFirst<TLanes, TVector>(TLanes.Load(ref sum), ref to, column, head, whole, epilogue);
-        for (int j = head, at = width; j < columns; j += width, at += width)
-        {
-            var vector = TLanes.Load(ref Unsafe.Add(ref sum, at));
-            if (columns - j >= width) FinishStore<TLanes, TVector>(vector, ref Unsafe.Add(ref to, j), column + j, whole, epilogue);
-            else FinishStoreFirst<TLanes, TVector>(vector, ref Unsafe.Add(ref to, j), column + j, columns - j, whole, epilogue);
-        }
     }
 
     /// <summary>One row of C when B is stored transposed (columns contiguous): each entry is a vectorised dot product.</summary>

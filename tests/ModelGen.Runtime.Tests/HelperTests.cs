@@ -5,8 +5,9 @@ namespace ModelGen.Runtime.Tests;
 
 /// <summary>
 /// The helper thread's hand-off: every item runs exactly once, whether the helper is spinning (jobs back to back) or has
-/// gone to sleep (a pause longer than its spin), and a sleeping helper is woken to take part (a lost wake-up would leave
-/// all the work to the caller without failing anything else).
+/// gone to sleep (a pause longer than its spin), a sleeping helper is woken to take part (a lost wake-up would leave all
+/// the work to the caller without failing anything else), a caller that fell asleep waiting is woken, and a failure on
+/// the helper reaches the caller. Each job runs with a deadline, so a lost wake-up fails the test instead of hanging it.
 /// </summary>
 [Collection(KernelSettings.Name)]
 public unsafe class HelperTests
@@ -17,6 +18,8 @@ public unsafe class HelperTests
     {
         public fixed int Runs[Items];
         public fixed int Workers[Items];
+        public int HelperMicroseconds, CallerMicroseconds;
+        public bool HelperThrows;
     }
 
     private static void Work(void* state, int item, int worker)
@@ -24,14 +27,29 @@ public unsafe class HelperTests
         var record = (Record*)state;
         Interlocked.Increment(ref record->Runs[item]);
         record->Workers[item] = worker;
+        if (worker == 1 && record->HelperThrows) throw new InvalidOperationException("item failed on the helper");
         var clock = Stopwatch.StartNew();
-        while (clock.Elapsed.TotalMicroseconds < 200) { } // long enough for a sleeping helper to wake and take some items
+        int microseconds = worker == 1 ? record->HelperMicroseconds : record->CallerMicroseconds;
+        while (clock.Elapsed.TotalMicroseconds < microseconds) { }
     }
 
+    /// <summary>One job of <see cref="Items"/> items, on a thread of its own so that a hang fails within the deadline.</summary>
+    private static Record Run(Record record)
+    {
+        var job = Task.Run(() =>
+        {
+            var running = record;
+            Helper.For(Items, &Work, &running);
+            return running;
+        });
+        Assert.True(job.Wait(TimeSpan.FromSeconds(20)), "the job did not finish: a lost wake-up");
+        return job.Result;
+    }
+
+    /// <summary>Items long enough for a sleeping helper to wake and take some.</summary>
     private static bool RunOnce()
     {
-        var record = new Record();
-        Helper.For(Items, &Work, &record);
+        var record = Run(new Record { HelperMicroseconds = 200, CallerMicroseconds = 200 });
         bool helped = false;
         for (int i = 0; i < Items; i++)
         {
@@ -54,6 +72,64 @@ public unsafe class HelperTests
                 if (RunOnce()) helpedAfterSleep++;
             }
             if (Environment.ProcessorCount >= 2) Assert.True(helpedAfterSleep >= 3, $"the helper took part in {helpedAfterSleep} of 5 jobs after sleeping");
+        });
+    }
+
+    [Fact]
+    public void The_caller_claims_from_the_front_and_the_helper_from_the_back()
+    {
+        KernelSettings.OnThreads(2, () =>
+        {
+            int shared = 0;
+            for (int i = 0; i < 20; i++)
+            {
+                var record = Run(new Record { HelperMicroseconds = 200, CallerMicroseconds = 200 });
+                int firstOfHelper = Items;
+                while (firstOfHelper > 0 && record.Workers[firstOfHelper - 1] == 1) firstOfHelper--;
+                for (int item = 0; item < firstOfHelper; item++) Assert.Equal(0, record.Workers[item]);
+                if (firstOfHelper < Items) shared++;
+            }
+            if (Environment.ProcessorCount >= 2) Assert.True(shared > 0, "the helper took part in none of 20 jobs");
+        });
+    }
+
+    [Fact]
+    public void A_caller_asleep_on_a_long_helper_item_is_woken()
+    {
+        if (Environment.ProcessorCount < 2) return; // no helper takes part on one core
+        KernelSettings.OnThreads(2, () =>
+        {
+            // The helper's item takes 20 ms, far past the caller's millisecond of spinning once its own 50 us items are done.
+            int waited = 0;
+            for (int attempt = 0; attempt < 5; attempt++)
+            {
+                var record = Run(new Record { HelperMicroseconds = 20_000, CallerMicroseconds = 50 });
+                for (int i = 0; i < Items; i++) Assert.Equal(1, record.Runs[i]);
+                if (record.Workers[Items - 1] == 1) waited++;
+            }
+            Assert.True(waited > 0, "the helper took part in none of 5 jobs, so no caller waited for it");
+        });
+    }
+
+    [Fact]
+    public void A_failure_on_the_helper_reaches_the_caller_and_the_helper_goes_on()
+    {
+        if (Environment.ProcessorCount < 2) return;
+        KernelSettings.OnThreads(2, () =>
+        {
+            bool failed = false;
+            for (int attempt = 0; attempt < 20 && !failed; attempt++)
+            {
+                try { Run(new Record { HelperThrows = true, CallerMicroseconds = 500 }); }
+                catch (AggregateException e) when (e.Flatten().InnerExceptions.Any(inner => inner is InvalidOperationException))
+                {
+                    failed = true;
+                }
+            }
+            Assert.True(failed, "the helper took no item in 20 jobs, or its failure was lost");
+            int helped = 0;
+            for (int i = 0; i < 20; i++) if (RunOnce()) helped++;
+            Assert.True(helped > 0, "after a failure the helper took part in none of 20 jobs");
         });
     }
 }

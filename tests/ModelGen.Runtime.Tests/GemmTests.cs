@@ -85,9 +85,16 @@ public class GemmTests
     /// <summary>
     /// A few rows stream B from wherever it lies (a model's weights start where the array puts them): at every offset from a
     /// vector boundary, each entry is exactly the chain of fused multiply-adds over the depth, then bias and ReLU, and
-    /// nothing past C is written. The columns before B's first boundary and after its last go through partial vectors.
+    /// nothing past C is written. Rows a whole number of vectors long carry the columns before B's first boundary in a
+    /// vector that wraps into the next row (1x784x256, 2x256x128 sliced over both cores, 1x1x16 with no row between its
+    /// first and last); other rows end in a partial vector.
     /// </summary>
     [Theory]
+    [InlineData(1, 1, 16)]
+    [InlineData(1, 2, 32)]
+    [InlineData(3, 50, 64)]
+    [InlineData(2, 256, 128)]
+    [InlineData(1, 1600, 128)]
     [InlineData(1, 1, 1)]
     [InlineData(1, 37, 5)]
     [InlineData(2, 64, 10)]
@@ -97,10 +104,27 @@ public class GemmTests
     [InlineData(1, 784, 256)]
     [InlineData(2, 200, 300)]
     [InlineData(1, 100, 1100)]
-    public void Streamed_rows_are_exact_fma_chains_at_every_alignment_of_B(int m, int k, int n)
+    public void Streamed_rows_are_exact_fma_chains_at_every_alignment_of_B(int m, int k, int n) =>
+        AssertStreamedChains(m, k, n, a => { });
+
+    /// <summary>
+    /// Infinities in A's first and last floats: a wrapping vector's lanes that take no term in the first or the last row
+    /// (the next row's columns, B's data before its first row) must be left alone, not multiplied by zero (inf·0 is NaN).
+    /// </summary>
+    [Theory]
+    [InlineData(1, 3, 32)]
+    [InlineData(2, 9, 64)]
+    public void Streamed_rows_keep_exact_chains_around_infinities_in_A(int m, int k, int n) =>
+        AssertStreamedChains(m, k, n, a =>
+        {
+            for (int i = 0; i < m; i++) (a[i * k], a[i * k + k - 1]) = (float.PositiveInfinity, float.NegativeInfinity);
+        });
+
+    private static void AssertStreamedChains(int m, int k, int n, Action<float[]> prepareA)
     {
         var random = new Random(m * 31 + k * 7 + n);
         var a = RandomMatrix(random, m * k);
+        prepareA(a);
         var b = RandomMatrix(random, k * n);
         var bias = RandomMatrix(random, n);
         var expected = new float[m * n];

@@ -60,34 +60,41 @@ public static partial class Gemm
     private const long StreamingParallelWork = 100_000;
 
     /// <summary>
-    /// Columns per streamed slice: the streaming loop's eight vectors where that still makes two slices, else four (the CNN's
-    /// 1600x128 dense layer), which it still runs as four independent chains.
+    /// Vectors ("slots", Gemm.Streaming.cs) per streamed slice: the streaming loop's eight where that still makes two slices,
+    /// else four (the CNN's 1600x128 dense layer), which it still runs as four independent chains.
     /// </summary>
-    private static int StreamingColumns<TLanes, TVector>(int n) where TLanes : struct, ILanes<TVector> where TVector : struct =>
-        (n >= 16 * TLanes.Count ? 8 : 4) * TLanes.Count;
+    private static int StreamingSlots(int slots) => slots >= 16 ? 8 : 4;
+
+    /// <summary>Whether a streamed row of <paramref name="n"/> columns makes at least two slices.</summary>
+    private static bool IsSliceable(int n, int width)
+    {
+        int slots = (n + width - 1) / width;
+        return slots >= 2 * StreamingSlots(slots);
+    }
 
     private static unsafe void StreamInParts<TLanes, TVector>(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, in Epilogue epilogue)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
-        int slice = StreamingColumns<TLanes, TVector>(n);
+        int slots = (n + TLanes.Count - 1) / TLanes.Count, slice = StreamingSlots(slots);
         fixed (float* pa = a.Data, pb = b.Data, pc = c, pbias = epilogue.Bias)
         {
             var job = new Job(new PinnedMatrix(pa, a), new PinnedMatrix(pb, b), pc, pbias, epilogue, next: null, slice, m, k, n);
-            Helper.For((n + slice - 1) / slice, &StreamSlice<TLanes, TVector>, &job);
+            Helper.For((slots + slice - 1) / slice, &StreamSlice<TLanes, TVector>, &job);
         }
     }
 
-    /// <summary>One slice of columns of a streamed product: every row against B's columns [index·slice, +slice).</summary>
+    /// <summary>One slice of a streamed product: every row's slots [index·slice, +slice).</summary>
     private static unsafe void StreamSlice<TLanes, TVector>(void* state, int index, int worker)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
         ref readonly Job job = ref *(Job*)state;
-        int first = index * job.PartSize, columns = Math.Min(job.PartSize, job.N - first);
+        int slots = (job.N + TLanes.Count - 1) / TLanes.Count, first = index * job.PartSize;
         var a = job.A.From();
-        var b = job.B.From(first);
-        var epilogue = job.EpilogueFrom(first);
+        var b = job.B.From();
+        var epilogue = job.EpilogueFrom(0);
         var c = job.Output;
-        for (int i = 0; i < job.M; i++) StreamRow<TLanes, TVector>(a, i, b, c.Slice(i * job.N + first, columns), job.K, columns, epilogue);
+        for (int i = 0; i < job.M; i++)
+            StreamRow<TLanes, TVector>(a, i, b, c.Slice(i * job.N, job.N), job.K, job.N, epilogue, first, Math.Min(job.PartSize, slots - first));
     }
 
     /// <summary>

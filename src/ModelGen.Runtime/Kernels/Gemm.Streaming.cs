@@ -8,115 +8,144 @@ namespace ModelGen.Kernels;
 public static partial class Gemm
 {
     /// <summary>
-    /// Where B's columns fall on vector boundaries: <c>Head</c> columns before the first boundary (0 when B starts on one),
-    /// then <c>Vectors</c> whole vectors, then the remaining columns. A 512-bit load that straddles two cache lines costs
-    /// two, and .NET arrays start on 8-byte boundaries only: streaming the MLP's 784x256 weights at batch 1 took 11.2 us
-    /// through misaligned loads against 7.3 aligned. Only when every row of B starts at the same offset from a boundary.
+    /// How a streamed row of C is cut into vectors ("slots") whose loads from B all start on vector boundaries. A 512-bit
+    /// load that straddles two cache lines costs two, and .NET arrays start on 8-byte boundaries only. When B's rows are a
+    /// whole number of vectors long, every row starts the same <see cref="Head"/> columns before a boundary: slot j then
+    /// holds columns [Head + j·width, +width), and the last slot runs past the row's end into the next row's first Head
+    /// columns, which it carries (multiplied by the next row's float of A). Otherwise (Head 0) slot j holds columns
+    /// [j·width, +width) and the last one may be partial. Masked partial vectors at both ends of every row instead cost as much
+    /// as straddling loads: 784x128 on one core from B 16 bytes off a boundary took 4.6 us that way (gcc's code the same),
+    /// 3.8 wrapped, as from an aligned B; the MLP's 784x256 layer on two cores 6.0 -> 5.0 us.
     /// </summary>
-    private static unsafe (int Head, int Vectors) StreamGrid<TLanes, TVector>(float* b0, int rowStride, int n)
-        where TLanes : struct, ILanes<TVector> where TVector : struct
+    private readonly struct StreamGrid
     {
-        int width = TLanes.Count, head = 0;
-        if (rowStride % width == 0)
+        public readonly int Head, Slots, Columns;
+
+        public unsafe StreamGrid(float* b0, int n, int width)
         {
             int misaligned = (int)((nint)b0 & (width * sizeof(float) - 1)) / sizeof(float);
-            head = Math.Min(n, (width - misaligned) % width);
+            Head = n % width == 0 ? (width - misaligned) % width : 0;
+            Slots = (n + width - 1) / width;
+            Columns = n;
         }
-        return (head, (n - head) / width);
+
+        /// <summary>Whether the last slot wraps into the next row.</summary>
+        public bool Wraps => Head > 0;
     }
 
     /// <summary>
-    /// One row of C = (row of A)·B with B's rows contiguous, in passes over the depth of at most eight whole vectors each
-    /// (independent accumulator chains, each depth step reading one contiguous stretch of B); the first pass also carries
-    /// the columns before B's first vector boundary and the last the columns after its last, in partial vectors.
-    /// Every column's sum is the same chain of multiply-adds however the columns are grouped.
+    /// Slots [<paramref name="firstSlot"/>, +<paramref name="slotCount"/>) of one row of C = (row i of A)·B, B's rows
+    /// contiguous, in passes over the depth of at most eight slots each (independent accumulator chains, each depth step
+    /// reading one contiguous stretch of B). Every column's sum is the same chain of multiply-adds, in depth order, however
+    /// the columns are grouped into slots, passes or slices. <paramref name="c"/> is the whole row of C.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void StreamRow<TLanes, TVector>(in Matrix a, int i, in Matrix b, Span<float> c, int k, int n, in Epilogue epilogue)
+    private static unsafe void StreamRow<TLanes, TVector>(in Matrix a, int i, in Matrix b, Span<float> c, int k, int n, in Epilogue epilogue, int firstSlot, int slotCount)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
         int width = TLanes.Count;
-        float* sums = stackalloc float[10 * width]; // head, eight whole vectors, tail
+        float* sums = stackalloc float[9 * width]; // eight whole vectors and the partial or wrapping one
         ref float to = ref MemoryMarshal.GetReference(c);
         var single = new Stage(first: true, last: true);
         fixed (float* pa = a.Data, pb = b.Data)
         {
             float* row = pa + (nint)i * a.RowStride;
-            var (head, vectors) = StreamGrid<TLanes, TVector>(pb, b.RowStride, n);
-            int tail = n - head - vectors * width;
-            int passes = Math.Max(1, (vectors + 7) / 8);
-            for (int pass = 0, j = 0; pass < passes; pass++)
+            var grid = new StreamGrid(pb, n, width);
+            int passes = Math.Max(1, (slotCount + 7) / 8);
+            for (int pass = 0, slot = firstSlot; pass < passes; pass++)
             {
-                int whole = vectors / passes + (pass < vectors % passes ? 1 : 0);
-                var columns = new StreamedColumns(pass == 0 ? head : 0, pass == passes - 1 ? tail : 0, a.ColumnStride, b.RowStride, k);
+                int slots = slotCount / passes + (pass < slotCount % passes ? 1 : 0);
+                // Only the row's last slot may be partial or wrap; it then runs beside the pass's whole vectors.
+                bool last = slot + slots == grid.Slots;
+                int tail = last ? grid.Columns % width : 0, wrap = last ? grid.Head : 0;
+                int whole = slots - (tail > 0 || wrap > 0 ? 1 : 0), column = grid.Head + slot * width;
+                var columns = new StreamedColumns(tail, wrap, a.ColumnStride, b.RowStride, k);
                 switch (whole)
                 {
-                    case 0: StreamColumns<TLanes, TVector>(0, columns, row, pb + j, sums); break;
-                    case 1: StreamColumns<TLanes, TVector>(1, columns, row, pb + j, sums); break;
-                    case 2: StreamColumns<TLanes, TVector>(2, columns, row, pb + j, sums); break;
-                    case 3: StreamColumns<TLanes, TVector>(3, columns, row, pb + j, sums); break;
-                    case 4: StreamColumns<TLanes, TVector>(4, columns, row, pb + j, sums); break;
-                    case 5: StreamColumns<TLanes, TVector>(5, columns, row, pb + j, sums); break;
-                    case 6: StreamColumns<TLanes, TVector>(6, columns, row, pb + j, sums); break;
-                    case 7: StreamColumns<TLanes, TVector>(7, columns, row, pb + j, sums); break;
-                    default: StreamColumns<TLanes, TVector>(8, columns, row, pb + j, sums); break;
+                    case 0: StreamColumns<TLanes, TVector>(0, columns, row, pb + column, sums); break;
+                    case 1: StreamColumns<TLanes, TVector>(1, columns, row, pb + column, sums); break;
+                    case 2: StreamColumns<TLanes, TVector>(2, columns, row, pb + column, sums); break;
+                    case 3: StreamColumns<TLanes, TVector>(3, columns, row, pb + column, sums); break;
+                    case 4: StreamColumns<TLanes, TVector>(4, columns, row, pb + column, sums); break;
+                    case 5: StreamColumns<TLanes, TVector>(5, columns, row, pb + column, sums); break;
+                    case 6: StreamColumns<TLanes, TVector>(6, columns, row, pb + column, sums); break;
+                    case 7: StreamColumns<TLanes, TVector>(7, columns, row, pb + column, sums); break;
+                    default: StreamColumns<TLanes, TVector>(8, columns, row, pb + column, sums); break;
                 }
-                // The head's partial vector, then the whole vectors and the tail's, through the edge tiles' epilogue.
-                FinishEdge<TLanes, TVector>(ref *sums, width, ref to, 0, 0, j, 1, columns.Head, single, epilogue);
-                int rest = whole * width + columns.Tail;
-                FinishEdge<TLanes, TVector>(ref sums[width], width, ref to, 0, 0, j + columns.Head, 1, rest, single, epilogue);
-                j += columns.Head + rest;
+                // Through the edge tiles' epilogue: the whole vectors and a partial last one, then a wrapping slot's two ends.
+                int own = whole * width + columns.Tail;
+                FinishEdge<TLanes, TVector>(ref *sums, width, ref to, 0, 0, column, 1, own, single, epilogue);
+                if (columns.Wrap > 0)
+                {
+                    FinishEdge<TLanes, TVector>(ref sums[own], width, ref to, 0, 0, column + own, 1, width - columns.Wrap, single, epilogue);
+                    FinishEdge<TLanes, TVector>(ref sums[own + width - columns.Wrap], width, ref to, 0, 0, 0, 1, columns.Wrap, single, epilogue);
+                }
+                slot += slots;
             }
         }
     }
 
-    /// <summary>One pass of <see cref="StreamRow"/>: partial vectors of <c>Head</c> and <c>Tail</c> columns (0: none) around its whole vectors.</summary>
-    private readonly struct StreamedColumns(int head, int tail, int aStep, int bStride, int depth)
+    /// <summary>
+    /// One pass of <see cref="StreamRow"/> after its whole vectors: a partial vector of <c>Tail</c> columns, or a vector
+    /// that wraps into the next row's first <c>Wrap</c> columns (0: neither).
+    /// </summary>
+    private readonly struct StreamedColumns(int tail, int wrap, int aStep, int bStride, int depth)
     {
-        public readonly int Head = head, Tail = tail, AStep = aStep, BStride = bStride, Depth = depth;
+        public readonly int Tail = tail, Wrap = wrap, AStep = aStep, BStride = bStride, Depth = depth;
     }
 
     /// <summary>
-    /// The sums of one pass into <paramref name="sums"/>: the head's partial vector, the whole vectors, the tail's partial
-    /// vector, each a vector apart. <paramref name="vectors"/> is a constant at each call, so the JIT keeps exactly that many
-    /// accumulators; the partial vectors' loads are masked, so nothing outside B is read and no load straddles two vectors.
+    /// The sums of one pass into <paramref name="sums"/>: the whole vectors, then the partial or wrapping one, a vector apart.
+    /// <paramref name="vectors"/> is a constant at each call, so the JIT keeps exactly that many accumulators. A partial
+    /// vector's loads are masked, so nothing outside B is read. A wrapping vector's lanes past the row's end hold the next
+    /// row's first columns: they take the next float of A, their first term comes from the vector before B's first row
+    /// and they take no term in the last row, so each of their chains is the same as any other column's.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static unsafe void StreamColumns<TLanes, TVector>(int vectors, in StreamedColumns columns, float* a, float* b, float* sums)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
-        int width = TLanes.Count, head = columns.Head, tail = columns.Tail, aStep = columns.AStep, k = columns.Depth;
+        int width = TLanes.Count, tail = columns.Tail, wrap = columns.Wrap, aStep = columns.AStep, k = columns.Depth;
         nint bStride = columns.BStride;
-        TVector headMask = TLanes.FirstLanes(head), tailMask = TLanes.FirstLanes(tail);
-        TVector h = TLanes.Zero, t = TLanes.Zero;
+        TVector tailMask = TLanes.FirstLanes(tail), thisRow = TLanes.FirstLanes(width - wrap);
+        TVector t = TLanes.Zero;
         TVector s0 = TLanes.Zero, s1 = TLanes.Zero, s2 = TLanes.Zero, s3 = TLanes.Zero;
         TVector s4 = TLanes.Zero, s5 = TLanes.Zero, s6 = TLanes.Zero, s7 = TLanes.Zero;
-        float* whole = b + head;
-        for (int p = 0; p < k; p++, a += aStep, b += bStride, whole += bStride)
+        float* edge = b + vectors * width;
+        if (wrap > 0)
+        {
+            // The first row's wrapped columns sit at the end of the vector before it, the one boundary before B's start.
+            TVector nextRow = TLanes.Select(thisRow, TLanes.Zero, TLanes.FirstLanes(width));
+            TVector first = TLanes.MultiplyAdd(TLanes.Broadcast(*a), TLanes.LoadMasked(edge - bStride, nextRow), TLanes.Zero);
+            t = TLanes.Select(thisRow, TLanes.Zero, first);
+        }
+        for (int p = 0; p < k; p++, a += aStep, b += bStride, edge += bStride)
         {
             TVector x = TLanes.Broadcast(*a);
-            if (head > 0) h = TLanes.MultiplyAdd(x, TLanes.LoadMasked(b, headMask), h);
-            if (vectors > 0) s0 = TLanes.MultiplyAdd(x, TLanes.Load(ref *whole), s0);
-            if (vectors > 1) s1 = TLanes.MultiplyAdd(x, TLanes.Load(ref whole[width]), s1);
-            if (vectors > 2) s2 = TLanes.MultiplyAdd(x, TLanes.Load(ref whole[2 * width]), s2);
-            if (vectors > 3) s3 = TLanes.MultiplyAdd(x, TLanes.Load(ref whole[3 * width]), s3);
-            if (vectors > 4) s4 = TLanes.MultiplyAdd(x, TLanes.Load(ref whole[4 * width]), s4);
-            if (vectors > 5) s5 = TLanes.MultiplyAdd(x, TLanes.Load(ref whole[5 * width]), s5);
-            if (vectors > 6) s6 = TLanes.MultiplyAdd(x, TLanes.Load(ref whole[6 * width]), s6);
-            if (vectors > 7) s7 = TLanes.MultiplyAdd(x, TLanes.Load(ref whole[7 * width]), s7);
-            if (tail > 0) t = TLanes.MultiplyAdd(x, TLanes.LoadMasked(whole + vectors * width, tailMask), t);
+            if (vectors > 0) s0 = TLanes.MultiplyAdd(x, TLanes.Load(ref *b), s0);
+            if (vectors > 1) s1 = TLanes.MultiplyAdd(x, TLanes.Load(ref b[width]), s1);
+            if (vectors > 2) s2 = TLanes.MultiplyAdd(x, TLanes.Load(ref b[2 * width]), s2);
+            if (vectors > 3) s3 = TLanes.MultiplyAdd(x, TLanes.Load(ref b[3 * width]), s3);
+            if (vectors > 4) s4 = TLanes.MultiplyAdd(x, TLanes.Load(ref b[4 * width]), s4);
+            if (vectors > 5) s5 = TLanes.MultiplyAdd(x, TLanes.Load(ref b[5 * width]), s5);
+            if (vectors > 6) s6 = TLanes.MultiplyAdd(x, TLanes.Load(ref b[6 * width]), s6);
+            if (vectors > 7) s7 = TLanes.MultiplyAdd(x, TLanes.Load(ref b[7 * width]), s7);
+            if (tail > 0) t = TLanes.MultiplyAdd(x, TLanes.LoadMasked(edge, tailMask), t);
+            else if (wrap > 0)
+            {
+                if (p + 1 < k) t = TLanes.MultiplyAdd(TLanes.Select(thisRow, x, TLanes.Broadcast(a[aStep])), TLanes.Load(ref *edge), t);
+                else t = TLanes.Select(thisRow, TLanes.MultiplyAdd(x, TLanes.LoadMasked(edge, thisRow), t), t);
+            }
         }
-        TLanes.Store(ref *sums, h);
-        float* stored = sums + width;
-        if (vectors > 0) TLanes.Store(ref *stored, s0);
-        if (vectors > 1) TLanes.Store(ref stored[width], s1);
-        if (vectors > 2) TLanes.Store(ref stored[2 * width], s2);
-        if (vectors > 3) TLanes.Store(ref stored[3 * width], s3);
-        if (vectors > 4) TLanes.Store(ref stored[4 * width], s4);
-        if (vectors > 5) TLanes.Store(ref stored[5 * width], s5);
-        if (vectors > 6) TLanes.Store(ref stored[6 * width], s6);
-        if (vectors > 7) TLanes.Store(ref stored[7 * width], s7);
-        TLanes.Store(ref stored[vectors * width], t);
+        if (vectors > 0) TLanes.Store(ref *sums, s0);
+        if (vectors > 1) TLanes.Store(ref sums[width], s1);
+        if (vectors > 2) TLanes.Store(ref sums[2 * width], s2);
+        if (vectors > 3) TLanes.Store(ref sums[3 * width], s3);
+        if (vectors > 4) TLanes.Store(ref sums[4 * width], s4);
+        if (vectors > 5) TLanes.Store(ref sums[5 * width], s5);
+        if (vectors > 6) TLanes.Store(ref sums[6 * width], s6);
+        if (vectors > 7) TLanes.Store(ref sums[7 * width], s7);
+        TLanes.Store(ref sums[vectors * width], t);
     }
 
     /// <summary>One row of C when B is stored transposed (columns contiguous): each entry is a vectorised dot product.</summary>

@@ -90,7 +90,7 @@ public static partial class Gemm
             if (IsDeep(m, k, n, epilogue)) RunInDepthParts<TLanes, TVector>(a, b, c, m, k, n, epilogue);
             else RunInParts<TLanes, TVector>(a, b, c, m, k, n, epilogue);
         }
-        else if (m < StreamingRows && work >= StreamingParallelWork && b.ColumnStride == 1 && n >= 2 * StreamingColumns<TLanes, TVector>(n) && Helper.Threads > 1)
+        else if (m < StreamingRows && work >= StreamingParallelWork && b.ColumnStride == 1 && IsSliceable(n, TLanes.Count) && Helper.Threads > 1)
         {
             StreamInParts<TLanes, TVector>(a, b, c, m, k, n, epilogue);
         }
@@ -103,7 +103,8 @@ public static partial class Gemm
     {
         if (m < StreamingRows && b.ColumnStride == 1)
         {
-            for (int i = 0; i < m; i++) StreamRow<TLanes, TVector>(a, i, b, c.Slice(i * n, n), k, n, epilogue);
+            int slots = (n + TLanes.Count - 1) / TLanes.Count;
+            for (int i = 0; i < m; i++) StreamRow<TLanes, TVector>(a, i, b, c.Slice(i * n, n), k, n, epilogue, 0, slots);
         }
         else if (m < StreamingRows)
         {

@@ -45,6 +45,8 @@ internal interface ILanes<TVector> where TVector : struct
     static abstract void StoreFirst(ref float destination, TVector value, int count);
     /// <summary>A mask of the first <paramref name="count"/> lanes, for <see cref="LoadMasked"/> in a loop.</summary>
     static abstract TVector FirstLanes(int count);
+    /// <summary>Each lane from <paramref name="whereSet"/> where <paramref name="mask"/> is set, else from <paramref name="elsewhere"/>.</summary>
+    static abstract TVector Select(TVector mask, TVector whereSet, TVector elsewhere);
     /// <summary>The lanes <paramref name="mask"/> selects from pinned memory and zeros elsewhere; nothing else is read.</summary>
     static abstract unsafe TVector LoadMasked(float* source, TVector mask);
     /// <summary>Each lane to the nearest integer, ties to even.</summary>
@@ -92,6 +94,8 @@ internal struct Lanes512 : ILanes<Vector512<float>>
         fixed (float* at = &destination) Avx512F.MaskStore(at, First(count), value);
     }
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> FirstLanes(int count) => First(count);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Select(Vector512<float> mask, Vector512<float> whereSet, Vector512<float> elsewhere) =>
+        Vector512.ConditionalSelect(mask, whereSet, elsewhere);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static unsafe Vector512<float> LoadMasked(float* source, Vector512<float> mask) =>
         Avx512F.MaskLoad(source, mask, Vector512<float>.Zero);
     private static Vector512<float> First(int count) => Vector512.LessThan(Vector512<int>.Indices, Vector512.Create(count)).AsSingle();
@@ -132,6 +136,8 @@ internal struct Lanes256 : ILanes<Vector256<float>>
         fixed (float* at = &destination) Avx.MaskStore(at, First(count), value);
     }
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> FirstLanes(int count) => First(count);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Select(Vector256<float> mask, Vector256<float> whereSet, Vector256<float> elsewhere) =>
+        Vector256.ConditionalSelect(mask, whereSet, elsewhere);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static unsafe Vector256<float> LoadMasked(float* source, Vector256<float> mask) =>
         Avx.MaskLoad(source, mask);
     private static Vector256<float> First(int count) => Vector256.LessThan(Vector256<int>.Indices, Vector256.Create(count)).AsSingle();
@@ -168,9 +174,13 @@ internal struct Lanes128 : ILanes<Vector128<float>>
     public static Vector128<float> LoadFirst(ref float source, int count, Vector128<float> fill) =>
         Vector128.ConditionalSelect(Vector128.LessThan(Vector128<int>.Indices, Vector128.Create(count)).AsSingle(), LoadFirst(ref source, count), fill);
     public static Vector128<float> FirstLanes(int count) => Vector128.LessThan(Vector128<int>.Indices, Vector128.Create(count)).AsSingle();
-    // Masks come from FirstLanes: each set lane is -1 as an integer, so their negated sum is the count.
-    public static unsafe Vector128<float> LoadMasked(float* source, Vector128<float> mask) =>
-        LoadFirst(ref *source, Vector128.Sum(Vector128.Negate(mask.AsInt32())));
+    public static Vector128<float> Select(Vector128<float> mask, Vector128<float> whereSet, Vector128<float> elsewhere) =>
+        Vector128.ConditionalSelect(mask, whereSet, elsewhere);
+    public static unsafe Vector128<float> LoadMasked(float* source, Vector128<float> mask)
+    {
+        var lanes = mask.AsInt32();
+        return Vector128.Create(lanes[0] != 0 ? source[0] : 0f, lanes[1] != 0 ? source[1] : 0f, lanes[2] != 0 ? source[2] : 0f, lanes[3] != 0 ? source[3] : 0f);
+    }
     public static void StoreFirst(ref float destination, Vector128<float> value, int count)
     {
         for (int i = 0; i < count; i++) Unsafe.Add(ref destination, i) = value.GetElement(i);

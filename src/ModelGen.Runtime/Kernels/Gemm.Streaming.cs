@@ -21,10 +21,11 @@ public static partial class Gemm
     {
         public readonly int Head, Slots, Columns;
 
-        public unsafe StreamGrid(float* b0, int n, int width)
+        public unsafe StreamGrid(float* b0, int n, int rowStride, int width)
         {
+            // Wrapping reads the next row's first columns right after this row's last: only where rows are adjacent.
             int misaligned = (int)((nint)b0 & (width * sizeof(float) - 1)) / sizeof(float);
-            Head = n % width == 0 ? (width - misaligned) % width : 0;
+            Head = n % width == 0 && rowStride == n ? (width - misaligned) % width : 0;
             Slots = (n + width - 1) / width;
             Columns = n;
         }
@@ -50,7 +51,7 @@ public static partial class Gemm
         fixed (float* pa = a.Data, pb = b.Data)
         {
             float* row = pa + (nint)i * a.RowStride;
-            var grid = new StreamGrid(pb, n, width);
+            var grid = new StreamGrid(pb, n, b.RowStride, width);
             int passes = Math.Max(1, (slotCount + 7) / 8);
             for (int pass = 0, slot = firstSlot; pass < passes; pass++)
             {

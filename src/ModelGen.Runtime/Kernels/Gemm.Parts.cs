@@ -68,14 +68,14 @@ public static partial class Gemm
     /// <summary>Whether a streamed row of <paramref name="n"/> columns makes at least two slices.</summary>
     private static bool IsSliceable(int n, int width)
     {
-        int slots = (n + width - 1) / width;
+        int slots = StreamSlots(n, width);
         return slots >= 2 * StreamingSlots(slots);
     }
 
     private static unsafe void StreamInParts<TLanes, TVector>(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, in Epilogue epilogue)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
-        int slots = (n + TLanes.Count - 1) / TLanes.Count, slice = StreamingSlots(slots);
+        int slots = StreamSlots(n, TLanes.Count), slice = StreamingSlots(slots);
         fixed (float* pa = a.Data, pb = b.Data, pc = c, pbias = epilogue.Bias)
         {
             var job = new Job(new PinnedMatrix(pa, a), new PinnedMatrix(pb, b), pc, pbias, epilogue, next: null, slice, m, k, n);
@@ -88,7 +88,7 @@ public static partial class Gemm
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
         ref readonly Job job = ref *(Job*)state;
-        int slots = (job.N + TLanes.Count - 1) / TLanes.Count, first = index * job.PartSize;
+        int slots = StreamSlots(job.N, TLanes.Count), first = index * job.PartSize;
         var a = job.A.From();
         var b = job.B.From();
         var epilogue = job.EpilogueFrom(0);

@@ -19,20 +19,22 @@ public static partial class Gemm
     /// </summary>
     private readonly struct StreamGrid
     {
-        public readonly int Head, Slots, Columns;
+        public readonly int Head, Slots;
 
         public unsafe StreamGrid(float* b0, int n, int rowStride, int width)
         {
             // Wrapping reads the next row's first columns right after this row's last: only where rows are adjacent.
             int misaligned = (int)((nint)b0 & (width * sizeof(float) - 1)) / sizeof(float);
             Head = n % width == 0 && rowStride == n ? (width - misaligned) % width : 0;
-            Slots = (n + width - 1) / width;
-            Columns = n;
+            Slots = StreamSlots(n, width);
         }
 
         /// <summary>Whether the last slot wraps into the next row.</summary>
         public bool Wraps => Head > 0;
     }
+
+    /// <summary>The slots of a streamed row of <paramref name="n"/> columns, however B is aligned.</summary>
+    private static int StreamSlots(int n, int width) => (n + width - 1) / width;
 
     /// <summary>
     /// Slots [<paramref name="firstSlot"/>, +<paramref name="slotCount"/>) of one row of C = (row i of A)·B, B's rows
@@ -58,7 +60,7 @@ public static partial class Gemm
                 int slots = slotCount / passes + (pass < slotCount % passes ? 1 : 0);
                 // Only the row's last slot may be partial or wrap; it then runs beside the pass's whole vectors.
                 bool last = slot + slots == grid.Slots;
-                int tail = last ? grid.Columns % width : 0, wrap = last ? grid.Head : 0;
+                int tail = last ? n % width : 0, wrap = last ? grid.Head : 0;
                 int whole = slots - (tail > 0 || wrap > 0 ? 1 : 0), column = grid.Head + slot * width;
                 var columns = new StreamedColumns(tail, wrap, a.ColumnStride, b.RowStride, k);
                 switch (whole)

@@ -103,8 +103,7 @@ public static partial class Gemm
     {
         if (m < StreamingRows && b.ColumnStride == 1)
         {
-            int slots = (n + TLanes.Count - 1) / TLanes.Count;
-            for (int i = 0; i < m; i++) StreamRow<TLanes, TVector>(a, i, b, c.Slice(i * n, n), k, n, epilogue, 0, slots);
+            for (int i = 0; i < m; i++) StreamRow<TLanes, TVector>(a, i, b, c.Slice(i * n, n), k, n, epilogue, 0, StreamSlots(n, TLanes.Count));
         }
         else if (m < StreamingRows)
         {

@@ -103,23 +103,7 @@ public class ConvolutionTests
         var kernel = Random(window.PatchSize * filters, 4);
         var bias = Random(filters, 5);
         int outputFloats = batch * window.Positions * filters;
-        var expected = new float[outputFloats];
-        for (int n = 0; n < batch; n++)
-            for (int oy = 0; oy < window.OutputHeight; oy++)
-                for (int ox = 0; ox < window.OutputWidth; ox++)
-                    for (int f = 0; f < filters; f++)
-                    {
-                        float sum = 0f;
-                        for (int ky = 0, p = 0; ky < kernelHeight; ky++)
-                            for (int kx = 0; kx < kernelWidth; kx++)
-                                for (int c = 0; c < channels; c++, p++)
-                                {
-                                    int y = oy * stride + ky * dilation - window.PadTop, x = ox * stride + kx * dilation - window.PadLeft;
-                                    float pixel = y < 0 || y >= height || x < 0 || x >= width ? 0f : image[((n * height + y) * width + x) * channels + c];
-                                    sum = MathF.FusedMultiplyAdd(pixel, kernel[p * filters + f], sum);
-                                }
-                        expected[((n * window.OutputHeight + oy) * window.OutputWidth + ox) * filters + f] = MathF.Max(sum + bias[f], 0f);
-                    }
+        var expected = Chain(image, kernel, bias, window, filters, batch);
         var patchesByIm2Col = new float[batch * window.Positions * window.PatchSize];
         Convolution.Im2Col(image, patchesByIm2Col, window, batch);
         foreach (var path in Enum.GetValues<SimdPath>().Where(Simd.IsSupported))
@@ -140,6 +124,81 @@ public class ConvolutionTests
             Assert.All(direct.Skip(outputFloats), v => Assert.Equal(-3f, v));
             Convolution.Forward(image, patches, kernel, direct, window, filters, batch, bias, relu: true, keepPatches: true);
             Assert.Equal(patchesByIm2Col, patches);
+        }
+    }
+
+    /// <summary>The definition: each output the chain of fused multiply-adds over its window in patch order (padding read as zero), plus bias, then ReLU.</summary>
+    private static float[] Chain(float[] image, float[] kernel, float[] bias, in Window window, int filters, int batch)
+    {
+        var expected = new float[batch * window.Positions * filters];
+        for (int n = 0; n < batch; n++)
+            for (int oy = 0; oy < window.OutputHeight; oy++)
+                for (int ox = 0; ox < window.OutputWidth; ox++)
+                    for (int f = 0; f < filters; f++)
+                    {
+                        float sum = 0f;
+                        for (int ky = 0, p = 0; ky < window.KernelHeight; ky++)
+                            for (int kx = 0; kx < window.KernelWidth; kx++)
+                                for (int c = 0; c < window.Channels; c++, p++)
+                                {
+                                    int y = oy * window.StrideHeight + ky * window.Dilation - window.PadTop, x = ox * window.StrideWidth + kx * window.Dilation - window.PadLeft;
+                                    float pixel = y < 0 || y >= window.Height || x < 0 || x >= window.Width ? 0f : image[((n * window.Height + y) * window.Width + x) * window.Channels + c];
+                                    sum = MathF.FusedMultiplyAdd(pixel, kernel[p * filters + f], sum);
+                                }
+                        expected[((n * window.OutputHeight + oy) * window.OutputWidth + ox) * filters + f] = MathF.Max(sum + bias[f], 0f);
+                    }
+        return expected;
+    }
+
+    public static TheoryData<int, int, int, int, int, int, bool, int, int, int> LargeWindows() => new()
+    {
+        // height, width, channels, kernel height, kernel width, stride, same, dilation, filters, batch
+        { 13, 13, 32, 3, 3, 1, false, 1, 64, 1 },   // the CNN sample's second layer at batch 1: 121 rows, shared in blocks of 12
+        { 13, 13, 32, 3, 3, 1, false, 1, 64, 3 },   // blocks that start mid-row and span samples
+        { 26, 26, 32, 3, 3, 1, true, 1, 64, 2 },    // 'same' padding, blocks of 96 rows
+        { 9, 8, 8, 3, 3, 2, true, 1, 40, 5 },       // stride 2, padding on every side, filters past two vectors, not shared
+        { 12, 11, 5, 3, 3, 1, true, 2, 17, 4 },     // dilated, odd channels and filters
+        { 20, 20, 1, 7, 7, 1, false, 1, 8, 2 },     // kernel rows of a few floats: the copying fast path
+        { 3, 3, 8, 3, 3, 1, false, 1, 16, 2 },      // one position a sample: two rows, streamed after im2col
+    };
+
+    /// <summary>
+    /// Windows of more than a few floats go through im2col + GEMM, the patch rows built block by block by whichever thread
+    /// multiplies them. The result must not depend on how many threads took part (bit for bit), must be the window's chain
+    /// within rounding (a product deeper than one depth block sums the blocks' partial sums, so it is not the chain bit for
+    /// bit), and with keepPatches the patches must be what im2col writes.
+    /// </summary>
+    [Theory, MemberData(nameof(LargeWindows))]
+    public void Convolution_through_patches_is_the_chain_on_any_thread_count(int height, int width, int channels, int kernelHeight, int kernelWidth, int stride, bool same, int dilation, int filters, int batch)
+    {
+        var window = new Window(height, width, channels, kernelHeight, kernelWidth, stride, stride, same, dilation);
+        Assert.True(window.PatchSize > 32, "a window the direct kernel would take");
+        var image = Random(batch * height * width * channels, 6);
+        var kernel = Random(window.PatchSize * filters, 7);
+        var bias = Random(filters, 8);
+        var chain = Chain(image, kernel, bias, window, filters, batch);
+        var patchesByIm2Col = new float[batch * window.Positions * window.PatchSize];
+        Convolution.Im2Col(image, patchesByIm2Col, window, batch);
+        foreach (var path in Enum.GetValues<SimdPath>().Where(Simd.IsSupported))
+        {
+            using var _ = KernelSettings.OnSimd(path);
+            float[]? oneThread = null;
+            foreach (int threads in new[] { 1, 2 })
+            {
+                var output = new float[chain.Length + 20];
+                Array.Fill(output, -3f);
+                var patches = new float[patchesByIm2Col.Length];
+                KernelSettings.OnThreads(threads, () => Convolution.Forward(image, patches, kernel, output, window, filters, batch, bias, relu: true, keepPatches: true));
+                for (int i = 0; i < chain.Length; i++)
+                {
+                    Assert.True(Math.Abs(chain[i] - output[i]) <= 1e-6f * (window.PatchSize + 1), $"{path}, {threads} threads: output {i} is {output[i]}, the chain gives {chain[i]}");
+                    if (oneThread is not null)
+                        Assert.True(BitConverter.SingleToInt32Bits(oneThread[i]) == BitConverter.SingleToInt32Bits(output[i]), $"{path}: output {i} is {output[i]} on two threads, {oneThread[i]} on one");
+                }
+                Assert.All(output.Skip(chain.Length), v => Assert.Equal(-3f, v));
+                Assert.Equal(patchesByIm2Col, patches);
+                oneThread = output;
+            }
         }
     }
 

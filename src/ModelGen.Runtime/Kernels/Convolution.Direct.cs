@@ -25,13 +25,12 @@ public static partial class Convolution
     public static unsafe void Forward(ReadOnlySpan<float> input, Span<float> patches, ReadOnlySpan<float> kernel, Span<float> output,
         in Window window, int filters, int batch, ReadOnlySpan<float> bias = default, bool relu = false, bool keepPatches = true)
     {
-        bool direct = window.PatchSize <= DirectPatch;
-        if (!direct || keepPatches) Im2Col(input, patches, window, batch);
-        if (!direct)
+        if (window.PatchSize > DirectPatch)
         {
-            Gemm.Multiply(patches, kernel, output, batch * window.Positions, window.PatchSize, filters, bias, relu);
+            ForwardThroughPatches(input, patches, kernel, output, window, filters, batch, bias, relu);
             return;
         }
+        if (keepPatches) Im2Col(input, patches, window, batch);
         int imageFloats = window.Height * window.Width * window.Channels, outputFloats = window.Positions * filters;
         Require(input.Length >= batch * imageFloats && kernel.Length >= window.PatchSize * filters && output.Length >= batch * outputFloats
             && (bias.IsEmpty || bias.Length >= filters), "Direct convolution", window, batch);

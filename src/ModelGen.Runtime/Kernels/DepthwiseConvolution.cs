@@ -21,7 +21,7 @@ public static class DepthwiseConvolution
             else bias.Slice(0, width).CopyTo(target);
         }
         var cells = new Cells(input, kernel, output, default, default, default, window, multiplier);
-        Convolution.Walk(window, batch, ref cells);
+        Convolution.Walk(window, 0, rows, ref cells);
     }
 
     /// <summary>Kernel and bias gradients (=, or += when accumulating) and, unless <paramref name="inputGradient"/> is empty, the input's.</summary>
@@ -38,7 +38,7 @@ public static class DepthwiseConvolution
         }
         if (!inputGradient.IsEmpty && !accumulateInput) inputGradient.Slice(0, batch * window.Height * window.Width * window.Channels).Clear();
         var cells = new Cells(input, kernel, default, outputGradient, computeWeights ? kernelGradient : default, inputGradient, window, multiplier);
-        Convolution.Walk(window, batch, ref cells);
+        Convolution.Walk(window, 0, rows, ref cells);
     }
 
     /// <summary>

@@ -50,10 +50,12 @@ public static partial class Gemm
 
     /// <summary>
     /// All of B is packed first (each depth block of each column block in turn), then rows of C are computed block by
-    /// block as <paramref name="claim"/> hands them out; a depth block's partial sums stay in C between stages.
+    /// block as <paramref name="claim"/> hands them out, each block's rows of A first produced by <paramref name="rows"/> if
+    /// they are produced; a depth block's partial sums stay in C between stages.
     /// </summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-    private static void Packed<TLanes, TVector>(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, int ldc, in Epilogue epilogue, RowClaim claim)
+    private static void Packed<TLanes, TVector>(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, int ldc, in Epilogue epilogue, RowClaim claim,
+        RowProducer rows = default)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
         // NR: two vectors of columns; one when the product is that narrow (a classifier's 10 outputs would waste two thirds
@@ -91,8 +93,9 @@ public static partial class Gemm
         }
 
         int single = 0;
-        while (claim.Next(ref single, out int firstRow, out int rows))
+        while (claim.Next(ref single, out int firstRow, out int blockRows))
         {
+            rows.Produce(firstRow, blockRows);
             offset = 0;
             for (int jc = 0; jc < n; jc += ColumnBlock)
             {
@@ -103,9 +106,9 @@ public static partial class Gemm
                     var bBlock = bInPlace ? default : bPanel.Slice(offset);
                     offset += kc * ((nc + tileColumns - 1) / tileColumns * tileColumns);
                     var stage = new Stage(first: pc == 0, last: pc + kc >= k);
-                    for (int ic = firstRow; ic < firstRow + rows; ic += RowBlock)
+                    for (int ic = firstRow; ic < firstRow + blockRows; ic += RowBlock)
                     {
-                        int mc = Math.Min(RowBlock, firstRow + rows - ic);
+                        int mc = Math.Min(RowBlock, firstRow + blockRows - ic);
                         int wholeRows = streamA ? mc / RowsPerTile * RowsPerTile : 0;
                         if (wholeRows < mc) PackA(a, ic + wholeRows, mc - wholeRows, pc, kc, panelRows, aPanel);
                         for (int jr = 0; jr < nc; jr += tileColumns)

@@ -114,15 +114,34 @@ public static partial class Gemm
         bool byColumns = tilesWide >= 4 && tilesWide * 4 >= tilesTall;
         // Slices of columns as wide as A can still be streamed for: wider slices re-read A fewer times (128x784x256 on two
         // cores: 330 us in slices of one tile, 293 in two, 273 in four).
-        int partSize = byColumns
-            ? Math.Min(StreamingColumnTiles, Math.Max(1, tilesWide / 2)) * tileColumns
-            : Math.Max(RowsPerTile, Math.Min(RowBlock, m / 8 / RowsPerTile * RowsPerTile));
+        if (!byColumns)
+        {
+            RunInRowBlocks<TLanes, TVector>(a, b, c, m, k, n, epilogue, default, shared: true);
+            return;
+        }
+        int partSize = Math.Min(StreamingColumnTiles, Math.Max(1, tilesWide / 2)) * tileColumns;
+        fixed (float* pa = a.Data, pb = b.Data, pc = c, pbias = epilogue.Bias)
+        {
+            var job = new Job(new PinnedMatrix(pa, a), new PinnedMatrix(pb, b), pc, pbias, epilogue, next: null, partSize, m, k, n);
+            Helper.For((n + partSize - 1) / partSize, &RunColumnSlice<TLanes, TVector>, &job);
+        }
+    }
+
+    /// <summary>
+    /// Blocks of rows claimed from one counter, by both cores when <paramref name="shared"/> (at least eight blocks, so a
+    /// late helper still gets some), else by this thread alone, a cache block at a time, so produced rows are multiplied
+    /// while they are still in L2.
+    /// </summary>
+    private static unsafe void RunInRowBlocks<TLanes, TVector>(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, in Epilogue epilogue,
+        RowProducer rows, bool shared)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        int blockRows = shared ? Math.Max(RowsPerTile, Math.Min(RowBlock, m / 8 / RowsPerTile * RowsPerTile)) : RowBlock;
         int next = 0;
         fixed (float* pa = a.Data, pb = b.Data, pc = c, pbias = epilogue.Bias)
         {
-            var job = new Job(new PinnedMatrix(pa, a), new PinnedMatrix(pb, b), pc, pbias, epilogue, &next, partSize, m, k, n);
-            if (byColumns) Helper.For((n + partSize - 1) / partSize, &RunColumnSlice<TLanes, TVector>, &job);
-            else if (!Helper.TryShare(&RunRowBlocks<TLanes, TVector>, &job)) RunRowBlocks<TLanes, TVector>(&job);
+            var job = new Job(new PinnedMatrix(pa, a), new PinnedMatrix(pb, b), pc, pbias, epilogue, &next, blockRows, m, k, n, rows);
+            if (!shared || !Helper.TryShare(&RunRowBlocks<TLanes, TVector>, &job)) RunRowBlocks<TLanes, TVector>(&job);
         }
     }
 
@@ -142,7 +161,7 @@ public static partial class Gemm
     {
         ref readonly Job job = ref *(Job*)state;
         Packed<TLanes, TVector>(job.A.From(), job.B.From(), job.Output, job.M, job.K, job.N, job.N, job.EpilogueFrom(0),
-            new RowClaim(job.Next, job.PartSize, job.M));
+            new RowClaim(job.Next, job.PartSize, job.M), job.Rows);
     }
 
     /// <summary>An operand as a pointer and its layout, for a part run on either thread.</summary>
@@ -160,7 +179,8 @@ public static partial class Gemm
     /// One shared product, as pointers (the caller keeps everything pinned until every part that started has finished). Parts
     /// are slices of <see cref="PartSize"/> columns, rows or depth steps; for a depth split C holds the parts' partial sums.
     /// </summary>
-    private readonly unsafe struct Job(PinnedMatrix a, PinnedMatrix b, float* c, float* bias, in Epilogue epilogue, int* next, int partSize, int m, int k, int n)
+    private readonly unsafe struct Job(PinnedMatrix a, PinnedMatrix b, float* c, float* bias, in Epilogue epilogue, int* next, int partSize, int m, int k, int n,
+        RowProducer rows = default)
     {
         public readonly PinnedMatrix A = a, B = b;
         public readonly float* C = c;
@@ -169,6 +189,7 @@ public static partial class Gemm
         private readonly bool relu = epilogue.Relu, accumulate = epilogue.Accumulate;
         public readonly int* Next = next;
         public readonly int PartSize = partSize, M = m, K = k, N = n;
+        public readonly RowProducer Rows = rows;
 
         public Span<float> Output => new(C, M * N);
 

@@ -38,6 +38,29 @@ public static partial class Gemm
         Dispatch(new Matrix(a, k, 1), new Matrix(b, 1, k), c, m, k, n, new Epilogue(default, false, accumulate));
     }
 
+    /// <summary>
+    /// C(m,n) = A·B (+ bias, ReLU) where A's rows are written by <paramref name="rows"/> just before they are multiplied, a
+    /// block at a time, on the thread that multiplies them: each core builds its rows in its own cache and reads them from
+    /// there, instead of reading what another core wrote (a convolution's patches, Convolution.Forward).
+    /// </summary>
+    internal static void MultiplyProducedRows(Span<float> a, ReadOnlySpan<float> b, Span<float> c, int m, int k, int n, RowProducer rows,
+        ReadOnlySpan<float> bias = default, bool relu = false)
+    {
+        Check(a.Length >= m * k && b.Length >= k * n && c.Length >= m * n && (bias.IsEmpty || bias.Length >= n), m, k, n);
+        Dispatch(new Matrix(a, k, 1), new Matrix(b, n, 1), c, m, k, n, new Epilogue(bias, relu, false), rows);
+    }
+
+    /// <summary>Writes rows [first, first + count) of a product's A; none for an A that is already there.</summary>
+    internal readonly unsafe struct RowProducer(delegate*<void*, int, int, void> produce, void* state)
+    {
+        public bool IsNone => produce == null;
+
+        public void Produce(int first, int count)
+        {
+            if (produce != null) produce(state, first, count);
+        }
+    }
+
     private static void Check(bool ok, int m, int k, int n)
     {
         if (!ok) throw new ArgumentException($"Gemm operands too short for m={m}, k={k}, n={n}.");
@@ -59,13 +82,13 @@ public static partial class Gemm
         public readonly bool Accumulate = accumulate;
     }
 
-    private static void Dispatch(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, in Epilogue epilogue)
+    private static void Dispatch(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, in Epilogue epilogue, RowProducer rows = default)
     {
         switch (Simd.Current)
         {
-            case SimdPath.Avx512: Run<Lanes512, Vector512<float>>(a, b, c, m, k, n, epilogue); break;
-            case SimdPath.Avx2: Run<Lanes256, Vector256<float>>(a, b, c, m, k, n, epilogue); break;
-            default: Run<Lanes128, Vector128<float>>(a, b, c, m, k, n, epilogue); break;
+            case SimdPath.Avx512: Run<Lanes512, Vector512<float>>(a, b, c, m, k, n, epilogue, rows); break;
+            case SimdPath.Avx2: Run<Lanes256, Vector256<float>>(a, b, c, m, k, n, epilogue, rows); break;
+            default: Run<Lanes128, Vector128<float>>(a, b, c, m, k, n, epilogue, rows); break;
         }
     }
 
@@ -80,11 +103,20 @@ public static partial class Gemm
     /// </summary>
     private const long ParallelWork = 1_000_000;
 
-    /// <summary>Where a product runs: in parts both cores claim, cut to its shape (Gemm.Parts.cs), or all on this thread.</summary>
-    private static void Run<TLanes, TVector>(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, in Epilogue epilogue)
+    /// <summary>
+    /// Where a product runs: in parts both cores claim, cut to its shape (Gemm.Parts.cs), or all on this thread. Produced
+    /// rows are multiplied in blocks of rows as they are produced, on one core or both.
+    /// </summary>
+    private static void Run<TLanes, TVector>(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, in Epilogue epilogue, RowProducer rows)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
         long work = (long)m * n * k;
+        if (!rows.IsNone && m >= StreamingRows)
+        {
+            RunInRowBlocks<TLanes, TVector>(a, b, c, m, k, n, epilogue, rows, shared: work >= ParallelWork);
+            return;
+        }
+        rows.Produce(0, m);
         if (m >= StreamingRows && work >= ParallelWork)
         {
             if (IsDeep(m, k, n, epilogue)) RunInDepthParts<TLanes, TVector>(a, b, c, m, k, n, epilogue);

@@ -33,13 +33,34 @@ public unsafe class HelperTests
         while (clock.Elapsed.TotalMicroseconds < microseconds) { }
     }
 
-    /// <summary>One job of <see cref="Items"/> items, on a thread of its own so that a hang fails within the deadline.</summary>
-    private static Record Run(Record record)
+    /// <summary>A shared job: both threads claim the items themselves, each from its end (a GEMM's blocks of rows).</summary>
+    private struct SharedItems
+    {
+        public Record* Record;
+        public Claims Items;
+    }
+
+    private static void ClaimAndWork(void* state, int worker)
+    {
+        var shared = (SharedItems*)state;
+        while (shared->Items.TryClaim(fromBack: worker == 1, out int item)) Work(shared->Record, item, worker);
+    }
+
+    /// <summary>
+    /// One job of <see cref="Items"/> items, through <see cref="Helper.For"/> or, <paramref name="shared"/>, through
+    /// <see cref="Helper.TryShare"/>, on a thread of its own so that a hang fails within the deadline.
+    /// </summary>
+    private static Record Run(Record record, bool shared = false)
     {
         var job = Task.Run(() =>
         {
             var running = record;
-            Helper.For(Items, &Work, &running);
+            if (shared)
+            {
+                var items = new SharedItems { Record = &running, Items = new Claims(Items) };
+                if (!Helper.TryShare(&ClaimAndWork, &items)) ClaimAndWork(&items, 0);
+            }
+            else Helper.For(Items, &Work, &running);
             return running;
         });
         Assert.True(job.Wait(TimeSpan.FromSeconds(20)), "the job did not finish: a lost wake-up");
@@ -75,15 +96,16 @@ public unsafe class HelperTests
         });
     }
 
-    [Fact]
-    public void The_caller_claims_from_the_front_and_the_helper_from_the_back()
+    [Theory, InlineData(false), InlineData(true)]
+    public void The_caller_claims_from_the_front_and_the_helper_from_the_back(bool throughTryShare)
     {
         KernelSettings.OnThreads(2, () =>
         {
             int shared = 0;
             for (int i = 0; i < 20; i++)
             {
-                var record = Run(new Record { HelperMicroseconds = 200, CallerMicroseconds = 200 });
+                var record = Run(new Record { HelperMicroseconds = 200, CallerMicroseconds = 200 }, throughTryShare);
+                for (int item = 0; item < Items; item++) Assert.Equal(1, record.Runs[item]);
                 int firstOfHelper = Items;
                 while (firstOfHelper > 0 && record.Workers[firstOfHelper - 1] == 1) firstOfHelper--;
                 for (int item = 0; item < firstOfHelper; item++) Assert.Equal(0, record.Workers[item]);

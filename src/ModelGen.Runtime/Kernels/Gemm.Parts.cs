@@ -1,5 +1,4 @@
 using System;
-using System.Threading;
 
 namespace ModelGen.Kernels;
 
@@ -31,7 +30,7 @@ public static partial class Gemm
         var partials = AlignedBuffer.Ensure(ref partialSums, parts * size);
         fixed (float* pa = a.Data, pb = b.Data, pp = partials)
         {
-            var job = new Job(new PinnedMatrix(pa, a), new PinnedMatrix(pb, b), pp, default, default, next: null, depth, m, k, n);
+            var job = new Job(new PinnedMatrix(pa, a), new PinnedMatrix(pb, b), pp, default, default, blocks: null, depth, m, k, n);
             Helper.For(parts, &RunDepthPart<TLanes, TVector>, &job);
         }
         var sum = c.Slice(0, size);
@@ -78,7 +77,7 @@ public static partial class Gemm
         int slots = StreamSlots(n, TLanes.Count), slice = StreamingSlots(slots);
         fixed (float* pa = a.Data, pb = b.Data, pc = c, pbias = epilogue.Bias)
         {
-            var job = new Job(new PinnedMatrix(pa, a), new PinnedMatrix(pb, b), pc, pbias, epilogue, next: null, slice, m, k, n);
+            var job = new Job(new PinnedMatrix(pa, a), new PinnedMatrix(pb, b), pc, pbias, epilogue, blocks: null, slice, m, k, n);
             Helper.For((slots + slice - 1) / slice, &StreamSlice<TLanes, TVector>, &job);
         }
     }
@@ -122,7 +121,7 @@ public static partial class Gemm
         int partSize = Math.Min(StreamingColumnTiles, Math.Max(1, tilesWide / 2)) * tileColumns;
         fixed (float* pa = a.Data, pb = b.Data, pc = c, pbias = epilogue.Bias)
         {
-            var job = new Job(new PinnedMatrix(pa, a), new PinnedMatrix(pb, b), pc, pbias, epilogue, next: null, partSize, m, k, n);
+            var job = new Job(new PinnedMatrix(pa, a), new PinnedMatrix(pb, b), pc, pbias, epilogue, blocks: null, partSize, m, k, n);
             Helper.For((n + partSize - 1) / partSize, &RunColumnSlice<TLanes, TVector>, &job);
         }
     }
@@ -137,11 +136,11 @@ public static partial class Gemm
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
         int blockRows = shared ? Math.Max(RowsPerTile, Math.Min(RowBlock, m / 8 / RowsPerTile * RowsPerTile)) : RowBlock;
-        int next = 0;
+        var blocks = new Claims((m + blockRows - 1) / blockRows);
         fixed (float* pa = a.Data, pb = b.Data, pc = c, pbias = epilogue.Bias)
         {
-            var job = new Job(new PinnedMatrix(pa, a), new PinnedMatrix(pb, b), pc, pbias, epilogue, &next, blockRows, m, k, n, rows);
-            if (!shared || !Helper.TryShare(&RunRowBlocks<TLanes, TVector>, &job)) RunRowBlocks<TLanes, TVector>(&job);
+            var job = new Job(new PinnedMatrix(pa, a), new PinnedMatrix(pb, b), pc, pbias, epilogue, &blocks, blockRows, m, k, n, rows);
+            if (!shared || !Helper.TryShare(&RunRowBlocks<TLanes, TVector>, &job)) RunRowBlocks<TLanes, TVector>(&job, 0);
         }
     }
 
@@ -155,13 +154,16 @@ public static partial class Gemm
             job.EpilogueFrom(first), RowClaim.All(job.M));
     }
 
-    /// <summary>Blocks of rows from the job's shared counter until none remain; each thread packs all of B once.</summary>
-    private static unsafe void RunRowBlocks<TLanes, TVector>(void* state)
+    /// <summary>
+    /// Blocks of rows from the job's claims until none remain, this thread from the front and the helper from the back, so
+    /// each core writes the same rows of C (and of produced A) call after call; each thread packs all of B once.
+    /// </summary>
+    private static unsafe void RunRowBlocks<TLanes, TVector>(void* state, int worker)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
         ref readonly Job job = ref *(Job*)state;
         Packed<TLanes, TVector>(job.A.From(), job.B.From(), job.Output, job.M, job.K, job.N, job.N, job.EpilogueFrom(0),
-            new RowClaim(job.Next, job.PartSize, job.M), job.Rows);
+            new RowClaim(job.Blocks, job.PartSize, job.M, fromBack: worker == 1), job.Rows);
     }
 
     /// <summary>An operand as a pointer and its layout, for a part run on either thread.</summary>
@@ -179,7 +181,7 @@ public static partial class Gemm
     /// One shared product, as pointers (the caller keeps everything pinned until every part that started has finished). Parts
     /// are slices of <see cref="PartSize"/> columns, rows or depth steps; for a depth split C holds the parts' partial sums.
     /// </summary>
-    private readonly unsafe struct Job(PinnedMatrix a, PinnedMatrix b, float* c, float* bias, in Epilogue epilogue, int* next, int partSize, int m, int k, int n,
+    private readonly unsafe struct Job(PinnedMatrix a, PinnedMatrix b, float* c, float* bias, in Epilogue epilogue, Claims* blocks, int partSize, int m, int k, int n,
         RowProducer rows = default)
     {
         public readonly PinnedMatrix A = a, B = b;
@@ -187,7 +189,7 @@ public static partial class Gemm
         private readonly float* bias = bias;
         private readonly int biasLength = epilogue.Bias.Length;
         private readonly bool relu = epilogue.Relu, accumulate = epilogue.Accumulate;
-        public readonly int* Next = next;
+        public readonly Claims* Blocks = blocks;
         public readonly int PartSize = partSize, M = m, K = k, N = n;
         public readonly RowProducer Rows = rows;
 
@@ -201,27 +203,29 @@ public static partial class Gemm
         }
     }
 
-    /// <summary>Hands out blocks of rows: all of them at once for one thread, one block at a time from a shared counter for two.</summary>
-    private readonly unsafe struct RowClaim(int* next, int blockRows, int rows)
+    /// <summary>Hands out blocks of rows: all of them at once for one thread, one block at a time from shared claims for two.</summary>
+    private readonly unsafe struct RowClaim(Claims* blocks, int blockRows, int rows, bool fromBack = false)
     {
         /// <summary>Every row in one block: the single-threaded case.</summary>
         public static RowClaim All(int rows) => new(null, 0, rows);
 
-        private readonly int* next = next;
+        private readonly Claims* blocks = blocks;
         private readonly int blockRows = blockRows, rows = rows;
+        private readonly bool fromBack = fromBack;
 
         public bool Next(ref int single, out int first, out int count)
         {
-            if (next is null)
+            if (blocks is null)
             {
                 first = single;
                 count = rows - single;
                 single = rows;
                 return count > 0;
             }
-            first = Interlocked.Add(ref *next, blockRows) - blockRows;
-            count = Math.Min(blockRows, rows - first);
-            return count > 0;
+            bool claimed = blocks->TryClaim(fromBack, out int block);
+            first = block * blockRows;
+            count = claimed ? Math.Min(blockRows, rows - first) : 0;
+            return claimed;
         }
     }
 }

@@ -33,6 +33,7 @@ internal static unsafe class Helper
         public delegate*<void*, void> Job;
         public void* State;
         public Items Items;
+        public delegate*<void*, int, void> Shared;
     }
 
     private static readonly Mailbox* box = (Mailbox*)AlignedZeroed(128);
@@ -67,17 +68,19 @@ internal static unsafe class Helper
     }
 
     /// <summary>
-    /// Offers <paramref name="work"/> to the helper and runs it here too; both share the work through whatever the state
-    /// points to (a counter of blocks), so the job must cope with the helper taking part late or not at all. Returns
-    /// when every part that started has finished; false (nothing run) when the helper is unavailable.
+    /// Offers <c>work(state, worker)</c> to the helper (worker 1) and runs it here too (worker 0); both share the work through
+    /// whatever the state points to (<see cref="Claims"/> of blocks, the worker picking its end), so the job must cope with the
+    /// helper taking part late or not at all. Returns when every part that started has finished; false (nothing run) when
+    /// the helper is unavailable.
     /// </summary>
-    public static bool TryShare(delegate*<void*, void> work, void* workState)
+    public static bool TryShare(delegate*<void*, int, void> work, void* workState)
     {
         if (!TryTakeMailbox()) return false;
         try
         {
-            Post(work, workState);
-            work(workState);
+            box->Shared = work;
+            Post(&RunSharedOnHelper, workState);
+            work(workState, 0);
         }
         finally
         {
@@ -85,6 +88,8 @@ internal static unsafe class Helper
         }
         return true;
     }
+
+    private static void RunSharedOnHelper(void* workState) => box->Shared(workState, 1);
 
     /// <summary>
     /// Runs <c>body(state, item, worker)</c> for every item in [0, <paramref name="count"/>), items claimed one at a time by
@@ -201,31 +206,12 @@ internal static unsafe class Helper
     {
         public readonly delegate*<void*, int, int, void> Body = body;
         public readonly void* State = state;
-
-        /// <summary>The unclaimed items [front, back) in one word, front in the low half, so a claim from either end is one exchange.</summary>
-        public long Unclaimed = (long)count << 32 | (uint)claimedFront;
-
-        public bool TryClaim(bool fromBack, out int item)
-        {
-            while (true)
-            {
-                long seen = Volatile.Read(ref Unclaimed);
-                int front = (int)seen, back = (int)(seen >> 32);
-                if (front >= back)
-                {
-                    item = -1;
-                    return false;
-                }
-                item = fromBack ? back - 1 : front;
-                long claimed = fromBack ? seen - (1L << 32) : seen + 1;
-                if (Interlocked.CompareExchange(ref Unclaimed, claimed, seen) == seen) return true;
-            }
-        }
+        public Claims Claims = new(count, claimedFront);
     }
 
     private static void RunItems(Items* items, int worker)
     {
-        while (items->TryClaim(fromBack: worker == 1, out int item)) items->Body(items->State, item, worker);
+        while (items->Claims.TryClaim(fromBack: worker == 1, out int item)) items->Body(items->State, item, worker);
     }
 
     private static void RunItemsOnHelper(void* items) => RunItems((Items*)items, 1);
@@ -269,4 +255,31 @@ internal static unsafe class Helper
 internal interface IRanges
 {
     void Run(int first, int count);
+}
+
+/// <summary>
+/// Items [0, count) claimed one at a time from either end: the caller takes from the front, the helper from the back, so each
+/// core gets the same items call after call (and keeps their data in its cache) until the two meet.
+/// </summary>
+internal struct Claims(int count, int claimedFront = 0)
+{
+    /// <summary>The unclaimed items [front, back) in one word, front in the low half, so a claim from either end is one exchange.</summary>
+    private long unclaimed = (long)count << 32 | (uint)claimedFront;
+
+    public bool TryClaim(bool fromBack, out int item)
+    {
+        while (true)
+        {
+            long seen = Volatile.Read(ref unclaimed);
+            int front = (int)seen, back = (int)(seen >> 32);
+            if (front >= back)
+            {
+                item = -1;
+                return false;
+            }
+            item = fromBack ? back - 1 : front;
+            long claimed = fromBack ? seen - (1L << 32) : seen + 1;
+            if (Interlocked.CompareExchange(ref unclaimed, claimed, seen) == seen) return true;
+        }
+    }
 }

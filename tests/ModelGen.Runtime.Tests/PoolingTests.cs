@@ -26,26 +26,63 @@ public class PoolingTests
         Pooling.MaxBackward(gradient, winners, inputGradient, window, batch, accumulate: false);
         var expectedGradient = new float[input.Length];
 
-        for (int n = 0; n < batch; n++)
+        foreach (var (_, o, at) in Outputs(input, window, batch))
+        {
+            Assert.Equal(input[at], output[o]);
+            expectedGradient[at] += gradient[o];
+        }
+        Assert.Equal(expectedGradient, inputGradient);
+    }
+
+    /// <summary>
+    /// Ties, signed zeros and NaNs: a pixel wins only when strictly greater than every pixel before it in the window's row-major
+    /// order, so the first of equal maxima wins, +0 does not replace -0, a NaN first in its window stays and a later one never
+    /// wins. The same on the unrolled 2x2 path (16 channels at a time), the vector loop and the scalar remainder.
+    /// </summary>
+    [Theory]
+    [InlineData(6, 8, 53, 2, 2, false)]   // whole 2x2 windows: three vectors of 16, then 5 channels
+    [InlineData(5, 5, 24, 2, 2, true)]    // 'same': the last row and column of windows are cut to fit
+    [InlineData(7, 7, 16, 3, 2, false)]
+    public void Max_pooling_takes_the_first_strictly_greater_pixel(int height, int width, int channels, int pool, int strides, bool same)
+    {
+        const int batch = 2;
+        var window = new Window(height, width, channels, pool, pool, strides, strides, same);
+        var random = new Random(channels + pool);
+        float[] values = [1f, 1f, 2f, -0f, 0f, float.NaN];
+        var input = Enumerable.Range(0, batch * height * width * channels).Select(_ => values[random.Next(values.Length)]).ToArray();
+        var output = new float[batch * window.Positions * channels];
+        var winners = new int[output.Length];
+        Pooling.MaxForward(input, output, winners, window, batch);
+        int imageFloats = height * width * channels;
+        foreach (var (n, o, at) in Outputs(input, window, batch))
+        {
+            Assert.Equal(BitConverter.SingleToInt32Bits(input[at]), BitConverter.SingleToInt32Bits(output[o]));
+            Assert.Equal(at - n * imageFloats, winners[o]);
+        }
+    }
+
+    /// <summary>
+    /// Every output (its sample, its index) with its winner by definition (an index into the batch's input): the window's first
+    /// pixel in row-major order that is strictly greater than every pixel before it.
+    /// </summary>
+    private static IEnumerable<(int Sample, int Output, int Winner)> Outputs(float[] input, Window window, int batch)
+    {
+        for (int n = 0, o = 0; n < batch; n++)
             for (int oy = 0; oy < window.OutputHeight; oy++)
                 for (int ox = 0; ox < window.OutputWidth; ox++)
-                    for (int c = 0; c < channels; c++)
+                    for (int c = 0; c < window.Channels; c++, o++)
                     {
-                        float best = float.NegativeInfinity;
                         int at = -1;
-                        for (int ky = 0; ky < pool; ky++)
-                            for (int kx = 0; kx < pool; kx++)
+                        for (int ky = 0; ky < window.KernelHeight; ky++)
+                            for (int kx = 0; kx < window.KernelWidth; kx++)
                             {
-                                int y = oy * strides + ky - window.PadTop, x = ox * strides + kx - window.PadLeft;
-                                if (y < 0 || y >= height || x < 0 || x >= width) continue;
-                                int index = ((n * height + y) * width + x) * channels + c;
-                                if (input[index] > best) { best = input[index]; at = index; }
+                                int y = oy * window.StrideHeight + ky - window.PadTop, x = ox * window.StrideWidth + kx - window.PadLeft;
+                                if (y < 0 || y >= window.Height || x < 0 || x >= window.Width) continue;
+                                int index = ((n * window.Height + y) * window.Width + x) * window.Channels + c;
+                                if (at < 0 || input[index] > input[at]) at = index;
                             }
-                        int o = ((n * window.OutputHeight + oy) * window.OutputWidth + ox) * channels + c;
-                        Assert.Equal(best, output[o]);
-                        expectedGradient[at] += gradient[o];
+                        yield return (n, o, at);
                     }
-        Assert.Equal(expectedGradient, inputGradient);
     }
 
     [Fact]

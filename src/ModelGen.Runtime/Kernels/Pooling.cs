@@ -2,6 +2,7 @@ using System;
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 
 namespace ModelGen.Kernels;
 
@@ -74,6 +75,11 @@ public static class Pooling
                     // outputs inside this sample's, so the per-pixel slice checks were pure cost.
                     int c = 0;
                     ref float pixels = ref MemoryMarshal.GetReference(image);
+                    if (Vector512.IsHardwareAccelerated && y1 - y0 == 2 && x1 - x0 == 2)
+                    {
+                        c = MaxOfTwoByTwo(ref pixels, first, width * channels, channels,
+                            ref Unsafe.Add(ref MemoryMarshal.GetReference(output), at), ref Unsafe.Add(ref MemoryMarshal.GetReference(winners), at));
+                    }
                     for (; c + Vector<float>.Count <= channels; c += Vector<float>.Count)
                     {
                         var best = Vector.LoadUnsafe(ref Unsafe.Add(ref pixels, first + c));
@@ -110,6 +116,40 @@ public static class Pooling
                 }
             }
         }
+    }
+
+    /// <summary>
+    /// A whole 2x2 window (Keras' default pool), sixteen channels at a time: the four pixels unrolled in the general loop's
+    /// order, with the same strict comparison, where the loop over window cells cost more than the comparisons (26x26x32
+    /// at batch 1: 3.9 -> 3.1 us alone; the 11x11x64 second pool 1.0 -> 0.6). Returns the channels done.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int MaxOfTwoByTwo(ref float pixels, int first, int down, int right, ref float maximum, ref int winner)
+    {
+        int c = 0;
+        var lanes = Vector512<int>.Indices;
+        for (; c + Vector512<float>.Count <= right; c += Vector512<float>.Count)
+        {
+            ref float corner = ref Unsafe.Add(ref pixels, first + c);
+            var topLeft = Vector512.Create(first + c) + lanes;
+            var best = Vector512.LoadUnsafe(ref corner);
+            var at = topLeft;
+            var candidate = Vector512.LoadUnsafe(ref Unsafe.Add(ref corner, right));
+            var better = Vector512.GreaterThan(candidate, best);
+            best = Vector512.ConditionalSelect(better, candidate, best);
+            at = Vector512.ConditionalSelect(better.AsInt32(), topLeft + Vector512.Create(right), at);
+            candidate = Vector512.LoadUnsafe(ref Unsafe.Add(ref corner, down));
+            better = Vector512.GreaterThan(candidate, best);
+            best = Vector512.ConditionalSelect(better, candidate, best);
+            at = Vector512.ConditionalSelect(better.AsInt32(), topLeft + Vector512.Create(down), at);
+            candidate = Vector512.LoadUnsafe(ref Unsafe.Add(ref corner, down + right));
+            better = Vector512.GreaterThan(candidate, best);
+            best = Vector512.ConditionalSelect(better, candidate, best);
+            at = Vector512.ConditionalSelect(better.AsInt32(), topLeft + Vector512.Create(down + right), at);
+            best.StoreUnsafe(ref Unsafe.Add(ref maximum, c));
+            at.StoreUnsafe(ref Unsafe.Add(ref winner, c));
+        }
+        return c;
     }
 
     private static void MaxBackwardSamples(ReadOnlySpan<float> outputGradient, ReadOnlySpan<int> winners, Span<float> inputGradient, in Window window, int batch, bool accumulate)

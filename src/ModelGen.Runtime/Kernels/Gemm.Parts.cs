@@ -97,7 +97,7 @@ public static partial class Gemm
     }
 
     /// <summary>
-    /// Cuts a product into parts that this thread and the helper claim from one counter until none remain, so a late or
+    /// Cuts a product into parts that this thread and the helper claim from opposite ends until none remain, so a late or
     /// slow helper costs at most one part, and a busy one none: this thread then runs every part itself. The parts depend
     /// only on the shape, so the result is the same bit for bit however many threads took part. A wide product is cut into
     /// slices of columns, each with its own slice of B to pack (a dense layer's batch of 128 rows against 256 or 784
@@ -127,9 +127,9 @@ public static partial class Gemm
     }
 
     /// <summary>
-    /// Blocks of rows claimed from one counter, by both cores when <paramref name="shared"/> (at least eight blocks, so a
-    /// late helper still gets some), else by this thread alone, a cache block at a time, so produced rows are multiplied
-    /// while they are still in L2.
+    /// Blocks of rows claimed from both ends, by both cores when <paramref name="shared"/> (at least eight blocks, so a late
+    /// helper still gets some), else by this thread alone, a cache block at a time, so produced rows are multiplied while
+    /// they are still in L2. The blocks depend only on the shape, never on how many threads took part.
     /// </summary>
     private static unsafe void RunInRowBlocks<TLanes, TVector>(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, in Epilogue epilogue,
         RowProducer rows, bool shared)

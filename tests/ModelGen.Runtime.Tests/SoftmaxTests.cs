@@ -36,7 +36,7 @@ public class SoftmaxTests
         foreach (int columns in RowLengths)
         {
             const int rows = 5;
-            var logits = Enumerable.Range(0, rows * columns).Select(_ => (float)(random.NextDouble() * 20 - 10)).ToArray();
+            var logits = Spread(random, rows * columns, 20);
             var probabilities = new float[logits.Length];
             Activations.Forward(Activation.Softmax, logits, probabilities, rows, columns);
             var inPlace = (float[])logits.Clone();
@@ -77,11 +77,11 @@ public class SoftmaxTests
         var random = new Random(4);
         foreach (int columns in RowLengths)
         {
-            var row = Enumerable.Range(0, columns).Select(_ => (float)(random.NextDouble() * 8 - 4)).ToArray();
+            var row = Spread(random, columns, 8);
             var alone = new float[columns];
             Activations.Forward(Activation.Softmax, row, alone, 1, columns);
             // The same row as the 4th of 7 in a batch of other rows, computed in place.
-            var batch = Enumerable.Range(0, 7 * columns).Select(_ => (float)(random.NextDouble() * 8 - 4)).ToArray();
+            var batch = Spread(random, 7 * columns, 8);
             row.CopyTo(batch, 3 * columns);
             Activations.Forward(Activation.Softmax, batch, 7, columns);
             Assert.Equal(alone, batch.Skip(3 * columns).Take(columns));
@@ -96,9 +96,9 @@ public class SoftmaxTests
         foreach (int columns in RowLengths)
         {
             const int rows = 4;
-            var y = Enumerable.Range(0, rows * columns).Select(_ => (float)(random.NextDouble() * 4 - 2)).ToArray();
+            var y = Spread(random, rows * columns, 4);
             Activations.Forward(Activation.Softmax, y, rows, columns);
-            var dy = Enumerable.Range(0, rows * columns).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+            var dy = Spread(random, rows * columns, 2);
             var dx = (float[])dy.Clone();
             Activations.Backward(Activation.Softmax, y, dx, rows, columns);
             for (int row = 0; row < rows; row++)
@@ -113,6 +113,10 @@ public class SoftmaxTests
             }
         }
     }
+
+    /// <summary><paramref name="count"/> values spread evenly over [-width / 2, width / 2).</summary>
+    private static float[] Spread(Random random, int count, double width) =>
+        Enumerable.Range(0, count).Select(_ => (float)(random.NextDouble() * width - width / 2)).ToArray();
 
     private static float[] VectorExp(SimdPath path, float[] x)
     {

@@ -56,14 +56,18 @@ public static partial class Convolution
     /// <summary>Fills <paramref name="patches"/> (batch·positions rows of PatchSize) from <paramref name="input"/> (batch, H, W, C).</summary>
     public static unsafe void Im2Col(ReadOnlySpan<float> input, Span<float> patches, in Window window, int batch)
     {
-        int imageFloats = window.Height * window.Width * window.Channels, patchFloats = window.Positions * window.PatchSize;
-        Require(input.Length >= batch * imageFloats && patches.Length >= batch * patchFloats, "im2col", window, batch);
+        RequirePatches(input, patches, window, batch, "im2col");
         fixed (float* x = input, p = patches)
         {
             var work = new PatchRows(x, p, window, batch);
-            Helper.ForRanges(ref work, batch, imageFloats + patchFloats);
+            Helper.ForRanges(ref work, batch, window.Height * window.Width * window.Channels + window.Positions * window.PatchSize);
         }
     }
+
+    /// <summary>Checks that <paramref name="input"/> holds the batch's images and <paramref name="patches"/> room for their patch rows.</summary>
+    private static void RequirePatches(ReadOnlySpan<float> input, Span<float> patches, in Window window, int batch, string kernel) =>
+        Require(input.Length >= batch * window.Height * window.Width * window.Channels && patches.Length >= batch * window.Positions * window.PatchSize,
+            kernel, window, batch);
 
     /// <summary>im2col over pointers, runnable a range of samples or of patch rows at a time on either thread.</summary>
     private readonly unsafe struct PatchRows(float* input, float* patches, Window window, int batch) : IRanges
@@ -95,8 +99,7 @@ public static partial class Convolution
     private static unsafe void ForwardThroughPatches(ReadOnlySpan<float> input, Span<float> patches, ReadOnlySpan<float> kernel, Span<float> output,
         in Window window, int filters, int batch, ReadOnlySpan<float> bias, bool relu)
     {
-        int imageFloats = window.Height * window.Width * window.Channels, patchFloats = window.Positions * window.PatchSize;
-        Require(input.Length >= batch * imageFloats && patches.Length >= batch * patchFloats, "Convolution", window, batch);
+        RequirePatches(input, patches, window, batch, "Convolution");
         fixed (float* x = input, p = patches)
         {
             var rows = new PatchRows(x, p, window, batch);

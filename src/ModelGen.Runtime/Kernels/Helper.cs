@@ -33,6 +33,7 @@ internal static unsafe class Helper
         public delegate*<void*, void> Job;
         public void* State;
         public Items Items;
+        /// <summary>TryShare's work, which the helper runs as worker 1.</summary>
         public delegate*<void*, int, void> Shared;
     }
 

@@ -128,8 +128,10 @@ public static class Pooling
     {
         int c = 0;
         var lanes = Vector512<int>.Indices;
+        Vector512<int> toRight = Vector512.Create(right), toBelow = Vector512.Create(down), toDiagonal = Vector512.Create(down + right);
         for (; c + Vector512<float>.Count <= right; c += Vector512<float>.Count)
         {
+            // Written out rather than through a helper taking the maximum by reference: that kept it in memory (3.1 -> 6.3 us).
             ref float corner = ref Unsafe.Add(ref pixels, first + c);
             var topLeft = Vector512.Create(first + c) + lanes;
             var best = Vector512.LoadUnsafe(ref corner);
@@ -137,15 +139,15 @@ public static class Pooling
             var candidate = Vector512.LoadUnsafe(ref Unsafe.Add(ref corner, right));
             var better = Vector512.GreaterThan(candidate, best);
             best = Vector512.ConditionalSelect(better, candidate, best);
-            at = Vector512.ConditionalSelect(better.AsInt32(), topLeft + Vector512.Create(right), at);
+            at = Vector512.ConditionalSelect(better.AsInt32(), topLeft + toRight, at);
             candidate = Vector512.LoadUnsafe(ref Unsafe.Add(ref corner, down));
             better = Vector512.GreaterThan(candidate, best);
             best = Vector512.ConditionalSelect(better, candidate, best);
-            at = Vector512.ConditionalSelect(better.AsInt32(), topLeft + Vector512.Create(down), at);
+            at = Vector512.ConditionalSelect(better.AsInt32(), topLeft + toBelow, at);
             candidate = Vector512.LoadUnsafe(ref Unsafe.Add(ref corner, down + right));
             better = Vector512.GreaterThan(candidate, best);
             best = Vector512.ConditionalSelect(better, candidate, best);
-            at = Vector512.ConditionalSelect(better.AsInt32(), topLeft + Vector512.Create(down + right), at);
+            at = Vector512.ConditionalSelect(better.AsInt32(), topLeft + toDiagonal, at);
             best.StoreUnsafe(ref Unsafe.Add(ref maximum, c));
             at.StoreUnsafe(ref Unsafe.Add(ref winner, c));
         }

@@ -78,26 +78,28 @@ public class ConvolutionTests
         for (int i = 0; i < image.Length; i++) Assert.True(Math.Abs(expected[i] - image[i]) <= 1e-5, $"pixel value {i}: expected {expected[i]}, got {image[i]}");
     }
 
-    public static TheoryData<int, int, int, int, int, int, bool, int, int> SmallWindows() => new()
+    public static TheoryData<int, int, int, int, int, int, bool, int, int, int> SmallWindows() => new()
     {
-        // height, width, channels, kernel height, kernel width, stride, same, dilation, filters
-        { 28, 28, 1, 3, 3, 1, false, 1, 32 },   // the CNN sample's first layer
-        { 7, 6, 1, 3, 3, 1, false, 1, 10 },     // rows of fewer than six pixels: all gathered
-        { 8, 9, 3, 3, 3, 2, true, 1, 40 },      // padding on every side, filters past two vectors
-        { 8, 8, 1, 3, 3, 2, true, 1, 1 },       // 'same' padding only at the bottom and right
-        { 13, 11, 3, 3, 3, 1, true, 2, 64 },    // dilated
-        { 10, 17, 2, 2, 3, 1, false, 1, 17 },
+        // height, width, channels, kernel height, kernel width, stride, same, dilation, filters, batch
+        { 28, 28, 1, 3, 3, 1, false, 1, 32, 2 },   // the CNN sample's first layer
+        { 28, 28, 1, 3, 3, 1, false, 1, 32, 1 },   // at batch 1: the image's output rows in two halves
+        { 28, 28, 1, 3, 3, 1, true, 1, 32, 3 },    // two parts that meet inside the second image
+        { 7, 6, 1, 3, 3, 1, false, 1, 10, 2 },     // rows of fewer than six pixels: all gathered
+        { 8, 9, 3, 3, 3, 2, true, 1, 40, 2 },      // padding on every side, filters past two vectors
+        { 8, 8, 1, 3, 3, 2, true, 1, 1, 2 },       // 'same' padding only at the bottom and right
+        { 13, 11, 3, 3, 3, 1, true, 2, 64, 2 },    // dilated
+        { 10, 17, 2, 2, 3, 1, false, 1, 17, 2 },
     };
 
     /// <summary>
     /// Small windows are convolved directly: each output must be exactly the chain of fused multiply-adds over its window in
     /// patch order (padding read as zero), plus bias, then ReLU — which is also what im2col + GEMM computes, so the result
-    /// equals that path bit for bit. With keepPatches the patches are filled as im2col fills them.
+    /// equals that path bit for bit, whichever rows the two cores took. With keepPatches the patches are filled as im2col
+    /// fills them.
     /// </summary>
     [Theory, MemberData(nameof(SmallWindows))]
-    public void Direct_convolution_is_the_exact_chain_and_equals_im2col_and_gemm(int height, int width, int channels, int kernelHeight, int kernelWidth, int stride, bool same, int dilation, int filters)
+    public void Direct_convolution_is_the_exact_chain_and_equals_im2col_and_gemm(int height, int width, int channels, int kernelHeight, int kernelWidth, int stride, bool same, int dilation, int filters, int batch)
     {
-        const int batch = 2;
         var window = new Window(height, width, channels, kernelHeight, kernelWidth, stride, stride, same, dilation);
         var image = Random(batch * height * width * channels, 3);
         var kernel = Random(window.PatchSize * filters, 4);
@@ -153,9 +155,9 @@ public class ConvolutionTests
     public static TheoryData<int, int, int, int, int, int, bool, int, int, int> LargeWindows() => new()
     {
         // height, width, channels, kernel height, kernel width, stride, same, dilation, filters, batch
-        { 13, 13, 32, 3, 3, 1, false, 1, 64, 1 },   // the CNN sample's second layer at batch 1: 121 rows, shared in blocks of 12
+        { 13, 13, 32, 3, 3, 1, false, 1, 64, 1 },   // the CNN sample's second layer at batch 1: two halves of 6 and 5 output rows
         { 13, 13, 32, 3, 3, 1, false, 1, 64, 3 },   // blocks that start mid-row and span samples
-        { 26, 26, 32, 3, 3, 1, true, 1, 64, 2 },    // 'same' padding, blocks of 96 rows
+        { 26, 26, 32, 3, 3, 1, true, 1, 64, 2 },    // 'same' padding, parts of 7 output rows
         { 9, 8, 8, 3, 3, 2, true, 1, 40, 5 },       // stride 2, padding on every side, filters past two vectors, not shared
         { 12, 11, 5, 3, 3, 1, true, 2, 17, 4 },     // dilated, odd channels and filters
         { 20, 20, 1, 7, 7, 1, false, 1, 8, 2 },     // kernel rows of a few floats: the copying fast path

@@ -6,13 +6,14 @@ namespace ModelGen.Runtime.Tests;
 public class PoolingTests
 {
     [Theory]
-    [InlineData(5, 6, 37, 2, 2, false)]
-    [InlineData(7, 7, 19, 3, 2, true)]
-    [InlineData(4, 4, 64, 2, 2, false)]
-    [InlineData(3, 5, 3, 2, 1, true)]
-    public void Max_pooling_takes_each_window_maximum_and_routes_the_gradient_to_it(int height, int width, int channels, int pool, int strides, bool same)
+    [InlineData(5, 6, 37, 2, 2, false, 2)]
+    [InlineData(7, 7, 19, 3, 2, true, 2)]
+    [InlineData(4, 4, 64, 2, 2, false, 2)]
+    [InlineData(3, 5, 3, 2, 1, true, 2)]
+    [InlineData(26, 26, 32, 2, 2, false, 1)]   // the CNN's first pool at batch 1: output rows in two halves
+    [InlineData(11, 11, 64, 2, 2, false, 3)]   // parts that begin and end inside an image
+    public void Max_pooling_takes_each_window_maximum_and_routes_the_gradient_to_it(int height, int width, int channels, int pool, int strides, bool same, int batch)
     {
-        const int batch = 2;
         var window = new Window(height, width, channels, pool, pool, strides, strides, same);
         var random = new Random(channels);
         // Distinct values, so each window has one maximum.

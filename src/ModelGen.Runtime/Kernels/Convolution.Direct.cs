@@ -37,36 +37,41 @@ public static partial class Convolution
         fixed (float* x = input, k = kernel, b = bias, y = output)
         {
             var work = new DirectRanges(x, k, bias.IsEmpty ? null : b, y, window, filters, relu);
-            Helper.ForRanges(ref work, batch, imageFloats + outputFloats);
+            Helper.ForRanges(ref work, batch * window.OutputHeight, (imageFloats + outputFloats) / window.OutputHeight, Helper.SpatialShareAbove);
         }
     }
 
+    /// <summary>The direct convolution over a range of output rows, counted over the whole batch.</summary>
     private readonly unsafe struct DirectRanges(float* input, float* kernel, float* bias, float* output, Window window, int filters, bool relu) : IRanges
     {
         public void Run(int first, int count)
         {
             int imageFloats = window.Height * window.Width * window.Channels, outputFloats = window.Positions * filters;
-            for (int sample = first; sample < first + count; sample++)
+            for (int row = first, end = first + count; row < end;)
             {
+                int sample = row / window.OutputHeight, top = row - sample * window.OutputHeight;
+                int bottom = Math.Min(window.OutputHeight, top + end - row);
                 float* image = input + (long)sample * imageFloats, pixels = output + (long)sample * outputFloats;
                 switch (Simd.Current)
                 {
-                    case SimdPath.Avx512: Direct<Lanes512, Vector512<float>>(image, kernel, bias, pixels, window, filters, relu); break;
-                    case SimdPath.Avx2: Direct<Lanes256, Vector256<float>>(image, kernel, bias, pixels, window, filters, relu); break;
-                    default: Direct<Lanes128, Vector128<float>>(image, kernel, bias, pixels, window, filters, relu); break;
+                    case SimdPath.Avx512: Direct<Lanes512, Vector512<float>>(image, kernel, bias, pixels, window, filters, relu, top, bottom); break;
+                    case SimdPath.Avx2: Direct<Lanes256, Vector256<float>>(image, kernel, bias, pixels, window, filters, relu, top, bottom); break;
+                    default: Direct<Lanes128, Vector128<float>>(image, kernel, bias, pixels, window, filters, relu, top, bottom); break;
                 }
+                row += bottom - top;
             }
         }
     }
 
     /// <summary>
-    /// One sample, six output pixels of a row at a time. Windows wholly inside the image are read in place (each patch
-    /// value at a fixed offset from the window's corner); the others (and rows of fewer than six pixels) are first gathered
-    /// into a small zero-padded buffer, so a pass always reads six windows and never outside the image.
+    /// Output rows [<paramref name="top"/>, <paramref name="bottom"/>) of one sample, six pixels of a row at a time. Windows
+    /// wholly inside the image are read in place (each patch value at a fixed offset from the window's corner); the others
+    /// (and rows of fewer than six pixels) are first gathered into a small zero-padded buffer, so a pass always reads six
+    /// windows and never outside the image.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void Direct<TLanes, TVector>(float* image, float* kernel, float* bias, float* output, in Window window, int filters, bool relu)
-        where TLanes : struct, ILanes<TVector> where TVector : struct
+    private static unsafe void Direct<TLanes, TVector>(float* image, float* kernel, float* bias, float* output, in Window window, int filters, bool relu,
+        int top, int bottom) where TLanes : struct, ILanes<TVector> where TVector : struct
     {
         int patch = window.PatchSize, channels = window.Channels, rowFloats = window.Width * channels;
         int spanHeight = (window.KernelHeight - 1) * window.Dilation + 1, spanWidth = (window.KernelWidth - 1) * window.Dilation + 1;
@@ -80,10 +85,10 @@ public static partial class Convolution
                     inBuffer[p] = p;
                 }
         float* gathered = stackalloc float[DirectPixels * patch];
-        for (int oy = 0; oy < window.OutputHeight; oy++)
+        for (int oy = top; oy < bottom; oy++)
         {
-            int top = oy * window.StrideHeight - window.PadTop;
-            bool rowInside = top >= 0 && top + spanHeight <= window.Height;
+            int windowTop = oy * window.StrideHeight - window.PadTop;
+            bool rowInside = windowTop >= 0 && windowTop + spanHeight <= window.Height;
             for (int next = 0; next < window.OutputWidth; next += DirectPixels)
             {
                 // A row's last pass ends at its last pixel, redoing a few of the pass before (the same chains, the same
@@ -97,13 +102,13 @@ public static partial class Convolution
                 int step;
                 if (inside)
                 {
-                    windows = image + top * rowFloats + left * channels;
+                    windows = image + windowTop * rowFloats + left * channels;
                     offsets = inPlace;
                     step = window.StrideWidth * channels;
                 }
                 else
                 {
-                    GatherWindows(image, gathered, window, top, left, count);
+                    GatherWindows(image, gathered, window, windowTop, left, count);
                     windows = gathered;
                     offsets = inBuffer;
                     step = patch;

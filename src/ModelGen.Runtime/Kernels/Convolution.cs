@@ -72,6 +72,8 @@ public static partial class Convolution
     /// <summary>im2col over pointers, runnable a range of samples or of patch rows at a time on either thread.</summary>
     private readonly unsafe struct PatchRows(float* input, float* patches, Window window, int batch) : IRanges
     {
+        public float* Patches => patches;
+
         /// <summary>Samples [first, first + count).</summary>
         public void Run(int first, int count) => Fill(first * window.Positions, count * window.Positions);
 
@@ -88,23 +90,52 @@ public static partial class Convolution
             var gather = new Gather(images, rows);
             Walk(window, first, count, ref gather);
         }
-
-        public static void Produce(void* state, int first, int count) => ((PatchRows*)state)->Fill(first, count);
     }
 
     /// <summary>
     /// Conv2D through im2col + GEMM, the patch rows built block by block by the thread that multiplies them, in its own
-    /// cache, and so by both cores at once.
+    /// cache. A small batch is split by output rows like the direct convolution and pooling (each core a half, a product of
+    /// its own); a larger one in parts, each shared by both cores block by block.
     /// </summary>
     private static unsafe void ForwardThroughPatches(ReadOnlySpan<float> input, Span<float> patches, ReadOnlySpan<float> kernel, Span<float> output,
         in Window window, int filters, int batch, ReadOnlySpan<float> bias, bool relu)
     {
         RequirePatches(input, patches, window, batch, "Convolution");
-        fixed (float* x = input, p = patches)
+        Require(kernel.Length >= window.PatchSize * filters && output.Length >= batch * window.Positions * filters && (bias.IsEmpty || bias.Length >= filters),
+            "Convolution", window, batch);
+        fixed (float* x = input, p = patches, k = kernel, b = bias, y = output)
         {
-            var rows = new PatchRows(x, p, window, batch);
-            Gemm.MultiplyProducedRows(patches, kernel, output, batch * window.Positions, window.PatchSize, filters,
-                new Gemm.RowProducer(&PatchRows.Produce, &rows), bias, relu);
+            var work = new PatchProduct(new PatchRows(x, p, window, batch), k, bias.IsEmpty ? null : b, y, window, filters, relu);
+            int rowFloats = window.OutputWidth * (window.PatchSize + filters) + window.Height * window.Width * window.Channels / window.OutputHeight;
+            Helper.ForRanges(ref work, batch * window.OutputHeight, rowFloats, Helper.SpatialShareAbove);
+        }
+    }
+
+    /// <summary>Output rows [first, first + count) over the batch: their patch rows produced and multiplied by the kernel.</summary>
+    private readonly unsafe struct PatchProduct(PatchRows rows, float* kernel, float* bias, float* output, Window window, int filters, bool relu) : IRanges
+    {
+        private readonly PatchRows rows = rows;
+
+        public void Run(int first, int count)
+        {
+            int firstPatch = first * window.OutputWidth, patchCount = count * window.OutputWidth, patch = window.PatchSize;
+            var from = new PatchRowsFrom(rows, firstPatch);
+            Gemm.MultiplyProducedRows(new Span<float>(rows.Patches + (long)firstPatch * patch, patchCount * patch), new ReadOnlySpan<float>(kernel, patch * filters),
+                new Span<float>(output + (long)firstPatch * filters, patchCount * filters), patchCount, patch, filters,
+                new Gemm.RowProducer(&PatchRowsFrom.Produce, &from), bias == null ? default : new ReadOnlySpan<float>(bias, filters), relu);
+        }
+    }
+
+    /// <summary>Patch rows counted from <c>offset</c>: a product over some of the rows writes its row 0 at patch row <c>offset</c>.</summary>
+    private readonly unsafe struct PatchRowsFrom(PatchRows rows, int offset)
+    {
+        private readonly PatchRows rows = rows;
+        private readonly int offset = offset;
+
+        public static void Produce(void* state, int first, int count)
+        {
+            var from = (PatchRowsFrom*)state;
+            from->rows.Fill(from->offset + first, count);
         }
     }
 

@@ -21,7 +21,7 @@ public static class Pooling
         fixed (int* w = winners)
         {
             var work = new MaxRanges(x, y, w, window, backward: false);
-            Helper.ForRanges(ref work, batch, imageFloats + 2 * outputFloats);
+            Helper.ForRanges(ref work, batch * window.OutputHeight, (imageFloats + 2 * outputFloats) / window.OutputHeight, Helper.SpatialShareAbove);
         }
     }
 
@@ -38,81 +38,85 @@ public static class Pooling
         }
     }
 
-    /// <summary>Max pooling over a range of samples: images at <c>image</c>, pooled values (or their gradients) at <c>pooled</c>.</summary>
+    /// <summary>
+    /// Max pooling over a range of output rows (forward) or of samples (backward), counted over the whole batch: images at
+    /// <c>image</c>, pooled values (or their gradients) at <c>pooled</c>.
+    /// </summary>
     private readonly unsafe struct MaxRanges(float* image, float* pooled, int* winners, Window window, bool backward, bool accumulate = false) : IRanges
     {
         public void Run(int first, int count)
         {
             int imageFloats = window.Height * window.Width * window.Channels, outputFloats = window.Positions * window.Channels;
-            var images = new Span<float>(image + (long)first * imageFloats, count * imageFloats);
-            var values = new Span<float>(pooled + (long)first * outputFloats, count * outputFloats);
-            var indices = new Span<int>(winners + (long)first * outputFloats, count * outputFloats);
+            int firstSample = backward ? first : first / window.OutputHeight;
+            int samples = backward ? count : (first + count - 1) / window.OutputHeight - firstSample + 1;
+            var images = new Span<float>(image + (long)firstSample * imageFloats, samples * imageFloats);
+            var values = new Span<float>(pooled + (long)firstSample * outputFloats, samples * outputFloats);
+            var indices = new Span<int>(winners + (long)firstSample * outputFloats, samples * outputFloats);
             if (backward) MaxBackwardSamples(values, indices, images, window, count, accumulate);
-            else MaxForwardSamples(images, values, indices, window, count);
+            else MaxForwardRows(images, values, indices, window, first - firstSample * window.OutputHeight, count);
         }
     }
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-    private static void MaxForwardSamples(ReadOnlySpan<float> input, Span<float> output, Span<int> winners, in Window window, int batch)
+    /// <summary>Output rows [<paramref name="firstRow"/>, + <paramref name="rows"/>), counted from the first sample of the spans.</summary>
+    private static void MaxForwardRows(ReadOnlySpan<float> input, Span<float> output, Span<int> winners, in Window window, int firstRow, int rows)
     {
         int height = window.Height, width = window.Width, channels = window.Channels;
         int outputHeight = window.OutputHeight, outputWidth = window.OutputWidth;
         int inputSize = height * width * channels, outputSize = window.Positions * channels;
-        for (int sample = 0; sample < batch; sample++)
+        for (int row = firstRow; row < firstRow + rows; row++)
         {
+            int sample = row / outputHeight, oy = row - sample * outputHeight;
             var image = input.Slice(sample * inputSize, inputSize);
-            for (int oy = 0; oy < outputHeight; oy++)
+            int y0 = Math.Max(oy * window.StrideHeight - window.PadTop, 0), y1 = Math.Min(oy * window.StrideHeight - window.PadTop + window.KernelHeight, height);
+            for (int ox = 0; ox < outputWidth; ox++)
             {
-                int y0 = Math.Max(oy * window.StrideHeight - window.PadTop, 0), y1 = Math.Min(oy * window.StrideHeight - window.PadTop + window.KernelHeight, height);
-                for (int ox = 0; ox < outputWidth; ox++)
+                int x0 = Math.Max(ox * window.StrideWidth - window.PadLeft, 0), x1 = Math.Min(ox * window.StrideWidth - window.PadLeft + window.KernelWidth, width);
+                int at = sample * outputSize + (oy * outputWidth + ox) * channels;
+                int first = (y0 * width + x0) * channels;
+                // A vector of channels at a time, its running maximum and winners kept in registers across the window (a
+                // select, not a branch: which pixel wins is data, and mispredicts); the channels past the last whole vector after.
+                // Reads by reference: the window's pixels lie inside the image (y0..y1, x0..x1 are clamped to it) and the
+                // outputs inside this sample's, so the per-pixel slice checks were pure cost.
+                int c = 0;
+                ref float pixels = ref MemoryMarshal.GetReference(image);
+                if (Vector512.IsHardwareAccelerated && y1 - y0 == 2 && x1 - x0 == 2)
                 {
-                    int x0 = Math.Max(ox * window.StrideWidth - window.PadLeft, 0), x1 = Math.Min(ox * window.StrideWidth - window.PadLeft + window.KernelWidth, width);
-                    int at = sample * outputSize + (oy * outputWidth + ox) * channels;
-                    int first = (y0 * width + x0) * channels;
-                    // A vector of channels at a time, its running maximum and winners kept in registers across the window (a
-                    // select, not a branch: which pixel wins is data, and mispredicts); the channels past the last whole vector after.
-                    // Reads by reference: the window's pixels lie inside the image (y0..y1, x0..x1 are clamped to it) and the
-                    // outputs inside this sample's, so the per-pixel slice checks were pure cost.
-                    int c = 0;
-                    ref float pixels = ref MemoryMarshal.GetReference(image);
-                    if (Vector512.IsHardwareAccelerated && y1 - y0 == 2 && x1 - x0 == 2)
+                    c = MaxOfTwoByTwo(ref pixels, first, width * channels, channels,
+                        ref Unsafe.Add(ref MemoryMarshal.GetReference(output), at), ref Unsafe.Add(ref MemoryMarshal.GetReference(winners), at));
+                }
+                for (; c + Vector<float>.Count <= channels; c += Vector<float>.Count)
+                {
+                    var best = Vector.LoadUnsafe(ref Unsafe.Add(ref pixels, first + c));
+                    var winner = new Vector<int>(first + c) + Lanes;
+                    for (int y = y0; y < y1; y++)
                     {
-                        c = MaxOfTwoByTwo(ref pixels, first, width * channels, channels,
-                            ref Unsafe.Add(ref MemoryMarshal.GetReference(output), at), ref Unsafe.Add(ref MemoryMarshal.GetReference(winners), at));
-                    }
-                    for (; c + Vector<float>.Count <= channels; c += Vector<float>.Count)
-                    {
-                        var best = Vector.LoadUnsafe(ref Unsafe.Add(ref pixels, first + c));
-                        var winner = new Vector<int>(first + c) + Lanes;
-                        for (int y = y0; y < y1; y++)
+                        for (int x = y == y0 ? x0 + 1 : x0; x < x1; x++)
                         {
-                            for (int x = y == y0 ? x0 + 1 : x0; x < x1; x++)
-                            {
-                                int pixel = (y * width + x) * channels + c;
-                                var candidate = Vector.LoadUnsafe(ref Unsafe.Add(ref pixels, pixel));
-                                var better = Vector.GreaterThan(candidate, best);
-                                best = Vector.ConditionalSelect(better, candidate, best);
-                                winner = Vector.ConditionalSelect(better, new Vector<int>(pixel) + Lanes, winner);
-                            }
+                            int pixel = (y * width + x) * channels + c;
+                            var candidate = Vector.LoadUnsafe(ref Unsafe.Add(ref pixels, pixel));
+                            var better = Vector.GreaterThan(candidate, best);
+                            best = Vector.ConditionalSelect(better, candidate, best);
+                            winner = Vector.ConditionalSelect(better, new Vector<int>(pixel) + Lanes, winner);
                         }
-                        Vector.StoreUnsafe(best, ref Unsafe.Add(ref MemoryMarshal.GetReference(output), at + c));
-                        Vector.StoreUnsafe(winner, ref Unsafe.Add(ref MemoryMarshal.GetReference(winners), at + c));
                     }
-                    for (; c < channels; c++)
+                    Vector.StoreUnsafe(best, ref Unsafe.Add(ref MemoryMarshal.GetReference(output), at + c));
+                    Vector.StoreUnsafe(winner, ref Unsafe.Add(ref MemoryMarshal.GetReference(winners), at + c));
+                }
+                for (; c < channels; c++)
+                {
+                    float best = image[first + c];
+                    int winner = first + c;
+                    for (int y = y0; y < y1; y++)
                     {
-                        float best = image[first + c];
-                        int winner = first + c;
-                        for (int y = y0; y < y1; y++)
+                        for (int x = y == y0 ? x0 + 1 : x0; x < x1; x++)
                         {
-                            for (int x = y == y0 ? x0 + 1 : x0; x < x1; x++)
-                            {
-                                int pixel = (y * width + x) * channels + c;
-                                if (image[pixel] > best) { best = image[pixel]; winner = pixel; }
-                            }
+                            int pixel = (y * width + x) * channels + c;
+                            if (image[pixel] > best) { best = image[pixel]; winner = pixel; }
                         }
-                        output[at + c] = best;
-                        winners[at + c] = winner;
                     }
+                    output[at + c] = best;
+                    winners[at + c] = winner;
                 }
             }
         }

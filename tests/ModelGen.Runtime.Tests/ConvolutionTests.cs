@@ -162,13 +162,16 @@ public class ConvolutionTests
         { 12, 11, 5, 3, 3, 1, true, 2, 17, 4 },     // dilated, odd channels and filters
         { 20, 20, 1, 7, 7, 1, false, 1, 8, 2 },     // kernel rows of a few floats: the copying fast path
         { 3, 3, 8, 3, 3, 1, false, 1, 16, 2 },      // one position a sample: two rows, streamed after im2col
+        { 13, 13, 32, 3, 3, 2, true, 1, 128, 3 },   // inference directly on AVX-512: padded windows gathered, two passes of 64 filters
+        { 6, 6, 64, 3, 3, 1, true, 1, 64, 2 },      // 576 deep: more than one depth block of the GEMM
     };
 
     /// <summary>
-    /// Windows of more than a few floats go through im2col + GEMM, the patch rows built block by block by whichever thread
-    /// multiplies them. The result must not depend on how many threads took part (bit for bit), must be the window's chain
-    /// within rounding (a product deeper than one depth block sums the blocks' partial sums, so it is not the chain bit for
-    /// bit), and with keepPatches the patches must be what im2col writes.
+    /// Windows of more than a few floats go through im2col + GEMM when training, the patch rows built block by block by
+    /// whichever thread multiplies them. The result must not depend on how many threads took part (bit for bit), must be
+    /// the window's chain (bit for bit up to two of the GEMM's depth blocks, 512 steps; deeper, the blocks' partial sums are
+    /// added, so within rounding), and the patches must be what im2col writes. Inference (no patches kept) may convolve
+    /// directly: then it is the chain bit for bit at any depth; either way it computes what training computes up to 512 deep.
     /// </summary>
     [Theory, MemberData(nameof(LargeWindows))]
     public void Convolution_through_patches_is_the_chain_on_any_thread_count(int height, int width, int channels, int kernelHeight, int kernelWidth, int stride, bool same, int dilation, int filters, int batch)
@@ -181,9 +184,11 @@ public class ConvolutionTests
         var chain = Chain(image, kernel, bias, window, filters, batch);
         var patchesByIm2Col = new float[batch * window.Positions * window.PatchSize];
         Convolution.Im2Col(image, patchesByIm2Col, window, batch);
+        bool oneDepthBlock = window.PatchSize <= 512;
         foreach (var path in Enum.GetValues<SimdPath>().Where(Simd.IsSupported))
         {
             using var _ = KernelSettings.OnSimd(path);
+            bool directAtInference = path == SimdPath.Avx512 && filters % 64 == 0 && window.PatchSize <= 1152;
             float[]? oneThread = null;
             foreach (int threads in new[] { 1, 2 })
             {
@@ -191,18 +196,26 @@ public class ConvolutionTests
                 Array.Fill(output, -3f);
                 var patches = new float[patchesByIm2Col.Length];
                 KernelSettings.OnThreads(threads, () => Convolution.Forward(image, patches, kernel, output, window, filters, batch, bias, relu: true, keepPatches: true));
+                var inference = new float[chain.Length + 20];
+                Array.Fill(inference, -3f);
+                KernelSettings.OnThreads(threads, () => Convolution.Forward(image, new float[patches.Length], kernel, inference, window, filters, batch, bias, relu: true, keepPatches: false));
                 for (int i = 0; i < chain.Length; i++)
                 {
-                    Assert.True(Math.Abs(chain[i] - output[i]) <= 1e-6f * (window.PatchSize + 1), $"{path}, {threads} threads: output {i} is {output[i]}, the chain gives {chain[i]}");
-                    if (oneThread is not null)
-                        Assert.True(BitConverter.SingleToInt32Bits(oneThread[i]) == BitConverter.SingleToInt32Bits(output[i]), $"{path}: output {i} is {output[i]} on two threads, {oneThread[i]} on one");
+                    if (oneDepthBlock) AssertSameBits(chain[i], output[i], $"{path}, {threads} threads: output {i} against the chain");
+                    else Assert.True(Math.Abs(chain[i] - output[i]) <= 1e-6f * (window.PatchSize + 1), $"{path}, {threads} threads: output {i} is {output[i]}, the chain gives {chain[i]}");
+                    AssertSameBits(directAtInference ? chain[i] : output[i], inference[i], $"{path}, {threads} threads: inference output {i}");
+                    if (oneThread is not null) AssertSameBits(oneThread[i], output[i], $"{path}: output {i} on two threads against one");
                 }
                 Assert.All(output.Skip(chain.Length), v => Assert.Equal(-3f, v));
+                Assert.All(inference.Skip(chain.Length), v => Assert.Equal(-3f, v));
                 Assert.Equal(patchesByIm2Col, patches);
                 oneThread = output;
             }
         }
     }
+
+    private static void AssertSameBits(float expected, float actual, string what) =>
+        Assert.True(BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(actual), $"{what}: expected {expected}, got {actual}");
 
     private static float[] Random(int length, int seed)
     {

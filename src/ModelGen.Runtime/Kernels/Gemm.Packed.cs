@@ -67,7 +67,9 @@ public static partial class Gemm
         // 7744 x 288 patches against 64 filters), so whole tiles read A where it lies. Packing a transposed A is a gather and
         // costs more, so it streams up to twice as wide.
         bool streamA = Math.Min(n, ColumnBlock) <= (a.RowStride == 1 ? 2 : 1) * StreamingColumnTiles * tileColumns;
-        int depthBlock = streamA ? StreamingDepthBlock : DepthBlock;
+        // A row-major A up to twice that deep is one block, so each output is its exact chain of multiply-adds: a convolution
+        // through patches (3x3 over 32 channels: 288) then computes what the direct kernel computes for inference.
+        int depthBlock = !streamA ? DepthBlock : a.ColumnStride == 1 && k <= 2 * StreamingDepthBlock ? k : StreamingDepthBlock;
         // With A packed and 32 vector registers, tiles of twelve rows: half the B traffic per multiply-add of six-row tiles.
         bool tall = !streamA && !narrow && TLanes.Count == 16;
         int panelRows = tall ? TallRows : RowsPerTile;

@@ -28,7 +28,7 @@ public static partial class Convolution
         window.PatchSize <= DirectPatch ||
         !keepPatches && window.PatchSize <= DeepDirectPatch && Simd.Current == SimdPath.Avx512 && filters % (4 * Vector512<float>.Count) == 0;
 
-    /// <summary>Output pixels whose sums one pass keeps in registers, per two vectors of filters.</summary>
+    /// <summary>Output pixels whose sums one pass keeps in registers, for two vectors of filters or four.</summary>
     private const int DirectPixels = 6;
 
     /// <summary>

@@ -51,7 +51,7 @@ public static partial class Convolution
         fixed (float* x = input, k = kernel, b = bias, y = output)
         {
             var work = new DirectRanges(x, k, bias.IsEmpty ? null : b, y, window, filters, relu);
-            Helper.ForRanges(ref work, batch * window.OutputHeight, (imageFloats + outputFloats) / window.OutputHeight, Helper.SpatialShareAbove);
+            ForOutputRows(ref work, window, batch, imageFloats + outputFloats);
         }
     }
 
@@ -244,6 +244,8 @@ public static partial class Convolution
             TVector x5 = TLanes.Broadcast(x[s5]);
             a5 = TLanes.MultiplyAdd(x5, w0, a5); b5 = TLanes.MultiplyAdd(x5, w1, b5); c5 = TLanes.MultiplyAdd(x5, w2, c5); d5 = TLanes.MultiplyAdd(x5, w3, d5);
         }
+        // The bias loaded here, not through a factory taking its pointer: that made the JIT keep the 24 sums in memory (the
+        // CNN's second layer 23 -> 84 us).
         bool hasBias = bias is not null;
         var low = new PixelStore<TLanes, TVector>(true, hasBias ? TLanes.Load(ref *bias) : TLanes.Zero, hasBias ? TLanes.Load(ref bias[width]) : TLanes.Zero,
             hasBias, relu, width, width);

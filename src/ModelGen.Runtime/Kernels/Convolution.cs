@@ -48,8 +48,8 @@ public readonly record struct Window
 /// Conv2D as im2col + GEMM: each output position's input window is copied into a row of a patch matrix
 /// (positions x kh·kw·cin, zeros where the window hangs over the padding), so the convolution is one product with
 /// the Keras-layout kernel (kh, kw, cin, cout) and the result is already NHWC; windows of a few floats, and deeper ones
-/// at inference, are convolved directly instead (Convolution.Direct.cs), with the same arithmetic. The backward pass sums patch gradients back onto
-/// the pixels they came from (col2im).
+/// at inference, are convolved directly instead (Convolution.Direct.cs), with the same arithmetic. The backward pass sums
+/// patch gradients back onto the pixels they came from (col2im).
 /// </summary>
 public static partial class Convolution
 {
@@ -106,10 +106,17 @@ public static partial class Convolution
         fixed (float* x = input, p = patches, k = kernel, b = bias, y = output)
         {
             var work = new PatchProduct(new PatchRows(x, p, window, batch), k, bias.IsEmpty ? null : b, y, window, filters, relu);
-            int rowFloats = window.OutputWidth * (window.PatchSize + filters) + window.Height * window.Width * window.Channels / window.OutputHeight;
-            Helper.ForRanges(ref work, batch * window.OutputHeight, rowFloats, Helper.SpatialShareAbove);
+            ForOutputRows(ref work, window, batch, window.Positions * (window.PatchSize + filters) + window.Height * window.Width * window.Channels);
         }
     }
+
+    /// <summary>
+    /// A spatial kernel's work over the output rows of the whole batch, <paramref name="floatsPerSample"/> touched per image:
+    /// above <see cref="Helper.SpatialShareAbove"/> even one image's rows are split between the cores, where the layers
+    /// before and after split theirs.
+    /// </summary>
+    internal static void ForOutputRows<TWork>(ref TWork work, in Window window, int batch, long floatsPerSample) where TWork : unmanaged, IRanges =>
+        Helper.ForRanges(ref work, batch * window.OutputHeight, floatsPerSample / window.OutputHeight, Helper.SpatialShareAbove);
 
     /// <summary>Output rows [first, first + count) over the batch: their patch rows produced and multiplied by the kernel.</summary>
     private readonly unsafe struct PatchProduct(PatchRows rows, float* kernel, float* bias, float* output, Window window, int filters, bool relu) : IRanges

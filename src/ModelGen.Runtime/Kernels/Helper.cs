@@ -242,9 +242,10 @@ internal static unsafe class Helper
 
     /// <summary>
     /// The work above which the spatial kernels (convolution, directly or through patches, and max pooling) split even one
-    /// image between the cores, by output rows: 32 KB, a few microseconds. Both halves fall where the layer before split its rows (the caller takes
-    /// the top, the helper the bottom), so each core reads mostly the rows it wrote. The 28x28 CNN's predict at batch 1 went
-    /// from 55 to 48 us, most of it cache lines that no longer cross between the cores (the pools ran on one core before).
+    /// image between the cores, by output rows: 32 KB, a few microseconds. Both halves fall where the layer before split its
+    /// rows (the caller takes the top, the helper the bottom), so each core reads mostly the rows it wrote. The 28x28 CNN's
+    /// predict at batch 1 went from 55 to 48 us, most of it cache lines that no longer cross between the cores (the pools
+    /// ran on one core before).
     /// </summary>
     public const long SpatialShareAbove = 8 * 1024;
 

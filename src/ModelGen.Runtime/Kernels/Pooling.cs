@@ -21,7 +21,7 @@ public static class Pooling
         fixed (int* w = winners)
         {
             var work = new MaxRanges(x, y, w, window, backward: false);
-            Helper.ForRanges(ref work, batch * window.OutputHeight, (imageFloats + 2 * outputFloats) / window.OutputHeight, Helper.SpatialShareAbove);
+            Convolution.ForOutputRows(ref work, window, batch, imageFloats + 2 * outputFloats);
         }
     }
 
@@ -57,8 +57,8 @@ public static class Pooling
         }
     }
 
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     /// <summary>Output rows [<paramref name="firstRow"/>, + <paramref name="rows"/>), counted from the first sample of the spans.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     private static void MaxForwardRows(ReadOnlySpan<float> input, Span<float> output, Span<int> winners, in Window window, int firstRow, int rows)
     {
         int height = window.Height, width = window.Width, channels = window.Channels;

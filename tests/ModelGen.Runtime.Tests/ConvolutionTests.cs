@@ -163,15 +163,16 @@ public class ConvolutionTests
         { 20, 20, 1, 7, 7, 1, false, 1, 8, 2 },     // kernel rows of a few floats: the copying fast path
         { 3, 3, 8, 3, 3, 1, false, 1, 16, 2 },      // one position a sample: two rows, streamed after im2col
         { 13, 13, 32, 3, 3, 2, true, 1, 128, 3 },   // inference directly on AVX-512: padded windows gathered, two passes of 64 filters
-        { 6, 6, 64, 3, 3, 1, true, 1, 64, 2 },      // 576 deep: more than one depth block of the GEMM
+        { 6, 6, 64, 3, 3, 1, true, 1, 64, 2 },      // 576 deep: one depth block of the GEMM
+        { 5, 5, 128, 3, 3, 1, true, 1, 64, 2 },     // 1152 deep: two depth blocks for training, direct at inference
     };
 
     /// <summary>
     /// Windows of more than a few floats go through im2col + GEMM when training, the patch rows built block by block by
     /// whichever thread multiplies them. The result must not depend on how many threads took part (bit for bit), must be
-    /// the window's chain (bit for bit up to two of the GEMM's depth blocks, 512 steps; deeper, the blocks' partial sums are
+    /// the window's chain (bit for bit up to one of the GEMM's depth blocks, 1024 steps; deeper, the blocks' partial sums are
     /// added, so within rounding), and the patches must be what im2col writes. Inference (no patches kept) may convolve
-    /// directly: then it is the chain bit for bit at any depth; either way it computes what training computes up to 512 deep.
+    /// directly: then it is the chain bit for bit at any depth; either way it computes what training computes up to 1024 deep.
     /// </summary>
     [Theory, MemberData(nameof(LargeWindows))]
     public void Convolution_through_patches_is_the_chain_on_any_thread_count(int height, int width, int channels, int kernelHeight, int kernelWidth, int stride, bool same, int dilation, int filters, int batch)
@@ -184,7 +185,7 @@ public class ConvolutionTests
         var chain = Chain(image, kernel, bias, window, filters, batch);
         var patchesByIm2Col = new float[batch * window.Positions * window.PatchSize];
         Convolution.Im2Col(image, patchesByIm2Col, window, batch);
-        bool oneDepthBlock = window.PatchSize <= 512;
+        bool oneDepthBlock = window.PatchSize <= 1024;
         foreach (var path in Enum.GetValues<SimdPath>().Where(Simd.IsSupported))
         {
             using var _ = KernelSettings.OnSimd(path);

@@ -110,9 +110,7 @@ public static partial class Gemm
         int tileColumns = 2 * TLanes.Count;
         int tilesWide = (n + tileColumns - 1) / tileColumns;
         int tilesTall = (m + RowsPerTile - 1) / RowsPerTile;
-        // Up to six row tiles per column tile, slices of columns: in blocks of rows both cores pack all of B (on AVX-512, 2 cores:
-        // 128x256x128 43.4 -> 41.7 us by columns; at 256 rows even, 79 / 80 us; at 512 rows by rows, 147 / 154 us).
-        bool byColumns = tilesWide >= 4 && tilesWide * 6 >= tilesTall;
+        bool byColumns = tilesWide >= 4 && tilesWide * 4 >= tilesTall;
         // Slices of columns as wide as A can still be streamed for: wider slices re-read A fewer times (128x784x256 on two
         // cores: 330 us in slices of one tile, 293 in two, 273 in four).
         if (!byColumns)

@@ -338,6 +338,8 @@ public static partial class Gemm
         where TLanes : struct, ILanes<TVector> where TVector : struct where TRows : struct, IRowsOfA
     {
         int width = TLanes.Count;
+        // The rows are spelled out with their offsets computed once: folded into a six-row helper taking one stride, the
+        // in-place layouts recomputed three of the offsets on every depth step.
         nint r1 = layout.Row, r2 = 2 * r1, r3 = 3 * r1, r4 = 4 * r1, r5 = 5 * r1, r6 = 6 * r1, step = layout.Step, bStride = bStep;
         TVector c00 = TLanes.Zero, c01 = TLanes.Zero, c10 = TLanes.Zero, c11 = TLanes.Zero, c20 = TLanes.Zero, c21 = TLanes.Zero;
         TVector c30 = TLanes.Zero, c31 = TLanes.Zero, c40 = TLanes.Zero, c41 = TLanes.Zero, c50 = TLanes.Zero, c51 = TLanes.Zero;

@@ -90,23 +90,12 @@ public static partial class Gemm
         var bPanel = bInPlace ? default : AlignedBuffer.Ensure(ref packedB, k * paddedColumns);
         Span<float> spill = stackalloc float[TallRows * 32];
 
-        int offset = 0;
-        for (int jc = 0; jc < n; jc += ColumnBlock)
-        {
-            int nc = Math.Min(ColumnBlock, n - jc);
-            for (int pc = 0; pc < k; pc += depthBlock)
-            {
-                int kc = Math.Min(depthBlock, k - pc);
-                if (!bInPlace) PackB<TLanes, TVector>(b, pc, kc, jc, nc, tileColumns, bPanel.Slice(offset));
-                offset += kc * ((nc + tileColumns - 1) / tileColumns * tileColumns);
-            }
-        }
-
+        bool bPacked = bInPlace;
         int single = 0;
         while (claim.Next(ref single, out int firstRow, out int blockRows))
         {
             rows.Produce(firstRow, blockRows);
-            offset = 0;
+            int offset = 0;
             for (int jc = 0; jc < n; jc += ColumnBlock)
             {
                 int nc = Math.Min(ColumnBlock, n - jc);
@@ -121,13 +110,30 @@ public static partial class Gemm
                         int mc = Math.Min(RowBlock, firstRow + blockRows - ic);
                         int wholeRows = streamA ? mc / RowsPerTile * RowsPerTile : 0;
                         if (wholeRows < mc) PackA(a, ic + wholeRows, mc - wholeRows, pc, kc, panelRows, aPanel);
+                        // B is packed by this thread's first rows. With A read in place (a batch against a layer's weights),
+                        // each whole tile of a row-major B is packed by the first micro-kernel that reads it, as it reads it
+                        // (the MLP's 128x784x256 on two cores: packing ahead cost 24 of 231 us). With A packed, many row tiles
+                        // share each tile of B, and B is packed ahead, its rows read in order (read by a tile, B's rows are a
+                        // row apart, at 2048 columns a page each: 2048^3 on one core 125 -> 121.5 GFLOP/s).
+                        bool packsB = !bPacked && ic == firstRow;
+                        if (packsB && !streamA)
+                        {
+                            PackB<TLanes, TVector>(b, pc, kc, jc, nc, tileColumns, bBlock);
+                            packsB = false;
+                        }
                         for (int jr = 0; jr < nc; jr += tileColumns)
                         {
-                            ref float bTile = ref bInPlace
-                                ? ref Unsafe.Add(ref MemoryMarshal.GetReference(b.Data), pc * b.RowStride + jc + jr)
-                                : ref bBlock[jr * kc];
+                            ref float bSource = ref Unsafe.Add(ref MemoryMarshal.GetReference(b.Data), pc * b.RowStride + (jc + jr) * b.ColumnStride);
+                            ref float bTile = ref bInPlace ? ref bSource : ref bBlock[jr * kc];
                             int columns = Math.Min(tileColumns, nc - jr);
-                            for (int ir = 0, tileRows; ir < mc; ir += tileRows)
+                            // Any other tile (a transposed B, the last partial tile, a narrow product's) is packed here.
+                            bool packs = packsB;
+                            if (packs && (narrow || b.ColumnStride != 1 || columns < tileColumns))
+                            {
+                                PackB<TLanes, TVector>(b, pc, kc, jc + jr, columns, tileColumns, bBlock.Slice(jr * kc));
+                                packs = false;
+                            }
+                            for (int ir = 0, tileRows; ir < mc; ir += tileRows, packs = false)
                             {
                                 // Rows read where A lies come first (twelve at a time on AVX-512), the packed rest after them.
                                 tileRows = Math.Min(panelRows, mc - ir);
@@ -137,28 +143,34 @@ public static partial class Gemm
                                     if (TLanes.Count == 16 && ir + TallRows <= wholeRows)
                                     {
                                         tileRows = TallRows;
-                                        Tile<TLanes, TVector, TallRowsInPlace>(narrow, ref rowsOfA, new(a.RowStride, a.ColumnStride), ref bTile, bStep, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
+                                        Tile<TLanes, TVector, TallRowsInPlace>(narrow, ref rowsOfA, new(a.RowStride, a.ColumnStride), ref bTile, bStep, packs, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
                                     }
-                                    else Tile<TLanes, TVector, RowsInPlace>(narrow, ref rowsOfA, new(a.RowStride, a.ColumnStride), ref bTile, bStep, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
+                                    else Tile<TLanes, TVector, RowsInPlace>(narrow, ref rowsOfA, new(a.RowStride, a.ColumnStride), ref bTile, bStep, packs, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
                                 }
-                                else if (tall) Tile<TLanes, TVector, TallPackedRows>(narrow, ref aPanel[ir * kc], default, ref bTile, bStep, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
-                                else Tile<TLanes, TVector, PackedRows>(narrow, ref aPanel[(ir - wholeRows) * kc], default, ref bTile, bStep, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
+                                else if (tall) Tile<TLanes, TVector, TallPackedRows>(narrow, ref aPanel[ir * kc], default, ref bTile, bStep, packs, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
+                                else Tile<TLanes, TVector, PackedRows>(narrow, ref aPanel[(ir - wholeRows) * kc], default, ref bTile, bStep, packs, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
                             }
                         }
                     }
                 }
             }
+            bPacked = true;
         }
     }
 
-    /// <summary>One tile of C: the narrow kernel for products one vector wide (their only column tile starts at 0), the two-vector one otherwise.</summary>
+    /// <summary>
+    /// One tile of C: the narrow kernel for products one vector wide (their only column tile starts at 0), the two-vector one
+    /// otherwise; when <paramref name="packsB"/>, the two-vector one reads B's tile from <paramref name="source"/> (rows
+    /// <paramref name="sourceStride"/> apart) and writes it packed to <paramref name="b"/> as it goes.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Tile<TLanes, TVector, TRows>(bool narrow, ref float a, TRows layout, ref float b, int bStep, int kc, Span<float> c, int ldc, int row, int column,
-        int rows, int columns, Stage stage, in Epilogue epilogue, Span<float> spill)
+    private static void Tile<TLanes, TVector, TRows>(bool narrow, ref float a, TRows layout, ref float b, int bStep, bool packsB, ref float source, int sourceStride,
+        int kc, Span<float> c, int ldc, int row, int column, int rows, int columns, Stage stage, in Epilogue epilogue, Span<float> spill)
         where TLanes : struct, ILanes<TVector> where TVector : struct where TRows : struct, IRowsOfA
     {
         if (narrow) NarrowKernel<TLanes, TVector, TRows>(ref a, layout, ref b, bStep, kc, c, ldc, row, rows, columns, stage, epilogue, spill);
-        else MicroKernel<TLanes, TVector, TRows>(ref a, layout, ref b, bStep, kc, c, ldc, row, column, rows, columns, stage, epilogue, spill);
+        else if (packsB) MicroKernel<TLanes, TVector, PackingB<TRows>>(ref a, new(layout), ref source, sourceStride, ref b, kc, c, ldc, row, column, rows, columns, stage, epilogue, spill);
+        else MicroKernel<TLanes, TVector, TRows>(ref a, layout, ref b, bStep, ref b, kc, c, ldc, row, column, rows, columns, stage, epilogue, spill);
     }
 
     /// <summary>
@@ -180,6 +192,18 @@ public static partial class Gemm
         bool Tall { get; }
         /// <summary>Whether the kernel prefetches B ahead of its loads (packed panels deep enough to come from L2); a constant per layout.</summary>
         bool PrefetchB { get; }
+        /// <summary>Whether the kernel also writes the B it reads, packed (<see cref="PackingB{TRows}"/>); a constant per layout.</summary>
+        bool PacksB { get; }
+    }
+
+    /// <summary>The rows of <typeparamref name="TRows"/> for the tile that first reads a tile of B: it packs B as it reads it.</summary>
+    private readonly struct PackingB<TRows>(TRows rows) : IRowsOfA where TRows : struct, IRowsOfA
+    {
+        public int Row => rows.Row;
+        public int Step => rows.Step;
+        public bool Tall => rows.Tall;
+        public bool PrefetchB => rows.PrefetchB;
+        public bool PacksB => true;
     }
 
     /// <summary>A packed panel of six rows: the rows of one depth step are adjacent.</summary>
@@ -189,6 +213,7 @@ public static partial class Gemm
         public int Step => RowsPerTile;
         public bool Tall => false;
         public bool PrefetchB => false;
+        public bool PacksB => false;
     }
 
     /// <summary>
@@ -201,6 +226,7 @@ public static partial class Gemm
         public int Step => TallRows;
         public bool Tall => true;
         public bool PrefetchB => true;
+        public bool PacksB => false;
     }
 
     /// <summary>A read where A lies: its own row and column strides.</summary>
@@ -210,6 +236,7 @@ public static partial class Gemm
         public int Step { get; } = step;
         public bool Tall => false;
         public bool PrefetchB => false;
+        public bool PacksB => false;
     }
 
     /// <summary>
@@ -222,6 +249,7 @@ public static partial class Gemm
         public int Step { get; } = step;
         public bool Tall => true;
         public bool PrefetchB => false;
+        public bool PacksB => false;
     }
 
     /// <summary>Where a depth block sits: the first one starts from bias (or C when accumulating), later ones add to C, the last applies ReLU.</summary>
@@ -333,7 +361,7 @@ public static partial class Gemm
     /// whole depth block; each step loads two vectors of B and broadcasts one float of A per row.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void MicroKernel<TLanes, TVector, TRows>(ref float a, TRows layout, ref float b, int bStep, int kc, Span<float> c, int ldc, int row, int column,
+    private static void MicroKernel<TLanes, TVector, TRows>(ref float a, TRows layout, ref float b, int bStep, ref float packedB, int kc, Span<float> c, int ldc, int row, int column,
         int rows, int columns, Stage stage, in Epilogue epilogue, Span<float> spill)
         where TLanes : struct, ILanes<TVector> where TVector : struct where TRows : struct, IRowsOfA
     {
@@ -351,6 +379,12 @@ public static partial class Gemm
             if (layout.PrefetchB) PrefetchRow(ref Unsafe.Add(ref b, ahead));
             TVector b0 = TLanes.Load(ref b);
             TVector b1 = TLanes.Load(ref Unsafe.Add(ref b, width));
+            if (layout.PacksB)
+            {
+                TLanes.Store(ref packedB, b0);
+                TLanes.Store(ref Unsafe.Add(ref packedB, width), b1);
+                packedB = ref Unsafe.Add(ref packedB, 2 * width);
+            }
             MultiplyRow<TLanes, TVector>(TLanes.Broadcast(a), b0, b1, ref c00, ref c01);
             MultiplyRow<TLanes, TVector>(TLanes.Broadcast(Unsafe.Add(ref a, r1)), b0, b1, ref c10, ref c11);
             MultiplyRow<TLanes, TVector>(TLanes.Broadcast(Unsafe.Add(ref a, r2)), b0, b1, ref c20, ref c21);

@@ -10,6 +10,7 @@ public static partial class Gemm
 {
     private const int RowsPerTile = 6;       // MR: rows of A per micro-kernel tile
     private const int TallRows = 12;         // MR of the twelve-row kernels (AVX-512: 32 vector registers)
+    private const int EightRows = 8;         // MR of a last in-place tile of seven or eight rows (AVX-512)
     // KC: depth of one block. Each block reads and writes C once more; with A packed that traffic cost more than keeping a
     // B micro-panel in L1: 2048^3 on one core ran at 84-88 GFLOP/s with 256 (a 32 KB panel), 94-95 with 512, 100-105 with
     // 1024 (a 128 KB panel streamed from L2), the MLP's 128x784x256 at 82-88, 89-91, 92-94. A read in place is different:
@@ -134,15 +135,23 @@ public static partial class Gemm
                             }
                             for (int ir = 0, tileRows; ir < mc; ir += tileRows, packs = false)
                             {
-                                // Rows read where A lies: twelve at a time on AVX-512, then six, then the rest.
                                 tileRows = Math.Min(panelRows, mc - ir);
                                 if (streamA)
                                 {
+                                    // Rows read where A lies: twelve at a time on AVX-512, then a last seven or eight as one tile
+                                    // (batches of 32 and 128 end in eight rows: two-thirds the steps of two six-row tiles; the
+                                    // MLP's 128x784x128 on one core 199 -> 191 us), else six at a time.
                                     ref float rowsOfA = ref Unsafe.Add(ref MemoryMarshal.GetReference(a.Data), (ic + ir) * a.RowStride + pc * a.ColumnStride);
-                                    if (TLanes.Count == 16 && ir + TallRows <= mc)
+                                    int rest = mc - ir;
+                                    if (TLanes.Count == 16 && rest >= TallRows)
                                     {
                                         tileRows = TallRows;
                                         Tile<TLanes, TVector, TallRowsInPlace>(narrow, ref rowsOfA, new(a.RowStride, a.ColumnStride), ref bTile, bStep, packs, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
+                                    }
+                                    else if (TLanes.Count == 16 && rest > RowsPerTile && rest <= EightRows)
+                                    {
+                                        tileRows = rest;
+                                        Tile<TLanes, TVector, EightRowsInPlace>(narrow, ref rowsOfA, new(a.RowStride, a.ColumnStride, tileRows), ref bTile, bStep, packs, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
                                     }
                                     else Tile<TLanes, TVector, RowsInPlace>(narrow, ref rowsOfA, new(a.RowStride, a.ColumnStride, tileRows), ref bTile, bStep, packs, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
                                 }
@@ -188,8 +197,8 @@ public static partial class Gemm
         /// <summary>Where row <paramref name="row"/> of the tile starts; a tall tile's lower rows are at <c>Offset(6) + Offset(r)</c>.</summary>
         nint Offset(int row);
         int Step { get; }
-        /// <summary>Twelve rows per tile instead of six (a packed panel on AVX-512); a constant per layout, so the JIT drops the other rows.</summary>
-        bool Tall { get; }
+        /// <summary>Rows per tile: six, eight or twelve (the last two on AVX-512); a constant per layout, so the JIT drops the other rows.</summary>
+        int Height { get; }
         /// <summary>Whether the kernel prefetches B ahead of its loads (packed panels deep enough to come from L2); a constant per layout.</summary>
         bool PrefetchB { get; }
         /// <summary>Whether the kernel also writes the B it reads, packed (<see cref="PackingB{TRows}"/>); a constant per layout.</summary>
@@ -201,7 +210,7 @@ public static partial class Gemm
     {
         public nint Offset(int row) => rows.Offset(row);
         public int Step => rows.Step;
-        public bool Tall => rows.Tall;
+        public int Height => rows.Height;
         public bool PrefetchB => rows.PrefetchB;
         public bool PacksB => true;
     }
@@ -211,7 +220,7 @@ public static partial class Gemm
     {
         public nint Offset(int row) => row;
         public int Step => RowsPerTile;
-        public bool Tall => false;
+        public int Height => RowsPerTile;
         public bool PrefetchB => false;
         public bool PacksB => false;
     }
@@ -224,7 +233,7 @@ public static partial class Gemm
     {
         public nint Offset(int row) => row;
         public int Step => TallRows;
-        public bool Tall => true;
+        public int Height => TallRows;
         public bool PrefetchB => true;
         public bool PacksB => false;
     }
@@ -239,7 +248,18 @@ public static partial class Gemm
         private readonly int row = row, last = rows - 1;
         public nint Offset(int r) => (nint)Math.Min(r, last) * row;
         public int Step { get; } = step;
-        public bool Tall => false;
+        public int Height => RowsPerTile;
+        public bool PrefetchB => false;
+        public bool PacksB => false;
+    }
+
+    /// <summary><see cref="RowsInPlace"/> eight rows high, for a last seven (the eighth repeats the seventh) or eight rows.</summary>
+    private readonly struct EightRowsInPlace(int row, int step, int rows) : IRowsOfA
+    {
+        private readonly RowsInPlace rows = new(row, step, rows);
+        public nint Offset(int r) => rows.Offset(r);
+        public int Step => rows.Step;
+        public int Height => EightRows;
         public bool PrefetchB => false;
         public bool PacksB => false;
     }
@@ -253,7 +273,7 @@ public static partial class Gemm
         private readonly int row = row;
         public nint Offset(int r) => (nint)r * row;
         public int Step { get; } = step;
-        public bool Tall => true;
+        public int Height => TallRows;
         public bool PrefetchB => false;
         public bool PacksB => false;
     }
@@ -375,7 +395,7 @@ public static partial class Gemm
         // The rows are spelled out with their offsets computed once: folded into a six-row helper taking one stride, the
         // in-place layouts recomputed three of the offsets on every depth step.
         nint r1 = layout.Offset(1), r2 = layout.Offset(2), r3 = layout.Offset(3), r4 = layout.Offset(4), r5 = layout.Offset(5), r6 = layout.Offset(6);
-        nint step = layout.Step, bStride = bStep;
+        nint r7 = layout.Offset(7), step = layout.Step, bStride = bStep;
         TVector c00 = TLanes.Zero, c01 = TLanes.Zero, c10 = TLanes.Zero, c11 = TLanes.Zero, c20 = TLanes.Zero, c21 = TLanes.Zero;
         TVector c30 = TLanes.Zero, c31 = TLanes.Zero, c40 = TLanes.Zero, c41 = TLanes.Zero, c50 = TLanes.Zero, c51 = TLanes.Zero;
         TVector c60 = TLanes.Zero, c61 = TLanes.Zero, c70 = TLanes.Zero, c71 = TLanes.Zero, c80 = TLanes.Zero, c81 = TLanes.Zero;
@@ -398,12 +418,17 @@ public static partial class Gemm
             MultiplyRow<TLanes, TVector>(TLanes.Broadcast(Unsafe.Add(ref a, r3)), b0, b1, ref c30, ref c31);
             MultiplyRow<TLanes, TVector>(TLanes.Broadcast(Unsafe.Add(ref a, r4)), b0, b1, ref c40, ref c41);
             MultiplyRow<TLanes, TVector>(TLanes.Broadcast(Unsafe.Add(ref a, r5)), b0, b1, ref c50, ref c51);
-            if (layout.Tall)
+            if (layout.Height > RowsPerTile)
             {
-                // The lower six rows at the same offsets from their own start (a packed panel's are just the next six floats).
+                // A tall tile's lower six rows at the same offsets from their own start (a packed panel's are just the next six
+                // floats); an eight-row tile's eighth where the layout puts it (on the seventh, when there are seven).
                 ref float lower = ref Unsafe.Add(ref a, r6);
                 MultiplyRow<TLanes, TVector>(TLanes.Broadcast(lower), b0, b1, ref c60, ref c61);
-                MultiplyRow<TLanes, TVector>(TLanes.Broadcast(Unsafe.Add(ref lower, r1)), b0, b1, ref c70, ref c71);
+                MultiplyRow<TLanes, TVector>(TLanes.Broadcast(layout.Height == TallRows ? Unsafe.Add(ref lower, r1) : Unsafe.Add(ref a, r7)), b0, b1, ref c70, ref c71);
+            }
+            if (layout.Height == TallRows)
+            {
+                ref float lower = ref Unsafe.Add(ref a, r6);
                 MultiplyRow<TLanes, TVector>(TLanes.Broadcast(Unsafe.Add(ref lower, r2)), b0, b1, ref c80, ref c81);
                 MultiplyRow<TLanes, TVector>(TLanes.Broadcast(Unsafe.Add(ref lower, r3)), b0, b1, ref c90, ref c91);
                 MultiplyRow<TLanes, TVector>(TLanes.Broadcast(Unsafe.Add(ref lower, r4)), b0, b1, ref cA0, ref cA1);
@@ -414,7 +439,7 @@ public static partial class Gemm
         }
 
         ref float target = ref MemoryMarshal.GetReference(c);
-        if (rows == (layout.Tall ? TallRows : RowsPerTile) && columns == 2 * width)
+        if (rows == layout.Height && columns == 2 * width)
         {
             ref float tile = ref Unsafe.Add(ref target, row * ldc + column);
             StoreRow<TLanes, TVector>(ref tile, c00, c01, column, stage, epilogue);
@@ -423,9 +448,10 @@ public static partial class Gemm
             StoreRow<TLanes, TVector>(ref Unsafe.Add(ref tile, 3 * ldc), c30, c31, column, stage, epilogue);
             StoreRow<TLanes, TVector>(ref Unsafe.Add(ref tile, 4 * ldc), c40, c41, column, stage, epilogue);
             StoreRow<TLanes, TVector>(ref Unsafe.Add(ref tile, 5 * ldc), c50, c51, column, stage, epilogue);
-            if (!layout.Tall) return;
+            if (layout.Height == RowsPerTile) return;
             StoreRow<TLanes, TVector>(ref Unsafe.Add(ref tile, 6 * ldc), c60, c61, column, stage, epilogue);
             StoreRow<TLanes, TVector>(ref Unsafe.Add(ref tile, 7 * ldc), c70, c71, column, stage, epilogue);
+            if (layout.Height == EightRows) return;
             StoreRow<TLanes, TVector>(ref Unsafe.Add(ref tile, 8 * ldc), c80, c81, column, stage, epilogue);
             StoreRow<TLanes, TVector>(ref Unsafe.Add(ref tile, 9 * ldc), c90, c91, column, stage, epilogue);
             StoreRow<TLanes, TVector>(ref Unsafe.Add(ref tile, 10 * ldc), cA0, cA1, column, stage, epilogue);
@@ -438,7 +464,7 @@ public static partial class Gemm
         Spill<TLanes, TVector>(ref s, 0, width, c00, c01); Spill<TLanes, TVector>(ref s, stride, width, c10, c11);
         Spill<TLanes, TVector>(ref s, 2 * stride, width, c20, c21); Spill<TLanes, TVector>(ref s, 3 * stride, width, c30, c31);
         Spill<TLanes, TVector>(ref s, 4 * stride, width, c40, c41); Spill<TLanes, TVector>(ref s, 5 * stride, width, c50, c51);
-        // A six-row tile spills its six unused (zero) rows too: only edge tiles come here, and the scratch holds twelve rows.
+        // A shorter tile spills its unused (zero) rows too: only edge tiles come here, and the scratch holds twelve rows.
         Spill<TLanes, TVector>(ref s, 6 * stride, width, c60, c61); Spill<TLanes, TVector>(ref s, 7 * stride, width, c70, c71);
         Spill<TLanes, TVector>(ref s, 8 * stride, width, c80, c81); Spill<TLanes, TVector>(ref s, 9 * stride, width, c90, c91);
         Spill<TLanes, TVector>(ref s, 10 * stride, width, cA0, cA1); Spill<TLanes, TVector>(ref s, 11 * stride, width, cB0, cB1);
@@ -508,9 +534,9 @@ public static partial class Gemm
         int width = TLanes.Count;
         // Native-width offsets: no sign extension per load in the loop, and fewer registers to spill.
         nint r1 = layout.Offset(1), r2 = layout.Offset(2), r3 = layout.Offset(3), r4 = layout.Offset(4), r5 = layout.Offset(5);
-        nint step = layout.Step, bStride = bStep;
-        // The lower six rows of a tall tile, at the same offsets from their own start.
-        ref float lower = ref layout.Tall ? ref Unsafe.Add(ref a, layout.Offset(6)) : ref a;
+        nint r7 = layout.Offset(7), step = layout.Step, bStride = bStep;
+        // The lower six rows of a tall tile, at the same offsets from their own start; an eight-row tile's eighth at r7.
+        ref float lower = ref layout.Height > RowsPerTile ? ref Unsafe.Add(ref a, layout.Offset(6)) : ref a;
         TVector c0 = TLanes.Zero, c1 = TLanes.Zero, c2 = TLanes.Zero, c3 = TLanes.Zero, c4 = TLanes.Zero, c5 = TLanes.Zero;
         TVector c6 = TLanes.Zero, c7 = TLanes.Zero, c8 = TLanes.Zero, c9 = TLanes.Zero, cA = TLanes.Zero, cB = TLanes.Zero;
         for (int p = kc; p > 0; p--)
@@ -522,22 +548,25 @@ public static partial class Gemm
             c3 = TLanes.MultiplyAdd(TLanes.Broadcast(Unsafe.Add(ref a, r3)), b0, c3);
             c4 = TLanes.MultiplyAdd(TLanes.Broadcast(Unsafe.Add(ref a, r4)), b0, c4);
             c5 = TLanes.MultiplyAdd(TLanes.Broadcast(Unsafe.Add(ref a, r5)), b0, c5);
-            if (layout.Tall)
+            if (layout.Height > RowsPerTile)
             {
                 c6 = TLanes.MultiplyAdd(TLanes.Broadcast(lower), b0, c6);
-                c7 = TLanes.MultiplyAdd(TLanes.Broadcast(Unsafe.Add(ref lower, r1)), b0, c7);
+                c7 = TLanes.MultiplyAdd(TLanes.Broadcast(layout.Height == TallRows ? Unsafe.Add(ref lower, r1) : Unsafe.Add(ref a, r7)), b0, c7);
+            }
+            if (layout.Height == TallRows)
+            {
                 c8 = TLanes.MultiplyAdd(TLanes.Broadcast(Unsafe.Add(ref lower, r2)), b0, c8);
                 c9 = TLanes.MultiplyAdd(TLanes.Broadcast(Unsafe.Add(ref lower, r3)), b0, c9);
                 cA = TLanes.MultiplyAdd(TLanes.Broadcast(Unsafe.Add(ref lower, r4)), b0, cA);
                 cB = TLanes.MultiplyAdd(TLanes.Broadcast(Unsafe.Add(ref lower, r5)), b0, cB);
-                lower = ref Unsafe.Add(ref lower, step);
             }
+            if (layout.Height > RowsPerTile) lower = ref Unsafe.Add(ref lower, step);
             a = ref Unsafe.Add(ref a, step);
             b = ref Unsafe.Add(ref b, bStride);
         }
 
         ref float target = ref MemoryMarshal.GetReference(c);
-        if (rows == (layout.Tall ? TallRows : RowsPerTile) && columns == width)
+        if (rows == layout.Height && columns == width)
         {
             ref float tile = ref Unsafe.Add(ref target, row * ldc);
             FinishStore<TLanes, TVector>(c0, ref tile, 0, stage, epilogue);
@@ -546,9 +575,10 @@ public static partial class Gemm
             FinishStore<TLanes, TVector>(c3, ref Unsafe.Add(ref tile, 3 * ldc), 0, stage, epilogue);
             FinishStore<TLanes, TVector>(c4, ref Unsafe.Add(ref tile, 4 * ldc), 0, stage, epilogue);
             FinishStore<TLanes, TVector>(c5, ref Unsafe.Add(ref tile, 5 * ldc), 0, stage, epilogue);
-            if (!layout.Tall) return;
+            if (layout.Height == RowsPerTile) return;
             FinishStore<TLanes, TVector>(c6, ref Unsafe.Add(ref tile, 6 * ldc), 0, stage, epilogue);
             FinishStore<TLanes, TVector>(c7, ref Unsafe.Add(ref tile, 7 * ldc), 0, stage, epilogue);
+            if (layout.Height == EightRows) return;
             FinishStore<TLanes, TVector>(c8, ref Unsafe.Add(ref tile, 8 * ldc), 0, stage, epilogue);
             FinishStore<TLanes, TVector>(c9, ref Unsafe.Add(ref tile, 9 * ldc), 0, stage, epilogue);
             FinishStore<TLanes, TVector>(cA, ref Unsafe.Add(ref tile, 10 * ldc), 0, stage, epilogue);

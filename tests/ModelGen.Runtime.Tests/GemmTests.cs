@@ -120,6 +120,23 @@ public class GemmTests
             for (int i = 0; i < m; i++) (a[i * k], a[i * k + k - 1]) = (float.PositiveInfinity, float.NegativeInfinity);
         });
 
+    /// <summary>
+    /// A batch read where it lies (products up to 128 columns) is cut into tiles of twelve rows, then a last seven or eight as
+    /// one eight-row tile, else six at a time, a last tile of fewer rows reading its last row again for the missing ones; each
+    /// tile of B is packed by the first tile that reads it. Whatever the last tile, each row is its exact chain and nothing
+    /// past C is written.
+    /// </summary>
+    [Theory]
+    [InlineData(4, 300, 64)]    // one six-row tile, its last row read three times
+    [InlineData(7, 300, 64)]    // one eight-row tile, its seventh row read twice
+    [InlineData(8, 300, 33)]    // one eight-row tile; the last column tile partial
+    [InlineData(13, 100, 10)]   // twelve rows and one, one vector wide
+    [InlineData(20, 300, 96)]   // twelve and eight
+    [InlineData(23, 64, 128)]   // twelve, six and five
+    [InlineData(128, 256, 128)] // a dense layer at batch 128: blocks of rows on both cores, the last of eight
+    public void Batches_read_in_place_are_exact_fma_chains_whatever_their_last_tile(int m, int k, int n) =>
+        AssertStreamedChains(m, k, n, a => { });
+
     private static void AssertStreamedChains(int m, int k, int n, Action<float[]> prepareA)
     {
         var random = new Random(m * 31 + k * 7 + n);

@@ -135,14 +135,14 @@ public static partial class Gemm
                             }
                             for (int ir = 0, tileRows; ir < mc; ir += tileRows, packs = false)
                             {
-                                tileRows = Math.Min(panelRows, mc - ir);
                                 if (streamA)
                                 {
                                     // Rows read where A lies: twelve at a time on AVX-512, then a last seven or eight as one tile
-                                    // (batches of 32 and 128 end in eight rows: two-thirds the steps of two six-row tiles; the
-                                    // MLP's 128x784x128 on one core 199 -> 191 us), else six at a time.
+                                    // (batches of 32 and 128 end in eight rows; 16 multiply-adds a step where two six-row tiles
+                                    // take 24: the MLP's 128x784x128 on one core 199 -> 191 us), else six at a time.
                                     ref float rowsOfA = ref Unsafe.Add(ref MemoryMarshal.GetReference(a.Data), (ic + ir) * a.RowStride + pc * a.ColumnStride);
                                     int rest = mc - ir;
+                                    tileRows = Math.Min(RowsPerTile, rest);
                                     if (TLanes.Count == 16 && rest >= TallRows)
                                     {
                                         tileRows = TallRows;
@@ -155,8 +155,12 @@ public static partial class Gemm
                                     }
                                     else Tile<TLanes, TVector, RowsInPlace>(narrow, ref rowsOfA, new(a.RowStride, a.ColumnStride, tileRows), ref bTile, bStep, packs, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
                                 }
-                                else if (tall) Tile<TLanes, TVector, TallPackedRows>(narrow, ref aPanel[ir * kc], default, ref bTile, bStep, packs, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
-                                else Tile<TLanes, TVector, PackedRows>(narrow, ref aPanel[ir * kc], default, ref bTile, bStep, packs, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
+                                else
+                                {
+                                    tileRows = Math.Min(panelRows, mc - ir);
+                                    if (tall) Tile<TLanes, TVector, TallPackedRows>(narrow, ref aPanel[ir * kc], default, ref bTile, bStep, packs, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
+                                    else Tile<TLanes, TVector, PackedRows>(narrow, ref aPanel[ir * kc], default, ref bTile, bStep, packs, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
+                                }
                             }
                         }
                     }
@@ -189,7 +193,7 @@ public static partial class Gemm
     private const int StreamingColumnTiles = 4;
 
     /// <summary>
-    /// Where the micro-kernel finds element (r, p) of its six rows of A: at <c>Offset(r) + p * Step</c>. A struct type argument,
+    /// Where the micro-kernel finds element (r, p) of its rows of A: at <c>Offset(r) + p * Step</c>. A struct type argument,
     /// so the JIT compiles the packed layout with its constant strides and the in-place one with the matrix's.
     /// </summary>
     private interface IRowsOfA
@@ -239,9 +243,9 @@ public static partial class Gemm
     }
 
     /// <summary>
-    /// A read where A lies: its own row and column strides. A tile of fewer than six rows (the last of a batch of 128: 128 = 10
-    /// x 12 + 6 + 2) reads its last row again in place of the missing ones, whose sums are never stored, instead of packing its
-    /// rows with zeros (a batch of 4 against 784x32: 45.5 -> 21 us; 128x784x128: 201 -> 190 us).
+    /// A read where A lies: its own row and column strides. A tile of fewer rows than its height (the last of a batch of 64:
+    /// 5 x 12 + 4) reads its last row again in place of the missing ones, whose sums are never stored, instead of packing its
+    /// rows with zeros (4 rows against 6272x32: 45.5 -> 20.8 us; the CNN's dense 64x1600x128 on one core: 237 -> 225 us).
     /// </summary>
     private readonly struct RowsInPlace(int row, int step, int rows) : IRowsOfA
     {
@@ -418,17 +422,16 @@ public static partial class Gemm
             MultiplyRow<TLanes, TVector>(TLanes.Broadcast(Unsafe.Add(ref a, r3)), b0, b1, ref c30, ref c31);
             MultiplyRow<TLanes, TVector>(TLanes.Broadcast(Unsafe.Add(ref a, r4)), b0, b1, ref c40, ref c41);
             MultiplyRow<TLanes, TVector>(TLanes.Broadcast(Unsafe.Add(ref a, r5)), b0, b1, ref c50, ref c51);
+            // A tall tile's lower six rows at the same offsets from their own start (a packed panel's are just the next six floats);
+            // an eight-row tile's eighth where the layout puts it (on the seventh, when there are seven).
+            ref float lower = ref Unsafe.Add(ref a, r6);
             if (layout.Height > RowsPerTile)
             {
-                // A tall tile's lower six rows at the same offsets from their own start (a packed panel's are just the next six
-                // floats); an eight-row tile's eighth where the layout puts it (on the seventh, when there are seven).
-                ref float lower = ref Unsafe.Add(ref a, r6);
                 MultiplyRow<TLanes, TVector>(TLanes.Broadcast(lower), b0, b1, ref c60, ref c61);
                 MultiplyRow<TLanes, TVector>(TLanes.Broadcast(layout.Height == TallRows ? Unsafe.Add(ref lower, r1) : Unsafe.Add(ref a, r7)), b0, b1, ref c70, ref c71);
             }
             if (layout.Height == TallRows)
             {
-                ref float lower = ref Unsafe.Add(ref a, r6);
                 MultiplyRow<TLanes, TVector>(TLanes.Broadcast(Unsafe.Add(ref lower, r2)), b0, b1, ref c80, ref c81);
                 MultiplyRow<TLanes, TVector>(TLanes.Broadcast(Unsafe.Add(ref lower, r3)), b0, b1, ref c90, ref c91);
                 MultiplyRow<TLanes, TVector>(TLanes.Broadcast(Unsafe.Add(ref lower, r4)), b0, b1, ref cA0, ref cA1);

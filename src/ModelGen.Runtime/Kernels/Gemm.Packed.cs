@@ -23,6 +23,7 @@ public static partial class Gemm
     // 121, 24 gave 123, 32 to 128 all 125.7).
     private const int BPrefetchSteps = 32;
     private const int StreamingDepthBlock = 256;
+    private const int PageBytes = 4096;
     private const int RowBlock = 96;         // MC: rows of A packed at once (96 x 1024 floats = 384 KB: L2)
     private const int ColumnBlock = 2048;    // NC: columns per pass over A (2048^3: A packed once, not twice: 110 -> 113 GFLOP/s)
 
@@ -112,11 +113,12 @@ public static partial class Gemm
                         if (!streamA) PackA(a, ic, mc, pc, kc, panelRows, aPanel);
                         // B is packed by this thread's first rows. With A read in place (a batch against a layer's weights),
                         // each whole tile of a row-major B is packed by the first micro-kernel that reads it, as it reads it
-                        // (the MLP's 128x784x256 on two cores: packing ahead cost 24 of 231 us). With A packed, many row tiles
-                        // share each tile of B, and B is packed ahead, its rows read in order (read by a tile, B's rows are a
-                        // row apart, at 2048 columns a page each: 2048^3 on one core 125 -> 121.5 GFLOP/s).
+                        // (the MLP's 128x784x256 on two cores: packing ahead cost 24 of 231 us). B is packed ahead, its rows
+                        // read in order, where a tile would read them a page or more apart (2048 columns: 128x2048x2048 on
+                        // two cores 5.33 ms ahead, 5.39-5.48 as read) and where A is packed (many row tiles share each tile
+                        // of B; 2048^3 on one core 125 -> 121.5 GFLOP/s as read).
                         bool packsB = !bPacked && ic == firstRow;
-                        if (packsB && !streamA)
+                        if (packsB && !(streamA && b.RowStride * sizeof(float) < PageBytes))
                         {
                             PackB<TLanes, TVector>(b, pc, kc, jc, nc, tileColumns, bBlock);
                             packsB = false;

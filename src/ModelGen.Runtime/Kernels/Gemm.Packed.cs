@@ -56,9 +56,9 @@ public static partial class Gemm
     }
 
     /// <summary>
-    /// All of B is packed first (each depth block of each column block in turn), then rows of C are computed block by
-    /// block as <paramref name="claim"/> hands them out, each block's rows of A first produced by <paramref name="rows"/> if
-    /// they are produced; a depth block's partial sums stay in C between stages.
+    /// Rows of C computed block by block as <paramref name="claim"/> hands them out, each block's rows of A first produced by
+    /// <paramref name="rows"/> if they are produced; this thread's first block also packs B (ahead of its tiles, or tile by
+    /// tile as its first micro-kernels read it). A depth block's partial sums stay in C between stages.
     /// </summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     private static void Packed<TLanes, TVector>(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, int ldc, in Epilogue epilogue, RowClaim claim,
@@ -83,13 +83,19 @@ public static partial class Gemm
         // With A packed and 32 vector registers, tiles of twelve rows: half the B traffic per multiply-add of six-row tiles.
         bool tall = !streamA && !narrow && TLanes.Count == 16;
         int panelRows = tall ? TallRows : RowsPerTile;
-        var aPanel = AlignedBuffer.Ensure(ref packedA, RowBlock * DepthBlock);
+        var aPanel = streamA ? default : AlignedBuffer.Ensure(ref packedA, RowBlock * DepthBlock);
         // A B whose rows are exactly one tile and adjacent is already in the packed order, so it is read in place, not copied
         // (the first convolution's weight gradient packed 43,264 rows of 32 output gradients: 1.16 -> 0.79 ms). Anything else
         // stays packed: tile rows a longer row apart, read in place, fall in a fraction of L1's sets (two tiles: 1.47 -> 1.93 ms).
         bool bInPlace = b.ColumnStride == 1 && b.RowStride == tileColumns && n == tileColumns;
         int bStep = bInPlace ? b.RowStride : tileColumns;
         var bPanel = bInPlace ? default : AlignedBuffer.Ensure(ref packedB, k * paddedColumns);
+        // B is packed by this thread's first rows. With A read in place (a batch against a layer's weights), each whole tile of
+        // a row-major B is packed by the first micro-kernel that reads it, as it reads it (the MLP's 128x784x256 on two cores:
+        // packing ahead cost 24 of 231 us). Anything else is packed ahead, B's rows read in order: where a tile would read them
+        // a page or more apart (2048 columns: 128x2048x2048 on two cores 5.33 ms ahead, 5.39-5.48 as read), where A is packed
+        // (many row tiles share each tile of B; 2048^3 on one core 125 -> 121.5 GFLOP/s as read), a transposed B, a narrow one.
+        bool packAsRead = streamA && !narrow && b.ColumnStride == 1 && b.RowStride * sizeof(float) < PageBytes;
         Span<float> spill = stackalloc float[TallRows * 32];
 
         bool bPacked = bInPlace;
@@ -111,14 +117,8 @@ public static partial class Gemm
                     {
                         int mc = Math.Min(RowBlock, firstRow + blockRows - ic);
                         if (!streamA) PackA(a, ic, mc, pc, kc, panelRows, aPanel);
-                        // B is packed by this thread's first rows. With A read in place (a batch against a layer's weights),
-                        // each whole tile of a row-major B is packed by the first micro-kernel that reads it, as it reads it
-                        // (the MLP's 128x784x256 on two cores: packing ahead cost 24 of 231 us). B is packed ahead, its rows
-                        // read in order, where a tile would read them a page or more apart (2048 columns: 128x2048x2048 on
-                        // two cores 5.33 ms ahead, 5.39-5.48 as read) and where A is packed (many row tiles share each tile
-                        // of B; 2048^3 on one core 125 -> 121.5 GFLOP/s as read).
                         bool packsB = !bPacked && ic == firstRow;
-                        if (packsB && !(streamA && b.RowStride * sizeof(float) < PageBytes))
+                        if (packsB && !packAsRead)
                         {
                             PackB<TLanes, TVector>(b, pc, kc, jc, nc, tileColumns, bBlock);
                             packsB = false;
@@ -128,9 +128,9 @@ public static partial class Gemm
                             ref float bSource = ref Unsafe.Add(ref MemoryMarshal.GetReference(b.Data), pc * b.RowStride + (jc + jr) * b.ColumnStride);
                             ref float bTile = ref bInPlace ? ref bSource : ref bBlock[jr * kc];
                             int columns = Math.Min(tileColumns, nc - jr);
-                            // Any other tile (a transposed B, the last partial tile, a narrow product's) is packed here.
+                            // The last, partial tile is packed here.
                             bool packs = packsB;
-                            if (packs && (narrow || b.ColumnStride != 1 || columns < tileColumns))
+                            if (packs && columns < tileColumns)
                             {
                                 PackB<TLanes, TVector>(b, pc, kc, jc + jr, columns, tileColumns, bBlock.Slice(jr * kc));
                                 packs = false;
@@ -159,9 +159,10 @@ public static partial class Gemm
                                 }
                                 else
                                 {
+                                    // A packed: B was packed ahead (packAsRead is false), so these tiles only read it.
                                     tileRows = Math.Min(panelRows, mc - ir);
-                                    if (tall) Tile<TLanes, TVector, TallPackedRows>(narrow, ref aPanel[ir * kc], default, ref bTile, bStep, packs, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
-                                    else Tile<TLanes, TVector, PackedRows>(narrow, ref aPanel[ir * kc], default, ref bTile, bStep, packs, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
+                                    if (tall) Tile<TLanes, TVector, TallPackedRows>(narrow, ref aPanel[ir * kc], default, ref bTile, bStep, false, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
+                                    else Tile<TLanes, TVector, PackedRows>(narrow, ref aPanel[ir * kc], default, ref bTile, bStep, false, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
                                 }
                             }
                         }

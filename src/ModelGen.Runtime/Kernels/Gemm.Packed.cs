@@ -22,6 +22,10 @@ public static partial class Gemm
     // stay in L1 between row tiles and comes back from L2 (2048^3 on one core: 121 -> 125.5 GFLOP/s; 8 steps ahead gave
     // 121, 24 gave 123, 32 to 128 all 125.7).
     private const int BPrefetchSteps = 32;
+    // How far ahead a tile that packs B as it reads it prefetches B where it lies: rows a cache line or more apart defeat the
+    // hardware prefetchers, which stay within a page (the MLP's 128x784x256 on two cores, 1 KB rows: 217-220 us without,
+    // 212-215 with 12 to 24 steps; 4 steps gave nothing, 32 less).
+    private const int SourcePrefetchSteps = 16;
     private const int StreamingDepthBlock = 256;
     private const int PageBytes = 4096;
     private const int RowBlock = 96;         // MC: rows of A packed at once (96 x 1024 floats = 384 KB: L2)
@@ -206,8 +210,8 @@ public static partial class Gemm
         int Step { get; }
         /// <summary>Rows per tile: six, eight or twelve (the last two on AVX-512); a constant per layout, so the JIT drops the other rows.</summary>
         int Height { get; }
-        /// <summary>Whether the kernel prefetches B ahead of its loads (packed panels deep enough to come from L2); a constant per layout.</summary>
-        bool PrefetchB { get; }
+        /// <summary>How many steps ahead the kernel prefetches B (0: not at all; B that comes from L2); a constant per layout.</summary>
+        int PrefetchSteps { get; }
         /// <summary>Whether the kernel also writes the B it reads, packed (<see cref="PackingB{TRows}"/>); a constant per layout.</summary>
         bool PacksB { get; }
     }
@@ -218,7 +222,7 @@ public static partial class Gemm
         public nint Offset(int row) => rows.Offset(row);
         public int Step => rows.Step;
         public int Height => rows.Height;
-        public bool PrefetchB => rows.PrefetchB;
+        public int PrefetchSteps => SourcePrefetchSteps;
         public bool PacksB => true;
     }
 
@@ -228,7 +232,7 @@ public static partial class Gemm
         public nint Offset(int row) => row;
         public int Step => RowsPerTile;
         public int Height => RowsPerTile;
-        public bool PrefetchB => false;
+        public int PrefetchSteps => 0;
         public bool PacksB => false;
     }
 
@@ -241,7 +245,7 @@ public static partial class Gemm
         public nint Offset(int row) => row;
         public int Step => TallRows;
         public int Height => TallRows;
-        public bool PrefetchB => true;
+        public int PrefetchSteps => BPrefetchSteps;
         public bool PacksB => false;
     }
 
@@ -256,7 +260,7 @@ public static partial class Gemm
         public nint Offset(int r) => (nint)Math.Min(r, last) * row;
         public int Step { get; } = step;
         public int Height => RowsPerTile;
-        public bool PrefetchB => false;
+        public int PrefetchSteps => 0;
         public bool PacksB => false;
     }
 
@@ -267,7 +271,7 @@ public static partial class Gemm
         public nint Offset(int r) => rows.Offset(r);
         public int Step => rows.Step;
         public int Height => EightRows;
-        public bool PrefetchB => false;
+        public int PrefetchSteps => 0;
         public bool PacksB => false;
     }
 
@@ -281,7 +285,7 @@ public static partial class Gemm
         public nint Offset(int r) => (nint)r * row;
         public int Step { get; } = step;
         public int Height => TallRows;
-        public bool PrefetchB => false;
+        public int PrefetchSteps => 0;
         public bool PacksB => false;
     }
 
@@ -407,10 +411,10 @@ public static partial class Gemm
         TVector c30 = TLanes.Zero, c31 = TLanes.Zero, c40 = TLanes.Zero, c41 = TLanes.Zero, c50 = TLanes.Zero, c51 = TLanes.Zero;
         TVector c60 = TLanes.Zero, c61 = TLanes.Zero, c70 = TLanes.Zero, c71 = TLanes.Zero, c80 = TLanes.Zero, c81 = TLanes.Zero;
         TVector c90 = TLanes.Zero, c91 = TLanes.Zero, cA0 = TLanes.Zero, cA1 = TLanes.Zero, cB0 = TLanes.Zero, cB1 = TLanes.Zero;
-        nint ahead = BPrefetchSteps * bStride;
+        nint ahead = layout.PrefetchSteps * bStride;
         for (int p = kc; p > 0; p--)
         {
-            if (layout.PrefetchB) PrefetchRow(ref Unsafe.Add(ref b, ahead));
+            if (layout.PrefetchSteps > 0) PrefetchRow(ref Unsafe.Add(ref b, ahead));
             TVector b0 = TLanes.Load(ref b);
             TVector b1 = TLanes.Load(ref Unsafe.Add(ref b, width));
             if (layout.PacksB)

@@ -81,8 +81,8 @@ internal static partial class ModelEmitter
 
     private static void EmitFields(CodeWriter w, Plan plan)
     {
-        w.Line("private readonly float[] parameters = new float[ParameterCount];");
-        w.Line("private readonly float[] gradients = new float[ParameterCount];");
+        w.Line("private readonly AlignedBuffer parameters = new(ParameterCount);");
+        w.Line("private readonly AlignedBuffer gradients = new(ParameterCount);");
         w.Line("private readonly Layer[] layers;");
         w.Line();
         w.Line("// Per tensor, for up to MaxBatchSize samples: its value and, where anything before it learns, the loss gradient with respect to it.");
@@ -93,24 +93,24 @@ internal static partial class ModelEmitter
             if (node.IsDropout) names.Add(node.Mask);
             if (node.UsesPatches) names.Add(node.Patches);
             if (node.NeedsPatchGradient) names.Add(node.PatchGradient);
-            w.Line($"private readonly float[] {string.Join(", ", names)};");
-            if (node.Is(LayerKind.LayerNormalization)) w.Line($"private readonly float[] {node.Mean}, {node.InverseStd}; // each row's statistics, for the backward pass");
-            if (node.UsesBatchStatistics) w.Line($"private readonly float[] {node.Mean} = new float[{node.Layer!.Channels}], {node.Variance} = new float[{node.Layer.Channels}], {node.InverseStd} = new float[{node.Layer.Channels}]; // the last training batch's statistics");
+            w.Line($"private readonly AlignedBuffer {string.Join(", ", names)};");
+            if (node.Is(LayerKind.LayerNormalization)) w.Line($"private readonly AlignedBuffer {node.Mean}, {node.InverseStd}; // each row's statistics, for the backward pass");
+            if (node.UsesBatchStatistics) w.Line($"private readonly AlignedBuffer {node.Mean} = new AlignedBuffer({node.Layer!.Channels}), {node.Variance} = new AlignedBuffer({node.Layer.Channels}), {node.InverseStd} = new AlignedBuffer({node.Layer.Channels}); // the last training batch's statistics");
             EmitNodeFields(w, node);
         }
         foreach (var sub in plan.SubModels)
         {
             var computed = sub.Nodes.Where(n => n.Spec.Kind != NodeKind.Input && !n.IsDropout && !n.IsAlias).ToList();
             var buffers = computed.Select(n => n.Output).Concat(computed.Where(n => n.UsesPatches).Select(n => n.Patches)).ToList();
-            if (buffers.Count > 0) w.Line($"private readonly float[] {string.Join(", ", buffers)}; // the '{sub.Spec.Name}' sub-model");
+            if (buffers.Count > 0) w.Line($"private readonly AlignedBuffer {string.Join(", ", buffers)}; // the '{sub.Spec.Name}' sub-model");
             foreach (var node in computed) EmitNodeFields(w, node);
         }
         if (plan.Packed)
         {
             w.Line("// Inputs and targets taken apart from packed rows (one row per sample), and outputs put back together.");
-            foreach (var input in plan.Inputs) w.Line($"private readonly float[] {input.Staging};");
-            foreach (var output in plan.Outputs) w.Line($"private readonly float[] {output.Targets};");
-            w.Line("private readonly float[] lastOutputs;");
+            foreach (var input in plan.Inputs) w.Line($"private readonly AlignedBuffer {input.Staging};");
+            foreach (var output in plan.Outputs) w.Line($"private readonly AlignedBuffer {output.Targets};");
+            w.Line("private readonly AlignedBuffer lastOutputs;");
         }
         if (plan.Nodes.Any(n => n.IsDropout)) w.Line("private SeededRandom dropoutRandom;");
         w.Line("private int lastTrainingBatch;");
@@ -195,26 +195,26 @@ internal static partial class ModelEmitter
         foreach (var node in plan.Buffered)
         {
             string size = $"maxBatchSize * {node.Spec.Size}";
-            w.Line($"{node.Output} = new float[{size}];");
-            if (plan.HasGradientBuffer(node)) w.Line($"{node.Gradient} = new float[{size}];");
+            w.Line($"{node.Output} = new AlignedBuffer({size});");
+            if (plan.HasGradientBuffer(node)) w.Line($"{node.Gradient} = new AlignedBuffer({size});");
             if (node.Is(LayerKind.LayerNormalization))
             {
-                w.Line($"{node.Mean} = new float[maxBatchSize * {node.Spec.Size / node.Layer!.Channels}];");
-                w.Line($"{node.InverseStd} = new float[maxBatchSize * {node.Spec.Size / node.Layer!.Channels}];");
+                w.Line($"{node.Mean} = new AlignedBuffer(maxBatchSize * {node.Spec.Size / node.Layer!.Channels});");
+                w.Line($"{node.InverseStd} = new AlignedBuffer(maxBatchSize * {node.Spec.Size / node.Layer!.Channels});");
             }
-            if (node.IsDropout) w.Line($"{node.Mask} = new float[{size}];");
+            if (node.IsDropout) w.Line($"{node.Mask} = new AlignedBuffer({size});");
             EmitNodeBuffers(w, node, training: true);
         }
         foreach (var node in plan.SubModels.SelectMany(sub => sub.Nodes).Where(n => n.Spec.Kind != NodeKind.Input && !n.IsDropout && !n.IsAlias))
         {
-            w.Line($"{node.Output} = new float[maxBatchSize * {node.Spec.Size}];");
+            w.Line($"{node.Output} = new AlignedBuffer(maxBatchSize * {node.Spec.Size});");
             EmitNodeBuffers(w, node, training: false);
         }
         if (plan.Packed)
         {
-            foreach (var input in plan.Inputs) w.Line($"{input.Staging} = new float[maxBatchSize * {input.Spec.Size}];");
-            foreach (var output in plan.Outputs) w.Line($"{output.Targets} = new float[maxBatchSize * {output.Spec.TargetSize}];");
-            w.Line("lastOutputs = new float[maxBatchSize * OutputSize];");
+            foreach (var input in plan.Inputs) w.Line($"{input.Staging} = new AlignedBuffer(maxBatchSize * {input.Spec.Size});");
+            foreach (var output in plan.Outputs) w.Line($"{output.Targets} = new AlignedBuffer(maxBatchSize * {output.Spec.TargetSize});");
+            w.Line("lastOutputs = new AlignedBuffer(maxBatchSize * OutputSize);");
         }
         w.Line();
         w.Line("// Keras' defaults: Glorot-uniform kernels, zero biases, and each layer kind's own where it differs.");
@@ -313,7 +313,7 @@ internal static partial class ModelEmitter
     /// </summary>
     private static void EmitNodeFields(CodeWriter w, NodePlan node)
     {
-        if (node.CreatesMask) w.Line($"private readonly float[] {node.SequenceMask}; // 1 for each step that counts, 0 for padding");
+        if (node.CreatesMask) w.Line($"private readonly AlignedBuffer {node.SequenceMask}; // 1 for each step that counts, 0 for padding");
         if (node.Spec.Kind == NodeKind.Layer && node.Layer!.IsRecurrent)
         {
             w.Line($"private readonly RecurrentWorkspace {string.Join(", ", node.Layer.Directions.Select(node.Workspace))};");
@@ -332,7 +332,7 @@ internal static partial class ModelEmitter
 
     private static void EmitNodeBuffers(CodeWriter w, NodePlan node, bool training)
     {
-        if (node.CreatesMask) w.Line($"{node.SequenceMask} = new float[maxBatchSize * {node.Spec.Shape[0]}];");
+        if (node.CreatesMask) w.Line($"{node.SequenceMask} = new AlignedBuffer(maxBatchSize * {node.Spec.Shape[0]});");
         if (node.Spec.Kind == NodeKind.Layer && node.Layer!.IsRecurrent)
         {
             var layer = node.Layer;
@@ -350,8 +350,8 @@ internal static partial class ModelEmitter
         if (node.UsesPatches)
         {
             // Patches a transposed convolution sums back onto pixels are made and consumed a chunk of samples at a time.
-            string whole = $"new float[maxBatchSize * {node.Window}.Positions * {node.Window}.PatchSize]";
-            string chunk = $"new float[Convolution.TransposedScratch({node.Window}, maxBatchSize)]";
+            string whole = $"new AlignedBuffer(maxBatchSize * {node.Window}.Positions * {node.Window}.PatchSize)";
+            string chunk = $"new AlignedBuffer(Convolution.TransposedScratch({node.Window}, maxBatchSize))";
             bool transpose = node.Is(LayerKind.Conv2DTranspose);
             w.Line($"{node.Patches} = {(transpose ? chunk : whole)};");
             if (training && node.NeedsPatchGradient) w.Line($"{node.PatchGradient} = {(transpose ? whole : chunk)};");
@@ -366,10 +366,10 @@ internal static partial class ModelEmitter
         w.Line("public int MaxBatchSize { get; }");
         w.Line($"public string Name => \"{model.ClassName}\";");
         w.Line("public IReadOnlyList<Layer> Layers => layers;");
-        w.Line("/// <summary>All weights, contiguous; each layer's Kernel and Bias are views into it.</summary>");
-        w.Line("public float[] Parameters => parameters;");
+        w.Line("/// <summary>All weights, contiguous and starting on a cache line; each layer's Kernel and Bias are views into it.</summary>");
+        w.Line("public Span<float> Parameters => parameters.Span;");
         w.Line("/// <summary>Gradients from the last TrainStep, laid out as <see cref=\"Parameters\"/>.</summary>");
-        w.Line("public float[] Gradients => gradients;");
+        w.Line("public Span<float> Gradients => gradients.Span;");
         w.Line("int IModel.TrainableParameterCount => TrainableParameterCount;");
         w.Line("int IModel.InputSize => InputSize;");
         w.Line("int IModel.OutputSize => OutputSize;");

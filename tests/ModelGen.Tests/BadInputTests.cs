@@ -37,7 +37,7 @@ public class BadInputTests
     public void Wrong_output_and_target_lengths_name_the_output_layer()
     {
         var (model, x, y) = Mnist();
-        var weights = (float[])model.Parameters.Clone();
+        var weights = model.Parameters.ToArray();
         var output = Assert.Throws<ArgumentException>(() => model.Predict(x, new float[39]));
         Assert.Contains("'predictions'", output.Message);
         Assert.Contains("(4, 10)", output.Message);
@@ -52,7 +52,7 @@ public class BadInputTests
     {
         var (model, x, y) = Mnist();
         var optimizer = new Adam();
-        var weights = (float[])model.Parameters.Clone();
+        var weights = model.Parameters.ToArray();
         y[2] = 10;
         var error = Assert.Throws<ArgumentOutOfRangeException>(() => model.TrainStep(x, y, optimizer));
         Assert.Contains("MnistClassifier", error.Message);
@@ -65,7 +65,7 @@ public class BadInputTests
     public void A_non_finite_loss_is_refused_before_the_update()
     {
         var model = new ParityRegressor(maxBatchSize: 2, seed: 1);
-        var weights = (float[])model.Parameters.Clone();
+        var weights = model.Parameters.ToArray();
         var x = new float[] { 1, 2, float.NaN, 4, 5, 1, 2, 3, 4, 5 };
         var error = Assert.Throws<ArithmeticException>(() => model.TrainStep(x, new float[6], new Sgd(0.1f)));
         Assert.Contains("ParityRegressor", error.Message);

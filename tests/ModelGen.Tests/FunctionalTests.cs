@@ -25,7 +25,7 @@ public class FunctionalTests
     {
         var sequential = new BinarySequential(maxBatchSize: 8, seed: 1);
         var functional = new BinaryFunctional(maxBatchSize: 8, seed: 99);
-        sequential.Parameters.CopyTo(functional.Parameters, 0);
+        sequential.Parameters.CopyTo(functional.Parameters);
         var random = new Random(2);
         var x = Enumerable.Range(0, 8 * 20).Select(_ => (float)random.NextDouble()).ToArray();
         Assert.Equal(sequential.Predict(x), functional.Predict(x));

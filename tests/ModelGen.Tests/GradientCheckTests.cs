@@ -67,9 +67,9 @@ public class GradientCheckTests
         var y = Targets(model, batch, random);
 
         model.TrainStep(x, y, new Sgd(learningRate: 0f));
-        var analytic = (float[])model.Gradients.Clone();
+        var analytic = model.Gradients.ToArray();
         var weights = model.Parameters;
-        var before = weights.AsSpan(0, model.TrainableParameterCount).ToArray();
+        var before = weights[..model.TrainableParameterCount].ToArray();
 
         // A ReLU kink inside the step makes a difference quotient meaningless; two step sizes that disagree
         // reveal it, and such coordinates are skipped (they must stay rare, or the check would prove nothing).
@@ -83,7 +83,7 @@ public class GradientCheckTests
                 $"{name} parameter {i}: analytic {analytic[i]}, numeric {fine}");
         }
         Assert.True(nonSmooth <= model.TrainableParameterCount / 20, $"{nonSmooth} of {model.TrainableParameterCount} coordinates were non-smooth");
-        Assert.Equal(before, model.Parameters.AsSpan(0, model.TrainableParameterCount).ToArray());
+        Assert.Equal(before, model.Parameters[..model.TrainableParameterCount].ToArray());
         // Frozen weights and moving statistics get no gradient at all.
         Assert.All(analytic.Skip(model.TrainableParameterCount), g => Assert.Equal(0f, g));
     }

@@ -78,7 +78,7 @@ public class NormalizationTests
         var model = new NormalizedMlp(4, seed: 5);
         var x = Inputs(4, NormalizedMlp.InputSize, seed: 6);
         x[3] = float.NaN;
-        var before = (float[])model.Parameters.Clone();
+        var before = model.Parameters.ToArray();
         Assert.Throws<ArithmeticException>(() => model.TrainStep(x, new float[] { 0, 1, 2, 0 }, new Sgd(0.1f)));
         Assert.Equal(before, model.Parameters);
     }
@@ -147,7 +147,7 @@ public class NormalizationTests
     public void Copying_weights_checks_every_tensor_before_it_copies_any()
     {
         var target = new TransferHeadOnly(1, seed: 1);
-        var before = (float[])target.Parameters.Clone();
+        var before = target.Parameters.ToArray();
         var error = Assert.Throws<ArgumentException>(() => target.CopyWeightsFrom(new TransferPretrained(1, seed: 2), "conv1", "head"));
         Assert.Contains("TransferPretrained has no layer 'head'", error.Message);
         Assert.Equal(before, target.Parameters);

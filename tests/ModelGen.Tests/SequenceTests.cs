@@ -64,7 +64,7 @@ public class SequenceTests
     public void An_id_outside_the_table_names_the_layer_and_changes_nothing()
     {
         var model = new MaskedLstm(2, seed: 5);
-        var before = (float[])model.Parameters.Clone();
+        var before = model.Parameters.ToArray();
         var error = Assert.Throws<ArgumentOutOfRangeException>(() => model.TrainStep(new float[] { 1, 2, 3, 7, 0, 0, 1, 1, 1, 1, 1, 1 }, new float[] { 0, 1 }, new Adam()));
         Assert.Contains("MaskedLstm: layer 'embed' (Embedding) expects integer ids in [0, 7)", error.Message);
         Assert.Equal(before, model.Parameters);

@@ -50,7 +50,7 @@ public sealed class WeightsFileTests : IDisposable
     public void A_missing_file_is_a_clear_error_and_changes_nothing()
     {
         var model = new MnistClassifier(seed: 1);
-        var weights = (float[])model.Parameters.Clone();
+        var weights = model.Parameters.ToArray();
         var error = Assert.Throws<IOException>(() => model.LoadWeights(Path.Combine(directory, "absent.safetensors")));
         Assert.Contains("MnistClassifier", error.Message);
         Assert.Equal(weights, model.Parameters);
@@ -64,7 +64,7 @@ public sealed class WeightsFileTests : IDisposable
         new MnistClassifier(seed: 9).SaveWeights(path);
         var bytes = File.ReadAllBytes(path);
         File.WriteAllBytes(path, bytes.AsSpan(0, bytes.Length - 100).ToArray());
-        var weights = (float[])model.Parameters.Clone();
+        var weights = model.Parameters.ToArray();
         var error = Assert.Throws<InvalidDataException>(() => model.LoadWeights(path));
         Assert.Contains("MnistClassifier", error.Message);
         Assert.Contains("predictions", error.Message); // the last tensor is the one cut short
@@ -82,7 +82,7 @@ public sealed class WeightsFileTests : IDisposable
         string path = Path.Combine(directory, "other.safetensors");
         new ParityClassifier(seed: 1).SaveWeights(path); // layer0.kernel is (6, 8) there
         var model = new ParityOneHot(seed: 1);            // and (5, 7) here
-        var weights = (float[])model.Parameters.Clone();
+        var weights = model.Parameters.ToArray();
         var error = Assert.Throws<InvalidDataException>(() => model.LoadWeights(path));
         Assert.Contains("ParityOneHot", error.Message);
         Assert.Contains("layer 'layer0'", error.Message);

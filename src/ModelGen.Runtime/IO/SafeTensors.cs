@@ -78,7 +78,7 @@ public static partial class ModelExtensions
         catch (JsonException e) { throw Invalid(model, path, "the header is not valid JSON: " + e.Message); }
 
         // Stage every tensor into a copy; the model's buffer is written only once all of them check out.
-        var staged = (float[])model.Parameters.Clone();
+        var staged = model.Parameters.ToArray();
         using (document)
         {
             var expected = AllParameters(model);
@@ -110,7 +110,7 @@ public static partial class ModelExtensions
                     throw Invalid(model, path, $"it holds a tensor '{entry.Name}' that no layer of {model.Name} has (expected only {string.Join(", ", names)})");
             }
         }
-        staged.CopyTo(model.Parameters, 0);
+        staged.CopyTo(model.Parameters);
     }
 
     private static List<Parameter> AllParameters(IModel model) => model.Layers.SelectMany(l => l.Parameters).ToList();

@@ -35,31 +35,6 @@ public static partial class Gemm
     [ThreadStatic] private static AlignedBuffer? packedB;
 
     /// <summary>
-    /// A pinned scratch array whose usable part starts on a 64-byte boundary, so no 512-bit load of a packed
-    /// panel straddles two cache lines. One per thread, grown when a larger product needs it.
-    /// </summary>
-    private sealed class AlignedBuffer
-    {
-        private readonly float[] array;
-        private readonly int start;
-
-        public unsafe AlignedBuffer(int length)
-        {
-            array = GC.AllocateUninitializedArray<float>(length + 16, pinned: true);
-            fixed (float* first = array) start = (int)((64 - ((nint)first & 63)) & 63) / sizeof(float);
-        }
-
-        public int Length => array.Length - 16;
-        public Span<float> Span => array.AsSpan(start, Length);
-
-        public static Span<float> Ensure(ref AlignedBuffer? buffer, int length)
-        {
-            if (buffer is null || buffer.Length < length) buffer = new AlignedBuffer(length);
-            return buffer.Span;
-        }
-    }
-
-    /// <summary>
     /// Rows of C computed block by block as <paramref name="claim"/> hands them out, each block's rows of A first produced by
     /// <paramref name="rows"/> if they are produced; this thread's first block also packs B (ahead of its tiles, or tile by
     /// tile as its first micro-kernels read it). A depth block's partial sums stay in C between stages.

@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using ModelGen.Kernels;
 
 namespace ModelGen;
 
@@ -9,10 +10,10 @@ namespace ModelGen;
 /// </summary>
 public sealed class Parameter
 {
-    private readonly float[] values;
-    private readonly float[] gradients;
+    private readonly AlignedBuffer values;
+    private readonly AlignedBuffer gradients;
 
-    public Parameter(string name, float[] values, float[] gradients, int offset, params int[] shape)
+    public Parameter(string name, AlignedBuffer values, AlignedBuffer gradients, int offset, params int[] shape)
     {
         Name = name;
         this.values = values;

@@ -60,7 +60,7 @@ public sealed class EarlyStopping : Callback
             best = current;
             BestEpoch = logs.Epoch;
             wait = 0;
-            if (RestoreBestWeights) bestWeights = (float[])model.Parameters.Clone();
+            if (RestoreBestWeights) bestWeights = model.Parameters.ToArray();
             return false;
         }
         wait++;
@@ -71,6 +71,6 @@ public sealed class EarlyStopping : Callback
 
     public override void OnTrainEnd(IModel model)
     {
-        if (RestoreBestWeights && bestWeights is not null) bestWeights.CopyTo(model.Parameters, 0);
+        if (RestoreBestWeights && bestWeights is not null) bestWeights.CopyTo(model.Parameters);
     }
 }

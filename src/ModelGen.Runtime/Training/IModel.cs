@@ -14,12 +14,12 @@ public interface IModel
     string Name { get; }
     /// <summary>Every layer in order, named after the user's fields.</summary>
     IReadOnlyList<Layer> Layers { get; }
-    /// <summary>All parameters, contiguous; layers' <see cref="Parameter"/>s are views into it.</summary>
-    float[] Parameters { get; }
+    /// <summary>All parameters, contiguous and starting on a cache line; layers' <see cref="Parameter"/>s are views into it.</summary>
+    Span<float> Parameters { get; }
     /// <summary>How many floats at the start of <see cref="Parameters"/> the optimizer updates; moving statistics and frozen weights follow them.</summary>
     int TrainableParameterCount { get; }
     /// <summary>The gradient of the last <see cref="TrainStep"/>, laid out like <see cref="Parameters"/>.</summary>
-    float[] Gradients { get; }
+    Span<float> Gradients { get; }
     /// <summary>Floats per sample over all inputs (side by side, in declaration order).</summary>
     int InputSize { get; }
     /// <summary>Floats per sample over all outputs.</summary>

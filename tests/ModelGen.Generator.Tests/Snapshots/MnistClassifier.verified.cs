@@ -34,16 +34,16 @@ namespace Samples.Mnist
         private const int PredictionsKernelOffset = 233856, PredictionsKernelLength = 1280;
         private const int PredictionsBiasOffset = 235136, PredictionsBiasLength = 10;
 
-        private readonly float[] parameters = new float[ParameterCount];
-        private readonly float[] gradients = new float[ParameterCount];
+        private readonly AlignedBuffer parameters = new(ParameterCount);
+        private readonly AlignedBuffer gradients = new(ParameterCount);
         private readonly Layer[] layers;
 
         // Per tensor, for up to MaxBatchSize samples: its value and, where anything before it learns, the loss gradient with respect to it.
-        private readonly float[] hidden1Output, hidden1Gradient;
-        private readonly float[] drop1Output, drop1Gradient, drop1Mask;
-        private readonly float[] hidden2Output, hidden2Gradient;
-        private readonly float[] drop2Output, drop2Gradient, drop2Mask;
-        private readonly float[] predictionsOutput, predictionsGradient;
+        private readonly AlignedBuffer hidden1Output, hidden1Gradient;
+        private readonly AlignedBuffer drop1Output, drop1Gradient, drop1Mask;
+        private readonly AlignedBuffer hidden2Output, hidden2Gradient;
+        private readonly AlignedBuffer drop2Output, drop2Gradient, drop2Mask;
+        private readonly AlignedBuffer predictionsOutput, predictionsGradient;
         private SeededRandom dropoutRandom;
         private int lastTrainingBatch;
 
@@ -76,18 +76,18 @@ namespace Samples.Mnist
                 new Parameter("predictions.bias", parameters, gradients, PredictionsBiasOffset, 10));
             layers = new Layer[] { image, hidden1, drop1, hidden2, drop2, predictions };
 
-            hidden1Output = new float[maxBatchSize * 256];
-            hidden1Gradient = new float[maxBatchSize * 256];
-            drop1Output = new float[maxBatchSize * 256];
-            drop1Gradient = new float[maxBatchSize * 256];
-            drop1Mask = new float[maxBatchSize * 256];
-            hidden2Output = new float[maxBatchSize * 128];
-            hidden2Gradient = new float[maxBatchSize * 128];
-            drop2Output = new float[maxBatchSize * 128];
-            drop2Gradient = new float[maxBatchSize * 128];
-            drop2Mask = new float[maxBatchSize * 128];
-            predictionsOutput = new float[maxBatchSize * 10];
-            predictionsGradient = new float[maxBatchSize * 10];
+            hidden1Output = new AlignedBuffer(maxBatchSize * 256);
+            hidden1Gradient = new AlignedBuffer(maxBatchSize * 256);
+            drop1Output = new AlignedBuffer(maxBatchSize * 256);
+            drop1Gradient = new AlignedBuffer(maxBatchSize * 256);
+            drop1Mask = new AlignedBuffer(maxBatchSize * 256);
+            hidden2Output = new AlignedBuffer(maxBatchSize * 128);
+            hidden2Gradient = new AlignedBuffer(maxBatchSize * 128);
+            drop2Output = new AlignedBuffer(maxBatchSize * 128);
+            drop2Gradient = new AlignedBuffer(maxBatchSize * 128);
+            drop2Mask = new AlignedBuffer(maxBatchSize * 128);
+            predictionsOutput = new AlignedBuffer(maxBatchSize * 10);
+            predictionsGradient = new AlignedBuffer(maxBatchSize * 10);
 
             // Keras' defaults: Glorot-uniform kernels, zero biases, and each layer kind's own where it differs.
             var random = new SeededRandom(seed);
@@ -101,10 +101,10 @@ namespace Samples.Mnist
         public int MaxBatchSize { get; }
         public string Name => "MnistClassifier";
         public IReadOnlyList<Layer> Layers => layers;
-        /// <summary>All weights, contiguous; each layer's Kernel and Bias are views into it.</summary>
-        public float[] Parameters => parameters;
+        /// <summary>All weights, contiguous and starting on a cache line; each layer's Kernel and Bias are views into it.</summary>
+        public Span<float> Parameters => parameters.Span;
         /// <summary>Gradients from the last TrainStep, laid out as <see cref="Parameters"/>.</summary>
-        public float[] Gradients => gradients;
+        public Span<float> Gradients => gradients.Span;
         int IModel.TrainableParameterCount => TrainableParameterCount;
         int IModel.InputSize => InputSize;
         int IModel.OutputSize => OutputSize;

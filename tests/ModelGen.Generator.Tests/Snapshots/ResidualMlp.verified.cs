@@ -34,16 +34,16 @@ namespace Samples
         private const int HeadKernelOffset = 8320, HeadKernelLength = 640;
         private const int HeadBiasOffset = 8960, HeadBiasLength = 10;
 
-        private readonly float[] parameters = new float[ParameterCount];
-        private readonly float[] gradients = new float[ParameterCount];
+        private readonly AlignedBuffer parameters = new(ParameterCount);
+        private readonly AlignedBuffer gradients = new(ParameterCount);
         private readonly Layer[] layers;
 
         // Per tensor, for up to MaxBatchSize samples: its value and, where anything before it learns, the loss gradient with respect to it.
-        private readonly float[] d1Output, d1Gradient;
-        private readonly float[] d2Output, d2Gradient;
-        private readonly float[] addOutput, addGradient;
-        private readonly float[] reluOutput, reluGradient;
-        private readonly float[] headOutput, headGradient;
+        private readonly AlignedBuffer d1Output, d1Gradient;
+        private readonly AlignedBuffer d2Output, d2Gradient;
+        private readonly AlignedBuffer addOutput, addGradient;
+        private readonly AlignedBuffer reluOutput, reluGradient;
+        private readonly AlignedBuffer headOutput, headGradient;
         private int lastTrainingBatch;
 
         private static readonly ModelInput[] modelInputs =
@@ -72,16 +72,16 @@ namespace Samples
                 new Parameter("head.bias", parameters, gradients, HeadBiasOffset, 10));
             layers = new Layer[] { new Input("x", 64), d1, d2, head };
 
-            d1Output = new float[maxBatchSize * 64];
-            d1Gradient = new float[maxBatchSize * 64];
-            d2Output = new float[maxBatchSize * 64];
-            d2Gradient = new float[maxBatchSize * 64];
-            addOutput = new float[maxBatchSize * 64];
-            addGradient = new float[maxBatchSize * 64];
-            reluOutput = new float[maxBatchSize * 64];
-            reluGradient = new float[maxBatchSize * 64];
-            headOutput = new float[maxBatchSize * 10];
-            headGradient = new float[maxBatchSize * 10];
+            d1Output = new AlignedBuffer(maxBatchSize * 64);
+            d1Gradient = new AlignedBuffer(maxBatchSize * 64);
+            d2Output = new AlignedBuffer(maxBatchSize * 64);
+            d2Gradient = new AlignedBuffer(maxBatchSize * 64);
+            addOutput = new AlignedBuffer(maxBatchSize * 64);
+            addGradient = new AlignedBuffer(maxBatchSize * 64);
+            reluOutput = new AlignedBuffer(maxBatchSize * 64);
+            reluGradient = new AlignedBuffer(maxBatchSize * 64);
+            headOutput = new AlignedBuffer(maxBatchSize * 10);
+            headGradient = new AlignedBuffer(maxBatchSize * 10);
 
             // Keras' defaults: Glorot-uniform kernels, zero biases, and each layer kind's own where it differs.
             var random = new SeededRandom(seed);
@@ -94,10 +94,10 @@ namespace Samples
         public int MaxBatchSize { get; }
         public string Name => "ResidualMlp";
         public IReadOnlyList<Layer> Layers => layers;
-        /// <summary>All weights, contiguous; each layer's Kernel and Bias are views into it.</summary>
-        public float[] Parameters => parameters;
+        /// <summary>All weights, contiguous and starting on a cache line; each layer's Kernel and Bias are views into it.</summary>
+        public Span<float> Parameters => parameters.Span;
         /// <summary>Gradients from the last TrainStep, laid out as <see cref="Parameters"/>.</summary>
-        public float[] Gradients => gradients;
+        public Span<float> Gradients => gradients.Span;
         int IModel.TrainableParameterCount => TrainableParameterCount;
         int IModel.InputSize => InputSize;
         int IModel.OutputSize => OutputSize;

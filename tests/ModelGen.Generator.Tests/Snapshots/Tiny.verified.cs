@@ -31,15 +31,15 @@ partial class Outer
         private const int LogitsKernelOffset = 12, LogitsKernelLength = 8;
         private const int LogitsBiasOffset = 20, LogitsBiasLength = 2;
 
-        private readonly float[] parameters = new float[ParameterCount];
-        private readonly float[] gradients = new float[ParameterCount];
+        private readonly AlignedBuffer parameters = new(ParameterCount);
+        private readonly AlignedBuffer gradients = new(ParameterCount);
         private readonly Layer[] layers;
 
         // Per tensor, for up to MaxBatchSize samples: its value and, where anything before it learns, the loss gradient with respect to it.
-        private readonly float[] projectionOutput, projectionGradient;
-        private readonly float[] squashOutput, squashGradient;
-        private readonly float[] logitsOutput, logitsGradient;
-        private readonly float[] probabilitiesOutput, probabilitiesGradient;
+        private readonly AlignedBuffer projectionOutput, projectionGradient;
+        private readonly AlignedBuffer squashOutput, squashGradient;
+        private readonly AlignedBuffer logitsOutput, logitsGradient;
+        private readonly AlignedBuffer probabilitiesOutput, probabilitiesGradient;
         private int lastTrainingBatch;
 
         private static readonly ModelInput[] modelInputs =
@@ -68,14 +68,14 @@ partial class Outer
             probabilities = new ActivationLayer("probabilities", Activation.Softmax, 2);
             layers = new Layer[] { features, projection, squash, logits, probabilities };
 
-            projectionOutput = new float[maxBatchSize * 4];
-            projectionGradient = new float[maxBatchSize * 4];
-            squashOutput = new float[maxBatchSize * 4];
-            squashGradient = new float[maxBatchSize * 4];
-            logitsOutput = new float[maxBatchSize * 2];
-            logitsGradient = new float[maxBatchSize * 2];
-            probabilitiesOutput = new float[maxBatchSize * 2];
-            probabilitiesGradient = new float[maxBatchSize * 2];
+            projectionOutput = new AlignedBuffer(maxBatchSize * 4);
+            projectionGradient = new AlignedBuffer(maxBatchSize * 4);
+            squashOutput = new AlignedBuffer(maxBatchSize * 4);
+            squashGradient = new AlignedBuffer(maxBatchSize * 4);
+            logitsOutput = new AlignedBuffer(maxBatchSize * 2);
+            logitsGradient = new AlignedBuffer(maxBatchSize * 2);
+            probabilitiesOutput = new AlignedBuffer(maxBatchSize * 2);
+            probabilitiesGradient = new AlignedBuffer(maxBatchSize * 2);
 
             // Keras' defaults: Glorot-uniform kernels, zero biases, and each layer kind's own where it differs.
             var random = new SeededRandom(seed);
@@ -87,10 +87,10 @@ partial class Outer
         public int MaxBatchSize { get; }
         public string Name => "Tiny";
         public IReadOnlyList<Layer> Layers => layers;
-        /// <summary>All weights, contiguous; each layer's Kernel and Bias are views into it.</summary>
-        public float[] Parameters => parameters;
+        /// <summary>All weights, contiguous and starting on a cache line; each layer's Kernel and Bias are views into it.</summary>
+        public Span<float> Parameters => parameters.Span;
         /// <summary>Gradients from the last TrainStep, laid out as <see cref="Parameters"/>.</summary>
-        public float[] Gradients => gradients;
+        public Span<float> Gradients => gradients.Span;
         int IModel.TrainableParameterCount => TrainableParameterCount;
         int IModel.InputSize => InputSize;
         int IModel.OutputSize => OutputSize;

@@ -43,9 +43,10 @@ public abstract class Optimizer
     /// </summary>
     protected static float FlushToZero(float value) => MathF.Abs(value) < SmallestNormal ? 0f : value;
 
-    protected static float[] Allocate(ref float[]? state, int length)
+    /// <summary>Per-parameter state, on a cache line like the parameters it runs beside.</summary>
+    protected static AlignedBuffer Allocate(ref AlignedBuffer? state, int length)
     {
-        if (state is null) return state = new float[length];
+        if (state is null) return state = new AlignedBuffer(length);
         if (state.Length != length)
         {
             throw new InvalidOperationException(
@@ -58,7 +59,7 @@ public abstract class Optimizer
 /// <summary>Keras' SGD: m = momentum·m - lr·g; p += m (nesterov: p += momentum·m - lr·g).</summary>
 public sealed class Sgd : Optimizer
 {
-    private float[]? velocity;
+    private AlignedBuffer? velocity;
 
     public Sgd(float learningRate = 0.01f, float momentum = 0f, bool nesterov = false) : base(learningRate)
     {
@@ -86,7 +87,7 @@ public sealed class Sgd : Optimizer
             for (int i = 0; i < parameters.Length; i++) parameters[i] += -gradients[i] * lr;
             return;
         }
-        var m = velocity!;
+        var m = velocity!.Span;
         for (int i = 0; i < parameters.Length; i++)
         {
             m[i] = FlushToZero(-gradients[i] * lr + m[i] * Momentum);
@@ -101,7 +102,7 @@ public sealed class Sgd : Optimizer
 /// </summary>
 public sealed class Adam : Optimizer
 {
-    private float[]? firstMoment, secondMoment;
+    private AlignedBuffer? firstMoment, secondMoment;
 
     public Adam(float learningRate = 0.001f, float beta1 = 0.9f, float beta2 = 0.999f, float epsilon = 1e-7f) : base(learningRate)
     {
@@ -132,7 +133,7 @@ public sealed class Adam : Optimizer
     {
         long t = Iterations;
         float alpha = (float)(LearningRate * Math.Sqrt(1 - Math.Pow(Beta2, t)) / (1 - Math.Pow(Beta1, t)));
-        fixed (float* p = parameters, g = gradients, m = firstMoment, v = secondMoment)
+        fixed (float* p = parameters, g = gradients, m = firstMoment!.Span, v = secondMoment!.Span)
         {
             var job = new Job(p, g, m, v, parameters.Length, new Coefficients(Beta1, Beta2, Epsilon, alpha));
             Helper.For((parameters.Length + PartSize - 1) / PartSize, &UpdatePart, &job);

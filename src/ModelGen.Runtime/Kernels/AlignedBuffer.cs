@@ -5,11 +5,13 @@ using System.Runtime.InteropServices;
 namespace ModelGen.Kernels;
 
 /// <summary>
-/// Zeroed floats whose first sits on a 64-byte boundary: a model's weights, gradients and activations, and the GEMM's packing
-/// panels. .NET places an array on any 8-byte boundary, where a 512-bit load straddles two cache lines three times in four (the
-/// MLP's 784x256 weights read 16 or 32 bytes past a line against on one: 128x784x256 on two cores 226-231 against 220-223 us),
-/// and has no aligned allocation; so this is a pinned array with up to 15 floats of slack in front, and the buffer starts at
-/// the first line inside it. Pinned, because a compacting GC would move the array and the line with it.
+/// Zeroed floats whose first sits on a 64-byte boundary: a model's weights, gradients, activations and optimizer state, and
+/// the GEMM's packing panels. .NET places an array on any 8-byte boundary, where a 512-bit load straddles two cache lines
+/// three times in four (128x784x256 on two cores: 226-231 us with the weights 16 or 32 bytes past a line, 220-223 on one),
+/// and has no aligned allocation (an array probed into place on the pinned heap landed on a line for the first model only);
+/// so this is a pinned array with up to 15 floats of slack in front, and the buffer starts at the first line inside it.
+/// Pinned, because a compacting GC would move the array and the line with it; the cost is that a discarded model's buffers
+/// wait for a full collection.
 /// </summary>
 public sealed class AlignedBuffer
 {

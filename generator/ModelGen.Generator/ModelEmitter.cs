@@ -95,7 +95,7 @@ internal static partial class ModelEmitter
             if (node.NeedsPatchGradient) names.Add(node.PatchGradient);
             w.Line($"private readonly AlignedBuffer {string.Join(", ", names)};");
             if (node.Is(LayerKind.LayerNormalization)) w.Line($"private readonly AlignedBuffer {node.Mean}, {node.InverseStd}; // each row's statistics, for the backward pass");
-            if (node.UsesBatchStatistics) w.Line($"private readonly AlignedBuffer {node.Mean} = new AlignedBuffer({node.Layer!.Channels}), {node.Variance} = new AlignedBuffer({node.Layer.Channels}), {node.InverseStd} = new AlignedBuffer({node.Layer.Channels}); // the last training batch's statistics");
+            if (node.UsesBatchStatistics) w.Line($"private readonly AlignedBuffer {node.Mean} = new({node.Layer!.Channels}), {node.Variance} = new({node.Layer.Channels}), {node.InverseStd} = new({node.Layer.Channels}); // the last training batch's statistics");
             EmitNodeFields(w, node);
         }
         foreach (var sub in plan.SubModels)

@@ -18,7 +18,7 @@ public class AlignedBufferTests
             {
                 kept.Add(new float[length % 97 + copy]);
                 var buffer = new AlignedBuffer(length);
-                Assert.True(buffer.LineOffset == 0, $"{length} floats, copy {copy}: {buffer.LineOffset} bytes past a line");
+                Assert.True(AlignedBuffer.LineOffset(buffer) == 0, $"{length} floats, copy {copy}: {AlignedBuffer.LineOffset(buffer)} bytes past a line");
                 Assert.Equal(length, buffer.Length);
                 Span<float> span = buffer;
                 Assert.Equal(length, span.Length);

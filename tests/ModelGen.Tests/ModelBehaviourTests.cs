@@ -1,5 +1,4 @@
-using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
+using ModelGen.Kernels;
 using ModelGen.Training;
 
 namespace ModelGen.Tests;
@@ -61,13 +60,12 @@ public class ModelBehaviourTests
     public void Weights_and_gradients_start_on_a_cache_line_in_every_model()
     {
         // The kernels' 512-bit loads of a layer's weights then never straddle two lines (AlignedBuffer says what that costs).
-        static long LineOffset(Span<float> span) => Unsafe.ByteOffset(ref Unsafe.NullRef<float>(), ref MemoryMarshal.GetReference(span)) & 63;
         for (int copy = 0; copy < 4; copy++)
         {
             var model = new MnistClassifier(maxBatchSize: 128, seed: copy);
-            Assert.Equal(0, LineOffset(model.Parameters));
-            Assert.Equal(0, LineOffset(model.Gradients));
-            Assert.Equal(0, LineOffset(model.hidden2.Kernel.Values)); // at 200,960 floats, a whole number of lines in
+            Assert.Equal(0, AlignedBuffer.LineOffset(model.Parameters));
+            Assert.Equal(0, AlignedBuffer.LineOffset(model.Gradients));
+            Assert.Equal(0, AlignedBuffer.LineOffset(model.hidden2.Kernel.Values)); // at 200,960 floats, a whole number of lines in
         }
     }
 

@@ -23,7 +23,7 @@ public sealed class AlignedBuffer
     {
         ArgumentOutOfRangeException.ThrowIfNegative(length);
         array = GC.AllocateArray<float>(length + Slack, pinned: true);
-        start = (int)(-Address(array) & (Line - 1)) / sizeof(float);
+        start = (Line - LineOffset(array)) % Line / sizeof(float);
         Length = length;
     }
 
@@ -33,14 +33,12 @@ public sealed class AlignedBuffer
 
     public Span<float> AsSpan(int offset, int length) => Span.Slice(offset, length);
 
-    /// <summary>How many bytes past a cache line the buffer starts: always 0, which the tests hold it to.</summary>
-    public int LineOffset => (int)((Address(array) + start * sizeof(float)) & (Line - 1));
-
     public static implicit operator Span<float>(AlignedBuffer buffer) => buffer.Span;
 
     public static implicit operator ReadOnlySpan<float>(AlignedBuffer buffer) => buffer.Span;
 
-    private static unsafe nint Address(float[] array) => (nint)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(array));
+    /// <summary>How many bytes past a cache line <paramref name="floats"/> starts (0 for every buffer; the tests hold models to it).</summary>
+    internal static unsafe int LineOffset(ReadOnlySpan<float> floats) => (int)((nint)Unsafe.AsPointer(ref MemoryMarshal.GetReference(floats)) & (Line - 1));
 
     /// <summary>A per-thread scratch buffer of at least <paramref name="length"/> floats, replaced by a larger one when too short.</summary>
     internal static Span<float> Ensure(ref AlignedBuffer? buffer, int length)

@@ -20,8 +20,10 @@ internal static partial class ModelEmitter
     /// <summary>One block per tensor in topological order; shared by the model and its sub-models (inference only).</summary>
     private static void EmitForwardBody(CodeWriter w, string modelName, IEnumerable<NodePlan> computed, bool inferenceOnly)
     {
+        var nodes = computed.ToList();
+        var pairs = DensePairs(nodes);
         bool first = true;
-        foreach (var node in computed)
+        foreach (var node in nodes)
         {
             if (!first) w.Line();
             first = false;
@@ -32,8 +34,14 @@ internal static partial class ModelEmitter
             {
                 case NodeKind.Layer when node.Layer!.Kind == LayerKind.Dense:
                     var layer = node.Layer;
-                    w.Line($"// {node.Title}: Dense({layer.Channels}, {Lower(layer.Activation)}), {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}{(spec.Shape.Count > 1 ? ", at every step" : "")}");
-                    EmitProduct(w, layer, inputs[0], node.Output, Rows(spec).Rows, layer.InputSize.ToString(CultureInfo.InvariantCulture), spec);
+                    string dense = $"// {node.Title}: Dense({layer.Channels}, {Lower(layer.Activation)}), {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}{(spec.Shape.Count > 1 ? ", at every step" : "")}";
+                    var pair = pairs.FirstOrDefault(p => p.First == node || p.Second == node);
+                    if (pair is null)
+                    {
+                        w.Line(dense);
+                        EmitProduct(w, layer, inputs[0], node.Output, Rows(spec).Rows, layer.InputSize.ToString(CultureInfo.InvariantCulture), spec);
+                    }
+                    else EmitPairedProduct(w, pair, node, dense, inputs[0], inferenceOnly);
                     break;
                 case NodeKind.Layer when node.Is(LayerKind.Conv2D):
                 {
@@ -222,11 +230,86 @@ internal static partial class ModelEmitter
     /// </summary>
     private static void EmitProduct(CodeWriter w, LayerSpec layer, string input, string output, string rows, string depth, NodeSpec spec)
     {
-        string bias = layer.UseBias ? Plan.View(layer, "Bias") : "default";
-        string relu = layer.Activation == Activation.Relu ? ", relu: true" : "";
-        w.Line($"Gemm.Multiply({input}, {Plan.View(layer, "Kernel")}, {output}, {rows}, {depth}, {layer.Channels}, {bias}{relu});");
+        w.Line(Product(layer, input, output, rows, depth));
         if (layer.Activation is not (Activation.Linear or Activation.Relu)) EmitActivation(w, layer.Activation, output, spec);
     }
+
+    private static string Product(LayerSpec layer, string input, string output, string rows, string depth)
+    {
+        string bias = layer.UseBias ? Plan.View(layer, "Bias") : "default";
+        string relu = layer.Activation == Activation.Relu ? ", relu: true" : "";
+        return $"Gemm.Multiply({input}, {Plan.View(layer, "Kernel")}, {output}, {rows}, {depth}, {layer.Channels}, {bias}{relu});";
+    }
+
+    /// <summary>
+    /// Two dense layers in a row at inference: the first's output goes to the second only, through nothing but dropouts (the
+    /// identity at inference). <see cref="EmitPairedProduct"/> runs them as one Gemm.MultiplyTwice, which at a few rows
+    /// (batch-1 inference) shares both layers between the cores with a single hand-off.
+    /// </summary>
+    private sealed record DensePair(NodePlan First, NodePlan Second, bool ThroughDropout);
+
+    private static List<DensePair> DensePairs(List<NodePlan> nodes)
+    {
+        var readers = nodes.SelectMany(n => n.Inputs).GroupBy(i => i).ToDictionary(g => g.Key, g => g.Count());
+        bool IsVectorDense(NodePlan n) => n.Is(LayerKind.Dense) && n.Spec.Shape.Count == 1 && n.Inputs[0].Spec.Shape.Count == 1;
+        var pairs = new List<DensePair>();
+        foreach (var second in nodes.Where(IsVectorDense))
+        {
+            var link = second.Inputs[0];
+            bool throughDropout = false;
+            while (link.IsDropout && readers.TryGetValue(link, out int dropoutReaders) && dropoutReaders == 1)
+            {
+                link = link.Inputs[0];
+                throughDropout = true;
+            }
+            // The first layer's activation must fit in the product's epilogue (none or ReLU): the second reads it mid-product.
+            if (!IsVectorDense(link) || link.Layer!.Activation is not (Activation.Linear or Activation.Relu)) continue;
+            if (!readers.TryGetValue(link, out int firstReaders) || firstReaders != 1) continue;
+            // A chain of three pairs its first two only: a layer is in one pair at most.
+            if (pairs.Any(p => p.Second == link)) continue;
+            pairs.Add(new DensePair(link, second, throughDropout));
+        }
+        return pairs;
+    }
+
+    /// <summary>
+    /// A paired dense layer's block. The first layer's block computes nothing where the pair always runs (inference, or no
+    /// dropout between), else only in training; the second's block runs the pair, or in training its own product.
+    /// </summary>
+    private static void EmitPairedProduct(CodeWriter w, DensePair pair, NodePlan node, string title, string input, bool inferenceOnly)
+    {
+        bool trainingApart = pair.ThroughDropout && !inferenceOnly;
+        var layer = node.Layer!;
+        string depth = layer.InputSize.ToString(CultureInfo.InvariantCulture);
+        if (node == pair.First)
+        {
+            w.Line($"{title}, computed with {pair.Second.Title} below{(trainingApart ? " at inference" : "")}");
+            if (trainingApart) w.Line($"if (training) {Product(layer, input, node.Output, "batch", depth)}");
+            return;
+        }
+        var first = pair.First.Layer!;
+        string dropouts = pair.ThroughDropout ? $", {string.Join(" and ", Between(pair).Select(d => d.Title))} being the identity then" : "";
+        w.Line($"{title}, with {pair.First.Title}{(trainingApart ? $" at inference{dropouts}" : "")}: both in one call, so that at batch 1 the kernel can share them between the cores with one hand-off");
+        string twice = $"Gemm.MultiplyTwice({pair.First.Inputs[0].InferenceName}, {Plan.View(first, "Kernel")}, {pair.First.Output}, {Plan.View(layer, "Kernel")}, {node.Output}, " +
+            $"batch, {first.InputSize}, {first.Channels}, {layer.Channels}{Epilogue(first, "1")}{Epilogue(layer, "2")});";
+        if (trainingApart)
+        {
+            w.Line($"if (training) {Product(layer, input, node.Output, "batch", depth)}");
+            w.Line($"else {twice}");
+        }
+        else w.Line(twice);
+        if (layer.Activation is not (Activation.Linear or Activation.Relu)) EmitActivation(w, layer.Activation, node.Output, node.Spec);
+    }
+
+    private static IEnumerable<NodePlan> Between(DensePair pair)
+    {
+        var chain = new List<NodePlan>();
+        for (var link = pair.Second.Inputs[0]; link != pair.First; link = link.Inputs[0]) chain.Insert(0, link);
+        return chain;
+    }
+
+    private static string Epilogue(LayerSpec layer, string which) =>
+        (layer.UseBias ? $", bias{which}: {Plan.View(layer, "Bias")}" : "") + (layer.Activation == Activation.Relu ? $", relu{which}: true" : "");
 
     /// <summary>Softmax normalises over the last axis; every other activation is element-wise.</summary>
     /// <param name="source">Where x comes from when it is not already in <paramref name="buffer"/>.</param>

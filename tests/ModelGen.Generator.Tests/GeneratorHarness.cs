@@ -16,6 +16,16 @@ internal static class GeneratorHarness
         return (output, driver.GetRunResult());
     }
 
+    /// <summary>A model's one generated file, checked to compile without warnings, and the text of one of its private methods.</summary>
+    public static (string Code, string Method) RunAndFindMethod(string source, string method)
+    {
+        var (output, result) = Run(source);
+        Assert.Empty(output.GetDiagnostics().Where(d => d.Severity >= DiagnosticSeverity.Warning));
+        string code = Assert.Single(result.GeneratedTrees).ToString();
+        string text = code.Substring(code.IndexOf($"private void {method}(", StringComparison.Ordinal));
+        return (code, text.Substring(0, text.IndexOf("\n    }", StringComparison.Ordinal)));
+    }
+
     /// <summary>
     /// Compares text with Snapshots/&lt;name&gt;.verified.cs. On a mismatch it writes &lt;name&gt;.received.cs beside it
     /// and fails; MODELGEN_UPDATE_SNAPSHOTS=1 accepts the new text instead.

@@ -136,11 +136,10 @@ namespace Samples
 
         private void Forward(ReadOnlySpan<float> x, int batch, bool training)
         {
-            // d1: Dense(64, relu), (None, 64) -> (None, 64)
-            Gemm.Multiply(x, D1Kernel, d1Output, batch, 64, 64, D1Bias, relu: true);
+            // d1: Dense(64, relu), (None, 64) -> (None, 64), computed with d2 below
 
-            // d2: Dense(64, linear), (None, 64) -> (None, 64)
-            Gemm.Multiply(d1Output, D2Kernel, d2Output, batch, 64, 64, D2Bias);
+            // d2: Dense(64, linear), (None, 64) -> (None, 64), with d1: both in one call, so that at batch 1 the kernel can share them between the cores with one hand-off
+            Gemm.MultiplyTwice(x, D1Kernel, d1Output, D2Kernel, d2Output, batch, 64, 64, 64, bias1: D1Bias, relu1: true, bias2: D2Bias);
 
             // add: Add(d2, x)
             Merges.Combine(MergeOperation.Add, d2Output, x, addOutput, batch * 64);

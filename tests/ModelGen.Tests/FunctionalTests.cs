@@ -104,6 +104,19 @@ public class SubModelTests
         AssertClose(expectedAfter, after);
     }
 
+    [Fact]
+    public void Encoder_at_batch_1_runs_its_first_two_layers_as_one_shared_pair_and_matches_the_reference()
+    {
+        // At batch 1, encode1 (784x256, 200K multiply-adds) and encode2 share the cores as one Gemm.MultiplyTwice: encode2
+        // sums its depth in two slices, which must still agree with the double-precision reference.
+        var model = new Autoencoder(maxBatchSize: 4, seed: 3);
+        var random = new Random(4);
+        var image = Enumerable.Range(0, 784).Select(_ => (float)random.NextDouble()).ToArray();
+        var latent = new float[32];
+        model.Encode(image, latent);
+        AssertClose(Dense(Dense(Dense(image, 1, model.encode1), 1, model.encode2), 1, model.code), latent);
+    }
+
     /// <summary>1e-5 relative (to 1 for small values): float32 products of 784 terms against a double reference. Rounding both to
     /// 4 decimals, as this test first did, fails whenever a value sits on a rounding boundary.</summary>
     private static void AssertClose(float[] expected, float[] actual)

@@ -88,12 +88,7 @@ public class GemmTwiceTests
     [InlineData(1, 1600, 128, 10)]
     public void Shared_pair_is_the_same_on_one_thread_or_two(int m, int k, int n1, int n2)
     {
-        var random = new Random(n1 * n2);
-        var a = GemmTests.RandomMatrix(random, m * k);
-        var b1 = GemmTests.RandomMatrix(random, k * n1);
-        var b2 = GemmTests.RandomMatrix(random, n1 * n2);
-        var bias1 = GemmTests.RandomMatrix(random, n1);
-        var bias2 = GemmTests.RandomMatrix(random, n2);
+        var (a, b1, b2, bias1, bias2) = Operands(seed: n1 * n2, m, k, n1, n2);
         float[] Run(int threads)
         {
             var h = new float[m * n1];
@@ -114,11 +109,7 @@ public class GemmTwiceTests
     [InlineData(1, 2000, 100, 16)] // too narrow for two slices
     public void Outside_the_shared_case_it_is_two_multiply_calls(int m, int k, int n1, int n2)
     {
-        var random = new Random(m * k);
-        var a = GemmTests.RandomMatrix(random, m * k);
-        var b1 = GemmTests.RandomMatrix(random, k * n1);
-        var b2 = GemmTests.RandomMatrix(random, n1 * n2);
-        var bias2 = GemmTests.RandomMatrix(random, n2);
+        var (a, b1, b2, _, bias2) = Operands(seed: m * k, m, k, n1, n2);
         var h = new float[m * n1];
         var c = new float[m * n2];
         Gemm.MultiplyTwice(a, b1, h, b2, c, m, k, n1, n2, relu1: true, bias2: bias2);
@@ -128,6 +119,14 @@ public class GemmTwiceTests
         Gemm.Multiply(h2, b2, c2, m, n1, n2, bias2);
         Assert.Equal(h2, h);
         Assert.Equal(c2, c);
+    }
+
+    /// <summary>A, B1, B2 and both biases, uniform in [-1, 1].</summary>
+    private static (float[] A, float[] B1, float[] B2, float[] Bias1, float[] Bias2) Operands(int seed, int m, int k, int n1, int n2)
+    {
+        var random = new Random(seed);
+        return (GemmTests.RandomMatrix(random, m * k), GemmTests.RandomMatrix(random, k * n1), GemmTests.RandomMatrix(random, n1 * n2),
+            GemmTests.RandomMatrix(random, n1), GemmTests.RandomMatrix(random, n2));
     }
 
     [Fact]

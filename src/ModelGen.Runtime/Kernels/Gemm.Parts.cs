@@ -16,6 +16,7 @@ public static partial class Gemm
     /// <summary>Depth of one part of a deep product, at least: enough work to be worth a hand-off and a partial C.</summary>
     private const int DepthPart = 1024;
 
+    /// <summary>The calling thread's partial sums of a depth split or of a pair of layers (Gemm.Twice.cs); neither runs inside the other.</summary>
     [ThreadStatic] private static AlignedBuffer? partialSums;
 
     /// <summary>

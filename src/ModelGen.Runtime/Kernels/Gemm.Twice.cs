@@ -12,7 +12,7 @@ public static partial class Gemm
     /// kept for whoever else reads it. At a few rows (batch-1 inference) with a first layer worth sharing, the cores take
     /// slices of B1's columns and each goes straight on to the rows of B2 that its slice of H feeds, into a partial C of its
     /// own; the partials are added in slice order at the end. Two products instead cost two hand-offs, and the second
-    /// waits for both halves of H and reads the one the other core wrote (the MLP's 784-256-128 at batch 1: 6.4 -> 5.6 us).
+    /// waits for both halves of H and reads the one the other core wrote (the MLP's 784-256-128 at batch 1: medians 6.1 -> 5.7 us).
     /// H is the same bit for bit as <see cref="Multiply"/> computes it; C sums its depth in slices, so it may differ from two
     /// <see cref="Multiply"/> calls in the last bits. The slices follow the shape alone, so C is the same on one thread or two.
     /// Otherwise (more rows, a narrow or light first layer) this is exactly those two calls.
@@ -49,36 +49,34 @@ public static partial class Gemm
     /// <summary>Columns of H per slice: 128 (eight 512-bit accumulators, as <see cref="StreamingSlots"/>) where that makes two slices, else 64.</summary>
     private static int TwiceSliceColumns(int n1) => n1 >= 256 ? 128 : 64;
 
-    /// <summary>Both layers' operands as pointers, and where each slice's partial C goes (slice 0's straight into C).</summary>
-    private readonly unsafe struct TwiceJob(Job first, Job second, float* partials, int sliceColumns)
+    /// <summary>
+    /// Both layers' operands as pointers (the first's part size is the slice's columns), and where each slice's partial C
+    /// goes (slice 0's straight into C).
+    /// </summary>
+    private readonly unsafe struct TwiceJob(Job first, Job second, float* partials)
     {
         public readonly Job First = first, Second = second;
         public readonly float* Partials = partials;
-        public readonly int SliceColumns = sliceColumns;
     }
-
-    [ThreadStatic] private static AlignedBuffer? twicePartials;
 
     private static unsafe void StreamTwice<TLanes, TVector>(ReadOnlySpan<float> a, ReadOnlySpan<float> b1, Span<float> h, ReadOnlySpan<float> b2, Span<float> c,
         int m, int k, int n1, int n2, in Epilogue first, in Epilogue second)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
         int sliceColumns = TwiceSliceColumns(n1), slices = (n1 + sliceColumns - 1) / sliceColumns, size = m * n2;
-        var partials = AlignedBuffer.Ensure(ref twicePartials, (slices - 1) * size);
+        var partials = AlignedBuffer.Ensure(ref partialSums, (slices - 1) * size);
         fixed (float* pa = a, pb1 = b1, ph = h, pb2 = b2, pc = c, pp = partials, pbias1 = first.Bias)
         {
-            var hMatrix = new Matrix(h, n1, 1);
             var job = new TwiceJob(
                 new Job(new PinnedMatrix(pa, new Matrix(a, k, 1)), new PinnedMatrix(pb1, new Matrix(b1, n1, 1)), ph, pbias1, first, blocks: null, sliceColumns, m, k, n1),
-                new Job(new PinnedMatrix(ph, hMatrix), new PinnedMatrix(pb2, new Matrix(b2, n2, 1)), pc, null, default, blocks: null, sliceColumns, m, n1, n2),
-                pp, sliceColumns);
+                new Job(new PinnedMatrix(ph, new Matrix(h, n1, 1)), new PinnedMatrix(pb2, new Matrix(b2, n2, 1)), pc, null, default, blocks: null, sliceColumns, m, n1, n2),
+                pp);
             Helper.For(slices, &StreamTwiceSlice<TLanes, TVector>, &job);
         }
         // C = slice 0's partial + the others in slice order, then bias and ReLU, as the epilogue would after the whole depth.
         var sum = c.Slice(0, size);
         for (int slice = 1; slice < slices; slice++) TensorPrimitives.Add(sum, partials.Slice((slice - 1) * size, size), sum);
-        if (!second.Bias.IsEmpty)
-            for (int i = 0; i < m; i++) TensorPrimitives.Add(sum.Slice(i * n2, n2), second.Bias.Slice(0, n2), sum.Slice(i * n2, n2));
+        if (!second.Bias.IsEmpty) Reductions.AddToRows(sum, second.Bias, m, n2);
         if (second.Relu) TensorPrimitives.Max(sum, 0f, sum);
     }
 
@@ -92,7 +90,7 @@ public static partial class Gemm
     {
         ref readonly TwiceJob job = ref *(TwiceJob*)state;
         ref readonly Job first = ref job.First, second = ref job.Second;
-        int column = index * job.SliceColumns, columns = Math.Min(job.SliceColumns, first.N - column), n2 = second.N;
+        int column = index * first.PartSize, columns = Math.Min(first.PartSize, first.N - column), n2 = second.N;
         var a = first.A.From();
         var b1 = first.B.From(column);
         var h = second.A.From(column);

@@ -7,7 +7,7 @@ using ModelGen.Training;
 
 /// <summary>
 /// The ModelGen side of benchmarks/compare.sh: the workloads of peer/torch_peer.py, timed the same way
-/// (warm-up, then 25 samples of back-to-back calls lasting at least 10 ms each; the median, in ms).
+/// (warm-up, then <see cref="Samples"/> samples of back-to-back calls lasting at least 10 ms each; the median, in ms).
 /// BenchmarkDotNet (the other suites here) gives the detailed statistics; this gives comparable numbers in seconds.
 /// </summary>
 public static class PeerHarness
@@ -113,6 +113,9 @@ public static class PeerHarness
         return new { fit_s = seconds[seconds.Count / 2], epochs = 200, test_accuracy = accuracy };
     }
 
+    /// <summary>Samples per workload: COMPARE_SAMPLES (compare.sh sets it for each of its rounds), 25 when unset.</summary>
+    private static readonly int Samples = int.TryParse(Environment.GetEnvironmentVariable("COMPARE_SAMPLES"), out int samples) && samples > 0 ? samples : 25;
+
     private static double Time(Action action)
     {
         // Enough warm-up for tiered JIT to reach its final code.
@@ -121,7 +124,7 @@ public static class PeerHarness
         while (warm.Elapsed.TotalSeconds < 1 || calls < 200) { action(); calls++; }
         double perCall = warm.Elapsed.TotalSeconds / calls;
         int inner = Math.Max(1, (int)(0.01 / perCall));
-        var samples = new double[25];
+        var samples = new double[Samples];
         for (int s = 0; s < samples.Length; s++)
         {
             var clock = Stopwatch.StartNew();

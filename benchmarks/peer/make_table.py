@@ -1,43 +1,75 @@
 #!/usr/bin/python3
-"""Merges the peer and ModelGen medians into one table (stdout) and RESULTS.md."""
+"""Merges the peer and ModelGen medians of every round into one table (stdout) and RESULTS.md."""
 import datetime
 import json
+import os
 import platform
+import statistics
 import subprocess
 import sys
 
-torch_runs, modelgen, out = json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), sys.argv[3]
+# Usage: make_table.py RESULTS.md ROUND_DIR... where each round's folder holds torch.json and modelgen.json, and where measured
+# sklearn.json, digits.json and peak.txt. Each round's ratios come from medians taken minutes apart at most; the table reports
+# medians over rounds, and each speedup as the median of the rounds' own speedups with their range.
+out, round_dirs = sys.argv[1], sys.argv[2:]
+
+
+def load(folder, name):
+    path = os.path.join(folder, name)
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return None
+    return open(path).read().split() if name.endswith(".txt") else json.load(open(path))
+
+
+rounds = [{name: load(folder, name + ext) for name, ext in
+           (("torch", ".json"), ("modelgen", ".json"), ("sklearn", ".json"), ("digits", ".json"), ("peak", ".txt"))}
+          for folder in round_dirs]
+first = rounds[0]
+median = statistics.median
+
+
+def speedup(ratios):
+    """The median of the rounds' own speedups, with their range when there are several rounds."""
+    spread = f" ({min(ratios):.2f}-{max(ratios):.2f})" if len(ratios) > 1 else ""
+    return f"{median(ratios):.2f}x{spread}"
+
+
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
-threads = modelgen["info"]["threads"]
+threads = first["modelgen"]["info"]["threads"]
 label = "products of 1M+ multiply-adds shared by 2 threads" if threads > 1 else "1 thread"
 rows = [f"| workload | ModelGen ms ({label}) | PyTorch ms, 1 thread | PyTorch ms, default threads | speedup vs best PyTorch |", "|---|---|---|---|---|"]
-for name, ours in modelgen["results"].items():
-    one, default = torch_runs["1"]["results"][name], torch_runs["default"]["results"][name]
-    best = min(one, default)
+for name in first["modelgen"]["results"]:
+    ours = [r["modelgen"]["results"][name] for r in rounds]
+    one = [r["torch"]["1"]["results"][name] for r in rounds]
+    default = [r["torch"]["default"]["results"][name] for r in rounds]
+    ratios = [min(o, d) / m for o, d, m in zip(one, default, ours)]
     gflops = ""
     if name.startswith("gemm"):
         m, n, k = (int(v) for v in name.split()[1].split("x"))
-        gflops = f" ({2 * m * n * k / ours / 1e6:.0f} vs {2 * m * n * k / best / 1e6:.0f} GFLOP/s)"
-    rows.append(f"| {name} | {ours:.4f} | {one:.4f} | {default:.4f} | {best / ours:.2f}x{gflops} |")
+        gflops = f"; {2 * m * n * k / median(ours) / 1e6:.0f} vs {2 * m * n * k / min(median(one), median(default)) / 1e6:.0f} GFLOP/s"
+    rows.append(f"| {name} | {median(ours):.4f} | {median(one):.4f} | {median(default):.4f} | {speedup(ratios)}{gflops} |")
 table = "\n".join(rows)
+samples = os.environ.get("COMPARE_SAMPLES", "25")
 header = (f"Machine: {cpu}, {subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores. "
           f"Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}. "
-          f"PyTorch {torch_runs['1']['info']['torch']} on OpenBLAS (OPENBLAS_CORETYPE unset: it chose {torch_runs['1']['info']['openblas_core']}); ModelGen {modelgen['info']['simd']}, .NET {modelgen['info']['runtime']}.\n"
-          "Medians of 25 samples (each >= 10 ms of back-to-back calls). Speedup = best PyTorch median / ModelGen median (above 1: ModelGen faster).\n")
+          f"PyTorch {first['torch']['1']['info']['torch']} on OpenBLAS (OPENBLAS_CORETYPE unset: it chose {first['torch']['1']['info']['openblas_core']}); ModelGen {first['modelgen']['info']['simd']}, .NET {first['modelgen']['info']['runtime']}.\n"
+          f"{len(rounds)} rounds, the sides taking turns to go first; in each, every workload's median of {samples} samples (each >= 10 ms of "
+          "back-to-back calls). Times are medians over the rounds. Speedup = best PyTorch median / ModelGen median within a round "
+          "(above 1: ModelGen faster): the median over rounds, the rounds' range in brackets.\n")
 # Scaling: MLP width -> parameters, ModelGen vs the best PyTorch configuration, at batch 1 and 128.
 def params(w):
     return 2 * w * w + 2 * w + 10 * w + 10
-widths = sorted({int(k.split()[0]) for k in modelgen["scaling"]})
+widths = sorted({int(k.split()[0]) for k in first["modelgen"]["scaling"]})
 scaling_rows = ["| width | parameters | batch | ModelGen ms | best PyTorch ms | speedup |", "|---|---|---|---|---|---|"]
 series = {}
 for batch in (1, 128):
     for w in widths:
         key = f"{w} b{batch}"
-        ours = modelgen["scaling"][key]
-        theirs = min(torch_runs["1"]["scaling"][key], torch_runs["default"]["scaling"][key])
-        scaling_rows.append(f"| {w} | {params(w):,} | {batch} | {ours:.4f} | {theirs:.4f} | {theirs / ours:.2f}x |")
-        series.setdefault(f"ModelGen b{batch}", []).append((params(w), ours))
-        series.setdefault(f"PyTorch b{batch}", []).append((params(w), theirs))
+        ours = [r["modelgen"]["scaling"][key] for r in rounds]
+        theirs = [min(r["torch"]["1"]["scaling"][key], r["torch"]["default"]["scaling"][key]) for r in rounds]
+        scaling_rows.append(f"| {w} | {params(w):,} | {batch} | {median(ours):.4f} | {median(theirs):.4f} | {speedup([t / o for t, o in zip(theirs, ours)])} |")
+        series.setdefault(f"ModelGen b{batch}", []).append((params(w), median(ours)))
+        series.setdefault(f"PyTorch b{batch}", []).append((params(w), median(theirs)))
 scaling_table = "\n".join(scaling_rows)
 
 def svg(series, path):
@@ -70,35 +102,40 @@ def svg(series, path):
 
 # Training on the digits: scikit-learn's MLPClassifier(64) against the same configuration trained by ModelGen's Fit.
 digits_table = ""
-if len(sys.argv) > 6:
-    sk = json.load(open(sys.argv[4]))
-    ours = json.load(open(sys.argv[6]))  # ModelGen.Benchmarks --digits, a process of its own
-    best = min(sk["1"]["fit_s"], sk["default"]["fit_s"])
+digit_rounds = [r for r in rounds if r["sklearn"] and r["digits"]]
+if digit_rounds:
+    sk1 = [r["sklearn"]["1"]["fit_s"] for r in digit_rounds]
+    skd = [r["sklearn"]["default"]["fit_s"] for r in digit_rounds]
+    ours = [r["digits"]["fit_s"] for r in digit_rounds]
+    last_sk, last_ours = digit_rounds[-1]["sklearn"], digit_rounds[-1]["digits"]
     digits_table = "\n".join([
-        "| trainer | fit s (median of 5) | epochs | test accuracy |", "|---|---|---|---|",
-        f"| scikit-learn MLPClassifier(64), 1 thread | {sk['1']['fit_s']:.4f} | {sk['1']['epochs']} | {sk['1']['test_accuracy']:.4f} |",
-        f"| scikit-learn MLPClassifier(64), default threads | {sk['default']['fit_s']:.4f} | {sk['default']['epochs']} | {sk['default']['test_accuracy']:.4f} |",
-        f"| ModelGen Fit, 64-64-10, Adam 1e-3, batch 200 | {ours['fit_s']:.4f} | {ours['epochs']} | {ours['test_accuracy']:.4f} |",
-        "", f"Speedup vs the faster scikit-learn run: {best / ours['fit_s']:.2f}x."])
+        "| trainer | fit s (median of 5 fits, then over rounds) | epochs | test accuracy |", "|---|---|---|---|",
+        f"| scikit-learn MLPClassifier(64), 1 thread | {median(sk1):.4f} | {last_sk['1']['epochs']} | {last_sk['1']['test_accuracy']:.4f} |",
+        f"| scikit-learn MLPClassifier(64), default threads | {median(skd):.4f} | {last_sk['default']['epochs']} | {last_sk['default']['test_accuracy']:.4f} |",
+        f"| ModelGen Fit, 64-64-10, Adam 1e-3, batch 200 | {median(ours):.4f} | {last_ours['epochs']} | {last_ours['test_accuracy']:.4f} |",
+        "", f"Speedup vs the faster scikit-learn run: {speedup([min(a, b) / o for a, b, o in zip(sk1, skd, ours)])}."])
 
 # One core: the 2048^3 product with ModelGen's second thread off, against OpenBLAS on one thread and the FMA peak.
 single_text = ""
-if "single_thread" in modelgen:
+if "single_thread" in first["modelgen"]:
     name = "gemm 2048x2048x2048"
     flops = 2 * 2048 ** 3
-    ours, theirs = modelgen["single_thread"][name], torch_runs["1"]["results"][name]
-    # peak_fma prints the core's FMA peak and the ceiling of a 12x32 micro-kernel with its operands in L1.
-    measured = open(sys.argv[5]).read().split() if len(sys.argv) > 5 else []
+    ours = [r["modelgen"]["single_thread"][name] for r in rounds]
+    theirs = [r["torch"]["1"]["results"][name] for r in rounds]
+    # peak_fma prints the core's FMA peak and the ceiling of a 12x32 micro-kernel with its operands in L1, in the round's
+    # ModelGen turn.
     share = ""
-    if len(measured) == 2:
-        peak, ceiling = float(measured[0]), float(measured[1])
-        rate = flops / ours / 1e6
-        share = (f", {rate / peak:.0%} of this core's FMA peak ({peak:.0f} GFLOP/s) and {rate / ceiling:.0%} of a micro-kernel's "
-                 f"ceiling on it ({ceiling:.0f} GFLOP/s, operands in L1; benchmarks/peer/peak_fma.c, best of 5 each)")
-    single_text = (f"One core, {name}: ModelGen {ours:.1f} ms = {flops / ours / 1e6:.0f} GFLOP/s{share}; "
-                   f"OpenBLAS on one thread {theirs:.1f} ms = {flops / theirs / 1e6:.0f} GFLOP/s.")
+    peaked = [(float(r["peak"][0]), float(r["peak"][1]), r["modelgen"]["single_thread"][name]) for r in rounds if r["peak"] and len(r["peak"]) == 2]
+    if peaked:
+        peak, ceiling = median(p for p, _, _ in peaked), median(c for _, c, _ in peaked)
+        of_peak = median(flops / t / 1e6 / p for p, _, t in peaked)
+        of_ceiling = median(flops / t / 1e6 / c for _, c, t in peaked)
+        share = (f", {of_peak:.0%} of this core's FMA peak ({peak:.0f} GFLOP/s) and {of_ceiling:.0%} of a micro-kernel's "
+                 f"ceiling on it ({ceiling:.0f} GFLOP/s, operands in L1; benchmarks/peer/peak_fma.c, best of 5 each; shares are "
+                 "medians of each round's own)")
+    single_text = (f"One core, {name}: ModelGen {median(ours):.1f} ms = {flops / median(ours) / 1e6:.0f} GFLOP/s{share}; "
+                   f"OpenBLAS on one thread {median(theirs):.1f} ms = {flops / median(theirs) / 1e6:.0f} GFLOP/s.")
 
-import os
 svg(series, os.path.join(os.path.dirname(out), "scaling.svg"))
 print(header)
 print(table)

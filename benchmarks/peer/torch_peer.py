@@ -6,7 +6,7 @@ Each configuration runs in its own process so thread pools are sized before torc
   "default"   nothing set: what a user gets (torch 1 intra-op thread, OpenBLAS 2 threads here)
 OPENBLAS_CORETYPE is unset by compare.sh so OpenBLAS picks its best kernels for this CPU.
 Timing matches the harness: after warm-up, each sample is the mean of back-to-back calls over >= 10 ms;
-the median of 25 samples is reported. Inference takes the fastest of eager, jit.trace and
+the median of COMPARE_SAMPLES samples (default 25) is reported. Inference takes the fastest of eager, jit.trace and
 jit.trace+freeze+optimize_for_inference; training is zero_grad -> forward -> cross-entropy ->
 backward -> Adam(lr=1e-3, eps=1e-7, foreach=True), the Keras-equivalent step.
 Usage: torch_peer.py OUT.json
@@ -18,7 +18,12 @@ import sys
 import time
 
 
-def timed(fn, repeats=25, sample_s=0.01):
+# Samples per workload: COMPARE_SAMPLES (compare.sh sets it for each of its rounds), 25 when unset.
+SAMPLES = int(os.environ.get("COMPARE_SAMPLES", "25"))
+
+
+def timed(fn, repeats=None, sample_s=0.01):
+    repeats = repeats or SAMPLES
     for _ in range(20):
         fn()
     start = time.perf_counter()

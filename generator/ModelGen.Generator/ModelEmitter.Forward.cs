@@ -22,6 +22,8 @@ internal static partial class ModelEmitter
     {
         var nodes = computed.ToList();
         var pairs = DensePairs(nodes);
+        // What a kernel keeps for the backward pass (a convolution's patches, a max pool's winners): only while training.
+        string keepForBackward = inferenceOnly ? "false" : "training";
         bool first = true;
         foreach (var node in nodes)
         {
@@ -51,7 +53,7 @@ internal static partial class ModelEmitter
                     // im2col + GEMM, or a direct kernel for small windows that fills the patches only for the kernel gradient
                     string bias = conv.UseBias ? $", {Plan.View(conv, "Bias")}" : ", default";
                     string relu = conv.Activation == Activation.Relu ? ", relu: true" : "";
-                    w.Line($"Convolution.Forward({inputs[0]}, {node.Patches}, {Plan.View(conv, "Kernel")}, {node.Output}, {node.Window}, {conv.Channels}, batch{bias}{relu}, keepPatches: {(inferenceOnly ? "false" : "training")});");
+                    w.Line($"Convolution.Forward({inputs[0]}, {node.Patches}, {Plan.View(conv, "Kernel")}, {node.Output}, {node.Window}, {conv.Channels}, batch{bias}{relu}, keepPatches: {keepForBackward});");
                     if (conv.Activation is not (Activation.Linear or Activation.Relu)) EmitActivation(w, conv.Activation, node.Output, spec);
                     break;
                 }
@@ -76,7 +78,7 @@ internal static partial class ModelEmitter
                 case NodeKind.Layer when node.Layer!.IsWindowed && node.Layer.Kind != LayerKind.Conv2D:
                     w.Line($"// {node.Title}: {node.Layer.TypeName}{(node.Layer.IsGlobal ? "" : $"({node.Layer.KernelHeight}x{node.Layer.KernelWidth}, strides {node.Layer.Strides})")}, {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}");
                     w.Line(node.UsesWinners
-                        ? $"Pooling.MaxForward({inputs[0]}, {node.Output}, {node.Winners}, {node.Window}, batch);"
+                        ? $"Pooling.MaxForward({inputs[0]}, {node.Output}, {node.Winners}, {node.Window}, batch, keepWinners: {keepForBackward});"
                         : $"Pooling.AverageForward({inputs[0]}, {node.Output}, {node.Window}, batch);");
                     break;
                 case NodeKind.Layer when node.Is(LayerKind.BatchNormalization):

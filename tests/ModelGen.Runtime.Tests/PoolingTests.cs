@@ -5,13 +5,21 @@ namespace ModelGen.Runtime.Tests;
 /// <summary>Max pooling against a direct definition, with enough channels for whole vectors plus a remainder on every SIMD width.</summary>
 public class PoolingTests
 {
+    /// <summary>Height, width, channels, pool, strides, 'same', batch: whole vectors of channels and remainders on every SIMD width.</summary>
+    public static readonly TheoryData<int, int, int, int, int, bool, int> Shapes = new()
+    {
+        { 5, 6, 37, 2, 2, false, 2 },
+        { 7, 7, 19, 3, 2, true, 2 },
+        { 4, 4, 64, 2, 2, false, 2 },
+        { 3, 5, 3, 2, 1, true, 2 },
+        { 6, 8, 53, 2, 2, false, 2 },    // whole 2x2 windows: three vectors of 16, then 5 channels
+        { 5, 5, 24, 2, 2, true, 2 },     // 'same': the last row and column of windows are cut to fit
+        { 26, 26, 32, 2, 2, false, 1 },  // the CNN's first pool at batch 1: output rows in two halves
+        { 11, 11, 64, 2, 2, false, 3 },  // parts that begin and end inside an image
+    };
+
     [Theory]
-    [InlineData(5, 6, 37, 2, 2, false, 2)]
-    [InlineData(7, 7, 19, 3, 2, true, 2)]
-    [InlineData(4, 4, 64, 2, 2, false, 2)]
-    [InlineData(3, 5, 3, 2, 1, true, 2)]
-    [InlineData(26, 26, 32, 2, 2, false, 1)]   // the CNN's first pool at batch 1: output rows in two halves
-    [InlineData(11, 11, 64, 2, 2, false, 3)]   // parts that begin and end inside an image
+    [MemberData(nameof(Shapes))]
     public void Max_pooling_takes_each_window_maximum_and_routes_the_gradient_to_it(int height, int width, int channels, int pool, int strides, bool same, int batch)
     {
         var window = new Window(height, width, channels, pool, pool, strides, strides, same);
@@ -84,6 +92,37 @@ public class PoolingTests
                             }
                         yield return (n, o, at);
                     }
+    }
+
+    /// <summary>
+    /// Inference leaves the winners out: the same maxima bit for bit (ties, signed zeros and NaNs included) on the unrolled 2x2
+    /// path, the vector loop and the scalar remainder, with no winners buffer at all; a buffer passed anyway is left as it was.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void Max_pooling_without_winners_writes_the_same_maxima(int height, int width, int channels, int pool, int strides, bool same, int batch)
+    {
+        var window = new Window(height, width, channels, pool, pool, strides, strides, same);
+        var random = new Random(channels * 7 + pool);
+        float[] values = [1f, 1f, 2f, -0f, 0f, float.NaN, -3.5f, 7.25f];
+        var input = Enumerable.Range(0, batch * height * width * channels).Select(_ => values[random.Next(values.Length)] * random.Next(1, 4)).ToArray();
+        var kept = new float[batch * window.Positions * channels];
+        Pooling.MaxForward(input, kept, new int[kept.Length], window, batch);
+
+        var dropped = new float[kept.Length];
+        Pooling.MaxForward(input, dropped, Span<int>.Empty, window, batch, keepWinners: false);
+        Assert.Equal(kept.Select(BitConverter.SingleToInt32Bits), dropped.Select(BitConverter.SingleToInt32Bits));
+
+        var untouched = Enumerable.Repeat(-1, kept.Length).ToArray();
+        Pooling.MaxForward(input, dropped, untouched, window, batch, keepWinners: false);
+        Assert.All(untouched, winner => Assert.Equal(-1, winner));
+    }
+
+    [Fact]
+    public void Max_pooling_that_keeps_winners_refuses_a_short_winners_buffer()
+    {
+        var window = new Window(4, 4, 3, 2, 2, 2, 2, Same: false);
+        Assert.Throws<ArgumentException>(() => Pooling.MaxForward(new float[48], new float[12], new int[11], window, 1));
     }
 
     [Fact]

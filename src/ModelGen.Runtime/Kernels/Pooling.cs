@@ -12,16 +12,20 @@ public static class Pooling
     /// <summary>0, 1, 2, ... one per lane: added to a pixel's first index, the index of each channel in a vector.</summary>
     private static Vector<int> Lanes => Vector<int>.Indices;
 
-    /// <summary>Writes maxima and, in <paramref name="winners"/>, each maximum's index within its sample (for the backward pass).</summary>
-    public static unsafe void MaxForward(ReadOnlySpan<float> input, Span<float> output, Span<int> winners, in Window window, int batch)
+    /// <summary>
+    /// Writes maxima and, when <paramref name="keepWinners"/> (training: the backward pass routes each gradient to its window's
+    /// maximum), in <paramref name="winners"/> each maximum's index within its sample; without them (inference) the kernel
+    /// leaves out the index arithmetic and half the stores, and <paramref name="winners"/> may be empty.
+    /// </summary>
+    public static unsafe void MaxForward(ReadOnlySpan<float> input, Span<float> output, Span<int> winners, in Window window, int batch, bool keepWinners = true)
     {
         int imageFloats = window.Height * window.Width * window.Channels, outputFloats = window.Positions * window.Channels;
-        Convolution.Require(input.Length >= batch * imageFloats && output.Length >= batch * outputFloats && winners.Length >= batch * outputFloats, "Max pooling", window, batch);
+        Convolution.Require(input.Length >= batch * imageFloats && output.Length >= batch * outputFloats && (!keepWinners || winners.Length >= batch * outputFloats), "Max pooling", window, batch);
         fixed (float* x = input, y = output)
         fixed (int* w = winners)
         {
-            var work = new MaxRanges(x, y, w, window, backward: false);
-            Convolution.ForOutputRows(ref work, window, batch, imageFloats + 2 * outputFloats);
+            var work = new MaxRanges(x, y, keepWinners ? w : null, window, backward: false);
+            Convolution.ForOutputRows(ref work, window, batch, imageFloats + (keepWinners ? 2 : 1) * outputFloats);
         }
     }
 
@@ -40,7 +44,7 @@ public static class Pooling
 
     /// <summary>
     /// Max pooling over a range of output rows (forward) or of samples (backward), counted over the whole batch: images at
-    /// <c>image</c>, pooled values (or their gradients) at <c>pooled</c>.
+    /// <c>image</c>, pooled values (or their gradients) at <c>pooled</c>, the winners at <c>winners</c> (null: not kept).
     /// </summary>
     private readonly unsafe struct MaxRanges(float* image, float* pooled, int* winners, Window window, bool backward, bool accumulate = false) : IRanges
     {
@@ -51,15 +55,18 @@ public static class Pooling
             int samples = backward ? count : (first + count - 1) / window.OutputHeight - firstSample + 1;
             var images = new Span<float>(image + (long)firstSample * imageFloats, samples * imageFloats);
             var values = new Span<float>(pooled + (long)firstSample * outputFloats, samples * outputFloats);
-            var indices = new Span<int>(winners + (long)firstSample * outputFloats, samples * outputFloats);
+            var indices = winners == null ? default : new Span<int>(winners + (long)firstSample * outputFloats, samples * outputFloats);
+            int firstRow = first - firstSample * window.OutputHeight;
             if (backward) MaxBackwardSamples(values, indices, images, window, count, accumulate);
-            else MaxForwardRows(images, values, indices, window, first - firstSample * window.OutputHeight, count);
+            else if (winners == null) MaxForwardRows<WinnersDropped>(images, values, indices, window, firstRow, count);
+            else MaxForwardRows<WinnersKept>(images, values, indices, window, firstRow, count);
         }
     }
 
     /// <summary>Output rows [<paramref name="firstRow"/>, + <paramref name="rows"/>), counted from the first sample of the spans.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-    private static void MaxForwardRows(ReadOnlySpan<float> input, Span<float> output, Span<int> winners, in Window window, int firstRow, int rows)
+    private static void MaxForwardRows<TWinners>(ReadOnlySpan<float> input, Span<float> output, Span<int> winners, in Window window, int firstRow, int rows)
+        where TWinners : IWinners
     {
         int height = window.Height, width = window.Width, channels = window.Channels;
         int outputHeight = window.OutputHeight, outputWidth = window.OutputWidth;
@@ -82,7 +89,7 @@ public static class Pooling
                 ref float pixels = ref MemoryMarshal.GetReference(image);
                 if (Vector512.IsHardwareAccelerated && y1 - y0 == 2 && x1 - x0 == 2)
                 {
-                    c = MaxOfTwoByTwo(ref pixels, first, width * channels, channels,
+                    c = MaxOfTwoByTwo<TWinners>(ref pixels, first, width * channels, channels,
                         ref Unsafe.Add(ref MemoryMarshal.GetReference(output), at), ref Unsafe.Add(ref MemoryMarshal.GetReference(winners), at));
                 }
                 for (; c + Vector<float>.Count <= channels; c += Vector<float>.Count)
@@ -97,11 +104,11 @@ public static class Pooling
                             var candidate = Vector.LoadUnsafe(ref Unsafe.Add(ref pixels, pixel));
                             var better = Vector.GreaterThan(candidate, best);
                             best = Vector.ConditionalSelect(better, candidate, best);
-                            winner = Vector.ConditionalSelect(better, new Vector<int>(pixel) + Lanes, winner);
+                            if (TWinners.Kept) winner = Vector.ConditionalSelect(better, new Vector<int>(pixel) + Lanes, winner);
                         }
                     }
                     Vector.StoreUnsafe(best, ref Unsafe.Add(ref MemoryMarshal.GetReference(output), at + c));
-                    Vector.StoreUnsafe(winner, ref Unsafe.Add(ref MemoryMarshal.GetReference(winners), at + c));
+                    if (TWinners.Kept) Vector.StoreUnsafe(winner, ref Unsafe.Add(ref MemoryMarshal.GetReference(winners), at + c));
                 }
                 for (; c < channels; c++)
                 {
@@ -116,7 +123,7 @@ public static class Pooling
                         }
                     }
                     output[at + c] = best;
-                    winners[at + c] = winner;
+                    if (TWinners.Kept) winners[at + c] = winner;
                 }
             }
         }
@@ -128,7 +135,8 @@ public static class Pooling
     /// at batch 1: 3.9 -> 3.1 us alone; the 11x11x64 second pool 1.0 -> 0.6). Returns the channels done.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static int MaxOfTwoByTwo(ref float pixels, int first, int down, int right, ref float maximum, ref int winner)
+    private static int MaxOfTwoByTwo<TWinners>(ref float pixels, int first, int down, int right, ref float maximum, ref int winner)
+        where TWinners : IWinners
     {
         int c = 0;
         var lanes = Vector512<int>.Indices;
@@ -143,19 +151,35 @@ public static class Pooling
             var candidate = Vector512.LoadUnsafe(ref Unsafe.Add(ref corner, right));
             var better = Vector512.GreaterThan(candidate, best);
             best = Vector512.ConditionalSelect(better, candidate, best);
-            at = Vector512.ConditionalSelect(better.AsInt32(), topLeft + toRight, at);
+            if (TWinners.Kept) at = Vector512.ConditionalSelect(better.AsInt32(), topLeft + toRight, at);
             candidate = Vector512.LoadUnsafe(ref Unsafe.Add(ref corner, down));
             better = Vector512.GreaterThan(candidate, best);
             best = Vector512.ConditionalSelect(better, candidate, best);
-            at = Vector512.ConditionalSelect(better.AsInt32(), topLeft + toBelow, at);
+            if (TWinners.Kept) at = Vector512.ConditionalSelect(better.AsInt32(), topLeft + toBelow, at);
             candidate = Vector512.LoadUnsafe(ref Unsafe.Add(ref corner, down + right));
             better = Vector512.GreaterThan(candidate, best);
             best = Vector512.ConditionalSelect(better, candidate, best);
-            at = Vector512.ConditionalSelect(better.AsInt32(), topLeft + toDiagonal, at);
+            if (TWinners.Kept) at = Vector512.ConditionalSelect(better.AsInt32(), topLeft + toDiagonal, at);
             best.StoreUnsafe(ref Unsafe.Add(ref maximum, c));
-            at.StoreUnsafe(ref Unsafe.Add(ref winner, c));
+            if (TWinners.Kept) at.StoreUnsafe(ref Unsafe.Add(ref winner, c));
         }
         return c;
+    }
+
+    /// <summary>Whether the forward pass records its winners: a constant per type, so the JIT leaves the index work out of inference.</summary>
+    private interface IWinners
+    {
+        static abstract bool Kept { get; }
+    }
+
+    private readonly struct WinnersKept : IWinners
+    {
+        public static bool Kept => true;
+    }
+
+    private readonly struct WinnersDropped : IWinners
+    {
+        public static bool Kept => false;
     }
 
     private static void MaxBackwardSamples(ReadOnlySpan<float> outputGradient, ReadOnlySpan<int> winners, Span<float> inputGradient, in Window window, int batch, bool accumulate)

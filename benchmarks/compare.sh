@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# ModelGen vs PyTorch, side by side on this machine, in one run of three rounds (about 9 min). Prints a table and writes
+# ModelGen vs PyTorch, side by side on this machine, in one run of three rounds. Prints a table and writes
 # benchmarks/RESULTS.md.
-#   bash benchmarks/compare.sh                 (COMPARE_ROUNDS=1 for one pass, about 3 min)
+#   bash benchmarks/compare.sh                 (COMPARE_ROUNDS=1 for one pass)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$(mktemp -d)
@@ -16,32 +16,17 @@ fi
 echo "building ModelGen's side..."
 dotnet build -c Release benchmarks/ModelGen.Benchmarks >/dev/null
 dotnet build-server shutdown >/dev/null 2>&1 || true
-if grep -q avx512f /proc/cpuinfo && command -v gcc >/dev/null; then gcc -O2 -mavx512f -mfma benchmarks/peer/peak_fma.c -o "$out/peak_fma"; fi
-# Rounds, each side's turn alternating: this machine's speed drifts by 10-50% over minutes (a whole run of one side could land
-# in a slow phase and the other in a fast one), so every round yields its own ratios, from medians taken a minute or two apart,
-# and the table reports the median over rounds. COMPARE_ROUNDS=1 gives a quick single pass.
-rounds=${COMPARE_ROUNDS:-3}
+# The single-core FMA peak and a micro-kernel's ceiling, the yardsticks for the one-thread GEMM, measured in each round
+# (AVX-512 machines with a C compiler; skipped otherwise).
+peak=()
+if grep -q avx512f /proc/cpuinfo && command -v gcc >/dev/null; then
+  gcc -O2 -mavx512f -mfma benchmarks/peer/peak_fma.c -o "$out/peak_fma" && peak=("$out/peak_fma")
+fi
+# Rounds in which both sides stay up and take turns workload by workload (peer/interleave.py): this machine's speed drifts
+# by 10-50% over minutes, and a side timed all at once and then the other could land in different phases (the CNN at batch 1
+# read 4.2x in one session and 3.3x in the next with no CNN code changed). Every round yields its own ratios, and the table
+# reports the median over rounds. COMPARE_ROUNDS=1 gives a quick single pass.
 export COMPARE_SAMPLES=${COMPARE_SAMPLES:-15}
-modelgen() {
-  echo "  ModelGen..."
-  dotnet benchmarks/ModelGen.Benchmarks/bin/Release/net10.0/ModelGen.Benchmarks.dll --peer "$1/modelgen.json" >/dev/null
-  # The digits fit in a process of its own, as scikit-learn's: after the workloads above (their large arrays on the heap) the
-  # same fits measured 0.134-0.136 s instead of 0.122-0.128.
-  dotnet benchmarks/ModelGen.Benchmarks/bin/Release/net10.0/ModelGen.Benchmarks.dll --digits > "$1/digits.json"
-  # The single-core FMA peak and a micro-kernel's ceiling, the yardsticks for the one-thread GEMM, in the same round (AVX-512
-  # machines with a C compiler; skipped otherwise).
-  if [[ -x "$out/peak_fma" ]]; then "$out/peak_fma" > "$1/peak.txt"; fi
-}
-peers() {
-  echo "  PyTorch peer (OPENBLAS_CORETYPE unset so OpenBLAS picks its best kernels for this CPU)..."
-  env -u OPENBLAS_CORETYPE /usr/bin/python3 benchmarks/peer/torch_peer.py "$1/torch.json"
-  echo "  scikit-learn peer (MLPClassifier on the digits)..."
-  /usr/bin/python3 benchmarks/peer/sklearn_peer.py "$1/sklearn.json"
-}
-for round in $(seq 1 "$rounds"); do
-  echo "round $round of $rounds ($COMPARE_SAMPLES samples per workload)"
-  mkdir -p "$out/round$round"
-  if (( round % 2 )); then peers "$out/round$round"; modelgen "$out/round$round"
-  else modelgen "$out/round$round"; peers "$out/round$round"; fi
-done
+echo "ModelGen, PyTorch (OPENBLAS_CORETYPE unset so OpenBLAS picks its best kernels for this CPU) and scikit-learn, in turns..."
+/usr/bin/python3 benchmarks/peer/interleave.py "$out" "${COMPARE_ROUNDS:-3}" benchmarks/ModelGen.Benchmarks/bin/Release/net10.0/ModelGen.Benchmarks.dll "${peak[@]}"
 /usr/bin/python3 benchmarks/peer/make_table.py benchmarks/RESULTS.md "$out"/round*

@@ -6,87 +6,95 @@ using ModelGen.Samples;
 using ModelGen.Training;
 
 /// <summary>
-/// The ModelGen side of benchmarks/compare.sh: the workloads of peer/torch_peer.py, timed the same way
-/// (warm-up, then <see cref="Samples"/> samples of back-to-back calls lasting at least 10 ms each; the median, in ms).
-/// BenchmarkDotNet (the other suites here) gives the detailed statistics; this gives comparable numbers in seconds.
+/// The ModelGen side of benchmarks/compare.sh: the workloads of peer/torch_peer.py, timed the same way (warm-up, then
+/// <see cref="Samples"/> samples of back-to-back calls lasting at least 10 ms each; the median, in ms). <c>--peer OUT.json</c>
+/// times each once; <c>--serve</c> answers one workload at a time on stdin, so that peer/interleave.py can time each
+/// workload on both sides seconds apart. BenchmarkDotNet (the other suites here) gives the detailed statistics.
 /// </summary>
 public static class PeerHarness
 {
+    /// <summary>
+    /// Every workload as "group/name" (the groups of the JSON: results, single_thread, scaling) and what builds its call, in
+    /// the order they are timed. A workload is built on first use and kept, as a served one is timed once per round.
+    /// </summary>
+    private static IEnumerable<(string Name, Func<Action> Build)> Workloads()
+    {
+        var random = new SeededRandom(1);
+        float[] Random(int count) => Enumerable.Range(0, count).Select(_ => random.NextFloat()).ToArray();
+        float[] Labels(int batch) => Enumerable.Range(0, batch).Select(i => (float)(i % 10)).ToArray();
+        Action Predict(IModel model, int inputs, int batch) { var x = Random(batch * inputs); var y = new float[batch * model.OutputSize]; return () => model.Predict(x, y); }
+        Action Train(IModel model, int inputs, int batch) { var x = Random(batch * inputs); var y = Labels(batch); var optimizer = new Adam(1e-3f); return () => model.TrainStep(x, y, optimizer); }
+        Action Product(int m, int n, int k, int threads)
+        {
+            var (a, b, c) = (Random(m * k), Random(k * n), new float[m * n]);
+            if (threads == 0) return () => Gemm.Multiply(a, b, c, m, k, n);
+            return () =>
+            {
+                int before = Helper.Threads;
+                Helper.Threads = threads;
+                try { Gemm.Multiply(a, b, c, m, k, n); }
+                finally { Helper.Threads = before; }
+            };
+        }
+
+        foreach (int batch in new[] { 1, 32, 128 })
+            yield return ($"results/mlp predict b{batch}", () => Predict(new MnistClassifier(maxBatchSize: batch, seed: 0), 784, batch));
+        foreach (int batch in new[] { 32, 128 })
+            yield return ($"results/mlp train step b{batch}", () => Train(new MnistClassifier(maxBatchSize: batch, seed: 0), 784, batch));
+        yield return ("results/residual predict b1", () => Predict(new ResidualMlp(maxBatchSize: 1, seed: 0), 64, 1));
+        yield return ("results/residual train step b128", () => Train(new ResidualMlp(maxBatchSize: 128, seed: 0), 64, 128));
+        yield return ("results/cnn predict b1", () => Predict(new SmallCnn(maxBatchSize: 1, seed: 0), 784, 1));
+        yield return ("results/cnn train step b64", () => Train(new SmallCnn(maxBatchSize: 64, seed: 0), 784, 64));
+        foreach (var (m, n, k) in new[] { (128, 256, 784), (128, 128, 256), (128, 10, 128), (1, 256, 784), (2048, 2048, 2048) })
+            yield return ($"results/gemm {m}x{n}x{k}", () => Product(m, n, k, threads: 0));
+        // The largest product again on one core, for its share of the FMA peak.
+        yield return ("single_thread/gemm 2048x2048x2048", () => Product(2048, 2048, 2048, threads: 1));
+        foreach (int width in ScalingModels.Widths)
+            foreach (int batch in new[] { 1, 128 })
+                yield return ($"scaling/{width} b{batch}", () => Predict(ScalingModels.Create(width, batch), width, batch));
+    }
+
+    private static object Info() => new { simd = Simd.Current.ToString(), threads = Helper.Threads, runtime = Environment.Version.ToString() };
+
+    /// <summary>Times every workload once and writes them, grouped, to <paramref name="outputPath"/>.</summary>
     public static void Run(string outputPath)
     {
-        var results = new Dictionary<string, double>();
-        var random = new SeededRandom(1);
-        foreach (int batch in new[] { 1, 32, 128 })
+        var groups = new Dictionary<string, object> { ["results"] = new Dictionary<string, double>(), ["single_thread"] = new Dictionary<string, double>(), ["scaling"] = new Dictionary<string, double>() };
+        foreach (var (name, build) in Workloads())
         {
-            var model = new MnistClassifier(maxBatchSize: batch, seed: 0);
-            var x = Enumerable.Range(0, batch * 784).Select(_ => random.NextFloat()).ToArray();
-            var y = new float[batch * 10];
-            results[$"mlp predict b{batch}"] = Time(() => model.Predict(x, y));
+            var (group, workload) = Split(name);
+            ((Dictionary<string, double>)groups[group])[workload] = Time(build(), firstTime: true);
         }
-        foreach (int batch in new[] { 32, 128 })
+        groups["info"] = Info();
+        File.WriteAllText(outputPath, JsonSerializer.Serialize(groups));
+    }
+
+    /// <summary>
+    /// Answers requests on stdin, a line each: "list" (the workloads' names, a JSON array), "info", or a workload's name (its
+    /// median in ms, built and fully warmed up the first time, briefly after that). An empty line or end of input ends it.
+    /// </summary>
+    public static void Serve()
+    {
+        var builders = Workloads().ToDictionary(w => w.Name, w => w.Build);
+        var built = new Dictionary<string, Action>();
+        string? line;
+        while (!string.IsNullOrEmpty(line = Console.ReadLine()))
         {
-            var model = new MnistClassifier(maxBatchSize: batch, seed: 0);
-            var x = Enumerable.Range(0, batch * 784).Select(_ => random.NextFloat()).ToArray();
-            var y = Enumerable.Range(0, batch).Select(i => (float)(i % 10)).ToArray();
-            var optimizer = new Adam(1e-3f);
-            results[$"mlp train step b{batch}"] = Time(() => model.TrainStep(x, y, optimizer));
-        }
-        {
-            var model = new ResidualMlp(maxBatchSize: 1, seed: 0);
-            var x = Enumerable.Range(0, 64).Select(_ => random.NextFloat()).ToArray();
-            var y = new float[10];
-            results["residual predict b1"] = Time(() => model.Predict(x, y));
-        }
-        {
-            var model = new ResidualMlp(maxBatchSize: 128, seed: 0);
-            var x = Enumerable.Range(0, 128 * 64).Select(_ => random.NextFloat()).ToArray();
-            var y = Enumerable.Range(0, 128).Select(i => (float)(i % 10)).ToArray();
-            var optimizer = new Adam(1e-3f);
-            results["residual train step b128"] = Time(() => model.TrainStep(x, y, optimizer));
-        }
-        {
-            var model = new SmallCnn(maxBatchSize: 1, seed: 0);
-            var x = Enumerable.Range(0, 784).Select(_ => random.NextFloat()).ToArray();
-            var y = new float[10];
-            results["cnn predict b1"] = Time(() => model.Predict(x, y));
-        }
-        {
-            var model = new SmallCnn(maxBatchSize: 64, seed: 0);
-            var x = Enumerable.Range(0, 64 * 784).Select(_ => random.NextFloat()).ToArray();
-            var y = Enumerable.Range(0, 64).Select(i => (float)(i % 10)).ToArray();
-            var optimizer = new Adam(1e-3f);
-            results["cnn train step b64"] = Time(() => model.TrainStep(x, y, optimizer));
-        }
-        foreach (var (m, n, k) in new[] { (128, 256, 784), (128, 128, 256), (128, 10, 128), (1, 256, 784), (2048, 2048, 2048) })
-        {
-            var a = Enumerable.Range(0, m * k).Select(_ => random.NextFloat()).ToArray();
-            var b = Enumerable.Range(0, k * n).Select(_ => random.NextFloat()).ToArray();
-            var c = new float[m * n];
-            results[$"gemm {m}x{n}x{k}"] = Time(() => Gemm.Multiply(a, b, c, m, k, n));
-        }
-        // The largest product again on one core, for its share of the FMA peak.
-        var singleThread = new Dictionary<string, double>();
-        {
-            var a = Enumerable.Range(0, 2048 * 2048).Select(_ => random.NextFloat()).ToArray();
-            var b = Enumerable.Range(0, 2048 * 2048).Select(_ => random.NextFloat()).ToArray();
-            var c = new float[2048 * 2048];
-            int threads = Helper.Threads;
-            Helper.Threads = 1;
-            try { singleThread["gemm 2048x2048x2048"] = Time(() => Gemm.Multiply(a, b, c, 2048, 2048, 2048)); }
-            finally { Helper.Threads = threads; }
-        }
-        var scaling = new Dictionary<string, double>();
-        foreach (int width in ScalingModels.Widths)
-        {
-            foreach (int batch in new[] { 1, 128 })
+            if (line == "list") Console.WriteLine(JsonSerializer.Serialize(builders.Keys));
+            else if (line == "info") Console.WriteLine(JsonSerializer.Serialize(Info()));
+            else
             {
-                var model = ScalingModels.Create(width, batch);
-                var x = Enumerable.Range(0, batch * width).Select(_ => random.NextFloat()).ToArray();
-                var y = new float[batch * 10];
-                scaling[$"{width} b{batch}"] = Time(() => model.Predict(x, y));
+                bool first = !built.TryGetValue(line, out var action);
+                if (first) built[line] = action = builders[line]();
+                Console.WriteLine(JsonSerializer.Serialize(Time(action!, first)));
             }
         }
-        File.WriteAllText(outputPath, JsonSerializer.Serialize(new { results, single_thread = singleThread, scaling, info = new { simd = Simd.Current.ToString(), threads = Helper.Threads, runtime = Environment.Version.ToString() } }));
+    }
+
+    private static (string Group, string Workload) Split(string name)
+    {
+        int slash = name.IndexOf('/');
+        return (name[..slash], name[(slash + 1)..]);
     }
 
     /// <summary>
@@ -113,15 +121,19 @@ public static class PeerHarness
         return new { fit_s = seconds[seconds.Count / 2], epochs = 200, test_accuracy = accuracy };
     }
 
-    /// <summary>Samples per workload: COMPARE_SAMPLES (compare.sh sets it for each of its rounds), 25 when unset.</summary>
+    /// <summary>Samples per workload: COMPARE_SAMPLES (compare.sh sets it for its rounds), 25 when unset.</summary>
     private static readonly int Samples = int.TryParse(Environment.GetEnvironmentVariable("COMPARE_SAMPLES"), out int samples) && samples > 0 ? samples : 25;
 
-    private static double Time(Action action)
+    /// <summary>
+    /// The median of <see cref="Samples"/> samples, after a warm-up: a second or more the first time, for tiered JIT to reach
+    /// its final code; 0.2 s after that, for the caches the other side's turn took over.
+    /// </summary>
+    private static double Time(Action action, bool firstTime)
     {
-        // Enough warm-up for tiered JIT to reach its final code.
         var warm = Stopwatch.StartNew();
         int calls = 0;
-        while (warm.Elapsed.TotalSeconds < 1 || calls < 200) { action(); calls++; }
+        double warmUp = firstTime ? 1 : 0.2;
+        while (warm.Elapsed.TotalSeconds < warmUp || calls < (firstTime ? 200 : 3)) { action(); calls++; }
         double perCall = warm.Elapsed.TotalSeconds / calls;
         int inner = Math.Max(1, (int)(0.01 / perCall));
         var samples = new double[Samples];

@@ -8,9 +8,9 @@ import statistics
 import subprocess
 import sys
 
-# Usage: make_table.py RESULTS.md ROUND_DIR... where each round's folder holds torch.json and modelgen.json, and where measured
-# sklearn.json, digits.json and peak.txt. Each round's ratios come from medians taken minutes apart at most; the table reports
-# medians over rounds, and each speedup as the median of the rounds' own speedups with their range.
+# Usage: make_table.py RESULTS.md ROUND_DIR... where each round's folder (interleave.py's) holds torch.json and modelgen.json,
+# and where measured sklearn.json, digits.json and peak.txt. The table reports medians over rounds, and each speedup as the
+# median of the rounds' own speedups with their range.
 out, round_dirs = sys.argv[1], sys.argv[2:]
 
 
@@ -53,9 +53,9 @@ samples = os.environ.get("COMPARE_SAMPLES", "25")
 header = (f"Machine: {cpu}, {subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores. "
           f"Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}. "
           f"PyTorch {first['torch']['1']['info']['torch']} on OpenBLAS (OPENBLAS_CORETYPE unset: it chose {first['torch']['1']['info']['openblas_core']}); ModelGen {first['modelgen']['info']['simd']}, .NET {first['modelgen']['info']['runtime']}.\n"
-          f"{len(rounds)} rounds, the sides taking turns to go first; in each, every workload's median of {samples} samples (each >= 10 ms of "
-          "back-to-back calls). Times are medians over the rounds. Speedup = best PyTorch median / ModelGen median within a round "
-          "(above 1: ModelGen faster): the median over rounds, the rounds' range in brackets.\n")
+          f"{len(rounds)} rounds; in each, every workload timed on both sides seconds apart (benchmarks/peer/interleave.py), its median of {samples} "
+          "samples (each >= 10 ms of back-to-back calls). Times are medians over the rounds. Speedup = best PyTorch median / ModelGen "
+          "median within a round (above 1: ModelGen faster): the median over rounds, the rounds' range in brackets.\n")
 # Scaling: MLP width -> parameters, ModelGen vs the best PyTorch configuration, at batch 1 and 128.
 def params(w):
     return 2 * w * w + 2 * w + 10 * w + 10

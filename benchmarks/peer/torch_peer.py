@@ -9,7 +9,8 @@ Timing matches the harness: after warm-up, each sample is the mean of back-to-ba
 the median of COMPARE_SAMPLES samples (default 25) is reported. Inference takes the fastest of eager, jit.trace and
 jit.trace+freeze+optimize_for_inference; training is zero_grad -> forward -> cross-entropy ->
 backward -> Adam(lr=1e-3, eps=1e-7, foreach=True), the Keras-equivalent step.
-Usage: torch_peer.py OUT.json
+Usage: torch_peer.py OUT.json                 every workload once, in both configurations
+       torch_peer.py --serve 1|default        one workload at a time on stdin (peer/interleave.py)
 """
 import json
 import os
@@ -17,18 +18,18 @@ import subprocess
 import sys
 import time
 
-
-# Samples per workload: COMPARE_SAMPLES (compare.sh sets it for each of its rounds), 25 when unset.
+# Samples per workload: COMPARE_SAMPLES (compare.sh sets it for its rounds), 25 when unset.
 SAMPLES = int(os.environ.get("COMPARE_SAMPLES", "25"))
 
 
-def timed(fn, repeats=None, sample_s=0.01):
+def timed(fn, first_time=True, repeats=None, sample_s=0.01):
+    """The median of `repeats` samples in ms, after a warm-up: 0.3 s the first time, 0.2 s after the other side's turn."""
     repeats = repeats or SAMPLES
-    for _ in range(20):
+    for _ in range(20 if first_time else 3):
         fn()
     start = time.perf_counter()
     calls = 0
-    while time.perf_counter() - start < 0.3:
+    while time.perf_counter() - start < (0.3 if first_time else 0.2):
         fn(); calls += 1
     per_call = (time.perf_counter() - start) / calls
     inner = max(1, int(sample_s / per_call))
@@ -42,7 +43,9 @@ def timed(fn, repeats=None, sample_s=0.01):
     return samples[len(samples) // 2] * 1e3  # ms
 
 
-def worker(threads):
+def workloads(threads):
+    """Every workload as "group/name" -> (builder, grad, repeats): the builder returns its variants (the fastest counts),
+    built on first use under the workload's grad mode; in the order they are timed."""
     import torch
     import torch.nn as nn
     import torch.nn.functional as F
@@ -55,29 +58,24 @@ def worker(threads):
         return nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Dropout(0.3), nn.Linear(256, 128), nn.ReLU(),
                              nn.Dropout(0.3), nn.Linear(128, 10))
 
-    results = {}
-    for batch in (1, 32, 128):
-        model = mlp().eval()
-        x = torch.rand(batch, 784)
-        with torch.no_grad():
-            eager = lambda: torch.softmax(model(x), -1)
-            traced = torch.jit.trace(model, x)
-            frozen = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(model, x)))
-            best = min(timed(eager), timed(lambda: torch.softmax(traced(x), -1)), timed(lambda: torch.softmax(frozen(x), -1)))
-        results[f"mlp predict b{batch}"] = best
+    def inference(model, x, eager=True, traced=True):
+        """Eager, traced and frozen+optimized variants of softmax(model(x)); built under no_grad."""
+        variants = [lambda: torch.softmax(model(x), -1)] if eager else []
+        if traced:
+            traced_model = torch.jit.trace(model, x)
+            variants.append(lambda: torch.softmax(traced_model(x), -1))
+        frozen = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(model, x)))
+        variants.append(lambda: torch.softmax(frozen(x), -1))
+        return variants
 
-    for batch in (32, 128):
-        model = mlp().train()
-        x = torch.rand(batch, 784)
-        y = torch.randint(0, 10, (batch,))
+    def training(model, x, y):
         opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7, foreach=True)
 
         def step():
             opt.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(x), y)
-            loss.backward()
+            F.cross_entropy(model(x), y).backward()
             opt.step()
-        results[f"mlp train step b{batch}"] = timed(step)
+        return [step]
 
     class Residual(nn.Module):
         """The seed's residual MLP: Dense 64 relu -> Dense 64 -> + input -> relu -> Dense 10."""
@@ -88,77 +86,104 @@ def worker(threads):
         def forward(self, x):
             return self.head(torch.relu(self.d2(torch.relu(self.d1(x))) + x))
 
-    model = Residual().eval()
-    x = torch.rand(1, 64)
-    with torch.no_grad():
-        frozen = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(model, x)))
-        results["residual predict b1"] = min(timed(lambda: torch.softmax(model(x), -1)), timed(lambda: torch.softmax(frozen(x), -1)))
-    model = Residual().train()
-    x, y = torch.rand(128, 64), torch.randint(0, 10, (128,))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7, foreach=True)
-
-    def residual_step():
-        opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
-        opt.step()
-    results["residual train step b128"] = timed(residual_step)
-
     # The seed's small CNN: Conv 32 3x3 relu -> MaxPool 2 -> Conv 64 3x3 relu -> MaxPool 2 -> Dense 128 relu -> Dense 10.
     def cnn():
         return nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
                              nn.Flatten(), nn.Linear(64 * 5 * 5, 128), nn.ReLU(), nn.Linear(128, 10))
-    best = float("inf")
-    for layout in (torch.contiguous_format, torch.channels_last):
-        model = cnn().eval().to(memory_format=layout)
-        x = torch.rand(1, 1, 28, 28).to(memory_format=layout)
-        with torch.no_grad():
-            frozen = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(model, x)))
-            best = min(best, timed(lambda: torch.softmax(model(x), -1)), timed(lambda: torch.softmax(frozen(x), -1)))
-    results["cnn predict b1"] = best
-    best = float("inf")
-    for layout in (torch.contiguous_format, torch.channels_last):
-        model = cnn().train().to(memory_format=layout)
-        x, y = torch.rand(64, 1, 28, 28).to(memory_format=layout), torch.randint(0, 10, (64,))
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7, foreach=True)
 
-        def cnn_step():
-            opt.zero_grad(set_to_none=True)
-            F.cross_entropy(model(x), y).backward()
-            opt.step()
-        best = min(best, timed(cnn_step, repeats=11))
-    results["cnn train step b64"] = best
+    def cnn_inference():
+        variants = []
+        for layout in (torch.contiguous_format, torch.channels_last):
+            variants += inference(cnn().eval().to(memory_format=layout), torch.rand(1, 1, 28, 28).to(memory_format=layout), traced=False)
+        return variants
 
-    for shape in ((128, 256, 784), (128, 128, 256), (128, 10, 128), (1, 256, 784), (2048, 2048, 2048)):
-        m, n, k = shape
+    def cnn_training():
+        variants = []
+        for layout in (torch.contiguous_format, torch.channels_last):
+            variants += training(cnn().train().to(memory_format=layout), torch.rand(64, 1, 28, 28).to(memory_format=layout), torch.randint(0, 10, (64,)))
+        return variants
+
+    def product(m, n, k):
         a, b = torch.rand(m, k), torch.rand(k, n)
-        results[f"gemm {m}x{n}x{k}"] = timed(lambda: torch.mm(a, b))
-    scaling = {}
-    for width in (8, 16, 32, 64, 128, 256, 512, 1024, 2048):
+        return [lambda: torch.mm(a, b)]
+
+    def scaling(width, batch):
         model = nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 10)).eval()
+        return inference(model, torch.rand(batch, width), traced=False)
+
+    table = {}
+    for batch in (1, 32, 128):
+        table[f"results/mlp predict b{batch}"] = (lambda batch=batch: inference(mlp().eval(), torch.rand(batch, 784)), False, None)
+    for batch in (32, 128):
+        table[f"results/mlp train step b{batch}"] = (lambda batch=batch: training(mlp().train(), torch.rand(batch, 784), torch.randint(0, 10, (batch,))), True, None)
+    table["results/residual predict b1"] = (lambda: inference(Residual().eval(), torch.rand(1, 64), traced=False), False, None)
+    table["results/residual train step b128"] = (lambda: training(Residual().train(), torch.rand(128, 64), torch.randint(0, 10, (128,))), True, None)
+    table["results/cnn predict b1"] = (cnn_inference, False, None)
+    table["results/cnn train step b64"] = (cnn_training, True, min(11, SAMPLES))
+    for m, n, k in ((128, 256, 784), (128, 128, 256), (128, 10, 128), (1, 256, 784), (2048, 2048, 2048)):
+        table[f"results/gemm {m}x{n}x{k}"] = (lambda m=m, n=n, k=k: product(m, n, k), False, None)
+    for width in (8, 16, 32, 64, 128, 256, 512, 1024, 2048):
         for batch in (1, 128):
-            x = torch.rand(batch, width)
-            with torch.no_grad():
-                frozen = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(model, x)))
-                scaling[f"{width} b{batch}"] = min(timed(lambda: torch.softmax(model(x), -1)), timed(lambda: torch.softmax(frozen(x), -1)))
+            table[f"scaling/{width} b{batch}"] = (lambda width=width, batch=batch: scaling(width, batch), False, None)
 
     import ctypes
     openblas = ctypes.CDLL("libopenblas.so.0")
     openblas.openblas_get_corename.restype = ctypes.c_char_p
     info = {"openblas_core": openblas.openblas_get_corename().decode(), "torch": torch.__version__, "threads": torch.get_num_threads(), "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default")}
-    print(json.dumps({"results": results, "scaling": scaling, "info": info}))
+
+    built = {}
+
+    def measure(name):
+        """The workload's median in ms (the fastest variant's), built and fully warmed up the first time."""
+        build, grad, repeats = table[name]
+        with torch.set_grad_enabled(grad):
+            first = name not in built
+            if first:
+                built[name] = build()
+            return min(timed(fn, first, repeats) for fn in built[name])
+    return list(table), measure, info
+
+
+def worker(threads):
+    """Every workload once, grouped as the JSON of compare.sh's rounds."""
+    names, measure, info = workloads(threads)
+    groups = {"results": {}, "scaling": {}}
+    for name in names:
+        group, workload = name.split("/", 1)
+        groups[group][workload] = measure(name)
+    print(json.dumps({**groups, "info": info}))
+
+
+def serve(threads):
+    """Answers requests on stdin, a line each: "list", "info", or a workload's name (its median in ms). An empty line ends it."""
+    names, measure, info = workloads(threads)
+    for line in sys.stdin:
+        line = line.rstrip("\n")
+        if not line:
+            break
+        print(json.dumps(names if line == "list" else info if line == "info" else measure(line)), flush=True)
+
+
+def environment(threads):
+    """The process environment of a configuration: one thread everywhere, or what a user gets."""
+    env = dict(os.environ)
+    env.pop("OPENBLAS_CORETYPE", None)
+    if threads == "1":
+        env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    return env
 
 
 def main():
     if len(sys.argv) > 2 and sys.argv[1] == "--worker":
         worker(sys.argv[2])
         return
+    if len(sys.argv) > 2 and sys.argv[1] == "--serve":
+        serve(sys.argv[2])
+        return
     out = sys.argv[1]
     configs = {}
     for threads in ("1", "default"):
-        env = dict(os.environ)
-        if threads == "1":
-            env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-        text = subprocess.run([sys.executable, __file__, "--worker", threads], env=env, check=True, capture_output=True, text=True).stdout
+        text = subprocess.run([sys.executable, __file__, "--worker", threads], env=environment(threads), check=True, capture_output=True, text=True).stdout
         configs[threads] = json.loads(text.strip().splitlines()[-1])
     with open(out, "w") as f:
         json.dump(configs, f, indent=1)

@@ -1,0 +1,92 @@
+#!/usr/bin/python3
+"""Times every workload on both sides seconds apart, in rounds, for benchmarks/compare.sh.
+
+This machine's speed drifts by 10-50% over minutes, so a side timed all at once and then the other can land in different
+phases. Here ModelGen (ModelGen.Benchmarks --serve) and PyTorch in its two configurations (torch_peer.py --serve) stay up
+and take turns workload by workload, the side going first rotating; each round then also fits the digits on both sides
+(scikit-learn and ModelGen's Fit, in alternating order) and measures the FMA peak. Each round's results land in
+OUT/roundN/ as torch.json, modelgen.json, sklearn.json, digits.json and peak.txt, which make_table.py reads.
+Usage: interleave.py OUT ROUNDS MODELGEN_DLL [PEAK_FMA]
+"""
+import json
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_peer import environment  # noqa: E402
+
+here = os.path.dirname(os.path.abspath(__file__))
+
+
+class Server:
+    """A harness in --serve mode: one request line in, one JSON line out."""
+
+    def __init__(self, command, env=None):
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+
+    def ask(self, line):
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+        answer = self.process.stdout.readline()
+        if not answer:
+            raise RuntimeError(f"{self.process.args[:2]} stopped answering at {line!r}")
+        return json.loads(answer)
+
+    def close(self):
+        self.process.stdin.write("\n")
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def run(command, **kwargs):
+    return subprocess.run(command, check=True, capture_output=True, text=True, **kwargs).stdout
+
+
+def main():
+    out, rounds, dll = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    peak = sys.argv[4] if len(sys.argv) > 4 else None
+    sides = {"modelgen": Server(["dotnet", dll, "--serve"])}
+    for threads in ("1", "default"):
+        sides[threads] = Server([sys.executable, os.path.join(here, "torch_peer.py"), "--serve", threads], env=environment(threads))
+    try:
+        names = {side: server.ask("list") for side, server in sides.items()}
+        info = {side: server.ask("info") for side, server in sides.items()}
+        order = list(sides)
+        for round_number in range(1, rounds + 1):
+            print(f"round {round_number} of {rounds}", flush=True)
+            times = {side: {} for side in sides}
+            for index, name in enumerate(names["modelgen"]):
+                turn = (index + round_number) % len(order)
+                for side in order[turn:] + order[:turn]:
+                    if name in names[side]:
+                        times[side][name] = sides[side].ask(name)
+            folder = os.path.join(out, f"round{round_number}")
+            os.makedirs(folder, exist_ok=True)
+
+            def grouped(side):
+                groups = {}
+                for name, ms in times[side].items():
+                    group, workload = name.split("/", 1)
+                    groups.setdefault(group, {})[workload] = ms
+                return {**groups, "info": info[side]}
+            with open(os.path.join(folder, "modelgen.json"), "w") as f:
+                json.dump(grouped("modelgen"), f, indent=1)
+            with open(os.path.join(folder, "torch.json"), "w") as f:
+                json.dump({threads: grouped(threads) for threads in ("1", "default")}, f, indent=1)
+
+            # The digits fits and the FMA peak, each in a process of its own, the side going first alternating.
+            fits = [lambda: run([sys.executable, os.path.join(here, "sklearn_peer.py"), os.path.join(folder, "sklearn.json")]),
+                    lambda: open(os.path.join(folder, "digits.json"), "w").write(run(["dotnet", dll, "--digits"]))]
+            for fit in (fits if round_number % 2 else fits[::-1]):
+                fit()
+            if peak:
+                with open(os.path.join(folder, "peak.txt"), "w") as f:
+                    f.write(run([peak]))
+    finally:
+        for server in sides.values():
+            server.close()
+
+
+if __name__ == "__main__":
+    main()

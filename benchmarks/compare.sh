@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 out=$(mktemp -d)
 # The peer as shared/peers measured it: Debian's torch on OpenBLAS. Without libopenblas0-pthread, python3-torch
 # falls back to the reference BLAS (naive loops, 20-50x slower), which would make any comparison meaningless.
-if ! /usr/bin/python3 -c "import torch, sklearn" 2>/dev/null || ! ldconfig -p | grep -q libopenblas.so.0; then
+# (grep reads all of ldconfig's output: with -q it would stop at the first match, ldconfig would die of SIGPIPE, and under
+# pipefail the check would fail and reinstall every time.)
+if ! /usr/bin/python3 -c "import torch, sklearn" 2>/dev/null || ! ldconfig -p | grep libopenblas.so.0 >/dev/null; then
   echo "installing Debian's python3-torch, python3-sklearn and OpenBLAS for the peers..."
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-torch python3-sklearn libopenblas0-pthread >/dev/null
 fi

@@ -20,13 +20,13 @@ public static class PeerHarness
     private static IEnumerable<(string Name, Func<Action> Build)> Workloads()
     {
         var random = new SeededRandom(1);
-        float[] Random(int count) => Enumerable.Range(0, count).Select(_ => random.NextFloat()).ToArray();
+        float[] Values(int count) => Enumerable.Range(0, count).Select(_ => random.NextFloat()).ToArray();
         float[] Labels(int batch) => Enumerable.Range(0, batch).Select(i => (float)(i % 10)).ToArray();
-        Action Predict(IModel model, int inputs, int batch) { var x = Random(batch * inputs); var y = new float[batch * model.OutputSize]; return () => model.Predict(x, y); }
-        Action Train(IModel model, int inputs, int batch) { var x = Random(batch * inputs); var y = Labels(batch); var optimizer = new Adam(1e-3f); return () => model.TrainStep(x, y, optimizer); }
+        Action Predict(IModel model, int inputs, int batch) { var x = Values(batch * inputs); var y = new float[batch * model.OutputSize]; return () => model.Predict(x, y); }
+        Action Train(IModel model, int inputs, int batch) { var x = Values(batch * inputs); var y = Labels(batch); var optimizer = new Adam(1e-3f); return () => model.TrainStep(x, y, optimizer); }
         Action Product(int m, int n, int k, int threads)
         {
-            var (a, b, c) = (Random(m * k), Random(k * n), new float[m * n]);
+            var (a, b, c) = (Values(m * k), Values(k * n), new float[m * n]);
             if (threads == 0) return () => Gemm.Multiply(a, b, c, m, k, n);
             return () =>
             {

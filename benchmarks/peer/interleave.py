@@ -39,8 +39,13 @@ class Server:
         self.process.wait()
 
 
-def run(command, **kwargs):
-    return subprocess.run(command, check=True, capture_output=True, text=True, **kwargs).stdout
+def run(command):
+    return subprocess.run(command, check=True, capture_output=True, text=True).stdout
+
+
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
 
 
 def main():
@@ -70,19 +75,16 @@ def main():
                     group, workload = name.split("/", 1)
                     groups.setdefault(group, {})[workload] = ms
                 return {**groups, "info": info[side]}
-            with open(os.path.join(folder, "modelgen.json"), "w") as f:
-                json.dump(grouped("modelgen"), f, indent=1)
-            with open(os.path.join(folder, "torch.json"), "w") as f:
-                json.dump({threads: grouped(threads) for threads in ("1", "default")}, f, indent=1)
+            write(os.path.join(folder, "modelgen.json"), json.dumps(grouped("modelgen"), indent=1))
+            write(os.path.join(folder, "torch.json"), json.dumps({threads: grouped(threads) for threads in ("1", "default")}, indent=1))
 
             # The digits fits and the FMA peak, each in a process of its own, the side going first alternating.
             fits = [lambda: run([sys.executable, os.path.join(here, "sklearn_peer.py"), os.path.join(folder, "sklearn.json")]),
-                    lambda: open(os.path.join(folder, "digits.json"), "w").write(run(["dotnet", dll, "--digits"]))]
+                    lambda: write(os.path.join(folder, "digits.json"), run(["dotnet", dll, "--digits"]))]
             for fit in (fits if round_number % 2 else fits[::-1]):
                 fit()
             if peak:
-                with open(os.path.join(folder, "peak.txt"), "w") as f:
-                    f.write(run([peak]))
+                write(os.path.join(folder, "peak.txt"), run([peak]))
     finally:
         for server in sides.values():
             server.close()

@@ -11,7 +11,7 @@ namespace ModelGen.Kernels;
 /// and has no aligned allocation (an array probed into place on the pinned heap landed on a line for the first model only);
 /// so this is a pinned array with up to 15 floats of slack in front, and the buffer starts at the first line inside it.
 /// Pinned, because a compacting GC would move the array and the line with it; the cost is that a discarded model's buffers
-/// wait for a full collection.
+/// wait for a full collection. Buffers of 4 MB and more ask Linux for 2 MB pages.
 /// </summary>
 public sealed class AlignedBuffer
 {
@@ -22,7 +22,9 @@ public sealed class AlignedBuffer
     public AlignedBuffer(int length)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(length);
-        array = GC.AllocateArray<float>(length + Slack, pinned: true);
+        array = (long)length * sizeof(float) >= HugePageBytes && OperatingSystem.IsLinux()
+            ? OnHugePages(length + Slack)
+            : GC.AllocateArray<float>(length + Slack, pinned: true);
         start = (Line - LineOffset(array)) % Line / sizeof(float);
         Length = length;
     }
@@ -46,4 +48,37 @@ public sealed class AlignedBuffer
         if (buffer is null || buffer.Length < length) buffer = new AlignedBuffer(length);
         return buffer.Span;
     }
+
+    /// <summary>Buffers from this size on ask Linux for 2 MB pages (<see cref="OnHugePages"/>).</summary>
+    private const long HugePageBytes = 4 << 20;
+
+    private const int HugePage = 2 << 20, AdviseHugePage = 14; // MADV_HUGEPAGE
+
+    /// <summary>
+    /// A pinned array whose whole 2 MB pages are advised to be backed by huge pages before they are first touched. A large
+    /// layer's weights are read a row at a time, rows 4-8 KB apart, and with 4 KB pages every row missed the TLB (one core, a
+    /// batch of 128 against 2048x2048 weights: 12.6 -> 11.7 ms; the scaling MLPs' predict at batch 128, widths 1024 and 2048:
+    /// 3.45 -> 2.87 ms and 14.3 -> 12.7 ms). Only advice: where the kernel has no transparent huge pages, or none are free,
+    /// the pages stay small. Zeroed here, as GC.AllocateArray would have. A 4 MB buffer holds at least one whole 2 MB page
+    /// wherever it starts; smaller ones may hold none.
+    /// </summary>
+    private static unsafe float[] OnHugePages(int length)
+    {
+        var floats = GC.AllocateUninitializedArray<float>(length, pinned: true);
+        nint first = (nint)Unsafe.AsPointer(ref floats[0]);
+        nint from = (first + HugePage - 1) & ~(nint)(HugePage - 1), to = (first + (nint)length * sizeof(float)) & ~(nint)(HugePage - 1);
+        try
+        {
+            if (to > from) _ = Advise((void*)from, (nuint)(to - from), AdviseHugePage);
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+        {
+            // No libc to ask: small pages, as everywhere else.
+        }
+        Array.Clear(floats);
+        return floats;
+    }
+
+    [DllImport("libc", EntryPoint = "madvise")]
+    private static extern unsafe int Advise(void* address, nuint length, int advice);
 }

@@ -7,9 +7,8 @@ using ModelGen.Training;
 
 /// <summary>
 /// The ModelGen side of benchmarks/compare.sh: the workloads of peer/torch_peer.py, timed the same way (warm-up, then
-/// <see cref="Samples"/> samples of back-to-back calls lasting at least 10 ms each; the median, in ms). <c>--peer OUT.json</c>
-/// times each once; <c>--serve</c> answers one workload at a time on stdin, so that peer/interleave.py can time each
-/// workload on both sides seconds apart. BenchmarkDotNet (the other suites here) gives the detailed statistics.
+/// <see cref="Samples"/> samples of back-to-back calls lasting at least 10 ms each; the median, in ms). <c>--serve</c> answers
+/// one workload at a time on stdin, so that peer/interleave.py can time each workload on both sides seconds apart. BenchmarkDotNet (the other suites here) gives the detailed statistics.
 /// </summary>
 public static class PeerHarness
 {
@@ -56,19 +55,6 @@ public static class PeerHarness
 
     private static object Info() => new { simd = Simd.Current.ToString(), threads = Helper.Threads, runtime = Environment.Version.ToString() };
 
-    /// <summary>Times every workload once and writes them, grouped, to <paramref name="outputPath"/>.</summary>
-    public static void Run(string outputPath)
-    {
-        var groups = new Dictionary<string, object> { ["results"] = new Dictionary<string, double>(), ["single_thread"] = new Dictionary<string, double>(), ["scaling"] = new Dictionary<string, double>() };
-        foreach (var (name, build) in Workloads())
-        {
-            var (group, workload) = Split(name);
-            ((Dictionary<string, double>)groups[group])[workload] = Time(build(), firstTime: true);
-        }
-        groups["info"] = Info();
-        File.WriteAllText(outputPath, JsonSerializer.Serialize(groups));
-    }
-
     /// <summary>
     /// Answers requests on stdin, a line each: "list" (the workloads' names, a JSON array), "info", or a workload's name (its
     /// median in ms, built and fully warmed up the first time, briefly after that). An empty line or end of input ends it.
@@ -89,12 +75,6 @@ public static class PeerHarness
                 Console.WriteLine(JsonSerializer.Serialize(Time(action!, first)));
             }
         }
-    }
-
-    private static (string Group, string Workload) Split(string name)
-    {
-        int slash = name.IndexOf('/');
-        return (name[..slash], name[(slash + 1)..]);
     }
 
     /// <summary>

@@ -1,13 +1,8 @@
 using BenchmarkDotNet.Running;
 
 // BenchmarkDotNet suites: dotnet run -c Release --project benchmarks/ModelGen.Benchmarks -- --filter '*' [--job short]
-// Peer comparison: ... -- --peer OUT.json (every workload once), or -- --serve (one at a time on stdin, for benchmarks/compare.sh)
+// Peer comparison: ... -- --serve (one workload at a time on stdin, for benchmarks/compare.sh)
 // Only the digits training time (the scikit-learn comparison): ... -- --digits
-if (args.Length == 2 && args[0] == "--peer")
-{
-    PeerHarness.Run(args[1]);
-    return;
-}
 if (args.Length == 1 && args[0] == "--serve")
 {
     PeerHarness.Serve();

@@ -13,6 +13,9 @@ import sys
 import time
 import warnings
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_peer import environment  # noqa: E402  the same two thread configurations as the PyTorch peer
+
 
 def worker():
     from sklearn.datasets import load_digits
@@ -39,13 +42,9 @@ def main():
         print(json.dumps(worker()))
         return
     out = {}
-    for label, threads in (("1", "1"), ("default", None)):
-        env = dict(os.environ)
-        env.pop("OPENBLAS_CORETYPE", None)
-        if threads:
-            env["OPENBLAS_NUM_THREADS"] = env["OMP_NUM_THREADS"] = threads
-        result = subprocess.run([sys.executable, __file__, "--worker"], env=env, capture_output=True, text=True, check=True)
-        out[label] = json.loads(result.stdout)
+    for threads in ("1", "default"):
+        result = subprocess.run([sys.executable, __file__, "--worker"], env=environment(threads), capture_output=True, text=True, check=True)
+        out[threads] = json.loads(result.stdout)
     json.dump(out, open(sys.argv[1], "w"), indent=1)
 
 

@@ -9,12 +9,10 @@ Timing matches the harness: after warm-up, each sample is the mean of back-to-ba
 the median of COMPARE_SAMPLES samples (default 25) is reported. Inference takes the fastest of eager, jit.trace and
 jit.trace+freeze+optimize_for_inference; training is zero_grad -> forward -> cross-entropy ->
 backward -> Adam(lr=1e-3, eps=1e-7, foreach=True), the Keras-equivalent step.
-Usage: torch_peer.py OUT.json                 every workload once, in both configurations
-       torch_peer.py --serve 1|default        one workload at a time on stdin (peer/interleave.py)
+Usage: torch_peer.py --serve 1|default        one workload at a time on stdin (peer/interleave.py starts both)
 """
 import json
 import os
-import subprocess
 import sys
 import time
 
@@ -58,9 +56,9 @@ def workloads(threads):
         return nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Dropout(0.3), nn.Linear(256, 128), nn.ReLU(),
                              nn.Dropout(0.3), nn.Linear(128, 10))
 
-    def inference(model, x, eager=True, traced=True):
+    def inference(model, x, traced=True):
         """Eager, traced and frozen+optimized variants of softmax(model(x)); built under no_grad."""
-        variants = [lambda: torch.softmax(model(x), -1)] if eager else []
+        variants = [lambda: torch.softmax(model(x), -1)]
         if traced:
             traced_model = torch.jit.trace(model, x)
             variants.append(lambda: torch.softmax(traced_model(x), -1))
@@ -144,16 +142,6 @@ def workloads(threads):
     return list(table), measure, info
 
 
-def worker(threads):
-    """Every workload once, grouped as the JSON of compare.sh's rounds."""
-    names, measure, info = workloads(threads)
-    groups = {"results": {}, "scaling": {}}
-    for name in names:
-        group, workload = name.split("/", 1)
-        groups[group][workload] = measure(name)
-    print(json.dumps({**groups, "info": info}))
-
-
 def serve(threads):
     """Answers requests on stdin, a line each: "list", "info", or a workload's name (its median in ms). An empty line ends it."""
     names, measure, info = workloads(threads)
@@ -174,19 +162,7 @@ def environment(threads):
 
 
 def main():
-    if len(sys.argv) > 2 and sys.argv[1] == "--worker":
-        worker(sys.argv[2])
-        return
-    if len(sys.argv) > 2 and sys.argv[1] == "--serve":
-        serve(sys.argv[2])
-        return
-    out = sys.argv[1]
-    configs = {}
-    for threads in ("1", "default"):
-        text = subprocess.run([sys.executable, __file__, "--worker", threads], env=environment(threads), check=True, capture_output=True, text=True).stdout
-        configs[threads] = json.loads(text.strip().splitlines()[-1])
-    with open(out, "w") as f:
-        json.dump(configs, f, indent=1)
+    serve(sys.argv[2])
 
 
 if __name__ == "__main__":

@@ -37,8 +37,7 @@ internal static partial class ModelEmitter
                 case NodeKind.Layer when node.Layer!.Kind == LayerKind.Dense:
                     var layer = node.Layer;
                     string dense = $"// {node.Title}: Dense({layer.Channels}, {Lower(layer.Activation)}), {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}{(spec.Shape.Count > 1 ? ", at every step" : "")}";
-                    var pair = pairs.FirstOrDefault(p => p.First == node || p.Second == node);
-                    if (pair is null)
+                    if (!pairs.TryGetValue(node, out var pair))
                     {
                         w.Line(dense);
                         EmitProduct(w, layer, inputs[0], node.Output, Rows(spec).Rows, layer.InputSize.ToString(CultureInfo.InvariantCulture), spec);
@@ -248,28 +247,32 @@ internal static partial class ModelEmitter
     /// identity at inference). <see cref="EmitPairedProduct"/> runs them as one Gemm.MultiplyTwice, which at a few rows
     /// (batch-1 inference) shares both layers between the cores with a single hand-off.
     /// </summary>
-    private sealed record DensePair(NodePlan First, NodePlan Second, bool ThroughDropout);
+    private sealed record DensePair(NodePlan First, NodePlan Second, IReadOnlyList<NodePlan> Dropouts)
+    {
+        public bool ThroughDropout => Dropouts.Count > 0;
+    }
 
-    private static List<DensePair> DensePairs(List<NodePlan> nodes)
+    /// <summary>Each paired dense layer, first or second, with its pair.</summary>
+    private static Dictionary<NodePlan, DensePair> DensePairs(List<NodePlan> nodes)
     {
         var readers = nodes.SelectMany(n => n.Inputs).GroupBy(i => i).ToDictionary(g => g.Key, g => g.Count());
         bool IsVectorDense(NodePlan n) => n.Is(LayerKind.Dense) && n.Spec.Shape.Count == 1 && n.Inputs[0].Spec.Shape.Count == 1;
-        var pairs = new List<DensePair>();
+        var pairs = new Dictionary<NodePlan, DensePair>();
         foreach (var second in nodes.Where(IsVectorDense))
         {
             var link = second.Inputs[0];
-            bool throughDropout = false;
+            var dropouts = new List<NodePlan>();
             while (link.IsDropout && readers.TryGetValue(link, out int dropoutReaders) && dropoutReaders == 1)
             {
+                dropouts.Insert(0, link);
                 link = link.Inputs[0];
-                throughDropout = true;
             }
             // The first layer's activation must fit in the product's epilogue (none or ReLU): the second reads it mid-product.
             if (!IsVectorDense(link) || link.Layer!.Activation is not (Activation.Linear or Activation.Relu)) continue;
             if (!readers.TryGetValue(link, out int firstReaders) || firstReaders != 1) continue;
             // A chain of three pairs its first two only: a layer is in one pair at most.
-            if (pairs.Any(p => p.Second == link)) continue;
-            pairs.Add(new DensePair(link, second, throughDropout));
+            if (pairs.ContainsKey(link)) continue;
+            pairs[link] = pairs[second] = new DensePair(link, second, dropouts);
         }
         return pairs;
     }
@@ -290,7 +293,7 @@ internal static partial class ModelEmitter
             return;
         }
         var first = pair.First.Layer!;
-        string dropouts = pair.ThroughDropout ? $", {string.Join(" and ", Between(pair).Select(d => d.Title))} being the identity then" : "";
+        string dropouts = pair.ThroughDropout ? $", {string.Join(" and ", pair.Dropouts.Select(d => d.Title))} being the identity then" : "";
         w.Line($"{title}, with {pair.First.Title}{(trainingApart ? $" at inference{dropouts}" : "")}: both in one call, so that at batch 1 the kernel can share them between the cores with one hand-off");
         string twice = $"Gemm.MultiplyTwice({pair.First.Inputs[0].InferenceName}, {Plan.View(first, "Kernel")}, {pair.First.Output}, {Plan.View(layer, "Kernel")}, {node.Output}, " +
             $"batch, {first.InputSize}, {first.Channels}, {layer.Channels}{Epilogue(first, "1")}{Epilogue(layer, "2")});";
@@ -301,13 +304,6 @@ internal static partial class ModelEmitter
         }
         else w.Line(twice);
         if (layer.Activation is not (Activation.Linear or Activation.Relu)) EmitActivation(w, layer.Activation, node.Output, node.Spec);
-    }
-
-    private static IEnumerable<NodePlan> Between(DensePair pair)
-    {
-        var chain = new List<NodePlan>();
-        for (var link = pair.Second.Inputs[0]; link != pair.First; link = link.Inputs[0]) chain.Insert(0, link);
-        return chain;
     }
 
     private static string Epilogue(LayerSpec layer, string which) =>

@@ -19,8 +19,7 @@ internal static partial class ModelEmitter
         bool first = true;
         foreach (var node in plan.Computed.AsEnumerable().Reverse())
         {
-            // Nothing upstream learns; or the gradient is the input's (an alias); or a returned state, which its layer's block reads.
-            if (!node.NeedsGradient || node.IsAlias || node.Spec.Kind == NodeKind.State) continue;
+            if (!node.HasBackwardBlock) continue;
 
             if (!first) w.Line();
             first = false;
@@ -70,7 +69,7 @@ internal static partial class ModelEmitter
                     }
                     if (input.NeedsGradient)
                     {
-                        w.Line($"Convolution.Transposed({node.Gradient}, {Plan.View(layer, "Kernel")}, {node.PatchGradient}, {input.Gradient}, {node.Window}, {layer.Channels}, batch, accumulate: {Bool(Into(input))});");
+                        w.Line($"Convolution.Transposed({node.Gradient}, {Plan.View(layer, "Kernel")}, {NodePlan.PatchGradient}, {input.Gradient}, {node.Window}, {layer.Channels}, batch, accumulate: {Bool(Into(input))});");
                     }
                     break;
                 }
@@ -218,13 +217,13 @@ internal static partial class ModelEmitter
                         var (activationRows, columns) = Rows(spec);
                         w.Line($"Activations.Backward(Activation.{layer.Activation}, {node.Output}, {node.Gradient}, {activationRows}, {columns});");
                     }
-                    w.Line($"Convolution.Im2Col({node.Gradient}, {node.PatchGradient}, {node.Window}, batch);");
+                    w.Line($"Convolution.Im2Col({node.Gradient}, {NodePlan.PatchGradient}, {node.Window}, batch);");
                     if (layer.Trainable)
                     {
-                        w.Line($"Gemm.MultiplyTransposedA({node.PatchGradient}, {input.TrainingSource}, {Plan.View(layer, "Kernel")}Gradient, {node.Window}.PatchSize, {rows}, {layer.InputShape[2]}{accumulateWeights});");
+                        w.Line($"Gemm.MultiplyTransposedA({NodePlan.PatchGradient}, {input.TrainingSource}, {Plan.View(layer, "Kernel")}Gradient, {node.Window}.PatchSize, {rows}, {layer.InputShape[2]}{accumulateWeights});");
                         if (layer.UseBias) w.Line($"Reductions.SumRows({node.Gradient}, {Plan.View(layer, "Bias")}Gradient, {Rows(spec).Rows}, {layer.Channels}{accumulateWeights});");
                     }
-                    if (input.NeedsGradient) w.Line($"Gemm.Multiply({node.PatchGradient}, {Plan.View(layer, "Kernel")}, {input.Gradient}, {rows}, {node.Window}.PatchSize, {layer.InputShape[2]}{Flag(Into(input))});");
+                    if (input.NeedsGradient) w.Line($"Gemm.Multiply({NodePlan.PatchGradient}, {Plan.View(layer, "Kernel")}, {input.Gradient}, {rows}, {node.Window}.PatchSize, {layer.InputShape[2]}{Flag(Into(input))});");
                     break;
                 }
                 case NodeKind.Layer when node.Layer!.IsWindowed && node.Layer.Kind != LayerKind.Conv2D:

@@ -41,7 +41,54 @@ internal static partial class ModelEmitter
                 outputOffset += output.Size;
                 targetOffset += output.TargetSize;
             }
+            PlanGradients();
         }
+
+        /// <summary>
+        /// Gradients by liveness, in one shared buffer. Backward runs one block per tensor, in reverse; a gradient lives from the
+        /// first block that writes it (the losses write the outputs' before the first block) to the block that reads it, and
+        /// gradients never live at the same time share floats (ArenaLayout). A gradient nothing writes lives throughout, so its
+        /// floats stay the zeros they were allocated as.
+        /// </summary>
+        private void PlanGradients()
+        {
+            var first = new Dictionary<NodePlan, int>();
+            var last = new Dictionary<NodePlan, int>();
+            var written = new HashSet<NodePlan>();
+            void Touch(NodePlan tensor, int step, bool writes)
+            {
+                var owner = tensor.GradientOwner;
+                first[owner] = first.TryGetValue(owner, out int from) ? Math.Min(from, step) : step;
+                last[owner] = last.TryGetValue(owner, out int to) ? Math.Max(to, step) : step;
+                if (writes) written.Add(owner);
+            }
+            foreach (var output in Outputs) Touch(output.Node, 0, writes: true);
+            int step = 0;
+            foreach (var node in Computed.Reverse().Where(n => n.HasBackwardBlock))
+            {
+                step++;
+                // A block reads its tensor's gradient (and a recurrent layer its returned states') and writes its inputs'.
+                Touch(node, step, writes: false);
+                foreach (var state in node.States.Where(HasGradientBuffer)) Touch(state, step, writes: false);
+                foreach (var input in node.Inputs.Where(i => i.NeedsGradient)) Touch(input, step, writes: true);
+            }
+            var gradients = Buffered.Where(HasGradientBuffer).ToList();
+            var lifetimes = gradients.Select(n => written.Contains(n) ? new ArenaLayout.Lifetime(n.Spec.Size, first[n], last[n]) : new ArenaLayout.Lifetime(n.Spec.Size, 0, step)).ToList();
+            var offsets = ArenaLayout.Place(lifetimes, FloatsPerLine, out int arena);
+            for (int t = 0; t < gradients.Count; t++) GradientOffsets[gradients[t]] = offsets[t];
+            GradientFloats = arena;
+            SeparateGradientFloats = gradients.Sum(n => n.Spec.Size);
+        }
+
+        /// <summary>Offsets aligned to this many floats keep every gradient on a cache line, whatever the batch.</summary>
+        private const int FloatsPerLine = 16;
+
+        /// <summary>Each gradient's offset in the shared buffer, in floats per sample (times the batch capacity at run time).</summary>
+        public Dictionary<NodePlan, int> GradientOffsets { get; } = new();
+        /// <summary>Floats per sample of the shared gradient buffer.</summary>
+        public int GradientFloats { get; private set; }
+        /// <summary>Floats per sample that the gradients would take one buffer per tensor (without the padding to cache lines).</summary>
+        public int SeparateGradientFloats { get; private set; }
 
         public ModelSpec Model { get; }
         public List<NodePlan> Nodes { get; } = new();
@@ -125,6 +172,8 @@ internal static partial class ModelEmitter
         public List<NodePlan> Inputs { get; }
         /// <summary>Whether anything up to and including this tensor has weights, so its gradient is worth computing.</summary>
         public bool NeedsGradient { get; }
+        /// <summary>Whether backward has a block for this tensor: something before it learns, and it is neither an alias (its input's gradient) nor a returned state (its layer's block reads that).</summary>
+        public bool HasBackwardBlock => NeedsGradient && !IsAlias && Spec.Kind != NodeKind.State;
         public bool IsDropout => Is(LayerKind.Dropout);
         /// <summary>An Embedding with MaskZero or a Masking layer: the source of a sequence mask.</summary>
         public bool CreatesMask => Spec.Kind == NodeKind.Layer && Spec.Mask >= 0 && (Is(LayerKind.Masking) || Is(LayerKind.Embedding));
@@ -152,7 +201,8 @@ internal static partial class ModelEmitter
         /// <summary>Conv2D scatters patch gradients to its input; Conv2DTranspose gathers its output gradient's patches for everything.</summary>
         public bool NeedsPatchGradient => Is(LayerKind.Conv2D) ? Inputs[0].NeedsGradient : Is(LayerKind.Conv2DTranspose) && NeedsGradient;
         public string Patches => Stem + "Patches";
-        public string PatchGradient => Stem + "PatchGradient";
+        /// <summary>The one buffer every convolution's backward block uses for its patch gradients, sized for the largest.</summary>
+        public const string PatchGradient = "patchGradients";
         public string Winners => Stem + "Winners";
         public string Window => Stem + "Window";
         public string Title => Spec.Name;

@@ -92,10 +92,9 @@ internal static partial class ModelEmitter
             if (plan.HasGradientBuffer(node)) names.Add(node.Gradient);
             if (node.IsDropout) names.Add(node.Mask);
             if (node.UsesPatches) names.Add(node.Patches);
-            if (node.NeedsPatchGradient) names.Add(node.PatchGradient);
             w.Line($"private readonly AlignedBuffer {string.Join(", ", names)};");
             if (node.Is(LayerKind.LayerNormalization)) w.Line($"private readonly AlignedBuffer {node.Mean}, {node.InverseStd}; // each row's statistics, for the backward pass");
-            if (node.UsesBatchStatistics) w.Line($"private readonly AlignedBuffer {node.Mean} = new({node.Layer!.Channels}), {node.Variance} = new({node.Layer.Channels}), {node.InverseStd} = new({node.Layer.Channels}); // the last training batch's statistics");
+            if (node.UsesBatchStatistics) w.Line($"private readonly AlignedBuffer {node.Mean}, {node.Variance}, {node.InverseStd}; // the last training batch's statistics");
             EmitNodeFields(w, node);
         }
         foreach (var sub in plan.SubModels)
@@ -105,6 +104,7 @@ internal static partial class ModelEmitter
             if (buffers.Count > 0) w.Line($"private readonly AlignedBuffer {string.Join(", ", buffers)}; // the '{sub.Spec.Name}' sub-model");
             foreach (var node in computed) EmitNodeFields(w, node);
         }
+        if (plan.Buffered.Any(n => n.NeedsPatchGradient)) w.Line($"private readonly AlignedBuffer {NodePlan.PatchGradient}; // one convolution's patch gradients at a time, in its backward block");
         if (plan.Packed)
         {
             w.Line("// Inputs and targets taken apart from packed rows (one row per sample), and outputs put back together.");
@@ -114,6 +114,8 @@ internal static partial class ModelEmitter
         }
         if (plan.Nodes.Any(n => n.IsDropout)) w.Line("private SeededRandom dropoutRandom;");
         w.Line("private int lastTrainingBatch;");
+        w.Line($"// Floats per sample the gradients take, sharing by liveness, and would take one buffer per tensor.");
+        w.Line($"private const int GradientFloats = {plan.GradientFloats}, SeparateGradientFloats = {plan.SeparateGradientFloats};");
         w.Line();
         w.Line("private static readonly ModelInput[] modelInputs =");
         w.Line("{");
@@ -192,30 +194,40 @@ internal static partial class ModelEmitter
         }
         w.Line($"layers = new Layer[] {{ {string.Join(", ", layerExpressions)} }};");
         w.Line();
+        w.Line("var buffers = new ModelBuffers();");
+        w.Line("// A gradient lives from the backward block that first writes it to the one that reads it: gradients never live at once share floats.");
+        w.Line("var sharedGradients = buffers.Floats(maxBatchSize * GradientFloats);");
         foreach (var node in plan.Buffered)
         {
             string size = $"maxBatchSize * {node.Spec.Size}";
-            w.Line($"{node.Output} = new AlignedBuffer({size});");
-            if (plan.HasGradientBuffer(node)) w.Line($"{node.Gradient} = new AlignedBuffer({size});");
+            w.Line($"{node.Output} = buffers.Floats({size});");
+            if (plan.GradientOffsets.TryGetValue(node, out int offset)) w.Line($"{node.Gradient} = sharedGradients.Slice(maxBatchSize * {offset}, {size});");
             if (node.Is(LayerKind.LayerNormalization))
             {
-                w.Line($"{node.Mean} = new AlignedBuffer(maxBatchSize * {node.Spec.Size / node.Layer!.Channels});");
-                w.Line($"{node.InverseStd} = new AlignedBuffer(maxBatchSize * {node.Spec.Size / node.Layer!.Channels});");
+                w.Line($"{node.Mean} = buffers.Floats(maxBatchSize * {node.Spec.Size / node.Layer!.Channels});");
+                w.Line($"{node.InverseStd} = buffers.Floats(maxBatchSize * {node.Spec.Size / node.Layer!.Channels});");
             }
-            if (node.IsDropout) w.Line($"{node.Mask} = new AlignedBuffer({size});");
+            if (node.UsesBatchStatistics)
+            {
+                foreach (var statistic in new[] { node.Mean, node.Variance, node.InverseStd }) w.Line($"{statistic} = buffers.Floats({node.Layer!.Channels});");
+            }
+            if (node.IsDropout) w.Line($"{node.Mask} = buffers.Floats({size});");
             EmitNodeBuffers(w, node, training: true);
         }
+        var patchGradients = plan.Buffered.Where(n => n.NeedsPatchGradient).Select(n => n.Is(LayerKind.Conv2DTranspose) ? WholePatches(n) : PatchChunks(n)).ToList();
+        if (patchGradients.Count > 0) w.Line($"{NodePlan.PatchGradient} = buffers.Floats({patchGradients.Skip(1).Aggregate(patchGradients[0], (max, next) => $"Math.Max({max}, {next})")});");
         foreach (var node in plan.SubModels.SelectMany(sub => sub.Nodes).Where(n => n.Spec.Kind != NodeKind.Input && !n.IsDropout && !n.IsAlias))
         {
-            w.Line($"{node.Output} = new AlignedBuffer(maxBatchSize * {node.Spec.Size});");
+            w.Line($"{node.Output} = buffers.Floats(maxBatchSize * {node.Spec.Size});");
             EmitNodeBuffers(w, node, training: false);
         }
         if (plan.Packed)
         {
-            foreach (var input in plan.Inputs) w.Line($"{input.Staging} = new AlignedBuffer(maxBatchSize * {input.Spec.Size});");
-            foreach (var output in plan.Outputs) w.Line($"{output.Targets} = new AlignedBuffer(maxBatchSize * {output.Spec.TargetSize});");
-            w.Line("lastOutputs = new AlignedBuffer(maxBatchSize * OutputSize);");
+            foreach (var input in plan.Inputs) w.Line($"{input.Staging} = buffers.Floats(maxBatchSize * {input.Spec.Size});");
+            foreach (var output in plan.Outputs) w.Line($"{output.Targets} = buffers.Floats(maxBatchSize * {output.Spec.TargetSize});");
+            w.Line("lastOutputs = buffers.Floats(maxBatchSize * OutputSize);");
         }
+        w.Line("BufferBytes = buffers.Bytes;");
         w.Line();
         w.Line("// Keras' defaults: Glorot-uniform kernels, zero biases, and each layer kind's own where it differs.");
         w.Line("var random = new SeededRandom(seed);");
@@ -332,38 +344,38 @@ internal static partial class ModelEmitter
 
     private static void EmitNodeBuffers(CodeWriter w, NodePlan node, bool training)
     {
-        if (node.CreatesMask) w.Line($"{node.SequenceMask} = new AlignedBuffer(maxBatchSize * {node.Spec.Shape[0]});");
+        if (node.CreatesMask) w.Line($"{node.SequenceMask} = buffers.Floats(maxBatchSize * {node.Spec.Shape[0]});");
         if (node.Spec.Kind == NodeKind.Layer && node.Layer!.IsRecurrent)
         {
             var layer = node.Layer;
             foreach (var direction in layer.Directions)
             {
-                w.Line($"{node.Workspace(direction)} = new RecurrentWorkspace(RecurrentCell.{(layer.Kind == LayerKind.LSTM ? "Lstm" : "Gru")}, maxBatchSize, steps: {layer.InputShape[0]}, features: {layer.InputShape[1]}, units: {layer.Units});");
+                w.Line($"{node.Workspace(direction)} = buffers.Workspace(new RecurrentWorkspace(RecurrentCell.{(layer.Kind == LayerKind.LSTM ? "Lstm" : "Gru")}, maxBatchSize, steps: {layer.InputShape[0]}, features: {layer.InputShape[1]}, units: {layer.Units}));");
             }
         }
         if (node.Is(LayerKind.MultiHeadAttention))
         {
             var e = node.Layer!.Extents;
-            w.Line($"{node.Workspace("")} = new AttentionWorkspace(maxBatchSize, querySteps: {e[6]}, valueSteps: {e[7]}, queryFeatures: {e[3]}, keyFeatures: {e[4]}, valueFeatures: {e[5]}, " +
-                $"heads: {e[0]}, keyDim: {e[1]}, valueDim: {e[2]}, causal: {Bool(node.Layer.Causal)});");
+            w.Line($"{node.Workspace("")} = buffers.Workspace(new AttentionWorkspace(maxBatchSize, querySteps: {e[6]}, valueSteps: {e[7]}, queryFeatures: {e[3]}, keyFeatures: {e[4]}, valueFeatures: {e[5]}, " +
+                $"heads: {e[0]}, keyDim: {e[1]}, valueDim: {e[2]}, causal: {Bool(node.Layer.Causal)}));");
         }
-        if (node.UsesPatches)
-        {
-            // Patches a transposed convolution sums back onto pixels are made and consumed a chunk of samples at a time.
-            string whole = $"new AlignedBuffer(maxBatchSize * {node.Window}.Positions * {node.Window}.PatchSize)";
-            string chunk = $"new AlignedBuffer(Convolution.TransposedScratch({node.Window}, maxBatchSize))";
-            bool transpose = node.Is(LayerKind.Conv2DTranspose);
-            w.Line($"{node.Patches} = {(transpose ? chunk : whole)};");
-            if (training && node.NeedsPatchGradient) w.Line($"{node.PatchGradient} = {(transpose ? whole : chunk)};");
-        }
-        if (node.UsesWinners) w.Line($"{node.Winners} = new int[maxBatchSize * {node.Spec.Size}];");
+        if (node.UsesPatches) w.Line($"{node.Patches} = buffers.Floats({(node.Is(LayerKind.Conv2DTranspose) ? PatchChunks(node) : WholePatches(node))});");
+        if (node.UsesWinners) w.Line($"{node.Winners} = buffers.Ints(maxBatchSize * {node.Spec.Size});");
     }
+
+    /// <summary>A convolution's patches for the whole batch: what Conv2D keeps for its kernel gradient, and the patches of Conv2DTranspose's output gradient.</summary>
+    private static string WholePatches(NodePlan node) => $"maxBatchSize * {node.Window}.Positions * {node.Window}.PatchSize";
+
+    /// <summary>Patches summed back onto pixels (Conv2D's input gradient, Conv2DTranspose's output) are made and consumed a chunk of samples at a time.</summary>
+    private static string PatchChunks(NodePlan node) => $"Convolution.TransposedScratch({node.Window}, maxBatchSize)";
 
     private static void EmitModelMembers(CodeWriter w, Plan plan)
     {
         var model = plan.Model;
         w.Line("/// <summary>The largest batch the buffers hold.</summary>");
         w.Line("public int MaxBatchSize { get; }");
+        w.Line("/// <summary>Bytes of the buffers allocated for batches of up to MaxBatchSize: values, gradients, masks, patches and workspaces.</summary>");
+        w.Line("public long BufferBytes { get; }");
         w.Line($"public string Name => \"{model.ClassName}\";");
         w.Line("public IReadOnlyList<Layer> Layers => layers;");
         w.Line("/// <summary>All weights, contiguous and starting on a cache line; each layer's Kernel and Bias are views into it.</summary>");
@@ -577,7 +589,7 @@ internal static partial class ModelEmitter
     private static void EmitSummary(CodeWriter w, Plan plan)
     {
         w.Line("/// <summary>The Keras-style summary table, computed at compile time.</summary>");
-        w.Line("public string Summary() => SummaryText;");
+        w.Line("public string Summary() => SummaryText + \"\\n\" + ModelBuffers.Describe(MaxBatchSize, BufferBytes, GradientFloats, SeparateGradientFloats);");
         w.Line();
         w.Line("public const string SummaryText =");
         var lines = SummaryTable.Render(plan.Model).Split('\n');

@@ -82,4 +82,38 @@ public class AlignedBufferTests
         Assert.Throws<ArgumentOutOfRangeException>(() => buffer.AsSpan(38, 3));
         Assert.Throws<ArgumentOutOfRangeException>(() => new AlignedBuffer(-1));
     }
+
+    [Fact]
+    public void A_sliced_buffer_shares_the_memory_and_stays_on_a_line_at_multiples_of_16()
+    {
+        var arena = new AlignedBuffer(100);
+        var first = arena.Slice(0, 48);
+        var second = arena.Slice(32, 64);
+        second.Span.Fill(3f);
+        Assert.Equal(0f, first.Span[31]);
+        Assert.Equal(3f, first.Span[32]); // one set of floats under both views
+        Assert.Equal(64, second.Length);
+        Assert.Equal(0, AlignedBuffer.LineOffset(second));
+        Assert.Equal(4, AlignedBuffer.LineOffset(arena.Slice(1, 10)));
+        Assert.Throws<ArgumentOutOfRangeException>(() => arena.Slice(40, 61));
+        Assert.Throws<ArgumentOutOfRangeException>(() => arena.Slice(-1, 2));
+        Assert.Throws<ArgumentOutOfRangeException>(() => second.Slice(0, 65)); // a slice of a slice stays inside it
+    }
+
+    [Fact]
+    public void Model_buffers_count_every_byte_they_hand_out()
+    {
+        var buffers = new ModelBuffers();
+        buffers.Floats(1000);
+        buffers.Ints(10);
+        var workspace = buffers.Workspace(new RecurrentWorkspace(RecurrentCell.Lstm, maxBatchSize: 2, steps: 3, features: 4, units: 5));
+        // An LSTM direction: inputs, projections and their gradients per step, states and cells with the initial one, the
+        // mask, the state and cell gradients and the time-major input gradient.
+        int rows = 2 * 3, lstm = rows * 4 + 2 * rows * 20 + 2 * (4 * 2 * 5) + rows + 2 * (2 * 5) + rows * 4;
+        Assert.Equal(lstm * 4L, workspace.Bytes);
+        Assert.Equal(4000 + 40 + lstm * 4L, buffers.Bytes);
+        Assert.Equal(" Buffers for batches of up to 8: 1.50 KB", ModelBuffers.Describe(8, 1536, gradientFloats: 20, separateGradientFloats: 20));
+        Assert.Equal(" Buffers for batches of up to 8: 1.50 KB (gradients sharing 512.00 B by liveness, against 1.00 KB one per tensor)",
+            ModelBuffers.Describe(8, 1536, gradientFloats: 16, separateGradientFloats: 32));
+    }
 }

@@ -38,8 +38,19 @@ public class ModelBehaviourTests
             "└──────────────────────────────────────┴─────────────────────────────┴─────────────────┘",
             " Total params: 235,146 (918.54 KB)",
             " Trainable params: 235,146 (918.54 KB)",
-            " Non-trainable params: 0 (0.00 B)");
+            " Non-trainable params: 0 (0.00 B)",
+            // Batches of up to 32 (the default): the values of hidden1, drop1, hidden2, drop2 and predictions and the two dropout
+            // masks, 1162 floats a sample; backward needs two gradients at a time (the tensor's and its input's), 256 + 256
+            // floats, where one buffer per tensor takes 256 + 256 + 128 + 128 + 10. (1162 + 512) * 32 * 4 bytes = 209.25 KB.
+            " Buffers for batches of up to 32: 209.25 KB (gradients sharing 64.00 KB by liveness, against 97.25 KB one per tensor)");
         Assert.Equal(expected, new MnistClassifier().Summary());
+    }
+
+    [Fact]
+    public void Buffers_are_counted_for_the_batch_capacity()
+    {
+        // The summary's count above, at another capacity: every buffer holds a row per sample.
+        Assert.Equal((1162 + 512) * 100 * sizeof(float), new MnistClassifier(maxBatchSize: 100).BufferBytes);
     }
 
     [Fact]

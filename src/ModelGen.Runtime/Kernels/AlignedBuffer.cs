@@ -29,6 +29,25 @@ public sealed class AlignedBuffer
         Length = length;
     }
 
+    private AlignedBuffer(float[] array, int start, int length)
+    {
+        this.array = array;
+        this.start = start;
+        Length = length;
+    }
+
+    /// <summary>
+    /// Floats [<paramref name="offset"/>, +<paramref name="length"/>) of this buffer as a buffer of their own, sharing its memory
+    /// (tensors that are never live at the same time, ModelBuffers). On a cache line where the offset is a multiple of 16.
+    /// </summary>
+    public AlignedBuffer Slice(int offset, int length)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(offset);
+        ArgumentOutOfRangeException.ThrowIfNegative(length);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(length, Length - offset);
+        return new AlignedBuffer(array, start + offset, length);
+    }
+
     public int Length { get; }
 
     public Span<float> Span => array.AsSpan(start, Length);

@@ -5,7 +5,7 @@ using System.Runtime.CompilerServices;
 namespace ModelGen.Kernels;
 
 /// <summary>The shapes of one multi-head attention layer, and what its forward pass keeps for the backward pass.</summary>
-public sealed class AttentionWorkspace
+public sealed class AttentionWorkspace : IWorkspace
 {
     public AttentionWorkspace(int maxBatchSize, int querySteps, int valueSteps, int queryFeatures, int keyFeatures, int valueFeatures,
         int heads, int keyDim, int valueDim, bool causal)
@@ -22,6 +22,9 @@ public sealed class AttentionWorkspace
         ValueGradient = new float[Values.Length];
         ContextGradient = new float[Context.Length];
     }
+
+    public long Bytes => sizeof(float) * ((long)Queries.Length + Keys.Length + Values.Length + Scores.Length + Context.Length
+        + QueryGradient.Length + KeyGradient.Length + ValueGradient.Length + ContextGradient.Length);
 
     public int QuerySteps { get; }
     public int ValueSteps { get; }

@@ -12,7 +12,7 @@ public enum RecurrentCell { Lstm, Gru }
 /// largest batch. Everything is time-major in processing order (a backward-running layer processes the last step first),
 /// so each step's rows are contiguous for the recurrent product.
 /// </summary>
-public sealed class RecurrentWorkspace
+public sealed class RecurrentWorkspace : IWorkspace
 {
     public RecurrentWorkspace(RecurrentCell cell, int maxBatchSize, int steps, int features, int units)
     {
@@ -34,6 +34,9 @@ public sealed class RecurrentWorkspace
         Scratch = cell == RecurrentCell.Gru ? new float[maxBatchSize * GateWidth] : Array.Empty<float>(); // a GRU's recurrent product
         TimeMajorGradient = new float[rows * features];
     }
+
+    public long Bytes => sizeof(float) * ((long)Inputs.Length + Projected.Length + Gates.Length + States.Length + Cells.Length + Mask.Length
+        + InputGradients.Length + RecurrentGradients.Length + StateGradient.Length + CellGradient.Length + Scratch.Length + TimeMajorGradient.Length);
 
     public RecurrentCell Cell { get; }
     public int Steps { get; }

@@ -28,6 +28,8 @@ public interface IModel
     int TargetSize { get; }
     /// <summary>The largest batch the preallocated buffers hold.</summary>
     int MaxBatchSize { get; }
+    /// <summary>Bytes of those buffers (values, gradients, masks, patches, workspaces; not the weights), as the summary reports them.</summary>
+    long BufferBytes { get; }
     /// <summary>The model's inputs, in order.</summary>
     IReadOnlyList<ModelInput> Inputs { get; }
     /// <summary>The model's outputs with their losses, in order.</summary>

@@ -46,6 +46,8 @@ namespace Samples.Mnist
         private readonly AlignedBuffer predictionsOutput, predictionsGradient;
         private SeededRandom dropoutRandom;
         private int lastTrainingBatch;
+        // Floats per sample the gradients take, sharing by liveness, and would take one buffer per tensor.
+        private const int GradientFloats = 512, SeparateGradientFloats = 778;
 
         private static readonly ModelInput[] modelInputs =
         {
@@ -76,18 +78,22 @@ namespace Samples.Mnist
                 new Parameter("predictions.bias", parameters, gradients, PredictionsBiasOffset, 10));
             layers = new Layer[] { image, hidden1, drop1, hidden2, drop2, predictions };
 
-            hidden1Output = new AlignedBuffer(maxBatchSize * 256);
-            hidden1Gradient = new AlignedBuffer(maxBatchSize * 256);
-            drop1Output = new AlignedBuffer(maxBatchSize * 256);
-            drop1Gradient = new AlignedBuffer(maxBatchSize * 256);
-            drop1Mask = new AlignedBuffer(maxBatchSize * 256);
-            hidden2Output = new AlignedBuffer(maxBatchSize * 128);
-            hidden2Gradient = new AlignedBuffer(maxBatchSize * 128);
-            drop2Output = new AlignedBuffer(maxBatchSize * 128);
-            drop2Gradient = new AlignedBuffer(maxBatchSize * 128);
-            drop2Mask = new AlignedBuffer(maxBatchSize * 128);
-            predictionsOutput = new AlignedBuffer(maxBatchSize * 10);
-            predictionsGradient = new AlignedBuffer(maxBatchSize * 10);
+            var buffers = new ModelBuffers();
+            // A gradient lives from the backward block that first writes it to the one that reads it: gradients never live at once share floats.
+            var sharedGradients = buffers.Floats(maxBatchSize * GradientFloats);
+            hidden1Output = buffers.Floats(maxBatchSize * 256);
+            hidden1Gradient = sharedGradients.Slice(maxBatchSize * 0, maxBatchSize * 256);
+            drop1Output = buffers.Floats(maxBatchSize * 256);
+            drop1Gradient = sharedGradients.Slice(maxBatchSize * 256, maxBatchSize * 256);
+            drop1Mask = buffers.Floats(maxBatchSize * 256);
+            hidden2Output = buffers.Floats(maxBatchSize * 128);
+            hidden2Gradient = sharedGradients.Slice(maxBatchSize * 0, maxBatchSize * 128);
+            drop2Output = buffers.Floats(maxBatchSize * 128);
+            drop2Gradient = sharedGradients.Slice(maxBatchSize * 128, maxBatchSize * 128);
+            drop2Mask = buffers.Floats(maxBatchSize * 128);
+            predictionsOutput = buffers.Floats(maxBatchSize * 10);
+            predictionsGradient = sharedGradients.Slice(maxBatchSize * 0, maxBatchSize * 10);
+            BufferBytes = buffers.Bytes;
 
             // Keras' defaults: Glorot-uniform kernels, zero biases, and each layer kind's own where it differs.
             var random = new SeededRandom(seed);
@@ -99,6 +105,8 @@ namespace Samples.Mnist
 
         /// <summary>The largest batch the buffers hold.</summary>
         public int MaxBatchSize { get; }
+        /// <summary>Bytes of the buffers allocated for batches of up to MaxBatchSize: values, gradients, masks, patches and workspaces.</summary>
+        public long BufferBytes { get; }
         public string Name => "MnistClassifier";
         public IReadOnlyList<Layer> Layers => layers;
         /// <summary>All weights, contiguous and starting on a cache line; each layer's Kernel and Bias are views into it.</summary>
@@ -214,7 +222,7 @@ namespace Samples.Mnist
         private Span<float> PredictionsBiasGradient => gradients.AsSpan(PredictionsBiasOffset, PredictionsBiasLength);
 
         /// <summary>The Keras-style summary table, computed at compile time.</summary>
-        public string Summary() => SummaryText;
+        public string Summary() => SummaryText + "\n" + ModelBuffers.Describe(MaxBatchSize, BufferBytes, GradientFloats, SeparateGradientFloats);
 
         public const string SummaryText =
             "Model: \"MnistClassifier\"\n" +

@@ -45,6 +45,8 @@ namespace Samples
         private readonly AlignedBuffer reluOutput, reluGradient;
         private readonly AlignedBuffer headOutput, headGradient;
         private int lastTrainingBatch;
+        // Floats per sample the gradients take, sharing by liveness, and would take one buffer per tensor.
+        private const int GradientFloats = 128, SeparateGradientFloats = 266;
 
         private static readonly ModelInput[] modelInputs =
         {
@@ -72,16 +74,20 @@ namespace Samples
                 new Parameter("head.bias", parameters, gradients, HeadBiasOffset, 10));
             layers = new Layer[] { new Input("x", 64), d1, d2, head };
 
-            d1Output = new AlignedBuffer(maxBatchSize * 64);
-            d1Gradient = new AlignedBuffer(maxBatchSize * 64);
-            d2Output = new AlignedBuffer(maxBatchSize * 64);
-            d2Gradient = new AlignedBuffer(maxBatchSize * 64);
-            addOutput = new AlignedBuffer(maxBatchSize * 64);
-            addGradient = new AlignedBuffer(maxBatchSize * 64);
-            reluOutput = new AlignedBuffer(maxBatchSize * 64);
-            reluGradient = new AlignedBuffer(maxBatchSize * 64);
-            headOutput = new AlignedBuffer(maxBatchSize * 10);
-            headGradient = new AlignedBuffer(maxBatchSize * 10);
+            var buffers = new ModelBuffers();
+            // A gradient lives from the backward block that first writes it to the one that reads it: gradients never live at once share floats.
+            var sharedGradients = buffers.Floats(maxBatchSize * GradientFloats);
+            d1Output = buffers.Floats(maxBatchSize * 64);
+            d1Gradient = sharedGradients.Slice(maxBatchSize * 0, maxBatchSize * 64);
+            d2Output = buffers.Floats(maxBatchSize * 64);
+            d2Gradient = sharedGradients.Slice(maxBatchSize * 64, maxBatchSize * 64);
+            addOutput = buffers.Floats(maxBatchSize * 64);
+            addGradient = sharedGradients.Slice(maxBatchSize * 0, maxBatchSize * 64);
+            reluOutput = buffers.Floats(maxBatchSize * 64);
+            reluGradient = sharedGradients.Slice(maxBatchSize * 64, maxBatchSize * 64);
+            headOutput = buffers.Floats(maxBatchSize * 10);
+            headGradient = sharedGradients.Slice(maxBatchSize * 0, maxBatchSize * 10);
+            BufferBytes = buffers.Bytes;
 
             // Keras' defaults: Glorot-uniform kernels, zero biases, and each layer kind's own where it differs.
             var random = new SeededRandom(seed);
@@ -92,6 +98,8 @@ namespace Samples
 
         /// <summary>The largest batch the buffers hold.</summary>
         public int MaxBatchSize { get; }
+        /// <summary>Bytes of the buffers allocated for batches of up to MaxBatchSize: values, gradients, masks, patches and workspaces.</summary>
+        public long BufferBytes { get; }
         public string Name => "ResidualMlp";
         public IReadOnlyList<Layer> Layers => layers;
         /// <summary>All weights, contiguous and starting on a cache line; each layer's Kernel and Bias are views into it.</summary>
@@ -195,7 +203,7 @@ namespace Samples
         private Span<float> HeadBiasGradient => gradients.AsSpan(HeadBiasOffset, HeadBiasLength);
 
         /// <summary>The Keras-style summary table, computed at compile time.</summary>
-        public string Summary() => SummaryText;
+        public string Summary() => SummaryText + "\n" + ModelBuffers.Describe(MaxBatchSize, BufferBytes, GradientFloats, SeparateGradientFloats);
 
         public const string SummaryText =
             "Model: \"ResidualMlp\"\n" +

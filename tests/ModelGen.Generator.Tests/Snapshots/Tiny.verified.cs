@@ -41,6 +41,8 @@ partial class Outer
         private readonly AlignedBuffer logitsOutput, logitsGradient;
         private readonly AlignedBuffer probabilitiesOutput, probabilitiesGradient;
         private int lastTrainingBatch;
+        // Floats per sample the gradients take, sharing by liveness, and would take one buffer per tensor.
+        private const int GradientFloats = 32, SeparateGradientFloats = 12;
 
         private static readonly ModelInput[] modelInputs =
         {
@@ -68,14 +70,18 @@ partial class Outer
             probabilities = new ActivationLayer("probabilities", Activation.Softmax, 2);
             layers = new Layer[] { features, projection, squash, logits, probabilities };
 
-            projectionOutput = new AlignedBuffer(maxBatchSize * 4);
-            projectionGradient = new AlignedBuffer(maxBatchSize * 4);
-            squashOutput = new AlignedBuffer(maxBatchSize * 4);
-            squashGradient = new AlignedBuffer(maxBatchSize * 4);
-            logitsOutput = new AlignedBuffer(maxBatchSize * 2);
-            logitsGradient = new AlignedBuffer(maxBatchSize * 2);
-            probabilitiesOutput = new AlignedBuffer(maxBatchSize * 2);
-            probabilitiesGradient = new AlignedBuffer(maxBatchSize * 2);
+            var buffers = new ModelBuffers();
+            // A gradient lives from the backward block that first writes it to the one that reads it: gradients never live at once share floats.
+            var sharedGradients = buffers.Floats(maxBatchSize * GradientFloats);
+            projectionOutput = buffers.Floats(maxBatchSize * 4);
+            projectionGradient = sharedGradients.Slice(maxBatchSize * 0, maxBatchSize * 4);
+            squashOutput = buffers.Floats(maxBatchSize * 4);
+            squashGradient = sharedGradients.Slice(maxBatchSize * 16, maxBatchSize * 4);
+            logitsOutput = buffers.Floats(maxBatchSize * 2);
+            logitsGradient = sharedGradients.Slice(maxBatchSize * 0, maxBatchSize * 2);
+            probabilitiesOutput = buffers.Floats(maxBatchSize * 2);
+            probabilitiesGradient = sharedGradients.Slice(maxBatchSize * 16, maxBatchSize * 2);
+            BufferBytes = buffers.Bytes;
 
             // Keras' defaults: Glorot-uniform kernels, zero biases, and each layer kind's own where it differs.
             var random = new SeededRandom(seed);
@@ -85,6 +91,8 @@ partial class Outer
 
         /// <summary>The largest batch the buffers hold.</summary>
         public int MaxBatchSize { get; }
+        /// <summary>Bytes of the buffers allocated for batches of up to MaxBatchSize: values, gradients, masks, patches and workspaces.</summary>
+        public long BufferBytes { get; }
         public string Name => "Tiny";
         public IReadOnlyList<Layer> Layers => layers;
         /// <summary>All weights, contiguous and starting on a cache line; each layer's Kernel and Bias are views into it.</summary>
@@ -172,7 +180,7 @@ partial class Outer
         private Span<float> LogitsBiasGradient => gradients.AsSpan(LogitsBiasOffset, LogitsBiasLength);
 
         /// <summary>The Keras-style summary table, computed at compile time.</summary>
-        public string Summary() => SummaryText;
+        public string Summary() => SummaryText + "\n" + ModelBuffers.Describe(MaxBatchSize, BufferBytes, GradientFloats, SeparateGradientFloats);
 
         public const string SummaryText =
             "Model: \"Tiny\"\n" +

@@ -1,0 +1,60 @@
+using System.Globalization;
+
+namespace ModelGen.Kernels;
+
+/// <summary>What a kernel keeps between a model's forward and backward passes in buffers of its own (a recurrent layer's states).</summary>
+public interface IWorkspace
+{
+    long Bytes { get; }
+}
+
+/// <summary>
+/// Allocates a generated model's buffers, all in its constructor, and counts their bytes for the summary: values, gradients,
+/// masks, patches, pooling winners and workspaces (not the weights, which the summary counts as parameters).
+/// </summary>
+public sealed class ModelBuffers
+{
+    public long Bytes { get; private set; }
+
+    public AlignedBuffer Floats(int length)
+    {
+        Bytes += (long)length * sizeof(float);
+        return new AlignedBuffer(length);
+    }
+
+    public int[] Ints(int length)
+    {
+        Bytes += (long)length * sizeof(int);
+        return new int[length];
+    }
+
+    public T Workspace<T>(T workspace) where T : IWorkspace
+    {
+        Bytes += workspace.Bytes;
+        return workspace;
+    }
+
+    /// <summary>
+    /// The summary's line under the parameter counts: the buffers for the model's largest batch and, where sharing gradients
+    /// by liveness saves memory, what they take against one buffer per tensor (sharing pads each to a cache line per sample,
+    /// which can cost a model of a few units more than it saves).
+    /// </summary>
+    public static string Describe(int maxBatchSize, long bytes, int gradientFloats, int separateGradientFloats)
+    {
+        string line = $" Buffers for batches of up to {maxBatchSize}: {Readable(bytes)}";
+        if (gradientFloats >= separateGradientFloats) return line;
+        long shared = (long)maxBatchSize * gradientFloats * sizeof(float), separate = (long)maxBatchSize * separateGradientFloats * sizeof(float);
+        return line + $" (gradients sharing {Readable(shared)} by liveness, against {Readable(separate)} one per tensor)";
+    }
+
+    /// <summary>Keras' readable_memory_size, as the parameter counts above are printed: divide by 1024 until below it, two decimals.</summary>
+    public static string Readable(double bytes)
+    {
+        foreach (var unit in new[] { "B", "KB", "MB", "GB", "TB" })
+        {
+            if (bytes / 1024 < 1) return bytes.ToString("0.00", CultureInfo.InvariantCulture) + " " + unit;
+            bytes /= 1024;
+        }
+        return bytes.ToString("0.00", CultureInfo.InvariantCulture) + " PB";
+    }
+}

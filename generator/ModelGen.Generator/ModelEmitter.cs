@@ -212,14 +212,14 @@ internal static partial class ModelEmitter
                 foreach (var statistic in new[] { node.Mean, node.Variance, node.InverseStd }) w.Line($"{statistic} = buffers.Floats({node.Layer!.Channels});");
             }
             if (node.IsDropout) w.Line($"{node.Mask} = buffers.Floats({size});");
-            EmitNodeBuffers(w, node, training: true);
+            EmitNodeBuffers(w, node);
         }
         var patchGradients = plan.Buffered.Where(n => n.NeedsPatchGradient).Select(n => n.Is(LayerKind.Conv2DTranspose) ? WholePatches(n) : PatchChunks(n)).ToList();
         if (patchGradients.Count > 0) w.Line($"{NodePlan.PatchGradient} = buffers.Floats({patchGradients.Skip(1).Aggregate(patchGradients[0], (max, next) => $"Math.Max({max}, {next})")});");
         foreach (var node in plan.SubModels.SelectMany(sub => sub.Nodes).Where(n => n.Spec.Kind != NodeKind.Input && !n.IsDropout && !n.IsAlias))
         {
             w.Line($"{node.Output} = buffers.Floats(maxBatchSize * {node.Spec.Size});");
-            EmitNodeBuffers(w, node, training: false);
+            EmitNodeBuffers(w, node);
         }
         if (plan.Packed)
         {
@@ -342,7 +342,7 @@ internal static partial class ModelEmitter
         if (node.UsesWinners) w.Line($"private readonly int[] {node.Winners};");
     }
 
-    private static void EmitNodeBuffers(CodeWriter w, NodePlan node, bool training)
+    private static void EmitNodeBuffers(CodeWriter w, NodePlan node)
     {
         if (node.CreatesMask) w.Line($"{node.SequenceMask} = buffers.Floats(maxBatchSize * {node.Spec.Shape[0]});");
         if (node.Spec.Kind == NodeKind.Layer && node.Layer!.IsRecurrent)
@@ -588,7 +588,7 @@ internal static partial class ModelEmitter
 
     private static void EmitSummary(CodeWriter w, Plan plan)
     {
-        w.Line("/// <summary>The Keras-style summary table, computed at compile time.</summary>");
+        w.Line("/// <summary>The Keras-style summary table, computed at compile time, and a last line with the bytes of the buffers.</summary>");
         w.Line("public string Summary() => SummaryText + \"\\n\" + ModelBuffers.Describe(MaxBatchSize, BufferBytes, GradientFloats, SeparateGradientFloats);");
         w.Line();
         w.Line("public const string SummaryText =");

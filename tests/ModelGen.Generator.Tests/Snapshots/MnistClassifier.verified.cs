@@ -221,7 +221,7 @@ namespace Samples.Mnist
         private Span<float> PredictionsBias => parameters.AsSpan(PredictionsBiasOffset, PredictionsBiasLength);
         private Span<float> PredictionsBiasGradient => gradients.AsSpan(PredictionsBiasOffset, PredictionsBiasLength);
 
-        /// <summary>The Keras-style summary table, computed at compile time.</summary>
+        /// <summary>The Keras-style summary table, computed at compile time, and a last line with the bytes of the buffers.</summary>
         public string Summary() => SummaryText + "\n" + ModelBuffers.Describe(MaxBatchSize, BufferBytes, GradientFloats, SeparateGradientFloats);
 
         public const string SummaryText =

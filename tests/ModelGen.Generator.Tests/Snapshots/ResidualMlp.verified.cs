@@ -202,7 +202,7 @@ namespace Samples
         private Span<float> HeadBias => parameters.AsSpan(HeadBiasOffset, HeadBiasLength);
         private Span<float> HeadBiasGradient => gradients.AsSpan(HeadBiasOffset, HeadBiasLength);
 
-        /// <summary>The Keras-style summary table, computed at compile time.</summary>
+        /// <summary>The Keras-style summary table, computed at compile time, and a last line with the bytes of the buffers.</summary>
         public string Summary() => SummaryText + "\n" + ModelBuffers.Describe(MaxBatchSize, BufferBytes, GradientFloats, SeparateGradientFloats);
 
         public const string SummaryText =

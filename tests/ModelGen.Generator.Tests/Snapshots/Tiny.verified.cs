@@ -179,7 +179,7 @@ partial class Outer
         private Span<float> LogitsBias => parameters.AsSpan(LogitsBiasOffset, LogitsBiasLength);
         private Span<float> LogitsBiasGradient => gradients.AsSpan(LogitsBiasOffset, LogitsBiasLength);
 
-        /// <summary>The Keras-style summary table, computed at compile time.</summary>
+        /// <summary>The Keras-style summary table, computed at compile time, and a last line with the bytes of the buffers.</summary>
         public string Summary() => SummaryText + "\n" + ModelBuffers.Describe(MaxBatchSize, BufferBytes, GradientFloats, SeparateGradientFloats);
 
         public const string SummaryText =

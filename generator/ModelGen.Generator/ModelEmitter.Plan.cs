@@ -52,14 +52,12 @@ internal static partial class ModelEmitter
         /// </summary>
         private void PlanGradients()
         {
-            var first = new Dictionary<NodePlan, int>();
-            var last = new Dictionary<NodePlan, int>();
+            var touched = new Dictionary<NodePlan, (int First, int Last)>();
             var written = new HashSet<NodePlan>();
             void Touch(NodePlan tensor, int step, bool writes)
             {
                 var owner = tensor.GradientOwner;
-                first[owner] = first.TryGetValue(owner, out int from) ? Math.Min(from, step) : step;
-                last[owner] = last.TryGetValue(owner, out int to) ? Math.Max(to, step) : step;
+                touched[owner] = touched.TryGetValue(owner, out var span) ? (Math.Min(span.First, step), Math.Max(span.Last, step)) : (step, step);
                 if (writes) written.Add(owner);
             }
             foreach (var output in Outputs) Touch(output.Node, 0, writes: true);
@@ -73,7 +71,9 @@ internal static partial class ModelEmitter
                 foreach (var input in node.Inputs.Where(i => i.NeedsGradient)) Touch(input, step, writes: true);
             }
             var gradients = Buffered.Where(HasGradientBuffer).ToList();
-            var lifetimes = gradients.Select(n => written.Contains(n) ? new ArenaLayout.Lifetime(n.Spec.Size, first[n], last[n]) : new ArenaLayout.Lifetime(n.Spec.Size, 0, step)).ToList();
+            var lifetimes = gradients.Select(n => written.Contains(n)
+                ? new ArenaLayout.Lifetime(n.Spec.Size, touched[n].First, touched[n].Last)
+                : new ArenaLayout.Lifetime(n.Spec.Size, 0, step)).ToList();
             var offsets = ArenaLayout.Place(lifetimes, FloatsPerLine, out int arena);
             for (int t = 0; t < gradients.Count; t++) GradientOffsets[gradients[t]] = offsets[t];
             GradientFloats = arena;

@@ -74,6 +74,7 @@ public class GeneratorTests
         Assert.Equal(3, forward.Split("Gemm.MultiplyTwice(").Length - 1);
         Assert.Equal(4, forward.Split("Gemm.Multiply").Length - 1); // the three pairs and head: no layer computed twice
     }
+
     [Fact]
     public void Standalone_activations_no_bias_and_nested_types_snapshot()
     {

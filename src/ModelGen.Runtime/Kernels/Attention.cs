@@ -12,19 +12,20 @@ public sealed class AttentionWorkspace : IWorkspace
     {
         (QuerySteps, ValueSteps, QueryFeatures, KeyFeatures, ValueFeatures) = (querySteps, valueSteps, queryFeatures, keyFeatures, valueFeatures);
         (Heads, KeyDim, ValueDim, Causal) = (heads, keyDim, valueDim, causal);
-        Queries = new float[maxBatchSize * querySteps * heads * keyDim];
-        Keys = new float[maxBatchSize * valueSteps * heads * keyDim];
-        Values = new float[maxBatchSize * valueSteps * heads * valueDim];
-        Scores = new float[maxBatchSize * heads * querySteps * valueSteps];
-        Context = new float[maxBatchSize * querySteps * heads * valueDim];
-        QueryGradient = new float[Queries.Length];
-        KeyGradient = new float[Keys.Length];
-        ValueGradient = new float[Values.Length];
-        ContextGradient = new float[Context.Length];
+        var arrays = new CountedArrays();
+        Queries = arrays.Floats(maxBatchSize * querySteps * heads * keyDim);
+        Keys = arrays.Floats(maxBatchSize * valueSteps * heads * keyDim);
+        Values = arrays.Floats(maxBatchSize * valueSteps * heads * valueDim);
+        Scores = arrays.Floats(maxBatchSize * heads * querySteps * valueSteps);
+        Context = arrays.Floats(maxBatchSize * querySteps * heads * valueDim);
+        QueryGradient = arrays.Floats(Queries.Length);
+        KeyGradient = arrays.Floats(Keys.Length);
+        ValueGradient = arrays.Floats(Values.Length);
+        ContextGradient = arrays.Floats(Context.Length);
+        Bytes = arrays.Bytes;
     }
 
-    public long Bytes => sizeof(float) * ((long)Queries.Length + Keys.Length + Values.Length + Scores.Length + Context.Length
-        + QueryGradient.Length + KeyGradient.Length + ValueGradient.Length + ContextGradient.Length);
+    public long Bytes { get; }
 
     public int QuerySteps { get; }
     public int ValueSteps { get; }

@@ -49,13 +49,11 @@ public static partial class Gemm
     /// <summary>Columns of H per slice: 128 (eight 512-bit accumulators, as <see cref="StreamingSlots"/>) where that makes two slices, else 64.</summary>
     private static int TwiceSliceColumns(int n1) => n1 >= 256 ? 128 : 64;
 
-    /// <summary>
-    /// Both layers' operands as pointers (the first's part size is the slice's columns), and where each slice's partial C
-    /// goes (slice 0's straight into C).
-    /// </summary>
-    private readonly unsafe struct TwiceJob(Job first, Job second, float* partials)
+    /// <summary>Both layers' operands as pointers, the columns of H per slice, and where each slice's partial C goes (slice 0's straight into C).</summary>
+    private readonly unsafe struct TwiceJob(Job first, Job second, int sliceColumns, float* partials)
     {
         public readonly Job First = first, Second = second;
+        public readonly int SliceColumns = sliceColumns;
         public readonly float* Partials = partials;
     }
 
@@ -68,9 +66,9 @@ public static partial class Gemm
         fixed (float* pa = a, pb1 = b1, ph = h, pb2 = b2, pc = c, pp = partials, pbias1 = first.Bias)
         {
             var job = new TwiceJob(
-                new Job(new PinnedMatrix(pa, new Matrix(a, k, 1)), new PinnedMatrix(pb1, new Matrix(b1, n1, 1)), ph, pbias1, first, blocks: null, sliceColumns, m, k, n1),
-                new Job(new PinnedMatrix(ph, new Matrix(h, n1, 1)), new PinnedMatrix(pb2, new Matrix(b2, n2, 1)), pc, null, default, blocks: null, sliceColumns, m, n1, n2),
-                pp);
+                new Job(new PinnedMatrix(pa, new Matrix(a, k, 1)), new PinnedMatrix(pb1, new Matrix(b1, n1, 1)), ph, pbias1, first, blocks: null, partSize: 0, m, k, n1),
+                new Job(new PinnedMatrix(ph, new Matrix(h, n1, 1)), new PinnedMatrix(pb2, new Matrix(b2, n2, 1)), pc, null, default, blocks: null, partSize: 0, m, n1, n2),
+                sliceColumns, pp);
             Helper.For(slices, &StreamTwiceSlice<TLanes, TVector>, &job);
         }
         // C = slice 0's partial + the others in slice order, then bias and ReLU, as the epilogue would after the whole depth.
@@ -90,7 +88,7 @@ public static partial class Gemm
     {
         ref readonly TwiceJob job = ref *(TwiceJob*)state;
         ref readonly Job first = ref job.First, second = ref job.Second;
-        int column = index * first.PartSize, columns = Math.Min(first.PartSize, first.N - column), n2 = second.N;
+        int column = index * job.SliceColumns, columns = Math.Min(job.SliceColumns, first.N - column), n2 = second.N;
         var a = first.A.From();
         var b1 = first.B.From(column);
         var h = second.A.From(column);

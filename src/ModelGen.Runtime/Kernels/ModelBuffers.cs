@@ -1,3 +1,4 @@
+using System;
 using System.Globalization;
 
 namespace ModelGen.Kernels;
@@ -6,6 +7,18 @@ namespace ModelGen.Kernels;
 public interface IWorkspace
 {
     long Bytes { get; }
+}
+
+/// <summary>A workspace's arrays, counted as they are allocated, so its <see cref="IWorkspace.Bytes"/> cannot miss one.</summary>
+internal sealed class CountedArrays
+{
+    public long Bytes { get; private set; }
+
+    public float[] Floats(int length)
+    {
+        Bytes += (long)length * sizeof(float);
+        return length == 0 ? Array.Empty<float>() : new float[length];
+    }
 }
 
 /// <summary>

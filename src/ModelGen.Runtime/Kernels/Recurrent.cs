@@ -21,22 +21,24 @@ public sealed class RecurrentWorkspace : IWorkspace
         Features = features;
         Units = units;
         int rows = maxBatchSize * steps;
-        Inputs = new float[rows * features];
-        Projected = new float[rows * GateWidth];
-        Gates = cell == RecurrentCell.Gru ? new float[rows * 4 * units] : Array.Empty<float>(); // an LSTM keeps its gates in Projected
-        States = new float[(steps + 1) * maxBatchSize * units];
-        Cells = cell == RecurrentCell.Lstm ? new float[(steps + 1) * maxBatchSize * units] : Array.Empty<float>();
-        Mask = new float[rows];
-        InputGradients = new float[rows * GateWidth];
-        RecurrentGradients = cell == RecurrentCell.Gru ? new float[rows * GateWidth] : Array.Empty<float>();
-        StateGradient = new float[maxBatchSize * units];
-        CellGradient = new float[maxBatchSize * units];
-        Scratch = cell == RecurrentCell.Gru ? new float[maxBatchSize * GateWidth] : Array.Empty<float>(); // a GRU's recurrent product
-        TimeMajorGradient = new float[rows * features];
+        var arrays = new CountedArrays();
+        bool lstm = cell == RecurrentCell.Lstm;
+        Inputs = arrays.Floats(rows * features);
+        Projected = arrays.Floats(rows * GateWidth);
+        Gates = arrays.Floats(lstm ? 0 : rows * 4 * units); // an LSTM keeps its gates in Projected
+        States = arrays.Floats((steps + 1) * maxBatchSize * units);
+        Cells = arrays.Floats(lstm ? (steps + 1) * maxBatchSize * units : 0);
+        Mask = arrays.Floats(rows);
+        InputGradients = arrays.Floats(rows * GateWidth);
+        RecurrentGradients = arrays.Floats(lstm ? 0 : rows * GateWidth);
+        StateGradient = arrays.Floats(maxBatchSize * units);
+        CellGradient = arrays.Floats(maxBatchSize * units);
+        Scratch = arrays.Floats(lstm ? 0 : maxBatchSize * GateWidth); // a GRU's recurrent product
+        TimeMajorGradient = arrays.Floats(rows * features);
+        Bytes = arrays.Bytes;
     }
 
-    public long Bytes => sizeof(float) * ((long)Inputs.Length + Projected.Length + Gates.Length + States.Length + Cells.Length + Mask.Length
-        + InputGradients.Length + RecurrentGradients.Length + StateGradient.Length + CellGradient.Length + Scratch.Length + TimeMajorGradient.Length);
+    public long Bytes { get; }
 
     public RecurrentCell Cell { get; }
     public int Steps { get; }

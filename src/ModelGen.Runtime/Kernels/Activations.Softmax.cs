@@ -55,7 +55,7 @@ public static partial class Activations
                 ref float to = ref Unsafe.Add(ref MemoryMarshal.GetReference(destination), row * columns);
                 float largest = TLanes.Largest(x);
                 if (!float.IsFinite(largest)) largest = FoldedMaximum(ref Unsafe.Add(ref MemoryMarshal.GetReference(source), row * columns), columns);
-                var e = Exp<TLanes, TVector>(TLanes.Subtract(x, TLanes.Broadcast(largest)));
+                var e = VectorMath.Exp<TLanes, TVector>(TLanes.Subtract(x, TLanes.Broadcast(largest)));
                 TLanes.StoreFirst(ref to, TLanes.Divide(e, TLanes.Broadcast(TLanes.Sum(e))), rest);
             }
             return;
@@ -69,11 +69,11 @@ public static partial class Activations
             var total = TLanes.Zero;
             for (int i = 0; i < whole; i += width)
             {
-                var e = Exp<TLanes, TVector>(TLanes.Subtract(TLanes.Load(ref Unsafe.Add(ref from, i)), largest));
+                var e = VectorMath.Exp<TLanes, TVector>(TLanes.Subtract(TLanes.Load(ref Unsafe.Add(ref from, i)), largest));
                 TLanes.Store(ref Unsafe.Add(ref to, i), e);
                 total = TLanes.Add(total, e);
             }
-            last = Exp<TLanes, TVector>(TLanes.Subtract(last, largest));
+            last = VectorMath.Exp<TLanes, TVector>(TLanes.Subtract(last, largest));
             var sum = TLanes.Broadcast(TLanes.Sum(TLanes.Add(total, last)));
             for (int i = 0; i < whole; i += width) TLanes.Store(ref Unsafe.Add(ref to, i), TLanes.Divide(TLanes.Load(ref Unsafe.Add(ref to, i)), sum));
             if (rest > 0) TLanes.StoreFirst(ref Unsafe.Add(ref to, whole), TLanes.Divide(last, sum), rest);
@@ -141,28 +141,5 @@ public static partial class Activations
                 TLanes.StoreFirst(ref at, TLanes.Multiply(TLanes.LoadFirst(ref Unsafe.Add(ref output, whole), rest), TLanes.Subtract(TLanes.LoadFirst(ref at, rest), inner)), rest);
             }
         }
-    }
-
-    /// <summary>
-    /// e^x in every lane, for the x ≤ 0 that softmax feeds it: x = n·ln 2 + r with |r| ≤ ln 2 / 2, e^r by Cephes' expf
-    /// polynomial, times 2^n. Within 1 ulp of the correctly rounded value down to e^-87.3 (the smallest normal float);
-    /// below that 0, where MathF.Exp would give a subnormal. NaN stays NaN, -∞ gives 0.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static TVector Exp<TLanes, TVector>(TVector x)
-        where TLanes : struct, ILanes<TVector> where TVector : struct
-    {
-        var n = TLanes.Round(TLanes.Multiply(x, TLanes.Broadcast(1.44269504088896341f)));
-        // ln 2 in two parts: n · 0.693359375 is exact for the n that occur, so r keeps x's precision.
-        var r = TLanes.MultiplyAdd(n, TLanes.Broadcast(-0.693359375f), x);
-        r = TLanes.MultiplyAdd(n, TLanes.Broadcast(2.12194440e-4f), r);
-        var p = TLanes.Broadcast(1.9875691500e-4f);
-        p = TLanes.MultiplyAdd(p, r, TLanes.Broadcast(1.3981999507e-3f));
-        p = TLanes.MultiplyAdd(p, r, TLanes.Broadcast(8.3334519073e-3f));
-        p = TLanes.MultiplyAdd(p, r, TLanes.Broadcast(4.1665795894e-2f));
-        p = TLanes.MultiplyAdd(p, r, TLanes.Broadcast(1.6666665459e-1f));
-        p = TLanes.MultiplyAdd(p, r, TLanes.Broadcast(5.0000001201e-1f));
-        var e = TLanes.Add(TLanes.MultiplyAdd(p, TLanes.Multiply(r, r), r), TLanes.Broadcast(1f));
-        return TLanes.ZeroWhereBelow(TLanes.ScaleByPowerOfTwo(e, n), x, -87.33654475f);
     }
 }

@@ -26,8 +26,8 @@ public static partial class Activations
         {
             case Activation.Linear: x.CopyTo(y); break;
             case Activation.Relu: TensorPrimitives.Max(x, 0f, y); break;
-            case Activation.Sigmoid: TensorPrimitives.Sigmoid(x, y); break;
-            case Activation.Tanh: TensorPrimitives.Tanh(x, y); break;
+            case Activation.Sigmoid: VectorMath.Sigmoid(x, y); break;
+            case Activation.Tanh: VectorMath.Tanh(x, y); break;
             case Activation.Softmax: Softmax(x, y, rows, columns); break;
             default: throw new ArgumentOutOfRangeException(nameof(activation), activation, null);
         }

@@ -55,6 +55,9 @@ internal interface ILanes<TVector> where TVector : struct
     static abstract TVector ScaleByPowerOfTwo(TVector value, TVector exponent);
     /// <summary>Zero in the lanes where <paramref name="test"/> is below <paramref name="limit"/>, <paramref name="value"/> elsewhere.</summary>
     static abstract TVector ZeroWhereBelow(TVector value, TVector test, float limit);
+    static abstract TVector Abs(TVector value);
+    /// <summary>A mask (for <see cref="Select"/>) of the lanes of <paramref name="value"/> below <paramref name="limit"/>.</summary>
+    static abstract TVector Below(TVector value, float limit);
 }
 
 internal struct Lanes512 : ILanes<Vector512<float>>
@@ -96,6 +99,8 @@ internal struct Lanes512 : ILanes<Vector512<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> FirstLanes(int count) => First(count);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Select(Vector512<float> mask, Vector512<float> whereSet, Vector512<float> elsewhere) =>
         Vector512.ConditionalSelect(mask, whereSet, elsewhere);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Abs(Vector512<float> value) => Vector512.Abs(value);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Below(Vector512<float> value, float limit) => Vector512.LessThan(value, Vector512.Create(limit));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static unsafe Vector512<float> LoadMasked(float* source, Vector512<float> mask) =>
         Avx512F.MaskLoad(source, mask, Vector512<float>.Zero);
     private static Vector512<float> First(int count) => Vector512.LessThan(Vector512<int>.Indices, Vector512.Create(count)).AsSingle();
@@ -138,6 +143,8 @@ internal struct Lanes256 : ILanes<Vector256<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> FirstLanes(int count) => First(count);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Select(Vector256<float> mask, Vector256<float> whereSet, Vector256<float> elsewhere) =>
         Vector256.ConditionalSelect(mask, whereSet, elsewhere);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Abs(Vector256<float> value) => Vector256.Abs(value);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Below(Vector256<float> value, float limit) => Vector256.LessThan(value, Vector256.Create(limit));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static unsafe Vector256<float> LoadMasked(float* source, Vector256<float> mask) =>
         Avx.MaskLoad(source, mask);
     private static Vector256<float> First(int count) => Vector256.LessThan(Vector256<int>.Indices, Vector256.Create(count)).AsSingle();
@@ -176,6 +183,8 @@ internal struct Lanes128 : ILanes<Vector128<float>>
     public static Vector128<float> FirstLanes(int count) => Vector128.LessThan(Vector128<int>.Indices, Vector128.Create(count)).AsSingle();
     public static Vector128<float> Select(Vector128<float> mask, Vector128<float> whereSet, Vector128<float> elsewhere) =>
         Vector128.ConditionalSelect(mask, whereSet, elsewhere);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Abs(Vector128<float> value) => Vector128.Abs(value);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Below(Vector128<float> value, float limit) => Vector128.LessThan(value, Vector128.Create(limit));
     public static unsafe Vector128<float> LoadMasked(float* source, Vector128<float> mask)
     {
         var lanes = mask.AsInt32();

@@ -102,6 +102,15 @@ public partial class SmallCnn
     [Dense(10, Activation.Softmax)] Dense digits;
 }
 
+/// <summary>An LSTM over MNIST's rows (the peer's "lstm"): 28 steps of 28 pixels, its last state classified.</summary>
+[Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
+public partial class RowLstm
+{
+    [Input(28, 28)] Input rows;
+    [LSTM(64)] LSTM lstm;
+    [Dense(10, Activation.Softmax)] Dense digits;
+}
+
 /// <summary>scikit-learn's MLPClassifier(hidden_layer_sizes=(64,)) on the 8x8 digits, for the training-time comparison.</summary>
 [Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
 public partial class SklearnDigitsMlp

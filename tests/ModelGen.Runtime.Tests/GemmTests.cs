@@ -121,7 +121,7 @@ public class GemmTests
         });
 
     /// <summary>
-    /// A batch read where it lies (products up to 128 columns) is cut into tiles of twelve rows, then a last seven or eight as
+    /// A batch read where it lies (products up to 128 columns, or of an A of at most 4096 floats) is cut into tiles of twelve rows, then a last seven or eight as
     /// one eight-row tile, else six at a time, a last tile of fewer rows reading its last row again for the missing ones; each
     /// tile of B is packed by the first tile that reads it (ahead, where B's rows are a page or more apart). Whatever the last
     /// tile, each row is its exact chain and nothing past C is written.
@@ -135,6 +135,8 @@ public class GemmTests
     [InlineData(23, 64, 128)]   // twelve, six and five
     [InlineData(128, 256, 128)] // a dense layer at batch 128: blocks of rows on both cores, the last of eight
     [InlineData(64, 300, 1100)] // slices of 128 columns of a B whose rows are more than a page apart: B packed ahead
+    [InlineData(32, 64, 256)]   // an A small enough for L1 (an LSTM's recurrent product), read in place across eight tiles
+    [InlineData(10, 50, 300)]   // the same in tiles of six rows and four, the last column tile partial
     public void Batches_read_in_place_are_exact_fma_chains_whatever_their_last_tile(int m, int k, int n) =>
         AssertStreamedChains(m, k, n, a => { });
 

@@ -108,8 +108,9 @@ public class AlignedBufferTests
         buffers.Ints(10);
         var workspace = buffers.Workspace(new RecurrentWorkspace(RecurrentCell.Lstm, maxBatchSize: 2, steps: 3, features: 4, units: 5));
         // An LSTM direction: inputs, projections and their gradients per step, states and cells with the initial one, the
-        // mask, the state and cell gradients, the tanh of a step's cells and the time-major input gradient.
-        int rows = 2 * 3, lstm = rows * 4 + 2 * rows * 20 + 2 * (4 * 2 * 5) + rows + 3 * (2 * 5) + rows * 4;
+        // mask, the state and cell gradients, the tanh of a step's cells, the time-major input gradient and the recurrent
+        // kernel transposed.
+        int rows = 2 * 3, lstm = rows * 4 + 2 * rows * 20 + 2 * (4 * 2 * 5) + rows + 3 * (2 * 5) + rows * 4 + 5 * 20;
         Assert.Equal(lstm * 4L, workspace.Bytes);
         Assert.Equal(4000 + 40 + lstm * 4L, buffers.Bytes);
         Assert.Equal(" Buffers for batches of up to 8: 1.50 KB", ModelBuffers.Describe(8, 1536, gradientFloats: 20, separateGradientFloats: 20));

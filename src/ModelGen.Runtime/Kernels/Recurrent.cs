@@ -37,6 +37,7 @@ public sealed class RecurrentWorkspace : IWorkspace
         CellGradient = arrays.Floats(maxBatchSize * units);
         Scratch = arrays.Floats(maxBatchSize * (lstm ? units : GateWidth)); // an LSTM's tanh of its cells, a GRU's recurrent product
         TimeMajorGradient = arrays.Floats(rows * features);
+        TransposedRecurrentKernel = arrays.Floats(units * GateWidth);
         Bytes = arrays.Bytes;
     }
 
@@ -66,6 +67,11 @@ public sealed class RecurrentWorkspace : IWorkspace
     internal float[] CellGradient { get; }
     internal float[] Scratch { get; }
     internal float[] TimeMajorGradient { get; }
+    /// <summary>
+    /// Uᵀ, written once per backward pass: every step's dz·Uᵀ then reads a row-major B, which the GEMM packs with vector
+    /// copies, instead of gathering Uᵀ's columns from U at each of the steps.
+    /// </summary>
+    internal float[] TransposedRecurrentKernel { get; }
 }
 
 /// <summary>
@@ -227,6 +233,8 @@ public static class Recurrent
         }
         bool lstm = work.Cell == RecurrentCell.Lstm;
         var recurrentGradients = lstm ? work.InputGradients : work.RecurrentGradients;
+        var transposedKernel = work.TransposedRecurrentKernel.AsSpan();
+        Transpose(recurrentKernel, transposedKernel, units, gates);
         for (int p = steps - 1; p >= 0; p--)
         {
             if (returnSequences && !outputGradient.IsEmpty)
@@ -244,7 +252,7 @@ public static class Recurrent
 
             // The step left in dh the gradient of h_{p-1} that bypasses the recurrent kernel (all of it where the step was
             // masked and the state carried over); the recurrent product adds the rest (zero rows for masked samples).
-            Gemm.MultiplyTransposedB(recurrentGradients.AsSpan(p * batch * gates, batch * gates), recurrentKernel, dh, batch, gates, units, accumulate: true);
+            Gemm.Multiply(recurrentGradients.AsSpan(p * batch * gates, batch * gates), transposedKernel, dh, batch, gates, units, accumulate: true);
         }
         if (!initialStateGradient.IsEmpty) Merges.Pass(dh, initialStateGradient, batch * units, accumulateInitialState);
         if (!initialCellGradient.IsEmpty) Merges.Pass(dc, initialCellGradient, batch * units, accumulateInitialCell);
@@ -386,6 +394,16 @@ public static class Recurrent
                 Store(ref recurrentGradient, 0, dz); Store(ref recurrentGradient, units, dReset); Store(ref recurrentGradient, 2 * units, TLanes.Multiply(dCandidate, r));
                 Store(ref dh, 0, TLanes.Multiply(g, z)); // the direct path; the recurrent product adds the rest
             }
+        }
+    }
+
+    /// <summary>The (columns, rows) transpose of a (rows, columns) matrix.</summary>
+    private static void Transpose(ReadOnlySpan<float> source, Span<float> destination, int rows, int columns)
+    {
+        for (int r = 0; r < rows; r++)
+        {
+            var row = source.Slice(r * columns, columns);
+            for (int c = 0; c < columns; c++) destination[c * rows + r] = row[c];
         }
     }
 

@@ -53,8 +53,6 @@ internal interface ILanes<TVector> where TVector : struct
     static abstract TVector Round(TVector value);
     /// <summary>value · 2^exponent for integral exponents in [-126, 127], built from the exponent's bits.</summary>
     static abstract TVector ScaleByPowerOfTwo(TVector value, TVector exponent);
-    /// <summary>Zero in the lanes where <paramref name="test"/> is below <paramref name="limit"/>, <paramref name="value"/> elsewhere.</summary>
-    static abstract TVector ZeroWhereBelow(TVector value, TVector test, float limit);
     static abstract TVector Abs(TVector value);
     /// <summary>A mask (for <see cref="Select"/>) of the lanes of <paramref name="value"/> below <paramref name="limit"/>.</summary>
     static abstract TVector Below(TVector value, float limit);
@@ -82,8 +80,6 @@ internal struct Lanes512 : ILanes<Vector512<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Round(Vector512<float> value) => Vector512.Round(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> ScaleByPowerOfTwo(Vector512<float> value, Vector512<float> exponent) =>
         value * Vector512.ShiftLeft(Vector512.ConvertToInt32(exponent) + Vector512.Create(127), 23).AsSingle();
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> ZeroWhereBelow(Vector512<float> value, Vector512<float> test, float limit) =>
-        Vector512.ConditionalSelect(Vector512.LessThan(test, Vector512.Create(limit)), Vector512<float>.Zero, value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static unsafe Vector512<float> LoadFirst(ref float source, int count)
     {
         fixed (float* at = &source) return Avx512F.MaskLoad(at, First(count), Vector512<float>.Zero);
@@ -128,8 +124,6 @@ internal struct Lanes256 : ILanes<Vector256<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Round(Vector256<float> value) => Vector256.Round(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> ScaleByPowerOfTwo(Vector256<float> value, Vector256<float> exponent) =>
         value * Vector256.ShiftLeft(Vector256.ConvertToInt32(exponent) + Vector256.Create(127), 23).AsSingle();
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> ZeroWhereBelow(Vector256<float> value, Vector256<float> test, float limit) =>
-        Vector256.ConditionalSelect(Vector256.LessThan(test, Vector256.Create(limit)), Vector256<float>.Zero, value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static unsafe Vector256<float> LoadFirst(ref float source, int count)
     {
         fixed (float* at = &source) return Avx.MaskLoad(at, First(count));
@@ -173,8 +167,6 @@ internal struct Lanes128 : ILanes<Vector128<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Round(Vector128<float> value) => Vector128.Round(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> ScaleByPowerOfTwo(Vector128<float> value, Vector128<float> exponent) =>
         value * Vector128.ShiftLeft(Vector128.ConvertToInt32(exponent) + Vector128.Create(127), 23).AsSingle();
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> ZeroWhereBelow(Vector128<float> value, Vector128<float> test, float limit) =>
-        Vector128.ConditionalSelect(Vector128.LessThan(test, Vector128.Create(limit)), Vector128<float>.Zero, value);
     // No masked loads on every platform: each lane is read on its own.
     public static Vector128<float> LoadFirst(ref float source, int count) =>
         Vector128.Create(count > 0 ? source : 0f, count > 1 ? Unsafe.Add(ref source, 1) : 0f, count > 2 ? Unsafe.Add(ref source, 2) : 0f, count > 3 ? Unsafe.Add(ref source, 3) : 0f);

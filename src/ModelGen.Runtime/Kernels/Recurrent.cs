@@ -272,38 +272,24 @@ public static class Recurrent
 
     private static void LstmStepBackward(RecurrentWorkspace work, int p, Span<float> dh, Span<float> dc, int batch)
     {
-        int units = work.Units, gates = work.GateWidth;
-        var tanhCells = work.Scratch.AsSpan(0, batch * units);
-        VectorMath.Tanh(work.Cells.AsSpan((p + 1) * batch * units, batch * units), tanhCells);
-        var step = new StepGradients(work, p, dh, dc, tanhCells, batch);
+        var tanhCells = work.Scratch.AsSpan(0, batch * work.Units);
+        VectorMath.Tanh(work.Cells.AsSpan((p + 1) * batch * work.Units, batch * work.Units), tanhCells);
         switch (Simd.Current)
         {
-            case SimdPath.Avx512: LstmStepBackward<Lanes512, Vector512<float>>(step); break;
-            case SimdPath.Avx2: LstmStepBackward<Lanes256, Vector256<float>>(step); break;
-            default: LstmStepBackward<Lanes128, Vector128<float>>(step); break;
+            case SimdPath.Avx512: LstmStepBackward<Lanes512, Vector512<float>>(work, p, dh, dc, tanhCells, batch); break;
+            case SimdPath.Avx2: LstmStepBackward<Lanes256, Vector256<float>>(work, p, dh, dc, tanhCells, batch); break;
+            default: LstmStepBackward<Lanes128, Vector128<float>>(work, p, dh, dc, tanhCells, batch); break;
         }
     }
 
     private static void GruStepBackward(RecurrentWorkspace work, int p, Span<float> dh, int batch)
     {
-        var step = new StepGradients(work, p, dh, default, default, batch);
         switch (Simd.Current)
         {
-            case SimdPath.Avx512: GruStepBackward<Lanes512, Vector512<float>>(step); break;
-            case SimdPath.Avx2: GruStepBackward<Lanes256, Vector256<float>>(step); break;
-            default: GruStepBackward<Lanes128, Vector128<float>>(step); break;
+            case SimdPath.Avx512: GruStepBackward<Lanes512, Vector512<float>>(work, p, dh, batch); break;
+            case SimdPath.Avx2: GruStepBackward<Lanes256, Vector256<float>>(work, p, dh, batch); break;
+            default: GruStepBackward<Lanes128, Vector128<float>>(work, p, dh, batch); break;
         }
-    }
-
-    /// <summary>What one step's backward pass reads and writes, for the vector loops below.</summary>
-    private readonly ref struct StepGradients(RecurrentWorkspace work, int p, Span<float> dh, Span<float> dc, ReadOnlySpan<float> tanhCells, int batch)
-    {
-        public readonly RecurrentWorkspace Work = work;
-        public readonly int P = p, Batch = batch;
-        public readonly Span<float> Dh = dh, Dc = dc;
-        public readonly ReadOnlySpan<float> TanhCells = tanhCells;
-
-        public bool Masked(int b) => Work.Mask[P * Batch + b] == 0f;
     }
 
     /// <summary>
@@ -311,11 +297,10 @@ public static class Recurrent
     /// scalar formulas are written: dc' = dc + dh·o·(1 - tanh²c), then the pre-activation gradients of i, f, c̃ and o.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void LstmStepBackward<TLanes, TVector>(in StepGradients step)
+    private static void LstmStepBackward<TLanes, TVector>(RecurrentWorkspace work, int p, Span<float> dh, Span<float> dc, ReadOnlySpan<float> tanhCells, int batch)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
-        var work = step.Work;
-        int units = work.Units, gates = work.GateWidth, batch = step.Batch, p = step.P;
+        int units = work.Units, gates = work.GateWidth;
         var activated = work.Projected.AsSpan(p * batch * gates, batch * gates);
         var dz = work.InputGradients.AsSpan(p * batch * gates, batch * gates);
         var cellsBefore = work.Cells.AsSpan(p * batch * units, batch * units);
@@ -323,7 +308,7 @@ public static class Recurrent
         for (int b = 0; b < batch; b++)
         {
             var d = dz.Slice(b * gates, gates);
-            if (step.Masked(b))
+            if (work.Mask[p * batch + b] == 0f)
             {
                 d.Clear(); // the cell gradient carries over unchanged
                 continue;
@@ -331,34 +316,33 @@ public static class Recurrent
             ref float gate = ref MemoryMarshal.GetReference(activated.Slice(b * gates, gates));
             ref float gradient = ref MemoryMarshal.GetReference(d);
             ref float c0 = ref MemoryMarshal.GetReference(cellsBefore.Slice(b * units, units));
-            ref float tanhCell = ref MemoryMarshal.GetReference(step.TanhCells.Slice(b * units, units));
-            ref float dh = ref MemoryMarshal.GetReference(step.Dh.Slice(b * units, units));
-            ref float dc = ref MemoryMarshal.GetReference(step.Dc.Slice(b * units, units));
+            ref float tanhCell = ref MemoryMarshal.GetReference(tanhCells.Slice(b * units, units));
+            ref float dhRow = ref MemoryMarshal.GetReference(dh.Slice(b * units, units));
+            ref float dcRow = ref MemoryMarshal.GetReference(dc.Slice(b * units, units));
             for (int u = 0; u < units; u += TLanes.Count)
             {
                 int count = Math.Min(TLanes.Count, units - u);
                 TVector Load(ref float row, int offset) => TLanes.LoadFirst(ref Unsafe.Add(ref row, offset + u), count);
                 void Store(ref float row, int offset, TVector value) => TLanes.StoreFirst(ref Unsafe.Add(ref row, offset + u), value, count);
                 TVector i = Load(ref gate, 0), f = Load(ref gate, units), g = Load(ref gate, 2 * units), o = Load(ref gate, 3 * units);
-                TVector tc = Load(ref tanhCell, 0), dhu = Load(ref dh, 0);
-                TVector dCell = TLanes.Add(Load(ref dc, 0), TLanes.Multiply(TLanes.Multiply(dhu, o), TLanes.Subtract(one, TLanes.Multiply(tc, tc))));
+                TVector tc = Load(ref tanhCell, 0), dhu = Load(ref dhRow, 0);
+                TVector dCell = TLanes.Add(Load(ref dcRow, 0), TLanes.Multiply(TLanes.Multiply(dhu, o), TLanes.Subtract(one, TLanes.Multiply(tc, tc))));
                 Store(ref gradient, 0, TLanes.Multiply(TLanes.Multiply(TLanes.Multiply(dCell, g), i), TLanes.Subtract(one, i)));
                 Store(ref gradient, units, TLanes.Multiply(TLanes.Multiply(TLanes.Multiply(dCell, Load(ref c0, 0)), f), TLanes.Subtract(one, f)));
                 Store(ref gradient, 2 * units, TLanes.Multiply(TLanes.Multiply(dCell, i), TLanes.Subtract(one, TLanes.Multiply(g, g))));
                 Store(ref gradient, 3 * units, TLanes.Multiply(TLanes.Multiply(TLanes.Multiply(dhu, tc), o), TLanes.Subtract(one, o)));
-                Store(ref dc, 0, TLanes.Multiply(dCell, f));
-                Store(ref dh, 0, TLanes.Zero); // h_{p-1} reaches h_p only through the gates
+                Store(ref dcRow, 0, TLanes.Multiply(dCell, f));
+                Store(ref dhRow, 0, TLanes.Zero); // h_{p-1} reaches h_p only through the gates
             }
         }
     }
 
     /// <summary>One GRU step backward, a vector of units at a time, products rounded in the order the scalar formulas are written.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void GruStepBackward<TLanes, TVector>(in StepGradients step)
+    private static void GruStepBackward<TLanes, TVector>(RecurrentWorkspace work, int p, Span<float> dh, int batch)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
-        var work = step.Work;
-        int units = work.Units, gates = work.GateWidth, batch = step.Batch, p = step.P;
+        int units = work.Units, gates = work.GateWidth;
         var stored = work.Gates.AsSpan(p * batch * 4 * units, batch * 4 * units);
         var dx = work.InputGradients.AsSpan(p * batch * gates, batch * gates);
         var dr = work.RecurrentGradients.AsSpan(p * batch * gates, batch * gates);
@@ -368,7 +352,7 @@ public static class Recurrent
         {
             var dxb = dx.Slice(b * gates, gates);
             var drb = dr.Slice(b * gates, gates);
-            if (step.Masked(b))
+            if (work.Mask[p * batch + b] == 0f)
             {
                 dxb.Clear();
                 drb.Clear();
@@ -376,7 +360,7 @@ public static class Recurrent
             }
             ref float keep = ref MemoryMarshal.GetReference(stored.Slice(b * 4 * units, 4 * units));
             ref float h0 = ref MemoryMarshal.GetReference(previous.Slice(b * units, units));
-            ref float dh = ref MemoryMarshal.GetReference(step.Dh.Slice(b * units, units));
+            ref float dhRow = ref MemoryMarshal.GetReference(dh.Slice(b * units, units));
             ref float inputGradient = ref MemoryMarshal.GetReference(dxb);
             ref float recurrentGradient = ref MemoryMarshal.GetReference(drb);
             for (int u = 0; u < units; u += TLanes.Count)
@@ -385,14 +369,14 @@ public static class Recurrent
                 TVector Load(ref float row, int offset) => TLanes.LoadFirst(ref Unsafe.Add(ref row, offset + u), count);
                 void Store(ref float row, int offset, TVector value) => TLanes.StoreFirst(ref Unsafe.Add(ref row, offset + u), value, count);
                 TVector z = Load(ref keep, 0), r = Load(ref keep, units), candidate = Load(ref keep, 2 * units), recurrentH = Load(ref keep, 3 * units);
-                TVector g = Load(ref dh, 0);
+                TVector g = Load(ref dhRow, 0);
                 TVector oneMinusZ = TLanes.Subtract(one, z);
                 TVector dCandidate = TLanes.Multiply(TLanes.Multiply(g, oneMinusZ), TLanes.Subtract(one, TLanes.Multiply(candidate, candidate))); // through tanh
                 TVector dz = TLanes.Multiply(TLanes.Multiply(TLanes.Multiply(g, TLanes.Subtract(Load(ref h0, 0), candidate)), z), oneMinusZ);
                 TVector dReset = TLanes.Multiply(TLanes.Multiply(TLanes.Multiply(dCandidate, recurrentH), r), TLanes.Subtract(one, r));
                 Store(ref inputGradient, 0, dz); Store(ref inputGradient, units, dReset); Store(ref inputGradient, 2 * units, dCandidate);
                 Store(ref recurrentGradient, 0, dz); Store(ref recurrentGradient, units, dReset); Store(ref recurrentGradient, 2 * units, TLanes.Multiply(dCandidate, r));
-                Store(ref dh, 0, TLanes.Multiply(g, z)); // the direct path; the recurrent product adds the rest
+                Store(ref dhRow, 0, TLanes.Multiply(g, z)); // the direct path; the recurrent product adds the rest
             }
         }
     }

@@ -187,6 +187,26 @@ public class GemmTests
         Assert.All(c.Skip(51), v => Assert.Equal(-9f, v));
     }
 
+    /// <summary>
+    /// The transpose that packs a transposed B and a recurrent kernel: every block shape around the 4 x 4 register blocks, with
+    /// row strides longer than the rows, each value moved exactly, the gaps between target rows untouched.
+    /// </summary>
+    [Fact]
+    public void Transpose_moves_every_value_and_writes_nothing_else()
+    {
+        for (int rows = 1; rows <= 10; rows++)
+            for (int columns = 1; columns <= 10; columns++)
+            {
+                int sourceStride = columns + 3, targetStride = rows + 2;
+                var source = Enumerable.Range(0, rows * sourceStride).Select(i => (float)i).ToArray();
+                var target = Enumerable.Repeat(-1f, columns * targetStride).ToArray();
+                Gemm.Transpose(ref source[0], sourceStride, ref target[0], targetStride, rows, columns);
+                for (int c = 0; c < columns; c++)
+                    for (int r = 0; r < targetStride; r++)
+                        Assert.Equal(r < rows ? source[r * sourceStride + c] : -1f, target[c * targetStride + r]);
+            }
+    }
+
     [Fact]
     public void Too_short_operands_throw_instead_of_reading_out_of_bounds()
     {

@@ -322,15 +322,8 @@ public static partial class Gemm
                 }
                 continue;
             }
-            // B stored transposed: depth step by depth step, so the panel is written in order; the tile's columns are read as
-            // sequential streams.
-            ref float first = ref Unsafe.Add(ref source, (jc + jr) * b.ColumnStride + pc * b.RowStride);
-            for (int p = 0; p < kc; p++)
-            {
-                ref float step = ref Unsafe.Add(ref first, p * b.RowStride);
-                ref float packed = ref Unsafe.Add(ref tile, p * tileColumns);
-                for (int j = 0; j < columns; j++) Unsafe.Add(ref packed, j) = Unsafe.Add(ref step, j * b.ColumnStride);
-            }
+            // B stored transposed: its tile's columns are rows where it lies, transposed into the panel's depth steps.
+            Transpose(ref Unsafe.Add(ref source, (jc + jr) * b.ColumnStride + pc), b.ColumnStride, ref tile, tileColumns, columns, kc);
             if (columns < tileColumns)
             {
                 for (int p = 0; p < kc; p++) MemoryMarshal.CreateSpan(ref Unsafe.Add(ref tile, p * tileColumns + columns), tileColumns - columns).Clear();

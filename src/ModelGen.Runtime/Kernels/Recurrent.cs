@@ -234,7 +234,7 @@ public static class Recurrent
         bool lstm = work.Cell == RecurrentCell.Lstm;
         var recurrentGradients = lstm ? work.InputGradients : work.RecurrentGradients;
         var transposedKernel = work.TransposedRecurrentKernel.AsSpan();
-        Transpose(recurrentKernel, transposedKernel, units, gates);
+        Gemm.Transpose(ref MemoryMarshal.GetReference(recurrentKernel[..(units * gates)]), gates, ref MemoryMarshal.GetReference(transposedKernel[..(units * gates)]), units, units, gates);
         for (int p = steps - 1; p >= 0; p--)
         {
             if (returnSequences && !outputGradient.IsEmpty)
@@ -378,16 +378,6 @@ public static class Recurrent
                 Store(ref recurrentGradient, 0, dz); Store(ref recurrentGradient, units, dReset); Store(ref recurrentGradient, 2 * units, TLanes.Multiply(dCandidate, r));
                 Store(ref dhRow, 0, TLanes.Multiply(g, z)); // the direct path; the recurrent product adds the rest
             }
-        }
-    }
-
-    /// <summary>The (columns, rows) transpose of a (rows, columns) matrix.</summary>
-    private static void Transpose(ReadOnlySpan<float> source, Span<float> destination, int rows, int columns)
-    {
-        for (int r = 0; r < rows; r++)
-        {
-            var row = source.Slice(r * columns, columns);
-            for (int c = 0; c < columns; c++) destination[c * rows + r] = row[c];
         }
     }
 

@@ -358,13 +358,7 @@ public static partial class Gemm
             {
                 // Depth step by depth step, so the panel is written in order (row by row it was written with a stride of a
                 // panel's height, which cost ~10% of a 1024^3 product); the rows are read as that many sequential streams.
-                ref float first = ref Unsafe.Add(ref source, (ic + ir) * a.RowStride + pc * a.ColumnStride);
-                for (int p = 0; p < kc; p++)
-                {
-                    ref float step = ref Unsafe.Add(ref first, p * a.ColumnStride);
-                    ref float packed = ref Unsafe.Add(ref tile, p * panelRows);
-                    for (int r = 0; r < rows; r++) Unsafe.Add(ref packed, r) = Unsafe.Add(ref step, r * a.RowStride);
-                }
+                Transpose(ref Unsafe.Add(ref source, (ic + ir) * a.RowStride + pc), a.RowStride, ref tile, panelRows, rows, kc);
             }
         }
     }

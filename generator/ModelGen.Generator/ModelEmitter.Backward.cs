@@ -38,8 +38,9 @@ internal static partial class ModelEmitter
                     bool propagate = input.NeedsGradient;
                     var (rows, columns) = Rows(spec);
                     bool shared = !weightsStarted.Add(layer);
-                    w.Line($"// {node.Title}: {GradientsOf(layer, propagate ? "input" : null)}{(plan.IsShared(layer) && layer.Trainable ? $" ({(shared ? "added to" : "first of")} the shared weights' gradients)" : "")}");
-                    if (layer.Activation != Activation.Linear) w.Line($"Activations.Backward(Activation.{layer.Activation}, {node.Output}, {node.Gradient}, {rows}, {columns});");
+                    var activation = plan.ActivationToUndo(node, layer.Activation);
+                    w.Line($"// {node.Title}: {GradientsOf(layer, activation, propagate ? "input" : null)}{(plan.IsShared(layer) && layer.Trainable ? $" ({(shared ? "added to" : "first of")} the shared weights' gradients)" : "")}");
+                    EmitActivationBackward(w, node, activation);
                     string accumulateWeights = shared ? ", accumulate: true" : "";
                     if (layer.Trainable)
                     {
@@ -56,12 +57,9 @@ internal static partial class ModelEmitter
                     bool shared = !weightsStarted.Add(layer);
                     string accumulateWeights = shared ? ", accumulate: true" : "";
                     string rows = $"batch * {node.Window}.Positions";
-                    w.Line($"// {node.Title}: {GradientsOf(layer, input.NeedsGradient ? "input (through the patches)" : null)}");
-                    if (layer.Activation != Activation.Linear)
-                    {
-                        var (activationRows, columns) = Rows(spec);
-                        w.Line($"Activations.Backward(Activation.{layer.Activation}, {node.Output}, {node.Gradient}, {activationRows}, {columns});");
-                    }
+                    var activation = plan.ActivationToUndo(node, layer.Activation);
+                    w.Line($"// {node.Title}: {GradientsOf(layer, activation, input.NeedsGradient ? "input (through the patches)" : null)}");
+                    EmitActivationBackward(w, node, activation);
                     if (layer.Trainable)
                     {
                         w.Line($"Gemm.MultiplyTransposedA({node.Patches}, {node.Gradient}, {Plan.View(layer, "Kernel")}Gradient, {node.Window}.PatchSize, {rows}, {layer.Channels}{accumulateWeights});");
@@ -191,12 +189,9 @@ internal static partial class ModelEmitter
                     var layer = node.Layer!;
                     var input = node.Inputs[0];
                     bool shared = layer.Trainable && !weightsStarted.Add(layer);
-                    w.Line($"// {node.Title}: {GradientsOf(layer, input.NeedsGradient ? "input" : null).Replace("kernel", "depthwise kernel")}");
-                    if (layer.Activation != Activation.Linear)
-                    {
-                        var (activationRows, columns) = Rows(spec);
-                        w.Line($"Activations.Backward(Activation.{layer.Activation}, {node.Output}, {node.Gradient}, {activationRows}, {columns});");
-                    }
+                    var activation = plan.ActivationToUndo(node, layer.Activation);
+                    w.Line($"// {node.Title}: {GradientsOf(layer, activation, input.NeedsGradient ? "input" : null).Replace("kernel", "depthwise kernel")}");
+                    EmitActivationBackward(w, node, activation);
                     string Gradient(string tensor) => layer.Trainable && (tensor != "Bias" || layer.UseBias) ? $"{Plan.View(layer, tensor)}Gradient" : "default";
                     string accumulateInput = input.NeedsGradient ? Bool(Into(input)) : "false";
                     w.Line($"DepthwiseConvolution.Backward({node.Gradient}, {input.TrainingSource}, {Plan.View(layer, "DepthwiseKernel")}, {Gradient("DepthwiseKernel")}, {Gradient("Bias")}, " +
@@ -211,12 +206,9 @@ internal static partial class ModelEmitter
                     bool shared = layer.Trainable && !weightsStarted.Add(layer);
                     string accumulateWeights = shared ? ", accumulate: true" : "";
                     string rows = $"batch * {node.Window}.Positions";
-                    w.Line($"// {node.Title}: {GradientsOf(layer, input.NeedsGradient ? "input" : null)}, through the output gradient's patches (im2col)");
-                    if (layer.Activation != Activation.Linear)
-                    {
-                        var (activationRows, columns) = Rows(spec);
-                        w.Line($"Activations.Backward(Activation.{layer.Activation}, {node.Output}, {node.Gradient}, {activationRows}, {columns});");
-                    }
+                    var activation = plan.ActivationToUndo(node, layer.Activation);
+                    w.Line($"// {node.Title}: {GradientsOf(layer, activation, input.NeedsGradient ? "input" : null)}, through the output gradient's patches (im2col)");
+                    EmitActivationBackward(w, node, activation);
                     w.Line($"Convolution.Im2Col({node.Gradient}, {NodePlan.PatchGradient}, {node.Window}, batch);");
                     if (layer.Trainable)
                     {
@@ -250,9 +242,9 @@ internal static partial class ModelEmitter
                 case NodeKind.Function:
                 {
                     var activation = spec.Kind == NodeKind.Layer ? node.Layer!.Activation : spec.Activation;
-                    var (rows, columns) = Rows(spec);
-                    w.Line($"// {node.Title}: Activation({Lower(activation)})'");
-                    w.Line($"Activations.Backward(Activation.{activation}, {node.Output}, {node.Gradient}, {rows}, {columns});");
+                    bool inLoss = plan.ActivationToUndo(node, activation) != activation;
+                    w.Line($"// {node.Title}: Activation({Lower(activation)})'{(inLoss ? ", taken with the loss's gradient" : "")}");
+                    EmitActivationBackward(w, node, inLoss ? Activation.Linear : activation);
                     w.Line($"Merges.Pass({node.Gradient}, {node.Inputs[0].Gradient}, batch * {size}, accumulate: {Bool(Into(node.Inputs[0]))});");
                     break;
                 }
@@ -301,12 +293,21 @@ internal static partial class ModelEmitter
 
 
     /// <summary>What a Dense or Conv2D block computes: "relu', then kernel, bias and input gradients"; a frozen layer's weights get none.</summary>
-    private static string GradientsOf(LayerSpec layer, string? input)
+    /// <summary>What a block computes, in order: its activation's derivative (unless the loss took it), then its gradients.</summary>
+    private static string GradientsOf(LayerSpec layer, Activation activation, string? input)
     {
         var parts = new List<string>();
         if (layer.Trainable) parts.AddRange(layer.UseBias ? new[] { "kernel", "bias" } : new[] { "kernel" });
         if (input is not null) parts.Add(input);
-        string activation = layer.Activation == Activation.Linear ? "" : Lower(layer.Activation) + "', then ";
-        return activation + Describe(parts) + " gradient" + (parts.Count > 1 ? "s" : "") + (layer.Trainable ? "" : " (frozen: no weight gradients)");
+        string first = activation != Activation.Linear ? Lower(activation) + "', then " : layer.Activation != Activation.Linear ? Lower(layer.Activation) + "' taken with the loss's gradient, then " : "";
+        return first + Describe(parts) + " gradient" + (parts.Count > 1 ? "s" : "") + (layer.Trainable ? "" : " (frozen: no weight gradients)");
+    }
+
+    /// <summary>The activation's derivative over the block's gradient, in place; nothing for a linear one.</summary>
+    private static void EmitActivationBackward(CodeWriter w, NodePlan node, Activation activation)
+    {
+        if (activation == Activation.Linear) return;
+        var (rows, columns) = Rows(node.Spec);
+        w.Line($"Activations.Backward(Activation.{activation}, {node.Output}, {node.Gradient}, {rows}, {columns});");
     }
 }

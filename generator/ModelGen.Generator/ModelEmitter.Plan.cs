@@ -124,6 +124,21 @@ internal static partial class ModelEmitter
         /// <summary>A gradient buffer where backward reaches: tensors after something that learns, and the outputs (the losses write theirs).</summary>
         public bool HasGradientBuffer(NodePlan node) => node.NeedsGradient || Outputs.Any(o => o.Node == node);
 
+        /// <summary>
+        /// Whether this output's loss takes its gradient through the output's softmax (Losses.ComputeThroughSoftmax), so the
+        /// backward block skips the softmax's own pass: a categorical cross-entropy on a block that ends in a softmax over each
+        /// sample's whole output, which no other block reads (its gradient is the loss's alone).
+        /// </summary>
+        public bool SoftmaxInLoss(OutputPlan output) =>
+            output.Spec.Loss is Loss.CategoricalCrossentropy or Loss.SparseCategoricalCrossentropy
+            && output.Node.TrailingActivation == Activation.Softmax
+            && output.Node.Spec.Shape[output.Node.Spec.Shape.Count - 1] == output.Spec.Size
+            && !Computed.Any(n => n.Inputs.Contains(output.Node));
+
+        /// <summary>The activation whose derivative a block's backward pass applies first: Linear where the loss took its softmax.</summary>
+        public Activation ActivationToUndo(NodePlan node, Activation activation) =>
+            Outputs.Any(o => o.Node == node && SoftmaxInLoss(o)) ? Activation.Linear : activation;
+
         public bool IsShared(LayerSpec layer) => Nodes.Count(n => n.Layer == layer && n.Spec.Kind == NodeKind.Layer) > 1;
 
         /// <summary>The private span property over one weight tensor: Hidden1Kernel, Hidden1Bias.</summary>
@@ -175,6 +190,10 @@ internal static partial class ModelEmitter
         /// <summary>Whether backward has a block for this tensor: something before it learns, and it is neither an alias (its input's gradient) nor a returned state (its layer's block reads that).</summary>
         public bool HasBackwardBlock => NeedsGradient && !IsAlias && Spec.Kind != NodeKind.State;
         public bool IsDropout => Is(LayerKind.Dropout);
+        /// <summary>The activation a block applies last (Dense, the convolutions, Activation layers and functions); null for other blocks.</summary>
+        public Activation? TrailingActivation => Spec.Kind == NodeKind.Function ? Spec.Activation
+            : Spec.Kind == NodeKind.Layer && Layer!.Kind is LayerKind.Dense or LayerKind.Conv2D or LayerKind.DepthwiseConv2D or LayerKind.Conv2DTranspose or LayerKind.Activation
+                ? Layer.Activation : null;
         /// <summary>An Embedding with MaskZero or a Masking layer: the source of a sequence mask.</summary>
         public bool CreatesMask => Spec.Kind == NodeKind.Layer && Spec.Mask >= 0 && (Is(LayerKind.Masking) || Is(LayerKind.Embedding));
         public string SequenceMask => Stem + "SequenceMask";

@@ -76,6 +76,46 @@ public class GeneratorTests
     }
 
     [Fact]
+    public void The_loss_takes_the_softmax_only_of_a_cross_entropy_output_nothing_else_reads()
+    {
+        var (code, backward) = GeneratorHarness.RunAndFindMethod("""
+            using ModelGen;
+
+            [Functional]
+            public partial class Heads
+            {
+                [Dense(4, Activation.Softmax)] Dense shared;
+                [Dense(3, Activation.Softmax)] Dense classes;
+                [Dense(2, Activation.Softmax)] Dense scores;
+                [Dense(5, Activation.Softmax)] Dense steps;
+
+                [Graph]
+                [OutputLoss("a", Loss.CategoricalCrossentropy)]
+                [OutputLoss("b", Loss.SparseCategoricalCrossentropy)]
+                [OutputLoss("c", Loss.MeanSquaredError)]
+                [OutputLoss("d", Loss.CategoricalCrossentropy)]
+                (Tensor a, Tensor b, Tensor c, Tensor d) Forward([Shape(6)] Tensor x, [Shape(3, 6)] Tensor sequence)
+                {
+                    var s = shared.Apply(x);
+                    return (s, classes.Apply(s), scores.Apply(s), steps.Apply(sequence));
+                }
+            }
+            """, "Backward");
+
+        // classes: a cross-entropy on a softmax nothing else reads, so the loss writes the gradient of its logits.
+        Assert.Contains("Losses.ComputeThroughSoftmax(Loss.SparseCategoricalCrossentropy, classesOutput", code);
+        Assert.DoesNotContain("Activations.Backward(Activation.Softmax, classesOutput", backward);
+        // shared is read by the other heads, scores has no cross-entropy, and steps' softmax covers each step, not the sample.
+        Assert.Contains("Losses.Compute(Loss.CategoricalCrossentropy, sharedOutput", code);
+        Assert.Contains("Activations.Backward(Activation.Softmax, sharedOutput, sharedGradient, batch, 4);", backward);
+        Assert.Contains("Losses.Compute(Loss.MeanSquaredError, scoresOutput", code);
+        Assert.Contains("Activations.Backward(Activation.Softmax, scoresOutput, scoresGradient, batch, 2);", backward);
+        Assert.Contains("Losses.Compute(Loss.CategoricalCrossentropy, stepsOutput", code);
+        Assert.Contains("Activations.Backward(Activation.Softmax, stepsOutput, stepsGradient, batch * 3, 5);", backward);
+        Assert.Equal(1, code.Split("ComputeThroughSoftmax(").Length - 1);
+    }
+
+    [Fact]
     public void Standalone_activations_no_bias_and_nested_types_snapshot()
     {
         const string source = """

@@ -49,6 +49,86 @@ public class LossAndActivationTests
         for (int i = 0; i < 6; i++) Assert.Equal((logits[i] - oneHot[i]) / 2, gradient[i], tolerance: 5e-7);
     }
 
+    /// <summary>
+    /// The loss taken through the softmax against the two passes it replaces: the same loss bit for bit, and the same logit
+    /// gradient within a few roundings, for softmax rows of 3 to 17 classes, one-hot, soft and sparse targets, and rows whose
+    /// label (or a soft target's class) is clipped, above 1 - 1e-7 or below 1e-7, where both give exactly zero.
+    /// </summary>
+    [Theory]
+    [InlineData(Loss.SparseCategoricalCrossentropy, 3)]
+    [InlineData(Loss.SparseCategoricalCrossentropy, 10)]
+    [InlineData(Loss.SparseCategoricalCrossentropy, 17)]
+    [InlineData(Loss.CategoricalCrossentropy, 10)]
+    [InlineData(Loss.CategoricalCrossentropy, 17)]
+    public void Loss_through_softmax_equals_the_loss_then_the_softmax_backward(Loss loss, int units)
+    {
+        const int batch = 9;
+        var random = new Random(units);
+        var probabilities = Enumerable.Range(0, batch * units).Select(_ => (float)(random.NextDouble() * 8 - 4)).ToArray();
+        for (int j = 0; j < units; j++) probabilities[j] = j == 0 ? 30f : -30f;            // row 0: class 0 above 1 - 1e-7
+        for (int j = 0; j < units; j++) probabilities[units + j] = j == 0 ? -30f : 0f;     // row 1: class 0 below 1e-7
+        Activations.Forward(Activation.Softmax, probabilities, batch, units);
+        var targets = new float[loss == Loss.SparseCategoricalCrossentropy ? batch : batch * units];
+        for (int n = 0; n < batch; n++)
+        {
+            int label = n < 2 ? 0 : random.Next(units);
+            if (loss == Loss.SparseCategoricalCrossentropy) targets[n] = label;
+            else if (n % 2 == 0) targets[n * units + label] = 1f;
+            else
+            {
+                // soft targets summing to 1, with a share on the clipped class in row 1
+                for (int j = 0; j < units; j++) targets[n * units + j] = (float)random.NextDouble();
+                float total = targets.Skip(n * units).Take(units).Sum();
+                for (int j = 0; j < units; j++) targets[n * units + j] /= total;
+            }
+        }
+        var chained = new float[batch * units];
+        float expectedLoss = Losses.Compute(loss, probabilities, targets, chained, batch, units, "M", "out");
+        Activations.Backward(Activation.Softmax, probabilities, chained, batch, units);
+        var fused = Enumerable.Repeat(float.NaN, batch * units).ToArray();
+        float fusedLoss = Losses.ComputeThroughSoftmax(loss, probabilities, targets, fused, batch, units, "M", "out");
+
+        Assert.Equal(expectedLoss, fusedLoss);
+        for (int i = 0; i < fused.Length; i++) Assert.True(Math.Abs(fused[i] - chained[i]) <= 4e-7f / batch, $"element {i}: fused {fused[i]}, chained {chained[i]}");
+        Assert.All(fused.Take(units), v => Assert.Equal(0f, v)); // the label clipped at the top: no gradient, as the chain gives
+        if (loss == Loss.SparseCategoricalCrossentropy) Assert.All(fused.Skip(units).Take(units), v => Assert.Equal(0f, v)); // and at the bottom
+        Assert.Contains(fused.Skip(2 * units), v => v != 0f);
+    }
+
+    /// <summary>The logit gradient against central differences of -log(clip(softmax(z))) computed in double, independently of the kernels.</summary>
+    [Fact]
+    public void Loss_through_softmax_matches_finite_differences_of_the_logits()
+    {
+        const int batch = 4, units = 6;
+        var random = new Random(23);
+        var logits = Enumerable.Range(0, batch * units).Select(_ => random.NextDouble() * 6 - 3).ToArray();
+        var labels = new float[] { 1, 5, 0, 3 };
+        double Reference(double[] z)
+        {
+            double total = 0;
+            for (int n = 0; n < batch; n++)
+            {
+                var row = z.Skip(n * units).Take(units).ToArray();
+                double largest = row.Max(), sum = row.Sum(v => Math.Exp(v - largest));
+                total -= Math.Log(Math.Clamp(Math.Exp(row[(int)labels[n]] - largest) / sum, 1e-7, 1 - 1e-7));
+            }
+            return total / batch;
+        }
+        var probabilities = logits.Select(v => (float)v).ToArray();
+        Activations.Forward(Activation.Softmax, probabilities, batch, units);
+        var gradient = new float[batch * units];
+        float loss = Losses.ComputeThroughSoftmax(Loss.SparseCategoricalCrossentropy, probabilities, labels, gradient, batch, units, "M", "out");
+        Assert.Equal(Reference(logits), loss, tolerance: 1e-6);
+        const double step = 1e-5;
+        for (int i = 0; i < logits.Length; i++)
+        {
+            var plus = (double[])logits.Clone(); plus[i] += step;
+            var minus = (double[])logits.Clone(); minus[i] -= step;
+            double numeric = (Reference(plus) - Reference(minus)) / (2 * step);
+            Assert.True(Math.Abs(numeric - gradient[i]) <= 1e-6, $"element {i}: analytic {gradient[i]}, numeric {numeric}");
+        }
+    }
+
     [Fact]
     public void Sparse_labels_give_exactly_the_loss_and_gradient_of_their_one_hot_targets()
     {

@@ -1,4 +1,5 @@
 using System;
+using System.Numerics.Tensors;
 
 namespace ModelGen.Training;
 
@@ -66,6 +67,67 @@ public static class Losses
     }
 
     private static bool InRange(float p) => p > Epsilon && p < 1f - Epsilon;
+
+    /// <summary>
+    /// <see cref="Compute"/> for a (sparse) categorical cross-entropy on the outputs of a softmax over each sample's row, with
+    /// the gradient taken through the softmax as well: <paramref name="logitGradient"/> receives dLoss/dz for the softmax's
+    /// input z, which Compute's dLoss/dp followed by the softmax's backward pass give. The loss is Compute's, computed the
+    /// same way. Through the clip and the normalisation q = p / Σp of Keras' loss, that product reduces to
+    /// dz_j = (t_j - q_j · Σt) / batch with t_j = -y_j where q_j is inside the clip's range and 0 where the clip bites, so a
+    /// row whose label is clipped gets no gradient, as there; with a softmax in front of a one-hot target, q - y.
+    /// The two passes' arithmetic is skipped, and so is their rounding: dz is this expression rounded once per step.
+    /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    public static float ComputeThroughSoftmax(Loss loss, ReadOnlySpan<float> probabilities, ReadOnlySpan<float> targets, Span<float> logitGradient,
+        int batch, int units, string model, string layer)
+    {
+        bool sparse = loss == Loss.SparseCategoricalCrossentropy;
+        if (!sparse && loss != Loss.CategoricalCrossentropy) throw new ArgumentOutOfRangeException(nameof(loss), loss, "only the categorical cross-entropies are taken through a softmax.");
+        if (sparse) CheckLabels(targets, batch, units, model, layer);
+        float scale = 1f / batch;
+        double total = 0;
+        for (int sample = 0; sample < batch; sample++)
+        {
+            var p = probabilities.Slice(sample * units, units);
+            var dz = logitGradient.Slice(sample * units, units);
+            float sum = 0f;
+            for (int j = 0; j < units; j++) sum += p[j];
+            if (sparse)
+            {
+                // t is -1 at the label (0 when clipped) and 0 elsewhere: dz = q / batch, and (q - 1) / batch at the label.
+                int label = (int)targets[sample];
+                float q = p[label] / sum;
+                float clipped = Math.Clamp(q, Epsilon, 1f - Epsilon);
+                total -= Math.Log(clipped);
+                if (!InRange(q))
+                {
+                    dz.Clear();
+                    continue;
+                }
+                TensorPrimitives.Divide(p, sum, dz);
+                TensorPrimitives.Multiply(dz, scale, dz);
+                dz[label] = (q - 1f) * scale;
+                continue;
+            }
+            var y = targets.Slice(sample * units, units);
+            double sampleLoss = 0;
+            float targetSum = 0f; // Σt
+            for (int j = 0; j < units; j++)
+            {
+                float q = p[j] / sum;
+                if (y[j] != 0f) sampleLoss -= y[j] * Math.Log(Math.Clamp(q, Epsilon, 1f - Epsilon));
+                if (InRange(q)) targetSum -= y[j];
+            }
+            total += sampleLoss;
+            for (int j = 0; j < units; j++)
+            {
+                float q = p[j] / sum;
+                float t = InRange(q) ? -y[j] : 0f;
+                dz[j] = (t - q * targetSum) * scale;
+            }
+        }
+        return (float)(total / batch);
+    }
 
     /// <summary>
     /// One sample of Keras' categorical cross-entropy: q = p / Σp, L = -Σ y log clip(q). The gradient flows

@@ -142,7 +142,7 @@ namespace Samples.Mnist
         {
             Forward(inputs, batch, training: true);
             lastTrainingBatch = batch;
-            float loss = Losses.Compute(Loss.SparseCategoricalCrossentropy, predictionsOutput.AsSpan(0, batch * 10), targets, predictionsGradient, batch, 10, "MnistClassifier", "predictions");
+            float loss = Losses.ComputeThroughSoftmax(Loss.SparseCategoricalCrossentropy, predictionsOutput.AsSpan(0, batch * 10), targets, predictionsGradient, batch, 10, "MnistClassifier", "predictions");
             Guard.FiniteLoss("MnistClassifier", loss);
             Backward(inputs, batch);
             optimizer.Step(parameters.AsSpan(0, TrainableParameterCount), gradients.AsSpan(0, TrainableParameterCount));
@@ -183,8 +183,7 @@ namespace Samples.Mnist
         // a tensor feeding several others receives '=' from the first block that reaches it and '+=' (accumulate) from the rest.
         private void Backward(ReadOnlySpan<float> image, int batch)
         {
-            // predictions: softmax', then kernel, bias and input gradients
-            Activations.Backward(Activation.Softmax, predictionsOutput, predictionsGradient, batch, 10);
+            // predictions: softmax' taken with the loss's gradient, then kernel, bias and input gradients
             Gemm.MultiplyTransposedA(drop2Output, predictionsGradient, PredictionsKernelGradient, 128, batch, 10);
             Reductions.SumRows(predictionsGradient, PredictionsBiasGradient, batch, 10);
             Gemm.MultiplyTransposedB(predictionsGradient, PredictionsKernel, drop2Gradient, batch, 10, 128);

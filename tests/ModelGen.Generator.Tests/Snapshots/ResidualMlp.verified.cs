@@ -135,7 +135,7 @@ namespace Samples
         {
             Forward(inputs, batch, training: true);
             lastTrainingBatch = batch;
-            float loss = Losses.Compute(Loss.SparseCategoricalCrossentropy, headOutput.AsSpan(0, batch * 10), targets, headGradient, batch, 10, "ResidualMlp", "head");
+            float loss = Losses.ComputeThroughSoftmax(Loss.SparseCategoricalCrossentropy, headOutput.AsSpan(0, batch * 10), targets, headGradient, batch, 10, "ResidualMlp", "head");
             Guard.FiniteLoss("ResidualMlp", loss);
             Backward(inputs, batch);
             optimizer.Step(parameters.AsSpan(0, TrainableParameterCount), gradients.AsSpan(0, TrainableParameterCount));
@@ -164,8 +164,7 @@ namespace Samples
         // a tensor feeding several others receives '=' from the first block that reaches it and '+=' (accumulate) from the rest.
         private void Backward(ReadOnlySpan<float> x, int batch)
         {
-            // head: softmax', then kernel, bias and input gradients
-            Activations.Backward(Activation.Softmax, headOutput, headGradient, batch, 10);
+            // head: softmax' taken with the loss's gradient, then kernel, bias and input gradients
             Gemm.MultiplyTransposedA(reluOutput, headGradient, HeadKernelGradient, 64, batch, 10);
             Reductions.SumRows(headGradient, HeadBiasGradient, batch, 10);
             Gemm.MultiplyTransposedB(headGradient, HeadKernel, reluGradient, batch, 10, 64);

@@ -128,7 +128,7 @@ partial class Outer
         {
             Forward(inputs, batch, training: true);
             lastTrainingBatch = batch;
-            float loss = Losses.Compute(Loss.CategoricalCrossentropy, probabilitiesOutput.AsSpan(0, batch * 2), targets, probabilitiesGradient, batch, 2, "Tiny", "probabilities");
+            float loss = Losses.ComputeThroughSoftmax(Loss.CategoricalCrossentropy, probabilitiesOutput.AsSpan(0, batch * 2), targets, probabilitiesGradient, batch, 2, "Tiny", "probabilities");
             Guard.FiniteLoss("Tiny", loss);
             Backward(inputs, batch);
             optimizer.Step(parameters.AsSpan(0, TrainableParameterCount), gradients.AsSpan(0, TrainableParameterCount));
@@ -154,8 +154,7 @@ partial class Outer
         // a tensor feeding several others receives '=' from the first block that reaches it and '+=' (accumulate) from the rest.
         private void Backward(ReadOnlySpan<float> features, int batch)
         {
-            // probabilities: Activation(softmax)'
-            Activations.Backward(Activation.Softmax, probabilitiesOutput, probabilitiesGradient, batch, 2);
+            // probabilities: Activation(softmax)', taken with the loss's gradient
             Merges.Pass(probabilitiesGradient, logitsGradient, batch * 2, accumulate: false);
 
             // logits: kernel, bias and input gradients

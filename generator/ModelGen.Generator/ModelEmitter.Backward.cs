@@ -292,8 +292,10 @@ internal static partial class ModelEmitter
     }
 
 
-    /// <summary>What a Dense or Conv2D block computes: "relu', then kernel, bias and input gradients"; a frozen layer's weights get none.</summary>
-    /// <summary>What a block computes, in order: its activation's derivative (unless the loss took it), then its gradients.</summary>
+    /// <summary>
+    /// What a Dense or convolution block computes, in order: "relu', then kernel, bias and input gradients"; a softmax the loss
+    /// took is named as such, and a frozen layer's weights get none.
+    /// </summary>
     private static string GradientsOf(LayerSpec layer, Activation activation, string? input)
     {
         var parts = new List<string>();

@@ -23,14 +23,14 @@ public static class PeerHarness
         float[] Labels(int batch) => Enumerable.Range(0, batch).Select(i => (float)(i % 10)).ToArray();
         Action Predict(IModel model, int inputs, int batch) { var x = Values(batch * inputs); var y = new float[batch * model.OutputSize]; return () => model.Predict(x, y); }
         Action Train(IModel model, int inputs, int batch) { var x = Values(batch * inputs); var y = Labels(batch); var optimizer = new Adam(1e-3f); return () => model.TrainStep(x, y, optimizer); }
-        Action Product(int m, int n, int k, int threads)
+        Action Product(int m, int n, int k, bool oneThread = false)
         {
             var (a, b, c) = (Values(m * k), Values(k * n), new float[m * n]);
-            if (threads == 0) return () => Gemm.Multiply(a, b, c, m, k, n);
+            if (!oneThread) return () => Gemm.Multiply(a, b, c, m, k, n);
             return () =>
             {
                 int before = Helper.Threads;
-                Helper.Threads = threads;
+                Helper.Threads = 1;
                 try { Gemm.Multiply(a, b, c, m, k, n); }
                 finally { Helper.Threads = before; }
             };
@@ -47,9 +47,9 @@ public static class PeerHarness
         yield return ("results/lstm predict b32", () => Predict(new RowLstm(maxBatchSize: 32, seed: 0), 28 * 28, 32));
         yield return ("results/lstm train step b32", () => Train(new RowLstm(maxBatchSize: 32, seed: 0), 28 * 28, 32));
         foreach (var (m, n, k) in new[] { (128, 256, 784), (128, 128, 256), (128, 10, 128), (1, 256, 784), (2048, 2048, 2048) })
-            yield return ($"results/gemm {m}x{n}x{k}", () => Product(m, n, k, threads: 0));
+            yield return ($"results/gemm {m}x{n}x{k}", () => Product(m, n, k));
         // The largest product again on one core, for its share of the FMA peak.
-        yield return ("single_thread/gemm 2048x2048x2048", () => Product(2048, 2048, 2048, threads: 1));
+        yield return ("single_thread/gemm 2048x2048x2048", () => Product(2048, 2048, 2048, oneThread: true));
         foreach (int width in ScalingModels.Widths)
             foreach (int batch in new[] { 1, 128 })
                 yield return ($"scaling/{width} b{batch}", () => Predict(ScalingModels.Create(width, batch), width, batch));

@@ -41,6 +41,7 @@ internal static partial class ModelEmitter
                 outputOffset += output.Size;
                 targetOffset += output.TargetSize;
             }
+            foreach (var output in Outputs.Where(TakesSoftmax)) softmaxInLoss.Add(output.Node);
             PlanGradients();
         }
 
@@ -124,20 +125,24 @@ internal static partial class ModelEmitter
         /// <summary>A gradient buffer where backward reaches: tensors after something that learns, and the outputs (the losses write theirs).</summary>
         public bool HasGradientBuffer(NodePlan node) => node.NeedsGradient || Outputs.Any(o => o.Node == node);
 
+        /// <summary>Outputs whose loss takes its gradient through their softmax (<see cref="TakesSoftmax"/>).</summary>
+        private readonly HashSet<NodePlan> softmaxInLoss = new();
+
         /// <summary>
         /// Whether this output's loss takes its gradient through the output's softmax (Losses.ComputeThroughSoftmax), so the
         /// backward block skips the softmax's own pass: a categorical cross-entropy on a block that ends in a softmax over each
         /// sample's whole output, which no other block reads (its gradient is the loss's alone).
         /// </summary>
-        public bool SoftmaxInLoss(OutputPlan output) =>
+        private bool TakesSoftmax(OutputPlan output) =>
             output.Spec.Loss is Loss.CategoricalCrossentropy or Loss.SparseCategoricalCrossentropy
             && output.Node.TrailingActivation == Activation.Softmax
             && output.Node.Spec.Shape[output.Node.Spec.Shape.Count - 1] == output.Spec.Size
             && !Computed.Any(n => n.Inputs.Contains(output.Node));
 
+        public bool SoftmaxInLoss(OutputPlan output) => softmaxInLoss.Contains(output.Node);
+
         /// <summary>The activation whose derivative a block's backward pass applies first: Linear where the loss took its softmax.</summary>
-        public Activation ActivationToUndo(NodePlan node, Activation activation) =>
-            Outputs.Any(o => o.Node == node && SoftmaxInLoss(o)) ? Activation.Linear : activation;
+        public Activation ActivationToUndo(NodePlan node, Activation activation) => softmaxInLoss.Contains(node) ? Activation.Linear : activation;
 
         public bool IsShared(LayerSpec layer) => Nodes.Count(n => n.Layer == layer && n.Spec.Kind == NodeKind.Layer) > 1;
 

@@ -114,7 +114,7 @@ internal static partial class ModelEmitter
         }
         if (plan.Nodes.Any(n => n.IsDropout)) w.Line("private SeededRandom dropoutRandom;");
         w.Line("private int lastTrainingBatch;");
-        w.Line($"// Floats per sample the gradients take, sharing by liveness, and would take one buffer per tensor.");
+        w.Line("// Floats per sample the gradients take, sharing by liveness, and would take one buffer per tensor.");
         w.Line($"private const int GradientFloats = {plan.GradientFloats}, SeparateGradientFloats = {plan.SeparateGradientFloats};");
         w.Line();
         w.Line("private static readonly ModelInput[] modelInputs =");

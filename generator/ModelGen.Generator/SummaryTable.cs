@@ -1,6 +1,5 @@
 using System;
 using System.Collections.Generic;
-using System.Globalization;
 using System.Linq;
 using System.Text;
 using ModelGen.Graph;
@@ -34,9 +33,9 @@ internal static class SummaryTable
         }
         text.Append(Border('└', '─', '┴', '┘', widths));
         long total = model.ParameterCount, trainable = model.TrainableParameterCount;
-        text.Append($" Total params: {ModelEmitter.Number(total)} ({Memory(total * 4)})\n");
-        text.Append($" Trainable params: {ModelEmitter.Number(trainable)} ({Memory(trainable * 4)})\n");
-        text.Append($" Non-trainable params: {ModelEmitter.Number(total - trainable)} ({Memory((total - trainable) * 4)})");
+        text.Append($" Total params: {ModelEmitter.Number(total)} ({MemorySize.Readable(total * 4)})\n");
+        text.Append($" Trainable params: {ModelEmitter.Number(trainable)} ({MemorySize.Readable(trainable * 4)})\n");
+        text.Append($" Non-trainable params: {ModelEmitter.Number(total - trainable)} ({MemorySize.Readable((total - trainable) * 4)})");
         return text.ToString();
     }
 
@@ -99,17 +98,5 @@ internal static class SummaryTable
             text.Append(' ').Append(c == 2 ? cells[c].PadLeft(widths[c]) : cells[c].PadRight(widths[c])).Append(' ').Append(edge);
         }
         return text.Append('\n').ToString();
-    }
-
-    /// <summary>Keras' readable_memory_size: divide by 1024 until below it, two decimals.</summary>
-    private static string Memory(double bytes)
-    {
-        string[] units = { "B", "KB", "MB", "GB", "TB" };
-        foreach (var unit in units)
-        {
-            if (bytes / 1024 < 1) return bytes.ToString("0.00", CultureInfo.InvariantCulture) + " " + unit;
-            bytes /= 1024;
-        }
-        return bytes.ToString("0.00", CultureInfo.InvariantCulture) + " PB";
     }
 }

@@ -1,4 +1,6 @@
+using System;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
@@ -6,6 +8,10 @@ namespace ModelGen.Kernels;
 
 public static partial class Gemm
 {
+    /// <summary>The (columns, rows) transpose of a whole (rows, columns) matrix.</summary>
+    internal static void Transpose(ReadOnlySpan<float> source, Span<float> target, int rows, int columns) =>
+        Transpose(ref MemoryMarshal.GetReference(source[..(rows * columns)]), columns, ref MemoryMarshal.GetReference(target[..(rows * columns)]), rows, rows, columns);
+
     /// <summary>
     /// target(c, r) = source(r, c) for a (rows, columns) block, each side with its own row stride: the packing of a transposed
     /// B and a recurrent kernel's transpose. Blocks of 4 x 4 go through registers (four loads, eight shuffles, four stores for

@@ -1,5 +1,4 @@
 using System;
-using System.Globalization;
 
 namespace ModelGen.Kernels;
 
@@ -54,20 +53,9 @@ public sealed class ModelBuffers
     /// </summary>
     public static string Describe(int maxBatchSize, long bytes, int gradientFloats, int separateGradientFloats)
     {
-        string line = $" Buffers for batches of up to {maxBatchSize}: {Readable(bytes)}";
+        string line = $" Buffers for batches of up to {maxBatchSize}: {MemorySize.Readable(bytes)}";
         if (gradientFloats >= separateGradientFloats) return line;
         long shared = (long)maxBatchSize * gradientFloats * sizeof(float), separate = (long)maxBatchSize * separateGradientFloats * sizeof(float);
-        return line + $" (gradients sharing {Readable(shared)} by liveness, against {Readable(separate)} one per tensor)";
-    }
-
-    /// <summary>Keras' readable_memory_size, as the parameter counts above are printed: divide by 1024 until below it, two decimals.</summary>
-    public static string Readable(double bytes)
-    {
-        foreach (var unit in new[] { "B", "KB", "MB", "GB", "TB" })
-        {
-            if (bytes / 1024 < 1) return bytes.ToString("0.00", CultureInfo.InvariantCulture) + " " + unit;
-            bytes /= 1024;
-        }
-        return bytes.ToString("0.00", CultureInfo.InvariantCulture) + " PB";
+        return line + $" (gradients sharing {MemorySize.Readable(shared)} by liveness, against {MemorySize.Readable(separate)} one per tensor)";
     }
 }

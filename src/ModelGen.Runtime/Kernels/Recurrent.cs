@@ -234,7 +234,7 @@ public static class Recurrent
         bool lstm = work.Cell == RecurrentCell.Lstm;
         var recurrentGradients = lstm ? work.InputGradients : work.RecurrentGradients;
         var transposedKernel = work.TransposedRecurrentKernel.AsSpan();
-        Gemm.Transpose(ref MemoryMarshal.GetReference(recurrentKernel[..(units * gates)]), gates, ref MemoryMarshal.GetReference(transposedKernel[..(units * gates)]), units, units, gates);
+        Gemm.Transpose(recurrentKernel, transposedKernel, units, gates);
         for (int p = steps - 1; p >= 0; p--)
         {
             if (returnSequences && !outputGradient.IsEmpty)

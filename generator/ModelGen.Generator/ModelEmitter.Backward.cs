@@ -39,13 +39,13 @@ internal static partial class ModelEmitter
                     var (rows, columns) = Rows(spec);
                     bool shared = !weightsStarted.Add(layer);
                     var activation = plan.ActivationToUndo(node, layer.Activation);
-                    w.Line($"// {node.Title}: {GradientsOf(layer, activation, propagate ? "input" : null)}{(plan.IsShared(layer) && layer.Trainable ? $" ({(shared ? "added to" : "first of")} the shared weights' gradients)" : "")}");
+                    w.Line($"// {node.Title}: {GradientsOf(plan, node, propagate ? "input" : null)}{(plan.IsShared(layer) && layer.Trainable ? $" ({(shared ? "added to" : "first of")} the shared weights' gradients)" : "")}");
                     EmitActivationBackward(w, node, activation);
                     string accumulateWeights = shared ? ", accumulate: true" : "";
                     if (layer.Trainable)
                     {
                         w.Line($"Gemm.MultiplyTransposedA({input.TrainingSource}, {node.Gradient}, {Plan.View(layer, "Kernel")}Gradient, {layer.InputSize}, {rows}, {layer.Channels}{accumulateWeights});");
-                        if (layer.UseBias) w.Line($"Reductions.SumRows({node.Gradient}, {Plan.View(layer, "Bias")}Gradient, {rows}, {layer.Channels}{accumulateWeights});");
+                        if (layer.UseBias && !plan.BiasTakenByPool(node)) w.Line($"Reductions.SumRows({node.Gradient}, {Plan.View(layer, "Bias")}Gradient, {rows}, {layer.Channels}{accumulateWeights});");
                     }
                     if (propagate) w.Line($"Gemm.MultiplyTransposedB({node.Gradient}, {Plan.View(layer, "Kernel")}, {input.Gradient}, {rows}, {layer.Channels}, {layer.InputSize}{Flag(Into(input))});");
                     break;
@@ -58,12 +58,12 @@ internal static partial class ModelEmitter
                     string accumulateWeights = shared ? ", accumulate: true" : "";
                     string rows = $"batch * {node.Window}.Positions";
                     var activation = plan.ActivationToUndo(node, layer.Activation);
-                    w.Line($"// {node.Title}: {GradientsOf(layer, activation, input.NeedsGradient ? "input (through the patches)" : null)}");
+                    w.Line($"// {node.Title}: {GradientsOf(plan, node, input.NeedsGradient ? "input (through the patches)" : null)}");
                     EmitActivationBackward(w, node, activation);
                     if (layer.Trainable)
                     {
                         w.Line($"Gemm.MultiplyTransposedA({node.Patches}, {node.Gradient}, {Plan.View(layer, "Kernel")}Gradient, {node.Window}.PatchSize, {rows}, {layer.Channels}{accumulateWeights});");
-                        if (layer.UseBias) w.Line($"Reductions.SumRows({node.Gradient}, {Plan.View(layer, "Bias")}Gradient, {rows}, {layer.Channels}{accumulateWeights});");
+                        if (layer.UseBias && !plan.BiasTakenByPool(node)) w.Line($"Reductions.SumRows({node.Gradient}, {Plan.View(layer, "Bias")}Gradient, {rows}, {layer.Channels}{accumulateWeights});");
                     }
                     if (input.NeedsGradient)
                     {
@@ -190,7 +190,7 @@ internal static partial class ModelEmitter
                     var input = node.Inputs[0];
                     bool shared = layer.Trainable && !weightsStarted.Add(layer);
                     var activation = plan.ActivationToUndo(node, layer.Activation);
-                    w.Line($"// {node.Title}: {GradientsOf(layer, activation, input.NeedsGradient ? "input" : null).Replace("kernel", "depthwise kernel")}");
+                    w.Line($"// {node.Title}: {GradientsOf(plan, node, input.NeedsGradient ? "input" : null).Replace("kernel", "depthwise kernel")}");
                     EmitActivationBackward(w, node, activation);
                     string Gradient(string tensor) => layer.Trainable && (tensor != "Bias" || layer.UseBias) ? $"{Plan.View(layer, tensor)}Gradient" : "default";
                     string accumulateInput = input.NeedsGradient ? Bool(Into(input)) : "false";
@@ -207,13 +207,13 @@ internal static partial class ModelEmitter
                     string accumulateWeights = shared ? ", accumulate: true" : "";
                     string rows = $"batch * {node.Window}.Positions";
                     var activation = plan.ActivationToUndo(node, layer.Activation);
-                    w.Line($"// {node.Title}: {GradientsOf(layer, activation, input.NeedsGradient ? "input" : null)}, through the output gradient's patches (im2col)");
+                    w.Line($"// {node.Title}: {GradientsOf(plan, node, input.NeedsGradient ? "input" : null)}, through the output gradient's patches (im2col)");
                     EmitActivationBackward(w, node, activation);
                     w.Line($"Convolution.Im2Col({node.Gradient}, {NodePlan.PatchGradient}, {node.Window}, batch);");
                     if (layer.Trainable)
                     {
                         w.Line($"Gemm.MultiplyTransposedA({NodePlan.PatchGradient}, {input.TrainingSource}, {Plan.View(layer, "Kernel")}Gradient, {node.Window}.PatchSize, {rows}, {layer.InputShape[2]}{accumulateWeights});");
-                        if (layer.UseBias) w.Line($"Reductions.SumRows({node.Gradient}, {Plan.View(layer, "Bias")}Gradient, {Rows(spec).Rows}, {layer.Channels}{accumulateWeights});");
+                        if (layer.UseBias && !plan.BiasTakenByPool(node)) w.Line($"Reductions.SumRows({node.Gradient}, {Plan.View(layer, "Bias")}Gradient, {Rows(spec).Rows}, {layer.Channels}{accumulateWeights});");
                     }
                     if (input.NeedsGradient) w.Line($"Gemm.Multiply({NodePlan.PatchGradient}, {Plan.View(layer, "Kernel")}, {input.Gradient}, {rows}, {node.Window}.PatchSize, {layer.InputShape[2]}{Flag(Into(input))});");
                     break;
@@ -221,7 +221,15 @@ internal static partial class ModelEmitter
                 case NodeKind.Layer when node.Layer!.IsWindowed && node.Layer.Kind != LayerKind.Conv2D:
                     if (node.UsesWinners)
                     {
-                        w.Line($"// {node.Title}: {node.Layer.TypeName} sends each gradient to its window's maximum");
+                        if (plan.ReluTakenBy(node) is { } source)
+                        {
+                            bool bias = plan.BiasTakenByPool(source);
+                            w.Line($"// {node.Title}: {source.Title}'s relu'{(bias ? " and bias gradient" : "")} on the pooled gradient (max pooling commutes with relu), then {node.Layer.TypeName} sends each gradient to its window's maximum");
+                            EmitActivationBackward(w, node, Activation.Relu);
+                            var (rows, channels) = Rows(spec);
+                            if (bias) w.Line($"Reductions.SumRows({node.Gradient}, {Plan.View(source.Layer!, "Bias")}Gradient, {rows}, {channels});");
+                        }
+                        else w.Line($"// {node.Title}: {node.Layer.TypeName} sends each gradient to its window's maximum");
                         w.Line($"Pooling.MaxBackward({node.Gradient}, {node.Winners}, {node.Inputs[0].Gradient}, {node.Window}, batch, accumulate: {Bool(Into(node.Inputs[0]))});");
                     }
                     else
@@ -242,9 +250,9 @@ internal static partial class ModelEmitter
                 case NodeKind.Function:
                 {
                     var activation = spec.Kind == NodeKind.Layer ? node.Layer!.Activation : spec.Activation;
-                    bool inLoss = plan.ActivationToUndo(node, activation) != activation;
-                    w.Line($"// {node.Title}: Activation({Lower(activation)})'{(inLoss ? ", taken with the loss's gradient" : "")}");
-                    EmitActivationBackward(w, node, inLoss ? Activation.Linear : activation);
+                    var undo = plan.ActivationToUndo(node, activation);
+                    w.Line($"// {node.Title}: Activation({Lower(activation)})'{(undo != activation ? ", taken with " + plan.TakenWith(node) : "")}");
+                    EmitActivationBackward(w, node, undo);
                     w.Line($"Merges.Pass({node.Gradient}, {node.Inputs[0].Gradient}, batch * {size}, accumulate: {Bool(Into(node.Inputs[0]))});");
                     break;
                 }
@@ -293,15 +301,19 @@ internal static partial class ModelEmitter
 
 
     /// <summary>
-    /// What a Dense or convolution block computes, in order: "relu', then kernel, bias and input gradients"; a softmax the loss
-    /// took is named as such, and a frozen layer's weights get none.
+    /// What a Dense or convolution block computes, in order: "relu', then kernel, bias and input gradients"; an activation the
+    /// loss or a pooling took is named as such, and a frozen layer's weights get none.
     /// </summary>
-    private static string GradientsOf(LayerSpec layer, Activation activation, string? input)
+    private static string GradientsOf(Plan plan, NodePlan node, string? input)
     {
+        var layer = node.Layer!;
+        var activation = plan.ActivationToUndo(node, layer.Activation);
+        bool biasTaken = plan.BiasTakenByPool(node);
         var parts = new List<string>();
-        if (layer.Trainable) parts.AddRange(layer.UseBias ? new[] { "kernel", "bias" } : new[] { "kernel" });
+        if (layer.Trainable) parts.AddRange(layer.UseBias && !biasTaken ? new[] { "kernel", "bias" } : new[] { "kernel" });
         if (input is not null) parts.Add(input);
-        string first = activation != Activation.Linear ? Lower(activation) + "', then " : layer.Activation != Activation.Linear ? Lower(layer.Activation) + "' taken with the loss's gradient, then " : "";
+        string first = activation != Activation.Linear ? Lower(activation) + "', then "
+            : layer.Activation != Activation.Linear ? $"{Lower(layer.Activation)}'{(biasTaken ? " and bias gradient" : "")} taken with {plan.TakenWith(node)}, then " : "";
         return first + Describe(parts) + " gradient" + (parts.Count > 1 ? "s" : "") + (layer.Trainable ? "" : " (frozen: no weight gradients)");
     }
 

@@ -42,6 +42,7 @@ internal static partial class ModelEmitter
                 targetOffset += output.TargetSize;
             }
             foreach (var output in Outputs.Where(TakesSoftmax)) softmaxInLoss.Add(output.Node);
+            foreach (var pool in Computed.Where(TakesRelu)) reluUnderPool.Add(pool.Inputs[0], pool);
             PlanGradients();
         }
 
@@ -141,8 +142,39 @@ internal static partial class ModelEmitter
 
         public bool SoftmaxInLoss(OutputPlan output) => softmaxInLoss.Contains(output.Node);
 
-        /// <summary>The activation whose derivative a block's backward pass applies first: Linear where the loss took its softmax.</summary>
-        public Activation ActivationToUndo(NodePlan node, Activation activation) => softmaxInLoss.Contains(node) ? Activation.Linear : activation;
+        /// <summary>Tensors whose ReLU derivative (and bias gradient) the max pooling that alone reads them takes, with that pooling.</summary>
+        private readonly Dictionary<NodePlan, NodePlan> reluUnderPool = new();
+
+        /// <summary>
+        /// Whether this max pooling takes its input's ReLU derivative on its own, four to a window times smaller, gradient:
+        /// max pooling commutes with ReLU, and the winner's ReLU output is the pooled value, so <c>relu'</c> at every pixel a
+        /// gradient reaches is <c>pooled &gt; 0</c> (the gradient everywhere else is zero). Its input must end in a ReLU and
+        /// have no other reader, so the pooling's gradient is all of its gradient (the small CNN's conv1: two passes over
+        /// 5.5 MB become two over 1.4 MB).
+        /// </summary>
+        private bool TakesRelu(NodePlan pool) =>
+            pool.UsesWinners && pool.HasBackwardBlock && pool.Inputs[0] is var source
+            && source.TrailingActivation == Activation.Relu && source.HasBackwardBlock
+            && Computed.Count(n => n.Inputs.Contains(source)) == 1 && !Outputs.Any(o => o.Node == source);
+
+        /// <summary>The tensor whose ReLU derivative this pooling's backward block takes, if any (<see cref="TakesRelu"/>).</summary>
+        public NodePlan? ReluTakenBy(NodePlan pool) => reluUnderPool.FirstOrDefault(p => p.Value == pool).Key;
+
+        /// <summary>
+        /// Whether the pooling that took this tensor's ReLU derivative also sums its bias gradient, over the pooled gradient
+        /// (the same sum: the pooling sends every gradient to one pixel). For layers whose bias gradient is that column sum,
+        /// unshared, so the bias gradient is written once.
+        /// </summary>
+        public bool BiasTakenByPool(NodePlan node) =>
+            reluUnderPool.ContainsKey(node) && node.Layer is { Trainable: true, UseBias: true } layer
+            && layer.Kind is LayerKind.Dense or LayerKind.Conv2D or LayerKind.Conv2DTranspose && !IsShared(layer);
+
+        /// <summary>The activation whose derivative a block's backward pass applies first: Linear where the loss or a pooling took it.</summary>
+        public Activation ActivationToUndo(NodePlan node, Activation activation) =>
+            softmaxInLoss.Contains(node) || reluUnderPool.ContainsKey(node) ? Activation.Linear : activation;
+
+        /// <summary>Where a block's activation derivative was taken instead, for its comment: "the loss's gradient", "pool1's gradient".</summary>
+        public string TakenWith(NodePlan node) => reluUnderPool.TryGetValue(node, out var pool) ? pool.Title + "'s gradient" : "the loss's gradient";
 
         public bool IsShared(LayerSpec layer) => Nodes.Count(n => n.Layer == layer && n.Spec.Kind == NodeKind.Layer) > 1;
 

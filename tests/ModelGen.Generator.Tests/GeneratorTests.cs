@@ -116,6 +116,64 @@ public class GeneratorTests
     }
 
     [Fact]
+    public void A_max_pooling_takes_the_relu_and_bias_gradient_of_a_layer_only_it_reads()
+    {
+        var (_, backward) = GeneratorHarness.RunAndFindMethod("""
+            using ModelGen;
+
+            [Functional]
+            public partial class Pools
+            {
+                [Conv2D(4, 3, Activation.Relu)] Conv2D alone;
+                [MaxPooling2D(2)] MaxPooling2D pool;
+                [Conv2D(4, 3, Activation.Relu)] Conv2D branching;
+                [GlobalMaxPooling2D] GlobalMaxPooling2D maxOfBranch;
+                [GlobalAveragePooling2D] GlobalAveragePooling2D meanOfBranch;
+                [Conv2D(4, 3, Activation.Tanh)] Conv2D squashed;
+                [GlobalMaxPooling2D] GlobalMaxPooling2D maxOfSquashed;
+                [Conv2D(4, 3, Activation.Relu)] Conv2D twice;
+                [GlobalMaxPooling2D] GlobalMaxPooling2D firstMax;
+                [GlobalMaxPooling2D] GlobalMaxPooling2D secondMax;
+                [Conv2DTranspose(4, 2, Activation.Relu, Strides = 2)] Conv2DTranspose upsampled;
+                [GlobalMaxPooling2D] GlobalMaxPooling2D maxOfUpsampled;
+
+                [Graph]
+                [OutputLoss("a", Loss.MeanSquaredError)]
+                [OutputLoss("b", Loss.MeanSquaredError)]
+                [OutputLoss("c", Loss.MeanSquaredError)]
+                [OutputLoss("d", Loss.MeanSquaredError)]
+                [OutputLoss("e", Loss.MeanSquaredError)]
+                (Tensor a, Tensor b, Tensor c, Tensor d, Tensor e) Forward([Shape(8, 8, 2)] Tensor x)
+                {
+                    var branch = branching.Apply(x);
+                    return (pool.Apply(alone.Apply(x)), Ops.Add(maxOfBranch.Apply(branch), meanOfBranch.Apply(branch)),
+                        maxOfSquashed.Apply(squashed.Apply(x)), Ops.Add(firstMax.Apply(twice.Apply(x)), secondMax.Apply(twice.Apply(x))),
+                        maxOfUpsampled.Apply(upsampled.Apply(x)));
+                }
+            }
+            """, "Backward");
+        // alone and upsampled: only a max pooling reads them, so it takes their relu' and bias gradient on its own gradient.
+        Assert.Contains("Activations.Backward(Activation.Relu, poolOutput, poolGradient, batch * 9, 4);\n        Reductions.SumRows(poolGradient, AloneBiasGradient, batch * 9, 4);\n        Pooling.MaxBackward(poolGradient", backward);
+        Assert.Contains("Activations.Backward(Activation.Relu, maxOfUpsampledOutput, maxOfUpsampledGradient, batch, 4);\n        Reductions.SumRows(maxOfUpsampledGradient, UpsampledBiasGradient, batch, 4);", backward);
+        Assert.DoesNotContain("aloneOutput", backward);
+        Assert.DoesNotContain("Reductions.SumRows(aloneGradient", backward);
+        Assert.DoesNotContain("upsampledOutput", backward);
+        Assert.DoesNotContain("Reductions.SumRows(upsampledGradient", backward);
+        // twice's weights are shared: each pooling takes its application's relu', the bias gradient stays with the layer's blocks.
+        Assert.Contains("Activations.Backward(Activation.Relu, firstMaxOutput, firstMaxGradient, batch, 4);\n        Pooling.MaxBackward", backward);
+        Assert.Contains("Activations.Backward(Activation.Relu, secondMaxOutput, secondMaxGradient, batch, 4);\n        Pooling.MaxBackward", backward);
+        Assert.Contains("Reductions.SumRows(twiceGradient, TwiceBiasGradient, batch * twiceWindow.Positions, 4, accumulate: true);", backward);
+        Assert.DoesNotContain("Activations.Backward(Activation.Relu, twice", backward);
+        // branching is read by an average pooling too, and squashed ends in tanh: their blocks keep their own derivatives.
+        Assert.Contains("Activations.Backward(Activation.Relu, branchingOutput, branchingGradient, batch * 36, 4);", backward);
+        Assert.Contains("Reductions.SumRows(branchingGradient, BranchingBiasGradient", backward);
+        Assert.Contains("Activations.Backward(Activation.Tanh, squashedOutput, squashedGradient, batch * 36, 4);", backward);
+        Assert.DoesNotContain("maxOfBranchOutput", backward);
+        Assert.DoesNotContain("maxOfSquashedOutput", backward);
+    }
+
+
+    [Fact]
     public void Standalone_activations_no_bias_and_nested_types_snapshot()
     {
         const string source = """

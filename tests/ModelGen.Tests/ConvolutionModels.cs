@@ -145,3 +145,18 @@ public partial class MaxPoolingParity
     [GlobalMaxPooling2D] public GlobalMaxPooling2D globalMax;                                    // (3)
     [Dense(3, Activation.Softmax)] public Dense head;
 }
+
+/// <summary>
+/// ReLU convolutions that only a max pooling reads, whose relu' and bias gradients the generator takes on the pooled
+/// gradient: overlapping 'same' windows, then a global max. make_parity_fixtures.py's relu_pooling_parity.
+/// </summary>
+[Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
+public partial class ReluPoolingParity
+{
+    [Input(7, 7, 2)] public Input image;
+    [Conv2D(3, 2, Activation.Relu)] public Conv2D conv1;                                         // (6, 6, 3)
+    [MaxPooling2D(3, Strides = 2, Padding = Padding.Same)] public MaxPooling2D pool;              // (3, 3, 3)
+    [Conv2D(4, 3, Activation.Relu, Padding = Padding.Same)] public Conv2D conv2;                 // (3, 3, 4)
+    [GlobalMaxPooling2D] public GlobalMaxPooling2D globalMax;                                    // (4)
+    [Dense(3, Activation.Softmax)] public Dense head;
+}

@@ -18,6 +18,7 @@ public class GradientCheckTests
         nameof(NormalizedMlp), nameof(NormalizedCnn), nameof(FrozenMiddle), nameof(ReshapingChain), nameof(DilatedCnn),
         nameof(LstmClassifier), nameof(GruSequences), nameof(MaskedLstm), nameof(BidirectionalStack), nameof(BidirectionalSequences),
         nameof(SelfAttentionBlock), nameof(CrossAttention), nameof(CausalAttention), nameof(UNetLike), nameof(EncoderDecoder), nameof(GruWithStates), nameof(MaskedAverage),
+        nameof(ReluPoolingParity),
     };
 
     [Theory, MemberData(nameof(Models))]
@@ -52,6 +53,7 @@ public class GradientCheckTests
             nameof(EncoderDecoder) => new EncoderDecoder(batch, seed: 26),
             nameof(GruWithStates) => new GruWithStates(batch, seed: 27),
             nameof(MaskedAverage) => new MaskedAverage(batch, seed: 28),
+            nameof(ReluPoolingParity) => new ReluPoolingParity(batch, seed: 29),
             _ => new SeparateSoftmax(batch, seed: 6),
         };
         var random = new Random(name.Length);

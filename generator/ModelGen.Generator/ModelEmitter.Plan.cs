@@ -131,13 +131,12 @@ internal static partial class ModelEmitter
 
         /// <summary>
         /// Whether this output's loss takes its gradient through the output's softmax (Losses.ComputeThroughSoftmax), so the
-        /// backward block skips the softmax's own pass: a categorical cross-entropy on a block that ends in a softmax over each
-        /// sample's whole output, which no other block reads (its gradient is the loss's alone).
+        /// backward block skips the softmax's own pass: a categorical cross-entropy (over the last axis, as the softmax) on a
+        /// block that ends in a softmax, which no other block reads (its gradient is the loss's alone).
         /// </summary>
         private bool TakesSoftmax(OutputPlan output) =>
             output.Spec.Loss is Loss.CategoricalCrossentropy or Loss.SparseCategoricalCrossentropy
             && output.Node.TrailingActivation == Activation.Softmax
-            && output.Node.Spec.Shape[output.Node.Spec.Shape.Count - 1] == output.Spec.Size
             && !Computed.Any(n => n.Inputs.Contains(output.Node));
 
         public bool SoftmaxInLoss(OutputPlan output) => softmaxInLoss.Contains(output.Node);
@@ -202,6 +201,8 @@ internal static partial class ModelEmitter
         public string Parameter => Spec.Name;
         public string TargetParameter => Spec.Name + "Targets";
         public string LossLocal => Spec.Name + "Loss";
+        /// <summary>The rows a loss reduces over its last axis: one per sample, or per step (pixel) of each.</summary>
+        public string LossRows => Spec.Rows == 1 ? "batch" : $"batch * {Spec.Rows}";
     }
 
     private sealed class NodePlan

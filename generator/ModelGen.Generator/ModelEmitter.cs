@@ -126,7 +126,7 @@ internal static partial class ModelEmitter
         foreach (var output in plan.Outputs)
         {
             var shape = plan.Nodes[output.Spec.Node].Spec.Shape;
-            w.Line($"    new(\"{output.Spec.Name}\", {output.Spec.Size}, {output.Offset}, \"{Shape(shape)}\", Loss.{output.Spec.Loss}, {Literal(output.Spec.Weight)}f, {output.Spec.TargetSize}, {output.TargetOffset}),");
+            w.Line($"    new(\"{output.Spec.Name}\", {output.Spec.Size}, {output.Offset}, \"{Shape(shape)}\", Loss.{output.Spec.Loss}, {Literal(output.Spec.Weight)}f, {output.Spec.TargetSize}, {output.TargetOffset}, {output.Spec.Units}),");
         }
         w.Line("};");
         w.Line();
@@ -477,7 +477,7 @@ internal static partial class ModelEmitter
             var output = plan.Outputs[k];
             var node = output.Node;
             string local = plan.Outputs.Count == 1 ? "loss" : output.LossLocal;
-            w.Line($"{(plan.Outputs.Count == 1 ? "float loss" : "float " + local)} = Losses.{(plan.SoftmaxInLoss(output) ? "ComputeThroughSoftmax" : "Compute")}(Loss.{output.Spec.Loss}, {node.Output}.AsSpan(0, batch * {output.Spec.Size}), {targetNames[k]}, {node.Gradient}, batch, {output.Spec.Size}, \"{name}\", \"{output.Spec.Name}\");");
+            w.Line($"{(plan.Outputs.Count == 1 ? "float loss" : "float " + local)} = Losses.{(plan.SoftmaxInLoss(output) ? "ComputeThroughSoftmax" : "Compute")}(Loss.{output.Spec.Loss}, {node.Output}.AsSpan(0, batch * {output.Spec.Size}), {targetNames[k]}, {node.Gradient}, {output.LossRows}, {output.Spec.Units}, \"{name}\", \"{output.Spec.Name}\");");
             if (output.Spec.Weight != 1.0)
             {
                 w.Line($"Merges.Scale({node.Gradient}, batch * {output.Spec.Size}, {Literal(output.Spec.Weight)}f); // loss weight");

@@ -54,7 +54,7 @@ internal static partial class ModelParser
             if (sub is null) continue;
             var layersUsed = sub.Nodes.Where(n => n.Kind == NodeKind.Layer).Select(n => n.Layer).Distinct();
             subModels.Add(new SubModelSpec(subMethod.Name, sub.Nodes.ToImmutableArray(), sub.Inputs.ToImmutableArray(),
-                sub.Outputs.Select((node, k) => new OutputSpec(sub.OutputNames[k], node, Loss.MeanSquaredError, 1.0, sub.Nodes[node].Size)).ToImmutableArray(),
+                sub.Outputs.Select((node, k) => OutputSpec.Of(sub.OutputNames[k], node, Loss.MeanSquaredError, sub.Nodes[node])).ToImmutableArray(),
                 layersUsed.Sum(l => graph.Layers[l].ParameterCount)));
         }
         return graph;

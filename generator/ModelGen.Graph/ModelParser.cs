@@ -150,7 +150,7 @@ internal static partial class ModelParser
     /// <summary>Each output's loss: the model attribute's Loss, unless an [OutputLoss] on the graph method names it.</summary>
     private static EquatableArray<OutputSpec> ReadOutputLosses(GraphBuilder graph, IMethodSymbol? method, Loss defaultLoss, Context context)
     {
-        var outputs = graph.Outputs.Select((node, k) => new OutputSpec(graph.OutputNames[k], node, defaultLoss, 1.0, graph.Nodes[node].Size)).ToList();
+        var outputs = graph.Outputs.Select((node, k) => OutputSpec.Of(graph.OutputNames[k], node, defaultLoss, graph.Nodes[node])).ToList();
         foreach (var attribute in method?.GetAttributes().Where(a => a.AttributeClass?.ToDisplayString() == OutputLossAttribute) ?? Enumerable.Empty<AttributeData>())
         {
             var arguments = attribute.ConstructorArguments;

@@ -1,3 +1,4 @@
+using System;
 using System.Collections.Generic;
 using System.Linq;
 
@@ -200,10 +201,21 @@ internal sealed record NodeSpec(
     public int Size => Shape.Items.Aggregate(1, (a, b) => a * b);
 }
 
-/// <summary>A model output: the tensor, its name (Keras' output name) and the loss that trains it.</summary>
-internal sealed record OutputSpec(string Name, int Node, Loss Loss, double Weight, int Size)
+/// <summary>
+/// A model output: the tensor, its name (Keras' output name) and the loss that trains it. Its Size floats per sample are
+/// <see cref="Rows"/> rows of <see cref="Units"/> (the last axis): Keras' losses and accuracies reduce each row over the
+/// last axis and average the rows, so a sequence output is classified step by step.
+/// </summary>
+internal sealed record OutputSpec(string Name, int Node, Loss Loss, double Weight, int Size, int Units)
 {
-    public int TargetSize => Loss == Loss.SparseCategoricalCrossentropy ? 1 : Size;
+    /// <summary>Rows per sample: 1 for a flat output, the steps of a sequence, the pixels of an image.</summary>
+    public int Rows => Size / Units;
+
+    /// <summary>One class index per row for sparse categorical cross-entropy, else a target per output value.</summary>
+    public int TargetSize => Loss == Loss.SparseCategoricalCrossentropy ? Rows : Size;
+
+    public static OutputSpec Of(string name, int node, Loss loss, NodeSpec tensor) =>
+        new(name, node, loss, 1.0, tensor.Size, Math.Max(1, tensor.Shape.Count > 0 ? tensor.Shape[tensor.Shape.Count - 1] : tensor.Size));
 }
 
 /// <summary>

@@ -105,14 +105,15 @@ public class GeneratorTests
         // classes: a cross-entropy on a softmax nothing else reads, so the loss writes the gradient of its logits.
         Assert.Contains("Losses.ComputeThroughSoftmax(Loss.SparseCategoricalCrossentropy, classesOutput", code);
         Assert.DoesNotContain("Activations.Backward(Activation.Softmax, classesOutput", backward);
-        // shared is read by the other heads, scores has no cross-entropy, and steps' softmax covers each step, not the sample.
+        // steps: the loss, like the softmax, goes over the last axis, one row per step (Keras' per-step cross-entropy).
+        Assert.Contains("Losses.ComputeThroughSoftmax(Loss.CategoricalCrossentropy, stepsOutput.AsSpan(0, batch * 15), dTargets, stepsGradient, batch * 3, 5,", code);
+        Assert.DoesNotContain("Activations.Backward(Activation.Softmax, stepsOutput", backward);
+        // shared is read by the other heads, and scores has no cross-entropy.
         Assert.Contains("Losses.Compute(Loss.CategoricalCrossentropy, sharedOutput", code);
         Assert.Contains("Activations.Backward(Activation.Softmax, sharedOutput, sharedGradient, batch, 4);", backward);
         Assert.Contains("Losses.Compute(Loss.MeanSquaredError, scoresOutput", code);
         Assert.Contains("Activations.Backward(Activation.Softmax, scoresOutput, scoresGradient, batch, 2);", backward);
-        Assert.Contains("Losses.Compute(Loss.CategoricalCrossentropy, stepsOutput", code);
-        Assert.Contains("Activations.Backward(Activation.Softmax, stepsOutput, stepsGradient, batch * 3, 5);", backward);
-        Assert.Equal(1, code.Split("ComputeThroughSoftmax(").Length - 1);
+        Assert.Equal(2, code.Split("ComputeThroughSoftmax(").Length - 1);
     }
 
     [Fact]

@@ -18,7 +18,7 @@ public class GradientCheckTests
         nameof(NormalizedMlp), nameof(NormalizedCnn), nameof(FrozenMiddle), nameof(ReshapingChain), nameof(DilatedCnn),
         nameof(LstmClassifier), nameof(GruSequences), nameof(MaskedLstm), nameof(BidirectionalStack), nameof(BidirectionalSequences),
         nameof(SelfAttentionBlock), nameof(CrossAttention), nameof(CausalAttention), nameof(UNetLike), nameof(EncoderDecoder), nameof(GruWithStates), nameof(MaskedAverage),
-        nameof(ReluPoolingParity),
+        nameof(ReluPoolingParity), nameof(StepTagger),
     };
 
     [Theory, MemberData(nameof(Models))]
@@ -54,6 +54,7 @@ public class GradientCheckTests
             nameof(GruWithStates) => new GruWithStates(batch, seed: 27),
             nameof(MaskedAverage) => new MaskedAverage(batch, seed: 28),
             nameof(ReluPoolingParity) => new ReluPoolingParity(batch, seed: 29),
+            nameof(StepTagger) => new StepTagger(batch, seed: 30),
             _ => new SeparateSoftmax(batch, seed: 6),
         };
         var random = new Random(name.Length);
@@ -105,15 +106,16 @@ public class GradientCheckTests
     /// <summary>The loss of a training-mode forward pass (BatchNormalization on batch statistics): a step that moves no trainable weight.</summary>
     private static double TrainingLoss(IModel model, float[] x, float[] y) => model.TrainStep(x, y, new Sgd(learningRate: 0f));
 
-    internal static float[] Targets(IModel model, int batch, Random random) => model.Outputs[0].Loss switch
+    /// <summary>Targets for the first output: a class index or a one-hot row for each row (a sample, or each step of one), else values.</summary>
+    internal static float[] Targets(IModel model, int batch, Random random) => model.Outputs[0] switch
     {
-        Loss.SparseCategoricalCrossentropy => Enumerable.Range(0, batch).Select(_ => (float)random.Next(model.OutputSize)).ToArray(),
-        Loss.CategoricalCrossentropy => Enumerable.Range(0, batch).SelectMany(_ =>
+        { Loss: Loss.SparseCategoricalCrossentropy } output => Enumerable.Range(0, batch * output.Rows).Select(_ => (float)random.Next(output.Units)).ToArray(),
+        { Loss: Loss.CategoricalCrossentropy } output => Enumerable.Range(0, batch * output.Rows).SelectMany(_ =>
         {
-            int label = random.Next(model.OutputSize);
-            return Enumerable.Range(0, model.OutputSize).Select(j => j == label ? 1f : 0f);
+            int label = random.Next(output.Units);
+            return Enumerable.Range(0, output.Units).Select(j => j == label ? 1f : 0f);
         }).ToArray(),
-        Loss.BinaryCrossentropy => Enumerable.Range(0, batch * model.OutputSize).Select(_ => (float)random.Next(2)).ToArray(),
+        { Loss: Loss.BinaryCrossentropy } => Enumerable.Range(0, batch * model.OutputSize).Select(_ => (float)random.Next(2)).ToArray(),
         _ => Enumerable.Range(0, batch * model.OutputSize).Select(_ => (float)random.NextDouble()).ToArray(),
     };
 }

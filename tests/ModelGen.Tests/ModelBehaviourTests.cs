@@ -165,6 +165,38 @@ public class ModelBehaviourTests
     }
 
     [Fact]
+    public void A_sequence_output_is_scored_step_by_step_as_Keras_does()
+    {
+        // Keras' sparse categorical cross-entropy and accuracy on a (steps, classes) output: per step over the last axis,
+        // then the mean over batch and steps. Computed here from Predict's probabilities, in double.
+        const int samples = 6, steps = 5, classes = 3;
+        var random = new Random(7);
+        var model = new StepTagger(maxBatchSize: 8, seed: 3);
+        var x = Enumerable.Range(0, samples * steps * 3).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+        var labels = Enumerable.Range(0, samples * steps).Select(_ => (float)random.Next(classes)).ToArray();
+        var probabilities = new float[samples * steps * classes];
+        model.Predict(x, probabilities);
+        double loss = 0, correct = 0;
+        for (int row = 0; row < samples * steps; row++)
+        {
+            var p = probabilities.AsSpan(row * classes, classes).ToArray().Select(v => (double)v).ToArray();
+            int label = (int)labels[row];
+            loss -= Math.Log(Math.Clamp(p[label] / p.Sum(), 1e-7, 1 - 1e-7));
+            if (Array.IndexOf(p, p.Max()) == label) correct++;
+        }
+        loss /= samples * steps;
+
+        Assert.Equal(steps, StepTagger.TargetSize);
+        var evaluation = model.Evaluate(x, labels);
+        Assert.Equal(loss, evaluation.Loss, 1e-6);
+        Assert.Equal((float)(correct / (samples * steps)), evaluation.Accuracy);
+        Assert.Equal(loss, model.TrainStep(x, labels, new Sgd(learningRate: 0f)), 1e-6);
+        // One label per sample is not enough.
+        var error = Assert.Throws<ArgumentException>(() => model.Evaluate(x, labels.AsSpan(0, samples).ToArray()));
+        Assert.Contains("(6, 5)", error.Message);
+    }
+
+    [Fact]
     public void Fit_learns_and_reports_history_with_a_validation_split()
     {
         // Two interleaved classes on a circle: learnable but not linearly separable.

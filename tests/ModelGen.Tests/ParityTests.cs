@@ -14,7 +14,7 @@ public class ParityTests
     public static TheoryData<string> Models() => new() { nameof(ParityClassifier), nameof(ParityOneHot), nameof(ParityRegressor), nameof(ParityBinary), nameof(ResidualMlp), nameof(Siamese), nameof(CnnParity), nameof(NormalizedCnn), nameof(ReshapingChain), nameof(DilatedCnn),
         nameof(LstmClassifier), nameof(GruSequences), nameof(MaskedLstm), nameof(BidirectionalStack),
         nameof(SelfAttentionBlock), nameof(CrossAttention), nameof(CausalAttention), nameof(UNetLike),
-        nameof(EncoderDecoder), nameof(GruWithStates), nameof(MaxPoolingParity), nameof(MaskedAverage), nameof(ReluPoolingParity) };
+        nameof(EncoderDecoder), nameof(GruWithStates), nameof(MaxPoolingParity), nameof(MaskedAverage), nameof(ReluPoolingParity), nameof(StepTagger) };
 
     private static IModel Create(string name, int batch) => name switch
     {
@@ -40,6 +40,7 @@ public class ParityTests
         nameof(MaxPoolingParity) => new MaxPoolingParity(batch),
         nameof(MaskedAverage) => new MaskedAverage(batch),
         nameof(ReluPoolingParity) => new ReluPoolingParity(batch),
+        nameof(StepTagger) => new StepTagger(batch),
         _ => new ParityBinary(batch),
     };
 

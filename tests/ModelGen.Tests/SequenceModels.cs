@@ -18,6 +18,15 @@ public partial class GruSequences
     [Dense(2)] public Dense perStep;
 }
 
+/// <summary>A class per step: the softmax and the sparse categorical cross-entropy (one label per step) go over the last axis.</summary>
+[Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
+public partial class StepTagger
+{
+    [Input(5, 3)] public Input steps;
+    [GRU(4, ReturnSequences = true)] public GRU gru;
+    [Dense(3, Activation.Softmax)] public Dense tags;
+}
+
 /// <summary>Token ids with padding (id 0): Embedding(MaskZero) feeds the mask to the LSTM, which carries its state over the padding.</summary>
 [Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
 public partial class MaskedLstm

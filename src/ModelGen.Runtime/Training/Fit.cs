@@ -236,8 +236,10 @@ public static partial class ModelExtensions
                     p = outputScratch.AsSpan(0, batch * output.Size);
                     y = targetScratch.AsSpan(0, batch * output.TargetSize);
                 }
-                if (outputLosses) losses[k] += (double)Losses.Compute(output.Loss, p, y, default, batch, output.Size, model.Name, output.Name) * batch;
-                correct[k] += Training.Metrics.CorrectCount(output.Loss, p, y, batch, output.Size);
+                // Row by row over the last axis (each step of a sequence output), as the generated TrainStep computes the loss.
+                int rows = batch * output.Rows;
+                if (outputLosses) losses[k] += (double)Losses.Compute(output.Loss, p, y, default, rows, output.Units, model.Name, output.Name) * batch;
+                correct[k] += Training.Metrics.CorrectCount(output.Loss, p, y, rows, output.Units) / output.Rows;
             }
             Samples += batch;
         }

@@ -4,62 +4,63 @@ using System.Numerics.Tensors;
 namespace ModelGen.Training;
 
 /// <summary>
-/// Keras' losses on probabilities, reduced by mean over the batch ("sum_over_batch_size"). Each call
+/// Keras' losses on probabilities: each of <c>rows</c> rows reduced over its <c>units</c> (the last axis), then the mean over
+/// the rows ("sum_over_batch_size"; a sequence output has a row per step of each sample). Each call
 /// returns the loss and, when a gradient span is given, writes dLoss/dPrediction. Sums run in double so
-/// the result does not depend on the batch size's rounding.
+/// the result does not depend on the row count's rounding.
 /// </summary>
 public static class Losses
 {
     /// <summary>Keras' backend epsilon: probabilities are clipped to [Epsilon, 1 - Epsilon].</summary>
     public const float Epsilon = 1e-7f;
 
-    /// <param name="gradient">Receives dLoss/dPrediction (batch, units); empty to skip.</param>
+    /// <param name="gradient">Receives dLoss/dPrediction (rows, units); empty to skip.</param>
     /// <param name="model">Model name for error messages.</param>
     /// <param name="layer">Output layer name for error messages.</param>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public static float Compute(Loss loss, ReadOnlySpan<float> predictions, ReadOnlySpan<float> targets, Span<float> gradient,
-        int batch, int units, string model, string layer)
+        int rows, int units, string model, string layer)
     {
-        if (loss == Loss.SparseCategoricalCrossentropy) CheckLabels(targets, batch, units, model, layer);
+        if (loss == Loss.SparseCategoricalCrossentropy) CheckLabels(targets, rows, units, model, layer);
         bool wantGradient = !gradient.IsEmpty;
         double total = 0;
         switch (loss)
         {
             case Loss.MeanSquaredError:
             {
-                float scale = 2f / (batch * units);
-                for (int i = 0; i < batch * units; i++)
+                float scale = 2f / (rows * units);
+                for (int i = 0; i < rows * units; i++)
                 {
                     float difference = predictions[i] - targets[i];
                     total += (double)difference * difference;
                     if (wantGradient) gradient[i] = scale * difference;
                 }
-                return (float)(total / ((double)batch * units));
+                return (float)(total / ((double)rows * units));
             }
             case Loss.BinaryCrossentropy:
             {
-                float scale = 1f / (batch * units);
-                for (int i = 0; i < batch * units; i++)
+                float scale = 1f / (rows * units);
+                for (int i = 0; i < rows * units; i++)
                 {
                     float p = predictions[i], y = targets[i];
                     float clipped = Math.Clamp(p, Epsilon, 1f - Epsilon);
                     total -= y * Math.Log(clipped) + (1 - y) * Math.Log(1 - clipped);
                     if (wantGradient) gradient[i] = InRange(p) ? scale * (-y / clipped + (1f - y) / (1f - clipped)) : 0f;
                 }
-                return (float)(total / ((double)batch * units));
+                return (float)(total / ((double)rows * units));
             }
             case Loss.CategoricalCrossentropy:
             case Loss.SparseCategoricalCrossentropy:
             {
                 bool sparse = loss == Loss.SparseCategoricalCrossentropy;
-                for (int sample = 0; sample < batch; sample++)
+                for (int row = 0; row < rows; row++)
                 {
-                    var p = predictions.Slice(sample * units, units);
-                    var dp = wantGradient ? gradient.Slice(sample * units, units) : default;
-                    total += CrossEntropy(p, sparse ? default : targets.Slice(sample * units, units),
-                        sparse ? (int)targets[sample] : -1, dp, 1f / batch);
+                    var p = predictions.Slice(row * units, units);
+                    var dp = wantGradient ? gradient.Slice(row * units, units) : default;
+                    total += CrossEntropy(p, sparse ? default : targets.Slice(row * units, units),
+                        sparse ? (int)targets[row] : -1, dp, 1f / rows);
                 }
-                return (float)(total / batch);
+                return (float)(total / rows);
             }
             default:
                 throw new ArgumentOutOfRangeException(nameof(loss), loss, null);
@@ -69,33 +70,33 @@ public static class Losses
     private static bool InRange(float p) => p > Epsilon && p < 1f - Epsilon;
 
     /// <summary>
-    /// <see cref="Compute"/> for a (sparse) categorical cross-entropy on the outputs of a softmax over each sample's row, with
+    /// <see cref="Compute"/> for a (sparse) categorical cross-entropy on the outputs of a softmax over each row, with
     /// the gradient taken through the softmax as well: <paramref name="logitGradient"/> receives dLoss/dz for the softmax's
     /// input z, which Compute's dLoss/dp followed by the softmax's backward pass give. The loss is Compute's, computed the
     /// same way. Through the clip and the normalisation q = p / Σp of Keras' loss, that product reduces to
-    /// dz_j = (t_j - q_j · Σt) / batch with t_j = -y_j where q_j is inside the clip's range and 0 where the clip bites, so a
+    /// dz_j = (t_j - q_j · Σt) / rows with t_j = -y_j where q_j is inside the clip's range and 0 where the clip bites, so a
     /// row whose label is clipped gets no gradient, as there; with a softmax in front of a one-hot target, q - y.
     /// The two passes' arithmetic is skipped, and so is their rounding: dz is this expression rounded once per step.
     /// </summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public static float ComputeThroughSoftmax(Loss loss, ReadOnlySpan<float> probabilities, ReadOnlySpan<float> targets, Span<float> logitGradient,
-        int batch, int units, string model, string layer)
+        int rows, int units, string model, string layer)
     {
         bool sparse = loss == Loss.SparseCategoricalCrossentropy;
         if (!sparse && loss != Loss.CategoricalCrossentropy) throw new ArgumentOutOfRangeException(nameof(loss), loss, "only the categorical cross-entropies are taken through a softmax.");
-        if (sparse) CheckLabels(targets, batch, units, model, layer);
-        float scale = 1f / batch;
+        if (sparse) CheckLabels(targets, rows, units, model, layer);
+        float scale = 1f / rows;
         double total = 0;
-        for (int sample = 0; sample < batch; sample++)
+        for (int row = 0; row < rows; row++)
         {
-            var p = probabilities.Slice(sample * units, units);
-            var dz = logitGradient.Slice(sample * units, units);
+            var p = probabilities.Slice(row * units, units);
+            var dz = logitGradient.Slice(row * units, units);
             float sum = 0f;
             for (int j = 0; j < units; j++) sum += p[j];
             if (sparse)
             {
-                // t is -1 at the label (0 when clipped) and 0 elsewhere: dz = q / batch, and (q - 1) / batch at the label.
-                int label = (int)targets[sample];
+                // t is -1 at the label (0 when clipped) and 0 elsewhere: dz = q / rows, and (q - 1) / rows at the label.
+                int label = (int)targets[row];
                 float q = p[label] / sum;
                 float clipped = Math.Clamp(q, Epsilon, 1f - Epsilon);
                 total -= Math.Log(clipped);
@@ -109,7 +110,7 @@ public static class Losses
                 dz[label] = (q - 1f) * scale;
                 continue;
             }
-            var y = targets.Slice(sample * units, units);
+            var y = targets.Slice(row * units, units);
             double sampleLoss = 0;
             float targetSum = 0f; // Σt
             for (int j = 0; j < units; j++)
@@ -126,11 +127,11 @@ public static class Losses
                 dz[j] = (t - q * targetSum) * scale;
             }
         }
-        return (float)(total / batch);
+        return (float)(total / rows);
     }
 
     /// <summary>
-    /// One sample of Keras' categorical cross-entropy: q = p / Σp, L = -Σ y log clip(q). The gradient flows
+    /// One row of Keras' categorical cross-entropy: q = p / Σp, L = -Σ y log clip(q). The gradient flows
     /// through the clip (zero where it bites) and the normalisation, exactly as autodiff on Keras' code would;
     /// with a softmax in front it reduces to (p - y) when nothing is clipped.
     /// </summary>
@@ -179,16 +180,16 @@ public static class Losses
         return -Math.Log(clipped);
     }
 
-    private static void CheckLabels(ReadOnlySpan<float> targets, int batch, int units, string model, string layer)
+    private static void CheckLabels(ReadOnlySpan<float> targets, int rows, int units, string model, string layer)
     {
-        for (int sample = 0; sample < batch; sample++)
+        for (int row = 0; row < rows; row++)
         {
-            float label = targets[sample];
+            float label = targets[row];
             if (!(label >= 0 && label < units) || label != MathF.Floor(label))
             {
                 throw new ArgumentOutOfRangeException("targets",
-                    $"{model}: label {label} of sample {sample} is not a class index of output layer '{layer}': " +
-                    $"sparse_categorical_crossentropy expects integers in [0, {units}) for an output of shape (batch, {units}).");
+                    $"{model}: label {label} at index {row} of the targets is not a class index of output layer '{layer}': " +
+                    $"sparse_categorical_crossentropy expects integers in [0, {units}), one per sample (per step of a sequence output).");
             }
         }
     }
@@ -197,34 +198,34 @@ public static class Losses
 /// <summary>Keras' "accuracy" metric, resolved from the loss as Keras does.</summary>
 public static class Metrics
 {
-    /// <summary>Sum over samples of each sample's accuracy (0..1); divide by the sample count for the mean.</summary>
+    /// <summary>Sum over rows of each row's accuracy (0..1); divide by the row count for the mean.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-    public static double CorrectCount(Loss loss, ReadOnlySpan<float> predictions, ReadOnlySpan<float> targets, int batch, int units)
+    public static double CorrectCount(Loss loss, ReadOnlySpan<float> predictions, ReadOnlySpan<float> targets, int rows, int units)
     {
         double correct = 0;
-        for (int sample = 0; sample < batch; sample++)
+        for (int row = 0; row < rows; row++)
         {
-            var p = predictions.Slice(sample * units, units);
+            var p = predictions.Slice(row * units, units);
             switch (loss)
             {
                 case Loss.SparseCategoricalCrossentropy:
-                    if (IsArgMax(p, (int)targets[sample])) correct++;
+                    if (IsArgMax(p, (int)targets[row])) correct++;
                     break;
                 case Loss.CategoricalCrossentropy:
-                    if (ArgMax(p) == ArgMax(targets.Slice(sample * units, units))) correct++;
+                    if (ArgMax(p) == ArgMax(targets.Slice(row * units, units))) correct++;
                     break;
                 case Loss.BinaryCrossentropy:
                 {
                     // binary_accuracy: prediction > 0.5 compared with the target, averaged over the last axis
                     int hits = 0;
-                    for (int j = 0; j < units; j++) if ((p[j] > 0.5f ? 1f : 0f) == targets[sample * units + j]) hits++;
+                    for (int j = 0; j < units; j++) if ((p[j] > 0.5f ? 1f : 0f) == targets[row * units + j]) hits++;
                     correct += (double)hits / units;
                     break;
                 }
                 default:
                 {
                     int hits = 0;
-                    for (int j = 0; j < units; j++) if (p[j] == targets[sample * units + j]) hits++;
+                    for (int j = 0; j < units; j++) if (p[j] == targets[row * units + j]) hits++;
                     correct += (double)hits / units;
                     break;
                 }

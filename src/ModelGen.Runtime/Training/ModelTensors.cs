@@ -9,6 +9,12 @@ public sealed record ModelInput(string Name, int Size, int Offset, string Shape)
 /// <summary>
 /// One output of a model, with the loss that trains it (Keras' <c>compile(loss={name: ...}, loss_weights={name: ...})</c>).
 /// Outputs sit side by side in a row of <see cref="IModel.OutputSize"/> floats, their targets in a row of
-/// <see cref="IModel.TargetSize"/>.
+/// <see cref="IModel.TargetSize"/>. Its <see cref="Size"/> floats per sample are <see cref="Rows"/> rows of <see cref="Units"/>
+/// (the last axis): the loss and the accuracy reduce each row over the last axis and average the rows, as Keras' do, so a
+/// sequence output is scored step by step (a sparse categorical target holds one class index per row).
 /// </summary>
-public sealed record ModelOutput(string Name, int Size, int Offset, string Shape, Loss Loss, float LossWeight, int TargetSize, int TargetOffset);
+public sealed record ModelOutput(string Name, int Size, int Offset, string Shape, Loss Loss, float LossWeight, int TargetSize, int TargetOffset, int Units)
+{
+    /// <summary>Rows per sample: 1 for a flat output, the steps of a sequence, the pixels of an image.</summary>
+    public int Rows => Size / Units;
+}

@@ -55,7 +55,7 @@ namespace Samples.Mnist
         };
         private static readonly ModelOutput[] modelOutputs =
         {
-            new("predictions", 10, 0, "(None, 10)", Loss.SparseCategoricalCrossentropy, 1f, 1, 0),
+            new("predictions", 10, 0, "(None, 10)", Loss.SparseCategoricalCrossentropy, 1f, 1, 0, 10),
         };
 
         /// <summary>Builds the model with buffers for batches of up to <paramref name="maxBatchSize"/> samples and Glorot-uniform weights drawn from <paramref name="seed"/>.</summary>

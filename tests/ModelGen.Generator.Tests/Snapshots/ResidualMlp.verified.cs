@@ -54,7 +54,7 @@ namespace Samples
         };
         private static readonly ModelOutput[] modelOutputs =
         {
-            new("head", 10, 0, "(None, 10)", Loss.SparseCategoricalCrossentropy, 1f, 1, 0),
+            new("head", 10, 0, "(None, 10)", Loss.SparseCategoricalCrossentropy, 1f, 1, 0, 10),
         };
 
         /// <summary>Builds the model with buffers for batches of up to <paramref name="maxBatchSize"/> samples and Glorot-uniform weights drawn from <paramref name="seed"/>.</summary>

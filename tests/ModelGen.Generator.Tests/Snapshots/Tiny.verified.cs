@@ -50,7 +50,7 @@ partial class Outer
         };
         private static readonly ModelOutput[] modelOutputs =
         {
-            new("probabilities", 2, 0, "(None, 2)", Loss.CategoricalCrossentropy, 1f, 2, 0),
+            new("probabilities", 2, 0, "(None, 2)", Loss.CategoricalCrossentropy, 1f, 2, 0, 2),
         };
 
         /// <summary>Builds the model with buffers for batches of up to <paramref name="maxBatchSize"/> samples and Glorot-uniform weights drawn from <paramref name="seed"/>.</summary>

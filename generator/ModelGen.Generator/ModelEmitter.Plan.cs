@@ -41,8 +41,8 @@ internal static partial class ModelEmitter
                 outputOffset += output.Size;
                 targetOffset += output.TargetSize;
             }
-            foreach (var output in Outputs.Where(TakesSoftmax)) softmaxInLoss.Add(output.Node);
-            foreach (var pool in Computed.Where(TakesRelu)) reluUnderPool.Add(pool.Inputs[0], pool);
+            foreach (var output in Outputs.Where(TakesSoftmax)) derivativeTakenBy.Add(output.Node, null);
+            foreach (var pool in Computed.Where(TakesRelu)) derivativeTakenBy.Add(pool.Inputs[0], pool);
             PlanGradients();
         }
 
@@ -124,10 +124,18 @@ internal static partial class ModelEmitter
         public string InputParameters => string.Join(", ", Inputs.Select(i => $"ReadOnlySpan<float> {i.Spec.Name}"));
 
         /// <summary>A gradient buffer where backward reaches: tensors after something that learns, and the outputs (the losses write theirs).</summary>
-        public bool HasGradientBuffer(NodePlan node) => node.NeedsGradient || Outputs.Any(o => o.Node == node);
+        public bool HasGradientBuffer(NodePlan node) => node.NeedsGradient || IsOutput(node);
 
-        /// <summary>Outputs whose loss takes its gradient through their softmax (<see cref="TakesSoftmax"/>).</summary>
-        private readonly HashSet<NodePlan> softmaxInLoss = new();
+        private bool IsOutput(NodePlan node) => Outputs.Any(o => o.Node == node);
+
+        /// <summary>How many blocks read this tensor.</summary>
+        private int Readers(NodePlan node) => Computed.Count(n => n.Inputs.Contains(node));
+
+        /// <summary>
+        /// Tensors whose block leaves its activation's derivative to a later step, and that step: null for the loss
+        /// (<see cref="TakesSoftmax"/>), else the max pooling that takes a ReLU's (<see cref="TakesRelu"/>).
+        /// </summary>
+        private readonly Dictionary<NodePlan, NodePlan?> derivativeTakenBy = new();
 
         /// <summary>
         /// Whether this output's loss takes its gradient through the output's softmax (Losses.ComputeThroughSoftmax), so the
@@ -137,12 +145,9 @@ internal static partial class ModelEmitter
         private bool TakesSoftmax(OutputPlan output) =>
             output.Spec.Loss is Loss.CategoricalCrossentropy or Loss.SparseCategoricalCrossentropy
             && output.Node.TrailingActivation == Activation.Softmax
-            && !Computed.Any(n => n.Inputs.Contains(output.Node));
+            && Readers(output.Node) == 0;
 
-        public bool SoftmaxInLoss(OutputPlan output) => softmaxInLoss.Contains(output.Node);
-
-        /// <summary>Tensors whose ReLU derivative (and bias gradient) the max pooling that alone reads them takes, with that pooling.</summary>
-        private readonly Dictionary<NodePlan, NodePlan> reluUnderPool = new();
+        public bool SoftmaxInLoss(OutputPlan output) => derivativeTakenBy.TryGetValue(output.Node, out var by) && by is null;
 
         /// <summary>
         /// Whether this max pooling takes its input's ReLU derivative on its own, four to a window times smaller, gradient:
@@ -154,10 +159,11 @@ internal static partial class ModelEmitter
         private bool TakesRelu(NodePlan pool) =>
             pool.UsesWinners && pool.HasBackwardBlock && pool.Inputs[0] is var source
             && source.TrailingActivation == Activation.Relu && source.HasBackwardBlock
-            && Computed.Count(n => n.Inputs.Contains(source)) == 1 && !Outputs.Any(o => o.Node == source);
+            && Readers(source) == 1 && !IsOutput(source);
 
         /// <summary>The tensor whose ReLU derivative this pooling's backward block takes, if any (<see cref="TakesRelu"/>).</summary>
-        public NodePlan? ReluTakenBy(NodePlan pool) => reluUnderPool.FirstOrDefault(p => p.Value == pool).Key;
+        public NodePlan? ReluTakenBy(NodePlan pool) =>
+            derivativeTakenBy.TryGetValue(pool.Inputs[0], out var by) && by == pool ? pool.Inputs[0] : null;
 
         /// <summary>
         /// Whether the pooling that took this tensor's ReLU derivative also sums its bias gradient, over the pooled gradient
@@ -165,15 +171,16 @@ internal static partial class ModelEmitter
         /// unshared, so the bias gradient is written once.
         /// </summary>
         public bool BiasTakenByPool(NodePlan node) =>
-            reluUnderPool.ContainsKey(node) && node.Layer is { Trainable: true, UseBias: true } layer
+            derivativeTakenBy.TryGetValue(node, out var by) && by is not null && node.Layer is { Trainable: true, UseBias: true } layer
             && layer.Kind is LayerKind.Dense or LayerKind.Conv2D or LayerKind.Conv2DTranspose && !IsShared(layer);
 
         /// <summary>The activation whose derivative a block's backward pass applies first: Linear where the loss or a pooling took it.</summary>
         public Activation ActivationToUndo(NodePlan node, Activation activation) =>
-            softmaxInLoss.Contains(node) || reluUnderPool.ContainsKey(node) ? Activation.Linear : activation;
+            derivativeTakenBy.ContainsKey(node) ? Activation.Linear : activation;
 
         /// <summary>Where a block's activation derivative was taken instead, for its comment: "the loss's gradient", "pool1's gradient".</summary>
-        public string TakenWith(NodePlan node) => reluUnderPool.TryGetValue(node, out var pool) ? pool.Title + "'s gradient" : "the loss's gradient";
+        public string TakenWith(NodePlan node) =>
+            derivativeTakenBy.TryGetValue(node, out var by) && by is not null ? by.Title + "'s gradient" : "the loss's gradient";
 
         public bool IsShared(LayerSpec layer) => Nodes.Count(n => n.Layer == layer && n.Spec.Kind == NodeKind.Layer) > 1;
 

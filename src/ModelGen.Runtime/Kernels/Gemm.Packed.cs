@@ -28,7 +28,11 @@ public static partial class Gemm
     private const int SourcePrefetchSteps = 16;
     private const int StreamingDepthBlock = 256;
     private const int PageBytes = 4096;
-    private const int RowBlock = 96;         // MC: rows of A packed at once (96 x 1024 floats = 384 KB: L2)
+    private const int RowBlock = 96;         // MC of an A read in place: rows claimed at once, so produced rows are read from L2
+    // MC of a packed A: 384 x 1024 floats = 1.5 MB of L2's 2 MB. Each tile of B comes from L3 once per block and is then read
+    // again from L2 by every row tile of the block, 32 of them rather than 8 (2048^3 on one core, interleaved: 113 / 115 / 117 /
+    // 119 / 120 / 118 GFLOP/s with 96 / 144 / 192 / 252 / 384 / 480 rows).
+    private const int PackedRowBlock = 384;
     private const int ColumnBlock = 2048;    // NC: columns per pass over A (2048^3: A packed once, not twice: 110 -> 113 GFLOP/s)
 
     [ThreadStatic] private static AlignedBuffer? packedA;
@@ -44,15 +48,11 @@ public static partial class Gemm
         RowProducer rows = default)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
-        // NR: two vectors of columns; one when the product is that narrow (a classifier's 10 outputs would waste two thirds
-        // of a two-vector tile).
         bool narrow = n <= TLanes.Count;
-        int tileColumns = (narrow ? 1 : 2) * TLanes.Count;
+        int tileColumns = TileColumns<TLanes, TVector>(n);
         int paddedColumns = (n + tileColumns - 1) / tileColumns * tileColumns;
-        // Few column tiles use each packed row only a few times: packing A would cost more than it saves (a convolution's
-        // 7744 x 288 patches against 64 filters), so whole tiles read A where it lies. Packing a transposed A is a gather and
-        // costs more, so it streams up to twice as wide. An A that fits in L1 whole is read in place however wide the product.
-        bool streamA = Math.Min(n, ColumnBlock) <= (a.RowStride == 1 ? 2 : 1) * StreamingColumnTiles * tileColumns || (long)m * k <= SmallA;
+        bool streamA = ReadsAInPlace<TLanes, TVector>(a, m, k, n);
+        int rowBlock = streamA ? RowBlock : PackedRowBlock;
         // A transposed A read in place keeps its short depth blocks (StreamingDepthBlock); a row-major one takes the packed
         // path's: each block reads and writes C once more, and a tile's rows of A are read as twelve sequential streams (the
         // MLP's 128x784x256 on two cores: 261 -> 226 us; the CNN's dense 64x1600x128: 154 -> 136 us). Up to 1024 deep each
@@ -62,7 +62,7 @@ public static partial class Gemm
         // With A packed and 32 vector registers, tiles of twelve rows: half the B traffic per multiply-add of six-row tiles.
         bool tall = !streamA && !narrow && TLanes.Count == 16;
         int panelRows = tall ? TallRows : RowsPerTile;
-        var aPanel = streamA ? default : AlignedBuffer.Ensure(ref packedA, RowBlock * DepthBlock);
+        var aPanel = streamA ? default : AlignedBuffer.Ensure(ref packedA, PackedRowBlock * DepthBlock);
         // A B whose rows are exactly one tile and adjacent is already in the packed order, so it is read in place, not copied
         // (the first convolution's weight gradient packed 43,264 rows of 32 output gradients: 1.16 -> 0.79 ms). Anything else
         // stays packed: tile rows a longer row apart, read in place, fall in a fraction of L1's sets (two tiles: 1.47 -> 1.93 ms).
@@ -92,9 +92,9 @@ public static partial class Gemm
                     var bBlock = bInPlace ? default : bPanel.Slice(offset);
                     offset += kc * ((nc + tileColumns - 1) / tileColumns * tileColumns);
                     var stage = new Stage(first: pc == 0, last: pc + kc >= k);
-                    for (int ic = firstRow; ic < firstRow + blockRows; ic += RowBlock)
+                    for (int ic = firstRow; ic < firstRow + blockRows; ic += rowBlock)
                     {
-                        int mc = Math.Min(RowBlock, firstRow + blockRows - ic);
+                        int mc = Math.Min(rowBlock, firstRow + blockRows - ic);
                         if (!streamA) PackA(a, ic, mc, pc, kc, panelRows, aPanel);
                         bool packsB = !bPacked && ic == firstRow;
                         if (packsB && !packAsRead)
@@ -151,6 +151,19 @@ public static partial class Gemm
             bPacked = true;
         }
     }
+
+    /// <summary>NR: two vectors of columns; one when the product is that narrow (a classifier's 10 outputs would waste two thirds of a two-vector tile).</summary>
+    private static int TileColumns<TLanes, TVector>(int n) where TLanes : struct, ILanes<TVector> where TVector : struct =>
+        (n <= TLanes.Count ? 1 : 2) * TLanes.Count;
+
+    /// <summary>
+    /// Whether whole tiles read A where it lies rather than packing it. Few column tiles use each packed row only a few times,
+    /// so packing would cost more than it saves (a convolution's 7744 x 288 patches against 64 filters). Packing a transposed
+    /// A is a gather and costs more, so it streams up to twice as wide. An A that fits in L1 whole is read in place however
+    /// wide the product.
+    /// </summary>
+    private static bool ReadsAInPlace<TLanes, TVector>(in Matrix a, int m, int k, int n) where TLanes : struct, ILanes<TVector> where TVector : struct =>
+        Math.Min(n, ColumnBlock) <= (a.RowStride == 1 ? 2 : 1) * StreamingColumnTiles * TileColumns<TLanes, TVector>(n) || (long)m * k <= SmallA;
 
     /// <summary>
     /// One tile of C: the narrow kernel for products one vector wide (their only column tile starts at 0), the two-vector one

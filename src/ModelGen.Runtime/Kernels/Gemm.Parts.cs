@@ -136,7 +136,10 @@ public static partial class Gemm
         RowProducer rows, bool shared)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
-        int blockRows = shared ? Math.Max(RowsPerTile, Math.Min(RowBlock, m / 8 / RowsPerTile * RowsPerTile)) : RowBlock;
+        // Whole tall tiles per block where A is packed: a block of 246 rows would end in a half-empty one.
+        bool packsA = !ReadsAInPlace<TLanes, TVector>(a, m, k, n);
+        int rowBlock = packsA ? PackedRowBlock : RowBlock, tileRows = packsA ? TallRows : RowsPerTile;
+        int blockRows = shared ? Math.Max(tileRows, Math.Min(rowBlock, m / 8 / tileRows * tileRows)) : rowBlock;
         var blocks = new Claims((m + blockRows - 1) / blockRows);
         fixed (float* pa = a.Data, pb = b.Data, pc = c, pbias = epilogue.Bias)
         {

@@ -119,14 +119,15 @@ internal static partial class ModelEmitter
         w.Line();
         w.Line("private static readonly ModelInput[] modelInputs =");
         w.Line("{");
-        foreach (var input in plan.Inputs) w.Line($"    new(\"{input.Spec.Name}\", {input.Spec.Size}, {input.Offset}, \"{Shape(input.Spec.Shape)}\"),");
+        foreach (var input in plan.Inputs) w.Line($"    new(Name: \"{input.Spec.Name}\", Size: {input.Spec.Size}, Offset: {input.Offset}, Shape: \"{Shape(input.Spec.Shape)}\"),");
         w.Line("};");
         w.Line("private static readonly ModelOutput[] modelOutputs =");
         w.Line("{");
         foreach (var output in plan.Outputs)
         {
             var shape = plan.Nodes[output.Spec.Node].Spec.Shape;
-            w.Line($"    new(\"{output.Spec.Name}\", {output.Spec.Size}, {output.Offset}, \"{Shape(shape)}\", Loss.{output.Spec.Loss}, {Literal(output.Spec.Weight)}f, {output.Spec.TargetSize}, {output.TargetOffset}, {output.Spec.Units}),");
+            w.Line($"    new(Name: \"{output.Spec.Name}\", Size: {output.Spec.Size}, Offset: {output.Offset}, Shape: \"{Shape(shape)}\", Loss: Loss.{output.Spec.Loss}, " +
+                $"LossWeight: {Literal(output.Spec.Weight)}f, TargetSize: {output.Spec.TargetSize}, TargetOffset: {output.TargetOffset}, Units: {output.Spec.Units}),");
         }
         w.Line("};");
         w.Line();

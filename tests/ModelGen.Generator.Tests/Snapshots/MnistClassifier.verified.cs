@@ -51,11 +51,11 @@ namespace Samples.Mnist
 
         private static readonly ModelInput[] modelInputs =
         {
-            new("image", 784, 0, "(None, 784)"),
+            new(Name: "image", Size: 784, Offset: 0, Shape: "(None, 784)"),
         };
         private static readonly ModelOutput[] modelOutputs =
         {
-            new("predictions", 10, 0, "(None, 10)", Loss.SparseCategoricalCrossentropy, 1f, 1, 0, 10),
+            new(Name: "predictions", Size: 10, Offset: 0, Shape: "(None, 10)", Loss: Loss.SparseCategoricalCrossentropy, LossWeight: 1f, TargetSize: 1, TargetOffset: 0, Units: 10),
         };
 
         /// <summary>Builds the model with buffers for batches of up to <paramref name="maxBatchSize"/> samples and Glorot-uniform weights drawn from <paramref name="seed"/>.</summary>

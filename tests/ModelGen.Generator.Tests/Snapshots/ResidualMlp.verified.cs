@@ -50,11 +50,11 @@ namespace Samples
 
         private static readonly ModelInput[] modelInputs =
         {
-            new("x", 64, 0, "(None, 64)"),
+            new(Name: "x", Size: 64, Offset: 0, Shape: "(None, 64)"),
         };
         private static readonly ModelOutput[] modelOutputs =
         {
-            new("head", 10, 0, "(None, 10)", Loss.SparseCategoricalCrossentropy, 1f, 1, 0, 10),
+            new(Name: "head", Size: 10, Offset: 0, Shape: "(None, 10)", Loss: Loss.SparseCategoricalCrossentropy, LossWeight: 1f, TargetSize: 1, TargetOffset: 0, Units: 10),
         };
 
         /// <summary>Builds the model with buffers for batches of up to <paramref name="maxBatchSize"/> samples and Glorot-uniform weights drawn from <paramref name="seed"/>.</summary>

@@ -46,11 +46,11 @@ partial class Outer
 
         private static readonly ModelInput[] modelInputs =
         {
-            new("features", 3, 0, "(None, 3)"),
+            new(Name: "features", Size: 3, Offset: 0, Shape: "(None, 3)"),
         };
         private static readonly ModelOutput[] modelOutputs =
         {
-            new("probabilities", 2, 0, "(None, 2)", Loss.CategoricalCrossentropy, 1f, 2, 0, 2),
+            new(Name: "probabilities", Size: 2, Offset: 0, Shape: "(None, 2)", Loss: Loss.CategoricalCrossentropy, LossWeight: 1f, TargetSize: 2, TargetOffset: 0, Units: 2),
         };
 
         /// <summary>Builds the model with buffers for batches of up to <paramref name="maxBatchSize"/> samples and Glorot-uniform weights drawn from <paramref name="seed"/>.</summary>

@@ -14,6 +14,6 @@ enum Loss
     BinaryCrossentropy = 1,
     /// <summary>Keras "categorical_crossentropy" on probabilities with one-hot targets.</summary>
     CategoricalCrossentropy = 2,
-    /// <summary>Keras "sparse_categorical_crossentropy": targets are class indices, one per sample.</summary>
+    /// <summary>Keras "sparse_categorical_crossentropy": targets are class indices, one per row of the last axis (a sample, or a step of a sequence).</summary>
     SparseCategoricalCrossentropy = 3,
 }

@@ -194,6 +194,26 @@ public class ModelBehaviourTests
         // One label per sample is not enough.
         var error = Assert.Throws<ArgumentException>(() => model.Evaluate(x, labels.AsSpan(0, samples).ToArray()));
         Assert.Contains("(6, 5)", error.Message);
+        // By name, the targets are described in Keras' shape: one class index per step.
+        error = Assert.Throws<ArgumentException>(() => model.Evaluate(new Dictionary<string, float[]> { ["steps"] = x },
+            new Dictionary<string, float[]> { ["tags"] = labels.AsSpan(0, 7).ToArray() }));
+        Assert.Contains("target 'tags' has 7 values, not a whole number of samples of shape (None, 5)", error.Message);
+        // A flat classifier's labels: one index per sample, (None,) as Keras says, not the row width (None, 1).
+        var image = new Dictionary<string, float[]> { ["image"] = new float[2 * 784] };
+        error = Assert.Throws<ArgumentException>(() => new SmallCnn(maxBatchSize: 2).Evaluate(image, new Dictionary<string, float[]>()));
+        Assert.Contains("no target given for 'digits' (None,)", error.Message);
+    }
+
+    [Theory]
+    [InlineData("(None, 10)", Loss.SparseCategoricalCrossentropy, "(None,)")]
+    [InlineData("(None, 5, 3)", Loss.SparseCategoricalCrossentropy, "(None, 5)")]
+    [InlineData("(None, 4, 4, 2)", Loss.SparseCategoricalCrossentropy, "(None, 4, 4)")]
+    [InlineData("(None, 5, 3)", Loss.CategoricalCrossentropy, "(None, 5, 3)")]
+    [InlineData("(None, 1)", Loss.BinaryCrossentropy, "(None, 1)")]
+    public void Targets_have_the_outputs_shape_less_the_class_axis_for_sparse_labels(string shape, Loss loss, string expected)
+    {
+        var output = new ModelOutput(Name: "out", Size: 1, Offset: 0, Shape: shape, Loss: loss, LossWeight: 1f, TargetSize: 1, TargetOffset: 0, Units: 1);
+        Assert.Equal(expected, output.TargetShape);
     }
 
     [Fact]

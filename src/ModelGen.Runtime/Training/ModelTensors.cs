@@ -17,4 +17,16 @@ public sealed record ModelOutput(string Name, int Size, int Offset, string Shape
 {
     /// <summary>Rows per sample: 1 for a flat output, the steps of a sequence, the pixels of an image.</summary>
     public int Rows => Size / Units;
+
+    /// <summary>
+    /// The shape of this output's targets as Keras states it: the output's own, less the last axis for sparse class indices
+    /// (<c>(None, 5)</c> for a <c>(None, 5, 3)</c> output, <c>(None,)</c> for a <c>(None, 10)</c> one).
+    /// </summary>
+    public string TargetShape => Loss == Loss.SparseCategoricalCrossentropy ? WithoutLastAxis(Shape) : Shape;
+
+    private static string WithoutLastAxis(string shape)
+    {
+        int last = shape.LastIndexOf(',');
+        return last < 0 ? shape : shape.IndexOf(',') == last ? shape.Substring(0, last + 1) + ")" : shape.Substring(0, last) + ")";
+    }
 }

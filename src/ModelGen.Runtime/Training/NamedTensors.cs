@@ -37,7 +37,7 @@ public static partial class ModelExtensions
         Pack(model, "input", tensors, model.Inputs.Select(i => (i.Name, i.Size, i.Offset, i.Shape)).ToList(), model.InputSize);
 
     private static float[] PackTargets(IModel model, IReadOnlyDictionary<string, float[]> tensors) =>
-        Pack(model, "target", tensors, model.Outputs.Select(o => (o.Name, o.TargetSize, o.TargetOffset, $"(None, {o.TargetSize})")).ToList(), model.TargetSize);
+        Pack(model, "target", tensors, model.Outputs.Select(o => (o.Name, o.TargetSize, o.TargetOffset, o.TargetShape)).ToList(), model.TargetSize);
 
     private static float[] Pack(IModel model, string kind, IReadOnlyDictionary<string, float[]> tensors,
         List<(string Name, int Size, int Offset, string Shape)> layout, int rowWidth)

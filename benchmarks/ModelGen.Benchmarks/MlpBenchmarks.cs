@@ -111,6 +111,15 @@ public partial class RowLstm
     [Dense(10, Activation.Softmax)] Dense digits;
 }
 
+/// <summary>A GRU over MNIST's rows (the peer's "gru"): 28 steps of 28 pixels, its last state classified; reset after the product, as Keras' and PyTorch's default.</summary>
+[Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
+public partial class RowGru
+{
+    [Input(28, 28)] Input rows;
+    [GRU(64)] GRU gru;
+    [Dense(10, Activation.Softmax)] Dense digits;
+}
+
 /// <summary>scikit-learn's MLPClassifier(hidden_layer_sizes=(64,)) on the 8x8 digits, for the training-time comparison.</summary>
 [Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
 public partial class SklearnDigitsMlp

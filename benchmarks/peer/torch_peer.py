@@ -101,14 +101,14 @@ def workloads(threads):
             variants += training(cnn().train().to(memory_format=layout), torch.rand(64, 1, 28, 28).to(memory_format=layout), torch.randint(0, 10, (64,)))
         return variants
 
-    class RowLstm(nn.Module):
-        """LSTM 64 over MNIST's 28 rows of 28 pixels, its last state into Dense 10 (ModelGen's RowLstm)."""
-        def __init__(self):
+    class RowRecurrent(nn.Module):
+        """An LSTM or GRU of 64 units over MNIST's 28 rows of 28 pixels, its last state into Dense 10 (ModelGen's RowLstm, RowGru)."""
+        def __init__(self, layer):
             super().__init__()
-            self.lstm, self.head = nn.LSTM(28, 64, batch_first=True), nn.Linear(64, 10)
+            self.recurrent, self.head = layer(28, 64, batch_first=True), nn.Linear(64, 10)
 
         def forward(self, x):
-            return self.head(self.lstm(x)[0][:, -1])
+            return self.head(self.recurrent(x)[0][:, -1])
 
     def product(m, n, k):
         a, b = torch.rand(m, k), torch.rand(k, n)
@@ -127,8 +127,10 @@ def workloads(threads):
     table["results/residual train step b128"] = (lambda: training(Residual().train(), torch.rand(128, 64), torch.randint(0, 10, (128,))), True, None)
     table["results/cnn predict b1"] = (cnn_inference, False, None)
     table["results/cnn train step b64"] = (cnn_training, True, min(11, SAMPLES))
-    table["results/lstm predict b32"] = (lambda: inference(RowLstm().eval(), torch.rand(32, 28, 28)), False, None)
-    table["results/lstm train step b32"] = (lambda: training(RowLstm().train(), torch.rand(32, 28, 28), torch.randint(0, 10, (32,))), True, None)
+    for name, layer in (("lstm", nn.LSTM), ("gru", nn.GRU)):
+        table[f"results/{name} predict b32"] = (lambda layer=layer: inference(RowRecurrent(layer).eval(), torch.rand(32, 28, 28)), False, None)
+        table[f"results/{name} train step b32"] = (
+            lambda layer=layer: training(RowRecurrent(layer).train(), torch.rand(32, 28, 28), torch.randint(0, 10, (32,))), True, None)
     for m, n, k in ((128, 256, 784), (128, 128, 256), (128, 10, 128), (1, 256, 784), (2048, 2048, 2048)):
         table[f"results/gemm {m}x{n}x{k}"] = (lambda m=m, n=n, k=k: product(m, n, k), False, None)
     for width in (8, 16, 32, 64, 128, 256, 512, 1024, 2048):

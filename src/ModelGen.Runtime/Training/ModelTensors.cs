@@ -24,9 +24,12 @@ public sealed record ModelOutput(string Name, int Size, int Offset, string Shape
     /// </summary>
     public string TargetShape => Loss == Loss.SparseCategoricalCrossentropy ? WithoutLastAxis(Shape) : Shape;
 
+    /// <summary>"(None, 5, 3)" to "(None, 5)"; one axis left keeps Python's one-element tuple comma: "(None, 10)" to "(None,)".</summary>
     private static string WithoutLastAxis(string shape)
     {
         int last = shape.LastIndexOf(',');
-        return last < 0 ? shape : shape.IndexOf(',') == last ? shape.Substring(0, last + 1) + ")" : shape.Substring(0, last) + ")";
+        if (last < 0) return shape;
+        bool oneAxisLeft = shape.IndexOf(',') == last;
+        return shape.Substring(0, last) + (oneAxisLeft ? ",)" : ")");
     }
 }

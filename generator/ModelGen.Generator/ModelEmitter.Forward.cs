@@ -50,9 +50,7 @@ internal static partial class ModelEmitter
                     string dilated = conv.Dilation > 1 ? $", dilation {conv.Dilation}" : "";
                     w.Line($"// {node.Title}: Conv2D({conv.Channels}, {conv.KernelHeight}x{conv.KernelWidth}, strides {conv.Strides}{dilated}, {conv.Padding.ToString().ToLowerInvariant()}, {Lower(conv.Activation)}), {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}");
                     // im2col + GEMM, or a direct kernel for small windows that fills the patches only for the kernel gradient
-                    string bias = conv.UseBias ? $", {Plan.View(conv, "Bias")}" : ", default";
-                    string relu = conv.Activation == Activation.Relu ? ", relu: true" : "";
-                    w.Line($"Convolution.Forward({inputs[0]}, {node.Patches}, {Plan.View(conv, "Kernel")}, {node.Output}, {node.Window}, {conv.Channels}, batch{bias}{relu}, keepPatches: {keepForBackward});");
+                    w.Line($"Convolution.Forward({inputs[0]}, {node.Patches}, {Plan.View(conv, "Kernel")}, {node.Output}, {node.Window}, {conv.Channels}, batch{Epilogue(conv)}, keepPatches: {keepForBackward});");
                     if (conv.Activation is not (Activation.Linear or Activation.Relu)) EmitActivation(w, conv.Activation, node.Output, spec);
                     break;
                 }
@@ -237,9 +235,7 @@ internal static partial class ModelEmitter
 
     private static string Product(LayerSpec layer, string input, string output, string rows, string depth)
     {
-        string bias = layer.UseBias ? Plan.View(layer, "Bias") : "default";
-        string relu = layer.Activation == Activation.Relu ? ", relu: true" : "";
-        return $"Gemm.Multiply({input}, {Plan.View(layer, "Kernel")}, {output}, {rows}, {depth}, {layer.Channels}, {bias}{relu});";
+        return $"Gemm.Multiply({input}, {Plan.View(layer, "Kernel")}, {output}, {rows}, {depth}, {layer.Channels}{Epilogue(layer)});";
     }
 
     /// <summary>
@@ -306,7 +302,11 @@ internal static partial class ModelEmitter
         if (layer.Activation is not (Activation.Linear or Activation.Relu)) EmitActivation(w, layer.Activation, node.Output, node.Spec);
     }
 
-    private static string Epilogue(LayerSpec layer, string which) =>
+    /// <summary>
+    /// The bias and ReLU a kernel folds into its epilogue, as named arguments (<c>bias1:</c>, <c>relu1:</c> for the first
+    /// layer of a pair); none where the layer has no bias or another activation, which the kernels' defaults mean.
+    /// </summary>
+    private static string Epilogue(LayerSpec layer, string which = "") =>
         (layer.UseBias ? $", bias{which}: {Plan.View(layer, "Bias")}" : "") + (layer.Activation == Activation.Relu ? $", relu{which}: true" : "");
 
     /// <summary>Softmax normalises over the last axis; every other activation is element-wise.</summary>

@@ -70,7 +70,7 @@ public class GeneratorTests
         // d is read by the dropout and by the Add, so e pairs with f instead, reading d's dropout in either mode.
         Assert.Contains("Gemm.MultiplyTwice(drop, EKernel, eOutput, FKernel, fOutput, batch, 100, 100, 100, bias1: EBias, relu1: true, bias2: FBias, relu2: true);", forward);
         // head reads the Add, not a dense layer: a product of its own.
-        Assert.Contains("Gemm.Multiply(addOutput, HeadKernel, headOutput, batch, 100, 10, HeadBias);", forward);
+        Assert.Contains("Gemm.Multiply(addOutput, HeadKernel, headOutput, batch, 100, 10, bias: HeadBias);", forward);
         Assert.Equal(3, forward.Split("Gemm.MultiplyTwice(").Length - 1);
         Assert.Equal(4, forward.Split("Gemm.Multiply").Length - 1); // the three pairs and head: no layer computed twice
     }
@@ -251,7 +251,7 @@ public class GeneratorTests
         var (_, result) = GeneratorHarness.Run(Mnist);
         string code = result.GeneratedTrees[0].ToString();
         Assert.Contains("// hidden1: Dense(256, relu), (None, 784) -> (None, 256)", code);
-        Assert.Contains("Gemm.Multiply(image, Hidden1Kernel, hidden1Output, batch, 784, 256, Hidden1Bias, relu: true);", code);
+        Assert.Contains("Gemm.Multiply(image, Hidden1Kernel, hidden1Output, batch, 784, 256, bias: Hidden1Bias, relu: true);", code);
         Assert.Contains("Gemm.MultiplyTransposedA(drop1Output, hidden2Gradient, Hidden2KernelGradient, 256, batch, 128);", code);
         // The first layer needs no input gradient: nothing before it learns.
         Assert.DoesNotContain("imageGradient", code);

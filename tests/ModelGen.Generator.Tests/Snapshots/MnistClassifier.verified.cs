@@ -152,7 +152,7 @@ namespace Samples.Mnist
         private void Forward(ReadOnlySpan<float> image, int batch, bool training)
         {
             // hidden1: Dense(256, relu), (None, 784) -> (None, 256), computed with hidden2 below at inference
-            if (training) Gemm.Multiply(image, Hidden1Kernel, hidden1Output, batch, 784, 256, Hidden1Bias, relu: true);
+            if (training) Gemm.Multiply(image, Hidden1Kernel, hidden1Output, batch, 784, 256, bias: Hidden1Bias, relu: true);
 
             // drop1: Dropout(0.3), identity at inference
             ReadOnlySpan<float> drop1 = hidden1Output;
@@ -163,7 +163,7 @@ namespace Samples.Mnist
             }
 
             // hidden2: Dense(128, relu), (None, 256) -> (None, 128), with hidden1 at inference, drop1 being the identity then: both in one call, so that at batch 1 the kernel can share them between the cores with one hand-off
-            if (training) Gemm.Multiply(drop1, Hidden2Kernel, hidden2Output, batch, 256, 128, Hidden2Bias, relu: true);
+            if (training) Gemm.Multiply(drop1, Hidden2Kernel, hidden2Output, batch, 256, 128, bias: Hidden2Bias, relu: true);
             else Gemm.MultiplyTwice(image, Hidden1Kernel, hidden1Output, Hidden2Kernel, hidden2Output, batch, 784, 256, 128, bias1: Hidden1Bias, relu1: true, bias2: Hidden2Bias, relu2: true);
 
             // drop2: Dropout(0.3), identity at inference
@@ -175,7 +175,7 @@ namespace Samples.Mnist
             }
 
             // predictions: Dense(10, softmax), (None, 128) -> (None, 10)
-            Gemm.Multiply(drop2, PredictionsKernel, predictionsOutput, batch, 128, 10, PredictionsBias);
+            Gemm.Multiply(drop2, PredictionsKernel, predictionsOutput, batch, 128, 10, bias: PredictionsBias);
             Activations.Forward(Activation.Softmax, predictionsOutput, batch, 10);
         }
 

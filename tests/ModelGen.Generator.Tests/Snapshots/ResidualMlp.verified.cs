@@ -156,7 +156,7 @@ namespace Samples
             Activations.Forward(Activation.Relu, addOutput, reluOutput, batch, 64);
 
             // head: Dense(10, softmax), (None, 64) -> (None, 10)
-            Gemm.Multiply(reluOutput, HeadKernel, headOutput, batch, 64, 10, HeadBias);
+            Gemm.Multiply(reluOutput, HeadKernel, headOutput, batch, 64, 10, bias: HeadBias);
             Activations.Forward(Activation.Softmax, headOutput, batch, 10);
         }
 

@@ -138,13 +138,13 @@ partial class Outer
         private void Forward(ReadOnlySpan<float> features, int batch, bool training)
         {
             // projection: Dense(4, linear), (None, 3) -> (None, 4)
-            Gemm.Multiply(features, ProjectionKernel, projectionOutput, batch, 3, 4, default);
+            Gemm.Multiply(features, ProjectionKernel, projectionOutput, batch, 3, 4);
 
             // squash: Activation(tanh)
             Activations.Forward(Activation.Tanh, projectionOutput, squashOutput, batch, 4);
 
             // logits: Dense(2, linear), (None, 4) -> (None, 2)
-            Gemm.Multiply(squashOutput, LogitsKernel, logitsOutput, batch, 4, 2, LogitsBias);
+            Gemm.Multiply(squashOutput, LogitsKernel, logitsOutput, batch, 4, 2, bias: LogitsBias);
 
             // probabilities: Activation(softmax)
             Activations.Forward(Activation.Softmax, logitsOutput, probabilitiesOutput, batch, 2);

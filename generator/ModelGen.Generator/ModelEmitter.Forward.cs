@@ -233,10 +233,8 @@ internal static partial class ModelEmitter
         if (layer.Activation is not (Activation.Linear or Activation.Relu)) EmitActivation(w, layer.Activation, output, spec);
     }
 
-    private static string Product(LayerSpec layer, string input, string output, string rows, string depth)
-    {
-        return $"Gemm.Multiply({input}, {Plan.View(layer, "Kernel")}, {output}, {rows}, {depth}, {layer.Channels}{Epilogue(layer)});";
-    }
+    private static string Product(LayerSpec layer, string input, string output, string rows, string depth) =>
+        $"Gemm.Multiply({input}, {Plan.View(layer, "Kernel")}, {output}, {rows}, {depth}, {layer.Channels}{Epilogue(layer)});";
 
     /// <summary>
     /// Two dense layers in a row at inference: the first's output goes to the second only, through nothing but dropouts (the

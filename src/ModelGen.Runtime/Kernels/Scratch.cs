@@ -1,28 +1,42 @@
 using System;
-using System.Buffers;
+using System.Diagnostics;
 
 namespace ModelGen.Kernels;
 
 /// <summary>
-/// A kernel's temporary buffer: rented from the shared pool, zeroed as a stackalloc would be, returned on Dispose. One
-/// mechanism for every width: a stackalloc with an allocating fallback allocated on every call past its size limit (a
-/// BatchNormalization of more than 256 channels allocated each training step).
+/// A kernel's temporary buffer, zeroed as a stackalloc would be, from a stack of its own per thread that grows and never
+/// shrinks, so steps after a model's first allocate nothing whatever else the process does. One mechanism for every width:
+/// a stackalloc with an allocating fallback allocated on every call past its size limit (a BatchNormalization of more than
+/// 256 channels allocated each training step); the shared ArrayPool, shared with the application's other threads, may drop
+/// what it holds on a full collection under memory pressure, and the next step would then allocate again.
+/// Buffers are released in the reverse order of their renting, as <c>using var</c> declarations are.
 /// </summary>
 internal readonly struct Scratch<T> : IDisposable where T : unmanaged
 {
+    [ThreadStatic] private static T[]? stack;
+    [ThreadStatic] private static int used;
+
     private readonly T[] array;
-    private readonly int length;
+    private readonly int start, length;
 
     private Scratch(int length)
     {
-        array = ArrayPool<T>.Shared.Rent(length);
+        // Buffers still rented keep the array they came from; a larger one serves the rest, from the same offset.
+        if (stack is null || stack.Length - used < length) stack = new T[Math.Max(2 * (stack?.Length ?? 0), used + length)];
+        array = stack;
+        start = used;
         this.length = length;
+        used += length;
         Span.Clear();
     }
 
     public static Scratch<T> Rent(int length) => new(length);
 
-    public Span<T> Span => array.AsSpan(0, length);
+    public Span<T> Span => array.AsSpan(start, length);
 
-    public void Dispose() => ArrayPool<T>.Shared.Return(array);
+    public void Dispose()
+    {
+        Debug.Assert(used == start + length, "Scratch buffers are released in the reverse order of their renting.");
+        used = start;
+    }
 }

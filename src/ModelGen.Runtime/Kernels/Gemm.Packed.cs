@@ -309,8 +309,8 @@ public static partial class Gemm
         // Whole tiles of a row-major B: a group of rows at a time, each tile's slices of the group copied in registers, so each
         // tile takes 2 KB in a row. Tile by tile over the whole depth, the reads jumped a row's length each step, and a call to
         // memmove per slice cost 6% of a 1024^3 product. Row by row, every row wrote one line pair to each of up to 64 tiles,
-        // a tile's 128 KB apart in a 1024-deep block and so all in the same cache sets (twelve rows against 2048x2048 on one core: 5.7 -> 4.5 ms; against
-        // 1024x1024 0.89 -> 0.78 ms; no change at 512 columns).
+        // a tile's 128 KB apart in a 1024-deep block and so all in the same cache sets (twelve rows against 2048x2048 on one
+        // core: 5.7 -> 4.5 ms; against 1024x1024 0.89 -> 0.78 ms; no change at 512 columns).
         for (int group = 0; group < kc && wholeColumns > 0; group += PackedRowGroup)
         {
             int groupEnd = Math.Min(group + PackedRowGroup, kc);

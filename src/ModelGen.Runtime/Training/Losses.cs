@@ -113,16 +113,17 @@ public static class Losses
             var y = targets.Slice(row * units, units);
             double sampleLoss = 0;
             float targetSum = 0f; // Σt
+            // q is kept in dz between the two passes: the second needs Σt, which the first sums.
             for (int j = 0; j < units; j++)
             {
-                float q = p[j] / sum;
+                float q = dz[j] = p[j] / sum;
                 if (y[j] != 0f) sampleLoss -= y[j] * Math.Log(Math.Clamp(q, Epsilon, 1f - Epsilon));
                 if (InRange(q)) targetSum -= y[j];
             }
             total += sampleLoss;
             for (int j = 0; j < units; j++)
             {
-                float q = p[j] / sum;
+                float q = dz[j];
                 float t = InRange(q) ? -y[j] : 0f;
                 dz[j] = (t - q * targetSum) * scale;
             }

@@ -12,16 +12,20 @@ internal static partial class ModelEmitter
     private static void EmitForward(CodeWriter w, Plan plan)
     {
         w.Open($"private void Forward({plan.InputParameters}, int batch, bool training)");
-        EmitForwardBody(w, plan.Model.ClassName, plan.Computed, inferenceOnly: false);
+        EmitForwardBody(w, plan.Model.ClassName, plan.Computed, plan.Outputs.Select(o => o.Node), inferenceOnly: false);
         w.Close();
         w.Line();
     }
 
-    /// <summary>One block per tensor in topological order; shared by the model and its sub-models (inference only).</summary>
-    private static void EmitForwardBody(CodeWriter w, string modelName, IEnumerable<NodePlan> computed, bool inferenceOnly)
+    /// <summary>
+    /// One block per tensor in topological order; shared by the model and its sub-models (inference only), whose
+    /// <paramref name="outputs"/> are read after it.
+    /// </summary>
+    private static void EmitForwardBody(CodeWriter w, string modelName, IEnumerable<NodePlan> computed, IEnumerable<NodePlan> outputs, bool inferenceOnly)
     {
         var nodes = computed.ToList();
         var pairs = DensePairs(nodes);
+        var pooledConvolutions = PooledConvolutions(nodes, outputs.ToList());
         // What a kernel keeps for the backward pass (a convolution's patches, a max pool's winners): only while training.
         string keepForBackward = inferenceOnly ? "false" : "training";
         bool first = true;
@@ -48,7 +52,13 @@ internal static partial class ModelEmitter
                 {
                     var conv = node.Layer!;
                     string dilated = conv.Dilation > 1 ? $", dilation {conv.Dilation}" : "";
-                    w.Line($"// {node.Title}: Conv2D({conv.Channels}, {conv.KernelHeight}x{conv.KernelWidth}, strides {conv.Strides}{dilated}, {conv.Padding.ToString().ToLowerInvariant()}, {Lower(conv.Activation)}), {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}");
+                    string title = $"// {node.Title}: Conv2D({conv.Channels}, {conv.KernelHeight}x{conv.KernelWidth}, strides {conv.Strides}{dilated}, {conv.Padding.ToString().ToLowerInvariant()}, {Lower(conv.Activation)}), {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}";
+                    if (pooledConvolutions.TryGetValue(node, out var pooling))
+                    {
+                        w.Line($"{title}, computed with {pooling.Title} below");
+                        break;
+                    }
+                    w.Line(title);
                     // im2col + GEMM, or a direct kernel for small windows that fills the patches only for the kernel gradient
                     w.Line($"Convolution.Forward({inputs[0]}, {node.Patches}, {Plan.View(conv, "Kernel")}, {node.Output}, {node.Window}, {conv.Channels}, batch{Epilogue(conv)}, keepPatches: {keepForBackward});");
                     if (conv.Activation is not (Activation.Linear or Activation.Relu)) EmitActivation(w, conv.Activation, node.Output, spec);
@@ -73,7 +83,13 @@ internal static partial class ModelEmitter
                     break;
                 }
                 case NodeKind.Layer when node.Layer!.IsWindowed && node.Layer.Kind != LayerKind.Conv2D:
-                    w.Line($"// {node.Title}: {node.Layer.TypeName}{(node.Layer.IsGlobal ? "" : $"({node.Layer.KernelHeight}x{node.Layer.KernelWidth}, strides {node.Layer.Strides})")}, {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}");
+                    string pool = $"// {node.Title}: {node.Layer.TypeName}{(node.Layer.IsGlobal ? "" : $"({node.Layer.KernelHeight}x{node.Layer.KernelWidth}, strides {node.Layer.Strides})")}, {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}";
+                    if (pooledConvolutions.TryGetValue(node, out var convolution))
+                    {
+                        EmitPooledConvolution(w, convolution, node, pool, keepForBackward);
+                        break;
+                    }
+                    w.Line(pool);
                     w.Line(node.UsesWinners
                         ? $"Pooling.MaxForward({inputs[0]}, {node.Output}, {node.Winners}, {node.Window}, batch, keepWinners: {keepForBackward});"
                         : $"Pooling.AverageForward({inputs[0]}, {node.Output}, {node.Window}, batch);");
@@ -298,6 +314,35 @@ internal static partial class ModelEmitter
         }
         else w.Line(twice);
         if (layer.Activation is not (Activation.Linear or Activation.Relu)) EmitActivation(w, layer.Activation, node.Output, node.Spec);
+    }
+
+    /// <summary>
+    /// Each Conv2D whose output goes to a MaxPooling2D only, and that pooling, with each other: the convolution's activation
+    /// (none or ReLU) is in its epilogue, and its output is no model output. <see cref="EmitPooledConvolution"/> runs the two
+    /// as one call, which at inference pools each window's sums in registers and never writes the convolution's output.
+    /// </summary>
+    private static Dictionary<NodePlan, NodePlan> PooledConvolutions(List<NodePlan> nodes, List<NodePlan> outputs)
+    {
+        var readers = nodes.SelectMany(n => n.Inputs).GroupBy(i => i).ToDictionary(g => g.Key, g => g.Count());
+        var pooled = new Dictionary<NodePlan, NodePlan>();
+        foreach (var pool in nodes.Where(n => n.Is(LayerKind.MaxPooling2D)))
+        {
+            var conv = pool.Inputs[0];
+            if (!conv.Is(LayerKind.Conv2D) || conv.Layer!.Activation is not (Activation.Linear or Activation.Relu)) continue;
+            if (readers[conv] != 1 || outputs.Contains(conv)) continue;
+            pooled[conv] = pool;
+            pooled[pool] = conv;
+        }
+        return pooled;
+    }
+
+    /// <summary>A Conv2D and the MaxPooling2D it feeds, in the pooling's block (<see cref="PooledConvolutions"/>).</summary>
+    private static void EmitPooledConvolution(CodeWriter w, NodePlan conv, NodePlan pool, string title, string keepForBackward)
+    {
+        var layer = conv.Layer!;
+        w.Line($"{title}, with {conv.Title}: at inference each window's maximum is taken in registers, {conv.Title}'s output not written");
+        w.Line($"Convolution.ForwardMaxPooled({conv.Inputs[0].InferenceName}, {conv.Patches}, {Plan.View(layer, "Kernel")}, {conv.Output}, {pool.Output}, {pool.Winners}, " +
+            $"{conv.Window}, {pool.Window}, {layer.Channels}, batch{Epilogue(layer)}, training: {keepForBackward});");
     }
 
     /// <summary>

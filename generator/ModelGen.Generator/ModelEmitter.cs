@@ -534,7 +534,7 @@ internal static partial class ModelEmitter
             foreach (var input in inputs.Skip(1)) w.Line($"Guard.Length(\"{name}.{sub.Spec.Name}\", \"{input.Spec.Name}\", nameof({input.Spec.Name}), {input.Spec.Name}.Length, batch, {input.Spec.Size});");
             foreach (var output in outputs) w.Line($"Guard.Length(\"{name}.{sub.Spec.Name}\", \"{output.Name}\", nameof({output.Name}), {output.Name}.Length, batch, {output.Size});");
             w.Line();
-            EmitForwardBody(w, plan.Model.ClassName, sub.Nodes.Where(n => n.Spec.Kind != NodeKind.Input), inferenceOnly: true);
+            EmitForwardBody(w, plan.Model.ClassName, sub.Nodes.Where(n => n.Spec.Kind != NodeKind.Input), outputs.Select(o => o.Node), inferenceOnly: true);
             w.Line();
             foreach (var output in outputs) w.Line($"Reductions.Copy({output.Node.InferenceSource}, {output.Name}, batch * {output.Size});");
             w.Close();

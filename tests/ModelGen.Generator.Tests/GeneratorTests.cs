@@ -76,6 +76,57 @@ public class GeneratorTests
     }
 
     [Fact]
+    public void A_conv2d_read_only_by_a_max_pooling_runs_with_it_in_one_call()
+    {
+        var (_, forward) = GeneratorHarness.RunAndFindMethod("""
+            using ModelGen;
+
+            [Functional]
+            public partial class ConvolutionsPooled
+            {
+                [Conv2D(4, 3, Activation.Relu)] Conv2D a;
+                [MaxPooling2D(2)] MaxPooling2D poolA;
+                [Conv2D(4, 3, UseBias = false)] Conv2D b;
+                [MaxPooling2D(2)] MaxPooling2D poolB;
+                [Conv2D(4, 3, Activation.Tanh)] Conv2D squashed;
+                [MaxPooling2D(2)] MaxPooling2D poolSquashed;
+                [Conv2D(4, 3, Activation.Relu)] Conv2D twiceRead;
+                [MaxPooling2D(2)] MaxPooling2D poolTwiceRead;
+                [AveragePooling2D(2)] AveragePooling2D meanTwiceRead;
+                [Conv2D(4, 3, Activation.Relu)] Conv2D returned;
+                [MaxPooling2D(2)] MaxPooling2D poolReturned;
+
+                [Graph]
+                [OutputLoss("p", Loss.MeanSquaredError)]
+                [OutputLoss("q", Loss.MeanSquaredError)]
+                [OutputLoss("r", Loss.MeanSquaredError)]
+                [OutputLoss("s", Loss.MeanSquaredError)]
+                [OutputLoss("t", Loss.MeanSquaredError)]
+                [OutputLoss("u", Loss.MeanSquaredError)]
+                (Tensor p, Tensor q, Tensor r, Tensor s, Tensor t, Tensor u) Forward([Shape(10, 10, 2)] Tensor x)
+                {
+                    var read = twiceRead.Apply(x);
+                    var kept = returned.Apply(x);
+                    return (poolB.Apply(b.Apply(poolA.Apply(a.Apply(x)))), poolSquashed.Apply(squashed.Apply(x)),
+                        poolTwiceRead.Apply(read), meanTwiceRead.Apply(read), kept, poolReturned.Apply(kept));
+                }
+            }
+            """, "Forward");
+
+        Assert.Contains("// a: Conv2D(4, 3x3, strides 1, valid, relu), (None, 10, 10, 2) -> (None, 8, 8, 4), computed with poolA below\n", forward);
+        Assert.Contains("Convolution.ForwardMaxPooled(x, aPatches, AKernel, aOutput, poolAOutput, poolAWinners, aWindow, poolAWindow, 4, batch, bias: ABias, relu: true, training: training);", forward);
+        // No bias and no activation: nothing in the epilogue.
+        Assert.Contains("Convolution.ForwardMaxPooled(poolAOutput, bPatches, BKernel, bOutput, poolBOutput, poolBWinners, bWindow, poolBWindow, 4, batch, training: training);", forward);
+        // tanh comes after the convolution's kernel; twiceRead is read by the average pooling too; returned is a model output.
+        Assert.Contains("Activations.Forward(Activation.Tanh, squashedOutput", forward);
+        Assert.Contains("Pooling.MaxForward(squashedOutput, poolSquashedOutput", forward);
+        Assert.Contains("Pooling.MaxForward(twiceReadOutput, poolTwiceReadOutput", forward);
+        Assert.Contains("Pooling.MaxForward(returnedOutput, poolReturnedOutput", forward);
+        Assert.Equal(2, forward.Split("Convolution.ForwardMaxPooled(").Length - 1);
+        Assert.Equal(3, forward.Split("Convolution.Forward(").Length - 1);
+    }
+
+    [Fact]
     public void The_loss_takes_the_softmax_only_of_a_cross_entropy_output_nothing_else_reads()
     {
         var (code, backward) = GeneratorHarness.RunAndFindMethod("""

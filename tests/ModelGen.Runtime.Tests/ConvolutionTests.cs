@@ -215,6 +215,94 @@ public class ConvolutionTests
         }
     }
 
+    public static TheoryData<int, int, int, int, bool, int, int, int, int, bool> PooledConvolutions() => new()
+    {
+        // height, width, channels, kernel (square), same, stride, dilation, filters, batch, pool (2: 2x2 with strides 2; 3: 3x3 with strides 2, 'same')
+        { 28, 28, 1, 3, false, 1, 1, 32, 1, true },    // the small CNN's conv1 + pool1: two vectors of filters a pass
+        { 13, 13, 32, 3, false, 1, 1, 64, 1, true },   // its conv2 + pool2: four vectors on AVX-512; the 11th row and column dropped
+        { 13, 13, 32, 3, false, 1, 1, 64, 3, true },   // the same at batch 3: parts that cross samples
+        { 9, 8, 3, 3, true, 1, 1, 40, 3, true },       // 'same': edge windows gathered; filters past two vectors, masked
+        { 15, 15, 2, 3, true, 2, 1, 17, 2, true },     // strides 2
+        { 14, 13, 3, 3, true, 1, 2, 24, 2, true },     // dilated
+        { 10, 10, 32, 3, true, 1, 1, 128, 2, true },   // deep and 'same': two passes of 64 filters, edge windows gathered
+        { 12, 12, 8, 3, false, 1, 1, 64, 2, true },    // 72 deep: direct on AVX-512 only, else through patches then pooled
+        { 9, 9, 3, 3, false, 1, 1, 16, 2, false },     // a 3x3 pooling: the two kernels one after the other
+    };
+
+    /// <summary>
+    /// A convolution and the 2x2 max pooling after it, at inference, give exactly what the two kernels give one after the other,
+    /// NaN and signed zeros included, on every SIMD path and thread count, with and without bias and ReLU; where the pooling is
+    /// taken in registers the convolution's output is left untouched. Training runs the two kernels, keeping the patches and
+    /// the winners.
+    /// </summary>
+    [Theory, MemberData(nameof(PooledConvolutions))]
+    public void A_convolution_and_its_max_pooling_at_inference_are_the_two_kernels_bit_for_bit(int height, int width, int channels, int kernel, bool same, int stride,
+        int dilation, int filters, int batch, bool twoByTwo)
+    {
+        var window = new Window(height, width, channels, kernel, kernel, stride, stride, same, dilation);
+        var pool = twoByTwo
+            ? new Window(window.OutputHeight, window.OutputWidth, filters, 2, 2, 2, 2, Same: false)
+            : new Window(window.OutputHeight, window.OutputWidth, filters, 3, 3, 2, 2, Same: true);
+        var image = Random(batch * height * width * channels, 11);
+        image[5] = float.NaN;
+        image[image.Length / 2] = -0f;
+        var weights = Random(window.PatchSize * filters, 12);
+        var bias = Random(filters, 13);
+        int convolvedFloats = batch * window.Positions * filters, pooledFloats = batch * pool.Positions * filters;
+        foreach (var path in Enum.GetValues<SimdPath>().Where(Simd.IsSupported))
+        {
+            using var _ = KernelSettings.OnSimd(path);
+            bool inRegisters = twoByTwo && (window.PatchSize <= 32 || path == SimdPath.Avx512 && filters % 64 == 0 && window.PatchSize <= 1152);
+            foreach (bool finished in new[] { true, false })
+            {
+                float[] withBias = finished ? bias : Array.Empty<float>();
+                var convolved = new float[convolvedFloats];
+                var expected = new float[pooledFloats];
+                Convolution.Forward(image, new float[batch * window.Positions * window.PatchSize], weights, convolved, window, filters, batch, withBias, relu: finished, keepPatches: false);
+                Pooling.MaxForward(convolved, expected, default, pool, batch, keepWinners: false);
+                foreach (int threads in new[] { 1, 2 })
+                {
+                    var untouched = new float[convolvedFloats];
+                    Array.Fill(untouched, -3f);
+                    var pooled = new float[pooledFloats + 20];
+                    Array.Fill(pooled, -3f);
+                    KernelSettings.OnThreads(threads, () => Convolution.ForwardMaxPooled(image, new float[batch * window.Positions * window.PatchSize], weights, untouched, pooled, default,
+                        window, pool, filters, batch, withBias, relu: finished, training: false));
+                    string what = $"{path}, {threads} threads, {(finished ? "bias and ReLU" : "neither")}";
+                    for (int i = 0; i < pooledFloats; i++) AssertSameBits(expected[i], pooled[i], $"{what}: pooled {i}");
+                    Assert.All(pooled.Skip(pooledFloats), v => Assert.Equal(-3f, v));
+                    if (inRegisters) Assert.All(untouched, v => Assert.Equal(-3f, v));
+                    else Assert.Equal(convolved, untouched);
+                }
+            }
+            var patches = new float[batch * window.Positions * window.PatchSize];
+            var kept = new float[convolvedFloats];
+            var trained = new float[pooledFloats];
+            var winners = new int[pooledFloats];
+            Convolution.ForwardMaxPooled(image, patches, weights, kept, trained, winners, window, pool, filters, batch, bias, relu: true, training: true);
+            var apartPatches = new float[patches.Length];
+            var apart = new float[convolvedFloats];
+            var apartPooled = new float[pooledFloats];
+            var apartWinners = new int[pooledFloats];
+            Convolution.Forward(image, apartPatches, weights, apart, window, filters, batch, bias, relu: true, keepPatches: true);
+            Pooling.MaxForward(apart, apartPooled, apartWinners, pool, batch, keepWinners: true);
+            Assert.Equal(apartPatches, patches);
+            Assert.Equal(apart, kept);
+            Assert.Equal(apartPooled, trained);
+            Assert.Equal(apartWinners, winners);
+        }
+    }
+
+    [Fact]
+    public void A_pooling_that_does_not_read_the_convolution_output_is_refused_by_name()
+    {
+        var window = new Window(8, 8, 2, 3, 3, 1, 1, Same: false);
+        var pool = new Window(8, 8, 4, 2, 2, 2, 2, Same: false);
+        var error = Assert.Throws<ArgumentException>(() => Convolution.ForwardMaxPooled(new float[128], new float[36 * 18], new float[18 * 4], new float[144],
+            new float[64], default, window, pool, 4, 1));
+        Assert.Contains("pooling reads 8x8x4 pixels, the convolution writes 6x6x4", error.Message);
+    }
+
     private static void AssertSameBits(float expected, float actual, string what) =>
         Assert.True(BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(actual), $"{what}: expected {expected}, got {actual}");
 

@@ -87,6 +87,25 @@ public class ModelBehaviourTests
         Assert.NotEqual(new MnistClassifier(seed: 5).Parameters.ToArray(), new MnistClassifier(seed: 6).Parameters.ToArray());
     }
 
+    /// <summary>
+    /// The small CNN's convolutions each feed a 2x2 max pooling only: at inference each pair runs as one kernel that pools the
+    /// window sums in registers; in training the two kernels run apart, keeping what the backward pass reads. The two must
+    /// agree bit for bit, at batch 1 (each pair's pooled pixels shared by the cores) and at a batch of several.
+    /// </summary>
+    [Theory]
+    [InlineData(1)]
+    [InlineData(3)]
+    public void Inference_through_pooled_convolutions_is_the_training_forward_pass_bit_for_bit(int batch)
+    {
+        var model = new SmallCnn(maxBatchSize: batch, seed: 4);
+        var random = new Random(5);
+        var images = Enumerable.Range(0, batch * 784).Select(_ => (float)random.NextDouble()).ToArray();
+        var predictions = model.Predict(images);
+        model.TrainStep(images, Enumerable.Range(0, batch).Select(i => (float)(i % 10)).ToArray(), new Sgd(0.1f));
+        Assert.Equal(predictions.Select(BitConverter.SingleToInt32Bits), model.LastTrainingOutputs.ToArray().Select(BitConverter.SingleToInt32Bits));
+        Assert.NotEqual(predictions, model.Predict(images)); // the step changed the weights that the next prediction reads
+    }
+
     [Fact]
     public void Dropout_is_identity_at_inference_and_active_in_training()
     {

@@ -91,13 +91,7 @@ public static partial class Convolution
         int spanHeight = (window.KernelHeight - 1) * window.Dilation + 1, spanWidth = (window.KernelWidth - 1) * window.Dilation + 1;
         int* inPlace = stackalloc int[patch];
         int* inBuffer = stackalloc int[patch];
-        for (int ky = 0, p = 0; ky < window.KernelHeight; ky++)
-            for (int kx = 0; kx < window.KernelWidth; kx++)
-                for (int c = 0; c < channels; c++, p++)
-                {
-                    inPlace[p] = ky * window.Dilation * rowFloats + kx * window.Dilation * channels + c;
-                    inBuffer[p] = p;
-                }
+        PatchOffsets(window, inPlace, inBuffer);
         float* gathered = stackalloc float[DirectPixels * patch];
         for (int oy = top; oy < bottom; oy++)
         {
@@ -122,7 +116,8 @@ public static partial class Convolution
                 }
                 else
                 {
-                    GatherWindows(image, gathered, window, windowTop, left, count);
+                    for (int pixel = 0; pixel < DirectPixels; pixel++)
+                        GatherWindow(image, gathered + pixel * patch, window, windowTop, left + pixel * window.StrideWidth, blank: pixel >= count);
                     windows = gathered;
                     offsets = inBuffer;
                     step = patch;
@@ -144,23 +139,38 @@ public static partial class Convolution
         }
     }
 
-    /// <summary>Copies <paramref name="count"/> windows (zeros where they hang over the padding) into six patch rows, the rest zero.</summary>
-    private static unsafe void GatherWindows(float* image, float* gathered, in Window window, int top, int left, int count)
+    /// <summary>
+    /// Where each patch entry lies from its window's corner: in the image (<paramref name="inPlace"/>) and in a gathered
+    /// patch row (<paramref name="inBuffer"/>, its own index).
+    /// </summary>
+    private static unsafe void PatchOffsets(in Window window, int* inPlace, int* inBuffer)
     {
-        int at = 0, channels = window.Channels;
-        for (int pixel = 0; pixel < DirectPixels; pixel++)
-        {
-            int x0 = left + pixel * window.StrideWidth;
-            for (int ky = 0; ky < window.KernelHeight; ky++)
-            {
-                int y = top + ky * window.Dilation;
-                for (int kx = 0; kx < window.KernelWidth; kx++)
+        int rowFloats = window.Width * window.Channels;
+        for (int ky = 0, p = 0; ky < window.KernelHeight; ky++)
+            for (int kx = 0; kx < window.KernelWidth; kx++)
+                for (int c = 0; c < window.Channels; c++, p++)
                 {
-                    int x = x0 + kx * window.Dilation;
-                    bool inside = pixel < count && y >= 0 && y < window.Height && x >= 0 && x < window.Width;
-                    float* from = image + (y * window.Width + x) * channels;
-                    for (int c = 0; c < channels; c++) gathered[at++] = inside ? from[c] : 0f;
+                    inPlace[p] = ky * window.Dilation * rowFloats + kx * window.Dilation * window.Channels + c;
+                    inBuffer[p] = p;
                 }
+    }
+
+    /// <summary>
+    /// Copies the window whose corner is at (<paramref name="top"/>, <paramref name="left"/>) into a patch row, zeros where it
+    /// hangs over the padding, or zeros only where <paramref name="blank"/> (a pass's windows past the row's end).
+    /// </summary>
+    private static unsafe void GatherWindow(float* image, float* row, in Window window, int top, int left, bool blank = false)
+    {
+        int channels = window.Channels;
+        for (int ky = 0; ky < window.KernelHeight; ky++)
+        {
+            int y = top + ky * window.Dilation;
+            for (int kx = 0; kx < window.KernelWidth; kx++)
+            {
+                int x = left + kx * window.Dilation;
+                bool inside = !blank && y >= 0 && y < window.Height && x >= 0 && x < window.Width;
+                float* from = image + (y * window.Width + x) * channels;
+                for (int c = 0; c < channels; c++) *row++ = inside ? from[c] : 0f;
             }
         }
     }

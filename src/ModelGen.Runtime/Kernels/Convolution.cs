@@ -48,8 +48,9 @@ public readonly record struct Window
 /// Conv2D as im2col + GEMM: each output position's input window is copied into a row of a patch matrix
 /// (positions x kh·kw·cin, zeros where the window hangs over the padding), so the convolution is one product with
 /// the Keras-layout kernel (kh, kw, cin, cout) and the result is already NHWC; windows of a few floats, and deeper ones
-/// at inference, are convolved directly instead (Convolution.Direct.cs), with the same arithmetic. The backward pass sums
-/// patch gradients back onto the pixels they came from (col2im).
+/// at inference, are convolved directly instead (Convolution.Direct.cs), with the same arithmetic; at inference a 2x2 max
+/// pooling after them is taken in the same pass (Convolution.Pooled.cs). The backward pass sums patch gradients back onto
+/// the pixels they came from (col2im).
 /// </summary>
 public static partial class Convolution
 {

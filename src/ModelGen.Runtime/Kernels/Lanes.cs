@@ -56,6 +56,8 @@ internal interface ILanes<TVector> where TVector : struct
     static abstract TVector Abs(TVector value);
     /// <summary>A mask (for <see cref="Select"/>) of the lanes of <paramref name="value"/> below <paramref name="limit"/>.</summary>
     static abstract TVector Below(TVector value, float limit);
+    /// <summary>A mask (for <see cref="Select"/>) of the lanes where <paramref name="value"/> is greater than <paramref name="other"/> (neither NaN).</summary>
+    static abstract TVector Greater(TVector value, TVector other);
 }
 
 internal struct Lanes512 : ILanes<Vector512<float>>
@@ -97,6 +99,7 @@ internal struct Lanes512 : ILanes<Vector512<float>>
         Vector512.ConditionalSelect(mask, whereSet, elsewhere);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Abs(Vector512<float> value) => Vector512.Abs(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Below(Vector512<float> value, float limit) => Vector512.LessThan(value, Vector512.Create(limit));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Greater(Vector512<float> value, Vector512<float> other) => Vector512.GreaterThan(value, other);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static unsafe Vector512<float> LoadMasked(float* source, Vector512<float> mask) =>
         Avx512F.MaskLoad(source, mask, Vector512<float>.Zero);
     private static Vector512<float> First(int count) => Vector512.LessThan(Vector512<int>.Indices, Vector512.Create(count)).AsSingle();
@@ -139,6 +142,7 @@ internal struct Lanes256 : ILanes<Vector256<float>>
         Vector256.ConditionalSelect(mask, whereSet, elsewhere);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Abs(Vector256<float> value) => Vector256.Abs(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Below(Vector256<float> value, float limit) => Vector256.LessThan(value, Vector256.Create(limit));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Greater(Vector256<float> value, Vector256<float> other) => Vector256.GreaterThan(value, other);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static unsafe Vector256<float> LoadMasked(float* source, Vector256<float> mask) =>
         Avx.MaskLoad(source, mask);
     private static Vector256<float> First(int count) => Vector256.LessThan(Vector256<int>.Indices, Vector256.Create(count)).AsSingle();
@@ -177,6 +181,7 @@ internal struct Lanes128 : ILanes<Vector128<float>>
         Vector128.ConditionalSelect(mask, whereSet, elsewhere);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Abs(Vector128<float> value) => Vector128.Abs(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Below(Vector128<float> value, float limit) => Vector128.LessThan(value, Vector128.Create(limit));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Greater(Vector128<float> value, Vector128<float> other) => Vector128.GreaterThan(value, other);
     public static unsafe Vector128<float> LoadMasked(float* source, Vector128<float> mask)
     {
         var lanes = mask.AsInt32();

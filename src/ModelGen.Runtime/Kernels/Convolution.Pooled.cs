@@ -1,0 +1,232 @@
+using System;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
+namespace ModelGen.Kernels;
+
+// A Conv2D followed by a 2x2 max pooling, at inference, in one pass: each pooled pixel's four windows are convolved directly
+// (Convolution.Direct.cs) with their sums in registers, finished (bias, ReLU) as the convolution finishes them and pooled as
+// MaxPooling2D pools them, so the result is the two layers' bit for bit, NaN included; the convolution's output is never
+// written. Each pass reads every kernel row once for four windows, and an odd row or column that the pooling drops is never
+// convolved. The small CNN at batch 1 (2 cores, medians of 10 alternating runs): conv1 + pool1 8.0-10.1 -> 5.8-6.8 us,
+// conv2 + pool2 34-35 -> 26-28 us; its whole predict 57-64 -> 44-56 us.
+public static partial class Convolution
+{
+    /// <summary>
+    /// Conv2D (<paramref name="window"/>, into <paramref name="convolved"/>) then MaxPooling2D (<paramref name="pool"/>, into
+    /// <paramref name="pooled"/>). Training keeps what the backward pass reads (the patches, the convolution's output, the
+    /// pooling's winners) and runs the two kernels; inference runs them as one where <see cref="PoolsInRegisters"/>, and
+    /// then leaves <paramref name="convolved"/> untouched.
+    /// </summary>
+    public static unsafe void ForwardMaxPooled(ReadOnlySpan<float> input, Span<float> patches, ReadOnlySpan<float> kernel, Span<float> convolved,
+        Span<float> pooled, Span<int> winners, in Window window, in Window pool, int filters, int batch, ReadOnlySpan<float> bias = default,
+        bool relu = false, bool training = false)
+    {
+        if (pool.Height != window.OutputHeight || pool.Width != window.OutputWidth || pool.Channels != filters)
+            throw new ArgumentException($"Pooled convolution: the pooling reads {pool.Height}x{pool.Width}x{pool.Channels} pixels, the convolution writes {window.OutputHeight}x{window.OutputWidth}x{filters}.");
+        if (training || !PoolsInRegisters(window, pool, filters))
+        {
+            Forward(input, patches, kernel, convolved, window, filters, batch, bias, relu, keepPatches: training);
+            Pooling.MaxForward(convolved, pooled, winners, pool, batch, keepWinners: training);
+            return;
+        }
+        int imageFloats = window.Height * window.Width * window.Channels;
+        Require(input.Length >= batch * imageFloats && kernel.Length >= window.PatchSize * filters && pooled.Length >= batch * pool.Positions * filters
+            && (bias.IsEmpty || bias.Length >= filters), "Pooled convolution", window, batch);
+        fixed (float* x = input, k = kernel, b = bias, y = pooled)
+        {
+            var work = new PooledRanges(x, k, bias.IsEmpty ? null : b, y, window, pool, filters, relu);
+            Helper.ForRanges(ref work, batch * pool.Positions, 4L * window.PatchSize + filters, Helper.SpatialShareAbove);
+        }
+    }
+
+    /// <summary>
+    /// Whether the pooling is 2x2 with strides 2 over whole windows (padding would add windows of fewer pixels) and the
+    /// convolution one the direct kernel takes at inference.
+    /// </summary>
+    private static bool PoolsInRegisters(in Window window, in Window pool, int filters) =>
+        pool is { KernelHeight: 2, KernelWidth: 2, StrideHeight: 2, StrideWidth: 2, Dilation: 1, PadTop: 0, PadLeft: 0 }
+        && 2 * pool.OutputHeight <= pool.Height && 2 * pool.OutputWidth <= pool.Width
+        && IsDirect(window, filters, keepPatches: false);
+
+    /// <summary>Pooled pixels [first, first + count), counted over the whole batch.</summary>
+    private readonly unsafe struct PooledRanges(float* input, float* kernel, float* bias, float* pooled, Window window, Window pool, int filters, bool relu) : IRanges
+    {
+        public void Run(int first, int count)
+        {
+            switch (Simd.Current)
+            {
+                case SimdPath.Avx512: Pooled<Lanes512, Vector512<float>>(input, kernel, bias, pooled, window, pool, filters, relu, first, count); break;
+                case SimdPath.Avx2: Pooled<Lanes256, Vector256<float>>(input, kernel, bias, pooled, window, pool, filters, relu, first, count); break;
+                default: Pooled<Lanes128, Vector128<float>>(input, kernel, bias, pooled, window, pool, filters, relu, first, count); break;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Each pooled pixel's four windows (the convolution's outputs at rows 2y, 2y + 1 and columns 2x, 2x + 1), read in place
+    /// when all four lie inside the image, else first gathered, zero-padded, into four patch rows.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static unsafe void Pooled<TLanes, TVector>(float* input, float* kernel, float* bias, float* pooled, in Window window, in Window pool,
+        int filters, bool relu, int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        int patch = window.PatchSize, imageFloats = window.Height * window.Width * window.Channels;
+        int spanHeight = (window.KernelHeight - 1) * window.Dilation + 1, spanWidth = (window.KernelWidth - 1) * window.Dilation + 1;
+        int* inPlace = stackalloc int[patch];
+        int* inBuffer = stackalloc int[patch];
+        PatchOffsets(window, inPlace, inBuffer);
+        float* gathered = stackalloc float[4 * patch];
+        for (int item = first; item < first + count; item++)
+        {
+            int sample = item / pool.Positions, position = item - sample * pool.Positions;
+            int pooledRow = position / pool.OutputWidth, pooledColumn = position - pooledRow * pool.OutputWidth;
+            int top = 2 * pooledRow * window.StrideHeight - window.PadTop, left = 2 * pooledColumn * window.StrideWidth - window.PadLeft;
+            float* image = input + (long)sample * imageFloats;
+            float* windows;
+            int* offsets;
+            nint right, down;
+            if (top >= 0 && top + window.StrideHeight + spanHeight <= window.Height && left >= 0 && left + window.StrideWidth + spanWidth <= window.Width)
+            {
+                windows = image + (top * window.Width + left) * window.Channels;
+                offsets = inPlace;
+                right = window.StrideWidth * window.Channels;
+                down = window.StrideHeight * window.Width * window.Channels;
+            }
+            else
+            {
+                GatherWindow(image, gathered, window, top, left);
+                GatherWindow(image, gathered + patch, window, top, left + window.StrideWidth);
+                GatherWindow(image, gathered + 2 * patch, window, top + window.StrideHeight, left);
+                GatherWindow(image, gathered + 3 * patch, window, top + window.StrideHeight, left + window.StrideWidth);
+                windows = gathered;
+                offsets = inBuffer;
+                right = patch;
+                down = 2 * patch;
+            }
+            float* pixel = pooled + (long)item * filters;
+            int j = 0;
+            if (TLanes.Count == 16)
+            {
+                for (; filters - j >= 4 * TLanes.Count; j += 4 * TLanes.Count)
+                    PooledPass<TLanes, TVector, FourVectors>(windows, offsets, right, down, patch, kernel + j, filters, bias is null ? null : bias + j, pixel + j, filters - j, relu);
+            }
+            for (; j < filters; j += 2 * TLanes.Count)
+            {
+                float* biasFrom = bias is null ? null : bias + j;
+                if (filters - j >= 2 * TLanes.Count) PooledPass<TLanes, TVector, TwoVectors>(windows, offsets, right, down, patch, kernel + j, filters, biasFrom, pixel + j, filters - j, relu);
+                else PooledPass<TLanes, TVector, FewerVectors>(windows, offsets, right, down, patch, kernel + j, filters, biasFrom, pixel + j, filters - j, relu);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Four windows (corner, right, below, diagonal) against the filters of <typeparamref name="TFilters"/>: a chain of fused
+    /// multiply-adds per window and vector over the patch, then each window's sums finished and the four pooled. Its own
+    /// method, specialised per filter group: inlined, its 13 arguments made the JIT call it without the constants.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static unsafe void PooledPass<TLanes, TVector, TFilters>(float* windows, int* offsets, nint right, nint down, int patch,
+        float* kernel, int filters, float* bias, float* pixel, int remaining, bool relu)
+        where TLanes : struct, ILanes<TVector> where TVector : struct where TFilters : struct, IFilterGroup
+    {
+        int vectors = TFilters.Vectors;
+        bool whole = TFilters.Whole;
+        int width = TLanes.Count;
+        int lowCount = Math.Min(width, remaining), highCount = Math.Clamp(remaining - width, 0, width);
+        TVector low = TLanes.FirstLanes(lowCount), high = TLanes.FirstLanes(highCount);
+        nint diagonal = right + down;
+        TVector a0 = TLanes.Zero, a1 = TLanes.Zero, a2 = TLanes.Zero, a3 = TLanes.Zero;
+        TVector b0 = TLanes.Zero, b1 = TLanes.Zero, b2 = TLanes.Zero, b3 = TLanes.Zero;
+        TVector c0 = TLanes.Zero, c1 = TLanes.Zero, c2 = TLanes.Zero, c3 = TLanes.Zero;
+        TVector d0 = TLanes.Zero, d1 = TLanes.Zero, d2 = TLanes.Zero, d3 = TLanes.Zero;
+        for (int p = 0; p < patch; p++, kernel += filters)
+        {
+            TVector w0 = whole ? TLanes.Load(ref *kernel) : TLanes.LoadMasked(kernel, low);
+            TVector w1 = whole ? TLanes.Load(ref kernel[width]) : TLanes.LoadMasked(kernel + width, high);
+            TVector w2 = vectors == 4 ? TLanes.Load(ref kernel[2 * width]) : TLanes.Zero;
+            TVector w3 = vectors == 4 ? TLanes.Load(ref kernel[3 * width]) : TLanes.Zero;
+            float* x = windows + offsets[p];
+            TVector x0 = TLanes.Broadcast(*x);
+            a0 = TLanes.MultiplyAdd(x0, w0, a0); b0 = TLanes.MultiplyAdd(x0, w1, b0);
+            if (vectors == 4) { c0 = TLanes.MultiplyAdd(x0, w2, c0); d0 = TLanes.MultiplyAdd(x0, w3, d0); }
+            TVector x1 = TLanes.Broadcast(x[right]);
+            a1 = TLanes.MultiplyAdd(x1, w0, a1); b1 = TLanes.MultiplyAdd(x1, w1, b1);
+            if (vectors == 4) { c1 = TLanes.MultiplyAdd(x1, w2, c1); d1 = TLanes.MultiplyAdd(x1, w3, d1); }
+            TVector x2 = TLanes.Broadcast(x[down]);
+            a2 = TLanes.MultiplyAdd(x2, w0, a2); b2 = TLanes.MultiplyAdd(x2, w1, b2);
+            if (vectors == 4) { c2 = TLanes.MultiplyAdd(x2, w2, c2); d2 = TLanes.MultiplyAdd(x2, w3, d2); }
+            TVector x3 = TLanes.Broadcast(x[diagonal]);
+            a3 = TLanes.MultiplyAdd(x3, w0, a3); b3 = TLanes.MultiplyAdd(x3, w1, b3);
+            if (vectors == 4) { c3 = TLanes.MultiplyAdd(x3, w2, c3); d3 = TLanes.MultiplyAdd(x3, w3, d3); }
+        }
+        bool hasBias = bias is not null;
+        TVector biasA = hasBias ? (whole ? TLanes.Load(ref *bias) : TLanes.LoadMasked(bias, low)) : TLanes.Zero;
+        TVector biasB = hasBias ? (whole ? TLanes.Load(ref bias[width]) : TLanes.LoadMasked(bias + width, high)) : TLanes.Zero;
+        TVector pooledA = PoolFinished<TLanes, TVector>(a0, a1, a2, a3, biasA, hasBias, relu);
+        TVector pooledB = PoolFinished<TLanes, TVector>(b0, b1, b2, b3, biasB, hasBias, relu);
+        if (!whole)
+        {
+            TLanes.StoreFirst(ref *pixel, pooledA, lowCount);
+            if (highCount > 0) TLanes.StoreFirst(ref pixel[width], pooledB, highCount);
+            return;
+        }
+        TLanes.Store(ref *pixel, pooledA);
+        TLanes.Store(ref pixel[width], pooledB);
+        if (vectors == 4)
+        {
+            TVector biasC = hasBias ? TLanes.Load(ref bias[2 * width]) : TLanes.Zero, biasD = hasBias ? TLanes.Load(ref bias[3 * width]) : TLanes.Zero;
+            TLanes.Store(ref pixel[2 * width], PoolFinished<TLanes, TVector>(c0, c1, c2, c3, biasC, hasBias, relu));
+            TLanes.Store(ref pixel[3 * width], PoolFinished<TLanes, TVector>(d0, d1, d2, d3, biasD, hasBias, relu));
+        }
+    }
+
+    /// <summary>
+    /// Four windows' sums finished as the convolution finishes them (bias added, then ReLU) and pooled as MaxPooling2D pools
+    /// them: in window order, a later value replacing the maximum only where it is greater.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static TVector PoolFinished<TLanes, TVector>(TVector corner, TVector right, TVector below, TVector diagonal, TVector bias, bool hasBias, bool relu)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        if (hasBias)
+        {
+            corner = TLanes.Add(corner, bias); right = TLanes.Add(right, bias);
+            below = TLanes.Add(below, bias); diagonal = TLanes.Add(diagonal, bias);
+        }
+        if (relu)
+        {
+            corner = TLanes.Relu(corner); right = TLanes.Relu(right);
+            below = TLanes.Relu(below); diagonal = TLanes.Relu(diagonal);
+        }
+        var maximum = TLanes.Select(TLanes.Greater(right, corner), right, corner);
+        maximum = TLanes.Select(TLanes.Greater(below, maximum), below, maximum);
+        return TLanes.Select(TLanes.Greater(diagonal, maximum), diagonal, maximum);
+    }
+
+    /// <summary>The filters one pooled pass covers: four vectors (on AVX-512's 32 registers) or two, the last two masked unless whole.</summary>
+    private interface IFilterGroup
+    {
+        static abstract int Vectors { get; }
+        static abstract bool Whole { get; }
+    }
+
+    private readonly struct FourVectors : IFilterGroup
+    {
+        public static int Vectors => 4;
+        public static bool Whole => true;
+    }
+
+    private readonly struct TwoVectors : IFilterGroup
+    {
+        public static int Vectors => 2;
+        public static bool Whole => true;
+    }
+
+    /// <summary>The last filters, fewer than two vectors: loads and stores masked past them.</summary>
+    private readonly struct FewerVectors : IFilterGroup
+    {
+        public static int Vectors => 2;
+        public static bool Whole => false;
+    }
+}

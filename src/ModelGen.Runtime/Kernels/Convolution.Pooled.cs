@@ -122,8 +122,9 @@ public static partial class Convolution
 
     /// <summary>
     /// Four windows (corner, right, below, diagonal) against the filters of <typeparamref name="TFilters"/>: a chain of fused
-    /// multiply-adds per window and vector over the patch, then each window's sums finished and the four pooled. Its own
-    /// method, specialised per filter group: inlined, its 13 arguments made the JIT call it without the constants.
+    /// multiply-adds per window and vector over the patch, then each window's sums finished and the four pooled. The JIT
+    /// would not inline it (13 arguments), so the group is a type argument: each specialisation has its vector count and
+    /// masking as constants (as a call with those as arguments, conv2 + pool2 took 46 us instead of 26).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void PooledPass<TLanes, TVector, TFilters>(float* windows, int* offsets, nint right, nint down, int patch,

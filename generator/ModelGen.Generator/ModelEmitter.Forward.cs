@@ -24,8 +24,10 @@ internal static partial class ModelEmitter
     private static void EmitForwardBody(CodeWriter w, string modelName, IEnumerable<NodePlan> computed, IEnumerable<NodePlan> outputs, bool inferenceOnly)
     {
         var nodes = computed.ToList();
-        var pairs = DensePairs(nodes);
-        var pooledConvolutions = PooledConvolutions(nodes, outputs.ToList());
+        // How many blocks read each tensor: a layer fused with its one reader must have no other.
+        var readers = nodes.SelectMany(n => n.Inputs).GroupBy(i => i).ToDictionary(g => g.Key, g => g.Count());
+        var pairs = DensePairs(nodes, readers);
+        var pooledConvolutions = PooledConvolutions(nodes, readers, outputs.ToList());
         // What a kernel keeps for the backward pass (a convolution's patches, a max pool's winners): only while training.
         string keepForBackward = inferenceOnly ? "false" : "training";
         bool first = true;
@@ -263,9 +265,8 @@ internal static partial class ModelEmitter
     }
 
     /// <summary>Each paired dense layer, first or second, with its pair.</summary>
-    private static Dictionary<NodePlan, DensePair> DensePairs(List<NodePlan> nodes)
+    private static Dictionary<NodePlan, DensePair> DensePairs(List<NodePlan> nodes, Dictionary<NodePlan, int> readers)
     {
-        var readers = nodes.SelectMany(n => n.Inputs).GroupBy(i => i).ToDictionary(g => g.Key, g => g.Count());
         bool IsVectorDense(NodePlan n) => n.Is(LayerKind.Dense) && n.Spec.Shape.Count == 1 && n.Inputs[0].Spec.Shape.Count == 1;
         var pairs = new Dictionary<NodePlan, DensePair>();
         foreach (var second in nodes.Where(IsVectorDense))
@@ -321,9 +322,8 @@ internal static partial class ModelEmitter
     /// (none or ReLU) is in its epilogue, and its output is no model output. <see cref="EmitPooledConvolution"/> runs the two
     /// as one call, which at inference pools each window's sums in registers and never writes the convolution's output.
     /// </summary>
-    private static Dictionary<NodePlan, NodePlan> PooledConvolutions(List<NodePlan> nodes, List<NodePlan> outputs)
+    private static Dictionary<NodePlan, NodePlan> PooledConvolutions(List<NodePlan> nodes, Dictionary<NodePlan, int> readers, List<NodePlan> outputs)
     {
-        var readers = nodes.SelectMany(n => n.Inputs).GroupBy(i => i).ToDictionary(g => g.Key, g => g.Count());
         var pooled = new Dictionary<NodePlan, NodePlan>();
         foreach (var pool in nodes.Where(n => n.Is(LayerKind.MaxPooling2D)))
         {

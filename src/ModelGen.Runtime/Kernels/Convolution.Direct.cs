@@ -88,7 +88,6 @@ public static partial class Convolution
         int top, int bottom) where TLanes : struct, ILanes<TVector> where TVector : struct
     {
         int patch = window.PatchSize, channels = window.Channels, rowFloats = window.Width * channels;
-        int spanHeight = (window.KernelHeight - 1) * window.Dilation + 1, spanWidth = (window.KernelWidth - 1) * window.Dilation + 1;
         int* inPlace = stackalloc int[patch];
         int* inBuffer = stackalloc int[patch];
         PatchOffsets(window, inPlace, inBuffer);
@@ -96,7 +95,7 @@ public static partial class Convolution
         for (int oy = top; oy < bottom; oy++)
         {
             int windowTop = oy * window.StrideHeight - window.PadTop;
-            bool rowInside = windowTop >= 0 && windowTop + spanHeight <= window.Height;
+            bool rowInside = windowTop >= 0 && windowTop + window.SpanHeight <= window.Height;
             for (int next = 0; next < window.OutputWidth; next += DirectPixels)
             {
                 // A row's last pass ends at its last pixel, redoing a few of the pass before (the same chains, the same
@@ -104,7 +103,7 @@ public static partial class Convolution
                 int ox = Math.Max(0, Math.Min(next, window.OutputWidth - DirectPixels));
                 int count = Math.Min(DirectPixels, window.OutputWidth - ox);
                 int left = ox * window.StrideWidth - window.PadLeft;
-                bool inside = rowInside && count == DirectPixels && left >= 0 && left + (count - 1) * window.StrideWidth + spanWidth <= window.Width;
+                bool inside = rowInside && count == DirectPixels && left >= 0 && left + (count - 1) * window.StrideWidth + window.SpanWidth <= window.Width;
                 float* windows;
                 int* offsets;
                 int step;

@@ -72,7 +72,6 @@ public static partial class Convolution
         int filters, bool relu, int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct
     {
         int patch = window.PatchSize, imageFloats = window.Height * window.Width * window.Channels;
-        int spanHeight = (window.KernelHeight - 1) * window.Dilation + 1, spanWidth = (window.KernelWidth - 1) * window.Dilation + 1;
         int* inPlace = stackalloc int[patch];
         int* inBuffer = stackalloc int[patch];
         PatchOffsets(window, inPlace, inBuffer);
@@ -86,7 +85,7 @@ public static partial class Convolution
             float* windows;
             int* offsets;
             nint right, down;
-            if (top >= 0 && top + window.StrideHeight + spanHeight <= window.Height && left >= 0 && left + window.StrideWidth + spanWidth <= window.Width)
+            if (top >= 0 && top + window.StrideHeight + window.SpanHeight <= window.Height && left >= 0 && left + window.StrideWidth + window.SpanWidth <= window.Width)
             {
                 windows = image + (top * window.Width + left) * window.Channels;
                 offsets = inPlace;

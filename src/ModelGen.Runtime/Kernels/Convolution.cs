@@ -17,11 +17,10 @@ public readonly record struct Window
         KernelHeight = kernelHeight; KernelWidth = kernelWidth; StrideHeight = strideHeight; StrideWidth = strideWidth;
         this.Same = Same;
         this.Dilation = Dilation;
-        int spanHeight = (kernelHeight - 1) * Dilation + 1, spanWidth = (kernelWidth - 1) * Dilation + 1;
-        OutputHeight = Same ? (height + strideHeight - 1) / strideHeight : (height - spanHeight) / strideHeight + 1;
-        OutputWidth = Same ? (width + strideWidth - 1) / strideWidth : (width - spanWidth) / strideWidth + 1;
-        PadTop = Same ? Math.Max((OutputHeight - 1) * strideHeight + spanHeight - height, 0) / 2 : 0;
-        PadLeft = Same ? Math.Max((OutputWidth - 1) * strideWidth + spanWidth - width, 0) / 2 : 0;
+        OutputHeight = Same ? (height + strideHeight - 1) / strideHeight : (height - SpanHeight) / strideHeight + 1;
+        OutputWidth = Same ? (width + strideWidth - 1) / strideWidth : (width - SpanWidth) / strideWidth + 1;
+        PadTop = Same ? Math.Max((OutputHeight - 1) * strideHeight + SpanHeight - height, 0) / 2 : 0;
+        PadLeft = Same ? Math.Max((OutputWidth - 1) * strideWidth + SpanWidth - width, 0) / 2 : 0;
         PatchSize = kernelHeight * kernelWidth * channels;
         Positions = OutputHeight * OutputWidth;
     }
@@ -42,6 +41,9 @@ public readonly record struct Window
     /// <summary>Floats in one patch: a kernel-sized window over all input channels.</summary>
     public int PatchSize { get; }
     public int Positions { get; }
+    /// <summary>Rows and columns of the image a (dilated) window spans. Internal, so the window's text stays the layer's geometry.</summary>
+    internal int SpanHeight => (KernelHeight - 1) * Dilation + 1;
+    internal int SpanWidth => (KernelWidth - 1) * Dilation + 1;
 }
 
 /// <summary>

@@ -63,18 +63,7 @@ public static partial class Gemm
                 int tail = last ? n % width : 0, wrap = last ? grid.Head : 0;
                 int whole = slots - (tail > 0 || wrap > 0 ? 1 : 0), column = grid.Head + slot * width;
                 var columns = new StreamedColumns(tail, wrap, a.ColumnStride, b.RowStride, k);
-                switch (whole)
-                {
-                    case 0: StreamColumns<TLanes, TVector>(0, columns, row, pb + column, sums); break;
-                    case 1: StreamColumns<TLanes, TVector>(1, columns, row, pb + column, sums); break;
-                    case 2: StreamColumns<TLanes, TVector>(2, columns, row, pb + column, sums); break;
-                    case 3: StreamColumns<TLanes, TVector>(3, columns, row, pb + column, sums); break;
-                    case 4: StreamColumns<TLanes, TVector>(4, columns, row, pb + column, sums); break;
-                    case 5: StreamColumns<TLanes, TVector>(5, columns, row, pb + column, sums); break;
-                    case 6: StreamColumns<TLanes, TVector>(6, columns, row, pb + column, sums); break;
-                    case 7: StreamColumns<TLanes, TVector>(7, columns, row, pb + column, sums); break;
-                    default: StreamColumns<TLanes, TVector>(8, columns, row, pb + column, sums); break;
-                }
+                StreamPass<TLanes, TVector>(whole, columns, row, pb + column, sums);
                 // Through the edge tiles' epilogue: the whole vectors and a partial last one, then a wrapping slot's two ends.
                 int own = whole * width + columns.Tail;
                 FinishEdge<TLanes, TVector>(ref *sums, width, ref to, 0, 0, column, 1, own, single, epilogue);
@@ -85,6 +74,30 @@ public static partial class Gemm
                 }
                 slot += slots;
             }
+        }
+    }
+
+    /// <summary>
+    /// One pass of <see cref="StreamRow"/>: <paramref name="whole"/> vectors, each count its own loop with its accumulators in
+    /// registers. A method of its own so that nothing of the row's loop is live around these: inlined into it, each depth step
+    /// reloaded the strides from the stack and took two more branches (the MLP's 784-256-128 at batch 1, both layers, on two
+    /// cores, interleaved: medians 7.0-9.3 -> 6.2-8.4 us).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static unsafe void StreamPass<TLanes, TVector>(int whole, in StreamedColumns columns, float* row, float* b, float* sums)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        switch (whole)
+        {
+            case 0: StreamColumns<TLanes, TVector>(0, columns, row, b, sums); break;
+            case 1: StreamColumns<TLanes, TVector>(1, columns, row, b, sums); break;
+            case 2: StreamColumns<TLanes, TVector>(2, columns, row, b, sums); break;
+            case 3: StreamColumns<TLanes, TVector>(3, columns, row, b, sums); break;
+            case 4: StreamColumns<TLanes, TVector>(4, columns, row, b, sums); break;
+            case 5: StreamColumns<TLanes, TVector>(5, columns, row, b, sums); break;
+            case 6: StreamColumns<TLanes, TVector>(6, columns, row, b, sums); break;
+            case 7: StreamColumns<TLanes, TVector>(7, columns, row, b, sums); break;
+            default: StreamColumns<TLanes, TVector>(8, columns, row, b, sums); break;
         }
     }
 

@@ -24,8 +24,8 @@ internal static partial class ModelEmitter
     private static void EmitForwardBody(CodeWriter w, string modelName, IEnumerable<NodePlan> computed, IEnumerable<NodePlan> outputs, bool inferenceOnly)
     {
         var nodes = computed.ToList();
-        // How many blocks read each tensor: a layer fused with its one reader must have no other.
-        var readers = nodes.SelectMany(n => n.Inputs).GroupBy(i => i).ToDictionary(g => g.Key, g => g.Count());
+        // How many times each tensor is read: a layer fused with its one reader must have no other.
+        var readers = Plan.ReaderCounts(nodes);
         var pairs = DensePairs(nodes, readers);
         var pooledConvolutions = PooledConvolutions(nodes, readers, outputs.ToList());
         // What a kernel keeps for the backward pass (a convolution's patches, a max pool's winners): only while training.

@@ -41,6 +41,7 @@ internal static partial class ModelEmitter
                 outputOffset += output.Size;
                 targetOffset += output.TargetSize;
             }
+            readers = ReaderCounts(Computed);
             foreach (var output in Outputs.Where(TakesSoftmax)) derivativeTakenBy.Add(output.Node, null);
             foreach (var pool in Computed.Where(TakesRelu)) derivativeTakenBy.Add(pool.Inputs[0], pool);
             PlanGradients();
@@ -128,8 +129,17 @@ internal static partial class ModelEmitter
 
         private bool IsOutput(NodePlan node) => Outputs.Any(o => o.Node == node);
 
-        /// <summary>How many blocks read this tensor.</summary>
-        private int Readers(NodePlan node) => Computed.Count(n => n.Inputs.Contains(node));
+        /// <summary>How many times the model's blocks read this tensor.</summary>
+        private int Readers(NodePlan node) => readers.TryGetValue(node, out int count) ? count : 0;
+
+        private readonly Dictionary<NodePlan, int> readers;
+
+        /// <summary>
+        /// How many times these blocks read each tensor (a tensor none reads is absent): the model's blocks for the plan, a
+        /// sub-model's own for its forward body.
+        /// </summary>
+        public static Dictionary<NodePlan, int> ReaderCounts(IEnumerable<NodePlan> blocks) =>
+            blocks.SelectMany(n => n.Inputs).GroupBy(i => i).ToDictionary(g => g.Key, g => g.Count());
 
         /// <summary>
         /// Tensors whose block leaves its activation's derivative to a later step, and that step: null for the loss

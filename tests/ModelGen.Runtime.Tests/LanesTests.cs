@@ -3,7 +3,10 @@ using ModelGen.Kernels;
 
 namespace ModelGen.Runtime.Tests;
 
-/// <summary>The fused ReLU's two-instruction form gives exactly IEEE max(x, 0) on every SIMD path, special values included.</summary>
+/// <summary>
+/// The fused ReLU's two-instruction form gives exactly IEEE max(x, 0) on every SIMD path, special values included; a partial
+/// store writes exactly its first lanes.
+/// </summary>
 public class LanesTests
 {
     private static readonly float[] Values =
@@ -26,6 +29,33 @@ public class LanesTests
             AssertBits(expected, Lanes256.Relu(Vector256.Create(Values.AsSpan(8, 8))), 8);
         }
         if (Simd.IsSupported(SimdPath.Avx512)) AssertBits(expected, Lanes512.Relu(Vector512.Create(Values.AsSpan())), 0);
+    }
+
+    [Fact]
+    public void StoreFirst_writes_exactly_the_first_lanes_at_any_offset()
+    {
+        for (int count = 0; count <= 16; count++)
+        for (int offset = 0; offset < 4; offset++)
+        {
+            if (count <= 4) AssertStoresFirst<Lanes128, Vector128<float>>(Vector128.Create(Values.AsSpan(0, 4)), count, offset);
+            if (count <= 8 && Simd.IsSupported(SimdPath.Avx2)) AssertStoresFirst<Lanes256, Vector256<float>>(Vector256.Create(Values.AsSpan(0, 8)), count, offset);
+            if (Simd.IsSupported(SimdPath.Avx512)) AssertStoresFirst<Lanes512, Vector512<float>>(Vector512.Create(Values.AsSpan()), count, offset);
+        }
+    }
+
+    private static void AssertStoresFirst<TLanes, TVector>(TVector value, int count, int offset)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        const float Untouched = 42f;
+        var target = Enumerable.Repeat(Untouched, offset + TLanes.Count + 4).ToArray();
+        TLanes.StoreFirst(ref target[offset], value, count);
+        for (int i = 0; i < target.Length; i++)
+        {
+            int lane = i - offset;
+            float expected = lane >= 0 && lane < count ? Values[lane] : Untouched;
+            Assert.True(BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(target[i]),
+                $"{typeof(TLanes).Name}.StoreFirst of {count} lanes at offset {offset}: element {i} is {target[i]}, expected {expected}");
+        }
     }
 
     private static void AssertBits<TVector>(float[] expected, TVector actual, int first) where TVector : struct

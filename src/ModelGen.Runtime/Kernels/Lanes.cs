@@ -133,9 +133,34 @@ internal struct Lanes256 : ILanes<Vector256<float>>
     }
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> LoadFirst(ref float source, int count, Vector256<float> fill) =>
         Vector256.ConditionalSelect(First(count), LoadFirst(ref source, count), fill);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static unsafe void StoreFirst(ref float destination, Vector256<float> value, int count)
+    /// <summary>
+    /// The first <paramref name="count"/> lanes as a half, a pair and a single, not as one masked store: VMASKMOVPS stores are
+    /// microcoded on AMD's Zen cores (on the 2-vCPU Zen 3, 30 rows of 10 floats stored as a vector and a masked pair took 11 ns
+    /// per masked store in C, a plain store under 1 ns). Every edge tile of a product whose width is not in 8s ends in these.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void StoreFirst(ref float destination, Vector256<float> value, int count)
     {
-        fixed (float* at = &destination) Avx.MaskStore(at, First(count), value);
+        if (count >= Count)
+        {
+            value.StoreUnsafe(ref destination);
+            return;
+        }
+        var part = value.GetLower();
+        if (count >= 4)
+        {
+            part.StoreUnsafe(ref destination);
+            part = value.GetUpper();
+            destination = ref Unsafe.Add(ref destination, 4);
+            count -= 4;
+        }
+        if (count >= 2)
+        {
+            Unsafe.WriteUnaligned(ref Unsafe.As<float, byte>(ref destination), part.AsDouble().ToScalar());
+            part = Vector128.Shuffle(part, Vector128.Create(2, 3, 2, 3));
+            destination = ref Unsafe.Add(ref destination, 2);
+            count -= 2;
+        }
+        if (count >= 1) destination = part.ToScalar();
     }
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> FirstLanes(int count) => First(count);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Select(Vector256<float> mask, Vector256<float> whereSet, Vector256<float> elsewhere) =>

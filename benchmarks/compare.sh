@@ -18,11 +18,15 @@ fi
 echo "building ModelGen's side..."
 dotnet build -c Release benchmarks/ModelGen.Benchmarks >/dev/null
 dotnet build-server shutdown >/dev/null 2>&1 || true
-# The single-core FMA peak and a micro-kernel's ceiling, the yardsticks for the one-thread GEMM, measured in each round
-# (AVX-512 machines with a C compiler; skipped otherwise).
+# The single-core FMA peak and a micro-kernel's ceiling, the yardsticks for the one-thread GEMM, measured in each round at
+# the widest vectors ModelGen uses on this machine (AVX-512, else AVX2 with FMA; skipped without either or a C compiler).
 peak=()
-if grep -q avx512f /proc/cpuinfo && command -v gcc >/dev/null; then
-  gcc -O2 -mavx512f -mfma benchmarks/peer/peak_fma.c -o "$out/peak_fma" && peak=("$out/peak_fma")
+if command -v gcc >/dev/null; then
+  if grep -q avx512f /proc/cpuinfo; then flags=(-mavx512f -mfma)
+  elif grep -q avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo; then flags=(-mavx2 -mfma)
+  else flags=()
+  fi
+  if [ ${#flags[@]} -gt 0 ]; then gcc -O2 "${flags[@]}" benchmarks/peer/peak_fma.c -o "$out/peak_fma" && peak=("$out/peak_fma"); fi
 fi
 # Rounds in which both sides stay up and take turns workload by workload (peer/interleave.py): this machine's speed drifts
 # by 10-50% over minutes, and a side timed all at once and then the other could land in different phases (the CNN at batch 1

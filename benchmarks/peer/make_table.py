@@ -122,8 +122,8 @@ if "single_thread" in first["modelgen"]:
     flops = 2 * 2048 ** 3
     ours = [r["modelgen"]["single_thread"][name] for r in rounds]
     theirs = [r["torch"]["1"]["results"][name] for r in rounds]
-    # peak_fma prints the core's FMA peak and the ceiling of a 12x32 micro-kernel with its operands in L1, in the round's
-    # ModelGen turn.
+    # peak_fma prints the core's FMA peak and the ceiling of the packed micro-kernel ModelGen runs there (12x32 on AVX-512,
+    # 6x16 on AVX2) with its operands in L1, in the round's ModelGen turn.
     share = ""
     peaked = [(float(r["peak"][0]), float(r["peak"][1]), r["modelgen"]["single_thread"][name]) for r in rounds if r["peak"] and len(r["peak"]) == 2]
     if peaked:

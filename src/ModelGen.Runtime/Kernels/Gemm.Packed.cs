@@ -11,6 +11,7 @@ public static partial class Gemm
     private const int RowsPerTile = 6;       // MR: rows of A per micro-kernel tile
     private const int TallRows = 12;         // MR of the twelve-row kernels (AVX-512: 32 vector registers)
     private const int EightRows = 8;         // MR of a last in-place tile of seven or eight rows (AVX-512)
+    private const int FourRows = 4;          // MR of a last in-place tile of at most four rows (off AVX-512: also of a last seven or eight, as two)
     // KC: depth of one block. Each block reads and writes C once more; with A packed that traffic cost more than keeping a
     // B micro-panel in L1: 2048^3 on one core ran at 84-88 GFLOP/s with 256 (a 32 KB panel), 94-95 with 512, 100-105 with
     // 1024 (a 128 KB panel streamed from L2), the MLP's 128x784x256 at 82-88, 89-91, 92-94. A read in place is different:
@@ -121,7 +122,9 @@ public static partial class Gemm
                                 {
                                     // Rows read where A lies: twelve at a time on AVX-512, then a last seven or eight as one tile
                                     // (batches of 32 and 128 end in eight rows; 16 multiply-adds a step where two six-row tiles
-                                    // take 24: the MLP's 128x784x128 on one core 199 -> 191 us), else six at a time.
+                                    // take 24: the MLP's 128x784x128 on one core 199 -> 191 us), else six at a time, with a last
+                                    // seven or eight as two tiles of four (32 rows on AVX2: 4 x 6 + 2 x 4, where 5 x 6 + 2 took
+                                    // a whole six-row tile for two rows). A last four or fewer take a four-row tile.
                                     ref float rowsOfA = ref Unsafe.Add(ref MemoryMarshal.GetReference(a.Data), (ic + ir) * a.RowStride + pc * a.ColumnStride);
                                     int rest = mc - ir;
                                     tileRows = Math.Min(RowsPerTile, rest);
@@ -134,6 +137,11 @@ public static partial class Gemm
                                     {
                                         tileRows = rest;
                                         Tile<TLanes, TVector, EightRowsInPlace>(narrow, ref rowsOfA, new(a.RowStride, a.ColumnStride, tileRows), ref bTile, bStep, packs, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
+                                    }
+                                    else if (rest <= FourRows || (TLanes.Count != 16 && rest > RowsPerTile && rest <= EightRows))
+                                    {
+                                        tileRows = Math.Min(FourRows, rest);
+                                        Tile<TLanes, TVector, FourRowsInPlace>(narrow, ref rowsOfA, new(a.RowStride, a.ColumnStride, tileRows), ref bTile, bStep, packs, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
                                     }
                                     else Tile<TLanes, TVector, RowsInPlace>(narrow, ref rowsOfA, new(a.RowStride, a.ColumnStride, tileRows), ref bTile, bStep, packs, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
                                 }
@@ -205,7 +213,7 @@ public static partial class Gemm
         /// <summary>Where row <paramref name="row"/> of the tile starts; a tall tile's lower rows are at <c>Offset(6) + Offset(r)</c>.</summary>
         nint Offset(int row);
         int Step { get; }
-        /// <summary>Rows per tile: six, eight or twelve (the last two on AVX-512); a constant per layout, so the JIT drops the other rows.</summary>
+        /// <summary>Rows per tile: four, six, eight or twelve (the last two on AVX-512); a constant per layout, so the JIT drops the other rows.</summary>
         int Height { get; }
         /// <summary>How many steps ahead the kernel prefetches B (0: not at all; B that comes from L2); a constant per layout.</summary>
         int PrefetchSteps { get; }
@@ -268,6 +276,17 @@ public static partial class Gemm
         public nint Offset(int r) => rows.Offset(r);
         public int Step => rows.Step;
         public int Height => EightRows;
+        public int PrefetchSteps => 0;
+        public bool PacksB => false;
+    }
+
+    /// <summary><see cref="RowsInPlace"/> four rows high, for a last one to four rows: eight chains of multiply-adds still fill both FMA units.</summary>
+    private readonly struct FourRowsInPlace(int row, int step, int rows) : IRowsOfA
+    {
+        private readonly RowsInPlace rows = new(row, step, rows);
+        public nint Offset(int r) => rows.Offset(r);
+        public int Step => rows.Step;
+        public int Height => FourRows;
         public int PrefetchSteps => 0;
         public bool PacksB => false;
     }
@@ -418,8 +437,11 @@ public static partial class Gemm
             MultiplyRow<TLanes, TVector>(TLanes.Broadcast(Unsafe.Add(ref a, r1)), b0, b1, ref c10, ref c11);
             MultiplyRow<TLanes, TVector>(TLanes.Broadcast(Unsafe.Add(ref a, r2)), b0, b1, ref c20, ref c21);
             MultiplyRow<TLanes, TVector>(TLanes.Broadcast(Unsafe.Add(ref a, r3)), b0, b1, ref c30, ref c31);
-            MultiplyRow<TLanes, TVector>(TLanes.Broadcast(Unsafe.Add(ref a, r4)), b0, b1, ref c40, ref c41);
-            MultiplyRow<TLanes, TVector>(TLanes.Broadcast(Unsafe.Add(ref a, r5)), b0, b1, ref c50, ref c51);
+            if (layout.Height > FourRows)
+            {
+                MultiplyRow<TLanes, TVector>(TLanes.Broadcast(Unsafe.Add(ref a, r4)), b0, b1, ref c40, ref c41);
+                MultiplyRow<TLanes, TVector>(TLanes.Broadcast(Unsafe.Add(ref a, r5)), b0, b1, ref c50, ref c51);
+            }
             // A tall tile's lower six rows at the same offsets from their own start (a packed panel's are just the next six floats);
             // an eight-row tile's eighth where the layout puts it (on the seventh, when there are seven).
             ref float lower = ref Unsafe.Add(ref a, r6);
@@ -447,6 +469,7 @@ public static partial class Gemm
             StoreRow<TLanes, TVector>(ref Unsafe.Add(ref tile, ldc), c10, c11, column, stage, epilogue);
             StoreRow<TLanes, TVector>(ref Unsafe.Add(ref tile, 2 * ldc), c20, c21, column, stage, epilogue);
             StoreRow<TLanes, TVector>(ref Unsafe.Add(ref tile, 3 * ldc), c30, c31, column, stage, epilogue);
+            if (layout.Height == FourRows) return;
             StoreRow<TLanes, TVector>(ref Unsafe.Add(ref tile, 4 * ldc), c40, c41, column, stage, epilogue);
             StoreRow<TLanes, TVector>(ref Unsafe.Add(ref tile, 5 * ldc), c50, c51, column, stage, epilogue);
             if (layout.Height == RowsPerTile) return;
@@ -547,8 +570,11 @@ public static partial class Gemm
             c1 = TLanes.MultiplyAdd(TLanes.Broadcast(Unsafe.Add(ref a, r1)), b0, c1);
             c2 = TLanes.MultiplyAdd(TLanes.Broadcast(Unsafe.Add(ref a, r2)), b0, c2);
             c3 = TLanes.MultiplyAdd(TLanes.Broadcast(Unsafe.Add(ref a, r3)), b0, c3);
-            c4 = TLanes.MultiplyAdd(TLanes.Broadcast(Unsafe.Add(ref a, r4)), b0, c4);
-            c5 = TLanes.MultiplyAdd(TLanes.Broadcast(Unsafe.Add(ref a, r5)), b0, c5);
+            if (layout.Height > FourRows)
+            {
+                c4 = TLanes.MultiplyAdd(TLanes.Broadcast(Unsafe.Add(ref a, r4)), b0, c4);
+                c5 = TLanes.MultiplyAdd(TLanes.Broadcast(Unsafe.Add(ref a, r5)), b0, c5);
+            }
             if (layout.Height > RowsPerTile)
             {
                 c6 = TLanes.MultiplyAdd(TLanes.Broadcast(lower), b0, c6);
@@ -574,6 +600,7 @@ public static partial class Gemm
             FinishStore<TLanes, TVector>(c1, ref Unsafe.Add(ref tile, ldc), 0, stage, epilogue);
             FinishStore<TLanes, TVector>(c2, ref Unsafe.Add(ref tile, 2 * ldc), 0, stage, epilogue);
             FinishStore<TLanes, TVector>(c3, ref Unsafe.Add(ref tile, 3 * ldc), 0, stage, epilogue);
+            if (layout.Height == FourRows) return;
             FinishStore<TLanes, TVector>(c4, ref Unsafe.Add(ref tile, 4 * ldc), 0, stage, epilogue);
             FinishStore<TLanes, TVector>(c5, ref Unsafe.Add(ref tile, 5 * ldc), 0, stage, epilogue);
             if (layout.Height == RowsPerTile) return;

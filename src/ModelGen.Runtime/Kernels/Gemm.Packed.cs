@@ -136,14 +136,14 @@ public static partial class Gemm
                                     else if (TLanes.Count == 16 && rest > RowsPerTile && rest <= EightRows)
                                     {
                                         tileRows = rest;
-                                        Tile<TLanes, TVector, EightRowsInPlace>(narrow, ref rowsOfA, new(a.RowStride, a.ColumnStride, tileRows), ref bTile, bStep, packs, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
+                                        Tile<TLanes, TVector, RowsInPlace<EightHigh>>(narrow, ref rowsOfA, new(a.RowStride, a.ColumnStride, tileRows), ref bTile, bStep, packs, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
                                     }
-                                    else if (rest <= FourRows || (TLanes.Count != 16 && rest > RowsPerTile && rest <= EightRows))
+                                    else if (rest <= FourRows || (rest > RowsPerTile && rest <= EightRows))
                                     {
                                         tileRows = Math.Min(FourRows, rest);
-                                        Tile<TLanes, TVector, FourRowsInPlace>(narrow, ref rowsOfA, new(a.RowStride, a.ColumnStride, tileRows), ref bTile, bStep, packs, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
+                                        Tile<TLanes, TVector, RowsInPlace<FourHigh>>(narrow, ref rowsOfA, new(a.RowStride, a.ColumnStride, tileRows), ref bTile, bStep, packs, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
                                     }
-                                    else Tile<TLanes, TVector, RowsInPlace>(narrow, ref rowsOfA, new(a.RowStride, a.ColumnStride, tileRows), ref bTile, bStep, packs, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
+                                    else Tile<TLanes, TVector, RowsInPlace<SixHigh>>(narrow, ref rowsOfA, new(a.RowStride, a.ColumnStride, tileRows), ref bTile, bStep, packs, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
                                 }
                                 else
                                 {
@@ -255,41 +255,31 @@ public static partial class Gemm
     }
 
     /// <summary>
-    /// A read where A lies: its own row and column strides. A tile of fewer rows than its height (the last of a batch of 64:
-    /// 5 x 12 + 4) reads its last row again in place of the missing ones, whose sums are never stored, instead of packing its
-    /// rows with zeros (4 rows against 6272x32: 45.5 -> 20.8 us; the CNN's dense 64x1600x128 on one core: 237 -> 225 us).
+    /// A read where A lies: its own row and column strides, <typeparamref name="THeight"/> rows high (six; four for a last one
+    /// to four rows, whose eight chains of multiply-adds still fill both FMA units; eight on AVX-512 for a last seven or eight).
+    /// A tile of fewer rows than its height (the last of a batch of 64: 5 x 12 + 4) reads its last row again in place of the
+    /// missing ones, whose sums are never stored, instead of packing its rows with zeros (4 rows against 6272x32: 45.5 -> 20.8
+    /// us; the CNN's dense 64x1600x128 on one core: 237 -> 225 us).
     /// </summary>
-    private readonly struct RowsInPlace(int row, int step, int rows) : IRowsOfA
+    private readonly struct RowsInPlace<THeight>(int row, int step, int rows) : IRowsOfA where THeight : struct, ITileHeight
     {
         private readonly int row = row, last = rows - 1;
         public nint Offset(int r) => (nint)Math.Min(r, last) * row;
         public int Step { get; } = step;
-        public int Height => RowsPerTile;
+        public int Height => THeight.Rows;
         public int PrefetchSteps => 0;
         public bool PacksB => false;
     }
 
-    /// <summary><see cref="RowsInPlace"/> eight rows high, for a last seven (the eighth repeats the seventh) or eight rows.</summary>
-    private readonly struct EightRowsInPlace(int row, int step, int rows) : IRowsOfA
+    /// <summary>A tile's height as a type argument, so the JIT compiles each height of <see cref="RowsInPlace{THeight}"/> with its own constant.</summary>
+    private interface ITileHeight
     {
-        private readonly RowsInPlace rows = new(row, step, rows);
-        public nint Offset(int r) => rows.Offset(r);
-        public int Step => rows.Step;
-        public int Height => EightRows;
-        public int PrefetchSteps => 0;
-        public bool PacksB => false;
+        static abstract int Rows { get; }
     }
 
-    /// <summary><see cref="RowsInPlace"/> four rows high, for a last one to four rows: eight chains of multiply-adds still fill both FMA units.</summary>
-    private readonly struct FourRowsInPlace(int row, int step, int rows) : IRowsOfA
-    {
-        private readonly RowsInPlace rows = new(row, step, rows);
-        public nint Offset(int r) => rows.Offset(r);
-        public int Step => rows.Step;
-        public int Height => FourRows;
-        public int PrefetchSteps => 0;
-        public bool PacksB => false;
-    }
+    private struct FourHigh : ITileHeight { public static int Rows => FourRows; }
+    private struct SixHigh : ITileHeight { public static int Rows => RowsPerTile; }
+    private struct EightHigh : ITileHeight { public static int Rows => EightRows; }
 
     /// <summary>
     /// Twelve rows read where A lies, on AVX-512: twice the multiply-adds per load of B of six rows (one core: conv2's

@@ -194,14 +194,20 @@ public static partial class Convolution
         {
             TVector w0 = whole ? TLanes.Load(ref *kernel) : TLanes.LoadMasked(kernel, low);
             TVector w1 = whole ? TLanes.Load(ref kernel[width]) : TLanes.LoadMasked(kernel + width, high);
+            // One window's float at a time: 12 sums, 2 weight vectors and 1 broadcast fill AVX2's 16 registers exactly. With
+            // three broadcasts live at once the JIT kept a sum on the stack, and each step waited on its store and reload.
             float* x = windows + offsets[p];
-            TVector x0 = TLanes.Broadcast(*x), x1 = TLanes.Broadcast(x[s1]), x2 = TLanes.Broadcast(x[s2]);
+            TVector x0 = TLanes.Broadcast(*x);
             a0 = TLanes.MultiplyAdd(x0, w0, a0); b0 = TLanes.MultiplyAdd(x0, w1, b0);
+            TVector x1 = TLanes.Broadcast(x[s1]);
             a1 = TLanes.MultiplyAdd(x1, w0, a1); b1 = TLanes.MultiplyAdd(x1, w1, b1);
+            TVector x2 = TLanes.Broadcast(x[s2]);
             a2 = TLanes.MultiplyAdd(x2, w0, a2); b2 = TLanes.MultiplyAdd(x2, w1, b2);
-            TVector x3 = TLanes.Broadcast(x[s3]), x4 = TLanes.Broadcast(x[s4]), x5 = TLanes.Broadcast(x[s5]);
+            TVector x3 = TLanes.Broadcast(x[s3]);
             a3 = TLanes.MultiplyAdd(x3, w0, a3); b3 = TLanes.MultiplyAdd(x3, w1, b3);
+            TVector x4 = TLanes.Broadcast(x[s4]);
             a4 = TLanes.MultiplyAdd(x4, w0, a4); b4 = TLanes.MultiplyAdd(x4, w1, b4);
+            TVector x5 = TLanes.Broadcast(x[s5]);
             a5 = TLanes.MultiplyAdd(x5, w0, a5); b5 = TLanes.MultiplyAdd(x5, w1, b5);
         }
         TVector biasLow = TLanes.Zero, biasHigh = TLanes.Zero;

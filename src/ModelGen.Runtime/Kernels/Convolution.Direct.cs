@@ -194,8 +194,8 @@ public static partial class Convolution
         {
             TVector w0 = whole ? TLanes.Load(ref *kernel) : TLanes.LoadMasked(kernel, low);
             TVector w1 = whole ? TLanes.Load(ref kernel[width]) : TLanes.LoadMasked(kernel + width, high);
-            // One window's float at a time: 12 sums, 2 weight vectors and 1 broadcast fill AVX2's 16 registers exactly. With
-            // three broadcasts live at once the JIT kept a sum on the stack, and each step waited on its store and reload.
+            // One window's float at a time: 12 sums, 2 weight vectors and 1 broadcast take 15 of AVX2's 16 registers. With three
+            // broadcasts live at once (17) the JIT kept a sum on the stack, and each step waited on its store and reload.
             float* x = windows + offsets[p];
             TVector x0 = TLanes.Broadcast(*x);
             a0 = TLanes.MultiplyAdd(x0, w0, a0); b0 = TLanes.MultiplyAdd(x0, w1, b0);

@@ -17,6 +17,7 @@ public class ParallelGemmTests
     [InlineData(1, 784, 256)]    // batch-1 inference: slices of streamed columns
     [InlineData(3, 500, 300)]    // a few rows; the last slice ends in a partial vector
     [InlineData(1, 1600, 128)]   // four-vector slices
+    [InlineData(768, 5472, 1024)] // wide enough for slices, but an A of 16 MB: blocks of rows, A packed
     public void Two_cores_match_one_core_exactly(int m, int k, int n)
     {
         var random = new Random(m + k + n);

@@ -98,10 +98,11 @@ public static partial class Gemm
     }
 
     /// <summary>
-    /// Floats of A (16 MB) from which a wide product goes by blocks of rows, not slices of columns. Interleaved on an AMD EPYC
-    /// (Zen 3, 32 MB of L3 shared with other guests): 2048^3 on one core 311 -> 271 ms, on two 164 -> 148 ms; at 16 MB and
-    /// 1024 columns (2048x2048x1024, 4096x1024x1024) within 4% either way; at 8 MB (1024x2048x1024) 9% faster on one core
-    /// but 4% slower on two, where each core packs all of B.
+    /// Floats of A (16 MB) from which a wide product goes by blocks of rows, not slices of columns. Each slice reads all of A;
+    /// from this size on no core's share of L3 keeps A between slices, and blocks of rows pack it once per 2048 columns
+    /// instead. Interleaved on an AMD EPYC (Zen 3, 32 MB of L3 shared with other guests): 2048^3 on one core 311 -> 271 ms,
+    /// on two 164 -> 148 ms; at 16 MB and 1024 columns (2048x2048x1024, 4096x1024x1024) within 4% either way; at 8 MB
+    /// (1024x2048x1024) 9% faster on one core but 4% slower on two, where each core packs all of B.
     /// </summary>
     private const long LargeA = 1 << 22;
 
@@ -119,8 +120,6 @@ public static partial class Gemm
         int tileColumns = 2 * TLanes.Count;
         int tilesWide = (n + tileColumns - 1) / tileColumns;
         int tilesTall = (m + RowsPerTile - 1) / RowsPerTile;
-        // Each slice of columns reads all of A. From 16 MB on, no core's share of L3 keeps A between slices and every slice
-        // fetches it from memory again: blocks of rows pack A once per 2048 columns instead.
         bool byColumns = tilesWide >= 4 && tilesWide * 4 >= tilesTall && (long)m * k < LargeA;
         // Slices of columns as wide as A can still be streamed for: wider slices re-read A fewer times (128x784x256 on two
         // cores: 330 us in slices of one tile, 293 in two, 273 in four).

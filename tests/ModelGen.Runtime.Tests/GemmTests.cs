@@ -173,6 +173,45 @@ public class GemmTests
         }
     }
 
+    /// <summary>
+    /// A product whose A reaches 16 MB (Gemm.LargeA) goes by blocks of rows with A packed, here through six depth blocks whose
+    /// partial sums wait in C. Too large for the reference loop over all of C, it is checked against double-precision dot
+    /// products at sampled entries: the rows and columns at tile and block edges, and random ones, in every form.
+    /// </summary>
+    [Theory, MemberData(nameof(KernelSettings.SupportedPaths), MemberType = typeof(KernelSettings))]
+    public void Products_of_a_16_MB_A_match_reference_at_sampled_entries(SimdPath path)
+    {
+        const int m = 768, k = 5472, n = 1024;
+        var random = new Random(16);
+        var a = RandomMatrix(random, m * k);
+        var b = RandomMatrix(random, k * n);
+        var bias = RandomMatrix(random, n);
+        int[] Sample(int count, params int[] edges) => edges.Concat(Enumerable.Range(0, 24).Select(_ => random.Next(count))).Distinct().ToArray();
+        var rows = Sample(m, 0, 1, 5, 6, 11, 12, 95, 96, 383, 384, 767);
+        var columns = Sample(n, 0, 1, 7, 8, 15, 16, 63, 64, 1008, 1023);
+        // Each form reads the same floats in its own layout: A as (m, k) or (k, m), B as (k, n) or (n, k).
+        var forms = new (string Name, Func<int, int, float> AAt, Func<int, int, float> BAt, Action<float[]> Run, bool Fused)[]
+        {
+            ("AB", (i, p) => a[i * k + p], (p, j) => b[p * n + j], c => Gemm.Multiply(a, b, c, m, k, n, bias, relu: true), true),
+            ("AtB", (i, p) => a[p * m + i], (p, j) => b[p * n + j], c => Gemm.MultiplyTransposedA(a, b, c, m, k, n), false),
+            ("ABt", (i, p) => a[i * k + p], (p, j) => b[j * k + p], c => Gemm.MultiplyTransposedB(a, b, c, m, k, n), false),
+        };
+        using var _ = KernelSettings.OnSimd(path);
+        foreach (var form in forms)
+        {
+            var c = new float[m * n];
+            form.Run(c);
+            foreach (int i in rows)
+                foreach (int j in columns)
+                {
+                    double sum = 0;
+                    for (int p = 0; p < k; p++) sum += (double)form.AAt(i, p) * form.BAt(p, j);
+                    double expected = form.Fused ? Math.Max(sum + bias[j], 0) : sum;
+                    Assert.True(Math.Abs(expected - c[i * n + j]) <= 1e-6 * (k + 1), $"{form.Name} on {path}: C[{i}, {j}] is {c[i * n + j]}, expected {expected}");
+                }
+        }
+    }
+
     [Fact]
     public void Gemm_never_writes_past_the_output()
     {

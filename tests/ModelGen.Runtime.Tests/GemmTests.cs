@@ -123,8 +123,9 @@ public class GemmTests
     /// <summary>
     /// A batch read where it lies (products up to 128 columns, or of an A of at most 4096 floats) is cut into tiles of twelve rows, then a last seven or eight as
     /// one eight-row tile, else six at a time, a last tile of fewer rows reading its last row again for the missing ones; each
-    /// tile of B is packed by the first tile that reads it (ahead, where B's rows are a page or more apart). Whatever the last
-    /// tile, each row is its exact chain and nothing past C is written.
+    /// tile of B is packed by the first tile that reads it (ahead, where B's rows are a page or more apart), except that up to
+    /// twelve rows read whole tiles of B where they lie. Whatever the last tile, each row is its exact chain and nothing past
+    /// C is written.
     /// </summary>
     [Theory]
     [InlineData(4, 300, 64)]    // one six-row tile, its last row read three times
@@ -137,6 +138,9 @@ public class GemmTests
     [InlineData(64, 300, 1100)] // slices of 128 columns of a B whose rows are more than a page apart: B packed ahead
     [InlineData(32, 64, 256)]   // an A small enough for L1 (an LSTM's recurrent product), read in place across eight tiles
     [InlineData(10, 50, 300)]   // the same in tiles of six rows and four, the last column tile partial
+    [InlineData(5, 200, 1100)]  // a few rows: whole tiles of B read where they lie, rows more than a page apart; the last packed
+    [InlineData(12, 300, 1024)] // the most rows that read B in place: two tiles of six, or one of twelve
+    [InlineData(13, 300, 1024)] // one row more: B packed ahead again
     public void Batches_read_in_place_are_exact_fma_chains_whatever_their_last_tile(int m, int k, int n) =>
         AssertStreamedChains(m, k, n, a => { });
 

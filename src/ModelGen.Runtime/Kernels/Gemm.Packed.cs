@@ -30,6 +30,7 @@ public static partial class Gemm
     private const int SourcePrefetchSteps = 16;
     private const int StreamingDepthBlock = 256;
     private const int PageBytes = 4096;
+    private const int FewRows = 2 * RowsPerTile; // rows up to which B is read in place, never packed
     private const int RowBlock = 96;         // MC of an A read in place: rows claimed at once, so produced rows are read from L2
     // MC of a packed A: 384 x 1024 floats = 1.5 MB of L2's 2 MB. Each tile of B comes from L3 once per block and is then read
     // again from L2 by every row tile of the block, 32 of them rather than 8 (2048^3 on one core, interleaved: 113 / 115 / 117 /
@@ -70,7 +71,6 @@ public static partial class Gemm
         // (the first convolution's weight gradient packed 43,264 rows of 32 output gradients: 1.16 -> 0.79 ms). Anything else
         // stays packed: tile rows a longer row apart, read in place, fall in a fraction of L1's sets (two tiles: 1.47 -> 1.93 ms).
         bool bInPlace = b.ColumnStride == 1 && b.RowStride == tileColumns && n == tileColumns;
-        int bStep = bInPlace ? b.RowStride : tileColumns;
         var bPanel = bInPlace ? default : AlignedBuffer.Ensure(ref packedB, k * paddedColumns);
         // B is packed by this thread's first rows. With A read in place (a batch against a layer's weights), each whole tile of
         // a row-major B is packed by the first micro-kernel that reads it, as it reads it (the MLP's 128x784x256 on two cores:
@@ -78,6 +78,10 @@ public static partial class Gemm
         // a page or more apart (2048 columns: 128x2048x2048 on two cores 5.33 ms ahead, 5.39-5.48 as read), where A is packed
         // (many row tiles share each tile of B; 2048^3 on one core 125 -> 121.5 GFLOP/s as read), a transposed B, a narrow one.
         bool packAsRead = streamA && !narrow && b.ColumnStride == 1 && b.RowStride * sizeof(float) < PageBytes;
+        // At most two row tiles read each tile of B: too few to repay a copy, so whole tiles of a row-major B are read where
+        // they lie (one core, interleaved on a Zen 3: 4x784x256 53 -> 39 us, 4x784x1024 499 -> 278, 6x256x1024 142 -> 93,
+        // 8x256x1024 239 -> 147, 12x784x256 135 -> 120; from 24 rows packing won again: 24x784x256 187 -> 200).
+        bool readsB = streamA && !narrow && b.ColumnStride == 1 && m <= FewRows;
         Span<float> spill = stackalloc float[TallRows * 32];
 
         bool bPacked = bInPlace;
@@ -100,7 +104,7 @@ public static partial class Gemm
                         int mc = Math.Min(rowBlock, firstRow + blockRows - ic);
                         if (!streamA) PackA(a, ic, mc, pc, kc, panelRows, aPanel);
                         bool packsB = !bPacked && ic == firstRow;
-                        if (packsB && !packAsRead)
+                        if (packsB && !packAsRead && !readsB)
                         {
                             PackB<TLanes, TVector>(b, pc, kc, jc, nc, tileColumns, bBlock);
                             packsB = false;
@@ -108,10 +112,12 @@ public static partial class Gemm
                         for (int jr = 0; jr < nc; jr += tileColumns)
                         {
                             ref float bSource = ref Unsafe.Add(ref MemoryMarshal.GetReference(b.Data), pc * b.RowStride + (jc + jr) * b.ColumnStride);
-                            ref float bTile = ref bInPlace ? ref bSource : ref bBlock[jr * kc];
                             int columns = Math.Min(tileColumns, nc - jr);
+                            bool inPlace = bInPlace || (readsB && columns == tileColumns);
+                            ref float bTile = ref inPlace ? ref bSource : ref bBlock[jr * kc];
+                            int bStep = inPlace ? b.RowStride : tileColumns;
                             // The last, partial tile is packed here.
-                            bool packs = packsB;
+                            bool packs = packsB && !inPlace;
                             if (packs && columns < tileColumns)
                             {
                                 PackB<TLanes, TVector>(b, pc, kc, jc + jr, columns, tileColumns, bBlock.Slice(jr * kc));

@@ -11,7 +11,7 @@ public class MlpBenchmarks
     private float[] inputs, targets, outputs;
     private Adam optimizer;
 
-    [Params(1, 32, 128)]
+    [Params(1, 8, 32, 128)]
     public int Batch { get; set; }
 
     [GlobalSetup]

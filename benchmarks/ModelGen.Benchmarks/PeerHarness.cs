@@ -36,7 +36,8 @@ public static class PeerHarness
             };
         }
 
-        foreach (int batch in new[] { 1, 32, 128 })
+        // Batch 8: a few requests served together, where B is read in place rather than packed.
+        foreach (int batch in new[] { 1, 8, 32, 128 })
             yield return ($"results/mlp predict b{batch}", () => Predict(new MnistClassifier(maxBatchSize: batch, seed: 0), 784, batch));
         foreach (int batch in new[] { 32, 128 })
             yield return ($"results/mlp train step b{batch}", () => Train(new MnistClassifier(maxBatchSize: batch, seed: 0), 784, batch));

@@ -119,7 +119,7 @@ def workloads(threads):
         return inference(model, torch.rand(batch, width), traced=False)
 
     table = {}
-    for batch in (1, 32, 128):
+    for batch in (1, 8, 32, 128):
         table[f"results/mlp predict b{batch}"] = (lambda batch=batch: inference(mlp().eval(), torch.rand(batch, 784)), False, None)
     for batch in (32, 128):
         table[f"results/mlp train step b{batch}"] = (lambda batch=batch: training(mlp().train(), torch.rand(batch, 784), torch.randint(0, 10, (batch,))), True, None)

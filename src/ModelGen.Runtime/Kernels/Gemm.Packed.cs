@@ -68,8 +68,9 @@ public static partial class Gemm
         int panelRows = tall ? TallRows : RowsPerTile;
         var aPanel = streamA ? default : AlignedBuffer.Ensure(ref packedA, PackedRowBlock * DepthBlock);
         // A B whose rows are exactly one tile and adjacent is already in the packed order, so it is read in place, not copied
-        // (the first convolution's weight gradient packed 43,264 rows of 32 output gradients: 1.16 -> 0.79 ms). Anything else
-        // stays packed: tile rows a longer row apart, read in place, fall in a fraction of L1's sets (two tiles: 1.47 -> 1.93 ms).
+        // (the first convolution's weight gradient packed 43,264 rows of 32 output gradients: 1.16 -> 0.79 ms). Where many row
+        // tiles read it, anything else stays packed: tile rows a longer row apart, read in place, fall in a fraction of L1's
+        // sets (two tiles: 1.47 -> 1.93 ms). A few rows read it in place all the same (readsB below).
         bool bInPlace = b.ColumnStride == 1 && b.RowStride == tileColumns && n == tileColumns;
         var bPanel = bInPlace ? default : AlignedBuffer.Ensure(ref packedB, k * paddedColumns);
         // B is packed by this thread's first rows. With A read in place (a batch against a layer's weights), each whole tile of
@@ -78,8 +79,8 @@ public static partial class Gemm
         // a page or more apart (2048 columns: 128x2048x2048 on two cores 5.33 ms ahead, 5.39-5.48 as read), where A is packed
         // (many row tiles share each tile of B; 2048^3 on one core 125 -> 121.5 GFLOP/s as read), a transposed B, a narrow one.
         bool packAsRead = streamA && !narrow && b.ColumnStride == 1 && b.RowStride * sizeof(float) < PageBytes;
-        // At most two row tiles read each tile of B: too few to repay a copy, so whole tiles of a row-major B are read where
-        // they lie (one core, interleaved on a Zen 3: 4x784x256 53 -> 39 us, 4x784x1024 499 -> 278, 6x256x1024 142 -> 93,
+        // Up to FewRows rows, one or two row tiles read each tile of B: too few to repay a copy, so whole tiles of a row-major B
+        // are read where they lie (one core, interleaved on a Zen 3: 4x784x256 53 -> 39 us, 4x784x1024 499 -> 278, 6x256x1024 142 -> 93,
         // 8x256x1024 239 -> 147, 12x784x256 135 -> 120; from 24 rows packing won again: 24x784x256 187 -> 200).
         bool readsB = streamA && !narrow && b.ColumnStride == 1 && m <= FewRows;
         Span<float> spill = stackalloc float[TallRows * 32];

@@ -72,20 +72,23 @@ public static partial class Gemm
         // tiles read it, anything else stays packed: tile rows a longer row apart, read in place, fall in a fraction of L1's
         // sets (two tiles: 1.47 -> 1.93 ms). A few rows read it in place all the same (readsB below).
         bool bInPlace = b.ColumnStride == 1 && b.RowStride == tileColumns && n == tileColumns;
-        var bPanel = bInPlace ? default : AlignedBuffer.Ensure(ref packedB, k * paddedColumns);
         // B is packed by this thread's first rows. With A read in place (a batch against a layer's weights), each whole tile of
         // a row-major B is packed by the first micro-kernel that reads it, as it reads it (the MLP's 128x784x256 on two cores:
         // packing ahead cost 24 of 231 us). Anything else is packed ahead, B's rows read in order: where a tile would read them
         // a page or more apart (2048 columns: 128x2048x2048 on two cores 5.33 ms ahead, 5.39-5.48 as read), where A is packed
         // (many row tiles share each tile of B; 2048^3 on one core 125 -> 121.5 GFLOP/s as read), a transposed B, a narrow one.
-        bool packAsRead = streamA && !narrow && b.ColumnStride == 1 && b.RowStride * sizeof(float) < PageBytes;
+        bool rowMajorTiles = streamA && !narrow && b.ColumnStride == 1;
+        bool packAsRead = rowMajorTiles && b.RowStride * sizeof(float) < PageBytes;
         // Up to FewRows rows, one or two row tiles read each tile of B: too few to repay a copy, so whole tiles of a row-major B
         // are read where they lie (one core, interleaved on a Zen 3: 4x784x256 53 -> 39 us, 4x784x1024 499 -> 278, 6x256x1024 142 -> 93,
         // 8x256x1024 239 -> 147, 12x784x256 135 -> 120; from 24 rows packing won again: 24x784x256 187 -> 200).
-        bool readsB = streamA && !narrow && b.ColumnStride == 1 && m <= FewRows;
+        bool readsB = rowMajorTiles && m <= FewRows;
+        // Only a B read whole where it lies takes no panel: otherwise at least its last, partial tile is copied.
+        bool copiesB = !bInPlace && !(readsB && n % tileColumns == 0);
+        var bPanel = copiesB ? AlignedBuffer.Ensure(ref packedB, k * paddedColumns) : default;
         Span<float> spill = stackalloc float[TallRows * 32];
 
-        bool bPacked = bInPlace;
+        bool bPacked = !copiesB;
         int single = 0;
         while (claim.Next(ref single, out int firstRow, out int blockRows))
         {
@@ -97,7 +100,7 @@ public static partial class Gemm
                 for (int pc = 0; pc < k; pc += depthBlock)
                 {
                     int kc = Math.Min(depthBlock, k - pc);
-                    var bBlock = bInPlace ? default : bPanel.Slice(offset);
+                    var bBlock = copiesB ? bPanel.Slice(offset) : default;
                     offset += kc * ((nc + tileColumns - 1) / tileColumns * tileColumns);
                     var stage = new Stage(first: pc == 0, last: pc + kc >= k);
                     for (int ic = firstRow; ic < firstRow + blockRows; ic += rowBlock)

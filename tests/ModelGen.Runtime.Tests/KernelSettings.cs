@@ -25,8 +25,11 @@ public sealed class KernelSettings
     /// <summary>Kernels run on <paramref name="path"/> until the returned scope is disposed.</summary>
     public static IDisposable OnSimd(SimdPath path) => new SimdScope(path);
 
-    /// <summary>Every SIMD path this machine can run, as theory data.</summary>
-    public static TheoryData<SimdPath> SupportedPaths() => new(Enum.GetValues<SimdPath>().Where(Simd.IsSupported));
+    /// <summary>
+    /// Every SIMD path, as theory data: one the machine lacks runs emulated (Vector512 on an AVX2 machine, lane-by-lane masked
+    /// loads), so the AVX-512 kernels' tiling and edges are tested wherever the tests run, not only on AVX-512 hardware.
+    /// </summary>
+    public static TheoryData<SimdPath> EveryPath() => new(Enum.GetValues<SimdPath>());
 
     private sealed class SimdScope : IDisposable
     {

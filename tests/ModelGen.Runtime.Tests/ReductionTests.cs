@@ -6,7 +6,7 @@ namespace ModelGen.Runtime.Tests;
 [Collection(KernelSettings.Name)]
 public class ReductionTests
 {
-    [Theory, MemberData(nameof(KernelSettings.SupportedPaths), MemberType = typeof(KernelSettings))]
+    [Theory, MemberData(nameof(KernelSettings.EveryPath), MemberType = typeof(KernelSettings))]
     public void Column_sums_add_each_column_in_row_order_whatever_the_width(SimdPath path)
     {
         using var scope = KernelSettings.OnSimd(path);

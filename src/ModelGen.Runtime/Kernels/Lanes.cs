@@ -84,15 +84,19 @@ internal struct Lanes512 : ILanes<Vector512<float>>
         value * Vector512.ShiftLeft(Vector512.ConvertToInt32(exponent) + Vector512.Create(127), 23).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static unsafe Vector512<float> LoadFirst(ref float source, int count)
     {
-        fixed (float* at = &source) return Avx512F.MaskLoad(at, First(count), Vector512<float>.Zero);
+        fixed (float* at = &source) return Avx512F.IsSupported ? Avx512F.MaskLoad(at, First(count), Vector512<float>.Zero) : LaneByLane.Load(at, First(count), Zero);
     }
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static unsafe Vector512<float> LoadFirst(ref float source, int count, Vector512<float> fill)
     {
-        fixed (float* at = &source) return Avx512F.MaskLoad(at, First(count), fill);
+        fixed (float* at = &source) return Avx512F.IsSupported ? Avx512F.MaskLoad(at, First(count), fill) : LaneByLane.Load(at, First(count), fill);
     }
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static unsafe void StoreFirst(ref float destination, Vector512<float> value, int count)
     {
-        fixed (float* at = &destination) Avx512F.MaskStore(at, First(count), value);
+        fixed (float* at = &destination)
+        {
+            if (Avx512F.IsSupported) Avx512F.MaskStore(at, First(count), value);
+            else LaneByLane.Store(at, First(count), value);
+        }
     }
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> FirstLanes(int count) => First(count);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Select(Vector512<float> mask, Vector512<float> whereSet, Vector512<float> elsewhere) =>
@@ -101,7 +105,7 @@ internal struct Lanes512 : ILanes<Vector512<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Below(Vector512<float> value, float limit) => Vector512.LessThan(value, Vector512.Create(limit));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Greater(Vector512<float> value, Vector512<float> other) => Vector512.GreaterThan(value, other);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static unsafe Vector512<float> LoadMasked(float* source, Vector512<float> mask) =>
-        Avx512F.MaskLoad(source, mask, Vector512<float>.Zero);
+        Avx512F.IsSupported ? Avx512F.MaskLoad(source, mask, Vector512<float>.Zero) : LaneByLane.Load(source, mask, Zero);
     private static Vector512<float> First(int count) => Vector512.LessThan(Vector512<int>.Indices, Vector512.Create(count)).AsSingle();
 }
 
@@ -129,7 +133,7 @@ internal struct Lanes256 : ILanes<Vector256<float>>
         value * Vector256.ShiftLeft(Vector256.ConvertToInt32(exponent) + Vector256.Create(127), 23).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static unsafe Vector256<float> LoadFirst(ref float source, int count)
     {
-        fixed (float* at = &source) return Avx.MaskLoad(at, First(count));
+        fixed (float* at = &source) return Avx.IsSupported ? Avx.MaskLoad(at, First(count)) : LaneByLane.Load(at, First(count), Zero);
     }
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> LoadFirst(ref float source, int count, Vector256<float> fill) =>
         Vector256.ConditionalSelect(First(count), LoadFirst(ref source, count), fill);
@@ -169,8 +173,32 @@ internal struct Lanes256 : ILanes<Vector256<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Below(Vector256<float> value, float limit) => Vector256.LessThan(value, Vector256.Create(limit));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Greater(Vector256<float> value, Vector256<float> other) => Vector256.GreaterThan(value, other);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static unsafe Vector256<float> LoadMasked(float* source, Vector256<float> mask) =>
-        Avx.MaskLoad(source, mask);
+        Avx.IsSupported ? Avx.MaskLoad(source, mask) : LaneByLane.Load(source, mask, Zero);
     private static Vector256<float> First(int count) => Vector256.LessThan(Vector256<int>.Indices, Vector256.Create(count)).AsSingle();
+}
+
+/// <summary>
+/// Masked loads and stores one lane at a time, where the hardware lacks a path's masked instructions: tests run every path on
+/// any machine (the AVX-512 kernels on an AVX2 one, Vector512 then emulated), which the JIT compiles away where it has them.
+/// Only the lanes the mask selects are read or written, as the instructions guarantee.
+/// </summary>
+internal static class LaneByLane
+{
+    public static unsafe TVector Load<TVector>(float* source, TVector mask, TVector fill) where TVector : unmanaged
+    {
+        var lanes = fill;
+        float* to = (float*)&lanes;
+        int* selected = (int*)&mask;
+        for (int i = 0; i < sizeof(TVector) / sizeof(float); i++) if (selected[i] != 0) to[i] = source[i];
+        return lanes;
+    }
+
+    public static unsafe void Store<TVector>(float* destination, TVector mask, TVector value) where TVector : unmanaged
+    {
+        float* from = (float*)&value;
+        int* selected = (int*)&mask;
+        for (int i = 0; i < sizeof(TVector) / sizeof(float); i++) if (selected[i] != 0) destination[i] = from[i];
+    }
 }
 
 /// <summary>The portable path: 128-bit vectors run on every platform (software-emulated where needed).</summary>
@@ -228,7 +256,10 @@ public static class Simd
         Vector512.IsHardwareAccelerated ? SimdPath.Avx512 :
         Vector256.IsHardwareAccelerated ? SimdPath.Avx2 : SimdPath.Portable;
 
-    /// <summary>The path kernels use now. Tests set it to exercise every path on one machine.</summary>
+    /// <summary>
+    /// The path kernels use now. Tests set it to exercise every path on one machine: a path wider than the hardware runs
+    /// emulated (Vector512 in software), slowly but with the same tiling and the same results.
+    /// </summary>
     public static SimdPath Current { get; set; } = Best;
 
     /// <summary>Whether <paramref name="path"/> is accelerated here (a slower path always works).</summary>

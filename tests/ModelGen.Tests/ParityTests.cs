@@ -1,4 +1,5 @@
 using System.Text.Json;
+using ModelGen.Kernels;
 using ModelGen.Training;
 
 namespace ModelGen.Tests;
@@ -7,14 +8,23 @@ namespace ModelGen.Tests;
 /// Forward output, loss, every gradient, one SGD (Nesterov) step and three Adam steps against numbers computed
 /// independently in PyTorch (float64) with Keras' conventions: tests/fixtures/make_parity_fixtures.py. For BatchNormalization
 /// the forward output is Predict's (inference mode, moving statistics), the loss and gradients come from the training-mode pass
-/// (batch statistics), and the weights after each step include the moving statistics, updated once per step.
+/// (batch statistics), and the weights after each step include the moving statistics, updated once per step. Every model on
+/// every SIMD path (emulated where the machine lacks it), so each path's kernels meet these numbers inside whole models.
 /// </summary>
+[Collection(KernelSettings.Name)]
 public class ParityTests
 {
-    public static TheoryData<string> Models() => new() { nameof(ParityClassifier), nameof(ParityOneHot), nameof(ParityRegressor), nameof(ParityBinary), nameof(ResidualMlp), nameof(Siamese), nameof(CnnParity), nameof(NormalizedCnn), nameof(ReshapingChain), nameof(DilatedCnn),
+    private static readonly string[] Names = { nameof(ParityClassifier), nameof(ParityOneHot), nameof(ParityRegressor), nameof(ParityBinary), nameof(ResidualMlp), nameof(Siamese), nameof(CnnParity), nameof(NormalizedCnn), nameof(ReshapingChain), nameof(DilatedCnn),
         nameof(LstmClassifier), nameof(GruSequences), nameof(MaskedLstm), nameof(BidirectionalStack),
         nameof(SelfAttentionBlock), nameof(CrossAttention), nameof(CausalAttention), nameof(UNetLike),
         nameof(EncoderDecoder), nameof(GruWithStates), nameof(MaxPoolingParity), nameof(MaskedAverage), nameof(ReluPoolingParity), nameof(StepTagger) };
+
+    public static TheoryData<string, SimdPath> Models()
+    {
+        var data = new TheoryData<string, SimdPath>();
+        foreach (var path in Enum.GetValues<SimdPath>()) foreach (var name in Names) data.Add(name, path);
+        return data;
+    }
 
     private static IModel Create(string name, int batch) => name switch
     {
@@ -45,8 +55,9 @@ public class ParityTests
     };
 
     [Theory, MemberData(nameof(Models))]
-    public void Forward_loss_and_gradients_match_pytorch(string name)
+    public void Forward_loss_and_gradients_match_pytorch(string name, SimdPath path)
     {
+        using var _ = KernelSettings.OnSimd(path);
         var (fixture, model, x, y) = Load(name);
         var outputs = new float[fixture.GetProperty("outputs").GetArrayLength()];
         model.Predict(x, outputs);
@@ -68,8 +79,9 @@ public class ParityTests
     }
 
     [Theory, MemberData(nameof(Models))]
-    public void One_nesterov_sgd_step_matches_pytorch(string name)
+    public void One_nesterov_sgd_step_matches_pytorch(string name, SimdPath path)
     {
+        using var _ = KernelSettings.OnSimd(path);
         var (fixture, model, x, y) = Load(name);
         var sgd = fixture.GetProperty("sgd");
         model.TrainStep(x, y, new Sgd(sgd.GetProperty("learning_rate").GetSingle(), sgd.GetProperty("momentum").GetSingle(), nesterov: true));
@@ -77,8 +89,9 @@ public class ParityTests
     }
 
     [Theory, MemberData(nameof(Models))]
-    public void Three_adam_steps_match_pytorch(string name)
+    public void Three_adam_steps_match_pytorch(string name, SimdPath path)
     {
+        using var _ = KernelSettings.OnSimd(path);
         var (fixture, model, x, y) = Load(name);
         var adam = fixture.GetProperty("adam");
         var optimizer = new Adam(adam.GetProperty("learning_rate").GetSingle());

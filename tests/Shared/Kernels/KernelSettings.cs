@@ -1,9 +1,12 @@
 using ModelGen.Kernels;
 
-namespace ModelGen.Runtime.Tests;
+namespace ModelGen.Testing;
 
-/// <summary>Tests that switch global kernel settings (SIMD path, thread count) run one at a time, never beside each other.</summary>
-[CollectionDefinition(Name)]
+/// <summary>
+/// Tests that switch global kernel settings (SIMD path, thread count) run one at a time, and beside no other test: one that
+/// computes twice and compares must not see the path change in between.
+/// </summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
 public sealed class KernelSettings
 {
     public const string Name = "Global kernel settings";

@@ -2,7 +2,8 @@ using ModelGen.Kernels;
 
 namespace ModelGen.Runtime.Tests;
 
-/// <summary>Max pooling against a direct definition, with enough channels for whole vectors plus a remainder on every SIMD width.</summary>
+/// <summary>Max pooling against a direct definition, with enough channels for whole vectors plus a remainder on every SIMD path.</summary>
+[Collection(KernelSettings.Name)]
 public class PoolingTests
 {
     /// <summary>Height, width, channels, pool, strides, 'same', batch: whole vectors of channels and remainders on every SIMD width.</summary>
@@ -18,10 +19,20 @@ public class PoolingTests
         { 11, 11, 64, 2, 2, false, 3 },  // parts that begin and end inside an image
     };
 
-    [Theory]
-    [MemberData(nameof(Shapes))]
-    public void Max_pooling_takes_each_window_maximum_and_routes_the_gradient_to_it(int height, int width, int channels, int pool, int strides, bool same, int batch)
+    /// <summary>Every shape on every SIMD path: AVX-512 takes 2x2 windows sixteen channels at a time.</summary>
+    public static TheoryData<int, int, int, int, int, bool, int, SimdPath> ShapesOnEveryPath()
     {
+        var data = new TheoryData<int, int, int, int, int, bool, int, SimdPath>();
+        foreach (var path in Enum.GetValues<SimdPath>())
+            foreach (var shape in Shapes) data.Add((int)shape[0], (int)shape[1], (int)shape[2], (int)shape[3], (int)shape[4], (bool)shape[5], (int)shape[6], path);
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(ShapesOnEveryPath))]
+    public void Max_pooling_takes_each_window_maximum_and_routes_the_gradient_to_it(int height, int width, int channels, int pool, int strides, bool same, int batch, SimdPath path)
+    {
+        using var _ = KernelSettings.OnSimd(path);
         var window = new Window(height, width, channels, pool, pool, strides, strides, same);
         var random = new Random(channels);
         // Distinct values, so each window has one maximum.
@@ -49,11 +60,14 @@ public class PoolingTests
     /// wins. The same on the unrolled 2x2 path (16 channels at a time), the vector loop and the scalar remainder.
     /// </summary>
     [Theory]
-    [InlineData(6, 8, 53, 2, 2, false)]   // whole 2x2 windows: three vectors of 16, then 5 channels
-    [InlineData(5, 5, 24, 2, 2, true)]    // 'same': the last row and column of windows are cut to fit
-    [InlineData(7, 7, 16, 3, 2, false)]
-    public void Max_pooling_takes_the_first_strictly_greater_pixel(int height, int width, int channels, int pool, int strides, bool same)
+    [InlineData(6, 8, 53, 2, 2, false, SimdPath.Avx512)]   // whole 2x2 windows: three vectors of 16, then 5 channels
+    [InlineData(6, 8, 53, 2, 2, false, SimdPath.Avx2)]
+    [InlineData(5, 5, 24, 2, 2, true, SimdPath.Avx512)]    // 'same': the last row and column of windows are cut to fit
+    [InlineData(5, 5, 24, 2, 2, true, SimdPath.Avx2)]
+    [InlineData(7, 7, 16, 3, 2, false, SimdPath.Avx2)]
+    public void Max_pooling_takes_the_first_strictly_greater_pixel(int height, int width, int channels, int pool, int strides, bool same, SimdPath path)
     {
+        using var _ = KernelSettings.OnSimd(path);
         const int batch = 2;
         var window = new Window(height, width, channels, pool, pool, strides, strides, same);
         var random = new Random(channels + pool);
@@ -99,9 +113,10 @@ public class PoolingTests
     /// path, the vector loop and the scalar remainder, with no winners buffer at all; a buffer passed anyway is left as it was.
     /// </summary>
     [Theory]
-    [MemberData(nameof(Shapes))]
-    public void Max_pooling_without_winners_writes_the_same_maxima(int height, int width, int channels, int pool, int strides, bool same, int batch)
+    [MemberData(nameof(ShapesOnEveryPath))]
+    public void Max_pooling_without_winners_writes_the_same_maxima(int height, int width, int channels, int pool, int strides, bool same, int batch, SimdPath path)
     {
+        using var _ = KernelSettings.OnSimd(path);
         var window = new Window(height, width, channels, pool, pool, strides, strides, same);
         var random = new Random(channels * 7 + pool);
         float[] values = [1f, 1f, 2f, -0f, 0f, float.NaN, -3.5f, 7.25f];

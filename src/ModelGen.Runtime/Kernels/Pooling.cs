@@ -71,6 +71,7 @@ public static class Pooling
         int height = window.Height, width = window.Width, channels = window.Channels;
         int outputHeight = window.OutputHeight, outputWidth = window.OutputWidth;
         int inputSize = height * width * channels, outputSize = window.Positions * channels;
+        bool wide = Simd.Current == SimdPath.Avx512; // 2x2 windows sixteen channels at a time
         for (int row = firstRow; row < firstRow + rows; row++)
         {
             int sample = row / outputHeight, oy = row - sample * outputHeight;
@@ -87,7 +88,7 @@ public static class Pooling
                 // outputs inside this sample's, so the per-pixel slice checks were pure cost.
                 int c = 0;
                 ref float pixels = ref MemoryMarshal.GetReference(image);
-                if (Vector512.IsHardwareAccelerated && y1 - y0 == 2 && x1 - x0 == 2)
+                if (wide && y1 - y0 == 2 && x1 - x0 == 2)
                 {
                     c = MaxOfTwoByTwo<TWinners>(ref pixels, first, width * channels, channels,
                         ref Unsafe.Add(ref MemoryMarshal.GetReference(output), at), ref Unsafe.Add(ref MemoryMarshal.GetReference(winners), at));

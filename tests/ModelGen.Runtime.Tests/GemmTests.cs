@@ -86,7 +86,8 @@ public class GemmTests
     /// vector boundary, each entry is exactly the chain of fused multiply-adds over the depth, then bias and ReLU, and
     /// nothing past C is written. Rows a whole number of vectors long carry the columns before B's first boundary in a
     /// vector that wraps into the next row (1x784x256, 2x256x128 sliced over both cores, 1x1x16 with no row between its
-    /// first and last); other rows end in a partial vector.
+    /// first and last); other rows end in a partial vector. Two or three rows stream together, each vector of B loaded once
+    /// for all of them, in passes of four or three vectors (3x200x256: eleven passes on AVX2, the last wrapping).
     /// </summary>
     [Theory]
     [InlineData(1, 1, 16)]
@@ -103,6 +104,11 @@ public class GemmTests
     [InlineData(1, 784, 256)]
     [InlineData(2, 200, 300)]
     [InlineData(1, 100, 1100)]
+    [InlineData(3, 200, 256)]
+    [InlineData(2, 100, 512)]
+    [InlineData(3, 1, 16)]
+    [InlineData(3, 64, 40)]
+    [InlineData(2, 30, 7)]
     public void Streamed_rows_are_exact_fma_chains_at_every_alignment_of_B(int m, int k, int n) =>
         AssertStreamedChains(m, k, n, a => { });
 
@@ -113,6 +119,7 @@ public class GemmTests
     [Theory]
     [InlineData(1, 3, 32)]
     [InlineData(2, 9, 64)]
+    [InlineData(3, 5, 48)]
     public void Streamed_rows_keep_exact_chains_around_infinities_in_A(int m, int k, int n) =>
         AssertStreamedChains(m, k, n, a =>
         {

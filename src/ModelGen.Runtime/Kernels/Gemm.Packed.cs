@@ -147,14 +147,14 @@ public static partial class Gemm
                                     else if (TLanes.Count == 16 && rest > RowsPerTile && rest <= EightRows)
                                     {
                                         tileRows = rest;
-                                        Tile<TLanes, TVector, RowsInPlace<EightHigh>>(narrow, ref rowsOfA, new(a.RowStride, a.ColumnStride, tileRows), ref bTile, bStep, packs, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
+                                        Tile<TLanes, TVector, RowsInPlace<Eight>>(narrow, ref rowsOfA, new(a.RowStride, a.ColumnStride, tileRows), ref bTile, bStep, packs, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
                                     }
                                     else if (rest <= FourRows || (rest > RowsPerTile && rest <= EightRows))
                                     {
                                         tileRows = Math.Min(FourRows, rest);
-                                        Tile<TLanes, TVector, RowsInPlace<FourHigh>>(narrow, ref rowsOfA, new(a.RowStride, a.ColumnStride, tileRows), ref bTile, bStep, packs, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
+                                        Tile<TLanes, TVector, RowsInPlace<Four>>(narrow, ref rowsOfA, new(a.RowStride, a.ColumnStride, tileRows), ref bTile, bStep, packs, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
                                     }
-                                    else Tile<TLanes, TVector, RowsInPlace<SixHigh>>(narrow, ref rowsOfA, new(a.RowStride, a.ColumnStride, tileRows), ref bTile, bStep, packs, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
+                                    else Tile<TLanes, TVector, RowsInPlace<Six>>(narrow, ref rowsOfA, new(a.RowStride, a.ColumnStride, tileRows), ref bTile, bStep, packs, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
                                 }
                                 else
                                 {
@@ -272,25 +272,34 @@ public static partial class Gemm
     /// missing ones, whose sums are never stored, instead of packing its rows with zeros (4 rows against 6272x32: 45.5 -> 20.8
     /// us; the CNN's dense 64x1600x128 on one core: 237 -> 225 us).
     /// </summary>
-    private readonly struct RowsInPlace<THeight>(int row, int step, int rows) : IRowsOfA where THeight : struct, ITileHeight
+    private readonly struct RowsInPlace<THeight>(int row, int step, int rows) : IRowsOfA where THeight : struct, ICount
     {
         private readonly int row = row, last = rows - 1;
         public nint Offset(int r) => (nint)Math.Min(r, last) * row;
         public int Step { get; } = step;
-        public int Height => THeight.Rows;
+        public int Height => THeight.Value;
         public int PrefetchSteps => 0;
         public bool PacksB => false;
     }
 
-    /// <summary>A tile's height as a type argument, so the JIT compiles each height of <see cref="RowsInPlace{THeight}"/> with its own constant.</summary>
-    private interface ITileHeight
+    /// <summary>
+    /// A small count as a type argument, so the JIT compiles each count into its own copy of a kernel as a constant: the height
+    /// of <see cref="RowsInPlace{THeight}"/>, the rows and vectors of a streamed pass (<see cref="StreamColumns"/>).
+    /// </summary>
+    private interface ICount
     {
-        static abstract int Rows { get; }
+        static abstract int Value { get; }
     }
 
-    private struct FourHigh : ITileHeight { public static int Rows => FourRows; }
-    private struct SixHigh : ITileHeight { public static int Rows => RowsPerTile; }
-    private struct EightHigh : ITileHeight { public static int Rows => EightRows; }
+    private struct Zero : ICount { public static int Value => 0; }
+    private struct One : ICount { public static int Value => 1; }
+    private struct Two : ICount { public static int Value => 2; }
+    private struct Three : ICount { public static int Value => 3; }
+    private struct Four : ICount { public static int Value => 4; }
+    private struct Five : ICount { public static int Value => 5; }
+    private struct Six : ICount { public static int Value => 6; }
+    private struct Seven : ICount { public static int Value => 7; }
+    private struct Eight : ICount { public static int Value => 8; }
 
     /// <summary>
     /// Twelve rows read where A lies, on AVX-512: twice the multiply-adds per load of B of six rows (one core: conv2's

@@ -93,8 +93,7 @@ public static partial class Gemm
         var b = job.B.From();
         var epilogue = job.EpilogueFrom(0);
         var c = job.Output;
-        for (int i = 0; i < job.M; i++)
-            StreamRow<TLanes, TVector>(a, i, b, c.Slice(i * job.N, job.N), job.K, job.N, epilogue, first, Math.Min(job.PartSize, slots - first));
+        StreamRows<TLanes, TVector>(a, 0, job.M, b, c, job.N, job.K, job.N, epilogue, first, Math.Min(job.PartSize, slots - first));
     }
 
     /// <summary>

@@ -4,7 +4,7 @@ using System.Runtime.InteropServices;
 
 namespace ModelGen.Kernels;
 
-/// <summary>Products of a few rows (batch-1 inference): each row streamed against B, with no packing.</summary>
+/// <summary>Products of a few rows (batch-1 inference, up to three requests together): streamed against B, with no packing.</summary>
 public static partial class Gemm
 {
     /// <summary>
@@ -37,81 +37,130 @@ public static partial class Gemm
     private static int StreamSlots(int n, int width) => (n + width - 1) / width;
 
     /// <summary>
-    /// Slots [<paramref name="firstSlot"/>, +<paramref name="slotCount"/>) of one row of C = (row i of A)·B, B's rows
-    /// contiguous, in passes over the depth of at most eight slots each (independent accumulator chains, each depth step
-    /// reading one contiguous stretch of B). Every column's sum is the same chain of multiply-adds, in depth order, however
-    /// the columns are grouped into slots, passes or slices. <paramref name="c"/> is the whole row of C.
+    /// Slots [<paramref name="firstSlot"/>, +<paramref name="slotCount"/>) of rows [<paramref name="firstRow"/>, +<paramref name="rows"/>)
+    /// of C = A·B, B's rows contiguous, up to three rows at a time where that pays (<see cref="StreamsTogether"/>): each depth
+    /// step's stretch of B is then loaded once for all of them. A row alone takes passes of at most eight slots, two rows
+    /// four, three rows three (each with an edge slot, at most twelve accumulators). Every column's sum is the same chain of multiply-adds, in depth order, however the rows and
+    /// columns are grouped into slots, passes or slices, so a row comes out the same bit for bit in any batch. <paramref name="c"/>
+    /// starts at the first row's column 0; its rows are <paramref name="ldc"/> apart.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void StreamRow<TLanes, TVector>(in Matrix a, int i, in Matrix b, Span<float> c, int k, int n, in Epilogue epilogue, int firstSlot, int slotCount)
+    [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit] // every sum read back was stored first
+    private static unsafe void StreamRows<TLanes, TVector>(in Matrix a, int firstRow, int rows, in Matrix b, Span<float> c, int ldc, int k, int n,
+        in Epilogue epilogue, int firstSlot, int slotCount)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
-        int width = TLanes.Count;
-        float* sums = stackalloc float[9 * width]; // eight whole vectors and the partial or wrapping one
-        ref float to = ref MemoryMarshal.GetReference(c);
+        int width = TLanes.Count, rowSums = 9 * width;
+        float* sums = stackalloc float[GroupRows * rowSums]; // per row: up to eight whole vectors and the partial or wrapping one
         var single = new Stage(first: true, last: true);
+        int together = StreamsTogether(rows, k, slotCount, width) ? GroupRows : 1;
         fixed (float* pa = a.Data, pb = b.Data)
         {
-            float* row = pa + (nint)i * a.RowStride;
             var grid = new StreamGrid(pb, n, b.RowStride, width);
-            int passes = Math.Max(1, (slotCount + 7) / 8);
-            for (int pass = 0, slot = firstSlot; pass < passes; pass++)
+            for (int group = firstRow; group < firstRow + rows; group += together)
             {
-                int slots = slotCount / passes + (pass < slotCount % passes ? 1 : 0);
-                // Only the row's last slot may be partial or wrap; it then runs beside the pass's whole vectors.
-                bool last = slot + slots == grid.Slots;
-                int tail = last ? n % width : 0, wrap = last ? grid.Head : 0;
-                int whole = slots - (tail > 0 || wrap > 0 ? 1 : 0), column = grid.Head + slot * width;
-                var columns = new StreamedColumns(tail, wrap, a.ColumnStride, b.RowStride, k);
-                StreamPass<TLanes, TVector>(whole, columns, row, pb + column, sums);
-                // Through the edge tiles' epilogue: the whole vectors and a partial last one, then a wrapping slot's two ends.
-                int own = whole * width + columns.Tail;
-                FinishEdge<TLanes, TVector>(ref *sums, width, ref to, 0, 0, column, 1, own, single, epilogue);
-                if (columns.Wrap > 0)
+                int groupRows = Math.Min(together, firstRow + rows - group);
+                float* rowsOfA = pa + (nint)group * a.RowStride;
+                ref float to = ref MemoryMarshal.GetReference(c.Slice((group - firstRow) * ldc));
+                int passes = StreamPasses(slotCount, groupRows);
+                for (int pass = 0, slot = firstSlot; pass < passes; pass++)
                 {
-                    FinishEdge<TLanes, TVector>(ref sums[own], width, ref to, 0, 0, column + own, 1, width - columns.Wrap, single, epilogue);
-                    FinishEdge<TLanes, TVector>(ref sums[own + width - columns.Wrap], width, ref to, 0, 0, 0, 1, columns.Wrap, single, epilogue);
+                    int slots = slotCount / passes + (pass < slotCount % passes ? 1 : 0);
+                    // Only the row's last slot may be partial or wrap; it then runs beside the pass's whole vectors.
+                    bool last = slot + slots == grid.Slots;
+                    int tail = last ? n % width : 0, wrap = last ? grid.Head : 0;
+                    int whole = slots - (tail > 0 || wrap > 0 ? 1 : 0), column = grid.Head + slot * width;
+                    var columns = new StreamedColumns(tail, wrap, a.ColumnStride, a.RowStride, b.RowStride, k, rowSums);
+                    if (groupRows == 1) StreamPass<TLanes, TVector>(whole, columns, rowsOfA, pb + column, sums);
+                    else StreamPassOfRows<TLanes, TVector>(groupRows, whole, columns, rowsOfA, pb + column, sums);
+                    // Through the edge tiles' epilogue: the whole vectors and a partial last one, then a wrapping slot's two ends.
+                    int own = whole * width + columns.Tail;
+                    FinishEdge<TLanes, TVector>(ref *sums, rowSums, ref to, ldc, 0, column, groupRows, own, single, epilogue);
+                    if (columns.Wrap > 0)
+                    {
+                        FinishEdge<TLanes, TVector>(ref sums[own], rowSums, ref to, ldc, 0, column + own, groupRows, width - columns.Wrap, single, epilogue);
+                        FinishEdge<TLanes, TVector>(ref sums[own + width - columns.Wrap], rowSums, ref to, ldc, 0, 0, groupRows, columns.Wrap, single, epilogue);
+                    }
+                    slot += slots;
                 }
-                slot += slots;
             }
         }
     }
 
+    /// <summary>Rows streamed together, at most: three rows' three slots and edges take twelve accumulators (AVX2 has sixteen registers).</summary>
+    private const int GroupRows = 3;
+
+    /// <summary>Passes over the depth that <paramref name="rows"/> rows streamed together take for <paramref name="slots"/> slots.</summary>
+    private static int StreamPasses(int slots, int rows)
+    {
+        int perPass = rows == 1 ? 8 : rows == 2 ? 4 : 3;
+        return Math.Max(1, (slots + perPass - 1) / perPass);
+    }
+
     /// <summary>
-    /// One pass of <see cref="StreamRow"/>: <paramref name="whole"/> vectors, each count its own loop with its accumulators in
-    /// registers. A method of its own so that nothing of the row's loop is live around these: inlined into it, each depth step
-    /// reloaded the strides from the stack and took two more branches (the MLP's 784-256-128 at batch 1, both layers, on two
-    /// cores, interleaved: medians 7.0-9.3 -> 6.2-8.4 us).
+    /// Whether a few rows stream together: where that takes fewer passes than row by row, or where the stretch of B they
+    /// stream does not fit in L1 and row by row would bring it from further away once per row (interleaved on one core:
+    /// 3x784x256 69 -> 53 us, 3x1600x128 76 -> 57, 3x128x10 1.15 -> 0.67, 2x256x1024 75 -> 66; on two, each core streaming
+    /// its slices: 3x784x256 36 -> 30, 3x1600x128 42 -> 29). Otherwise each row's own passes of up to eight vectors are
+    /// faster (3x64x64: 1.27 us row by row, 1.46 together).
+    /// </summary>
+    private static bool StreamsTogether(int rows, int k, int slots, int width) =>
+        rows > 1 && (StreamPasses(slots, Math.Min(rows, GroupRows)) < rows * StreamPasses(slots, 1) || (long)k * slots * width * sizeof(float) > L1Bytes);
+
+    private const int L1Bytes = 32 * 1024;
+
+    /// <summary>
+    /// One pass of a row alone: <paramref name="whole"/> vectors, each count its own loop with its accumulators in registers.
+    /// A method of its own so that nothing of the rows' loop is live around these: inlined into it, each depth step reloaded
+    /// the strides from the stack and took two more branches (the MLP's 784-256-128 at batch 1, both layers, on two cores,
+    /// interleaved: medians 7.0-9.3 -> 6.2-8.4 us).
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void StreamPass<TLanes, TVector>(int whole, in StreamedColumns columns, float* row, float* b, float* sums)
+    private static unsafe void StreamPass<TLanes, TVector>(int whole, in StreamedColumns columns, float* a, float* b, float* sums)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
         switch (whole)
         {
-            case 0: StreamColumns<TLanes, TVector>(0, columns, row, b, sums); break;
-            case 1: StreamColumns<TLanes, TVector>(1, columns, row, b, sums); break;
-            case 2: StreamColumns<TLanes, TVector>(2, columns, row, b, sums); break;
-            case 3: StreamColumns<TLanes, TVector>(3, columns, row, b, sums); break;
-            case 4: StreamColumns<TLanes, TVector>(4, columns, row, b, sums); break;
-            case 5: StreamColumns<TLanes, TVector>(5, columns, row, b, sums); break;
-            case 6: StreamColumns<TLanes, TVector>(6, columns, row, b, sums); break;
-            case 7: StreamColumns<TLanes, TVector>(7, columns, row, b, sums); break;
-            default: StreamColumns<TLanes, TVector>(8, columns, row, b, sums); break;
+            case 0: StreamColumns<TLanes, TVector>(0, columns, a, b, sums); break;
+            case 1: StreamColumns<TLanes, TVector>(1, columns, a, b, sums); break;
+            case 2: StreamColumns<TLanes, TVector>(2, columns, a, b, sums); break;
+            case 3: StreamColumns<TLanes, TVector>(3, columns, a, b, sums); break;
+            case 4: StreamColumns<TLanes, TVector>(4, columns, a, b, sums); break;
+            case 5: StreamColumns<TLanes, TVector>(5, columns, a, b, sums); break;
+            case 6: StreamColumns<TLanes, TVector>(6, columns, a, b, sums); break;
+            case 7: StreamColumns<TLanes, TVector>(7, columns, a, b, sums); break;
+            default: StreamColumns<TLanes, TVector>(8, columns, a, b, sums); break;
+        }
+    }
+
+    /// <summary>One pass of two or three rows: a compiled copy of <see cref="StreamColumnsOfRows"/> per count of rows and vectors.</summary>
+    private static unsafe void StreamPassOfRows<TLanes, TVector>(int rows, int whole, in StreamedColumns columns, float* a, float* b, float* sums)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        switch (rows * 16 + whole)
+        {
+            case 0x20: StreamColumnsOfRows<TLanes, TVector, Two, Zero>(columns, a, b, sums); break;
+            case 0x21: StreamColumnsOfRows<TLanes, TVector, Two, One>(columns, a, b, sums); break;
+            case 0x22: StreamColumnsOfRows<TLanes, TVector, Two, Two>(columns, a, b, sums); break;
+            case 0x23: StreamColumnsOfRows<TLanes, TVector, Two, Three>(columns, a, b, sums); break;
+            case 0x24: StreamColumnsOfRows<TLanes, TVector, Two, Four>(columns, a, b, sums); break;
+            case 0x30: StreamColumnsOfRows<TLanes, TVector, Three, Zero>(columns, a, b, sums); break;
+            case 0x31: StreamColumnsOfRows<TLanes, TVector, Three, One>(columns, a, b, sums); break;
+            case 0x32: StreamColumnsOfRows<TLanes, TVector, Three, Two>(columns, a, b, sums); break;
+            default: StreamColumnsOfRows<TLanes, TVector, Three, Three>(columns, a, b, sums); break;
         }
     }
 
     /// <summary>
-    /// One pass of <see cref="StreamRow"/> after its whole vectors: a partial vector of <c>Tail</c> columns, or a vector
-    /// that wraps into the next row's first <c>Wrap</c> columns (0: neither).
+    /// One pass of <see cref="StreamRows"/> after its whole vectors: a partial vector of <c>Tail</c> columns, or a vector
+    /// that wraps into the next row's first <c>Wrap</c> columns (0: neither); where A's rows and the pass's sums of each row lie.
     /// </summary>
-    private readonly struct StreamedColumns(int tail, int wrap, int aStep, int bStride, int depth)
+    private readonly struct StreamedColumns(int tail, int wrap, int aStep, int aRow, int bStride, int depth, int sumsRow)
     {
-        public readonly int Tail = tail, Wrap = wrap, AStep = aStep, BStride = bStride, Depth = depth;
+        public readonly int Tail = tail, Wrap = wrap, AStep = aStep, ARow = aRow, BStride = bStride, Depth = depth, SumsRow = sumsRow;
     }
 
     /// <summary>
-    /// The sums of one pass into <paramref name="sums"/>: the whole vectors, then the partial or wrapping one, a vector apart.
+    /// The sums of one pass of a row alone into <paramref name="sums"/>: the whole vectors, then the partial or wrapping one, a vector apart.
     /// <paramref name="vectors"/> is a constant at each call, so the JIT keeps exactly that many accumulators. A partial
     /// vector's loads are masked, so nothing outside B is read. A wrapping vector's lanes past the row's end hold the next
     /// row's first columns: they take the next float of A, their first term comes from the vector before B's first row
@@ -162,6 +211,91 @@ public static partial class Gemm
         if (vectors > 6) TLanes.Store(ref sums[6 * width], s6);
         if (vectors > 7) TLanes.Store(ref sums[7 * width], s7);
         TLanes.Store(ref sums[vectors * width], t);
+    }
+
+    /// <summary>
+    /// <see cref="StreamColumns"/> for two or three rows at once, their sums row after row <c>SumsRow</c> floats apart: each
+    /// vector of B is loaded once for all of them, and each row's chains are exactly those of the row alone. The rows and
+    /// vectors (at most four) are type arguments, each pair its own compiled copy, so the JIT keeps exactly that many
+    /// accumulators. Kept apart from the single row's kernel, whose loads stay inside its multiply-adds.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static unsafe void StreamColumnsOfRows<TLanes, TVector, TRows, TVectors>(in StreamedColumns columns, float* a, float* b, float* sums)
+        where TLanes : struct, ILanes<TVector> where TVector : struct where TRows : struct, ICount where TVectors : struct, ICount
+    {
+        int rows = TRows.Value, vectors = TVectors.Value;
+        int width = TLanes.Count, tail = columns.Tail, wrap = columns.Wrap, aStep = columns.AStep, k = columns.Depth;
+        nint bStride = columns.BStride;
+        float* a1 = a + columns.ARow, a2 = a1 + columns.ARow; // the third row's read only where there is one
+        TVector tailMask = TLanes.FirstLanes(tail), thisRow = TLanes.FirstLanes(width - wrap);
+        TVector t0 = TLanes.Zero, t1 = TLanes.Zero, t2 = TLanes.Zero;
+        TVector s0 = TLanes.Zero, s1 = TLanes.Zero, s2 = TLanes.Zero, s3 = TLanes.Zero;
+        TVector u0 = TLanes.Zero, u1 = TLanes.Zero, u2 = TLanes.Zero, u3 = TLanes.Zero;
+        TVector w0 = TLanes.Zero, w1 = TLanes.Zero, w2 = TLanes.Zero, w3 = TLanes.Zero;
+        float* edge = b + vectors * width;
+        if (wrap > 0)
+        {
+            // The wrapped columns' first terms, from the vector before B's first row, as the single row's kernel takes them.
+            TVector nextRow = TLanes.Select(thisRow, TLanes.Zero, TLanes.FirstLanes(width));
+            TVector before = TLanes.LoadMasked(edge - bStride, nextRow);
+            t0 = TLanes.Select(thisRow, TLanes.Zero, TLanes.MultiplyAdd(TLanes.Broadcast(*a), before, TLanes.Zero));
+            t1 = TLanes.Select(thisRow, TLanes.Zero, TLanes.MultiplyAdd(TLanes.Broadcast(*a1), before, TLanes.Zero));
+            if (rows > 2) t2 = TLanes.Select(thisRow, TLanes.Zero, TLanes.MultiplyAdd(TLanes.Broadcast(*a2), before, TLanes.Zero));
+        }
+        for (int p = 0; p < k; p++, a += aStep, a1 += aStep, b += bStride, edge += bStride)
+        {
+            TVector x = TLanes.Broadcast(*a), y = TLanes.Broadcast(*a1);
+            TVector z = rows > 2 ? TLanes.Broadcast(*a2) : TLanes.Zero;
+            if (vectors > 0) MultiplyRows<TLanes, TVector>(rows, x, y, z, TLanes.Load(ref *b), ref s0, ref u0, ref w0);
+            if (vectors > 1) MultiplyRows<TLanes, TVector>(rows, x, y, z, TLanes.Load(ref b[width]), ref s1, ref u1, ref w1);
+            if (vectors > 2) MultiplyRows<TLanes, TVector>(rows, x, y, z, TLanes.Load(ref b[2 * width]), ref s2, ref u2, ref w2);
+            if (vectors > 3) MultiplyRows<TLanes, TVector>(rows, x, y, z, TLanes.Load(ref b[3 * width]), ref s3, ref u3, ref w3);
+            if (tail > 0) MultiplyRows<TLanes, TVector>(rows, x, y, z, TLanes.LoadMasked(edge, tailMask), ref t0, ref t1, ref t2);
+            else if (wrap > 0)
+            {
+                if (p + 1 < k)
+                {
+                    TVector next = TLanes.Load(ref *edge);
+                    t0 = TLanes.MultiplyAdd(TLanes.Select(thisRow, x, TLanes.Broadcast(a[aStep])), next, t0);
+                    t1 = TLanes.MultiplyAdd(TLanes.Select(thisRow, y, TLanes.Broadcast(a1[aStep])), next, t1);
+                    if (rows > 2) t2 = TLanes.MultiplyAdd(TLanes.Select(thisRow, z, TLanes.Broadcast(a2[aStep])), next, t2);
+                }
+                else
+                {
+                    TVector lastRow = TLanes.LoadMasked(edge, thisRow);
+                    t0 = TLanes.Select(thisRow, TLanes.MultiplyAdd(x, lastRow, t0), t0);
+                    t1 = TLanes.Select(thisRow, TLanes.MultiplyAdd(y, lastRow, t1), t1);
+                    if (rows > 2) t2 = TLanes.Select(thisRow, TLanes.MultiplyAdd(z, lastRow, t2), t2);
+                }
+            }
+            if (rows > 2) a2 += aStep;
+        }
+        StoreSums<TLanes, TVector>(vectors, sums, s0, s1, s2, s3, t0);
+        StoreSums<TLanes, TVector>(vectors, sums + columns.SumsRow, u0, u1, u2, u3, t1);
+        if (rows > 2) StoreSums<TLanes, TVector>(vectors, sums + 2 * columns.SumsRow, w0, w1, w2, w3, t2);
+    }
+
+    /// <summary>One vector of B into each of two or three rows' accumulators.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void MultiplyRows<TLanes, TVector>(int rows, TVector x, TVector y, TVector z, TVector b, ref TVector first, ref TVector second, ref TVector third)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        first = TLanes.MultiplyAdd(x, b, first);
+        second = TLanes.MultiplyAdd(y, b, second);
+        if (rows > 2) third = TLanes.MultiplyAdd(z, b, third);
+    }
+
+    /// <summary>A row's <paramref name="vectors"/> whole sums (at most four), then its edge vector right after them.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void StoreSums<TLanes, TVector>(int vectors, float* sums, TVector s0, TVector s1, TVector s2, TVector s3, TVector edge)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        int width = TLanes.Count;
+        if (vectors > 0) TLanes.Store(ref *sums, s0);
+        if (vectors > 1) TLanes.Store(ref sums[width], s1);
+        if (vectors > 2) TLanes.Store(ref sums[2 * width], s2);
+        if (vectors > 3) TLanes.Store(ref sums[3 * width], s3);
+        TLanes.Store(ref sums[vectors * width], edge);
     }
 
     /// <summary>One row of C when B is stored transposed (columns contiguous): each entry is a vectorised dot product.</summary>

@@ -95,9 +95,8 @@ public static partial class Gemm
         var b2 = second.B.From(column * n2);
         var epilogue = first.EpilogueFrom(column);
         float* partial = index == 0 ? second.C : job.Partials + (long)(index - 1) * first.M * n2;
-        for (int i = 0; i < first.M; i++)
-            StreamRow<TLanes, TVector>(a, i, b1, new Span<float>(first.C + (long)i * first.N + column, columns), first.K, columns, epilogue, 0, StreamSlots(columns, TLanes.Count));
-        for (int i = 0; i < first.M; i++)
-            StreamRow<TLanes, TVector>(h, i, b2, new Span<float>(partial + (long)i * n2, n2), columns, n2, default, 0, StreamSlots(n2, TLanes.Count));
+        StreamRows<TLanes, TVector>(a, 0, first.M, b1, new Span<float>(first.C + column, (first.M - 1) * first.N + columns), first.N, first.K, columns, epilogue,
+            0, StreamSlots(columns, TLanes.Count));
+        StreamRows<TLanes, TVector>(h, 0, first.M, b2, new Span<float>(partial, first.M * n2), n2, columns, n2, default, 0, StreamSlots(n2, TLanes.Count));
     }
 }

@@ -135,7 +135,7 @@ public static partial class Gemm
     {
         if (m < StreamingRows && b.ColumnStride == 1)
         {
-            for (int i = 0; i < m; i++) StreamRow<TLanes, TVector>(a, i, b, c.Slice(i * n, n), k, n, epilogue, 0, StreamSlots(n, TLanes.Count));
+            StreamRows<TLanes, TVector>(a, 0, m, b, c, n, k, n, epilogue, 0, StreamSlots(n, TLanes.Count));
         }
         else if (m < StreamingRows)
         {

@@ -18,6 +18,9 @@ public class ParallelGemmTests
     [InlineData(3, 500, 300)]    // a few rows; the last slice ends in a partial vector
     [InlineData(1, 1600, 128)]   // four-vector slices
     [InlineData(768, 5472, 1024)] // wide enough for slices, but an A of 16 MB: blocks of rows, A packed
+    [InlineData(4, 784, 256)]    // a few rows below the sharing threshold: slices of columns on two cores, whole on one
+    [InlineData(12, 500, 100)]   // the most such rows, the last slice ending in a partial tile
+    [InlineData(8, 64, 520)]     // a transposed B (ABt) packed by each slice
     public void Two_cores_match_one_core_exactly(int m, int k, int n)
     {
         var random = new Random(m + k + n);

@@ -180,10 +180,11 @@ public static partial class Gemm
     /// Whether whole tiles read A where it lies rather than packing it. Few column tiles use each packed row only a few times,
     /// so packing would cost more than it saves (a convolution's 7744 x 288 patches against 64 filters). Packing a transposed
     /// A is a gather and costs more, so it streams up to twice as wide. An A that fits in L1 whole is read in place however
-    /// wide the product.
+    /// wide the product, and so are a few rows (up to <see cref="FewRows"/>, which then read B in place too): packed, they went
+    /// through the packed kernels with B packed as well (12x500x100 on one core, interleaved: 66 -> 41 us as two slices).
     /// </summary>
     private static bool ReadsAInPlace<TLanes, TVector>(in Matrix a, int m, int k, int n) where TLanes : struct, ILanes<TVector> where TVector : struct =>
-        Math.Min(n, ColumnBlock) <= (a.RowStride == 1 ? 2 : 1) * StreamingColumnTiles * TileColumns<TLanes, TVector>(n) || (long)m * k <= SmallA;
+        Math.Min(n, ColumnBlock) <= (a.RowStride == 1 ? 2 : 1) * StreamingColumnTiles * TileColumns<TLanes, TVector>(n) || (long)m * k <= SmallA || m <= FewRows;
 
     /// <summary>
     /// One tile of C: the narrow kernel for products one vector wide (their only column tile starts at 0), the two-vector one

@@ -105,6 +105,13 @@ public static partial class Gemm
     /// </summary>
     private const long LargeA = 1 << 22;
 
+    /// <summary>Whether <see cref="RunInParts"/> cuts a product into slices of columns: at least four tiles wide, wide for its height, A not too large.</summary>
+    private static bool SlicesByColumns(int m, int k, int n, int tileColumns)
+    {
+        int tilesWide = (n + tileColumns - 1) / tileColumns, tilesTall = (m + RowsPerTile - 1) / RowsPerTile;
+        return tilesWide >= 4 && tilesWide * 4 >= tilesTall && (long)m * k < LargeA;
+    }
+
     /// <summary>
     /// Cuts a product into parts that this thread and the helper claim from opposite ends until none remain, so a late or
     /// slow helper costs at most one part, and a busy one none: this thread then runs every part itself. The parts depend
@@ -118,8 +125,7 @@ public static partial class Gemm
     {
         int tileColumns = 2 * TLanes.Count;
         int tilesWide = (n + tileColumns - 1) / tileColumns;
-        int tilesTall = (m + RowsPerTile - 1) / RowsPerTile;
-        bool byColumns = tilesWide >= 4 && tilesWide * 4 >= tilesTall && (long)m * k < LargeA;
+        bool byColumns = SlicesByColumns(m, k, n, tileColumns);
         // Slices of columns as wide as A can still be streamed for: wider slices re-read A fewer times (128x784x256 on two
         // cores: 330 us in slices of one tile, 293 in two, 273 in four).
         if (!byColumns)

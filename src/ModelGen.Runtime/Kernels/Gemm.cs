@@ -117,7 +117,7 @@ public static partial class Gemm
             return;
         }
         rows.Produce(0, m);
-        if (m >= StreamingRows && work >= ParallelWork)
+        if (m >= StreamingRows && (work >= ParallelWork || SharesFewRows<TLanes, TVector>(m, k, n, epilogue)))
         {
             if (IsDeep(m, k, n, epilogue)) RunInDepthParts<TLanes, TVector>(a, b, c, m, k, n, epilogue);
             else RunInParts<TLanes, TVector>(a, b, c, m, k, n, epilogue);
@@ -128,6 +128,18 @@ public static partial class Gemm
         }
         else RunRows<TLanes, TVector>(a, b, c, m, k, n, epilogue);
     }
+
+    /// <summary>
+    /// Whether a product of a few rows (up to <see cref="FewRows"/>, a few requests served together) below
+    /// <see cref="ParallelWork"/> is still cut into slices of columns for both cores, as streamed rows are from
+    /// <see cref="StreamingParallelWork"/>: each core then reads half the weights (two cores, interleaved: 4x784x256 55 -> 27 us,
+    /// 4x256x256 11.6 -> 8.2, 8x64x512 13.4 -> 8.7). Only where it makes slices of columns, which leave each output's chain as
+    /// it is, so the bits are the same on one thread, which runs it whole (slices cost it 2-8%): a narrow product cut into
+    /// blocks of rows gained nothing or lost (4x1000x40: 12.8 -> 17.8 us), a deep one would sum its depth in parts.
+    /// </summary>
+    private static bool SharesFewRows<TLanes, TVector>(int m, int k, int n, in Epilogue epilogue) where TLanes : struct, ILanes<TVector> where TVector : struct =>
+        m <= FewRows && (long)m * k * n >= StreamingParallelWork && Helper.Threads > 1 && !IsDeep(m, k, n, epilogue)
+        && SlicesByColumns(m, k, n, 2 * TLanes.Count);
 
     /// <summary>All on this thread: a few rows streamed against B (Gemm.Streaming.cs), more through the packed path (Gemm.Packed.cs).</summary>
     private static void RunRows<TLanes, TVector>(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, in Epilogue epilogue)

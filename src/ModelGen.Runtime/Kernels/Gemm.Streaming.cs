@@ -37,12 +37,13 @@ public static partial class Gemm
     private static int StreamSlots(int n, int width) => (n + width - 1) / width;
 
     /// <summary>
-    /// Slots [<paramref name="firstSlot"/>, +<paramref name="slotCount"/>) of rows [<paramref name="firstRow"/>, +<paramref name="rows"/>)
-    /// of C = A·B, B's rows contiguous, up to three rows at a time where that pays (<see cref="StreamsTogether"/>): each depth
-    /// step's stretch of B is then loaded once for all of them. A row alone takes passes of at most eight slots, two rows
-    /// four, three rows three (each with an edge slot, at most twelve accumulators). Every column's sum is the same chain of multiply-adds, in depth order, however the rows and
-    /// columns are grouped into slots, passes or slices, so a row comes out the same bit for bit in any batch. <paramref name="c"/>
-    /// starts at the first row's column 0; its rows are <paramref name="ldc"/> apart.
+    /// Slots [<paramref name="firstSlot"/>, +<paramref name="slotCount"/>) of rows [<paramref name="firstRow"/>,
+    /// +<paramref name="rows"/>) of C = A·B, B's rows contiguous, up to three rows at a time where that pays
+    /// (<see cref="StreamsTogether"/>): each depth step's stretch of B is then loaded once for all of them. A row alone takes
+    /// passes of at most eight slots, two rows four, three rows three (each with an edge slot, at most twelve accumulators).
+    /// Every column's sum is the same chain of multiply-adds, in depth order, however the rows and columns are grouped into
+    /// slots, passes or slices, so a row comes out the same bit for bit in any batch. <paramref name="c"/> starts at the first
+    /// row's column 0; its rows are <paramref name="ldc"/> apart.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit] // every sum read back was stored first
     private static unsafe void StreamRows<TLanes, TVector>(in Matrix a, int firstRow, int rows, in Matrix b, Span<float> c, int ldc, int k, int n,
@@ -106,6 +107,7 @@ public static partial class Gemm
     private static bool StreamsTogether(int rows, int k, int slots, int width) =>
         rows > 1 && (StreamPasses(slots, Math.Min(rows, GroupRows)) < rows * StreamPasses(slots, 1) || (long)k * slots * width * sizeof(float) > L1Bytes);
 
+    /// <summary>L1's data cache per core where this was measured (Zen 3); Sapphire Rapids has 48 KB, so the line is conservative there.</summary>
     private const int L1Bytes = 32 * 1024;
 
     /// <summary>

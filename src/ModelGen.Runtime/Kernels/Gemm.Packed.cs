@@ -181,7 +181,7 @@ public static partial class Gemm
     /// so packing would cost more than it saves (a convolution's 7744 x 288 patches against 64 filters). Packing a transposed
     /// A is a gather and costs more, so it streams up to twice as wide. An A that fits in L1 whole is read in place however
     /// wide the product, and so are a few rows (up to <see cref="FewRows"/>, which then read B in place too): packed, they went
-    /// through the packed kernels with B packed as well (12x500x100 on one core, interleaved: 66 -> 41 us as two slices).
+    /// through the packed kernels with B packed as well (12x500x100 on one core, old and new builds in turns: 58-60 -> 28-38 us).
     /// </summary>
     private static bool ReadsAInPlace<TLanes, TVector>(in Matrix a, int m, int k, int n) where TLanes : struct, ILanes<TVector> where TVector : struct =>
         Math.Min(n, ColumnBlock) <= (a.RowStride == 1 ? 2 : 1) * StreamingColumnTiles * TileColumns<TLanes, TVector>(n) || (long)m * k <= SmallA || m <= FewRows;

@@ -53,13 +53,13 @@ public static partial class Gemm
         int width = TLanes.Count, rowSums = 9 * width;
         float* sums = stackalloc float[GroupRows * rowSums]; // per row: up to eight whole vectors and the partial or wrapping one
         var single = new Stage(first: true, last: true);
-        int together = StreamsTogether(rows, k, slotCount, width) ? GroupRows : 1;
+        int rowsAtOnce = StreamsTogether(rows, k, slotCount, width) ? GroupRows : 1;
         fixed (float* pa = a.Data, pb = b.Data)
         {
             var grid = new StreamGrid(pb, n, b.RowStride, width);
-            for (int group = firstRow; group < firstRow + rows; group += together)
+            for (int group = firstRow; group < firstRow + rows; group += rowsAtOnce)
             {
-                int groupRows = Math.Min(together, firstRow + rows - group);
+                int groupRows = Math.Min(rowsAtOnce, firstRow + rows - group);
                 float* rowsOfA = pa + (nint)group * a.RowStride;
                 ref float to = ref MemoryMarshal.GetReference(c.Slice((group - firstRow) * ldc));
                 int passes = StreamPasses(slotCount, groupRows);

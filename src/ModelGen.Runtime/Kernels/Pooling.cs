@@ -58,8 +58,8 @@ public static class Pooling
             var indices = winners == null ? default : new Span<int>(winners + (long)firstSample * outputFloats, samples * outputFloats);
             int firstRow = first - firstSample * window.OutputHeight;
             if (backward) MaxBackwardSamples(values, indices, images, window, count, accumulate);
-            else if (winners == null) MaxForwardRows<WinnersDropped>(images, values, indices, window, firstRow, count);
-            else MaxForwardRows<WinnersKept>(images, values, indices, window, firstRow, count);
+            else if (winners == null) MaxForwardRows<No>(images, values, indices, window, firstRow, count); // inference: no winners kept
+            else MaxForwardRows<Yes>(images, values, indices, window, firstRow, count);
         }
     }
 
@@ -69,16 +69,17 @@ public static class Pooling
     /// compiled into every copy, the AVX2 copy's loops ran 3-19% slower, though never taking them (64 images of 26x26x32 or
     /// 11x11x64, interleaved).
     /// </summary>
-    private static void MaxForwardRows<TWinners>(ReadOnlySpan<float> input, Span<float> output, Span<int> winners, in Window window, int firstRow, int rows)
-        where TWinners : IWinners
+    private static void MaxForwardRows<TKeepsWinners>(ReadOnlySpan<float> input, Span<float> output, Span<int> winners, in Window window, int firstRow, int rows)
+        where TKeepsWinners : IFlag
     {
-        if (Simd.Current == SimdPath.Avx512) MaxForwardRows<TWinners, TwoByTwoUnrolled>(input, output, winners, window, firstRow, rows);
-        else MaxForwardRows<TWinners, TwoByTwoInLoop>(input, output, winners, window, firstRow, rows);
+        if (Simd.Current == SimdPath.Avx512) MaxForwardRows<TKeepsWinners, Yes>(input, output, winners, window, firstRow, rows);
+        else MaxForwardRows<TKeepsWinners, No>(input, output, winners, window, firstRow, rows);
     }
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-    private static void MaxForwardRows<TWinners, TTwoByTwo>(ReadOnlySpan<float> input, Span<float> output, Span<int> winners, in Window window, int firstRow, int rows)
-        where TWinners : IWinners where TTwoByTwo : ITwoByTwo
+    private static void MaxForwardRows<TKeepsWinners, TUnrollsTwoByTwo>(ReadOnlySpan<float> input, Span<float> output, Span<int> winners, in Window window,
+        int firstRow, int rows)
+        where TKeepsWinners : IFlag where TUnrollsTwoByTwo : IFlag
     {
         int height = window.Height, width = window.Width, channels = window.Channels;
         int outputHeight = window.OutputHeight, outputWidth = window.OutputWidth;
@@ -99,9 +100,9 @@ public static class Pooling
                 // outputs inside this sample's, so the per-pixel slice checks were pure cost.
                 int c = 0;
                 ref float pixels = ref MemoryMarshal.GetReference(image);
-                if (TTwoByTwo.Unrolled && y1 - y0 == 2 && x1 - x0 == 2)
+                if (TUnrollsTwoByTwo.IsSet && y1 - y0 == 2 && x1 - x0 == 2)
                 {
-                    c = MaxOfTwoByTwo<TWinners>(ref pixels, first, width * channels, channels,
+                    c = MaxOfTwoByTwo<TKeepsWinners>(ref pixels, first, width * channels, channels,
                         ref Unsafe.Add(ref MemoryMarshal.GetReference(output), at), ref Unsafe.Add(ref MemoryMarshal.GetReference(winners), at));
                 }
                 for (; c + Vector<float>.Count <= channels; c += Vector<float>.Count)
@@ -116,11 +117,11 @@ public static class Pooling
                             var candidate = Vector.LoadUnsafe(ref Unsafe.Add(ref pixels, pixel));
                             var better = Vector.GreaterThan(candidate, best);
                             best = Vector.ConditionalSelect(better, candidate, best);
-                            if (TWinners.Kept) winner = Vector.ConditionalSelect(better, new Vector<int>(pixel) + Lanes, winner);
+                            if (TKeepsWinners.IsSet) winner = Vector.ConditionalSelect(better, new Vector<int>(pixel) + Lanes, winner);
                         }
                     }
                     Vector.StoreUnsafe(best, ref Unsafe.Add(ref MemoryMarshal.GetReference(output), at + c));
-                    if (TWinners.Kept) Vector.StoreUnsafe(winner, ref Unsafe.Add(ref MemoryMarshal.GetReference(winners), at + c));
+                    if (TKeepsWinners.IsSet) Vector.StoreUnsafe(winner, ref Unsafe.Add(ref MemoryMarshal.GetReference(winners), at + c));
                 }
                 for (; c < channels; c++)
                 {
@@ -135,7 +136,7 @@ public static class Pooling
                         }
                     }
                     output[at + c] = best;
-                    if (TWinners.Kept) winners[at + c] = winner;
+                    if (TKeepsWinners.IsSet) winners[at + c] = winner;
                 }
             }
         }
@@ -147,8 +148,8 @@ public static class Pooling
     /// at batch 1: 3.9 -> 3.1 us alone; the 11x11x64 second pool 1.0 -> 0.6). Returns the channels done.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static int MaxOfTwoByTwo<TWinners>(ref float pixels, int first, int down, int right, ref float maximum, ref int winner)
-        where TWinners : IWinners
+    private static int MaxOfTwoByTwo<TKeepsWinners>(ref float pixels, int first, int down, int right, ref float maximum, ref int winner)
+        where TKeepsWinners : IFlag
     {
         int c = 0;
         var lanes = Vector512<int>.Indices;
@@ -163,51 +164,38 @@ public static class Pooling
             var candidate = Vector512.LoadUnsafe(ref Unsafe.Add(ref corner, right));
             var better = Vector512.GreaterThan(candidate, best);
             best = Vector512.ConditionalSelect(better, candidate, best);
-            if (TWinners.Kept) at = Vector512.ConditionalSelect(better.AsInt32(), topLeft + toRight, at);
+            if (TKeepsWinners.IsSet) at = Vector512.ConditionalSelect(better.AsInt32(), topLeft + toRight, at);
             candidate = Vector512.LoadUnsafe(ref Unsafe.Add(ref corner, down));
             better = Vector512.GreaterThan(candidate, best);
             best = Vector512.ConditionalSelect(better, candidate, best);
-            if (TWinners.Kept) at = Vector512.ConditionalSelect(better.AsInt32(), topLeft + toBelow, at);
+            if (TKeepsWinners.IsSet) at = Vector512.ConditionalSelect(better.AsInt32(), topLeft + toBelow, at);
             candidate = Vector512.LoadUnsafe(ref Unsafe.Add(ref corner, down + right));
             better = Vector512.GreaterThan(candidate, best);
             best = Vector512.ConditionalSelect(better, candidate, best);
-            if (TWinners.Kept) at = Vector512.ConditionalSelect(better.AsInt32(), topLeft + toDiagonal, at);
+            if (TKeepsWinners.IsSet) at = Vector512.ConditionalSelect(better.AsInt32(), topLeft + toDiagonal, at);
             best.StoreUnsafe(ref Unsafe.Add(ref maximum, c));
-            if (TWinners.Kept) at.StoreUnsafe(ref Unsafe.Add(ref winner, c));
+            if (TKeepsWinners.IsSet) at.StoreUnsafe(ref Unsafe.Add(ref winner, c));
         }
         return c;
     }
 
-    /// <summary>Whether the forward pass records its winners: a constant per type, so the JIT leaves the index work out of inference.</summary>
-    private interface IWinners
+    /// <summary>
+    /// A yes or no as a type argument, a constant in each compiled copy, so the JIT leaves the other branch out: whether the
+    /// forward pass keeps its winners (inference drops the index work), whether whole 2x2 windows take <see cref="MaxOfTwoByTwo"/>.
+    /// </summary>
+    private interface IFlag
     {
-        static abstract bool Kept { get; }
+        static abstract bool IsSet { get; }
     }
 
-    private readonly struct WinnersKept : IWinners
+    private readonly struct Yes : IFlag
     {
-        public static bool Kept => true;
+        public static bool IsSet => true;
     }
 
-    private readonly struct WinnersDropped : IWinners
+    private readonly struct No : IFlag
     {
-        public static bool Kept => false;
-    }
-
-    /// <summary>Whether whole 2x2 windows take <see cref="MaxOfTwoByTwo"/>: a constant per type, so the other copy has none of it.</summary>
-    private interface ITwoByTwo
-    {
-        static abstract bool Unrolled { get; }
-    }
-
-    private readonly struct TwoByTwoUnrolled : ITwoByTwo
-    {
-        public static bool Unrolled => true;
-    }
-
-    private readonly struct TwoByTwoInLoop : ITwoByTwo
-    {
-        public static bool Unrolled => false;
+        public static bool IsSet => false;
     }
 
     private static void MaxBackwardSamples(ReadOnlySpan<float> outputGradient, ReadOnlySpan<int> winners, Span<float> inputGradient, in Window window, int batch, bool accumulate)

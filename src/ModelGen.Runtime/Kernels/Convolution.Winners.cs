@@ -1,0 +1,209 @@
+using System;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+
+namespace ModelGen.Kernels;
+
+// A convolution's kernel gradient where a max pooling reads its output. The pooling sends each pooled gradient to one pixel,
+// its window's winner, and leaves every other pixel's gradient zero, so of the positions' patches only the winners' add
+// anything: kernelGradient(p, c) = sum over pooled pixels o of patch(winner(o, c))[p] * pooledGradient(o, c). A 2x2 pooling
+// leaves a quarter of the dense product's multiply-adds (patchesᵀ · the scattered gradient), and a first layer, which passes no
+// gradient on, needs no scattered gradient at all.
+public static partial class Convolution
+{
+    /// <summary>
+    /// The kernel gradient (PatchSize x <paramref name="filters"/>, Keras' layout) of a convolution (<paramref name="window"/>,
+    /// whose patches the forward pass kept) from the gradient of the max pooling (<paramref name="pool"/>) that reads its output,
+    /// and the pooling's winners. The batch is summed in two halves fixed by the batch alone, added in order, so the bits are
+    /// the same on one core or two.
+    /// </summary>
+    public static unsafe void KernelGradientAtWinners(ReadOnlySpan<float> pooledGradient, ReadOnlySpan<int> winners, ReadOnlySpan<float> patches,
+        Span<float> kernelGradient, in Window window, in Window pool, int filters, int batch, bool accumulate = false)
+    {
+        if (pool.Height != window.OutputHeight || pool.Width != window.OutputWidth || pool.Channels != filters)
+            throw new ArgumentException($"Kernel gradient at the winners: the pooling reads {pool.Height}x{pool.Width}x{pool.Channels} pixels, the convolution writes {window.OutputHeight}x{window.OutputWidth}x{filters}.");
+        int pooledFloats = pool.Positions * filters, size = window.PatchSize;
+        Require(pooledGradient.Length >= batch * pooledFloats && winners.Length >= batch * pooledFloats && patches.Length >= (long)batch * window.Positions * size
+            && kernelGradient.Length >= size * filters, "Kernel gradient at the winners", window, batch);
+        int parts = Math.Min(batch, 2), partFloats = filters * size;
+        var partials = AlignedBuffer.Ensure(ref winnerSums, parts * partFloats);
+        fixed (float* dy = pooledGradient, p = patches, sums = partials)
+        fixed (int* w = winners)
+        {
+            var job = new WinnersJob(dy, w, p, sums, window, pool, filters, batch, parts);
+            Helper.For(parts, &SumAtWinners, &job);
+        }
+        // Transposed into the kernel's layout as the parts are added: partials are filter by filter, each a patch long.
+        ref float target = ref MemoryMarshal.GetReference(kernelGradient);
+        ref float sum = ref MemoryMarshal.GetReference(partials);
+        for (int c = 0; c < filters; c++)
+        {
+            for (int i = 0; i < size; i++)
+            {
+                float total = accumulate ? Unsafe.Add(ref target, i * filters + c) : 0f;
+                for (int part = 0; part < parts; part++) total += Unsafe.Add(ref sum, part * partFloats + c * size + i);
+                Unsafe.Add(ref target, i * filters + c) = total;
+            }
+        }
+    }
+
+    /// <summary>The calling thread's partial sums, one per half of the batch.</summary>
+    [ThreadStatic] private static AlignedBuffer? winnerSums;
+
+    private readonly unsafe struct WinnersJob(float* pooledGradient, int* winners, float* patches, float* partials, in Window window, in Window pool,
+        int filters, int batch, int parts)
+    {
+        public readonly float* PooledGradient = pooledGradient, Patches = patches, Partials = partials;
+        public readonly int* Winners = winners;
+        public readonly Window Window = window, Pool = pool;
+        public readonly int Filters = filters, Batch = batch, Parts = parts;
+    }
+
+    /// <summary>Part <paramref name="index"/>: its share of the samples, summed into its own partial, filter by filter.</summary>
+    private static unsafe void SumAtWinners(void* state, int index, int worker)
+    {
+        ref readonly var job = ref *(WinnersJob*)state;
+        int share = (job.Batch + job.Parts - 1) / job.Parts, first = index * share, samples = Math.Min(share, job.Batch - first);
+        float* partial = job.Partials + (long)index * job.Filters * job.Window.PatchSize;
+        new Span<float>(partial, job.Filters * job.Window.PatchSize).Clear();
+        switch (Simd.Current)
+        {
+            case SimdPath.Avx512: SumAtWinners<Lanes512, Vector512<float>>(job, partial, first, samples); break;
+            case SimdPath.Avx2: SumAtWinners<Lanes256, Vector256<float>>(job, partial, first, samples); break;
+            default: SumAtWinners<Lanes128, Vector128<float>>(job, partial, first, samples); break;
+        }
+    }
+
+    /// <summary>
+    /// Sample by sample, its winners' patch rows and gradients looked up once, filter by filter; then a stretch of eight vectors
+    /// of the patch at a time, for every filter, each adding up its winners' rows in registers: eight chains of multiply-adds
+    /// per row looked up. A stretch of every patch row of a sample stays in L1 while all the filters read it (the small CNN's
+    /// conv2: 121 rows x 256 bytes), where filter by filter over whole rows read each row from L2 again for every filter.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static unsafe void SumAtWinners<TLanes, TVector>(in WinnersJob job, float* partial, int first, int samples)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        int filters = job.Filters, size = job.Window.PatchSize, pooled = job.Pool.Positions, positions = job.Window.Positions, width = TLanes.Count;
+        int lookups = pooled * filters;
+        if (winnerRows is null || winnerRows.Length < lookups) (winnerRows, winnerGradients) = (new nint[lookups], new float[lookups]);
+        // A winner is pixel * filters + filter: the pixel as the high half of a multiplication by 2^64 / filters, exact for
+        // any 32-bit numerator (two integer divisions per winner took longer than the multiply-adds of a nine-float patch),
+        // and checked.
+        ulong reciprocal = ulong.MaxValue / (ulong)filters + 1;
+        fixed (nint* rows = winnerRows)
+        fixed (float* gradients = winnerGradients)
+        {
+            for (int sample = first; sample < first + samples; sample++)
+            {
+                float* patches = job.Patches + (long)sample * positions * size;
+                int* winners = job.Winners + (long)sample * lookups;
+                float* pooledGradient = job.PooledGradient + (long)sample * lookups;
+                for (int o = 0, at = 0; o < pooled; o++)
+                {
+                    for (int c = 0; c < filters; c++, at++)
+                    {
+                        int winner = winners[at], pixel = (int)Math.BigMul((uint)(winner - c), reciprocal, out _);
+                        if ((long)pixel * filters + c != winner || (uint)pixel >= (uint)positions)
+                            throw new ArgumentException($"Kernel gradient at the winners: winner {winner} of pooled pixel {o}, filter {c} is not a pixel of that filter in its {positions * filters}-value image.");
+                        rows[c * pooled + o] = (nint)(patches + (long)pixel * size);
+                        gradients[c * pooled + o] = pooledGradient[at];
+                    }
+                }
+                // The next sample's patches are read at its winners' rows, an order no hardware prefetcher follows: asked for
+                // a few lines per filter while this sample is summed.
+                byte* nextPatches = (byte*)(patches + (long)positions * size);
+                long nextBytes = sample + 1 < first + samples ? (long)positions * size * sizeof(float) : 0, prefetched = 0;
+                int i = 0;
+                for (; size - i >= 8 * width; i += 8 * width)
+                {
+                    for (int c = 0; c < filters; c++)
+                    {
+                        ref float sums = ref Unsafe.AsRef<float>(partial + (long)c * size + i);
+                        TVector s0 = TLanes.Load(ref sums), s1 = TLanes.Load(ref Unsafe.Add(ref sums, width));
+                        TVector s2 = TLanes.Load(ref Unsafe.Add(ref sums, 2 * width)), s3 = TLanes.Load(ref Unsafe.Add(ref sums, 3 * width));
+                        TVector s4 = TLanes.Load(ref Unsafe.Add(ref sums, 4 * width)), s5 = TLanes.Load(ref Unsafe.Add(ref sums, 5 * width));
+                        TVector s6 = TLanes.Load(ref Unsafe.Add(ref sums, 6 * width)), s7 = TLanes.Load(ref Unsafe.Add(ref sums, 7 * width));
+                        nint* row = rows + c * pooled;
+                        float* gradient = gradients + c * pooled;
+                        for (int o = 0; o < pooled; o++)
+                        {
+                            TVector g = TLanes.Broadcast(gradient[o]);
+                            ref float from = ref Unsafe.AsRef<float>((float*)row[o] + i);
+                            s0 = TLanes.MultiplyAdd(g, TLanes.Load(ref from), s0);
+                            s1 = TLanes.MultiplyAdd(g, TLanes.Load(ref Unsafe.Add(ref from, width)), s1);
+                            s2 = TLanes.MultiplyAdd(g, TLanes.Load(ref Unsafe.Add(ref from, 2 * width)), s2);
+                            s3 = TLanes.MultiplyAdd(g, TLanes.Load(ref Unsafe.Add(ref from, 3 * width)), s3);
+                            s4 = TLanes.MultiplyAdd(g, TLanes.Load(ref Unsafe.Add(ref from, 4 * width)), s4);
+                            s5 = TLanes.MultiplyAdd(g, TLanes.Load(ref Unsafe.Add(ref from, 5 * width)), s5);
+                            s6 = TLanes.MultiplyAdd(g, TLanes.Load(ref Unsafe.Add(ref from, 6 * width)), s6);
+                            s7 = TLanes.MultiplyAdd(g, TLanes.Load(ref Unsafe.Add(ref from, 7 * width)), s7);
+                        }
+                        TLanes.Store(ref sums, s0);
+                        TLanes.Store(ref Unsafe.Add(ref sums, width), s1);
+                        TLanes.Store(ref Unsafe.Add(ref sums, 2 * width), s2);
+                        TLanes.Store(ref Unsafe.Add(ref sums, 3 * width), s3);
+                        TLanes.Store(ref Unsafe.Add(ref sums, 4 * width), s4);
+                        TLanes.Store(ref Unsafe.Add(ref sums, 5 * width), s5);
+                        TLanes.Store(ref Unsafe.Add(ref sums, 6 * width), s6);
+                        TLanes.Store(ref Unsafe.Add(ref sums, 7 * width), s7);
+                        Prefetch(ref prefetched, nextPatches, nextBytes);
+                    }
+                }
+                // The rest of the patch a vector at a time, the last few floats masked (a 3x3 kernel over one channel: nine),
+                // four filters at once: one chain each, where a filter alone waited on every multiply-add's latency.
+                for (; i < size; i += width)
+                {
+                    int count = Math.Min(width, size - i);
+                    TVector mask = TLanes.FirstLanes(count);
+                    int c = 0;
+                    for (; filters - c >= 4; c += 4)
+                    {
+                        float* sums = partial + (long)c * size + i;
+                        TVector s0 = TLanes.LoadMasked(sums, mask), s1 = TLanes.LoadMasked(sums + size, mask);
+                        TVector s2 = TLanes.LoadMasked(sums + 2 * size, mask), s3 = TLanes.LoadMasked(sums + 3 * size, mask);
+                        nint* row = rows + c * pooled;
+                        float* gradient = gradients + c * pooled;
+                        for (int o = 0; o < pooled; o++)
+                        {
+                            s0 = TLanes.MultiplyAdd(TLanes.Broadcast(gradient[o]), TLanes.LoadMasked((float*)row[o] + i, mask), s0);
+                            s1 = TLanes.MultiplyAdd(TLanes.Broadcast(gradient[pooled + o]), TLanes.LoadMasked((float*)row[pooled + o] + i, mask), s1);
+                            s2 = TLanes.MultiplyAdd(TLanes.Broadcast(gradient[2 * pooled + o]), TLanes.LoadMasked((float*)row[2 * pooled + o] + i, mask), s2);
+                            s3 = TLanes.MultiplyAdd(TLanes.Broadcast(gradient[3 * pooled + o]), TLanes.LoadMasked((float*)row[3 * pooled + o] + i, mask), s3);
+                        }
+                        TLanes.StoreFirst(ref Unsafe.AsRef<float>(sums), s0, count);
+                        TLanes.StoreFirst(ref Unsafe.AsRef<float>(sums + size), s1, count);
+                        TLanes.StoreFirst(ref Unsafe.AsRef<float>(sums + 2 * size), s2, count);
+                        TLanes.StoreFirst(ref Unsafe.AsRef<float>(sums + 3 * size), s3, count);
+                        Prefetch(ref prefetched, nextPatches, nextBytes);
+                    }
+                    for (; c < filters; c++)
+                    {
+                        float* sums = partial + (long)c * size + i;
+                        TVector sum = TLanes.LoadMasked(sums, mask);
+                        nint* row = rows + c * pooled;
+                        float* gradient = gradients + c * pooled;
+                        for (int o = 0; o < pooled; o++) sum = TLanes.MultiplyAdd(TLanes.Broadcast(gradient[o]), TLanes.LoadMasked((float*)row[o] + i, mask), sum);
+                        TLanes.StoreFirst(ref Unsafe.AsRef<float>(sums), sum, count);
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>Asks for the next few cache lines of <paramref name="bytes"/> at <paramref name="block"/> to be brought into L2.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void Prefetch(ref long done, byte* block, long bytes)
+    {
+        for (int line = 0; line < PrefetchLines && done < bytes; line++, done += 64)
+            if (System.Runtime.Intrinsics.X86.Sse.IsSupported) System.Runtime.Intrinsics.X86.Sse.Prefetch1(block + done);
+    }
+
+    /// <summary>Lines asked for per filter and stretch of the patch: the small CNN's conv2 asks for 2178 lines in 576 steps.</summary>
+    private const int PrefetchLines = 4;
+
+    /// <summary>Each worker's lookups for one sample: its winners' patch rows (their addresses) and gradients, filter by filter.</summary>
+    [ThreadStatic] private static nint[]? winnerRows;
+    [ThreadStatic] private static float[]? winnerGradients;
+}

@@ -1,0 +1,111 @@
+using ModelGen.Kernels;
+
+namespace ModelGen.Runtime.Tests;
+
+/// <summary>
+/// A convolution's kernel gradient taken at its max pooling's winners against the dense route it replaces (the pooling's
+/// scattered gradient, then patchesᵀ · gradient) and against a sum in double straight from the definition.
+/// </summary>
+[Collection(KernelSettings.Name)]
+public class WinnersGradientTests
+{
+    /// <summary>Input height, width and channels, kernel, filters, pool, pool strides, 'same' pooling, batch.</summary>
+    public static readonly TheoryData<int, int, int, int, int, int, int, bool, int> Shapes = new()
+    {
+        { 28, 28, 1, 3, 32, 2, 2, false, 3 },   // the small CNN's conv1: patches of nine floats, the last vector masked
+        { 13, 13, 32, 3, 64, 2, 2, false, 4 },  // its conv2: 288 floats, whole stretches of four vectors; 11x11 pools to 5x5
+        { 9, 9, 5, 3, 7, 3, 2, false, 1 },      // overlapping windows: a pixel can win twice; one sample, one part
+        { 8, 7, 3, 2, 20, 2, 2, true, 5 },      // 'same' pooling over an odd width; an odd batch splits 3 + 2
+        { 6, 6, 50, 1, 3, 2, 1, false, 2 },     // a 1x1 kernel: patches of 50, stretches and single vectors on every width
+    };
+
+    public static TheoryData<int, int, int, int, int, int, int, bool, int, SimdPath> ShapesOnEveryPath()
+    {
+        var data = new TheoryData<int, int, int, int, int, int, int, bool, int, SimdPath>();
+        foreach (var path in Enum.GetValues<SimdPath>())
+            foreach (var s in Shapes) data.Add((int)s[0], (int)s[1], (int)s[2], (int)s[3], (int)s[4], (int)s[5], (int)s[6], (bool)s[7], (int)s[8], path);
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(ShapesOnEveryPath))]
+    public void Kernel_gradient_at_the_winners_is_the_dense_gradient_through_the_pooling(int height, int width, int channels, int kernel, int filters,
+        int poolSize, int poolStrides, bool same, int batch, SimdPath path)
+    {
+        using var _ = KernelSettings.OnSimd(path);
+        var (window, pool, patches, winners, pooledGradient) = Case(height, width, channels, kernel, filters, poolSize, poolStrides, same, batch);
+        int size = window.PatchSize;
+
+        var actual = new float[size * filters];
+        Convolution.KernelGradientAtWinners(pooledGradient, winners, patches, actual, window, pool, filters, batch);
+
+        // The route it replaces: the gradient scattered to the winners, then the dense product over every position.
+        var scattered = new float[batch * window.Positions * filters];
+        Pooling.MaxBackward(pooledGradient, winners, scattered, pool, batch, accumulate: false);
+        var dense = new float[size * filters];
+        Gemm.MultiplyTransposedA(patches, scattered, dense, size, batch * window.Positions, filters);
+
+        // And the definition, in double: each pooled gradient times its winner's patch.
+        var exact = new double[size * filters];
+        for (int sample = 0; sample < batch; sample++)
+            for (int o = 0; o < pool.Positions; o++)
+                for (int c = 0; c < filters; c++)
+                {
+                    int at = (sample * pool.Positions + o) * filters + c, position = winners[at] / filters;
+                    for (int i = 0; i < size; i++) exact[i * filters + c] += (double)pooledGradient[at] * patches[(sample * window.Positions + position) * size + i];
+                }
+
+        for (int i = 0; i < actual.Length; i++)
+        {
+            double bound = 1e-5 * (1 + Math.Abs(exact[i]));
+            Assert.True(Math.Abs(actual[i] - exact[i]) <= bound, $"[{i}]: {actual[i]} against {exact[i]} in double");
+            Assert.True(Math.Abs(dense[i] - exact[i]) <= bound, $"[{i}]: the dense route's {dense[i]} against {exact[i]}");
+        }
+    }
+
+    [Fact]
+    public void Accumulates_onto_the_gradient_and_gives_the_same_bits_on_one_core_or_two()
+    {
+        var (window, pool, patches, winners, pooledGradient) = Case(13, 13, 32, 3, 64, 2, 2, false, 6);
+        int size = window.PatchSize * 64;
+        var alone = new float[size];
+        KernelSettings.OnThreads(1, () => Convolution.KernelGradientAtWinners(pooledGradient, winners, patches, alone, window, pool, 64, 6));
+        var shared = new float[size];
+        KernelSettings.OnThreads(2, () => Convolution.KernelGradientAtWinners(pooledGradient, winners, patches, shared, window, pool, 64, 6));
+        Assert.Equal(alone, shared);
+
+        var earlier = Enumerable.Range(0, size).Select(i => (float)Math.Sin(i)).ToArray();
+        var added = (float[])earlier.Clone();
+        Convolution.KernelGradientAtWinners(pooledGradient, winners, patches, added, window, pool, 64, 6, accumulate: true);
+        for (int i = 0; i < size; i++) Assert.Equal(earlier[i] + alone[i], added[i], 1e-5f);
+    }
+
+    [Fact]
+    public void A_winner_outside_its_filter_is_rejected()
+    {
+        var (window, pool, patches, winners, pooledGradient) = Case(9, 9, 2, 3, 4, 2, 2, false, 1);
+        winners[5] += 1; // now a pixel of the next filter
+        var gradient = new float[window.PatchSize * 4];
+        var error = Assert.Throws<ArgumentException>(() => Convolution.KernelGradientAtWinners(pooledGradient, winners, patches, gradient, window, pool, 4, 1));
+        Assert.Contains("winner", error.Message);
+        Assert.Throws<ArgumentException>(() => Convolution.KernelGradientAtWinners(pooledGradient, winners, patches.AsSpan(1).ToArray(), gradient, window, pool, 4, 1));
+    }
+
+    /// <summary>A convolution's kept patches, its pooling's winners over a random output (distinct values) and a pooled gradient.</summary>
+    private static (Window Window, Window Pool, float[] Patches, int[] Winners, float[] PooledGradient) Case(int height, int width, int channels, int kernel, int filters,
+        int poolSize, int poolStrides, bool same, int batch)
+    {
+        var random = new Random(height * 100 + filters);
+        var window = new Window(height, width, channels, kernel, kernel, 1, 1, false);
+        var pool = new Window(window.OutputHeight, window.OutputWidth, filters, poolSize, poolSize, poolStrides, poolStrides, same);
+        var image = Enumerable.Range(0, batch * height * width * channels).Select(_ => (float)random.NextDouble() - 0.5f).ToArray();
+        var patches = new float[batch * window.Positions * window.PatchSize];
+        Convolution.Im2Col(image, patches, window, batch);
+        var convolved = Enumerable.Range(0, batch * window.Positions * filters).Select(i => (float)i).OrderBy(_ => random.Next()).ToArray();
+        var pooled = new float[batch * pool.Positions * filters];
+        var winners = new int[pooled.Length];
+        Pooling.MaxForward(convolved, pooled, winners, pool, batch);
+        var pooledGradient = Enumerable.Range(0, pooled.Length).Select(_ => (float)random.NextDouble() - 0.5f).ToArray();
+        return (window, pool, patches, winners, pooledGradient);
+    }
+}

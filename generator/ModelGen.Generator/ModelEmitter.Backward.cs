@@ -58,9 +58,15 @@ internal static partial class ModelEmitter
                     string accumulateWeights = shared ? ", accumulate: true" : "";
                     string rows = $"batch * {node.Window}.Positions";
                     var activation = plan.ActivationToUndo(node, layer.Activation);
-                    w.Line($"// {node.Title}: {GradientsOf(plan, node, input.NeedsGradient ? "input (through the patches)" : null)}");
+                    var pool = plan.KernelGradientPool(node);
+                    string gradients = GradientsOf(plan, node, input.NeedsGradient ? "input (through the patches)" : null);
+                    w.Line($"// {node.Title}: {(pool is null ? gradients : gradients.Replace("then kernel", $"then kernel (at {pool.Title}'s winners)"))}");
                     EmitActivationBackward(w, node, activation);
-                    if (layer.Trainable)
+                    if (pool is not null)
+                    {
+                        w.Line($"Convolution.KernelGradientAtWinners({pool.Gradient}, {pool.Winners}, {node.Patches}, {Plan.View(layer, "Kernel")}Gradient, {node.Window}, {pool.Window}, {layer.Channels}, batch);");
+                    }
+                    else if (layer.Trainable)
                     {
                         w.Line($"Gemm.MultiplyTransposedA({node.Patches}, {node.Gradient}, {Plan.View(layer, "Kernel")}Gradient, {node.Window}.PatchSize, {rows}, {layer.Channels}{accumulateWeights});");
                         if (layer.UseBias && !plan.BiasTakenByPool(node)) w.Line($"Reductions.SumRows({node.Gradient}, {Plan.View(layer, "Bias")}Gradient, {rows}, {layer.Channels}{accumulateWeights});");
@@ -221,16 +227,21 @@ internal static partial class ModelEmitter
                 case NodeKind.Layer when node.Layer!.IsWindowed && node.Layer.Kind != LayerKind.Conv2D:
                     if (node.UsesWinners)
                     {
-                        if (plan.ReluTakenBy(node) is { } source)
+                        // A convolution that takes its kernel gradient at the winners reads its scattered gradient only to pass it on.
+                        var source = node.Inputs[0];
+                        bool scatters = plan.KernelGradientPool(source) != node || source.Inputs[0].NeedsGradient;
+                        string sends = scatters ? $"then {node.Layer.TypeName} sends each gradient to its window's maximum"
+                            : $"nothing scattered ({source.Title} takes its kernel gradient at the winners and passes no gradient on)";
+                        if (plan.ReluTakenBy(node) is not null)
                         {
                             bool bias = plan.BiasTakenByPool(source);
-                            w.Line($"// {node.Title}: {source.Title}'s relu'{(bias ? " and bias gradient" : "")} on the pooled gradient (max pooling commutes with relu), then {node.Layer.TypeName} sends each gradient to its window's maximum");
+                            w.Line($"// {node.Title}: {source.Title}'s relu'{(bias ? " and bias gradient" : "")} on the pooled gradient (max pooling commutes with relu), {sends}");
                             EmitActivationBackward(w, node, Activation.Relu);
                             var (rows, channels) = Rows(spec);
                             if (bias) w.Line($"Reductions.SumRows({node.Gradient}, {Plan.View(source.Layer!, "Bias")}Gradient, {rows}, {channels});");
                         }
                         else w.Line($"// {node.Title}: {node.Layer.TypeName} sends each gradient to its window's maximum");
-                        w.Line($"Pooling.MaxBackward({node.Gradient}, {node.Winners}, {node.Inputs[0].Gradient}, {node.Window}, batch, accumulate: {Bool(Into(node.Inputs[0]))});");
+                        if (scatters) w.Line($"Pooling.MaxBackward({node.Gradient}, {node.Winners}, {source.Gradient}, {node.Window}, batch, accumulate: {Bool(Into(source))});");
                     }
                     else
                     {

@@ -44,6 +44,7 @@ internal static partial class ModelEmitter
             readers = ReaderCounts(Computed);
             foreach (var output in Outputs.Where(TakesSoftmax)) derivativeTakenBy.Add(output.Node, null);
             foreach (var pool in Computed.Where(TakesRelu)) derivativeTakenBy.Add(pool.Inputs[0], pool);
+            foreach (var pool in Computed.Where(TakesKernelGradient)) kernelGradientPools.Add(pool.Inputs[0], pool);
             PlanGradients();
         }
 
@@ -70,6 +71,7 @@ internal static partial class ModelEmitter
                 step++;
                 // A block reads its tensor's gradient (and a recurrent layer its returned states') and writes its inputs'.
                 Touch(node, step, writes: false);
+                if (KernelGradientPool(node) is { } pool) Touch(pool, step, writes: false); // the pooled gradient, at the winners
                 foreach (var state in node.States.Where(HasGradientBuffer)) Touch(state, step, writes: false);
                 foreach (var input in node.Inputs.Where(i => i.NeedsGradient)) Touch(input, step, writes: true);
             }
@@ -183,6 +185,31 @@ internal static partial class ModelEmitter
         public bool BiasTakenByPool(NodePlan node) =>
             derivativeTakenBy.TryGetValue(node, out var by) && by is not null && node.Layer is { Trainable: true, UseBias: true } layer
             && layer.Kind is LayerKind.Dense or LayerKind.Conv2D or LayerKind.Conv2DTranspose && !IsShared(layer);
+
+        /// <summary>Convolutions whose kernel gradient is taken at the winners of the max pooling that reads them, and that pooling.</summary>
+        private readonly Dictionary<NodePlan, NodePlan> kernelGradientPools = new();
+
+        /// <summary>
+        /// Whether this max pooling's gradient and winners give its input convolution's kernel gradient directly
+        /// (Convolution.KernelGradientAtWinners): only the winners' patches contribute, a quarter of the dense product's
+        /// multiply-adds behind a 2x2 pooling. For a trainable, unshared Conv2D whose ReLU and bias gradient the pooling already
+        /// takes (<see cref="TakesRelu"/>), so nothing else reads its own gradient but the input gradient, and whose patches are
+        /// at least <see cref="WinnersPatchFloats"/> floats.
+        /// </summary>
+        private bool TakesKernelGradient(NodePlan pool) =>
+            pool.Is(LayerKind.MaxPooling2D) && ReluTakenBy(pool) is { Layer: { Kind: LayerKind.Conv2D, Trainable: true } layer } conv
+            && !IsShared(layer) && (!layer.UseBias || BiasTakenByPool(conv))
+            && layer.KernelHeight * layer.KernelWidth * layer.InputShape[2] >= WinnersPatchFloats;
+
+        /// <summary>
+        /// Patches from which the kernel gradient at the winners beat the dense route (the gradient scattered to the winners,
+        /// then patchesᵀ · gradient). One core on a Zen 3, 64 samples: the small CNN's conv2 (288 floats) 11.6 -> 5.8 ms; its
+        /// conv1 (nine floats, one vector and a masked one per winner) 1.4 -> 2.2 ms.
+        /// </summary>
+        private const int WinnersPatchFloats = 64;
+
+        /// <summary>The max pooling at whose winners this convolution's kernel gradient is taken, if any (<see cref="TakesKernelGradient"/>).</summary>
+        public NodePlan? KernelGradientPool(NodePlan conv) => kernelGradientPools.TryGetValue(conv, out var pool) ? pool : null;
 
         /// <summary>The activation whose derivative a block's backward pass applies first: Linear where the loss or a pooling took it.</summary>
         public Activation ActivationToUndo(NodePlan node, Activation activation) =>

@@ -127,6 +127,47 @@ public class GeneratorTests
     }
 
     [Fact]
+    public void A_relu_convolution_of_long_patches_takes_its_kernel_gradient_at_its_max_poolings_winners()
+    {
+        var (_, backward) = GeneratorHarness.RunAndFindMethod("""
+            using ModelGen;
+
+            [Functional]
+            public partial class Pooled
+            {
+                [Conv2D(8, 3, Activation.Relu)] Conv2D a;
+                [MaxPooling2D(2)] MaxPooling2D poolA;
+                [Conv2D(8, 3, Activation.Relu)] Conv2D b;
+                [MaxPooling2D(2)] MaxPooling2D poolB;
+                [Conv2D(4, 1, Activation.Relu)] Conv2D narrow;
+                [MaxPooling2D(2)] MaxPooling2D poolNarrow;
+                [Conv2D(4, 3, Activation.Tanh)] Conv2D squashed;
+                [MaxPooling2D(2)] MaxPooling2D poolSquashed;
+
+                [Graph]
+                [OutputLoss("p", Loss.MeanSquaredError)]
+                [OutputLoss("q", Loss.MeanSquaredError)]
+                [OutputLoss("r", Loss.MeanSquaredError)]
+                (Tensor p, Tensor q, Tensor r) Forward([Shape(14, 14, 8)] Tensor x) =>
+                    (poolB.Apply(b.Apply(poolA.Apply(a.Apply(x)))), poolNarrow.Apply(narrow.Apply(x)), poolSquashed.Apply(squashed.Apply(x)));
+            }
+            """, "Backward");
+
+        // Patches of 72 floats: both kernel gradients at the winners; a, on the model's input, needs no scattered gradient.
+        Assert.Contains("Convolution.KernelGradientAtWinners(poolBGradient, poolBWinners, bPatches, BKernelGradient, bWindow, poolBWindow, 8, batch);", backward);
+        Assert.Contains("Pooling.MaxBackward(poolBGradient, poolBWinners, bGradient, poolBWindow, batch, accumulate: false);", backward);
+        Assert.Contains("Convolution.KernelGradientAtWinners(poolAGradient, poolAWinners, aPatches, AKernelGradient, aWindow, poolAWindow, 8, batch);", backward);
+        Assert.DoesNotContain("Pooling.MaxBackward(poolAGradient", backward);
+        Assert.Contains("nothing scattered (a takes its kernel gradient at the winners and passes no gradient on)", backward);
+        // Eight-float patches, and a tanh the pooling does not take: the dense product over the scattered gradient.
+        Assert.Contains("Pooling.MaxBackward(poolNarrowGradient, poolNarrowWinners, narrowGradient", backward);
+        Assert.Contains("Gemm.MultiplyTransposedA(narrowPatches, narrowGradient, NarrowKernelGradient", backward);
+        Assert.Contains("Pooling.MaxBackward(poolSquashedGradient, poolSquashedWinners, squashedGradient", backward);
+        Assert.Contains("Gemm.MultiplyTransposedA(squashedPatches, squashedGradient, SquashedKernelGradient", backward);
+        Assert.Equal(2, backward.Split("Convolution.KernelGradientAtWinners(").Length - 1);
+    }
+
+    [Fact]
     public void The_loss_takes_the_softmax_only_of_a_cross_entropy_output_nothing_else_reads()
     {
         var (code, backward) = GeneratorHarness.RunAndFindMethod("""

@@ -147,6 +147,23 @@ public partial class MaxPoolingParity
 }
 
 /// <summary>
+/// ReLU convolutions of 72-float patches that only a max pooling reads, whose kernel gradients the generator takes at the
+/// poolings' winners: the first passes no gradient on (nothing is scattered), the second does (overlapping 'same' windows,
+/// then a pooling that drops a row and a column). make_parity_fixtures.py's winners_pooling_parity.
+/// </summary>
+[Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
+public partial class WinnersPoolingParity
+{
+    [Input(8, 8, 8)] public Input image;
+    [Conv2D(8, 3, Activation.Relu)] public Conv2D conv1;                                         // (6, 6, 8)
+    [MaxPooling2D(3, Strides = 2, Padding = Padding.Same)] public MaxPooling2D pool1;             // (3, 3, 8)
+    [Conv2D(9, 3, Activation.Relu, Padding = Padding.Same)] public Conv2D conv2;                 // (3, 3, 9)
+    [MaxPooling2D(2)] public MaxPooling2D pool2;                                                 // (1, 1, 9)
+    [Flatten] public Flatten flatten;
+    [Dense(3, Activation.Softmax)] public Dense head;
+}
+
+/// <summary>
 /// ReLU convolutions that only a max pooling reads, whose relu' and bias gradients the generator takes on the pooled
 /// gradient: overlapping 'same' windows, then a global max. make_parity_fixtures.py's relu_pooling_parity.
 /// </summary>

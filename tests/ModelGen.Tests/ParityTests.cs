@@ -17,7 +17,8 @@ public class ParityTests
     private static readonly string[] Names = { nameof(ParityClassifier), nameof(ParityOneHot), nameof(ParityRegressor), nameof(ParityBinary), nameof(ResidualMlp), nameof(Siamese), nameof(CnnParity), nameof(NormalizedCnn), nameof(ReshapingChain), nameof(DilatedCnn),
         nameof(LstmClassifier), nameof(GruSequences), nameof(MaskedLstm), nameof(BidirectionalStack),
         nameof(SelfAttentionBlock), nameof(CrossAttention), nameof(CausalAttention), nameof(UNetLike),
-        nameof(EncoderDecoder), nameof(GruWithStates), nameof(MaxPoolingParity), nameof(MaskedAverage), nameof(ReluPoolingParity), nameof(StepTagger) };
+        nameof(EncoderDecoder), nameof(GruWithStates), nameof(MaxPoolingParity), nameof(MaskedAverage), nameof(ReluPoolingParity), nameof(StepTagger),
+        nameof(WinnersPoolingParity) };
 
     public static TheoryData<string, SimdPath> Models()
     {
@@ -50,6 +51,7 @@ public class ParityTests
         nameof(MaxPoolingParity) => new MaxPoolingParity(batch),
         nameof(MaskedAverage) => new MaskedAverage(batch),
         nameof(ReluPoolingParity) => new ReluPoolingParity(batch),
+        nameof(WinnersPoolingParity) => new WinnersPoolingParity(batch),
         nameof(StepTagger) => new StepTagger(batch),
         _ => new ParityBinary(batch),
     };

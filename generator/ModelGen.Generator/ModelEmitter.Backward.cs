@@ -58,11 +58,9 @@ internal static partial class ModelEmitter
                     string accumulateWeights = shared ? ", accumulate: true" : "";
                     string rows = $"batch * {node.Window}.Positions";
                     var activation = plan.ActivationToUndo(node, layer.Activation);
-                    var pool = plan.KernelGradientPool(node);
-                    string gradients = GradientsOf(plan, node, input.NeedsGradient ? "input (through the patches)" : null);
-                    w.Line($"// {node.Title}: {(pool is null ? gradients : gradients.Replace("then kernel", $"then kernel (at {pool.Title}'s winners)"))}");
+                    w.Line($"// {node.Title}: {GradientsOf(plan, node, input.NeedsGradient ? "input (through the patches)" : null)}");
                     EmitActivationBackward(w, node, activation);
-                    if (pool is not null)
+                    if (plan.KernelGradientPool(node) is { } pool)
                     {
                         w.Line($"Convolution.KernelGradientAtWinners({pool.Gradient}, {pool.Winners}, {node.Patches}, {Plan.View(layer, "Kernel")}Gradient, {node.Window}, {pool.Window}, {layer.Channels}, batch);");
                     }
@@ -321,7 +319,8 @@ internal static partial class ModelEmitter
         var activation = plan.ActivationToUndo(node, layer.Activation);
         bool biasTaken = plan.BiasTakenByPool(node);
         var parts = new List<string>();
-        if (layer.Trainable) parts.AddRange(layer.UseBias && !biasTaken ? new[] { "kernel", "bias" } : new[] { "kernel" });
+        string kernel = plan.KernelGradientPool(node) is { } pool ? $"kernel (at {pool.Title}'s winners)" : "kernel";
+        if (layer.Trainable) parts.AddRange(layer.UseBias && !biasTaken ? new[] { kernel, "bias" } : new[] { kernel });
         if (input is not null) parts.Add(input);
         string first = activation != Activation.Linear ? Lower(activation) + "', then "
             : layer.Activation != Activation.Linear ? $"{Lower(layer.Activation)}'{(biasTaken ? " and bias gradient" : "")} taken with {plan.TakenWith(node)}, then " : "";

@@ -78,8 +78,10 @@ public static partial class Convolution
     /// <summary>
     /// Sample by sample, its winners' patch rows and gradients looked up once, filter by filter; then a stretch of eight vectors
     /// of the patch at a time, for every filter, each adding up its winners' rows in registers: eight chains of multiply-adds
-    /// per row looked up. A stretch of every patch row of a sample stays in L1 while all the filters read it (the small CNN's
-    /// conv2: 121 rows x 256 bytes), where filter by filter over whole rows read each row from L2 again for every filter.
+    /// per row looked up. A stretch of every patch row of a sample (the small CNN's conv2: 121 rows x 256 bytes) is about
+    /// L1's size, so part of it comes from L2 again; the alternatives measured slower (conv2, 64 samples, one core, builds in
+    /// turns: 4.7-5.5 ms; stretches of four vectors, which fit, with even and odd winners in chains of their own, 6.1-6.3;
+    /// winners sorted by row, each row's stretch loaded once and added into every winning filter's sums, 11-13).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void SumAtWinners<TLanes, TVector>(in WinnersJob job, float* partial, int first, int samples)
@@ -87,13 +89,15 @@ public static partial class Convolution
     {
         int filters = job.Filters, size = job.Window.PatchSize, pooled = job.Pool.Positions, positions = job.Window.Positions, width = TLanes.Count;
         int lookups = pooled * filters;
-        if (winnerRows is null || winnerRows.Length < lookups) (winnerRows, winnerGradients) = (new nint[lookups], new float[lookups]);
+        using var rowScratch = Scratch<nint>.Rent(lookups);
+        using var gradientScratch = Scratch<float>.Rent(lookups);
         // A winner is pixel * filters + filter: the pixel as the high half of a multiplication by 2^64 / filters, exact for
         // any 32-bit numerator (two integer divisions per winner took longer than the multiply-adds of a nine-float patch),
         // and checked.
         ulong reciprocal = ulong.MaxValue / (ulong)filters + 1;
-        fixed (nint* rows = winnerRows)
-        fixed (float* gradients = winnerGradients)
+        // Each sample's winners, filter by filter: the addresses of their patch rows and their gradients.
+        fixed (nint* rows = rowScratch.Span)
+        fixed (float* gradients = gradientScratch.Span)
         {
             for (int sample = first; sample < first + samples; sample++)
             {
@@ -200,10 +204,9 @@ public static partial class Convolution
             if (System.Runtime.Intrinsics.X86.Sse.IsSupported) System.Runtime.Intrinsics.X86.Sse.Prefetch1(block + done);
     }
 
-    /// <summary>Lines asked for per filter and stretch of the patch: the small CNN's conv2 asks for 2178 lines in 576 steps.</summary>
+    /// <summary>
+    /// Lines asked for per filter and stretch of the patch. On AVX2 the small CNN's conv2 takes 320 steps per sample, so it asks
+    /// for 1280 of the next sample's 2178 lines; eight lines, asking for all of them, measured the same within this Zen 3's noise.
+    /// </summary>
     private const int PrefetchLines = 4;
-
-    /// <summary>Each worker's lookups for one sample: its winners' patch rows (their addresses) and gradients, filter by filter.</summary>
-    [ThreadStatic] private static nint[]? winnerRows;
-    [ThreadStatic] private static float[]? winnerGradients;
 }

@@ -227,7 +227,7 @@ internal static partial class ModelEmitter
                     {
                         // A convolution that takes its kernel gradient at the winners reads its scattered gradient only to pass it on.
                         var source = node.Inputs[0];
-                        bool scatters = plan.KernelGradientPool(source) != node || source.Inputs[0].NeedsGradient;
+                        bool scatters = plan.HasGradientBuffer(source);
                         string sends = scatters ? $"then {node.Layer.TypeName} sends each gradient to its window's maximum"
                             : $"nothing scattered ({source.Title} takes its kernel gradient at the winners and passes no gradient on)";
                         if (plan.ReluTakenBy(node) is not null)

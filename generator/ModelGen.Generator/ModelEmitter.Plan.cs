@@ -61,6 +61,7 @@ internal static partial class ModelEmitter
             void Touch(NodePlan tensor, int step, bool writes)
             {
                 var owner = tensor.GradientOwner;
+                if (!HasGradientBuffer(owner)) return;
                 touched[owner] = touched.TryGetValue(owner, out var span) ? (Math.Min(span.First, step), Math.Max(span.Last, step)) : (step, step);
                 if (writes) written.Add(owner);
             }
@@ -126,8 +127,13 @@ internal static partial class ModelEmitter
 
         public string InputParameters => string.Join(", ", Inputs.Select(i => $"ReadOnlySpan<float> {i.Spec.Name}"));
 
-        /// <summary>A gradient buffer where backward reaches: tensors after something that learns, and the outputs (the losses write theirs).</summary>
-        public bool HasGradientBuffer(NodePlan node) => node.NeedsGradient || IsOutput(node);
+        /// <summary>
+        /// A gradient buffer where backward reaches: tensors after something that learns, and the outputs (the losses write
+        /// theirs). Not a convolution that takes its kernel gradient at its pooling's winners and passes no gradient on: it
+        /// reads the pooled gradient alone, and nothing writes its own (the small CNN's conv1, its largest gradient).
+        /// </summary>
+        public bool HasGradientBuffer(NodePlan node) =>
+            (node.NeedsGradient || IsOutput(node)) && !(KernelGradientPool(node) is not null && !node.Inputs[0].NeedsGradient);
 
         private bool IsOutput(NodePlan node) => Outputs.Any(o => o.Node == node);
 

@@ -129,7 +129,7 @@ public class GeneratorTests
     [Fact]
     public void A_relu_convolution_of_long_patches_takes_its_kernel_gradient_at_its_max_poolings_winners()
     {
-        var (_, backward) = GeneratorHarness.RunAndFindMethod("""
+        var (code, backward) = GeneratorHarness.RunAndFindMethod("""
             using ModelGen;
 
             [Functional]
@@ -159,6 +159,9 @@ public class GeneratorTests
         Assert.Contains("Convolution.KernelGradientAtWinners(poolAGradient, poolAWinners, aPatches, AKernelGradient, aWindow, poolAWindow, 8, batch);", backward);
         Assert.DoesNotContain("Pooling.MaxBackward(poolAGradient", backward);
         Assert.Contains("nothing scattered (a takes its kernel gradient at the winners and passes no gradient on)", backward);
+        // So a's gradient is neither written nor read: it has no buffer, and b's (which passes its gradient on) has.
+        Assert.DoesNotContain("aGradient", code);
+        Assert.Contains("bGradient = sharedGradients.Slice(", code);
         // Eight-float patches, and a tanh the pooling does not take: the dense product over the scattered gradient.
         Assert.Contains("Pooling.MaxBackward(poolNarrowGradient, poolNarrowWinners, narrowGradient", backward);
         Assert.Contains("Gemm.MultiplyTransposedA(narrowPatches, narrowGradient, NarrowKernelGradient", backward);

@@ -9,7 +9,7 @@ namespace ModelGen.Runtime.Tests;
 [Collection(KernelSettings.Name)]
 public class WinnersGradientTests
 {
-    /// <summary>Input height, width and channels, kernel, filters, pool, pool strides, 'same' pooling, batch.</summary>
+    /// <summary>Input height, width and channels, kernel, filters, pool (0: global), pool strides, 'same' pooling, batch.</summary>
     public static readonly TheoryData<int, int, int, int, int, int, int, bool, int> Shapes = new()
     {
         { 28, 28, 1, 3, 32, 2, 2, false, 3 },   // the small CNN's conv1: patches of nine floats, the last vector masked
@@ -17,6 +17,8 @@ public class WinnersGradientTests
         { 9, 9, 5, 3, 7, 3, 2, false, 1 },      // overlapping windows: a pixel can win twice; one sample, one part
         { 8, 7, 3, 2, 20, 2, 2, true, 5 },      // 'same' pooling over an odd width; an odd batch splits 3 + 2
         { 6, 6, 50, 1, 3, 2, 1, false, 2 },     // a 1x1 kernel: patches of 50, stretches and single vectors on every width
+        { 30, 30, 8, 3, 5, 2, 2, false, 2 },    // 784 pixels of 72 floats: the pooled pixels a band at a time
+        { 10, 10, 8, 3, 6, 0, 0, false, 3 },    // global max pooling (pool 0): one winner per filter and sample
     };
 
     public static TheoryData<int, int, int, int, int, int, int, bool, int, SimdPath> ShapesOnEveryPath()
@@ -84,10 +86,15 @@ public class WinnersGradientTests
     public void A_winner_outside_its_filter_is_rejected()
     {
         var (window, pool, patches, winners, pooledGradient) = Case(9, 9, 2, 3, 4, 2, 2, false, 1);
-        winners[5] += 1; // now a pixel of the next filter
         var gradient = new float[window.PatchSize * 4];
-        var error = Assert.Throws<ArgumentException>(() => Convolution.KernelGradientAtWinners(pooledGradient, winners, patches, gradient, window, pool, 4, 1));
-        Assert.Contains("winner", error.Message);
+        // Winner 5 belongs to filter 1: a pixel of the next filter, pixel -1 of its own, the pixel after the image's last.
+        foreach (int bad in new[] { winners[5] + 1, -3, window.Positions * 4 + 1 })
+        {
+            var wrong = (int[])winners.Clone();
+            wrong[5] = bad;
+            var error = Assert.Throws<ArgumentException>(() => Convolution.KernelGradientAtWinners(pooledGradient, wrong, patches, gradient, window, pool, 4, 1));
+            Assert.Contains($"winner {bad} of pooled pixel 1, filter 1 ", error.Message);
+        }
         Assert.Throws<ArgumentException>(() => Convolution.KernelGradientAtWinners(pooledGradient, winners, patches.AsSpan(1).ToArray(), gradient, window, pool, 4, 1));
     }
 
@@ -97,7 +104,8 @@ public class WinnersGradientTests
     {
         var random = new Random(height * 100 + filters);
         var window = new Window(height, width, channels, kernel, kernel, 1, 1, false);
-        var pool = new Window(window.OutputHeight, window.OutputWidth, filters, poolSize, poolSize, poolStrides, poolStrides, same);
+        var pool = poolSize == 0 ? new Window(window.OutputHeight, window.OutputWidth, filters, window.OutputHeight, window.OutputWidth, 1, 1, false)
+            : new Window(window.OutputHeight, window.OutputWidth, filters, poolSize, poolSize, poolStrides, poolStrides, same);
         var image = Enumerable.Range(0, batch * height * width * channels).Select(_ => (float)random.NextDouble() - 0.5f).ToArray();
         var patches = new float[batch * window.Positions * window.PatchSize];
         Convolution.Im2Col(image, patches, window, batch);

@@ -1,4 +1,5 @@
 using System;
+using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
@@ -76,52 +77,41 @@ public static partial class Convolution
     }
 
     /// <summary>
-    /// Sample by sample, its winners' patch rows and gradients looked up once, filter by filter; then a stretch of eight vectors
-    /// of the patch at a time, for every filter, each adding up its winners' rows in registers: eight chains of multiply-adds
-    /// per row looked up. A stretch of every patch row of a sample (the small CNN's conv2: 121 rows x 256 bytes) is about
-    /// L1's size, so part of it comes from L2 again; the alternatives measured slower (conv2, 64 samples, one core, builds in
-    /// turns: 4.7-5.5 ms; stretches of four vectors, which fit, with even and odd winners in chains of their own, 6.1-6.3;
-    /// winners sorted by row, each row's stretch loaded once and added into every winning filter's sums, 11-13).
+    /// Sample by sample, its winners' patch rows looked up once; then a stretch of eight vectors of the patch at a time, for
+    /// every filter, each adding up its winners' rows in registers: eight chains of multiply-adds per row looked up. The pooled
+    /// pixels go a band at a time, so that the stretch of the rows their winners read (about <see cref="BandBytes"/>) stays in
+    /// L1 while every filter reads it. Alternatives that measured slower (the small CNN's conv2, 64 samples, one core, builds
+    /// in turns): stretches of four vectors with even and odd winners in chains of their own, 6.1-6.3 ms against 4.7-5.5;
+    /// winners sorted by row, each row's stretch loaded once and added into every winning filter's sums, 11-13.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void SumAtWinners<TLanes, TVector>(in WinnersJob job, float* partial, int first, int samples)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
         int filters = job.Filters, size = job.Window.PatchSize, pooled = job.Pool.Positions, positions = job.Window.Positions, width = TLanes.Count;
-        int lookups = pooled * filters;
+        int lookups = pooled * filters, stretch = 8 * width, stretched = size / stretch * stretch;
+        long sampleBytes = (long)positions * size * sizeof(float);
+        int band = (int)Math.Clamp(BandBytes * pooled / ((long)positions * stretch * sizeof(float)), 1, pooled), bands = (pooled + band - 1) / band;
+        // The next sample's patches are read at its winners' rows, an order no hardware prefetcher follows: all of them are
+        // asked for, spread over this sample's steps (a filter's stretch of a band, or four filters' tail vector).
+        long steps = (long)filters * bands * (stretched / stretch) + filters / 4 * ((size - stretched + width - 1) / width);
+        int linesPerStep = (int)((sampleBytes / 64 + steps - 1) / Math.Max(steps, 1));
         using var rowScratch = Scratch<nint>.Rent(lookups);
-        using var gradientScratch = Scratch<float>.Rent(lookups);
-        // A winner is pixel * filters + filter: the pixel as the high half of a multiplication by 2^64 / filters, exact for
-        // any 32-bit numerator (two integer divisions per winner took longer than the multiply-adds of a nine-float patch),
-        // and checked.
-        ulong reciprocal = ulong.MaxValue / (ulong)filters + 1;
-        // Each sample's winners, filter by filter: the addresses of their patch rows and their gradients.
         fixed (nint* rows = rowScratch.Span)
-        fixed (float* gradients = gradientScratch.Span)
         {
             for (int sample = first; sample < first + samples; sample++)
             {
                 float* patches = job.Patches + (long)sample * positions * size;
                 int* winners = job.Winners + (long)sample * lookups;
                 float* pooledGradient = job.PooledGradient + (long)sample * lookups;
-                for (int o = 0, at = 0; o < pooled; o++)
-                {
-                    for (int c = 0; c < filters; c++, at++)
-                    {
-                        int winner = winners[at], pixel = (int)Math.BigMul((uint)(winner - c), reciprocal, out _);
-                        if ((long)pixel * filters + c != winner || (uint)pixel >= (uint)positions)
-                            throw new ArgumentException($"Kernel gradient at the winners: winner {winner} of pooled pixel {o}, filter {c} is not a pixel of that filter in its {positions * filters}-value image.");
-                        rows[c * pooled + o] = (nint)(patches + (long)pixel * size);
-                        gradients[c * pooled + o] = pooledGradient[at];
-                    }
-                }
-                // The next sample's patches are read at its winners' rows, an order no hardware prefetcher follows: asked for
-                // a few lines per filter while this sample is summed.
+                if (!LookUpRows(winners, patches, rows, lookups, filters, positions, size)) ThrowNotAWinner(winners, pooled, filters, positions);
                 byte* nextPatches = (byte*)(patches + (long)positions * size);
-                long nextBytes = sample + 1 < first + samples ? (long)positions * size * sizeof(float) : 0, prefetched = 0;
+                long nextBytes = sample + 1 < first + samples ? sampleBytes : 0, prefetched = 0;
                 int i = 0;
-                for (; size - i >= 8 * width; i += 8 * width)
+                for (; i < stretched; i += stretch)
+                for (int o0 = 0; o0 < pooled; o0 += band)
                 {
+                    int o1 = Math.Min(pooled, o0 + band);
                     for (int c = 0; c < filters; c++)
                     {
                         ref float sums = ref Unsafe.AsRef<float>(partial + (long)c * size + i);
@@ -129,12 +119,12 @@ public static partial class Convolution
                         TVector s2 = TLanes.Load(ref Unsafe.Add(ref sums, 2 * width)), s3 = TLanes.Load(ref Unsafe.Add(ref sums, 3 * width));
                         TVector s4 = TLanes.Load(ref Unsafe.Add(ref sums, 4 * width)), s5 = TLanes.Load(ref Unsafe.Add(ref sums, 5 * width));
                         TVector s6 = TLanes.Load(ref Unsafe.Add(ref sums, 6 * width)), s7 = TLanes.Load(ref Unsafe.Add(ref sums, 7 * width));
-                        nint* row = rows + c * pooled;
-                        float* gradient = gradients + c * pooled;
-                        for (int o = 0; o < pooled; o++)
+                        nint* row = rows + (long)o0 * filters + c;
+                        float* gradient = pooledGradient + (long)o0 * filters + c;
+                        for (int o = o0; o < o1; o++, row += filters, gradient += filters)
                         {
-                            TVector g = TLanes.Broadcast(gradient[o]);
-                            ref float from = ref Unsafe.AsRef<float>((float*)row[o] + i);
+                            TVector g = TLanes.Broadcast(*gradient);
+                            ref float from = ref Unsafe.AsRef<float>((float*)*row + i);
                             s0 = TLanes.MultiplyAdd(g, TLanes.Load(ref from), s0);
                             s1 = TLanes.MultiplyAdd(g, TLanes.Load(ref Unsafe.Add(ref from, width)), s1);
                             s2 = TLanes.MultiplyAdd(g, TLanes.Load(ref Unsafe.Add(ref from, 2 * width)), s2);
@@ -152,7 +142,7 @@ public static partial class Convolution
                         TLanes.Store(ref Unsafe.Add(ref sums, 5 * width), s5);
                         TLanes.Store(ref Unsafe.Add(ref sums, 6 * width), s6);
                         TLanes.Store(ref Unsafe.Add(ref sums, 7 * width), s7);
-                        Prefetch(ref prefetched, nextPatches, nextBytes);
+                        Prefetch(ref prefetched, nextPatches, nextBytes, linesPerStep);
                     }
                 }
                 // The rest of the patch a vector at a time, the last few floats masked (a 3x3 kernel over one channel: nine),
@@ -167,28 +157,29 @@ public static partial class Convolution
                         float* sums = partial + (long)c * size + i;
                         TVector s0 = TLanes.LoadMasked(sums, mask), s1 = TLanes.LoadMasked(sums + size, mask);
                         TVector s2 = TLanes.LoadMasked(sums + 2 * size, mask), s3 = TLanes.LoadMasked(sums + 3 * size, mask);
-                        nint* row = rows + c * pooled;
-                        float* gradient = gradients + c * pooled;
-                        for (int o = 0; o < pooled; o++)
+                        nint* row = rows + c;
+                        float* gradient = pooledGradient + c;
+                        for (int o = 0; o < pooled; o++, row += filters, gradient += filters)
                         {
-                            s0 = TLanes.MultiplyAdd(TLanes.Broadcast(gradient[o]), TLanes.LoadMasked((float*)row[o] + i, mask), s0);
-                            s1 = TLanes.MultiplyAdd(TLanes.Broadcast(gradient[pooled + o]), TLanes.LoadMasked((float*)row[pooled + o] + i, mask), s1);
-                            s2 = TLanes.MultiplyAdd(TLanes.Broadcast(gradient[2 * pooled + o]), TLanes.LoadMasked((float*)row[2 * pooled + o] + i, mask), s2);
-                            s3 = TLanes.MultiplyAdd(TLanes.Broadcast(gradient[3 * pooled + o]), TLanes.LoadMasked((float*)row[3 * pooled + o] + i, mask), s3);
+                            s0 = TLanes.MultiplyAdd(TLanes.Broadcast(gradient[0]), TLanes.LoadMasked((float*)row[0] + i, mask), s0);
+                            s1 = TLanes.MultiplyAdd(TLanes.Broadcast(gradient[1]), TLanes.LoadMasked((float*)row[1] + i, mask), s1);
+                            s2 = TLanes.MultiplyAdd(TLanes.Broadcast(gradient[2]), TLanes.LoadMasked((float*)row[2] + i, mask), s2);
+                            s3 = TLanes.MultiplyAdd(TLanes.Broadcast(gradient[3]), TLanes.LoadMasked((float*)row[3] + i, mask), s3);
                         }
                         TLanes.StoreFirst(ref Unsafe.AsRef<float>(sums), s0, count);
                         TLanes.StoreFirst(ref Unsafe.AsRef<float>(sums + size), s1, count);
                         TLanes.StoreFirst(ref Unsafe.AsRef<float>(sums + 2 * size), s2, count);
                         TLanes.StoreFirst(ref Unsafe.AsRef<float>(sums + 3 * size), s3, count);
-                        Prefetch(ref prefetched, nextPatches, nextBytes);
+                        Prefetch(ref prefetched, nextPatches, nextBytes, linesPerStep);
                     }
                     for (; c < filters; c++)
                     {
                         float* sums = partial + (long)c * size + i;
                         TVector sum = TLanes.LoadMasked(sums, mask);
-                        nint* row = rows + c * pooled;
-                        float* gradient = gradients + c * pooled;
-                        for (int o = 0; o < pooled; o++) sum = TLanes.MultiplyAdd(TLanes.Broadcast(gradient[o]), TLanes.LoadMasked((float*)row[o] + i, mask), sum);
+                        nint* row = rows + c;
+                        float* gradient = pooledGradient + c;
+                        for (int o = 0; o < pooled; o++, row += filters, gradient += filters)
+                            sum = TLanes.MultiplyAdd(TLanes.Broadcast(*gradient), TLanes.LoadMasked((float*)*row + i, mask), sum);
                         TLanes.StoreFirst(ref Unsafe.AsRef<float>(sums), sum, count);
                     }
                 }
@@ -198,15 +189,51 @@ public static partial class Convolution
 
     /// <summary>Asks for the next few cache lines of <paramref name="bytes"/> at <paramref name="block"/> to be brought into L2.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe void Prefetch(ref long done, byte* block, long bytes)
+    private static unsafe void Prefetch(ref long done, byte* block, long bytes, int lines)
     {
-        for (int line = 0; line < PrefetchLines && done < bytes; line++, done += 64)
+        for (int line = 0; line < lines && done < bytes; line++, done += 64)
             if (System.Runtime.Intrinsics.X86.Sse.IsSupported) System.Runtime.Intrinsics.X86.Sse.Prefetch1(block + done);
     }
 
     /// <summary>
-    /// Lines asked for per filter and stretch of the patch. On AVX2 the small CNN's conv2 takes 320 steps per sample, so it asks
-    /// for 1280 of the next sample's 2178 lines; eight lines, asking for all of them, measured the same within this Zen 3's noise.
+    /// The bytes of patch rows a band of pooled pixels reads, half of L1d. On a Zen 3 (64 samples, one core) 8 to 24 KB
+    /// measured the same; against no bands, 784-pixel images of 72-float patches went from 7.9 to 6.5 ms, the small CNN's conv2
+    /// (121 pixels, in one band either way) stayed as it was.
     /// </summary>
-    private const int PrefetchLines = 4;
+    private const long BandBytes = 16 * 1024;
+
+    /// <summary>
+    /// The address of each winner's patch row, in the winners' order; false if a winner is not a pixel of its filter. A winner
+    /// is pixel * filters + filter, and the pixel a multiplication and a shift (Granlund and Montgomery's division by a
+    /// constant; two integer divisions per winner took longer than the multiply-adds of a nine-float patch).
+    /// </summary>
+    private static unsafe bool LookUpRows(int* winners, float* patches, nint* rows, int lookups, int filters, int positions, int size)
+    {
+        // floor(n / filters) = (n * magic) >> shift for every n < 2^31, with shift = 31 + ceil(log2 filters) and magic =
+        // ceil(2^shift / filters), below 2^32 + 1, so the product fits 64 bits.
+        int shift = 31 + (filters > 1 ? BitOperations.Log2((uint)filters - 1) + 1 : 0);
+        ulong magic = ((1UL << shift) + (ulong)filters - 1) / (ulong)filters;
+        nint rowBytes = size * sizeof(float);
+        bool bad = false;
+        for (int at = 0, c = 0; at < lookups; at++)
+        {
+            // A winner below its filter wraps to 2^31 or more: no pixel below positions passes the check.
+            ulong n = (uint)(winners[at] - c), pixel = n * magic >> shift;
+            bad |= pixel * (ulong)filters != n | pixel >= (ulong)positions;
+            rows[at] = (nint)patches + (nint)pixel * rowBytes;
+            if (++c == filters) c = 0;
+        }
+        return !bad;
+    }
+
+    /// <summary>Names the first winner that is not a pixel of its filter (<see cref="LookUpRows"/> found one).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static unsafe void ThrowNotAWinner(int* winners, int pooled, int filters, int positions)
+    {
+        for (int o = 0, at = 0; o < pooled; o++)
+            for (int c = 0; c < filters; c++, at++)
+                if (winners[at] < 0 || winners[at] >= positions * filters || winners[at] % filters != c)
+                    throw new ArgumentException($"Kernel gradient at the winners: winner {winners[at]} of pooled pixel {o}, filter {c} is not a pixel of that filter in its {positions * filters}-value image.");
+        throw new InvalidOperationException("Kernel gradient at the winners: a winner failed its check and then passed it.");
+    }
 }

@@ -198,21 +198,32 @@ internal static partial class ModelEmitter
         /// <summary>
         /// Whether this max pooling's gradient and winners give its input convolution's kernel gradient directly
         /// (Convolution.KernelGradientAtWinners): only the winners' patches contribute, a quarter of the dense product's
-        /// multiply-adds behind a 2x2 pooling. For a trainable, unshared Conv2D whose ReLU and bias gradient the pooling already
-        /// takes (<see cref="TakesRelu"/>), so nothing else reads its own gradient but the input gradient, and whose patches are
-        /// at least <see cref="WinnersPatchFloats"/> floats.
+        /// multiply-adds behind a 2x2 pooling, one pixel's in a whole image's behind a global one. For a trainable, unshared
+        /// Conv2D whose ReLU and bias gradient the pooling already takes (<see cref="TakesRelu"/>), so nothing else reads its own
+        /// gradient but the input gradient, where the multiply-adds saved outweigh the dearer ones (<see cref="WinnersPay"/>).
         /// </summary>
         private bool TakesKernelGradient(NodePlan pool) =>
-            pool.Is(LayerKind.MaxPooling2D) && ReluTakenBy(pool) is { Layer: { Kind: LayerKind.Conv2D, Trainable: true } layer } conv
+            pool.UsesWinners && ReluTakenBy(pool) is { Layer: { Kind: LayerKind.Conv2D, Trainable: true } layer } conv
             && !IsShared(layer) && (!layer.UseBias || BiasTakenByPool(conv))
-            && layer.KernelHeight * layer.KernelWidth * layer.InputShape[2] >= WinnersPatchFloats;
+            && WinnersPay(Pixels(conv), Pixels(pool), layer.KernelHeight * layer.KernelWidth * layer.InputShape[2]);
 
         /// <summary>
-        /// Patches from which the kernel gradient at the winners beat the dense route (the gradient scattered to the winners,
-        /// then patchesᵀ · gradient). One core on a Zen 3, 64 samples: the small CNN's conv2 (288 floats) 11.6 -> 5.8 ms; its
-        /// conv1 (nine floats, one vector and a masked one per winner) 1.4 -> 2.2 ms.
+        /// Whether the kernel gradient at the winners beats the dense route (the gradient scattered to the winners, then
+        /// patchesᵀ · gradient over every pixel). The dense product does pixels / pooled pixels times the multiply-adds, but
+        /// runs nearer the core's peak: on a Zen 3 (64 samples, one core) the winners' cost about six times as much each for
+        /// patches shorter than a stretch of <see cref="WinnersStretchFloats"/> floats (9 to 54 floats, 2x2 and 3x3 poolings)
+        /// and two to three times as much from a stretch on (72 and 288). Behind a 2x2 pooling: patches of at least 64 floats
+        /// (conv2 of the small CNN, 288 floats: 4.7 -> 2.3 ms; its conv1, nine floats, 0.9 -> 1.7 ms, so not); behind a 3x3
+        /// pooling from about 27; behind a global pooling of at least 29 pixels, any.
         /// </summary>
-        private const int WinnersPatchFloats = 64;
+        private static bool WinnersPay(int pixels, int pooledPixels, int patchFloats) =>
+            (long)pixels * Math.Min(patchFloats, WinnersStretchFloats) >= 4L * WinnersStretchFloats * pooledPixels;
+
+        /// <summary>Eight AVX2 vectors: the stretch of a patch row the kernel sums in registers.</summary>
+        private const int WinnersStretchFloats = 64;
+
+        /// <summary>Pixels of an image tensor (height x width); one for a global pooling's output.</summary>
+        private static int Pixels(NodePlan node) => node.Spec.Shape.Count == 3 ? node.Spec.Shape[0] * node.Spec.Shape[1] : 1;
 
         /// <summary>The max pooling at whose winners this convolution's kernel gradient is taken, if any (<see cref="TakesKernelGradient"/>).</summary>
         public NodePlan? KernelGradientPool(NodePlan conv) => kernelGradientPools.TryGetValue(conv, out var pool) ? pool : null;

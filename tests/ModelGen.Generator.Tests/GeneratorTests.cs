@@ -127,7 +127,7 @@ public class GeneratorTests
     }
 
     [Fact]
-    public void A_relu_convolution_of_long_patches_takes_its_kernel_gradient_at_its_max_poolings_winners()
+    public void A_relu_convolution_takes_its_kernel_gradient_at_its_max_poolings_winners_where_they_are_few_enough_to_pay()
     {
         var (code, backward) = GeneratorHarness.RunAndFindMethod("""
             using ModelGen;
@@ -143,13 +143,20 @@ public class GeneratorTests
                 [MaxPooling2D(2)] MaxPooling2D poolNarrow;
                 [Conv2D(4, 3, Activation.Tanh)] Conv2D squashed;
                 [MaxPooling2D(2)] MaxPooling2D poolSquashed;
+                [Conv2D(4, 1, Activation.Relu)] Conv2D pointwise;
+                [GlobalMaxPooling2D] GlobalMaxPooling2D poolAll;
+                [Conv2D(4, 3, Activation.Relu)] Conv2D overlapped;
+                [MaxPooling2D(2, Strides = 1)] MaxPooling2D poolOverlapped;
 
                 [Graph]
                 [OutputLoss("p", Loss.MeanSquaredError)]
                 [OutputLoss("q", Loss.MeanSquaredError)]
                 [OutputLoss("r", Loss.MeanSquaredError)]
-                (Tensor p, Tensor q, Tensor r) Forward([Shape(14, 14, 8)] Tensor x) =>
-                    (poolB.Apply(b.Apply(poolA.Apply(a.Apply(x)))), poolNarrow.Apply(narrow.Apply(x)), poolSquashed.Apply(squashed.Apply(x)));
+                [OutputLoss("s", Loss.MeanSquaredError)]
+                [OutputLoss("t", Loss.MeanSquaredError)]
+                (Tensor p, Tensor q, Tensor r, Tensor s, Tensor t) Forward([Shape(14, 14, 8)] Tensor x) =>
+                    (poolB.Apply(b.Apply(poolA.Apply(a.Apply(x)))), poolNarrow.Apply(narrow.Apply(x)), poolSquashed.Apply(squashed.Apply(x)),
+                     poolAll.Apply(pointwise.Apply(x)), poolOverlapped.Apply(overlapped.Apply(x)));
             }
             """, "Backward");
 
@@ -167,7 +174,11 @@ public class GeneratorTests
         Assert.Contains("Gemm.MultiplyTransposedA(narrowPatches, narrowGradient, NarrowKernelGradient", backward);
         Assert.Contains("Pooling.MaxBackward(poolSquashedGradient, poolSquashedWinners, squashedGradient", backward);
         Assert.Contains("Gemm.MultiplyTransposedA(squashedPatches, squashedGradient, SquashedKernelGradient", backward);
-        Assert.Equal(2, backward.Split("Convolution.KernelGradientAtWinners(").Length - 1);
+        // A global pooling keeps one pixel of 196: even eight-float patches pay. A pooling of stride 1 keeps 121 of 144.
+        Assert.Contains("Convolution.KernelGradientAtWinners(poolAllGradient, poolAllWinners, pointwisePatches, PointwiseKernelGradient, pointwiseWindow, poolAllWindow, 4, batch);", backward);
+        Assert.Contains("Pooling.MaxBackward(poolOverlappedGradient, poolOverlappedWinners, overlappedGradient", backward);
+        Assert.Contains("Gemm.MultiplyTransposedA(overlappedPatches, overlappedGradient, OverlappedKernelGradient", backward);
+        Assert.Equal(3, backward.Split("Convolution.KernelGradientAtWinners(").Length - 1);
     }
 
     [Fact]

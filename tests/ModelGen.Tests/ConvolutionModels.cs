@@ -164,6 +164,21 @@ public partial class WinnersPoolingParity
 }
 
 /// <summary>
+/// A ReLU convolution of 36-float patches under a global max pooling, whose kernel gradient the generator takes at the
+/// pooling's winners (one pixel per filter of 36), and which passes its gradient on. make_parity_fixtures.py's
+/// global_winners_parity.
+/// </summary>
+[Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
+public partial class GlobalWinnersParity
+{
+    [Input(7, 7, 3)] public Input image;
+    [Conv2D(4, 2, Activation.Relu)] public Conv2D conv1;                                         // (6, 6, 4)
+    [Conv2D(6, 3, Activation.Relu, Padding = Padding.Same)] public Conv2D conv2;                 // (6, 6, 6)
+    [GlobalMaxPooling2D] public GlobalMaxPooling2D globalMax;                                    // (6)
+    [Dense(3, Activation.Softmax)] public Dense head;
+}
+
+/// <summary>
 /// ReLU convolutions that only a max pooling reads, whose relu' and bias gradients the generator takes on the pooled
 /// gradient: overlapping 'same' windows, then a global max. make_parity_fixtures.py's relu_pooling_parity.
 /// </summary>

@@ -18,7 +18,7 @@ public class ParityTests
         nameof(LstmClassifier), nameof(GruSequences), nameof(MaskedLstm), nameof(BidirectionalStack),
         nameof(SelfAttentionBlock), nameof(CrossAttention), nameof(CausalAttention), nameof(UNetLike),
         nameof(EncoderDecoder), nameof(GruWithStates), nameof(MaxPoolingParity), nameof(MaskedAverage), nameof(ReluPoolingParity), nameof(StepTagger),
-        nameof(WinnersPoolingParity) };
+        nameof(WinnersPoolingParity), nameof(GlobalWinnersParity) };
 
     public static TheoryData<string, SimdPath> Models()
     {
@@ -52,6 +52,7 @@ public class ParityTests
         nameof(MaskedAverage) => new MaskedAverage(batch),
         nameof(ReluPoolingParity) => new ReluPoolingParity(batch),
         nameof(WinnersPoolingParity) => new WinnersPoolingParity(batch),
+        nameof(GlobalWinnersParity) => new GlobalWinnersParity(batch),
         nameof(StepTagger) => new StepTagger(batch),
         _ => new ParityBinary(batch),
     };

@@ -58,9 +58,13 @@ internal static partial class ModelEmitter
                     string accumulateWeights = shared ? ", accumulate: true" : "";
                     string rows = $"batch * {node.Window}.Positions";
                     var activation = plan.ActivationToUndo(node, layer.Activation);
-                    w.Line($"// {node.Title}: {GradientsOf(plan, node, input.NeedsGradient ? "input (through the patches)" : null)}");
+                    // Behind a max pooling that takes this block's relu', the kernel gradient and perhaps the input's come from its winners.
+                    var pool = plan.KernelGradientPool(node);
+                    bool inputAtWinners = plan.TakesInputGradientAtWinners(node);
+                    string inputRoute = inputAtWinners ? $"input (at {pool!.Title}'s winners)" : "input (through the patches)";
+                    w.Line($"// {node.Title}: {GradientsOf(plan, node, input.NeedsGradient ? inputRoute : null)}");
                     EmitActivationBackward(w, node, activation);
-                    if (plan.KernelGradientPool(node) is { } pool)
+                    if (pool is not null)
                     {
                         w.Line($"Convolution.KernelGradientAtWinners({pool.Gradient}, {pool.Winners}, {node.Patches}, {Plan.View(layer, "Kernel")}Gradient, {node.Window}, {pool.Window}, {layer.Channels}, batch);");
                     }
@@ -69,7 +73,11 @@ internal static partial class ModelEmitter
                         w.Line($"Gemm.MultiplyTransposedA({node.Patches}, {node.Gradient}, {Plan.View(layer, "Kernel")}Gradient, {node.Window}.PatchSize, {rows}, {layer.Channels}{accumulateWeights});");
                         if (layer.UseBias && !plan.BiasTakenByPool(node)) w.Line($"Reductions.SumRows({node.Gradient}, {Plan.View(layer, "Bias")}Gradient, {rows}, {layer.Channels}{accumulateWeights});");
                     }
-                    if (input.NeedsGradient)
+                    if (inputAtWinners)
+                    {
+                        w.Line($"Convolution.InputGradientAtWinners({pool!.Gradient}, {pool.Winners}, {Plan.View(layer, "Kernel")}, {input.Gradient}, {node.Window}, {pool.Window}, {layer.Channels}, batch, accumulate: {Bool(Into(input))});");
+                    }
+                    else if (input.NeedsGradient)
                     {
                         w.Line($"Convolution.Transposed({node.Gradient}, {Plan.View(layer, "Kernel")}, {NodePlan.PatchGradient}, {input.Gradient}, {node.Window}, {layer.Channels}, batch, accumulate: {Bool(Into(input))});");
                     }
@@ -229,7 +237,7 @@ internal static partial class ModelEmitter
                         var source = node.Inputs[0];
                         bool scatters = plan.HasGradientBuffer(source);
                         string sends = scatters ? $"then {node.Layer.TypeName} sends each gradient to its window's maximum"
-                            : $"nothing scattered ({source.Title} takes its kernel gradient at the winners and passes no gradient on)";
+                            : $"nothing scattered ({source.Title} takes its kernel gradient at the winners and {(source.Inputs[0].NeedsGradient ? "its input gradient there too" : "passes no gradient on")})";
                         if (plan.ReluTakenBy(node) is not null)
                         {
                             bool bias = plan.BiasTakenByPool(source);

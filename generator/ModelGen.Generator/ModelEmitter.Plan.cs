@@ -129,11 +129,11 @@ internal static partial class ModelEmitter
 
         /// <summary>
         /// A gradient buffer where backward reaches: tensors after something that learns, and the outputs (the losses write
-        /// theirs). Not a convolution that takes its kernel gradient at its pooling's winners and passes no gradient on: it
-        /// reads the pooled gradient alone, and nothing writes its own (the small CNN's conv1, its largest gradient).
+        /// theirs). Not a convolution that takes its kernel gradient at its pooling's winners and passes no gradient on, or
+        /// takes its input gradient there too: it reads the pooled gradient alone, and nothing writes its own.
         /// </summary>
         public bool HasGradientBuffer(NodePlan node) =>
-            (node.NeedsGradient || IsOutput(node)) && !(KernelGradientPool(node) is not null && !node.Inputs[0].NeedsGradient);
+            (node.NeedsGradient || IsOutput(node)) && !(KernelGradientPool(node) is not null && (!node.Inputs[0].NeedsGradient || TakesInputGradientAtWinners(node)));
 
         private bool IsOutput(NodePlan node) => Outputs.Any(o => o.Node == node);
 
@@ -224,6 +224,30 @@ internal static partial class ModelEmitter
 
         /// <summary>Pixels of an image tensor (height x width); one for a global pooling's output.</summary>
         private static int Pixels(NodePlan node) => node.Spec.Shape.Count == 3 ? node.Spec.Shape[0] * node.Spec.Shape[1] : 1;
+
+        /// <summary>
+        /// Whether a convolution whose kernel gradient is taken at its pooling's winners takes its input gradient there too
+        /// (Convolution.InputGradientAtWinners: each pooled gradient times its filter's kernel, onto the pixels under its
+        /// winner's window), where the pooling keeps at most one pixel in <see cref="InputWinnersRatio"/>. Adding a winner's
+        /// kernel onto the image costs far more per multiply-add than the dense route (the gradient scattered, then the
+        /// transposed convolution over every position), which behind 2x2 poolings won every shape measured.
+        /// </summary>
+        public bool TakesInputGradientAtWinners(NodePlan conv) =>
+            KernelGradientPool(conv) is { } pool && conv.Inputs[0].NeedsGradient && Pixels(conv) >= InputWinnersRatio * Pixels(pool);
+
+        /// <summary>
+        /// Pixels per pooled pixel from which the input gradient at the winners beat the dense route on a Zen 3 (64 samples,
+        /// one core; dense/winners): 2x2 poolings 0.18-0.91, 3x3 0.42-2.2, 4x4 0.66 (nine-float patches, which the kernel
+        /// gradient's rule leaves dense there) to 5.1, global 12-44.
+        /// </summary>
+        private const int InputWinnersRatio = 16;
+
+        /// <summary>
+        /// Conv2D scatters patch gradients to its input (unless it takes its input gradient at its pooling's winners);
+        /// Conv2DTranspose gathers its output gradient's patches for everything.
+        /// </summary>
+        public bool NeedsPatchGradient(NodePlan node) =>
+            node.Is(LayerKind.Conv2D) ? node.Inputs[0].NeedsGradient && !TakesInputGradientAtWinners(node) : node.Is(LayerKind.Conv2DTranspose) && node.NeedsGradient;
 
         /// <summary>The max pooling at whose winners this convolution's kernel gradient is taken, if any (<see cref="TakesKernelGradient"/>).</summary>
         public NodePlan? KernelGradientPool(NodePlan conv) => kernelGradientPools.TryGetValue(conv, out var pool) ? pool : null;
@@ -316,8 +340,6 @@ internal static partial class ModelEmitter
         public string InverseStd => Stem + "InverseStd";
         /// <summary>Convolutions through im2col (Conv2D) or col2im (Conv2DTranspose) keep a patch matrix.</summary>
         public bool UsesPatches => Is(LayerKind.Conv2D) || Is(LayerKind.Conv2DTranspose);
-        /// <summary>Conv2D scatters patch gradients to its input; Conv2DTranspose gathers its output gradient's patches for everything.</summary>
-        public bool NeedsPatchGradient => Is(LayerKind.Conv2D) ? Inputs[0].NeedsGradient : Is(LayerKind.Conv2DTranspose) && NeedsGradient;
         public string Patches => Stem + "Patches";
         /// <summary>The one buffer every convolution's backward block uses for its patch gradients, sized for the largest.</summary>
         public const string PatchGradient = "patchGradients";

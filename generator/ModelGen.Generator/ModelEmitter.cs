@@ -104,7 +104,7 @@ internal static partial class ModelEmitter
             if (buffers.Count > 0) w.Line($"private readonly AlignedBuffer {string.Join(", ", buffers)}; // the '{sub.Spec.Name}' sub-model");
             foreach (var node in computed) EmitNodeFields(w, node);
         }
-        if (plan.Buffered.Any(n => n.NeedsPatchGradient)) w.Line($"private readonly AlignedBuffer {NodePlan.PatchGradient}; // one convolution's patch gradients at a time, in its backward block");
+        if (plan.Buffered.Any(plan.NeedsPatchGradient)) w.Line($"private readonly AlignedBuffer {NodePlan.PatchGradient}; // one convolution's patch gradients at a time, in its backward block");
         if (plan.Packed)
         {
             w.Line("// Inputs and targets taken apart from packed rows (one row per sample), and outputs put back together.");
@@ -215,7 +215,7 @@ internal static partial class ModelEmitter
             if (node.IsDropout) w.Line($"{node.Mask} = buffers.Floats({size});");
             EmitNodeBuffers(w, node);
         }
-        var patchGradients = plan.Buffered.Where(n => n.NeedsPatchGradient).Select(n => n.Is(LayerKind.Conv2DTranspose) ? WholePatches(n) : PatchChunks(n)).ToList();
+        var patchGradients = plan.Buffered.Where(plan.NeedsPatchGradient).Select(n => n.Is(LayerKind.Conv2DTranspose) ? WholePatches(n) : PatchChunks(n)).ToList();
         if (patchGradients.Count > 0) w.Line($"{NodePlan.PatchGradient} = buffers.Floats({patchGradients.Skip(1).Aggregate(patchGradients[0], (max, next) => $"Math.Max({max}, {next})")});");
         foreach (var node in plan.SubModels.SelectMany(sub => sub.Nodes).Where(n => n.Spec.Kind != NodeKind.Input && !n.IsDropout && !n.IsAlias))
         {

@@ -147,6 +147,8 @@ public class GeneratorTests
                 [GlobalMaxPooling2D] GlobalMaxPooling2D poolAll;
                 [Conv2D(4, 3, Activation.Relu)] Conv2D overlapped;
                 [MaxPooling2D(2, Strides = 1)] MaxPooling2D poolOverlapped;
+                [Conv2D(4, 3, Activation.Relu)] Conv2D deep;
+                [GlobalMaxPooling2D] GlobalMaxPooling2D poolDeep;
 
                 [Graph]
                 [OutputLoss("p", Loss.MeanSquaredError)]
@@ -154,9 +156,13 @@ public class GeneratorTests
                 [OutputLoss("r", Loss.MeanSquaredError)]
                 [OutputLoss("s", Loss.MeanSquaredError)]
                 [OutputLoss("t", Loss.MeanSquaredError)]
-                (Tensor p, Tensor q, Tensor r, Tensor s, Tensor t) Forward([Shape(14, 14, 8)] Tensor x) =>
-                    (poolB.Apply(b.Apply(poolA.Apply(a.Apply(x)))), poolNarrow.Apply(narrow.Apply(x)), poolSquashed.Apply(squashed.Apply(x)),
-                     poolAll.Apply(pointwise.Apply(x)), poolOverlapped.Apply(overlapped.Apply(x)));
+                [OutputLoss("u", Loss.MeanSquaredError)]
+                (Tensor p, Tensor q, Tensor r, Tensor s, Tensor t, Tensor u) Forward([Shape(14, 14, 8)] Tensor x)
+                {
+                    var pooledA = poolA.Apply(a.Apply(x));
+                    return (poolB.Apply(b.Apply(pooledA)), poolNarrow.Apply(narrow.Apply(x)), poolSquashed.Apply(squashed.Apply(x)),
+                        poolAll.Apply(pointwise.Apply(x)), poolOverlapped.Apply(overlapped.Apply(x)), poolDeep.Apply(deep.Apply(pooledA)));
+                }
             }
             """, "Backward");
 
@@ -178,7 +184,13 @@ public class GeneratorTests
         Assert.Contains("Convolution.KernelGradientAtWinners(poolAllGradient, poolAllWinners, pointwisePatches, PointwiseKernelGradient, pointwiseWindow, poolAllWindow, 4, batch);", backward);
         Assert.Contains("Pooling.MaxBackward(poolOverlappedGradient, poolOverlappedWinners, overlappedGradient", backward);
         Assert.Contains("Gemm.MultiplyTransposedA(overlappedPatches, overlappedGradient, OverlappedKernelGradient", backward);
-        Assert.Equal(3, backward.Split("Convolution.KernelGradientAtWinners(").Length - 1);
+        Assert.Equal(4, backward.Split("Convolution.KernelGradientAtWinners(").Length - 1);
+        // deep's global pooling keeps one pixel of 16: its input gradient comes from the winners too, so its own is never
+        // formed; b's 2x2 pooling keeps one of four: scattered, then the transposed convolution.
+        Assert.Contains("Convolution.InputGradientAtWinners(poolDeepGradient, poolDeepWinners, DeepKernel, poolAGradient, deepWindow, poolDeepWindow, 4, batch, accumulate: ", backward);
+        Assert.Contains("nothing scattered (deep takes its kernel gradient at the winners and its input gradient there too)", backward);
+        Assert.DoesNotContain("deepGradient", code);
+        Assert.Contains("Convolution.Transposed(bGradient, BKernel, patchGradients, poolAGradient, bWindow, 8, batch, accumulate: ", backward);
     }
 
     [Fact]

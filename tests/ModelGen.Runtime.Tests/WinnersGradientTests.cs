@@ -57,12 +57,7 @@ public class WinnersGradientTests
                     for (int i = 0; i < size; i++) exact[i * filters + c] += (double)pooledGradient[at] * patches[(sample * window.Positions + position) * size + i];
                 }
 
-        for (int i = 0; i < actual.Length; i++)
-        {
-            double bound = 1e-5 * (1 + Math.Abs(exact[i]));
-            Assert.True(Math.Abs(actual[i] - exact[i]) <= bound, $"[{i}]: {actual[i]} against {exact[i]} in double");
-            Assert.True(Math.Abs(dense[i] - exact[i]) <= bound, $"[{i}]: the dense route's {dense[i]} against {exact[i]}");
-        }
+        AssertNearExact(actual, dense, exact);
     }
 
     [Fact]
@@ -82,6 +77,77 @@ public class WinnersGradientTests
         for (int i = 0; i < size; i++) Assert.Equal(earlier[i] + alone[i], added[i], 1e-5f);
     }
 
+    /// <summary>Input height, width and channels, kernel, convolution strides and 'same', filters, pool (0: global), pool strides, batch.</summary>
+    public static readonly TheoryData<int, int, int, int, int, bool, int, int, int, int> InputShapes = new()
+    {
+        { 10, 10, 8, 3, 1, false, 6, 0, 0, 3 },   // global max pooling: one winner per filter and sample
+        { 9, 9, 3, 3, 2, true, 5, 0, 0, 2 },      // a strided 'same' convolution: cells in the padding add nothing
+        { 13, 13, 32, 3, 1, false, 64, 2, 2, 4 }, // the small CNN's conv2 under its 2x2 pooling
+        { 9, 9, 5, 3, 1, true, 7, 3, 2, 1 },      // overlapping pooling windows: a pixel can win twice
+        { 6, 6, 50, 1, 1, false, 3, 2, 1, 5 },    // a 1x1 kernel of 50 channels; an odd batch splits 3 + 2
+    };
+
+    [Theory]
+    [MemberData(nameof(InputShapes))]
+    public void Input_gradient_at_the_winners_is_the_transposed_convolution_of_the_scattered_gradient(int height, int width, int channels, int kernel,
+        int convStrides, bool convSame, int filters, int poolSize, int poolStrides, int batch)
+    {
+        var (window, pool, _, winners, pooledGradient) = Case(height, width, channels, kernel, filters, poolSize, poolStrides, false, batch, convStrides, convSame);
+        var random = new Random(filters);
+        var weights = Enumerable.Range(0, window.PatchSize * filters).Select(_ => (float)random.NextDouble() - 0.5f).ToArray();
+        int imageFloats = height * width * channels;
+
+        var actual = new float[batch * imageFloats];
+        Convolution.InputGradientAtWinners(pooledGradient, winners, weights, actual, window, pool, filters, batch, accumulate: false);
+
+        // The route it replaces: the gradient scattered to the winners, then the transposed convolution over every position.
+        var scattered = new float[batch * window.Positions * filters];
+        Pooling.MaxBackward(pooledGradient, winners, scattered, pool, batch, accumulate: false);
+        var dense = new float[batch * imageFloats];
+        Convolution.Transposed(scattered, weights, new float[Convolution.TransposedScratch(window, batch)], dense, window, filters, batch, accumulate: false);
+
+        // And the definition, in double: each pooled gradient times its filter's kernel, onto the pixels under its winner's window.
+        var exact = new double[batch * imageFloats];
+        for (int sample = 0; sample < batch; sample++)
+            for (int at = sample * pool.Positions * filters; at < (sample + 1) * pool.Positions * filters; at++)
+            {
+                int c = at % filters, position = winners[at] / filters, oy = position / window.OutputWidth, ox = position % window.OutputWidth;
+                for (int ky = 0; ky < kernel; ky++)
+                    for (int kx = 0; kx < kernel; kx++)
+                    {
+                        int y = oy * convStrides + ky - window.PadTop, x = ox * convStrides + kx - window.PadLeft;
+                        if (y < 0 || y >= height || x < 0 || x >= width) continue;
+                        for (int ci = 0; ci < channels; ci++)
+                            exact[sample * imageFloats + (y * width + x) * channels + ci] += (double)pooledGradient[at] * weights[((ky * kernel + kx) * channels + ci) * filters + c];
+                    }
+            }
+
+        AssertNearExact(actual, dense, exact);
+    }
+
+    [Fact]
+    public void The_input_gradient_accumulates_and_gives_the_same_bits_on_one_core_or_two()
+    {
+        var (window, pool, _, winners, pooledGradient) = Case(10, 10, 8, 3, 6, 0, 0, false, 5);
+        var weights = Enumerable.Range(0, window.PatchSize * 6).Select(i => (float)Math.Cos(i)).ToArray();
+        int floats = 5 * 10 * 10 * 8;
+        var alone = new float[floats];
+        KernelSettings.OnThreads(1, () => Convolution.InputGradientAtWinners(pooledGradient, winners, weights, alone, window, pool, 6, 5, accumulate: false));
+        var shared = Enumerable.Repeat(float.NaN, floats).ToArray(); // overwritten, not added to
+        KernelSettings.OnThreads(2, () => Convolution.InputGradientAtWinners(pooledGradient, winners, weights, shared, window, pool, 6, 5, accumulate: false));
+        Assert.Equal(alone, shared);
+
+        var earlier = Enumerable.Range(0, floats).Select(i => (float)Math.Sin(i)).ToArray();
+        var added = (float[])earlier.Clone();
+        Convolution.InputGradientAtWinners(pooledGradient, winners, weights, added, window, pool, 6, 5, accumulate: true);
+        for (int i = 0; i < floats; i++) Assert.Equal(earlier[i] + alone[i], added[i], 1e-5f);
+
+        var wrong = (int[])winners.Clone();
+        wrong[7] = -1;
+        var error = Assert.Throws<ArgumentException>(() => Convolution.InputGradientAtWinners(pooledGradient, wrong, weights, added, window, pool, 6, 5, accumulate: false));
+        Assert.Contains("winner -1 of pooled pixel 0, filter 1 ", error.Message);
+    }
+
     [Fact]
     public void A_winner_outside_its_filter_is_rejected()
     {
@@ -98,12 +164,23 @@ public class WinnersGradientTests
         Assert.Throws<ArgumentException>(() => Convolution.KernelGradientAtWinners(pooledGradient, winners, patches.AsSpan(1).ToArray(), gradient, window, pool, 4, 1));
     }
 
+    /// <summary>Both routes within 1e-5 (relative, past 1) of the sum in double.</summary>
+    private static void AssertNearExact(float[] actual, float[] dense, double[] exact)
+    {
+        for (int i = 0; i < actual.Length; i++)
+        {
+            double bound = 1e-5 * (1 + Math.Abs(exact[i]));
+            Assert.True(Math.Abs(actual[i] - exact[i]) <= bound, $"[{i}]: {actual[i]} against {exact[i]} in double");
+            Assert.True(Math.Abs(dense[i] - exact[i]) <= bound, $"[{i}]: the dense route's {dense[i]} against {exact[i]}");
+        }
+    }
+
     /// <summary>A convolution's kept patches, its pooling's winners over a random output (distinct values) and a pooled gradient.</summary>
     private static (Window Window, Window Pool, float[] Patches, int[] Winners, float[] PooledGradient) Case(int height, int width, int channels, int kernel, int filters,
-        int poolSize, int poolStrides, bool same, int batch)
+        int poolSize, int poolStrides, bool same, int batch, int convStrides = 1, bool convSame = false)
     {
         var random = new Random(height * 100 + filters);
-        var window = new Window(height, width, channels, kernel, kernel, 1, 1, false);
+        var window = new Window(height, width, channels, kernel, kernel, convStrides, convStrides, convSame);
         var pool = poolSize == 0 ? new Window(window.OutputHeight, window.OutputWidth, filters, window.OutputHeight, window.OutputWidth, 1, 1, false)
             : new Window(window.OutputHeight, window.OutputWidth, filters, poolSize, poolSize, poolStrides, poolStrides, same);
         var image = Enumerable.Range(0, batch * height * width * channels).Select(_ => (float)random.NextDouble() - 0.5f).ToArray();

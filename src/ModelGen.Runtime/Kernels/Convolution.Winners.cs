@@ -6,11 +6,12 @@ using System.Runtime.Intrinsics;
 
 namespace ModelGen.Kernels;
 
-// A convolution's kernel gradient where a max pooling reads its output. The pooling sends each pooled gradient to one pixel,
-// its window's winner, and leaves every other pixel's gradient zero, so of the positions' patches only the winners' add
-// anything: kernelGradient(p, c) = sum over pooled pixels o of patch(winner(o, c))[p] * pooledGradient(o, c). A 2x2 pooling
-// leaves a quarter of the dense product's multiply-adds (patchesᵀ · the scattered gradient), and a first layer, which passes no
-// gradient on, needs no scattered gradient at all.
+// A convolution's gradients where a max pooling reads its output. The pooling sends each pooled gradient to one pixel, its
+// window's winner, and leaves every other pixel's gradient zero, so of the positions' patches only the winners' add anything:
+// kernelGradient(p, c) = sum over pooled pixels o of patch(winner(o, c))[p] * pooledGradient(o, c). A 2x2 pooling leaves a
+// quarter of the dense product's multiply-adds (patchesᵀ · the scattered gradient), a global one a single position's, and a
+// first layer, which passes no gradient on, needs no scattered gradient at all. Where the pooling keeps few pixels, the input
+// gradient is taken the same way: each pooled gradient times its filter's kernel, onto the pixels under its winner's window.
 public static partial class Convolution
 {
     /// <summary>
@@ -22,8 +23,7 @@ public static partial class Convolution
     public static unsafe void KernelGradientAtWinners(ReadOnlySpan<float> pooledGradient, ReadOnlySpan<int> winners, ReadOnlySpan<float> patches,
         Span<float> kernelGradient, in Window window, in Window pool, int filters, int batch, bool accumulate = false)
     {
-        if (pool.Height != window.OutputHeight || pool.Width != window.OutputWidth || pool.Channels != filters)
-            throw new ArgumentException($"Kernel gradient at the winners: the pooling reads {pool.Height}x{pool.Width}x{pool.Channels} pixels, the convolution writes {window.OutputHeight}x{window.OutputWidth}x{filters}.");
+        RequirePoolOver(window, pool, filters, "Kernel gradient at the winners");
         int pooledFloats = pool.Positions * filters, size = window.PatchSize;
         Require(pooledGradient.Length >= batch * pooledFloats && winners.Length >= batch * pooledFloats && patches.Length >= (long)batch * window.Positions * size
             && kernelGradient.Length >= size * filters, "Kernel gradient at the winners", window, batch);
@@ -47,6 +47,13 @@ public static partial class Convolution
                 Unsafe.Add(ref target, i * filters + c) = total;
             }
         }
+    }
+
+    /// <summary>The pooling must read exactly the convolution's output.</summary>
+    private static void RequirePoolOver(in Window window, in Window pool, int filters, string kernel)
+    {
+        if (pool.Height != window.OutputHeight || pool.Width != window.OutputWidth || pool.Channels != filters)
+            throw new ArgumentException($"{kernel}: the pooling reads {pool.Height}x{pool.Width}x{pool.Channels} pixels, the convolution writes {window.OutputHeight}x{window.OutputWidth}x{filters}.");
     }
 
     /// <summary>The calling thread's partial sums, one per half of the batch.</summary>
@@ -104,7 +111,7 @@ public static partial class Convolution
                 float* patches = job.Patches + (long)sample * positions * size;
                 int* winners = job.Winners + (long)sample * lookups;
                 float* pooledGradient = job.PooledGradient + (long)sample * lookups;
-                if (!LookUpRows(winners, patches, rows, lookups, filters, positions, size)) ThrowNotAWinner(winners, pooled, filters, positions);
+                if (!WinnerOffsets(winners, rows, lookups, filters, positions, (nint)patches, size * sizeof(float))) ThrowNotAWinner(winners, pooled, filters, positions);
                 byte* nextPatches = (byte*)(patches + (long)positions * size);
                 long nextBytes = sample + 1 < first + samples ? sampleBytes : 0, prefetched = 0;
                 int i = 0;
@@ -203,30 +210,30 @@ public static partial class Convolution
     private const long BandBytes = 16 * 1024;
 
     /// <summary>
-    /// The address of each winner's patch row, in the winners' order; false if a winner is not a pixel of its filter. A winner
-    /// is pixel * filters + filter, and the pixel a multiplication and a shift (Granlund and Montgomery's division by a
-    /// constant; two integer divisions per winner took longer than the multiply-adds of a nine-float patch).
+    /// origin + pixel * step for each winner, in the winners' order (a patch row's address, or a pixel's index); false if a
+    /// winner is not a pixel of its filter. A winner is pixel * filters + filter, and the pixel a multiplication and a shift
+    /// (Granlund and Montgomery's division by a constant; two integer divisions per winner took longer than the multiply-adds
+    /// of a nine-float patch).
     /// </summary>
-    private static unsafe bool LookUpRows(int* winners, float* patches, nint* rows, int lookups, int filters, int positions, int size)
+    private static unsafe bool WinnerOffsets(int* winners, nint* offsets, int lookups, int filters, int positions, nint origin, nint step)
     {
         // floor(n / filters) = (n * magic) >> shift for every n < 2^31, with shift = 31 + ceil(log2 filters) and magic =
         // ceil(2^shift / filters), below 2^32 + 1, so the product fits 64 bits.
         int shift = 31 + (filters > 1 ? BitOperations.Log2((uint)filters - 1) + 1 : 0);
         ulong magic = ((1UL << shift) + (ulong)filters - 1) / (ulong)filters;
-        nint rowBytes = size * sizeof(float);
         bool bad = false;
         for (int at = 0, c = 0; at < lookups; at++)
         {
             // A winner below its filter wraps to 2^31 or more: no pixel below positions passes the check.
             ulong n = (uint)(winners[at] - c), pixel = n * magic >> shift;
             bad |= pixel * (ulong)filters != n | pixel >= (ulong)positions;
-            rows[at] = (nint)patches + (nint)pixel * rowBytes;
+            offsets[at] = origin + (nint)pixel * step;
             if (++c == filters) c = 0;
         }
         return !bad;
     }
 
-    /// <summary>Names the first winner that is not a pixel of its filter (<see cref="LookUpRows"/> found one).</summary>
+    /// <summary>Names the first winner that is not a pixel of its filter (<see cref="WinnerOffsets"/> found one).</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static unsafe void ThrowNotAWinner(int* winners, int pooled, int filters, int positions)
     {
@@ -235,5 +242,86 @@ public static partial class Convolution
                 if (winners[at] < 0 || winners[at] >= positions * filters || winners[at] % filters != c)
                     throw new ArgumentException($"Kernel gradient at the winners: winner {winners[at]} of pooled pixel {o}, filter {c} is not a pixel of that filter in its {positions * filters}-value image.");
         throw new InvalidOperationException("Kernel gradient at the winners: a winner failed its check and then passed it.");
+    }
+
+    /// <summary>
+    /// The input gradient of a convolution (<paramref name="window"/>, <paramref name="kernel"/>: PatchSize x filters) from
+    /// the gradient of the max pooling (<paramref name="pool"/>) that reads its output, and the pooling's winners: each
+    /// pooled gradient times its filter's kernel column, added onto the pixels under its winner's window. For poolings that
+    /// keep few pixels (a global one: one per filter), where the dense route (the gradient scattered to the winners, then
+    /// the transposed convolution over every position) multiplies mostly zeros. Samples are independent: the cores take
+    /// halves of the batch, and the bits are the same on one core or two.
+    /// </summary>
+    public static unsafe void InputGradientAtWinners(ReadOnlySpan<float> pooledGradient, ReadOnlySpan<int> winners, ReadOnlySpan<float> kernel,
+        Span<float> inputGradient, in Window window, in Window pool, int filters, int batch, bool accumulate)
+    {
+        RequirePoolOver(window, pool, filters, "Input gradient at the winners");
+        int pooledFloats = pool.Positions * filters, size = window.PatchSize;
+        Require(pooledGradient.Length >= batch * pooledFloats && winners.Length >= batch * pooledFloats && kernel.Length >= size * filters
+            && inputGradient.Length >= (long)batch * window.Height * window.Width * window.Channels, "Input gradient at the winners", window, batch);
+        // Each filter's kernel column as a row, so a winner adds contiguous runs of it.
+        using var columns = Scratch<float>.Rent(filters * size);
+        for (int i = 0; i < size; i++)
+            for (int c = 0; c < filters; c++) columns.Span[c * size + i] = kernel[i * filters + c];
+        fixed (float* dy = pooledGradient, k = columns.Span, dx = inputGradient)
+        fixed (int* w = winners)
+        {
+            var job = new InputJob(dy, w, k, dx, window, pool, filters, batch, Math.Min(batch, 2), accumulate);
+            Helper.For(job.Parts, &AddAtWinners, &job);
+        }
+    }
+
+    private readonly unsafe struct InputJob(float* pooledGradient, int* winners, float* columns, float* inputGradient, in Window window, in Window pool,
+        int filters, int batch, int parts, bool accumulate)
+    {
+        public readonly float* PooledGradient = pooledGradient, Columns = columns, InputGradient = inputGradient;
+        public readonly int* Winners = winners;
+        public readonly Window Window = window, Pool = pool;
+        public readonly int Filters = filters, Batch = batch, Parts = parts;
+        public readonly bool Accumulate = accumulate;
+    }
+
+    /// <summary>Part <paramref name="index"/>: its share of the samples, winner by winner.</summary>
+    private static unsafe void AddAtWinners(void* state, int index, int worker)
+    {
+        ref readonly var job = ref *(InputJob*)state;
+        ref readonly var window = ref job.Window;
+        int share = (job.Batch + job.Parts - 1) / job.Parts, first = index * share, samples = Math.Min(share, job.Batch - first);
+        int filters = job.Filters, pooled = job.Pool.Positions, lookups = pooled * filters, size = window.PatchSize;
+        int imageFloats = window.Height * window.Width * window.Channels;
+        if (!job.Accumulate) new Span<float>(job.InputGradient + (long)first * imageFloats, samples * imageFloats).Clear();
+        using var rowScratch = Scratch<nint>.Rent(lookups);
+        fixed (nint* rows = rowScratch.Span)
+        {
+            for (int sample = first; sample < first + samples; sample++)
+            {
+                int* winners = job.Winners + (long)sample * lookups;
+                float* pooledGradient = job.PooledGradient + (long)sample * lookups;
+                // Each winner's patch row over the batch, whose cells Walk maps onto the image.
+                if (!WinnerOffsets(winners, rows, lookups, filters, window.Positions, sample * window.Positions, 1)) ThrowNotAWinner(winners, pooled, filters, window.Positions);
+                for (int at = 0, c = 0; at < lookups; at++)
+                {
+                    int row = (int)rows[at];
+                    var cell = new AddColumn(job.InputGradient, job.Columns + (long)c * size, pooledGradient[at], row * size);
+                    Walk(window, row, 1, ref cell);
+                    if (++c == filters) c = 0;
+                }
+            }
+        }
+    }
+
+    /// <summary>Adds a pooled gradient times its filter's kernel column onto the image pixels of one patch row's cells.</summary>
+    private readonly unsafe struct AddColumn(float* image, float* column, float gradient, int rowStart) : ICell
+    {
+        public void Visit(int patchOffset, int imageOffset, int length)
+        {
+            if (imageOffset < 0) return;
+            float* target = image + imageOffset, source = column + (patchOffset - rowStart);
+            var g = new Vector<float>(gradient);
+            int j = 0;
+            for (; j <= length - Vector<float>.Count; j += Vector<float>.Count)
+                Vector.Store(Vector.FusedMultiplyAdd(g, Vector.Load(source + j), Vector.Load(target + j)), target + j);
+            for (; j < length; j++) target[j] = MathF.FusedMultiplyAdd(gradient, source[j], target[j]);
+        }
     }
 }

@@ -58,11 +58,9 @@ internal static partial class ModelEmitter
                     string accumulateWeights = shared ? ", accumulate: true" : "";
                     string rows = $"batch * {node.Window}.Positions";
                     var activation = plan.ActivationToUndo(node, layer.Activation);
-                    // Behind a max pooling that takes this block's relu', the kernel gradient and perhaps the input's come from its winners.
                     var pool = plan.KernelGradientPool(node);
                     bool inputAtWinners = plan.TakesInputGradientAtWinners(node);
-                    string inputRoute = inputAtWinners ? $"input (at {pool!.Title}'s winners)" : "input (through the patches)";
-                    w.Line($"// {node.Title}: {GradientsOf(plan, node, input.NeedsGradient ? inputRoute : null)}");
+                    w.Line($"// {node.Title}: {GradientsOf(plan, node, input.NeedsGradient ? inputAtWinners ? "input" : "input (through the patches)" : null)}");
                     EmitActivationBackward(w, node, activation);
                     if (pool is not null)
                     {
@@ -327,12 +325,16 @@ internal static partial class ModelEmitter
         var activation = plan.ActivationToUndo(node, layer.Activation);
         bool biasTaken = plan.BiasTakenByPool(node);
         var parts = new List<string>();
-        string kernel = plan.KernelGradientPool(node) is { } pool ? $"kernel (at {pool.Title}'s winners)" : "kernel";
+        // Behind a max pooling, the kernel gradient and perhaps the input's come from its winners.
+        var pool = plan.KernelGradientPool(node);
+        bool allAtWinners = plan.TakesInputGradientAtWinners(node);
+        string kernel = pool is not null && !allAtWinners ? $"kernel (at {pool.Title}'s winners)" : "kernel";
         if (layer.Trainable) parts.AddRange(layer.UseBias && !biasTaken ? new[] { kernel, "bias" } : new[] { kernel });
         if (input is not null) parts.Add(input);
         string first = activation != Activation.Linear ? Lower(activation) + "', then "
             : layer.Activation != Activation.Linear ? $"{Lower(layer.Activation)}'{(biasTaken ? " and bias gradient" : "")} taken with {plan.TakenWith(node)}, then " : "";
-        return first + Describe(parts) + " gradient" + (parts.Count > 1 ? "s" : "") + (layer.Trainable ? "" : " (frozen: no weight gradients)");
+        return first + Describe(parts) + " gradient" + (parts.Count > 1 ? "s" : "") + (allAtWinners ? $" at {pool!.Title}'s winners" : "")
+            + (layer.Trainable ? "" : " (frozen: no weight gradients)");
     }
 
     /// <summary>The activation's derivative over the block's gradient, in place; nothing for a linear one.</summary>

@@ -129,11 +129,16 @@ internal static partial class ModelEmitter
 
         /// <summary>
         /// A gradient buffer where backward reaches: tensors after something that learns, and the outputs (the losses write
-        /// theirs). Not a convolution that takes its kernel gradient at its pooling's winners and passes no gradient on, or
-        /// takes its input gradient there too: it reads the pooled gradient alone, and nothing writes its own.
+        /// theirs); not a convolution that reads only its pooling's gradient (<see cref="ReadsOnlyPooledGradient"/>).
         /// </summary>
-        public bool HasGradientBuffer(NodePlan node) =>
-            (node.NeedsGradient || IsOutput(node)) && !(KernelGradientPool(node) is not null && (!node.Inputs[0].NeedsGradient || TakesInputGradientAtWinners(node)));
+        public bool HasGradientBuffer(NodePlan node) => (node.NeedsGradient || IsOutput(node)) && !ReadsOnlyPooledGradient(node);
+
+        /// <summary>
+        /// A convolution that takes its kernel gradient at its pooling's winners and either passes no gradient on or takes its
+        /// input gradient there too: nothing writes or reads its own gradient.
+        /// </summary>
+        private bool ReadsOnlyPooledGradient(NodePlan conv) =>
+            KernelGradientPool(conv) is not null && (!conv.Inputs[0].NeedsGradient || TakesInputGradientAtWinners(conv));
 
         private bool IsOutput(NodePlan node) => Outputs.Any(o => o.Node == node);
 

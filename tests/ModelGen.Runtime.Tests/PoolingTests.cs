@@ -20,13 +20,7 @@ public class PoolingTests
     };
 
     /// <summary>Every shape on every SIMD path: AVX-512 takes 2x2 windows sixteen channels at a time.</summary>
-    public static TheoryData<int, int, int, int, int, bool, int, SimdPath> ShapesOnEveryPath()
-    {
-        var data = new TheoryData<int, int, int, int, int, bool, int, SimdPath>();
-        foreach (var path in Enum.GetValues<SimdPath>())
-            foreach (var shape in Shapes) data.Add((int)shape[0], (int)shape[1], (int)shape[2], (int)shape[3], (int)shape[4], (bool)shape[5], (int)shape[6], path);
-        return data;
-    }
+    public static IEnumerable<object[]> ShapesOnEveryPath => KernelSettings.OnEveryPath(Shapes);
 
     [Theory]
     [MemberData(nameof(ShapesOnEveryPath))]

@@ -21,13 +21,7 @@ public class WinnersGradientTests
         { 10, 10, 8, 3, 6, 0, 0, false, 3 },    // global max pooling (pool 0): one winner per filter and sample
     };
 
-    public static TheoryData<int, int, int, int, int, int, int, bool, int, SimdPath> ShapesOnEveryPath()
-    {
-        var data = new TheoryData<int, int, int, int, int, int, int, bool, int, SimdPath>();
-        foreach (var path in Enum.GetValues<SimdPath>())
-            foreach (var s in Shapes) data.Add((int)s[0], (int)s[1], (int)s[2], (int)s[3], (int)s[4], (int)s[5], (int)s[6], (bool)s[7], (int)s[8], path);
-        return data;
-    }
+    public static IEnumerable<object[]> ShapesOnEveryPath => KernelSettings.OnEveryPath(Shapes);
 
     [Theory]
     [MemberData(nameof(ShapesOnEveryPath))]

@@ -20,12 +20,7 @@ public class ParityTests
         nameof(EncoderDecoder), nameof(GruWithStates), nameof(MaxPoolingParity), nameof(MaskedAverage), nameof(ReluPoolingParity), nameof(StepTagger),
         nameof(WinnersPoolingParity), nameof(GlobalWinnersParity) };
 
-    public static TheoryData<string, SimdPath> Models()
-    {
-        var data = new TheoryData<string, SimdPath>();
-        foreach (var path in Enum.GetValues<SimdPath>()) foreach (var name in Names) data.Add(name, path);
-        return data;
-    }
+    public static IEnumerable<object[]> Models() => KernelSettings.OnEveryPath(Names.Select(name => new object[] { name }));
 
     private static IModel Create(string name, int batch) => name switch
     {

@@ -297,9 +297,7 @@ public static partial class Gemm
     private struct Two : ICount { public static int Value => 2; }
     private struct Three : ICount { public static int Value => 3; }
     private struct Four : ICount { public static int Value => 4; }
-    private struct Five : ICount { public static int Value => 5; }
     private struct Six : ICount { public static int Value => 6; }
-    private struct Seven : ICount { public static int Value => 7; }
     private struct Eight : ICount { public static int Value => 8; }
 
     /// <summary>

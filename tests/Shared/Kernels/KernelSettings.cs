@@ -34,6 +34,10 @@ public sealed class KernelSettings
     /// </summary>
     public static TheoryData<SimdPath> EveryPath() => new(Enum.GetValues<SimdPath>());
 
+    /// <summary>Each row of <paramref name="rows"/> on every SIMD path, the path as its last argument.</summary>
+    public static IEnumerable<object[]> OnEveryPath(IEnumerable<object[]> rows) =>
+        from path in Enum.GetValues<SimdPath>() from row in rows select row.Append(path).ToArray();
+
     private sealed class SimdScope : IDisposable
     {
         private readonly SimdPath saved = Simd.Current;

@@ -58,16 +58,6 @@ public static partial class Convolution
         Require(pooledGradient.Length >= pooledFloats && winners.Length >= pooledFloats, kernel, window, batch);
     }
 
-    /// <summary>
-    /// The samples of part <paramref name="part"/> of <paramref name="parts"/>: halves fixed by the batch alone, so a sample's
-    /// part, and with it the order of every sum, is the same on one core or two.
-    /// </summary>
-    private static (int First, int Count) SamplesOfPart(int part, int parts, int batch)
-    {
-        int share = (batch + parts - 1) / parts, first = part * share;
-        return (first, Math.Min(share, batch - first));
-    }
-
     /// <summary>The calling thread's partial sums, one per half of the batch.</summary>
     [ThreadStatic] private static AlignedBuffer? winnerSums;
 
@@ -84,7 +74,7 @@ public static partial class Convolution
     private static unsafe void SumAtWinners(void* state, int index, int worker)
     {
         ref readonly var job = ref *(WinnersJob*)state;
-        var (first, samples) = SamplesOfPart(index, job.Parts, job.Batch);
+        var (first, samples) = Helper.PartOf(index, job.Parts, job.Batch);
         float* partial = job.Partials + (long)index * job.Filters * job.Window.PatchSize;
         new Span<float>(partial, job.Filters * job.Window.PatchSize).Clear();
         switch (Simd.Current)
@@ -297,7 +287,7 @@ public static partial class Convolution
     {
         ref readonly var job = ref *(InputJob*)state;
         ref readonly var window = ref job.Window;
-        var (first, samples) = SamplesOfPart(index, job.Parts, job.Batch);
+        var (first, samples) = Helper.PartOf(index, job.Parts, job.Batch);
         int filters = job.Filters, pooled = job.Pool.Positions, lookups = pooled * filters, size = window.PatchSize;
         int imageFloats = window.Height * window.Width * window.Channels;
         if (!job.Accumulate) new Span<float>(job.InputGradient + (long)first * imageFloats, samples * imageFloats).Clear();

@@ -120,6 +120,17 @@ internal static unsafe class Helper
         }
     }
 
+    /// <summary>
+    /// Items [First, First + Count) of part <paramref name="part"/> of <paramref name="parts"/> equal parts of
+    /// <paramref name="count"/>: fixed by the count alone, so an item's part, and with it the order of every sum, is the same
+    /// on one core or two.
+    /// </summary>
+    public static (int First, int Count) PartOf(int part, int parts, int count)
+    {
+        int share = (count + parts - 1) / parts, first = part * share;
+        return (first, Math.Min(share, count - first));
+    }
+
     private static bool TryTakeMailbox() => Threads >= 2 && Interlocked.CompareExchange(ref owner->Taken, 1, 0) == 0;
 
     private static void Post(delegate*<void*, void> work, void* workState)

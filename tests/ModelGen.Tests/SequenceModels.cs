@@ -51,6 +51,20 @@ public partial class BidirectionalStack
     [Dense(1, Activation.Sigmoid)] public Dense head;
 }
 
+/// <summary>
+/// BidirectionalStack's wiring at a size where each direction's batch is split between the cores (8 samples of 16 steps, 32
+/// units: Recurrent.SharesSamples), so the parity tests hold that route to PyTorch too.
+/// </summary>
+[Sequential(Loss = Loss.BinaryCrossentropy)]
+public partial class SplitBatchRecurrent
+{
+    [Input(16, 2)] public Input steps;
+    [Masking] public Masking padding;
+    [LSTM(32, ReturnSequences = true, Bidirectional = true)] public LSTM encoder;
+    [LSTM(4)] public LSTM summary;
+    [Dense(1, Activation.Sigmoid)] public Dense head;
+}
+
 /// <summary>A bidirectional LSTM whose every step (zeros where masked) feeds a per-step Dense: gradients reach the masked outputs too.</summary>
 [Sequential(Loss = Loss.MeanSquaredError)]
 public partial class BidirectionalSequences

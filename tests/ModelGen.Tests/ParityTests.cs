@@ -26,11 +26,11 @@ public class ParityTests
     /// lands 1.3e-5 from the float64 reference whichever route computes it (PyTorch's own float32 run: 7.8e-6). Adam's
     /// arithmetic is elementwise and the same for every model; the models above hold it to PyTorch.
     /// </summary>
-    private static readonly string[] RouteNames = { nameof(SplitBatchRecurrent) };
+    private static readonly string[] NamesWithoutAdam = { nameof(SplitBatchRecurrent) };
 
     public static IEnumerable<object[]> Models() => KernelSettings.OnEveryPath(Names.Select(name => new object[] { name }));
 
-    public static IEnumerable<object[]> ModelsAndRoutes() => KernelSettings.OnEveryPath(Names.Concat(RouteNames).Select(name => new object[] { name }));
+    public static IEnumerable<object[]> AllModels() => KernelSettings.OnEveryPath(Names.Concat(NamesWithoutAdam).Select(name => new object[] { name }));
 
     private static IModel Create(string name, int batch) => name switch
     {
@@ -63,7 +63,7 @@ public class ParityTests
         _ => new ParityBinary(batch),
     };
 
-    [Theory, MemberData(nameof(ModelsAndRoutes))]
+    [Theory, MemberData(nameof(AllModels))]
     public void Forward_loss_and_gradients_match_pytorch(string name, SimdPath path)
     {
         using var _ = KernelSettings.OnSimd(path);
@@ -87,7 +87,7 @@ public class ParityTests
         }
     }
 
-    [Theory, MemberData(nameof(ModelsAndRoutes))]
+    [Theory, MemberData(nameof(AllModels))]
     public void One_nesterov_sgd_step_matches_pytorch(string name, SimdPath path)
     {
         using var _ = KernelSettings.OnSimd(path);

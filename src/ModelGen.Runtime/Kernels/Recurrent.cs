@@ -135,13 +135,15 @@ public static class Recurrent
         var recurrence = pass; // read from this core's own stack, not the other core's frame at every step
         var work = recurrence.Work;
         int steps = work.Steps, units = work.Units, batch = recurrence.Batch;
+        // A GRU's recurrent product goes to these samples' rows of the scratch (an LSTM's goes onto its projected gates).
+        var recurrentProduct = work.Cell == RecurrentCell.Gru ? work.Scratch.AsSpan(first * work.GateWidth, count * work.GateWidth) : default;
         for (int p = 0; p < steps; p++)
         {
             int row = p * batch + first;
             var previous = work.States.AsSpan(row * units, count * units);
             var next = work.States.AsSpan((row + batch) * units, count * units);
             if (work.Cell == RecurrentCell.Lstm) LstmStep(work, row, batch, previous, next, recurrence.RecurrentKernel, count);
-            else GruStep(work, row, previous, next, recurrence.RecurrentKernel, recurrence.RecurrentBias, work.Scratch.AsSpan(first * work.GateWidth, count * work.GateWidth), count);
+            else GruStep(work, row, previous, next, recurrence.RecurrentKernel, recurrence.RecurrentBias, recurrentProduct, count);
 
             if (recurrence.Sequence.IsEmpty) continue;
             int t = recurrence.Reverse ? steps - 1 - p : p;
@@ -287,6 +289,7 @@ public static class Recurrent
         bool lstm = work.Cell == RecurrentCell.Lstm;
         var dh = work.StateGradient.AsSpan(first * units, count * units);
         var dc = work.CellGradient.AsSpan(first * units, count * units);
+        var tanhCells = lstm ? work.Scratch.AsSpan(first * units, count * units) : default; // these samples' rows of the scratch
         var recurrentGradients = lstm ? work.InputGradients : work.RecurrentGradients;
         for (int p = steps - 1; p >= 0; p--)
         {
@@ -301,7 +304,7 @@ public static class Recurrent
                     TensorPrimitives.Add(step, recurrence.SequenceGradient.Slice(((first + b) * steps + t) * recurrence.OutputWidth + recurrence.OutputOffset, units), step);
                 }
             }
-            if (lstm) LstmStepBackward(work, row, batch, dh, dc, work.Scratch.AsSpan(first * units, count * units), count);
+            if (lstm) LstmStepBackward(work, row, batch, dh, dc, tanhCells, count);
             else GruStepBackward(work, row, dh, count);
 
             // The step left in dh the gradient of h_{p-1} that bypasses the recurrent kernel (all of it where the step was

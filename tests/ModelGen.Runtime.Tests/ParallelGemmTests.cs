@@ -36,6 +36,44 @@ public class ParallelGemmTests
     }
 
     [Fact]
+    public void A_caller_left_every_slice_by_a_late_helper_allocates_nothing()
+    {
+        // Four rows read B's whole tiles in place, and 2052 columns end in a partial tile, which only the last of the 33
+        // slices copies into a panel. With the helper there, it takes that slice (slices are claimed from the back); a helper
+        // that is late or busy leaves it to the caller, which must not allocate its panel then, in a steady-state step.
+        const int m = 4, k = 2000, n = 2052;
+        var random = new Random(9);
+        var a = GemmTests.RandomMatrix(random, m * k);
+        var b = GemmTests.RandomMatrix(random, k * n);
+        var shared = new float[m * n];
+        var alone = new float[m * n];
+        KernelSettings.OnThreads(2, () =>
+        {
+            long allocated = -1;
+            bool started = false, handedOver = false;
+            var caller = new Thread(() => // a thread of its own: no panel yet from other tests' products
+            {
+                Volatile.Write(ref started, true);
+                while (!Volatile.Read(ref handedOver)) Thread.SpinWait(1);
+                for (int i = 0; i < 3; i++) Gemm.Multiply(a, b, shared, m, k, n);
+                Helper.Threads = 1; // the same slices, all on this thread
+                long before = GC.GetAllocatedBytesForCurrentThread();
+                Gemm.Multiply(a, b, alone, m, k, n);
+                allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+            });
+            caller.Start();
+            // Products until the caller is there, so that the helper is compiled and awake (it polls for a millisecond after
+            // a job) when the caller's first product arrives, and takes the last slice.
+            while (!Volatile.Read(ref started)) Gemm.Multiply(a, b, shared, m, k, n);
+            Gemm.Multiply(a, b, shared, m, k, n);
+            Volatile.Write(ref handedOver, true);
+            caller.Join();
+            Assert.Equal(0, allocated);
+        });
+        Assert.Equal(shared, alone);
+    }
+
+    [Fact]
     public void Concurrent_callers_all_get_correct_results()
     {
         const int m = 512, k = 700, n = 768;

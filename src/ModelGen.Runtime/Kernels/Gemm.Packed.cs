@@ -54,7 +54,6 @@ public static partial class Gemm
     {
         bool narrow = n <= TLanes.Count;
         int tileColumns = TileColumns<TLanes, TVector>(n);
-        int paddedColumns = (n + tileColumns - 1) / tileColumns * tileColumns;
         bool streamA = ReadsAInPlace<TLanes, TVector>(a, m, k, n);
         int rowBlock = streamA ? RowBlock : PackedRowBlock;
         // A transposed A read in place keeps its short depth blocks (StreamingDepthBlock); a row-major one takes the packed
@@ -67,25 +66,9 @@ public static partial class Gemm
         bool tall = !streamA && !narrow && TLanes.Count == 16;
         int panelRows = tall ? TallRows : RowsPerTile;
         var aPanel = streamA ? default : AlignedBuffer.Ensure(ref packedA, PackedRowBlock * DepthBlock);
-        // A B whose rows are exactly one tile and adjacent is already in the packed order, so it is read in place, not copied
-        // (the first convolution's weight gradient packed 43,264 rows of 32 output gradients: 1.16 -> 0.79 ms). Where many row
-        // tiles read it, anything else stays packed: tile rows a longer row apart, read in place, fall in a fraction of L1's
-        // sets (two tiles: 1.47 -> 1.93 ms). A few rows read it in place all the same (readsB below).
-        bool bInPlace = b.ColumnStride == 1 && b.RowStride == tileColumns && n == tileColumns;
-        // B is packed by this thread's first rows. With A read in place (a batch against a layer's weights), each whole tile of
-        // a row-major B is packed by the first micro-kernel that reads it, as it reads it (the MLP's 128x784x256 on two cores:
-        // packing ahead cost 24 of 231 us). Anything else is packed ahead, B's rows read in order: where a tile would read them
-        // a page or more apart (2048 columns: 128x2048x2048 on two cores 5.33 ms ahead, 5.39-5.48 as read), where A is packed
-        // (many row tiles share each tile of B; 2048^3 on one core 125 -> 121.5 GFLOP/s as read), a transposed B, a narrow one.
-        bool rowMajorTiles = streamA && !narrow && b.ColumnStride == 1;
-        bool packAsRead = rowMajorTiles && b.RowStride * sizeof(float) < PageBytes;
-        // Up to FewRows rows, one or two row tiles read each tile of B: too few to repay a copy, so whole tiles of a row-major B
-        // are read where they lie (one core, interleaved on a Zen 3: 4x784x256 53 -> 39 us, 4x784x1024 499 -> 278, 6x256x1024 142 -> 93,
-        // 8x256x1024 239 -> 147, 12x784x256 135 -> 120; from 24 rows packing won again: 24x784x256 187 -> 200).
-        bool readsB = rowMajorTiles && m <= FewRows;
-        // Only a B read whole where it lies takes no panel: otherwise at least its last, partial tile is copied.
-        bool copiesB = !bInPlace && !(readsB && n % tileColumns == 0);
-        var bPanel = copiesB ? AlignedBuffer.Ensure(ref packedB, k * paddedColumns) : default;
+        var reading = HowBIsRead<TLanes, TVector>(a, b, m, k, n);
+        bool bInPlace = reading.InPlace, packAsRead = reading.PackedAsRead, readsB = reading.WholeTilesInPlace, copiesB = reading.PanelFloats > 0;
+        var bPanel = copiesB ? AlignedBuffer.Ensure(ref packedB, reading.PanelFloats) : default;
         Span<float> spill = stackalloc float[TallRows * 32];
 
         bool bPacked = !copiesB;
@@ -175,6 +158,34 @@ public static partial class Gemm
     /// <summary>NR: two vectors of columns; one when the product is that narrow (a classifier's 10 outputs would waste two thirds of a two-vector tile).</summary>
     private static int TileColumns<TLanes, TVector>(int n) where TLanes : struct, ILanes<TVector> where TVector : struct =>
         (n <= TLanes.Count ? 1 : 2) * TLanes.Count;
+
+    /// <summary>How the packed path reads a product's B: where it lies, packed as its first tiles read it, or packed ahead into a panel of PanelFloats.</summary>
+    private readonly record struct ReadingB(bool InPlace, bool PackedAsRead, bool WholeTilesInPlace, int PanelFloats);
+
+    private static ReadingB HowBIsRead<TLanes, TVector>(in Matrix a, in Matrix b, int m, int k, int n) where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        int tileColumns = TileColumns<TLanes, TVector>(n);
+        bool narrow = n <= TLanes.Count, streamA = ReadsAInPlace<TLanes, TVector>(a, m, k, n);
+        // A B whose rows are exactly one tile and adjacent is already in the packed order, so it is read in place, not copied
+        // (the first convolution's weight gradient packed 43,264 rows of 32 output gradients: 1.16 -> 0.79 ms). Where many row
+        // tiles read it, anything else stays packed: tile rows a longer row apart, read in place, fall in a fraction of L1's
+        // sets (two tiles: 1.47 -> 1.93 ms). A few rows read it in place all the same (readsB below).
+        bool bInPlace = b.ColumnStride == 1 && b.RowStride == tileColumns && n == tileColumns;
+        // B is packed by this thread's first rows. With A read in place (a batch against a layer's weights), each whole tile of
+        // a row-major B is packed by the first micro-kernel that reads it, as it reads it (the MLP's 128x784x256 on two cores:
+        // packing ahead cost 24 of 231 us). Anything else is packed ahead, B's rows read in order: where a tile would read them
+        // a page or more apart (2048 columns: 128x2048x2048 on two cores 5.33 ms ahead, 5.39-5.48 as read), where A is packed
+        // (many row tiles share each tile of B; 2048^3 on one core 125 -> 121.5 GFLOP/s as read), a transposed B, a narrow one.
+        bool rowMajorTiles = streamA && !narrow && b.ColumnStride == 1;
+        bool packAsRead = rowMajorTiles && b.RowStride * sizeof(float) < PageBytes;
+        // Up to FewRows rows, one or two row tiles read each tile of B: too few to repay a copy, so whole tiles of a row-major B
+        // are read where they lie (one core, interleaved on a Zen 3: 4x784x256 53 -> 39 us, 4x784x1024 499 -> 278, 6x256x1024 142 -> 93,
+        // 8x256x1024 239 -> 147, 12x784x256 135 -> 120; from 24 rows packing won again: 24x784x256 187 -> 200).
+        bool readsB = rowMajorTiles && m <= FewRows;
+        // Only a B read whole where it lies takes no panel: otherwise at least its last, partial tile is copied.
+        bool copiesB = !bInPlace && !(readsB && n % tileColumns == 0);
+        return new ReadingB(bInPlace, packAsRead, readsB, copiesB ? k * ((n + tileColumns - 1) / tileColumns * tileColumns) : 0);
+    }
 
     /// <summary>
     /// Whether whole tiles read A where it lies rather than packing it. Few column tiles use each packed row only a few times,

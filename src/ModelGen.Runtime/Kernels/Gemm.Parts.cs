@@ -162,12 +162,20 @@ public static partial class Gemm
         }
     }
 
-    /// <summary>A slice of columns is a product of its own: B, C and the bias start at its first column, C keeps its full row stride.</summary>
+    /// <summary>
+    /// A slice of columns is a product of its own: B, C and the bias start at its first column, C keeps its full row stride.
+    /// Whichever slices a thread runs, its first makes its panel fit the others: a last slice ending in a partial tile copies
+    /// it even where the whole ones read B in place (a few rows), and a late helper leaves that slice to the caller, which
+    /// must not allocate in a steady-state step because of when the other core woke up.
+    /// </summary>
     private static unsafe void RunColumnSlice<TLanes, TVector>(void* state, int index, int worker)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
         ref readonly Job job = ref *(Job*)state;
-        int first = index * job.PartSize, columns = Math.Min(job.PartSize, job.N - first);
+        int first = index * job.PartSize, columns = Math.Min(job.PartSize, job.N - first), last = job.N - (job.N - 1) / job.PartSize * job.PartSize;
+        int panel = Math.Max(HowBIsRead<TLanes, TVector>(job.A.From(), job.B.From(), job.M, job.K, Math.Min(job.PartSize, job.N)).PanelFloats,
+            HowBIsRead<TLanes, TVector>(job.A.From(), job.B.From(), job.M, job.K, last).PanelFloats);
+        if (panel > 0) AlignedBuffer.Ensure(ref packedB, panel);
         Packed<TLanes, TVector>(job.A.From(), job.B.From(first * job.B.ColumnStride), job.Output.Slice(first), job.M, job.K, columns, job.N,
             job.EpilogueFrom(first), RowClaim.All(job.M));
     }

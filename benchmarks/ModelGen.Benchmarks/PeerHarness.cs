@@ -45,9 +45,12 @@ public static class PeerHarness
         yield return ("results/residual train step b128", () => Train(new ResidualMlp(maxBatchSize: 128, seed: 0), 64, 128));
         yield return ("results/cnn predict b1", () => Predict(new SmallCnn(maxBatchSize: 1, seed: 0), 784, 1));
         yield return ("results/cnn train step b64", () => Train(new SmallCnn(maxBatchSize: 64, seed: 0), 784, 64));
-        yield return ("results/lstm predict b32", () => Predict(new RowLstm(maxBatchSize: 32, seed: 0), 28 * 28, 32));
+        // Batch 1: one sequence served alone, where every step is a product of one row.
+        foreach (int batch in new[] { 1, 32 })
+            yield return ($"results/lstm predict b{batch}", () => Predict(new RowLstm(maxBatchSize: batch, seed: 0), 28 * 28, batch));
         yield return ("results/lstm train step b32", () => Train(new RowLstm(maxBatchSize: 32, seed: 0), 28 * 28, 32));
-        yield return ("results/gru predict b32", () => Predict(new RowGru(maxBatchSize: 32, seed: 0), 28 * 28, 32));
+        foreach (int batch in new[] { 1, 32 })
+            yield return ($"results/gru predict b{batch}", () => Predict(new RowGru(maxBatchSize: batch, seed: 0), 28 * 28, batch));
         yield return ("results/gru train step b32", () => Train(new RowGru(maxBatchSize: 32, seed: 0), 28 * 28, 32));
         foreach (var (m, n, k) in new[] { (128, 256, 784), (128, 128, 256), (128, 10, 128), (1, 256, 784), (2048, 2048, 2048) })
             yield return ($"results/gemm {m}x{n}x{k}", () => Product(m, n, k));

@@ -128,7 +128,8 @@ def workloads(threads):
     table["results/cnn predict b1"] = (cnn_inference, False, None)
     table["results/cnn train step b64"] = (cnn_training, True, min(11, SAMPLES))
     for name, layer in (("lstm", nn.LSTM), ("gru", nn.GRU)):
-        table[f"results/{name} predict b32"] = (lambda layer=layer: inference(RowRecurrent(layer).eval(), torch.rand(32, 28, 28)), False, None)
+        for batch in (1, 32):
+            table[f"results/{name} predict b{batch}"] = (lambda layer=layer, batch=batch: inference(RowRecurrent(layer).eval(), torch.rand(batch, 28, 28)), False, None)
         table[f"results/{name} train step b32"] = (
             lambda layer=layer: training(RowRecurrent(layer).train(), torch.rand(32, 28, 28), torch.randint(0, 10, (32,))), True, None)
     for m, n, k in ((128, 256, 784), (128, 128, 256), (128, 10, 128), (1, 256, 784), (2048, 2048, 2048)):

@@ -120,6 +120,33 @@ public partial class RowGru
     [Dense(10, Activation.Softmax)] Dense digits;
 }
 
+/// <summary>
+/// A Transformer encoder block over 64 tokens (the peer's "transformer"): Embedding 1000 x 64, self-attention of 4 heads of
+/// 16 with a residual connection and LayerNormalization, a feed-forward 64 -> 128 -> 64 likewise, the mean over the tokens
+/// into Dense 10.
+/// </summary>
+[Functional(Loss = Loss.SparseCategoricalCrossentropy)]
+public partial class TokenTransformer
+{
+    [Embedding(1000, 64)] Embedding embed;
+    [MultiHeadAttention(4, 16)] MultiHeadAttention attention;
+    [LayerNormalization] LayerNormalization attended;
+    [Dense(128, Activation.Relu)] Dense expand;
+    [Dense(64)] Dense project;
+    [LayerNormalization] LayerNormalization encoded;
+    [GlobalAveragePooling1D] GlobalAveragePooling1D mean;
+    [Dense(10, Activation.Softmax)] Dense label;
+
+    [Graph]
+    Tensor Forward([Shape(64)] Tensor tokens)
+    {
+        var x = embed.Apply(tokens);
+        var a = attended.Apply(Ops.Add(x, attention.Apply(x, x)));
+        var e = encoded.Apply(Ops.Add(a, project.Apply(expand.Apply(a))));
+        return label.Apply(mean.Apply(e));
+    }
+}
+
 /// <summary>scikit-learn's MLPClassifier(hidden_layer_sizes=(64,)) on the 8x8 digits, for the training-time comparison.</summary>
 [Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
 public partial class SklearnDigitsMlp

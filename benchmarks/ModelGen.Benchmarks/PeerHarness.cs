@@ -21,8 +21,20 @@ public static class PeerHarness
         var random = new SeededRandom(1);
         float[] Values(int count) => Enumerable.Range(0, count).Select(_ => random.NextFloat()).ToArray();
         float[] Labels(int batch) => Enumerable.Range(0, batch).Select(i => (float)(i % 10)).ToArray();
-        Action Predict(IModel model, int inputs, int batch) { var x = Values(batch * inputs); var y = new float[batch * model.OutputSize]; return () => model.Predict(x, y); }
-        Action Train(IModel model, int inputs, int batch) { var x = Values(batch * inputs); var y = Labels(batch); var optimizer = new Adam(1e-3f); return () => model.TrainStep(x, y, optimizer); }
+        float[] Tokens(int count) => Enumerable.Range(0, count).Select(_ => (float)random.NextInt(1000)).ToArray();
+        Action Predict(IModel model, int inputs, int batch, Func<int, float[]>? make = null)
+        {
+            var x = (make ?? Values)(batch * inputs);
+            var y = new float[batch * model.OutputSize];
+            return () => model.Predict(x, y);
+        }
+        Action Train(IModel model, int inputs, int batch, Func<int, float[]>? make = null)
+        {
+            var x = (make ?? Values)(batch * inputs);
+            var y = Labels(batch);
+            var optimizer = new Adam(1e-3f);
+            return () => model.TrainStep(x, y, optimizer);
+        }
         Action Product(int m, int n, int k, bool oneThread = false)
         {
             var (a, b, c) = (Values(m * k), Values(k * n), new float[m * n]);
@@ -52,6 +64,9 @@ public static class PeerHarness
         foreach (int batch in new[] { 1, 32 })
             yield return ($"results/gru predict b{batch}", () => Predict(new RowGru(maxBatchSize: batch, seed: 0), 28 * 28, batch));
         yield return ("results/gru train step b32", () => Train(new RowGru(maxBatchSize: 32, seed: 0), 28 * 28, 32));
+        foreach (int batch in new[] { 1, 32 })
+            yield return ($"results/transformer predict b{batch}", () => Predict(new TokenTransformer(maxBatchSize: batch, seed: 0), 64, batch, Tokens));
+        yield return ("results/transformer train step b32", () => Train(new TokenTransformer(maxBatchSize: 32, seed: 0), 64, 32, Tokens));
         foreach (var (m, n, k) in new[] { (128, 256, 784), (128, 128, 256), (128, 10, 128), (1, 256, 784), (2048, 2048, 2048) })
             yield return ($"results/gemm {m}x{n}x{k}", () => Product(m, n, k));
         // The largest product again on one core, for its share of the FMA peak.

@@ -110,6 +110,19 @@ def workloads(threads):
         def forward(self, x):
             return self.head(self.recurrent(x)[0][:, -1])
 
+    class TokenTransformer(nn.Module):
+        """A Transformer encoder block over 64 tokens (ModelGen's TokenTransformer): Embedding 1000 x 64, self-attention of 4
+        heads of 16 and a feed-forward 64 -> 128 -> 64, each with a residual connection and LayerNormalization (Keras'
+        epsilon), the mean over the tokens into Dense 10. PyTorch's own encoder layer, which has a fused inference path."""
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(1000, 64)
+            self.block = nn.TransformerEncoderLayer(64, 4, 128, dropout=0.0, batch_first=True, layer_norm_eps=1e-3)
+            self.label = nn.Linear(64, 10)
+
+        def forward(self, tokens):
+            return self.label(self.block(self.embed(tokens)).mean(1))
+
     def product(m, n, k):
         a, b = torch.rand(m, k), torch.rand(k, n)
         return [lambda: torch.mm(a, b)]
@@ -132,6 +145,10 @@ def workloads(threads):
             table[f"results/{name} predict b{batch}"] = (lambda layer=layer, batch=batch: inference(RowRecurrent(layer).eval(), torch.rand(batch, 28, 28)), False, None)
         table[f"results/{name} train step b32"] = (
             lambda layer=layer: training(RowRecurrent(layer).train(), torch.rand(32, 28, 28), torch.randint(0, 10, (32,))), True, None)
+    for batch in (1, 32):
+        table[f"results/transformer predict b{batch}"] = (lambda batch=batch: inference(TokenTransformer().eval(), torch.randint(0, 1000, (batch, 64))), False, None)
+    table["results/transformer train step b32"] = (
+        lambda: training(TokenTransformer().train(), torch.randint(0, 1000, (32, 64)), torch.randint(0, 10, (32,))), True, None)
     for m, n, k in ((128, 256, 784), (128, 128, 256), (128, 10, 128), (1, 256, 784), (2048, 2048, 2048)):
         table[f"results/gemm {m}x{n}x{k}"] = (lambda m=m, n=n, k=k: product(m, n, k), False, None)
     for width in (8, 16, 32, 64, 128, 256, 512, 1024, 2048):

@@ -25,7 +25,7 @@ public static partial class Activations
     }
 
     /// <summary>dy = y ⊙ (dy - Σ y·dy) per row, in place.</summary>
-    private static void SoftmaxBackward(ReadOnlySpan<float> y, Span<float> dy, int rows, int columns)
+    internal static void SoftmaxBackward(ReadOnlySpan<float> y, Span<float> dy, int rows, int columns)
     {
         switch (Simd.Current)
         {

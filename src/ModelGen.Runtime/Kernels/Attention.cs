@@ -62,7 +62,7 @@ public static class Attention
     private const float MaskedLogit = -1e9f;
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Forward(AttentionWorkspace work, ReadOnlySpan<float> query, ReadOnlySpan<float> value, ReadOnlySpan<float> key,
+    public static unsafe void Forward(AttentionWorkspace work, ReadOnlySpan<float> query, ReadOnlySpan<float> value, ReadOnlySpan<float> key,
         ReadOnlySpan<float> queryMask, ReadOnlySpan<float> valueMask, ReadOnlySpan<float> attentionMask,
         ReadOnlySpan<float> queryKernel, ReadOnlySpan<float> queryBias, ReadOnlySpan<float> keyKernel, ReadOnlySpan<float> keyBias,
         ReadOnlySpan<float> valueKernel, ReadOnlySpan<float> valueBias, ReadOnlySpan<float> outputKernel, ReadOnlySpan<float> outputBias,
@@ -75,31 +75,13 @@ public static class Attention
         Gemm.Multiply(value, valueKernel, work.Values, batch * tv, work.ValueFeatures, heads * dv, valueBias);
 
         var context = work.Context.AsSpan(0, batch * tq * heads * dv);
-        context.Clear();
-        for (int b = 0; b < batch; b++)
-            for (int h = 0; h < heads; h++)
-                for (int i = 0; i < tq; i++)
-                {
-                    var scores = work.Scores.AsSpan(((b * heads + h) * tq + i) * tv, tv);
-                    var q = work.Queries.AsSpan(((b * tq + i) * heads + h) * dk, dk);
-                    for (int j = 0; j < tv; j++)
-                    {
-                        float score = TensorPrimitives.Dot(q, work.Keys.AsSpan(((b * tv + j) * heads + h) * dk, dk));
-                        scores[j] = Attends(work, queryMask, valueMask, attentionMask, b, i, j) ? score : score + MaskedLogit;
-                    }
-                    Activations.Softmax(scores, scores, 1, scores.Length);
-                    var row = context.Slice(((b * tq + i) * heads + h) * dv, dv);
-                    for (int j = 0; j < tv; j++) TensorPrimitives.MultiplyAdd(work.Values.AsSpan(((b * tv + j) * heads + h) * dv, dv), scores[j], row, row);
-                }
+        fixed (float* queries = work.Queries, keys = work.Keys, values = work.Values, scores = work.Scores, contexts = work.Context)
+        fixed (float* qm = queryMask, vm = valueMask, am = attentionMask)
+        {
+            var job = new Pairs(work, batch, queries, keys, values, scores, contexts, new Masks(qm, vm, am));
+            job.Run(&ForwardPair);
+        }
         Gemm.Multiply(context, outputKernel, output, batch * tq, heads * dv, work.QueryFeatures, outputBias);
-    }
-
-    private static bool Attends(AttentionWorkspace work, ReadOnlySpan<float> queryMask, ReadOnlySpan<float> valueMask, ReadOnlySpan<float> attentionMask, int b, int i, int j)
-    {
-        if (work.Causal && j > i) return false;
-        if (!queryMask.IsEmpty && queryMask[b * work.QuerySteps + i] == 0f) return false;
-        if (!valueMask.IsEmpty && valueMask[b * work.ValueSteps + j] == 0f) return false;
-        return attentionMask.IsEmpty || attentionMask[(b * work.QuerySteps + i) * work.ValueSteps + j] != 0f;
     }
 
     /// <summary>
@@ -108,7 +90,7 @@ public static class Attention
     /// wanted); each accumulates when its flag says so (self-attention sends all three to one tensor).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Backward(AttentionWorkspace work, ReadOnlySpan<float> outputGradient, ReadOnlySpan<float> query, ReadOnlySpan<float> value, ReadOnlySpan<float> key,
+    public static unsafe void Backward(AttentionWorkspace work, ReadOnlySpan<float> outputGradient, ReadOnlySpan<float> query, ReadOnlySpan<float> value, ReadOnlySpan<float> key,
         ReadOnlySpan<float> queryKernel, ReadOnlySpan<float> keyKernel, ReadOnlySpan<float> valueKernel, ReadOnlySpan<float> outputKernel,
         Span<float> queryKernelGradient, Span<float> queryBiasGradient, Span<float> keyKernelGradient, Span<float> keyBiasGradient,
         Span<float> valueKernelGradient, Span<float> valueBiasGradient, Span<float> outputKernelGradient, Span<float> outputBiasGradient,
@@ -128,39 +110,139 @@ public static class Attention
         var dQueries = work.QueryGradient.AsSpan(0, batch * tq * heads * dk);
         var dKeys = work.KeyGradient.AsSpan(0, batch * tv * heads * dk);
         var dValues = work.ValueGradient.AsSpan(0, batch * tv * heads * dv);
-        dQueries.Clear(); dKeys.Clear(); dValues.Clear();
-        using var scoreScratch = Scratch<float>.Rent(tv);
-        var dScores = scoreScratch.Span;
-        for (int b = 0; b < batch; b++)
-            for (int h = 0; h < heads; h++)
-                for (int i = 0; i < tq; i++)
-                {
-                    var p = work.Scores.AsSpan(((b * heads + h) * tq + i) * tv, tv);
-                    var g = dContext.Slice(((b * tq + i) * heads + h) * dv, dv);
-                    // dP_j = g·v_j, dV_j += P_j·g; then the softmax: dS_j = P_j (dP_j - Σ P dP).
-                    for (int j = 0; j < tv; j++)
-                    {
-                        int vj = ((b * tv + j) * heads + h) * dv;
-                        dScores[j] = TensorPrimitives.Dot(g, work.Values.AsSpan(vj, dv));
-                        TensorPrimitives.MultiplyAdd(g, p[j], dValues.Slice(vj, dv), dValues.Slice(vj, dv));
-                    }
-                    float weighted = TensorPrimitives.Dot((ReadOnlySpan<float>)p, dScores);
-                    var q = work.Queries.AsSpan(((b * tq + i) * heads + h) * dk, dk);
-                    var dqRow = dQueries.Slice(((b * tq + i) * heads + h) * dk, dk);
-                    for (int j = 0; j < tv; j++)
-                    {
-                        float ds = p[j] * (dScores[j] - weighted);
-                        if (ds == 0f) continue;
-                        int kj = ((b * tv + j) * heads + h) * dk;
-                        TensorPrimitives.MultiplyAdd(work.Keys.AsSpan(kj, dk), ds, dqRow, dqRow);
-                        TensorPrimitives.MultiplyAdd(q, ds, dKeys.Slice(kj, dk), dKeys.Slice(kj, dk));
-                    }
-                }
+        fixed (float* queries = work.Queries, keys = work.Keys, values = work.Values, scores = work.Scores, contextGradients = work.ContextGradient)
+        fixed (float* queryGradients = work.QueryGradient, keyGradients = work.KeyGradient, valueGradients = work.ValueGradient)
+        {
+            var job = new Pairs(work, batch, queries, keys, values, scores, contextGradients, default, queryGradients, keyGradients, valueGradients);
+            job.Run(&BackwardPair);
+        }
         // The stored queries were scaled after projection: the projection's gradient carries the same scale.
         TensorPrimitives.Multiply(dQueries, 1f / MathF.Sqrt(dk), dQueries);
         Project(query, queryKernel, dQueries, queryKernelGradient, queryBiasGradient, queryGradient, batch * tq, work.QueryFeatures, heads * dk, computeWeights, accumulateWeights, accumulateQuery);
         Project(key, keyKernel, dKeys, keyKernelGradient, keyBiasGradient, keyGradient, batch * tv, work.KeyFeatures, heads * dk, computeWeights, accumulateWeights, accumulateKey);
         Project(value, valueKernel, dValues, valueKernelGradient, valueBiasGradient, valueGradient, batch * tv, work.ValueFeatures, heads * dv, computeWeights, accumulateWeights, accumulateValue);
+    }
+
+    /// <summary>
+    /// Multiply-adds of a pass's (sample, head) pairs from which both cores share them: one sequence of 64 tokens through 4
+    /// heads of 16 (524K) took 0.153 ms on one core, 0.142 on two (the whole benchmark block, builds in turns). A pair's
+    /// arithmetic never depends on which core runs it.
+    /// </summary>
+    private const long SharedPairWork = 250_000;
+
+    /// <summary>Whether a pass over <paramref name="batch"/> samples shares its (sample, head) pairs between the cores.</summary>
+    internal static bool SharesPairs(AttentionWorkspace work, int batch) =>
+        (long)batch * work.Heads * work.QuerySteps * work.ValueSteps * (work.KeyDim + work.ValueDim) >= SharedPairWork;
+
+    /// <summary>The query, value and attention masks as pointers, null where there is none.</summary>
+    private readonly unsafe struct Masks(float* query, float* value, float* attention)
+    {
+        public readonly float* Query = query, Value = value, Attention = attention;
+
+        public bool Any(bool causal) => causal || Query != null || Value != null || Attention != null;
+
+        /// <summary>Whether query step <paramref name="i"/> of sample <paramref name="b"/> attends to value step <paramref name="j"/>.</summary>
+        public bool Attends(bool causal, int tq, int tv, int b, int i, int j) =>
+            !(causal && j > i) && (Query == null || Query[b * tq + i] != 0f) && (Value == null || Value[b * tv + j] != 0f)
+            && (Attention == null || Attention[((long)b * tq + i) * tv + j] != 0f);
+    }
+
+    /// <summary>
+    /// One pass over every (sample, head) pair: each pair's queries, keys and values are rows of the projections a head's
+    /// width apart, gathered into a thread's own scratch so its scores and weighted sums are plain products (Gemm); the pairs
+    /// are independent, so both cores take them from opposite ends (Helper.For) where the pass is large enough.
+    /// </summary>
+    private readonly unsafe struct Pairs(AttentionWorkspace work, int batch, float* queries, float* keys, float* values, float* scores, float* contexts,
+        Masks masks, float* queryGradients = null, float* keyGradients = null, float* valueGradients = null)
+    {
+        public readonly int Batch = batch, QuerySteps = work.QuerySteps, ValueSteps = work.ValueSteps, Heads = work.Heads, KeyDim = work.KeyDim, ValueDim = work.ValueDim;
+        public readonly bool Causal = work.Causal, Shared = SharesPairs(work, batch);
+        /// <summary>Projected (and scaled) queries, keys, values: (batch, steps, heads, dim).</summary>
+        public readonly float* Queries = queries, Keys = keys, Values = values;
+        /// <summary>Probabilities, (batch, heads, query steps, value steps).</summary>
+        public readonly float* Scores = scores;
+        /// <summary>The context (forward) or its gradient (backward): (batch, query steps, heads, value dim).</summary>
+        public readonly float* Contexts = contexts;
+        public readonly Masks Masks = masks;
+        public readonly float* QueryGradients = queryGradients, KeyGradients = keyGradients, ValueGradients = valueGradients;
+
+        public void Run(delegate*<void*, int, int, void> pair)
+        {
+            int pairs = Batch * Heads;
+            fixed (Pairs* self = &this)
+            {
+                if (Shared) Helper.For(pairs, pair, self);
+                else for (int index = 0; index < pairs; index++) pair(self, index, 0);
+            }
+        }
+
+        /// <summary>Rows [0, <paramref name="steps"/>) of head h of sample b in a (batch, steps, heads, width) tensor: where the first starts.</summary>
+        public float* Head(float* tensor, int b, int h, int steps, int width) => tensor + ((long)b * steps * Heads + h) * width;
+    }
+
+    /// <summary>A head's rows, <paramref name="stride"/> apart, copied next to each other.</summary>
+    private static unsafe void Gather(float* rows, int stride, int count, int width, Span<float> into)
+    {
+        for (int r = 0; r < count; r++) new ReadOnlySpan<float>(rows + (long)r * stride, width).CopyTo(into.Slice(r * width, width));
+    }
+
+    /// <summary>Rows next to each other copied out to a head's rows, <paramref name="stride"/> apart.</summary>
+    private static unsafe void Scatter(ReadOnlySpan<float> from, float* rows, int stride, int count, int width)
+    {
+        for (int r = 0; r < count; r++) from.Slice(r * width, width).CopyTo(new Span<float>(rows + (long)r * stride, width));
+    }
+
+    /// <summary>Pair <paramref name="index"/> (sample index / heads, head index % heads): scores, masked softmax, weighted sum.</summary>
+    private static unsafe void ForwardPair(void* state, int index, int worker)
+    {
+        ref readonly var job = ref *(Pairs*)state;
+        int tq = job.QuerySteps, tv = job.ValueSteps, dk = job.KeyDim, dv = job.ValueDim, heads = job.Heads, b = index / heads, h = index % heads;
+        using var scratch = Scratch<float>.Rent(tq * dk + tv * dk + tv * dv + tq * dv);
+        var all = scratch.Span;
+        Span<float> q = all.Slice(0, tq * dk), k = all.Slice(tq * dk, tv * dk), v = all.Slice(tq * dk + tv * dk, tv * dv), context = all.Slice(tq * dk + tv * dk + tv * dv, tq * dv);
+        Gather(job.Head(job.Queries, b, h, tq, dk), heads * dk, tq, dk, q);
+        Gather(job.Head(job.Keys, b, h, tv, dk), heads * dk, tv, dk, k);
+        Gather(job.Head(job.Values, b, h, tv, dv), heads * dv, tv, dv, v);
+        var scores = new Span<float>(job.Scores + (long)index * tq * tv, tq * tv);
+        Gemm.MultiplyTransposedB(q, k, scores, tq, dk, tv);
+        if (job.Masks.Any(job.Causal))
+        {
+            for (int i = 0; i < tq; i++)
+                for (int j = 0; j < tv; j++)
+                    if (!job.Masks.Attends(job.Causal, tq, tv, b, i, j)) scores[i * tv + j] += MaskedLogit;
+        }
+        Activations.Softmax(scores, scores, tq, tv);
+        Gemm.Multiply(scores, v, context, tq, tv, dv);
+        Scatter(context, job.Head(job.Contexts, b, h, tq, dv), heads * dv, tq, dv);
+    }
+
+    /// <summary>
+    /// Pair <paramref name="index"/> backward: dP = dC·vᵀ and dV = Pᵀ·dC; the softmax's dS = P ⊙ (dP - Σ P·dP) per row; then
+    /// dQ = dS·k and dK = dSᵀ·q. Each pair writes only its own head's rows of the three gradients.
+    /// </summary>
+    private static unsafe void BackwardPair(void* state, int index, int worker)
+    {
+        ref readonly var job = ref *(Pairs*)state;
+        int tq = job.QuerySteps, tv = job.ValueSteps, dk = job.KeyDim, dv = job.ValueDim, heads = job.Heads, b = index / heads, h = index % heads;
+        using var scratch = Scratch<float>.Rent(2 * (tq * dk + tv * dk + tv * dv) + tq * dv + tq * tv);
+        var all = scratch.Span;
+        int at = 0;
+        Span<float> Next(Span<float> from, int length, ref int offset) { var slice = from.Slice(offset, length); offset += length; return slice; }
+        Span<float> q = Next(all, tq * dk, ref at), k = Next(all, tv * dk, ref at), v = Next(all, tv * dv, ref at), dContext = Next(all, tq * dv, ref at);
+        Span<float> dScores = Next(all, tq * tv, ref at), dQ = Next(all, tq * dk, ref at), dK = Next(all, tv * dk, ref at), dV = Next(all, tv * dv, ref at);
+        Gather(job.Head(job.Queries, b, h, tq, dk), heads * dk, tq, dk, q);
+        Gather(job.Head(job.Keys, b, h, tv, dk), heads * dk, tv, dk, k);
+        Gather(job.Head(job.Values, b, h, tv, dv), heads * dv, tv, dv, v);
+        Gather(job.Head(job.Contexts, b, h, tq, dv), heads * dv, tq, dv, dContext);
+        var probabilities = new ReadOnlySpan<float>(job.Scores + (long)index * tq * tv, tq * tv);
+        Gemm.MultiplyTransposedB(dContext, v, dScores, tq, dv, tv);
+        Gemm.MultiplyTransposedA(probabilities, dContext, dV, tv, tq, dv);
+        Activations.SoftmaxBackward(probabilities, dScores, tq, tv);
+        Gemm.Multiply(dScores, k, dQ, tq, tv, dk);
+        Gemm.MultiplyTransposedA(dScores, q, dK, tv, tq, dk);
+        Scatter(dQ, job.Head(job.QueryGradients, b, h, tq, dk), heads * dk, tq, dk);
+        Scatter(dK, job.Head(job.KeyGradients, b, h, tv, dk), heads * dk, tv, dk);
+        Scatter(dV, job.Head(job.ValueGradients, b, h, tv, dv), heads * dv, tv, dv);
     }
 
     /// <summary>Backward of one input projection y = x·W + b, given dy.</summary>

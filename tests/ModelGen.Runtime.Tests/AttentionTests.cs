@@ -1,0 +1,201 @@
+using ModelGen.Kernels;
+
+namespace ModelGen.Runtime.Tests;
+
+/// <summary>
+/// Multi-head attention large enough that both cores share its (sample, head) pairs (Attention.SharesPairs), with separate
+/// query, key and value inputs of their own widths and every kind of mask: against the same layer computed in double from
+/// its definition (Keras' MultiHeadAttention, DESIGN.md), forward and backward; and one core against two, bit for bit.
+/// </summary>
+[Collection(KernelSettings.Name)]
+public class AttentionTests
+{
+    // 6 samples, 4 heads, 40 query and 48 value steps: 1.3M multiply-adds over the pairs, above the sharing rule.
+    private const int Batch = 6, Heads = 4, QuerySteps = 40, ValueSteps = 48, QueryFeatures = 8, KeyFeatures = 6, ValueFeatures = 5, KeyDim = 16, ValueDim = 12;
+
+    public static IEnumerable<object[]> MaskKinds() => KernelSettings.OnEveryPath(
+        new[] { "none", "causal", "sequences", "explicit" }.Select(kind => new object[] { kind }));
+
+    [Theory, MemberData(nameof(MaskKinds))]
+    public void Shared_pairs_compute_attention_as_defined(string masks, SimdPath path)
+    {
+        using var _ = KernelSettings.OnSimd(path);
+        var layer = new Layer(masks, seed: 3);
+        Assert.True(Attention.SharesPairs(layer.Work, Batch));
+        var result = layer.Run();
+        var expected = layer.Reference();
+        AssertClose("output", expected.Output, result.Output);
+        AssertClose("query gradient", expected.QueryGradient, result.QueryGradient);
+        AssertClose("key gradient", expected.KeyGradient, result.KeyGradient);
+        AssertClose("value gradient", expected.ValueGradient, result.ValueGradient);
+        for (int w = 0; w < expected.Weights.Length; w++) AssertClose($"weight gradient {w}", expected.Weights[w], result.Weights[w]);
+    }
+
+    [Fact]
+    public void Shared_pairs_give_the_same_bits_on_one_core_or_two()
+    {
+        var layer = new Layer("sequences", seed: 4);
+        var two = KernelSettings.OnThreads(2, layer.Run);
+        var one = KernelSettings.OnThreads(1, layer.Run);
+        Assert.Equal(one.Output, two.Output);
+        Assert.Equal(one.QueryGradient, two.QueryGradient);
+        Assert.Equal(one.KeyGradient, two.KeyGradient);
+        Assert.Equal(one.ValueGradient, two.ValueGradient);
+        for (int w = 0; w < one.Weights.Length; w++) Assert.Equal(one.Weights[w], two.Weights[w]);
+    }
+
+    /// <summary>Within 2e-5 of the larger magnitude in the tensor, at least 1 (float sums of up to 48 products against double).</summary>
+    private static void AssertClose(string what, float[] expected, float[] actual)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        double scale = Math.Max(1, expected.Max(Math.Abs));
+        for (int i = 0; i < expected.Length; i++)
+            Assert.True(Math.Abs(expected[i] - actual[i]) <= 2e-5 * scale, $"{what}[{i}]: expected {expected[i]}, got {actual[i]}");
+    }
+
+    private sealed record Result(float[] Output, float[] QueryGradient, float[] KeyGradient, float[] ValueGradient, float[][] Weights);
+
+    private sealed class Layer
+    {
+        public readonly AttentionWorkspace Work;
+        private readonly float[] query, key, value, outputGradient, queryMask, valueMask, attentionMask;
+        // Query, key, value and output kernels and biases, in Keras' layouts: (features, heads·dim) and (heads·dim, query features).
+        private readonly float[] wq, bq, wk, bk, wv, bv, wo, bo;
+
+        public Layer(string masks, int seed)
+        {
+            var random = new Random(seed);
+            float[] Values(int count, double scale = 1) => Enumerable.Range(0, count).Select(_ => (float)((random.NextDouble() * 2 - 1) * scale)).ToArray();
+            // Some samples' sequences end early; the explicit mask hides a random quarter of the pairs, whole rows included.
+            float[] Steps(int steps) => Enumerable.Range(0, Batch * steps).Select(i => i % steps < steps - 3 * (i / steps) ? 1f : 0f).ToArray();
+            Work = new AttentionWorkspace(Batch, QuerySteps, ValueSteps, QueryFeatures, KeyFeatures, ValueFeatures, Heads, KeyDim, ValueDim, causal: masks == "causal");
+            query = Values(Batch * QuerySteps * QueryFeatures);
+            key = Values(Batch * ValueSteps * KeyFeatures);
+            value = Values(Batch * ValueSteps * ValueFeatures);
+            outputGradient = Values(Batch * QuerySteps * QueryFeatures);
+            queryMask = masks == "sequences" ? Steps(QuerySteps) : [];
+            valueMask = masks == "sequences" ? Steps(ValueSteps) : [];
+            attentionMask = masks == "explicit"
+                ? Enumerable.Range(0, Batch * QuerySteps * ValueSteps).Select(i => i / ValueSteps % QuerySteps == 7 || random.Next(4) == 0 ? 0f : 1f).ToArray()
+                : [];
+            (wq, bq) = (Values(QueryFeatures * Heads * KeyDim, 0.5), Values(Heads * KeyDim, 0.1));
+            (wk, bk) = (Values(KeyFeatures * Heads * KeyDim, 0.5), Values(Heads * KeyDim, 0.1));
+            (wv, bv) = (Values(ValueFeatures * Heads * ValueDim, 0.5), Values(Heads * ValueDim, 0.1));
+            (wo, bo) = (Values(Heads * ValueDim * QueryFeatures, 0.5), Values(QueryFeatures, 0.1));
+        }
+
+        public Result Run()
+        {
+            var output = new float[Batch * QuerySteps * QueryFeatures];
+            Attention.Forward(Work, query, value, key, queryMask, valueMask, attentionMask, wq, bq, wk, bk, wv, bv, wo, bo, output, Batch);
+            var weights = new[] { wq, bq, wk, bk, wv, bv, wo, bo }.Select(w => new float[w.Length]).ToArray();
+            var (dq, dk, dv) = (new float[query.Length], new float[key.Length], new float[value.Length]);
+            Attention.Backward(Work, outputGradient, query, value, key, wq, wk, wv, wo, weights[0], weights[1], weights[2], weights[3], weights[4], weights[5],
+                weights[6], weights[7], dq, dv, dk, Batch, computeWeights: true, accumulateWeights: false, accumulateQuery: false, accumulateValue: false, accumulateKey: false);
+            return new Result(output, dq, dk, dv, weights);
+        }
+
+        private bool Attends(int b, int i, int j) =>
+            !(Work.Causal && j > i) && (queryMask.Length == 0 || queryMask[b * QuerySteps + i] != 0) && (valueMask.Length == 0 || valueMask[b * ValueSteps + j] != 0)
+            && (attentionMask.Length == 0 || attentionMask[(b * QuerySteps + i) * ValueSteps + j] != 0);
+
+        /// <summary>The layer from its definition, in double; a masked score is -1e9, as float's score - 1e9 rounds to.</summary>
+        public Result Reference()
+        {
+            int rowsQ = Batch * QuerySteps, rowsV = Batch * ValueSteps, hk = Heads * KeyDim, hv = Heads * ValueDim;
+            double scale = 1 / Math.Sqrt(KeyDim);
+            var q = Affine(query, wq, bq, rowsQ, QueryFeatures, hk).Select(x => x * scale).ToArray();
+            var k = Affine(key, wk, bk, rowsV, KeyFeatures, hk);
+            var v = Affine(value, wv, bv, rowsV, ValueFeatures, hv);
+            var p = new double[Batch * Heads * QuerySteps * ValueSteps];
+            var context = new double[rowsQ * hv];
+            for (int b = 0; b < Batch; b++)
+                for (int h = 0; h < Heads; h++)
+                    for (int i = 0; i < QuerySteps; i++)
+                    {
+                        var row = new double[ValueSteps];
+                        for (int j = 0; j < ValueSteps; j++)
+                        {
+                            double s = 0;
+                            for (int d = 0; d < KeyDim; d++) s += q[(b * QuerySteps + i) * hk + h * KeyDim + d] * k[(b * ValueSteps + j) * hk + h * KeyDim + d];
+                            row[j] = Attends(b, i, j) ? s : -1e9;
+                        }
+                        double max = row.Max(), sum = row.Sum(s => Math.Exp(s - max));
+                        for (int j = 0; j < ValueSteps; j++)
+                        {
+                            double pj = p[((b * Heads + h) * QuerySteps + i) * ValueSteps + j] = Math.Exp(row[j] - max) / sum;
+                            for (int e = 0; e < ValueDim; e++) context[(b * QuerySteps + i) * hv + h * ValueDim + e] += pj * v[(b * ValueSteps + j) * hv + h * ValueDim + e];
+                        }
+                    }
+            var output = Affine(context, wo, bo, rowsQ, hv, QueryFeatures);
+
+            var dy = outputGradient.Select(x => (double)x).ToArray();
+            var (dWo, dBo, dContext) = AffineBackward(context, wo, dy, rowsQ, hv, QueryFeatures);
+            var (dqs, dks, dvs) = (new double[q.Length], new double[k.Length], new double[v.Length]);
+            for (int b = 0; b < Batch; b++)
+                for (int h = 0; h < Heads; h++)
+                    for (int i = 0; i < QuerySteps; i++)
+                    {
+                        var dp = new double[ValueSteps];
+                        int pi = ((b * Heads + h) * QuerySteps + i) * ValueSteps;
+                        for (int j = 0; j < ValueSteps; j++)
+                            for (int e = 0; e < ValueDim; e++)
+                            {
+                                double g = dContext[(b * QuerySteps + i) * hv + h * ValueDim + e];
+                                dp[j] += g * v[(b * ValueSteps + j) * hv + h * ValueDim + e];
+                                dvs[(b * ValueSteps + j) * hv + h * ValueDim + e] += p[pi + j] * g;
+                            }
+                        double weighted = 0;
+                        for (int j = 0; j < ValueSteps; j++) weighted += p[pi + j] * dp[j];
+                        for (int j = 0; j < ValueSteps; j++)
+                        {
+                            double ds = p[pi + j] * (dp[j] - weighted);
+                            for (int d = 0; d < KeyDim; d++)
+                            {
+                                dqs[(b * QuerySteps + i) * hk + h * KeyDim + d] += ds * k[(b * ValueSteps + j) * hk + h * KeyDim + d];
+                                dks[(b * ValueSteps + j) * hk + h * KeyDim + d] += ds * q[(b * QuerySteps + i) * hk + h * KeyDim + d];
+                            }
+                        }
+                    }
+            var (dWq, dBq, dQuery) = AffineBackward(query.Select(x => (double)x).ToArray(), wq, dqs.Select(x => x * scale).ToArray(), rowsQ, QueryFeatures, hk);
+            var (dWk, dBk, dKey) = AffineBackward(key.Select(x => (double)x).ToArray(), wk, dks, rowsV, KeyFeatures, hk);
+            var (dWv, dBv, dValue) = AffineBackward(value.Select(x => (double)x).ToArray(), wv, dvs, rowsV, ValueFeatures, hv);
+            float[] F(double[] x) => x.Select(d => (float)d).ToArray();
+            return new Result(F(output), F(dQuery), F(dKey), F(dValue), new[] { dWq, dBq, dWk, dBk, dWv, dBv, dWo, dBo }.Select(F).ToArray());
+        }
+
+        private static double[] Affine(IReadOnlyList<float> x, float[] w, float[] bias, int rows, int inputs, int outputs) =>
+            Affine(x.Select(v => (double)v).ToArray(), w, bias, rows, inputs, outputs);
+
+        private static double[] Affine(double[] x, float[] w, float[] bias, int rows, int inputs, int outputs)
+        {
+            var y = new double[rows * outputs];
+            for (int r = 0; r < rows; r++)
+                for (int o = 0; o < outputs; o++)
+                {
+                    double s = bias[o];
+                    for (int i = 0; i < inputs; i++) s += x[r * inputs + i] * w[i * outputs + o];
+                    y[r * outputs + o] = s;
+                }
+            return y;
+        }
+
+        /// <summary>The kernel, bias and input gradients of y = x·w + b given dy.</summary>
+        private static (double[] Kernel, double[] Bias, double[] Input) AffineBackward(double[] x, float[] w, double[] dy, int rows, int inputs, int outputs)
+        {
+            var (dw, db, dx) = (new double[inputs * outputs], new double[outputs], new double[rows * inputs]);
+            for (int r = 0; r < rows; r++)
+                for (int o = 0; o < outputs; o++)
+                {
+                    double g = dy[r * outputs + o];
+                    db[o] += g;
+                    for (int i = 0; i < inputs; i++)
+                    {
+                        dw[i * outputs + o] += x[r * inputs + i] * g;
+                        dx[r * inputs + i] += w[i * outputs + o] * g;
+                    }
+                }
+            return (dw, db, dx);
+        }
+    }
+}

@@ -1,0 +1,80 @@
+using ModelGen.Kernels;
+
+namespace ModelGen.Runtime.Tests;
+
+/// <summary>
+/// LayerNorm's row kernels against the layer computed in double from Keras' definition (biased variance, inv = gamma /
+/// sqrt(var + eps), y = x·inv + (beta - mean·inv)), forward and backward, on every SIMD path, at widths below one vector,
+/// of whole vectors and with a partial last vector; gradients into buffers that already hold other consumers' sums.
+/// </summary>
+[Collection(KernelSettings.Name)]
+public class LayerNormTests
+{
+    private const float Epsilon = 1e-3f;
+
+    public static IEnumerable<object[]> Widths() => KernelSettings.OnEveryPath(new[] { 5, 64, 70 }.Select(columns => new object[] { columns }));
+
+    [Theory, MemberData(nameof(Widths))]
+    public void Rows_normalize_as_defined(int columns, SimdPath path)
+    {
+        using var _ = KernelSettings.OnSimd(path);
+        const int rows = 7;
+        var random = new Random(columns);
+        float[] Values(int count, double offset = 0) => Enumerable.Range(0, count).Select(_ => (float)(offset + random.NextDouble() * 2 - 1)).ToArray();
+        // Rows away from zero: a variance taken about zero instead of the mean would be 28 times too large. (Not far from it:
+        // Keras' y = x·inv + (beta - mean·inv) loses to cancellation what x·inv carries beyond y, in float as in Keras.)
+        var x = Values(rows * columns, offset: 3);
+        var gamma = Values(columns, offset: 1);
+        var beta = Values(columns);
+        var dy = Values(rows * columns);
+        var (earlierInput, earlierGamma, earlierBeta) = (Values(rows * columns), Values(columns), Values(columns));
+
+        var y = new float[rows * columns];
+        var (mean, inverseStd) = (new float[rows], new float[rows]);
+        LayerNorm.Forward(x, y, gamma, beta, mean, inverseStd, rows, columns, Epsilon);
+        var (dx, dGamma, dBeta) = ((float[])earlierInput.Clone(), (float[])earlierGamma.Clone(), (float[])earlierBeta.Clone());
+        LayerNorm.Backward(dy, x, gamma, mean, inverseStd, dx, dGamma, dBeta, rows, columns,
+            computeInput: true, accumulateInput: true, computeWeights: true, accumulateWeights: true);
+        var (dxAlone, dGammaAlone, dBetaAlone) = (new float[rows * columns], Values(columns), Values(columns));
+        LayerNorm.Backward(dy, x, gamma, mean, inverseStd, dxAlone, dGammaAlone, dBetaAlone, rows, columns,
+            computeInput: true, accumulateInput: false, computeWeights: true, accumulateWeights: false);
+
+        var expectedY = new double[rows * columns];
+        var expectedDx = new double[rows * columns];
+        var (expectedDGamma, expectedDBeta) = (new double[columns], new double[columns]);
+        for (int r = 0; r < rows; r++)
+        {
+            var row = Enumerable.Range(0, columns).Select(c => (double)x[r * columns + c]).ToArray();
+            double average = row.Average(), variance = row.Sum(v => (v - average) * (v - average)) / columns, inverse = 1 / Math.Sqrt(variance + Epsilon);
+            Close($"row {r} mean", average, mean[r]);
+            Close($"row {r} inverse std", inverse, inverseStd[r]);
+            var normalized = row.Select(v => (v - average) * inverse).ToArray();
+            var g = Enumerable.Range(0, columns).Select(c => (double)dy[r * columns + c] * gamma[c]).ToArray();
+            double meanG = g.Average(), meanGx = g.Zip(normalized, (a, b) => a * b).Average();
+            for (int c = 0; c < columns; c++)
+            {
+                expectedY[r * columns + c] = normalized[c] * gamma[c] + beta[c];
+                expectedDx[r * columns + c] = inverse * (g[c] - meanG - normalized[c] * meanGx);
+                expectedDGamma[c] += dy[r * columns + c] * normalized[c];
+                expectedDBeta[c] += dy[r * columns + c];
+            }
+        }
+        for (int i = 0; i < y.Length; i++)
+        {
+            Close($"y[{i}]", expectedY[i], y[i]);
+            Close($"dx[{i}]", expectedDx[i], dxAlone[i]);
+            Close($"dx[{i}] added to an earlier sum", earlierInput[i] + expectedDx[i], dx[i]);
+        }
+        for (int c = 0; c < columns; c++)
+        {
+            Close($"dgamma[{c}]", expectedDGamma[c], dGammaAlone[c]);
+            Close($"dbeta[{c}]", expectedDBeta[c], dBetaAlone[c]);
+            Close($"dgamma[{c}] added to an earlier sum", earlierGamma[c] + expectedDGamma[c], dGamma[c]);
+            Close($"dbeta[{c}] added to an earlier sum", earlierBeta[c] + expectedDBeta[c], dBeta[c]);
+        }
+    }
+
+    /// <summary>Within 1e-5 of the value's magnitude, at least 1: float rows of up to 70 against double.</summary>
+    private static void Close(string what, double expected, float actual) =>
+        Assert.True(Math.Abs(expected - actual) <= 1e-5 * Math.Max(1, Math.Abs(expected)), $"{what}: expected {expected}, got {actual}");
+}

@@ -78,7 +78,7 @@ public static class Attention
         fixed (float* queries = work.Queries, keys = work.Keys, values = work.Values, scores = work.Scores, contexts = work.Context)
         fixed (float* qm = queryMask, vm = valueMask, am = attentionMask)
         {
-            var job = new Pairs(work, batch, queries, keys, values, scores, contexts, new Masks(qm, vm, am));
+            var job = new Pairs(work, batch, queries, keys, values, scores, contexts, new Masks(work, qm, vm, am));
             job.Run(&ForwardPair);
         }
         Gemm.Multiply(context, outputKernel, output, batch * tq, heads * dv, work.QueryFeatures, outputBias);
@@ -134,17 +134,19 @@ public static class Attention
     internal static bool SharesPairs(AttentionWorkspace work, int batch) =>
         (long)batch * work.Heads * work.QuerySteps * work.ValueSteps * (work.KeyDim + work.ValueDim) >= SharedPairWork;
 
-    /// <summary>The query, value and attention masks as pointers, null where there is none.</summary>
-    private readonly unsafe struct Masks(float* query, float* value, float* attention)
+    /// <summary>The causal flag and the query, value and attention masks as pointers, null where there is none.</summary>
+    private readonly unsafe struct Masks(AttentionWorkspace work, float* query, float* value, float* attention)
     {
-        public readonly float* Query = query, Value = value, Attention = attention;
+        private readonly float* query = query, value = value, attention = attention;
+        private readonly bool causal = work.Causal;
+        private readonly int querySteps = work.QuerySteps, valueSteps = work.ValueSteps;
 
-        public bool Any(bool causal) => causal || Query != null || Value != null || Attention != null;
+        public bool Any => causal || query != null || value != null || attention != null;
 
         /// <summary>Whether query step <paramref name="i"/> of sample <paramref name="b"/> attends to value step <paramref name="j"/>.</summary>
-        public bool Attends(bool causal, int tq, int tv, int b, int i, int j) =>
-            !(causal && j > i) && (Query == null || Query[b * tq + i] != 0f) && (Value == null || Value[b * tv + j] != 0f)
-            && (Attention == null || Attention[((long)b * tq + i) * tv + j] != 0f);
+        public bool Attends(int b, int i, int j) =>
+            !(causal && j > i) && (query == null || query[b * querySteps + i] != 0f) && (value == null || value[b * valueSteps + j] != 0f)
+            && (attention == null || attention[((long)b * querySteps + i) * valueSteps + j] != 0f);
     }
 
     /// <summary>
@@ -155,8 +157,9 @@ public static class Attention
     private readonly unsafe struct Pairs(AttentionWorkspace work, int batch, float* queries, float* keys, float* values, float* scores, float* contexts,
         Masks masks, float* queryGradients = null, float* keyGradients = null, float* valueGradients = null)
     {
-        public readonly int Batch = batch, QuerySteps = work.QuerySteps, ValueSteps = work.ValueSteps, Heads = work.Heads, KeyDim = work.KeyDim, ValueDim = work.ValueDim;
-        public readonly bool Causal = work.Causal, Shared = SharesPairs(work, batch);
+        public readonly int QuerySteps = work.QuerySteps, ValueSteps = work.ValueSteps, Heads = work.Heads, KeyDim = work.KeyDim, ValueDim = work.ValueDim;
+        private readonly int pairs = batch * work.Heads;
+        private readonly bool shared = SharesPairs(work, batch);
         /// <summary>Projected (and scaled) queries, keys, values: (batch, steps, heads, dim).</summary>
         public readonly float* Queries = queries, Keys = keys, Values = values;
         /// <summary>Probabilities, (batch, heads, query steps, value steps).</summary>
@@ -168,52 +171,64 @@ public static class Attention
 
         public void Run(delegate*<void*, int, int, void> pair)
         {
-            int pairs = Batch * Heads;
             fixed (Pairs* self = &this)
             {
-                if (Shared) Helper.For(pairs, pair, self);
+                if (shared) Helper.For(pairs, pair, self);
                 else for (int index = 0; index < pairs; index++) pair(self, index, 0);
             }
         }
 
-        /// <summary>Rows [0, <paramref name="steps"/>) of head h of sample b in a (batch, steps, heads, width) tensor: where the first starts.</summary>
-        public float* Head(float* tensor, int b, int h, int steps, int width) => tensor + ((long)b * steps * Heads + h) * width;
+        /// <summary>Head h of sample b in a (batch, steps, heads, width) tensor, its rows a head's width apart, copied next to each other.</summary>
+        public void Gather(float* tensor, int b, int h, int steps, int width, Span<float> into)
+        {
+            float* rows = tensor + ((long)b * steps * Heads + h) * width;
+            for (int r = 0; r < steps; r++) new ReadOnlySpan<float>(rows + (long)r * Heads * width, width).CopyTo(into.Slice(r * width, width));
+        }
+
+        /// <summary>Rows next to each other copied out to head h of sample b in a (batch, steps, heads, width) tensor.</summary>
+        public void Scatter(ReadOnlySpan<float> from, float* tensor, int b, int h, int steps, int width)
+        {
+            float* rows = tensor + ((long)b * steps * Heads + h) * width;
+            for (int r = 0; r < steps; r++) from.Slice(r * width, width).CopyTo(new Span<float>(rows + (long)r * Heads * width, width));
+        }
+
+        /// <summary>The pair's queries, keys and values, each from its (batch, steps, heads, dim) projection.</summary>
+        public void GatherProjections(int b, int h, Span<float> q, Span<float> k, Span<float> v)
+        {
+            Gather(Queries, b, h, QuerySteps, KeyDim, q);
+            Gather(Keys, b, h, ValueSteps, KeyDim, k);
+            Gather(Values, b, h, ValueSteps, ValueDim, v);
+        }
     }
 
-    /// <summary>A head's rows, <paramref name="stride"/> apart, copied next to each other.</summary>
-    private static unsafe void Gather(float* rows, int stride, int count, int width, Span<float> into)
+    /// <summary>The first <paramref name="length"/> floats of <paramref name="rest"/>, which then starts after them.</summary>
+    private static Span<float> Take(ref Span<float> rest, int length)
     {
-        for (int r = 0; r < count; r++) new ReadOnlySpan<float>(rows + (long)r * stride, width).CopyTo(into.Slice(r * width, width));
-    }
-
-    /// <summary>Rows next to each other copied out to a head's rows, <paramref name="stride"/> apart.</summary>
-    private static unsafe void Scatter(ReadOnlySpan<float> from, float* rows, int stride, int count, int width)
-    {
-        for (int r = 0; r < count; r++) from.Slice(r * width, width).CopyTo(new Span<float>(rows + (long)r * stride, width));
+        var taken = rest.Slice(0, length);
+        rest = rest.Slice(length);
+        return taken;
     }
 
     /// <summary>Pair <paramref name="index"/> (sample index / heads, head index % heads): scores, masked softmax, weighted sum.</summary>
     private static unsafe void ForwardPair(void* state, int index, int worker)
     {
         ref readonly var job = ref *(Pairs*)state;
-        int tq = job.QuerySteps, tv = job.ValueSteps, dk = job.KeyDim, dv = job.ValueDim, heads = job.Heads, b = index / heads, h = index % heads;
+        int tq = job.QuerySteps, tv = job.ValueSteps, dk = job.KeyDim, dv = job.ValueDim, b = index / job.Heads, h = index % job.Heads;
         using var scratch = Scratch<float>.Rent(tq * dk + tv * dk + tv * dv + tq * dv);
-        var all = scratch.Span;
-        Span<float> q = all.Slice(0, tq * dk), k = all.Slice(tq * dk, tv * dk), v = all.Slice(tq * dk + tv * dk, tv * dv), context = all.Slice(tq * dk + tv * dk + tv * dv, tq * dv);
-        Gather(job.Head(job.Queries, b, h, tq, dk), heads * dk, tq, dk, q);
-        Gather(job.Head(job.Keys, b, h, tv, dk), heads * dk, tv, dk, k);
-        Gather(job.Head(job.Values, b, h, tv, dv), heads * dv, tv, dv, v);
+        var rest = scratch.Span;
+        Span<float> q = Take(ref rest, tq * dk), k = Take(ref rest, tv * dk), v = Take(ref rest, tv * dv), context = Take(ref rest, tq * dv);
+        job.GatherProjections(b, h, q, k, v);
         var scores = new Span<float>(job.Scores + (long)index * tq * tv, tq * tv);
         Gemm.MultiplyTransposedB(q, k, scores, tq, dk, tv);
-        if (job.Masks.Any(job.Causal))
+        if (job.Masks.Any)
         {
             for (int i = 0; i < tq; i++)
                 for (int j = 0; j < tv; j++)
-                    if (!job.Masks.Attends(job.Causal, tq, tv, b, i, j)) scores[i * tv + j] += MaskedLogit;
+                    if (!job.Masks.Attends(b, i, j)) scores[i * tv + j] += MaskedLogit;
         }
         Activations.Softmax(scores, scores, tq, tv);
         Gemm.Multiply(scores, v, context, tq, tv, dv);
-        Scatter(context, job.Head(job.Contexts, b, h, tq, dv), heads * dv, tq, dv);
+        job.Scatter(context, job.Contexts, b, h, tq, dv);
     }
 
     /// <summary>
@@ -223,26 +238,22 @@ public static class Attention
     private static unsafe void BackwardPair(void* state, int index, int worker)
     {
         ref readonly var job = ref *(Pairs*)state;
-        int tq = job.QuerySteps, tv = job.ValueSteps, dk = job.KeyDim, dv = job.ValueDim, heads = job.Heads, b = index / heads, h = index % heads;
+        int tq = job.QuerySteps, tv = job.ValueSteps, dk = job.KeyDim, dv = job.ValueDim, b = index / job.Heads, h = index % job.Heads;
         using var scratch = Scratch<float>.Rent(2 * (tq * dk + tv * dk + tv * dv) + tq * dv + tq * tv);
-        var all = scratch.Span;
-        int at = 0;
-        Span<float> Next(Span<float> from, int length, ref int offset) { var slice = from.Slice(offset, length); offset += length; return slice; }
-        Span<float> q = Next(all, tq * dk, ref at), k = Next(all, tv * dk, ref at), v = Next(all, tv * dv, ref at), dContext = Next(all, tq * dv, ref at);
-        Span<float> dScores = Next(all, tq * tv, ref at), dQ = Next(all, tq * dk, ref at), dK = Next(all, tv * dk, ref at), dV = Next(all, tv * dv, ref at);
-        Gather(job.Head(job.Queries, b, h, tq, dk), heads * dk, tq, dk, q);
-        Gather(job.Head(job.Keys, b, h, tv, dk), heads * dk, tv, dk, k);
-        Gather(job.Head(job.Values, b, h, tv, dv), heads * dv, tv, dv, v);
-        Gather(job.Head(job.Contexts, b, h, tq, dv), heads * dv, tq, dv, dContext);
+        var rest = scratch.Span;
+        Span<float> q = Take(ref rest, tq * dk), k = Take(ref rest, tv * dk), v = Take(ref rest, tv * dv), dContext = Take(ref rest, tq * dv);
+        Span<float> dScores = Take(ref rest, tq * tv), dQ = Take(ref rest, tq * dk), dK = Take(ref rest, tv * dk), dV = Take(ref rest, tv * dv);
+        job.GatherProjections(b, h, q, k, v);
+        job.Gather(job.Contexts, b, h, tq, dv, dContext);
         var probabilities = new ReadOnlySpan<float>(job.Scores + (long)index * tq * tv, tq * tv);
         Gemm.MultiplyTransposedB(dContext, v, dScores, tq, dv, tv);
         Gemm.MultiplyTransposedA(probabilities, dContext, dV, tv, tq, dv);
         Activations.SoftmaxBackward(probabilities, dScores, tq, tv);
         Gemm.Multiply(dScores, k, dQ, tq, tv, dk);
         Gemm.MultiplyTransposedA(dScores, q, dK, tv, tq, dk);
-        Scatter(dQ, job.Head(job.QueryGradients, b, h, tq, dk), heads * dk, tq, dk);
-        Scatter(dK, job.Head(job.KeyGradients, b, h, tv, dk), heads * dk, tv, dk);
-        Scatter(dV, job.Head(job.ValueGradients, b, h, tv, dv), heads * dv, tv, dv);
+        job.Scatter(dQ, job.QueryGradients, b, h, tq, dk);
+        job.Scatter(dK, job.KeyGradients, b, h, tv, dk);
+        job.Scatter(dV, job.ValueGradients, b, h, tv, dv);
     }
 
     /// <summary>Backward of one input projection y = x·W + b, given dy.</summary>

@@ -134,9 +134,13 @@ public static partial class Gemm
             return;
         }
         int partSize = Math.Min(StreamingColumnTiles, Math.Max(1, tilesWide / 2)) * tileColumns;
+        // The panel of the slice that copies the most of B: a whole one, or the last, whose partial tile is copied even where
+        // the whole ones read B in place (a few rows). Slices in between are whole ones.
+        int lastColumns = n - (n - 1) / partSize * partSize;
+        int panel = Math.Max(HowBIsRead<TLanes, TVector>(a, b, m, k, Math.Min(partSize, n)).PanelFloats, HowBIsRead<TLanes, TVector>(a, b, m, k, lastColumns).PanelFloats);
         fixed (float* pa = a.Data, pb = b.Data, pc = c, pbias = epilogue.Bias)
         {
-            var job = new Job(new PinnedMatrix(pa, a), new PinnedMatrix(pb, b), pc, pbias, epilogue, blocks: null, partSize, m, k, n);
+            var job = new Job(new PinnedMatrix(pa, a), new PinnedMatrix(pb, b), pc, pbias, epilogue, blocks: null, partSize, m, k, n, panelFloats: panel);
             Helper.For((n + partSize - 1) / partSize, &RunColumnSlice<TLanes, TVector>, &job);
         }
     }
@@ -164,18 +168,15 @@ public static partial class Gemm
 
     /// <summary>
     /// A slice of columns is a product of its own: B, C and the bias start at its first column, C keeps its full row stride.
-    /// Whichever slices a thread runs, its first makes its panel fit the others: a last slice ending in a partial tile copies
-    /// it even where the whole ones read B in place (a few rows), and a late helper leaves that slice to the caller, which
-    /// must not allocate in a steady-state step because of when the other core woke up.
+    /// Whichever slices a thread runs, its first makes its panel fit all of them (the job's PanelFloats): a late helper leaves
+    /// the last slice to the caller, which must not allocate in a steady-state step because of when the other core woke up.
     /// </summary>
     private static unsafe void RunColumnSlice<TLanes, TVector>(void* state, int index, int worker)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
         ref readonly Job job = ref *(Job*)state;
-        int first = index * job.PartSize, columns = Math.Min(job.PartSize, job.N - first), last = job.N - (job.N - 1) / job.PartSize * job.PartSize;
-        int panel = Math.Max(HowBIsRead<TLanes, TVector>(job.A.From(), job.B.From(), job.M, job.K, Math.Min(job.PartSize, job.N)).PanelFloats,
-            HowBIsRead<TLanes, TVector>(job.A.From(), job.B.From(), job.M, job.K, last).PanelFloats);
-        if (panel > 0) AlignedBuffer.Ensure(ref packedB, panel);
+        int first = index * job.PartSize, columns = Math.Min(job.PartSize, job.N - first);
+        if (job.PanelFloats > 0) AlignedBuffer.Ensure(ref packedB, job.PanelFloats);
         Packed<TLanes, TVector>(job.A.From(), job.B.From(first * job.B.ColumnStride), job.Output.Slice(first), job.M, job.K, columns, job.N,
             job.EpilogueFrom(first), RowClaim.All(job.M));
     }
@@ -208,7 +209,7 @@ public static partial class Gemm
     /// are slices of <see cref="PartSize"/> columns, rows or depth steps; for a depth split C holds the parts' partial sums.
     /// </summary>
     private readonly unsafe struct Job(PinnedMatrix a, PinnedMatrix b, float* c, float* bias, in Epilogue epilogue, Claims* blocks, int partSize, int m, int k, int n,
-        RowProducer rows = default)
+        RowProducer rows = default, int panelFloats = 0)
     {
         public readonly PinnedMatrix A = a, B = b;
         public readonly float* C = c;
@@ -218,6 +219,8 @@ public static partial class Gemm
         public readonly Claims* Blocks = blocks;
         public readonly int PartSize = partSize, M = m, K = k, N = n;
         public readonly RowProducer Rows = rows;
+        /// <summary>The largest B panel any part copies into (slices of columns; 0 elsewhere).</summary>
+        public readonly int PanelFloats = panelFloats;
 
         public Span<float> Output => new(C, M * N);
 

@@ -57,9 +57,7 @@ public class ParallelGemmTests
                 while (!Volatile.Read(ref handedOver)) Thread.SpinWait(1);
                 for (int i = 0; i < 3; i++) Gemm.Multiply(a, b, shared, m, k, n);
                 Helper.Threads = 1; // the same slices, all on this thread
-                long before = GC.GetAllocatedBytesForCurrentThread();
-                Gemm.Multiply(a, b, alone, m, k, n);
-                allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+                allocated = Allocations.OnThisThread(() => Gemm.Multiply(a, b, alone, m, k, n));
             });
             caller.Start();
             // Products until the caller is there, so that the helper is compiled and awake (it polls for a millisecond after

@@ -40,9 +40,7 @@ public class ScratchTests
         using var stop = new ManualResetEventSlim();
         var other = new Thread(() => { while (!stop.IsSet) Step(); });
         other.Start();
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 10_000; i++) Step();
-        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        long allocated = Allocations.OnThisThread(() => { for (int i = 0; i < 10_000; i++) Step(); });
         stop.Set();
         other.Join();
         Assert.Equal(0, allocated);

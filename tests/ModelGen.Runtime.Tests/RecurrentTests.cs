@@ -62,6 +62,27 @@ public class RecurrentTests
             Assert.True(a.SequenceEqual(b), $"{name} differs between one core and two");
     }
 
+    /// <summary>
+    /// Each half of the batch has its own rows of the workspace's scratch (a GRU's recurrent product, an LSTM's tanh of its
+    /// cells). Halves sharing rows would race on two cores, which no comparison of results catches reliably; here, the
+    /// halves run one after the other, every sample's rows must have been written, which rows shared by both halves would leave
+    /// some untouched.
+    /// </summary>
+    [Theory]
+    [InlineData(RecurrentCell.Lstm)]
+    [InlineData(RecurrentCell.Gru)]
+    public void Each_half_works_in_its_own_rows_of_the_scratch(RecurrentCell cell)
+    {
+        var layer = new Layer(cell, reverse: false, returnSequences: true, seed: 30 + (int)cell);
+        var work = new RecurrentWorkspace(cell, Batch, Steps, Features, Units);
+        Assert.True(Recurrent.SharesSamples(work, Batch));
+        Array.Fill(work.Scratch, float.NaN);
+        KernelSettings.OnThreads(1, () => layer.Run(work, Batch, layer.Input, layer.Mask, layer.OutputGradient, layer.InitialState));
+        int rowWidth = work.Scratch.Length / Batch;
+        var untouched = Enumerable.Range(0, Batch).Where(b => work.Scratch.Skip(b * rowWidth).Take(rowWidth).Any(float.IsNaN));
+        Assert.Empty(untouched); // samples whose scratch rows no half wrote
+    }
+
     /// <summary>A layer's weights and one batch: inputs, a mask that drops some samples' last steps, an initial state and output gradients.</summary>
     private sealed class Layer
     {

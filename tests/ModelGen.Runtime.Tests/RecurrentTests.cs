@@ -64,9 +64,9 @@ public class RecurrentTests
 
     /// <summary>
     /// Each half of the batch has its own rows of the workspace's scratch (a GRU's recurrent product, an LSTM's tanh of its
-    /// cells). Halves sharing rows would race on two cores, which no comparison of results catches reliably; here, the
-    /// halves run one after the other, every sample's rows must have been written, which rows shared by both halves would leave
-    /// some untouched.
+    /// cells). Halves sharing rows would race on two cores, which no comparison of results catches reliably. Here the halves
+    /// run one after the other on a scratch of NaNs, and every sample's rows must have been written: rows shared by both
+    /// halves would leave others untouched.
     /// </summary>
     [Theory]
     [InlineData(RecurrentCell.Lstm)]

@@ -1,5 +1,3 @@
-using System.Runtime.CompilerServices;
-
 namespace ModelGen.Testing;
 
 /// <summary>Bytes a piece of code allocates, counted on the calling thread, for the tests that say a steady state allocates nothing.</summary>
@@ -13,7 +11,6 @@ public static class Allocations
     /// BidirectionalStack step never allocated. A blocking gen-0 collection empties the context with exact accounting; an
     /// empty context has no tail to void, and stays empty until the thread allocates, which is then counted exactly.
     /// </summary>
-    [MethodImpl(MethodImplOptions.NoInlining)]
     public static long OnThisThread(Action run)
     {
         GC.Collect(0, GCCollectionMode.Forced, blocking: true);

@@ -51,6 +51,25 @@ public class SoftmaxTests
     }
 
     [Theory, MemberData(nameof(KernelSettings.EveryPath), MemberType = typeof(KernelSettings))]
+    public void A_nan_or_infinity_anywhere_in_a_row_of_any_length_makes_that_row_nan(SimdPath path)
+    {
+        // The row's maximum is taken with the hardware's maximum, which may skip a NaN: the row must come out NaN anyway.
+        using var scope = KernelSettings.OnSimd(path);
+        var random = new Random(5);
+        foreach (int columns in RowLengths)
+            foreach (float special in new[] { float.NaN, float.PositiveInfinity })
+                foreach (int at in new[] { 0, columns / 2, columns - 1 })
+                {
+                    var logits = Spread(random, 3 * columns, 8);
+                    logits[columns + at] = special;
+                    var output = new float[logits.Length];
+                    Activations.Forward(Activation.Softmax, logits, output, 3, columns);
+                    Assert.All(output.Skip(columns).Take(columns), v => Assert.True(float.IsNaN(v), $"{special} at {at} of {columns}: {v}"));
+                    foreach (int row in new[] { 0, 2 }) Assert.Equal(1.0, output.Skip(row * columns).Take(columns).Sum(v => (double)v), 5);
+                }
+    }
+
+    [Theory, MemberData(nameof(KernelSettings.EveryPath), MemberType = typeof(KernelSettings))]
     public void A_rows_probabilities_do_not_depend_on_where_it_sits(SimdPath path)
     {
         using var scope = KernelSettings.OnSimd(path);

@@ -73,8 +73,12 @@ public static partial class Activations
                 TLanes.Store(ref Unsafe.Add(ref to, i), e);
                 total = TLanes.Add(total, e);
             }
-            last = VectorMath.Exp<TLanes, TVector>(TLanes.Subtract(last, largest));
-            var sum = TLanes.Broadcast(TLanes.Sum(TLanes.Add(total, last)));
+            if (rest > 0)
+            {
+                last = VectorMath.Exp<TLanes, TVector>(TLanes.Subtract(last, largest));
+                total = TLanes.Add(total, last);
+            }
+            var sum = TLanes.Broadcast(TLanes.Sum(total));
             for (int i = 0; i < whole; i += width) TLanes.Store(ref Unsafe.Add(ref to, i), TLanes.Divide(TLanes.Load(ref Unsafe.Add(ref to, i)), sum));
             if (rest > 0) TLanes.StoreFirst(ref Unsafe.Add(ref to, whole), TLanes.Divide(last, sum), rest);
         }

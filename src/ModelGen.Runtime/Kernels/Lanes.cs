@@ -27,11 +27,15 @@ internal interface ILanes<TVector> where TVector : struct
     static abstract TVector Sqrt(TVector value);
     /// <summary>Zeroes lanes whose magnitude is below the smallest normal float (flush-to-zero).</summary>
     static abstract TVector FlushSubnormal(TVector value);
+    /// <summary>
+    /// The hardware's maximum, one short instruction: which of +0 and -0 wins, and whether a NaN lane does, is the
+    /// instruction's choice (callers that care check the result). The IEEE maximum takes nine, in a chain.
+    /// </summary>
     static abstract TVector Max(TVector a, TVector b);
     /// <summary>
-    /// max(value, 0) exactly as <see cref="Max"/> gives it (NaN stays NaN, -0 becomes +0), in two short instructions where
-    /// Max takes four long ones: the native maximum with zero first returns the second operand for NaN and for -0, and
-    /// adding +0 turns -0 into +0. The ReLU of every fused epilogue.
+    /// max(value, 0) as the IEEE maximum gives it (NaN stays NaN, -0 becomes +0), in two short instructions: the native
+    /// maximum with zero first returns the second operand for NaN and for -0, and adding +0 turns -0 into +0. The ReLU of
+    /// every fused epilogue.
     /// </summary>
     static abstract TVector Relu(TVector value);
     static abstract float Sum(TVector value);
@@ -47,11 +51,17 @@ internal interface ILanes<TVector> where TVector : struct
     static abstract TVector FirstLanes(int count);
     /// <summary>Each lane from <paramref name="whereSet"/> where <paramref name="mask"/> is set, else from <paramref name="elsewhere"/>.</summary>
     static abstract TVector Select(TVector mask, TVector whereSet, TVector elsewhere);
+    /// <summary>Zero where <paramref name="mask"/> is set, else <paramref name="value"/>'s lane: one instruction where Select with zero takes three.</summary>
+    static abstract TVector ZeroWhere(TVector mask, TVector value);
     /// <summary>The lanes <paramref name="mask"/> selects from pinned memory and zeros elsewhere; nothing else is read.</summary>
     static abstract unsafe TVector LoadMasked(float* source, TVector mask);
     /// <summary>Each lane to the nearest integer, ties to even.</summary>
     static abstract TVector Round(TVector value);
-    /// <summary>value · 2^exponent for integral exponents in [-126, 127], built from the exponent's bits.</summary>
+    /// <summary>
+    /// value · 2^exponent for integral exponents in [-126, 127], built from the exponent's bits; other lanes come out
+    /// meaningless (the native conversion, without the saturating fix-up that would cost four instructions), for callers
+    /// to mask.
+    /// </summary>
     static abstract TVector ScaleByPowerOfTwo(TVector value, TVector exponent);
     static abstract TVector Abs(TVector value);
     /// <summary>A mask (for <see cref="Select"/>) of the lanes of <paramref name="value"/> below <paramref name="limit"/>.</summary>
@@ -75,13 +85,13 @@ internal struct Lanes512 : ILanes<Vector512<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Sqrt(Vector512<float> value) => Vector512.Sqrt(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> FlushSubnormal(Vector512<float> value) =>
         Vector512.ConditionalSelect(Vector512.LessThan(Vector512.Abs(value), Vector512.Create(1.17549435e-38f)), Vector512<float>.Zero, value);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Max(Vector512<float> a, Vector512<float> b) => Vector512.Max(a, b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Max(Vector512<float> a, Vector512<float> b) => Vector512.MaxNative(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Relu(Vector512<float> value) => Vector512.MaxNative(Vector512<float>.Zero, value) + Vector512<float>.Zero;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector512<float> value) => Vector512.Sum(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Largest(Vector512<float> value) => Lanes256.Largest(Vector256.MaxNative(value.GetLower(), value.GetUpper()));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Round(Vector512<float> value) => Vector512.Round(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> ScaleByPowerOfTwo(Vector512<float> value, Vector512<float> exponent) =>
-        value * Vector512.ShiftLeft(Vector512.ConvertToInt32(exponent) + Vector512.Create(127), 23).AsSingle();
+        value * Vector512.ShiftLeft(Vector512.ConvertToInt32Native(exponent) + Vector512.Create(127), 23).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static unsafe Vector512<float> LoadFirst(ref float source, int count)
     {
         fixed (float* at = &source) return Avx512F.IsSupported ? Avx512F.MaskLoad(at, First(count), Vector512<float>.Zero) : LaneByLane.Load(at, First(count), Zero);
@@ -101,6 +111,7 @@ internal struct Lanes512 : ILanes<Vector512<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> FirstLanes(int count) => First(count);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Select(Vector512<float> mask, Vector512<float> whereSet, Vector512<float> elsewhere) =>
         Vector512.ConditionalSelect(mask, whereSet, elsewhere);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> ZeroWhere(Vector512<float> mask, Vector512<float> value) => Vector512.AndNot(value, mask);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Abs(Vector512<float> value) => Vector512.Abs(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Below(Vector512<float> value, float limit) => Vector512.LessThan(value, Vector512.Create(limit));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Greater(Vector512<float> value, Vector512<float> other) => Vector512.GreaterThan(value, other);
@@ -124,13 +135,13 @@ internal struct Lanes256 : ILanes<Vector256<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Sqrt(Vector256<float> value) => Vector256.Sqrt(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> FlushSubnormal(Vector256<float> value) =>
         Vector256.ConditionalSelect(Vector256.LessThan(Vector256.Abs(value), Vector256.Create(1.17549435e-38f)), Vector256<float>.Zero, value);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Max(Vector256<float> a, Vector256<float> b) => Vector256.Max(a, b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Max(Vector256<float> a, Vector256<float> b) => Vector256.MaxNative(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Relu(Vector256<float> value) => Vector256.MaxNative(Vector256<float>.Zero, value) + Vector256<float>.Zero;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector256<float> value) => Vector256.Sum(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Largest(Vector256<float> value) => Lanes128.Largest(Vector128.MaxNative(value.GetLower(), value.GetUpper()));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Round(Vector256<float> value) => Vector256.Round(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> ScaleByPowerOfTwo(Vector256<float> value, Vector256<float> exponent) =>
-        value * Vector256.ShiftLeft(Vector256.ConvertToInt32(exponent) + Vector256.Create(127), 23).AsSingle();
+        value * Vector256.ShiftLeft(Vector256.ConvertToInt32Native(exponent) + Vector256.Create(127), 23).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static unsafe Vector256<float> LoadFirst(ref float source, int count)
     {
         fixed (float* at = &source) return Avx.IsSupported ? Avx.MaskLoad(at, First(count)) : LaneByLane.Load(at, First(count), Zero);
@@ -169,6 +180,7 @@ internal struct Lanes256 : ILanes<Vector256<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> FirstLanes(int count) => First(count);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Select(Vector256<float> mask, Vector256<float> whereSet, Vector256<float> elsewhere) =>
         Vector256.ConditionalSelect(mask, whereSet, elsewhere);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> ZeroWhere(Vector256<float> mask, Vector256<float> value) => Vector256.AndNot(value, mask);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Abs(Vector256<float> value) => Vector256.Abs(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Below(Vector256<float> value, float limit) => Vector256.LessThan(value, Vector256.Create(limit));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Greater(Vector256<float> value, Vector256<float> other) => Vector256.GreaterThan(value, other);
@@ -217,13 +229,13 @@ internal struct Lanes128 : ILanes<Vector128<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Sqrt(Vector128<float> value) => Vector128.Sqrt(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> FlushSubnormal(Vector128<float> value) =>
         Vector128.ConditionalSelect(Vector128.LessThan(Vector128.Abs(value), Vector128.Create(1.17549435e-38f)), Vector128<float>.Zero, value);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Max(Vector128<float> a, Vector128<float> b) => Vector128.Max(a, b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Max(Vector128<float> a, Vector128<float> b) => Vector128.MaxNative(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Relu(Vector128<float> value) => Vector128.MaxNative(Vector128<float>.Zero, value) + Vector128<float>.Zero;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector128<float> value) => Vector128.Sum(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Largest(Vector128<float> value) => float.MaxNative(float.MaxNative(value.GetElement(0), value.GetElement(1)), float.MaxNative(value.GetElement(2), value.GetElement(3)));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Round(Vector128<float> value) => Vector128.Round(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> ScaleByPowerOfTwo(Vector128<float> value, Vector128<float> exponent) =>
-        value * Vector128.ShiftLeft(Vector128.ConvertToInt32(exponent) + Vector128.Create(127), 23).AsSingle();
+        value * Vector128.ShiftLeft(Vector128.ConvertToInt32Native(exponent) + Vector128.Create(127), 23).AsSingle();
     // No masked loads on every platform: each lane is read on its own.
     public static Vector128<float> LoadFirst(ref float source, int count) =>
         Vector128.Create(count > 0 ? source : 0f, count > 1 ? Unsafe.Add(ref source, 1) : 0f, count > 2 ? Unsafe.Add(ref source, 2) : 0f, count > 3 ? Unsafe.Add(ref source, 3) : 0f);
@@ -232,6 +244,7 @@ internal struct Lanes128 : ILanes<Vector128<float>>
     public static Vector128<float> FirstLanes(int count) => Vector128.LessThan(Vector128<int>.Indices, Vector128.Create(count)).AsSingle();
     public static Vector128<float> Select(Vector128<float> mask, Vector128<float> whereSet, Vector128<float> elsewhere) =>
         Vector128.ConditionalSelect(mask, whereSet, elsewhere);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> ZeroWhere(Vector128<float> mask, Vector128<float> value) => Vector128.AndNot(value, mask);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Abs(Vector128<float> value) => Vector128.Abs(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Below(Vector128<float> value, float limit) => Vector128.LessThan(value, Vector128.Create(limit));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Greater(Vector128<float> value, Vector128<float> other) => Vector128.GreaterThan(value, other);

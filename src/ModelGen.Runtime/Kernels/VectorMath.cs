@@ -118,6 +118,7 @@ internal static class VectorMath
         p = TLanes.MultiplyAdd(p, r, TLanes.Broadcast(1.6666665459e-1f));
         p = TLanes.MultiplyAdd(p, r, TLanes.Broadcast(5.0000001201e-1f));
         var e = TLanes.Add(TLanes.MultiplyAdd(p, TLanes.Multiply(r, r), r), TLanes.Broadcast(1f));
-        return TLanes.Select(TLanes.Below(x, -87.33654475f), TLanes.Zero, TLanes.ScaleByPowerOfTwo(e, n));
+        // Lanes below the limit (-∞ among them) get a meaningless scale and are zeroed; a NaN lane keeps its NaN through e.
+        return TLanes.ZeroWhere(TLanes.Below(x, -87.33654475f), TLanes.ScaleByPowerOfTwo(e, n));
     }
 }

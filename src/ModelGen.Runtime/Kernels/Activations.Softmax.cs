@@ -35,7 +35,7 @@ public static partial class Activations
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(Compiled.Kernel)]
     private static void SoftmaxRows<TLanes, TVector>(ReadOnlySpan<float> source, Span<float> destination, int rows, int columns)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
@@ -104,7 +104,7 @@ public static partial class Activations
         return largest;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(Compiled.Kernel)]
     private static void SoftmaxBackwardRows<TLanes, TVector>(ReadOnlySpan<float> y, Span<float> dy, int rows, int columns)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {

@@ -17,7 +17,7 @@ public static partial class Activations
         Forward(activation, values, values, rows, columns);
 
     /// <summary>destination = f(source): a standalone activation writes its output without first copying its input.</summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(Compiled.Kernel)]
     public static void Forward(Activation activation, ReadOnlySpan<float> source, Span<float> destination, int rows, int columns)
     {
         var x = source.Slice(0, rows * columns);
@@ -37,7 +37,7 @@ public static partial class Activations
     /// Turns dL/dy into dL/dx in place, given the output y = f(x): relu 1[y&gt;0], sigmoid y(1-y),
     /// tanh 1-y², softmax y ⊙ (dy - ⟨dy, y⟩) per row.
     /// </summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(Compiled.Kernel)]
     public static unsafe void Backward(Activation activation, ReadOnlySpan<float> output, Span<float> gradient, int rows, int columns)
     {
         int length = rows * columns;
@@ -116,7 +116,7 @@ public static class Reductions
     /// Four vectors of columns at a time (the last one masked), their sums in registers down all the rows: each column's
     /// values are added in row order, starting from zero or from the destination, whatever the width.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(Compiled.Kernel)]
     private static void SumRows<TLanes, TVector>(ReadOnlySpan<float> matrix, Span<float> destination, int rows, int columns, bool accumulate)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {

@@ -61,7 +61,7 @@ public static class Attention
     /// <summary>Keras adds (1 - mask)·(-1e9) to the scores of masked positions.</summary>
     private const float MaskedLogit = -1e9f;
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(Compiled.Kernel)]
     public static unsafe void Forward(AttentionWorkspace work, ReadOnlySpan<float> query, ReadOnlySpan<float> value, ReadOnlySpan<float> key,
         ReadOnlySpan<float> queryMask, ReadOnlySpan<float> valueMask, ReadOnlySpan<float> attentionMask,
         ReadOnlySpan<float> queryKernel, ReadOnlySpan<float> queryBias, ReadOnlySpan<float> keyKernel, ReadOnlySpan<float> keyBias,
@@ -89,7 +89,7 @@ public static class Attention
     /// gradients go to <paramref name="queryGradient"/>, <paramref name="valueGradient"/>, <paramref name="keyGradient"/> (empty: not
     /// wanted); each accumulates when its flag says so (self-attention sends all three to one tensor).
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(Compiled.Kernel)]
     public static unsafe void Backward(AttentionWorkspace work, ReadOnlySpan<float> outputGradient, ReadOnlySpan<float> query, ReadOnlySpan<float> value, ReadOnlySpan<float> key,
         ReadOnlySpan<float> queryKernel, ReadOnlySpan<float> keyKernel, ReadOnlySpan<float> valueKernel, ReadOnlySpan<float> outputKernel,
         Span<float> queryKernelGradient, Span<float> queryBiasGradient, Span<float> keyKernelGradient, Span<float> keyBiasGradient,

@@ -83,7 +83,7 @@ public static partial class Convolution
     /// (and rows of fewer than six pixels) are first gathered into a small zero-padded buffer, so a pass always reads six
     /// windows and never outside the image.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(Compiled.Kernel)]
     private static unsafe void Direct<TLanes, TVector>(float* image, float* kernel, float* bias, float* output, in Window window, int filters, bool relu,
         int top, int bottom) where TLanes : struct, ILanes<TVector> where TVector : struct
     {

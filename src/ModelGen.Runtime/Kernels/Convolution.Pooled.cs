@@ -67,7 +67,7 @@ public static partial class Convolution
     /// Each pooled pixel's four windows (the convolution's outputs at rows 2y, 2y + 1 and columns 2x, 2x + 1), read in place
     /// when all four lie inside the image, else first gathered, zero-padded, into four patch rows.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(Compiled.Kernel)]
     private static unsafe void Pooled<TLanes, TVector>(float* input, float* kernel, float* bias, float* pooled, in Window window, in Window pool,
         int filters, bool relu, int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct
     {
@@ -125,7 +125,7 @@ public static partial class Convolution
     /// would not inline it (13 arguments), so the group is a type argument: each specialisation has its vector count and
     /// masking as constants (as a call with those as arguments, conv2 + pool2 took 46 us instead of 26).
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(Compiled.Kernel)]
     private static unsafe void PooledPass<TLanes, TVector, TFilters>(float* windows, int* offsets, nint right, nint down, int patch,
         float* kernel, int filters, float* bias, float* pixel, int remaining, bool relu)
         where TLanes : struct, ILanes<TVector> where TVector : struct where TFilters : struct, IFilterGroup

@@ -93,7 +93,7 @@ public static partial class Convolution
     /// in turns): stretches of four vectors with even and odd winners in chains of their own, 6.1-6.3 ms against 4.7-5.5;
     /// winners sorted by row, each row's stretch loaded once and added into every winning filter's sums, 11-13.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(Compiled.Kernel)]
     private static unsafe void SumAtWinners<TLanes, TVector>(in WinnersJob job, float* partial, int first, int samples)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {

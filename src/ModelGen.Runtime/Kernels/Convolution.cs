@@ -1,5 +1,6 @@
 using System;
 using System.Numerics;
+using System.Runtime.CompilerServices;
 
 namespace ModelGen.Kernels;
 
@@ -160,7 +161,7 @@ public static partial class Convolution
     /// row copied float by float in one loop nest, where the general walk spent a call and a check on each few-float run
     /// (28x28x1, 3x3: 10.9 -> 4 us a sample).
     /// </summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(Compiled.Kernel)]
     private static void CopyShortRuns(ReadOnlySpan<float> images, Span<float> patches, in Window window, int firstRow, int rows)
     {
         int run = window.KernelWidth * window.Channels, rowFloats = window.Width * window.Channels;
@@ -265,7 +266,7 @@ public static partial class Convolution
     /// neighbouring patches overlap, so a scatter re-reads what it has just stored (a 3x3 convolution's 7744 patches of
     /// 288: 2.2 ms scattered, ~0.3 ms gathered).
     /// </summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(Compiled.Kernel)]
     public static void Col2Im(ReadOnlySpan<float> patchGradients, Span<float> inputGradient, in Window window, int batch, bool accumulate)
     {
         int height = window.Height, width = window.Width, channels = window.Channels;
@@ -344,7 +345,7 @@ public static partial class Convolution
     }
 
     /// <summary>Every (patch cell, image pixel) pair of patch rows [firstRow, firstRow + rows), rows counted over the batch, in patch-matrix order: the one loop nest of im2col and the depthwise convolution.</summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(Compiled.Kernel)]
     internal static void Walk<TCell>(in Window window, int firstRow, int rows, ref TCell cell) where TCell : ICell, allows ref struct
     {
         int inputSize = window.Height * window.Width * window.Channels;

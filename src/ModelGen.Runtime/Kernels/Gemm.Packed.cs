@@ -47,7 +47,7 @@ public static partial class Gemm
     /// <paramref name="rows"/> if they are produced; this thread's first block also packs B (ahead of its tiles, or tile by
     /// tile as its first micro-kernels read it). A depth block's partial sums stay in C between stages.
     /// </summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(Compiled.Kernel)]
     private static void Packed<TLanes, TVector>(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, int ldc, in Epilogue epilogue, RowClaim claim,
         RowProducer rows = default)
         where TLanes : struct, ILanes<TVector> where TVector : struct
@@ -337,7 +337,7 @@ public static partial class Gemm
     /// zero-padded. Reads always run along B's contiguous axis: rows when B is row-major, columns when it is
     /// stored transposed (the input-gradient product).
     /// </summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(Compiled.Kernel)]
     private static void PackB<TLanes, TVector>(in Matrix b, int pc, int kc, int jc, int nc, int tileColumns, Span<float> panel)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
@@ -398,7 +398,7 @@ public static partial class Gemm
     /// Copies A(ic.., pc..) into panels of six rows, depth step after depth step (so the kernel broadcasts
     /// consecutive floats), zero-padded. Reads run along A's contiguous axis in both layouts.
     /// </summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(Compiled.Kernel)]
     private static void PackA(in Matrix a, int ic, int mc, int pc, int kc, int panelRows, Span<float> panel)
     {
         ref float source = ref MemoryMarshal.GetReference(a.Data);
@@ -430,7 +430,7 @@ public static partial class Gemm
     /// A 6 (or, for a tall layout, 12) x 2-vector tile of C (6 x 32 on AVX-512): the accumulators stay in registers for the
     /// whole depth block; each step loads two vectors of B and broadcasts one float of A per row.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(Compiled.Kernel)]
     private static void MicroKernel<TLanes, TVector, TRows>(ref float a, TRows layout, ref float b, int bStep, ref float packedB, int kc, Span<float> c, int ldc, int row, int column,
         int rows, int columns, Stage stage, in Epilogue epilogue, Span<float> spill)
         where TLanes : struct, ILanes<TVector> where TVector : struct where TRows : struct, IRowsOfA
@@ -549,7 +549,7 @@ public static partial class Gemm
     /// whole vectors where a row's columns fill them, masked ones in the last. Out of line, so the masked operations' pinned
     /// operands stay out of the micro-kernels' frames (inlined, they gave one a 3 KB frame zeroed on every call).
     /// </summary>
-    [MethodImpl(MethodImplOptions.NoInlining)]
+    [MethodImpl(Compiled.Kernel)]
     private static void FinishEdge<TLanes, TVector>(ref float spilled, int stride, ref float target, int ldc, int row, int column, int rows, int columns, Stage stage, in Epilogue epilogue)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
@@ -573,7 +573,7 @@ public static partial class Gemm
     /// three-quarters busy, twelve can fill them (a classifier's 200x64x10 product: 6.3 -> 5.4 us). Its only column tile
     /// starts at column 0.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(Compiled.Kernel)]
     private static void NarrowKernel<TLanes, TVector, TRows>(ref float a, TRows layout, ref float b, int bStep, int kc, Span<float> c, int ldc, int row,
         int rows, int columns, Stage stage, in Epilogue epilogue, Span<float> spill)
         where TLanes : struct, ILanes<TVector> where TVector : struct where TRows : struct, IRowsOfA

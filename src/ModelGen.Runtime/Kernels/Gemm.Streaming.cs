@@ -45,7 +45,7 @@ public static partial class Gemm
     /// slots, passes or slices, so a row comes out the same bit for bit in any batch. <paramref name="c"/> starts at the first
     /// row's column 0; its rows are <paramref name="ldc"/> apart.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit] // every sum read back was stored first
+    [MethodImpl(Compiled.Kernel), SkipLocalsInit] // every sum read back was stored first
     private static unsafe void StreamRows<TLanes, TVector>(in Matrix a, int firstRow, int rows, in Matrix b, Span<float> c, int ldc, int k, int n,
         in Epilogue epilogue, int firstSlot, int slotCount)
         where TLanes : struct, ILanes<TVector> where TVector : struct
@@ -116,7 +116,7 @@ public static partial class Gemm
     /// the strides from the stack and took two more branches (the MLP's 784-256-128 at batch 1, both layers, on two cores,
     /// interleaved: medians 7.0-9.3 -> 6.2-8.4 us).
     /// </summary>
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(Compiled.Kernel)]
     private static unsafe void StreamPass<TLanes, TVector>(int whole, in StreamedColumns columns, float* a, float* b, float* sums)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
@@ -221,7 +221,7 @@ public static partial class Gemm
     /// vectors (at most four) are type arguments, each pair its own compiled copy, so the JIT keeps exactly that many
     /// accumulators. Kept apart from the single row's kernel, whose loads stay inside its multiply-adds.
     /// </summary>
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(Compiled.Kernel)]
     private static unsafe void StreamColumnsOfRows<TLanes, TVector, TRows, TVectors>(in StreamedColumns columns, float* a, float* b, float* sums)
         where TLanes : struct, ILanes<TVector> where TVector : struct where TRows : struct, ICount where TVectors : struct, ICount
     {
@@ -301,7 +301,7 @@ public static partial class Gemm
     }
 
     /// <summary>One row of C when B is stored transposed (columns contiguous): each entry is a vectorised dot product.</summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(Compiled.Kernel)]
     private static void DotRow<TLanes, TVector>(in Matrix a, int i, in Matrix b, Span<float> c, int k, int n, in Epilogue epilogue)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {

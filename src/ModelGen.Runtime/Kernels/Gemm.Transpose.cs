@@ -20,7 +20,7 @@ public static partial class Gemm
     /// Dense layer's input gradient): 32x128x256 36-44 -> 23 us, 64x128x1600 323-355 -> 225-230 us, 32x256x784 239-262 ->
     /// 129-132 us, where A·B takes 17, 217 and 107.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(Compiled.Kernel)]
     internal static void Transpose(ref float source, nint sourceStride, ref float target, nint targetStride, int rows, int columns)
     {
         int wholeRows = Sse.IsSupported ? rows & ~3 : 0, wholeColumns = Sse.IsSupported ? columns & ~3 : 0;

@@ -6,10 +6,9 @@ using System.Runtime.Intrinsics.X86;
 namespace ModelGen.Kernels;
 
 /// <summary>
-/// The vector operations the kernels need, implemented once per SIMD width. Kernel entry points are marked
-/// AggressiveOptimization: tier-0 (unoptimised) code runs them ~100x slower, which made a short training run's
-/// first epoch dominate its time. Kernels are generic
-/// over a struct implementing this, so the JIT compiles one specialised copy per width.
+/// The vector operations the kernels need, implemented once per SIMD width, each inlined into the kernel that uses it
+/// (kernels are compiled as <see cref="Compiled.Kernel"/>, so they always have the room). Kernels are generic over a
+/// struct implementing this, so the JIT compiles one specialised copy per width.
 /// </summary>
 internal interface ILanes<TVector> where TVector : struct
 {

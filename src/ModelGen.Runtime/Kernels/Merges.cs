@@ -1,5 +1,6 @@
 using System;
 using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
 
 namespace ModelGen.Kernels;
 
@@ -48,7 +49,7 @@ public static class Merges
     /// Gradient of one operand of Multiply, Maximum or Minimum: dOperand (=|+=) dOutput ⊙ other (Multiply), or
     /// dOutput where this operand won (Maximum/Minimum; ties go to the first operand, as Keras' gradient of maximum does).
     /// </summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(Compiled.Kernel)]
     public static void OperandGradient(MergeOperation operation, ReadOnlySpan<float> outputGradient, ReadOnlySpan<float> operand, ReadOnlySpan<float> other,
         bool operandIsFirst, Span<float> destination, int length, bool accumulate)
     {
@@ -68,7 +69,7 @@ public static class Merges
     private static bool Wins(bool strictly, bool tie, bool first) => strictly || (tie && first);
 
     /// <summary>Concatenate along the last axis: each sample's row is the operands' rows side by side.</summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(Compiled.Kernel)]
     public static void Concatenate(ReadOnlySpan<float> source, int sourceWidth, Span<float> output, int outputWidth, int offset, int batch)
     {
         for (int sample = 0; sample < batch; sample++)
@@ -81,7 +82,7 @@ public static class Merges
     /// Copies (or adds) columns [offset, offset + width) of every row into a contiguous (batch, width) block: the
     /// gradient of one concatenated operand, or one tensor out of a row of several inputs, outputs or targets.
     /// </summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(Compiled.Kernel)]
     public static void Slice(ReadOnlySpan<float> rows, int rowWidth, int offset, Span<float> destination, int width, int batch, bool accumulate = false)
     {
         for (int sample = 0; sample < batch; sample++)
@@ -94,7 +95,7 @@ public static class Merges
     }
 
     /// <summary>Keras' Dot(axes=1) on flat tensors: one dot product per sample.</summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(Compiled.Kernel)]
     public static void Dot(ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> output, int width, int batch)
     {
         for (int sample = 0; sample < batch; sample++)
@@ -104,7 +105,7 @@ public static class Merges
     }
 
     /// <summary>The gradient of one Dot operand: dOperand (=|+=) dOutput[sample] · other, row by row.</summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(Compiled.Kernel)]
     public static void DotBackward(ReadOnlySpan<float> outputGradient, ReadOnlySpan<float> other, Span<float> destination, int width, int batch, bool accumulate)
     {
         for (int sample = 0; sample < batch; sample++)

@@ -19,7 +19,7 @@ public static class BatchNorm
     /// Training mode: normalises with the batch's statistics, which it leaves in <paramref name="mean"/>, <paramref name="variance"/>
     /// (for the moving statistics) and <paramref name="inverseStd"/> (for the backward pass).
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(Compiled.Kernel)]
     public static void TrainingForward(ReadOnlySpan<float> x, Span<float> y, ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta,
         Span<float> mean, Span<float> variance, Span<float> inverseStd, int rows, int channels, float epsilon)
     {
@@ -30,7 +30,7 @@ public static class BatchNorm
     }
 
     /// <summary>Inference mode (and a frozen layer in training): normalises with the moving statistics.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(Compiled.Kernel)]
     public static void InferenceForward(ReadOnlySpan<float> x, Span<float> y, ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta,
         ReadOnlySpan<float> movingMean, ReadOnlySpan<float> movingVariance, int rows, int channels, float epsilon)
     {
@@ -61,7 +61,7 @@ public static class BatchNorm
     /// Training-mode backward. With x̂ = (x - mean)·inverseStd: dgamma = Σ dy·x̂, dbeta = Σ dy, and
     /// dx = gamma·inverseStd·(dy - mean(dy) - x̂·mean(dy·x̂)), the batch statistics' own dependence on x included.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(Compiled.Kernel)]
     public static void TrainingBackward(ReadOnlySpan<float> outputGradient, ReadOnlySpan<float> x, ReadOnlySpan<float> gamma,
         ReadOnlySpan<float> mean, ReadOnlySpan<float> inverseStd, Span<float> inputGradient, Span<float> gammaGradient, Span<float> betaGradient,
         int rows, int channels, bool computeInput, bool accumulateInput, bool computeWeights, bool accumulateWeights)
@@ -112,7 +112,7 @@ public static class BatchNorm
     }
 
     /// <summary>Inference-mode backward (a frozen layer): the statistics are constants, so dx = dy·gamma / sqrt(moving_variance + eps).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(Compiled.Kernel)]
     public static void InferenceBackward(ReadOnlySpan<float> outputGradient, ReadOnlySpan<float> gamma, ReadOnlySpan<float> movingVariance,
         Span<float> inputGradient, int rows, int channels, float epsilon, bool accumulate)
     {
@@ -234,7 +234,7 @@ public static class LayerNorm
         else TLanes.StoreFirst(ref Unsafe.Add(ref row, at), value, rest);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(Compiled.Kernel)]
     private static void ForwardRows<TLanes, TVector>(ReadOnlySpan<float> x, Span<float> y, ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta,
         Span<float> mean, Span<float> inverseStd, int rows, int columns, float epsilon) where TLanes : struct, ILanes<TVector> where TVector : struct
     {
@@ -274,7 +274,7 @@ public static class LayerNorm
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(Compiled.Kernel)]
     private static void BackwardRows<TLanes, TVector>(ReadOnlySpan<float> outputGradient, ReadOnlySpan<float> x, ReadOnlySpan<float> gamma,
         ReadOnlySpan<float> mean, ReadOnlySpan<float> inverseStd, Span<float> inputGradient, Span<float> gammaGradient, Span<float> betaGradient,
         int rows, int columns, bool computeInput, bool accumulateInput, bool computeWeights) where TLanes : struct, ILanes<TVector> where TVector : struct

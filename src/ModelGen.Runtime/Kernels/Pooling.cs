@@ -76,7 +76,7 @@ public static class Pooling
         else MaxForwardRows<TKeepsWinners, No>(input, output, winners, window, firstRow, rows);
     }
 
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(Compiled.Kernel)]
     private static void MaxForwardRows<TKeepsWinners, TUnrollsTwoByTwo>(ReadOnlySpan<float> input, Span<float> output, Span<int> winners, in Window window,
         int firstRow, int rows)
         where TKeepsWinners : IFlag where TUnrollsTwoByTwo : IFlag
@@ -221,7 +221,7 @@ public static class Pooling
     }
 
     /// <summary>Average pooling as Keras computes it: with 'same' padding each window averages only the pixels inside the image.</summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(Compiled.Kernel)]
     public static void AverageForward(ReadOnlySpan<float> input, Span<float> output, in Window window, int batch)
     {
         int inputSize = window.Height * window.Width * window.Channels;

@@ -89,7 +89,7 @@ public static class Recurrent
     /// at zero or at <paramref name="initialState"/> (and <paramref name="initialCell"/>, an LSTM's c), Keras' initial_state; the final
     /// state is also written to <paramref name="finalState"/> and <paramref name="finalCell"/> when given, Keras' return_state.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(Compiled.Kernel)]
     public static unsafe void Forward(RecurrentWorkspace work, ReadOnlySpan<float> input, ReadOnlySpan<float> mask,
         ReadOnlySpan<float> kernel, ReadOnlySpan<float> recurrentKernel, ReadOnlySpan<float> bias,
         Span<float> output, int outputWidth, int outputOffset, int batch, bool returnSequences, bool reverse, bool zeroOutputForMask = false,
@@ -231,7 +231,7 @@ public static class Recurrent
     /// <paramref name="inputGradient"/> is empty, the input's. The returned states' gradients join at the last step; the
     /// initial states' gradients come out of the first.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(Compiled.Kernel)]
     public static unsafe void Backward(RecurrentWorkspace work, ReadOnlySpan<float> outputGradient, int outputWidth, int outputOffset,
         ReadOnlySpan<float> kernel, ReadOnlySpan<float> recurrentKernel,
         Span<float> kernelGradient, Span<float> recurrentKernelGradient, Span<float> biasGradient, Span<float> inputGradient,
@@ -338,7 +338,7 @@ public static class Recurrent
     /// One LSTM step backward, a vector of units at a time (the last one partial), with each product rounded in the order the
     /// scalar formulas are written: dc' = dc + dh·o·(1 - tanh²c), then the pre-activation gradients of i, f, c̃ and o.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(Compiled.Kernel)]
     private static void LstmStepBackward<TLanes, TVector>(RecurrentWorkspace work, int row, Span<float> dh, Span<float> dc, ReadOnlySpan<float> tanhCells, int count)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
@@ -380,7 +380,7 @@ public static class Recurrent
     }
 
     /// <summary>One GRU step backward, a vector of units at a time, products rounded in the order the scalar formulas are written.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(Compiled.Kernel)]
     private static void GruStepBackward<TLanes, TVector>(RecurrentWorkspace work, int row, Span<float> dh, int count)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {

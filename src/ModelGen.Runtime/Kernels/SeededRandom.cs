@@ -1,5 +1,6 @@
 using System;
 using System.Numerics;
+using System.Runtime.CompilerServices;
 
 namespace ModelGen.Kernels;
 
@@ -61,7 +62,7 @@ public struct SeededRandom
 public static class Initializers
 {
     /// <summary>Glorot (Xavier) uniform: U(-limit, limit), limit = sqrt(6 / (fanIn + fanOut)).</summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(Compiled.Kernel)]
     public static void GlorotUniform(Span<float> kernel, int fanIn, int fanOut, ref SeededRandom random)
     {
         Uniform(kernel, MathF.Sqrt(6f / (fanIn + fanOut)), ref random);
@@ -120,7 +121,7 @@ public static class DropoutKernel
     /// loop is cut, and vectors of elements are drawn at once (a generator step per element, a serial chain, cost 200 us of
     /// the MLP's 1.4 ms training step at batch 128).
     /// </summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(Compiled.Kernel)]
     public static void Forward(ReadOnlySpan<float> input, Span<float> output, Span<float> mask, int length, float rate, ref SeededRandom random)
     {
         uint key = random.NextUInt(), salt = random.NextUInt();

@@ -45,7 +45,7 @@ internal static class VectorMath
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(Compiled.Kernel)]
     private static void Apply<TFunction, TLanes, TVector>(ReadOnlySpan<float> x, Span<float> y)
         where TFunction : struct, IFunction where TLanes : struct, ILanes<TVector> where TVector : struct
     {

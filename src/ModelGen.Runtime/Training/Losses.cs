@@ -1,5 +1,7 @@
 using System;
 using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
+using ModelGen.Kernels;
 
 namespace ModelGen.Training;
 
@@ -17,7 +19,7 @@ public static class Losses
     /// <param name="gradient">Receives dLoss/dPrediction (rows, units); empty to skip.</param>
     /// <param name="model">Model name for error messages.</param>
     /// <param name="layer">Output layer name for error messages.</param>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(Compiled.Kernel)]
     public static float Compute(Loss loss, ReadOnlySpan<float> predictions, ReadOnlySpan<float> targets, Span<float> gradient,
         int rows, int units, string model, string layer)
     {
@@ -78,7 +80,7 @@ public static class Losses
     /// row whose label is clipped gets no gradient, as there; with a softmax in front of a one-hot target, q - y.
     /// The two passes' arithmetic is skipped, and so is their rounding: dz is this expression rounded once per step.
     /// </summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(Compiled.Kernel)]
     public static float ComputeThroughSoftmax(Loss loss, ReadOnlySpan<float> probabilities, ReadOnlySpan<float> targets, Span<float> logitGradient,
         int rows, int units, string model, string layer)
     {
@@ -136,7 +138,7 @@ public static class Losses
     /// through the clip (zero where it bites) and the normalisation, exactly as autodiff on Keras' code would;
     /// with a softmax in front it reduces to (p - y) when nothing is clipped.
     /// </summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(Compiled.Kernel)]
     private static double CrossEntropy(ReadOnlySpan<float> p, ReadOnlySpan<float> oneHot, int label, Span<float> dp, float scale)
     {
         int units = p.Length;
@@ -200,7 +202,7 @@ public static class Losses
 public static class Metrics
 {
     /// <summary>Sum over rows of each row's accuracy (0..1); divide by the row count for the mean.</summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(Compiled.Kernel)]
     public static double CorrectCount(Loss loss, ReadOnlySpan<float> predictions, ReadOnlySpan<float> targets, int rows, int units)
     {
         double correct = 0;

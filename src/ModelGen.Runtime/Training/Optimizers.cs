@@ -78,7 +78,7 @@ public sealed class Sgd : Optimizer
         if (Momentum != 0f) Allocate(ref velocity, parameterCount);
     }
 
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(Compiled.Kernel)]
     protected override void Update(Span<float> parameters, ReadOnlySpan<float> gradients)
     {
         float lr = LearningRate;
@@ -174,7 +174,7 @@ public sealed class Adam : Optimizer
     }
 
     /// <summary>The vectorised update, one pass over all four buffers; returns how many elements it covered.</summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(Compiled.Kernel)]
     private static int UpdateVectors<TLanes, TVector>(Span<float> parameters, ReadOnlySpan<float> gradients, Span<float> m, Span<float> v, Coefficients k)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {

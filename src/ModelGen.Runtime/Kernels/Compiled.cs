@@ -1,0 +1,16 @@
+using System.Runtime.CompilerServices;
+
+namespace ModelGen.Kernels;
+
+/// <summary>How the runtime's kernels are compiled.</summary>
+internal static class Compiled
+{
+    /// <summary>
+    /// A kernel: fully optimised on its first call, as tier-0 code runs kernels ~100x slower (it made a short training run's
+    /// first epoch dominate its time), and never inlined, so it is always compiled as its own root. Inlined into a tiered
+    /// caller (a SIMD dispatcher, a model's generated code), a kernel's vector helpers no longer fitted that caller's
+    /// inlining budget and ran as calls: a softmax of 64 rows of 64 took 0.3 ms instead of 8 us while its e^x ran as tier-0
+    /// calls, and 20% longer after they were optimised.
+    /// </summary>
+    public const MethodImplOptions Kernel = MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization;
+}

@@ -68,7 +68,8 @@ public static partial class Activations
             var largest = TLanes.Broadcast(RowMaximum<TLanes, TVector>(ref from, whole, last, columns));
             var total = TLanes.Zero;
             int i = 0;
-            // Two vectors a step (see VectorMath.Apply), summed in the same order as one at a time.
+            // Two vectors a step, summed in the same order as one at a time: each e^x is one long chain of dependent
+            // operations, and one alone left the core waiting on it.
             for (; i + width < whole; i += 2 * width)
             {
                 var e0 = VectorMath.Exp<TLanes, TVector>(TLanes.Subtract(TLanes.Load(ref Unsafe.Add(ref from, i)), largest));

@@ -86,7 +86,7 @@ internal static class VectorMath
 
     /// <summary>
     /// 1 / (1 + e^-x) in every lane, through e = e^-|x| so the exponential never overflows: 1 / (1 + e) for x ≥ 0 and
-    /// e / (1 + e) below, each within a few ulp. -∞ gives 0, +∞ 1, NaN stays NaN.
+    /// e / (1 + e) below, each within a few ulp, in one division (the numerator chosen first). -∞ gives 0, +∞ 1, NaN stays NaN.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static TVector Sigmoid<TLanes, TVector>(TVector x)
@@ -95,7 +95,7 @@ internal static class VectorMath
         var one = TLanes.Broadcast(1f);
         var e = Exp<TLanes, TVector>(TLanes.Subtract(TLanes.Zero, TLanes.Abs(x)));
         var denominator = TLanes.Add(one, e);
-        return TLanes.Select(TLanes.Below(x, 0f), TLanes.Divide(e, denominator), TLanes.Divide(one, denominator));
+        return TLanes.Divide(TLanes.Select(TLanes.Below(x, 0f), e, one), denominator);
     }
 
     /// <summary>

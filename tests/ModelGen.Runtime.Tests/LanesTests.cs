@@ -4,8 +4,8 @@ using ModelGen.Kernels;
 namespace ModelGen.Runtime.Tests;
 
 /// <summary>
-/// The fused ReLU's two-instruction form gives exactly IEEE max(x, 0) on every SIMD path, special values included; a partial
-/// store writes exactly its first lanes.
+/// The fused ReLU's two-instruction form gives exactly IEEE max(x, 0) on every SIMD path, special values included; ZeroWhere
+/// zeroes exactly its masked lanes; a partial store writes exactly its first lanes.
 /// </summary>
 public class LanesTests
 {
@@ -26,6 +26,29 @@ public class LanesTests
         AssertBits(expected, Lanes256.Relu(Vector256.Create(Values.AsSpan(0, 8))), 0);
         AssertBits(expected, Lanes256.Relu(Vector256.Create(Values.AsSpan(8, 8))), 8);
         AssertBits(expected, Lanes512.Relu(Vector512.Create(Values.AsSpan())), 0);
+    }
+
+    [Fact]
+    public void ZeroWhere_zeroes_exactly_the_masked_lanes_and_keeps_the_others_bits()
+    {
+        // Masked where below zero (what e^x masks below its limit): -0 and NaN are not below zero, so they keep their bits.
+        var expected = Values.Select(v => v < 0f ? 0f : v).ToArray();
+        AssertZeroWhere<Lanes128, Vector128<float>>(expected);
+        AssertZeroWhere<Lanes256, Vector256<float>>(expected);
+        AssertZeroWhere<Lanes512, Vector512<float>>(expected);
+    }
+
+    private static void AssertZeroWhere<TLanes, TVector>(float[] expected) where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        for (int first = 0; first < Values.Length; first += TLanes.Count)
+        {
+            var value = TLanes.Load(ref Values[first]);
+            var actual = new float[TLanes.Count];
+            TLanes.Store(ref actual[0], TLanes.ZeroWhere(TLanes.Below(value, 0f), value));
+            for (int i = 0; i < actual.Length; i++)
+                Assert.True(BitConverter.SingleToInt32Bits(expected[first + i]) == BitConverter.SingleToInt32Bits(actual[i]),
+                    $"{typeof(TLanes).Name}: ZeroWhere(below zero) of {Values[first + i]} gave {actual[i]}, expected {expected[first + i]}");
+        }
     }
 
     [Fact]

@@ -23,11 +23,11 @@ public class RecurrentTests
     {
         using var _ = KernelSettings.OnSimd(path);
         var layer = new Layer(cell, reverse, returnSequences, seed: 10 + (int)cell);
-        var work = new RecurrentWorkspace(cell, Batch, Steps, Features, Units);
+        var work = layer.Workspace(Batch);
         Assert.True(Recurrent.SharesSamples(work, Batch));
-        var whole = layer.Run(work, Batch, layer.Input, layer.Mask, layer.OutputGradient, layer.InitialState);
+        var whole = layer.RunBatch(work);
 
-        var alone = new RecurrentWorkspace(cell, 1, Steps, Features, Units);
+        var alone = layer.Workspace(1);
         Assert.False(Recurrent.SharesSamples(alone, 1));
         var kernelSum = new double[layer.Kernel.Length];
         var recurrentSum = new double[layer.RecurrentKernel.Length];
@@ -55,9 +55,9 @@ public class RecurrentTests
     public void Halves_give_the_same_bits_on_one_core_or_two(RecurrentCell cell)
     {
         var layer = new Layer(cell, reverse: false, returnSequences: true, seed: 20 + (int)cell);
-        var work = new RecurrentWorkspace(cell, Batch, Steps, Features, Units);
-        var two = KernelSettings.OnThreads(2, () => layer.Run(work, Batch, layer.Input, layer.Mask, layer.OutputGradient, layer.InitialState));
-        var one = KernelSettings.OnThreads(1, () => layer.Run(work, Batch, layer.Input, layer.Mask, layer.OutputGradient, layer.InitialState));
+        var work = layer.Workspace(Batch);
+        var two = KernelSettings.OnThreads(2, () => layer.RunBatch(work));
+        var one = KernelSettings.OnThreads(1, () => layer.RunBatch(work));
         foreach (var (name, a, b) in one.Named().Zip(two.Named(), (x, y) => (x.Name, x.Values, y.Values)))
             Assert.True(a.SequenceEqual(b), $"{name} differs between one core and two");
     }
@@ -74,10 +74,10 @@ public class RecurrentTests
     public void Each_half_works_in_its_own_rows_of_the_scratch(RecurrentCell cell)
     {
         var layer = new Layer(cell, reverse: false, returnSequences: true, seed: 30 + (int)cell);
-        var work = new RecurrentWorkspace(cell, Batch, Steps, Features, Units);
+        var work = layer.Workspace(Batch);
         Assert.True(Recurrent.SharesSamples(work, Batch));
         Array.Fill(work.Scratch, float.NaN);
-        KernelSettings.OnThreads(1, () => layer.Run(work, Batch, layer.Input, layer.Mask, layer.OutputGradient, layer.InitialState));
+        KernelSettings.OnThreads(1, () => layer.RunBatch(work));
         int rowWidth = work.Scratch.Length / Batch;
         var untouched = Enumerable.Range(0, Batch).Where(b => work.Scratch.Skip(b * rowWidth).Take(rowWidth).Any(float.IsNaN));
         Assert.Empty(untouched); // samples whose scratch rows no half wrote
@@ -109,6 +109,12 @@ public class RecurrentTests
             InitialState = Values(Batch * Units, 0.5f);
             OutputGradient = Values(Batch * OutputWidth, 1f);
         }
+
+        /// <summary>A workspace for <paramref name="batch"/> samples of this layer.</summary>
+        public RecurrentWorkspace Workspace(int batch) => new(Cell, batch, Steps, Features, Units);
+
+        /// <summary>Forward and backward over the whole batch of this layer's own data.</summary>
+        public Result RunBatch(RecurrentWorkspace work) => Run(work, Batch, Input, Mask, OutputGradient, InitialState);
 
         public Result Run(RecurrentWorkspace work, int batch, float[] input, float[] mask, float[] outputGradient, float[] initialState)
         {

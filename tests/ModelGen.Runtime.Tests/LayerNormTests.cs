@@ -74,6 +74,42 @@ public class LayerNormTests
         }
     }
 
+    /// <summary>
+    /// A row normalises to the same bits whatever rows come with it: alone, in a pass of hundreds (which goes block by block
+    /// and, on two threads, part by part over both cores), and with or without its statistics kept (inference keeps none).
+    /// 601 rows of 70 cross the blocks (58 rows) and the parts unevenly.
+    /// </summary>
+    [Theory, MemberData(nameof(KernelSettings.EveryPath), MemberType = typeof(KernelSettings))]
+    public void A_row_normalizes_the_same_alone_or_among_many_on_one_thread_or_two(SimdPath path)
+    {
+        using var _ = KernelSettings.OnSimd(path);
+        const int rows = 601, columns = 70;
+        var random = new Random(7);
+        float[] Values(int count, double offset, double spread) => Enumerable.Range(0, count).Select(_ => (float)(offset + random.NextDouble() * spread)).ToArray();
+        // Each row its own offset and spread, so a row normalised with another's statistics comes out visibly wrong.
+        var x = Enumerable.Range(0, rows).SelectMany(r => Values(columns, offset: r % 13 - 6, spread: 1 + r % 5)).ToArray();
+        var (gamma, beta) = (Values(columns, 1, 1), Values(columns, -0.5, 1));
+
+        var alone = new float[rows * columns];
+        var (aloneMean, aloneInverse) = (new float[rows], new float[rows]);
+        for (int r = 0; r < rows; r++)
+            LayerNorm.Forward(x.AsSpan(r * columns, columns), alone.AsSpan(r * columns, columns), gamma, beta,
+                aloneMean.AsSpan(r, 1), aloneInverse.AsSpan(r, 1), 1, columns, Epsilon);
+        foreach (int threads in new[] { 1, 2 })
+        {
+            var (y, mean, inverse, inferred) = (new float[rows * columns], new float[rows], new float[rows], new float[rows * columns]);
+            KernelSettings.OnThreads(threads, () =>
+            {
+                LayerNorm.Forward(x, y, gamma, beta, mean, inverse, rows, columns, Epsilon);
+                LayerNorm.Forward(x, inferred, gamma, beta, default, default, rows, columns, Epsilon);
+            });
+            Assert.Equal(aloneMean, mean);
+            Assert.Equal(aloneInverse, inverse);
+            Assert.Equal(alone, y);
+            Assert.Equal(alone, inferred);
+        }
+    }
+
     /// <summary>Within 1e-5 of the value's magnitude, at least 1: float rows of up to 70 against double.</summary>
     private static void Close(string what, double expected, float actual) =>
         Assert.True(Math.Abs(expected - actual) <= 1e-5 * Math.Max(1, Math.Abs(expected)), $"{what}: expected {expected}, got {actual}");

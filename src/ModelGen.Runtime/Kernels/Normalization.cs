@@ -183,19 +183,45 @@ public static class LayerNorm
     // floats), where a library call per formula (eight a row forward, nine backward) cost more than its arithmetic (the
     // benchmark block's two normalizations took 10% of its inference at batch 32).
 
-    /// <summary>Normalises each row; keeps each row's mean and 1/sqrt(var + eps) for the backward pass unless those spans are empty.</summary>
-    public static void Forward(ReadOnlySpan<float> x, Span<float> y, ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta,
+    /// <summary>
+    /// Normalises each row; keeps each row's mean and 1/sqrt(var + eps) for the backward pass unless those spans are empty.
+    /// Rows are independent, so both cores share a large pass (a Transformer's 2048 rows of 64 at batch 32); each row's
+    /// arithmetic is the same whoever runs it.
+    /// </summary>
+    public static unsafe void Forward(ReadOnlySpan<float> x, Span<float> y, ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta,
         Span<float> mean, Span<float> inverseStd, int rows, int columns, float epsilon)
     {
         if (x.Length < rows * columns || y.Length < rows * columns || gamma.Length < columns || beta.Length < columns
             || (!mean.IsEmpty && (mean.Length < rows || inverseStd.Length < rows)))
             throw new ArgumentException($"LayerNormalization of {rows} rows of {columns} needs that many values, and {columns} of gamma and beta.");
-        switch (Simd.Current)
+        fixed (float* px = x, py = y, pg = gamma, pb = beta, pm = mean, pi = inverseStd)
         {
-            case SimdPath.Avx512: ForwardRows<Lanes512, Vector512<float>>(x, y, gamma, beta, mean, inverseStd, rows, columns, epsilon); break;
-            case SimdPath.Avx2: ForwardRows<Lanes256, Vector256<float>>(x, y, gamma, beta, mean, inverseStd, rows, columns, epsilon); break;
-            default: ForwardRows<Lanes128, Vector128<float>>(x, y, gamma, beta, mean, inverseStd, rows, columns, epsilon); break;
+            var work = new ForwardRanges(px, py, pg, pb, mean.IsEmpty ? null : pm, mean.IsEmpty ? null : pi, columns, epsilon);
+            Helper.ForRanges(ref work, rows, floatsPerItem: 2L * columns);
         }
+    }
+
+    /// <summary>The forward pass over a range of rows, on either thread.</summary>
+    private readonly unsafe struct ForwardRanges(float* x, float* y, float* gamma, float* beta, float* mean, float* inverseStd, int columns, float epsilon) : IRanges
+    {
+        public void Run(int first, int count)
+        {
+            var rows = new RowsOf(x, y, gamma, beta, mean, inverseStd, columns, epsilon);
+            switch (Simd.Current)
+            {
+                case SimdPath.Avx512: ForwardRows<Lanes512, Vector512<float>>(rows, first, count); break;
+                case SimdPath.Avx2: ForwardRows<Lanes256, Vector256<float>>(rows, first, count); break;
+                default: ForwardRows<Lanes128, Vector128<float>>(rows, first, count); break;
+            }
+        }
+    }
+
+    /// <summary>The forward pass's operands; a null mean (and inverse) keeps no statistics.</summary>
+    private readonly unsafe struct RowsOf(float* x, float* y, float* gamma, float* beta, float* mean, float* inverseStd, int columns, float epsilon)
+    {
+        public readonly float* X = x, Y = y, Gamma = gamma, Beta = beta, Mean = mean, InverseStd = inverseStd;
+        public readonly int Columns = columns;
+        public readonly float Epsilon = epsilon;
     }
 
     /// <summary>
@@ -234,42 +260,78 @@ public static class LayerNorm
         else TLanes.StoreFirst(ref Unsafe.Add(ref row, at), value, rest);
     }
 
+    /// <summary>
+    /// Rows a block holds: about 16 KB of them, read three times from L1 (the mean, the variance about it, the output).
+    /// </summary>
+    private const int BlockFloats = 4096, MaxBlockRows = 64;
+
+    /// <summary>
+    /// Rows [first, first + count), a block of rows at a time: each pass (means, variances, outputs) goes over every row of
+    /// the block before the next starts. A row's sum is a chain of dependent additions, and one row's three passes, one
+    /// after the other, kept the core waiting on that chain (2048 rows of 64: 150 cycles a row); a pass over many rows
+    /// gives the core independent chains to overlap. Each row's arithmetic, and so its every bit, is as it was row by row.
+    /// </summary>
     [MethodImpl(Compiled.Kernel)]
-    private static void ForwardRows<TLanes, TVector>(ReadOnlySpan<float> x, Span<float> y, ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta,
-        Span<float> mean, Span<float> inverseStd, int rows, int columns, float epsilon) where TLanes : struct, ILanes<TVector> where TVector : struct
+    private static unsafe void ForwardRows<TLanes, TVector>(in RowsOf rows, int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct
     {
-        int width = TLanes.Count, whole = columns / width * width, rest = columns - whole;
-        ref float g = ref MemoryMarshal.GetReference(gamma), b = ref MemoryMarshal.GetReference(beta);
+        int columns = rows.Columns, width = TLanes.Count, whole = columns / width * width, rest = columns - whole;
+        int blockRows = Math.Clamp(BlockFloats / columns, 1, MaxBlockRows);
+        float* averages = stackalloc float[MaxBlockRows], inverses = stackalloc float[MaxBlockRows];
+        ref float g = ref *rows.Gamma, b = ref *rows.Beta;
         var zero = TLanes.Zero;
-        for (int row = 0; row < rows; row++)
+        for (int block = first, end = first + count; block < end; block += blockRows)
         {
-            ref float values = ref Unsafe.Add(ref MemoryMarshal.GetReference(x), row * columns);
-            ref float output = ref Unsafe.Add(ref MemoryMarshal.GetReference(y), row * columns);
-            var sum = zero;
-            for (int c = 0; c < columns; c += width) sum = TLanes.Add(sum, Lanes<TLanes, TVector>(ref values, c, whole, rest, zero));
-            float average = TLanes.Sum(sum) / columns;
-            // Centred first, no cancellation: the lanes past the row's end load the mean itself and add nothing.
-            var centre = TLanes.Broadcast(average);
-            var squares = zero;
-            for (int c = 0; c < columns; c += width)
+            int inBlock = Math.Min(blockRows, end - block);
+            for (int r = 0; r < inBlock; r++)
             {
-                var d = TLanes.Subtract(Lanes<TLanes, TVector>(ref values, c, whole, rest, centre), centre);
-                squares = TLanes.MultiplyAdd(d, d, squares);
+                ref float values = ref *(rows.X + (long)(block + r) * columns);
+                var sum = zero;
+                for (int c = 0; c < whole; c += width) sum = TLanes.Add(sum, TLanes.Load(ref Unsafe.Add(ref values, c)));
+                if (rest > 0) sum = TLanes.Add(sum, TLanes.LoadFirst(ref Unsafe.Add(ref values, whole), rest, zero));
+                averages[r] = TLanes.Sum(sum) / columns;
             }
-            float inverse = 1f / MathF.Sqrt(TLanes.Sum(squares) / columns + epsilon);
-            if (!mean.IsEmpty)
+            for (int r = 0; r < inBlock; r++)
             {
-                mean[row] = average;
-                inverseStd[row] = inverse;
+                ref float values = ref *(rows.X + (long)(block + r) * columns);
+                // Centred first, no cancellation: the lanes past the row's end load the mean itself and add nothing.
+                var centre = TLanes.Broadcast(averages[r]);
+                var squares = zero;
+                for (int c = 0; c < whole; c += width)
+                {
+                    var d = TLanes.Subtract(TLanes.Load(ref Unsafe.Add(ref values, c)), centre);
+                    squares = TLanes.MultiplyAdd(d, d, squares);
+                }
+                if (rest > 0)
+                {
+                    var d = TLanes.Subtract(TLanes.LoadFirst(ref Unsafe.Add(ref values, whole), rest, centre), centre);
+                    squares = TLanes.MultiplyAdd(d, d, squares);
+                }
+                inverses[r] = 1f / MathF.Sqrt(TLanes.Sum(squares) / columns + rows.Epsilon);
             }
-            // Keras: inv = gamma·inverse, y = x·inv + (beta - mean·inv).
-            var scale = TLanes.Broadcast(inverse);
-            var shifted = TLanes.Broadcast(-average);
-            for (int c = 0; c < columns; c += width)
+            if (rows.Mean != null)
             {
-                var inv = TLanes.Multiply(Lanes<TLanes, TVector>(ref g, c, whole, rest, zero), scale);
-                var shift = TLanes.Add(TLanes.Multiply(inv, shifted), Lanes<TLanes, TVector>(ref b, c, whole, rest, zero));
-                Store<TLanes, TVector>(ref output, c, whole, rest, TLanes.MultiplyAdd(Lanes<TLanes, TVector>(ref values, c, whole, rest, zero), inv, shift));
+                new ReadOnlySpan<float>(averages, inBlock).CopyTo(new Span<float>(rows.Mean + block, inBlock));
+                new ReadOnlySpan<float>(inverses, inBlock).CopyTo(new Span<float>(rows.InverseStd + block, inBlock));
+            }
+            for (int r = 0; r < inBlock; r++)
+            {
+                ref float values = ref *(rows.X + (long)(block + r) * columns);
+                ref float output = ref *(rows.Y + (long)(block + r) * columns);
+                // Keras: inv = gamma·inverse, y = x·inv + (beta - mean·inv).
+                var scale = TLanes.Broadcast(inverses[r]);
+                var shifted = TLanes.Broadcast(-averages[r]);
+                for (int c = 0; c < whole; c += width)
+                {
+                    var inv = TLanes.Multiply(TLanes.Load(ref Unsafe.Add(ref g, c)), scale);
+                    var shift = TLanes.Add(TLanes.Multiply(inv, shifted), TLanes.Load(ref Unsafe.Add(ref b, c)));
+                    TLanes.Store(ref Unsafe.Add(ref output, c), TLanes.MultiplyAdd(TLanes.Load(ref Unsafe.Add(ref values, c)), inv, shift));
+                }
+                if (rest > 0)
+                {
+                    var inv = TLanes.Multiply(TLanes.LoadFirst(ref Unsafe.Add(ref g, whole), rest, zero), scale);
+                    var shift = TLanes.Add(TLanes.Multiply(inv, shifted), TLanes.LoadFirst(ref Unsafe.Add(ref b, whole), rest, zero));
+                    TLanes.StoreFirst(ref Unsafe.Add(ref output, whole), TLanes.MultiplyAdd(TLanes.LoadFirst(ref Unsafe.Add(ref values, whole), rest, zero), inv, shift), rest);
+                }
             }
         }
     }

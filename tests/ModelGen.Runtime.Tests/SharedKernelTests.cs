@@ -84,6 +84,39 @@ public class SharedKernelTests
         }
     }
 
+    /// <summary>
+    /// A merge long enough to be shared (100,003 elements: parts of an uneven size) computes every element as its operation
+    /// defines it, on two threads, and one that is no element-wise merge of two (Average is Add, then a scale) is refused.
+    /// </summary>
+    [Theory]
+    [InlineData(MergeOperation.Add)]
+    [InlineData(MergeOperation.Subtract)]
+    [InlineData(MergeOperation.Multiply)]
+    [InlineData(MergeOperation.Maximum)]
+    [InlineData(MergeOperation.Minimum)]
+    public void A_shared_merge_computes_every_element_as_defined(MergeOperation operation)
+    {
+        const int length = 100_003;
+        var (a, b) = (Random(length, 5), Random(length, 6));
+        var output = new float[length + 1];
+        output[length] = 42f;
+        KernelSettings.OnThreads(2, () => Merges.Combine(operation, a, b, output, length));
+        for (int i = 0; i < length; i++)
+        {
+            float expected = operation switch
+            {
+                MergeOperation.Add => a[i] + b[i],
+                MergeOperation.Subtract => a[i] - b[i],
+                MergeOperation.Multiply => a[i] * b[i],
+                MergeOperation.Maximum => Math.Max(a[i], b[i]),
+                _ => Math.Min(a[i], b[i]),
+            };
+            Assert.True(expected == output[i], $"{operation} element {i}: expected {expected}, got {output[i]}");
+        }
+        Assert.Equal(42f, output[length]);
+        Assert.Throws<ArgumentOutOfRangeException>(() => Merges.Combine(MergeOperation.Average, a, b, output, length));
+    }
+
     private static float[] Random(int length, int seed)
     {
         var random = new Random(seed);

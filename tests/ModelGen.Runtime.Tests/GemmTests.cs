@@ -222,6 +222,55 @@ public class GemmTests
         }
     }
 
+    /// <summary>
+    /// Strided views (attention's heads): A and B each row-major within longer rows or transposed, C's rows longer than n.
+    /// Every product matches the reference, accumulates where asked, and leaves the floats between C's rows untouched.
+    /// </summary>
+    [Theory, MemberData(nameof(Cases))]
+    public void MultiplyViews_matches_reference_for_every_layout_and_leaves_the_gaps_of_C(SimdPath path, int m, int k, int n)
+    {
+        var random = new Random(m * 31 + k * 37 + n);
+        int ldc = n + 4;
+        const float Gap = -7f;
+        using var _ = KernelSettings.OnSimd(path);
+        foreach (bool aTransposed in new[] { false, true })
+            foreach (bool bTransposed in new[] { false, true })
+            {
+                // Row-major views within rows three (A) or five (B) floats longer; transposed ones store (k, m) and (n, k) likewise padded.
+                var (aRow, aColumn) = aTransposed ? (1, m + 3) : (k + 3, 1);
+                var (bRow, bColumn) = bTransposed ? (1, k + 5) : (n + 5, 1);
+                var a = RandomMatrix(random, (aTransposed ? k : m) * (aTransposed ? m + 3 : k + 3));
+                var b = RandomMatrix(random, (bTransposed ? n : k) * (bTransposed ? k + 5 : n + 5));
+                var expected = Reference(m, k, n, (i, p) => a[i * aRow + p * aColumn], (p, j) => b[p * bRow + j * bColumn]);
+                var start = RandomMatrix(random, m * ldc);
+                for (int i = 0; i < m; i++) Array.Fill(start, Gap, i * ldc + n, 4);
+                foreach (bool accumulate in new[] { false, true })
+                {
+                    var c = (float[])start.Clone();
+                    Gemm.MultiplyViews(a, aRow, aColumn, b, bRow, bColumn, c, ldc, m, k, n, accumulate);
+                    string layout = $"A {(aTransposed ? "transposed" : "row-major")}, B {(bTransposed ? "transposed" : "row-major")}, accumulate {accumulate}";
+                    var product = new float[m * n];
+                    for (int i = 0; i < m; i++)
+                    {
+                        for (int j = 0; j < n; j++) product[i * n + j] = c[i * ldc + j];
+                        for (int j = n; j < ldc; j++) Assert.True(c[i * ldc + j] == Gap, $"{layout}: the gap after row {i} was written");
+                    }
+                    AssertClose(accumulate ? expected.Select((v, idx) => v + start[idx / n * ldc + idx % n]).ToArray() : expected, product, k);
+                }
+            }
+    }
+
+    [Fact]
+    public void Views_reaching_past_their_operands_throw()
+    {
+        // A 2x3 view with rows 4 apart needs 4 + 3 = 7 floats; B 3x2 transposed with columns 3 apart needs 2 + 3 + 1 = 6; C 2x2 with ldc 3 needs 5.
+        Gemm.MultiplyViews(new float[7], 4, 1, new float[6], 1, 3, new float[5], 3, 2, 3, 2);
+        Assert.Throws<ArgumentException>(() => Gemm.MultiplyViews(new float[6], 4, 1, new float[6], 1, 3, new float[5], 3, 2, 3, 2));
+        Assert.Throws<ArgumentException>(() => Gemm.MultiplyViews(new float[7], 4, 1, new float[5], 1, 3, new float[5], 3, 2, 3, 2));
+        Assert.Throws<ArgumentException>(() => Gemm.MultiplyViews(new float[7], 4, 1, new float[6], 1, 3, new float[4], 3, 2, 3, 2));
+        Assert.Throws<ArgumentException>(() => Gemm.MultiplyViews(new float[7], 4, 1, new float[6], 1, 3, new float[5], 1, 2, 3, 2));
+    }
+
     [Fact]
     public void Gemm_never_writes_past_the_output()
     {

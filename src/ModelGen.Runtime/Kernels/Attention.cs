@@ -151,8 +151,8 @@ public static class Attention
 
     /// <summary>
     /// One pass over every (sample, head) pair: each pair's queries, keys and values are rows of the projections a head's
-    /// width apart, gathered into a thread's own scratch so its scores and weighted sums are plain products (Gemm); the pairs
-    /// are independent, so both cores take them from opposite ends (Helper.For) where the pass is large enough.
+    /// width apart, which its products read as strided views (Gemm.MultiplyViews); the pairs are independent, so both cores
+    /// take them from opposite ends (Helper.For) where the pass is large enough.
     /// </summary>
     private readonly unsafe struct Pairs(AttentionWorkspace work, int batch, float* queries, float* keys, float* values, float* scores, float* contexts,
         Masks masks, float* queryGradients = null, float* keyGradients = null, float* valueGradients = null)
@@ -178,48 +178,30 @@ public static class Attention
             }
         }
 
-        /// <summary>Head h of sample b in a (batch, steps, heads, width) tensor, its rows a head's width apart, copied next to each other.</summary>
-        public void Gather(float* tensor, int b, int h, int steps, int width, Span<float> into)
-        {
-            float* rows = tensor + ((long)b * steps * Heads + h) * width;
-            for (int r = 0; r < steps; r++) new ReadOnlySpan<float>(rows + (long)r * Heads * width, width).CopyTo(into.Slice(r * width, width));
-        }
+        /// <summary>
+        /// Head h of sample b in a (batch, steps, heads, width) tensor, where it lies: its rows are <see cref="RowStride"/>
+        /// apart, and the span reaches the end of its last row.
+        /// </summary>
+        public Span<float> Head(float* tensor, int b, int h, int steps, int width) =>
+            new(tensor + ((long)b * steps * Heads + h) * width, (steps - 1) * Heads * width + width);
 
-        /// <summary>Rows next to each other copied out to head h of sample b in a (batch, steps, heads, width) tensor.</summary>
-        public void Scatter(ReadOnlySpan<float> from, float* tensor, int b, int h, int steps, int width)
-        {
-            float* rows = tensor + ((long)b * steps * Heads + h) * width;
-            for (int r = 0; r < steps; r++) from.Slice(r * width, width).CopyTo(new Span<float>(rows + (long)r * Heads * width, width));
-        }
-
-        /// <summary>The pair's queries, keys and values, each from its (batch, steps, heads, dim) projection.</summary>
-        public void GatherProjections(int b, int h, Span<float> q, Span<float> k, Span<float> v)
-        {
-            Gather(Queries, b, h, QuerySteps, KeyDim, q);
-            Gather(Keys, b, h, ValueSteps, KeyDim, k);
-            Gather(Values, b, h, ValueSteps, ValueDim, v);
-        }
+        /// <summary>Floats between a head's rows in a (batch, steps, heads, width) tensor.</summary>
+        public int RowStride(int width) => Heads * width;
     }
 
-    /// <summary>The first <paramref name="length"/> floats of <paramref name="rest"/>, which then starts after them.</summary>
-    private static Span<float> Take(ref Span<float> rest, int length)
-    {
-        var taken = rest.Slice(0, length);
-        rest = rest.Slice(length);
-        return taken;
-    }
-
-    /// <summary>Pair <paramref name="index"/> (sample index / heads, head index % heads): scores, masked softmax, weighted sum.</summary>
+    /// <summary>
+    /// Pair <paramref name="index"/> (sample index / heads, head index % heads): scores, masked softmax, weighted sum. The
+    /// products read the pair's head where it lies in the projections and write its columns of the context (Gemm.MultiplyViews).
+    /// </summary>
     private static unsafe void ForwardPair(void* state, int index, int worker)
     {
         ref readonly var job = ref *(Pairs*)state;
         int tq = job.QuerySteps, tv = job.ValueSteps, dk = job.KeyDim, dv = job.ValueDim, b = index / job.Heads, h = index % job.Heads;
-        using var scratch = Scratch<float>.Rent(tq * dk + tv * dk + tv * dv + tq * dv);
-        var rest = scratch.Span;
-        Span<float> q = Take(ref rest, tq * dk), k = Take(ref rest, tv * dk), v = Take(ref rest, tv * dv), context = Take(ref rest, tq * dv);
-        job.GatherProjections(b, h, q, k, v);
+        int keyRows = job.RowStride(dk), valueRows = job.RowStride(dv);
+        var keys = job.Head(job.Keys, b, h, tv, dk);
         var scores = new Span<float>(job.Scores + (long)index * tq * tv, tq * tv);
-        Gemm.MultiplyTransposedB(q, k, scores, tq, dk, tv);
+        // scores = q·kᵀ: kᵀ is the keys' view with its strides swapped.
+        Gemm.MultiplyViews(job.Head(job.Queries, b, h, tq, dk), keyRows, 1, keys, 1, keyRows, scores, tv, tq, dk, tv);
         if (job.Masks.Any)
         {
             for (int i = 0; i < tq; i++)
@@ -227,33 +209,30 @@ public static class Attention
                     if (!job.Masks.Attends(b, i, j)) scores[i * tv + j] += MaskedLogit;
         }
         Activations.Softmax(scores, scores, tq, tv);
-        Gemm.Multiply(scores, v, context, tq, tv, dv);
-        job.Scatter(context, job.Contexts, b, h, tq, dv);
+        Gemm.MultiplyViews(scores, tv, 1, job.Head(job.Values, b, h, tv, dv), valueRows, 1, job.Head(job.Contexts, b, h, tq, dv), valueRows, tq, tv, dv);
     }
 
     /// <summary>
     /// Pair <paramref name="index"/> backward: dP = dC·vᵀ and dV = Pᵀ·dC; the softmax's dS = P ⊙ (dP - Σ P·dP) per row; then
-    /// dQ = dS·k and dK = dSᵀ·q. Each pair writes only its own head's rows of the three gradients.
+    /// dQ = dS·k and dK = dSᵀ·q. Each pair reads its head where it lies and writes only its own head's columns of the three
+    /// gradients; only dS has a buffer of its own.
     /// </summary>
     private static unsafe void BackwardPair(void* state, int index, int worker)
     {
         ref readonly var job = ref *(Pairs*)state;
         int tq = job.QuerySteps, tv = job.ValueSteps, dk = job.KeyDim, dv = job.ValueDim, b = index / job.Heads, h = index % job.Heads;
-        using var scratch = Scratch<float>.Rent(2 * (tq * dk + tv * dk + tv * dv) + tq * dv + tq * tv);
-        var rest = scratch.Span;
-        Span<float> q = Take(ref rest, tq * dk), k = Take(ref rest, tv * dk), v = Take(ref rest, tv * dv), dContext = Take(ref rest, tq * dv);
-        Span<float> dScores = Take(ref rest, tq * tv), dQ = Take(ref rest, tq * dk), dK = Take(ref rest, tv * dk), dV = Take(ref rest, tv * dv);
-        job.GatherProjections(b, h, q, k, v);
-        job.Gather(job.Contexts, b, h, tq, dv, dContext);
+        int keyRows = job.RowStride(dk), valueRows = job.RowStride(dv);
+        using var scratch = Scratch<float>.Rent(tq * tv);
+        var dScores = scratch.Span.Slice(0, tq * tv);
+        var queries = job.Head(job.Queries, b, h, tq, dk);
+        var keys = job.Head(job.Keys, b, h, tv, dk);
+        var dContext = job.Head(job.Contexts, b, h, tq, dv);
         var probabilities = new ReadOnlySpan<float>(job.Scores + (long)index * tq * tv, tq * tv);
-        Gemm.MultiplyTransposedB(dContext, v, dScores, tq, dv, tv);
-        Gemm.MultiplyTransposedA(probabilities, dContext, dV, tv, tq, dv);
+        Gemm.MultiplyViews(dContext, valueRows, 1, job.Head(job.Values, b, h, tv, dv), 1, valueRows, dScores, tv, tq, dv, tv);
+        Gemm.MultiplyViews(probabilities, 1, tv, dContext, valueRows, 1, job.Head(job.ValueGradients, b, h, tv, dv), valueRows, tv, tq, dv);
         Activations.SoftmaxBackward(probabilities, dScores, tq, tv);
-        Gemm.Multiply(dScores, k, dQ, tq, tv, dk);
-        Gemm.MultiplyTransposedA(dScores, q, dK, tv, tq, dk);
-        job.Scatter(dQ, job.QueryGradients, b, h, tq, dk);
-        job.Scatter(dK, job.KeyGradients, b, h, tv, dk);
-        job.Scatter(dV, job.ValueGradients, b, h, tv, dv);
+        Gemm.MultiplyViews(dScores, tv, 1, keys, keyRows, 1, job.Head(job.QueryGradients, b, h, tq, dk), keyRows, tq, tv, dk);
+        Gemm.MultiplyViews(dScores, 1, tv, queries, keyRows, 1, job.Head(job.KeyGradients, b, h, tv, dk), keyRows, tv, tq, dk);
     }
 
     /// <summary>Backward of one input projection y = x·W + b, given dy.</summary>

@@ -39,6 +39,33 @@ public static partial class Gemm
     }
 
     /// <summary>
+    /// C(m,n) = A·B (or C += A·B) where each operand is a strided view into a larger tensor: A's element (i, p) is at
+    /// <c>a[i·aRowStride + p·aColumnStride]</c>, B's (p, j) at <c>b[p·bRowStride + j·bColumnStride]</c>, C's row i starts at
+    /// <c>c[i·ldc]</c>. A transpose is a view with the strides swapped. Runs on the calling thread alone: it is for products
+    /// inside a job both cores already share (attention's (sample, head) pairs, whose heads are columns of the projections
+    /// and of the context), which then read and write the heads where they lie instead of copying them out and back.
+    /// </summary>
+    internal static void MultiplyViews(ReadOnlySpan<float> a, int aRowStride, int aColumnStride, ReadOnlySpan<float> b, int bRowStride, int bColumnStride,
+        Span<float> c, int ldc, int m, int k, int n, bool accumulate = false)
+    {
+        Check(m > 0 && k > 0 && n > 0 && ldc >= n && Reaches(a.Length, m, aRowStride, k, aColumnStride) && Reaches(b.Length, k, bRowStride, n, bColumnStride)
+            && Reaches(c.Length, m, ldc, n, 1), m, k, n);
+        var av = new Matrix(a, aRowStride, aColumnStride);
+        var bv = new Matrix(b, bRowStride, bColumnStride);
+        var epilogue = new Epilogue(default, false, accumulate);
+        switch (Simd.Current)
+        {
+            case SimdPath.Avx512: RunRows<Lanes512, Vector512<float>>(av, bv, c, m, k, n, epilogue, ldc); break;
+            case SimdPath.Avx2: RunRows<Lanes256, Vector256<float>>(av, bv, c, m, k, n, epilogue, ldc); break;
+            default: RunRows<Lanes128, Vector128<float>>(av, bv, c, m, k, n, epilogue, ldc); break;
+        }
+    }
+
+    /// <summary>Whether a view of rows x columns at these strides lies within <paramref name="length"/> floats.</summary>
+    private static bool Reaches(int length, int rows, int rowStride, int columns, int columnStride) =>
+        (long)(rows - 1) * rowStride + (long)(columns - 1) * columnStride < length;
+
+    /// <summary>
     /// C(m,n) = A·B (+ bias, ReLU) where A's rows are written by <paramref name="rows"/> just before they are multiplied, a
     /// block at a time, on the thread that multiplies them: each core builds its rows in its own cache and reads them from
     /// there, instead of reading what another core wrote (a convolution's patches, Convolution.Forward).
@@ -126,7 +153,7 @@ public static partial class Gemm
         {
             StreamInParts<TLanes, TVector>(a, b, c, m, k, n, epilogue);
         }
-        else RunRows<TLanes, TVector>(a, b, c, m, k, n, epilogue);
+        else RunRows<TLanes, TVector>(a, b, c, m, k, n, epilogue, n);
     }
 
     /// <summary>
@@ -141,21 +168,21 @@ public static partial class Gemm
         m <= FewRows && (long)m * k * n >= StreamingParallelWork && Helper.Threads > 1 && !IsDeep(m, k, n, epilogue)
         && SlicesByColumns(m, k, n, 2 * TLanes.Count);
 
-    /// <summary>All on this thread: a few rows streamed against B (Gemm.Streaming.cs), more through the packed path (Gemm.Packed.cs).</summary>
-    private static void RunRows<TLanes, TVector>(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, in Epilogue epilogue)
+    /// <summary>All on this thread, C's rows <paramref name="ldc"/> apart: a few rows streamed against B (Gemm.Streaming.cs), more through the packed path (Gemm.Packed.cs).</summary>
+    private static void RunRows<TLanes, TVector>(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, in Epilogue epilogue, int ldc)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
         if (m < StreamingRows && b.ColumnStride == 1)
         {
-            StreamRows<TLanes, TVector>(a, 0, m, b, c, n, k, n, epilogue, 0, StreamSlots(n, TLanes.Count));
+            StreamRows<TLanes, TVector>(a, 0, m, b, c, ldc, k, n, epilogue, 0, StreamSlots(n, TLanes.Count));
         }
         else if (m < StreamingRows)
         {
-            for (int i = 0; i < m; i++) DotRow<TLanes, TVector>(a, i, b, c.Slice(i * n, n), k, n, epilogue);
+            for (int i = 0; i < m; i++) DotRow<TLanes, TVector>(a, i, b, c.Slice(i * ldc, n), k, n, epilogue);
         }
         else
         {
-            Packed<TLanes, TVector>(a, b, c, m, k, n, n, epilogue, RowClaim.All(m));
+            Packed<TLanes, TVector>(a, b, c, m, k, n, ldc, epilogue, RowClaim.All(m));
         }
     }
 }

@@ -117,6 +117,18 @@ public class SharedKernelTests
         Assert.Throws<ArgumentOutOfRangeException>(() => Merges.Combine(MergeOperation.Average, a, b, output, length));
     }
 
+    /// <summary>A shared scale (Average's division, attention's query scaling) multiplies every element, and only those.</summary>
+    [Fact]
+    public void A_shared_scale_multiplies_every_element_and_only_those()
+    {
+        const int length = 100_003;
+        var values = Random(length + 1, 7);
+        var scaled = (float[])values.Clone();
+        KernelSettings.OnThreads(2, () => Merges.Scale(scaled, length, 0.25f));
+        for (int i = 0; i < length; i++) Assert.True(values[i] * 0.25f == scaled[i], $"element {i}: expected {values[i] * 0.25f}, got {scaled[i]}");
+        Assert.Equal(values[length], scaled[length]);
+    }
+
     private static float[] Random(int length, int seed)
     {
         var random = new Random(seed);

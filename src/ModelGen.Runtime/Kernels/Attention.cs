@@ -1,5 +1,4 @@
 using System;
-using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 
 namespace ModelGen.Kernels;
@@ -70,7 +69,7 @@ public static class Attention
     {
         int tq = work.QuerySteps, tv = work.ValueSteps, heads = work.Heads, dk = work.KeyDim, dv = work.ValueDim;
         Gemm.Multiply(query, queryKernel, work.Queries, batch * tq, work.QueryFeatures, heads * dk, queryBias);
-        TensorPrimitives.Multiply(work.Queries.AsSpan(0, batch * tq * heads * dk), 1f / MathF.Sqrt(dk), work.Queries.AsSpan(0, batch * tq * heads * dk));
+        Merges.Scale(work.Queries, batch * tq * heads * dk, 1f / MathF.Sqrt(dk));
         Gemm.Multiply(key, keyKernel, work.Keys, batch * tv, work.KeyFeatures, heads * dk, keyBias);
         Gemm.Multiply(value, valueKernel, work.Values, batch * tv, work.ValueFeatures, heads * dv, valueBias);
 
@@ -117,7 +116,7 @@ public static class Attention
             job.Run(&BackwardPair);
         }
         // The stored queries were scaled after projection: the projection's gradient carries the same scale.
-        TensorPrimitives.Multiply(dQueries, 1f / MathF.Sqrt(dk), dQueries);
+        Merges.Scale(dQueries, dQueries.Length, 1f / MathF.Sqrt(dk));
         Project(query, queryKernel, dQueries, queryKernelGradient, queryBiasGradient, queryGradient, batch * tq, work.QueryFeatures, heads * dk, computeWeights, accumulateWeights, accumulateQuery);
         Project(key, keyKernel, dKeys, keyKernelGradient, keyBiasGradient, keyGradient, batch * tv, work.KeyFeatures, heads * dk, computeWeights, accumulateWeights, accumulateKey);
         Project(value, valueKernel, dValues, valueKernelGradient, valueBiasGradient, valueGradient, batch * tv, work.ValueFeatures, heads * dv, computeWeights, accumulateWeights, accumulateValue);

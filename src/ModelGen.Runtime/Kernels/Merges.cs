@@ -59,8 +59,20 @@ public static class Merges
         }
     }
 
-    /// <summary>Scales in place (Average divides the sum of its inputs by their count).</summary>
-    public static void Scale(Span<float> values, int length, float scale) => TensorPrimitives.Multiply(values.Slice(0, length), scale, values.Slice(0, length));
+    /// <summary>Scales in place (Average divides the sum of its inputs by their count; attention scales its queries), shared between the cores when large.</summary>
+    public static unsafe void Scale(Span<float> values, int length, float scale)
+    {
+        fixed (float* x = values.Slice(0, length))
+        {
+            var work = new ScaleRanges(x, scale);
+            Helper.ForRanges(ref work, length, floatsPerItem: 2);
+        }
+    }
+
+    private readonly unsafe struct ScaleRanges(float* values, float scale) : IRanges
+    {
+        public void Run(int first, int count) => TensorPrimitives.Multiply(new ReadOnlySpan<float>(values + first, count), scale, new Span<float>(values + first, count));
+    }
 
     /// <summary>
     /// Gradient of one operand of Multiply, Maximum or Minimum: dOperand (=|+=) dOutput ⊙ other (Multiply), or

@@ -110,6 +110,36 @@ public class LayerNormTests
         }
     }
 
+    /// <summary>
+    /// The backward pass over 601 rows (block by block) gives every row the dx it gets alone, and dgamma and dbeta the sums
+    /// the rows give one at a time, each added to the last in row order.
+    /// </summary>
+    [Theory, MemberData(nameof(KernelSettings.EveryPath), MemberType = typeof(KernelSettings))]
+    public void Backward_over_many_rows_equals_the_rows_one_at_a_time(SimdPath path)
+    {
+        using var _ = KernelSettings.OnSimd(path);
+        const int rows = 601, columns = 70;
+        var random = new Random(11);
+        float[] Values(int count, double offset, double spread) => Enumerable.Range(0, count).Select(_ => (float)(offset + random.NextDouble() * spread)).ToArray();
+        var x = Enumerable.Range(0, rows).SelectMany(r => Values(columns, offset: r % 13 - 6, spread: 1 + r % 5)).ToArray();
+        var dy = Enumerable.Range(0, rows).SelectMany(r => Values(columns, offset: r % 3 - 1, spread: 1 + r % 7)).ToArray();
+        var (gamma, beta) = (Values(columns, 1, 1), Values(columns, -0.5, 1));
+        var (mean, inverseStd) = (new float[rows], new float[rows]);
+        LayerNorm.Forward(x, new float[rows * columns], gamma, beta, mean, inverseStd, rows, columns, Epsilon);
+
+        var (dx, dGamma, dBeta) = (new float[rows * columns], new float[columns], new float[columns]);
+        LayerNorm.Backward(dy, x, gamma, mean, inverseStd, dx, dGamma, dBeta, rows, columns,
+            computeInput: true, accumulateInput: false, computeWeights: true, accumulateWeights: false);
+        var (aloneDx, aloneDGamma, aloneDBeta) = (new float[rows * columns], new float[columns], new float[columns]);
+        for (int r = 0; r < rows; r++)
+            LayerNorm.Backward(dy.AsSpan(r * columns, columns), x.AsSpan(r * columns, columns), gamma, mean.AsSpan(r, 1), inverseStd.AsSpan(r, 1),
+                aloneDx.AsSpan(r * columns, columns), aloneDGamma, aloneDBeta, 1, columns,
+                computeInput: true, accumulateInput: false, computeWeights: true, accumulateWeights: r > 0);
+        Assert.Equal(aloneDx, dx);
+        Assert.Equal(aloneDGamma, dGamma);
+        Assert.Equal(aloneDBeta, dBeta);
+    }
+
     /// <summary>Within 1e-5 of the value's magnitude, at least 1: float rows of up to 70 against double.</summary>
     private static void Close(string what, double expected, float actual) =>
         Assert.True(Math.Abs(expected - actual) <= 1e-5 * Math.Max(1, Math.Abs(expected)), $"{what}: expected {expected}, got {actual}");

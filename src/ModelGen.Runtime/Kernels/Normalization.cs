@@ -336,52 +336,87 @@ public static class LayerNorm
         }
     }
 
+    /// <summary>
+    /// Block by block as <see cref="ForwardRows"/>: first every row's sums (and its share of dgamma and dbeta, added in row
+    /// order), then every row's dx, so the core overlaps the rows' addition chains. Each row's arithmetic is as it was row by row.
+    /// </summary>
     [MethodImpl(Compiled.Kernel)]
-    private static void BackwardRows<TLanes, TVector>(ReadOnlySpan<float> outputGradient, ReadOnlySpan<float> x, ReadOnlySpan<float> gamma,
+    private static unsafe void BackwardRows<TLanes, TVector>(ReadOnlySpan<float> outputGradient, ReadOnlySpan<float> x, ReadOnlySpan<float> gamma,
         ReadOnlySpan<float> mean, ReadOnlySpan<float> inverseStd, Span<float> inputGradient, Span<float> gammaGradient, Span<float> betaGradient,
         int rows, int columns, bool computeInput, bool accumulateInput, bool computeWeights) where TLanes : struct, ILanes<TVector> where TVector : struct
     {
         int width = TLanes.Count, whole = columns / width * width, rest = columns - whole;
+        int blockRows = Math.Clamp(BlockFloats / columns, 1, MaxBlockRows);
+        float* meanGradients = stackalloc float[MaxBlockRows], meanProducts = stackalloc float[MaxBlockRows];
         ref float gammas = ref MemoryMarshal.GetReference(gamma);
         ref float dGamma = ref MemoryMarshal.GetReference(gammaGradient), dBeta = ref MemoryMarshal.GetReference(betaGradient);
         var zero = TLanes.Zero;
-        for (int row = 0; row < rows; row++)
+        for (int block = 0; block < rows; block += blockRows)
         {
-            ref float dy = ref Unsafe.Add(ref MemoryMarshal.GetReference(outputGradient), row * columns);
-            ref float values = ref Unsafe.Add(ref MemoryMarshal.GetReference(x), row * columns);
-            var centre = TLanes.Broadcast(mean[row]);
-            var scale = TLanes.Broadcast(inverseStd[row]);
-            // x̂ and g = dy·gamma, vector by vector (the lanes past the row's end are 0 in both); their sums for dx.
-            var sumG = zero;
-            var sumGx = zero;
-            for (int c = 0; c < columns; c += width)
+            int inBlock = Math.Min(blockRows, rows - block);
+            for (int r = 0; r < inBlock; r++)
             {
-                var normalized = TLanes.Multiply(TLanes.Subtract(Lanes<TLanes, TVector>(ref values, c, whole, rest, centre), centre), scale);
-                var gradient = Lanes<TLanes, TVector>(ref dy, c, whole, rest, zero);
-                if (computeWeights)
-                {
-                    Store<TLanes, TVector>(ref dGamma, c, whole, rest, TLanes.MultiplyAdd(gradient, normalized, Lanes<TLanes, TVector>(ref dGamma, c, whole, rest, zero)));
-                    Store<TLanes, TVector>(ref dBeta, c, whole, rest, TLanes.Add(Lanes<TLanes, TVector>(ref dBeta, c, whole, rest, zero), gradient));
-                }
-                var g = TLanes.Multiply(gradient, Lanes<TLanes, TVector>(ref gammas, c, whole, rest, zero));
-                sumG = TLanes.Add(sumG, g);
-                sumGx = TLanes.MultiplyAdd(g, normalized, sumGx);
+                int row = block + r;
+                ref float dy = ref Unsafe.Add(ref MemoryMarshal.GetReference(outputGradient), row * columns);
+                ref float values = ref Unsafe.Add(ref MemoryMarshal.GetReference(x), row * columns);
+                var centre = TLanes.Broadcast(mean[row]);
+                var scale = TLanes.Broadcast(inverseStd[row]);
+                // x̂ and g = dy·gamma, vector by vector (the lanes past the row's end are 0 in both); their sums for dx.
+                var sumG = zero;
+                var sumGx = zero;
+                // Whole vectors, then the partial one: within the loop the JIT drops the helpers' test for the last vector.
+                for (int c = 0; c < whole; c += width) SumStep<TLanes, TVector>(c, whole, rest, ref values, ref dy, ref gammas, centre, scale, computeWeights, ref dGamma, ref dBeta, ref sumG, ref sumGx);
+                if (rest > 0) SumStep<TLanes, TVector>(whole, whole, rest, ref values, ref dy, ref gammas, centre, scale, computeWeights, ref dGamma, ref dBeta, ref sumG, ref sumGx);
+                meanGradients[r] = TLanes.Sum(sumG) / columns;
+                meanProducts[r] = TLanes.Sum(sumGx) / columns;
             }
             if (!computeInput) continue;
-            var meanG = TLanes.Broadcast(TLanes.Sum(sumG) / columns);
-            var negativeMeanGx = TLanes.Broadcast(-(TLanes.Sum(sumGx) / columns));
-            ref float dx = ref Unsafe.Add(ref MemoryMarshal.GetReference(inputGradient), row * columns);
-            // dx = inverseStd·(g - mean(g) - x̂·mean(g·x̂)).
-            for (int c = 0; c < columns; c += width)
+            for (int r = 0; r < inBlock; r++)
             {
-                var normalized = TLanes.Multiply(TLanes.Subtract(Lanes<TLanes, TVector>(ref values, c, whole, rest, centre), centre), scale);
-                var g = TLanes.Multiply(Lanes<TLanes, TVector>(ref dy, c, whole, rest, zero), Lanes<TLanes, TVector>(ref gammas, c, whole, rest, zero));
-                var centred = TLanes.Add(TLanes.Multiply(normalized, negativeMeanGx), TLanes.Subtract(g, meanG));
-                var result = accumulateInput
-                    ? TLanes.Add(TLanes.Multiply(centred, scale), Lanes<TLanes, TVector>(ref dx, c, whole, rest, zero))
-                    : TLanes.Multiply(centred, scale);
-                Store<TLanes, TVector>(ref dx, c, whole, rest, result);
+                int row = block + r;
+                ref float dy = ref Unsafe.Add(ref MemoryMarshal.GetReference(outputGradient), row * columns);
+                ref float values = ref Unsafe.Add(ref MemoryMarshal.GetReference(x), row * columns);
+                ref float dx = ref Unsafe.Add(ref MemoryMarshal.GetReference(inputGradient), row * columns);
+                var centre = TLanes.Broadcast(mean[row]);
+                var scale = TLanes.Broadcast(inverseStd[row]);
+                var meanG = TLanes.Broadcast(meanGradients[r]);
+                var negativeMeanGx = TLanes.Broadcast(-meanProducts[r]);
+                // dx = inverseStd·(g - mean(g) - x̂·mean(g·x̂)).
+                for (int c = 0; c < whole; c += width) InputStep<TLanes, TVector>(c, whole, rest, ref values, ref dy, ref gammas, ref dx, centre, scale, meanG, negativeMeanGx, accumulateInput);
+                if (rest > 0) InputStep<TLanes, TVector>(whole, whole, rest, ref values, ref dy, ref gammas, ref dx, centre, scale, meanG, negativeMeanGx, accumulateInput);
             }
         }
+    }
+
+    // One vector of a row: x̂ and g = dy·gamma (the lanes past the row's end are 0 in both), its share of dgamma and
+    // dbeta, and the row's sums of g and g·x̂.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void SumStep<TLanes, TVector>(int c, int whole, int rest, ref float values, ref float dy, ref float gammas, TVector centre, TVector scale,
+        bool computeWeights, ref float dGamma, ref float dBeta, ref TVector sumG, ref TVector sumGx) where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        var normalized = TLanes.Multiply(TLanes.Subtract(Lanes<TLanes, TVector>(ref values, c, whole, rest, centre), centre), scale);
+        var gradient = Lanes<TLanes, TVector>(ref dy, c, whole, rest, TLanes.Zero);
+        if (computeWeights)
+        {
+            Store<TLanes, TVector>(ref dGamma, c, whole, rest, TLanes.MultiplyAdd(gradient, normalized, Lanes<TLanes, TVector>(ref dGamma, c, whole, rest, TLanes.Zero)));
+            Store<TLanes, TVector>(ref dBeta, c, whole, rest, TLanes.Add(Lanes<TLanes, TVector>(ref dBeta, c, whole, rest, TLanes.Zero), gradient));
+        }
+        var g = TLanes.Multiply(gradient, Lanes<TLanes, TVector>(ref gammas, c, whole, rest, TLanes.Zero));
+        sumG = TLanes.Add(sumG, g);
+        sumGx = TLanes.MultiplyAdd(g, normalized, sumGx);
+    }
+
+    // One vector of a row's dx = inverseStd·(g - mean(g) - x̂·mean(g·x̂)).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void InputStep<TLanes, TVector>(int c, int whole, int rest, ref float values, ref float dy, ref float gammas, ref float dx, TVector centre, TVector scale,
+        TVector meanG, TVector negativeMeanGx, bool accumulateInput) where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        var normalized = TLanes.Multiply(TLanes.Subtract(Lanes<TLanes, TVector>(ref values, c, whole, rest, centre), centre), scale);
+        var g = TLanes.Multiply(Lanes<TLanes, TVector>(ref dy, c, whole, rest, TLanes.Zero), Lanes<TLanes, TVector>(ref gammas, c, whole, rest, TLanes.Zero));
+        var centred = TLanes.Add(TLanes.Multiply(normalized, negativeMeanGx), TLanes.Subtract(g, meanG));
+        var result = accumulateInput
+            ? TLanes.Add(TLanes.Multiply(centred, scale), Lanes<TLanes, TVector>(ref dx, c, whole, rest, TLanes.Zero))
+            : TLanes.Multiply(centred, scale);
+        Store<TLanes, TVector>(ref dx, c, whole, rest, result);
     }
 }

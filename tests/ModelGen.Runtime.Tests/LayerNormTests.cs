@@ -77,18 +77,14 @@ public class LayerNormTests
     /// <summary>
     /// A row normalises to the same bits whatever rows come with it: alone, in a pass of hundreds (which goes block by block
     /// and, on two threads, part by part over both cores), and with or without its statistics kept (inference keeps none).
-    /// 601 rows of 70 cross the blocks (58 rows) and the parts unevenly.
     /// </summary>
     [Theory, MemberData(nameof(KernelSettings.EveryPath), MemberType = typeof(KernelSettings))]
     public void A_row_normalizes_the_same_alone_or_among_many_on_one_thread_or_two(SimdPath path)
     {
         using var _ = KernelSettings.OnSimd(path);
-        const int rows = 601, columns = 70;
         var random = new Random(7);
-        float[] Values(int count, double offset, double spread) => Enumerable.Range(0, count).Select(_ => (float)(offset + random.NextDouble() * spread)).ToArray();
-        // Each row its own offset and spread, so a row normalised with another's statistics comes out visibly wrong.
-        var x = Enumerable.Range(0, rows).SelectMany(r => Values(columns, offset: r % 13 - 6, spread: 1 + r % 5)).ToArray();
-        var (gamma, beta) = (Values(columns, 1, 1), Values(columns, -0.5, 1));
+        var (x, gamma, beta) = (MixedRows(random, 13, 5), Values(random, ManyColumns, 1, 1), Values(random, ManyColumns, -0.5, 1));
+        const int rows = ManyRows, columns = ManyColumns;
 
         var alone = new float[rows * columns];
         var (aloneMean, aloneInverse) = (new float[rows], new float[rows]);
@@ -118,12 +114,10 @@ public class LayerNormTests
     public void Backward_over_many_rows_equals_the_rows_one_at_a_time(SimdPath path)
     {
         using var _ = KernelSettings.OnSimd(path);
-        const int rows = 601, columns = 70;
         var random = new Random(11);
-        float[] Values(int count, double offset, double spread) => Enumerable.Range(0, count).Select(_ => (float)(offset + random.NextDouble() * spread)).ToArray();
-        var x = Enumerable.Range(0, rows).SelectMany(r => Values(columns, offset: r % 13 - 6, spread: 1 + r % 5)).ToArray();
-        var dy = Enumerable.Range(0, rows).SelectMany(r => Values(columns, offset: r % 3 - 1, spread: 1 + r % 7)).ToArray();
-        var (gamma, beta) = (Values(columns, 1, 1), Values(columns, -0.5, 1));
+        var (x, dy) = (MixedRows(random, 13, 5), MixedRows(random, 3, 7));
+        var (gamma, beta) = (Values(random, ManyColumns, 1, 1), Values(random, ManyColumns, -0.5, 1));
+        const int rows = ManyRows, columns = ManyColumns;
         var (mean, inverseStd) = (new float[rows], new float[rows]);
         LayerNorm.Forward(x, new float[rows * columns], gamma, beta, mean, inverseStd, rows, columns, Epsilon);
 
@@ -139,6 +133,19 @@ public class LayerNormTests
         Assert.Equal(aloneDGamma, dGamma);
         Assert.Equal(aloneDBeta, dBeta);
     }
+
+    /// <summary>601 rows of 70: they cross the blocks (58 rows) and the parts unevenly.</summary>
+    private const int ManyRows = 601, ManyColumns = 70;
+
+    private static float[] Values(Random random, int count, double offset, double spread) =>
+        Enumerable.Range(0, count).Select(_ => (float)(offset + random.NextDouble() * spread)).ToArray();
+
+    /// <summary>
+    /// <see cref="ManyRows"/> rows, each its own offset (cycling through <paramref name="offsets"/> values around 0) and spread
+    /// (1 to <paramref name="spreads"/>), so a row computed with another's statistics comes out visibly wrong.
+    /// </summary>
+    private static float[] MixedRows(Random random, int offsets, int spreads) =>
+        Enumerable.Range(0, ManyRows).SelectMany(r => Values(random, ManyColumns, offset: r % offsets - offsets / 2, spread: 1 + r % spreads)).ToArray();
 
     /// <summary>Within 1e-5 of the value's magnitude, at least 1: float rows of up to 70 against double.</summary>
     private static void Close(string what, double expected, float actual) =>

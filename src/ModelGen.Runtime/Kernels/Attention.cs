@@ -222,7 +222,7 @@ public static class Attention
         int tq = job.QuerySteps, tv = job.ValueSteps, dk = job.KeyDim, dv = job.ValueDim, b = index / job.Heads, h = index % job.Heads;
         int keyRows = job.RowStride(dk), valueRows = job.RowStride(dv);
         using var scratch = Scratch<float>.Rent(tq * tv);
-        var dScores = scratch.Span.Slice(0, tq * tv);
+        var dScores = scratch.Span;
         var queries = job.Head(job.Queries, b, h, tq, dk);
         var keys = job.Head(job.Keys, b, h, tv, dk);
         var dContext = job.Head(job.Contexts, b, h, tq, dv);

@@ -179,9 +179,9 @@ public static class BatchNorm
 /// </summary>
 public static class LayerNorm
 {
-    // Row by row in registers, one generic kernel per SIMD width: a Transformer's rows are a head's width or a model's (64
-    // floats), where a library call per formula (eight a row forward, nine backward) cost more than its arithmetic (the
-    // benchmark block's two normalizations took 10% of its inference at batch 32).
+    // In registers, one generic kernel per SIMD width: a Transformer's rows are a head's width or a model's (64 floats),
+    // where a library call per formula (eight a row forward, nine backward) cost more than its arithmetic (the benchmark
+    // block's two normalizations took 10% of its inference at batch 32).
 
     /// <summary>
     /// Normalises each row; keeps each row's mean and 1/sqrt(var + eps) for the backward pass unless those spans are empty.
@@ -196,32 +196,27 @@ public static class LayerNorm
             throw new ArgumentException($"LayerNormalization of {rows} rows of {columns} needs that many values, and {columns} of gamma and beta.");
         fixed (float* px = x, py = y, pg = gamma, pb = beta, pm = mean, pi = inverseStd)
         {
-            var work = new ForwardRanges(px, py, pg, pb, mean.IsEmpty ? null : pm, mean.IsEmpty ? null : pi, columns, epsilon);
-            Helper.ForRanges(ref work, rows, floatsPerItem: 2L * columns);
+            var pass = new ForwardPass(px, py, pg, pb, mean.IsEmpty ? null : pm, mean.IsEmpty ? null : pi, columns, epsilon);
+            Helper.ForRanges(ref pass, rows, floatsPerItem: 2L * columns);
         }
     }
 
-    /// <summary>The forward pass over a range of rows, on either thread.</summary>
-    private readonly unsafe struct ForwardRanges(float* x, float* y, float* gamma, float* beta, float* mean, float* inverseStd, int columns, float epsilon) : IRanges
-    {
-        public void Run(int first, int count)
-        {
-            var rows = new RowsOf(x, y, gamma, beta, mean, inverseStd, columns, epsilon);
-            switch (Simd.Current)
-            {
-                case SimdPath.Avx512: ForwardRows<Lanes512, Vector512<float>>(rows, first, count); break;
-                case SimdPath.Avx2: ForwardRows<Lanes256, Vector256<float>>(rows, first, count); break;
-                default: ForwardRows<Lanes128, Vector128<float>>(rows, first, count); break;
-            }
-        }
-    }
-
-    /// <summary>The forward pass's operands; a null mean (and inverse) keeps no statistics.</summary>
-    private readonly unsafe struct RowsOf(float* x, float* y, float* gamma, float* beta, float* mean, float* inverseStd, int columns, float epsilon)
+    /// <summary>The forward pass's operands, runnable a range of rows at a time on either thread; a null mean (and inverse) keeps no statistics.</summary>
+    private readonly unsafe struct ForwardPass(float* x, float* y, float* gamma, float* beta, float* mean, float* inverseStd, int columns, float epsilon) : IRanges
     {
         public readonly float* X = x, Y = y, Gamma = gamma, Beta = beta, Mean = mean, InverseStd = inverseStd;
         public readonly int Columns = columns;
         public readonly float Epsilon = epsilon;
+
+        public void Run(int first, int count)
+        {
+            switch (Simd.Current)
+            {
+                case SimdPath.Avx512: ForwardRows<Lanes512, Vector512<float>>(this, first, count); break;
+                case SimdPath.Avx2: ForwardRows<Lanes256, Vector256<float>>(this, first, count); break;
+                default: ForwardRows<Lanes128, Vector128<float>>(this, first, count); break;
+            }
+        }
     }
 
     /// <summary>
@@ -248,7 +243,11 @@ public static class LayerNorm
         }
     }
 
-    /// <summary>Vector <paramref name="at"/> of a row: whole, or its last <paramref name="rest"/> lanes with <paramref name="fill"/> beyond.</summary>
+    /// <summary>
+    /// Vector <paramref name="at"/> of a row: whole, or its last <paramref name="rest"/> lanes with <paramref name="fill"/> beyond.
+    /// The steps that use it run in a loop over the whole vectors, then once for the partial one: within the loop the JIT
+    /// drops the test (a compare and a branch per load).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static TVector Lanes<TLanes, TVector>(ref float row, int at, int whole, int rest, TVector fill) where TLanes : struct, ILanes<TVector> where TVector : struct =>
         at < whole ? TLanes.Load(ref Unsafe.Add(ref row, at)) : TLanes.LoadFirst(ref Unsafe.Add(ref row, at), rest, fill);
@@ -272,7 +271,7 @@ public static class LayerNorm
     /// gives the core independent chains to overlap. Each row's arithmetic, and so its every bit, is as it was row by row.
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
-    private static unsafe void ForwardRows<TLanes, TVector>(in RowsOf rows, int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct
+    private static unsafe void ForwardRows<TLanes, TVector>(in ForwardPass rows, int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct
     {
         int columns = rows.Columns, width = TLanes.Count, whole = columns / width * width, rest = columns - whole;
         int blockRows = Math.Clamp(BlockFloats / columns, 1, MaxBlockRows);
@@ -317,23 +316,22 @@ public static class LayerNorm
             {
                 ref float values = ref *(rows.X + (long)(block + r) * columns);
                 ref float output = ref *(rows.Y + (long)(block + r) * columns);
-                // Keras: inv = gamma·inverse, y = x·inv + (beta - mean·inv).
                 var scale = TLanes.Broadcast(inverses[r]);
                 var shifted = TLanes.Broadcast(-averages[r]);
-                for (int c = 0; c < whole; c += width)
-                {
-                    var inv = TLanes.Multiply(TLanes.Load(ref Unsafe.Add(ref g, c)), scale);
-                    var shift = TLanes.Add(TLanes.Multiply(inv, shifted), TLanes.Load(ref Unsafe.Add(ref b, c)));
-                    TLanes.Store(ref Unsafe.Add(ref output, c), TLanes.MultiplyAdd(TLanes.Load(ref Unsafe.Add(ref values, c)), inv, shift));
-                }
-                if (rest > 0)
-                {
-                    var inv = TLanes.Multiply(TLanes.LoadFirst(ref Unsafe.Add(ref g, whole), rest, zero), scale);
-                    var shift = TLanes.Add(TLanes.Multiply(inv, shifted), TLanes.LoadFirst(ref Unsafe.Add(ref b, whole), rest, zero));
-                    TLanes.StoreFirst(ref Unsafe.Add(ref output, whole), TLanes.MultiplyAdd(TLanes.LoadFirst(ref Unsafe.Add(ref values, whole), rest, zero), inv, shift), rest);
-                }
+                for (int c = 0; c < whole; c += width) OutputStep<TLanes, TVector>(c, whole, rest, ref values, ref g, ref b, ref output, scale, shifted);
+                if (rest > 0) OutputStep<TLanes, TVector>(whole, whole, rest, ref values, ref g, ref b, ref output, scale, shifted);
             }
         }
+    }
+
+    /// <summary>One vector of a row's output, in Keras' arithmetic: inv = gamma·inverse, y = x·inv + (beta - mean·inv).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void OutputStep<TLanes, TVector>(int c, int whole, int rest, ref float values, ref float gamma, ref float beta, ref float output,
+        TVector inverse, TVector negativeMean) where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        var inv = TLanes.Multiply(Lanes<TLanes, TVector>(ref gamma, c, whole, rest, TLanes.Zero), inverse);
+        var shift = TLanes.Add(TLanes.Multiply(inv, negativeMean), Lanes<TLanes, TVector>(ref beta, c, whole, rest, TLanes.Zero));
+        Store<TLanes, TVector>(ref output, c, whole, rest, TLanes.MultiplyAdd(Lanes<TLanes, TVector>(ref values, c, whole, rest, TLanes.Zero), inv, shift));
     }
 
     /// <summary>
@@ -364,7 +362,6 @@ public static class LayerNorm
                 // x̂ and g = dy·gamma, vector by vector (the lanes past the row's end are 0 in both); their sums for dx.
                 var sumG = zero;
                 var sumGx = zero;
-                // Whole vectors, then the partial one: within the loop the JIT drops the helpers' test for the last vector.
                 for (int c = 0; c < whole; c += width) SumStep<TLanes, TVector>(c, whole, rest, ref values, ref dy, ref gammas, centre, scale, computeWeights, ref dGamma, ref dBeta, ref sumG, ref sumGx);
                 if (rest > 0) SumStep<TLanes, TVector>(whole, whole, rest, ref values, ref dy, ref gammas, centre, scale, computeWeights, ref dGamma, ref dBeta, ref sumG, ref sumGx);
                 meanGradients[r] = TLanes.Sum(sumG) / columns;

@@ -17,7 +17,9 @@ public static partial class Gemm
     // 1024 (a 128 KB panel streamed from L2), the MLP's 128x784x256 at 82-88, 89-91, 92-94. A read in place is different:
     // a tile of a transposed A touches a cache line per step, and 256 steps of lines stay in L1 for the next tile
     // (a convolution's 288x7744x64 weight gradient: 4.3 ms with 256, 5.8 with 1024). Rechecked with the twelve-row kernel:
-    // 1024^3 at 113 / 115 / 118 GFLOP/s with 256 / 512 / 1024.
+    // 1024^3 at 113 / 115 / 118 GFLOP/s with 256 / 512 / 1024. On the AVX2 Zen 3 a row-major A read in place that outgrows
+    // its 512 KB L2 gained nothing from shallower blocks either (128x2048x2048 on one core: 13.5-13.9 ms with 1024, 14.8-15.1
+    // with 512, 14.9-16.9 with 256).
     private const int DepthBlock = 1024;
     // How far ahead the twelve-row packed kernel prefetches B: a deep block's B tile (1024 steps x 32 floats: 128 KB) does not
     // stay in L1 between row tiles and comes back from L2 (2048^3 on one core: 121 -> 125.5 GFLOP/s; 8 steps ahead gave
@@ -34,7 +36,9 @@ public static partial class Gemm
     private const int RowBlock = 96;         // MC of an A read in place: rows claimed at once, so produced rows are read from L2
     // MC of a packed A: 384 x 1024 floats = 1.5 MB of L2's 2 MB. Each tile of B comes from L3 once per block and is then read
     // again from L2 by every row tile of the block, 32 of them rather than 8 (2048^3 on one core, interleaved: 113 / 115 / 117 /
-    // 119 / 120 / 118 GFLOP/s with 96 / 144 / 192 / 252 / 384 / 480 rows).
+    // 119 / 120 / 118 GFLOP/s with 96 / 144 / 192 / 252 / 384 / 480 rows). On the AVX2 Zen 3 (512 KB of L2) blocks sized to
+    // its L2 were no faster: 2048^3 on two cores 166-167 GFLOP/s with 384 x 1024 and 144 x 512, 154-157 with 144 x 256 and
+    // 96 x 512; 1024^3 on one core 90 with all four.
     private const int PackedRowBlock = 384;
     private const int PackedRowGroup = 16;   // rows of B packed together, tile by tile (PackB)
     private const int ColumnBlock = 2048;    // NC: columns per pass over A (2048^3: A packed once, not twice: 110 -> 113 GFLOP/s)

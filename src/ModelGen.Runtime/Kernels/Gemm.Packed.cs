@@ -37,7 +37,7 @@ public static partial class Gemm
     // MC of a packed A: 384 x 1024 floats = 1.5 MB of L2's 2 MB. Each tile of B comes from L3 once per block and is then read
     // again from L2 by every row tile of the block, 32 of them rather than 8 (2048^3 on one core, interleaved: 113 / 115 / 117 /
     // 119 / 120 / 118 GFLOP/s with 96 / 144 / 192 / 252 / 384 / 480 rows). On the AVX2 Zen 3 (512 KB of L2) blocks sized to
-    // its L2 were no faster: 2048^3 on two cores 166-167 GFLOP/s with 384 x 1024 and 144 x 512, 154-157 with 144 x 256 and
+    // its L2 were no faster: 2048^3 on two cores 165-167 GFLOP/s with 384 x 1024 and 144 x 512, 154-157 with 144 x 256 and
     // 96 x 512; 1024^3 on one core 90 with all four.
     private const int PackedRowBlock = 384;
     private const int PackedRowGroup = 16;   // rows of B packed together, tile by tile (PackB)

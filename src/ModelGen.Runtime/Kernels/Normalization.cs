@@ -285,26 +285,17 @@ public static class LayerNorm
             {
                 ref float values = ref *(rows.X + (long)(block + r) * columns);
                 var sum = zero;
-                for (int c = 0; c < whole; c += width) sum = TLanes.Add(sum, TLanes.Load(ref Unsafe.Add(ref values, c)));
-                if (rest > 0) sum = TLanes.Add(sum, TLanes.LoadFirst(ref Unsafe.Add(ref values, whole), rest, zero));
+                for (int c = 0; c < whole; c += width) sum = TLanes.Add(sum, Lanes<TLanes, TVector>(ref values, c, whole, rest, zero));
+                if (rest > 0) sum = TLanes.Add(sum, Lanes<TLanes, TVector>(ref values, whole, whole, rest, zero));
                 averages[r] = TLanes.Sum(sum) / columns;
             }
             for (int r = 0; r < inBlock; r++)
             {
                 ref float values = ref *(rows.X + (long)(block + r) * columns);
-                // Centred first, no cancellation: the lanes past the row's end load the mean itself and add nothing.
                 var centre = TLanes.Broadcast(averages[r]);
                 var squares = zero;
-                for (int c = 0; c < whole; c += width)
-                {
-                    var d = TLanes.Subtract(TLanes.Load(ref Unsafe.Add(ref values, c)), centre);
-                    squares = TLanes.MultiplyAdd(d, d, squares);
-                }
-                if (rest > 0)
-                {
-                    var d = TLanes.Subtract(TLanes.LoadFirst(ref Unsafe.Add(ref values, whole), rest, centre), centre);
-                    squares = TLanes.MultiplyAdd(d, d, squares);
-                }
+                for (int c = 0; c < whole; c += width) squares = SquareStep<TLanes, TVector>(c, whole, rest, ref values, centre, squares);
+                if (rest > 0) squares = SquareStep<TLanes, TVector>(whole, whole, rest, ref values, centre, squares);
                 inverses[r] = 1f / MathF.Sqrt(TLanes.Sum(squares) / columns + rows.Epsilon);
             }
             if (rows.Mean != null)
@@ -322,6 +313,18 @@ public static class LayerNorm
                 if (rest > 0) OutputStep<TLanes, TVector>(whole, whole, rest, ref values, ref g, ref b, ref output, scale, shifted);
             }
         }
+    }
+
+    /// <summary>
+    /// One vector of a row's squared distances from its mean, added to <paramref name="squares"/>. Centred first, no
+    /// cancellation: the lanes past the row's end load the mean itself and add nothing.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static TVector SquareStep<TLanes, TVector>(int c, int whole, int rest, ref float values, TVector centre, TVector squares)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        var d = TLanes.Subtract(Lanes<TLanes, TVector>(ref values, c, whole, rest, centre), centre);
+        return TLanes.MultiplyAdd(d, d, squares);
     }
 
     /// <summary>One vector of a row's output, in Keras' arithmetic: inv = gamma·inverse, y = x·inv + (beta - mean·inv).</summary>

@@ -3,15 +3,17 @@ using ModelGen.Kernels;
 namespace ModelGen.Runtime.Tests;
 
 /// <summary>
-/// Multi-head attention large enough that both cores share its (sample, head) pairs (Attention.SharesPairs), with separate
+/// Multi-head attention large enough that both cores share its (sample, head) pairs (Attention.SharesPairs), its input
+/// projections small enough that they go to the cores whole (Attention.SharesProjections), with separate
 /// query, key and value inputs of their own widths and every kind of mask: against the same layer computed in double from
 /// its definition (Keras' MultiHeadAttention, DESIGN.md), forward and backward; and one core against two, bit for bit.
 /// </summary>
 [Collection(KernelSettings.Name)]
 public class AttentionTests
 {
-    // 6 samples, 4 heads, 40 query and 48 value steps: 1.3M multiply-adds over the pairs, above the sharing rule.
-    private const int Batch = 6, Heads = 4, QuerySteps = 40, ValueSteps = 48, QueryFeatures = 8, KeyFeatures = 6, ValueFeatures = 5, KeyDim = 16, ValueDim = 12;
+    // 6 samples, 4 heads, 40 query and 48 value steps: 1.3M multiply-adds over the pairs, above the sharing rule; projections
+    // of 307K, 332K and 304K, within the projections' rule.
+    private const int Batch = 6, Heads = 4, QuerySteps = 40, ValueSteps = 48, QueryFeatures = 20, KeyFeatures = 18, ValueFeatures = 22, KeyDim = 16, ValueDim = 12;
 
     public static IEnumerable<object[]> MaskKinds() => KernelSettings.OnEveryPath(
         new[] { "none", "causal", "sequences", "explicit" }.Select(kind => new object[] { kind }));
@@ -22,6 +24,7 @@ public class AttentionTests
         using var _ = KernelSettings.OnSimd(path);
         var layer = new Layer(masks, seed: 3);
         Assert.True(Attention.SharesPairs(layer.Work, Batch));
+        Assert.True(Attention.SharesProjections(layer.Work, Batch));
         var result = layer.Run();
         var expected = layer.Reference();
         AssertClose("output", expected.Output, result.Output);
@@ -42,6 +45,19 @@ public class AttentionTests
         Assert.Equal(one.KeyGradient, two.KeyGradient);
         Assert.Equal(one.ValueGradient, two.ValueGradient);
         for (int w = 0; w < one.Weights.Length; w++) Assert.Equal(one.Weights[w], two.Weights[w]);
+    }
+
+    [Fact]
+    public void A_short_projection_kernel_throws_on_the_callers_thread_before_any_part_runs()
+    {
+        var layer = new Layer("none", seed: 5);
+        Assert.True(Attention.SharesProjections(layer.Work, Batch));
+        Array.Fill(layer.Work.Queries, float.NaN);
+        // The value kernel one row short: an ArgumentException from this thread, not a helper's failure wrapped later, and
+        // thrown before the query projection (the caller's own first part) has written anything.
+        var error = KernelSettings.OnThreads(2, () => Assert.Throws<ArgumentException>(() => layer.Run(valueKernelRows: ValueFeatures - 1)));
+        Assert.Contains($"k={ValueFeatures}", error.Message);
+        Assert.All(layer.Work.Queries, q => Assert.True(float.IsNaN(q)));
     }
 
     /// <summary>Within 2e-5 of the larger magnitude in the tensor, at least 1 (float sums of up to 48 products against double).</summary>
@@ -84,10 +100,14 @@ public class AttentionTests
             (wo, bo) = (Values(Heads * ValueDim * QueryFeatures, 0.5), Values(QueryFeatures, 0.1));
         }
 
-        public Result Run()
+        public Result Run() => Run(ValueFeatures);
+
+        /// <summary>Forward and backward, the forward pass given only the first <paramref name="valueKernelRows"/> rows of the value kernel.</summary>
+        public Result Run(int valueKernelRows)
         {
             var output = new float[Batch * QuerySteps * QueryFeatures];
-            Attention.Forward(Work, query, value, key, queryMask, valueMask, attentionMask, wq, bq, wk, bk, wv, bv, wo, bo, output, Batch);
+            Attention.Forward(Work, query, value, key, queryMask, valueMask, attentionMask, wq, bq, wk, bk, wv.AsSpan(0, valueKernelRows * Heads * ValueDim), bv, wo, bo,
+                output, Batch);
             var weights = new[] { wq, bq, wk, bk, wv, bv, wo, bo }.Select(w => new float[w.Length]).ToArray();
             var (dq, dk, dv) = (new float[query.Length], new float[key.Length], new float[value.Length]);
             Attention.Backward(Work, outputGradient, query, value, key, wq, wk, wv, wo, weights[0], weights[1], weights[2], weights[3], weights[4], weights[5],

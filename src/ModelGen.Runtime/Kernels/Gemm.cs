@@ -22,7 +22,7 @@ public static partial class Gemm
     public static void Multiply(ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> c, int m, int k, int n,
         ReadOnlySpan<float> bias = default, bool relu = false, bool accumulate = false)
     {
-        Check(a.Length >= m * k && b.Length >= k * n && c.Length >= m * n && (bias.IsEmpty || bias.Length >= n), m, k, n);
+        CheckMultiply(a.Length, b.Length, c.Length, bias.Length, m, k, n);
         Dispatch(new Matrix(a, k, 1), new Matrix(b, n, 1), c, m, k, n, new Epilogue(bias, relu, accumulate));
     }
 
@@ -88,6 +88,10 @@ public static partial class Gemm
         }
     }
 
+    /// <summary>Throws unless operands of these lengths hold A·B + bias for C (m,n) (an empty bias: none).</summary>
+    internal static void CheckMultiply(int a, int b, int c, int bias, int m, int k, int n) =>
+        Check(a >= m * k && b >= k * n && c >= m * n && (bias == 0 || bias >= n), m, k, n);
+
     private static void Check(bool ok, int m, int k, int n)
     {
         if (!ok) throw new ArgumentException($"Gemm operands too short for m={m}, k={k}, n={n}.");
@@ -129,6 +133,12 @@ public static partial class Gemm
     /// products that small made the digits MLP's Fit slower (0.15 -> 0.21 s), with the helper spinning or not.
     /// </summary>
     private const long ParallelWork = 1_000_000;
+
+    /// <summary>
+    /// Whether a product of this shape runs whole on the calling thread (Run: more than a few rows, below <see cref="ParallelWork"/>),
+    /// so that independent products of such shapes can be handed to the two cores whole, each computing what it would alone.
+    /// </summary>
+    internal static bool RunsOnOneThread(int m, int k, int n) => m > FewRows && (long)m * k * n < ParallelWork;
 
     /// <summary>
     /// Where a product runs: in parts both cores claim, cut to its shape (Gemm.Parts.cs), or all on this thread. Produced

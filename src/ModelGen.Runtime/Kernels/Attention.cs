@@ -68,13 +68,17 @@ public static class Attention
         Span<float> output, int batch)
     {
         int tq = work.QuerySteps, tv = work.ValueSteps, heads = work.Heads, dk = work.KeyDim, dv = work.ValueDim;
+        // Checked here, on the caller's thread: a projection run by the helper would throw there, wrapped, after the others wrote.
+        Gemm.CheckMultiply(query.Length, queryKernel.Length, work.Queries.Length, queryBias.Length, batch * tq, work.QueryFeatures, heads * dk);
+        Gemm.CheckMultiply(key.Length, keyKernel.Length, work.Keys.Length, keyBias.Length, batch * tv, work.KeyFeatures, heads * dk);
+        Gemm.CheckMultiply(value.Length, valueKernel.Length, work.Values.Length, valueBias.Length, batch * tv, work.ValueFeatures, heads * dv);
         fixed (float* q = query, k = key, v = value, wq = queryKernel, bq = queryBias, wk = keyKernel, bk = keyBias, wv = valueKernel, bv = valueBias)
         fixed (float* queries = work.Queries, keys = work.Keys, values = work.Values)
         {
             var projections = new Projections(
-                new Projection(q, query.Length, wq, queryKernel.Length, bq, queryBias.Length, queries, work.Queries.Length, batch * tq, work.QueryFeatures, heads * dk),
-                new Projection(k, key.Length, wk, keyKernel.Length, bk, keyBias.Length, keys, work.Keys.Length, batch * tv, work.KeyFeatures, heads * dk),
-                new Projection(v, value.Length, wv, valueKernel.Length, bv, valueBias.Length, values, work.Values.Length, batch * tv, work.ValueFeatures, heads * dv));
+                new Projection(q, wq, bq, queries, batch * tq, work.QueryFeatures, heads * dk),
+                new Projection(k, wk, bk, keys, batch * tv, work.KeyFeatures, heads * dk),
+                new Projection(v, wv, bv, values, batch * tv, work.ValueFeatures, heads * dv));
             // Independent products, each computed as it is alone, whichever core takes it.
             if (SharesProjections(work, batch)) Helper.For(3, &ProjectPart, &projections);
             else for (int index = 0; index < 3; index++) ProjectPart(&projections, index, 0);
@@ -150,26 +154,11 @@ public static class Attention
     /// </summary>
     private const long SharedProjectionWork = 250_000;
 
-    /// <summary>
-    /// One input projection, x·W + b, as pointers and lengths, for a part run on either core; checked on the caller's
-    /// thread when it is made, so short operands throw there, as they would from Gemm.
-    /// </summary>
-    private readonly unsafe struct Projection
+    /// <summary>One input projection, x·W + b (no bias where it is null), as pointers: for a part run on either core.</summary>
+    private readonly unsafe struct Projection(float* input, float* kernel, float* bias, float* output, int rows, int features, int width)
     {
-        private readonly float* input, kernel, bias, output;
-        private readonly int inputLength, kernelLength, biasLength, outputLength, rows, features, width;
-
-        public Projection(float* input, int inputLength, float* kernel, int kernelLength, float* bias, int biasLength, float* output, int outputLength,
-            int rows, int features, int width)
-        {
-            Gemm.CheckMultiply(inputLength, kernelLength, outputLength, biasLength, rows, features, width);
-            this.input = input; this.kernel = kernel; this.bias = bias; this.output = output;
-            this.inputLength = inputLength; this.kernelLength = kernelLength; this.biasLength = biasLength; this.outputLength = outputLength;
-            this.rows = rows; this.features = features; this.width = width;
-        }
-
-        public void Run() => Gemm.Multiply(new ReadOnlySpan<float>(input, inputLength), new ReadOnlySpan<float>(kernel, kernelLength),
-            new Span<float>(output, outputLength), rows, features, width, new ReadOnlySpan<float>(bias, biasLength));
+        public void Run() => Gemm.Multiply(new ReadOnlySpan<float>(input, rows * features), new ReadOnlySpan<float>(kernel, features * width),
+            new Span<float>(output, rows * width), rows, features, width, bias == null ? default : new ReadOnlySpan<float>(bias, width));
     }
 
     /// <summary>The query, key and value projections of a forward pass: parts 0, 1 and 2.</summary>

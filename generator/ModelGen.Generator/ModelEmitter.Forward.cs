@@ -157,6 +157,15 @@ internal static partial class ModelEmitter
                     if (node.Inputs.Count > 2) states.Add($"initialCell: {inputs[2]}");
                     foreach (var state in node.States) states.Add($"{(state.Spec.Axis == 0 ? "finalState" : "finalCell")}: {state.Output}");
                     string stateArguments = string.Concat(states.Select(a => ", " + a));
+                    if (rnn.Bidirectional && states.Count == 0)
+                    {
+                        // Both directions in one call, so they can run on the two cores.
+                        w.Line($"Recurrent.ForwardBidirectional({node.Workspace("Forward")}, {node.Workspace("Backward")}, {inputs[0]}, {input.StepMask}, " +
+                            $"{Plan.View(rnn, "ForwardKernel")}, {Plan.View(rnn, "ForwardRecurrentKernel")}, {Plan.View(rnn, "ForwardBias")}, " +
+                            $"{Plan.View(rnn, "BackwardKernel")}, {Plan.View(rnn, "BackwardRecurrentKernel")}, {Plan.View(rnn, "BackwardBias")}, " +
+                            $"{node.Output}, {rnn.Channels}, batch, returnSequences: {Bool(rnn.ReturnSequences)}{ZeroOutputs(rnn)});");
+                        break;
+                    }
                     foreach (var (direction, offset) in RecurrentDirections(rnn))
                     {
                         w.Line($"Recurrent.Forward({node.Workspace(direction)}, {inputs[0]}, {input.StepMask}, {Plan.View(rnn, direction + "Kernel")}, {Plan.View(rnn, direction + "RecurrentKernel")}, {Plan.View(rnn, direction + "Bias")}, " +

@@ -84,6 +84,42 @@ public class RecurrentTests
     }
 
     /// <summary>A layer's weights and one batch: inputs, a mask that drops some samples' last steps, an initial state and output gradients.</summary>
+    /// <summary>
+    /// Both directions of a Bidirectional layer in one call (Recurrent.ForwardBidirectional): at batch 2, too small to split
+    /// its samples, each direction on its own core; at batch 8, one after the other, each split. Either way the same bits
+    /// as the two directions run one after the other with Forward, on one core or two.
+    /// </summary>
+    [Theory]
+    [InlineData(RecurrentCell.Lstm, false, 2)]
+    [InlineData(RecurrentCell.Lstm, true, 2)]
+    [InlineData(RecurrentCell.Gru, false, 2)]
+    [InlineData(RecurrentCell.Gru, true, 2)]
+    [InlineData(RecurrentCell.Lstm, true, Batch)]
+    [InlineData(RecurrentCell.Gru, true, Batch)]
+    public void Both_directions_in_one_call_compute_what_each_computes_alone(RecurrentCell cell, bool returnSequences, int batch)
+    {
+        var forward = new Layer(cell, reverse: false, returnSequences, seed: 40 + (int)cell);
+        var backward = new Layer(cell, reverse: true, returnSequences, seed: 50 + (int)cell);
+        Assert.Equal(batch == Batch, Recurrent.SharesSamples(forward.Workspace(batch), batch));
+        var input = forward.Input.AsSpan(0, batch * Steps * Features).ToArray();
+        var mask = forward.Mask.AsSpan(0, batch * Steps).ToArray();
+        int width = 2 * Units, outputLength = batch * (returnSequences ? Steps : 1) * width;
+
+        var expected = new float[outputLength];
+        foreach (var (layer, offset) in new[] { (forward, 0), (backward, Units) })
+            Recurrent.Forward(layer.Workspace(batch), input, mask, layer.Kernel, layer.RecurrentKernel, layer.Bias, expected, width, offset, batch,
+                returnSequences, layer.Reverse, zeroOutputForMask: returnSequences);
+        float[] Both()
+        {
+            var output = new float[outputLength];
+            Recurrent.ForwardBidirectional(forward.Workspace(batch), backward.Workspace(batch), input, mask, forward.Kernel, forward.RecurrentKernel, forward.Bias,
+                backward.Kernel, backward.RecurrentKernel, backward.Bias, output, width, batch, returnSequences, zeroOutputForMask: returnSequences);
+            return output;
+        }
+        Assert.Equal(expected, KernelSettings.OnThreads(2, Both));
+        Assert.Equal(expected, KernelSettings.OnThreads(1, Both));
+    }
+
     private sealed class Layer
     {
         public readonly RecurrentCell Cell;

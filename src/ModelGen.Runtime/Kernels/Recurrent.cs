@@ -123,6 +123,52 @@ public static class Recurrent
         if (!finalCell.IsEmpty) work.Cells.AsSpan(steps * batch * units, batch * units).CopyTo(finalCell);
     }
 
+    /// <summary>
+    /// Both directions of a Bidirectional layer, the forward one written at offset 0 of each output row, the backward one at
+    /// <c>units</c>. Each direction is computed exactly as <see cref="Forward"/> computes it alone. Where the batch is too small
+    /// to split its samples between the cores (<see cref="SharesSamples"/>), the two directions go to the two cores instead:
+    /// in one process, against the two run one after the other, 0.50-0.58 of the time from LSTM(8) over 8 steps (3.7 -> 2.1 us)
+    /// to LSTM(128) over 100 (1.34 -> 0.72 ms) at batch 1, 0.52 for LSTM(64) over 28 steps at batch 4 and 0.51 for a GRU.
+    /// </summary>
+    [MethodImpl(Compiled.Kernel)]
+    public static unsafe void ForwardBidirectional(RecurrentWorkspace forwardWork, RecurrentWorkspace backwardWork, ReadOnlySpan<float> input, ReadOnlySpan<float> mask,
+        ReadOnlySpan<float> forwardKernel, ReadOnlySpan<float> forwardRecurrentKernel, ReadOnlySpan<float> forwardBias,
+        ReadOnlySpan<float> backwardKernel, ReadOnlySpan<float> backwardRecurrentKernel, ReadOnlySpan<float> backwardBias,
+        Span<float> output, int outputWidth, int batch, bool returnSequences, bool zeroOutputForMask = false)
+    {
+        var directions = new Directions(forwardWork, backwardWork, input, mask, forwardKernel, forwardRecurrentKernel, forwardBias,
+            backwardKernel, backwardRecurrentKernel, backwardBias, output, outputWidth, batch, returnSequences, zeroOutputForMask);
+        if (SharesSamples(forwardWork, batch)) for (int direction = 0; direction < 2; direction++) RunDirection(Unsafe.AsPointer(ref directions), direction, 0);
+        // The helper reads the arguments through a pointer to this frame, which stays put until Helper.For has returned.
+        else Helper.For(2, &RunDirection, Unsafe.AsPointer(ref directions));
+    }
+
+    /// <summary>The arguments of <see cref="ForwardBidirectional"/>, for a direction run on either core.</summary>
+    private ref struct Directions(RecurrentWorkspace forwardWork, RecurrentWorkspace backwardWork, ReadOnlySpan<float> input, ReadOnlySpan<float> mask,
+        ReadOnlySpan<float> forwardKernel, ReadOnlySpan<float> forwardRecurrentKernel, ReadOnlySpan<float> forwardBias,
+        ReadOnlySpan<float> backwardKernel, ReadOnlySpan<float> backwardRecurrentKernel, ReadOnlySpan<float> backwardBias,
+        Span<float> output, int outputWidth, int batch, bool returnSequences, bool zeroOutputForMask)
+    {
+        public readonly RecurrentWorkspace ForwardWork = forwardWork, BackwardWork = backwardWork;
+        public readonly ReadOnlySpan<float> Input = input, Mask = mask;
+        public readonly ReadOnlySpan<float> ForwardKernel = forwardKernel, ForwardRecurrentKernel = forwardRecurrentKernel, ForwardBias = forwardBias;
+        public readonly ReadOnlySpan<float> BackwardKernel = backwardKernel, BackwardRecurrentKernel = backwardRecurrentKernel, BackwardBias = backwardBias;
+        public readonly Span<float> Output = output;
+        public readonly int OutputWidth = outputWidth, Batch = batch;
+        public readonly bool ReturnSequences = returnSequences, ZeroOutputForMask = zeroOutputForMask;
+    }
+
+    private static unsafe void RunDirection(void* state, int direction, int worker)
+    {
+        ref var d = ref Unsafe.AsRef<Directions>(state);
+        if (direction == 0)
+            Forward(d.ForwardWork, d.Input, d.Mask, d.ForwardKernel, d.ForwardRecurrentKernel, d.ForwardBias, d.Output, d.OutputWidth, 0, d.Batch,
+                d.ReturnSequences, reverse: false, d.ZeroOutputForMask);
+        else
+            Forward(d.BackwardWork, d.Input, d.Mask, d.BackwardKernel, d.BackwardRecurrentKernel, d.BackwardBias, d.Output, d.OutputWidth, d.BackwardWork.Units, d.Batch,
+                d.ReturnSequences, reverse: true, d.ZeroOutputForMask);
+    }
+
     private static void Start(Span<float> state, ReadOnlySpan<float> initial)
     {
         if (initial.IsEmpty) state.Clear();

@@ -159,6 +159,19 @@ internal static partial class ModelEmitter
                         stateList.Add($"initial{which}Gradient: {node.Inputs[k].Gradient}, accumulateInitial{which}: {Bool(Into(node.Inputs[k]))}");
                     }
                     string stateGradients = string.Concat(stateList.Select(a => ", " + a));
+                    if (rnn.Bidirectional && stateList.Count == 0)
+                    {
+                        // Both directions in one call, so they can run on the two cores; the backward one's input gradient adds to the forward one's.
+                        string Gradients(string direction) => rnn.Trainable
+                            ? $"{Plan.View(rnn, direction + "Kernel")}Gradient, {Plan.View(rnn, direction + "RecurrentKernel")}Gradient, {Plan.View(rnn, direction + "Bias")}Gradient"
+                            : "default, default, default";
+                        w.Line($"Recurrent.BackwardBidirectional({node.Workspace("Forward")}, {node.Workspace("Backward")}, {outputGradient}, {rnn.Channels}, " +
+                            $"{Plan.View(rnn, "ForwardKernel")}, {Plan.View(rnn, "ForwardRecurrentKernel")}, {Gradients("Forward")}, " +
+                            $"{Plan.View(rnn, "BackwardKernel")}, {Plan.View(rnn, "BackwardRecurrentKernel")}, {Gradients("Backward")}, " +
+                            $"{(input.NeedsGradient ? input.Gradient : "default")}, batch, returnSequences: {Bool(rnn.ReturnSequences)}, computeWeights: {Bool(rnn.Trainable)}, " +
+                            $"accumulateWeights: {Bool(shared)}, accumulateInput: {Bool(accumulateInput == true)}{ZeroOutputs(rnn)});");
+                        break;
+                    }
                     bool firstDirection = true;
                     foreach (var (direction, unitsOffset) in RecurrentDirections(rnn))
                     {

@@ -120,6 +120,60 @@ public class RecurrentTests
         Assert.Equal(expected, KernelSettings.OnThreads(1, Both));
     }
 
+    /// <summary>
+    /// Backward through both directions in one call (Recurrent.BackwardBidirectional), after the forward pass in one: the same
+    /// bits as two Backward calls after two Forward calls (the backward direction's input gradient added to the forward one's,
+    /// itself added to what the tensor held or not), on one core or two, at batch 2 (directions on two cores) and 8.
+    /// </summary>
+    [Theory]
+    [InlineData(RecurrentCell.Lstm, false, false, 2)]
+    [InlineData(RecurrentCell.Lstm, true, true, 2)]
+    [InlineData(RecurrentCell.Gru, true, false, 2)]
+    [InlineData(RecurrentCell.Gru, false, true, 2)]
+    [InlineData(RecurrentCell.Lstm, true, true, Batch)]
+    [InlineData(RecurrentCell.Gru, true, true, Batch)]
+    public void Both_directions_backward_in_one_call_give_the_bits_of_two_calls(RecurrentCell cell, bool returnSequences, bool accumulateInput, int batch)
+    {
+        var forward = new Layer(cell, reverse: false, returnSequences, seed: 60 + (int)cell);
+        var backward = new Layer(cell, reverse: true, returnSequences, seed: 70 + (int)cell);
+        var input = forward.Input.AsSpan(0, batch * Steps * Features).ToArray();
+        var mask = forward.Mask.AsSpan(0, batch * Steps).ToArray();
+        int width = 2 * Units, outputLength = batch * (returnSequences ? Steps : 1) * width;
+        var random = new Random(80 + batch);
+        var outputGradient = Enumerable.Range(0, outputLength).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+        var heldGradient = Enumerable.Range(0, input.Length).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+
+        // The gradients, flattened in one order: input, then each direction's kernel, recurrent kernel and bias.
+        float[][] Gradients() => new[] { accumulateInput ? (float[])heldGradient.Clone() : Enumerable.Repeat(float.NaN, input.Length).ToArray() }
+            .Concat(new[] { forward, backward }.SelectMany(l => new[] { new float[l.Kernel.Length], new float[l.RecurrentKernel.Length], new float[l.Bias.Length] })).ToArray();
+        var (forwardWork, backwardWork) = (forward.Workspace(batch), backward.Workspace(batch));
+        var output = new float[outputLength];
+        var expected = Gradients();
+        foreach (var (layer, work, offset) in new[] { (forward, forwardWork, 0), (backward, backwardWork, Units) })
+            Recurrent.Forward(work, input, mask, layer.Kernel, layer.RecurrentKernel, layer.Bias, output, width, offset, batch, returnSequences, layer.Reverse, zeroOutputForMask: returnSequences);
+        Recurrent.Backward(forwardWork, outputGradient, width, 0, forward.Kernel, forward.RecurrentKernel, expected[1], expected[2], expected[3], expected[0], batch,
+            returnSequences, reverse: false, computeWeights: true, accumulateWeights: false, accumulateInput, zeroOutputForMask: returnSequences);
+        Recurrent.Backward(backwardWork, outputGradient, width, Units, backward.Kernel, backward.RecurrentKernel, expected[4], expected[5], expected[6], expected[0], batch,
+            returnSequences, reverse: true, computeWeights: true, accumulateWeights: false, accumulateInput: true, zeroOutputForMask: returnSequences);
+
+        float[][] Both()
+        {
+            var (forwardWork, backwardWork) = (forward.Workspace(batch), backward.Workspace(batch));
+            var gradients = Gradients();
+            Recurrent.ForwardBidirectional(forwardWork, backwardWork, input, mask, forward.Kernel, forward.RecurrentKernel, forward.Bias,
+                backward.Kernel, backward.RecurrentKernel, backward.Bias, new float[outputLength], width, batch, returnSequences, zeroOutputForMask: returnSequences);
+            Recurrent.BackwardBidirectional(forwardWork, backwardWork, outputGradient, width, forward.Kernel, forward.RecurrentKernel, gradients[1], gradients[2], gradients[3],
+                backward.Kernel, backward.RecurrentKernel, gradients[4], gradients[5], gradients[6], gradients[0], batch, returnSequences,
+                computeWeights: true, accumulateWeights: false, accumulateInput, zeroOutputForMask: returnSequences);
+            return gradients;
+        }
+        foreach (int threads in new[] { 2, 1 })
+        {
+            var actual = KernelSettings.OnThreads(threads, Both);
+            for (int g = 0; g < expected.Length; g++) Assert.True(expected[g].SequenceEqual(actual[g]), $"gradient {g} differs on {threads} thread(s)");
+        }
+    }
+
     private sealed class Layer
     {
         public readonly RecurrentCell Cell;

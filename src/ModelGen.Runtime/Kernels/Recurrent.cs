@@ -136,37 +136,14 @@ public static class Recurrent
         ReadOnlySpan<float> backwardKernel, ReadOnlySpan<float> backwardRecurrentKernel, ReadOnlySpan<float> backwardBias,
         Span<float> output, int outputWidth, int batch, bool returnSequences, bool zeroOutputForMask = false)
     {
-        var directions = new Directions(forwardWork, backwardWork, input, mask, forwardKernel, forwardRecurrentKernel, forwardBias,
-            backwardKernel, backwardRecurrentKernel, backwardBias, output, outputWidth, batch, returnSequences, zeroOutputForMask);
-        if (SharesSamples(forwardWork, batch)) for (int direction = 0; direction < 2; direction++) RunDirection(Unsafe.AsPointer(ref directions), direction, 0);
-        // The helper reads the arguments through a pointer to this frame, which stays put until Helper.For has returned.
-        else Helper.For(2, &RunDirection, Unsafe.AsPointer(ref directions));
-    }
-
-    /// <summary>The arguments of <see cref="ForwardBidirectional"/>, for a direction run on either core.</summary>
-    private ref struct Directions(RecurrentWorkspace forwardWork, RecurrentWorkspace backwardWork, ReadOnlySpan<float> input, ReadOnlySpan<float> mask,
-        ReadOnlySpan<float> forwardKernel, ReadOnlySpan<float> forwardRecurrentKernel, ReadOnlySpan<float> forwardBias,
-        ReadOnlySpan<float> backwardKernel, ReadOnlySpan<float> backwardRecurrentKernel, ReadOnlySpan<float> backwardBias,
-        Span<float> output, int outputWidth, int batch, bool returnSequences, bool zeroOutputForMask)
-    {
-        public readonly RecurrentWorkspace ForwardWork = forwardWork, BackwardWork = backwardWork;
-        public readonly ReadOnlySpan<float> Input = input, Mask = mask;
-        public readonly ReadOnlySpan<float> ForwardKernel = forwardKernel, ForwardRecurrentKernel = forwardRecurrentKernel, ForwardBias = forwardBias;
-        public readonly ReadOnlySpan<float> BackwardKernel = backwardKernel, BackwardRecurrentKernel = backwardRecurrentKernel, BackwardBias = backwardBias;
-        public readonly Span<float> Output = output;
-        public readonly int OutputWidth = outputWidth, Batch = batch;
-        public readonly bool ReturnSequences = returnSequences, ZeroOutputForMask = zeroOutputForMask;
-    }
-
-    private static unsafe void RunDirection(void* state, int direction, int worker)
-    {
-        ref var d = ref Unsafe.AsRef<Directions>(state);
-        if (direction == 0)
-            Forward(d.ForwardWork, d.Input, d.Mask, d.ForwardKernel, d.ForwardRecurrentKernel, d.ForwardBias, d.Output, d.OutputWidth, 0, d.Batch,
-                d.ReturnSequences, reverse: false, d.ZeroOutputForMask);
-        else
-            Forward(d.BackwardWork, d.Input, d.Mask, d.BackwardKernel, d.BackwardRecurrentKernel, d.BackwardBias, d.Output, d.OutputWidth, d.BackwardWork.Units, d.Batch,
-                d.ReturnSequences, reverse: true, d.ZeroOutputForMask);
+        var pass = new Bidirectional
+        {
+            Forward = new Direction(forwardWork, forwardKernel, forwardRecurrentKernel, forwardBias, default, default, default, reverse: false),
+            Backward = new Direction(backwardWork, backwardKernel, backwardRecurrentKernel, backwardBias, default, default, default, reverse: true),
+            Input = input, Mask = mask, Output = output, OutputWidth = outputWidth, Batch = batch, ReturnSequences = returnSequences,
+            ZeroOutputForMask = zeroOutputForMask,
+        };
+        OverDirections(ref pass, &ForwardDirection);
     }
 
     /// <summary>
@@ -185,47 +162,70 @@ public static class Recurrent
         Span<float> backwardKernelGradient, Span<float> backwardRecurrentKernelGradient, Span<float> backwardBiasGradient,
         Span<float> inputGradient, int batch, bool returnSequences, bool computeWeights, bool accumulateWeights, bool accumulateInput, bool zeroOutputForMask = false)
     {
-        var directions = new BackwardDirections(forwardWork, backwardWork, outputGradient, outputWidth, forwardKernel, forwardRecurrentKernel,
-            forwardKernelGradient, forwardRecurrentKernelGradient, forwardBiasGradient, backwardKernel, backwardRecurrentKernel,
-            backwardKernelGradient, backwardRecurrentKernelGradient, backwardBiasGradient, !inputGradient.IsEmpty, batch, returnSequences,
-            computeWeights, accumulateWeights, zeroOutputForMask);
-        if (SharesSamples(forwardWork, batch)) for (int direction = 0; direction < 2; direction++) RunBackwardDirection(Unsafe.AsPointer(ref directions), direction, 0);
-        else Helper.For(2, &RunBackwardDirection, Unsafe.AsPointer(ref directions));
+        var pass = new Bidirectional
+        {
+            Forward = new Direction(forwardWork, forwardKernel, forwardRecurrentKernel, default, forwardKernelGradient, forwardRecurrentKernelGradient, forwardBiasGradient,
+                reverse: false),
+            Backward = new Direction(backwardWork, backwardKernel, backwardRecurrentKernel, default, backwardKernelGradient, backwardRecurrentKernelGradient,
+                backwardBiasGradient, reverse: true),
+            OutputGradient = outputGradient, OutputWidth = outputWidth, Batch = batch, ReturnSequences = returnSequences, ZeroOutputForMask = zeroOutputForMask,
+            InputGradientWanted = !inputGradient.IsEmpty, ComputeWeights = computeWeights, AccumulateWeights = accumulateWeights,
+        };
+        OverDirections(ref pass, &BackwardDirection);
         if (inputGradient.IsEmpty) return;
         ToBatchMajor(forwardWork.TimeMajorGradient, inputGradient, batch, forwardWork.Steps, forwardWork.Features, reverse: false, accumulateInput);
         ToBatchMajor(backwardWork.TimeMajorGradient, inputGradient, batch, backwardWork.Steps, backwardWork.Features, reverse: true, accumulate: true);
     }
 
-    /// <summary>The arguments of <see cref="BackwardBidirectional"/>, for a direction run on either core.</summary>
-    private ref struct BackwardDirections(RecurrentWorkspace forwardWork, RecurrentWorkspace backwardWork, ReadOnlySpan<float> outputGradient, int outputWidth,
-        ReadOnlySpan<float> forwardKernel, ReadOnlySpan<float> forwardRecurrentKernel,
-        Span<float> forwardKernelGradient, Span<float> forwardRecurrentKernelGradient, Span<float> forwardBiasGradient,
-        ReadOnlySpan<float> backwardKernel, ReadOnlySpan<float> backwardRecurrentKernel,
-        Span<float> backwardKernelGradient, Span<float> backwardRecurrentKernelGradient, Span<float> backwardBiasGradient,
-        bool inputGradientWanted, int batch, bool returnSequences, bool computeWeights, bool accumulateWeights, bool zeroOutputForMask)
+    /// <summary>One direction of a Bidirectional layer: its workspace, its weights (and their gradients, backward), its units' place in each output row.</summary>
+    private readonly ref struct Direction(RecurrentWorkspace work, ReadOnlySpan<float> kernel, ReadOnlySpan<float> recurrentKernel, ReadOnlySpan<float> bias,
+        Span<float> kernelGradient, Span<float> recurrentKernelGradient, Span<float> biasGradient, bool reverse)
     {
-        public readonly RecurrentWorkspace ForwardWork = forwardWork, BackwardWork = backwardWork;
-        public readonly ReadOnlySpan<float> OutputGradient = outputGradient;
-        public readonly ReadOnlySpan<float> ForwardKernel = forwardKernel, ForwardRecurrentKernel = forwardRecurrentKernel;
-        public readonly Span<float> ForwardKernelGradient = forwardKernelGradient, ForwardRecurrentKernelGradient = forwardRecurrentKernelGradient, ForwardBiasGradient = forwardBiasGradient;
-        public readonly ReadOnlySpan<float> BackwardKernel = backwardKernel, BackwardRecurrentKernel = backwardRecurrentKernel;
-        public readonly Span<float> BackwardKernelGradient = backwardKernelGradient, BackwardRecurrentKernelGradient = backwardRecurrentKernelGradient, BackwardBiasGradient = backwardBiasGradient;
-        public readonly int OutputWidth = outputWidth, Batch = batch;
-        public readonly bool InputGradientWanted = inputGradientWanted, ReturnSequences = returnSequences, ComputeWeights = computeWeights;
-        public readonly bool AccumulateWeights = accumulateWeights, ZeroOutputForMask = zeroOutputForMask;
+        public readonly RecurrentWorkspace Work = work;
+        public readonly ReadOnlySpan<float> Kernel = kernel, RecurrentKernel = recurrentKernel, Bias = bias;
+        public readonly Span<float> KernelGradient = kernelGradient, RecurrentKernelGradient = recurrentKernelGradient, BiasGradient = biasGradient;
+        public readonly bool Reverse = reverse;
+        /// <summary>The backward direction's units follow the forward one's.</summary>
+        public int Offset => Reverse ? Work.Units : 0;
     }
 
-    private static unsafe void RunBackwardDirection(void* state, int direction, int worker)
+    /// <summary>A pass over both directions, read through a pointer by whichever core runs a direction.</summary>
+    private ref struct Bidirectional
     {
-        ref var d = ref Unsafe.AsRef<BackwardDirections>(state);
-        if (direction == 0)
-            BackwardToTimeMajor(d.ForwardWork, d.OutputGradient, d.OutputWidth, 0, d.ForwardKernel, d.ForwardRecurrentKernel, d.ForwardKernelGradient,
-                d.ForwardRecurrentKernelGradient, d.ForwardBiasGradient, d.InputGradientWanted, d.Batch, d.ReturnSequences, reverse: false, d.ComputeWeights,
-                d.AccumulateWeights, d.ZeroOutputForMask);
-        else
-            BackwardToTimeMajor(d.BackwardWork, d.OutputGradient, d.OutputWidth, d.BackwardWork.Units, d.BackwardKernel, d.BackwardRecurrentKernel, d.BackwardKernelGradient,
-                d.BackwardRecurrentKernelGradient, d.BackwardBiasGradient, d.InputGradientWanted, d.Batch, d.ReturnSequences, reverse: true, d.ComputeWeights,
-                d.AccumulateWeights, d.ZeroOutputForMask);
+        public Direction Forward, Backward;
+        public ReadOnlySpan<float> Input, Mask, OutputGradient;
+        public Span<float> Output;
+        public int OutputWidth, Batch;
+        public bool ReturnSequences, ZeroOutputForMask, InputGradientWanted, ComputeWeights, AccumulateWeights;
+
+        public readonly Direction this[int index] => index == 0 ? Forward : Backward;
+    }
+
+    /// <summary>
+    /// Runs <paramref name="direction"/> for directions 0 and 1: on the two cores where the batch is too small to split its
+    /// samples (<see cref="SharesSamples"/>), else one after the other, each splitting its samples.
+    /// </summary>
+    private static unsafe void OverDirections(ref Bidirectional pass, delegate*<void*, int, int, void> direction)
+    {
+        // The helper reads the pass through a pointer to this frame, which stays put until Helper.For has returned.
+        if (!SharesSamples(pass.Forward.Work, pass.Batch)) Helper.For(2, direction, Unsafe.AsPointer(ref pass));
+        else for (int index = 0; index < 2; index++) direction(Unsafe.AsPointer(ref pass), index, 0);
+    }
+
+    private static unsafe void ForwardDirection(void* state, int index, int worker)
+    {
+        ref var pass = ref Unsafe.AsRef<Bidirectional>(state);
+        var d = pass[index];
+        Forward(d.Work, pass.Input, pass.Mask, d.Kernel, d.RecurrentKernel, d.Bias, pass.Output, pass.OutputWidth, d.Offset, pass.Batch, pass.ReturnSequences,
+            d.Reverse, pass.ZeroOutputForMask);
+    }
+
+    private static unsafe void BackwardDirection(void* state, int index, int worker)
+    {
+        ref var pass = ref Unsafe.AsRef<Bidirectional>(state);
+        var d = pass[index];
+        BackwardToTimeMajor(d.Work, pass.OutputGradient, pass.OutputWidth, d.Offset, d.Kernel, d.RecurrentKernel, d.KernelGradient, d.RecurrentKernelGradient,
+            d.BiasGradient, pass.InputGradientWanted, pass.Batch, pass.ReturnSequences, d.Reverse, pass.ComputeWeights, pass.AccumulateWeights, pass.ZeroOutputForMask);
     }
 
     private static void Start(Span<float> state, ReadOnlySpan<float> initial)

@@ -111,6 +111,15 @@ public partial class RowLstm
     [Dense(10, Activation.Softmax)] Dense digits;
 }
 
+/// <summary>A bidirectional LSTM over MNIST's rows (the peer's "bilstm"): both directions' last states, side by side, classified.</summary>
+[Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
+public partial class RowBiLstm
+{
+    [Input(28, 28)] Input rows;
+    [LSTM(64, Bidirectional = true)] LSTM lstm;
+    [Dense(10, Activation.Softmax)] Dense digits;
+}
+
 /// <summary>A GRU over MNIST's rows (the peer's "gru"): 28 steps of 28 pixels, its last state classified; reset after the product, as Keras' and PyTorch's default.</summary>
 [Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
 public partial class RowGru

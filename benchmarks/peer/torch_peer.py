@@ -110,6 +110,17 @@ def workloads(threads):
         def forward(self, x):
             return self.head(self.recurrent(x)[0][:, -1])
 
+    class RowBidirectional(nn.Module):
+        """A bidirectional LSTM of 64 units over MNIST's 28 rows (ModelGen's RowBiLstm): each direction's final state, as Keras'
+        Bidirectional returns them side by side, into Dense 10."""
+        def __init__(self):
+            super().__init__()
+            self.recurrent, self.head = nn.LSTM(28, 64, batch_first=True, bidirectional=True), nn.Linear(128, 10)
+
+        def forward(self, x):
+            final = self.recurrent(x)[1][0]
+            return self.head(torch.cat((final[0], final[1]), 1))
+
     class TokenTransformer(nn.Module):
         """A Transformer encoder block over 64 tokens (ModelGen's TokenTransformer): Embedding 1000 x 64, self-attention of 4
         heads of 16 and a feed-forward 64 -> 128 -> 64, each with a residual connection and LayerNormalization (Keras'
@@ -145,6 +156,8 @@ def workloads(threads):
             table[f"results/{name} predict b{batch}"] = (lambda layer=layer, batch=batch: inference(RowRecurrent(layer).eval(), torch.rand(batch, 28, 28)), False, None)
         table[f"results/{name} train step b32"] = (
             lambda layer=layer: training(RowRecurrent(layer).train(), torch.rand(32, 28, 28), torch.randint(0, 10, (32,))), True, None)
+    table["results/bilstm predict b1"] = (lambda: inference(RowBidirectional().eval(), torch.rand(1, 28, 28)), False, None)
+    table["results/bilstm train step b4"] = (lambda: training(RowBidirectional().train(), torch.rand(4, 28, 28), torch.randint(0, 10, (4,))), True, None)
     for batch in (1, 32):
         table[f"results/transformer predict b{batch}"] = (lambda batch=batch: inference(TokenTransformer().eval(), torch.randint(0, 1000, (batch, 64))), False, None)
     table["results/transformer train step b32"] = (

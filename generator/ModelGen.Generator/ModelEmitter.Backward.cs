@@ -149,6 +149,18 @@ internal static partial class ModelEmitter
                     // The output's gradient, unless nothing read the output (only its returned state); the states' gradients join at the
                     // last step, and the initial states' come out of the first.
                     string outputGradient = gradientStarted.Contains(node.GradientOwner) ? node.Gradient : "default";
+                    string inputGradient = input.NeedsGradient ? input.Gradient : "default";
+                    string Gradient(string tensor) => rnn.Trainable ? $"{Plan.View(rnn, tensor)}Gradient" : "default";
+                    if (rnn.Bidirectional)
+                    {
+                        // Both directions in one call, so they can run on the two cores; the backward one's input gradient adds to the forward one's.
+                        w.Line($"Recurrent.BackwardBidirectional({node.Workspace("Forward")}, {node.Workspace("Backward")}, {outputGradient}, {rnn.Channels}, " +
+                            $"{Plan.View(rnn, "ForwardKernel")}, {Plan.View(rnn, "ForwardRecurrentKernel")}, {Gradient("ForwardKernel")}, {Gradient("ForwardRecurrentKernel")}, {Gradient("ForwardBias")}, " +
+                            $"{Plan.View(rnn, "BackwardKernel")}, {Plan.View(rnn, "BackwardRecurrentKernel")}, {Gradient("BackwardKernel")}, {Gradient("BackwardRecurrentKernel")}, {Gradient("BackwardBias")}, " +
+                            $"{inputGradient}, batch, returnSequences: {Bool(rnn.ReturnSequences)}, computeWeights: {Bool(rnn.Trainable)}, " +
+                            $"accumulateWeights: {Bool(shared)}, accumulateInput: {Bool(accumulateInput == true)}{ZeroOutputs(rnn)});");
+                        break;
+                    }
                     var stateList = new List<string>();
                     foreach (var state in node.States.Where(s => gradientStarted.Contains(s)))
                         stateList.Add($"{(state.Spec.Axis == 0 ? "finalStateGradient" : "finalCellGradient")}: {state.Gradient}");
@@ -159,30 +171,9 @@ internal static partial class ModelEmitter
                         stateList.Add($"initial{which}Gradient: {node.Inputs[k].Gradient}, accumulateInitial{which}: {Bool(Into(node.Inputs[k]))}");
                     }
                     string stateGradients = string.Concat(stateList.Select(a => ", " + a));
-                    if (rnn.Bidirectional && stateList.Count == 0)
-                    {
-                        // Both directions in one call, so they can run on the two cores; the backward one's input gradient adds to the forward one's.
-                        string Gradients(string direction) => rnn.Trainable
-                            ? $"{Plan.View(rnn, direction + "Kernel")}Gradient, {Plan.View(rnn, direction + "RecurrentKernel")}Gradient, {Plan.View(rnn, direction + "Bias")}Gradient"
-                            : "default, default, default";
-                        w.Line($"Recurrent.BackwardBidirectional({node.Workspace("Forward")}, {node.Workspace("Backward")}, {outputGradient}, {rnn.Channels}, " +
-                            $"{Plan.View(rnn, "ForwardKernel")}, {Plan.View(rnn, "ForwardRecurrentKernel")}, {Gradients("Forward")}, " +
-                            $"{Plan.View(rnn, "BackwardKernel")}, {Plan.View(rnn, "BackwardRecurrentKernel")}, {Gradients("Backward")}, " +
-                            $"{(input.NeedsGradient ? input.Gradient : "default")}, batch, returnSequences: {Bool(rnn.ReturnSequences)}, computeWeights: {Bool(rnn.Trainable)}, " +
-                            $"accumulateWeights: {Bool(shared)}, accumulateInput: {Bool(accumulateInput == true)}{ZeroOutputs(rnn)});");
-                        break;
-                    }
-                    bool firstDirection = true;
-                    foreach (var (direction, unitsOffset) in RecurrentDirections(rnn))
-                    {
-                        string Gradient(string tensor) => rnn.Trainable ? $"{Plan.View(rnn, direction + tensor)}Gradient" : "default";
-                        string inputGradient = input.NeedsGradient ? input.Gradient : "default";
-                        bool accumulate = accumulateInput == true || !firstDirection; // the second direction adds to the first's input gradient
-                        w.Line($"Recurrent.Backward({node.Workspace(direction)}, {outputGradient}, {rnn.Channels}, {unitsOffset}, {Plan.View(rnn, direction + "Kernel")}, {Plan.View(rnn, direction + "RecurrentKernel")}, " +
-                            $"{Gradient("Kernel")}, {Gradient("RecurrentKernel")}, {Gradient("Bias")}, {inputGradient}, batch, returnSequences: {Bool(rnn.ReturnSequences)}, reverse: {Bool(direction == "Backward")}, " +
-                            $"computeWeights: {Bool(rnn.Trainable)}, accumulateWeights: {Bool(shared)}, accumulateInput: {Bool(accumulate)}{ZeroOutputs(rnn)}{stateGradients});");
-                        firstDirection = false;
-                    }
+                    w.Line($"Recurrent.Backward({node.Workspace("")}, {outputGradient}, {rnn.Channels}, 0, {Plan.View(rnn, "Kernel")}, {Plan.View(rnn, "RecurrentKernel")}, " +
+                        $"{Gradient("Kernel")}, {Gradient("RecurrentKernel")}, {Gradient("Bias")}, {inputGradient}, batch, returnSequences: {Bool(rnn.ReturnSequences)}, reverse: false, " +
+                        $"computeWeights: {Bool(rnn.Trainable)}, accumulateWeights: {Bool(shared)}, accumulateInput: {Bool(accumulateInput == true)}{stateGradients});");
                     break;
                 }
                 case NodeKind.Layer when node.Is(LayerKind.MultiHeadAttention):

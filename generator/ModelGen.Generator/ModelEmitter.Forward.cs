@@ -151,26 +151,23 @@ internal static partial class ModelEmitter
                     var input = node.Inputs[0];
                     string masked = input.MaskSource is { } source ? $", masked by '{source.Title}'" : "";
                     w.Line($"// {node.Title}: {(rnn.Bidirectional ? $"Bidirectional({rnn.Kind}" : rnn.Kind.ToString())}({rnn.Units}{(rnn.ReturnSequences ? ", return_sequences" : "")}){(rnn.Bidirectional ? ")" : "")}, {Shape(input.Spec.Shape)} -> {Shape(spec.Shape)}{masked}");
-                    // Keras' initial_state and return_state (a single direction only): named state arguments.
-                    var states = new List<string>();
-                    if (node.Inputs.Count > 1) states.Add($"initialState: {inputs[1]}");
-                    if (node.Inputs.Count > 2) states.Add($"initialCell: {inputs[2]}");
-                    foreach (var state in node.States) states.Add($"{(state.Spec.Axis == 0 ? "finalState" : "finalCell")}: {state.Output}");
-                    string stateArguments = string.Concat(states.Select(a => ", " + a));
-                    if (rnn.Bidirectional && states.Count == 0)
+                    if (rnn.Bidirectional)
                     {
-                        // Both directions in one call, so they can run on the two cores.
+                        // Both directions in one call, so they can run on the two cores (a Bidirectional layer takes no states).
                         w.Line($"Recurrent.ForwardBidirectional({node.Workspace("Forward")}, {node.Workspace("Backward")}, {inputs[0]}, {input.StepMask}, " +
                             $"{Plan.View(rnn, "ForwardKernel")}, {Plan.View(rnn, "ForwardRecurrentKernel")}, {Plan.View(rnn, "ForwardBias")}, " +
                             $"{Plan.View(rnn, "BackwardKernel")}, {Plan.View(rnn, "BackwardRecurrentKernel")}, {Plan.View(rnn, "BackwardBias")}, " +
                             $"{node.Output}, {rnn.Channels}, batch, returnSequences: {Bool(rnn.ReturnSequences)}{ZeroOutputs(rnn)});");
                         break;
                     }
-                    foreach (var (direction, offset) in RecurrentDirections(rnn))
-                    {
-                        w.Line($"Recurrent.Forward({node.Workspace(direction)}, {inputs[0]}, {input.StepMask}, {Plan.View(rnn, direction + "Kernel")}, {Plan.View(rnn, direction + "RecurrentKernel")}, {Plan.View(rnn, direction + "Bias")}, " +
-                            $"{node.Output}, {rnn.Channels}, {offset}, batch, returnSequences: {Bool(rnn.ReturnSequences)}, reverse: {Bool(direction == "Backward")}{ZeroOutputs(rnn)}{stateArguments});");
-                    }
+                    // Keras' initial_state and return_state: named state arguments.
+                    var states = new List<string>();
+                    if (node.Inputs.Count > 1) states.Add($"initialState: {inputs[1]}");
+                    if (node.Inputs.Count > 2) states.Add($"initialCell: {inputs[2]}");
+                    foreach (var state in node.States) states.Add($"{(state.Spec.Axis == 0 ? "finalState" : "finalCell")}: {state.Output}");
+                    string stateArguments = string.Concat(states.Select(a => ", " + a));
+                    w.Line($"Recurrent.Forward({node.Workspace("")}, {inputs[0]}, {input.StepMask}, {Plan.View(rnn, "Kernel")}, {Plan.View(rnn, "RecurrentKernel")}, {Plan.View(rnn, "Bias")}, " +
+                        $"{node.Output}, {rnn.Channels}, 0, batch, returnSequences: {Bool(rnn.ReturnSequences)}, reverse: false{stateArguments});");
                     break;
                 }
                 case NodeKind.Layer when node.Is(LayerKind.MultiHeadAttention):

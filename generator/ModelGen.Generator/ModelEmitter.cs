@@ -551,12 +551,8 @@ internal static partial class ModelEmitter
     /// <summary>An attention layer's weight tensors in the order the kernels take them.</summary>
     private static readonly string[] AttentionTensors = { "QueryKernel", "QueryBias", "KeyKernel", "KeyBias", "ValueKernel", "ValueBias", "OutputKernel", "OutputBias" };
 
-    /// <summary>Each direction a recurrent layer runs and where its units sit in the output row.</summary>
-    private static IEnumerable<(string Direction, int Offset)> RecurrentDirections(LayerSpec layer) =>
-        layer.Directions.Select((direction, k) => (direction, k * layer.Units));
-
-    /// <summary>Keras' Bidirectional zeroes the outputs of masked steps when it returns sequences; a plain layer repeats the last one.</summary>
-    private static string ZeroOutputs(LayerSpec layer) => layer.Bidirectional && layer.ReturnSequences ? ", zeroOutputForMask: true" : "";
+    /// <summary>Keras' Bidirectional zeroes the outputs of masked steps when it returns sequences (a plain layer repeats the last one).</summary>
+    private static string ZeroOutputs(LayerSpec bidirectional) => bidirectional.ReturnSequences ? ", zeroOutputForMask: true" : "";
 
     private static string ResamplingKernel(NodePlan node) => node.Is(LayerKind.ZeroPadding2D) ? "ZeroPadding" : "UpSampling";
 

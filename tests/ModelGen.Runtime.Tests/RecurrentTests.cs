@@ -98,22 +98,14 @@ public class RecurrentTests
     [InlineData(RecurrentCell.Gru, true, Batch)]
     public void Both_directions_in_one_call_compute_what_each_computes_alone(RecurrentCell cell, bool returnSequences, int batch)
     {
-        var forward = new Layer(cell, reverse: false, returnSequences, seed: 40 + (int)cell);
-        var backward = new Layer(cell, reverse: true, returnSequences, seed: 50 + (int)cell);
-        Assert.Equal(batch == Batch, Recurrent.SharesSamples(forward.Workspace(batch), batch));
-        var input = forward.Input.AsSpan(0, batch * Steps * Features).ToArray();
-        var mask = forward.Mask.AsSpan(0, batch * Steps).ToArray();
-        int width = 2 * Units, outputLength = batch * (returnSequences ? Steps : 1) * width;
-
-        var expected = new float[outputLength];
-        foreach (var (layer, offset) in new[] { (forward, 0), (backward, Units) })
-            Recurrent.Forward(layer.Workspace(batch), input, mask, layer.Kernel, layer.RecurrentKernel, layer.Bias, expected, width, offset, batch,
-                returnSequences, layer.Reverse, zeroOutputForMask: returnSequences);
+        var layer = new TwoDirections(cell, returnSequences, seed: 40 + (int)cell, batch);
+        Assert.Equal(batch == Batch, Recurrent.SharesSamples(layer.Forward.Workspace(batch), batch));
+        var expected = new float[layer.OutputLength];
+        layer.ForwardInTurn(layer.Forward.Workspace(batch), layer.Backward.Workspace(batch), expected);
         float[] Both()
         {
-            var output = new float[outputLength];
-            Recurrent.ForwardBidirectional(forward.Workspace(batch), backward.Workspace(batch), input, mask, forward.Kernel, forward.RecurrentKernel, forward.Bias,
-                backward.Kernel, backward.RecurrentKernel, backward.Bias, output, width, batch, returnSequences, zeroOutputForMask: returnSequences);
+            var output = new float[layer.OutputLength];
+            layer.ForwardInOneCall(layer.Forward.Workspace(batch), layer.Backward.Workspace(batch), output);
             return output;
         }
         Assert.Equal(expected, KernelSettings.OnThreads(2, Both));
@@ -134,35 +126,29 @@ public class RecurrentTests
     [InlineData(RecurrentCell.Gru, true, true, Batch)]
     public void Both_directions_backward_in_one_call_give_the_bits_of_two_calls(RecurrentCell cell, bool returnSequences, bool accumulateInput, int batch)
     {
-        var forward = new Layer(cell, reverse: false, returnSequences, seed: 60 + (int)cell);
-        var backward = new Layer(cell, reverse: true, returnSequences, seed: 70 + (int)cell);
-        var input = forward.Input.AsSpan(0, batch * Steps * Features).ToArray();
-        var mask = forward.Mask.AsSpan(0, batch * Steps).ToArray();
-        int width = 2 * Units, outputLength = batch * (returnSequences ? Steps : 1) * width;
+        var layer = new TwoDirections(cell, returnSequences, seed: 60 + (int)cell, batch);
+        var (forward, backward) = (layer.Forward, layer.Backward);
         var random = new Random(80 + batch);
-        var outputGradient = Enumerable.Range(0, outputLength).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
-        var heldGradient = Enumerable.Range(0, input.Length).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+        var outputGradient = Enumerable.Range(0, layer.OutputLength).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+        var heldGradient = Enumerable.Range(0, layer.Input.Length).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
 
         // The gradients, flattened in one order: input, then each direction's kernel, recurrent kernel and bias.
-        float[][] Gradients() => new[] { accumulateInput ? (float[])heldGradient.Clone() : Enumerable.Repeat(float.NaN, input.Length).ToArray() }
+        float[][] Gradients() => new[] { accumulateInput ? (float[])heldGradient.Clone() : Enumerable.Repeat(float.NaN, layer.Input.Length).ToArray() }
             .Concat(new[] { forward, backward }.SelectMany(l => new[] { new float[l.Kernel.Length], new float[l.RecurrentKernel.Length], new float[l.Bias.Length] })).ToArray();
         var (forwardWork, backwardWork) = (forward.Workspace(batch), backward.Workspace(batch));
-        var output = new float[outputLength];
         var expected = Gradients();
-        foreach (var (layer, work, offset) in new[] { (forward, forwardWork, 0), (backward, backwardWork, Units) })
-            Recurrent.Forward(work, input, mask, layer.Kernel, layer.RecurrentKernel, layer.Bias, output, width, offset, batch, returnSequences, layer.Reverse, zeroOutputForMask: returnSequences);
-        Recurrent.Backward(forwardWork, outputGradient, width, 0, forward.Kernel, forward.RecurrentKernel, expected[1], expected[2], expected[3], expected[0], batch,
+        layer.ForwardInTurn(forwardWork, backwardWork, new float[layer.OutputLength]);
+        Recurrent.Backward(forwardWork, outputGradient, layer.Width, 0, forward.Kernel, forward.RecurrentKernel, expected[1], expected[2], expected[3], expected[0], batch,
             returnSequences, reverse: false, computeWeights: true, accumulateWeights: false, accumulateInput, zeroOutputForMask: returnSequences);
-        Recurrent.Backward(backwardWork, outputGradient, width, Units, backward.Kernel, backward.RecurrentKernel, expected[4], expected[5], expected[6], expected[0], batch,
+        Recurrent.Backward(backwardWork, outputGradient, layer.Width, Units, backward.Kernel, backward.RecurrentKernel, expected[4], expected[5], expected[6], expected[0], batch,
             returnSequences, reverse: true, computeWeights: true, accumulateWeights: false, accumulateInput: true, zeroOutputForMask: returnSequences);
 
         float[][] Both()
         {
             var (forwardWork, backwardWork) = (forward.Workspace(batch), backward.Workspace(batch));
             var gradients = Gradients();
-            Recurrent.ForwardBidirectional(forwardWork, backwardWork, input, mask, forward.Kernel, forward.RecurrentKernel, forward.Bias,
-                backward.Kernel, backward.RecurrentKernel, backward.Bias, new float[outputLength], width, batch, returnSequences, zeroOutputForMask: returnSequences);
-            Recurrent.BackwardBidirectional(forwardWork, backwardWork, outputGradient, width, forward.Kernel, forward.RecurrentKernel, gradients[1], gradients[2], gradients[3],
+            layer.ForwardInOneCall(forwardWork, backwardWork, new float[layer.OutputLength]);
+            Recurrent.BackwardBidirectional(forwardWork, backwardWork, outputGradient, layer.Width, forward.Kernel, forward.RecurrentKernel, gradients[1], gradients[2], gradients[3],
                 backward.Kernel, backward.RecurrentKernel, gradients[4], gradients[5], gradients[6], gradients[0], batch, returnSequences,
                 computeWeights: true, accumulateWeights: false, accumulateInput, zeroOutputForMask: returnSequences);
             return gradients;
@@ -172,6 +158,32 @@ public class RecurrentTests
             var actual = KernelSettings.OnThreads(threads, Both);
             for (int g = 0; g < expected.Length; g++) Assert.True(expected[g].SequenceEqual(actual[g]), $"gradient {g} differs on {threads} thread(s)");
         }
+    }
+
+    /// <summary>
+    /// Two layers as a Bidirectional layer's directions (the backward one's weights drawn from the next seed but ten) over the
+    /// forward one's first <paramref name="batch"/> samples, with its masks; outputs side by side, a row of both per step or sample.
+    /// </summary>
+    private sealed class TwoDirections(RecurrentCell cell, bool returnSequences, int seed, int batch)
+    {
+        public readonly Layer Forward = new(cell, reverse: false, returnSequences, seed), Backward = new(cell, reverse: true, returnSequences, seed + 10);
+        public float[] Input => Forward.Input.AsSpan(0, batch * Steps * Features).ToArray();
+        public float[] Mask => Forward.Mask.AsSpan(0, batch * Steps).ToArray();
+        public int Width => 2 * Units;
+        public int OutputLength => batch * (returnSequences ? Steps : 1) * Width;
+
+        /// <summary>The two directions one after the other, as the generated code called them before ForwardBidirectional.</summary>
+        public void ForwardInTurn(RecurrentWorkspace forwardWork, RecurrentWorkspace backwardWork, float[] output)
+        {
+            var (input, mask) = (Input, Mask);
+            foreach (var (layer, work, offset) in new[] { (Forward, forwardWork, 0), (Backward, backwardWork, Units) })
+                Recurrent.Forward(work, input, mask, layer.Kernel, layer.RecurrentKernel, layer.Bias, output, Width, offset, batch, returnSequences, layer.Reverse,
+                    zeroOutputForMask: returnSequences);
+        }
+
+        public void ForwardInOneCall(RecurrentWorkspace forwardWork, RecurrentWorkspace backwardWork, float[] output) =>
+            Recurrent.ForwardBidirectional(forwardWork, backwardWork, Input, Mask, Forward.Kernel, Forward.RecurrentKernel, Forward.Bias,
+                Backward.Kernel, Backward.RecurrentKernel, Backward.Bias, output, Width, batch, returnSequences, zeroOutputForMask: returnSequences);
     }
 
     private sealed class Layer

@@ -52,8 +52,9 @@ public partial class BidirectionalStack
 }
 
 /// <summary>
-/// BidirectionalStack's wiring at a size where each direction's batch is split between the cores (8 samples of 16 steps, 32
-/// units: Recurrent.SharesSamples), so the parity tests hold that route to PyTorch too.
+/// BidirectionalStack's wiring at a size where the summary LSTM's batch is split between the cores (8 samples of 16 steps,
+/// 32 units: Recurrent.SharesSamples) and the encoder's two directions each run whole on a core of their own, so the
+/// parity tests hold both routes to PyTorch too.
 /// </summary>
 [Sequential(Loss = Loss.BinaryCrossentropy)]
 public partial class SplitBatchRecurrent
@@ -61,7 +62,7 @@ public partial class SplitBatchRecurrent
     [Input(16, 2)] public Input steps;
     [Masking] public Masking padding;
     [LSTM(32, ReturnSequences = true, Bidirectional = true)] public LSTM encoder;
-    [LSTM(4)] public LSTM summary;
+    [LSTM(32)] public LSTM summary;
     [Dense(1, Activation.Sigmoid)] public Dense head;
 }
 

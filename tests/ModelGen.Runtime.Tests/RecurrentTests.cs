@@ -85,9 +85,9 @@ public class RecurrentTests
 
     /// <summary>A layer's weights and one batch: inputs, a mask that drops some samples' last steps, an initial state and output gradients.</summary>
     /// <summary>
-    /// Both directions of a Bidirectional layer in one call (Recurrent.ForwardBidirectional): at batch 2, too small to split
-    /// its samples, each direction on its own core; at batch 8, one after the other, each split. Either way the same bits
-    /// as the two directions run one after the other with Forward, on one core or two.
+    /// Both directions of a Bidirectional layer in one call (Recurrent.ForwardBidirectional), each on its own core with all
+    /// its samples: at batch 2, too small to split them, and at batch 8, where the two directions run one after the other
+    /// split them. Either way the same bits as the two directions run one after the other with Forward, on one core or two.
     /// </summary>
     [Theory]
     [InlineData(RecurrentCell.Lstm, false, 2)]
@@ -115,7 +115,7 @@ public class RecurrentTests
     /// <summary>
     /// Backward through both directions in one call (Recurrent.BackwardBidirectional), after the forward pass in one: the same
     /// bits as two Backward calls after two Forward calls (the backward direction's input gradient added to the forward one's,
-    /// itself added to what the tensor held or not), on one core or two, at batch 2 (directions on two cores) and 8.
+    /// itself added to what the tensor held or not), on one core or two, at batch 2 and at batch 8 (split samples in turn).
     /// </summary>
     [Theory]
     [InlineData(RecurrentCell.Lstm, false, false, 2)]

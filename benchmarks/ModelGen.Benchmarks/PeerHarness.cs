@@ -61,9 +61,11 @@ public static class PeerHarness
         foreach (int batch in new[] { 1, 32 })
             yield return ($"results/lstm predict b{batch}", () => Predict(new RowLstm(maxBatchSize: batch, seed: 0), 28 * 28, batch));
         yield return ("results/lstm train step b32", () => Train(new RowLstm(maxBatchSize: 32, seed: 0), 28 * 28, 32));
-        // Below batch 8 a bidirectional layer's two directions take the two cores (Recurrent.ForwardBidirectional).
+        // A bidirectional layer's two directions take the two cores, each with all its samples (Recurrent.ForwardBidirectional);
+        // from batch 8 a single direction would split its samples instead.
         yield return ("results/bilstm predict b1", () => Predict(new RowBiLstm(maxBatchSize: 1, seed: 0), 28 * 28, 1));
-        yield return ("results/bilstm train step b4", () => Train(new RowBiLstm(maxBatchSize: 4, seed: 0), 28 * 28, 4));
+        foreach (int batch in new[] { 4, 32 })
+            yield return ($"results/bilstm train step b{batch}", () => Train(new RowBiLstm(maxBatchSize: batch, seed: 0), 28 * 28, batch));
         foreach (int batch in new[] { 1, 32 })
             yield return ($"results/gru predict b{batch}", () => Predict(new RowGru(maxBatchSize: batch, seed: 0), 28 * 28, batch));
         yield return ("results/gru train step b32", () => Train(new RowGru(maxBatchSize: 32, seed: 0), 28 * 28, 32));

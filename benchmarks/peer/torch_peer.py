@@ -157,7 +157,9 @@ def workloads(threads):
         table[f"results/{name} train step b32"] = (
             lambda layer=layer: training(RowRecurrent(layer).train(), torch.rand(32, 28, 28), torch.randint(0, 10, (32,))), True, None)
     table["results/bilstm predict b1"] = (lambda: inference(RowBidirectional().eval(), torch.rand(1, 28, 28)), False, None)
-    table["results/bilstm train step b4"] = (lambda: training(RowBidirectional().train(), torch.rand(4, 28, 28), torch.randint(0, 10, (4,))), True, None)
+    for batch in (4, 32):
+        table[f"results/bilstm train step b{batch}"] = (
+            lambda batch=batch: training(RowBidirectional().train(), torch.rand(batch, 28, 28), torch.randint(0, 10, (batch,))), True, None)
     for batch in (1, 32):
         table[f"results/transformer predict b{batch}"] = (lambda batch=batch: inference(TokenTransformer().eval(), torch.randint(0, 1000, (batch, 64))), False, None)
     table["results/transformer train step b32"] = (

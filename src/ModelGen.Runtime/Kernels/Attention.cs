@@ -47,6 +47,16 @@ public sealed class AttentionWorkspace : IWorkspace
     internal float[] KeyGradient { get; }
     internal float[] ValueGradient { get; }
     internal float[] ContextGradient { get; }
+
+    /// <summary>The query, key and value projections of a batch: rows (batch x steps), input features, output columns (heads x dim).</summary>
+    internal Shape QueryProjection(int batch) => new(batch * QuerySteps, QueryFeatures, Heads * KeyDim);
+    internal Shape KeyProjection(int batch) => new(batch * ValueSteps, KeyFeatures, Heads * KeyDim);
+    internal Shape ValueProjection(int batch) => new(batch * ValueSteps, ValueFeatures, Heads * ValueDim);
+
+    internal readonly record struct Shape(int Rows, int Features, int Width)
+    {
+        public long MultiplyAdds => (long)Rows * Features * Width;
+    }
 }
 
 /// <summary>
@@ -68,17 +78,16 @@ public static class Attention
         Span<float> output, int batch)
     {
         int tq = work.QuerySteps, tv = work.ValueSteps, heads = work.Heads, dk = work.KeyDim, dv = work.ValueDim;
+        var (qShape, kShape, vShape) = (work.QueryProjection(batch), work.KeyProjection(batch), work.ValueProjection(batch));
         // Checked here, on the caller's thread: a projection run by the helper would throw there, wrapped, after the others wrote.
-        Gemm.CheckMultiply(query.Length, queryKernel.Length, work.Queries.Length, queryBias.Length, batch * tq, work.QueryFeatures, heads * dk);
-        Gemm.CheckMultiply(key.Length, keyKernel.Length, work.Keys.Length, keyBias.Length, batch * tv, work.KeyFeatures, heads * dk);
-        Gemm.CheckMultiply(value.Length, valueKernel.Length, work.Values.Length, valueBias.Length, batch * tv, work.ValueFeatures, heads * dv);
+        CheckProjection(query, queryKernel, queryBias, work.Queries, qShape);
+        CheckProjection(key, keyKernel, keyBias, work.Keys, kShape);
+        CheckProjection(value, valueKernel, valueBias, work.Values, vShape);
         fixed (float* q = query, k = key, v = value, wq = queryKernel, bq = queryBias, wk = keyKernel, bk = keyBias, wv = valueKernel, bv = valueBias)
         fixed (float* queries = work.Queries, keys = work.Keys, values = work.Values)
         {
-            var projections = new Projections(
-                new Projection(q, wq, bq, queries, batch * tq, work.QueryFeatures, heads * dk),
-                new Projection(k, wk, bk, keys, batch * tv, work.KeyFeatures, heads * dk),
-                new Projection(v, wv, bv, values, batch * tv, work.ValueFeatures, heads * dv));
+            var projections = new Projections(new Projection(q, wq, bq, queries, qShape), new Projection(k, wk, bk, keys, kShape),
+                new Projection(v, wv, bv, values, vShape));
             // Independent products, each computed as it is alone, whichever core takes it.
             if (SharesProjections(work, batch)) Helper.For(3, &ProjectPart, &projections);
             else for (int index = 0; index < 3; index++) ProjectPart(&projections, index, 0);
@@ -129,9 +138,9 @@ public static class Attention
         }
         // The stored queries were scaled after projection: the projection's gradient carries the same scale.
         Merges.Scale(dQueries, dQueries.Length, 1f / MathF.Sqrt(dk));
-        Project(query, queryKernel, dQueries, queryKernelGradient, queryBiasGradient, queryGradient, batch * tq, work.QueryFeatures, heads * dk, computeWeights, accumulateWeights, accumulateQuery);
-        Project(key, keyKernel, dKeys, keyKernelGradient, keyBiasGradient, keyGradient, batch * tv, work.KeyFeatures, heads * dk, computeWeights, accumulateWeights, accumulateKey);
-        Project(value, valueKernel, dValues, valueKernelGradient, valueBiasGradient, valueGradient, batch * tv, work.ValueFeatures, heads * dv, computeWeights, accumulateWeights, accumulateValue);
+        Project(query, queryKernel, dQueries, queryKernelGradient, queryBiasGradient, queryGradient, work.QueryProjection(batch), computeWeights, accumulateWeights, accumulateQuery);
+        Project(key, keyKernel, dKeys, keyKernelGradient, keyBiasGradient, keyGradient, work.KeyProjection(batch), computeWeights, accumulateWeights, accumulateKey);
+        Project(value, valueKernel, dValues, valueKernelGradient, valueBiasGradient, valueGradient, work.ValueProjection(batch), computeWeights, accumulateWeights, accumulateValue);
     }
 
     /// <summary>
@@ -139,12 +148,13 @@ public static class Attention
     /// yet of at least <see cref="SharedProjectionWork"/>.
     /// </summary>
     internal static bool SharesProjections(AttentionWorkspace work, int batch) =>
-        IsSharedProjection(batch * work.QuerySteps, work.QueryFeatures, work.Heads * work.KeyDim)
-        && IsSharedProjection(batch * work.ValueSteps, work.KeyFeatures, work.Heads * work.KeyDim)
-        && IsSharedProjection(batch * work.ValueSteps, work.ValueFeatures, work.Heads * work.ValueDim);
+        IsSharedProjection(work.QueryProjection(batch)) && IsSharedProjection(work.KeyProjection(batch)) && IsSharedProjection(work.ValueProjection(batch));
 
-    private static bool IsSharedProjection(int rows, int features, int width) =>
-        Gemm.RunsOnOneThread(rows, features, width) && (long)rows * features * width >= SharedProjectionWork;
+    private static bool IsSharedProjection(AttentionWorkspace.Shape shape) =>
+        Gemm.RunsOnOneThread(shape.Rows, shape.Features, shape.Width) && shape.MultiplyAdds >= SharedProjectionWork;
+
+    private static void CheckProjection(ReadOnlySpan<float> input, ReadOnlySpan<float> kernel, ReadOnlySpan<float> bias, float[] output, AttentionWorkspace.Shape shape) =>
+        Gemm.CheckMultiply(input.Length, kernel.Length, output.Length, bias.Length, shape.Rows, shape.Features, shape.Width);
 
     /// <summary>
     /// Multiply-adds of each input projection from which the three go to the two cores whole. One sequence of 64 tokens, 64
@@ -155,23 +165,25 @@ public static class Attention
     private const long SharedProjectionWork = 250_000;
 
     /// <summary>One input projection, x·W + b (no bias where it is null), as pointers: for a part run on either core.</summary>
-    private readonly unsafe struct Projection(float* input, float* kernel, float* bias, float* output, int rows, int features, int width)
+    private readonly unsafe struct Projection(float* input, float* kernel, float* bias, float* output, AttentionWorkspace.Shape shape)
     {
-        public void Run() => Gemm.Multiply(new ReadOnlySpan<float>(input, rows * features), new ReadOnlySpan<float>(kernel, features * width),
-            new Span<float>(output, rows * width), rows, features, width, bias == null ? default : new ReadOnlySpan<float>(bias, width));
+        public void Run()
+        {
+            var (rows, features, width) = shape;
+            Gemm.Multiply(new ReadOnlySpan<float>(input, rows * features), new ReadOnlySpan<float>(kernel, features * width),
+                new Span<float>(output, rows * width), rows, features, width, bias == null ? default : new ReadOnlySpan<float>(bias, width));
+        }
     }
 
     /// <summary>The query, key and value projections of a forward pass: parts 0, 1 and 2.</summary>
     private readonly struct Projections(Projection query, Projection key, Projection value)
     {
         public readonly Projection Query = query, Key = key, Value = value;
+
+        public Projection this[int index] => index == 0 ? Query : index == 1 ? Key : Value;
     }
 
-    private static unsafe void ProjectPart(void* state, int index, int worker)
-    {
-        ref readonly var projections = ref *(Projections*)state;
-        (index == 0 ? projections.Query : index == 1 ? projections.Key : projections.Value).Run();
-    }
+    private static unsafe void ProjectPart(void* state, int index, int worker) => (*(Projections*)state)[index].Run();
 
     /// <summary>
     /// Multiply-adds of a pass's (sample, head) pairs from which both cores share them: one sequence of 64 tokens through 4
@@ -287,9 +299,10 @@ public static class Attention
 
     /// <summary>Backward of one input projection y = x·W + b, given dy.</summary>
     private static void Project(ReadOnlySpan<float> input, ReadOnlySpan<float> kernel, ReadOnlySpan<float> projectedGradient,
-        Span<float> kernelGradient, Span<float> biasGradient, Span<float> inputGradient, int rows, int features, int width,
+        Span<float> kernelGradient, Span<float> biasGradient, Span<float> inputGradient, AttentionWorkspace.Shape shape,
         bool computeWeights, bool accumulateWeights, bool accumulateInput)
     {
+        var (rows, features, width) = shape;
         if (computeWeights)
         {
             Gemm.MultiplyTransposedA(input, projectedGradient, kernelGradient, features, rows, width, accumulateWeights);

@@ -126,10 +126,9 @@ public static class Recurrent
     /// <summary>
     /// Both directions of a Bidirectional layer, the forward one written at offset 0 of each output row, the backward one at
     /// <c>units</c>. Each direction is computed exactly as <see cref="Forward"/> computes it alone, on a core of its own
-    /// (<see cref="OverDirections"/>). In one process, against the two run one after the other: 0.50-0.58 of the time at batch
-    /// 1, from LSTM(8) over 8 steps (3.7 -> 2.1 us) to LSTM(128) over 100 (1.34 -> 0.72 ms), 0.52 for LSTM(64) over 28 steps at
-    /// batch 4 and 0.51 for a GRU; from batch 8, where each direction would split its samples instead, 0.87-0.91 at batch 8,
-    /// 0.91-0.95 at 16, 0.95 at 32, 0.97 at 64 and 0.86 at 128 (LSTM(64), 28 steps).
+    /// (<see cref="OverDirections"/>, which has the figures from batch 8). In one process, against the two run one after the
+    /// other: 0.50-0.58 of the time at batch 1, from LSTM(8) over 8 steps (3.7 -> 2.1 us) to LSTM(128) over 100 (1.34 -> 0.72
+    /// ms), 0.52 for LSTM(64) over 28 steps at batch 4 and 0.51 for a GRU.
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
     public static unsafe void ForwardBidirectional(RecurrentWorkspace forwardWork, RecurrentWorkspace backwardWork, ReadOnlySpan<float> input, ReadOnlySpan<float> mask,

@@ -56,8 +56,13 @@ public static partial class Gemm
         RowProducer rows = default)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
-        bool narrow = n <= TLanes.Count;
-        int tileColumns = TileColumns<TLanes, TVector>(n);
+        var reading = HowBIsRead<TLanes, TVector>(a, b, m, k, n);
+        bool bInPlace = reading.InPlace, packAsRead = reading.PackedAsRead, readsB = reading.WholeTilesInPlace, copiesB = reading.PanelFloats > 0;
+        bool prepacked = reading.Prepacked;
+        // Panels packed ahead keep the tiles of the whole B: a last slice of columns narrower than a vector reads its part of a
+        // two-vector tile, as the last, partial tile of a wider product does.
+        int tileColumns = prepacked ? b.Panels.TileColumns : TileColumns<TLanes, TVector>(n);
+        bool narrow = tileColumns == TLanes.Count;
         bool streamA = ReadsAInPlace<TLanes, TVector>(a, m, k, n);
         int rowBlock = streamA ? RowBlock : PackedRowBlock;
         // A transposed A read in place keeps its short depth blocks (StreamingDepthBlock); a row-major one takes the packed
@@ -65,13 +70,11 @@ public static partial class Gemm
         // MLP's 128x784x256 on two cores: 261 -> 226 us; the CNN's dense 64x1600x128: 154 -> 136 us). Up to 1024 deep each
         // output is then its exact chain of multiply-adds, so a convolution through patches computes what the direct kernel
         // computes for inference.
-        int depthBlock = streamA && a.ColumnStride != 1 ? StreamingDepthBlock : DepthBlock;
+        int depthBlock = DepthBlockOf(a, streamA);
         // With A packed and 32 vector registers, tiles of twelve rows: half the B traffic per multiply-add of six-row tiles.
         bool tall = !streamA && !narrow && TLanes.Count == 16;
         int panelRows = tall ? TallRows : RowsPerTile;
         var aPanel = streamA ? default : AlignedBuffer.Ensure(ref packedA, PackedRowBlock * DepthBlock);
-        var reading = HowBIsRead<TLanes, TVector>(a, b, m, k, n);
-        bool bInPlace = reading.InPlace, packAsRead = reading.PackedAsRead, readsB = reading.WholeTilesInPlace, copiesB = reading.PanelFloats > 0;
         var bPanel = copiesB ? AlignedBuffer.Ensure(ref packedB, reading.PanelFloats) : default;
         Span<float> spill = stackalloc float[TallRows * 32];
 
@@ -87,7 +90,7 @@ public static partial class Gemm
                 for (int pc = 0; pc < k; pc += depthBlock)
                 {
                     int kc = Math.Min(depthBlock, k - pc);
-                    var bBlock = copiesB ? bPanel.Slice(offset) : default;
+                    var bBlock = copiesB ? bPanel.Slice(offset) : prepacked ? b.Panels.Block(pc, kc, jc) : default;
                     offset += kc * ((nc + tileColumns - 1) / tileColumns * tileColumns);
                     var stage = new Stage(first: pc == 0, last: pc + kc >= k);
                     for (int ic = firstRow; ic < firstRow + blockRows; ic += rowBlock)
@@ -163,13 +166,21 @@ public static partial class Gemm
     private static int TileColumns<TLanes, TVector>(int n) where TLanes : struct, ILanes<TVector> where TVector : struct =>
         (n <= TLanes.Count ? 1 : 2) * TLanes.Count;
 
-    /// <summary>How the packed path reads a product's B: where it lies, packed as its first tiles read it, or packed ahead into a panel of PanelFloats.</summary>
-    private readonly record struct ReadingB(bool InPlace, bool PackedAsRead, bool WholeTilesInPlace, int PanelFloats);
+    /// <summary>
+    /// How the packed path reads a product's B: where it lies, packed as its first tiles read it, packed ahead into a panel of
+    /// PanelFloats, or from panels packed before the call (<see cref="PackedMatrix"/>).
+    /// </summary>
+    private readonly record struct ReadingB(bool InPlace, bool PackedAsRead, bool WholeTilesInPlace, int PanelFloats, bool Prepacked = false);
+
+    /// <summary>KC for this A: short blocks for a transposed A read in place, the packed path's otherwise.</summary>
+    private static int DepthBlockOf(in Matrix a, bool streamA) => streamA && a.ColumnStride != 1 ? StreamingDepthBlock : DepthBlock;
 
     private static ReadingB HowBIsRead<TLanes, TVector>(in Matrix a, in Matrix b, int m, int k, int n) where TLanes : struct, ILanes<TVector> where TVector : struct
     {
         int tileColumns = TileColumns<TLanes, TVector>(n);
         bool narrow = n <= TLanes.Count, streamA = ReadsAInPlace<TLanes, TVector>(a, m, k, n);
+        // Panels packed before the call, in this part's tiles and depth blocks, are read as they are: nothing is copied.
+        if (b.Panels.Fit(k, TLanes.Count, DepthBlockOf(a, streamA))) return new ReadingB(false, false, false, 0, Prepacked: true);
         // A B whose rows are exactly one tile and adjacent is already in the packed order, so it is read in place, not copied
         // (the first convolution's weight gradient packed 43,264 rows of 32 output gradients: 1.16 -> 0.79 ms). Where many row
         // tiles read it, anything else stays packed: tile rows a longer row apart, read in place, fall in a fraction of L1's

@@ -178,7 +178,7 @@ public static partial class Gemm
         ref readonly Job job = ref *(Job*)state;
         int first = index * job.PartSize, columns = Math.Min(job.PartSize, job.N - first);
         if (job.PanelFloats > 0) AlignedBuffer.Ensure(ref packedB, job.PanelFloats);
-        Packed<TLanes, TVector>(job.A.From(), job.B.From(first * job.B.ColumnStride), job.Output.Slice(first), job.M, job.K, columns, job.N,
+        Packed<TLanes, TVector>(job.A.From(), job.B.Columns(first), job.Output.Slice(first), job.M, job.K, columns, job.N,
             job.EpilogueFrom(first), RowClaim.All(job.M));
     }
 
@@ -190,7 +190,7 @@ public static partial class Gemm
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
         ref readonly Job job = ref *(Job*)state;
-        Packed<TLanes, TVector>(job.A.From(), job.B.From(), job.Output, job.M, job.K, job.N, job.N, job.EpilogueFrom(0),
+        Packed<TLanes, TVector>(job.A.From(), job.B.Columns(0), job.Output, job.M, job.K, job.N, job.N, job.EpilogueFrom(0),
             new RowClaim(job.Blocks, job.PartSize, job.M, fromBack: worker == 1), job.Rows);
     }
 
@@ -200,9 +200,17 @@ public static partial class Gemm
         private readonly float* data = data;
         private readonly int length = layout.Data.Length;
         public readonly int RowStride = layout.RowStride, ColumnStride = layout.ColumnStride;
+        private readonly PackedPanels panels = layout.Panels;
 
-        /// <summary>The matrix from element <paramref name="offset"/> on: a slice of rows, columns or depth keeps the strides.</summary>
+        /// <summary>The matrix from element <paramref name="offset"/> on: a slice of rows, columns or depth keeps the strides, not B's panels.</summary>
         public Matrix From(int offset = 0) => new(new ReadOnlySpan<float>(data + offset, length - offset), RowStride, ColumnStride);
+
+        /// <summary>B from column <paramref name="first"/> on, with its panels from the same column: a slice of columns, or all of them.</summary>
+        public Matrix Columns(int first)
+        {
+            int offset = first * ColumnStride;
+            return new(new ReadOnlySpan<float>(data + offset, length - offset), RowStride, ColumnStride, panels.From(first));
+        }
     }
 
     /// <summary>

@@ -18,14 +18,15 @@ public static partial class Gemm
     /// Otherwise (more rows, a narrow or light first layer) this is exactly those two calls.
     /// </summary>
     public static void MultiplyTwice(ReadOnlySpan<float> a, ReadOnlySpan<float> b1, Span<float> h, ReadOnlySpan<float> b2, Span<float> c,
-        int m, int k, int n1, int n2, ReadOnlySpan<float> bias1 = default, bool relu1 = false, ReadOnlySpan<float> bias2 = default, bool relu2 = false)
+        int m, int k, int n1, int n2, ReadOnlySpan<float> bias1 = default, bool relu1 = false, ReadOnlySpan<float> bias2 = default, bool relu2 = false,
+        PackedMatrix? packedB1 = null, PackedMatrix? packedB2 = null)
     {
         Check(a.Length >= m * k && b1.Length >= k * n1 && h.Length >= m * n1 && (bias1.IsEmpty || bias1.Length >= n1), m, k, n1);
         Check(b2.Length >= n1 * n2 && c.Length >= m * n2 && (bias2.IsEmpty || bias2.Length >= n2), m, n1, n2);
         if (!SharesBothLayers(m, k, n1))
         {
-            Multiply(a, b1, h, m, k, n1, bias1, relu1);
-            Multiply(h, b2, c, m, n1, n2, bias2, relu2);
+            Multiply(a, b1, h, m, k, n1, bias1, relu1, packedB: packedB1);
+            Multiply(h, b2, c, m, n1, n2, bias2, relu2, packedB: packedB2);
             return;
         }
         var first = new Epilogue(bias1, relu1, false);

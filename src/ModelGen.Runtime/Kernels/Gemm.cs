@@ -19,11 +19,20 @@ namespace ModelGen.Kernels;
 /// </summary>
 public static partial class Gemm
 {
+    /// <summary>
+    /// C(m,n) = A·B (+ bias, ReLU). With <paramref name="packedB"/>, B packed ahead by <see cref="Pack"/> from the same values,
+    /// a product that would pack B reads those panels instead (but one summed in slices of its depth, deep and without bias);
+    /// products that read B where it lies (up to three rows) still read <paramref name="b"/>. Either way the result is the
+    /// same bit for bit. Against MNIST's 784x256 weights, interleaved on the Zen 3: 8 rows 28.8 -> 19.9 us, 32 rows 88 -> 71,
+    /// 128 rows 337 -> 307; 16x1024x1024 355 -> 197 us, 128x2048x2048 7.0 -> 6.4 ms.
+    /// </summary>
     public static void Multiply(ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> c, int m, int k, int n,
-        ReadOnlySpan<float> bias = default, bool relu = false, bool accumulate = false)
+        ReadOnlySpan<float> bias = default, bool relu = false, bool accumulate = false, PackedMatrix? packedB = null)
     {
         CheckMultiply(a.Length, b.Length, c.Length, bias.Length, m, k, n);
-        Dispatch(new Matrix(a, k, 1), new Matrix(b, n, 1), c, m, k, n, new Epilogue(bias, relu, accumulate));
+        if (packedB is not null && (packedB.Rows != k || packedB.Columns != n))
+            throw new ArgumentException($"Packed B is {packedB.Rows}x{packedB.Columns}, the product needs {k}x{n}.", nameof(packedB));
+        Dispatch(new Matrix(a, k, 1), new Matrix(b, n, 1, PackedPanels.Of(packedB)), c, m, k, n, new Epilogue(bias, relu, accumulate));
     }
 
     public static void MultiplyTransposedA(ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> c, int m, int k, int n, bool accumulate = false)
@@ -97,12 +106,16 @@ public static partial class Gemm
         if (!ok) throw new ArgumentException($"Gemm operands too short for m={m}, k={k}, n={n}.");
     }
 
-    /// <summary>A strided view: element (row, column) is at <c>Data[row * RowStride + column * ColumnStride]</c>.</summary>
-    private readonly ref struct Matrix(ReadOnlySpan<float> data, int rowStride, int columnStride)
+    /// <summary>
+    /// A strided view: element (row, column) is at <c>Data[row * RowStride + column * ColumnStride]</c>; a B may also come
+    /// packed ahead (<see cref="Panels"/>), for the parts of the product that would pack it.
+    /// </summary>
+    private readonly ref struct Matrix(ReadOnlySpan<float> data, int rowStride, int columnStride, PackedPanels panels = default)
     {
         public readonly ReadOnlySpan<float> Data = data;
         public readonly int RowStride = rowStride;
         public readonly int ColumnStride = columnStride;
+        public readonly PackedPanels Panels = panels;
     }
 
     /// <summary>What happens to a finished tile before it is stored.</summary>

@@ -1,0 +1,113 @@
+using System;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+
+namespace ModelGen.Kernels;
+
+/// <summary>
+/// A B operand (a layer's kernel) packed once, in the order the packed path's micro-kernels read it (Gemm.Packed.cs): depth
+/// blocks of <see cref="Gemm"/>'s block depth, each holding every tile of columns in turn, zero-padded to whole tiles. A
+/// product over many rows against fixed weights otherwise packs B on every call. The panels are a copy: they do not follow
+/// later changes to the values they were packed from.
+/// </summary>
+public sealed class PackedMatrix
+{
+    private readonly AlignedBuffer panels;
+
+    internal PackedMatrix(AlignedBuffer panels, int rows, int columns, int tileColumns)
+    {
+        this.panels = panels;
+        Rows = rows;
+        Columns = columns;
+        TileColumns = tileColumns;
+    }
+
+    /// <summary>B's rows: the product's depth, a dense layer's inputs.</summary>
+    public int Rows { get; }
+    /// <summary>B's columns: a dense layer's units.</summary>
+    public int Columns { get; }
+    /// <summary>Columns per tile, as the SIMD path that packed them reads them; a path with other tiles packs B as before.</summary>
+    internal int TileColumns { get; }
+    /// <summary>Bytes of the panels.</summary>
+    public long Bytes => (long)panels.Length * sizeof(float);
+
+    internal unsafe float* Data => (float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(panels.Span));
+    internal int Length => panels.Length;
+}
+
+/// <summary>
+/// A <see cref="PackedMatrix"/> as the product's parts see it: a pointer (the panels are pinned), and the column of B at
+/// which this part's columns start. None (default) where a product has no panels or a part must not use them.
+/// </summary>
+internal readonly unsafe struct PackedPanels
+{
+    private readonly float* data;
+    private readonly int length, rows, columns, paddedColumns, column;
+    /// <summary>Columns per tile; 0 for none.</summary>
+    public readonly int TileColumns;
+
+    private PackedPanels(float* data, int length, int rows, int columns, int paddedColumns, int tileColumns, int column)
+    {
+        this.data = data;
+        this.length = length;
+        this.rows = rows;
+        this.columns = columns;
+        this.paddedColumns = paddedColumns;
+        TileColumns = tileColumns;
+        this.column = column;
+    }
+
+    public static PackedPanels Of(PackedMatrix? packed) => packed is null ? default
+        : new(packed.Data, packed.Length, packed.Rows, packed.Columns, packed.Length / packed.Rows, packed.TileColumns, column: 0);
+
+    /// <summary>The same panels for the columns from <paramref name="first"/> on (a whole number of tiles into this part's).</summary>
+    public PackedPanels From(int first) => TileColumns == 0 ? default : new(data, length, rows, columns, paddedColumns, TileColumns, column + first);
+
+    /// <summary>
+    /// Whether a part of <paramref name="depth"/> rows, on a path of <paramref name="lanes"/> floats a vector, reading depth blocks
+    /// of <paramref name="depthBlock"/>, can read these panels: their tiles are the ones this path makes for the whole B.
+    /// </summary>
+    public bool Fit(int depth, int lanes, int depthBlock) =>
+        TileColumns == (columns <= lanes ? lanes : 2 * lanes) && depthBlock == Gemm.PackedDepthBlock && depth == rows && column % TileColumns == 0;
+
+    /// <summary>The depth block from row <paramref name="pc"/> (<paramref name="kc"/> deep), from this part's column <paramref name="jc"/> on.</summary>
+    public Span<float> Block(int pc, int kc, int jc)
+    {
+        long start = (long)pc * paddedColumns + (long)(column + jc) * kc;
+        return new Span<float>(data + start, (int)(length - start));
+    }
+}
+
+public static partial class Gemm
+{
+    /// <summary>The depth of the blocks <see cref="Pack"/> packs: the packed path's, for an A whose rows are contiguous.</summary>
+    internal const int PackedDepthBlock = DepthBlock;
+
+    /// <summary>
+    /// B(k,n), row-major, packed for the current SIMD path, to pass to <see cref="Multiply"/> as its <c>packedB</c> as long as
+    /// <paramref name="b"/> holds the same values. Costs a copy of B.
+    /// </summary>
+    public static PackedMatrix Pack(ReadOnlySpan<float> b, int k, int n)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(k);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(n);
+        Check(b.Length >= (long)k * n, 0, k, n);
+        return Simd.Current switch
+        {
+            SimdPath.Avx512 => Pack<Lanes512, Vector512<float>>(b, k, n),
+            SimdPath.Avx2 => Pack<Lanes256, Vector256<float>>(b, k, n),
+            _ => Pack<Lanes128, Vector128<float>>(b, k, n),
+        };
+    }
+
+    private static PackedMatrix Pack<TLanes, TVector>(ReadOnlySpan<float> b, int k, int n) where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        int tileColumns = TileColumns<TLanes, TVector>(n), padded = (n + tileColumns - 1) / tileColumns * tileColumns;
+        var panels = new AlignedBuffer(k * padded);
+        var source = new Matrix(b, n, 1);
+        for (int pc = 0; pc < k; pc += DepthBlock)
+            PackB<TLanes, TVector>(source, pc, Math.Min(DepthBlock, k - pc), 0, n, tileColumns, panels.AsSpan(pc * padded, panels.Length - pc * padded));
+        return new PackedMatrix(panels, k, n, tileColumns);
+    }
+}

@@ -8,6 +8,7 @@ using ModelGen.Training;
 public class MlpBenchmarks
 {
     private MnistClassifier model;
+    private IPredictor inference;
     private float[] inputs, targets, outputs;
     private Adam optimizer;
 
@@ -23,12 +24,21 @@ public class MlpBenchmarks
         targets = Enumerable.Range(0, Batch).Select(i => (float)(i % 10)).ToArray();
         outputs = new float[Batch * 10];
         optimizer = new Adam(learningRate: 1e-3f);
+        inference = model.ForInference();
     }
 
     [Benchmark]
     public float Predict()
     {
         model.Predict(inputs, outputs);
+        return outputs[0];
+    }
+
+    /// <summary>The same through <see cref="IModel.ForInference"/>'s copy, whose dense kernels are packed once.</summary>
+    [Benchmark]
+    public float PredictForInference()
+    {
+        inference.Predict(inputs, outputs);
         return outputs[0];
     }
 

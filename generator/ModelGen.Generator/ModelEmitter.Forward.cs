@@ -257,8 +257,16 @@ internal static partial class ModelEmitter
         if (layer.Activation is not (Activation.Linear or Activation.Relu)) EmitActivation(w, layer.Activation, output, spec);
     }
 
-    private static string Product(LayerSpec layer, string input, string output, string rows, string depth) =>
-        $"Gemm.Multiply({input}, {Plan.View(layer, "Kernel")}, {output}, {rows}, {depth}, {layer.Channels}{Epilogue(layer)});";
+    /// <param name="inference">Whether the product may run at inference, so a dense layer passes its packed kernel (ForInference).</param>
+    private static string Product(LayerSpec layer, string input, string output, string rows, string depth, bool inference = true) =>
+        $"Gemm.Multiply({input}, {Plan.View(layer, "Kernel")}, {output}, {rows}, {depth}, {layer.Channels}{Epilogue(layer)}" +
+        (inference && layer.Kind == LayerKind.Dense ? $", packedB: {PackedKernel(layer)}" : "") + ");";
+
+    /// <summary>The field that holds a dense layer's kernel packed by ForInference: null but in such a copy.</summary>
+    private static string PackedKernel(LayerSpec layer) => "packed" + Plan.View(layer, "Kernel");
+
+    /// <summary>Each dense layer the passes apply, once however many times it is called.</summary>
+    private static List<LayerSpec> DenseLayers(Plan plan) => plan.Nodes.Where(n => n.Is(LayerKind.Dense)).Select(n => n.Layer!).Distinct().ToList();
 
     /// <summary>
     /// Two dense layers in a row at inference: the first's output goes to the second only, through nothing but dropouts (the
@@ -306,17 +314,17 @@ internal static partial class ModelEmitter
         if (node == pair.First)
         {
             w.Line($"{title}, computed with {pair.Second.Title} below{(trainingApart ? " at inference" : "")}");
-            if (trainingApart) w.Line($"if (training) {Product(layer, input, node.Output, "batch", depth)}");
+            if (trainingApart) w.Line($"if (training) {Product(layer, input, node.Output, "batch", depth, inference: false)}");
             return;
         }
         var first = pair.First.Layer!;
         string dropouts = pair.ThroughDropout ? $", {string.Join(" and ", pair.Dropouts.Select(d => d.Title))} being the identity then" : "";
         w.Line($"{title}, with {pair.First.Title}{(trainingApart ? $" at inference{dropouts}" : "")}: both in one call, so that at batch 1 the kernel can share them between the cores with one hand-off");
         string twice = $"Gemm.MultiplyTwice({pair.First.Inputs[0].InferenceName}, {Plan.View(first, "Kernel")}, {pair.First.Output}, {Plan.View(layer, "Kernel")}, {node.Output}, " +
-            $"batch, {first.InputSize}, {first.Channels}, {layer.Channels}{Epilogue(first, "1")}{Epilogue(layer, "2")});";
+            $"batch, {first.InputSize}, {first.Channels}, {layer.Channels}{Epilogue(first, "1")}{Epilogue(layer, "2")}, packedB1: {PackedKernel(first)}, packedB2: {PackedKernel(layer)});";
         if (trainingApart)
         {
-            w.Line($"if (training) {Product(layer, input, node.Output, "batch", depth)}");
+            w.Line($"if (training) {Product(layer, input, node.Output, "batch", depth, inference: false)}");
             w.Line($"else {twice}");
         }
         else w.Line(twice);

@@ -112,6 +112,12 @@ internal static partial class ModelEmitter
             foreach (var output in plan.Outputs) w.Line($"private readonly AlignedBuffer {output.Targets};");
             w.Line("private readonly AlignedBuffer lastOutputs;");
         }
+        var dense = DenseLayers(plan);
+        if (dense.Count > 0)
+        {
+            w.Line("// Dense kernels packed once for the matrix kernel, in a copy that ForInference makes; null in a model that trains.");
+            w.Line($"private PackedMatrix? {string.Join(", ", dense.Select(PackedKernel))};");
+        }
         if (plan.Nodes.Any(n => n.IsDropout)) w.Line("private SeededRandom dropoutRandom;");
         w.Line("private int lastTrainingBatch;");
         w.Line("// Floats per sample the gradients take, sharing by liveness, and would take one buffer per tensor.");
@@ -384,13 +390,29 @@ internal static partial class ModelEmitter
         w.Line("/// <summary>Gradients from the last TrainStep, laid out as <see cref=\"Parameters\"/>.</summary>");
         w.Line("public Span<float> Gradients => gradients.Span;");
         w.Line("int IModel.TrainableParameterCount => TrainableParameterCount;");
-        w.Line("int IModel.InputSize => InputSize;");
-        w.Line("int IModel.OutputSize => OutputSize;");
+        w.Line("int IPredictor.InputSize => InputSize;");
+        w.Line("int IPredictor.OutputSize => OutputSize;");
         w.Line("int IModel.TargetSize => TargetSize;");
         w.Line("public IReadOnlyList<ModelInput> Inputs => modelInputs;");
         w.Line("public IReadOnlyList<ModelOutput> Outputs => modelOutputs;");
         w.Line($"public ReadOnlySpan<float> LastTrainingOutputs => {(plan.Packed ? "lastOutputs" : plan.Outputs[0].Node.Output)}.AsSpan(0, lastTrainingBatch * OutputSize);");
         w.Line();
+    }
+
+    /// <summary>
+    /// ForInference: a copy of the model with this model's weights, its dense kernels packed once; only an InferenceCopy holds
+    /// it, so no one can change the weights under the packed kernels.
+    /// </summary>
+    private static void EmitForInference(CodeWriter w, Plan plan)
+    {
+        var dense = DenseLayers(plan);
+        w.Line("/// <summary>A copy of this model for inference only, its dense kernels packed once; it does not follow later changes to this model.</summary>");
+        w.Open("public IPredictor ForInference()");
+        w.Line($"var copy = new {plan.Model.ClassName}(MaxBatchSize);");
+        w.Line("parameters.Span.CopyTo(copy.parameters.Span);");
+        foreach (var layer in dense) w.Line($"copy.{PackedKernel(layer)} = Gemm.Pack(copy.{Plan.View(layer, "Kernel")}, {layer.InputSize}, {layer.Channels});");
+        w.Line($"return new InferenceCopy({string.Join(", ", dense.Select(l => $"copy.{PackedKernel(l)}").Prepend("copy"))});");
+        w.Close();
     }
 
     private static void EmitPredictAndTrainStep(CodeWriter w, Plan plan)
@@ -411,6 +433,8 @@ internal static partial class ModelEmitter
         }
         else w.Line($"Reductions.Copy({plan.Outputs[0].Node.InferenceSource}, outputs, batch * OutputSize);");
         w.Close();
+        w.Line();
+        EmitForInference(w, plan);
         w.Line();
 
         if (plan.Packed)

@@ -64,13 +64,13 @@ public class GeneratorTests
             }
             """, "Forward");
 
-        Assert.Contains("Gemm.MultiplyTwice(x, AKernel, aOutput, BKernel, bOutput, batch, 64, 300, 200, bias1: ABias, relu1: true, bias2: BBias);", forward);
+        Assert.Contains("Gemm.MultiplyTwice(x, AKernel, aOutput, BKernel, bOutput, batch, 64, 300, 200, bias1: ABias, relu1: true, bias2: BBias, packedB1: packedAKernel, packedB2: packedBKernel);", forward);
         Assert.Contains("Activations.Forward(Activation.Tanh, bOutput, batch, 200);", forward);
-        Assert.Contains("Gemm.MultiplyTwice(bOutput, CKernel, cOutput, DKernel, dOutput, batch, 200, 100, 100, bias1: CBias, bias2: DBias, relu2: true);", forward);
+        Assert.Contains("Gemm.MultiplyTwice(bOutput, CKernel, cOutput, DKernel, dOutput, batch, 200, 100, 100, bias1: CBias, bias2: DBias, relu2: true, packedB1: packedCKernel, packedB2: packedDKernel);", forward);
         // d is read by the dropout and by the Add, so e pairs with f instead, reading d's dropout in either mode.
-        Assert.Contains("Gemm.MultiplyTwice(drop, EKernel, eOutput, FKernel, fOutput, batch, 100, 100, 100, bias1: EBias, relu1: true, bias2: FBias, relu2: true);", forward);
+        Assert.Contains("Gemm.MultiplyTwice(drop, EKernel, eOutput, FKernel, fOutput, batch, 100, 100, 100, bias1: EBias, relu1: true, bias2: FBias, relu2: true, packedB1: packedEKernel, packedB2: packedFKernel);", forward);
         // head reads the Add, not a dense layer: a product of its own.
-        Assert.Contains("Gemm.Multiply(addOutput, HeadKernel, headOutput, batch, 100, 10, bias: HeadBias);", forward);
+        Assert.Contains("Gemm.Multiply(addOutput, HeadKernel, headOutput, batch, 100, 10, bias: HeadBias, packedB: packedHeadKernel);", forward);
         Assert.Equal(3, forward.Split("Gemm.MultiplyTwice(").Length - 1);
         Assert.Equal(4, forward.Split("Gemm.Multiply").Length - 1); // the three pairs and head: no layer computed twice
     }

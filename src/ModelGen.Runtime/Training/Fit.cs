@@ -150,7 +150,7 @@ public static partial class ModelExtensions
     }
 
     /// <summary>Predicts any number of samples, in chunks of the model's batch capacity.</summary>
-    public static float[] Predict(this IModel model, ReadOnlySpan<float> inputs)
+    public static float[] Predict(this IPredictor model, ReadOnlySpan<float> inputs)
     {
         if (inputs.Length % model.InputSize != 0) throw ShapeError(model, "inputs", inputs.Length, model.InputSize);
         int samples = inputs.Length / model.InputSize;
@@ -182,7 +182,7 @@ public static partial class ModelExtensions
         return names.Count == 1 ? "output layer " + names[0] : "output layers " + string.Join(", ", names);
     }
 
-    private static ArgumentException ShapeError(IModel model, string name, int length, int perSample) => new(
+    private static ArgumentException ShapeError(IPredictor model, string name, int length, int perSample) => new(
         $"{model.Name}: {name} has {length} values, not a whole number of samples of {perSample} (input {string.Join(", ", model.Inputs.Select(i => $"'{i.Name}' {i.Shape}"))}).",
         name);
 

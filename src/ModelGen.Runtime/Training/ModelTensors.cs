@@ -2,13 +2,13 @@ namespace ModelGen;
 
 /// <summary>
 /// One input of a model. Generic code (Fit, Evaluate) sees a sample's inputs side by side in one row of
-/// <see cref="IModel.InputSize"/> floats; this input occupies <see cref="Size"/> of them from <see cref="Offset"/>.
+/// <see cref="IPredictor.InputSize"/> floats; this input occupies <see cref="Size"/> of them from <see cref="Offset"/>.
 /// </summary>
 public sealed record ModelInput(string Name, int Size, int Offset, string Shape);
 
 /// <summary>
 /// One output of a model, with the loss that trains it (Keras' <c>compile(loss={name: ...}, loss_weights={name: ...})</c>).
-/// Outputs sit side by side in a row of <see cref="IModel.OutputSize"/> floats, their targets in a row of
+/// Outputs sit side by side in a row of <see cref="IPredictor.OutputSize"/> floats, their targets in a row of
 /// <see cref="IModel.TargetSize"/>. Its <see cref="Size"/> floats per sample are <see cref="Rows"/> rows of <see cref="Units"/>
 /// (the last axis): the loss and the accuracy reduce each row over the last axis and average the rows, as Keras' do, so a
 /// sequence output is scored step by step (a sparse categorical target holds one class index per row).

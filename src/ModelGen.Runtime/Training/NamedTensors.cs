@@ -21,7 +21,7 @@ public static partial class ModelExtensions
         model.Evaluate(PackInputs(model, inputs), PackTargets(model, targets));
 
     /// <summary>Predicts any number of samples; returns each output by its name.</summary>
-    public static Dictionary<string, float[]> Predict(this IModel model, IReadOnlyDictionary<string, float[]> inputs)
+    public static Dictionary<string, float[]> Predict(this IPredictor model, IReadOnlyDictionary<string, float[]> inputs)
     {
         var rows = model.Predict(PackInputs(model, inputs));
         int samples = rows.Length / model.OutputSize;
@@ -33,13 +33,13 @@ public static partial class ModelExtensions
         });
     }
 
-    private static float[] PackInputs(IModel model, IReadOnlyDictionary<string, float[]> tensors) =>
+    private static float[] PackInputs(IPredictor model, IReadOnlyDictionary<string, float[]> tensors) =>
         Pack(model, "input", tensors, model.Inputs.Select(i => (i.Name, i.Size, i.Offset, i.Shape)).ToList(), model.InputSize);
 
     private static float[] PackTargets(IModel model, IReadOnlyDictionary<string, float[]> tensors) =>
         Pack(model, "target", tensors, model.Outputs.Select(o => (o.Name, o.TargetSize, o.TargetOffset, o.TargetShape)).ToList(), model.TargetSize);
 
-    private static float[] Pack(IModel model, string kind, IReadOnlyDictionary<string, float[]> tensors,
+    private static float[] Pack(IPredictor model, string kind, IReadOnlyDictionary<string, float[]> tensors,
         List<(string Name, int Size, int Offset, string Shape)> layout, int rowWidth)
     {
         foreach (var name in tensors.Keys.Where(k => layout.All(l => l.Name != k)))

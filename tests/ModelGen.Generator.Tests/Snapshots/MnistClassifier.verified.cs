@@ -44,6 +44,8 @@ namespace Samples.Mnist
         private readonly AlignedBuffer hidden2Output, hidden2Gradient;
         private readonly AlignedBuffer drop2Output, drop2Gradient, drop2Mask;
         private readonly AlignedBuffer predictionsOutput, predictionsGradient;
+        // Dense kernels packed once for the matrix kernel, in a copy that ForInference makes; null in a model that trains.
+        private PackedMatrix? packedHidden1Kernel, packedHidden2Kernel, packedPredictionsKernel;
         private SeededRandom dropoutRandom;
         private int lastTrainingBatch;
         // Floats per sample the gradients take, sharing by liveness, and would take one buffer per tensor.
@@ -114,8 +116,8 @@ namespace Samples.Mnist
         /// <summary>Gradients from the last TrainStep, laid out as <see cref="Parameters"/>.</summary>
         public Span<float> Gradients => gradients.Span;
         int IModel.TrainableParameterCount => TrainableParameterCount;
-        int IModel.InputSize => InputSize;
-        int IModel.OutputSize => OutputSize;
+        int IPredictor.InputSize => InputSize;
+        int IPredictor.OutputSize => OutputSize;
         int IModel.TargetSize => TargetSize;
         public IReadOnlyList<ModelInput> Inputs => modelInputs;
         public IReadOnlyList<ModelOutput> Outputs => modelOutputs;
@@ -128,6 +130,17 @@ namespace Samples.Mnist
             Guard.Length("MnistClassifier", "predictions", nameof(outputs), outputs.Length, batch, OutputSize);
             Forward(inputs, batch, training: false);
             Reductions.Copy(predictionsOutput, outputs, batch * OutputSize);
+        }
+
+        /// <summary>A copy of this model for inference only, its dense kernels packed once; it does not follow later changes to this model.</summary>
+        public IPredictor ForInference()
+        {
+            var copy = new MnistClassifier(MaxBatchSize);
+            parameters.Span.CopyTo(copy.parameters.Span);
+            copy.packedHidden1Kernel = Gemm.Pack(copy.Hidden1Kernel, 784, 256);
+            copy.packedHidden2Kernel = Gemm.Pack(copy.Hidden2Kernel, 256, 128);
+            copy.packedPredictionsKernel = Gemm.Pack(copy.PredictionsKernel, 128, 10);
+            return new InferenceCopy(copy, copy.packedHidden1Kernel, copy.packedHidden2Kernel, copy.packedPredictionsKernel);
         }
 
         /// <summary>Forward in training mode, loss, backward and one optimizer step. Returns the batch's mean (weighted) loss; on a bad batch or a non-finite loss it throws and the weights stay as they were.</summary>
@@ -164,7 +177,7 @@ namespace Samples.Mnist
 
             // hidden2: Dense(128, relu), (None, 256) -> (None, 128), with hidden1 at inference, drop1 being the identity then: both in one call, so that at batch 1 the kernel can share them between the cores with one hand-off
             if (training) Gemm.Multiply(drop1, Hidden2Kernel, hidden2Output, batch, 256, 128, bias: Hidden2Bias, relu: true);
-            else Gemm.MultiplyTwice(image, Hidden1Kernel, hidden1Output, Hidden2Kernel, hidden2Output, batch, 784, 256, 128, bias1: Hidden1Bias, relu1: true, bias2: Hidden2Bias, relu2: true);
+            else Gemm.MultiplyTwice(image, Hidden1Kernel, hidden1Output, Hidden2Kernel, hidden2Output, batch, 784, 256, 128, bias1: Hidden1Bias, relu1: true, bias2: Hidden2Bias, relu2: true, packedB1: packedHidden1Kernel, packedB2: packedHidden2Kernel);
 
             // drop2: Dropout(0.3), identity at inference
             ReadOnlySpan<float> drop2 = hidden2Output;
@@ -175,7 +188,7 @@ namespace Samples.Mnist
             }
 
             // predictions: Dense(10, softmax), (None, 128) -> (None, 10)
-            Gemm.Multiply(drop2, PredictionsKernel, predictionsOutput, batch, 128, 10, bias: PredictionsBias);
+            Gemm.Multiply(drop2, PredictionsKernel, predictionsOutput, batch, 128, 10, bias: PredictionsBias, packedB: packedPredictionsKernel);
             Activations.Forward(Activation.Softmax, predictionsOutput, batch, 10);
         }
 

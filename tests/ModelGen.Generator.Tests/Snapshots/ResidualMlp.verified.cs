@@ -44,6 +44,8 @@ namespace Samples
         private readonly AlignedBuffer addOutput, addGradient;
         private readonly AlignedBuffer reluOutput, reluGradient;
         private readonly AlignedBuffer headOutput, headGradient;
+        // Dense kernels packed once for the matrix kernel, in a copy that ForInference makes; null in a model that trains.
+        private PackedMatrix? packedD1Kernel, packedD2Kernel, packedHeadKernel;
         private int lastTrainingBatch;
         // Floats per sample the gradients take, sharing by liveness, and would take one buffer per tensor.
         private const int GradientFloats = 128, SeparateGradientFloats = 266;
@@ -107,8 +109,8 @@ namespace Samples
         /// <summary>Gradients from the last TrainStep, laid out as <see cref="Parameters"/>.</summary>
         public Span<float> Gradients => gradients.Span;
         int IModel.TrainableParameterCount => TrainableParameterCount;
-        int IModel.InputSize => InputSize;
-        int IModel.OutputSize => OutputSize;
+        int IPredictor.InputSize => InputSize;
+        int IPredictor.OutputSize => OutputSize;
         int IModel.TargetSize => TargetSize;
         public IReadOnlyList<ModelInput> Inputs => modelInputs;
         public IReadOnlyList<ModelOutput> Outputs => modelOutputs;
@@ -121,6 +123,17 @@ namespace Samples
             Guard.Length("ResidualMlp", "head", nameof(outputs), outputs.Length, batch, OutputSize);
             Forward(inputs, batch, training: false);
             Reductions.Copy(headOutput, outputs, batch * OutputSize);
+        }
+
+        /// <summary>A copy of this model for inference only, its dense kernels packed once; it does not follow later changes to this model.</summary>
+        public IPredictor ForInference()
+        {
+            var copy = new ResidualMlp(MaxBatchSize);
+            parameters.Span.CopyTo(copy.parameters.Span);
+            copy.packedD1Kernel = Gemm.Pack(copy.D1Kernel, 64, 64);
+            copy.packedD2Kernel = Gemm.Pack(copy.D2Kernel, 64, 64);
+            copy.packedHeadKernel = Gemm.Pack(copy.HeadKernel, 64, 10);
+            return new InferenceCopy(copy, copy.packedD1Kernel, copy.packedD2Kernel, copy.packedHeadKernel);
         }
 
         /// <summary>Forward in training mode, loss, backward and one optimizer step. Returns the batch's mean (weighted) loss; on a bad batch or a non-finite loss it throws and the weights stay as they were.</summary>
@@ -147,7 +160,7 @@ namespace Samples
             // d1: Dense(64, relu), (None, 64) -> (None, 64), computed with d2 below
 
             // d2: Dense(64, linear), (None, 64) -> (None, 64), with d1: both in one call, so that at batch 1 the kernel can share them between the cores with one hand-off
-            Gemm.MultiplyTwice(x, D1Kernel, d1Output, D2Kernel, d2Output, batch, 64, 64, 64, bias1: D1Bias, relu1: true, bias2: D2Bias);
+            Gemm.MultiplyTwice(x, D1Kernel, d1Output, D2Kernel, d2Output, batch, 64, 64, 64, bias1: D1Bias, relu1: true, bias2: D2Bias, packedB1: packedD1Kernel, packedB2: packedD2Kernel);
 
             // add: Add(d2, x)
             Merges.Combine(MergeOperation.Add, d2Output, x, addOutput, batch * 64);
@@ -156,7 +169,7 @@ namespace Samples
             Activations.Forward(Activation.Relu, addOutput, reluOutput, batch, 64);
 
             // head: Dense(10, softmax), (None, 64) -> (None, 10)
-            Gemm.Multiply(reluOutput, HeadKernel, headOutput, batch, 64, 10, bias: HeadBias);
+            Gemm.Multiply(reluOutput, HeadKernel, headOutput, batch, 64, 10, bias: HeadBias, packedB: packedHeadKernel);
             Activations.Forward(Activation.Softmax, headOutput, batch, 10);
         }
 

@@ -40,6 +40,8 @@ partial class Outer
         private readonly AlignedBuffer squashOutput, squashGradient;
         private readonly AlignedBuffer logitsOutput, logitsGradient;
         private readonly AlignedBuffer probabilitiesOutput, probabilitiesGradient;
+        // Dense kernels packed once for the matrix kernel, in a copy that ForInference makes; null in a model that trains.
+        private PackedMatrix? packedProjectionKernel, packedLogitsKernel;
         private int lastTrainingBatch;
         // Floats per sample the gradients take, sharing by liveness, and would take one buffer per tensor.
         private const int GradientFloats = 32, SeparateGradientFloats = 12;
@@ -100,8 +102,8 @@ partial class Outer
         /// <summary>Gradients from the last TrainStep, laid out as <see cref="Parameters"/>.</summary>
         public Span<float> Gradients => gradients.Span;
         int IModel.TrainableParameterCount => TrainableParameterCount;
-        int IModel.InputSize => InputSize;
-        int IModel.OutputSize => OutputSize;
+        int IPredictor.InputSize => InputSize;
+        int IPredictor.OutputSize => OutputSize;
         int IModel.TargetSize => TargetSize;
         public IReadOnlyList<ModelInput> Inputs => modelInputs;
         public IReadOnlyList<ModelOutput> Outputs => modelOutputs;
@@ -114,6 +116,16 @@ partial class Outer
             Guard.Length("Tiny", "probabilities", nameof(outputs), outputs.Length, batch, OutputSize);
             Forward(inputs, batch, training: false);
             Reductions.Copy(probabilitiesOutput, outputs, batch * OutputSize);
+        }
+
+        /// <summary>A copy of this model for inference only, its dense kernels packed once; it does not follow later changes to this model.</summary>
+        public IPredictor ForInference()
+        {
+            var copy = new Tiny(MaxBatchSize);
+            parameters.Span.CopyTo(copy.parameters.Span);
+            copy.packedProjectionKernel = Gemm.Pack(copy.ProjectionKernel, 3, 4);
+            copy.packedLogitsKernel = Gemm.Pack(copy.LogitsKernel, 4, 2);
+            return new InferenceCopy(copy, copy.packedProjectionKernel, copy.packedLogitsKernel);
         }
 
         /// <summary>Forward in training mode, loss, backward and one optimizer step. Returns the batch's mean (weighted) loss; on a bad batch or a non-finite loss it throws and the weights stay as they were.</summary>
@@ -138,13 +150,13 @@ partial class Outer
         private void Forward(ReadOnlySpan<float> features, int batch, bool training)
         {
             // projection: Dense(4, linear), (None, 3) -> (None, 4)
-            Gemm.Multiply(features, ProjectionKernel, projectionOutput, batch, 3, 4);
+            Gemm.Multiply(features, ProjectionKernel, projectionOutput, batch, 3, 4, packedB: packedProjectionKernel);
 
             // squash: Activation(tanh)
             Activations.Forward(Activation.Tanh, projectionOutput, squashOutput, batch, 4);
 
             // logits: Dense(2, linear), (None, 4) -> (None, 2)
-            Gemm.Multiply(squashOutput, LogitsKernel, logitsOutput, batch, 4, 2, bias: LogitsBias);
+            Gemm.Multiply(squashOutput, LogitsKernel, logitsOutput, batch, 4, 2, bias: LogitsBias, packedB: packedLogitsKernel);
 
             // probabilities: Activation(softmax)
             Activations.Forward(Activation.Softmax, logitsOutput, probabilitiesOutput, batch, 2);

@@ -1,0 +1,120 @@
+using ModelGen.Kernels;
+using ModelGen.Training;
+
+namespace ModelGen.Tests;
+
+/// <summary>
+/// ForInference: a copy whose dense kernels are packed once predicts what the model predicts, bit for bit, at every batch,
+/// and keeps predicting it after the model it came from changes.
+/// </summary>
+public class InferenceCopyTests
+{
+    private const int Capacity = 64;
+
+    public static TheoryData<string> Models() => new()
+    {
+        nameof(MnistClassifier),    // dense pairs through dropout, slices of columns from a few rows on
+        nameof(ResidualMlp),        // a functional graph with a merge
+        nameof(Siamese),            // one dense layer called twice
+        nameof(StepTagger),         // a dense layer at every step of a sequence
+        nameof(SmallCnn),           // convolutions, then a dense head
+        nameof(SelfAttentionBlock), // attention and LayerNormalization, then a dense head
+        nameof(NormalizedMlp),      // BatchNormalization's moving statistics
+        nameof(MultiOutput),        // two outputs side by side
+        nameof(WideNormalized),     // 320, 600 and 700 units: last slices of columns narrower than a tile
+    };
+
+    private static IModel Create(string name) => name switch
+    {
+        nameof(MnistClassifier) => new MnistClassifier(Capacity, seed: 1),
+        nameof(ResidualMlp) => new ResidualMlp(Capacity, seed: 2),
+        nameof(Siamese) => new Siamese(Capacity, seed: 3),
+        nameof(StepTagger) => new StepTagger(Capacity, seed: 4),
+        nameof(SmallCnn) => new SmallCnn(Capacity, seed: 5),
+        nameof(SelfAttentionBlock) => new SelfAttentionBlock(Capacity, seed: 6),
+        nameof(NormalizedMlp) => new NormalizedMlp(Capacity, seed: 7),
+        nameof(MultiOutput) => new MultiOutput(Capacity, seed: 8),
+        nameof(WideNormalized) => new WideNormalized(Capacity, seed: 9),
+        _ => throw new ArgumentException(name),
+    };
+
+    private static float[] Inputs(IPredictor model, int batch, int seed)
+    {
+        var random = new Random(seed);
+        return Enumerable.Range(0, batch * model.InputSize).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+    }
+
+    private static float[] Predict(IPredictor model, float[] inputs)
+    {
+        var outputs = new float[inputs.Length / model.InputSize * model.OutputSize];
+        model.Predict(inputs, outputs);
+        return outputs;
+    }
+
+    [Theory, MemberData(nameof(Models))]
+    public void The_copy_predicts_what_the_model_predicts_bit_for_bit(string name)
+    {
+        var model = Create(name);
+        // Moving statistics and weights away from their initial values, so that the copy must take them over.
+        foreach (var parameter in model.Layers.SelectMany(l => l.Parameters))
+        {
+            var values = parameter.Values;
+            for (int i = 0; i < values.Length; i++) values[i] += 0.01f * ((i * 7 + parameter.Length) % 13 - 6);
+        }
+        var copy = model.ForInference();
+        Assert.Equal(model.Name, copy.Name);
+        Assert.Equal(model.InputSize, copy.InputSize);
+        Assert.Equal(model.OutputSize, copy.OutputSize);
+        Assert.Equal(model.MaxBatchSize, copy.MaxBatchSize);
+        foreach (int batch in new[] { 1, 3, 8, 13, 32, Capacity })
+        {
+            var inputs = Inputs(model, batch, seed: batch);
+            var expected = Predict(model, inputs);
+            Assert.Equal(expected, Predict(copy, inputs));
+            Assert.All(expected, value => Assert.True(float.IsFinite(value)));
+        }
+    }
+
+    [Fact]
+    public void The_copy_keeps_its_weights_when_the_model_trains_on()
+    {
+        var model = new MnistClassifier(Capacity, seed: 11);
+        var inputs = Inputs(model, Capacity, seed: 12);
+        var labels = Enumerable.Range(0, Capacity).Select(i => (float)(i % 10)).ToArray();
+        var copy = model.ForInference();
+        var before = Predict(copy, inputs);
+        Assert.Equal(Predict(model, inputs), before);
+
+        var optimizer = new Sgd(0.1f);
+        for (int step = 0; step < 3; step++) model.TrainStep(inputs, labels, optimizer);
+        model.Parameters[0] += 1f;
+
+        Assert.NotEqual(before, Predict(model, inputs));
+        Assert.Equal(before, Predict(copy, inputs));
+        // A new copy follows the model again.
+        Assert.Equal(Predict(model, inputs), Predict(model.ForInference(), inputs));
+    }
+
+    [Fact]
+    public void The_copy_reports_its_packed_kernels_and_predicts_any_number_of_samples()
+    {
+        var model = new MnistClassifier(Capacity, seed: 13);
+        var copy = Assert.IsType<InferenceCopy>(model.ForInference());
+        // 784x256, 256x128 and 128x10, the last padded to 16 columns on every SIMD path.
+        Assert.Equal((784 * 256 + 256 * 128 + 128 * 16) * sizeof(float), copy.PackedBytes);
+        var inputs = Inputs(model, 150, seed: 14); // three chunks of the capacity
+        Assert.Equal(model.Predict(inputs.AsSpan()), copy.Predict(inputs.AsSpan()));
+    }
+
+    [Fact]
+    public void A_bad_batch_is_refused_by_the_copy_as_by_the_model()
+    {
+        var model = new MnistClassifier(Capacity, seed: 15);
+        var copy = model.ForInference();
+        var fromModel = Assert.Throws<ArgumentException>(() => model.Predict(new float[783], new float[10]));
+        var fromCopy = Assert.Throws<ArgumentException>(() => copy.Predict(new float[783], new float[10]));
+        Assert.Equal(fromModel.Message, fromCopy.Message);
+        Assert.Contains("MnistClassifier", fromCopy.Message);
+        Assert.Throws<ArgumentException>(() => copy.Predict(new float[(Capacity + 1) * 784], new float[(Capacity + 1) * 10]));
+    }
+}

@@ -203,14 +203,12 @@ public static partial class Gemm
         private readonly PackedPanels panels = layout.Panels;
 
         /// <summary>The matrix from element <paramref name="offset"/> on: a slice of rows, columns or depth keeps the strides, not B's panels.</summary>
-        public Matrix From(int offset = 0) => new(new ReadOnlySpan<float>(data + offset, length - offset), RowStride, ColumnStride);
+        public Matrix From(int offset = 0) => At(offset, default);
 
         /// <summary>B from column <paramref name="first"/> on, with its panels from the same column: a slice of columns, or all of them.</summary>
-        public Matrix Columns(int first)
-        {
-            int offset = first * ColumnStride;
-            return new(new ReadOnlySpan<float>(data + offset, length - offset), RowStride, ColumnStride, panels.From(first));
-        }
+        public Matrix Columns(int first) => At(first * ColumnStride, panels.From(first));
+
+        private Matrix At(int offset, PackedPanels from) => new(new ReadOnlySpan<float>(data + offset, length - offset), RowStride, ColumnStride, from);
     }
 
     /// <summary>

@@ -36,54 +36,8 @@ public sealed class PackedMatrix
     internal int Length => panels.Length;
 }
 
-/// <summary>
-/// A <see cref="PackedMatrix"/> as the product's parts see it: a pointer (the panels are pinned), and the column of B at
-/// which this part's columns start. None (default) where a product has no panels or a part must not use them.
-/// </summary>
-internal readonly unsafe struct PackedPanels
-{
-    private readonly float* data;
-    private readonly int length, rows, columns, paddedColumns, column;
-    /// <summary>Columns per tile; 0 for none.</summary>
-    public readonly int TileColumns;
-
-    private PackedPanels(float* data, int length, int rows, int columns, int paddedColumns, int tileColumns, int column)
-    {
-        this.data = data;
-        this.length = length;
-        this.rows = rows;
-        this.columns = columns;
-        this.paddedColumns = paddedColumns;
-        TileColumns = tileColumns;
-        this.column = column;
-    }
-
-    public static PackedPanels Of(PackedMatrix? packed) => packed is null ? default
-        : new(packed.Data, packed.Length, packed.Rows, packed.Columns, packed.Length / packed.Rows, packed.TileColumns, column: 0);
-
-    /// <summary>The same panels for the columns from <paramref name="first"/> on (a whole number of tiles into this part's).</summary>
-    public PackedPanels From(int first) => TileColumns == 0 ? default : new(data, length, rows, columns, paddedColumns, TileColumns, column + first);
-
-    /// <summary>
-    /// Whether a part of <paramref name="depth"/> rows, on a path of <paramref name="lanes"/> floats a vector, reading depth blocks
-    /// of <paramref name="depthBlock"/>, can read these panels: their tiles are the ones this path makes for the whole B.
-    /// </summary>
-    public bool Fit(int depth, int lanes, int depthBlock) =>
-        TileColumns == (columns <= lanes ? lanes : 2 * lanes) && depthBlock == Gemm.PackedDepthBlock && depth == rows && column % TileColumns == 0;
-
-    /// <summary>The depth block from row <paramref name="pc"/> (<paramref name="kc"/> deep), from this part's column <paramref name="jc"/> on.</summary>
-    public Span<float> Block(int pc, int kc, int jc)
-    {
-        long start = (long)pc * paddedColumns + (long)(column + jc) * kc;
-        return new Span<float>(data + start, (int)(length - start));
-    }
-}
-
 public static partial class Gemm
 {
-    /// <summary>The depth of the blocks <see cref="Pack"/> packs: the packed path's, for an A whose rows are contiguous.</summary>
-    internal const int PackedDepthBlock = DepthBlock;
-
     /// <summary>
     /// B(k,n), row-major, packed for the current SIMD path, to pass to <see cref="Multiply"/> as its <c>packedB</c> as long as
     /// <paramref name="b"/> holds the same values. Costs a copy of B.
@@ -92,7 +46,7 @@ public static partial class Gemm
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(k);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(n);
-        Check(b.Length >= (long)k * n, 0, k, n);
+        if (b.Length < (long)k * n) throw new ArgumentException($"Gemm.Pack: B has {b.Length} floats, a {k}x{n} matrix needs {(long)k * n}.", nameof(b));
         return Simd.Current switch
         {
             SimdPath.Avx512 => Pack<Lanes512, Vector512<float>>(b, k, n),
@@ -109,5 +63,48 @@ public static partial class Gemm
         for (int pc = 0; pc < k; pc += DepthBlock)
             PackB<TLanes, TVector>(source, pc, Math.Min(DepthBlock, k - pc), 0, n, tileColumns, panels.AsSpan(pc * padded, panels.Length - pc * padded));
         return new PackedMatrix(panels, k, n, tileColumns);
+    }
+
+    /// <summary>
+    /// A <see cref="PackedMatrix"/> as the product's parts see it: a pointer (the panels are pinned), and the column of B at
+    /// which this part's columns start. None (default) where a product has no panels or a part must not use them.
+    /// </summary>
+    private readonly unsafe struct PackedPanels
+    {
+        private readonly float* data;
+        private readonly int length, rows, columns, paddedColumns, column;
+        /// <summary>Columns per tile; 0 for none.</summary>
+        public readonly int TileColumns;
+
+        private PackedPanels(float* data, int length, int rows, int columns, int paddedColumns, int tileColumns, int column)
+        {
+            this.data = data;
+            this.length = length;
+            this.rows = rows;
+            this.columns = columns;
+            this.paddedColumns = paddedColumns;
+            TileColumns = tileColumns;
+            this.column = column;
+        }
+
+        public static PackedPanels Of(PackedMatrix? packed) => packed is null ? default
+            : new(packed.Data, packed.Length, packed.Rows, packed.Columns, packed.Length / packed.Rows, packed.TileColumns, column: 0);
+
+        /// <summary>The same panels for the columns from <paramref name="first"/> on (a whole number of tiles into this part's).</summary>
+        public PackedPanels From(int first) => TileColumns == 0 ? default : new(data, length, rows, columns, paddedColumns, TileColumns, column + first);
+
+        /// <summary>
+        /// Whether a part of <paramref name="depth"/> rows, on a path of <paramref name="lanes"/> floats a vector, reading depth blocks
+        /// of <paramref name="depthBlock"/>, can read these panels: their tiles are the ones this path makes for the whole B.
+        /// </summary>
+        public bool Fit(int depth, int lanes, int depthBlock) =>
+            TileColumns == (columns <= lanes ? lanes : 2 * lanes) && depthBlock == DepthBlock && depth == rows && column % TileColumns == 0;
+
+        /// <summary>The depth block from row <paramref name="pc"/> (<paramref name="kc"/> deep), from this part's column <paramref name="jc"/> on.</summary>
+        public Span<float> Block(int pc, int kc, int jc)
+        {
+            long start = (long)pc * paddedColumns + (long)(column + jc) * kc;
+            return new Span<float>(data + start, (int)(length - start));
+        }
     }
 }

@@ -36,8 +36,8 @@ public interface IModel : IPredictor
     /// <summary>
     /// A copy of this model for inference only, whose dense kernels are packed once, ahead of every batch, in the order the
     /// matrix kernel reads them, where <see cref="IPredictor.Predict"/> packs them on each call: the same outputs bit for bit,
-    /// sooner from a few samples per batch on. The copy owns its weights (about twice the dense kernels' bytes, plus its own
-    /// buffers) and does not follow this model: after training or loading weights, take a new copy.
+    /// sooner from a few samples per batch on. The copy is a whole model of its own (weights, buffers) plus the packed kernels
+    /// (about the dense kernels' bytes again), and does not follow this model: after training or loading weights, take a new copy.
     /// </summary>
     IPredictor ForInference();
 }

@@ -17,7 +17,8 @@ public class ParallelGemmTests
     [InlineData(1, 784, 256)]    // batch-1 inference: slices of streamed columns
     [InlineData(3, 500, 300)]    // a few rows; the last slice ends in a partial vector
     [InlineData(1, 1600, 128)]   // four-vector slices
-    [InlineData(768, 5472, 1024)] // wide enough for slices, but an A of 16 MB: blocks of rows, A packed
+    [InlineData(768, 5472, 1024)] // wide enough for slices, but an A of 16 MB: blocks of rows, A packed, reading one B both cores packed
+    [InlineData(1540, 1000, 300)] // tall: blocks of rows against a B both cores packed, its last tile partial
     [InlineData(4, 784, 256)]    // a few rows below the sharing threshold: slices of columns on two cores, whole on one
     [InlineData(12, 500, 100)]   // the most such rows, the last slice ending in a partial tile
     [InlineData(8, 64, 520)]     // a transposed B (ABt) packed by each slice

@@ -1,4 +1,6 @@
 using System;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 
 namespace ModelGen.Kernels;
 
@@ -160,11 +162,37 @@ public static partial class Gemm
         int rowBlock = packsA ? PackedRowBlock : RowBlock, tileRows = packsA ? TallRows : RowsPerTile;
         int blockRows = shared ? Math.Max(tileRows, Math.Min(rowBlock, m / 8 / tileRows * tileRows)) : rowBlock;
         var blocks = new Claims((m + blockRows - 1) / blockRows);
+        var panels = shared && packsA && rows.IsNone ? PackedShared<TLanes, TVector>(a, b, m, k, n) : b.Panels;
         fixed (float* pa = a.Data, pb = b.Data, pc = c, pbias = epilogue.Bias)
         {
-            var job = new Job(new PinnedMatrix(pa, a), new PinnedMatrix(pb, b), pc, pbias, epilogue, &blocks, blockRows, m, k, n, rows);
+            var job = new Job(new PinnedMatrix(pa, a), new PinnedMatrix(pb, new Matrix(b.Data, b.RowStride, b.ColumnStride, panels)), pc, pbias, epilogue, &blocks, blockRows, m, k, n, rows);
             if (!shared || !Helper.TryShare(&RunRowBlocks<TLanes, TVector>, &job)) RunRowBlocks<TLanes, TVector>(&job, 0);
         }
+    }
+
+    /// <summary>
+    /// Floats of B's panels from which blocks of rows of a packed A read one copy of B that both cores packed, not a copy
+    /// each: each thread would otherwise pack all of B (2048^3: 16 MB, 7 ms a core).
+    /// </summary>
+    private const int SharedPanelFloats = 1 << 18;
+
+    /// <summary>The panels of B that this thread's shared blocks of rows read (<see cref="PackedShared"/>).</summary>
+    [ThreadStatic] private static AlignedBuffer? sharedPanels;
+
+    /// <summary>
+    /// B packed by both cores into the calling thread's <see cref="sharedPanels"/> where blocks of rows would each pack a
+    /// large B of their own, with B's own panels where it has them, else none. Read through the panels packed ahead
+    /// (<see cref="PackedMatrix"/>), the product is the same bit for bit.
+    /// </summary>
+    private static unsafe PackedPanels PackedShared<TLanes, TVector>(in Matrix a, in Matrix b, int m, int k, int n)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        var reading = HowBIsRead<TLanes, TVector>(a, b, m, k, n);
+        if (reading.Prepacked || reading.PanelFloats < SharedPanelFloats || Helper.Threads < 2) return b.Panels;
+        int tileColumns = TileColumns<TLanes, TVector>(n);
+        var panels = AlignedBuffer.Ensure(ref sharedPanels, PanelFloats(k, n, tileColumns));
+        PackPanels<TLanes, TVector>(b, k, n, tileColumns, panels);
+        return PackedPanels.Over((float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(panels)), k, n, tileColumns);
     }
 
     /// <summary>

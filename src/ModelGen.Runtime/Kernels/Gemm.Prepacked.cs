@@ -57,12 +57,49 @@ public static partial class Gemm
 
     private static PackedMatrix Pack<TLanes, TVector>(ReadOnlySpan<float> b, int k, int n) where TLanes : struct, ILanes<TVector> where TVector : struct
     {
-        int tileColumns = TileColumns<TLanes, TVector>(n), padded = (n + tileColumns - 1) / tileColumns * tileColumns;
-        var panels = new AlignedBuffer(k * padded);
-        var source = new Matrix(b, n, 1);
-        for (int pc = 0; pc < k; pc += DepthBlock)
-            PackB<TLanes, TVector>(source, pc, Math.Min(DepthBlock, k - pc), 0, n, tileColumns, panels.AsSpan(pc * padded, panels.Length - pc * padded));
+        int tileColumns = TileColumns<TLanes, TVector>(n);
+        var panels = new AlignedBuffer(PanelFloats(k, n, tileColumns));
+        PackPanels<TLanes, TVector>(new Matrix(b, n, 1), k, n, tileColumns, panels);
         return new PackedMatrix(panels, k, n, tileColumns);
+    }
+
+    /// <summary>Floats of B(k,n)'s panels: every column tile whole, zero-padded.</summary>
+    private static int PanelFloats(int k, int n, int tileColumns) => k * ((n + tileColumns - 1) / tileColumns * tileColumns);
+
+    /// <summary>
+    /// Packs all of B into <paramref name="panels"/> in the layout <see cref="PackedPanels"/> reads, both cores taking parts
+    /// (a depth block's quarter of the columns each): the panels depend only on B, so on any thread count they are the same.
+    /// </summary>
+    private static unsafe void PackPanels<TLanes, TVector>(in Matrix b, int k, int n, int tileColumns, Span<float> panels)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        int tiles = (n + tileColumns - 1) / tileColumns, depthBlocks = (k + DepthBlock - 1) / DepthBlock;
+        int partColumns = (tiles + 3) / 4 * tileColumns;
+        fixed (float* pb = b.Data, pp = panels)
+        {
+            var job = new PackingJob(new PinnedMatrix(pb, b), pp, k, n, tileColumns, partColumns);
+            Helper.For(depthBlocks * job.ColumnParts, &PackPart<TLanes, TVector>, &job);
+        }
+    }
+
+    /// <summary>Part <paramref name="index"/> of <see cref="PackPanels"/>: one depth block's tiles from one column part.</summary>
+    private static unsafe void PackPart<TLanes, TVector>(void* state, int index, int worker) where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        ref readonly PackingJob job = ref *(PackingJob*)state;
+        int pc = index / job.ColumnParts * DepthBlock, jc = index % job.ColumnParts * job.PartColumns;
+        int kc = Math.Min(DepthBlock, job.K - pc), nc = Math.Min(job.PartColumns, job.N - jc);
+        long start = (long)pc * job.PaddedColumns + (long)jc * kc;
+        PackB<TLanes, TVector>(job.B.From(), pc, kc, jc, nc, job.TileColumns, new Span<float>(job.Panels + start, job.PaddedColumns * kc - jc * kc));
+    }
+
+    /// <summary>B and its panels as pointers, for parts packed on either thread.</summary>
+    private readonly unsafe struct PackingJob(PinnedMatrix b, float* panels, int k, int n, int tileColumns, int partColumns)
+    {
+        public readonly PinnedMatrix B = b;
+        public readonly float* Panels = panels;
+        public readonly int K = k, N = n, TileColumns = tileColumns, PartColumns = partColumns;
+        public int PaddedColumns => (N + TileColumns - 1) / TileColumns * TileColumns;
+        public int ColumnParts => (N + PartColumns - 1) / PartColumns;
     }
 
     /// <summary>
@@ -87,8 +124,14 @@ public static partial class Gemm
             this.column = column;
         }
 
-        public static PackedPanels Of(PackedMatrix? packed) => packed is null ? default
-            : new(packed.Data, packed.Length, packed.Rows, packed.Columns, packed.Length / packed.Rows, packed.TileColumns, column: 0);
+        public static PackedPanels Of(PackedMatrix? packed) => packed is null ? default : Over(packed.Data, packed.Rows, packed.Columns, packed.TileColumns);
+
+        /// <summary>Panels of B(<paramref name="rows"/>, <paramref name="columns"/>) at <paramref name="data"/>, all of them.</summary>
+        public static PackedPanels Over(float* data, int rows, int columns, int tileColumns)
+        {
+            int length = PanelFloats(rows, columns, tileColumns);
+            return new(data, length, rows, columns, length / rows, tileColumns, column: 0);
+        }
 
         /// <summary>The same panels for the columns from <paramref name="first"/> on (a whole number of tiles into this part's).</summary>
         public PackedPanels From(int first) => TileColumns == 0 ? default : new(data, length, rows, columns, paddedColumns, TileColumns, column + first);

@@ -82,7 +82,7 @@ internal static partial class ModelEmitter
     private static void EmitFields(CodeWriter w, Plan plan)
     {
         w.Line("private readonly AlignedBuffer parameters = new(ParameterCount);");
-        w.Line("private readonly AlignedBuffer gradients = new(ParameterCount);");
+        w.Line("private readonly AlignedBuffer gradients; // laid out as the parameters; none in a copy that only predicts");
         w.Line("private readonly Layer[] layers;");
         w.Line();
         w.Line("// Per tensor, for up to MaxBatchSize samples: its value and, where anything before it learns, the loss gradient with respect to it.");
@@ -143,9 +143,15 @@ internal static partial class ModelEmitter
     {
         var model = plan.Model;
         w.Line($"/// <summary>Builds the model with buffers for batches of up to <paramref name=\"maxBatchSize\"/> samples and Glorot-uniform weights drawn from <paramref name=\"seed\"/>.</summary>");
-        w.Open($"public {model.ClassName}(int maxBatchSize = 32, int seed = 0)");
+        w.Open($"public {model.ClassName}(int maxBatchSize = 32, int seed = 0) : this(maxBatchSize, forTraining: true)");
+        EmitInitialWeights(w, plan);
+        w.Close();
+        w.Line();
+        w.Line("/// <summary>The layers and buffers, every weight zero; a copy that only predicts (ForInference) gets no gradients, masks or targets.</summary>");
+        w.Open($"private {model.ClassName}(int maxBatchSize, bool forTraining)");
         w.Line($"if (maxBatchSize < 1) throw new ArgumentOutOfRangeException(nameof(maxBatchSize), maxBatchSize, \"{model.ClassName}: maxBatchSize must be at least 1.\");");
         w.Line("MaxBatchSize = maxBatchSize;");
+        w.Line("gradients = new AlignedBuffer(forTraining ? ParameterCount : 0);");
         w.Line();
         var layerExpressions = new List<string>();
         foreach (var layer in model.Layers)
@@ -201,14 +207,14 @@ internal static partial class ModelEmitter
         }
         w.Line($"layers = new Layer[] {{ {string.Join(", ", layerExpressions)} }};");
         w.Line();
-        w.Line("var buffers = new ModelBuffers();");
         w.Line("// A gradient lives from the backward block that first writes it to the one that reads it: gradients never live at once share floats.");
-        w.Line("var sharedGradients = buffers.Floats(maxBatchSize * GradientFloats);");
+        w.Line("var buffers = new ModelBuffers(sharedGradientFloats: maxBatchSize * GradientFloats, forTraining);");
         foreach (var node in plan.Buffered)
         {
             string size = $"maxBatchSize * {node.Spec.Size}";
-            w.Line($"{node.Output} = buffers.Floats({size});");
-            if (plan.GradientOffsets.TryGetValue(node, out int offset)) w.Line($"{node.Gradient} = sharedGradients.Slice(maxBatchSize * {offset}, {size});");
+            // Dropout is the identity at inference, which reads its input's buffer.
+            w.Line($"{node.Output} = buffers.{(node.IsDropout ? "TrainingFloats" : "Floats")}({size});");
+            if (plan.GradientOffsets.TryGetValue(node, out int offset)) w.Line($"{node.Gradient} = buffers.Gradient(maxBatchSize * {offset}, {size});");
             if (node.Is(LayerKind.LayerNormalization))
             {
                 w.Line($"{node.Mean} = buffers.Floats(maxBatchSize * {node.Spec.Size / node.Layer!.Channels});");
@@ -218,11 +224,11 @@ internal static partial class ModelEmitter
             {
                 foreach (var statistic in new[] { node.Mean, node.Variance, node.InverseStd }) w.Line($"{statistic} = buffers.Floats({node.Layer!.Channels});");
             }
-            if (node.IsDropout) w.Line($"{node.Mask} = buffers.Floats({size});");
+            if (node.IsDropout) w.Line($"{node.Mask} = buffers.TrainingFloats({size});");
             EmitNodeBuffers(w, node);
         }
         var patchGradients = plan.Buffered.Where(plan.NeedsPatchGradient).Select(n => n.Is(LayerKind.Conv2DTranspose) ? WholePatches(n) : PatchChunks(n)).ToList();
-        if (patchGradients.Count > 0) w.Line($"{NodePlan.PatchGradient} = buffers.Floats({patchGradients.Skip(1).Aggregate(patchGradients[0], (max, next) => $"Math.Max({max}, {next})")});");
+        if (patchGradients.Count > 0) w.Line($"{NodePlan.PatchGradient} = buffers.TrainingFloats({patchGradients.Skip(1).Aggregate(patchGradients[0], (max, next) => $"Math.Max({max}, {next})")});");
         foreach (var node in plan.SubModels.SelectMany(sub => sub.Nodes).Where(n => n.Spec.Kind != NodeKind.Input && !n.IsDropout && !n.IsAlias))
         {
             w.Line($"{node.Output} = buffers.Floats(maxBatchSize * {node.Spec.Size});");
@@ -231,11 +237,18 @@ internal static partial class ModelEmitter
         if (plan.Packed)
         {
             foreach (var input in plan.Inputs) w.Line($"{input.Staging} = buffers.Floats(maxBatchSize * {input.Spec.Size});");
-            foreach (var output in plan.Outputs) w.Line($"{output.Targets} = buffers.Floats(maxBatchSize * {output.Spec.TargetSize});");
-            w.Line("lastOutputs = buffers.Floats(maxBatchSize * OutputSize);");
+            foreach (var output in plan.Outputs) w.Line($"{output.Targets} = buffers.TrainingFloats(maxBatchSize * {output.Spec.TargetSize});");
+            w.Line("lastOutputs = buffers.TrainingFloats(maxBatchSize * OutputSize);");
         }
         w.Line("BufferBytes = buffers.Bytes;");
+        w.Close();
         w.Line();
+    }
+
+    /// <summary>Keras' initial weights, drawn in the order of the layers from the model's seed.</summary>
+    private static void EmitInitialWeights(CodeWriter w, Plan plan)
+    {
+        var model = plan.Model;
         w.Line("// Keras' defaults: Glorot-uniform kernels, zero biases, and each layer kind's own where it differs.");
         w.Line("var random = new SeededRandom(seed);");
         foreach (var layer in model.Layers.Where(l => l.HasWeights))
@@ -284,8 +297,6 @@ internal static partial class ModelEmitter
             w.Line($"Initializers.GlorotUniform({Plan.View(layer, layer.Kind == LayerKind.DepthwiseConv2D ? "DepthwiseKernel" : "Kernel")}, {fanIn}, {fanOut}, ref random);");
         }
         if (plan.Nodes.Any(n => n.IsDropout)) w.Line("dropoutRandom = random;");
-        w.Close();
-        w.Line();
     }
 
     /// <summary>A weight tensor's view object, named as in Keras' weights files (hidden1.kernel) and shaped as Keras shapes it.</summary>
@@ -408,7 +419,7 @@ internal static partial class ModelEmitter
         var dense = DenseLayers(plan);
         w.Line("/// <summary>A copy of this model for inference only, its dense kernels packed once; it does not follow later changes to this model.</summary>");
         w.Open("public IPredictor ForInference()");
-        w.Line($"var copy = new {plan.Model.ClassName}(MaxBatchSize);");
+        w.Line($"var copy = new {plan.Model.ClassName}(MaxBatchSize, forTraining: false);");
         w.Line("parameters.Span.CopyTo(copy.parameters.Span);");
         foreach (var layer in dense) w.Line($"copy.{PackedKernel(layer)} = Gemm.Pack(copy.{Plan.View(layer, "Kernel")}, {layer.InputSize}, {layer.Channels});");
         w.Line($"return new InferenceCopy({string.Join(", ", dense.Select(l => $"copy.{PackedKernel(l)}").Prepend("copy"))});");

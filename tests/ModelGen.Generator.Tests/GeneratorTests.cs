@@ -174,7 +174,7 @@ public class GeneratorTests
         Assert.Contains("nothing scattered (a takes its kernel gradient at the winners and passes no gradient on)", backward);
         // So a's gradient is neither written nor read: it has no buffer, and b's (which passes its gradient on) has.
         Assert.DoesNotContain("aGradient", code);
-        Assert.Contains("bGradient = sharedGradients.Slice(", code);
+        Assert.Contains("bGradient = buffers.Gradient(", code);
         // Eight-float patches, and a tanh the pooling does not take: the dense product over the scattered gradient.
         Assert.Contains("Pooling.MaxBackward(poolNarrowGradient, poolNarrowWinners, narrowGradient", backward);
         Assert.Contains("Gemm.MultiplyTransposedA(narrowPatches, narrowGradient, NarrowKernelGradient", backward);

@@ -117,4 +117,24 @@ public class AlignedBufferTests
         Assert.Equal(" Buffers for batches of up to 8: 1.50 KB (gradients sharing 512.00 B by liveness, against 1.00 KB one per tensor)",
             ModelBuffers.Describe(8, 1536, gradientFloats: 16, separateGradientFloats: 32));
     }
+
+    [Fact]
+    public void Buffers_for_training_share_the_gradients_and_a_copy_that_only_predicts_gets_none()
+    {
+        var training = new ModelBuffers(sharedGradientFloats: 64);
+        var first = training.Gradient(0, 32);
+        var second = training.Gradient(16, 48);
+        first.Span[16] = 5f;
+        Assert.Equal(5f, second.Span[0]); // gradients never live at once share floats
+        Assert.Equal(10, training.TrainingFloats(10).Length);
+        Assert.Throws<ArgumentOutOfRangeException>(() => training.Gradient(32, 33));
+        Assert.Equal((64 + 10) * 4L, training.Bytes);
+
+        var predicting = new ModelBuffers(sharedGradientFloats: 64, forTraining: false);
+        Assert.False(predicting.ForTraining);
+        Assert.Equal(0, predicting.Gradient(16, 48).Length);
+        Assert.Equal(0, predicting.TrainingFloats(10).Length);
+        Assert.Equal(7, predicting.Floats(7).Length);
+        Assert.Equal(7 * 4L, predicting.Bytes);
+    }
 }

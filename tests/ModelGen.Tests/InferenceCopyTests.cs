@@ -107,6 +107,40 @@ public class InferenceCopyTests
     }
 
     [Fact]
+    public void The_copy_holds_its_weights_the_values_inference_reads_and_the_packed_kernels_only()
+    {
+        var model = new MnistClassifier(Capacity, seed: 16);
+        var copy = Assert.IsType<InferenceCopy>(model.ForInference());
+        // No gradients of the weights; of the buffers, the three dense layers' outputs (256, 128, 10 a sample): dropout is
+        // the identity at inference, and its outputs and masks, the tensors' gradients and the targets are training's.
+        long weights = MnistClassifier.ParameterCount * sizeof(float), values = Capacity * (256 + 128 + 10) * sizeof(float);
+        Assert.Equal(weights + values + copy.PackedBytes, copy.Bytes);
+        Assert.Equal(Capacity * (256 + 128 + 10 + 2 * (256 + 128) + MnistGradientFloats) * sizeof(float), model.BufferBytes);
+    }
+
+    /// <summary>The gradients MnistClassifier's tensors share by liveness, a sample: 256 + 256 (hidden1 and drop1, live together).</summary>
+    private const int MnistGradientFloats = 512;
+
+    /// <summary>Every model this assembly generates, created at a small capacity; its inputs are small whole numbers (valid tokens too).</summary>
+    public static TheoryData<string> GeneratedModels() => new(typeof(InferenceCopyTests).Assembly.GetTypes()
+        .Where(t => typeof(IModel).IsAssignableFrom(t) && !t.IsAbstract && t.GetConstructor(new[] { typeof(int), typeof(int) }) is not null)
+        .Select(t => t.FullName!).Order());
+
+    [Theory, MemberData(nameof(GeneratedModels))]
+    public void Every_generated_models_copy_predicts_what_the_model_predicts(string typeName)
+    {
+        var type = typeof(InferenceCopyTests).Assembly.GetType(typeName)!;
+        var model = (IModel)Activator.CreateInstance(type, 5, 21)!;
+        var copy = model.ForInference();
+        foreach (int batch in new[] { 1, 5 })
+        {
+            var random = new Random(batch);
+            var inputs = Enumerable.Range(0, batch * model.InputSize).Select(_ => (float)random.Next(4)).ToArray();
+            Assert.Equal(Predict(model, inputs), Predict(copy, inputs));
+        }
+    }
+
+    [Fact]
     public void A_bad_batch_is_refused_by_the_copy_as_by_the_model()
     {
         var model = new MnistClassifier(Capacity, seed: 15);

@@ -26,7 +26,26 @@ internal sealed class CountedArrays
 /// </summary>
 public sealed class ModelBuffers
 {
+    private readonly AlignedBuffer sharedGradients;
+
+    /// <param name="sharedGradientFloats">Floats of the buffer that the tensors' gradients share by liveness (<see cref="Gradient"/>).</param>
+    /// <param name="forTraining">False for a copy that only predicts (<see cref="IModel.ForInference"/>): it gets no gradients, masks or targets.</param>
+    public ModelBuffers(int sharedGradientFloats = 0, bool forTraining = true)
+    {
+        ForTraining = forTraining;
+        sharedGradients = TrainingFloats(sharedGradientFloats);
+    }
+
+    /// <summary>Whether the buffers are for a model that trains; only then do <see cref="TrainingFloats"/> and <see cref="Gradient"/> hold floats.</summary>
+    public bool ForTraining { get; }
+
     public long Bytes { get; private set; }
+
+    /// <summary>Floats only training uses (a dropout mask, targets): none in a copy that only predicts.</summary>
+    public AlignedBuffer TrainingFloats(int length) => Floats(ForTraining ? length : 0);
+
+    /// <summary>A tensor's gradient, floats [<paramref name="offset"/>, +<paramref name="length"/>) of the shared gradients: none in a copy that only predicts.</summary>
+    public AlignedBuffer Gradient(int offset, int length) => ForTraining ? sharedGradients.Slice(offset, length) : sharedGradients;
 
     public AlignedBuffer Floats(int length)
     {

@@ -36,8 +36,9 @@ public interface IModel : IPredictor
     /// <summary>
     /// A copy of this model for inference only, whose dense kernels are packed once, ahead of every batch, in the order the
     /// matrix kernel reads them, where <see cref="IPredictor.Predict"/> packs them on each call: the same outputs bit for bit,
-    /// sooner from a few samples per batch on. The copy is a whole model of its own (weights, buffers) plus the packed kernels
-    /// (about the dense kernels' bytes again), and does not follow this model: after training or loading weights, take a new copy.
+    /// sooner from a few samples per batch on. The copy holds its own weights, the buffers inference uses (no gradients, masks
+    /// or targets) and the packed kernels (about the dense kernels' bytes again; <see cref="InferenceCopy.Bytes"/> counts it
+    /// all), and does not follow this model: after training or loading weights, take a new copy.
     /// </summary>
     IPredictor ForInference();
 }
@@ -68,10 +69,10 @@ public interface IPredictor
 /// </summary>
 public sealed class InferenceCopy : IPredictor
 {
-    private readonly IPredictor model;
+    private readonly IModel model;
 
     /// <summary>For generated code: wraps <paramref name="copy"/>, which no one else holds, with its <paramref name="packed"/> kernels.</summary>
-    public InferenceCopy(IPredictor copy, params PackedMatrix?[] packed)
+    public InferenceCopy(IModel copy, params PackedMatrix?[] packed)
     {
         model = copy;
         foreach (var kernel in packed) PackedBytes += kernel?.Bytes ?? 0;
@@ -85,6 +86,8 @@ public sealed class InferenceCopy : IPredictor
     public IReadOnlyList<ModelOutput> Outputs => model.Outputs;
     /// <summary>Bytes of the packed kernels, on top of the copy's weights and buffers.</summary>
     public long PackedBytes { get; }
+    /// <summary>Bytes the copy holds: its weights (and gradients, none for a generated model's copy), its buffers and the packed kernels.</summary>
+    public long Bytes => (long)(model.Parameters.Length + model.Gradients.Length) * sizeof(float) + model.BufferBytes + PackedBytes;
 
     public void Predict(ReadOnlySpan<float> inputs, Span<float> outputs) => model.Predict(inputs, outputs);
 }

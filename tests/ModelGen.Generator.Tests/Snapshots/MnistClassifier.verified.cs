@@ -35,7 +35,7 @@ namespace Samples.Mnist
         private const int PredictionsBiasOffset = 235136, PredictionsBiasLength = 10;
 
         private readonly AlignedBuffer parameters = new(ParameterCount);
-        private readonly AlignedBuffer gradients = new(ParameterCount);
+        private readonly AlignedBuffer gradients; // laid out as the parameters; none in a copy that only predicts
         private readonly Layer[] layers;
 
         // Per tensor, for up to MaxBatchSize samples: its value and, where anything before it learns, the loss gradient with respect to it.
@@ -61,10 +61,22 @@ namespace Samples.Mnist
         };
 
         /// <summary>Builds the model with buffers for batches of up to <paramref name="maxBatchSize"/> samples and Glorot-uniform weights drawn from <paramref name="seed"/>.</summary>
-        public MnistClassifier(int maxBatchSize = 32, int seed = 0)
+        public MnistClassifier(int maxBatchSize = 32, int seed = 0) : this(maxBatchSize, forTraining: true)
+        {
+            // Keras' defaults: Glorot-uniform kernels, zero biases, and each layer kind's own where it differs.
+            var random = new SeededRandom(seed);
+            Initializers.GlorotUniform(Hidden1Kernel, 784, 256, ref random);
+            Initializers.GlorotUniform(Hidden2Kernel, 256, 128, ref random);
+            Initializers.GlorotUniform(PredictionsKernel, 128, 10, ref random);
+            dropoutRandom = random;
+        }
+
+        /// <summary>The layers and buffers, every weight zero; a copy that only predicts (ForInference) gets no gradients, masks or targets.</summary>
+        private MnistClassifier(int maxBatchSize, bool forTraining)
         {
             if (maxBatchSize < 1) throw new ArgumentOutOfRangeException(nameof(maxBatchSize), maxBatchSize, "MnistClassifier: maxBatchSize must be at least 1.");
             MaxBatchSize = maxBatchSize;
+            gradients = new AlignedBuffer(forTraining ? ParameterCount : 0);
 
             image = new Input("image", 784);
             hidden1 = new Dense("hidden1", Activation.Relu,
@@ -80,29 +92,21 @@ namespace Samples.Mnist
                 new Parameter("predictions.bias", parameters, gradients, PredictionsBiasOffset, 10));
             layers = new Layer[] { image, hidden1, drop1, hidden2, drop2, predictions };
 
-            var buffers = new ModelBuffers();
             // A gradient lives from the backward block that first writes it to the one that reads it: gradients never live at once share floats.
-            var sharedGradients = buffers.Floats(maxBatchSize * GradientFloats);
+            var buffers = new ModelBuffers(sharedGradientFloats: maxBatchSize * GradientFloats, forTraining);
             hidden1Output = buffers.Floats(maxBatchSize * 256);
-            hidden1Gradient = sharedGradients.Slice(maxBatchSize * 0, maxBatchSize * 256);
-            drop1Output = buffers.Floats(maxBatchSize * 256);
-            drop1Gradient = sharedGradients.Slice(maxBatchSize * 256, maxBatchSize * 256);
-            drop1Mask = buffers.Floats(maxBatchSize * 256);
+            hidden1Gradient = buffers.Gradient(maxBatchSize * 0, maxBatchSize * 256);
+            drop1Output = buffers.TrainingFloats(maxBatchSize * 256);
+            drop1Gradient = buffers.Gradient(maxBatchSize * 256, maxBatchSize * 256);
+            drop1Mask = buffers.TrainingFloats(maxBatchSize * 256);
             hidden2Output = buffers.Floats(maxBatchSize * 128);
-            hidden2Gradient = sharedGradients.Slice(maxBatchSize * 0, maxBatchSize * 128);
-            drop2Output = buffers.Floats(maxBatchSize * 128);
-            drop2Gradient = sharedGradients.Slice(maxBatchSize * 128, maxBatchSize * 128);
-            drop2Mask = buffers.Floats(maxBatchSize * 128);
+            hidden2Gradient = buffers.Gradient(maxBatchSize * 0, maxBatchSize * 128);
+            drop2Output = buffers.TrainingFloats(maxBatchSize * 128);
+            drop2Gradient = buffers.Gradient(maxBatchSize * 128, maxBatchSize * 128);
+            drop2Mask = buffers.TrainingFloats(maxBatchSize * 128);
             predictionsOutput = buffers.Floats(maxBatchSize * 10);
-            predictionsGradient = sharedGradients.Slice(maxBatchSize * 0, maxBatchSize * 10);
+            predictionsGradient = buffers.Gradient(maxBatchSize * 0, maxBatchSize * 10);
             BufferBytes = buffers.Bytes;
-
-            // Keras' defaults: Glorot-uniform kernels, zero biases, and each layer kind's own where it differs.
-            var random = new SeededRandom(seed);
-            Initializers.GlorotUniform(Hidden1Kernel, 784, 256, ref random);
-            Initializers.GlorotUniform(Hidden2Kernel, 256, 128, ref random);
-            Initializers.GlorotUniform(PredictionsKernel, 128, 10, ref random);
-            dropoutRandom = random;
         }
 
         /// <summary>The largest batch the buffers hold.</summary>
@@ -135,7 +139,7 @@ namespace Samples.Mnist
         /// <summary>A copy of this model for inference only, its dense kernels packed once; it does not follow later changes to this model.</summary>
         public IPredictor ForInference()
         {
-            var copy = new MnistClassifier(MaxBatchSize);
+            var copy = new MnistClassifier(MaxBatchSize, forTraining: false);
             parameters.Span.CopyTo(copy.parameters.Span);
             copy.packedHidden1Kernel = Gemm.Pack(copy.Hidden1Kernel, 784, 256);
             copy.packedHidden2Kernel = Gemm.Pack(copy.Hidden2Kernel, 256, 128);

@@ -35,7 +35,7 @@ namespace Samples
         private const int HeadBiasOffset = 8960, HeadBiasLength = 10;
 
         private readonly AlignedBuffer parameters = new(ParameterCount);
-        private readonly AlignedBuffer gradients = new(ParameterCount);
+        private readonly AlignedBuffer gradients; // laid out as the parameters; none in a copy that only predicts
         private readonly Layer[] layers;
 
         // Per tensor, for up to MaxBatchSize samples: its value and, where anything before it learns, the loss gradient with respect to it.
@@ -60,10 +60,21 @@ namespace Samples
         };
 
         /// <summary>Builds the model with buffers for batches of up to <paramref name="maxBatchSize"/> samples and Glorot-uniform weights drawn from <paramref name="seed"/>.</summary>
-        public ResidualMlp(int maxBatchSize = 32, int seed = 0)
+        public ResidualMlp(int maxBatchSize = 32, int seed = 0) : this(maxBatchSize, forTraining: true)
+        {
+            // Keras' defaults: Glorot-uniform kernels, zero biases, and each layer kind's own where it differs.
+            var random = new SeededRandom(seed);
+            Initializers.GlorotUniform(D1Kernel, 64, 64, ref random);
+            Initializers.GlorotUniform(D2Kernel, 64, 64, ref random);
+            Initializers.GlorotUniform(HeadKernel, 64, 10, ref random);
+        }
+
+        /// <summary>The layers and buffers, every weight zero; a copy that only predicts (ForInference) gets no gradients, masks or targets.</summary>
+        private ResidualMlp(int maxBatchSize, bool forTraining)
         {
             if (maxBatchSize < 1) throw new ArgumentOutOfRangeException(nameof(maxBatchSize), maxBatchSize, "ResidualMlp: maxBatchSize must be at least 1.");
             MaxBatchSize = maxBatchSize;
+            gradients = new AlignedBuffer(forTraining ? ParameterCount : 0);
 
             d1 = new Dense("d1", Activation.Relu,
                 new Parameter("d1.kernel", parameters, gradients, D1KernelOffset, 64, 64),
@@ -76,26 +87,19 @@ namespace Samples
                 new Parameter("head.bias", parameters, gradients, HeadBiasOffset, 10));
             layers = new Layer[] { new Input("x", 64), d1, d2, head };
 
-            var buffers = new ModelBuffers();
             // A gradient lives from the backward block that first writes it to the one that reads it: gradients never live at once share floats.
-            var sharedGradients = buffers.Floats(maxBatchSize * GradientFloats);
+            var buffers = new ModelBuffers(sharedGradientFloats: maxBatchSize * GradientFloats, forTraining);
             d1Output = buffers.Floats(maxBatchSize * 64);
-            d1Gradient = sharedGradients.Slice(maxBatchSize * 0, maxBatchSize * 64);
+            d1Gradient = buffers.Gradient(maxBatchSize * 0, maxBatchSize * 64);
             d2Output = buffers.Floats(maxBatchSize * 64);
-            d2Gradient = sharedGradients.Slice(maxBatchSize * 64, maxBatchSize * 64);
+            d2Gradient = buffers.Gradient(maxBatchSize * 64, maxBatchSize * 64);
             addOutput = buffers.Floats(maxBatchSize * 64);
-            addGradient = sharedGradients.Slice(maxBatchSize * 0, maxBatchSize * 64);
+            addGradient = buffers.Gradient(maxBatchSize * 0, maxBatchSize * 64);
             reluOutput = buffers.Floats(maxBatchSize * 64);
-            reluGradient = sharedGradients.Slice(maxBatchSize * 64, maxBatchSize * 64);
+            reluGradient = buffers.Gradient(maxBatchSize * 64, maxBatchSize * 64);
             headOutput = buffers.Floats(maxBatchSize * 10);
-            headGradient = sharedGradients.Slice(maxBatchSize * 0, maxBatchSize * 10);
+            headGradient = buffers.Gradient(maxBatchSize * 0, maxBatchSize * 10);
             BufferBytes = buffers.Bytes;
-
-            // Keras' defaults: Glorot-uniform kernels, zero biases, and each layer kind's own where it differs.
-            var random = new SeededRandom(seed);
-            Initializers.GlorotUniform(D1Kernel, 64, 64, ref random);
-            Initializers.GlorotUniform(D2Kernel, 64, 64, ref random);
-            Initializers.GlorotUniform(HeadKernel, 64, 10, ref random);
         }
 
         /// <summary>The largest batch the buffers hold.</summary>
@@ -128,7 +132,7 @@ namespace Samples
         /// <summary>A copy of this model for inference only, its dense kernels packed once; it does not follow later changes to this model.</summary>
         public IPredictor ForInference()
         {
-            var copy = new ResidualMlp(MaxBatchSize);
+            var copy = new ResidualMlp(MaxBatchSize, forTraining: false);
             parameters.Span.CopyTo(copy.parameters.Span);
             copy.packedD1Kernel = Gemm.Pack(copy.D1Kernel, 64, 64);
             copy.packedD2Kernel = Gemm.Pack(copy.D2Kernel, 64, 64);

@@ -32,7 +32,7 @@ partial class Outer
         private const int LogitsBiasOffset = 20, LogitsBiasLength = 2;
 
         private readonly AlignedBuffer parameters = new(ParameterCount);
-        private readonly AlignedBuffer gradients = new(ParameterCount);
+        private readonly AlignedBuffer gradients; // laid out as the parameters; none in a copy that only predicts
         private readonly Layer[] layers;
 
         // Per tensor, for up to MaxBatchSize samples: its value and, where anything before it learns, the loss gradient with respect to it.
@@ -56,10 +56,20 @@ partial class Outer
         };
 
         /// <summary>Builds the model with buffers for batches of up to <paramref name="maxBatchSize"/> samples and Glorot-uniform weights drawn from <paramref name="seed"/>.</summary>
-        public Tiny(int maxBatchSize = 32, int seed = 0)
+        public Tiny(int maxBatchSize = 32, int seed = 0) : this(maxBatchSize, forTraining: true)
+        {
+            // Keras' defaults: Glorot-uniform kernels, zero biases, and each layer kind's own where it differs.
+            var random = new SeededRandom(seed);
+            Initializers.GlorotUniform(ProjectionKernel, 3, 4, ref random);
+            Initializers.GlorotUniform(LogitsKernel, 4, 2, ref random);
+        }
+
+        /// <summary>The layers and buffers, every weight zero; a copy that only predicts (ForInference) gets no gradients, masks or targets.</summary>
+        private Tiny(int maxBatchSize, bool forTraining)
         {
             if (maxBatchSize < 1) throw new ArgumentOutOfRangeException(nameof(maxBatchSize), maxBatchSize, "Tiny: maxBatchSize must be at least 1.");
             MaxBatchSize = maxBatchSize;
+            gradients = new AlignedBuffer(forTraining ? ParameterCount : 0);
 
             features = new Input("features", 3);
             projection = new Dense("projection", Activation.Linear,
@@ -72,23 +82,17 @@ partial class Outer
             probabilities = new ActivationLayer("probabilities", Activation.Softmax, 2);
             layers = new Layer[] { features, projection, squash, logits, probabilities };
 
-            var buffers = new ModelBuffers();
             // A gradient lives from the backward block that first writes it to the one that reads it: gradients never live at once share floats.
-            var sharedGradients = buffers.Floats(maxBatchSize * GradientFloats);
+            var buffers = new ModelBuffers(sharedGradientFloats: maxBatchSize * GradientFloats, forTraining);
             projectionOutput = buffers.Floats(maxBatchSize * 4);
-            projectionGradient = sharedGradients.Slice(maxBatchSize * 0, maxBatchSize * 4);
+            projectionGradient = buffers.Gradient(maxBatchSize * 0, maxBatchSize * 4);
             squashOutput = buffers.Floats(maxBatchSize * 4);
-            squashGradient = sharedGradients.Slice(maxBatchSize * 16, maxBatchSize * 4);
+            squashGradient = buffers.Gradient(maxBatchSize * 16, maxBatchSize * 4);
             logitsOutput = buffers.Floats(maxBatchSize * 2);
-            logitsGradient = sharedGradients.Slice(maxBatchSize * 0, maxBatchSize * 2);
+            logitsGradient = buffers.Gradient(maxBatchSize * 0, maxBatchSize * 2);
             probabilitiesOutput = buffers.Floats(maxBatchSize * 2);
-            probabilitiesGradient = sharedGradients.Slice(maxBatchSize * 16, maxBatchSize * 2);
+            probabilitiesGradient = buffers.Gradient(maxBatchSize * 16, maxBatchSize * 2);
             BufferBytes = buffers.Bytes;
-
-            // Keras' defaults: Glorot-uniform kernels, zero biases, and each layer kind's own where it differs.
-            var random = new SeededRandom(seed);
-            Initializers.GlorotUniform(ProjectionKernel, 3, 4, ref random);
-            Initializers.GlorotUniform(LogitsKernel, 4, 2, ref random);
         }
 
         /// <summary>The largest batch the buffers hold.</summary>
@@ -121,7 +125,7 @@ partial class Outer
         /// <summary>A copy of this model for inference only, its dense kernels packed once; it does not follow later changes to this model.</summary>
         public IPredictor ForInference()
         {
-            var copy = new Tiny(MaxBatchSize);
+            var copy = new Tiny(MaxBatchSize, forTraining: false);
             parameters.Span.CopyTo(copy.parameters.Span);
             copy.packedProjectionKernel = Gemm.Pack(copy.ProjectionKernel, 3, 4);
             copy.packedLogitsKernel = Gemm.Pack(copy.LogitsKernel, 4, 2);

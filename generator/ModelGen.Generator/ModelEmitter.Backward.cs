@@ -154,7 +154,7 @@ internal static partial class ModelEmitter
                     if (rnn.Bidirectional)
                     {
                         // Both directions in one call, so they can run on the two cores; the backward one's input gradient adds to the forward one's.
-                        w.Line($"Recurrent.BackwardBidirectional({node.Workspace("Forward")}, {node.Workspace("Backward")}, {outputGradient}, {rnn.Channels}, " +
+                        w.Line($"Recurrent.BackwardBidirectional({node.Workspace("Forward")}, {node.Workspace("Backward")}, {outputGradient}, outputWidth: {rnn.Channels}, " +
                             $"{Plan.View(rnn, "ForwardKernel")}, {Plan.View(rnn, "ForwardRecurrentKernel")}, {Gradient("ForwardKernel")}, {Gradient("ForwardRecurrentKernel")}, {Gradient("ForwardBias")}, " +
                             $"{Plan.View(rnn, "BackwardKernel")}, {Plan.View(rnn, "BackwardRecurrentKernel")}, {Gradient("BackwardKernel")}, {Gradient("BackwardRecurrentKernel")}, {Gradient("BackwardBias")}, " +
                             $"{inputGradient}, batch, returnSequences: {Bool(rnn.ReturnSequences)}, computeWeights: {Bool(rnn.Trainable)}, " +
@@ -171,7 +171,7 @@ internal static partial class ModelEmitter
                         stateList.Add($"initial{which}Gradient: {node.Inputs[k].Gradient}, accumulateInitial{which}: {Bool(Into(node.Inputs[k]))}");
                     }
                     string stateGradients = string.Concat(stateList.Select(a => ", " + a));
-                    w.Line($"Recurrent.Backward({node.Workspace("")}, {outputGradient}, {rnn.Channels}, 0, {Plan.View(rnn, "Kernel")}, {Plan.View(rnn, "RecurrentKernel")}, " +
+                    w.Line($"Recurrent.Backward({node.Workspace("")}, {outputGradient}, outputWidth: {rnn.Channels}, outputOffset: 0, {Plan.View(rnn, "Kernel")}, {Plan.View(rnn, "RecurrentKernel")}, " +
                         $"{Gradient("Kernel")}, {Gradient("RecurrentKernel")}, {Gradient("Bias")}, {inputGradient}, batch, returnSequences: {Bool(rnn.ReturnSequences)}, reverse: false, " +
                         $"computeWeights: {Bool(rnn.Trainable)}, accumulateWeights: {Bool(shared)}, accumulateInput: {Bool(accumulateInput == true)}{stateGradients});");
                     break;

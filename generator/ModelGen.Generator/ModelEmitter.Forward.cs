@@ -157,7 +157,7 @@ internal static partial class ModelEmitter
                         w.Line($"Recurrent.ForwardBidirectional({node.Workspace("Forward")}, {node.Workspace("Backward")}, {inputs[0]}, {input.StepMask}, " +
                             $"{Plan.View(rnn, "ForwardKernel")}, {Plan.View(rnn, "ForwardRecurrentKernel")}, {Plan.View(rnn, "ForwardBias")}, " +
                             $"{Plan.View(rnn, "BackwardKernel")}, {Plan.View(rnn, "BackwardRecurrentKernel")}, {Plan.View(rnn, "BackwardBias")}, " +
-                            $"{node.Output}, {rnn.Channels}, batch, returnSequences: {Bool(rnn.ReturnSequences)}{ZeroOutputs(rnn)});");
+                            $"{node.Output}, outputWidth: {rnn.Channels}, batch, returnSequences: {Bool(rnn.ReturnSequences)}{ZeroOutputs(rnn)});");
                         break;
                     }
                     // Keras' initial_state and return_state: named state arguments.
@@ -167,7 +167,7 @@ internal static partial class ModelEmitter
                     foreach (var state in node.States) states.Add($"{(state.Spec.Axis == 0 ? "finalState" : "finalCell")}: {state.Output}");
                     string stateArguments = string.Concat(states.Select(a => ", " + a));
                     w.Line($"Recurrent.Forward({node.Workspace("")}, {inputs[0]}, {input.StepMask}, {Plan.View(rnn, "Kernel")}, {Plan.View(rnn, "RecurrentKernel")}, {Plan.View(rnn, "Bias")}, " +
-                        $"{node.Output}, {rnn.Channels}, 0, batch, returnSequences: {Bool(rnn.ReturnSequences)}, reverse: false{stateArguments});");
+                        $"{node.Output}, outputWidth: {rnn.Channels}, outputOffset: 0, batch, returnSequences: {Bool(rnn.ReturnSequences)}, reverse: false{stateArguments});");
                     break;
                 }
                 case NodeKind.Layer when node.Is(LayerKind.MultiHeadAttention):

@@ -127,6 +127,28 @@ public class GeneratorTests
     }
 
     [Fact]
+    public void Recurrent_calls_name_the_output_row_they_write_and_read()
+    {
+        var (code, forward) = GeneratorHarness.RunAndFindMethod("""
+            using ModelGen;
+
+            [Sequential]
+            public partial class Tagger
+            {
+                [Input(5, 3)] Input steps;
+                [LSTM(4, ReturnSequences = true)] LSTM lstm;
+                [GRU(6, Bidirectional = true)] GRU both;
+                [Dense(2)] Dense head;
+            }
+            """, "Forward");
+        // A layer's output rows are its own (offset 0); two directions share one row of twice the units.
+        Assert.Contains("Recurrent.Forward(lstmWorkspace, steps, default, LstmKernel, LstmRecurrentKernel, LstmBias, lstmOutput, outputWidth: 4, outputOffset: 0, batch,", forward);
+        Assert.Contains("bothOutput, outputWidth: 12, batch,", forward);
+        Assert.Contains("Recurrent.Backward(lstmWorkspace, lstmGradient, outputWidth: 4, outputOffset: 0, LstmKernel,", code);
+        Assert.Contains("Recurrent.BackwardBidirectional(bothForwardWorkspace, bothBackwardWorkspace, bothGradient, outputWidth: 12,", code);
+    }
+
+    [Fact]
     public void A_relu_convolution_takes_its_kernel_gradient_at_its_max_poolings_winners_where_they_are_few_enough_to_pay()
     {
         var (code, backward) = GeneratorHarness.RunAndFindMethod("""

@@ -91,7 +91,7 @@ public static partial class Gemm
                 {
                     int kc = Math.Min(depthBlock, k - pc);
                     var bBlock = copiesB ? bPanel.Slice(offset) : prepacked ? b.Panels.Block(pc, kc, jc) : default;
-                    offset += kc * ((nc + tileColumns - 1) / tileColumns * tileColumns);
+                    offset += PanelFloats(kc, nc, tileColumns);
                     var stage = new Stage(first: pc == 0, last: pc + kc >= k);
                     for (int ic = firstRow; ic < firstRow + blockRows; ic += rowBlock)
                     {
@@ -199,7 +199,7 @@ public static partial class Gemm
         bool readsB = rowMajorTiles && m <= FewRows;
         // Only a B read whole where it lies takes no panel: otherwise at least its last, partial tile is copied.
         bool copiesB = !bInPlace && !(readsB && n % tileColumns == 0);
-        return new ReadingB(bInPlace, packAsRead, readsB, copiesB ? k * ((n + tileColumns - 1) / tileColumns * tileColumns) : 0);
+        return new ReadingB(bInPlace, packAsRead, readsB, copiesB ? PanelFloats(k, n, tileColumns) : 0);
     }
 
     /// <summary>

@@ -180,9 +180,9 @@ public static partial class Gemm
     [ThreadStatic] private static AlignedBuffer? sharedPanels;
 
     /// <summary>
-    /// B packed by both cores into the calling thread's <see cref="sharedPanels"/> where blocks of rows would each pack a
-    /// large B of their own, with B's own panels where it has them, else none. Read through the panels packed ahead
-    /// (<see cref="PackedMatrix"/>), the product is the same bit for bit.
+    /// Where blocks of rows would each pack a large B of their own: B packed once, by both cores, into this thread's
+    /// <see cref="sharedPanels"/>, which the blocks read as panels packed ahead (<see cref="PackedMatrix"/>): the same
+    /// product bit for bit. Otherwise B's own panels, if it has any.
     /// </summary>
     private static unsafe PackedPanels PackedShared<TLanes, TVector>(in Matrix a, in Matrix b, int m, int k, int n)
         where TLanes : struct, ILanes<TVector> where TVector : struct

@@ -64,7 +64,10 @@ public static partial class Gemm
     }
 
     /// <summary>Floats of B(k,n)'s panels: every column tile whole, zero-padded.</summary>
-    private static int PanelFloats(int k, int n, int tileColumns) => k * ((n + tileColumns - 1) / tileColumns * tileColumns);
+    private static int PanelFloats(int k, int n, int tileColumns) => k * PaddedColumns(n, tileColumns);
+
+    /// <summary>Columns of B's panels: <paramref name="n"/> rounded up to whole tiles.</summary>
+    private static int PaddedColumns(int n, int tileColumns) => (n + tileColumns - 1) / tileColumns * tileColumns;
 
     /// <summary>
     /// Packs all of B into <paramref name="panels"/> in the layout <see cref="PackedPanels"/> reads, both cores taking parts
@@ -98,7 +101,7 @@ public static partial class Gemm
         public readonly PinnedMatrix B = b;
         public readonly float* Panels = panels;
         public readonly int K = k, N = n, TileColumns = tileColumns, PartColumns = partColumns;
-        public int PaddedColumns => (N + TileColumns - 1) / TileColumns * TileColumns;
+        public int PaddedColumns => Gemm.PaddedColumns(N, TileColumns);
         public int ColumnParts => (N + PartColumns - 1) / PartColumns;
     }
 

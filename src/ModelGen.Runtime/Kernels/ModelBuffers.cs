@@ -42,10 +42,13 @@ public sealed class ModelBuffers
     public long Bytes { get; private set; }
 
     /// <summary>Floats only training uses (a dropout mask, targets): none in a copy that only predicts.</summary>
-    public AlignedBuffer TrainingFloats(int length) => Floats(ForTraining ? length : 0);
+    public AlignedBuffer TrainingFloats(int length) => ForTraining ? Floats(length) : None;
 
     /// <summary>A tensor's gradient, floats [<paramref name="offset"/>, +<paramref name="length"/>) of the shared gradients: none in a copy that only predicts.</summary>
-    public AlignedBuffer Gradient(int offset, int length) => ForTraining ? sharedGradients.Slice(offset, length) : sharedGradients;
+    public AlignedBuffer Gradient(int offset, int length) => ForTraining ? sharedGradients.Slice(offset, length) : None;
+
+    /// <summary>What a copy that only predicts gets for a training buffer: no floats, shared by every such buffer.</summary>
+    private static readonly AlignedBuffer None = new(0);
 
     public AlignedBuffer Floats(int length)
     {

@@ -377,11 +377,11 @@ internal static partial class ModelEmitter
             w.Line($"{node.Workspace("")} = buffers.Workspace(new AttentionWorkspace(maxBatchSize, querySteps: {e[6]}, valueSteps: {e[7]}, queryFeatures: {e[3]}, keyFeatures: {e[4]}, valueFeatures: {e[5]}, " +
                 $"heads: {e[0]}, keyDim: {e[1]}, valueDim: {e[2]}, causal: {Bool(node.Layer.Causal)}));");
         }
-        if (node.UsesPatches) w.Line($"{node.Patches} = buffers.Floats({(node.Is(LayerKind.Conv2DTranspose) ? PatchChunks(node) : WholePatches(node))});");
-        if (node.UsesWinners) w.Line($"{node.Winners} = buffers.Ints(maxBatchSize * {node.Spec.Size});");
+        if (node.UsesPatches) w.Line($"{node.Patches} = {(node.Is(LayerKind.Conv2DTranspose) ? $"buffers.Floats({PatchChunks(node)})" : $"buffers.Patches({node.Window}, maxBatchSize)")};");
+        if (node.UsesWinners) w.Line($"{node.Winners} = buffers.TrainingInts(maxBatchSize * {node.Spec.Size});");
     }
 
-    /// <summary>A convolution's patches for the whole batch: what Conv2D keeps for its kernel gradient, and the patches of Conv2DTranspose's output gradient.</summary>
+    /// <summary>The patches of Conv2DTranspose's output gradient for the whole batch (a Conv2D's own: ModelBuffers.Patches).</summary>
     private static string WholePatches(NodePlan node) => $"maxBatchSize * {node.Window}.Positions * {node.Window}.PatchSize";
 
     /// <summary>Patches summed back onto pixels (Conv2D's input gradient, Conv2DTranspose's output) are made and consumed a chunk of samples at a time.</summary>

@@ -25,8 +25,11 @@ public static partial class Convolution
 
     /// <summary>Whether a window is convolved directly rather than through im2col + GEMM.</summary>
     private static bool IsDirect(in Window window, int filters, bool keepPatches) =>
-        window.PatchSize <= DirectPatch ||
+        IsAlwaysDirect(window) ||
         !keepPatches && window.PatchSize <= DeepDirectPatch && Simd.Current == SimdPath.Avx512 && filters % (4 * Vector512<float>.Count) == 0;
+
+    /// <summary>Whether a window's patches are narrow enough for the direct kernel on every SIMD path: inference never fills them.</summary>
+    internal static bool IsAlwaysDirect(in Window window) => window.PatchSize <= DirectPatch;
 
     /// <summary>Output pixels whose sums one pass keeps in registers, for two vectors of filters or four.</summary>
     private const int DirectPixels = 6;

@@ -47,6 +47,16 @@ public sealed class ModelBuffers
     /// <summary>A tensor's gradient, floats [<paramref name="offset"/>, +<paramref name="length"/>) of the shared gradients: none in a copy that only predicts.</summary>
     public AlignedBuffer Gradient(int offset, int length) => ForTraining ? sharedGradients.Slice(offset, length) : None;
 
+    /// <summary>Ints only training uses (a max pooling's winners): none in a copy that only predicts.</summary>
+    public int[] TrainingInts(int length) => ForTraining ? Ints(length) : [];
+
+    /// <summary>
+    /// A Conv2D's patches for a batch: the kernel gradient reads them, so training keeps them; inference fills them only where
+    /// the convolution goes through im2col, never where they are narrow enough for the direct kernel on every SIMD path.
+    /// </summary>
+    public AlignedBuffer Patches(in Window window, int maxBatchSize) =>
+        ForTraining || !Convolution.IsAlwaysDirect(window) ? Floats(maxBatchSize * window.Positions * window.PatchSize) : None;
+
     /// <summary>What a copy that only predicts gets for a training buffer: no floats, shared by every such buffer.</summary>
     private static readonly AlignedBuffer None = new(0);
 

@@ -25,26 +25,23 @@ public static partial class Convolution
 
     /// <summary>Whether a window is convolved directly rather than through im2col + GEMM.</summary>
     private static bool IsDirect(in Window window, int filters, bool keepPatches) =>
-        IsAlwaysDirect(window) ||
+        window.PatchSize <= DirectPatch ||
         !keepPatches && window.PatchSize <= DeepDirectPatch && Simd.Current == SimdPath.Avx512 && filters % (4 * Vector512<float>.Count) == 0;
-
-    /// <summary>Whether a window's patches are narrow enough for the direct kernel on every SIMD path: inference never fills them.</summary>
-    internal static bool IsAlwaysDirect(in Window window) => window.PatchSize <= DirectPatch;
 
     /// <summary>Output pixels whose sums one pass keeps in registers, for two vectors of filters or four.</summary>
     private const int DirectPixels = 6;
 
     /// <summary>
     /// Conv2D forward: output (batch, positions, filters) = patches · kernel + bias, ReLU optional, through im2col + GEMM or
-    /// directly (<see cref="IsDirect"/>). <paramref name="patches"/> is filled whenever im2col runs, and for a direct
-    /// convolution only when <paramref name="keepPatches"/> (training: the kernel gradient reads them).
+    /// directly (<see cref="IsDirect"/>). <paramref name="patches"/> is filled only when <paramref name="keepPatches"/> (training:
+    /// the kernel gradient reads them); otherwise im2col builds its patch rows in a scratch of the thread that multiplies them.
     /// </summary>
     public static unsafe void Forward(ReadOnlySpan<float> input, Span<float> patches, ReadOnlySpan<float> kernel, Span<float> output,
         in Window window, int filters, int batch, ReadOnlySpan<float> bias = default, bool relu = false, bool keepPatches = true)
     {
         if (!IsDirect(window, filters, keepPatches))
         {
-            ForwardThroughPatches(input, patches, kernel, output, window, filters, batch, bias, relu);
+            ForwardThroughPatches(input, patches, kernel, output, window, filters, batch, bias, relu, keepPatches);
             return;
         }
         if (keepPatches) Im2Col(input, patches, window, batch);

@@ -1,6 +1,7 @@
 using System;
 using System.Numerics;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 
 namespace ModelGen.Kernels;
 
@@ -73,10 +74,16 @@ public static partial class Convolution
         Require(input.Length >= batch * window.Height * window.Width * window.Channels && patches.Length >= batch * window.Positions * window.PatchSize,
             kernel, window, batch);
 
-    /// <summary>im2col over pointers, runnable a range of samples or of patch rows at a time on either thread.</summary>
-    private readonly unsafe struct PatchRows(float* input, float* patches, Window window, int batch) : IRanges
+    /// <summary>
+    /// im2col over pointers, runnable a range of samples or of patch rows at a time on either thread. <paramref name="patches"/>
+    /// holds the patch rows from row <paramref name="firstRow"/> on: the whole batch's from 0, or a range's in a scratch.
+    /// </summary>
+    private readonly unsafe struct PatchRows(float* input, float* patches, Window window, int batch, int firstRow = 0) : IRanges
     {
         public float* Patches => patches;
+
+        /// <summary>The same images, their patch rows from <paramref name="first"/> on written to <paramref name="rows"/>.</summary>
+        public PatchRows Into(float* rows, int first) => new(input, rows, window, batch, first);
 
         /// <summary>Samples [first, first + count).</summary>
         public void Run(int first, int count) => Fill(first * window.Positions, count * window.Positions);
@@ -85,13 +92,13 @@ public static partial class Convolution
         public void Fill(int first, int count)
         {
             var images = new ReadOnlySpan<float>(input, batch * window.Height * window.Width * window.Channels);
-            var rows = new Span<float>(patches, batch * window.Positions * window.PatchSize);
+            var rows = new Span<float>(patches, (first - firstRow + count) * window.PatchSize);
             if (InsideImage(window) && window.Dilation == 1 && window.KernelWidth * window.Channels < 16)
             {
-                CopyShortRuns(images, rows, window, first, count);
+                CopyShortRuns(images, rows, window, first, count, firstRow);
                 return;
             }
-            var gather = new Gather(images, rows);
+            var gather = new Gather(images, rows, firstRow * window.PatchSize);
             Walk(window, first, count, ref gather);
         }
     }
@@ -99,20 +106,27 @@ public static partial class Convolution
     /// <summary>
     /// Conv2D through im2col + GEMM, the patch rows built block by block by the thread that multiplies them, in its own
     /// cache. A small batch is split by output rows like the direct convolution and pooling (each core a half, a product of
-    /// its own); a larger one in parts, each shared by both cores block by block.
+    /// its own); a larger one in parts, each shared by both cores block by block. Training keeps every patch row in
+    /// <paramref name="patches"/> for the kernel gradient; inference builds each part's rows in a scratch of the thread
+    /// that runs it, so it needs no patches of the whole batch (the small CNN's second layer at batch 64: 8.9 MB).
     /// </summary>
     private static unsafe void ForwardThroughPatches(ReadOnlySpan<float> input, Span<float> patches, ReadOnlySpan<float> kernel, Span<float> output,
-        in Window window, int filters, int batch, ReadOnlySpan<float> bias, bool relu)
+        in Window window, int filters, int batch, ReadOnlySpan<float> bias, bool relu, bool keepPatches)
     {
-        RequirePatches(input, patches, window, batch, "Convolution");
-        Require(kernel.Length >= window.PatchSize * filters && output.Length >= batch * window.Positions * filters && (bias.IsEmpty || bias.Length >= filters),
-            "Convolution", window, batch);
+        if (keepPatches) RequirePatches(input, patches, window, batch, "Convolution");
+        Require(input.Length >= batch * window.Height * window.Width * window.Channels && kernel.Length >= window.PatchSize * filters
+            && output.Length >= batch * window.Positions * filters && (bias.IsEmpty || bias.Length >= filters), "Convolution", window, batch);
+        long floatsPerSample = window.Positions * (window.PatchSize + filters) + window.Height * window.Width * window.Channels;
+        int scratchFloats = keepPatches ? 0 : OutputRowsPerRange(window, batch, floatsPerSample) * window.OutputWidth * window.PatchSize;
         fixed (float* x = input, p = patches, k = kernel, b = bias, y = output)
         {
-            var work = new PatchProduct(new PatchRows(x, p, window, batch), k, bias.IsEmpty ? null : b, y, window, filters, relu);
-            ForOutputRows(ref work, window, batch, window.Positions * (window.PatchSize + filters) + window.Height * window.Width * window.Channels);
+            var work = new PatchProduct(new PatchRows(x, p, window, batch), k, bias.IsEmpty ? null : b, y, window, filters, relu, scratchFloats);
+            ForOutputRows(ref work, window, batch, floatsPerSample);
         }
     }
+
+    /// <summary>The patch rows of one part of an inference convolution through im2col (ForwardThroughPatches), this thread's.</summary>
+    [ThreadStatic] private static AlignedBuffer? patchScratch;
 
     /// <summary>
     /// A spatial kernel's work over the output rows of the whole batch, <paramref name="floatsPerSample"/> touched per image:
@@ -122,19 +136,33 @@ public static partial class Convolution
     internal static void ForOutputRows<TWork>(ref TWork work, in Window window, int batch, long floatsPerSample) where TWork : unmanaged, IRanges =>
         Helper.ForRanges(ref work, batch * window.OutputHeight, floatsPerSample / window.OutputHeight, Helper.SpatialShareAbove);
 
-    /// <summary>Output rows [first, first + count) over the batch: their patch rows produced and multiplied by the kernel.</summary>
-    private readonly unsafe struct PatchProduct(PatchRows rows, float* kernel, float* bias, float* output, Window window, int filters, bool relu) : IRanges
+    /// <summary>The most output rows <see cref="ForOutputRows"/> hands one range for these arguments.</summary>
+    private static int OutputRowsPerRange(in Window window, int batch, long floatsPerSample) =>
+        Helper.RangeSize(batch * window.OutputHeight, floatsPerSample / window.OutputHeight, Helper.SpatialShareAbove);
+
+    /// <summary>
+    /// Output rows [first, first + count) over the batch: their patch rows produced and multiplied by the kernel, into the
+    /// whole batch's patches, or with <paramref name="scratchFloats"/> (the largest range's rows) into this thread's scratch.
+    /// </summary>
+    private readonly unsafe struct PatchProduct(PatchRows rows, float* kernel, float* bias, float* output, Window window, int filters, bool relu,
+        int scratchFloats) : IRanges
     {
         private readonly PatchRows rows = rows;
 
         public void Run(int first, int count)
         {
             int firstPatch = first * window.OutputWidth, patchCount = count * window.OutputWidth, patch = window.PatchSize;
-            var from = new PatchRowsFrom(rows, firstPatch);
-            Gemm.MultiplyProducedRows(new Span<float>(rows.Patches + (long)firstPatch * patch, patchCount * patch), new ReadOnlySpan<float>(kernel, patch * filters),
+            var target = scratchFloats == 0 ? rows : rows.Into(Scratch(), firstPatch);
+            var from = new PatchRowsFrom(target, firstPatch);
+            float* a = scratchFloats == 0 ? rows.Patches + (long)firstPatch * patch : target.Patches;
+            Gemm.MultiplyProducedRows(new Span<float>(a, patchCount * patch), new ReadOnlySpan<float>(kernel, patch * filters),
                 new Span<float>(output + (long)firstPatch * filters, patchCount * filters), patchCount, patch, filters,
                 new Gemm.RowProducer(&PatchRowsFrom.Produce, &from), bias == null ? default : new ReadOnlySpan<float>(bias, filters), relu);
         }
+
+        /// <summary>This thread's scratch, sized for the largest range at once, so that no later range allocates.</summary>
+        private float* Scratch() =>
+            (float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(AlignedBuffer.Ensure(ref patchScratch, scratchFloats)));
     }
 
     /// <summary>Patch rows counted from <c>offset</c>: a product over some of the rows writes its row 0 at patch row <c>offset</c>.</summary>
@@ -162,14 +190,14 @@ public static partial class Convolution
     /// (28x28x1, 3x3: 10.9 -> 4 us a sample).
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
-    private static void CopyShortRuns(ReadOnlySpan<float> images, Span<float> patches, in Window window, int firstRow, int rows)
+    private static void CopyShortRuns(ReadOnlySpan<float> images, Span<float> patches, in Window window, int firstRow, int rows, int patchesFrom)
     {
         int run = window.KernelWidth * window.Channels, rowFloats = window.Width * window.Channels;
         int imageFloats = window.Height * rowFloats, step = window.StrideWidth * window.Channels;
         ref float source = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(images);
         ref float target = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(patches);
         var at = new Position(window, firstRow);
-        for (int row = firstRow, cell = firstRow * window.PatchSize; row < firstRow + rows; row++, at.Advance(window))
+        for (int row = firstRow, cell = (firstRow - patchesFrom) * window.PatchSize; row < firstRow + rows; row++, at.Advance(window))
         {
             int origin = at.Sample * imageFloats + at.Y * window.StrideHeight * rowFloats + at.X * step;
             for (int ky = 0; ky < window.KernelHeight; ky++)
@@ -377,8 +405,8 @@ public static partial class Convolution
         }
     }
 
-    /// <summary>im2col: copy the pixel into the patch, zeros for the padding.</summary>
-    private ref struct Gather(ReadOnlySpan<float> input, Span<float> patches) : ICell
+    /// <summary>im2col: copy the pixel into the patch, zeros for the padding; <c>patches</c> starts at float <c>patchesFrom</c> of the batch's patches.</summary>
+    private ref struct Gather(ReadOnlySpan<float> input, Span<float> patches, int patchesFrom) : ICell
     {
         private readonly ReadOnlySpan<float> input = input;
         private readonly Span<float> patches = patches;
@@ -386,7 +414,7 @@ public static partial class Convolution
         [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
         public readonly void Visit(int patchOffset, int imageOffset, int length)
         {
-            var target = patches.Slice(patchOffset, length);
+            var target = patches.Slice(patchOffset - patchesFrom, length);
             if (imageOffset < 0)
             {
                 target.Clear();

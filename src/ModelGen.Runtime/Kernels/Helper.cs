@@ -236,16 +236,23 @@ internal static unsafe class Helper
     /// </summary>
     public static void ForRanges<TWork>(ref TWork work, int count, long floatsPerItem, long shareAbove = PartFloats) where TWork : unmanaged, IRanges
     {
-        long floats = count * Math.Max(floatsPerItem, 1);
-        if (count < 2 || floats <= shareAbove)
+        int perPart = RangeSize(count, floatsPerItem, shareAbove);
+        if (perPart >= count)
         {
             if (count > 0) work.Run(0, count);
             return;
         }
-        long parts = Math.Max((floats + PartFloats - 1) / PartFloats, 2);
-        int perPart = (int)((count + parts - 1) / parts);
         var ranges = new Ranges<TWork>((TWork*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref work), count, perPart);
         For((count + perPart - 1) / perPart, &RunRange<TWork>, &ranges);
+    }
+
+    /// <summary>The most items <see cref="ForRanges"/> runs at once for these arguments: all of them where it does not share them.</summary>
+    public static int RangeSize(int count, long floatsPerItem, long shareAbove = PartFloats)
+    {
+        long floats = count * Math.Max(floatsPerItem, 1);
+        if (count < 2 || floats <= shareAbove) return count;
+        long parts = Math.Max((floats + PartFloats - 1) / PartFloats, 2);
+        return (int)((count + parts - 1) / parts);
     }
 
     /// <summary>Floats a part of <see cref="ForRanges"/> touches: 256 KB, tens of microseconds, against a hand-off of one or two.</summary>

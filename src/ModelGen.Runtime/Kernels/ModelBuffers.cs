@@ -51,11 +51,10 @@ public sealed class ModelBuffers
     public int[] TrainingInts(int length) => ForTraining ? Ints(length) : [];
 
     /// <summary>
-    /// A Conv2D's patches for a batch: the kernel gradient reads them, so training keeps them; inference fills them only where
-    /// the convolution goes through im2col, never where they are narrow enough for the direct kernel on every SIMD path.
+    /// A Conv2D's patches for a batch, which its kernel gradient reads: none in a copy that only predicts, where a convolution
+    /// through im2col builds each part's patches in a scratch of its own (Convolution.ForwardThroughPatches).
     /// </summary>
-    public AlignedBuffer Patches(in Window window, int maxBatchSize) =>
-        ForTraining || !Convolution.IsAlwaysDirect(window) ? Floats(maxBatchSize * window.Positions * window.PatchSize) : None;
+    public AlignedBuffer Patches(in Window window, int maxBatchSize) => TrainingFloats(maxBatchSize * window.Positions * window.PatchSize);
 
     /// <summary>What a copy that only predicts gets for a training buffer: no floats, shared by every such buffer.</summary>
     private static readonly AlignedBuffer None = new(0);

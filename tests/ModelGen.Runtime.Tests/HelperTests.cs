@@ -151,6 +151,8 @@ public unsafe class HelperTests
                 parts.Add(record.CountAt[first]);
             }
             Assert.Equal(expected, parts);
+            // What kernels size a part's scratch by (an inference convolution's patch rows): the largest range, exactly.
+            Assert.Equal(parts.Max(), Helper.RangeSize(count, floatsPerItem, shareAbove));
             for (int item = 0; item < count; item++) Assert.Equal(1, record.Runs[item]);
         }
     }

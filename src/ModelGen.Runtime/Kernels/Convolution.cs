@@ -152,6 +152,9 @@ public static partial class Convolution
         public void Run(int first, int count)
         {
             int firstPatch = first * window.OutputWidth, patchCount = count * window.OutputWidth, patch = window.PatchSize;
+            // The scratch is sized for the largest range ForOutputRows hands out; im2col writes it through raw pointers.
+            if (scratchFloats != 0 && (long)patchCount * patch > scratchFloats)
+                throw new InvalidOperationException($"Convolution: a range of {patchCount} patch rows outgrew the scratch of {scratchFloats / patch}.");
             var target = scratchFloats == 0 ? rows : rows.Into(Scratch(), firstPatch);
             var from = new PatchRowsFrom(target, firstPatch);
             float* a = scratchFloats == 0 ? rows.Patches + (long)firstPatch * patch : target.Patches;

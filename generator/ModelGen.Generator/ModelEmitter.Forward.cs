@@ -336,6 +336,12 @@ internal static partial class ModelEmitter
     /// (none or ReLU) is in its epilogue, and its output is no model output. <see cref="EmitPooledConvolution"/> runs the two
     /// as one call, which at inference pools each window's sums in registers and never writes the convolution's output.
     /// </summary>
+    private static Dictionary<NodePlan, NodePlan> PooledConvolutions(Plan plan)
+    {
+        var nodes = plan.Computed.ToList();
+        return PooledConvolutions(nodes, Plan.ReaderCounts(nodes), plan.Outputs.Select(o => o.Node).ToList());
+    }
+
     private static Dictionary<NodePlan, NodePlan> PooledConvolutions(List<NodePlan> nodes, Dictionary<NodePlan, int> readers, List<NodePlan> outputs)
     {
         var pooled = new Dictionary<NodePlan, NodePlan>();

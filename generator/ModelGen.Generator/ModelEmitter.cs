@@ -209,11 +209,15 @@ internal static partial class ModelEmitter
         w.Line();
         w.Line("// A gradient lives from the backward block that first writes it to the one that reads it: gradients never live at once share floats.");
         w.Line("var buffers = new ModelBuffers(sharedGradientFloats: maxBatchSize * GradientFloats, forTraining);");
+        var pooled = PooledConvolutions(plan);
         foreach (var node in plan.Buffered)
         {
             string size = $"maxBatchSize * {node.Spec.Size}";
-            // Dropout is the identity at inference, which reads its input's buffer.
-            w.Line($"{node.Output} = buffers.{(node.IsDropout ? "TrainingFloats" : "Floats")}({size});");
+            // Dropout is the identity at inference, which reads its input's buffer; a convolution pooled as it is computed
+            // may never be written at inference.
+            if (node.IsDropout) w.Line($"{node.Output} = buffers.TrainingFloats({size});");
+            else if (node.Is(LayerKind.Conv2D) && pooled.TryGetValue(node, out var pool)) w.Line($"{node.Output} = buffers.PooledConvolution({node.Window}, {pool.Window}, {size});");
+            else w.Line($"{node.Output} = buffers.Floats({size});");
             if (plan.GradientOffsets.TryGetValue(node, out int offset)) w.Line($"{node.Gradient} = buffers.Gradient(maxBatchSize * {offset}, {size});");
             if (node.Is(LayerKind.LayerNormalization))
             {

@@ -44,10 +44,14 @@ public static partial class Convolution
     /// Whether the pooling is 2x2 with strides 2 over whole windows (padding would add windows of fewer pixels) and the
     /// convolution one the direct kernel takes at inference.
     /// </summary>
-    private static bool PoolsInRegisters(in Window window, in Window pool, int filters) =>
+    private static bool PoolsInRegisters(in Window window, in Window pool, int filters) => PoolsWholeWindows(pool) && IsDirect(window, filters, keepPatches: false);
+
+    /// <summary>Whether inference pools the convolution in registers on every SIMD path, so that it never writes the convolution's output.</summary>
+    internal static bool PoolsInRegistersOnEveryPath(in Window window, in Window pool) => PoolsWholeWindows(pool) && window.PatchSize <= DirectPatch;
+
+    private static bool PoolsWholeWindows(in Window pool) =>
         pool is { KernelHeight: 2, KernelWidth: 2, StrideHeight: 2, StrideWidth: 2, Dilation: 1, PadTop: 0, PadLeft: 0 }
-        && 2 * pool.OutputHeight <= pool.Height && 2 * pool.OutputWidth <= pool.Width
-        && IsDirect(window, filters, keepPatches: false);
+        && 2 * pool.OutputHeight <= pool.Height && 2 * pool.OutputWidth <= pool.Width;
 
     /// <summary>Pooled pixels [first, first + count), counted over the whole batch.</summary>
     private readonly unsafe struct PooledRanges(float* input, float* kernel, float* bias, float* pooled, Window window, Window pool, int filters, bool relu) : IRanges

@@ -56,6 +56,13 @@ public sealed class ModelBuffers
     /// </summary>
     public AlignedBuffer Patches(in Window window, int maxBatchSize) => TrainingFloats(maxBatchSize * window.Positions * window.PatchSize);
 
+    /// <summary>
+    /// The output of a Conv2D that only a MaxPooling2D reads (<paramref name="window"/>, then <paramref name="pool"/>):
+    /// none in a copy that only predicts where inference takes each window's maximum in registers on every SIMD path.
+    /// </summary>
+    public AlignedBuffer PooledConvolution(in Window window, in Window pool, int length) =>
+        Convolution.PoolsInRegistersOnEveryPath(window, pool) ? TrainingFloats(length) : Floats(length);
+
     /// <summary>What a copy that only predicts gets for a training buffer: no floats, shared by every such buffer.</summary>
     private static readonly AlignedBuffer None = new(0);
 

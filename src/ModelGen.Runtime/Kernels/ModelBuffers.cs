@@ -29,7 +29,7 @@ public sealed class ModelBuffers
     private readonly AlignedBuffer sharedGradients;
 
     /// <param name="sharedGradientFloats">Floats of the buffer that the tensors' gradients share by liveness (<see cref="Gradient"/>).</param>
-    /// <param name="forTraining">False for a copy that only predicts (<see cref="IModel.ForInference"/>): it gets no gradients, masks or targets.</param>
+    /// <param name="forTraining">False for a copy that only predicts (<see cref="IModel.ForInference"/>): it gets no gradients, masks, targets, patches or winners.</param>
     public ModelBuffers(int sharedGradientFloats = 0, bool forTraining = true)
     {
         ForTraining = forTraining;

@@ -3,11 +3,14 @@ using ModelGen;
 using ModelGen.Kernels;
 using ModelGen.Training;
 
-/// <summary>The seed's MNIST MLP (784-256-128-10, the PyTorch peer's "mlp" in shared/peers): inference and one Adam step.</summary>
+/// <summary>
+/// A whole model at a batch: inference as the model runs it, inference through <see cref="IModel.ForInference"/>'s copy
+/// (dense kernels packed once, no training buffers), and one Adam step.
+/// </summary>
 [MemoryDiagnoser]
-public class MlpBenchmarks
+public abstract class ModelBenchmarks
 {
-    private MnistClassifier model;
+    private IModel model;
     private IPredictor inference;
     private float[] inputs, targets, outputs;
     private Adam optimizer;
@@ -15,14 +18,17 @@ public class MlpBenchmarks
     [Params(1, 8, 32, 128)]
     public int Batch { get; set; }
 
+    /// <summary>The model with buffers for <paramref name="batch"/> samples; its targets are class indices 0 to 9.</summary>
+    protected abstract IModel Create(int batch);
+
     [GlobalSetup]
     public void Setup()
     {
-        model = new MnistClassifier(maxBatchSize: Batch, seed: 0);
+        model = Create(Batch);
         var random = new SeededRandom(1);
-        inputs = Enumerable.Range(0, Batch * 784).Select(_ => random.NextFloat()).ToArray();
+        inputs = Enumerable.Range(0, Batch * model.InputSize).Select(_ => random.NextFloat()).ToArray();
         targets = Enumerable.Range(0, Batch).Select(i => (float)(i % 10)).ToArray();
-        outputs = new float[Batch * 10];
+        outputs = new float[Batch * model.OutputSize];
         optimizer = new Adam(learningRate: 1e-3f);
         inference = model.ForInference();
     }
@@ -34,7 +40,6 @@ public class MlpBenchmarks
         return outputs[0];
     }
 
-    /// <summary>The same through <see cref="IModel.ForInference"/>'s copy, whose dense kernels are packed once.</summary>
     [Benchmark]
     public float PredictForInference()
     {
@@ -44,6 +49,18 @@ public class MlpBenchmarks
 
     [Benchmark]
     public float TrainStep() => model.TrainStep(inputs, targets, optimizer);
+}
+
+/// <summary>The seed's MNIST MLP (784-256-128-10, the PyTorch peer's "mlp" in shared/peers).</summary>
+public class MlpBenchmarks : ModelBenchmarks
+{
+    protected override IModel Create(int batch) => new MnistClassifier(maxBatchSize: batch, seed: 0);
+}
+
+/// <summary>The small CNN (the peer's "cnn"): two convolutions with max poolings, then two dense layers.</summary>
+public class CnnBenchmarks : ModelBenchmarks
+{
+    protected override IModel Create(int batch) => new SmallCnn(maxBatchSize: batch, seed: 0);
 }
 
 /// <summary>GEMM at the MLP's shapes (shared/peers' sgemm table), forward form.</summary>

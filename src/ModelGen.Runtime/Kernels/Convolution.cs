@@ -80,10 +80,11 @@ public static partial class Convolution
     /// </summary>
     private readonly unsafe struct PatchRows(float* input, float* patches, Window window, int batch, int heldFrom = 0) : IRanges
     {
-        public float* Patches => patches;
-
         /// <summary>The same images, their patch rows from <paramref name="first"/> on written to <paramref name="rows"/>.</summary>
         public PatchRows Into(float* rows, int first) => new(input, rows, window, batch, first);
+
+        /// <summary>Where patch row <paramref name="row"/> (counted over the whole batch) lies in this buffer.</summary>
+        public float* Row(int row) => patches + (long)(row - heldFrom) * window.PatchSize;
 
         /// <summary>Samples [first, first + count).</summary>
         public void Run(int first, int count) => Fill(first * window.Positions, count * window.Positions);
@@ -113,9 +114,9 @@ public static partial class Convolution
     private static unsafe void ForwardThroughPatches(ReadOnlySpan<float> input, Span<float> patches, ReadOnlySpan<float> kernel, Span<float> output,
         in Window window, int filters, int batch, ReadOnlySpan<float> bias, bool relu, bool keepPatches)
     {
-        if (keepPatches) RequirePatches(input, patches, window, batch, "Convolution");
-        Require(input.Length >= batch * window.Height * window.Width * window.Channels && kernel.Length >= window.PatchSize * filters
-            && output.Length >= batch * window.Positions * filters && (bias.IsEmpty || bias.Length >= filters), "Convolution", window, batch);
+        Require(input.Length >= batch * window.Height * window.Width * window.Channels && (!keepPatches || patches.Length >= batch * window.Positions * window.PatchSize)
+            && kernel.Length >= window.PatchSize * filters && output.Length >= batch * window.Positions * filters && (bias.IsEmpty || bias.Length >= filters),
+            "Convolution", window, batch);
         long floatsPerSample = window.Positions * (window.PatchSize + filters) + window.Height * window.Width * window.Channels;
         int scratchFloats = keepPatches ? 0 : OutputRowsPerRange(window, batch, floatsPerSample) * window.OutputWidth * window.PatchSize;
         fixed (float* x = input, p = patches, k = kernel, b = bias, y = output)
@@ -152,20 +153,23 @@ public static partial class Convolution
         public void Run(int first, int count)
         {
             int firstPatch = first * window.OutputWidth, patchCount = count * window.OutputWidth, patch = window.PatchSize;
-            // The scratch is sized for the largest range ForOutputRows hands out; im2col writes it through raw pointers.
-            if (scratchFloats != 0 && (long)patchCount * patch > scratchFloats)
-                throw new InvalidOperationException($"Convolution: a range of {patchCount} patch rows outgrew the scratch of {scratchFloats / patch}.");
-            var target = scratchFloats == 0 ? rows : rows.Into(Scratch(), firstPatch);
+            var target = scratchFloats == 0 ? rows : rows.Into(Scratch(patchCount), firstPatch);
             var from = new PatchRowsFrom(target, firstPatch);
-            float* a = scratchFloats == 0 ? rows.Patches + (long)firstPatch * patch : target.Patches;
-            Gemm.MultiplyProducedRows(new Span<float>(a, patchCount * patch), new ReadOnlySpan<float>(kernel, patch * filters),
+            Gemm.MultiplyProducedRows(new Span<float>(target.Row(firstPatch), patchCount * patch), new ReadOnlySpan<float>(kernel, patch * filters),
                 new Span<float>(output + (long)firstPatch * filters, patchCount * filters), patchCount, patch, filters,
                 new Gemm.RowProducer(&PatchRowsFrom.Produce, &from), bias == null ? default : new ReadOnlySpan<float>(bias, filters), relu);
         }
 
-        /// <summary>This thread's scratch, sized for the largest range at once, so that no later range allocates.</summary>
-        private float* Scratch() =>
-            (float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(AlignedBuffer.Ensure(ref patchScratch, scratchFloats)));
+        /// <summary>
+        /// This thread's scratch for <paramref name="patchRows"/> rows, sized for the largest range at once, so that no later
+        /// range allocates. im2col writes it through raw pointers, so a range larger than ForOutputRows hands out throws.
+        /// </summary>
+        private float* Scratch(int patchRows)
+        {
+            if ((long)patchRows * window.PatchSize > scratchFloats)
+                throw new InvalidOperationException($"Convolution: a range of {patchRows} patch rows outgrew the scratch of {scratchFloats / window.PatchSize}.");
+            return (float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(AlignedBuffer.Ensure(ref patchScratch, scratchFloats)));
+        }
     }
 
     /// <summary>Patch rows counted from <c>offset</c>: a product over some of the rows writes its row 0 at patch row <c>offset</c>.</summary>

@@ -76,11 +76,10 @@ public static partial class Gemm
     private static unsafe void PackPanels<TLanes, TVector>(in Matrix b, int k, int n, int tileColumns, Span<float> panels)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
-        int tiles = (n + tileColumns - 1) / tileColumns, depthBlocks = (k + DepthBlock - 1) / DepthBlock;
-        int partColumns = (tiles + 3) / 4 * tileColumns;
+        int depthBlocks = (k + DepthBlock - 1) / DepthBlock, partColumns = (PaddedColumns(n, tileColumns) / tileColumns + 3) / 4 * tileColumns;
         fixed (float* pb = b.Data, pp = panels)
         {
-            var job = new PackingJob(new PinnedMatrix(pb, b), pp, k, n, tileColumns, partColumns);
+            var job = new PackingJob(new PinnedMatrix(pb, b), PackedPanels.Over(pp, k, n, tileColumns), k, n, tileColumns, partColumns);
             Helper.For(depthBlocks * job.ColumnParts, &PackPart<TLanes, TVector>, &job);
         }
     }
@@ -91,17 +90,15 @@ public static partial class Gemm
         ref readonly PackingJob job = ref *(PackingJob*)state;
         int pc = index / job.ColumnParts * DepthBlock, jc = index % job.ColumnParts * job.PartColumns;
         int kc = Math.Min(DepthBlock, job.K - pc), nc = Math.Min(job.PartColumns, job.N - jc);
-        long start = (long)pc * job.PaddedColumns + (long)jc * kc;
-        PackB<TLanes, TVector>(job.B.From(), pc, kc, jc, nc, job.TileColumns, new Span<float>(job.Panels + start, job.PaddedColumns * kc - jc * kc));
+        PackB<TLanes, TVector>(job.B.From(), pc, kc, jc, nc, job.TileColumns, job.Panels.Block(pc, kc, jc));
     }
 
     /// <summary>B and its panels as pointers, for parts packed on either thread.</summary>
-    private readonly unsafe struct PackingJob(PinnedMatrix b, float* panels, int k, int n, int tileColumns, int partColumns)
+    private readonly unsafe struct PackingJob(PinnedMatrix b, PackedPanels panels, int k, int n, int tileColumns, int partColumns)
     {
         public readonly PinnedMatrix B = b;
-        public readonly float* Panels = panels;
+        public readonly PackedPanels Panels = panels;
         public readonly int K = k, N = n, TileColumns = tileColumns, PartColumns = partColumns;
-        public int PaddedColumns => Gemm.PaddedColumns(N, TileColumns);
         public int ColumnParts => (N + PartColumns - 1) / PartColumns;
     }
 

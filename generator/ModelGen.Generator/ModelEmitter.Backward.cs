@@ -60,7 +60,7 @@ internal static partial class ModelEmitter
                     var activation = plan.ActivationToUndo(node, layer.Activation);
                     var pool = plan.KernelGradientPool(node);
                     bool inputAtWinners = plan.TakesInputGradientAtWinners(node);
-                    w.Line($"// {node.Title}: {GradientsOf(plan, node, input.NeedsGradient ? inputAtWinners ? "input" : "input (through the patches)" : null)}");
+                    w.Line($"// {node.Title}: {GradientsOf(plan, node, input.NeedsGradient ? inputAtWinners ? "input" : plan.GradientScattered(node) ? "input (through the patches, from its nonzero gradients)" : "input (through the patches)" : null)}");
                     EmitActivationBackward(w, node, activation);
                     if (pool is not null)
                     {
@@ -77,7 +77,7 @@ internal static partial class ModelEmitter
                     }
                     else if (input.NeedsGradient)
                     {
-                        w.Line($"Convolution.Transposed({node.Gradient}, {Plan.View(layer, "Kernel")}, {NodePlan.PatchGradient}, {input.Gradient}, {node.Window}, {layer.Channels}, batch, accumulate: {Bool(Into(input))});");
+                        w.Line($"Convolution.Transposed({node.Gradient}, {Plan.View(layer, "Kernel")}, {NodePlan.PatchGradient}, {input.Gradient}, {node.Window}, {layer.Channels}, batch, accumulate: {Bool(Into(input))}{(plan.GradientScattered(node) ? ", scattered: true" : "")});");
                     }
                     break;
                 }

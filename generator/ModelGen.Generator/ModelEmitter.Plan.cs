@@ -248,6 +248,21 @@ internal static partial class ModelEmitter
         private const int InputWinnersRatio = 16;
 
         /// <summary>
+        /// Whether this convolution's gradient, which its transposed convolution turns into its input's, is mostly zeros: its
+        /// only reader is a max pooling that keeps at most one pixel in <see cref="ScatteredRatio"/> and scatters its gradient
+        /// to the winners, and no softmax mixes it after (an elementwise derivative keeps the zeros). Convolution.Transposed
+        /// then takes the patch gradients from the nonzero values alone, with the same bits: the small CNN's conv2 (64 samples,
+        /// two cores) 2.35 -> 0.97 ms.
+        /// </summary>
+        public bool GradientScattered(NodePlan conv) =>
+            Readers(conv) == 1 && !IsOutput(conv) && conv.TrailingActivation != Activation.Softmax
+            && Computed.FirstOrDefault(n => n.Inputs.Contains(conv)) is { UsesWinners: true } pool
+            && Pixels(conv) >= ScatteredRatio * Pixels(pool);
+
+        /// <summary>Pixels per pooled pixel from which a pooling's scattered gradient counts as mostly zeros: 2x2 poolings, 'same' ones of odd sizes included.</summary>
+        private const int ScatteredRatio = 3;
+
+        /// <summary>
         /// Conv2D scatters patch gradients to its input (unless it takes its input gradient at its pooling's winners);
         /// Conv2DTranspose gathers its output gradient's patches for everything.
         /// </summary>

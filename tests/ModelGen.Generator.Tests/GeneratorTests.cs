@@ -212,7 +212,34 @@ public class GeneratorTests
         Assert.Contains("Convolution.InputGradientAtWinners(poolDeepGradient, poolDeepWinners, DeepKernel, poolAGradient, deepWindow, poolDeepWindow, 4, batch, accumulate: ", backward);
         Assert.Contains("nothing scattered (deep takes its kernel gradient at the winners and its input gradient there too)", backward);
         Assert.DoesNotContain("deepGradient", code);
-        Assert.Contains("Convolution.Transposed(bGradient, BKernel, patchGradients, poolAGradient, bWindow, 8, batch, accumulate: ", backward);
+        Assert.Matches(@"Convolution.Transposed\(bGradient, BKernel, patchGradients, poolAGradient, bWindow, 8, batch, accumulate: (true|false), scattered: true\);", backward);
+    }
+
+    [Fact]
+    public void A_transposed_convolution_skips_the_zeros_of_a_gradient_that_a_max_pooling_scattered_to_few_pixels()
+    {
+        var (_, backward) = GeneratorHarness.RunAndFindMethod("""
+            using ModelGen;
+
+            [Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
+            public partial class Scattering
+            {
+                [Input(16, 16, 4)] Input image;
+                [Conv2D(8, 3, Activation.Relu)] Conv2D first;
+                [Conv2D(8, 3, Activation.Relu)] Conv2D second;
+                [MaxPooling2D(2, Strides = 1)] MaxPooling2D overlapping;
+                [Conv2D(8, 3, Activation.Relu)] Conv2D third;
+                [MaxPooling2D(2)] MaxPooling2D halving;
+                [Flatten] Flatten flatten;
+                [Dense(10, Activation.Softmax)] Dense digits;
+            }
+            """, "Backward");
+
+        // third's 9x9 pixels pool to 4x4: at most one value in five is nonzero. second's 12x12 pool to 11x11: nearly all.
+        Assert.Contains("Convolution.Transposed(thirdGradient, ThirdKernel, patchGradients, overlappingGradient, thirdWindow, 8, batch, accumulate: false, scattered: true);", backward);
+        Assert.Contains("// third: relu' and bias gradient taken with halving's gradient, then kernel (at halving's winners) and input (through the patches, from its nonzero gradients) gradients", backward);
+        Assert.Contains("Convolution.Transposed(secondGradient, SecondKernel, patchGradients, firstGradient, secondWindow, 8, batch, accumulate: false);", backward);
+        Assert.Single(backward.Split('\n'), line => line.Contains("scattered: true"));
     }
 
     [Fact]

@@ -142,6 +142,52 @@ public class WinnersGradientTests
         Assert.Contains("winner -1 of pooled pixel 0, filter 1 ", error.Message);
     }
 
+    /// <summary>Input height, width and channels, kernel, convolution strides and 'same', filters, pool, pool strides, batch.</summary>
+    public static readonly TheoryData<int, int, int, int, int, bool, int, int, int, int> ScatteredShapes = new()
+    {
+        { 13, 13, 32, 3, 1, false, 64, 2, 2, 4 },  // the small CNN's conv2: 288-float patches, three stretches on AVX2, 1.5 on AVX-512
+        { 11, 11, 16, 3, 1, true, 13, 2, 2, 5 },   // 144 floats: a stretch and an overlapping one on AVX2; 13 filters, eight compared at once and five alone
+        { 9, 9, 16, 3, 2, true, 8, 3, 2, 3 },      // a strided 'same' convolution under overlapping pooling windows
+        { 6, 6, 50, 1, 1, false, 3, 2, 2, 2 },     // 50 floats: narrower than a stretch but on the portable path (48 and an overlapping 48)
+    };
+
+    public static IEnumerable<object[]> ScatteredShapesOnEveryPath => KernelSettings.OnEveryPath(ScatteredShapes);
+
+    [Theory]
+    [MemberData(nameof(ScatteredShapesOnEveryPath))]
+    public void A_scattered_gradients_transposed_convolution_skips_its_zeros_with_the_dense_routes_bits(int height, int width, int channels, int kernel,
+        int convStrides, bool convSame, int filters, int poolSize, int poolStrides, int batch, SimdPath path)
+    {
+        using var _ = KernelSettings.OnSimd(path);
+        var (window, pool, _, winners, pooledGradient) = Case(height, width, channels, kernel, filters, poolSize, poolStrides, false, batch, convStrides, convSame);
+        var random = new Random(channels);
+        var weights = Enumerable.Range(0, window.PatchSize * filters).Select(_ => (float)random.NextDouble() - 0.5f).ToArray();
+        // A ReLU's derivative zeroes about half the pooled gradient (some to -0, which is skipped as +0 is); a NaN is kept.
+        for (int i = 0; i < pooledGradient.Length; i++) pooledGradient[i] = random.Next(2) == 0 ? 0f * -Math.Sign(pooledGradient[i]) : pooledGradient[i];
+        pooledGradient[pooledGradient.Length / 2] = float.NaN;
+        var scattered = new float[batch * window.Positions * filters];
+        Pooling.MaxBackward(pooledGradient, winners, scattered, pool, batch, accumulate: false);
+        var scratch = new float[Convolution.TransposedScratch(window, batch)];
+        int floats = batch * height * width * channels;
+        var earlier = Enumerable.Range(0, floats).Select(i => (float)Math.Sin(i)).ToArray();
+
+        foreach (bool accumulate in new[] { false, true })
+        {
+            var dense = (float[])earlier.Clone();
+            Convolution.Transposed(scattered, weights, scratch, dense, window, filters, batch, accumulate);
+            Assert.Contains(dense, float.IsNaN);
+            Assert.Contains(dense, v => v != 0 && !float.IsNaN(v));
+            foreach (int threads in new[] { 1, 2 })
+            {
+                var skipped = (float[])earlier.Clone();
+                KernelSettings.OnThreads(threads, () => Convolution.Transposed(scattered, weights, scratch, skipped, window, filters, batch, accumulate, scattered: true));
+                Assert.Equal(Bits(dense), Bits(skipped));
+            }
+        }
+    }
+
+    private static int[] Bits(float[] values) => values.Select(BitConverter.SingleToInt32Bits).ToArray();
+
     [Fact]
     public void A_winner_outside_its_filter_is_rejected()
     {

@@ -251,18 +251,24 @@ public static partial class Convolution
     /// Conv2DTranspose's forward pass. Samples are independent, so the two cores take chunks of a few samples each, and
     /// each chunk's patches are summed while they are still in that core's cache instead of going out to memory and back
     /// (a 3x3 convolution's patches of 64 samples: 8.9 MB). <paramref name="patches"/> is scratch of
-    /// <see cref="TransposedScratch"/> floats.
+    /// <see cref="TransposedScratch"/> floats. <paramref name="scattered"/>: the values are a max pooling's gradient scattered
+    /// to its winners, mostly zeros, which the patches skip where they are at least a stretch wide
+    /// (<see cref="ScatteredRows{TLanes, TVector}"/>: the same bits).
     /// </summary>
     public static unsafe void Transposed(ReadOnlySpan<float> values, ReadOnlySpan<float> kernel, Span<float> patches, Span<float> image,
-        in Window window, int valueChannels, int batch, bool accumulate)
+        in Window window, int valueChannels, int batch, bool accumulate, bool scattered = false)
     {
         int chunk = ChunkSamples(window, batch), chunkFloats = chunk * window.Positions * window.PatchSize;
         int imageFloats = batch * window.Height * window.Width * window.Channels;
         Require(values.Length >= batch * window.Positions * valueChannels && kernel.Length >= window.PatchSize * valueChannels
             && patches.Length >= 2 * chunkFloats && image.Length >= imageFloats, "Transposed convolution", window, batch);
-        fixed (float* v = values, k = kernel, p = patches, x = image)
+        // Scattered values take each filter's kernel column as a row, so a nonzero value adds a contiguous run of it.
+        scattered &= ScatteredFits(window.PatchSize);
+        using var columns = Scratch<float>.Rent(scattered ? window.PatchSize * valueChannels : 0);
+        if (scattered) Gemm.Transpose(kernel, columns.Span, window.PatchSize, valueChannels);
+        fixed (float* v = values, k = kernel, c = columns.Span, p = patches, x = image)
         {
-            var job = new TransposedJob(v, k, p, x, window, valueChannels, batch, chunk, accumulate);
+            var job = new TransposedJob(v, k, scattered ? c : null, p, x, window, valueChannels, batch, chunk, accumulate);
             Helper.For((batch + chunk - 1) / chunk, &TransposeChunk, &job);
         }
     }
@@ -274,9 +280,10 @@ public static partial class Convolution
     private static int ChunkSamples(in Window window, int batch) =>
         Math.Clamp(512 * 1024 / (window.Positions * window.PatchSize * sizeof(float)), 1, Math.Max(batch, 1));
 
-    private readonly unsafe struct TransposedJob(float* values, float* kernel, float* patches, float* image, in Window window, int valueChannels, int batch, int chunk, bool accumulate)
+    /// <summary><see cref="Transposed"/>'s operands as pointers; <c>Columns</c>, the kernel transposed, only for scattered values (else null).</summary>
+    private readonly unsafe struct TransposedJob(float* values, float* kernel, float* columns, float* patches, float* image, in Window window, int valueChannels, int batch, int chunk, bool accumulate)
     {
-        public readonly float* Values = values, Kernel = kernel, Patches = patches, Image = image;
+        public readonly float* Values = values, Kernel = kernel, Columns = columns, Patches = patches, Image = image;
         public readonly Window Window = window;
         public readonly int ValueChannels = valueChannels, Batch = batch, Chunk = chunk;
         public readonly bool Accumulate = accumulate;
@@ -290,9 +297,11 @@ public static partial class Convolution
         int patchFloats = window.Positions * window.PatchSize, valueFloats = window.Positions * job.ValueChannels;
         int imageFloats = window.Height * window.Width * window.Channels;
         var patches = new Span<float>(job.Patches + worker * job.Chunk * patchFloats, samples * patchFloats);
-        var values = new ReadOnlySpan<float>(job.Values + (long)first * valueFloats, samples * valueFloats);
-        Gemm.MultiplyTransposedB(values, new ReadOnlySpan<float>(job.Kernel, window.PatchSize * job.ValueChannels), patches,
-            samples * window.Positions, job.ValueChannels, window.PatchSize);
+        if (job.Columns != null)
+            ScatteredRows(job.Values + (long)first * valueFloats, job.Columns, job.Patches + worker * job.Chunk * patchFloats, samples * window.Positions, job.ValueChannels, window.PatchSize);
+        else
+            Gemm.MultiplyTransposedB(new ReadOnlySpan<float>(job.Values + (long)first * valueFloats, samples * valueFloats),
+                new ReadOnlySpan<float>(job.Kernel, window.PatchSize * job.ValueChannels), patches, samples * window.Positions, job.ValueChannels, window.PatchSize);
         Col2Im(patches, new Span<float>(job.Image + (long)first * imageFloats, samples * imageFloats), window, samples, job.Accumulate);
     }
 

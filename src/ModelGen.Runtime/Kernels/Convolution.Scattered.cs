@@ -24,8 +24,8 @@ public static partial class Convolution
     {
         // Each row's nonzero values and where their filters' columns start, found once for all the stretches.
         using var startScratch = Scratch<int>.Rent(rows + 1);
-        using var columnScratch = Scratch<int>.Rent(rows * filters);
-        using var valueScratch = Scratch<float>.Rent(rows * filters);
+        using var columnScratch = Scratch<int>.Rent(rows * filters + 8);
+        using var valueScratch = Scratch<float>.Rent(rows * filters + 8);
         fixed (int* start = startScratch.Span, column = columnScratch.Span)
         fixed (float* nonzero = valueScratch.Span)
         {
@@ -35,15 +35,19 @@ public static partial class Convolution
                 start[row] = count;
                 float* value = values + (long)row * filters;
                 int c = 0;
-                // Eight filters at a time, their nonzero lanes found by one comparison (a NaN is kept, as the dense sum takes it).
-                for (; c + 8 <= filters; c += 8)
+                // Eight filters at a time, their nonzero lanes found by one comparison (a NaN is kept, as the dense sum takes
+                // it) and packed to the front by one permutation, without a branch on what was found.
+                if (System.Runtime.Intrinsics.X86.Avx2.IsSupported)
                 {
-                    uint kept = ~Vector256.Equals(Vector256.Load(value + c), Vector256<float>.Zero).ExtractMostSignificantBits() & 0xFF;
-                    for (; kept != 0; kept &= kept - 1)
+                    var offsets = Vector256.Create(size) * Vector256<int>.Indices;
+                    for (; c + 8 <= filters; c += 8)
                     {
-                        int filter = c + System.Numerics.BitOperations.TrailingZeroCount(kept);
-                        column[count] = filter * size;
-                        nonzero[count++] = value[filter];
+                        var v = Vector256.Load(value + c);
+                        uint kept = ~Vector256.Equals(v, Vector256<float>.Zero).ExtractMostSignificantBits() & 0xFF;
+                        var packing = Vector256.Load(PackingOrder + 8 * kept);
+                        System.Runtime.Intrinsics.X86.Avx2.PermuteVar8x32(v, packing).Store(nonzero + count);
+                        System.Runtime.Intrinsics.X86.Avx2.PermuteVar8x32(offsets + Vector256.Create(c * size), packing).Store(column + count);
+                        count += System.Numerics.BitOperations.PopCount(kept);
                     }
                 }
                 for (; c < filters; c++)
@@ -98,6 +102,24 @@ public static partial class Convolution
                 }
             }
         }
+    }
+
+    /// <summary>
+    /// For each set of eight lanes (a byte, lane i in bit i), the lanes in it in order and then the others: the permutation
+    /// that packs the set's lanes to the front of a vector.
+    /// </summary>
+    private static readonly unsafe int* PackingOrder = BuildPackingOrder();
+
+    private static unsafe int* BuildPackingOrder()
+    {
+        var order = (int*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(256 * 8 * sizeof(int), 64);
+        for (int set = 0; set < 256; set++)
+        {
+            int next = 0;
+            for (int lane = 0; lane < 8; lane++) if ((set >> lane & 1) != 0) order[set * 8 + next++] = lane;
+            for (int lane = 0; lane < 8; lane++) if ((set >> lane & 1) == 0) order[set * 8 + next++] = lane;
+        }
+        return order;
     }
 
     /// <summary>Vectors of a patch row the scattered route sums in registers at a time; narrower patches take the dense product.</summary>

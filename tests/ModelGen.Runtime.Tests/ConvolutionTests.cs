@@ -20,6 +20,7 @@ public class ConvolutionTests
         { 5, 5, 32, 3, 3, 1, false, 1 },
         { 9, 9, 3, 3, 3, 2, false, 1 },  // short kernel rows, stride 2, every window inside: the copying fast path
         { 8, 8, 1, 3, 3, 2, true, 1 },   // 'same' padding only at the bottom and right: not inside, so not the fast path
+        { 6, 7, 41, 3, 3, 1, true, 1 },  // col2im's four vectors of channels at a time, then one vector, then one channel
     };
 
     [Theory, MemberData(nameof(Windows))]

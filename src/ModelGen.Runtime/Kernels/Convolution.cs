@@ -312,9 +312,11 @@ public static partial class Convolution
     /// 288: 2.2 ms scattered, ~0.3 ms gathered).
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
-    public static void Col2Im(ReadOnlySpan<float> patchGradients, Span<float> inputGradient, in Window window, int batch, bool accumulate)
+    public static unsafe void Col2Im(ReadOnlySpan<float> patchGradients, Span<float> inputGradient, in Window window, int batch, bool accumulate)
     {
         int height = window.Height, width = window.Width, channels = window.Channels;
+        Require(patchGradients.Length >= (long)batch * window.Positions * window.PatchSize && inputGradient.Length >= (long)batch * height * width * channels,
+            "Col2Im", window, batch);
         // Which cells read an image row y: pairs (output row, kernel row), kept as their part of a patch-matrix offset; the
         // same per image column. A row's pairs are rowParts[rowStart[y] .. rowStart[y + 1]).
         int rowCount = height * window.KernelHeight, columnCount = width * window.KernelWidth;
@@ -329,36 +331,66 @@ public static partial class Convolution
         CellsReading(height, window.KernelHeight, window.StrideHeight, window.PadTop, window.Dilation, window.OutputHeight, rowSize, window.KernelWidth * channels, rowStart, rowParts);
         CellsReading(width, window.KernelWidth, window.StrideWidth, window.PadLeft, window.Dilation, window.OutputWidth, patchSize, channels, columnStart, columnParts);
 
-        int vectorChannels = channels - channels % Vector<float>.Count;
-        for (int sample = 0; sample < batch; sample++)
+        fixed (float* allPatches = patchGradients, image = inputGradient)
+        fixed (int* rowAt = rowParts, columnAt = columnParts)
         {
-            var patches = patchGradients.Slice(sample * window.Positions * patchSize, window.Positions * patchSize);
-            for (int y = 0; y < height; y++)
+            for (int sample = 0; sample < batch; sample++)
             {
-                var rows = rowParts[rowStart[y]..rowStart[y + 1]];
-                for (int x = 0; x < width; x++)
+                float* patches = allPatches + (long)sample * window.Positions * patchSize;
+                for (int y = 0; y < height; y++)
                 {
-                    var columns = columnParts[columnStart[x]..columnStart[x + 1]];
-                    var target = inputGradient.Slice(((sample * height + y) * width + x) * channels, channels);
-                    for (int c = 0; c < vectorChannels; c += Vector<float>.Count)
+                    int* rows = rowAt + rowStart[y], rowsEnd = rowAt + rowStart[y + 1];
+                    for (int x = 0; x < width; x++)
                     {
-                        var sum = accumulate ? new Vector<float>(target.Slice(c)) : Vector<float>.Zero;
-                        foreach (int row in rows)
-                        {
-                            foreach (int column in columns) sum += new Vector<float>(patches.Slice(row + column + c));
-                        }
-                        sum.CopyTo(target.Slice(c));
-                    }
-                    for (int c = vectorChannels; c < channels; c++)
-                    {
-                        float sum = accumulate ? target[c] : 0f;
-                        foreach (int row in rows)
-                        {
-                            foreach (int column in columns) sum += patches[row + column + c];
-                        }
-                        target[c] = sum;
+                        var cell = new PixelCells(patches, rows, rowsEnd, columnAt + columnStart[x], columnAt + columnStart[x + 1]);
+                        cell.Sum(image + ((long)(sample * height + y) * width + x) * channels, channels, accumulate);
                     }
                 }
+            }
+        }
+    }
+
+    /// <summary>The patch-gradient cells one image pixel receives: every (row, column) pair of its cell offsets.</summary>
+    private readonly unsafe struct PixelCells(float* patches, int* rows, int* rowsEnd, int* columns, int* columnsEnd)
+    {
+        /// <summary>
+        /// The pixel's channels as the sum of its cells, rows outer and columns inner, each channel's additions in that order
+        /// whatever its vector. Four vectors of channels at a time, four chains of additions: one chain waited on each
+        /// addition's latency, and read each cell through a span (the small CNN's conv2 patches, 64 samples: 535 -> 265 us).
+        /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Sum(float* target, int channels, bool accumulate)
+        {
+            int lanes = Vector<float>.Count, c = 0;
+            for (; c + 4 * lanes <= channels; c += 4 * lanes)
+            {
+                float* at = target + c;
+                Vector<float> s0 = default, s1 = default, s2 = default, s3 = default;
+                if (accumulate)
+                {
+                    s0 = Vector.Load(at); s1 = Vector.Load(at + lanes); s2 = Vector.Load(at + 2 * lanes); s3 = Vector.Load(at + 3 * lanes);
+                }
+                for (int* row = rows; row < rowsEnd; row++)
+                    for (int* column = columns; column < columnsEnd; column++)
+                    {
+                        float* cell = patches + *row + *column + c;
+                        s0 += Vector.Load(cell); s1 += Vector.Load(cell + lanes); s2 += Vector.Load(cell + 2 * lanes); s3 += Vector.Load(cell + 3 * lanes);
+                    }
+                s0.Store(at); s1.Store(at + lanes); s2.Store(at + 2 * lanes); s3.Store(at + 3 * lanes);
+            }
+            for (; c + lanes <= channels; c += lanes)
+            {
+                var sum = accumulate ? Vector.Load(target + c) : Vector<float>.Zero;
+                for (int* row = rows; row < rowsEnd; row++)
+                    for (int* column = columns; column < columnsEnd; column++) sum += Vector.Load(patches + *row + *column + c);
+                sum.Store(target + c);
+            }
+            for (; c < channels; c++)
+            {
+                float sum = accumulate ? target[c] : 0f;
+                for (int* row = rows; row < rowsEnd; row++)
+                    for (int* column = columns; column < columnsEnd; column++) sum += patches[*row + *column + c];
+                target[c] = sum;
             }
         }
     }

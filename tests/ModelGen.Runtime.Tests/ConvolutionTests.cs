@@ -234,8 +234,8 @@ public class ConvolutionTests
     /// <summary>
     /// A convolution and the 2x2 max pooling after it, at inference, give exactly what the two kernels give one after the other,
     /// NaN and signed zeros included, on every SIMD path and thread count, with and without bias and ReLU; where the pooling is
-    /// taken in registers the convolution's output is left untouched. Training runs the two kernels, keeping the patches and
-    /// the winners.
+    /// taken in registers the convolution's output is left untouched. Training keeps the patches and the winners, the same
+    /// bits and numbers as the two kernels give, in registers too where the windows are shallow.
     /// </summary>
     [Theory, MemberData(nameof(PooledConvolutions))]
     public void A_convolution_and_its_max_pooling_at_inference_are_the_two_kernels_bit_for_bit(int height, int width, int channels, int kernel, bool same, int stride,
@@ -277,21 +277,29 @@ public class ConvolutionTests
                     else Assert.Equal(convolved, untouched);
                 }
             }
-            var patches = new float[batch * window.Positions * window.PatchSize];
-            var kept = new float[convolvedFloats];
-            var trained = new float[pooledFloats];
-            var winners = new int[pooledFloats];
-            Convolution.ForwardMaxPooled(image, patches, weights, kept, trained, winners, window, pool, filters, batch, bias, relu: true, training: true);
-            var apartPatches = new float[patches.Length];
+            // Training keeps the patches and the winners; where the direct kernel takes the windows even with patches kept
+            // (shallow ones), it pools in registers too, winners included, and leaves the convolution's output untouched.
+            bool trainsInRegisters = twoByTwo && window.PatchSize <= 32;
+            var apartPatches = new float[batch * window.Positions * window.PatchSize];
             var apart = new float[convolvedFloats];
             var apartPooled = new float[pooledFloats];
             var apartWinners = new int[pooledFloats];
             Convolution.Forward(image, apartPatches, weights, apart, window, filters, batch, bias, relu: true, keepPatches: true);
             Pooling.MaxForward(apart, apartPooled, apartWinners, pool, batch, keepWinners: true);
-            Assert.Equal(apartPatches, patches);
-            Assert.Equal(apart, kept);
-            Assert.Equal(apartPooled, trained);
-            Assert.Equal(apartWinners, winners);
+            foreach (int threads in new[] { 1, 2 })
+            {
+                var patches = new float[apartPatches.Length];
+                var kept = new float[convolvedFloats];
+                Array.Fill(kept, -3f);
+                var trained = new float[pooledFloats];
+                var winners = new int[pooledFloats];
+                KernelSettings.OnThreads(threads, () => Convolution.ForwardMaxPooled(image, patches, weights, kept, trained, winners, window, pool, filters, batch, bias, relu: true, training: true));
+                Assert.Equal(apartPatches, patches);
+                if (trainsInRegisters) Assert.All(kept, v => Assert.Equal(-3f, v));
+                else Assert.Equal(apart, kept);
+                for (int i = 0; i < pooledFloats; i++) AssertSameBits(apartPooled[i], trained[i], $"{path}, {threads} threads, training: pooled {i}");
+                Assert.Equal(apartWinners, winners);
+            }
         }
     }
 

@@ -17,3 +17,22 @@ internal static class Compiled
     /// </summary>
     public const MethodImplOptions Kernel = MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization;
 }
+
+/// <summary>
+/// A yes or no as a type argument, a constant in each compiled copy, so the JIT leaves the other branch out: whether a
+/// max pooling keeps its winners (inference drops the index work), whether whole 2x2 windows take their unrolled loop.
+/// </summary>
+internal interface IFlag
+{
+    static abstract bool IsSet { get; }
+}
+
+internal readonly struct Yes : IFlag
+{
+    public static bool IsSet => true;
+}
+
+internal readonly struct No : IFlag
+{
+    public static bool IsSet => false;
+}

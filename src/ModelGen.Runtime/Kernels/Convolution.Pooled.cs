@@ -24,56 +24,66 @@ public static partial class Convolution
     {
         if (pool.Height != window.OutputHeight || pool.Width != window.OutputWidth || pool.Channels != filters)
             throw new ArgumentException($"Pooled convolution: the pooling reads {pool.Height}x{pool.Width}x{pool.Channels} pixels, the convolution writes {window.OutputHeight}x{window.OutputWidth}x{filters}.");
-        if (training || !PoolsInRegisters(window, pool, filters))
+        if (!PoolsInRegisters(window, pool, filters, keepPatches: training))
         {
             Forward(input, patches, kernel, convolved, window, filters, batch, bias, relu, keepPatches: training);
             Pooling.MaxForward(convolved, pooled, winners, pool, batch, keepWinners: training);
             return;
         }
         int imageFloats = window.Height * window.Width * window.Channels;
-        Require(input.Length >= batch * imageFloats && kernel.Length >= window.PatchSize * filters && pooled.Length >= batch * pool.Positions * filters
-            && (bias.IsEmpty || bias.Length >= filters), "Pooled convolution", window, batch);
+        long pooledFloats = (long)batch * pool.Positions * filters;
+        Require(input.Length >= batch * imageFloats && kernel.Length >= window.PatchSize * filters && pooled.Length >= pooledFloats
+            && (bias.IsEmpty || bias.Length >= filters) && (!training || winners.Length >= pooledFloats), "Pooled convolution", window, batch);
+        if (training) Im2Col(input, patches, window, batch);
         fixed (float* x = input, k = kernel, b = bias, y = pooled)
+        fixed (int* w = winners)
         {
-            var work = new PooledRanges(x, k, bias.IsEmpty ? null : b, y, window, pool, filters, relu);
+            var work = new PooledRanges(x, k, bias.IsEmpty ? null : b, y, training ? w : null, window, pool, filters, relu);
             Helper.ForRanges(ref work, batch * pool.Positions, 4L * window.PatchSize + filters, Helper.SpatialShareAbove);
         }
     }
 
     /// <summary>
     /// Whether the pooling is 2x2 with strides 2 over whole windows (padding would add windows of fewer pixels) and the
-    /// convolution one the direct kernel takes at inference.
+    /// convolution one the direct kernel takes (training, which keeps the patches, takes it for shallow patches only).
     /// </summary>
-    private static bool PoolsInRegisters(in Window window, in Window pool, int filters) => PoolsWholeWindows(pool) && IsDirect(window, filters, keepPatches: false);
+    private static bool PoolsInRegisters(in Window window, in Window pool, int filters, bool keepPatches) => PoolsWholeWindows(pool) && IsDirect(window, filters, keepPatches);
 
-    /// <summary>Whether inference pools the convolution in registers on every SIMD path, so that it never writes the convolution's output.</summary>
+    /// <summary>Whether training and inference pool the convolution in registers on every SIMD path, so that neither writes the convolution's output.</summary>
     internal static bool PoolsInRegistersOnEveryPath(in Window window, in Window pool) => PoolsWholeWindows(pool) && window.PatchSize <= DirectPatch;
 
     private static bool PoolsWholeWindows(in Window pool) =>
         pool is { KernelHeight: 2, KernelWidth: 2, StrideHeight: 2, StrideWidth: 2, Dilation: 1, PadTop: 0, PadLeft: 0 }
         && 2 * pool.OutputHeight <= pool.Height && 2 * pool.OutputWidth <= pool.Width;
 
-    /// <summary>Pooled pixels [first, first + count), counted over the whole batch.</summary>
-    private readonly unsafe struct PooledRanges(float* input, float* kernel, float* bias, float* pooled, Window window, Window pool, int filters, bool relu) : IRanges
+    /// <summary>Pooled pixels [first, first + count), counted over the whole batch; their winners too where <c>winners</c> is not null (training).</summary>
+    private readonly unsafe struct PooledRanges(float* input, float* kernel, float* bias, float* pooled, int* winners, Window window, Window pool, int filters, bool relu) : IRanges
     {
         public void Run(int first, int count)
         {
+            if (winners == null) Run<No>(first, count);
+            else Run<Yes>(first, count);
+        }
+
+        private void Run<TKeepsWinners>(int first, int count) where TKeepsWinners : IFlag
+        {
             switch (Simd.Current)
             {
-                case SimdPath.Avx512: Pooled<Lanes512, Vector512<float>>(input, kernel, bias, pooled, window, pool, filters, relu, first, count); break;
-                case SimdPath.Avx2: Pooled<Lanes256, Vector256<float>>(input, kernel, bias, pooled, window, pool, filters, relu, first, count); break;
-                default: Pooled<Lanes128, Vector128<float>>(input, kernel, bias, pooled, window, pool, filters, relu, first, count); break;
+                case SimdPath.Avx512: Pooled<Lanes512, Vector512<float>, TKeepsWinners>(input, kernel, bias, pooled, winners, window, pool, filters, relu, first, count); break;
+                case SimdPath.Avx2: Pooled<Lanes256, Vector256<float>, TKeepsWinners>(input, kernel, bias, pooled, winners, window, pool, filters, relu, first, count); break;
+                default: Pooled<Lanes128, Vector128<float>, TKeepsWinners>(input, kernel, bias, pooled, winners, window, pool, filters, relu, first, count); break;
             }
         }
     }
 
     /// <summary>
     /// Each pooled pixel's four windows (the convolution's outputs at rows 2y, 2y + 1 and columns 2x, 2x + 1), read in place
-    /// when all four lie inside the image, else first gathered, zero-padded, into four patch rows.
+    /// when all four lie inside the image, else first gathered, zero-padded, into four patch rows. Training also keeps each
+    /// pooled value's winner, as the pooling kernel numbers it: the convolution's output pixel times the filters, plus the filter.
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
-    private static unsafe void Pooled<TLanes, TVector>(float* input, float* kernel, float* bias, float* pooled, in Window window, in Window pool,
-        int filters, bool relu, int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct
+    private static unsafe void Pooled<TLanes, TVector, TKeepsWinners>(float* input, float* kernel, float* bias, float* pooled, int* winners, in Window window, in Window pool,
+        int filters, bool relu, int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct where TKeepsWinners : IFlag
     {
         int patch = window.PatchSize, imageFloats = window.Height * window.Width * window.Channels;
         int* inPlace = stackalloc int[patch];
@@ -108,17 +118,20 @@ public static partial class Convolution
                 down = 2 * patch;
             }
             float* pixel = pooled + (long)item * filters;
+            int* won = winners + (long)item * filters;
+            // The corner window's winner numbers: its pixel in the sample's convolution output (the pooling's input), times the filters.
+            var corner = new WinnerNumbers((2 * pooledRow * pool.Width + 2 * pooledColumn) * filters, filters, pool.Width * filters);
             int j = 0;
             if (TLanes.Count == 16)
             {
                 for (; filters - j >= 4 * TLanes.Count; j += 4 * TLanes.Count)
-                    PooledPass<TLanes, TVector, FourVectors>(windows, offsets, right, down, patch, kernel + j, filters, bias is null ? null : bias + j, pixel + j, filters - j, relu);
+                    PooledPass<TLanes, TVector, FourVectors, TKeepsWinners>(windows, offsets, right, down, patch, kernel + j, filters, bias is null ? null : bias + j, pixel + j, won + j, corner.From(j), filters - j, relu);
             }
             for (; j < filters; j += 2 * TLanes.Count)
             {
                 float* biasFrom = bias is null ? null : bias + j;
-                if (filters - j >= 2 * TLanes.Count) PooledPass<TLanes, TVector, TwoVectors>(windows, offsets, right, down, patch, kernel + j, filters, biasFrom, pixel + j, filters - j, relu);
-                else PooledPass<TLanes, TVector, FewerVectors>(windows, offsets, right, down, patch, kernel + j, filters, biasFrom, pixel + j, filters - j, relu);
+                if (filters - j >= 2 * TLanes.Count) PooledPass<TLanes, TVector, TwoVectors, TKeepsWinners>(windows, offsets, right, down, patch, kernel + j, filters, biasFrom, pixel + j, won + j, corner.From(j), filters - j, relu);
+                else PooledPass<TLanes, TVector, FewerVectors, TKeepsWinners>(windows, offsets, right, down, patch, kernel + j, filters, biasFrom, pixel + j, won + j, corner.From(j), filters - j, relu);
             }
         }
     }
@@ -130,9 +143,9 @@ public static partial class Convolution
     /// masking as constants (as a call with those as arguments, conv2 + pool2 took 46 us instead of 26).
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
-    private static unsafe void PooledPass<TLanes, TVector, TFilters>(float* windows, int* offsets, nint right, nint down, int patch,
-        float* kernel, int filters, float* bias, float* pixel, int remaining, bool relu)
-        where TLanes : struct, ILanes<TVector> where TVector : struct where TFilters : struct, IFilterGroup
+    private static unsafe void PooledPass<TLanes, TVector, TFilters, TKeepsWinners>(float* windows, int* offsets, nint right, nint down, int patch,
+        float* kernel, int filters, float* bias, float* pixel, int* winner, WinnerNumbers numbers, int remaining, bool relu)
+        where TLanes : struct, ILanes<TVector> where TVector : struct where TFilters : struct, IFilterGroup where TKeepsWinners : IFlag
     {
         int vectors = TFilters.Vectors;
         bool whole = TFilters.Whole;
@@ -167,22 +180,49 @@ public static partial class Convolution
         bool hasBias = bias is not null;
         TVector biasA = hasBias ? (whole ? TLanes.Load(ref *bias) : TLanes.LoadMasked(bias, low)) : TLanes.Zero;
         TVector biasB = hasBias ? (whole ? TLanes.Load(ref bias[width]) : TLanes.LoadMasked(bias + width, high)) : TLanes.Zero;
-        TVector pooledA = PoolFinished<TLanes, TVector>(a0, a1, a2, a3, biasA, hasBias, relu);
-        TVector pooledB = PoolFinished<TLanes, TVector>(b0, b1, b2, b3, biasB, hasBias, relu);
+        TVector pooledA = PoolFinished<TLanes, TVector, TKeepsWinners>(a0, a1, a2, a3, biasA, hasBias, relu, numbers, out TVector wonA);
+        TVector pooledB = PoolFinished<TLanes, TVector, TKeepsWinners>(b0, b1, b2, b3, biasB, hasBias, relu, numbers.From(width), out TVector wonB);
+        // Winner numbers are integers carried in the lanes' bits: stored through a float reference, they land as the integers.
+        ref float wonAt = ref *(float*)winner;
         if (!whole)
         {
             TLanes.StoreFirst(ref *pixel, pooledA, lowCount);
             if (highCount > 0) TLanes.StoreFirst(ref pixel[width], pooledB, highCount);
+            if (TKeepsWinners.IsSet)
+            {
+                TLanes.StoreFirst(ref wonAt, wonA, lowCount);
+                if (highCount > 0) TLanes.StoreFirst(ref Unsafe.Add(ref wonAt, width), wonB, highCount);
+            }
             return;
         }
         TLanes.Store(ref *pixel, pooledA);
         TLanes.Store(ref pixel[width], pooledB);
+        if (TKeepsWinners.IsSet)
+        {
+            TLanes.Store(ref wonAt, wonA);
+            TLanes.Store(ref Unsafe.Add(ref wonAt, width), wonB);
+        }
         if (vectors == 4)
         {
             TVector biasC = hasBias ? TLanes.Load(ref bias[2 * width]) : TLanes.Zero, biasD = hasBias ? TLanes.Load(ref bias[3 * width]) : TLanes.Zero;
-            TLanes.Store(ref pixel[2 * width], PoolFinished<TLanes, TVector>(c0, c1, c2, c3, biasC, hasBias, relu));
-            TLanes.Store(ref pixel[3 * width], PoolFinished<TLanes, TVector>(d0, d1, d2, d3, biasD, hasBias, relu));
+            TLanes.Store(ref pixel[2 * width], PoolFinished<TLanes, TVector, TKeepsWinners>(c0, c1, c2, c3, biasC, hasBias, relu, numbers.From(2 * width), out TVector wonC));
+            TLanes.Store(ref pixel[3 * width], PoolFinished<TLanes, TVector, TKeepsWinners>(d0, d1, d2, d3, biasD, hasBias, relu, numbers.From(3 * width), out TVector wonD));
+            if (TKeepsWinners.IsSet)
+            {
+                TLanes.Store(ref Unsafe.Add(ref wonAt, 2 * width), wonC);
+                TLanes.Store(ref Unsafe.Add(ref wonAt, 3 * width), wonD);
+            }
         }
+    }
+
+    /// <summary>
+    /// The winner numbers of a pooled pixel's four windows for the filters from one on: the corner window's number for that
+    /// filter (its output pixel times the filters, plus the filter), and the steps to the window on its right and below.
+    /// </summary>
+    private readonly record struct WinnerNumbers(int Corner, int ToRight, int ToBelow)
+    {
+        /// <summary>The numbers <paramref name="filters"/> filters further on.</summary>
+        public WinnerNumbers From(int filters) => this with { Corner = Corner + filters };
     }
 
     /// <summary>
@@ -190,8 +230,9 @@ public static partial class Convolution
     /// them: in window order, a later value replacing the maximum only where it is greater.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static TVector PoolFinished<TLanes, TVector>(TVector corner, TVector right, TVector below, TVector diagonal, TVector bias, bool hasBias, bool relu)
-        where TLanes : struct, ILanes<TVector> where TVector : struct
+    private static TVector PoolFinished<TLanes, TVector, TKeepsWinners>(TVector corner, TVector right, TVector below, TVector diagonal, TVector bias, bool hasBias, bool relu,
+        WinnerNumbers numbers, out TVector winner)
+        where TLanes : struct, ILanes<TVector> where TVector : struct where TKeepsWinners : IFlag
     {
         if (hasBias)
         {
@@ -203,9 +244,15 @@ public static partial class Convolution
             corner = TLanes.Relu(corner); right = TLanes.Relu(right);
             below = TLanes.Relu(below); diagonal = TLanes.Relu(diagonal);
         }
-        var maximum = TLanes.Select(TLanes.Greater(right, corner), right, corner);
-        maximum = TLanes.Select(TLanes.Greater(below, maximum), below, maximum);
-        return TLanes.Select(TLanes.Greater(diagonal, maximum), diagonal, maximum);
+        var later = TLanes.Greater(right, corner);
+        var maximum = TLanes.Select(later, right, corner);
+        winner = TKeepsWinners.IsSet ? TLanes.Select(later, TLanes.IndexBits(numbers.Corner + numbers.ToRight), TLanes.IndexBits(numbers.Corner)) : default;
+        later = TLanes.Greater(below, maximum);
+        maximum = TLanes.Select(later, below, maximum);
+        if (TKeepsWinners.IsSet) winner = TLanes.Select(later, TLanes.IndexBits(numbers.Corner + numbers.ToBelow), winner);
+        later = TLanes.Greater(diagonal, maximum);
+        if (TKeepsWinners.IsSet) winner = TLanes.Select(later, TLanes.IndexBits(numbers.Corner + numbers.ToBelow + numbers.ToRight), winner);
+        return TLanes.Select(later, diagonal, maximum);
     }
 
     /// <summary>The filters one pooled pass covers: four vectors (on AVX-512's 32 registers) or two, the last two masked unless whole.</summary>

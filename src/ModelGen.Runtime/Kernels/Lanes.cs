@@ -48,6 +48,11 @@ internal interface ILanes<TVector> where TVector : struct
     static abstract void StoreFirst(ref float destination, TVector value, int count);
     /// <summary>A mask of the first <paramref name="count"/> lanes, for <see cref="LoadMasked"/> in a loop.</summary>
     static abstract TVector FirstLanes(int count);
+    /// <summary>
+    /// The integers first, first + 1, ... as each lane's bits: indices that <see cref="Select"/> carries beside the values it
+    /// selects, and a store writes as the integers they are.
+    /// </summary>
+    static abstract TVector IndexBits(int first);
     /// <summary>Each lane from <paramref name="whereSet"/> where <paramref name="mask"/> is set, else from <paramref name="elsewhere"/>.</summary>
     static abstract TVector Select(TVector mask, TVector whereSet, TVector elsewhere);
     /// <summary>Zero where <paramref name="mask"/> is set, else <paramref name="value"/>'s lane: one instruction where Select with zero takes three.</summary>
@@ -108,6 +113,7 @@ internal struct Lanes512 : ILanes<Vector512<float>>
         }
     }
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> FirstLanes(int count) => First(count);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> IndexBits(int first) => (Vector512.Create(first) + Vector512<int>.Indices).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Select(Vector512<float> mask, Vector512<float> whereSet, Vector512<float> elsewhere) =>
         Vector512.ConditionalSelect(mask, whereSet, elsewhere);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> ZeroWhere(Vector512<float> mask, Vector512<float> value) => Vector512.AndNot(value, mask);
@@ -177,6 +183,7 @@ internal struct Lanes256 : ILanes<Vector256<float>>
         if (count >= 1) destination = part.ToScalar();
     }
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> FirstLanes(int count) => First(count);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> IndexBits(int first) => (Vector256.Create(first) + Vector256<int>.Indices).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Select(Vector256<float> mask, Vector256<float> whereSet, Vector256<float> elsewhere) =>
         Vector256.ConditionalSelect(mask, whereSet, elsewhere);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> ZeroWhere(Vector256<float> mask, Vector256<float> value) => Vector256.AndNot(value, mask);
@@ -241,6 +248,8 @@ internal struct Lanes128 : ILanes<Vector128<float>>
     public static Vector128<float> LoadFirst(ref float source, int count, Vector128<float> fill) =>
         Vector128.ConditionalSelect(Vector128.LessThan(Vector128<int>.Indices, Vector128.Create(count)).AsSingle(), LoadFirst(ref source, count), fill);
     public static Vector128<float> FirstLanes(int count) => Vector128.LessThan(Vector128<int>.Indices, Vector128.Create(count)).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> IndexBits(int first) => (Vector128.Create(first) + Vector128<int>.Indices).AsSingle();
     public static Vector128<float> Select(Vector128<float> mask, Vector128<float> whereSet, Vector128<float> elsewhere) =>
         Vector128.ConditionalSelect(mask, whereSet, elsewhere);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> ZeroWhere(Vector128<float> mask, Vector128<float> value) => Vector128.AndNot(value, mask);

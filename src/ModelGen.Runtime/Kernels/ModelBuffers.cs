@@ -57,11 +57,12 @@ public sealed class ModelBuffers
     public AlignedBuffer Patches(in Window window, int maxBatchSize) => TrainingFloats(maxBatchSize * window.Positions * window.PatchSize);
 
     /// <summary>
-    /// The output of a Conv2D that only a MaxPooling2D reads (<paramref name="window"/>, then <paramref name="pool"/>):
-    /// none in a copy that only predicts where inference takes each window's maximum in registers on every SIMD path.
+    /// The output of a Conv2D that only a MaxPooling2D reads (<paramref name="window"/>, then <paramref name="pool"/>): none
+    /// where both passes take each window's maximum, and its winner, in registers on every SIMD path (the backward pass
+    /// never reads it: the pooling takes the ReLU's derivative on its own output).
     /// </summary>
     public AlignedBuffer PooledConvolution(in Window window, in Window pool, int length) =>
-        Convolution.PoolsInRegistersOnEveryPath(window, pool) ? TrainingFloats(length) : Floats(length);
+        Convolution.PoolsInRegistersOnEveryPath(window, pool) ? None : Floats(length);
 
     /// <summary>What a copy that only predicts gets for a training buffer: no floats, shared by every such buffer.</summary>
     private static readonly AlignedBuffer None = new(0);

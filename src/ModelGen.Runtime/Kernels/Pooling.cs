@@ -179,25 +179,6 @@ public static class Pooling
         return c;
     }
 
-    /// <summary>
-    /// A yes or no as a type argument, a constant in each compiled copy, so the JIT leaves the other branch out: whether the
-    /// forward pass keeps its winners (inference drops the index work), whether whole 2x2 windows take <see cref="MaxOfTwoByTwo"/>.
-    /// </summary>
-    private interface IFlag
-    {
-        static abstract bool IsSet { get; }
-    }
-
-    private readonly struct Yes : IFlag
-    {
-        public static bool IsSet => true;
-    }
-
-    private readonly struct No : IFlag
-    {
-        public static bool IsSet => false;
-    }
-
     private static void MaxBackwardSamples(ReadOnlySpan<float> outputGradient, ReadOnlySpan<int> winners, Span<float> inputGradient, in Window window, int batch, bool accumulate)
     {
         int inputSize = window.Height * window.Width * window.Channels;

@@ -334,7 +334,8 @@ internal static partial class ModelEmitter
     /// <summary>
     /// Each Conv2D whose output goes to a MaxPooling2D only, and that pooling, with each other: the convolution's activation
     /// (none or ReLU) is in its epilogue, and its output is no model output. <see cref="EmitPooledConvolution"/> runs the two
-    /// as one call, which at inference pools each window's sums in registers and never writes the convolution's output.
+    /// as one call, which pools each window's sums in registers and never writes the convolution's output where the direct
+    /// kernel takes its windows (at inference; in training too for shallow ones, their patches kept).
     /// </summary>
     private static Dictionary<NodePlan, NodePlan> PooledConvolutions(Plan plan)
     {
@@ -360,7 +361,7 @@ internal static partial class ModelEmitter
     private static void EmitPooledConvolution(CodeWriter w, NodePlan conv, NodePlan pool, string title, string keepForBackward)
     {
         var layer = conv.Layer!;
-        w.Line($"{title}, with {conv.Title}: at inference each window's maximum is taken in registers, {conv.Title}'s output not written");
+        w.Line($"{title}, with {conv.Title} in one call: where the direct kernel takes {conv.Title}'s windows, each window's maximum is taken in registers and {conv.Title}'s output never written");
         w.Line($"Convolution.ForwardMaxPooled({conv.Inputs[0].InferenceName}, {conv.Patches}, {Plan.View(layer, "Kernel")}, {conv.Output}, {pool.Output}, {pool.Winners}, " +
             $"{conv.Window}, {pool.Window}, {layer.Channels}, batch{Epilogue(layer)}, training: {keepForBackward});");
     }

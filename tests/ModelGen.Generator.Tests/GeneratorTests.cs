@@ -197,16 +197,17 @@ public class GeneratorTests
         // So a's gradient is neither written nor read: it has no buffer, and b's (which passes its gradient on) has.
         Assert.DoesNotContain("aGradient", code);
         Assert.Contains("bGradient = buffers.Gradient(", code);
-        // Eight-float patches, and a tanh the pooling does not take: the dense product over the scattered gradient.
-        Assert.Contains("Pooling.MaxBackward(poolNarrowGradient, poolNarrowWinners, narrowGradient", backward);
-        Assert.Contains("Gemm.MultiplyTransposedA(narrowPatches, narrowGradient, NarrowKernelGradient", backward);
+        // Eight-float patches under whole 2x2 windows: the narrow route at the winners, nothing scattered. A tanh the
+        // pooling does not take: the dense product over the scattered gradient.
+        Assert.Contains("Convolution.KernelGradientAtWinners(poolNarrowGradient, poolNarrowWinners, narrowPatches, NarrowKernelGradient, narrowWindow, poolNarrowWindow, 4, batch);", backward);
+        Assert.DoesNotContain("Pooling.MaxBackward(poolNarrowGradient", backward);
         Assert.Contains("Pooling.MaxBackward(poolSquashedGradient, poolSquashedWinners, squashedGradient", backward);
         Assert.Contains("Gemm.MultiplyTransposedA(squashedPatches, squashedGradient, SquashedKernelGradient", backward);
         // A global pooling keeps one pixel of 196: even eight-float patches pay. A pooling of stride 1 keeps 121 of 144.
         Assert.Contains("Convolution.KernelGradientAtWinners(poolAllGradient, poolAllWinners, pointwisePatches, PointwiseKernelGradient, pointwiseWindow, poolAllWindow, 4, batch);", backward);
         Assert.Contains("Pooling.MaxBackward(poolOverlappedGradient, poolOverlappedWinners, overlappedGradient", backward);
         Assert.Contains("Gemm.MultiplyTransposedA(overlappedPatches, overlappedGradient, OverlappedKernelGradient", backward);
-        Assert.Equal(4, backward.Split("Convolution.KernelGradientAtWinners(").Length - 1);
+        Assert.Equal(5, backward.Split("Convolution.KernelGradientAtWinners(").Length - 1);
         // deep's global pooling keeps one pixel of 16: its input gradient comes from the winners too, so its own is never
         // formed; b's 2x2 pooling keeps one of four: scattered, then the transposed convolution.
         Assert.Contains("Convolution.InputGradientAtWinners(poolDeepGradient, poolDeepWinners, DeepKernel, poolAGradient, deepWindow, poolDeepWindow, 4, batch, accumulate: ", backward);

@@ -19,6 +19,8 @@ public class WinnersGradientTests
         { 6, 6, 50, 1, 3, 2, 1, false, 2 },     // a 1x1 kernel: patches of 50, stretches and single vectors on every width
         { 30, 30, 8, 3, 5, 2, 2, false, 2 },    // 784 pixels of 72 floats: the pooled pixels a band at a time
         { 10, 10, 8, 3, 6, 0, 0, false, 3 },    // global max pooling (pool 0): one winner per filter and sample
+        { 11, 12, 2, 2, 13, 2, 2, false, 3 },   // the narrow route: eight taps of nine, 13 filters (a vector and a padded one), the last column dropped
+        { 9, 9, 1, 3, 5, 2, 2, true, 2 },       // nine-float patches under 'same' pooling of an odd size: not whole windows, so not the narrow route
     };
 
     public static IEnumerable<object[]> ShapesOnEveryPath => KernelSettings.OnEveryPath(Shapes);
@@ -54,20 +56,22 @@ public class WinnersGradientTests
         AssertNearExact(actual, dense, exact);
     }
 
-    [Fact]
-    public void Accumulates_onto_the_gradient_and_gives_the_same_bits_on_one_core_or_two()
+    [Theory]
+    [InlineData(13, 32, 64)] // 288-float patches: stretches of the patch rows
+    [InlineData(28, 1, 32)]  // nine-float patches: the narrow route
+    public void Accumulates_onto_the_gradient_and_gives_the_same_bits_on_one_core_or_two(int side, int channels, int filters)
     {
-        var (window, pool, patches, winners, pooledGradient) = Case(13, 13, 32, 3, 64, 2, 2, false, 6);
-        int size = window.PatchSize * 64;
+        var (window, pool, patches, winners, pooledGradient) = Case(side, side, channels, 3, filters, 2, 2, false, 6);
+        int size = window.PatchSize * filters;
         var alone = new float[size];
-        KernelSettings.OnThreads(1, () => Convolution.KernelGradientAtWinners(pooledGradient, winners, patches, alone, window, pool, 64, 6));
+        KernelSettings.OnThreads(1, () => Convolution.KernelGradientAtWinners(pooledGradient, winners, patches, alone, window, pool, filters, 6));
         var shared = new float[size];
-        KernelSettings.OnThreads(2, () => Convolution.KernelGradientAtWinners(pooledGradient, winners, patches, shared, window, pool, 64, 6));
+        KernelSettings.OnThreads(2, () => Convolution.KernelGradientAtWinners(pooledGradient, winners, patches, shared, window, pool, filters, 6));
         Assert.Equal(alone, shared);
 
         var earlier = Enumerable.Range(0, size).Select(i => (float)Math.Sin(i)).ToArray();
         var added = (float[])earlier.Clone();
-        Convolution.KernelGradientAtWinners(pooledGradient, winners, patches, added, window, pool, 64, 6, accumulate: true);
+        Convolution.KernelGradientAtWinners(pooledGradient, winners, patches, added, window, pool, filters, 6, accumulate: true);
         for (int i = 0; i < size; i++) Assert.Equal(earlier[i] + alone[i], added[i], 1e-5f);
     }
 

@@ -217,6 +217,33 @@ public class GeneratorTests
     }
 
     [Fact]
+    public void Nine_float_patches_take_the_narrow_kernel_gradient_only_under_whole_two_by_two_windows()
+    {
+        var (_, backward) = GeneratorHarness.RunAndFindMethod("""
+            using ModelGen;
+
+            [Functional]
+            public partial class Narrow
+            {
+                [Conv2D(4, 3, Activation.Relu)] Conv2D whole;
+                [MaxPooling2D(2)] MaxPooling2D poolWhole;
+                [Conv2D(4, 3, Activation.Relu)] Conv2D padded;
+                [MaxPooling2D(2, Padding = Padding.Same)] MaxPooling2D poolPadded;
+
+                [Graph]
+                [OutputLoss("p", Loss.MeanSquaredError)]
+                [OutputLoss("q", Loss.MeanSquaredError)]
+                (Tensor p, Tensor q) Forward([Shape(7, 7, 1)] Tensor x) => (poolWhole.Apply(whole.Apply(x)), poolPadded.Apply(padded.Apply(x)));
+            }
+            """, "Backward");
+
+        // 5x5 convolution outputs: a valid pooling drops the last row and column (whole windows), a 'same' one pads them.
+        Assert.Contains("Convolution.KernelGradientAtWinners(poolWholeGradient, poolWholeWinners, wholePatches, WholeKernelGradient, wholeWindow, poolWholeWindow, 4, batch);", backward);
+        Assert.Contains("Pooling.MaxBackward(poolPaddedGradient, poolPaddedWinners, paddedGradient, poolPaddedWindow, batch, accumulate: false);", backward);
+        Assert.Contains("Gemm.MultiplyTransposedA(paddedPatches, paddedGradient, PaddedKernelGradient", backward);
+    }
+
+    [Fact]
     public void A_transposed_convolution_skips_the_zeros_of_a_gradient_that_a_max_pooling_scattered_to_few_pixels()
     {
         var (_, backward) = GeneratorHarness.RunAndFindMethod("""

@@ -4,19 +4,19 @@ using System.Runtime.Intrinsics;
 
 namespace ModelGen.Kernels;
 
-// A Conv2D followed by a 2x2 max pooling, at inference, in one pass: each pooled pixel's four windows are convolved directly
+// A Conv2D followed by a 2x2 max pooling in one pass: each pooled pixel's four windows are convolved directly
 // (Convolution.Direct.cs) with their sums in registers, finished (bias, ReLU) as the convolution finishes them and pooled as
-// MaxPooling2D pools them, so the result is the two layers' bit for bit, NaN included; the convolution's output is never
-// written. Each pass reads every kernel row once for four windows, and an odd row or column that the pooling drops is never
+// MaxPooling2D pools them, so the result is the two layers' bit for bit, NaN included, and in training each winner too; the
+// convolution's output is never written. Each pass reads every kernel row once for four windows, and an odd row or column that the pooling drops is never
 // convolved. The small CNN at batch 1 (2 cores, medians of 10 alternating runs): conv1 + pool1 8.0-10.1 -> 5.8-6.8 us,
 // conv2 + pool2 34-35 -> 26-28 us; its whole predict 57-64 -> 44-56 us.
 public static partial class Convolution
 {
     /// <summary>
     /// Conv2D (<paramref name="window"/>, into <paramref name="convolved"/>) then MaxPooling2D (<paramref name="pool"/>, into
-    /// <paramref name="pooled"/>). Training keeps what the backward pass reads (the patches, the convolution's output, the
-    /// pooling's winners) and runs the two kernels; inference runs them as one where <see cref="PoolsInRegisters"/>, and
-    /// then leaves <paramref name="convolved"/> untouched.
+    /// <paramref name="pooled"/>). Training keeps what the backward pass reads (the patches and the pooling's winners). Both
+    /// run the two as one where <see cref="PoolsInRegisters"/>, and then leave <paramref name="convolved"/> untouched (the
+    /// backward pass never reads it: the pooling takes the ReLU's derivative on its own output); elsewhere the two kernels.
     /// </summary>
     public static unsafe void ForwardMaxPooled(ReadOnlySpan<float> input, Span<float> patches, ReadOnlySpan<float> kernel, Span<float> convolved,
         Span<float> pooled, Span<int> winners, in Window window, in Window pool, int filters, int batch, ReadOnlySpan<float> bias = default,

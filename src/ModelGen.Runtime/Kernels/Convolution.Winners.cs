@@ -58,7 +58,7 @@ public static partial class Convolution
     /// Whether the kernel gradient takes the narrow route (<see cref="SumNarrowAtWinners"/>): patches of at most
     /// <see cref="NarrowTaps"/> floats (a 3x3 kernel over one channel) under whole 2x2 windows.
     /// </summary>
-    internal static bool TakesNarrowRoute(in Window window, in Window pool) => window.PatchSize <= NarrowTaps && PoolsWholeWindows(pool);
+    private static bool TakesNarrowRoute(in Window window, in Window pool) => window.PatchSize <= NarrowTaps && PoolsWholeWindows(pool);
 
     /// <summary>Taps of a narrow patch, summed in registers: nine accumulators, a 3x3 kernel over one channel.</summary>
     private const int NarrowTaps = 9;
@@ -94,7 +94,8 @@ public static partial class Convolution
     /// <summary>
     /// Part <paramref name="index"/> of the narrow route: a vector of filters at a time, every sample's pooled pixels in
     /// order, each window pixel's lanes times its patch's taps, nine sums in registers. Samples go a block at a time (about
-    /// 128 KB of patches, which the next vector of filters reads again from L2).
+    /// 128 KB of patches, which the next vector of filters reads again from L2). The vector is System.Numerics' on every
+    /// SIMD path: each filter's sum is its lane's alone, so its width changes no bits.
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
     private static unsafe void SumNarrowAtWinners(void* state, int index, int worker)

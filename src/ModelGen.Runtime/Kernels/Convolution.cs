@@ -266,9 +266,9 @@ public static partial class Convolution
         scattered &= ScatteredFits(window.PatchSize);
         using var columns = Scratch<float>.Rent(scattered ? window.PatchSize * valueChannels : 0);
         if (scattered) Gemm.Transpose(kernel, columns.Span, window.PatchSize, valueChannels);
-        fixed (float* v = values, k = kernel, c = columns.Span, p = patches, x = image)
+        fixed (float* v = values, k = kernel, kernelColumns = columns.Span, p = patches, x = image)
         {
-            var job = new TransposedJob(v, k, scattered ? c : null, p, x, window, valueChannels, batch, chunk, accumulate);
+            var job = new TransposedJob(v, k, scattered ? kernelColumns : null, p, x, window, valueChannels, batch, chunk, accumulate);
             Helper.For((batch + chunk - 1) / chunk, &TransposeChunk, &job);
         }
     }
@@ -296,13 +296,12 @@ public static partial class Convolution
         int first = index * job.Chunk, samples = Math.Min(job.Chunk, job.Batch - first);
         int patchFloats = window.Positions * window.PatchSize, valueFloats = window.Positions * job.ValueChannels;
         int imageFloats = window.Height * window.Width * window.Channels;
-        var patches = new Span<float>(job.Patches + worker * job.Chunk * patchFloats, samples * patchFloats);
-        if (job.Columns != null)
-            ScatteredRows(job.Values + (long)first * valueFloats, job.Columns, job.Patches + worker * job.Chunk * patchFloats, samples * window.Positions, job.ValueChannels, window.PatchSize);
-        else
-            Gemm.MultiplyTransposedB(new ReadOnlySpan<float>(job.Values + (long)first * valueFloats, samples * valueFloats),
-                new ReadOnlySpan<float>(job.Kernel, window.PatchSize * job.ValueChannels), patches, samples * window.Positions, job.ValueChannels, window.PatchSize);
-        Col2Im(patches, new Span<float>(job.Image + (long)first * imageFloats, samples * imageFloats), window, samples, job.Accumulate);
+        float* values = job.Values + (long)first * valueFloats, patches = job.Patches + worker * job.Chunk * patchFloats;
+        int rows = samples * window.Positions;
+        if (job.Columns != null) ScatteredRows(values, job.Columns, patches, rows, job.ValueChannels, window.PatchSize);
+        else Gemm.MultiplyTransposedB(new ReadOnlySpan<float>(values, rows * job.ValueChannels), new ReadOnlySpan<float>(job.Kernel, window.PatchSize * job.ValueChannels),
+            new Span<float>(patches, rows * window.PatchSize), rows, job.ValueChannels, window.PatchSize);
+        Col2Im(new ReadOnlySpan<float>(patches, rows * window.PatchSize), new Span<float>(job.Image + (long)first * imageFloats, samples * imageFloats), window, samples, job.Accumulate);
     }
 
     /// <summary>

@@ -27,6 +27,21 @@ public class ScratchTests
     }
 
     [Fact]
+    public void An_uncleared_buffer_is_apart_from_the_live_ones_and_leaves_the_next_cleared_one_zeroed()
+    {
+        using var first = Scratch<int>.Rent(4);
+        first.Span.Fill(1);
+        using (var uncleared = Scratch<int>.RentUncleared(64))
+        {
+            Assert.Equal(64, uncleared.Span.Length);
+            uncleared.Span.Fill(7);
+            Assert.All(first.Span.ToArray(), v => Assert.Equal(1, v));
+        }
+        using var cleared = Scratch<int>.Rent(64);
+        Assert.All(cleared.Span.ToArray(), v => Assert.Equal(0, v));
+    }
+
+    [Fact]
     public void Renting_again_what_was_rented_before_allocates_nothing_while_other_threads_rent_the_same_sizes()
     {
         static void Step()

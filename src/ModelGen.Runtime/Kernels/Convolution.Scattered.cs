@@ -24,8 +24,8 @@ public static partial class Convolution
     {
         // Each row's nonzero values and where their filters' columns start, found once for all the stretches.
         using var startScratch = Scratch<int>.Rent(rows + 1);
-        using var columnScratch = Scratch<int>.Rent(rows * filters + 8);
-        using var valueScratch = Scratch<float>.Rent(rows * filters + 8);
+        using var columnScratch = Scratch<int>.RentUncleared(rows * filters + 8);
+        using var valueScratch = Scratch<float>.RentUncleared(rows * filters + 8);
         fixed (int* start = startScratch.Span, column = columnScratch.Span)
         fixed (float* nonzero = valueScratch.Span)
         {

@@ -4,8 +4,9 @@ using System.Diagnostics;
 namespace ModelGen.Kernels;
 
 /// <summary>
-/// A kernel's temporary buffer, zeroed as a stackalloc would be (unless rented uncleared), from a stack of its own per thread that grows and never
-/// shrinks, so steps after a model's first allocate nothing whatever else the process does. One mechanism for every width:
+/// A kernel's temporary buffer, zeroed as a stackalloc would be (unless rented uncleared), from a stack of its own per
+/// thread that grows and never shrinks, so steps after a model's first allocate nothing whatever else the process does. One
+/// mechanism for every width:
 /// a stackalloc with an allocating fallback allocated on every call past its size limit (a BatchNormalization of more than
 /// 256 channels allocated each training step); the shared ArrayPool, shared with the application's other threads, may drop
 /// what it holds on a full collection under memory pressure, and the next step would then allocate again.

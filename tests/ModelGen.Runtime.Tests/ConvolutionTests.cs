@@ -45,6 +45,36 @@ public class ConvolutionTests
         for (int i = 0; i < x.Length; i++) Assert.Equal(start[i] + back[i], accumulated[i], 1e-5f);
     }
 
+    [Theory]
+    [InlineData(30, 1, 3, 2)] // runs of three floats: one vector each, a float past the run
+    [InlineData(18, 3, 3, 2)] // runs of nine: three vectors, three floats past
+    public void Im2col_in_parts_on_both_cores_copies_every_run_exactly(int side, int channels, int kernel, int stride)
+    {
+        // Enough samples for several parts: each part's last row must not spill into the next part's first, which the other
+        // core may have written already. The windows stop short of the last row and column, so a spill past a sample's
+        // last run would read pixels that differ from the next patch row's first.
+        const int batch = 40;
+        var window = new Window(side, side, channels, kernel, kernel, stride, stride, Same: false);
+        var images = Random(batch * side * side * channels, 21);
+        var expected = new float[batch * window.Positions * window.PatchSize];
+        for (int sample = 0, row = 0; sample < batch; sample++)
+            for (int y = 0; y < window.OutputHeight; y++)
+                for (int x = 0; x < window.OutputWidth; x++, row++)
+                    for (int ky = 0, cell = 0; ky < kernel; ky++)
+                        for (int kx = 0; kx < kernel; kx++)
+                            for (int c = 0; c < channels; c++, cell++)
+                                expected[row * window.PatchSize + cell] = images[((sample * side + y * stride + ky) * side + x * stride + kx) * channels + c];
+        foreach (int threads in new[] { 1, 2 })
+        {
+            for (int attempt = 0; attempt < 20; attempt++)
+            {
+                var patches = new float[expected.Length];
+                KernelSettings.OnThreads(threads, () => Convolution.Im2Col(images, patches, window, batch));
+                Assert.Equal(expected, patches);
+            }
+        }
+    }
+
     [Fact]
     public void Transposed_convolution_matches_its_definition_across_chunks()
     {

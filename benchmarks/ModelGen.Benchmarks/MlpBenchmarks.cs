@@ -92,6 +92,85 @@ public class GemmBenchmarks
     }
 }
 
+/// <summary>
+/// The small CNN's convolution gradients at batch 64 behind their 2x2 max poolings, each beside the dense route it replaced:
+/// conv2's input gradient (the scattered gradient's transposed convolution, skipping its zeros or not), conv2's kernel
+/// gradient at the winners, and conv1's by the narrow route (against the scatter, then patchesᵀ · gradient).
+/// </summary>
+[MemoryDiagnoser]
+public class ConvolutionGradientBenchmarks
+{
+    private const int Batch = 64;
+    private static readonly Window Conv1 = new(28, 28, 1, 3, 3, 1, 1, Same: false), Pool1 = new(26, 26, 32, 2, 2, 2, 2, Same: false);
+    private static readonly Window Conv2 = new(13, 13, 32, 3, 3, 1, 1, Same: false), Pool2 = new(11, 11, 64, 2, 2, 2, 2, Same: false);
+    private (float[] Patches, float[] Kernel, float[] Convolved, float[] PooledGradient, int[] Winners, float[] Scattered) first, second;
+    private float[] transposedScratch, inputGradient, kernelGradient1, kernelGradient2;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        first = Layer(Conv1, Pool1, 32, seed: 3);
+        second = Layer(Conv2, Pool2, 64, seed: 4);
+        transposedScratch = new float[Convolution.TransposedScratch(Conv2, Batch)];
+        inputGradient = new float[Batch * 13 * 13 * 32];
+        kernelGradient1 = new float[Conv1.PatchSize * 32];
+        kernelGradient2 = new float[Conv2.PatchSize * 64];
+    }
+
+    /// <summary>A convolution's kept patches and pooling winners over random images, and a pooled gradient half zeros (a ReLU's derivative), scattered too.</summary>
+    private static (float[], float[], float[], float[], int[], float[]) Layer(Window window, Window pool, int filters, int seed)
+    {
+        var random = new SeededRandom(seed);
+        var images = Enumerable.Range(0, Batch * window.Height * window.Width * window.Channels).Select(_ => random.NextFloat()).ToArray();
+        var kernel = Enumerable.Range(0, window.PatchSize * filters).Select(_ => random.NextFloat() - 0.5f).ToArray();
+        var patches = new float[Batch * window.Positions * window.PatchSize];
+        var convolved = new float[Batch * window.Positions * filters];
+        var pooled = new float[Batch * pool.Positions * filters];
+        var winners = new int[pooled.Length];
+        Convolution.ForwardMaxPooled(images, patches, kernel, convolved, pooled, winners, window, pool, filters, Batch, relu: true, training: true);
+        var gradient = pooled.Select((_, i) => i % 2 == 0 ? 0f : random.NextFloat() - 0.5f).ToArray();
+        var scattered = new float[convolved.Length];
+        Pooling.MaxBackward(gradient, winners, scattered, pool, Batch, accumulate: false);
+        return (patches, kernel, convolved, gradient, winners, scattered);
+    }
+
+    [Benchmark]
+    public float Conv2InputGradientDense()
+    {
+        Convolution.Transposed(second.Scattered, second.Kernel, transposedScratch, inputGradient, Conv2, 64, Batch, accumulate: false);
+        return inputGradient[0];
+    }
+
+    [Benchmark]
+    public float Conv2InputGradientScattered()
+    {
+        Convolution.Transposed(second.Scattered, second.Kernel, transposedScratch, inputGradient, Conv2, 64, Batch, accumulate: false, scattered: true);
+        return inputGradient[0];
+    }
+
+    [Benchmark]
+    public float Conv2KernelGradientAtWinners()
+    {
+        Convolution.KernelGradientAtWinners(second.PooledGradient, second.Winners, second.Patches, kernelGradient2, Conv2, Pool2, 64, Batch);
+        return kernelGradient2[0];
+    }
+
+    [Benchmark]
+    public float Conv1KernelGradientDense()
+    {
+        Pooling.MaxBackward(first.PooledGradient, first.Winners, first.Scattered, Pool1, Batch, accumulate: false);
+        Gemm.MultiplyTransposedA(first.Patches, first.Scattered, kernelGradient1, Conv1.PatchSize, Batch * Conv1.Positions, 32);
+        return kernelGradient1[0];
+    }
+
+    [Benchmark]
+    public float Conv1KernelGradientNarrow()
+    {
+        Convolution.KernelGradientAtWinners(first.PooledGradient, first.Winners, first.Patches, kernelGradient1, Conv1, Pool1, 32, Batch);
+        return kernelGradient1[0];
+    }
+}
+
 [Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
 public partial class MnistClassifier
 {

@@ -59,8 +59,10 @@ internal static partial class ModelEmitter
                     string rows = $"batch * {node.Window}.Positions";
                     var activation = plan.ActivationToUndo(node, layer.Activation);
                     var pool = plan.KernelGradientPool(node);
-                    bool inputAtWinners = plan.TakesInputGradientAtWinners(node);
-                    w.Line($"// {node.Title}: {GradientsOf(plan, node, input.NeedsGradient ? inputAtWinners ? "input" : plan.GradientScattered(node) ? "input (through the patches, from its nonzero gradients)" : "input (through the patches)" : null)}");
+                    bool inputAtWinners = plan.TakesInputGradientAtWinners(node), scattered = plan.GradientScattered(node);
+                    string? inputPart = !input.NeedsGradient ? null : inputAtWinners ? "input"
+                        : scattered ? "input (through the patches, from its nonzero gradients)" : "input (through the patches)";
+                    w.Line($"// {node.Title}: {GradientsOf(plan, node, inputPart)}");
                     EmitActivationBackward(w, node, activation);
                     if (pool is not null)
                     {
@@ -77,7 +79,7 @@ internal static partial class ModelEmitter
                     }
                     else if (input.NeedsGradient)
                     {
-                        w.Line($"Convolution.Transposed({node.Gradient}, {Plan.View(layer, "Kernel")}, {NodePlan.PatchGradient}, {input.Gradient}, {node.Window}, {layer.Channels}, batch, accumulate: {Bool(Into(input))}{(plan.GradientScattered(node) ? ", scattered: true" : "")});");
+                        w.Line($"Convolution.Transposed({node.Gradient}, {Plan.View(layer, "Kernel")}, {NodePlan.PatchGradient}, {input.Gradient}, {node.Window}, {layer.Channels}, batch, accumulate: {Bool(Into(input))}{(scattered ? ", scattered: true" : "")});");
                     }
                     break;
                 }

@@ -214,7 +214,7 @@ internal static partial class ModelEmitter
         {
             string size = $"maxBatchSize * {node.Spec.Size}";
             // Dropout is the identity at inference, which reads its input's buffer; a convolution pooled as it is computed
-            // may never be written at inference.
+            // may never be written, in either pass.
             if (node.IsDropout) w.Line($"{node.Output} = buffers.TrainingFloats({size});");
             else if (node.Is(LayerKind.Conv2D) && pooled.TryGetValue(node, out var pool)) w.Line($"{node.Output} = buffers.PooledConvolution({node.Window}, {pool.Window}, {size});");
             else w.Line($"{node.Output} = buffers.Floats({size});");

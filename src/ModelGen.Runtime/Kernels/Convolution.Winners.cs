@@ -18,7 +18,8 @@ public static partial class Convolution
     /// The kernel gradient (PatchSize x <paramref name="filters"/>, Keras' layout) of a convolution (<paramref name="window"/>,
     /// whose patches the forward pass kept) from the gradient of the max pooling (<paramref name="pool"/>) that reads its output,
     /// and the pooling's winners. The batch is summed in two halves fixed by the batch alone, added in order, so the bits are
-    /// the same on one core or two.
+    /// the same on one core or two; each half by <see cref="SumAtWinners"/>, or by <see cref="SumNarrowAtWinners"/> for
+    /// narrow patches under whole 2x2 windows (<see cref="TakesNarrowRoute"/>).
     /// </summary>
     public static unsafe void KernelGradientAtWinners(ReadOnlySpan<float> pooledGradient, ReadOnlySpan<int> winners, ReadOnlySpan<float> patches,
         Span<float> kernelGradient, in Window window, in Window pool, int filters, int batch, bool accumulate = false)
@@ -27,18 +28,13 @@ public static partial class Convolution
         RequireWinners(pooledGradient, winners, window, pool, filters, batch, name);
         int size = window.PatchSize;
         Require(patches.Length >= (long)batch * window.Positions * size && kernelGradient.Length >= size * filters, name, window, batch);
-        if (TakesNarrowRoute(window, pool))
-        {
-            NarrowKernelGradientAtWinners(pooledGradient, winners, patches, kernelGradient, window, pool, filters, batch, accumulate);
-            return;
-        }
         int parts = Math.Min(batch, 2), partFloats = filters * size;
         var partials = AlignedBuffer.Ensure(ref winnerSums, parts * partFloats);
         fixed (float* dy = pooledGradient, p = patches, sums = partials)
         fixed (int* w = winners)
         {
             var job = new WinnersJob(dy, w, p, sums, window, pool, filters, batch, parts);
-            Helper.For(parts, &SumAtWinners, &job);
+            Helper.For(parts, TakesNarrowRoute(window, pool) ? &SumNarrowAtWinners : &SumAtWinners, &job);
         }
         // Transposed into the kernel's layout as the parts are added: partials are filter by filter, each a patch long.
         ref float target = ref MemoryMarshal.GetReference(kernelGradient);
@@ -64,38 +60,12 @@ public static partial class Convolution
     private const int NarrowTaps = 9;
 
     /// <summary>
-    /// The kernel gradient of a convolution with narrow patches at its 2x2 max pooling's winners: filters in the lanes of a
-    /// vector; for each of a pooled pixel's four window pixels, the pooled gradient in the lanes whose winner it is, times
-    /// each tap of that pixel's patch. The scattered gradient is never written (the small CNN's conv1: 5.5 MB at 64
-    /// samples), where the dense route scattered it and then multiplied every pixel's patch by it. The batch is summed in
-    /// two halves fixed by the batch alone, added in order, so the bits are the same on one core or two.
-    /// </summary>
-    private static unsafe void NarrowKernelGradientAtWinners(ReadOnlySpan<float> pooledGradient, ReadOnlySpan<int> winners, ReadOnlySpan<float> patches,
-        Span<float> kernelGradient, in Window window, in Window pool, int filters, int batch, bool accumulate)
-    {
-        int parts = Math.Min(batch, 2), partFloats = window.PatchSize * filters;
-        var partials = AlignedBuffer.Ensure(ref winnerSums, parts * partFloats);
-        fixed (float* dy = pooledGradient, p = patches, sums = partials)
-        fixed (int* w = winners)
-        {
-            var job = new WinnersJob(dy, w, p, sums, window, pool, filters, batch, parts);
-            Helper.For(parts, &SumNarrowAtWinners, &job);
-        }
-        // The partials are in the kernel's own layout (tap by tap, a float per filter): added in part order.
-        var target = kernelGradient.Slice(0, partFloats);
-        for (int part = 0; part < parts; part++)
-        {
-            var partial = partials.Slice(part * partFloats, partFloats);
-            if (part == 0 && !accumulate) partial.CopyTo(target);
-            else System.Numerics.Tensors.TensorPrimitives.Add(target, partial, target);
-        }
-    }
-
-    /// <summary>
-    /// Part <paramref name="index"/> of the narrow route: a vector of filters at a time, every sample's pooled pixels in
-    /// order, each window pixel's lanes times its patch's taps, nine sums in registers. Samples go a block at a time (about
-    /// 128 KB of patches, which the next vector of filters reads again from L2). The vector is System.Numerics' on every
-    /// SIMD path: each filter's sum is its lane's alone, so its width changes no bits.
+    /// Part <paramref name="index"/> of the kernel gradient at the winners for narrow patches under whole 2x2 windows:
+    /// filters in the lanes of a vector; for each of a pooled pixel's four window pixels, the pooled gradient in the lanes
+    /// whose winner it is, times each tap of that pixel's patch, nine sums in registers. No scattered gradient is written
+    /// (the small CNN's conv1: 5.5 MB at 64 samples). Samples go a block at a time (about 128 KB of patches, which the next
+    /// vector of filters reads again from L2); the sums go to the part's partial in <see cref="SumAtWinners"/>'s layout.
+    /// The vector is System.Numerics' on every SIMD path: each filter's sum is its lane's alone, so its width changes no bits.
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
     private static unsafe void SumNarrowAtWinners(void* state, int index, int worker)
@@ -167,11 +137,11 @@ public static partial class Convolution
                             }
                         }
                 }
-                // Added to what earlier blocks of samples left, tap by tap, the first count lanes.
+                // Added to what earlier blocks of samples left, filter by filter (a patch long each), the first count lanes.
                 sums[0] = s0; sums[1] = s1; sums[2] = s2; sums[3] = s3; sums[4] = s4; sums[5] = s5; sums[6] = s6; sums[7] = s7; sums[8] = s8;
-                for (int t = 0; t < size; t++)
-                    for (int lane = 0; lane < count; lane++)
-                        partial[(long)t * filters + c0 + lane] += sums[t][lane];
+                for (int lane = 0; lane < count; lane++)
+                    for (int t = 0; t < size; t++)
+                        partial[(long)(c0 + lane) * size + t] += sums[t][lane];
             }
         }
     }

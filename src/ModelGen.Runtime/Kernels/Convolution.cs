@@ -2,6 +2,7 @@ using System;
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 
 namespace ModelGen.Kernels;
 
@@ -202,8 +203,8 @@ public static partial class Convolution
     {
         int run = window.KernelWidth * window.Channels, rowFloats = window.Width * window.Channels;
         int imageFloats = window.Height * rowFloats, step = window.StrideWidth * window.Channels;
-        ref float source = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(images);
-        ref float target = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(patches);
+        ref float source = ref MemoryMarshal.GetReference(images);
+        ref float target = ref MemoryMarshal.GetReference(patches);
         // A run goes in vectors of four floats, the last one past its end: it reads up to three floats more of the image and
         // writes up to three more, which the next run (or the next row's first) then overwrites. So the last row of the
         // range, whose spill would land in rows it does not own, and a row whose reads would pass the images' end, go float
@@ -213,21 +214,20 @@ public static partial class Convolution
         for (int row = firstRow, cell = (firstRow - heldFrom) * window.PatchSize; row < firstRow + rows; row++, at.Advance(window))
         {
             int origin = at.Sample * imageFloats + at.Y * window.StrideHeight * rowFloats + at.X * step;
+            // Two loop nests rather than a test inside one: with the test per kernel row, 64 samples took 152 us, not 142.
             if (row + 1 < firstRow + rows && origin + lastRead <= images.Length)
             {
                 for (int ky = 0; ky < window.KernelHeight; ky++, cell += run)
                 {
-                    ref float from = ref System.Runtime.CompilerServices.Unsafe.Add(ref source, origin + ky * rowFloats);
-                    ref float to = ref System.Runtime.CompilerServices.Unsafe.Add(ref target, cell);
-                    for (int v = 0; v < 4 * vectors; v += 4)
-                        System.Runtime.Intrinsics.Vector128.StoreUnsafe(System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref from, (nuint)v), ref to, (nuint)v);
+                    ref float from = ref Unsafe.Add(ref source, origin + ky * rowFloats);
+                    for (int v = 0; v < 4 * vectors; v += 4) Vector128.StoreUnsafe(Vector128.LoadUnsafe(ref from, (nuint)v), ref Unsafe.Add(ref target, cell), (nuint)v);
                 }
                 continue;
             }
             for (int ky = 0; ky < window.KernelHeight; ky++)
             {
-                ref float from = ref System.Runtime.CompilerServices.Unsafe.Add(ref source, origin + ky * rowFloats);
-                for (int i = 0; i < run; i++, cell++) System.Runtime.CompilerServices.Unsafe.Add(ref target, cell) = System.Runtime.CompilerServices.Unsafe.Add(ref from, i);
+                ref float from = ref Unsafe.Add(ref source, origin + ky * rowFloats);
+                for (int i = 0; i < run; i++, cell++) Unsafe.Add(ref target, cell) = Unsafe.Add(ref from, i);
             }
         }
     }

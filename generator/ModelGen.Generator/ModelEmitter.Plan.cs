@@ -304,7 +304,13 @@ internal static partial class ModelEmitter
 
     private sealed record Tensor(string View, int Offset, int Length, bool Trainable);
 
-    private sealed record SubModelPlan(SubModelSpec Spec, List<NodePlan> Nodes);
+    private sealed record SubModelPlan(SubModelSpec Spec, List<NodePlan> Nodes)
+    {
+        /// <summary>The tensors its inference method computes, in order.</summary>
+        public IEnumerable<NodePlan> Computed => Nodes.Where(n => n.Spec.Kind != NodeKind.Input);
+
+        public IEnumerable<NodePlan> OutputNodes => Spec.Outputs.Select(o => Nodes[o.Node]);
+    }
 
     private sealed record InputPlan(NodeSpec Spec, int Offset)
     {

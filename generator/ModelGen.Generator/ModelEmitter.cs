@@ -86,6 +86,7 @@ internal static partial class ModelEmitter
         w.Line("private readonly Layer[] layers;");
         w.Line();
         w.Line("// Per tensor, for up to MaxBatchSize samples: its value and, where anything before it learns, the loss gradient with respect to it.");
+        var pooled = PooledConvolutions(plan);
         foreach (var node in plan.Buffered)
         {
             var names = new List<string> { node.Output };
@@ -95,14 +96,15 @@ internal static partial class ModelEmitter
             w.Line($"private readonly AlignedBuffer {string.Join(", ", names)};");
             if (node.Is(LayerKind.LayerNormalization)) w.Line($"private readonly AlignedBuffer {node.Mean}, {node.InverseStd}; // each row's statistics, for the backward pass");
             if (node.UsesBatchStatistics) w.Line($"private readonly AlignedBuffer {node.Mean}, {node.Variance}, {node.InverseStd}; // the last training batch's statistics");
-            EmitNodeFields(w, node);
+            EmitNodeFields(w, node, pooled);
         }
         foreach (var sub in plan.SubModels)
         {
-            var computed = sub.Nodes.Where(n => n.Spec.Kind != NodeKind.Input && !n.IsDropout && !n.IsAlias).ToList();
+            var computed = sub.Computed.Where(n => !n.IsDropout && !n.IsAlias).ToList();
             var buffers = computed.Select(n => n.Output).Concat(computed.Where(n => n.UsesPatches).Select(n => n.Patches)).ToList();
             if (buffers.Count > 0) w.Line($"private readonly AlignedBuffer {string.Join(", ", buffers)}; // the '{sub.Spec.Name}' sub-model");
-            foreach (var node in computed) EmitNodeFields(w, node);
+            var subPooled = PooledConvolutions(sub);
+            foreach (var node in computed) EmitNodeFields(w, node, subPooled);
         }
         if (plan.Buffered.Any(plan.NeedsPatchGradient)) w.Line($"private readonly AlignedBuffer {NodePlan.PatchGradient}; // one convolution's patch gradients at a time, in its backward block");
         if (plan.Packed)
@@ -343,9 +345,10 @@ internal static partial class ModelEmitter
 
     /// <summary>
     /// What a tensor needs besides its value and gradient: a sequence mask it creates, a recurrent layer's workspaces, a
-    /// convolution's or pooling's window geometry and the buffer of pooling winners.
+    /// convolution's or pooling's window geometry (a pooled convolution's and its pooling's over the outputs the pooling
+    /// reads, <see cref="PooledOutputs"/>) and the buffer of pooling winners.
     /// </summary>
-    private static void EmitNodeFields(CodeWriter w, NodePlan node)
+    private static void EmitNodeFields(CodeWriter w, NodePlan node, Dictionary<NodePlan, NodePlan> pooled)
     {
         if (node.CreatesMask) w.Line($"private readonly AlignedBuffer {node.SequenceMask}; // 1 for each step that counts, 0 for padding");
         if (node.Spec.Kind == NodeKind.Layer && node.Layer!.IsRecurrent)
@@ -360,7 +363,19 @@ internal static partial class ModelEmitter
         // A global pooling is a pooling whose one window is the whole image.
         var (kernelHeight, kernelWidth, strides) = layer.IsGlobal ? (input[0], input[1], 1) : (layer.KernelHeight, layer.KernelWidth, layer.Strides);
         string dilation = layer.Dilation > 1 ? $", Dilation: {layer.Dilation}" : "";
-        w.Line($"private static readonly Window {node.Window} = new({input[0]}, {input[1]}, {input[2]}, {kernelHeight}, {kernelWidth}, {strides}, {strides}, Same: {Bool(layer.Padding == Padding.Same)}{dilation});");
+        int height = input[0], width = input[1];
+        string geometry = $"{input[2]}, {kernelHeight}, {kernelWidth}, {strides}, {strides}, Same: {Bool(layer.Padding == Padding.Same)}{dilation}";
+        if (pooled.TryGetValue(node, out var partner) && node.Is(LayerKind.Conv2D) && PooledOutputs(partner) is var (readHeight, readWidth)
+            && (readHeight < node.Spec.Shape[0] || readWidth < node.Spec.Shape[1]))
+        {
+            w.Line($"// {partner.Title} reads {readHeight}x{readWidth} of {node.Title}'s {node.Spec.Shape[0]}x{node.Spec.Shape[1]} outputs: the rest is never computed");
+            w.Line($"private static readonly Window {node.Window} = new Window({height}, {width}, {geometry}).CroppedTo({readHeight}, {readWidth});");
+        }
+        else
+        {
+            if (partner is not null && !node.Is(LayerKind.Conv2D)) (height, width) = PooledOutputs(node);
+            w.Line($"private static readonly Window {node.Window} = new({height}, {width}, {geometry});");
+        }
         if (node.UsesWinners) w.Line($"private readonly int[] {node.Winners};");
     }
 
@@ -573,7 +588,7 @@ internal static partial class ModelEmitter
             foreach (var input in inputs.Skip(1)) w.Line($"Guard.Length(\"{name}.{sub.Spec.Name}\", \"{input.Spec.Name}\", nameof({input.Spec.Name}), {input.Spec.Name}.Length, batch, {input.Spec.Size});");
             foreach (var output in outputs) w.Line($"Guard.Length(\"{name}.{sub.Spec.Name}\", \"{output.Name}\", nameof({output.Name}), {output.Name}.Length, batch, {output.Size});");
             w.Line();
-            EmitForwardBody(w, plan.Model.ClassName, sub.Nodes.Where(n => n.Spec.Kind != NodeKind.Input), outputs.Select(o => o.Node), inferenceOnly: true);
+            EmitForwardBody(w, plan.Model.ClassName, sub.Computed, outputs.Select(o => o.Node), inferenceOnly: true);
             w.Line();
             foreach (var output in outputs) w.Line($"Reductions.Copy({output.Node.InferenceSource}, {output.Name}, batch * {output.Size});");
             w.Close();

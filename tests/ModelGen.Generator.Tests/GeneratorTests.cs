@@ -271,6 +271,37 @@ public class GeneratorTests
     }
 
     [Fact]
+    public void A_pooled_convolution_computes_only_the_outputs_its_valid_pooling_reads()
+    {
+        var (code, _) = GeneratorHarness.RunAndFindMethod("""
+            using ModelGen;
+
+            [Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
+            public partial class Cropping
+            {
+                [Input(13, 12, 2)] Input image;
+                [Conv2D(4, 3, Activation.Relu)] Conv2D odd;                        // (11, 10, 4)
+                [MaxPooling2D(2)] MaxPooling2D halving;                             // (5, 5, 4): reads 10x10
+                [Conv2D(4, 1, Activation.Tanh)] Conv2D curved;                      // (5, 5, 4)
+                [MaxPooling2D(2)] MaxPooling2D dropping;                            // (2, 2, 4): reads 4x4, but a tanh is not pooled in one call
+                [Conv2D(4, 1, Activation.Relu)] Conv2D last;                        // (2, 2, 4)
+                [MaxPooling2D(3, Padding = Padding.Same)] MaxPooling2D padded;      // (1, 1, 4): 'same' reads every pixel
+                [Flatten] Flatten flatten;
+                [Dense(3, Activation.Softmax)] Dense classes;
+            }
+            """, "Backward");
+
+        Assert.Contains("// halving reads 10x10 of odd's 11x10 outputs: the rest is never computed", code);
+        Assert.Contains("private static readonly Window oddWindow = new Window(13, 12, 2, 3, 3, 1, 1, Same: false).CroppedTo(10, 10);", code);
+        Assert.Contains("private static readonly Window halvingWindow = new(10, 10, 4, 2, 2, 2, 2, Same: false);", code);
+        Assert.Contains("private static readonly Window curvedWindow = new(5, 5, 4, 1, 1, 1, 1, Same: false);", code);
+        Assert.Contains("private static readonly Window droppingWindow = new(5, 5, 4, 2, 2, 2, 2, Same: false);", code);
+        Assert.Contains("private static readonly Window lastWindow = new(2, 2, 4, 1, 1, 1, 1, Same: false);", code);
+        Assert.Contains("private static readonly Window paddedWindow = new(2, 2, 4, 3, 3, 3, 3, Same: true);", code);
+        Assert.Single(code.Split('\n'), line => line.Contains("CroppedTo"));
+    }
+
+    [Fact]
     public void The_loss_takes_the_softmax_only_of_a_cross_entropy_output_nothing_else_reads()
     {
         var (code, backward) = GeneratorHarness.RunAndFindMethod("""

@@ -37,13 +37,25 @@ public readonly record struct Window
     public int StrideWidth { get; }
     public bool Same { get; }
     public int Dilation { get; }
-    public int OutputHeight { get; }
-    public int OutputWidth { get; }
+    public int OutputHeight { get; private init; }
+    public int OutputWidth { get; private init; }
     public int PadTop { get; }
     public int PadLeft { get; }
     /// <summary>Floats in one patch: a kernel-sized window over all input channels.</summary>
     public int PatchSize { get; }
-    public int Positions { get; }
+    public int Positions { get; private init; }
+
+    /// <summary>
+    /// The same convolution computing only its first <paramref name="outputHeight"/> x <paramref name="outputWidth"/> outputs
+    /// (its padding as before): where a 'valid' pooling reads only those, the rows and columns it drops are never computed,
+    /// and every kernel that takes the window (forward, patches, gradients) skips them alike.
+    /// </summary>
+    public Window CroppedTo(int outputHeight, int outputWidth)
+    {
+        if (outputHeight < 1 || outputHeight > OutputHeight || outputWidth < 1 || outputWidth > OutputWidth)
+            throw new ArgumentOutOfRangeException(nameof(outputHeight), $"A window of {OutputHeight}x{OutputWidth} outputs cannot be cropped to {outputHeight}x{outputWidth}.");
+        return this with { OutputHeight = outputHeight, OutputWidth = outputWidth, Positions = outputHeight * outputWidth };
+    }
     /// <summary>Rows and columns of the image a (dilated) window spans. Internal, so the window's text stays the layer's geometry.</summary>
     internal int SpanHeight => (KernelHeight - 1) * Dilation + 1;
     internal int SpanWidth => (KernelWidth - 1) * Dilation + 1;

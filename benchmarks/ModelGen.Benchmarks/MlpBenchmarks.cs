@@ -102,8 +102,9 @@ public class ConvolutionGradientBenchmarks
 {
     private const int Batch = 64;
     private static readonly Window Conv1 = new(28, 28, 1, 3, 3, 1, 1, Same: false), Pool1 = new(26, 26, 32, 2, 2, 2, 2, Same: false);
-    private static readonly Window Conv2 = new(13, 13, 32, 3, 3, 1, 1, Same: false), Pool2 = new(11, 11, 64, 2, 2, 2, 2, Same: false);
-    private (float[] Patches, float[] Kernel, float[] Convolved, float[] PooledGradient, int[] Winners, float[] Scattered) first, second;
+    // conv2 computes only the 10x10 of its 11x11 outputs that pool2 reads, as the model does.
+    private static readonly Window Conv2 = new Window(13, 13, 32, 3, 3, 1, 1, Same: false).CroppedTo(10, 10), Pool2 = new(10, 10, 64, 2, 2, 2, 2, Same: false);
+    private (float[] Images, float[] Patches, float[] Kernel, float[] Convolved, float[] PooledGradient, int[] Winners, float[] Scattered) first, second;
     private float[] transposedScratch, inputGradient, kernelGradient1, kernelGradient2;
 
     [GlobalSetup]
@@ -118,7 +119,7 @@ public class ConvolutionGradientBenchmarks
     }
 
     /// <summary>A convolution's kept patches and pooling winners over random images, and a pooled gradient half zeros (a ReLU's derivative), scattered too.</summary>
-    private static (float[], float[], float[], float[], int[], float[]) Layer(Window window, Window pool, int filters, int seed)
+    private static (float[], float[], float[], float[], float[], int[], float[]) Layer(Window window, Window pool, int filters, int seed)
     {
         var random = new SeededRandom(seed);
         var images = Enumerable.Range(0, Batch * window.Height * window.Width * window.Channels).Select(_ => random.NextFloat()).ToArray();
@@ -131,7 +132,7 @@ public class ConvolutionGradientBenchmarks
         var gradient = pooled.Select((_, i) => i % 2 == 0 ? 0f : random.NextFloat() - 0.5f).ToArray();
         var scattered = new float[convolved.Length];
         Pooling.MaxBackward(gradient, winners, scattered, pool, Batch, accumulate: false);
-        return (patches, kernel, convolved, gradient, winners, scattered);
+        return (images, patches, kernel, convolved, gradient, winners, scattered);
     }
 
     [Benchmark]
@@ -151,7 +152,7 @@ public class ConvolutionGradientBenchmarks
     [Benchmark]
     public float Conv2KernelGradientAtWinners()
     {
-        Convolution.KernelGradientAtWinners(second.PooledGradient, second.Winners, second.Patches, kernelGradient2, Conv2, Pool2, 64, Batch);
+        Convolution.KernelGradientAtWinners(second.PooledGradient, second.Winners, second.Images, second.Patches, kernelGradient2, Conv2, Pool2, 64, Batch);
         return kernelGradient2[0];
     }
 
@@ -166,7 +167,7 @@ public class ConvolutionGradientBenchmarks
     [Benchmark]
     public float Conv1KernelGradientNarrow()
     {
-        Convolution.KernelGradientAtWinners(first.PooledGradient, first.Winners, first.Patches, kernelGradient1, Conv1, Pool1, 32, Batch);
+        Convolution.KernelGradientAtWinners(first.PooledGradient, first.Winners, first.Images, default, kernelGradient1, Conv1, Pool1, 32, Batch);
         return kernelGradient1[0];
     }
 }

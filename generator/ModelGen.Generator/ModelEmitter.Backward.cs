@@ -66,7 +66,7 @@ internal static partial class ModelEmitter
                     EmitActivationBackward(w, node, activation);
                     if (pool is not null)
                     {
-                        w.Line($"Convolution.KernelGradientAtWinners({pool.Gradient}, {pool.Winners}, {node.Patches}, {Plan.View(layer, "Kernel")}Gradient, {node.Window}, {pool.Window}, {layer.Channels}, batch);");
+                        w.Line($"Convolution.KernelGradientAtWinners({pool.Gradient}, {pool.Winners}, {input.TrainingSource}, {node.PatchesArgument}, {Plan.View(layer, "Kernel")}Gradient, {node.Window}, {pool.Window}, {layer.Channels}, batch);");
                     }
                     else if (layer.Trainable)
                     {

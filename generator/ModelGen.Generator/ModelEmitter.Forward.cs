@@ -62,7 +62,7 @@ internal static partial class ModelEmitter
                     }
                     w.Line(title);
                     // im2col + GEMM, or a direct kernel for small windows that fills the patches only for the kernel gradient
-                    w.Line($"Convolution.Forward({inputs[0]}, {node.Patches}, {Plan.View(conv, "Kernel")}, {node.Output}, {node.Window}, {conv.Channels}, batch{Epilogue(conv)}, keepPatches: {keepForBackward});");
+                    w.Line($"Convolution.Forward({inputs[0]}, {node.PatchesArgument}, {Plan.View(conv, "Kernel")}, {node.Output}, {node.Window}, {conv.Channels}, batch{Epilogue(conv)}, keepPatches: {(node.UsesPatches ? keepForBackward : "false")});");
                     if (conv.Activation is not (Activation.Linear or Activation.Relu)) EmitActivation(w, conv.Activation, node.Output, spec);
                     break;
                 }
@@ -382,8 +382,8 @@ internal static partial class ModelEmitter
     {
         var layer = conv.Layer!;
         w.Line($"{title}, with {conv.Title} in one call: where the direct kernel takes {conv.Title}'s windows, each window's maximum is taken in registers and {conv.Title}'s output never written");
-        w.Line($"Convolution.ForwardMaxPooled({conv.Inputs[0].InferenceName}, {conv.Patches}, {Plan.View(layer, "Kernel")}, {conv.Output}, {pool.Output}, {pool.Winners}, " +
-            $"{conv.Window}, {pool.Window}, {layer.Channels}, batch{Epilogue(layer)}, training: {keepForBackward});");
+        w.Line($"Convolution.ForwardMaxPooled({conv.Inputs[0].InferenceName}, {conv.PatchesArgument}, {Plan.View(layer, "Kernel")}, {conv.Output}, {pool.Output}, {pool.Winners}, " +
+            $"{conv.Window}, {pool.Window}, {layer.Channels}, batch{Epilogue(layer)}, training: {keepForBackward}{(conv.UsesPatches ? "" : ", keepPatches: false")});");
     }
 
     /// <summary>

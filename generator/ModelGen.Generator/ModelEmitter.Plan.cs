@@ -44,7 +44,12 @@ internal static partial class ModelEmitter
             readers = ReaderCounts(Computed);
             foreach (var output in Outputs.Where(TakesSoftmax)) derivativeTakenBy.Add(output.Node, null);
             foreach (var pool in Computed.Where(TakesRelu)) derivativeTakenBy.Add(pool.Inputs[0], pool);
-            foreach (var pool in Computed.Where(TakesKernelGradient)) kernelGradientPools.Add(pool.Inputs[0], pool);
+            foreach (var pool in Computed.Where(TakesKernelGradient))
+            {
+                var conv = pool.Inputs[0];
+                kernelGradientPools.Add(conv, pool);
+                conv.KernelGradientReadsInput = NarrowWinnersPay(conv.Layer!, pool);
+            }
             PlanGradients();
         }
 
@@ -376,9 +381,16 @@ internal static partial class ModelEmitter
         public string Mean => Stem + "Mean";
         public string Variance => Stem + "Variance";
         public string InverseStd => Stem + "InverseStd";
-        /// <summary>Convolutions through im2col (Conv2D) or col2im (Conv2DTranspose) keep a patch matrix.</summary>
-        public bool UsesPatches => Is(LayerKind.Conv2D) || Is(LayerKind.Conv2DTranspose);
+        /// <summary>
+        /// Convolutions through im2col (Conv2D) or col2im (Conv2DTranspose) keep a patch matrix; not a Conv2D whose kernel
+        /// gradient reads its taps from its input (<see cref="KernelGradientReadsInput"/>), as nothing else reads its patches.
+        /// </summary>
+        public bool UsesPatches => Is(LayerKind.Conv2D) && !KernelGradientReadsInput || Is(LayerKind.Conv2DTranspose);
         public string Patches => Stem + "Patches";
+        /// <summary>The patches as a span argument: "default" for a convolution that keeps none.</summary>
+        public string PatchesArgument => UsesPatches ? Patches : "default";
+        /// <summary>A Conv2D whose kernel gradient takes the narrow route at its pooling's winners, which reads the taps from its input (set by the plan).</summary>
+        public bool KernelGradientReadsInput { get; set; }
         /// <summary>The one buffer every convolution's backward block uses for its patch gradients, sized for the largest.</summary>
         public const string PatchGradient = "patchGradients";
         public string Winners => Stem + "Winners";

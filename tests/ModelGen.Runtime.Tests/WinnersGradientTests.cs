@@ -31,12 +31,43 @@ public class WinnersGradientTests
         int poolSize, int poolStrides, bool same, int batch, SimdPath path)
     {
         using var _ = KernelSettings.OnSimd(path);
-        var (window, pool, patches, winners, pooledGradient) = Case(height, width, channels, kernel, filters, poolSize, poolStrides, same, batch);
+        var (window, pool, patches, winners, pooledGradient, image) = Case(height, width, channels, kernel, filters, poolSize, poolStrides, same, batch);
         int size = window.PatchSize;
 
+        // The narrow route reads its taps from the image: it gets no patches.
         var actual = new float[size * filters];
-        Convolution.KernelGradientAtWinners(pooledGradient, winners, patches, actual, window, pool, filters, batch);
+        var kept = Convolution.KernelGradientReadsPatches(window, pool) ? patches : default;
+        Convolution.KernelGradientAtWinners(pooledGradient, winners, image, kept, actual, window, pool, filters, batch);
+        AssertTheDenseRoute(actual, window, pool, patches, winners, pooledGradient, filters, batch);
+    }
 
+    /// <summary>Input height, width and channels, kernel, convolution strides and 'same', filters, batch: narrow patches under 2x2 poolings.</summary>
+    public static readonly TheoryData<int, int, int, int, int, bool, int, int> NarrowShapes = new()
+    {
+        { 8, 8, 1, 3, 1, true, 9, 3 },   // 'same' padding on every side: the border's windows gathered, zeros where they hang over
+        { 9, 9, 1, 3, 2, true, 5, 2 },   // strided: 5x5 outputs, the pooling dropping the last row and column
+        { 7, 7, 2, 2, 1, true, 13, 2 },  // eight taps over two channels, padded at the bottom and right only
+    };
+
+    public static IEnumerable<object[]> NarrowShapesOnEveryPath => KernelSettings.OnEveryPath(NarrowShapes);
+
+    [Theory]
+    [MemberData(nameof(NarrowShapesOnEveryPath))]
+    public void The_narrow_route_reads_its_taps_from_the_input_padding_included(int height, int width, int channels, int kernel, int strides, bool same,
+        int filters, int batch, SimdPath path)
+    {
+        using var _ = KernelSettings.OnSimd(path);
+        var (window, pool, patches, winners, pooledGradient, image) = Case(height, width, channels, kernel, filters, 2, 2, false, batch, strides, same);
+        Assert.False(Convolution.KernelGradientReadsPatches(window, pool));
+        var actual = new float[window.PatchSize * filters];
+        Convolution.KernelGradientAtWinners(pooledGradient, winners, image, default, actual, window, pool, filters, batch);
+        AssertTheDenseRoute(actual, window, pool, patches, winners, pooledGradient, filters, batch);
+    }
+
+    /// <summary>A kernel gradient at the winners against the dense route and the definition, in double.</summary>
+    private static void AssertTheDenseRoute(float[] actual, in Window window, in Window pool, float[] patches, int[] winners, float[] pooledGradient, int filters, int batch)
+    {
+        int size = window.PatchSize;
         // The route it replaces: the gradient scattered to the winners, then the dense product over every position.
         var scattered = new float[batch * window.Positions * filters];
         Pooling.MaxBackward(pooledGradient, winners, scattered, pool, batch, accumulate: false);
@@ -61,17 +92,18 @@ public class WinnersGradientTests
     [InlineData(28, 1, 32)]  // nine-float patches: the narrow route
     public void Accumulates_onto_the_gradient_and_gives_the_same_bits_on_one_core_or_two(int side, int channels, int filters)
     {
-        var (window, pool, patches, winners, pooledGradient) = Case(side, side, channels, 3, filters, 2, 2, false, 6);
+        var (window, pool, patches, winners, pooledGradient, image) = Case(side, side, channels, 3, filters, 2, 2, false, 6);
+        if (!Convolution.KernelGradientReadsPatches(window, pool)) patches = [];
         int size = window.PatchSize * filters;
         var alone = new float[size];
-        KernelSettings.OnThreads(1, () => Convolution.KernelGradientAtWinners(pooledGradient, winners, patches, alone, window, pool, filters, 6));
+        KernelSettings.OnThreads(1, () => Convolution.KernelGradientAtWinners(pooledGradient, winners, image, patches, alone, window, pool, filters, 6));
         var shared = new float[size];
-        KernelSettings.OnThreads(2, () => Convolution.KernelGradientAtWinners(pooledGradient, winners, patches, shared, window, pool, filters, 6));
+        KernelSettings.OnThreads(2, () => Convolution.KernelGradientAtWinners(pooledGradient, winners, image, patches, shared, window, pool, filters, 6));
         Assert.Equal(alone, shared);
 
         var earlier = Enumerable.Range(0, size).Select(i => (float)Math.Sin(i)).ToArray();
         var added = (float[])earlier.Clone();
-        Convolution.KernelGradientAtWinners(pooledGradient, winners, patches, added, window, pool, filters, 6, accumulate: true);
+        Convolution.KernelGradientAtWinners(pooledGradient, winners, image, patches, added, window, pool, filters, 6, accumulate: true);
         for (int i = 0; i < size; i++) Assert.Equal(earlier[i] + alone[i], added[i], 1e-5f);
     }
 
@@ -90,7 +122,7 @@ public class WinnersGradientTests
     public void Input_gradient_at_the_winners_is_the_transposed_convolution_of_the_scattered_gradient(int height, int width, int channels, int kernel,
         int convStrides, bool convSame, int filters, int poolSize, int poolStrides, int batch)
     {
-        var (window, pool, _, winners, pooledGradient) = Case(height, width, channels, kernel, filters, poolSize, poolStrides, false, batch, convStrides, convSame);
+        var (window, pool, _, winners, pooledGradient, _) = Case(height, width, channels, kernel, filters, poolSize, poolStrides, false, batch, convStrides, convSame);
         var random = new Random(filters);
         var weights = Enumerable.Range(0, window.PatchSize * filters).Select(_ => (float)random.NextDouble() - 0.5f).ToArray();
         int imageFloats = height * width * channels;
@@ -126,7 +158,7 @@ public class WinnersGradientTests
     [Fact]
     public void The_input_gradient_accumulates_and_gives_the_same_bits_on_one_core_or_two()
     {
-        var (window, pool, _, winners, pooledGradient) = Case(10, 10, 8, 3, 6, 0, 0, false, 5);
+        var (window, pool, _, winners, pooledGradient, _) = Case(10, 10, 8, 3, 6, 0, 0, false, 5);
         var weights = Enumerable.Range(0, window.PatchSize * 6).Select(i => (float)Math.Cos(i)).ToArray();
         int floats = 5 * 10 * 10 * 8;
         var alone = new float[floats];
@@ -163,7 +195,7 @@ public class WinnersGradientTests
         int convStrides, bool convSame, int filters, int poolSize, int poolStrides, int batch, SimdPath path)
     {
         using var _ = KernelSettings.OnSimd(path);
-        var (window, pool, _, winners, pooledGradient) = Case(height, width, channels, kernel, filters, poolSize, poolStrides, false, batch, convStrides, convSame);
+        var (window, pool, _, winners, pooledGradient, _) = Case(height, width, channels, kernel, filters, poolSize, poolStrides, false, batch, convStrides, convSame);
         var random = new Random(channels);
         var weights = Enumerable.Range(0, window.PatchSize * filters).Select(_ => (float)random.NextDouble() - 0.5f).ToArray();
         // A ReLU's derivative zeroes about half the pooled gradient (some to -0, which is skipped as +0 is); a NaN is kept.
@@ -195,17 +227,17 @@ public class WinnersGradientTests
     [Fact]
     public void A_winner_outside_its_filter_is_rejected()
     {
-        var (window, pool, patches, winners, pooledGradient) = Case(9, 9, 2, 3, 4, 2, 2, false, 1);
+        var (window, pool, patches, winners, pooledGradient, image) = Case(9, 9, 2, 3, 4, 2, 2, false, 1);
         var gradient = new float[window.PatchSize * 4];
         // Winner 5 belongs to filter 1: a pixel of the next filter, pixel -1 of its own, the pixel after the image's last.
         foreach (int bad in new[] { winners[5] + 1, -3, window.Positions * 4 + 1 })
         {
             var wrong = (int[])winners.Clone();
             wrong[5] = bad;
-            var error = Assert.Throws<ArgumentException>(() => Convolution.KernelGradientAtWinners(pooledGradient, wrong, patches, gradient, window, pool, 4, 1));
+            var error = Assert.Throws<ArgumentException>(() => Convolution.KernelGradientAtWinners(pooledGradient, wrong, image, patches, gradient, window, pool, 4, 1));
             Assert.Contains($"winner {bad} of pooled pixel 1, filter 1 ", error.Message);
         }
-        Assert.Throws<ArgumentException>(() => Convolution.KernelGradientAtWinners(pooledGradient, winners, patches.AsSpan(1).ToArray(), gradient, window, pool, 4, 1));
+        Assert.Throws<ArgumentException>(() => Convolution.KernelGradientAtWinners(pooledGradient, winners, image, patches.AsSpan(1).ToArray(), gradient, window, pool, 4, 1));
     }
 
     /// <summary>Both routes within 1e-5 (relative, past 1) of the sum in double.</summary>
@@ -219,8 +251,8 @@ public class WinnersGradientTests
         }
     }
 
-    /// <summary>A convolution's kept patches, its pooling's winners over a random output (distinct values) and a pooled gradient.</summary>
-    private static (Window Window, Window Pool, float[] Patches, int[] Winners, float[] PooledGradient) Case(int height, int width, int channels, int kernel, int filters,
+    /// <summary>A convolution's input and kept patches, its pooling's winners over a random output (distinct values) and a pooled gradient.</summary>
+    private static (Window Window, Window Pool, float[] Patches, int[] Winners, float[] PooledGradient, float[] Image) Case(int height, int width, int channels, int kernel, int filters,
         int poolSize, int poolStrides, bool same, int batch, int convStrides = 1, bool convSame = false)
     {
         var random = new Random(height * 100 + filters);
@@ -235,6 +267,6 @@ public class WinnersGradientTests
         var winners = new int[pooled.Length];
         Pooling.MaxForward(convolved, pooled, winners, pool, batch);
         var pooledGradient = Enumerable.Range(0, pooled.Length).Select(_ => (float)random.NextDouble() - 0.5f).ToArray();
-        return (window, pool, patches, winners, pooledGradient);
+        return (window, pool, patches, winners, pooledGradient, image);
     }
 }

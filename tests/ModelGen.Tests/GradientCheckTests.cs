@@ -18,7 +18,7 @@ public class GradientCheckTests
         nameof(NormalizedMlp), nameof(NormalizedCnn), nameof(FrozenMiddle), nameof(ReshapingChain), nameof(DilatedCnn),
         nameof(LstmClassifier), nameof(GruSequences), nameof(MaskedLstm), nameof(BidirectionalStack), nameof(BidirectionalSequences),
         nameof(SelfAttentionBlock), nameof(CrossAttention), nameof(CausalAttention), nameof(UNetLike), nameof(EncoderDecoder), nameof(GruWithStates), nameof(MaskedAverage),
-        nameof(ReluPoolingParity), nameof(StepTagger),
+        nameof(ReluPoolingParity), nameof(StepTagger), nameof(NarrowPooledCnn),
     };
 
     [Theory, MemberData(nameof(Models))]
@@ -55,6 +55,7 @@ public class GradientCheckTests
             nameof(MaskedAverage) => new MaskedAverage(batch, seed: 28),
             nameof(ReluPoolingParity) => new ReluPoolingParity(batch, seed: 29),
             nameof(StepTagger) => new StepTagger(batch, seed: 30),
+            nameof(NarrowPooledCnn) => new NarrowPooledCnn(batch, seed: 32),
             _ => new SeparateSoftmax(batch, seed: 6),
         };
         var random = new Random(name.Length);

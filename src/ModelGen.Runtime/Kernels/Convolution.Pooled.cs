@@ -14,19 +14,21 @@ public static partial class Convolution
 {
     /// <summary>
     /// Conv2D (<paramref name="window"/>, into <paramref name="convolved"/>) then MaxPooling2D (<paramref name="pool"/>, into
-    /// <paramref name="pooled"/>). Training keeps what the backward pass reads (the patches and the pooling's winners). Both
-    /// run the two as one where <see cref="PoolsInRegisters"/>, and then leave <paramref name="convolved"/> untouched (the
-    /// backward pass never reads it: the pooling takes the ReLU's derivative on its own output); elsewhere the two kernels.
+    /// <paramref name="pooled"/>). Training keeps what the backward pass reads: the pooling's winners and, unless
+    /// <paramref name="keepPatches"/> is false (a kernel gradient that reads the input: <see cref="KernelGradientReadsPatches"/>),
+    /// the patches. Both run the two as one where <see cref="PoolsInRegisters"/>, and then leave <paramref name="convolved"/>
+    /// untouched (the backward pass never reads it: the pooling takes the ReLU's derivative on its own output); elsewhere the two kernels.
     /// </summary>
     public static unsafe void ForwardMaxPooled(ReadOnlySpan<float> input, Span<float> patches, ReadOnlySpan<float> kernel, Span<float> convolved,
         Span<float> pooled, Span<int> winners, in Window window, in Window pool, int filters, int batch, ReadOnlySpan<float> bias = default,
-        bool relu = false, bool training = false)
+        bool relu = false, bool training = false, bool keepPatches = true)
     {
         if (pool.Height != window.OutputHeight || pool.Width != window.OutputWidth || pool.Channels != filters)
             throw new ArgumentException($"Pooled convolution: the pooling reads {pool.Height}x{pool.Width}x{pool.Channels} pixels, the convolution writes {window.OutputHeight}x{window.OutputWidth}x{filters}.");
-        if (!PoolsInRegisters(window, pool, filters, keepPatches: training))
+        bool keeps = training && keepPatches;
+        if (!PoolsInRegisters(window, pool, filters, keeps))
         {
-            Forward(input, patches, kernel, convolved, window, filters, batch, bias, relu, keepPatches: training);
+            Forward(input, patches, kernel, convolved, window, filters, batch, bias, relu, keepPatches: keeps);
             Pooling.MaxForward(convolved, pooled, winners, pool, batch, keepWinners: training);
             return;
         }
@@ -34,7 +36,7 @@ public static partial class Convolution
         long pooledFloats = (long)batch * pool.Positions * filters;
         Require(input.Length >= batch * imageFloats && kernel.Length >= window.PatchSize * filters && pooled.Length >= pooledFloats
             && (bias.IsEmpty || bias.Length >= filters) && (!training || winners.Length >= pooledFloats), "Pooled convolution", window, batch);
-        if (training) Im2Col(input, patches, window, batch);
+        if (keeps) Im2Col(input, patches, window, batch);
         fixed (float* x = input, k = kernel, b = bias, y = pooled)
         fixed (int* w = winners)
         {

@@ -47,6 +47,7 @@ public class WinnersGradientTests
         { 8, 8, 1, 3, 1, true, 9, 3 },   // 'same' padding on every side: the border's windows gathered, zeros where they hang over
         { 9, 9, 1, 3, 2, true, 5, 2 },   // strided: 5x5 outputs, the pooling dropping the last row and column
         { 7, 7, 2, 2, 1, true, 13, 2 },  // eight taps over two channels, padded at the bottom and right only
+        { 3, 3, 1, 3, 1, true, 5, 3 },   // an image narrower than a pooled pixel's four windows: every window gathered
     };
 
     public static IEnumerable<object[]> NarrowShapesOnEveryPath => KernelSettings.OnEveryPath(NarrowShapes);

@@ -42,6 +42,12 @@ internal static partial class ModelEmitter
                 targetOffset += output.TargetSize;
             }
             readers = ReaderCounts(Computed);
+            foreach (var pair in PooledConvolutions(this).Where(p => p.Key.Is(LayerKind.Conv2D)))
+            {
+                var (height, width) = PooledOutputs(pair.Value);
+                var shape = pair.Key.Spec.Shape;
+                if (height * width < shape[0] * shape[1]) croppedFloats.Add(pair.Key, height * width * shape[2]);
+            }
             foreach (var output in Outputs.Where(TakesSoftmax)) derivativeTakenBy.Add(output.Node, null);
             foreach (var pool in Computed.Where(TakesRelu)) derivativeTakenBy.Add(pool.Inputs[0], pool);
             foreach (var pool in Computed.Where(TakesKernelGradient))
@@ -83,13 +89,21 @@ internal static partial class ModelEmitter
             }
             var gradients = Buffered.Where(HasGradientBuffer).ToList();
             var lifetimes = gradients.Select(n => written.Contains(n)
-                ? new ArenaLayout.Lifetime(n.Spec.Size, touched[n].First, touched[n].Last)
-                : new ArenaLayout.Lifetime(n.Spec.Size, 0, step)).ToList();
+                ? new ArenaLayout.Lifetime(Floats(n), touched[n].First, touched[n].Last)
+                : new ArenaLayout.Lifetime(Floats(n), 0, step)).ToList();
             var offsets = ArenaLayout.Place(lifetimes, FloatsPerLine, out int arena);
             for (int t = 0; t < gradients.Count; t++) GradientOffsets[gradients[t]] = offsets[t];
             GradientFloats = arena;
-            SeparateGradientFloats = gradients.Sum(n => n.Spec.Size);
+            SeparateGradientFloats = gradients.Sum(Floats);
         }
+
+        /// <summary>
+        /// Floats a sample of a tensor's value and of its gradient: its shape's, but a pooled convolution's only for the outputs
+        /// its pooling reads (<see cref="PooledOutputs"/>), which are all it computes.
+        /// </summary>
+        public int Floats(NodePlan node) => croppedFloats.TryGetValue(node, out int floats) ? floats : node.Spec.Size;
+
+        private readonly Dictionary<NodePlan, int> croppedFloats = new();
 
         /// <summary>Offsets aligned to this many floats keep every gradient on a cache line, whatever the batch.</summary>
         private const int FloatsPerLine = 16;

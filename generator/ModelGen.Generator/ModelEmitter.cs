@@ -214,7 +214,7 @@ internal static partial class ModelEmitter
         var pooled = PooledConvolutions(plan);
         foreach (var node in plan.Buffered)
         {
-            string size = $"maxBatchSize * {node.Spec.Size}";
+            string size = $"maxBatchSize * {plan.Floats(node)}";
             // Dropout is the identity at inference, which reads its input's buffer; a convolution pooled as it is computed
             // may never be written, in either pass.
             if (node.IsDropout) w.Line($"{node.Output} = buffers.TrainingFloats({size});");

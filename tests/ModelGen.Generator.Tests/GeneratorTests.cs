@@ -301,6 +301,9 @@ public class GeneratorTests
         Assert.Contains("private static readonly Window lastWindow = new(2, 2, 4, 1, 1, 1, 1, Same: false);", code);
         Assert.Contains("private static readonly Window paddedWindow = new(2, 2, 4, 3, 3, 3, 3, Same: true);", code);
         Assert.Single(code.Split('\n'), line => line.Contains("CroppedTo"));
+        // Its value and gradient hold what it computes: 10x10x4 floats a sample, not 11x10x4.
+        Assert.Contains("oddOutput = buffers.PooledConvolution(oddWindow, halvingWindow, maxBatchSize * 400);", code);
+        Assert.Matches(@"oddGradient = buffers\.Gradient\(maxBatchSize \* \d+, maxBatchSize \* 400\);", code);
     }
 
     [Fact]

@@ -123,11 +123,12 @@ public class InferenceCopyTests
     {
         var model = new SmallCnn(Capacity, seed: 17);
         var copy = Assert.IsType<InferenceCopy>(model.ForInference());
-        // Values a sample: pool1 13x13x32, conv2 11x11x64, pool2 5x5x64 (Flatten reads it as it is), Dense 128 and 10. conv1
+        // Values a sample: pool1 13x13x32, conv2 10x10x64, pool2 5x5x64 (Flatten reads it as it is), Dense 128 and 10. conv1
         // (3x3x1 windows, the direct kernel's on every SIMD path) is pooled in registers, its 26x26x32 output never written;
-        // conv2's 3x3x32 windows are not (AVX2 takes them through im2col, in a scratch at inference), so its output is kept. The patches,
-        // the poolings' winners, the gradients and the patch gradients are training's.
-        int values = 13 * 13 * 32 + 11 * 11 * 64 + 5 * 5 * 64 + 128 + 10;
+        // conv2's 3x3x32 windows are not (AVX2 takes them through im2col, in a scratch at inference), so its output is kept,
+        // the 10x10 of its 11x11 outputs that pool2 reads (all it computes). The patches, the poolings' winners, the gradients
+        // and the patch gradients are training's.
+        int values = 13 * 13 * 32 + 10 * 10 * 64 + 5 * 5 * 64 + 128 + 10;
         Assert.Equal(SmallCnn.ParameterCount * sizeof(float) + (long)Capacity * values * sizeof(float) + copy.PackedBytes, copy.Bytes);
     }
 

@@ -363,6 +363,10 @@ internal static partial class ModelEmitter
         return ((pool.Spec.Shape[0] - 1) * layer.Strides + layer.KernelHeight, (pool.Spec.Shape[1] - 1) * layer.Strides + layer.KernelWidth);
     }
 
+    /// <summary>The outputs a pooled convolution computes where its pooling reads fewer than it has (<see cref="PooledOutputs"/>); null where it reads them all.</summary>
+    private static (int Height, int Width)? Cropped(NodePlan conv, NodePlan pool) =>
+        PooledOutputs(pool) is var (height, width) && (height < conv.Spec.Shape[0] || width < conv.Spec.Shape[1]) ? (height, width) : null;
+
     private static Dictionary<NodePlan, NodePlan> PooledConvolutions(List<NodePlan> nodes, Dictionary<NodePlan, int> readers, List<NodePlan> outputs)
     {
         var pooled = new Dictionary<NodePlan, NodePlan>();

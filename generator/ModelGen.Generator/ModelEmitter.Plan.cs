@@ -42,11 +42,9 @@ internal static partial class ModelEmitter
                 targetOffset += output.TargetSize;
             }
             readers = ReaderCounts(Computed);
-            foreach (var pair in PooledConvolutions(this).Where(p => p.Key.Is(LayerKind.Conv2D)))
+            foreach (var (conv, pool) in PooledConvolutions(this).Where(p => p.Key.Is(LayerKind.Conv2D)).Select(p => (p.Key, p.Value)))
             {
-                var (height, width) = PooledOutputs(pair.Value);
-                var shape = pair.Key.Spec.Shape;
-                if (height * width < shape[0] * shape[1]) croppedFloats.Add(pair.Key, height * width * shape[2]);
+                if (Cropped(conv, pool) is (int height, int width)) croppedFloats.Add(conv, height * width * conv.Spec.Shape[2]);
             }
             foreach (var output in Outputs.Where(TakesSoftmax)) derivativeTakenBy.Add(output.Node, null);
             foreach (var pool in Computed.Where(TakesRelu)) derivativeTakenBy.Add(pool.Inputs[0], pool);
@@ -99,7 +97,7 @@ internal static partial class ModelEmitter
 
         /// <summary>
         /// Floats a sample of a tensor's value and of its gradient: its shape's, but a pooled convolution's only for the outputs
-        /// its pooling reads (<see cref="PooledOutputs"/>), which are all it computes.
+        /// its pooling reads (<see cref="Cropped"/>), which are all it computes.
         /// </summary>
         public int Floats(NodePlan node) => croppedFloats.TryGetValue(node, out int floats) ? floats : node.Spec.Size;
 

@@ -365,14 +365,14 @@ internal static partial class ModelEmitter
         string dilation = layer.Dilation > 1 ? $", Dilation: {layer.Dilation}" : "";
         int height = input[0], width = input[1];
         string geometry = $"{input[2]}, {kernelHeight}, {kernelWidth}, {strides}, {strides}, Same: {Bool(layer.Padding == Padding.Same)}{dilation}";
-        if (pooled.TryGetValue(node, out var partner) && node.Is(LayerKind.Conv2D) && PooledOutputs(partner) is var (readHeight, readWidth)
-            && (readHeight < node.Spec.Shape[0] || readWidth < node.Spec.Shape[1]))
+        if (pooled.TryGetValue(node, out var partner) && node.Is(LayerKind.Conv2D) && Cropped(node, partner) is (int readHeight, int readWidth))
         {
             w.Line($"// {partner.Title} reads {readHeight}x{readWidth} of {node.Title}'s {node.Spec.Shape[0]}x{node.Spec.Shape[1]} outputs: the rest is never computed");
             w.Line($"private static readonly Window {node.Window} = new Window({height}, {width}, {geometry}).CroppedTo({readHeight}, {readWidth});");
         }
         else
         {
+            // A pooled convolution's pooling runs over the outputs it reads: all of them, unless the convolution is cropped.
             if (partner is not null && !node.Is(LayerKind.Conv2D)) (height, width) = PooledOutputs(node);
             w.Line($"private static readonly Window {node.Window} = new({height}, {width}, {geometry});");
         }

@@ -18,9 +18,9 @@ public static partial class Convolution
     /// The kernel gradient (PatchSize x <paramref name="filters"/>, Keras' layout) of a convolution (<paramref name="window"/>)
     /// from the gradient of the max pooling (<paramref name="pool"/>) that reads its output, and the pooling's winners: from the
     /// <paramref name="patches"/> the forward pass kept, or on the narrow route from the convolution's <paramref name="input"/>
-    /// itself (which then needs no patches: <see cref="KernelGradientReadsPatches"/>). The batch is summed in two halves fixed by the batch alone, added in order, so the bits are
-    /// the same on one core or two; each half by <see cref="SumAtWinners"/>, or by <see cref="SumNarrowAtWinners"/> for
-    /// narrow patches under whole 2x2 windows (<see cref="TakesNarrowRoute"/>).
+    /// itself (which then needs no patches: <see cref="KernelGradientReadsPatches"/>). The batch is summed in two halves fixed
+    /// by the batch alone, added in order, so the bits are the same on one core or two; each half by <see cref="SumAtWinners"/>,
+    /// or by <see cref="SumNarrowAtWinners"/> for narrow patches under whole 2x2 windows (<see cref="TakesNarrowRoute"/>).
     /// </summary>
     public static unsafe void KernelGradientAtWinners(ReadOnlySpan<float> pooledGradient, ReadOnlySpan<int> winners, ReadOnlySpan<float> input,
         ReadOnlySpan<float> patches, Span<float> kernelGradient, in Window window, in Window pool, int filters, int batch, bool accumulate = false)

@@ -337,12 +337,6 @@ internal static partial class ModelEmitter
     /// as one call, which pools each window's sums in registers and never writes the convolution's output where the direct
     /// kernel takes its windows (at inference; in training too for shallow ones, their patches kept).
     /// </summary>
-    private static Dictionary<NodePlan, NodePlan> PooledConvolutions(Plan plan)
-    {
-        var nodes = plan.Computed.ToList();
-        return PooledConvolutions(nodes, Plan.ReaderCounts(nodes), plan.Outputs.Select(o => o.Node).ToList());
-    }
-
     private static Dictionary<NodePlan, NodePlan> PooledConvolutions(SubModelPlan sub)
     {
         var nodes = sub.Computed.ToList();

@@ -42,7 +42,8 @@ internal static partial class ModelEmitter
                 targetOffset += output.TargetSize;
             }
             readers = ReaderCounts(Computed);
-            foreach (var (conv, pool) in PooledConvolutions(this).Where(p => p.Key.Is(LayerKind.Conv2D)).Select(p => (p.Key, p.Value)))
+            PooledConvolutions = ModelEmitter.PooledConvolutions(Computed.ToList(), readers, Outputs.Select(o => o.Node).ToList());
+            foreach (var (conv, pool) in PooledConvolutions.Where(p => p.Key.Is(LayerKind.Conv2D)).Select(p => (p.Key, p.Value)))
             {
                 if (Cropped(conv, pool) is (int height, int width)) croppedFloats.Add(conv, height * width * conv.Spec.Shape[2]);
             }
@@ -94,6 +95,9 @@ internal static partial class ModelEmitter
             GradientFloats = arena;
             SeparateGradientFloats = gradients.Sum(Floats);
         }
+
+        /// <summary>The model's pooled convolutions and their poolings, each keyed by the other (ModelEmitter.PooledConvolutions).</summary>
+        public Dictionary<NodePlan, NodePlan> PooledConvolutions { get; }
 
         /// <summary>
         /// Floats a sample of a tensor's value and of its gradient: its shape's, but a pooled convolution's only for the outputs

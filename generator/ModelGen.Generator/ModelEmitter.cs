@@ -86,7 +86,7 @@ internal static partial class ModelEmitter
         w.Line("private readonly Layer[] layers;");
         w.Line();
         w.Line("// Per tensor, for up to MaxBatchSize samples: its value and, where anything before it learns, the loss gradient with respect to it.");
-        var pooled = PooledConvolutions(plan);
+        var pooled = plan.PooledConvolutions;
         foreach (var node in plan.Buffered)
         {
             var names = new List<string> { node.Output };
@@ -211,7 +211,7 @@ internal static partial class ModelEmitter
         w.Line();
         w.Line("// A gradient lives from the backward block that first writes it to the one that reads it: gradients never live at once share floats.");
         w.Line("var buffers = new ModelBuffers(sharedGradientFloats: maxBatchSize * GradientFloats, forTraining);");
-        var pooled = PooledConvolutions(plan);
+        var pooled = plan.PooledConvolutions;
         foreach (var node in plan.Buffered)
         {
             string size = $"maxBatchSize * {plan.Floats(node)}";

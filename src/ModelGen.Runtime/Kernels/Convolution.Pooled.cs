@@ -8,8 +8,8 @@ namespace ModelGen.Kernels;
 // (Convolution.Direct.cs) with their sums in registers, finished (bias, ReLU) as the convolution finishes them and pooled as
 // MaxPooling2D pools them, so the result is the two layers' bit for bit, NaN included, and in training each winner too; the
 // convolution's output is never written. Each pass reads every kernel row once for four windows, and an odd row or column
-// that the pooling drops is never convolved. The small CNN at batch 1 (2 cores, medians of 10 alternating runs): conv1 + pool1 8.0-10.1 -> 5.8-6.8 us,
-// conv2 + pool2 34-35 -> 26-28 us; its whole predict 57-64 -> 44-56 us.
+// that the pooling drops is never convolved. The small CNN at batch 1 (2 cores, medians of 10 alternating runs): conv1 +
+// pool1 8.0-10.1 -> 5.8-6.8 us, conv2 + pool2 34-35 -> 26-28 us; its whole predict 57-64 -> 44-56 us.
 public static partial class Convolution
 {
     /// <summary>

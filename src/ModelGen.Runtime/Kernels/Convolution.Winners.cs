@@ -181,17 +181,19 @@ public static partial class Convolution
                                     s6 = Vector.FusedMultiplyAdd(new Vector<float>(bottom[0]), mine, s6);
                                     s7 = Vector.FusedMultiplyAdd(new Vector<float>(bottom[1]), mine, s7);
                                     s8 = Vector.FusedMultiplyAdd(new Vector<float>(bottom[2]), mine, s8);
-                                    continue;
                                 }
-                                s0 = Vector.FusedMultiplyAdd(new Vector<float>(taps[t0]), mine, s0);
-                                s1 = Vector.FusedMultiplyAdd(new Vector<float>(taps[t1]), mine, s1);
-                                s2 = Vector.FusedMultiplyAdd(new Vector<float>(taps[t2]), mine, s2);
-                                s3 = Vector.FusedMultiplyAdd(new Vector<float>(taps[t3]), mine, s3);
-                                s4 = Vector.FusedMultiplyAdd(new Vector<float>(taps[t4]), mine, s4);
-                                s5 = Vector.FusedMultiplyAdd(new Vector<float>(taps[t5]), mine, s5);
-                                s6 = Vector.FusedMultiplyAdd(new Vector<float>(taps[t6]), mine, s6);
-                                s7 = Vector.FusedMultiplyAdd(new Vector<float>(taps[t7]), mine, s7);
-                                s8 = Vector.FusedMultiplyAdd(new Vector<float>(taps[t8]), mine, s8);
+                                else
+                                {
+                                    s0 = Vector.FusedMultiplyAdd(new Vector<float>(taps[t0]), mine, s0);
+                                    s1 = Vector.FusedMultiplyAdd(new Vector<float>(taps[t1]), mine, s1);
+                                    s2 = Vector.FusedMultiplyAdd(new Vector<float>(taps[t2]), mine, s2);
+                                    s3 = Vector.FusedMultiplyAdd(new Vector<float>(taps[t3]), mine, s3);
+                                    s4 = Vector.FusedMultiplyAdd(new Vector<float>(taps[t4]), mine, s4);
+                                    s5 = Vector.FusedMultiplyAdd(new Vector<float>(taps[t5]), mine, s5);
+                                    s6 = Vector.FusedMultiplyAdd(new Vector<float>(taps[t6]), mine, s6);
+                                    s7 = Vector.FusedMultiplyAdd(new Vector<float>(taps[t7]), mine, s7);
+                                    s8 = Vector.FusedMultiplyAdd(new Vector<float>(taps[t8]), mine, s8);
+                                }
                             }
                         }
                 }

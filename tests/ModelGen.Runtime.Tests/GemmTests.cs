@@ -147,6 +147,7 @@ public class GemmTests
     [InlineData(5, 200, 1100)]  // a few rows: whole tiles of B read where they lie, rows more than a page apart; the last packed
     [InlineData(12, 300, 1024)] // the most rows that read B in place: two tiles of six, or one of twelve
     [InlineData(13, 300, 1024)] // one row more: B packed ahead again
+    [InlineData(26, 1024, 160)] // rows 4 KB apart, in slices of columns: twelve-row tiles read a copy of A whose rows are spread
     public void Batches_read_in_place_are_exact_fma_chains_whatever_their_last_tile(int m, int k, int n) =>
         AssertStreamedChains(m, k, n, a => { });
 

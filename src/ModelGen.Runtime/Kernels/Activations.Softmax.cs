@@ -44,19 +44,19 @@ public static partial class Activations
         var beyond = TLanes.Broadcast(float.NegativeInfinity);
         if (whole == 0)
         {
-            // Rows of at most one vector (a classifier's outputs), kept in registers. The next row is read before this one is
-            // written: in place, a masked store over the next row's first values would stall its load until the store
-            // retired (200 rows of 10: 11.5 us, against 3.9 us reading ahead).
-            var next = TLanes.LoadFirst(ref MemoryMarshal.GetReference(source), rest, beyond);
+            // Rows of at most one vector (a classifier's outputs) run by a loop with no call in it, up to a row with a NaN
+            // or an infinity, which is taken apart. With FoldedMaximum called inside, the JIT kept the row, the next one and
+            // the mask on the stack through every row, 64-byte vectors at the stack's 16-byte alignment: 200 rows of 10 took
+            // 3.3 or 6.9 us on a Zen 4, by the process.
             for (int row = 0; row < rows; row++)
             {
-                var x = next;
-                if (row + 1 < rows) next = TLanes.LoadFirst(ref Unsafe.Add(ref MemoryMarshal.GetReference(source), (row + 1) * columns), rest, beyond);
-                ref float to = ref Unsafe.Add(ref MemoryMarshal.GetReference(destination), row * columns);
-                float largest = TLanes.Largest(x);
-                if (!float.IsFinite(largest)) largest = FoldedMaximum(ref Unsafe.Add(ref MemoryMarshal.GetReference(source), row * columns), columns);
-                var e = VectorMath.Exp<TLanes, TVector>(TLanes.Subtract(x, TLanes.Broadcast(largest)));
-                TLanes.StoreFirst(ref to, TLanes.Multiply(e, TLanes.Broadcast(1f / TLanes.Sum(e))), rest);
+                row = FiniteShortRows<TLanes, TVector>(source, destination, row, rows, columns);
+                if (row < rows)
+                {
+                    ref float from = ref Unsafe.Add(ref MemoryMarshal.GetReference(source), row * columns);
+                    var x = TLanes.LoadFirst(ref from, rest, beyond);
+                    TLanes.StoreFirst(ref Unsafe.Add(ref MemoryMarshal.GetReference(destination), row * columns), ShortRow<TLanes, TVector>(x, FoldedMaximum(ref from, columns)), rest);
+                }
             }
             return;
         }
@@ -95,6 +95,38 @@ public static partial class Activations
             for (int j = 0; j < whole; j += width) TLanes.Store(ref Unsafe.Add(ref to, j), TLanes.Multiply(TLanes.Load(ref Unsafe.Add(ref to, j)), reciprocal));
             if (rest > 0) TLanes.StoreFirst(ref Unsafe.Add(ref to, whole), TLanes.Multiply(last, reciprocal), rest);
         }
+    }
+
+    /// <summary>
+    /// Rows of at most one vector from <paramref name="first"/> on, each kept in registers, until one whose vector maximum is
+    /// not finite (returned, not written; <paramref name="rows"/> when none is). The next row is read before this one is
+    /// written: in place, a masked store over the next row's first values would stall its load until the store retired
+    /// (200 rows of 10: 11.5 us, against 3.9 us reading ahead).
+    /// </summary>
+    [MethodImpl(Compiled.Kernel)]
+    private static int FiniteShortRows<TLanes, TVector>(ReadOnlySpan<float> source, Span<float> destination, int first, int rows, int columns)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        ref float from = ref MemoryMarshal.GetReference(source), to = ref MemoryMarshal.GetReference(destination);
+        var beyond = TLanes.Broadcast(float.NegativeInfinity);
+        var next = TLanes.LoadFirst(ref Unsafe.Add(ref from, first * columns), columns, beyond);
+        for (int row = first; row < rows; row++)
+        {
+            var x = next;
+            float largest = TLanes.Largest(x);
+            if (!float.IsFinite(largest)) return row;
+            if (row + 1 < rows) next = TLanes.LoadFirst(ref Unsafe.Add(ref from, (row + 1) * columns), columns, beyond);
+            TLanes.StoreFirst(ref Unsafe.Add(ref to, row * columns), ShortRow<TLanes, TVector>(x, largest), columns);
+        }
+        return rows;
+    }
+
+    /// <summary>A row of at most one vector, its lanes past the end -∞: e^(x - largest), times the reciprocal of their sum.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static TVector ShortRow<TLanes, TVector>(TVector x, float largest) where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        var e = VectorMath.Exp<TLanes, TVector>(TLanes.Subtract(x, TLanes.Broadcast(largest)));
+        return TLanes.Multiply(e, TLanes.Broadcast(1f / TLanes.Sum(e)));
     }
 
     /// <summary>

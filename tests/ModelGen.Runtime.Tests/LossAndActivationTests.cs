@@ -163,11 +163,15 @@ public class LossAndActivationTests
             for (int label = 0; label < 3; label++) Assert.Equal(Metrics.ArgMax(rows.AsSpan(start, 3)) == label, Metrics.IsArgMax(rows.AsSpan(start, 3), label));
         }
         var random = new Random(3);
-        for (int trial = 0; trial < 200; trial++)
+        // Rows of 1 to 13 values (IsArgMax compares four at a time, then one by one), small integers for many ties, a NaN in
+        // some of them.
+        for (int trial = 0; trial < 2000; trial++)
         {
-            var row = Enumerable.Range(0, 6).Select(_ => (float)random.Next(4)).ToArray(); // small integers: many ties
-            int label = random.Next(6);
-            Assert.Equal(Metrics.ArgMax(row) == label, Metrics.IsArgMax(row, label));
+            int length = 1 + random.Next(13);
+            var row = Enumerable.Range(0, length).Select(_ => (float)random.Next(4)).ToArray();
+            if (random.Next(8) == 0) row[random.Next(length)] = float.NaN;
+            int label = random.Next(length);
+            Assert.True(Metrics.ArgMax(row) == label == Metrics.IsArgMax(row, label), $"[{string.Join(", ", row)}], label {label}");
         }
     }
 

@@ -1,6 +1,8 @@
 using System;
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using ModelGen.Kernels;
 
 namespace ModelGen.Training;
@@ -239,18 +241,31 @@ public static class Metrics
 
     /// <summary>
     /// Whether <paramref name="index"/> is where <see cref="ArgMax"/> lands (the first maximum): above every earlier value,
-    /// not below any later one. Counted without branches, which a data-dependent maximum mispredicts.
+    /// not below any later one. Four values a compare, no branch on the values. Inlined into CorrectCount, which is compiled
+    /// optimised from its first call: called, it ran as tiering left it, unoptimised for the first part of a run (200 rows of
+    /// 10 random values in a probe: 10.1 us; inlined, 1.6 us one by one, 1.3 four at a time; the digits fit 86.8 -> 84.0 ms).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static bool IsArgMax(ReadOnlySpan<float> values, int index)
     {
         float candidate = values[index];
         // ArgMax's rule for NaN: a NaN first value is never beaten, a NaN anywhere else never wins.
         if (float.IsNaN(values[0])) return index == 0;
         if (float.IsNaN(candidate)) return false;
-        int beaten = 0;
-        for (int j = 0; j < index; j++) beaten += values[j] >= candidate ? 1 : 0;
-        for (int j = index + 1; j < values.Length; j++) beaten += values[j] > candidate ? 1 : 0;
-        return beaten == 0;
+        ref float first = ref MemoryMarshal.GetReference(values);
+        var threshold = Vector128.Create(candidate);
+        var earlier = Vector128.Create(index - 0, index - 1, index - 2, index - 3); // > 0 where lane j + i lies before index
+        var beaten = Vector128<float>.Zero;
+        int j = 0;
+        for (; j + 4 <= values.Length; j += 4, earlier -= Vector128.Create(4))
+        {
+            var v = Vector128.LoadUnsafe(ref first, (nuint)j);
+            beaten |= Vector128.ConditionalSelect(Vector128.GreaterThan(earlier, Vector128<int>.Zero).AsSingle(),
+                Vector128.GreaterThanOrEqual(v, threshold), Vector128.GreaterThan(v, threshold));
+        }
+        bool any = beaten.ExtractMostSignificantBits() != 0;
+        for (; j < values.Length; j++) any |= j < index ? Unsafe.Add(ref first, j) >= candidate : Unsafe.Add(ref first, j) > candidate;
+        return !any;
     }
 
     /// <summary>Index of the largest value; the first one on ties, as numpy's argmax.</summary>

@@ -48,6 +48,7 @@ public struct SeededRandom
     public int NextInt(int exclusiveMax) => (int)(((ulong)NextUInt() * (ulong)exclusiveMax) >> 32);
 
     /// <summary>Fisher–Yates shuffle.</summary>
+    [MethodImpl(Compiled.Kernel)]
     public void Shuffle(Span<int> values)
     {
         for (int i = values.Length - 1; i > 0; i--)

@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using System.Linq;
+using System.Runtime.CompilerServices;
 using ModelGen.Kernels;
 using ModelGen.Training;
 
@@ -186,6 +187,7 @@ public static partial class ModelExtensions
         $"{model.Name}: {name} has {length} values, not a whole number of samples of {perSample} (input {string.Join(", ", model.Inputs.Select(i => $"'{i.Name}' {i.Shape}"))}).",
         name);
 
+    [MethodImpl(Compiled.Kernel)]
     private static void Gather(float[] source, int width, ReadOnlySpan<int> rows, float[] destination)
     {
         for (int r = 0; r < rows.Length; r++) source.AsSpan(rows[r] * width, width).CopyTo(destination.AsSpan(r * width, width));

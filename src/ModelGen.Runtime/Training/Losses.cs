@@ -185,6 +185,7 @@ public static class Losses
         return -Math.Log(clipped);
     }
 
+    [MethodImpl(Compiled.Kernel)]
     private static void CheckLabels(ReadOnlySpan<float> targets, int rows, int units, string model, string layer)
     {
         for (int row = 0; row < rows; row++)

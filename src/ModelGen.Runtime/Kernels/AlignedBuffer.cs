@@ -16,6 +16,8 @@ namespace ModelGen.Kernels;
 public sealed class AlignedBuffer
 {
     private const int Line = 64, Slack = Line / sizeof(float) - 1;
+    /// <summary>Floats in a cache line, the alignment of every buffer.</summary>
+    internal const int LineFloats = Line / sizeof(float);
     private readonly float[] array;
     private readonly int start;
 

@@ -149,6 +149,9 @@ public static partial class Gemm
         }
     }
 
+    /// <summary>Bytes after which addresses fall in the same set of L1 again: its sets times its line (64 x 64 bytes on x64 cores).</summary>
+    private const int L1SetPeriod = 4096;
+
     /// <summary>This thread's copy of an A whose rows were a multiple of 4 KB apart (<see cref="ApartInL1"/>).</summary>
     [ThreadStatic] private static AlignedBuffer? spreadRows;
 
@@ -162,8 +165,8 @@ public static partial class Gemm
     /// </summary>
     private static Matrix ApartInL1<TLanes, TVector>(in Matrix a, int m, int k) where TLanes : struct, ILanes<TVector> where TVector : struct
     {
-        if (TLanes.Count < 16 || m < TallRows || a.ColumnStride != 1 || a.RowStride * sizeof(float) % PageBytes != 0) return a;
-        int stride = a.RowStride + 64 / sizeof(float);
+        if (TLanes.Count < 16 || m < TallRows || a.ColumnStride != 1 || a.RowStride * sizeof(float) % L1SetPeriod != 0) return a;
+        int stride = a.RowStride + AlignedBuffer.LineFloats;
         var copy = AlignedBuffer.Ensure(ref spreadRows, m * stride);
         for (int i = 0; i < m; i++) a.Data.Slice(i * a.RowStride, k).CopyTo(copy.Slice(i * stride, k));
         return new Matrix(copy.Slice(0, m * stride), stride, 1);

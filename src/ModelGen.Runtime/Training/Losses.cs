@@ -255,7 +255,7 @@ public static class Metrics
         if (float.IsNaN(candidate)) return false;
         ref float first = ref MemoryMarshal.GetReference(values);
         var threshold = Vector128.Create(candidate);
-        var earlier = Vector128.Create(index - 0, index - 1, index - 2, index - 3); // > 0 where lane j + i lies before index
+        var earlier = Vector128.Create(index - 0, index - 1, index - 2, index - 3); // index - (j + lane): above 0 where that value lies before index
         var beaten = Vector128<float>.Zero;
         int j = 0;
         for (; j + 4 <= values.Length; j += 4, earlier -= Vector128.Create(4))

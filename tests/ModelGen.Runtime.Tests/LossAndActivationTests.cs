@@ -95,6 +95,38 @@ public class LossAndActivationTests
         Assert.Contains(fused.Skip(2 * units), v => v != 0f);
     }
 
+    /// <summary>
+    /// With sparse labels, every class but the label gets q / rows with q = p / Σp: a division rounded, then a product
+    /// rounded, bit for bit, at row widths on either side of a vector of 8 (the vector part and the scalar tail).
+    /// </summary>
+    [Theory]
+    [InlineData(3)]
+    [InlineData(8)]
+    [InlineData(10)]
+    [InlineData(17)]
+    [InlineData(33)]
+    public void Loss_through_softmax_scales_each_class_with_one_division_and_one_product(int units)
+    {
+        const int batch = 7;
+        var random = new Random(100 + units);
+        var probabilities = Enumerable.Range(0, batch * units).Select(_ => (float)random.NextDouble() + 0.01f).ToArray();
+        var labels = Enumerable.Range(0, batch).Select(n => (float)(n % units)).ToArray();
+        var gradient = new float[batch * units];
+        Losses.ComputeThroughSoftmax(Loss.SparseCategoricalCrossentropy, probabilities, labels, gradient, batch, units, "M", "out");
+        float scale = 1f / batch;
+        for (int n = 0; n < batch; n++)
+        {
+            float sum = 0f;
+            for (int j = 0; j < units; j++) sum += probabilities[n * units + j];
+            for (int j = 0; j < units; j++)
+            {
+                if (j == (int)labels[n]) continue;
+                float q = probabilities[n * units + j] / sum;
+                Assert.Equal(q * scale, gradient[n * units + j]);
+            }
+        }
+    }
+
     /// <summary>The logit gradient against central differences of -log(clip(softmax(z))) computed in double, independently of the kernels.</summary>
     [Fact]
     public void Loss_through_softmax_matches_finite_differences_of_the_logits()

@@ -4,11 +4,11 @@ using ModelGen.Kernels;
 
 namespace ModelGen.Runtime.Tests;
 
-/// <summary>How the runtime's kernels are compiled (<see cref="Compiled.Kernel"/>).</summary>
+/// <summary>How the runtime's kernels and drivers are compiled (<see cref="Compiled.Kernel"/>, <see cref="Compiled.Driver"/>).</summary>
 public class CompiledTests
 {
     [Fact]
-    public void Every_method_optimised_on_its_first_call_is_compiled_as_its_own_root()
+    public void Kernels_are_compiled_as_their_own_roots_and_only_drivers_are_left_inlinable()
     {
         // AggressiveOptimization alone lets a tiered caller inline the kernel, where its vector helpers stop fitting the
         // caller's inlining budget and run as calls (tier-0 calls at first).
@@ -23,8 +23,21 @@ public class CompiledTests
         foreach (string loop in new[] { "ElementwiseBackward", "Gather", "CheckLabels", "Shuffle" })
             Assert.Contains(kernels, method => method.Name == loop);
         Assert.True(kernels.Count >= 50, $"{kernels.Count} kernels found");
+        // The drivers (Compiled.Driver) are the only ones left inlinable: code around the kernels, on every step's path.
         var inlinable = kernels.Where(method => !method.MethodImplementationFlags.HasFlag(MethodImplAttributes.NoInlining))
-            .Select(method => $"{method.DeclaringType!.Name}.{method.Name}");
-        Assert.Empty(inlinable);
+            .Select(method => $"{method.DeclaringType!.Name}.{method.Name}").ToHashSet();
+        Assert.Equal(Drivers.Order(), inlinable.Order());
     }
+
+    /// <summary>
+    /// What a dense model's training step and prediction run around the kernels, and Fit around the steps: left to tiering,
+    /// they ran as tier-0 code through the first fits of a run (the digits fit's second to fifth 87-89 ms, against 84-85).
+    /// </summary>
+    private static readonly string[] Drivers =
+    {
+        "Gemm.Dispatch", "Gemm.Run", "Gemm.RunRows", "Gemm.SharesFewRows", "Gemm.SharesBothLayers", "Gemm.HowBIsRead", "Gemm.ReadsAInPlace",
+        "Helper.For", "Helper.RunItems", "Claims.TryClaim", "Reductions.SumRows", "Activations.Softmax",
+        "Guard.Batch", "Guard.Length", "Guard.FiniteLoss", "Optimizer.Step", "Optimizer.Allocate", "Adam.Update", "Adam.UpdatePart",
+        "ModelExtensions.Fit", "Scores.Add", "SeededRandom.NextUInt",
+    };
 }

@@ -13,6 +13,7 @@ namespace ModelGen.Kernels;
 public static partial class Activations
 {
     /// <summary>Numerically stable softmax of each of <paramref name="rows"/> rows into <paramref name="destination"/> (which may be the source).</summary>
+    [MethodImpl(Compiled.Driver)]
     public static void Softmax(ReadOnlySpan<float> source, Span<float> destination, int rows, int columns)
     {
         if (source.Length < rows * columns || destination.Length < rows * columns) throw new ArgumentException($"softmax of {rows} x {columns} needs that many values.");

@@ -102,6 +102,7 @@ public static partial class Activations
 public static class Reductions
 {
     /// <summary>bias gradient: column sums of a (rows, columns) matrix, overwriting or adding to the destination.</summary>
+    [MethodImpl(Compiled.Driver)]
     public static void SumRows(ReadOnlySpan<float> matrix, Span<float> destination, int rows, int columns, bool accumulate = false)
     {
         if (matrix.Length < rows * columns || destination.Length < columns) throw new ArgumentException($"column sums of {rows} x {columns} need that many values.");

@@ -175,6 +175,7 @@ public static partial class Gemm
     /// <summary>KC for this A: short blocks for a transposed A read in place, the packed path's otherwise.</summary>
     private static int DepthBlockOf(in Matrix a, bool streamA) => streamA && a.ColumnStride != 1 ? StreamingDepthBlock : DepthBlock;
 
+    [MethodImpl(Compiled.Driver)]
     private static ReadingB HowBIsRead<TLanes, TVector>(in Matrix a, in Matrix b, int m, int k, int n) where TLanes : struct, ILanes<TVector> where TVector : struct
     {
         int tileColumns = TileColumns<TLanes, TVector>(n);
@@ -209,6 +210,7 @@ public static partial class Gemm
     /// wide the product, and so are a few rows (up to <see cref="FewRows"/>, which then read B in place too): packed, they went
     /// through the packed kernels with B packed as well (12x500x100 on one core, old and new builds in turns: 58-60 -> 28-38 us).
     /// </summary>
+    [MethodImpl(Compiled.Driver)]
     private static bool ReadsAInPlace<TLanes, TVector>(in Matrix a, int m, int k, int n) where TLanes : struct, ILanes<TVector> where TVector : struct =>
         Math.Min(n, ColumnBlock) <= (a.RowStride == 1 ? 2 : 1) * StreamingColumnTiles * TileColumns<TLanes, TVector>(n) || (long)m * k <= SmallA || m <= FewRows;
 

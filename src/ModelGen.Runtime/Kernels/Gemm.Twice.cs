@@ -1,5 +1,6 @@
 using System;
 using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
 namespace ModelGen.Kernels;
@@ -44,6 +45,7 @@ public static partial class Gemm
     /// (<see cref="StreamingParallelWork"/>) and wide enough for two slices. Decided by the shape alone, never by the thread
     /// count or the machine's vectors, so C's summation order is the same everywhere.
     /// </summary>
+    [MethodImpl(Compiled.Driver)]
     private static bool SharesBothLayers(int m, int k, int n1) =>
         m < StreamingRows && (long)m * k * n1 >= StreamingParallelWork && n1 >= 2 * TwiceSliceColumns(n1);
 

@@ -1,4 +1,5 @@
 using System;
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
 namespace ModelGen.Kernels;
@@ -126,6 +127,7 @@ public static partial class Gemm
         public readonly bool Accumulate = accumulate;
     }
 
+    [MethodImpl(Compiled.Driver)]
     private static void Dispatch(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, in Epilogue epilogue, RowProducer rows = default)
     {
         switch (Simd.Current)
@@ -157,6 +159,7 @@ public static partial class Gemm
     /// Where a product runs: in parts both cores claim, cut to its shape (Gemm.Parts.cs), or all on this thread. Produced
     /// rows are multiplied in blocks of rows as they are produced, on one core or both.
     /// </summary>
+    [MethodImpl(Compiled.Driver)]
     private static void Run<TLanes, TVector>(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, in Epilogue epilogue, RowProducer rows)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
@@ -187,11 +190,13 @@ public static partial class Gemm
     /// it is, so the bits are the same on one thread, which runs it whole (slices cost it 2-8%): a narrow product cut into
     /// blocks of rows gained nothing or lost (4x1000x40: 12.8 -> 17.8 us), a deep one would sum its depth in parts.
     /// </summary>
+    [MethodImpl(Compiled.Driver)]
     private static bool SharesFewRows<TLanes, TVector>(int m, int k, int n, in Epilogue epilogue) where TLanes : struct, ILanes<TVector> where TVector : struct =>
         m <= FewRows && (long)m * k * n >= StreamingParallelWork && Helper.Threads > 1 && !IsDeep(m, k, n, epilogue)
         && SlicesByColumns(m, k, n, 2 * TLanes.Count);
 
     /// <summary>All on this thread, C's rows <paramref name="ldc"/> apart: a few rows streamed against B (Gemm.Streaming.cs), more through the packed path (Gemm.Packed.cs).</summary>
+    [MethodImpl(Compiled.Driver)]
     private static void RunRows<TLanes, TVector>(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, in Epilogue epilogue, int ldc)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {

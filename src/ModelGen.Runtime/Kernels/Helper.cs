@@ -1,5 +1,6 @@
 using System;
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Threading;
 
@@ -98,6 +99,7 @@ internal static unsafe class Helper
     /// scratch. Items must be independent. Claiming from opposite ends keeps each core on the same items call after call,
     /// so a layer's weights stay in the cache of the core that reads them.
     /// </summary>
+    [MethodImpl(Compiled.Driver)]
     public static void For(int count, delegate*<void*, int, int, void> body, void* state)
     {
         if (count < 2 || !TryTakeMailbox())
@@ -221,6 +223,7 @@ internal static unsafe class Helper
         public Claims Claims = new(count, claimedFront);
     }
 
+    [MethodImpl(Compiled.Driver)]
     private static void RunItems(Items* items, int worker)
     {
         while (items->Claims.TryClaim(fromBack: worker == 1, out int item)) items->Body(items->State, item, worker);
@@ -296,6 +299,7 @@ internal struct Claims(int count, int claimedFront = 0)
     /// <summary>The unclaimed items [front, back) in one word, front in the low half, so a claim from either end is one exchange.</summary>
     private long unclaimed = (long)count << 32 | (uint)claimedFront;
 
+    [MethodImpl(Compiled.Driver)]
     public bool TryClaim(bool fromBack, out int item)
     {
         while (true)

@@ -29,6 +29,7 @@ public struct SeededRandom
         return z ^ (z >> 31);
     }
 
+    [MethodImpl(Compiled.Driver)]
     public uint NextUInt()
     {
         uint result = RotateLeft(s1 * 5, 7) * 9;

@@ -57,6 +57,7 @@ public static partial class ModelExtensions
     /// shuffling) are held out; each epoch shuffles the rest with <paramref name="seed"/> and steps through batches.
     /// A row of <paramref name="inputs"/> holds a sample's inputs side by side, a row of <paramref name="targets"/> its targets.
     /// </summary>
+    [MethodImpl(Compiled.Driver)]
     public static History Fit(this IModel model, float[] inputs, float[] targets, Optimizer optimizer, int epochs,
         int batchSize = 32, double validationSplit = 0, bool shuffle = true, int seed = 0,
         IReadOnlyList<Callback>? callbacks = null, Verbosity verbose = Verbosity.Auto)
@@ -225,6 +226,7 @@ public static partial class ModelExtensions
             Samples = 0;
         }
 
+        [MethodImpl(Compiled.Driver)]
         public void Add(ReadOnlySpan<float> outputs, ReadOnlySpan<float> targets, int batch)
         {
             for (int k = 0; k < model.Outputs.Count; k++)

@@ -1,4 +1,6 @@
 using System;
+using System.Runtime.CompilerServices;
+using ModelGen.Kernels;
 
 namespace ModelGen.Training;
 
@@ -6,6 +8,7 @@ namespace ModelGen.Training;
 public static class Guard
 {
     /// <summary>Returns the batch size implied by <paramref name="length"/> input floats, or throws.</summary>
+    [MethodImpl(Compiled.Driver)]
     public static int Batch(string model, string inputLayer, int length, int inputSize, int maxBatchSize)
     {
         if (length == 0 || length % inputSize != 0)
@@ -24,6 +27,7 @@ public static class Guard
     }
 
     /// <summary>Checks that a per-sample buffer holds exactly <paramref name="batch"/> rows of <paramref name="width"/>.</summary>
+    [MethodImpl(Compiled.Driver)]
     public static void Length(string model, string layer, string argument, int length, int batch, int width)
     {
         if (length != batch * width)
@@ -33,6 +37,7 @@ public static class Guard
         }
     }
 
+    [MethodImpl(Compiled.Driver)]
     public static void FiniteLoss(string model, float loss)
     {
         if (!float.IsFinite(loss))

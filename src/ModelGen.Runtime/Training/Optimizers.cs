@@ -19,6 +19,7 @@ public abstract class Optimizer
     public long Iterations { get; private set; }
 
     /// <summary>Applies one update. Called by the generated <c>TrainStep</c> after a finite loss.</summary>
+    [MethodImpl(Compiled.Driver)]
     public void Step(Span<float> parameters, ReadOnlySpan<float> gradients)
     {
         if (gradients.Length != parameters.Length) throw new ArgumentException("Gradient and parameter buffers differ in length.");
@@ -44,6 +45,7 @@ public abstract class Optimizer
     protected static float FlushToZero(float value) => MathF.Abs(value) < SmallestNormal ? 0f : value;
 
     /// <summary>Per-parameter state, on a cache line like the parameters it runs beside.</summary>
+    [MethodImpl(Compiled.Driver)]
     protected static AlignedBuffer Allocate(ref AlignedBuffer? state, int length)
     {
         if (state is null) return state = new AlignedBuffer(length);
@@ -129,6 +131,7 @@ public sealed class Adam : Optimizer
     /// </summary>
     private const int PartSize = 16384;
 
+    [MethodImpl(Compiled.Driver)]
     protected override unsafe void Update(Span<float> parameters, ReadOnlySpan<float> gradients)
     {
         long t = Iterations;
@@ -149,6 +152,7 @@ public sealed class Adam : Optimizer
         public readonly Coefficients Coefficients = coefficients;
     }
 
+    [MethodImpl(Compiled.Driver)]
     private static unsafe void UpdatePart(void* state, int part, int worker)
     {
         ref readonly var job = ref *(Job*)state;

@@ -2,7 +2,7 @@ using System.Runtime.CompilerServices;
 
 namespace ModelGen.Kernels;
 
-/// <summary>How the runtime's kernels are compiled.</summary>
+/// <summary>How the runtime's kernels, and the drivers around them, are compiled.</summary>
 internal static class Compiled
 {
     /// <summary>

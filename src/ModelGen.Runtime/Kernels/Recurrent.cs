@@ -274,27 +274,53 @@ public static class Recurrent
         Gemm.Multiply(previous, recurrentKernel, z, count, units, gates, accumulate: true);
         var cellsBefore = work.Cells.AsSpan(row * units, count * units);
         var cellsAfter = work.Cells.AsSpan((row + batch) * units, count * units);
-        // A row's gates are [i f c o], each units wide: whole spans at a time (a scalar loop with MathF.Tanh per unit took
-        // most of a 28-step, 64-unit layer's time). Every product below is rounded as the formulas are written.
+        switch (Simd.Current)
+        {
+            case SimdPath.Avx512: LstmCells<Lanes512, Vector512<float>>(work, row, z, cellsBefore, cellsAfter, previous, next, count); break;
+            case SimdPath.Avx2: LstmCells<Lanes256, Vector256<float>>(work, row, z, cellsBefore, cellsAfter, previous, next, count); break;
+            default: LstmCells<Lanes128, Vector128<float>>(work, row, z, cellsBefore, cellsAfter, previous, next, count); break;
+        }
+    }
+
+    /// <summary>
+    /// One LSTM step's cells, a vector of units at a time (the last one partial): a row's gates [i f c̃ o] activated in place
+    /// (backward reads them), then c = f·c0 + i·c̃ and h = o·tanh(c), each product and sum rounded as written; a masked
+    /// sample carries c and h over. One pass, where span calls per gate and per product read each row seven times.
+    /// </summary>
+    [MethodImpl(Compiled.Kernel)]
+    private static void LstmCells<TLanes, TVector>(RecurrentWorkspace work, int row, Span<float> z, ReadOnlySpan<float> cellsBefore, Span<float> cellsAfter,
+        ReadOnlySpan<float> previous, Span<float> next, int count) where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        int units = work.Units, gates = work.GateWidth;
         for (int b = 0; b < count; b++)
         {
-            var sample = z.Slice(b * gates, gates);
-            var i = sample.Slice(0, units); var f = sample.Slice(units, units); var g = sample.Slice(2 * units, units); var o = sample.Slice(3 * units, units);
-            VectorMath.Sigmoid(sample.Slice(0, 2 * units), sample.Slice(0, 2 * units)); // i and f
-            VectorMath.Tanh(g, g);
-            VectorMath.Sigmoid(o, o);
-            var c0 = cellsBefore.Slice(b * units, units); var c1 = cellsAfter.Slice(b * units, units);
-            var h0 = previous.Slice(b * units, units); var h1 = next.Slice(b * units, units);
-            if (work.Mask[row + b] == 0f)
+            bool carried = work.Mask[row + b] == 0f;
+            ref float gate = ref MemoryMarshal.GetReference(z.Slice(b * gates, gates));
+            ref float c0 = ref MemoryMarshal.GetReference(cellsBefore.Slice(b * units, units));
+            ref float c1 = ref MemoryMarshal.GetReference(cellsAfter.Slice(b * units, units));
+            ref float h0 = ref MemoryMarshal.GetReference(previous.Slice(b * units, units));
+            ref float h1 = ref MemoryMarshal.GetReference(next.Slice(b * units, units));
+            for (int u = 0; u < units; u += TLanes.Count)
             {
-                c0.CopyTo(c1);
-                h0.CopyTo(h1);
-                continue;
+                int lanes = Math.Min(TLanes.Count, units - u);
+                TVector Load(ref float values, int offset) => TLanes.LoadFirst(ref Unsafe.Add(ref values, offset + u), lanes);
+                void Store(ref float values, int offset, TVector value) => TLanes.StoreFirst(ref Unsafe.Add(ref values, offset + u), value, lanes);
+                TVector i = VectorMath.Sigmoid<TLanes, TVector>(Load(ref gate, 0)), f = VectorMath.Sigmoid<TLanes, TVector>(Load(ref gate, units));
+                TVector g = VectorMath.Tanh<TLanes, TVector>(Load(ref gate, 2 * units)), o = VectorMath.Sigmoid<TLanes, TVector>(Load(ref gate, 3 * units));
+                Store(ref gate, 0, i);
+                Store(ref gate, units, f);
+                Store(ref gate, 2 * units, g);
+                Store(ref gate, 3 * units, o);
+                if (carried)
+                {
+                    Store(ref c1, 0, Load(ref c0, 0));
+                    Store(ref h1, 0, Load(ref h0, 0));
+                    continue;
+                }
+                TVector c = TLanes.Add(TLanes.Multiply(i, g), TLanes.Multiply(f, Load(ref c0, 0)));
+                Store(ref c1, 0, c);
+                Store(ref h1, 0, TLanes.Multiply(o, VectorMath.Tanh<TLanes, TVector>(c)));
             }
-            TensorPrimitives.Multiply(f, c0, c1);
-            TensorPrimitives.MultiplyAdd(i, g, c1, c1); // c = f·c0 + i·g
-            VectorMath.Tanh(c1, h1);
-            TensorPrimitives.Multiply(o, h1, h1);       // h = o·tanh(c)
         }
     }
 
@@ -306,29 +332,50 @@ public static class Recurrent
         var x = work.Projected.AsSpan(row * gates, count * gates);
         Gemm.Multiply(previous, recurrentKernel, recurrent, count, units, gates, recurrentBias);
         var stored = work.Gates.AsSpan(row * 4 * units, count * 4 * units);
+        switch (Simd.Current)
+        {
+            case SimdPath.Avx512: GruCells<Lanes512, Vector512<float>>(work, row, x, recurrent, stored, previous, next, count); break;
+            case SimdPath.Avx2: GruCells<Lanes256, Vector256<float>>(work, row, x, recurrent, stored, previous, next, count); break;
+            default: GruCells<Lanes128, Vector128<float>>(work, row, x, recurrent, stored, previous, next, count); break;
+        }
+    }
+
+    /// <summary>
+    /// One GRU step's cells, a vector of units at a time (the last one partial): z and r from the input and recurrent parts,
+    /// h̃ = tanh(r·(h·U_h + b_h) + x_h) (reset after the product), kept for the backward step as [z r h̃ (h·U_h + b_h)]; then
+    /// h = z·h0 + (1 - z)·h̃, each product and sum rounded as written; a masked sample carries h over. One pass, where span
+    /// calls per gate and per product read each row many times.
+    /// </summary>
+    [MethodImpl(Compiled.Kernel)]
+    private static void GruCells<TLanes, TVector>(RecurrentWorkspace work, int row, ReadOnlySpan<float> x, ReadOnlySpan<float> recurrent, Span<float> stored,
+        ReadOnlySpan<float> previous, Span<float> next, int count) where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        int units = work.Units, gates = work.GateWidth;
+        var one = TLanes.Broadcast(1f);
         for (int b = 0; b < count; b++)
         {
-            var xs = x.Slice(b * gates, gates);
-            var rs = recurrent.Slice(b * gates, gates);
-            // Kept for the backward step: [z r h̃ (h·U_h + b_h)], each units wide.
-            var keep = stored.Slice(b * 4 * units, 4 * units);
-            var zr = keep.Slice(0, 2 * units);
-            TensorPrimitives.Add(xs.Slice(0, 2 * units), rs.Slice(0, 2 * units), zr);
-            VectorMath.Sigmoid(zr, zr);
-            var z = keep.Slice(0, units); var r = keep.Slice(units, units); var candidate = keep.Slice(2 * units, units);
-            var recurrentH = rs.Slice(2 * units, units);
-            TensorPrimitives.MultiplyAdd(r, recurrentH, xs.Slice(2 * units, units), candidate); // reset after the product
-            VectorMath.Tanh(candidate, candidate);
-            recurrentH.CopyTo(keep.Slice(3 * units, units));
-            var h0 = previous.Slice(b * units, units); var h1 = next.Slice(b * units, units);
-            if (work.Mask[row + b] == 0f)
+            bool carried = work.Mask[row + b] == 0f;
+            ref float xs = ref MemoryMarshal.GetReference(x.Slice(b * gates, gates));
+            ref float rs = ref MemoryMarshal.GetReference(recurrent.Slice(b * gates, gates));
+            ref float keep = ref MemoryMarshal.GetReference(stored.Slice(b * 4 * units, 4 * units));
+            ref float h0 = ref MemoryMarshal.GetReference(previous.Slice(b * units, units));
+            ref float h1 = ref MemoryMarshal.GetReference(next.Slice(b * units, units));
+            for (int u = 0; u < units; u += TLanes.Count)
             {
-                h0.CopyTo(h1);
-                continue;
+                int lanes = Math.Min(TLanes.Count, units - u);
+                TVector Load(ref float values, int offset) => TLanes.LoadFirst(ref Unsafe.Add(ref values, offset + u), lanes);
+                void Store(ref float values, int offset, TVector value) => TLanes.StoreFirst(ref Unsafe.Add(ref values, offset + u), value, lanes);
+                TVector z = VectorMath.Sigmoid<TLanes, TVector>(TLanes.Add(Load(ref xs, 0), Load(ref rs, 0)));
+                TVector r = VectorMath.Sigmoid<TLanes, TVector>(TLanes.Add(Load(ref xs, units), Load(ref rs, units)));
+                TVector recurrentH = Load(ref rs, 2 * units);
+                TVector candidate = VectorMath.Tanh<TLanes, TVector>(TLanes.Add(TLanes.Multiply(r, recurrentH), Load(ref xs, 2 * units)));
+                Store(ref keep, 0, z);
+                Store(ref keep, units, r);
+                Store(ref keep, 2 * units, candidate);
+                Store(ref keep, 3 * units, recurrentH);
+                Store(ref h1, 0, carried ? Load(ref h0, 0)
+                    : TLanes.Add(TLanes.Multiply(z, Load(ref h0, 0)), TLanes.Multiply(TLanes.Subtract(one, z), candidate)));
             }
-            TensorPrimitives.Subtract(1f, z, h1);
-            TensorPrimitives.Multiply(h1, candidate, h1);
-            TensorPrimitives.MultiplyAdd(z, h0, h1, h1); // h = z·h0 + (1 - z)·h̃
         }
     }
 

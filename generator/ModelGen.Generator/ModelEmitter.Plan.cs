@@ -56,6 +56,7 @@ internal static partial class ModelEmitter
                 conv.KernelGradientReadsInput = NarrowWinnersPay(conv.Layer!, pool);
             }
             PlanGradients();
+            PlanInferenceValues();
         }
 
         /// <summary>
@@ -95,6 +96,55 @@ internal static partial class ModelEmitter
             GradientFloats = arena;
             SeparateGradientFloats = gradients.Sum(Floats);
         }
+
+        /// <summary>
+        /// An inference copy's values by liveness, in one shared buffer (a model that trains keeps every value apart: backward
+        /// reads them). Forward runs one block per tensor; a value lives from the block that writes it to the last that reads
+        /// it, the outputs to the end (the caller reads them). A pair of dense layers writes both its values in the second's
+        /// block, a pooled convolution its own in its pooling's, a recurrent layer its returned states in its own; dropout and
+        /// Flatten read their input's floats at inference, so their readers keep that alive. A pooled convolution's output,
+        /// which most kernels never write, stays a buffer of its own (ModelBuffers.PooledConvolution).
+        /// </summary>
+        private void PlanInferenceValues()
+        {
+            var computed = Computed.ToList();
+            var pairs = DensePairs(computed, readers);
+            int StepOf(NodePlan node) =>
+                pairs.TryGetValue(node, out var pair) ? computed.IndexOf(pair.Second)
+                : node.Is(LayerKind.Conv2D) && PooledConvolutions.TryGetValue(node, out var pool) ? computed.IndexOf(pool)
+                : node.Spec.Kind == NodeKind.State ? computed.IndexOf(node.Inputs[0])
+                : computed.IndexOf(node);
+            var touched = new Dictionary<NodePlan, (int First, int Last)>();
+            void Touch(NodePlan tensor, int step)
+            {
+                var owner = tensor.InferenceOwner;
+                if (!SharesInferenceValue(owner)) return;
+                touched[owner] = touched.TryGetValue(owner, out var span) ? (Math.Min(span.First, step), Math.Max(span.Last, step)) : (step, step);
+            }
+            foreach (var node in computed)
+            {
+                int step = StepOf(node);
+                Touch(node, step);
+                foreach (var input in node.Inputs) Touch(input, step);
+            }
+            foreach (var output in Outputs) Touch(output.Node, computed.Count);
+            var values = computed.Where(n => touched.ContainsKey(n)).ToList();
+            var offsets = ArenaLayout.Place(values.Select(n => new ArenaLayout.Lifetime(Floats(n), touched[n].First, touched[n].Last)).ToList(), FloatsPerLine, out int arena);
+            for (int t = 0; t < values.Count; t++) ValueOffsets[values[t]] = offsets[t];
+            ValueFloats = arena;
+            SeparateValueFloats = values.Sum(Floats);
+        }
+
+        /// <summary>Whether a tensor's value is a slice of an inference copy's shared values: its own floats, not a pooled convolution's.</summary>
+        private bool SharesInferenceValue(NodePlan node) =>
+            node.Spec.Kind != NodeKind.Input && !node.IsAlias && !node.IsDropout && !(node.Is(LayerKind.Conv2D) && PooledConvolutions.ContainsKey(node));
+
+        /// <summary>Each shared value's offset in an inference copy's values, in floats per sample (<see cref="PlanInferenceValues"/>).</summary>
+        public Dictionary<NodePlan, int> ValueOffsets { get; } = new();
+        /// <summary>Floats per sample of an inference copy's shared values.</summary>
+        public int ValueFloats { get; private set; }
+        /// <summary>Floats per sample those values would take one buffer per tensor.</summary>
+        public int SeparateValueFloats { get; private set; }
 
         /// <summary>The model's pooled convolutions and their poolings, each keyed by the other (ModelEmitter.PooledConvolutions).</summary>
         public Dictionary<NodePlan, NodePlan> PooledConvolutions { get; }
@@ -427,6 +477,8 @@ internal static partial class ModelEmitter
         /// <summary>What Forward's later blocks read: dropout blocks declare a local that is their input at inference.</summary>
         public string InferenceName => IsAlias ? Inputs[0].InferenceName : Spec.Kind == NodeKind.Input ? Spec.Name : IsDropout ? Stem : Output;
 
+        /// <summary>The tensor whose floats hold this one at inference: dropout and aliases read their input's.</summary>
+        public NodePlan InferenceOwner => IsDropout || IsAlias ? Inputs[0].InferenceOwner : this;
         /// <summary>The buffer holding this tensor after an inference pass.</summary>
         public string InferenceSource => IsDropout || IsAlias ? Inputs[0].InferenceSource : TrainingSource;
     }

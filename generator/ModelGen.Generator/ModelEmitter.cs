@@ -122,8 +122,9 @@ internal static partial class ModelEmitter
         }
         if (plan.Nodes.Any(n => n.IsDropout)) w.Line("private SeededRandom dropoutRandom;");
         w.Line("private int lastTrainingBatch;");
-        w.Line("// Floats per sample the gradients take, sharing by liveness, and would take one buffer per tensor.");
+        w.Line("// Floats per sample the gradients (and an inference copy's values) take, sharing by liveness, and would take one buffer per tensor.");
         w.Line($"private const int GradientFloats = {plan.GradientFloats}, SeparateGradientFloats = {plan.SeparateGradientFloats};");
+        w.Line($"private const int ValueFloats = {plan.ValueFloats}, SeparateValueFloats = {plan.SeparateValueFloats};");
         w.Line();
         w.Line("private static readonly ModelInput[] modelInputs =");
         w.Line("{");
@@ -209,8 +210,9 @@ internal static partial class ModelEmitter
         }
         w.Line($"layers = new Layer[] {{ {string.Join(", ", layerExpressions)} }};");
         w.Line();
-        w.Line("// A gradient lives from the backward block that first writes it to the one that reads it: gradients never live at once share floats.");
-        w.Line("var buffers = new ModelBuffers(sharedGradientFloats: maxBatchSize * GradientFloats, forTraining);");
+        w.Line("// Gradients never live at once share floats (from the backward block that first writes one to the block that reads it),");
+        w.Line("// and so do the values of a copy that only predicts (from the forward block that writes one to the last that reads it).");
+        w.Line("var buffers = new ModelBuffers(sharedGradientFloats: maxBatchSize * GradientFloats, sharedValueFloats: maxBatchSize * ValueFloats, forTraining);");
         var pooled = plan.PooledConvolutions;
         foreach (var node in plan.Buffered)
         {
@@ -219,7 +221,7 @@ internal static partial class ModelEmitter
             // may never be written, in either pass.
             if (node.IsDropout) w.Line($"{node.Output} = buffers.TrainingFloats({size});");
             else if (node.Is(LayerKind.Conv2D) && pooled.TryGetValue(node, out var pool)) w.Line($"{node.Output} = buffers.PooledConvolution({node.Window}, {pool.Window}, {size});");
-            else w.Line($"{node.Output} = buffers.Floats({size});");
+            else w.Line($"{node.Output} = buffers.Value(maxBatchSize * {plan.ValueOffsets[node]}, {size});");
             if (plan.GradientOffsets.TryGetValue(node, out int offset)) w.Line($"{node.Gradient} = buffers.Gradient(maxBatchSize * {offset}, {size});");
             if (node.Is(LayerKind.LayerNormalization))
             {
@@ -640,7 +642,7 @@ internal static partial class ModelEmitter
     private static void EmitSummary(CodeWriter w, Plan plan)
     {
         w.Line("/// <summary>The Keras-style summary table, computed at compile time, and a last line with the bytes of the buffers.</summary>");
-        w.Line("public string Summary() => SummaryText + \"\\n\" + ModelBuffers.Describe(MaxBatchSize, BufferBytes, GradientFloats, SeparateGradientFloats);");
+        w.Line("public string Summary() => SummaryText + \"\\n\" + ModelBuffers.Describe(MaxBatchSize, BufferBytes, GradientFloats, SeparateGradientFloats, ValueFloats, SeparateValueFloats);");
         w.Line();
         w.Line("public const string SummaryText =");
         var lines = SummaryTable.Render(plan.Model).Split('\n');

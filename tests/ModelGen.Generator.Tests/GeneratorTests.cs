@@ -35,34 +35,37 @@ public class GeneratorTests
         GeneratorHarness.MatchesSnapshot("MnistClassifier", file.ToString());
     }
 
+    /// <summary>Dense layers in a row, some paired (one through a dropout), one read twice by a skip connection.</summary>
+    internal const string Pairs = """
+        using ModelGen;
+
+        [Functional(Loss = Loss.SparseCategoricalCrossentropy)]
+        public partial class Pairs
+        {
+            [Dense(300, Activation.Relu)]   Dense a;
+            [Dense(200, Activation.Tanh)]   Dense b;
+            [Dense(100)]                    Dense c;
+            [Dense(100, Activation.Relu)]   Dense d;
+            [Dropout(0.5)]                  Dropout drop;
+            [Dense(100, Activation.Relu)]   Dense e;
+            [Dense(100, Activation.Relu)]   Dense f;
+            [Dense(10, Activation.Softmax)] Dense head;
+
+            [Graph]
+            Tensor Forward([Shape(64)] Tensor x)
+            {
+                var ab = b.Apply(a.Apply(x));        // a then b: a pair, b's tanh after the product
+                var cd = d.Apply(c.Apply(ab));       // b's tanh cannot sit mid-product: c and d pair instead
+                var ef = f.Apply(e.Apply(drop.Apply(cd)));
+                return head.Apply(Ops.Add(ef, cd));  // d is read twice: d and e stay apart, e and f pair
+            }
+        }
+        """;
+
     [Fact]
     public void Dense_layers_in_a_row_run_as_pairs_only_where_nothing_else_reads_between()
     {
-        var (_, forward) = GeneratorHarness.RunAndFindMethod("""
-            using ModelGen;
-
-            [Functional(Loss = Loss.SparseCategoricalCrossentropy)]
-            public partial class Pairs
-            {
-                [Dense(300, Activation.Relu)]   Dense a;
-                [Dense(200, Activation.Tanh)]   Dense b;
-                [Dense(100)]                    Dense c;
-                [Dense(100, Activation.Relu)]   Dense d;
-                [Dropout(0.5)]                  Dropout drop;
-                [Dense(100, Activation.Relu)]   Dense e;
-                [Dense(100, Activation.Relu)]   Dense f;
-                [Dense(10, Activation.Softmax)] Dense head;
-
-                [Graph]
-                Tensor Forward([Shape(64)] Tensor x)
-                {
-                    var ab = b.Apply(a.Apply(x));        // a then b: a pair, b's tanh after the product
-                    var cd = d.Apply(c.Apply(ab));       // b's tanh cannot sit mid-product: c and d pair instead
-                    var ef = f.Apply(e.Apply(drop.Apply(cd)));
-                    return head.Apply(Ops.Add(ef, cd));  // d is read twice: d and e stay apart, e and f pair
-                }
-            }
-            """, "Forward");
+        var (_, forward) = GeneratorHarness.RunAndFindMethod(Pairs, "Forward");
 
         Assert.Contains("Gemm.MultiplyTwice(x, AKernel, aOutput, BKernel, bOutput, batch, 64, 300, 200, bias1: ABias, relu1: true, bias2: BBias, packedB1: packedAKernel, packedB2: packedBKernel);", forward);
         Assert.Contains("Activations.Forward(Activation.Tanh, bOutput, batch, 200);", forward);

@@ -115,7 +115,12 @@ public class AlignedBufferTests
         Assert.Equal(4000 + 40 + lstm * 4L, buffers.Bytes);
         Assert.Equal(" Buffers for batches of up to 8: 1.50 KB", ModelBuffers.Describe(8, 1536, gradientFloats: 20, separateGradientFloats: 20));
         Assert.Equal(" Buffers for batches of up to 8: 1.50 KB (gradients sharing 512.00 B by liveness, against 1.00 KB one per tensor)",
-            ModelBuffers.Describe(8, 1536, gradientFloats: 16, separateGradientFloats: 32));
+            ModelBuffers.Describe(8, 1536, gradientFloats: 16, separateGradientFloats: 32, valueFloats: 48, separateValueFloats: 40));
+        Assert.Equal(" Buffers for batches of up to 8: 1.50 KB (an inference copy's values sharing 1.00 KB by liveness, against 2.00 KB one per tensor)",
+            ModelBuffers.Describe(8, 1536, gradientFloats: 20, separateGradientFloats: 20, valueFloats: 32, separateValueFloats: 64));
+        Assert.Equal(" Buffers for batches of up to 8: 1.50 KB (gradients sharing 512.00 B by liveness, against 1.00 KB one per tensor; " +
+            "an inference copy's values sharing 1.00 KB by liveness, against 2.00 KB one per tensor)",
+            ModelBuffers.Describe(8, 1536, gradientFloats: 16, separateGradientFloats: 32, valueFloats: 32, separateValueFloats: 64));
     }
 
     [Fact]
@@ -130,13 +135,26 @@ public class AlignedBufferTests
         Assert.Throws<ArgumentOutOfRangeException>(() => training.Gradient(32, 33));
         Assert.Equal((64 + 10) * 4L, training.Bytes);
 
-        var predicting = new ModelBuffers(sharedGradientFloats: 64, forTraining: false);
+        // Values: each its own buffer in a model that trains (backward reads them), slices of one shared buffer in a copy that only predicts.
+        var trainingValue = training.Value(0, 16);
+        trainingValue.Span[0] = 3f;
+        Assert.Equal(0f, training.Value(0, 16).Span[0]);
+        Assert.Equal((64 + 10 + 32) * 4L, training.Bytes);
+
+        var predicting = new ModelBuffers(sharedGradientFloats: 64, sharedValueFloats: 48, forTraining: false);
         Assert.False(predicting.ForTraining);
+        Assert.Equal(48 * 4L, predicting.Bytes);
+        var early = predicting.Value(0, 32);
+        var late = predicting.Value(16, 32);
+        early.Span[16] = 7f;
+        Assert.Equal(7f, late.Span[0]); // values never live at once share floats
+        Assert.Throws<ArgumentOutOfRangeException>(() => predicting.Value(32, 17));
+        Assert.Equal(48 * 4L, predicting.Bytes);
         Assert.Equal(0, predicting.Gradient(16, 48).Length);
         Assert.Equal(0, predicting.TrainingFloats(10).Length);
         Assert.Equal(7, predicting.Floats(7).Length);
         Assert.Empty(predicting.TrainingInts(5));
-        Assert.Equal(7 * 4L, predicting.Bytes);
+        Assert.Equal((48 + 7) * 4L, predicting.Bytes);
 
         // A convolution's patches (6x6 positions of 3x3x32 here): only the kernel gradient reads them.
         var window = new Window(8, 8, 32, 3, 3, 1, 1, Same: false);

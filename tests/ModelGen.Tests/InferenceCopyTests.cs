@@ -111,9 +111,10 @@ public class InferenceCopyTests
     {
         var model = new MnistClassifier(Capacity, seed: 16);
         var copy = Assert.IsType<InferenceCopy>(model.ForInference());
-        // No gradients of the weights; of the buffers, the three dense layers' outputs (256, 128, 10 a sample): dropout is
-        // the identity at inference, and its outputs and masks, the tensors' gradients and the targets are training's.
-        long weights = MnistClassifier.ParameterCount * sizeof(float), values = Capacity * (256 + 128 + 10) * sizeof(float);
+        // No gradients of the weights; of the buffers, the three dense layers' outputs (256, 128, 10 a sample) sharing by
+        // liveness: predictions is written after the pair hidden1-hidden2 last reads hidden1, so it takes hidden1's floats.
+        // Dropout is the identity at inference, and its outputs and masks, the tensors' gradients and the targets are training's.
+        long weights = MnistClassifier.ParameterCount * sizeof(float), values = Capacity * (256 + 128) * sizeof(float);
         Assert.Equal(weights + values + copy.PackedBytes, copy.Bytes);
         Assert.Equal(Capacity * (256 + 128 + 10 + 2 * (256 + 128) + MnistGradientFloats) * sizeof(float), model.BufferBytes);
     }
@@ -126,9 +127,10 @@ public class InferenceCopyTests
         // Values a sample: pool1 13x13x32, conv2 10x10x64, pool2 5x5x64 (Flatten reads it as it is), Dense 128 and 10. conv1
         // (3x3x1 windows, the direct kernel's on every SIMD path) is pooled in registers, its 26x26x32 output never written;
         // conv2's 3x3x32 windows are not (AVX2 takes them through im2col, in a scratch at inference), so its output is kept,
-        // the 10x10 of its 11x11 outputs that pool2 reads (all it computes). The patches, the poolings' winners, the gradients
-        // and the patch gradients are training's.
-        int values = 13 * 13 * 32 + 10 * 10 * 64 + 5 * 5 * 64 + 128 + 10;
+        // the 10x10 of its 11x11 outputs that pool2 reads (all it computes), in a buffer of its own. The others share by
+        // liveness: pool1 and pool2 are live together (conv2 and pool2 run in one call), Dense 128 and 10 take pool1's floats
+        // (10 padded to a cache line). The patches, the poolings' winners, the gradients and the patch gradients are training's.
+        int values = 10 * 10 * 64 + 13 * 13 * 32 + 5 * 5 * 64;
         Assert.Equal(SmallCnn.ParameterCount * sizeof(float) + (long)Capacity * values * sizeof(float) + copy.PackedBytes, copy.Bytes);
     }
 

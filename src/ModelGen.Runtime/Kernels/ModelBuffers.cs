@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 
 namespace ModelGen.Kernels;
 
@@ -26,14 +27,16 @@ internal sealed class CountedArrays
 /// </summary>
 public sealed class ModelBuffers
 {
-    private readonly AlignedBuffer sharedGradients;
+    private readonly AlignedBuffer sharedGradients, sharedValues;
 
     /// <param name="sharedGradientFloats">Floats of the buffer that the tensors' gradients share by liveness (<see cref="Gradient"/>).</param>
+    /// <param name="sharedValueFloats">Floats of the buffer that a copy that only predicts shares its values in by liveness (<see cref="Value"/>).</param>
     /// <param name="forTraining">False for a copy that only predicts (<see cref="IModel.ForInference"/>): it gets no gradients, masks, targets, patches or winners.</param>
-    public ModelBuffers(int sharedGradientFloats = 0, bool forTraining = true)
+    public ModelBuffers(int sharedGradientFloats = 0, int sharedValueFloats = 0, bool forTraining = true)
     {
         ForTraining = forTraining;
         sharedGradients = TrainingFloats(sharedGradientFloats);
+        sharedValues = forTraining ? None : Floats(sharedValueFloats);
     }
 
     /// <summary>Whether the buffers are for a model that trains; only then do <see cref="TrainingFloats"/> and <see cref="Gradient"/> hold floats.</summary>
@@ -46,6 +49,12 @@ public sealed class ModelBuffers
 
     /// <summary>A tensor's gradient, floats [<paramref name="offset"/>, +<paramref name="length"/>) of the shared gradients: none in a copy that only predicts.</summary>
     public AlignedBuffer Gradient(int offset, int length) => ForTraining ? sharedGradients.Slice(offset, length) : None;
+
+    /// <summary>
+    /// A tensor's value: a buffer of its own in a model that trains (backward reads the values forward leaves); in a copy that
+    /// only predicts, floats [<paramref name="offset"/>, +<paramref name="length"/>) of the values it shares by liveness.
+    /// </summary>
+    public AlignedBuffer Value(int offset, int length) => ForTraining ? Floats(length) : sharedValues.Slice(offset, length);
 
     /// <summary>Ints only training uses (a max pooling's winners): none in a copy that only predicts.</summary>
     public int[] TrainingInts(int length) => ForTraining ? Ints(length) : [];
@@ -86,15 +95,18 @@ public sealed class ModelBuffers
     }
 
     /// <summary>
-    /// The summary's line under the parameter counts: the buffers for the model's largest batch and, where sharing gradients
-    /// by liveness saves memory, what they take against one buffer per tensor (sharing pads each to a cache line per sample,
-    /// which can cost a model of a few units more than it saves).
+    /// The summary's line under the parameter counts: the buffers for the model's largest batch and, where sharing by
+    /// liveness saves memory, what the gradients (and an inference copy's values) take against one buffer per tensor (sharing
+    /// pads each to a cache line per sample, which can cost a model of a few units more than it saves).
     /// </summary>
-    public static string Describe(int maxBatchSize, long bytes, int gradientFloats, int separateGradientFloats)
+    public static string Describe(int maxBatchSize, long bytes, int gradientFloats, int separateGradientFloats, int valueFloats = 0, int separateValueFloats = 0)
     {
+        string Sharing(string what, int shared, int separate) =>
+            $"{what} sharing {MemorySize.Readable((long)maxBatchSize * shared * sizeof(float))} by liveness, against {MemorySize.Readable((long)maxBatchSize * separate * sizeof(float))} one per tensor";
+        var savings = new List<string>();
+        if (gradientFloats < separateGradientFloats) savings.Add(Sharing("gradients", gradientFloats, separateGradientFloats));
+        if (valueFloats < separateValueFloats) savings.Add(Sharing("an inference copy's values", valueFloats, separateValueFloats));
         string line = $" Buffers for batches of up to {maxBatchSize}: {MemorySize.Readable(bytes)}";
-        if (gradientFloats >= separateGradientFloats) return line;
-        long shared = (long)maxBatchSize * gradientFloats * sizeof(float), separate = (long)maxBatchSize * separateGradientFloats * sizeof(float);
-        return line + $" (gradients sharing {MemorySize.Readable(shared)} by liveness, against {MemorySize.Readable(separate)} one per tensor)";
+        return savings.Count == 0 ? line : line + $" ({string.Join("; ", savings)})";
     }
 }

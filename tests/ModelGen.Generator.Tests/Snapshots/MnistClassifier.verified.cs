@@ -48,8 +48,9 @@ namespace Samples.Mnist
         private PackedMatrix? packedHidden1Kernel, packedHidden2Kernel, packedPredictionsKernel;
         private SeededRandom dropoutRandom;
         private int lastTrainingBatch;
-        // Floats per sample the gradients take, sharing by liveness, and would take one buffer per tensor.
+        // Floats per sample the gradients (and an inference copy's values) take, sharing by liveness, and would take one buffer per tensor.
         private const int GradientFloats = 512, SeparateGradientFloats = 778;
+        private const int ValueFloats = 384, SeparateValueFloats = 394;
 
         private static readonly ModelInput[] modelInputs =
         {
@@ -92,19 +93,20 @@ namespace Samples.Mnist
                 new Parameter("predictions.bias", parameters, gradients, PredictionsBiasOffset, 10));
             layers = new Layer[] { image, hidden1, drop1, hidden2, drop2, predictions };
 
-            // A gradient lives from the backward block that first writes it to the one that reads it: gradients never live at once share floats.
-            var buffers = new ModelBuffers(sharedGradientFloats: maxBatchSize * GradientFloats, forTraining);
-            hidden1Output = buffers.Floats(maxBatchSize * 256);
+            // Gradients never live at once share floats (from the backward block that first writes one to the block that reads it),
+            // and so do the values of a copy that only predicts (from the forward block that writes one to the last that reads it).
+            var buffers = new ModelBuffers(sharedGradientFloats: maxBatchSize * GradientFloats, sharedValueFloats: maxBatchSize * ValueFloats, forTraining);
+            hidden1Output = buffers.Value(maxBatchSize * 0, maxBatchSize * 256);
             hidden1Gradient = buffers.Gradient(maxBatchSize * 0, maxBatchSize * 256);
             drop1Output = buffers.TrainingFloats(maxBatchSize * 256);
             drop1Gradient = buffers.Gradient(maxBatchSize * 256, maxBatchSize * 256);
             drop1Mask = buffers.TrainingFloats(maxBatchSize * 256);
-            hidden2Output = buffers.Floats(maxBatchSize * 128);
+            hidden2Output = buffers.Value(maxBatchSize * 256, maxBatchSize * 128);
             hidden2Gradient = buffers.Gradient(maxBatchSize * 0, maxBatchSize * 128);
             drop2Output = buffers.TrainingFloats(maxBatchSize * 128);
             drop2Gradient = buffers.Gradient(maxBatchSize * 128, maxBatchSize * 128);
             drop2Mask = buffers.TrainingFloats(maxBatchSize * 128);
-            predictionsOutput = buffers.Floats(maxBatchSize * 10);
+            predictionsOutput = buffers.Value(maxBatchSize * 0, maxBatchSize * 10);
             predictionsGradient = buffers.Gradient(maxBatchSize * 0, maxBatchSize * 10);
             BufferBytes = buffers.Bytes;
         }
@@ -238,7 +240,7 @@ namespace Samples.Mnist
         private Span<float> PredictionsBiasGradient => gradients.AsSpan(PredictionsBiasOffset, PredictionsBiasLength);
 
         /// <summary>The Keras-style summary table, computed at compile time, and a last line with the bytes of the buffers.</summary>
-        public string Summary() => SummaryText + "\n" + ModelBuffers.Describe(MaxBatchSize, BufferBytes, GradientFloats, SeparateGradientFloats);
+        public string Summary() => SummaryText + "\n" + ModelBuffers.Describe(MaxBatchSize, BufferBytes, GradientFloats, SeparateGradientFloats, ValueFloats, SeparateValueFloats);
 
         public const string SummaryText =
             "Model: \"MnistClassifier\"\n" +

@@ -47,8 +47,9 @@ namespace Samples
         // Dense kernels packed once for the matrix kernel, in a copy that ForInference makes; null in a model that trains.
         private PackedMatrix? packedD1Kernel, packedD2Kernel, packedHeadKernel;
         private int lastTrainingBatch;
-        // Floats per sample the gradients take, sharing by liveness, and would take one buffer per tensor.
+        // Floats per sample the gradients (and an inference copy's values) take, sharing by liveness, and would take one buffer per tensor.
         private const int GradientFloats = 128, SeparateGradientFloats = 266;
+        private const int ValueFloats = 128, SeparateValueFloats = 266;
 
         private static readonly ModelInput[] modelInputs =
         {
@@ -87,17 +88,18 @@ namespace Samples
                 new Parameter("head.bias", parameters, gradients, HeadBiasOffset, 10));
             layers = new Layer[] { new Input("x", 64), d1, d2, head };
 
-            // A gradient lives from the backward block that first writes it to the one that reads it: gradients never live at once share floats.
-            var buffers = new ModelBuffers(sharedGradientFloats: maxBatchSize * GradientFloats, forTraining);
-            d1Output = buffers.Floats(maxBatchSize * 64);
+            // Gradients never live at once share floats (from the backward block that first writes one to the block that reads it),
+            // and so do the values of a copy that only predicts (from the forward block that writes one to the last that reads it).
+            var buffers = new ModelBuffers(sharedGradientFloats: maxBatchSize * GradientFloats, sharedValueFloats: maxBatchSize * ValueFloats, forTraining);
+            d1Output = buffers.Value(maxBatchSize * 0, maxBatchSize * 64);
             d1Gradient = buffers.Gradient(maxBatchSize * 0, maxBatchSize * 64);
-            d2Output = buffers.Floats(maxBatchSize * 64);
+            d2Output = buffers.Value(maxBatchSize * 64, maxBatchSize * 64);
             d2Gradient = buffers.Gradient(maxBatchSize * 64, maxBatchSize * 64);
-            addOutput = buffers.Floats(maxBatchSize * 64);
+            addOutput = buffers.Value(maxBatchSize * 0, maxBatchSize * 64);
             addGradient = buffers.Gradient(maxBatchSize * 0, maxBatchSize * 64);
-            reluOutput = buffers.Floats(maxBatchSize * 64);
+            reluOutput = buffers.Value(maxBatchSize * 64, maxBatchSize * 64);
             reluGradient = buffers.Gradient(maxBatchSize * 64, maxBatchSize * 64);
-            headOutput = buffers.Floats(maxBatchSize * 10);
+            headOutput = buffers.Value(maxBatchSize * 0, maxBatchSize * 10);
             headGradient = buffers.Gradient(maxBatchSize * 0, maxBatchSize * 10);
             BufferBytes = buffers.Bytes;
         }
@@ -219,7 +221,7 @@ namespace Samples
         private Span<float> HeadBiasGradient => gradients.AsSpan(HeadBiasOffset, HeadBiasLength);
 
         /// <summary>The Keras-style summary table, computed at compile time, and a last line with the bytes of the buffers.</summary>
-        public string Summary() => SummaryText + "\n" + ModelBuffers.Describe(MaxBatchSize, BufferBytes, GradientFloats, SeparateGradientFloats);
+        public string Summary() => SummaryText + "\n" + ModelBuffers.Describe(MaxBatchSize, BufferBytes, GradientFloats, SeparateGradientFloats, ValueFloats, SeparateValueFloats);
 
         public const string SummaryText =
             "Model: \"ResidualMlp\"\n" +

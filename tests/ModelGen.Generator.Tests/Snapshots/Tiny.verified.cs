@@ -43,8 +43,9 @@ partial class Outer
         // Dense kernels packed once for the matrix kernel, in a copy that ForInference makes; null in a model that trains.
         private PackedMatrix? packedProjectionKernel, packedLogitsKernel;
         private int lastTrainingBatch;
-        // Floats per sample the gradients take, sharing by liveness, and would take one buffer per tensor.
+        // Floats per sample the gradients (and an inference copy's values) take, sharing by liveness, and would take one buffer per tensor.
         private const int GradientFloats = 32, SeparateGradientFloats = 12;
+        private const int ValueFloats = 32, SeparateValueFloats = 12;
 
         private static readonly ModelInput[] modelInputs =
         {
@@ -82,15 +83,16 @@ partial class Outer
             probabilities = new ActivationLayer("probabilities", Activation.Softmax, 2);
             layers = new Layer[] { features, projection, squash, logits, probabilities };
 
-            // A gradient lives from the backward block that first writes it to the one that reads it: gradients never live at once share floats.
-            var buffers = new ModelBuffers(sharedGradientFloats: maxBatchSize * GradientFloats, forTraining);
-            projectionOutput = buffers.Floats(maxBatchSize * 4);
+            // Gradients never live at once share floats (from the backward block that first writes one to the block that reads it),
+            // and so do the values of a copy that only predicts (from the forward block that writes one to the last that reads it).
+            var buffers = new ModelBuffers(sharedGradientFloats: maxBatchSize * GradientFloats, sharedValueFloats: maxBatchSize * ValueFloats, forTraining);
+            projectionOutput = buffers.Value(maxBatchSize * 0, maxBatchSize * 4);
             projectionGradient = buffers.Gradient(maxBatchSize * 0, maxBatchSize * 4);
-            squashOutput = buffers.Floats(maxBatchSize * 4);
+            squashOutput = buffers.Value(maxBatchSize * 16, maxBatchSize * 4);
             squashGradient = buffers.Gradient(maxBatchSize * 16, maxBatchSize * 4);
-            logitsOutput = buffers.Floats(maxBatchSize * 2);
+            logitsOutput = buffers.Value(maxBatchSize * 0, maxBatchSize * 2);
             logitsGradient = buffers.Gradient(maxBatchSize * 0, maxBatchSize * 2);
-            probabilitiesOutput = buffers.Floats(maxBatchSize * 2);
+            probabilitiesOutput = buffers.Value(maxBatchSize * 16, maxBatchSize * 2);
             probabilitiesGradient = buffers.Gradient(maxBatchSize * 16, maxBatchSize * 2);
             BufferBytes = buffers.Bytes;
         }
@@ -195,7 +197,7 @@ partial class Outer
         private Span<float> LogitsBiasGradient => gradients.AsSpan(LogitsBiasOffset, LogitsBiasLength);
 
         /// <summary>The Keras-style summary table, computed at compile time, and a last line with the bytes of the buffers.</summary>
-        public string Summary() => SummaryText + "\n" + ModelBuffers.Describe(MaxBatchSize, BufferBytes, GradientFloats, SeparateGradientFloats);
+        public string Summary() => SummaryText + "\n" + ModelBuffers.Describe(MaxBatchSize, BufferBytes, GradientFloats, SeparateGradientFloats, ValueFloats, SeparateValueFloats);
 
         public const string SummaryText =
             "Model: \"Tiny\"\n" +

@@ -73,7 +73,7 @@ internal static partial class ModelEmitter
             {
                 var owner = tensor.GradientOwner;
                 if (!HasGradientBuffer(owner)) return;
-                touched[owner] = touched.TryGetValue(owner, out var span) ? (Math.Min(span.First, step), Math.Max(span.Last, step)) : (step, step);
+                Widen(touched, owner, step);
                 if (writes) written.Add(owner);
             }
             foreach (var output in Outputs) Touch(output.Node, 0, writes: true);
@@ -88,13 +88,22 @@ internal static partial class ModelEmitter
                 foreach (var input in node.Inputs.Where(i => i.NeedsGradient)) Touch(input, step, writes: true);
             }
             var gradients = Buffered.Where(HasGradientBuffer).ToList();
-            var lifetimes = gradients.Select(n => written.Contains(n)
-                ? new ArenaLayout.Lifetime(Floats(n), touched[n].First, touched[n].Last)
-                : new ArenaLayout.Lifetime(Floats(n), 0, step)).ToList();
-            var offsets = ArenaLayout.Place(lifetimes, FloatsPerLine, out int arena);
-            for (int t = 0; t < gradients.Count; t++) GradientOffsets[gradients[t]] = offsets[t];
-            GradientFloats = arena;
-            SeparateGradientFloats = gradients.Sum(Floats);
+            (GradientFloats, SeparateGradientFloats) = PlaceByLiveness(gradients, n => written.Contains(n) ? touched[n] : (0, step), GradientOffsets);
+        }
+
+        /// <summary>Widens a tensor's span of steps to take in <paramref name="step"/>.</summary>
+        private static void Widen(Dictionary<NodePlan, (int First, int Last)> spans, NodePlan tensor, int step) =>
+            spans[tensor] = spans.TryGetValue(tensor, out var span) ? (Math.Min(span.First, step), Math.Max(span.Last, step)) : (step, step);
+
+        /// <summary>
+        /// Places <paramref name="tensors"/>, each live over its span of steps, in one shared buffer (ArenaLayout), their offsets
+        /// into <paramref name="offsets"/>: the floats per sample the buffer spans, and those one buffer per tensor would take.
+        /// </summary>
+        private (int Shared, int Separate) PlaceByLiveness(List<NodePlan> tensors, Func<NodePlan, (int First, int Last)> span, Dictionary<NodePlan, int> offsets)
+        {
+            var placed = ArenaLayout.Place(tensors.Select(n => new ArenaLayout.Lifetime(Floats(n), span(n).First, span(n).Last)).ToList(), FloatsPerLine, out int arena);
+            for (int t = 0; t < tensors.Count; t++) offsets[tensors[t]] = placed[t];
+            return (arena, tensors.Sum(Floats));
         }
 
         /// <summary>
@@ -118,8 +127,7 @@ internal static partial class ModelEmitter
             void Touch(NodePlan tensor, int step)
             {
                 var owner = tensor.InferenceOwner;
-                if (!SharesInferenceValue(owner)) return;
-                touched[owner] = touched.TryGetValue(owner, out var span) ? (Math.Min(span.First, step), Math.Max(span.Last, step)) : (step, step);
+                if (SharesInferenceValue(owner)) Widen(touched, owner, step);
             }
             foreach (var node in computed)
             {
@@ -128,11 +136,7 @@ internal static partial class ModelEmitter
                 foreach (var input in node.Inputs) Touch(input, step);
             }
             foreach (var output in Outputs) Touch(output.Node, computed.Count);
-            var values = computed.Where(n => touched.ContainsKey(n)).ToList();
-            var offsets = ArenaLayout.Place(values.Select(n => new ArenaLayout.Lifetime(Floats(n), touched[n].First, touched[n].Last)).ToList(), FloatsPerLine, out int arena);
-            for (int t = 0; t < values.Count; t++) ValueOffsets[values[t]] = offsets[t];
-            ValueFloats = arena;
-            SeparateValueFloats = values.Sum(Floats);
+            (ValueFloats, SeparateValueFloats) = PlaceByLiveness(computed.Where(touched.ContainsKey).ToList(), n => touched[n], ValueOffsets);
         }
 
         /// <summary>Whether a tensor's value is a slice of an inference copy's shared values: its own floats, not a pooled convolution's.</summary>
@@ -480,6 +484,6 @@ internal static partial class ModelEmitter
         /// <summary>The tensor whose floats hold this one at inference: dropout and aliases read their input's.</summary>
         public NodePlan InferenceOwner => IsDropout || IsAlias ? Inputs[0].InferenceOwner : this;
         /// <summary>The buffer holding this tensor after an inference pass.</summary>
-        public string InferenceSource => IsDropout || IsAlias ? Inputs[0].InferenceSource : TrainingSource;
+        public string InferenceSource => InferenceOwner.TrainingSource;
     }
 }

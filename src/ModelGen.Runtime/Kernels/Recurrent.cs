@@ -302,24 +302,22 @@ public static class Recurrent
             ref float h1 = ref MemoryMarshal.GetReference(next.Slice(b * units, units));
             for (int u = 0; u < units; u += TLanes.Count)
             {
-                int lanes = Math.Min(TLanes.Count, units - u);
-                TVector Load(ref float values, int offset) => TLanes.LoadFirst(ref Unsafe.Add(ref values, offset + u), lanes);
-                void Store(ref float values, int offset, TVector value) => TLanes.StoreFirst(ref Unsafe.Add(ref values, offset + u), value, lanes);
-                TVector i = VectorMath.Sigmoid<TLanes, TVector>(Load(ref gate, 0)), f = VectorMath.Sigmoid<TLanes, TVector>(Load(ref gate, units));
-                TVector g = VectorMath.Tanh<TLanes, TVector>(Load(ref gate, 2 * units)), o = VectorMath.Sigmoid<TLanes, TVector>(Load(ref gate, 3 * units));
-                Store(ref gate, 0, i);
-                Store(ref gate, units, f);
-                Store(ref gate, 2 * units, g);
-                Store(ref gate, 3 * units, o);
+                var slice = new UnitSlice<TLanes, TVector>(u, Math.Min(TLanes.Count, units - u));
+                TVector i = VectorMath.Sigmoid<TLanes, TVector>(slice.Load(ref gate, 0)), f = VectorMath.Sigmoid<TLanes, TVector>(slice.Load(ref gate, units));
+                TVector g = VectorMath.Tanh<TLanes, TVector>(slice.Load(ref gate, 2 * units)), o = VectorMath.Sigmoid<TLanes, TVector>(slice.Load(ref gate, 3 * units));
+                slice.Store(ref gate, 0, i);
+                slice.Store(ref gate, units, f);
+                slice.Store(ref gate, 2 * units, g);
+                slice.Store(ref gate, 3 * units, o);
                 if (carried)
                 {
-                    Store(ref c1, 0, Load(ref c0, 0));
-                    Store(ref h1, 0, Load(ref h0, 0));
+                    slice.Store(ref c1, 0, slice.Load(ref c0, 0));
+                    slice.Store(ref h1, 0, slice.Load(ref h0, 0));
                     continue;
                 }
-                TVector c = TLanes.Add(TLanes.Multiply(i, g), TLanes.Multiply(f, Load(ref c0, 0)));
-                Store(ref c1, 0, c);
-                Store(ref h1, 0, TLanes.Multiply(o, VectorMath.Tanh<TLanes, TVector>(c)));
+                TVector c = TLanes.Add(TLanes.Multiply(i, g), TLanes.Multiply(f, slice.Load(ref c0, 0)));
+                slice.Store(ref c1, 0, c);
+                slice.Store(ref h1, 0, TLanes.Multiply(o, VectorMath.Tanh<TLanes, TVector>(c)));
             }
         }
     }
@@ -362,19 +360,17 @@ public static class Recurrent
             ref float h1 = ref MemoryMarshal.GetReference(next.Slice(b * units, units));
             for (int u = 0; u < units; u += TLanes.Count)
             {
-                int lanes = Math.Min(TLanes.Count, units - u);
-                TVector Load(ref float values, int offset) => TLanes.LoadFirst(ref Unsafe.Add(ref values, offset + u), lanes);
-                void Store(ref float values, int offset, TVector value) => TLanes.StoreFirst(ref Unsafe.Add(ref values, offset + u), value, lanes);
-                TVector z = VectorMath.Sigmoid<TLanes, TVector>(TLanes.Add(Load(ref xs, 0), Load(ref rs, 0)));
-                TVector r = VectorMath.Sigmoid<TLanes, TVector>(TLanes.Add(Load(ref xs, units), Load(ref rs, units)));
-                TVector recurrentH = Load(ref rs, 2 * units);
-                TVector candidate = VectorMath.Tanh<TLanes, TVector>(TLanes.Add(TLanes.Multiply(r, recurrentH), Load(ref xs, 2 * units)));
-                Store(ref keep, 0, z);
-                Store(ref keep, units, r);
-                Store(ref keep, 2 * units, candidate);
-                Store(ref keep, 3 * units, recurrentH);
-                Store(ref h1, 0, carried ? Load(ref h0, 0)
-                    : TLanes.Add(TLanes.Multiply(z, Load(ref h0, 0)), TLanes.Multiply(TLanes.Subtract(one, z), candidate)));
+                var slice = new UnitSlice<TLanes, TVector>(u, Math.Min(TLanes.Count, units - u));
+                TVector z = VectorMath.Sigmoid<TLanes, TVector>(TLanes.Add(slice.Load(ref xs, 0), slice.Load(ref rs, 0)));
+                TVector r = VectorMath.Sigmoid<TLanes, TVector>(TLanes.Add(slice.Load(ref xs, units), slice.Load(ref rs, units)));
+                TVector recurrentH = slice.Load(ref rs, 2 * units);
+                TVector candidate = VectorMath.Tanh<TLanes, TVector>(TLanes.Add(TLanes.Multiply(r, recurrentH), slice.Load(ref xs, 2 * units)));
+                slice.Store(ref keep, 0, z);
+                slice.Store(ref keep, units, r);
+                slice.Store(ref keep, 2 * units, candidate);
+                slice.Store(ref keep, 3 * units, recurrentH);
+                slice.Store(ref h1, 0, carried ? slice.Load(ref h0, 0)
+                    : TLanes.Add(TLanes.Multiply(z, slice.Load(ref h0, 0)), TLanes.Multiply(TLanes.Subtract(one, z), candidate)));
             }
         }
     }
@@ -534,18 +530,16 @@ public static class Recurrent
             ref float dcRow = ref MemoryMarshal.GetReference(dc.Slice(b * units, units));
             for (int u = 0; u < units; u += TLanes.Count)
             {
-                int lanes = Math.Min(TLanes.Count, units - u);
-                TVector Load(ref float values, int offset) => TLanes.LoadFirst(ref Unsafe.Add(ref values, offset + u), lanes);
-                void Store(ref float values, int offset, TVector value) => TLanes.StoreFirst(ref Unsafe.Add(ref values, offset + u), value, lanes);
-                TVector i = Load(ref gate, 0), f = Load(ref gate, units), g = Load(ref gate, 2 * units), o = Load(ref gate, 3 * units);
-                TVector tc = Load(ref tanhCell, 0), dhu = Load(ref dhRow, 0);
-                TVector dCell = TLanes.Add(Load(ref dcRow, 0), TLanes.Multiply(TLanes.Multiply(dhu, o), TLanes.Subtract(one, TLanes.Multiply(tc, tc))));
-                Store(ref gradient, 0, TLanes.Multiply(TLanes.Multiply(TLanes.Multiply(dCell, g), i), TLanes.Subtract(one, i)));
-                Store(ref gradient, units, TLanes.Multiply(TLanes.Multiply(TLanes.Multiply(dCell, Load(ref c0, 0)), f), TLanes.Subtract(one, f)));
-                Store(ref gradient, 2 * units, TLanes.Multiply(TLanes.Multiply(dCell, i), TLanes.Subtract(one, TLanes.Multiply(g, g))));
-                Store(ref gradient, 3 * units, TLanes.Multiply(TLanes.Multiply(TLanes.Multiply(dhu, tc), o), TLanes.Subtract(one, o)));
-                Store(ref dcRow, 0, TLanes.Multiply(dCell, f));
-                Store(ref dhRow, 0, TLanes.Zero); // h_{p-1} reaches h_p only through the gates
+                var slice = new UnitSlice<TLanes, TVector>(u, Math.Min(TLanes.Count, units - u));
+                TVector i = slice.Load(ref gate, 0), f = slice.Load(ref gate, units), g = slice.Load(ref gate, 2 * units), o = slice.Load(ref gate, 3 * units);
+                TVector tc = slice.Load(ref tanhCell, 0), dhu = slice.Load(ref dhRow, 0);
+                TVector dCell = TLanes.Add(slice.Load(ref dcRow, 0), TLanes.Multiply(TLanes.Multiply(dhu, o), TLanes.Subtract(one, TLanes.Multiply(tc, tc))));
+                slice.Store(ref gradient, 0, TLanes.Multiply(TLanes.Multiply(TLanes.Multiply(dCell, g), i), TLanes.Subtract(one, i)));
+                slice.Store(ref gradient, units, TLanes.Multiply(TLanes.Multiply(TLanes.Multiply(dCell, slice.Load(ref c0, 0)), f), TLanes.Subtract(one, f)));
+                slice.Store(ref gradient, 2 * units, TLanes.Multiply(TLanes.Multiply(dCell, i), TLanes.Subtract(one, TLanes.Multiply(g, g))));
+                slice.Store(ref gradient, 3 * units, TLanes.Multiply(TLanes.Multiply(TLanes.Multiply(dhu, tc), o), TLanes.Subtract(one, o)));
+                slice.Store(ref dcRow, 0, TLanes.Multiply(dCell, f));
+                slice.Store(ref dhRow, 0, TLanes.Zero); // h_{p-1} reaches h_p only through the gates
             }
         }
     }
@@ -578,20 +572,31 @@ public static class Recurrent
             ref float recurrentGradient = ref MemoryMarshal.GetReference(drb);
             for (int u = 0; u < units; u += TLanes.Count)
             {
-                int lanes = Math.Min(TLanes.Count, units - u);
-                TVector Load(ref float values, int offset) => TLanes.LoadFirst(ref Unsafe.Add(ref values, offset + u), lanes);
-                void Store(ref float values, int offset, TVector value) => TLanes.StoreFirst(ref Unsafe.Add(ref values, offset + u), value, lanes);
-                TVector z = Load(ref keep, 0), r = Load(ref keep, units), candidate = Load(ref keep, 2 * units), recurrentH = Load(ref keep, 3 * units);
-                TVector g = Load(ref dhRow, 0);
+                var slice = new UnitSlice<TLanes, TVector>(u, Math.Min(TLanes.Count, units - u));
+                TVector z = slice.Load(ref keep, 0), r = slice.Load(ref keep, units), candidate = slice.Load(ref keep, 2 * units), recurrentH = slice.Load(ref keep, 3 * units);
+                TVector g = slice.Load(ref dhRow, 0);
                 TVector oneMinusZ = TLanes.Subtract(one, z);
                 TVector dCandidate = TLanes.Multiply(TLanes.Multiply(g, oneMinusZ), TLanes.Subtract(one, TLanes.Multiply(candidate, candidate))); // through tanh
-                TVector dz = TLanes.Multiply(TLanes.Multiply(TLanes.Multiply(g, TLanes.Subtract(Load(ref h0, 0), candidate)), z), oneMinusZ);
+                TVector dz = TLanes.Multiply(TLanes.Multiply(TLanes.Multiply(g, TLanes.Subtract(slice.Load(ref h0, 0), candidate)), z), oneMinusZ);
                 TVector dReset = TLanes.Multiply(TLanes.Multiply(TLanes.Multiply(dCandidate, recurrentH), r), TLanes.Subtract(one, r));
-                Store(ref inputGradient, 0, dz); Store(ref inputGradient, units, dReset); Store(ref inputGradient, 2 * units, dCandidate);
-                Store(ref recurrentGradient, 0, dz); Store(ref recurrentGradient, units, dReset); Store(ref recurrentGradient, 2 * units, TLanes.Multiply(dCandidate, r));
-                Store(ref dhRow, 0, TLanes.Multiply(g, z)); // the direct path; the recurrent product adds the rest
+                slice.Store(ref inputGradient, 0, dz); slice.Store(ref inputGradient, units, dReset); slice.Store(ref inputGradient, 2 * units, dCandidate);
+                slice.Store(ref recurrentGradient, 0, dz); slice.Store(ref recurrentGradient, units, dReset); slice.Store(ref recurrentGradient, 2 * units, TLanes.Multiply(dCandidate, r));
+                slice.Store(ref dhRow, 0, TLanes.Multiply(g, z)); // the direct path; the recurrent product adds the rest
             }
         }
+    }
+
+    /// <summary>
+    /// Units [at, at + lanes) of a row, a vector (the last one partial), at the same place in each span a cell kernel reads
+    /// or writes; a gate's units sit a multiple of the units further on (each call's offset).
+    /// </summary>
+    private readonly struct UnitSlice<TLanes, TVector>(int at, int lanes) where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public TVector Load(ref float values, int offset) => TLanes.LoadFirst(ref Unsafe.Add(ref values, offset + at), lanes);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Store(ref float values, int offset, TVector value) => TLanes.StoreFirst(ref Unsafe.Add(ref values, offset + at), value, lanes);
     }
 
     /// <summary>

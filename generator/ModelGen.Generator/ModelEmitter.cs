@@ -389,14 +389,14 @@ internal static partial class ModelEmitter
             var layer = node.Layer;
             foreach (var direction in layer.Directions)
             {
-                w.Line($"{node.Workspace(direction)} = buffers.Workspace(new RecurrentWorkspace(RecurrentCell.{(layer.Kind == LayerKind.LSTM ? "Lstm" : "Gru")}, maxBatchSize, steps: {layer.InputShape[0]}, features: {layer.InputShape[1]}, units: {layer.Units}));");
+                w.Line($"{node.Workspace(direction)} = buffers.Workspace(new RecurrentWorkspace(RecurrentCell.{(layer.Kind == LayerKind.LSTM ? "Lstm" : "Gru")}, maxBatchSize, steps: {layer.InputShape[0]}, features: {layer.InputShape[1]}, units: {layer.Units}, buffers.ForTraining));");
             }
         }
         if (node.Is(LayerKind.MultiHeadAttention))
         {
             var e = node.Layer!.Extents;
             w.Line($"{node.Workspace("")} = buffers.Workspace(new AttentionWorkspace(maxBatchSize, querySteps: {e[6]}, valueSteps: {e[7]}, queryFeatures: {e[3]}, keyFeatures: {e[4]}, valueFeatures: {e[5]}, " +
-                $"heads: {e[0]}, keyDim: {e[1]}, valueDim: {e[2]}, causal: {Bool(node.Layer.Causal)}));");
+                $"heads: {e[0]}, keyDim: {e[1]}, valueDim: {e[2]}, causal: {Bool(node.Layer.Causal)}, buffers.ForTraining));");
         }
         if (node.UsesPatches) w.Line($"{node.Patches} = {(node.Is(LayerKind.Conv2DTranspose) ? $"buffers.Floats({PatchChunks(node)})" : $"buffers.Patches({node.Window}, maxBatchSize)")};");
         if (node.UsesWinners) w.Line($"{node.Winners} = buffers.TrainingInts(maxBatchSize * {node.Spec.Size});");

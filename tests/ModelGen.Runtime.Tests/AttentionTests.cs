@@ -47,17 +47,33 @@ public class AttentionTests
         for (int w = 0; w < one.Weights.Length; w++) Assert.Equal(one.Weights[w], two.Weights[w]);
     }
 
+    [Theory, MemberData(nameof(MaskKinds))]
+    public void A_workspace_for_inference_predicts_the_same_bits_without_probabilities_or_gradients(string masks, SimdPath path)
+    {
+        using var _ = KernelSettings.OnSimd(path);
+        var training = new Layer(masks, seed: 6);
+        var inference = new Layer(masks, seed: 6, forTraining: false);
+        // Both cores share the pairs, each scoring its pairs one after another in its own piece of the scores.
+        Assert.True(Attention.SharesPairs(inference.Work, Batch));
+        Assert.Equal(training.Predict(), inference.Predict());
+        long projections = Batch * (QuerySteps * Heads * KeyDim + ValueSteps * Heads * KeyDim + ValueSteps * Heads * ValueDim), context = Batch * QuerySteps * Heads * ValueDim;
+        Assert.Equal((projections + context + 2 * QuerySteps * ValueSteps) * sizeof(float), inference.Work.Bytes);
+        Assert.Equal((2 * (projections + context) + Batch * Heads * QuerySteps * ValueSteps) * sizeof(float), training.Work.Bytes);
+        var error = Assert.Throws<InvalidOperationException>(() => inference.Run());
+        Assert.Contains("attention workspace was made for inference only", error.Message);
+    }
+
     [Fact]
     public void A_short_projection_kernel_throws_on_the_callers_thread_before_any_part_runs()
     {
         var layer = new Layer("none", seed: 5);
         Assert.True(Attention.SharesProjections(layer.Work, Batch));
-        Array.Fill(layer.Work.Queries, float.NaN);
+        layer.Work.Queries.Span.Fill(float.NaN);
         // The value kernel one row short: an ArgumentException from this thread, not a helper's failure wrapped later, and
         // thrown before the query projection (the caller's own first part) has written anything.
         var error = KernelSettings.OnThreads(2, () => Assert.Throws<ArgumentException>(() => layer.Run(valueKernelRows: ValueFeatures - 1)));
         Assert.Contains($"k={ValueFeatures}", error.Message);
-        Assert.All(layer.Work.Queries, q => Assert.True(float.IsNaN(q)));
+        Assert.All(layer.Work.Queries.Span.ToArray(), q => Assert.True(float.IsNaN(q)));
     }
 
     /// <summary>Within 2e-5 of the larger magnitude in the tensor, at least 1 (float sums of up to 48 products against double).</summary>
@@ -78,13 +94,13 @@ public class AttentionTests
         // Query, key, value and output kernels and biases, in Keras' layouts: (features, heads·dim) and (heads·dim, query features).
         private readonly float[] wq, bq, wk, bk, wv, bv, wo, bo;
 
-        public Layer(string masks, int seed)
+        public Layer(string masks, int seed, bool forTraining = true)
         {
             var random = new Random(seed);
             float[] Values(int count, double scale = 1) => Enumerable.Range(0, count).Select(_ => (float)((random.NextDouble() * 2 - 1) * scale)).ToArray();
             // Some samples' sequences end early; the explicit mask hides a random quarter of the pairs, whole rows included.
             float[] Steps(int steps) => Enumerable.Range(0, Batch * steps).Select(i => i % steps < steps - 3 * (i / steps) ? 1f : 0f).ToArray();
-            Work = new AttentionWorkspace(Batch, QuerySteps, ValueSteps, QueryFeatures, KeyFeatures, ValueFeatures, Heads, KeyDim, ValueDim, causal: masks == "causal");
+            Work = new AttentionWorkspace(Batch, QuerySteps, ValueSteps, QueryFeatures, KeyFeatures, ValueFeatures, Heads, KeyDim, ValueDim, causal: masks == "causal", forTraining);
             query = Values(Batch * QuerySteps * QueryFeatures);
             key = Values(Batch * ValueSteps * KeyFeatures);
             value = Values(Batch * ValueSteps * ValueFeatures);
@@ -101,6 +117,14 @@ public class AttentionTests
         }
 
         public Result Run() => Run(ValueFeatures);
+
+        /// <summary>The forward pass alone.</summary>
+        public float[] Predict()
+        {
+            var output = new float[Batch * QuerySteps * QueryFeatures];
+            Attention.Forward(Work, query, value, key, queryMask, valueMask, attentionMask, wq, bq, wk, bk, wv, bv, wo, bo, output, Batch);
+            return output;
+        }
 
         /// <summary>Forward and backward, the forward pass given only the first <paramref name="valueKernelRows"/> rows of the value kernel.</summary>
         public Result Run(int valueKernelRows)

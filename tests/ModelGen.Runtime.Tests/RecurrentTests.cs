@@ -49,6 +49,21 @@ public class RecurrentTests
         AssertClose("bias gradient", biasSum.Select(v => (float)v).ToArray(), whole.BiasGradient);
     }
 
+    [Theory, MemberData(nameof(Passes))]
+    public void A_workspace_for_inference_predicts_the_same_bits_and_refuses_a_backward_pass(RecurrentCell cell, bool reverse, bool returnSequences, SimdPath path)
+    {
+        using var _ = KernelSettings.OnSimd(path);
+        var layer = new Layer(cell, reverse, returnSequences, seed: 40 + (int)cell);
+        var (training, inference) = (layer.Workspace(Batch), layer.Workspace(Batch, forTraining: false));
+        Assert.True(inference.Bytes < training.Bytes);
+        var expected = layer.Predict(training);
+        var actual = layer.Predict(inference);
+        Assert.Equal(expected.Output, actual.Output);
+        Assert.Equal(expected.FinalState, actual.FinalState);
+        var error = Assert.Throws<InvalidOperationException>(() => layer.RunBatch(inference));
+        Assert.Contains("recurrent workspace was made for inference only", error.Message);
+    }
+
     [Theory]
     [InlineData(RecurrentCell.Lstm)]
     [InlineData(RecurrentCell.Gru)]
@@ -76,10 +91,10 @@ public class RecurrentTests
         var layer = new Layer(cell, reverse: false, returnSequences: true, seed: 30 + (int)cell);
         var work = layer.Workspace(Batch);
         Assert.True(Recurrent.SharesSamples(work, Batch));
-        Array.Fill(work.Scratch, float.NaN);
+        work.Scratch.Span.Fill(float.NaN);
         KernelSettings.OnThreads(1, () => layer.RunBatch(work));
         int rowWidth = work.Scratch.Length / Batch;
-        var untouched = Enumerable.Range(0, Batch).Where(b => work.Scratch.Skip(b * rowWidth).Take(rowWidth).Any(float.IsNaN));
+        var untouched = Enumerable.Range(0, Batch).Where(b => work.Scratch.AsSpan(b * rowWidth, rowWidth).ToArray().Any(float.IsNaN));
         Assert.Empty(untouched); // samples whose scratch rows no half wrote
     }
 
@@ -213,7 +228,16 @@ public class RecurrentTests
         }
 
         /// <summary>A workspace for <paramref name="batch"/> samples of this layer.</summary>
-        public RecurrentWorkspace Workspace(int batch) => new(Cell, batch, Steps, Features, Units);
+        public RecurrentWorkspace Workspace(int batch, bool forTraining = true) => new(Cell, batch, Steps, Features, Units, forTraining);
+
+        /// <summary>The forward pass alone over the whole batch: its output and final state.</summary>
+        public Result Predict(RecurrentWorkspace work)
+        {
+            var result = new Result(Batch, OutputWidth, Kernel.Length, RecurrentKernel.Length, Bias.Length);
+            Recurrent.Forward(work, Input, Mask, Kernel, RecurrentKernel, Bias, result.Output, Units, 0, Batch, ReturnSequences, Reverse, ZeroOutputForMask,
+                initialState: InitialState, finalState: result.FinalState);
+            return result;
+        }
 
         /// <summary>Forward and backward over the whole batch of this layer's own data.</summary>
         public Result RunBatch(RecurrentWorkspace work) => Run(work, Batch, Input, Mask, OutputGradient, InitialState);

@@ -50,11 +50,19 @@ public sealed class AlignedBuffer
         return new AlignedBuffer(array, start + offset, length);
     }
 
+    /// <summary>No floats (an array a workspace does not need).</summary>
+    public static AlignedBuffer Empty { get; } = new(0);
+
     public int Length { get; }
 
     public Span<float> Span => array.AsSpan(start, Length);
 
+    /// <summary>The first float, for <c>fixed</c> (null where the buffer is empty, as an empty array pins).</summary>
+    public ref float GetPinnableReference() => ref Span.GetPinnableReference();
+
     public Span<float> AsSpan(int offset, int length) => Span.Slice(offset, length);
+
+    public ref float this[int index] => ref Span[index];
 
     public static implicit operator Span<float>(AlignedBuffer buffer) => buffer.Span;
 

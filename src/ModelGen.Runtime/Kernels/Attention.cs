@@ -3,11 +3,15 @@ using System.Runtime.CompilerServices;
 
 namespace ModelGen.Kernels;
 
-/// <summary>The shapes of one multi-head attention layer, and what its forward pass keeps for the backward pass.</summary>
+/// <summary>
+/// The shapes of one multi-head attention layer, and what its forward pass keeps for the backward pass. A workspace not
+/// <c>forTraining</c> (an inference copy's) keeps no probabilities and has no gradients: a (sample, head) pair's scores are
+/// written where the worker that runs it wrote the last pair's, and stay in its L1 between the two products.
+/// </summary>
 public sealed class AttentionWorkspace : IWorkspace
 {
     public AttentionWorkspace(int maxBatchSize, int querySteps, int valueSteps, int queryFeatures, int keyFeatures, int valueFeatures,
-        int heads, int keyDim, int valueDim, bool causal)
+        int heads, int keyDim, int valueDim, bool causal, bool forTraining)
     {
         (QuerySteps, ValueSteps, QueryFeatures, KeyFeatures, ValueFeatures) = (querySteps, valueSteps, queryFeatures, keyFeatures, valueFeatures);
         (Heads, KeyDim, ValueDim, Causal) = (heads, keyDim, valueDim, causal);
@@ -15,12 +19,14 @@ public sealed class AttentionWorkspace : IWorkspace
         Queries = arrays.Floats(maxBatchSize * querySteps * heads * keyDim);
         Keys = arrays.Floats(maxBatchSize * valueSteps * heads * keyDim);
         Values = arrays.Floats(maxBatchSize * valueSteps * heads * valueDim);
-        Scores = arrays.Floats(maxBatchSize * heads * querySteps * valueSteps);
         Context = arrays.Floats(maxBatchSize * querySteps * heads * valueDim);
-        QueryGradient = arrays.Floats(Queries.Length);
-        KeyGradient = arrays.Floats(Keys.Length);
-        ValueGradient = arrays.Floats(Values.Length);
-        ContextGradient = arrays.Floats(Context.Length);
+        int training = forTraining ? 1 : 0;
+        Scores = arrays.Floats((forTraining ? maxBatchSize * heads : Helper.Workers) * querySteps * valueSteps);
+        QueryGradient = arrays.Floats(training * Queries.Length);
+        KeyGradient = arrays.Floats(training * Keys.Length);
+        ValueGradient = arrays.Floats(training * Values.Length);
+        ContextGradient = arrays.Floats(training * Context.Length);
+        ForTraining = forTraining;
         Bytes = arrays.Bytes;
     }
 
@@ -35,18 +41,23 @@ public sealed class AttentionWorkspace : IWorkspace
     public int KeyDim { get; }
     public int ValueDim { get; }
     public bool Causal { get; }
+    /// <summary>Whether the forward pass keeps the probabilities and the workspace has the backward pass's gradients.</summary>
+    public bool ForTraining { get; }
 
     /// <summary>Projected queries, already scaled by 1/sqrt(key_dim) as Keras scales them: (batch, query steps, heads, key_dim).</summary>
-    internal float[] Queries { get; }
-    internal float[] Keys { get; }
-    internal float[] Values { get; }
-    /// <summary>Attention probabilities: (batch, heads, query steps, value steps).</summary>
-    internal float[] Scores { get; }
-    internal float[] Context { get; }
-    internal float[] QueryGradient { get; }
-    internal float[] KeyGradient { get; }
-    internal float[] ValueGradient { get; }
-    internal float[] ContextGradient { get; }
+    internal AlignedBuffer Queries { get; }
+    internal AlignedBuffer Keys { get; }
+    internal AlignedBuffer Values { get; }
+    /// <summary>
+    /// Attention probabilities: (batch, heads, query steps, value steps); where not <see cref="ForTraining"/>, one pair's for
+    /// each worker (<see cref="Helper.Workers"/>), overwritten pair after pair.
+    /// </summary>
+    internal AlignedBuffer Scores { get; }
+    internal AlignedBuffer Context { get; }
+    internal AlignedBuffer QueryGradient { get; }
+    internal AlignedBuffer KeyGradient { get; }
+    internal AlignedBuffer ValueGradient { get; }
+    internal AlignedBuffer ContextGradient { get; }
 
     /// <summary>The query, key and value projections of a batch: rows (batch x steps), input features, output columns (heads x dim).</summary>
     internal Shape QueryProjection(int batch) => new(batch * QuerySteps, QueryFeatures, Heads * KeyDim);
@@ -95,8 +106,9 @@ public static class Attention
         Merges.Scale(work.Queries, batch * tq * heads * dk, 1f / MathF.Sqrt(dk));
 
         var context = work.Context.AsSpan(0, batch * tq * heads * dv);
-        fixed (float* queries = work.Queries, keys = work.Keys, values = work.Values, scores = work.Scores, contexts = work.Context)
+        fixed (float* queries = work.Queries, keys = work.Keys, values = work.Values, contexts = work.Context)
         fixed (float* qm = queryMask, vm = valueMask, am = attentionMask)
+        fixed (float* scores = work.Scores)
         {
             var job = new Pairs(work, batch, queries, keys, values, scores, contexts, new Masks(work, qm, vm, am));
             job.Run(&ForwardPair);
@@ -118,6 +130,7 @@ public static class Attention
         bool computeWeights, bool accumulateWeights, bool accumulateQuery, bool accumulateValue, bool accumulateKey)
     {
         int tq = work.QuerySteps, tv = work.ValueSteps, heads = work.Heads, dk = work.KeyDim, dv = work.ValueDim, dq = work.QueryFeatures;
+        Workspaces.RequireTraining(work, "attention");
         var context = work.Context.AsSpan(0, batch * tq * heads * dv);
         var dContext = work.ContextGradient.AsSpan(0, context.Length);
         if (computeWeights)
@@ -153,7 +166,7 @@ public static class Attention
     private static bool IsSharedProjection(AttentionWorkspace.Shape shape) =>
         Gemm.RunsOnOneThread(shape.Rows, shape.Features, shape.Width) && shape.MultiplyAdds >= SharedProjectionWork;
 
-    private static void CheckProjection(ReadOnlySpan<float> input, ReadOnlySpan<float> kernel, ReadOnlySpan<float> bias, float[] output, AttentionWorkspace.Shape shape) =>
+    private static void CheckProjection(ReadOnlySpan<float> input, ReadOnlySpan<float> kernel, ReadOnlySpan<float> bias, AlignedBuffer output, AttentionWorkspace.Shape shape) =>
         Gemm.CheckMultiply(input.Length, kernel.Length, output.Length, bias.Length, shape.Rows, shape.Features, shape.Width);
 
     /// <summary>
@@ -224,8 +237,10 @@ public static class Attention
         private readonly bool shared = SharesPairs(work, batch);
         /// <summary>Projected (and scaled) queries, keys, values: (batch, steps, heads, dim).</summary>
         public readonly float* Queries = queries, Keys = keys, Values = values;
-        /// <summary>Probabilities, (batch, heads, query steps, value steps).</summary>
+        /// <summary>Probabilities, (batch, heads, query steps, value steps); or, where not <see cref="KeepsScores"/>, a pair's per worker.</summary>
         public readonly float* Scores = scores;
+        /// <summary>Whether each pair's probabilities stay for the backward pass (a workspace for training).</summary>
+        public readonly bool KeepsScores = work.ForTraining;
         /// <summary>The context (forward) or its gradient (backward): (batch, query steps, heads, value dim).</summary>
         public readonly float* Contexts = contexts;
         public readonly Masks Masks = masks;
@@ -261,7 +276,7 @@ public static class Attention
         int tq = job.QuerySteps, tv = job.ValueSteps, dk = job.KeyDim, dv = job.ValueDim, b = index / job.Heads, h = index % job.Heads;
         int keyRows = job.RowStride(dk), valueRows = job.RowStride(dv);
         var keys = job.Head(job.Keys, b, h, tv, dk);
-        var scores = new Span<float>(job.Scores + (long)index * tq * tv, tq * tv);
+        var scores = new Span<float>(job.Scores + (long)(job.KeepsScores ? index : worker) * tq * tv, tq * tv);
         // scores = q·kᵀ: kᵀ is the keys' view with its strides swapped.
         Gemm.MultiplyViews(job.Head(job.Queries, b, h, tq, dk), keyRows, 1, keys, 1, keyRows, scores, tv, tq, dk, tv);
         if (job.Masks.Any)

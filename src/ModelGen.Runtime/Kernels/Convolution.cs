@@ -302,7 +302,7 @@ public static partial class Convolution
     }
 
     /// <summary>The scratch <see cref="Transposed"/> needs for batches of up to <paramref name="maxBatch"/> samples: a chunk per core.</summary>
-    public static int TransposedScratch(in Window window, int maxBatch) => 2 * ChunkSamples(window, maxBatch) * window.Positions * window.PatchSize;
+    public static int TransposedScratch(in Window window, int maxBatch) => Helper.Workers * ChunkSamples(window, maxBatch) * window.Positions * window.PatchSize;
 
     /// <summary>Samples per chunk: about 512 KB of patches, a quarter of a core's 2 MB L2, beside the kernel and the image.</summary>
     private static int ChunkSamples(in Window window, int batch) =>

@@ -21,6 +21,9 @@ internal static unsafe class Helper
     // its own and never has to write the phase back to idle: each write to the line the helper polls is a transfer.
     private const int Pending = 1, Running = 2, Done = 3, Withdrawn = 0, StateBits = 2, StateMask = 3;
 
+    /// <summary>The workers a job's parts see: the caller (0) and the helper (1); per-thread scratch comes in this many pieces.</summary>
+    public const int Workers = 2;
+
     /// <summary>
     /// What the helper reads, in one cache line of its own: it polls the phase and finds the job, its state and the shared
     /// item counter in the same line, which the caller fills with plain stores and no fence. A cross-core transfer costs

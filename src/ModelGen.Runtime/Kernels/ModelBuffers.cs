@@ -7,17 +7,32 @@ namespace ModelGen.Kernels;
 public interface IWorkspace
 {
     long Bytes { get; }
+
+    /// <summary>Whether it has what a backward pass needs: false in a copy that only predicts, which allocates none of it.</summary>
+    bool ForTraining { get; }
 }
 
-/// <summary>A workspace's arrays, counted as they are allocated, so its <see cref="IWorkspace.Bytes"/> cannot miss one.</summary>
+internal static class Workspaces
+{
+    /// <summary>Throws unless <paramref name="work"/> was made for training (a backward pass through a predicting copy's layer).</summary>
+    public static void RequireTraining(IWorkspace work, string layer)
+    {
+        if (!work.ForTraining) throw new InvalidOperationException($"This {layer} workspace was made for inference only: it has nothing a backward pass needs.");
+    }
+}
+
+/// <summary>
+/// A workspace's arrays, counted as they are allocated, so its <see cref="IWorkspace.Bytes"/> cannot miss one; each on a
+/// cache line, as a model's other buffers are (<see cref="AlignedBuffer"/>).
+/// </summary>
 internal sealed class CountedArrays
 {
     public long Bytes { get; private set; }
 
-    public float[] Floats(int length)
+    public AlignedBuffer Floats(int length)
     {
         Bytes += (long)length * sizeof(float);
-        return length == 0 ? Array.Empty<float>() : new float[length];
+        return length == 0 ? AlignedBuffer.Empty : new AlignedBuffer(length);
     }
 }
 

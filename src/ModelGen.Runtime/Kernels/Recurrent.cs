@@ -16,9 +16,10 @@ public enum RecurrentCell { Lstm, Gru }
 /// </summary>
 public sealed class RecurrentWorkspace : IWorkspace
 {
-    public RecurrentWorkspace(RecurrentCell cell, int maxBatchSize, int steps, int features, int units)
+    public RecurrentWorkspace(RecurrentCell cell, int maxBatchSize, int steps, int features, int units, bool forTraining)
     {
         Cell = cell;
+        ForTraining = forTraining;
         Steps = steps;
         Features = features;
         Units = units;
@@ -31,13 +32,14 @@ public sealed class RecurrentWorkspace : IWorkspace
         States = arrays.Floats((steps + 1) * maxBatchSize * units);
         Cells = arrays.Floats(lstm ? (steps + 1) * maxBatchSize * units : 0);
         Mask = arrays.Floats(rows);
-        InputGradients = arrays.Floats(rows * GateWidth);
-        RecurrentGradients = arrays.Floats(lstm ? 0 : rows * GateWidth);
-        StateGradient = arrays.Floats(maxBatchSize * units);
-        CellGradient = arrays.Floats(maxBatchSize * units);
         Scratch = arrays.Floats(maxBatchSize * (lstm ? units : GateWidth)); // an LSTM's tanh of its cells, a GRU's recurrent product
-        TimeMajorGradient = arrays.Floats(rows * features);
-        TransposedRecurrentKernel = arrays.Floats(units * GateWidth);
+        int training = forTraining ? 1 : 0;
+        InputGradients = arrays.Floats(training * rows * GateWidth);
+        RecurrentGradients = arrays.Floats(lstm ? 0 : training * rows * GateWidth);
+        StateGradient = arrays.Floats(training * maxBatchSize * units);
+        CellGradient = arrays.Floats(training * maxBatchSize * units);
+        TimeMajorGradient = arrays.Floats(training * rows * features);
+        TransposedRecurrentKernel = arrays.Floats(training * units * GateWidth);
         Bytes = arrays.Bytes;
     }
 
@@ -47,31 +49,33 @@ public sealed class RecurrentWorkspace : IWorkspace
     public int Steps { get; }
     public int Features { get; }
     public int Units { get; }
+    /// <summary>Whether the workspace has the backward pass's gradients (an inference copy's has none).</summary>
+    public bool ForTraining { get; }
     /// <summary>Columns of the kernels: 4 units for an LSTM (i, f, c, o), 3 for a GRU (z, r, h).</summary>
     public int GateWidth => (Cell == RecurrentCell.Lstm ? 4 : 3) * Units;
 
-    internal float[] Inputs { get; }
+    internal AlignedBuffer Inputs { get; }
     /// <summary>x·kernel + bias for every step (an LSTM activates its gates in place here).</summary>
-    internal float[] Projected { get; }
+    internal AlignedBuffer Projected { get; }
     /// <summary>GRU: z, r, the candidate h̃ and the recurrent h-part (h·U_h + b_h) per step, for the backward pass.</summary>
-    internal float[] Gates { get; }
+    internal AlignedBuffer Gates { get; }
     /// <summary>h before each step and after the last: States[0] is the zero initial state.</summary>
-    internal float[] States { get; }
-    internal float[] Cells { get; }
-    internal float[] Mask { get; }
+    internal AlignedBuffer States { get; }
+    internal AlignedBuffer Cells { get; }
+    internal AlignedBuffer Mask { get; }
     /// <summary>Gradients of the pre-activations fed by x (for the kernel, the bias and the input).</summary>
-    internal float[] InputGradients { get; }
+    internal AlignedBuffer InputGradients { get; }
     /// <summary>GRU: gradients of the recurrent pre-activations (they differ from the input ones in the h-part).</summary>
-    internal float[] RecurrentGradients { get; }
-    internal float[] StateGradient { get; }
-    internal float[] CellGradient { get; }
-    internal float[] Scratch { get; }
-    internal float[] TimeMajorGradient { get; }
+    internal AlignedBuffer RecurrentGradients { get; }
+    internal AlignedBuffer StateGradient { get; }
+    internal AlignedBuffer CellGradient { get; }
+    internal AlignedBuffer Scratch { get; }
+    internal AlignedBuffer TimeMajorGradient { get; }
     /// <summary>
     /// Uᵀ, written once per backward pass: every step's dz·Uᵀ then reads a row-major B, which the GEMM packs with vector
     /// copies, instead of gathering Uᵀ's columns from U at each of the steps.
     /// </summary>
-    internal float[] TransposedRecurrentKernel { get; }
+    internal AlignedBuffer TransposedRecurrentKernel { get; }
 }
 
 /// <summary>
@@ -105,7 +109,7 @@ public static class Recurrent
         // x·W + b for every step at once; a GRU's bias holds the input bias, then the recurrent one.
         Gemm.Multiply(work.Inputs, kernel, work.Projected, steps * batch, features, gates, bias.Slice(0, gates));
 
-        var states = work.States.AsSpan();
+        var states = work.States.Span;
         Start(states.Slice(0, batch * units), initialState);
         if (work.Cell == RecurrentCell.Lstm) Start(work.Cells.AsSpan(0, batch * units), initialCell);
         var recurrence = new Recurrence(work, recurrentKernel, batch, reverse, zeroOutputForMask)
@@ -407,6 +411,7 @@ public static class Recurrent
         ReadOnlySpan<float> finalStateGradient = default, ReadOnlySpan<float> finalCellGradient = default,
         Span<float> initialStateGradient = default, Span<float> initialCellGradient = default, bool accumulateInitialState = false, bool accumulateInitialCell = false)
     {
+        Workspaces.RequireTraining(work, "recurrent");
         int steps = work.Steps, features = work.Features, units = work.Units, gates = work.GateWidth;
         var dh = work.StateGradient.AsSpan(0, batch * units);
         var dc = work.CellGradient.AsSpan(0, batch * units);
@@ -422,7 +427,7 @@ public static class Recurrent
         }
         bool lstm = work.Cell == RecurrentCell.Lstm;
         var recurrentGradients = lstm ? work.InputGradients : work.RecurrentGradients;
-        var transposedKernel = work.TransposedRecurrentKernel.AsSpan();
+        var transposedKernel = work.TransposedRecurrentKernel.Span;
         Gemm.Transpose(recurrentKernel, transposedKernel, units, gates);
         var recurrence = new Recurrence(work, transposedKernel, batch, reverse, zeroOutputForMask)
         {

@@ -109,16 +109,16 @@ public class AlignedBufferTests
         var workspace = buffers.Workspace(new RecurrentWorkspace(RecurrentCell.Lstm, maxBatchSize: 2, steps: 3, features: 4, units: 5, forTraining: true));
         // An LSTM direction: inputs, projections and their gradients per step, states and cells with the initial one, the
         // mask, the state and cell gradients, the tanh of a step's cells, the time-major input gradient and the recurrent
-        // kernel transposed. For inference only: no gradients and no transposed kernel.
+        // kernel transposed. For inference only: no gradients and no transposed kernel, and the states and cells of two steps.
         int rows = 2 * 3, lstm = rows * 4 + 2 * rows * 20 + 2 * (4 * 2 * 5) + rows + 3 * (2 * 5) + rows * 4 + 5 * 20;
-        int lstmInference = rows * 4 + rows * 20 + 2 * (4 * 2 * 5) + rows + 2 * 5;
+        int lstmInference = rows * 4 + rows * 20 + 2 * (2 * 2 * 5) + rows + 2 * 5;
         Assert.Equal(lstm * 4L, workspace.Bytes);
         Assert.Equal(4000 + 40 + lstm * 4L, buffers.Bytes);
         Assert.Equal(lstmInference * 4L, new RecurrentWorkspace(RecurrentCell.Lstm, maxBatchSize: 2, steps: 3, features: 4, units: 5, forTraining: false).Bytes);
-        // A GRU keeps its four gate rows a step (z, r, h̃ and the recurrent h-part) and the recurrent gradients besides; its
-        // scratch is the recurrent product, three units wide.
+        // A GRU keeps its four gate rows a step (z, r, h̃ and the recurrent h-part, for backward only) and the recurrent
+        // gradients besides; its scratch is the recurrent product, three units wide.
         int gru = rows * 4 + 2 * rows * 15 + rows * 20 + 4 * 2 * 5 + rows + 2 * (2 * 5) + 2 * 15 + rows * 15 + rows * 4 + 5 * 15;
-        int gruInference = rows * 4 + rows * 15 + rows * 20 + 4 * 2 * 5 + rows + 2 * 15;
+        int gruInference = rows * 4 + rows * 15 + 2 * 2 * 5 + rows + 2 * 15;
         Assert.Equal(gru * 4L, new RecurrentWorkspace(RecurrentCell.Gru, maxBatchSize: 2, steps: 3, features: 4, units: 5, forTraining: true).Bytes);
         Assert.Equal(gruInference * 4L, new RecurrentWorkspace(RecurrentCell.Gru, maxBatchSize: 2, steps: 3, features: 4, units: 5, forTraining: false).Bytes);
         // Each of a workspace's arrays starts on a cache line, as the model's own buffers do.

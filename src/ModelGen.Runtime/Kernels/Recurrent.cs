@@ -28,9 +28,11 @@ public sealed class RecurrentWorkspace : IWorkspace
         bool lstm = cell == RecurrentCell.Lstm;
         Inputs = arrays.Floats(rows * features);
         Projected = arrays.Floats(rows * GateWidth);
-        Gates = arrays.Floats(lstm ? 0 : rows * 4 * units); // an LSTM keeps its gates in Projected
-        States = arrays.Floats((steps + 1) * maxBatchSize * units);
-        Cells = arrays.Floats(lstm ? (steps + 1) * maxBatchSize * units : 0);
+        Gates = arrays.Floats(lstm || !forTraining ? 0 : rows * 4 * units); // an LSTM keeps its gates in Projected
+        // Backward reads every step's states; a forward pass alone needs the last and the next.
+        StateSlots = forTraining ? steps + 1 : 2;
+        States = arrays.Floats(StateSlots * maxBatchSize * units);
+        Cells = arrays.Floats(lstm ? StateSlots * maxBatchSize * units : 0);
         Mask = arrays.Floats(rows);
         Scratch = arrays.Floats(maxBatchSize * (lstm ? units : GateWidth)); // an LSTM's tanh of its cells, a GRU's recurrent product
         int training = forTraining ? 1 : 0;
@@ -57,9 +59,18 @@ public sealed class RecurrentWorkspace : IWorkspace
     internal AlignedBuffer Inputs { get; }
     /// <summary>x·kernel + bias for every step (an LSTM activates its gates in place here).</summary>
     internal AlignedBuffer Projected { get; }
-    /// <summary>GRU: z, r, the candidate h̃ and the recurrent h-part (h·U_h + b_h) per step, for the backward pass.</summary>
+    /// <summary>GRU: z, r, the candidate h̃ and the recurrent h-part (h·U_h + b_h) per step, for the backward pass (none for inference).</summary>
     internal AlignedBuffer Gates { get; }
-    /// <summary>h before each step and after the last: States[0] is the zero initial state.</summary>
+    /// <summary>
+    /// Batches of states States (and an LSTM's Cells) hold: every step's (steps + 1) for training; for inference two, the
+    /// state before step p in slot p % 2.
+    /// </summary>
+    internal int StateSlots { get; }
+
+    /// <summary>Where the batch's state before step <paramref name="p"/> (processing order) starts, in rows of units.</summary>
+    internal int StateRow(int p, int batch) => p % StateSlots * batch;
+
+    /// <summary>h before each step and after the last (slot <see cref="StateRow"/>): the first is the initial state.</summary>
     internal AlignedBuffer States { get; }
     internal AlignedBuffer Cells { get; }
     internal AlignedBuffer Mask { get; }
@@ -118,13 +129,14 @@ public static class Recurrent
             Sequence = returnSequences ? output : default, OutputWidth = outputWidth, OutputOffset = outputOffset,
         };
         OverSamples(ref recurrence, &ForwardSteps);
-        var last = states.Slice(steps * batch * units, batch * units);
+        int end = work.StateRow(steps, batch) * units;
+        var last = states.Slice(end, batch * units);
         if (!returnSequences)
         {
             for (int b = 0; b < batch; b++) last.Slice(b * units, units).CopyTo(output.Slice(b * outputWidth + outputOffset, units));
         }
         if (!finalState.IsEmpty) last.CopyTo(finalState);
-        if (!finalCell.IsEmpty) work.Cells.AsSpan(steps * batch * units, batch * units).CopyTo(finalCell);
+        if (!finalCell.IsEmpty) work.Cells.AsSpan(end, batch * units).CopyTo(finalCell);
     }
 
     /// <summary>
@@ -250,10 +262,11 @@ public static class Recurrent
         var recurrentProduct = work.Cell == RecurrentCell.Gru ? work.Scratch.AsSpan(first * work.GateWidth, count * work.GateWidth) : default;
         for (int p = 0; p < steps; p++)
         {
-            int row = p * batch + first;
-            var previous = work.States.AsSpan(row * units, count * units);
-            var next = work.States.AsSpan((row + batch) * units, count * units);
-            if (work.Cell == RecurrentCell.Lstm) LstmStep(work, row, batch, previous, next, recurrence.RecurrentKernel, count);
+            int row = p * batch + first, before = (work.StateRow(p, batch) + first) * units, after = (work.StateRow(p + 1, batch) + first) * units;
+            var previous = work.States.AsSpan(before, count * units);
+            var next = work.States.AsSpan(after, count * units);
+            if (work.Cell == RecurrentCell.Lstm)
+                LstmStep(work, row, previous, next, work.Cells.AsSpan(before, count * units), work.Cells.AsSpan(after, count * units), recurrence.RecurrentKernel, count);
             else GruStep(work, row, previous, next, recurrence.RecurrentKernel, recurrence.RecurrentBias, recurrentProduct, count);
 
             if (recurrence.Sequence.IsEmpty) continue;
@@ -269,15 +282,14 @@ public static class Recurrent
 
     /// <summary>
     /// One LSTM step of <paramref name="count"/> samples whose rows start at <paramref name="row"/> (of the time-major
-    /// buffers; the next step's rows are <paramref name="batch"/> further on).
+    /// buffers), from their states and cells before the step to those after it.
     /// </summary>
-    private static void LstmStep(RecurrentWorkspace work, int row, int batch, ReadOnlySpan<float> previous, Span<float> next, ReadOnlySpan<float> recurrentKernel, int count)
+    private static void LstmStep(RecurrentWorkspace work, int row, ReadOnlySpan<float> previous, Span<float> next, ReadOnlySpan<float> cellsBefore, Span<float> cellsAfter,
+        ReadOnlySpan<float> recurrentKernel, int count)
     {
         int units = work.Units, gates = work.GateWidth;
         var z = work.Projected.AsSpan(row * gates, count * gates);
         Gemm.Multiply(previous, recurrentKernel, z, count, units, gates, accumulate: true);
-        var cellsBefore = work.Cells.AsSpan(row * units, count * units);
-        var cellsAfter = work.Cells.AsSpan((row + batch) * units, count * units);
         switch (Simd.Current)
         {
             case SimdPath.Avx512: LstmCells<Lanes512, Vector512<float>>(work, row, z, cellsBefore, cellsAfter, previous, next, count); break;
@@ -333,7 +345,7 @@ public static class Recurrent
         int units = work.Units, gates = work.GateWidth;
         var x = work.Projected.AsSpan(row * gates, count * gates);
         Gemm.Multiply(previous, recurrentKernel, recurrent, count, units, gates, recurrentBias);
-        var stored = work.Gates.AsSpan(row * 4 * units, count * 4 * units);
+        var stored = work.ForTraining ? work.Gates.AsSpan(row * 4 * units, count * 4 * units) : default;
         switch (Simd.Current)
         {
             case SimdPath.Avx512: GruCells<Lanes512, Vector512<float>>(work, row, x, recurrent, stored, previous, next, count); break;
@@ -344,7 +356,8 @@ public static class Recurrent
 
     /// <summary>
     /// One GRU step's cells, a vector of units at a time (the last one partial): z and r from the input and recurrent parts,
-    /// h̃ = tanh(r·(h·U_h + b_h) + x_h) (reset after the product), kept for the backward step as [z r h̃ (h·U_h + b_h)]; then
+    /// h̃ = tanh(r·(h·U_h + b_h) + x_h) (reset after the product), kept for the backward step as [z r h̃ (h·U_h + b_h)]
+    /// unless <paramref name="stored"/> is empty (inference); then
     /// h = z·h0 + (1 - z)·h̃, each product and sum rounded as written; a masked sample carries h over. One pass, where span
     /// calls per gate and per product read each row many times.
     /// </summary>
@@ -353,13 +366,14 @@ public static class Recurrent
         ReadOnlySpan<float> previous, Span<float> next, int count) where TLanes : struct, ILanes<TVector> where TVector : struct
     {
         int units = work.Units, gates = work.GateWidth;
+        bool keeps = !stored.IsEmpty;
         var one = TLanes.Broadcast(1f);
         for (int b = 0; b < count; b++)
         {
             bool carried = work.Mask[row + b] == 0f;
             ref float xs = ref MemoryMarshal.GetReference(x.Slice(b * gates, gates));
             ref float rs = ref MemoryMarshal.GetReference(recurrent.Slice(b * gates, gates));
-            ref float keep = ref MemoryMarshal.GetReference(stored.Slice(b * 4 * units, 4 * units));
+            ref float keep = ref keeps ? ref MemoryMarshal.GetReference(stored.Slice(b * 4 * units, 4 * units)) : ref Unsafe.NullRef<float>();
             ref float h0 = ref MemoryMarshal.GetReference(previous.Slice(b * units, units));
             ref float h1 = ref MemoryMarshal.GetReference(next.Slice(b * units, units));
             for (int u = 0; u < units; u += TLanes.Count)
@@ -369,10 +383,13 @@ public static class Recurrent
                 TVector r = VectorMath.Sigmoid<TLanes, TVector>(TLanes.Add(slice.Load(ref xs, units), slice.Load(ref rs, units)));
                 TVector recurrentH = slice.Load(ref rs, 2 * units);
                 TVector candidate = VectorMath.Tanh<TLanes, TVector>(TLanes.Add(TLanes.Multiply(r, recurrentH), slice.Load(ref xs, 2 * units)));
-                slice.Store(ref keep, 0, z);
-                slice.Store(ref keep, units, r);
-                slice.Store(ref keep, 2 * units, candidate);
-                slice.Store(ref keep, 3 * units, recurrentH);
+                if (keeps)
+                {
+                    slice.Store(ref keep, 0, z);
+                    slice.Store(ref keep, units, r);
+                    slice.Store(ref keep, 2 * units, candidate);
+                    slice.Store(ref keep, 3 * units, recurrentH);
+                }
                 slice.Store(ref h1, 0, carried ? slice.Load(ref h0, 0)
                     : TLanes.Add(TLanes.Multiply(z, slice.Load(ref h0, 0)), TLanes.Multiply(TLanes.Subtract(one, z), candidate)));
             }

@@ -210,9 +210,14 @@ internal static partial class ModelEmitter
         }
         w.Line($"layers = new Layer[] {{ {string.Join(", ", layerExpressions)} }};");
         w.Line();
-        w.Line("// Gradients never live at once share floats (from the backward block that first writes one to the block that reads it),");
-        w.Line("// and so do the values of a copy that only predicts (from the forward block that writes one to the last that reads it).");
-        w.Line("var buffers = new ModelBuffers(sharedGradientFloats: maxBatchSize * GradientFloats, sharedValueFloats: maxBatchSize * ValueFloats, forTraining);");
+        if (plan.SharesGradients || plan.SharesValues)
+        {
+            w.Line("// Gradients never live at once share floats (from the backward block that first writes one to the block that reads it),");
+            w.Line("// and so do the values of a copy that only predicts (from the forward block that writes one to the last that reads it),");
+            w.Line("// where sharing takes fewer floats than a buffer each.");
+        }
+        string sharedGradients = plan.SharesGradients ? "maxBatchSize * GradientFloats" : "0", sharedValues = plan.SharesValues ? "maxBatchSize * ValueFloats" : "0";
+        w.Line($"var buffers = new ModelBuffers(sharedGradientFloats: {sharedGradients}, sharedValueFloats: {sharedValues}, forTraining);");
         var pooled = plan.PooledConvolutions;
         foreach (var node in plan.Buffered)
         {
@@ -221,8 +226,10 @@ internal static partial class ModelEmitter
             // may never be written, in either pass.
             if (node.IsDropout) w.Line($"{node.Output} = buffers.TrainingFloats({size});");
             else if (node.Is(LayerKind.Conv2D) && pooled.TryGetValue(node, out var pool)) w.Line($"{node.Output} = buffers.PooledConvolution({node.Window}, {pool.Window}, {size});");
-            else w.Line($"{node.Output} = buffers.Value(maxBatchSize * {plan.ValueOffsets[node]}, {size});");
-            if (plan.GradientOffsets.TryGetValue(node, out int offset)) w.Line($"{node.Gradient} = buffers.Gradient(maxBatchSize * {offset}, {size});");
+            else if (plan.SharesValues) w.Line($"{node.Output} = buffers.Value(maxBatchSize * {plan.ValueOffsets[node]}, {size});");
+            else w.Line($"{node.Output} = buffers.Floats({size});");
+            if (plan.GradientOffsets.TryGetValue(node, out int offset))
+                w.Line($"{node.Gradient} = {(plan.SharesGradients ? $"buffers.Gradient(maxBatchSize * {offset}, {size})" : $"buffers.TrainingFloats({size})")};");
             if (node.Is(LayerKind.LayerNormalization))
             {
                 w.Line($"{node.Mean} = buffers.Floats(maxBatchSize * {node.Spec.Size / node.Layer!.Channels});");

@@ -432,6 +432,14 @@ public class GeneratorTests
         Assert.Equal("Outer.Tiny.g.cs", Path.GetFileName(file.FilePath));
         Assert.Empty(output.GetDiagnostics().Where(d => d.Severity >= DiagnosticSeverity.Warning));
         GeneratorHarness.MatchesSnapshot("Tiny", file.ToString());
+        // Tensors of 4 and 2 floats a sample: shared by liveness, each would start a cache line a sample (32 floats against
+        // 12), so every value and gradient keeps a buffer of its own, and the summary claims no saving.
+        string text = file.ToString();
+        Assert.Contains("new ModelBuffers(sharedGradientFloats: 0, sharedValueFloats: 0, forTraining)", text);
+        Assert.Contains("projectionOutput = buffers.Floats(maxBatchSize * 4);", text);
+        Assert.Contains("projectionGradient = buffers.TrainingFloats(maxBatchSize * 4);", text);
+        Assert.DoesNotContain("buffers.Gradient(", text);
+        Assert.DoesNotContain("buffers.Value(", text);
     }
 
     [Fact]

@@ -94,7 +94,8 @@ namespace Samples.Mnist
             layers = new Layer[] { image, hidden1, drop1, hidden2, drop2, predictions };
 
             // Gradients never live at once share floats (from the backward block that first writes one to the block that reads it),
-            // and so do the values of a copy that only predicts (from the forward block that writes one to the last that reads it).
+            // and so do the values of a copy that only predicts (from the forward block that writes one to the last that reads it),
+            // where sharing takes fewer floats than a buffer each.
             var buffers = new ModelBuffers(sharedGradientFloats: maxBatchSize * GradientFloats, sharedValueFloats: maxBatchSize * ValueFloats, forTraining);
             hidden1Output = buffers.Value(maxBatchSize * 0, maxBatchSize * 256);
             hidden1Gradient = buffers.Gradient(maxBatchSize * 0, maxBatchSize * 256);

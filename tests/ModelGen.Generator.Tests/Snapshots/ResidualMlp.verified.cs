@@ -89,7 +89,8 @@ namespace Samples
             layers = new Layer[] { new Input("x", 64), d1, d2, head };
 
             // Gradients never live at once share floats (from the backward block that first writes one to the block that reads it),
-            // and so do the values of a copy that only predicts (from the forward block that writes one to the last that reads it).
+            // and so do the values of a copy that only predicts (from the forward block that writes one to the last that reads it),
+            // where sharing takes fewer floats than a buffer each.
             var buffers = new ModelBuffers(sharedGradientFloats: maxBatchSize * GradientFloats, sharedValueFloats: maxBatchSize * ValueFloats, forTraining);
             d1Output = buffers.Value(maxBatchSize * 0, maxBatchSize * 64);
             d1Gradient = buffers.Gradient(maxBatchSize * 0, maxBatchSize * 64);

@@ -44,8 +44,8 @@ partial class Outer
         private PackedMatrix? packedProjectionKernel, packedLogitsKernel;
         private int lastTrainingBatch;
         // Floats per sample the gradients (and an inference copy's values) take, sharing by liveness, and would take one buffer per tensor.
-        private const int GradientFloats = 32, SeparateGradientFloats = 12;
-        private const int ValueFloats = 32, SeparateValueFloats = 12;
+        private const int GradientFloats = 12, SeparateGradientFloats = 12;
+        private const int ValueFloats = 12, SeparateValueFloats = 12;
 
         private static readonly ModelInput[] modelInputs =
         {
@@ -83,17 +83,15 @@ partial class Outer
             probabilities = new ActivationLayer("probabilities", Activation.Softmax, 2);
             layers = new Layer[] { features, projection, squash, logits, probabilities };
 
-            // Gradients never live at once share floats (from the backward block that first writes one to the block that reads it),
-            // and so do the values of a copy that only predicts (from the forward block that writes one to the last that reads it).
-            var buffers = new ModelBuffers(sharedGradientFloats: maxBatchSize * GradientFloats, sharedValueFloats: maxBatchSize * ValueFloats, forTraining);
-            projectionOutput = buffers.Value(maxBatchSize * 0, maxBatchSize * 4);
-            projectionGradient = buffers.Gradient(maxBatchSize * 0, maxBatchSize * 4);
-            squashOutput = buffers.Value(maxBatchSize * 16, maxBatchSize * 4);
-            squashGradient = buffers.Gradient(maxBatchSize * 16, maxBatchSize * 4);
-            logitsOutput = buffers.Value(maxBatchSize * 0, maxBatchSize * 2);
-            logitsGradient = buffers.Gradient(maxBatchSize * 0, maxBatchSize * 2);
-            probabilitiesOutput = buffers.Value(maxBatchSize * 16, maxBatchSize * 2);
-            probabilitiesGradient = buffers.Gradient(maxBatchSize * 16, maxBatchSize * 2);
+            var buffers = new ModelBuffers(sharedGradientFloats: 0, sharedValueFloats: 0, forTraining);
+            projectionOutput = buffers.Floats(maxBatchSize * 4);
+            projectionGradient = buffers.TrainingFloats(maxBatchSize * 4);
+            squashOutput = buffers.Floats(maxBatchSize * 4);
+            squashGradient = buffers.TrainingFloats(maxBatchSize * 4);
+            logitsOutput = buffers.Floats(maxBatchSize * 2);
+            logitsGradient = buffers.TrainingFloats(maxBatchSize * 2);
+            probabilitiesOutput = buffers.Floats(maxBatchSize * 2);
+            probabilitiesGradient = buffers.TrainingFloats(maxBatchSize * 2);
             BufferBytes = buffers.Bytes;
         }
 

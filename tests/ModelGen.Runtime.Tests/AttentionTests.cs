@@ -119,19 +119,21 @@ public class AttentionTests
         public Result Run() => Run(ValueFeatures);
 
         /// <summary>The forward pass alone.</summary>
-        public float[] Predict()
+        public float[] Predict() => Forward(ValueFeatures);
+
+        /// <summary>The forward pass, given only the first <paramref name="valueKernelRows"/> rows of the value kernel.</summary>
+        private float[] Forward(int valueKernelRows)
         {
             var output = new float[Batch * QuerySteps * QueryFeatures];
-            Attention.Forward(Work, query, value, key, queryMask, valueMask, attentionMask, wq, bq, wk, bk, wv, bv, wo, bo, output, Batch);
+            Attention.Forward(Work, query, value, key, queryMask, valueMask, attentionMask, wq, bq, wk, bk, wv.AsSpan(0, valueKernelRows * Heads * ValueDim), bv, wo, bo,
+                output, Batch);
             return output;
         }
 
         /// <summary>Forward and backward, the forward pass given only the first <paramref name="valueKernelRows"/> rows of the value kernel.</summary>
         public Result Run(int valueKernelRows)
         {
-            var output = new float[Batch * QuerySteps * QueryFeatures];
-            Attention.Forward(Work, query, value, key, queryMask, valueMask, attentionMask, wq, bq, wk, bk, wv.AsSpan(0, valueKernelRows * Heads * ValueDim), bv, wo, bo,
-                output, Batch);
+            var output = Forward(valueKernelRows);
             var weights = new[] { wq, bq, wk, bk, wv, bv, wo, bo }.Select(w => new float[w.Length]).ToArray();
             var (dq, dk, dv) = (new float[query.Length], new float[key.Length], new float[value.Length]);
             Attention.Backward(Work, outputGradient, query, value, key, wq, wk, wv, wo, weights[0], weights[1], weights[2], weights[3], weights[4], weights[5],

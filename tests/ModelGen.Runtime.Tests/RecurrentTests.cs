@@ -231,11 +231,13 @@ public class RecurrentTests
         public RecurrentWorkspace Workspace(int batch, bool forTraining = true) => new(Cell, batch, Steps, Features, Units, forTraining);
 
         /// <summary>The forward pass alone over the whole batch: its output and final state.</summary>
-        public Result Predict(RecurrentWorkspace work)
+        public Result Predict(RecurrentWorkspace work) => Forward(work, Batch, Input, Mask, InitialState);
+
+        private Result Forward(RecurrentWorkspace work, int batch, float[] input, float[] mask, float[] initialState)
         {
-            var result = new Result(Batch, OutputWidth, Kernel.Length, RecurrentKernel.Length, Bias.Length);
-            Recurrent.Forward(work, Input, Mask, Kernel, RecurrentKernel, Bias, result.Output, Units, 0, Batch, ReturnSequences, Reverse, ZeroOutputForMask,
-                initialState: InitialState, finalState: result.FinalState);
+            var result = new Result(batch, OutputWidth, Kernel.Length, RecurrentKernel.Length, Bias.Length);
+            Recurrent.Forward(work, input, mask, Kernel, RecurrentKernel, Bias, result.Output, Units, 0, batch, ReturnSequences, Reverse, ZeroOutputForMask,
+                initialState: initialState, finalState: result.FinalState);
             return result;
         }
 
@@ -244,9 +246,7 @@ public class RecurrentTests
 
         public Result Run(RecurrentWorkspace work, int batch, float[] input, float[] mask, float[] outputGradient, float[] initialState)
         {
-            var result = new Result(batch, OutputWidth, Kernel.Length, RecurrentKernel.Length, Bias.Length);
-            Recurrent.Forward(work, input, mask, Kernel, RecurrentKernel, Bias, result.Output, Units, 0, batch, ReturnSequences, Reverse, ZeroOutputForMask,
-                initialState: initialState, finalState: result.FinalState);
+            var result = Forward(work, batch, input, mask, initialState);
             Recurrent.Backward(work, outputGradient, Units, 0, Kernel, RecurrentKernel, result.KernelGradient, result.RecurrentKernelGradient,
                 result.BiasGradient, result.InputGradient, batch, ReturnSequences, Reverse, computeWeights: true, accumulateWeights: false,
                 accumulateInput: false, ZeroOutputForMask, initialStateGradient: result.InitialStateGradient);

@@ -15,17 +15,16 @@ public sealed class AttentionWorkspace : IWorkspace
     {
         (QuerySteps, ValueSteps, QueryFeatures, KeyFeatures, ValueFeatures) = (querySteps, valueSteps, queryFeatures, keyFeatures, valueFeatures);
         (Heads, KeyDim, ValueDim, Causal) = (heads, keyDim, valueDim, causal);
-        var arrays = new CountedArrays();
+        var arrays = new CountedArrays(forTraining);
         Queries = arrays.Floats(maxBatchSize * querySteps * heads * keyDim);
         Keys = arrays.Floats(maxBatchSize * valueSteps * heads * keyDim);
         Values = arrays.Floats(maxBatchSize * valueSteps * heads * valueDim);
         Context = arrays.Floats(maxBatchSize * querySteps * heads * valueDim);
-        int training = forTraining ? 1 : 0;
         Scores = arrays.Floats((forTraining ? maxBatchSize * heads : Helper.Workers) * querySteps * valueSteps);
-        QueryGradient = arrays.Floats(training * Queries.Length);
-        KeyGradient = arrays.Floats(training * Keys.Length);
-        ValueGradient = arrays.Floats(training * Values.Length);
-        ContextGradient = arrays.Floats(training * Context.Length);
+        QueryGradient = arrays.TrainingFloats(Queries.Length);
+        KeyGradient = arrays.TrainingFloats(Keys.Length);
+        ValueGradient = arrays.TrainingFloats(Values.Length);
+        ContextGradient = arrays.TrainingFloats(Context.Length);
         ForTraining = forTraining;
         Bytes = arrays.Bytes;
     }
@@ -106,9 +105,8 @@ public static class Attention
         Merges.Scale(work.Queries, batch * tq * heads * dk, 1f / MathF.Sqrt(dk));
 
         var context = work.Context.AsSpan(0, batch * tq * heads * dv);
-        fixed (float* queries = work.Queries, keys = work.Keys, values = work.Values, contexts = work.Context)
+        fixed (float* queries = work.Queries, keys = work.Keys, values = work.Values, scores = work.Scores, contexts = work.Context)
         fixed (float* qm = queryMask, vm = valueMask, am = attentionMask)
-        fixed (float* scores = work.Scores)
         {
             var job = new Pairs(work, batch, queries, keys, values, scores, contexts, new Masks(work, qm, vm, am));
             job.Run(&ForwardPair);

@@ -25,7 +25,7 @@ internal static class Workspaces
 /// A workspace's arrays, counted as they are allocated, so its <see cref="IWorkspace.Bytes"/> cannot miss one; each on a
 /// cache line, as a model's other buffers are (<see cref="AlignedBuffer"/>).
 /// </summary>
-internal sealed class CountedArrays
+internal sealed class CountedArrays(bool forTraining)
 {
     public long Bytes { get; private set; }
 
@@ -34,6 +34,9 @@ internal sealed class CountedArrays
         Bytes += (long)length * sizeof(float);
         return length == 0 ? AlignedBuffer.Empty : new AlignedBuffer(length);
     }
+
+    /// <summary>Floats only a backward pass uses: none in a workspace for inference (as <see cref="ModelBuffers.TrainingFloats"/>).</summary>
+    public AlignedBuffer TrainingFloats(int length) => Floats(forTraining ? length : 0);
 }
 
 /// <summary>
@@ -111,8 +114,8 @@ public sealed class ModelBuffers
 
     /// <summary>
     /// The summary's line under the parameter counts: the buffers for the model's largest batch and, where sharing by
-    /// liveness saves memory, what the gradients (and an inference copy's values) take against one buffer per tensor (sharing
-    /// pads each to a cache line per sample, which can cost a model of a few units more than it saves).
+    /// liveness saves memory, what the gradients (and an inference copy's values) take against one buffer per tensor (where
+    /// it would not, the generator gives each tensor its own buffer and passes the same count twice).
     /// </summary>
     public static string Describe(int maxBatchSize, long bytes, int gradientFloats, int separateGradientFloats, int valueFloats = 0, int separateValueFloats = 0)
     {

@@ -24,24 +24,23 @@ public sealed class RecurrentWorkspace : IWorkspace
         Features = features;
         Units = units;
         int rows = maxBatchSize * steps;
-        var arrays = new CountedArrays();
+        var arrays = new CountedArrays(forTraining);
         bool lstm = cell == RecurrentCell.Lstm;
         Inputs = arrays.Floats(rows * features);
         Projected = arrays.Floats(rows * GateWidth);
-        Gates = arrays.Floats(lstm || !forTraining ? 0 : rows * 4 * units); // an LSTM keeps its gates in Projected
+        Gates = arrays.TrainingFloats(lstm ? 0 : rows * 4 * units); // an LSTM keeps its gates in Projected
         // Backward reads every step's states; a forward pass alone needs the last and the next.
         StateSlots = forTraining ? steps + 1 : 2;
         States = arrays.Floats(StateSlots * maxBatchSize * units);
         Cells = arrays.Floats(lstm ? StateSlots * maxBatchSize * units : 0);
         Mask = arrays.Floats(rows);
         Scratch = arrays.Floats(maxBatchSize * (lstm ? units : GateWidth)); // an LSTM's tanh of its cells, a GRU's recurrent product
-        int training = forTraining ? 1 : 0;
-        InputGradients = arrays.Floats(training * rows * GateWidth);
-        RecurrentGradients = arrays.Floats(lstm ? 0 : training * rows * GateWidth);
-        StateGradient = arrays.Floats(training * maxBatchSize * units);
-        CellGradient = arrays.Floats(training * maxBatchSize * units);
-        TimeMajorGradient = arrays.Floats(training * rows * features);
-        TransposedRecurrentKernel = arrays.Floats(training * units * GateWidth);
+        InputGradients = arrays.TrainingFloats(rows * GateWidth);
+        RecurrentGradients = arrays.TrainingFloats(lstm ? 0 : rows * GateWidth);
+        StateGradient = arrays.TrainingFloats(maxBatchSize * units);
+        CellGradient = arrays.TrainingFloats(maxBatchSize * units);
+        TimeMajorGradient = arrays.TrainingFloats(rows * features);
+        TransposedRecurrentKernel = arrays.TrainingFloats(units * GateWidth);
         Bytes = arrays.Bytes;
     }
 

@@ -129,4 +129,41 @@ public class PackedGemmTests
         Assert.Contains("30x20", error.Message);
         Assert.Equal(20 * 32 * sizeof(float), packed.Bytes); // 30 columns padded to whole tiles of 16 or 32 (8 on the portable path)
     }
+
+    /// <summary>
+    /// Panels packed again into the same memory, as a recurrent layer packs U forward and Uᵀ backward in every training step:
+    /// each packing gives the product of the B it packed, bit for bit, on every path, whatever the memory held before.
+    /// </summary>
+    [Theory]
+    [InlineData(SimdPath.Avx512)]
+    [InlineData(SimdPath.Avx2)]
+    [InlineData(SimdPath.Portable)]
+    public void Panels_packed_again_in_the_same_memory_read_the_latest_B(SimdPath path)
+    {
+        const int m = 26, units = 40, gates = 160;
+        var random = new Random(11);
+        var u = GemmTests.RandomMatrix(random, units * gates);
+        var transposed = new float[gates * units];
+        Gemm.Transpose(u, transposed, units, gates);
+        var changed = GemmTests.RandomMatrix(random, units * gates);
+        var a = GemmTests.RandomMatrix(random, m * gates);
+        using var _ = KernelSettings.OnSimd(path);
+        var panels = new RepackedPanels(new AlignedBuffer(Math.Max(Gemm.PanelFloatsOnAnyPath(units, gates), Gemm.PanelFloatsOnAnyPath(gates, units))));
+        foreach (var (b, k, n) in new[] { (u, units, gates), (transposed, gates, units), (changed, units, gates), (u, units, gates) })
+        {
+            var expected = new float[m * n];
+            var actual = new float[m * n];
+            Gemm.Multiply(a, b, expected, m, k, n);
+            Gemm.Multiply(a, b, actual, m, k, n, packedB: panels.Pack(b, k, n));
+            Assert.Equal(expected, actual);
+        }
+        // The last packing was U's: a product handed U's panels with another B (of U's shape) reads the panels.
+        var fromU = new float[m * gates];
+        Gemm.Multiply(a, u, fromU, m, units, gates);
+        var fromPanels = new float[m * gates];
+        Gemm.Multiply(a, changed, fromPanels, m, units, gates, packedB: panels.Pack(u, units, gates));
+        Assert.Equal(fromU, fromPanels);
+        var error = Assert.Throws<ArgumentException>(() => panels.Pack(new float[gates * gates], gates, gates));
+        Assert.Contains($"{gates}x{gates}", error.Message);
+    }
 }

@@ -23,23 +23,53 @@ public class RecurrentTests
     {
         using var _ = KernelSettings.OnSimd(path);
         var layer = new Layer(cell, reverse, returnSequences, seed: 10 + (int)cell);
-        var work = layer.Workspace(Batch);
-        Assert.True(Recurrent.SharesSamples(work, Batch));
-        var whole = layer.RunBatch(work);
+        Assert.True(Recurrent.SharesSamples(layer.Workspace(Batch), Batch));
+        AssertBatchComputesWhatEachSampleComputesAlone(layer);
+    }
 
+    /// <summary>
+    /// Batches whose steps' recurrent products read the kernel packed once per pass (Gemm.ReadsPanels: more than 12 rows in a
+    /// product, U forward, Uᵀ backward), halved or whole, and a recurrent kernel beyond a core's L2 (256 units: 1 MB for an
+    /// LSTM) whose batch halves from 8 samples a core: each sample as computed alone (one row, no panels), and the same bits
+    /// on one core or two.
+    /// </summary>
+    [Theory]
+    [InlineData(RecurrentCell.Lstm, 26, 32, true, true)]    // halves of 13 rows, panels
+    [InlineData(RecurrentCell.Gru, 26, 32, true, true)]
+    [InlineData(RecurrentCell.Lstm, 13, 256, false, true)]  // 1 MB kernel, 13 rows: products shared by columns, panels
+    [InlineData(RecurrentCell.Gru, 13, 256, false, true)]
+    [InlineData(RecurrentCell.Lstm, 16, 256, true, false)]  // 1 MB kernel, halves of 8 rows read it in place
+    [InlineData(RecurrentCell.Gru, 26, 256, true, true)]    // 0.75 MB kernel, halves of 13 rows, panels
+    public void Passes_over_panels_packed_once_compute_what_each_sample_computes_alone(RecurrentCell cell, int batch, int units, bool halves, bool panels)
+    {
+        var layer = new Layer(cell, reverse: batch % 2 == 0, returnSequences: true, seed: 50 + batch + (int)cell, batch, units);
+        var work = layer.Workspace(batch);
+        Assert.Equal(halves, Recurrent.SharesSamples(work, batch));
+        Assert.Equal(panels, work.PanelsForPass(layer.RecurrentKernel, units, work.GateWidth, batch) is not null);
+        AssertBatchComputesWhatEachSampleComputesAlone(layer);
+        var two = KernelSettings.OnThreads(2, () => layer.RunBatch(work));
+        var one = KernelSettings.OnThreads(1, () => layer.RunBatch(work));
+        foreach (var (name, a, b) in one.Named().Zip(two.Named(), (x, y) => (x.Name, x.Values, y.Values)))
+            Assert.True(a.SequenceEqual(b), $"{name} differs between one core and two");
+    }
+
+    private static void AssertBatchComputesWhatEachSampleComputesAlone(Layer layer)
+    {
+        var whole = layer.RunBatch(layer.Workspace(layer.Batch));
         var alone = layer.Workspace(1);
         Assert.False(Recurrent.SharesSamples(alone, 1));
         var kernelSum = new double[layer.Kernel.Length];
         var recurrentSum = new double[layer.RecurrentKernel.Length];
         var biasSum = new double[layer.Bias.Length];
-        for (int b = 0; b < Batch; b++)
+        int units = layer.Units;
+        for (int b = 0; b < layer.Batch; b++)
         {
             var sample = layer.Run(alone, 1, Rows(layer.Input, b, Steps * Features), Rows(layer.Mask, b, Steps),
-                Rows(layer.OutputGradient, b, layer.OutputWidth), Rows(layer.InitialState, b, Units));
+                Rows(layer.OutputGradient, b, layer.OutputWidth), Rows(layer.InitialState, b, units));
             AssertClose($"sample {b} output", sample.Output, Rows(whole.Output, b, layer.OutputWidth));
-            AssertClose($"sample {b} final state", sample.FinalState, Rows(whole.FinalState, b, Units));
+            AssertClose($"sample {b} final state", sample.FinalState, Rows(whole.FinalState, b, units));
             AssertClose($"sample {b} input gradient", sample.InputGradient, Rows(whole.InputGradient, b, Steps * Features));
-            AssertClose($"sample {b} initial state gradient", sample.InitialStateGradient, Rows(whole.InitialStateGradient, b, Units));
+            AssertClose($"sample {b} initial state gradient", sample.InitialStateGradient, Rows(whole.InitialStateGradient, b, units));
             Add(kernelSum, sample.KernelGradient);
             Add(recurrentSum, sample.RecurrentKernelGradient);
             Add(biasSum, sample.BiasGradient);
@@ -205,15 +235,16 @@ public class RecurrentTests
     {
         public readonly RecurrentCell Cell;
         public readonly bool Reverse, ReturnSequences;
+        public readonly int Batch, Units;
         public readonly float[] Kernel, RecurrentKernel, Bias, Input, Mask, InitialState, OutputGradient;
         /// <summary>Output floats per sample: a row of units per step with returnSequences, else one.</summary>
         public int OutputWidth => ReturnSequences ? Steps * Units : Units;
         /// <summary>Masked steps output zeros (as Keras' Bidirectional asks) in the reversed passes, and carry the state over in the others.</summary>
         public bool ZeroOutputForMask => Reverse;
 
-        public Layer(RecurrentCell cell, bool reverse, bool returnSequences, int seed)
+        public Layer(RecurrentCell cell, bool reverse, bool returnSequences, int seed, int batch = RecurrentTests.Batch, int units = RecurrentTests.Units)
         {
-            (Cell, Reverse, ReturnSequences) = (cell, reverse, returnSequences);
+            (Cell, Reverse, ReturnSequences, Batch, Units) = (cell, reverse, returnSequences, batch, units);
             var random = new Random(seed);
             float[] Values(int count, float scale) => Enumerable.Range(0, count).Select(_ => (float)(random.NextDouble() * 2 - 1) * scale).ToArray();
             int gates = (cell == RecurrentCell.Lstm ? 4 : 3) * Units;
@@ -221,8 +252,8 @@ public class RecurrentTests
             RecurrentKernel = Values(Units * gates, 0.2f);
             Bias = Values(cell == RecurrentCell.Lstm ? gates : 2 * gates, 0.1f);
             Input = Values(Batch * Steps * Features, 1f);
-            // Sample b keeps its first Steps - b steps (Keras' padded tails); sample 0 all of them.
-            Mask = Enumerable.Range(0, Batch * Steps).Select(i => i % Steps < Steps - i / Steps ? 1f : 0f).ToArray();
+            // Sample b keeps its first Steps - b % Steps steps (Keras' padded tails); sample 0 all of them.
+            Mask = Enumerable.Range(0, Batch * Steps).Select(i => i % Steps < Steps - i / Steps % Steps ? 1f : 0f).ToArray();
             InitialState = Values(Batch * Units, 0.5f);
             OutputGradient = Values(Batch * OutputWidth, 1f);
         }
@@ -235,7 +266,7 @@ public class RecurrentTests
 
         private Result Forward(RecurrentWorkspace work, int batch, float[] input, float[] mask, float[] initialState)
         {
-            var result = new Result(batch, OutputWidth, Kernel.Length, RecurrentKernel.Length, Bias.Length);
+            var result = new Result(batch, Units, OutputWidth, Kernel.Length, RecurrentKernel.Length, Bias.Length);
             Recurrent.Forward(work, input, mask, Kernel, RecurrentKernel, Bias, result.Output, Units, 0, batch, ReturnSequences, Reverse, ZeroOutputForMask,
                 initialState: initialState, finalState: result.FinalState);
             return result;
@@ -254,10 +285,10 @@ public class RecurrentTests
         }
     }
 
-    private sealed class Result(int batch, int outputWidth, int kernel, int recurrentKernel, int bias)
+    private sealed class Result(int batch, int units, int outputWidth, int kernel, int recurrentKernel, int bias)
     {
-        public readonly float[] Output = new float[batch * outputWidth], FinalState = new float[batch * Units];
-        public readonly float[] InputGradient = new float[batch * Steps * Features], InitialStateGradient = new float[batch * Units];
+        public readonly float[] Output = new float[batch * outputWidth], FinalState = new float[batch * units];
+        public readonly float[] InputGradient = new float[batch * Steps * Features], InitialStateGradient = new float[batch * units];
         public readonly float[] KernelGradient = new float[kernel], RecurrentKernelGradient = new float[recurrentKernel], BiasGradient = new float[bias];
 
         public IEnumerable<(string Name, float[] Values)> Named() => new[]

@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
@@ -34,6 +35,32 @@ public sealed class PackedMatrix
 
     internal unsafe float* Data => (float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(panels.Span));
     internal int Length => panels.Length;
+    internal Span<float> Panels => panels.Span;
+}
+
+/// <summary>
+/// Room for panels that are packed again whenever their B changes: a recurrent kernel, which every step of a pass reads
+/// but a training step changes, is packed once per pass into the same memory instead of by each step's product. Sized for
+/// any SIMD path, and for each B shape it is given (U forward, Uᵀ backward) it keeps a <see cref="PackedMatrix"/> over the
+/// same memory, so a pass allocates nothing.
+/// </summary>
+internal sealed class RepackedPanels(AlignedBuffer panels)
+{
+    private readonly List<PackedMatrix> shapes = new(2);
+
+    /// <summary>B(k,n) packed into this memory for the current SIMD path; valid until the next call.</summary>
+    public PackedMatrix Pack(ReadOnlySpan<float> b, int k, int n)
+    {
+        int tileColumns = Gemm.TileColumnsOnThisPath(n);
+        var packed = shapes.Find(p => p.Rows == k && p.Columns == n && p.TileColumns == tileColumns);
+        if (packed is null)
+        {
+            if (Gemm.PanelFloatsOnAnyPath(k, n) > panels.Length) throw new ArgumentException($"Panels of {panels.Length} floats cannot hold a {k}x{n} B.", nameof(b));
+            shapes.Add(packed = new PackedMatrix(panels, k, n, tileColumns));
+        }
+        Gemm.Fill(packed, b);
+        return packed;
+    }
 }
 
 public static partial class Gemm
@@ -46,22 +73,42 @@ public static partial class Gemm
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(k);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(n);
-        if (b.Length < (long)k * n) throw new ArgumentException($"Gemm.Pack: B has {b.Length} floats, a {k}x{n} matrix needs {(long)k * n}.", nameof(b));
-        return Simd.Current switch
-        {
-            SimdPath.Avx512 => Pack<Lanes512, Vector512<float>>(b, k, n),
-            SimdPath.Avx2 => Pack<Lanes256, Vector256<float>>(b, k, n),
-            _ => Pack<Lanes128, Vector128<float>>(b, k, n),
-        };
+        int tileColumns = TileColumnsOnThisPath(n);
+        var packed = new PackedMatrix(new AlignedBuffer(PanelFloats(k, n, tileColumns)), k, n, tileColumns);
+        Fill(packed, b);
+        return packed;
     }
 
-    private static PackedMatrix Pack<TLanes, TVector>(ReadOnlySpan<float> b, int k, int n) where TLanes : struct, ILanes<TVector> where TVector : struct
+    /// <summary>Packs B(packed.Rows, packed.Columns) into <paramref name="packed"/>'s panels, on the path whose tiles they have (the current one).</summary>
+    internal static void Fill(PackedMatrix packed, ReadOnlySpan<float> b)
     {
-        int tileColumns = TileColumns<TLanes, TVector>(n);
-        var panels = new AlignedBuffer(PanelFloats(k, n, tileColumns));
-        PackPanels<TLanes, TVector>(new Matrix(b, n, 1), k, n, tileColumns, panels);
-        return new PackedMatrix(panels, k, n, tileColumns);
+        int k = packed.Rows, n = packed.Columns;
+        if (b.Length < (long)k * n) throw new ArgumentException($"Gemm.Pack: B has {b.Length} floats, a {k}x{n} matrix needs {(long)k * n}.", nameof(b));
+        var matrix = new Matrix(b, n, 1);
+        switch (Simd.Current)
+        {
+            case SimdPath.Avx512: PackPanels<Lanes512, Vector512<float>>(matrix, k, n, packed.TileColumns, packed.Panels); break;
+            case SimdPath.Avx2: PackPanels<Lanes256, Vector256<float>>(matrix, k, n, packed.TileColumns, packed.Panels); break;
+            default: PackPanels<Lanes128, Vector128<float>>(matrix, k, n, packed.TileColumns, packed.Panels); break;
+        }
     }
+
+    /// <summary>Columns per tile of B(·, n)'s panels on the current SIMD path.</summary>
+    internal static int TileColumnsOnThisPath(int n) => Simd.Current switch
+    {
+        SimdPath.Avx512 => TileColumns<Lanes512, Vector512<float>>(n),
+        SimdPath.Avx2 => TileColumns<Lanes256, Vector256<float>>(n),
+        _ => TileColumns<Lanes128, Vector128<float>>(n),
+    };
+
+    /// <summary>Floats of B(k,n)'s panels on whichever SIMD path packs them: columns padded to the widest path's tiles.</summary>
+    internal static int PanelFloatsOnAnyPath(int k, int n) => PanelFloats(k, n, 2 * Lanes512.Count);
+
+    /// <summary>
+    /// Whether a product of <paramref name="m"/> rows reads B faster from panels packed ahead than as it does alone: more
+    /// than <see cref="FewRows"/> rows, which pack B themselves (up to that, they read a row-major B where it lies).
+    /// </summary>
+    internal static bool ReadsPanels(int m) => m > FewRows;
 
     /// <summary>Floats of B(k,n)'s panels: every column tile whole, zero-padded.</summary>
     private static int PanelFloats(int k, int n, int tileColumns) => k * PaddedColumns(n, tileColumns);

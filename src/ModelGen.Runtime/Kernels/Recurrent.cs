@@ -41,6 +41,9 @@ public sealed class RecurrentWorkspace : IWorkspace
         CellGradient = arrays.TrainingFloats(maxBatchSize * units);
         TimeMajorGradient = arrays.TrainingFloats(rows * features);
         TransposedRecurrentKernel = arrays.TrainingFloats(units * GateWidth);
+        // Only a batch whose step products read panels packs them (ReadsPanels); a smaller one never needs the room.
+        int panelFloats = Math.Max(Gemm.PanelFloatsOnAnyPath(units, GateWidth), forTraining ? Gemm.PanelFloatsOnAnyPath(GateWidth, units) : 0);
+        RecurrentPanels = Gemm.ReadsPanels(maxBatchSize) ? new RepackedPanels(arrays.Floats(panelFloats)) : null;
         Bytes = arrays.Bytes;
     }
 
@@ -86,6 +89,21 @@ public sealed class RecurrentWorkspace : IWorkspace
     /// copies, instead of gathering Uᵀ's columns from U at each of the steps.
     /// </summary>
     internal AlignedBuffer TransposedRecurrentKernel { get; }
+    /// <summary>
+    /// The recurrent product's B packed once per pass (U forward, Uᵀ backward) where the steps' products have rows enough to
+    /// read panels (Gemm.ReadsPanels), which each of them otherwise packed again, at every step: on the Zen 4, in one process
+    /// with panels and without, the 64-unit LSTM over 28 steps at batch 32 0.985, LSTM(256) over 100 steps at batch 32 0.77
+    /// with its samples in halves (0.94 with the products shared by columns). None for a workspace whose batches never have
+    /// rows enough: handed panels, products of 4 to 12 rows lost (the 64-unit LSTM at batch 4 1.12x the time).
+    /// </summary>
+    internal RepackedPanels? RecurrentPanels { get; }
+
+    /// <summary>
+    /// <paramref name="b"/> (the recurrent product's B, k x n) packed for a pass over <paramref name="batch"/> samples, if the
+    /// steps' products of the larger part of the batch read panels; null otherwise.
+    /// </summary>
+    internal PackedMatrix? PanelsForPass(ReadOnlySpan<float> b, int k, int n, int batch) =>
+        RecurrentPanels is not null && Gemm.ReadsPanels(Recurrent.StepRows(this, batch)) ? RecurrentPanels.Pack(b, k, n) : null;
 }
 
 /// <summary>
@@ -124,6 +142,7 @@ public static class Recurrent
         if (work.Cell == RecurrentCell.Lstm) Start(work.Cells.AsSpan(0, batch * units), initialCell);
         var recurrence = new Recurrence(work, recurrentKernel, batch, reverse, zeroOutputForMask)
         {
+            Panels = work.PanelsForPass(recurrentKernel, units, gates, batch),
             RecurrentBias = work.Cell == RecurrentCell.Gru ? bias.Slice(gates, gates) : default,
             Sequence = returnSequences ? output : default, OutputWidth = outputWidth, OutputOffset = outputOffset,
         };
@@ -265,8 +284,8 @@ public static class Recurrent
             var previous = work.States.AsSpan(before, count * units);
             var next = work.States.AsSpan(after, count * units);
             if (work.Cell == RecurrentCell.Lstm)
-                LstmStep(work, row, previous, next, work.Cells.AsSpan(before, count * units), work.Cells.AsSpan(after, count * units), recurrence.RecurrentKernel, count);
-            else GruStep(work, row, previous, next, recurrence.RecurrentKernel, recurrence.RecurrentBias, recurrentProduct, count);
+                LstmStep(work, row, previous, next, work.Cells.AsSpan(before, count * units), work.Cells.AsSpan(after, count * units), recurrence.RecurrentKernel, recurrence.PanelsFor(count), count);
+            else GruStep(work, row, previous, next, recurrence.RecurrentKernel, recurrence.PanelsFor(count), recurrence.RecurrentBias, recurrentProduct, count);
 
             if (recurrence.Sequence.IsEmpty) continue;
             int t = recurrence.Reverse ? steps - 1 - p : p;
@@ -284,11 +303,11 @@ public static class Recurrent
     /// buffers), from their states and cells before the step to those after it.
     /// </summary>
     private static void LstmStep(RecurrentWorkspace work, int row, ReadOnlySpan<float> previous, Span<float> next, ReadOnlySpan<float> cellsBefore, Span<float> cellsAfter,
-        ReadOnlySpan<float> recurrentKernel, int count)
+        ReadOnlySpan<float> recurrentKernel, PackedMatrix? panels, int count)
     {
         int units = work.Units, gates = work.GateWidth;
         var z = work.Projected.AsSpan(row * gates, count * gates);
-        Gemm.Multiply(previous, recurrentKernel, z, count, units, gates, accumulate: true);
+        Gemm.Multiply(previous, recurrentKernel, z, count, units, gates, accumulate: true, packedB: panels);
         switch (Simd.Current)
         {
             case SimdPath.Avx512: LstmCells<Lanes512, Vector512<float>>(work, row, z, cellsBefore, cellsAfter, previous, next, count); break;
@@ -339,11 +358,11 @@ public static class Recurrent
 
     /// <summary>One GRU step of <paramref name="count"/> samples whose rows start at <paramref name="row"/>, their recurrent product in <paramref name="recurrent"/>.</summary>
     private static void GruStep(RecurrentWorkspace work, int row, ReadOnlySpan<float> previous, Span<float> next, ReadOnlySpan<float> recurrentKernel,
-        ReadOnlySpan<float> recurrentBias, Span<float> recurrent, int count)
+        PackedMatrix? panels, ReadOnlySpan<float> recurrentBias, Span<float> recurrent, int count)
     {
         int units = work.Units, gates = work.GateWidth;
         var x = work.Projected.AsSpan(row * gates, count * gates);
-        Gemm.Multiply(previous, recurrentKernel, recurrent, count, units, gates, recurrentBias);
+        Gemm.Multiply(previous, recurrentKernel, recurrent, count, units, gates, recurrentBias, packedB: panels);
         var stored = work.ForTraining ? work.Gates.AsSpan(row * 4 * units, count * 4 * units) : default;
         switch (Simd.Current)
         {
@@ -447,6 +466,7 @@ public static class Recurrent
         Gemm.Transpose(recurrentKernel, transposedKernel, units, gates);
         var recurrence = new Recurrence(work, transposedKernel, batch, reverse, zeroOutputForMask)
         {
+            Panels = work.PanelsForPass(transposedKernel, gates, units, batch),
             SequenceGradient = returnSequences ? outputGradient : default, OutputWidth = outputWidth, OutputOffset = outputOffset,
         };
         OverSamples(ref recurrence, &BackwardSteps);
@@ -497,7 +517,8 @@ public static class Recurrent
 
             // The step left in dh the gradient of h_{p-1} that bypasses the recurrent kernel (all of it where the step was
             // masked and the state carried over); the recurrent product adds the rest (zero rows for masked samples).
-            Gemm.Multiply(recurrentGradients.AsSpan(row * gates, count * gates), recurrence.RecurrentKernel, dh, count, gates, units, accumulate: true);
+            Gemm.Multiply(recurrentGradients.AsSpan(row * gates, count * gates), recurrence.RecurrentKernel, dh, count, gates, units, accumulate: true,
+                packedB: recurrence.PanelsFor(count));
         }
     }
 
@@ -635,7 +656,15 @@ public static class Recurrent
         public ReadOnlySpan<float> SequenceGradient;
         public int OutputWidth, OutputOffset;
         public delegate*<ref Recurrence, int, int, void> Steps;
+        /// <summary>The recurrent kernel packed for this pass (<see cref="RecurrentWorkspace.PanelsForPass"/>), or null.</summary>
+        public PackedMatrix? Panels;
+
+        /// <summary>The panels for a step's product of <paramref name="count"/> rows: null where that product reads B better itself.</summary>
+        public readonly PackedMatrix? PanelsFor(int count) => Gemm.ReadsPanels(count) ? Panels : null;
     }
+
+    /// <summary>Rows of a step's recurrent product: the larger half of the batch where the cores share samples, else all of it.</summary>
+    internal static int StepRows(RecurrentWorkspace work, int batch) => SharesSamples(work, batch) ? (batch + 1) / 2 : batch;
 
     /// <summary>
     /// Whether a pass's samples are split between the cores. A sample's steps depend on no other sample's, so each core runs
@@ -643,17 +672,22 @@ public static class Recurrent
     /// at every step, and a step too small to share runs on one core. Measured on the 2-vCPU Zen 3 (forward, and forward with
     /// backward, halves / one core's time): 64 units at batch 32, 28 steps 0.60 / 0.69; 32 units at batch 16 0.72 / 0.73; 128 at
     /// batch 8 to 64 0.86-0.89 / 0.89-0.91. The rule's edges: each half needs four rows or more, the GEMM's packed tiles (batch
-    /// 4 at 64 units: 1.18 / 1.07); the pass needs half a million multiply-adds (32 units at batch 8, 20 steps: 0.91 / 0.95); and
-    /// each core reads the whole recurrent kernel at every step, so it must stay in a core's L2 (256 units, 1 MB: 1.12 / 1.06,
-    /// where the GEMM's own split gives each core half the kernel).
+    /// 4 at 64 units: 1.18 / 1.07); the pass needs half a million multiply-adds (32 units at batch 8, 20 steps: 0.91 / 0.95).
+    /// Each core then reads the whole recurrent kernel at every step. Beyond a core's L2 (over 512 KB) the halves need eight
+    /// rows each: with four, each core's product is bound by reading the kernel, and the GEMM's own split, which gives each
+    /// core half of it, wins (Zen 4, LSTM(512) over 50 steps at batch 8: halves 1.24x the time; LSTM(256) over 100 at batch 8
+    /// 1.08x with backward); from eight the halves also run their cells on both cores, which the GEMM's split leaves to one
+    /// (same models, halves / columns, kernels packed once a pass either way: LSTM(256) batch 16 0.86-0.92, 32 0.63-0.87, 64
+    /// 0.91; with backward at 16 0.90, at 32 0.75-0.90; LSTM(512) batch 16 0.88-0.95, 32 0.92, with backward 0.93-0.98).
     /// </summary>
     internal static bool SharesSamples(RecurrentWorkspace work, int batch) =>
         batch >= 2 * SamplesPerCore && (long)work.Steps * batch * work.Units * work.GateWidth >= ShareSamplesAbove &&
-        (long)work.Units * work.GateWidth * sizeof(float) <= SharedKernelBytes;
+        ((long)work.Units * work.GateWidth * sizeof(float) <= SharedKernelBytes || batch >= 2 * SamplesPerCoreBeyondL2);
 
     private const int SamplesPerCore = 4;
     private const long ShareSamplesAbove = 500_000;
     private const int SharedKernelBytes = 512 * 1024;
+    private const int SamplesPerCoreBeyondL2 = 8;
 
     /// <summary>
     /// Runs <paramref name="steps"/> over the batch: in two halves fixed by the shape alone where <see cref="SharesSamples"/>,

@@ -227,6 +227,18 @@ public partial class RowBiLstm
     [Dense(10, Activation.Softmax)] Dense digits;
 }
 
+/// <summary>
+/// A wide LSTM over long sequences (the peer's "wide lstm"): 100 steps of 32 features, 256 units, whose recurrent kernel (1 MB)
+/// outgrows a core's L2; its last state classified.
+/// </summary>
+[Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
+public partial class WideLstm
+{
+    [Input(100, 32)] Input steps;
+    [LSTM(256)] LSTM lstm;
+    [Dense(10, Activation.Softmax)] Dense label;
+}
+
 /// <summary>A GRU over MNIST's rows (the peer's "gru"): 28 steps of 28 pixels, its last state classified; reset after the product, as Keras' and PyTorch's default.</summary>
 [Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
 public partial class RowGru

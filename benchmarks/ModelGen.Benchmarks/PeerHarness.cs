@@ -72,6 +72,9 @@ public static class PeerHarness
         foreach (int batch in new[] { 1, 32 })
             yield return ($"results/gru predict b{batch}", () => Predict(new RowGru(maxBatchSize: batch, seed: 0), 28 * 28, batch));
         yield return ("results/gru train step b32", () => Train(new RowGru(maxBatchSize: 32, seed: 0), 28 * 28, 32));
+        // A recurrent kernel beyond a core's L2: the cores share each step's product or halve the batch (Recurrent.SharesSamples).
+        yield return ("results/wide lstm predict b32", () => Predict(new WideLstm(maxBatchSize: 32, seed: 0), 100 * 32, 32));
+        yield return ("results/wide lstm train step b32", () => Train(new WideLstm(maxBatchSize: 32, seed: 0), 100 * 32, 32));
         foreach (int batch in new[] { 1, 32 })
             yield return ($"results/transformer predict b{batch}", () => Predict(new TokenTransformer(maxBatchSize: batch, seed: 0), 64, batch, Tokens));
         yield return ("results/transformer train step b32", () => Train(new TokenTransformer(maxBatchSize: 32, seed: 0), 64, 32, Tokens));

@@ -102,10 +102,11 @@ def workloads(threads):
         return variants
 
     class RowRecurrent(nn.Module):
-        """An LSTM or GRU of 64 units over MNIST's 28 rows of 28 pixels, its last state into Dense 10 (ModelGen's RowLstm, RowGru)."""
-        def __init__(self, layer):
+        """An LSTM or GRU of 64 units over MNIST's 28 rows of 28 pixels, its last state into Dense 10 (ModelGen's RowLstm, RowGru);
+        with other sizes, 256 units over 100 steps of 32 features (ModelGen's WideLstm)."""
+        def __init__(self, layer, features=28, units=64):
             super().__init__()
-            self.recurrent, self.head = layer(28, 64, batch_first=True), nn.Linear(64, 10)
+            self.recurrent, self.head = layer(features, units, batch_first=True), nn.Linear(units, 10)
 
         def forward(self, x):
             return self.head(self.recurrent(x)[0][:, -1])
@@ -156,6 +157,9 @@ def workloads(threads):
             table[f"results/{name} predict b{batch}"] = (lambda layer=layer, batch=batch: inference(RowRecurrent(layer).eval(), torch.rand(batch, 28, 28)), False, None)
         table[f"results/{name} train step b32"] = (
             lambda layer=layer: training(RowRecurrent(layer).train(), torch.rand(32, 28, 28), torch.randint(0, 10, (32,))), True, None)
+    table["results/wide lstm predict b32"] = (lambda: inference(RowRecurrent(nn.LSTM, 32, 256).eval(), torch.rand(32, 100, 32)), False, None)
+    table["results/wide lstm train step b32"] = (
+        lambda: training(RowRecurrent(nn.LSTM, 32, 256).train(), torch.rand(32, 100, 32), torch.randint(0, 10, (32,))), True, min(11, SAMPLES))
     table["results/bilstm predict b1"] = (lambda: inference(RowBidirectional().eval(), torch.rand(1, 28, 28)), False, None)
     for batch in (4, 32):
         table[f"results/bilstm train step b{batch}"] = (

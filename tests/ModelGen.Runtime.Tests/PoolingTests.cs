@@ -144,8 +144,91 @@ public class PoolingTests
     }
 }
 
+[Collection(KernelSettings.Name)]
 public class DepthwiseConvolutionTests
 {
+    /// <summary>
+    /// Channels a vector or two wide with a partial last one, strides, dilation, 'same' and 'valid' padding, multipliers, and
+    /// images large enough that both cores share the output rows.
+    /// </summary>
+    public static IEnumerable<object[]> Shapes() => KernelSettings.OnEveryPath(new[]
+    {
+        new object[] { 16, 16, 32, 3, 1, 1, 1, true, 3 },   // a MobileNet block's: one image's rows split between the cores
+        new object[] { 9, 8, 40, 3, 1, 2, 1, true, 2 },     // even output of a stride-2 'same' window, 40 channels: 2.5 vectors of AVX-512
+        new object[] { 7, 9, 5, 3, 3, 1, 2, false, 2 },     // a multiplier over five channels, dilation 2
+        new object[] { 6, 6, 24, 5, 1, 1, 1, true, 1 },     // a 5x5 window mostly over the padding
+        new object[] { 10, 10, 70, 2, 2, 2, 1, false, 2 },  // multiplier 2 over 70 channels: 140 outputs
+    });
+
+    /// <summary>
+    /// Every output, kernel gradient and input gradient equals, bit for bit, a scalar loop that sums in the kernel's order:
+    /// an output from its bias, then its window's cells in (ky, kx) order, each a fused multiply-add; a gradient's products
+    /// each rounded, then added position after position (and cell after cell, output channel after output channel). Also
+    /// with gradients added to what is there, and on one core or two.
+    /// </summary>
+    [Theory, MemberData(nameof(Shapes))]
+    public void Depthwise_convolution_sums_in_its_stated_order_on_one_core_or_two(int height, int width, int channels, int size, int multiplier, int strides,
+        int dilation, bool same, int batch, SimdPath path)
+    {
+        using var _ = KernelSettings.OnSimd(path);
+        var window = new Window(height, width, channels, size, size, strides, strides, same, dilation);
+        var random = new Random(height * 100 + channels * 10 + size);
+        float[] Random(int n) => Enumerable.Range(0, n).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+        int outputs = channels * multiplier;
+        var (x, kernel, bias) = (Random(batch * height * width * channels), Random(size * size * outputs), Random(outputs));
+        var g = Random(batch * window.Positions * outputs);
+        var (dkStart, dxStart) = (Random(kernel.Length), Random(x.Length));
+
+        var expected = new float[g.Length];
+        var expectedDk = (float[])dkStart.Clone();
+        var expectedDx = (float[])dxStart.Clone();
+        for (int n = 0; n < batch; n++)
+            for (int oy = 0; oy < window.OutputHeight; oy++)
+                for (int ox = 0; ox < window.OutputWidth; ox++)
+                {
+                    int position = (n * window.OutputHeight + oy) * window.OutputWidth + ox;
+                    for (int o = 0; o < outputs; o++) expected[position * outputs + o] = bias[o];
+                    for (int ky = 0; ky < size; ky++)
+                        for (int kx = 0; kx < size; kx++)
+                        {
+                            int iy = oy * strides + ky * dilation - window.PadTop, ix = ox * strides + kx * dilation - window.PadLeft;
+                            if (iy < 0 || iy >= height || ix < 0 || ix >= width) continue;
+                            int pixel = ((n * height + iy) * width + ix) * channels, cell = (ky * size + kx) * outputs;
+                            for (int o = 0; o < outputs; o++)
+                            {
+                                int at = position * outputs + o;
+                                expected[at] = MathF.FusedMultiplyAdd(x[pixel + o / multiplier], kernel[cell + o], expected[at]);
+                                expectedDk[cell + o] += g[at] * x[pixel + o / multiplier];
+                                expectedDx[pixel + o / multiplier] += g[at] * kernel[cell + o];
+                            }
+                        }
+                }
+
+        foreach (int threads in new[] { 1, 2 })
+        {
+            var y = new float[g.Length];
+            var (dk, dx, db) = ((float[])dkStart.Clone(), (float[])dxStart.Clone(), new float[outputs]);
+            KernelSettings.OnThreads(threads, () =>
+            {
+                DepthwiseConvolution.Forward(x, kernel, bias, y, window, multiplier, batch);
+                DepthwiseConvolution.Backward(g, x, kernel, dk, db, dx, window, multiplier, batch, computeWeights: true, accumulateWeights: true, accumulateInput: true);
+            });
+            Assert.Equal(expected, y);
+            Assert.Equal(expectedDk, dk);
+            Assert.Equal(expectedDx, dx);
+        }
+    }
+
+    [Fact]
+    public void Operands_too_short_for_the_window_are_refused_with_its_shape()
+    {
+        var window = new Window(8, 8, 16, 3, 3, 1, 1, Same: true);
+        var error = Assert.Throws<ArgumentException>(() =>
+            DepthwiseConvolution.Forward(new float[8 * 8 * 16], new float[9 * 16], default, new float[8 * 8 * 16 - 1], window, multiplier: 1, batch: 1));
+        Assert.Contains("DepthwiseConv2D", error.Message);
+        Assert.Contains("1 samples", error.Message);
+    }
+
     /// <summary>Forward against its definition; backward as the adjoint of the (bias-free) forward in both the input and the kernel.</summary>
     [Theory]
     [InlineData(6, 5, 20, 3, 1, 1, true)]

@@ -448,7 +448,7 @@ public static partial class Convolution
         void Visit(int patchOffset, int imageOffset, int length);
     }
 
-    /// <summary>Every (patch cell, image pixel) pair of patch rows [firstRow, firstRow + rows), rows counted over the batch, in patch-matrix order: the one loop nest of im2col and the depthwise convolution.</summary>
+    /// <summary>Every (patch cell, image pixel) pair of patch rows [firstRow, firstRow + rows), rows counted over the batch, in patch-matrix order: im2col's loop nest.</summary>
     [MethodImpl(Compiled.Kernel)]
     internal static void Walk<TCell>(in Window window, int firstRow, int rows, ref TCell cell) where TCell : ICell, allows ref struct
     {

@@ -56,6 +56,30 @@ public readonly record struct Window
             throw new ArgumentOutOfRangeException(nameof(outputHeight), $"A window of {OutputHeight}x{OutputWidth} outputs cannot be cropped to {outputHeight}x{outputWidth}.");
         return this with { OutputHeight = outputHeight, OutputWidth = outputWidth, Positions = outputHeight * outputWidth };
     }
+    /// <summary>
+    /// The window cells of output position (<paramref name="oy"/>, <paramref name="ox"/>) that fall inside the image, in (ky,
+    /// kx) order: each cell's index (ky · KernelWidth + kx) and its pixel's offset within the sample; returns how many. Cells
+    /// over the padding are left out: they add nothing to a sum (a depthwise convolution) and are not averaged (a 'same'
+    /// average pooling).
+    /// </summary>
+    internal int InsideCells(int oy, int ox, Span<int> cells, Span<int> pixels)
+    {
+        int count = 0;
+        for (int ky = 0; ky < KernelHeight; ky++)
+        {
+            int y = oy * StrideHeight + ky * Dilation - PadTop;
+            if (y < 0 || y >= Height) continue;
+            for (int kx = 0; kx < KernelWidth; kx++)
+            {
+                int x = ox * StrideWidth + kx * Dilation - PadLeft;
+                if (x < 0 || x >= Width) continue;
+                cells[count] = ky * KernelWidth + kx;
+                pixels[count++] = (y * Width + x) * Channels;
+            }
+        }
+        return count;
+    }
+
     /// <summary>Rows and columns of the image a (dilated) window spans. Internal, so the window's text stays the layer's geometry.</summary>
     internal int SpanHeight => (KernelHeight - 1) * Dilation + 1;
     internal int SpanWidth => (KernelWidth - 1) * Dilation + 1;

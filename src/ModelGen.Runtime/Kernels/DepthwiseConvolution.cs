@@ -87,8 +87,9 @@ public static class DepthwiseConvolution
 
         private void Run<TLanes, TVector>(int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct
         {
-            if (operands.Multiplier == 1) ForwardPositions<TLanes, TVector, Yes>(operands, bias, first, count);
-            else ForwardPositions<TLanes, TVector, No>(operands, bias, first, count);
+            float* spread = stackalloc float[TLanes.Count];
+            if (operands.Multiplier == 1) OverPositions(operands.Window, first, count, new Sums<TLanes, TVector, Yes>(operands, bias, spread));
+            else OverPositions(operands.Window, first, count, new Sums<TLanes, TVector, No>(operands, bias, spread));
         }
     }
 
@@ -111,158 +112,148 @@ public static class DepthwiseConvolution
         private void Run<TLanes, TVector>(int part) where TLanes : struct, ILanes<TVector> where TVector : struct
         {
             int rows = batch * operands.Window.OutputHeight;
+            float* spread = stackalloc float[TLanes.Count];
             bool one = operands.Multiplier == 1;
-            if (part == 0 && one) KernelGradientPositions<TLanes, TVector, Yes>(operands, kernelGradient, rows);
-            else if (part == 0) KernelGradientPositions<TLanes, TVector, No>(operands, kernelGradient, rows);
-            else if (one) InputGradientPositions<TLanes, TVector, Yes>(operands, inputGradient, rows);
-            else InputGradientPositions<TLanes, TVector, No>(operands, inputGradient, rows);
+            if (part == 0 && one) OverPositions(operands.Window, 0, rows, new KernelGradient<TLanes, TVector, Yes>(operands, kernelGradient, spread));
+            else if (part == 0) OverPositions(operands.Window, 0, rows, new KernelGradient<TLanes, TVector, No>(operands, kernelGradient, spread));
+            else if (one) OverPositions(operands.Window, 0, rows, new InputGradient<TLanes, TVector, Yes>(operands, inputGradient, spread));
+            else OverPositions(operands.Window, 0, rows, new InputGradient<TLanes, TVector, No>(operands, inputGradient, spread));
         }
     }
 
-    /// <summary>
-    /// The window cells of output position (<paramref name="oy"/>, <paramref name="ox"/>) that fall inside the image, in (ky,
-    /// kx) order: each cell's index and its pixel's offset within the sample. Padding cells add nothing, so they are left out.
-    /// </summary>
-    private static int InsideCells(in Window window, int oy, int ox, Span<int> cells, Span<int> pixels)
+    /// <summary>What a pass does at one output position, given the window's cells inside the image (<see cref="Window.InsideCells"/>).</summary>
+    private interface IPositionPass
     {
-        int count = 0;
-        for (int ky = 0; ky < window.KernelHeight; ky++)
-        {
-            int y = oy * window.StrideHeight + ky * window.Dilation - window.PadTop;
-            if (y < 0 || y >= window.Height) continue;
-            for (int kx = 0; kx < window.KernelWidth; kx++)
-            {
-                int x = ox * window.StrideWidth + kx * window.Dilation - window.PadLeft;
-                if (x < 0 || x >= window.Width) continue;
-                cells[count] = ky * window.KernelWidth + kx;
-                pixels[count++] = (y * window.Width + x) * window.Channels;
-            }
-        }
-        return count;
+        /// <param name="position">The position's index over the whole batch: its row of the output (or its gradient).</param>
+        /// <param name="sample">The sample whose image the pixels lie in.</param>
+        void At(long position, int sample, ReadOnlySpan<int> cells, ReadOnlySpan<int> pixels);
     }
 
-    /// <summary>
-    /// The input under output channels [c, c + lanes) at <paramref name="pixel"/>: the pixel's channels themselves with a
-    /// multiplier of 1 (<typeparamref name="TOne"/>), else channel c / multiplier for each output channel c, spread through
-    /// <paramref name="spread"/> (a vector's floats of the caller's stack).
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe TVector Pixel<TLanes, TVector, TOne>(float* pixel, int c, int lanes, int multiplier, float* spread)
-        where TLanes : struct, ILanes<TVector> where TVector : struct where TOne : IFlag
-    {
-        if (TOne.IsSet) return Load<TLanes, TVector>(pixel + c, lanes);
-        for (int l = 0; l < lanes; l++) spread[l] = pixel[(c + l) / multiplier];
-        return Load<TLanes, TVector>(spread, lanes);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe TVector Load<TLanes, TVector>(float* at, int lanes) where TLanes : struct, ILanes<TVector> where TVector : struct =>
-        lanes == TLanes.Count ? TLanes.Load(ref *at) : TLanes.LoadFirst(ref *at, lanes);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe void Store<TLanes, TVector>(float* at, TVector value, int lanes) where TLanes : struct, ILanes<TVector> where TVector : struct
-    {
-        if (lanes == TLanes.Count) TLanes.Store(ref *at, value);
-        else TLanes.StoreFirst(ref *at, value, lanes);
-    }
-
-    /// <summary>Output rows [firstRow, + rows) of the batch: each position's channels a vector at a time, its cells' multiply-adds in registers.</summary>
+    /// <summary>Every output position of output rows [firstRow, + rows) of the batch, in order.</summary>
     [MethodImpl(Compiled.Kernel)]
-    private static unsafe void ForwardPositions<TLanes, TVector, TOne>(in Operands op, float* bias, int firstRow, int rows)
-        where TLanes : struct, ILanes<TVector> where TVector : struct where TOne : IFlag
+    private static void OverPositions<TPass>(in Window window, int firstRow, int rows, TPass pass) where TPass : struct, IPositionPass
     {
-        var window = op.Window;
-        int width = op.Width, imageFloats = window.Height * window.Width * window.Channels, size = window.KernelHeight * window.KernelWidth;
+        int size = window.KernelHeight * window.KernelWidth;
         Span<int> cells = stackalloc int[size], pixels = stackalloc int[size];
-        float* spread = stackalloc float[TLanes.Count];
         for (int row = firstRow; row < firstRow + rows; row++)
         {
             int sample = row / window.OutputHeight, oy = row % window.OutputHeight;
-            float* image = op.Input + (long)sample * imageFloats;
             for (int ox = 0; ox < window.OutputWidth; ox++)
             {
-                int inside = InsideCells(window, oy, ox, cells, pixels);
-                float* target = op.Output + ((long)row * window.OutputWidth + ox) * width;
-                for (int c = 0; c < width; c += TLanes.Count)
-                {
-                    int lanes = Math.Min(TLanes.Count, width - c);
-                    var sum = bias == null ? TLanes.Zero : Load<TLanes, TVector>(bias + c, lanes);
-                    for (int i = 0; i < inside; i++)
-                        sum = TLanes.MultiplyAdd(Pixel<TLanes, TVector, TOne>(image + pixels[i], c, lanes, op.Multiplier, spread), Load<TLanes, TVector>(op.Kernel + cells[i] * width + c, lanes), sum);
-                    Store<TLanes, TVector>(target + c, sum, lanes);
-                }
+                int inside = window.InsideCells(oy, ox, cells, pixels);
+                pass.At((long)row * window.OutputWidth + ox, sample, cells.Slice(0, inside), pixels.Slice(0, inside));
             }
         }
     }
 
-    /// <summary>kernelGradient[cell] += gradient·pixel over every position of the batch, in order (each product rounded, then added).</summary>
-    [MethodImpl(Compiled.Kernel)]
-    private static unsafe void KernelGradientPositions<TLanes, TVector, TOne>(in Operands op, float* kernelGradient, int rows)
+    /// <summary>
+    /// A position's channels, a vector at a time (the last one partial), with the input under them: the pixel's channels
+    /// themselves with a multiplier of 1 (<typeparamref name="TOne"/>), else channel c / multiplier for each output channel c,
+    /// spread through a vector's floats of the caller's stack.
+    /// </summary>
+    private readonly unsafe struct Channels<TLanes, TVector, TOne>(Operands operands, float* spread)
         where TLanes : struct, ILanes<TVector> where TVector : struct where TOne : IFlag
     {
-        var window = op.Window;
-        int width = op.Width, imageFloats = window.Height * window.Width * window.Channels, size = window.KernelHeight * window.KernelWidth;
-        Span<int> cells = stackalloc int[size], pixels = stackalloc int[size];
-        float* spread = stackalloc float[TLanes.Count];
-        for (int row = 0; row < rows; row++)
+        public readonly Operands Operands = operands;
+        public int Width => Operands.Width;
+        public float* Image(int sample) => Operands.Input + (long)sample * Operands.Window.Height * Operands.Window.Width * Operands.Window.Channels;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public TVector Pixel(float* pixel, int c, int lanes)
         {
-            int sample = row / window.OutputHeight, oy = row % window.OutputHeight;
-            float* image = op.Input + (long)sample * imageFloats;
-            for (int ox = 0; ox < window.OutputWidth; ox++)
+            if (TOne.IsSet) return Load(pixel + c, lanes);
+            for (int l = 0; l < lanes; l++) spread[l] = pixel[(c + l) / Operands.Multiplier];
+            return Load(spread, lanes);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static TVector Load(float* at, int lanes) => lanes == TLanes.Count ? TLanes.Load(ref *at) : TLanes.LoadFirst(ref *at, lanes);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Store(float* at, TVector value, int lanes)
+        {
+            if (lanes == TLanes.Count) TLanes.Store(ref *at, value);
+            else TLanes.StoreFirst(ref *at, value, lanes);
+        }
+    }
+
+    /// <summary>Forward: output = bias + each cell's pixel·weight, fused multiply-adds in registers.</summary>
+    private readonly unsafe struct Sums<TLanes, TVector, TOne>(Operands operands, float* bias, float* spread) : IPositionPass
+        where TLanes : struct, ILanes<TVector> where TVector : struct where TOne : IFlag
+    {
+        private readonly Channels<TLanes, TVector, TOne> channels = new(operands, spread);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void At(long position, int sample, ReadOnlySpan<int> cells, ReadOnlySpan<int> pixels)
+        {
+            int width = channels.Width;
+            float* image = channels.Image(sample), target = channels.Operands.Output + position * width, kernel = channels.Operands.Kernel;
+            for (int c = 0; c < width; c += TLanes.Count)
             {
-                int inside = InsideCells(window, oy, ox, cells, pixels);
-                float* gradient = op.Output + ((long)row * window.OutputWidth + ox) * width;
-                for (int c = 0; c < width; c += TLanes.Count)
+                int lanes = Math.Min(TLanes.Count, width - c);
+                var sum = bias == null ? TLanes.Zero : Channels<TLanes, TVector, TOne>.Load(bias + c, lanes);
+                for (int i = 0; i < cells.Length; i++)
+                    sum = TLanes.MultiplyAdd(channels.Pixel(image + pixels[i], c, lanes), Channels<TLanes, TVector, TOne>.Load(kernel + cells[i] * width + c, lanes), sum);
+                Channels<TLanes, TVector, TOne>.Store(target + c, sum, lanes);
+            }
+        }
+    }
+
+    /// <summary>kernelGradient[cell] += gradient·pixel, each product rounded, then added.</summary>
+    private readonly unsafe struct KernelGradient<TLanes, TVector, TOne>(Operands operands, float* kernelGradient, float* spread) : IPositionPass
+        where TLanes : struct, ILanes<TVector> where TVector : struct where TOne : IFlag
+    {
+        private readonly Channels<TLanes, TVector, TOne> channels = new(operands, spread);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void At(long position, int sample, ReadOnlySpan<int> cells, ReadOnlySpan<int> pixels)
+        {
+            int width = channels.Width;
+            float* image = channels.Image(sample), gradient = channels.Operands.Output + position * width;
+            for (int c = 0; c < width; c += TLanes.Count)
+            {
+                int lanes = Math.Min(TLanes.Count, width - c);
+                var g = Channels<TLanes, TVector, TOne>.Load(gradient + c, lanes);
+                for (int i = 0; i < cells.Length; i++)
                 {
-                    int lanes = Math.Min(TLanes.Count, width - c);
-                    var g = Load<TLanes, TVector>(gradient + c, lanes);
-                    for (int i = 0; i < inside; i++)
-                    {
-                        float* weight = kernelGradient + cells[i] * width + c;
-                        var product = TLanes.Multiply(g, Pixel<TLanes, TVector, TOne>(image + pixels[i], c, lanes, op.Multiplier, spread));
-                        Store<TLanes, TVector>(weight, TLanes.Add(Load<TLanes, TVector>(weight, lanes), product), lanes);
-                    }
+                    float* weight = kernelGradient + cells[i] * width + c;
+                    var product = TLanes.Multiply(g, channels.Pixel(image + pixels[i], c, lanes));
+                    Channels<TLanes, TVector, TOne>.Store(weight, TLanes.Add(Channels<TLanes, TVector, TOne>.Load(weight, lanes), product), lanes);
                 }
             }
         }
     }
 
     /// <summary>
-    /// inputGradient[pixel] += gradient·weight over every position of the batch, in order (each product rounded, then added);
-    /// with a multiplier, a pixel's channel takes its output channels' products one after the other.
+    /// inputGradient[pixel] += gradient·weight, each product rounded, then added; with a multiplier, a pixel's channel takes
+    /// its output channels' products one after the other.
     /// </summary>
-    [MethodImpl(Compiled.Kernel)]
-    private static unsafe void InputGradientPositions<TLanes, TVector, TOne>(in Operands op, float* inputGradient, int rows)
+    private readonly unsafe struct InputGradient<TLanes, TVector, TOne>(Operands operands, float* inputGradient, float* spread) : IPositionPass
         where TLanes : struct, ILanes<TVector> where TVector : struct where TOne : IFlag
     {
-        var window = op.Window;
-        int width = op.Width, imageFloats = window.Height * window.Width * window.Channels, size = window.KernelHeight * window.KernelWidth;
-        Span<int> cells = stackalloc int[size], pixels = stackalloc int[size];
-        float* products = stackalloc float[TLanes.Count];
-        for (int row = 0; row < rows; row++)
+        private readonly Operands operands = operands;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void At(long position, int sample, ReadOnlySpan<int> cells, ReadOnlySpan<int> pixels)
         {
-            int sample = row / window.OutputHeight, oy = row % window.OutputHeight;
-            float* image = inputGradient + (long)sample * imageFloats;
-            for (int ox = 0; ox < window.OutputWidth; ox++)
+            var window = operands.Window;
+            int width = operands.Width;
+            float* image = inputGradient + (long)sample * window.Height * window.Width * window.Channels, gradient = operands.Output + position * width;
+            for (int c = 0; c < width; c += TLanes.Count)
             {
-                int inside = InsideCells(window, oy, ox, cells, pixels);
-                float* gradient = op.Output + ((long)row * window.OutputWidth + ox) * width;
-                for (int c = 0; c < width; c += TLanes.Count)
+                int lanes = Math.Min(TLanes.Count, width - c);
+                var g = Channels<TLanes, TVector, TOne>.Load(gradient + c, lanes);
+                for (int i = 0; i < cells.Length; i++)
                 {
-                    int lanes = Math.Min(TLanes.Count, width - c);
-                    var g = Load<TLanes, TVector>(gradient + c, lanes);
-                    for (int i = 0; i < inside; i++)
+                    var product = TLanes.Multiply(g, Channels<TLanes, TVector, TOne>.Load(operands.Kernel + cells[i] * width + c, lanes));
+                    float* pixel = image + pixels[i];
+                    if (TOne.IsSet)
                     {
-                        var product = TLanes.Multiply(g, Load<TLanes, TVector>(op.Kernel + cells[i] * width + c, lanes));
-                        float* pixel = image + pixels[i];
-                        if (TOne.IsSet)
-                        {
-                            Store<TLanes, TVector>(pixel + c, TLanes.Add(Load<TLanes, TVector>(pixel + c, lanes), product), lanes);
-                            continue;
-                        }
-                        Store<TLanes, TVector>(products, product, lanes);
-                        for (int l = 0; l < lanes; l++) pixel[(c + l) / op.Multiplier] += products[l];
+                        Channels<TLanes, TVector, TOne>.Store(pixel + c, TLanes.Add(Channels<TLanes, TVector, TOne>.Load(pixel + c, lanes), product), lanes);
+                        continue;
                     }
+                    Channels<TLanes, TVector, TOne>.Store(spread, product, lanes);
+                    for (int l = 0; l < lanes; l++) pixel[(c + l) / operands.Multiplier] += spread[l];
                 }
             }
         }

@@ -207,6 +207,7 @@ public static class Pooling
     {
         int inputSize = window.Height * window.Width * window.Channels;
         int outputSize = window.Positions * window.Channels;
+        Span<int> cells = stackalloc int[window.KernelHeight * window.KernelWidth], pixels = stackalloc int[window.KernelHeight * window.KernelWidth];
         for (int sample = 0; sample < batch; sample++)
         {
             var image = input.Slice(sample * inputSize, inputSize);
@@ -216,19 +217,9 @@ public static class Pooling
                 {
                     var target = output.Slice(sample * outputSize + (oy * window.OutputWidth + ox) * window.Channels, window.Channels);
                     target.Clear();
-                    int count = 0;
-                    for (int ky = 0; ky < window.KernelHeight; ky++)
-                    {
-                        int y = oy * window.StrideHeight + ky * window.Dilation - window.PadTop;
-                        if (y < 0 || y >= window.Height) continue;
-                        for (int kx = 0; kx < window.KernelWidth; kx++)
-                        {
-                            int x = ox * window.StrideWidth + kx * window.Dilation - window.PadLeft;
-                            if (x < 0 || x >= window.Width) continue;
-                            System.Numerics.Tensors.TensorPrimitives.Add(target, image.Slice((y * window.Width + x) * window.Channels, window.Channels), target);
-                            count++;
-                        }
-                    }
+                    int count = window.InsideCells(oy, ox, cells, pixels);
+                    for (int i = 0; i < count; i++)
+                        System.Numerics.Tensors.TensorPrimitives.Add(target, image.Slice(pixels[i], window.Channels), target);
                     System.Numerics.Tensors.TensorPrimitives.Multiply(target, 1f / count, target);
                 }
             }
@@ -241,6 +232,7 @@ public static class Pooling
         int inputSize = window.Height * window.Width * window.Channels;
         int outputSize = window.Positions * window.Channels;
         if (!accumulate) inputGradient.Slice(0, batch * inputSize).Clear();
+        Span<int> cells = stackalloc int[window.KernelHeight * window.KernelWidth], pixels = stackalloc int[window.KernelHeight * window.KernelWidth];
         for (int sample = 0; sample < batch; sample++)
         {
             var image = inputGradient.Slice(sample * inputSize, inputSize);
@@ -248,16 +240,12 @@ public static class Pooling
             {
                 for (int ox = 0; ox < window.OutputWidth; ox++)
                 {
-                    int y0 = oy * window.StrideHeight - window.PadTop, x0 = ox * window.StrideWidth - window.PadLeft;
-                    int count = (Math.Min(y0 + window.KernelHeight, window.Height) - Math.Max(y0, 0)) * (Math.Min(x0 + window.KernelWidth, window.Width) - Math.Max(x0, 0));
+                    int count = window.InsideCells(oy, ox, cells, pixels);
                     var gradient = outputGradient.Slice(sample * outputSize + (oy * window.OutputWidth + ox) * window.Channels, window.Channels);
-                    for (int y = Math.Max(y0, 0); y < Math.Min(y0 + window.KernelHeight, window.Height); y++)
+                    for (int i = 0; i < count; i++)
                     {
-                        for (int x = Math.Max(x0, 0); x < Math.Min(x0 + window.KernelWidth, window.Width); x++)
-                        {
-                            var target = image.Slice((y * window.Width + x) * window.Channels, window.Channels);
-                            System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(gradient, 1f / count, target, target);
-                        }
+                        var target = image.Slice(pixels[i], window.Channels);
+                        System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(gradient, 1f / count, target, target);
                     }
                 }
             }

@@ -209,6 +209,24 @@ public partial class SmallCnn
     [Dense(10, Activation.Softmax)] Dense digits;
 }
 
+/// <summary>
+/// A MobileNet-style block over 32x32 colour images (the peer's "mobilenet"): a strided stem, then two depthwise-separable
+/// pairs (DepthwiseConv2D 3x3, pointwise Conv2D 1x1), batch normalization, global average pooling, Dense 10.
+/// </summary>
+[Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
+public partial class MobileBlock
+{
+    [Input(32, 32, 3)] Input image;
+    [Conv2D(32, 3, Activation.Relu, Strides = 2, Padding = Padding.Same)] Conv2D stem;
+    [DepthwiseConv2D(3, Activation.Relu, Padding = Padding.Same)] DepthwiseConv2D depthwise1;
+    [Conv2D(64, 1, Activation.Relu)] Conv2D pointwise1;
+    [BatchNormalization] BatchNormalization normalized;
+    [DepthwiseConv2D(3, Activation.Relu, Strides = 2, Padding = Padding.Same)] DepthwiseConv2D depthwise2;
+    [Conv2D(128, 1, Activation.Relu)] Conv2D pointwise2;
+    [GlobalAveragePooling2D] GlobalAveragePooling2D pool;
+    [Dense(10, Activation.Softmax)] Dense label;
+}
+
 /// <summary>An LSTM over MNIST's rows (the peer's "lstm"): 28 steps of 28 pixels, its last state classified.</summary>
 [Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
 public partial class RowLstm

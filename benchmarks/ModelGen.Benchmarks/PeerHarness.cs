@@ -60,6 +60,10 @@ public static class PeerHarness
         yield return ("results/residual train step b128", () => Train(new ResidualMlp(maxBatchSize: 128, seed: 0), 64, 128));
         yield return ("results/cnn predict b1", () => Predict(new SmallCnn(maxBatchSize: 1, seed: 0), 784, 1));
         yield return ("results/cnn train step b64", () => Train(new SmallCnn(maxBatchSize: 64, seed: 0), 784, 64));
+        // Depthwise convolutions and batch normalization.
+        foreach (int batch in new[] { 1, 32 })
+            yield return ($"results/mobilenet predict b{batch}", () => Predict(new MobileBlock(maxBatchSize: batch, seed: 0), 32 * 32 * 3, batch));
+        yield return ("results/mobilenet train step b32", () => Train(new MobileBlock(maxBatchSize: 32, seed: 0), 32 * 32 * 3, 32));
         // Batch 1: one sequence served alone, where every step is a product of one row.
         foreach (int batch in new[] { 1, 32 })
             yield return ($"results/lstm predict b{batch}", () => Predict(new RowLstm(maxBatchSize: batch, seed: 0), 28 * 28, batch));

@@ -89,17 +89,26 @@ def workloads(threads):
         return nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
                              nn.Flatten(), nn.Linear(64 * 5 * 5, 128), nn.ReLU(), nn.Linear(128, 10))
 
-    def cnn_inference():
+    def image_inference(make, shape):
+        """Inference variants of a convolutional model in both memory layouts (NCHW and channels-last)."""
         variants = []
         for layout in (torch.contiguous_format, torch.channels_last):
-            variants += inference(cnn().eval().to(memory_format=layout), torch.rand(1, 1, 28, 28).to(memory_format=layout), traced=False)
+            variants += inference(make().eval().to(memory_format=layout), torch.rand(*shape).to(memory_format=layout), traced=False)
         return variants
 
-    def cnn_training():
+    def image_training(make, shape):
+        """Training steps of a convolutional model in both memory layouts."""
         variants = []
         for layout in (torch.contiguous_format, torch.channels_last):
-            variants += training(cnn().train().to(memory_format=layout), torch.rand(64, 1, 28, 28).to(memory_format=layout), torch.randint(0, 10, (64,)))
+            variants += training(make().train().to(memory_format=layout), torch.rand(*shape).to(memory_format=layout), torch.randint(0, 10, (shape[0],)))
         return variants
+
+    # A MobileNet-style block (ModelGen's MobileBlock): a strided stem, two depthwise-separable pairs, batch normalization
+    # (Keras' epsilon), global average pooling, Dense 10.
+    def mobilenet():
+        return nn.Sequential(nn.Conv2d(3, 32, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1, groups=32), nn.ReLU(),
+                             nn.Conv2d(32, 64, 1), nn.ReLU(), nn.BatchNorm2d(64, eps=1e-3), nn.Conv2d(64, 64, 3, stride=2, padding=1, groups=64), nn.ReLU(),
+                             nn.Conv2d(64, 128, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, 10))
 
     class RowRecurrent(nn.Module):
         """An LSTM or GRU of 64 units over MNIST's 28 rows of 28 pixels, its last state into Dense 10 (ModelGen's RowLstm, RowGru);
@@ -150,8 +159,11 @@ def workloads(threads):
         table[f"results/mlp train step b{batch}"] = (lambda batch=batch: training(mlp().train(), torch.rand(batch, 784), torch.randint(0, 10, (batch,))), True, None)
     table["results/residual predict b1"] = (lambda: inference(Residual().eval(), torch.rand(1, 64), traced=False), False, None)
     table["results/residual train step b128"] = (lambda: training(Residual().train(), torch.rand(128, 64), torch.randint(0, 10, (128,))), True, None)
-    table["results/cnn predict b1"] = (cnn_inference, False, None)
-    table["results/cnn train step b64"] = (cnn_training, True, min(11, SAMPLES))
+    table["results/cnn predict b1"] = (lambda: image_inference(cnn, (1, 1, 28, 28)), False, None)
+    table["results/cnn train step b64"] = (lambda: image_training(cnn, (64, 1, 28, 28)), True, min(11, SAMPLES))
+    for batch in (1, 32):
+        table[f"results/mobilenet predict b{batch}"] = (lambda batch=batch: image_inference(mobilenet, (batch, 3, 32, 32)), False, None)
+    table["results/mobilenet train step b32"] = (lambda: image_training(mobilenet, (32, 3, 32, 32)), True, None)
     for name, layer in (("lstm", nn.LSTM), ("gru", nn.GRU)):
         for batch in (1, 32):
             table[f"results/{name} predict b{batch}"] = (lambda layer=layer, batch=batch: inference(RowRecurrent(layer).eval(), torch.rand(batch, 28, 28)), False, None)

@@ -70,8 +70,9 @@ internal static partial class ModelEmitter
                 {
                     var conv = node.Layer!;
                     w.Line($"// {node.Title}: DepthwiseConv2D({conv.KernelHeight}x{conv.KernelWidth}, depth_multiplier {conv.Channels / conv.InputShape[2]}, strides {conv.Strides}, {conv.Padding.ToString().ToLowerInvariant()}, {Lower(conv.Activation)}), {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}");
-                    w.Line($"DepthwiseConvolution.Forward({inputs[0]}, {Plan.View(conv, "DepthwiseKernel")}, {(conv.UseBias ? Plan.View(conv, "Bias") : "default")}, {node.Output}, {node.Window}, multiplier: {conv.Channels / conv.InputShape[2]}, batch);");
-                    if (conv.Activation != Activation.Linear) EmitActivation(w, conv.Activation, node.Output, spec);
+                    w.Line($"DepthwiseConvolution.Forward({inputs[0]}, {Plan.View(conv, "DepthwiseKernel")}, {(conv.UseBias ? Plan.View(conv, "Bias") : "default")}, {node.Output}, {node.Window}, multiplier: {conv.Channels / conv.InputShape[2]}, batch" +
+                        $"{(conv.Activation == Activation.Relu ? ", relu: true" : "")});");
+                    if (conv.Activation is not (Activation.Linear or Activation.Relu)) EmitActivation(w, conv.Activation, node.Output, spec);
                     break;
                 }
                 case NodeKind.Layer when node.Is(LayerKind.Conv2DTranspose):

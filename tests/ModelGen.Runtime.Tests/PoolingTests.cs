@@ -164,7 +164,7 @@ public class DepthwiseConvolutionTests
     /// Every output, kernel gradient and input gradient equals, bit for bit, a scalar loop that sums in the kernel's order:
     /// an output from its bias, then its window's cells in (ky, kx) order, each a fused multiply-add; a gradient's products
     /// each rounded, then added position after position (and cell after cell, output channel after output channel). Also
-    /// with gradients added to what is there, and on one core or two.
+    /// with gradients added to what is there, with ReLU taken in the forward pass, and on one core or two.
     /// </summary>
     [Theory, MemberData(nameof(Shapes))]
     public void Depthwise_convolution_sums_in_its_stated_order_on_one_core_or_two(int height, int width, int channels, int size, int multiplier, int strides,
@@ -216,6 +216,9 @@ public class DepthwiseConvolutionTests
             Assert.Equal(expected, y);
             Assert.Equal(expectedDk, dk);
             Assert.Equal(expectedDx, dx);
+            // ReLU in the same pass, as Conv2D takes it.
+            KernelSettings.OnThreads(threads, () => DepthwiseConvolution.Forward(x, kernel, bias, y, window, multiplier, batch, relu: true));
+            Assert.Equal(expected.Select(v => Math.Max(0f, v)), y);
         }
     }
 

@@ -209,3 +209,26 @@ public partial class ReluPoolingParity
     [GlobalMaxPooling2D] public GlobalMaxPooling2D globalMax;                                    // (4)
     [Dense(3, Activation.Softmax)] public Dense head;
 }
+
+/// <summary>A depthwise-separable pair whose DepthwiseConv2D takes its ReLU in the convolution's own pass.</summary>
+[Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
+public partial class SeparableRelu
+{
+    [Input(6, 5, 3)] public Input image;
+    [DepthwiseConv2D(3, Activation.Relu, Padding = Padding.Same)] public DepthwiseConv2D depthwise;
+    [Conv2D(4, 1)] public Conv2D pointwise;
+    [Flatten] public Flatten flatten;
+    [Dense(3, Activation.Softmax)] public Dense head;
+}
+
+/// <summary><see cref="SeparableRelu"/> with the ReLU as a layer of its own: the same weights from the same seed.</summary>
+[Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
+public partial class SeparableThenRelu
+{
+    [Input(6, 5, 3)] public Input image;
+    [DepthwiseConv2D(3, Padding = Padding.Same)] public DepthwiseConv2D depthwise;
+    [Activation(Activation.Relu)] public ActivationLayer relu;
+    [Conv2D(4, 1)] public Conv2D pointwise;
+    [Flatten] public Flatten flatten;
+    [Dense(3, Activation.Softmax)] public Dense head;
+}

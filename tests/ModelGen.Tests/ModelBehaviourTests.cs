@@ -194,6 +194,31 @@ public class ModelBehaviourTests
         }));
     }
 
+    /// <summary>
+    /// A DepthwiseConv2D's ReLU, taken in the convolution's pass, computes what a ReLU layer after it computes: the same
+    /// predictions (the training model's and its inference copy's), loss and gradients, bit for bit.
+    /// </summary>
+    [Fact]
+    public void A_depthwise_convolution_takes_its_relu_as_a_relu_layer_after_it_would()
+    {
+        const int batch = 3;
+        var fused = new SeparableRelu(batch, seed: 4);
+        var apart = new SeparableThenRelu(batch, seed: 4);
+        Assert.Equal(apart.Parameters.ToArray(), fused.Parameters.ToArray());
+        var random = new Random(8);
+        var x = Enumerable.Range(0, batch * SeparableRelu.InputSize).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+        var y = new float[] { 0, 2, 1 };
+        var (expected, actual) = (new float[batch * 3], new float[batch * 3]);
+        apart.Predict(x, expected);
+        fused.Predict(x, actual);
+        Assert.Equal(expected, actual);
+        fused.ForInference().Predict(x, actual);
+        Assert.Equal(expected, actual);
+        Assert.Equal(apart.TrainStep(x, y, new Sgd(0.1f)), fused.TrainStep(x, y, new Sgd(0.1f)));
+        Assert.Equal(apart.Gradients.ToArray(), fused.Gradients.ToArray());
+        Assert.Contains(fused.Gradients.ToArray(), g => g != 0f);
+    }
+
     [Fact]
     public void A_sequence_output_is_scored_step_by_step_as_Keras_does()
     {

@@ -13,16 +13,20 @@ namespace ModelGen.Kernels;
 /// </summary>
 public static class DepthwiseConvolution
 {
-    /// <summary>output = bias + Σ over the window's cells, in (ky, kx) order, of pixel·weight (each a fused multiply-add).</summary>
+    /// <summary>
+    /// output = bias + Σ over the window's cells, in (ky, kx) order, of pixel·weight (each a fused multiply-add), then ReLU
+    /// where <paramref name="relu"/> (as Conv2D takes it, in the same pass).
+    /// </summary>
     [MethodImpl(Compiled.Kernel)]
-    public static unsafe void Forward(ReadOnlySpan<float> input, ReadOnlySpan<float> kernel, ReadOnlySpan<float> bias, Span<float> output, in Window window, int multiplier, int batch)
+    public static unsafe void Forward(ReadOnlySpan<float> input, ReadOnlySpan<float> kernel, ReadOnlySpan<float> bias, Span<float> output, in Window window, int multiplier, int batch,
+        bool relu = false)
     {
         int width = window.Channels * multiplier;
         Check(input.Length, kernel.Length, output.Length, window, multiplier, batch, "DepthwiseConv2D");
         Convolution.Require(bias.IsEmpty || bias.Length >= width, "DepthwiseConv2D", window, batch);
         fixed (float* x = input, k = kernel, b = bias, y = output)
         {
-            var work = new ForwardRows(new Operands(x, k, y, window, multiplier), b);
+            var work = new ForwardRows(new Operands(x, k, y, window, multiplier), bias.IsEmpty ? null : b, relu);
             Convolution.ForOutputRows(ref work, window, batch, window.Height * window.Width * window.Channels + window.Positions * width);
         }
     }
@@ -71,7 +75,7 @@ public static class DepthwiseConvolution
     }
 
     /// <summary>Forward over output rows (of the whole batch).</summary>
-    private readonly unsafe struct ForwardRows(Operands operands, float* bias) : IRanges
+    private readonly unsafe struct ForwardRows(Operands operands, float* bias, bool relu) : IRanges
     {
         private readonly Operands operands = operands;
 
@@ -88,8 +92,8 @@ public static class DepthwiseConvolution
         private void Run<TLanes, TVector>(int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct
         {
             float* spread = stackalloc float[TLanes.Count];
-            if (operands.Multiplier == 1) OverPositions(operands.Window, first, count, new Sums<TLanes, TVector, Yes>(operands, bias, spread));
-            else OverPositions(operands.Window, first, count, new Sums<TLanes, TVector, No>(operands, bias, spread));
+            if (operands.Multiplier == 1) OverPositions(operands.Window, first, count, new Sums<TLanes, TVector, Yes>(operands, bias, relu, spread));
+            else OverPositions(operands.Window, first, count, new Sums<TLanes, TVector, No>(operands, bias, relu, spread));
         }
     }
 
@@ -177,8 +181,8 @@ public static class DepthwiseConvolution
         }
     }
 
-    /// <summary>Forward: output = bias + each cell's pixel·weight, fused multiply-adds in registers.</summary>
-    private readonly unsafe struct Sums<TLanes, TVector, TOne>(Operands operands, float* bias, float* spread) : IPositionPass
+    /// <summary>Forward: output = bias + each cell's pixel·weight, fused multiply-adds in registers, then ReLU if asked.</summary>
+    private readonly unsafe struct Sums<TLanes, TVector, TOne>(Operands operands, float* bias, bool relu, float* spread) : IPositionPass
         where TLanes : struct, ILanes<TVector> where TVector : struct where TOne : IFlag
     {
         private readonly Channels<TLanes, TVector, TOne> channels = new(operands, spread);
@@ -194,7 +198,7 @@ public static class DepthwiseConvolution
                 var sum = bias == null ? TLanes.Zero : Channels<TLanes, TVector, TOne>.Load(bias + c, lanes);
                 for (int i = 0; i < cells.Length; i++)
                     sum = TLanes.MultiplyAdd(channels.Pixel(image + pixels[i], c, lanes), Channels<TLanes, TVector, TOne>.Load(kernel + cells[i] * width + c, lanes), sum);
-                Channels<TLanes, TVector, TOne>.Store(target + c, sum, lanes);
+                Channels<TLanes, TVector, TOne>.Store(target + c, relu ? TLanes.Relu(sum) : sum, lanes);
             }
         }
     }

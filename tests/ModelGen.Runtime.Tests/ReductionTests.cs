@@ -35,3 +35,38 @@ public class ReductionTests
         }
     }
 }
+
+public class SequencePoolingTests
+{
+    /// <summary>
+    /// GlobalAveragePooling1D's forward pass against a scalar loop in its stated order, bit for bit: each sample's counted
+    /// steps added one after the other, then divided by their count; feature counts under, at and past whole vectors.
+    /// </summary>
+    [Theory]
+    [InlineData(3, 4, 1, false)]
+    [InlineData(2, 7, 8, true)]
+    [InlineData(3, 5, 37, true)]
+    [InlineData(2, 9, 64, false)]
+    public void The_mean_over_the_counted_steps_sums_them_in_order(int batch, int steps, int features, bool masked)
+    {
+        var random = new Random(batch * 100 + steps * 10 + features);
+        var x = Enumerable.Range(0, batch * steps * features).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+        // Sample b counts its first steps - b steps (every step without a mask).
+        var mask = masked ? Enumerable.Range(0, batch * steps).Select(i => i % steps < steps - i / steps ? 1f : 0f).ToArray() : Array.Empty<float>();
+        var expected = new float[batch * features];
+        for (int b = 0; b < batch; b++)
+        {
+            float count = 0;
+            for (int t = 0; t < steps; t++)
+            {
+                if (masked && mask[b * steps + t] == 0f) continue;
+                count += 1f;
+                for (int f = 0; f < features; f++) expected[b * features + f] += x[(b * steps + t) * features + f];
+            }
+            for (int f = 0; f < features; f++) expected[b * features + f] /= count;
+        }
+        var actual = Enumerable.Repeat(float.NaN, batch * features).ToArray();
+        SequencePooling.AverageForward(x, mask, actual, batch, steps, features);
+        Assert.Equal(expected, actual);
+    }
+}

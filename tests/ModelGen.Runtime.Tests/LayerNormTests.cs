@@ -151,3 +151,34 @@ public class LayerNormTests
     private static void Close(string what, double expected, float actual) =>
         Assert.True(Math.Abs(expected - actual) <= 1e-5 * Math.Max(1, Math.Abs(expected)), $"{what}: expected {expected}, got {actual}");
 }
+
+public class BatchNormTests
+{
+    /// <summary>
+    /// BatchNormalization with the moving statistics (inference) against a scalar loop in Keras' order of operations, bit
+    /// for bit: inv = gamma · 1/√(variance + ε), then y = x·inv + (beta - mean·inv), one fused multiply-add; channel counts
+    /// under, at and past whole vectors, written in place or not.
+    /// </summary>
+    [Theory]
+    [InlineData(5, 3, false)]
+    [InlineData(8, 4, true)]
+    [InlineData(64, 6, false)]
+    [InlineData(70, 5, true)]
+    public void Moving_statistics_normalize_each_row_in_Keras_order(int channels, int rows, bool inPlace)
+    {
+        var random = new Random(channels + rows);
+        float[] Values(int n, float low, float high) => Enumerable.Range(0, n).Select(_ => (float)(low + random.NextDouble() * (high - low))).ToArray();
+        var (x, gamma, beta, mean, variance) = (Values(rows * channels, -2, 2), Values(channels, 0.5f, 1.5f), Values(channels, -1, 1), Values(channels, -1, 1), Values(channels, 0.1f, 2));
+        const float epsilon = 1e-3f;
+        var expected = new float[x.Length];
+        for (int c = 0; c < channels; c++)
+        {
+            float scale = gamma[c] * (1f / MathF.Sqrt(variance[c] + epsilon));
+            float shift = beta[c] - mean[c] * scale;
+            for (int r = 0; r < rows; r++) expected[r * channels + c] = MathF.FusedMultiplyAdd(x[r * channels + c], scale, shift);
+        }
+        var y = inPlace ? x : new float[x.Length];
+        BatchNorm.InferenceForward(x, y, gamma, beta, mean, variance, rows, channels, epsilon);
+        Assert.Equal(expected, y);
+    }
+}

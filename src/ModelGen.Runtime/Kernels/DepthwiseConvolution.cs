@@ -130,22 +130,39 @@ public static class DepthwiseConvolution
     {
         /// <param name="position">The position's index over the whole batch: its row of the output (or its gradient).</param>
         /// <param name="sample">The sample whose image the pixels lie in.</param>
-        void At(long position, int sample, ReadOnlySpan<int> cells, ReadOnlySpan<int> pixels);
+        /// <param name="pixels">Each cell's pixel, <paramref name="origin"/> + the offset given, within the sample.</param>
+        void At(long position, int sample, ReadOnlySpan<int> cells, int origin, ReadOnlySpan<int> pixels);
     }
 
-    /// <summary>Every output position of output rows [firstRow, + rows) of the batch, in order.</summary>
+    /// <summary>
+    /// Every output position of output rows [firstRow, + rows) of the batch, in order. A window wholly inside the image takes
+    /// every cell at offsets fixed from its first pixel, listed once; only windows over the padding list their cells.
+    /// </summary>
     [MethodImpl(Compiled.Kernel)]
     private static void OverPositions<TPass>(in Window window, int firstRow, int rows, TPass pass) where TPass : struct, IPositionPass
     {
         int size = window.KernelHeight * window.KernelWidth;
-        Span<int> cells = stackalloc int[size], pixels = stackalloc int[size];
+        Span<int> cells = stackalloc int[size], pixels = stackalloc int[size], everyCell = stackalloc int[size], offsets = stackalloc int[size];
+        for (int cell = 0; cell < size; cell++)
+        {
+            everyCell[cell] = cell;
+            offsets[cell] = (cell / window.KernelWidth * window.Width + cell % window.KernelWidth) * window.Dilation * window.Channels;
+        }
         for (int row = firstRow; row < firstRow + rows; row++)
         {
-            int sample = row / window.OutputHeight, oy = row % window.OutputHeight;
+            int sample = row / window.OutputHeight, oy = row % window.OutputHeight, y = oy * window.StrideHeight - window.PadTop;
+            bool rowsInside = y >= 0 && y + window.SpanHeight <= window.Height;
             for (int ox = 0; ox < window.OutputWidth; ox++)
             {
+                long position = (long)row * window.OutputWidth + ox;
+                int x = ox * window.StrideWidth - window.PadLeft;
+                if (rowsInside && x >= 0 && x + window.SpanWidth <= window.Width)
+                {
+                    pass.At(position, sample, everyCell, (y * window.Width + x) * window.Channels, offsets);
+                    continue;
+                }
                 int inside = window.InsideCells(oy, ox, cells, pixels);
-                pass.At((long)row * window.OutputWidth + ox, sample, cells.Slice(0, inside), pixels.Slice(0, inside));
+                pass.At(position, sample, cells.Slice(0, inside), 0, pixels.Slice(0, inside));
             }
         }
     }
@@ -188,10 +205,10 @@ public static class DepthwiseConvolution
         private readonly Channels<TLanes, TVector, TOne> channels = new(operands, spread);
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public void At(long position, int sample, ReadOnlySpan<int> cells, ReadOnlySpan<int> pixels)
+        public void At(long position, int sample, ReadOnlySpan<int> cells, int origin, ReadOnlySpan<int> pixels)
         {
             int width = channels.Width;
-            float* image = channels.Image(sample), target = channels.Operands.Output + position * width, kernel = channels.Operands.Kernel;
+            float* image = channels.Image(sample) + origin, target = channels.Operands.Output + position * width, kernel = channels.Operands.Kernel;
             for (int c = 0; c < width; c += TLanes.Count)
             {
                 int lanes = Math.Min(TLanes.Count, width - c);
@@ -210,10 +227,10 @@ public static class DepthwiseConvolution
         private readonly Channels<TLanes, TVector, TOne> channels = new(operands, spread);
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public void At(long position, int sample, ReadOnlySpan<int> cells, ReadOnlySpan<int> pixels)
+        public void At(long position, int sample, ReadOnlySpan<int> cells, int origin, ReadOnlySpan<int> pixels)
         {
             int width = channels.Width;
-            float* image = channels.Image(sample), gradient = channels.Operands.Output + position * width;
+            float* image = channels.Image(sample) + origin, gradient = channels.Operands.Output + position * width;
             for (int c = 0; c < width; c += TLanes.Count)
             {
                 int lanes = Math.Min(TLanes.Count, width - c);
@@ -238,11 +255,11 @@ public static class DepthwiseConvolution
         private readonly Operands operands = operands;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public void At(long position, int sample, ReadOnlySpan<int> cells, ReadOnlySpan<int> pixels)
+        public void At(long position, int sample, ReadOnlySpan<int> cells, int origin, ReadOnlySpan<int> pixels)
         {
             var window = operands.Window;
             int width = operands.Width;
-            float* image = inputGradient + (long)sample * window.Height * window.Width * window.Channels, gradient = operands.Output + position * width;
+            float* image = inputGradient + (long)sample * window.Height * window.Width * window.Channels + origin, gradient = operands.Output + position * width;
             for (int c = 0; c < width; c += TLanes.Count)
             {
                 int lanes = Math.Min(TLanes.Count, width - c);

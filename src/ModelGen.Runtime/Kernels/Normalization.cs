@@ -51,10 +51,7 @@ public static class BatchNorm
         TensorPrimitives.Multiply(gamma.Slice(0, channels), inverseStd.Slice(0, channels), scale);
         TensorPrimitives.Multiply(mean.Slice(0, channels), scale, shift);
         TensorPrimitives.Subtract(beta.Slice(0, channels), shift, shift);
-        for (int row = 0; row < rows; row++)
-        {
-            TensorPrimitives.FusedMultiplyAdd(x.Slice(row * channels, channels), scale, shift, y.Slice(row * channels, channels));
-        }
+        for (int row = 0; row < rows; row++) ShortRows.MultiplyAdd(x.Slice(row * channels, channels), scale, shift, y.Slice(row * channels, channels));
     }
 
     /// <summary>

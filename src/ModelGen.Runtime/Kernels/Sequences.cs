@@ -1,8 +1,6 @@
 using System;
-using System.Numerics;
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 
 namespace ModelGen.Kernels;
 
@@ -92,23 +90,12 @@ public static class SequencePooling
                 float weight = mask.IsEmpty ? 1f : mask[b * steps + t];
                 if (weight == 0f) continue;
                 count += weight;
-                AddTo(mean, input.Slice((b * steps + t) * features, features));
+                ShortRows.AddTo(mean, input.Slice((b * steps + t) * features, features));
             }
             TensorPrimitives.Divide(mean, count, mean);
         }
     }
 
-    /// <summary>sum += row, element by element.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void AddTo(Span<float> sum, ReadOnlySpan<float> row)
-    {
-        ref float s = ref MemoryMarshal.GetReference(sum);
-        ref float r = ref MemoryMarshal.GetReference(row);
-        int i = 0;
-        for (; i <= sum.Length - Vector<float>.Count; i += Vector<float>.Count)
-            Vector.StoreUnsafe(Vector.LoadUnsafe(ref s, (nuint)i) + Vector.LoadUnsafe(ref r, (nuint)i), ref s, (nuint)i);
-        for (; i < sum.Length; i++) Unsafe.Add(ref s, i) += Unsafe.Add(ref r, i);
-    }
 
     /// <summary>Each counted step receives the output gradient divided by the number of counted steps; masked steps nothing.</summary>
     public static void AverageBackward(ReadOnlySpan<float> outputGradient, ReadOnlySpan<float> mask, Span<float> inputGradient, int batch, int steps, int features, bool accumulate)

@@ -163,6 +163,8 @@ public class PackedGemmTests
         var fromPanels = new float[m * gates];
         Gemm.Multiply(a, changed, fromPanels, m, units, gates, packedB: panels.Pack(u, units, gates));
         Assert.Equal(fromU, fromPanels);
+        // Packing again a shape it has packed allocates nothing: a recurrent layer does so in every pass.
+        Assert.Equal(0, Allocations.OnThisThread(() => { panels.Pack(transposed, gates, units); panels.Pack(u, units, gates); }));
         var error = Assert.Throws<ArgumentException>(() => panels.Pack(new float[gates * gates], gates, gates));
         Assert.Contains($"{gates}x{gates}", error.Message);
     }

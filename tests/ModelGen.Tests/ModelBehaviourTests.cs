@@ -219,6 +219,31 @@ public class ModelBehaviourTests
         Assert.Contains(fused.Gradients.ToArray(), g => g != 0f);
     }
 
+    /// <summary>
+    /// A recurrent layer whose steps' products have rows enough to read its kernel packed once a pass (batch 32) packs it in
+    /// every training step and prediction, into the same memory: steady state still allocates nothing.
+    /// </summary>
+    [Fact]
+    public void Steady_state_steps_of_a_recurrent_layer_packing_its_kernel_allocate_nothing()
+    {
+        const int batch = 32;
+        var model = new MaskedLstm(batch, seed: 1);
+        var random = new Random(3);
+        var x = Enumerable.Range(0, batch * MaskedLstm.InputSize).Select(i => i % 6 < 4 ? (float)random.Next(1, 7) : 0f).ToArray();
+        var y = GradientCheckTests.Targets(model, batch, random);
+        var outputs = new float[batch * MaskedLstm.OutputSize];
+        var optimizer = new Adam();
+        for (int i = 0; i < 5; i++) { model.Predict(x, outputs); model.TrainStep(x, y, optimizer); }
+        Assert.Equal(0, Allocations.OnThisThread(() =>
+        {
+            for (int i = 0; i < 5; i++)
+            {
+                model.Predict(x, outputs);
+                model.TrainStep(x, y, optimizer);
+            }
+        }));
+    }
+
     [Fact]
     public void A_sequence_output_is_scored_step_by_step_as_Keras_does()
     {

@@ -52,7 +52,9 @@ internal sealed class RepackedPanels(AlignedBuffer panels)
     public PackedMatrix Pack(ReadOnlySpan<float> b, int k, int n)
     {
         int tileColumns = Gemm.TileColumnsOnThisPath(n);
-        var packed = shapes.Find(p => p.Rows == k && p.Columns == n && p.TileColumns == tileColumns);
+        PackedMatrix? packed = null;
+        foreach (var shape in shapes) // a loop, not a lambda: a closure per pass would be an allocation per training step
+            if (shape.Rows == k && shape.Columns == n && shape.TileColumns == tileColumns) packed = shape;
         if (packed is null)
         {
             if (Gemm.PanelFloatsOnAnyPath(k, n) > panels.Length) throw new ArgumentException($"Panels of {panels.Length} floats cannot hold a {k}x{n} B.", nameof(b));

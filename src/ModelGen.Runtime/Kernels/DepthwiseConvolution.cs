@@ -72,6 +72,8 @@ public static class DepthwiseConvolution
         public readonly Window Window = window;
         public readonly int Multiplier = multiplier;
         public int Width => Window.Channels * Multiplier;
+        /// <summary>Floats of one sample's image (and of its gradient).</summary>
+        public long ImageFloats => (long)Window.Height * Window.Width * Window.Channels;
     }
 
     /// <summary>Forward over output rows (of the whole batch).</summary>
@@ -177,7 +179,7 @@ public static class DepthwiseConvolution
     {
         public readonly Operands Operands = operands;
         public int Width => Operands.Width;
-        public float* Image(int sample) => Operands.Input + (long)sample * Operands.Window.Height * Operands.Window.Width * Operands.Window.Channels;
+        public float* Image(int sample) => Operands.Input + sample * Operands.ImageFloats;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public TVector Pixel(float* pixel, int c, int lanes)
@@ -257,9 +259,8 @@ public static class DepthwiseConvolution
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public void At(long position, int sample, ReadOnlySpan<int> cells, int origin, ReadOnlySpan<int> pixels)
         {
-            var window = operands.Window;
             int width = operands.Width;
-            float* image = inputGradient + (long)sample * window.Height * window.Width * window.Channels + origin, gradient = operands.Output + position * width;
+            float* image = inputGradient + sample * operands.ImageFloats + origin, gradient = operands.Output + position * width;
             for (int c = 0; c < width; c += TLanes.Count)
             {
                 int lanes = Math.Min(TLanes.Count, width - c);

@@ -218,8 +218,7 @@ public static class Pooling
                     var target = output.Slice(sample * outputSize + (oy * window.OutputWidth + ox) * window.Channels, window.Channels);
                     target.Clear();
                     int count = window.InsideCells(oy, ox, cells, pixels);
-                    for (int i = 0; i < count; i++)
-                        System.Numerics.Tensors.TensorPrimitives.Add(target, image.Slice(pixels[i], window.Channels), target);
+                    for (int i = 0; i < count; i++) ShortRows.AddTo(target, image.Slice(pixels[i], window.Channels));
                     System.Numerics.Tensors.TensorPrimitives.Multiply(target, 1f / count, target);
                 }
             }

@@ -152,6 +152,7 @@ public class LayerNormTests
         Assert.True(Math.Abs(expected - actual) <= 1e-5 * Math.Max(1, Math.Abs(expected)), $"{what}: expected {expected}, got {actual}");
 }
 
+[Collection(KernelSettings.Name)]
 public class BatchNormTests
 {
     /// <summary>
@@ -180,5 +181,95 @@ public class BatchNormTests
         var y = inPlace ? x : new float[x.Length];
         BatchNorm.InferenceForward(x, y, gamma, beta, mean, variance, rows, channels, epsilon);
         Assert.Equal(expected, y);
+    }
+
+    /// <summary>
+    /// Training mode, forward and backward, and a frozen layer's backward, against scalar loops in the kernels' stated
+    /// order, bit for bit, on one core and on two: each column sum adds its rows in float in blocks of 64, the blocks in
+    /// order into a double; every other value is its element's own formula (Keras' arithmetic), fused where stated. Shapes
+    /// from one short block to 8192 rows (parts on both cores), gradients written or added to what is there.
+    /// </summary>
+    [Theory]
+    [InlineData(5, 3, false)]
+    [InlineData(64, 130, true)]
+    [InlineData(70, 2500, false)]
+    [InlineData(16, 8192, true)]
+    public void Training_statistics_and_gradients_sum_in_one_order_on_one_core_or_two(int channels, int rows, bool accumulate)
+    {
+        var random = new Random(channels * 7 + rows);
+        float[] Values(int n, float low, float high) => Enumerable.Range(0, n).Select(_ => (float)(low + random.NextDouble() * (high - low))).ToArray();
+        var (x, dy, gamma, beta) = (Values(rows * channels, -1, 3), Values(rows * channels, -1, 1), Values(channels, 0.5f, 1.5f), Values(channels, -1, 1));
+        var (dxStart, movingVariance) = (Values(rows * channels, -1, 1), Values(channels, 0.1f, 2));
+        const float epsilon = 1e-3f;
+
+        // Per column: partial = add(partial, row) over blocks of 64 rows, each block's partial into a double, in order.
+        float[] ColumnSums(Func<float, int, float> add, double divideBy)
+        {
+            var sums = new float[channels];
+            for (int c = 0; c < channels; c++)
+            {
+                double total = 0;
+                for (int start = 0; start < rows; start += 64)
+                {
+                    float partial = 0;
+                    for (int r = start; r < Math.Min(rows, start + 64); r++) partial = add(partial, r * channels + c);
+                    total += partial;
+                }
+                sums[c] = (float)(total / divideBy);
+            }
+            return sums;
+        }
+        var mean = ColumnSums((partial, at) => partial + x[at], rows);
+        var variance = ColumnSums((partial, at) => MathF.FusedMultiplyAdd(x[at] - mean[at % channels], x[at] - mean[at % channels], partial), rows);
+        var inverseStd = variance.Select(v => 1f / MathF.Sqrt(v + epsilon)).ToArray();
+        var scale = gamma.Select((g, c) => g * inverseStd[c]).ToArray();
+        var shift = beta.Select((b, c) => b - mean[c] * scale[c]).ToArray();
+        var expectedY = x.Select((value, at) => MathF.FusedMultiplyAdd(value, scale[at % channels], shift[at % channels])).ToArray();
+
+        var sumDy = ColumnSums((partial, at) => partial + dy[at], 1);
+        var sumDyXhat = ColumnSums((partial, at) => MathF.FusedMultiplyAdd(x[at] - mean[at % channels], dy[at], partial), 1)
+            .Select((sum, c) => sum * inverseStd[c]).ToArray();
+        float invRows = 1f / rows;
+        var k = scale.Select((a, c) => -a * inverseStd[c] * sumDyXhat[c] * invRows).ToArray();
+        var offset = scale.Select((a, c) => -a * sumDy[c] * invRows).ToArray();
+        var expectedDx = dxStart.Select((start, at) =>
+        {
+            int c = at % channels;
+            float sum = accumulate ? MathF.FusedMultiplyAdd(dy[at], scale[c], start) + offset[c] : MathF.FusedMultiplyAdd(dy[at], scale[c], offset[c]);
+            return MathF.FusedMultiplyAdd(x[at] - mean[c], k[c], sum);
+        }).ToArray();
+        var frozenScale = gamma.Select((g, c) => g / MathF.Sqrt(movingVariance[c] + epsilon)).ToArray();
+        var expectedFrozenDx = dxStart.Select((start, at) =>
+            accumulate ? MathF.FusedMultiplyAdd(dy[at], frozenScale[at % channels], start) : dy[at] * frozenScale[at % channels]).ToArray();
+
+        foreach (int threads in new[] { 1, 2 })
+        {
+            var y = new float[x.Length];
+            var (batchMean, batchVariance, batchInverseStd) = (new float[channels], new float[channels], new float[channels]);
+            var (dx, frozenDx, dgamma, dbeta) = ((float[])dxStart.Clone(), (float[])dxStart.Clone(), new float[channels], new float[channels]);
+            KernelSettings.OnThreads(threads, () =>
+            {
+                BatchNorm.TrainingForward(x, y, gamma, beta, batchMean, batchVariance, batchInverseStd, rows, channels, epsilon);
+                BatchNorm.TrainingBackward(dy, x, gamma, batchMean, batchInverseStd, dx, dgamma, dbeta, rows, channels,
+                    computeInput: true, accumulateInput: accumulate, computeWeights: true, accumulateWeights: false);
+                BatchNorm.InferenceBackward(dy, gamma, movingVariance, frozenDx, rows, channels, epsilon, accumulate);
+            });
+            Assert.Equal(mean, batchMean);
+            Assert.Equal(variance, batchVariance);
+            Assert.Equal(inverseStd, batchInverseStd);
+            Assert.Equal(expectedY, y);
+            Assert.Equal(sumDyXhat, dgamma);
+            Assert.Equal(sumDy, dbeta);
+            Assert.Equal(expectedDx, dx);
+            Assert.Equal(expectedFrozenDx, frozenDx);
+        }
+    }
+
+    [Fact]
+    public void Operands_too_short_for_the_rows_are_refused_naming_the_layer_and_shape()
+    {
+        var error = Assert.Throws<ArgumentException>(() => BatchNorm.TrainingForward(new float[63], new float[64], new float[8], new float[8],
+            new float[8], new float[8], new float[8], rows: 8, channels: 8, epsilon: 1e-3f));
+        Assert.Contains("BatchNormalization over 8 rows of 8 channels", error.Message);
     }
 }

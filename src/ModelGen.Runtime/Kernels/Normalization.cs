@@ -1,4 +1,5 @@
 using System;
+using System.Numerics;
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
@@ -12,6 +13,10 @@ namespace ModelGen.Kernels;
 /// </summary>
 public static class BatchNorm
 {
+    // Every pass is a walk over rows, so both cores share it by rows (each core mostly the rows the layer before wrote on
+    // it): a MobileNet block's normalization of 8192 rows of 64 ran on one core while the other waited, 7% of its inference
+    // at batch 32. Rows apart, each element is computed alone; the column sums keep one order whoever runs them (BlockSums).
+
     /// <summary>Rows summed in float before the partial sum joins the double total: vectorised, yet exact enough for large batches.</summary>
     private const int Block = 64;
 
@@ -23,8 +28,10 @@ public static class BatchNorm
     public static void TrainingForward(ReadOnlySpan<float> x, Span<float> y, ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta,
         Span<float> mean, Span<float> variance, Span<float> inverseStd, int rows, int channels, float epsilon)
     {
-        ColumnSums(x, rows, channels, shift: default, squared: false, mean, divideBy: rows);
-        ColumnSums(x, rows, channels, shift: mean, squared: true, variance, divideBy: rows);
+        Require(x.Length >= rows * channels && y.Length >= rows * channels && gamma.Length >= channels && beta.Length >= channels
+            && mean.Length >= channels && variance.Length >= channels && inverseStd.Length >= channels, "", rows, channels);
+        ColumnSums(x, rows, channels, shift: default, Term.Value, mean, divideBy: rows);
+        ColumnSums(x, rows, channels, shift: mean, Term.Square, variance, divideBy: rows);
         for (int c = 0; c < channels; c++) inverseStd[c] = 1f / MathF.Sqrt(variance[c] + epsilon);
         Normalize(x, y, gamma, beta, mean, inverseStd, rows, channels);
     }
@@ -34,6 +41,8 @@ public static class BatchNorm
     public static void InferenceForward(ReadOnlySpan<float> x, Span<float> y, ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta,
         ReadOnlySpan<float> movingMean, ReadOnlySpan<float> movingVariance, int rows, int channels, float epsilon)
     {
+        Require(x.Length >= rows * channels && y.Length >= rows * channels && gamma.Length >= channels && beta.Length >= channels
+            && movingMean.Length >= channels && movingVariance.Length >= channels, "", rows, channels);
         using var inverseStdScratch = Scratch<float>.Rent(channels);
         var inverseStd = inverseStdScratch.Span;
         for (int c = 0; c < channels; c++) inverseStd[c] = 1f / MathF.Sqrt(movingVariance[c] + epsilon);
@@ -51,7 +60,7 @@ public static class BatchNorm
         TensorPrimitives.Multiply(gamma.Slice(0, channels), inverseStd.Slice(0, channels), scale);
         TensorPrimitives.Multiply(mean.Slice(0, channels), scale, shift);
         TensorPrimitives.Subtract(beta.Slice(0, channels), shift, shift);
-        for (int row = 0; row < rows; row++) ShortRows.MultiplyAdd(x.Slice(row * channels, channels), scale, shift, y.Slice(row * channels, channels));
+        OverRows(RowPass.Normalize, x, y, default, scale, shift, default, rows, channels);
     }
 
     /// <summary>
@@ -63,6 +72,9 @@ public static class BatchNorm
         ReadOnlySpan<float> mean, ReadOnlySpan<float> inverseStd, Span<float> inputGradient, Span<float> gammaGradient, Span<float> betaGradient,
         int rows, int channels, bool computeInput, bool accumulateInput, bool computeWeights, bool accumulateWeights)
     {
+        Require(outputGradient.Length >= rows * channels && x.Length >= rows * channels && gamma.Length >= channels && mean.Length >= channels
+            && inverseStd.Length >= channels && (!computeInput || inputGradient.Length >= rows * channels)
+            && (!computeWeights || gammaGradient.Length >= channels && betaGradient.Length >= channels), "'s backward pass", rows, channels);
         using var sumsScratch = Scratch<float>.Rent(4 * channels);
         var sums = sumsScratch.Span;
         var sumDy = sums.Slice(0, channels);
@@ -71,8 +83,8 @@ public static class BatchNorm
         var k = sums.Slice(3 * channels, channels);
 
         // Σ dy and Σ dy·x̂, with x̂ = (x - mean)·inverseStd.
-        ColumnSums(outputGradient, rows, channels, shift: default, squared: false, sumDy, divideBy: 1);
-        ColumnSums(x, rows, channels, shift: mean, squared: false, sumDyXhat, divideBy: 1, product: outputGradient);
+        ColumnSums(outputGradient, rows, channels, shift: default, Term.Value, sumDy, divideBy: 1);
+        ColumnSums(x, rows, channels, shift: mean, Term.TimesProduct, sumDyXhat, divideBy: 1, product: outputGradient);
         TensorPrimitives.Multiply(sumDyXhat, inverseStd.Slice(0, channels), sumDyXhat);
 
         if (computeWeights)
@@ -85,7 +97,6 @@ public static class BatchNorm
         // dx = a·dy - k·(x - mean) - a·mean(dy), with a = gamma·inverseStd and k = a·inverseStd·mean(dy·x̂); x is centred
         // before it is scaled, since the three terms largely cancel.
         float invRows = 1f / rows;
-        var centred = sumDyXhat; // reused once k is formed
         for (int c = 0; c < channels; c++)
         {
             a[c] = gamma[c] * inverseStd[c];
@@ -93,19 +104,7 @@ public static class BatchNorm
             sumDy[c] = -a[c] * sumDy[c] * invRows;
         }
         var offset = sumDy;
-        for (int row = 0; row < rows; row++)
-        {
-            var dy = outputGradient.Slice(row * channels, channels);
-            var dx = inputGradient.Slice(row * channels, channels);
-            TensorPrimitives.Subtract(x.Slice(row * channels, channels), mean.Slice(0, channels), centred);
-            if (accumulateInput)
-            {
-                TensorPrimitives.FusedMultiplyAdd(dy, a, dx, dx);
-                TensorPrimitives.Add(dx, offset, dx);
-            }
-            else TensorPrimitives.FusedMultiplyAdd(dy, a, offset, dx);
-            TensorPrimitives.FusedMultiplyAdd(centred, k, dx, dx);
-        }
+        OverRows(accumulateInput ? RowPass.AddGradient : RowPass.Gradient, x, inputGradient, outputGradient, a, offset, k, rows, channels, mean);
     }
 
     /// <summary>Inference-mode backward (a frozen layer): the statistics are constants, so dx = dy·gamma / sqrt(moving_variance + eps).</summary>
@@ -113,16 +112,12 @@ public static class BatchNorm
     public static void InferenceBackward(ReadOnlySpan<float> outputGradient, ReadOnlySpan<float> gamma, ReadOnlySpan<float> movingVariance,
         Span<float> inputGradient, int rows, int channels, float epsilon, bool accumulate)
     {
+        Require(outputGradient.Length >= rows * channels && inputGradient.Length >= rows * channels && gamma.Length >= channels
+            && movingVariance.Length >= channels, "'s backward pass", rows, channels);
         using var scaleScratch = Scratch<float>.Rent(channels);
         var scale = scaleScratch.Span;
         for (int c = 0; c < channels; c++) scale[c] = gamma[c] / MathF.Sqrt(movingVariance[c] + epsilon);
-        for (int row = 0; row < rows; row++)
-        {
-            var dy = outputGradient.Slice(row * channels, channels);
-            var dx = inputGradient.Slice(row * channels, channels);
-            if (accumulate) TensorPrimitives.FusedMultiplyAdd(dy, scale, dx, dx);
-            else TensorPrimitives.Multiply(dy, scale, dx);
-        }
+        OverRows(accumulate ? RowPass.AddScaled : RowPass.Scaled, default, inputGradient, outputGradient, scale, default, default, rows, channels);
     }
 
     /// <summary>moving = moving·momentum + batch·(1 - momentum), Keras' update; called once the step's loss is known to be finite.</summary>
@@ -136,37 +131,139 @@ public static class BatchNorm
         }
     }
 
+    private static void Require(bool holds, string pass, int rows, int channels)
+    {
+        if (!holds)
+            throw new ArgumentException($"BatchNormalization{pass} over {rows} rows of {channels} channels needs that many values, and {channels} of each per-channel operand.");
+    }
+
+    /// <summary>What a row pass computes, per element: y = x·a + b (Normalize); dx = dy·a + b + (x - mean)·k, in place of dx
+    /// (Gradient) or added to it (AddGradient, as dy·a + dx, then + b); dx = dy·a (Scaled) or dy·a + dx (AddScaled).</summary>
+    private enum RowPass { Normalize, Gradient, AddGradient, Scaled, AddScaled }
+
+    /// <summary>One row pass over rows of <paramref name="channels"/>, shared by both cores where it is large enough; x, y and dy are whole tensors, a, b, k and mean per channel.</summary>
+    private static unsafe void OverRows(RowPass pass, ReadOnlySpan<float> x, Span<float> y, ReadOnlySpan<float> dy, ReadOnlySpan<float> a,
+        ReadOnlySpan<float> b, ReadOnlySpan<float> k, int rows, int channels, ReadOnlySpan<float> mean = default)
+    {
+        fixed (float* px = x, py = y, pdy = dy, pa = a, pb = b, pk = k, pm = mean)
+        {
+            var work = new Rows(pass, px, py, pdy, pa, pb, pk, pm, channels);
+            Helper.ForRanges(ref work, rows, floatsPerItem: (pass is RowPass.Gradient or RowPass.AddGradient ? 3L : 2L) * channels);
+        }
+    }
+
+    private readonly unsafe struct Rows(RowPass pass, float* x, float* y, float* dy, float* a, float* b, float* k, float* mean, int channels) : IRanges
+    {
+        [MethodImpl(Compiled.Kernel)]
+        public void Run(int first, int count)
+        {
+            for (long row = first, end = first + count; row < end; row++)
+            {
+                long at = row * channels;
+                switch (pass)
+                {
+                    case RowPass.Normalize: ShortRows.MultiplyAdd(new(x + at, channels), new(a, channels), new(b, channels), new(y + at, channels)); break;
+                    case RowPass.Gradient: GradientRow(x + at, dy + at, y + at, a, b, k, mean, channels, accumulate: false); break;
+                    case RowPass.AddGradient: GradientRow(x + at, dy + at, y + at, a, b, k, mean, channels, accumulate: true); break;
+                    case RowPass.Scaled: ScaledRow(dy + at, a, y + at, channels, accumulate: false); break;
+                    default: ScaledRow(dy + at, a, y + at, channels, accumulate: true); break;
+                }
+            }
+        }
+    }
+
+    /// <summary>dx = dy·a + offset + (x - mean)·k, each a fused multiply-add on the sum so far; with accumulate dy·a + dx first, then + offset.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void GradientRow(float* x, float* dy, float* dx, float* a, float* offset, float* k, float* mean, int channels, bool accumulate)
+    {
+        int c = 0;
+        for (; c <= channels - Vector<float>.Count; c += Vector<float>.Count)
+        {
+            var sum = accumulate
+                ? Vector.FusedMultiplyAdd(Vector.Load(dy + c), Vector.Load(a + c), Vector.Load(dx + c)) + Vector.Load(offset + c)
+                : Vector.FusedMultiplyAdd(Vector.Load(dy + c), Vector.Load(a + c), Vector.Load(offset + c));
+            Vector.Store(Vector.FusedMultiplyAdd(Vector.Load(x + c) - Vector.Load(mean + c), Vector.Load(k + c), sum), dx + c);
+        }
+        for (; c < channels; c++)
+        {
+            float sum = accumulate ? MathF.FusedMultiplyAdd(dy[c], a[c], dx[c]) + offset[c] : MathF.FusedMultiplyAdd(dy[c], a[c], offset[c]);
+            dx[c] = MathF.FusedMultiplyAdd(x[c] - mean[c], k[c], sum);
+        }
+    }
+
+    /// <summary>dx = dy·scale, or dy·scale + dx fused.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void ScaledRow(float* dy, float* scale, float* dx, int channels, bool accumulate)
+    {
+        int c = 0;
+        for (; c <= channels - Vector<float>.Count; c += Vector<float>.Count)
+            Vector.Store(accumulate ? Vector.FusedMultiplyAdd(Vector.Load(dy + c), Vector.Load(scale + c), Vector.Load(dx + c)) : Vector.Load(dy + c) * Vector.Load(scale + c), dx + c);
+        for (; c < channels; c++) dx[c] = accumulate ? MathF.FusedMultiplyAdd(dy[c], scale[c], dx[c]) : dy[c] * scale[c];
+    }
+
+    /// <summary>What a column sum adds per row: (x - shift), (x - shift)², or (x - shift)·product (an empty shift is zero).</summary>
+    private enum Term { Value, Square, TimesProduct }
+
     /// <summary>
-    /// Per column, the sum over rows of (x - shift)² when <paramref name="squared"/>, of (x - shift)·product when a product
-    /// is given, else of (x - shift), divided by <paramref name="divideBy"/>; an empty shift is zero. Blocks of rows add in
-    /// float, blocks into double.
+    /// Per column, the sum over rows of the <paramref name="term"/>, divided by <paramref name="divideBy"/>. Blocks of
+    /// <see cref="Block"/> rows add in float, each into a slot of its own (so the cores can share the blocks), and the
+    /// blocks join the double total in order: the same sums on one core or two.
     /// </summary>
-    private static void ColumnSums(ReadOnlySpan<float> x, int rows, int channels, ReadOnlySpan<float> shift, bool squared, Span<float> result,
+    private static unsafe void ColumnSums(ReadOnlySpan<float> x, int rows, int channels, ReadOnlySpan<float> shift, Term term, Span<float> result,
         double divideBy, ReadOnlySpan<float> product = default)
     {
-        using var partialScratch = Scratch<float>.Rent(2 * channels);
-        var partial = partialScratch.Span;
-        var term = partial.Slice(channels, channels);
-        partial = partial.Slice(0, channels);
+        int blocks = (rows + Block - 1) / Block;
+        using var partialScratch = Scratch<float>.Rent(blocks * channels);
+        var partials = partialScratch.Span;
+        fixed (float* px = x, ps = shift, pp = product, partial = partials)
+        {
+            var work = new BlockSums(px, ps, pp, partial, term, rows, channels);
+            Helper.ForRanges(ref work, blocks, floatsPerItem: (term == Term.TimesProduct ? 2L : 1L) * Block * channels);
+        }
         using var totalScratch = Scratch<double>.Rent(channels);
         var total = totalScratch.Span;
-        total.Clear();
-        for (int start = 0; start < rows; start += Block)
-        {
-            partial.Clear();
-            int end = Math.Min(rows, start + Block);
-            for (int row = start; row < end; row++)
-            {
-                var values = x.Slice(row * channels, channels);
-                if (shift.IsEmpty) values.CopyTo(term);
-                else TensorPrimitives.Subtract(values, shift.Slice(0, channels), term);
-                if (squared) TensorPrimitives.FusedMultiplyAdd(term, term, partial, partial);
-                else if (!product.IsEmpty) TensorPrimitives.FusedMultiplyAdd(term, product.Slice(row * channels, channels), partial, partial);
-                else TensorPrimitives.Add(partial, term, partial);
-            }
-            for (int c = 0; c < channels; c++) total[c] += partial[c];
-        }
+        for (int block = 0; block < blocks; block++)
+            for (int c = 0; c < channels; c++) total[c] += partials[block * channels + c];
         for (int c = 0; c < channels; c++) result[c] = (float)(total[c] / divideBy);
+    }
+
+    /// <summary>Blocks of rows summed in float, each into its own zeroed row of partial sums.</summary>
+    private readonly unsafe struct BlockSums(float* x, float* shift, float* product, float* partials, Term term, int rows, int channels) : IRanges
+    {
+        [MethodImpl(Compiled.Kernel)]
+        public void Run(int first, int count)
+        {
+            for (int block = first; block < first + count; block++)
+            {
+                float* partial = partials + (long)block * channels;
+                for (long row = (long)block * Block, end = Math.Min(rows, row + Block); row < end; row++)
+                {
+                    float* values = x + row * channels, factor = product + row * channels;
+                    int c = 0;
+                    for (; c <= channels - Vector<float>.Count; c += Vector<float>.Count)
+                    {
+                        var value = shift == null ? Vector.Load(values + c) : Vector.Load(values + c) - Vector.Load(shift + c);
+                        var sum = Vector.Load(partial + c);
+                        Vector.Store(term switch
+                        {
+                            Term.Square => Vector.FusedMultiplyAdd(value, value, sum),
+                            Term.TimesProduct => Vector.FusedMultiplyAdd(value, Vector.Load(factor + c), sum),
+                            _ => sum + value,
+                        }, partial + c);
+                    }
+                    for (; c < channels; c++)
+                    {
+                        float value = shift == null ? values[c] : values[c] - shift[c];
+                        partial[c] = term switch
+                        {
+                            Term.Square => MathF.FusedMultiplyAdd(value, value, partial[c]),
+                            Term.TimesProduct => MathF.FusedMultiplyAdd(value, factor[c], partial[c]),
+                            _ => partial[c] + value,
+                        };
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -164,7 +164,7 @@ public class DepthwiseConvolutionTests
     /// Every output, kernel gradient and input gradient equals, bit for bit, a scalar loop that sums in the kernel's order:
     /// an output from its bias, then its window's cells in (ky, kx) order, each a fused multiply-add; a gradient's products
     /// each rounded, then added position after position (and cell after cell, output channel after output channel). Also
-    /// with gradients added to what is there, with ReLU taken in the forward pass, and on one core or two.
+    /// with gradients added to what is there or written over it, with ReLU taken in the forward pass, and on one core or two.
     /// </summary>
     [Theory, MemberData(nameof(Shapes))]
     public void Depthwise_convolution_sums_in_its_stated_order_on_one_core_or_two(int height, int width, int channels, int size, int multiplier, int strides,
@@ -182,6 +182,7 @@ public class DepthwiseConvolutionTests
         var expected = new float[g.Length];
         var expectedDk = (float[])dkStart.Clone();
         var expectedDx = (float[])dxStart.Clone();
+        var expectedFreshDx = new float[x.Length];
         for (int n = 0; n < batch; n++)
             for (int oy = 0; oy < window.OutputHeight; oy++)
                 for (int ox = 0; ox < window.OutputWidth; ox++)
@@ -200,6 +201,7 @@ public class DepthwiseConvolutionTests
                                 expected[at] = MathF.FusedMultiplyAdd(x[pixel + o / multiplier], kernel[cell + o], expected[at]);
                                 expectedDk[cell + o] += g[at] * x[pixel + o / multiplier];
                                 expectedDx[pixel + o / multiplier] += g[at] * kernel[cell + o];
+                                expectedFreshDx[pixel + o / multiplier] += g[at] * kernel[cell + o];
                             }
                         }
                 }
@@ -216,6 +218,11 @@ public class DepthwiseConvolutionTests
             Assert.Equal(expected, y);
             Assert.Equal(expectedDk, dk);
             Assert.Equal(expectedDx, dx);
+            // The input gradient written, not added: whatever the buffer held is gone (each sample's cleared as it starts).
+            var freshDx = Random(x.Length);
+            KernelSettings.OnThreads(threads, () => DepthwiseConvolution.Backward(g, x, kernel, dk, db, freshDx, window, multiplier, batch,
+                computeWeights: false, accumulateWeights: false, accumulateInput: false));
+            Assert.Equal(expectedFreshDx, freshDx);
             // ReLU in the same pass, as Conv2D takes it.
             KernelSettings.OnThreads(threads, () => DepthwiseConvolution.Forward(x, kernel, bias, y, window, multiplier, batch, relu: true));
             Assert.Equal(expected.Select(v => Math.Max(0f, v)), y);

@@ -47,10 +47,9 @@ public static class DepthwiseConvolution
             if (!biasGradient.IsEmpty) Reductions.SumRows(outputGradient, biasGradient, rows, width, accumulateWeights);
         }
         bool wantsInput = !inputGradient.IsEmpty;
-        if (wantsInput && !accumulateInput) inputGradient.Slice(0, batch * window.Height * window.Width * window.Channels).Clear();
         fixed (float* dy = outputGradient, x = input, k = kernel, dk = kernelGradient, dx = inputGradient)
         {
-            var job = new Gradients(new Operands(x, k, dy, window, multiplier), computeWeights ? dk : null, wantsInput ? dx : null, batch);
+            var job = new Gradients(new Operands(x, k, dy, window, multiplier), computeWeights ? dk : null, wantsInput ? dx : null, batch, accumulateInput);
             if (computeWeights && wantsInput) Helper.For(2, &Gradients.Run, &job); // the kernel's on one core, the input's on the other
             else if (computeWeights || wantsInput) Gradients.Run(&job, computeWeights ? 0 : 1, 0);
         }
@@ -99,8 +98,13 @@ public static class DepthwiseConvolution
         }
     }
 
-    /// <summary>The backward pass's two independent parts: 0 the kernel gradient, 1 the input gradient (null: not wanted), each over the whole batch.</summary>
-    private readonly unsafe struct Gradients(Operands operands, float* kernelGradient, float* inputGradient, int batch)
+    /// <summary>
+    /// The backward pass's two independent parts: 0 the kernel gradient, 1 the input gradient (null: not wanted), each over
+    /// the whole batch. Unless it accumulates, the input gradient's part clears each sample's gradient just before it adds
+    /// onto it, on its own core and in its cache (cleared up front, the MobileNet block's 3 MB took 2.6% of a training step
+    /// on one core while the other waited).
+    /// </summary>
+    private readonly unsafe struct Gradients(Operands operands, float* kernelGradient, float* inputGradient, int batch, bool accumulateInput)
     {
         private readonly Operands operands = operands;
 
@@ -122,8 +126,16 @@ public static class DepthwiseConvolution
             bool one = operands.Multiplier == 1;
             if (part == 0 && one) OverPositions(operands.Window, 0, rows, new KernelGradient<TLanes, TVector, Yes>(operands, kernelGradient, spread));
             else if (part == 0) OverPositions(operands.Window, 0, rows, new KernelGradient<TLanes, TVector, No>(operands, kernelGradient, spread));
-            else if (one) OverPositions(operands.Window, 0, rows, new InputGradient<TLanes, TVector, Yes>(operands, inputGradient, spread));
-            else OverPositions(operands.Window, 0, rows, new InputGradient<TLanes, TVector, No>(operands, inputGradient, spread));
+            else
+            {
+                int sampleRows = operands.Window.OutputHeight;
+                for (int sample = 0; sample < batch; sample++)
+                {
+                    if (!accumulateInput) new Span<float>(inputGradient + sample * operands.ImageFloats, (int)operands.ImageFloats).Clear();
+                    if (one) OverPositions(operands.Window, sample * sampleRows, sampleRows, new InputGradient<TLanes, TVector, Yes>(operands, inputGradient, spread));
+                    else OverPositions(operands.Window, sample * sampleRows, sampleRows, new InputGradient<TLanes, TVector, No>(operands, inputGradient, spread));
+                }
+            }
         }
     }
 

@@ -66,11 +66,11 @@ internal static partial class ModelEmitter
                     EmitActivationBackward(w, node, activation);
                     if (pool is not null)
                     {
-                        w.Line($"Convolution.KernelGradientAtWinners({pool.Gradient}, {pool.Winners}, {input.TrainingSource}, {node.PatchesArgument}, {Plan.View(layer, "Kernel")}Gradient, {node.Window}, {pool.Window}, {layer.Channels}, batch);");
+                        w.Line($"Convolution.KernelGradientAtWinners({pool.Gradient}, {pool.Winners}, {input.TrainingSource}, {node.PatchRows}, {Plan.View(layer, "Kernel")}Gradient, {node.Window}, {pool.Window}, {layer.Channels}, batch);");
                     }
                     else if (layer.Trainable)
                     {
-                        w.Line($"Gemm.MultiplyTransposedA({node.Patches}, {node.Gradient}, {Plan.View(layer, "Kernel")}Gradient, {node.Window}.PatchSize, {rows}, {layer.Channels}{accumulateWeights});");
+                        w.Line($"Gemm.MultiplyTransposedA({node.PatchRows}, {node.Gradient}, {Plan.View(layer, "Kernel")}Gradient, {node.Window}.PatchSize, {rows}, {layer.Channels}{accumulateWeights});");
                         if (layer.UseBias && !plan.BiasTakenByPool(node)) w.Line($"Reductions.SumRows({node.Gradient}, {Plan.View(layer, "Bias")}Gradient, {rows}, {layer.Channels}{accumulateWeights});");
                     }
                     if (inputAtWinners)

@@ -55,6 +55,8 @@ internal static partial class ModelEmitter
                 kernelGradientPools.Add(conv, pool);
                 conv.KernelGradientReadsInput = NarrowWinnersPay(conv.Layer!, pool);
             }
+            foreach (var conv in Computed.Where(n => n.Layer is { Kind: LayerKind.Conv2D, KernelHeight: 1, KernelWidth: 1, Strides: 1 } && !croppedFloats.ContainsKey(n)))
+                conv.PatchesAreInput = true;
             PlanGradients();
             PlanInferenceValues();
         }
@@ -462,9 +464,17 @@ internal static partial class ModelEmitter
         public string InverseStd => Stem + "InverseStd";
         /// <summary>
         /// Convolutions through im2col (Conv2D) or col2im (Conv2DTranspose) keep a patch matrix; not a Conv2D whose kernel
-        /// gradient reads its taps from its input (<see cref="KernelGradientReadsInput"/>), as nothing else reads its patches.
+        /// gradient reads its taps from its input (<see cref="KernelGradientReadsInput"/>), as nothing else reads its patches,
+        /// nor one whose patches would be its input itself (<see cref="PatchesAreInput"/>).
         /// </summary>
-        public bool UsesPatches => Is(LayerKind.Conv2D) && !KernelGradientReadsInput || Is(LayerKind.Conv2DTranspose);
+        public bool UsesPatches => Is(LayerKind.Conv2D) && !KernelGradientReadsInput && !PatchesAreInput || Is(LayerKind.Conv2DTranspose);
+        /// <summary>
+        /// A pointwise Conv2D (a 1x1 window at strides 1, computing every output): each patch is one pixel's channels, so the
+        /// patch matrix would be a copy of the input, and the kernel gradient reads the input instead (set by the plan).
+        /// </summary>
+        public bool PatchesAreInput { get; set; }
+        /// <summary>The patch rows the kernel gradient reads: the patches, the input they would copy, or none (the narrow route).</summary>
+        public string PatchRows => KernelGradientReadsInput ? "default" : PatchesAreInput ? Inputs[0].TrainingSource : Patches;
         public string Patches => Stem + "Patches";
         /// <summary>The patches as a span argument: "default" for a convolution that keeps none.</summary>
         public string PatchesArgument => UsesPatches ? Patches : "default";

@@ -208,8 +208,10 @@ public class GeneratorTests
         Assert.DoesNotContain("Pooling.MaxBackward(poolNarrowGradient", backward);
         Assert.Contains("Pooling.MaxBackward(poolSquashedGradient, poolSquashedWinners, squashedGradient", backward);
         Assert.Contains("Gemm.MultiplyTransposedA(squashedPatches, squashedGradient, SquashedKernelGradient", backward);
-        // A global pooling keeps one pixel of 196: even eight-float patches pay. A pooling of stride 1 keeps 121 of 144.
-        Assert.Contains("Convolution.KernelGradientAtWinners(poolAllGradient, poolAllWinners, x, pointwisePatches, PointwiseKernelGradient, pointwiseWindow, poolAllWindow, 4, batch);", backward);
+        // A global pooling keeps one pixel of 196: even eight-float patches pay; a 1x1 window's patch rows are its input's
+        // pixels, so it keeps no patches and reads them there. A pooling of stride 1 keeps 121 of 144.
+        Assert.Contains("Convolution.KernelGradientAtWinners(poolAllGradient, poolAllWinners, x, x, PointwiseKernelGradient, pointwiseWindow, poolAllWindow, 4, batch);", backward);
+        Assert.DoesNotContain("pointwisePatches", code);
         Assert.Contains("Pooling.MaxBackward(poolOverlappedGradient, poolOverlappedWinners, overlappedGradient", backward);
         Assert.Contains("Gemm.MultiplyTransposedA(overlappedPatches, overlappedGradient, OverlappedKernelGradient", backward);
         Assert.Equal(5, backward.Split("Convolution.KernelGradientAtWinners(").Length - 1);
@@ -307,6 +309,32 @@ public class GeneratorTests
         // Its value and gradient hold what it computes: 10x10x4 floats a sample, not 11x10x4.
         Assert.Contains("oddOutput = buffers.PooledConvolution(oddWindow, halvingWindow, maxBatchSize * 400);", code);
         Assert.Matches(@"oddGradient = buffers\.Gradient\(maxBatchSize \* \d+, maxBatchSize \* 400\);", code);
+    }
+
+    [Fact]
+    public void A_pointwise_convolution_keeps_no_patches_and_takes_its_kernel_gradient_from_its_input()
+    {
+        var (code, backward) = GeneratorHarness.RunAndFindMethod("""
+            using ModelGen;
+
+            [Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
+            public partial class Separable
+            {
+                [Input(8, 8, 3)] Input image;
+                [DepthwiseConv2D(3, Activation.Relu, Padding = Padding.Same)] DepthwiseConv2D depthwise;
+                [Conv2D(16, 1, Activation.Relu)] Conv2D pointwise;                  // patch rows = depthwise's pixels
+                [Conv2D(16, 1, Strides = 2)] Conv2D strided;                        // a patch row every other pixel
+                [Flatten] Flatten flatten;
+                [Dense(3, Activation.Softmax)] Dense classes;
+            }
+            """, "Backward");
+
+        Assert.Contains("Convolution.Forward(depthwiseOutput, default, PointwiseKernel, pointwiseOutput, pointwiseWindow, 16, batch, bias: PointwiseBias, relu: true, keepPatches: false);", code);
+        Assert.Contains("Gemm.MultiplyTransposedA(depthwiseOutput, pointwiseGradient, PointwiseKernelGradient, pointwiseWindow.PatchSize, batch * pointwiseWindow.Positions, 16);", backward);
+        Assert.DoesNotContain("pointwisePatches", code);
+        Assert.Contains("Convolution.Transposed(pointwiseGradient, PointwiseKernel, patchGradients, depthwiseGradient, pointwiseWindow, 16, batch, accumulate: false);", backward);
+        Assert.Contains("Gemm.MultiplyTransposedA(stridedPatches, stridedGradient, StridedKernelGradient", backward);
+        Assert.Contains("stridedPatches = buffers.Patches(stridedWindow, maxBatchSize);", code);
     }
 
     [Fact]

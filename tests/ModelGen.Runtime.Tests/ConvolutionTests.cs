@@ -75,6 +75,38 @@ public class ConvolutionTests
         }
     }
 
+    /// <summary>
+    /// A 1x1 window at strides 1 ('valid' or 'same'): its patch rows are its input's pixels, which the generated kernel
+    /// gradient reads in place of patches, and its transposed convolution writes each pixel's gradient from the product
+    /// directly. Both equal the patch route bit for bit: im2col copies the input exactly; the product equals what the
+    /// accumulating route (product into patches, then col2im onto zeros) writes, on one core or two. A strided 1x1 window
+    /// is no such identity.
+    /// </summary>
+    [Theory]
+    [InlineData(16, 16, 32, 64, 32, false)]  // the MobileNet block's first pointwise convolution: 1 MB of patches, a chunk a core
+    [InlineData(5, 7, 3, 10, 2, true)]
+    public void A_pointwise_window_takes_its_input_for_its_patches(int height, int width, int channels, int filters, int batch, bool same)
+    {
+        var window = new Window(height, width, channels, 1, 1, 1, 1, same);
+        Assert.True(window.IsPointwise);
+        Assert.False(window.CroppedTo(height - 1, width).IsPointwise);
+        Assert.False(new Window(height, width, channels, 1, 1, 2, 2, same).IsPointwise);
+        var (input, values, kernel) = (Random(batch * height * width * channels, 7), Random(batch * window.Positions * filters, 8), Random(channels * filters, 9));
+        var patches = new float[batch * window.Positions * window.PatchSize];
+        Convolution.Im2Col(input, patches, window, batch);
+        Assert.Equal(input, patches);
+
+        var scratch = new float[Convolution.TransposedScratch(window, batch)];
+        var throughPatches = new float[input.Length];
+        Convolution.Transposed(values, kernel, scratch, throughPatches, window, filters, batch, accumulate: true);
+        foreach (int threads in new[] { 1, 2 })
+        {
+            var direct = Random(input.Length, 10); // overwritten
+            KernelSettings.OnThreads(threads, () => Convolution.Transposed(values, kernel, scratch, direct, window, filters, batch, accumulate: false));
+            Assert.Equal(throughPatches, direct);
+        }
+    }
+
     [Fact]
     public void Transposed_convolution_matches_its_definition_across_chunks()
     {

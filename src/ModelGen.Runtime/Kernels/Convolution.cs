@@ -80,6 +80,9 @@ public readonly record struct Window
         return count;
     }
 
+    /// <summary>A 1x1 window at strides 1 over every pixel: each patch is one pixel's channels, the patch matrix the image itself.</summary>
+    internal bool IsPointwise => KernelHeight == 1 && KernelWidth == 1 && StrideHeight == 1 && StrideWidth == 1 && OutputHeight == Height && OutputWidth == Width;
+
     /// <summary>Rows and columns of the image a (dilated) window spans. Internal, so the window's text stays the layer's geometry.</summary>
     internal int SpanHeight => (KernelHeight - 1) * Dilation + 1;
     internal int SpanWidth => (KernelWidth - 1) * Dilation + 1;
@@ -314,6 +317,12 @@ public static partial class Convolution
         int imageFloats = batch * window.Height * window.Width * window.Channels;
         Require(values.Length >= batch * window.Positions * valueChannels && kernel.Length >= window.PatchSize * valueChannels
             && patches.Length >= 2 * chunkFloats && image.Length >= imageFloats, "Transposed convolution", window, batch);
+        if (window.IsPointwise && !accumulate && !scattered)
+        {
+            // Each patch is one pixel: the patch gradients are the image's, with nothing to sum, so the product writes them there.
+            Gemm.MultiplyTransposedB(values, kernel, image, batch * window.Positions, valueChannels, window.PatchSize);
+            return;
+        }
         // Scattered values take each filter's kernel column as a row, so a nonzero value adds a contiguous run of it.
         scattered &= ScatteredFits(window.PatchSize);
         using var columns = Scratch<float>.Rent(scattered ? window.PatchSize * valueChannels : 0);

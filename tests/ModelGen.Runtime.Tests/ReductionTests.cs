@@ -36,24 +36,30 @@ public class ReductionTests
     }
 }
 
+[Collection(KernelSettings.Name)]
 public class SequencePoolingTests
 {
     /// <summary>
-    /// GlobalAveragePooling1D's forward pass against a scalar loop in its stated order, bit for bit: each sample's counted
-    /// steps added one after the other, then divided by their count; feature counts under, at and past whole vectors.
+    /// GlobalAveragePooling1D against scalar loops in its stated order, bit for bit, on one core and on two: forward, each
+    /// sample's counted steps added one after the other, then divided by their count; backward, each counted step the
+    /// output gradient times 1/count (the product rounded, then added where gradients accumulate). Feature counts under,
+    /// at and past whole vectors; 32 samples of 200 steps of 64 (a bag of words) are shared by the cores.
     /// </summary>
     [Theory]
-    [InlineData(3, 4, 1, false)]
-    [InlineData(2, 7, 8, true)]
-    [InlineData(3, 5, 37, true)]
-    [InlineData(2, 9, 64, false)]
-    public void The_mean_over_the_counted_steps_sums_them_in_order(int batch, int steps, int features, bool masked)
+    [InlineData(3, 4, 1, false, false)]
+    [InlineData(2, 7, 8, true, true)]
+    [InlineData(3, 5, 37, true, false)]
+    [InlineData(2, 9, 64, false, true)]
+    [InlineData(32, 200, 64, true, true)]
+    public void The_mean_over_the_counted_steps_sums_them_in_order_on_one_core_or_two(int batch, int steps, int features, bool masked, bool accumulate)
     {
         var random = new Random(batch * 100 + steps * 10 + features);
-        var x = Enumerable.Range(0, batch * steps * features).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+        float[] Values(int n) => Enumerable.Range(0, n).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+        var (x, g, dxStart) = (Values(batch * steps * features), Values(batch * features), Values(batch * steps * features));
         // Sample b counts its first steps - b steps (every step without a mask).
-        var mask = masked ? Enumerable.Range(0, batch * steps).Select(i => i % steps < steps - i / steps ? 1f : 0f).ToArray() : Array.Empty<float>();
+        var mask = masked ? Enumerable.Range(0, batch * steps).Select(i => i % steps < steps - (i / steps) % steps ? 1f : 0f).ToArray() : Array.Empty<float>();
         var expected = new float[batch * features];
+        var expectedDx = accumulate ? (float[])dxStart.Clone() : new float[dxStart.Length];
         for (int b = 0; b < batch; b++)
         {
             float count = 0;
@@ -64,9 +70,88 @@ public class SequencePoolingTests
                 for (int f = 0; f < features; f++) expected[b * features + f] += x[(b * steps + t) * features + f];
             }
             for (int f = 0; f < features; f++) expected[b * features + f] /= count;
+            for (int t = 0; t < steps; t++)
+            {
+                float weight = (masked ? mask[b * steps + t] : 1f) / count;
+                for (int f = 0; f < features; f++)
+                {
+                    int at = (b * steps + t) * features + f;
+                    expectedDx[at] = accumulate ? expectedDx[at] + g[b * features + f] * weight : g[b * features + f] * weight;
+                }
+            }
         }
-        var actual = Enumerable.Repeat(float.NaN, batch * features).ToArray();
-        SequencePooling.AverageForward(x, mask, actual, batch, steps, features);
-        Assert.Equal(expected, actual);
+        foreach (int threads in new[] { 1, 2 })
+        {
+            var actual = Enumerable.Repeat(float.NaN, batch * features).ToArray();
+            var dx = accumulate ? (float[])dxStart.Clone() : Enumerable.Repeat(float.NaN, dxStart.Length).ToArray();
+            KernelSettings.OnThreads(threads, () =>
+            {
+                SequencePooling.AverageForward(x, mask, actual, batch, steps, features);
+                SequencePooling.AverageBackward(g, mask, dx, batch, steps, features, accumulate);
+            });
+            Assert.Equal(expected, actual);
+            Assert.Equal(expectedDx, dx);
+        }
+    }
+}
+
+/// <summary>Embedding's lookups and table gradient against scalar loops, and its refusal of ids that are not rows of its table.</summary>
+[Collection(KernelSettings.Name)]
+public class EmbeddingTests
+{
+    /// <summary>
+    /// Forward copies each id's row (and masks id 0); backward adds each step's gradient onto its id's row in step order,
+    /// bit for bit, on one core or two: a table of 1000 x 64 under 500 ids (its halves on both cores), ids repeating in
+    /// both halves, gradients written or added.
+    /// </summary>
+    [Theory]
+    [InlineData(7, 4, 9, false)]
+    [InlineData(1000, 64, 500, true)]
+    [InlineData(1000, 64, 500, false)]
+    public void Lookups_copy_rows_and_gradients_add_onto_them_in_step_order(int inputDim, int outputDim, int count, bool accumulate)
+    {
+        var random = new Random(inputDim + count);
+        float[] Values(int n) => Enumerable.Range(0, n).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+        // A few ids taken again and again, so rows in both halves of the table sum many steps.
+        var ids = Enumerable.Range(0, count).Select(i => (float)(i % 3 == 0 ? random.Next(inputDim) : i * 7 % Math.Min(inputDim, 13) * (inputDim / 13 + 1) % inputDim)).ToArray();
+        var (table, g, tableGradientStart) = (Values(inputDim * outputDim), Values(count * outputDim), Values(inputDim * outputDim));
+        var expected = ids.SelectMany(id => table.Skip((int)id * outputDim).Take(outputDim)).ToArray();
+        var expectedMask = ids.Select(id => id == 0f ? 0f : 1f).ToArray();
+        var expectedGradient = accumulate ? (float[])tableGradientStart.Clone() : new float[table.Length];
+        for (int i = 0; i < count; i++)
+            for (int f = 0; f < outputDim; f++) expectedGradient[(int)ids[i] * outputDim + f] += g[i * outputDim + f];
+
+        foreach (int threads in new[] { 1, 2 })
+        {
+            var (output, mask) = (new float[count * outputDim], new float[count]);
+            var tableGradient = accumulate ? (float[])tableGradientStart.Clone() : Enumerable.Repeat(float.NaN, table.Length).ToArray();
+            KernelSettings.OnThreads(threads, () =>
+            {
+                EmbeddingKernel.Forward(ids, table, output, mask, count, inputDim, outputDim, "Model", "embed");
+                EmbeddingKernel.Backward(g, ids, tableGradient, count, inputDim, outputDim, accumulate);
+            });
+            Assert.Equal(expected, output);
+            Assert.Equal(expectedMask, mask);
+            Assert.Equal(expectedGradient, tableGradient);
+        }
+    }
+
+    /// <summary>An id that is no row of the table, at any position (in a vector of ids or the tail), is refused before anything is written.</summary>
+    [Theory]
+    [InlineData(0, -1f)]
+    [InlineData(9, 50f)]
+    [InlineData(5, 2.5f)]
+    [InlineData(12, float.NaN)]
+    [InlineData(17, 2.5f)]
+    [InlineData(20, 49.999f)]
+    public void Ids_that_are_no_row_are_refused_before_anything_is_written(int position, float id)
+    {
+        var ids = Enumerable.Range(0, 21).Select(i => (float)(i * 3 % 50)).ToArray();
+        ids[position] = id;
+        var output = Enumerable.Repeat(-7f, 21 * 4).ToArray();
+        var error = Assert.Throws<ArgumentOutOfRangeException>(() =>
+            EmbeddingKernel.Forward(ids, new float[50 * 4], output, default, 21, inputDim: 50, outputDim: 4, "Reviews", "words"));
+        Assert.Contains($"Reviews: layer 'words' (Embedding) expects integer ids in [0, 50), but the batch holds {id} at position {position}.", error.Message);
+        Assert.All(output, value => Assert.Equal(-7f, value));
     }
 }

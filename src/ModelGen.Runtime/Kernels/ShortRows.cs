@@ -37,4 +37,20 @@ internal static class ShortRows
             Vector.StoreUnsafe(Vector.FusedMultiplyAdd(Vector.LoadUnsafe(ref xs, (nuint)i), Vector.LoadUnsafe(ref a, (nuint)i), Vector.LoadUnsafe(ref b, (nuint)i)), ref ys, (nuint)i);
         for (; i < y.Length; i++) Unsafe.Add(ref ys, i) = MathF.FusedMultiplyAdd(Unsafe.Add(ref xs, i), Unsafe.Add(ref a, i), Unsafe.Add(ref b, i));
     }
+
+    /// <summary>y = x·scale, or with accumulate y + x·scale, the product rounded before it is added (Merges.Pass's arithmetic).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Scaled(ReadOnlySpan<float> x, float scale, Span<float> y, bool accumulate)
+    {
+        ref float xs = ref MemoryMarshal.GetReference(x);
+        ref float ys = ref MemoryMarshal.GetReference(y);
+        var factor = new Vector<float>(scale);
+        int i = 0;
+        for (; i <= y.Length - Vector<float>.Count; i += Vector<float>.Count)
+        {
+            var product = Vector.LoadUnsafe(ref xs, (nuint)i) * factor;
+            Vector.StoreUnsafe(accumulate ? Vector.LoadUnsafe(ref ys, (nuint)i) + product : product, ref ys, (nuint)i);
+        }
+        for (; i < y.Length; i++) Unsafe.Add(ref ys, i) = accumulate ? Unsafe.Add(ref ys, i) + Unsafe.Add(ref xs, i) * scale : Unsafe.Add(ref xs, i) * scale;
+    }
 }

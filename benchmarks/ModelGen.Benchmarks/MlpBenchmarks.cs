@@ -227,6 +227,20 @@ public partial class MobileBlock
     [Dense(10, Activation.Softmax)] Dense label;
 }
 
+/// <summary>
+/// A bag of words (the peer's "bag"): 200 word ids looked up in an Embedding of 5000 x 64, their mean, Dense 64, Dense 10. The
+/// lookups and the mean move far more memory than the dense layers compute.
+/// </summary>
+[Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
+public partial class BagOfWords
+{
+    [Input(200)] Input words;
+    [Embedding(5000, 64)] Embedding embed;
+    [GlobalAveragePooling1D] GlobalAveragePooling1D mean;
+    [Dense(64, Activation.Relu)] Dense hidden;
+    [Dense(10, Activation.Softmax)] Dense label;
+}
+
 /// <summary>An LSTM over MNIST's rows (the peer's "lstm"): 28 steps of 28 pixels, its last state classified.</summary>
 [Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
 public partial class RowLstm

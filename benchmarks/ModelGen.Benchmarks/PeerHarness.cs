@@ -22,6 +22,7 @@ public static class PeerHarness
         float[] Values(int count) => Enumerable.Range(0, count).Select(_ => random.NextFloat()).ToArray();
         float[] Labels(int batch) => Enumerable.Range(0, batch).Select(i => (float)(i % 10)).ToArray();
         float[] Tokens(int count) => Enumerable.Range(0, count).Select(_ => (float)random.NextInt(1000)).ToArray();
+        float[] Words(int count) => Enumerable.Range(0, count).Select(_ => (float)random.NextInt(5000)).ToArray();
         // Inference through the copy ForInference makes (dense kernels packed once), as the peer takes the fastest of its
         // eager, traced and frozen models.
         Action Predict(IModel model, int inputs, int batch, Func<int, float[]>? make = null)
@@ -79,6 +80,10 @@ public static class PeerHarness
         // A recurrent kernel beyond a core's L2: the cores share each step's product or halve the batch (Recurrent.SharesSamples).
         yield return ("results/wide lstm predict b32", () => Predict(new WideLstm(maxBatchSize: 32, seed: 0), 100 * 32, 32));
         yield return ("results/wide lstm train step b32", () => Train(new WideLstm(maxBatchSize: 32, seed: 0), 100 * 32, 32));
+        // Embedding lookups and a mean over 200 steps: memory, not arithmetic.
+        foreach (int batch in new[] { 1, 32 })
+            yield return ($"results/bag predict b{batch}", () => Predict(new BagOfWords(maxBatchSize: batch, seed: 0), 200, batch, Words));
+        yield return ("results/bag train step b32", () => Train(new BagOfWords(maxBatchSize: 32, seed: 0), 200, 32, Words));
         foreach (int batch in new[] { 1, 32 })
             yield return ($"results/transformer predict b{batch}", () => Predict(new TokenTransformer(maxBatchSize: batch, seed: 0), 64, batch, Tokens));
         yield return ("results/transformer train step b32", () => Train(new TokenTransformer(maxBatchSize: 32, seed: 0), 64, 32, Tokens));

@@ -144,6 +144,27 @@ def workloads(threads):
         def forward(self, tokens):
             return self.label(self.block(self.embed(tokens)).mean(1))
 
+    class BagOfWords(nn.Module):
+        """200 word ids into Embedding 5000 x 64, their mean, Dense 64 relu, Dense 10 (ModelGen's BagOfWords); the mean through
+        Embedding + mean or through PyTorch's fused EmbeddingBag, whichever is faster."""
+        def __init__(self, fused):
+            super().__init__()
+            self.fused = fused
+            self.embed = nn.EmbeddingBag(5000, 64, mode="mean") if fused else nn.Embedding(5000, 64)
+            self.hidden, self.label = nn.Linear(64, 64), nn.Linear(64, 10)
+
+        def forward(self, words):
+            mean = self.embed(words) if self.fused else self.embed(words).mean(1)
+            return self.label(torch.relu(self.hidden(mean)))
+
+    def bag_inference(batch):
+        words = torch.randint(0, 5000, (batch, 200))
+        return [variant for fused in (False, True) for variant in inference(BagOfWords(fused).eval(), words)]
+
+    def bag_training(batch):
+        words, labels = torch.randint(0, 5000, (batch, 200)), torch.randint(0, 10, (batch,))
+        return [variant for fused in (False, True) for variant in training(BagOfWords(fused).train(), words, labels)]
+
     def product(m, n, k):
         a, b = torch.rand(m, k), torch.rand(k, n)
         return [lambda: torch.mm(a, b)]
@@ -176,6 +197,9 @@ def workloads(threads):
     for batch in (4, 32):
         table[f"results/bilstm train step b{batch}"] = (
             lambda batch=batch: training(RowBidirectional().train(), torch.rand(batch, 28, 28), torch.randint(0, 10, (batch,))), True, None)
+    for batch in (1, 32):
+        table[f"results/bag predict b{batch}"] = (lambda batch=batch: bag_inference(batch), False, None)
+    table["results/bag train step b32"] = (lambda: bag_training(32), True, None)
     for batch in (1, 32):
         table[f"results/transformer predict b{batch}"] = (lambda batch=batch: inference(TokenTransformer().eval(), torch.randint(0, 1000, (batch, 64))), False, None)
     table["results/transformer train step b32"] = (

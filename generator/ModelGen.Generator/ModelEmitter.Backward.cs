@@ -119,6 +119,19 @@ internal static partial class ModelEmitter
                         $"{inputFlags}, computeWeights: {Bool(norm.Trainable)}, accumulateWeights: {Bool(shared)});");
                     break;
                 }
+                case NodeKind.Layer when node.Is(LayerKind.Embedding) && node.AveragedBy is { } mean:
+                    w.Line($"// {node.Title}: its table's gradient was taken through '{mean.Title}' above");
+                    break;
+                case NodeKind.Layer when node.AveragesTable:
+                {
+                    var lookups = node.Inputs[0];
+                    var embedding = lookups.Layer!;
+                    bool shared = !weightsStarted.Add(embedding);
+                    w.Line($"// {node.Title}: each counted step's share of the gradient onto its id's row of '{lookups.Title}''s table");
+                    w.Line($"EmbeddingKernel.MeanBackward({node.Gradient}, {lookups.Inputs[0].TrainingSource}, {Plan.View(embedding, "Embeddings")}Gradient, batch, {lookups.Spec.Shape[0]}, {embedding.InputDim}, {embedding.Channels}, " +
+                        $"maskZero: {Bool(embedding.MaskZero)}, accumulate: {Bool(shared)});");
+                    break;
+                }
                 case NodeKind.Layer when node.Is(LayerKind.Embedding):
                 {
                     var embedding = node.Layer!;

@@ -130,8 +130,23 @@ internal static partial class ModelEmitter
                 {
                     var embedding = node.Layer!;
                     w.Line($"// {node.Title}: Embedding({embedding.InputDim}, {embedding.Channels}{(embedding.MaskZero ? ", mask_zero" : "")}), {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}");
+                    if (node.AveragedBy is { } mean)
+                    {
+                        w.Line($"// looked up by '{mean.Title}' as it averages them: the rows are never written");
+                        break;
+                    }
                     string mask = embedding.MaskZero ? node.SequenceMask : "default";
                     w.Line($"EmbeddingKernel.Forward({inputs[0]}, {Plan.View(embedding, "Embeddings")}, {node.Output}, {mask}, batch * {spec.Shape[0]}, {embedding.InputDim}, {embedding.Channels}, \"{modelName}\", \"{embedding.Name}\");");
+                    break;
+                }
+                case NodeKind.Layer when node.AveragesTable:
+                {
+                    var lookups = node.Inputs[0];
+                    var embedding = lookups.Layer!;
+                    string counted = embedding.MaskZero ? " but padding (id 0)" : "";
+                    w.Line($"// {node.Title}: GlobalAveragePooling1D, the mean of each sample's '{lookups.Title}' rows{counted}, read in its table, {Shape(lookups.Spec.Shape)} -> {Shape(spec.Shape)}");
+                    w.Line($"EmbeddingKernel.MeanForward({lookups.Inputs[0].InferenceName}, {Plan.View(embedding, "Embeddings")}, {node.Output}, batch, {lookups.Spec.Shape[0]}, {embedding.InputDim}, {embedding.Channels}, " +
+                        $"maskZero: {Bool(embedding.MaskZero)}, \"{modelName}\", \"{embedding.Name}\");");
                     break;
                 }
                 case NodeKind.Layer when node.Is(LayerKind.GlobalAveragePooling1D):

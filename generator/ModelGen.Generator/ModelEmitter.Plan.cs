@@ -57,6 +57,13 @@ internal static partial class ModelEmitter
             }
             foreach (var conv in Computed.Where(n => n.Layer is { Kind: LayerKind.Conv2D, KernelHeight: 1, KernelWidth: 1, Strides: 1 } && !croppedFloats.ContainsKey(n)))
                 conv.PatchesAreInput = true;
+            // An Embedding that only a GlobalAveragePooling1D reads (its mask too) is averaged where its table rows lie.
+            foreach (var mean in Computed.Where(n => n.Is(LayerKind.GlobalAveragePooling1D) && n.Inputs[0].Is(LayerKind.Embedding)))
+            {
+                var embedding = mean.Inputs[0];
+                if (Readers(embedding) == 1 && !IsOutput(embedding) && Computed.All(n => n.MaskSource != embedding || n == embedding || n == mean))
+                    embedding.AveragedBy = mean;
+            }
             PlanGradients();
             PlanInferenceValues();
         }
@@ -148,7 +155,7 @@ internal static partial class ModelEmitter
 
         /// <summary>Whether a tensor's value is a slice of an inference copy's shared values: its own floats, not a pooled convolution's.</summary>
         private bool SharesInferenceValue(NodePlan node) =>
-            node.Spec.Kind != NodeKind.Input && !node.IsAlias && !node.IsDropout && !(node.Is(LayerKind.Conv2D) && PooledConvolutions.ContainsKey(node));
+            node.Spec.Kind != NodeKind.Input && !node.IsAlias && !node.IsDropout && !(node.Is(LayerKind.Conv2D) && PooledConvolutions.ContainsKey(node)) && node.AveragedBy is null;
 
         /// <summary>Each shared value's offset in an inference copy's values, in floats per sample (<see cref="PlanInferenceValues"/>).</summary>
         public Dictionary<NodePlan, int> ValueOffsets { get; } = new();
@@ -217,7 +224,7 @@ internal static partial class ModelEmitter
         /// A gradient buffer where backward reaches: tensors after something that learns, and the outputs (the losses write
         /// theirs); not a convolution that reads only its pooling's gradient (<see cref="ReadsOnlyPooledGradient"/>).
         /// </summary>
-        public bool HasGradientBuffer(NodePlan node) => (node.NeedsGradient || IsOutput(node)) && !ReadsOnlyPooledGradient(node);
+        public bool HasGradientBuffer(NodePlan node) => (node.NeedsGradient || IsOutput(node)) && !ReadsOnlyPooledGradient(node) && node.AveragedBy is null;
 
         /// <summary>
         /// A convolution that takes its kernel gradient at its pooling's winners and either passes no gradient on or takes its
@@ -441,8 +448,16 @@ internal static partial class ModelEmitter
         public Activation? TrailingActivation => Spec.Kind == NodeKind.Function ? Spec.Activation
             : Spec.Kind == NodeKind.Layer && Layer!.Kind is LayerKind.Dense or LayerKind.Conv2D or LayerKind.DepthwiseConv2D or LayerKind.Conv2DTranspose or LayerKind.Activation
                 ? Layer.Activation : null;
-        /// <summary>An Embedding with MaskZero or a Masking layer: the source of a sequence mask.</summary>
-        public bool CreatesMask => Spec.Kind == NodeKind.Layer && Spec.Mask >= 0 && (Is(LayerKind.Masking) || Is(LayerKind.Embedding));
+        /// <summary>An Embedding with MaskZero or a Masking layer: the source of a sequence mask (not one averaged where it lies, whose pooling skips the padding itself).</summary>
+        public bool CreatesMask => Spec.Kind == NodeKind.Layer && Spec.Mask >= 0 && (Is(LayerKind.Masking) || Is(LayerKind.Embedding)) && AveragedBy is null;
+        /// <summary>
+        /// The GlobalAveragePooling1D that alone reads this Embedding (set by the plan): it averages each sample's table rows
+        /// where they lie, in both passes (EmbeddingKernel.MeanForward, MeanBackward), so the lookups and their gradient are
+        /// never written (a bag of 200 words of 64 floats: 1.6 MB at batch 32).
+        /// </summary>
+        public NodePlan? AveragedBy { get; set; }
+        /// <summary>A GlobalAveragePooling1D that averages its Embedding's table rows where they lie (<see cref="AveragedBy"/>).</summary>
+        public bool AveragesTable => Is(LayerKind.GlobalAveragePooling1D) && Inputs[0].AveragedBy == this;
         public string SequenceMask => Stem + "SequenceMask";
         /// <summary>A recurrent layer's returned states (h, then an LSTM's c), written by its block.</summary>
         public List<NodePlan> States { get; } = new();

@@ -226,6 +226,7 @@ internal static partial class ModelEmitter
             // may never be written, in either pass.
             if (node.IsDropout) w.Line($"{node.Output} = buffers.TrainingFloats({size});");
             else if (node.Is(LayerKind.Conv2D) && pooled.TryGetValue(node, out var pool)) w.Line($"{node.Output} = buffers.PooledConvolution({node.Window}, {pool.Window}, {size});");
+            else if (node.AveragedBy is not null) w.Line($"{node.Output} = buffers.Unwritten; // averaged in its table by '{node.AveragedBy.Title}'");
             else if (plan.SharesValues) w.Line($"{node.Output} = buffers.Value(maxBatchSize * {plan.ValueOffsets[node]}, {size});");
             else w.Line($"{node.Output} = buffers.Floats({size});");
             if (plan.GradientOffsets.TryGetValue(node, out int offset))
@@ -246,7 +247,7 @@ internal static partial class ModelEmitter
         if (patchGradients.Count > 0) w.Line($"{NodePlan.PatchGradient} = buffers.TrainingFloats({patchGradients.Skip(1).Aggregate(patchGradients[0], (max, next) => $"Math.Max({max}, {next})")});");
         foreach (var node in plan.SubModels.SelectMany(sub => sub.Nodes).Where(n => n.Spec.Kind != NodeKind.Input && !n.IsDropout && !n.IsAlias))
         {
-            w.Line($"{node.Output} = buffers.Floats(maxBatchSize * {node.Spec.Size});");
+            w.Line($"{node.Output} = {(node.AveragedBy is null ? $"buffers.Floats(maxBatchSize * {node.Spec.Size})" : "buffers.Unwritten")};");
             EmitNodeBuffers(w, node);
         }
         if (plan.Packed)

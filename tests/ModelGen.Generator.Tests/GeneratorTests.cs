@@ -338,6 +338,45 @@ public class GeneratorTests
     }
 
     [Fact]
+    public void An_embedding_only_a_mean_reads_is_averaged_in_its_table_and_never_written()
+    {
+        var (code, backward) = GeneratorHarness.RunAndFindMethod("""
+            using ModelGen;
+
+            [Functional(Loss = Loss.SparseCategoricalCrossentropy)]
+            public partial class Bags
+            {
+                [Embedding(50, 8, MaskZero = true)] Embedding words;
+                [GlobalAveragePooling1D] GlobalAveragePooling1D mean;
+                [Embedding(50, 8)] Embedding tags;
+                [GlobalAveragePooling1D] GlobalAveragePooling1D tagMean;
+                [Dense(8)] Dense perTag;
+                [Flatten] Flatten flat;
+                [Dense(3, Activation.Softmax)] Dense classes;
+
+                [Graph]
+                Tensor Forward([Shape(10)] Tensor text, [Shape(4)] Tensor labels)
+                {
+                    var looked = tags.Apply(labels);                                  // read twice: written
+                    var both = Ops.Concatenate(mean.Apply(words.Apply(text)), tagMean.Apply(looked), flat.Apply(perTag.Apply(looked)));
+                    return classes.Apply(both);
+                }
+            }
+            """, "Backward");
+
+        Assert.Contains("EmbeddingKernel.MeanForward(text, WordsEmbeddings, meanOutput, batch, 10, 50, 8, maskZero: true, \"Bags\", \"words\");", code);
+        Assert.Contains("wordsOutput = buffers.Unwritten;", code);
+        Assert.DoesNotContain("wordsGradient", code);
+        Assert.DoesNotContain("wordsSequenceMask", code);
+        Assert.Contains("EmbeddingKernel.MeanBackward(meanGradient, text, WordsEmbeddingsGradient, batch, 10, 50, 8, maskZero: true, accumulate: false);", backward);
+        Assert.DoesNotContain("EmbeddingKernel.Backward(wordsGradient", backward);
+        // The tags' lookups have a second reader: written, and their mean taken from them.
+        Assert.Contains("EmbeddingKernel.Forward(labels, TagsEmbeddings, tagsOutput, default, batch * 4, 50, 8, \"Bags\", \"tags\");", code);
+        Assert.Contains("SequencePooling.AverageForward(tagsOutput, default, tagMeanOutput, batch, 4, 8);", code);
+        Assert.DoesNotContain("tagsOutput = buffers.Unwritten", code);
+    }
+
+    [Fact]
     public void The_loss_takes_the_softmax_only_of_a_cross_entropy_output_nothing_else_reads()
     {
         var (code, backward) = GeneratorHarness.RunAndFindMethod("""

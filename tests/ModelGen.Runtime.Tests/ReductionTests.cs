@@ -136,6 +136,44 @@ public class EmbeddingTests
         }
     }
 
+    /// <summary>
+    /// The mean of each sample's table rows, read where they lie, and its table gradient equal, bit for bit, the lookups
+    /// written and then averaged, and the pooling's gradient written and then added onto the table, on one core or two:
+    /// padding (id 0) masked or counted, gradients written or added, up to 32 samples of 200 ids into a table of 5000 x 64.
+    /// </summary>
+    [Theory]
+    [InlineData(3, 6, 7, 4, true, false)]
+    [InlineData(5, 9, 40, 37, false, true)]
+    [InlineData(32, 200, 5000, 64, true, true)]
+    [InlineData(32, 200, 5000, 64, false, false)]
+    public void The_mean_in_the_table_equals_lookups_then_their_mean(int batch, int steps, int inputDim, int outputDim, bool maskZero, bool accumulate)
+    {
+        var random = new Random(batch + steps + outputDim);
+        float[] Values(int n) => Enumerable.Range(0, n).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+        // Sample b ends in b % steps padding ids (id 0), which count where padding is not masked.
+        var ids = Enumerable.Range(0, batch * steps).Select(i => i % steps >= steps - (i / steps) % steps ? 0f : random.Next(inputDim)).ToArray();
+        var (table, g, start) = (Values(inputDim * outputDim), Values(batch * outputDim), Values(inputDim * outputDim));
+        var (lookups, mask, expected) = (new float[batch * steps * outputDim], maskZero ? new float[batch * steps] : Array.Empty<float>(), new float[batch * outputDim]);
+        var (stepGradients, expectedGradient) = (new float[lookups.Length], (float[])start.Clone());
+        EmbeddingKernel.Forward(ids, table, lookups, mask, batch * steps, inputDim, outputDim, "Model", "embed");
+        SequencePooling.AverageForward(lookups, mask, expected, batch, steps, outputDim);
+        SequencePooling.AverageBackward(g, mask, stepGradients, batch, steps, outputDim, accumulate: false);
+        EmbeddingKernel.Backward(stepGradients, ids, expectedGradient, batch * steps, inputDim, outputDim, accumulate);
+
+        foreach (int threads in new[] { 1, 2 })
+        {
+            var means = Enumerable.Repeat(float.NaN, batch * outputDim).ToArray();
+            var tableGradient = accumulate ? (float[])start.Clone() : Enumerable.Repeat(float.NaN, start.Length).ToArray();
+            KernelSettings.OnThreads(threads, () =>
+            {
+                EmbeddingKernel.MeanForward(ids, table, means, batch, steps, inputDim, outputDim, maskZero, "Model", "embed");
+                EmbeddingKernel.MeanBackward(g, ids, tableGradient, batch, steps, inputDim, outputDim, maskZero, accumulate);
+            });
+            Assert.Equal(expected, means);
+            Assert.Equal(expectedGradient, tableGradient);
+        }
+    }
+
     /// <summary>An id that is no row of the table, at any position (in a vector of ids or the tail), is refused before anything is written.</summary>
     [Theory]
     [InlineData(0, -1f)]

@@ -17,7 +17,7 @@ public class GradientCheckTests
         nameof(StandaloneActivations), nameof(SeparateSoftmax), nameof(EveryMerge), nameof(FlattenedImage), nameof(TinyCnn), nameof(PoolingMix),
         nameof(NormalizedMlp), nameof(NormalizedCnn), nameof(FrozenMiddle), nameof(ReshapingChain), nameof(DilatedCnn),
         nameof(LstmClassifier), nameof(GruSequences), nameof(MaskedLstm), nameof(BidirectionalStack), nameof(BidirectionalSequences),
-        nameof(SelfAttentionBlock), nameof(CrossAttention), nameof(CausalAttention), nameof(UNetLike), nameof(EncoderDecoder), nameof(GruWithStates), nameof(MaskedAverage),
+        nameof(SelfAttentionBlock), nameof(CrossAttention), nameof(CausalAttention), nameof(UNetLike), nameof(EncoderDecoder), nameof(GruWithStates), nameof(MaskedAverage), nameof(MaskedBag),
         nameof(ReluPoolingParity), nameof(StepTagger), nameof(NarrowPooledCnn),
     };
 
@@ -53,6 +53,7 @@ public class GradientCheckTests
             nameof(EncoderDecoder) => new EncoderDecoder(batch, seed: 26),
             nameof(GruWithStates) => new GruWithStates(batch, seed: 27),
             nameof(MaskedAverage) => new MaskedAverage(batch, seed: 28),
+            nameof(MaskedBag) => new MaskedBag(batch, seed: 33),
             nameof(ReluPoolingParity) => new ReluPoolingParity(batch, seed: 29),
             nameof(StepTagger) => new StepTagger(batch, seed: 30),
             nameof(NarrowPooledCnn) => new NarrowPooledCnn(batch, seed: 32),
@@ -65,7 +66,7 @@ public class GradientCheckTests
         }
         var x = Enumerable.Range(0, batch * model.InputSize).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
         if (model is CrossAttention) for (int i = 0; i < x.Length; i++) if (i % CrossAttention.InputSize >= 54) x[i] = x[i] > -0.4f ? 1f : 0f; // the attention mask
-        if (model is MaskedLstm or CausalAttention or MaskedAverage) x = Enumerable.Range(0, batch * 6).Select(i => i % 6 < 6 - i / 6 % 4 ? (float)random.Next(1, 7) : 0f).ToArray(); // ids, padded
+        if (model is MaskedLstm or CausalAttention or MaskedAverage or MaskedBag) x = Enumerable.Range(0, batch * 6).Select(i => i % 6 < 6 - i / 6 % 4 ? (float)random.Next(1, 7) : 0f).ToArray(); // ids, padded
         if (model is BidirectionalStack) for (int i = 0; i < x.Length; i++) if ((i / 2) % 5 >= 5 - (i / 10) % 3) x[i] = 0f;         // padded steps
         if (model is BidirectionalSequences) for (int i = 0; i < x.Length; i++) if ((i / 2) % 4 == (i / 8) % 4) x[i] = 0f;        // one step of each
         var y = Targets(model, batch, random);

@@ -203,13 +203,20 @@ public class ModelBehaviourTests
     public void A_depthwise_convolution_takes_its_relu_as_a_relu_layer_after_it_would()
     {
         const int batch = 3;
-        var fused = new SeparableRelu(batch, seed: 4);
-        var apart = new SeparableThenRelu(batch, seed: 4);
-        Assert.Equal(apart.Parameters.ToArray(), fused.Parameters.ToArray());
         var random = new Random(8);
         var x = Enumerable.Range(0, batch * SeparableRelu.InputSize).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
-        var y = new float[] { 0, 2, 1 };
-        var (expected, actual) = (new float[batch * 3], new float[batch * 3]);
+        ComputeTheSame(new SeparableRelu(batch, seed: 4), new SeparableThenRelu(batch, seed: 4), x, new float[] { 0, 2, 1 });
+    }
+
+    /// <summary>
+    /// Two models from the same seed, one computing in one pass what the other computes apart: the same weights, predictions
+    /// (the training model's and its inference copy's), loss and gradients, bit for bit, and some gradient nonzero.
+    /// </summary>
+    private static void ComputeTheSame(IModel fused, IModel apart, float[] x, float[] y)
+    {
+        Assert.Equal(apart.Parameters.ToArray(), fused.Parameters.ToArray());
+        int outputs = y.Length * fused.OutputSize;
+        var (expected, actual) = (new float[outputs], new float[outputs]);
         apart.Predict(x, expected);
         fused.Predict(x, actual);
         Assert.Equal(expected, actual);
@@ -218,6 +225,25 @@ public class ModelBehaviourTests
         Assert.Equal(apart.TrainStep(x, y, new Sgd(0.1f)), fused.TrainStep(x, y, new Sgd(0.1f)));
         Assert.Equal(apart.Gradients.ToArray(), fused.Gradients.ToArray());
         Assert.Contains(fused.Gradients.ToArray(), g => g != 0f);
+    }
+
+    /// <summary>
+    /// An Embedding that only a GlobalAveragePooling1D reads is averaged in its table, its lookups never written: the same
+    /// predictions (the training model's and its inference copy's), loss and gradients, bit for bit, as the lookups written
+    /// and then averaged (a linear Activation between them), padding masked; and the same refusal of an id off the table.
+    /// </summary>
+    [Fact]
+    public void A_bag_of_words_averages_its_table_rows_as_written_lookups_would()
+    {
+        const int batch = 4;
+        var random = new Random(9);
+        // Sample b has b + 2 ids, then padding; ids repeat across samples.
+        var x = Enumerable.Range(0, batch * 6).Select(i => i % 6 < i / 6 + 2 ? (float)random.Next(1, 7) : 0f).ToArray();
+        var fused = new MaskedBag(batch, seed: 5);
+        ComputeTheSame(fused, new MaskedBagApart(batch, seed: 5), x, new float[] { 0, 2, 1, 1 });
+        x[7] = 7f;
+        var error = Assert.Throws<ArgumentOutOfRangeException>(() => fused.Predict(x, new float[batch * 3]));
+        Assert.Contains("MaskedBag: layer 'embed' (Embedding) expects integer ids in [0, 7), but the batch holds 7 at position 7.", error.Message);
     }
 
     [Fact]

@@ -122,6 +122,27 @@ public partial class GruWithStates
     }
 }
 
+/// <summary>A bag of words: the mean of the unpadded ids' table rows, read where they lie (EmbeddingKernel.MeanForward), then a classifier.</summary>
+[Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
+public partial class MaskedBag
+{
+    [Input(6)] public Input tokens;
+    [Embedding(7, 4, MaskZero = true)] public Embedding embed;
+    [GlobalAveragePooling1D] public GlobalAveragePooling1D mean;
+    [Dense(3, Activation.Softmax)] public Dense head;
+}
+
+/// <summary><see cref="MaskedBag"/> with a linear Activation between lookups and mean, so the lookups are written and then averaged: the same weights from the same seed.</summary>
+[Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
+public partial class MaskedBagApart
+{
+    [Input(6)] public Input tokens;
+    [Embedding(7, 4, MaskZero = true)] public Embedding embed;
+    [Activation(Activation.Linear)] public ActivationLayer same;
+    [GlobalAveragePooling1D] public GlobalAveragePooling1D mean;
+    [Dense(3, Activation.Softmax)] public Dense head;
+}
+
 /// <summary>A bag of embeddings: the mean of the unpadded tokens' vectors (Keras' GlobalAveragePooling1D honours the mask), then a classifier.</summary>
 [Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
 public partial class MaskedAverage

@@ -91,7 +91,13 @@ public sealed class ModelBuffers
     public AlignedBuffer PooledConvolution(in Window window, in Window pool, int length) =>
         Convolution.PoolsInRegistersOnEveryPath(window, pool) ? None : Floats(length);
 
-    /// <summary>No floats, shared: what a copy that only predicts gets for a training buffer, and a pooled convolution's output that no pass writes.</summary>
+    /// <summary>
+    /// A tensor no pass writes: an Embedding's lookups that only a GlobalAveragePooling1D reads, which averages the table's
+    /// rows where they lie (EmbeddingKernel.MeanForward).
+    /// </summary>
+    public AlignedBuffer Unwritten => None;
+
+    /// <summary>No floats, shared: what a copy that only predicts gets for a training buffer, and a tensor that no pass writes.</summary>
     private static readonly AlignedBuffer None = new(0);
 
     public AlignedBuffer Floats(int length)

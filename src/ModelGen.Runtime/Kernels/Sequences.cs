@@ -20,16 +20,42 @@ public static class EmbeddingKernel
     {
         if (ids.Length < count || table.Length < inputDim * outputDim || output.Length < count * outputDim || (!mask.IsEmpty && mask.Length < count))
             throw new ArgumentException($"{model}: layer '{layer}' (Embedding) needs {count} ids, a table of {inputDim} x {outputDim} and room for {count} rows of {outputDim}.");
-        int bad = FirstBadId(ids.Slice(0, count), inputDim);
-        if (bad >= 0)
-        {
-            throw new ArgumentOutOfRangeException(nameof(ids), ids[bad],
-                $"{model}: layer '{layer}' (Embedding) expects integer ids in [0, {inputDim}), but the batch holds {ids[bad]} at position {bad}.");
-        }
+        RequireRows(ids.Slice(0, count), inputDim, model, layer);
         fixed (float* i = ids, t = table, o = output, m = mask)
         {
             var work = new Lookups(i, t, o, mask.IsEmpty ? null : m, outputDim);
             Helper.ForRanges(ref work, count, floatsPerItem: 2L * outputDim);
+        }
+    }
+
+    /// <summary>
+    /// An Embedding that only a GlobalAveragePooling1D reads, in one pass (PyTorch's EmbeddingBag): each sample's mean of its
+    /// <paramref name="steps"/> ids' table rows, read where they lie, so the lookups are never written (a bag of 200 words of
+    /// 64 at batch 32: 1.6 MB written and read again). With <paramref name="maskZero"/>, id 0 is padding and not counted.
+    /// The same bits as the lookups, then the mean: each sample's counted rows added in step order, then divided by their count.
+    /// </summary>
+    [MethodImpl(Compiled.Kernel)]
+    public static unsafe void MeanForward(ReadOnlySpan<float> ids, ReadOnlySpan<float> table, Span<float> output, int batch, int steps, int inputDim, int outputDim,
+        bool maskZero, string model, string layer)
+    {
+        if (ids.Length < batch * steps || table.Length < inputDim * outputDim || output.Length < batch * outputDim)
+            throw new ArgumentException($"{model}: layer '{layer}' (Embedding) needs {batch} x {steps} ids, a table of {inputDim} x {outputDim} and room for {batch} means of {outputDim}.");
+        RequireRows(ids.Slice(0, batch * steps), inputDim, model, layer);
+        fixed (float* i = ids, t = table, o = output)
+        {
+            var work = new SequencePooling.Means(t, o, steps, outputDim, ids: i, maskZero: maskZero);
+            Helper.ForRanges(ref work, batch, floatsPerItem: (long)steps * outputDim);
+        }
+    }
+
+    /// <summary>Refuses, before anything is written, a batch holding an id that is not an integer in [0, inputDim), naming the layer and the position.</summary>
+    private static void RequireRows(ReadOnlySpan<float> ids, int inputDim, string model, string layer)
+    {
+        int bad = FirstBadId(ids, inputDim);
+        if (bad >= 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(ids), ids[bad],
+                $"{model}: layer '{layer}' (Embedding) expects integer ids in [0, {inputDim}), but the batch holds {ids[bad]} at position {bad}.");
         }
     }
 
@@ -80,32 +106,68 @@ public static class EmbeddingKernel
         if (ids.Length < count || outputGradient.Length < count * outputDim || tableGradient.Length < inputDim * outputDim)
             throw new ArgumentException($"Embedding's backward pass needs {count} ids, {count} gradient rows of {outputDim} and a table gradient of {inputDim} x {outputDim}.");
         fixed (float* g = outputGradient, i = ids, t = tableGradient)
-        {
-            int parts = (long)(inputDim + count) * outputDim > TableSplitAbove ? 2 : 1;
-            var job = new TableParts(g, i, t, count, inputDim, outputDim, accumulate, parts);
-            Helper.For(parts, &TableParts.Run, &job);
-        }
+            IntoTableParts(new TableGradient(g, i, t, count, inputDim, outputDim, accumulate, meanOver: 0, maskZero: false));
+    }
+
+    /// <summary>
+    /// <see cref="MeanForward"/>'s backward pass: each step's share of its sample's mean gradient (the gradient times 1 / the
+    /// sample's counted steps, 0 for padding) onto its id's row of the table gradient, as <see cref="Backward"/> adds the
+    /// gradient GlobalAveragePooling1D passes back (the same products, added in the same order).
+    /// </summary>
+    [MethodImpl(Compiled.Kernel)]
+    public static unsafe void MeanBackward(ReadOnlySpan<float> meanGradient, ReadOnlySpan<float> ids, Span<float> tableGradient, int batch, int steps, int inputDim, int outputDim,
+        bool maskZero, bool accumulate)
+    {
+        if (ids.Length < batch * steps || meanGradient.Length < batch * outputDim || tableGradient.Length < inputDim * outputDim)
+            throw new ArgumentException($"Embedding's backward pass through its mean needs {batch} x {steps} ids, {batch} gradient rows of {outputDim} and a table gradient of {inputDim} x {outputDim}.");
+        fixed (float* g = meanGradient, i = ids, t = tableGradient)
+            IntoTableParts(new TableGradient(g, i, t, batch * steps, inputDim, outputDim, accumulate, meanOver: steps, maskZero));
+    }
+
+    private static unsafe void IntoTableParts(TableGradient job)
+    {
+        int parts = (long)(job.InputDim + job.Count) * job.OutputDim > TableSplitAbove ? 2 : 1;
+        job.Parts = parts;
+        Helper.For(parts, &TableGradient.Run, &job);
     }
 
     /// <summary>Floats (table gradient and output gradient) above which the table's halves go to both cores: 256 KB.</summary>
     private const long TableSplitAbove = 64 * 1024;
 
-    /// <summary><see cref="Backward"/> over one of <paramref name="parts"/> equal runs of the table's rows.</summary>
-    private readonly unsafe struct TableParts(float* outputGradient, float* ids, float* tableGradient, int count, int inputDim, int outputDim, bool accumulate, int parts)
+    /// <summary>
+    /// The table gradient over one of <see cref="Parts"/> equal runs of the table's rows: from a gradient row per id, or,
+    /// with <paramref name="meanOver"/> steps a sample, from a row per sample, each step's share of it.
+    /// </summary>
+    private unsafe struct TableGradient(float* gradient, float* ids, float* tableGradient, int count, int inputDim, int outputDim, bool accumulate, int meanOver, bool maskZero)
     {
-        public static void Run(void* state, int part, int worker) => ((TableParts*)state)->Add(part);
+        public readonly int Count = count, InputDim = inputDim, OutputDim = outputDim;
+        public int Parts;
+
+        public static void Run(void* state, int part, int worker) => ((TableGradient*)state)->Add(part);
 
         [MethodImpl(Compiled.Kernel)]
-        private void Add(int part)
+        private readonly void Add(int part)
         {
-            int from = (int)((long)inputDim * part / parts), to = (int)((long)inputDim * (part + 1) / parts);
+            int from = (int)((long)inputDim * part / Parts), to = (int)((long)inputDim * (part + 1) / Parts);
             if (!accumulate) new Span<float>(tableGradient + (long)from * outputDim, (to - from) * outputDim).Clear();
+            float counted = 0;
             for (int i = 0; i < count; i++)
             {
+                if (meanOver > 0 && i % meanOver == 0) counted = Counted(i);
                 int id = (int)ids[i];
                 if (id < from || id >= to) continue;
-                ShortRows.AddTo(new Span<float>(tableGradient + (long)id * outputDim, outputDim), new ReadOnlySpan<float>(outputGradient + (long)i * outputDim, outputDim));
+                var row = new Span<float>(tableGradient + (long)id * outputDim, outputDim);
+                if (meanOver == 0) ShortRows.AddTo(row, new ReadOnlySpan<float>(gradient + (long)i * outputDim, outputDim));
+                else ShortRows.Scaled(new ReadOnlySpan<float>(gradient + (long)(i / meanOver) * outputDim, outputDim), (maskZero && id == 0 ? 0f : 1f) / counted, row, accumulate: true);
             }
+        }
+
+        /// <summary>The steps of the sample starting at id <paramref name="first"/> that count: all but padding (id 0) under maskZero.</summary>
+        private readonly float Counted(int first)
+        {
+            float counted = 0;
+            for (int t = first; t < first + meanOver; t++) counted += maskZero && ids[t] == 0f ? 0f : 1f;
+            return counted;
         }
     }
 }
@@ -156,13 +218,17 @@ public static class SequencePooling
             throw new ArgumentException($"GlobalAveragePooling1D of {batch} samples of {steps} steps of {features} needs that many values.");
         fixed (float* x = input, m = mask, y = output)
         {
-            var work = new Means(x, mask.IsEmpty ? null : m, y, steps, features);
+            var work = new Means(x, y, steps, features, mask: mask.IsEmpty ? null : m);
             Helper.ForRanges(ref work, batch, floatsPerItem: (long)steps * features);
         }
     }
 
-    /// <summary>Samples [first, first + count) of <see cref="AverageForward"/>; a null mask counts every step.</summary>
-    private readonly unsafe struct Means(float* input, float* mask, float* output, int steps, int features) : IRanges
+    /// <summary>
+    /// Samples [first, first + count) of <see cref="AverageForward"/>: each sample's counted rows added in step order, then
+    /// divided by their count. The rows are the input's steps, weighted by the mask (none: every step); or, with ids, the
+    /// table rows they name, padding (id 0) left out under maskZero (EmbeddingKernel.MeanForward).
+    /// </summary>
+    internal readonly unsafe struct Means(float* rows, float* output, int steps, int features, float* mask = null, float* ids = null, bool maskZero = false) : IRanges
     {
         [MethodImpl(Compiled.Kernel)]
         public void Run(int first, int count)
@@ -172,12 +238,13 @@ public static class SequencePooling
                 var mean = new Span<float>(output + (long)b * features, features);
                 mean.Clear();
                 float counted = 0;
-                for (int t = 0; t < steps; t++)
+                for (long step = (long)b * steps, end = step + steps; step < end; step++)
                 {
-                    float weight = mask == null ? 1f : mask[b * steps + t];
+                    float weight = mask != null ? mask[step] : ids != null && maskZero && ids[step] == 0f ? 0f : 1f;
                     if (weight == 0f) continue;
                     counted += weight;
-                    ShortRows.AddTo(mean, new ReadOnlySpan<float>(input + ((long)b * steps + t) * features, features));
+                    long row = ids != null ? (long)ids[step] : step;
+                    ShortRows.AddTo(mean, new ReadOnlySpan<float>(rows + row * features, features));
                 }
                 TensorPrimitives.Divide(mean, counted, mean);
             }

@@ -155,6 +155,9 @@ public class LayerNormTests
 [Collection(KernelSettings.Name)]
 public class BatchNormTests
 {
+    private static float[] Uniform(Random random, int n, float low, float high) =>
+        Enumerable.Range(0, n).Select(_ => (float)(low + random.NextDouble() * (high - low))).ToArray();
+
     /// <summary>
     /// BatchNormalization with the moving statistics (inference) against a scalar loop in Keras' order of operations, bit
     /// for bit: inv = gamma · 1/√(variance + ε), then y = x·inv + (beta - mean·inv), one fused multiply-add; channel counts
@@ -168,7 +171,7 @@ public class BatchNormTests
     public void Moving_statistics_normalize_each_row_in_Keras_order(int channels, int rows, bool inPlace)
     {
         var random = new Random(channels + rows);
-        float[] Values(int n, float low, float high) => Enumerable.Range(0, n).Select(_ => (float)(low + random.NextDouble() * (high - low))).ToArray();
+        float[] Values(int n, float low, float high) => Uniform(random, n, low, high);
         var (x, gamma, beta, mean, variance) = (Values(rows * channels, -2, 2), Values(channels, 0.5f, 1.5f), Values(channels, -1, 1), Values(channels, -1, 1), Values(channels, 0.1f, 2));
         const float epsilon = 1e-3f;
         var expected = new float[x.Length];
@@ -197,7 +200,7 @@ public class BatchNormTests
     public void Training_statistics_and_gradients_sum_in_one_order_on_one_core_or_two(int channels, int rows, bool accumulate)
     {
         var random = new Random(channels * 7 + rows);
-        float[] Values(int n, float low, float high) => Enumerable.Range(0, n).Select(_ => (float)(low + random.NextDouble() * (high - low))).ToArray();
+        float[] Values(int n, float low, float high) => Uniform(random, n, low, high);
         var (x, dy, gamma, beta) = (Values(rows * channels, -1, 3), Values(rows * channels, -1, 1), Values(channels, 0.5f, 1.5f), Values(channels, -1, 1));
         var (dxStart, movingVariance) = (Values(rows * channels, -1, 1), Values(channels, 0.1f, 2));
         const float epsilon = 1e-3f;

@@ -121,20 +121,20 @@ public static class DepthwiseConvolution
 
         private void Run<TLanes, TVector>(int part) where TLanes : struct, ILanes<TVector> where TVector : struct
         {
-            int rows = batch * operands.Window.OutputHeight;
+            int sampleRows = operands.Window.OutputHeight;
             float* spread = stackalloc float[TLanes.Count];
             bool one = operands.Multiplier == 1;
-            if (part == 0 && one) OverPositions(operands.Window, 0, rows, new KernelGradient<TLanes, TVector, Yes>(operands, kernelGradient, spread));
-            else if (part == 0) OverPositions(operands.Window, 0, rows, new KernelGradient<TLanes, TVector, No>(operands, kernelGradient, spread));
-            else
+            if (part == 0)
             {
-                int sampleRows = operands.Window.OutputHeight;
-                for (int sample = 0; sample < batch; sample++)
-                {
-                    if (!accumulateInput) new Span<float>(inputGradient + sample * operands.ImageFloats, (int)operands.ImageFloats).Clear();
-                    if (one) OverPositions(operands.Window, sample * sampleRows, sampleRows, new InputGradient<TLanes, TVector, Yes>(operands, inputGradient, spread));
-                    else OverPositions(operands.Window, sample * sampleRows, sampleRows, new InputGradient<TLanes, TVector, No>(operands, inputGradient, spread));
-                }
+                if (one) OverPositions(operands.Window, 0, batch * sampleRows, new KernelGradient<TLanes, TVector, Yes>(operands, kernelGradient, spread));
+                else OverPositions(operands.Window, 0, batch * sampleRows, new KernelGradient<TLanes, TVector, No>(operands, kernelGradient, spread));
+                return;
+            }
+            for (int sample = 0; sample < batch; sample++)
+            {
+                if (!accumulateInput) new Span<float>(inputGradient + sample * operands.ImageFloats, (int)operands.ImageFloats).Clear();
+                if (one) OverPositions(operands.Window, sample * sampleRows, sampleRows, new InputGradient<TLanes, TVector, Yes>(operands, inputGradient, spread));
+                else OverPositions(operands.Window, sample * sampleRows, sampleRows, new InputGradient<TLanes, TVector, No>(operands, inputGradient, spread));
             }
         }
     }

@@ -60,7 +60,7 @@ public static class BatchNorm
         TensorPrimitives.Multiply(gamma.Slice(0, channels), inverseStd.Slice(0, channels), scale);
         TensorPrimitives.Multiply(mean.Slice(0, channels), scale, shift);
         TensorPrimitives.Subtract(beta.Slice(0, channels), shift, shift);
-        OverRows(RowPass.Normalize, x, y, default, scale, shift, default, rows, channels);
+        OverRows(RowPass.Normalize, accumulate: false, x, y, default, scale, shift, default, rows, channels);
     }
 
     /// <summary>
@@ -104,7 +104,7 @@ public static class BatchNorm
             sumDy[c] = -a[c] * sumDy[c] * invRows;
         }
         var offset = sumDy;
-        OverRows(accumulateInput ? RowPass.AddGradient : RowPass.Gradient, x, inputGradient, outputGradient, a, offset, k, rows, channels, mean);
+        OverRows(RowPass.Gradient, accumulateInput, x, inputGradient, outputGradient, a, offset, k, rows, channels, mean);
     }
 
     /// <summary>Inference-mode backward (a frozen layer): the statistics are constants, so dx = dy·gamma / sqrt(moving_variance + eps).</summary>
@@ -117,7 +117,7 @@ public static class BatchNorm
         using var scaleScratch = Scratch<float>.Rent(channels);
         var scale = scaleScratch.Span;
         for (int c = 0; c < channels; c++) scale[c] = gamma[c] / MathF.Sqrt(movingVariance[c] + epsilon);
-        OverRows(accumulate ? RowPass.AddScaled : RowPass.Scaled, default, inputGradient, outputGradient, scale, default, default, rows, channels);
+        OverRows(RowPass.Scaled, accumulate, default, inputGradient, outputGradient, scale, default, default, rows, channels);
     }
 
     /// <summary>moving = moving·momentum + batch·(1 - momentum), Keras' update; called once the step's loss is known to be finite.</summary>
@@ -137,22 +137,22 @@ public static class BatchNorm
             throw new ArgumentException($"BatchNormalization{pass} over {rows} rows of {channels} channels needs that many values, and {channels} of each per-channel operand.");
     }
 
-    /// <summary>What a row pass computes, per element: y = x·a + b (Normalize); dx = dy·a + b + (x - mean)·k, in place of dx
-    /// (Gradient) or added to it (AddGradient, as dy·a + dx, then + b); dx = dy·a (Scaled) or dy·a + dx (AddScaled).</summary>
-    private enum RowPass { Normalize, Gradient, AddGradient, Scaled, AddScaled }
+    /// <summary>What a row pass computes, per element: y = x·a + b (Normalize); dx = dy·a + b + (x - mean)·k (Gradient; added to
+    /// dx as dy·a + dx, then + b, ...); dx = dy·a (Scaled; added as dy·a + dx, fused).</summary>
+    private enum RowPass { Normalize, Gradient, Scaled }
 
     /// <summary>One row pass over rows of <paramref name="channels"/>, shared by both cores where it is large enough; x, y and dy are whole tensors, a, b, k and mean per channel.</summary>
-    private static unsafe void OverRows(RowPass pass, ReadOnlySpan<float> x, Span<float> y, ReadOnlySpan<float> dy, ReadOnlySpan<float> a,
+    private static unsafe void OverRows(RowPass pass, bool accumulate, ReadOnlySpan<float> x, Span<float> y, ReadOnlySpan<float> dy, ReadOnlySpan<float> a,
         ReadOnlySpan<float> b, ReadOnlySpan<float> k, int rows, int channels, ReadOnlySpan<float> mean = default)
     {
         fixed (float* px = x, py = y, pdy = dy, pa = a, pb = b, pk = k, pm = mean)
         {
-            var work = new Rows(pass, px, py, pdy, pa, pb, pk, pm, channels);
-            Helper.ForRanges(ref work, rows, floatsPerItem: (pass is RowPass.Gradient or RowPass.AddGradient ? 3L : 2L) * channels);
+            var work = new Rows(pass, accumulate, px, py, pdy, pa, pb, pk, pm, channels);
+            Helper.ForRanges(ref work, rows, floatsPerItem: (pass == RowPass.Gradient ? 3L : 2L) * channels);
         }
     }
 
-    private readonly unsafe struct Rows(RowPass pass, float* x, float* y, float* dy, float* a, float* b, float* k, float* mean, int channels) : IRanges
+    private readonly unsafe struct Rows(RowPass pass, bool accumulate, float* x, float* y, float* dy, float* a, float* b, float* k, float* mean, int channels) : IRanges
     {
         [MethodImpl(Compiled.Kernel)]
         public void Run(int first, int count)
@@ -163,10 +163,8 @@ public static class BatchNorm
                 switch (pass)
                 {
                     case RowPass.Normalize: ShortRows.MultiplyAdd(new(x + at, channels), new(a, channels), new(b, channels), new(y + at, channels)); break;
-                    case RowPass.Gradient: GradientRow(x + at, dy + at, y + at, a, b, k, mean, channels, accumulate: false); break;
-                    case RowPass.AddGradient: GradientRow(x + at, dy + at, y + at, a, b, k, mean, channels, accumulate: true); break;
-                    case RowPass.Scaled: ScaledRow(dy + at, a, y + at, channels, accumulate: false); break;
-                    default: ScaledRow(dy + at, a, y + at, channels, accumulate: true); break;
+                    case RowPass.Gradient: GradientRow(x + at, dy + at, y + at, a, b, k, mean, channels, accumulate); break;
+                    default: ScaledRow(dy + at, a, y + at, channels, accumulate); break;
                 }
             }
         }

@@ -124,29 +124,23 @@ public static class EmbeddingKernel
             IntoTableParts(new TableGradient(g, i, t, batch * steps, inputDim, outputDim, accumulate, meanOver: steps, maskZero));
     }
 
-    private static unsafe void IntoTableParts(TableGradient job)
-    {
-        int parts = (long)(job.InputDim + job.Count) * job.OutputDim > TableSplitAbove ? 2 : 1;
-        job.Parts = parts;
-        Helper.For(parts, &TableGradient.Run, &job);
-    }
+    private static unsafe void IntoTableParts(TableGradient job) => Helper.For(job.Parts, &TableGradient.Run, &job);
 
     /// <summary>Floats (table gradient and output gradient) above which the table's halves go to both cores: 256 KB.</summary>
     private const long TableSplitAbove = 64 * 1024;
 
     /// <summary>
-    /// The table gradient over one of <see cref="Parts"/> equal runs of the table's rows: from a gradient row per id, or,
-    /// with <paramref name="meanOver"/> steps a sample, from a row per sample, each step's share of it.
+    /// The table gradient over one of <see cref="Parts"/> equal runs of the table's rows (two where the work is large enough):
+    /// from a gradient row per id, or, with <paramref name="meanOver"/> steps a sample, from a row per sample, each step's share of it.
     /// </summary>
-    private unsafe struct TableGradient(float* gradient, float* ids, float* tableGradient, int count, int inputDim, int outputDim, bool accumulate, int meanOver, bool maskZero)
+    private readonly unsafe struct TableGradient(float* gradient, float* ids, float* tableGradient, int count, int inputDim, int outputDim, bool accumulate, int meanOver, bool maskZero)
     {
-        public readonly int Count = count, InputDim = inputDim, OutputDim = outputDim;
-        public int Parts;
+        public int Parts => (long)(inputDim + count) * outputDim > TableSplitAbove ? 2 : 1;
 
         public static void Run(void* state, int part, int worker) => ((TableGradient*)state)->Add(part);
 
         [MethodImpl(Compiled.Kernel)]
-        private readonly void Add(int part)
+        private void Add(int part)
         {
             int from = (int)((long)inputDim * part / Parts), to = (int)((long)inputDim * (part + 1) / Parts);
             if (!accumulate) new Span<float>(tableGradient + (long)from * outputDim, (to - from) * outputDim).Clear();
@@ -163,7 +157,7 @@ public static class EmbeddingKernel
         }
 
         /// <summary>The steps of the sample starting at id <paramref name="first"/> that count: all but padding (id 0) under maskZero.</summary>
-        private readonly float Counted(int first)
+        private float Counted(int first)
         {
             float counted = 0;
             for (int t = first; t < first + meanOver; t++) counted += maskZero && ids[t] == 0f ? 0f : 1f;

@@ -148,13 +148,14 @@ public class PoolingTests
 public class DepthwiseConvolutionTests
 {
     /// <summary>
-    /// Channels a vector or two wide with a partial last one, strides, dilation, 'same' and 'valid' padding, multipliers, and
-    /// images large enough that both cores share the output rows.
+    /// Channels a vector or two wide with a partial last one, strides, dilation, 'same' and 'valid' padding, multipliers, runs
+    /// of windows inside the image no multiple of four long, and images large enough that both cores share the output rows.
     /// </summary>
     public static IEnumerable<object[]> Shapes() => KernelSettings.OnEveryPath(new[]
     {
         new object[] { 16, 16, 32, 3, 1, 1, 1, true, 3 },   // a MobileNet block's: one image's rows split between the cores
         new object[] { 9, 8, 40, 3, 1, 2, 1, true, 2 },     // even output of a stride-2 'same' window, 40 channels: 2.5 vectors of AVX-512
+        new object[] { 16, 16, 64, 3, 1, 2, 1, true, 2 },   // the block's second: stride 2, runs of 7 inside windows, four at a time
         new object[] { 7, 9, 5, 3, 3, 1, 2, false, 2 },     // a multiplier over five channels, dilation 2
         new object[] { 6, 6, 24, 5, 1, 1, 1, true, 1 },     // a 5x5 window mostly over the padding
         new object[] { 10, 10, 70, 2, 2, 2, 1, false, 2 },  // multiplier 2 over 70 channels: 140 outputs

@@ -6,10 +6,12 @@ namespace ModelGen.Kernels;
 
 /// <summary>
 /// DepthwiseConv2D, directly over NHWC: output channel c·multiplier + m of each position is channel c of the window weighted
-/// by depthwise_kernel (ky, kx, c, m). Each output position lists the window cells that fall inside the image, then takes
-/// its channels a vector at a time, every cell's multiply-add into registers (forward), or into the kernel's or the
-/// input's gradient (backward). The forward pass shares output rows between the cores; backward gives the kernel gradient
-/// to one core and the input gradient to the other, so every sum runs in the same order on one core or two.
+/// by depthwise_kernel (ky, kx, c, m). Each row's windows inside the image's width form one run sharing their cells (only
+/// windows over the side padding list theirs alone), taken a channel vector at a time: four positions' sums in registers
+/// per weight loaded (forward), four cells' kernel gradients in registers over the run. With a multiplier of 1 each input
+/// pixel gathers its gradient from the positions covering it, four pixels in registers at a time, written once; otherwise
+/// each position scatters onto its pixels. The forward pass shares output rows between the cores; backward gives the
+/// kernel gradient to one core and the input gradient to the other, so every sum runs in the same order on one core or two.
 /// </summary>
 public static class DepthwiseConvolution
 {
@@ -93,16 +95,16 @@ public static class DepthwiseConvolution
         private void Run<TLanes, TVector>(int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct
         {
             float* spread = stackalloc float[TLanes.Count];
-            if (operands.Multiplier == 1) OverPositions(operands.Window, first, count, new Sums<TLanes, TVector, Yes>(operands, bias, relu, spread));
-            else OverPositions(operands.Window, first, count, new Sums<TLanes, TVector, No>(operands, bias, relu, spread));
+            if (operands.Multiplier == 1) OverPositions(operands.Window, first, count, operands.Width, TLanes.Count, new Sums<TLanes, TVector, Yes>(operands, bias, relu, spread));
+            else OverPositions(operands.Window, first, count, operands.Width, TLanes.Count, new Sums<TLanes, TVector, No>(operands, bias, relu, spread));
         }
     }
 
     /// <summary>
     /// The backward pass's two independent parts: 0 the kernel gradient, 1 the input gradient (null: not wanted), each over
-    /// the whole batch. Unless it accumulates, the input gradient's part clears each sample's gradient just before it adds
-    /// onto it, on its own core and in its cache (cleared up front, the MobileNet block's 3 MB took 2.6% of a training step
-    /// on one core while the other waited).
+    /// the whole batch. With a multiplier of 1 each input pixel gathers its gradient (<see cref="OverPixels"/>); otherwise,
+    /// unless it accumulates, the input gradient's part clears each sample's gradient just before it scatters onto it, on
+    /// its own core and in its cache.
     /// </summary>
     private readonly unsafe struct Gradients(Operands operands, float* kernelGradient, float* inputGradient, int batch, bool accumulateInput)
     {
@@ -126,65 +128,213 @@ public static class DepthwiseConvolution
             bool one = operands.Multiplier == 1;
             if (part == 0)
             {
-                if (one) OverPositions(operands.Window, 0, batch * sampleRows, new KernelGradient<TLanes, TVector, Yes>(operands, kernelGradient, spread));
-                else OverPositions(operands.Window, 0, batch * sampleRows, new KernelGradient<TLanes, TVector, No>(operands, kernelGradient, spread));
+                if (one) OverPositions(operands.Window, 0, batch * sampleRows, operands.Width, TLanes.Count, new KernelGradient<TLanes, TVector, Yes>(operands, kernelGradient, spread));
+                else OverPositions(operands.Window, 0, batch * sampleRows, operands.Width, TLanes.Count, new KernelGradient<TLanes, TVector, No>(operands, kernelGradient, spread));
                 return;
             }
             for (int sample = 0; sample < batch; sample++)
             {
+                if (one)
+                {
+                    OverPixels(operands.Window, sample, operands.Width, TLanes.Count, new GatheredInputGradient<TLanes, TVector>(operands, inputGradient, accumulateInput));
+                    continue;
+                }
                 if (!accumulateInput) new Span<float>(inputGradient + sample * operands.ImageFloats, (int)operands.ImageFloats).Clear();
-                if (one) OverPositions(operands.Window, sample * sampleRows, sampleRows, new InputGradient<TLanes, TVector, Yes>(operands, inputGradient, spread));
-                else OverPositions(operands.Window, sample * sampleRows, sampleRows, new InputGradient<TLanes, TVector, No>(operands, inputGradient, spread));
+                OverPositions(operands.Window, sample * sampleRows, sampleRows, operands.Width, TLanes.Count, new ScatteredInputGradient<TLanes, TVector>(operands, inputGradient, spread));
             }
         }
     }
 
-    /// <summary>What a pass does at one output position, given the window's cells inside the image (<see cref="Window.InsideCells"/>).</summary>
-    private interface IPositionPass
+    /// <summary>
+    /// Windows (or input pixels) of one row that share their cells, <see cref="Count"/> of them, each <see cref="Step"/>
+    /// floats of the image after the one before: all of a window's cells inside the image, or one window at the edge
+    /// listing those that are (one pixel near the edge listing the windows covering it).
+    /// </summary>
+    private readonly unsafe struct Run(long position, int sample, int origin, int count, int step, int* cells, int* offsets, int cellCount)
     {
-        /// <param name="position">The position's index over the whole batch: its row of the output (or its gradient).</param>
-        /// <param name="sample">The sample whose image the pixels lie in.</param>
-        /// <param name="pixels">Each cell's pixel, <paramref name="origin"/> + the offset given, within the sample.</param>
-        void At(long position, int sample, ReadOnlySpan<int> cells, int origin, ReadOnlySpan<int> pixels);
+        /// <summary>The first window's index over the whole batch: its row of the output (or its gradient). Unused by pixel runs.</summary>
+        public readonly long Position = position;
+        public readonly int Sample = sample;
+        /// <summary>The first window's first pixel (or the first pixel), in floats from the sample's image.</summary>
+        public readonly int Origin = origin;
+        public readonly int Count = count, Step = step;
+        public readonly int* Cells = cells;
+        /// <summary>
+        /// Per cell, its pixel's offset from the window's first (a window run), or the window covering the first pixel, as
+        /// a position within the sample, one further for each next pixel (a pixel run).
+        /// </summary>
+        public readonly int* Offsets = offsets;
+        public readonly int CellCount = cellCount;
+
+        public Run At(int index) => new(Position + index, Sample, Origin + index * Step, 1, 0, Cells, Offsets, CellCount);
+    }
+
+    /// <summary>What a pass does over a run, one channel vector at a time.</summary>
+    private interface IVectorPass
+    {
+        /// <summary>Whether the pass takes its runs' windows one at a time, each over all its channels, before the next.</summary>
+        static abstract bool OneAtATime { get; }
+
+        /// <summary>Channels [c, c + lanes) of the run: whole vectors where TFull, else the partial last one.</summary>
+        void Vector<TFull>(in Run run, int c, int lanes) where TFull : IFlag;
     }
 
     /// <summary>
-    /// Every output position of output rows [firstRow, + rows) of the batch, in order. A window wholly inside the image takes
-    /// every cell at offsets fixed from its first pixel, listed once; only windows over the padding list their cells.
+    /// A run, a channel vector at a time: the whole vectors through one compiled copy, the partial last one through another,
+    /// so the hot loops carry no branch for it.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void ByVectors<TPass>(ref TPass pass, in Run run, int width, int vector) where TPass : struct, IVectorPass
+    {
+        if (TPass.OneAtATime && run.Count > 1)
+        {
+            for (int index = 0; index < run.Count; index++) ByVectors(ref pass, run.At(index), width, vector);
+            return;
+        }
+        int whole = width - width % vector;
+        for (int c = 0; c < whole; c += vector) pass.Vector<Yes>(run, c, vector);
+        if (whole < width) pass.Vector<No>(run, whole, width - whole);
+    }
+
+    /// <summary>
+    /// Every output position of output rows [firstRow, + rows) of the batch, in order. The columns whose windows lie inside
+    /// the image's width form one run per row, sharing the cells of the rows inside its height (all of them away from the
+    /// top and bottom) at offsets fixed from each window's first pixel; only the columns over the side padding list their
+    /// cells, one position at a time.
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
-    private static void OverPositions<TPass>(in Window window, int firstRow, int rows, TPass pass) where TPass : struct, IPositionPass
+    private static unsafe void OverPositions<TPass>(in Window window, int firstRow, int rows, int width, int vector, TPass pass) where TPass : struct, IVectorPass
     {
         int size = window.KernelHeight * window.KernelWidth;
-        Span<int> cells = stackalloc int[size], pixels = stackalloc int[size], everyCell = stackalloc int[size], offsets = stackalloc int[size];
-        for (int cell = 0; cell < size; cell++)
-        {
-            everyCell[cell] = cell;
-            offsets[cell] = (cell / window.KernelWidth * window.Width + cell % window.KernelWidth) * window.Dilation * window.Channels;
-        }
+        int* cells = stackalloc int[size], pixels = stackalloc int[size], runCells = stackalloc int[size], offsets = stackalloc int[size];
+        // Columns [firstInside, endInside) have windows inside the image's width.
+        int firstInside = (window.PadLeft + window.StrideWidth - 1) / window.StrideWidth;
+        int endInside = Math.Min(window.OutputWidth, Math.Max(firstInside, (window.Width - window.SpanWidth + window.PadLeft) / window.StrideWidth + 1));
+        int step = window.StrideWidth * window.Channels;
         for (int row = firstRow; row < firstRow + rows; row++)
         {
             int sample = row / window.OutputHeight, oy = row % window.OutputHeight, y = oy * window.StrideHeight - window.PadTop;
-            bool rowsInside = y >= 0 && y + window.SpanHeight <= window.Height;
+            long rowStart = (long)row * window.OutputWidth;
+            int runCount = 0;
+            for (int ky = 0; ky < window.KernelHeight; ky++)
+            {
+                int iy = y + ky * window.Dilation;
+                if (iy < 0 || iy >= window.Height) continue;
+                for (int kx = 0; kx < window.KernelWidth; kx++)
+                {
+                    runCells[runCount] = ky * window.KernelWidth + kx;
+                    offsets[runCount++] = (ky * window.Width + kx) * window.Dilation * window.Channels;
+                }
+            }
             for (int ox = 0; ox < window.OutputWidth; ox++)
             {
-                long position = (long)row * window.OutputWidth + ox;
-                int x = ox * window.StrideWidth - window.PadLeft;
-                if (rowsInside && x >= 0 && x + window.SpanWidth <= window.Width)
+                if (ox == firstInside && endInside > firstInside)
                 {
-                    pass.At(position, sample, everyCell, (y * window.Width + x) * window.Channels, offsets);
+                    // The first window's top-left pixel, over the padding when the top rows are: only the offsets of the rows inside are taken.
+                    int origin = (y * window.Width + ox * window.StrideWidth - window.PadLeft) * window.Channels;
+                    ByVectors(ref pass, new Run(rowStart + ox, sample, origin, endInside - ox, step, runCells, offsets, runCount), width, vector);
+                    ox = endInside - 1;
                     continue;
                 }
-                int inside = window.InsideCells(oy, ox, cells, pixels);
-                pass.At(position, sample, cells.Slice(0, inside), 0, pixels.Slice(0, inside));
+                int inside = window.InsideCells(oy, ox, new Span<int>(cells, size), new Span<int>(pixels, size));
+                ByVectors(ref pass, new Run(rowStart + ox, sample, 0, 1, 0, cells, pixels, inside), width, vector);
             }
         }
     }
 
     /// <summary>
-    /// A position's channels, a vector at a time (the last one partial), with the input under them: the pixel's channels
-    /// themselves with a multiplier of 1 (<typeparamref name="TOne"/>), else channel c / multiplier for each output channel c,
-    /// spread through a vector's floats of the caller's stack.
+    /// Every input pixel of a sample, each with the output positions whose windows cover it, in the order of those
+    /// positions (the window's cells backwards: ky, then kx, descending). Pixels of one row a stride apart whose windows all
+    /// lie inside the output form one run, sharing the cells; only pixels near the side edges list theirs one at a time.
+    /// </summary>
+    [MethodImpl(Compiled.Kernel)]
+    private static unsafe void OverPixels<TPass>(in Window window, int sample, int width, int vector, TPass pass) where TPass : struct, IVectorPass
+    {
+        int size = window.KernelHeight * window.KernelWidth, strideWidth = window.StrideWidth, dilation = window.Dilation;
+        int classes = Math.Min(strideWidth, window.Width);
+        int* cells = stackalloc int[size], sources = stackalloc int[size], rowCells = stackalloc int[window.KernelHeight], rowSources = stackalloc int[window.KernelHeight];
+        // Per class of columns (x ≡ column mod the stride): the kx whose windows reach it, backwards, and the pixels
+        // [first, last] of the class that all of them reach: a run, each kx's output column one further per pixel.
+        int* columnCells = stackalloc int[classes * window.KernelWidth], columnSources = stackalloc int[classes * window.KernelWidth];
+        int* columnCounts = stackalloc int[classes], firsts = stackalloc int[classes], lasts = stackalloc int[classes];
+        for (int column = 0; column < classes; column++)
+        {
+            int lowest = -1, highest = -1;
+            for (int kx = 0; kx < window.KernelWidth; kx++)
+                if (Remainder(column + window.PadLeft - kx * dilation, strideWidth) == 0) { if (lowest < 0) lowest = kx; highest = kx; }
+            int first = lowest < 0 ? column : Math.Max(column, highest * dilation - window.PadLeft);
+            first += Remainder(column - first, strideWidth);
+            firsts[column] = first;
+            lasts[column] = lowest < 0 ? window.Width - 1 : Math.Min(window.Width - 1, (window.OutputWidth - 1) * strideWidth + lowest * dilation - window.PadLeft);
+            int count = 0;
+            for (int kx = highest; kx >= lowest && lowest >= 0; kx--)
+            {
+                int columns = first + window.PadLeft - kx * dilation;
+                if (columns % strideWidth != 0) continue;
+                columnCells[column * window.KernelWidth + count] = kx;
+                columnSources[column * window.KernelWidth + count++] = columns / strideWidth;
+            }
+            columnCounts[column] = count;
+        }
+        for (int y = 0; y < window.Height; y++)
+        {
+            int rows = 0;
+            for (int ky = window.KernelHeight - 1; ky >= 0; ky--)
+            {
+                int above = y + window.PadTop - ky * dilation;
+                if (above < 0 || above % window.StrideHeight != 0 || above / window.StrideHeight >= window.OutputHeight) continue;
+                rowCells[rows] = ky * window.KernelWidth;
+                rowSources[rows++] = above / window.StrideHeight * window.OutputWidth;
+            }
+            for (int column = 0; column < classes; column++)
+                for (int x = column; x < window.Width; x += strideWidth)
+                {
+                    int first = firsts[column], last = lasts[column];
+                    if (x != first || last < first)
+                    {
+                        ByVectors(ref pass, new Run(0, sample, (y * window.Width + x) * window.Channels, 1, 0, cells, sources, Covering(window, y, x, cells, sources)), width, vector);
+                        continue;
+                    }
+                    int listed = 0;
+                    for (int r = 0; r < rows; r++)
+                        for (int k = 0; k < columnCounts[column]; k++)
+                        {
+                            cells[listed] = rowCells[r] + columnCells[column * window.KernelWidth + k];
+                            sources[listed++] = rowSources[r] + columnSources[column * window.KernelWidth + k];
+                        }
+                    int count = (last - first) / strideWidth + 1;
+                    ByVectors(ref pass, new Run(0, sample, (y * window.Width + x) * window.Channels, count, strideWidth * window.Channels, cells, sources, listed), width, vector);
+                    x += (count - 1) * strideWidth;
+                }
+        }
+    }
+
+    private static int Remainder(int value, int divisor) => (value % divisor + divisor) % divisor;
+
+    /// <summary>The cells whose windows cover pixel (y, x) and their output positions within the sample, positions ascending; returns how many.</summary>
+    private static unsafe int Covering(in Window window, int y, int x, int* cells, int* sources)
+    {
+        int count = 0;
+        for (int ky = window.KernelHeight - 1; ky >= 0; ky--)
+        {
+            int rows = y + window.PadTop - ky * window.Dilation, oy = rows / window.StrideHeight;
+            if (rows < 0 || rows % window.StrideHeight != 0 || oy >= window.OutputHeight) continue;
+            for (int kx = window.KernelWidth - 1; kx >= 0; kx--)
+            {
+                int columns = x + window.PadLeft - kx * window.Dilation, ox = columns / window.StrideWidth;
+                if (columns < 0 || columns % window.StrideWidth != 0 || ox >= window.OutputWidth) continue;
+                cells[count] = ky * window.KernelWidth + kx;
+                sources[count++] = oy * window.OutputWidth + ox;
+            }
+        }
+        return count;
+    }
+
+    /// <summary>
+    /// A position's channels, a vector at a time, with the input under them: the pixel's channels themselves with a
+    /// multiplier of 1 (<typeparamref name="TOne"/>), else channel c / multiplier for each output channel c, spread through a
+    /// vector's floats of the caller's stack. Loads and stores take whole vectors where their type argument TFull says so, so
+    /// the hot loops carry no branch for the partial last vector, which a copy of its own takes.
     /// </summary>
     private readonly unsafe struct Channels<TLanes, TVector, TOne>(Operands operands, float* spread)
         where TLanes : struct, ILanes<TVector> where TVector : struct where TOne : IFlag
@@ -194,102 +344,206 @@ public static class DepthwiseConvolution
         public float* Image(int sample) => Operands.Input + sample * Operands.ImageFloats;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public TVector Pixel(float* pixel, int c, int lanes)
+        public TVector Pixel<TFull>(float* pixel, int c, int lanes) where TFull : IFlag
         {
-            if (TOne.IsSet) return Load(pixel + c, lanes);
+            if (TOne.IsSet) return Load<TFull>(pixel + c, lanes);
             for (int l = 0; l < lanes; l++) spread[l] = pixel[(c + l) / Operands.Multiplier];
-            return Load(spread, lanes);
+            return Load<TFull>(spread, lanes);
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static TVector Load(float* at, int lanes) => lanes == TLanes.Count ? TLanes.Load(ref *at) : TLanes.LoadFirst(ref *at, lanes);
+        public static TVector Load<TFull>(float* at, int lanes) where TFull : IFlag => TFull.IsSet ? TLanes.Load(ref *at) : TLanes.LoadFirst(ref *at, lanes);
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void Store(float* at, TVector value, int lanes)
+        public static void Store<TFull>(float* at, TVector value, int lanes) where TFull : IFlag
         {
-            if (lanes == TLanes.Count) TLanes.Store(ref *at, value);
+            if (TFull.IsSet) TLanes.Store(ref *at, value);
             else TLanes.StoreFirst(ref *at, value, lanes);
         }
     }
 
-    /// <summary>Forward: output = bias + each cell's pixel·weight, fused multiply-adds in registers, then ReLU if asked.</summary>
-    private readonly unsafe struct Sums<TLanes, TVector, TOne>(Operands operands, float* bias, bool relu, float* spread) : IPositionPass
+    /// <summary>
+    /// Forward: output = bias + each cell's pixel·weight, fused multiply-adds in registers, then ReLU if asked; four windows
+    /// at a time, so each weight loaded serves four sums.
+    /// </summary>
+    private readonly unsafe struct Sums<TLanes, TVector, TOne>(Operands operands, float* bias, bool relu, float* spread) : IVectorPass
         where TLanes : struct, ILanes<TVector> where TVector : struct where TOne : IFlag
     {
         private readonly Channels<TLanes, TVector, TOne> channels = new(operands, spread);
+        public static bool OneAtATime => false;
 
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public void At(long position, int sample, ReadOnlySpan<int> cells, int origin, ReadOnlySpan<int> pixels)
+        [MethodImpl(Compiled.Kernel)]
+        public void Vector<TFull>(in Run run, int c, int lanes) where TFull : IFlag
         {
-            int width = channels.Width;
-            float* image = channels.Image(sample) + origin, target = channels.Operands.Output + position * width, kernel = channels.Operands.Kernel;
-            for (int c = 0; c < width; c += TLanes.Count)
+            int width = channels.Width, count = run.Count, cellCount = run.CellCount;
+            int* cells = run.Cells, pixels = run.Offsets;
+            nint step1 = run.Step, step2 = 2 * step1, step3 = 3 * step1;
+            float* image = channels.Image(run.Sample) + run.Origin, target = channels.Operands.Output + run.Position * width + c, kernel = channels.Operands.Kernel + c;
+            var start = bias == null ? TLanes.Zero : Channels<TLanes, TVector, TOne>.Load<TFull>(bias + c, lanes);
+            if (count < 4)
             {
-                int lanes = Math.Min(TLanes.Count, width - c);
-                var sum = bias == null ? TLanes.Zero : Channels<TLanes, TVector, TOne>.Load(bias + c, lanes);
-                for (int i = 0; i < cells.Length; i++)
-                    sum = TLanes.MultiplyAdd(channels.Pixel(image + pixels[i], c, lanes), Channels<TLanes, TVector, TOne>.Load(kernel + cells[i] * width + c, lanes), sum);
-                Channels<TLanes, TVector, TOne>.Store(target + c, relu ? TLanes.Relu(sum) : sum, lanes);
-            }
-        }
-    }
-
-    /// <summary>kernelGradient[cell] += gradient·pixel, each product rounded, then added.</summary>
-    private readonly unsafe struct KernelGradient<TLanes, TVector, TOne>(Operands operands, float* kernelGradient, float* spread) : IPositionPass
-        where TLanes : struct, ILanes<TVector> where TVector : struct where TOne : IFlag
-    {
-        private readonly Channels<TLanes, TVector, TOne> channels = new(operands, spread);
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public void At(long position, int sample, ReadOnlySpan<int> cells, int origin, ReadOnlySpan<int> pixels)
-        {
-            int width = channels.Width;
-            float* image = channels.Image(sample) + origin, gradient = channels.Operands.Output + position * width;
-            for (int c = 0; c < width; c += TLanes.Count)
-            {
-                int lanes = Math.Min(TLanes.Count, width - c);
-                var g = Channels<TLanes, TVector, TOne>.Load(gradient + c, lanes);
-                for (int i = 0; i < cells.Length; i++)
+                for (int p = 0; p < count; p++)
                 {
-                    float* weight = kernelGradient + cells[i] * width + c;
-                    var product = TLanes.Multiply(g, channels.Pixel(image + pixels[i], c, lanes));
-                    Channels<TLanes, TVector, TOne>.Store(weight, TLanes.Add(Channels<TLanes, TVector, TOne>.Load(weight, lanes), product), lanes);
+                    float* at = image + p * step1;
+                    var sum = start;
+                    for (int i = 0; i < cellCount; i++)
+                        sum = TLanes.MultiplyAdd(channels.Pixel<TFull>(at + pixels[i], c, lanes), Channels<TLanes, TVector, TOne>.Load<TFull>(kernel + cells[i] * width, lanes), sum);
+                    Channels<TLanes, TVector, TOne>.Store<TFull>(target + p * width, relu ? TLanes.Relu(sum) : sum, lanes);
                 }
+                return;
+            }
+            // Blocks of four windows; where the count is no multiple of four, the last block moves back over windows
+            // already written, which it computes again to the same bits.
+            for (int p = 0; p < count; p += 4)
+            {
+                p = Math.Min(p, count - 4);
+                float* at = image + p * step1;
+                TVector sum0 = start, sum1 = start, sum2 = start, sum3 = start;
+                for (int i = 0; i < cellCount; i++)
+                {
+                    var weight = Channels<TLanes, TVector, TOne>.Load<TFull>(kernel + cells[i] * width, lanes);
+                    float* pixel = at + pixels[i];
+                    sum0 = TLanes.MultiplyAdd(channels.Pixel<TFull>(pixel, c, lanes), weight, sum0);
+                    sum1 = TLanes.MultiplyAdd(channels.Pixel<TFull>(pixel + step1, c, lanes), weight, sum1);
+                    sum2 = TLanes.MultiplyAdd(channels.Pixel<TFull>(pixel + step2, c, lanes), weight, sum2);
+                    sum3 = TLanes.MultiplyAdd(channels.Pixel<TFull>(pixel + step3, c, lanes), weight, sum3);
+                }
+                float* output = target + p * width;
+                Channels<TLanes, TVector, TOne>.Store<TFull>(output, relu ? TLanes.Relu(sum0) : sum0, lanes);
+                Channels<TLanes, TVector, TOne>.Store<TFull>(output + width, relu ? TLanes.Relu(sum1) : sum1, lanes);
+                Channels<TLanes, TVector, TOne>.Store<TFull>(output + 2 * width, relu ? TLanes.Relu(sum2) : sum2, lanes);
+                Channels<TLanes, TVector, TOne>.Store<TFull>(output + 3 * width, relu ? TLanes.Relu(sum3) : sum3, lanes);
             }
         }
     }
 
     /// <summary>
-    /// inputGradient[pixel] += gradient·weight, each product rounded, then added; with a multiplier, a pixel's channel takes
-    /// its output channels' products one after the other.
+    /// kernelGradient[cell] += gradient·pixel, each product rounded, then added, window after window; four cells at a time
+    /// held in registers over the run.
     /// </summary>
-    private readonly unsafe struct InputGradient<TLanes, TVector, TOne>(Operands operands, float* inputGradient, float* spread) : IPositionPass
+    private readonly unsafe struct KernelGradient<TLanes, TVector, TOne>(Operands operands, float* kernelGradient, float* spread) : IVectorPass
         where TLanes : struct, ILanes<TVector> where TVector : struct where TOne : IFlag
     {
-        private readonly Operands operands = operands;
+        private readonly Channels<TLanes, TVector, TOne> channels = new(operands, spread);
+        public static bool OneAtATime => false;
 
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public void At(long position, int sample, ReadOnlySpan<int> cells, int origin, ReadOnlySpan<int> pixels)
+        [MethodImpl(Compiled.Kernel)]
+        public void Vector<TFull>(in Run run, int c, int lanes) where TFull : IFlag
         {
-            int width = operands.Width;
-            float* image = inputGradient + sample * operands.ImageFloats + origin, gradient = operands.Output + position * width;
-            for (int c = 0; c < width; c += TLanes.Count)
+            int width = channels.Width, count = run.Count, cellCount = run.CellCount, step = run.Step, i = 0;
+            int* cells = run.Cells, pixels = run.Offsets;
+            float* image = channels.Image(run.Sample) + run.Origin, gradient = channels.Operands.Output + run.Position * width + c, weights = kernelGradient + c;
+            for (; i + 4 <= cellCount; i += 4)
             {
-                int lanes = Math.Min(TLanes.Count, width - c);
-                var g = Channels<TLanes, TVector, TOne>.Load(gradient + c, lanes);
-                for (int i = 0; i < cells.Length; i++)
+                float* weight0 = weights + cells[i] * width, weight1 = weights + cells[i + 1] * width;
+                float* weight2 = weights + cells[i + 2] * width, weight3 = weights + cells[i + 3] * width;
+                float* pixel0 = image + pixels[i], pixel1 = image + pixels[i + 1], pixel2 = image + pixels[i + 2], pixel3 = image + pixels[i + 3], g = gradient;
+                var sum0 = Channels<TLanes, TVector, TOne>.Load<TFull>(weight0, lanes);
+                var sum1 = Channels<TLanes, TVector, TOne>.Load<TFull>(weight1, lanes);
+                var sum2 = Channels<TLanes, TVector, TOne>.Load<TFull>(weight2, lanes);
+                var sum3 = Channels<TLanes, TVector, TOne>.Load<TFull>(weight3, lanes);
+                for (int p = 0; p < count; p++, g += width, pixel0 += step, pixel1 += step, pixel2 += step, pixel3 += step)
                 {
-                    var product = TLanes.Multiply(g, Channels<TLanes, TVector, TOne>.Load(operands.Kernel + cells[i] * width + c, lanes));
-                    float* pixel = image + pixels[i];
-                    if (TOne.IsSet)
-                    {
-                        Channels<TLanes, TVector, TOne>.Store(pixel + c, TLanes.Add(Channels<TLanes, TVector, TOne>.Load(pixel + c, lanes), product), lanes);
-                        continue;
-                    }
-                    Channels<TLanes, TVector, TOne>.Store(spread, product, lanes);
-                    for (int l = 0; l < lanes; l++) pixel[(c + l) / operands.Multiplier] += spread[l];
+                    var gradientAt = Channels<TLanes, TVector, TOne>.Load<TFull>(g, lanes);
+                    sum0 = TLanes.Add(sum0, TLanes.Multiply(gradientAt, channels.Pixel<TFull>(pixel0, c, lanes)));
+                    sum1 = TLanes.Add(sum1, TLanes.Multiply(gradientAt, channels.Pixel<TFull>(pixel1, c, lanes)));
+                    sum2 = TLanes.Add(sum2, TLanes.Multiply(gradientAt, channels.Pixel<TFull>(pixel2, c, lanes)));
+                    sum3 = TLanes.Add(sum3, TLanes.Multiply(gradientAt, channels.Pixel<TFull>(pixel3, c, lanes)));
                 }
+                Channels<TLanes, TVector, TOne>.Store<TFull>(weight0, sum0, lanes);
+                Channels<TLanes, TVector, TOne>.Store<TFull>(weight1, sum1, lanes);
+                Channels<TLanes, TVector, TOne>.Store<TFull>(weight2, sum2, lanes);
+                Channels<TLanes, TVector, TOne>.Store<TFull>(weight3, sum3, lanes);
+            }
+            for (; i < cellCount; i++)
+            {
+                float* weight = weights + cells[i] * width, pixel = image + pixels[i], g = gradient;
+                var sum = Channels<TLanes, TVector, TOne>.Load<TFull>(weight, lanes);
+                for (int p = 0; p < count; p++, g += width, pixel += step)
+                    sum = TLanes.Add(sum, TLanes.Multiply(Channels<TLanes, TVector, TOne>.Load<TFull>(g, lanes), channels.Pixel<TFull>(pixel, c, lanes)));
+                Channels<TLanes, TVector, TOne>.Store<TFull>(weight, sum, lanes);
             }
         }
+    }
+
+    /// <summary>
+    /// With a multiplier above 1, inputGradient[pixel] += gradient·weight, each product rounded, then added, window after
+    /// window, a pixel's channel taking its output channels' products one after the other: one window at a time over all
+    /// its channels, as an input channel's outputs may straddle two vectors.
+    /// </summary>
+    private readonly unsafe struct ScatteredInputGradient<TLanes, TVector>(Operands operands, float* inputGradient, float* spread) : IVectorPass
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        private readonly Operands operands = operands;
+        public static bool OneAtATime => true;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Vector<TFull>(in Run run, int c, int lanes) where TFull : IFlag
+        {
+            int width = operands.Width;
+            float* image = inputGradient + run.Sample * operands.ImageFloats + run.Origin, kernel = operands.Kernel + c;
+            var g = Channels<TLanes, TVector, No>.Load<TFull>(operands.Output + run.Position * width + c, lanes);
+            for (int i = 0; i < run.CellCount; i++)
+            {
+                Channels<TLanes, TVector, No>.Store<TFull>(spread, TLanes.Multiply(g, Channels<TLanes, TVector, No>.Load<TFull>(kernel + run.Cells[i] * width, lanes)), lanes);
+                float* pixel = image + run.Offsets[i];
+                for (int l = 0; l < lanes; l++) pixel[(c + l) / operands.Multiplier] += spread[l];
+            }
+        }
+    }
+
+    /// <summary>
+    /// With a multiplier of 1, inputGradient[pixel] = (what it held, or zero) + the products gradient·weight of the windows
+    /// covering it, each rounded, then added, window after window: the scatter's sums, in its order, gathered in registers
+    /// four pixels at a time, each gradient written once.
+    /// </summary>
+    private readonly unsafe struct GatheredInputGradient<TLanes, TVector>(Operands operands, float* inputGradient, bool accumulate) : IVectorPass
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        private readonly Operands operands = operands;
+        public static bool OneAtATime => false;
+
+        [MethodImpl(Compiled.Kernel)]
+        public void Vector<TFull>(in Run run, int c, int lanes) where TFull : IFlag
+        {
+            int width = operands.Width, count = run.Count, cellCount = run.CellCount, step = run.Step, p = 0;
+            int* cells = run.Cells, sources = run.Offsets;
+            float* target = inputGradient + run.Sample * operands.ImageFloats + run.Origin + c, kernel = operands.Kernel + c;
+            float* gradient = operands.Output + (long)run.Sample * operands.Window.Positions * width + c;
+            // Written, not added, the last block moves back over pixels already written where the count is no multiple of four,
+            // which it computes again to the same bits.
+            bool overlap = !accumulate && count >= 4;
+            for (; overlap ? p < count : p + 4 <= count; p += 4)
+            {
+                if (overlap) p = Math.Min(p, count - 4);
+                float* at = target + p * step, from = gradient + (long)p * width;
+                TVector sum0 = Start<TFull>(at, lanes), sum1 = Start<TFull>(at + step, lanes), sum2 = Start<TFull>(at + 2 * step, lanes), sum3 = Start<TFull>(at + 3 * step, lanes);
+                for (int i = 0; i < cellCount; i++)
+                {
+                    var weight = Channels<TLanes, TVector, Yes>.Load<TFull>(kernel + cells[i] * width, lanes);
+                    float* g = from + (long)sources[i] * width;
+                    sum0 = TLanes.Add(sum0, TLanes.Multiply(Channels<TLanes, TVector, Yes>.Load<TFull>(g, lanes), weight));
+                    sum1 = TLanes.Add(sum1, TLanes.Multiply(Channels<TLanes, TVector, Yes>.Load<TFull>(g + width, lanes), weight));
+                    sum2 = TLanes.Add(sum2, TLanes.Multiply(Channels<TLanes, TVector, Yes>.Load<TFull>(g + 2 * width, lanes), weight));
+                    sum3 = TLanes.Add(sum3, TLanes.Multiply(Channels<TLanes, TVector, Yes>.Load<TFull>(g + 3 * width, lanes), weight));
+                }
+                Channels<TLanes, TVector, Yes>.Store<TFull>(at, sum0, lanes);
+                Channels<TLanes, TVector, Yes>.Store<TFull>(at + step, sum1, lanes);
+                Channels<TLanes, TVector, Yes>.Store<TFull>(at + 2 * step, sum2, lanes);
+                Channels<TLanes, TVector, Yes>.Store<TFull>(at + 3 * step, sum3, lanes);
+            }
+            for (; p < count; p++)
+            {
+                float* at = target + p * step, from = gradient + (long)p * width;
+                var sum = Start<TFull>(at, lanes);
+                for (int i = 0; i < cellCount; i++)
+                    sum = TLanes.Add(sum, TLanes.Multiply(Channels<TLanes, TVector, Yes>.Load<TFull>(from + (long)sources[i] * width, lanes),
+                        Channels<TLanes, TVector, Yes>.Load<TFull>(kernel + cells[i] * width, lanes)));
+                Channels<TLanes, TVector, Yes>.Store<TFull>(at, sum, lanes);
+            }
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private TVector Start<TFull>(float* at, int lanes) where TFull : IFlag => accumulate ? Channels<TLanes, TVector, Yes>.Load<TFull>(at, lanes) : TLanes.Zero;
     }
 }

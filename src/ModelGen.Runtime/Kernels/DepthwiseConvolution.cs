@@ -250,63 +250,35 @@ public static class DepthwiseConvolution
     [MethodImpl(Compiled.Kernel)]
     private static unsafe void OverPixels<TPass>(in Window window, int sample, int width, int vector, TPass pass) where TPass : struct, IVectorPass
     {
-        int size = window.KernelHeight * window.KernelWidth, strideWidth = window.StrideWidth, dilation = window.Dilation;
-        int classes = Math.Min(strideWidth, window.Width);
-        int* cells = stackalloc int[size], sources = stackalloc int[size], rowCells = stackalloc int[window.KernelHeight], rowSources = stackalloc int[window.KernelHeight];
-        // Per class of columns (x ≡ column mod the stride): the kx whose windows reach it, backwards, and the pixels
-        // [first, last] of the class that all of them reach: a run, each kx's output column one further per pixel.
-        int* columnCells = stackalloc int[classes * window.KernelWidth], columnSources = stackalloc int[classes * window.KernelWidth];
-        int* columnCounts = stackalloc int[classes], firsts = stackalloc int[classes], lasts = stackalloc int[classes];
-        for (int column = 0; column < classes; column++)
-        {
-            int lowest = -1, highest = -1;
-            for (int kx = 0; kx < window.KernelWidth; kx++)
-                if (Remainder(column + window.PadLeft - kx * dilation, strideWidth) == 0) { if (lowest < 0) lowest = kx; highest = kx; }
-            int first = lowest < 0 ? column : Math.Max(column, highest * dilation - window.PadLeft);
-            first += Remainder(column - first, strideWidth);
-            firsts[column] = first;
-            lasts[column] = lowest < 0 ? window.Width - 1 : Math.Min(window.Width - 1, (window.OutputWidth - 1) * strideWidth + lowest * dilation - window.PadLeft);
-            int count = 0;
-            for (int kx = highest; kx >= lowest && lowest >= 0; kx--)
-            {
-                int columns = first + window.PadLeft - kx * dilation;
-                if (columns % strideWidth != 0) continue;
-                columnCells[column * window.KernelWidth + count] = kx;
-                columnSources[column * window.KernelWidth + count++] = columns / strideWidth;
-            }
-            columnCounts[column] = count;
-        }
+        int size = window.KernelHeight * window.KernelWidth, strideWidth = window.StrideWidth;
+        int* cells = stackalloc int[size], sources = stackalloc int[size];
         for (int y = 0; y < window.Height; y++)
-        {
-            int rows = 0;
-            for (int ky = window.KernelHeight - 1; ky >= 0; ky--)
+            for (int column = 0; column < Math.Min(strideWidth, window.Width); column++)
             {
-                int above = y + window.PadTop - ky * dilation;
-                if (above < 0 || above % window.StrideHeight != 0 || above / window.StrideHeight >= window.OutputHeight) continue;
-                rowCells[rows] = ky * window.KernelWidth;
-                rowSources[rows++] = above / window.StrideHeight * window.OutputWidth;
-            }
-            for (int column = 0; column < classes; column++)
+                var (first, last) = CoveredColumns(window, column);
                 for (int x = column; x < window.Width; x += strideWidth)
                 {
-                    int first = firsts[column], last = lasts[column];
-                    if (x != first || last < first)
-                    {
-                        ByVectors(ref pass, new Run(0, sample, (y * window.Width + x) * window.Channels, 1, 0, cells, sources, Covering(window, y, x, cells, sources)), width, vector);
-                        continue;
-                    }
-                    int listed = 0;
-                    for (int r = 0; r < rows; r++)
-                        for (int k = 0; k < columnCounts[column]; k++)
-                        {
-                            cells[listed] = rowCells[r] + columnCells[column * window.KernelWidth + k];
-                            sources[listed++] = rowSources[r] + columnSources[column * window.KernelWidth + k];
-                        }
-                    int count = (last - first) / strideWidth + 1;
+                    int count = x == first && last >= first ? (last - first) / strideWidth + 1 : 1;
+                    int listed = Covering(window, y, x, cells, sources);
                     ByVectors(ref pass, new Run(0, sample, (y * window.Width + x) * window.Channels, count, strideWidth * window.Channels, cells, sources, listed), width, vector);
                     x += (count - 1) * strideWidth;
                 }
-        }
+            }
+    }
+
+    /// <summary>
+    /// Of the columns x ≡ <paramref name="column"/> (mod the stride), those [first, last] that every window column reaching
+    /// them covers from inside the output, so that each next one is covered by the same cells, one output column further.
+    /// </summary>
+    private static (int First, int Last) CoveredColumns(in Window window, int column)
+    {
+        int lowest = -1, highest = -1;
+        for (int kx = 0; kx < window.KernelWidth; kx++)
+            if (Remainder(column + window.PadLeft - kx * window.Dilation, window.StrideWidth) == 0) { if (lowest < 0) lowest = kx; highest = kx; }
+        if (lowest < 0) return (column, window.Width - 1); // no window reaches these columns: their gradients are all zero
+        int first = Math.Max(column, highest * window.Dilation - window.PadLeft);
+        first += Remainder(column - first, window.StrideWidth);
+        return (first, Math.Min(window.Width - 1, (window.OutputWidth - 1) * window.StrideWidth + lowest * window.Dilation - window.PadLeft));
     }
 
     private static int Remainder(int value, int divisor) => (value % divisor + divisor) % divisor;
@@ -340,6 +312,8 @@ public static class DepthwiseConvolution
         where TLanes : struct, ILanes<TVector> where TVector : struct where TOne : IFlag
     {
         public readonly Operands Operands = operands;
+        /// <summary>A vector's floats on the caller's stack (null with a multiplier of 1, where nothing is spread).</summary>
+        public readonly float* Spread = spread;
         public int Width => Operands.Width;
         public float* Image(int sample) => Operands.Input + sample * Operands.ImageFloats;
 
@@ -347,15 +321,15 @@ public static class DepthwiseConvolution
         public TVector Pixel<TFull>(float* pixel, int c, int lanes) where TFull : IFlag
         {
             if (TOne.IsSet) return Load<TFull>(pixel + c, lanes);
-            for (int l = 0; l < lanes; l++) spread[l] = pixel[(c + l) / Operands.Multiplier];
-            return Load<TFull>(spread, lanes);
+            for (int l = 0; l < lanes; l++) Spread[l] = pixel[(c + l) / Operands.Multiplier];
+            return Load<TFull>(Spread, lanes);
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static TVector Load<TFull>(float* at, int lanes) where TFull : IFlag => TFull.IsSet ? TLanes.Load(ref *at) : TLanes.LoadFirst(ref *at, lanes);
+        public TVector Load<TFull>(float* at, int lanes) where TFull : IFlag => TFull.IsSet ? TLanes.Load(ref *at) : TLanes.LoadFirst(ref *at, lanes);
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void Store<TFull>(float* at, TVector value, int lanes) where TFull : IFlag
+        public void Store<TFull>(float* at, TVector value, int lanes) where TFull : IFlag
         {
             if (TFull.IsSet) TLanes.Store(ref *at, value);
             else TLanes.StoreFirst(ref *at, value, lanes);
@@ -379,7 +353,7 @@ public static class DepthwiseConvolution
             int* cells = run.Cells, pixels = run.Offsets;
             nint step1 = run.Step, step2 = 2 * step1, step3 = 3 * step1;
             float* image = channels.Image(run.Sample) + run.Origin, target = channels.Operands.Output + run.Position * width + c, kernel = channels.Operands.Kernel + c;
-            var start = bias == null ? TLanes.Zero : Channels<TLanes, TVector, TOne>.Load<TFull>(bias + c, lanes);
+            var start = bias == null ? TLanes.Zero : channels.Load<TFull>(bias + c, lanes);
             if (count < 4)
             {
                 for (int p = 0; p < count; p++)
@@ -387,8 +361,8 @@ public static class DepthwiseConvolution
                     float* at = image + p * step1;
                     var sum = start;
                     for (int i = 0; i < cellCount; i++)
-                        sum = TLanes.MultiplyAdd(channels.Pixel<TFull>(at + pixels[i], c, lanes), Channels<TLanes, TVector, TOne>.Load<TFull>(kernel + cells[i] * width, lanes), sum);
-                    Channels<TLanes, TVector, TOne>.Store<TFull>(target + p * width, relu ? TLanes.Relu(sum) : sum, lanes);
+                        sum = TLanes.MultiplyAdd(channels.Pixel<TFull>(at + pixels[i], c, lanes), channels.Load<TFull>(kernel + cells[i] * width, lanes), sum);
+                    channels.Store<TFull>(target + p * width, relu ? TLanes.Relu(sum) : sum, lanes);
                 }
                 return;
             }
@@ -401,7 +375,7 @@ public static class DepthwiseConvolution
                 TVector sum0 = start, sum1 = start, sum2 = start, sum3 = start;
                 for (int i = 0; i < cellCount; i++)
                 {
-                    var weight = Channels<TLanes, TVector, TOne>.Load<TFull>(kernel + cells[i] * width, lanes);
+                    var weight = channels.Load<TFull>(kernel + cells[i] * width, lanes);
                     float* pixel = at + pixels[i];
                     sum0 = TLanes.MultiplyAdd(channels.Pixel<TFull>(pixel, c, lanes), weight, sum0);
                     sum1 = TLanes.MultiplyAdd(channels.Pixel<TFull>(pixel + step1, c, lanes), weight, sum1);
@@ -409,10 +383,10 @@ public static class DepthwiseConvolution
                     sum3 = TLanes.MultiplyAdd(channels.Pixel<TFull>(pixel + step3, c, lanes), weight, sum3);
                 }
                 float* output = target + p * width;
-                Channels<TLanes, TVector, TOne>.Store<TFull>(output, relu ? TLanes.Relu(sum0) : sum0, lanes);
-                Channels<TLanes, TVector, TOne>.Store<TFull>(output + width, relu ? TLanes.Relu(sum1) : sum1, lanes);
-                Channels<TLanes, TVector, TOne>.Store<TFull>(output + 2 * width, relu ? TLanes.Relu(sum2) : sum2, lanes);
-                Channels<TLanes, TVector, TOne>.Store<TFull>(output + 3 * width, relu ? TLanes.Relu(sum3) : sum3, lanes);
+                channels.Store<TFull>(output, relu ? TLanes.Relu(sum0) : sum0, lanes);
+                channels.Store<TFull>(output + width, relu ? TLanes.Relu(sum1) : sum1, lanes);
+                channels.Store<TFull>(output + 2 * width, relu ? TLanes.Relu(sum2) : sum2, lanes);
+                channels.Store<TFull>(output + 3 * width, relu ? TLanes.Relu(sum3) : sum3, lanes);
             }
         }
     }
@@ -438,30 +412,30 @@ public static class DepthwiseConvolution
                 float* weight0 = weights + cells[i] * width, weight1 = weights + cells[i + 1] * width;
                 float* weight2 = weights + cells[i + 2] * width, weight3 = weights + cells[i + 3] * width;
                 float* pixel0 = image + pixels[i], pixel1 = image + pixels[i + 1], pixel2 = image + pixels[i + 2], pixel3 = image + pixels[i + 3], g = gradient;
-                var sum0 = Channels<TLanes, TVector, TOne>.Load<TFull>(weight0, lanes);
-                var sum1 = Channels<TLanes, TVector, TOne>.Load<TFull>(weight1, lanes);
-                var sum2 = Channels<TLanes, TVector, TOne>.Load<TFull>(weight2, lanes);
-                var sum3 = Channels<TLanes, TVector, TOne>.Load<TFull>(weight3, lanes);
+                var sum0 = channels.Load<TFull>(weight0, lanes);
+                var sum1 = channels.Load<TFull>(weight1, lanes);
+                var sum2 = channels.Load<TFull>(weight2, lanes);
+                var sum3 = channels.Load<TFull>(weight3, lanes);
                 for (int p = 0; p < count; p++, g += width, pixel0 += step, pixel1 += step, pixel2 += step, pixel3 += step)
                 {
-                    var gradientAt = Channels<TLanes, TVector, TOne>.Load<TFull>(g, lanes);
+                    var gradientAt = channels.Load<TFull>(g, lanes);
                     sum0 = TLanes.Add(sum0, TLanes.Multiply(gradientAt, channels.Pixel<TFull>(pixel0, c, lanes)));
                     sum1 = TLanes.Add(sum1, TLanes.Multiply(gradientAt, channels.Pixel<TFull>(pixel1, c, lanes)));
                     sum2 = TLanes.Add(sum2, TLanes.Multiply(gradientAt, channels.Pixel<TFull>(pixel2, c, lanes)));
                     sum3 = TLanes.Add(sum3, TLanes.Multiply(gradientAt, channels.Pixel<TFull>(pixel3, c, lanes)));
                 }
-                Channels<TLanes, TVector, TOne>.Store<TFull>(weight0, sum0, lanes);
-                Channels<TLanes, TVector, TOne>.Store<TFull>(weight1, sum1, lanes);
-                Channels<TLanes, TVector, TOne>.Store<TFull>(weight2, sum2, lanes);
-                Channels<TLanes, TVector, TOne>.Store<TFull>(weight3, sum3, lanes);
+                channels.Store<TFull>(weight0, sum0, lanes);
+                channels.Store<TFull>(weight1, sum1, lanes);
+                channels.Store<TFull>(weight2, sum2, lanes);
+                channels.Store<TFull>(weight3, sum3, lanes);
             }
             for (; i < cellCount; i++)
             {
                 float* weight = weights + cells[i] * width, pixel = image + pixels[i], g = gradient;
-                var sum = Channels<TLanes, TVector, TOne>.Load<TFull>(weight, lanes);
+                var sum = channels.Load<TFull>(weight, lanes);
                 for (int p = 0; p < count; p++, g += width, pixel += step)
-                    sum = TLanes.Add(sum, TLanes.Multiply(Channels<TLanes, TVector, TOne>.Load<TFull>(g, lanes), channels.Pixel<TFull>(pixel, c, lanes)));
-                Channels<TLanes, TVector, TOne>.Store<TFull>(weight, sum, lanes);
+                    sum = TLanes.Add(sum, TLanes.Multiply(channels.Load<TFull>(g, lanes), channels.Pixel<TFull>(pixel, c, lanes)));
+                channels.Store<TFull>(weight, sum, lanes);
             }
         }
     }
@@ -474,18 +448,19 @@ public static class DepthwiseConvolution
     private readonly unsafe struct ScatteredInputGradient<TLanes, TVector>(Operands operands, float* inputGradient, float* spread) : IVectorPass
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
-        private readonly Operands operands = operands;
+        private readonly Channels<TLanes, TVector, No> channels = new(operands, spread);
         public static bool OneAtATime => true;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public void Vector<TFull>(in Run run, int c, int lanes) where TFull : IFlag
         {
+            ref readonly var operands = ref channels.Operands;
             int width = operands.Width;
-            float* image = inputGradient + run.Sample * operands.ImageFloats + run.Origin, kernel = operands.Kernel + c;
-            var g = Channels<TLanes, TVector, No>.Load<TFull>(operands.Output + run.Position * width + c, lanes);
+            float* image = inputGradient + run.Sample * operands.ImageFloats + run.Origin, kernel = operands.Kernel + c, spread = channels.Spread;
+            var g = channels.Load<TFull>(operands.Output + run.Position * width + c, lanes);
             for (int i = 0; i < run.CellCount; i++)
             {
-                Channels<TLanes, TVector, No>.Store<TFull>(spread, TLanes.Multiply(g, Channels<TLanes, TVector, No>.Load<TFull>(kernel + run.Cells[i] * width, lanes)), lanes);
+                channels.Store<TFull>(spread, TLanes.Multiply(g, channels.Load<TFull>(kernel + run.Cells[i] * width, lanes)), lanes);
                 float* pixel = image + run.Offsets[i];
                 for (int l = 0; l < lanes; l++) pixel[(c + l) / operands.Multiplier] += spread[l];
             }
@@ -500,12 +475,13 @@ public static class DepthwiseConvolution
     private readonly unsafe struct GatheredInputGradient<TLanes, TVector>(Operands operands, float* inputGradient, bool accumulate) : IVectorPass
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
-        private readonly Operands operands = operands;
+        private readonly Channels<TLanes, TVector, Yes> channels = new(operands, null);
         public static bool OneAtATime => false;
 
         [MethodImpl(Compiled.Kernel)]
         public void Vector<TFull>(in Run run, int c, int lanes) where TFull : IFlag
         {
+            ref readonly var operands = ref channels.Operands;
             int width = operands.Width, count = run.Count, cellCount = run.CellCount, step = run.Step, p = 0;
             int* cells = run.Cells, sources = run.Offsets;
             float* target = inputGradient + run.Sample * operands.ImageFloats + run.Origin + c, kernel = operands.Kernel + c;
@@ -520,30 +496,30 @@ public static class DepthwiseConvolution
                 TVector sum0 = Start<TFull>(at, lanes), sum1 = Start<TFull>(at + step, lanes), sum2 = Start<TFull>(at + 2 * step, lanes), sum3 = Start<TFull>(at + 3 * step, lanes);
                 for (int i = 0; i < cellCount; i++)
                 {
-                    var weight = Channels<TLanes, TVector, Yes>.Load<TFull>(kernel + cells[i] * width, lanes);
+                    var weight = channels.Load<TFull>(kernel + cells[i] * width, lanes);
                     float* g = from + (long)sources[i] * width;
-                    sum0 = TLanes.Add(sum0, TLanes.Multiply(Channels<TLanes, TVector, Yes>.Load<TFull>(g, lanes), weight));
-                    sum1 = TLanes.Add(sum1, TLanes.Multiply(Channels<TLanes, TVector, Yes>.Load<TFull>(g + width, lanes), weight));
-                    sum2 = TLanes.Add(sum2, TLanes.Multiply(Channels<TLanes, TVector, Yes>.Load<TFull>(g + 2 * width, lanes), weight));
-                    sum3 = TLanes.Add(sum3, TLanes.Multiply(Channels<TLanes, TVector, Yes>.Load<TFull>(g + 3 * width, lanes), weight));
+                    sum0 = TLanes.Add(sum0, TLanes.Multiply(channels.Load<TFull>(g, lanes), weight));
+                    sum1 = TLanes.Add(sum1, TLanes.Multiply(channels.Load<TFull>(g + width, lanes), weight));
+                    sum2 = TLanes.Add(sum2, TLanes.Multiply(channels.Load<TFull>(g + 2 * width, lanes), weight));
+                    sum3 = TLanes.Add(sum3, TLanes.Multiply(channels.Load<TFull>(g + 3 * width, lanes), weight));
                 }
-                Channels<TLanes, TVector, Yes>.Store<TFull>(at, sum0, lanes);
-                Channels<TLanes, TVector, Yes>.Store<TFull>(at + step, sum1, lanes);
-                Channels<TLanes, TVector, Yes>.Store<TFull>(at + 2 * step, sum2, lanes);
-                Channels<TLanes, TVector, Yes>.Store<TFull>(at + 3 * step, sum3, lanes);
+                channels.Store<TFull>(at, sum0, lanes);
+                channels.Store<TFull>(at + step, sum1, lanes);
+                channels.Store<TFull>(at + 2 * step, sum2, lanes);
+                channels.Store<TFull>(at + 3 * step, sum3, lanes);
             }
             for (; p < count; p++)
             {
                 float* at = target + p * step, from = gradient + (long)p * width;
                 var sum = Start<TFull>(at, lanes);
                 for (int i = 0; i < cellCount; i++)
-                    sum = TLanes.Add(sum, TLanes.Multiply(Channels<TLanes, TVector, Yes>.Load<TFull>(from + (long)sources[i] * width, lanes),
-                        Channels<TLanes, TVector, Yes>.Load<TFull>(kernel + cells[i] * width, lanes)));
-                Channels<TLanes, TVector, Yes>.Store<TFull>(at, sum, lanes);
+                    sum = TLanes.Add(sum, TLanes.Multiply(channels.Load<TFull>(from + (long)sources[i] * width, lanes),
+                        channels.Load<TFull>(kernel + cells[i] * width, lanes)));
+                channels.Store<TFull>(at, sum, lanes);
             }
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private TVector Start<TFull>(float* at, int lanes) where TFull : IFlag => accumulate ? Channels<TLanes, TVector, Yes>.Load<TFull>(at, lanes) : TLanes.Zero;
+        private TVector Start<TFull>(float* at, int lanes) where TFull : IFlag => accumulate ? channels.Load<TFull>(at, lanes) : TLanes.Zero;
     }
 }

@@ -60,7 +60,8 @@ internal static partial class ModelEmitter
                     var activation = plan.ActivationToUndo(node, layer.Activation);
                     var pool = plan.KernelGradientPool(node);
                     bool inputAtWinners = plan.TakesInputGradientAtWinners(node), scattered = plan.GradientScattered(node);
-                    string? inputPart = !input.NeedsGradient ? null : inputAtWinners ? "input"
+                    bool inputProduct = plan.InputGradientIsProduct(node);
+                    string? inputPart = !input.NeedsGradient ? null : inputAtWinners || inputProduct ? "input"
                         : scattered ? "input (through the patches, from its nonzero gradients)" : "input (through the patches)";
                     w.Line($"// {node.Title}: {GradientsOf(plan, node, inputPart)}");
                     EmitActivationBackward(w, node, activation);
@@ -76,6 +77,10 @@ internal static partial class ModelEmitter
                     if (inputAtWinners)
                     {
                         w.Line($"Convolution.InputGradientAtWinners({pool!.Gradient}, {pool.Winners}, {Plan.View(layer, "Kernel")}, {input.Gradient}, {node.Window}, {pool.Window}, {layer.Channels}, batch, accumulate: {Bool(Into(input))});");
+                    }
+                    else if (input.NeedsGradient && inputProduct)
+                    {
+                        w.Line($"Gemm.MultiplyTransposedB({node.Gradient}, {Plan.View(layer, "Kernel")}, {input.Gradient}, {rows}, {layer.Channels}, {node.Window}.PatchSize{Flag(Into(input))});");
                     }
                     else if (input.NeedsGradient)
                     {

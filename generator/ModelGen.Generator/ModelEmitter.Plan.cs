@@ -368,11 +368,20 @@ internal static partial class ModelEmitter
         private const int ScatteredRatio = 3;
 
         /// <summary>
-        /// Conv2D scatters patch gradients to its input (unless it takes its input gradient at its pooling's winners);
-        /// Conv2DTranspose gathers its output gradient's patches for everything.
+        /// Conv2D scatters patch gradients to its input (unless it takes its input gradient at its pooling's winners, or its
+        /// input gradient is one product, <see cref="InputGradientIsProduct"/>); Conv2DTranspose gathers its output gradient's
+        /// patches for everything.
         /// </summary>
         public bool NeedsPatchGradient(NodePlan node) =>
-            node.Is(LayerKind.Conv2D) ? node.Inputs[0].NeedsGradient && !TakesInputGradientAtWinners(node) : node.Is(LayerKind.Conv2DTranspose) && node.NeedsGradient;
+            node.Is(LayerKind.Conv2D) ? node.Inputs[0].NeedsGradient && !TakesInputGradientAtWinners(node) && !InputGradientIsProduct(node)
+            : node.Is(LayerKind.Conv2DTranspose) && node.NeedsGradient;
+
+        /// <summary>
+        /// A pointwise Conv2D's patch gradients are its input's gradient, each pixel's alone with nothing to sum, so that
+        /// gradient is the product gradient · kernelᵀ, as a Dense layer's over every pixel; not where the gradient is a
+        /// pooling's scattered winners, whose zeros the patch route skips.
+        /// </summary>
+        public bool InputGradientIsProduct(NodePlan conv) => conv.PatchesAreInput && !GradientScattered(conv);
 
         /// <summary>The max pooling at whose winners this convolution's kernel gradient is taken, if any (<see cref="TakesKernelGradient"/>).</summary>
         public NodePlan? KernelGradientPool(NodePlan conv) => kernelGradientPools.TryGetValue(conv, out var pool) ? pool : null;

@@ -332,7 +332,10 @@ public class GeneratorTests
         Assert.Contains("Convolution.Forward(depthwiseOutput, default, PointwiseKernel, pointwiseOutput, pointwiseWindow, 16, batch, bias: PointwiseBias, relu: true, keepPatches: false);", code);
         Assert.Contains("Gemm.MultiplyTransposedA(depthwiseOutput, pointwiseGradient, PointwiseKernelGradient, pointwiseWindow.PatchSize, batch * pointwiseWindow.Positions, 16);", backward);
         Assert.DoesNotContain("pointwisePatches", code);
-        Assert.Contains("Convolution.Transposed(pointwiseGradient, PointwiseKernel, patchGradients, depthwiseGradient, pointwiseWindow, 16, batch, accumulate: false);", backward);
+        // Its input gradient is one product, as a Dense layer's over every pixel; the patch-gradient scratch is sized for the strided one alone.
+        Assert.Contains("Gemm.MultiplyTransposedB(pointwiseGradient, PointwiseKernel, depthwiseGradient, batch * pointwiseWindow.Positions, 16, pointwiseWindow.PatchSize);", backward);
+        Assert.Contains("patchGradients = buffers.TrainingFloats(Convolution.TransposedScratch(stridedWindow, maxBatchSize));", code);
+        Assert.Contains("Convolution.Transposed(stridedGradient, StridedKernel, patchGradients, pointwiseGradient, stridedWindow, 16, batch, accumulate: false);", backward);
         Assert.Contains("Gemm.MultiplyTransposedA(stridedPatches, stridedGradient, StridedKernelGradient", backward);
         Assert.Contains("stridedPatches = buffers.Patches(stridedWindow, maxBatchSize);", code);
     }

@@ -221,6 +221,26 @@ public partial class SeparableRelu
     [Dense(3, Activation.Softmax)] public Dense head;
 }
 
+/// <summary>
+/// A pointwise Conv2D on a residual branch: its input also reaches the sum directly, so the pointwise layer's input
+/// gradient (one product, no patches) is added to the one the skip connection wrote first.
+/// </summary>
+[Functional(Loss = Loss.SparseCategoricalCrossentropy)]
+public partial class PointwiseResidual
+{
+    [Conv2D(4, 3, Activation.Tanh, Padding = Padding.Same)] public Conv2D features;
+    [Conv2D(4, 1, Activation.Tanh)] public Conv2D mix;
+    [Flatten] public Flatten flatten;
+    [Dense(3, Activation.Softmax)] public Dense head;
+
+    [Graph]
+    Tensor Forward([Shape(5, 4, 2)] Tensor image)
+    {
+        var x = features.Apply(image);
+        return head.Apply(flatten.Apply(Ops.Add(x, mix.Apply(x))));
+    }
+}
+
 /// <summary><see cref="SeparableRelu"/> with the ReLU as a layer of its own: the same weights from the same seed.</summary>
 [Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
 public partial class SeparableThenRelu

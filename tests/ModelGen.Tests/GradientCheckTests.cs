@@ -18,7 +18,7 @@ public class GradientCheckTests
         nameof(NormalizedMlp), nameof(NormalizedCnn), nameof(FrozenMiddle), nameof(ReshapingChain), nameof(DilatedCnn),
         nameof(LstmClassifier), nameof(GruSequences), nameof(MaskedLstm), nameof(BidirectionalStack), nameof(BidirectionalSequences),
         nameof(SelfAttentionBlock), nameof(CrossAttention), nameof(CausalAttention), nameof(UNetLike), nameof(EncoderDecoder), nameof(GruWithStates), nameof(MaskedAverage), nameof(MaskedBag),
-        nameof(ReluPoolingParity), nameof(StepTagger), nameof(NarrowPooledCnn),
+        nameof(ReluPoolingParity), nameof(StepTagger), nameof(NarrowPooledCnn), nameof(PointwiseResidual),
     };
 
     [Theory, MemberData(nameof(Models))]
@@ -57,6 +57,7 @@ public class GradientCheckTests
             nameof(ReluPoolingParity) => new ReluPoolingParity(batch, seed: 29),
             nameof(StepTagger) => new StepTagger(batch, seed: 30),
             nameof(NarrowPooledCnn) => new NarrowPooledCnn(batch, seed: 32),
+            nameof(PointwiseResidual) => new PointwiseResidual(batch, seed: 34),
             _ => new SeparateSoftmax(batch, seed: 6),
         };
         var random = new Random(name.Length);

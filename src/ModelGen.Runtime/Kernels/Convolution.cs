@@ -316,13 +316,15 @@ public static partial class Convolution
         int chunk = ChunkSamples(window, batch), chunkFloats = chunk * window.Positions * window.PatchSize;
         int imageFloats = batch * window.Height * window.Width * window.Channels;
         Require(values.Length >= batch * window.Positions * valueChannels && kernel.Length >= window.PatchSize * valueChannels
-            && patches.Length >= 2 * chunkFloats && image.Length >= imageFloats, "Transposed convolution", window, batch);
+            && image.Length >= imageFloats, "Transposed convolution", window, batch);
         if (window.IsPointwise && !accumulate && !scattered)
         {
-            // Each patch is one pixel: the patch gradients are the image's, with nothing to sum, so the product writes them there.
+            // Each patch is one pixel: the patch gradients are the image's, with nothing to sum, so the product writes them
+            // there and no scratch is read.
             Gemm.MultiplyTransposedB(values, kernel, image, batch * window.Positions, valueChannels, window.PatchSize);
             return;
         }
+        Require(patches.Length >= 2 * chunkFloats, "Transposed convolution's scratch", window, batch);
         // Scattered values take each filter's kernel column as a row, so a nonzero value adds a contiguous run of it.
         scattered &= ScatteredFits(window.PatchSize);
         using var columns = Scratch<float>.Rent(scattered ? window.PatchSize * valueChannels : 0);

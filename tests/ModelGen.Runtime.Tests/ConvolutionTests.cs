@@ -151,6 +151,8 @@ public class ConvolutionTests
         { 7, 6, 1, 3, 3, 1, false, 1, 10, 2 },     // rows of fewer than six pixels: all gathered
         { 8, 9, 3, 3, 3, 2, true, 1, 40, 2 },      // padding on every side, filters past two vectors
         { 8, 8, 1, 3, 3, 2, true, 1, 1, 2 },       // 'same' padding only at the bottom and right
+        { 32, 32, 3, 3, 3, 2, true, 1, 32, 3 },    // the MobileNet stem: windows over the padding read from a zero-padded copy of their rows
+        { 24, 1000, 3, 3, 3, 1, true, 1, 8, 1 },   // rows beyond the copy's 16K floats: edge windows gathered one by one
         { 13, 11, 3, 3, 3, 1, true, 2, 64, 2 },    // dilated
         { 10, 17, 2, 2, 3, 1, false, 1, 17, 2 },
     };

@@ -66,11 +66,12 @@ public static partial class Convolution
                 int sample = row / window.OutputHeight, top = row - sample * window.OutputHeight;
                 int bottom = Math.Min(window.OutputHeight, top + end - row);
                 float* image = input + (long)sample * imageFloats, pixels = output + (long)sample * outputFloats;
+                var plane = Plane.For(image, window, top, bottom);
                 switch (Simd.Current)
                 {
-                    case SimdPath.Avx512: Direct<Lanes512, Vector512<float>>(image, kernel, bias, pixels, window, filters, relu, top, bottom); break;
-                    case SimdPath.Avx2: Direct<Lanes256, Vector256<float>>(image, kernel, bias, pixels, window, filters, relu, top, bottom); break;
-                    default: Direct<Lanes128, Vector128<float>>(image, kernel, bias, pixels, window, filters, relu, top, bottom); break;
+                    case SimdPath.Avx512: Direct<Lanes512, Vector512<float>>(image, plane, kernel, bias, pixels, window, filters, relu, top, bottom); break;
+                    case SimdPath.Avx2: Direct<Lanes256, Vector256<float>>(image, plane, kernel, bias, pixels, window, filters, relu, top, bottom); break;
+                    default: Direct<Lanes128, Vector128<float>>(image, plane, kernel, bias, pixels, window, filters, relu, top, bottom); break;
                 }
                 row += bottom - top;
             }
@@ -78,24 +79,71 @@ public static partial class Convolution
     }
 
     /// <summary>
+    /// Where a direct pass reads its windows in place: pixel (y, x) at <c>Origin + (y - Top) · RowFloats + (x - Left) · channels</c>
+    /// for y in [Top, Top + Height) and x in [Left, Left + Width). The image itself, or a zero-padded copy of the rows a
+    /// range of output rows reads (<see cref="Padded"/>), which holds every window of those rows, those over the padding too.
+    /// </summary>
+    private readonly unsafe struct Plane(float* origin, int top, int left, int height, int width, int channels)
+    {
+        public readonly float* Origin = origin;
+        public readonly int Top = top, Left = left, Height = height, Width = width, Channels = channels, RowFloats = width * channels;
+
+        public float* At(int y, int x) => Origin + (long)(y - Top) * RowFloats + (x - Left) * Channels;
+
+        /// <summary>Whether rows [top, top + rows) and columns [left, left + columns) lie within the plane.</summary>
+        public bool Holds(int top, int rows, int left, int columns) => top >= Top && top + rows <= Top + Height && left >= Left && left + columns <= Left + Width;
+
+        /// <summary>
+        /// Floats up to which the rows of a range whose windows hang over the padding are copied, zero-padded (64 KB, in L2
+        /// beside the kernel), so that every full pass reads in place: gathering each edge pass's six windows, float by float
+        /// with a bounds test, cost the MobileNet stem's strided 'same' 3x3 (a third of its passes at the right edge) about
+        /// as much as its multiply-adds. Copying a 32x32x3 image's rows costs a few hundred vector moves.
+        /// </summary>
+        private const int PaddedFloats = 16 * 1024;
+
+        /// <summary>This thread's zero-padded copy (<see cref="For"/>).</summary>
+        [ThreadStatic] private static AlignedBuffer? padded;
+
+        /// <summary>
+        /// The plane output rows [<paramref name="top"/>, <paramref name="bottom"/>) read: the image where none of their
+        /// windows hangs over the padding or a copy would exceed <see cref="PaddedFloats"/>, else a zero-padded copy of the
+        /// rows they span, in this thread's scratch (valid until its next call).
+        /// </summary>
+        public static Plane For(float* image, in Window window, int top, int bottom)
+        {
+            int firstRow = top * window.StrideHeight - window.PadTop, rows = (bottom - 1 - top) * window.StrideHeight + window.SpanHeight;
+            int firstColumn = -window.PadLeft, columns = (window.OutputWidth - 1) * window.StrideWidth + window.SpanWidth;
+            var whole = new Plane(image, 0, 0, window.Height, window.Width, window.Channels);
+            // Rows narrower than a pass gather every window anyway.
+            if (whole.Holds(firstRow, rows, firstColumn, columns) || window.OutputWidth < DirectPixels || (long)rows * columns * window.Channels > PaddedFloats) return whole;
+            var floats = AlignedBuffer.Ensure(ref padded, rows * columns * window.Channels).Slice(0, rows * columns * window.Channels);
+            floats.Clear();
+            var copy = new Plane((float*)Unsafe.AsPointer(ref floats[0]), firstRow, firstColumn, rows, columns, window.Channels);
+            int from = Math.Max(0, firstColumn), length = (Math.Min(window.Width, firstColumn + columns) - from) * window.Channels;
+            for (int y = Math.Max(0, firstRow); y < Math.Min(window.Height, firstRow + rows); y++)
+                new ReadOnlySpan<float>(whole.At(y, from), length).CopyTo(new Span<float>(copy.At(y, from), length));
+            return copy;
+        }
+    }
+
+    /// <summary>
     /// Output rows [<paramref name="top"/>, <paramref name="bottom"/>) of one sample, six pixels of a row at a time. Windows
-    /// wholly inside the image are read in place (each patch value at a fixed offset from the window's corner); the others
-    /// (and rows of fewer than six pixels) are first gathered into a small zero-padded buffer, so a pass always reads six
-    /// windows and never outside the image.
+    /// wholly inside <paramref name="plane"/> (the image, or a zero-padded copy of these rows' part of it) are read in place,
+    /// each patch value at a fixed offset from the window's corner; the others (and rows of fewer than six pixels) are first
+    /// gathered into a small zero-padded buffer, so a pass always reads six windows and never outside the image.
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
-    private static unsafe void Direct<TLanes, TVector>(float* image, float* kernel, float* bias, float* output, in Window window, int filters, bool relu,
+    private static unsafe void Direct<TLanes, TVector>(float* image, in Plane plane, float* kernel, float* bias, float* output, in Window window, int filters, bool relu,
         int top, int bottom) where TLanes : struct, ILanes<TVector> where TVector : struct
     {
-        int patch = window.PatchSize, channels = window.Channels, rowFloats = window.Width * channels;
+        int patch = window.PatchSize, channels = window.Channels;
         int* inPlace = stackalloc int[patch];
         int* inBuffer = stackalloc int[patch];
-        PatchOffsets(window, inPlace, inBuffer);
+        PatchOffsets(window, plane.RowFloats, inPlace, inBuffer);
         float* gathered = stackalloc float[DirectPixels * patch];
         for (int oy = top; oy < bottom; oy++)
         {
             int windowTop = oy * window.StrideHeight - window.PadTop;
-            bool rowInside = windowTop >= 0 && windowTop + window.SpanHeight <= window.Height;
             for (int next = 0; next < window.OutputWidth; next += DirectPixels)
             {
                 // A row's last pass ends at its last pixel, redoing a few of the pass before (the same chains, the same
@@ -103,13 +151,13 @@ public static partial class Convolution
                 int ox = Math.Max(0, Math.Min(next, window.OutputWidth - DirectPixels));
                 int count = Math.Min(DirectPixels, window.OutputWidth - ox);
                 int left = ox * window.StrideWidth - window.PadLeft;
-                bool inside = rowInside && count == DirectPixels && left >= 0 && left + (count - 1) * window.StrideWidth + window.SpanWidth <= window.Width;
+                bool inside = count == DirectPixels && plane.Holds(windowTop, window.SpanHeight, left, (count - 1) * window.StrideWidth + window.SpanWidth);
                 float* windows;
                 int* offsets;
                 int step;
                 if (inside)
                 {
-                    windows = image + windowTop * rowFloats + left * channels;
+                    windows = plane.At(windowTop, left);
                     offsets = inPlace;
                     step = window.StrideWidth * channels;
                 }
@@ -139,12 +187,11 @@ public static partial class Convolution
     }
 
     /// <summary>
-    /// Where each patch entry lies from its window's corner: in the image (<paramref name="inPlace"/>) and in a gathered
-    /// patch row (<paramref name="inBuffer"/>, its own index).
+    /// Where each patch entry lies from its window's corner: in a plane whose rows are <paramref name="rowFloats"/> apart
+    /// (<paramref name="inPlace"/>) and in a gathered patch row (<paramref name="inBuffer"/>, its own index).
     /// </summary>
-    private static unsafe void PatchOffsets(in Window window, int* inPlace, int* inBuffer)
+    private static unsafe void PatchOffsets(in Window window, int rowFloats, int* inPlace, int* inBuffer)
     {
-        int rowFloats = window.Width * window.Channels;
         for (int ky = 0, p = 0; ky < window.KernelHeight; ky++)
             for (int kx = 0; kx < window.KernelWidth; kx++)
                 for (int c = 0; c < window.Channels; c++, p++)

@@ -90,7 +90,7 @@ public static partial class Convolution
         int patch = window.PatchSize, imageFloats = window.Height * window.Width * window.Channels;
         int* inPlace = stackalloc int[patch];
         int* inBuffer = stackalloc int[patch];
-        PatchOffsets(window, inPlace, inBuffer);
+        PatchOffsets(window, window.Width * window.Channels, inPlace, inBuffer);
         float* gathered = stackalloc float[4 * patch];
         for (int item = first; item < first + count; item++)
         {

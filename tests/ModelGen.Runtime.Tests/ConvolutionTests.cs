@@ -154,6 +154,8 @@ public class ConvolutionTests
         { 32, 32, 3, 3, 3, 2, true, 1, 32, 3 },    // the MobileNet stem: windows over the padding read from a zero-padded copy of their rows
         { 24, 1000, 3, 3, 3, 1, true, 1, 8, 1 },   // rows beyond the copy's 16K floats: edge windows gathered one by one
         { 13, 11, 3, 3, 3, 1, true, 2, 64, 2 },    // dilated
+        { 8, 8, 32, 1, 1, 1, false, 1, 40, 3 },    // pointwise: a range's rows are one run of pixels, whose last pass alone moves back
+        { 3, 3, 4, 1, 1, 1, true, 1, 8, 1 },       // pointwise, runs that may be shorter than a pass
         { 10, 17, 2, 2, 3, 1, false, 1, 17, 2 },
     };
 
@@ -231,6 +233,7 @@ public class ConvolutionTests
         { 13, 13, 32, 3, 3, 2, true, 1, 128, 3 },   // inference directly on AVX-512: padded windows gathered, two passes of 64 filters
         { 6, 6, 64, 3, 3, 1, true, 1, 64, 2 },      // 576 deep: one depth block of the GEMM
         { 5, 5, 128, 3, 3, 1, true, 1, 64, 2 },     // 1152 deep: two depth blocks for training, direct at inference
+        { 8, 8, 64, 1, 1, 1, false, 1, 128, 3 },    // the MobileNet block's second pointwise convolution: one run per range at inference
     };
 
     /// <summary>

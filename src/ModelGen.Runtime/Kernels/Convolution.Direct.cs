@@ -141,6 +141,19 @@ public static partial class Convolution
         int* inBuffer = stackalloc int[patch];
         PatchOffsets(window, plane.RowFloats, inPlace, inBuffer);
         float* gathered = stackalloc float[DirectPixels * patch];
+        int runPixels = (bottom - top) * window.OutputWidth;
+        if (window.IsPointwise && runPixels >= DirectPixels)
+        {
+            // A pointwise window's pixels follow one another across rows: the rows are one run, and only its last pass
+            // moves back (8-pixel rows moved one back per row: 12 windows computed for every 8).
+            float* windows = image + (long)top * window.Width * channels, pixels = output + (long)top * window.OutputWidth * filters;
+            for (int next = 0; next < runPixels; next += DirectPixels)
+            {
+                int at = Math.Min(next, runPixels - DirectPixels);
+                Passes<TLanes, TVector>(windows + at * channels, inPlace, channels, patch, kernel, filters, bias, pixels + (long)at * filters, DirectPixels, relu);
+            }
+            return;
+        }
         for (int oy = top; oy < bottom; oy++)
         {
             int windowTop = oy * window.StrideHeight - window.PadTop;
@@ -152,9 +165,9 @@ public static partial class Convolution
                 int count = Math.Min(DirectPixels, window.OutputWidth - ox);
                 int left = ox * window.StrideWidth - window.PadLeft;
                 bool inside = count == DirectPixels && plane.Holds(windowTop, window.SpanHeight, left, (count - 1) * window.StrideWidth + window.SpanWidth);
-                float* windows;
-                int* offsets;
-                int step;
+                float* windows = gathered;
+                int* offsets = inBuffer;
+                int step = patch;
                 if (inside)
                 {
                     windows = plane.At(windowTop, left);
@@ -165,24 +178,31 @@ public static partial class Convolution
                 {
                     for (int pixel = 0; pixel < DirectPixels; pixel++)
                         GatherWindow(image, gathered + pixel * patch, window, windowTop, left + pixel * window.StrideWidth, blank: pixel >= count);
-                    windows = gathered;
-                    offsets = inBuffer;
-                    step = patch;
                 }
-                float* pixels = output + (long)(oy * window.OutputWidth + ox) * filters;
-                int j = 0;
-                if (TLanes.Count == 16)
-                {
-                    for (; filters - j >= 4 * TLanes.Count; j += 4 * TLanes.Count)
-                        DirectWidePass<TLanes, TVector>(windows, offsets, step, patch, kernel + j, filters, bias is null ? null : bias + j, pixels + j, count, relu);
-                }
-                for (; j < filters; j += 2 * TLanes.Count)
-                {
-                    float* biasFrom = bias is null ? null : bias + j;
-                    if (filters - j >= 2 * TLanes.Count) DirectPass<TLanes, TVector>(true, windows, offsets, step, patch, kernel + j, filters, biasFrom, pixels + j, count, filters - j, relu);
-                    else DirectPass<TLanes, TVector>(false, windows, offsets, step, patch, kernel + j, filters, biasFrom, pixels + j, count, filters - j, relu);
-                }
+                Passes<TLanes, TVector>(windows, offsets, step, patch, kernel, filters, bias, output + (long)(oy * window.OutputWidth + ox) * filters, count, relu);
             }
+        }
+    }
+
+    /// <summary>
+    /// The passes over every filter for <paramref name="count"/> windows <paramref name="step"/> floats apart: four vectors of
+    /// filters at a time on AVX-512, then two (the last masked).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void Passes<TLanes, TVector>(float* windows, int* offsets, int step, int patch, float* kernel, int filters, float* bias, float* pixels,
+        int count, bool relu) where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        int j = 0;
+        if (TLanes.Count == 16)
+        {
+            for (; filters - j >= 4 * TLanes.Count; j += 4 * TLanes.Count)
+                DirectWidePass<TLanes, TVector>(windows, offsets, step, patch, kernel + j, filters, bias is null ? null : bias + j, pixels + j, count, relu);
+        }
+        for (; j < filters; j += 2 * TLanes.Count)
+        {
+            float* biasFrom = bias is null ? null : bias + j;
+            if (filters - j >= 2 * TLanes.Count) DirectPass<TLanes, TVector>(true, windows, offsets, step, patch, kernel + j, filters, biasFrom, pixels + j, count, filters - j, relu);
+            else DirectPass<TLanes, TVector>(false, windows, offsets, step, patch, kernel + j, filters, biasFrom, pixels + j, count, filters - j, relu);
         }
     }
 

@@ -61,7 +61,7 @@ internal static partial class ModelEmitter
                     var pool = plan.KernelGradientPool(node);
                     bool inputAtWinners = plan.TakesInputGradientAtWinners(node), scattered = plan.GradientScattered(node);
                     bool inputProduct = plan.InputGradientIsProduct(node);
-                    string? inputPart = !input.NeedsGradient ? null : inputAtWinners || inputProduct ? "input"
+                    string? inputPart = !input.NeedsGradient ? null : inputAtWinners ? "input" : inputProduct ? "input (one product: each patch is a pixel)"
                         : scattered ? "input (through the patches, from its nonzero gradients)" : "input (through the patches)";
                     w.Line($"// {node.Title}: {GradientsOf(plan, node, inputPart)}");
                     EmitActivationBackward(w, node, activation);

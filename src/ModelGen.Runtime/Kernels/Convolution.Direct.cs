@@ -81,7 +81,7 @@ public static partial class Convolution
     /// <summary>
     /// Where a direct pass reads its windows in place: pixel (y, x) at <c>Origin + (y - Top) · RowFloats + (x - Left) · channels</c>
     /// for y in [Top, Top + Height) and x in [Left, Left + Width). The image itself, or a zero-padded copy of the rows a
-    /// range of output rows reads (<see cref="Padded"/>), which holds every window of those rows, those over the padding too.
+    /// range of output rows reads (<see cref="For"/>), which holds every window of those rows, those over the padding too.
     /// </summary>
     private readonly unsafe struct Plane(float* origin, int top, int left, int height, int width, int channels)
     {
@@ -146,7 +146,7 @@ public static partial class Convolution
         {
             // A pointwise window's pixels follow one another across rows: the rows are one run, and only its last pass
             // moves back (8-pixel rows moved one back per row: 12 windows computed for every 8).
-            float* windows = image + (long)top * window.Width * channels, pixels = output + (long)top * window.OutputWidth * filters;
+            float* windows = plane.At(top, 0), pixels = output + (long)top * window.OutputWidth * filters;
             for (int next = 0; next < runPixels; next += DirectPixels)
             {
                 int at = Math.Min(next, runPixels - DirectPixels);

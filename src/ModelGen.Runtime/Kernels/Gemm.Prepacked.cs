@@ -54,7 +54,7 @@ internal sealed class RepackedPanels(AlignedBuffer panels)
         int tileColumns = Gemm.TileColumnsOnThisPath(n);
         PackedMatrix? packed = null;
         foreach (var shape in shapes) // a loop, not a lambda: a closure per pass would be an allocation per training step
-            if (shape.Rows == k && shape.Columns == n && shape.TileColumns == tileColumns) packed = shape;
+            if (shape.Rows == k && shape.Columns == n && shape.TileColumns == tileColumns) { packed = shape; break; }
         if (packed is null)
         {
             if (Gemm.PanelFloatsOnAnyPath(k, n) > panels.Length) throw new ArgumentException($"Panels of {panels.Length} floats cannot hold a {k}x{n} B.", nameof(b));

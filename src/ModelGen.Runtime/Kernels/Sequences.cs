@@ -135,6 +135,9 @@ public static class EmbeddingKernel
     /// </summary>
     private readonly unsafe struct TableGradient(float* gradient, float* ids, float* tableGradient, int count, int inputDim, int outputDim, bool accumulate, int meanOver, bool maskZero)
     {
+        /// <summary>Each id's row of the table gradient, and the weight its step counts with in its sample's mean.</summary>
+        private readonly SequencePooling.TableSteps rows = new(tableGradient, ids, outputDim, maskZero);
+
         public int Parts => (long)(inputDim + count) * outputDim > TableSplitAbove ? 2 : 1;
 
         public static void Run(void* state, int part, int worker) => ((TableGradient*)state)->Add(part);
@@ -147,21 +150,13 @@ public static class EmbeddingKernel
             float counted = 0;
             for (int i = 0; i < count; i++)
             {
-                if (meanOver > 0 && i % meanOver == 0) counted = Counted(i);
+                if (meanOver > 0 && i % meanOver == 0) counted = SequencePooling.Counted(rows, i, meanOver);
                 int id = (int)ids[i];
                 if (id < from || id >= to) continue;
-                var row = new Span<float>(tableGradient + (long)id * outputDim, outputDim);
+                var row = new Span<float>(rows.Row(i), outputDim);
                 if (meanOver == 0) ShortRows.AddTo(row, new ReadOnlySpan<float>(gradient + (long)i * outputDim, outputDim));
-                else ShortRows.Scaled(new ReadOnlySpan<float>(gradient + (long)(i / meanOver) * outputDim, outputDim), (maskZero && id == 0 ? 0f : 1f) / counted, row, accumulate: true);
+                else ShortRows.Scaled(new ReadOnlySpan<float>(gradient + (long)(i / meanOver) * outputDim, outputDim), rows.Weight(i) / counted, row, accumulate: true);
             }
-        }
-
-        /// <summary>The steps of the sample starting at id <paramref name="first"/> that count: all but padding (id 0) under maskZero.</summary>
-        private float Counted(int first)
-        {
-            float counted = 0;
-            for (int t = first; t < first + meanOver; t++) counted += maskZero && ids[t] == 0f ? 0f : 1f;
-            return counted;
         }
     }
 }
@@ -245,21 +240,25 @@ public static class SequencePooling
         }
     }
 
-    /// <summary>Where <see cref="Means{TSteps}"/> finds a step's row of features, and the weight it counts with (0: left out).</summary>
+    /// <summary>
+    /// Where a pass over a sample's steps finds a step's row of features (of the values, or of their gradient), and the weight
+    /// the step counts with in the sample's mean (0: left out): <see cref="Means{TSteps}"/>, <see cref="Shares"/>, the
+    /// embedding's table gradient.
+    /// </summary>
     internal unsafe interface IStepRows
     {
         float Weight(long step);
         float* Row(long step);
     }
 
-    /// <summary>The input's own steps, weighted by the mask (null: every step counts once).</summary>
+    /// <summary>A tensor's own steps (the input, or its gradient), weighted by the mask (null: every step counts once).</summary>
     internal readonly unsafe struct InputSteps(float* input, float* mask, int features) : IStepRows
     {
         public float Weight(long step) => mask == null ? 1f : mask[step];
         public float* Row(long step) => input + step * features;
     }
 
-    /// <summary>The table rows the ids name; under maskZero, padding (id 0) counts nothing.</summary>
+    /// <summary>The rows the ids name in a table (the embeddings, or their gradient); under maskZero, padding (id 0) counts nothing.</summary>
     internal readonly unsafe struct TableSteps(float* table, float* ids, int features, bool maskZero) : IStepRows
     {
         public float Weight(long step) => maskZero && ids[step] == 0f ? 0f : 1f;
@@ -274,28 +273,36 @@ public static class SequencePooling
             throw new ArgumentException($"GlobalAveragePooling1D's backward pass over {batch} samples of {steps} steps of {features} needs that many values.");
         fixed (float* g = outputGradient, m = mask, dx = inputGradient)
         {
-            var work = new Shares(g, mask.IsEmpty ? null : m, dx, steps, features, accumulate);
+            var work = new Shares(g, new InputSteps(dx, mask.IsEmpty ? null : m, features), steps, features, accumulate);
             Helper.ForRanges(ref work, batch, floatsPerItem: (long)steps * features);
         }
     }
 
-    /// <summary>Samples [first, first + count) of <see cref="AverageBackward"/>; a null mask counts every step.</summary>
-    private readonly unsafe struct Shares(float* outputGradient, float* mask, float* inputGradient, int steps, int features, bool accumulate) : IRanges
+    /// <summary>Samples [first, first + count) of <see cref="AverageBackward"/>: <paramref name="gradientRows"/> are the input gradient's steps, weighted by the mask.</summary>
+    private readonly unsafe struct Shares(float* outputGradient, InputSteps gradientRows, int steps, int features, bool accumulate) : IRanges
     {
         [MethodImpl(Compiled.Kernel)]
         public void Run(int first, int count)
         {
             for (int b = first; b < first + count; b++)
             {
-                float counted = 0;
-                for (int t = 0; t < steps; t++) counted += mask == null ? 1f : mask[b * steps + t];
+                long start = (long)b * steps;
+                float counted = Counted(gradientRows, start, steps);
                 var g = new ReadOnlySpan<float>(outputGradient + (long)b * features, features);
-                for (int t = 0; t < steps; t++)
-                {
-                    float weight = (mask == null ? 1f : mask[b * steps + t]) / counted;
-                    ShortRows.Scaled(g, weight, new Span<float>(inputGradient + ((long)b * steps + t) * features, features), accumulate);
-                }
+                for (long step = start; step < start + steps; step++)
+                    ShortRows.Scaled(g, gradientRows.Weight(step) / counted, new Span<float>(gradientRows.Row(step), features), accumulate);
             }
         }
+    }
+
+    /// <summary>
+    /// The weights of steps [<paramref name="first"/>, + <paramref name="steps"/>) summed in order: how many of a sample's
+    /// steps count (the mask's weights, or the ids that are not padding).
+    /// </summary>
+    internal static float Counted<TSteps>(in TSteps rows, long first, int steps) where TSteps : unmanaged, IStepRows
+    {
+        float counted = 0;
+        for (long step = first; step < first + steps; step++) counted += rows.Weight(step);
+        return counted;
     }
 }

@@ -20,13 +20,16 @@ dotnet build -c Release benchmarks/ModelGen.Benchmarks >/dev/null
 dotnet build-server shutdown >/dev/null 2>&1 || true
 # The single-core FMA peak and a micro-kernel's ceiling, the yardsticks for the one-thread GEMM, measured in each round at
 # the widest vectors ModelGen uses on this machine (AVX-512, else AVX2 with FMA; skipped without either or a C compiler).
-peak=()
+# The cores' round trip (a cache line there and back) is measured before every workload: the host changes it by 4-6x as it
+# moves the vCPUs, and the table marks the rows whose rounds ran while it was slow.
+probes=()
 if command -v gcc >/dev/null; then
   if grep -q avx512f /proc/cpuinfo; then flags=(-mavx512f -mfma)
   elif grep -q avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo; then flags=(-mavx2 -mfma)
   else flags=()
   fi
-  if [ ${#flags[@]} -gt 0 ]; then gcc -O2 "${flags[@]}" benchmarks/peer/peak_fma.c -o "$out/peak_fma" && peak=("$out/peak_fma"); fi
+  if [ ${#flags[@]} -gt 0 ]; then gcc -O2 "${flags[@]}" benchmarks/peer/peak_fma.c -o "$out/peak_fma" && probes+=(--peak "$out/peak_fma"); fi
+  gcc -O2 -pthread benchmarks/peer/round_trip.c -o "$out/round_trip" && probes+=(--round-trip "$out/round_trip")
 fi
 # Rounds in which both sides stay up and take turns workload by workload (peer/interleave.py): this machine's speed drifts
 # by 10-50% over minutes, and a side timed all at once and then the other could land in different phases (the CNN at batch 1
@@ -34,5 +37,5 @@ fi
 # reports the median over rounds. COMPARE_ROUNDS=1 gives a quick single pass.
 export COMPARE_SAMPLES=${COMPARE_SAMPLES:-15}
 echo "ModelGen, PyTorch (OPENBLAS_CORETYPE unset so OpenBLAS picks its best kernels for this CPU) and scikit-learn, in turns..."
-/usr/bin/python3 benchmarks/peer/interleave.py "$out" "${COMPARE_ROUNDS:-3}" benchmarks/ModelGen.Benchmarks/bin/Release/net10.0/ModelGen.Benchmarks.dll "${peak[@]}"
-/usr/bin/python3 benchmarks/peer/make_table.py benchmarks/RESULTS.md "$out"/round*
+/usr/bin/python3 benchmarks/peer/interleave.py "$out" "${COMPARE_ROUNDS:-3}" benchmarks/ModelGen.Benchmarks/bin/Release/net10.0/ModelGen.Benchmarks.dll "${probes[@]}"
+/usr/bin/python3 benchmarks/peer/make_table.py benchmarks/RESULTS.md "$out"/round[0-9]*

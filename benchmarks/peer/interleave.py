@@ -4,10 +4,13 @@
 This machine's speed drifts by 10-50% over minutes, so a side timed all at once and then the other can land in different
 phases. Here ModelGen (ModelGen.Benchmarks --serve) and PyTorch in its two configurations (torch_peer.py --serve) stay up
 and take turns workload by workload, the side going first rotating; each round then also fits the digits on both sides
-(scikit-learn and ModelGen's Fit, in alternating order) and measures the FMA peak. Each round's results land in
-OUT/roundN/ as torch.json, modelgen.json, sklearn.json, digits.json and peak.txt, which make_table.py reads.
-Usage: interleave.py OUT ROUNDS MODELGEN_DLL [PEAK_FMA]
+(scikit-learn and ModelGen's Fit, in alternating order) and measures the FMA peak. Before and after each workload's turns it
+measures the cores' round trip (round_trip.c), which the host changes by 4-6x, within seconds, as it moves the vCPUs. Each round's results
+land in OUT/roundN/ as torch.json, modelgen.json, sklearn.json, digits.json, peak.txt and round_trip.json, which
+make_table.py reads.
+Usage: interleave.py OUT ROUNDS MODELGEN_DLL [--peak PEAK_FMA] [--round-trip ROUND_TRIP]
 """
+import argparse
 import json
 import os
 import subprocess
@@ -43,14 +46,26 @@ def run(command):
     return subprocess.run(command, check=True, capture_output=True, text=True).stdout
 
 
+def trip(probe):
+    """The cores' round trip in ns (round_trip.c), None without a probe or a second CPU."""
+    answer = run([probe]).strip() if probe else ""
+    return float(answer) if answer else None
+
+
 def write(path, text):
     with open(path, "w") as f:
         f.write(text)
 
 
 def main():
-    out, rounds, dll = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    peak = sys.argv[4] if len(sys.argv) > 4 else None
+    parser = argparse.ArgumentParser()
+    parser.add_argument("out")
+    parser.add_argument("rounds", type=int)
+    parser.add_argument("dll")
+    parser.add_argument("--peak")
+    parser.add_argument("--round-trip")
+    arguments = parser.parse_args()
+    out, rounds, dll, peak, round_trip = arguments.out, arguments.rounds, arguments.dll, arguments.peak, arguments.round_trip
     sides = {"modelgen": Server(["dotnet", dll, "--serve"])}
     for threads in ("1", "default"):
         sides[threads] = Server([sys.executable, os.path.join(here, "torch_peer.py"), "--serve", threads], env=environment(threads))
@@ -61,11 +76,15 @@ def main():
         for round_number in range(1, rounds + 1):
             print(f"round {round_number} of {rounds}", flush=True)
             times = {side: {} for side in sides}
+            trips = {}
             for index, name in enumerate(names["modelgen"]):
+                before = trip(round_trip)
                 turn = (index + round_number) % len(order)
                 for side in order[turn:] + order[:turn]:
                     if name in names[side]:
                         times[side][name] = sides[side].ask(name)
+                if round_trip:
+                    trips[name] = [before, trip(round_trip)]
             folder = os.path.join(out, f"round{round_number}")
             os.makedirs(folder, exist_ok=True)
 
@@ -77,6 +96,8 @@ def main():
                 return {**groups, "info": info[side]}
             write(os.path.join(folder, "modelgen.json"), json.dumps(grouped("modelgen"), indent=1))
             write(os.path.join(folder, "torch.json"), json.dumps({threads: grouped(threads) for threads in ("1", "default")}, indent=1))
+            if trips:
+                write(os.path.join(folder, "round_trip.json"), json.dumps(trips, indent=1))
 
             # The digits fits and the FMA peak, each in a process of its own, the side going first alternating.
             fits = [lambda: run([sys.executable, os.path.join(here, "sklearn_peer.py"), os.path.join(folder, "sklearn.json")]),

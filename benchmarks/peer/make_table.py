@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 # Usage: make_table.py RESULTS.md ROUND_DIR... where each round's folder (interleave.py's) holds torch.json and modelgen.json,
-# and where measured sklearn.json, digits.json and peak.txt. The table reports medians over rounds, and each speedup as the
+# and where measured sklearn.json, digits.json, peak.txt and round_trip.json. The table reports medians over rounds, and each speedup as the
 # median of the rounds' own speedups with their range.
 out, round_dirs = sys.argv[1], sys.argv[2:]
 
@@ -22,7 +22,8 @@ def load(folder, name):
 
 
 rounds = [{name: load(folder, name + ext) for name, ext in
-           (("torch", ".json"), ("modelgen", ".json"), ("sklearn", ".json"), ("digits", ".json"), ("peak", ".txt"))}
+           (("torch", ".json"), ("modelgen", ".json"), ("sklearn", ".json"), ("digits", ".json"), ("peak", ".txt"),
+            ("round_trip", ".json"))}
           for folder in round_dirs]
 first = rounds[0]
 median = statistics.median
@@ -32,6 +33,19 @@ def speedup(ratios):
     """The median of the rounds' own speedups, with their range when there are several rounds."""
     spread = f" ({min(ratios):.2f}-{max(ratios):.2f})" if len(ratios) > 1 else ""
     return f"{median(ratios):.2f}x{spread}"
+
+
+# The cores' round trip before and after each workload (round_trip.c): a round counts as slow for a workload where either
+# was more than twice the run's fastest, the host having moved the vCPUs apart. The rows say in how many of their rounds
+# that happened; the host can also move them and back between two probes, so a row without the mark may have met it too.
+trips = [t for r in rounds if r["round_trip"] for pair in r["round_trip"].values() for t in pair if t is not None]
+slow_above = 2 * min(trips) if trips else None
+
+
+def marked(name, key):
+    """The row's label, with †n where n of its rounds ran while the round trip was slow."""
+    slow = sum(1 for r in rounds if slow_above and r["round_trip"] and max((t for t in r["round_trip"].get(key) or [] if t is not None), default=0) > slow_above)
+    return f"{name} †{slow}" if slow else name
 
 
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
@@ -47,7 +61,7 @@ for name in first["modelgen"]["results"]:
     if name.startswith("gemm"):
         m, n, k = (int(v) for v in name.split()[1].split("x"))
         gflops = f"; {2 * m * n * k / median(ours) / 1e6:.0f} vs {2 * m * n * k / min(median(one), median(default)) / 1e6:.0f} GFLOP/s"
-    rows.append(f"| {name} | {median(ours):.4f} | {median(one):.4f} | {median(default):.4f} | {speedup(ratios)}{gflops} |")
+    rows.append(f"| {marked(name, 'results/' + name)} | {median(ours):.4f} | {median(one):.4f} | {median(default):.4f} | {speedup(ratios)}{gflops} |")
 table = "\n".join(rows)
 samples = os.environ.get("COMPARE_SAMPLES", "25")
 header = (f"Machine: {cpu}, {subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores. "
@@ -56,6 +70,11 @@ header = (f"Machine: {cpu}, {subprocess.run(['nproc'], capture_output=True, text
           f"{len(rounds)} rounds; in each, every workload timed on both sides seconds apart (benchmarks/peer/interleave.py), its median of {samples} "
           "samples (each >= 10 ms of back-to-back calls). Times are medians over the rounds. Speedup = best PyTorch median / ModelGen "
           "median within a round (above 1: ModelGen faster): the median over rounds, the rounds' range in brackets.\n")
+if trips:
+    header += (f"The cores' round trip, measured before and after each workload (benchmarks/peer/round_trip.c): median {median(trips):.0f} ns, "
+               f"{min(trips):.0f}-{max(trips):.0f}. †n: in n of the row's rounds it was above {slow_above:.0f} ns (twice the fastest), "
+               "the host having moved the two vCPUs apart (it does so within seconds): workloads that hand work between the cores "
+               "many times per call slow down there, large products barely.\n")
 # Scaling: MLP width -> parameters, ModelGen vs the best PyTorch configuration, at batch 1 and 128.
 def params(w):
     return 2 * w * w + 2 * w + 10 * w + 10
@@ -67,7 +86,7 @@ for batch in (1, 128):
         key = f"{w} b{batch}"
         ours = [r["modelgen"]["scaling"][key] for r in rounds]
         theirs = [min(r["torch"]["1"]["scaling"][key], r["torch"]["default"]["scaling"][key]) for r in rounds]
-        scaling_rows.append(f"| {w} | {params(w):,} | {batch} | {median(ours):.4f} | {median(theirs):.4f} | {speedup([t / o for t, o in zip(theirs, ours)])} |")
+        scaling_rows.append(f"| {marked(str(w), 'scaling/' + key)} | {params(w):,} | {batch} | {median(ours):.4f} | {median(theirs):.4f} | {speedup([t / o for t, o in zip(theirs, ours)])} |")
         series.setdefault(f"ModelGen b{batch}", []).append((params(w), median(ours)))
         series.setdefault(f"PyTorch b{batch}", []).append((params(w), median(theirs)))
 scaling_table = "\n".join(scaling_rows)

@@ -20,8 +20,8 @@ dotnet build -c Release benchmarks/ModelGen.Benchmarks >/dev/null
 dotnet build-server shutdown >/dev/null 2>&1 || true
 # The single-core FMA peak and a micro-kernel's ceiling, the yardsticks for the one-thread GEMM, measured in each round at
 # the widest vectors ModelGen uses on this machine (AVX-512, else AVX2 with FMA; skipped without either or a C compiler).
-# The cores' round trip (a cache line there and back) is measured before every workload: the host changes it by 4-6x as it
-# moves the vCPUs, and the table marks the rows whose rounds ran while it was slow.
+# The cores' round trip (a cache line there and back) is measured before and after every workload: the host changes it by
+# 4-6x as it moves the vCPUs, and the table marks the rows whose rounds ran while it was slow.
 probes=()
 if command -v gcc >/dev/null; then
   if grep -q avx512f /proc/cpuinfo; then flags=(-mavx512f -mfma)

@@ -4,10 +4,10 @@
 This machine's speed drifts by 10-50% over minutes, so a side timed all at once and then the other can land in different
 phases. Here ModelGen (ModelGen.Benchmarks --serve) and PyTorch in its two configurations (torch_peer.py --serve) stay up
 and take turns workload by workload, the side going first rotating; each round then also fits the digits on both sides
-(scikit-learn and ModelGen's Fit, in alternating order) and measures the FMA peak. Before and after each workload's turns it
-measures the cores' round trip (round_trip.c), which the host changes by 4-6x, within seconds, as it moves the vCPUs. Each round's results
-land in OUT/roundN/ as torch.json, modelgen.json, sklearn.json, digits.json, peak.txt and round_trip.json, which
-make_table.py reads.
+(scikit-learn and ModelGen's Fit, in alternating order) and measures the FMA peak. Before and after each workload's turns
+it measures the cores' round trip (round_trip.c), which the host changes by 4-6x, within seconds, as it moves the vCPUs.
+Each round's results land in OUT/roundN/ as torch.json, modelgen.json, sklearn.json, digits.json, peak.txt and
+round_trip.json, which make_table.py reads.
 Usage: interleave.py OUT ROUNDS MODELGEN_DLL [--peak PEAK_FMA] [--round-trip ROUND_TRIP]
 """
 import argparse
@@ -47,8 +47,8 @@ def run(command):
 
 
 def trip(probe):
-    """The cores' round trip in ns (round_trip.c), None without a probe or a second CPU."""
-    answer = run([probe]).strip() if probe else ""
+    """The cores' round trip in ns (round_trip.c), None with a single CPU (the probe prints nothing)."""
+    answer = run([probe]).strip()
     return float(answer) if answer else None
 
 
@@ -78,13 +78,14 @@ def main():
             times = {side: {} for side in sides}
             trips = {}
             for index, name in enumerate(names["modelgen"]):
-                before = trip(round_trip)
+                before = trip(round_trip) if round_trip else None
                 turn = (index + round_number) % len(order)
                 for side in order[turn:] + order[:turn]:
                     if name in names[side]:
                         times[side][name] = sides[side].ask(name)
-                if round_trip:
-                    trips[name] = [before, trip(round_trip)]
+                after = trip(round_trip) if before is not None else None
+                if after is not None:
+                    trips[name] = [before, after]
             folder = os.path.join(out, f"round{round_number}")
             os.makedirs(folder, exist_ok=True)
 

@@ -9,8 +9,8 @@ import subprocess
 import sys
 
 # Usage: make_table.py RESULTS.md ROUND_DIR... where each round's folder (interleave.py's) holds torch.json and modelgen.json,
-# and where measured sklearn.json, digits.json, peak.txt and round_trip.json. The table reports medians over rounds, and each speedup as the
-# median of the rounds' own speedups with their range.
+# and where measured sklearn.json, digits.json, peak.txt and round_trip.json. The table reports medians over rounds, and
+# each speedup as the median of the rounds' own speedups with their range.
 out, round_dirs = sys.argv[1], sys.argv[2:]
 
 
@@ -38,13 +38,15 @@ def speedup(ratios):
 # The cores' round trip before and after each workload (round_trip.c): a round counts as slow for a workload where either
 # was more than twice the run's fastest, the host having moved the vCPUs apart. The rows say in how many of their rounds
 # that happened; the host can also move them and back between two probes, so a row without the mark may have met it too.
-trips = [t for r in rounds if r["round_trip"] for pair in r["round_trip"].values() for t in pair if t is not None]
+trips = [t for r in rounds if r["round_trip"] for pair in r["round_trip"].values() for t in pair]
 slow_above = 2 * min(trips) if trips else None
 
 
 def marked(name, key):
     """The row's label, with †n where n of its rounds ran while the round trip was slow."""
-    slow = sum(1 for r in rounds if slow_above and r["round_trip"] and max((t for t in r["round_trip"].get(key) or [] if t is not None), default=0) > slow_above)
+    if slow_above is None:
+        return name
+    slow = sum(1 for r in rounds if r["round_trip"] and max(r["round_trip"].get(key, [0])) > slow_above)
     return f"{name} †{slow}" if slow else name
 
 
@@ -71,8 +73,9 @@ header = (f"Machine: {cpu}, {subprocess.run(['nproc'], capture_output=True, text
           "samples (each >= 10 ms of back-to-back calls). Times are medians over the rounds. Speedup = best PyTorch median / ModelGen "
           "median within a round (above 1: ModelGen faster): the median over rounds, the rounds' range in brackets.\n")
 if trips:
-    header += (f"The cores' round trip, measured before and after each workload (benchmarks/peer/round_trip.c): median {median(trips):.0f} ns, "
-               f"{min(trips):.0f}-{max(trips):.0f}. †n: in n of the row's rounds it was above {slow_above:.0f} ns (twice the fastest), "
+    header += (f"The cores' round trip, measured before and after each workload (benchmarks/peer/round_trip.c): median "
+               f"{median(trips):.0f} ns, {min(trips):.0f}-{max(trips):.0f}. †n: in n of the row's rounds it was above "
+               f"{slow_above:.0f} ns (twice the fastest), "
                "the host having moved the two vCPUs apart (it does so within seconds): workloads that hand work between the cores "
                "many times per call slow down there, large products barely.\n")
 # Scaling: MLP width -> parameters, ModelGen vs the best PyTorch configuration, at batch 1 and 128.

@@ -1,8 +1,8 @@
 // The time a cache line takes to go from one core to the other and back, between the first two CPUs this process may run
 // on: the cost of every hand-off between ModelGen's two threads. On the 2-vCPU VMs it is not fixed: the host moves the
-// vCPUs between placements where it reads ~50-90 ns and ~300 ns, and in the slow one the workloads that hand work to the
-// second core many times per call (recurrent training, the MobileNet block at batch 1) slow down by up to 2.2x while
-// large products barely notice. compare.sh runs it before every workload, so each round's times say where they stood.
+// vCPUs between placements where it reads ~50-60 ns and ~300-350 ns, and in the slow one the workloads that hand work to
+// the second core many times per call (recurrent training, the MobileNet block at batch 1) slow down by up to 2.5x while
+// large products barely notice. compare.sh runs it before and after every workload, so each round says where it stood.
 // Prints the median of 15 batches of 2000 round trips, in ns (nothing, exit 0, with fewer than two CPUs).
 // Build: gcc -O2 -pthread round_trip.c -o round_trip
 #define _GNU_SOURCE

@@ -29,7 +29,8 @@ if command -v gcc >/dev/null; then
   else flags=()
   fi
   if [ ${#flags[@]} -gt 0 ]; then gcc -O2 "${flags[@]}" benchmarks/peer/peak_fma.c -o "$out/peak_fma" && probes+=(--peak "$out/peak_fma"); fi
-  gcc -O2 -pthread benchmarks/peer/round_trip.c -o "$out/round_trip" && probes+=(--round-trip "$out/round_trip")
+  # COMPARE_PATIENCE: seconds the whole run may wait for the cores' round trip to come back from the host's slow placement.
+  gcc -O2 -pthread benchmarks/peer/round_trip.c -o "$out/round_trip" && probes+=(--round-trip "$out/round_trip" --patience "${COMPARE_PATIENCE:-600}")
 fi
 # Rounds in which both sides stay up and take turns workload by workload (peer/interleave.py): this machine's speed drifts
 # by 10-50% over minutes, and a side timed all at once and then the other could land in different phases (the CNN at batch 1

@@ -77,7 +77,9 @@ if trips:
                f"{median(trips):.0f} ns, {min(trips):.0f}-{max(trips):.0f}. †n: in n of the row's rounds it was above "
                f"{slow_above:.0f} ns (twice the fastest), "
                "the host having moved the two vCPUs apart (it does so within seconds): workloads that hand work between the cores "
-               "many times per call slow down there, large products barely.\n")
+               "many times per call slow down there, large products barely. A workload that met it waited for the trip to come "
+               "back and took its turns again once, while the run's patience lasted (interleave.py); †n counts the rounds where "
+               "it was slow all the same.\n")
 # Scaling: MLP width -> parameters, ModelGen vs the best PyTorch configuration, at batch 1 and 128.
 def params(w):
     return 2 * w * w + 2 * w + 10 * w + 10

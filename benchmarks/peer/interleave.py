@@ -50,12 +50,6 @@ def run(command):
     return subprocess.run(command, check=True, capture_output=True, text=True).stdout
 
 
-def trip(probe):
-    """The cores' round trip in ns (round_trip.c), None with a single CPU (the probe prints nothing)."""
-    answer = run([probe]).strip()
-    return float(answer) if answer else None
-
-
 class Cores:
     """The round-trip probe, the fastest trip it has seen, and the waiting left to spend on the slow placement."""
 
@@ -63,9 +57,12 @@ class Cores:
         self.probe, self.patience, self.fastest = probe, patience, None
 
     def trip(self):
-        ns = trip(self.probe) if self.probe else None
-        if ns is not None:
-            self.fastest = ns if self.fastest is None else min(self.fastest, ns)
+        """The cores' round trip in ns (round_trip.c); None without a probe or with a single CPU (the probe prints nothing)."""
+        answer = run([self.probe]).strip() if self.probe else ""
+        if not answer:
+            return None
+        ns = float(answer)
+        self.fastest = ns if self.fastest is None else min(self.fastest, ns)
         return ns
 
     def slow(self, ns):
@@ -115,7 +112,7 @@ def main():
                     for side in order[turn:] + order[:turn]:
                         if name in names[side]:
                             times[side][name] = sides[side].ask(name)
-                    after = cores.trip() if before is not None else None
+                    after = cores.trip()
                     if not cores.slow(after) or cores.patience <= 0:
                         break
                 if after is not None:

@@ -164,12 +164,12 @@ if "single_thread" in first["modelgen"]:
 # FMA units can do (twice one core's peak is their ceiling), so the run states both shares.
 mlp_text = ""
 name = "mlp predict b128"
-peaked = [r for r in rounds if r["peak"] and len(r["peak"]) == 2]
-if peaked and name in first["modelgen"]["results"]:
+probed = [r for r in rounds if r["peak"] and len(r["peak"]) == 2]
+if probed and name in first["modelgen"]["results"]:
     flops = 2 * 128 * (784 * 256 + 256 * 128 + 128 * 10)
-    ceilings = [2 * float(r["peak"][0]) for r in peaked]
-    ours = [flops / r["modelgen"]["results"][name] / 1e6 for r in peaked]
-    asked = [1.6 * flops / min(r["torch"]["1"]["results"][name], r["torch"]["default"]["results"][name]) / 1e6 for r in peaked]
+    ceilings = [2 * float(r["peak"][0]) for r in probed]
+    ours = [flops / r["modelgen"]["results"][name] / 1e6 for r in probed]
+    asked = [1.6 * flops / min(r["torch"]["1"]["results"][name], r["torch"]["default"]["results"][name]) / 1e6 for r in probed]
     mlp_text = (f"Two cores, {name} ({flops / 1e6:.1f} MFLOP a call in its three products): ModelGen {median(ours):.0f} GFLOP/s, "
                 f"{median(o / c for o, c in zip(ours, ceilings)):.0%} of twice this core's FMA peak ({median(ceilings):.0f} GFLOP/s, "
                 f"the most two cores can do); 1.6x the best PyTorch would take {median(asked):.0f} GFLOP/s, "

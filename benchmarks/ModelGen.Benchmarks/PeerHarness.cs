@@ -121,6 +121,26 @@ public static class PeerHarness
     }
 
     /// <summary>
+    /// A workload's cost in a fresh process, what a short run pays before the JIT has its final code: the time to build it,
+    /// its first call, and its first <paramref name="calls"/> calls in all, against as many calls once warmed up as
+    /// <see cref="Time"/> warms up (the median of its samples, times <paramref name="calls"/>). In ms.
+    /// </summary>
+    public static object Cold(string name, int calls)
+    {
+        var build = Workloads().First(w => w.Name == name).Build;
+        var clock = Stopwatch.StartNew();
+        var action = build();
+        double buildMs = clock.Elapsed.TotalMilliseconds;
+        clock.Restart();
+        action();
+        double firstMs = clock.Elapsed.TotalMilliseconds;
+        for (int i = 1; i < calls; i++) action();
+        double firstCallsMs = clock.Elapsed.TotalMilliseconds;
+        double warmMs = Time(action, firstTime: true) * calls;
+        return new { build_ms = buildMs, first_ms = firstMs, first_calls_ms = firstCallsMs, warm_calls_ms = warmMs, calls };
+    }
+
+    /// <summary>
     /// scikit-learn's MLPClassifier(hidden_layer_sizes=(64,)) configuration, trained by Fit: 64-64-10, relu, Adam(1e-3), batches
     /// of 200, 200 epochs (sklearn hits its max_iter on the scaled digits), on a 80/20 split of the same digits. The median of
     /// five complete fits from fresh models, in seconds, and the last one's test accuracy. (sklearn adds an L2 penalty of 1e-4

@@ -178,6 +178,7 @@ public static class Attention
     /// <summary>One input projection, x·W + b (no bias where it is null), as pointers: for a part run on either core.</summary>
     private readonly unsafe struct Projection(float* input, float* kernel, float* bias, float* output, AttentionWorkspace.Shape shape)
     {
+        [MethodImpl(Compiled.Driver)]
         public void Run()
         {
             var (rows, features, width) = shape;
@@ -268,6 +269,7 @@ public static class Attention
     /// Pair <paramref name="index"/> (sample index / heads, head index % heads): scores, masked softmax, weighted sum. The
     /// products read the pair's head where it lies in the projections and write its columns of the context (Gemm.MultiplyViews).
     /// </summary>
+    [MethodImpl(Compiled.Driver)]
     private static unsafe void ForwardPair(void* state, int index, int worker)
     {
         ref readonly var job = ref *(Pairs*)state;
@@ -292,6 +294,7 @@ public static class Attention
     /// dQ = dS·k and dK = dSᵀ·q. Each pair reads its head where it lies and writes only its own head's columns of the three
     /// gradients; only dS has a buffer of its own.
     /// </summary>
+    [MethodImpl(Compiled.Driver)]
     private static unsafe void BackwardPair(void* state, int index, int worker)
     {
         ref readonly var job = ref *(Pairs*)state;

@@ -25,7 +25,10 @@ internal static class Compiled
     /// then recompiles each hot method in the background. The digits fit of benchmarks/ (--digits, fits 2-6 of a process, six
     /// alternations on the Zen 4): 0.0875 -> 0.0847 s, its second to fifth fits 87-89 -> 84-85 ms, and the tenth no longer
     /// 98 ms where the others take 83. Gemm's public entry points are left to tiering: marked, they made a width-8 MLP's
-    /// batch-1 prediction (0.2 us) 8% slower, and the fit only 0.5% faster.
+    /// batch-1 prediction (0.2 us) 8% slower, and the fit only 0.5% faster. A range callback or a step loop is a driver too:
+    /// 71 left unmarked (the direct convolution's wide pass among them, whose inlining had failed) made the
+    /// MobileNet block's first 50 training steps in a fresh process 438 ms against 301 marked (benchmarks' --cold, medians of
+    /// three on the Zen 4), at 6-9 ms more JIT on a first call, and the transformer's first 300 steps 4% longer.
     /// </summary>
     public const MethodImplOptions Driver = MethodImplOptions.AggressiveOptimization;
 }

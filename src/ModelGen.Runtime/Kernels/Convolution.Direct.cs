@@ -36,6 +36,7 @@ public static partial class Convolution
     /// directly (<see cref="IsDirect"/>). <paramref name="patches"/> is filled only when <paramref name="keepPatches"/> (training:
     /// the kernel gradient reads them); otherwise im2col builds its patch rows in a scratch of the thread that multiplies them.
     /// </summary>
+    [MethodImpl(Compiled.Driver)]
     public static unsafe void Forward(ReadOnlySpan<float> input, Span<float> patches, ReadOnlySpan<float> kernel, Span<float> output,
         in Window window, int filters, int batch, ReadOnlySpan<float> bias = default, bool relu = false, bool keepPatches = true)
     {
@@ -58,6 +59,7 @@ public static partial class Convolution
     /// <summary>The direct convolution over a range of output rows, counted over the whole batch.</summary>
     private readonly unsafe struct DirectRanges(float* input, float* kernel, float* bias, float* output, Window window, int filters, bool relu) : IRanges
     {
+        [MethodImpl(Compiled.Driver)]
         public void Run(int first, int count)
         {
             int imageFloats = window.Height * window.Width * window.Channels, outputFloats = window.Positions * filters;
@@ -109,6 +111,7 @@ public static partial class Convolution
         /// windows hangs over the padding or a copy would exceed <see cref="PaddedFloats"/>, else a zero-padded copy of the
         /// rows they span, in this thread's scratch (valid until its next call).
         /// </summary>
+        [MethodImpl(Compiled.Driver)]
         public static Plane For(float* image, in Window window, int top, int bottom)
         {
             int firstRow = top * window.StrideHeight - window.PadTop, rows = (bottom - 1 - top) * window.StrideHeight + window.SpanHeight;
@@ -210,6 +213,7 @@ public static partial class Convolution
     /// Where each patch entry lies from its window's corner: in a plane whose rows are <paramref name="rowFloats"/> apart
     /// (<paramref name="inPlace"/>) and in a gathered patch row (<paramref name="inBuffer"/>, its own index).
     /// </summary>
+    [MethodImpl(Compiled.Driver)]
     private static unsafe void PatchOffsets(in Window window, int rowFloats, int* inPlace, int* inBuffer)
     {
         for (int ky = 0, p = 0; ky < window.KernelHeight; ky++)
@@ -297,7 +301,7 @@ public static partial class Convolution
     /// whole row of the kernel (64 filters: four adjacent cache lines). A deep window streams the kernel from L2 in order;
     /// two vectors would read half of each row, lines a row apart that crowd into a quarter of L1's sets.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(Compiled.Kernel)]
     private static unsafe void DirectWidePass<TLanes, TVector>(float* windows, int* offsets, int step, int patch, float* kernel, int filters,
         float* bias, float* pixels, int count, bool relu)
         where TLanes : struct, ILanes<TVector> where TVector : struct

@@ -19,6 +19,7 @@ public static partial class Convolution
     /// the patches. Both run the two as one where <see cref="PoolsInRegisters"/>, and then leave <paramref name="convolved"/>
     /// untouched (the backward pass never reads it: the pooling takes the ReLU's derivative on its own output); elsewhere the two kernels.
     /// </summary>
+    [MethodImpl(Compiled.Driver)]
     public static unsafe void ForwardMaxPooled(ReadOnlySpan<float> input, Span<float> patches, ReadOnlySpan<float> kernel, Span<float> convolved,
         Span<float> pooled, Span<int> winners, in Window window, in Window pool, int filters, int batch, ReadOnlySpan<float> bias = default,
         bool relu = false, bool training = false, bool keepPatches = true)
@@ -54,6 +55,7 @@ public static partial class Convolution
     /// <summary>Whether training and inference pool the convolution in registers on every SIMD path, so that neither writes the convolution's output.</summary>
     internal static bool PoolsInRegistersOnEveryPath(in Window window, in Window pool) => PoolsWholeWindows(pool) && window.PatchSize <= DirectPatch;
 
+    [MethodImpl(Compiled.Driver)]
     private static bool PoolsWholeWindows(in Window pool) =>
         pool is { KernelHeight: 2, KernelWidth: 2, StrideHeight: 2, StrideWidth: 2, Dilation: 1, PadTop: 0, PadLeft: 0 }
         && 2 * pool.OutputHeight <= pool.Height && 2 * pool.OutputWidth <= pool.Width;
@@ -61,12 +63,14 @@ public static partial class Convolution
     /// <summary>Pooled pixels [first, first + count), counted over the whole batch; their winners too where <c>winners</c> is not null (training).</summary>
     private readonly unsafe struct PooledRanges(float* input, float* kernel, float* bias, float* pooled, int* winners, Window window, Window pool, int filters, bool relu) : IRanges
     {
+        [MethodImpl(Compiled.Driver)]
         public void Run(int first, int count)
         {
             if (winners == null) Run<No>(first, count);
             else Run<Yes>(first, count);
         }
 
+        [MethodImpl(Compiled.Driver)]
         private void Run<TKeepsWinners>(int first, int count) where TKeepsWinners : IFlag
         {
             switch (Simd.Current)

@@ -22,6 +22,7 @@ public static partial class Convolution
     /// by the batch alone, added in order, so the bits are the same on one core or two; each half by <see cref="SumAtWinners"/>,
     /// or by <see cref="SumNarrowAtWinners"/> for narrow patches under whole 2x2 windows (<see cref="TakesNarrowRoute"/>).
     /// </summary>
+    [MethodImpl(Compiled.Driver)]
     public static unsafe void KernelGradientAtWinners(ReadOnlySpan<float> pooledGradient, ReadOnlySpan<int> winners, ReadOnlySpan<float> input,
         ReadOnlySpan<float> patches, Span<float> kernelGradient, in Window window, in Window pool, int filters, int batch, bool accumulate = false)
     {
@@ -78,6 +79,7 @@ public static partial class Convolution
     /// the part's partial in <see cref="SumAtWinners"/>'s layout. The vector is System.Numerics' on every SIMD path: each
     /// filter's sum is its lane's alone, so its width changes no bits.
     /// </summary>
+    [MethodImpl(Compiled.Driver)]
     private static unsafe void SumNarrowAtWinners(void* state, int index, int worker)
     {
         ref readonly var window = ref ((WinnersJob*)state)->Window;
@@ -255,6 +257,7 @@ public static partial class Convolution
     }
 
     /// <summary>Part <paramref name="index"/>: its share of the samples, summed into its own partial, filter by filter.</summary>
+    [MethodImpl(Compiled.Driver)]
     private static unsafe void SumAtWinners(void* state, int index, int worker)
     {
         ref readonly var job = ref *(WinnersJob*)state;

@@ -62,6 +62,7 @@ public readonly record struct Window
     /// over the padding are left out: they add nothing to a sum (a depthwise convolution) and are not averaged (a 'same'
     /// average pooling).
     /// </summary>
+    [MethodImpl(Compiled.Driver)]
     internal int InsideCells(int oy, int ox, Span<int> cells, Span<int> pixels)
     {
         int count = 0;
@@ -99,6 +100,7 @@ public readonly record struct Window
 public static partial class Convolution
 {
     /// <summary>Fills <paramref name="patches"/> (batch·positions rows of PatchSize) from <paramref name="input"/> (batch, H, W, C).</summary>
+    [MethodImpl(Compiled.Driver)]
     public static unsafe void Im2Col(ReadOnlySpan<float> input, Span<float> patches, in Window window, int batch)
     {
         RequirePatches(input, patches, window, batch, "im2col");
@@ -130,6 +132,7 @@ public static partial class Convolution
         public void Run(int first, int count) => Fill(first * window.Positions, count * window.Positions);
 
         /// <summary>Patch rows [first, first + count), rows counted over the whole batch.</summary>
+        [MethodImpl(Compiled.Driver)]
         public void Fill(int first, int count)
         {
             var images = new ReadOnlySpan<float>(input, batch * window.Height * window.Width * window.Channels);
@@ -151,6 +154,7 @@ public static partial class Convolution
     /// <paramref name="patches"/> for the kernel gradient; inference builds each part's rows in a scratch of the thread
     /// that runs it, so it needs no patches of the whole batch (the small CNN's second layer at batch 64: 8.9 MB).
     /// </summary>
+    [MethodImpl(Compiled.Driver)]
     private static unsafe void ForwardThroughPatches(ReadOnlySpan<float> input, Span<float> patches, ReadOnlySpan<float> kernel, Span<float> output,
         in Window window, int filters, int batch, ReadOnlySpan<float> bias, bool relu, bool keepPatches)
     {
@@ -190,6 +194,7 @@ public static partial class Convolution
     {
         private readonly PatchRows rows = rows;
 
+        [MethodImpl(Compiled.Driver)]
         public void Run(int first, int count)
         {
             int firstPatch = first * window.OutputWidth, patchCount = count * window.OutputWidth, patch = window.PatchSize;
@@ -310,6 +315,7 @@ public static partial class Convolution
     /// to its winners, mostly zeros, which the patches skip where they are at least a stretch wide
     /// (<see cref="ScatteredRows{TLanes, TVector}"/>: the same bits).
     /// </summary>
+    [MethodImpl(Compiled.Driver)]
     public static unsafe void Transposed(ReadOnlySpan<float> values, ReadOnlySpan<float> kernel, Span<float> patches, Span<float> image,
         in Window window, int valueChannels, int batch, bool accumulate, bool scattered = false)
     {
@@ -352,6 +358,7 @@ public static partial class Convolution
         public readonly bool Accumulate = accumulate;
     }
 
+    [MethodImpl(Compiled.Driver)]
     private static unsafe void TransposeChunk(void* state, int index, int worker)
     {
         ref readonly var job = ref *(TransposedJob*)state;
@@ -461,6 +468,7 @@ public static partial class Convolution
     /// Along one axis, for each image index i, the (output index o, kernel index k) with o·stride + k·dilation - pad = i, each
     /// stored as o·outputStep + k·kernelStep; index i's pairs are parts[start[i] .. start[i + 1]).
     /// </summary>
+    [MethodImpl(Compiled.Driver)]
     private static void CellsReading(int size, int kernel, int stride, int pad, int dilation, int outputs, int outputStep, int kernelStep, Span<int> start, Span<int> parts)
     {
         int count = 0;

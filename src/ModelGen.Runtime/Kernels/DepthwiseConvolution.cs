@@ -82,6 +82,7 @@ public static class DepthwiseConvolution
     {
         private readonly Operands operands = operands;
 
+        [MethodImpl(Compiled.Driver)]
         public void Run(int first, int count)
         {
             switch (Simd.Current)
@@ -92,6 +93,7 @@ public static class DepthwiseConvolution
             }
         }
 
+        [MethodImpl(Compiled.Driver)]
         private void Run<TLanes, TVector>(int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct
         {
             float* spread = stackalloc float[TLanes.Count];
@@ -121,6 +123,7 @@ public static class DepthwiseConvolution
             }
         }
 
+        [MethodImpl(Compiled.Driver)]
         private void Run<TLanes, TVector>(int part) where TLanes : struct, ILanes<TVector> where TVector : struct
         {
             int sampleRows = operands.Window.OutputHeight;
@@ -270,6 +273,7 @@ public static class DepthwiseConvolution
     /// Of the columns x ≡ <paramref name="column"/> (mod the stride), those [first, last] that every window column reaching
     /// them covers from inside the output, so that each next one is covered by the same cells, one output column further.
     /// </summary>
+    [MethodImpl(Compiled.Driver)]
     private static (int First, int Last) CoveredColumns(in Window window, int column)
     {
         int lowest = -1, highest = -1;
@@ -284,6 +288,7 @@ public static class DepthwiseConvolution
     private static int Remainder(int value, int divisor) => (value % divisor + divisor) % divisor;
 
     /// <summary>The cells whose windows cover pixel (y, x) and their output positions within the sample, positions ascending; returns how many.</summary>
+    [MethodImpl(Compiled.Driver)]
     private static unsafe int Covering(in Window window, int y, int x, int* cells, int* sources)
     {
         int count = 0;

@@ -25,6 +25,7 @@ public static partial class Gemm
     /// Computes a deep product as partial products over slices of the depth, which both cores claim, then adds the partials
     /// into C in slice order. The slices depend only on the shape, so the sum is the same bit for bit on any thread count.
     /// </summary>
+    [MethodImpl(Compiled.Driver)]
     private static unsafe void RunInDepthParts<TLanes, TVector>(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, in Epilogue epilogue)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
@@ -43,6 +44,7 @@ public static partial class Gemm
     }
 
     /// <summary>Part <paramref name="index"/>: A's columns and B's rows [index·depth, +depth) into the part's own partial C (the job's C).</summary>
+    [MethodImpl(Compiled.Driver)]
     private static unsafe void RunDepthPart<TLanes, TVector>(void* state, int index, int worker)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
@@ -74,6 +76,7 @@ public static partial class Gemm
         return slots >= 2 * StreamingSlots(slots);
     }
 
+    [MethodImpl(Compiled.Driver)]
     private static unsafe void StreamInParts<TLanes, TVector>(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, in Epilogue epilogue)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
@@ -86,6 +89,7 @@ public static partial class Gemm
     }
 
     /// <summary>One slice of a streamed product: every row's slots [index·slice, +slice).</summary>
+    [MethodImpl(Compiled.Driver)]
     private static unsafe void StreamSlice<TLanes, TVector>(void* state, int index, int worker)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
@@ -122,6 +126,7 @@ public static partial class Gemm
     /// columns); a narrow one, or one whose A is too large to read once per slice, into blocks of rows, for which both
     /// threads pack all of B (a convolution's thousands of patches against 64 filters).
     /// </summary>
+    [MethodImpl(Compiled.Driver)]
     private static unsafe void RunInParts<TLanes, TVector>(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, in Epilogue epilogue)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
@@ -163,6 +168,7 @@ public static partial class Gemm
     /// same multiply-adds in the same order, 2,410-2,460 us (128x2048x2048: 10.84 -> 9.75 ms). Six-row tiles (AVX2) fit in
     /// a set: there the same two shapes were 2% apart.
     /// </summary>
+    [MethodImpl(Compiled.Driver)]
     private static Matrix ApartInL1<TLanes, TVector>(in Matrix a, int m, int k) where TLanes : struct, ILanes<TVector> where TVector : struct
     {
         if (TLanes.Count < 16 || m < TallRows || a.ColumnStride != 1 || a.RowStride * sizeof(float) % L1SetPeriod != 0) return a;
@@ -177,6 +183,7 @@ public static partial class Gemm
     /// helper still gets some), else by this thread alone, a cache block at a time, so produced rows are multiplied while
     /// they are still in L2. The blocks depend only on the shape, never on how many threads took part.
     /// </summary>
+    [MethodImpl(Compiled.Driver)]
     private static unsafe void RunInRowBlocks<TLanes, TVector>(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, in Epilogue epilogue,
         RowProducer rows, bool shared)
         where TLanes : struct, ILanes<TVector> where TVector : struct
@@ -211,6 +218,7 @@ public static partial class Gemm
     /// <see cref="sharedPanels"/>, which the blocks read as panels packed ahead (<see cref="PackedMatrix"/>): the same
     /// product bit for bit. Otherwise B's own panels, if it has any.
     /// </summary>
+    [MethodImpl(Compiled.Driver)]
     private static unsafe PackedPanels PackedShared<TLanes, TVector>(in Matrix a, in Matrix b, int m, int k, int n)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
@@ -227,6 +235,7 @@ public static partial class Gemm
     /// Whichever slices a thread runs, its first makes its panel fit all of them (the job's PanelFloats): a late helper leaves
     /// the last slice to the caller, which must not allocate in a steady-state step because of when the other core woke up.
     /// </summary>
+    [MethodImpl(Compiled.Driver)]
     private static unsafe void RunColumnSlice<TLanes, TVector>(void* state, int index, int worker)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
@@ -241,6 +250,7 @@ public static partial class Gemm
     /// Blocks of rows from the job's claims until none remain, this thread from the front and the helper from the back, so
     /// each core writes the same rows of C (and of produced A) call after call; each thread packs all of B once.
     /// </summary>
+    [MethodImpl(Compiled.Driver)]
     private static unsafe void RunRowBlocks<TLanes, TVector>(void* state, int worker)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {

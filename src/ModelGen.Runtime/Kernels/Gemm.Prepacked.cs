@@ -49,6 +49,7 @@ internal sealed class RepackedPanels(AlignedBuffer panels)
     private readonly List<PackedMatrix> shapes = new(2);
 
     /// <summary>B(k,n) packed into this memory for the current SIMD path; valid until the next call.</summary>
+    [MethodImpl(Compiled.Driver)]
     public PackedMatrix Pack(ReadOnlySpan<float> b, int k, int n)
     {
         int tileColumns = Gemm.TileColumnsOnThisPath(n);
@@ -82,6 +83,7 @@ public static partial class Gemm
     }
 
     /// <summary>Packs B(packed.Rows, packed.Columns) into <paramref name="packed"/>'s panels, on the path whose tiles they have (the current one).</summary>
+    [MethodImpl(Compiled.Driver)]
     internal static void Fill(PackedMatrix packed, ReadOnlySpan<float> b)
     {
         int k = packed.Rows, n = packed.Columns;
@@ -122,6 +124,7 @@ public static partial class Gemm
     /// Packs all of B into <paramref name="panels"/> in the layout <see cref="PackedPanels"/> reads, both cores taking parts
     /// (a depth block's quarter of the columns each): the panels depend only on B, so on any thread count they are the same.
     /// </summary>
+    [MethodImpl(Compiled.Driver)]
     private static unsafe void PackPanels<TLanes, TVector>(in Matrix b, int k, int n, int tileColumns, Span<float> panels)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
@@ -134,6 +137,7 @@ public static partial class Gemm
     }
 
     /// <summary>Part <paramref name="index"/> of <see cref="PackPanels"/>: one depth block's tiles from one column part.</summary>
+    [MethodImpl(Compiled.Driver)]
     private static unsafe void PackPart<TLanes, TVector>(void* state, int index, int worker) where TLanes : struct, ILanes<TVector> where TVector : struct
     {
         ref readonly PackingJob job = ref *(PackingJob*)state;

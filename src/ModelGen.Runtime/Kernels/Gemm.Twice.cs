@@ -18,6 +18,7 @@ public static partial class Gemm
     /// <see cref="Multiply"/> calls in the last bits. The slices follow the shape alone, so C is the same on one thread or two.
     /// Otherwise (more rows, a narrow or light first layer) this is exactly those two calls.
     /// </summary>
+    [MethodImpl(Compiled.Driver)]
     public static void MultiplyTwice(ReadOnlySpan<float> a, ReadOnlySpan<float> b1, Span<float> h, ReadOnlySpan<float> b2, Span<float> c,
         int m, int k, int n1, int n2, ReadOnlySpan<float> bias1 = default, bool relu1 = false, ReadOnlySpan<float> bias2 = default, bool relu2 = false,
         PackedMatrix? packedB1 = null, PackedMatrix? packedB2 = null)
@@ -60,6 +61,7 @@ public static partial class Gemm
         public readonly float* Partials = partials;
     }
 
+    [MethodImpl(Compiled.Driver)]
     private static unsafe void StreamTwice<TLanes, TVector>(ReadOnlySpan<float> a, ReadOnlySpan<float> b1, Span<float> h, ReadOnlySpan<float> b2, Span<float> c,
         int m, int k, int n1, int n2, in Epilogue first, in Epilogue second)
         where TLanes : struct, ILanes<TVector> where TVector : struct
@@ -86,6 +88,7 @@ public static partial class Gemm
     /// rows, every row's partial C. The slice is streamed as a matrix of its own width, so its columns are exactly these
     /// (never shifted to B1's vector boundaries), and no other slice's H is read.
     /// </summary>
+    [MethodImpl(Compiled.Driver)]
     private static unsafe void StreamTwiceSlice<TLanes, TVector>(void* state, int index, int worker)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {

@@ -55,6 +55,7 @@ public static partial class Gemm
     /// inside a job both cores already share (attention's (sample, head) pairs, whose heads are columns of the projections
     /// and of the context), which then read and write the heads where they lie instead of copying them out and back.
     /// </summary>
+    [MethodImpl(Compiled.Driver)]
     internal static void MultiplyViews(ReadOnlySpan<float> a, int aRowStride, int aColumnStride, ReadOnlySpan<float> b, int bRowStride, int bColumnStride,
         Span<float> c, int ldc, int m, int k, int n, bool accumulate = false)
     {
@@ -80,6 +81,7 @@ public static partial class Gemm
     /// block at a time, on the thread that multiplies them: each core builds its rows in its own cache and reads them from
     /// there, instead of reading what another core wrote (a convolution's patches, Convolution.Forward).
     /// </summary>
+    [MethodImpl(Compiled.Driver)]
     internal static void MultiplyProducedRows(Span<float> a, ReadOnlySpan<float> b, Span<float> c, int m, int k, int n, RowProducer rows,
         ReadOnlySpan<float> bias = default, bool relu = false)
     {

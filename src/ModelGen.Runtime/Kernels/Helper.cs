@@ -138,6 +138,7 @@ internal static unsafe class Helper
 
     private static bool TryTakeMailbox() => Threads >= 2 && Interlocked.CompareExchange(ref owner->Taken, 1, 0) == 0;
 
+    [MethodImpl(Compiled.Driver)]
     private static void Post(delegate*<void*, void> work, void* workState)
     {
         box->Job = work;
@@ -151,6 +152,7 @@ internal static unsafe class Helper
     }
 
     /// <summary>Withdraws the job if the helper never started it, else waits for it (its parts use state in the caller's frame).</summary>
+    [MethodImpl(Compiled.Driver)]
     private static void Collect()
     {
         try
@@ -171,6 +173,7 @@ internal static unsafe class Helper
         }
     }
 
+    [MethodImpl(Compiled.Driver)]
     private static void Loop()
     {
         while (true)
@@ -190,6 +193,7 @@ internal static unsafe class Helper
     /// number), is <paramref name="phase"/>, and returns it. Polls, a pause between reads, for about a millisecond (hand-offs
     /// during a step are microseconds apart), then sleeps, counted in <paramref name="sleepers"/>.
     /// </summary>
+    [MethodImpl(Compiled.Driver)]
     private static int Await(int phase, int mask, ref int sleepers)
     {
         int seen;

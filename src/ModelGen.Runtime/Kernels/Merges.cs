@@ -12,6 +12,7 @@ namespace ModelGen.Kernels;
 public static class Merges
 {
     /// <summary>destination (=|+=) scale · source.</summary>
+    [MethodImpl(Compiled.Driver)]
     public static void Pass(ReadOnlySpan<float> source, Span<float> destination, int length, bool accumulate, float scale = 1f)
     {
         var from = source.Slice(0, length);
@@ -29,6 +30,7 @@ public static class Merges
     /// output = a + b (Add), a - b (Subtract), a ⊙ b (Multiply), max, min; Average is Add then scale. A large merge (a
     /// Transformer's residual connection, 131K floats at batch 32) is shared between the cores; every element is computed alike.
     /// </summary>
+    [MethodImpl(Compiled.Driver)]
     public static unsafe void Combine(MergeOperation operation, ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> output, int length)
     {
         if (operation is not (MergeOperation.Add or MergeOperation.Subtract or MergeOperation.Multiply or MergeOperation.Maximum or MergeOperation.Minimum))
@@ -43,6 +45,7 @@ public static class Merges
     /// <summary>A merge over a range of elements, on either thread.</summary>
     private readonly unsafe struct CombineRanges(MergeOperation operation, float* a, float* b, float* output) : IRanges
     {
+        [MethodImpl(Compiled.Driver)]
         public void Run(int first, int count)
         {
             var x = new ReadOnlySpan<float>(a + first, count);

@@ -50,6 +50,7 @@ public static class BatchNorm
     }
 
     /// <summary>y = x·inv + (beta - mean·inv), inv = gamma·inverseStd: Keras' order of operations.</summary>
+    [MethodImpl(Compiled.Driver)]
     private static void Normalize(ReadOnlySpan<float> x, Span<float> y, ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta,
         ReadOnlySpan<float> mean, ReadOnlySpan<float> inverseStd, int rows, int channels)
     {
@@ -121,6 +122,7 @@ public static class BatchNorm
     }
 
     /// <summary>moving = moving·momentum + batch·(1 - momentum), Keras' update; called once the step's loss is known to be finite.</summary>
+    [MethodImpl(Compiled.Driver)]
     public static void UpdateMovingStatistics(Span<float> movingMean, Span<float> movingVariance, ReadOnlySpan<float> mean, ReadOnlySpan<float> variance, int channels, float momentum)
     {
         float rate = 1f - momentum;
@@ -142,6 +144,7 @@ public static class BatchNorm
     private enum RowPass { Normalize, Gradient, Scaled }
 
     /// <summary>One row pass over rows of <paramref name="channels"/>, shared by both cores where it is large enough; x, y and dy are whole tensors, a, b, k and mean per channel.</summary>
+    [MethodImpl(Compiled.Driver)]
     private static unsafe void OverRows(RowPass pass, bool accumulate, ReadOnlySpan<float> x, Span<float> y, ReadOnlySpan<float> dy, ReadOnlySpan<float> a,
         ReadOnlySpan<float> b, ReadOnlySpan<float> k, int rows, int channels, ReadOnlySpan<float> mean = default)
     {
@@ -207,6 +210,7 @@ public static class BatchNorm
     /// <see cref="Block"/> rows add in float, each into a slot of its own (so the cores can share the blocks), and the
     /// blocks join the double total in order: the same sums on one core or two.
     /// </summary>
+    [MethodImpl(Compiled.Driver)]
     private static unsafe void ColumnSums(ReadOnlySpan<float> x, int rows, int channels, ReadOnlySpan<float> shift, Term term, Span<float> result,
         double divideBy, ReadOnlySpan<float> product = default)
     {
@@ -280,6 +284,7 @@ public static class LayerNorm
     /// Rows are independent, so both cores share a large pass (a Transformer's 2048 rows of 64 at batch 32); each row's
     /// arithmetic is the same whoever runs it.
     /// </summary>
+    [MethodImpl(Compiled.Driver)]
     public static unsafe void Forward(ReadOnlySpan<float> x, Span<float> y, ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta,
         Span<float> mean, Span<float> inverseStd, int rows, int columns, float epsilon)
     {
@@ -315,6 +320,7 @@ public static class LayerNorm
     /// With x̂ = (x - mean)·inverseStd and g = dy·gamma per row: dx = inverseStd·(g - mean(g) - x̂·mean(g·x̂));
     /// dgamma = Σ dy·x̂ and dbeta = Σ dy over all rows.
     /// </summary>
+    [MethodImpl(Compiled.Driver)]
     public static void Backward(ReadOnlySpan<float> outputGradient, ReadOnlySpan<float> x, ReadOnlySpan<float> gamma,
         ReadOnlySpan<float> mean, ReadOnlySpan<float> inverseStd, Span<float> inputGradient, Span<float> gammaGradient, Span<float> betaGradient,
         int rows, int columns, bool computeInput, bool accumulateInput, bool computeWeights, bool accumulateWeights)

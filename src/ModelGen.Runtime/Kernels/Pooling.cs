@@ -17,6 +17,7 @@ public static class Pooling
     /// maximum), in <paramref name="winners"/> each maximum's index within its sample; without them (inference) the kernel
     /// leaves out the index arithmetic and half the stores, and <paramref name="winners"/> may be empty.
     /// </summary>
+    [MethodImpl(Compiled.Driver)]
     public static unsafe void MaxForward(ReadOnlySpan<float> input, Span<float> output, Span<int> winners, in Window window, int batch, bool keepWinners = true)
     {
         int imageFloats = window.Height * window.Width * window.Channels, outputFloats = window.Positions * window.Channels;
@@ -30,6 +31,7 @@ public static class Pooling
     }
 
     /// <summary>Sends each output gradient to its window's maximum; every other pixel's gradient is zero (or unchanged when accumulating).</summary>
+    [MethodImpl(Compiled.Driver)]
     public static unsafe void MaxBackward(ReadOnlySpan<float> outputGradient, ReadOnlySpan<int> winners, Span<float> inputGradient, in Window window, int batch, bool accumulate)
     {
         int imageFloats = window.Height * window.Width * window.Channels, outputFloats = window.Positions * window.Channels;
@@ -48,6 +50,7 @@ public static class Pooling
     /// </summary>
     private readonly unsafe struct MaxRanges(float* image, float* pooled, int* winners, Window window, bool backward, bool accumulate = false) : IRanges
     {
+        [MethodImpl(Compiled.Driver)]
         public void Run(int first, int count)
         {
             int imageFloats = window.Height * window.Width * window.Channels, outputFloats = window.Positions * window.Channels;
@@ -179,6 +182,7 @@ public static class Pooling
         return c;
     }
 
+    [MethodImpl(Compiled.Driver)]
     private static void MaxBackwardSamples(ReadOnlySpan<float> outputGradient, ReadOnlySpan<int> winners, Span<float> inputGradient, in Window window, int batch, bool accumulate)
     {
         int inputSize = window.Height * window.Width * window.Channels;

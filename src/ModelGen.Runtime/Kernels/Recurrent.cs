@@ -248,6 +248,7 @@ public static class Recurrent
         // The helper reads the pass through a pointer to this frame, which stays put until Helper.For has returned.
         Helper.For(2, direction, Unsafe.AsPointer(ref pass));
 
+    [MethodImpl(Compiled.Driver)]
     private static unsafe void ForwardDirection(void* state, int index, int worker)
     {
         ref var pass = ref Unsafe.AsRef<Bidirectional>(state);
@@ -256,6 +257,7 @@ public static class Recurrent
             d.Reverse, pass.ZeroOutputForMask);
     }
 
+    [MethodImpl(Compiled.Driver)]
     private static unsafe void BackwardDirection(void* state, int index, int worker)
     {
         ref var pass = ref Unsafe.AsRef<Bidirectional>(state);
@@ -271,6 +273,7 @@ public static class Recurrent
     }
 
     /// <summary>The forward steps of samples [first, first + count), in processing order.</summary>
+    [MethodImpl(Compiled.Driver)]
     private static void ForwardSteps(ref Recurrence pass, int first, int count)
     {
         var recurrence = pass; // read from this core's own stack, not the other core's frame at every step
@@ -302,6 +305,7 @@ public static class Recurrent
     /// One LSTM step of <paramref name="count"/> samples whose rows start at <paramref name="row"/> (of the time-major
     /// buffers), from their states and cells before the step to those after it.
     /// </summary>
+    [MethodImpl(Compiled.Driver)]
     private static void LstmStep(RecurrentWorkspace work, int row, ReadOnlySpan<float> previous, Span<float> next, ReadOnlySpan<float> cellsBefore, Span<float> cellsAfter,
         ReadOnlySpan<float> recurrentKernel, PackedMatrix? panels, int count)
     {
@@ -357,6 +361,7 @@ public static class Recurrent
     }
 
     /// <summary>One GRU step of <paramref name="count"/> samples whose rows start at <paramref name="row"/>, their recurrent product in <paramref name="recurrent"/>.</summary>
+    [MethodImpl(Compiled.Driver)]
     private static void GruStep(RecurrentWorkspace work, int row, ReadOnlySpan<float> previous, Span<float> next, ReadOnlySpan<float> recurrentKernel,
         PackedMatrix? panels, ReadOnlySpan<float> recurrentBias, Span<float> recurrent, int count)
     {
@@ -489,6 +494,7 @@ public static class Recurrent
     /// The backward steps of samples [first, first + count), last step first: each step's gradients, then the recurrent
     /// product that carries dh to the step before (the recurrence's kernel is Uᵀ here).
     /// </summary>
+    [MethodImpl(Compiled.Driver)]
     private static void BackwardSteps(ref Recurrence pass, int first, int count)
     {
         var recurrence = pass; // read from this core's own stack, not the other core's frame at every step
@@ -522,6 +528,7 @@ public static class Recurrent
         }
     }
 
+    [MethodImpl(Compiled.Driver)]
     private static void LstmStepBackward(RecurrentWorkspace work, int row, int batch, Span<float> dh, Span<float> dc, Span<float> tanhCells, int count)
     {
         VectorMath.Tanh(work.Cells.AsSpan((row + batch) * work.Units, count * work.Units), tanhCells);
@@ -714,6 +721,7 @@ public static class Recurrent
     }
 
     /// <summary>(batch, steps, width) into (steps, batch, width) in processing order.</summary>
+    [MethodImpl(Compiled.Driver)]
     private static void ToTimeMajor(ReadOnlySpan<float> source, Span<float> destination, int batch, int steps, int width, bool reverse)
     {
         for (int b = 0; b < batch; b++)

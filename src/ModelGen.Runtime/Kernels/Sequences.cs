@@ -60,6 +60,7 @@ public static class EmbeddingKernel
     }
 
     /// <summary>The position of the first id that is not an integer in [0, inputDim), or -1; a vector of ids at a time.</summary>
+    [MethodImpl(Compiled.Driver)]
     private static int FirstBadId(ReadOnlySpan<float> ids, int inputDim)
     {
         int i = 0;

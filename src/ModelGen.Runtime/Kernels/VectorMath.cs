@@ -34,6 +34,7 @@ internal static class VectorMath
         public static TVector Of<TLanes, TVector>(TVector x) where TLanes : struct, ILanes<TVector> where TVector : struct => Sigmoid<TLanes, TVector>(x);
     }
 
+    [MethodImpl(Compiled.Driver)]
     private static void Apply<TFunction>(ReadOnlySpan<float> x, Span<float> y) where TFunction : struct, IFunction
     {
         if (y.Length < x.Length) throw new ArgumentException($"Destination of {y.Length} floats is shorter than the source's {x.Length}.", nameof(y));

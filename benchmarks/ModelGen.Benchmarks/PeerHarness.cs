@@ -122,8 +122,8 @@ public static class PeerHarness
 
     /// <summary>
     /// A workload's cost in a fresh process, what a short run pays before the JIT has its final code: the time to build it,
-    /// its first call, and its first <paramref name="calls"/> calls in all, against as many calls once warmed up as
-    /// <see cref="Time"/> warms up (the median of its samples, times <paramref name="calls"/>). In ms.
+    /// its first call, and its first <paramref name="calls"/> calls in all, against as many warm calls (<see cref="Time"/>'s
+    /// median after its warm-up, times <paramref name="calls"/>). In ms.
     /// </summary>
     public static object Cold(string name, int calls)
     {

@@ -43,8 +43,8 @@ public class CompiledTests
         "Guard.Batch", "Guard.Length", "Guard.FiniteLoss", "Optimizer.Step", "Optimizer.Allocate", "Adam.Update", "Adam.UpdatePart",
         "ModelExtensions.Fit", "Scores.Add", "SeededRandom.NextUInt",
         // The other layers' passes, their range callbacks, step loops and the helper's hand-off, every one that a run of each
-        // compare workload (DOTNET_JitDisasmSummary) compiled at tier 0 and then again as hot: the MobileNet block's first
-        // 50 training steps in a fresh process 438 -> 301 ms (benchmarks' --cold).
+        // compare workload (DOTNET_JitDisasmSummary) compiled at tier 0 and then again as hot (Compiled.Driver has what
+        // that cost).
         "Attention.BackwardPair", "Attention.ForwardPair", "BatchNorm.ColumnSums", "BatchNorm.Normalize", "BatchNorm.OverRows",
         "BatchNorm.UpdateMovingStatistics", "CombineRanges.Run", "Convolution.CellsReading", "Convolution.Forward",
         "Convolution.ForwardMaxPooled", "Convolution.ForwardThroughPatches", "Convolution.Im2Col", "Convolution.KernelGradientAtWinners",

@@ -120,6 +120,7 @@ public class GemmTests
     [InlineData(1, 3, 32)]
     [InlineData(2, 9, 64)]
     [InlineData(3, 5, 48)]
+    [InlineData(32, 21, 10)] // sixteen rows a column at a time (AVX-512), the last five steps copied out with zeros after them
     public void Streamed_rows_keep_exact_chains_around_infinities_in_A(int m, int k, int n) =>
         AssertStreamedChains(m, k, n, a =>
         {
@@ -148,6 +149,11 @@ public class GemmTests
     [InlineData(12, 300, 1024)] // the most rows that read B in place: two tiles of six, or one of twelve
     [InlineData(13, 300, 1024)] // one row more: B packed ahead again
     [InlineData(26, 1024, 160)] // rows 4 KB apart, in slices of columns: twelve-row tiles read a copy of A whose rows are spread
+    [InlineData(128, 128, 10)]  // a classifier at batch 128: tiles of sixteen rows a column at a time (AVX-512), A transposed in blocks of 16 steps
+    [InlineData(35, 37, 1)]     // one column: two tiles of sixteen, then three rows in a narrow tile; the last five steps a padded block
+    [InlineData(48, 7, 3)]      // shallower than one block; three columns computed as four
+    [InlineData(16, 1000, 12)]  // the widest taken a column at a time, deep
+    [InlineData(40, 130, 13)]   // one column too many: the narrow kernel's tiles
     public void Batches_read_in_place_are_exact_fma_chains_whatever_their_last_tile(int m, int k, int n) =>
         AssertStreamedChains(m, k, n, a => { });
 
@@ -181,6 +187,49 @@ public class GemmTests
                         $"{path}, B at offset {offset}: entry {e} is {c[e]}, the chain gives {expected[e]}");
                 Assert.All(c.Skip(m * n), v => Assert.Equal(-7f, v));
             }
+        }
+    }
+
+    /// <summary>
+    /// A narrow kernel gradient (Aᵀ·B, A stored (k, m)): each output is, bit for bit, its chains of multiply-adds in order,
+    /// one per depth block of a transposed A read in place (256 steps), each block's chain added to what C holds (the
+    /// first's to C's start values when accumulating, to nothing otherwise): on AVX-512 sixteen rows a column at a time.
+    /// </summary>
+    [Theory]
+    [InlineData(128, 128, 10, false)]
+    [InlineData(128, 128, 10, true)]
+    [InlineData(37, 600, 1, true)]  // three depth blocks; two tiles of sixteen rows and five in a narrow tile
+    [InlineData(64, 33, 7, false)]
+    [InlineData(32, 300, 12, true)]
+    [InlineData(32, 50, 14, false)] // past the widest taken a column at a time
+    public void Narrow_kernel_gradients_are_exact_fma_chains_per_depth_block(int m, int k, int n, bool accumulate)
+    {
+        const int depthBlock = 256;
+        var random = new Random(m * 13 + k * 5 + n);
+        var a = RandomMatrix(random, k * m);
+        var b = RandomMatrix(random, k * n);
+        var start = RandomMatrix(random, m * n);
+        var expected = new float[m * n];
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++)
+            {
+                float value = start[i * n + j];
+                for (int first = 0; first < k; first += depthBlock)
+                {
+                    float chain = 0f;
+                    for (int p = first; p < Math.Min(k, first + depthBlock); p++) chain = MathF.FusedMultiplyAdd(a[p * m + i], b[p * n + j], chain);
+                    value = first == 0 && !accumulate ? chain : chain + value;
+                }
+                expected[i * n + j] = value;
+            }
+        foreach (var path in Enum.GetValues<SimdPath>())
+        {
+            using var _ = KernelSettings.OnSimd(path);
+            var c = (float[])start.Clone();
+            Gemm.MultiplyTransposedA(a, b, c, m, k, n, accumulate);
+            for (int e = 0; e < expected.Length; e++)
+                Assert.True(BitConverter.SingleToInt32Bits(expected[e]) == BitConverter.SingleToInt32Bits(c[e]),
+                    $"{path}: entry {e} is {c[e]}, the chains give {expected[e]}");
         }
     }
 

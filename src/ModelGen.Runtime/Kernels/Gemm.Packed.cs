@@ -42,6 +42,8 @@ public static partial class Gemm
     private const int PackedRowBlock = 384;
     private const int PackedRowGroup = 16;   // rows of B packed together, tile by tile (PackB)
     private const int ColumnBlock = 2048;    // NC: columns per pass over A (2048^3: A packed once, not twice: 110 -> 113 GFLOP/s)
+    // Scratch of a tile: an edge tile's twelve rows of two vectors of AVX-512, or a last, shallow block of A and of B (Gemm.Columns.cs).
+    private const int SpillFloats = 2 * 16 * 16;
 
     [ThreadStatic] private static AlignedBuffer? packedA;
     [ThreadStatic] private static AlignedBuffer? packedB;
@@ -76,7 +78,7 @@ public static partial class Gemm
         int panelRows = tall ? TallRows : RowsPerTile;
         var aPanel = streamA ? default : AlignedBuffer.Ensure(ref packedA, PackedRowBlock * DepthBlock);
         var bPanel = copiesB ? AlignedBuffer.Ensure(ref packedB, reading.PanelFloats) : default;
-        Span<float> spill = stackalloc float[TallRows * 32];
+        Span<float> spill = stackalloc float[SpillFloats];
 
         bool bPacked = !copiesB;
         int single = 0;
@@ -117,9 +119,17 @@ public static partial class Gemm
                                 PackB<TLanes, TVector>(b, pc, kc, jc + jr, columns, tileColumns, bBlock.Slice(jr * kc));
                                 packs = false;
                             }
+                            // A narrow B packed: whole vectors of rows go column by column (Gemm.Columns.cs).
+                            bool byColumns = narrow && !inPlace && !packs && TakesColumns<TLanes, TVector>(a, columns);
                             for (int ir = 0, tileRows; ir < mc; ir += tileRows, packs = false)
                             {
-                                if (streamA)
+                                if (byColumns && mc - ir >= TLanes.Count)
+                                {
+                                    tileRows = TLanes.Count;
+                                    ref float rowsOfA = ref Unsafe.Add(ref MemoryMarshal.GetReference(a.Data), (ic + ir) * a.RowStride + pc * a.ColumnStride);
+                                    ColumnsTile(a, ref rowsOfA, ref bTile, bStep, kc, c, ldc, ic + ir, columns, stage, epilogue, spill);
+                                }
+                                else if (streamA)
                                 {
                                     // Rows read where A lies: twelve at a time on AVX-512, then a last seven or eight as one tile
                                     // (batches of 32 and 128 end in eight rows; 16 multiply-adds a step where two six-row tiles
@@ -327,6 +337,8 @@ public static partial class Gemm
     private struct Four : ICount { public static int Value => 4; }
     private struct Six : ICount { public static int Value => 6; }
     private struct Eight : ICount { public static int Value => 8; }
+    private struct Ten : ICount { public static int Value => 10; }
+    private struct Twelve : ICount { public static int Value => 12; }
 
     /// <summary>
     /// Twelve rows read where A lies, on AVX-512: twice the multiply-adds per load of B of six rows (one core: conv2's
@@ -588,7 +600,8 @@ public static partial class Gemm
     /// The micro-kernel for products at most one vector wide: a 6 (tall: 12) x 1-vector tile, one accumulator per row, one load
     /// of B and a broadcast of A per row and step. Six chains of dependent multiply-adds keep the two FMA units at most
     /// three-quarters busy, twelve can fill them (a classifier's 200x64x10 product: 6.3 -> 5.4 us). Its only column tile
-    /// starts at column 0.
+    /// starts at column 0. On AVX-512, tiles of sixteen rows at most twelve columns wide go a column at a time instead
+    /// (Gemm.Columns.cs), to the same bits; this kernel takes the rows left over.
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
     private static void NarrowKernel<TLanes, TVector, TRows>(ref float a, TRows layout, ref float b, int bStep, int kc, Span<float> c, int ldc, int row,

@@ -15,7 +15,8 @@ namespace ModelGen.Kernels;
 /// Every form either overwrites C or, with <c>accumulate</c>, adds to it (shared weights sum gradients).
 /// Large products go through one packed, cache-blocked path: packing copies blocks of A and B into the
 /// order the register-blocked micro-kernel reads them, which is also where the transposes are absorbed.
-/// Products of a few rows (batch 1 inference) stream B once per row instead, with no packing. Large products are cut
+/// Products of a few rows (batch 1 inference) stream B once per row instead, with no packing; products at most twelve
+/// columns wide (a classifier's outputs) go a column at a time on AVX-512 (Gemm.Columns.cs). Large products are cut
 /// into parts that the helper thread shares, by shape alone, so a result never depends on how many threads computed it.
 /// </summary>
 public static partial class Gemm

@@ -120,7 +120,7 @@ public class GemmTests
     [InlineData(1, 3, 32)]
     [InlineData(2, 9, 64)]
     [InlineData(3, 5, 48)]
-    [InlineData(32, 21, 10)] // sixteen rows a column at a time (AVX-512), the last five steps copied out with zeros after them
+    [InlineData(32, 69, 10)] // sixteen rows a column at a time (AVX-512), the last five steps copied out with zeros after them
     public void Streamed_rows_keep_exact_chains_around_infinities_in_A(int m, int k, int n) =>
         AssertStreamedChains(m, k, n, a =>
         {
@@ -150,8 +150,10 @@ public class GemmTests
     [InlineData(13, 300, 1024)] // one row more: B packed ahead again
     [InlineData(26, 1024, 160)] // rows 4 KB apart, in slices of columns: twelve-row tiles read a copy of A whose rows are spread
     [InlineData(128, 128, 10)]  // a classifier at batch 128: tiles of sixteen rows a column at a time (AVX-512), A transposed in blocks of 16 steps
-    [InlineData(35, 37, 1)]     // one column: two tiles of sixteen, then three rows in a narrow tile; the last five steps a padded block
-    [InlineData(48, 7, 3)]      // shallower than one block; three columns computed as four
+    [InlineData(35, 69, 1)]     // one column: two tiles of sixteen, then three rows in a narrow tile; the last five steps a padded block
+    [InlineData(48, 32, 3)]     // two whole blocks; three columns computed as four
+    [InlineData(48, 71, 3)]     // four blocks and a padded one
+    [InlineData(48, 23, 3)]     // one block and seven steps: the narrow kernel
     [InlineData(16, 1000, 12)]  // the widest taken a column at a time, deep
     [InlineData(40, 130, 13)]   // one column too many: the narrow kernel's tiles
     public void Batches_read_in_place_are_exact_fma_chains_whatever_their_last_tile(int m, int k, int n) =>

@@ -29,9 +29,21 @@ public static partial class Gemm
     /// <summary>Rows of a tile taken a column at a time, and depth steps of a row-major A transposed at once.</summary>
     private const int ColumnTile = 16;
 
-    /// <summary>Whether the packed path's tiles of sixteen rows of this A against this many columns of a packed B go column by column.</summary>
-    private static bool TakesColumns<TLanes, TVector>(in Matrix a, int columns) where TLanes : struct, ILanes<TVector> where TVector : struct =>
-        columns <= ColumnsAtMost && TLanes.Count == ColumnTile && Avx512F.IsSupported && (a.RowStride == 1 || a.ColumnStride == 1);
+    /// <summary>
+    /// Whether the packed path's tiles of sixteen rows of this A, a depth block of <paramref name="depth"/> steps, against
+    /// this many columns of a packed B go column by column. A transposed A from one block of sixteen steps: shallower, the
+    /// sums' transposition back costs more than the idle lanes (32x8x8 on one core: no gain). A row-major A in whole blocks,
+    /// or deep enough to carry a padded last block, which costs about two blocks (128 rows against 10 columns, narrow kernel
+    /// against this one, us: 16 deep 1.27 -> 0.99, 64 deep 3.09 -> 2.29, 128 deep 5.47 -> 4.10; with a last part-block:
+    /// 24 deep 1.55 -> 1.72, 37 deep 2.08 -> 2.16, 130 deep 5.56 -> 4.67; the scaling MLP of width 8 at batch 128, three
+    /// products 8 deep padded to 16: 4.7 -> 6.8 us).
+    /// </summary>
+    private static bool TakesColumns<TLanes, TVector>(in Matrix a, int depth, int columns) where TLanes : struct, ILanes<TVector> where TVector : struct =>
+        columns <= ColumnsAtMost && depth >= ColumnTile && TLanes.Count == ColumnTile && Avx512F.IsSupported
+        && (a.RowStride == 1 || (a.ColumnStride == 1 && (depth % ColumnTile == 0 || depth >= PaddedBlockDepth)));
+
+    /// <summary>The depth from which a row-major A's product is taken column by column with a padded last block.</summary>
+    private const int PaddedBlockDepth = 4 * ColumnTile;
 
     /// <summary>
     /// One tile of sixteen rows: <paramref name="rowsOfA"/> at its first row and depth step, <paramref name="b"/> a packed
@@ -82,7 +94,7 @@ public static partial class Gemm
     /// A row-major A, sixteen rows: sixteen depth steps at a time, its 16 x 16 block loaded and transposed in registers
     /// (64 shuffles, beside 16 multiply-adds per column); a last block shallower than sixteen steps is copied out first.
     /// </summary>
-    [MethodImpl(Compiled.Kernel)]
+    [MethodImpl(Compiled.Kernel), SkipLocalsInit] // the last block is written whole before it is read
     private static void RowMajorColumns<TWidth>(ref float a, nint rowStride, ref float b, nint bStep, int kc, Span<float> c, int ldc, int row,
         int columns, Stage stage, in Epilogue epilogue, Span<float> spill)
         where TWidth : struct, ICount
@@ -94,14 +106,15 @@ public static partial class Gemm
         // while the accumulators are live (around one, they were stored and loaded again on every block). A padded step adds
         // 0·0 = +0, which leaves every sum as it was: a chain that starts from +0 never holds -0.
         int whole = kc / Block * Block;
-        if (whole < kc) CopyBlock(ref Unsafe.Add(ref a, whole), rowStride, ref Unsafe.Add(ref b, whole * bStep), bStep, kc - whole, width, spill);
+        Span<float> lastBlock = stackalloc float[2 * Block * Block];
+        if (whole < kc) CopyBlock(ref Unsafe.Add(ref a, whole), rowStride, ref Unsafe.Add(ref b, whole * bStep), bStep, kc - whole, width, lastBlock);
         Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default;
         Vector512<float> c6 = default, c7 = default, c8 = default, c9 = default, cA = default, cB = default;
         for (int p = 0; p < whole; p += Block)
             MultiplyBlock(ref Unsafe.Add(ref a, p), rowStride, ref Unsafe.Add(ref b, p * bStep), bStep, width,
                 ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7, ref c8, ref c9, ref cA, ref cB);
         if (whole < kc)
-            MultiplyBlock(ref MemoryMarshal.GetReference(spill), Block, ref spill[Block * Block], Block, width,
+            MultiplyBlock(ref MemoryMarshal.GetReference(lastBlock), Block, ref lastBlock[Block * Block], Block, width,
                 ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7, ref c8, ref c9, ref cA, ref cB);
         StoreColumns(width, c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, cA, cB, c, ldc, row, columns, stage, epilogue, spill);
     }
@@ -188,17 +201,21 @@ public static partial class Gemm
 
     /// <summary>
     /// The last, shallow block of sixteen rows: its <paramref name="steps"/> steps of A and of B's <paramref name="width"/>
-    /// columns copied into two 16 x 16 blocks, zeros after them.
+    /// columns copied into two 16 x 16 blocks, zeros after them (masked loads: a copy call per row and a clearing took a
+    /// quarter of a 128x8x8 product).
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
     private static void CopyBlock(ref float a, nint rowStride, ref float b, nint bStep, int steps, int width, Span<float> blocks)
     {
-        const int Block = ColumnTile;
-        blocks[..(2 * Block * Block)].Clear();
-        for (int r = 0; r < Block; r++)
-            MemoryMarshal.CreateReadOnlySpan(ref Unsafe.Add(ref a, r * rowStride), steps).CopyTo(blocks.Slice(r * Block));
-        for (int p = 0; p < steps; p++)
-            MemoryMarshal.CreateReadOnlySpan(ref Unsafe.Add(ref b, p * bStep), width).CopyTo(blocks.Slice(Block * Block + p * Block));
+        ref float target = ref MemoryMarshal.GetReference(blocks[..(2 * ColumnTile * ColumnTile)]);
+        for (int r = 0; r < ColumnTile; r++)
+            Lanes512.LoadFirst(ref Unsafe.Add(ref a, r * rowStride), steps).StoreUnsafe(ref target, (nuint)(r * ColumnTile));
+        ref float bTarget = ref Unsafe.Add(ref target, ColumnTile * ColumnTile);
+        for (int p = 0; p < ColumnTile; p++)
+        {
+            var row = p < steps ? Lanes512.LoadFirst(ref Unsafe.Add(ref b, p * bStep), width) : Vector512<float>.Zero;
+            row.StoreUnsafe(ref bTarget, (nuint)(p * ColumnTile));
+        }
     }
 
     /// <summary>The column accumulators spilled, then finished and stored out of line.</summary>

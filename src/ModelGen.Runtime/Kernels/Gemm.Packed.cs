@@ -42,8 +42,6 @@ public static partial class Gemm
     private const int PackedRowBlock = 384;
     private const int PackedRowGroup = 16;   // rows of B packed together, tile by tile (PackB)
     private const int ColumnBlock = 2048;    // NC: columns per pass over A (2048^3: A packed once, not twice: 110 -> 113 GFLOP/s)
-    // Scratch of a tile: an edge tile's twelve rows of two vectors of AVX-512, or a last, shallow block of A and of B (Gemm.Columns.cs).
-    private const int SpillFloats = 2 * 16 * 16;
 
     [ThreadStatic] private static AlignedBuffer? packedA;
     [ThreadStatic] private static AlignedBuffer? packedB;
@@ -78,7 +76,7 @@ public static partial class Gemm
         int panelRows = tall ? TallRows : RowsPerTile;
         var aPanel = streamA ? default : AlignedBuffer.Ensure(ref packedA, PackedRowBlock * DepthBlock);
         var bPanel = copiesB ? AlignedBuffer.Ensure(ref packedB, reading.PanelFloats) : default;
-        Span<float> spill = stackalloc float[SpillFloats];
+        Span<float> spill = stackalloc float[TallRows * 32];
 
         bool bPacked = !copiesB;
         int single = 0;
@@ -120,16 +118,10 @@ public static partial class Gemm
                                 packs = false;
                             }
                             // A narrow B packed: whole vectors of rows go column by column (Gemm.Columns.cs).
-                            bool byColumns = narrow && !inPlace && !packs && TakesColumns<TLanes, TVector>(a, columns);
+                            bool byColumns = narrow && !inPlace && !packs && TakesColumns<TLanes, TVector>(a, kc, columns);
                             for (int ir = 0, tileRows; ir < mc; ir += tileRows, packs = false)
                             {
-                                if (byColumns && mc - ir >= TLanes.Count)
-                                {
-                                    tileRows = TLanes.Count;
-                                    ref float rowsOfA = ref Unsafe.Add(ref MemoryMarshal.GetReference(a.Data), (ic + ir) * a.RowStride + pc * a.ColumnStride);
-                                    ColumnsTile(a, ref rowsOfA, ref bTile, bStep, kc, c, ldc, ic + ir, columns, stage, epilogue, spill);
-                                }
-                                else if (streamA)
+                                if (streamA)
                                 {
                                     // Rows read where A lies: twelve at a time on AVX-512, then a last seven or eight as one tile
                                     // (batches of 32 and 128 end in eight rows; 16 multiply-adds a step where two six-row tiles
@@ -139,7 +131,12 @@ public static partial class Gemm
                                     ref float rowsOfA = ref Unsafe.Add(ref MemoryMarshal.GetReference(a.Data), (ic + ir) * a.RowStride + pc * a.ColumnStride);
                                     int rest = mc - ir;
                                     tileRows = Math.Min(RowsPerTile, rest);
-                                    if (TLanes.Count == 16 && rest >= TallRows)
+                                    if (byColumns && rest >= ColumnTile)
+                                    {
+                                        tileRows = ColumnTile;
+                                        ColumnsTile(a, ref rowsOfA, ref bTile, bStep, kc, c, ldc, ic + ir, columns, stage, epilogue, spill);
+                                    }
+                                    else if (TLanes.Count == 16 && rest >= TallRows)
                                     {
                                         tileRows = TallRows;
                                         Tile<TLanes, TVector, TallRowsInPlace>(narrow, ref rowsOfA, new(a.RowStride, a.ColumnStride), ref bTile, bStep, packs, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);

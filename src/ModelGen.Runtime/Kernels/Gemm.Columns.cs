@@ -128,34 +128,24 @@ public static partial class Gemm
         ref Vector512<float> c0, ref Vector512<float> c1, ref Vector512<float> c2, ref Vector512<float> c3, ref Vector512<float> c4, ref Vector512<float> c5,
         ref Vector512<float> c6, ref Vector512<float> c7, ref Vector512<float> c8, ref Vector512<float> c9, ref Vector512<float> cA, ref Vector512<float> cB)
     {
-        // Rows interleaved in pairs, then as pairs of pairs: vector 4g + j then holds, in each 128-bit lane L, column 4L + j
-        // of rows 4g to 4g + 3.
-        var (u0, u1, u2, u3) = Interleave(RowOf(ref a, 0, rowStride), RowOf(ref a, 1, rowStride), RowOf(ref a, 2, rowStride), RowOf(ref a, 3, rowStride));
-        var (u4, u5, u6, u7) = Interleave(RowOf(ref a, 4, rowStride), RowOf(ref a, 5, rowStride), RowOf(ref a, 6, rowStride), RowOf(ref a, 7, rowStride));
-        var (u8, u9, uA, uB) = Interleave(RowOf(ref a, 8, rowStride), RowOf(ref a, 9, rowStride), RowOf(ref a, 10, rowStride), RowOf(ref a, 11, rowStride));
-        var (uC, uD, uE, uF) = Interleave(RowOf(ref a, 12, rowStride), RowOf(ref a, 13, rowStride), RowOf(ref a, 14, rowStride), RowOf(ref a, 15, rowStride));
-        // Lanes 0 and 2 (columns j, 8 + j) and lanes 1 and 3 (4 + j, 12 + j) of rows 0-7, and of rows 8-15.
-        Vector512<float> v0 = Avx512F.Shuffle4x128(u0, u4, Even), v1 = Avx512F.Shuffle4x128(u1, u5, Even), v2 = Avx512F.Shuffle4x128(u2, u6, Even), v3 = Avx512F.Shuffle4x128(u3, u7, Even);
-        Vector512<float> v4 = Avx512F.Shuffle4x128(u0, u4, Odd), v5 = Avx512F.Shuffle4x128(u1, u5, Odd), v6 = Avx512F.Shuffle4x128(u2, u6, Odd), v7 = Avx512F.Shuffle4x128(u3, u7, Odd);
-        Vector512<float> v8 = Avx512F.Shuffle4x128(u8, uC, Even), v9 = Avx512F.Shuffle4x128(u9, uD, Even), vA = Avx512F.Shuffle4x128(uA, uE, Even), vB = Avx512F.Shuffle4x128(uB, uF, Even);
-        Vector512<float> vC = Avx512F.Shuffle4x128(u8, uC, Odd), vD = Avx512F.Shuffle4x128(u9, uD, Odd), vE = Avx512F.Shuffle4x128(uA, uE, Odd), vF = Avx512F.Shuffle4x128(uB, uF, Odd);
-        // Column s of the block, all sixteen rows: even lanes of (v_s, v_8+s) for 0-3, of (v_4+s, v_12+s) for 4-7, odd ones after.
-        Step(0, width, Avx512F.Shuffle4x128(v0, v8, Even), ref b, bStep, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7, ref c8, ref c9, ref cA, ref cB);
-        Step(1, width, Avx512F.Shuffle4x128(v1, v9, Even), ref b, bStep, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7, ref c8, ref c9, ref cA, ref cB);
-        Step(2, width, Avx512F.Shuffle4x128(v2, vA, Even), ref b, bStep, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7, ref c8, ref c9, ref cA, ref cB);
-        Step(3, width, Avx512F.Shuffle4x128(v3, vB, Even), ref b, bStep, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7, ref c8, ref c9, ref cA, ref cB);
-        Step(4, width, Avx512F.Shuffle4x128(v4, vC, Even), ref b, bStep, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7, ref c8, ref c9, ref cA, ref cB);
-        Step(5, width, Avx512F.Shuffle4x128(v5, vD, Even), ref b, bStep, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7, ref c8, ref c9, ref cA, ref cB);
-        Step(6, width, Avx512F.Shuffle4x128(v6, vE, Even), ref b, bStep, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7, ref c8, ref c9, ref cA, ref cB);
-        Step(7, width, Avx512F.Shuffle4x128(v7, vF, Even), ref b, bStep, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7, ref c8, ref c9, ref cA, ref cB);
-        Step(8, width, Avx512F.Shuffle4x128(v0, v8, Odd), ref b, bStep, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7, ref c8, ref c9, ref cA, ref cB);
-        Step(9, width, Avx512F.Shuffle4x128(v1, v9, Odd), ref b, bStep, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7, ref c8, ref c9, ref cA, ref cB);
-        Step(10, width, Avx512F.Shuffle4x128(v2, vA, Odd), ref b, bStep, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7, ref c8, ref c9, ref cA, ref cB);
-        Step(11, width, Avx512F.Shuffle4x128(v3, vB, Odd), ref b, bStep, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7, ref c8, ref c9, ref cA, ref cB);
-        Step(12, width, Avx512F.Shuffle4x128(v4, vC, Odd), ref b, bStep, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7, ref c8, ref c9, ref cA, ref cB);
-        Step(13, width, Avx512F.Shuffle4x128(v5, vD, Odd), ref b, bStep, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7, ref c8, ref c9, ref cA, ref cB);
-        Step(14, width, Avx512F.Shuffle4x128(v6, vE, Odd), ref b, bStep, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7, ref c8, ref c9, ref cA, ref cB);
-        Step(15, width, Avx512F.Shuffle4x128(v7, vF, Odd), ref b, bStep, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7, ref c8, ref c9, ref cA, ref cB);
+        TransposeHalfway(ref a, rowStride, out var h);
+        // Column s of the block, all sixteen rows (HalfTransposed says which lanes).
+        Step(0, width, Avx512F.Shuffle4x128(h.V0, h.V8, Even), ref b, bStep, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7, ref c8, ref c9, ref cA, ref cB);
+        Step(1, width, Avx512F.Shuffle4x128(h.V1, h.V9, Even), ref b, bStep, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7, ref c8, ref c9, ref cA, ref cB);
+        Step(2, width, Avx512F.Shuffle4x128(h.V2, h.VA, Even), ref b, bStep, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7, ref c8, ref c9, ref cA, ref cB);
+        Step(3, width, Avx512F.Shuffle4x128(h.V3, h.VB, Even), ref b, bStep, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7, ref c8, ref c9, ref cA, ref cB);
+        Step(4, width, Avx512F.Shuffle4x128(h.V4, h.VC, Even), ref b, bStep, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7, ref c8, ref c9, ref cA, ref cB);
+        Step(5, width, Avx512F.Shuffle4x128(h.V5, h.VD, Even), ref b, bStep, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7, ref c8, ref c9, ref cA, ref cB);
+        Step(6, width, Avx512F.Shuffle4x128(h.V6, h.VE, Even), ref b, bStep, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7, ref c8, ref c9, ref cA, ref cB);
+        Step(7, width, Avx512F.Shuffle4x128(h.V7, h.VF, Even), ref b, bStep, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7, ref c8, ref c9, ref cA, ref cB);
+        Step(8, width, Avx512F.Shuffle4x128(h.V0, h.V8, Odd), ref b, bStep, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7, ref c8, ref c9, ref cA, ref cB);
+        Step(9, width, Avx512F.Shuffle4x128(h.V1, h.V9, Odd), ref b, bStep, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7, ref c8, ref c9, ref cA, ref cB);
+        Step(10, width, Avx512F.Shuffle4x128(h.V2, h.VA, Odd), ref b, bStep, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7, ref c8, ref c9, ref cA, ref cB);
+        Step(11, width, Avx512F.Shuffle4x128(h.V3, h.VB, Odd), ref b, bStep, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7, ref c8, ref c9, ref cA, ref cB);
+        Step(12, width, Avx512F.Shuffle4x128(h.V4, h.VC, Odd), ref b, bStep, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7, ref c8, ref c9, ref cA, ref cB);
+        Step(13, width, Avx512F.Shuffle4x128(h.V5, h.VD, Odd), ref b, bStep, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7, ref c8, ref c9, ref cA, ref cB);
+        Step(14, width, Avx512F.Shuffle4x128(h.V6, h.VE, Odd), ref b, bStep, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7, ref c8, ref c9, ref cA, ref cB);
+        Step(15, width, Avx512F.Shuffle4x128(h.V7, h.VF, Odd), ref b, bStep, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7, ref c8, ref c9, ref cA, ref cB);
     }
 
     /// <summary>
@@ -181,6 +171,30 @@ public static partial class Gemm
         if (width > 9) c9 = Vector512.FusedMultiplyAdd(column, Vector512.Create(Unsafe.Add(ref row, 9)), c9);
         if (width > 10) cA = Vector512.FusedMultiplyAdd(column, Vector512.Create(Unsafe.Add(ref row, 10)), cA);
         if (width > 11) cB = Vector512.FusedMultiplyAdd(column, Vector512.Create(Unsafe.Add(ref row, 11)), cB);
+    }
+
+    /// <summary>
+    /// Sixteen rows of a 16 x 16 block halfway to its transpose, the stages both transpositions share: rows interleaved in
+    /// pairs, then as pairs of pairs (vector 4g + j holds, in each 128-bit lane L, column 4L + j of rows 4g to 4g + 3), then
+    /// lanes 0 and 2 (columns j, 8 + j) and lanes 1 and 3 (4 + j, 12 + j) of rows 0-7 and of rows 8-15. Column s is then
+    /// the even lanes of (V_s, V_8+s) for s 0-3, of (V_4+s, V_12+s) for 4-7, and the odd lanes of the same pairs for 8-15.
+    /// </summary>
+    private struct HalfTransposed
+    {
+        public Vector512<float> V0, V1, V2, V3, V4, V5, V6, V7, V8, V9, VA, VB, VC, VD, VE, VF;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void TransposeHalfway(ref float rows, nint stride, out HalfTransposed h)
+    {
+        var (u0, u1, u2, u3) = Interleave(RowOf(ref rows, 0, stride), RowOf(ref rows, 1, stride), RowOf(ref rows, 2, stride), RowOf(ref rows, 3, stride));
+        var (u4, u5, u6, u7) = Interleave(RowOf(ref rows, 4, stride), RowOf(ref rows, 5, stride), RowOf(ref rows, 6, stride), RowOf(ref rows, 7, stride));
+        var (u8, u9, uA, uB) = Interleave(RowOf(ref rows, 8, stride), RowOf(ref rows, 9, stride), RowOf(ref rows, 10, stride), RowOf(ref rows, 11, stride));
+        var (uC, uD, uE, uF) = Interleave(RowOf(ref rows, 12, stride), RowOf(ref rows, 13, stride), RowOf(ref rows, 14, stride), RowOf(ref rows, 15, stride));
+        h.V0 = Avx512F.Shuffle4x128(u0, u4, Even); h.V1 = Avx512F.Shuffle4x128(u1, u5, Even); h.V2 = Avx512F.Shuffle4x128(u2, u6, Even); h.V3 = Avx512F.Shuffle4x128(u3, u7, Even);
+        h.V4 = Avx512F.Shuffle4x128(u0, u4, Odd); h.V5 = Avx512F.Shuffle4x128(u1, u5, Odd); h.V6 = Avx512F.Shuffle4x128(u2, u6, Odd); h.V7 = Avx512F.Shuffle4x128(u3, u7, Odd);
+        h.V8 = Avx512F.Shuffle4x128(u8, uC, Even); h.V9 = Avx512F.Shuffle4x128(u9, uD, Even); h.VA = Avx512F.Shuffle4x128(uA, uE, Even); h.VB = Avx512F.Shuffle4x128(uB, uF, Even);
+        h.VC = Avx512F.Shuffle4x128(u8, uC, Odd); h.VD = Avx512F.Shuffle4x128(u9, uD, Odd); h.VE = Avx512F.Shuffle4x128(uA, uE, Odd); h.VF = Avx512F.Shuffle4x128(uB, uF, Odd);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -255,36 +269,29 @@ public static partial class Gemm
     }
 
     /// <summary>
-    /// A 16 x 16 block transposed where it lies, by <see cref="MultiplyBlock"/>'s shuffles. Written twice on purpose: the
-    /// block of A is consumed a column at a time as the shuffles produce it, in registers; transposed through this
-    /// function's stores and read back, the MNIST classifier's 128x128x10 took 4.6 us instead of 4.1.
+    /// A 16 x 16 block transposed where it lies: <see cref="TransposeHalfway"/>, then each column stored as a row. The
+    /// block of A takes the same last stage in <see cref="MultiplyBlock"/>, each column consumed as it is produced, in
+    /// registers; stored here and read back, the MNIST classifier's 128x128x10 took 4.6 us instead of 4.1.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void TransposeBlock(ref float block)
     {
-        var (u0, u1, u2, u3) = Interleave(RowOf(ref block, 0, ColumnTile), RowOf(ref block, 1, ColumnTile), RowOf(ref block, 2, ColumnTile), RowOf(ref block, 3, ColumnTile));
-        var (u4, u5, u6, u7) = Interleave(RowOf(ref block, 4, ColumnTile), RowOf(ref block, 5, ColumnTile), RowOf(ref block, 6, ColumnTile), RowOf(ref block, 7, ColumnTile));
-        var (u8, u9, uA, uB) = Interleave(RowOf(ref block, 8, ColumnTile), RowOf(ref block, 9, ColumnTile), RowOf(ref block, 10, ColumnTile), RowOf(ref block, 11, ColumnTile));
-        var (uC, uD, uE, uF) = Interleave(RowOf(ref block, 12, ColumnTile), RowOf(ref block, 13, ColumnTile), RowOf(ref block, 14, ColumnTile), RowOf(ref block, 15, ColumnTile));
-        Vector512<float> v0 = Avx512F.Shuffle4x128(u0, u4, Even), v1 = Avx512F.Shuffle4x128(u1, u5, Even), v2 = Avx512F.Shuffle4x128(u2, u6, Even), v3 = Avx512F.Shuffle4x128(u3, u7, Even);
-        Vector512<float> v4 = Avx512F.Shuffle4x128(u0, u4, Odd), v5 = Avx512F.Shuffle4x128(u1, u5, Odd), v6 = Avx512F.Shuffle4x128(u2, u6, Odd), v7 = Avx512F.Shuffle4x128(u3, u7, Odd);
-        Vector512<float> v8 = Avx512F.Shuffle4x128(u8, uC, Even), v9 = Avx512F.Shuffle4x128(u9, uD, Even), vA = Avx512F.Shuffle4x128(uA, uE, Even), vB = Avx512F.Shuffle4x128(uB, uF, Even);
-        Vector512<float> vC = Avx512F.Shuffle4x128(u8, uC, Odd), vD = Avx512F.Shuffle4x128(u9, uD, Odd), vE = Avx512F.Shuffle4x128(uA, uE, Odd), vF = Avx512F.Shuffle4x128(uB, uF, Odd);
-        Avx512F.Shuffle4x128(v0, v8, Even).StoreUnsafe(ref block, 0 * ColumnTile);
-        Avx512F.Shuffle4x128(v1, v9, Even).StoreUnsafe(ref block, 1 * ColumnTile);
-        Avx512F.Shuffle4x128(v2, vA, Even).StoreUnsafe(ref block, 2 * ColumnTile);
-        Avx512F.Shuffle4x128(v3, vB, Even).StoreUnsafe(ref block, 3 * ColumnTile);
-        Avx512F.Shuffle4x128(v4, vC, Even).StoreUnsafe(ref block, 4 * ColumnTile);
-        Avx512F.Shuffle4x128(v5, vD, Even).StoreUnsafe(ref block, 5 * ColumnTile);
-        Avx512F.Shuffle4x128(v6, vE, Even).StoreUnsafe(ref block, 6 * ColumnTile);
-        Avx512F.Shuffle4x128(v7, vF, Even).StoreUnsafe(ref block, 7 * ColumnTile);
-        Avx512F.Shuffle4x128(v0, v8, Odd).StoreUnsafe(ref block, 8 * ColumnTile);
-        Avx512F.Shuffle4x128(v1, v9, Odd).StoreUnsafe(ref block, 9 * ColumnTile);
-        Avx512F.Shuffle4x128(v2, vA, Odd).StoreUnsafe(ref block, 10 * ColumnTile);
-        Avx512F.Shuffle4x128(v3, vB, Odd).StoreUnsafe(ref block, 11 * ColumnTile);
-        Avx512F.Shuffle4x128(v4, vC, Odd).StoreUnsafe(ref block, 12 * ColumnTile);
-        Avx512F.Shuffle4x128(v5, vD, Odd).StoreUnsafe(ref block, 13 * ColumnTile);
-        Avx512F.Shuffle4x128(v6, vE, Odd).StoreUnsafe(ref block, 14 * ColumnTile);
-        Avx512F.Shuffle4x128(v7, vF, Odd).StoreUnsafe(ref block, 15 * ColumnTile);
+        TransposeHalfway(ref block, ColumnTile, out var h);
+        Avx512F.Shuffle4x128(h.V0, h.V8, Even).StoreUnsafe(ref block, 0 * ColumnTile);
+        Avx512F.Shuffle4x128(h.V1, h.V9, Even).StoreUnsafe(ref block, 1 * ColumnTile);
+        Avx512F.Shuffle4x128(h.V2, h.VA, Even).StoreUnsafe(ref block, 2 * ColumnTile);
+        Avx512F.Shuffle4x128(h.V3, h.VB, Even).StoreUnsafe(ref block, 3 * ColumnTile);
+        Avx512F.Shuffle4x128(h.V4, h.VC, Even).StoreUnsafe(ref block, 4 * ColumnTile);
+        Avx512F.Shuffle4x128(h.V5, h.VD, Even).StoreUnsafe(ref block, 5 * ColumnTile);
+        Avx512F.Shuffle4x128(h.V6, h.VE, Even).StoreUnsafe(ref block, 6 * ColumnTile);
+        Avx512F.Shuffle4x128(h.V7, h.VF, Even).StoreUnsafe(ref block, 7 * ColumnTile);
+        Avx512F.Shuffle4x128(h.V0, h.V8, Odd).StoreUnsafe(ref block, 8 * ColumnTile);
+        Avx512F.Shuffle4x128(h.V1, h.V9, Odd).StoreUnsafe(ref block, 9 * ColumnTile);
+        Avx512F.Shuffle4x128(h.V2, h.VA, Odd).StoreUnsafe(ref block, 10 * ColumnTile);
+        Avx512F.Shuffle4x128(h.V3, h.VB, Odd).StoreUnsafe(ref block, 11 * ColumnTile);
+        Avx512F.Shuffle4x128(h.V4, h.VC, Odd).StoreUnsafe(ref block, 12 * ColumnTile);
+        Avx512F.Shuffle4x128(h.V5, h.VD, Odd).StoreUnsafe(ref block, 13 * ColumnTile);
+        Avx512F.Shuffle4x128(h.V6, h.VE, Odd).StoreUnsafe(ref block, 14 * ColumnTile);
+        Avx512F.Shuffle4x128(h.V7, h.VF, Odd).StoreUnsafe(ref block, 15 * ColumnTile);
     }
 }

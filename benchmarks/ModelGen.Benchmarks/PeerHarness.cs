@@ -120,6 +120,33 @@ public static class PeerHarness
         }
     }
 
+    /// <summary>Builds the workload named <paramref name="name"/> (one of Serve's "list").</summary>
+    private static Action Build(string name) =>
+        Workloads().FirstOrDefault(w => w.Name == name).Build?.Invoke() ??
+        throw new ArgumentException($"No workload '{name}'; the workloads: {string.Join(", ", Workloads().Select(w => w.Name))}.", nameof(name));
+
+    /// <summary>
+    /// Every call of a workload for <paramref name="seconds"/> after a second's warm-up, a line each: when it began (Unix
+    /// seconds) and how long it took (ms). Beside a log of the cores' round trip it shows what a change of placement does to
+    /// the calls, and how soon CoreChoice follows it.
+    /// </summary>
+    public static void Trace(string name, double seconds)
+    {
+        var action = Build(name);
+        var clock = Stopwatch.StartNew();
+        while (clock.Elapsed.TotalSeconds < 1) action();
+        var lines = new System.Text.StringBuilder();
+        clock.Restart();
+        double epoch = (DateTime.UtcNow - DateTime.UnixEpoch).TotalSeconds;
+        while (clock.Elapsed.TotalSeconds < seconds)
+        {
+            double start = clock.Elapsed.TotalMilliseconds;
+            action();
+            lines.Append($"{epoch + start / 1000:F4} {clock.Elapsed.TotalMilliseconds - start:F4}\n");
+        }
+        Console.Write(lines);
+    }
+
     /// <summary>
     /// A workload's cost in a fresh process, what a short run pays before the JIT has its final code: the time to build it,
     /// its first call, and its first <paramref name="calls"/> calls in all, against as many warm calls (<see cref="Time"/>'s
@@ -127,9 +154,8 @@ public static class PeerHarness
     /// </summary>
     public static object Cold(string name, int calls)
     {
-        var build = Workloads().First(w => w.Name == name).Build;
         var clock = Stopwatch.StartNew();
-        var action = build();
+        var action = Build(name);
         double buildMs = clock.Elapsed.TotalMilliseconds;
         clock.Restart();
         action();

@@ -122,6 +122,8 @@ internal static partial class ModelEmitter
         }
         if (plan.Nodes.Any(n => n.IsDropout)) w.Line("private SeededRandom dropoutRandom;");
         w.Line("private int lastTrainingBatch;");
+        w.Line("// Whether predictions and training steps share their kernels with the second core, chosen by timing them (the VM's host can move the cores apart).");
+        w.Line("private readonly CoreChoice inferenceCores = new(), trainingCores = new();");
         w.Line("// Floats per sample the gradients (and an inference copy's values) take, sharing by liveness, and would take one buffer per tensor.");
         w.Line($"private const int GradientFloats = {plan.GradientFloats}, SeparateGradientFloats = {plan.SeparateGradientFloats};");
         w.Line($"private const int ValueFloats = {plan.ValueFloats}, SeparateValueFloats = {plan.SeparateValueFloats};");
@@ -466,6 +468,7 @@ internal static partial class ModelEmitter
         w.Line($"int batch = Guard.Batch(\"{name}\", \"{inputNames}\", inputs.Length, InputSize, MaxBatchSize);");
         w.Line($"Guard.Length(\"{name}\", \"{string.Join(", ", plan.Outputs.Select(o => o.Spec.Name))}\", nameof(outputs), outputs.Length, batch, OutputSize);");
         foreach (var input in plan.Inputs.Where(_ => plan.Packed)) w.Line($"Merges.Slice(inputs, InputSize, {input.Offset}, {input.Staging}, {input.Spec.Size}, batch);");
+        w.Line("using var _ = inferenceCores.Begin(batch);");
         w.Line($"Forward({forwardArguments}, batch, training: false);");
         if (plan.Packed)
         {
@@ -484,6 +487,7 @@ internal static partial class ModelEmitter
             w.Line("/// <summary>Inference with each input and output in its own buffer, a row per sample.</summary>");
             w.Open($"public void Predict({parameters})");
             EmitBatchChecks(w, plan, plan.Outputs.Select(o => (o.Spec.Name, o.Parameter, o.Spec.Size)));
+            w.Line("using var _ = inferenceCores.Begin(batch);");
             w.Line($"Forward({inputNames}, batch, training: false);");
             foreach (var output in plan.Outputs) w.Line($"Reductions.Copy({output.Node.InferenceSource}, {output.Parameter}, batch * {output.Spec.Size});");
             w.Close();
@@ -534,6 +538,7 @@ internal static partial class ModelEmitter
         string name = plan.Model.ClassName;
         string parameters = string.Join(", ", plan.Inputs.Select((_, k) => $"ReadOnlySpan<float> {inputNames[k]}").Concat(plan.Outputs.Select((_, k) => $"ReadOnlySpan<float> {targetNames[k]}")));
         w.Open($"private float Step({parameters}, int batch, Optimizer optimizer)");
+        w.Line("using var _ = trainingCores.Begin(batch);");
         w.Line($"Forward({string.Join(", ", inputNames)}, batch, training: true);");
         w.Line("lastTrainingBatch = batch;");
         var terms = new List<string>();

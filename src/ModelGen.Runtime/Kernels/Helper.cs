@@ -54,9 +54,20 @@ internal static unsafe class Helper
     private static readonly object gate = new();
     private static Exception? failure;
 
-    /// <summary>How many threads kernels may use: 2 on a multi-core machine unless MODELGEN_THREADS=1.</summary>
-    public static int Threads { get; set; } =
-        Environment.ProcessorCount >= 2 && Environment.GetEnvironmentVariable("MODELGEN_THREADS") != "1" ? 2 : 1;
+    /// <summary>
+    /// How many threads this thread's kernels may use: 2 on a multi-core machine unless MODELGEN_THREADS=1, and 1 while this
+    /// thread runs <see cref="Alone"/>. Setting it sets the process-wide count.
+    /// </summary>
+    public static int Threads
+    {
+        get => Alone ? 1 : threads;
+        set => threads = value;
+    }
+
+    private static int threads = Environment.ProcessorCount >= 2 && Environment.GetEnvironmentVariable("MODELGEN_THREADS") != "1" ? 2 : 1;
+
+    /// <summary>Whether this thread's kernels keep to this thread for now (<see cref="CoreChoice"/>'s choice for a call).</summary>
+    [ThreadStatic] public static bool Alone;
 
     static Helper()
     {

@@ -48,6 +48,8 @@ namespace Samples.Mnist
         private PackedMatrix? packedHidden1Kernel, packedHidden2Kernel, packedPredictionsKernel;
         private SeededRandom dropoutRandom;
         private int lastTrainingBatch;
+        // Whether predictions and training steps share their kernels with the second core, chosen by timing them (the VM's host can move the cores apart).
+        private readonly CoreChoice inferenceCores = new(), trainingCores = new();
         // Floats per sample the gradients (and an inference copy's values) take, sharing by liveness, and would take one buffer per tensor.
         private const int GradientFloats = 512, SeparateGradientFloats = 778;
         private const int ValueFloats = 384, SeparateValueFloats = 394;
@@ -135,6 +137,7 @@ namespace Samples.Mnist
         {
             int batch = Guard.Batch("MnistClassifier", "image", inputs.Length, InputSize, MaxBatchSize);
             Guard.Length("MnistClassifier", "predictions", nameof(outputs), outputs.Length, batch, OutputSize);
+            using var _ = inferenceCores.Begin(batch);
             Forward(inputs, batch, training: false);
             Reductions.Copy(predictionsOutput, outputs, batch * OutputSize);
         }
@@ -160,6 +163,7 @@ namespace Samples.Mnist
 
         private float Step(ReadOnlySpan<float> inputs, ReadOnlySpan<float> targets, int batch, Optimizer optimizer)
         {
+            using var _ = trainingCores.Begin(batch);
             Forward(inputs, batch, training: true);
             lastTrainingBatch = batch;
             float loss = Losses.ComputeThroughSoftmax(Loss.SparseCategoricalCrossentropy, predictionsOutput.AsSpan(0, batch * 10), targets, predictionsGradient, batch, 10, "MnistClassifier", "predictions");

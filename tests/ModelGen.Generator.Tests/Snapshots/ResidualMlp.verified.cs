@@ -47,6 +47,8 @@ namespace Samples
         // Dense kernels packed once for the matrix kernel, in a copy that ForInference makes; null in a model that trains.
         private PackedMatrix? packedD1Kernel, packedD2Kernel, packedHeadKernel;
         private int lastTrainingBatch;
+        // Whether predictions and training steps share their kernels with the second core, chosen by timing them (the VM's host can move the cores apart).
+        private readonly CoreChoice inferenceCores = new(), trainingCores = new();
         // Floats per sample the gradients (and an inference copy's values) take, sharing by liveness, and would take one buffer per tensor.
         private const int GradientFloats = 128, SeparateGradientFloats = 266;
         private const int ValueFloats = 128, SeparateValueFloats = 266;
@@ -128,6 +130,7 @@ namespace Samples
         {
             int batch = Guard.Batch("ResidualMlp", "x", inputs.Length, InputSize, MaxBatchSize);
             Guard.Length("ResidualMlp", "head", nameof(outputs), outputs.Length, batch, OutputSize);
+            using var _ = inferenceCores.Begin(batch);
             Forward(inputs, batch, training: false);
             Reductions.Copy(headOutput, outputs, batch * OutputSize);
         }
@@ -153,6 +156,7 @@ namespace Samples
 
         private float Step(ReadOnlySpan<float> inputs, ReadOnlySpan<float> targets, int batch, Optimizer optimizer)
         {
+            using var _ = trainingCores.Begin(batch);
             Forward(inputs, batch, training: true);
             lastTrainingBatch = batch;
             float loss = Losses.ComputeThroughSoftmax(Loss.SparseCategoricalCrossentropy, headOutput.AsSpan(0, batch * 10), targets, headGradient, batch, 10, "ResidualMlp", "head");

@@ -43,6 +43,8 @@ partial class Outer
         // Dense kernels packed once for the matrix kernel, in a copy that ForInference makes; null in a model that trains.
         private PackedMatrix? packedProjectionKernel, packedLogitsKernel;
         private int lastTrainingBatch;
+        // Whether predictions and training steps share their kernels with the second core, chosen by timing them (the VM's host can move the cores apart).
+        private readonly CoreChoice inferenceCores = new(), trainingCores = new();
         // Floats per sample the gradients (and an inference copy's values) take, sharing by liveness, and would take one buffer per tensor.
         private const int GradientFloats = 12, SeparateGradientFloats = 12;
         private const int ValueFloats = 12, SeparateValueFloats = 12;
@@ -118,6 +120,7 @@ partial class Outer
         {
             int batch = Guard.Batch("Tiny", "features", inputs.Length, InputSize, MaxBatchSize);
             Guard.Length("Tiny", "probabilities", nameof(outputs), outputs.Length, batch, OutputSize);
+            using var _ = inferenceCores.Begin(batch);
             Forward(inputs, batch, training: false);
             Reductions.Copy(probabilitiesOutput, outputs, batch * OutputSize);
         }
@@ -142,6 +145,7 @@ partial class Outer
 
         private float Step(ReadOnlySpan<float> inputs, ReadOnlySpan<float> targets, int batch, Optimizer optimizer)
         {
+            using var _ = trainingCores.Begin(batch);
             Forward(inputs, batch, training: true);
             lastTrainingBatch = batch;
             float loss = Losses.ComputeThroughSoftmax(Loss.CategoricalCrossentropy, probabilitiesOutput.AsSpan(0, batch * 2), targets, probabilitiesGradient, batch, 2, "Tiny", "probabilities");

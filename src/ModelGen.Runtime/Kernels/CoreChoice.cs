@@ -1,0 +1,140 @@
+using System;
+using System.Diagnostics;
+
+namespace ModelGen.Kernels;
+
+/// <summary>
+/// Whether one of a model's entry points (its inference, its training step) shares its kernels with the helper core or keeps
+/// to the caller's, chosen per batch size by timing the calls themselves. The host of a 2-vCPU virtual machine moves the two
+/// vCPUs apart and back within seconds (a cache line's round trip goes from ~50 to ~330 ns); apart, the models that hand work
+/// between the cores often (recurrent and MobileNet training, MobileNet at batch 1) ran up to 1.7x faster on one core, while
+/// large products still ran faster on two. So every so often a trial times a few calls on two cores and a few on one, and the calls
+/// that follow take the faster. Results never depend on the choice: kernels cut their work by its shape alone.
+/// </summary>
+/// <remarks>
+/// Outside trials a call costs a counter, and now and then a clock read. A trial's calls on the slower
+/// setting are its whole cost, and trials thin out while they confirm the choice: one a second at most, about 0.5% of the
+/// MobileNet training step where two cores win by 1.6x. Not thread-safe, like the model that owns it.
+/// </remarks>
+public sealed class CoreChoice
+{
+    /// <summary>
+    /// Calls timed on each setting per trial, first on two cores, then on one, the fastest of each compared. Not alternating:
+    /// a call right after a switch reads what the other core wrote. With alternating trials the GRU's training step stayed
+    /// at 1.6 ms in the slow placement, where one core alone took 1.0; in blocks it went to 1.05 within half a second.
+    /// </summary>
+    private const int TrialCalls = 4;
+
+    /// <summary>
+    /// Outside a trial the clock is read, to see whether the next is due, once in this many calls at first, then once in as many
+    /// as the last trial's calls took an eighth of the shortest gap (up to <see cref="MostCallsBetweenClocks"/>): a clock read
+    /// costs 24 ns, 4% of the residual MLP's call at batch 1.
+    /// </summary>
+    private const int FirstCallsBetweenClocks = 8, MostCallsBetweenClocks = 256;
+
+    /// <summary>The time from a trial to the next: 20 ms after a change of choice, doubling while trials confirm it, up to a second.</summary>
+    private static readonly long ShortestGap = Stopwatch.Frequency / 50, LongestGap = Stopwatch.Frequency;
+
+    /// <summary>The batch sizes followed at once: a Fit's full batches and its last partial one, Evaluate's, with room to spare.</summary>
+    private readonly Slot[] slots = new Slot[4];
+
+    private int nextSlot, lastSlot;
+
+    /// <summary>Starts a call at <paramref name="batch"/>: the kernels it runs on this thread keep to this core while <see cref="Alone"/> says so. Dispose it when the call ends.</summary>
+    public Call Begin(int batch)
+    {
+        int index = SlotOf(batch);
+        ref Slot slot = ref slots[index];
+        if (slot.TrialCall < 0 && --slot.CallsToClock <= 0)
+        {
+            slot.CallsToClock = slot.CallsBetweenClocks;
+            if (Stopwatch.GetTimestamp() >= slot.NextTrial) slot.StartTrial();
+        }
+        if (slot.TrialCall < 0) return new Call(this, index, slot.Alone, timed: false);
+        return new Call(this, index, alone: slot.TrialCall >= TrialCalls, timed: true);
+    }
+
+    /// <summary>Whether calls at <paramref name="batch"/> keep to one core outside trials (for tests and diagnostics).</summary>
+    public bool Alone(int batch)
+    {
+        foreach (var slot in slots)
+        {
+            if (slot.Batch == batch) return slot.Alone;
+        }
+        return false;
+    }
+
+    private int SlotOf(int batch)
+    {
+        if (slots[lastSlot].Batch == batch) return lastSlot;
+        for (int i = 0; i < slots.Length; i++)
+        {
+            if (slots[i].Batch == batch) return lastSlot = i;
+        }
+        int index = lastSlot = nextSlot;
+        nextSlot = (nextSlot + 1) % slots.Length;
+        slots[index] = new Slot(batch, Stopwatch.GetTimestamp());
+        return index;
+    }
+
+    private void Record(int index, bool alone, long ticks) => slots[index].Record(alone, ticks);
+
+    private struct Slot(int batch, long now)
+    {
+        public readonly int Batch = batch;
+        /// <summary>The choice outside trials: two cores until a trial finds one faster.</summary>
+        public bool Alone;
+        /// <summary>The next call's place in the current trial (the first <see cref="TrialCalls"/> on two cores, the rest on one), or -1 outside one.</summary>
+        public int TrialCall = -1;
+        public int CallsToClock = FirstCallsBetweenClocks, CallsBetweenClocks = FirstCallsBetweenClocks;
+        /// <summary>The first trial waits a gap too: a new model's first calls are the JIT's.</summary>
+        public long NextTrial = now + ShortestGap, Gap = ShortestGap;
+        private long fastestShared, fastestAlone;
+
+        public void StartTrial()
+        {
+            TrialCall = 0;
+            fastestShared = fastestAlone = long.MaxValue;
+        }
+
+        public void Record(bool alone, long ticks)
+        {
+            if (TrialCall < 0) return; // a call begun before a reset of this slot
+            if (alone) fastestAlone = Math.Min(fastestAlone, ticks);
+            else fastestShared = Math.Min(fastestShared, ticks);
+            if (++TrialCall < 2 * TrialCalls) return;
+            // The other setting must win by 5%: a tie, or noise, keeps the choice and lets the trials thin out.
+            bool change = Alone ? fastestShared * 20 < fastestAlone * 19 : fastestAlone * 20 < fastestShared * 19;
+            Alone ^= change;
+            Gap = change ? ShortestGap : Math.Min(2 * Gap, LongestGap);
+            long call = Math.Max(Math.Min(fastestShared, fastestAlone), 1);
+            CallsBetweenClocks = (int)Math.Clamp(ShortestGap / 8 / call, 1, MostCallsBetweenClocks);
+            NextTrial = Stopwatch.GetTimestamp() + Gap;
+            TrialCall = -1;
+        }
+    }
+
+    /// <summary>One call of the entry point: sets this thread's <see cref="Helper.Alone"/> for its length, and times it in a trial.</summary>
+    public readonly struct Call : IDisposable
+    {
+        private readonly CoreChoice owner;
+        private readonly int slot;
+        private readonly bool alone, switched;
+        private readonly long start;
+
+        internal Call(CoreChoice owner, int slot, bool alone, bool timed)
+        {
+            (this.owner, this.slot, this.alone) = (owner, slot, alone);
+            // Written only when it changes: most calls share, and a thread-static write costs a tenth of the smallest model's call.
+            switched = Helper.Alone != alone;
+            if (switched) Helper.Alone = alone;
+            start = timed ? Stopwatch.GetTimestamp() : 0;
+        }
+
+        public void Dispose()
+        {
+            if (start != 0) owner.Record(slot, alone, Stopwatch.GetTimestamp() - start);
+            if (switched) Helper.Alone = !alone;
+        }
+    }
+}

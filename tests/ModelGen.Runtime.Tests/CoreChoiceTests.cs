@@ -1,0 +1,128 @@
+using System.Diagnostics;
+using ModelGen.Kernels;
+
+namespace ModelGen.Runtime.Tests;
+
+/// <summary>
+/// CoreChoice against calls whose cost depends on the cores they may use (a spin of a set length, read from
+/// <see cref="Helper.Threads"/> inside the call, as the kernels read it): it must find the faster setting within a few
+/// trials, follow a change, keep each batch size's choice apart, and leave the thread as it found it. The costs differ by
+/// 3x or more, so the outcome does not hang on the machine's noise; the deadlines are generous bounds, not timings.
+/// </summary>
+[Collection(KernelSettings.Name)]
+public class CoreChoiceTests
+{
+    /// <summary>Microseconds a call lasts with two cores allowed and with one.</summary>
+    private record struct Costs(int Shared, int Alone);
+
+    private static readonly Costs TwoCoresWin = new(Shared: 60, Alone: 240), OneCoreWins = new(Shared: 240, Alone: 60);
+
+    private static int Call(CoreChoice choice, int batch, Costs costs)
+    {
+        int threads;
+        using (choice.Begin(batch))
+        {
+            threads = Helper.Threads;
+            var clock = Stopwatch.StartNew();
+            while (clock.Elapsed.TotalMicroseconds < (threads == 1 ? costs.Alone : costs.Shared)) { }
+        }
+        return threads;
+    }
+
+    /// <summary>Calls until the choice at <paramref name="batch"/> is <paramref name="alone"/> (true) or 3 s pass (false).</summary>
+    private static bool CallsUntil(CoreChoice choice, int batch, Costs costs, bool alone)
+    {
+        var clock = Stopwatch.StartNew();
+        while (clock.Elapsed.TotalSeconds < 3)
+        {
+            Call(choice, batch, costs);
+            if (choice.Alone(batch) == alone) return true;
+        }
+        return false;
+    }
+
+    [Fact]
+    public void Keeps_to_one_core_where_calls_run_faster_there_and_comes_back_when_two_win_again()
+    {
+        KernelSettings.OnThreads(2, () =>
+        {
+            var choice = new CoreChoice();
+            Assert.False(choice.Alone(8));
+            Assert.True(CallsUntil(choice, 8, OneCoreWins, alone: true), "never chose one core where calls ran 4x faster on it");
+            // Outside trials the calls now run with one thread allowed; trials still try two now and then.
+            int alone = 0;
+            for (int i = 0; i < 40; i++) alone += Call(choice, 8, OneCoreWins) == 1 ? 1 : 0;
+            Assert.True(alone >= 34, $"{alone} of 40 calls kept to one core after it was chosen");
+            Assert.True(CallsUntil(choice, 8, TwoCoresWin, alone: false), "never came back to two cores once they ran 4x faster");
+        });
+    }
+
+    [Fact]
+    public void Stays_on_two_cores_where_they_win_while_trials_keep_checking()
+    {
+        KernelSettings.OnThreads(2, () =>
+        {
+            var choice = new CoreChoice();
+            int alone = 0, calls = 0;
+            var clock = Stopwatch.StartNew();
+            while (clock.Elapsed.TotalMilliseconds < 300)
+            {
+                alone += Call(choice, 32, TwoCoresWin) == 1 ? 1 : 0;
+                calls++;
+                Assert.False(choice.Alone(32), $"chose one core after {calls} calls, though two ran 4x faster");
+            }
+            // At least the first trial (due 20 ms in) ran its four calls on one core; later ones add more.
+            Assert.InRange(alone, 4, calls / 4);
+        });
+    }
+
+    [Fact]
+    public void Chooses_per_batch_size()
+    {
+        KernelSettings.OnThreads(2, () =>
+        {
+            var choice = new CoreChoice();
+            var clock = Stopwatch.StartNew();
+            while (clock.Elapsed.TotalSeconds < 3 && !choice.Alone(1))
+            {
+                Call(choice, 1, OneCoreWins);
+                Call(choice, 128, TwoCoresWin);
+            }
+            Assert.True(choice.Alone(1));
+            Assert.False(choice.Alone(128));
+        });
+    }
+
+    [Fact]
+    public void Never_keeps_to_one_core_where_the_process_has_one_thread_anyway()
+    {
+        KernelSettings.OnThreads(1, () =>
+        {
+            // Both settings cost the same here: a trial finds no 5% either way and the choice stays.
+            var choice = new CoreChoice();
+            var clock = Stopwatch.StartNew();
+            while (clock.Elapsed.TotalMilliseconds < 200) Assert.Equal(1, Call(choice, 4, OneCoreWins));
+            Assert.False(choice.Alone(4));
+        });
+    }
+
+    [Fact]
+    public void A_call_leaves_the_thread_as_it_found_it_even_when_it_throws()
+    {
+        KernelSettings.OnThreads(2, () =>
+        {
+            var choice = new CoreChoice();
+            Assert.True(CallsUntil(choice, 2, OneCoreWins, alone: true));
+            Assert.False(Helper.Alone);
+            void FailingCall()
+            {
+                using var _ = choice.Begin(2);
+                Assert.Equal(1, Helper.Threads);
+                throw new InvalidOperationException("a bad batch");
+            }
+            Assert.Throws<InvalidOperationException>(FailingCall);
+            Assert.False(Helper.Alone);
+            Assert.Equal(2, Helper.Threads);
+        });
+    }
+}

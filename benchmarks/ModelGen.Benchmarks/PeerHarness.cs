@@ -104,23 +104,22 @@ public static class PeerHarness
     /// </summary>
     public static void Serve()
     {
-        var builders = Workloads().ToDictionary(w => w.Name, w => w.Build);
         var built = new Dictionary<string, Action>();
         string? line;
         while (!string.IsNullOrEmpty(line = Console.ReadLine()))
         {
-            if (line == "list") Console.WriteLine(JsonSerializer.Serialize(builders.Keys));
+            if (line == "list") Console.WriteLine(JsonSerializer.Serialize(Workloads().Select(w => w.Name)));
             else if (line == "info") Console.WriteLine(JsonSerializer.Serialize(Info()));
             else
             {
                 bool first = !built.TryGetValue(line, out var action);
-                if (first) built[line] = action = builders[line]();
+                if (first) built[line] = action = Build(line);
                 Console.WriteLine(JsonSerializer.Serialize(Time(action!, first)));
             }
         }
     }
 
-    /// <summary>Builds the workload named <paramref name="name"/> (one of Serve's "list").</summary>
+    /// <summary>Builds the workload named <paramref name="name"/> (one of Serve's "list"); an unknown name gets the list.</summary>
     private static Action Build(string name) =>
         Workloads().FirstOrDefault(w => w.Name == name).Build?.Invoke() ??
         throw new ArgumentException($"No workload '{name}'; the workloads: {string.Join(", ", Workloads().Select(w => w.Name))}.", nameof(name));

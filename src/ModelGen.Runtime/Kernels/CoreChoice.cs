@@ -55,23 +55,25 @@ public sealed class CoreChoice
     }
 
     /// <summary>Whether calls at <paramref name="batch"/> keep to one core outside trials (for tests and diagnostics).</summary>
-    public bool Alone(int batch)
+    public bool Alone(int batch) => Find(batch) is int index and >= 0 && slots[index].Alone;
+
+    /// <summary>The slot that follows <paramref name="batch"/>, or -1.</summary>
+    private int Find(int batch)
     {
-        foreach (var slot in slots)
+        for (int i = 0; i < slots.Length; i++)
         {
-            if (slot.Batch == batch) return slot.Alone;
+            if (slots[i].Batch == batch) return i;
         }
-        return false;
+        return -1;
     }
 
+    /// <summary>The slot for <paramref name="batch"/>, the last one used checked first; a new batch size takes the oldest slot.</summary>
     private int SlotOf(int batch)
     {
         if (slots[lastSlot].Batch == batch) return lastSlot;
-        for (int i = 0; i < slots.Length; i++)
-        {
-            if (slots[i].Batch == batch) return lastSlot = i;
-        }
-        int index = lastSlot = nextSlot;
+        int index = Find(batch);
+        if (index >= 0) return lastSlot = index;
+        index = lastSlot = nextSlot;
         nextSlot = (nextSlot + 1) % slots.Length;
         slots[index] = new Slot(batch, Stopwatch.GetTimestamp());
         return index;

@@ -190,12 +190,13 @@ public class BatchNormTests
     /// Training mode, forward and backward, and a frozen layer's backward, against scalar loops in the kernels' stated
     /// order, bit for bit, on one core and on two: each column sum adds its rows in float in blocks of 64, the blocks in
     /// order into a double; every other value is its element's own formula (Keras' arithmetic), fused where stated. Shapes
-    /// from one short block to 8192 rows (parts on both cores), gradients written or added to what is there.
+    /// from one short block to 8192 rows (parts on both cores), and channels taking every path (four vectors at a time, one, a partial one), gradients written or added to what is there.
     /// </summary>
     [Theory]
     [InlineData(5, 3, false)]
     [InlineData(64, 130, true)]
     [InlineData(70, 2500, false)]
+    [InlineData(100, 700, false)]
     [InlineData(16, 8192, true)]
     public void Training_statistics_and_gradients_sum_in_one_order_on_one_core_or_two(int channels, int rows, bool accumulate)
     {

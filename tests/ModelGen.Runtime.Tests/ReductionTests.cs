@@ -43,13 +43,14 @@ public class SequencePoolingTests
     /// GlobalAveragePooling1D against scalar loops in its stated order, bit for bit, on one core and on two: forward, each
     /// sample's counted steps added one after the other, then divided by their count; backward, each counted step the
     /// output gradient times 1/count (the product rounded, then added where gradients accumulate). Feature counts under,
-    /// at and past whole vectors; 32 samples of 200 steps of 64 (a bag of words) are shared by the cores.
+    /// at and past whole vectors and past four of them; 32 samples of 200 steps of 64 (a bag of words) are shared by the cores.
     /// </summary>
     [Theory]
     [InlineData(3, 4, 1, false, false)]
     [InlineData(2, 7, 8, true, true)]
     [InlineData(3, 5, 37, true, false)]
     [InlineData(2, 9, 64, false, true)]
+    [InlineData(2, 6, 100, true, false)]
     [InlineData(32, 200, 64, true, true)]
     public void The_mean_over_the_counted_steps_sums_them_in_order_on_one_core_or_two(int batch, int steps, int features, bool masked, bool accumulate)
     {

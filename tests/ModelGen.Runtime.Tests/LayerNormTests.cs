@@ -190,16 +190,18 @@ public class BatchNormTests
     /// Training mode, forward and backward, and a frozen layer's backward, against scalar loops in the kernels' stated
     /// order, bit for bit, on one core and on two: each column sum adds its rows in float in blocks of 64, the blocks in
     /// order into a double; every other value is its element's own formula (Keras' arithmetic), fused where stated. Shapes
-    /// from one short block to 8192 rows (parts on both cores), and channels taking every path (four vectors at a time, one, a partial one), gradients written or added to what is there.
+    /// from one short block to 8192 rows (parts on both cores), and channels taking every branch (four vectors at a time, one, a partial one) on every SIMD path, gradients written or added to what is there.
     /// </summary>
-    [Theory]
-    [InlineData(5, 3, false)]
-    [InlineData(64, 130, true)]
-    [InlineData(70, 2500, false)]
-    [InlineData(100, 700, false)]
-    [InlineData(16, 8192, true)]
-    public void Training_statistics_and_gradients_sum_in_one_order_on_one_core_or_two(int channels, int rows, bool accumulate)
+    public static IEnumerable<object[]> TrainingShapes() => KernelSettings.OnEveryPath(new[]
     {
+        new object[] { 5, 3, false }, new object[] { 64, 130, true }, new object[] { 70, 2500, false }, new object[] { 100, 700, false },
+        new object[] { 16, 8192, true },
+    });
+
+    [Theory, MemberData(nameof(TrainingShapes))]
+    public void Training_statistics_and_gradients_sum_in_one_order_on_one_core_or_two(int channels, int rows, bool accumulate, SimdPath path)
+    {
+        using var _ = KernelSettings.OnSimd(path);
         var random = new Random(channels * 7 + rows);
         float[] Values(int n, float low, float high) => Uniform(random, n, low, high);
         var (x, dy, gamma, beta) = (Values(rows * channels, -1, 3), Values(rows * channels, -1, 1), Values(channels, 0.5f, 1.5f), Values(channels, -1, 1));

@@ -43,17 +43,18 @@ public class SequencePoolingTests
     /// GlobalAveragePooling1D against scalar loops in its stated order, bit for bit, on one core and on two: forward, each
     /// sample's counted steps added one after the other, then divided by their count; backward, each counted step the
     /// output gradient times 1/count (the product rounded, then added where gradients accumulate). Feature counts under,
-    /// at and past whole vectors and past four of them; 32 samples of 200 steps of 64 (a bag of words) are shared by the cores.
+    /// at and past whole vectors and past four of them, on every SIMD path; 32 samples of 200 steps of 64 (a bag of words) are shared by the cores.
     /// </summary>
-    [Theory]
-    [InlineData(3, 4, 1, false, false)]
-    [InlineData(2, 7, 8, true, true)]
-    [InlineData(3, 5, 37, true, false)]
-    [InlineData(2, 9, 64, false, true)]
-    [InlineData(2, 6, 100, true, false)]
-    [InlineData(32, 200, 64, true, true)]
-    public void The_mean_over_the_counted_steps_sums_them_in_order_on_one_core_or_two(int batch, int steps, int features, bool masked, bool accumulate)
+    public static IEnumerable<object[]> Shapes() => KernelSettings.OnEveryPath(new[]
     {
+        new object[] { 3, 4, 1, false, false }, new object[] { 2, 7, 8, true, true }, new object[] { 3, 5, 37, true, false },
+        new object[] { 2, 9, 64, false, true }, new object[] { 2, 6, 100, true, false }, new object[] { 32, 200, 64, true, true },
+    });
+
+    [Theory, MemberData(nameof(Shapes))]
+    public void The_mean_over_the_counted_steps_sums_them_in_order_on_one_core_or_two(int batch, int steps, int features, bool masked, bool accumulate, SimdPath path)
+    {
+        using var _ = KernelSettings.OnSimd(path);
         var random = new Random(batch * 100 + steps * 10 + features);
         float[] Values(int n) => Enumerable.Range(0, n).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
         var (x, g, dxStart) = (Values(batch * steps * features), Values(batch * features), Values(batch * steps * features));

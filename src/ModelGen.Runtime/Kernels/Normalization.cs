@@ -316,12 +316,11 @@ public static class BatchNorm
                 TVector sum0 = TLanes.Zero, sum1 = sum0, sum2 = sum0, sum3 = sum0, factor0 = sum0, factor1 = sum0, factor2 = sum0, factor3 = sum0;
                 for (long row = start; row < end; row++)
                 {
-                    ref float x = ref *(work.X + row * channels + c);
-                    ref float f = ref TTerm.ReadsFactor ? ref *(work.Factor + row * channels + c) : ref x;
-                    AddRow<TLanes, TVector, TTerm>(ref sum0, ref factor0, TLanes.Load(ref x), shift0, ref f, 0);
-                    AddRow<TLanes, TVector, TTerm>(ref sum1, ref factor1, TLanes.Load(ref Unsafe.Add(ref x, width)), shift1, ref f, width);
-                    AddRow<TLanes, TVector, TTerm>(ref sum2, ref factor2, TLanes.Load(ref Unsafe.Add(ref x, 2 * width)), shift2, ref f, 2 * width);
-                    AddRow<TLanes, TVector, TTerm>(ref sum3, ref factor3, TLanes.Load(ref Unsafe.Add(ref x, 3 * width)), shift3, ref f, 3 * width);
+                    float* x = work.X + row * channels + c, f = work.Factor + row * channels + c; // f is read only by a term that reads a factor
+                    AddRow<TLanes, TVector, TTerm>(ref sum0, ref factor0, TLanes.Load(ref x[0]), shift0, FactorAt<TLanes, TVector, TTerm>(f, 0, width));
+                    AddRow<TLanes, TVector, TTerm>(ref sum1, ref factor1, TLanes.Load(ref x[width]), shift1, FactorAt<TLanes, TVector, TTerm>(f, width, width));
+                    AddRow<TLanes, TVector, TTerm>(ref sum2, ref factor2, TLanes.Load(ref x[2 * width]), shift2, FactorAt<TLanes, TVector, TTerm>(f, 2 * width, width));
+                    AddRow<TLanes, TVector, TTerm>(ref sum3, ref factor3, TLanes.Load(ref x[3 * width]), shift3, FactorAt<TLanes, TVector, TTerm>(f, 3 * width, width));
                 }
                 TLanes.Store(ref sums[c], sum0);
                 TLanes.Store(ref sums[c + width], sum1);
@@ -339,10 +338,8 @@ public static class BatchNorm
                 TVector shift = ShiftAt<TLanes, TVector>(work.Shift, c, lanes), sum = TLanes.Zero, factorSum = sum;
                 for (long row = start; row < end; row++)
                 {
-                    TVector x = TLanes.LoadFirst(ref *(work.X + row * channels + c), lanes);
-                    TVector value = TLanes.Subtract(x, shift), factor = TTerm.ReadsFactor ? TLanes.LoadFirst(ref *(work.Factor + row * channels + c), lanes) : x;
-                    sum = TTerm.Add<TLanes, TVector>(sum, value, factor);
-                    if (TTerm.ReadsFactor) factorSum = TLanes.Add(factorSum, factor);
+                    AddRow<TLanes, TVector, TTerm>(ref sum, ref factorSum, TLanes.LoadFirst(ref *(work.X + row * channels + c), lanes), shift,
+                        FactorAt<TLanes, TVector, TTerm>(work.Factor + row * channels + c, 0, lanes));
                 }
                 TLanes.StoreFirst(ref sums[c], sum, lanes);
                 if (TTerm.ReadsFactor) TLanes.StoreFirst(ref factorSums[c], factorSum, lanes);
@@ -355,12 +352,20 @@ public static class BatchNorm
     private static unsafe TVector ShiftAt<TLanes, TVector>(float* shift, int c, int lanes) where TLanes : struct, ILanes<TVector> where TVector : struct =>
         shift == null ? TLanes.Zero : TLanes.LoadFirst(ref shift[c], lanes);
 
-    /// <summary>One row's vector of a column sum: value = x - shift into the term's sum, the factor (at <paramref name="at"/> of its row) into its own.</summary>
+    /// <summary>
+    /// The factor's <paramref name="lanes"/> at <paramref name="at"/> of its row (whole vectors loaded plainly, the last
+    /// partial one masked), or nothing for a term that reads none.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void AddRow<TLanes, TVector, TTerm>(ref TVector sum, ref TVector factorSum, TVector x, TVector shift, ref float factorRow, int at)
+    private static unsafe TVector FactorAt<TLanes, TVector, TTerm>(float* row, int at, int lanes)
+        where TLanes : struct, ILanes<TVector> where TVector : struct where TTerm : struct, IColumnTerm =>
+        !TTerm.ReadsFactor ? default : lanes == TLanes.Count ? TLanes.Load(ref row[at]) : TLanes.LoadFirst(ref row[at], lanes);
+
+    /// <summary>One row's vector of a column sum: value = x - shift into the term's sum, the factor into its own.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void AddRow<TLanes, TVector, TTerm>(ref TVector sum, ref TVector factorSum, TVector x, TVector shift, TVector factor)
         where TLanes : struct, ILanes<TVector> where TVector : struct where TTerm : struct, IColumnTerm
     {
-        TVector factor = TTerm.ReadsFactor ? TLanes.Load(ref Unsafe.Add(ref factorRow, at)) : x;
         sum = TTerm.Add<TLanes, TVector>(sum, TLanes.Subtract(x, shift), factor);
         if (TTerm.ReadsFactor) factorSum = TLanes.Add(factorSum, factor);
     }

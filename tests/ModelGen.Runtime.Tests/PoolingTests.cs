@@ -2,7 +2,7 @@ using ModelGen.Kernels;
 
 namespace ModelGen.Runtime.Tests;
 
-/// <summary>Max pooling against a direct definition, with enough channels for whole vectors plus a remainder on every SIMD path.</summary>
+/// <summary>Max and average pooling against direct definitions, with enough channels for whole vectors plus a remainder on every SIMD path.</summary>
 [Collection(KernelSettings.Name)]
 public class PoolingTests
 {
@@ -125,6 +125,65 @@ public class PoolingTests
         var untouched = Enumerable.Repeat(-1, kept.Length).ToArray();
         Pooling.MaxForward(input, dropped, untouched, window, batch, keepWinners: false);
         Assert.All(untouched, winner => Assert.Equal(-1, winner));
+    }
+
+    /// <summary>
+    /// Average pooling against a scalar loop in its stated order, bit for bit, on one core and on two: each window's pixels
+    /// inside the image added in (ky, kx) order from zero, then divided by their count, as TensorFlow's AvgPool and
+    /// reduce_mean divide (times the reciprocal differs in the last bit for some sums over 3, 6, 9 or 35 pixels). Partial
+    /// 'same' windows, strides, and global windows (the whole image: GlobalAveragePooling2D); channels under, at and past
+    /// whole vectors and past four of them.
+    /// </summary>
+    public static IEnumerable<object[]> AverageShapes() => KernelSettings.OnEveryPath(new[]
+    {
+        new object[] { 7, 7, 19, 3, 3, 2, true, 2 },     // 3x3 windows, 9, 6 or 4 pixels inside
+        new object[] { 5, 5, 24, 2, 2, 2, true, 2 },     // the last row and column of windows cut to fit
+        new object[] { 6, 8, 53, 3, 2, 1, false, 3 },
+        new object[] { 3, 3, 3, 3, 3, 1, false, 4 },     // global over 9 pixels, three channels
+        new object[] { 7, 5, 100, 7, 5, 1, false, 2 },   // global over 35 pixels: four vectors of 16, then 36 channels
+        new object[] { 8, 8, 128, 8, 8, 1, false, 32 },  // MobileNet's global pooling at batch 32, its samples shared by the cores
+    });
+
+    [Theory, MemberData(nameof(AverageShapes))]
+    public void Average_pooling_sums_each_window_in_order_then_divides_on_one_core_or_two(int height, int width, int channels, int poolHeight, int poolWidth,
+        int strides, bool same, int batch, SimdPath path)
+    {
+        using var _ = KernelSettings.OnSimd(path);
+        var window = new Window(height, width, channels, poolHeight, poolWidth, strides, strides, same);
+        var random = new Random(height * 100 + channels);
+        var input = Enumerable.Range(0, batch * height * width * channels).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+        var expected = new float[batch * window.Positions * channels];
+        for (int n = 0, o = 0; n < batch; n++)
+            for (int oy = 0; oy < window.OutputHeight; oy++)
+                for (int ox = 0; ox < window.OutputWidth; ox++)
+                    for (int c = 0; c < channels; c++, o++)
+                    {
+                        float sum = 0, count = 0;
+                        for (int ky = 0; ky < poolHeight; ky++)
+                            for (int kx = 0; kx < poolWidth; kx++)
+                            {
+                                int y = oy * strides + ky - window.PadTop, x = ox * strides + kx - window.PadLeft;
+                                if (y < 0 || y >= height || x < 0 || x >= width) continue;
+                                sum += input[((n * height + y) * width + x) * channels + c];
+                                count++;
+                            }
+                        expected[o] = sum / count;
+                    }
+        foreach (int threads in new[] { 1, 2 })
+        {
+            var actual = Enumerable.Repeat(float.NaN, expected.Length + 3).ToArray();
+            KernelSettings.OnThreads(threads, () => Pooling.AverageForward(input, actual, window, batch));
+            Assert.Equal(expected.Select(BitConverter.SingleToInt32Bits), actual.Take(expected.Length).Select(BitConverter.SingleToInt32Bits));
+            Assert.All(actual.Skip(expected.Length), value => Assert.True(float.IsNaN(value))); // nothing written past the outputs
+        }
+    }
+
+    [Fact]
+    public void Average_pooling_refuses_operands_too_short_for_its_window()
+    {
+        var window = new Window(4, 4, 3, 2, 2, 2, 2, Same: false);
+        var error = Assert.Throws<ArgumentException>(() => Pooling.AverageForward(new float[47], new float[12], window, 1));
+        Assert.Contains("Average pooling", error.Message);
     }
 
     [Fact]

@@ -205,28 +205,74 @@ public static class Pooling
         }
     }
 
-    /// <summary>Average pooling as Keras computes it: with 'same' padding each window averages only the pixels inside the image.</summary>
-    [MethodImpl(Compiled.Kernel)]
-    public static void AverageForward(ReadOnlySpan<float> input, Span<float> output, in Window window, int batch)
+    /// <summary>
+    /// Average pooling as Keras computes it: each window's pixels inside the image (with 'same' padding the rest are not
+    /// counted) summed in (ky, kx) order from zero, then divided by their count, as TensorFlow's AvgPool and reduce_mean
+    /// divide (GlobalAveragePooling2D is ops.mean; this multiplied by the reciprocal before, one rounding off in some
+    /// outputs). GlobalAveragePooling2D is the window over the whole image. The output rows are shared by both cores, each
+    /// window's sums kept in registers (<see cref="SequencePooling.MeanOfRows"/>).
+    /// </summary>
+    [MethodImpl(Compiled.Driver)]
+    public static unsafe void AverageForward(ReadOnlySpan<float> input, Span<float> output, in Window window, int batch)
     {
-        int inputSize = window.Height * window.Width * window.Channels;
-        int outputSize = window.Positions * window.Channels;
-        Span<int> cells = stackalloc int[window.KernelHeight * window.KernelWidth], pixels = stackalloc int[window.KernelHeight * window.KernelWidth];
-        for (int sample = 0; sample < batch; sample++)
+        int imageFloats = window.Height * window.Width * window.Channels, outputFloats = window.Positions * window.Channels;
+        Convolution.Require(input.Length >= batch * imageFloats && output.Length >= batch * outputFloats, "Average pooling", window, batch);
+        fixed (float* x = input, y = output)
         {
-            var image = input.Slice(sample * inputSize, inputSize);
-            for (int oy = 0; oy < window.OutputHeight; oy++)
+            var work = new AverageRows(x, y, window);
+            Convolution.ForOutputRows(ref work, window, batch, imageFloats + outputFloats);
+        }
+    }
+
+    /// <summary>Output rows [first, first + count) of <see cref="AverageForward"/>, counted over the whole batch.</summary>
+    private readonly unsafe struct AverageRows(float* images, float* averages, Window window) : IRanges
+    {
+        public readonly float* Images = images, Averages = averages;
+        public readonly Window Window = window;
+
+        public void Run(int first, int count)
+        {
+            switch (Simd.Current)
             {
+                case SimdPath.Avx512: Average<Lanes512, Vector512<float>>(this, first, count); break;
+                case SimdPath.Avx2: Average<Lanes256, Vector256<float>>(this, first, count); break;
+                default: Average<Lanes128, Vector128<float>>(this, first, count); break;
+            }
+        }
+    }
+
+    /// <summary>
+    /// The output rows of <see cref="AverageRows"/>: each position's pixels inside the image listed once
+    /// (<see cref="Window.InsideCells"/>), then their mean per channel.
+    /// </summary>
+    [MethodImpl(Compiled.Kernel)]
+    private static unsafe void Average<TLanes, TVector>(in AverageRows rows, int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        var window = rows.Window;
+        int cellsPerWindow = window.KernelHeight * window.KernelWidth, channels = window.Channels;
+        long imageFloats = (long)window.Height * window.Width * channels, rowFloats = (long)window.OutputWidth * channels;
+        using var cells = Scratch<int>.RentUncleared(cellsPerWindow);
+        using var pixels = Scratch<int>.RentUncleared(cellsPerWindow);
+        fixed (int* offsets = pixels.Span)
+        {
+            for (int row = first; row < first + count; row++)
+            {
+                var inside = new WindowPixels(rows.Images + row / window.OutputHeight * imageFloats, offsets);
+                float* averages = rows.Averages + row * rowFloats;
                 for (int ox = 0; ox < window.OutputWidth; ox++)
                 {
-                    var target = output.Slice(sample * outputSize + (oy * window.OutputWidth + ox) * window.Channels, window.Channels);
-                    target.Clear();
-                    int count = window.InsideCells(oy, ox, cells, pixels);
-                    for (int i = 0; i < count; i++) ShortRows.AddTo(target, image.Slice(pixels[i], window.Channels));
-                    System.Numerics.Tensors.TensorPrimitives.Multiply(target, 1f / count, target);
+                    int counted = window.InsideCells(row % window.OutputHeight, ox, cells.Span, pixels.Span);
+                    SequencePooling.MeanOfRows<TLanes, TVector, WindowPixels>(inside, 0, counted, counted, averages + ox * channels, channels);
                 }
             }
         }
+    }
+
+    /// <summary>A window's pixels inside its image, as the steps of a mean: each at its offset in the list, counted once.</summary>
+    private readonly unsafe struct WindowPixels(float* image, int* offsets) : SequencePooling.IStepRows
+    {
+        public float Weight(long step) => 1f;
+        public float* Row(long step) => image + offsets[step];
     }
 
     /// <summary>Each window's gradient, shared equally among the pixels it averaged.</summary>

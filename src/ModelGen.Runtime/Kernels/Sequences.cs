@@ -235,57 +235,64 @@ public static class SequencePooling
         }
     }
 
-    /// <summary>
-    /// The samples of <see cref="Means{TSteps}"/>, four vectors of features at a time, their sums in registers over the
-    /// sample's steps, then the features left a vector at a time (the last one partial). The sums kept in the output row,
-    /// stored and reloaded at every step, waited on that: the bag of words' predict at batch 32 spent 78% of its time here,
-    /// and now takes 0.018-0.020 ms where it took 0.030-0.037 (its training step 0.147-0.151, was 0.176-0.243; three rounds
-    /// of fresh processes in turns). Each feature adds its steps in order from zero and is divided once, as before, so every
-    /// bit is as it was.
-    /// </summary>
+    /// <summary>The samples of <see cref="Means{TSteps}"/>, each the mean of its own steps (<see cref="MeanOfRows"/>).</summary>
     [MethodImpl(Compiled.Kernel)]
     private static unsafe void SumSamples<TLanes, TVector, TSteps>(in Means<TSteps> means, int first, int count)
         where TLanes : struct, ILanes<TVector> where TVector : struct where TSteps : unmanaged, IStepRows
     {
-        int features = means.Features, width = TLanes.Count;
         for (int b = first; b < first + count; b++)
         {
-            long start = (long)b * means.Steps, end = start + means.Steps;
-            var counted = TLanes.Broadcast(Counted(means.Rows, start, means.Steps));
-            float* mean = means.Output + (long)b * features;
-            int c = 0;
-            for (; c + 4 * width <= features; c += 4 * width)
+            long start = (long)b * means.Steps;
+            MeanOfRows<TLanes, TVector, TSteps>(means.Rows, start, start + means.Steps, Counted(means.Rows, start, means.Steps),
+                means.Output + (long)b * means.Features, means.Features);
+        }
+    }
+
+    /// <summary>
+    /// The counted rows among steps [<paramref name="start"/>, <paramref name="end"/>) summed in step order from zero, then
+    /// divided by <paramref name="counted"/>, into <paramref name="mean"/>: four vectors of features at a time, their sums in
+    /// registers over the steps, then the features left a vector at a time (the last one partial). The sums kept in the
+    /// output row, stored and reloaded at every step, waited on that: the bag of words' predict at batch 32 spent 78% of its
+    /// time there, and took 0.018-0.020 ms after where it took 0.030-0.037 (its training step 0.147-0.151, was 0.176-0.243;
+    /// three rounds of fresh processes in turns). The sequence mean and average pooling's windows (Pooling.AverageForward).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static unsafe void MeanOfRows<TLanes, TVector, TSteps>(in TSteps rows, long start, long end, float counted, float* mean, int features)
+        where TLanes : struct, ILanes<TVector> where TVector : struct where TSteps : unmanaged, IStepRows
+    {
+        int width = TLanes.Count, c = 0;
+        var divisor = TLanes.Broadcast(counted);
+        for (; c + 4 * width <= features; c += 4 * width)
+        {
+            TVector sum0 = TLanes.Zero, sum1 = sum0, sum2 = sum0, sum3 = sum0;
+            for (long step = start; step < end; step++)
             {
-                TVector sum0 = TLanes.Zero, sum1 = sum0, sum2 = sum0, sum3 = sum0;
-                for (long step = start; step < end; step++)
-                {
-                    if (means.Rows.Weight(step) == 0f) continue;
-                    ref float row = ref *(means.Rows.Row(step) + c);
-                    sum0 = TLanes.Add(sum0, TLanes.Load(ref row));
-                    sum1 = TLanes.Add(sum1, TLanes.Load(ref Unsafe.Add(ref row, width)));
-                    sum2 = TLanes.Add(sum2, TLanes.Load(ref Unsafe.Add(ref row, 2 * width)));
-                    sum3 = TLanes.Add(sum3, TLanes.Load(ref Unsafe.Add(ref row, 3 * width)));
-                }
-                TLanes.Store(ref mean[c], TLanes.Divide(sum0, counted));
-                TLanes.Store(ref mean[c + width], TLanes.Divide(sum1, counted));
-                TLanes.Store(ref mean[c + 2 * width], TLanes.Divide(sum2, counted));
-                TLanes.Store(ref mean[c + 3 * width], TLanes.Divide(sum3, counted));
+                if (rows.Weight(step) == 0f) continue;
+                ref float row = ref *(rows.Row(step) + c);
+                sum0 = TLanes.Add(sum0, TLanes.Load(ref row));
+                sum1 = TLanes.Add(sum1, TLanes.Load(ref Unsafe.Add(ref row, width)));
+                sum2 = TLanes.Add(sum2, TLanes.Load(ref Unsafe.Add(ref row, 2 * width)));
+                sum3 = TLanes.Add(sum3, TLanes.Load(ref Unsafe.Add(ref row, 3 * width)));
             }
-            for (; c < features; c += width)
-            {
-                int lanes = Math.Min(width, features - c);
-                var sum = TLanes.Zero;
-                for (long step = start; step < end; step++)
-                    if (means.Rows.Weight(step) != 0f) sum = TLanes.Add(sum, TLanes.LoadFirst(ref *(means.Rows.Row(step) + c), lanes));
-                TLanes.StoreFirst(ref mean[c], TLanes.Divide(sum, counted), lanes);
-            }
+            TLanes.Store(ref mean[c], TLanes.Divide(sum0, divisor));
+            TLanes.Store(ref mean[c + width], TLanes.Divide(sum1, divisor));
+            TLanes.Store(ref mean[c + 2 * width], TLanes.Divide(sum2, divisor));
+            TLanes.Store(ref mean[c + 3 * width], TLanes.Divide(sum3, divisor));
+        }
+        for (; c < features; c += width)
+        {
+            int lanes = Math.Min(width, features - c);
+            var sum = TLanes.Zero;
+            for (long step = start; step < end; step++)
+                if (rows.Weight(step) != 0f) sum = TLanes.Add(sum, TLanes.LoadFirst(ref *(rows.Row(step) + c), lanes));
+            TLanes.StoreFirst(ref mean[c], TLanes.Divide(sum, divisor), lanes);
         }
     }
 
     /// <summary>
     /// Where a pass over a sample's steps finds a step's row of features (of the values, or of their gradient), and the weight
     /// the step counts with in the sample's mean (0: left out): <see cref="Means{TSteps}"/>, <see cref="Shares"/>, the
-    /// embedding's table gradient.
+    /// embedding's table gradient, and the pixels of a pooling window (Pooling.WindowPixels).
     /// </summary>
     internal unsafe interface IStepRows
     {

@@ -145,11 +145,11 @@ internal static partial class ModelEmitter
                     w.Line($"EmbeddingKernel.Backward({node.Gradient}, {node.Inputs[0].TrainingSource}, {Plan.View(embedding, "Embeddings")}Gradient, batch * {spec.Shape[0]}, {embedding.InputDim}, {embedding.Channels}, accumulate: {Bool(shared)});");
                     break;
                 }
-                case NodeKind.Layer when node.Is(LayerKind.GlobalAveragePooling1D):
+                case NodeKind.Layer when node.Layer!.IsMean:
                 {
                     var input = node.Inputs[0];
-                    w.Line($"// {node.Title}: each counted step gets its share of the gradient");
-                    w.Line($"SequencePooling.AverageBackward({node.Gradient}, {input.StepMask}, {input.Gradient}, batch, {input.Spec.Shape[0]}, {input.Spec.Shape[1]}, accumulate: {Bool(Into(input))});");
+                    w.Line($"// {node.Title}: each {(input.MaskSource is null ? "" : "counted ")}{MeanStep(node)} gets its share of the gradient");
+                    w.Line($"SequencePooling.AverageBackward({node.Gradient}, {input.StepMask}, {input.Gradient}, batch, {MeanRows(node)}, accumulate: {Bool(Into(input))});");
                     break;
                 }
                 case NodeKind.Layer when node.Is(LayerKind.Masking):

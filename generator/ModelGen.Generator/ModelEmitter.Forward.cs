@@ -149,12 +149,12 @@ internal static partial class ModelEmitter
                         $"maskZero: {Bool(embedding.MaskZero)}, \"{modelName}\", \"{embedding.Name}\");");
                     break;
                 }
-                case NodeKind.Layer when node.Is(LayerKind.GlobalAveragePooling1D):
+                case NodeKind.Layer when node.Layer!.IsMean:
                 {
                     var input = node.Inputs[0];
                     string counted = input.MaskSource is { } source ? $" that '{source.Title}' did not mask" : "";
-                    w.Line($"// {node.Title}: GlobalAveragePooling1D, the mean over the steps{counted}, {Shape(input.Spec.Shape)} -> {Shape(spec.Shape)}");
-                    w.Line($"SequencePooling.AverageForward({inputs[0]}, {input.StepMask}, {node.Output}, batch, {input.Spec.Shape[0]}, {input.Spec.Shape[1]});");
+                    w.Line($"// {node.Title}: {node.Layer.TypeName}, the mean over the {MeanStep(node)}s{counted}, {Shape(input.Spec.Shape)} -> {Shape(spec.Shape)}");
+                    w.Line($"SequencePooling.AverageForward({inputs[0]}, {input.StepMask}, {node.Output}, batch, {MeanRows(node)});");
                     break;
                 }
                 case NodeKind.Layer when node.Is(LayerKind.Masking):

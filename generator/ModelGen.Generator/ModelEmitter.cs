@@ -667,6 +667,16 @@ internal static partial class ModelEmitter
 
     public static string Number(long value) => value.ToString("#,0", CultureInfo.InvariantCulture);
     private static string Shape(EquatableArray<int> shape) => "(None, " + string.Join(", ", shape) + ")";
+
+    /// <summary>What a global average averages over: a sequence's steps, an image's pixels.</summary>
+    private static string MeanStep(NodePlan mean) => mean.Is(LayerKind.GlobalAveragePooling2D) ? "pixel" : "step";
+
+    /// <summary>A global average's input as SequencePooling reads it, "steps, features": an image's pixels are its steps.</summary>
+    private static string MeanRows(NodePlan mean)
+    {
+        var shape = mean.Inputs[0].Spec.Shape;
+        return mean.Is(LayerKind.GlobalAveragePooling2D) ? $"{shape[0] * shape[1]}, {shape[2]}" : $"{shape[0]}, {shape[1]}";
+    }
     private static string Lower(Activation activation) => activation.ToString().ToLowerInvariant();
     private static string Literal(double value) => value.ToString("R", CultureInfo.InvariantCulture);
 }

@@ -58,8 +58,13 @@ internal sealed record LayerSpec(
     public IEnumerable<string> Directions => Bidirectional ? new[] { "Forward", "Backward" } : new[] { "" };
     /// <summary>Layers that change only the shape: the output is the input's floats, in the same order.</summary>
     public bool IsReshape => Kind is LayerKind.Flatten or LayerKind.Reshape;
-    /// <summary>Layers that slide a window over an image (a global pooling's window is the whole image).</summary>
-    public bool IsWindowed => IsConvolution || Kind is LayerKind.MaxPooling2D or LayerKind.AveragePooling2D or LayerKind.GlobalAveragePooling2D or LayerKind.GlobalMaxPooling2D;
+    /// <summary>
+    /// Layers that slide a window over an image (a global max pooling's window is the whole image). GlobalAveragePooling2D
+    /// is not one: it is the mean over a sample's pixels, taken as the steps of a sequence (<see cref="IsMean"/>).
+    /// </summary>
+    public bool IsWindowed => IsConvolution || Kind is LayerKind.MaxPooling2D or LayerKind.AveragePooling2D or LayerKind.GlobalMaxPooling2D;
+    /// <summary>The global averages, both Keras' ops.mean over a sample's steps or pixels (SequencePooling).</summary>
+    public bool IsMean => Kind is LayerKind.GlobalAveragePooling1D or LayerKind.GlobalAveragePooling2D;
     /// <summary>The convolutions: a kernel (and bias) slid over the image.</summary>
     public bool IsConvolution => Kind is LayerKind.Conv2D or LayerKind.DepthwiseConv2D or LayerKind.Conv2DTranspose;
     public bool IsGlobal => Kind is LayerKind.GlobalAveragePooling2D or LayerKind.GlobalMaxPooling2D;

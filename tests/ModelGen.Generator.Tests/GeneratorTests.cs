@@ -379,6 +379,33 @@ public class GeneratorTests
         Assert.DoesNotContain("tagsOutput = buffers.Unwritten", code);
     }
 
+    /// <summary>
+    /// GlobalAveragePooling2D is Keras' ops.mean over the pixels, as GlobalAveragePooling1D is over the steps: one kernel
+    /// for both, the image's pixels its steps, and no window for it.
+    /// </summary>
+    [Fact]
+    public void A_global_average_of_an_image_is_the_mean_over_its_pixels_as_steps()
+    {
+        var (code, backward) = GeneratorHarness.RunAndFindMethod("""
+            using ModelGen;
+
+            [Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
+            public partial class Images
+            {
+                [Input(6, 5, 3)] Input image;
+                [Conv2D(7, 3)] Conv2D conv;
+                [GlobalAveragePooling2D] GlobalAveragePooling2D pool;
+                [Dense(2, Activation.Softmax)] Dense classes;
+            }
+            """, "Backward");
+
+        Assert.Contains("// pool: GlobalAveragePooling2D, the mean over the pixels, (None, 4, 3, 7) -> (None, 7)", code);
+        Assert.Contains("SequencePooling.AverageForward(convOutput, default, poolOutput, batch, 12, 7);", code);
+        Assert.Contains("// pool: each pixel gets its share of the gradient", backward);
+        Assert.Contains("SequencePooling.AverageBackward(poolGradient, default, convGradient, batch, 12, 7, accumulate: false);", backward);
+        Assert.DoesNotContain("poolWindow", code);
+    }
+
     [Fact]
     public void The_loss_takes_the_softmax_only_of_a_cross_entropy_output_nothing_else_reads()
     {

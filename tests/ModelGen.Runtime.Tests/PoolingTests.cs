@@ -131,7 +131,7 @@ public class PoolingTests
     /// Average pooling against a scalar loop in its stated order, bit for bit, on one core and on two: each window's pixels
     /// inside the image added in (ky, kx) order from zero, then divided by their count, as TensorFlow's AvgPool and
     /// reduce_mean divide (times the reciprocal differs in the last bit for some sums over 3, 6, 9 or 35 pixels). Partial
-    /// 'same' windows, strides, and global windows (the whole image: GlobalAveragePooling2D); channels under, at and past
+    /// 'same' windows, strides, and windows over the whole image; channels under, at and past
     /// whole vectors and past four of them.
     /// </summary>
     public static IEnumerable<object[]> AverageShapes() => KernelSettings.OnEveryPath(new[]
@@ -139,9 +139,9 @@ public class PoolingTests
         new object[] { 7, 7, 19, 3, 3, 2, true, 2 },     // 3x3 windows, 9, 6 or 4 pixels inside
         new object[] { 5, 5, 24, 2, 2, 2, true, 2 },     // the last row and column of windows cut to fit
         new object[] { 6, 8, 53, 3, 2, 1, false, 3 },
-        new object[] { 3, 3, 3, 3, 3, 1, false, 4 },     // global over 9 pixels, three channels
-        new object[] { 7, 5, 100, 7, 5, 1, false, 2 },   // global over 35 pixels: four vectors of 16, then 36 channels
-        new object[] { 8, 8, 128, 8, 8, 1, false, 32 },  // MobileNet's global pooling at batch 32, its samples shared by the cores
+        new object[] { 3, 3, 3, 3, 3, 1, false, 4 },     // the whole image, 9 pixels, three channels
+        new object[] { 7, 5, 100, 7, 5, 1, false, 2 },   // the whole image, 35 pixels: four vectors of 16, then 36 channels
+        new object[] { 8, 8, 128, 8, 8, 1, false, 32 },  // 32 images of MobileNet's last block, shared by the cores
     });
 
     [Theory, MemberData(nameof(AverageShapes))]

@@ -41,8 +41,9 @@ public class SequencePoolingTests
 {
     /// <summary>
     /// GlobalAveragePooling1D against scalar loops in its stated order, bit for bit, on one core and on two: forward, each
-    /// sample's counted steps added one after the other, then divided by their count; backward, each counted step the
-    /// output gradient times 1/count (the product rounded, then added where gradients accumulate). Feature counts under,
+    /// sample's counted steps added one after the other, then divided by their count; backward, each step the output
+    /// gradient divided by the count, times the step's weight (Keras' gradient of sum(x·mask) / sum(mask), and of the
+    /// mean; rounded, then added where gradients accumulate). Feature counts under,
     /// at and past whole vectors and past four of them, on every SIMD path; 32 samples of 200 steps of 64 (a bag of words) are shared by the cores.
     /// </summary>
     public static IEnumerable<object[]> Shapes() => KernelSettings.OnEveryPath(new[]
@@ -74,11 +75,12 @@ public class SequencePoolingTests
             for (int f = 0; f < features; f++) expected[b * features + f] /= count;
             for (int t = 0; t < steps; t++)
             {
-                float weight = (masked ? mask[b * steps + t] : 1f) / count;
+                float weight = masked ? mask[b * steps + t] : 1f;
                 for (int f = 0; f < features; f++)
                 {
                     int at = (b * steps + t) * features + f;
-                    expectedDx[at] = accumulate ? expectedDx[at] + g[b * features + f] * weight : g[b * features + f] * weight;
+                    float share = g[b * features + f] / count * weight;
+                    expectedDx[at] = accumulate ? expectedDx[at] + share : share;
                 }
             }
         }

@@ -206,11 +206,11 @@ public static class Pooling
     }
 
     /// <summary>
-    /// Average pooling as Keras computes it: each window's pixels inside the image (with 'same' padding the rest are not
-    /// counted) summed in (ky, kx) order from zero, then divided by their count, as TensorFlow's AvgPool and reduce_mean
-    /// divide (GlobalAveragePooling2D is ops.mean; this multiplied by the reciprocal before, one rounding off in some
-    /// outputs). GlobalAveragePooling2D is the window over the whole image. The output rows are shared by both cores, each
-    /// window's sums kept in registers (<see cref="SequencePooling.MeanOfRows"/>).
+    /// AveragePooling2D as Keras computes it: each window's pixels inside the image (with 'same' padding the rest are not
+    /// counted) summed in (ky, kx) order from zero, then divided by their count, as TensorFlow's AvgPool divides (this
+    /// multiplied by the reciprocal before: one rounding off in some outputs). The output rows are shared by both cores,
+    /// each window's sums kept in registers (<see cref="SequencePooling.MeanOfRows"/>). GlobalAveragePooling2D is
+    /// SequencePooling's mean, over the pixels.
     /// </summary>
     [MethodImpl(Compiled.Driver)]
     public static unsafe void AverageForward(ReadOnlySpan<float> input, Span<float> output, in Window window, int batch)
@@ -275,7 +275,10 @@ public static class Pooling
         public float* Row(long step) => image + offsets[step];
     }
 
-    /// <summary>Each window's gradient, shared equally among the pixels it averaged.</summary>
+    /// <summary>
+    /// Each window's gradient, shared equally among the pixels it averaged: times 1 / their count, as TensorFlow's
+    /// AvgPoolGrad (the gradient Keras takes) multiplies, added in the order of the windows.
+    /// </summary>
     public static void AverageBackward(ReadOnlySpan<float> outputGradient, Span<float> inputGradient, in Window window, int batch, bool accumulate)
     {
         int inputSize = window.Height * window.Width * window.Channels;

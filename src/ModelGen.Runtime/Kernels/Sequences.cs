@@ -111,8 +111,8 @@ public static class EmbeddingKernel
     }
 
     /// <summary>
-    /// <see cref="MeanForward"/>'s backward pass: each step's share of its sample's mean gradient (the gradient times 1 / the
-    /// sample's counted steps, 0 for padding) onto its id's row of the table gradient, as <see cref="Backward"/> adds the
+    /// <see cref="MeanForward"/>'s backward pass: each step's share of its sample's mean gradient (the gradient divided by the
+    /// sample's counted steps, <see cref="SequencePooling.Share"/>; 0 for padding) onto its id's row of the table gradient, as <see cref="Backward"/> adds the
     /// gradient GlobalAveragePooling1D passes back (the same products, added in the same order).
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
@@ -148,15 +148,16 @@ public static class EmbeddingKernel
         {
             int from = (int)((long)inputDim * part / Parts), to = (int)((long)inputDim * (part + 1) / Parts);
             if (!accumulate) new Span<float>(tableGradient + (long)from * outputDim, (to - from) * outputDim).Clear();
-            float counted = 0;
+            using var share = Scratch<float>.RentUncleared(meanOver > 0 ? outputDim : 0);
             for (int i = 0; i < count; i++)
             {
-                if (meanOver > 0 && i % meanOver == 0) counted = SequencePooling.Counted(rows, i, meanOver);
+                if (meanOver > 0 && i % meanOver == 0)
+                    SequencePooling.Share(new ReadOnlySpan<float>(gradient + (long)(i / meanOver) * outputDim, outputDim), SequencePooling.Counted(rows, i, meanOver), share.Span);
                 int id = (int)ids[i];
                 if (id < from || id >= to) continue;
                 var row = new Span<float>(rows.Row(i), outputDim);
                 if (meanOver == 0) ShortRows.AddTo(row, new ReadOnlySpan<float>(gradient + (long)i * outputDim, outputDim));
-                else ShortRows.Scaled(new ReadOnlySpan<float>(gradient + (long)(i / meanOver) * outputDim, outputDim), rows.Weight(i) / counted, row, accumulate: true);
+                else ShortRows.Scaled(share.Span, rows.Weight(i), row, accumulate: true);
             }
         }
     }
@@ -191,7 +192,8 @@ public static class MaskingKernel
 
 /// <summary>
 /// Keras' GlobalAveragePooling1D: per sample, Σ_t m_t·x_t / Σ_t m_t over the steps (m = 1 without a mask). A sample whose steps
-/// are all masked divides by zero, as in Keras.
+/// are all masked divides by zero, as in Keras. GlobalAveragePooling2D is the same mean over a sample's pixels, taken as its
+/// steps (both are ops.mean in Keras).
 /// </summary>
 public static class SequencePooling
 {
@@ -314,7 +316,7 @@ public static class SequencePooling
         public float* Row(long step) => table + (long)ids[step] * features;
     }
 
-    /// <summary>Each counted step receives the output gradient divided by the number of counted steps; masked steps nothing.</summary>
+    /// <summary>Each counted step receives the output gradient divided by the number of counted steps (<see cref="Share"/>); masked steps nothing.</summary>
     [MethodImpl(Compiled.Kernel)]
     public static unsafe void AverageBackward(ReadOnlySpan<float> outputGradient, ReadOnlySpan<float> mask, Span<float> inputGradient, int batch, int steps, int features, bool accumulate)
     {
@@ -333,16 +335,24 @@ public static class SequencePooling
         [MethodImpl(Compiled.Kernel)]
         public void Run(int first, int count)
         {
+            using var share = Scratch<float>.RentUncleared(features);
             for (int b = first; b < first + count; b++)
             {
                 long start = (long)b * steps;
-                float counted = Counted(gradientRows, start, steps);
-                var g = new ReadOnlySpan<float>(outputGradient + (long)b * features, features);
+                Share(new ReadOnlySpan<float>(outputGradient + (long)b * features, features), Counted(gradientRows, start, steps), share.Span);
                 for (long step = start; step < start + steps; step++)
-                    ShortRows.Scaled(g, gradientRows.Weight(step) / counted, new Span<float>(gradientRows.Row(step), features), accumulate);
+                    ShortRows.Scaled(share.Span, gradientRows.Weight(step), new Span<float>(gradientRows.Row(step), features), accumulate);
             }
         }
     }
+
+    /// <summary>
+    /// A sample's share of its mean's gradient, as Keras' gradient of the mean has it (TensorFlow's Mean and RealDiv
+    /// gradients): divided by the sample's counted steps, once per sample; each step then takes the share times its weight
+    /// (the mask's 1 or 0). Multiplying by 1 / count instead differs in the last bit for some counts (3, 5, 6, ...).
+    /// </summary>
+    internal static void Share(ReadOnlySpan<float> gradient, float counted, Span<float> share) =>
+        System.Numerics.Tensors.TensorPrimitives.Divide(gradient, counted, share);
 
     /// <summary>
     /// The weights of steps [<paramref name="first"/>, + <paramref name="steps"/>) summed in order: how many of a sample's

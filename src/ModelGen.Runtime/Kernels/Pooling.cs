@@ -6,7 +6,10 @@ using System.Runtime.Intrinsics;
 
 namespace ModelGen.Kernels;
 
-/// <summary>MaxPooling2D over NHWC samples: each output is its window's maximum; the backward pass routes the gradient to it.</summary>
+/// <summary>
+/// MaxPooling2D over NHWC samples: each output is its window's maximum; the backward pass routes the gradient to it.
+/// AveragePooling2D: each output is the mean of its window's pixels inside the image.
+/// </summary>
 public static class Pooling
 {
     /// <summary>0, 1, 2, ... one per lane: added to a pixel's first index, the index of each channel in a vector.</summary>

@@ -111,9 +111,9 @@ public static class EmbeddingKernel
     }
 
     /// <summary>
-    /// <see cref="MeanForward"/>'s backward pass: each step's share of its sample's mean gradient (the gradient divided by the
-    /// sample's counted steps, <see cref="SequencePooling.Share"/>; 0 for padding) onto its id's row of the table gradient, as <see cref="Backward"/> adds the
-    /// gradient GlobalAveragePooling1D passes back (the same products, added in the same order).
+    /// <see cref="MeanForward"/>'s backward pass: each step's share of its sample's mean gradient (divided by the sample's
+    /// counted steps, <see cref="SequencePooling.Share"/>; 0 for padding) onto its id's row of the table gradient, as
+    /// <see cref="Backward"/> adds the gradient GlobalAveragePooling1D passes back (the same values, added in the same order).
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
     public static unsafe void MeanBackward(ReadOnlySpan<float> meanGradient, ReadOnlySpan<float> ids, Span<float> tableGradient, int batch, int steps, int inputDim, int outputDim,
@@ -253,10 +253,10 @@ public static class SequencePooling
     /// <summary>
     /// The counted rows among steps [<paramref name="start"/>, <paramref name="end"/>) summed in step order from zero, then
     /// divided by <paramref name="counted"/>, into <paramref name="mean"/>: four vectors of features at a time, their sums in
-    /// registers over the steps, then the features left a vector at a time (the last one partial). The sums kept in the
-    /// output row, stored and reloaded at every step, waited on that: the bag of words' predict at batch 32 spent 78% of its
-    /// time there, and took 0.018-0.020 ms after where it took 0.030-0.037 (its training step 0.147-0.151, was 0.176-0.243;
-    /// three rounds of fresh processes in turns). The sequence mean and average pooling's windows (Pooling.AverageForward).
+    /// registers over the steps, then the features left a vector at a time (the last one partial): the sequence mean's and
+    /// each average pooling window's (Pooling.AverageForward). Sums kept in the output row, stored and reloaded at every
+    /// step, waited on that: the bag of words' predict at batch 32 spent 78% of its time there, and went from 0.030-0.037 to
+    /// 0.018-0.020 ms (its training step from 0.176-0.243 to 0.147-0.151; three rounds of fresh processes in turns).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static unsafe void MeanOfRows<TLanes, TVector, TSteps>(in TSteps rows, long start, long end, float counted, float* mean, int features)

@@ -107,8 +107,8 @@ public class LayerNormTests
     }
 
     /// <summary>
-    /// The backward pass over 601 rows (block by block) gives every row the dx it gets alone, and dgamma and dbeta the sums
-    /// the rows give one at a time, each added to the last in row order.
+    /// The backward pass over 601 rows (block by block, their dx shared by the cores or on one) gives every row the dx it
+    /// gets alone, and dgamma and dbeta the sums the rows give one at a time, each added to the last in row order.
     /// </summary>
     [Theory, MemberData(nameof(KernelSettings.EveryPath), MemberType = typeof(KernelSettings))]
     public void Backward_over_many_rows_equals_the_rows_one_at_a_time(SimdPath path)
@@ -121,17 +121,20 @@ public class LayerNormTests
         var (mean, inverseStd) = (new float[rows], new float[rows]);
         LayerNorm.Forward(x, new float[rows * columns], gamma, beta, mean, inverseStd, rows, columns, Epsilon);
 
-        var (dx, dGamma, dBeta) = (new float[rows * columns], new float[columns], new float[columns]);
-        LayerNorm.Backward(dy, x, gamma, mean, inverseStd, dx, dGamma, dBeta, rows, columns,
-            computeInput: true, accumulateInput: false, computeWeights: true, accumulateWeights: false);
         var (aloneDx, aloneDGamma, aloneDBeta) = (new float[rows * columns], new float[columns], new float[columns]);
         for (int r = 0; r < rows; r++)
             LayerNorm.Backward(dy.AsSpan(r * columns, columns), x.AsSpan(r * columns, columns), gamma, mean.AsSpan(r, 1), inverseStd.AsSpan(r, 1),
                 aloneDx.AsSpan(r * columns, columns), aloneDGamma, aloneDBeta, 1, columns,
                 computeInput: true, accumulateInput: false, computeWeights: true, accumulateWeights: r > 0);
-        Assert.Equal(aloneDx, dx);
-        Assert.Equal(aloneDGamma, dGamma);
-        Assert.Equal(aloneDBeta, dBeta);
+        foreach (int threads in new[] { 1, 2 })
+        {
+            var (dx, dGamma, dBeta) = (new float[rows * columns], new float[columns], new float[columns]);
+            KernelSettings.OnThreads(threads, () => LayerNorm.Backward(dy, x, gamma, mean, inverseStd, dx, dGamma, dBeta, rows, columns,
+                computeInput: true, accumulateInput: false, computeWeights: true, accumulateWeights: false));
+            Assert.Equal(aloneDx, dx);
+            Assert.Equal(aloneDGamma, dGamma);
+            Assert.Equal(aloneDBeta, dBeta);
+        }
     }
 
     /// <summary>601 rows of 70: they cross the blocks (58 rows) and the parts unevenly.</summary>

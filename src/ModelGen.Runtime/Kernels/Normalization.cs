@@ -420,10 +420,12 @@ public static class LayerNorm
 
     /// <summary>
     /// With x̂ = (x - mean)·inverseStd and g = dy·gamma per row: dx = inverseStd·(g - mean(g) - x̂·mean(g·x̂));
-    /// dgamma = Σ dy·x̂ and dbeta = Σ dy over all rows.
+    /// dgamma = Σ dy·x̂ and dbeta = Σ dy over all rows, each added in row order. The rows' dx are independent, so both cores
+    /// share them as the forward pass's rows; then the calling thread sums dgamma and dbeta over every row in order
+    /// (<see cref="WeightSums"/>), so their bits do not depend on how the rows were shared.
     /// </summary>
     [MethodImpl(Compiled.Driver)]
-    public static void Backward(ReadOnlySpan<float> outputGradient, ReadOnlySpan<float> x, ReadOnlySpan<float> gamma,
+    public static unsafe void Backward(ReadOnlySpan<float> outputGradient, ReadOnlySpan<float> x, ReadOnlySpan<float> gamma,
         ReadOnlySpan<float> mean, ReadOnlySpan<float> inverseStd, Span<float> inputGradient, Span<float> gammaGradient, Span<float> betaGradient,
         int rows, int columns, bool computeInput, bool accumulateInput, bool computeWeights, bool accumulateWeights)
     {
@@ -435,11 +437,36 @@ public static class LayerNorm
             gammaGradient.Slice(0, columns).Clear();
             betaGradient.Slice(0, columns).Clear();
         }
-        switch (Simd.Current)
+        fixed (float* dy = outputGradient, px = x, pg = gamma, pm = mean, pi = inverseStd, dx = inputGradient, dg = gammaGradient, db = betaGradient)
         {
-            case SimdPath.Avx512: BackwardRows<Lanes512, Vector512<float>>(outputGradient, x, gamma, mean, inverseStd, inputGradient, gammaGradient, betaGradient, rows, columns, computeInput, accumulateInput, computeWeights); break;
-            case SimdPath.Avx2: BackwardRows<Lanes256, Vector256<float>>(outputGradient, x, gamma, mean, inverseStd, inputGradient, gammaGradient, betaGradient, rows, columns, computeInput, accumulateInput, computeWeights); break;
-            default: BackwardRows<Lanes128, Vector128<float>>(outputGradient, x, gamma, mean, inverseStd, inputGradient, gammaGradient, betaGradient, rows, columns, computeInput, accumulateInput, computeWeights); break;
+            var pass = new BackwardPass(dy, px, pg, pm, pi, dx, dg, db, columns, accumulateInput);
+            if (computeInput) Helper.ForRanges(ref pass, rows, floatsPerItem: 3L * columns);
+            if (!computeWeights) return;
+            switch (Simd.Current)
+            {
+                case SimdPath.Avx512: WeightSums<Lanes512, Vector512<float>>(pass, rows); break;
+                case SimdPath.Avx2: WeightSums<Lanes256, Vector256<float>>(pass, rows); break;
+                default: WeightSums<Lanes128, Vector128<float>>(pass, rows); break;
+            }
+        }
+    }
+
+    /// <summary>The backward pass's operands, its input gradient runnable a range of rows at a time on either thread.</summary>
+    private readonly unsafe struct BackwardPass(float* dy, float* x, float* gamma, float* mean, float* inverseStd, float* dx, float* dGamma, float* dBeta,
+        int columns, bool accumulateInput) : IRanges
+    {
+        public readonly float* Dy = dy, X = x, Gamma = gamma, Mean = mean, InverseStd = inverseStd, Dx = dx, DGamma = dGamma, DBeta = dBeta;
+        public readonly int Columns = columns;
+        public readonly bool AccumulateInput = accumulateInput;
+
+        public void Run(int first, int count)
+        {
+            switch (Simd.Current)
+            {
+                case SimdPath.Avx512: BackwardRows<Lanes512, Vector512<float>>(this, first, count); break;
+                case SimdPath.Avx2: BackwardRows<Lanes256, Vector256<float>>(this, first, count); break;
+                default: BackwardRows<Lanes128, Vector128<float>>(this, first, count); break;
+            }
         }
     }
 
@@ -538,72 +565,123 @@ public static class LayerNorm
     }
 
     /// <summary>
-    /// Block by block as <see cref="ForwardRows"/>: first every row's sums (and its share of dgamma and dbeta, added in row
-    /// order), then every row's dx, so the core overlaps the rows' addition chains. Each row's arithmetic is as it was row by row.
+    /// Rows [first, first + count) of dx, block by block as <see cref="ForwardRows"/>: first every row's sums, then every
+    /// row's dx, so the core overlaps the rows' addition chains. Each row's arithmetic is as it was row by row.
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
-    private static unsafe void BackwardRows<TLanes, TVector>(ReadOnlySpan<float> outputGradient, ReadOnlySpan<float> x, ReadOnlySpan<float> gamma,
-        ReadOnlySpan<float> mean, ReadOnlySpan<float> inverseStd, Span<float> inputGradient, Span<float> gammaGradient, Span<float> betaGradient,
-        int rows, int columns, bool computeInput, bool accumulateInput, bool computeWeights) where TLanes : struct, ILanes<TVector> where TVector : struct
+    private static unsafe void BackwardRows<TLanes, TVector>(in BackwardPass rows, int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct
     {
-        int width = TLanes.Count, whole = columns / width * width, rest = columns - whole;
+        int columns = rows.Columns, width = TLanes.Count, whole = columns / width * width, rest = columns - whole;
         int blockRows = Math.Clamp(BlockFloats / columns, 1, MaxBlockRows);
         float* meanGradients = stackalloc float[MaxBlockRows], meanProducts = stackalloc float[MaxBlockRows];
-        ref float gammas = ref MemoryMarshal.GetReference(gamma);
-        ref float dGamma = ref MemoryMarshal.GetReference(gammaGradient), dBeta = ref MemoryMarshal.GetReference(betaGradient);
+        ref float gammas = ref *rows.Gamma;
         var zero = TLanes.Zero;
-        for (int block = 0; block < rows; block += blockRows)
+        for (int block = first, end = first + count; block < end; block += blockRows)
         {
-            int inBlock = Math.Min(blockRows, rows - block);
+            int inBlock = Math.Min(blockRows, end - block);
             for (int r = 0; r < inBlock; r++)
             {
                 int row = block + r;
-                ref float dy = ref Unsafe.Add(ref MemoryMarshal.GetReference(outputGradient), row * columns);
-                ref float values = ref Unsafe.Add(ref MemoryMarshal.GetReference(x), row * columns);
-                var centre = TLanes.Broadcast(mean[row]);
-                var scale = TLanes.Broadcast(inverseStd[row]);
+                ref float dy = ref *(rows.Dy + (long)row * columns);
+                ref float values = ref *(rows.X + (long)row * columns);
+                var centre = TLanes.Broadcast(rows.Mean[row]);
+                var scale = TLanes.Broadcast(rows.InverseStd[row]);
                 // x̂ and g = dy·gamma, vector by vector (the lanes past the row's end are 0 in both); their sums for dx.
                 var sumG = zero;
                 var sumGx = zero;
-                for (int c = 0; c < whole; c += width) SumStep<TLanes, TVector>(c, whole, rest, ref values, ref dy, ref gammas, centre, scale, computeWeights, ref dGamma, ref dBeta, ref sumG, ref sumGx);
-                if (rest > 0) SumStep<TLanes, TVector>(whole, whole, rest, ref values, ref dy, ref gammas, centre, scale, computeWeights, ref dGamma, ref dBeta, ref sumG, ref sumGx);
+                for (int c = 0; c < whole; c += width) SumStep<TLanes, TVector>(c, whole, rest, ref values, ref dy, ref gammas, centre, scale, ref sumG, ref sumGx);
+                if (rest > 0) SumStep<TLanes, TVector>(whole, whole, rest, ref values, ref dy, ref gammas, centre, scale, ref sumG, ref sumGx);
                 meanGradients[r] = TLanes.Sum(sumG) / columns;
                 meanProducts[r] = TLanes.Sum(sumGx) / columns;
             }
-            if (!computeInput) continue;
             for (int r = 0; r < inBlock; r++)
             {
                 int row = block + r;
-                ref float dy = ref Unsafe.Add(ref MemoryMarshal.GetReference(outputGradient), row * columns);
-                ref float values = ref Unsafe.Add(ref MemoryMarshal.GetReference(x), row * columns);
-                ref float dx = ref Unsafe.Add(ref MemoryMarshal.GetReference(inputGradient), row * columns);
-                var centre = TLanes.Broadcast(mean[row]);
-                var scale = TLanes.Broadcast(inverseStd[row]);
+                ref float dy = ref *(rows.Dy + (long)row * columns);
+                ref float values = ref *(rows.X + (long)row * columns);
+                ref float dx = ref *(rows.Dx + (long)row * columns);
+                var centre = TLanes.Broadcast(rows.Mean[row]);
+                var scale = TLanes.Broadcast(rows.InverseStd[row]);
                 var meanG = TLanes.Broadcast(meanGradients[r]);
                 var negativeMeanGx = TLanes.Broadcast(-meanProducts[r]);
                 // dx = inverseStd·(g - mean(g) - x̂·mean(g·x̂)).
-                for (int c = 0; c < whole; c += width) InputStep<TLanes, TVector>(c, whole, rest, ref values, ref dy, ref gammas, ref dx, centre, scale, meanG, negativeMeanGx, accumulateInput);
-                if (rest > 0) InputStep<TLanes, TVector>(whole, whole, rest, ref values, ref dy, ref gammas, ref dx, centre, scale, meanG, negativeMeanGx, accumulateInput);
+                for (int c = 0; c < whole; c += width) InputStep<TLanes, TVector>(c, whole, rest, ref values, ref dy, ref gammas, ref dx, centre, scale, meanG, negativeMeanGx, rows.AccumulateInput);
+                if (rest > 0) InputStep<TLanes, TVector>(whole, whole, rest, ref values, ref dy, ref gammas, ref dx, centre, scale, meanG, negativeMeanGx, rows.AccumulateInput);
             }
         }
     }
 
-    // One vector of a row: x̂ and g = dy·gamma (the lanes past the row's end are 0 in both), its share of dgamma and
-    // dbeta, and the row's sums of g and g·x̂.
+    // One vector of a row: x̂ and g = dy·gamma (the lanes past the row's end are 0 in both), and the row's sums of g and g·x̂.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void SumStep<TLanes, TVector>(int c, int whole, int rest, ref float values, ref float dy, ref float gammas, TVector centre, TVector scale,
-        bool computeWeights, ref float dGamma, ref float dBeta, ref TVector sumG, ref TVector sumGx) where TLanes : struct, ILanes<TVector> where TVector : struct
+        ref TVector sumG, ref TVector sumGx) where TLanes : struct, ILanes<TVector> where TVector : struct
     {
-        var normalized = TLanes.Multiply(TLanes.Subtract(Lanes<TLanes, TVector>(ref values, c, whole, rest, centre), centre), scale);
-        var gradient = Lanes<TLanes, TVector>(ref dy, c, whole, rest, TLanes.Zero);
-        if (computeWeights)
-        {
-            Store<TLanes, TVector>(ref dGamma, c, whole, rest, TLanes.MultiplyAdd(gradient, normalized, Lanes<TLanes, TVector>(ref dGamma, c, whole, rest, TLanes.Zero)));
-            Store<TLanes, TVector>(ref dBeta, c, whole, rest, TLanes.Add(Lanes<TLanes, TVector>(ref dBeta, c, whole, rest, TLanes.Zero), gradient));
-        }
-        var g = TLanes.Multiply(gradient, Lanes<TLanes, TVector>(ref gammas, c, whole, rest, TLanes.Zero));
+        var normalized = Normalized<TLanes, TVector>(ref values, c, whole, rest, centre, scale);
+        var g = TLanes.Multiply(Lanes<TLanes, TVector>(ref dy, c, whole, rest, TLanes.Zero), Lanes<TLanes, TVector>(ref gammas, c, whole, rest, TLanes.Zero));
         sumG = TLanes.Add(sumG, g);
         sumGx = TLanes.MultiplyAdd(g, normalized, sumGx);
+    }
+
+    /// <summary>One vector of a row's x̂ = (x - mean)·inverseStd; 0 in the lanes past the row's end.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static TVector Normalized<TLanes, TVector>(ref float values, int c, int whole, int rest, TVector centre, TVector scale)
+        where TLanes : struct, ILanes<TVector> where TVector : struct =>
+        TLanes.Multiply(TLanes.Subtract(Lanes<TLanes, TVector>(ref values, c, whole, rest, centre), centre), scale);
+
+    /// <summary>
+    /// dgamma += Σ dy·x̂ and dbeta += Σ dy over every row, in row order (each row's product fused into the running sum),
+    /// four vectors of columns at a time in registers over all the rows, then the columns left a vector at a time (the
+    /// last one partial). Added into memory row by row, each row's sums waited on the last one's store.
+    /// </summary>
+    [MethodImpl(Compiled.Kernel)]
+    private static unsafe void WeightSums<TLanes, TVector>(in BackwardPass pass, int rows) where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        int columns = pass.Columns, width = TLanes.Count, whole = columns / width * width, rest = columns - whole, c = 0;
+        var zero = TLanes.Zero;
+        for (; c + 4 * width <= whole; c += 4 * width)
+        {
+            TVector gamma0 = TLanes.Load(ref pass.DGamma[c]), gamma1 = TLanes.Load(ref pass.DGamma[c + width]);
+            TVector gamma2 = TLanes.Load(ref pass.DGamma[c + 2 * width]), gamma3 = TLanes.Load(ref pass.DGamma[c + 3 * width]);
+            TVector beta0 = TLanes.Load(ref pass.DBeta[c]), beta1 = TLanes.Load(ref pass.DBeta[c + width]);
+            TVector beta2 = TLanes.Load(ref pass.DBeta[c + 2 * width]), beta3 = TLanes.Load(ref pass.DBeta[c + 3 * width]);
+            for (int row = 0; row < rows; row++)
+            {
+                ref float values = ref *(pass.X + (long)row * columns);
+                ref float dy = ref *(pass.Dy + (long)row * columns);
+                var centre = TLanes.Broadcast(pass.Mean[row]);
+                var scale = TLanes.Broadcast(pass.InverseStd[row]);
+                WeightStep<TLanes, TVector>(ref values, ref dy, c, whole, rest, centre, scale, ref gamma0, ref beta0);
+                WeightStep<TLanes, TVector>(ref values, ref dy, c + width, whole, rest, centre, scale, ref gamma1, ref beta1);
+                WeightStep<TLanes, TVector>(ref values, ref dy, c + 2 * width, whole, rest, centre, scale, ref gamma2, ref beta2);
+                WeightStep<TLanes, TVector>(ref values, ref dy, c + 3 * width, whole, rest, centre, scale, ref gamma3, ref beta3);
+            }
+            TLanes.Store(ref pass.DGamma[c], gamma0); TLanes.Store(ref pass.DGamma[c + width], gamma1);
+            TLanes.Store(ref pass.DGamma[c + 2 * width], gamma2); TLanes.Store(ref pass.DGamma[c + 3 * width], gamma3);
+            TLanes.Store(ref pass.DBeta[c], beta0); TLanes.Store(ref pass.DBeta[c + width], beta1);
+            TLanes.Store(ref pass.DBeta[c + 2 * width], beta2); TLanes.Store(ref pass.DBeta[c + 3 * width], beta3);
+        }
+        for (; c < columns; c += width)
+        {
+            var gammaSum = Lanes<TLanes, TVector>(ref *pass.DGamma, c, whole, rest, zero);
+            var betaSum = Lanes<TLanes, TVector>(ref *pass.DBeta, c, whole, rest, zero);
+            for (int row = 0; row < rows; row++)
+            {
+                WeightStep<TLanes, TVector>(ref *(pass.X + (long)row * columns), ref *(pass.Dy + (long)row * columns), c, whole, rest,
+                    TLanes.Broadcast(pass.Mean[row]), TLanes.Broadcast(pass.InverseStd[row]), ref gammaSum, ref betaSum);
+            }
+            Store<TLanes, TVector>(ref *pass.DGamma, c, whole, rest, gammaSum);
+            Store<TLanes, TVector>(ref *pass.DBeta, c, whole, rest, betaSum);
+        }
+    }
+
+    /// <summary>One vector of one row's dy·x̂ fused into dgamma's running sum, and its dy added to dbeta's.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void WeightStep<TLanes, TVector>(ref float values, ref float dy, int c, int whole, int rest, TVector centre, TVector scale,
+        ref TVector gammaSum, ref TVector betaSum) where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        var gradient = Lanes<TLanes, TVector>(ref dy, c, whole, rest, TLanes.Zero);
+        gammaSum = TLanes.MultiplyAdd(gradient, Normalized<TLanes, TVector>(ref values, c, whole, rest, centre, scale), gammaSum);
+        betaSum = TLanes.Add(betaSum, gradient);
     }
 
     // One vector of a row's dx = inverseStd·(g - mean(g) - x̂·mean(g·x̂)).
@@ -611,7 +689,7 @@ public static class LayerNorm
     private static void InputStep<TLanes, TVector>(int c, int whole, int rest, ref float values, ref float dy, ref float gammas, ref float dx, TVector centre, TVector scale,
         TVector meanG, TVector negativeMeanGx, bool accumulateInput) where TLanes : struct, ILanes<TVector> where TVector : struct
     {
-        var normalized = TLanes.Multiply(TLanes.Subtract(Lanes<TLanes, TVector>(ref values, c, whole, rest, centre), centre), scale);
+        var normalized = Normalized<TLanes, TVector>(ref values, c, whole, rest, centre, scale);
         var g = TLanes.Multiply(Lanes<TLanes, TVector>(ref dy, c, whole, rest, TLanes.Zero), Lanes<TLanes, TVector>(ref gammas, c, whole, rest, TLanes.Zero));
         var centred = TLanes.Add(TLanes.Multiply(normalized, negativeMeanGx), TLanes.Subtract(g, meanG));
         var result = accumulateInput

@@ -616,17 +616,16 @@ public static class LayerNorm
     private static void SumStep<TLanes, TVector>(int c, int whole, int rest, ref float values, ref float dy, ref float gammas, TVector centre, TVector scale,
         ref TVector sumG, ref TVector sumGx) where TLanes : struct, ILanes<TVector> where TVector : struct
     {
-        var normalized = Normalized<TLanes, TVector>(ref values, c, whole, rest, centre, scale);
+        var normalized = Normalized<TLanes, TVector>(Lanes<TLanes, TVector>(ref values, c, whole, rest, centre), centre, scale);
         var g = TLanes.Multiply(Lanes<TLanes, TVector>(ref dy, c, whole, rest, TLanes.Zero), Lanes<TLanes, TVector>(ref gammas, c, whole, rest, TLanes.Zero));
         sumG = TLanes.Add(sumG, g);
         sumGx = TLanes.MultiplyAdd(g, normalized, sumGx);
     }
 
-    /// <summary>One vector of a row's x̂ = (x - mean)·inverseStd; 0 in the lanes past the row's end.</summary>
+    /// <summary>x̂ = (x - mean)·inverseStd, for one vector of a row (0 in lanes that were filled with the mean).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static TVector Normalized<TLanes, TVector>(ref float values, int c, int whole, int rest, TVector centre, TVector scale)
-        where TLanes : struct, ILanes<TVector> where TVector : struct =>
-        TLanes.Multiply(TLanes.Subtract(Lanes<TLanes, TVector>(ref values, c, whole, rest, centre), centre), scale);
+    private static TVector Normalized<TLanes, TVector>(TVector x, TVector centre, TVector scale) where TLanes : struct, ILanes<TVector> where TVector : struct =>
+        TLanes.Multiply(TLanes.Subtract(x, centre), scale);
 
     /// <summary>
     /// dgamma += Σ dy·x̂ and dbeta += Σ dy over every row, in row order (each row's product fused into the running sum),
@@ -636,52 +635,53 @@ public static class LayerNorm
     [MethodImpl(Compiled.Kernel)]
     private static unsafe void WeightSums<TLanes, TVector>(in BackwardPass pass, int rows) where TLanes : struct, ILanes<TVector> where TVector : struct
     {
-        int columns = pass.Columns, width = TLanes.Count, whole = columns / width * width, rest = columns - whole, c = 0;
-        var zero = TLanes.Zero;
-        for (; c + 4 * width <= whole; c += 4 * width)
+        int columns = pass.Columns, width = TLanes.Count, c = 0;
+        float* dGamma = pass.DGamma, dBeta = pass.DBeta;
+        for (; c + 4 * width <= columns; c += 4 * width)
         {
-            TVector gamma0 = TLanes.Load(ref pass.DGamma[c]), gamma1 = TLanes.Load(ref pass.DGamma[c + width]);
-            TVector gamma2 = TLanes.Load(ref pass.DGamma[c + 2 * width]), gamma3 = TLanes.Load(ref pass.DGamma[c + 3 * width]);
-            TVector beta0 = TLanes.Load(ref pass.DBeta[c]), beta1 = TLanes.Load(ref pass.DBeta[c + width]);
-            TVector beta2 = TLanes.Load(ref pass.DBeta[c + 2 * width]), beta3 = TLanes.Load(ref pass.DBeta[c + 3 * width]);
+            TVector gamma0 = TLanes.Load(ref dGamma[c]), gamma1 = TLanes.Load(ref dGamma[c + width]);
+            TVector gamma2 = TLanes.Load(ref dGamma[c + 2 * width]), gamma3 = TLanes.Load(ref dGamma[c + 3 * width]);
+            TVector beta0 = TLanes.Load(ref dBeta[c]), beta1 = TLanes.Load(ref dBeta[c + width]);
+            TVector beta2 = TLanes.Load(ref dBeta[c + 2 * width]), beta3 = TLanes.Load(ref dBeta[c + 3 * width]);
             for (int row = 0; row < rows; row++)
             {
-                ref float values = ref *(pass.X + (long)row * columns);
-                ref float dy = ref *(pass.Dy + (long)row * columns);
+                float* x = pass.X + (long)row * columns + c, dy = pass.Dy + (long)row * columns + c;
                 var centre = TLanes.Broadcast(pass.Mean[row]);
                 var scale = TLanes.Broadcast(pass.InverseStd[row]);
-                WeightStep<TLanes, TVector>(ref values, ref dy, c, whole, rest, centre, scale, ref gamma0, ref beta0);
-                WeightStep<TLanes, TVector>(ref values, ref dy, c + width, whole, rest, centre, scale, ref gamma1, ref beta1);
-                WeightStep<TLanes, TVector>(ref values, ref dy, c + 2 * width, whole, rest, centre, scale, ref gamma2, ref beta2);
-                WeightStep<TLanes, TVector>(ref values, ref dy, c + 3 * width, whole, rest, centre, scale, ref gamma3, ref beta3);
+                WeightStep<TLanes, TVector>(TLanes.Load(ref x[0]), TLanes.Load(ref dy[0]), centre, scale, ref gamma0, ref beta0);
+                WeightStep<TLanes, TVector>(TLanes.Load(ref x[width]), TLanes.Load(ref dy[width]), centre, scale, ref gamma1, ref beta1);
+                WeightStep<TLanes, TVector>(TLanes.Load(ref x[2 * width]), TLanes.Load(ref dy[2 * width]), centre, scale, ref gamma2, ref beta2);
+                WeightStep<TLanes, TVector>(TLanes.Load(ref x[3 * width]), TLanes.Load(ref dy[3 * width]), centre, scale, ref gamma3, ref beta3);
             }
-            TLanes.Store(ref pass.DGamma[c], gamma0); TLanes.Store(ref pass.DGamma[c + width], gamma1);
-            TLanes.Store(ref pass.DGamma[c + 2 * width], gamma2); TLanes.Store(ref pass.DGamma[c + 3 * width], gamma3);
-            TLanes.Store(ref pass.DBeta[c], beta0); TLanes.Store(ref pass.DBeta[c + width], beta1);
-            TLanes.Store(ref pass.DBeta[c + 2 * width], beta2); TLanes.Store(ref pass.DBeta[c + 3 * width], beta3);
+            TLanes.Store(ref dGamma[c], gamma0); TLanes.Store(ref dGamma[c + width], gamma1);
+            TLanes.Store(ref dGamma[c + 2 * width], gamma2); TLanes.Store(ref dGamma[c + 3 * width], gamma3);
+            TLanes.Store(ref dBeta[c], beta0); TLanes.Store(ref dBeta[c + width], beta1);
+            TLanes.Store(ref dBeta[c + 2 * width], beta2); TLanes.Store(ref dBeta[c + 3 * width], beta3);
         }
         for (; c < columns; c += width)
         {
-            var gammaSum = Lanes<TLanes, TVector>(ref *pass.DGamma, c, whole, rest, zero);
-            var betaSum = Lanes<TLanes, TVector>(ref *pass.DBeta, c, whole, rest, zero);
+            int lanes = Math.Min(width, columns - c);
+            TVector gammaSum = TLanes.LoadFirst(ref dGamma[c], lanes), betaSum = TLanes.LoadFirst(ref dBeta[c], lanes);
             for (int row = 0; row < rows; row++)
             {
-                WeightStep<TLanes, TVector>(ref *(pass.X + (long)row * columns), ref *(pass.Dy + (long)row * columns), c, whole, rest,
-                    TLanes.Broadcast(pass.Mean[row]), TLanes.Broadcast(pass.InverseStd[row]), ref gammaSum, ref betaSum);
+                float* x = pass.X + (long)row * columns + c, dy = pass.Dy + (long)row * columns + c;
+                var centre = TLanes.Broadcast(pass.Mean[row]);
+                // The lanes past the row's end read the mean (x̂ = 0) and dy = 0, and are not stored.
+                WeightStep<TLanes, TVector>(TLanes.LoadFirst(ref x[0], lanes, centre), TLanes.LoadFirst(ref dy[0], lanes), centre,
+                    TLanes.Broadcast(pass.InverseStd[row]), ref gammaSum, ref betaSum);
             }
-            Store<TLanes, TVector>(ref *pass.DGamma, c, whole, rest, gammaSum);
-            Store<TLanes, TVector>(ref *pass.DBeta, c, whole, rest, betaSum);
+            TLanes.StoreFirst(ref dGamma[c], gammaSum, lanes);
+            TLanes.StoreFirst(ref dBeta[c], betaSum, lanes);
         }
     }
 
     /// <summary>One vector of one row's dy·x̂ fused into dgamma's running sum, and its dy added to dbeta's.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void WeightStep<TLanes, TVector>(ref float values, ref float dy, int c, int whole, int rest, TVector centre, TVector scale,
-        ref TVector gammaSum, ref TVector betaSum) where TLanes : struct, ILanes<TVector> where TVector : struct
+    private static void WeightStep<TLanes, TVector>(TVector x, TVector dy, TVector centre, TVector scale, ref TVector gammaSum, ref TVector betaSum)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
     {
-        var gradient = Lanes<TLanes, TVector>(ref dy, c, whole, rest, TLanes.Zero);
-        gammaSum = TLanes.MultiplyAdd(gradient, Normalized<TLanes, TVector>(ref values, c, whole, rest, centre, scale), gammaSum);
-        betaSum = TLanes.Add(betaSum, gradient);
+        gammaSum = TLanes.MultiplyAdd(dy, Normalized<TLanes, TVector>(x, centre, scale), gammaSum);
+        betaSum = TLanes.Add(betaSum, dy);
     }
 
     // One vector of a row's dx = inverseStd·(g - mean(g) - x̂·mean(g·x̂)).
@@ -689,7 +689,7 @@ public static class LayerNorm
     private static void InputStep<TLanes, TVector>(int c, int whole, int rest, ref float values, ref float dy, ref float gammas, ref float dx, TVector centre, TVector scale,
         TVector meanG, TVector negativeMeanGx, bool accumulateInput) where TLanes : struct, ILanes<TVector> where TVector : struct
     {
-        var normalized = Normalized<TLanes, TVector>(ref values, c, whole, rest, centre, scale);
+        var normalized = Normalized<TLanes, TVector>(Lanes<TLanes, TVector>(ref values, c, whole, rest, centre), centre, scale);
         var g = TLanes.Multiply(Lanes<TLanes, TVector>(ref dy, c, whole, rest, TLanes.Zero), Lanes<TLanes, TVector>(ref gammas, c, whole, rest, TLanes.Zero));
         var centred = TLanes.Add(TLanes.Multiply(normalized, negativeMeanGx), TLanes.Subtract(g, meanG));
         var result = accumulateInput

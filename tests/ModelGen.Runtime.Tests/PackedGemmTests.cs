@@ -24,6 +24,8 @@ public class PackedGemmTests
             (400, 11, 200),
             (20, 1030, 2070),   // two depth blocks, two blocks of 2048 columns, a last slice narrower than a tile
             (700, 300, 40),     // blocks of rows, each thread reading all of B
+            (64, 64, 128),      // below the sharing threshold, yet shared against panels: slices of columns
+            (64, 128, 64),      // likewise, in blocks of rows
         };
         foreach (var path in Enum.GetValues<SimdPath>())
         {
@@ -83,6 +85,7 @@ public class PackedGemmTests
     [InlineData(700, 300, 40, true)]   // blocks of rows
     [InlineData(300, 2100, 48, true)]  // depth blocks
     [InlineData(12, 500, 100, true)]   // slices of columns, the last one narrower than a vector
+    [InlineData(64, 128, 64, true)]    // shared against panels only: blocks of rows
     public void Products_that_would_pack_B_read_the_panels(int m, int k, int n, bool readsPanels)
     {
         // Panels packed from other values than B's show which of the two a product reads.

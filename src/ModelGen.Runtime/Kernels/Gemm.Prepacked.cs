@@ -177,6 +177,9 @@ public static partial class Gemm
             this.column = column;
         }
 
+        /// <summary>Whether there are panels (B was packed ahead).</summary>
+        public bool Any => TileColumns != 0;
+
         public static PackedPanels Of(PackedMatrix? packed) => packed is null ? default : Over(packed.Data, packed.Rows, packed.Columns, packed.TileColumns);
 
         /// <summary>Panels of B(<paramref name="rows"/>, <paramref name="columns"/>) at <paramref name="data"/>, all of them.</summary>
@@ -187,7 +190,7 @@ public static partial class Gemm
         }
 
         /// <summary>The same panels for the columns from <paramref name="first"/> on (a whole number of tiles into this part's).</summary>
-        public PackedPanels From(int first) => TileColumns == 0 ? default : new(data, length, rows, columns, paddedColumns, TileColumns, column + first);
+        public PackedPanels From(int first) => !Any ? default : new(data, length, rows, columns, paddedColumns, TileColumns, column + first);
 
         /// <summary>
         /// Whether a part of <paramref name="depth"/> rows, on a path of <paramref name="lanes"/> floats a vector, reading depth blocks

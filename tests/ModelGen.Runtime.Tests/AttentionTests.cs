@@ -3,17 +3,18 @@ using ModelGen.Kernels;
 namespace ModelGen.Runtime.Tests;
 
 /// <summary>
-/// Multi-head attention large enough that both cores share its (sample, head) pairs (Attention.SharesPairs), its input
-/// projections small enough that they go to the cores whole (Attention.SharesProjections), with separate
+/// Multi-head attention large enough that both cores share its (sample, head) pairs (Attention.SharesPairs), its
+/// projections small enough that they go to the cores in halves (Attention.SharesProjections), with separate
 /// query, key and value inputs of their own widths and every kind of mask: against the same layer computed in double from
 /// its definition (Keras' MultiHeadAttention, DESIGN.md), forward and backward; and one core against two, bit for bit.
 /// </summary>
 [Collection(KernelSettings.Name)]
 public class AttentionTests
 {
-    // 6 samples, 4 heads, 40 query and 48 value steps: 1.3M multiply-adds over the pairs, above the sharing rule; projections
-    // of 307K, 332K and 304K, within the projections' rule.
-    private const int Batch = 6, Heads = 4, QuerySteps = 40, ValueSteps = 48, QueryFeatures = 20, KeyFeatures = 18, ValueFeatures = 22, KeyDim = 16, ValueDim = 12;
+    // 6 samples, 4 heads, 40 query and 48 value steps: 1.3M multiply-adds over the pairs, above the sharing rule; input
+    // projections of 614K, 332K and 304K (64, 64 and 48 columns: halves of 32 and 32, 32 and 16) and an output projection of
+    // 461K (40 columns: 32 and 8), within the projections' rule.
+    private const int Batch = 6, Heads = 4, QuerySteps = 40, ValueSteps = 48, QueryFeatures = 40, KeyFeatures = 18, ValueFeatures = 22, KeyDim = 16, ValueDim = 12;
 
     public static IEnumerable<object[]> MaskKinds() => KernelSettings.OnEveryPath(
         new[] { "none", "causal", "sequences", "explicit" }.Select(kind => new object[] { kind }));
@@ -62,6 +63,23 @@ public class AttentionTests
         var error = Assert.Throws<InvalidOperationException>(() => inference.Run());
         Assert.Contains("attention workspace was made for inference only", error.Message);
     }
+
+    [Theory, MemberData(nameof(Paths))]
+    public void Projections_shared_in_halves_give_the_bits_of_the_whole_products(SimdPath path)
+    {
+        using var _ = KernelSettings.OnSimd(path);
+        var layer = new Layer("none", seed: 7, forTraining: false);
+        Assert.True(Attention.SharesProjections(layer.Work, Batch));
+        Assert.True(Attention.SharesOutputProjection(layer.Work, Batch));
+        var output = KernelSettings.OnThreads(2, layer.Predict);
+        var whole = layer.WholeProducts();
+        Assert.Equal(whole.Queries, layer.Work.Queries.Span.ToArray());
+        Assert.Equal(whole.Keys, layer.Work.Keys.Span.ToArray());
+        Assert.Equal(whole.Values, layer.Work.Values.Span.ToArray());
+        Assert.Equal(whole.Output, output);
+    }
+
+    public static IEnumerable<object[]> Paths() => KernelSettings.OnEveryPath(new[] { Array.Empty<object>() });
 
     [Fact]
     public void A_short_projection_kernel_throws_on_the_callers_thread_before_any_part_runs()
@@ -139,6 +157,25 @@ public class AttentionTests
             Attention.Backward(Work, outputGradient, query, value, key, wq, wk, wv, wo, weights[0], weights[1], weights[2], weights[3], weights[4], weights[5],
                 weights[6], weights[7], dq, dv, dk, Batch, computeWeights: true, accumulateWeights: false, accumulateQuery: false, accumulateValue: false, accumulateKey: false);
             return new Result(output, dq, dk, dv, weights);
+        }
+
+        /// <summary>
+        /// The projections as whole products on this thread, from this layer's inputs and the context its last forward pass
+        /// left: the queries scaled by 1/sqrt(key_dim) as the forward pass scales them.
+        /// </summary>
+        public (float[] Queries, float[] Keys, float[] Values, float[] Output) WholeProducts()
+        {
+            int rowsQ = Batch * QuerySteps, rowsV = Batch * ValueSteps, hk = Heads * KeyDim, hv = Heads * ValueDim;
+            var (queries, keys, values, output) = (new float[rowsQ * hk], new float[rowsV * hk], new float[rowsV * hv], new float[rowsQ * QueryFeatures]);
+            KernelSettings.OnThreads(1, () =>
+            {
+                Gemm.Multiply(query, wq, queries, rowsQ, QueryFeatures, hk, bq);
+                Merges.Scale(queries, queries.Length, 1f / MathF.Sqrt(KeyDim));
+                Gemm.Multiply(key, wk, keys, rowsV, KeyFeatures, hk, bk);
+                Gemm.Multiply(value, wv, values, rowsV, ValueFeatures, hv, bv);
+                Gemm.Multiply(Work.Context.AsSpan(0, rowsQ * hv), wo, output, rowsQ, hv, QueryFeatures, bo);
+            });
+            return (queries, keys, values, output);
         }
 
         private bool Attends(int b, int i, int j) =>

@@ -56,7 +56,8 @@ public class CompiledTests
         "Gemm.StreamSlice", "Gemm.StreamTwice", "Gemm.StreamTwiceSlice", "Gradients.Run", "Helper.Await", "Helper.Collect", "Helper.Loop",
         "Helper.Post", "LayerNorm.Backward", "LayerNorm.Forward", "MaxRanges.Run", "Merges.Combine", "Merges.Pass", "PatchProduct.Run",
         "PatchRows.Fill", "Plane.For", "PooledRanges.Run", "Pooling.AverageForward", "Pooling.MaxBackward", "Pooling.MaxBackwardSamples", "Pooling.MaxForward",
-        "Projection.Run", "Recurrent.BackwardDirection", "Recurrent.BackwardSteps", "Recurrent.ForwardDirection", "Recurrent.ForwardSteps",
+        "Projection.Run", "Projection.RunHalf", "Projections.Run", "Recurrent.BackwardDirection", "Recurrent.BackwardSteps",
+        "Recurrent.ForwardDirection", "Recurrent.ForwardSteps",
         "Recurrent.GruStep", "Recurrent.LstmStep", "Recurrent.LstmStepBackward", "Recurrent.ToTimeMajor", "RepackedPanels.Pack",
         "VectorMath.Apply", "Window.InsideCells",
     };

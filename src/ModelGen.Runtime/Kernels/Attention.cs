@@ -62,6 +62,8 @@ public sealed class AttentionWorkspace : IWorkspace
     internal Shape QueryProjection(int batch) => new(batch * QuerySteps, QueryFeatures, Heads * KeyDim);
     internal Shape KeyProjection(int batch) => new(batch * ValueSteps, KeyFeatures, Heads * KeyDim);
     internal Shape ValueProjection(int batch) => new(batch * ValueSteps, ValueFeatures, Heads * ValueDim);
+    /// <summary>The output projection of a batch: the context's rows (batch x query steps) of heads x value dim into the query's features.</summary>
+    internal Shape OutputProjection(int batch) => new(batch * QuerySteps, Heads * ValueDim, QueryFeatures);
 
     internal readonly record struct Shape(int Rows, int Features, int Width)
     {
@@ -90,17 +92,15 @@ public static class Attention
         int tq = work.QuerySteps, tv = work.ValueSteps, heads = work.Heads, dk = work.KeyDim, dv = work.ValueDim;
         var (qShape, kShape, vShape) = (work.QueryProjection(batch), work.KeyProjection(batch), work.ValueProjection(batch));
         // Checked here, on the caller's thread: a projection run by the helper would throw there, wrapped, after the others wrote.
-        CheckProjection(query, queryKernel, queryBias, work.Queries, qShape);
-        CheckProjection(key, keyKernel, keyBias, work.Keys, kShape);
-        CheckProjection(value, valueKernel, valueBias, work.Values, vShape);
+        CheckProjection(query, queryKernel, queryBias, work.Queries.Span, qShape);
+        CheckProjection(key, keyKernel, keyBias, work.Keys.Span, kShape);
+        CheckProjection(value, valueKernel, valueBias, work.Values.Span, vShape);
         fixed (float* q = query, k = key, v = value, wq = queryKernel, bq = queryBias, wk = keyKernel, bk = keyBias, wv = valueKernel, bv = valueBias)
         fixed (float* queries = work.Queries, keys = work.Keys, values = work.Values)
         {
-            var projections = new Projections(new Projection(q, wq, bq, queries, qShape), new Projection(k, wk, bk, keys, kShape),
+            var projections = new Projections(3, new Projection(q, wq, bq, queries, qShape), new Projection(k, wk, bk, keys, kShape),
                 new Projection(v, wv, bv, values, vShape));
-            // Independent products, each computed as it is alone, whichever core takes it.
-            if (SharesProjections(work, batch)) Helper.For(3, &ProjectPart, &projections);
-            else for (int index = 0; index < 3; index++) ProjectPart(&projections, index, 0);
+            projections.Run(SharesProjections(work, batch));
         }
         Merges.Scale(work.Queries, batch * tq * heads * dk, 1f / MathF.Sqrt(dk));
 
@@ -111,7 +111,13 @@ public static class Attention
             var job = new Pairs(work, batch, queries, keys, values, scores, contexts, new Masks(work, qm, vm, am));
             job.Run(&ForwardPair);
         }
-        Gemm.Multiply(context, outputKernel, output, batch * tq, heads * dv, work.QueryFeatures, outputBias);
+        var outputShape = work.OutputProjection(batch);
+        CheckProjection(context, outputKernel, outputBias, output, outputShape);
+        fixed (float* c = context, wo = outputKernel, bo = outputBias, o = output)
+        {
+            var projection = new Projections(1, new Projection(c, wo, bo, o, outputShape));
+            projection.Run(SharesOutputProjection(work, batch));
+        }
     }
 
     /// <summary>
@@ -155,29 +161,35 @@ public static class Attention
     }
 
     /// <summary>
-    /// Whether a forward pass hands its three input projections to the two cores whole: each too small for Gemm to share,
-    /// yet of at least <see cref="SharedProjectionWork"/>.
+    /// Whether a forward pass hands its three input projections to the two cores in slices of columns: each too small for
+    /// Gemm to share, yet of at least <see cref="SharedProjectionWork"/>.
     /// </summary>
     internal static bool SharesProjections(AttentionWorkspace work, int batch) =>
         IsSharedProjection(work.QueryProjection(batch)) && IsSharedProjection(work.KeyProjection(batch)) && IsSharedProjection(work.ValueProjection(batch));
 
+    /// <summary>Whether a forward pass hands its output projection's halves to the two cores, by the same rule.</summary>
+    internal static bool SharesOutputProjection(AttentionWorkspace work, int batch) => IsSharedProjection(work.OutputProjection(batch));
+
     private static bool IsSharedProjection(AttentionWorkspace.Shape shape) =>
         Gemm.RunsOnOneThread(shape.Rows, shape.Features, shape.Width) && shape.MultiplyAdds >= SharedProjectionWork;
 
-    private static void CheckProjection(ReadOnlySpan<float> input, ReadOnlySpan<float> kernel, ReadOnlySpan<float> bias, AlignedBuffer output, AttentionWorkspace.Shape shape) =>
+    private static void CheckProjection(ReadOnlySpan<float> input, ReadOnlySpan<float> kernel, ReadOnlySpan<float> bias, Span<float> output, AttentionWorkspace.Shape shape) =>
         Gemm.CheckMultiply(input.Length, kernel.Length, output.Length, bias.Length, shape.Rows, shape.Features, shape.Width);
 
     /// <summary>
-    /// Multiply-adds of each input projection from which the three go to the two cores whole. One sequence of 64 tokens, 64
-    /// features, 4 heads of 16 (three of 262K): the transformer's predict at batch 1 took 5-8% less (0.915, 0.921 and 0.946
-    /// in three runs of 15 to 21 rounds, builds in turns). The Attention sample's projections of 196K (64 sequences of 12
-    /// tokens, 16 wide) lost instead: its Fit took longer in 7 of 10 alternations, by 2-11%.
+    /// Multiply-adds of each input projection from which the three go to the two cores, and of the output projection from
+    /// which it does. One sequence of 64 tokens, 64 features, 4 heads of 16 (four of 262K): the transformer's predict at
+    /// batch 1 took 5-8% less with the three input projections whole (0.915, 0.921 and 0.946 in three runs of 15 to 21
+    /// rounds, builds in turns); in halves, the output projection's too, 1.09x faster again (the median of 8 rounds, fresh
+    /// processes in turns; 0.83-1.49x). The Attention sample's projections of 196K (64 sequences of 12 tokens, 16 wide) lost
+    /// instead, shared whole: its Fit took longer in 7 of 10 alternations, by 2-11%.
     /// </summary>
     private const long SharedProjectionWork = 250_000;
 
-    /// <summary>One input projection, x·W + b (no bias where it is null), as pointers: for a part run on either core.</summary>
+    /// <summary>One projection, x·W + b (no bias where it is null), as pointers: for a part run on either core.</summary>
     private readonly unsafe struct Projection(float* input, float* kernel, float* bias, float* output, AttentionWorkspace.Shape shape)
     {
+        /// <summary>The whole product, which Gemm shares between the cores where it is large enough.</summary>
         [MethodImpl(Compiled.Driver)]
         public void Run()
         {
@@ -185,17 +197,68 @@ public static class Attention
             Gemm.Multiply(new ReadOnlySpan<float>(input, rows * features), new ReadOnlySpan<float>(kernel, features * width),
                 new Span<float>(output, rows * width), rows, features, width, bias == null ? default : new ReadOnlySpan<float>(bias, width));
         }
+
+        /// <summary>Parts a shared projection makes: two halves of its columns, or one where it is a tile wide or less.</summary>
+        public int Halves => FirstHalf(shape.Width) < shape.Width ? 2 : 1;
+
+        /// <summary>
+        /// Columns [0, <see cref="FirstHalf"/>) or the rest (<paramref name="half"/> 0 or 1) on this thread, or all of them for
+        /// a projection of one half: every output the same chain of multiply-adds as in the whole product, the same bits.
+        /// </summary>
+        [MethodImpl(Compiled.Driver)]
+        public void RunHalf(int half)
+        {
+            var (rows, features, width) = shape;
+            int first = half == 0 ? 0 : FirstHalf(width), columns = half == 0 ? FirstHalf(width) : width - first;
+            // The half's columns of W and of the output are views with the whole product's row stride.
+            Gemm.MultiplyViews(new ReadOnlySpan<float>(input, rows * features), features, 1,
+                new ReadOnlySpan<float>(kernel + first, features * width - first), width, 1,
+                new Span<float>(output + first, rows * width - first), width, rows, features, columns,
+                bias: bias == null ? default : new ReadOnlySpan<float>(bias + first, columns));
+        }
     }
 
-    /// <summary>The query, key and value projections of a forward pass: parts 0, 1 and 2.</summary>
-    private readonly struct Projections(Projection query, Projection key, Projection value)
+    /// <summary>
+    /// Columns of a projection's first half: half its width rounded up to whole tiles of AVX-512's micro-kernel (32 columns,
+    /// a multiple of the other paths' tiles), so only the projection's last tile may be partial; all of one 32 columns wide
+    /// or less.
+    /// </summary>
+    private static int FirstHalf(int width) => Math.Min(width, (width / 2 + HalfTile - 1) / HalfTile * HalfTile);
+
+    private const int HalfTile = 32;
+
+    /// <summary>
+    /// The query, key and value projections of a forward pass, or the output projection alone; shared, each in its halves
+    /// (<see cref="Projection.Halves"/>) in order, so three projections of 64 columns make six parts, three a core, where
+    /// whole ones made two and one.
+    /// </summary>
+    private readonly unsafe struct Projections(int count, Projection first, Projection second = default, Projection third = default)
     {
-        public readonly Projection Query = query, Key = key, Value = value;
+        private readonly Projection first = first, second = second, third = third;
 
-        public Projection this[int index] => index == 0 ? Query : index == 1 ? Key : Value;
+        private Projection this[int index] => index == 0 ? first : index == 1 ? second : third;
+
+        [MethodImpl(Compiled.Driver)]
+        public void Run(bool shared)
+        {
+            if (!shared)
+            {
+                for (int index = 0; index < count; index++) this[index].Run();
+                return;
+            }
+            int parts = 0;
+            for (int index = 0; index < count; index++) parts += this[index].Halves;
+            fixed (Projections* self = &this) Helper.For(parts, &RunPart, self);
+        }
+
+        private static void RunPart(void* state, int part, int worker)
+        {
+            ref readonly var projections = ref *(Projections*)state;
+            int index = 0;
+            for (; part >= projections[index].Halves; index++) part -= projections[index].Halves;
+            projections[index].RunHalf(part);
+        }
     }
-
-    private static unsafe void ProjectPart(void* state, int index, int worker) => (*(Projections*)state)[index].Run();
 
     /// <summary>
     /// Multiply-adds of a pass's (sample, head) pairs from which both cores share them: one sequence of 64 tokens through 4

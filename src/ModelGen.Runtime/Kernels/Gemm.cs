@@ -50,21 +50,22 @@ public static partial class Gemm
     }
 
     /// <summary>
-    /// C(m,n) = A·B (or C += A·B) where each operand is a strided view into a larger tensor: A's element (i, p) is at
+    /// C(m,n) = A·B (+ bias, or C += A·B) where each operand is a strided view into a larger tensor: A's element (i, p) is at
     /// <c>a[i·aRowStride + p·aColumnStride]</c>, B's (p, j) at <c>b[p·bRowStride + j·bColumnStride]</c>, C's row i starts at
     /// <c>c[i·ldc]</c>. A transpose is a view with the strides swapped. Runs on the calling thread alone: it is for products
     /// inside a job both cores already share (attention's (sample, head) pairs, whose heads are columns of the projections
-    /// and of the context), which then read and write the heads where they lie instead of copying them out and back.
+    /// and of the context, and the halves of its projections), which then read and write where the operands lie instead
+    /// of copying them out and back.
     /// </summary>
     [MethodImpl(Compiled.Driver)]
     internal static void MultiplyViews(ReadOnlySpan<float> a, int aRowStride, int aColumnStride, ReadOnlySpan<float> b, int bRowStride, int bColumnStride,
-        Span<float> c, int ldc, int m, int k, int n, bool accumulate = false)
+        Span<float> c, int ldc, int m, int k, int n, bool accumulate = false, ReadOnlySpan<float> bias = default)
     {
         Check(m > 0 && k > 0 && n > 0 && ldc >= n && Reaches(a.Length, m, aRowStride, k, aColumnStride) && Reaches(b.Length, k, bRowStride, n, bColumnStride)
-            && Reaches(c.Length, m, ldc, n, 1), m, k, n);
+            && Reaches(c.Length, m, ldc, n, 1) && (bias.IsEmpty || bias.Length >= n), m, k, n);
         var av = new Matrix(a, aRowStride, aColumnStride);
         var bv = new Matrix(b, bRowStride, bColumnStride);
-        var epilogue = new Epilogue(default, false, accumulate);
+        var epilogue = new Epilogue(bias, false, accumulate);
         switch (Simd.Current)
         {
             case SimdPath.Avx512: RunRows<Lanes512, Vector512<float>>(av, bv, c, m, k, n, epilogue, ldc); break;

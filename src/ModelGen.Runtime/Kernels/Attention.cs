@@ -161,8 +161,8 @@ public static class Attention
     }
 
     /// <summary>
-    /// Whether a forward pass hands its three input projections to the two cores in slices of columns: each too small for
-    /// Gemm to share, yet of at least <see cref="SharedProjectionWork"/>.
+    /// Whether a forward pass hands its three input projections to the two cores in halves of their columns: each too small
+    /// for Gemm to share, yet of at least <see cref="SharedProjectionWork"/>.
     /// </summary>
     internal static bool SharesProjections(AttentionWorkspace work, int batch) =>
         IsSharedProjection(work.QueryProjection(batch)) && IsSharedProjection(work.KeyProjection(batch)) && IsSharedProjection(work.ValueProjection(batch));

@@ -154,12 +154,14 @@ public static partial class Gemm
     private const long ParallelWork = 1_000_000;
 
     /// <summary>
-    /// Multiply-adds from which a product against B packed ahead (a dense kernel of an inference copy, <see cref="Pack"/>) is
-    /// cut into parts: those panels never change, so each core keeps what it reads of them in its cache call after call, and
-    /// only A's rows and C's cross between the cores, where a product in a training step moves B too. The transformer's
-    /// feed-forward pair at batch 1 (64x64x128 and 64x128x64, 524K each), its predict in fresh processes in turns, 3 rounds:
-    /// 0.0535-0.0556 -> 0.0482-0.0494 ms. At 100K (the 32-wide MLP of the scaling curve at batch 128, 131K) it lost in two
-    /// rounds of three (8.5 -> 10.7 and 12.9 us).
+    /// Multiply-adds from which a product against B packed ahead is cut into parts: a dense kernel of an inference copy
+    /// (<see cref="Pack"/>), or a recurrent kernel packed once for a pass's steps. Those panels do not change between the
+    /// products that read them, so each core keeps what it reads of them in its cache, and only A's rows and C's cross
+    /// between the cores, where a product in a training step moves B too. The transformer's feed-forward pair at batch 1
+    /// (64x64x128 and 64x128x64, 524K each), its predict in fresh processes in turns, 3 rounds: 0.0535-0.0556 -> 0.0482-0.0494
+    /// ms. At 100K (the 32-wide MLP of the scaling curve at batch 128, 131K) it lost in two rounds of three (8.5 -> 10.7 and
+    /// 12.9 us). Of the compare workloads' recurrent steps only the BiLSTM's at batch 32 fall in between (32x64x256), while
+    /// the helper runs the other direction, so the caller runs all their parts (its training step 1.002 and 0.999x).
     /// </summary>
     private const long PackedParallelWork = 500_000;
 

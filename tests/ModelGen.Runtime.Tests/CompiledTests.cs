@@ -57,7 +57,7 @@ public class CompiledTests
         "Helper.Post", "LayerNorm.Backward", "LayerNorm.Forward", "MaxRanges.Run", "Merges.Combine", "Merges.Pass", "PatchProduct.Run",
         "PatchRows.Fill", "Plane.For", "PooledRanges.Run", "Pooling.AverageForward", "Pooling.MaxBackward", "Pooling.MaxBackwardSamples", "Pooling.MaxForward",
         "Projection.Run", "Projection.RunHalf", "Projections.Run", "Recurrent.BackwardDirection", "Recurrent.BackwardSteps",
-        "Recurrent.ForwardDirection", "Recurrent.ForwardSteps",
+        "Recurrent.ForwardDirection", "Recurrent.ForwardSteps", "Simd.RunRanges",
         "Recurrent.GruStep", "Recurrent.LstmStep", "Recurrent.LstmStepBackward", "Recurrent.ToTimeMajor", "RepackedPanels.Pack",
         "VectorMath.Apply", "Window.InsideCells",
     };

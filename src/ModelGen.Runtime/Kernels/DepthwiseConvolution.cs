@@ -78,23 +78,15 @@ public static class DepthwiseConvolution
     }
 
     /// <summary>Forward over output rows (of the whole batch).</summary>
-    private readonly unsafe struct ForwardRows(Operands operands, float* bias, bool relu) : IRanges
+    private readonly unsafe struct ForwardRows(Operands operands, float* bias, bool relu) : IVectorRanges
     {
         private readonly Operands operands = operands;
 
         [MethodImpl(Compiled.Driver)]
-        public void Run(int first, int count)
-        {
-            switch (Simd.Current)
-            {
-                case SimdPath.Avx512: Run<Lanes512, Vector512<float>>(first, count); break;
-                case SimdPath.Avx2: Run<Lanes256, Vector256<float>>(first, count); break;
-                default: Run<Lanes128, Vector128<float>>(first, count); break;
-            }
-        }
+        public void Run(int first, int count) => Simd.RunRanges(this, first, count);
 
         [MethodImpl(Compiled.Driver)]
-        private void Run<TLanes, TVector>(int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct
+        public void Run<TLanes, TVector>(int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct
         {
             float* spread = stackalloc float[TLanes.Count];
             if (operands.Multiplier == 1) OverPositions(operands.Window, first, count, operands.Width, TLanes.Count, new Sums<TLanes, TVector, Yes>(operands, bias, relu, spread));

@@ -309,6 +309,15 @@ internal interface IRanges
 }
 
 /// <summary>
+/// Ranges whose kernel is generic over the SIMD width: their <see cref="IRanges.Run"/> is <c>Simd.RunRanges(this, first,
+/// count)</c>, which runs <see cref="Run{TLanes, TVector}"/> on the path the kernels use now.
+/// </summary>
+internal interface IVectorRanges : IRanges
+{
+    void Run<TLanes, TVector>(int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct;
+}
+
+/// <summary>
 /// Items [0, count) claimed one at a time from either end: the caller takes from the front, the helper from the back, so each
 /// core gets the same items call after call (and keeps their data in its cache) until the two meet.
 /// </summary>

@@ -285,4 +285,16 @@ public static class Simd
 
     /// <summary>Whether <paramref name="path"/> is accelerated here (a slower path always works).</summary>
     public static bool IsSupported(SimdPath path) => path <= Best;
+
+    /// <summary>Items [first, first + count) of <paramref name="work"/>, on <see cref="Current"/>'s path.</summary>
+    [MethodImpl(Compiled.Driver)]
+    internal static void RunRanges<TWork>(TWork work, int first, int count) where TWork : struct, IVectorRanges
+    {
+        switch (Current)
+        {
+            case SimdPath.Avx512: work.Run<Lanes512, Vector512<float>>(first, count); break;
+            case SimdPath.Avx2: work.Run<Lanes256, Vector256<float>>(first, count); break;
+            default: work.Run<Lanes128, Vector128<float>>(first, count); break;
+        }
+    }
 }

@@ -275,21 +275,16 @@ public static class BatchNorm
     /// Blocks of rows summed in float, each column's values in row order, into the block's row of partial sums (and, for a
     /// term that reads a factor, a second table of them after the first).
     /// </summary>
-    private readonly unsafe struct BlockSums<TTerm>(float* x, float* shift, float* factor, float* partials, int rows, int channels, int blocks) : IRanges
+    private readonly unsafe struct BlockSums<TTerm>(float* x, float* shift, float* factor, float* partials, int rows, int channels, int blocks) : IVectorRanges
         where TTerm : struct, IColumnTerm
     {
         public readonly float* X = x, Shift = shift, Factor = factor, Partials = partials;
         public readonly int Rows = rows, Channels = channels, Blocks = blocks;
 
-        public void Run(int first, int count)
-        {
-            switch (Simd.Current)
-            {
-                case SimdPath.Avx512: SumBlocks<Lanes512, Vector512<float>, TTerm>(this, first, count); break;
-                case SimdPath.Avx2: SumBlocks<Lanes256, Vector256<float>, TTerm>(this, first, count); break;
-                default: SumBlocks<Lanes128, Vector128<float>, TTerm>(this, first, count); break;
-            }
-        }
+        public void Run(int first, int count) => Simd.RunRanges(this, first, count);
+
+        public void Run<TLanes, TVector>(int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct =>
+            SumBlocks<TLanes, TVector, TTerm>(this, first, count);
     }
 
     /// <summary>
@@ -401,21 +396,16 @@ public static class LayerNorm
     }
 
     /// <summary>The forward pass's operands, runnable a range of rows at a time on either thread; a null mean (and inverse) keeps no statistics.</summary>
-    private readonly unsafe struct ForwardPass(float* x, float* y, float* gamma, float* beta, float* mean, float* inverseStd, int columns, float epsilon) : IRanges
+    private readonly unsafe struct ForwardPass(float* x, float* y, float* gamma, float* beta, float* mean, float* inverseStd, int columns, float epsilon) : IVectorRanges
     {
         public readonly float* X = x, Y = y, Gamma = gamma, Beta = beta, Mean = mean, InverseStd = inverseStd;
         public readonly int Columns = columns;
         public readonly float Epsilon = epsilon;
 
-        public void Run(int first, int count)
-        {
-            switch (Simd.Current)
-            {
-                case SimdPath.Avx512: ForwardRows<Lanes512, Vector512<float>>(this, first, count); break;
-                case SimdPath.Avx2: ForwardRows<Lanes256, Vector256<float>>(this, first, count); break;
-                default: ForwardRows<Lanes128, Vector128<float>>(this, first, count); break;
-            }
-        }
+        public void Run(int first, int count) => Simd.RunRanges(this, first, count);
+
+        public void Run<TLanes, TVector>(int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct =>
+            ForwardRows<TLanes, TVector>(this, first, count);
     }
 
     /// <summary>
@@ -453,21 +443,16 @@ public static class LayerNorm
 
     /// <summary>The backward pass's operands, its input gradient runnable a range of rows at a time on either thread.</summary>
     private readonly unsafe struct BackwardPass(float* dy, float* x, float* gamma, float* mean, float* inverseStd, float* dx, float* dGamma, float* dBeta,
-        int columns, bool accumulateInput) : IRanges
+        int columns, bool accumulateInput) : IVectorRanges
     {
         public readonly float* Dy = dy, X = x, Gamma = gamma, Mean = mean, InverseStd = inverseStd, Dx = dx, DGamma = dGamma, DBeta = dBeta;
         public readonly int Columns = columns;
         public readonly bool AccumulateInput = accumulateInput;
 
-        public void Run(int first, int count)
-        {
-            switch (Simd.Current)
-            {
-                case SimdPath.Avx512: BackwardRows<Lanes512, Vector512<float>>(this, first, count); break;
-                case SimdPath.Avx2: BackwardRows<Lanes256, Vector256<float>>(this, first, count); break;
-                default: BackwardRows<Lanes128, Vector128<float>>(this, first, count); break;
-            }
-        }
+        public void Run(int first, int count) => Simd.RunRanges(this, first, count);
+
+        public void Run<TLanes, TVector>(int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct =>
+            BackwardRows<TLanes, TVector>(this, first, count);
     }
 
     /// <summary>

@@ -228,20 +228,15 @@ public static class Pooling
     }
 
     /// <summary>Output rows [first, first + count) of <see cref="AverageForward"/>, counted over the whole batch.</summary>
-    private readonly unsafe struct AverageRows(float* images, float* averages, Window window) : IRanges
+    private readonly unsafe struct AverageRows(float* images, float* averages, Window window) : IVectorRanges
     {
         public readonly float* Images = images, Averages = averages;
         public readonly Window Window = window;
 
-        public void Run(int first, int count)
-        {
-            switch (Simd.Current)
-            {
-                case SimdPath.Avx512: Average<Lanes512, Vector512<float>>(this, first, count); break;
-                case SimdPath.Avx2: Average<Lanes256, Vector256<float>>(this, first, count); break;
-                default: Average<Lanes128, Vector128<float>>(this, first, count); break;
-            }
-        }
+        public void Run(int first, int count) => Simd.RunRanges(this, first, count);
+
+        public void Run<TLanes, TVector>(int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct =>
+            Average<TLanes, TVector>(this, first, count);
     }
 
     /// <summary>

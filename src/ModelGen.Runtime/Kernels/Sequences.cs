@@ -220,21 +220,16 @@ public static class SequencePooling
     /// steps under a mask, or the table rows ids name), as a type, so each use compiles to its own loop without a branch per
     /// step (a per-step test of which kind cost the bag of words' predict 5%).
     /// </summary>
-    internal readonly unsafe struct Means<TSteps>(TSteps rows, float* output, int steps, int features) : IRanges where TSteps : unmanaged, IStepRows
+    internal readonly unsafe struct Means<TSteps>(TSteps rows, float* output, int steps, int features) : IVectorRanges where TSteps : unmanaged, IStepRows
     {
         public readonly TSteps Rows = rows;
         public readonly float* Output = output;
         public readonly int Steps = steps, Features = features;
 
-        public void Run(int first, int count)
-        {
-            switch (Simd.Current)
-            {
-                case SimdPath.Avx512: SumSamples<Lanes512, Vector512<float>, TSteps>(this, first, count); break;
-                case SimdPath.Avx2: SumSamples<Lanes256, Vector256<float>, TSteps>(this, first, count); break;
-                default: SumSamples<Lanes128, Vector128<float>, TSteps>(this, first, count); break;
-            }
-        }
+        public void Run(int first, int count) => Simd.RunRanges(this, first, count);
+
+        public void Run<TLanes, TVector>(int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct =>
+            SumSamples<TLanes, TVector, TSteps>(this, first, count);
     }
 
     /// <summary>The samples of <see cref="Means{TSteps}"/>, each the mean of its own steps (<see cref="MeanOfRows"/>).</summary>

@@ -260,6 +260,30 @@ public partial class RowBiLstm
 }
 
 /// <summary>
+/// The convolutional autoencoder of the Keras blog's "Building Autoencoders in Keras" (the peer's "autoencoder"): 28x28
+/// digits encoded to 4x4x8 by three 'same' convolutions and poolings, decoded by convolutions and UpSampling2D back to a
+/// sigmoid image, trained with binary cross-entropy against its input.
+/// </summary>
+[Sequential(Loss = Loss.BinaryCrossentropy)]
+public partial class ConvAutoencoder
+{
+    [Input(28, 28, 1)] Input image;
+    [Conv2D(16, 3, Activation.Relu, Padding = Padding.Same)] Conv2D encode1;
+    [MaxPooling2D(2, Padding = Padding.Same)] MaxPooling2D pool1;
+    [Conv2D(8, 3, Activation.Relu, Padding = Padding.Same)] Conv2D encode2;
+    [MaxPooling2D(2, Padding = Padding.Same)] MaxPooling2D pool2;
+    [Conv2D(8, 3, Activation.Relu, Padding = Padding.Same)] Conv2D encode3;
+    [MaxPooling2D(2, Padding = Padding.Same)] MaxPooling2D code;
+    [Conv2D(8, 3, Activation.Relu, Padding = Padding.Same)] Conv2D decode1;
+    [UpSampling2D(2)] UpSampling2D up1;
+    [Conv2D(8, 3, Activation.Relu, Padding = Padding.Same)] Conv2D decode2;
+    [UpSampling2D(2)] UpSampling2D up2;
+    [Conv2D(16, 3, Activation.Relu)] Conv2D decode3;
+    [UpSampling2D(2)] UpSampling2D up3;
+    [Conv2D(1, 3, Activation.Sigmoid, Padding = Padding.Same)] Conv2D decoded;
+}
+
+/// <summary>
 /// A wide LSTM over long sequences (the peer's "wide lstm"): 100 steps of 32 features, 256 units, whose recurrent kernel (1 MB)
 /// outgrows a core's L2; its last state classified.
 /// </summary>

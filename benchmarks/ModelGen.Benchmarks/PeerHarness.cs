@@ -32,10 +32,11 @@ public static class PeerHarness
             var copy = model.ForInference();
             return () => copy.Predict(x, y);
         }
-        Action Train(IModel model, int inputs, int batch, Func<int, float[]>? make = null)
+        // An autoencoder (reconstructs) is trained against its inputs, a classifier against labels.
+        Action Train(IModel model, int inputs, int batch, Func<int, float[]>? make = null, bool reconstructs = false)
         {
             var x = (make ?? Values)(batch * inputs);
-            var y = Labels(batch);
+            var y = reconstructs ? x : Labels(batch);
             var optimizer = new Adam(1e-3f);
             return () => model.TrainStep(x, y, optimizer);
         }
@@ -65,6 +66,9 @@ public static class PeerHarness
         foreach (int batch in new[] { 1, 32 })
             yield return ($"results/mobilenet predict b{batch}", () => Predict(new MobileBlock(maxBatchSize: batch, seed: 0), 32 * 32 * 3, batch));
         yield return ("results/mobilenet train step b32", () => Train(new MobileBlock(maxBatchSize: 32, seed: 0), 32 * 32 * 3, 32));
+        // UpSampling2D and 'same' max pooling, as the Keras blog's convolutional autoencoder, at its batch of 128.
+        yield return ("results/autoencoder predict b1", () => Predict(new ConvAutoencoder(maxBatchSize: 1, seed: 0), 784, 1));
+        yield return ("results/autoencoder train step b128", () => Train(new ConvAutoencoder(maxBatchSize: 128, seed: 0), 784, 128, reconstructs: true));
         // Batch 1: one sequence served alone, where every step is a product of one row.
         foreach (int batch in new[] { 1, 32 })
             yield return ($"results/lstm predict b{batch}", () => Predict(new RowLstm(maxBatchSize: batch, seed: 0), 28 * 28, batch));

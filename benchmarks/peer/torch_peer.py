@@ -56,22 +56,22 @@ def workloads(threads):
         return nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Dropout(0.3), nn.Linear(256, 128), nn.ReLU(),
                              nn.Dropout(0.3), nn.Linear(128, 10))
 
-    def inference(model, x, traced=True):
-        """Eager, traced and frozen+optimized variants of softmax(model(x)); built under no_grad."""
-        variants = [lambda: torch.softmax(model(x), -1)]
+    def inference(model, x, traced=True, head=lambda y: torch.softmax(y, -1)):
+        """Eager, traced and frozen+optimized variants of head(model(x)) (a classifier's softmax); built under no_grad."""
+        variants = [lambda: head(model(x))]
         if traced:
             traced_model = torch.jit.trace(model, x)
-            variants.append(lambda: torch.softmax(traced_model(x), -1))
+            variants.append(lambda: head(traced_model(x)))
         frozen = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(model, x)))
-        variants.append(lambda: torch.softmax(frozen(x), -1))
+        variants.append(lambda: head(frozen(x)))
         return variants
 
-    def training(model, x, y):
+    def training(model, x, y, loss=F.cross_entropy):
         opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7, foreach=True)
 
         def step():
             opt.zero_grad(set_to_none=True)
-            F.cross_entropy(model(x), y).backward()
+            loss(model(x), y).backward()
             opt.step()
         return [step]
 
@@ -89,19 +89,37 @@ def workloads(threads):
         return nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
                              nn.Flatten(), nn.Linear(64 * 5 * 5, 128), nn.ReLU(), nn.Linear(128, 10))
 
-    def image_inference(make, shape):
-        """Inference variants of a convolutional model in both memory layouts (NCHW and channels-last)."""
+    def image_inference(make, shape, classifies=True):
+        """Inference variants of a convolutional model in both memory layouts (NCHW and channels-last); an autoencoder's
+        (not classifies) output is its image, with no softmax."""
         variants = []
         for layout in (torch.contiguous_format, torch.channels_last):
-            variants += inference(make().eval().to(memory_format=layout), torch.rand(*shape).to(memory_format=layout), traced=False)
+            head = (lambda y: torch.softmax(y, -1)) if classifies else (lambda y: y)
+            variants += inference(make().eval().to(memory_format=layout), torch.rand(*shape).to(memory_format=layout), traced=False, head=head)
         return variants
 
-    def image_training(make, shape):
-        """Training steps of a convolutional model in both memory layouts."""
+    def image_training(make, shape, classifies=True):
+        """Training steps of a convolutional model in both memory layouts: a classifier against labels, an autoencoder
+        against its input (binary cross-entropy on its sigmoid image)."""
         variants = []
         for layout in (torch.contiguous_format, torch.channels_last):
-            variants += training(make().train().to(memory_format=layout), torch.rand(*shape).to(memory_format=layout), torch.randint(0, 10, (shape[0],)))
+            x = torch.rand(*shape).to(memory_format=layout)
+            if classifies:
+                variants += training(make().train().to(memory_format=layout), x, torch.randint(0, 10, (shape[0],)))
+            else:
+                variants += training(make().train().to(memory_format=layout), x, x, loss=F.binary_cross_entropy)
         return variants
+
+    # The Keras blog's convolutional autoencoder (ModelGen's ConvAutoencoder): 'same' pooling is ceil_mode (7 -> 4), UpSampling2D
+    # nearest.
+    def autoencoder():
+        def encode(inputs, filters):
+            return [nn.Conv2d(inputs, filters, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True)]
+
+        def decode(inputs, filters, padding=1):
+            return [nn.Conv2d(inputs, filters, 3, padding=padding), nn.ReLU(), nn.Upsample(scale_factor=2, mode="nearest")]
+        return nn.Sequential(*encode(1, 16), *encode(16, 8), *encode(8, 8), *decode(8, 8), *decode(8, 8), *decode(8, 16, padding=0),
+                             nn.Conv2d(16, 1, 3, padding=1), nn.Sigmoid())
 
     # A MobileNet-style block (ModelGen's MobileBlock): a strided stem, two depthwise-separable pairs, batch normalization
     # (Keras' epsilon), global average pooling, Dense 10.
@@ -185,6 +203,8 @@ def workloads(threads):
     for batch in (1, 32):
         table[f"results/mobilenet predict b{batch}"] = (lambda batch=batch: image_inference(mobilenet, (batch, 3, 32, 32)), False, None)
     table["results/mobilenet train step b32"] = (lambda: image_training(mobilenet, (32, 3, 32, 32)), True, None)
+    table["results/autoencoder predict b1"] = (lambda: image_inference(autoencoder, (1, 1, 28, 28), classifies=False), False, None)
+    table["results/autoencoder train step b128"] = (lambda: image_training(autoencoder, (128, 1, 28, 28), classifies=False), True, min(11, SAMPLES))
     for name, layer in (("lstm", nn.LSTM), ("gru", nn.GRU)):
         for batch in (1, 32):
             table[f"results/{name} predict b{batch}"] = (lambda layer=layer, batch=batch: inference(RowRecurrent(layer).eval(), torch.rand(batch, 28, 28)), False, None)

@@ -108,6 +108,49 @@ public class ConvolutionTests
         }
     }
 
+    public static TheoryData<int, int, int, int, int, bool, int, int> FewValueChannels() => new()
+    {
+        // height, width, channels, kernel, stride, same, dilation, value channels
+        { 28, 28, 16, 3, 1, true, 1, 1 },   // the autoencoder's last layer: a whole vector of channels, one value channel
+        { 9, 8, 5, 3, 2, true, 1, 2 },      // strided: pixels that fewer cells read; channels fewer than a vector
+        { 11, 10, 20, 3, 1, false, 2, 3 },  // dilated, a vector of channels and a part
+        { 6, 7, 3, 2, 1, true, 1, 4 },      // 'same' padding only at the bottom and right
+    };
+
+    /// <summary>
+    /// Values of a few channels (the input gradient of a Conv2D with a few filters) are transposed without patches, each
+    /// patch-gradient cell computed where col2im reads it: the bits of the product values · kernelᵀ followed by col2im, on
+    /// every SIMD path and thread count, written over the image or added to it.
+    /// </summary>
+    [Theory, MemberData(nameof(FewValueChannels))]
+    public void Few_value_channels_are_transposed_in_place_with_the_bits_of_the_patches(int height, int width, int channels, int kernel, int stride, bool same, int dilation, int valueChannels)
+    {
+        const int batch = 3;
+        var window = new Window(height, width, channels, kernel, kernel, stride, stride, same, dilation);
+        var values = Random(batch * window.Positions * valueChannels, 11);
+        var weights = Random(window.PatchSize * valueChannels, 12);
+        var start = Random(batch * height * width * channels, 13);
+        foreach (var path in Enum.GetValues<SimdPath>())
+        {
+            using var _ = KernelSettings.OnSimd(path);
+            var patches = new float[batch * window.Positions * window.PatchSize];
+            Gemm.MultiplyTransposedB(values, weights, patches, batch * window.Positions, valueChannels, window.PatchSize);
+            foreach (bool accumulate in new[] { false, true })
+            {
+                var expected = (float[])start.Clone();
+                Convolution.Col2Im(patches, expected, window, batch, accumulate);
+                foreach (int threads in new[] { 1, 2 })
+                {
+                    var image = (float[])start.Clone();
+                    KernelSettings.OnThreads(threads, () => Convolution.Transposed(values, weights, default, image, window, valueChannels, batch, accumulate));
+                    for (int i = 0; i < image.Length; i++)
+                        Assert.True(BitConverter.SingleToInt32Bits(expected[i]) == BitConverter.SingleToInt32Bits(image[i]),
+                            $"{path}, {threads} threads, accumulate {accumulate}: pixel value {i} is {image[i]}, the patches give {expected[i]}");
+                }
+            }
+        }
+    }
+
     [Fact]
     public void Transposed_convolution_matches_its_definition_across_chunks()
     {
@@ -157,10 +200,15 @@ public class ConvolutionTests
         { 8, 8, 32, 1, 1, 1, false, 1, 40, 3 },    // pointwise: a range's rows are one run of pixels, whose last pass alone moves back
         { 3, 3, 4, 1, 1, 1, true, 1, 8, 1 },       // pointwise, runs that may be shorter than a pass
         { 10, 17, 2, 2, 3, 1, false, 1, 17, 2 },
+        // Few filters against deeper patches: output pixels in the lanes, over planes of the rows (Convolution.Planar.cs).
+        { 28, 28, 16, 3, 3, 1, true, 1, 1, 3 },    // the autoencoder's last layer: rows of a vector and a part, parts on both cores
+        { 7, 5, 8, 3, 3, 1, true, 1, 3, 2 },       // rows narrower than a vector (stores masked), three filters' outputs spread
+        { 13, 22, 5, 3, 3, 1, false, 2, 4, 2 },    // dilated, four filters, a row's last vector overlapping the one before
+        { 9, 11, 9, 2, 2, 1, true, 1, 2, 2 },      // 'same' padding only at the bottom and right
     };
 
     /// <summary>
-    /// Small windows are convolved directly: each output must be exactly the chain of fused multiply-adds over its window in
+    /// Small windows are convolved directly, and windows against a few filters with pixels in the lanes (planar): each output must be exactly the chain of fused multiply-adds over its window in
     /// patch order (padding read as zero), plus bias, then ReLU — which is also what im2col + GEMM computes, so the result
     /// equals that path bit for bit, whichever rows the two cores took. With keepPatches the patches are filled as im2col
     /// fills them.

@@ -32,15 +32,17 @@ public static partial class Convolution
     private const int DirectPixels = 6;
 
     /// <summary>
-    /// Conv2D forward: output (batch, positions, filters) = patches · kernel + bias, ReLU optional, through im2col + GEMM or
-    /// directly (<see cref="IsDirect"/>). <paramref name="patches"/> is filled only when <paramref name="keepPatches"/> (training:
-    /// the kernel gradient reads them); otherwise im2col builds its patch rows in a scratch of the thread that multiplies them.
+    /// Conv2D forward: output (batch, positions, filters) = patches · kernel + bias, ReLU optional, through im2col + GEMM,
+    /// directly (<see cref="IsDirect"/>) or with pixels in the lanes (<see cref="IsPlanar"/>). <paramref name="patches"/> is
+    /// filled only when <paramref name="keepPatches"/> (training: the kernel gradient reads them); otherwise im2col builds its
+    /// patch rows in a scratch of the thread that multiplies them.
     /// </summary>
     [MethodImpl(Compiled.Driver)]
     public static unsafe void Forward(ReadOnlySpan<float> input, Span<float> patches, ReadOnlySpan<float> kernel, Span<float> output,
         in Window window, int filters, int batch, ReadOnlySpan<float> bias = default, bool relu = false, bool keepPatches = true)
     {
-        if (!IsDirect(window, filters, keepPatches))
+        bool planar = IsPlanar(window, filters);
+        if (!planar && !IsDirect(window, filters, keepPatches))
         {
             ForwardThroughPatches(input, patches, kernel, output, window, filters, batch, bias, relu, keepPatches);
             return;
@@ -48,11 +50,19 @@ public static partial class Convolution
         if (keepPatches) Im2Col(input, patches, window, batch);
         int imageFloats = window.Height * window.Width * window.Channels, outputFloats = window.Positions * filters;
         Require(input.Length >= batch * imageFloats && kernel.Length >= window.PatchSize * filters && output.Length >= batch * outputFloats
-            && (bias.IsEmpty || bias.Length >= filters), "Direct convolution", window, batch);
+            && (bias.IsEmpty || bias.Length >= filters), planar ? "Planar convolution" : "Direct convolution", window, batch);
         fixed (float* x = input, k = kernel, b = bias, y = output)
         {
-            var work = new DirectRanges(x, k, bias.IsEmpty ? null : b, y, window, filters, relu);
-            ForOutputRows(ref work, window, batch, imageFloats + outputFloats);
+            if (planar)
+            {
+                var work = new PlanarRanges(x, k, bias.IsEmpty ? null : b, y, window, filters, relu);
+                ForOutputRows(ref work, window, batch, imageFloats + outputFloats);
+            }
+            else
+            {
+                var work = new DirectRanges(x, k, bias.IsEmpty ? null : b, y, window, filters, relu);
+                ForOutputRows(ref work, window, batch, imageFloats + outputFloats);
+            }
         }
     }
 

@@ -94,8 +94,9 @@ public readonly record struct Window
 /// (positions x kh·kw·cin, zeros where the window hangs over the padding), so the convolution is one product with
 /// the Keras-layout kernel (kh, kw, cin, cout) and the result is already NHWC; windows of a few floats, and deeper ones
 /// at inference, are convolved directly instead (Convolution.Direct.cs), with the same arithmetic; at inference a 2x2 max
-/// pooling after them is taken in the same pass (Convolution.Pooled.cs). The backward pass sums patch gradients back onto
-/// the pixels they came from (col2im).
+/// pooling after them is taken in the same pass (Convolution.Pooled.cs); a few filters, with output pixels in the lanes
+/// (Convolution.FewFilters.cs). The backward pass sums patch gradients back onto the pixels they came from (col2im), or
+/// for a few filters computes each where col2im reads it.
 /// </summary>
 public static partial class Convolution
 {
@@ -323,6 +324,11 @@ public static partial class Convolution
         int imageFloats = batch * window.Height * window.Width * window.Channels;
         Require(values.Length >= batch * window.Positions * valueChannels && kernel.Length >= window.PatchSize * valueChannels
             && image.Length >= imageFloats, "Transposed convolution", window, batch);
+        if (TransposesInPlace(window, valueChannels))
+        {
+            TransposedInPlace(values, kernel, image, window, valueChannels, batch, accumulate);
+            return;
+        }
         if (window.IsPointwise && !accumulate && !scattered)
         {
             // Each patch is one pixel: the patch gradients are the image's, with nothing to sum, so the product writes them

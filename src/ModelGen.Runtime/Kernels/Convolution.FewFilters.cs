@@ -1,0 +1,290 @@
+using System;
+using System.Runtime.CompilerServices;
+
+namespace ModelGen.Kernels;
+
+// Conv2D against a few filters (an autoencoder's last layer: 16 channels to one image), where the other paths spend most
+// of their time copying: they put filters in the lanes, where one filter leaves 15 of 16 idle, or copy every window into a
+// patch row (144 floats for each output of a 3x3 window over 16 channels) for a product one column wide, and the input
+// gradient writes a patch row per position to sum it back. Here the forward pass first lays the rows a range reads out
+// channel by channel with their zero padding (planes), so at each patch entry consecutive output pixels of a row read
+// consecutive floats, one vector load; and the input gradient computes each patch-gradient cell where col2im would read it.
+// Every output keeps the bits of the other paths: the forward chain of fused multiply-adds over the window in patch order,
+// plus bias, then ReLU; the input gradient's cells (a chain over the filters) summed in col2im's order.
+public static partial class Convolution
+{
+    /// <summary>
+    /// The most filters convolved with pixels in the lanes (each filter reads the planes again), and the most value channels
+    /// transposed in place (each patch-gradient cell a chain that long).
+    /// </summary>
+    private const int FewFilters = 4;
+
+    /// <summary>
+    /// Whether a window is convolved with pixels in the lanes: few filters, a row's windows one pixel apart (stride 1 across),
+    /// patches too deep for the direct kernel's small-window route.
+    /// </summary>
+    private static bool IsPlanar(in Window window, int filters) =>
+        filters <= FewFilters && window.StrideWidth == 1 && window.PatchSize > DirectPatch;
+
+    /// <summary>Output pixels a pass computes at once, a vector of a row each: independent chains that keep the FMA units busy.</summary>
+    private const int PlanarTiles = 8;
+
+    /// <summary>This thread's planes (<see cref="Planar{TLanes, TVector}"/>).</summary>
+    [ThreadStatic] private static AlignedBuffer? planes;
+
+    /// <summary>The planar convolution over a range of output rows, counted over the whole batch.</summary>
+    private readonly unsafe struct PlanarRanges(float* input, float* kernel, float* bias, float* output, Window window, int filters, bool relu) : IVectorRanges
+    {
+        public readonly float* Input = input, Kernel = kernel, Bias = bias, Output = output;
+        public readonly Window Window = window;
+        public readonly int Filters = filters;
+        public readonly bool Relu = relu;
+
+        public void Run(int first, int count) => Simd.RunRanges(this, first, count);
+
+        public void Run<TLanes, TVector>(int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct =>
+            Planar<TLanes, TVector>(this, first, count);
+    }
+
+    /// <summary>
+    /// Output rows [first, first + count) over the batch, a sample's part at a time: the rows its windows span laid out as
+    /// planes (rows of <c>Max(output width, lanes) + span - 1</c> floats, so a row's last vector never reads past them), then
+    /// the output rows' vectors of pixels <see cref="PlanarTiles"/> at a time for each filter. A row's last vector ends at its
+    /// last pixel, redoing a few of the one before (the same chains, the same bits).
+    /// </summary>
+    [MethodImpl(Compiled.Kernel)]
+    private static unsafe void Planar<TLanes, TVector>(in PlanarRanges work, int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        var window = work.Window;
+        int lanes = TLanes.Count, channels = window.Channels, patch = window.PatchSize, filters = work.Filters;
+        int outputWidth = window.OutputWidth, rowFloats = Math.Max(outputWidth, lanes) + window.SpanWidth - 1;
+        int vectorsPerRow = (outputWidth + lanes - 1) / lanes, stored = Math.Min(outputWidth, lanes);
+        using var offsetScratch = Scratch<int>.RentUncleared(patch);
+        float** tiles = stackalloc float*[PlanarTiles];
+        long* pixels = stackalloc long[PlanarTiles];
+        float* spread = stackalloc float[lanes];
+        fixed (int* offsets = offsetScratch.Span)
+        {
+            for (int row = first, end = first + count; row < end;)
+            {
+                int sample = row / window.OutputHeight, top = row - sample * window.OutputHeight;
+                int bottom = Math.Min(window.OutputHeight, top + end - row);
+                int firstRow = top * window.StrideHeight - window.PadTop, rows = (bottom - 1 - top) * window.StrideHeight + window.SpanHeight;
+                int planeFloats = rows * rowFloats;
+                float* laidOut = LayOut(work.Input + (long)sample * window.Height * window.Width * channels, window, firstRow, rows, rowFloats);
+                for (int ky = 0, p = 0; ky < window.KernelHeight; ky++)
+                    for (int kx = 0; kx < window.KernelWidth; kx++)
+                        for (int c = 0; c < channels; c++, p++)
+                            offsets[p] = c * planeFloats + ky * window.Dilation * rowFloats + kx * window.Dilation;
+
+                int vectors = (bottom - top) * vectorsPerRow;
+                for (int f = 0; f < filters; f++)
+                {
+                    for (int next = 0; next < vectors; next += PlanarTiles)
+                    {
+                        // The last pass repeats its last vector in the tiles it has no vector for (the same chain, stored twice).
+                        for (int t = 0; t < PlanarTiles; t++)
+                        {
+                            int vector = Math.Min(next + t, vectors - 1), oy = top + vector / vectorsPerRow;
+                            int ox = Math.Max(0, Math.Min(vector % vectorsPerRow * lanes, outputWidth - lanes));
+                            tiles[t] = laidOut + (long)(oy - top) * window.StrideHeight * rowFloats + ox;
+                            pixels[t] = (long)(sample * window.OutputHeight + oy) * outputWidth + ox;
+                        }
+                        PlanarPass<TLanes, TVector>(tiles, offsets, patch, work.Kernel + f, filters, work.Bias is null ? null : work.Bias + f,
+                            work.Relu, work.Output + f, pixels, stored, spread);
+                    }
+                }
+                row += bottom - top;
+            }
+        }
+    }
+
+    /// <summary>
+    /// This thread's planes of image rows [<paramref name="firstRow"/>, <paramref name="firstRow"/> + <paramref name="rows"/>)
+    /// (rows above or below the image, and columns left or right of it, zero): channel c's row r, column x (the window
+    /// corner's column, the padding's first at 0) at <c>(c · rows + r) · rowFloats + x</c>.
+    /// </summary>
+    [MethodImpl(Compiled.Driver)]
+    private static unsafe float* LayOut(float* image, in Window window, int firstRow, int rows, int rowFloats)
+    {
+        int channels = window.Channels, planeFloats = rows * rowFloats;
+        var floats = AlignedBuffer.Ensure(ref planes, channels * planeFloats).Slice(0, channels * planeFloats);
+        floats.Clear();
+        float* laidOut = (float*)Unsafe.AsPointer(ref floats[0]);
+        for (int r = Math.Max(0, -firstRow); r < rows && firstRow + r < window.Height; r++)
+        {
+            float* from = image + (long)(firstRow + r) * window.Width * channels, to = laidOut + r * rowFloats + window.PadLeft;
+            Gemm.Transpose(ref *from, channels, ref *to, planeFloats, window.Width, channels);
+        }
+        return laidOut;
+    }
+
+    /// <summary>
+    /// One filter (its kernel column <paramref name="kernel"/>, <paramref name="filters"/> floats a row) for the
+    /// <see cref="PlanarTiles"/> vectors of pixels whose windows' corners are at <paramref name="tiles"/>: a chain per lane over
+    /// the patch, each weight broadcast once for all of them; then bias and ReLU, and the first <paramref name="stored"/>
+    /// lanes written to pixels <paramref name="pixels"/> on of <paramref name="output"/> (the filter's column), through
+    /// <paramref name="spread"/> (a vector's floats) where the filters are several.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void PlanarPass<TLanes, TVector>(float** tiles, int* offsets, int patch, float* kernel, int filters, float* bias, bool relu,
+        float* output, long* pixels, int stored, float* spread) where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        float* t0 = tiles[0], t1 = tiles[1], t2 = tiles[2], t3 = tiles[3], t4 = tiles[4], t5 = tiles[5], t6 = tiles[6], t7 = tiles[7];
+        TVector a0 = TLanes.Zero, a1 = TLanes.Zero, a2 = TLanes.Zero, a3 = TLanes.Zero, a4 = TLanes.Zero, a5 = TLanes.Zero, a6 = TLanes.Zero, a7 = TLanes.Zero;
+        for (int p = 0; p < patch; p++, kernel += filters)
+        {
+            TVector w = TLanes.Broadcast(*kernel);
+            int at = offsets[p];
+            a0 = TLanes.MultiplyAdd(TLanes.Load(ref t0[at]), w, a0);
+            a1 = TLanes.MultiplyAdd(TLanes.Load(ref t1[at]), w, a1);
+            a2 = TLanes.MultiplyAdd(TLanes.Load(ref t2[at]), w, a2);
+            a3 = TLanes.MultiplyAdd(TLanes.Load(ref t3[at]), w, a3);
+            a4 = TLanes.MultiplyAdd(TLanes.Load(ref t4[at]), w, a4);
+            a5 = TLanes.MultiplyAdd(TLanes.Load(ref t5[at]), w, a5);
+            a6 = TLanes.MultiplyAdd(TLanes.Load(ref t6[at]), w, a6);
+            a7 = TLanes.MultiplyAdd(TLanes.Load(ref t7[at]), w, a7);
+        }
+        var store = new PlanarStore<TLanes, TVector>(bias is null ? TLanes.Zero : TLanes.Broadcast(*bias), bias is not null, relu, output, filters, stored, spread);
+        store.Store(a0, pixels[0]); store.Store(a1, pixels[1]); store.Store(a2, pixels[2]); store.Store(a3, pixels[3]);
+        store.Store(a4, pixels[4]); store.Store(a5, pixels[5]); store.Store(a6, pixels[6]); store.Store(a7, pixels[7]);
+    }
+
+    /// <summary>
+    /// A vector of one filter's outputs for consecutive pixels: bias added and ReLU taken as <see cref="PixelStore{TLanes, TVector}"/>
+    /// takes them, then written in place (one filter: adjacent floats) or a float per pixel, <c>filters</c> apart.
+    /// </summary>
+    private readonly unsafe struct PlanarStore<TLanes, TVector>(TVector bias, bool hasBias, bool relu, float* output, int filters, int stored, float* spread)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Store(TVector sums, long pixel)
+        {
+            if (hasBias) sums = TLanes.Add(sums, bias);
+            if (relu) sums = TLanes.Relu(sums);
+            float* to = output + pixel * filters;
+            if (filters == 1)
+            {
+                if (stored == TLanes.Count) TLanes.Store(ref *to, sums);
+                else TLanes.StoreFirst(ref *to, sums, stored);
+                return;
+            }
+            TLanes.Store(ref *spread, sums);
+            for (int i = 0; i < stored; i++) to[i * filters] = spread[i];
+        }
+    }
+
+    /// <summary>
+    /// Whether the transposed convolution (a Conv2D's input gradient) computes its patch-gradient cells in place
+    /// (<see cref="TransposedInPlace"/>): values of a few channels, where each cell is a chain that short.
+    /// </summary>
+    private static bool TransposesInPlace(in Window window, int valueChannels) => valueChannels <= FewFilters && !window.IsPointwise;
+
+    /// <summary>
+    /// <see cref="Transposed"/> for values of a few channels: each image pixel, a vector of channels at a time, sums the
+    /// patch-gradient cells that read it, in <see cref="Col2Im"/>'s order, each cell computed as the product
+    /// values · kernelᵀ computes it (a chain of fused multiply-adds over the value channels from zero), so the bits are
+    /// those of the product and col2im; no patch is written. The image rows of the batch are shared by both cores.
+    /// </summary>
+    [MethodImpl(Compiled.Driver)]
+    private static unsafe void TransposedInPlace(ReadOnlySpan<float> values, ReadOnlySpan<float> kernel, Span<float> image, in Window window, int valueChannels, int batch, bool accumulate)
+    {
+        int height = window.Height, width = window.Width, taps = window.KernelHeight * window.KernelWidth;
+        // Each axis's (output, kernel) pairs twice, in the same order: as output positions and as taps.
+        using var cells = Scratch<int>.Rent(2 * (height * window.KernelHeight + width * window.KernelWidth) + height + width + 2);
+        var scratch = cells.Span;
+        var rowStart = scratch.Slice(0, height + 1);
+        var columnStart = scratch.Slice(height + 1, width + 1);
+        var pairs = scratch.Slice(height + width + 2);
+        int rowPairs = height * window.KernelHeight, columnPairs = width * window.KernelWidth;
+        var rowPositions = pairs.Slice(0, rowPairs);
+        var rowTaps = pairs.Slice(rowPairs, rowPairs);
+        var columnPositions = pairs.Slice(2 * rowPairs, columnPairs);
+        var columnTaps = pairs.Slice(2 * rowPairs + columnPairs, columnPairs);
+        CellsReading(height, window.KernelHeight, window.StrideHeight, window.PadTop, window.Dilation, window.OutputHeight, window.OutputWidth, 0, rowStart, rowPositions);
+        CellsReading(height, window.KernelHeight, window.StrideHeight, window.PadTop, window.Dilation, window.OutputHeight, 0, window.KernelWidth, rowStart, rowTaps);
+        CellsReading(width, window.KernelWidth, window.StrideWidth, window.PadLeft, window.Dilation, window.OutputWidth, 1, 0, columnStart, columnPositions);
+        CellsReading(width, window.KernelWidth, window.StrideWidth, window.PadLeft, window.Dilation, window.OutputWidth, 0, 1, columnStart, columnTaps);
+        // Each value channel's kernel column as a row, so a cell's channels are adjacent.
+        using var columns = Scratch<float>.RentUncleared(valueChannels > 1 ? window.PatchSize * valueChannels : 0);
+        if (valueChannels > 1) Gemm.Transpose(kernel, columns.Span, window.PatchSize, valueChannels);
+        fixed (float* v = values, k = valueChannels > 1 ? columns.Span : kernel, x = image)
+        fixed (int* starts = scratch, pairsAt = pairs)
+        {
+            var work = new TransposedRows(v, k, x, starts, pairsAt, window, valueChannels, accumulate);
+            Helper.ForRanges(ref work, batch * height, (long)width * (window.Channels + taps * valueChannels), Helper.SpatialShareAbove);
+        }
+    }
+
+    /// <summary><see cref="TransposedInPlace"/> over a range of image rows, counted over the whole batch.</summary>
+    private readonly unsafe struct TransposedRows(float* values, float* kernelRows, float* image, int* starts, int* pairs, Window window, int valueChannels, bool accumulate) : IVectorRanges
+    {
+        public readonly float* Values = values, KernelRows = kernelRows, Image = image;
+        public readonly int* Starts = starts, Pairs = pairs;
+        public readonly Window Window = window;
+        public readonly int ValueChannels = valueChannels;
+        public readonly bool Accumulate = accumulate;
+
+        public void Run(int first, int count) => Simd.RunRanges(this, first, count);
+
+        public void Run<TLanes, TVector>(int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct =>
+            TransposedPixels<TLanes, TVector>(this, first, count);
+    }
+
+    [MethodImpl(Compiled.Kernel)]
+    private static unsafe void TransposedPixels<TLanes, TVector>(in TransposedRows work, int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        var window = work.Window;
+        int height = window.Height, width = window.Width, channels = window.Channels, lanes = TLanes.Count;
+        int valueChannels = work.ValueChannels, patch = window.PatchSize, positions = window.Positions;
+        int rowPairs = height * window.KernelHeight, columnPairs = width * window.KernelWidth;
+        int* rowStart = work.Starts, columnStart = work.Starts + height + 1;
+        int* rowPositions = work.Pairs, rowTaps = work.Pairs + rowPairs;
+        int* columnPositions = work.Pairs + 2 * rowPairs, columnTaps = columnPositions + columnPairs;
+        float* allValues = work.Values, kernelRows = work.KernelRows, image = work.Image;
+        bool accumulate = work.Accumulate;
+        for (int row = first; row < first + count; row++)
+        {
+            int sample = row / height, y = row - sample * height;
+            float* values = allValues + (long)sample * positions * valueChannels;
+            int rowsFrom = rowStart[y], rowsTo = rowStart[y + 1];
+            for (int x = 0; x < width; x++)
+            {
+                float* target = image + ((long)row * width + x) * channels;
+                int columnsFrom = columnStart[x], columnsTo = columnStart[x + 1];
+                for (int c = 0; c < channels; c += lanes)
+                {
+                    int stored = Math.Min(lanes, channels - c);
+                    bool whole = stored == lanes;
+                    TVector sum = !accumulate ? TLanes.Zero : whole ? TLanes.Load(ref target[c]) : TLanes.LoadFirst(ref target[c], stored);
+                    if (valueChannels == 1 && whole)
+                    {
+                        // One value channel, a whole vector of image channels: each cell one product, nothing masked.
+                        for (int r = rowsFrom; r < rowsTo; r++)
+                        {
+                            float* rowValues = values + rowPositions[r], rowWeights = kernelRows + rowTaps[r] * channels + c;
+                            for (int s = columnsFrom; s < columnsTo; s++)
+                                sum = TLanes.Add(sum, TLanes.MultiplyAdd(TLanes.Broadcast(rowValues[columnPositions[s]]), TLanes.Load(ref rowWeights[columnTaps[s] * channels]), TLanes.Zero));
+                        }
+                        TLanes.Store(ref target[c], sum);
+                        continue;
+                    }
+                    for (int r = rowsFrom; r < rowsTo; r++)
+                    {
+                        float* rowValues = values + rowPositions[r] * valueChannels, rowWeights = kernelRows + rowTaps[r] * channels + c;
+                        for (int s = columnsFrom; s < columnsTo; s++)
+                        {
+                            float* value = rowValues + columnPositions[s] * valueChannels, weights = rowWeights + columnTaps[s] * channels;
+                            TVector cell = TLanes.Zero;
+                            for (int f = 0; f < valueChannels; f++, weights += patch)
+                                cell = TLanes.MultiplyAdd(TLanes.Broadcast(value[f]), whole ? TLanes.Load(ref *weights) : TLanes.LoadFirst(ref *weights, stored), cell);
+                            sum = TLanes.Add(sum, cell);
+                        }
+                    }
+                    if (whole) TLanes.Store(ref target[c], sum);
+                    else TLanes.StoreFirst(ref target[c], sum, stored);
+                }
+            }
+        }
+    }
+}

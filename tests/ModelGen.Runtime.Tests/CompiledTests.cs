@@ -60,6 +60,6 @@ public class CompiledTests
         "Projection.Run", "Projection.RunHalf", "Projections.Run", "Recurrent.BackwardDirection", "Recurrent.BackwardSteps",
         "Recurrent.ForwardDirection", "Recurrent.ForwardSteps", "Simd.RunRanges",
         "Recurrent.GruStep", "Recurrent.LstmStep", "Recurrent.LstmStepBackward", "Recurrent.ToTimeMajor", "RepackedPanels.Pack",
-        "VectorMath.Apply", "Window.InsideCells",
+        "UpSampling.Backward", "UpSampling.Forward", "VectorMath.Apply", "Window.InsideCells",
     };
 }

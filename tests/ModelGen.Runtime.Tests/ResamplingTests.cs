@@ -4,8 +4,10 @@ namespace ModelGen.Runtime.Tests;
 
 /// <summary>
 /// ZeroPadding2D and UpSampling2D are linear maps, so their backward must be the adjoint of their forward:
-/// ⟨Forward(x), g⟩ = ⟨x, Backward(g)⟩ for any x and g. Forward is also checked pixel by pixel against its definition.
+/// ⟨Forward(x), g⟩ = ⟨x, Backward(g)⟩ for any x and g. Forward is also checked pixel by pixel against its definition,
+/// and UpSampling2D's backward bit for bit against its sums in order.
 /// </summary>
+[Collection(KernelSettings.Name)]
 public class ResamplingTests
 {
     [Theory]
@@ -58,6 +60,55 @@ public class ResamplingTests
         UpSampling.Backward(g, dx, height, width, channels, rows, columns, batch, accumulate: false);
         Assert.Equal(Dot(y, g), Dot(x, dx), tolerance: 5e-5);
         AssertAccumulates(dx, into => UpSampling.Backward(g, into, height, width, channels, rows, columns, batch, accumulate: true));
+    }
+
+    /// <summary>
+    /// UpSampling2D on both cores: forward writes every block's copies, and backward gives each pixel exactly the sum of its
+    /// block, rows outer and columns inner, from zero or from the gradient there, on every SIMD path and thread count.
+    /// </summary>
+    [Theory]
+    [InlineData(4, 14, 14, 16, 2, 2)] // the autoencoder's last UpSampling2D: rows shared by the cores, whole vectors
+    [InlineData(3, 9, 7, 21, 3, 2)]   // a vector of channels and a part (AVX-512), non-square blocks
+    [InlineData(5, 12, 10, 3, 2, 3)]  // channels fewer than a vector
+    public void Upsampling_on_both_cores_sums_each_block_in_order(int batch, int height, int width, int channels, int rows, int columns)
+    {
+        int outputHeight = height * rows, outputWidth = width * columns;
+        var x = Random(batch * height * width * channels, 7);
+        var g = Random(batch * outputHeight * outputWidth * channels, 8);
+        var start = Random(x.Length, 9);
+        foreach (var path in Enum.GetValues<SimdPath>())
+        {
+            using var _ = KernelSettings.OnSimd(path);
+            foreach (int threads in new[] { 1, 2 })
+            {
+                var y = new float[g.Length];
+                Array.Fill(y, float.NaN);
+                KernelSettings.OnThreads(threads, () => UpSampling.Forward(x, y, height, width, channels, rows, columns, batch));
+                for (int n = 0; n < batch; n++)
+                    for (int r = 0; r < outputHeight; r++)
+                        for (int c = 0; c < outputWidth; c++)
+                            for (int k = 0; k < channels; k++)
+                                Assert.Equal(x[((n * height + r / rows) * width + c / columns) * channels + k], y[((n * outputHeight + r) * outputWidth + c) * channels + k]);
+                foreach (bool accumulate in new[] { false, true })
+                {
+                    var dx = (float[])start.Clone();
+                    KernelSettings.OnThreads(threads, () => UpSampling.Backward(g, dx, height, width, channels, rows, columns, batch, accumulate));
+                    for (int n = 0; n < batch; n++)
+                        for (int py = 0; py < height; py++)
+                            for (int px = 0; px < width; px++)
+                                for (int k = 0; k < channels; k++)
+                                {
+                                    int at = ((n * height + py) * width + px) * channels + k;
+                                    float sum = accumulate ? start[at] : 0f;
+                                    for (int r = 0; r < rows; r++)
+                                        for (int c = 0; c < columns; c++)
+                                            sum += g[((n * outputHeight + py * rows + r) * outputWidth + px * columns + c) * channels + k];
+                                    Assert.True(BitConverter.SingleToInt32Bits(sum) == BitConverter.SingleToInt32Bits(dx[at]),
+                                        $"{path}, {threads} threads, accumulate {accumulate}: gradient {at} is {dx[at]}, the block's sum {sum}");
+                                }
+                }
+            }
+        }
     }
 
     /// <summary>Accumulating onto a buffer holding the plain result doubles it.</summary>

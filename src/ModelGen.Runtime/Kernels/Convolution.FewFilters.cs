@@ -231,6 +231,10 @@ public static partial class Convolution
             TransposedPixels<TLanes, TVector>(this, first, count);
     }
 
+    /// <summary>
+    /// Image rows [first, first + count) of <see cref="TransposedInPlace"/>: each pixel's cells are the row pairs of its image
+    /// row times the column pairs of its column, each pair held twice (output position, tap) in the same order.
+    /// </summary>
     [MethodImpl(Compiled.Kernel)]
     private static unsafe void TransposedPixels<TLanes, TVector>(in TransposedRows work, int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct
     {

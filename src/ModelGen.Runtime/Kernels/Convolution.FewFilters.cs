@@ -190,17 +190,16 @@ public static partial class Convolution
     private static unsafe void TransposedInPlace(ReadOnlySpan<float> values, ReadOnlySpan<float> kernel, Span<float> image, in Window window, int valueChannels, int batch, bool accumulate)
     {
         int height = window.Height, width = window.Width, taps = window.KernelHeight * window.KernelWidth;
-        // Each axis's (output, kernel) pairs twice, in the same order: as output positions and as taps.
-        using var cells = Scratch<int>.Rent(2 * (height * window.KernelHeight + width * window.KernelWidth) + height + width + 2);
+        int rowPairs = height * window.KernelHeight, columnPairs = width * window.KernelWidth;
+        using var cells = Scratch<int>.Rent(2 * (rowPairs + columnPairs) + height + width + 2);
         var scratch = cells.Span;
         var rowStart = scratch.Slice(0, height + 1);
         var columnStart = scratch.Slice(height + 1, width + 1);
-        var pairs = scratch.Slice(height + width + 2);
-        int rowPairs = height * window.KernelHeight, columnPairs = width * window.KernelWidth;
-        var rowPositions = pairs.Slice(0, rowPairs);
-        var rowTaps = pairs.Slice(rowPairs, rowPairs);
-        var columnPositions = pairs.Slice(2 * rowPairs, columnPairs);
-        var columnTaps = pairs.Slice(2 * rowPairs + columnPairs, columnPairs);
+        var rowPositions = scratch.Slice(height + width + 2, rowPairs);
+        var rowTaps = scratch.Slice(height + width + 2 + rowPairs, rowPairs);
+        var columnPositions = scratch.Slice(height + width + 2 + 2 * rowPairs, columnPairs);
+        var columnTaps = scratch.Slice(height + width + 2 + 2 * rowPairs + columnPairs, columnPairs);
+        // Each axis's (output, kernel) pairs twice, in the same order: as output positions and as taps.
         CellsReading(height, window.KernelHeight, window.StrideHeight, window.PadTop, window.Dilation, window.OutputHeight, window.OutputWidth, 0, rowStart, rowPositions);
         CellsReading(height, window.KernelHeight, window.StrideHeight, window.PadTop, window.Dilation, window.OutputHeight, 0, window.KernelWidth, rowStart, rowTaps);
         CellsReading(width, window.KernelWidth, window.StrideWidth, window.PadLeft, window.Dilation, window.OutputWidth, 1, 0, columnStart, columnPositions);
@@ -209,18 +208,30 @@ public static partial class Convolution
         using var columns = Scratch<float>.RentUncleared(valueChannels > 1 ? window.PatchSize * valueChannels : 0);
         if (valueChannels > 1) Gemm.Transpose(kernel, columns.Span, window.PatchSize, valueChannels);
         fixed (float* v = values, k = valueChannels > 1 ? columns.Span : kernel, x = image)
-        fixed (int* starts = scratch, pairsAt = pairs)
+        fixed (int* rowsAt = rowStart, rowPositionsAt = rowPositions, rowTapsAt = rowTaps, columnsAt = columnStart, columnPositionsAt = columnPositions, columnTapsAt = columnTaps)
         {
-            var work = new TransposedRows(v, k, x, starts, pairsAt, window, valueChannels, accumulate);
+            var pairs = new CellPairs(rowsAt, rowPositionsAt, rowTapsAt, columnsAt, columnPositionsAt, columnTapsAt);
+            var work = new TransposedRows(v, k, x, pairs, window, valueChannels, accumulate);
             Helper.ForRanges(ref work, batch * height, (long)width * (window.Channels + taps * valueChannels), Helper.SpatialShareAbove);
         }
     }
 
+    /// <summary>
+    /// The patch-gradient cells each image pixel reads, along each axis: image row y's (output row, kernel row) pairs are
+    /// [RowStart[y], RowStart[y + 1]), held twice in the same order, as the output row's first position and as the kernel
+    /// row's first tap; the same per image column. A pixel's cells are its row's pairs times its column's.
+    /// </summary>
+    private readonly unsafe struct CellPairs(int* rowStart, int* rowPositions, int* rowTaps, int* columnStart, int* columnPositions, int* columnTaps)
+    {
+        public readonly int* RowStart = rowStart, RowPositions = rowPositions, RowTaps = rowTaps;
+        public readonly int* ColumnStart = columnStart, ColumnPositions = columnPositions, ColumnTaps = columnTaps;
+    }
+
     /// <summary><see cref="TransposedInPlace"/> over a range of image rows, counted over the whole batch.</summary>
-    private readonly unsafe struct TransposedRows(float* values, float* kernelRows, float* image, int* starts, int* pairs, Window window, int valueChannels, bool accumulate) : IVectorRanges
+    private readonly unsafe struct TransposedRows(float* values, float* kernelRows, float* image, CellPairs pairs, Window window, int valueChannels, bool accumulate) : IVectorRanges
     {
         public readonly float* Values = values, KernelRows = kernelRows, Image = image;
-        public readonly int* Starts = starts, Pairs = pairs;
+        public readonly CellPairs Pairs = pairs;
         public readonly Window Window = window;
         public readonly int ValueChannels = valueChannels;
         public readonly bool Accumulate = accumulate;
@@ -232,8 +243,8 @@ public static partial class Convolution
     }
 
     /// <summary>
-    /// Image rows [first, first + count) of <see cref="TransposedInPlace"/>: each pixel's cells are the row pairs of its image
-    /// row times the column pairs of its column, each pair held twice (output position, tap) in the same order.
+    /// Image rows [first, first + count) of <see cref="TransposedInPlace"/>, each pixel a vector of channels at a time: its
+    /// row's pairs times its column's, each cell the chain over the value channels of their values times the taps' kernel rows.
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
     private static unsafe void TransposedPixels<TLanes, TVector>(in TransposedRows work, int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct
@@ -241,10 +252,8 @@ public static partial class Convolution
         var window = work.Window;
         int height = window.Height, width = window.Width, channels = window.Channels, lanes = TLanes.Count;
         int valueChannels = work.ValueChannels, patch = window.PatchSize, positions = window.Positions;
-        int rowPairs = height * window.KernelHeight, columnPairs = width * window.KernelWidth;
-        int* rowStart = work.Starts, columnStart = work.Starts + height + 1;
-        int* rowPositions = work.Pairs, rowTaps = work.Pairs + rowPairs;
-        int* columnPositions = work.Pairs + 2 * rowPairs, columnTaps = columnPositions + columnPairs;
+        int* rowStart = work.Pairs.RowStart, rowPositions = work.Pairs.RowPositions, rowTaps = work.Pairs.RowTaps;
+        int* columnStart = work.Pairs.ColumnStart, columnPositions = work.Pairs.ColumnPositions, columnTaps = work.Pairs.ColumnTaps;
         float* allValues = work.Values, kernelRows = work.KernelRows, image = work.Image;
         bool accumulate = work.Accumulate;
         for (int row = first; row < first + count; row++)
@@ -273,15 +282,16 @@ public static partial class Convolution
                         TLanes.Store(ref target[c], sum);
                         continue;
                     }
+                    TVector lanesRead = TLanes.FirstLanes(stored);
                     for (int r = rowsFrom; r < rowsTo; r++)
                     {
                         float* rowValues = values + rowPositions[r] * valueChannels, rowWeights = kernelRows + rowTaps[r] * channels + c;
                         for (int s = columnsFrom; s < columnsTo; s++)
                         {
-                            float* value = rowValues + columnPositions[s] * valueChannels, weights = rowWeights + columnTaps[s] * channels;
+                            float* value = rowValues + columnPositions[s] * valueChannels, tap = rowWeights + columnTaps[s] * channels;
                             TVector cell = TLanes.Zero;
-                            for (int f = 0; f < valueChannels; f++, weights += patch)
-                                cell = TLanes.MultiplyAdd(TLanes.Broadcast(value[f]), whole ? TLanes.Load(ref *weights) : TLanes.LoadFirst(ref *weights, stored), cell);
+                            for (int f = 0; f < valueChannels; f++, tap += patch)
+                                cell = TLanes.MultiplyAdd(TLanes.Broadcast(value[f]), whole ? TLanes.Load(ref *tap) : TLanes.LoadMasked(tap, lanesRead), cell);
                             sum = TLanes.Add(sum, cell);
                         }
                     }

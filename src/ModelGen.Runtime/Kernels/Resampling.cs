@@ -123,11 +123,12 @@ public static class UpSampling
                     int stored = Math.Min(lanes, channels - c);
                     bool whole = stored == lanes;
                     TVector sum = !accumulate ? TLanes.Zero : whole ? TLanes.Load(ref target[c]) : TLanes.LoadFirst(ref target[c], stored);
+                    TVector lanesRead = TLanes.FirstLanes(stored);
                     for (int r = 0; r < rows; r++)
                     {
                         float* cell = block + (long)r * outputRow + c;
                         for (int k = 0; k < columns; k++, cell += channels)
-                            sum = TLanes.Add(sum, whole ? TLanes.Load(ref *cell) : TLanes.LoadFirst(ref *cell, stored));
+                            sum = TLanes.Add(sum, whole ? TLanes.Load(ref *cell) : TLanes.LoadMasked(cell, lanesRead));
                     }
                     if (whole) TLanes.Store(ref target[c], sum);
                     else TLanes.StoreFirst(ref target[c], sum, stored);

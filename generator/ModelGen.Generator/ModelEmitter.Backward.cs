@@ -71,7 +71,10 @@ internal static partial class ModelEmitter
                     }
                     else if (layer.Trainable)
                     {
-                        w.Line($"Gemm.MultiplyTransposedA({node.PatchRows}, {node.Gradient}, {Plan.View(layer, "Kernel")}Gradient, {node.Window}.PatchSize, {rows}, {layer.Channels}{accumulateWeights});");
+                        if (node.KernelGradientReadsInput)
+                            w.Line($"Convolution.KernelGradient({input.TrainingSource}, {node.Gradient}, {Plan.View(layer, "Kernel")}Gradient, {node.Window}, {layer.Channels}, batch{accumulateWeights});");
+                        else
+                            w.Line($"Gemm.MultiplyTransposedA({node.PatchRows}, {node.Gradient}, {Plan.View(layer, "Kernel")}Gradient, {node.Window}.PatchSize, {rows}, {layer.Channels}{accumulateWeights});");
                         if (layer.UseBias && !plan.BiasTakenByPool(node)) w.Line($"Reductions.SumRows({node.Gradient}, {Plan.View(layer, "Bias")}Gradient, {rows}, {layer.Channels}{accumulateWeights});");
                     }
                     if (inputAtWinners)

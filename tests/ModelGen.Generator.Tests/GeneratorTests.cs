@@ -166,11 +166,11 @@ public class GeneratorTests
                 [MaxPooling2D(2)] MaxPooling2D poolB;
                 [Conv2D(4, 1, Activation.Relu)] Conv2D narrow;
                 [MaxPooling2D(2)] MaxPooling2D poolNarrow;
-                [Conv2D(4, 3, Activation.Tanh)] Conv2D squashed;
+                [Conv2D(5, 3, Activation.Tanh)] Conv2D squashed;
                 [MaxPooling2D(2)] MaxPooling2D poolSquashed;
                 [Conv2D(4, 1, Activation.Relu)] Conv2D pointwise;
                 [GlobalMaxPooling2D] GlobalMaxPooling2D poolAll;
-                [Conv2D(4, 3, Activation.Relu)] Conv2D overlapped;
+                [Conv2D(5, 3, Activation.Relu)] Conv2D overlapped;
                 [MaxPooling2D(2, Strides = 1)] MaxPooling2D poolOverlapped;
                 [Conv2D(4, 3, Activation.Relu)] Conv2D deep;
                 [GlobalMaxPooling2D] GlobalMaxPooling2D poolDeep;
@@ -221,6 +221,42 @@ public class GeneratorTests
         Assert.Contains("nothing scattered (deep takes its kernel gradient at the winners and its input gradient there too)", backward);
         Assert.DoesNotContain("deepGradient", code);
         Assert.Matches(@"Convolution.Transposed\(bGradient, BKernel, patchGradients, poolAGradient, bWindow, 8, batch, accumulate: (true|false), scattered: true\);", backward);
+    }
+
+    [Fact]
+    public void A_convolution_against_a_few_filters_over_enough_channels_takes_its_kernel_gradient_from_its_input_and_keeps_no_patches()
+    {
+        var (code, backward) = GeneratorHarness.RunAndFindMethod("""
+            using ModelGen;
+
+            [Functional]
+            public partial class Decoder
+            {
+                [Conv2D(16, 3, Activation.Relu, Padding = Padding.Same)] Conv2D widen;
+                [Conv2D(1, 3, Activation.Sigmoid, Padding = Padding.Same)] Conv2D decoded;
+                [Conv2D(4, 3, Activation.Tanh, Padding = Padding.Same)] Conv2D thin;
+                [Conv2D(5, 3, Activation.Tanh, Padding = Padding.Same)] Conv2D many;
+
+                [Graph]
+                [OutputLoss("image", Loss.BinaryCrossentropy)]
+                [OutputLoss("thinned", Loss.MeanSquaredError)]
+                [OutputLoss("more", Loss.MeanSquaredError)]
+                (Tensor image, Tensor thinned, Tensor more) Forward([Shape(28, 28, 4)] Tensor x)
+                {
+                    var features = widen.Apply(x);
+                    return (decoded.Apply(features), thin.Apply(x), many.Apply(features));
+                }
+            }
+            """, "Backward");
+
+        // One filter over 16 channels: from the input, so the forward pass keeps no patches and none are allocated.
+        Assert.Contains("Convolution.KernelGradient(widenOutput, decodedGradient, DecodedKernelGradient, decodedWindow, 1, batch);", backward);
+        Assert.DoesNotContain("decodedPatches", code);
+        Assert.Matches(@"Convolution.Forward\(widenOutput, default, DecodedKernel, decodedOutput, decodedWindow, 1, batch[^;]*keepPatches: false\);", code);
+        // Four filters over four channels, and five over sixteen: through the patches.
+        Assert.Contains("Gemm.MultiplyTransposedA(thinPatches, thinGradient, ThinKernelGradient", backward);
+        Assert.Contains("Gemm.MultiplyTransposedA(manyPatches, manyGradient, ManyKernelGradient", backward);
+        Assert.Equal(1, backward.Split("Convolution.KernelGradient(").Length - 1);
     }
 
     [Fact]

@@ -47,8 +47,8 @@ public class CompiledTests
         // that cost).
         "Attention.BackwardPair", "Attention.ForwardPair", "BatchNorm.ColumnSums", "BatchNorm.Normalize", "BatchNorm.OverRows",
         "BatchNorm.UpdateMovingStatistics", "CombineRanges.Run", "Convolution.CellsReading", "Convolution.Forward",
-        "Convolution.ForwardMaxPooled", "Convolution.ForwardThroughPatches", "Convolution.Im2Col", "Convolution.KernelGradientAtWinners",
-        "Convolution.LayOut", "Convolution.PatchOffsets", "Convolution.PoolsWholeWindows", "Convolution.SumAtWinners",
+        "Convolution.ForwardMaxPooled", "Convolution.ForwardThroughPatches", "Convolution.Im2Col", "Convolution.KernelGradient", "Convolution.KernelGradientAtWinners",
+        "Convolution.LayOut", "Convolution.PadImage", "Convolution.PatchOffsets", "Convolution.PoolsWholeWindows", "Convolution.SumAtWinners",
         "Convolution.SumNarrowAtWinners", "Convolution.TransposeChunk", "Convolution.Transposed", "Convolution.TransposedInPlace",
         "DepthwiseConvolution.CoveredColumns", "DepthwiseConvolution.Covering",
         "DirectRanges.Run", "EmbeddingKernel.FirstBadId", "ForwardRows.Run", "Gemm.ApartInL1", "Gemm.Fill", "Gemm.MultiplyProducedRows",

@@ -151,6 +151,65 @@ public class ConvolutionTests
         }
     }
 
+    public static TheoryData<int, int, int, int, int, int, bool, int, int> FewFilterKernelGradients() => new()
+    {
+        // batch, height, width, channels, kernel, stride, same, dilation, filters
+        { 11, 28, 28, 16, 3, 1, true, 1, 1 },  // the autoencoder's last layer, deep enough to be summed in slices (8,624 positions: 8 of 1,078)
+        { 3, 28, 28, 16, 3, 1, true, 1, 1 },   // the same in one slice of 256-position blocks, a block spanning two samples
+        { 40, 9, 8, 20, 3, 2, true, 1, 3 },    // strided 'same' (padding only at the bottom and right), a vector of channels and a part
+        { 30, 11, 10, 8, 3, 1, false, 2, 4 },  // dilated 'valid', 36 cells per filter in three groups
+        { 5, 12, 9, 32, 2, 2, false, 1, 2 },   // a strided 'valid' window that leaves the last column unread
+    };
+
+    /// <summary>
+    /// The kernel gradient of a few filters, taken from the input without patches, has the bits of patchesᵀ · gradient
+    /// (im2col, then Gemm.MultiplyTransposedA) on every SIMD path and thread count, written over the gradient or added to it.
+    /// </summary>
+    [Theory, MemberData(nameof(FewFilterKernelGradients))]
+    public void Few_filters_take_their_kernel_gradient_from_the_input_with_the_bits_of_the_patches(int batch, int height, int width, int channels, int kernel,
+        int stride, bool same, int dilation, int filters)
+    {
+        var window = new Window(height, width, channels, kernel, kernel, stride, stride, same, dilation);
+        Assert.True(Convolution.TakesKernelGradientFromInput(window, filters));
+        var input = Random(batch * height * width * channels, 21);
+        var gradient = Random(batch * window.Positions * filters, 22);
+        var start = Random(window.PatchSize * filters, 23);
+        var patches = new float[batch * window.Positions * window.PatchSize];
+        Convolution.Im2Col(input, patches, window, batch);
+        foreach (var path in Enum.GetValues<SimdPath>())
+        {
+            using var _ = KernelSettings.OnSimd(path);
+            foreach (bool accumulate in new[] { false, true })
+            {
+                var expected = (float[])start.Clone();
+                Gemm.MultiplyTransposedA(patches, gradient, expected, window.PatchSize, batch * window.Positions, filters, accumulate);
+                foreach (int threads in new[] { 1, 2 })
+                {
+                    var taken = (float[])start.Clone();
+                    KernelSettings.OnThreads(threads, () => Convolution.KernelGradient(input, gradient, taken, window, filters, batch, accumulate));
+                    for (int i = 0; i < taken.Length; i++)
+                        Assert.True(BitConverter.SingleToInt32Bits(expected[i]) == BitConverter.SingleToInt32Bits(taken[i]),
+                            $"{path}, {threads} threads, accumulate {accumulate}: kernel gradient {i} is {taken[i]}, the patches give {expected[i]}");
+                }
+            }
+        }
+    }
+
+    [Fact]
+    public void A_kernel_gradient_from_the_input_refuses_the_filters_it_cannot_keep_the_bits_of()
+    {
+        var window = new Window(8, 8, 16, 3, 3, 1, 1, Same: true);
+        Assert.False(Convolution.TakesKernelGradientFromInput(window, 5));
+        Assert.False(Convolution.TakesKernelGradientFromInput(new Window(8, 8, 4, 3, 3, 1, 1, Same: true), 1));
+        Assert.False(Convolution.TakesKernelGradientFromInput(new Window(8, 8, 16, 1, 1, 1, 1, Same: true), 1));
+        var error = Assert.Throws<ArgumentException>(() =>
+            Convolution.KernelGradient(new float[8 * 8 * 16], new float[64 * 5], new float[144 * 5], window, 5, 1));
+        Assert.Contains("at most 4 filters", error.Message);
+        error = Assert.Throws<ArgumentException>(() =>
+            Convolution.KernelGradient(new float[8 * 8 * 16], new float[63], new float[144], window, 1, 1));
+        Assert.Contains("too short", error.Message);
+    }
+
     [Fact]
     public void Transposed_convolution_matches_its_definition_across_chunks()
     {

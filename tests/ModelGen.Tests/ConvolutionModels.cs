@@ -252,3 +252,29 @@ public partial class SeparableThenRelu
     [Flatten] public Flatten flatten;
     [Dense(3, Activation.Softmax)] public Dense head;
 }
+
+/// <summary>
+/// Convolutions against a few filters over at least eight channels, which take their kernel gradient from their input and
+/// keep no patches (Convolution.KernelGradient): a strided one, and one shared by two branches, whose second application
+/// adds its kernel gradient to the first's.
+/// </summary>
+[Functional(Loss = Loss.MeanSquaredError)]
+public partial class FewFilterHeads
+{
+    [Conv2D(8, 3, Activation.Tanh, Padding = Padding.Same)] public Conv2D widen;       // (6, 6, 8)
+    [Conv2D(8, 2, Activation.Tanh, Padding = Padding.Same)] public Conv2D other;       // (6, 6, 8)
+    [Conv2D(2, 3, Activation.Tanh, Padding = Padding.Same)] public Conv2D shared;      // (6, 6, 2), twice
+    [Conv2D(3, 3, Activation.Tanh, Strides = 2)] public Conv2D strided;                // (2, 2, 3)
+    [Flatten] public Flatten flattenShared;
+    [Flatten] public Flatten flattenStrided;
+    [Dense(2)] public Dense head;
+
+    [Graph]
+    Tensor Forward([Shape(6, 6, 3)] Tensor image)
+    {
+        var a = widen.Apply(image);
+        var b = other.Apply(image);
+        var sum = Ops.Add(shared.Apply(a), shared.Apply(b));
+        return head.Apply(Ops.Concatenate(flattenShared.Apply(sum), flattenStrided.Apply(strided.Apply(a))));
+    }
+}

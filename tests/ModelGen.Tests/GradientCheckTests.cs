@@ -18,7 +18,7 @@ public class GradientCheckTests
         nameof(NormalizedMlp), nameof(NormalizedCnn), nameof(FrozenMiddle), nameof(ReshapingChain), nameof(DilatedCnn),
         nameof(LstmClassifier), nameof(GruSequences), nameof(MaskedLstm), nameof(BidirectionalStack), nameof(BidirectionalSequences),
         nameof(SelfAttentionBlock), nameof(CrossAttention), nameof(CausalAttention), nameof(UNetLike), nameof(EncoderDecoder), nameof(GruWithStates), nameof(MaskedAverage), nameof(MaskedBag),
-        nameof(ReluPoolingParity), nameof(StepTagger), nameof(NarrowPooledCnn), nameof(PointwiseResidual),
+        nameof(ReluPoolingParity), nameof(StepTagger), nameof(NarrowPooledCnn), nameof(PointwiseResidual), nameof(FewFilterHeads),
     };
 
     [Theory, MemberData(nameof(Models))]
@@ -58,6 +58,7 @@ public class GradientCheckTests
             nameof(StepTagger) => new StepTagger(batch, seed: 30),
             nameof(NarrowPooledCnn) => new NarrowPooledCnn(batch, seed: 32),
             nameof(PointwiseResidual) => new PointwiseResidual(batch, seed: 34),
+            nameof(FewFilterHeads) => new FewFilterHeads(batch, seed: 35),
             _ => new SeparateSoftmax(batch, seed: 6),
         };
         var random = new Random(name.Length);

@@ -29,7 +29,7 @@ public static partial class Gemm
     private static unsafe void RunInDepthParts<TLanes, TVector>(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, in Epilogue epilogue)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
-        int parts = Math.Min(8, k / DepthPart) & ~1, size = m * n; // an even count, so two cores can split it evenly
+        int parts = DepthParts(k), size = m * n;
         int depth = (k + parts - 1) / parts;
         var partials = AlignedBuffer.Ensure(ref partialSums, parts * size);
         fixed (float* pa = a.Data, pb = b.Data, pp = partials)
@@ -37,11 +37,39 @@ public static partial class Gemm
             var job = new Job(new PinnedMatrix(pa, a), new PinnedMatrix(pb, b), pp, default, default, blocks: null, depth, m, k, n);
             Helper.For(parts, &RunDepthPart<TLanes, TVector>, &job);
         }
-        var sum = c.Slice(0, size);
-        if (epilogue.Accumulate) System.Numerics.Tensors.TensorPrimitives.Add(sum, partials.Slice(0, size), sum);
-        else partials.Slice(0, size).CopyTo(sum);
-        for (int part = 1; part < parts; part++) System.Numerics.Tensors.TensorPrimitives.Add(sum, partials.Slice(part * size, size), sum);
+        AddParts(c.Slice(0, size), partials, parts, epilogue.Accumulate);
     }
+
+    /// <summary>C = the first of <paramref name="parts"/> partial sums (added to C when <paramref name="accumulate"/>), then each next one added, in order.</summary>
+    internal static void AddParts(Span<float> c, ReadOnlySpan<float> partials, int parts, bool accumulate)
+    {
+        int size = c.Length;
+        if (accumulate) System.Numerics.Tensors.TensorPrimitives.Add(c, partials.Slice(0, size), c);
+        else partials.Slice(0, size).CopyTo(c);
+        for (int part = 1; part < parts; part++) System.Numerics.Tensors.TensorPrimitives.Add(c, partials.Slice(part * size, size), c);
+    }
+
+    /// <summary>Slices of a deep product's depth: an even count, so two cores can split it evenly.</summary>
+    private static int DepthParts(int k) => Math.Min(8, k / DepthPart) & ~1;
+
+    /// <summary>
+    /// How <see cref="MultiplyTransposedA"/> sums each output over its depth when A is a few columns of patch rows or less
+    /// (at least <see cref="StreamingRows"/> outputs tall, at most four wide: A read where it lies, in blocks of
+    /// <see cref="StreamingDepthBlock"/>): <see cref="DepthOrder.Parts"/> slices of <see cref="DepthOrder.PartDepth"/> (the
+    /// last one shorter), each block of a slice a chain of fused multiply-adds from zero, the blocks added in order, the
+    /// slices added in order after C (when accumulating); a single slice adds its blocks straight into C. A kernel that keeps
+    /// this order computes the product's bits without A (Convolution.KernelGradient, from the image the patches copy).
+    /// </summary>
+    internal static DepthOrder DepthOrderOfTransposedA(int m, int k, int n)
+    {
+        if (m < StreamingRows || n > 4) throw new ArgumentException($"The depth order is kept for at least {StreamingRows} rows and at most 4 columns, not {m}x{n}.");
+        // Run's choice for such shapes: none shares few rows (one tile wide), so parts come from the work alone.
+        int parts = (long)m * k * n >= ParallelWork && IsDeep(m, k, n, default) ? DepthParts(k) : 1;
+        return new DepthOrder(parts, (k + parts - 1) / parts, StreamingDepthBlock);
+    }
+
+    /// <summary>The order of a deep product's sums: <see cref="DepthOrderOfTransposedA"/>.</summary>
+    internal readonly record struct DepthOrder(int Parts, int PartDepth, int BlockDepth);
 
     /// <summary>Part <paramref name="index"/>: A's columns and B's rows [index·depth, +depth) into the part's own partial C (the job's C).</summary>
     [MethodImpl(Compiled.Driver)]

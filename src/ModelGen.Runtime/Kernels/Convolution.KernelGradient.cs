@@ -1,0 +1,223 @@
+using System;
+using System.Runtime.CompilerServices;
+
+namespace ModelGen.Kernels;
+
+// The kernel gradient of a convolution against a few filters, from its input rather than its patches. Through patches, the
+// training forward pass writes a patch row per output position (144 floats for a 3x3 window over 16 channels, 58 MB for
+// the autoencoder's last layer at batch 128) only for the backward pass to read them once, in a product a column or four
+// wide. Here each tap reads the image where the patch would have copied it from, channels in the lanes, and every output
+// keeps the order Gemm.MultiplyTransposedA sums it in (Gemm.DepthOrderOfTransposedA): the same bits, no patches.
+public static partial class Convolution
+{
+    /// <summary>
+    /// Whether a convolution's kernel gradient is taken from its input (<see cref="KernelGradient"/>), so its training
+    /// forward pass keeps no patches: few filters, patches of at least four floats (the GEMM's order is kept from there),
+    /// channels filling at least half an AVX-512 vector (fewer would leave most lanes idle), a window that is not pointwise
+    /// (whose patches are the input itself). The generator mirrors this (ModelEmitter.Plan.cs).
+    /// </summary>
+    public static bool TakesKernelGradientFromInput(in Window window, int filters) =>
+        filters <= FewFilters && window.PatchSize >= 4 && window.Channels >= MinimumLaneChannels && !window.IsPointwise;
+
+    /// <summary>Channels from which the kernel gradient is taken from the input: half an AVX-512 vector.</summary>
+    private const int MinimumLaneChannels = 8;
+
+    /// <summary>Cells (a tap's vector of channels) summed at once: independent chains that keep the FMA units busy.</summary>
+    private const int CellGroup = 12;
+
+    /// <summary>This thread's zero-padded image and its block sums (<see cref="KernelGradientSlice{TLanes, TVector}"/>).</summary>
+    [ThreadStatic] private static AlignedBuffer? paddedImage, blockSums;
+
+    /// <summary>The calling thread's slices of the kernel gradient, added in order after.</summary>
+    [ThreadStatic] private static AlignedBuffer? kernelGradientSlices;
+
+    /// <summary>
+    /// The kernel gradient (PatchSize x <paramref name="filters"/>, Keras' layout) of a convolution from its
+    /// <paramref name="input"/> and <paramref name="outputGradient"/>: patchesᵀ · gradient as
+    /// <see cref="Gemm.MultiplyTransposedA"/> computes it from the patches, bit for bit, without them. For windows
+    /// <see cref="TakesKernelGradientFromInput"/> admits. Slices of the positions are shared by the cores as the GEMM's are.
+    /// </summary>
+    [MethodImpl(Compiled.Driver)]
+    public static unsafe void KernelGradient(ReadOnlySpan<float> input, ReadOnlySpan<float> outputGradient, Span<float> kernelGradient,
+        in Window window, int filters, int batch, bool accumulate = false)
+    {
+        const string name = "Kernel gradient from the input";
+        if (!TakesKernelGradientFromInput(window, filters))
+            throw new ArgumentException($"{name}: {window} against {filters} filters; it takes at most {FewFilters} filters over at least {MinimumLaneChannels} channels, a window that is not pointwise.");
+        int size = window.PatchSize, positions = batch * window.Positions, floats = size * filters;
+        Require(input.Length >= (long)batch * window.Height * window.Width * window.Channels && outputGradient.Length >= (long)positions * filters
+            && kernelGradient.Length >= floats, name, window, batch);
+        var order = Gemm.DepthOrderOfTransposedA(size, positions, filters);
+        bool sliced = order.Parts > 1;
+        var partials = sliced ? AlignedBuffer.Ensure(ref kernelGradientSlices, order.Parts * floats) : default;
+        fixed (float* x = input, dy = outputGradient, target = kernelGradient, sums = partials)
+        {
+            var work = new KernelGradientSlices(x, dy, sliced ? sums : target, window, filters, positions, order, addsToTarget: !sliced && accumulate);
+            Helper.For(order.Parts, &RunKernelGradientSlice, &work);
+        }
+        if (sliced) Gemm.AddParts(kernelGradient.Slice(0, floats), partials, order.Parts, accumulate);
+    }
+
+    private static unsafe void RunKernelGradientSlice(void* state, int index, int worker) => ((KernelGradientSlices*)state)->Run(index, 1);
+
+    /// <summary>Slices of the positions (counted over the batch), each into its own partial sum, or one straight into the kernel gradient.</summary>
+    private readonly unsafe struct KernelGradientSlices(float* input, float* gradient, float* target, Window window, int filters, int positions,
+        Gemm.DepthOrder order, bool addsToTarget) : IVectorRanges
+    {
+        public readonly float* Input = input, Gradient = gradient, Target = target;
+        public readonly Window Window = window;
+        public readonly int Filters = filters, Positions = positions;
+        public readonly Gemm.DepthOrder Order = order;
+        /// <summary>Whether the first block adds to what the target holds (one slice, accumulating) rather than storing.</summary>
+        public readonly bool AddsToTarget = addsToTarget;
+
+        public void Run(int first, int count) => Simd.RunRanges(this, first, count);
+
+        public void Run<TLanes, TVector>(int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct
+        {
+            for (int index = first; index < first + count; index++) KernelGradientSlice<TLanes, TVector>(this, index);
+        }
+    }
+
+    /// <summary>
+    /// Slice <paramref name="index"/>: its positions a depth block at a time, each block's sums a chain of fused multiply-adds
+    /// from zero per output, kept in a scratch between runs of positions (a run: one output row's positions in the block),
+    /// then added to the slice's sums in order. Each sample a run reads is first laid out with its zero padding, every pixel's
+    /// channels padded to whole vectors, so a tap's channels are whole vector loads wherever the window lies.
+    /// </summary>
+    [MethodImpl(Compiled.Kernel)]
+    private static unsafe void KernelGradientSlice<TLanes, TVector>(in KernelGradientSlices work, int index) where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        var window = work.Window;
+        var order = work.Order;
+        int lanes = TLanes.Count, channels = window.Channels, filters = work.Filters, outputWidth = window.OutputWidth;
+        int laneChannels = (channels + lanes - 1) / lanes * lanes, taps = window.KernelHeight * window.KernelWidth;
+        int tapFloats = taps * laneChannels, cells = tapFloats / lanes;
+        int paddedWidth = (outputWidth - 1) * window.StrideWidth + window.SpanWidth;
+        int paddedHeight = (window.OutputHeight - 1) * window.StrideHeight + window.SpanHeight;
+        int paddedFloats = paddedHeight * paddedWidth * laneChannels;
+        float* padded = (float*)Unsafe.AsPointer(ref AlignedBuffer.Ensure(ref paddedImage, paddedFloats)[0]);
+        var sumsSpan = AlignedBuffer.Ensure(ref blockSums, filters * tapFloats).Slice(0, filters * tapFloats);
+        float* sums = (float*)Unsafe.AsPointer(ref sumsSpan[0]);
+        using var offsetScratch = Scratch<int>.RentUncleared(cells);
+        int groups = (cells + CellGroup - 1) / CellGroup, perGroup = (cells + groups - 1) / groups;
+        fixed (int* offsets = offsetScratch.Span)
+        {
+            for (int ky = 0, cell = 0; ky < window.KernelHeight; ky++)
+                for (int kx = 0; kx < window.KernelWidth; kx++)
+                    for (int v = 0; v < laneChannels; v += lanes, cell++)
+                        offsets[cell] = (ky * window.Dilation * paddedWidth + kx * window.Dilation) * laneChannels + v;
+
+            float* target = work.Target + (order.Parts > 1 ? (long)index * window.PatchSize * filters : 0);
+            int first = index * order.PartDepth, end = Math.Min(work.Positions, first + order.PartDepth), laidOut = -1;
+            for (int block = first; block < end; block += order.BlockDepth)
+            {
+                int blockEnd = Math.Min(end, block + order.BlockDepth);
+                sumsSpan.Clear();
+                for (int p = block, run; p < blockEnd; p += run)
+                {
+                    int sample = p / window.Positions, at = p - sample * window.Positions, oy = at / outputWidth, ox = at - oy * outputWidth;
+                    run = Math.Min(blockEnd - p, outputWidth - ox);
+                    if (sample != laidOut)
+                    {
+                        PadImage(work.Input + (long)sample * window.Height * window.Width * channels, window, padded, paddedHeight, paddedWidth, laneChannels);
+                        laidOut = sample;
+                    }
+                    float* corner = padded + ((long)oy * window.StrideHeight * paddedWidth + (long)ox * window.StrideWidth) * laneChannels;
+                    for (int f = 0; f < filters; f++)
+                        for (int cell = 0; cell < cells; cell += perGroup)
+                            SumCells<TLanes, TVector>(corner, window.StrideWidth * laneChannels, work.Gradient + (long)p * filters + f, filters, run,
+                                offsets + cell, sums + f * tapFloats + cell * lanes, Math.Min(perGroup, cells - cell));
+                }
+                // The block's sums into the slice's, in the kernel's layout: stored by the slice's first block (unless it adds
+                // to the kernel gradient), added after, as the GEMM's depth blocks finish.
+                bool stores = block == first && !work.AddsToTarget;
+                for (int f = 0; f < filters; f++)
+                    for (int tap = 0; tap < taps; tap++)
+                        for (int c = 0; c < channels; c++)
+                        {
+                            float sum = sums[f * tapFloats + tap * laneChannels + c];
+                            float* to = target + (tap * channels + c) * filters + f;
+                            *to = stores ? sum : sum + *to;
+                        }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Continues the chains of up to <see cref="CellGroup"/> cells (a tap's vector of channels, at <paramref name="offsets"/>
+    /// from a window's corner, their sums at <paramref name="sums"/>) over <paramref name="run"/> positions of a row: each
+    /// position's tap times its gradient, one fused multiply-add, as the GEMM's kernel takes its patch entry times B's.
+    /// </summary>
+    [MethodImpl(Compiled.Kernel)]
+    private static unsafe void SumCells<TLanes, TVector>(float* corner, int step, float* gradient, int gradientStep, int run, int* offsets, float* sums, int count)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        int lanes = TLanes.Count;
+        nint o0 = offsets[0], o1 = count > 1 ? offsets[1] : 0, o2 = count > 2 ? offsets[2] : 0, o3 = count > 3 ? offsets[3] : 0;
+        nint o4 = count > 4 ? offsets[4] : 0, o5 = count > 5 ? offsets[5] : 0, o6 = count > 6 ? offsets[6] : 0, o7 = count > 7 ? offsets[7] : 0;
+        nint o8 = count > 8 ? offsets[8] : 0, o9 = count > 9 ? offsets[9] : 0, oA = count > 10 ? offsets[10] : 0, oB = count > 11 ? offsets[11] : 0;
+        TVector s0 = TLanes.Load(ref sums[0]), s1 = TLanes.Zero, s2 = TLanes.Zero, s3 = TLanes.Zero, s4 = TLanes.Zero, s5 = TLanes.Zero;
+        TVector s6 = TLanes.Zero, s7 = TLanes.Zero, s8 = TLanes.Zero, s9 = TLanes.Zero, sA = TLanes.Zero, sB = TLanes.Zero;
+        if (count > 1) s1 = TLanes.Load(ref sums[lanes]);
+        if (count > 2) s2 = TLanes.Load(ref sums[2 * lanes]);
+        if (count > 3) s3 = TLanes.Load(ref sums[3 * lanes]);
+        if (count > 4) s4 = TLanes.Load(ref sums[4 * lanes]);
+        if (count > 5) s5 = TLanes.Load(ref sums[5 * lanes]);
+        if (count > 6) s6 = TLanes.Load(ref sums[6 * lanes]);
+        if (count > 7) s7 = TLanes.Load(ref sums[7 * lanes]);
+        if (count > 8) s8 = TLanes.Load(ref sums[8 * lanes]);
+        if (count > 9) s9 = TLanes.Load(ref sums[9 * lanes]);
+        if (count > 10) sA = TLanes.Load(ref sums[10 * lanes]);
+        if (count > 11) sB = TLanes.Load(ref sums[11 * lanes]);
+        for (int i = 0; i < run; i++, corner += step, gradient += gradientStep)
+        {
+            TVector g = TLanes.Broadcast(*gradient);
+            s0 = TLanes.MultiplyAdd(TLanes.Load(ref corner[o0]), g, s0);
+            if (count > 1) s1 = TLanes.MultiplyAdd(TLanes.Load(ref corner[o1]), g, s1);
+            if (count > 2) s2 = TLanes.MultiplyAdd(TLanes.Load(ref corner[o2]), g, s2);
+            if (count > 3) s3 = TLanes.MultiplyAdd(TLanes.Load(ref corner[o3]), g, s3);
+            if (count > 4) s4 = TLanes.MultiplyAdd(TLanes.Load(ref corner[o4]), g, s4);
+            if (count > 5) s5 = TLanes.MultiplyAdd(TLanes.Load(ref corner[o5]), g, s5);
+            if (count > 6) s6 = TLanes.MultiplyAdd(TLanes.Load(ref corner[o6]), g, s6);
+            if (count > 7) s7 = TLanes.MultiplyAdd(TLanes.Load(ref corner[o7]), g, s7);
+            if (count > 8) s8 = TLanes.MultiplyAdd(TLanes.Load(ref corner[o8]), g, s8);
+            if (count > 9) s9 = TLanes.MultiplyAdd(TLanes.Load(ref corner[o9]), g, s9);
+            if (count > 10) sA = TLanes.MultiplyAdd(TLanes.Load(ref corner[oA]), g, sA);
+            if (count > 11) sB = TLanes.MultiplyAdd(TLanes.Load(ref corner[oB]), g, sB);
+        }
+        TLanes.Store(ref sums[0], s0);
+        if (count > 1) TLanes.Store(ref sums[lanes], s1);
+        if (count > 2) TLanes.Store(ref sums[2 * lanes], s2);
+        if (count > 3) TLanes.Store(ref sums[3 * lanes], s3);
+        if (count > 4) TLanes.Store(ref sums[4 * lanes], s4);
+        if (count > 5) TLanes.Store(ref sums[5 * lanes], s5);
+        if (count > 6) TLanes.Store(ref sums[6 * lanes], s6);
+        if (count > 7) TLanes.Store(ref sums[7 * lanes], s7);
+        if (count > 8) TLanes.Store(ref sums[8 * lanes], s8);
+        if (count > 9) TLanes.Store(ref sums[9 * lanes], s9);
+        if (count > 10) TLanes.Store(ref sums[10 * lanes], sA);
+        if (count > 11) TLanes.Store(ref sums[11 * lanes], sB);
+    }
+
+    /// <summary>
+    /// Lays a sample's image out with its zero padding as the windows read it (<paramref name="height"/> x
+    /// <paramref name="width"/> pixels from the padding's corner), each pixel's channels padded with zeros to
+    /// <paramref name="laneChannels"/>. Pixels no window reads (past the last window of a 'valid' stride) are left out.
+    /// </summary>
+    [MethodImpl(Compiled.Driver)]
+    private static unsafe void PadImage(float* image, in Window window, float* padded, int height, int width, int laneChannels)
+    {
+        int channels = window.Channels;
+        new Span<float>(padded, height * width * laneChannels).Clear();
+        int rows = Math.Min(window.Height, height - window.PadTop), columns = Math.Min(window.Width, width - window.PadLeft);
+        for (int y = 0; y < rows; y++)
+        {
+            float* from = image + (long)y * window.Width * channels, to = padded + ((long)(y + window.PadTop) * width + window.PadLeft) * laneChannels;
+            if (laneChannels == channels) new ReadOnlySpan<float>(from, columns * channels).CopyTo(new Span<float>(to, columns * channels));
+            else
+                for (int x = 0; x < columns; x++)
+                    new ReadOnlySpan<float>(from + x * channels, channels).CopyTo(new Span<float>(to + x * laneChannels, channels));
+        }
+    }
+}

@@ -53,9 +53,9 @@ public static partial class Gemm
     private static int DepthParts(int k) => Math.Min(8, k / DepthPart) & ~1;
 
     /// <summary>
-    /// How <see cref="MultiplyTransposedA"/> sums each output over its depth when A is a few columns of patch rows or less
-    /// (at least <see cref="StreamingRows"/> outputs tall, at most four wide: A read where it lies, in blocks of
-    /// <see cref="StreamingDepthBlock"/>): <see cref="DepthOrder.Parts"/> slices of <see cref="DepthOrder.PartDepth"/> (the
+    /// How <see cref="MultiplyTransposedA"/> sums each output over its depth for a product at least
+    /// <see cref="StreamingRows"/> rows tall and at most four columns wide (a kernel gradient over patch rows against a few
+    /// filters: A read where it lies, in blocks of <see cref="StreamingDepthBlock"/>): <see cref="DepthOrder.Parts"/> slices of <see cref="DepthOrder.PartDepth"/> (the
     /// last one shorter), each block of a slice a chain of fused multiply-adds from zero, the blocks added in order, the
     /// slices added in order after C (when accumulating); a single slice adds its blocks straight into C. A kernel that keeps
     /// this order computes the product's bits without A (Convolution.KernelGradient, from the image the patches copy).

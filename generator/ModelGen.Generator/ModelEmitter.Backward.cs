@@ -62,6 +62,7 @@ internal static partial class ModelEmitter
                     bool inputAtWinners = plan.TakesInputGradientAtWinners(node), scattered = plan.GradientScattered(node);
                     bool inputProduct = plan.InputGradientIsProduct(node);
                     string? inputPart = !input.NeedsGradient ? null : inputAtWinners ? "input" : inputProduct ? "input (one product: each patch is a pixel)"
+                        : Plan.HasFewFilters(layer) ? "input (summed in place, no patch gradients)"
                         : scattered ? "input (through the patches, from its nonzero gradients)" : "input (through the patches)";
                     w.Line($"// {node.Title}: {GradientsOf(plan, node, inputPart)}");
                     EmitActivationBackward(w, node, activation);
@@ -355,7 +356,7 @@ internal static partial class ModelEmitter
         // Behind a max pooling, the kernel gradient and perhaps the input's come from its winners.
         var pool = plan.KernelGradientPool(node);
         bool allAtWinners = plan.TakesInputGradientAtWinners(node);
-        string kernel = pool is not null && !allAtWinners ? $"kernel (at {pool.Title}'s winners)" : "kernel";
+        string kernel = pool is not null && !allAtWinners ? $"kernel (at {pool.Title}'s winners)" : node.KernelGradientReadsInput ? "kernel (from its input)" : "kernel";
         if (layer.Trainable) parts.AddRange(layer.UseBias && !biasTaken ? new[] { kernel, "bias" } : new[] { kernel });
         if (input is not null) parts.Add(input);
         string first = activation != Activation.Linear ? Lower(activation) + "', then "

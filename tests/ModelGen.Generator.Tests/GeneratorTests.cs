@@ -251,6 +251,8 @@ public class GeneratorTests
 
         // One filter over 16 channels: from the input, so the forward pass keeps no patches and none are allocated.
         Assert.Contains("Convolution.KernelGradient(widenOutput, decodedGradient, DecodedKernelGradient, decodedWindow, 1, batch);", backward);
+        Assert.Contains("// decoded: sigmoid', then kernel (from its input), bias and input (summed in place, no patch gradients) gradients", backward);
+        Assert.Contains("// many: tanh', then kernel, bias and input (through the patches) gradients", backward);
         Assert.DoesNotContain("decodedPatches", code);
         Assert.Matches(@"Convolution.Forward\(widenOutput, default, DecodedKernel, decodedOutput, decodedWindow, 1, batch[^;]*keepPatches: false\);", code);
         // Four filters over four channels, and five over sixteen: through the patches.

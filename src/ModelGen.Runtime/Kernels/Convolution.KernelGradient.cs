@@ -12,12 +12,12 @@ public static partial class Convolution
 {
     /// <summary>
     /// Whether a convolution's kernel gradient is taken from its input (<see cref="KernelGradient"/>), so its training
-    /// forward pass keeps no patches: few filters, patches of at least four floats (the GEMM's order is kept from there),
-    /// channels filling at least half an AVX-512 vector (fewer would leave most lanes idle), a window that is not pointwise
-    /// (whose patches are the input itself). The generator mirrors this (ModelEmitter.Plan.cs).
+    /// forward pass keeps no patches: few filters, channels filling at least half an AVX-512 vector (fewer would leave most
+    /// lanes idle; and patches of eight floats or more, deep enough for the GEMM's order that is kept), a window that is not
+    /// pointwise (whose patches are the input itself). The generator mirrors this (ModelEmitter.Plan.cs).
     /// </summary>
     public static bool TakesKernelGradientFromInput(in Window window, int filters) =>
-        filters <= FewFilters && window.PatchSize >= 4 && window.Channels >= MinimumLaneChannels && !window.IsPointwise;
+        filters <= FewFilters && window.Channels >= MinimumLaneChannels && !window.IsPointwise;
 
     /// <summary>Channels from which the kernel gradient is taken from the input: half an AVX-512 vector.</summary>
     private const int MinimumLaneChannels = 8;
@@ -203,21 +203,35 @@ public static partial class Convolution
     /// <summary>
     /// Lays a sample's image out with its zero padding as the windows read it (<paramref name="height"/> x
     /// <paramref name="width"/> pixels from the padding's corner), each pixel's channels padded with zeros to
-    /// <paramref name="laneChannels"/>. Pixels no window reads (past the last window of a 'valid' stride) are left out.
+    /// <paramref name="laneChannels"/>. Pixels no window reads (past the last window of a 'valid' stride) are left out. Only
+    /// what the image does not cover is cleared, each padded row once.
     /// </summary>
     [MethodImpl(Compiled.Driver)]
     private static unsafe void PadImage(float* image, in Window window, float* padded, int height, int width, int laneChannels)
     {
-        int channels = window.Channels;
-        new Span<float>(padded, height * width * laneChannels).Clear();
+        int channels = window.Channels, rowFloats = width * laneChannels;
         int rows = Math.Min(window.Height, height - window.PadTop), columns = Math.Min(window.Width, width - window.PadLeft);
-        for (int y = 0; y < rows; y++)
+        int left = window.PadLeft * laneChannels, covered = columns * laneChannels;
+        for (int py = 0; py < height; py++)
         {
-            float* from = image + (long)y * window.Width * channels, to = padded + ((long)(y + window.PadTop) * width + window.PadLeft) * laneChannels;
-            if (laneChannels == channels) new ReadOnlySpan<float>(from, columns * channels).CopyTo(new Span<float>(to, columns * channels));
-            else
-                for (int x = 0; x < columns; x++)
-                    new ReadOnlySpan<float>(from + x * channels, channels).CopyTo(new Span<float>(to + x * laneChannels, channels));
+            var row = new Span<float>(padded + (long)py * rowFloats, rowFloats);
+            int y = py - window.PadTop;
+            if (y < 0 || y >= rows)
+            {
+                row.Clear();
+                continue;
+            }
+            float* from = image + (long)y * window.Width * channels;
+            if (laneChannels == channels)
+            {
+                row.Slice(0, left).Clear();
+                new ReadOnlySpan<float>(from, covered).CopyTo(row.Slice(left));
+                row.Slice(left + covered).Clear();
+                continue;
+            }
+            row.Clear();
+            for (int x = 0; x < columns; x++)
+                new ReadOnlySpan<float>(from + x * channels, channels).CopyTo(row.Slice(left + x * laneChannels));
         }
     }
 }

@@ -212,7 +212,11 @@ public class DepthwiseConvolutionTests
     /// </summary>
     public static IEnumerable<object[]> Shapes() => KernelSettings.OnEveryPath(new[]
     {
-        new object[] { 16, 16, 32, 3, 1, 1, 1, true, 3 },   // a MobileNet block's: one image's rows split between the cores
+        new object[] { 16, 16, 32, 3, 1, 1, 1, true, 3 },   // a MobileNet block's: one image's rows split between the cores, two sliding blocks a row
+        new object[] { 9, 20, 20, 3, 1, 1, 1, true, 2 },    // rows of 20 slide in three blocks (the last over the second's), 20 channels: a partial vector
+        new object[] { 6, 8, 16, 3, 1, 1, 1, true, 2 },     // one sliding block a row, over the padding at both ends
+        new object[] { 5, 12, 8, 3, 1, 1, 1, false, 2 },    // 'valid': sliding blocks away from any padding
+        new object[] { 9, 14, 16, 3, 1, 1, 2, true, 2 },    // dilation 2: windows listing their cells, not sliding
         new object[] { 9, 8, 40, 3, 1, 2, 1, true, 2 },     // even output of a stride-2 'same' window, 40 channels: 2.5 vectors of AVX-512
         new object[] { 16, 16, 64, 3, 1, 2, 1, true, 2 },   // the block's second: stride 2, runs of 7 inside windows, four at a time
         new object[] { 7, 9, 5, 3, 3, 1, 2, false, 2 },     // a multiplier over five channels, dilation 2

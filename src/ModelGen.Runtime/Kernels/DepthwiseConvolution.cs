@@ -8,10 +8,12 @@ namespace ModelGen.Kernels;
 /// DepthwiseConv2D, directly over NHWC: output channel c·multiplier + m of each position is channel c of the window weighted
 /// by depthwise_kernel (ky, kx, c, m). Each row's windows inside the image's width form one run sharing their cells (only
 /// windows over the side padding list theirs alone), taken a channel vector at a time: four positions' sums in registers
-/// per weight loaded (forward), four cells' kernel gradients in registers over the run. With a multiplier of 1 each input
-/// pixel gathers its gradient from the positions covering it, four pixels in registers at a time, written once; otherwise
-/// each position scatters onto its pixels. The forward pass shares output rows between the cores; backward gives the
-/// kernel gradient to one core and the input gradient to the other, so every sum runs in the same order on one core or two.
+/// per weight loaded (forward; windows three pixels wide and a pixel apart slide eight at a time along whole rows, each
+/// pixel loaded once for the three windows it serves), four cells' kernel gradients in registers over the run. With a
+/// multiplier of 1 each input pixel gathers its gradient from the positions covering it, four pixels in registers at a
+/// time, written once; otherwise each position scatters onto its pixels. The forward pass shares output rows between the
+/// cores; backward gives the kernel gradient to one core and the input gradient to the other, so every sum runs in the
+/// same order on one core or two.
 /// </summary>
 public static class DepthwiseConvolution
 {
@@ -89,7 +91,9 @@ public static class DepthwiseConvolution
         public void Run<TLanes, TVector>(int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct
         {
             float* spread = stackalloc float[TLanes.Count];
-            if (operands.Multiplier == 1) OverPositions(operands.Window, first, count, operands.Width, TLanes.Count, new Sums<TLanes, TVector, Yes>(operands, bias, relu, spread));
+            if (operands.Multiplier == 1 && SlidingSums<TLanes, TVector>.Fits(operands.Window))
+                OverPositions(operands.Window, first, count, operands.Width, TLanes.Count, new SlidingSums<TLanes, TVector>(operands, bias, relu));
+            else if (operands.Multiplier == 1) OverPositions(operands.Window, first, count, operands.Width, TLanes.Count, new Sums<TLanes, TVector, Yes>(operands, bias, relu, spread));
             else OverPositions(operands.Window, first, count, operands.Width, TLanes.Count, new Sums<TLanes, TVector, No>(operands, bias, relu, spread));
         }
     }
@@ -170,6 +174,9 @@ public static class DepthwiseConvolution
         /// <summary>Whether the pass takes its runs' windows one at a time, each over all its channels, before the next.</summary>
         static abstract bool OneAtATime { get; }
 
+        /// <summary>Whether the pass takes each output row as one run, its windows over the side padding too (which then skips their pixels outside).</summary>
+        static virtual bool WholeRows => false;
+
         /// <summary>Channels [c, c + lanes) of the run: whole vectors where TFull, else the partial last one.</summary>
         void Vector<TFull>(in Run run, int c, int lanes) where TFull : IFlag;
     }
@@ -220,6 +227,12 @@ public static class DepthwiseConvolution
                     runCells[runCount] = ky * window.KernelWidth + kx;
                     offsets[runCount++] = (ky * window.Width + kx) * window.Dilation * window.Channels;
                 }
+            }
+            if (TPass.WholeRows)
+            {
+                int origin = (y * window.Width - window.PadLeft) * window.Channels;
+                ByVectors(ref pass, new Run(rowStart, sample, origin, window.OutputWidth, step, runCells, offsets, runCount), width, vector);
+                continue;
             }
             for (int ox = 0; ox < window.OutputWidth; ox++)
             {
@@ -385,6 +398,96 @@ public static class DepthwiseConvolution
                 channels.Store<TFull>(output + 2 * width, relu ? TLanes.Relu(sum2) : sum2, lanes);
                 channels.Store<TFull>(output + 3 * width, relu ? TLanes.Relu(sum3) : sum3, lanes);
             }
+        }
+    }
+
+    /// <summary>
+    /// Forward with a multiplier of 1 where each window takes three adjacent pixels of each row and the next window starts a
+    /// pixel further: the sums of <see cref="Sums{TLanes, TVector, TOne}"/>, bit for bit, each pixel loaded once for the three
+    /// windows it serves. Every output row is one run, its end windows included.
+    /// </summary>
+    private readonly unsafe struct SlidingSums<TLanes, TVector>(Operands operands, float* bias, bool relu) : IVectorPass
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        private readonly Channels<TLanes, TVector, Yes> channels = new(operands, null);
+        public static bool OneAtATime => false;
+        public static bool WholeRows => true;
+
+        /// <summary>Whether the forward pass over <paramref name="window"/> slides: three taps a pixel apart, windows a pixel apart, rows of at least one block.</summary>
+        public static bool Fits(in Window window) => window.KernelWidth == 3 && window.StrideWidth == 1 && window.Dilation == 1 && window.OutputWidth >= 8;
+
+        /// <summary>
+        /// A whole output row, eight windows a pixel apart at a time (where the row is no multiple of eight long, the last block
+        /// moves back over windows already written, which it computes again to the same bits). The blocks at the row's ends
+        /// skip the pixels over the side padding, as the windows listing their cells do.
+        /// </summary>
+        [MethodImpl(Compiled.Kernel)]
+        public void Vector<TFull>(in Run run, int c, int lanes) where TFull : IFlag
+        {
+            ref readonly var window = ref channels.Operands.Window;
+            int width = channels.Width, count = run.Count, imageWidth = window.Width;
+            int firstColumn = -window.PadLeft; // of the row's first window
+            var start = bias == null ? TLanes.Zero : channels.Load<TFull>(bias + c, lanes);
+            float* image = channels.Image(run.Sample) + run.Origin + c, target = channels.Operands.Output + run.Position * width + c, kernel = channels.Operands.Kernel + c;
+            for (int p = 0; p < count; p += 8)
+            {
+                p = Math.Min(p, count - 8);
+                int column = firstColumn + p;
+                var block = new Block(image + p * run.Step, target + p * width, kernel, column, imageWidth);
+                if (column >= 0 && column + 9 < imageWidth) Slide<TFull, No>(run, block, lanes, start);
+                else Slide<TFull, Yes>(run, block, lanes, start);
+            }
+        }
+
+        /// <summary>Eight windows' first pixel, output and weights (at the channel vector), and the image column of that pixel.</summary>
+        private readonly struct Block(float* pixels, float* output, float* kernel, int column, int imageWidth)
+        {
+            public readonly float* Pixels = pixels, Output = output, Kernel = kernel;
+            public readonly int Column = column, ImageWidth = imageWidth;
+
+            /// <summary>Whether the pixel <paramref name="t"/> columns on lies inside the image: always, unless at an end of the row (TEdge).</summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            public bool Inside<TEdge>(int t) where TEdge : IFlag => !TEdge.IsSet || (uint)(Column + t) < (uint)ImageWidth;
+        }
+
+        /// <summary>
+        /// Eight windows over each row of the window inside the image: its three weights loaded once, each of the row's ten
+        /// pixels loaded once and multiplied into the (up to three) windows that cover it, so each window still takes its cells
+        /// in (ky, kx) order.
+        /// </summary>
+        [MethodImpl(Compiled.Kernel)]
+        private void Slide<TFull, TEdge>(in Run run, in Block block, int lanes, TVector start) where TFull : IFlag where TEdge : IFlag
+        {
+            int width = channels.Width, rows = run.CellCount / 3;
+            int* cells = run.Cells, pixels = run.Offsets;
+            nint pixel = run.Step;
+            TVector sum0 = start, sum1 = start, sum2 = start, sum3 = start, sum4 = start, sum5 = start, sum6 = start, sum7 = start, x;
+            for (int row = 0; row < rows; row++)
+            {
+                float* weights = block.Kernel + cells[3 * row] * width, at = block.Pixels + pixels[3 * row];
+                var w0 = channels.Load<TFull>(weights, lanes);
+                var w1 = channels.Load<TFull>(weights + width, lanes);
+                var w2 = channels.Load<TFull>(weights + 2 * width, lanes);
+                if (block.Inside<TEdge>(0)) { x = channels.Load<TFull>(at, lanes); sum0 = TLanes.MultiplyAdd(x, w0, sum0); }
+                if (block.Inside<TEdge>(1)) { x = channels.Load<TFull>(at + pixel, lanes); sum0 = TLanes.MultiplyAdd(x, w1, sum0); sum1 = TLanes.MultiplyAdd(x, w0, sum1); }
+                if (block.Inside<TEdge>(2)) { x = channels.Load<TFull>(at + 2 * pixel, lanes); sum0 = TLanes.MultiplyAdd(x, w2, sum0); sum1 = TLanes.MultiplyAdd(x, w1, sum1); sum2 = TLanes.MultiplyAdd(x, w0, sum2); }
+                if (block.Inside<TEdge>(3)) { x = channels.Load<TFull>(at + 3 * pixel, lanes); sum1 = TLanes.MultiplyAdd(x, w2, sum1); sum2 = TLanes.MultiplyAdd(x, w1, sum2); sum3 = TLanes.MultiplyAdd(x, w0, sum3); }
+                if (block.Inside<TEdge>(4)) { x = channels.Load<TFull>(at + 4 * pixel, lanes); sum2 = TLanes.MultiplyAdd(x, w2, sum2); sum3 = TLanes.MultiplyAdd(x, w1, sum3); sum4 = TLanes.MultiplyAdd(x, w0, sum4); }
+                if (block.Inside<TEdge>(5)) { x = channels.Load<TFull>(at + 5 * pixel, lanes); sum3 = TLanes.MultiplyAdd(x, w2, sum3); sum4 = TLanes.MultiplyAdd(x, w1, sum4); sum5 = TLanes.MultiplyAdd(x, w0, sum5); }
+                if (block.Inside<TEdge>(6)) { x = channels.Load<TFull>(at + 6 * pixel, lanes); sum4 = TLanes.MultiplyAdd(x, w2, sum4); sum5 = TLanes.MultiplyAdd(x, w1, sum5); sum6 = TLanes.MultiplyAdd(x, w0, sum6); }
+                if (block.Inside<TEdge>(7)) { x = channels.Load<TFull>(at + 7 * pixel, lanes); sum5 = TLanes.MultiplyAdd(x, w2, sum5); sum6 = TLanes.MultiplyAdd(x, w1, sum6); sum7 = TLanes.MultiplyAdd(x, w0, sum7); }
+                if (block.Inside<TEdge>(8)) { x = channels.Load<TFull>(at + 8 * pixel, lanes); sum6 = TLanes.MultiplyAdd(x, w2, sum6); sum7 = TLanes.MultiplyAdd(x, w1, sum7); }
+                if (block.Inside<TEdge>(9)) { x = channels.Load<TFull>(at + 9 * pixel, lanes); sum7 = TLanes.MultiplyAdd(x, w2, sum7); }
+            }
+            float* output = block.Output;
+            channels.Store<TFull>(output, relu ? TLanes.Relu(sum0) : sum0, lanes);
+            channels.Store<TFull>(output + width, relu ? TLanes.Relu(sum1) : sum1, lanes);
+            channels.Store<TFull>(output + 2 * width, relu ? TLanes.Relu(sum2) : sum2, lanes);
+            channels.Store<TFull>(output + 3 * width, relu ? TLanes.Relu(sum3) : sum3, lanes);
+            channels.Store<TFull>(output + 4 * width, relu ? TLanes.Relu(sum4) : sum4, lanes);
+            channels.Store<TFull>(output + 5 * width, relu ? TLanes.Relu(sum5) : sum5, lanes);
+            channels.Store<TFull>(output + 6 * width, relu ? TLanes.Relu(sum6) : sum6, lanes);
+            channels.Store<TFull>(output + 7 * width, relu ? TLanes.Relu(sum7) : sum7, lanes);
         }
     }
 

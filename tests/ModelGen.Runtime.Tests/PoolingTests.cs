@@ -218,7 +218,9 @@ public class DepthwiseConvolutionTests
         new object[] { 5, 12, 8, 3, 1, 1, 1, false, 2 },    // 'valid': sliding blocks away from any padding
         new object[] { 9, 14, 16, 3, 1, 1, 2, true, 2 },    // dilation 2: windows listing their cells, not sliding
         new object[] { 9, 8, 40, 3, 1, 2, 1, true, 2 },     // even output of a stride-2 'same' window, 40 channels: 2.5 vectors of AVX-512
-        new object[] { 16, 16, 64, 3, 1, 2, 1, true, 2 },   // the block's second: stride 2, runs of 7 inside windows, four at a time
+        new object[] { 16, 16, 64, 3, 1, 2, 1, true, 2 },   // the block's second: stride 2, one sliding block a row, over the padding at its end
+        new object[] { 6, 33, 16, 3, 1, 2, 1, true, 2 },    // stride 2 over padding at both ends: rows of 17 in two blocks, the last over the first
+        new object[] { 7, 37, 20, 3, 1, 2, 1, false, 2 },   // stride 2, 'valid': rows of 18 in three blocks away from any padding, a partial vector
         new object[] { 7, 9, 5, 3, 3, 1, 2, false, 2 },     // a multiplier over five channels, dilation 2
         new object[] { 6, 6, 24, 5, 1, 1, 1, true, 1 },     // a 5x5 window mostly over the padding
         new object[] { 10, 10, 70, 2, 2, 2, 1, false, 2 },  // multiplier 2 over 70 channels: 140 outputs

@@ -8,8 +8,8 @@ namespace ModelGen.Kernels;
 /// DepthwiseConv2D, directly over NHWC: output channel c·multiplier + m of each position is channel c of the window weighted
 /// by depthwise_kernel (ky, kx, c, m). Each row's windows inside the image's width form one run sharing their cells (only
 /// windows over the side padding list theirs alone), taken a channel vector at a time: four positions' sums in registers
-/// per weight loaded (forward; windows three pixels wide and a pixel apart slide eight at a time along whole rows, each
-/// pixel loaded once for the three windows it serves), four cells' kernel gradients in registers over the run. With a
+/// per weight loaded (forward; windows three pixels wide, one or two apart, slide eight at a time along whole rows, each
+/// pixel loaded once for the windows it serves), four cells' kernel gradients in registers over the run. With a
 /// multiplier of 1 each input pixel gathers its gradient from the positions covering it, four pixels in registers at a
 /// time, written once; otherwise each position scatters onto its pixels. The forward pass shares output rows between the
 /// cores; backward gives the kernel gradient to one core and the input gradient to the other, so every sum runs in the
@@ -402,9 +402,9 @@ public static class DepthwiseConvolution
     }
 
     /// <summary>
-    /// Forward with a multiplier of 1 where each window takes three adjacent pixels of each row and the next window starts a
-    /// pixel further: the sums of <see cref="Sums{TLanes, TVector, TOne}"/>, bit for bit, each pixel loaded once for the three
-    /// windows it serves. Every output row is one run, its end windows included.
+    /// Forward with a multiplier of 1 where each window takes three adjacent pixels of each row and the next window starts one
+    /// or two pixels further: the sums of <see cref="Sums{TLanes, TVector, TOne}"/>, bit for bit, each pixel loaded once for
+    /// the windows it serves. Every output row is one run, its end windows included.
     /// </summary>
     private readonly unsafe struct SlidingSums<TLanes, TVector>(Operands operands, float* bias, bool relu) : IVectorPass
         where TLanes : struct, ILanes<TVector> where TVector : struct
@@ -413,29 +413,36 @@ public static class DepthwiseConvolution
         public static bool OneAtATime => false;
         public static bool WholeRows => true;
 
-        /// <summary>Whether the forward pass over <paramref name="window"/> slides: three taps a pixel apart, windows a pixel apart, rows of at least one block.</summary>
-        public static bool Fits(in Window window) => window.KernelWidth == 3 && window.StrideWidth == 1 && window.Dilation == 1 && window.OutputWidth >= 8;
+        /// <summary>Whether the forward pass over <paramref name="window"/> slides: three taps a pixel apart, windows one or two pixels apart, rows of at least one block.</summary>
+        public static bool Fits(in Window window) =>
+            window.KernelWidth == 3 && window.Dilation == 1 && window.StrideWidth is 1 or 2 && window.OutputWidth >= 8;
 
         /// <summary>
-        /// A whole output row, eight windows a pixel apart at a time (where the row is no multiple of eight long, the last block
-        /// moves back over windows already written, which it computes again to the same bits). The blocks at the row's ends
-        /// skip the pixels over the side padding, as the windows listing their cells do.
+        /// A whole output row, eight windows at a time (where the row is no multiple of eight long, the last block moves back
+        /// over windows already written, which it computes again to the same bits). The blocks at the row's ends skip the
+        /// pixels over the side padding, as the windows listing their cells do.
         /// </summary>
         [MethodImpl(Compiled.Kernel)]
         public void Vector<TFull>(in Run run, int c, int lanes) where TFull : IFlag
         {
             ref readonly var window = ref channels.Operands.Window;
-            int width = channels.Width, count = run.Count, imageWidth = window.Width;
-            int firstColumn = -window.PadLeft; // of the row's first window
+            int width = channels.Width, count = run.Count, imageWidth = window.Width, stride = window.StrideWidth;
+            int firstColumn = -window.PadLeft, span = 7 * stride + 3; // the row's first window's first column; a block's columns
             var start = bias == null ? TLanes.Zero : channels.Load<TFull>(bias + c, lanes);
             float* image = channels.Image(run.Sample) + run.Origin + c, target = channels.Operands.Output + run.Position * width + c, kernel = channels.Operands.Kernel + c;
             for (int p = 0; p < count; p += 8)
             {
                 p = Math.Min(p, count - 8);
-                int column = firstColumn + p;
+                int column = firstColumn + p * stride;
                 var block = new Block(image + p * run.Step, target + p * width, kernel, column, imageWidth);
-                if (column >= 0 && column + 9 < imageWidth) Slide<TFull, No>(run, block, lanes, start);
-                else Slide<TFull, Yes>(run, block, lanes, start);
+                bool inside = column >= 0 && column + span <= imageWidth;
+                if (stride == 1)
+                {
+                    if (inside) Slide<TFull, No, No>(run, block, lanes, start);
+                    else Slide<TFull, Yes, No>(run, block, lanes, start);
+                }
+                else if (inside) Slide<TFull, No, Yes>(run, block, lanes, start);
+                else Slide<TFull, Yes, Yes>(run, block, lanes, start);
             }
         }
 
@@ -451,16 +458,16 @@ public static class DepthwiseConvolution
         }
 
         /// <summary>
-        /// Eight windows over each row of the window inside the image: its three weights loaded once, each of the row's ten
-        /// pixels loaded once and multiplied into the (up to three) windows that cover it, so each window still takes its cells
-        /// in (ky, kx) order.
+        /// Eight windows over each row of the window inside the image: its three weights loaded once, each of the row's pixels
+        /// under the block (ten a pixel apart, seventeen two apart: <typeparamref name="TTwo"/>) loaded once and multiplied
+        /// into the windows that cover it, so each window still takes its cells in (ky, kx) order.
         /// </summary>
         [MethodImpl(Compiled.Kernel)]
-        private void Slide<TFull, TEdge>(in Run run, in Block block, int lanes, TVector start) where TFull : IFlag where TEdge : IFlag
+        private void Slide<TFull, TEdge, TTwo>(in Run run, in Block block, int lanes, TVector start) where TFull : IFlag where TEdge : IFlag where TTwo : IFlag
         {
             int width = channels.Width, rows = run.CellCount / 3;
             int* cells = run.Cells, pixels = run.Offsets;
-            nint pixel = run.Step;
+            nint pixel = channels.Operands.Window.Channels;
             TVector sum0 = start, sum1 = start, sum2 = start, sum3 = start, sum4 = start, sum5 = start, sum6 = start, sum7 = start, x;
             for (int row = 0; row < rows; row++)
             {
@@ -468,6 +475,29 @@ public static class DepthwiseConvolution
                 var w0 = channels.Load<TFull>(weights, lanes);
                 var w1 = channels.Load<TFull>(weights + width, lanes);
                 var w2 = channels.Load<TFull>(weights + 2 * width, lanes);
+                if (TTwo.IsSet)
+                {
+                    // Window j takes pixels 2j, 2j + 1 and 2j + 2: the even ones serve two windows, the odd ones one.
+                    if (block.Inside<TEdge>(0)) { x = channels.Load<TFull>(at, lanes); sum0 = TLanes.MultiplyAdd(x, w0, sum0); }
+                    if (block.Inside<TEdge>(1)) { x = channels.Load<TFull>(at + pixel, lanes); sum0 = TLanes.MultiplyAdd(x, w1, sum0); }
+                    if (block.Inside<TEdge>(2)) { x = channels.Load<TFull>(at + 2 * pixel, lanes); sum0 = TLanes.MultiplyAdd(x, w2, sum0); sum1 = TLanes.MultiplyAdd(x, w0, sum1); }
+                    if (block.Inside<TEdge>(3)) { x = channels.Load<TFull>(at + 3 * pixel, lanes); sum1 = TLanes.MultiplyAdd(x, w1, sum1); }
+                    if (block.Inside<TEdge>(4)) { x = channels.Load<TFull>(at + 4 * pixel, lanes); sum1 = TLanes.MultiplyAdd(x, w2, sum1); sum2 = TLanes.MultiplyAdd(x, w0, sum2); }
+                    if (block.Inside<TEdge>(5)) { x = channels.Load<TFull>(at + 5 * pixel, lanes); sum2 = TLanes.MultiplyAdd(x, w1, sum2); }
+                    if (block.Inside<TEdge>(6)) { x = channels.Load<TFull>(at + 6 * pixel, lanes); sum2 = TLanes.MultiplyAdd(x, w2, sum2); sum3 = TLanes.MultiplyAdd(x, w0, sum3); }
+                    if (block.Inside<TEdge>(7)) { x = channels.Load<TFull>(at + 7 * pixel, lanes); sum3 = TLanes.MultiplyAdd(x, w1, sum3); }
+                    if (block.Inside<TEdge>(8)) { x = channels.Load<TFull>(at + 8 * pixel, lanes); sum3 = TLanes.MultiplyAdd(x, w2, sum3); sum4 = TLanes.MultiplyAdd(x, w0, sum4); }
+                    if (block.Inside<TEdge>(9)) { x = channels.Load<TFull>(at + 9 * pixel, lanes); sum4 = TLanes.MultiplyAdd(x, w1, sum4); }
+                    if (block.Inside<TEdge>(10)) { x = channels.Load<TFull>(at + 10 * pixel, lanes); sum4 = TLanes.MultiplyAdd(x, w2, sum4); sum5 = TLanes.MultiplyAdd(x, w0, sum5); }
+                    if (block.Inside<TEdge>(11)) { x = channels.Load<TFull>(at + 11 * pixel, lanes); sum5 = TLanes.MultiplyAdd(x, w1, sum5); }
+                    if (block.Inside<TEdge>(12)) { x = channels.Load<TFull>(at + 12 * pixel, lanes); sum5 = TLanes.MultiplyAdd(x, w2, sum5); sum6 = TLanes.MultiplyAdd(x, w0, sum6); }
+                    if (block.Inside<TEdge>(13)) { x = channels.Load<TFull>(at + 13 * pixel, lanes); sum6 = TLanes.MultiplyAdd(x, w1, sum6); }
+                    if (block.Inside<TEdge>(14)) { x = channels.Load<TFull>(at + 14 * pixel, lanes); sum6 = TLanes.MultiplyAdd(x, w2, sum6); sum7 = TLanes.MultiplyAdd(x, w0, sum7); }
+                    if (block.Inside<TEdge>(15)) { x = channels.Load<TFull>(at + 15 * pixel, lanes); sum7 = TLanes.MultiplyAdd(x, w1, sum7); }
+                    if (block.Inside<TEdge>(16)) { x = channels.Load<TFull>(at + 16 * pixel, lanes); sum7 = TLanes.MultiplyAdd(x, w2, sum7); }
+                    continue;
+                }
+                // Window j takes pixels j, j + 1 and j + 2: each pixel inside the block serves three windows.
                 if (block.Inside<TEdge>(0)) { x = channels.Load<TFull>(at, lanes); sum0 = TLanes.MultiplyAdd(x, w0, sum0); }
                 if (block.Inside<TEdge>(1)) { x = channels.Load<TFull>(at + pixel, lanes); sum0 = TLanes.MultiplyAdd(x, w1, sum0); sum1 = TLanes.MultiplyAdd(x, w0, sum1); }
                 if (block.Inside<TEdge>(2)) { x = channels.Load<TFull>(at + 2 * pixel, lanes); sum0 = TLanes.MultiplyAdd(x, w2, sum0); sum1 = TLanes.MultiplyAdd(x, w1, sum1); sum2 = TLanes.MultiplyAdd(x, w0, sum2); }

@@ -91,7 +91,7 @@ public static class DepthwiseConvolution
         public void Run<TLanes, TVector>(int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct
         {
             float* spread = stackalloc float[TLanes.Count];
-            if (operands.Multiplier == 1 && SlidingSums<TLanes, TVector>.Fits(operands.Window))
+            if (SlidingSums<TLanes, TVector>.Fits(operands))
                 OverPositions(operands.Window, first, count, operands.Width, TLanes.Count, new SlidingSums<TLanes, TVector>(operands, bias, relu));
             else if (operands.Multiplier == 1) OverPositions(operands.Window, first, count, operands.Width, TLanes.Count, new Sums<TLanes, TVector, Yes>(operands, bias, relu, spread));
             else OverPositions(operands.Window, first, count, operands.Width, TLanes.Count, new Sums<TLanes, TVector, No>(operands, bias, relu, spread));
@@ -413,9 +413,9 @@ public static class DepthwiseConvolution
         public static bool OneAtATime => false;
         public static bool WholeRows => true;
 
-        /// <summary>Whether the forward pass over <paramref name="window"/> slides: three taps a pixel apart, windows one or two pixels apart, rows of at least one block.</summary>
-        public static bool Fits(in Window window) =>
-            window.KernelWidth == 3 && window.Dilation == 1 && window.StrideWidth is 1 or 2 && window.OutputWidth >= 8;
+        /// <summary>Whether a forward pass slides: a multiplier of 1, three taps a pixel apart, windows one or two pixels apart, rows of at least one block.</summary>
+        public static bool Fits(in Operands operands) => operands.Multiplier == 1 && operands.Window is
+            { KernelWidth: 3, Dilation: 1, StrideWidth: 1 or 2, OutputWidth: >= 8 };
 
         /// <summary>
         /// A whole output row, eight windows at a time (where the row is no multiple of eight long, the last block moves back

@@ -19,7 +19,7 @@ public class ConvolutionTests
         { 7, 8, 8, 2, 3, 2, false, 1 },
         { 5, 5, 32, 3, 3, 1, false, 1 },
         { 9, 9, 3, 3, 3, 2, false, 1 },  // short kernel rows, stride 2, every window inside: the copying fast path
-        { 8, 8, 1, 3, 3, 2, true, 1 },   // 'same' padding only at the bottom and right: not inside, so not the fast path
+        { 8, 8, 1, 3, 3, 2, true, 1 },   // 'same' padding only at the bottom and right: the fast path over a zero-padded copy
         { 6, 7, 41, 3, 3, 1, true, 1 },  // col2im's four vectors of channels at a time, then one vector, then one channel
     };
 
@@ -46,15 +46,18 @@ public class ConvolutionTests
     }
 
     [Theory]
-    [InlineData(30, 1, 3, 2)] // runs of three floats: one vector each, a float past the run
-    [InlineData(18, 3, 3, 2)] // runs of nine: three vectors, three floats past
-    public void Im2col_in_parts_on_both_cores_copies_every_run_exactly(int side, int channels, int kernel, int stride)
+    [InlineData(30, 1, 3, 2, false)] // runs of three floats: one vector each, a float past the run
+    [InlineData(18, 3, 3, 2, false)] // runs of nine: three vectors, three floats past
+    [InlineData(18, 3, 3, 2, true)]  // the MobileNet stem's windows: padding at the bottom and right, read from a zero-padded copy
+    [InlineData(13, 1, 5, 1, true)]  // padding of two on every side, runs of five: two vectors
+    [InlineData(9, 3, 3, 1, true)]   // padding of one on every side
+    public void Im2col_in_parts_on_both_cores_copies_every_run_exactly(int side, int channels, int kernel, int stride, bool same)
     {
         // Enough samples for several parts: each part's last row must not spill into the next part's first, which the other
-        // core may have written already. The windows stop short of the last row and column, so a spill past a sample's
-        // last run would read pixels that differ from the next patch row's first.
+        // core may have written already. The 'valid' windows stop short of the last row and column, so a spill past a
+        // sample's last run would read pixels that differ from the next patch row's first.
         const int batch = 40;
-        var window = new Window(side, side, channels, kernel, kernel, stride, stride, Same: false);
+        var window = new Window(side, side, channels, kernel, kernel, stride, stride, same);
         var images = Random(batch * side * side * channels, 21);
         var expected = new float[batch * window.Positions * window.PatchSize];
         for (int sample = 0, row = 0; sample < batch; sample++)
@@ -63,7 +66,11 @@ public class ConvolutionTests
                     for (int ky = 0, cell = 0; ky < kernel; ky++)
                         for (int kx = 0; kx < kernel; kx++)
                             for (int c = 0; c < channels; c++, cell++)
-                                expected[row * window.PatchSize + cell] = images[((sample * side + y * stride + ky) * side + x * stride + kx) * channels + c];
+                            {
+                                int imageY = y * stride + ky - window.PadTop, imageX = x * stride + kx - window.PadLeft;
+                                bool inside = imageY >= 0 && imageY < side && imageX >= 0 && imageX < side;
+                                expected[row * window.PatchSize + cell] = inside ? images[((sample * side + imageY) * side + imageX) * channels + c] : 0f;
+                            }
         foreach (int threads in new[] { 1, 2 })
         {
             for (int attempt = 0; attempt < 20; attempt++)
@@ -341,6 +348,8 @@ public class ConvolutionTests
         { 6, 6, 64, 3, 3, 1, true, 1, 64, 2 },      // 576 deep: one depth block of the GEMM
         { 5, 5, 128, 3, 3, 1, true, 1, 64, 2 },     // 1152 deep: two depth blocks for training, direct at inference
         { 8, 8, 64, 1, 1, 1, false, 1, 128, 3 },    // the MobileNet block's second pointwise convolution: one run per range at inference
+        { 11, 12, 3, 5, 5, 1, true, 1, 24, 3 },     // kernel rows of fifteen floats, padding of two on every side: parts' patch rows copied whole
+        { 15, 14, 1, 7, 7, 2, true, 1, 16, 2 },     // rows of seven, stride 2, padding on every side
     };
 
     /// <summary>

@@ -138,7 +138,7 @@ public static partial class Convolution
         {
             var images = new ReadOnlySpan<float>(input, batch * window.Height * window.Width * window.Channels);
             var rows = new Span<float>(patches, (first - heldFrom + count) * window.PatchSize);
-            if (InsideImage(window) && window.Dilation == 1 && window.KernelWidth * window.Channels < 16)
+            if (window.Dilation == 1 && window.KernelWidth * window.Channels < 16)
             {
                 CopyShortRuns(images, rows, window, first, count, heldFrom);
                 return;
@@ -231,48 +231,110 @@ public static partial class Convolution
         }
     }
 
-    /// <summary>Whether every window lies inside the image: no padding on any side ('same' may pad only the bottom or right).</summary>
-    private static bool InsideImage(in Window window) =>
-        window.PadTop == 0 && window.PadLeft == 0 &&
-        (window.OutputHeight - 1) * window.StrideHeight + window.KernelHeight <= window.Height &&
-        (window.OutputWidth - 1) * window.StrideWidth + window.KernelWidth <= window.Width;
-
     /// <summary>
-    /// im2col for a window with no padding and kernel rows of a few floats (a first layer's one or three channels): each kernel
-    /// row copied in one loop nest, where the general walk spent a call and a check on each few-float run (28x28x1, 3x3:
-    /// 10.9 -> 4 us a sample), four floats at a time rather than one (64 such samples on two cores: 168 -> 130 us).
+    /// im2col for kernel rows of a few floats (a first layer's one or three channels): each kernel row copied in one loop
+    /// nest, where the general walk spent a call and a check on each few-float run (28x28x1, 3x3: 10.9 -> 4 us a sample),
+    /// four floats at a time rather than one (64 such samples on two cores: 168 -> 130 us). Where windows reach over the
+    /// padding, every window reads a zero-padded copy of its sample (<see cref="PaddedPlane"/>), so those too copy whole
+    /// kernel rows where they went cell by cell through the walk (the MobileNet stem's 'same' windows, 32 samples on two
+    /// cores: 110 -> 34 us).
     /// <paramref name="patches"/> holds the patch rows from row <paramref name="heldFrom"/> on.
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
-    private static void CopyShortRuns(ReadOnlySpan<float> images, Span<float> patches, in Window window, int firstRow, int rows, int heldFrom)
+    private static unsafe void CopyShortRuns(ReadOnlySpan<float> images, Span<float> patches, in Window window, int firstRow, int rows, int heldFrom)
     {
-        int run = window.KernelWidth * window.Channels, rowFloats = window.Width * window.Channels;
-        int imageFloats = window.Height * rowFloats, step = window.StrideWidth * window.Channels;
-        ref float source = ref MemoryMarshal.GetReference(images);
-        ref float target = ref MemoryMarshal.GetReference(patches);
-        // A run goes in vectors of four floats, the last one past its end: it reads up to three floats more of the image and
-        // writes up to three more, which the next run (or the next row's first) then overwrites. So the last row of the
-        // range, whose spill would land in rows it does not own, and a row whose reads would pass the images' end, go float
-        // by float.
-        int vectors = (run + 3) / 4, spill = 4 * vectors - run, lastRead = (window.KernelHeight - 1) * rowFloats + run + spill;
-        var at = new Position(window, firstRow);
-        for (int row = firstRow, cell = (firstRow - heldFrom) * window.PatchSize; row < firstRow + rows; row++, at.Advance(window))
+        int kernelHeight = window.KernelHeight, run = window.KernelWidth * window.Channels, imageFloats = window.Height * window.Width * window.Channels;
+        int step = window.StrideWidth * window.Channels, outputWidth = window.OutputWidth;
+        var plane = PaddedPlane.Of(window);
+        int rowFloats = plane.Width * window.Channels;
+        // A run goes in vectors of four floats, the last one past its end: it reads up to three floats more of the plane and
+        // writes up to three more, which the next run (or the next row's first) then overwrites. So the last window of the
+        // range, whose spill would land in rows it does not own, and windows whose reads would pass the images' end, go
+        // float by float.
+        int vectors = (run + 3) / 4, spill = 4 * vectors - run, lastRead = (kernelHeight - 1) * rowFloats + run + spill;
+        var padded = plane.Padded ? AlignedBuffer.Ensure(ref paddedSample, plane.Floats + spill) : default;
+        fixed (float* source = images, target = patches, copy = padded)
         {
-            int origin = at.Sample * imageFloats + at.Y * window.StrideHeight * rowFloats + at.X * step;
-            // Two loop nests rather than a test inside one: with the test per kernel row, 64 samples took 152 us, not 142.
-            if (row + 1 < firstRow + rows && origin + lastRead <= images.Length)
+            float* cell = target + (long)(firstRow - heldFrom) * window.PatchSize, image = null;
+            long readable = 0;
+            // A stretch of one output row's windows at a time.
+            for (int row = firstRow, end = firstRow + rows, sample = -1; row < end;)
             {
-                for (int ky = 0; ky < window.KernelHeight; ky++, cell += run)
+                int position = row % window.Positions, oy = position / outputWidth, ox = position % outputWidth, count = Math.Min(outputWidth - ox, end - row);
+                if (row / window.Positions != sample)
                 {
-                    ref float from = ref Unsafe.Add(ref source, origin + ky * rowFloats);
-                    for (int v = 0; v < 4 * vectors; v += 4) Vector128.StoreUnsafe(Vector128.LoadUnsafe(ref from, (nuint)v), ref Unsafe.Add(ref target, cell), (nuint)v);
+                    sample = row / window.Positions;
+                    image = source + (long)sample * imageFloats;
+                    readable = images.Length - (long)sample * imageFloats;
+                    if (plane.Padded)
+                    {
+                        plane.Fill(image, copy, window);
+                        image = copy;
+                        readable = padded.Length;
+                    }
                 }
-                continue;
+                long origin = (long)oy * window.StrideHeight * rowFloats + ox * step;
+                int whole = (int)Math.Clamp((readable - lastRead - origin) / step + 1, 0, row + count == end ? count - 1 : count);
+                cell = CopyWindows(image + origin, cell, whole, step, kernelHeight, rowFloats, run, vectors);
+                for (float* from = image + origin + whole * step; whole < count; whole++, from += step)
+                    for (int ky = 0; ky < kernelHeight; ky++)
+                        for (int i = 0; i < run; i++) *cell++ = from[ky * rowFloats + i];
+                row += count;
             }
-            for (int ky = 0; ky < window.KernelHeight; ky++)
+        }
+    }
+
+    /// <summary>
+    /// <paramref name="count"/> windows <paramref name="step"/> floats apart into consecutive patch rows from
+    /// <paramref name="cell"/>, each kernel row as <paramref name="vectors"/> vectors of four floats; returns the next row's
+    /// first cell. A method of its own so the JIT keeps its few pointers in registers.
+    /// </summary>
+    [MethodImpl(Compiled.Kernel)]
+    private static unsafe float* CopyWindows(float* from, float* cell, int count, int step, int kernelHeight, int rowFloats, int run, int vectors)
+    {
+        for (int w = 0; w < count; w++, from += step)
+            for (float* kernelRow = from, end = from + kernelHeight * rowFloats; kernelRow < end; kernelRow += rowFloats, cell += run)
+                for (int v = 0; v < 4 * vectors; v += 4) Vector128.Store(Vector128.Load(kernelRow + v), cell + v);
+        return cell;
+    }
+
+    /// <summary>This thread's zero-padded copy of one sample (<see cref="PaddedPlane"/>).</summary>
+    [ThreadStatic] private static AlignedBuffer? paddedSample;
+
+    /// <summary>
+    /// The pixels a window's positions read, from the first window's corner: the image itself where no window reaches over
+    /// the padding, else a copy <see cref="Height"/> x <see cref="Width"/> pixels large with zeros where the padding is.
+    /// </summary>
+    private readonly struct PaddedPlane(bool padded, int height, int width, int channels)
+    {
+        public readonly bool Padded = padded;
+        public readonly int Height = height, Width = width;
+        public int Floats => Height * Width * channels;
+
+        public static PaddedPlane Of(in Window window)
+        {
+            int height = (window.OutputHeight - 1) * window.StrideHeight + window.SpanHeight;
+            int width = (window.OutputWidth - 1) * window.StrideWidth + window.SpanWidth;
+            bool padded = window.PadTop > 0 || window.PadLeft > 0 || height > window.Height || width > window.Width;
+            return padded ? new(true, height, width, window.Channels) : new(false, window.Height, window.Width, window.Channels);
+        }
+
+        /// <summary>Copies one sample's <paramref name="image"/> into <paramref name="plane"/>, zeros around it.</summary>
+        public unsafe void Fill(float* image, float* plane, in Window window)
+        {
+            int rowFloats = Width * channels, left = window.PadLeft * channels;
+            int copied = (Math.Min(window.Width, Width - window.PadLeft)) * channels; // floats of an image row inside the plane
+            for (int y = 0; y < Height; y++, plane += rowFloats)
             {
-                ref float from = ref Unsafe.Add(ref source, origin + ky * rowFloats);
-                for (int i = 0; i < run; i++, cell++) Unsafe.Add(ref target, cell) = Unsafe.Add(ref from, i);
+                int imageRow = y - window.PadTop;
+                if (imageRow < 0 || imageRow >= window.Height)
+                {
+                    new Span<float>(plane, rowFloats).Clear();
+                    continue;
+                }
+                new Span<float>(plane, left).Clear();
+                new ReadOnlySpan<float>(image + (long)imageRow * window.Width * channels, copied).CopyTo(new Span<float>(plane + left, copied));
+                new Span<float>(plane + left + copied, rowFloats - left - copied).Clear();
             }
         }
     }

@@ -224,12 +224,16 @@ public class DepthwiseConvolutionTests
         new object[] { 7, 9, 5, 3, 3, 1, 2, false, 2 },     // a multiplier over five channels, dilation 2
         new object[] { 6, 6, 24, 5, 1, 1, 1, true, 1 },     // a 5x5 window mostly over the padding
         new object[] { 10, 10, 70, 2, 2, 2, 1, false, 2 },  // multiplier 2 over 70 channels: 140 outputs
+        new object[] { 1, 12, 16, 3, 1, 1, 1, true, 2 },    // one image row: a single window row inside, the others over the padding
+        new object[] { 5, 5, 16, 3, 1, 1, 1, true, 2 },     // rows of five: an input gradient block past the row's end, no sliding forward
+        new object[] { 7, 7, 24, 3, 1, 2, 1, true, 2 },     // stride 2, padding of one at both ends: the input gradient's block starts a pixel before the row
     });
 
     /// <summary>
     /// Every output, kernel gradient and input gradient equals, bit for bit, a scalar loop that sums in the kernel's order:
     /// an output from its bias, then its window's cells in (ky, kx) order, each a fused multiply-add; a gradient's products
-    /// each rounded, then added position after position (and cell after cell, output channel after output channel). Also
+    /// each rounded, then added position after position (and cell after cell, output channel after output channel); the bias
+    /// gradient the output gradient added position after position. Also
     /// with gradients added to what is there or written over it, with ReLU taken in the forward pass, and on one core or two.
     /// </summary>
     [Theory, MemberData(nameof(Shapes))]
@@ -243,18 +247,19 @@ public class DepthwiseConvolutionTests
         int outputs = channels * multiplier;
         var (x, kernel, bias) = (Random(batch * height * width * channels), Random(size * size * outputs), Random(outputs));
         var g = Random(batch * window.Positions * outputs);
-        var (dkStart, dxStart) = (Random(kernel.Length), Random(x.Length));
+        var (dkStart, dxStart, dbStart) = (Random(kernel.Length), Random(x.Length), Random(outputs));
 
         var expected = new float[g.Length];
         var expectedDk = (float[])dkStart.Clone();
         var expectedDx = (float[])dxStart.Clone();
+        var expectedDb = (float[])dbStart.Clone();
         var expectedFreshDx = new float[x.Length];
         for (int n = 0; n < batch; n++)
             for (int oy = 0; oy < window.OutputHeight; oy++)
                 for (int ox = 0; ox < window.OutputWidth; ox++)
                 {
                     int position = (n * window.OutputHeight + oy) * window.OutputWidth + ox;
-                    for (int o = 0; o < outputs; o++) expected[position * outputs + o] = bias[o];
+                    for (int o = 0; o < outputs; o++) (expected[position * outputs + o], expectedDb[o]) = (bias[o], expectedDb[o] + g[position * outputs + o]);
                     for (int ky = 0; ky < size; ky++)
                         for (int kx = 0; kx < size; kx++)
                         {
@@ -275,7 +280,7 @@ public class DepthwiseConvolutionTests
         foreach (int threads in new[] { 1, 2 })
         {
             var y = new float[g.Length];
-            var (dk, dx, db) = ((float[])dkStart.Clone(), (float[])dxStart.Clone(), new float[outputs]);
+            var (dk, dx, db) = ((float[])dkStart.Clone(), (float[])dxStart.Clone(), (float[])dbStart.Clone());
             KernelSettings.OnThreads(threads, () =>
             {
                 DepthwiseConvolution.Forward(x, kernel, bias, y, window, multiplier, batch);
@@ -284,6 +289,7 @@ public class DepthwiseConvolutionTests
             Assert.Equal(expected, y);
             Assert.Equal(expectedDk, dk);
             Assert.Equal(expectedDx, dx);
+            Assert.Equal(expectedDb, db);
             // The input gradient written, not added: whatever the buffer held is gone (each sample's cleared as it starts).
             var freshDx = Random(x.Length);
             KernelSettings.OnThreads(threads, () => DepthwiseConvolution.Backward(g, x, kernel, dk, db, freshDx, window, multiplier, batch,

@@ -41,19 +41,16 @@ public static class DepthwiseConvolution
         Span<float> kernelGradient, Span<float> biasGradient, Span<float> inputGradient, in Window window, int multiplier, int batch,
         bool computeWeights, bool accumulateWeights, bool accumulateInput)
     {
-        int width = window.Channels * multiplier, rows = batch * window.Positions;
+        int width = window.Channels * multiplier;
         Check(input.Length, kernel.Length, outputGradient.Length, window, multiplier, batch, "DepthwiseConv2D backward");
         Convolution.Require((!computeWeights || kernelGradient.Length >= kernel.Length) && (inputGradient.IsEmpty || inputGradient.Length >= input.Length),
             "DepthwiseConv2D backward", window, batch);
-        if (computeWeights)
+        if (computeWeights && !accumulateWeights) kernelGradient.Slice(0, window.KernelHeight * window.KernelWidth * width).Clear();
+        bool wantsInput = !inputGradient.IsEmpty, wantsBias = computeWeights && !biasGradient.IsEmpty;
+        fixed (float* dy = outputGradient, x = input, k = kernel, dk = kernelGradient, db = biasGradient, dx = inputGradient)
         {
-            if (!accumulateWeights) kernelGradient.Slice(0, window.KernelHeight * window.KernelWidth * width).Clear();
-            if (!biasGradient.IsEmpty) Reductions.SumRows(outputGradient, biasGradient, rows, width, accumulateWeights);
-        }
-        bool wantsInput = !inputGradient.IsEmpty;
-        fixed (float* dy = outputGradient, x = input, k = kernel, dk = kernelGradient, dx = inputGradient)
-        {
-            var job = new Gradients(new Operands(x, k, dy, window, multiplier), computeWeights ? dk : null, wantsInput ? dx : null, batch, accumulateInput);
+            var job = new Gradients(new Operands(x, k, dy, window, multiplier), computeWeights ? dk : null, wantsBias ? db : null, wantsInput ? dx : null, batch,
+                accumulateWeights, accumulateInput);
             if (computeWeights && wantsInput) Helper.For(2, &Gradients.Run, &job); // the kernel's on one core, the input's on the other
             else if (computeWeights || wantsInput) Gradients.Run(&job, computeWeights ? 0 : 1, 0);
         }
@@ -100,11 +97,14 @@ public static class DepthwiseConvolution
 
     /// <summary>
     /// The backward pass's two independent parts: 0 the kernel gradient, 1 the input gradient (null: not wanted), each over
-    /// the whole batch. With a multiplier of 1 each input pixel gathers its gradient (<see cref="OverPixels"/>); otherwise,
-    /// unless it accumulates, the input gradient's part clears each sample's gradient just before it scatters onto it, on
-    /// its own core and in its cache.
+    /// the whole batch; the bias gradient (null: not wanted), the output gradient's column sums, goes with the input
+    /// gradient where there is one (the lighter part on the MobileNet block's first depthwise layer, which otherwise waited
+    /// for the sums before either began). With a multiplier of 1 each input pixel gathers its gradient (a row at a time
+    /// where windows three pixels wide slide, else <see cref="OverPixels"/>); otherwise, unless it accumulates, the input
+    /// gradient's part clears each sample's gradient just before it scatters onto it, on its own core and in its cache.
     /// </summary>
-    private readonly unsafe struct Gradients(Operands operands, float* kernelGradient, float* inputGradient, int batch, bool accumulateInput)
+    private readonly unsafe struct Gradients(Operands operands, float* kernelGradient, float* biasGradient, float* inputGradient, int batch,
+        bool accumulateWeights, bool accumulateInput)
     {
         private readonly Operands operands = operands;
 
@@ -125,14 +125,27 @@ public static class DepthwiseConvolution
             int sampleRows = operands.Window.OutputHeight;
             float* spread = stackalloc float[TLanes.Count];
             bool one = operands.Multiplier == 1;
+            if (biasGradient != null && part == (inputGradient != null ? 1 : 0))
+            {
+                int width = operands.Width;
+                Reductions.SumRows(new ReadOnlySpan<float>(operands.Output, batch * operands.Window.Positions * width), new Span<float>(biasGradient, width),
+                    batch * operands.Window.Positions, width, accumulateWeights);
+            }
             if (part == 0)
             {
-                if (one) OverPositions(operands.Window, 0, batch * sampleRows, operands.Width, TLanes.Count, new KernelGradient<TLanes, TVector, Yes>(operands, kernelGradient, spread));
+                if (RowKernelGradient<TLanes, TVector>.Fits(operands))
+                    OverPositions(operands.Window, 0, batch * sampleRows, operands.Width, TLanes.Count, new RowKernelGradient<TLanes, TVector>(operands, kernelGradient));
+                else if (one) OverPositions(operands.Window, 0, batch * sampleRows, operands.Width, TLanes.Count, new KernelGradient<TLanes, TVector, Yes>(operands, kernelGradient, spread));
                 else OverPositions(operands.Window, 0, batch * sampleRows, operands.Width, TLanes.Count, new KernelGradient<TLanes, TVector, No>(operands, kernelGradient, spread));
                 return;
             }
             for (int sample = 0; sample < batch; sample++)
             {
+                if (SlidingInputGradient<TLanes, TVector>.Fits(operands))
+                {
+                    OverPixelRows(operands.Window, sample, operands.Width, TLanes.Count, new SlidingInputGradient<TLanes, TVector>(operands, inputGradient, accumulateInput));
+                    continue;
+                }
                 if (one)
                 {
                     OverPixels(operands.Window, sample, operands.Width, TLanes.Count, new GatheredInputGradient<TLanes, TVector>(operands, inputGradient, accumulateInput));
@@ -272,6 +285,29 @@ public static class DepthwiseConvolution
                     x += (count - 1) * strideWidth;
                 }
             }
+    }
+
+    /// <summary>
+    /// Every input row of a sample as one run of its pixels, listing the output rows whose windows cover it, in the order of
+    /// those rows (the window's rows backwards): as <see cref="Run.Cells"/> the first cell of the window's row that covers
+    /// it, as <see cref="Run.Offsets"/> the output row's first position within the sample.
+    /// </summary>
+    [MethodImpl(Compiled.Kernel)]
+    private static unsafe void OverPixelRows<TPass>(in Window window, int sample, int width, int vector, TPass pass) where TPass : struct, IVectorPass
+    {
+        int* cells = stackalloc int[window.KernelHeight], sources = stackalloc int[window.KernelHeight];
+        for (int y = 0; y < window.Height; y++)
+        {
+            int listed = 0;
+            for (int ky = window.KernelHeight - 1; ky >= 0; ky--)
+            {
+                int rows = y + window.PadTop - ky * window.Dilation;
+                if (rows < 0 || rows % window.StrideHeight != 0 || rows / window.StrideHeight >= window.OutputHeight) continue;
+                cells[listed] = ky * window.KernelWidth;
+                sources[listed++] = rows / window.StrideHeight * window.OutputWidth;
+            }
+            ByVectors(ref pass, new Run(0, sample, y * window.Width * window.Channels, window.Width, window.Channels, cells, sources, listed), width, vector);
+        }
     }
 
     /// <summary>
@@ -571,6 +607,93 @@ public static class DepthwiseConvolution
     }
 
     /// <summary>
+    /// The kernel gradient with a multiplier of 1 for windows three pixels wide and at most three tall: the sums of
+    /// <see cref="KernelGradient{TLanes, TVector, TOne}"/>, bit for bit, with every cell of the window inside the image (up
+    /// to nine) held in registers along a whole output row, so each position's gradient is loaded once for all of them
+    /// rather than once for every four.
+    /// </summary>
+    private readonly unsafe struct RowKernelGradient<TLanes, TVector>(Operands operands, float* kernelGradient) : IVectorPass
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        private readonly Channels<TLanes, TVector, Yes> channels = new(operands, null);
+        public static bool OneAtATime => false;
+        public static bool WholeRows => true;
+
+        /// <summary>Whether the kernel gradient takes rows: a multiplier of 1, windows three pixels wide and at most three tall, a pixel apart.</summary>
+        public static bool Fits(in Operands operands) => operands.Multiplier == 1 && operands.Window is { KernelWidth: 3, KernelHeight: <= 3, Dilation: 1 };
+
+        /// <summary>A whole output row, testing each position's outer columns where some window reaches over the side padding.</summary>
+        [MethodImpl(Compiled.Kernel)]
+        public void Vector<TFull>(in Run run, int c, int lanes) where TFull : IFlag
+        {
+            ref readonly var window = ref channels.Operands.Window;
+            int stride = window.StrideWidth, count = run.Count;
+            // Positions [first, end) have all three of their window's columns inside the image.
+            if (run.CellCount == 0) return;
+            // Whether every position's window has all three of its columns inside the image.
+            bool inside = window.PadLeft == 0 && (count - 1) * stride + 3 <= window.Width;
+            if (inside) Slide<TFull, No>(run, c, lanes, 0, count);
+            else Slide<TFull, Yes>(run, c, lanes, 0, count);
+        }
+
+        /// <summary>
+        /// Positions [<paramref name="from"/>, <paramref name="to"/>) of the row into the sums of its window's cells inside the
+        /// image, each gradient·pixel rounded, then added; positions at the row's ends (<typeparamref name="TEdge"/>) skip
+        /// the cells over the side padding, as the positions listing their cells do.
+        /// </summary>
+        [MethodImpl(Compiled.Kernel)]
+        private void Slide<TFull, TEdge>(in Run run, int c, int lanes, int from, int to) where TFull : IFlag where TEdge : IFlag
+        {
+            ref readonly var operands = ref channels.Operands;
+            int width = operands.Width, rows = run.CellCount / 3, imageWidth = operands.Window.Width, stride = operands.Window.StrideWidth;
+            int firstColumn = -operands.Window.PadLeft;
+            nint pixel = operands.Window.Channels, step = run.Step;
+            float* image = channels.Image(run.Sample) + run.Origin + c, gradient = operands.Output + run.Position * width + c;
+            // The window's rows inside the image: their first cells' sums and pixels (a row absent, a copy of the first, never added to).
+            float* top = kernelGradient + c + run.Cells[0] * width, middle = rows > 1 ? kernelGradient + c + run.Cells[3] * width : top;
+            float* bottom = rows > 2 ? kernelGradient + c + run.Cells[6] * width : top;
+            float* topPixels = image + run.Offsets[0], middlePixels = rows > 1 ? image + run.Offsets[3] : topPixels;
+            float* bottomPixels = rows > 2 ? image + run.Offsets[6] : topPixels;
+            TVector a0 = channels.Load<TFull>(top, lanes), a1 = channels.Load<TFull>(top + width, lanes), a2 = channels.Load<TFull>(top + 2 * width, lanes);
+            TVector b0 = channels.Load<TFull>(middle, lanes), b1 = channels.Load<TFull>(middle + width, lanes), b2 = channels.Load<TFull>(middle + 2 * width, lanes);
+            TVector d0 = channels.Load<TFull>(bottom, lanes), d1 = channels.Load<TFull>(bottom + width, lanes), d2 = channels.Load<TFull>(bottom + 2 * width, lanes);
+            for (int p = from; p < to; p++)
+            {
+                var g = channels.Load<TFull>(gradient + (nint)p * width, lanes);
+                nint at = p * step;
+                int column = firstColumn + p * stride;
+                bool left = Inside<TEdge>(column, imageWidth), right = Inside<TEdge>(column + 2, imageWidth);
+                // The middle column is inside wherever a window has a pixel inside its row: windows at least a pixel apart
+                // over at most one pixel of padding each side.
+                if (left) a0 = TLanes.Add(a0, TLanes.Multiply(g, channels.Load<TFull>(topPixels + at, lanes)));
+                a1 = TLanes.Add(a1, TLanes.Multiply(g, channels.Load<TFull>(topPixels + at + pixel, lanes)));
+                if (right) a2 = TLanes.Add(a2, TLanes.Multiply(g, channels.Load<TFull>(topPixels + at + 2 * pixel, lanes)));
+                if (rows > 1)
+                {
+                    if (left) b0 = TLanes.Add(b0, TLanes.Multiply(g, channels.Load<TFull>(middlePixels + at, lanes)));
+                    b1 = TLanes.Add(b1, TLanes.Multiply(g, channels.Load<TFull>(middlePixels + at + pixel, lanes)));
+                    if (right) b2 = TLanes.Add(b2, TLanes.Multiply(g, channels.Load<TFull>(middlePixels + at + 2 * pixel, lanes)));
+                }
+                if (rows > 2)
+                {
+                    if (left) d0 = TLanes.Add(d0, TLanes.Multiply(g, channels.Load<TFull>(bottomPixels + at, lanes)));
+                    d1 = TLanes.Add(d1, TLanes.Multiply(g, channels.Load<TFull>(bottomPixels + at + pixel, lanes)));
+                    if (right) d2 = TLanes.Add(d2, TLanes.Multiply(g, channels.Load<TFull>(bottomPixels + at + 2 * pixel, lanes)));
+                }
+            }
+            // Stored in reverse, so where a row is absent (a copy of the first) the first row's sums are stored last.
+            if (rows > 2) { channels.Store<TFull>(bottom, d0, lanes); channels.Store<TFull>(bottom + width, d1, lanes); channels.Store<TFull>(bottom + 2 * width, d2, lanes); }
+            if (rows > 1) { channels.Store<TFull>(middle, b0, lanes); channels.Store<TFull>(middle + width, b1, lanes); channels.Store<TFull>(middle + 2 * width, b2, lanes); }
+            channels.Store<TFull>(top, a0, lanes);
+            channels.Store<TFull>(top + width, a1, lanes);
+            channels.Store<TFull>(top + 2 * width, a2, lanes);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static bool Inside<TEdge>(int column, int imageWidth) where TEdge : IFlag => !TEdge.IsSet || (uint)column < (uint)imageWidth;
+    }
+
+    /// <summary>
     /// With a multiplier above 1, inputGradient[pixel] += gradient·weight, each product rounded, then added, window after
     /// window, a pixel's channel taking its output channels' products one after the other: one window at a time over all
     /// its channels, as an input channel's outputs may straddle two vectors.
@@ -595,6 +718,129 @@ public static class DepthwiseConvolution
                 for (int l = 0; l < lanes; l++) pixel[(c + l) / operands.Multiplier] += spread[l];
             }
         }
+    }
+
+    /// <summary>
+    /// The input gradient with a multiplier of 1 for windows three pixels wide and a pixel or two apart: the sums of
+    /// <see cref="GatheredInputGradient{TLanes, TVector}"/>, bit for bit, eight pixels of a row at a time in registers, each
+    /// output gradient of the rows that cover them loaded once for the pixels it reaches (three a pixel apart; two or one
+    /// two apart), where each pixel loaded its own three.
+    /// </summary>
+    private readonly unsafe struct SlidingInputGradient<TLanes, TVector>(Operands operands, float* inputGradient, bool accumulate) : IVectorPass
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        private readonly Channels<TLanes, TVector, Yes> channels = new(operands, null);
+        public static bool OneAtATime => false;
+
+        /// <summary>Whether the input gradient slides: a multiplier of 1, windows three pixels wide, dilation 1, stride 1 or 2 along the rows.</summary>
+        public static bool Fits(in Operands operands) => operands.Multiplier == 1 && operands.Window is { KernelWidth: 3, Dilation: 1, StrideWidth: 1 or 2 };
+
+        /// <summary>
+        /// A whole input row, eight pixels at a time; with windows two pixels apart each block starts where its first pixel
+        /// is the first of a window (a block before the image's first pixel skips it). Blocks at the row's ends skip the
+        /// pixels past it and the output columns beyond the output's.
+        /// </summary>
+        [MethodImpl(Compiled.Kernel)]
+        public void Vector<TFull>(in Run run, int c, int lanes) where TFull : IFlag
+        {
+            ref readonly var window = ref channels.Operands.Window;
+            int imageWidth = window.Width, outputWidth = window.OutputWidth, padLeft = window.PadLeft;
+            bool two = window.StrideWidth == 2;
+            nint pixel = window.Channels;
+            float* target = inputGradient + run.Sample * channels.Operands.ImageFloats + run.Origin + c;
+            float* gradient = channels.Operands.Output + (long)run.Sample * window.Positions * channels.Width + c, kernel = channels.Operands.Kernel + c;
+            for (int x = two ? -(padLeft & 1) : 0; x < imageWidth; x += 8)
+            {
+                // The output column whose gradient the block's first step loads: its first pixel's third window.
+                int column = two ? (x + padLeft) / 2 - 1 : x + padLeft - 2;
+                bool inside = x >= 0 && x + 8 <= imageWidth && column >= 0 && column + (two ? 5 : 10) <= outputWidth;
+                var block = new Block(target + x * pixel, gradient, kernel, x, imageWidth, column, outputWidth);
+                if (two)
+                {
+                    if (inside) Gather<TFull, No, Yes>(run, block, lanes);
+                    else Gather<TFull, Yes, Yes>(run, block, lanes);
+                }
+                else if (inside) Gather<TFull, No, No>(run, block, lanes);
+                else Gather<TFull, Yes, No>(run, block, lanes);
+            }
+        }
+
+        /// <summary>Eight pixels' gradients (at the channel vector), the first one's column, and the output column of the block's first step.</summary>
+        private readonly struct Block(float* pixels, float* gradient, float* kernel, int x, int imageWidth, int column, int outputWidth)
+        {
+            public readonly float* Pixels = pixels, Gradient = gradient, Kernel = kernel;
+            public readonly int X = x, ImageWidth = imageWidth, Column = column, OutputWidth = outputWidth;
+
+            /// <summary>Whether pixel <paramref name="j"/> of the block lies in the row: always, unless at an end of the row (TEdge).</summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            public bool Pixel<TEdge>(int j) where TEdge : IFlag => !TEdge.IsSet || (uint)(X + j) < (uint)ImageWidth;
+
+            /// <summary>Whether the output column <paramref name="t"/> steps on lies in the output: always, unless at an end of the row (TEdge).</summary>
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            public bool Output<TEdge>(int t) where TEdge : IFlag => !TEdge.IsSet || (uint)(Column + t) < (uint)OutputWidth;
+        }
+
+        /// <summary>
+        /// Eight pixels: for each output row covering them (the window's rows backwards), its three weights loaded once and
+        /// the output gradients under the block (ten a pixel apart, five two apart: <typeparamref name="TTwo"/>) loaded once
+        /// each, in ascending columns, multiplied into the pixels they reach: each pixel takes its windows' columns backwards,
+        /// as it listed them.
+        /// </summary>
+        [MethodImpl(Compiled.Kernel)]
+        private void Gather<TFull, TEdge, TTwo>(in Run run, in Block block, int lanes) where TFull : IFlag where TEdge : IFlag where TTwo : IFlag
+        {
+            int width = channels.Width;
+            nint pixel = channels.Operands.Window.Channels;
+            float* at = block.Pixels;
+            TVector s0 = Start<TFull, TEdge>(block, at, 0, lanes), s1 = Start<TFull, TEdge>(block, at + pixel, 1, lanes);
+            TVector s2 = Start<TFull, TEdge>(block, at + 2 * pixel, 2, lanes), s3 = Start<TFull, TEdge>(block, at + 3 * pixel, 3, lanes);
+            TVector s4 = Start<TFull, TEdge>(block, at + 4 * pixel, 4, lanes), s5 = Start<TFull, TEdge>(block, at + 5 * pixel, 5, lanes);
+            TVector s6 = Start<TFull, TEdge>(block, at + 6 * pixel, 6, lanes), s7 = Start<TFull, TEdge>(block, at + 7 * pixel, 7, lanes), g;
+            for (int row = 0; row < run.CellCount; row++)
+            {
+                float* weights = block.Kernel + run.Cells[row] * width, from = block.Gradient + ((nint)run.Offsets[row] + block.Column) * width;
+                var w0 = channels.Load<TFull>(weights, lanes);
+                var w1 = channels.Load<TFull>(weights + width, lanes);
+                var w2 = channels.Load<TFull>(weights + 2 * width, lanes);
+                if (TTwo.IsSet)
+                {
+                    // Pixel 2t takes column t with the third weight and column t + 1 with the first; pixel 2t + 1 takes column t + 1 with the second.
+                    if (block.Output<TEdge>(0)) { g = channels.Load<TFull>(from, lanes); s0 = Add(s0, g, w2); }
+                    if (block.Output<TEdge>(1)) { g = channels.Load<TFull>(from + width, lanes); s0 = Add(s0, g, w0); s1 = Add(s1, g, w1); s2 = Add(s2, g, w2); }
+                    if (block.Output<TEdge>(2)) { g = channels.Load<TFull>(from + 2 * width, lanes); s2 = Add(s2, g, w0); s3 = Add(s3, g, w1); s4 = Add(s4, g, w2); }
+                    if (block.Output<TEdge>(3)) { g = channels.Load<TFull>(from + 3 * width, lanes); s4 = Add(s4, g, w0); s5 = Add(s5, g, w1); s6 = Add(s6, g, w2); }
+                    if (block.Output<TEdge>(4)) { g = channels.Load<TFull>(from + 4 * width, lanes); s6 = Add(s6, g, w0); s7 = Add(s7, g, w1); }
+                    continue;
+                }
+                // Pixel j takes columns j, j + 1 and j + 2 with the third, second and first weights.
+                if (block.Output<TEdge>(0)) { g = channels.Load<TFull>(from, lanes); s0 = Add(s0, g, w2); }
+                if (block.Output<TEdge>(1)) { g = channels.Load<TFull>(from + width, lanes); s0 = Add(s0, g, w1); s1 = Add(s1, g, w2); }
+                if (block.Output<TEdge>(2)) { g = channels.Load<TFull>(from + 2 * width, lanes); s0 = Add(s0, g, w0); s1 = Add(s1, g, w1); s2 = Add(s2, g, w2); }
+                if (block.Output<TEdge>(3)) { g = channels.Load<TFull>(from + 3 * width, lanes); s1 = Add(s1, g, w0); s2 = Add(s2, g, w1); s3 = Add(s3, g, w2); }
+                if (block.Output<TEdge>(4)) { g = channels.Load<TFull>(from + 4 * width, lanes); s2 = Add(s2, g, w0); s3 = Add(s3, g, w1); s4 = Add(s4, g, w2); }
+                if (block.Output<TEdge>(5)) { g = channels.Load<TFull>(from + 5 * width, lanes); s3 = Add(s3, g, w0); s4 = Add(s4, g, w1); s5 = Add(s5, g, w2); }
+                if (block.Output<TEdge>(6)) { g = channels.Load<TFull>(from + 6 * width, lanes); s4 = Add(s4, g, w0); s5 = Add(s5, g, w1); s6 = Add(s6, g, w2); }
+                if (block.Output<TEdge>(7)) { g = channels.Load<TFull>(from + 7 * width, lanes); s5 = Add(s5, g, w0); s6 = Add(s6, g, w1); s7 = Add(s7, g, w2); }
+                if (block.Output<TEdge>(8)) { g = channels.Load<TFull>(from + 8 * width, lanes); s6 = Add(s6, g, w0); s7 = Add(s7, g, w1); }
+                if (block.Output<TEdge>(9)) { g = channels.Load<TFull>(from + 9 * width, lanes); s7 = Add(s7, g, w0); }
+            }
+            if (block.Pixel<TEdge>(0)) channels.Store<TFull>(at, s0, lanes);
+            if (block.Pixel<TEdge>(1)) channels.Store<TFull>(at + pixel, s1, lanes);
+            if (block.Pixel<TEdge>(2)) channels.Store<TFull>(at + 2 * pixel, s2, lanes);
+            if (block.Pixel<TEdge>(3)) channels.Store<TFull>(at + 3 * pixel, s3, lanes);
+            if (block.Pixel<TEdge>(4)) channels.Store<TFull>(at + 4 * pixel, s4, lanes);
+            if (block.Pixel<TEdge>(5)) channels.Store<TFull>(at + 5 * pixel, s5, lanes);
+            if (block.Pixel<TEdge>(6)) channels.Store<TFull>(at + 6 * pixel, s6, lanes);
+            if (block.Pixel<TEdge>(7)) channels.Store<TFull>(at + 7 * pixel, s7, lanes);
+        }
+
+        /// <summary>sum + gradient·weight, the product rounded, then added.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static TVector Add(TVector sum, TVector gradient, TVector weight) => TLanes.Add(sum, TLanes.Multiply(gradient, weight));
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private TVector Start<TFull, TEdge>(in Block block, float* at, int j, int lanes) where TFull : IFlag where TEdge : IFlag =>
+            accumulate && block.Pixel<TEdge>(j) ? channels.Load<TFull>(at, lanes) : TLanes.Zero;
     }
 
     /// <summary>

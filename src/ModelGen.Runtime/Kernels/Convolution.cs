@@ -274,7 +274,9 @@ public static partial class Convolution
                     }
                 }
                 long origin = (long)oy * window.StrideHeight * rowFloats + ox * step;
-                int whole = (int)Math.Clamp((readable - lastRead - origin) / step + 1, 0, row + count == end ? count - 1 : count);
+                // Windows whose reads stay within what is readable, all but the range's last.
+                long room = readable - lastRead - origin;
+                int whole = room < 0 ? 0 : (int)Math.Min(room / step + 1, row + count == end ? count - 1 : count);
                 cell = CopyWindows(image + origin, cell, whole, step, kernelHeight, rowFloats, run, vectors);
                 for (float* from = image + origin + whole * step; whole < count; whole++, from += step)
                     for (int ky = 0; ky < kernelHeight; ky++)
@@ -323,7 +325,7 @@ public static partial class Convolution
         public unsafe void Fill(float* image, float* plane, in Window window)
         {
             int rowFloats = Width * channels, left = window.PadLeft * channels;
-            int copied = (Math.Min(window.Width, Width - window.PadLeft)) * channels; // floats of an image row inside the plane
+            int copied = Math.Min(window.Width, Width - window.PadLeft) * channels; // floats of an image row inside the plane
             for (int y = 0; y < Height; y++, plane += rowFloats)
             {
                 int imageRow = y - window.PadTop;

@@ -9,11 +9,12 @@ namespace ModelGen.Kernels;
 /// by depthwise_kernel (ky, kx, c, m). Each row's windows inside the image's width form one run sharing their cells (only
 /// windows over the side padding list theirs alone), taken a channel vector at a time: four positions' sums in registers
 /// per weight loaded (forward; windows three pixels wide, one or two apart, slide eight at a time along whole rows, each
-/// pixel loaded once for the windows it serves), four cells' kernel gradients in registers over the run. With a
-/// multiplier of 1 each input pixel gathers its gradient from the positions covering it, four pixels in registers at a
-/// time, written once; otherwise each position scatters onto its pixels. The forward pass shares output rows between the
-/// cores; backward gives the kernel gradient to one core and the input gradient to the other, so every sum runs in the
-/// same order on one core or two.
+/// pixel loaded once for the windows it serves), four cells' kernel gradients in registers over the run (a 3x3 window's
+/// nine along whole rows). With a multiplier of 1 each input pixel gathers its gradient from the positions covering it,
+/// four pixels in registers at a time (eight sliding along whole rows, for windows three pixels wide), written once;
+/// otherwise each position scatters onto its pixels. The forward pass shares output rows between the cores; backward
+/// gives the kernel gradient to one core and the input and bias gradients to the other, so every sum runs in the same
+/// order on one core or two.
 /// </summary>
 public static class DepthwiseConvolution
 {

@@ -260,10 +260,11 @@ public static partial class Convolution
             // A stretch of one output row's windows at a time.
             for (int row = firstRow, end = firstRow + rows, sample = -1; row < end;)
             {
-                int position = row % window.Positions, oy = position / outputWidth, ox = position % outputWidth, count = Math.Min(outputWidth - ox, end - row);
-                if (row / window.Positions != sample)
+                int rowSample = row / window.Positions, position = row - rowSample * window.Positions;
+                int oy = position / outputWidth, ox = position % outputWidth, count = Math.Min(outputWidth - ox, end - row);
+                if (rowSample != sample)
                 {
-                    sample = row / window.Positions;
+                    sample = rowSample;
                     image = source + (long)sample * imageFloats;
                     readable = images.Length - (long)sample * imageFloats;
                     if (plane.Padded)

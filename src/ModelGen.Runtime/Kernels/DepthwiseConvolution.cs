@@ -57,6 +57,13 @@ public static class DepthwiseConvolution
         }
     }
 
+    /// <summary>
+    /// Whether <paramref name="index"/> lies in [0, <paramref name="limit"/>): the row passes' test of a pixel or output
+    /// column, made only in the blocks at a row's ends (<typeparamref name="TEdge"/>); elsewhere always true, compiled away.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool Within<TEdge>(int index, int limit) where TEdge : IFlag => !TEdge.IsSet || (uint)index < (uint)limit;
+
     private static void Check(int input, int kernel, int output, in Window window, int multiplier, int batch, string what)
     {
         int width = window.Channels * multiplier;
@@ -140,20 +147,16 @@ public static class DepthwiseConvolution
                 else OverPositions(operands.Window, 0, batch * sampleRows, operands.Width, TLanes.Count, new KernelGradient<TLanes, TVector, No>(operands, kernelGradient, spread));
                 return;
             }
+            bool slides = SlidingInputGradient<TLanes, TVector>.Fits(operands);
             for (int sample = 0; sample < batch; sample++)
             {
-                if (SlidingInputGradient<TLanes, TVector>.Fits(operands))
+                if (slides) OverPixelRows(operands.Window, sample, operands.Width, TLanes.Count, new SlidingInputGradient<TLanes, TVector>(operands, inputGradient, accumulateInput));
+                else if (one) OverPixels(operands.Window, sample, operands.Width, TLanes.Count, new GatheredInputGradient<TLanes, TVector>(operands, inputGradient, accumulateInput));
+                else
                 {
-                    OverPixelRows(operands.Window, sample, operands.Width, TLanes.Count, new SlidingInputGradient<TLanes, TVector>(operands, inputGradient, accumulateInput));
-                    continue;
+                    if (!accumulateInput) new Span<float>(inputGradient + sample * operands.ImageFloats, (int)operands.ImageFloats).Clear();
+                    OverPositions(operands.Window, sample * sampleRows, sampleRows, operands.Width, TLanes.Count, new ScatteredInputGradient<TLanes, TVector>(operands, inputGradient, spread));
                 }
-                if (one)
-                {
-                    OverPixels(operands.Window, sample, operands.Width, TLanes.Count, new GatheredInputGradient<TLanes, TVector>(operands, inputGradient, accumulateInput));
-                    continue;
-                }
-                if (!accumulateInput) new Span<float>(inputGradient + sample * operands.ImageFloats, (int)operands.ImageFloats).Clear();
-                OverPositions(operands.Window, sample * sampleRows, sampleRows, operands.Width, TLanes.Count, new ScatteredInputGradient<TLanes, TVector>(operands, inputGradient, spread));
             }
         }
     }
@@ -491,7 +494,7 @@ public static class DepthwiseConvolution
 
             /// <summary>Whether the pixel <paramref name="t"/> columns on lies inside the image: always, unless at an end of the row (TEdge).</summary>
             [MethodImpl(MethodImplOptions.AggressiveInlining)]
-            public bool Inside<TEdge>(int t) where TEdge : IFlag => !TEdge.IsSet || (uint)(Column + t) < (uint)ImageWidth;
+            public bool Inside<TEdge>(int t) where TEdge : IFlag => Within<TEdge>(Column + t, ImageWidth);
         }
 
         /// <summary>
@@ -663,7 +666,7 @@ public static class DepthwiseConvolution
                 var g = channels.Load<TFull>(gradient + (nint)p * width, lanes);
                 nint at = p * step;
                 int column = firstColumn + p * stride;
-                bool left = Inside<TEdge>(column, imageWidth), right = Inside<TEdge>(column + 2, imageWidth);
+                bool left = Within<TEdge>(column, imageWidth), right = Within<TEdge>(column + 2, imageWidth);
                 // The middle column is inside wherever a window has a pixel inside its row: windows at least a pixel apart
                 // over at most one pixel of padding each side.
                 if (left) a0 = TLanes.Add(a0, TLanes.Multiply(g, channels.Load<TFull>(topPixels + at, lanes)));
@@ -689,9 +692,6 @@ public static class DepthwiseConvolution
             channels.Store<TFull>(top + width, a1, lanes);
             channels.Store<TFull>(top + 2 * width, a2, lanes);
         }
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static bool Inside<TEdge>(int column, int imageWidth) where TEdge : IFlag => !TEdge.IsSet || (uint)column < (uint)imageWidth;
     }
 
     /// <summary>
@@ -774,11 +774,11 @@ public static class DepthwiseConvolution
 
             /// <summary>Whether pixel <paramref name="j"/> of the block lies in the row: always, unless at an end of the row (TEdge).</summary>
             [MethodImpl(MethodImplOptions.AggressiveInlining)]
-            public bool Pixel<TEdge>(int j) where TEdge : IFlag => !TEdge.IsSet || (uint)(X + j) < (uint)ImageWidth;
+            public bool Pixel<TEdge>(int j) where TEdge : IFlag => Within<TEdge>(X + j, ImageWidth);
 
             /// <summary>Whether the output column <paramref name="t"/> steps on lies in the output: always, unless at an end of the row (TEdge).</summary>
             [MethodImpl(MethodImplOptions.AggressiveInlining)]
-            public bool Output<TEdge>(int t) where TEdge : IFlag => !TEdge.IsSet || (uint)(Column + t) < (uint)OutputWidth;
+            public bool Output<TEdge>(int t) where TEdge : IFlag => Within<TEdge>(Column + t, OutputWidth);
         }
 
         /// <summary>

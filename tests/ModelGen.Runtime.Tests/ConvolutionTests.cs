@@ -51,6 +51,9 @@ public class ConvolutionTests
     [InlineData(18, 3, 3, 2, true)]  // the MobileNet stem's windows: padding at the bottom and right, read from a zero-padded copy
     [InlineData(13, 1, 5, 1, true)]  // padding of two on every side, runs of five: two vectors
     [InlineData(9, 3, 3, 1, true)]   // padding of one on every side
+    [InlineData(14, 16, 3, 1, true)] // runs of 48 (the autoencoder's second layer): six vectors of eight (four off AVX), none past
+    [InlineData(9, 6, 3, 2, false)]  // runs of 18: three vectors of eight, six floats past
+    [InlineData(8, 7, 3, 1, true)]   // runs of 21 over the padding: three vectors of eight, three past
     public void Im2col_in_parts_on_both_cores_copies_every_run_exactly(int side, int channels, int kernel, int stride, bool same)
     {
         // Enough samples for several parts: each part's last row must not spill into the next part's first, which the other
@@ -71,13 +74,18 @@ public class ConvolutionTests
                                 bool inside = imageY >= 0 && imageY < side && imageX >= 0 && imageX < side;
                                 expected[row * window.PatchSize + cell] = inside ? images[((sample * side + imageY) * side + imageX) * channels + c] : 0f;
                             }
-        foreach (int threads in new[] { 1, 2 })
+        // Runs of sixteen floats or more go in vectors of eight, of four on the portable path.
+        foreach (var path in channels * kernel < 16 ? [Simd.Best] : Enum.GetValues<SimdPath>())
         {
-            for (int attempt = 0; attempt < 20; attempt++)
+            using var _ = KernelSettings.OnSimd(path);
+            foreach (int threads in new[] { 1, 2 })
             {
-                var patches = new float[expected.Length];
-                KernelSettings.OnThreads(threads, () => Convolution.Im2Col(images, patches, window, batch));
-                Assert.Equal(expected, patches);
+                for (int attempt = 0; attempt < 20; attempt++)
+                {
+                    var patches = new float[expected.Length];
+                    KernelSettings.OnThreads(threads, () => Convolution.Im2Col(images, patches, window, batch));
+                    Assert.Equal(expected, patches);
+                }
             }
         }
     }

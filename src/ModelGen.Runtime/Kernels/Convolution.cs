@@ -138,9 +138,9 @@ public static partial class Convolution
         {
             var images = new ReadOnlySpan<float>(input, batch * window.Height * window.Width * window.Channels);
             var rows = new Span<float>(patches, (first - heldFrom + count) * window.PatchSize);
-            if (window.Dilation == 1 && window.KernelWidth * window.Channels < 16)
+            if (window.Dilation == 1)
             {
-                CopyShortRuns(images, rows, window, first, count, heldFrom);
+                CopyRuns(images, rows, window, first, count, heldFrom);
                 return;
             }
             var gather = new Gather(images, rows, heldFrom * window.PatchSize);
@@ -232,26 +232,36 @@ public static partial class Convolution
     }
 
     /// <summary>
-    /// im2col for kernel rows of a few floats (a first layer's one or three channels): each kernel row copied in one loop
-    /// nest, where the general walk spent a call and a check on each few-float run (28x28x1, 3x3: 10.9 -> 4 us a sample),
-    /// four floats at a time rather than one (64 such samples on two cores: 168 -> 130 us). Where windows reach over the
-    /// padding, every window reads a zero-padded copy of its sample (<see cref="PaddedPlane"/>), so those too copy whole
-    /// kernel rows where they went cell by cell through the walk (the MobileNet stem's 'same' windows, 32 samples on two
-    /// cores: 110 -> 34 us).
-    /// <paramref name="patches"/> holds the patch rows from row <paramref name="heldFrom"/> on.
+    /// im2col for undilated windows: each kernel row is one run of kw·channels floats, copied in vectors in one loop nest,
+    /// where the general walk spent a call and a check on each run (28x28x1, 3x3: 10.9 -> 4 us a sample) and a call to
+    /// memmove on each longer one. Runs of a few floats (a first layer's one or three channels) go in vectors of four (64
+    /// such samples on two cores: 168 -> 130 us), longer ones in vectors of eight. Where windows reach over the padding,
+    /// every window reads a zero-padded copy of its sample (<see cref="PaddedPlane"/>), so those too copy whole kernel rows
+    /// where they went cell by cell through the walk (the MobileNet stem's 'same' windows, 32 samples on two cores: 110 ->
+    /// 34 us). <paramref name="patches"/> holds the patch rows from row <paramref name="heldFrom"/> on.
     /// </summary>
+    [MethodImpl(Compiled.Driver)]
+    private static void CopyRuns(ReadOnlySpan<float> images, Span<float> patches, in Window window, int firstRow, int rows, int heldFrom)
+    {
+        if (window.KernelWidth * window.Channels >= 16 && Simd.Current != SimdPath.Portable)
+            CopyRunsInVectors<Lanes256, Vector256<float>>(images, patches, window, firstRow, rows, heldFrom);
+        else CopyRunsInVectors<Lanes128, Vector128<float>>(images, patches, window, firstRow, rows, heldFrom);
+    }
+
     [MethodImpl(Compiled.Kernel)]
-    private static unsafe void CopyShortRuns(ReadOnlySpan<float> images, Span<float> patches, in Window window, int firstRow, int rows, int heldFrom)
+    private static unsafe void CopyRunsInVectors<TLanes, TVector>(ReadOnlySpan<float> images, Span<float> patches, in Window window, int firstRow, int rows, int heldFrom)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
     {
         int kernelHeight = window.KernelHeight, run = window.KernelWidth * window.Channels, imageFloats = window.Height * window.Width * window.Channels;
         int step = window.StrideWidth * window.Channels, outputWidth = window.OutputWidth;
         var plane = PaddedPlane.Of(window);
         int rowFloats = plane.Width * window.Channels;
-        // A run goes in vectors of four floats, the last one past its end: it reads up to three floats more of the plane and
-        // writes up to three more, which the next run (or the next row's first) then overwrites. So the last window of the
+        // A run goes in whole vectors, the last one past its end: it reads up to a vector less one float more of the plane
+        // and writes as many more, which the next run (or the next row's first) then overwrites. So the last window of the
         // range, whose spill would land in rows it does not own, and windows whose reads would pass the images' end, go
         // float by float.
-        int vectors = (run + 3) / 4, spill = 4 * vectors - run, lastRead = (kernelHeight - 1) * rowFloats + run + spill;
+        int lanes = TLanes.Count, vectors = (run + lanes - 1) / lanes, spill = lanes * vectors - run;
+        int lastRead = (kernelHeight - 1) * rowFloats + run + spill;
         var padded = plane.Padded ? AlignedBuffer.Ensure(ref paddedSample, plane.Floats + spill) : default;
         fixed (float* source = images, target = patches, copy = padded)
         {
@@ -269,7 +279,9 @@ public static partial class Convolution
                     readable = images.Length - (long)sample * imageFloats;
                     if (plane.Padded)
                     {
-                        plane.Fill(image, copy, window);
+                        // Only the plane rows this range's windows of the sample read.
+                        int lastY = (Math.Min(end, (sample + 1) * window.Positions) - 1 - sample * window.Positions) / outputWidth;
+                        plane.Fill(image, copy, window, oy * window.StrideHeight, lastY * window.StrideHeight + kernelHeight);
                         image = copy;
                         readable = padded.Length;
                     }
@@ -278,7 +290,7 @@ public static partial class Convolution
                 // Windows whose reads stay within what is readable, all but the range's last.
                 long room = readable - lastRead - origin;
                 int whole = room < 0 ? 0 : (int)Math.Min(room / step + 1, row + count == end ? count - 1 : count);
-                cell = CopyWindows(image + origin, cell, whole, step, kernelHeight, rowFloats, run, vectors);
+                cell = CopyWindows<TLanes, TVector>(image + origin, cell, whole, step, kernelHeight, rowFloats, run, vectors);
                 for (float* from = image + origin + whole * step; whole < count; whole++, from += step)
                     for (int ky = 0; ky < kernelHeight; ky++)
                         for (int i = 0; i < run; i++) *cell++ = from[ky * rowFloats + i];
@@ -289,15 +301,17 @@ public static partial class Convolution
 
     /// <summary>
     /// <paramref name="count"/> windows <paramref name="step"/> floats apart into consecutive patch rows from
-    /// <paramref name="cell"/>, each kernel row as <paramref name="vectors"/> vectors of four floats; returns the next row's
-    /// first cell. A method of its own so the JIT keeps its few pointers in registers.
+    /// <paramref name="cell"/>, each kernel row as <paramref name="vectors"/> vectors; returns the next row's first cell. A
+    /// method of its own so the JIT keeps its few pointers in registers.
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
-    private static unsafe float* CopyWindows(float* from, float* cell, int count, int step, int kernelHeight, int rowFloats, int run, int vectors)
+    private static unsafe float* CopyWindows<TLanes, TVector>(float* from, float* cell, int count, int step, int kernelHeight, int rowFloats, int run, int vectors)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
     {
+        int floats = vectors * TLanes.Count;
         for (int w = 0; w < count; w++, from += step)
             for (float* kernelRow = from, end = from + kernelHeight * rowFloats; kernelRow < end; kernelRow += rowFloats, cell += run)
-                for (int v = 0; v < 4 * vectors; v += 4) Vector128.Store(Vector128.Load(kernelRow + v), cell + v);
+                for (int v = 0; v < floats; v += TLanes.Count) TLanes.Store(ref cell[v], TLanes.Load(ref kernelRow[v]));
         return cell;
     }
 
@@ -322,12 +336,13 @@ public static partial class Convolution
             return padded ? new(true, height, width, window.Channels) : new(false, window.Height, window.Width, window.Channels);
         }
 
-        /// <summary>Copies one sample's <paramref name="image"/> into <paramref name="plane"/>, zeros around it.</summary>
-        public unsafe void Fill(float* image, float* plane, in Window window)
+        /// <summary>Copies rows [<paramref name="firstRow"/>, <paramref name="endRow"/>) of one sample's <paramref name="image"/>, zeros around it, into those of <paramref name="plane"/>.</summary>
+        public unsafe void Fill(float* image, float* plane, in Window window, int firstRow, int endRow)
         {
             int rowFloats = Width * channels, left = window.PadLeft * channels;
             int copied = Math.Min(window.Width, Width - window.PadLeft) * channels; // floats of an image row inside the plane
-            for (int y = 0; y < Height; y++, plane += rowFloats)
+            plane += (long)firstRow * rowFloats;
+            for (int y = firstRow; y < Math.Min(endRow, Height); y++, plane += rowFloats)
             {
                 int imageRow = y - window.PadTop;
                 if (imageRow < 0 || imageRow >= window.Height)

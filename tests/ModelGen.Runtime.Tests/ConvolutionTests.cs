@@ -266,6 +266,8 @@ public class ConvolutionTests
         { 28, 28, 1, 3, 3, 1, false, 1, 32, 1 },   // at batch 1: the image's output rows in two halves
         { 28, 28, 1, 3, 3, 1, true, 1, 32, 3 },    // two parts that meet inside the second image
         { 7, 6, 1, 3, 3, 1, false, 1, 10, 2 },     // rows of fewer than six pixels: all gathered
+        { 9, 9, 1, 3, 3, 1, false, 1, 16, 2 },     // rows of seven: a pass of six and one moved back, or on AVX-512 (eight a pass) all gathered
+        { 12, 12, 3, 3, 3, 1, false, 1, 24, 2 },   // rows of ten: a last pass moved back over the one before, a masked vector of filters
         { 8, 9, 3, 3, 3, 2, true, 1, 40, 2 },      // padding on every side, filters past two vectors
         { 8, 8, 1, 3, 3, 2, true, 1, 1, 2 },       // 'same' padding only at the bottom and right
         { 32, 32, 3, 3, 3, 2, true, 1, 32, 3 },    // the MobileNet stem: windows over the padding read from a zero-padded copy of their rows

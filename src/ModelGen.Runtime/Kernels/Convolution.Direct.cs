@@ -32,6 +32,13 @@ public static partial class Convolution
     private const int DirectPixels = 6;
 
     /// <summary>
+    /// Output pixels a pass takes on AVX-512 below four vectors of filters (so no four-vector pass): its 32 registers hold
+    /// eight pixels' sums of two vectors, each weight row then serves eight broadcasts, and a row of 16 pixels takes two
+    /// passes, where passes of six computed 18.
+    /// </summary>
+    private const int EightPixels = 8;
+
+    /// <summary>
     /// Conv2D forward: output (batch, positions, filters) = patches · kernel + bias, ReLU optional, through im2col + GEMM,
     /// directly (<see cref="IsDirect"/>) or with pixels in the lanes (<see cref="IsPlanar"/>). <paramref name="patches"/> is
     /// filled only when <paramref name="keepPatches"/> (training: the kernel gradient reads them); otherwise im2col builds its
@@ -81,9 +88,11 @@ public static partial class Convolution
                 var plane = Plane.For(image, window, top, bottom);
                 switch (Simd.Current)
                 {
-                    case SimdPath.Avx512: Direct<Lanes512, Vector512<float>>(image, plane, kernel, bias, pixels, window, filters, relu, top, bottom); break;
-                    case SimdPath.Avx2: Direct<Lanes256, Vector256<float>>(image, plane, kernel, bias, pixels, window, filters, relu, top, bottom); break;
-                    default: Direct<Lanes128, Vector128<float>>(image, plane, kernel, bias, pixels, window, filters, relu, top, bottom); break;
+                    case SimdPath.Avx512 when filters < 4 * Vector512<float>.Count:
+                        Direct<Lanes512, Vector512<float>, Yes>(image, plane, kernel, bias, pixels, window, filters, relu, top, bottom); break;
+                    case SimdPath.Avx512: Direct<Lanes512, Vector512<float>, No>(image, plane, kernel, bias, pixels, window, filters, relu, top, bottom); break;
+                    case SimdPath.Avx2: Direct<Lanes256, Vector256<float>, No>(image, plane, kernel, bias, pixels, window, filters, relu, top, bottom); break;
+                    default: Direct<Lanes128, Vector128<float>, No>(image, plane, kernel, bias, pixels, window, filters, relu, top, bottom); break;
                 }
                 row += bottom - top;
             }
@@ -146,38 +155,39 @@ public static partial class Convolution
     /// gathered into a small zero-padded buffer, so a pass always reads six windows and never outside the image.
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
-    private static unsafe void Direct<TLanes, TVector>(float* image, in Plane plane, float* kernel, float* bias, float* output, in Window window, int filters, bool relu,
-        int top, int bottom) where TLanes : struct, ILanes<TVector> where TVector : struct
+    private static unsafe void Direct<TLanes, TVector, TEight>(float* image, in Plane plane, float* kernel, float* bias, float* output, in Window window, int filters, bool relu,
+        int top, int bottom) where TLanes : struct, ILanes<TVector> where TVector : struct where TEight : IFlag
     {
         int patch = window.PatchSize, channels = window.Channels;
         int* inPlace = stackalloc int[patch];
         int* inBuffer = stackalloc int[patch];
         PatchOffsets(window, plane.RowFloats, inPlace, inBuffer);
-        float* gathered = stackalloc float[DirectPixels * patch];
+        int passPixels = TEight.IsSet ? EightPixels : DirectPixels;
+        float* gathered = stackalloc float[passPixels * patch];
         int runPixels = (bottom - top) * window.OutputWidth;
-        if (window.IsPointwise && runPixels >= DirectPixels)
+        if (window.IsPointwise && runPixels >= passPixels)
         {
             // A pointwise window's pixels follow one another across rows: the rows are one run, and only its last pass
             // moves back (8-pixel rows moved one back per row: 12 windows computed for every 8).
             float* windows = plane.At(top, 0), pixels = output + (long)top * window.OutputWidth * filters;
-            for (int next = 0; next < runPixels; next += DirectPixels)
+            for (int next = 0; next < runPixels; next += passPixels)
             {
-                int at = Math.Min(next, runPixels - DirectPixels);
-                Passes<TLanes, TVector>(windows + at * channels, inPlace, channels, patch, kernel, filters, bias, pixels + (long)at * filters, DirectPixels, relu);
+                int at = Math.Min(next, runPixels - passPixels);
+                Passes<TLanes, TVector, TEight>(windows + at * channels, inPlace, channels, patch, kernel, filters, bias, pixels + (long)at * filters, passPixels, relu);
             }
             return;
         }
         for (int oy = top; oy < bottom; oy++)
         {
             int windowTop = oy * window.StrideHeight - window.PadTop;
-            for (int next = 0; next < window.OutputWidth; next += DirectPixels)
+            for (int next = 0; next < window.OutputWidth; next += passPixels)
             {
                 // A row's last pass ends at its last pixel, redoing a few of the pass before (the same chains, the same
                 // bits) rather than gathering a short pass into the buffer.
-                int ox = Math.Max(0, Math.Min(next, window.OutputWidth - DirectPixels));
-                int count = Math.Min(DirectPixels, window.OutputWidth - ox);
+                int ox = Math.Max(0, Math.Min(next, window.OutputWidth - passPixels));
+                int count = Math.Min(passPixels, window.OutputWidth - ox);
                 int left = ox * window.StrideWidth - window.PadLeft;
-                bool inside = count == DirectPixels && plane.Holds(windowTop, window.SpanHeight, left, (count - 1) * window.StrideWidth + window.SpanWidth);
+                bool inside = count == passPixels && plane.Holds(windowTop, window.SpanHeight, left, (count - 1) * window.StrideWidth + window.SpanWidth);
                 float* windows = gathered;
                 int* offsets = inBuffer;
                 int step = patch;
@@ -189,10 +199,10 @@ public static partial class Convolution
                 }
                 else
                 {
-                    for (int pixel = 0; pixel < DirectPixels; pixel++)
+                    for (int pixel = 0; pixel < passPixels; pixel++)
                         GatherWindow(image, gathered + pixel * patch, window, windowTop, left + pixel * window.StrideWidth, blank: pixel >= count);
                 }
-                Passes<TLanes, TVector>(windows, offsets, step, patch, kernel, filters, bias, output + (long)(oy * window.OutputWidth + ox) * filters, count, relu);
+                Passes<TLanes, TVector, TEight>(windows, offsets, step, patch, kernel, filters, bias, output + (long)(oy * window.OutputWidth + ox) * filters, count, relu);
             }
         }
     }
@@ -202,8 +212,8 @@ public static partial class Convolution
     /// filters at a time on AVX-512, then two (the last masked).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe void Passes<TLanes, TVector>(float* windows, int* offsets, int step, int patch, float* kernel, int filters, float* bias, float* pixels,
-        int count, bool relu) where TLanes : struct, ILanes<TVector> where TVector : struct
+    private static unsafe void Passes<TLanes, TVector, TEight>(float* windows, int* offsets, int step, int patch, float* kernel, int filters, float* bias, float* pixels,
+        int count, bool relu) where TLanes : struct, ILanes<TVector> where TVector : struct where TEight : IFlag
     {
         int j = 0;
         if (TLanes.Count == 16)
@@ -214,8 +224,8 @@ public static partial class Convolution
         for (; j < filters; j += 2 * TLanes.Count)
         {
             float* biasFrom = bias is null ? null : bias + j;
-            if (filters - j >= 2 * TLanes.Count) DirectPass<TLanes, TVector>(true, windows, offsets, step, patch, kernel + j, filters, biasFrom, pixels + j, count, filters - j, relu);
-            else DirectPass<TLanes, TVector>(false, windows, offsets, step, patch, kernel + j, filters, biasFrom, pixels + j, count, filters - j, relu);
+            if (filters - j >= 2 * TLanes.Count) DirectPass<TLanes, TVector, TEight>(true, windows, offsets, step, patch, kernel + j, filters, biasFrom, pixels + j, count, filters - j, relu);
+            else DirectPass<TLanes, TVector, TEight>(false, windows, offsets, step, patch, kernel + j, filters, biasFrom, pixels + j, count, filters - j, relu);
         }
     }
 
@@ -257,20 +267,20 @@ public static partial class Convolution
 
     /// <summary>
     /// Two vectors of filters (<paramref name="whole"/>, a constant at each call) or fewer (<paramref name="remaining"/>,
-    /// loads and stores masked past them) for six windows: twelve accumulator chains over the patch, each weight row loaded
-    /// once for all six.
+    /// loads and stores masked past them) for six windows, or eight where <typeparamref name="TEight"/>: twelve or sixteen
+    /// accumulator chains over the patch, each weight row loaded once for all of them.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe void DirectPass<TLanes, TVector>(bool whole, float* windows, int* offsets, int step, int patch, float* kernel, int filters,
+    [MethodImpl(Compiled.Kernel)]
+    private static unsafe void DirectPass<TLanes, TVector, TEight>(bool whole, float* windows, int* offsets, int step, int patch, float* kernel, int filters,
         float* bias, float* pixels, int count, int remaining, bool relu)
-        where TLanes : struct, ILanes<TVector> where TVector : struct
+        where TLanes : struct, ILanes<TVector> where TVector : struct where TEight : IFlag
     {
         int width = TLanes.Count;
         int lowCount = Math.Min(width, remaining), highCount = Math.Clamp(remaining - width, 0, width);
         TVector low = TLanes.FirstLanes(lowCount), high = TLanes.FirstLanes(highCount);
-        nint s1 = step, s2 = 2 * s1, s3 = 3 * s1, s4 = 4 * s1, s5 = 5 * s1;
-        TVector a0 = TLanes.Zero, a1 = TLanes.Zero, a2 = TLanes.Zero, a3 = TLanes.Zero, a4 = TLanes.Zero, a5 = TLanes.Zero;
-        TVector b0 = TLanes.Zero, b1 = TLanes.Zero, b2 = TLanes.Zero, b3 = TLanes.Zero, b4 = TLanes.Zero, b5 = TLanes.Zero;
+        nint s1 = step, s2 = 2 * s1, s3 = 3 * s1, s4 = 4 * s1, s5 = 5 * s1, s6 = 6 * s1, s7 = 7 * s1;
+        TVector a0 = TLanes.Zero, a1 = TLanes.Zero, a2 = TLanes.Zero, a3 = TLanes.Zero, a4 = TLanes.Zero, a5 = TLanes.Zero, a6 = TLanes.Zero, a7 = TLanes.Zero;
+        TVector b0 = TLanes.Zero, b1 = TLanes.Zero, b2 = TLanes.Zero, b3 = TLanes.Zero, b4 = TLanes.Zero, b5 = TLanes.Zero, b6 = TLanes.Zero, b7 = TLanes.Zero;
         for (int p = 0; p < patch; p++, kernel += filters)
         {
             TVector w0 = whole ? TLanes.Load(ref *kernel) : TLanes.LoadMasked(kernel, low);
@@ -290,6 +300,13 @@ public static partial class Convolution
             a4 = TLanes.MultiplyAdd(x4, w0, a4); b4 = TLanes.MultiplyAdd(x4, w1, b4);
             TVector x5 = TLanes.Broadcast(x[s5]);
             a5 = TLanes.MultiplyAdd(x5, w0, a5); b5 = TLanes.MultiplyAdd(x5, w1, b5);
+            if (TEight.IsSet)
+            {
+                TVector x6 = TLanes.Broadcast(x[s6]);
+                a6 = TLanes.MultiplyAdd(x6, w0, a6); b6 = TLanes.MultiplyAdd(x6, w1, b6);
+                TVector x7 = TLanes.Broadcast(x[s7]);
+                a7 = TLanes.MultiplyAdd(x7, w0, a7); b7 = TLanes.MultiplyAdd(x7, w1, b7);
+            }
         }
         TVector biasLow = TLanes.Zero, biasHigh = TLanes.Zero;
         if (bias is not null)
@@ -304,6 +321,8 @@ public static partial class Convolution
         if (count > 3) pixel.Store(a3, b3, pixels + 3 * filters);
         if (count > 4) pixel.Store(a4, b4, pixels + 4 * filters);
         if (count > 5) pixel.Store(a5, b5, pixels + 5 * filters);
+        if (count > 6) pixel.Store(a6, b6, pixels + 6 * filters);
+        if (count > 7) pixel.Store(a7, b7, pixels + 7 * filters);
     }
 
     /// <summary>

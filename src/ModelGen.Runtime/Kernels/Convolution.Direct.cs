@@ -149,10 +149,11 @@ public static partial class Convolution
     }
 
     /// <summary>
-    /// Output rows [<paramref name="top"/>, <paramref name="bottom"/>) of one sample, six pixels of a row at a time. Windows
-    /// wholly inside <paramref name="plane"/> (the image, or a zero-padded copy of these rows' part of it) are read in place,
-    /// each patch value at a fixed offset from the window's corner; the others (and rows of fewer than six pixels) are first
-    /// gathered into a small zero-padded buffer, so a pass always reads six windows and never outside the image.
+    /// Output rows [<paramref name="top"/>, <paramref name="bottom"/>) of one sample, six pixels of a row at a time (eight
+    /// where <typeparamref name="TEight"/>). Windows wholly inside <paramref name="plane"/> (the image, or a zero-padded copy
+    /// of these rows' part of it) are read in place, each patch value at a fixed offset from the window's corner; the others
+    /// (and rows of fewer pixels than a pass) are first gathered into a small zero-padded buffer, so a pass always reads all
+    /// its windows and never outside the image.
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
     private static unsafe void Direct<TLanes, TVector, TEight>(float* image, in Plane plane, float* kernel, float* bias, float* output, in Window window, int filters, bool relu,
@@ -224,8 +225,8 @@ public static partial class Convolution
         for (; j < filters; j += 2 * TLanes.Count)
         {
             float* biasFrom = bias is null ? null : bias + j;
-            if (filters - j >= 2 * TLanes.Count) DirectPass<TLanes, TVector, TEight>(true, windows, offsets, step, patch, kernel + j, filters, biasFrom, pixels + j, count, filters - j, relu);
-            else DirectPass<TLanes, TVector, TEight>(false, windows, offsets, step, patch, kernel + j, filters, biasFrom, pixels + j, count, filters - j, relu);
+            if (filters - j >= 2 * TLanes.Count) DirectPass<TLanes, TVector, TEight, Yes>(windows, offsets, step, patch, kernel + j, filters, biasFrom, pixels + j, count, filters - j, relu);
+            else DirectPass<TLanes, TVector, TEight, No>(windows, offsets, step, patch, kernel + j, filters, biasFrom, pixels + j, count, filters - j, relu);
         }
     }
 
@@ -266,15 +267,16 @@ public static partial class Convolution
     }
 
     /// <summary>
-    /// Two vectors of filters (<paramref name="whole"/>, a constant at each call) or fewer (<paramref name="remaining"/>,
-    /// loads and stores masked past them) for six windows, or eight where <typeparamref name="TEight"/>: twelve or sixteen
-    /// accumulator chains over the patch, each weight row loaded once for all of them.
+    /// Two vectors of filters (<typeparamref name="TWhole"/>) or fewer (<paramref name="remaining"/>, loads and stores
+    /// masked past them) for six windows, or eight where <typeparamref name="TEight"/>: twelve or sixteen accumulator chains
+    /// over the patch, each weight row loaded once for all of them.
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
-    private static unsafe void DirectPass<TLanes, TVector, TEight>(bool whole, float* windows, int* offsets, int step, int patch, float* kernel, int filters,
+    private static unsafe void DirectPass<TLanes, TVector, TEight, TWhole>(float* windows, int* offsets, int step, int patch, float* kernel, int filters,
         float* bias, float* pixels, int count, int remaining, bool relu)
-        where TLanes : struct, ILanes<TVector> where TVector : struct where TEight : IFlag
+        where TLanes : struct, ILanes<TVector> where TVector : struct where TEight : IFlag where TWhole : IFlag
     {
+        bool whole = TWhole.IsSet;
         int width = TLanes.Count;
         int lowCount = Math.Min(width, remaining), highCount = Math.Clamp(remaining - width, 0, width);
         TVector low = TLanes.FirstLanes(lowCount), high = TLanes.FirstLanes(highCount);

@@ -336,7 +336,10 @@ public static partial class Convolution
             return padded ? new(true, height, width, window.Channels) : new(false, window.Height, window.Width, window.Channels);
         }
 
-        /// <summary>Copies rows [<paramref name="firstRow"/>, <paramref name="endRow"/>) of one sample's <paramref name="image"/>, zeros around it, into those of <paramref name="plane"/>.</summary>
+        /// <summary>
+        /// Copies one sample's <paramref name="image"/>, zeros around it, into rows [<paramref name="firstRow"/>,
+        /// <paramref name="endRow"/>) of <paramref name="plane"/>.
+        /// </summary>
         public unsafe void Fill(float* image, float* plane, in Window window, int firstRow, int endRow)
         {
             int rowFloats = Width * channels, left = window.PadLeft * channels;

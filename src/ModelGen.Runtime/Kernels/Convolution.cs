@@ -262,7 +262,10 @@ public static partial class Convolution
         // float by float.
         int lanes = TLanes.Count, vectors = (run + lanes - 1) / lanes, spill = lanes * vectors - run;
         int lastRead = (kernelHeight - 1) * rowFloats + run + spill;
-        var padded = plane.Padded ? AlignedBuffer.Ensure(ref paddedSample, plane.Floats + spill) : default;
+        // The plane rows a range's windows of one sample read, at most: all of them where it spans a sample, a few output
+        // rows' worth for a part of the GEMM's patch rows, so a large image's part keeps a small scratch.
+        int planeRows = Math.Min(plane.Height, (rows / outputWidth + 1) * window.StrideHeight + kernelHeight);
+        var padded = plane.Padded ? AlignedBuffer.Ensure(ref paddedSample, planeRows * rowFloats + spill) : default;
         fixed (float* source = images, target = patches, copy = padded)
         {
             float* cell = target + (long)(firstRow - heldFrom) * window.PatchSize, image = null;
@@ -279,11 +282,15 @@ public static partial class Convolution
                     readable = images.Length - (long)sample * imageFloats;
                     if (plane.Padded)
                     {
-                        // Only the plane rows this range's windows of the sample read.
+                        // Only the plane rows this range's windows of the sample read, the first of them at the scratch's start.
+                        int top = oy * window.StrideHeight;
                         int lastY = (Math.Min(end, (sample + 1) * window.Positions) - 1 - sample * window.Positions) / outputWidth;
-                        plane.Fill(image, copy, window, oy * window.StrideHeight, lastY * window.StrideHeight + kernelHeight);
-                        image = copy;
-                        readable = padded.Length;
+                        int bottom = Math.Min(plane.Height, lastY * window.StrideHeight + kernelHeight);
+                        if (bottom - top > planeRows) throw new InvalidOperationException($"im2col: {bottom - top} plane rows to copy, room for {planeRows} ({window}).");
+                        float* rowZero = copy - (long)top * rowFloats; // where the plane's first row would lie
+                        plane.Fill(image, rowZero, window, top, bottom);
+                        image = rowZero;
+                        readable = (long)top * rowFloats + padded.Length;
                     }
                 }
                 long origin = (long)oy * window.StrideHeight * rowFloats + ox * step;
@@ -315,7 +322,7 @@ public static partial class Convolution
         return cell;
     }
 
-    /// <summary>This thread's zero-padded copy of one sample (<see cref="PaddedPlane"/>).</summary>
+    /// <summary>This thread's zero-padded copy of the rows of one sample a range reads (<see cref="PaddedPlane"/>).</summary>
     [ThreadStatic] private static AlignedBuffer? paddedSample;
 
     /// <summary>

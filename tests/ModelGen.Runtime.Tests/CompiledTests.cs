@@ -56,7 +56,7 @@ public class CompiledTests
         "Gemm.RunDepthPart", "Gemm.RunInDepthParts", "Gemm.RunInParts", "Gemm.RunInRowBlocks", "Gemm.RunRowBlocks", "Gemm.StreamInParts",
         "Gemm.StreamSlice", "Gemm.StreamTwice", "Gemm.StreamTwiceSlice", "Gradients.Run", "Helper.Await", "Helper.Collect", "Helper.Loop",
         "Helper.Post", "LayerNorm.Backward", "LayerNorm.Forward", "MaxRanges.Run", "Merges.Combine", "Merges.Pass", "PatchProduct.Run",
-        "PatchRows.Fill", "Plane.For", "PooledRanges.Run", "Pooling.AverageForward", "Pooling.MaxBackward", "Pooling.MaxBackwardSamples", "Pooling.MaxForward",
+        "PatchRows.Fill", "Plane.For", "Plane.Padded", "PooledRanges.Run", "Pooling.AverageForward", "Pooling.MaxBackward", "Pooling.MaxBackwardSamples", "Pooling.MaxForward",
         "Projection.Run", "Projection.RunHalf", "Projections.Run", "Recurrent.BackwardDirection", "Recurrent.BackwardSteps",
         "Recurrent.ForwardDirection", "Recurrent.ForwardSteps", "Simd.RunRanges",
         "Recurrent.GruStep", "Recurrent.LstmStep", "Recurrent.LstmStepBackward", "Recurrent.ToTimeMajor", "RepackedPanels.Pack",

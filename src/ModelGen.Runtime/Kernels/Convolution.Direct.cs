@@ -100,55 +100,6 @@ public static partial class Convolution
     }
 
     /// <summary>
-    /// Where a direct pass reads its windows in place: pixel (y, x) at <c>Origin + (y - Top) · RowFloats + (x - Left) · channels</c>
-    /// for y in [Top, Top + Height) and x in [Left, Left + Width). The image itself, or a zero-padded copy of the rows a
-    /// range of output rows reads (<see cref="For"/>), which holds every window of those rows, those over the padding too.
-    /// </summary>
-    private readonly unsafe struct Plane(float* origin, int top, int left, int height, int width, int channels)
-    {
-        public readonly float* Origin = origin;
-        public readonly int Top = top, Left = left, Height = height, Width = width, Channels = channels, RowFloats = width * channels;
-
-        public float* At(int y, int x) => Origin + (long)(y - Top) * RowFloats + (x - Left) * Channels;
-
-        /// <summary>Whether rows [top, top + rows) and columns [left, left + columns) lie within the plane.</summary>
-        public bool Holds(int top, int rows, int left, int columns) => top >= Top && top + rows <= Top + Height && left >= Left && left + columns <= Left + Width;
-
-        /// <summary>
-        /// Floats up to which the rows of a range whose windows hang over the padding are copied, zero-padded (64 KB, in L2
-        /// beside the kernel), so that every full pass reads in place: gathering each edge pass's six windows, float by float
-        /// with a bounds test, cost the MobileNet stem's strided 'same' 3x3 (a third of its passes at the right edge) about
-        /// as much as its multiply-adds. Copying a 32x32x3 image's rows costs a few hundred vector moves.
-        /// </summary>
-        private const int PaddedFloats = 16 * 1024;
-
-        /// <summary>This thread's zero-padded copy (<see cref="For"/>).</summary>
-        [ThreadStatic] private static AlignedBuffer? padded;
-
-        /// <summary>
-        /// The plane output rows [<paramref name="top"/>, <paramref name="bottom"/>) read: the image where none of their
-        /// windows hangs over the padding or a copy would exceed <see cref="PaddedFloats"/>, else a zero-padded copy of the
-        /// rows they span, in this thread's scratch (valid until its next call).
-        /// </summary>
-        [MethodImpl(Compiled.Driver)]
-        public static Plane For(float* image, in Window window, int top, int bottom)
-        {
-            int firstRow = top * window.StrideHeight - window.PadTop, rows = (bottom - 1 - top) * window.StrideHeight + window.SpanHeight;
-            int firstColumn = -window.PadLeft, columns = (window.OutputWidth - 1) * window.StrideWidth + window.SpanWidth;
-            var whole = new Plane(image, 0, 0, window.Height, window.Width, window.Channels);
-            // Rows narrower than a pass gather every window anyway.
-            if (whole.Holds(firstRow, rows, firstColumn, columns) || window.OutputWidth < DirectPixels || (long)rows * columns * window.Channels > PaddedFloats) return whole;
-            var floats = AlignedBuffer.Ensure(ref padded, rows * columns * window.Channels).Slice(0, rows * columns * window.Channels);
-            floats.Clear();
-            var copy = new Plane((float*)Unsafe.AsPointer(ref floats[0]), firstRow, firstColumn, rows, columns, window.Channels);
-            int from = Math.Max(0, firstColumn), length = (Math.Min(window.Width, firstColumn + columns) - from) * window.Channels;
-            for (int y = Math.Max(0, firstRow); y < Math.Min(window.Height, firstRow + rows); y++)
-                new ReadOnlySpan<float>(whole.At(y, from), length).CopyTo(new Span<float>(copy.At(y, from), length));
-            return copy;
-        }
-    }
-
-    /// <summary>
     /// Output rows [<paramref name="top"/>, <paramref name="bottom"/>) of one sample, six pixels of a row at a time (eight
     /// where <typeparamref name="TEight"/>). Windows wholly inside <paramref name="plane"/> (the image, or a zero-padded copy
     /// of these rows' part of it) are read in place, each patch value at a fixed offset from the window's corner; the others

@@ -120,7 +120,7 @@ public static partial class Convolution
                     run = Math.Min(blockEnd - p, outputWidth - ox);
                     if (sample != laidOut)
                     {
-                        PadImage(work.Input + (long)sample * window.Height * window.Width * channels, window, padded, paddedHeight, paddedWidth, laneChannels);
+                        PadImage(work.Input + (long)sample * window.Height * window.Width * channels, window, padded, paddedHeight, paddedWidth, laneChannels, 0, paddedHeight);
                         laidOut = sample;
                     }
                     float* corner = padded + ((long)oy * window.StrideHeight * paddedWidth + (long)ox * window.StrideWidth) * laneChannels;
@@ -198,40 +198,5 @@ public static partial class Convolution
         if (count > 9) TLanes.Store(ref sums[9 * lanes], s9);
         if (count > 10) TLanes.Store(ref sums[10 * lanes], sA);
         if (count > 11) TLanes.Store(ref sums[11 * lanes], sB);
-    }
-
-    /// <summary>
-    /// Lays a sample's image out with its zero padding as the windows read it (<paramref name="height"/> x
-    /// <paramref name="width"/> pixels from the padding's corner), each pixel's channels padded with zeros to
-    /// <paramref name="laneChannels"/>. Pixels no window reads (past the last window of a 'valid' stride) are left out. Only
-    /// what the image does not cover is cleared, each padded row once.
-    /// </summary>
-    [MethodImpl(Compiled.Driver)]
-    private static unsafe void PadImage(float* image, in Window window, float* padded, int height, int width, int laneChannels)
-    {
-        int channels = window.Channels, rowFloats = width * laneChannels;
-        int rows = Math.Min(window.Height, height - window.PadTop), columns = Math.Min(window.Width, width - window.PadLeft);
-        int left = window.PadLeft * laneChannels, covered = columns * laneChannels;
-        for (int py = 0; py < height; py++)
-        {
-            var row = new Span<float>(padded + (long)py * rowFloats, rowFloats);
-            int y = py - window.PadTop;
-            if (y < 0 || y >= rows)
-            {
-                row.Clear();
-                continue;
-            }
-            float* from = image + (long)y * window.Width * channels;
-            if (laneChannels == channels)
-            {
-                row.Slice(0, left).Clear();
-                new ReadOnlySpan<float>(from, covered).CopyTo(row.Slice(left));
-                row.Slice(left + covered).Clear();
-                continue;
-            }
-            row.Clear();
-            for (int x = 0; x < columns; x++)
-                new ReadOnlySpan<float>(from + x * channels, channels).CopyTo(row.Slice(left + x * laneChannels));
-        }
     }
 }

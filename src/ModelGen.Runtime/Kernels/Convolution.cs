@@ -236,7 +236,7 @@ public static partial class Convolution
     /// where the general walk spent a call and a check on each run (28x28x1, 3x3: 10.9 -> 4 us a sample) and a call to
     /// memmove on each longer one. Runs of a few floats (a first layer's one or three channels) go in vectors of four (64
     /// such samples on two cores: 168 -> 130 us), longer ones in vectors of eight. Where windows reach over the padding,
-    /// every window reads a zero-padded copy of its sample (<see cref="PaddedPlane"/>), so those too copy whole kernel rows
+    /// every window reads a zero-padded copy of the rows it spans (<see cref="Plane"/>), so those too copy whole kernel rows
     /// where they went cell by cell through the walk (the MobileNet stem's 'same' windows, 32 samples on two cores: 110 ->
     /// 34 us). <paramref name="patches"/> holds the patch rows from row <paramref name="heldFrom"/> on.
     /// </summary>
@@ -254,22 +254,16 @@ public static partial class Convolution
     {
         int kernelHeight = window.KernelHeight, run = window.KernelWidth * window.Channels, imageFloats = window.Height * window.Width * window.Channels;
         int step = window.StrideWidth * window.Channels, outputWidth = window.OutputWidth;
-        var plane = PaddedPlane.Of(window);
-        int rowFloats = plane.Width * window.Channels;
         // A run goes in whole vectors, the last one past its end: it reads up to a vector less one float more of the plane
         // and writes as many more, which the next run (or the next row's first) then overwrites. So the last window of the
-        // range, whose spill would land in rows it does not own, and windows whose reads would pass the images' end, go
+        // range, whose spill would land in rows it does not own, and windows whose reads would pass what is readable, go
         // float by float.
         int lanes = TLanes.Count, vectors = (run + lanes - 1) / lanes, spill = lanes * vectors - run;
-        int lastRead = (kernelHeight - 1) * rowFloats + run + spill;
-        // The plane rows a range's windows of one sample read, at most: all of them where it spans a sample, a few output
-        // rows' worth for a part of the GEMM's patch rows, so a large image's part keeps a small scratch.
-        int planeRows = Math.Min(plane.Height, (rows / outputWidth + 1) * window.StrideHeight + kernelHeight);
-        var padded = plane.Padded ? AlignedBuffer.Ensure(ref paddedSample, planeRows * rowFloats + spill) : default;
-        fixed (float* source = images, target = patches, copy = padded)
+        fixed (float* source = images, target = patches)
         {
-            float* cell = target + (long)(firstRow - heldFrom) * window.PatchSize, image = null;
-            long readable = 0;
+            float* cell = target + (long)(firstRow - heldFrom) * window.PatchSize, windows = null;
+            long readable = 0; // floats readable from windows, the first window's corner of the sample
+            int rowFloats = 0;
             // A stretch of one output row's windows at a time.
             for (int row = firstRow, end = firstRow + rows, sample = -1; row < end;)
             {
@@ -277,28 +271,23 @@ public static partial class Convolution
                 int oy = position / outputWidth, ox = position % outputWidth, count = Math.Min(outputWidth - ox, end - row);
                 if (rowSample != sample)
                 {
+                    // The rows this range's windows of the sample read: the image where it holds them, else a zero-padded copy.
                     sample = rowSample;
-                    image = source + (long)sample * imageFloats;
-                    readable = images.Length - (long)sample * imageFloats;
-                    if (plane.Padded)
-                    {
-                        // Only the plane rows this range's windows of the sample read, the first of them at the scratch's start.
-                        int top = oy * window.StrideHeight;
-                        int lastY = (Math.Min(end, (sample + 1) * window.Positions) - 1 - sample * window.Positions) / outputWidth;
-                        int bottom = Math.Min(plane.Height, lastY * window.StrideHeight + kernelHeight);
-                        if (bottom - top > planeRows) throw new InvalidOperationException($"im2col: {bottom - top} plane rows to copy, room for {planeRows} ({window}).");
-                        float* rowZero = copy - (long)top * rowFloats; // where the plane's first row would lie
-                        plane.Fill(image, rowZero, window, top, bottom);
-                        image = rowZero;
-                        readable = (long)top * rowFloats + padded.Length;
-                    }
+                    float* image = source + (long)sample * imageFloats;
+                    int lastY = (Math.Min(end, (sample + 1) * window.Positions) - 1 - sample * window.Positions) / outputWidth;
+                    var plane = Plane.Padded(image, window, oy, lastY + 1, spill);
+                    rowFloats = plane.RowFloats;
+                    windows = plane.At(-window.PadTop, -window.PadLeft);
+                    long fromOrigin = plane.Origin == image ? images.Length - (long)sample * imageFloats : (long)plane.Height * rowFloats + spill;
+                    readable = fromOrigin - (windows - plane.Origin);
                 }
                 long origin = (long)oy * window.StrideHeight * rowFloats + ox * step;
+                float* corner = windows + origin;
                 // Windows whose reads stay within what is readable, all but the range's last.
-                long room = readable - lastRead - origin;
+                long room = readable - ((kernelHeight - 1) * rowFloats + run + spill) - origin;
                 int whole = room < 0 ? 0 : (int)Math.Min(room / step + 1, row + count == end ? count - 1 : count);
-                cell = CopyWindows<TLanes, TVector>(image + origin, cell, whole, step, kernelHeight, rowFloats, run, vectors);
-                for (float* from = image + origin + whole * step; whole < count; whole++, from += step)
+                cell = CopyWindows<TLanes, TVector>(corner, cell, whole, step, kernelHeight, rowFloats, run, vectors);
+                for (float* from = corner + whole * step; whole < count; whole++, from += step)
                     for (int ky = 0; ky < kernelHeight; ky++)
                         for (int i = 0; i < run; i++) *cell++ = from[ky * rowFloats + i];
                 row += count;
@@ -322,48 +311,107 @@ public static partial class Convolution
         return cell;
     }
 
-    /// <summary>This thread's zero-padded copy of the rows of one sample a range reads (<see cref="PaddedPlane"/>).</summary>
-    [ThreadStatic] private static AlignedBuffer? paddedSample;
-
     /// <summary>
-    /// The pixels a window's positions read, from the first window's corner: the image itself where no window reaches over
-    /// the padding, else a copy <see cref="Height"/> x <see cref="Width"/> pixels large with zeros where the padding is.
+    /// Where im2col and the direct pass read a range's windows in place: pixel (y, x) at <c>Origin + (y - Top) · RowFloats +
+    /// (x - Left) · channels</c> for y in [Top, Top + Height) and x in [Left, Left + Width). The image itself, or a
+    /// zero-padded copy of the rows a range of output rows reads, which holds every window of those rows, those over the
+    /// padding too.
     /// </summary>
-    private readonly struct PaddedPlane(bool padded, int height, int width, int channels)
+    private readonly unsafe struct Plane(float* origin, int top, int left, int height, int width, int channels)
     {
-        public readonly bool Padded = padded;
-        public readonly int Height = height, Width = width;
-        public int Floats => Height * Width * channels;
+        public readonly float* Origin = origin;
+        public readonly int Top = top, Left = left, Height = height, Width = width, Channels = channels, RowFloats = width * channels;
 
-        public static PaddedPlane Of(in Window window)
+        public float* At(int y, int x) => Origin + (long)(y - Top) * RowFloats + (x - Left) * Channels;
+
+        /// <summary>Whether rows [top, top + rows) and columns [left, left + columns) lie within the plane.</summary>
+        public bool Holds(int top, int rows, int left, int columns) => top >= Top && top + rows <= Top + Height && left >= Left && left + columns <= Left + Width;
+
+        /// <summary>
+        /// Floats up to which the direct pass copies the rows of a range whose windows hang over the padding (64 KB, in L2
+        /// beside the kernel), so that every full pass reads in place: gathering each edge pass's six windows, float by float
+        /// with a bounds test, cost the MobileNet stem's strided 'same' 3x3 (a third of its passes at the right edge) about
+        /// as much as its multiply-adds. Copying a 32x32x3 image's rows costs a few hundred vector moves.
+        /// </summary>
+        private const int PaddedFloats = 16 * 1024;
+
+        /// <summary>This thread's zero-padded copy (<see cref="Copy"/>).</summary>
+        [ThreadStatic] private static AlignedBuffer? padded;
+
+        /// <summary>
+        /// The plane output rows [<paramref name="top"/>, <paramref name="bottom"/>) read, for the direct pass: the image
+        /// where none of their windows hangs over the padding, where rows are narrower than a pass (it gathers every window
+        /// then) or where a copy would exceed <see cref="PaddedFloats"/> (it gathers the edge windows), else a copy.
+        /// </summary>
+        [MethodImpl(Compiled.Driver)]
+        public static Plane For(float* image, in Window window, int top, int bottom)
         {
-            int height = (window.OutputHeight - 1) * window.StrideHeight + window.SpanHeight;
-            int width = (window.OutputWidth - 1) * window.StrideWidth + window.SpanWidth;
-            bool padded = window.PadTop > 0 || window.PadLeft > 0 || height > window.Height || width > window.Width;
-            return padded ? new(true, height, width, window.Channels) : new(false, window.Height, window.Width, window.Channels);
+            var (firstRow, rows, columns) = Extent(window, top, bottom);
+            var whole = new Plane(image, 0, 0, window.Height, window.Width, window.Channels);
+            if (whole.Holds(firstRow, rows, -window.PadLeft, columns) || window.OutputWidth < DirectPixels || (long)rows * columns * window.Channels > PaddedFloats) return whole;
+            return Copy(image, window, firstRow, rows, columns, 0);
         }
 
         /// <summary>
-        /// Copies one sample's <paramref name="image"/>, zeros around it, into rows [<paramref name="firstRow"/>,
-        /// <paramref name="endRow"/>) of <paramref name="plane"/>.
+        /// The plane output rows [<paramref name="top"/>, <paramref name="bottom"/>) read, for im2col: the image where it
+        /// holds every window, else a copy with <paramref name="slack"/> floats more readable past its end.
         /// </summary>
-        public unsafe void Fill(float* image, float* plane, in Window window, int firstRow, int endRow)
+        [MethodImpl(Compiled.Driver)]
+        public static Plane Padded(float* image, in Window window, int top, int bottom, int slack)
         {
-            int rowFloats = Width * channels, left = window.PadLeft * channels;
-            int copied = Math.Min(window.Width, Width - window.PadLeft) * channels; // floats of an image row inside the plane
-            plane += (long)firstRow * rowFloats;
-            for (int y = firstRow; y < Math.Min(endRow, Height); y++, plane += rowFloats)
+            var (firstRow, rows, columns) = Extent(window, top, bottom);
+            var whole = new Plane(image, 0, 0, window.Height, window.Width, window.Channels);
+            return whole.Holds(firstRow, rows, -window.PadLeft, columns) ? whole : Copy(image, window, firstRow, rows, columns, slack);
+        }
+
+        /// <summary>The image rows from <c>FirstRow</c> (over the padding where negative) that output rows [<paramref name="top"/>, <paramref name="bottom"/>) read, and the columns of their windows.</summary>
+        private static (int FirstRow, int Rows, int Columns) Extent(in Window window, int top, int bottom) =>
+            (top * window.StrideHeight - window.PadTop, (bottom - 1 - top) * window.StrideHeight + window.SpanHeight,
+             (window.OutputWidth - 1) * window.StrideWidth + window.SpanWidth);
+
+        /// <summary>Image rows [firstRow, firstRow + rows) with their zero padding, in this thread's scratch (valid until its next call).</summary>
+        private static Plane Copy(float* image, in Window window, int firstRow, int rows, int columns, int slack)
+        {
+            float* copy = (float*)Unsafe.AsPointer(ref AlignedBuffer.Ensure(ref padded, rows * columns * window.Channels + slack)[0]);
+            int paddedHeight = (window.OutputHeight - 1) * window.StrideHeight + window.SpanHeight;
+            PadImage(image, window, copy, paddedHeight, columns, window.Channels, firstRow + window.PadTop, firstRow + window.PadTop + rows);
+            return new Plane(copy, firstRow, -window.PadLeft, rows, columns, window.Channels);
+        }
+    }
+
+    /// <summary>
+    /// Lays rows [<paramref name="firstRow"/>, <paramref name="endRow"/>) of a sample's image out with its zero padding as
+    /// the windows read it, from <paramref name="padded"/> on (rows of a <paramref name="height"/> x <paramref name="width"/>
+    /// plane counted from the padding's corner), each pixel's channels padded with zeros to <paramref name="laneChannels"/>.
+    /// Pixels no window reads (past the last window of a 'valid' stride) are left out. Only what the image does not cover is
+    /// cleared, each padded row once.
+    /// </summary>
+    [MethodImpl(Compiled.Driver)]
+    private static unsafe void PadImage(float* image, in Window window, float* padded, int height, int width, int laneChannels, int firstRow, int endRow)
+    {
+        int channels = window.Channels, rowFloats = width * laneChannels;
+        int rows = Math.Min(window.Height, height - window.PadTop), columns = Math.Min(window.Width, width - window.PadLeft);
+        int left = window.PadLeft * laneChannels, covered = columns * laneChannels;
+        for (int py = firstRow; py < Math.Min(endRow, height); py++)
+        {
+            var row = new Span<float>(padded + (long)(py - firstRow) * rowFloats, rowFloats);
+            int y = py - window.PadTop;
+            if (y < 0 || y >= rows)
             {
-                int imageRow = y - window.PadTop;
-                if (imageRow < 0 || imageRow >= window.Height)
-                {
-                    new Span<float>(plane, rowFloats).Clear();
-                    continue;
-                }
-                new Span<float>(plane, left).Clear();
-                new ReadOnlySpan<float>(image + (long)imageRow * window.Width * channels, copied).CopyTo(new Span<float>(plane + left, copied));
-                new Span<float>(plane + left + copied, rowFloats - left - copied).Clear();
+                row.Clear();
+                continue;
             }
+            float* from = image + (long)y * window.Width * channels;
+            if (laneChannels == channels)
+            {
+                row.Slice(0, left).Clear();
+                new ReadOnlySpan<float>(from, covered).CopyTo(row.Slice(left));
+                row.Slice(left + covered).Clear();
+                continue;
+            }
+            row.Clear();
+            for (int x = 0; x < columns; x++)
+                new ReadOnlySpan<float>(from + x * channels, channels).CopyTo(row.Slice(left + x * laneChannels));
         }
     }
 

@@ -4,6 +4,7 @@ using ModelGen.Training;
 namespace ModelGen.Runtime.Tests;
 
 /// <summary>Loss and activation gradients against central finite differences computed in double.</summary>
+[Collection(KernelSettings.Name)]
 public class LossAndActivationTests
 {
     [Theory]
@@ -205,6 +206,54 @@ public class LossAndActivationTests
             int label = random.Next(length);
             Assert.True(Metrics.ArgMax(row) == label == Metrics.IsArgMax(row, label), $"[{string.Join(", ", row)}], label {label}");
         }
+    }
+
+    [Theory, MemberData(nameof(KernelSettings.EveryPath), MemberType = typeof(KernelSettings))]
+    public void Binary_cross_entropy_matches_each_values_scalar_definition_on_every_path(SimdPath path)
+    {
+        var random = new Random(11);
+        foreach (int count in new[] { 1, 3, 4, 5, 16, 17, 33, 1000 })
+        {
+            // Probabilities across the clip (0, 1 and values beyond 1e-7 of them) and fractional and binary targets.
+            var edges = new[] { 0f, 1f, 1e-9f, 1 - 1e-9f, 1e-7f, 1 - 1e-7f, 2e-7f, 0.5f };
+            var p = Enumerable.Range(0, count).Select(i => i % 5 == 0 ? edges[i / 5 % edges.Length] : (float)random.NextDouble()).ToArray();
+            var y = Enumerable.Range(0, count).Select(i => i % 3 == 0 ? (float)random.NextDouble() : i % 3 - 1).ToArray();
+            var gradient = Enumerable.Repeat(float.NaN, count + 1).ToArray();
+            float loss;
+            using (KernelSettings.OnSimd(path)) loss = Losses.Compute(Loss.BinaryCrossentropy, p, y, gradient.AsSpan(0, count), count, 1, "M", "out");
+            using (KernelSettings.OnSimd(SimdPath.Portable))
+                Assert.Equal(Losses.Compute(Loss.BinaryCrossentropy, p, y, default, count, 1, "M", "out"), loss); // the same bits on every path
+
+            double exact = 0;
+            float scale = 1f / count;
+            for (int i = 0; i < count; i++)
+            {
+                float clipped = Math.Clamp(p[i], Losses.Epsilon, 1f - Losses.Epsilon);
+                exact -= y[i] * Math.Log(clipped) + (1 - y[i]) * Math.Log(1 - clipped);
+                bool inRange = p[i] > Losses.Epsilon && p[i] < 1f - Losses.Epsilon;
+                Assert.Equal(inRange ? scale * (-y[i] / clipped + (1f - y[i]) / (1f - clipped)) : 0f, gradient[i]);
+            }
+            exact /= count;
+            // Each term's two float logarithms within 1 ulp, its products and sum rounded once each: at most 2^-22 of the
+            // term (the terms share a sign), then the mean rounded to float.
+            Assert.True(Math.Abs(loss - exact) <= (Math.Pow(2, -22) + Math.Pow(2, -24)) * exact, $"{count} values: loss {loss:R}, exact {exact:R}");
+            Assert.True(float.IsNaN(gradient[count]), "nothing past the values is written");
+        }
+    }
+
+    [Fact]
+    public void Binary_cross_entropy_of_a_nan_prediction_is_nan_with_no_gradient_there()
+    {
+        var p = Enumerable.Range(0, 20).Select(i => 0.05f * i + 0.01f).ToArray();
+        var y = Enumerable.Range(0, 20).Select(i => (float)(i % 2)).ToArray();
+        var clean = new float[20];
+        Losses.Compute(Loss.BinaryCrossentropy, p, y, clean, 20, 1, "M", "out");
+        p[17] = float.NaN;
+        var gradient = new float[20];
+        Assert.True(float.IsNaN(Losses.Compute(Loss.BinaryCrossentropy, p, y, gradient, 20, 1, "M", "out")));
+        Assert.Equal(0f, gradient[17]);
+        clean[17] = 0f;
+        Assert.Equal(clean, gradient);
     }
 
     [Fact]

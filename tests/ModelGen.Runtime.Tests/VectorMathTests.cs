@@ -3,7 +3,7 @@ using ModelGen.Kernels;
 
 namespace ModelGen.Runtime.Tests;
 
-/// <summary>The vector e^x, tanh and sigmoid on every SIMD path (emulated where this machine lacks it), against double precision, in ulp of the exact value.</summary>
+/// <summary>The vector e^x, ln x, tanh and sigmoid on every SIMD path (emulated where this machine lacks it), against double precision, in ulp of the exact value.</summary>
 [Collection(KernelSettings.Name)]
 public class VectorMathTests
 {
@@ -24,6 +24,23 @@ public class VectorMathTests
         var special = VectorExp(path, new[] { -87.4f, -100f, -1e30f, float.NegativeInfinity, float.NaN });
         Assert.Equal(new[] { 0f, 0f, 0f, 0f }, special.Take(4));
         Assert.True(float.IsNaN(special[4]));
+    }
+
+    [Theory, MemberData(nameof(KernelSettings.EveryPath), MemberType = typeof(KernelSettings))]
+    public void Log_is_within_one_ulp_of_the_exact_value(SimdPath path)
+    {
+        // Every normal float's decade, densely the clipped probabilities a loss takes (1e-7 to 1 - 1e-7) and their
+        // complements, the significand's split at √2 on both sides, and the floats next to 1, where ln x is tiny.
+        var x = new List<float> { 1f, 2f, 0.5f, 1.41421356f, MathF.BitIncrement(1.41421356f), MathF.BitDecrement(1.41421356f), 1e-7f, 1 - 1e-7f,
+            float.MaxValue, 1.17549435e-38f };
+        for (double v = 1.2e-38; v < 3e38; v *= 1.01) x.Add((float)v);
+        for (double v = 1e-7; v < 1; v *= 1.0003) { x.Add((float)v); x.Add(1 - (float)v); }
+        for (int k = 1; k < 300; k++) { x.Add(1 + k * 1.1920929e-7f); x.Add(1 - k * 5.9604645e-8f); }
+        var ln = Lanewise(path, x.ToArray(), VectorMath.Log<Lanes512, Vector512<float>>, VectorMath.Log<Lanes256, Vector256<float>>, VectorMath.Log<Lanes128, Vector128<float>>);
+        for (int i = 0; i < x.Count; i++) AssertWithinUlp(Math.Log(x[i]), ln[i], 1, $"ln({x[i]:R})");
+        Assert.Equal(0f, ln[0]);
+        var nan = Lanewise(path, new[] { float.NaN }, VectorMath.Log<Lanes512, Vector512<float>>, VectorMath.Log<Lanes256, Vector256<float>>, VectorMath.Log<Lanes128, Vector128<float>>);
+        Assert.True(float.IsNaN(nan[0]));
     }
 
     [Theory, MemberData(nameof(KernelSettings.EveryPath), MemberType = typeof(KernelSettings))]
@@ -92,16 +109,21 @@ public class VectorMathTests
         Assert.True(Math.Abs(actual - exact) <= ulps * ulp, $"{what} = {actual:R}, exact {exact:R} ({Math.Abs(actual - exact) / ulp:0.0} ulp)");
     }
 
-    private static float[] VectorExp(SimdPath path, float[] x)
+    private static float[] VectorExp(SimdPath path, float[] x) =>
+        Lanewise(path, x, VectorMath.Exp<Lanes512, Vector512<float>>, VectorMath.Exp<Lanes256, Vector256<float>>, VectorMath.Exp<Lanes128, Vector128<float>>);
+
+    /// <summary>A vector function of each value, the value broadcast and read back from a lane that moves along the vector.</summary>
+    private static float[] Lanewise(SimdPath path, float[] x, Func<Vector512<float>, Vector512<float>> on512,
+        Func<Vector256<float>, Vector256<float>> on256, Func<Vector128<float>, Vector128<float>> on128)
     {
         var result = new float[x.Length];
         for (int i = 0; i < x.Length; i++)
         {
             result[i] = path switch
             {
-                SimdPath.Avx512 => VectorMath.Exp<Lanes512, Vector512<float>>(Vector512.Create(x[i])).GetElement(i % 16),
-                SimdPath.Avx2 => VectorMath.Exp<Lanes256, Vector256<float>>(Vector256.Create(x[i])).GetElement(i % 8),
-                _ => VectorMath.Exp<Lanes128, Vector128<float>>(Vector128.Create(x[i])).GetElement(i % 4),
+                SimdPath.Avx512 => on512(Vector512.Create(x[i])).GetElement(i % 16),
+                SimdPath.Avx2 => on256(Vector256.Create(x[i])).GetElement(i % 8),
+                _ => on128(Vector128.Create(x[i])).GetElement(i % 4),
             };
         }
         return result;

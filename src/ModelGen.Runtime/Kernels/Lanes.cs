@@ -67,6 +67,18 @@ internal interface ILanes<TVector> where TVector : struct
     /// to mask.
     /// </summary>
     static abstract TVector ScaleByPowerOfTwo(TVector value, TVector exponent);
+    /// <summary>
+    /// A positive normal float split as significand · 2^exponent: the significand, in [1, 2), read from its bits (other
+    /// lanes come out meaningless, for callers to mask).
+    /// </summary>
+    static abstract TVector Significand(TVector value);
+    /// <summary>The exponent of <see cref="Significand"/>'s split, as a float.</summary>
+    static abstract TVector Exponent(TVector value);
+    /// <summary>
+    /// <paramref name="sums"/> plus the lanes in double, lane i added to sum i % 4 in lane order: the same sums on every
+    /// width for values taken a vector at a time.
+    /// </summary>
+    static abstract Vector256<double> AddInFours(Vector256<double> sums, TVector value);
     static abstract TVector Abs(TVector value);
     /// <summary>A mask (for <see cref="Select"/>) of the lanes of <paramref name="value"/> below <paramref name="limit"/>.</summary>
     static abstract TVector Below(TVector value, float limit);
@@ -96,6 +108,12 @@ internal struct Lanes512 : ILanes<Vector512<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Round(Vector512<float> value) => Vector512.Round(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> ScaleByPowerOfTwo(Vector512<float> value, Vector512<float> exponent) =>
         value * Vector512.ShiftLeft(Vector512.ConvertToInt32Native(exponent) + Vector512.Create(127), 23).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Significand(Vector512<float> value) =>
+        (value.AsInt32() & Vector512.Create(0x007FFFFF) | Vector512.Create(0x3F800000)).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Exponent(Vector512<float> value) =>
+        Vector512.ConvertToSingle(Vector512.ShiftRightLogical(value.AsInt32(), 23) - Vector512.Create(127));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<double> AddInFours(Vector256<double> sums, Vector512<float> value) =>
+        Lanes256.AddInFours(Lanes256.AddInFours(sums, value.GetLower()), value.GetUpper());
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static unsafe Vector512<float> LoadFirst(ref float source, int count)
     {
         fixed (float* at = &source) return Avx512F.IsSupported ? Avx512F.MaskLoad(at, First(count), Vector512<float>.Zero) : LaneByLane.Load(at, First(count), Zero);
@@ -147,6 +165,12 @@ internal struct Lanes256 : ILanes<Vector256<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Round(Vector256<float> value) => Vector256.Round(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> ScaleByPowerOfTwo(Vector256<float> value, Vector256<float> exponent) =>
         value * Vector256.ShiftLeft(Vector256.ConvertToInt32Native(exponent) + Vector256.Create(127), 23).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Significand(Vector256<float> value) =>
+        (value.AsInt32() & Vector256.Create(0x007FFFFF) | Vector256.Create(0x3F800000)).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Exponent(Vector256<float> value) =>
+        Vector256.ConvertToSingle(Vector256.ShiftRightLogical(value.AsInt32(), 23) - Vector256.Create(127));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<double> AddInFours(Vector256<double> sums, Vector256<float> value) =>
+        sums + Vector256.WidenLower(value) + Vector256.WidenUpper(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static unsafe Vector256<float> LoadFirst(ref float source, int count)
     {
         fixed (float* at = &source) return Avx.IsSupported ? Avx.MaskLoad(at, First(count)) : LaneByLane.Load(at, First(count), Zero);
@@ -242,6 +266,12 @@ internal struct Lanes128 : ILanes<Vector128<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Round(Vector128<float> value) => Vector128.Round(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> ScaleByPowerOfTwo(Vector128<float> value, Vector128<float> exponent) =>
         value * Vector128.ShiftLeft(Vector128.ConvertToInt32Native(exponent) + Vector128.Create(127), 23).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Significand(Vector128<float> value) =>
+        (value.AsInt32() & Vector128.Create(0x007FFFFF) | Vector128.Create(0x3F800000)).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Exponent(Vector128<float> value) =>
+        Vector128.ConvertToSingle(Vector128.ShiftRightLogical(value.AsInt32(), 23) - Vector128.Create(127));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<double> AddInFours(Vector256<double> sums, Vector128<float> value) =>
+        sums + Vector256.Create(Vector128.WidenLower(value), Vector128.WidenUpper(value));
     // No masked loads on every platform: each lane is read on its own.
     public static Vector128<float> LoadFirst(ref float source, int count) =>
         Vector128.Create(count > 0 ? source : 0f, count > 1 ? Unsafe.Add(ref source, 1) : 0f, count > 2 ? Unsafe.Add(ref source, 2) : 0f, count > 3 ? Unsafe.Add(ref source, 3) : 0f);

@@ -42,15 +42,14 @@ public static class Losses
             }
             case Loss.BinaryCrossentropy:
             {
-                float scale = 1f / (rows * units);
-                for (int i = 0; i < rows * units; i++)
+                int count = rows * units;
+                total = Simd.Current switch
                 {
-                    float p = predictions[i], y = targets[i];
-                    float clipped = Math.Clamp(p, Epsilon, 1f - Epsilon);
-                    total -= y * Math.Log(clipped) + (1 - y) * Math.Log(1 - clipped);
-                    if (wantGradient) gradient[i] = InRange(p) ? scale * (-y / clipped + (1f - y) / (1f - clipped)) : 0f;
-                }
-                return (float)(total / ((double)rows * units));
+                    SimdPath.Avx512 => BinaryCrossentropy<Lanes512, Vector512<float>>(predictions, targets, gradient, count),
+                    SimdPath.Avx2 => BinaryCrossentropy<Lanes256, Vector256<float>>(predictions, targets, gradient, count),
+                    _ => BinaryCrossentropy<Lanes128, Vector128<float>>(predictions, targets, gradient, count),
+                };
+                return (float)(total / count);
             }
             case Loss.CategoricalCrossentropy:
             case Loss.SparseCategoricalCrossentropy:
@@ -71,6 +70,51 @@ public static class Losses
     }
 
     private static bool InRange(float p) => p > Epsilon && p < 1f - Epsilon;
+
+    /// <summary>
+    /// Keras' binary cross-entropy summed over <paramref name="count"/> values, and where <paramref name="gradient"/> is not
+    /// empty dLoss/dPrediction of their mean: each term -(y·ln p + (1 - y)·ln(1 - p)) of the clipped p in float, as Keras
+    /// computes it, its logarithms a vector at a time (<see cref="VectorMath.Log"/>: two scalar double logarithms a value made
+    /// the autoencoder's loss 1.2 ms of a 9.6 ms training step). The terms go to four double sums, value i to sum i % 4,
+    /// whatever the vector width, so every SIMD path returns the same total; the gradient is each value's scalar
+    /// arithmetic, the same bits.
+    /// </summary>
+    [MethodImpl(Compiled.Kernel)]
+    private static double BinaryCrossentropy<TLanes, TVector>(ReadOnlySpan<float> predictions, ReadOnlySpan<float> targets, Span<float> gradient, int count)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        ref float p0 = ref MemoryMarshal.GetReference(predictions), y0 = ref MemoryMarshal.GetReference(targets), g0 = ref MemoryMarshal.GetReference(gradient);
+        bool wantGradient = !gradient.IsEmpty;
+        var low = TLanes.Broadcast(Epsilon);
+        var high = TLanes.Broadcast(1f - Epsilon);
+        var one = TLanes.Broadcast(1f);
+        var scale = TLanes.Broadcast(1f / count);
+        var sums = Vector256<double>.Zero;
+        for (int i = 0; i < count; i += TLanes.Count)
+        {
+            int lanes = Math.Min(TLanes.Count, count - i);
+            bool whole = lanes == TLanes.Count;
+            var p = whole ? TLanes.Load(ref Unsafe.Add(ref p0, i)) : TLanes.LoadFirst(ref Unsafe.Add(ref p0, i), lanes);
+            var y = whole ? TLanes.Load(ref Unsafe.Add(ref y0, i)) : TLanes.LoadFirst(ref Unsafe.Add(ref y0, i), lanes);
+            // Math.Clamp's rule, NaN kept: compares with a NaN are false.
+            var clipped = TLanes.Select(TLanes.Below(p, Epsilon), low, TLanes.Select(TLanes.Greater(p, high), high, p));
+            var complement = TLanes.Subtract(one, clipped);
+            var yComplement = TLanes.Subtract(one, y);
+            var term = TLanes.Add(TLanes.Multiply(y, VectorMath.Log<TLanes, TVector>(clipped)),
+                TLanes.Multiply(yComplement, VectorMath.Log<TLanes, TVector>(complement)));
+            if (wantGradient)
+            {
+                // scale · (-y / p + (1 - y) / (1 - p)), 0 where the clip bites (InRange).
+                var slope = TLanes.Multiply(scale, TLanes.Subtract(TLanes.Divide(yComplement, complement), TLanes.Divide(y, clipped)));
+                slope = TLanes.Select(TLanes.Greater(p, low), TLanes.Select(TLanes.Below(p, 1f - Epsilon), slope, TLanes.Zero), TLanes.Zero);
+                if (whole) TLanes.Store(ref Unsafe.Add(ref g0, i), slope);
+                else TLanes.StoreFirst(ref Unsafe.Add(ref g0, i), slope, lanes);
+            }
+            // The lanes past the end add zeros.
+            sums = TLanes.AddInFours(sums, whole ? term : TLanes.Select(TLanes.FirstLanes(lanes), term, TLanes.Zero));
+        }
+        return -((sums[0] + sums[1]) + (sums[2] + sums[3]));
+    }
 
     /// <summary>
     /// dz = p / sum · scale, each operation rounded once, as a division and then a multiplication would be. Inlined: a row

@@ -313,6 +313,28 @@ public class LossAndActivationTests
             Losses.Compute(Loss.SparseCategoricalCrossentropy, new float[6], new float[] { 0.5f, 1 }, default, 2, 3, "Mnist", "predictions"));
     }
 
+    [Theory]
+    [InlineData(Loss.MeanSquaredError)]
+    [InlineData(Loss.BinaryCrossentropy)]
+    [InlineData(Loss.CategoricalCrossentropy)]
+    [InlineData(Loss.SparseCategoricalCrossentropy)]
+    public void Short_predictions_targets_or_gradients_are_refused_with_the_layer_and_shape(Loss loss)
+    {
+        const int rows = 5, units = 4;
+        int labels = loss == Loss.SparseCategoricalCrossentropy ? rows : rows * units;
+        var predictions = Enumerable.Repeat(0.25f, rows * units).ToArray();
+        var targets = new float[labels];
+        foreach (var (p, t, g) in new[] { (rows * units - 1, labels, rows * units), (rows * units, labels - 1, rows * units), (rows * units, labels, rows * units - 1) })
+        {
+            var error = Assert.Throws<ArgumentException>(() =>
+                Losses.Compute(loss, predictions.AsSpan(0, p), targets.AsSpan(0, t), new float[g], rows, units, "Digits", "scores"));
+            Assert.Contains("Digits", error.Message);
+            Assert.Contains("'scores' (5 x 4)", error.Message);
+        }
+        // The gradient is optional: an empty one asks for the loss alone.
+        Assert.True(float.IsFinite(Losses.Compute(loss, predictions, targets, default, rows, units, "Digits", "scores")));
+    }
+
     [Fact]
     public void Dropout_keeps_about_one_minus_rate_and_scales_the_kept_values()
     {

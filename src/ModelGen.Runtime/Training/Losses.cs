@@ -24,8 +24,9 @@ public static class Losses
     public static float Compute(Loss loss, ReadOnlySpan<float> predictions, ReadOnlySpan<float> targets, Span<float> gradient,
         int rows, int units, string model, string layer)
     {
-        if (loss == Loss.SparseCategoricalCrossentropy) CheckLabels(targets, rows, units, model, layer);
         bool wantGradient = !gradient.IsEmpty;
+        CheckLengths(loss, predictions, targets, gradient, rows, units, model, layer);
+        if (loss == Loss.SparseCategoricalCrossentropy) CheckLabels(targets, rows, units, model, layer);
         double total = 0;
         switch (loss)
         {
@@ -245,6 +246,22 @@ public static class Losses
             dp[label] = scale * (dq - weighted) / sum;
         }
         return -Math.Log(clipped);
+    }
+
+    /// <summary>
+    /// The vector kernels read and write through raw references, so a short span (Compute is public: not every caller is
+    /// generated code, which checks the shapes first) is refused here rather than read past.
+    /// </summary>
+    private static void CheckLengths(Loss loss, ReadOnlySpan<float> predictions, ReadOnlySpan<float> targets, ReadOnlySpan<float> gradient,
+        int rows, int units, string model, string layer)
+    {
+        int values = rows * units, labels = loss == Loss.SparseCategoricalCrossentropy ? rows : values;
+        if (predictions.Length < values || targets.Length < labels || (!gradient.IsEmpty && gradient.Length < values))
+        {
+            throw new ArgumentException(
+                $"{model}: the loss of output layer '{layer}' ({rows} x {units}) needs {values} predictions, {labels} targets and, when asked for, " +
+                $"{values} gradients; got {predictions.Length}, {targets.Length} and {gradient.Length}.");
+        }
     }
 
     [MethodImpl(Compiled.Kernel)]

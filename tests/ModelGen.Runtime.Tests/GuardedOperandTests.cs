@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using ModelGen.Kernels;
+using ModelGen.Training;
 
 namespace ModelGen.Runtime.Tests;
 
@@ -34,110 +35,96 @@ public class GuardedOperandTests
         { 5, 5, 2, 4, 4, 1, true, 1, 1, 3 },
     };
 
-    public static IEnumerable<object[]> ConvolutionsOnEveryPath => KernelSettings.OnEveryPath(Convolutions);
-
-    [Theory, MemberData(nameof(ConvolutionsOnEveryPath))]
+    [Theory, MemberData(nameof(Convolutions))]
     public void Convolution_kernels_stay_within_their_operands(int height, int width, int channels, int kernelHeight, int kernelWidth, int stride,
-        bool same, int dilation, int filters, int batch, SimdPath path)
+        bool same, int dilation, int filters, int batch)
     {
-        using var _ = KernelSettings.OnSimd(path);
         var window = new Window(height, width, channels, kernelHeight, kernelWidth, stride, stride, same, dilation);
         int imageFloats = batch * height * width * channels, patchFloats = batch * window.Positions * window.PatchSize, outputFloats = batch * window.Positions * filters;
         var (input, kernel, bias, values) = (Random(imageFloats, 1), Random(window.PatchSize * filters, 2), Random(filters, 3), Random(outputFloats, 4));
-        foreach (int threads in new[] { 1, 2 })
+        Everywhere(() =>
         {
-            KernelSettings.OnThreads(threads, () =>
+            StaysWithin([input, new float[patchFloats]], m => Convolution.Im2Col(m[0].Span, m[1].Span, window, batch));
+            foreach (bool keepPatches in new[] { true, false })
             {
-                StaysWithin([input, new float[patchFloats]], m => Convolution.Im2Col(m[0].Span, m[1].Span, window, batch));
-                foreach (bool keepPatches in new[] { true, false })
-                {
-                    StaysWithin([input, new float[patchFloats], kernel, new float[outputFloats], bias],
-                        m => Convolution.Forward(m[0].Span, m[1].Span, m[2].Span, m[3].Span, window, filters, batch, m[4].Span, relu: true, keepPatches));
-                }
-                StaysWithin([values, kernel, Random(imageFloats, 5)],
-                    m => Convolution.Transposed(m[0].Span, m[1].Span, m[3].Span, m[2].Span, window, filters, batch, accumulate: true),
-                    scratch: Convolution.TransposedScratch(window, batch));
-                StaysWithin([Random(patchFloats, 6), new float[imageFloats]], m => Convolution.Col2Im(m[0].Span, m[1].Span, window, batch, accumulate: false));
-                if (Convolution.TakesKernelGradientFromInput(window, filters))
-                    StaysWithin([input, values, new float[kernel.Length]], m => Convolution.KernelGradient(m[0].Span, m[1].Span, m[2].Span, window, filters, batch));
-            });
-        }
+                StaysWithin([input, new float[patchFloats], kernel, new float[outputFloats], bias],
+                    m => Convolution.Forward(m[0].Span, m[1].Span, m[2].Span, m[3].Span, window, filters, batch, m[4].Span, relu: true, keepPatches));
+            }
+            StaysWithin([values, kernel, Random(imageFloats, 5)],
+                m => Convolution.Transposed(m[0].Span, m[1].Span, m[3].Span, m[2].Span, window, filters, batch, accumulate: true),
+                scratch: Convolution.TransposedScratch(window, batch));
+            StaysWithin([Random(patchFloats, 6), new float[imageFloats]], m => Convolution.Col2Im(m[0].Span, m[1].Span, window, batch, accumulate: false));
+            if (Convolution.TakesKernelGradientFromInput(window, filters))
+                StaysWithin([input, values, new float[kernel.Length]], m => Convolution.KernelGradient(m[0].Span, m[1].Span, m[2].Span, window, filters, batch));
+        });
     }
 
     /// <summary>A convolution and the 2x2 max pooling after it, taken in one pass where it can, and their gradients at the pooling's winners.</summary>
-    [Theory, MemberData(nameof(ConvolutionsOnEveryPath))]
+    [Theory, MemberData(nameof(Convolutions))]
     public void Pooled_convolution_kernels_stay_within_their_operands(int height, int width, int channels, int kernelHeight, int kernelWidth, int stride,
-        bool same, int dilation, int filters, int batch, SimdPath path)
+        bool same, int dilation, int filters, int batch)
     {
-        using var _ = KernelSettings.OnSimd(path);
         var window = new Window(height, width, channels, kernelHeight, kernelWidth, stride, stride, same, dilation);
         if (window.OutputHeight < 2 || window.OutputWidth < 2) return;
         var pool = new Window(window.OutputHeight, window.OutputWidth, filters, 2, 2, 2, 2, Same: false);
         int imageFloats = batch * height * width * channels, patchFloats = batch * window.Positions * window.PatchSize;
         int convolvedFloats = batch * window.Positions * filters, pooledFloats = batch * pool.Positions * filters;
         var (input, kernel, bias) = (Random(imageFloats, 1), Random(window.PatchSize * filters, 2), Random(filters, 3));
-        foreach (int threads in new[] { 1, 2 })
+        Everywhere(() =>
         {
-            KernelSettings.OnThreads(threads, () =>
+            foreach (bool training in new[] { true, false })
             {
-                foreach (bool training in new[] { true, false })
-                {
-                    // The winners go as floats' bits; the convolution's output is left alone where the two run as one, so it starts as zeros either way.
-                    StaysWithin([input, new float[patchFloats], kernel, new float[convolvedFloats], new float[pooledFloats], new float[pooledFloats], bias],
-                        m => Convolution.ForwardMaxPooled(m[0].Span, m[1].Span, m[2].Span, m[3].Span, m[4].Span, Integers(m[5]), window, pool, filters, batch,
-                            m[6].Span, relu: true, training));
-                }
-                var patches = new float[patchFloats];
-                var winners = new int[pooledFloats];
-                Convolution.ForwardMaxPooled(input, patches, kernel, new float[convolvedFloats], new float[pooledFloats], winners, window, pool, filters, batch, bias,
-                    relu: true, training: true);
-                var winnerBits = MemoryMarshal.Cast<int, float>(winners).ToArray();
-                var pooledGradient = Random(pooledFloats, 4);
-                StaysWithin([pooledGradient, winnerBits, input, patches, new float[kernel.Length]],
-                    m => Convolution.KernelGradientAtWinners(m[0].Span, Integers(m[1]), m[2].Span, m[3].Span, m[4].Span, window, pool, filters, batch));
-                StaysWithin([pooledGradient, winnerBits, kernel, new float[imageFloats]],
-                    m => Convolution.InputGradientAtWinners(m[0].Span, Integers(m[1]), m[2].Span, m[3].Span, window, pool, filters, batch, accumulate: false));
-            });
-        }
+                // The winners go as floats' bits; the convolution's output is left alone where the two run as one, so it starts as zeros either way.
+                StaysWithin([input, new float[patchFloats], kernel, new float[convolvedFloats], new float[pooledFloats], new float[pooledFloats], bias],
+                    m => Convolution.ForwardMaxPooled(m[0].Span, m[1].Span, m[2].Span, m[3].Span, m[4].Span, Integers(m[5]), window, pool, filters, batch,
+                        m[6].Span, relu: true, training));
+            }
+            var patches = new float[patchFloats];
+            var winners = new int[pooledFloats];
+            Convolution.ForwardMaxPooled(input, patches, kernel, new float[convolvedFloats], new float[pooledFloats], winners, window, pool, filters, batch, bias,
+                relu: true, training: true);
+            var winnerBits = MemoryMarshal.Cast<int, float>(winners).ToArray();
+            var pooledGradient = Random(pooledFloats, 4);
+            StaysWithin([pooledGradient, winnerBits, input, patches, new float[kernel.Length]],
+                m => Convolution.KernelGradientAtWinners(m[0].Span, Integers(m[1]), m[2].Span, m[3].Span, m[4].Span, window, pool, filters, batch));
+            StaysWithin([pooledGradient, winnerBits, kernel, new float[imageFloats]],
+                m => Convolution.InputGradientAtWinners(m[0].Span, Integers(m[1]), m[2].Span, m[3].Span, window, pool, filters, batch, accumulate: false));
+        });
     }
 
     /// <summary>The convolutions' windows, without their filters.</summary>
-    public static IEnumerable<object[]> WindowsOnEveryPath => KernelSettings.OnEveryPath(Convolutions.Select(row => row.Where((_, i) => i != 8).ToArray()));
+    public static IEnumerable<object[]> Windows => Convolutions.Select(row => row.Where((_, i) => i != 8).ToArray());
 
-    [Theory, MemberData(nameof(WindowsOnEveryPath))]
+    [Theory, MemberData(nameof(Windows))]
     public void Depthwise_and_pooling_kernels_stay_within_their_operands(int height, int width, int channels, int kernelHeight, int kernelWidth, int stride,
-        bool same, int dilation, int batch, SimdPath path)
+        bool same, int dilation, int batch)
     {
-        using var _ = KernelSettings.OnSimd(path);
         var window = new Window(height, width, channels, kernelHeight, kernelWidth, stride, stride, same, dilation);
         int imageFloats = batch * height * width * channels;
         var input = Random(imageFloats, 1);
-        foreach (int threads in new[] { 1, 2 })
+        Everywhere(() =>
         {
-            KernelSettings.OnThreads(threads, () =>
+            foreach (int multiplier in new[] { 1, 2 })
             {
-                foreach (int multiplier in new[] { 1, 2 })
-                {
-                    int depth = channels * multiplier, outputFloats = batch * window.Positions * depth, kernelFloats = kernelHeight * kernelWidth * depth;
-                    var (kernel, bias) = (Random(kernelFloats, 2), Random(depth, 3));
-                    StaysWithin([input, kernel, bias, new float[outputFloats]],
-                        m => DepthwiseConvolution.Forward(m[0].Span, m[1].Span, m[2].Span, m[3].Span, window, multiplier, batch, relu: true));
-                    StaysWithin([Random(outputFloats, 4), input, kernel, new float[kernelFloats], new float[depth], new float[imageFloats]],
-                        m => DepthwiseConvolution.Backward(m[0].Span, m[1].Span, m[2].Span, m[3].Span, m[4].Span, m[5].Span, window, multiplier, batch,
-                            computeWeights: true, accumulateWeights: false, accumulateInput: false));
-                }
-                // The convolution's window as a pooling's (undilated: poolings have no dilation).
-                var pool = new Window(height, width, channels, kernelHeight, kernelWidth, stride, stride, same);
-                int pooledFloats = batch * pool.Positions * channels;
-                var winners = new float[pooledFloats];
-                StaysWithin([input, new float[pooledFloats], winners], m => Pooling.MaxForward(m[0].Span, m[1].Span, Integers(m[2]), pool, batch));
-                Pooling.MaxForward(input, new float[pooledFloats], Integers(winners), pool, batch);
-                var gradient = Random(pooledFloats, 5);
-                StaysWithin([gradient, winners, Random(imageFloats, 6)], m => Pooling.MaxBackward(m[0].Span, Integers(m[1]), m[2].Span, pool, batch, accumulate: true));
-                StaysWithin([input, new float[pooledFloats]], m => Pooling.AverageForward(m[0].Span, m[1].Span, pool, batch));
-                StaysWithin([gradient, new float[imageFloats]], m => Pooling.AverageBackward(m[0].Span, m[1].Span, pool, batch, accumulate: false));
-            });
-        }
+                int depth = channels * multiplier, outputFloats = batch * window.Positions * depth, kernelFloats = kernelHeight * kernelWidth * depth;
+                var (kernel, bias) = (Random(kernelFloats, 2), Random(depth, 3));
+                StaysWithin([input, kernel, bias, new float[outputFloats]],
+                    m => DepthwiseConvolution.Forward(m[0].Span, m[1].Span, m[2].Span, m[3].Span, window, multiplier, batch, relu: true));
+                StaysWithin([Random(outputFloats, 4), input, kernel, new float[kernelFloats], new float[depth], new float[imageFloats]],
+                    m => DepthwiseConvolution.Backward(m[0].Span, m[1].Span, m[2].Span, m[3].Span, m[4].Span, m[5].Span, window, multiplier, batch,
+                        computeWeights: true, accumulateWeights: false, accumulateInput: false));
+            }
+            // The convolution's window as a pooling's (undilated: poolings have no dilation).
+            var pool = new Window(height, width, channels, kernelHeight, kernelWidth, stride, stride, same);
+            int pooledFloats = batch * pool.Positions * channels;
+            var winners = new float[pooledFloats];
+            StaysWithin([input, new float[pooledFloats], winners], m => Pooling.MaxForward(m[0].Span, m[1].Span, Integers(m[2]), pool, batch));
+            Pooling.MaxForward(input, new float[pooledFloats], Integers(winners), pool, batch);
+            var gradient = Random(pooledFloats, 5);
+            StaysWithin([gradient, winners, Random(imageFloats, 6)], m => Pooling.MaxBackward(m[0].Span, Integers(m[1]), m[2].Span, pool, batch, accumulate: true));
+            StaysWithin([input, new float[pooledFloats]], m => Pooling.AverageForward(m[0].Span, m[1].Span, pool, batch));
+            StaysWithin([gradient, new float[imageFloats]], m => Pooling.AverageBackward(m[0].Span, m[1].Span, pool, batch, accumulate: false));
+        });
     }
 
     /// <summary>m, k, n: tiles cut at every edge, a product too small to share, one wide enough for the packed path and its parts.</summary>
@@ -146,24 +133,165 @@ public class GuardedOperandTests
         { 1, 1, 1 }, { 3, 5, 7 }, { 1, 256, 100 }, { 17, 33, 65 }, { 128, 10, 128 }, { 37, 300, 47 }, { 130, 129, 131 },
     };
 
-    public static IEnumerable<object[]> ProductsOnEveryPath => KernelSettings.OnEveryPath(Products);
-
-    [Theory, MemberData(nameof(ProductsOnEveryPath))]
-    public void Products_stay_within_their_operands(int m, int k, int n, SimdPath path)
+    [Theory, MemberData(nameof(Products))]
+    public void Products_stay_within_their_operands(int m, int k, int n)
     {
-        using var _ = KernelSettings.OnSimd(path);
         var (a, b, bias, c) = (Random(m * k, 1), Random(k * n, 2), Random(n, 3), Random(m * n, 4));
-        foreach (int threads in new[] { 1, 2 })
+        Everywhere(() =>
         {
-            KernelSettings.OnThreads(threads, () =>
+            StaysWithin([a, b, new float[m * n], bias], o => Gemm.Multiply(o[0].Span, o[1].Span, o[2].Span, m, k, n, o[3].Span, relu: true));
+            StaysWithin([a, b, c], o => Gemm.Multiply(o[0].Span, o[1].Span, o[2].Span, m, k, n, accumulate: true));
+            // aᵀ·b with a (k, m), and a·bᵀ with b (n, k): the same floats read the other way.
+            StaysWithin([Random(k * m, 5), b, c], o => Gemm.MultiplyTransposedA(o[0].Span, o[1].Span, o[2].Span, m, k, n, accumulate: true));
+            StaysWithin([a, Random(n * k, 6), new float[m * n]], o => Gemm.MultiplyTransposedB(o[0].Span, o[1].Span, o[2].Span, m, k, n));
+        });
+    }
+
+    /// <summary>Rows, columns: one value, rows shorter than a vector, a vector and a remainder on every width, many short rows.</summary>
+    public static readonly TheoryData<int, int> Rows = new()
+    {
+        { 1, 1 }, { 3, 5 }, { 7, 17 }, { 2, 33 }, { 5, 64 }, { 4, 100 }, { 64, 10 }, { 129, 31 },
+    };
+
+    /// <summary>Activations, softmax, normalizations, losses and merges over rows of <paramref name="columns"/> values.</summary>
+    [Theory, MemberData(nameof(Rows))]
+    public void Row_kernels_stay_within_their_operands(int rows, int columns)
+    {
+        int values = rows * columns;
+        var (x, other, gradient, scale, shift) = (Random(values, 1), Random(values, 2), Random(values, 3), Random(columns, 4), Random(columns, 5));
+        var probabilities = Random(values, 6).Select(v => Math.Abs(v) + 1e-3f).ToArray();
+        var oneHot = new float[values];
+        var labels = Enumerable.Range(0, rows).Select(row => (float)(row * 7 % columns)).ToArray();
+        for (int row = 0; row < rows; row++) oneHot[row * columns + (int)labels[row]] = 1f;
+        var variance = Random(columns, 7).Select(v => Math.Abs(v) + 0.1f).ToArray();
+        Everywhere(() =>
+        {
+            foreach (var activation in Enum.GetValues<Activation>())
             {
-                StaysWithin([a, b, new float[m * n], bias], o => Gemm.Multiply(o[0].Span, o[1].Span, o[2].Span, m, k, n, o[3].Span, relu: true));
-                StaysWithin([a, b, c], o => Gemm.Multiply(o[0].Span, o[1].Span, o[2].Span, m, k, n, accumulate: true));
-                // aᵀ·b with a (k, m), and a·bᵀ with b (n, k): the same floats read the other way.
-                StaysWithin([Random(k * m, 5), b, c], o => Gemm.MultiplyTransposedA(o[0].Span, o[1].Span, o[2].Span, m, k, n, accumulate: true));
-                StaysWithin([a, Random(n * k, 6), new float[m * n]], o => Gemm.MultiplyTransposedB(o[0].Span, o[1].Span, o[2].Span, m, k, n));
-            });
-        }
+                StaysWithin([x, new float[values]], m => Activations.Forward(activation, m[0].Span, m[1].Span, rows, columns));
+                StaysWithin([probabilities, gradient], m => Activations.Backward(activation, m[0].Span, m[1].Span, rows, columns));
+            }
+            StaysWithin([x, new float[values]], m => Activations.Softmax(m[0].Span, m[1].Span, rows, columns));
+            StaysWithin([x, scale], m => Reductions.SumRows(m[0].Span, m[1].Span, rows, columns, accumulate: true));
+            StaysWithin([x, scale], m => Reductions.AddToRows(m[0].Span, m[1].Span, rows, columns));
+
+            StaysWithin([x, new float[values], scale, shift, new float[columns], new float[columns], new float[columns]],
+                m => BatchNorm.TrainingForward(m[0].Span, m[1].Span, m[2].Span, m[3].Span, m[4].Span, m[5].Span, m[6].Span, rows, columns, 1e-3f));
+            StaysWithin([x, new float[values], scale, shift, shift, variance],
+                m => BatchNorm.InferenceForward(m[0].Span, m[1].Span, m[2].Span, m[3].Span, m[4].Span, m[5].Span, rows, columns, 1e-3f));
+            StaysWithin([gradient, x, scale, shift, variance, new float[values], new float[columns], new float[columns]],
+                m => BatchNorm.TrainingBackward(m[0].Span, m[1].Span, m[2].Span, m[3].Span, m[4].Span, m[5].Span, m[6].Span, m[7].Span, rows, columns,
+                    computeInput: true, accumulateInput: false, computeWeights: true, accumulateWeights: false));
+            StaysWithin([gradient, scale, variance, new float[values]],
+                m => BatchNorm.InferenceBackward(m[0].Span, m[1].Span, m[2].Span, m[3].Span, rows, columns, 1e-3f, accumulate: false));
+
+            var (rowScale, rowShift) = (Random(rows, 8), Random(rows, 9).Select(v => Math.Abs(v) + 0.1f).ToArray());
+            StaysWithin([x, new float[values], scale, shift, new float[rows], new float[rows]],
+                m => LayerNorm.Forward(m[0].Span, m[1].Span, m[2].Span, m[3].Span, m[4].Span, m[5].Span, rows, columns, 1e-3f));
+            StaysWithin([gradient, x, scale, rowScale, rowShift, new float[values], new float[columns], new float[columns]],
+                m => LayerNorm.Backward(m[0].Span, m[1].Span, m[2].Span, m[3].Span, m[4].Span, m[5].Span, m[6].Span, m[7].Span, rows, columns,
+                    computeInput: true, accumulateInput: false, computeWeights: true, accumulateWeights: false));
+
+            // The loss's value goes out through a one-float operand, so it is compared too.
+            foreach (var (loss, targets) in new[] { (Loss.MeanSquaredError, other), (Loss.BinaryCrossentropy, oneHot), (Loss.CategoricalCrossentropy, oneHot),
+                (Loss.SparseCategoricalCrossentropy, labels) })
+            {
+                StaysWithin([probabilities, targets, new float[values], new float[1]],
+                    m => m[3].Span[0] = Losses.Compute(loss, m[0].Span, m[1].Span, m[2].Span, rows, columns, "Guarded", "output"));
+                if (loss is Loss.CategoricalCrossentropy or Loss.SparseCategoricalCrossentropy)
+                    StaysWithin([probabilities, targets, new float[values], new float[1]],
+                        m => m[3].Span[0] = Losses.ComputeThroughSoftmax(loss, m[0].Span, m[1].Span, m[2].Span, rows, columns, "Guarded", "output"));
+            }
+
+            foreach (var operation in new[] { MergeOperation.Add, MergeOperation.Subtract, MergeOperation.Multiply, MergeOperation.Maximum, MergeOperation.Minimum })
+            {
+                StaysWithin([x, other, new float[values]], m => Merges.Combine(operation, m[0].Span, m[1].Span, m[2].Span, values));
+                // The sums' operands take the output gradient as it is (Merges.Pass); the others have a gradient of their own.
+                if (operation is MergeOperation.Multiply or MergeOperation.Maximum or MergeOperation.Minimum)
+                    StaysWithin([gradient, x, other, Random(values, 10)],
+                        m => Merges.OperandGradient(operation, m[0].Span, m[1].Span, m[2].Span, operandIsFirst: false, m[3].Span, values, accumulate: true));
+            }
+            StaysWithin([x], m => Merges.Scale(m[0].Span, values, 0.5f));
+            StaysWithin([x, other, new float[rows]], m => Merges.Dot(m[0].Span, m[1].Span, m[2].Span, columns, rows));
+            StaysWithin([Random(rows, 11), other, Random(values, 12)], m => Merges.DotBackward(m[0].Span, m[1].Span, m[2].Span, columns, rows, accumulate: true));
+        });
+    }
+
+    /// <summary>Height, width, channels, batch: UpSampling2D by 2 x 3, and ZeroPadding2D of one row on top, two columns left and one right.</summary>
+    [Theory]
+    [InlineData(1, 1, 1, 1)]
+    [InlineData(3, 5, 7, 2)]
+    [InlineData(14, 14, 16, 3)]
+    [InlineData(4, 6, 33, 5)]
+    public void Resampling_kernels_stay_within_their_operands(int height, int width, int channels, int batch)
+    {
+        int imageFloats = batch * height * width * channels, upFloats = imageFloats * 6, paddedFloats = batch * (height + 1) * (width + 3) * channels;
+        var (input, up, padded) = (Random(imageFloats, 1), Random(upFloats, 2), Random(paddedFloats, 3));
+        Everywhere(() =>
+        {
+            StaysWithin([input, new float[upFloats]], m => UpSampling.Forward(m[0].Span, m[1].Span, height, width, channels, 2, 3, batch));
+            StaysWithin([up, Random(imageFloats, 4)], m => UpSampling.Backward(m[0].Span, m[1].Span, height, width, channels, 2, 3, batch, accumulate: true));
+            StaysWithin([input, new float[paddedFloats]], m => ZeroPadding.Forward(m[0].Span, m[1].Span, height, width, channels, 1, 0, 2, 1, batch));
+            StaysWithin([padded, new float[imageFloats]], m => ZeroPadding.Backward(m[0].Span, m[1].Span, height, width, channels, 1, 0, 2, 1, batch, accumulate: false));
+        });
+    }
+
+    /// <summary>A layer's forward pass over every step (one sample's last steps masked), then its backward pass, weights and input.</summary>
+    [Theory]
+    [InlineData(RecurrentCell.Lstm, 3, 5, 7, 2)]
+    [InlineData(RecurrentCell.Lstm, 4, 3, 16, 5)]
+    [InlineData(RecurrentCell.Lstm, 2, 17, 33, 3)]
+    [InlineData(RecurrentCell.Gru, 3, 5, 7, 2)]
+    [InlineData(RecurrentCell.Gru, 4, 3, 16, 5)]
+    [InlineData(RecurrentCell.Gru, 2, 17, 33, 3)]
+    public void Recurrent_kernels_stay_within_their_operands(RecurrentCell cell, int steps, int features, int units, int batch)
+    {
+        int gates = (cell == RecurrentCell.Lstm ? 4 : 3) * units, outputFloats = batch * steps * units;
+        var (input, kernel, recurrentKernel) = (Random(batch * steps * features, 1), Random(features * gates, 2), Random(units * gates, 3));
+        var (bias, outputGradient) = (Random(cell == RecurrentCell.Lstm ? gates : 2 * gates, 4), Random(outputFloats, 5));
+        var mask = Enumerable.Range(0, batch * steps).Select(i => i == steps - 1 || i == steps - 2 ? 0f : 1f).ToArray();
+        Everywhere(() => StaysWithin(
+            [input, mask, kernel, recurrentKernel, bias, new float[outputFloats], outputGradient, new float[kernel.Length], new float[recurrentKernel.Length],
+                new float[bias.Length], new float[input.Length]],
+            m =>
+            {
+                var work = new RecurrentWorkspace(cell, batch, steps, features, units, forTraining: true);
+                Recurrent.Forward(work, m[0].Span, m[1].Span, m[2].Span, m[3].Span, m[4].Span, m[5].Span, units, 0, batch, returnSequences: true, reverse: false);
+                Recurrent.Backward(work, m[6].Span, units, 0, m[2].Span, m[3].Span, m[7].Span, m[8].Span, m[9].Span, m[10].Span, batch, returnSequences: true,
+                    reverse: false, computeWeights: true, accumulateWeights: false, accumulateInput: false);
+            }));
+    }
+
+    /// <summary>Multi-head attention forward and backward, causal or with sequence masks (some samples' sequences end early).</summary>
+    [Theory]
+    [InlineData(2, 5, 7, 3, 4, 2, 3, 5, false)]
+    [InlineData(3, 17, 9, 16, 8, 3, 16, 17, true)]
+    [InlineData(2, 33, 33, 20, 20, 2, 10, 10, false)]
+    public void Attention_kernels_stay_within_their_operands(int batch, int querySteps, int valueSteps, int queryFeatures, int valueFeatures, int heads, int keyDim,
+        int valueDim, bool causal)
+    {
+        var query = Random(batch * querySteps * queryFeatures, 1);
+        var (key, value) = (Random(batch * valueSteps * valueFeatures, 2), Random(batch * valueSteps * valueFeatures, 3));
+        float[] Steps(int steps) => Enumerable.Range(0, batch * steps).Select(i => i % steps < steps - 2 * (i / steps) ? 1f : 0f).ToArray();
+        var (queryMask, valueMask) = causal ? ([], []) : (Steps(querySteps), Steps(valueSteps));
+        var (wq, bq, wk, bk) = (Random(queryFeatures * heads * keyDim, 4), Random(heads * keyDim, 5), Random(valueFeatures * heads * keyDim, 6), Random(heads * keyDim, 7));
+        var (wv, bv, wo, bo) = (Random(valueFeatures * heads * valueDim, 8), Random(heads * valueDim, 9), Random(heads * valueDim * queryFeatures, 10), Random(queryFeatures, 11));
+        var outputGradient = Random(query.Length, 12);
+        float[][] weights = [wq, bq, wk, bk, wv, bv, wo, bo];
+        // Inputs, masks, the eight weights, the output; then the output's gradient, the weights' and the inputs'.
+        Everywhere(() => StaysWithin(
+            [query, value, key, queryMask, valueMask, .. weights, new float[query.Length], outputGradient, .. weights.Select(w => new float[w.Length]),
+                new float[query.Length], new float[value.Length], new float[key.Length]],
+            m =>
+            {
+                var work = new AttentionWorkspace(batch, querySteps, valueSteps, queryFeatures, valueFeatures, valueFeatures, heads, keyDim, valueDim, causal,
+                    forTraining: true);
+                Attention.Forward(work, m[0].Span, m[1].Span, m[2].Span, m[3].Span, m[4].Span, default, m[5].Span, m[6].Span, m[7].Span, m[8].Span,
+                    m[9].Span, m[10].Span, m[11].Span, m[12].Span, m[13].Span, batch);
+                Attention.Backward(work, m[14].Span, m[0].Span, m[1].Span, m[2].Span, m[5].Span, m[7].Span, m[9].Span, m[11].Span, m[15].Span, m[16].Span,
+                    m[17].Span, m[18].Span, m[19].Span, m[20].Span, m[21].Span, m[22].Span, m[23].Span, m[24].Span, m[25].Span, batch, computeWeights: true,
+                    accumulateWeights: false, accumulateQuery: false, accumulateValue: false, accumulateKey: false);
+            }));
     }
 
     /// <summary>
@@ -188,7 +316,7 @@ public class GuardedOperandTests
                     var want = MemoryMarshal.Cast<float, int>(expected[i].AsSpan());
                     var got = MemoryMarshal.Cast<float, int>(guarded[i].GetSpan());
                     int at = want.CommonPrefixLength(got);
-                    Assert.True(at == want.Length, $"operand {i} against the guard {(atEnd ? "after" : "before")} it: float {at} of {want.Length} is " +
+                    Assert.True(at == want.Length, $"{Simd.Current}, {Helper.Threads} threads: operand {i} against the guard {(atEnd ? "after" : "before")} it: float {at} of {want.Length} is " +
                         $"{(at < got.Length ? BitConverter.Int32BitsToSingle(got[at]) : float.NaN)}, on managed arrays {(at < want.Length ? BitConverter.Int32BitsToSingle(want[at]) : float.NaN)}");
                 }
             }
@@ -196,6 +324,16 @@ public class GuardedOperandTests
             {
                 foreach (var memory in guarded) ((IDisposable)memory).Dispose();
             }
+        }
+    }
+
+    /// <summary>Runs <paramref name="run"/> on every SIMD path (those the machine lacks emulated), on one core and on two.</summary>
+    private static void Everywhere(Action run)
+    {
+        foreach (var path in Enum.GetValues<SimdPath>())
+        {
+            using var _ = KernelSettings.OnSimd(path);
+            foreach (int threads in new[] { 1, 2 }) KernelSettings.OnThreads(threads, run);
         }
     }
 

@@ -236,6 +236,59 @@ public class GuardedOperandTests
         });
     }
 
+    /// <summary>
+    /// Batch, steps, vocabulary, embedding width: Embedding (ids with padding zeros, masked), its mean over the steps, a
+    /// masked GlobalAveragePooling1D and their gradients.
+    /// </summary>
+    [Theory]
+    [InlineData(1, 1, 2, 1)]
+    [InlineData(3, 7, 11, 5)]
+    [InlineData(4, 20, 50, 17)]
+    [InlineData(5, 9, 30, 64)]
+    public void Sequence_kernels_stay_within_their_operands(int batch, int steps, int vocabulary, int width)
+    {
+        int count = batch * steps, rowFloats = count * width;
+        // Each sample's last step is the padding id 0.
+        var ids = Enumerable.Range(0, count).Select(i => i % steps == steps - 1 ? 0f : i * 7 % vocabulary).ToArray();
+        var (table, rows, gradient, meanGradient) = (Random(vocabulary * width, 1), Random(rowFloats, 2), Random(rowFloats, 3), Random(batch * width, 4));
+        var mask = ids.Select(id => id == 0f ? 0f : 1f).ToArray();
+        Everywhere(() =>
+        {
+            StaysWithin([ids, table, new float[rowFloats], new float[count]],
+                m => EmbeddingKernel.Forward(m[0].Span, m[1].Span, m[2].Span, m[3].Span, count, vocabulary, width, "Guarded", "embedding"));
+            StaysWithin([gradient, ids, new float[table.Length]], m => EmbeddingKernel.Backward(m[0].Span, m[1].Span, m[2].Span, count, vocabulary, width, accumulate: false));
+            StaysWithin([ids, table, new float[batch * width]],
+                m => EmbeddingKernel.MeanForward(m[0].Span, m[1].Span, m[2].Span, batch, steps, vocabulary, width, maskZero: true, "Guarded", "embedding"));
+            StaysWithin([meanGradient, ids, Random(table.Length, 5)],
+                m => EmbeddingKernel.MeanBackward(m[0].Span, m[1].Span, m[2].Span, batch, steps, vocabulary, width, maskZero: true, accumulate: true));
+            StaysWithin([rows, mask, new float[batch * width]], m => SequencePooling.AverageForward(m[0].Span, m[1].Span, m[2].Span, batch, steps, width));
+            StaysWithin([meanGradient, mask, Random(rowFloats, 6)],
+                m => SequencePooling.AverageBackward(m[0].Span, m[1].Span, m[2].Span, batch, steps, width, accumulate: true));
+        });
+    }
+
+    /// <summary>Two steps of each optimizer over parameter buffers from one float to a few vectors and a remainder.</summary>
+    [Theory]
+    [InlineData(1)]
+    [InlineData(15)]
+    [InlineData(1001)]
+    public void Optimizers_stay_within_their_operands(int parameters)
+    {
+        var (weights, gradients) = (Random(parameters, 1), Random(parameters, 2));
+        Everywhere(() =>
+        {
+            foreach (var create in new Func<Optimizer>[] { () => new Adam(), () => new Sgd(0.1f, momentum: 0.9f, nesterov: true), () => new Sgd(0.1f) })
+            {
+                StaysWithin([weights, gradients], m =>
+                {
+                    var optimizer = create();
+                    optimizer.Step(m[0].Span, m[1].Span);
+                    optimizer.Step(m[0].Span, m[1].Span);
+                });
+            }
+        });
+    }
+
     /// <summary>A layer's forward pass over every step (one sample's last steps masked), then its backward pass, weights and input.</summary>
     [Theory]
     [InlineData(RecurrentCell.Lstm, 3, 5, 7, 2)]

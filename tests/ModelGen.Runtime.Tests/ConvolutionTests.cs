@@ -1,4 +1,5 @@
 using ModelGen.Kernels;
+using static ModelGen.Runtime.Tests.TestValues;
 
 namespace ModelGen.Runtime.Tests;
 
@@ -28,8 +29,8 @@ public class ConvolutionTests
     {
         const int batch = 2;
         var window = new Window(height, width, channels, kernelHeight, kernelWidth, stride, stride, same, dilation);
-        var x = Random(batch * height * width * channels, 1);
-        var p = Random(batch * window.Positions * window.PatchSize, 2);
+        var x = Uniform(batch * height * width * channels, 1);
+        var p = Uniform(batch * window.Positions * window.PatchSize, 2);
         var patches = new float[p.Length];
         Convolution.Im2Col(x, patches, window, batch);
         var back = new float[x.Length];
@@ -39,7 +40,7 @@ public class ConvolutionTests
         double forward = Dot(patches, p), adjoint = Dot(x, back);
         Assert.True(Math.Abs(forward - adjoint) <= 1e-4 * (1 + Math.Abs(forward)), $"<Im2Col(x), p> = {forward}, <x, Col2Im(p)> = {adjoint}");
 
-        var accumulated = Random(x.Length, 3);
+        var accumulated = Uniform(x.Length, 3);
         var start = (float[])accumulated.Clone();
         Convolution.Col2Im(p, accumulated, window, batch, accumulate: true);
         for (int i = 0; i < x.Length; i++) Assert.Equal(start[i] + back[i], accumulated[i], 1e-5f);
@@ -61,7 +62,7 @@ public class ConvolutionTests
         // sample's last run would read pixels that differ from the next patch row's first.
         const int batch = 40;
         var window = new Window(side, side, channels, kernel, kernel, stride, stride, same);
-        var images = Random(batch * side * side * channels, 21);
+        var images = Uniform(batch * side * side * channels, 21);
         var expected = new float[batch * window.Positions * window.PatchSize];
         for (int sample = 0, row = 0; sample < batch; sample++)
             for (int y = 0; y < window.OutputHeight; y++)
@@ -106,7 +107,7 @@ public class ConvolutionTests
         Assert.True(window.IsPointwise);
         Assert.False(window.CroppedTo(height - 1, width).IsPointwise);
         Assert.False(new Window(height, width, channels, 1, 1, 2, 2, same).IsPointwise);
-        var (input, values, kernel) = (Random(batch * height * width * channels, 7), Random(batch * window.Positions * filters, 8), Random(channels * filters, 9));
+        var (input, values, kernel) = (Uniform(batch * height * width * channels, 7), Uniform(batch * window.Positions * filters, 8), Uniform(channels * filters, 9));
         var patches = new float[batch * window.Positions * window.PatchSize];
         Convolution.Im2Col(input, patches, window, batch);
         Assert.Equal(input, patches);
@@ -116,7 +117,7 @@ public class ConvolutionTests
         Convolution.Transposed(values, kernel, scratch, throughPatches, window, filters, batch, accumulate: true);
         foreach (int threads in new[] { 1, 2 })
         {
-            var direct = Random(input.Length, 10); // overwritten
+            var direct = Uniform(input.Length, 10); // overwritten
             // Written over, each pixel's gradient is the one product: no scratch is read.
             KernelSettings.OnThreads(threads, () => Convolution.Transposed(values, kernel, default, direct, window, filters, batch, accumulate: false));
             Assert.Equal(throughPatches, direct);
@@ -142,9 +143,9 @@ public class ConvolutionTests
     {
         const int batch = 3;
         var window = new Window(height, width, channels, kernel, kernel, stride, stride, same, dilation);
-        var values = Random(batch * window.Positions * valueChannels, 11);
-        var weights = Random(window.PatchSize * valueChannels, 12);
-        var start = Random(batch * height * width * channels, 13);
+        var values = Uniform(batch * window.Positions * valueChannels, 11);
+        var weights = Uniform(window.PatchSize * valueChannels, 12);
+        var start = Uniform(batch * height * width * channels, 13);
         foreach (var path in Enum.GetValues<SimdPath>())
         {
             using var _ = KernelSettings.OnSimd(path);
@@ -186,9 +187,9 @@ public class ConvolutionTests
     {
         var window = new Window(height, width, channels, kernel, kernel, stride, stride, same, dilation);
         Assert.True(Convolution.TakesKernelGradientFromInput(window, filters));
-        var input = Random(batch * height * width * channels, 21);
-        var gradient = Random(batch * window.Positions * filters, 22);
-        var start = Random(window.PatchSize * filters, 23);
+        var input = Uniform(batch * height * width * channels, 21);
+        var gradient = Uniform(batch * window.Positions * filters, 22);
+        var start = Uniform(window.PatchSize * filters, 23);
         var patches = new float[batch * window.Positions * window.PatchSize];
         Convolution.Im2Col(input, patches, window, batch);
         foreach (var path in Enum.GetValues<SimdPath>())
@@ -231,9 +232,9 @@ public class ConvolutionTests
         // 1,024 positions of 144 floats: 590 KB of patches per sample, so each sample is a chunk of its own.
         var window = new Window(32, 32, 16, 3, 3, 1, 1, Same: true);
         const int batch = 3, filters = 5;
-        var values = Random(batch * window.Positions * filters, 4);
-        var kernel = Random(window.PatchSize * filters, 5);
-        var image = Random(batch * 32 * 32 * 16, 6);
+        var values = Uniform(batch * window.Positions * filters, 4);
+        var kernel = Uniform(window.PatchSize * filters, 5);
+        var image = Uniform(batch * 32 * 32 * 16, 6);
         var start = (float[])image.Clone();
         Assert.True(Convolution.TransposedScratch(window, batch) < batch * window.Positions * window.PatchSize);
         var scratch = new float[Convolution.TransposedScratch(window, batch)];
@@ -293,9 +294,9 @@ public class ConvolutionTests
     public void Direct_convolution_is_the_exact_chain_and_equals_im2col_and_gemm(int height, int width, int channels, int kernelHeight, int kernelWidth, int stride, bool same, int dilation, int filters, int batch)
     {
         var window = new Window(height, width, channels, kernelHeight, kernelWidth, stride, stride, same, dilation);
-        var image = Random(batch * height * width * channels, 3);
-        var kernel = Random(window.PatchSize * filters, 4);
-        var bias = Random(filters, 5);
+        var image = Uniform(batch * height * width * channels, 3);
+        var kernel = Uniform(window.PatchSize * filters, 4);
+        var bias = Uniform(filters, 5);
         int outputFloats = batch * window.Positions * filters;
         var expected = Chain(image, kernel, bias, window, filters, batch);
         var patchesByIm2Col = new float[batch * window.Positions * window.PatchSize];
@@ -374,9 +375,9 @@ public class ConvolutionTests
     {
         var window = new Window(height, width, channels, kernelHeight, kernelWidth, stride, stride, same, dilation);
         Assert.True(window.PatchSize > 32, "a window the direct kernel would take");
-        var image = Random(batch * height * width * channels, 6);
-        var kernel = Random(window.PatchSize * filters, 7);
-        var bias = Random(filters, 8);
+        var image = Uniform(batch * height * width * channels, 6);
+        var kernel = Uniform(window.PatchSize * filters, 7);
+        var bias = Uniform(filters, 8);
         var chain = Chain(image, kernel, bias, window, filters, batch);
         var patchesByIm2Col = new float[batch * window.Positions * window.PatchSize];
         Convolution.Im2Col(image, patchesByIm2Col, window, batch);
@@ -439,11 +440,11 @@ public class ConvolutionTests
         var pool = twoByTwo
             ? new Window(window.OutputHeight, window.OutputWidth, filters, 2, 2, 2, 2, Same: false)
             : new Window(window.OutputHeight, window.OutputWidth, filters, 3, 3, 2, 2, Same: true);
-        var image = Random(batch * height * width * channels, 11);
+        var image = Uniform(batch * height * width * channels, 11);
         image[5] = float.NaN;
         image[image.Length / 2] = -0f;
-        var weights = Random(window.PatchSize * filters, 12);
-        var bias = Random(filters, 13);
+        var weights = Uniform(window.PatchSize * filters, 12);
+        var bias = Uniform(filters, 13);
         int convolvedFloats = batch * window.Positions * filters, pooledFloats = batch * pool.Positions * filters;
         foreach (var path in Enum.GetValues<SimdPath>())
         {
@@ -509,12 +510,6 @@ public class ConvolutionTests
 
     private static void AssertSameBits(float expected, float actual, string what) =>
         Assert.True(BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(actual), $"{what}: expected {expected}, got {actual}");
-
-    private static float[] Random(int length, int seed)
-    {
-        var random = new Random(seed);
-        return Enumerable.Range(0, length).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
-    }
 
     private static double Dot(float[] a, float[] b)
     {

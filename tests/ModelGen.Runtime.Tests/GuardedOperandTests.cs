@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using ModelGen.Kernels;
 using ModelGen.Training;
+using static ModelGen.Runtime.Tests.TestValues;
 
 namespace ModelGen.Runtime.Tests;
 
@@ -41,7 +42,7 @@ public class GuardedOperandTests
     {
         var window = new Window(height, width, channels, kernelHeight, kernelWidth, stride, stride, same, dilation);
         int imageFloats = batch * height * width * channels, patchFloats = batch * window.Positions * window.PatchSize, outputFloats = batch * window.Positions * filters;
-        var (input, kernel, bias, values) = (Random(imageFloats, 1), Random(window.PatchSize * filters, 2), Random(filters, 3), Random(outputFloats, 4));
+        var (input, kernel, bias, values) = (Uniform(imageFloats, 1), Uniform(window.PatchSize * filters, 2), Uniform(filters, 3), Uniform(outputFloats, 4));
         Everywhere(() =>
         {
             StaysWithin([input, new float[patchFloats]], m => Convolution.Im2Col(m[0].Span, m[1].Span, window, batch));
@@ -50,10 +51,10 @@ public class GuardedOperandTests
                 StaysWithin([input, new float[patchFloats], kernel, new float[outputFloats], bias],
                     m => Convolution.Forward(m[0].Span, m[1].Span, m[2].Span, m[3].Span, window, filters, batch, m[4].Span, relu: true, keepPatches));
             }
-            StaysWithin([values, kernel, Random(imageFloats, 5)],
+            StaysWithin([values, kernel, Uniform(imageFloats, 5)],
                 m => Convolution.Transposed(m[0].Span, m[1].Span, m[3].Span, m[2].Span, window, filters, batch, accumulate: true),
                 scratch: Convolution.TransposedScratch(window, batch));
-            StaysWithin([Random(patchFloats, 6), new float[imageFloats]], m => Convolution.Col2Im(m[0].Span, m[1].Span, window, batch, accumulate: false));
+            StaysWithin([Uniform(patchFloats, 6), new float[imageFloats]], m => Convolution.Col2Im(m[0].Span, m[1].Span, window, batch, accumulate: false));
             if (Convolution.TakesKernelGradientFromInput(window, filters))
                 StaysWithin([input, values, new float[kernel.Length]], m => Convolution.KernelGradient(m[0].Span, m[1].Span, m[2].Span, window, filters, batch));
         });
@@ -68,7 +69,7 @@ public class GuardedOperandTests
         var pool = new Window(window.OutputHeight, window.OutputWidth, filters, 2, 2, 2, 2, Same: false);
         int imageFloats = batch * height * width * channels, patchFloats = batch * window.Positions * window.PatchSize;
         int convolvedFloats = batch * window.Positions * filters, pooledFloats = batch * pool.Positions * filters;
-        var (input, kernel, bias) = (Random(imageFloats, 1), Random(window.PatchSize * filters, 2), Random(filters, 3));
+        var (input, kernel, bias) = (Uniform(imageFloats, 1), Uniform(window.PatchSize * filters, 2), Uniform(filters, 3));
         Everywhere(() =>
         {
             foreach (bool training in new[] { true, false })
@@ -83,7 +84,7 @@ public class GuardedOperandTests
             Convolution.ForwardMaxPooled(input, patches, kernel, new float[convolvedFloats], new float[pooledFloats], winners, window, pool, filters, batch, bias,
                 relu: true, training: true);
             var winnerBits = MemoryMarshal.Cast<int, float>(winners).ToArray();
-            var pooledGradient = Random(pooledFloats, 4);
+            var pooledGradient = Uniform(pooledFloats, 4);
             StaysWithin([pooledGradient, winnerBits, input, patches, new float[kernel.Length]],
                 m => Convolution.KernelGradientAtWinners(m[0].Span, Integers(m[1]), m[2].Span, m[3].Span, m[4].Span, window, pool, filters, batch));
             StaysWithin([pooledGradient, winnerBits, kernel, new float[imageFloats]],
@@ -91,7 +92,7 @@ public class GuardedOperandTests
         });
     }
 
-    /// <summary>The convolutions' windows, without their filters.</summary>
+    /// <summary>The convolutions' windows: their rows without the filters (the ninth value).</summary>
     public static IEnumerable<object[]> Windows => Convolutions.Select(row => row.Where((_, i) => i != 8).ToArray());
 
     [Theory, MemberData(nameof(Windows))]
@@ -100,16 +101,16 @@ public class GuardedOperandTests
     {
         var window = new Window(height, width, channels, kernelHeight, kernelWidth, stride, stride, same, dilation);
         int imageFloats = batch * height * width * channels;
-        var input = Random(imageFloats, 1);
+        var input = Uniform(imageFloats, 1);
         Everywhere(() =>
         {
             foreach (int multiplier in new[] { 1, 2 })
             {
                 int depth = channels * multiplier, outputFloats = batch * window.Positions * depth, kernelFloats = kernelHeight * kernelWidth * depth;
-                var (kernel, bias) = (Random(kernelFloats, 2), Random(depth, 3));
+                var (kernel, bias) = (Uniform(kernelFloats, 2), Uniform(depth, 3));
                 StaysWithin([input, kernel, bias, new float[outputFloats]],
                     m => DepthwiseConvolution.Forward(m[0].Span, m[1].Span, m[2].Span, m[3].Span, window, multiplier, batch, relu: true));
-                StaysWithin([Random(outputFloats, 4), input, kernel, new float[kernelFloats], new float[depth], new float[imageFloats]],
+                StaysWithin([Uniform(outputFloats, 4), input, kernel, new float[kernelFloats], new float[depth], new float[imageFloats]],
                     m => DepthwiseConvolution.Backward(m[0].Span, m[1].Span, m[2].Span, m[3].Span, m[4].Span, m[5].Span, window, multiplier, batch,
                         computeWeights: true, accumulateWeights: false, accumulateInput: false));
             }
@@ -119,8 +120,8 @@ public class GuardedOperandTests
             var winners = new float[pooledFloats];
             StaysWithin([input, new float[pooledFloats], winners], m => Pooling.MaxForward(m[0].Span, m[1].Span, Integers(m[2]), pool, batch));
             Pooling.MaxForward(input, new float[pooledFloats], Integers(winners), pool, batch);
-            var gradient = Random(pooledFloats, 5);
-            StaysWithin([gradient, winners, Random(imageFloats, 6)], m => Pooling.MaxBackward(m[0].Span, Integers(m[1]), m[2].Span, pool, batch, accumulate: true));
+            var gradient = Uniform(pooledFloats, 5);
+            StaysWithin([gradient, winners, Uniform(imageFloats, 6)], m => Pooling.MaxBackward(m[0].Span, Integers(m[1]), m[2].Span, pool, batch, accumulate: true));
             StaysWithin([input, new float[pooledFloats]], m => Pooling.AverageForward(m[0].Span, m[1].Span, pool, batch));
             StaysWithin([gradient, new float[imageFloats]], m => Pooling.AverageBackward(m[0].Span, m[1].Span, pool, batch, accumulate: false));
         });
@@ -135,14 +136,14 @@ public class GuardedOperandTests
     [Theory, MemberData(nameof(Products))]
     public void Products_stay_within_their_operands(int m, int k, int n)
     {
-        var (a, b, bias, c) = (Random(m * k, 1), Random(k * n, 2), Random(n, 3), Random(m * n, 4));
+        var (a, b, bias, c) = (Uniform(m * k, 1), Uniform(k * n, 2), Uniform(n, 3), Uniform(m * n, 4));
         Everywhere(() =>
         {
             StaysWithin([a, b, new float[m * n], bias], o => Gemm.Multiply(o[0].Span, o[1].Span, o[2].Span, m, k, n, o[3].Span, relu: true));
             StaysWithin([a, b, c], o => Gemm.Multiply(o[0].Span, o[1].Span, o[2].Span, m, k, n, accumulate: true));
             // aᵀ·b with a (k, m), and a·bᵀ with b (n, k): the same floats read the other way.
-            StaysWithin([Random(k * m, 5), b, c], o => Gemm.MultiplyTransposedA(o[0].Span, o[1].Span, o[2].Span, m, k, n, accumulate: true));
-            StaysWithin([a, Random(n * k, 6), new float[m * n]], o => Gemm.MultiplyTransposedB(o[0].Span, o[1].Span, o[2].Span, m, k, n));
+            StaysWithin([Uniform(k * m, 5), b, c], o => Gemm.MultiplyTransposedA(o[0].Span, o[1].Span, o[2].Span, m, k, n, accumulate: true));
+            StaysWithin([a, Uniform(n * k, 6), new float[m * n]], o => Gemm.MultiplyTransposedB(o[0].Span, o[1].Span, o[2].Span, m, k, n));
         });
     }
 
@@ -157,12 +158,12 @@ public class GuardedOperandTests
     public void Row_kernels_stay_within_their_operands(int rows, int columns)
     {
         int values = rows * columns;
-        var (x, other, gradient, scale, shift) = (Random(values, 1), Random(values, 2), Random(values, 3), Random(columns, 4), Random(columns, 5));
-        var probabilities = Random(values, 6).Select(v => Math.Abs(v) + 1e-3f).ToArray();
+        var (x, other, gradient, scale, shift) = (Uniform(values, 1), Uniform(values, 2), Uniform(values, 3), Uniform(columns, 4), Uniform(columns, 5));
+        var probabilities = Uniform(values, 6).Select(v => Math.Abs(v) + 1e-3f).ToArray();
         var oneHot = new float[values];
         var labels = Enumerable.Range(0, rows).Select(row => (float)(row * 7 % columns)).ToArray();
         for (int row = 0; row < rows; row++) oneHot[row * columns + (int)labels[row]] = 1f;
-        var variance = Random(columns, 7).Select(v => Math.Abs(v) + 0.1f).ToArray();
+        var variance = Uniform(columns, 7).Select(v => Math.Abs(v) + 0.1f).ToArray();
         Everywhere(() =>
         {
             foreach (var activation in Enum.GetValues<Activation>())
@@ -174,6 +175,8 @@ public class GuardedOperandTests
             StaysWithin([x, scale], m => Reductions.SumRows(m[0].Span, m[1].Span, rows, columns, accumulate: true));
             StaysWithin([x, scale], m => Reductions.AddToRows(m[0].Span, m[1].Span, rows, columns));
 
+            // shift serves as beta and as the means (moving, or the batch's); variance as the moving variances and as the batch's
+            // inverse standard deviations.
             StaysWithin([x, new float[values], scale, shift, new float[columns], new float[columns], new float[columns]],
                 m => BatchNorm.TrainingForward(m[0].Span, m[1].Span, m[2].Span, m[3].Span, m[4].Span, m[5].Span, m[6].Span, rows, columns, 1e-3f));
             StaysWithin([x, new float[values], scale, shift, shift, variance],
@@ -184,10 +187,10 @@ public class GuardedOperandTests
             StaysWithin([gradient, scale, variance, new float[values]],
                 m => BatchNorm.InferenceBackward(m[0].Span, m[1].Span, m[2].Span, m[3].Span, rows, columns, 1e-3f, accumulate: false));
 
-            var (rowScale, rowShift) = (Random(rows, 8), Random(rows, 9).Select(v => Math.Abs(v) + 0.1f).ToArray());
+            var (rowMeans, rowInverseDeviations) = (Uniform(rows, 8), Uniform(rows, 9).Select(v => Math.Abs(v) + 0.1f).ToArray());
             StaysWithin([x, new float[values], scale, shift, new float[rows], new float[rows]],
                 m => LayerNorm.Forward(m[0].Span, m[1].Span, m[2].Span, m[3].Span, m[4].Span, m[5].Span, rows, columns, 1e-3f));
-            StaysWithin([gradient, x, scale, rowScale, rowShift, new float[values], new float[columns], new float[columns]],
+            StaysWithin([gradient, x, scale, rowMeans, rowInverseDeviations, new float[values], new float[columns], new float[columns]],
                 m => LayerNorm.Backward(m[0].Span, m[1].Span, m[2].Span, m[3].Span, m[4].Span, m[5].Span, m[6].Span, m[7].Span, rows, columns,
                     computeInput: true, accumulateInput: false, computeWeights: true, accumulateWeights: false));
 
@@ -207,12 +210,12 @@ public class GuardedOperandTests
                 StaysWithin([x, other, new float[values]], m => Merges.Combine(operation, m[0].Span, m[1].Span, m[2].Span, values));
                 // The sums' operands take the output gradient as it is (Merges.Pass); the others have a gradient of their own.
                 if (operation is MergeOperation.Multiply or MergeOperation.Maximum or MergeOperation.Minimum)
-                    StaysWithin([gradient, x, other, Random(values, 10)],
+                    StaysWithin([gradient, x, other, Uniform(values, 10)],
                         m => Merges.OperandGradient(operation, m[0].Span, m[1].Span, m[2].Span, operandIsFirst: false, m[3].Span, values, accumulate: true));
             }
             StaysWithin([x], m => Merges.Scale(m[0].Span, values, 0.5f));
             StaysWithin([x, other, new float[rows]], m => Merges.Dot(m[0].Span, m[1].Span, m[2].Span, columns, rows));
-            StaysWithin([Random(rows, 11), other, Random(values, 12)], m => Merges.DotBackward(m[0].Span, m[1].Span, m[2].Span, columns, rows, accumulate: true));
+            StaysWithin([Uniform(rows, 11), other, Uniform(values, 12)], m => Merges.DotBackward(m[0].Span, m[1].Span, m[2].Span, columns, rows, accumulate: true));
         });
     }
 
@@ -225,11 +228,11 @@ public class GuardedOperandTests
     public void Resampling_kernels_stay_within_their_operands(int height, int width, int channels, int batch)
     {
         int imageFloats = batch * height * width * channels, upFloats = imageFloats * 6, paddedFloats = batch * (height + 1) * (width + 3) * channels;
-        var (input, up, padded) = (Random(imageFloats, 1), Random(upFloats, 2), Random(paddedFloats, 3));
+        var (input, up, padded) = (Uniform(imageFloats, 1), Uniform(upFloats, 2), Uniform(paddedFloats, 3));
         Everywhere(() =>
         {
             StaysWithin([input, new float[upFloats]], m => UpSampling.Forward(m[0].Span, m[1].Span, height, width, channels, 2, 3, batch));
-            StaysWithin([up, Random(imageFloats, 4)], m => UpSampling.Backward(m[0].Span, m[1].Span, height, width, channels, 2, 3, batch, accumulate: true));
+            StaysWithin([up, Uniform(imageFloats, 4)], m => UpSampling.Backward(m[0].Span, m[1].Span, height, width, channels, 2, 3, batch, accumulate: true));
             StaysWithin([input, new float[paddedFloats]], m => ZeroPadding.Forward(m[0].Span, m[1].Span, height, width, channels, 1, 0, 2, 1, batch));
             StaysWithin([padded, new float[imageFloats]], m => ZeroPadding.Backward(m[0].Span, m[1].Span, height, width, channels, 1, 0, 2, 1, batch, accumulate: false));
         });
@@ -249,7 +252,7 @@ public class GuardedOperandTests
         int count = batch * steps, rowFloats = count * width;
         // Each sample's last step is the padding id 0.
         var ids = Enumerable.Range(0, count).Select(i => i % steps == steps - 1 ? 0f : i * 7 % vocabulary).ToArray();
-        var (table, rows, gradient, meanGradient) = (Random(vocabulary * width, 1), Random(rowFloats, 2), Random(rowFloats, 3), Random(batch * width, 4));
+        var (table, rows, gradient, meanGradient) = (Uniform(vocabulary * width, 1), Uniform(rowFloats, 2), Uniform(rowFloats, 3), Uniform(batch * width, 4));
         var mask = ids.Select(id => id == 0f ? 0f : 1f).ToArray();
         Everywhere(() =>
         {
@@ -258,10 +261,10 @@ public class GuardedOperandTests
             StaysWithin([gradient, ids, new float[table.Length]], m => EmbeddingKernel.Backward(m[0].Span, m[1].Span, m[2].Span, count, vocabulary, width, accumulate: false));
             StaysWithin([ids, table, new float[batch * width]],
                 m => EmbeddingKernel.MeanForward(m[0].Span, m[1].Span, m[2].Span, batch, steps, vocabulary, width, maskZero: true, "Guarded", "embedding"));
-            StaysWithin([meanGradient, ids, Random(table.Length, 5)],
+            StaysWithin([meanGradient, ids, Uniform(table.Length, 5)],
                 m => EmbeddingKernel.MeanBackward(m[0].Span, m[1].Span, m[2].Span, batch, steps, vocabulary, width, maskZero: true, accumulate: true));
             StaysWithin([rows, mask, new float[batch * width]], m => SequencePooling.AverageForward(m[0].Span, m[1].Span, m[2].Span, batch, steps, width));
-            StaysWithin([meanGradient, mask, Random(rowFloats, 6)],
+            StaysWithin([meanGradient, mask, Uniform(rowFloats, 6)],
                 m => SequencePooling.AverageBackward(m[0].Span, m[1].Span, m[2].Span, batch, steps, width, accumulate: true));
         });
     }
@@ -273,7 +276,7 @@ public class GuardedOperandTests
     [InlineData(1001)]
     public void Optimizers_stay_within_their_operands(int parameters)
     {
-        var (weights, gradients) = (Random(parameters, 1), Random(parameters, 2));
+        var (weights, gradients) = (Uniform(parameters, 1), Uniform(parameters, 2));
         Everywhere(() =>
         {
             foreach (var create in new Func<Optimizer>[] { () => new Adam(), () => new Sgd(0.1f, momentum: 0.9f, nesterov: true), () => new Sgd(0.1f) })
@@ -299,8 +302,8 @@ public class GuardedOperandTests
     public void Recurrent_kernels_stay_within_their_operands(RecurrentCell cell, int steps, int features, int units, int batch)
     {
         int gates = (cell == RecurrentCell.Lstm ? 4 : 3) * units, outputFloats = batch * steps * units;
-        var (input, kernel, recurrentKernel) = (Random(batch * steps * features, 1), Random(features * gates, 2), Random(units * gates, 3));
-        var (bias, outputGradient) = (Random(cell == RecurrentCell.Lstm ? gates : 2 * gates, 4), Random(outputFloats, 5));
+        var (input, kernel, recurrentKernel) = (Uniform(batch * steps * features, 1), Uniform(features * gates, 2), Uniform(units * gates, 3));
+        var (bias, outputGradient) = (Uniform(cell == RecurrentCell.Lstm ? gates : 2 * gates, 4), Uniform(outputFloats, 5));
         var mask = Enumerable.Range(0, batch * steps).Select(i => i == steps - 1 || i == steps - 2 ? 0f : 1f).ToArray();
         Everywhere(() => StaysWithin(
             [input, mask, kernel, recurrentKernel, bias, new float[outputFloats], outputGradient, new float[kernel.Length], new float[recurrentKernel.Length],
@@ -322,13 +325,13 @@ public class GuardedOperandTests
     public void Attention_kernels_stay_within_their_operands(int batch, int querySteps, int valueSteps, int queryFeatures, int valueFeatures, int heads, int keyDim,
         int valueDim, bool causal)
     {
-        var query = Random(batch * querySteps * queryFeatures, 1);
-        var (key, value) = (Random(batch * valueSteps * valueFeatures, 2), Random(batch * valueSteps * valueFeatures, 3));
+        var query = Uniform(batch * querySteps * queryFeatures, 1);
+        var (key, value) = (Uniform(batch * valueSteps * valueFeatures, 2), Uniform(batch * valueSteps * valueFeatures, 3));
         float[] Steps(int steps) => Enumerable.Range(0, batch * steps).Select(i => i % steps < steps - 2 * (i / steps) ? 1f : 0f).ToArray();
         var (queryMask, valueMask) = causal ? ([], []) : (Steps(querySteps), Steps(valueSteps));
-        var (wq, bq, wk, bk) = (Random(queryFeatures * heads * keyDim, 4), Random(heads * keyDim, 5), Random(valueFeatures * heads * keyDim, 6), Random(heads * keyDim, 7));
-        var (wv, bv, wo, bo) = (Random(valueFeatures * heads * valueDim, 8), Random(heads * valueDim, 9), Random(heads * valueDim * queryFeatures, 10), Random(queryFeatures, 11));
-        var outputGradient = Random(query.Length, 12);
+        var (wq, bq, wk, bk) = (Uniform(queryFeatures * heads * keyDim, 4), Uniform(heads * keyDim, 5), Uniform(valueFeatures * heads * keyDim, 6), Uniform(heads * keyDim, 7));
+        var (wv, bv, wo, bo) = (Uniform(valueFeatures * heads * valueDim, 8), Uniform(heads * valueDim, 9), Uniform(heads * valueDim * queryFeatures, 10), Uniform(queryFeatures, 11));
+        var outputGradient = Uniform(query.Length, 12);
         float[][] weights = [wq, bq, wk, bk, wv, bv, wo, bo];
         // Inputs, masks, the eight weights, the output; then the output's gradient, the weights' and the inputs'.
         Everywhere(() => StaysWithin(
@@ -390,10 +393,4 @@ public class GuardedOperandTests
     }
 
     private static Span<int> Integers(Memory<float> floats) => MemoryMarshal.Cast<float, int>(floats.Span);
-
-    private static float[] Random(int length, int seed)
-    {
-        var random = new Random(seed);
-        return Enumerable.Range(0, length).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
-    }
 }

@@ -1,4 +1,5 @@
 using ModelGen.Kernels;
+using static ModelGen.Runtime.Tests.TestValues;
 
 namespace ModelGen.Runtime.Tests;
 
@@ -17,7 +18,7 @@ public class ResamplingTests
     public void Zero_padding_places_each_pixel_and_its_backward_is_the_adjoint(int batch, int height, int width, int channels, int top, int bottom, int left, int right)
     {
         int outputHeight = height + top + bottom, outputWidth = width + left + right;
-        var x = Random(batch * height * width * channels, 1);
+        var x = Uniform(batch * height * width * channels, 1);
         var y = new float[batch * outputHeight * outputWidth * channels];
         Array.Fill(y, float.NaN); // forward must write every output value
         ZeroPadding.Forward(x, y, height, width, channels, top, bottom, left, right, batch);
@@ -31,8 +32,8 @@ public class ResamplingTests
                         Assert.Equal(expected, y[((n * outputHeight + r) * outputWidth + c) * channels + k]);
                     }
 
-        var g = Random(y.Length, 2);
-        var dx = Random(x.Length, 3);
+        var g = Uniform(y.Length, 2);
+        var dx = Uniform(x.Length, 3);
         ZeroPadding.Backward(g, dx, height, width, channels, top, bottom, left, right, batch, accumulate: false);
         Assert.Equal(Dot(y, g), Dot(x, dx), tolerance: 5e-5);
         AssertAccumulates(dx, into => ZeroPadding.Backward(g, into, height, width, channels, top, bottom, left, right, batch, accumulate: true));
@@ -45,7 +46,7 @@ public class ResamplingTests
     public void Upsampling_repeats_each_pixel_and_its_backward_is_the_adjoint(int batch, int height, int width, int channels, int rows, int columns)
     {
         int outputHeight = height * rows, outputWidth = width * columns;
-        var x = Random(batch * height * width * channels, 4);
+        var x = Uniform(batch * height * width * channels, 4);
         var y = new float[batch * outputHeight * outputWidth * channels];
         Array.Fill(y, float.NaN);
         UpSampling.Forward(x, y, height, width, channels, rows, columns, batch);
@@ -55,8 +56,8 @@ public class ResamplingTests
                     for (int k = 0; k < channels; k++)
                         Assert.Equal(x[((n * height + r / rows) * width + c / columns) * channels + k], y[((n * outputHeight + r) * outputWidth + c) * channels + k]);
 
-        var g = Random(y.Length, 5);
-        var dx = Random(x.Length, 6);
+        var g = Uniform(y.Length, 5);
+        var dx = Uniform(x.Length, 6);
         UpSampling.Backward(g, dx, height, width, channels, rows, columns, batch, accumulate: false);
         Assert.Equal(Dot(y, g), Dot(x, dx), tolerance: 5e-5);
         AssertAccumulates(dx, into => UpSampling.Backward(g, into, height, width, channels, rows, columns, batch, accumulate: true));
@@ -73,9 +74,9 @@ public class ResamplingTests
     public void Upsampling_on_both_cores_sums_each_block_in_order(int batch, int height, int width, int channels, int rows, int columns)
     {
         int outputHeight = height * rows, outputWidth = width * columns;
-        var x = Random(batch * height * width * channels, 7);
-        var g = Random(batch * outputHeight * outputWidth * channels, 8);
-        var start = Random(x.Length, 9);
+        var x = Uniform(batch * height * width * channels, 7);
+        var g = Uniform(batch * outputHeight * outputWidth * channels, 8);
+        var start = Uniform(x.Length, 9);
         foreach (var path in Enum.GetValues<SimdPath>())
         {
             using var _ = KernelSettings.OnSimd(path);
@@ -117,12 +118,6 @@ public class ResamplingTests
         var twice = (float[])plain.Clone();
         accumulate(twice);
         for (int i = 0; i < plain.Length; i++) Assert.Equal(2 * plain[i], twice[i], tolerance: 5e-6);
-    }
-
-    private static float[] Random(int length, int seed)
-    {
-        var random = new Random(seed);
-        return Enumerable.Range(0, length).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
     }
 
     private static double Dot(float[] a, float[] b) => a.Zip(b, (p, q) => (double)p * q).Sum();

@@ -1,4 +1,5 @@
 using ModelGen.Kernels;
+using static ModelGen.Runtime.Tests.TestValues;
 
 namespace ModelGen.Runtime.Tests;
 
@@ -17,7 +18,7 @@ public class SharedKernelTests
     [Fact]
     public void Im2col_of_a_shared_batch_equals_each_sample_alone()
     {
-        var images = Random(Batch * 26 * 26 * 32, 1);
+        var images = Uniform(Batch * 26 * 26 * 32, 1);
         int patchFloats = Convolution3x3.Positions * Convolution3x3.PatchSize;
         var whole = new float[Batch * patchFloats];
         KernelSettings.OnThreads(2, () => Convolution.Im2Col(images, whole, Convolution3x3, Batch));
@@ -33,12 +34,12 @@ public class SharedKernelTests
     [Fact]
     public void Max_pooling_of_a_shared_batch_equals_each_sample_alone()
     {
-        var images = Random(Batch * 26 * 26 * 32, 2);
-        var gradients = Random(Batch * 13 * 13 * 32, 3);
+        var images = Uniform(Batch * 26 * 26 * 32, 2);
+        var gradients = Uniform(Batch * 13 * 13 * 32, 3);
         int imageFloats = 26 * 26 * 32, pooledFloats = 13 * 13 * 32;
         var pooled = new float[Batch * pooledFloats];
         var winners = new int[pooled.Length];
-        var back = Random(images.Length, 4);
+        var back = Uniform(images.Length, 4);
         var start = (float[])back.Clone();
         KernelSettings.OnThreads(2, () =>
         {
@@ -66,9 +67,9 @@ public class SharedKernelTests
     public void Activation_backward_over_a_shared_buffer_equals_its_definition(Activation activation)
     {
         const int rows = 1000, columns = 77; // 77,000 values: parts with vector remainders
-        var outputs = Random(rows * columns, 5);
+        var outputs = Uniform(rows * columns, 5);
         if (activation == Activation.Sigmoid) outputs = outputs.Select(v => (v + 1) / 2).ToArray();
-        var gradients = Random(rows * columns, 6);
+        var gradients = Uniform(rows * columns, 6);
         var shared = (float[])gradients.Clone();
         KernelSettings.OnThreads(2, () => Activations.Backward(activation, outputs, shared, rows, columns));
         for (int i = 0; i < outputs.Length; i++)
@@ -97,7 +98,7 @@ public class SharedKernelTests
     public void A_shared_merge_computes_every_element_as_defined(MergeOperation operation)
     {
         const int length = 100_003;
-        var (a, b) = (Random(length, 5), Random(length, 6));
+        var (a, b) = (Uniform(length, 5), Uniform(length, 6));
         var output = new float[length + 1];
         output[length] = 42f;
         KernelSettings.OnThreads(2, () => Merges.Combine(operation, a, b, output, length));
@@ -122,16 +123,10 @@ public class SharedKernelTests
     public void A_shared_scale_multiplies_every_element_and_only_those()
     {
         const int length = 100_003;
-        var values = Random(length + 1, 7);
+        var values = Uniform(length + 1, 7);
         var scaled = (float[])values.Clone();
         KernelSettings.OnThreads(2, () => Merges.Scale(scaled, length, 0.25f));
         for (int i = 0; i < length; i++) Assert.True(values[i] * 0.25f == scaled[i], $"element {i}: expected {values[i] * 0.25f}, got {scaled[i]}");
         Assert.Equal(values[length], scaled[length]);
-    }
-
-    private static float[] Random(int length, int seed)
-    {
-        var random = new Random(seed);
-        return Enumerable.Range(0, length).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
     }
 }

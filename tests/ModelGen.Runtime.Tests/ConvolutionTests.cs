@@ -508,6 +508,61 @@ public class ConvolutionTests
         Assert.Contains("pooling reads 8x8x4 pixels, the convolution writes 6x6x4", error.Message);
     }
 
+    /// <summary>
+    /// A BatchNormalization at inference applied by the convolution to its outputs as it computes them gives what the two
+    /// kernels give one after the other, bit for bit, on every route (directly, with pixels in the lanes, through patches),
+    /// every SIMD path and thread count, with and without ReLU, patches kept or not; nothing past the output is written.
+    /// </summary>
+    [Theory, MemberData(nameof(SmallWindows)), MemberData(nameof(LargeWindows))]
+    public void A_batch_normalization_at_inference_applied_by_the_convolution_is_the_two_kernels_bit_for_bit(int height, int width, int channels,
+        int kernelHeight, int kernelWidth, int stride, bool same, int dilation, int filters, int batch)
+    {
+        var window = new Window(height, width, channels, kernelHeight, kernelWidth, stride, stride, same, dilation);
+        var image = Uniform(batch * height * width * channels, 11);
+        var kernel = Uniform(window.PatchSize * filters, 12);
+        var bias = Uniform(filters, 13);
+        var gamma = Uniform(filters, 14);
+        var beta = Uniform(filters, 15);
+        var movingMean = Uniform(filters, 16);
+        var movingVariance = Uniform(filters, 17).Select(v => v * v + 0.05f).ToArray();
+        int outputFloats = batch * window.Positions * filters;
+        var patches = new float[batch * window.Positions * window.PatchSize];
+        foreach (var path in Enum.GetValues<SimdPath>())
+        {
+            using var _ = KernelSettings.OnSimd(path);
+            foreach (int threads in new[] { 1, 2 })
+                foreach (bool relu in new[] { true, false })
+                    foreach (bool keepPatches in new[] { false, true })
+                    {
+                        var convolved = new float[outputFloats];
+                        var expected = new float[outputFloats];
+                        var folded = new float[outputFloats + 20];
+                        Array.Fill(folded, -3f);
+                        KernelSettings.OnThreads(threads, () =>
+                        {
+                            Convolution.Forward(image, patches, kernel, convolved, window, filters, batch, bias, relu, keepPatches);
+                            BatchNorm.InferenceForward(convolved, expected, gamma, beta, movingMean, movingVariance, batch * window.Positions, filters, 0.001f);
+                            Convolution.Forward(image, patches, kernel, folded, window, filters, batch, bias, relu, keepPatches,
+                                new BatchNormAtInference(gamma, beta, movingMean, movingVariance, 0.001f));
+                        });
+                        for (int i = 0; i < outputFloats; i++)
+                            AssertSameBits(expected[i], folded[i], $"{path}, {threads} threads, relu {relu}, patches kept {keepPatches}: output {i}");
+                        Assert.All(folded.Skip(outputFloats), v => Assert.Equal(-3f, v));
+                    }
+        }
+    }
+
+    [Fact]
+    public void A_batch_normalization_shorter_than_the_filters_is_refused()
+    {
+        var window = new Window(5, 5, 2, 3, 3, 1, 1, false, 1);
+        var output = new float[window.Positions * 8];
+        var error = Assert.Throws<ArgumentException>(() => Convolution.Forward(new float[50], Span<float>.Empty, new float[18 * 8], output, window, 8, 1,
+            keepPatches: false, normalization: new BatchNormAtInference(new float[8], new float[8], new float[7], new float[8], 0.001f)));
+        Assert.Contains("8 filters", error.Message);
+        Assert.All(output, v => Assert.Equal(0f, v));
+    }
+
     private static void AssertSameBits(float expected, float actual, string what) =>
         Assert.True(BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(actual), $"{what}: expected {expected}, got {actual}");
 

@@ -51,6 +51,10 @@ public class GuardedOperandTests
                 StaysWithin([input, new float[patchFloats], kernel, new float[outputFloats], bias],
                     m => Convolution.Forward(m[0].Span, m[1].Span, m[2].Span, m[3].Span, window, filters, batch, m[4].Span, relu: true, keepPatches));
             }
+            // With a BatchNormalization at inference applied to the outputs, its four operands one float a filter.
+            StaysWithin([input, kernel, new float[outputFloats], bias, Uniform(filters, 6), Uniform(filters, 7), Uniform(filters, 8), Uniform(filters, 9).Select(v => v * v + 0.1f).ToArray()],
+                m => Convolution.Forward(m[0].Span, Span<float>.Empty, m[1].Span, m[2].Span, window, filters, batch, m[3].Span, relu: true, keepPatches: false,
+                    new BatchNormAtInference(m[4].Span, m[5].Span, m[6].Span, m[7].Span, 0.001f)));
             StaysWithin([values, kernel, Uniform(imageFloats, 5)],
                 m => Convolution.Transposed(m[0].Span, m[1].Span, m[3].Span, m[2].Span, window, filters, batch, accumulate: true),
                 scratch: Convolution.TransposedScratch(window, batch));

@@ -42,39 +42,50 @@ public static partial class Convolution
     /// Conv2D forward: output (batch, positions, filters) = patches · kernel + bias, ReLU optional, through im2col + GEMM,
     /// directly (<see cref="IsDirect"/>) or with pixels in the lanes (<see cref="IsPlanar"/>). <paramref name="patches"/> is
     /// filled only when <paramref name="keepPatches"/> (training: the kernel gradient reads them); otherwise im2col builds its
-    /// patch rows in a scratch of the thread that multiplies them.
+    /// patch rows in a scratch of the thread that multiplies them. A BatchNormalization at inference after the layer
+    /// (<paramref name="normalization"/>) is applied to the outputs after the ReLU: in the direct kernel's epilogue, before
+    /// they are stored, and on the other routes to each range of output rows as soon as it is computed, in this core's cache.
     /// </summary>
     [MethodImpl(Compiled.Driver)]
     public static unsafe void Forward(ReadOnlySpan<float> input, Span<float> patches, ReadOnlySpan<float> kernel, Span<float> output,
-        in Window window, int filters, int batch, ReadOnlySpan<float> bias = default, bool relu = false, bool keepPatches = true)
+        in Window window, int filters, int batch, ReadOnlySpan<float> bias = default, bool relu = false, bool keepPatches = true,
+        BatchNormAtInference normalization = default)
     {
-        bool planar = IsPlanar(window, filters);
-        if (!planar && !IsDirect(window, filters, keepPatches))
+        if (!normalization.IsEmpty && !normalization.Covers(filters))
+            throw new ArgumentException($"Convolution: the BatchNormalization applied to its {filters} filters needs {filters} floats of each of gamma, beta and the moving statistics.");
+        using var foldScratch = Scratch<float>.RentUncleared(normalization.IsEmpty ? 0 : 2 * filters);
+        if (!normalization.IsEmpty) normalization.Fold(foldScratch.Span.Slice(0, filters), foldScratch.Span.Slice(filters, filters));
+        fixed (float* scaleAndShift = foldScratch.Span, y = output)
         {
-            ForwardThroughPatches(input, patches, kernel, output, window, filters, batch, bias, relu, keepPatches);
-            return;
-        }
-        if (keepPatches) Im2Col(input, patches, window, batch);
-        int imageFloats = window.Height * window.Width * window.Channels, outputFloats = window.Positions * filters;
-        Require(input.Length >= batch * imageFloats && kernel.Length >= window.PatchSize * filters && output.Length >= batch * outputFloats
-            && (bias.IsEmpty || bias.Length >= filters), planar ? "Planar convolution" : "Direct convolution", window, batch);
-        fixed (float* x = input, k = kernel, b = bias, y = output)
-        {
-            if (planar)
+            var fold = normalization.IsEmpty ? default : new OutputFold(y, scaleAndShift, scaleAndShift + filters, filters);
+            bool planar = IsPlanar(window, filters);
+            if (!planar && !IsDirect(window, filters, keepPatches))
             {
-                var work = new PlanarRanges(x, k, bias.IsEmpty ? null : b, y, window, filters, relu);
-                ForOutputRows(ref work, window, batch, imageFloats + outputFloats);
+                ForwardThroughPatches(input, patches, kernel, output, window, filters, batch, bias, relu, keepPatches, fold);
+                return;
             }
-            else
+            if (keepPatches) Im2Col(input, patches, window, batch);
+            int imageFloats = window.Height * window.Width * window.Channels, outputFloats = window.Positions * filters;
+            Require(input.Length >= batch * imageFloats && kernel.Length >= window.PatchSize * filters && output.Length >= batch * outputFloats
+                && (bias.IsEmpty || bias.Length >= filters), planar ? "Planar convolution" : "Direct convolution", window, batch);
+            fixed (float* x = input, k = kernel, b = bias)
             {
-                var work = new DirectRanges(x, k, bias.IsEmpty ? null : b, y, window, filters, relu);
-                ForOutputRows(ref work, window, batch, imageFloats + outputFloats);
+                if (planar)
+                {
+                    var work = new PlanarRanges(x, k, bias.IsEmpty ? null : b, y, window, filters, relu);
+                    ForOutputRows(ref work, window, batch, imageFloats + outputFloats, fold);
+                }
+                else
+                {
+                    var work = new DirectRanges(x, k, bias.IsEmpty ? null : b, y, window, filters, relu, fold);
+                    ForOutputRows(ref work, window, batch, imageFloats + outputFloats);
+                }
             }
         }
     }
 
     /// <summary>The direct convolution over a range of output rows, counted over the whole batch.</summary>
-    private readonly unsafe struct DirectRanges(float* input, float* kernel, float* bias, float* output, Window window, int filters, bool relu) : IRanges
+    private readonly unsafe struct DirectRanges(float* input, float* kernel, float* bias, float* output, Window window, int filters, bool relu, OutputFold fold) : IRanges
     {
         [MethodImpl(Compiled.Driver)]
         public void Run(int first, int count)
@@ -88,14 +99,21 @@ public static partial class Convolution
                 var plane = Plane.For(image, window, top, bottom);
                 switch (Simd.Current)
                 {
-                    case SimdPath.Avx512 when filters < 4 * Vector512<float>.Count:
-                        Direct<Lanes512, Vector512<float>, Yes>(image, plane, kernel, bias, pixels, window, filters, relu, top, bottom); break;
-                    case SimdPath.Avx512: Direct<Lanes512, Vector512<float>, No>(image, plane, kernel, bias, pixels, window, filters, relu, top, bottom); break;
-                    case SimdPath.Avx2: Direct<Lanes256, Vector256<float>, No>(image, plane, kernel, bias, pixels, window, filters, relu, top, bottom); break;
-                    default: Direct<Lanes128, Vector128<float>, No>(image, plane, kernel, bias, pixels, window, filters, relu, top, bottom); break;
+                    case SimdPath.Avx512 when filters < 4 * Vector512<float>.Count: Rows<Lanes512, Vector512<float>, Yes>(image, plane, pixels, top, bottom); break;
+                    case SimdPath.Avx512: Rows<Lanes512, Vector512<float>, No>(image, plane, pixels, top, bottom); break;
+                    case SimdPath.Avx2: Rows<Lanes256, Vector256<float>, No>(image, plane, pixels, top, bottom); break;
+                    default: Rows<Lanes128, Vector128<float>, No>(image, plane, pixels, top, bottom); break;
                 }
                 row += bottom - top;
             }
+        }
+
+        /// <summary>A kernel compiled with the fold or without it: its test in every pixel's store cost the passes without one 5-10%.</summary>
+        private void Rows<TLanes, TVector, TEight>(float* image, in Plane plane, float* pixels, int top, int bottom)
+            where TLanes : struct, ILanes<TVector> where TVector : struct where TEight : IFlag
+        {
+            if (fold.IsEmpty) Direct<TLanes, TVector, TEight, No>(image, plane, kernel, bias, pixels, window, filters, relu, top, bottom, fold);
+            else Direct<TLanes, TVector, TEight, Yes>(image, plane, kernel, bias, pixels, window, filters, relu, top, bottom, fold);
         }
     }
 
@@ -107,8 +125,8 @@ public static partial class Convolution
     /// its windows and never outside the image.
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
-    private static unsafe void Direct<TLanes, TVector, TEight>(float* image, in Plane plane, float* kernel, float* bias, float* output, in Window window, int filters, bool relu,
-        int top, int bottom) where TLanes : struct, ILanes<TVector> where TVector : struct where TEight : IFlag
+    private static unsafe void Direct<TLanes, TVector, TEight, TFolds>(float* image, in Plane plane, float* kernel, float* bias, float* output, in Window window, int filters, bool relu,
+        int top, int bottom, in OutputFold fold) where TLanes : struct, ILanes<TVector> where TVector : struct where TEight : IFlag where TFolds : IFlag
     {
         int patch = window.PatchSize, channels = window.Channels;
         int* inPlace = stackalloc int[patch];
@@ -125,7 +143,7 @@ public static partial class Convolution
             for (int next = 0; next < runPixels; next += passPixels)
             {
                 int at = Math.Min(next, runPixels - passPixels);
-                Passes<TLanes, TVector, TEight>(windows + at * channels, inPlace, channels, patch, kernel, filters, bias, pixels + (long)at * filters, passPixels, relu);
+                Passes<TLanes, TVector, TEight, TFolds>(windows + at * channels, inPlace, channels, patch, kernel, filters, bias, pixels + (long)at * filters, passPixels, relu, fold);
             }
             return;
         }
@@ -154,30 +172,32 @@ public static partial class Convolution
                     for (int pixel = 0; pixel < passPixels; pixel++)
                         GatherWindow(image, gathered + pixel * patch, window, windowTop, left + pixel * window.StrideWidth, blank: pixel >= count);
                 }
-                Passes<TLanes, TVector, TEight>(windows, offsets, step, patch, kernel, filters, bias, output + (long)(oy * window.OutputWidth + ox) * filters, count, relu);
+                Passes<TLanes, TVector, TEight, TFolds>(windows, offsets, step, patch, kernel, filters, bias, output + (long)(oy * window.OutputWidth + ox) * filters, count, relu, fold);
             }
         }
     }
 
     /// <summary>
     /// The passes over every filter for <paramref name="count"/> windows <paramref name="step"/> floats apart: four vectors of
-    /// filters at a time on AVX-512, then two (the last masked).
+    /// filters at a time on AVX-512, then two (the last masked); the fold, if any, in their epilogue.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe void Passes<TLanes, TVector, TEight>(float* windows, int* offsets, int step, int patch, float* kernel, int filters, float* bias, float* pixels,
-        int count, bool relu) where TLanes : struct, ILanes<TVector> where TVector : struct where TEight : IFlag
+    private static unsafe void Passes<TLanes, TVector, TEight, TFolds>(float* windows, int* offsets, int step, int patch, float* kernel, int filters, float* bias, float* pixels,
+        int count, bool relu, in OutputFold fold) where TLanes : struct, ILanes<TVector> where TVector : struct where TEight : IFlag where TFolds : IFlag
     {
         int j = 0;
         if (TLanes.Count == 16)
         {
             for (; filters - j >= 4 * TLanes.Count; j += 4 * TLanes.Count)
-                DirectWidePass<TLanes, TVector>(windows, offsets, step, patch, kernel + j, filters, bias is null ? null : bias + j, pixels + j, count, relu);
+                DirectWidePass<TLanes, TVector, TFolds>(windows, offsets, step, patch, kernel + j, filters, bias is null ? null : bias + j, pixels + j, count, relu,
+                    TFolds.IsSet ? fold.Scale + j : null, TFolds.IsSet ? fold.Shift + j : null);
         }
         for (; j < filters; j += 2 * TLanes.Count)
         {
-            float* biasFrom = bias is null ? null : bias + j;
-            if (filters - j >= 2 * TLanes.Count) DirectPass<TLanes, TVector, TEight, Yes>(windows, offsets, step, patch, kernel + j, filters, biasFrom, pixels + j, count, filters - j, relu);
-            else DirectPass<TLanes, TVector, TEight, No>(windows, offsets, step, patch, kernel + j, filters, biasFrom, pixels + j, count, filters - j, relu);
+            float* biasFrom = bias is null ? null : bias + j, scale = TFolds.IsSet ? fold.Scale + j : null, shift = TFolds.IsSet ? fold.Shift + j : null;
+            if (filters - j >= 2 * TLanes.Count)
+                DirectPass<TLanes, TVector, TEight, Yes, TFolds>(windows, offsets, step, patch, kernel + j, filters, biasFrom, pixels + j, count, filters - j, relu, scale, shift);
+            else DirectPass<TLanes, TVector, TEight, No, TFolds>(windows, offsets, step, patch, kernel + j, filters, biasFrom, pixels + j, count, filters - j, relu, scale, shift);
         }
     }
 
@@ -223,9 +243,9 @@ public static partial class Convolution
     /// over the patch, each weight row loaded once for all of them.
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
-    private static unsafe void DirectPass<TLanes, TVector, TEight, TWhole>(float* windows, int* offsets, int step, int patch, float* kernel, int filters,
-        float* bias, float* pixels, int count, int remaining, bool relu)
-        where TLanes : struct, ILanes<TVector> where TVector : struct where TEight : IFlag where TWhole : IFlag
+    private static unsafe void DirectPass<TLanes, TVector, TEight, TWhole, TFolds>(float* windows, int* offsets, int step, int patch, float* kernel, int filters,
+        float* bias, float* pixels, int count, int remaining, bool relu, float* scale, float* shift)
+        where TLanes : struct, ILanes<TVector> where TVector : struct where TEight : IFlag where TWhole : IFlag where TFolds : IFlag
     {
         bool whole = TWhole.IsSet;
         int width = TLanes.Count;
@@ -267,7 +287,7 @@ public static partial class Convolution
             biasLow = whole ? TLanes.Load(ref *bias) : TLanes.LoadMasked(bias, low);
             biasHigh = whole ? TLanes.Load(ref bias[width]) : TLanes.LoadMasked(bias + width, high);
         }
-        var pixel = new PixelStore<TLanes, TVector>(whole, biasLow, biasHigh, bias is not null, relu, lowCount, highCount);
+        var pixel = new PixelStore<TLanes, TVector, TFolds>(whole, biasLow, biasHigh, bias is not null, relu, lowCount, highCount, scale, shift);
         pixel.Store(a0, b0, pixels);
         if (count > 1) pixel.Store(a1, b1, pixels + filters);
         if (count > 2) pixel.Store(a2, b2, pixels + 2 * filters);
@@ -284,9 +304,9 @@ public static partial class Convolution
     /// two vectors would read half of each row, lines a row apart that crowd into a quarter of L1's sets.
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
-    private static unsafe void DirectWidePass<TLanes, TVector>(float* windows, int* offsets, int step, int patch, float* kernel, int filters,
-        float* bias, float* pixels, int count, bool relu)
-        where TLanes : struct, ILanes<TVector> where TVector : struct
+    private static unsafe void DirectWidePass<TLanes, TVector, TFolds>(float* windows, int* offsets, int step, int patch, float* kernel, int filters,
+        float* bias, float* pixels, int count, bool relu, float* scale, float* shift)
+        where TLanes : struct, ILanes<TVector> where TVector : struct where TFolds : IFlag
     {
         int width = TLanes.Count;
         nint s1 = step, s2 = 2 * s1, s3 = 3 * s1, s4 = 4 * s1, s5 = 5 * s1;
@@ -315,10 +335,10 @@ public static partial class Convolution
         // The bias loaded here, not through a factory taking its pointer: that made the JIT keep the 24 sums in memory (the
         // CNN's second layer 23 -> 84 us).
         bool hasBias = bias is not null;
-        var low = new PixelStore<TLanes, TVector>(true, hasBias ? TLanes.Load(ref *bias) : TLanes.Zero, hasBias ? TLanes.Load(ref bias[width]) : TLanes.Zero,
-            hasBias, relu, width, width);
-        var high = new PixelStore<TLanes, TVector>(true, hasBias ? TLanes.Load(ref bias[2 * width]) : TLanes.Zero, hasBias ? TLanes.Load(ref bias[3 * width]) : TLanes.Zero,
-            hasBias, relu, width, width);
+        var low = new PixelStore<TLanes, TVector, TFolds>(true, hasBias ? TLanes.Load(ref *bias) : TLanes.Zero, hasBias ? TLanes.Load(ref bias[width]) : TLanes.Zero,
+            hasBias, relu, width, width, scale, shift);
+        var high = new PixelStore<TLanes, TVector, TFolds>(true, hasBias ? TLanes.Load(ref bias[2 * width]) : TLanes.Zero, hasBias ? TLanes.Load(ref bias[3 * width]) : TLanes.Zero,
+            hasBias, relu, width, width, scale == null ? null : scale + 2 * width, shift == null ? null : shift + 2 * width);
         float* upper = pixels + 2 * width;
         low.Store(a0, b0, pixels); high.Store(c0, d0, upper);
         if (count > 1) { low.Store(a1, b1, pixels + filters); high.Store(c1, d1, upper + filters); }
@@ -329,12 +349,14 @@ public static partial class Convolution
     }
 
     /// <summary>
-    /// A pixel's sums plus bias (added after the chain, as the GEMM's epilogue does), ReLU, stored up to the last filter.
+    /// A pixel's sums plus bias (added after the chain, as the GEMM's epilogue does), ReLU, then times scale plus shift where
+    /// a BatchNormalization at inference is folded in (<see cref="OutputFold"/>), stored up to the last filter.
     /// Not the GEMM's FinishVector itself: that re-reads the bias and the epilogue's flags for every vector, and finishing
     /// the 28x28x1 layer's pixels through it took 7.0 us instead of 5.8.
     /// </summary>
-    private readonly struct PixelStore<TLanes, TVector>(bool whole, TVector biasLow, TVector biasHigh, bool hasBias, bool relu, int lowCount, int highCount)
-        where TLanes : struct, ILanes<TVector> where TVector : struct
+    private readonly unsafe struct PixelStore<TLanes, TVector, TFolds>(bool whole, TVector biasLow, TVector biasHigh, bool hasBias, bool relu, int lowCount, int highCount,
+        float* scale, float* shift)
+        where TLanes : struct, ILanes<TVector> where TVector : struct where TFolds : IFlag
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public unsafe void Store(TVector low, TVector high, float* pixel)
@@ -348,6 +370,15 @@ public static partial class Convolution
             {
                 low = TLanes.Relu(low);
                 high = TLanes.Relu(high);
+            }
+            if (TFolds.IsSet)
+            {
+                // Read here, not kept in registers: the pass's sums take them all.
+                low = TLanes.MultiplyAdd(low, whole ? TLanes.Load(ref *scale) : TLanes.LoadFirst(ref *scale, lowCount),
+                    whole ? TLanes.Load(ref *shift) : TLanes.LoadFirst(ref *shift, lowCount));
+                if (whole || highCount > 0)
+                    high = TLanes.MultiplyAdd(high, whole ? TLanes.Load(ref scale[TLanes.Count]) : TLanes.LoadFirst(ref scale[TLanes.Count], highCount),
+                        whole ? TLanes.Load(ref shift[TLanes.Count]) : TLanes.LoadFirst(ref shift[TLanes.Count], highCount));
             }
             if (whole)
             {

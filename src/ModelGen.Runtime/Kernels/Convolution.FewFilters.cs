@@ -151,7 +151,7 @@ public static partial class Convolution
     }
 
     /// <summary>
-    /// A vector of one filter's outputs for consecutive pixels: bias added and ReLU taken as <see cref="PixelStore{TLanes, TVector}"/>
+    /// A vector of one filter's outputs for consecutive pixels: bias added and ReLU taken as <see cref="PixelStore{TLanes, TVector, TFolds}"/>
     /// takes them, then written in place (one filter: adjacent floats) or a float per pixel, <c>filters</c> apart.
     /// </summary>
     private readonly unsafe struct PlanarStore<TLanes, TVector>(TVector bias, bool hasBias, bool relu, float* output, int filters, int stored, float* spread)

@@ -157,7 +157,7 @@ public static partial class Convolution
     /// </summary>
     [MethodImpl(Compiled.Driver)]
     private static unsafe void ForwardThroughPatches(ReadOnlySpan<float> input, Span<float> patches, ReadOnlySpan<float> kernel, Span<float> output,
-        in Window window, int filters, int batch, ReadOnlySpan<float> bias, bool relu, bool keepPatches)
+        in Window window, int filters, int batch, ReadOnlySpan<float> bias, bool relu, bool keepPatches, OutputFold fold)
     {
         Require(input.Length >= batch * window.Height * window.Width * window.Channels && (!keepPatches || patches.Length >= batch * window.Positions * window.PatchSize)
             && kernel.Length >= window.PatchSize * filters && output.Length >= batch * window.Positions * filters && (bias.IsEmpty || bias.Length >= filters),
@@ -167,7 +167,7 @@ public static partial class Convolution
         fixed (float* x = input, p = patches, k = kernel, b = bias, y = output)
         {
             var work = new PatchProduct(new PatchRows(x, p, window, batch), k, bias.IsEmpty ? null : b, y, window, filters, relu, scratchFloats);
-            ForOutputRows(ref work, window, batch, floatsPerSample);
+            ForOutputRows(ref work, window, batch, floatsPerSample, fold);
         }
     }
 
@@ -179,8 +179,47 @@ public static partial class Convolution
     /// above <see cref="Helper.SpatialShareAbove"/> even one image's rows are split between the cores, where the layers
     /// before and after split theirs.
     /// </summary>
-    internal static void ForOutputRows<TWork>(ref TWork work, in Window window, int batch, long floatsPerSample) where TWork : unmanaged, IRanges =>
-        Helper.ForRanges(ref work, batch * window.OutputHeight, floatsPerSample / window.OutputHeight, Helper.SpatialShareAbove);
+    internal static void ForOutputRows<TWork>(ref TWork work, in Window window, int batch, long floatsPerSample, OutputFold fold = default) where TWork : unmanaged, IRanges
+    {
+        if (fold.IsEmpty)
+        {
+            Helper.ForRanges(ref work, batch * window.OutputHeight, floatsPerSample / window.OutputHeight, Helper.SpatialShareAbove);
+            return;
+        }
+        var folded = new Folded<TWork>(work, fold, window.OutputWidth);
+        Helper.ForRanges(ref folded, batch * window.OutputHeight, floatsPerSample / window.OutputHeight, Helper.SpatialShareAbove);
+    }
+
+    /// <summary>
+    /// y = y·scale + shift over each pixel's channels of <see cref="Output"/> (a BatchNormalization at inference, folded by
+    /// <see cref="BatchNormAtInference.Fold"/>); empty where there is none.
+    /// </summary>
+    internal readonly unsafe struct OutputFold(float* output, float* scale, float* shift, int channels)
+    {
+        public readonly float* Output = output, Scale = scale, Shift = shift;
+        public readonly int Channels = channels;
+
+        public bool IsEmpty => Scale == null;
+
+        /// <summary>Pixels [first, first + count) of the output, as BatchNorm.InferenceForward computes each.</summary>
+        public void Apply(int first, int count)
+        {
+            float* pixels = Output + (long)first * Channels;
+            Simd.RunRanges(new AffineRows(pixels, pixels, Scale, Shift, Channels), 0, count);
+        }
+    }
+
+    /// <summary>A spatial kernel's ranges of output rows, each folded (<see cref="OutputFold"/>) once computed, while it is in this core's cache.</summary>
+    private readonly struct Folded<TWork>(TWork work, OutputFold fold, int outputWidth) : IRanges where TWork : unmanaged, IRanges
+    {
+        private readonly TWork work = work;
+
+        public void Run(int first, int count)
+        {
+            work.Run(first, count);
+            fold.Apply(first * outputWidth, count * outputWidth);
+        }
+    }
 
     /// <summary>The most output rows <see cref="ForOutputRows"/> hands one range for these arguments.</summary>
     private static int OutputRowsPerRange(in Window window, int batch, long floatsPerSample) =>

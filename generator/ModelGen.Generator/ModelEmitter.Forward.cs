@@ -28,6 +28,7 @@ internal static partial class ModelEmitter
         var readers = Plan.ReaderCounts(nodes);
         var pairs = DensePairs(nodes, readers);
         var pooledConvolutions = PooledConvolutions(nodes, readers, outputs.ToList());
+        var normalizedConvolutions = NormalizedConvolutions(nodes, readers, outputs.ToList());
         // What a kernel keeps for the backward pass (a convolution's patches, a max pool's winners): only while training.
         string keepForBackward = inferenceOnly ? "false" : "training";
         bool first = true;
@@ -55,14 +56,14 @@ internal static partial class ModelEmitter
                     var conv = node.Layer!;
                     string dilated = conv.Dilation > 1 ? $", dilation {conv.Dilation}" : "";
                     string title = $"// {node.Title}: Conv2D({conv.Channels}, {conv.KernelHeight}x{conv.KernelWidth}, strides {conv.Strides}{dilated}, {conv.Padding.ToString().ToLowerInvariant()}, {Lower(conv.Activation)}), {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}";
-                    if (pooledConvolutions.TryGetValue(node, out var pooling))
+                    if (pooledConvolutions.TryGetValue(node, out var pooling) || normalizedConvolutions.TryGetValue(node, out pooling))
                     {
                         w.Line($"{title}, computed with {pooling.Title} below");
                         break;
                     }
                     w.Line(title);
                     // im2col + GEMM, or a direct kernel for small windows that fills the patches only for the kernel gradient
-                    w.Line($"Convolution.Forward({inputs[0]}, {node.PatchesArgument}, {Plan.View(conv, "Kernel")}, {node.Output}, {node.Window}, {conv.Channels}, batch{Epilogue(conv)}, keepPatches: {(node.UsesPatches ? keepForBackward : "false")});");
+                    w.Line(ConvolutionCall(node, node.Output, node.UsesPatches ? keepForBackward : "false"));
                     if (conv.Activation is not (Activation.Linear or Activation.Relu)) EmitActivation(w, conv.Activation, node.Output, spec);
                     break;
                 }
@@ -102,6 +103,11 @@ internal static partial class ModelEmitter
                     var norm = node.Layer!;
                     var (rows, channels) = Rows(spec);
                     string inference = $"BatchNorm.InferenceForward({inputs[0]}, {node.Output}, {Plan.View(norm, "Gamma")}, {Plan.View(norm, "Beta")}, {Plan.View(norm, "MovingMean")}, {Plan.View(norm, "MovingVariance")}, {rows}, {channels}, {Literal(norm.Epsilon)}f);";
+                    if (normalizedConvolutions.TryGetValue(node, out var normalizedBy))
+                    {
+                        EmitNormalizedConvolution(w, normalizedBy, node, inferenceOnly, inference, rows, channels);
+                        break;
+                    }
                     if (inferenceOnly || !norm.Trainable)
                     {
                         w.Line($"// {node.Title}: BatchNormalization{(norm.Trainable ? "" : " (frozen: inference mode, as Keras)")}, with the moving statistics");
@@ -377,18 +383,67 @@ internal static partial class ModelEmitter
     private static (int Height, int Width)? Cropped(NodePlan conv, NodePlan pool) =>
         PooledOutputs(pool) is var (height, width) && (height < conv.Spec.Shape[0] || width < conv.Spec.Shape[1]) ? (height, width) : null;
 
-    private static Dictionary<NodePlan, NodePlan> PooledConvolutions(List<NodePlan> nodes, Dictionary<NodePlan, int> readers, List<NodePlan> outputs)
+    private static Dictionary<NodePlan, NodePlan> PooledConvolutions(List<NodePlan> nodes, Dictionary<NodePlan, int> readers, List<NodePlan> outputs) =>
+        ConvolutionsReadOnlyBy(LayerKind.MaxPooling2D, nodes, readers, outputs);
+
+    /// <summary>
+    /// Each Conv2D whose output goes to a BatchNormalization only, and that normalization, with each other: the convolution's
+    /// activation (none or ReLU) is in its epilogue, and its output is no model output. At inference the convolution applies
+    /// the normalization to its outputs as it computes them (<see cref="EmitNormalizedConvolution"/>), so its own output is
+    /// never written; while training the normalization needs the whole batch's statistics, and the two run one after the other.
+    /// </summary>
+    private static Dictionary<NodePlan, NodePlan> NormalizedConvolutions(List<NodePlan> nodes, Dictionary<NodePlan, int> readers, List<NodePlan> outputs) =>
+        ConvolutionsReadOnlyBy(LayerKind.BatchNormalization, nodes, readers, outputs);
+
+    /// <summary>
+    /// Each Conv2D that only a layer of kind <paramref name="reader"/> reads, and that layer, keyed by each other: the
+    /// convolution's activation is none or ReLU (in its kernel's epilogue), and its output is no model output.
+    /// </summary>
+    private static Dictionary<NodePlan, NodePlan> ConvolutionsReadOnlyBy(LayerKind reader, List<NodePlan> nodes, Dictionary<NodePlan, int> readers, List<NodePlan> outputs)
     {
-        var pooled = new Dictionary<NodePlan, NodePlan>();
-        foreach (var pool in nodes.Where(n => n.Is(LayerKind.MaxPooling2D)))
+        var pairs = new Dictionary<NodePlan, NodePlan>();
+        foreach (var next in nodes.Where(n => n.Is(reader)))
         {
-            var conv = pool.Inputs[0];
+            var conv = next.Inputs[0];
             if (!conv.Is(LayerKind.Conv2D) || conv.Layer!.Activation is not (Activation.Linear or Activation.Relu)) continue;
             if (readers[conv] != 1 || outputs.Contains(conv)) continue;
-            pooled[conv] = pool;
-            pooled[pool] = conv;
+            pairs[conv] = next;
+            pairs[next] = conv;
         }
-        return pooled;
+        return pairs;
+    }
+
+    /// <summary>A Conv2D and the BatchNormalization it feeds, in the normalization's block (<see cref="NormalizedConvolutions"/>).</summary>
+    private static void EmitNormalizedConvolution(CodeWriter w, NodePlan conv, NodePlan norm, bool inferenceOnly, string inference, string rows, int channels)
+    {
+        var layer = norm.Layer!;
+        string applied = $"new BatchNormAtInference({Plan.View(layer, "Gamma")}, {Plan.View(layer, "Beta")}, {Plan.View(layer, "MovingMean")}, {Plan.View(layer, "MovingVariance")}, {Literal(layer.Epsilon)}f)";
+        string atInference = ConvolutionCall(conv, norm.Output, "false", applied);
+        string moving = layer.Trainable ? "" : " (frozen: inference mode, as Keras)";
+        if (inferenceOnly)
+        {
+            w.Line($"// {norm.Title}: BatchNormalization{moving}, with the moving statistics, applied by {conv.Title} to its outputs as it computes them");
+            w.Line(atInference);
+            return;
+        }
+        w.Line(layer.Trainable
+            ? $"// {norm.Title}: BatchNormalization, with the batch's statistics after {conv.Title} while training; at inference, with the moving ones, applied by {conv.Title} to its outputs as it computes them"
+            : $"// {norm.Title}: BatchNormalization{moving}, with the moving statistics, after {conv.Title} while training (the backward pass reads its output) and applied by it at inference");
+        w.Open("if (training)");
+        w.Line(ConvolutionCall(conv, conv.Output, conv.UsesPatches ? "true" : "false"));
+        w.Line(layer.Trainable
+            ? $"BatchNorm.TrainingForward({conv.Output}, {norm.Output}, {Plan.View(layer, "Gamma")}, {Plan.View(layer, "Beta")}, {norm.Mean}, {norm.Variance}, {norm.InverseStd}, {rows}, {channels}, {Literal(layer.Epsilon)}f);"
+            : inference);
+        w.Close();
+        w.Line($"else {atInference}");
+    }
+
+    /// <summary>A Conv2D's forward call into <paramref name="output"/>, its bias and ReLU in the epilogue, and a BatchNormalization after them where given.</summary>
+    private static string ConvolutionCall(NodePlan conv, string output, string keepPatches, string? normalization = null)
+    {
+        var layer = conv.Layer!;
+        return $"Convolution.Forward({conv.Inputs[0].InferenceName}, {conv.PatchesArgument}, {Plan.View(layer, "Kernel")}, {output}, {conv.Window}, {layer.Channels}, batch{Epilogue(layer)}, " +
+            $"keepPatches: {keepPatches}{(normalization is null ? "" : $", normalization: {normalization}")});";
     }
 
     /// <summary>A Conv2D and the MaxPooling2D it feeds, in the pooling's block (<see cref="PooledConvolutions"/>).</summary>

@@ -43,6 +43,7 @@ internal static partial class ModelEmitter
             }
             readers = ReaderCounts(Computed);
             PooledConvolutions = ModelEmitter.PooledConvolutions(Computed.ToList(), readers, Outputs.Select(o => o.Node).ToList());
+            NormalizedConvolutions = ModelEmitter.NormalizedConvolutions(Computed.ToList(), readers, Outputs.Select(o => o.Node).ToList());
             foreach (var (conv, pool) in PooledConvolutions.Where(p => p.Key.Is(LayerKind.Conv2D)).Select(p => (p.Key, p.Value)))
             {
                 if (Cropped(conv, pool) is (int height, int width)) croppedFloats.Add(conv, height * width * conv.Spec.Shape[2]);
@@ -127,9 +128,10 @@ internal static partial class ModelEmitter
         /// An inference copy's values by liveness, in one shared buffer (a model that trains keeps every value apart: backward
         /// reads them). Forward runs one block per tensor; a value lives from the block that writes it to the last that reads
         /// it, the outputs to the end (the caller reads them). A pair of dense layers writes both its values in the second's
-        /// block, a pooled convolution its own in its pooling's, a recurrent layer its returned states in its own; dropout and
-        /// Flatten read their input's floats at inference, so their readers keep that alive. A pooled convolution's output,
-        /// which most kernels never write, stays a buffer of its own (ModelBuffers.PooledConvolution).
+        /// block, a pooled convolution its own in its pooling's, a normalized convolution its normalization's in that one's, a
+        /// recurrent layer its returned states in its own; dropout and Flatten read their input's floats at inference, so their
+        /// readers keep that alive. A pooled convolution's output, which most kernels never write, stays a buffer of its own
+        /// (ModelBuffers.PooledConvolution); a normalized convolution's, written only while training, has none here.
         /// </summary>
         private void PlanInferenceValues()
         {
@@ -138,6 +140,7 @@ internal static partial class ModelEmitter
             int StepOf(NodePlan node) =>
                 pairs.TryGetValue(node, out var pair) ? computed.IndexOf(pair.Second)
                 : node.Is(LayerKind.Conv2D) && PooledConvolutions.TryGetValue(node, out var pool) ? computed.IndexOf(pool)
+                : node.Is(LayerKind.Conv2D) && NormalizedConvolutions.TryGetValue(node, out var norm) ? computed.IndexOf(norm)
                 : node.Spec.Kind == NodeKind.State ? computed.IndexOf(node.Inputs[0])
                 : computed.IndexOf(node);
             var touched = new Dictionary<NodePlan, (int First, int Last)>();
@@ -156,9 +159,13 @@ internal static partial class ModelEmitter
             (ValueFloats, SeparateValueFloats, SharesValues) = PlaceByLiveness(computed.Where(touched.ContainsKey).ToList(), n => touched[n], ValueOffsets);
         }
 
-        /// <summary>Whether a tensor's value is a slice of an inference copy's shared values: its own floats, not a pooled convolution's.</summary>
+        /// <summary>Whether a tensor's value is a slice of an inference copy's shared values: its own floats, not a pooled or normalized convolution's.</summary>
         private bool SharesInferenceValue(NodePlan node) =>
-            node.Spec.Kind != NodeKind.Input && !node.IsAlias && !node.IsDropout && !(node.Is(LayerKind.Conv2D) && PooledConvolutions.ContainsKey(node)) && node.AveragedBy is null;
+            node.Spec.Kind != NodeKind.Input && !node.IsAlias && !node.IsDropout && !(node.Is(LayerKind.Conv2D) && PooledConvolutions.ContainsKey(node))
+            && !IsNormalizedConvolution(node) && node.AveragedBy is null;
+
+        /// <summary>A Conv2D whose BatchNormalization it applies at inference (<see cref="NormalizedConvolutions"/>): its own output is written only while training.</summary>
+        public bool IsNormalizedConvolution(NodePlan node) => node.Is(LayerKind.Conv2D) && NormalizedConvolutions.ContainsKey(node);
 
         /// <summary>Each shared value's offset in an inference copy's values, in floats per sample (<see cref="PlanInferenceValues"/>).</summary>
         public Dictionary<NodePlan, int> ValueOffsets { get; } = new();
@@ -171,6 +178,9 @@ internal static partial class ModelEmitter
 
         /// <summary>The model's pooled convolutions and their poolings, each keyed by the other (ModelEmitter.PooledConvolutions).</summary>
         public Dictionary<NodePlan, NodePlan> PooledConvolutions { get; }
+
+        /// <summary>The model's normalized convolutions and their BatchNormalizations, each keyed by the other (ModelEmitter.NormalizedConvolutions).</summary>
+        public Dictionary<NodePlan, NodePlan> NormalizedConvolutions { get; }
 
         /// <summary>
         /// Floats a sample of a tensor's value and of its gradient: its shape's, but a pooled convolution's only for the outputs

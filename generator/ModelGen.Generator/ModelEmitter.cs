@@ -225,9 +225,10 @@ internal static partial class ModelEmitter
         {
             string size = $"maxBatchSize * {plan.Floats(node)}";
             // Dropout is the identity at inference, which reads its input's buffer; a convolution pooled as it is computed
-            // may never be written, in either pass.
+            // may never be written, in either pass; a normalized one is written only while training.
             if (node.IsDropout) w.Line($"{node.Output} = buffers.TrainingFloats({size});");
             else if (node.Is(LayerKind.Conv2D) && pooled.TryGetValue(node, out var pool)) w.Line($"{node.Output} = buffers.PooledConvolution({node.Window}, {pool.Window}, {size});");
+            else if (plan.IsNormalizedConvolution(node)) w.Line($"{node.Output} = buffers.TrainingFloats({size}); // only while training: at inference the convolution writes '{plan.NormalizedConvolutions[node].Title}' directly");
             else if (node.AveragedBy is not null) w.Line($"{node.Output} = buffers.Unwritten; // averaged in its table by '{node.AveragedBy.Title}'");
             else if (plan.SharesValues) w.Line($"{node.Output} = buffers.Value(maxBatchSize * {plan.ValueOffsets[node]}, {size});");
             else w.Line($"{node.Output} = buffers.Floats({size});");

@@ -350,6 +350,64 @@ public class GeneratorTests
     }
 
     [Fact]
+    public void A_convolution_read_only_by_a_batch_normalization_applies_it_at_inference()
+    {
+        var (code, _) = GeneratorHarness.RunAndFindMethod("""
+            using ModelGen;
+
+            [Functional(Loss = Loss.SparseCategoricalCrossentropy)]
+            public partial class Normalized
+            {
+                [Conv2D(8, 3, Activation.Relu, Padding = Padding.Same)] Conv2D first;
+                [BatchNormalization] BatchNormalization firstNorm;
+                [Conv2D(8, 3, Activation.Sigmoid, Padding = Padding.Same)] Conv2D curved;
+                [BatchNormalization] BatchNormalization curvedNorm;
+                [Conv2D(8, 1)] Conv2D shared;
+                [BatchNormalization] BatchNormalization sharedNorm;
+                [Conv2D(8, 1, Trainable = false)] Conv2D frozen;
+                [BatchNormalization(Trainable = false, Epsilon = 0.01)] BatchNormalization frozenNorm;
+                [GlobalAveragePooling2D] GlobalAveragePooling2D pool;
+                [Dense(3, Activation.Softmax)] Dense classes;
+
+                [Graph]
+                Tensor Forward([Shape(6, 6, 2)] Tensor image)
+                {
+                    var x = curvedNorm.Apply(curved.Apply(firstNorm.Apply(first.Apply(image))));
+                    var s = shared.Apply(x);
+                    var y = frozenNorm.Apply(frozen.Apply(Ops.Add(sharedNorm.Apply(s), s)));
+                    return classes.Apply(pool.Apply(y));
+                }
+            }
+            """, "Backward");
+
+        // first: training runs the two layers; inference the convolution alone, into the normalization's output.
+        Assert.Contains("// first: Conv2D(8, 3x3, strides 1, same, relu), (None, 6, 6, 2) -> (None, 6, 6, 8), computed with firstNorm below", code);
+        Assert.Contains("""
+                    if (training)
+                    {
+                        Convolution.Forward(image, firstPatches, FirstKernel, firstOutput, firstWindow, 8, batch, bias: FirstBias, relu: true, keepPatches: true);
+                        BatchNorm.TrainingForward(firstOutput, firstNormOutput, FirstNormGamma, FirstNormBeta, firstNormMean, firstNormVariance, firstNormInverseStd, batch * 36, 8, 0.001f);
+                    }
+                    else Convolution.Forward(image, firstPatches, FirstKernel, firstNormOutput, firstWindow, 8, batch, bias: FirstBias, relu: true, keepPatches: false, normalization: new BatchNormAtInference(FirstNormGamma, FirstNormBeta, FirstNormMovingMean, FirstNormMovingVariance, 0.001f));
+            """.Replace("\r\n", "\n"), code.Replace("\r\n", "\n"));
+        Assert.Contains("firstOutput = buffers.TrainingFloats(maxBatchSize * 288); // only while training: at inference the convolution writes 'firstNorm' directly", code);
+        // A frozen normalization runs with its moving statistics in both passes, after the convolution while training.
+        Assert.Contains("""
+                    if (training)
+                    {
+                        Convolution.Forward(addOutput, default, FrozenKernel, frozenOutput, frozenWindow, 8, batch, bias: FrozenBias, keepPatches: false);
+                        BatchNorm.InferenceForward(frozenOutput, frozenNormOutput, FrozenNormGamma, FrozenNormBeta, FrozenNormMovingMean, FrozenNormMovingVariance, batch * 36, 8, 0.01f);
+                    }
+                    else Convolution.Forward(addOutput, default, FrozenKernel, frozenNormOutput, frozenWindow, 8, batch, bias: FrozenBias, keepPatches: false, normalization: new BatchNormAtInference(FrozenNormGamma, FrozenNormBeta, FrozenNormMovingMean, FrozenNormMovingVariance, 0.01f));
+            """.Replace("\r\n", "\n"), code.Replace("\r\n", "\n"));
+        // Not a sigmoid's (applied after the convolution's call), nor a convolution another layer reads too.
+        Assert.Single(code.Split('\n'), line => line.Contains("Convolution.Forward(firstNormOutput, curvedPatches, CurvedKernel, curvedOutput,"));
+        Assert.Contains("else BatchNorm.InferenceForward(curvedOutput, curvedNormOutput,", code);
+        Assert.Contains("else BatchNorm.InferenceForward(sharedOutput, sharedNormOutput,", code);
+        Assert.Equal(2, code.Split('\n').Count(line => line.Contains("new BatchNormAtInference(")));
+    }
+
+    [Fact]
     public void A_pointwise_convolution_keeps_no_patches_and_takes_its_kernel_gradient_from_its_input()
     {
         var (code, backward) = GeneratorHarness.RunAndFindMethod("""

@@ -22,6 +22,7 @@ public class InferenceCopyTests
         nameof(NormalizedMlp),      // BatchNormalization's moving statistics
         nameof(MultiOutput),        // two outputs side by side
         nameof(WideNormalized),     // 320, 600 and 700 units: last slices of columns narrower than a tile
+        nameof(NormalizedBlocks),   // convolutions applying their BatchNormalization, in its block, to a value read by nothing else
     };
 
     private static IModel Create(string name) => name switch
@@ -35,6 +36,7 @@ public class InferenceCopyTests
         nameof(NormalizedMlp) => new NormalizedMlp(Capacity, seed: 7),
         nameof(MultiOutput) => new MultiOutput(Capacity, seed: 8),
         nameof(WideNormalized) => new WideNormalized(Capacity, seed: 9),
+        nameof(NormalizedBlocks) => new NormalizedBlocks(Capacity, seed: 10),
         _ => throw new ArgumentException(name),
     };
 

@@ -155,3 +155,32 @@ public partial class WideNormalized
     [LayerNormalization] public LayerNormalization layerNorm;
     [Dense(700, Activation.Softmax)] public Dense head;
 }
+
+/// <summary>
+/// A convolution read only by a BatchNormalization, whose output is the model's: at inference the convolution applies the
+/// normalization to its outputs as it computes them (20 filters: a whole vector and a masked one on every SIMD path).
+/// </summary>
+[Sequential(Loss = Loss.MeanSquaredError)]
+public partial class NormalizedConvolution
+{
+    [Input(5, 5, 3)] public Input image;
+    [Conv2D(20, 3, Activation.Relu, Padding = Padding.Same)] public Conv2D conv;
+    [BatchNormalization] public BatchNormalization norm;
+    [Flatten] public Flatten flatten;
+}
+
+/// <summary>
+/// Two convolutions each applying its BatchNormalization at inference, the second reading a tensor nothing else reads: an
+/// inference copy must keep that tensor's floats until the normalization's block, where the convolution now runs.
+/// </summary>
+[Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
+public partial class NormalizedBlocks
+{
+    [Input(6, 6, 3)] public Input image;
+    [Conv2D(16, 3, Activation.Relu, Padding = Padding.Same)] public Conv2D conv1;
+    [BatchNormalization] public BatchNormalization norm1;
+    [Conv2D(16, 1, Activation.Relu)] public Conv2D conv2;
+    [BatchNormalization] public BatchNormalization norm2;
+    [GlobalAveragePooling2D] public GlobalAveragePooling2D pool;
+    [Dense(3, Activation.Softmax)] public Dense head;
+}

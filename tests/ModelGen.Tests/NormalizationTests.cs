@@ -1,3 +1,4 @@
+using ModelGen.Kernels;
 using ModelGen.Training;
 
 namespace ModelGen.Tests;
@@ -158,6 +159,68 @@ public class NormalizationTests
         var from = expected.Layers.Single(l => l.Name == layer).Parameters;
         var to = actual.Layers.Single(l => l.Name == layer).Parameters;
         Assert.Equal(from.Select(p => p.Values.ToArray()), to.Select(p => p.Values.ToArray()));
+    }
+
+    /// <summary>
+    /// At inference a convolution applies the BatchNormalization after it to its outputs as it computes them: the prediction
+    /// is the two layers' kernels one after the other, bit for bit, with the trained gamma, beta and moving statistics, and
+    /// the layers' definition in double.
+    /// </summary>
+    [Fact]
+    public void A_convolution_applies_its_normalization_at_inference_with_the_bits_of_the_two_layers()
+    {
+        const int batch = 4, filters = 20, pixels = 25;
+        var model = new NormalizedConvolution(batch, seed: 10);
+        var x = Inputs(batch, NormalizedConvolution.InputSize, seed: 11);
+        var y = Inputs(batch, NormalizedConvolution.OutputSize, seed: 12);
+        var sgd = new Sgd(0.1f);
+        for (int step = 0; step < 3; step++) model.TrainStep(x, y, sgd);
+        var (gamma, beta, mean, variance) = (model.norm.Gamma.Values.ToArray(), model.norm.Beta.Values.ToArray(), model.norm.MovingMean.Values.ToArray(), model.norm.MovingVariance.Values.ToArray());
+        Assert.All(new[] { gamma.Select(g => g - 1f), beta, mean, variance.Select(v => v - 1f) }, values => Assert.Contains(values, v => v != 0f));
+
+        var predicted = Predict(model, x, batch);
+        var window = new Window(5, 5, 3, 3, 3, 1, 1, Same: true);
+        var convolved = new float[batch * pixels * filters];
+        var kernel = model.conv.Kernel.Values.ToArray();
+        var bias = model.conv.Bias!.Values.ToArray();
+        Convolution.Forward(x, Span<float>.Empty, kernel, convolved, window, filters, batch, bias, relu: true, keepPatches: false);
+        var twoLayers = new float[convolved.Length];
+        BatchNorm.InferenceForward(convolved, twoLayers, gamma, beta, mean, variance, batch * pixels, filters, 1e-3f);
+        Assert.Equal(twoLayers.Select(BitConverter.SingleToInt32Bits), predicted.Select(BitConverter.SingleToInt32Bits));
+
+        for (int n = 0, at = 0; n < batch; n++)
+            for (int oy = 0; oy < 5; oy++)
+                for (int ox = 0; ox < 5; ox++)
+                    for (int f = 0; f < filters; f++, at++)
+                    {
+                        double sum = bias[f];
+                        for (int ky = 0; ky < 3; ky++)
+                            for (int kx = 0; kx < 3; kx++)
+                                for (int c = 0; c < 3; c++)
+                                {
+                                    int iy = oy + ky - 1, ix = ox + kx - 1;
+                                    if (iy >= 0 && iy < 5 && ix >= 0 && ix < 5)
+                                        sum += (double)x[((n * 5 + iy) * 5 + ix) * 3 + c] * kernel[((ky * 3 + kx) * 3 + c) * filters + f];
+                                }
+                        double normalised = (Math.Max(sum, 0) - mean[f]) / Math.Sqrt(variance[f] + 1e-3) * gamma[f] + beta[f];
+                        Assert.Equal(normalised, predicted[at], tolerance: 2e-5);
+                    }
+    }
+
+    /// <summary>A frozen BatchNormalization runs after its convolution in a training step and inside it at inference: the same outputs, bit for bit.</summary>
+    [Fact]
+    public void A_frozen_normalization_gives_a_training_step_the_outputs_of_a_prediction()
+    {
+        var model = new FrozenBackbone(6, seed: 13);
+        var x = Inputs(6, FrozenBackbone.InputSize, seed: 14);
+        var y = Enumerable.Range(0, 6).Select(i => (float)(i % 3)).ToArray();
+        var adam = new Adam(0.05f);
+        for (int step = 0; step < 2; step++)
+        {
+            var predicted = Predict(model, x, 6);
+            model.TrainStep(x, y, adam);
+            Assert.Equal(predicted.Select(BitConverter.SingleToInt32Bits), model.LastTrainingOutputs.ToArray().Select(BitConverter.SingleToInt32Bits));
+        }
     }
 
     private static float[] Inputs(int batch, int size, int seed)

@@ -428,7 +428,7 @@ internal static partial class ModelEmitter
         }
         w.Line(layer.Trainable
             ? $"// {norm.Title}: BatchNormalization, with the batch's statistics after {conv.Title} while training; at inference, with the moving ones, applied by {conv.Title} to its outputs as it computes them"
-            : $"// {norm.Title}: BatchNormalization{moving}, with the moving statistics, after {conv.Title} while training (the backward pass reads its output) and applied by it at inference");
+            : $"// {norm.Title}: BatchNormalization{moving}, with the moving statistics: after {conv.Title} while training (its output kept for the backward pass), at inference applied by {conv.Title} to its outputs as it computes them");
         w.Open("if (training)");
         w.Line(ConvolutionCall(conv, conv.Output, conv.UsesPatches ? "true" : "false"));
         w.Line(layer.Trainable

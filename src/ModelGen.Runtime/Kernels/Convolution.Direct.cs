@@ -99,17 +99,20 @@ public static partial class Convolution
                 var plane = Plane.For(image, window, top, bottom);
                 switch (Simd.Current)
                 {
-                    case SimdPath.Avx512 when filters < 4 * Vector512<float>.Count: Rows<Lanes512, Vector512<float>, Yes>(image, plane, pixels, top, bottom); break;
-                    case SimdPath.Avx512: Rows<Lanes512, Vector512<float>, No>(image, plane, pixels, top, bottom); break;
-                    case SimdPath.Avx2: Rows<Lanes256, Vector256<float>, No>(image, plane, pixels, top, bottom); break;
-                    default: Rows<Lanes128, Vector128<float>, No>(image, plane, pixels, top, bottom); break;
+                    case SimdPath.Avx512 when filters < 4 * Vector512<float>.Count: RunRows<Lanes512, Vector512<float>, Yes>(image, plane, pixels, top, bottom); break;
+                    case SimdPath.Avx512: RunRows<Lanes512, Vector512<float>, No>(image, plane, pixels, top, bottom); break;
+                    case SimdPath.Avx2: RunRows<Lanes256, Vector256<float>, No>(image, plane, pixels, top, bottom); break;
+                    default: RunRows<Lanes128, Vector128<float>, No>(image, plane, pixels, top, bottom); break;
                 }
                 row += bottom - top;
             }
         }
 
-        /// <summary>A kernel compiled with the fold or without it: its test in every pixel's store cost the passes without one 5-10%.</summary>
-        private void Rows<TLanes, TVector, TEight>(float* image, in Plane plane, float* pixels, int top, int bottom)
+        /// <summary>
+        /// Output rows [top, bottom) of one sample by the kernel compiled with the fold or without it: a test for the fold in
+        /// every pixel's store cost the passes without one 5-10%.
+        /// </summary>
+        private void RunRows<TLanes, TVector, TEight>(float* image, in Plane plane, float* pixels, int top, int bottom)
             where TLanes : struct, ILanes<TVector> where TVector : struct where TEight : IFlag
         {
             if (fold.IsEmpty) Direct<TLanes, TVector, TEight, No>(image, plane, kernel, bias, pixels, window, filters, relu, top, bottom, fold);

@@ -387,8 +387,8 @@ public static class BatchNorm
 /// <summary>
 /// y = x·scale + shift per channel over rows of <c>channels</c> (x and y the same or apart), one fused multiply-add a value:
 /// a batch normalization once its scale and shift are known. A vector of channels at a time down a block of rows, its
-/// scale and shift held in registers: a row at a time reloaded both for every vector (a MobileNet block's 8192 rows of
-/// 64: 46 us on two cores).
+/// scale and shift held in registers: a row at a time (ShortRows) reloaded both for every vector, 256 bits wide (a
+/// MobileNet block's 8192 rows of 64 on two cores: 46 -> 36 us).
 /// </summary>
 internal readonly unsafe struct AffineRows(float* x, float* y, float* scale, float* shift, int channels) : IVectorRanges
 {

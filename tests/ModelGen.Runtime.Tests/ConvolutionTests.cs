@@ -511,7 +511,8 @@ public class ConvolutionTests
     /// <summary>
     /// A BatchNormalization at inference applied by the convolution to its outputs as it computes them gives what the two
     /// kernels give one after the other, bit for bit, on every route (directly, with pixels in the lanes, through patches),
-    /// every SIMD path and thread count, with and without ReLU, patches kept or not; nothing past the output is written.
+    /// every SIMD path and thread count, with and without ReLU, patches kept or not, and with the ReLU of a layer after the
+    /// normalization or without; nothing past the output is written.
     /// </summary>
     [Theory, MemberData(nameof(SmallWindows)), MemberData(nameof(LargeWindows))]
     public void A_batch_normalization_at_inference_applied_by_the_convolution_is_the_two_kernels_bit_for_bit(int height, int width, int channels,
@@ -533,22 +534,25 @@ public class ConvolutionTests
             foreach (int threads in new[] { 1, 2 })
                 foreach (bool relu in new[] { true, false })
                     foreach (bool keepPatches in new[] { false, true })
-                    {
-                        var convolved = new float[outputFloats];
-                        var expected = new float[outputFloats];
-                        var folded = new float[outputFloats + 20];
-                        Array.Fill(folded, -3f);
-                        KernelSettings.OnThreads(threads, () =>
+                        foreach (bool reluAfter in new[] { false, true })
                         {
-                            Convolution.Forward(image, patches, kernel, convolved, window, filters, batch, bias, relu, keepPatches);
-                            BatchNorm.InferenceForward(convolved, expected, gamma, beta, movingMean, movingVariance, batch * window.Positions, filters, 0.001f);
-                            Convolution.Forward(image, patches, kernel, folded, window, filters, batch, bias, relu, keepPatches,
-                                new BatchNormAtInference(gamma, beta, movingMean, movingVariance, 0.001f));
-                        });
-                        for (int i = 0; i < outputFloats; i++)
-                            AssertSameBits(expected[i], folded[i], $"{path}, {threads} threads, relu {relu}, patches kept {keepPatches}: output {i}");
-                        Assert.All(folded.Skip(outputFloats), v => Assert.Equal(-3f, v));
-                    }
+                            var convolved = new float[outputFloats];
+                            var expected = new float[outputFloats];
+                            var folded = new float[outputFloats + 20];
+                            Array.Fill(folded, -3f);
+                            KernelSettings.OnThreads(threads, () =>
+                            {
+                                Convolution.Forward(image, patches, kernel, convolved, window, filters, batch, bias, relu, keepPatches);
+                                BatchNorm.InferenceForward(convolved, expected, gamma, beta, movingMean, movingVariance, batch * window.Positions, filters, 0.001f);
+                                if (reluAfter) Activations.Forward(Activation.Relu, expected, batch * window.Positions, filters);
+                                Convolution.Forward(image, patches, kernel, folded, window, filters, batch, bias, relu, keepPatches,
+                                    new BatchNormAtInference(gamma, beta, movingMean, movingVariance, 0.001f, reluAfter));
+                            });
+                            for (int i = 0; i < outputFloats; i++)
+                                AssertSameBits(expected[i], folded[i], $"{path}, {threads} threads, relu {relu}, patches kept {keepPatches}, relu after {reluAfter}: output {i}");
+                            Assert.All(folded.Skip(outputFloats), v => Assert.Equal(-3f, v));
+                            if (!reluAfter) Assert.Contains(expected.Take(outputFloats), v => v < 0);
+                        }
         }
     }
 

@@ -184,9 +184,14 @@ public class BatchNormTests
             float shift = beta[c] - mean[c] * scale;
             for (int r = 0; r < rows; r++) expected[r * channels + c] = MathF.FusedMultiplyAdd(x[r * channels + c], scale, shift);
         }
+        // With the ReLU of a layer that alone reads it, applied in the same pass: max(y, 0) of the same values.
+        var rectified = inPlace ? (float[])x.Clone() : new float[x.Length];
+        BatchNorm.InferenceForward(inPlace ? rectified : x, rectified, gamma, beta, mean, variance, rows, channels, epsilon, relu: true);
         var y = inPlace ? x : new float[x.Length];
         BatchNorm.InferenceForward(x, y, gamma, beta, mean, variance, rows, channels, epsilon);
         Assert.Equal(expected, y);
+        Assert.Contains(expected, v => v < 0);
+        Assert.Equal(expected.Select(v => MathF.Max(v, 0f)), rectified);
     }
 
     /// <summary>
@@ -253,11 +258,13 @@ public class BatchNormTests
 
         foreach (int threads in new[] { 1, 2 })
         {
-            var y = new float[x.Length];
+            var (y, rectified) = (new float[x.Length], new float[x.Length]);
             var (batchMean, batchVariance, batchInverseStd) = (new float[channels], new float[channels], new float[channels]);
+            var (rectifiedMean, rectifiedVariance, rectifiedInverseStd) = (new float[channels], new float[channels], new float[channels]);
             var (dx, frozenDx, dgamma, dbeta) = ((float[])dxStart.Clone(), (float[])dxStart.Clone(), new float[channels], new float[channels]);
             KernelSettings.OnThreads(threads, () =>
             {
+                BatchNorm.TrainingForward(x, rectified, gamma, beta, rectifiedMean, rectifiedVariance, rectifiedInverseStd, rows, channels, epsilon, relu: true);
                 BatchNorm.TrainingForward(x, y, gamma, beta, batchMean, batchVariance, batchInverseStd, rows, channels, epsilon);
                 BatchNorm.TrainingBackward(dy, x, gamma, batchMean, batchInverseStd, dx, dgamma, dbeta, rows, channels,
                     computeInput: true, accumulateInput: accumulate, computeWeights: true, accumulateWeights: false);
@@ -267,6 +274,11 @@ public class BatchNormTests
             Assert.Equal(variance, batchVariance);
             Assert.Equal(inverseStd, batchInverseStd);
             Assert.Equal(expectedY, y);
+            // A ReLU that alone reads the layer, in the same pass: the same statistics, max(y, 0) of the same values.
+            Assert.Equal(mean, rectifiedMean);
+            Assert.Equal(variance, rectifiedVariance);
+            Assert.Equal(inverseStd, rectifiedInverseStd);
+            Assert.Equal(expectedY.Select(v => MathF.Max(v, 0f)), rectified);
             Assert.Equal(sumDyXhat, dgamma);
             Assert.Equal(sumDy, dbeta);
             Assert.Equal(expectedDx, dx);

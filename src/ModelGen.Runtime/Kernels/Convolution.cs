@@ -192,12 +192,13 @@ public static partial class Convolution
 
     /// <summary>
     /// y = y·scale + shift over each pixel's channels of <see cref="Output"/> (a BatchNormalization at inference, folded by
-    /// <see cref="BatchNormAtInference.Fold"/>); empty where there is none.
+    /// <see cref="BatchNormAtInference.Fold"/>), then max(y, 0) where <see cref="Relu"/>; empty where there is none.
     /// </summary>
-    internal readonly unsafe struct OutputFold(float* output, float* scale, float* shift, int channels)
+    internal readonly unsafe struct OutputFold(float* output, float* scale, float* shift, int channels, bool relu)
     {
         public readonly float* Output = output, Scale = scale, Shift = shift;
         public readonly int Channels = channels;
+        public readonly bool Relu = relu;
 
         public bool IsEmpty => Scale == null;
 
@@ -205,7 +206,8 @@ public static partial class Convolution
         public void Apply(int first, int count)
         {
             float* pixels = Output + (long)first * Channels;
-            Simd.RunRanges(new AffineRows(pixels, pixels, Scale, Shift, Channels), 0, count);
+            if (Relu) Simd.RunRanges(new AffineRows<Yes>(pixels, pixels, Scale, Shift, Channels), 0, count);
+            else Simd.RunRanges(new AffineRows<No>(pixels, pixels, Scale, Shift, Channels), 0, count);
         }
     }
 

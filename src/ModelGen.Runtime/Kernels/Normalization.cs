@@ -22,24 +22,25 @@ public static class BatchNorm
 
     /// <summary>
     /// Training mode: normalises with the batch's statistics, which it leaves in <paramref name="mean"/>, <paramref name="variance"/>
-    /// (for the moving statistics) and <paramref name="inverseStd"/> (for the backward pass).
+    /// (for the moving statistics) and <paramref name="inverseStd"/> (for the backward pass). With <paramref name="relu"/>, y is
+    /// the ReLU of the normalization (a ReLU that alone reads the layer: its backward pass reads x, never its own output).
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
     public static void TrainingForward(ReadOnlySpan<float> x, Span<float> y, ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta,
-        Span<float> mean, Span<float> variance, Span<float> inverseStd, int rows, int channels, float epsilon)
+        Span<float> mean, Span<float> variance, Span<float> inverseStd, int rows, int channels, float epsilon, bool relu = false)
     {
         Require(x.Length >= rows * channels && y.Length >= rows * channels && gamma.Length >= channels && beta.Length >= channels
             && mean.Length >= channels && variance.Length >= channels && inverseStd.Length >= channels, "", rows, channels);
         ColumnSums<Values>(x, shift: default, factor: default, rows, channels, mean, divideBy: rows);
         ColumnSums<Squares>(x, shift: mean, factor: default, rows, channels, variance, divideBy: rows);
         for (int c = 0; c < channels; c++) inverseStd[c] = 1f / MathF.Sqrt(variance[c] + epsilon);
-        Normalize(x, y, gamma, beta, mean, inverseStd, rows, channels);
+        Normalize(x, y, gamma, beta, mean, inverseStd, rows, channels, relu);
     }
 
-    /// <summary>Inference mode (and a frozen layer in training): normalises with the moving statistics.</summary>
+    /// <summary>Inference mode (and a frozen layer in training): normalises with the moving statistics, then takes the ReLU where <paramref name="relu"/>.</summary>
     [MethodImpl(Compiled.Kernel)]
     public static void InferenceForward(ReadOnlySpan<float> x, Span<float> y, ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta,
-        ReadOnlySpan<float> movingMean, ReadOnlySpan<float> movingVariance, int rows, int channels, float epsilon)
+        ReadOnlySpan<float> movingMean, ReadOnlySpan<float> movingVariance, int rows, int channels, float epsilon, bool relu = false)
     {
         Require(x.Length >= rows * channels && y.Length >= rows * channels && gamma.Length >= channels && beta.Length >= channels
             && movingMean.Length >= channels && movingVariance.Length >= channels, "", rows, channels);
@@ -47,19 +48,19 @@ public static class BatchNorm
         var scale = scaleScratch.Span.Slice(0, channels);
         var shift = scaleScratch.Span.Slice(channels, channels);
         new BatchNormAtInference(gamma, beta, movingMean, movingVariance, epsilon).Fold(scale, shift);
-        Affine(x, y, scale, shift, rows, channels);
+        Affine(x, y, scale, shift, rows, channels, relu);
     }
 
     /// <summary>y = x·inv + (beta - mean·inv), inv = gamma·inverseStd: Keras' order of operations.</summary>
     [MethodImpl(Compiled.Driver)]
     private static void Normalize(ReadOnlySpan<float> x, Span<float> y, ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta,
-        ReadOnlySpan<float> mean, ReadOnlySpan<float> inverseStd, int rows, int channels)
+        ReadOnlySpan<float> mean, ReadOnlySpan<float> inverseStd, int rows, int channels, bool relu)
     {
         using var scaleScratch = Scratch<float>.Rent(2 * channels);
         var scale = scaleScratch.Span.Slice(0, channels);
         var shift = scaleScratch.Span.Slice(channels, channels);
         ScaleAndShift(gamma, beta, mean, inverseStd, scale, shift);
-        Affine(x, y, scale, shift, rows, channels);
+        Affine(x, y, scale, shift, rows, channels, relu);
     }
 
     /// <summary>inv = gamma·inverseStd and beta - mean·inv per channel, each operation rounded on its own.</summary>
@@ -72,14 +73,25 @@ public static class BatchNorm
         TensorPrimitives.Subtract(beta.Slice(0, channels), shift, shift);
     }
 
-    /// <summary>y = x·scale + shift per channel, one fused multiply-add each: the normalization once its scale and shift are known.</summary>
+    /// <summary>
+    /// y = x·scale + shift per channel, one fused multiply-add each: the normalization once its scale and shift are known; then
+    /// max(y, 0) where <paramref name="relu"/> (a ReLU that alone reads the layer, applied while the value is in a register).
+    /// </summary>
     [MethodImpl(Compiled.Driver)]
-    private static unsafe void Affine(ReadOnlySpan<float> x, Span<float> y, ReadOnlySpan<float> scale, ReadOnlySpan<float> shift, int rows, int channels)
+    private static unsafe void Affine(ReadOnlySpan<float> x, Span<float> y, ReadOnlySpan<float> scale, ReadOnlySpan<float> shift, int rows, int channels, bool relu)
     {
         fixed (float* px = x, py = y, pa = scale, pb = shift)
         {
-            var work = new AffineRows(px, py, pa, pb, channels);
-            Helper.ForRanges(ref work, rows, floatsPerItem: 2L * channels);
+            if (relu)
+            {
+                var work = new AffineRows<Yes>(px, py, pa, pb, channels);
+                Helper.ForRanges(ref work, rows, floatsPerItem: 2L * channels);
+            }
+            else
+            {
+                var work = new AffineRows<No>(px, py, pa, pb, channels);
+                Helper.ForRanges(ref work, rows, floatsPerItem: 2L * channels);
+            }
         }
     }
 
@@ -388,9 +400,10 @@ public static class BatchNorm
 /// y = x·scale + shift per channel over rows of <c>channels</c> (x and y the same or apart), one fused multiply-add a value:
 /// a batch normalization once its scale and shift are known. A vector of channels at a time down a block of rows, its
 /// scale and shift held in registers: a row at a time (ShortRows) reloaded both for every vector, 256 bits wide (a
-/// MobileNet block's 8192 rows of 64 on two cores: 46 -> 36 us).
+/// MobileNet block's 8192 rows of 64 on two cores: 46 -> 36 us). Where <typeparamref name="TRelu"/>, max(y, 0) before the
+/// store: a ReLU after the normalization, with Activations.Forward's bits.
 /// </summary>
-internal readonly unsafe struct AffineRows(float* x, float* y, float* scale, float* shift, int channels) : IVectorRanges
+internal readonly unsafe struct AffineRows<TRelu>(float* x, float* y, float* scale, float* shift, int channels) : IVectorRanges where TRelu : IFlag
 {
     /// <summary>Rows a block: 32 rows of 64 channels are 8 KB, a few pages the passes over its vectors stay within.</summary>
     private const int BlockRows = 32;
@@ -410,29 +423,38 @@ internal readonly unsafe struct AffineRows(float* x, float* y, float* scale, flo
             {
                 TVector a = TLanes.Load(ref scale[c]), b = TLanes.Load(ref shift[c]);
                 for (long r = 0, at = c; r < rows; r++, at += channels)
-                    TLanes.Store(ref to[at], TLanes.MultiplyAdd(TLanes.Load(ref from[at]), a, b));
+                    TLanes.Store(ref to[at], Rectified<TLanes, TVector>(TLanes.MultiplyAdd(TLanes.Load(ref from[at]), a, b)));
             }
             if (c == channels) continue;
             int rest = channels - c;
             TVector lastScale = TLanes.LoadFirst(ref scale[c], rest), lastShift = TLanes.LoadFirst(ref shift[c], rest);
             for (long r = 0, at = c; r < rows; r++, at += channels)
-                TLanes.StoreFirst(ref to[at], TLanes.MultiplyAdd(TLanes.LoadFirst(ref from[at], rest), lastScale, lastShift), rest);
+                TLanes.StoreFirst(ref to[at], Rectified<TLanes, TVector>(TLanes.MultiplyAdd(TLanes.LoadFirst(ref from[at], rest), lastScale, lastShift)), rest);
         }
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static TVector Rectified<TLanes, TVector>(TVector value) where TLanes : struct, ILanes<TVector> where TVector : struct =>
+        TRelu.IsSet ? TLanes.Relu(value) : value;
 }
 
 /// <summary>
 /// A BatchNormalization at inference (its moving statistics), for a kernel that applies it to its outputs as it writes
 /// them, while they are still in cache (<see cref="Convolution.Forward"/>): each channel times its scale plus its shift,
-/// both worked out as <see cref="BatchNorm.InferenceForward"/> works them out, so the values are its values bit for bit.
+/// both worked out as <see cref="BatchNorm.InferenceForward"/> works them out, so the values are its values bit for bit;
+/// then, where <paramref name="relu"/>, the ReLU of a layer that alone reads the normalization (Keras' Conv2D, BatchNormalization,
+/// Activation('relu')), as Activations.Forward takes it.
 /// </summary>
 public readonly ref struct BatchNormAtInference(ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta, ReadOnlySpan<float> movingMean,
-    ReadOnlySpan<float> movingVariance, float epsilon)
+    ReadOnlySpan<float> movingVariance, float epsilon, bool relu = false)
 {
     private readonly ReadOnlySpan<float> gamma = gamma, beta = beta, movingMean = movingMean, movingVariance = movingVariance;
 
     /// <summary>No normalization (a kernel's default).</summary>
     public bool IsEmpty => gamma.IsEmpty;
+
+    /// <summary>Whether a ReLU follows the normalization.</summary>
+    public bool Relu => relu;
 
     /// <summary>Whether every operand holds <paramref name="channels"/> floats.</summary>
     public bool Covers(int channels) => gamma.Length >= channels && beta.Length >= channels && movingMean.Length >= channels && movingVariance.Length >= channels;

@@ -102,7 +102,7 @@ internal static partial class ModelEmitter
                 {
                     var norm = node.Layer!;
                     var (rows, channels) = Rows(spec);
-                    string inference = $"BatchNorm.InferenceForward({inputs[0]}, {node.Output}, {Plan.View(norm, "Gamma")}, {Plan.View(norm, "Beta")}, {Plan.View(norm, "MovingMean")}, {Plan.View(norm, "MovingVariance")}, {rows}, {channels}, {Literal(norm.Epsilon)}f);";
+                    string inference = $"BatchNorm.InferenceForward({inputs[0]}, {node.WrittenTo}, {Plan.View(norm, "Gamma")}, {Plan.View(norm, "Beta")}, {Plan.View(norm, "MovingMean")}, {Plan.View(norm, "MovingVariance")}, {rows}, {channels}, {Literal(norm.Epsilon)}f{RectifiedArgument(node)});";
                     if (normalizedConvolutions.TryGetValue(node, out var normalizedBy))
                     {
                         EmitNormalizedConvolution(w, normalizedBy, node, inferenceOnly, inference, rows, channels);
@@ -110,12 +110,12 @@ internal static partial class ModelEmitter
                     }
                     if (inferenceOnly || !norm.Trainable)
                     {
-                        w.Line($"// {node.Title}: BatchNormalization{(norm.Trainable ? "" : " (frozen: inference mode, as Keras)")}, with the moving statistics");
+                        w.Line($"// {node.Title}: BatchNormalization{(norm.Trainable ? "" : " (frozen: inference mode, as Keras)")}, with the moving statistics{Rectified(node)}");
                         w.Line(inference);
                         break;
                     }
-                    w.Line($"// {node.Title}: BatchNormalization, with the batch's statistics while training and the moving ones at inference");
-                    w.Line($"if (training) BatchNorm.TrainingForward({inputs[0]}, {node.Output}, {Plan.View(norm, "Gamma")}, {Plan.View(norm, "Beta")}, {node.Mean}, {node.Variance}, {node.InverseStd}, {rows}, {channels}, {Literal(norm.Epsilon)}f);");
+                    w.Line($"// {node.Title}: BatchNormalization, with the batch's statistics while training and the moving ones at inference{Rectified(node)}");
+                    w.Line($"if (training) {BatchStatisticsForward(node, inputs[0], rows, channels)}");
                     w.Line($"else {inference}");
                     break;
                 }
@@ -224,6 +224,11 @@ internal static partial class ModelEmitter
                 case NodeKind.Layer:
                 case NodeKind.Function:
                     var activation = spec.Kind == NodeKind.Layer ? node.Layer!.Activation : spec.Activation;
+                    if (node.IsAppliedByNormalization)
+                    {
+                        w.Line($"// {node.Title}: Activation({Lower(activation)}), taken by {node.Inputs[0].Title}'s pass above as it wrote this output");
+                        break;
+                    }
                     w.Line($"// {node.Title}: Activation({Lower(activation)})");
                     EmitActivation(w, activation, node.Output, spec, source: inputs[0]);
                     break;
@@ -417,26 +422,37 @@ internal static partial class ModelEmitter
     private static void EmitNormalizedConvolution(CodeWriter w, NodePlan conv, NodePlan norm, bool inferenceOnly, string inference, string rows, int channels)
     {
         var layer = norm.Layer!;
-        string applied = $"new BatchNormAtInference({Plan.View(layer, "Gamma")}, {Plan.View(layer, "Beta")}, {Plan.View(layer, "MovingMean")}, {Plan.View(layer, "MovingVariance")}, {Literal(layer.Epsilon)}f)";
-        string atInference = ConvolutionCall(conv, norm.Output, "false", applied);
+        string applied = $"new BatchNormAtInference({Plan.View(layer, "Gamma")}, {Plan.View(layer, "Beta")}, {Plan.View(layer, "MovingMean")}, {Plan.View(layer, "MovingVariance")}, {Literal(layer.Epsilon)}f{RectifiedArgument(norm)})";
+        string atInference = ConvolutionCall(conv, norm.WrittenTo, "false", applied);
         string moving = layer.Trainable ? "" : " (frozen: inference mode, as Keras)";
         if (inferenceOnly)
         {
-            w.Line($"// {norm.Title}: BatchNormalization{moving}, with the moving statistics, applied by {conv.Title} to its outputs as it computes them");
+            w.Line($"// {norm.Title}: BatchNormalization{moving}, with the moving statistics, applied by {conv.Title} to its outputs as it computes them{Rectified(norm)}");
             w.Line(atInference);
             return;
         }
         w.Line(layer.Trainable
-            ? $"// {norm.Title}: BatchNormalization, with the batch's statistics after {conv.Title} while training; at inference, with the moving ones, applied by {conv.Title} to its outputs as it computes them"
-            : $"// {norm.Title}: BatchNormalization{moving}, with the moving statistics: after {conv.Title} while training (its output kept for the backward pass), at inference applied by {conv.Title} to its outputs as it computes them");
+            ? $"// {norm.Title}: BatchNormalization, with the batch's statistics after {conv.Title} while training; at inference, with the moving ones, applied by {conv.Title} to its outputs as it computes them{Rectified(norm)}"
+            : $"// {norm.Title}: BatchNormalization{moving}, with the moving statistics: after {conv.Title} while training (its output kept for the backward pass), at inference applied by {conv.Title} to its outputs as it computes them{Rectified(norm)}");
         w.Open("if (training)");
         w.Line(ConvolutionCall(conv, conv.Output, conv.UsesPatches ? "true" : "false"));
-        w.Line(layer.Trainable
-            ? $"BatchNorm.TrainingForward({conv.Output}, {norm.Output}, {Plan.View(layer, "Gamma")}, {Plan.View(layer, "Beta")}, {norm.Mean}, {norm.Variance}, {norm.InverseStd}, {rows}, {channels}, {Literal(layer.Epsilon)}f);"
-            : inference);
+        w.Line(layer.Trainable ? BatchStatisticsForward(norm, conv.Output, rows, channels) : inference);
         w.Close();
         w.Line($"else {atInference}");
     }
+
+    /// <summary>A trainable BatchNormalization's forward call with the batch's statistics, into its output or its ReLU's.</summary>
+    private static string BatchStatisticsForward(NodePlan norm, string input, string rows, int channels)
+    {
+        var layer = norm.Layer!;
+        return $"BatchNorm.TrainingForward({input}, {norm.WrittenTo}, {Plan.View(layer, "Gamma")}, {Plan.View(layer, "Beta")}, {norm.Mean}, {norm.Variance}, {norm.InverseStd}, {rows}, {channels}, {Literal(layer.Epsilon)}f{RectifiedArgument(norm)});";
+    }
+
+    /// <summary>The argument that has a normalization's pass take the ReLU after it (<see cref="NodePlan.RectifiedBy"/>); none without one.</summary>
+    private static string RectifiedArgument(NodePlan norm) => norm.RectifiedBy is null ? "" : ", relu: true";
+
+    /// <summary>The end of a normalization's comment that says it takes its ReLU and writes that's output.</summary>
+    private static string Rectified(NodePlan norm) => norm.RectifiedBy is { } relu ? $", and then the ReLU, written as '{relu.Title}'" : "";
 
     /// <summary>A Conv2D's forward call into <paramref name="output"/>, its bias and ReLU in the epilogue, and a BatchNormalization after them where given.</summary>
     private static string ConvolutionCall(NodePlan conv, string output, string keepPatches, string? normalization = null)

@@ -230,6 +230,7 @@ internal static partial class ModelEmitter
             else if (node.Is(LayerKind.Conv2D) && pooled.TryGetValue(node, out var pool)) w.Line($"{node.Output} = buffers.PooledConvolution({node.Window}, {pool.Window}, {size});");
             else if (plan.IsNormalizedConvolution(node)) w.Line($"{node.Output} = buffers.TrainingFloats({size}); // only while training: at inference the convolution writes '{plan.NormalizedConvolutions[node].Title}' directly");
             else if (node.AveragedBy is not null) w.Line($"{node.Output} = buffers.Unwritten; // averaged in its table by '{node.AveragedBy.Title}'");
+            else if (node.RectifiedBy is not null) w.Line($"{node.Output} = buffers.Unwritten; // its pass writes '{node.RectifiedBy.Title}', the ReLU taken");
             else if (plan.SharesValues) w.Line($"{node.Output} = buffers.Value(maxBatchSize * {plan.ValueOffsets[node]}, {size});");
             else w.Line($"{node.Output} = buffers.Floats({size});");
             if (plan.GradientOffsets.TryGetValue(node, out int offset))
@@ -250,7 +251,7 @@ internal static partial class ModelEmitter
         if (patchGradients.Count > 0) w.Line($"{NodePlan.PatchGradient} = buffers.TrainingFloats({patchGradients.Skip(1).Aggregate(patchGradients[0], (max, next) => $"Math.Max({max}, {next})")});");
         foreach (var node in plan.SubModels.SelectMany(sub => sub.Nodes).Where(n => n.Spec.Kind != NodeKind.Input && !n.IsDropout && !n.IsAlias))
         {
-            w.Line($"{node.Output} = {(node.AveragedBy is null ? $"buffers.Floats(maxBatchSize * {node.Spec.Size})" : "buffers.Unwritten")};");
+            w.Line($"{node.Output} = {(node.AveragedBy is null && node.RectifiedBy is null ? $"buffers.Floats(maxBatchSize * {node.Spec.Size})" : "buffers.Unwritten")};");
             EmitNodeBuffers(w, node);
         }
         if (plan.Packed)

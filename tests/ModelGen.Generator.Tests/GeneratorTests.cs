@@ -408,6 +408,71 @@ public class GeneratorTests
     }
 
     [Fact]
+    public void A_batch_normalization_read_only_by_a_relu_takes_it_in_its_own_pass()
+    {
+        var (code, _) = GeneratorHarness.RunAndFindMethod("""
+            using ModelGen;
+
+            [Functional]
+            public partial class Rectified
+            {
+                [Conv2D(8, 3, Padding = Padding.Same)] Conv2D conv;
+                [BatchNormalization] BatchNormalization convNorm;
+                [Dense(6)] Dense hidden;
+                [BatchNormalization] BatchNormalization hiddenNorm;
+                [Activation(Activation.Relu)] ActivationLayer hiddenRelu;
+                [Dense(6)] Dense frozenHidden;
+                [BatchNormalization(Trainable = false)] BatchNormalization frozenNorm;
+                [Dense(6)] Dense curved;
+                [BatchNormalization] BatchNormalization curvedNorm;
+                [Dense(6)] Dense twice;
+                [BatchNormalization] BatchNormalization twiceNorm;
+                [Dense(6)] Dense returned;
+                [BatchNormalization] BatchNormalization returnedNorm;
+                [GlobalAveragePooling2D] GlobalAveragePooling2D pool;
+
+                [Graph]
+                [OutputLoss("p", Loss.MeanSquaredError)]
+                [OutputLoss("q", Loss.MeanSquaredError)]
+                [OutputLoss("r", Loss.MeanSquaredError)]
+                [OutputLoss("s", Loss.MeanSquaredError)]
+                [OutputLoss("t", Loss.MeanSquaredError)]
+                [OutputLoss("u", Loss.MeanSquaredError)]
+                (Tensor p, Tensor q, Tensor r, Tensor s, Tensor t, Tensor u) Forward([Shape(6, 6, 2)] Tensor image)
+                {
+                    var x = pool.Apply(Ops.Relu(convNorm.Apply(conv.Apply(image))));
+                    var n = twiceNorm.Apply(twice.Apply(x));
+                    var kept = returnedNorm.Apply(returned.Apply(x));
+                    return (hiddenRelu.Apply(hiddenNorm.Apply(hidden.Apply(x))), Ops.Relu(frozenNorm.Apply(frozenHidden.Apply(x))),
+                        Ops.Tanh(curvedNorm.Apply(curved.Apply(x))), Ops.Add(Ops.Relu(n), n), kept, Ops.Relu(kept));
+                }
+            }
+            """, "Backward");
+
+        // A convolution, its normalization and the ReLU: the normalization's pass, or the convolution's at inference, writes the ReLU's output.
+        Assert.Contains("""
+                    if (training)
+                    {
+                        Convolution.Forward(image, convPatches, ConvKernel, convOutput, convWindow, 8, batch, bias: ConvBias, keepPatches: true);
+                        BatchNorm.TrainingForward(convOutput, reluOutput, ConvNormGamma, ConvNormBeta, convNormMean, convNormVariance, convNormInverseStd, batch * 36, 8, 0.001f, relu: true);
+                    }
+                    else Convolution.Forward(image, convPatches, ConvKernel, reluOutput, convWindow, 8, batch, bias: ConvBias, keepPatches: false, normalization: new BatchNormAtInference(ConvNormGamma, ConvNormBeta, ConvNormMovingMean, ConvNormMovingVariance, 0.001f, relu: true));
+            """.Replace("\r\n", "\n"), code.Replace("\r\n", "\n"));
+        Assert.Contains("// relu: Activation(relu), taken by convNorm's pass above as it wrote this output", code);
+        Assert.Contains("convNormOutput = buffers.Unwritten; // its pass writes 'relu', the ReLU taken", code);
+        // An Activation layer after a Dense layer's normalization, in training and at inference; a frozen one's moving statistics in both.
+        Assert.Contains("if (training) BatchNorm.TrainingForward(hiddenOutput, hiddenReluOutput, HiddenNormGamma, HiddenNormBeta, hiddenNormMean, hiddenNormVariance, hiddenNormInverseStd, batch, 6, 0.001f, relu: true);", code);
+        Assert.Contains("else BatchNorm.InferenceForward(hiddenOutput, hiddenReluOutput, HiddenNormGamma, HiddenNormBeta, HiddenNormMovingMean, HiddenNormMovingVariance, batch, 6, 0.001f, relu: true);", code);
+        Assert.Contains("BatchNorm.InferenceForward(frozenHiddenOutput, relu_1Output, FrozenNormGamma, FrozenNormBeta, FrozenNormMovingMean, FrozenNormMovingVariance, batch, 6, 0.001f, relu: true);", code);
+        Assert.Equal(2, code.Split('\n').Count(line => line.Contains("Activations.Forward(Activation.Relu")));
+        // Not a tanh, nor a normalization another block reads too (the Add) or that is an output itself.
+        Assert.Contains("Activations.Forward(Activation.Tanh, curvedNormOutput", code);
+        Assert.Contains("Activations.Forward(Activation.Relu, twiceNormOutput", code);
+        Assert.Contains("Activations.Forward(Activation.Relu, returnedNormOutput", code);
+        Assert.Equal(3, code.Split('\n').Count(line => line.Contains("= buffers.Unwritten;")));
+    }
+
+    [Fact]
     public void A_pointwise_convolution_keeps_no_patches_and_takes_its_kernel_gradient_from_its_input()
     {
         var (code, backward) = GeneratorHarness.RunAndFindMethod("""
@@ -808,7 +873,8 @@ public class FreezingGeneratorTests
         Assert.DoesNotContain("Conv1KernelGradient", code);
         Assert.DoesNotContain("Norm1GammaGradient", code);
         Assert.DoesNotContain("BatchNorm.TrainingForward(conv1Output", code);
-        Assert.Contains("BatchNorm.InferenceForward(conv1Output, norm1Output, Norm1Gamma, Norm1Beta, Norm1MovingMean, Norm1MovingVariance", code);
+        // The frozen normalization takes the backbone's ReLU in its pass while training (its output is then never written).
+        Assert.Contains("BatchNorm.InferenceForward(conv1Output, reluOutput, Norm1Gamma, Norm1Beta, Norm1MovingMean, Norm1MovingVariance, batch * 36, 4, 0.001f, relu: true);", code);
         // Keras' counts: conv 2*3*3*4 + 4 = 76 and 4*3*3*4 + 4 = 148, each BN 16 (8 trainable), head 15.
         Assert.Contains("public const int ParameterCount = 271;", code);
         Assert.Contains("public const int TrainableParameterCount = 171;", code); // conv2 148 + norm2 gamma, beta 8 + head 15

@@ -23,6 +23,7 @@ public class InferenceCopyTests
         nameof(MultiOutput),        // two outputs side by side
         nameof(WideNormalized),     // 320, 600 and 700 units: last slices of columns narrower than a tile
         nameof(NormalizedBlocks),   // convolutions applying their BatchNormalization, in its block, to a value read by nothing else
+        nameof(RectifiedBlocks),    // the same, each normalization's ReLU taken too, written in the normalization's block
     };
 
     private static IModel Create(string name) => name switch
@@ -37,6 +38,7 @@ public class InferenceCopyTests
         nameof(MultiOutput) => new MultiOutput(Capacity, seed: 8),
         nameof(WideNormalized) => new WideNormalized(Capacity, seed: 9),
         nameof(NormalizedBlocks) => new NormalizedBlocks(Capacity, seed: 10),
+        nameof(RectifiedBlocks) => new RectifiedBlocks(Capacity, seed: 11),
         _ => throw new ArgumentException(name),
     };
 

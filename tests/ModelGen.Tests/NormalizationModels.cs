@@ -184,3 +184,21 @@ public partial class NormalizedBlocks
     [GlobalAveragePooling2D] public GlobalAveragePooling2D pool;
     [Dense(3, Activation.Softmax)] public Dense head;
 }
+
+/// <summary>
+/// Keras' commonest block twice, Conv2D, BatchNormalization, Activation('relu'): each normalization takes its ReLU and writes
+/// that's output, at inference from its convolution's call; an inference copy must keep each block's input until then.
+/// </summary>
+[Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
+public partial class RectifiedBlocks
+{
+    [Input(6, 6, 3)] public Input image;
+    [Conv2D(16, 3, Padding = Padding.Same)] public Conv2D conv1;
+    [BatchNormalization] public BatchNormalization norm1;
+    [Activation(Activation.Relu)] public ActivationLayer relu1;
+    [Conv2D(16, 3, Padding = Padding.Same)] public Conv2D conv2;
+    [BatchNormalization] public BatchNormalization norm2;
+    [Activation(Activation.Relu)] public ActivationLayer relu2;
+    [GlobalAveragePooling2D] public GlobalAveragePooling2D pool;
+    [Dense(3, Activation.Softmax)] public Dense head;
+}

@@ -228,6 +228,32 @@ public partial class MobileBlock
 }
 
 /// <summary>
+/// A ResNet-style stem and basic block over 32x32 colour images (the peer's "resnet"): Keras' commonest block, Conv2D without
+/// activation, BatchNormalization, ReLU, twice, the second's ReLU after the residual Add; global average pooling, Dense 10.
+/// </summary>
+[Functional(Loss = Loss.SparseCategoricalCrossentropy)]
+public partial class ResNetBlock
+{
+    [Conv2D(32, 3, Padding = Padding.Same)] Conv2D stem;
+    [BatchNormalization] BatchNormalization stemNorm;
+    [Conv2D(32, 3, Padding = Padding.Same)] Conv2D conv1;
+    [BatchNormalization] BatchNormalization norm1;
+    [Conv2D(32, 3, Padding = Padding.Same)] Conv2D conv2;
+    [BatchNormalization] BatchNormalization norm2;
+    [GlobalAveragePooling2D] GlobalAveragePooling2D pool;
+    [Dense(10, Activation.Softmax)] Dense label;
+
+    [Graph]
+    Tensor Forward([Shape(32, 32, 3)] Tensor image)
+    {
+        var x = Ops.Relu(stemNorm.Apply(stem.Apply(image)));
+        var y = Ops.Relu(norm1.Apply(conv1.Apply(x)));
+        y = norm2.Apply(conv2.Apply(y));
+        return label.Apply(pool.Apply(Ops.Relu(Ops.Add(x, y))));
+    }
+}
+
+/// <summary>
 /// A bag of words (the peer's "bag"): 200 word ids looked up in an Embedding of 5000 x 64, their mean, Dense 64, Dense 10. The
 /// lookups and the mean move far more memory than the dense layers compute.
 /// </summary>

@@ -66,6 +66,10 @@ public static class PeerHarness
         foreach (int batch in new[] { 1, 32 })
             yield return ($"results/mobilenet predict b{batch}", () => Predict(new MobileBlock(maxBatchSize: batch, seed: 0), 32 * 32 * 3, batch));
         yield return ("results/mobilenet train step b32", () => Train(new MobileBlock(maxBatchSize: 32, seed: 0), 32 * 32 * 3, 32));
+        // Conv2D, BatchNormalization, ReLU: the normalization and its ReLU taken by the convolution at inference.
+        foreach (int batch in new[] { 1, 32 })
+            yield return ($"results/resnet predict b{batch}", () => Predict(new ResNetBlock(maxBatchSize: batch, seed: 0), 32 * 32 * 3, batch));
+        yield return ("results/resnet train step b32", () => Train(new ResNetBlock(maxBatchSize: 32, seed: 0), 32 * 32 * 3, 32));
         // UpSampling2D and 'same' max pooling, as the Keras blog's convolutional autoencoder, at its batch of 128.
         yield return ("results/autoencoder predict b1", () => Predict(new ConvAutoencoder(maxBatchSize: 1, seed: 0), 784, 1));
         yield return ("results/autoencoder train step b128", () => Train(new ConvAutoencoder(maxBatchSize: 128, seed: 0), 784, 128, reconstructs: true));

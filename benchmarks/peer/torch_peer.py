@@ -128,6 +128,21 @@ def workloads(threads):
                              nn.Conv2d(32, 64, 1), nn.ReLU(), nn.BatchNorm2d(64, eps=1e-3), nn.Conv2d(64, 64, 3, stride=2, padding=1, groups=64), nn.ReLU(),
                              nn.Conv2d(64, 128, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, 10))
 
+    class ResNetBlock(nn.Module):
+        """A ResNet-style stem and basic block (ModelGen's ResNetBlock): conv -> batch norm (Keras' epsilon) -> relu, twice, the
+        second's relu after the residual add; global average pooling, Dense 10."""
+        def __init__(self):
+            super().__init__()
+            def normalized(inputs):
+                return [nn.Conv2d(inputs, 32, 3, padding=1), nn.BatchNorm2d(32, eps=1e-3)]
+            self.stem = nn.Sequential(*normalized(3), nn.ReLU())
+            self.branch = nn.Sequential(*normalized(32), nn.ReLU(), *normalized(32))
+            self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
+
+        def forward(self, x):
+            x = self.stem(x)
+            return self.head(torch.relu(x + self.branch(x)))
+
     class RowRecurrent(nn.Module):
         """An LSTM or GRU of 64 units over MNIST's 28 rows of 28 pixels, its last state into Dense 10 (ModelGen's RowLstm, RowGru);
         with other sizes, 256 units over 100 steps of 32 features (ModelGen's WideLstm)."""
@@ -203,6 +218,9 @@ def workloads(threads):
     for batch in (1, 32):
         table[f"results/mobilenet predict b{batch}"] = (lambda batch=batch: image_inference(mobilenet, (batch, 3, 32, 32)), False, None)
     table["results/mobilenet train step b32"] = (lambda: image_training(mobilenet, (32, 3, 32, 32)), True, None)
+    for batch in (1, 32):
+        table[f"results/resnet predict b{batch}"] = (lambda batch=batch: image_inference(ResNetBlock, (batch, 3, 32, 32)), False, None)
+    table["results/resnet train step b32"] = (lambda: image_training(ResNetBlock, (32, 3, 32, 32)), True, None)
     table["results/autoencoder predict b1"] = (lambda: image_inference(autoencoder, (1, 1, 28, 28), classifies=False), False, None)
     table["results/autoencoder train step b128"] = (lambda: image_training(autoencoder, (128, 1, 28, 28), classifies=False), True, min(11, SAMPLES))
     for name, layer in (("lstm", nn.LSTM), ("gru", nn.GRU)):

@@ -224,7 +224,7 @@ internal static partial class ModelEmitter
                 case NodeKind.Layer:
                 case NodeKind.Function:
                     var activation = spec.Kind == NodeKind.Layer ? node.Layer!.Activation : spec.Activation;
-                    if (node.IsAppliedByNormalization)
+                    if (node.IsTakenByInput)
                     {
                         w.Line($"// {node.Title}: Activation({Lower(activation)}), taken by {node.Inputs[0].Title}'s pass above as it wrote this output");
                         break;
@@ -252,12 +252,17 @@ internal static partial class ModelEmitter
                     w.Line($"Merges.Dot({inputs[0]}, {inputs[1]}, {node.Output}, {node.Inputs[0].Spec.Size}, batch);");
                     break;
                 case NodeKind.Merge:
-                    w.Line($"// {node.Title}: {spec.Merge}({string.Join(", ", node.Inputs.Select(i => i.Title))})");
+                {
+                    w.Line($"// {node.Title}: {spec.Merge}({string.Join(", ", node.Inputs.Select(i => i.Title))}){Rectified(node)}");
                     var operation = spec.Merge == MergeOperation.Average ? MergeOperation.Add : spec.Merge;
-                    w.Line($"Merges.Combine(MergeOperation.{operation}, {inputs[0]}, {inputs[1]}, {node.Output}, batch * {size});");
-                    for (int i = 2; i < inputs.Count; i++) w.Line($"Merges.Combine(MergeOperation.{operation}, {node.Output}, {inputs[i]}, {node.Output}, batch * {size});");
-                    if (spec.Merge == MergeOperation.Average) w.Line($"Merges.Scale({node.Output}, batch * {size}, 1f / {inputs.Count});");
+                    string output = node.WrittenTo;
+                    // Each further operand merged into the output; a ReLU the merge takes, with the last.
+                    string Last(int i) => i == inputs.Count - 1 ? RectifiedArgument(node) : "";
+                    w.Line($"Merges.Combine(MergeOperation.{operation}, {inputs[0]}, {inputs[1]}, {output}, batch * {size}{Last(1)});");
+                    for (int i = 2; i < inputs.Count; i++) w.Line($"Merges.Combine(MergeOperation.{operation}, {output}, {inputs[i]}, {output}, batch * {size}{Last(i)});");
+                    if (spec.Merge == MergeOperation.Average) w.Line($"Merges.Scale({output}, batch * {size}, 1f / {inputs.Count});");
                     break;
+                }
             }
         }
     }
@@ -448,11 +453,11 @@ internal static partial class ModelEmitter
         return $"BatchNorm.TrainingForward({input}, {norm.WrittenTo}, {Plan.View(layer, "Gamma")}, {Plan.View(layer, "Beta")}, {norm.Mean}, {norm.Variance}, {norm.InverseStd}, {rows}, {channels}, {Literal(layer.Epsilon)}f{RectifiedArgument(norm)});";
     }
 
-    /// <summary>The argument that has a normalization's pass take the ReLU after it (<see cref="NodePlan.RectifiedBy"/>); none without one.</summary>
-    private static string RectifiedArgument(NodePlan norm) => norm.RectifiedBy is null ? "" : ", relu: true";
+    /// <summary>The argument that has a normalization's or merge's pass take the ReLU after it (<see cref="NodePlan.RectifiedBy"/>); none without one.</summary>
+    private static string RectifiedArgument(NodePlan node) => node.RectifiedBy is null ? "" : ", relu: true";
 
-    /// <summary>The end of a normalization's comment that says it takes its ReLU and writes that's output.</summary>
-    private static string Rectified(NodePlan norm) => norm.RectifiedBy is { } relu ? $", and then the ReLU, written as '{relu.Title}'" : "";
+    /// <summary>The end of a normalization's or merge's comment that says it takes its ReLU and writes that's output.</summary>
+    private static string Rectified(NodePlan node) => node.RectifiedBy is { } relu ? $", and then the ReLU, written as '{relu.Title}'" : "";
 
     /// <summary>A Conv2D's forward call into <paramref name="output"/>, its bias and ReLU in the epilogue, and a BatchNormalization after them where given.</summary>
     private static string ConvolutionCall(NodePlan conv, string output, string keepPatches, string? normalization = null)

@@ -42,8 +42,8 @@ internal static partial class ModelEmitter
                 targetOffset += output.TargetSize;
             }
             readers = ReaderCounts(Computed);
-            RectifyNormalizations(Computed.ToList(), Outputs.Select(o => o.Node).ToList());
-            foreach (var sub in SubModels) RectifyNormalizations(sub.Computed.ToList(), sub.OutputNodes.ToList());
+            MarkRectified(Computed.ToList(), Outputs.Select(o => o.Node).ToList());
+            foreach (var sub in SubModels) MarkRectified(sub.Computed.ToList(), sub.OutputNodes.ToList());
             PooledConvolutions = ModelEmitter.PooledConvolutions(Computed.ToList(), readers, Outputs.Select(o => o.Node).ToList());
             NormalizedConvolutions = ModelEmitter.NormalizedConvolutions(Computed.ToList(), readers, Outputs.Select(o => o.Node).ToList());
             foreach (var (conv, pool) in PooledConvolutions.Where(p => p.Key.Is(LayerKind.Conv2D)).Select(p => (p.Key, p.Value)))
@@ -75,18 +75,21 @@ internal static partial class ModelEmitter
         }
 
         /// <summary>
-        /// Marks each BatchNormalization that only a ReLU reads, and that is no output, with that ReLU (<see cref="NodePlan.RectifiedBy"/>):
-        /// Keras' Conv2D, BatchNormalization, Activation('relu'). Its pass takes max(y, 0) before each store, in training (the
-        /// normalization's backward pass reads its input, the ReLU's its own output) and at inference (where a convolution
-        /// before it applies both), so the normalization's output is never written and read back by a pass of its own.
+        /// Marks each BatchNormalization or element-wise merge (not Average: its scale comes after) that only a ReLU reads, and
+        /// that is no output, with that ReLU (<see cref="NodePlan.RectifiedBy"/>): Keras' Conv2D, BatchNormalization,
+        /// Activation('relu'), and a residual block's Add then ReLU. Its pass takes max(y, 0) before each store, in training
+        /// (the normalization's and the merge's backward passes read their inputs, the ReLU's its own output) and at inference
+        /// (where a convolution before a normalization applies both), so its own output is never written and read back.
         /// </summary>
-        private static void RectifyNormalizations(List<NodePlan> nodes, List<NodePlan> outputs)
+        private static void MarkRectified(List<NodePlan> nodes, List<NodePlan> outputs)
         {
             var readers = ReaderCounts(nodes);
             foreach (var relu in nodes.Where(n => n.IsRelu))
             {
-                var norm = relu.Inputs[0];
-                if (norm.Is(LayerKind.BatchNormalization) && readers[norm] == 1 && !outputs.Contains(norm)) norm.RectifiedBy = relu;
+                var source = relu.Inputs[0];
+                bool takesRelu = source.Is(LayerKind.BatchNormalization)
+                    || source.Spec is { Kind: NodeKind.Merge, Merge: MergeOperation.Add or MergeOperation.Subtract or MergeOperation.Multiply or MergeOperation.Maximum or MergeOperation.Minimum };
+                if (takesRelu && readers[source] == 1 && !outputs.Contains(source)) source.RectifiedBy = relu;
             }
         }
 
@@ -147,10 +150,10 @@ internal static partial class ModelEmitter
         /// reads them). Forward runs one block per tensor; a value lives from the block that writes it to the last that reads
         /// it, the outputs to the end (the caller reads them). A pair of dense layers writes both its values in the second's
         /// block, a pooled convolution its own in its pooling's, a normalized convolution its normalization's in that one's, a
-        /// normalization its ReLU's in its own, a recurrent layer its returned states in its own; dropout and Flatten read their
+        /// normalization or a merge its ReLU's in its own, a recurrent layer its returned states in its own; dropout and Flatten read their
         /// input's floats at inference, so their readers keep that alive. A pooled convolution's output, which most kernels
         /// never write, stays a buffer of its own (ModelBuffers.PooledConvolution); a normalized convolution's, written only
-        /// while training, and a rectified normalization's, never written, have none here.
+        /// while training, and a rectified normalization's or merge's, never written, have none here.
         /// </summary>
         private void PlanInferenceValues()
         {
@@ -160,7 +163,7 @@ internal static partial class ModelEmitter
                 pairs.TryGetValue(node, out var pair) ? computed.IndexOf(pair.Second)
                 : node.Is(LayerKind.Conv2D) && PooledConvolutions.TryGetValue(node, out var pool) ? computed.IndexOf(pool)
                 : node.Is(LayerKind.Conv2D) && NormalizedConvolutions.TryGetValue(node, out var norm) ? computed.IndexOf(norm)
-                : node.IsAppliedByNormalization ? computed.IndexOf(node.Inputs[0])
+                : node.IsTakenByInput ? computed.IndexOf(node.Inputs[0])
                 : node.Spec.Kind == NodeKind.State ? computed.IndexOf(node.Inputs[0])
                 : computed.IndexOf(node);
             var touched = new Dictionary<NodePlan, (int First, int Last)>();
@@ -179,7 +182,7 @@ internal static partial class ModelEmitter
             (ValueFloats, SeparateValueFloats, SharesValues) = PlaceByLiveness(computed.Where(touched.ContainsKey).ToList(), n => touched[n], ValueOffsets);
         }
 
-        /// <summary>Whether a tensor's value is a slice of an inference copy's shared values: its own floats, not a pooled or normalized convolution's, nor a rectified normalization's.</summary>
+        /// <summary>Whether a tensor's value is a slice of an inference copy's shared values: its own floats, not a pooled or normalized convolution's, nor a rectified normalization's or merge's.</summary>
         private bool SharesInferenceValue(NodePlan node) =>
             node.Spec.Kind != NodeKind.Input && !node.IsAlias && !node.IsDropout && !(node.Is(LayerKind.Conv2D) && PooledConvolutions.ContainsKey(node))
             && !IsNormalizedConvolution(node) && node.AveragedBy is null && node.RectifiedBy is null;
@@ -516,13 +519,13 @@ internal static partial class ModelEmitter
         /// <summary>A GlobalAveragePooling1D that averages its Embedding's table rows where they lie (<see cref="AveragedBy"/>).</summary>
         public bool AveragesTable => Is(LayerKind.GlobalAveragePooling1D) && Inputs[0].AveragedBy == this;
         /// <summary>
-        /// The ReLU that alone reads this BatchNormalization (set by the plan, <see cref="RectifyNormalizations"/>): the
-        /// normalization's pass takes it as it writes each value, into the ReLU's output, so its own output is never written.
+        /// The ReLU that alone reads this BatchNormalization or merge (set by the plan, <see cref="MarkRectified"/>): its pass
+        /// takes the ReLU as it writes each value, into the ReLU's output, so its own output is never written.
         /// </summary>
         public NodePlan? RectifiedBy { get; set; }
-        /// <summary>A ReLU its BatchNormalization applies (<see cref="RectifiedBy"/>): its block computes nothing.</summary>
-        public bool IsAppliedByNormalization => Inputs.Count == 1 && Inputs[0].RectifiedBy == this;
-        /// <summary>The buffer this tensor's forward block writes: its own, or a rectified normalization's ReLU's.</summary>
+        /// <summary>A ReLU its input's block takes (<see cref="RectifiedBy"/>): its own block computes nothing.</summary>
+        public bool IsTakenByInput => Inputs.Count == 1 && Inputs[0].RectifiedBy == this;
+        /// <summary>The buffer this tensor's forward block writes: its own, or, rectified, its ReLU's.</summary>
         public string WrittenTo => RectifiedBy?.Output ?? Output;
         /// <summary>An Activation layer or an Ops function that takes the ReLU.</summary>
         public bool IsRelu => (Spec.Kind == NodeKind.Function || Is(LayerKind.Activation)) && TrailingActivation == Activation.Relu;

@@ -408,7 +408,7 @@ public class GeneratorTests
     }
 
     [Fact]
-    public void A_batch_normalization_read_only_by_a_relu_takes_it_in_its_own_pass()
+    public void A_batch_normalization_or_merge_read_only_by_a_relu_takes_it_in_its_own_pass()
     {
         var (code, _) = GeneratorHarness.RunAndFindMethod("""
             using ModelGen;
@@ -438,13 +438,14 @@ public class GeneratorTests
                 [OutputLoss("s", Loss.MeanSquaredError)]
                 [OutputLoss("t", Loss.MeanSquaredError)]
                 [OutputLoss("u", Loss.MeanSquaredError)]
-                (Tensor p, Tensor q, Tensor r, Tensor s, Tensor t, Tensor u) Forward([Shape(6, 6, 2)] Tensor image)
+                [OutputLoss("v", Loss.MeanSquaredError)]
+                (Tensor p, Tensor q, Tensor r, Tensor s, Tensor t, Tensor u, Tensor v) Forward([Shape(6, 6, 2)] Tensor image)
                 {
                     var x = pool.Apply(Ops.Relu(convNorm.Apply(conv.Apply(image))));
                     var n = twiceNorm.Apply(twice.Apply(x));
                     var kept = returnedNorm.Apply(returned.Apply(x));
                     return (hiddenRelu.Apply(hiddenNorm.Apply(hidden.Apply(x))), Ops.Relu(frozenNorm.Apply(frozenHidden.Apply(x))),
-                        Ops.Tanh(curvedNorm.Apply(curved.Apply(x))), Ops.Add(Ops.Relu(n), n), kept, Ops.Relu(kept));
+                        Ops.Tanh(curvedNorm.Apply(curved.Apply(x))), Ops.Relu(Ops.Add(Ops.Relu(n), n, n)), kept, Ops.Relu(kept), Ops.Relu(Ops.Average(n, n)));
                 }
             }
             """, "Backward");
@@ -464,12 +465,21 @@ public class GeneratorTests
         Assert.Contains("if (training) BatchNorm.TrainingForward(hiddenOutput, hiddenReluOutput, HiddenNormGamma, HiddenNormBeta, hiddenNormMean, hiddenNormVariance, hiddenNormInverseStd, batch, 6, 0.001f, relu: true);", code);
         Assert.Contains("else BatchNorm.InferenceForward(hiddenOutput, hiddenReluOutput, HiddenNormGamma, HiddenNormBeta, HiddenNormMovingMean, HiddenNormMovingVariance, batch, 6, 0.001f, relu: true);", code);
         Assert.Contains("BatchNorm.InferenceForward(frozenHiddenOutput, relu_1Output, FrozenNormGamma, FrozenNormBeta, FrozenNormMovingMean, FrozenNormMovingVariance, batch, 6, 0.001f, relu: true);", code);
-        Assert.Equal(2, code.Split('\n').Count(line => line.Contains("Activations.Forward(Activation.Relu")));
-        // Not a tanh, nor a normalization another block reads too (the Add) or that is an output itself.
+        // A merge read only by a ReLU takes it with its last operand.
+        Assert.Contains("""
+                    // add: Add(relu_2, twiceNorm, twiceNorm), and then the ReLU, written as 'relu_3'
+                    Merges.Combine(MergeOperation.Add, relu_2Output, twiceNormOutput, relu_3Output, batch * 6);
+                    Merges.Combine(MergeOperation.Add, relu_3Output, twiceNormOutput, relu_3Output, batch * 6, relu: true);
+
+                    // relu_3: Activation(relu), taken by add's pass above as it wrote this output
+            """.Replace("\r\n", "\n"), code.Replace("\r\n", "\n"));
+        Assert.Equal(3, code.Split('\n').Count(line => line.Contains("Activations.Forward(Activation.Relu")));
+        // Not a tanh, nor a normalization another block reads too (the Add) or that is an output itself, nor an Average (its scale comes after the sum).
         Assert.Contains("Activations.Forward(Activation.Tanh, curvedNormOutput", code);
         Assert.Contains("Activations.Forward(Activation.Relu, twiceNormOutput", code);
         Assert.Contains("Activations.Forward(Activation.Relu, returnedNormOutput", code);
-        Assert.Equal(3, code.Split('\n').Count(line => line.Contains("= buffers.Unwritten;")));
+        Assert.Contains("Activations.Forward(Activation.Relu, averageOutput", code);
+        Assert.Equal(4, code.Split('\n').Count(line => line.Contains("= buffers.Unwritten;")));
     }
 
     [Fact]

@@ -46,7 +46,7 @@ public class CompiledTests
         // compare workload (DOTNET_JitDisasmSummary) compiled at tier 0 and then again as hot (Compiled.Driver has what
         // that cost).
         "Attention.BackwardPair", "Attention.ForwardPair", "BatchNorm.Affine", "BatchNorm.ColumnSums", "BatchNorm.Normalize", "BatchNorm.OverRows",
-        "BatchNorm.UpdateMovingStatistics", "CombineRanges.Run", "Convolution.CellsReading", "Convolution.CopyRuns", "Convolution.Forward",
+        "BatchNorm.UpdateMovingStatistics", "CombineRanges.Run", "CombineRanges.Merge", "Convolution.CellsReading", "Convolution.CopyRuns", "Convolution.Forward",
         "Convolution.ForwardMaxPooled", "Convolution.ForwardThroughPatches", "Convolution.Im2Col", "Convolution.KernelGradient", "Convolution.KernelGradientAtWinners",
         "Convolution.LayOut", "Convolution.PadImage", "Convolution.PatchOffsets", "Convolution.PoolsWholeWindows", "Convolution.SumAtWinners",
         "Convolution.SumNarrowAtWinners", "Convolution.TransposeChunk", "Convolution.Transposed", "Convolution.TransposedInPlace",

@@ -99,23 +99,29 @@ public class SharedKernelTests
     {
         const int length = 100_003;
         var (a, b) = (Uniform(length, 5), Uniform(length, 6));
-        var output = new float[length + 1];
-        output[length] = 42f;
-        KernelSettings.OnThreads(2, () => Merges.Combine(operation, a, b, output, length));
-        for (int i = 0; i < length; i++)
+        // Also with the ReLU of a layer that alone reads the merge, taken block by block: max(merged, 0), on one core and two.
+        foreach (var (relu, threads) in new[] { (false, 2), (true, 2), (true, 1) })
         {
-            float expected = operation switch
+            var output = new float[length + 1];
+            output[length] = 42f;
+            KernelSettings.OnThreads(threads, () => Merges.Combine(operation, a, b, output, length, relu));
+            for (int i = 0; i < length; i++)
             {
-                MergeOperation.Add => a[i] + b[i],
-                MergeOperation.Subtract => a[i] - b[i],
-                MergeOperation.Multiply => a[i] * b[i],
-                MergeOperation.Maximum => Math.Max(a[i], b[i]),
-                _ => Math.Min(a[i], b[i]),
-            };
-            Assert.True(expected == output[i], $"{operation} element {i}: expected {expected}, got {output[i]}");
+                float expected = operation switch
+                {
+                    MergeOperation.Add => a[i] + b[i],
+                    MergeOperation.Subtract => a[i] - b[i],
+                    MergeOperation.Multiply => a[i] * b[i],
+                    MergeOperation.Maximum => Math.Max(a[i], b[i]),
+                    _ => Math.Min(a[i], b[i]),
+                };
+                if (relu) expected = MathF.Max(expected, 0f);
+                Assert.True(expected == output[i], $"{operation}, relu {relu}, {threads} threads, element {i}: expected {expected}, got {output[i]}");
+            }
+            Assert.Equal(42f, output[length]);
         }
-        Assert.Equal(42f, output[length]);
-        Assert.Throws<ArgumentOutOfRangeException>(() => Merges.Combine(MergeOperation.Average, a, b, output, length));
+        var any = new float[length];
+        Assert.Throws<ArgumentOutOfRangeException>(() => Merges.Combine(MergeOperation.Average, a, b, any, length));
     }
 
     /// <summary>A shared scale (Average's division, attention's query scaling) multiplies every element, and only those.</summary>

@@ -29,24 +29,46 @@ public static class Merges
     /// <summary>
     /// output = a + b (Add), a - b (Subtract), a ⊙ b (Multiply), max, min; Average is Add then scale. A large merge (a
     /// Transformer's residual connection, 131K floats at batch 32) is shared between the cores; every element is computed alike.
+    /// With <paramref name="relu"/>, output is the ReLU of the merge (a ReLU that alone reads it: a ResNet block's last),
+    /// taken on each block of values while it is in L1, as Activations.Forward takes it.
     /// </summary>
     [MethodImpl(Compiled.Driver)]
-    public static unsafe void Combine(MergeOperation operation, ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> output, int length)
+    public static unsafe void Combine(MergeOperation operation, ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> output, int length, bool relu = false)
     {
         if (operation is not (MergeOperation.Add or MergeOperation.Subtract or MergeOperation.Multiply or MergeOperation.Maximum or MergeOperation.Minimum))
             throw new ArgumentOutOfRangeException(nameof(operation), operation, null);
         fixed (float* x = a.Slice(0, length), y = b.Slice(0, length), z = output.Slice(0, length))
         {
-            var work = new CombineRanges(operation, x, y, z);
+            var work = new CombineRanges(operation, x, y, z, relu);
             Helper.ForRanges(ref work, length, floatsPerItem: 3);
         }
     }
 
     /// <summary>A merge over a range of elements, on either thread.</summary>
-    private readonly unsafe struct CombineRanges(MergeOperation operation, float* a, float* b, float* output) : IRanges
+    private readonly unsafe struct CombineRanges(MergeOperation operation, float* a, float* b, float* output, bool relu) : IRanges
     {
+        /// <summary>Values a block where the ReLU follows: three blocks of 16 KB stay in L1 between the merge and the max.</summary>
+        private const int ReluBlock = 4096;
+
         [MethodImpl(Compiled.Driver)]
         public void Run(int first, int count)
+        {
+            if (!relu)
+            {
+                Merge(first, count);
+                return;
+            }
+            for (int at = first, end = first + count; at < end; at += ReluBlock)
+            {
+                int length = Math.Min(ReluBlock, end - at);
+                Merge(at, length);
+                var merged = new Span<float>(output + at, length);
+                TensorPrimitives.Max(merged, 0f, merged);
+            }
+        }
+
+        [MethodImpl(Compiled.Driver)]
+        private void Merge(int first, int count)
         {
             var x = new ReadOnlySpan<float>(a + first, count);
             var y = new ReadOnlySpan<float>(b + first, count);

@@ -51,7 +51,7 @@ namespace Samples
         private readonly CoreChoice inferenceCores = new(), trainingCores = new();
         // Floats per sample the gradients (and an inference copy's values) take, sharing by liveness, and would take one buffer per tensor.
         private const int GradientFloats = 128, SeparateGradientFloats = 266;
-        private const int ValueFloats = 128, SeparateValueFloats = 266;
+        private const int ValueFloats = 128, SeparateValueFloats = 202;
 
         private static readonly ModelInput[] modelInputs =
         {
@@ -98,11 +98,11 @@ namespace Samples
             d1Gradient = buffers.Gradient(maxBatchSize * 0, maxBatchSize * 64);
             d2Output = buffers.Value(maxBatchSize * 64, maxBatchSize * 64);
             d2Gradient = buffers.Gradient(maxBatchSize * 64, maxBatchSize * 64);
-            addOutput = buffers.Value(maxBatchSize * 0, maxBatchSize * 64);
+            addOutput = buffers.Unwritten; // its pass writes 'relu', the ReLU taken
             addGradient = buffers.Gradient(maxBatchSize * 0, maxBatchSize * 64);
-            reluOutput = buffers.Value(maxBatchSize * 64, maxBatchSize * 64);
+            reluOutput = buffers.Value(maxBatchSize * 0, maxBatchSize * 64);
             reluGradient = buffers.Gradient(maxBatchSize * 64, maxBatchSize * 64);
-            headOutput = buffers.Value(maxBatchSize * 0, maxBatchSize * 10);
+            headOutput = buffers.Value(maxBatchSize * 64, maxBatchSize * 10);
             headGradient = buffers.Gradient(maxBatchSize * 0, maxBatchSize * 10);
             BufferBytes = buffers.Bytes;
         }
@@ -173,11 +173,10 @@ namespace Samples
             // d2: Dense(64, linear), (None, 64) -> (None, 64), with d1: both in one call, so that at batch 1 the kernel can share them between the cores with one hand-off
             Gemm.MultiplyTwice(x, D1Kernel, d1Output, D2Kernel, d2Output, batch, 64, 64, 64, bias1: D1Bias, relu1: true, bias2: D2Bias, packedB1: packedD1Kernel, packedB2: packedD2Kernel);
 
-            // add: Add(d2, x)
-            Merges.Combine(MergeOperation.Add, d2Output, x, addOutput, batch * 64);
+            // add: Add(d2, x), and then the ReLU, written as 'relu'
+            Merges.Combine(MergeOperation.Add, d2Output, x, reluOutput, batch * 64, relu: true);
 
-            // relu: Activation(relu)
-            Activations.Forward(Activation.Relu, addOutput, reluOutput, batch, 64);
+            // relu: Activation(relu), taken by add's pass above as it wrote this output
 
             // head: Dense(10, softmax), (None, 64) -> (None, 10)
             Gemm.Multiply(reluOutput, HeadKernel, headOutput, batch, 64, 10, bias: HeadBias, packedB: packedHeadKernel);

@@ -150,10 +150,10 @@ internal static partial class ModelEmitter
         /// reads them). Forward runs one block per tensor; a value lives from the block that writes it to the last that reads
         /// it, the outputs to the end (the caller reads them). A pair of dense layers writes both its values in the second's
         /// block, a pooled convolution its own in its pooling's, a normalized convolution its normalization's in that one's, a
-        /// normalization or a merge its ReLU's in its own, a recurrent layer its returned states in its own; dropout and Flatten read their
-        /// input's floats at inference, so their readers keep that alive. A pooled convolution's output, which most kernels
-        /// never write, stays a buffer of its own (ModelBuffers.PooledConvolution); a normalized convolution's, written only
-        /// while training, and a rectified normalization's or merge's, never written, have none here.
+        /// normalization or a merge its ReLU's in its own, a recurrent layer its returned states in its own; dropout and
+        /// Flatten read their input's floats at inference, so their readers keep that alive. A pooled convolution's output,
+        /// which most kernels never write, stays a buffer of its own (ModelBuffers.PooledConvolution); a normalized
+        /// convolution's, written only while training, and a rectified normalization's or merge's, never written, have none.
         /// </summary>
         private void PlanInferenceValues()
         {

@@ -433,6 +433,7 @@ internal readonly unsafe struct AffineRows<TRelu>(float* x, float* y, float* sca
         }
     }
 
+    /// <summary>max(value, 0) where the pass takes the ReLU (TLanes.Relu: max(0, x) + 0, so -0 stores as +0 and NaN stays); else the value.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static TVector Rectified<TLanes, TVector>(TVector value) where TLanes : struct, ILanes<TVector> where TVector : struct =>
         TRelu.IsSet ? TLanes.Relu(value) : value;

@@ -295,6 +295,13 @@ internal static partial class ModelEmitter
                     var activation = spec.Kind == NodeKind.Layer ? node.Layer!.Activation : spec.Activation;
                     var undo = plan.ActivationToUndo(node, activation);
                     w.Line($"// {node.Title}: Activation({Lower(activation)})'{(undo != activation ? ", taken with " + plan.TakenWith(node) : "")}");
+                    if (undo is Activation.Relu or Activation.Sigmoid or Activation.Tanh)
+                    {
+                        // The derivative straight into the input's gradient: one pass, not one in place and a copy.
+                        var (rows, columns) = Rows(spec);
+                        w.Line($"Activations.Backward(Activation.{undo}, {node.Output}, {node.Gradient}, {node.Inputs[0].Gradient}, {rows}, {columns}, accumulate: {Bool(Into(node.Inputs[0]))});");
+                        break;
+                    }
                     EmitActivationBackward(w, node, undo);
                     w.Line($"Merges.Pass({node.Gradient}, {node.Inputs[0].Gradient}, batch * {size}, accumulate: {Bool(Into(node.Inputs[0]))});");
                     break;

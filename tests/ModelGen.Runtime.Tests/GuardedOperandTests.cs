@@ -174,6 +174,8 @@ public class GuardedOperandTests
             {
                 StaysWithin([x, new float[values]], m => Activations.Forward(activation, m[0].Span, m[1].Span, rows, columns));
                 StaysWithin([probabilities, gradient], m => Activations.Backward(activation, m[0].Span, m[1].Span, rows, columns));
+                if (Activations.IsElementwise(activation))
+                    StaysWithin([probabilities, gradient, other], m => Activations.Backward(activation, m[0].Span, m[1].Span, m[2].Span, rows, columns, accumulate: true));
             }
             StaysWithin([x, new float[values]], m => Activations.Softmax(m[0].Span, m[1].Span, rows, columns));
             StaysWithin([x, scale], m => Reductions.SumRows(m[0].Span, m[1].Span, rows, columns, accumulate: true));

@@ -86,6 +86,42 @@ public class SharedKernelTests
     }
 
     /// <summary>
+    /// A standalone activation's backward block in one pass, dx (=|+=) f'(y)·dy, gives the bits of the derivative in place and
+    /// then Merges.Pass, on one core and two, written or added; dy is left as it was and nothing past dx is written. Softmax,
+    /// whose derivative mixes a row, is refused.
+    /// </summary>
+    [Theory]
+    [InlineData(Activation.Relu)]
+    [InlineData(Activation.Sigmoid)]
+    [InlineData(Activation.Tanh)]
+    public void Activation_backward_into_the_input_gradient_is_the_derivative_then_the_pass(Activation activation)
+    {
+        const int rows = 1000, columns = 77;
+        int length = rows * columns;
+        var outputs = Uniform(length, 7);
+        if (activation == Activation.Sigmoid) outputs = outputs.Select(v => (v + 1) / 2).ToArray();
+        var gradients = Uniform(length, 8);
+        var start = Uniform(length, 9);
+        foreach (int threads in new[] { 1, 2 })
+            foreach (bool accumulate in new[] { false, true })
+            {
+                var expected = (float[])start.Clone();
+                var inPlace = (float[])gradients.Clone();
+                Activations.Backward(activation, outputs, inPlace, rows, columns);
+                Merges.Pass(inPlace, expected, length, accumulate);
+                var actual = start.Append(42f).ToArray();
+                var untouched = (float[])gradients.Clone();
+                KernelSettings.OnThreads(threads, () => Activations.Backward(activation, outputs, untouched, actual, rows, columns, accumulate));
+                for (int i = 0; i < length; i++)
+                    Assert.True(BitConverter.SingleToInt32Bits(expected[i]) == BitConverter.SingleToInt32Bits(actual[i]),
+                        $"{threads} threads, accumulate {accumulate}, value {i}: expected {expected[i]}, got {actual[i]}");
+                Assert.Equal(42f, actual[length]);
+                Assert.Equal(gradients, untouched);
+            }
+        Assert.Throws<ArgumentOutOfRangeException>(() => Activations.Backward(Activation.Softmax, outputs, gradients, new float[length], rows, columns, false));
+    }
+
+    /// <summary>
     /// A merge long enough to be shared (100,003 elements: parts of an uneven size) computes every element as its operation
     /// defines it, on two threads, and one that is no element-wise merge of two (Average is Add, then a scale) is refused.
     /// </summary>

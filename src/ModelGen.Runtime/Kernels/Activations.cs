@@ -51,7 +51,7 @@ public static partial class Activations
             case Activation.Tanh:
                 fixed (float* pointY = y, pointDy = dy)
                 {
-                    var work = new ElementwiseRanges(activation, pointY, pointDy);
+                    var work = new ElementwiseRanges(activation, pointY, pointDy, pointDy, accumulate: false);
                     Helper.ForRanges(ref work, length, floatsPerItem: 2);
                 }
                 break;
@@ -60,40 +60,65 @@ public static partial class Activations
         }
     }
 
-    /// <summary>Element-wise derivatives over a range of values, on either thread.</summary>
-    private readonly unsafe struct ElementwiseRanges(Activation activation, float* output, float* gradient) : IRanges
+    /// <summary>
+    /// A standalone activation's backward block in one pass: dL/dx (=|+=) f'(y)·dL/dy into <paramref name="inputGradient"/>,
+    /// <paramref name="gradient"/> left as it was; the same values as the derivative in place, then Merges.Pass. For relu,
+    /// sigmoid and tanh (<see cref="IsElementwise"/>).
+    /// </summary>
+    [MethodImpl(Compiled.Kernel)]
+    public static unsafe void Backward(Activation activation, ReadOnlySpan<float> output, ReadOnlySpan<float> gradient, Span<float> inputGradient,
+        int rows, int columns, bool accumulate)
     {
-        public void Run(int first, int count) => ElementwiseBackward(activation, new ReadOnlySpan<float>(output + first, count), new Span<float>(gradient + first, count));
+        if (!IsElementwise(activation)) throw new ArgumentOutOfRangeException(nameof(activation), activation, "only relu, sigmoid and tanh take their derivative into another buffer");
+        int length = rows * columns;
+        fixed (float* y = output.Slice(0, length), dy = gradient.Slice(0, length), dx = inputGradient.Slice(0, length))
+        {
+            var work = new ElementwiseRanges(activation, y, dy, dx, accumulate);
+            Helper.ForRanges(ref work, length, floatsPerItem: 3);
+        }
+    }
+
+    /// <summary>An activation whose derivative at each value needs only its own output: relu, sigmoid, tanh.</summary>
+    public static bool IsElementwise(Activation activation) => activation is Activation.Relu or Activation.Sigmoid or Activation.Tanh;
+
+    /// <summary>Element-wise derivatives over a range of values, on either thread.</summary>
+    private readonly unsafe struct ElementwiseRanges(Activation activation, float* output, float* gradient, float* inputGradient, bool accumulate) : IRanges
+    {
+        public void Run(int first, int count) => ElementwiseBackward(activation, new ReadOnlySpan<float>(output + first, count), new ReadOnlySpan<float>(gradient + first, count),
+            new Span<float>(inputGradient + first, count), accumulate);
     }
 
     /// <summary>
-    /// The element-wise derivatives, a vector at a time (a branch per element costs a misprediction on every sign change of a
-    /// ReLU's output: 4 ns per value, five times a whole vectorised pass).
+    /// The element-wise derivatives, dx (=|+=) f'(y)·dy (dx may be dy itself), a vector at a time (a branch per element costs a
+    /// misprediction on every sign change of a ReLU's output: 4 ns per value, five times a whole vectorised pass).
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
-    private static void ElementwiseBackward(Activation activation, ReadOnlySpan<float> y, Span<float> dy)
+    private static void ElementwiseBackward(Activation activation, ReadOnlySpan<float> y, ReadOnlySpan<float> dy, Span<float> dx, bool accumulate)
     {
         var ys = System.Runtime.InteropServices.MemoryMarshal.Cast<float, System.Numerics.Vector<float>>(y);
         var dys = System.Runtime.InteropServices.MemoryMarshal.Cast<float, System.Numerics.Vector<float>>(dy);
+        var dxs = System.Runtime.InteropServices.MemoryMarshal.Cast<float, System.Numerics.Vector<float>>(dx);
         var one = System.Numerics.Vector<float>.One;
         for (int i = 0; i < ys.Length; i++)
         {
             var v = ys[i];
-            dys[i] = activation switch
+            var contribution = activation switch
             {
                 Activation.Relu => System.Numerics.Vector.ConditionalSelect(System.Numerics.Vector.GreaterThan(v, System.Numerics.Vector<float>.Zero), dys[i], System.Numerics.Vector<float>.Zero),
                 Activation.Sigmoid => dys[i] * v * (one - v),
                 _ => dys[i] * (one - v * v),
             };
+            dxs[i] = accumulate ? dxs[i] + contribution : contribution;
         }
         for (int i = ys.Length * System.Numerics.Vector<float>.Count; i < y.Length; i++)
         {
-            dy[i] = activation switch
+            float contribution = activation switch
             {
                 Activation.Relu => y[i] > 0f ? dy[i] : 0f,
                 Activation.Sigmoid => dy[i] * y[i] * (1f - y[i]),
                 _ => dy[i] * (1f - y[i] * y[i]),
             };
+            dx[i] = accumulate ? dx[i] + contribution : contribution;
         }
     }
 }

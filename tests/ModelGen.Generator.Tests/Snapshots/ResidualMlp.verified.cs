@@ -193,8 +193,7 @@ namespace Samples
             Gemm.MultiplyTransposedB(headGradient, HeadKernel, reluGradient, batch, 10, 64);
 
             // relu: Activation(relu)'
-            Activations.Backward(Activation.Relu, reluOutput, reluGradient, batch, 64);
-            Merges.Pass(reluGradient, addGradient, batch * 64, accumulate: false);
+            Activations.Backward(Activation.Relu, reluOutput, reluGradient, addGradient, batch, 64, accumulate: false);
 
             // add: Add'
             Merges.Pass(addGradient, d2Gradient, batch * 64, accumulate: false);

@@ -183,8 +183,7 @@ partial class Outer
             Gemm.MultiplyTransposedB(logitsGradient, LogitsKernel, squashGradient, batch, 2, 4);
 
             // squash: Activation(tanh)'
-            Activations.Backward(Activation.Tanh, squashOutput, squashGradient, batch, 4);
-            Merges.Pass(squashGradient, projectionGradient, batch * 4, accumulate: false);
+            Activations.Backward(Activation.Tanh, squashOutput, squashGradient, projectionGradient, batch, 4, accumulate: false);
 
             // projection: kernel gradient
             Gemm.MultiplyTransposedA(features, projectionGradient, ProjectionKernelGradient, 3, batch, 4);

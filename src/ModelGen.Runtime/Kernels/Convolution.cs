@@ -387,10 +387,9 @@ public static partial class Convolution
         [MethodImpl(Compiled.Driver)]
         public static Plane For(float* image, in Window window, int top, int bottom)
         {
-            var (firstRow, rows, columns) = Extent(window, top, bottom);
-            var whole = new Plane(image, 0, 0, window.Height, window.Width, window.Channels);
-            if (whole.Holds(firstRow, rows, -window.PadLeft, columns) || window.OutputWidth < DirectPixels || (long)rows * columns * window.Channels > PaddedFloats) return whole;
-            return Copy(image, window, firstRow, rows, columns, 0);
+            var (_, rows, columns) = Extent(window, top, bottom);
+            return window.OutputWidth < DirectPixels || (long)rows * columns * window.Channels > PaddedFloats
+                ? Whole(image, window) : Padded(image, window, top, bottom, slack: 0);
         }
 
         /// <summary>
@@ -401,9 +400,12 @@ public static partial class Convolution
         public static Plane Padded(float* image, in Window window, int top, int bottom, int slack)
         {
             var (firstRow, rows, columns) = Extent(window, top, bottom);
-            var whole = new Plane(image, 0, 0, window.Height, window.Width, window.Channels);
+            var whole = Whole(image, window);
             return whole.Holds(firstRow, rows, -window.PadLeft, columns) ? whole : Copy(image, window, firstRow, rows, columns, slack);
         }
+
+        /// <summary>The sample's image itself.</summary>
+        private static Plane Whole(float* image, in Window window) => new(image, 0, 0, window.Height, window.Width, window.Channels);
 
         /// <summary>The image rows from <c>FirstRow</c> (over the padding where negative) that output rows [<paramref name="top"/>, <paramref name="bottom"/>) read, and the columns of their windows.</summary>
         private static (int FirstRow, int Rows, int Columns) Extent(in Window window, int top, int bottom) =>

@@ -631,25 +631,24 @@ public static class DepthwiseConvolution
         public void Vector<TFull>(in Run run, int c, int lanes) where TFull : IFlag
         {
             ref readonly var window = ref channels.Operands.Window;
-            int stride = window.StrideWidth, count = run.Count;
-            // Positions [first, end) have all three of their window's columns inside the image.
+            // An output row none of whose window rows lies inside the image adds nothing.
             if (run.CellCount == 0) return;
             // Whether every position's window has all three of its columns inside the image.
-            bool inside = window.PadLeft == 0 && (count - 1) * stride + 3 <= window.Width;
-            if (inside) Slide<TFull, No>(run, c, lanes, 0, count);
-            else Slide<TFull, Yes>(run, c, lanes, 0, count);
+            bool inside = window.PadLeft == 0 && (run.Count - 1) * window.StrideWidth + 3 <= window.Width;
+            if (inside) Slide<TFull, No>(run, c, lanes);
+            else Slide<TFull, Yes>(run, c, lanes);
         }
 
         /// <summary>
-        /// Positions [<paramref name="from"/>, <paramref name="to"/>) of the row into the sums of its window's cells inside the
-        /// image, each gradient·pixel rounded, then added; positions at the row's ends (<typeparamref name="TEdge"/>) skip
-        /// the cells over the side padding, as the positions listing their cells do.
+        /// The row's positions into the sums of its window's cells inside the image, each gradient·pixel rounded, then added;
+        /// positions at the row's ends (<typeparamref name="TEdge"/>) skip the cells over the side padding, as the positions
+        /// listing their cells do.
         /// </summary>
         [MethodImpl(Compiled.Kernel)]
-        private void Slide<TFull, TEdge>(in Run run, int c, int lanes, int from, int to) where TFull : IFlag where TEdge : IFlag
+        private void Slide<TFull, TEdge>(in Run run, int c, int lanes) where TFull : IFlag where TEdge : IFlag
         {
             ref readonly var operands = ref channels.Operands;
-            int width = operands.Width, rows = run.CellCount / 3, imageWidth = operands.Window.Width, stride = operands.Window.StrideWidth;
+            int width = operands.Width, rows = run.CellCount / 3, imageWidth = operands.Window.Width, stride = operands.Window.StrideWidth, count = run.Count;
             int firstColumn = -operands.Window.PadLeft;
             nint pixel = operands.Window.Channels, step = run.Step;
             float* image = channels.Image(run.Sample) + run.Origin + c, gradient = operands.Output + run.Position * width + c;
@@ -661,7 +660,7 @@ public static class DepthwiseConvolution
             TVector a0 = channels.Load<TFull>(top, lanes), a1 = channels.Load<TFull>(top + width, lanes), a2 = channels.Load<TFull>(top + 2 * width, lanes);
             TVector b0 = channels.Load<TFull>(middle, lanes), b1 = channels.Load<TFull>(middle + width, lanes), b2 = channels.Load<TFull>(middle + 2 * width, lanes);
             TVector d0 = channels.Load<TFull>(bottom, lanes), d1 = channels.Load<TFull>(bottom + width, lanes), d2 = channels.Load<TFull>(bottom + 2 * width, lanes);
-            for (int p = from; p < to; p++)
+            for (int p = 0; p < count; p++)
             {
                 var g = channels.Load<TFull>(gradient + (nint)p * width, lanes);
                 nint at = p * step;

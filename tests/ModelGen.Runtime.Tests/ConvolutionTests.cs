@@ -357,7 +357,10 @@ public class ConvolutionTests
         { 3, 3, 8, 3, 3, 1, false, 1, 16, 2 },      // one position a sample: two rows, streamed after im2col
         { 13, 13, 32, 3, 3, 2, true, 1, 128, 3 },   // inference directly on AVX-512: padded windows gathered, two passes of 64 filters
         { 6, 6, 64, 3, 3, 1, true, 1, 64, 2 },      // 576 deep: one depth block of the GEMM
-        { 5, 5, 128, 3, 3, 1, true, 1, 64, 2 },     // 1152 deep: two depth blocks for training, direct at inference
+        { 5, 5, 128, 3, 3, 1, true, 1, 64, 2 },     // 1152 deep: two depth blocks, at inference too (rows narrower than a direct pass)
+        { 12, 12, 128, 3, 3, 1, true, 1, 64, 1 },   // 1152 deep: two depth blocks for training, direct at inference (rows of two passes)
+        { 32, 32, 32, 3, 3, 1, true, 1, 32, 2 },    // the ResNet block's: direct at inference on AVX-512, eight-pixel passes, 'same' rows in bands of 13
+        { 24, 24, 32, 3, 3, 1, true, 1, 64, 2 },    // 'same' rows copied in bands of 17 and 7 for the four-vector passes
         { 8, 8, 64, 1, 1, 1, false, 1, 128, 3 },    // the MobileNet block's second pointwise convolution: one run per range at inference
         { 11, 12, 3, 5, 5, 1, true, 1, 24, 3 },     // kernel rows of fifteen floats, padding of two on every side: parts' patch rows copied whole
         { 15, 14, 1, 7, 7, 2, true, 1, 16, 2 },     // rows of seven, stride 2, padding on every side
@@ -385,7 +388,7 @@ public class ConvolutionTests
         foreach (var path in Enum.GetValues<SimdPath>())
         {
             using var _ = KernelSettings.OnSimd(path);
-            bool directAtInference = path == SimdPath.Avx512 && filters % 64 == 0 && window.PatchSize <= 1152;
+            bool directAtInference = Convolution.IsDirect(window, filters, keepPatches: false);
             float[]? oneThread = null;
             foreach (int threads in new[] { 1, 2 })
             {
@@ -409,6 +412,44 @@ public class ConvolutionTests
                 Assert.Equal(patchesByIm2Col, patches);
                 oneThread = output;
             }
+        }
+    }
+
+    public static TheoryData<int, int, int, bool, int, bool> DeepRoutes() => new()
+    {
+        // height and width, channels, kernel (square), same, filters, direct at inference on AVX-512
+        { 4, 128, 3, true, 64, false },     // rows narrower than a pass: every window would be gathered
+        { 5, 128, 3, true, 64, false },
+        { 8, 64, 3, true, 64, false },      // rows of 8: two passes of six compute 12
+        { 10, 64, 3, true, 64, true },      // rows of 10, the narrowest the four-vector passes take
+        { 13, 32, 3, false, 64, true },     // the CNN's second layer unpooled: rows of 11
+        { 16, 128, 3, true, 128, true },    // 1152 floats deep, the deepest the passes take
+        { 16, 256, 3, true, 64, false },    // 2304 deep: past them
+        { 8, 64, 1, false, 128, true },     // pointwise (the MobileNet block's second): one run across the rows, any width
+        { 32, 32, 3, true, 32, true },      // the ResNet block's: rows of four eight-pixel passes
+        { 16, 64, 3, true, 32, true },
+        { 24, 32, 3, true, 32, true },
+        { 26, 32, 3, true, 32, false },     // rows of 26: 32 computed
+        { 14, 32, 3, true, 32, false },
+        { 8, 64, 3, true, 32, false },      // one pass a row
+        { 16, 64, 1, false, 32, false },    // pointwise at 32 filters: not measured faster
+        { 32, 32, 3, true, 96, false },     // 64 + 32 filters: neither rule
+    };
+
+    /// <summary>
+    /// Which deep windows inference convolves directly (Convolution.IsDeepDirect, each rule from a timing of the shape): on
+    /// AVX-512 where the passes fill the rows, never on AVX2 or below, never where patches are kept (training reads them).
+    /// </summary>
+    [Theory, MemberData(nameof(DeepRoutes))]
+    public void Deep_windows_go_direct_where_the_passes_fill_the_rows(int size, int channels, int kernel, bool same, int filters, bool direct)
+    {
+        var window = new Window(size, size, channels, kernel, kernel, 1, 1, same);
+        Assert.True(window.PatchSize > 32, "a deep window");
+        foreach (var path in Enum.GetValues<SimdPath>())
+        {
+            using var _ = KernelSettings.OnSimd(path);
+            Assert.Equal(direct && path == SimdPath.Avx512, Convolution.IsDirect(window, filters, keepPatches: false));
+            Assert.False(Convolution.IsDirect(window, filters, keepPatches: true));
         }
     }
 

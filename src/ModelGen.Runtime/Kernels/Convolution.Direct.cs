@@ -24,9 +24,30 @@ public static partial class Convolution
     private const int DeepDirectPatch = 1152;
 
     /// <summary>Whether a window is convolved directly rather than through im2col + GEMM.</summary>
-    private static bool IsDirect(in Window window, int filters, bool keepPatches) =>
-        window.PatchSize <= DirectPatch ||
-        !keepPatches && window.PatchSize <= DeepDirectPatch && Simd.Current == SimdPath.Avx512 && filters % (4 * Vector512<float>.Count) == 0;
+    internal static bool IsDirect(in Window window, int filters, bool keepPatches) =>
+        window.PatchSize <= DirectPatch || !keepPatches && IsDeepDirect(window, filters);
+
+    /// <summary>Whether the direct passes can take a deep window at all: up to <see cref="DeepDirectPatch"/> floats, on AVX-512 (32 registers).</summary>
+    private static bool IsDeepAvx512(in Window window) => window.PatchSize <= DeepDirectPatch && Simd.Current == SimdPath.Avx512;
+
+    /// <summary>
+    /// Deep windows go direct where the passes fill the rows (2 cores, 3x3 'same' unless said, each shape alone, fresh
+    /// processes in turns; a pointwise window's pixels are one run across rows, so any width does).
+    /// Four vectors of filters, passes of six pixels: rows of at least <see cref="WidePassWidth"/>. Narrower rows were slower
+    /// everywhere: rows narrower than a pass gather every window float by float (4x4x128 to 64 filters at batch 1 190-296 us
+    /// direct, 13.5-15.8 through patches), rows of 8 compute 12 pixels (8x8x64 to 64: 64-65 us against 29-37). Rows of 10 and
+    /// 11 are faster at batch 1 and 3-5% slower at 32 (10x10x64: 43-44 against 50-54 us, 1.50-1.52 against 1.39-1.54 ms;
+    /// 13x13x32 'valid': 24-26 against 27-30 us); from 12 faster at both.
+    /// Two vectors (32 filters), passes of eight: rows of whole passes, two at least. 32x32x32 at batch 1 98-106 us against
+    /// 123-145 through patches, at 32 3.2-3.5 ms against 4.1-4.3; 16x16x64 at batch 1 53 against 89-91 us; rows of 26 (32
+    /// computed) were slower (137-139 against 88-124 us), 14 even.
+    /// </summary>
+    private static bool IsDeepDirect(in Window window, int filters) => IsDeepAvx512(window) &&
+        (filters % (4 * Vector512<float>.Count) == 0 && (window.IsPointwise || window.OutputWidth >= WidePassWidth)
+         || filters == 2 * Vector512<float>.Count && !window.IsPointwise && window.OutputWidth >= 2 * EightPixels && window.OutputWidth % EightPixels == 0);
+
+    /// <summary>The narrowest rows the four-vector passes take directly (two passes of six, 12 pixels computed for 10).</summary>
+    private const int WidePassWidth = 10;
 
     /// <summary>Output pixels whose sums one pass keeps in registers, for two vectors of filters or four.</summary>
     private const int DirectPixels = 6;
@@ -85,17 +106,21 @@ public static partial class Convolution
         }
     }
 
-    /// <summary>The direct convolution over a range of output rows, counted over the whole batch.</summary>
+    /// <summary>
+    /// The direct convolution over a range of output rows, counted over the whole batch, a sample's rows a band at a time
+    /// (<see cref="Plane.BandRows"/>).
+    /// </summary>
     private readonly unsafe struct DirectRanges(float* input, float* kernel, float* bias, float* output, Window window, int filters, bool relu, OutputFold fold) : IRanges
     {
         [MethodImpl(Compiled.Driver)]
         public void Run(int first, int count)
         {
+            int bandRows = Plane.BandRows(window);
             int imageFloats = window.Height * window.Width * window.Channels, outputFloats = window.Positions * filters;
             for (int row = first, end = first + count; row < end;)
             {
                 int sample = row / window.OutputHeight, top = row - sample * window.OutputHeight;
-                int bottom = Math.Min(window.OutputHeight, top + end - row);
+                int bottom = Math.Min(window.OutputHeight, Math.Min(top + end - row, top + bandRows));
                 float* image = input + (long)sample * imageFloats, pixels = output + (long)sample * outputFloats;
                 var plane = Plane.For(image, window, top, bottom);
                 switch (Simd.Current)

@@ -50,7 +50,8 @@ public static partial class Convolution
     /// Whether the pooling is 2x2 with strides 2 over whole windows (padding would add windows of fewer pixels) and the
     /// convolution one the direct kernel takes (training, which keeps the patches, takes it for shallow patches only).
     /// </summary>
-    private static bool PoolsInRegisters(in Window window, in Window pool, int filters, bool keepPatches) => PoolsWholeWindows(pool) && IsDirect(window, filters, keepPatches);
+    private static bool PoolsInRegisters(in Window window, in Window pool, int filters, bool keepPatches) => PoolsWholeWindows(pool) &&
+        (window.PatchSize <= DirectPatch || !keepPatches && IsDeepAvx512(window) && filters % (4 * Vector512<float>.Count) == 0);
 
     /// <summary>Whether training and inference pool the convolution in registers on every SIMD path, so that neither writes the convolution's output.</summary>
     internal static bool PoolsInRegistersOnEveryPath(in Window window, in Window pool) => PoolsWholeWindows(pool) && window.PatchSize <= DirectPatch;

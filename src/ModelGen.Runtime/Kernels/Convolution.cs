@@ -376,6 +376,19 @@ public static partial class Convolution
         /// </summary>
         private const int PaddedFloats = 16 * 1024;
 
+        /// <summary>
+        /// The most output rows of a sample one plane serves: all where no window hangs over the padding (the plane is the
+        /// image), else as many as a copy of <see cref="PaddedFloats"/> holds, so that the edge windows of wide 'same' rows are
+        /// read from a copy a band at a time, not gathered (32x32x32 rows: 13 output rows a band).
+        /// </summary>
+        public static int BandRows(in Window window)
+        {
+            var (firstRow, rows, columns) = Extent(window, 0, window.OutputHeight);
+            if (Whole(null, window).Holds(firstRow, rows, -window.PadLeft, columns)) return window.OutputHeight;
+            int copyRows = PaddedFloats / (columns * window.Channels);
+            return Math.Max(1, (copyRows - window.SpanHeight) / window.StrideHeight + 1);
+        }
+
         /// <summary>This thread's zero-padded copy (<see cref="Copy"/>).</summary>
         [ThreadStatic] private static AlignedBuffer? padded;
 

@@ -48,7 +48,9 @@ public static partial class Convolution
 
     /// <summary>
     /// Whether the pooling is 2x2 with strides 2 over whole windows (padding would add windows of fewer pixels) and the
-    /// convolution one the direct kernel takes (training, which keeps the patches, takes it for shallow patches only).
+    /// convolution's windows shallow, or deep against multiples of 64 filters at inference on AVX-512 (training keeps the
+    /// patches). Not the direct pass's rule for rows (<see cref="IsDeepDirect"/>): this kernel takes four windows of a 2x2
+    /// block a pass, and the CNN's conv2 + pool2 (rows of 11) ran 34-35 -> 26-28 us pooled at batch 1.
     /// </summary>
     private static bool PoolsInRegisters(in Window window, in Window pool, int filters, bool keepPatches) => PoolsWholeWindows(pool) &&
         (window.PatchSize <= DirectPatch || !keepPatches && IsDeepAvx512(window) && filters % (4 * Vector512<float>.Count) == 0);

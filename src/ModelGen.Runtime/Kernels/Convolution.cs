@@ -384,7 +384,7 @@ public static partial class Convolution
         public static int BandRows(in Window window)
         {
             var (firstRow, rows, columns) = Extent(window, 0, window.OutputHeight);
-            if (Whole(null, window).Holds(firstRow, rows, -window.PadLeft, columns)) return window.OutputHeight;
+            if (ImageHolds(window, firstRow, rows, columns)) return window.OutputHeight;
             int copyRows = PaddedFloats / (columns * window.Channels);
             return Math.Max(1, (copyRows - window.SpanHeight) / window.StrideHeight + 1);
         }
@@ -413,9 +413,12 @@ public static partial class Convolution
         public static Plane Padded(float* image, in Window window, int top, int bottom, int slack)
         {
             var (firstRow, rows, columns) = Extent(window, top, bottom);
-            var whole = Whole(image, window);
-            return whole.Holds(firstRow, rows, -window.PadLeft, columns) ? whole : Copy(image, window, firstRow, rows, columns, slack);
+            return ImageHolds(window, firstRow, rows, columns) ? Whole(image, window) : Copy(image, window, firstRow, rows, columns, slack);
         }
+
+        /// <summary>Whether the image itself holds rows [firstRow, firstRow + rows) and the windows' columns: no window hangs over the padding there.</summary>
+        private static bool ImageHolds(in Window window, int firstRow, int rows, int columns) =>
+            firstRow >= 0 && firstRow + rows <= window.Height && window.PadLeft == 0 && columns <= window.Width;
 
         /// <summary>The sample's image itself.</summary>
         private static Plane Whole(float* image, in Window window) => new(image, 0, 0, window.Height, window.Width, window.Channels);

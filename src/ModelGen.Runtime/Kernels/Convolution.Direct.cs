@@ -122,13 +122,12 @@ public static partial class Convolution
                 int sample = row / window.OutputHeight, top = row - sample * window.OutputHeight;
                 int bottom = Math.Min(window.OutputHeight, Math.Min(top + end - row, top + bandRows));
                 float* image = input + (long)sample * imageFloats, pixels = output + (long)sample * outputFloats;
-                var plane = Plane.For(image, window, top, bottom);
                 switch (Simd.Current)
                 {
-                    case SimdPath.Avx512 when filters < 4 * Vector512<float>.Count: RunRows<Lanes512, Vector512<float>, Yes>(image, plane, pixels, top, bottom); break;
-                    case SimdPath.Avx512: RunRows<Lanes512, Vector512<float>, No>(image, plane, pixels, top, bottom); break;
-                    case SimdPath.Avx2: RunRows<Lanes256, Vector256<float>, No>(image, plane, pixels, top, bottom); break;
-                    default: RunRows<Lanes128, Vector128<float>, No>(image, plane, pixels, top, bottom); break;
+                    case SimdPath.Avx512 when filters < 4 * Vector512<float>.Count: RunRows<Lanes512, Vector512<float>, Yes>(image, pixels, top, bottom); break;
+                    case SimdPath.Avx512: RunRows<Lanes512, Vector512<float>, No>(image, pixels, top, bottom); break;
+                    case SimdPath.Avx2: RunRows<Lanes256, Vector256<float>, No>(image, pixels, top, bottom); break;
+                    default: RunRows<Lanes128, Vector128<float>, No>(image, pixels, top, bottom); break;
                 }
                 row += bottom - top;
             }
@@ -138,30 +137,31 @@ public static partial class Convolution
         /// Output rows [top, bottom) of one sample by the kernel compiled with the fold or without it: a test for the fold in
         /// every pixel's store cost the passes without one 5-10%.
         /// </summary>
-        private void RunRows<TLanes, TVector, TEight>(float* image, in Plane plane, float* pixels, int top, int bottom)
+        private void RunRows<TLanes, TVector, TEight>(float* image, float* pixels, int top, int bottom)
             where TLanes : struct, ILanes<TVector> where TVector : struct where TEight : IFlag
         {
-            if (fold.IsEmpty) Direct<TLanes, TVector, TEight, No>(image, plane, kernel, bias, pixels, window, filters, relu, top, bottom, fold);
-            else Direct<TLanes, TVector, TEight, Yes>(image, plane, kernel, bias, pixels, window, filters, relu, top, bottom, fold);
+            if (fold.IsEmpty) Direct<TLanes, TVector, TEight, No>(image, kernel, bias, pixels, window, filters, relu, top, bottom, fold);
+            else Direct<TLanes, TVector, TEight, Yes>(image, kernel, bias, pixels, window, filters, relu, top, bottom, fold);
         }
     }
 
     /// <summary>
     /// Output rows [<paramref name="top"/>, <paramref name="bottom"/>) of one sample, six pixels of a row at a time (eight
-    /// where <typeparamref name="TEight"/>). Windows wholly inside <paramref name="plane"/> (the image, or a zero-padded copy
-    /// of these rows' part of it) are read in place, each patch value at a fixed offset from the window's corner; the others
+    /// where <typeparamref name="TEight"/>). Windows wholly inside their plane (<see cref="Plane.For"/>: the image, or a
+    /// zero-padded copy of these rows' part of it) are read in place, each patch value at a fixed offset from the window's corner; the others
     /// (and rows of fewer pixels than a pass) are first gathered into a small zero-padded buffer, so a pass always reads all
     /// its windows and never outside the image.
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
-    private static unsafe void Direct<TLanes, TVector, TEight, TFolds>(float* image, in Plane plane, float* kernel, float* bias, float* output, in Window window, int filters, bool relu,
+    private static unsafe void Direct<TLanes, TVector, TEight, TFolds>(float* image, float* kernel, float* bias, float* output, in Window window, int filters, bool relu,
         int top, int bottom, in OutputFold fold) where TLanes : struct, ILanes<TVector> where TVector : struct where TEight : IFlag where TFolds : IFlag
     {
         int patch = window.PatchSize, channels = window.Channels;
+        int passPixels = TEight.IsSet ? EightPixels : DirectPixels;
+        var plane = Plane.For(image, window, top, bottom, passPixels);
         int* inPlace = stackalloc int[patch];
         int* inBuffer = stackalloc int[patch];
         PatchOffsets(window, plane.RowFloats, inPlace, inBuffer);
-        int passPixels = TEight.IsSet ? EightPixels : DirectPixels;
         float* gathered = stackalloc float[passPixels * patch];
         int runPixels = (bottom - top) * window.OutputWidth;
         if (window.IsPointwise && runPixels >= passPixels)

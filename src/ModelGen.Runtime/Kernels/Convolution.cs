@@ -393,15 +393,16 @@ public static partial class Convolution
         [ThreadStatic] private static AlignedBuffer? padded;
 
         /// <summary>
-        /// The plane output rows [<paramref name="top"/>, <paramref name="bottom"/>) read, for the direct pass: the image
-        /// where none of their windows hangs over the padding, where rows are narrower than a pass (it gathers every window
-        /// then) or where a copy would exceed <see cref="PaddedFloats"/> (it gathers the edge windows), else a copy.
+        /// The plane output rows [<paramref name="top"/>, <paramref name="bottom"/>) read, for the direct pass of
+        /// <paramref name="passPixels"/> pixels: the image where none of their windows hangs over the padding, where rows are
+        /// narrower than a pass (it gathers every window then) or where a copy would exceed <see cref="PaddedFloats"/> (it
+        /// gathers the edge windows), else a copy.
         /// </summary>
         [MethodImpl(Compiled.Driver)]
-        public static Plane For(float* image, in Window window, int top, int bottom)
+        public static Plane For(float* image, in Window window, int top, int bottom, int passPixels)
         {
             var (_, rows, columns) = Extent(window, top, bottom);
-            return window.OutputWidth < DirectPixels || (long)rows * columns * window.Channels > PaddedFloats
+            return window.OutputWidth < passPixels || (long)rows * columns * window.Channels > PaddedFloats
                 ? Whole(image, window) : Padded(image, window, top, bottom, slack: 0);
         }
 

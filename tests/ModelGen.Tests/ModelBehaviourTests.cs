@@ -183,10 +183,14 @@ public class ModelBehaviourTests
         var y = GradientCheckTests.Targets(model, batch, random);
         var outputs = new float[batch * model.OutputSize];
         var optimizer = new Adam();
-        // Warm-up lasts past the first trial of one core against two (CoreChoice, 20 ms in), whose calls on one core may take
-        // larger scratch buffers than two cores' the first time.
+        // Warm-up lasts past the first trial of one core against two (CoreChoice), whose calls on one core may take larger
+        // scratch buffers than two cores' the first time (a whole B packed where two cores pack slices of it). That trial
+        // starts at the first clock read 20 ms in, and the clock is read once in 8 calls: a time alone did not cover it when
+        // the tests ran slowly beside the other test assemblies (WideNormalized's Predict packed its 320x600 kernel, 778 KB,
+        // inside the measured steps). So: 100 ms, then the 8 calls to the next clock read and the trial's 8.
         var warmUp = System.Diagnostics.Stopwatch.StartNew();
-        for (int i = 0; i < 5 || warmUp.ElapsedMilliseconds < 100; i++) { model.Predict(x, outputs); model.TrainStep(x, y, optimizer); }
+        while (warmUp.ElapsedMilliseconds < 100) { model.Predict(x, outputs); model.TrainStep(x, y, optimizer); }
+        for (int i = 0; i < 16; i++) { model.Predict(x, outputs); model.TrainStep(x, y, optimizer); }
 
         Assert.Equal(0, Allocations.OnThisThread(() =>
         {

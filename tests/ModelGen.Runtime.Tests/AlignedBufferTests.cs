@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using ModelGen.Kernels;
 
 namespace ModelGen.Runtime.Tests;
@@ -71,6 +72,52 @@ public class AlignedBufferTests
             else if (inside && line.StartsWith("VmFlags:")) return line["VmFlags:".Length..].Split(' ', StringSplitOptions.RemoveEmptyEntries);
         }
         throw new InvalidOperationException($"no mapping holds {address:x}");
+    }
+
+    /// <summary>
+    /// Inside a guarded scope (the guarded operand tests), the runtime's own buffers on this thread lie against a guard page,
+    /// each exactly as long as asked for: a kernel's scratch (one kept across calls is renewed when the length changes), a
+    /// rented scratch, a workspace's or an optimizer's buffer. After the scope a kept scratch is replaced, its pages unmapped.
+    /// </summary>
+    [Fact]
+    public unsafe void A_guarded_scope_places_the_runtimes_own_buffers_against_a_guard_page()
+    {
+        int page = Environment.SystemPageSize;
+        bool EndsAtPage(Span<float> span) => ((nint)Unsafe.AsPointer(ref span[0]) + span.Length * sizeof(float)) % page == 0;
+        bool StartsAtPage(Span<float> span) => (nint)Unsafe.AsPointer(ref span[0]) % page == 0;
+        AlignedBuffer? kept = null;
+        nint guarded = 0;
+        AlignedBuffer.Ensure(ref kept, 1000); // an unguarded scratch, long enough for what follows
+        foreach (bool atEnd in new[] { true, false })
+        {
+            Func<Span<float>, bool> placed = atEnd ? EndsAtPage : StartsAtPage;
+            using (GuardedPages.Guard(atEnd))
+            {
+                foreach (int length in new[] { 10, 10, 37, 5 })
+                {
+                    var scratch = AlignedBuffer.Ensure(ref kept, length);
+                    Assert.True(scratch.Length == length && placed(scratch), $"a kept scratch of {length} ({(atEnd ? "end" : "start")})");
+                }
+                var again = AlignedBuffer.Ensure(ref kept, 5);
+                guarded = (nint)Unsafe.AsPointer(ref again[0]);
+                Assert.True(guarded == (nint)Unsafe.AsPointer(ref AlignedBuffer.Ensure(ref kept, 5)[0]), "the same length keeps its pages");
+                using (var rented = Scratch<float>.Rent(13))
+                using (var ints = Scratch<int>.RentUncleared(3))
+                {
+                    Assert.True(rented.Span.Length == 13 && placed(rented.Span) && rented.Span.IndexOfAnyExcept(0f) < 0);
+                    var bytes = MemoryMarshal.AsBytes(ints.Span);
+                    Assert.True(bytes.Length == 12 && (atEnd ? ((nint)Unsafe.AsPointer(ref bytes[0]) + 12) % page == 0 : (nint)Unsafe.AsPointer(ref bytes[0]) % page == 0));
+                }
+                var buffer = new AlignedBuffer(21);
+                Assert.True(buffer.Length == 21 && placed(buffer.Span));
+                Assert.Equal(0, AlignedBuffer.Empty.Length);
+            }
+            // After the scope the pages are gone: the scratch must be new (writing to the old one would fault), and aligned.
+            var after = AlignedBuffer.Ensure(ref kept, 5);
+            Assert.True(after.Length >= 5 && (nint)Unsafe.AsPointer(ref after[0]) != guarded && AlignedBuffer.LineOffset(after) == 0, "after the scope, an unguarded scratch");
+            after.Fill(1f);
+        }
+        Assert.False(GuardedPages.Guarding);
     }
 
     [Fact]

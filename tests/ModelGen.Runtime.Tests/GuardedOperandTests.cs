@@ -10,8 +10,11 @@ namespace ModelGen.Runtime.Tests;
 /// they know the memory is there (im2col's spill, the direct passes' windows in place): here each runs with every operand in
 /// <see cref="GuardedMemory"/>, first ending just before a page nothing may touch, then starting just after one, so a read
 /// or write outside an operand faults (ending the run with the kernel on the stack), and must leave every operand as it
-/// leaves managed arrays, bit for bit, which the guarded operands' odd alignment must not change either. On every SIMD
-/// path (the ones the machine lacks emulated) and on one core and two.
+/// leaves managed arrays, bit for bit, which the guarded operands' odd alignment must not change either. The runtime's own
+/// buffers the calling thread allocates meanwhile are guarded the same way (<see cref="GuardedPages.Guard"/>): the scratches
+/// kernels rent and the buffers of workspaces and optimizers made inside a run, each exactly as long as asked for (the
+/// helper thread's scratches are not: on one core its parts run on this thread). On every SIMD path (the ones the machine
+/// lacks emulated) and on one core and two.
 /// </summary>
 [Collection(KernelSettings.Name)]
 public class GuardedOperandTests
@@ -372,7 +375,7 @@ public class GuardedOperandTests
             try
             {
                 for (int i = 0; i < operands.Length; i++) operands[i].CopyTo(guarded[i].GetSpan());
-                kernel([.. guarded.Select(g => g.Memory)]);
+                using (GuardedPages.Guard(atEnd)) kernel([.. guarded.Select(g => g.Memory)]);
                 for (int i = 0; i < operands.Length; i++)
                 {
                     var want = MemoryMarshal.Cast<float, int>(expected[i].AsSpan());

@@ -1,4 +1,5 @@
 using System;
+using System.Diagnostics.CodeAnalysis;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
@@ -11,29 +12,42 @@ namespace ModelGen.Kernels;
 /// and has no aligned allocation (an array probed into place on the pinned heap landed on a line for the first model only);
 /// so this is a pinned array with up to 15 floats of slack in front, and the buffer starts at the first line inside it.
 /// Pinned, because a compacting GC would move the array and the line with it; the cost is that a discarded model's buffers
-/// wait for a full collection. Buffers of 4 MB and more ask Linux for 2 MB pages.
+/// wait for a full collection. Buffers of 4 MB and more ask Linux for 2 MB pages. Inside a test's guarded scope
+/// (<see cref="GuardedPages.Guard"/>) a buffer comes from guarded pages instead, exactly its length, unaligned.
 /// </summary>
-public sealed class AlignedBuffer
+public sealed unsafe class AlignedBuffer
 {
     private const int Line = 64, Slack = Line / sizeof(float) - 1;
     /// <summary>Floats in a cache line, the alignment of every buffer.</summary>
     internal const int LineFloats = Line / sizeof(float);
-    private readonly float[] array;
+
+    /// <summary>The pinned array, the buffer starting at float <see cref="start"/> of it; null where a test's guarded pages hold it.</summary>
+    private readonly float[]? array;
     private readonly int start;
+    /// <summary>Inside a guarded scope: the pages, the buffer starting <see cref="start"/> floats past their first.</summary>
+    private readonly GuardedPages? pages;
 
     public AlignedBuffer(int length)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(length);
-        array = (long)length * sizeof(float) >= HugePageBytes && OperatingSystem.IsLinux()
-            ? OnHugePages(length + Slack)
-            : GC.AllocateArray<float>(length + Slack, pinned: true);
-        start = (Line - LineOffset(array)) % Line / sizeof(float);
+        if (length > 0 && GuardedPages.Guarding)
+        {
+            pages = GuardedPages.Allocate((long)length * sizeof(float));
+        }
+        else
+        {
+            array = (long)length * sizeof(float) >= HugePageBytes && OperatingSystem.IsLinux()
+                ? OnHugePages(length + Slack)
+                : GC.AllocateArray<float>(length + Slack, pinned: true);
+            start = (Line - LineOffset(array)) % Line / sizeof(float);
+        }
         Length = length;
     }
 
-    private AlignedBuffer(float[] array, int start, int length)
+    private AlignedBuffer(float[]? array, GuardedPages? pages, int start, int length)
     {
         this.array = array;
+        this.pages = pages;
         this.start = start;
         Length = length;
     }
@@ -47,7 +61,7 @@ public sealed class AlignedBuffer
         ArgumentOutOfRangeException.ThrowIfNegative(offset);
         ArgumentOutOfRangeException.ThrowIfNegative(length);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(length, Length - offset);
-        return new AlignedBuffer(array, start + offset, length);
+        return new AlignedBuffer(array, pages, start + offset, length);
     }
 
     /// <summary>No floats (an array a workspace does not need).</summary>
@@ -55,7 +69,8 @@ public sealed class AlignedBuffer
 
     public int Length { get; }
 
-    public Span<float> Span => array.AsSpan(start, Length);
+    /// <summary>The floats; a span into the array keeps the array alive while it is in use, as a raw pointer would not.</summary>
+    public Span<float> Span => array is not null ? array.AsSpan(start, Length) : new((float*)pages!.First + start, Length);
 
     /// <summary>The first float, for <c>fixed</c> (null where the buffer is empty, as an empty array pins).</summary>
     public ref float GetPinnableReference() => ref Span.GetPinnableReference();
@@ -74,8 +89,21 @@ public sealed class AlignedBuffer
     /// <summary>A per-thread scratch buffer of at least <paramref name="length"/> floats, replaced by a larger one when too short.</summary>
     internal static Span<float> Ensure(ref AlignedBuffer? buffer, int length)
     {
-        if (buffer is null || buffer.Length < length) buffer = new AlignedBuffer(length);
+        if (buffer is null || buffer.Length < length || buffer.pages is not null || GuardedPages.Guarding) Renew(ref buffer, length);
         return buffer.Span;
+    }
+
+    /// <summary>
+    /// A buffer for <see cref="Ensure"/> where the one there is too short, or a guard is on or was: guarded, a scratch holds
+    /// exactly the length asked for, against its guard page, and is kept only while that holds and its pages are still mapped;
+    /// unguarded, a scratch left from a guarded scope is replaced, its pages gone.
+    /// </summary>
+    private static void Renew([NotNull] ref AlignedBuffer? buffer, int length)
+    {
+        bool keep = buffer is not null && (GuardedPages.Guarding
+            ? buffer.pages is { IsMapped: true } && buffer.Length == length
+            : buffer.pages is null && buffer.Length >= length);
+        if (!keep) buffer = new AlignedBuffer(length);
     }
 
     /// <summary>Buffers from this size on ask Linux for 2 MB pages (<see cref="OnHugePages"/>).</summary>

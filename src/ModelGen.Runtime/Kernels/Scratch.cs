@@ -12,21 +12,28 @@ namespace ModelGen.Kernels;
 /// what it holds on a full collection under memory pressure, and the next step would then allocate again.
 /// Buffers are released in the reverse order of their renting, as <c>using var</c> declarations are.
 /// </summary>
-internal readonly struct Scratch<T> : IDisposable where T : unmanaged
+internal readonly unsafe struct Scratch<T> : IDisposable where T : unmanaged
 {
     [ThreadStatic] private static T[]? stack;
     [ThreadStatic] private static int used;
 
-    private readonly T[] array;
+    private readonly T[]? array;
+    /// <summary>Where a test guards this thread's buffers (<see cref="GuardedPages.Guarding"/>): the rental's own pages, instead of the stack.</summary>
+    private readonly GuardedPages? pages;
     private readonly int start, length;
 
     private Scratch(int length, bool cleared)
     {
+        this.length = length;
+        if (GuardedPages.Guarding)
+        {
+            pages = GuardedPages.Allocate((long)length * sizeof(T)); // zeroed by the system
+            return;
+        }
         // Buffers still rented keep the array they came from; a larger one serves the rest, from the same offset.
         if (stack is null || stack.Length - used < length) stack = new T[Math.Max(2 * (stack?.Length ?? 0), used + length)];
         array = stack;
         start = used;
-        this.length = length;
         used += length;
         if (cleared) Span.Clear();
     }
@@ -39,10 +46,15 @@ internal readonly struct Scratch<T> : IDisposable where T : unmanaged
     /// </summary>
     public static Scratch<T> RentUncleared(int length) => new(length, cleared: false);
 
-    public Span<T> Span => array.AsSpan(start, length);
+    public Span<T> Span => pages is null ? array.AsSpan(start, length) : new Span<T>(pages.First, length);
 
     public void Dispose()
     {
+        if (pages is not null)
+        {
+            pages.Dispose();
+            return;
+        }
         Debug.Assert(used == start + length, "Scratch buffers are released in the reverse order of their renting.");
         used = start;
     }

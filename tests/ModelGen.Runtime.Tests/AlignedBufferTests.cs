@@ -83,20 +83,24 @@ public class AlignedBufferTests
     public unsafe void A_guarded_scope_places_the_runtimes_own_buffers_against_a_guard_page()
     {
         int page = Environment.SystemPageSize;
-        bool EndsAtPage(Span<float> span) => ((nint)Unsafe.AsPointer(ref span[0]) + span.Length * sizeof(float)) % page == 0;
-        bool StartsAtPage(Span<float> span) => (nint)Unsafe.AsPointer(ref span[0]) % page == 0;
+        // Whether a span ends on a page boundary (atEnd), or starts on one.
+        bool Placed<T>(Span<T> span, bool atEnd) where T : unmanaged
+        {
+            var bytes = MemoryMarshal.AsBytes(span);
+            nint first = (nint)Unsafe.AsPointer(ref bytes[0]);
+            return (atEnd ? first + bytes.Length : first) % page == 0;
+        }
         AlignedBuffer? kept = null;
         nint guarded = 0;
         AlignedBuffer.Ensure(ref kept, 1000); // an unguarded scratch, long enough for what follows
         foreach (bool atEnd in new[] { true, false })
         {
-            Func<Span<float>, bool> placed = atEnd ? EndsAtPage : StartsAtPage;
             using (GuardedPages.Guard(atEnd))
             {
                 foreach (int length in new[] { 10, 10, 37, 5 })
                 {
                     var scratch = AlignedBuffer.Ensure(ref kept, length);
-                    Assert.True(scratch.Length == length && placed(scratch), $"a kept scratch of {length} ({(atEnd ? "end" : "start")})");
+                    Assert.True(scratch.Length == length && Placed(scratch, atEnd), $"a kept scratch of {length} ({(atEnd ? "end" : "start")})");
                 }
                 var again = AlignedBuffer.Ensure(ref kept, 5);
                 guarded = (nint)Unsafe.AsPointer(ref again[0]);
@@ -104,12 +108,11 @@ public class AlignedBufferTests
                 using (var rented = Scratch<float>.Rent(13))
                 using (var ints = Scratch<int>.RentUncleared(3))
                 {
-                    Assert.True(rented.Span.Length == 13 && placed(rented.Span) && rented.Span.IndexOfAnyExcept(0f) < 0);
-                    var bytes = MemoryMarshal.AsBytes(ints.Span);
-                    Assert.True(bytes.Length == 12 && (atEnd ? ((nint)Unsafe.AsPointer(ref bytes[0]) + 12) % page == 0 : (nint)Unsafe.AsPointer(ref bytes[0]) % page == 0));
+                    Assert.True(rented.Span.Length == 13 && Placed(rented.Span, atEnd) && rented.Span.IndexOfAnyExcept(0f) < 0);
+                    Assert.True(ints.Span.Length == 3 && Placed(ints.Span, atEnd));
                 }
                 var buffer = new AlignedBuffer(21);
-                Assert.True(buffer.Length == 21 && placed(buffer.Span));
+                Assert.True(buffer.Length == 21 && Placed(buffer.Span, atEnd));
                 Assert.Equal(0, AlignedBuffer.Empty.Length);
             }
             // After the scope the pages are gone: the scratch must be new (writing to the old one would fault), and aligned.

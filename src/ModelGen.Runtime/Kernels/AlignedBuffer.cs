@@ -1,5 +1,4 @@
 using System;
-using System.Diagnostics.CodeAnalysis;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
@@ -89,22 +88,18 @@ public sealed unsafe class AlignedBuffer
     /// <summary>A per-thread scratch buffer of at least <paramref name="length"/> floats, replaced by a larger one when too short.</summary>
     internal static Span<float> Ensure(ref AlignedBuffer? buffer, int length)
     {
-        if (buffer is null || buffer.Length < length || buffer.pages is not null || GuardedPages.Guarding) Renew(ref buffer, length);
+        if (buffer is null || !buffer.Serves(length)) buffer = new AlignedBuffer(length);
         return buffer.Span;
     }
 
     /// <summary>
-    /// A buffer for <see cref="Ensure"/> where the one there is too short, or a guard is on or was: guarded, a scratch holds
-    /// exactly the length asked for, against its guard page, and is kept only while that holds and its pages are still mapped;
-    /// unguarded, a scratch left from a guarded scope is replaced, its pages gone.
+    /// Whether this scratch serves <paramref name="length"/> floats: unguarded, an array at least that long (a scratch left
+    /// from a guarded scope is replaced, its pages gone); guarded, pages still mapped holding exactly that length, against
+    /// their guard page.
     /// </summary>
-    private static void Renew([NotNull] ref AlignedBuffer? buffer, int length)
-    {
-        bool keep = buffer is not null && (GuardedPages.Guarding
-            ? buffer.pages is { IsMapped: true } && buffer.Length == length
-            : buffer.pages is null && buffer.Length >= length);
-        if (!keep) buffer = new AlignedBuffer(length);
-    }
+    private bool Serves(int length) => GuardedPages.Guarding
+        ? pages is { IsMapped: true } && Length == length
+        : array is not null && Length >= length;
 
     /// <summary>Buffers from this size on ask Linux for 2 MB pages (<see cref="OnHugePages"/>).</summary>
     private const long HugePageBytes = 4 << 20;

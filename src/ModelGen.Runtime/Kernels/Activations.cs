@@ -16,20 +16,43 @@ public static partial class Activations
     public static void Forward(Activation activation, Span<float> values, int rows, int columns) =>
         Forward(activation, values, values, rows, columns);
 
-    /// <summary>destination = f(source): a standalone activation writes its output without first copying its input.</summary>
+    /// <summary>
+    /// destination = f(source): a standalone activation writes its output without first copying its input. A large tensor is
+    /// shared between the cores by ranges of rows, as the merges are (a row, a softmax's unit, stays whole): a value's result
+    /// does not depend on its range.
+    /// </summary>
     [MethodImpl(Compiled.Kernel)]
-    public static void Forward(Activation activation, ReadOnlySpan<float> source, Span<float> destination, int rows, int columns)
+    public static unsafe void Forward(Activation activation, ReadOnlySpan<float> source, Span<float> destination, int rows, int columns)
     {
-        var x = source.Slice(0, rows * columns);
-        var y = destination.Slice(0, rows * columns);
+        int length = rows * columns;
+        if (source.Length < length || destination.Length < length)
+            throw new ArgumentException($"{activation} of {rows} x {columns} needs that many values; got {source.Length} in, {destination.Length} out.");
+        if (activation is not (Activation.Linear or Activation.Relu or Activation.Sigmoid or Activation.Tanh or Activation.Softmax))
+            throw new ArgumentOutOfRangeException(nameof(activation), activation, null);
+        fixed (float* x = source, y = destination)
+        {
+            var work = new ForwardRanges(activation, x, y, columns);
+            Helper.ForRanges(ref work, rows, floatsPerItem: 2L * columns);
+        }
+    }
+
+    /// <summary>Rows [first, first + count) of a standalone activation, on either thread.</summary>
+    private readonly unsafe struct ForwardRanges(Activation activation, float* source, float* destination, int columns) : IRanges
+    {
+        public void Run(int first, int count) => ForwardRows(activation, new ReadOnlySpan<float>(source + (long)first * columns, count * columns),
+            new Span<float>(destination + (long)first * columns, count * columns), count, columns);
+    }
+
+    [MethodImpl(Compiled.Kernel)]
+    private static void ForwardRows(Activation activation, ReadOnlySpan<float> x, Span<float> y, int rows, int columns)
+    {
         switch (activation)
         {
             case Activation.Linear: x.CopyTo(y); break;
             case Activation.Relu: TensorPrimitives.Max(x, 0f, y); break;
             case Activation.Sigmoid: VectorMath.Sigmoid(x, y); break;
             case Activation.Tanh: VectorMath.Tanh(x, y); break;
-            case Activation.Softmax: Softmax(x, y, rows, columns); break;
-            default: throw new ArgumentOutOfRangeException(nameof(activation), activation, null);
+            default: Softmax(x, y, rows, columns); break;
         }
     }
 

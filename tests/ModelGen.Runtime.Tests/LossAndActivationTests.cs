@@ -241,6 +241,36 @@ public class LossAndActivationTests
         }
     }
 
+    [Theory, MemberData(nameof(KernelSettings.EveryPath), MemberType = typeof(KernelSettings))]
+    public void Mean_squared_error_matches_each_values_scalar_definition_on_every_path(SimdPath path)
+    {
+        var random = new Random(12);
+        foreach (int count in new[] { 1, 3, 4, 5, 16, 17, 33, 1000, 100_352 })
+        {
+            var p = Enumerable.Range(0, count).Select(_ => (float)(random.NextDouble() * 6 - 3)).ToArray();
+            var y = Enumerable.Range(0, count).Select(i => i % 7 == 0 ? p[i] : (float)(random.NextDouble() * 2 - 1)).ToArray();
+            var gradient = Enumerable.Repeat(float.NaN, count + 1).ToArray();
+            float loss;
+            using (KernelSettings.OnSimd(path)) loss = Losses.Compute(Loss.MeanSquaredError, p, y, gradient.AsSpan(0, count), count, 1, "M", "out");
+            using (KernelSettings.OnSimd(SimdPath.Portable))
+                Assert.Equal(Losses.Compute(Loss.MeanSquaredError, p, y, default, count, 1, "M", "out"), loss); // the same bits on every path
+
+            double exact = 0;
+            float scale = 2f / count;
+            for (int i = 0; i < count; i++)
+            {
+                float difference = p[i] - y[i];
+                exact += (double)difference * difference;
+                Assert.Equal(scale * difference, gradient[i]);
+            }
+            exact /= count;
+            // Exact squares summed in double, in four sums rather than in order (~count·2^-53 of the sum apart, far below a float's
+            // rounding), then the mean rounded to float once: the float nearest the mean (squares taken in float are not).
+            Assert.True((float)exact == loss, $"{count} values: loss {loss:R}, exact {exact:R}");
+            Assert.True(float.IsNaN(gradient[count]), "nothing past the values is written");
+        }
+    }
+
     [Fact]
     public void Binary_cross_entropy_of_a_nan_prediction_is_nan_with_no_gradient_there()
     {

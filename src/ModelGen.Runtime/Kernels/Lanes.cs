@@ -79,6 +79,8 @@ internal interface ILanes<TVector> where TVector : struct
     /// width for values taken a vector at a time.
     /// </summary>
     static abstract Vector256<double> AddInFours(Vector256<double> sums, TVector value);
+    /// <summary><see cref="AddInFours"/> of the lanes' squares, each squared in double (exactly: a float's square fits).</summary>
+    static abstract Vector256<double> AddSquaresInFours(Vector256<double> sums, TVector value);
     static abstract TVector Abs(TVector value);
     /// <summary>A mask (for <see cref="Select"/>) of the lanes of <paramref name="value"/> below <paramref name="limit"/>.</summary>
     static abstract TVector Below(TVector value, float limit);
@@ -114,6 +116,8 @@ internal struct Lanes512 : ILanes<Vector512<float>>
         Vector512.ConvertToSingle(Vector512.ShiftRightLogical(value.AsInt32(), 23) - Vector512.Create(127));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<double> AddInFours(Vector256<double> sums, Vector512<float> value) =>
         Lanes256.AddInFours(Lanes256.AddInFours(sums, value.GetLower()), value.GetUpper());
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<double> AddSquaresInFours(Vector256<double> sums, Vector512<float> value) =>
+        Lanes256.AddSquaresInFours(Lanes256.AddSquaresInFours(sums, value.GetLower()), value.GetUpper());
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static unsafe Vector512<float> LoadFirst(ref float source, int count)
     {
         fixed (float* at = &source) return Avx512F.IsSupported ? Avx512F.MaskLoad(at, First(count), Vector512<float>.Zero) : LaneByLane.Load(at, First(count), Zero);
@@ -171,6 +175,11 @@ internal struct Lanes256 : ILanes<Vector256<float>>
         Vector256.ConvertToSingle(Vector256.ShiftRightLogical(value.AsInt32(), 23) - Vector256.Create(127));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<double> AddInFours(Vector256<double> sums, Vector256<float> value) =>
         sums + Vector256.WidenLower(value) + Vector256.WidenUpper(value);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<double> AddSquaresInFours(Vector256<double> sums, Vector256<float> value)
+    {
+        Vector256<double> lower = Vector256.WidenLower(value), upper = Vector256.WidenUpper(value);
+        return sums + lower * lower + upper * upper;
+    }
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static unsafe Vector256<float> LoadFirst(ref float source, int count)
     {
         fixed (float* at = &source) return Avx.IsSupported ? Avx.MaskLoad(at, First(count)) : LaneByLane.Load(at, First(count), Zero);
@@ -272,6 +281,11 @@ internal struct Lanes128 : ILanes<Vector128<float>>
         Vector128.ConvertToSingle(Vector128.ShiftRightLogical(value.AsInt32(), 23) - Vector128.Create(127));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<double> AddInFours(Vector256<double> sums, Vector128<float> value) =>
         sums + Vector256.Create(Vector128.WidenLower(value), Vector128.WidenUpper(value));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<double> AddSquaresInFours(Vector256<double> sums, Vector128<float> value)
+    {
+        var wide = Vector256.Create(Vector128.WidenLower(value), Vector128.WidenUpper(value));
+        return sums + wide * wide;
+    }
     // No masked loads on every platform: each lane is read on its own.
     public static Vector128<float> LoadFirst(ref float source, int count) =>
         Vector128.Create(count > 0 ? source : 0f, count > 1 ? Unsafe.Add(ref source, 1) : 0f, count > 2 ? Unsafe.Add(ref source, 2) : 0f, count > 3 ? Unsafe.Add(ref source, 3) : 0f);

@@ -97,34 +97,45 @@ public class LossAndActivationTests
     }
 
     /// <summary>
-    /// With sparse labels, every class but the label gets q / rows with q = p / Σp: a division rounded, then a product
-    /// rounded, bit for bit, at row widths on either side of a vector of 8 (the vector part and the scalar tail).
+    /// With sparse labels, every class but the label gets q / rows with q = p / Σp (Σp summed in order): a division rounded,
+    /// then a product rounded, bit for bit, on every SIMD path, at row widths from 3 to 33 (on either side of a vector of 8
+    /// and of 16); the label gets (q - 1) / rows, a row whose label is clipped nothing, and the loss is the mean of
+    /// -log(clip(q)) in double. Nothing past the gradient is written.
     /// </summary>
-    [Theory]
-    [InlineData(3)]
-    [InlineData(8)]
-    [InlineData(10)]
-    [InlineData(17)]
-    [InlineData(33)]
-    public void Loss_through_softmax_scales_each_class_with_one_division_and_one_product(int units)
+    [Theory, MemberData(nameof(KernelSettings.EveryPath), MemberType = typeof(KernelSettings))]
+    public void Loss_through_softmax_scales_each_class_with_one_division_and_one_product(SimdPath path)
     {
         const int batch = 7;
-        var random = new Random(100 + units);
-        var probabilities = Enumerable.Range(0, batch * units).Select(_ => (float)random.NextDouble() + 0.01f).ToArray();
-        var labels = Enumerable.Range(0, batch).Select(n => (float)(n % units)).ToArray();
-        var gradient = new float[batch * units];
-        Losses.ComputeThroughSoftmax(Loss.SparseCategoricalCrossentropy, probabilities, labels, gradient, batch, units, "M", "out");
-        float scale = 1f / batch;
-        for (int n = 0; n < batch; n++)
+        foreach (int units in new[] { 3, 8, 10, 16, 17, 33 })
         {
-            float sum = 0f;
-            for (int j = 0; j < units; j++) sum += probabilities[n * units + j];
-            for (int j = 0; j < units; j++)
+            var random = new Random(100 + units);
+            var probabilities = Enumerable.Range(0, batch * units).Select(_ => (float)random.NextDouble() + 0.01f).ToArray();
+            var labels = Enumerable.Range(0, batch).Select(n => (float)(n % units)).ToArray();
+            probabilities[3 * units + 3 % units] = 1e9f; // row 3's label above 1 - 1e-7: clipped
+            var gradient = Enumerable.Repeat(float.NaN, batch * units + 1).ToArray();
+            float loss;
+            using (KernelSettings.OnSimd(path))
+                loss = Losses.ComputeThroughSoftmax(Loss.SparseCategoricalCrossentropy, probabilities, labels, gradient.AsSpan(0, batch * units), batch, units, "M", "out");
+            float scale = 1f / batch;
+            double total = 0;
+            for (int n = 0; n < batch; n++)
             {
-                if (j == (int)labels[n]) continue;
-                float q = probabilities[n * units + j] / sum;
-                Assert.Equal(q * scale, gradient[n * units + j]);
+                float sum = 0f;
+                for (int j = 0; j < units; j++) sum += probabilities[n * units + j];
+                int label = (int)labels[n];
+                float qLabel = probabilities[n * units + label] / sum;
+                total -= Math.Log(Math.Clamp(qLabel, Losses.Epsilon, 1f - Losses.Epsilon));
+                bool clipped = n == 3;
+                Assert.Equal(clipped, !(qLabel > Losses.Epsilon && qLabel < 1f - Losses.Epsilon));
+                for (int j = 0; j < units; j++)
+                {
+                    float q = probabilities[n * units + j] / sum;
+                    float expected = clipped ? 0f : j == label ? (q - 1f) * scale : q * scale;
+                    Assert.True(expected.Equals(gradient[n * units + j]), $"{units} units, row {n}, class {j}: {gradient[n * units + j]:R}, expected {expected:R}");
+                }
             }
+            Assert.Equal((float)(total / batch), loss);
+            Assert.True(float.IsNaN(gradient[batch * units]), $"{units} units: nothing past the gradient is written");
         }
     }
 

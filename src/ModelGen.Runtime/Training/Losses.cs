@@ -117,7 +117,7 @@ public static class Losses
     /// The squared errors summed over <paramref name="count"/> values, and where <paramref name="gradient"/> is not empty
     /// dLoss/dPrediction of their mean, 2·(p - y)/count: each difference in float, as Keras computes it, squared in double
     /// (exactly) and summed in four double sums as <see cref="BinaryCrossentropy"/>'s terms are, so every SIMD path returns the
-    /// same total. A value at a time in double, a regression's reconstruction loss (784 values a sample) cost ~1 ns a value.
+    /// same total. A value at a time in double it cost ~3.3 ns a value (a 28x28 reconstruction at batch 128: 330 us, now 30).
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
     private static double MeanSquaredError<TLanes, TVector>(ReadOnlySpan<float> predictions, ReadOnlySpan<float> targets, Span<float> gradient, int count)

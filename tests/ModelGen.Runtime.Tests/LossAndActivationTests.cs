@@ -229,11 +229,7 @@ public class LossAndActivationTests
             var edges = new[] { 0f, 1f, 1e-9f, 1 - 1e-9f, 1e-7f, 1 - 1e-7f, 2e-7f, 0.5f };
             var p = Enumerable.Range(0, count).Select(i => i % 5 == 0 ? edges[i / 5 % edges.Length] : (float)random.NextDouble()).ToArray();
             var y = Enumerable.Range(0, count).Select(i => i % 3 == 0 ? (float)random.NextDouble() : i % 3 - 1).ToArray();
-            var gradient = Enumerable.Repeat(float.NaN, count + 1).ToArray();
-            float loss;
-            using (KernelSettings.OnSimd(path)) loss = Losses.Compute(Loss.BinaryCrossentropy, p, y, gradient.AsSpan(0, count), count, 1, "M", "out");
-            using (KernelSettings.OnSimd(SimdPath.Portable))
-                Assert.Equal(Losses.Compute(Loss.BinaryCrossentropy, p, y, default, count, 1, "M", "out"), loss); // the same bits on every path
+            var (loss, gradient) = ComputeOnPath(Loss.BinaryCrossentropy, p, y, path);
 
             double exact = 0;
             float scale = 1f / count;
@@ -248,7 +244,6 @@ public class LossAndActivationTests
             // Each term's two float logarithms within 1 ulp, its products and sum rounded once each: at most 2^-22 of the
             // term (the terms share a sign), then the mean rounded to float.
             Assert.True(Math.Abs(loss - exact) <= (Math.Pow(2, -22) + Math.Pow(2, -24)) * exact, $"{count} values: loss {loss:R}, exact {exact:R}");
-            Assert.True(float.IsNaN(gradient[count]), "nothing past the values is written");
         }
     }
 
@@ -260,11 +255,7 @@ public class LossAndActivationTests
         {
             var p = Enumerable.Range(0, count).Select(_ => (float)(random.NextDouble() * 6 - 3)).ToArray();
             var y = Enumerable.Range(0, count).Select(i => i % 7 == 0 ? p[i] : (float)(random.NextDouble() * 2 - 1)).ToArray();
-            var gradient = Enumerable.Repeat(float.NaN, count + 1).ToArray();
-            float loss;
-            using (KernelSettings.OnSimd(path)) loss = Losses.Compute(Loss.MeanSquaredError, p, y, gradient.AsSpan(0, count), count, 1, "M", "out");
-            using (KernelSettings.OnSimd(SimdPath.Portable))
-                Assert.Equal(Losses.Compute(Loss.MeanSquaredError, p, y, default, count, 1, "M", "out"), loss); // the same bits on every path
+            var (loss, gradient) = ComputeOnPath(Loss.MeanSquaredError, p, y, path);
 
             double exact = 0;
             float scale = 2f / count;
@@ -278,8 +269,23 @@ public class LossAndActivationTests
             // Exact squares summed in double, in four sums rather than in order (~count·2^-53 of the sum apart, far below a float's
             // rounding), then the mean rounded to float once: the float nearest the mean (squares taken in float are not).
             Assert.True((float)exact == loss, $"{count} values: loss {loss:R}, exact {exact:R}");
-            Assert.True(float.IsNaN(gradient[count]), "nothing past the values is written");
         }
+    }
+
+    /// <summary>
+    /// A value-by-value loss over <paramref name="p"/> on <paramref name="path"/>, and its gradient: the loss the same bits as the
+    /// portable path's, and nothing written past the gradient (its buffer is one float longer, NaN).
+    /// </summary>
+    private static (float Loss, float[] Gradient) ComputeOnPath(Loss loss, float[] p, float[] y, SimdPath path)
+    {
+        int count = p.Length;
+        var gradient = Enumerable.Repeat(float.NaN, count + 1).ToArray();
+        float value;
+        using (KernelSettings.OnSimd(path)) value = Losses.Compute(loss, p, y, gradient.AsSpan(0, count), count, 1, "M", "out");
+        using (KernelSettings.OnSimd(SimdPath.Portable))
+            Assert.Equal(Losses.Compute(loss, p, y, default, count, 1, "M", "out"), value); // the same bits on every path
+        Assert.True(float.IsNaN(gradient[count]), $"{count} values: nothing past them is written");
+        return (value, gradient);
     }
 
     [Fact]

@@ -254,6 +254,25 @@ internal static partial class ModelEmitter
         /// <summary>Several inputs or outputs: the generic row-per-sample API packs and unpacks them.</summary>
         public bool Packed => Inputs.Count > 1 || Outputs.Count > 1;
 
+        /// <summary>
+        /// Whether a training step may run as two parts of its batch, one per core, each on its own copy of the buffers
+        /// (BatchParts): one input and one output, no sub-model (whose buffers a replica would copy for nothing), and only
+        /// blocks that compute each row from that row alone and draw no random numbers: dense layers, activations, merges,
+        /// reshapes and layer normalizations. Not dropout (its masks are drawn in the batch's order), a batch normalization
+        /// in training (its statistics couple the rows) or the rest, whose cost the rule below does not follow.
+        /// </summary>
+        public bool TrainsInParts => !Packed && SubModels.Count == 0 && DenseProducts.Any() && Computed.All(node => node.Spec.Kind is NodeKind.Merge or NodeKind.Function
+            || node.Is(LayerKind.Dense) || node.Is(LayerKind.Activation) || node.Is(LayerKind.Flatten) || node.Is(LayerKind.Reshape) || node.Is(LayerKind.LayerNormalization));
+
+        /// <summary>The multiply-adds a sample takes in each dense layer's forward product (its backward's two take as many each).</summary>
+        private IEnumerable<long> DenseProducts => Computed.Where(node => node.Is(LayerKind.Dense)).Select(node => (long)node.Spec.Size * node.Layer!.InputSize);
+
+        /// <summary>The multiply-adds a sample takes in the dense layers' forward products: a step's work, a third of it.</summary>
+        public long MultiplyAddsPerSample => DenseProducts.Sum();
+
+        /// <summary>The multiply-adds a sample takes in the model's largest dense layer: the step's largest product is the batch times this.</summary>
+        public long LargestProductPerSample => DenseProducts.DefaultIfEmpty(0).Max();
+
         public string InputParameters => string.Join(", ", Inputs.Select(i => $"ReadOnlySpan<float> {i.Spec.Name}"));
 
         /// <summary>
@@ -478,7 +497,9 @@ internal static partial class ModelEmitter
         public string TargetParameter => Spec.Name + "Targets";
         public string LossLocal => Spec.Name + "Loss";
         /// <summary>The rows a loss reduces over its last axis: one per sample, or per step (pixel) of each.</summary>
-        public string LossRows => Spec.Rows == 1 ? "batch" : $"batch * {Spec.Rows}";
+        public string LossRows => RowsOf("batch");
+        /// <summary>The loss's rows for <paramref name="samples"/> samples.</summary>
+        public string RowsOf(string samples) => Spec.Rows == 1 ? samples : $"{samples} * {Spec.Rows}";
     }
 
     private sealed class NodePlan

@@ -81,8 +81,19 @@ internal static partial class ModelEmitter
 
     private static void EmitFields(CodeWriter w, Plan plan)
     {
-        w.Line("private readonly AlignedBuffer parameters = new(ParameterCount);");
-        w.Line("private readonly AlignedBuffer gradients; // laid out as the parameters; none in a copy that only predicts");
+        if (plan.TrainsInParts)
+        {
+            w.Line("private readonly AlignedBuffer parameters; // shared with the replica");
+            w.Line("private readonly AlignedBuffer gradients; // laid out as the parameters; none in a copy that only predicts");
+            w.Line("// Trains the second part of a batch on the helper core (BatchParts): these parameters, its own buffers and gradients;");
+            w.Line("// null in a copy that only predicts, in a model whose batches are too small to split, and in the replica itself.");
+            w.Line($"private readonly {plan.Model.ClassName}? replica;");
+        }
+        else
+        {
+            w.Line("private readonly AlignedBuffer parameters = new(ParameterCount);");
+            w.Line("private readonly AlignedBuffer gradients; // laid out as the parameters; none in a copy that only predicts");
+        }
         w.Line("private readonly Layer[] layers;");
         w.Line();
         w.Line("// Per tensor, for up to MaxBatchSize samples: its value and, where anything before it learns, the loss gradient with respect to it.");
@@ -153,9 +164,10 @@ internal static partial class ModelEmitter
         w.Close();
         w.Line();
         w.Line("/// <summary>The layers and buffers, every weight zero; a copy that only predicts (ForInference) gets no gradients, masks or targets.</summary>");
-        w.Open($"private {model.ClassName}(int maxBatchSize, bool forTraining)");
+        w.Open($"private {model.ClassName}(int maxBatchSize, bool forTraining{(plan.TrainsInParts ? ", AlignedBuffer? sharedParameters = null" : "")})");
         w.Line($"if (maxBatchSize < 1) throw new ArgumentOutOfRangeException(nameof(maxBatchSize), maxBatchSize, \"{model.ClassName}: maxBatchSize must be at least 1.\");");
         w.Line("MaxBatchSize = maxBatchSize;");
+        if (plan.TrainsInParts) w.Line("parameters = sharedParameters ?? new AlignedBuffer(ParameterCount);");
         w.Line("gradients = new AlignedBuffer(forTraining ? ParameterCount : 0);");
         w.Line();
         var layerExpressions = new List<string>();
@@ -260,7 +272,14 @@ internal static partial class ModelEmitter
             foreach (var output in plan.Outputs) w.Line($"{output.Targets} = buffers.TrainingFloats(maxBatchSize * {output.Spec.TargetSize});");
             w.Line("lastOutputs = buffers.TrainingFloats(maxBatchSize * OutputSize);");
         }
-        w.Line("BufferBytes = buffers.Bytes;");
+        if (plan.TrainsInParts)
+        {
+            w.Line("// The replica trains the rest of a batch cut in two: at most half of it.");
+            w.Line($"if (forTraining && sharedParameters is null && BatchParts.PayUpTo(maxBatchSize, {PartSizes(plan)}))");
+            w.Line($"    replica = new {model.ClassName}(maxBatchSize / 2, forTraining: true, parameters);");
+            w.Line("BufferBytes = buffers.Bytes + (replica?.BufferBytes ?? 0);");
+        }
+        else w.Line("BufferBytes = buffers.Bytes;");
         w.Close();
         w.Line();
     }
@@ -505,7 +524,8 @@ internal static partial class ModelEmitter
             w.Line("return Step(inputs, targets, batch, optimizer);");
             w.Close();
             w.Line();
-            EmitStep(w, plan, new[] { "inputs" }, new[] { "targets" });
+            if (plan.TrainsInParts) EmitStepInParts(w, plan);
+            else EmitStep(w, plan, new[] { "inputs" }, new[] { "targets" });
             return;
         }
         foreach (var input in plan.Inputs) w.Line($"Merges.Slice(inputs, InputSize, {input.Offset}, {input.Staging}, {input.Spec.Size}, batch);");
@@ -567,6 +587,49 @@ internal static partial class ModelEmitter
         w.Close();
         w.Line();
     }
+
+    /// <summary>
+    /// The training step of a model that trains in parts (<see cref="Plan.TrainsInParts"/>): small batches whole, larger ones
+    /// as two parts on the two cores, this model and its replica each running <c>TrainPart</c> over its rows; then the update.
+    /// </summary>
+    private static void EmitStepInParts(CodeWriter w, Plan plan)
+    {
+        string name = plan.Model.ClassName;
+        var output = plan.Outputs[0];
+        var node = output.Node;
+        w.Open("private float Step(ReadOnlySpan<float> inputs, ReadOnlySpan<float> targets, int batch, Optimizer optimizer)");
+        w.Line("using var _ = trainingCores.Begin(batch);");
+        w.Line("float loss;");
+        w.Open($"if (replica is not null && BatchParts.Pay(batch, {PartSizes(plan)}))");
+        w.Line("// One part of the batch on each core: the replica's weight gradients join this model's, its outputs the batch's.");
+        w.Line("loss = BatchParts.Train(this, replica, static (model, inputRows, targetRows, rows, batch) => model.TrainPart(inputRows, targetRows, rows, batch),");
+        w.Line("    inputs, InputSize, targets, TargetSize, batch);");
+        w.Line("Merges.Pass(replica.gradients, gradients, TrainableParameterCount, accumulate: true);");
+        w.Line("int firstRows = BatchParts.FirstRows(batch), replicaOutputs = (batch - firstRows) * OutputSize;");
+        w.Line($"Reductions.Copy(replica.{node.Output}, {node.Output}.AsSpan(firstRows * OutputSize, replicaOutputs), replicaOutputs);");
+        w.Close();
+        w.Line("else loss = TrainPart(inputs, targets, batch, batch);");
+        w.Line("lastTrainingBatch = batch;");
+        w.Line($"Guard.FiniteLoss(\"{name}\", loss);");
+        w.Line("optimizer.Step(parameters.AsSpan(0, TrainableParameterCount), gradients.AsSpan(0, TrainableParameterCount));");
+        w.Line("return loss;");
+        w.Close();
+        w.Line();
+
+        w.Line("/// <summary>Forward, loss and backward over the first <paramref name=\"rows\"/> rows of these buffers, part of a batch of <paramref name=\"batch\"/> (or all of it); returns their share of the batch's loss.</summary>");
+        w.Open("private float TrainPart(ReadOnlySpan<float> inputs, ReadOnlySpan<float> targets, int rows, int batch)");
+        w.Line("Forward(inputs, rows, training: true);");
+        w.Line($"float loss = Losses.{(plan.SoftmaxInLoss(output) ? "ComputeThroughSoftmax" : "Compute")}(Loss.{output.Spec.Loss}, {node.Output}.AsSpan(0, rows * {output.Spec.Size}), targets, {node.Gradient}, " +
+            $"{output.RowsOf("rows")}, {output.Spec.Units}, \"{name}\", \"{output.Spec.Name}\", meanOver: {output.RowsOf("batch")});");
+        if (output.Spec.Weight != 1.0) w.Line($"Merges.Scale({node.Gradient}, rows * {output.Spec.Size}, {Literal(output.Spec.Weight)}f); // loss weight");
+        w.Line("Backward(inputs, rows);");
+        w.Line(output.Spec.Weight != 1.0 ? $"return {Literal(output.Spec.Weight)}f * loss;" : "return loss;");
+        w.Close();
+        w.Line();
+    }
+
+    /// <summary>The sizes by which BatchParts decides whether a step runs in parts.</summary>
+    private static string PartSizes(Plan plan) => $"multiplyAddsPerSample: {plan.MultiplyAddsPerSample}, largestProduct: {plan.LargestProductPerSample}";
 
     /// <summary>Keras' moving averages of each training batch's statistics, applied once the step's loss is known to be finite.</summary>
     private static void EmitMovingStatistics(CodeWriter w, Plan plan)

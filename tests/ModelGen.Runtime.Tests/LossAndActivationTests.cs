@@ -38,6 +38,44 @@ public class LossAndActivationTests
         }
     }
 
+    /// <summary>
+    /// A loss over one part of a batch, its mean taken over the batch's rows (BatchParts' meanOver), writes for those rows
+    /// the gradient the whole batch's loss writes, bit for bit, and the parts' losses add up to the batch's, but for the
+    /// rounding of each part's share to a float.
+    /// </summary>
+    [Theory]
+    [InlineData(Loss.MeanSquaredError, false)]
+    [InlineData(Loss.BinaryCrossentropy, false)]
+    [InlineData(Loss.CategoricalCrossentropy, false)]
+    [InlineData(Loss.SparseCategoricalCrossentropy, false)]
+    [InlineData(Loss.CategoricalCrossentropy, true)]
+    [InlineData(Loss.SparseCategoricalCrossentropy, true)]
+    public void A_loss_over_part_of_a_batch_takes_the_batchs_mean(Loss loss, bool throughSoftmax)
+    {
+        const int batch = 9, first = 5, units = 21;
+        var random = new Random(31);
+        var predictions = Enumerable.Range(0, batch * units).Select(_ => (float)random.NextDouble() * 0.9f + 0.05f).ToArray();
+        bool sparse = loss == Loss.SparseCategoricalCrossentropy;
+        int targetWidth = sparse ? 1 : units;
+        var targets = Enumerable.Range(0, batch * targetWidth).Select(i => sparse ? random.Next(units) : (float)random.NextDouble()).ToArray();
+        float Compute(int row, int rows, Span<float> gradient, int meanOver)
+        {
+            var p = predictions.AsSpan(row * units, rows * units);
+            var t = targets.AsSpan(row * targetWidth, rows * targetWidth);
+            return throughSoftmax
+                ? Losses.ComputeThroughSoftmax(loss, p, t, gradient, rows, units, "M", "out", meanOver)
+                : Losses.Compute(loss, p, t, gradient, rows, units, "M", "out", meanOver);
+        }
+        var whole = new float[batch * units];
+        var parts = new float[batch * units];
+        float wholeLoss = Compute(0, batch, whole, meanOver: 0);
+        float partsLoss = Compute(0, first, parts.AsSpan(0, first * units), batch) + Compute(first, batch - first, parts.AsSpan(first * units), batch);
+
+        Assert.Equal(whole, parts);
+        Assert.Equal(wholeLoss, partsLoss, wholeLoss * 3e-7f);
+        Assert.NotEqual(wholeLoss, Compute(0, first, parts.AsSpan(0, first * units), meanOver: 0) + Compute(first, batch - first, parts.AsSpan(first * units), meanOver: 0));
+    }
+
     [Fact]
     public void Softmax_cross_entropy_gradient_reduces_to_p_minus_y_over_batch()
     {

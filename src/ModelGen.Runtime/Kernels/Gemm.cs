@@ -151,7 +151,7 @@ public static partial class Gemm
     /// a training step, where the operands were just written by this thread and must cross to the other core, sharing
     /// products that small made the digits MLP's Fit slower (0.15 -> 0.21 s), with the helper spinning or not.
     /// </summary>
-    private const long ParallelWork = 1_000_000;
+    internal const long ParallelWork = 1_000_000;
 
     /// <summary>
     /// Multiply-adds from which a product against B packed ahead is cut into parts: a dense kernel of an inference copy

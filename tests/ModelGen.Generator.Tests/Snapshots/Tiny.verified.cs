@@ -31,8 +31,11 @@ partial class Outer
         private const int LogitsKernelOffset = 12, LogitsKernelLength = 8;
         private const int LogitsBiasOffset = 20, LogitsBiasLength = 2;
 
-        private readonly AlignedBuffer parameters = new(ParameterCount);
+        private readonly AlignedBuffer parameters; // shared with the replica
         private readonly AlignedBuffer gradients; // laid out as the parameters; none in a copy that only predicts
+        // Trains the second part of a batch on the helper core (BatchParts): these parameters, its own buffers and gradients;
+        // null in a copy that only predicts, in a model whose batches are too small to split, and in the replica itself.
+        private readonly Tiny? replica;
         private readonly Layer[] layers;
 
         // Per tensor, for up to MaxBatchSize samples: its value and, where anything before it learns, the loss gradient with respect to it.
@@ -68,10 +71,11 @@ partial class Outer
         }
 
         /// <summary>The layers and buffers, every weight zero; a copy that only predicts (ForInference) gets no gradients, masks or targets.</summary>
-        private Tiny(int maxBatchSize, bool forTraining)
+        private Tiny(int maxBatchSize, bool forTraining, AlignedBuffer? sharedParameters = null)
         {
             if (maxBatchSize < 1) throw new ArgumentOutOfRangeException(nameof(maxBatchSize), maxBatchSize, "Tiny: maxBatchSize must be at least 1.");
             MaxBatchSize = maxBatchSize;
+            parameters = sharedParameters ?? new AlignedBuffer(ParameterCount);
             gradients = new AlignedBuffer(forTraining ? ParameterCount : 0);
 
             features = new Input("features", 3);
@@ -94,7 +98,10 @@ partial class Outer
             logitsGradient = buffers.TrainingFloats(maxBatchSize * 2);
             probabilitiesOutput = buffers.Floats(maxBatchSize * 2);
             probabilitiesGradient = buffers.TrainingFloats(maxBatchSize * 2);
-            BufferBytes = buffers.Bytes;
+            // The replica trains the rest of a batch cut in two: at most half of it.
+            if (forTraining && sharedParameters is null && BatchParts.PayUpTo(maxBatchSize, multiplyAddsPerSample: 20, largestProduct: 12))
+                replica = new Tiny(maxBatchSize / 2, forTraining: true, parameters);
+            BufferBytes = buffers.Bytes + (replica?.BufferBytes ?? 0);
         }
 
         /// <summary>The largest batch the buffers hold.</summary>
@@ -146,12 +153,29 @@ partial class Outer
         private float Step(ReadOnlySpan<float> inputs, ReadOnlySpan<float> targets, int batch, Optimizer optimizer)
         {
             using var _ = trainingCores.Begin(batch);
-            Forward(inputs, batch, training: true);
+            float loss;
+            if (replica is not null && BatchParts.Pay(batch, multiplyAddsPerSample: 20, largestProduct: 12))
+            {
+                // One part of the batch on each core: the replica's weight gradients join this model's, its outputs the batch's.
+                loss = BatchParts.Train(this, replica, static (model, inputRows, targetRows, rows, batch) => model.TrainPart(inputRows, targetRows, rows, batch),
+                    inputs, InputSize, targets, TargetSize, batch);
+                Merges.Pass(replica.gradients, gradients, TrainableParameterCount, accumulate: true);
+                int firstRows = BatchParts.FirstRows(batch), replicaOutputs = (batch - firstRows) * OutputSize;
+                Reductions.Copy(replica.probabilitiesOutput, probabilitiesOutput.AsSpan(firstRows * OutputSize, replicaOutputs), replicaOutputs);
+            }
+            else loss = TrainPart(inputs, targets, batch, batch);
             lastTrainingBatch = batch;
-            float loss = Losses.ComputeThroughSoftmax(Loss.CategoricalCrossentropy, probabilitiesOutput.AsSpan(0, batch * 2), targets, probabilitiesGradient, batch, 2, "Tiny", "probabilities");
             Guard.FiniteLoss("Tiny", loss);
-            Backward(inputs, batch);
             optimizer.Step(parameters.AsSpan(0, TrainableParameterCount), gradients.AsSpan(0, TrainableParameterCount));
+            return loss;
+        }
+
+        /// <summary>Forward, loss and backward over the first <paramref name="rows"/> rows of these buffers, part of a batch of <paramref name="batch"/> (or all of it); returns their share of the batch's loss.</summary>
+        private float TrainPart(ReadOnlySpan<float> inputs, ReadOnlySpan<float> targets, int rows, int batch)
+        {
+            Forward(inputs, rows, training: true);
+            float loss = Losses.ComputeThroughSoftmax(Loss.CategoricalCrossentropy, probabilitiesOutput.AsSpan(0, rows * 2), targets, probabilitiesGradient, rows, 2, "Tiny", "probabilities", meanOver: batch);
+            Backward(inputs, rows);
             return loss;
         }
 

@@ -1,0 +1,110 @@
+using ModelGen.Kernels;
+using ModelGen.Training;
+
+namespace ModelGen.Tests;
+
+/// <summary>The digits MLP's shape: 64 * 64 + 64 * 10 = 4,736 multiply-adds a sample, so a batch of 106 or more trains in two parts.</summary>
+[Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
+public partial class PartedClassifier
+{
+    [Input(64)] public Input pixels;
+    [Dense(64, Activation.Relu)] public Dense hidden;
+    [Dense(10, Activation.Softmax)] public Dense digit;
+}
+
+/// <summary>
+/// A residual block over each of 4 steps with a layer normalization, its mean squared error over every step's row:
+/// 4 * (16 * 32 + 32 * 16 + 16 * 8) = 4,608 multiply-adds a sample, so a batch of 109 or more trains in two parts.
+/// </summary>
+[Functional(Loss = Loss.MeanSquaredError)]
+public partial class PartedSequences
+{
+    [Dense(32, Activation.Relu)] public Dense expand;
+    [Dense(16)] public Dense project;
+    [LayerNormalization] public LayerNormalization norm;
+    [Dense(8, Activation.Tanh)] public Dense head;
+
+    [Graph]
+    Tensor Forward([Shape(4, 16)] Tensor steps) => head.Apply(norm.Apply(Ops.Add(project.Apply(expand.Apply(steps)), steps)));
+}
+
+/// <summary>
+/// A training step in two parts of its batch (<see cref="BatchParts"/>), the model and its replica each taking half, computes
+/// what the two halves' own steps compute, each weighted by its share, and the same on one thread or two.
+/// </summary>
+[Collection(KernelSettings.Name)]
+public class BatchPartsTests
+{
+    private static IModel Create(string name, int maxBatchSize) => name == nameof(PartedClassifier)
+        ? new PartedClassifier(maxBatchSize, seed: 4)
+        : new PartedSequences(maxBatchSize, seed: 5);
+
+    private static (float[] Inputs, float[] Targets) Batch(IModel model, int batch, int seed)
+    {
+        var random = new Random(seed);
+        var inputs = Enumerable.Range(0, batch * model.InputSize).Select(_ => (float)random.NextDouble() * 2 - 1).ToArray();
+        var targets = model is PartedClassifier
+            ? Enumerable.Range(0, batch).Select(_ => (float)random.Next(10)).ToArray()
+            : Enumerable.Range(0, batch * model.TargetSize).Select(_ => (float)random.NextDouble() - 0.5f).ToArray();
+        return (inputs, targets);
+    }
+
+    [Theory]
+    [InlineData(nameof(PartedClassifier), 4736L, 4096L)]
+    [InlineData(nameof(PartedSequences), 4608L, 2048L)]
+    public void A_step_in_parts_computes_what_each_half_would_weighted_by_one_half(string name, long multiplyAddsPerSample, long largestProduct)
+    {
+        // 150 rows train in parts of 75; 75 rows train whole. Halving is exact in floats, and every gradient is linear in the
+        // loss's, whose scale is 1 / rows: so each half's gradients, times one half, are those of its part, bit for bit.
+        const int batch = 150, half = 75;
+        Assert.True(BatchParts.Pay(batch, multiplyAddsPerSample, largestProduct));
+        Assert.False(BatchParts.Pay(half, multiplyAddsPerSample, largestProduct));
+        var parted = Create(name, batch);
+        var (inputs, targets) = Batch(parted, batch, seed: 7);
+        float loss = parted.TrainStep(inputs, targets, new Sgd(learningRate: 0f));
+
+        var halves = Create(name, half);
+        var frozen = new Sgd(learningRate: 0f);
+        var first = halves.TrainStep(inputs.AsSpan(0, half * halves.InputSize), targets.AsSpan(0, half * halves.TargetSize), frozen);
+        var firstGradients = halves.Gradients.ToArray();
+        var firstOutputs = halves.LastTrainingOutputs.ToArray();
+        var second = halves.TrainStep(inputs.AsSpan(half * halves.InputSize), targets.AsSpan(half * halves.TargetSize), frozen);
+        var secondGradients = halves.Gradients.ToArray();
+
+        Assert.Equal(0.5f * first + 0.5f * second, loss);
+        Assert.Equal(firstGradients.Zip(secondGradients, (a, b) => 0.5f * a + 0.5f * b).ToArray(), parted.Gradients.ToArray());
+        Assert.Equal(firstOutputs.Concat(halves.LastTrainingOutputs.ToArray()).ToArray(), parted.LastTrainingOutputs.ToArray());
+    }
+
+    [Fact]
+    public void A_step_in_unequal_parts_gives_the_same_bits_on_one_thread_or_two()
+    {
+        // 151 rows: parts of 76 and 75, the replica's outputs copied after the model's 76 rows.
+        const int batch = 151;
+        var (inputs, targets) = Batch(new PartedClassifier(batch), batch, seed: 8);
+
+        (float[] Parameters, float[] Outputs, float[] Losses) Train(int threads) => KernelSettings.OnThreads(threads, () =>
+        {
+            var model = new PartedClassifier(batch, seed: 9);
+            var adam = new Adam(1e-3f);
+            var losses = Enumerable.Range(0, 3).Select(_ => model.TrainStep(inputs, targets, adam)).ToArray();
+            return (model.Parameters.ToArray(), model.LastTrainingOutputs.ToArray(), losses);
+        });
+
+        var one = Train(1);
+        var two = Train(2);
+        Assert.Equal(one.Losses, two.Losses);
+        Assert.Equal(one.Outputs, two.Outputs);
+        Assert.Equal(one.Parameters, two.Parameters);
+
+        // The outputs of the last step's forward pass, before its update: each part's rows as a prediction of them alone computes them.
+        var reference = new PartedClassifier(batch, seed: 9);
+        var adam = new Adam(1e-3f);
+        reference.TrainStep(inputs, targets, adam);
+        reference.TrainStep(inputs, targets, adam);
+        var predictions = new float[batch * 10];
+        reference.Predict(inputs.AsSpan(0, 76 * 64), predictions.AsSpan(0, 76 * 10));
+        reference.Predict(inputs.AsSpan(76 * 64), predictions.AsSpan(76 * 10));
+        Assert.Equal(predictions, two.Outputs);
+    }
+}

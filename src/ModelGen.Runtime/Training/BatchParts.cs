@@ -56,6 +56,7 @@ public static unsafe class BatchParts
     /// gradients are in its own copy's buffer; the caller adds them. A part's exception is rethrown here as it was thrown,
     /// the first part's first.
     /// </summary>
+    [MethodImpl(Compiled.Driver)]
     public static float Train<TModel>(TModel model, TModel replica, TrainingPart<TModel> part, ReadOnlySpan<float> inputs, int inputSize,
         ReadOnlySpan<float> targets, int targetSize, int batch) where TModel : class
     {
@@ -84,6 +85,7 @@ public static unsafe class BatchParts
         public Exception? FirstFailure, SecondFailure;
     }
 
+    [MethodImpl(Compiled.Driver)]
     private static void RunPart<TModel>(void* state, int item, int worker) where TModel : class
     {
         ref var job = ref Unsafe.AsRef<Job<TModel>>(state);

@@ -496,9 +496,7 @@ internal static partial class ModelEmitter
         public string Parameter => Spec.Name;
         public string TargetParameter => Spec.Name + "Targets";
         public string LossLocal => Spec.Name + "Loss";
-        /// <summary>The rows a loss reduces over its last axis: one per sample, or per step (pixel) of each.</summary>
-        public string LossRows => RowsOf("batch");
-        /// <summary>The loss's rows for <paramref name="samples"/> samples.</summary>
+        /// <summary>The rows a loss reduces over its last axis for <paramref name="samples"/> samples: one per sample, or per step (pixel) of each.</summary>
         public string RowsOf(string samples) => Spec.Rows == 1 ? samples : $"{samples} * {Spec.Rows}";
     }
 

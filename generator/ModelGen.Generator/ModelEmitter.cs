@@ -81,18 +81,13 @@ internal static partial class ModelEmitter
 
     private static void EmitFields(CodeWriter w, Plan plan)
     {
+        w.Line(plan.TrainsInParts ? "private readonly AlignedBuffer parameters; // shared with the replica" : "private readonly AlignedBuffer parameters = new(ParameterCount);");
+        w.Line("private readonly AlignedBuffer gradients; // laid out as the parameters; none in a copy that only predicts");
         if (plan.TrainsInParts)
         {
-            w.Line("private readonly AlignedBuffer parameters; // shared with the replica");
-            w.Line("private readonly AlignedBuffer gradients; // laid out as the parameters; none in a copy that only predicts");
             w.Line("// Trains the second part of a batch on the helper core (BatchParts): these parameters, its own buffers and gradients;");
             w.Line("// null in a copy that only predicts, in a model whose batches are too small to split, and in the replica itself.");
             w.Line($"private readonly {plan.Model.ClassName}? replica;");
-        }
-        else
-        {
-            w.Line("private readonly AlignedBuffer parameters = new(ParameterCount);");
-            w.Line("private readonly AlignedBuffer gradients; // laid out as the parameters; none in a copy that only predicts");
         }
         w.Line("private readonly Layer[] layers;");
         w.Line();
@@ -568,14 +563,7 @@ internal static partial class ModelEmitter
         {
             var output = plan.Outputs[k];
             var node = output.Node;
-            string local = plan.Outputs.Count == 1 ? "loss" : output.LossLocal;
-            w.Line($"{(plan.Outputs.Count == 1 ? "float loss" : "float " + local)} = Losses.{(plan.SoftmaxInLoss(output) ? "ComputeThroughSoftmax" : "Compute")}(Loss.{output.Spec.Loss}, {node.Output}.AsSpan(0, batch * {output.Spec.Size}), {targetNames[k]}, {node.Gradient}, {output.LossRows}, {output.Spec.Units}, \"{name}\", \"{output.Spec.Name}\");");
-            if (output.Spec.Weight != 1.0)
-            {
-                w.Line($"Merges.Scale({node.Gradient}, batch * {output.Spec.Size}, {Literal(output.Spec.Weight)}f); // loss weight");
-                terms.Add($"{Literal(output.Spec.Weight)}f * {local}");
-            }
-            else terms.Add(local);
+            terms.Add(EmitLoss(w, plan, output, plan.Outputs.Count == 1 ? "loss" : output.LossLocal, targetNames[k], samples: "batch"));
             if (plan.Packed) w.Line($"Merges.Concatenate({node.Output}, {output.Spec.Size}, lastOutputs, OutputSize, {output.Offset}, batch);");
         }
         if (plan.Outputs.Count > 1) w.Line($"float loss = {string.Join(" + ", terms)};");
@@ -619,13 +607,28 @@ internal static partial class ModelEmitter
         w.Line("/// <summary>Forward, loss and backward over the first <paramref name=\"rows\"/> rows of these buffers, part of a batch of <paramref name=\"batch\"/> (or all of it); returns their share of the batch's loss.</summary>");
         w.Open("private float TrainPart(ReadOnlySpan<float> inputs, ReadOnlySpan<float> targets, int rows, int batch)");
         w.Line("Forward(inputs, rows, training: true);");
-        w.Line($"float loss = Losses.{(plan.SoftmaxInLoss(output) ? "ComputeThroughSoftmax" : "Compute")}(Loss.{output.Spec.Loss}, {node.Output}.AsSpan(0, rows * {output.Spec.Size}), targets, {node.Gradient}, " +
-            $"{output.RowsOf("rows")}, {output.Spec.Units}, \"{name}\", \"{output.Spec.Name}\", meanOver: {output.RowsOf("batch")});");
-        if (output.Spec.Weight != 1.0) w.Line($"Merges.Scale({node.Gradient}, rows * {output.Spec.Size}, {Literal(output.Spec.Weight)}f); // loss weight");
+        string loss = EmitLoss(w, plan, output, "loss", "targets", samples: "rows", meanOver: "batch");
         w.Line("Backward(inputs, rows);");
-        w.Line(output.Spec.Weight != 1.0 ? $"return {Literal(output.Spec.Weight)}f * loss;" : "return loss;");
+        w.Line($"return {loss};");
         w.Close();
         w.Line();
+    }
+
+    /// <summary>
+    /// An output's loss over the first <paramref name="samples"/> samples into <paramref name="local"/>, writing its gradient
+    /// (times the loss weight, where it has one); over a part of a batch, the mean is taken over the batch's
+    /// (<paramref name="meanOver"/>). Returns the loss's term in the step's total: the local, weighted.
+    /// </summary>
+    private static string EmitLoss(CodeWriter w, Plan plan, OutputPlan output, string local, string targets, string samples, string? meanOver = null)
+    {
+        var node = output.Node;
+        string function = plan.SoftmaxInLoss(output) ? "ComputeThroughSoftmax" : "Compute";
+        string mean = meanOver is null ? "" : $", meanOver: {output.RowsOf(meanOver)}";
+        w.Line($"float {local} = Losses.{function}(Loss.{output.Spec.Loss}, {node.Output}.AsSpan(0, {samples} * {output.Spec.Size}), {targets}, {node.Gradient}, " +
+            $"{output.RowsOf(samples)}, {output.Spec.Units}, \"{plan.Model.ClassName}\", \"{output.Spec.Name}\"{mean});");
+        if (output.Spec.Weight == 1.0) return local;
+        w.Line($"Merges.Scale({node.Gradient}, {samples} * {output.Spec.Size}, {Literal(output.Spec.Weight)}f); // loss weight");
+        return $"{Literal(output.Spec.Weight)}f * {local}";
     }
 
     /// <summary>The sizes by which BatchParts decides whether a step runs in parts.</summary>

@@ -69,9 +69,9 @@ public static unsafe class BatchParts
             };
             // The job lives in this frame, which Helper.For keeps until both parts are done.
             Helper.For(2, &RunPart<TModel>, Unsafe.AsPointer(ref job));
-            if (job.FirstFailure is not null) ExceptionDispatchInfo.Throw(job.FirstFailure);
-            if (job.SecondFailure is not null) ExceptionDispatchInfo.Throw(job.SecondFailure);
-            return job.FirstLoss + job.SecondLoss;
+            if (job.First.Failure is not null) ExceptionDispatchInfo.Throw(job.First.Failure);
+            if (job.Second.Failure is not null) ExceptionDispatchInfo.Throw(job.Second.Failure);
+            return job.First.Loss + job.Second.Loss;
         }
     }
 
@@ -81,14 +81,21 @@ public static unsafe class BatchParts
         public TrainingPart<TModel> Part;
         public float* Inputs, Targets;
         public int InputSize, TargetSize, Batch;
-        public float FirstLoss, SecondLoss;
-        public Exception? FirstFailure, SecondFailure;
+        public Outcome First, Second;
+    }
+
+    /// <summary>What a part left: its share of the loss, or what it threw.</summary>
+    private struct Outcome
+    {
+        public float Loss;
+        public Exception? Failure;
     }
 
     [MethodImpl(Compiled.Driver)]
     private static void RunPart<TModel>(void* state, int item, int worker) where TModel : class
     {
         ref var job = ref Unsafe.AsRef<Job<TModel>>(state);
+        ref var outcome = ref item == 0 ? ref job.First : ref job.Second;
         var (first, rows) = Helper.PartOf(item, 2, job.Batch);
         // Each part keeps to its core: the other one is busy with the other part.
         bool alone = Helper.Alone;
@@ -97,14 +104,11 @@ public static unsafe class BatchParts
         {
             var inputs = new ReadOnlySpan<float>(job.Inputs + (long)first * job.InputSize, rows * job.InputSize);
             var targets = new ReadOnlySpan<float>(job.Targets + (long)first * job.TargetSize, rows * job.TargetSize);
-            float loss = job.Part(item == 0 ? job.Model : job.Replica, inputs, targets, rows, job.Batch);
-            if (item == 0) job.FirstLoss = loss;
-            else job.SecondLoss = loss;
+            outcome.Loss = job.Part(item == 0 ? job.Model : job.Replica, inputs, targets, rows, job.Batch);
         }
         catch (Exception e)
         {
-            if (item == 0) job.FirstFailure = e;
-            else job.SecondFailure = e;
+            outcome.Failure = e;
         }
         finally
         {

@@ -590,13 +590,13 @@ internal static partial class ModelEmitter
         w.Line("float loss;");
         w.Open($"if (replica is not null && BatchParts.Pay(batch, {PartSizes(plan)}))");
         w.Line("// One part of the batch on each core: the replica's weight gradients join this model's, its outputs the batch's.");
-        w.Line("loss = BatchParts.Train(this, replica, static (model, inputRows, targetRows, rows, batch) => model.TrainPart(inputRows, targetRows, rows, batch),");
+        w.Line("loss = BatchParts.Train(this, replica, static (model, inputRows, targetRows, first, rows, batch) => model.TrainPart(inputRows, targetRows, first, rows, batch),");
         w.Line("    inputs, InputSize, targets, TargetSize, batch);");
         w.Line("Merges.Pass(replica.gradients, gradients, TrainableParameterCount, accumulate: true);");
         w.Line("int firstRows = BatchParts.FirstRows(batch), replicaOutputs = (batch - firstRows) * OutputSize;");
         w.Line($"Reductions.Copy(replica.{node.Output}, {node.Output}.AsSpan(firstRows * OutputSize, replicaOutputs), replicaOutputs);");
         w.Close();
-        w.Line("else loss = TrainPart(inputs, targets, batch, batch);");
+        w.Line("else loss = TrainPart(inputs, targets, 0, batch, batch);");
         w.Line("lastTrainingBatch = batch;");
         w.Line($"Guard.FiniteLoss(\"{name}\", loss);");
         w.Line("optimizer.Step(parameters.AsSpan(0, TrainableParameterCount), gradients.AsSpan(0, TrainableParameterCount));");
@@ -604,10 +604,10 @@ internal static partial class ModelEmitter
         w.Close();
         w.Line();
 
-        w.Line("/// <summary>Forward, loss and backward over the first <paramref name=\"rows\"/> rows of these buffers, part of a batch of <paramref name=\"batch\"/> (or all of it); returns their share of the batch's loss.</summary>");
-        w.Open("private float TrainPart(ReadOnlySpan<float> inputs, ReadOnlySpan<float> targets, int rows, int batch)");
+        w.Line("/// <summary>Forward, loss and backward over the first <paramref name=\"rows\"/> rows of these buffers: the batch's rows from <paramref name=\"first\"/> on (or all of them); returns their share of the batch's loss.</summary>");
+        w.Open("private float TrainPart(ReadOnlySpan<float> inputs, ReadOnlySpan<float> targets, int first, int rows, int batch)");
         w.Line("Forward(inputs, rows, training: true);");
-        string loss = EmitLoss(w, plan, output, "loss", "targets", samples: "rows", meanOver: "batch");
+        string loss = EmitLoss(w, plan, output, "loss", "targets", samples: "rows", part: ("first", "batch"));
         w.Line("Backward(inputs, rows);");
         w.Line($"return {loss};");
         w.Close();
@@ -616,14 +616,15 @@ internal static partial class ModelEmitter
 
     /// <summary>
     /// An output's loss over the first <paramref name="samples"/> samples into <paramref name="local"/>, writing its gradient
-    /// (times the loss weight, where it has one); over a part of a batch, the mean is taken over the batch's
-    /// (<paramref name="meanOver"/>). Returns the loss's term in the step's total: the local, weighted.
+    /// (times the loss weight, where it has one); over a <paramref name="part"/> of a batch, the mean is taken over the
+    /// batch's samples, and a bad label is reported at its row in the batch. Returns the loss's term in the step's total: the
+    /// local, weighted.
     /// </summary>
-    private static string EmitLoss(CodeWriter w, Plan plan, OutputPlan output, string local, string targets, string samples, string? meanOver = null)
+    private static string EmitLoss(CodeWriter w, Plan plan, OutputPlan output, string local, string targets, string samples, (string First, string Batch)? part = null)
     {
         var node = output.Node;
         string function = plan.SoftmaxInLoss(output) ? "ComputeThroughSoftmax" : "Compute";
-        string mean = meanOver is null ? "" : $", meanOver: {output.RowsOf(meanOver)}";
+        string mean = part is var (first, batch) ? $", meanOver: {output.RowsOf(batch)}, firstRow: {output.RowsOf(first)}" : "";
         w.Line($"float {local} = Losses.{function}(Loss.{output.Spec.Loss}, {node.Output}.AsSpan(0, {samples} * {output.Spec.Size}), {targets}, {node.Gradient}, " +
             $"{output.RowsOf(samples)}, {output.Spec.Units}, \"{plan.Model.ClassName}\", \"{output.Spec.Name}\"{mean});");
         if (output.Spec.Weight == 1.0) return local;

@@ -76,6 +76,26 @@ public class BatchPartsTests
         Assert.Equal(firstOutputs.Concat(halves.LastTrainingOutputs.ToArray()).ToArray(), parted.LastTrainingOutputs.ToArray());
     }
 
+    [Theory]
+    [InlineData(20, 2)]
+    [InlineData(140, 2)]
+    [InlineData(140, 1)]
+    public void A_bad_label_in_either_part_is_reported_at_its_row_of_the_batch_and_nothing_is_updated(int row, int threads)
+    {
+        // 150 rows: the replica's part (rows 75 on) runs on the helper, whose exception comes back as thrown.
+        const int batch = 150;
+        var model = new PartedClassifier(batch, seed: 4);
+        var (inputs, targets) = Batch(model, batch, seed: 7);
+        targets[row] = 10;
+        var adam = new Adam(1e-3f);
+        var weights = model.Parameters.ToArray();
+        var error = KernelSettings.OnThreads(threads, () => Assert.Throws<ArgumentOutOfRangeException>(() => model.TrainStep(inputs, targets, adam)));
+        Assert.Contains($"PartedClassifier: label 10 at index {row} of the targets", error.Message);
+        Assert.Contains("'digit'", error.Message);
+        Assert.Equal(weights, model.Parameters.ToArray());
+        Assert.Equal(0, adam.Iterations);
+    }
+
     [Fact]
     public void A_step_in_unequal_parts_gives_the_same_bits_on_one_thread_or_two()
     {

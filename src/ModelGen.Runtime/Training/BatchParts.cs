@@ -7,10 +7,11 @@ namespace ModelGen.Training;
 
 /// <summary>
 /// One part of a training batch on one copy of a model: forward, the loss (its share of the batch's mean, the gradient that of
-/// the batch's mean) and backward over <paramref name="rows"/> rows of a batch of <paramref name="batch"/>, the weight
-/// gradients written to that copy's own gradient buffer. Returns the part's share of the batch's loss.
+/// the batch's mean) and backward over <paramref name="rows"/> rows from row <paramref name="first"/> of a batch of
+/// <paramref name="batch"/>, the weight gradients written to that copy's own gradient buffer. Returns the part's share of
+/// the batch's loss.
 /// </summary>
-public delegate float TrainingPart<TModel>(TModel model, ReadOnlySpan<float> inputs, ReadOnlySpan<float> targets, int rows, int batch)
+public delegate float TrainingPart<TModel>(TModel model, ReadOnlySpan<float> inputs, ReadOnlySpan<float> targets, int first, int rows, int batch)
     where TModel : class;
 
 /// <summary>
@@ -104,7 +105,7 @@ public static unsafe class BatchParts
         {
             var inputs = new ReadOnlySpan<float>(job.Inputs + (long)first * job.InputSize, rows * job.InputSize);
             var targets = new ReadOnlySpan<float>(job.Targets + (long)first * job.TargetSize, rows * job.TargetSize);
-            outcome.Loss = job.Part(item == 0 ? job.Model : job.Replica, inputs, targets, rows, job.Batch);
+            outcome.Loss = job.Part(item == 0 ? job.Model : job.Replica, inputs, targets, first, rows, job.Batch);
         }
         catch (Exception e)
         {

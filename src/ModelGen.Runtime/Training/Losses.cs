@@ -25,13 +25,14 @@ public static class Losses
     /// (<see cref="BatchParts"/>): the loss returned is this part's share of the batch's mean, and the gradient that of the
     /// batch's mean. 0: <paramref name="rows"/>.
     /// </param>
+    /// <param name="firstRow">Where these rows start in that batch: a bad label is reported at its index in the batch.</param>
     [MethodImpl(Compiled.Kernel)]
     public static float Compute(Loss loss, ReadOnlySpan<float> predictions, ReadOnlySpan<float> targets, Span<float> gradient,
-        int rows, int units, string model, string layer, int meanOver = 0)
+        int rows, int units, string model, string layer, int meanOver = 0, int firstRow = 0)
     {
         bool wantGradient = !gradient.IsEmpty;
         CheckLengths(loss, predictions, targets, gradient, rows, units, model, layer);
-        if (loss == Loss.SparseCategoricalCrossentropy) CheckLabels(targets, rows, units, model, layer);
+        if (loss == Loss.SparseCategoricalCrossentropy) CheckLabels(targets, rows, units, model, layer, firstRow);
         int batchRows = meanOver > 0 ? meanOver : rows;
         double total = 0;
         switch (loss)
@@ -182,13 +183,14 @@ public static class Losses
     /// The two passes' arithmetic is skipped, and so is their rounding: dz is this expression rounded once per step.
     /// </summary>
     /// <param name="meanOver">As <see cref="Compute"/>'s: the batch's rows where these are one part of it.</param>
+    /// <param name="firstRow">As <see cref="Compute"/>'s: where these rows start in that batch.</param>
     [MethodImpl(Compiled.Kernel)]
     public static float ComputeThroughSoftmax(Loss loss, ReadOnlySpan<float> probabilities, ReadOnlySpan<float> targets, Span<float> logitGradient,
-        int rows, int units, string model, string layer, int meanOver = 0)
+        int rows, int units, string model, string layer, int meanOver = 0, int firstRow = 0)
     {
         bool sparse = loss == Loss.SparseCategoricalCrossentropy;
         if (!sparse && loss != Loss.CategoricalCrossentropy) throw new ArgumentOutOfRangeException(nameof(loss), loss, "only the categorical cross-entropies are taken through a softmax.");
-        if (sparse) CheckLabels(targets, rows, units, model, layer);
+        if (sparse) CheckLabels(targets, rows, units, model, layer, firstRow);
         int batchRows = meanOver > 0 ? meanOver : rows;
         float scale = 1f / batchRows;
         double total = 0;
@@ -302,7 +304,7 @@ public static class Losses
     }
 
     [MethodImpl(Compiled.Kernel)]
-    private static void CheckLabels(ReadOnlySpan<float> targets, int rows, int units, string model, string layer)
+    private static void CheckLabels(ReadOnlySpan<float> targets, int rows, int units, string model, string layer, int firstRow)
     {
         for (int row = 0; row < rows; row++)
         {
@@ -310,7 +312,7 @@ public static class Losses
             if (!(label >= 0 && label < units) || label != MathF.Floor(label))
             {
                 throw new ArgumentOutOfRangeException("targets",
-                    $"{model}: label {label} at index {row} of the targets is not a class index of output layer '{layer}': " +
+                    $"{model}: label {label} at index {firstRow + row} of the targets is not a class index of output layer '{layer}': " +
                     $"sparse_categorical_crossentropy expects integers in [0, {units}), one per sample (per step of a sequence output).");
             }
         }

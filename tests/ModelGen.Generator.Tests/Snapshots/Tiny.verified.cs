@@ -157,24 +157,24 @@ partial class Outer
             if (replica is not null && BatchParts.Pay(batch, multiplyAddsPerSample: 20, largestProduct: 12))
             {
                 // One part of the batch on each core: the replica's weight gradients join this model's, its outputs the batch's.
-                loss = BatchParts.Train(this, replica, static (model, inputRows, targetRows, rows, batch) => model.TrainPart(inputRows, targetRows, rows, batch),
+                loss = BatchParts.Train(this, replica, static (model, inputRows, targetRows, first, rows, batch) => model.TrainPart(inputRows, targetRows, first, rows, batch),
                     inputs, InputSize, targets, TargetSize, batch);
                 Merges.Pass(replica.gradients, gradients, TrainableParameterCount, accumulate: true);
                 int firstRows = BatchParts.FirstRows(batch), replicaOutputs = (batch - firstRows) * OutputSize;
                 Reductions.Copy(replica.probabilitiesOutput, probabilitiesOutput.AsSpan(firstRows * OutputSize, replicaOutputs), replicaOutputs);
             }
-            else loss = TrainPart(inputs, targets, batch, batch);
+            else loss = TrainPart(inputs, targets, 0, batch, batch);
             lastTrainingBatch = batch;
             Guard.FiniteLoss("Tiny", loss);
             optimizer.Step(parameters.AsSpan(0, TrainableParameterCount), gradients.AsSpan(0, TrainableParameterCount));
             return loss;
         }
 
-        /// <summary>Forward, loss and backward over the first <paramref name="rows"/> rows of these buffers, part of a batch of <paramref name="batch"/> (or all of it); returns their share of the batch's loss.</summary>
-        private float TrainPart(ReadOnlySpan<float> inputs, ReadOnlySpan<float> targets, int rows, int batch)
+        /// <summary>Forward, loss and backward over the first <paramref name="rows"/> rows of these buffers: the batch's rows from <paramref name="first"/> on (or all of them); returns their share of the batch's loss.</summary>
+        private float TrainPart(ReadOnlySpan<float> inputs, ReadOnlySpan<float> targets, int first, int rows, int batch)
         {
             Forward(inputs, rows, training: true);
-            float loss = Losses.ComputeThroughSoftmax(Loss.CategoricalCrossentropy, probabilitiesOutput.AsSpan(0, rows * 2), targets, probabilitiesGradient, rows, 2, "Tiny", "probabilities", meanOver: batch);
+            float loss = Losses.ComputeThroughSoftmax(Loss.CategoricalCrossentropy, probabilitiesOutput.AsSpan(0, rows * 2), targets, probabilitiesGradient, rows, 2, "Tiny", "probabilities", meanOver: batch, firstRow: first);
             Backward(inputs, rows);
             return loss;
         }

@@ -40,12 +40,12 @@ public class CompiledTests
     {
         "Gemm.Dispatch", "Gemm.Run", "Gemm.RunRows", "Gemm.SharesFewRows", "Gemm.SharesBothLayers", "Gemm.HowBIsRead", "Gemm.ReadsAInPlace",
         "Helper.For", "Helper.RunItems", "Claims.TryClaim", "Reductions.SumRows", "Activations.Softmax",
-        "Guard.Batch", "Guard.Length", "Guard.FiniteLoss", "Optimizer.Step", "Optimizer.Allocate", "Adam.Update", "Adam.UpdatePart",
+        "Guard.Batch", "Guard.Length", "Guard.FiniteLoss", "Optimizer.Step", "Optimizer.Begin", "Optimizer.Allocate", "Adam.Update", "Adam.UpdateRange", "Adam.UpdatePart", "Sgd.Update",
         "ModelExtensions.Fit", "Scores.Add", "SeededRandom.NextUInt",
         // The other layers' passes, their range callbacks, step loops and the helper's hand-off, every one that a run of each
         // compare workload (DOTNET_JitDisasmSummary) compiled at tier 0 and then again as hot (Compiled.Driver has what
         // that cost).
-        "Attention.BackwardPair", "Attention.ForwardPair", "BatchParts.Train", "BatchParts.RunPart", "BatchNorm.Affine", "BatchNorm.ColumnSums", "BatchNorm.Normalize", "BatchNorm.OverRows",
+        "Attention.BackwardPair", "Attention.ForwardPair", "BatchParts.Train", "BatchParts.RunPart", "BatchParts.Update", "BatchParts.UpdateHalf", "BatchNorm.Affine", "BatchNorm.ColumnSums", "BatchNorm.Normalize", "BatchNorm.OverRows",
         "BatchNorm.UpdateMovingStatistics", "CombineRanges.Run", "CombineRanges.Merge", "Convolution.CellsReading", "Convolution.CopyRuns", "Convolution.Forward",
         "Convolution.ForwardMaxPooled", "Convolution.ForwardThroughPatches", "Convolution.Im2Col", "Convolution.KernelGradient", "Convolution.KernelGradientAtWinners",
         "Convolution.LayOut", "Convolution.PadImage", "Convolution.PatchOffsets", "Convolution.PoolsWholeWindows", "Convolution.SumAtWinners",

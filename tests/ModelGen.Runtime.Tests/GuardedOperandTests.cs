@@ -286,7 +286,7 @@ public class GuardedOperandTests
     [InlineData(1001)]
     public void Optimizers_stay_within_their_operands(int parameters)
     {
-        var (weights, gradients) = (Uniform(parameters, 1), Uniform(parameters, 2));
+        var (weights, gradients, replicaGradients) = (Uniform(parameters, 1), Uniform(parameters, 2), Uniform(parameters, 3));
         Everywhere(() =>
         {
             foreach (var create in new Func<Optimizer>[] { () => new Adam(), () => new Sgd(0.1f, momentum: 0.9f, nesterov: true), () => new Sgd(0.1f) })
@@ -296,6 +296,13 @@ public class GuardedOperandTests
                     var optimizer = create();
                     optimizer.Step(m[0].Span, m[1].Span);
                     optimizer.Step(m[0].Span, m[1].Span);
+                });
+                // After a step in parts: the replica's gradients added and the update made by halves of the buffer.
+                StaysWithin([weights, gradients, replicaGradients], m =>
+                {
+                    var optimizer = create();
+                    BatchParts.Update(optimizer, m[0].Span, m[1].Span, m[2].Span);
+                    BatchParts.Update(optimizer, m[0].Span, m[1].Span, m[2].Span);
                 });
             }
         });

@@ -93,6 +93,86 @@ public class OptimizerTests
         Assert.Equal(pn, nesterov[0], tolerance: 5e-7);
     }
 
+    public static TheoryData<string, int> OptimizersAndLengths()
+    {
+        var data = new TheoryData<string, int>();
+        foreach (string optimizer in new[] { "adam", "sgd", "momentum", "nesterov", "norm" })
+            foreach (int length in new[] { 1, 33, 70, 8_970, 40_037 }) data.Add(optimizer, length);
+        return data;
+    }
+
+    /// <summary>
+    /// The update after a step in parts (BatchParts.Update: each core adds the replica's gradients to half the buffer and
+    /// updates that half) against the sum and the whole update, three steps on every SIMD path, one thread and two: the same
+    /// bits in the parameters and the summed gradients, each step counted once. An optimizer whose update reads every
+    /// gradient (here: SGD scaled by the gradients' norm) is updated whole.
+    /// </summary>
+    [Theory, MemberData(nameof(OptimizersAndLengths))]
+    public void An_update_in_halves_computes_the_bits_of_the_sum_and_the_whole_update(string kind, int length)
+    {
+        Optimizer Create() => kind switch
+        {
+            "adam" => new Adam(learningRate: 0.01f),
+            "sgd" => new Sgd(0.1f),
+            "momentum" => new Sgd(0.1f, momentum: 0.9f),
+            "nesterov" => new Sgd(0.1f, momentum: 0.9f, nesterov: true),
+            _ => new SgdOverNorm(0.1f),
+        };
+        var random = new Random(length);
+        float[] Values() => Enumerable.Range(0, length).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+        var start = Values();
+        var steps = Enumerable.Range(0, 3).Select(_ => (Model: Values(), Replica: Values())).ToList();
+
+        var expected = (float[])start.Clone();
+        var whole = Create();
+        var expectedSums = new List<float[]>();
+        foreach (var (model, replica) in steps)
+        {
+            var sum = model.Zip(replica, (a, b) => a + b).ToArray();
+            whole.Step(expected, sum);
+            expectedSums.Add(sum);
+        }
+        foreach (var path in Enum.GetValues<SimdPath>())
+        {
+            using var _ = KernelSettings.OnSimd(path);
+            foreach (int threads in new[] { 1, 2 })
+            {
+                KernelSettings.OnThreads(threads, () =>
+                {
+                    var reference = (float[])start.Clone();
+                    var referenceOptimizer = Create();
+                    var parameters = (float[])start.Clone();
+                    var optimizer = Create();
+                    for (int step = 0; step < steps.Count; step++)
+                    {
+                        var gradients = (float[])steps[step].Model.Clone();
+                        referenceOptimizer.Step(reference, expectedSums[step]);
+                        BatchParts.Update(optimizer, parameters, gradients, steps[step].Replica);
+                        Assert.True(expectedSums[step].AsSpan().SequenceEqual(gradients), $"{kind}, {path}, {threads} threads, step {step + 1}: the summed gradients differ");
+                        int at = reference.AsSpan().CommonPrefixLength(parameters);
+                        Assert.True(at == length, $"{kind}, {path}, {threads} threads, step {step + 1}: parameter {at} is {(at < length ? parameters[at] : 0)}, the whole update's {(at < length ? reference[at] : 0)}");
+                    }
+                    Assert.Equal(steps.Count, optimizer.Iterations);
+                });
+            }
+        }
+        Assert.NotEqual(start, expected); // the steps moved the parameters
+    }
+
+    /// <summary>SGD with each step scaled to a unit gradient norm: every parameter's update reads every gradient.</summary>
+    private sealed class SgdOverNorm(float learningRate) : Optimizer(learningRate)
+    {
+        protected override void EnsureState(int parameterCount) { }
+
+        protected override void Update(Span<float> parameters, ReadOnlySpan<float> gradients)
+        {
+            double squares = 0;
+            foreach (float g in gradients) squares += g * g;
+            float scale = LearningRate / (float)Math.Sqrt(squares + 1e-12);
+            for (int i = 0; i < parameters.Length; i++) parameters[i] -= scale * gradients[i];
+        }
+    }
+
     [Fact]
     public void One_optimizer_refuses_a_second_model_of_another_size()
     {

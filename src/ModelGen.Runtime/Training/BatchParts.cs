@@ -76,6 +76,54 @@ public static unsafe class BatchParts
         }
     }
 
+    /// <summary>
+    /// The update after a step in parts: the replica's weight gradients added to the model's, then the optimizer's step. Each
+    /// core does both for half the buffer (cut on a pair of cache lines), so each half's optimizer state stays on one core,
+    /// and the parameters' writes, which must reach the other core (both copies read every parameter), are split between
+    /// them. The residual MLP's update (8,970 parameters) on the calling core alone took 7-14 us of its 47-52 us step
+    /// (against a no-op optimizer), where on one thread, every value in its own cache, it was lost in the noise of a 70-84 us
+    /// step. Each value is computed as the whole update computes it; an optimizer that does not update each parameter alone
+    /// gets the sum and its whole update here.
+    /// </summary>
+    [MethodImpl(Compiled.Driver)]
+    public static void Update(Optimizer optimizer, Span<float> parameters, Span<float> gradients, ReadOnlySpan<float> replicaGradients)
+    {
+        if (replicaGradients.Length != gradients.Length) throw new ArgumentException("The replica's gradient buffer differs in length from the model's.");
+        if (!optimizer.UpdatesEachParameterAlone)
+        {
+            Merges.Pass(replicaGradients, gradients, gradients.Length, accumulate: true);
+            optimizer.Step(parameters, gradients);
+            return;
+        }
+        optimizer.Begin(parameters.Length, gradients.Length);
+        fixed (float* p = parameters, g = gradients, r = replicaGradients)
+        {
+            var job = new UpdateJob { Optimizer = optimizer, Parameters = p, Gradients = g, ReplicaGradients = r, Length = parameters.Length };
+            Helper.For(2, &UpdateHalf, Unsafe.AsPointer(ref job));
+        }
+    }
+
+    /// <summary>Floats in a pair of cache lines, which the adjacent-line prefetcher moves together: where the halves are cut.</summary>
+    private const int LinePair = 32;
+
+    private struct UpdateJob
+    {
+        public Optimizer Optimizer;
+        public float* Parameters, Gradients, ReplicaGradients;
+        public int Length;
+    }
+
+    [MethodImpl(Compiled.Driver)]
+    private static void UpdateHalf(void* state, int item, int worker)
+    {
+        ref var job = ref Unsafe.AsRef<UpdateJob>(state);
+        int half = Math.Min(job.Length, ((job.Length + 1) / 2 + LinePair - 1) / LinePair * LinePair);
+        int first = item == 0 ? 0 : half, count = item == 0 ? half : job.Length - half;
+        var gradients = new Span<float>(job.Gradients + first, count);
+        Merges.Pass(new ReadOnlySpan<float>(job.ReplicaGradients + first, count), gradients, count, accumulate: true);
+        job.Optimizer.UpdateRange(new Span<float>(job.Parameters + first, count), gradients, first);
+    }
+
     private struct Job<TModel> where TModel : class
     {
         public TModel Model, Replica;

@@ -22,11 +22,31 @@ public abstract class Optimizer
     [MethodImpl(Compiled.Driver)]
     public void Step(Span<float> parameters, ReadOnlySpan<float> gradients)
     {
-        if (gradients.Length != parameters.Length) throw new ArgumentException("Gradient and parameter buffers differ in length.");
-        EnsureState(parameters.Length);
-        Iterations++;
+        Begin(parameters.Length, gradients.Length);
         Update(parameters, gradients);
     }
+
+    /// <summary>What precedes a step's update, whole or in ranges: the buffers checked, the state sized, the step counted.</summary>
+    [MethodImpl(Compiled.Driver)]
+    internal void Begin(int parameterCount, int gradientCount)
+    {
+        if (gradientCount != parameterCount) throw new ArgumentException("Gradient and parameter buffers differ in length.");
+        EnsureState(parameterCount);
+        Iterations++;
+    }
+
+    /// <summary>
+    /// Whether each parameter's new value depends on its own gradient and state alone (SGD's, Adam's): then ranges of the
+    /// buffer may be updated apart, each on its own core (<see cref="BatchParts.Update"/>), by <see cref="UpdateRange"/>.
+    /// </summary>
+    internal virtual bool UpdatesEachParameterAlone => false;
+
+    /// <summary>
+    /// The update of parameters [<paramref name="offset"/>, offset + parameters.Length) of the buffer, after <see cref="Begin"/>,
+    /// for an optimizer that <see cref="UpdatesEachParameterAlone"/>.
+    /// </summary>
+    internal virtual void UpdateRange(Span<float> parameters, ReadOnlySpan<float> gradients, int offset) =>
+        throw new NotSupportedException($"{GetType().Name} updates its parameters together.");
 
     /// <summary>Forgets all state (momenta, step count), as a freshly constructed optimizer.</summary>
     public virtual void Reset() => Iterations = 0;
@@ -80,8 +100,13 @@ public sealed class Sgd : Optimizer
         if (Momentum != 0f) Allocate(ref velocity, parameterCount);
     }
 
+    [MethodImpl(Compiled.Driver)]
+    protected override void Update(Span<float> parameters, ReadOnlySpan<float> gradients) => UpdateRange(parameters, gradients, 0);
+
+    internal override bool UpdatesEachParameterAlone => true;
+
     [MethodImpl(Compiled.Kernel)]
-    protected override void Update(Span<float> parameters, ReadOnlySpan<float> gradients)
+    internal override void UpdateRange(Span<float> parameters, ReadOnlySpan<float> gradients, int offset)
     {
         float lr = LearningRate;
         if (Momentum == 0f)
@@ -89,7 +114,7 @@ public sealed class Sgd : Optimizer
             for (int i = 0; i < parameters.Length; i++) parameters[i] += -gradients[i] * lr;
             return;
         }
-        var m = velocity!.Span;
+        var m = velocity!.Span.Slice(offset, parameters.Length);
         for (int i = 0; i < parameters.Length; i++)
         {
             m[i] = FlushToZero(-gradients[i] * lr + m[i] * Momentum);
@@ -132,11 +157,16 @@ public sealed class Adam : Optimizer
     private const int PartSize = 16384;
 
     [MethodImpl(Compiled.Driver)]
-    protected override unsafe void Update(Span<float> parameters, ReadOnlySpan<float> gradients)
+    protected override void Update(Span<float> parameters, ReadOnlySpan<float> gradients) => UpdateRange(parameters, gradients, 0);
+
+    internal override bool UpdatesEachParameterAlone => true;
+
+    [MethodImpl(Compiled.Driver)]
+    internal override unsafe void UpdateRange(Span<float> parameters, ReadOnlySpan<float> gradients, int offset)
     {
         long t = Iterations;
         float alpha = (float)(LearningRate * Math.Sqrt(1 - Math.Pow(Beta2, t)) / (1 - Math.Pow(Beta1, t)));
-        fixed (float* p = parameters, g = gradients, m = firstMoment!.Span, v = secondMoment!.Span)
+        fixed (float* p = parameters, g = gradients, m = firstMoment!.Span.Slice(offset, parameters.Length), v = secondMoment!.Span.Slice(offset, parameters.Length))
         {
             var job = new Job(p, g, m, v, parameters.Length, new Coefficients(Beta1, Beta2, Epsilon, alpha));
             Helper.For((parameters.Length + PartSize - 1) / PartSize, &UpdatePart, &job);

@@ -154,19 +154,21 @@ partial class Outer
         {
             using var _ = trainingCores.Begin(batch);
             float loss;
-            if (replica is not null && BatchParts.Pay(batch, multiplyAddsPerSample: 20, largestProduct: 12))
+            // The replica, where this batch is large enough to be split between it and this model.
+            var partner = BatchParts.Pay(batch, multiplyAddsPerSample: 20, largestProduct: 12) ? replica : null;
+            if (partner is not null)
             {
-                // One part of the batch on each core: the replica's weight gradients join this model's, its outputs the batch's.
-                loss = BatchParts.Train(this, replica, static (model, inputRows, targetRows, first, rows, batch) => model.TrainPart(inputRows, targetRows, first, rows, batch),
+                // One part of the batch on each core; the replica's outputs join the batch's here, its weight gradients in the update.
+                loss = BatchParts.Train(this, partner, static (model, inputRows, targetRows, first, rows, batch) => model.TrainPart(inputRows, targetRows, first, rows, batch),
                     inputs, InputSize, targets, TargetSize, batch);
-                Merges.Pass(replica.gradients, gradients, TrainableParameterCount, accumulate: true);
                 int firstRows = BatchParts.FirstRows(batch), replicaOutputs = (batch - firstRows) * OutputSize;
-                Reductions.Copy(replica.probabilitiesOutput, probabilitiesOutput.AsSpan(firstRows * OutputSize, replicaOutputs), replicaOutputs);
+                Reductions.Copy(partner.probabilitiesOutput, probabilitiesOutput.AsSpan(firstRows * OutputSize, replicaOutputs), replicaOutputs);
             }
             else loss = TrainPart(inputs, targets, 0, batch, batch);
             lastTrainingBatch = batch;
             Guard.FiniteLoss("Tiny", loss);
-            optimizer.Step(parameters.AsSpan(0, TrainableParameterCount), gradients.AsSpan(0, TrainableParameterCount));
+            if (partner is not null) BatchParts.Update(optimizer, parameters.AsSpan(0, TrainableParameterCount), gradients.AsSpan(0, TrainableParameterCount), partner.gradients.AsSpan(0, TrainableParameterCount));
+            else optimizer.Step(parameters.AsSpan(0, TrainableParameterCount), gradients.AsSpan(0, TrainableParameterCount));
             return loss;
         }
 

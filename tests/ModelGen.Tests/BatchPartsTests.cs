@@ -127,4 +127,42 @@ public class BatchPartsTests
         reference.Predict(inputs.AsSpan(76 * 64), predictions.AsSpan(76 * 10));
         Assert.Equal(predictions, two.Outputs);
     }
+
+    /// <summary>
+    /// Fit gathers each epoch's shuffled rows into its batches, a large batch on both cores (each the rows of its part): its
+    /// steps are those of the model stepped by hand over the same rows, bit for bit, on one thread or two.
+    /// </summary>
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    public void Fit_trains_each_epoch_on_its_shuffled_rows(int threads)
+    {
+        // 331 samples in batches of 150: two of 150 (9,600 floats: gathered on both cores, and trained in parts), one of 31.
+        const int samples = 331, batchSize = 150, epochs = 2, seed = 3;
+        var (inputs, labels) = Batch(new PartedClassifier(batchSize), samples, seed: 10);
+
+        var byHand = new PartedClassifier(batchSize, seed: 11);
+        var adam = new Adam(1e-3f);
+        var order = Enumerable.Range(0, samples).ToArray();
+        var random = new SeededRandom(seed);
+        var lastLoss = 0.0;
+        for (int epoch = 0; epoch < epochs; epoch++)
+        {
+            random.Shuffle(order);
+            lastLoss = 0;
+            for (int start = 0; start < samples; start += batchSize)
+            {
+                var rows = order.Skip(start).Take(batchSize).ToArray();
+                var batchInputs = rows.SelectMany(row => inputs.Skip(row * 64).Take(64)).ToArray();
+                var batchLabels = rows.Select(row => labels[row]).ToArray();
+                lastLoss += (double)byHand.TrainStep(batchInputs, batchLabels, adam) * rows.Length;
+            }
+        }
+
+        var fitted = new PartedClassifier(batchSize, seed: 11);
+        var history = KernelSettings.OnThreads(threads, () =>
+            fitted.Fit(inputs, labels, new Adam(1e-3f), epochs, batchSize, seed: seed, verbose: Verbosity.Silent));
+        Assert.Equal(byHand.Parameters.ToArray(), fitted.Parameters.ToArray());
+        Assert.Equal((float)(lastLoss / samples), history.Loss[^1]);
+    }
 }

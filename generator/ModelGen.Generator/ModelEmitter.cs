@@ -600,7 +600,9 @@ internal static partial class ModelEmitter
         w.Line("else loss = TrainPart(inputs, targets, 0, batch, batch);");
         w.Line("lastTrainingBatch = batch;");
         w.Line($"Guard.FiniteLoss(\"{name}\", loss);");
-        w.Line("if (partner is not null) BatchParts.Update(optimizer, parameters.AsSpan(0, TrainableParameterCount), gradients.AsSpan(0, TrainableParameterCount), partner.gradients.AsSpan(0, TrainableParameterCount));");
+        w.Line("// Split, each core adds the replica's weight gradients to half of this model's and updates that half.");
+        w.Line("if (partner is not null) BatchParts.Update(optimizer, parameters.AsSpan(0, TrainableParameterCount), gradients.AsSpan(0, TrainableParameterCount),");
+        w.Line("    partner.gradients.AsSpan(0, TrainableParameterCount));");
         w.Line("else optimizer.Step(parameters.AsSpan(0, TrainableParameterCount), gradients.AsSpan(0, TrainableParameterCount));");
         w.Line("return loss;");
         w.Close();

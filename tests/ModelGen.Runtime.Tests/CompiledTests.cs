@@ -41,7 +41,7 @@ public class CompiledTests
         "Gemm.Dispatch", "Gemm.Run", "Gemm.RunRows", "Gemm.SharesFewRows", "Gemm.SharesBothLayers", "Gemm.HowBIsRead", "Gemm.ReadsAInPlace",
         "Helper.For", "Helper.RunItems", "Claims.TryClaim", "Reductions.SumRows", "Activations.Softmax",
         "Guard.Batch", "Guard.Length", "Guard.FiniteLoss", "Optimizer.Step", "Optimizer.Begin", "Optimizer.Allocate", "Adam.Update", "Adam.UpdateRange", "Adam.UpdatePart", "Sgd.Update",
-        "ModelExtensions.Fit", "ModelExtensions.Gather", "ModelExtensions.GatherPart", "Scores.Add", "SeededRandom.NextUInt",
+        "ModelExtensions.Fit", "ModelExtensions.Gather", "Scores.Add", "SeededRandom.NextUInt",
         // The other layers' passes, their range callbacks, step loops and the helper's hand-off, every one that a run of each
         // compare workload (DOTNET_JitDisasmSummary) compiled at tier 0 and then again as hot (Compiled.Driver has what
         // that cost).

@@ -117,8 +117,8 @@ public static unsafe class BatchParts
     private static void UpdateHalf(void* state, int item, int worker)
     {
         ref var job = ref Unsafe.AsRef<UpdateJob>(state);
-        int half = Math.Min(job.Length, ((job.Length + 1) / 2 + LinePair - 1) / LinePair * LinePair);
-        int first = item == 0 ? 0 : half, count = item == 0 ? half : job.Length - half;
+        var (firstPair, pairs) = Helper.PartOf(item, 2, (job.Length + LinePair - 1) / LinePair);
+        int first = Math.Min(firstPair * LinePair, job.Length), count = Math.Min(pairs * LinePair, job.Length - first);
         var gradients = new Span<float>(job.Gradients + first, count);
         Merges.Pass(new ReadOnlySpan<float>(job.ReplicaGradients + first, count), gradients, count, accumulate: true);
         job.Optimizer.UpdateRange(new Span<float>(job.Parameters + first, count), gradients, first);

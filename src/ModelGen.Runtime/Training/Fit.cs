@@ -189,11 +189,12 @@ public static partial class ModelExtensions
         name);
 
     /// <summary>
-    /// The batch's rows copied in the shuffled order. A large batch is copied on both cores, the first part of its rows on
-    /// this one and the rest on the helper, the parts a step in <see cref="BatchParts"/> trains on each: each core then
-    /// reads the rows it copied. The digits Fit (batches of 200 rows of 64 floats) had spent ~5 us of each ~40 us step
-    /// copying on the calling core while the helper waited (perf); fits 2-20 of a process took 1.41-1.68 s, 1.24-1.38 s
-    /// copying on both (six processes each, in turns); a label copied by a call took 0.70 us a batch, as a value 0.24.
+    /// The batch's rows copied in the shuffled order. A large batch is shared between the cores by ranges of rows
+    /// (<see cref="Helper.ForRanges"/>): for the batches a step in <see cref="BatchParts"/> trains, two ranges, the first
+    /// part's rows on this core and the rest on the helper, so each core then reads the rows it copied. The digits Fit
+    /// (batches of 200 rows of 64 floats) had spent ~5 us of each ~40 us step copying on the calling core while the helper
+    /// waited (perf); fits 2-20 of a process took 1.41-1.68 s, 1.24-1.38 s copying on both (six processes each, in turns); a
+    /// label copied by a call took 0.70 us a batch, as a value 0.24.
     /// </summary>
     [MethodImpl(Compiled.Driver)]
     private static unsafe void Gather(float[] source, int width, ReadOnlySpan<int> rows, float[] destination)
@@ -201,40 +202,30 @@ public static partial class ModelExtensions
         fixed (float* from = source, to = destination)
         fixed (int* order = rows)
         {
-            var job = new GatherJob(from, source.Length, width, order, rows.Length, to);
-            if ((long)rows.Length * width < SharedGatherFloats) GatherRows(job, 0, rows.Length);
-            else Helper.For(2, &GatherPart, &job);
+            var work = new GatherRanges(from, source.Length, width, order, to);
+            Helper.ForRanges(ref work, rows.Length, floatsPerItem: width, shareAbove: SharedGatherFloats);
         }
     }
 
-    /// <summary>Floats from which a batch is gathered on both cores: 16 KB.</summary>
+    /// <summary>Floats above which a batch is gathered on both cores: 16 KB.</summary>
     private const long SharedGatherFloats = 4096;
 
-    private readonly unsafe struct GatherJob(float* source, int sourceLength, int width, int* rows, int count, float* destination)
+    /// <summary>Rows [first, first + count) of the batch, on either thread.</summary>
+    private readonly unsafe struct GatherRanges(float* source, int sourceLength, int width, int* rows, float* destination) : IRanges
     {
-        public readonly float* Source = source, Destination = destination;
-        public readonly int* Rows = rows;
-        public readonly int SourceLength = sourceLength, Width = width, Count = count;
+        public void Run(int first, int count) =>
+            GatherRows(new ReadOnlySpan<float>(source, sourceLength), width, new ReadOnlySpan<int>(rows + first, count), new Span<float>(destination + (long)first * width, count * width));
     }
 
-    [MethodImpl(Compiled.Driver)]
-    private static unsafe void GatherPart(void* state, int part, int worker)
-    {
-        var (first, count) = Helper.PartOf(part, 2, ((GatherJob*)state)->Count);
-        GatherRows(*(GatherJob*)state, first, count);
-    }
-
-    /// <summary>Rows [first, first + count) of the batch; a one-float row (a label) is copied as a value, not by a call.</summary>
+    /// <summary>A one-float row (a label) is copied as a value, not by a call.</summary>
     [MethodImpl(Compiled.Kernel)]
-    private static unsafe void GatherRows(in GatherJob job, int first, int count)
+    private static void GatherRows(ReadOnlySpan<float> source, int width, ReadOnlySpan<int> rows, Span<float> destination)
     {
-        var source = new ReadOnlySpan<float>(job.Source, job.SourceLength);
-        int width = job.Width;
-        for (int r = first; r < first + count; r++)
+        for (int r = 0; r < rows.Length; r++)
         {
-            var row = source.Slice(job.Rows[r] * width, width);
-            if (width == 1) job.Destination[r] = row[0];
-            else row.CopyTo(new Span<float>(job.Destination + (long)r * width, width));
+            var row = source.Slice(rows[r] * width, width);
+            if (width == 1) destination[r] = row[0];
+            else row.CopyTo(destination.Slice(r * width, width));
         }
     }
 

@@ -167,7 +167,9 @@ partial class Outer
             else loss = TrainPart(inputs, targets, 0, batch, batch);
             lastTrainingBatch = batch;
             Guard.FiniteLoss("Tiny", loss);
-            if (partner is not null) BatchParts.Update(optimizer, parameters.AsSpan(0, TrainableParameterCount), gradients.AsSpan(0, TrainableParameterCount), partner.gradients.AsSpan(0, TrainableParameterCount));
+            // Split, each core adds the replica's weight gradients to half of this model's and updates that half.
+            if (partner is not null) BatchParts.Update(optimizer, parameters.AsSpan(0, TrainableParameterCount), gradients.AsSpan(0, TrainableParameterCount),
+                partner.gradients.AsSpan(0, TrainableParameterCount));
             else optimizer.Step(parameters.AsSpan(0, TrainableParameterCount), gradients.AsSpan(0, TrainableParameterCount));
             return loss;
         }

@@ -70,9 +70,14 @@ internal static partial class ModelEmitter
                 case NodeKind.Layer when node.Is(LayerKind.DepthwiseConv2D):
                 {
                     var conv = node.Layer!;
-                    w.Line($"// {node.Title}: DepthwiseConv2D({conv.KernelHeight}x{conv.KernelWidth}, depth_multiplier {conv.Channels / conv.InputShape[2]}, strides {conv.Strides}, {conv.Padding.ToString().ToLowerInvariant()}, {Lower(conv.Activation)}), {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}");
-                    w.Line($"DepthwiseConvolution.Forward({inputs[0]}, {Plan.View(conv, "DepthwiseKernel")}, {(conv.UseBias ? Plan.View(conv, "Bias") : "default")}, {node.Output}, {node.Window}, multiplier: {conv.Channels / conv.InputShape[2]}, batch" +
-                        $"{(conv.Activation == Activation.Relu ? ", relu: true" : "")});");
+                    string title = $"// {node.Title}: DepthwiseConv2D({conv.KernelHeight}x{conv.KernelWidth}, depth_multiplier {conv.Channels / conv.InputShape[2]}, strides {conv.Strides}, {conv.Padding.ToString().ToLowerInvariant()}, {Lower(conv.Activation)}), {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}";
+                    if (normalizedConvolutions.TryGetValue(node, out var normalization))
+                    {
+                        w.Line($"{title}, computed with {normalization.Title} below");
+                        break;
+                    }
+                    w.Line(title);
+                    w.Line(ConvolutionCall(node, node.Output, "false"));
                     if (conv.Activation is not (Activation.Linear or Activation.Relu)) EmitActivation(w, conv.Activation, node.Output, spec);
                     break;
                 }
@@ -394,28 +399,31 @@ internal static partial class ModelEmitter
         PooledOutputs(pool) is var (height, width) && (height < conv.Spec.Shape[0] || width < conv.Spec.Shape[1]) ? (height, width) : null;
 
     private static Dictionary<NodePlan, NodePlan> PooledConvolutions(List<NodePlan> nodes, Dictionary<NodePlan, int> readers, List<NodePlan> outputs) =>
-        ConvolutionsReadOnlyBy(LayerKind.MaxPooling2D, nodes, readers, outputs);
+        ConvolutionsReadOnlyBy(LayerKind.MaxPooling2D, depthwiseToo: false, nodes, readers, outputs);
 
     /// <summary>
-    /// Each Conv2D whose output goes to a BatchNormalization only, and that normalization, with each other: the convolution's
-    /// activation (none or ReLU) is in its epilogue, and its output is no model output. At inference the convolution applies
-    /// the normalization to its outputs as it computes them (<see cref="EmitNormalizedConvolution"/>), so its own output is
-    /// never written; while training the normalization needs the whole batch's statistics, and the two run one after the other.
+    /// Each Conv2D or DepthwiseConv2D whose output goes to a BatchNormalization only, and that normalization, with each other:
+    /// the convolution's activation (none or ReLU) is in its epilogue, and its output is no model output. At inference the
+    /// convolution applies the normalization to its outputs as it computes them (<see cref="EmitNormalizedConvolution"/>), so
+    /// its own output is never written; while training the normalization needs the whole batch's statistics, and the two run
+    /// one after the other.
     /// </summary>
     private static Dictionary<NodePlan, NodePlan> NormalizedConvolutions(List<NodePlan> nodes, Dictionary<NodePlan, int> readers, List<NodePlan> outputs) =>
-        ConvolutionsReadOnlyBy(LayerKind.BatchNormalization, nodes, readers, outputs);
+        ConvolutionsReadOnlyBy(LayerKind.BatchNormalization, depthwiseToo: true, nodes, readers, outputs);
 
     /// <summary>
-    /// Each Conv2D that only a layer of kind <paramref name="reader"/> reads, and that layer, keyed by each other: the
-    /// convolution's activation is none or ReLU (in its kernel's epilogue), and its output is no model output.
+    /// Each Conv2D (and DepthwiseConv2D where <paramref name="depthwiseToo"/>) that only a layer of kind <paramref name="reader"/>
+    /// reads, and that layer, keyed by each other: the convolution's activation is none or ReLU (in its kernel's epilogue),
+    /// and its output is no model output.
     /// </summary>
-    private static Dictionary<NodePlan, NodePlan> ConvolutionsReadOnlyBy(LayerKind reader, List<NodePlan> nodes, Dictionary<NodePlan, int> readers, List<NodePlan> outputs)
+    private static Dictionary<NodePlan, NodePlan> ConvolutionsReadOnlyBy(LayerKind reader, bool depthwiseToo, List<NodePlan> nodes, Dictionary<NodePlan, int> readers,
+        List<NodePlan> outputs)
     {
         var pairs = new Dictionary<NodePlan, NodePlan>();
         foreach (var next in nodes.Where(n => n.Is(reader)))
         {
             var conv = next.Inputs[0];
-            if (!conv.Is(LayerKind.Conv2D) || conv.Layer!.Activation is not (Activation.Linear or Activation.Relu)) continue;
+            if (!(conv.Is(LayerKind.Conv2D) || depthwiseToo && conv.Is(LayerKind.DepthwiseConv2D)) || conv.Layer!.Activation is not (Activation.Linear or Activation.Relu)) continue;
             if (readers[conv] != 1 || outputs.Contains(conv)) continue;
             pairs[conv] = next;
             pairs[next] = conv;
@@ -423,7 +431,7 @@ internal static partial class ModelEmitter
         return pairs;
     }
 
-    /// <summary>A Conv2D and the BatchNormalization it feeds, in the normalization's block (<see cref="NormalizedConvolutions"/>).</summary>
+    /// <summary>A Conv2D or DepthwiseConv2D and the BatchNormalization it feeds, in the normalization's block (<see cref="NormalizedConvolutions"/>).</summary>
     private static void EmitNormalizedConvolution(CodeWriter w, NodePlan conv, NodePlan norm, bool inferenceOnly, string inference, string rows, int channels)
     {
         var layer = norm.Layer!;
@@ -459,12 +467,19 @@ internal static partial class ModelEmitter
     /// <summary>The end of a normalization's or merge's comment that says it takes its ReLU and writes that's output.</summary>
     private static string Rectified(NodePlan node) => node.RectifiedBy is { } relu ? $", and then the ReLU, written as '{relu.Title}'" : "";
 
-    /// <summary>A Conv2D's forward call into <paramref name="output"/>, its bias and ReLU in the epilogue, and a BatchNormalization after them where given.</summary>
+    /// <summary>
+    /// A Conv2D's or DepthwiseConv2D's forward call into <paramref name="output"/>, its bias and ReLU in the epilogue, and a
+    /// BatchNormalization after them where given (<paramref name="keepPatches"/>: a Conv2D's only).
+    /// </summary>
     private static string ConvolutionCall(NodePlan conv, string output, string keepPatches, string? normalization = null)
     {
         var layer = conv.Layer!;
+        string normalized = normalization is null ? "" : $", normalization: {normalization}";
+        if (conv.Is(LayerKind.DepthwiseConv2D))
+            return $"DepthwiseConvolution.Forward({conv.Inputs[0].InferenceName}, {Plan.View(layer, "DepthwiseKernel")}, {(layer.UseBias ? Plan.View(layer, "Bias") : "default")}, {output}, " +
+                $"{conv.Window}, multiplier: {layer.Channels / layer.InputShape[2]}, batch{(layer.Activation == Activation.Relu ? ", relu: true" : "")}{normalized});";
         return $"Convolution.Forward({conv.Inputs[0].InferenceName}, {conv.PatchesArgument}, {Plan.View(layer, "Kernel")}, {output}, {conv.Window}, {layer.Channels}, batch{Epilogue(layer)}, " +
-            $"keepPatches: {keepPatches}{(normalization is null ? "" : $", normalization: {normalization}")});";
+            $"keepPatches: {keepPatches}{normalized});";
     }
 
     /// <summary>A Conv2D and the MaxPooling2D it feeds, in the pooling's block (<see cref="PooledConvolutions"/>).</summary>

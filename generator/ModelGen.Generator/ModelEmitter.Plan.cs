@@ -162,7 +162,7 @@ internal static partial class ModelEmitter
             int StepOf(NodePlan node) =>
                 pairs.TryGetValue(node, out var pair) ? computed.IndexOf(pair.Second)
                 : node.Is(LayerKind.Conv2D) && PooledConvolutions.TryGetValue(node, out var pool) ? computed.IndexOf(pool)
-                : node.Is(LayerKind.Conv2D) && NormalizedConvolutions.TryGetValue(node, out var norm) ? computed.IndexOf(norm)
+                : IsNormalizedConvolution(node) ? computed.IndexOf(NormalizedConvolutions[node])
                 : node.IsTakenByInput ? computed.IndexOf(node.Inputs[0])
                 : node.Spec.Kind == NodeKind.State ? computed.IndexOf(node.Inputs[0])
                 : computed.IndexOf(node);
@@ -187,8 +187,8 @@ internal static partial class ModelEmitter
             node.Spec.Kind != NodeKind.Input && !node.IsAlias && !node.IsDropout && !(node.Is(LayerKind.Conv2D) && PooledConvolutions.ContainsKey(node))
             && !IsNormalizedConvolution(node) && node.AveragedBy is null && node.RectifiedBy is null;
 
-        /// <summary>A Conv2D whose BatchNormalization it applies at inference (<see cref="NormalizedConvolutions"/>): its own output is written only while training.</summary>
-        public bool IsNormalizedConvolution(NodePlan node) => node.Is(LayerKind.Conv2D) && NormalizedConvolutions.ContainsKey(node);
+        /// <summary>A Conv2D or DepthwiseConv2D whose BatchNormalization it applies at inference (<see cref="NormalizedConvolutions"/>): its own output is written only while training.</summary>
+        public bool IsNormalizedConvolution(NodePlan node) => (node.Is(LayerKind.Conv2D) || node.Is(LayerKind.DepthwiseConv2D)) && NormalizedConvolutions.ContainsKey(node);
 
         /// <summary>Each shared value's offset in an inference copy's values, in floats per sample (<see cref="PlanInferenceValues"/>).</summary>
         public Dictionary<NodePlan, int> ValueOffsets { get; } = new();

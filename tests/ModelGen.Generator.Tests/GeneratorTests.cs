@@ -366,6 +366,8 @@ public class GeneratorTests
                 [BatchNormalization] BatchNormalization sharedNorm;
                 [Conv2D(8, 1, Trainable = false)] Conv2D frozen;
                 [BatchNormalization(Trainable = false, Epsilon = 0.01)] BatchNormalization frozenNorm;
+                [DepthwiseConv2D(3, Padding = Padding.Same, UseBias = false, DepthMultiplier = 2)] DepthwiseConv2D depthwise;
+                [BatchNormalization] BatchNormalization depthwiseNorm;
                 [GlobalAveragePooling2D] GlobalAveragePooling2D pool;
                 [Dense(3, Activation.Softmax)] Dense classes;
 
@@ -375,7 +377,7 @@ public class GeneratorTests
                     var x = curvedNorm.Apply(curved.Apply(firstNorm.Apply(first.Apply(image))));
                     var s = shared.Apply(x);
                     var y = frozenNorm.Apply(frozen.Apply(Ops.Add(sharedNorm.Apply(s), s)));
-                    return classes.Apply(pool.Apply(y));
+                    return classes.Apply(pool.Apply(depthwiseNorm.Apply(depthwise.Apply(y))));
                 }
             }
             """, "Backward");
@@ -404,7 +406,18 @@ public class GeneratorTests
         Assert.Single(code.Split('\n'), line => line.Contains("Convolution.Forward(firstNormOutput, curvedPatches, CurvedKernel, curvedOutput,"));
         Assert.Contains("else BatchNorm.InferenceForward(curvedOutput, curvedNormOutput,", code);
         Assert.Contains("else BatchNorm.InferenceForward(sharedOutput, sharedNormOutput,", code);
-        Assert.Equal(2, code.Split('\n').Count(line => line.Contains("new BatchNormAtInference(")));
+        // A DepthwiseConv2D the same way (MobileNet's every depthwise layer).
+        Assert.Contains("// depthwise: DepthwiseConv2D(3x3, depth_multiplier 2, strides 1, same, linear), (None, 6, 6, 8) -> (None, 6, 6, 16), computed with depthwiseNorm below", code);
+        Assert.Contains("""
+                    if (training)
+                    {
+                        DepthwiseConvolution.Forward(frozenNormOutput, DepthwiseDepthwiseKernel, default, depthwiseOutput, depthwiseWindow, multiplier: 2, batch);
+                        BatchNorm.TrainingForward(depthwiseOutput, depthwiseNormOutput, DepthwiseNormGamma, DepthwiseNormBeta, depthwiseNormMean, depthwiseNormVariance, depthwiseNormInverseStd, batch * 36, 16, 0.001f);
+                    }
+                    else DepthwiseConvolution.Forward(frozenNormOutput, DepthwiseDepthwiseKernel, default, depthwiseNormOutput, depthwiseWindow, multiplier: 2, batch, normalization: new BatchNormAtInference(DepthwiseNormGamma, DepthwiseNormBeta, DepthwiseNormMovingMean, DepthwiseNormMovingVariance, 0.001f));
+            """.Replace("\r\n", "\n"), code.Replace("\r\n", "\n"));
+        Assert.Contains("depthwiseOutput = buffers.TrainingFloats(maxBatchSize * 576); // only while training: at inference the convolution writes 'depthwiseNorm' directly", code);
+        Assert.Equal(3, code.Split('\n').Count(line => line.Contains("new BatchNormAtInference(")));
     }
 
     [Fact]

@@ -118,6 +118,10 @@ public class GuardedOperandTests
                 var (kernel, bias) = (Uniform(kernelFloats, 2), Uniform(depth, 3));
                 StaysWithin([input, kernel, bias, new float[outputFloats]],
                     m => DepthwiseConvolution.Forward(m[0].Span, m[1].Span, m[2].Span, m[3].Span, window, multiplier, batch, relu: true));
+                // With a BatchNormalization at inference applied to the outputs, its four operands one float an output channel.
+                StaysWithin([input, kernel, bias, new float[outputFloats], Uniform(depth, 6), Uniform(depth, 7), Uniform(depth, 8), Uniform(depth, 9).Select(v => v * v + 0.1f).ToArray()],
+                    m => DepthwiseConvolution.Forward(m[0].Span, m[1].Span, m[2].Span, m[3].Span, window, multiplier, batch, relu: true,
+                        new BatchNormAtInference(m[4].Span, m[5].Span, m[6].Span, m[7].Span, 0.001f, relu: true)));
                 StaysWithin([Uniform(outputFloats, 4), input, kernel, new float[kernelFloats], new float[depth], new float[imageFloats]],
                     m => DepthwiseConvolution.Backward(m[0].Span, m[1].Span, m[2].Span, m[3].Span, m[4].Span, m[5].Span, window, multiplier, batch,
                         computeWeights: true, accumulateWeights: false, accumulateInput: false));

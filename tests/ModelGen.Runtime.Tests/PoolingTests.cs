@@ -234,7 +234,9 @@ public class DepthwiseConvolutionTests
     /// an output from its bias, then its window's cells in (ky, kx) order, each a fused multiply-add; a gradient's products
     /// each rounded, then added position after position (and cell after cell, output channel after output channel); the bias
     /// gradient the output gradient added position after position. Also
-    /// with gradients added to what is there or written over it, with ReLU taken in the forward pass, and on one core or two.
+    /// with gradients added to what is there or written over it, with ReLU taken in the forward pass, and on one core or two;
+    /// and with a BatchNormalization at inference applied in the forward call, with its ReLU or without: the bits of the two
+    /// kernels one after the other, nothing written past the output.
     /// </summary>
     [Theory, MemberData(nameof(Shapes))]
     public void Depthwise_convolution_sums_in_its_stated_order_on_one_core_or_two(int height, int width, int channels, int size, int multiplier, int strides,
@@ -248,6 +250,7 @@ public class DepthwiseConvolutionTests
         var (x, kernel, bias) = (Random(batch * height * width * channels), Random(size * size * outputs), Random(outputs));
         var g = Random(batch * window.Positions * outputs);
         var (dkStart, dxStart, dbStart) = (Random(kernel.Length), Random(x.Length), Random(outputs));
+        var (gamma, beta, movingMean, movingVariance) = (Random(outputs), Random(outputs), Random(outputs), Random(outputs).Select(v => v * v + 0.05f).ToArray());
 
         var expected = new float[g.Length];
         var expectedDk = (float[])dkStart.Clone();
@@ -298,7 +301,34 @@ public class DepthwiseConvolutionTests
             // ReLU in the same pass, as Conv2D takes it.
             KernelSettings.OnThreads(threads, () => DepthwiseConvolution.Forward(x, kernel, bias, y, window, multiplier, batch, relu: true));
             Assert.Equal(expected.Select(v => Math.Max(0f, v)), y);
+            foreach (bool reluAfter in new[] { false, true })
+            {
+                var normalized = new float[g.Length];
+                var folded = new float[g.Length + 20];
+                Array.Fill(folded, -3f);
+                KernelSettings.OnThreads(threads, () =>
+                {
+                    BatchNorm.InferenceForward(y, normalized, gamma, beta, movingMean, movingVariance, batch * window.Positions, outputs, 0.001f, reluAfter);
+                    DepthwiseConvolution.Forward(x, kernel, bias, folded, window, multiplier, batch, relu: true,
+                        new BatchNormAtInference(gamma, beta, movingMean, movingVariance, 0.001f, reluAfter));
+                });
+                Assert.Equal(normalized.Select(BitConverter.SingleToInt32Bits), folded.Take(g.Length).Select(BitConverter.SingleToInt32Bits));
+                Assert.All(folded.Skip(g.Length), v => Assert.Equal(-3f, v));
+                if (!reluAfter) Assert.Contains(normalized, v => v < 0);
+            }
         }
+    }
+
+    [Fact]
+    public void A_depthwise_normalization_shorter_than_the_output_channels_is_refused()
+    {
+        var window = new Window(5, 5, 4, 3, 3, 1, 1, Same: true);
+        var output = new float[window.Positions * 8];
+        var error = Assert.Throws<ArgumentException>(() => DepthwiseConvolution.Forward(new float[100], new float[9 * 8], default, output, window, multiplier: 2, batch: 1,
+            normalization: new BatchNormAtInference(new float[8], new float[8], new float[8], new float[7], 0.001f)));
+        Assert.Contains("DepthwiseConv2D", error.Message);
+        Assert.Contains("8 filters", error.Message);
+        Assert.All(output, v => Assert.Equal(0f, v));
     }
 
     [Fact]

@@ -18,7 +18,7 @@ public class GradientCheckTests
         nameof(NormalizedMlp), nameof(NormalizedCnn), nameof(FrozenMiddle), nameof(ReshapingChain), nameof(DilatedCnn),
         nameof(LstmClassifier), nameof(GruSequences), nameof(MaskedLstm), nameof(BidirectionalStack), nameof(BidirectionalSequences),
         nameof(SelfAttentionBlock), nameof(CrossAttention), nameof(CausalAttention), nameof(UNetLike), nameof(EncoderDecoder), nameof(GruWithStates), nameof(MaskedAverage), nameof(MaskedBag),
-        nameof(ReluPoolingParity), nameof(StepTagger), nameof(NarrowPooledCnn), nameof(PointwiseResidual), nameof(FewFilterHeads),
+        nameof(ReluPoolingParity), nameof(StepTagger), nameof(NarrowPooledCnn), nameof(PointwiseResidual), nameof(FewFilterHeads), nameof(NormalizedDepthwise),
     };
 
     [Theory, MemberData(nameof(Models))]
@@ -59,6 +59,7 @@ public class GradientCheckTests
             nameof(NarrowPooledCnn) => new NarrowPooledCnn(batch, seed: 32),
             nameof(PointwiseResidual) => new PointwiseResidual(batch, seed: 34),
             nameof(FewFilterHeads) => new FewFilterHeads(batch, seed: 35),
+            nameof(NormalizedDepthwise) => new NormalizedDepthwise(batch, seed: 36),
             _ => new SeparateSoftmax(batch, seed: 6),
         };
         var random = new Random(name.Length);

@@ -24,6 +24,7 @@ public class InferenceCopyTests
         nameof(WideNormalized),     // 320, 600 and 700 units: last slices of columns narrower than a tile
         nameof(NormalizedBlocks),   // convolutions applying their BatchNormalization, in its block, to a value read by nothing else
         nameof(RectifiedBlocks),    // the same, each normalization's ReLU taken too, written in the normalization's block
+        nameof(SeparableBlocks),    // depthwise and pointwise convolutions applying their BatchNormalization (and its ReLU)
     };
 
     private static IModel Create(string name) => name switch
@@ -39,6 +40,7 @@ public class InferenceCopyTests
         nameof(WideNormalized) => new WideNormalized(Capacity, seed: 9),
         nameof(NormalizedBlocks) => new NormalizedBlocks(Capacity, seed: 10),
         nameof(RectifiedBlocks) => new RectifiedBlocks(Capacity, seed: 11),
+        nameof(SeparableBlocks) => new SeparableBlocks(Capacity, seed: 12),
         _ => throw new ArgumentException(name),
     };
 

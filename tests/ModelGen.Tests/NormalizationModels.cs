@@ -202,3 +202,41 @@ public partial class RectifiedBlocks
     [GlobalAveragePooling2D] public GlobalAveragePooling2D pool;
     [Dense(3, Activation.Softmax)] public Dense head;
 }
+
+/// <summary>
+/// A DepthwiseConv2D read only by a BatchNormalization, whose output is the model's: at inference the depthwise layer applies
+/// the normalization to its outputs as it computes them (6 channels, 3 filters each: 18, a whole vector and a masked one on
+/// every SIMD path). No ReLU, so that finite differences can check its gradients (a ReLU before the batch's statistics
+/// turns many kinks over within their steps; PyTorch in double agreed with the ReLU's gradients to 2e-7).
+/// </summary>
+[Sequential(Loss = Loss.MeanSquaredError)]
+public partial class NormalizedDepthwise
+{
+    [Input(5, 5, 6)] public Input image;
+    [DepthwiseConv2D(3, Padding = Padding.Same, DepthMultiplier = 3)] public DepthwiseConv2D depthwise;
+    [BatchNormalization] public BatchNormalization norm;
+    [Flatten] public Flatten flatten;
+}
+
+/// <summary>
+/// MobileNet's depthwise-separable block twice: DepthwiseConv2D without a bias (as Keras' MobileNet), BatchNormalization,
+/// ReLU, then the pointwise Conv2D, BatchNormalization, ReLU; the second block strided, two filters a channel, the ReLU in
+/// the depthwise layer and none after its normalization. At inference each convolution applies its normalization (and the
+/// ReLU after it) as it computes its outputs.
+/// </summary>
+[Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
+public partial class SeparableBlocks
+{
+    [Input(8, 8, 3)] public Input image;
+    [DepthwiseConv2D(3, Padding = Padding.Same, UseBias = false)] public DepthwiseConv2D depthwise1;
+    [BatchNormalization] public BatchNormalization depthwiseNorm1;
+    [Activation(Activation.Relu)] public ActivationLayer depthwiseRelu1;
+    [Conv2D(10, 1, UseBias = false)] public Conv2D pointwise1;
+    [BatchNormalization] public BatchNormalization pointwiseNorm1;
+    [Activation(Activation.Relu)] public ActivationLayer pointwiseRelu1;
+    [DepthwiseConv2D(3, Activation.Relu, Strides = 2, Padding = Padding.Same, DepthMultiplier = 2)] public DepthwiseConv2D depthwise2;
+    [BatchNormalization] public BatchNormalization depthwiseNorm2;
+    [Conv2D(16, 1, Activation.Relu)] public Conv2D pointwise2;
+    [GlobalAveragePooling2D] public GlobalAveragePooling2D pool;
+    [Dense(3, Activation.Softmax)] public Dense head;
+}

@@ -169,24 +169,12 @@ public class NormalizationTests
     [Fact]
     public void A_convolution_applies_its_normalization_at_inference_with_the_bits_of_the_two_layers()
     {
-        const int batch = 4, filters = 20, pixels = 25;
+        const int batch = 4, filters = 20;
         var model = new NormalizedConvolution(batch, seed: 10);
-        var x = Inputs(batch, NormalizedConvolution.InputSize, seed: 11);
-        var y = Inputs(batch, NormalizedConvolution.OutputSize, seed: 12);
-        var sgd = new Sgd(0.1f);
-        for (int step = 0; step < 3; step++) model.TrainStep(x, y, sgd);
-        var (gamma, beta, mean, variance) = (model.norm.Gamma.Values.ToArray(), model.norm.Beta.Values.ToArray(), model.norm.MovingMean.Values.ToArray(), model.norm.MovingVariance.Values.ToArray());
-        Assert.All(new[] { gamma.Select(g => g - 1f), beta, mean, variance.Select(v => v - 1f) }, values => Assert.Contains(values, v => v != 0f));
-
-        var predicted = Predict(model, x, batch);
         var window = new Window(5, 5, 3, 3, 3, 1, 1, Same: true);
-        var convolved = new float[batch * pixels * filters];
-        var kernel = model.conv.Kernel.Values.ToArray();
-        var bias = model.conv.Bias!.Values.ToArray();
-        Convolution.Forward(x, Span<float>.Empty, kernel, convolved, window, filters, batch, bias, relu: true, keepPatches: false);
-        var twoLayers = new float[convolved.Length];
-        BatchNorm.InferenceForward(convolved, twoLayers, gamma, beta, mean, variance, batch * pixels, filters, 1e-3f);
-        Assert.Equal(twoLayers.Select(BitConverter.SingleToInt32Bits), predicted.Select(BitConverter.SingleToInt32Bits));
+        var (x, predicted, gamma, beta, mean, variance) = PredictionOfTheTwoLayers(model, model.norm, batch, seed: 11, filters, (input, convolved) =>
+            Convolution.Forward(input, Span<float>.Empty, model.conv.Kernel.Values, convolved, window, filters, batch, model.conv.Bias!.Values, relu: true, keepPatches: false));
+        var (kernel, bias) = (model.conv.Kernel.Values.ToArray(), model.conv.Bias!.Values.ToArray());
 
         for (int n = 0, at = 0; n < batch; n++)
             for (int oy = 0; oy < 5; oy++)
@@ -207,6 +195,38 @@ public class NormalizationTests
                     }
     }
 
+    /// <summary>
+    /// A DepthwiseConv2D applies the BatchNormalization after it the same way: the prediction is the two layers' kernels one
+    /// after the other, bit for bit, and the layers' definition in double.
+    /// </summary>
+    [Fact]
+    public void A_depthwise_convolution_applies_its_normalization_at_inference_with_the_bits_of_the_two_layers()
+    {
+        const int batch = 4, channels = 6, multiplier = 3, outputs = channels * multiplier;
+        var model = new NormalizedDepthwise(batch, seed: 20);
+        var window = new Window(5, 5, channels, 3, 3, 1, 1, Same: true);
+        var (x, predicted, gamma, beta, mean, variance) = PredictionOfTheTwoLayers(model, model.norm, batch, seed: 21, outputs, (input, convolved) =>
+            DepthwiseConvolution.Forward(input, model.depthwise.DepthwiseKernel.Values, model.depthwise.Bias!.Values, convolved, window, multiplier, batch));
+        var (kernel, bias) = (model.depthwise.DepthwiseKernel.Values.ToArray(), model.depthwise.Bias!.Values.ToArray());
+
+        for (int n = 0, at = 0; n < batch; n++)
+            for (int oy = 0; oy < 5; oy++)
+                for (int ox = 0; ox < 5; ox++)
+                    for (int o = 0; o < outputs; o++, at++)
+                    {
+                        double sum = bias[o];
+                        for (int ky = 0; ky < 3; ky++)
+                            for (int kx = 0; kx < 3; kx++)
+                            {
+                                int iy = oy + ky - 1, ix = ox + kx - 1;
+                                if (iy >= 0 && iy < 5 && ix >= 0 && ix < 5)
+                                    sum += (double)x[((n * 5 + iy) * 5 + ix) * channels + o / multiplier] * kernel[(ky * 3 + kx) * outputs + o];
+                            }
+                        double normalised = (sum - mean[o]) / Math.Sqrt(variance[o] + 1e-3) * gamma[o] + beta[o];
+                        Assert.Equal(normalised, predicted[at], tolerance: 2e-5);
+                    }
+    }
+
     /// <summary>A frozen BatchNormalization runs after its convolution in a training step and inside it at inference: the same outputs, bit for bit.</summary>
     [Fact]
     public void A_frozen_normalization_gives_a_training_step_the_outputs_of_a_prediction()
@@ -221,6 +241,30 @@ public class NormalizationTests
             model.TrainStep(x, y, adam);
             Assert.Equal(predicted.Select(BitConverter.SingleToInt32Bits), model.LastTrainingOutputs.ToArray().Select(BitConverter.SingleToInt32Bits));
         }
+    }
+
+    /// <summary>
+    /// A model of a convolution, its BatchNormalization and Flatten, trained three steps (so that gamma, beta and the moving
+    /// statistics all move), then its prediction: asserted to be, bit for bit, <paramref name="convolve"/>'s outputs
+    /// normalized by BatchNorm.InferenceForward; returned with its inputs and the normalization's operands.
+    /// </summary>
+    private static (float[] X, float[] Predicted, float[] Gamma, float[] Beta, float[] Mean, float[] Variance) PredictionOfTheTwoLayers(IModel model,
+        BatchNormalization norm, int batch, int seed, int channels, Action<float[], float[]> convolve)
+    {
+        var x = Inputs(batch, model.InputSize, seed);
+        var y = Inputs(batch, model.OutputSize, seed + 1);
+        var sgd = new Sgd(0.1f);
+        for (int step = 0; step < 3; step++) model.TrainStep(x, y, sgd);
+        var (gamma, beta, mean, variance) = (norm.Gamma.Values.ToArray(), norm.Beta.Values.ToArray(), norm.MovingMean.Values.ToArray(), norm.MovingVariance.Values.ToArray());
+        Assert.All(new[] { gamma.Select(g => g - 1f), beta, mean, variance.Select(v => v - 1f) }, values => Assert.Contains(values, v => v != 0f));
+
+        var predicted = Predict(model, x, batch);
+        var convolved = new float[predicted.Length];
+        convolve(x, convolved);
+        var twoLayers = new float[convolved.Length];
+        BatchNorm.InferenceForward(convolved, twoLayers, gamma, beta, mean, variance, convolved.Length / channels, channels, 1e-3f);
+        Assert.Equal(twoLayers.Select(BitConverter.SingleToInt32Bits), predicted.Select(BitConverter.SingleToInt32Bits));
+        return (x, predicted, gamma, beta, mean, variance);
     }
 
     private static float[] Inputs(int batch, int size, int seed)

@@ -73,13 +73,10 @@ public static partial class Convolution
         in Window window, int filters, int batch, ReadOnlySpan<float> bias = default, bool relu = false, bool keepPatches = true,
         BatchNormAtInference normalization = default)
     {
-        if (!normalization.IsEmpty && !normalization.Covers(filters))
-            throw new ArgumentException($"Convolution: the BatchNormalization applied to its {filters} filters needs {filters} floats of each of gamma, beta and the moving statistics.");
-        using var foldScratch = Scratch<float>.RentUncleared(normalization.IsEmpty ? 0 : 2 * filters);
-        if (!normalization.IsEmpty) normalization.Fold(foldScratch.Span.Slice(0, filters), foldScratch.Span.Slice(filters, filters));
-        fixed (float* scaleAndShift = foldScratch.Span, y = output)
+        using var folded = normalization.FoldFor(filters, "Convolution");
+        fixed (float* scaleAndShift = folded.Span, y = output)
         {
-            var fold = normalization.IsEmpty ? default : new OutputFold(y, scaleAndShift, scaleAndShift + filters, filters, normalization.Relu);
+            var fold = OutputFold.Of(normalization, y, scaleAndShift, filters);
             bool planar = IsPlanar(window, filters);
             if (!planar && !IsDirect(window, filters, keepPatches))
             {

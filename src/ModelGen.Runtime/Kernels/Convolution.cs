@@ -202,6 +202,10 @@ public static partial class Convolution
 
         public bool IsEmpty => Scale == null;
 
+        /// <summary>The fold of <paramref name="normalization"/> over <paramref name="output"/>, its scale and shift at <paramref name="scaleAndShift"/> (BatchNormAtInference.FoldFor); empty where there is none.</summary>
+        public static OutputFold Of(in BatchNormAtInference normalization, float* output, float* scaleAndShift, int filters) =>
+            normalization.IsEmpty ? default : new OutputFold(output, scaleAndShift, scaleAndShift + filters, filters, normalization.Relu);
+
         /// <summary>Pixels [first, first + count) of the output, as BatchNorm.InferenceForward computes each.</summary>
         public void Apply(int first, int count)
         {

@@ -164,15 +164,18 @@ public class BatchNormTests
     /// <summary>
     /// BatchNormalization with the moving statistics (inference) against a scalar loop in Keras' order of operations, bit
     /// for bit: inv = gamma · 1/√(variance + ε), then y = x·inv + (beta - mean·inv), one fused multiply-add; channel counts
-    /// under, at and past whole vectors, written in place or not.
+    /// under, at and past whole vectors, written in place or not, on every SIMD path (the scale and shift are worked out a
+    /// vector at a time too).
     /// </summary>
-    [Theory]
-    [InlineData(5, 3, false)]
-    [InlineData(8, 4, true)]
-    [InlineData(64, 6, false)]
-    [InlineData(70, 5, true)]
-    public void Moving_statistics_normalize_each_row_in_Keras_order(int channels, int rows, bool inPlace)
+    public static IEnumerable<object[]> InferenceShapes() => KernelSettings.OnEveryPath(new[]
     {
+        new object[] { 5, 3, false }, new object[] { 8, 4, true }, new object[] { 64, 6, false }, new object[] { 70, 5, true }, new object[] { 300, 1, false },
+    });
+
+    [Theory, MemberData(nameof(InferenceShapes))]
+    public void Moving_statistics_normalize_each_row_in_Keras_order(int channels, int rows, bool inPlace, SimdPath path)
+    {
+        using var _ = KernelSettings.OnSimd(path);
         var random = new Random(channels + rows);
         float[] Values(int n, float low, float high) => Uniform(random, n, low, high);
         var (x, gamma, beta, mean, variance) = (Values(rows * channels, -2, 2), Values(channels, 0.5f, 1.5f), Values(channels, -1, 1), Values(channels, -1, 1), Values(channels, 0.1f, 2));

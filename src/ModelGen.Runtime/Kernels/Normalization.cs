@@ -33,8 +33,26 @@ public static class BatchNorm
             && mean.Length >= channels && variance.Length >= channels && inverseStd.Length >= channels, "", rows, channels);
         ColumnSums<Values>(x, shift: default, factor: default, rows, channels, mean, divideBy: rows);
         ColumnSums<Squares>(x, shift: mean, factor: default, rows, channels, variance, divideBy: rows);
-        for (int c = 0; c < channels; c++) inverseStd[c] = 1f / MathF.Sqrt(variance[c] + epsilon);
-        Normalize(x, y, gamma, beta, mean, inverseStd, rows, channels, relu);
+        using var scaleScratch = Scratch<float>.RentUncleared(2 * channels);
+        var scale = scaleScratch.Span.Slice(0, channels);
+        var shift = scaleScratch.Span.Slice(channels, channels);
+        Fold(gamma, beta, mean, variance, epsilon, inverseStd, scale, shift);
+        Affine(x, y, scale, shift, rows, channels, relu);
+    }
+
+    /// <summary>
+    /// Keras' order of operations per channel: inv = 1 / sqrt(variance + eps) (kept in <paramref name="inverseStd"/> for the
+    /// backward pass unless it is empty), scale = gamma·inv, shift = beta - mean·scale, so that y = x·scale + shift. A vector
+    /// at a time (<see cref="ChannelFold"/>); each operation is correctly rounded on its own, so the bits are a scalar loop's.
+    /// </summary>
+    internal static unsafe void Fold(ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta, ReadOnlySpan<float> mean, ReadOnlySpan<float> variance, float epsilon,
+        Span<float> inverseStd, Span<float> scale, Span<float> shift)
+    {
+        int channels = scale.Length;
+        Require(gamma.Length >= channels && beta.Length >= channels && mean.Length >= channels && variance.Length >= channels && shift.Length >= channels
+            && (inverseStd.IsEmpty || inverseStd.Length >= channels), "'s scale and shift", 1, channels);
+        fixed (float* g = gamma, b = beta, m = mean, v = variance, i = inverseStd, a = scale, t = shift)
+            Simd.RunRanges(new ChannelFold(g, b, m, v, epsilon, inverseStd.IsEmpty ? null : i, a, t), 0, channels);
     }
 
     /// <summary>Inference mode (and a frozen layer in training): normalises with the moving statistics, then takes the ReLU where <paramref name="relu"/>.</summary>
@@ -44,7 +62,7 @@ public static class BatchNorm
     {
         Require(x.Length >= rows * channels && y.Length >= rows * channels && gamma.Length >= channels && beta.Length >= channels
             && movingMean.Length >= channels && movingVariance.Length >= channels, "", rows, channels);
-        using var scaleScratch = Scratch<float>.Rent(2 * channels);
+        using var scaleScratch = Scratch<float>.RentUncleared(2 * channels);
         var scale = scaleScratch.Span.Slice(0, channels);
         var shift = scaleScratch.Span.Slice(channels, channels);
         new BatchNormAtInference(gamma, beta, movingMean, movingVariance, epsilon).Fold(scale, shift);
@@ -440,6 +458,48 @@ internal readonly unsafe struct AffineRows<TRelu>(float* x, float* y, float* sca
 }
 
 /// <summary>
+/// BatchNorm.Fold over channels [first, first + count): inv = 1 / sqrt(variance + eps), stored where <paramref name="inverseStd"/>
+/// is not null; scale = gamma·inv; shift = beta - mean·scale, the product rounded before the subtraction (no fused
+/// multiply-add). A scalar loop of square roots and divisions, ~10 cycles a channel, and six library passes after it were
+/// most of an inference normalization of one row: 256 channels 0.78 -> 0.20 us, 32 channels 0.20 -> 0.11 us.
+/// </summary>
+internal readonly unsafe struct ChannelFold(float* gamma, float* beta, float* mean, float* variance, float epsilon, float* inverseStd, float* scale, float* shift)
+    : IVectorRanges
+{
+    public void Run(int first, int count) => Simd.RunRanges(this, first, count);
+
+    [MethodImpl(Compiled.Kernel)]
+    public void Run<TLanes, TVector>(int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        int c = first, end = first + count;
+        for (; c + TLanes.Count <= end; c += TLanes.Count) Channels<TLanes, TVector>(c, TLanes.Count);
+        if (c < end) Channels<TLanes, TVector>(c, end - c);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void Channels<TLanes, TVector>(int c, int lanes) where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        TVector inverse = TLanes.Divide(TLanes.Broadcast(1f), TLanes.Sqrt(TLanes.Add(Load<TLanes, TVector>(variance + c, lanes), TLanes.Broadcast(epsilon))));
+        TVector channelScale = TLanes.Multiply(Load<TLanes, TVector>(gamma + c, lanes), inverse);
+        TVector channelShift = TLanes.Subtract(Load<TLanes, TVector>(beta + c, lanes), TLanes.Multiply(Load<TLanes, TVector>(mean + c, lanes), channelScale));
+        if (inverseStd != null) Store<TLanes, TVector>(inverseStd + c, inverse, lanes);
+        Store<TLanes, TVector>(scale + c, channelScale, lanes);
+        Store<TLanes, TVector>(shift + c, channelShift, lanes);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static TVector Load<TLanes, TVector>(float* from, int lanes) where TLanes : struct, ILanes<TVector> where TVector : struct =>
+        lanes == TLanes.Count ? TLanes.Load(ref *from) : TLanes.LoadFirst(ref *from, lanes);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store<TLanes, TVector>(float* to, TVector value, int lanes) where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        if (lanes == TLanes.Count) TLanes.Store(ref *to, value);
+        else TLanes.StoreFirst(ref *to, value, lanes);
+    }
+}
+
+/// <summary>
 /// A BatchNormalization at inference (its moving statistics), for a kernel that applies it to its outputs as it writes
 /// them, while they are still in cache (<see cref="Convolution.Forward"/>): each channel times its scale plus its shift,
 /// both worked out as <see cref="BatchNorm.InferenceForward"/> works them out, so the values are its values bit for bit;
@@ -477,8 +537,7 @@ public readonly ref struct BatchNormAtInference(ReadOnlySpan<float> gamma, ReadO
     /// <summary>inv = gamma / sqrt(moving_variance + eps) and beta - moving_mean·inv for the first scale.Length channels.</summary>
     internal void Fold(Span<float> scale, Span<float> shift)
     {
-        for (int c = 0; c < scale.Length; c++) scale[c] = 1f / MathF.Sqrt(movingVariance[c] + epsilon);
-        BatchNorm.ScaleAndShift(gamma, beta, movingMean, scale, scale, shift);
+        BatchNorm.Fold(gamma, beta, movingMean, movingVariance, epsilon, inverseStd: default, scale, shift);
     }
 }
 

@@ -33,11 +33,7 @@ public static class BatchNorm
             && mean.Length >= channels && variance.Length >= channels && inverseStd.Length >= channels, "", rows, channels);
         ColumnSums<Values>(x, shift: default, factor: default, rows, channels, mean, divideBy: rows);
         ColumnSums<Squares>(x, shift: mean, factor: default, rows, channels, variance, divideBy: rows);
-        using var scaleScratch = Scratch<float>.RentUncleared(2 * channels);
-        var scale = scaleScratch.Span.Slice(0, channels);
-        var shift = scaleScratch.Span.Slice(channels, channels);
-        Fold(gamma, beta, mean, variance, epsilon, inverseStd, scale, shift);
-        Affine(x, y, scale, shift, rows, channels, relu);
+        Normalize(x, y, gamma, beta, mean, variance, epsilon, inverseStd, rows, channels, relu);
     }
 
     /// <summary>
@@ -62,33 +58,19 @@ public static class BatchNorm
     {
         Require(x.Length >= rows * channels && y.Length >= rows * channels && gamma.Length >= channels && beta.Length >= channels
             && movingMean.Length >= channels && movingVariance.Length >= channels, "", rows, channels);
+        Normalize(x, y, gamma, beta, movingMean, movingVariance, epsilon, inverseStd: default, rows, channels, relu);
+    }
+
+    /// <summary>y = x·scale + shift with the statistics given (<see cref="Fold"/>), then the ReLU where <paramref name="relu"/>: both modes' pass.</summary>
+    [MethodImpl(Compiled.Driver)]
+    private static void Normalize(ReadOnlySpan<float> x, Span<float> y, ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta, ReadOnlySpan<float> mean,
+        ReadOnlySpan<float> variance, float epsilon, Span<float> inverseStd, int rows, int channels, bool relu)
+    {
         using var scaleScratch = Scratch<float>.RentUncleared(2 * channels);
         var scale = scaleScratch.Span.Slice(0, channels);
         var shift = scaleScratch.Span.Slice(channels, channels);
-        new BatchNormAtInference(gamma, beta, movingMean, movingVariance, epsilon).Fold(scale, shift);
+        Fold(gamma, beta, mean, variance, epsilon, inverseStd, scale, shift);
         Affine(x, y, scale, shift, rows, channels, relu);
-    }
-
-    /// <summary>y = x·inv + (beta - mean·inv), inv = gamma·inverseStd: Keras' order of operations.</summary>
-    [MethodImpl(Compiled.Driver)]
-    private static void Normalize(ReadOnlySpan<float> x, Span<float> y, ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta,
-        ReadOnlySpan<float> mean, ReadOnlySpan<float> inverseStd, int rows, int channels, bool relu)
-    {
-        using var scaleScratch = Scratch<float>.Rent(2 * channels);
-        var scale = scaleScratch.Span.Slice(0, channels);
-        var shift = scaleScratch.Span.Slice(channels, channels);
-        ScaleAndShift(gamma, beta, mean, inverseStd, scale, shift);
-        Affine(x, y, scale, shift, rows, channels, relu);
-    }
-
-    /// <summary>inv = gamma·inverseStd and beta - mean·inv per channel, each operation rounded on its own.</summary>
-    internal static void ScaleAndShift(ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta, ReadOnlySpan<float> mean, ReadOnlySpan<float> inverseStd,
-        Span<float> scale, Span<float> shift)
-    {
-        int channels = scale.Length;
-        TensorPrimitives.Multiply(gamma.Slice(0, channels), inverseStd.Slice(0, channels), scale);
-        TensorPrimitives.Multiply(mean.Slice(0, channels), scale, shift);
-        TensorPrimitives.Subtract(beta.Slice(0, channels), shift, shift);
     }
 
     /// <summary>

@@ -64,12 +64,7 @@ public class SharedKernelTests
     /// A standalone activation over a large tensor, shared by ranges of rows, in place or not, gives each row the bits it gets
     /// alone on one core (a softmax's rows of 77 end in a partial vector, and a range's first row may start mid-vector).
     /// </summary>
-    [Theory]
-    [InlineData(Activation.Linear)]
-    [InlineData(Activation.Relu)]
-    [InlineData(Activation.Sigmoid)]
-    [InlineData(Activation.Tanh)]
-    [InlineData(Activation.Softmax)]
+    [Theory, MemberData(nameof(LossAndActivationTests.EveryActivation), MemberType = typeof(LossAndActivationTests))]
     public void Activation_forward_over_a_shared_buffer_equals_each_row_alone(Activation activation)
     {
         const int rows = 1000, columns = 77; // 154,000 floats read and written: three parts

@@ -174,25 +174,9 @@ public class NormalizationTests
         var window = new Window(5, 5, 3, 3, 3, 1, 1, Same: true);
         var (x, predicted, gamma, beta, mean, variance) = PredictionOfTheTwoLayers(model, model.norm, batch, seed: 11, filters, (input, convolved) =>
             Convolution.Forward(input, Span<float>.Empty, model.conv.Kernel.Values, convolved, window, filters, batch, model.conv.Bias!.Values, relu: true, keepPatches: false));
-        var (kernel, bias) = (model.conv.Kernel.Values.ToArray(), model.conv.Bias!.Values.ToArray());
-
-        for (int n = 0, at = 0; n < batch; n++)
-            for (int oy = 0; oy < 5; oy++)
-                for (int ox = 0; ox < 5; ox++)
-                    for (int f = 0; f < filters; f++, at++)
-                    {
-                        double sum = bias[f];
-                        for (int ky = 0; ky < 3; ky++)
-                            for (int kx = 0; kx < 3; kx++)
-                                for (int c = 0; c < 3; c++)
-                                {
-                                    int iy = oy + ky - 1, ix = ox + kx - 1;
-                                    if (iy >= 0 && iy < 5 && ix >= 0 && ix < 5)
-                                        sum += (double)x[((n * 5 + iy) * 5 + ix) * 3 + c] * kernel[((ky * 3 + kx) * 3 + c) * filters + f];
-                                }
-                        double normalised = (Math.Max(sum, 0) - mean[f]) / Math.Sqrt(variance[f] + 1e-3) * gamma[f] + beta[f];
-                        Assert.Equal(normalised, predicted[at], tolerance: 2e-5);
-                    }
+        var kernel = model.conv.Kernel.Values.ToArray();
+        AssertTheLayersDefinition(predicted, batch, filters, model.conv.Bias!.Values.ToArray(), relu: true, gamma, beta, mean, variance,
+            (pixel, cell, f) => Enumerable.Range(0, 3).Sum(c => (double)x[pixel * 3 + c] * kernel[(cell * 3 + c) * filters + f]));
     }
 
     /// <summary>
@@ -207,8 +191,19 @@ public class NormalizationTests
         var window = new Window(5, 5, channels, 3, 3, 1, 1, Same: true);
         var (x, predicted, gamma, beta, mean, variance) = PredictionOfTheTwoLayers(model, model.norm, batch, seed: 21, outputs, (input, convolved) =>
             DepthwiseConvolution.Forward(input, model.depthwise.DepthwiseKernel.Values, model.depthwise.Bias!.Values, convolved, window, multiplier, batch));
-        var (kernel, bias) = (model.depthwise.DepthwiseKernel.Values.ToArray(), model.depthwise.Bias!.Values.ToArray());
+        var kernel = model.depthwise.DepthwiseKernel.Values.ToArray();
+        AssertTheLayersDefinition(predicted, batch, outputs, model.depthwise.Bias!.Values.ToArray(), relu: false, gamma, beta, mean, variance,
+            (pixel, cell, o) => (double)x[pixel * channels + o / multiplier] * kernel[cell * outputs + o]);
+    }
 
+    /// <summary>
+    /// The prediction of a 3x3 'same' convolution over 5x5 images and its BatchNormalization, against their definition in
+    /// double: each output bias + Σ over the window's cells inside the image of <paramref name="product"/>(input pixel, cell,
+    /// output channel), its ReLU where <paramref name="relu"/>, then (value - mean) / sqrt(variance + eps)·gamma + beta.
+    /// </summary>
+    private static void AssertTheLayersDefinition(float[] predicted, int batch, int outputs, float[] bias, bool relu, float[] gamma, float[] beta,
+        float[] mean, float[] variance, Func<int, int, int, double> product)
+    {
         for (int n = 0, at = 0; n < batch; n++)
             for (int oy = 0; oy < 5; oy++)
                 for (int ox = 0; ox < 5; ox++)
@@ -219,10 +214,9 @@ public class NormalizationTests
                             for (int kx = 0; kx < 3; kx++)
                             {
                                 int iy = oy + ky - 1, ix = ox + kx - 1;
-                                if (iy >= 0 && iy < 5 && ix >= 0 && ix < 5)
-                                    sum += (double)x[((n * 5 + iy) * 5 + ix) * channels + o / multiplier] * kernel[(ky * 3 + kx) * outputs + o];
+                                if (iy >= 0 && iy < 5 && ix >= 0 && ix < 5) sum += product((n * 5 + iy) * 5 + ix, ky * 3 + kx, o);
                             }
-                        double normalised = (sum - mean[o]) / Math.Sqrt(variance[o] + 1e-3) * gamma[o] + beta[o];
+                        double normalised = ((relu ? Math.Max(sum, 0) : sum) - mean[o]) / Math.Sqrt(variance[o] + 1e-3) * gamma[o] + beta[o];
                         Assert.Equal(normalised, predicted[at], tolerance: 2e-5);
                     }
     }

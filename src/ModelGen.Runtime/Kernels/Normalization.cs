@@ -503,8 +503,9 @@ public readonly ref struct BatchNormAtInference(ReadOnlySpan<float> gamma, ReadO
     public bool Covers(int channels) => gamma.Length >= channels && beta.Length >= channels && movingMean.Length >= channels && movingVariance.Length >= channels;
 
     /// <summary>
-    /// The scale, then the shift (<see cref="Fold"/>), of a kernel's <paramref name="filters"/> outputs, in a rental of this
-    /// thread; an empty one where there is no normalization. Statistics shorter than the filters are refused, naming <paramref name="layer"/>.
+    /// The scale, then the shift (<see cref="BatchNorm.Fold"/> of the moving statistics), of a kernel's <paramref name="filters"/>
+    /// outputs, in a rental of this thread; an empty one where there is no normalization. Statistics shorter than the filters
+    /// are refused, naming <paramref name="layer"/>.
     /// </summary>
     internal Scratch<float> FoldFor(int filters, string layer)
     {
@@ -512,14 +513,9 @@ public readonly ref struct BatchNormAtInference(ReadOnlySpan<float> gamma, ReadO
         if (!Covers(filters))
             throw new ArgumentException($"{layer}: the BatchNormalization applied to its {filters} filters needs {filters} floats of each of gamma, beta and the moving statistics.");
         var scaleAndShift = Scratch<float>.RentUncleared(2 * filters);
-        Fold(scaleAndShift.Span.Slice(0, filters), scaleAndShift.Span.Slice(filters, filters));
+        var floats = scaleAndShift.Span;
+        BatchNorm.Fold(gamma, beta, movingMean, movingVariance, epsilon, inverseStd: default, floats.Slice(0, filters), floats.Slice(filters, filters));
         return scaleAndShift;
-    }
-
-    /// <summary>inv = gamma / sqrt(moving_variance + eps) and beta - moving_mean·inv for the first scale.Length channels.</summary>
-    internal void Fold(Span<float> scale, Span<float> shift)
-    {
-        BatchNorm.Fold(gamma, beta, movingMean, movingVariance, epsilon, inverseStd: default, scale, shift);
     }
 }
 

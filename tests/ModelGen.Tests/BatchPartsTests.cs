@@ -29,6 +29,18 @@ public partial class PartedSequences
 }
 
 /// <summary>
+/// One row's work (720 * 720 + 720 * 10 = 525,600 multiply-adds) is that of two parts, and two rows' largest product
+/// (1,036,800) is the matrix kernel's to share: no batch of this model trains in parts, not even the batch of one row.
+/// </summary>
+[Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
+public partial class WideClassifier
+{
+    [Input(720)] public Input features;
+    [Dense(720, Activation.Relu)] public Dense hidden;
+    [Dense(10, Activation.Softmax)] public Dense label;
+}
+
+/// <summary>
 /// A training step in two parts of its batch (<see cref="BatchParts"/>), the model and its replica each taking half, computes
 /// what the two halves' own steps compute, each weighted by its share, and the same on one thread or two.
 /// </summary>
@@ -43,7 +55,7 @@ public class BatchPartsTests
     {
         var random = new Random(seed);
         var inputs = Enumerable.Range(0, batch * model.InputSize).Select(_ => (float)random.NextDouble() * 2 - 1).ToArray();
-        var targets = model is PartedClassifier
+        var targets = model is PartedClassifier or WideClassifier
             ? Enumerable.Range(0, batch).Select(_ => (float)random.Next(10)).ToArray()
             : Enumerable.Range(0, batch * model.TargetSize).Select(_ => (float)random.NextDouble() - 0.5f).ToArray();
         return (inputs, targets);
@@ -74,6 +86,37 @@ public class BatchPartsTests
         Assert.Equal(0.5f * first + 0.5f * second, loss);
         Assert.Equal(firstGradients.Zip(secondGradients, (a, b) => 0.5f * a + 0.5f * b).ToArray(), parted.Gradients.ToArray());
         Assert.Equal(firstOutputs.Concat(halves.LastTrainingOutputs.ToArray()).ToArray(), parted.LastTrainingOutputs.ToArray());
+    }
+
+    [Fact]
+    public void A_model_whose_one_row_has_the_work_of_two_parts_builds_for_one_row_and_trains_it_whole()
+    {
+        Assert.False(BatchParts.Pay(1, multiplyAddsPerSample: 525_600, largestProduct: 518_400));
+        var (inputs, targets) = Batch(new WideClassifier(1), 1, seed: 3);
+        (float Loss, float[] Gradients) Step(int maxBatchSize)
+        {
+            var model = new WideClassifier(maxBatchSize, seed: 6);
+            float loss = model.TrainStep(inputs, targets, new Sgd(learningRate: 0f));
+            return (loss, model.Gradients.ToArray());
+        }
+
+        var alone = Step(1);
+        var inRoomForFour = Step(4);
+        Assert.Equal(alone.Loss, inRoomForFour.Loss);
+        Assert.Equal(alone.Gradients, inRoomForFour.Gradients);
+        Assert.Contains(alone.Gradients, g => g != 0);
+    }
+
+    [Theory]
+    [InlineData(1, false)]
+    [InlineData(2, true)]
+    [InlineData(4, true)]
+    public void A_row_with_the_work_of_two_parts_still_needs_a_second_row_to_part(int maxBatchSize, bool parted)
+    {
+        // 600,000 multiply-adds a row in products of 200,000: two rows are two parts, each product still the parts' to share.
+        Assert.False(BatchParts.Pay(1, 600_000, 200_000));
+        Assert.True(BatchParts.Pay(2, 600_000, 200_000));
+        Assert.Equal(parted, BatchParts.PayUpTo(maxBatchSize, 600_000, 200_000));
     }
 
     [Theory]

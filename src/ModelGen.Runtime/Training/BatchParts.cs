@@ -39,14 +39,19 @@ public static unsafe class BatchParts
     /// Whether a step at <paramref name="batch"/> runs in parts: two parts of <see cref="MinPartWork"/> at least
     /// (<paramref name="multiplyAddsPerSample"/>: the model's dense layers' a sample), and every product below the size from
     /// which the matrix kernel shares one by itself (<paramref name="largestProduct"/>: the largest layer's multiply-adds a
-    /// sample). Above it, the products share their own work, and parts would only add the gradients' sum.
+    /// sample). Above it, the products share their own work, and parts would only add the gradients' sum. A batch of one row
+    /// has no second part, however wide the model.
     /// </summary>
     public static bool Pay(int batch, long multiplyAddsPerSample, long largestProduct) =>
-        batch * multiplyAddsPerSample >= 2 * MinPartWork && batch * largestProduct < Gemm.ParallelWork;
+        batch >= 2 && batch * multiplyAddsPerSample >= 2 * MinPartWork && batch * largestProduct < Gemm.ParallelWork;
 
-    /// <summary>Whether some batch of up to <paramref name="maxBatchSize"/> runs in parts (<see cref="Pay"/>): the smallest with the work, if any.</summary>
+    /// <summary>
+    /// Whether some batch of up to <paramref name="maxBatchSize"/> runs in parts (<see cref="Pay"/>): the smallest with the
+    /// work and two rows, if any.
+    /// </summary>
     public static bool PayUpTo(int maxBatchSize, long multiplyAddsPerSample, long largestProduct) =>
-        multiplyAddsPerSample > 0 && Pay((int)Math.Min(maxBatchSize, (2 * MinPartWork + multiplyAddsPerSample - 1) / multiplyAddsPerSample), multiplyAddsPerSample, largestProduct);
+        multiplyAddsPerSample > 0 && Pay((int)Math.Min(maxBatchSize, Math.Max(2, (2 * MinPartWork + multiplyAddsPerSample - 1) / multiplyAddsPerSample)),
+            multiplyAddsPerSample, largestProduct);
 
     /// <summary>The rows of the first part of a batch of <paramref name="batch"/> (the model's; the replica's are the rest).</summary>
     public static int FirstRows(int batch) => Helper.PartOf(0, 2, batch).Count;

@@ -17,6 +17,7 @@ public class GemmTwiceTests
         {
             (1, 784, 256, 128), // the MLP's first two layers at batch 1: two slices of 128 columns
             (1, 1600, 128, 10), // the CNN's dense layers: two slices of 64, a partial second-layer vector
+            (1, 256, 256, 10),  // a light first layer still worth sharing (65,536 multiply-adds): two slices of 128
             (3, 500, 200, 37),  // three rows; slices of 64, the last one 8 columns wide
             (2, 300, 1000, 65), // eight slices, the last one partial
             (1, 64, 64, 64),    // too small to share: two Multiply calls
@@ -85,6 +86,7 @@ public class GemmTwiceTests
     [InlineData(1, 784, 256, 128)]
     [InlineData(3, 500, 200, 37)]
     [InlineData(1, 1600, 128, 10)]
+    [InlineData(1, 256, 256, 10)]
     public void Shared_pair_is_the_same_on_one_thread_or_two(int m, int k, int n1, int n2)
     {
         var (a, b1, b2, bias1, bias2) = Operands(seed: n1 * n2, m, k, n1, n2);

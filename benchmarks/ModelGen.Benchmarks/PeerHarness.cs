@@ -133,6 +133,30 @@ public static class PeerHarness
         throw new ArgumentException($"No workload '{name}'; the workloads: {string.Join(", ", Workloads().Select(w => w.Name))}.", nameof(name));
 
     /// <summary>
+    /// Builds every workload and calls it once, a line each (its name, the first call's ms), so that CI finds a workload
+    /// that no longer builds or runs before a 20-minute compare run does. Returns the workloads that failed, each reported.
+    /// </summary>
+    public static int Check()
+    {
+        int failed = 0;
+        foreach (var (name, build) in Workloads())
+        {
+            try
+            {
+                var clock = Stopwatch.StartNew();
+                build()();
+                Console.WriteLine($"{name}: {clock.Elapsed.TotalMilliseconds:F1} ms");
+            }
+            catch (Exception e)
+            {
+                failed++;
+                Console.WriteLine($"{name}: FAILED: {e}");
+            }
+        }
+        return failed;
+    }
+
+    /// <summary>
     /// Every call of a workload for <paramref name="seconds"/> after a second's warm-up, a line each: when it began (Unix
     /// seconds) and how long it took (ms). Beside a log of the cores' round trip it shows what a change of placement does to
     /// the calls, and how soon CoreChoice follows it.

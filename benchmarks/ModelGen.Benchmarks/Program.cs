@@ -5,6 +5,7 @@ using BenchmarkDotNet.Running;
 // Only the digits training time (the scikit-learn comparison): ... -- --digits
 // A workload's first calls in a fresh process (build, first call, first N calls against N warm ones): ... -- --cold NAME [N]
 // Every call's start and length for a while: ... -- --trace NAME SECONDS
+// Every workload built and called once (CI): ... -- --check
 if (args.Length == 1 && args[0] == "--serve")
 {
     PeerHarness.Serve();
@@ -20,6 +21,12 @@ if (args.Length == 3 && args[0] == "--trace")
 {
     PeerHarness.Trace(args[1], double.Parse(args[2]));
     return;
+}
+if (args.Length == 1 && args[0] == "--check")
+{
+    int failed = PeerHarness.Check();
+    Console.WriteLine(failed == 0 ? "every workload builds and runs" : $"{failed} workloads failed");
+    Environment.Exit(failed == 0 ? 0 : 1);
 }
 if (args.Length == 1 && args[0] == "--digits")
 {

@@ -192,7 +192,7 @@ public static partial class Convolution
 
     /// <summary>
     /// y = y·scale + shift over each pixel's channels of <see cref="Output"/> (a BatchNormalization at inference, folded by
-    /// <see cref="BatchNormAtInference.Fold"/>), then max(y, 0) where <see cref="Relu"/>; empty where there is none.
+    /// <see cref="BatchNormAtInference.FoldFor"/>), then max(y, 0) where <see cref="Relu"/>; empty where there is none.
     /// </summary>
     internal readonly unsafe struct OutputFold(float* output, float* scale, float* shift, int channels, bool relu)
     {

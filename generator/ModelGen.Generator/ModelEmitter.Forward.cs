@@ -11,17 +11,20 @@ internal static partial class ModelEmitter
 {
     private static void EmitForward(CodeWriter w, Plan plan)
     {
-        w.Open($"private void Forward({plan.InputParameters}, int batch, bool training)");
-        EmitForwardBody(w, plan.Model.ClassName, plan.Computed, plan.Outputs.Select(o => o.Node), inferenceOnly: false);
+        bool keyed = plan.KeyedDropouts.Any();
+        w.Open($"private void Forward({plan.InputParameters}, int batch, bool training{(keyed ? ", int firstRow = 0" : "")})");
+        EmitForwardBody(w, plan.Model.ClassName, plan.Computed, plan.Outputs.Select(o => o.Node), inferenceOnly: false, keyedDropout: keyed);
         w.Close();
         w.Line();
     }
 
     /// <summary>
     /// One block per tensor in topological order; shared by the model and its sub-models (inference only), whose
-    /// <paramref name="outputs"/> are read after it.
+    /// <paramref name="outputs"/> are read after it. With <paramref name="keyedDropout"/> (a model that trains in parts),
+    /// dropout masks come from the step's keys, at the batch's row <c>firstRow</c> on.
     /// </summary>
-    private static void EmitForwardBody(CodeWriter w, string modelName, IEnumerable<NodePlan> computed, IEnumerable<NodePlan> outputs, bool inferenceOnly)
+    private static void EmitForwardBody(CodeWriter w, string modelName, IEnumerable<NodePlan> computed, IEnumerable<NodePlan> outputs, bool inferenceOnly,
+        bool keyedDropout = false)
     {
         var nodes = computed.ToList();
         // How many times each tensor is read: a layer fused with its one reader must have no other.
@@ -215,7 +218,9 @@ internal static partial class ModelEmitter
                     w.Line($"ReadOnlySpan<float> {node.InferenceName} = {inputs[0]};");
                     if (inferenceOnly) break;
                     w.Open("if (training)");
-                    w.Line($"DropoutKernel.Forward({inputs[0]}, {node.Output}, {node.Mask}, batch * {size}, {Literal(node.Layer.Rate)}f, ref dropoutRandom);");
+                    w.Line(keyedDropout
+                        ? $"DropoutKernel.Forward({inputs[0]}, {node.Output}, {node.Mask}, batch * {size}, {Literal(node.Layer.Rate)}f, {node.DropoutKey}, firstIndex: firstRow * {size});"
+                        : $"DropoutKernel.Forward({inputs[0]}, {node.Output}, {node.Mask}, batch * {size}, {Literal(node.Layer.Rate)}f, ref dropoutRandom);");
                     w.Line($"{node.InferenceName} = {node.Output};");
                     w.Close();
                     break;

@@ -257,12 +257,17 @@ internal static partial class ModelEmitter
         /// <summary>
         /// Whether a training step may run as two parts of its batch, one per core, each on its own copy of the buffers
         /// (BatchParts): one input and one output, no sub-model (whose buffers a replica would copy for nothing), and only
-        /// blocks that compute each row from that row alone and draw no random numbers: dense layers, activations, merges,
-        /// reshapes and layer normalizations. Not dropout (its masks are drawn in the batch's order), a batch normalization
-        /// in training (its statistics couple the rows) or the rest, whose cost the rule below does not follow.
+        /// blocks that compute each row from that row alone: dense layers, activations, merges, reshapes, layer
+        /// normalizations and dropout (each mask element a draw keyed by the step and by its index in the batch, so each part
+        /// draws its rows of the batch's mask). Not a batch normalization in training (its statistics couple the rows) or the
+        /// rest, whose cost the rule below does not follow.
         /// </summary>
         public bool TrainsInParts => !Packed && SubModels.Count == 0 && DenseProducts.Any() && Computed.All(node => node.Spec.Kind is NodeKind.Merge or NodeKind.Function
-            || node.Is(LayerKind.Dense) || node.Is(LayerKind.Activation) || node.Is(LayerKind.Flatten) || node.Is(LayerKind.Reshape) || node.Is(LayerKind.LayerNormalization));
+            || node.Is(LayerKind.Dense) || node.Is(LayerKind.Activation) || node.Is(LayerKind.Flatten) || node.Is(LayerKind.Reshape) || node.Is(LayerKind.LayerNormalization)
+            || node.IsDropout);
+
+        /// <summary>The dropout layers of a model that trains in parts, in forward order: each draws its step's mask key before the parts start.</summary>
+        public IEnumerable<NodePlan> KeyedDropouts => TrainsInParts ? Computed.Where(node => node.IsDropout) : Enumerable.Empty<NodePlan>();
 
         /// <summary>The multiply-adds a sample takes in each dense layer's forward product (its backward's two take as many each).</summary>
         private IEnumerable<long> DenseProducts => Computed.Where(node => node.Is(LayerKind.Dense)).Select(node => (long)node.Spec.Size * node.Layer!.InputSize);
@@ -601,6 +606,8 @@ internal static partial class ModelEmitter
         /// <summary>The tensor owning <see cref="Gradient"/>; '=' versus '+=' is decided per owner.</summary>
         public NodePlan GradientOwner => IsAlias ? Inputs[0].GradientOwner : this;
         public string Mask => Stem + "Mask";
+        /// <summary>A dropout's mask key for the step (a model that trains in parts: the replica's part draws the same mask).</summary>
+        public string DropoutKey => Stem + "Key";
 
         /// <summary>The span holding this tensor in training mode (dropout active).</summary>
         public string TrainingSource => IsAlias ? Inputs[0].TrainingSource : Spec.Kind == NodeKind.Input ? Spec.Name : Output;

@@ -127,6 +127,12 @@ internal static partial class ModelEmitter
             w.Line($"private PackedMatrix? {string.Join(", ", dense.Select(PackedKernel))};");
         }
         if (plan.Nodes.Any(n => n.IsDropout)) w.Line("private SeededRandom dropoutRandom;");
+        var keyed = plan.KeyedDropouts.ToList();
+        if (keyed.Count > 0)
+        {
+            w.Line("// Each dropout's mask key for this step, drawn before the batch is cut in parts; the replica's part is given the same.");
+            w.Line($"private DropoutKey {string.Join(", ", keyed.Select(n => n.DropoutKey))};");
+        }
         w.Line("private int lastTrainingBatch;");
         w.Line("// Whether predictions and training steps share their kernels with the second core, chosen by timing them (the VM's host can move the cores apart).");
         w.Line("private readonly CoreChoice inferenceCores = new(), trainingCores = new();");
@@ -269,9 +275,9 @@ internal static partial class ModelEmitter
         }
         if (plan.TrainsInParts)
         {
-            w.Line("// The replica trains the rest of a batch cut in two: at most half of it.");
-            w.Line($"if (forTraining && sharedParameters is null && BatchParts.PayUpTo(maxBatchSize, {PartSizes(plan)}))");
-            w.Line($"    replica = new {model.ClassName}(maxBatchSize / 2, forTraining: true, parameters);");
+            w.Line("// The replica trains the rest of a batch cut in two: rows for the second part of the largest batch that is cut.");
+            w.Line($"int replicaRows = forTraining && sharedParameters is null ? BatchParts.ReplicaRows(maxBatchSize, {PartSizes(plan)}) : 0;");
+            w.Line($"if (replicaRows > 0) replica = new {model.ClassName}(replicaRows, forTraining: true, parameters);");
             w.Line("BufferBytes = buffers.Bytes + (replica?.BufferBytes ?? 0);");
         }
         else w.Line("BufferBytes = buffers.Bytes;");
@@ -588,9 +594,16 @@ internal static partial class ModelEmitter
         w.Open("private float Step(ReadOnlySpan<float> inputs, ReadOnlySpan<float> targets, int batch, Optimizer optimizer)");
         w.Line("using var _ = trainingCores.Begin(batch);");
         w.Line("float loss;");
+        var keyed = plan.KeyedDropouts.ToList();
+        foreach (var dropout in keyed) w.Line($"{dropout.DropoutKey} = DropoutKey.Draw(ref dropoutRandom);");
         w.Line("// The replica, where this batch is large enough to be split between it and this model.");
         w.Line($"var partner = BatchParts.Pay(batch, {PartSizes(plan)}) ? replica : null;");
         w.Open("if (partner is not null)");
+        if (keyed.Count > 0)
+        {
+            w.Line("// The replica's rows of the batch's dropout masks: the same keys, from its first row on.");
+            w.Line(string.Join(" ", keyed.Select(n => $"partner.{n.DropoutKey} = {n.DropoutKey};")));
+        }
         w.Line("// One part of the batch on each core; the replica's outputs join the batch's here, its weight gradients in the update.");
         w.Line("loss = BatchParts.Train(this, partner, static (model, inputRows, targetRows, first, rows, batch) => model.TrainPart(inputRows, targetRows, first, rows, batch),");
         w.Line("    inputs, InputSize, targets, TargetSize, batch);");
@@ -610,7 +623,7 @@ internal static partial class ModelEmitter
 
         w.Line("/// <summary>Forward, loss and backward over the first <paramref name=\"rows\"/> rows of these buffers: the batch's rows from <paramref name=\"first\"/> on (or all of them); returns their share of the batch's loss.</summary>");
         w.Open("private float TrainPart(ReadOnlySpan<float> inputs, ReadOnlySpan<float> targets, int first, int rows, int batch)");
-        w.Line("Forward(inputs, rows, training: true);");
+        w.Line(plan.KeyedDropouts.Any() ? "Forward(inputs, rows, training: true, firstRow: first);" : "Forward(inputs, rows, training: true);");
         string loss = EmitLoss(w, plan, output, "loss", "targets", samples: "rows", part: ("first", "batch"));
         w.Line("Backward(inputs, rows);");
         w.Line($"return {loss};");

@@ -443,6 +443,32 @@ public class LossAndActivationTests
         Assert.InRange(mask.Zip(next).Count(pair => pair.First != pair.Second), 3000, 5400); // independent masks differ in ~42%
     }
 
+    [Theory]
+    [InlineData(1000, 0)]   // one part
+    [InlineData(1000, 480)] // parts of whole vectors
+    [InlineData(1000, 37)]  // a first part ending mid-vector: the second's vectors start off the whole mask's
+    [InlineData(101, 100)]  // a second part of one element, a scalar tail
+    public void Dropout_in_parts_draws_the_parts_of_the_whole_mask(int length, int firstPart)
+    {
+        // A step cut in parts (BatchParts) draws its key once; each part gives its first element's index in the batch.
+        var random = new SeededRandom(11);
+        var key = DropoutKey.Draw(ref random);
+        var input = Enumerable.Range(0, length).Select(i => 1f + i).ToArray();
+        var (whole, wholeMask) = (new float[length], new float[length]);
+        DropoutKernel.Forward(input, whole, wholeMask, length, 0.4f, key, firstIndex: 0);
+        var (parts, partsMask) = (new float[length], new float[length]);
+        DropoutKernel.Forward(input, parts, partsMask, firstPart, 0.4f, key, firstIndex: 0);
+        DropoutKernel.Forward(input.AsSpan(firstPart), parts.AsSpan(firstPart), partsMask.AsSpan(firstPart), length - firstPart, 0.4f, key, firstIndex: firstPart);
+        Assert.Equal(wholeMask, partsMask);
+        Assert.Equal(whole, parts);
+
+        // The generator's overload draws the same key first: the same mask.
+        var again = new SeededRandom(11);
+        var drawn = new float[length];
+        DropoutKernel.Forward(input, new float[length], drawn, length, 0.4f, ref again);
+        Assert.Equal(wholeMask, drawn);
+    }
+
     [Fact]
     public void Seeded_random_is_reproducible_and_glorot_stays_in_its_limit()
     {

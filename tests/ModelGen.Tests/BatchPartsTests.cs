@@ -28,6 +28,16 @@ public partial class PartedSequences
     Tensor Forward([Shape(4, 16)] Tensor steps) => head.Apply(norm.Apply(Ops.Add(project.Apply(expand.Apply(steps)), steps)));
 }
 
+/// <summary>The digits MLP's shape with a dropout between its layers: a batch of 106 or more trains in two parts.</summary>
+[Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
+public partial class DroppedClassifier
+{
+    [Input(64)] public Input pixels;
+    [Dense(64, Activation.Relu)] public Dense hidden;
+    [Dropout(0.25)] public Dropout drop;
+    [Dense(10, Activation.Softmax)] public Dense digit;
+}
+
 /// <summary>
 /// One row's work (720 * 720 + 720 * 10 = 525,600 multiply-adds) is that of two parts, and two rows' largest product
 /// (1,036,800) is the matrix kernel's to share: no batch of this model trains in parts, not even the batch of one row.
@@ -55,7 +65,7 @@ public class BatchPartsTests
     {
         var random = new Random(seed);
         var inputs = Enumerable.Range(0, batch * model.InputSize).Select(_ => (float)random.NextDouble() * 2 - 1).ToArray();
-        var targets = model is PartedClassifier or WideClassifier
+        var targets = model is PartedClassifier or WideClassifier or DroppedClassifier
             ? Enumerable.Range(0, batch).Select(_ => (float)random.Next(10)).ToArray()
             : Enumerable.Range(0, batch * model.TargetSize).Select(_ => (float)random.NextDouble() - 0.5f).ToArray();
         return (inputs, targets);
@@ -108,15 +118,51 @@ public class BatchPartsTests
     }
 
     [Theory]
-    [InlineData(1, false)]
-    [InlineData(2, true)]
-    [InlineData(4, true)]
-    public void A_row_with_the_work_of_two_parts_still_needs_a_second_row_to_part(int maxBatchSize, bool parted)
+    [InlineData(1, 0)]
+    [InlineData(2, 1)]
+    [InlineData(4, 2)]
+    [InlineData(128, 2)] // five rows' products (1,000,000) are the matrix kernel's to share: four rows is the largest batch in parts
+    public void A_row_with_the_work_of_two_parts_still_needs_a_second_row_to_part(int maxBatchSize, int replicaRows)
     {
         // 600,000 multiply-adds a row in products of 200,000: two rows are two parts, each product still the parts' to share.
         Assert.False(BatchParts.Pay(1, 600_000, 200_000));
         Assert.True(BatchParts.Pay(2, 600_000, 200_000));
-        Assert.Equal(parted, BatchParts.PayUpTo(maxBatchSize, 600_000, 200_000));
+        Assert.True(BatchParts.Pay(4, 600_000, 200_000));
+        Assert.False(BatchParts.Pay(5, 600_000, 200_000));
+        Assert.Equal(replicaRows, BatchParts.ReplicaRows(maxBatchSize, 600_000, 200_000));
+    }
+
+    [Theory]
+    [InlineData(100, 0)]    // batches from 106 rows on run in parts: none up to 100
+    [InlineData(106, 53)]
+    [InlineData(107, 53)]   // parts of 54 and 53
+    [InlineData(300, 122)]  // 245 rows' 4,096 multiply-adds a product reach 1,000,000: 244 is the largest batch in parts
+    public void A_replica_holds_the_second_part_of_the_largest_batch_in_parts(int maxBatchSize, int replicaRows)
+    {
+        // The digits MLP's shape (PartedClassifier): parts from 106 rows (2 x 250,000 / 4,736), up to 244.
+        Assert.Equal(replicaRows, BatchParts.ReplicaRows(maxBatchSize, 4_736, 4_096));
+    }
+
+    [Fact]
+    public void A_step_in_parts_drops_what_the_whole_batch_would()
+    {
+        // Both models' first step draws the same mask key. 150 rows train in parts of 75: rows 75-99 are the replica's, from
+        // its first row on; 100 rows train whole. The forward pass of each row reads that row alone, so the outputs of
+        // rows 0-99 (the dropout's mask applied) agree bit for bit only where each part drew its rows of the whole mask.
+        Assert.True(BatchParts.Pay(150, 4736, 4096));
+        Assert.False(BatchParts.Pay(100, 4736, 4096));
+        var (inputs, targets) = Batch(new DroppedClassifier(150), 150, seed: 12);
+        var parted = new DroppedClassifier(150, seed: 13);
+        parted.TrainStep(inputs, targets, new Sgd(learningRate: 0f));
+        var whole = new DroppedClassifier(150, seed: 13);
+        whole.TrainStep(inputs.AsSpan(0, 100 * 64), targets.AsSpan(0, 100), new Sgd(learningRate: 0f));
+        var trainingOutputs = whole.LastTrainingOutputs.ToArray();
+        Assert.Equal(trainingOutputs, parted.LastTrainingOutputs.Slice(0, 100 * 10).ToArray());
+
+        // The mask drops: predictions (dropout off) differ from the training outputs of the same weights.
+        var predictions = new float[100 * 10];
+        whole.Predict(inputs.AsSpan(0, 100 * 64), predictions);
+        Assert.NotEqual(predictions, trainingOutputs);
     }
 
     [Theory]

@@ -122,7 +122,7 @@ public class InferenceCopyTests
         // Dropout is the identity at inference, and its outputs and masks, the tensors' gradients and the targets are training's.
         long weights = MnistClassifier.ParameterCount * sizeof(float), values = Capacity * (256 + 128) * sizeof(float);
         Assert.Equal(weights + values + copy.PackedBytes, copy.Bytes);
-        Assert.Equal(Capacity * (256 + 128 + 10 + 2 * (256 + 128) + MnistGradientFloats) * sizeof(float), model.BufferBytes);
+        Assert.Equal((Capacity + ModelBehaviourTests.ReplicaRowsOfMnist) * (256 + 128 + 10 + 2 * (256 + 128) + MnistGradientFloats) * sizeof(float), model.BufferBytes);
     }
 
     [Fact]

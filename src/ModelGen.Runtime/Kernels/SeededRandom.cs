@@ -114,6 +114,16 @@ public static class Initializers
     }
 }
 
+/// <summary>What keys one dropout mask: two draws from the model's generator, made once per training step and layer.</summary>
+public readonly record struct DropoutKey(uint Key, uint Salt)
+{
+    public static DropoutKey Draw(ref SeededRandom random)
+    {
+        uint key = random.NextUInt();
+        return new DropoutKey(key, random.NextUInt());
+    }
+}
+
 /// <summary>Inverted dropout as Keras applies it: keep with probability 1-rate and scale kept values by 1/(1-rate).</summary>
 public static class DropoutKernel
 {
@@ -123,10 +133,17 @@ public static class DropoutKernel
     /// loop is cut, and vectors of elements are drawn at once (a generator step per element, a serial chain, cost 200 us of
     /// the MLP's 1.4 ms training step at batch 128).
     /// </summary>
+    public static void Forward(ReadOnlySpan<float> input, Span<float> output, Span<float> mask, int length, float rate, ref SeededRandom random) =>
+        Forward(input, output, mask, length, rate, DropoutKey.Draw(ref random), firstIndex: 0);
+
+    /// <summary>
+    /// The mask's elements [<paramref name="firstIndex"/>, + <paramref name="length"/>) of a batch's mask keyed by
+    /// <paramref name="key"/>, over that part of the batch (a part's rows from its first, BatchParts): each element's draw
+    /// is that of its index in the batch, so the parts' masks are the whole batch's.
+    /// </summary>
     [MethodImpl(Compiled.Kernel)]
-    public static void Forward(ReadOnlySpan<float> input, Span<float> output, Span<float> mask, int length, float rate, ref SeededRandom random)
+    public static void Forward(ReadOnlySpan<float> input, Span<float> output, Span<float> mask, int length, float rate, DropoutKey key, int firstIndex)
     {
-        uint key = random.NextUInt(), salt = random.NextUInt();
         float scale = 1f / (1f - rate);
         var x = input.Slice(0, length);
         var y = output.Slice(0, length);
@@ -136,7 +153,7 @@ public static class DropoutKernel
         var kept = new Vector<float>(scale);
         for (; i + width <= length; i += width)
         {
-            var keep = Vector.GreaterThanOrEqual(Uniform(new Vector<uint>((uint)i) + lanes, key, salt), new Vector<float>(rate));
+            var keep = Vector.GreaterThanOrEqual(Uniform(new Vector<uint>((uint)(firstIndex + i)) + lanes, key), new Vector<float>(rate));
             var factor = Vector.ConditionalSelect(keep, kept, Vector<float>.Zero);
             factor.CopyTo(m.Slice(i));
             (new Vector<float>(x.Slice(i)) * factor).CopyTo(y.Slice(i));
@@ -144,7 +161,7 @@ public static class DropoutKernel
         if (i < length)
         {
             // The last, partial vector: the same draws, lane by lane, for the elements that exist.
-            var tail = Uniform(new Vector<uint>((uint)i) + lanes, key, salt);
+            var tail = Uniform(new Vector<uint>((uint)(firstIndex + i)) + lanes, key);
             for (int lane = 0; i < length; i++, lane++)
             {
                 float factor = tail[lane] >= rate ? scale : 0f;
@@ -155,9 +172,9 @@ public static class DropoutKernel
     }
 
     /// <summary>Each index's uniform in [0, 1) (24 bits): murmur3's finaliser applied twice, keyed.</summary>
-    private static Vector<float> Uniform(Vector<uint> index, uint key, uint salt)
+    private static Vector<float> Uniform(Vector<uint> index, DropoutKey key)
     {
-        var bits = Vector.ShiftRightLogical(Mix(Mix(index + new Vector<uint>(salt)) ^ new Vector<uint>(key)), 8);
+        var bits = Vector.ShiftRightLogical(Mix(Mix(index + new Vector<uint>(key.Salt)) ^ new Vector<uint>(key.Key)), 8);
         return Vector.ConvertToSingle(Vector.AsVectorInt32(bits)) * new Vector<float>(1f / 16777216f);
     }
 

@@ -46,12 +46,16 @@ public static unsafe class BatchParts
         batch >= 2 && batch * multiplyAddsPerSample >= 2 * MinPartWork && batch * largestProduct < Gemm.ParallelWork;
 
     /// <summary>
-    /// Whether some batch of up to <paramref name="maxBatchSize"/> runs in parts (<see cref="Pay"/>): the smallest with the
-    /// work and two rows, if any.
+    /// The rows a replica needs for batches of up to <paramref name="maxBatchSize"/>: the second part of the largest batch
+    /// that runs in parts (<see cref="Pay"/>), or 0 where none does. The batches that run in parts are a range (enough work,
+    /// yet each product too small to share), so it is the range's last one within <paramref name="maxBatchSize"/>: a model
+    /// whose products are shared from a few rows on keeps a replica of a few rows, not of half its batch.
     /// </summary>
-    public static bool PayUpTo(int maxBatchSize, long multiplyAddsPerSample, long largestProduct) =>
-        multiplyAddsPerSample > 0 && Pay((int)Math.Min(maxBatchSize, Math.Max(2, (2 * MinPartWork + multiplyAddsPerSample - 1) / multiplyAddsPerSample)),
-            multiplyAddsPerSample, largestProduct);
+    public static int ReplicaRows(int maxBatchSize, long multiplyAddsPerSample, long largestProduct)
+    {
+        int most = largestProduct > 0 ? (int)Math.Min(maxBatchSize, (Gemm.ParallelWork - 1) / largestProduct) : maxBatchSize;
+        return Pay(most, multiplyAddsPerSample, largestProduct) ? most - FirstRows(most) : 0;
+    }
 
     /// <summary>The rows of the first part of a batch of <paramref name="batch"/> (the model's; the replica's are the rest).</summary>
     public static int FirstRows(int batch) => Helper.PartOf(0, 2, batch).Count;

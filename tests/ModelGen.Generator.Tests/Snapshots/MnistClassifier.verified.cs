@@ -34,8 +34,11 @@ namespace Samples.Mnist
         private const int PredictionsKernelOffset = 233856, PredictionsKernelLength = 1280;
         private const int PredictionsBiasOffset = 235136, PredictionsBiasLength = 10;
 
-        private readonly AlignedBuffer parameters = new(ParameterCount);
+        private readonly AlignedBuffer parameters; // shared with the replica
         private readonly AlignedBuffer gradients; // laid out as the parameters; none in a copy that only predicts
+        // Trains the second part of a batch on the helper core (BatchParts): these parameters, its own buffers and gradients;
+        // null in a copy that only predicts, in a model whose batches are too small to split, and in the replica itself.
+        private readonly MnistClassifier? replica;
         private readonly Layer[] layers;
 
         // Per tensor, for up to MaxBatchSize samples: its value and, where anything before it learns, the loss gradient with respect to it.
@@ -47,6 +50,8 @@ namespace Samples.Mnist
         // Dense kernels packed once for the matrix kernel, in a copy that ForInference makes; null in a model that trains.
         private PackedMatrix? packedHidden1Kernel, packedHidden2Kernel, packedPredictionsKernel;
         private SeededRandom dropoutRandom;
+        // Each dropout's mask key for this step, drawn before the batch is cut in parts; the replica's part is given the same.
+        private DropoutKey drop1Key, drop2Key;
         private int lastTrainingBatch;
         // Whether predictions and training steps share their kernels with the second core, chosen by timing them (the VM's host can move the cores apart).
         private readonly CoreChoice inferenceCores = new(), trainingCores = new();
@@ -75,10 +80,11 @@ namespace Samples.Mnist
         }
 
         /// <summary>The layers and buffers, every weight zero; a copy that only predicts (ForInference) gets no gradients, masks or targets.</summary>
-        private MnistClassifier(int maxBatchSize, bool forTraining)
+        private MnistClassifier(int maxBatchSize, bool forTraining, AlignedBuffer? sharedParameters = null)
         {
             if (maxBatchSize < 1) throw new ArgumentOutOfRangeException(nameof(maxBatchSize), maxBatchSize, "MnistClassifier: maxBatchSize must be at least 1.");
             MaxBatchSize = maxBatchSize;
+            parameters = sharedParameters ?? new AlignedBuffer(ParameterCount);
             gradients = new AlignedBuffer(forTraining ? ParameterCount : 0);
 
             image = new Input("image", 784);
@@ -111,7 +117,10 @@ namespace Samples.Mnist
             drop2Mask = buffers.TrainingFloats(maxBatchSize * 128);
             predictionsOutput = buffers.Value(maxBatchSize * 0, maxBatchSize * 10);
             predictionsGradient = buffers.Gradient(maxBatchSize * 0, maxBatchSize * 10);
-            BufferBytes = buffers.Bytes;
+            // The replica trains the rest of a batch cut in two: rows for the second part of the largest batch that is cut.
+            int replicaRows = forTraining && sharedParameters is null ? BatchParts.ReplicaRows(maxBatchSize, multiplyAddsPerSample: 234752, largestProduct: 200704) : 0;
+            if (replicaRows > 0) replica = new MnistClassifier(replicaRows, forTraining: true, parameters);
+            BufferBytes = buffers.Bytes + (replica?.BufferBytes ?? 0);
         }
 
         /// <summary>The largest batch the buffers hold.</summary>
@@ -164,16 +173,41 @@ namespace Samples.Mnist
         private float Step(ReadOnlySpan<float> inputs, ReadOnlySpan<float> targets, int batch, Optimizer optimizer)
         {
             using var _ = trainingCores.Begin(batch);
-            Forward(inputs, batch, training: true);
+            float loss;
+            drop1Key = DropoutKey.Draw(ref dropoutRandom);
+            drop2Key = DropoutKey.Draw(ref dropoutRandom);
+            // The replica, where this batch is large enough to be split between it and this model.
+            var partner = BatchParts.Pay(batch, multiplyAddsPerSample: 234752, largestProduct: 200704) ? replica : null;
+            if (partner is not null)
+            {
+                // The replica's rows of the batch's dropout masks: the same keys, from its first row on.
+                partner.drop1Key = drop1Key; partner.drop2Key = drop2Key;
+                // One part of the batch on each core; the replica's outputs join the batch's here, its weight gradients in the update.
+                loss = BatchParts.Train(this, partner, static (model, inputRows, targetRows, first, rows, batch) => model.TrainPart(inputRows, targetRows, first, rows, batch),
+                    inputs, InputSize, targets, TargetSize, batch);
+                int firstRows = BatchParts.FirstRows(batch), replicaOutputs = (batch - firstRows) * OutputSize;
+                Reductions.Copy(partner.predictionsOutput, predictionsOutput.AsSpan(firstRows * OutputSize, replicaOutputs), replicaOutputs);
+            }
+            else loss = TrainPart(inputs, targets, 0, batch, batch);
             lastTrainingBatch = batch;
-            float loss = Losses.ComputeThroughSoftmax(Loss.SparseCategoricalCrossentropy, predictionsOutput.AsSpan(0, batch * 10), targets, predictionsGradient, batch, 10, "MnistClassifier", "predictions");
             Guard.FiniteLoss("MnistClassifier", loss);
-            Backward(inputs, batch);
-            optimizer.Step(parameters.AsSpan(0, TrainableParameterCount), gradients.AsSpan(0, TrainableParameterCount));
+            // Split, each core adds the replica's weight gradients to half of this model's and updates that half.
+            if (partner is not null) BatchParts.Update(optimizer, parameters.AsSpan(0, TrainableParameterCount), gradients.AsSpan(0, TrainableParameterCount),
+                partner.gradients.AsSpan(0, TrainableParameterCount));
+            else optimizer.Step(parameters.AsSpan(0, TrainableParameterCount), gradients.AsSpan(0, TrainableParameterCount));
             return loss;
         }
 
-        private void Forward(ReadOnlySpan<float> image, int batch, bool training)
+        /// <summary>Forward, loss and backward over the first <paramref name="rows"/> rows of these buffers: the batch's rows from <paramref name="first"/> on (or all of them); returns their share of the batch's loss.</summary>
+        private float TrainPart(ReadOnlySpan<float> inputs, ReadOnlySpan<float> targets, int first, int rows, int batch)
+        {
+            Forward(inputs, rows, training: true, firstRow: first);
+            float loss = Losses.ComputeThroughSoftmax(Loss.SparseCategoricalCrossentropy, predictionsOutput.AsSpan(0, rows * 10), targets, predictionsGradient, rows, 10, "MnistClassifier", "predictions", meanOver: batch, firstRow: first);
+            Backward(inputs, rows);
+            return loss;
+        }
+
+        private void Forward(ReadOnlySpan<float> image, int batch, bool training, int firstRow = 0)
         {
             // hidden1: Dense(256, relu), (None, 784) -> (None, 256), computed with hidden2 below at inference
             if (training) Gemm.Multiply(image, Hidden1Kernel, hidden1Output, batch, 784, 256, bias: Hidden1Bias, relu: true);
@@ -182,7 +216,7 @@ namespace Samples.Mnist
             ReadOnlySpan<float> drop1 = hidden1Output;
             if (training)
             {
-                DropoutKernel.Forward(hidden1Output, drop1Output, drop1Mask, batch * 256, 0.3f, ref dropoutRandom);
+                DropoutKernel.Forward(hidden1Output, drop1Output, drop1Mask, batch * 256, 0.3f, drop1Key, firstIndex: firstRow * 256);
                 drop1 = drop1Output;
             }
 
@@ -194,7 +228,7 @@ namespace Samples.Mnist
             ReadOnlySpan<float> drop2 = hidden2Output;
             if (training)
             {
-                DropoutKernel.Forward(hidden2Output, drop2Output, drop2Mask, batch * 128, 0.3f, ref dropoutRandom);
+                DropoutKernel.Forward(hidden2Output, drop2Output, drop2Mask, batch * 128, 0.3f, drop2Key, firstIndex: firstRow * 128);
                 drop2 = drop2Output;
             }
 

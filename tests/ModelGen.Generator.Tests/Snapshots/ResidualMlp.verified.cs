@@ -108,9 +108,9 @@ namespace Samples
             reluGradient = buffers.Gradient(maxBatchSize * 64, maxBatchSize * 64);
             headOutput = buffers.Value(maxBatchSize * 64, maxBatchSize * 10);
             headGradient = buffers.Gradient(maxBatchSize * 0, maxBatchSize * 10);
-            // The replica trains the rest of a batch cut in two: at most half of it.
-            if (forTraining && sharedParameters is null && BatchParts.PayUpTo(maxBatchSize, multiplyAddsPerSample: 8832, largestProduct: 4096))
-                replica = new ResidualMlp(maxBatchSize / 2, forTraining: true, parameters);
+            // The replica trains the rest of a batch cut in two: rows for the second part of the largest batch that is cut.
+            int replicaRows = forTraining && sharedParameters is null ? BatchParts.ReplicaRows(maxBatchSize, multiplyAddsPerSample: 8832, largestProduct: 4096) : 0;
+            if (replicaRows > 0) replica = new ResidualMlp(replicaRows, forTraining: true, parameters);
             BufferBytes = buffers.Bytes + (replica?.BufferBytes ?? 0);
         }
 

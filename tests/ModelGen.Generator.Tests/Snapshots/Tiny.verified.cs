@@ -98,9 +98,9 @@ partial class Outer
             logitsGradient = buffers.TrainingFloats(maxBatchSize * 2);
             probabilitiesOutput = buffers.Floats(maxBatchSize * 2);
             probabilitiesGradient = buffers.TrainingFloats(maxBatchSize * 2);
-            // The replica trains the rest of a batch cut in two: at most half of it.
-            if (forTraining && sharedParameters is null && BatchParts.PayUpTo(maxBatchSize, multiplyAddsPerSample: 20, largestProduct: 12))
-                replica = new Tiny(maxBatchSize / 2, forTraining: true, parameters);
+            // The replica trains the rest of a batch cut in two: rows for the second part of the largest batch that is cut.
+            int replicaRows = forTraining && sharedParameters is null ? BatchParts.ReplicaRows(maxBatchSize, multiplyAddsPerSample: 20, largestProduct: 12) : 0;
+            if (replicaRows > 0) replica = new Tiny(replicaRows, forTraining: true, parameters);
             BufferBytes = buffers.Bytes + (replica?.BufferBytes ?? 0);
         }
 

@@ -595,6 +595,7 @@ internal static partial class ModelEmitter
         w.Line("using var _ = trainingCores.Begin(batch);");
         w.Line("float loss;");
         var keyed = plan.KeyedDropouts.ToList();
+        if (keyed.Count > 0) w.Line("// This step's dropout masks: one key each for the whole batch, in forward order.");
         foreach (var dropout in keyed) w.Line($"{dropout.DropoutKey} = DropoutKey.Draw(ref dropoutRandom);");
         w.Line("// The replica, where this batch is large enough to be split between it and this model.");
         w.Line($"var partner = BatchParts.Pay(batch, {PartSizes(plan)}) ? replica : null;");

@@ -174,6 +174,7 @@ namespace Samples.Mnist
         {
             using var _ = trainingCores.Begin(batch);
             float loss;
+            // This step's dropout masks: one key each for the whole batch, in forward order.
             drop1Key = DropoutKey.Draw(ref dropoutRandom);
             drop2Key = DropoutKey.Draw(ref dropoutRandom);
             // The replica, where this batch is large enough to be split between it and this model.

@@ -593,12 +593,12 @@ internal static partial class ModelEmitter
         var node = output.Node;
         w.Open("private float Step(ReadOnlySpan<float> inputs, ReadOnlySpan<float> targets, int batch, Optimizer optimizer)");
         w.Line("using var _ = trainingCores.Begin(batch);");
-        w.Line("float loss;");
         var keyed = plan.KeyedDropouts.ToList();
         if (keyed.Count > 0) w.Line("// This step's dropout masks: one key each for the whole batch, in forward order.");
         foreach (var dropout in keyed) w.Line($"{dropout.DropoutKey} = DropoutKey.Draw(ref dropoutRandom);");
         w.Line("// The replica, where this batch is large enough to be split between it and this model.");
         w.Line($"var partner = BatchParts.Pay(batch, {PartSizes(plan)}) ? replica : null;");
+        w.Line("float loss;");
         w.Open("if (partner is not null)");
         if (keyed.Count > 0)
         {
@@ -624,7 +624,7 @@ internal static partial class ModelEmitter
 
         w.Line("/// <summary>Forward, loss and backward over the first <paramref name=\"rows\"/> rows of these buffers: the batch's rows from <paramref name=\"first\"/> on (or all of them); returns their share of the batch's loss.</summary>");
         w.Open("private float TrainPart(ReadOnlySpan<float> inputs, ReadOnlySpan<float> targets, int first, int rows, int batch)");
-        w.Line(plan.KeyedDropouts.Any() ? "Forward(inputs, rows, training: true, firstRow: first);" : "Forward(inputs, rows, training: true);");
+        w.Line(keyed.Count > 0 ? "Forward(inputs, rows, training: true, firstRow: first);" : "Forward(inputs, rows, training: true);");
         string loss = EmitLoss(w, plan, output, "loss", "targets", samples: "rows", part: ("first", "batch"));
         w.Line("Backward(inputs, rows);");
         w.Line($"return {loss};");

@@ -173,12 +173,12 @@ namespace Samples.Mnist
         private float Step(ReadOnlySpan<float> inputs, ReadOnlySpan<float> targets, int batch, Optimizer optimizer)
         {
             using var _ = trainingCores.Begin(batch);
-            float loss;
             // This step's dropout masks: one key each for the whole batch, in forward order.
             drop1Key = DropoutKey.Draw(ref dropoutRandom);
             drop2Key = DropoutKey.Draw(ref dropoutRandom);
             // The replica, where this batch is large enough to be split between it and this model.
             var partner = BatchParts.Pay(batch, multiplyAddsPerSample: 234752, largestProduct: 200704) ? replica : null;
+            float loss;
             if (partner is not null)
             {
                 // The replica's rows of the batch's dropout masks: the same keys, from its first row on.

@@ -164,9 +164,9 @@ namespace Samples
         private float Step(ReadOnlySpan<float> inputs, ReadOnlySpan<float> targets, int batch, Optimizer optimizer)
         {
             using var _ = trainingCores.Begin(batch);
-            float loss;
             // The replica, where this batch is large enough to be split between it and this model.
             var partner = BatchParts.Pay(batch, multiplyAddsPerSample: 8832, largestProduct: 4096) ? replica : null;
+            float loss;
             if (partner is not null)
             {
                 // One part of the batch on each core; the replica's outputs join the batch's here, its weight gradients in the update.

@@ -58,23 +58,62 @@ public class CoreChoiceTests
     }
 
     [Fact]
-    public void Stays_on_two_cores_where_they_win_and_checks_again_a_second_later_when_they_win_by_far()
+    public void Stays_on_two_cores_where_they_win_and_checks_again_after_200_times_a_trials_cost_when_they_win_by_far()
     {
         KernelSettings.OnThreads(2, () =>
         {
             var choice = new CoreChoice();
             int alone = 0, calls = 0;
             var clock = Stopwatch.StartNew();
-            while (clock.Elapsed.TotalMilliseconds < 300)
+            while (clock.Elapsed.TotalMilliseconds < 240)
             {
                 alone += Call(choice, 32, TwoCoresWin) == 1 ? 1 : 0;
                 calls++;
                 Assert.False(choice.Alone(32), $"chose one core after {calls} calls, though two ran 4x faster");
             }
-            // The first trial (due 20 ms in) ran its four calls on one core; one core lost by far more than a quarter, so the
-            // next is a second away, not 40 ms (doubling from 20 ms, four trials would have run by now).
-            Assert.Equal(4, alone);
+            // The first trial (due 20 ms in) ran four calls on one core, 180 us each longer than on two; one core lost by far
+            // more than a quarter, so the next trial came 200 x 720 us = 144 ms later (~165 ms in) and the third is due at
+            // ~310 ms: two trials, where doubling from 20 ms would have run four, and a fixed second one.
+            Assert.Equal(8, alone);
         });
+    }
+
+    [Fact]
+    public void Follows_a_change_within_a_few_trials_where_they_cost_little()
+    {
+        // 20 us on the faster setting, 80 on the slower: a trial costs 4 x 60 us, so one that confirms the choice by far puts
+        // the next 48 ms away (200 times its cost), not a second, and a change of placement is followed within tens of ms.
+        Costs twoWin = new(Shared: 20, Alone: 80), oneWins = new(Shared: 80, Alone: 20);
+        KernelSettings.OnThreads(2, () =>
+        {
+            var choice = new CoreChoice();
+            AfterATrial(choice, 16, twoWin);
+            Assert.False(choice.Alone(16));
+            var reaction = Stopwatch.StartNew();
+            Assert.True(CallsUntil(choice, 16, oneWins, alone: true), "never chose one core where calls ran 4x faster on it");
+            Assert.True(reaction.ElapsedMilliseconds < 250, $"took {reaction.ElapsedMilliseconds} ms to choose one core");
+            // The trial 20 ms after the change confirms it by far; the next is again 48 ms away.
+            AfterATrial(choice, 16, oneWins);
+            Assert.True(choice.Alone(16));
+            reaction.Restart();
+            Assert.True(CallsUntil(choice, 16, twoWin, alone: false), "never came back to two cores once they ran 4x faster");
+            Assert.True(reaction.ElapsedMilliseconds < 250, $"took {reaction.ElapsedMilliseconds} ms to come back to two cores");
+        });
+    }
+
+    /// <summary>
+    /// Calls until a trial has run and ended: a call on the setting not chosen (a trial's part on it), then four on the chosen
+    /// one (a trial runs four calls on each, two cores first).
+    /// </summary>
+    private static void AfterATrial(CoreChoice choice, int batch, Costs costs)
+    {
+        int chosenThreads = choice.Alone(batch) ? 1 : 2;
+        var clock = Stopwatch.StartNew();
+        while (Call(choice, batch, costs) == chosenThreads) Assert.True(clock.Elapsed.TotalSeconds < 3, "no trial within 3 s");
+        for (int run = 0; run < 4; run++)
+        {
+            if (Call(choice, batch, costs) != chosenThreads) run = -1;
+        }
     }
 
     [Fact]

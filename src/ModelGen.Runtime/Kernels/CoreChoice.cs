@@ -13,8 +13,8 @@ namespace ModelGen.Kernels;
 /// </summary>
 /// <remarks>
 /// Outside trials a call costs a counter, and now and then a clock read. A trial's calls on the slower
-/// setting are its whole cost, and trials thin out while they confirm the choice: one a second at most, about 0.5% of the
-/// MobileNet training step where two cores win by 1.6x. Not thread-safe, like the model that owns it.
+/// setting are its whole cost, and trials thin out while they confirm the choice, down to about 0.5% of the time or one
+/// a second, whichever comes first (<see cref="TrialShare"/>). Not thread-safe, like the model that owns it.
 /// </remarks>
 public sealed class CoreChoice
 {
@@ -33,12 +33,21 @@ public sealed class CoreChoice
     private const int FirstCallsBetweenClocks = 8, MostCallsBetweenClocks = 256;
 
     /// <summary>
-    /// The time from a trial to the next: 20 ms after a change of choice, doubling while trials confirm it, up to a second;
-    /// a second at once where the other setting lost by a quarter or more, which only a large change of placement would
-    /// undo. Doubling from 20 ms, the transformer's training step ran six trials in its first 1.3 s, each with four calls at
-    /// 6.0 ms on one core where two take 3.4: ~60 ms, ~5% of that time; now one.
+    /// The time from a trial to the next: 20 ms after a change of choice, doubling while trials confirm it, up to the longest
+    /// gap; the longest at once where the other setting lost by a quarter or more. Doubling from 20 ms, the transformer's
+    /// training step ran six trials in its first 1.3 s, each with four calls at 6.0 ms on one core where two take 3.4: ~60 ms,
+    /// ~5% of that time; now one a second.
     /// </summary>
     private static readonly long ShortestGap = Stopwatch.Frequency / 50, LongestGap = Stopwatch.Frequency;
+
+    /// <summary>
+    /// Trials take at most about this share of the time (1/200): the longest gap is 200 times a trial's cost (its calls on
+    /// the losing setting, less what they would have taken on the winning one), between 20 ms and a second. A placement lasts
+    /// from a fraction of a second to minutes, so a cheap call checks often: the transformer at batch 1, 45 us on two cores
+    /// and 66 on one, had kept two cores at 95 us for 0.8 s after the host moved the vCPUs apart, then one core for a second
+    /// after they came back, waiting out a gap of a second each time; its trials cost 84 us, so they now come every 20 ms.
+    /// </summary>
+    private const int TrialShare = 200;
 
     /// <summary>The batch sizes followed at once: a Fit's full batches and its last partial one, Evaluate's, with room to spare.</summary>
     private readonly Slot[] slots = new Slot[4];
@@ -114,7 +123,8 @@ public sealed class CoreChoice
             bool change = Alone ? fastestShared * 20 < fastestAlone * 19 : fastestAlone * 20 < fastestShared * 19;
             Alone ^= change;
             long chosen = Alone ? fastestAlone : fastestShared, other = Alone ? fastestShared : fastestAlone;
-            Gap = change ? ShortestGap : other * 4 >= chosen * 5 ? LongestGap : Math.Min(2 * Gap, LongestGap);
+            long longest = Math.Clamp(TrialShare * TrialCalls * Math.Abs(other - chosen), ShortestGap, LongestGap);
+            Gap = change ? ShortestGap : other * 4 >= chosen * 5 ? longest : Math.Min(2 * Gap, longest);
             long call = Math.Max(Math.Min(fastestShared, fastestAlone), 1);
             CallsBetweenClocks = (int)Math.Clamp(ShortestGap / 8 / call, 1, MostCallsBetweenClocks);
             NextTrial = Stopwatch.GetTimestamp() + Gap;

@@ -187,8 +187,11 @@ internal static partial class ModelEmitter
             node.Spec.Kind != NodeKind.Input && !node.IsAlias && !node.IsDropout && !(node.Is(LayerKind.Conv2D) && PooledConvolutions.ContainsKey(node))
             && !IsNormalizedConvolution(node) && node.AveragedBy is null && node.RectifiedBy is null;
 
-        /// <summary>A Conv2D or DepthwiseConv2D whose BatchNormalization it applies at inference (<see cref="NormalizedConvolutions"/>): its own output is written only while training.</summary>
-        public bool IsNormalizedConvolution(NodePlan node) => (node.Is(LayerKind.Conv2D) || node.Is(LayerKind.DepthwiseConv2D)) && NormalizedConvolutions.ContainsKey(node);
+        /// <summary>
+        /// A convolution whose BatchNormalization it applies at inference (<see cref="NormalizedConvolutions"/>, which pairs
+        /// each with the other, so the convolution is the side that is no normalization): its own output is written only while training.
+        /// </summary>
+        public bool IsNormalizedConvolution(NodePlan node) => !node.Is(LayerKind.BatchNormalization) && NormalizedConvolutions.ContainsKey(node);
 
         /// <summary>Each shared value's offset in an inference copy's values, in floats per sample (<see cref="PlanInferenceValues"/>).</summary>
         public Dictionary<NodePlan, int> ValueOffsets { get; } = new();

@@ -143,6 +143,9 @@ public class GuardedOperandTests
     public static readonly TheoryData<int, int, int> Products = new()
     {
         { 1, 1, 1 }, { 3, 5, 7 }, { 1, 256, 100 }, { 17, 33, 65 }, { 128, 10, 128 }, { 37, 300, 47 }, { 130, 129, 131 },
+        // Whole rows of C in one edge tile, each row's last vector stored whole over the next rows' first values: a classifier's
+        // 10 outputs, one output (a store reaching fifteen rows on), 20 (a whole vector and a part on AVX-512).
+        { 128, 8, 10 }, { 45, 16, 1 }, { 50, 20, 20 },
     };
 
     [Theory, MemberData(nameof(Products))]

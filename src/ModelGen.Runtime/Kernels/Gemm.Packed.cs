@@ -579,6 +579,11 @@ public static partial class Gemm
     private static void FinishEdge<TLanes, TVector>(ref float spilled, int stride, ref float target, int ldc, int row, int column, int rows, int columns, Stage stage, in Epilogue epilogue)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
+        if (column == 0 && ldc == columns && stage.First && !epilogue.Accumulate)
+        {
+            FinishWholeRows<TLanes, TVector>(ref spilled, stride, ref Unsafe.Add(ref target, row * ldc), rows, columns, stage.Last && epilogue.Relu, epilogue.Bias);
+            return;
+        }
         int width = TLanes.Count;
         for (int r = 0; r < rows; r++)
         {
@@ -590,6 +595,41 @@ public static partial class Gemm
                 if (columns - j >= width) FinishStore<TLanes, TVector>(sum, ref Unsafe.Add(ref to, j), column + j, stage, epilogue);
                 else FinishStoreFirst<TLanes, TVector>(sum, ref Unsafe.Add(ref to, j), column + j, columns - j, stage, epilogue);
             }
+        }
+    }
+
+    /// <summary>
+    /// <see cref="FinishEdge"/> for a tile of whole rows of C, one after another (a classifier's 10 outputs), written afresh:
+    /// each row's last vector is stored whole, over the next rows' first values, which their own stores then write; only a
+    /// store that would reach past the tile's last value is masked. No mask is built and no bias loaded per row, where the
+    /// masked epilogue did both (the scaling MLP of width 8 at batch 128, three products of 8 or 10 columns, old and new
+    /// builds in turns: 4.75-5.38 -> 3.98-4.28 us).
+    /// </summary>
+    [MethodImpl(Compiled.Kernel)]
+    private static void FinishWholeRows<TLanes, TVector>(ref float spilled, int stride, ref float tile, int rows, int columns, bool relu, ReadOnlySpan<float> bias)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        int width = TLanes.Count, whole = (columns - 1) / width * width, last = columns - whole;
+        ref float biases = ref MemoryMarshal.GetReference(bias);
+        bool biased = !bias.IsEmpty;
+        var lastBias = biased ? TLanes.LoadFirst(ref Unsafe.Add(ref biases, whole), last) : TLanes.Zero;
+        // A last vector starting at or before this offset ends within the tile.
+        int inside = rows * columns - width;
+        for (int r = 0; r < rows; r++)
+        {
+            ref float from = ref Unsafe.Add(ref spilled, r * stride);
+            ref float to = ref Unsafe.Add(ref tile, r * columns);
+            for (int j = 0; j < whole; j += width)
+            {
+                var vector = TLanes.Load(ref Unsafe.Add(ref from, j));
+                if (biased) vector = TLanes.Add(vector, TLanes.Load(ref Unsafe.Add(ref biases, j)));
+                TLanes.Store(ref Unsafe.Add(ref to, j), relu ? TLanes.Relu(vector) : vector);
+            }
+            var sum = TLanes.Load(ref Unsafe.Add(ref from, whole));
+            if (biased) sum = TLanes.Add(sum, lastBias);
+            if (relu) sum = TLanes.Relu(sum);
+            if (r * columns + whole <= inside) TLanes.Store(ref Unsafe.Add(ref to, whole), sum);
+            else TLanes.StoreFirst(ref Unsafe.Add(ref to, whole), sum, last);
         }
     }
 

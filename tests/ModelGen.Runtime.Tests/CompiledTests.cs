@@ -39,7 +39,7 @@ public class CompiledTests
     private static readonly string[] Drivers =
     {
         "Gemm.Dispatch", "Gemm.Run", "Gemm.RunRows", "Gemm.SharesFewRows", "Gemm.SharesBothLayers", "Gemm.HowBIsRead", "Gemm.ReadsAInPlace",
-        "Helper.For", "Helper.RunItems", "Claims.TryClaim", "Reductions.SumRows", "Activations.Softmax",
+        "Helper.For", "Helper.RunItems", "Claims.TryClaim", "Reductions.SumRows", "Activations.Softmax", "Activations.SoftmaxInBlocks",
         "Guard.Batch", "Guard.Length", "Guard.FiniteLoss", "Optimizer.Step", "Optimizer.Begin", "Optimizer.Allocate", "Adam.Update", "Adam.UpdateRange", "Adam.UpdatePart", "Sgd.Update",
         "ModelExtensions.Fit", "ModelExtensions.Gather", "Scores.Add", "SeededRandom.NextUInt",
         // The other layers' passes, their range callbacks, step loops and the helper's hand-off, every one that a run of each

@@ -13,9 +13,10 @@ public class SoftmaxTests
     {
         using var scope = KernelSettings.OnSimd(path);
         var random = new Random(21);
+        // Five rows, and 45: short rows go sixteen at a time on AVX-512, the last block thirteen rows.
+        foreach (int rows in new[] { 5, 45 })
         foreach (int columns in RowLengths)
         {
-            const int rows = 5;
             var logits = Spread(random, rows * columns, 20);
             var probabilities = new float[logits.Length];
             Activations.Forward(Activation.Softmax, logits, probabilities, rows, columns);
@@ -56,16 +57,28 @@ public class SoftmaxTests
         // The row's maximum is taken with the hardware's maximum, which may skip a NaN: the row must come out NaN anyway.
         using var scope = KernelSettings.OnSimd(path);
         var random = new Random(5);
+        // The special row second of three, and ninth and nineteenth of twenty (in a block of sixteen on AVX-512, and after it).
+        foreach (var (rows, specialRows) in new[] { (3, new[] { 1 }), (20, new[] { 8, 18 }) })
         foreach (int columns in RowLengths)
-            foreach (float special in new[] { float.NaN, float.PositiveInfinity })
+            foreach (float special in new[] { float.NaN, float.PositiveInfinity, float.NegativeInfinity })
                 foreach (int at in new[] { 0, columns / 2, columns - 1 })
                 {
-                    var logits = Spread(random, 3 * columns, 8);
-                    logits[columns + at] = special;
+                    var logits = Spread(random, rows * columns, 8);
+                    foreach (int row in specialRows) logits[row * columns + at] = special;
                     var output = new float[logits.Length];
-                    Activations.Forward(Activation.Softmax, logits, output, 3, columns);
-                    Assert.All(output.Skip(columns).Take(columns), v => Assert.True(float.IsNaN(v), $"{special} at {at} of {columns}: {v}"));
-                    foreach (int row in new[] { 0, 2 }) Assert.Equal(1.0, output.Skip(row * columns).Take(columns).Sum(v => (double)v), 5);
+                    Activations.Forward(Activation.Softmax, logits, output, rows, columns);
+                    for (int row = 0; row < rows; row++)
+                    {
+                        var probabilities = output.Skip(row * columns).Take(columns).ToArray();
+                        // One -∞ logit is a probability of 0 (unless the row has nothing else); a NaN or +∞ makes the row NaN.
+                        if (specialRows.Contains(row) && !(special == float.NegativeInfinity && columns > 1))
+                            Assert.All(probabilities, v => Assert.True(float.IsNaN(v), $"{special} at {at} of {columns}, row {row}: {v}"));
+                        else
+                        {
+                            Assert.Equal(1.0, probabilities.Sum(v => (double)v), 5);
+                            if (specialRows.Contains(row)) Assert.Equal(0f, probabilities[at]);
+                        }
+                    }
                 }
     }
 
@@ -79,11 +92,21 @@ public class SoftmaxTests
             var row = Spread(random, columns, 8);
             var alone = new float[columns];
             Activations.Forward(Activation.Softmax, row, alone, 1, columns);
-            // The same row as the 4th of 7 in a batch of other rows, computed in place.
-            var batch = Spread(random, 7 * columns, 8);
-            row.CopyTo(batch, 3 * columns);
-            Activations.Forward(Activation.Softmax, batch, 7, columns);
-            Assert.Equal(alone, batch.Skip(3 * columns).Take(columns));
+            // The same row in a batch of other rows, computed in place: 4th of 7; and of 45 rows, 4th and 38th (in blocks of
+            // sixteen on AVX-512, the last of thirteen); of 23, 20th (one block, then seven rows a row at a time).
+            foreach (var (rows, at) in new[] { (7, 3), (45, 3), (45, 37), (23, 19) })
+            {
+                var batch = Spread(random, rows * columns, 8);
+                row.CopyTo(batch, at * columns);
+                Activations.Forward(Activation.Softmax, batch, rows, columns);
+                Assert.Equal(alone, batch.Skip(at * columns).Take(columns));
+            }
+            // Every row of a batch of 45 as it comes alone: one differently rounded sum in 45 rows shows.
+            var many = Spread(random, 45 * columns, 16);
+            var eachAlone = new float[many.Length];
+            for (int r = 0; r < 45; r++) Activations.Forward(Activation.Softmax, many.AsSpan(r * columns, columns), eachAlone.AsSpan(r * columns, columns), 1, columns);
+            Activations.Forward(Activation.Softmax, many, 45, columns);
+            Assert.Equal(eachAlone, many);
         }
     }
 

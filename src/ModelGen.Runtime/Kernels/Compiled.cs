@@ -51,3 +51,23 @@ internal readonly struct No : IFlag
 {
     public static bool IsSet => false;
 }
+
+/// <summary>
+/// A small count as a type argument, so the JIT compiles each count into its own copy of a kernel as a constant: the height
+/// of Gemm's rows read in place, the rows and vectors of a streamed pass, the columns a transposed softmax computes.
+/// </summary>
+internal interface ICount
+{
+    static abstract int Value { get; }
+}
+
+internal readonly struct Zero : ICount { public static int Value => 0; }
+internal readonly struct One : ICount { public static int Value => 1; }
+internal readonly struct Two : ICount { public static int Value => 2; }
+internal readonly struct Three : ICount { public static int Value => 3; }
+internal readonly struct Four : ICount { public static int Value => 4; }
+internal readonly struct Six : ICount { public static int Value => 6; }
+internal readonly struct Eight : ICount { public static int Value => 8; }
+internal readonly struct Ten : ICount { public static int Value => 10; }
+internal readonly struct Twelve : ICount { public static int Value => 12; }
+internal readonly struct Sixteen : ICount { public static int Value => 16; }

@@ -319,25 +319,6 @@ public static partial class Gemm
     }
 
     /// <summary>
-    /// A small count as a type argument, so the JIT compiles each count into its own copy of a kernel as a constant: the height
-    /// of <see cref="RowsInPlace{THeight}"/>, the rows and vectors of a streamed pass (<see cref="StreamColumns"/>).
-    /// </summary>
-    private interface ICount
-    {
-        static abstract int Value { get; }
-    }
-
-    private struct Zero : ICount { public static int Value => 0; }
-    private struct One : ICount { public static int Value => 1; }
-    private struct Two : ICount { public static int Value => 2; }
-    private struct Three : ICount { public static int Value => 3; }
-    private struct Four : ICount { public static int Value => 4; }
-    private struct Six : ICount { public static int Value => 6; }
-    private struct Eight : ICount { public static int Value => 8; }
-    private struct Ten : ICount { public static int Value => 10; }
-    private struct Twelve : ICount { public static int Value => 12; }
-
-    /// <summary>
     /// Twelve rows read where A lies, on AVX-512: twice the multiply-adds per load of B of six rows (one core: conv2's
     /// 7744x288x64 2.66 -> 2.58 ms, its 288x7744x64 weight gradient 2.86 -> 2.51 ms, 200x64x64 15.2 -> 14.5 us).
     /// </summary>

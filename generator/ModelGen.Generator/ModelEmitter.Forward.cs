@@ -54,34 +54,19 @@ internal static partial class ModelEmitter
                     }
                     else EmitPairedProduct(w, pair, node, dense, inputs[0], inferenceOnly);
                     break;
-                case NodeKind.Layer when node.Is(LayerKind.Conv2D):
+                case NodeKind.Layer when node.Is(LayerKind.Conv2D) || node.Is(LayerKind.DepthwiseConv2D):
                 {
-                    var conv = node.Layer!;
-                    string dilated = conv.Dilation > 1 ? $", dilation {conv.Dilation}" : "";
-                    string title = $"// {node.Title}: Conv2D({conv.Channels}, {conv.KernelHeight}x{conv.KernelWidth}, strides {conv.Strides}{dilated}, {conv.Padding.ToString().ToLowerInvariant()}, {Lower(conv.Activation)}), {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}";
-                    if (pooledConvolutions.TryGetValue(node, out var pooling) || normalizedConvolutions.TryGetValue(node, out pooling))
+                    string title = $"// {node.Title}: {ConvolutionSignature(node.Layer!)}, {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}";
+                    if (pooledConvolutions.TryGetValue(node, out var reader) || normalizedConvolutions.TryGetValue(node, out reader))
                     {
-                        w.Line($"{title}, computed with {pooling.Title} below");
+                        w.Line($"{title}, computed with {reader.Title} below");
                         break;
                     }
                     w.Line(title);
                     // im2col + GEMM, or a direct kernel for small windows that fills the patches only for the kernel gradient
+                    // (a depthwise convolution's kernel reads its windows where they lie, and keeps no patches)
                     w.Line(ConvolutionCall(node, node.Output, node.UsesPatches ? keepForBackward : "false"));
-                    if (conv.Activation is not (Activation.Linear or Activation.Relu)) EmitActivation(w, conv.Activation, node.Output, spec);
-                    break;
-                }
-                case NodeKind.Layer when node.Is(LayerKind.DepthwiseConv2D):
-                {
-                    var conv = node.Layer!;
-                    string title = $"// {node.Title}: DepthwiseConv2D({conv.KernelHeight}x{conv.KernelWidth}, depth_multiplier {conv.Channels / conv.InputShape[2]}, strides {conv.Strides}, {conv.Padding.ToString().ToLowerInvariant()}, {Lower(conv.Activation)}), {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}";
-                    if (normalizedConvolutions.TryGetValue(node, out var normalization))
-                    {
-                        w.Line($"{title}, computed with {normalization.Title} below");
-                        break;
-                    }
-                    w.Line(title);
-                    w.Line(ConvolutionCall(node, node.Output, "false"));
-                    if (conv.Activation is not (Activation.Linear or Activation.Relu)) EmitActivation(w, conv.Activation, node.Output, spec);
+                    if (node.Layer!.Activation is not (Activation.Linear or Activation.Relu)) EmitActivation(w, node.Layer.Activation, node.Output, spec);
                     break;
                 }
                 case NodeKind.Layer when node.Is(LayerKind.Conv2DTranspose):
@@ -471,6 +456,16 @@ internal static partial class ModelEmitter
 
     /// <summary>The end of a normalization's or merge's comment that says it takes its ReLU and writes that's output.</summary>
     private static string Rectified(NodePlan node) => node.RectifiedBy is { } relu ? $", and then the ReLU, written as '{relu.Title}'" : "";
+
+    /// <summary>A Conv2D's or DepthwiseConv2D's arguments as Keras spells them, for the comment over its block.</summary>
+    private static string ConvolutionSignature(LayerSpec conv)
+    {
+        string padding = conv.Padding.ToString().ToLowerInvariant();
+        if (conv.Kind == LayerKind.DepthwiseConv2D)
+            return $"DepthwiseConv2D({conv.KernelHeight}x{conv.KernelWidth}, depth_multiplier {conv.Channels / conv.InputShape[2]}, strides {conv.Strides}, {padding}, {Lower(conv.Activation)})";
+        string dilated = conv.Dilation > 1 ? $", dilation {conv.Dilation}" : "";
+        return $"Conv2D({conv.Channels}, {conv.KernelHeight}x{conv.KernelWidth}, strides {conv.Strides}{dilated}, {padding}, {Lower(conv.Activation)})";
+    }
 
     /// <summary>
     /// A Conv2D's or DepthwiseConv2D's forward call into <paramref name="output"/>, its bias and ReLU in the epilogue, and a

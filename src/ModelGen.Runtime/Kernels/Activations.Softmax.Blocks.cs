@@ -61,7 +61,7 @@ public static partial class Activations
             {
                 count = Math.Min(BlockRows, rows - first);
                 float* x = from + first * columns;
-                // Rows past the end of the batch are zeros, computed and never stored.
+                // A block has at least FewestBlockRows rows; past the end of the batch its rows are zeros, computed and never stored.
                 var v0 = Avx512F.MaskLoad(x, mask, beyond);
                 var v1 = Avx512F.MaskLoad(x + columns, mask, beyond);
                 var v2 = Avx512F.MaskLoad(x + 2 * columns, mask, beyond);

@@ -38,7 +38,7 @@ public class CompiledTests
     /// </summary>
     private static readonly string[] Drivers =
     {
-        "Gemm.Dispatch", "Gemm.Run", "Gemm.RunRows", "Gemm.SharesFewRows", "Gemm.SharesBothLayers", "Gemm.HowBIsRead", "Gemm.ReadsAInPlace",
+        "Gemm.Dispatch", "Gemm.PathOf", "Gemm.Run", "Gemm.RunRows", "Gemm.SharesFewRows", "Gemm.SharesBothLayers", "Gemm.HowBIsRead", "Gemm.ReadsAInPlace",
         "Helper.For", "Helper.RunItems", "Claims.TryClaim", "Reductions.SumRows", "Activations.Softmax", "Activations.SoftmaxInBlocks",
         "Guard.Batch", "Guard.Length", "Guard.FiniteLoss", "Optimizer.Step", "Optimizer.Begin", "Optimizer.Allocate", "Adam.Update", "Adam.UpdateRange", "Adam.UpdatePart", "Sgd.Update",
         "ModelExtensions.Fit", "ModelExtensions.Gather", "Scores.Add", "SeededRandom.NextUInt",

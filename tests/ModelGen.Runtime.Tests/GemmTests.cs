@@ -156,6 +156,8 @@ public class GemmTests
     [InlineData(48, 23, 3)]     // one block and seven steps: the narrow kernel
     [InlineData(16, 1000, 12)]  // the widest taken a column at a time, deep
     [InlineData(40, 130, 13)]   // one column too many: the narrow kernel's tiles
+    [InlineData(128, 8, 8)]     // eight columns, too shallow to go a column at a time: on 256-bit vectors on AVX-512 too
+    [InlineData(12, 64, 6)]     // the most rows that never go a column at a time: 256-bit vectors too
     public void Batches_read_in_place_are_exact_fma_chains_whatever_their_last_tile(int m, int k, int n) =>
         AssertStreamedChains(m, k, n, a => { });
 

@@ -19,6 +19,7 @@ public class PackedGemmTests
             (12, 500, 100),     // the most such rows, in slices of columns on two cores
             (13, 29, 31),
             (200, 64, 10),      // a narrow classifier: one-vector tiles
+            (128, 8, 8),        // at most eight columns, not taken a column at a time: 256-bit tiles on AVX-512 too
             (130, 300, 70),
             (128, 784, 256),    // the MNIST MLP's first layer at batch 128: slices of columns
             (400, 11, 200),
@@ -86,6 +87,10 @@ public class PackedGemmTests
     [InlineData(300, 2100, 48, true)]  // depth blocks
     [InlineData(12, 500, 100, true)]   // slices of columns, the last one narrower than a vector
     [InlineData(64, 128, 64, true)]    // shared against panels only: blocks of rows
+    [InlineData(128, 8, 8, true)]      // eight columns on 256-bit vectors on AVX-512 too: so are their panels
+    [InlineData(13, 8, 5, true)]       // likewise, at the fewest rows that read panels
+    [InlineData(128, 64, 8, true)]     // eight columns a column at a time (AVX-512): 512-bit panels
+    [InlineData(13, 64, 8, true)]      // the same product at thirteen rows, too few for a column tile, reads them all the same
     public void Products_that_would_pack_B_read_the_panels(int m, int k, int n, bool readsPanels)
     {
         // Panels packed from other values than B's show which of the two a product reads.

@@ -48,11 +48,11 @@ internal sealed class RepackedPanels(AlignedBuffer panels)
 {
     private readonly List<PackedMatrix> shapes = new(2);
 
-    /// <summary>B(k,n) packed into this memory for the current SIMD path; valid until the next call.</summary>
+    /// <summary>B(k,n) packed into this memory for the SIMD path of the products that read it; valid until the next call.</summary>
     [MethodImpl(Compiled.Driver)]
     public PackedMatrix Pack(ReadOnlySpan<float> b, int k, int n)
     {
-        int tileColumns = Gemm.TileColumnsOnThisPath(n);
+        int tileColumns = Gemm.PanelTileColumns(k, n);
         PackedMatrix? packed = null;
         foreach (var shape in shapes) // a loop, not a lambda: a closure per pass would be an allocation per training step
             if (shape.Rows == k && shape.Columns == n && shape.TileColumns == tileColumns) { packed = shape; break; }
@@ -69,27 +69,27 @@ internal sealed class RepackedPanels(AlignedBuffer panels)
 public static partial class Gemm
 {
     /// <summary>
-    /// B(k,n), row-major, packed for the current SIMD path, to pass to <see cref="Multiply"/> as its <c>packedB</c> as long as
+    /// B(k,n), row-major, packed for the SIMD path of the products that read it, to pass to <see cref="Multiply"/> as its <c>packedB</c> as long as
     /// <paramref name="b"/> holds the same values. Costs a copy of B.
     /// </summary>
     public static PackedMatrix Pack(ReadOnlySpan<float> b, int k, int n)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(k);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(n);
-        int tileColumns = TileColumnsOnThisPath(n);
+        int tileColumns = PanelTileColumns(k, n);
         var packed = new PackedMatrix(new AlignedBuffer(PanelFloats(k, n, tileColumns)), k, n, tileColumns);
         Fill(packed, b);
         return packed;
     }
 
-    /// <summary>Packs B(packed.Rows, packed.Columns) into <paramref name="packed"/>'s panels, on the path whose tiles they have (the current one).</summary>
+    /// <summary>Packs B(packed.Rows, packed.Columns) into <paramref name="packed"/>'s panels, on the path whose tiles they have (<see cref="PanelPath"/>).</summary>
     [MethodImpl(Compiled.Driver)]
     internal static void Fill(PackedMatrix packed, ReadOnlySpan<float> b)
     {
         int k = packed.Rows, n = packed.Columns;
         if (b.Length < (long)k * n) throw new ArgumentException($"Gemm.Pack: B has {b.Length} floats, a {k}x{n} matrix needs {(long)k * n}.", nameof(b));
         var matrix = new Matrix(b, n, 1);
-        switch (Simd.Current)
+        switch (PanelPath(k, n))
         {
             case SimdPath.Avx512: PackPanels<Lanes512, Vector512<float>>(matrix, k, n, packed.TileColumns, packed.Panels); break;
             case SimdPath.Avx2: PackPanels<Lanes256, Vector256<float>>(matrix, k, n, packed.TileColumns, packed.Panels); break;
@@ -97,8 +97,14 @@ public static partial class Gemm
         }
     }
 
-    /// <summary>Columns per tile of B(·, n)'s panels on the current SIMD path.</summary>
-    internal static int TileColumnsOnThisPath(int n) => Simd.Current switch
+    /// <summary>
+    /// The SIMD path of the products that read B(k,n)'s panels: <see cref="Multiply"/>'s, whose A is row-major, of more than
+    /// <see cref="FewRows"/> rows (<see cref="ReadsPanels"/>).
+    /// </summary>
+    private static SimdPath PanelPath(int k, int n) => PathOf(new Matrix(default, k, 1), FewRows + 1, k, n);
+
+    /// <summary>Columns per tile of B(k,n)'s panels on <see cref="PanelPath"/>.</summary>
+    internal static int PanelTileColumns(int k, int n) => PanelPath(k, n) switch
     {
         SimdPath.Avx512 => TileColumns<Lanes512, Vector512<float>>(n),
         SimdPath.Avx2 => TileColumns<Lanes256, Vector256<float>>(n),

@@ -16,7 +16,8 @@ namespace ModelGen.Kernels;
 /// Large products go through one packed, cache-blocked path: packing copies blocks of A and B into the
 /// order the register-blocked micro-kernel reads them, which is also where the transposes are absorbed.
 /// Products of a few rows (batch 1 inference) stream B once per row instead, with no packing; products at most twelve
-/// columns wide (a classifier's outputs) go a column at a time on AVX-512 (Gemm.Columns.cs). Large products are cut
+/// columns wide (a classifier's outputs) go a column at a time on AVX-512 (Gemm.Columns.cs), or, up to eight columns where
+/// they do not, on 256-bit vectors (<see cref="PathOf"/>). Large products are cut
 /// into parts that the helper thread shares, by shape alone, so a result never depends on how many threads computed it.
 /// </summary>
 public static partial class Gemm
@@ -66,7 +67,7 @@ public static partial class Gemm
         var av = new Matrix(a, aRowStride, aColumnStride);
         var bv = new Matrix(b, bRowStride, bColumnStride);
         var epilogue = new Epilogue(bias, false, accumulate);
-        switch (Simd.Current)
+        switch (PathOf(av, m, k, n))
         {
             case SimdPath.Avx512: RunRows<Lanes512, Vector512<float>>(av, bv, c, m, k, n, epilogue, ldc); break;
             case SimdPath.Avx2: RunRows<Lanes256, Vector256<float>>(av, bv, c, m, k, n, epilogue, ldc); break;
@@ -134,13 +135,29 @@ public static partial class Gemm
     [MethodImpl(Compiled.Driver)]
     private static void Dispatch(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, in Epilogue epilogue, RowProducer rows = default)
     {
-        switch (Simd.Current)
+        switch (PathOf(a, m, k, n))
         {
             case SimdPath.Avx512: Run<Lanes512, Vector512<float>>(a, b, c, m, k, n, epilogue, rows); break;
             case SimdPath.Avx2: Run<Lanes256, Vector256<float>>(a, b, c, m, k, n, epilogue, rows); break;
             default: Run<Lanes128, Vector128<float>>(a, b, c, m, k, n, epilogue, rows); break;
         }
     }
+
+    /// <summary>
+    /// The SIMD path a product runs on: this machine's, except that on AVX-512 a product at most eight columns wide runs on
+    /// 256-bit vectors unless its tiles of sixteen rows go a column at a time (Gemm.Columns.cs), judged for any product of
+    /// more than <see cref="FewRows"/> rows, the fewest that read panels packed ahead, so that a product and its panels
+    /// agree (<see cref="PanelPath"/>). Its rows then fill the narrow kernel's vectors where 512-bit ones
+    /// left half their lanes idle, and a Zen 4 executes a 512-bit multiply-add as two 256-bit halves anyway (the scaling MLP of
+    /// width 8 at batch 128, old and new builds in turns: 3.15-3.22 -> 2.87-2.95 us in seven rounds of eight). Each output is
+    /// the same chain of multiply-adds on either path, so the bits are the same. A product this narrow reads A in place, so
+    /// its first depth block is the one <see cref="DepthBlockOf"/> gives a streamed A.
+    /// </summary>
+    [MethodImpl(Compiled.Driver)]
+    private static SimdPath PathOf(in Matrix a, int m, int k, int n) =>
+        Simd.Current == SimdPath.Avx512 && n <= Lanes256.Count
+        && !(m > FewRows && TakesColumns<Lanes512, Vector512<float>>(a, Math.Min(k, DepthBlockOf(a, streamA: true)), n))
+            ? SimdPath.Avx2 : Simd.Current;
 
     /// <summary>Rows below this stream B per row; from here on packing B pays for itself.</summary>
     private const int StreamingRows = 4;

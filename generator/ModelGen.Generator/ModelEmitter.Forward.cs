@@ -297,8 +297,9 @@ internal static partial class ModelEmitter
 
     /// <summary>
     /// Two dense layers in a row at inference: the first's output goes to the second only, through nothing but dropouts (the
-    /// identity at inference). <see cref="EmitPairedProduct"/> runs them as one Gemm.MultiplyTwice, which at a few rows
-    /// (batch-1 inference) shares both layers between the cores with a single hand-off.
+    /// identity at inference); on vectors, or at every step of a sequence (rows of batch x steps). <see cref="EmitPairedProduct"/>
+    /// runs them as one Gemm.MultiplyTwice, which shares both layers between the cores with a single hand-off: at a few rows
+    /// (batch-1 inference) by slices of columns, at many against small weights (a Transformer's feed-forward pair) by rows.
     /// </summary>
     private sealed record DensePair(NodePlan First, NodePlan Second, IReadOnlyList<NodePlan> Dropouts)
     {
@@ -308,9 +309,8 @@ internal static partial class ModelEmitter
     /// <summary>Each paired dense layer, first or second, with its pair.</summary>
     private static Dictionary<NodePlan, DensePair> DensePairs(List<NodePlan> nodes, Dictionary<NodePlan, int> readers)
     {
-        bool IsVectorDense(NodePlan n) => n.Is(LayerKind.Dense) && n.Spec.Shape.Count == 1 && n.Inputs[0].Spec.Shape.Count == 1;
         var pairs = new Dictionary<NodePlan, DensePair>();
-        foreach (var second in nodes.Where(IsVectorDense))
+        foreach (var second in nodes.Where(n => n.Is(LayerKind.Dense)))
         {
             var link = second.Inputs[0];
             var dropouts = new List<NodePlan>();
@@ -320,7 +320,7 @@ internal static partial class ModelEmitter
                 link = link.Inputs[0];
             }
             // The first layer's activation must fit in the product's epilogue (none or ReLU): the second reads it mid-product.
-            if (!IsVectorDense(link) || link.Layer!.Activation is not (Activation.Linear or Activation.Relu)) continue;
+            if (!link.Is(LayerKind.Dense) || link.Layer!.Activation is not (Activation.Linear or Activation.Relu)) continue;
             if (!readers.TryGetValue(link, out int firstReaders) || firstReaders != 1) continue;
             // A chain of three pairs its first two only: a layer is in one pair at most.
             if (pairs.ContainsKey(link)) continue;
@@ -337,21 +337,21 @@ internal static partial class ModelEmitter
     {
         bool trainingApart = pair.ThroughDropout && !inferenceOnly;
         var layer = node.Layer!;
-        string depth = layer.InputSize.ToString(CultureInfo.InvariantCulture);
+        string depth = layer.InputSize.ToString(CultureInfo.InvariantCulture), rows = Rows(node.Spec).Rows;
         if (node == pair.First)
         {
             w.Line($"{title}, computed with {pair.Second.Title} below{(trainingApart ? " at inference" : "")}");
-            if (trainingApart) w.Line($"if (training) {Product(layer, input, node.Output, "batch", depth, inference: false)}");
+            if (trainingApart) w.Line($"if (training) {Product(layer, input, node.Output, rows, depth, inference: false)}");
             return;
         }
         var first = pair.First.Layer!;
         string dropouts = pair.ThroughDropout ? $", {string.Join(" and ", pair.Dropouts.Select(d => d.Title))} being the identity then" : "";
-        w.Line($"{title}, with {pair.First.Title}{(trainingApart ? $" at inference{dropouts}" : "")}: both in one call, so that at batch 1 the kernel can share them between the cores with one hand-off");
+        w.Line($"{title}, with {pair.First.Title}{(trainingApart ? $" at inference{dropouts}" : "")}: both in one call, so that the kernel can share them between the cores with one hand-off");
         string twice = $"Gemm.MultiplyTwice({pair.First.Inputs[0].InferenceName}, {Plan.View(first, "Kernel")}, {pair.First.Output}, {Plan.View(layer, "Kernel")}, {node.Output}, " +
-            $"batch, {first.InputSize}, {first.Channels}, {layer.Channels}{Epilogue(first, "1")}{Epilogue(layer, "2")}, packedB1: {PackedKernel(first)}, packedB2: {PackedKernel(layer)});";
+            $"{rows}, {first.InputSize}, {first.Channels}, {layer.Channels}{Epilogue(first, "1")}{Epilogue(layer, "2")}, packedB1: {PackedKernel(first)}, packedB2: {PackedKernel(layer)});";
         if (trainingApart)
         {
-            w.Line($"if (training) {Product(layer, input, node.Output, "batch", depth, inference: false)}");
+            w.Line($"if (training) {Product(layer, input, node.Output, rows, depth, inference: false)}");
             w.Line($"else {twice}");
         }
         else w.Line(twice);

@@ -79,6 +79,29 @@ public class GeneratorTests
     }
 
     [Fact]
+    public void Dense_layers_in_a_row_at_every_step_pair_over_the_rows_of_batch_and_steps()
+    {
+        var (_, forward) = GeneratorHarness.RunAndFindMethod("""
+            using ModelGen;
+
+            [Functional]
+            public partial class FeedForward
+            {
+                [Dense(128, Activation.Relu)] Dense expand;
+                [Dropout(0.1)] Dropout drop;
+                [Dense(64)] Dense project;
+
+                [Graph]
+                Tensor Forward([Shape(16, 64)] Tensor tokens) => project.Apply(drop.Apply(expand.Apply(tokens)));
+            }
+            """, "Forward");
+
+        // A feed-forward block over 16 tokens: one call over batch x 16 rows at inference; in training the dropout keeps them apart.
+        Assert.Contains("if (training) Gemm.Multiply(tokens, ExpandKernel, expandOutput, batch * 16, 64, 128, bias: ExpandBias, relu: true);", forward);
+        Assert.Contains("else Gemm.MultiplyTwice(tokens, ExpandKernel, expandOutput, ProjectKernel, projectOutput, batch * 16, 64, 128, 64, bias1: ExpandBias, relu1: true, bias2: ProjectBias, packedB1: packedExpandKernel, packedB2: packedProjectKernel);", forward);
+    }
+
+    [Fact]
     public void A_conv2d_read_only_by_a_max_pooling_runs_with_it_in_one_call()
     {
         var (_, forward) = GeneratorHarness.RunAndFindMethod("""

@@ -22,6 +22,7 @@ public class GemmTwiceTests
             (2, 300, 1000, 65), // eight slices, the last one partial
             (1, 64, 64, 64),    // too small to share: two Multiply calls
             (5, 784, 256, 128), // streamed rows end at four: two Multiply calls
+            (64, 64, 128, 64),  // a Transformer's feed-forward pair over 64 tokens: two parts of 32 rows, both layers each
         };
         foreach (var path in Enum.GetValues<SimdPath>())
         {
@@ -120,6 +121,47 @@ public class GemmTwiceTests
         Gemm.Multiply(h2, b2, c2, m, n1, n2, bias2);
         Assert.Equal(h2, h);
         Assert.Equal(c2, c);
+    }
+
+    /// <summary>
+    /// Many rows against small weights go in two parts of the rows, each part through both layers: H and C are what two
+    /// Multiply calls compute, bit for bit, on every path, on one thread or two, with the kernels packed ahead or not; parts
+    /// given panels read them (panels packed from other values show it).
+    /// </summary>
+    [Theory]
+    [InlineData(64, 64, 128, 64, true)]   // a Transformer's feed-forward pair at batch 1
+    [InlineData(2048, 64, 128, 64, false)] // the same at batch 32
+    [InlineData(33, 100, 200, 8, true)]   // parts of 17 and 16 rows; a second layer eight wide, on 256-bit vectors on AVX-512
+    [InlineData(128, 64, 64, 10, false)]  // a classifier after it, its tiles a column at a time on AVX-512
+    [InlineData(40, 256, 200, 56, true)]  // weights of 62,400 floats, near the most that are cut by rows
+    public void Many_rows_against_small_weights_are_two_multiply_calls_bit_for_bit(int m, int k, int n1, int n2, bool relu2)
+    {
+        var (a, b1, b2, bias1, bias2) = Operands(seed: m + n2, m, k, n1, n2);
+        var (_, other1, other2, _, _) = Operands(seed: m + n2 + 1, m, k, n1, n2);
+        foreach (var path in Enum.GetValues<SimdPath>())
+        {
+            using var _ = KernelSettings.OnSimd(path);
+            foreach (bool packed in new[] { false, true })
+            {
+                // Packed from other values, the panels must be what the parts read: the expected result is the others'.
+                var (e1, e2) = packed ? (other1, other2) : (b1, b2);
+                var expectedH = new float[m * n1];
+                var expectedC = new float[m * n2];
+                Gemm.Multiply(a, e1, expectedH, m, k, n1, bias1, relu: true);
+                Gemm.Multiply(expectedH, e2, expectedC, m, n1, n2, bias2, relu: relu2);
+                var packed1 = packed ? Gemm.Pack(other1, k, n1) : null;
+                var packed2 = packed ? Gemm.Pack(other2, n1, n2) : null;
+                foreach (int threads in new[] { 1, 2 })
+                {
+                    var h = new float[m * n1];
+                    var c = new float[m * n2];
+                    KernelSettings.OnThreads(threads, () =>
+                        Gemm.MultiplyTwice(a, b1, h, b2, c, m, k, n1, n2, bias1, relu1: true, bias2, relu2, packedB1: packed1, packedB2: packed2));
+                    Assert.True(expectedH.SequenceEqual(h), $"{path}, {threads} thread(s), packed {packed}: H differs from Multiply's");
+                    Assert.True(expectedC.SequenceEqual(c), $"{path}, {threads} thread(s), packed {packed}: C differs from Multiply's");
+                }
+            }
+        }
     }
 
     /// <summary>A, B1, B2 and both biases, uniform in [-1, 1].</summary>

@@ -5,7 +5,7 @@ using System.Runtime.Intrinsics;
 
 namespace ModelGen.Kernels;
 
-/// <summary>Two dense layers in a row (inference): at a few rows both take a single hand-off between the cores.</summary>
+/// <summary>Two dense layers in a row: at a few rows, or at many against small weights, both take a single hand-off between the cores.</summary>
 public static partial class Gemm
 {
     /// <summary>
@@ -16,7 +16,11 @@ public static partial class Gemm
     /// waits for both halves of H and reads the one the other core wrote (the MLP's 784-256-128 at batch 1: medians 6.1 -> 5.7 us).
     /// H is the same bit for bit as <see cref="Multiply"/> computes it; C sums its depth in slices, so it may differ from two
     /// <see cref="Multiply"/> calls in the last bits. The slices follow the shape alone, so C is the same on one thread or two.
-    /// Otherwise (more rows, a narrow or light first layer) this is exactly those two calls.
+    /// At many rows against weights small enough for each core's L2 (a Transformer's feed-forward pair over its tokens), each
+    /// core takes half the rows through both layers (<see cref="SharesRowsOfBoth"/>): one hand-off where the two products
+    /// took one each, and H's rows stay in the cache of the core that reads them; each output is then its chain of
+    /// multiply-adds as in <see cref="Multiply"/>, H and C both the same bit for bit. Otherwise (a narrow or light first
+    /// layer, rows in between) this is exactly those two calls.
     /// </summary>
     [MethodImpl(Compiled.Driver)]
     public static void MultiplyTwice(ReadOnlySpan<float> a, ReadOnlySpan<float> b1, Span<float> h, ReadOnlySpan<float> b2, Span<float> c,
@@ -25,14 +29,21 @@ public static partial class Gemm
     {
         Check(a.Length >= m * k && b1.Length >= k * n1 && h.Length >= m * n1 && (bias1.IsEmpty || bias1.Length >= n1), m, k, n1);
         Check(b2.Length >= n1 * n2 && c.Length >= m * n2 && (bias2.IsEmpty || bias2.Length >= n2), m, n1, n2);
+        var first = new Epilogue(bias1, relu1, false);
+        var second = new Epilogue(bias2, relu2, false);
+        if (SharesRowsOfBoth(m, k, n1, n2, first, second))
+        {
+            CheckPacked(packedB1, k, n1, nameof(packedB1));
+            CheckPacked(packedB2, n1, n2, nameof(packedB2));
+            TwiceInRowParts(a, b1, h, b2, c, m, k, n1, n2, first, second, PackedPanels.Of(packedB1), PackedPanels.Of(packedB2));
+            return;
+        }
         if (!SharesBothLayers(m, k, n1))
         {
             Multiply(a, b1, h, m, k, n1, bias1, relu1, packedB: packedB1);
             Multiply(h, b2, c, m, n1, n2, bias2, relu2, packedB: packedB2);
             return;
         }
-        var first = new Epilogue(bias1, relu1, false);
-        var second = new Epilogue(bias2, relu2, false);
         switch (Simd.Current)
         {
             case SimdPath.Avx512: StreamTwice<Lanes512, Vector512<float>>(a, b1, h, b2, c, m, k, n1, n2, first, second); break;
@@ -49,6 +60,64 @@ public static partial class Gemm
     [MethodImpl(Compiled.Driver)]
     private static bool SharesBothLayers(int m, int k, int n1) =>
         m < StreamingRows && (long)m * k * n1 >= StreamingParallelWork && n1 >= 2 * TwiceSliceColumns(n1);
+
+    /// <summary>
+    /// Whether a pair runs as two parts of its rows, each through both layers on one core: at least two column tiles' rows
+    /// (sixteen) a part, both kernels together at most <see cref="PairWeightsInL2"/> floats, and the pair's multiply-adds at
+    /// least <see cref="PackedParallelWork"/> (where one packed product of its kind is shared). Neither product deep enough
+    /// for <see cref="Multiply"/> to sum its depth in parts, so each output is the chain <see cref="Multiply"/> computes.
+    /// Decided by the shape alone: on one thread the two parts run in turn, to the same bits.
+    /// </summary>
+    private static bool SharesRowsOfBoth(int m, int k, int n1, int n2, in Epilogue first, in Epilogue second)
+    {
+        long weights = (long)k * n1 + (long)n1 * n2;
+        return m >= 2 * ColumnTile && weights <= PairWeightsInL2 && m * weights >= PackedParallelWork
+            && !IsDeep(m, k, n1, first) && !IsDeep(m, n1, n2, second);
+    }
+
+    /// <summary>
+    /// Floats of both kernels from which a pair is not cut by rows: each core would read all of both, which then no longer
+    /// stay in its L2 (1 MB on a Zen 4) beside its rows.
+    /// </summary>
+    private const long PairWeightsInL2 = 65_536;
+
+    /// <summary>The pair in two parts of its rows (<see cref="SharesRowsOfBoth"/>), one a core.</summary>
+    [MethodImpl(Compiled.Driver)]
+    private static unsafe void TwiceInRowParts(ReadOnlySpan<float> a, ReadOnlySpan<float> b1, Span<float> h, ReadOnlySpan<float> b2, Span<float> c,
+        int m, int k, int n1, int n2, in Epilogue first, in Epilogue second, PackedPanels panels1, PackedPanels panels2)
+    {
+        fixed (float* pa = a, pb1 = b1, ph = h, pb2 = b2, pc = c, pbias1 = first.Bias, pbias2 = second.Bias)
+        {
+            var job = new TwiceJob(
+                new Job(new PinnedMatrix(pa, new Matrix(a, k, 1)), new PinnedMatrix(pb1, new Matrix(b1, n1, 1, panels1)), ph, pbias1, first, blocks: null, partSize: 0, m, k, n1),
+                new Job(new PinnedMatrix(ph, new Matrix(h, n1, 1)), new PinnedMatrix(pb2, new Matrix(b2, n2, 1, panels2)), pc, pbias2, second, blocks: null, partSize: 0, m, n1, n2),
+                sliceColumns: 0, partials: null);
+            Helper.For(2, &TwiceRowPart, &job);
+        }
+    }
+
+    /// <summary>Both products for the rows of part <paramref name="index"/> of two, on this thread: H's rows, then C's from them.</summary>
+    [MethodImpl(Compiled.Driver)]
+    private static unsafe void TwiceRowPart(void* state, int index, int worker)
+    {
+        ref readonly TwiceJob job = ref *(TwiceJob*)state;
+        ref readonly Job first = ref job.First, second = ref job.Second;
+        var (row, rows) = Helper.PartOf(index, 2, first.M);
+        RunRowsHere(first.A.From(row * first.K), first.B.Columns(0), new Span<float>(first.C + (long)row * first.N, rows * first.N), rows, first.K, first.N, first.EpilogueFrom(0));
+        RunRowsHere(second.A.From(row * second.K), second.B.Columns(0), new Span<float>(second.C + (long)row * second.N, rows * second.N), rows, second.K, second.N, second.EpilogueFrom(0));
+    }
+
+    /// <summary>A product all on this thread, on its path (<see cref="PathOf"/>).</summary>
+    [MethodImpl(Compiled.Driver)]
+    private static void RunRowsHere(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, in Epilogue epilogue)
+    {
+        switch (PathOf(a, m, k, n))
+        {
+            case SimdPath.Avx512: RunRows<Lanes512, Vector512<float>>(a, b, c, m, k, n, epilogue, n); break;
+            case SimdPath.Avx2: RunRows<Lanes256, Vector256<float>>(a, b, c, m, k, n, epilogue, n); break;
+            default: RunRows<Lanes128, Vector128<float>>(a, b, c, m, k, n, epilogue, n); break;
+        }
+    }
 
     /// <summary>Columns of H per slice: 128 (eight 512-bit accumulators, as <see cref="StreamingSlots"/>) where that makes two slices, else 64.</summary>
     private static int TwiceSliceColumns(int n1) => n1 >= 256 ? 128 : 64;

@@ -33,8 +33,7 @@ public static partial class Gemm
         ReadOnlySpan<float> bias = default, bool relu = false, bool accumulate = false, PackedMatrix? packedB = null)
     {
         CheckMultiply(a.Length, b.Length, c.Length, bias.Length, m, k, n);
-        if (packedB is not null && (packedB.Rows != k || packedB.Columns != n))
-            throw new ArgumentException($"Packed B is {packedB.Rows}x{packedB.Columns}, the product needs {k}x{n}.", nameof(packedB));
+        CheckPacked(packedB, k, n, nameof(packedB));
         Dispatch(new Matrix(a, k, 1), new Matrix(b, n, 1, PackedPanels.Of(packedB)), c, m, k, n, new Epilogue(bias, relu, accumulate));
     }
 
@@ -101,6 +100,13 @@ public static partial class Gemm
         {
             if (produce != null) produce(state, first, count);
         }
+    }
+
+    /// <summary>Throws unless <paramref name="packed"/> is none or B(k,n) packed.</summary>
+    private static void CheckPacked(PackedMatrix? packed, int k, int n, string name)
+    {
+        if (packed is not null && (packed.Rows != k || packed.Columns != n))
+            throw new ArgumentException($"Packed B is {packed.Rows}x{packed.Columns}, the product needs {k}x{n}.", name);
     }
 
     /// <summary>Throws unless operands of these lengths hold A·B + bias for C (m,n) (an empty bias: none).</summary>

@@ -221,7 +221,7 @@ namespace Samples.Mnist
                 drop1 = drop1Output;
             }
 
-            // hidden2: Dense(128, relu), (None, 256) -> (None, 128), with hidden1 at inference, drop1 being the identity then: both in one call, so that at batch 1 the kernel can share them between the cores with one hand-off
+            // hidden2: Dense(128, relu), (None, 256) -> (None, 128), with hidden1 at inference, drop1 being the identity then: both in one call, so that the kernel can share them between the cores with one hand-off
             if (training) Gemm.Multiply(drop1, Hidden2Kernel, hidden2Output, batch, 256, 128, bias: Hidden2Bias, relu: true);
             else Gemm.MultiplyTwice(image, Hidden1Kernel, hidden1Output, Hidden2Kernel, hidden2Output, batch, 784, 256, 128, bias1: Hidden1Bias, relu1: true, bias2: Hidden2Bias, relu2: true, packedB1: packedHidden1Kernel, packedB2: packedHidden2Kernel);
 

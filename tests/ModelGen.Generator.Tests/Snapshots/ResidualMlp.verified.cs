@@ -198,7 +198,7 @@ namespace Samples
         {
             // d1: Dense(64, relu), (None, 64) -> (None, 64), computed with d2 below
 
-            // d2: Dense(64, linear), (None, 64) -> (None, 64), with d1: both in one call, so that at batch 1 the kernel can share them between the cores with one hand-off
+            // d2: Dense(64, linear), (None, 64) -> (None, 64), with d1: both in one call, so that the kernel can share them between the cores with one hand-off
             Gemm.MultiplyTwice(x, D1Kernel, d1Output, D2Kernel, d2Output, batch, 64, 64, 64, bias1: D1Bias, relu1: true, bias2: D2Bias, packedB1: packedD1Kernel, packedB2: packedD2Kernel);
 
             // add: Add(d2, x), and then the ReLU, written as 'relu'

@@ -217,4 +217,30 @@ public unsafe class HelperTests
             Assert.True(helped > 0, "after a failure the helper took part in none of 20 jobs");
         });
     }
+
+    [Fact]
+    public void The_helper_can_share_only_on_two_threads_outside_a_job()
+    {
+        KernelSettings.OnThreads(2, () =>
+        {
+            Assert.True(Helper.CanShare);
+            var state = new SeenInJob();
+            Helper.For(2, &SeeWhetherItCanShare, &state);
+            Assert.False(state.Item0 || state.Item1, "inside a job's parts the mailbox is taken: nothing can be shared");
+            Assert.True(Helper.CanShare, "the mailbox is free again after the job");
+        });
+        KernelSettings.OnThreads(1, () => Assert.False(Helper.CanShare));
+    }
+
+    private struct SeenInJob
+    {
+        public bool Item0, Item1;
+    }
+
+    private static void SeeWhetherItCanShare(void* state, int item, int worker)
+    {
+        var seen = (SeenInJob*)state;
+        if (item == 0) seen->Item0 = Helper.CanShare;
+        else seen->Item1 = Helper.CanShare;
+    }
 }

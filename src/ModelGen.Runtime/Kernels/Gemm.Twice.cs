@@ -31,7 +31,7 @@ public static partial class Gemm
         Check(b2.Length >= n1 * n2 && c.Length >= m * n2 && (bias2.IsEmpty || bias2.Length >= n2), m, n1, n2);
         var first = new Epilogue(bias1, relu1, false);
         var second = new Epilogue(bias2, relu2, false);
-        if (SharesRowsOfBoth(m, k, n1, n2, first, second))
+        if (Helper.CanShare && SharesRowsOfBoth(m, k, n1, n2, first, second))
         {
             CheckPacked(packedB1, k, n1, nameof(packedB1));
             CheckPacked(packedB2, n1, n2, nameof(packedB2));
@@ -66,7 +66,8 @@ public static partial class Gemm
     /// (sixteen) a part, both kernels together at most <see cref="PairWeightsInL2"/> floats, and the pair's multiply-adds at
     /// least <see cref="PackedParallelWork"/> (where one packed product of its kind is shared). Neither product deep enough
     /// for <see cref="Multiply"/> to sum its depth in parts, so each output is the chain <see cref="Multiply"/> computes.
-    /// Decided by the shape alone: on one thread the two parts run in turn, to the same bits.
+    /// The bits are the same either way, so the pair is cut only where the helper is free to take a part (inside a part of
+    /// a batch trained on both cores, BatchParts, or on one core, it is two Multiply calls).
     /// </summary>
     private static bool SharesRowsOfBoth(int m, int k, int n1, int n2, in Epilogue first, in Epilogue second)
     {

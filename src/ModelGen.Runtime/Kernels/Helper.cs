@@ -51,6 +51,13 @@ internal static unsafe class Helper
 
     private static readonly Ownership* owner = (Ownership*)AlignedZeroed(128);
 
+    /// <summary>
+    /// Whether a job posted now would find the helper free: two threads, and the mailbox not taken (this thread is not
+    /// inside a job's part, nor another caller inside a job). A hint, read without taking the mailbox: for a choice between
+    /// two ways to the same bits, one of which only pays on two cores.
+    /// </summary>
+    public static bool CanShare => Threads >= 2 && Volatile.Read(ref owner->Taken) == 0;
+
     private static readonly object gate = new();
     private static Exception? failure;
 

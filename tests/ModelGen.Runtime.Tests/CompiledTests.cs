@@ -52,7 +52,7 @@ public class CompiledTests
         "Convolution.SumNarrowAtWinners", "Convolution.TransposeChunk", "Convolution.Transposed", "Convolution.TransposedInPlace",
         "DepthwiseConvolution.CoveredColumns", "DepthwiseConvolution.Covering",
         "DirectRanges.Run", "EmbeddingKernel.FirstBadId", "ForwardRows.Run", "Gemm.ApartInL1", "Gemm.Fill", "Gemm.MultiplyProducedRows",
-        "Gemm.MultiplyTwice", "Gemm.TwiceInRowParts", "Gemm.TwiceRowPart", "Gemm.RunRowsHere", "Gemm.MultiplyViews", "Gemm.PackedShared", "Gemm.PackPanels", "Gemm.PackPart", "Gemm.RunColumnSlice",
+        "Gemm.MultiplyTwice", "Gemm.TwiceInRowParts", "Gemm.TwiceRowPart", "Gemm.RunRowsOnPath", "Gemm.MultiplyViews", "Gemm.PackedShared", "Gemm.PackPanels", "Gemm.PackPart", "Gemm.RunColumnSlice",
         "Gemm.RunDepthPart", "Gemm.RunInDepthParts", "Gemm.RunInParts", "Gemm.RunInRowBlocks", "Gemm.RunRowBlocks", "Gemm.StreamInParts",
         "Gemm.StreamSlice", "Gemm.StreamTwice", "Gemm.StreamTwiceSlice", "Gradients.Run", "Helper.Await", "Helper.Collect", "Helper.Loop",
         "Helper.Post", "LayerNorm.Backward", "LayerNorm.Forward", "MaxRanges.Run", "Merges.Combine", "Merges.Pass", "PatchProduct.Run",

@@ -62,7 +62,7 @@ public static partial class Gemm
         m < StreamingRows && (long)m * k * n1 >= StreamingParallelWork && n1 >= 2 * TwiceSliceColumns(n1);
 
     /// <summary>
-    /// Whether a pair runs as two parts of its rows, each through both layers on one core: at least two column tiles' rows
+    /// Whether a pair runs as two parts of its rows, each through both layers on one core: at least a column tile's rows
     /// (sixteen) a part, both kernels together at most <see cref="PairWeightsInL2"/> floats, and the pair's multiply-adds at
     /// least <see cref="PackedParallelWork"/> (where one packed product of its kind is shared). Neither product deep enough
     /// for <see cref="Multiply"/> to sum its depth in parts, so each output is the chain <see cref="Multiply"/> computes.
@@ -104,26 +104,22 @@ public static partial class Gemm
         ref readonly TwiceJob job = ref *(TwiceJob*)state;
         ref readonly Job first = ref job.First, second = ref job.Second;
         var (row, rows) = Helper.PartOf(index, 2, first.M);
-        RunRowsHere(first.A.From(row * first.K), first.B.Columns(0), new Span<float>(first.C + (long)row * first.N, rows * first.N), rows, first.K, first.N, first.EpilogueFrom(0));
-        RunRowsHere(second.A.From(row * second.K), second.B.Columns(0), new Span<float>(second.C + (long)row * second.N, rows * second.N), rows, second.K, second.N, second.EpilogueFrom(0));
+        RunRowsOf(first, row, rows);
+        RunRowsOf(second, row, rows);
     }
 
-    /// <summary>A product all on this thread, on its path (<see cref="PathOf"/>).</summary>
-    [MethodImpl(Compiled.Driver)]
-    private static void RunRowsHere(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, in Epilogue epilogue)
-    {
-        switch (PathOf(a, m, k, n))
-        {
-            case SimdPath.Avx512: RunRows<Lanes512, Vector512<float>>(a, b, c, m, k, n, epilogue, n); break;
-            case SimdPath.Avx2: RunRows<Lanes256, Vector256<float>>(a, b, c, m, k, n, epilogue, n); break;
-            default: RunRows<Lanes128, Vector128<float>>(a, b, c, m, k, n, epilogue, n); break;
-        }
-    }
+    /// <summary>Rows [<paramref name="row"/>, + <paramref name="rows"/>) of a job's product, all on this thread, B's panels read where it has them.</summary>
+    private static unsafe void RunRowsOf(in Job job, int row, int rows) =>
+        RunRowsOnPath(job.A.From(row * job.A.RowStride), job.B.Columns(0), new Span<float>(job.C + (long)row * job.N, rows * job.N), rows, job.K, job.N,
+            job.EpilogueFrom(0), job.N);
 
     /// <summary>Columns of H per slice: 128 (eight 512-bit accumulators, as <see cref="StreamingSlots"/>) where that makes two slices, else 64.</summary>
     private static int TwiceSliceColumns(int n1) => n1 >= 256 ? 128 : 64;
 
-    /// <summary>Both layers' operands as pointers, the columns of H per slice, and where each slice's partial C goes (slice 0's straight into C).</summary>
+    /// <summary>
+    /// Both layers' operands as pointers, the columns of H per slice, and where each slice's partial C goes (slice 0's straight
+    /// into C); a pair cut by rows has no slices and no partials.
+    /// </summary>
     private readonly unsafe struct TwiceJob(Job first, Job second, int sliceColumns, float* partials)
     {
         public readonly Job First = first, Second = second;

@@ -65,12 +65,18 @@ public static partial class Gemm
             && Reaches(c.Length, m, ldc, n, 1) && (bias.IsEmpty || bias.Length >= n), m, k, n);
         var av = new Matrix(a, aRowStride, aColumnStride);
         var bv = new Matrix(b, bRowStride, bColumnStride);
-        var epilogue = new Epilogue(bias, false, accumulate);
-        switch (PathOf(av, m, k, n))
+        RunRowsOnPath(av, bv, c, m, k, n, new Epilogue(bias, false, accumulate), ldc);
+    }
+
+    /// <summary>A product all on this thread, on its path (<see cref="PathOf"/>), C's rows <paramref name="ldc"/> apart.</summary>
+    [MethodImpl(Compiled.Driver)]
+    private static void RunRowsOnPath(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, in Epilogue epilogue, int ldc)
+    {
+        switch (PathOf(a, m, k, n))
         {
-            case SimdPath.Avx512: RunRows<Lanes512, Vector512<float>>(av, bv, c, m, k, n, epilogue, ldc); break;
-            case SimdPath.Avx2: RunRows<Lanes256, Vector256<float>>(av, bv, c, m, k, n, epilogue, ldc); break;
-            default: RunRows<Lanes128, Vector128<float>>(av, bv, c, m, k, n, epilogue, ldc); break;
+            case SimdPath.Avx512: RunRows<Lanes512, Vector512<float>>(a, b, c, m, k, n, epilogue, ldc); break;
+            case SimdPath.Avx2: RunRows<Lanes256, Vector256<float>>(a, b, c, m, k, n, epilogue, ldc); break;
+            default: RunRows<Lanes128, Vector128<float>>(a, b, c, m, k, n, epilogue, ldc); break;
         }
     }
 

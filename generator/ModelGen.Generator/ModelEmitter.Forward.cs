@@ -12,33 +12,72 @@ internal static partial class ModelEmitter
     private static void EmitForward(CodeWriter w, Plan plan)
     {
         bool keyed = plan.KeyedDropouts.Any();
+        var blocks = new ForwardBlocks(plan.Model.ClassName, plan.Computed, plan.Outputs.Select(o => o.Node), inferenceOnly: false, keyed);
         w.Open($"private void Forward({plan.InputParameters}, int batch, bool training{(keyed ? ", int firstRow = 0" : "")})");
-        EmitForwardBody(w, plan.Model.ClassName, plan.Computed, plan.Outputs.Select(o => o.Node), inferenceOnly: false, keyedDropout: keyed);
+        EmitForwardBody(w, blocks, plan.Computed, plan.RowRuns);
         w.Close();
         w.Line();
+        foreach (var run in plan.RowRuns) EmitRowRun(w, blocks, run);
     }
 
     /// <summary>
-    /// One block per tensor in topological order; shared by the model and its sub-models (inference only), whose
-    /// <paramref name="outputs"/> are read after it. With <paramref name="keyedDropout"/> (a model that trains in parts),
-    /// dropout masks come from the step's keys, at the batch's row <c>firstRow</c> on.
+    /// One block per tensor in topological order; shared by the model and its sub-models (inference only), whose outputs are
+    /// read after it. Each of <paramref name="runs"/> (the model's) is one call where its first block would be.
     /// </summary>
-    private static void EmitForwardBody(CodeWriter w, string modelName, IEnumerable<NodePlan> computed, IEnumerable<NodePlan> outputs, bool inferenceOnly,
-        bool keyedDropout = false)
+    private static void EmitForwardBody(CodeWriter w, ForwardBlocks blocks, IEnumerable<NodePlan> computed, IReadOnlyList<RowRun> runs)
     {
-        var nodes = computed.ToList();
-        // How many times each tensor is read: a layer fused with its one reader must have no other.
-        var readers = Plan.ReaderCounts(nodes);
-        var pairs = DensePairs(nodes, readers);
-        var pooledConvolutions = PooledConvolutions(nodes, readers, outputs.ToList());
-        var normalizedConvolutions = NormalizedConvolutions(nodes, readers, outputs.ToList());
-        // What a kernel keeps for the backward pass (a convolution's patches, a max pool's winners): only while training.
-        string keepForBackward = inferenceOnly ? "false" : "training";
         bool first = true;
-        foreach (var node in nodes)
+        RowRun? inRun = null;
+        foreach (var node in computed)
         {
+            if (inRun is not null)
+            {
+                if (node == inRun.Last) inRun = null;
+                continue;
+            }
             if (!first) w.Line();
             first = false;
+            if (runs.FirstOrDefault(r => r.First == node) is { } run)
+            {
+                EmitRowRunCall(w, run);
+                inRun = run.Last == node ? null : run;
+                continue;
+            }
+            blocks.Emit(w, node);
+        }
+    }
+
+    /// <summary>
+    /// What every forward block reads: the blocks fused with others (pairs of dense layers, pooled and normalized convolutions),
+    /// found once for the whole pass, and where rows are counted: over the batch, or in a part of a row run's rows.
+    /// </summary>
+    private sealed record ForwardBlocks(string ModelName, Dictionary<NodePlan, DensePair> Pairs, Dictionary<NodePlan, NodePlan> PooledConvolutions,
+        Dictionary<NodePlan, NodePlan> NormalizedConvolutions, bool InferenceOnly, bool KeyedDropout, string? PartRows = null)
+    {
+        /// <param name="keyedDropout">A model that trains in parts: dropout masks come from the step's keys, at the batch's row <c>firstRow</c> on.</param>
+        public ForwardBlocks(string modelName, IEnumerable<NodePlan> computed, IEnumerable<NodePlan> outputs, bool inferenceOnly, bool keyedDropout)
+            : this(modelName, computed.ToList(), Plan.ReaderCounts(computed.ToList()), outputs.ToList(), inferenceOnly, keyedDropout)
+        {
+        }
+
+        // How many times each tensor is read: a layer fused with its one reader must have no other.
+        private ForwardBlocks(string modelName, List<NodePlan> nodes, Dictionary<NodePlan, int> readers, List<NodePlan> outputs, bool inferenceOnly, bool keyedDropout)
+            : this(modelName, DensePairs(nodes, readers), ModelEmitter.PooledConvolutions(nodes, readers, outputs), ModelEmitter.NormalizedConvolutions(nodes, readers, outputs),
+                inferenceOnly, keyedDropout)
+        {
+        }
+
+        /// <summary>The rows of a block's tensor: the batch's (batch x its steps), or the part's.</summary>
+        public string RowsOf(NodeSpec spec) => PartRows ?? Rows(spec).Rows;
+
+        /// <summary>The floats of a block's tensor: the batch's, or the part's rows'.</summary>
+        public string FloatsOf(NodeSpec spec) => PartRows is null ? $"batch * {spec.Size}" : $"{PartRows} * {Rows(spec).Columns}";
+
+        /// <summary>The block that computes <paramref name="node"/>'s tensor.</summary>
+        public void Emit(CodeWriter w, NodePlan node)
+        {
+            // What a kernel keeps for the backward pass (a convolution's patches, a max pool's winners): only while training.
+            string keepForBackward = InferenceOnly ? "false" : "training";
             var spec = node.Spec;
             var inputs = node.Inputs.Select(i => i.InferenceName).ToList();
             int size = spec.Size;
@@ -47,17 +86,17 @@ internal static partial class ModelEmitter
                 case NodeKind.Layer when node.Layer!.Kind == LayerKind.Dense:
                     var layer = node.Layer;
                     string dense = $"// {node.Title}: Dense({layer.Channels}, {Lower(layer.Activation)}), {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}{(spec.Shape.Count > 1 ? ", at every step" : "")}";
-                    if (!pairs.TryGetValue(node, out var pair))
+                    if (!Pairs.TryGetValue(node, out var pair))
                     {
                         w.Line(dense);
-                        EmitProduct(w, layer, inputs[0], node.Output, Rows(spec).Rows, layer.InputSize.ToString(CultureInfo.InvariantCulture), spec);
+                        EmitProduct(w, layer, inputs[0], node.Output, RowsOf(spec), layer.InputSize.ToString(CultureInfo.InvariantCulture), spec);
                     }
-                    else EmitPairedProduct(w, pair, node, dense, inputs[0], inferenceOnly);
+                    else EmitPairedProduct(w, pair, node, dense, inputs[0], RowsOf(spec), InferenceOnly);
                     break;
                 case NodeKind.Layer when node.Is(LayerKind.Conv2D) || node.Is(LayerKind.DepthwiseConv2D):
                 {
                     string title = $"// {node.Title}: {ConvolutionSignature(node.Layer!)}, {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}";
-                    if (pooledConvolutions.TryGetValue(node, out var reader) || normalizedConvolutions.TryGetValue(node, out reader))
+                    if (PooledConvolutions.TryGetValue(node, out var reader) || NormalizedConvolutions.TryGetValue(node, out reader))
                     {
                         w.Line($"{title}, computed with {reader.Title} below");
                         break;
@@ -81,7 +120,7 @@ internal static partial class ModelEmitter
                 }
                 case NodeKind.Layer when node.Layer!.IsWindowed && node.Layer.Kind != LayerKind.Conv2D:
                     string pool = $"// {node.Title}: {node.Layer.TypeName}{(node.Layer.IsGlobal ? "" : $"({node.Layer.KernelHeight}x{node.Layer.KernelWidth}, strides {node.Layer.Strides})")}, {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}";
-                    if (pooledConvolutions.TryGetValue(node, out var convolution))
+                    if (PooledConvolutions.TryGetValue(node, out var convolution))
                     {
                         EmitPooledConvolution(w, convolution, node, pool, keepForBackward);
                         break;
@@ -96,12 +135,12 @@ internal static partial class ModelEmitter
                     var norm = node.Layer!;
                     var (rows, channels) = Rows(spec);
                     string inference = $"BatchNorm.InferenceForward({inputs[0]}, {node.WrittenTo}, {Plan.View(norm, "Gamma")}, {Plan.View(norm, "Beta")}, {Plan.View(norm, "MovingMean")}, {Plan.View(norm, "MovingVariance")}, {rows}, {channels}, {Literal(norm.Epsilon)}f{RectifiedArgument(node)});";
-                    if (normalizedConvolutions.TryGetValue(node, out var normalizedBy))
+                    if (NormalizedConvolutions.TryGetValue(node, out var normalizedBy))
                     {
-                        EmitNormalizedConvolution(w, normalizedBy, node, inferenceOnly, inference, rows, channels);
+                        EmitNormalizedConvolution(w, normalizedBy, node, InferenceOnly, inference, rows, channels);
                         break;
                     }
-                    if (inferenceOnly || !norm.Trainable)
+                    if (InferenceOnly || !norm.Trainable)
                     {
                         w.Line($"// {node.Title}: BatchNormalization{(norm.Trainable ? "" : " (frozen: inference mode, as Keras)")}, with the moving statistics{Rectified(node)}");
                         w.Line(inference);
@@ -115,9 +154,10 @@ internal static partial class ModelEmitter
                 case NodeKind.Layer when node.Is(LayerKind.LayerNormalization):
                 {
                     var norm = node.Layer!;
-                    var (rows, columns) = Rows(spec);
+                    string rows = RowsOf(spec);
+                    int columns = Rows(spec).Columns;
                     w.Line($"// {node.Title}: LayerNormalization over the last axis, row by row");
-                    string statistics = inferenceOnly ? "default, default" : $"{node.Mean}, {node.InverseStd}";
+                    string statistics = InferenceOnly ? "default, default" : $"{node.Mean}, {node.InverseStd}";
                     w.Line($"LayerNorm.Forward({inputs[0]}, {node.Output}, {Plan.View(norm, "Gamma")}, {Plan.View(norm, "Beta")}, {statistics}, {rows}, {columns}, {Literal(norm.Epsilon)}f);");
                     break;
                 }
@@ -135,7 +175,7 @@ internal static partial class ModelEmitter
                         break;
                     }
                     string mask = embedding.MaskZero ? node.SequenceMask : "default";
-                    w.Line($"EmbeddingKernel.Forward({inputs[0]}, {Plan.View(embedding, "Embeddings")}, {node.Output}, {mask}, batch * {spec.Shape[0]}, {embedding.InputDim}, {embedding.Channels}, \"{modelName}\", \"{embedding.Name}\");");
+                    w.Line($"EmbeddingKernel.Forward({inputs[0]}, {Plan.View(embedding, "Embeddings")}, {node.Output}, {mask}, batch * {spec.Shape[0]}, {embedding.InputDim}, {embedding.Channels}, \"{ModelName}\", \"{embedding.Name}\");");
                     break;
                 }
                 case NodeKind.Layer when node.AveragesTable:
@@ -145,7 +185,7 @@ internal static partial class ModelEmitter
                     string counted = embedding.MaskZero ? " but padding (id 0)" : "";
                     w.Line($"// {node.Title}: GlobalAveragePooling1D, the mean of each sample's '{lookups.Title}' rows{counted}, read in its table, {Shape(lookups.Spec.Shape)} -> {Shape(spec.Shape)}");
                     w.Line($"EmbeddingKernel.MeanForward({lookups.Inputs[0].InferenceName}, {Plan.View(embedding, "Embeddings")}, {node.Output}, batch, {lookups.Spec.Shape[0]}, {embedding.InputDim}, {embedding.Channels}, " +
-                        $"maskZero: {Bool(embedding.MaskZero)}, \"{modelName}\", \"{embedding.Name}\");");
+                        $"maskZero: {Bool(embedding.MaskZero)}, \"{ModelName}\", \"{embedding.Name}\");");
                     break;
                 }
                 case NodeKind.Layer when node.Layer!.IsMean:
@@ -201,9 +241,9 @@ internal static partial class ModelEmitter
                 case NodeKind.Layer when node.IsDropout:
                     w.Line($"// {node.Title}: Dropout({Literal(node.Layer!.Rate)}), identity at inference");
                     w.Line($"ReadOnlySpan<float> {node.InferenceName} = {inputs[0]};");
-                    if (inferenceOnly) break;
+                    if (InferenceOnly) break;
                     w.Open("if (training)");
-                    w.Line(keyedDropout
+                    w.Line(KeyedDropout
                         ? $"DropoutKernel.Forward({inputs[0]}, {node.Output}, {node.Mask}, batch * {size}, {Literal(node.Layer.Rate)}f, {node.DropoutKey}, firstIndex: firstRow * {size});"
                         : $"DropoutKernel.Forward({inputs[0]}, {node.Output}, {node.Mask}, batch * {size}, {Literal(node.Layer.Rate)}f, ref dropoutRandom);");
                     w.Line($"{node.InferenceName} = {node.Output};");
@@ -225,7 +265,7 @@ internal static partial class ModelEmitter
                         break;
                     }
                     w.Line($"// {node.Title}: Activation({Lower(activation)})");
-                    EmitActivation(w, activation, node.Output, spec, source: inputs[0]);
+                    EmitActivation(w, activation, node.Output, spec, source: inputs[0], rows: RowsOf(spec));
                     break;
                 case NodeKind.State:
                     w.Line($"// {node.Title}: the final {(spec.Axis == 0 ? "state h" : "cell state c")} of '{node.Inputs[0].Title}', written by its block above");
@@ -253,9 +293,9 @@ internal static partial class ModelEmitter
                     string output = node.WrittenTo;
                     // Each further operand merged into the output; a ReLU the merge takes, with the last.
                     string Last(int i) => i == inputs.Count - 1 ? RectifiedArgument(node) : "";
-                    w.Line($"Merges.Combine(MergeOperation.{operation}, {inputs[0]}, {inputs[1]}, {output}, batch * {size}{Last(1)});");
-                    for (int i = 2; i < inputs.Count; i++) w.Line($"Merges.Combine(MergeOperation.{operation}, {output}, {inputs[i]}, {output}, batch * {size}{Last(i)});");
-                    if (spec.Merge == MergeOperation.Average) w.Line($"Merges.Scale({output}, batch * {size}, 1f / {inputs.Count});");
+                    w.Line($"Merges.Combine(MergeOperation.{operation}, {inputs[0]}, {inputs[1]}, {output}, {FloatsOf(spec)}{Last(1)});");
+                    for (int i = 2; i < inputs.Count; i++) w.Line($"Merges.Combine(MergeOperation.{operation}, {output}, {inputs[i]}, {output}, {FloatsOf(spec)}{Last(i)});");
+                    if (spec.Merge == MergeOperation.Average) w.Line($"Merges.Scale({output}, {FloatsOf(spec)}, 1f / {inputs.Count});");
                     break;
                 }
             }
@@ -281,7 +321,7 @@ internal static partial class ModelEmitter
     private static void EmitProduct(CodeWriter w, LayerSpec layer, string input, string output, string rows, string depth, NodeSpec spec)
     {
         w.Line(Product(layer, input, output, rows, depth));
-        if (layer.Activation is not (Activation.Linear or Activation.Relu)) EmitActivation(w, layer.Activation, output, spec);
+        if (layer.Activation is not (Activation.Linear or Activation.Relu)) EmitActivation(w, layer.Activation, output, spec, rows: rows);
     }
 
     /// <param name="inference">Whether the product may run at inference, so a dense layer passes its packed kernel (ForInference).</param>
@@ -333,11 +373,11 @@ internal static partial class ModelEmitter
     /// A paired dense layer's block. The first layer's block computes nothing where the pair always runs (inference, or no
     /// dropout between), else only in training; the second's block runs the pair, or in training its own product.
     /// </summary>
-    private static void EmitPairedProduct(CodeWriter w, DensePair pair, NodePlan node, string title, string input, bool inferenceOnly)
+    private static void EmitPairedProduct(CodeWriter w, DensePair pair, NodePlan node, string title, string input, string rows, bool inferenceOnly)
     {
         bool trainingApart = pair.ThroughDropout && !inferenceOnly;
         var layer = node.Layer!;
-        string depth = layer.InputSize.ToString(CultureInfo.InvariantCulture), rows = Rows(node.Spec).Rows;
+        string depth = layer.InputSize.ToString(CultureInfo.InvariantCulture);
         if (node == pair.First)
         {
             w.Line($"{title}, computed with {pair.Second.Title} below{(trainingApart ? " at inference" : "")}");
@@ -355,7 +395,7 @@ internal static partial class ModelEmitter
             w.Line($"else {twice}");
         }
         else w.Line(twice);
-        if (layer.Activation is not (Activation.Linear or Activation.Relu)) EmitActivation(w, layer.Activation, node.Output, node.Spec);
+        if (layer.Activation is not (Activation.Linear or Activation.Relu)) EmitActivation(w, layer.Activation, node.Output, node.Spec, rows: rows);
     }
 
     /// <summary>
@@ -500,9 +540,11 @@ internal static partial class ModelEmitter
 
     /// <summary>Softmax normalises over the last axis; every other activation is element-wise.</summary>
     /// <param name="source">Where x comes from when it is not already in <paramref name="buffer"/>.</param>
-    private static void EmitActivation(CodeWriter w, Activation activation, string buffer, NodeSpec spec, string? source = null)
+    /// <param name="rows">The rows it goes over: the batch's unless given (a part's).</param>
+    private static void EmitActivation(CodeWriter w, Activation activation, string buffer, NodeSpec spec, string? source = null, string? rows = null)
     {
-        var (rows, columns) = Rows(spec);
+        var (batchRows, columns) = Rows(spec);
+        rows ??= batchRows;
         w.Line($"Activations.Forward(Activation.{activation}, {(source is null ? "" : source + ", ")}{buffer}, {rows}, {columns});");
     }
 

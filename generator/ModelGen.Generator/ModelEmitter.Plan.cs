@@ -70,9 +70,13 @@ internal static partial class ModelEmitter
                 if (Readers(embedding) == 1 && !IsOutput(embedding) && Computed.All(n => n.MaskSource != embedding || n == embedding || n == mean))
                     embedding.AveragedBy = mean;
             }
+            RowRuns = ModelEmitter.RowRuns(Computed.ToList(), readers);
             PlanGradients();
             PlanInferenceValues();
         }
+
+        /// <summary>Forward's runs of blocks over the same rows, each one method over a range of rows (ModelEmitter.RowRuns).</summary>
+        public IReadOnlyList<RowRun> RowRuns { get; }
 
         /// <summary>
         /// Marks each BatchNormalization or element-wise merge (not Average: its scale comes after) that only a ReLU reads, and
@@ -137,9 +141,11 @@ internal static partial class ModelEmitter
         /// 32 against 7). Then every tensor keeps a buffer of its own (the offsets stay, naming the tensors), and the first
         /// count is the second.
         /// </summary>
-        private (int Shared, int Separate, bool Shares) PlaceByLiveness(List<NodePlan> tensors, Func<NodePlan, (int First, int Last)> span, Dictionary<NodePlan, int> offsets)
+        private (int Shared, int Separate, bool Shares) PlaceByLiveness(List<NodePlan> tensors, Func<NodePlan, (int First, int Last)> span, Dictionary<NodePlan, int> offsets,
+            Dictionary<NodePlan, ulong>? runs = null)
         {
-            var placed = ArenaLayout.Place(tensors.Select(n => new ArenaLayout.Lifetime(Floats(n), span(n).First, span(n).Last)).ToList(), FloatsPerLine, out int arena);
+            var lifetimes = tensors.Select(n => new ArenaLayout.Lifetime(Floats(n), span(n).First, span(n).Last, runs is not null && runs.TryGetValue(n, out var marks) ? marks : 0)).ToList();
+            var placed = ArenaLayout.Place(lifetimes, FloatsPerLine, out int arena);
             for (int t = 0; t < tensors.Count; t++) offsets[tensors[t]] = placed[t];
             int separate = tensors.Sum(Floats);
             return arena < separate ? (arena, separate, true) : (separate, separate, false);
@@ -179,7 +185,14 @@ internal static partial class ModelEmitter
                 foreach (var input in node.Inputs) Touch(input, step);
             }
             foreach (var output in Outputs) Touch(output.Node, computed.Count);
-            (ValueFloats, SeparateValueFloats, SharesValues) = PlaceByLiveness(computed.Where(touched.ContainsKey).ToList(), n => touched[n], ValueOffsets);
+            // A row run's two parts go through its blocks at once: its values may share floats only row for row (ArenaLayout.Lifetime.Runs).
+            var runs = new Dictionary<NodePlan, ulong>();
+            for (int r = 0; r < RowRuns.Count; r++)
+            {
+                foreach (var owner in RowRuns[r].Nodes.SelectMany(n => n.Inputs.Append(n).Append(n.RectifiedBy)).OfType<NodePlan>().Select(t => t.InferenceOwner))
+                    runs[owner] = (runs.TryGetValue(owner, out var marks) ? marks : 0) | 1UL << (r % 64);
+            }
+            (ValueFloats, SeparateValueFloats, SharesValues) = PlaceByLiveness(computed.Where(touched.ContainsKey).ToList(), n => touched[n], ValueOffsets, runs);
         }
 
         /// <summary>Whether a tensor's value is a slice of an inference copy's shared values: its own floats, not a pooled or normalized convolution's, nor a rectified normalization's or merge's.</summary>
@@ -475,10 +488,13 @@ internal static partial class ModelEmitter
         public bool IsShared(LayerSpec layer) => Nodes.Count(n => n.Layer == layer && n.Spec.Kind == NodeKind.Layer) > 1;
 
         /// <summary>The private span property over one weight tensor: Hidden1Kernel, Hidden1Bias.</summary>
-        public static string View(LayerSpec layer, string tensor)
+        public static string View(LayerSpec layer, string tensor) => Capitalized(layer.Name) + tensor;
+
+        /// <summary>A field's or tensor's name as the start of a member's: hidden1 -> Hidden1.</summary>
+        public static string Capitalized(string name)
         {
-            string name = layer.Name.TrimStart('_');
-            return char.ToUpperInvariant(name[0]) + name.Substring(1) + tensor;
+            name = name.TrimStart('_');
+            return char.ToUpperInvariant(name[0]) + name.Substring(1);
         }
     }
 

@@ -22,8 +22,16 @@ internal static class GeneratorHarness
         var (output, result) = Run(source);
         Assert.Empty(output.GetDiagnostics().Where(d => d.Severity >= DiagnosticSeverity.Warning));
         string code = Assert.Single(result.GeneratedTrees).ToString();
-        string text = code.Substring(code.IndexOf($"private void {method}(", StringComparison.Ordinal));
-        return (code, text.Substring(0, text.IndexOf("\n    }", StringComparison.Ordinal)));
+        return (code, FindMethod(code, method));
+    }
+
+    /// <summary>The text of a generated method, from its declaration to its closing brace (not included).</summary>
+    public static string FindMethod(string code, string method)
+    {
+        int start = code.IndexOf($"private void {method}(", StringComparison.Ordinal);
+        Assert.True(start >= 0, $"no method {method}");
+        string text = code.Substring(start);
+        return text.Substring(0, text.IndexOf("\n    }", StringComparison.Ordinal));
     }
 
     /// <summary>

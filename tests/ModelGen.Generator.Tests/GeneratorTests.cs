@@ -65,7 +65,10 @@ public class GeneratorTests
     [Fact]
     public void Dense_layers_in_a_row_run_as_pairs_only_where_nothing_else_reads_between()
     {
-        var (_, forward) = GeneratorHarness.RunAndFindMethod(Pairs, "Forward");
+        var (code, forward) = GeneratorHarness.RunAndFindMethod(Pairs, "Forward");
+        // The Add and head go row by row over the batch's rows: one method over a range of them (a row run).
+        Assert.Contains("RowParts.Run(this, batch, multiplyAddsPerRow: 1000, kernelFloats: 1000, static (model, first, rows) => model.ForwardAddToHead(first, rows));", forward);
+        forward += GeneratorHarness.FindMethod(code, "ForwardAddToHead");
 
         Assert.Contains("Gemm.MultiplyTwice(x, AKernel, aOutput, BKernel, bOutput, batch, 64, 300, 200, bias1: ABias, relu1: true, bias2: BBias, packedB1: packedAKernel, packedB2: packedBKernel);", forward);
         Assert.Contains("Activations.Forward(Activation.Tanh, bOutput, batch, 200);", forward);
@@ -73,7 +76,7 @@ public class GeneratorTests
         // d is read by the dropout and by the Add, so e pairs with f instead, reading d's dropout in either mode.
         Assert.Contains("Gemm.MultiplyTwice(drop, EKernel, eOutput, FKernel, fOutput, batch, 100, 100, 100, bias1: EBias, relu1: true, bias2: FBias, relu2: true, packedB1: packedEKernel, packedB2: packedFKernel);", forward);
         // head reads the Add, not a dense layer: a product of its own.
-        Assert.Contains("Gemm.Multiply(addOutput, HeadKernel, headOutput, batch, 100, 10, bias: HeadBias, packedB: packedHeadKernel);", forward);
+        Assert.Contains("Gemm.Multiply(addOutput, HeadKernel, headOutput, rows, 100, 10, bias: HeadBias, packedB: packedHeadKernel);", forward);
         Assert.Equal(3, forward.Split("Gemm.MultiplyTwice(").Length - 1);
         Assert.Equal(4, forward.Split("Gemm.Multiply").Length - 1); // the three pairs and head: no layer computed twice
     }

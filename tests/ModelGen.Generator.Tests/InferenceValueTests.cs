@@ -56,6 +56,33 @@ public class InferenceValueTests
                 }
             }
             """, "readoutOutput encoderStateHOutput" },
+        // A Transformer block: the blocks after the attention go in two parts of the rows at once (a row run), each over its
+        // own rows of every value they name, so those values may share floats only row for row.
+        { """
+            using ModelGen;
+
+            [Functional(Loss = Loss.SparseCategoricalCrossentropy)]
+            public partial class Block
+            {
+                [Embedding(100, 32)]                      Embedding embed;
+                [MultiHeadAttention(2, 16)]               MultiHeadAttention attention;
+                [LayerNormalization]                      LayerNormalization attended;
+                [Dense(64, Activation.Relu)]              Dense expand;
+                [Dense(32)]                               Dense project;
+                [LayerNormalization]                      LayerNormalization encoded;
+                [GlobalAveragePooling1D]                  GlobalAveragePooling1D mean;
+                [Dense(4, Activation.Softmax)]            Dense label;
+
+                [Graph]
+                Tensor Forward([Shape(16)] Tensor tokens)
+                {
+                    var x = embed.Apply(tokens);
+                    var a = attended.Apply(Ops.Add(x, attention.Apply(x, x)));
+                    var e = encoded.Apply(Ops.Add(a, project.Apply(expand.Apply(a))));
+                    return label.Apply(mean.Apply(e));
+                }
+            }
+            """, "labelOutput" },
     };
 
     [Theory, MemberData(nameof(Models))]
@@ -64,7 +91,8 @@ public class InferenceValueTests
         var (code, forward) = GeneratorHarness.RunAndFindMethod(source, "Forward");
         var floats = Regex.Matches(code, @"(\w+Output) = buffers\.Value\(maxBatchSize \* (\d+), maxBatchSize \* (\d+)\);")
             .ToDictionary(m => m.Groups[1].Value, m => (Start: int.Parse(m.Groups[2].Value), End: int.Parse(m.Groups[2].Value) + int.Parse(m.Groups[3].Value)));
-        var live = LiveLines(forward);
+        var runs = RowRuns(code, forward);
+        var live = LiveLines(runs.Aggregate(forward, (text, run) => text.Replace(run.Call, run.Blocks)));
         foreach (var output in outputs.Split(' '))
         {
             Assert.Contains(output, floats.Keys);
@@ -80,12 +108,34 @@ public class InferenceValueTests
                 shared++;
                 Assert.True(live[x].Last < live[y].First || live[y].Last < live[x].First,
                     $"{x} (floats {floats[x]}, lines {live[x]}) and {y} (floats {floats[y]}, lines {live[y]}) overlap while both live");
+                foreach (var run in runs.Where(r => r.Names.Contains(x) && r.Names.Contains(y)))
+                    Assert.True(floats[x] == floats[y], $"{x} (floats {floats[x]}) and {y} (floats {floats[y]}) share floats in {run.Call.Trim()} but not row for row");
             }
         }
         Assert.True(shared > 0, "no two values share floats");
         var constants = Regex.Match(code, @"ValueFloats = (\d+), SeparateValueFloats = (\d+);");
         Assert.True(int.Parse(constants.Groups[1].Value) < int.Parse(constants.Groups[2].Value));
     }
+
+    /// <summary>
+    /// Each row run's call in Forward (RowParts.Run), the blocks of its method (without the lines that take each tensor's
+    /// rows, which name them all at once) and the values it names. The parts go through the blocks at once, each over its
+    /// own rows, so two of those values may share floats only at the same floats (then row r of each is the same floats,
+    /// and only one part touches it); in order, the blocks keep each value's live lines as one part sees them.
+    /// </summary>
+    private static List<(string Call, string Blocks, HashSet<string> Names)> RowRuns(string code, string forward) =>
+        Regex.Matches(forward, @"^.*\bmodel\.(\w+)\(first, rows\)\);$", RegexOptions.Multiline).Select(call =>
+        {
+            var lines = GeneratorHarness.FindMethod(code, call.Groups[1].Value).Split('\n').Skip(1);
+            var names = new HashSet<string>();
+            var blocks = new List<string>();
+            foreach (var line in lines)
+            {
+                if (Regex.Match(line, @"^\s*(?:ReadOnly)?Span<float> (\w+) = this\.\1\.AsSpan\(") is { Success: true } rows) names.Add(rows.Groups[1].Value);
+                else blocks.Add(line);
+            }
+            return (call.Value, string.Join("\n", blocks), names);
+        }).ToList();
 
     /// <summary>Each buffer's first and last line in an inference pass, a dropout's local counted as its input's buffer.</summary>
     private static Dictionary<string, (int First, int Last)> LiveLines(string forward)

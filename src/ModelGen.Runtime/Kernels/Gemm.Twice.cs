@@ -62,25 +62,17 @@ public static partial class Gemm
         m < StreamingRows && (long)m * k * n1 >= StreamingParallelWork && n1 >= 2 * TwiceSliceColumns(n1);
 
     /// <summary>
-    /// Whether a pair runs as two parts of its rows, each through both layers on one core: at least a column tile's rows
-    /// (sixteen) a part, both kernels together at most <see cref="PairWeightsInL2"/> floats, and the pair's multiply-adds at
-    /// least <see cref="PackedParallelWork"/> (where one packed product of its kind is shared). Neither product deep enough
-    /// for <see cref="Multiply"/> to sum its depth in parts, so each output is the chain <see cref="Multiply"/> computes.
+    /// Whether a pair runs as two parts of its rows, each through both layers on one core: where <see cref="RowParts.Pay"/>
+    /// (a part at least a column tile's rows, both kernels in each core's L2, enough multiply-adds), and neither product deep
+    /// enough for <see cref="Multiply"/> to sum its depth in parts, so each output is the chain <see cref="Multiply"/> computes.
     /// The bits are the same either way, so the pair is cut only where the helper is free to take a part (inside a part of
     /// a batch trained on both cores, BatchParts, or on one core, it is two Multiply calls).
     /// </summary>
     private static bool SharesRowsOfBoth(int m, int k, int n1, int n2, in Epilogue first, in Epilogue second)
     {
         long weights = (long)k * n1 + (long)n1 * n2;
-        return m >= 2 * ColumnTile && weights <= PairWeightsInL2 && m * weights >= PackedParallelWork
-            && !IsDeep(m, k, n1, first) && !IsDeep(m, n1, n2, second);
+        return RowParts.Pay(m, weights, weights) && !IsDeep(m, k, n1, first) && !IsDeep(m, n1, n2, second);
     }
-
-    /// <summary>
-    /// Floats of both kernels from which a pair is not cut by rows: each core would read all of both, which then no longer
-    /// stay in its L2 (1 MB on a Zen 4) beside its rows.
-    /// </summary>
-    private const long PairWeightsInL2 = 65_536;
 
     /// <summary>The pair in two parts of its rows (<see cref="SharesRowsOfBoth"/>), one a core.</summary>
     [MethodImpl(Compiled.Driver)]

@@ -1,0 +1,180 @@
+using System.Collections.Generic;
+using System.Linq;
+using ModelGen.Graph;
+
+namespace ModelGen.Generator;
+
+/// <summary>
+/// Runs of forward blocks that each go row by row over the same rows (a Transformer's add, normalization, feed-forward pair,
+/// add and normalization over its tokens), emitted as one method over a range of rows that Forward calls through
+/// RowParts.Run: in two parts of the rows on the two cores where that pays, each core taking its part through every block
+/// with one hand-off, where each block's kernel took one. The parts run at once, so an inference copy's values that a run
+/// names share floats only row for row (PlanInferenceValues, ArenaLayout.Lifetime.Runs).
+/// </summary>
+internal static partial class ModelEmitter
+{
+    /// <summary>
+    /// Blocks in a row of Forward's order over <see cref="RowsPerSample"/> rows a sample, each reading only rows of values:
+    /// dense layers, layer normalizations, element-wise merges and activations.
+    /// </summary>
+    private sealed record RowRun(IReadOnlyList<NodePlan> Nodes, int RowsPerSample, long MultiplyAddsPerRow, long KernelFloats)
+    {
+        public NodePlan First => Nodes[0];
+        public NodePlan Last => Nodes[Nodes.Count - 1];
+
+        /// <summary>The method that runs a range of its rows: ForwardAddToEncoded.</summary>
+        public string Method => "Forward" + Plan.Capitalized(First.Title) + "To" + Plan.Capitalized(Last.Title);
+
+        /// <summary>Its rows over a batch, as the call counts them.</summary>
+        public string Rows => RowsPerSample == 1 ? "batch" : $"batch * {RowsPerSample}";
+    }
+
+    /// <summary>
+    /// The model's row runs: each longest stretch of blocks over the same rows a sample (<see cref="RowBlockRows"/>), a pair
+    /// of dense layers (one call) wholly in one or out of all, kept where it is worth a method: at least two blocks that
+    /// compute (a pair is one), so that the cut saves a hand-off, and dense layers that RowParts would cut at some batch of
+    /// at most <see cref="MostRowsToPay"/> rows.
+    /// </summary>
+    private static List<RowRun> RowRuns(List<NodePlan> nodes, Dictionary<NodePlan, int> readers)
+    {
+        var pairs = DensePairs(nodes, readers).Values.Distinct().ToList();
+        var apart = new HashSet<NodePlan>();
+        while (true)
+        {
+            var runs = new List<List<NodePlan>>();
+            List<NodePlan>? run = null;
+            int runRows = 0;
+            foreach (var node in nodes)
+            {
+                int rows = apart.Contains(node) ? 0 : RowBlockRows(node);
+                if (rows == 0)
+                {
+                    run = null;
+                    continue;
+                }
+                if (run is null || rows != runRows)
+                {
+                    run = new List<NodePlan>();
+                    runs.Add(run);
+                    runRows = rows;
+                }
+                run.Add(node);
+            }
+            var split = pairs.Where(p => runs.FindIndex(r => r.Contains(p.First)) != runs.FindIndex(r => r.Contains(p.Second))).ToList();
+            if (split.Count == 0)
+            {
+                var paired = new HashSet<NodePlan>(pairs.Select(p => p.First));
+                return runs
+                    .Where(r => r.Count(n => !paired.Contains(n) && !n.IsTakenByInput) >= 2)
+                    .Select(r =>
+                    {
+                        var dense = r.Where(n => n.Is(LayerKind.Dense)).Select(n => n.Layer!).ToList();
+                        return new RowRun(r, RowBlockRows(r[0]), dense.Sum(l => (long)l.InputSize * l.Channels),
+                            dense.Distinct().Sum(l => (long)l.InputSize * l.Channels));
+                    })
+                    .Where(r => r.KernelFloats <= KernelFloatsInL2 && r.MultiplyAddsPerRow * MostRowsToPay >= PartsWork)
+                    .ToList();
+            }
+            foreach (var pair in split)
+            {
+                apart.Add(pair.First);
+                apart.Add(pair.Second);
+            }
+        }
+    }
+
+    // RowParts' rule for a cut (its KernelFloatsInL2, and Gemm.PackedParallelWork multiply-adds), and the most rows a run
+    // may need before it pays: one that would take more (a few small layers, as in tests and samples) stays inline.
+    private const long KernelFloatsInL2 = 65_536, PartsWork = 500_000, MostRowsToPay = 1024;
+
+    /// <summary>
+    /// The rows a sample has (its shape but the last axis) in a block that goes row by row and can join a run, reading values
+    /// with as many rows (no model input, alias or dropout: a part's rows are slices of value buffers); 0 for any other. Not a
+    /// dense layer that the matrix kernel may sum over its depth in parts (no bias, no ReLU, 2,048 deep at least: Gemm.IsDeep),
+    /// where fewer rows could mean another order of sums.
+    /// </summary>
+    private static int RowBlockRows(NodePlan node)
+    {
+        var spec = node.Spec;
+        bool rowByRow = spec.Kind switch
+        {
+            NodeKind.Function => true,
+            NodeKind.Merge => spec.Merge is not (MergeOperation.Concatenate or MergeOperation.Dot),
+            NodeKind.Layer => node.Layer!.Kind switch
+            {
+                LayerKind.Dense => node.Layer.UseBias || node.Layer.Activation == Activation.Relu || node.Layer.InputSize < 2048,
+                LayerKind.LayerNormalization or LayerKind.Activation => true,
+                _ => false,
+            },
+            _ => false,
+        };
+        int rows = spec.Size / Rows(spec).Columns;
+        bool readsRows = node.Inputs.All(i => i.Spec.Kind != NodeKind.Input && !i.IsAlias && !i.IsDropout && i.Spec.Size / Rows(i.Spec).Columns == rows);
+        return rowByRow && readsRows ? rows : 0;
+    }
+
+    private static void EmitRowRunCall(CodeWriter w, RowRun run)
+    {
+        w.Line($"// {run.First.Title} to {run.Last.Title}: {run.Nodes.Count} blocks that each go row by row over the same rows, {run.Method} below: " +
+            "in two parts of the rows where that pays, each core taking its part through all of them (one hand-off)");
+        w.Line($"RowParts.Run(this, {run.Rows}, multiplyAddsPerRow: {run.MultiplyAddsPerRow}, kernelFloats: {run.KernelFloats}, static (model, first, rows) => model.{run.Method}(first, rows));");
+    }
+
+    /// <summary>A run's blocks over rows [first, first + rows), each tensor they name a local over those rows of its buffer.</summary>
+    private static void EmitRowRun(CodeWriter w, ForwardBlocks blocks, RowRun run)
+    {
+        w.Line($"/// <summary>Forward's blocks from {run.First.Title} to {run.Last.Title} over rows [first, first + rows) of {run.Rows} (RowParts.Run).</summary>");
+        w.Open($"private void {run.Method}(int first, int rows)");
+        w.Line("// This part's rows of each tensor the blocks read or write, under the tensor's own name");
+        foreach (var (name, columns, written) in RowTensors(blocks, run))
+        {
+            string range = columns == 1 ? "first, rows" : $"first * {columns}, rows * {columns}";
+            w.Line($"{(written ? "Span<float>" : "ReadOnlySpan<float>")} {name} = this.{name}.AsSpan({range});");
+        }
+        var part = blocks with { PartRows = "rows" };
+        foreach (var node in run.Nodes)
+        {
+            w.Line();
+            part.Emit(w, node);
+        }
+        w.Close();
+        w.Line();
+    }
+
+    /// <summary>The buffers a run's blocks name (<see cref="ForwardBlocks.Emit"/>), in order, with their floats a row and whether a block writes them.</summary>
+    private static List<(string Name, int Columns, bool Written)> RowTensors(ForwardBlocks blocks, RowRun run)
+    {
+        var tensors = new List<(string Name, int Columns, bool Written)>();
+        void Name(string name, NodeSpec spec, bool written)
+        {
+            int index = tensors.FindIndex(t => t.Name == name);
+            if (index < 0) tensors.Add((name, Rows(spec).Columns, written));
+            else if (written) tensors[index] = (name, tensors[index].Columns, true);
+        }
+        void Statistic(string name)
+        {
+            if (tensors.All(t => t.Name != name)) tensors.Add((name, 1, true));
+        }
+        foreach (var node in run.Nodes)
+        {
+            if (node.IsTakenByInput) continue;
+            if (blocks.Pairs.TryGetValue(node, out var pair))
+            {
+                if (node == pair.First) continue;
+                Name(pair.First.Inputs[0].InferenceName, pair.First.Inputs[0].Spec, written: false);
+                Name(pair.First.Output, pair.First.Spec, written: true);
+            }
+            else
+            {
+                foreach (var input in node.Inputs) Name(input.InferenceName, input.Spec, written: false);
+            }
+            Name(node.WrittenTo, node.Spec, written: true);
+            if (node.Is(LayerKind.LayerNormalization) && !blocks.InferenceOnly)
+            {
+                Statistic(node.Mean);
+                Statistic(node.InverseStd);
+            }
+        }
+        return tensors;
+    }
+}

@@ -83,9 +83,9 @@ internal static partial class ModelEmitter
         }
     }
 
-    // RowParts' rule for a cut (its KernelFloatsInL2, and Gemm.PackedParallelWork multiply-adds), and the most rows a run
+    // RowParts' rule for a cut (its KernelFloatsInL2, and Gemm.PackedParallelWork multiply-adds; a test holds them equal), and the most rows a run
     // may need before it pays: one that would take more (a few small layers, as in tests and samples) stays inline.
-    private const long KernelFloatsInL2 = 65_536, PartsWork = 500_000, MostRowsToPay = 1024;
+    internal const long KernelFloatsInL2 = 65_536, PartsWork = 500_000, MostRowsToPay = 1024;
 
     /// <summary>
     /// The rows a sample has (its shape but the last axis) in a block that goes row by row and can join a run, reading values

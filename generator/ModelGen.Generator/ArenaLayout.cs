@@ -35,12 +35,12 @@ internal static class ArenaLayout
         foreach (int t in Enumerable.Range(0, tensors.Count).OrderByDescending(t => tensors[t].Size).ThenBy(t => t))
         {
             int size = Align(tensors[t].Size, alignment);
-            offsets[t] = tensors[t].Runs == 0 ? LowestClear(t) : LowestAllowed(t);
+            offsets[t] = tensors[t].Runs == 0 ? LowestClear() : LowestAllowed();
             placed.Add(t);
             arenaSize = System.Math.Max(arenaSize, offsets[t] + size);
 
             // The first gap as wide as the tensor between those live with it.
-            int LowestClear(int t)
+            int LowestClear()
             {
                 int offset = 0;
                 foreach (int other in placed.Where(p => tensors[p].Meets(tensors[t])).OrderBy(p => offsets[p]))
@@ -52,7 +52,7 @@ internal static class ArenaLayout
             }
 
             // A tensor in a run: the lowest offset, from 0, the ends of those placed and the offsets a row-for-row match could take, that every placed tensor allows.
-            int LowestAllowed(int t)
+            int LowestAllowed()
             {
                 var candidates = placed.Select(p => Align(offsets[p] + tensors[p].Size, alignment)).Concat(placed.Select(p => offsets[p])).Append(0);
                 return candidates.Distinct().OrderBy(c => c).First(c => placed.All(p =>

@@ -12,7 +12,7 @@ internal static partial class ModelEmitter
     private static void EmitForward(CodeWriter w, Plan plan)
     {
         bool keyed = plan.KeyedDropouts.Any();
-        var blocks = new ForwardBlocks(plan.Model.ClassName, plan.Computed, plan.Outputs.Select(o => o.Node), inferenceOnly: false, keyed);
+        var blocks = new ForwardBlocks(plan.Model.ClassName, plan.DensePairs, plan.PooledConvolutions, plan.NormalizedConvolutions, InferenceOnly: false, keyed);
         w.Open($"private void Forward({plan.InputParameters}, int batch, bool training{(keyed ? ", int firstRow = 0" : "")})");
         EmitForwardBody(w, blocks, plan.Computed, plan.RowRuns);
         w.Close();
@@ -26,24 +26,14 @@ internal static partial class ModelEmitter
     /// </summary>
     private static void EmitForwardBody(CodeWriter w, ForwardBlocks blocks, IEnumerable<NodePlan> computed, IReadOnlyList<RowRun> runs)
     {
+        var inRuns = new HashSet<NodePlan>(runs.SelectMany(r => r.Nodes.Skip(1)));
         bool first = true;
-        RowRun? inRun = null;
-        foreach (var node in computed)
+        foreach (var node in computed.Where(n => !inRuns.Contains(n)))
         {
-            if (inRun is not null)
-            {
-                if (node == inRun.Last) inRun = null;
-                continue;
-            }
             if (!first) w.Line();
             first = false;
-            if (runs.FirstOrDefault(r => r.First == node) is { } run)
-            {
-                EmitRowRunCall(w, run);
-                inRun = run.Last == node ? null : run;
-                continue;
-            }
-            blocks.Emit(w, node);
+            if (runs.FirstOrDefault(r => r.First == node) is { } run) EmitRowRunCall(w, run);
+            else blocks.Emit(w, node);
         }
     }
 
@@ -51,20 +41,19 @@ internal static partial class ModelEmitter
     /// What every forward block reads: the blocks fused with others (pairs of dense layers, pooled and normalized convolutions),
     /// found once for the whole pass, and where rows are counted: over the batch, or in a part of a row run's rows.
     /// </summary>
+    /// <param name="KeyedDropout">A model that trains in parts: dropout masks come from the step's keys, at the batch's row <c>firstRow</c> on.</param>
     private sealed record ForwardBlocks(string ModelName, Dictionary<NodePlan, DensePair> Pairs, Dictionary<NodePlan, NodePlan> PooledConvolutions,
         Dictionary<NodePlan, NodePlan> NormalizedConvolutions, bool InferenceOnly, bool KeyedDropout, string? PartRows = null)
     {
-        /// <param name="keyedDropout">A model that trains in parts: dropout masks come from the step's keys, at the batch's row <c>firstRow</c> on.</param>
-        public ForwardBlocks(string modelName, IEnumerable<NodePlan> computed, IEnumerable<NodePlan> outputs, bool inferenceOnly, bool keyedDropout)
-            : this(modelName, computed.ToList(), Plan.ReaderCounts(computed.ToList()), outputs.ToList(), inferenceOnly, keyedDropout)
+        /// <summary>A sub-model's blocks (inference only), fused among its own nodes, whose <paramref name="outputs"/> are read after it.</summary>
+        public static ForwardBlocks OfSubModel(string modelName, IEnumerable<NodePlan> computed, IEnumerable<NodePlan> outputs)
         {
-        }
-
-        // How many times each tensor is read: a layer fused with its one reader must have no other.
-        private ForwardBlocks(string modelName, List<NodePlan> nodes, Dictionary<NodePlan, int> readers, List<NodePlan> outputs, bool inferenceOnly, bool keyedDropout)
-            : this(modelName, DensePairs(nodes, readers), ModelEmitter.PooledConvolutions(nodes, readers, outputs), ModelEmitter.NormalizedConvolutions(nodes, readers, outputs),
-                inferenceOnly, keyedDropout)
-        {
+            var nodes = computed.ToList();
+            var read = outputs.ToList();
+            // How many times each tensor is read: a layer fused with its one reader must have no other.
+            var readers = Plan.ReaderCounts(nodes);
+            return new ForwardBlocks(modelName, DensePairs(nodes, readers), ModelEmitter.PooledConvolutions(nodes, readers, read),
+                ModelEmitter.NormalizedConvolutions(nodes, readers, read), InferenceOnly: true, KeyedDropout: false);
         }
 
         /// <summary>The rows of a block's tensor: the batch's (batch x its steps), or the part's.</summary>

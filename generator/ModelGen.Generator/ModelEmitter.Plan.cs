@@ -46,6 +46,7 @@ internal static partial class ModelEmitter
             foreach (var sub in SubModels) MarkRectified(sub.Computed.ToList(), sub.OutputNodes.ToList());
             PooledConvolutions = ModelEmitter.PooledConvolutions(Computed.ToList(), readers, Outputs.Select(o => o.Node).ToList());
             NormalizedConvolutions = ModelEmitter.NormalizedConvolutions(Computed.ToList(), readers, Outputs.Select(o => o.Node).ToList());
+            DensePairs = ModelEmitter.DensePairs(Computed.ToList(), readers);
             foreach (var (conv, pool) in PooledConvolutions.Where(p => p.Key.Is(LayerKind.Conv2D)).Select(p => (p.Key, p.Value)))
             {
                 if (Cropped(conv, pool) is (int height, int width)) croppedFloats.Add(conv, height * width * conv.Spec.Shape[2]);
@@ -70,7 +71,7 @@ internal static partial class ModelEmitter
                 if (Readers(embedding) == 1 && !IsOutput(embedding) && Computed.All(n => n.MaskSource != embedding || n == embedding || n == mean))
                     embedding.AveragedBy = mean;
             }
-            RowRuns = ModelEmitter.RowRuns(Computed.ToList(), readers);
+            RowRuns = ModelEmitter.RowRuns(Computed.ToList(), DensePairs);
             PlanGradients();
             PlanInferenceValues();
         }
@@ -164,9 +165,8 @@ internal static partial class ModelEmitter
         private void PlanInferenceValues()
         {
             var computed = Computed.ToList();
-            var pairs = DensePairs(computed, readers);
             int StepOf(NodePlan node) =>
-                pairs.TryGetValue(node, out var pair) ? computed.IndexOf(pair.Second)
+                DensePairs.TryGetValue(node, out var pair) ? computed.IndexOf(pair.Second)
                 : node.Is(LayerKind.Conv2D) && PooledConvolutions.TryGetValue(node, out var pool) ? computed.IndexOf(pool)
                 : IsNormalizedConvolution(node) ? computed.IndexOf(NormalizedConvolutions[node])
                 : node.IsTakenByInput ? computed.IndexOf(node.Inputs[0])
@@ -220,6 +220,9 @@ internal static partial class ModelEmitter
 
         /// <summary>The model's normalized convolutions and their BatchNormalizations, each keyed by the other (ModelEmitter.NormalizedConvolutions).</summary>
         public Dictionary<NodePlan, NodePlan> NormalizedConvolutions { get; }
+
+        /// <summary>The model's pairs of dense layers run in one call, keyed by each layer of the pair (ModelEmitter.DensePairs).</summary>
+        public Dictionary<NodePlan, DensePair> DensePairs { get; }
 
         /// <summary>
         /// Floats a sample of a tensor's value and of its gradient: its shape's, but a pooled convolution's only for the outputs

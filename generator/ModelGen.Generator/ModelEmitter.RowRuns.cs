@@ -35,9 +35,9 @@ internal static partial class ModelEmitter
     /// compute (a pair is one), so that the cut saves a hand-off, and dense layers that RowParts would cut at some batch of
     /// at most <see cref="MostRowsToPay"/> rows.
     /// </summary>
-    private static List<RowRun> RowRuns(List<NodePlan> nodes, Dictionary<NodePlan, int> readers)
+    private static List<RowRun> RowRuns(List<NodePlan> nodes, Dictionary<NodePlan, DensePair> densePairs)
     {
-        var pairs = DensePairs(nodes, readers).Values.Distinct().ToList();
+        var pairs = densePairs.Values.Distinct().ToList();
         var apart = new HashSet<NodePlan>();
         while (true)
         {

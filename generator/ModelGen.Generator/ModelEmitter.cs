@@ -690,7 +690,7 @@ internal static partial class ModelEmitter
             foreach (var input in inputs.Skip(1)) w.Line($"Guard.Length(\"{name}.{sub.Spec.Name}\", \"{input.Spec.Name}\", nameof({input.Spec.Name}), {input.Spec.Name}.Length, batch, {input.Spec.Size});");
             foreach (var output in outputs) w.Line($"Guard.Length(\"{name}.{sub.Spec.Name}\", \"{output.Name}\", nameof({output.Name}), {output.Name}.Length, batch, {output.Size});");
             w.Line();
-            EmitForwardBody(w, new ForwardBlocks(plan.Model.ClassName, sub.Computed, outputs.Select(o => o.Node), inferenceOnly: true, keyedDropout: false), sub.Computed, runs: Array.Empty<RowRun>());
+            EmitForwardBody(w, ForwardBlocks.OfSubModel(plan.Model.ClassName, sub.Computed, outputs.Select(o => o.Node)), sub.Computed, runs: Array.Empty<RowRun>());
             w.Line();
             foreach (var output in outputs) w.Line($"Reductions.Copy({output.Node.InferenceSource}, {output.Name}, batch * {output.Size});");
             w.Close();

@@ -214,19 +214,13 @@ internal static partial class ModelEmitter
                         $"{node.Output}, outputWidth: {rnn.Channels}, outputOffset: 0, batch, returnSequences: {Bool(rnn.ReturnSequences)}, reverse: false{stateArguments});");
                     break;
                 }
-                case NodeKind.Layer when node.Is(LayerKind.MultiHeadAttention):
-                {
-                    var attention = node.Layer!;
-                    var e = attention.Extents;
-                    var (query, value, key) = (node.Inputs[0], node.Inputs[1], node.Inputs[2]);
-                    string mask = node.Inputs.Count > 3 ? inputs[3] : "default";
-                    w.Line($"// {node.Title}: MultiHeadAttention({e[0]} heads, key_dim {e[1]}{(e[2] != e[1] ? $", value_dim {e[2]}" : "")}{(attention.Causal ? ", causal" : "")}), " +
-                        $"query '{query.Title}'{(value == query ? ", self-attention" : $", value '{value.Title}'")}{(key != value ? $", key '{key.Title}'" : "")}{(node.Inputs.Count > 3 ? $", mask '{node.Inputs[3].Title}'" : "")} -> {Shape(spec.Shape)}");
-                    w.Line($"Attention.Forward({node.Workspace("")}, {inputs[0]}, {inputs[1]}, {inputs[2]}, {query.StepMask}, {value.StepMask}, {mask},");
-                    w.Line($"    {string.Join(", ", AttentionTensors.Select(t => attention.UseBias || !t.EndsWith("Bias") ? Plan.View(attention, t) : "default"))},");
-                    w.Line($"    {node.Output}, batch);");
+                case NodeKind.Layer when node.Is(LayerKind.MultiHeadAttention) && PartRows is not null:
+                    w.Line($"// {node.Title}: its output projection, from the context its heads left (Attention.Attend in Forward)");
+                    w.Line($"Attention.ProjectOutput({node.Workspace("")}, {string.Join(", ", AttentionArguments(node, AttentionTensors.Skip(6)))}, {node.Output}, first, {PartRows});");
                     break;
-                }
+                case NodeKind.Layer when node.Is(LayerKind.MultiHeadAttention):
+                    EmitAttention(w, node, "Forward", AttentionTensors, node.Output, "");
+                    break;
                 case NodeKind.Layer when node.IsDropout:
                     w.Line($"// {node.Title}: Dropout({Literal(node.Layer!.Rate)}), identity at inference");
                     w.Line($"ReadOnlySpan<float> {node.InferenceName} = {inputs[0]};");
@@ -290,6 +284,27 @@ internal static partial class ModelEmitter
             }
         }
     }
+
+    /// <summary>An attention's heads alone (Attention.Attend): its output projection is the first block of a row run, <paramref name="where"/>.</summary>
+    private static void EmitAttend(CodeWriter w, NodePlan node, string where) => EmitAttention(w, node, "Attend", AttentionTensors.Take(6), null, $", {where}");
+
+    private static void EmitAttention(CodeWriter w, NodePlan node, string method, IEnumerable<string> tensors, string? output, string note)
+    {
+        var attention = node.Layer!;
+        var e = attention.Extents;
+        var (query, value, key) = (node.Inputs[0], node.Inputs[1], node.Inputs[2]);
+        var inputs = node.Inputs.Select(i => i.InferenceName).ToList();
+        string mask = node.Inputs.Count > 3 ? inputs[3] : "default";
+        w.Line($"// {node.Title}: MultiHeadAttention({e[0]} heads, key_dim {e[1]}{(e[2] != e[1] ? $", value_dim {e[2]}" : "")}{(attention.Causal ? ", causal" : "")}), " +
+            $"query '{query.Title}'{(value == query ? ", self-attention" : $", value '{value.Title}'")}{(key != value ? $", key '{key.Title}'" : "")}{(node.Inputs.Count > 3 ? $", mask '{node.Inputs[3].Title}'" : "")} -> {Shape(node.Spec.Shape)}{note}");
+        w.Line($"Attention.{method}({node.Workspace("")}, {inputs[0]}, {inputs[1]}, {inputs[2]}, {query.StepMask}, {value.StepMask}, {mask},");
+        w.Line($"    {string.Join(", ", AttentionArguments(node, tensors))},");
+        w.Line($"    {(output is null ? "" : output + ", ")}batch);");
+    }
+
+    /// <summary>An attention's weights as the kernel reads them: each a view of the parameters, a bias the layer does not use as default.</summary>
+    private static IEnumerable<string> AttentionArguments(NodePlan node, IEnumerable<string> tensors) =>
+        tensors.Select(t => node.Layer!.UseBias || !t.EndsWith("Bias") ? Plan.View(node.Layer!, t) : "default");
 
     /// <summary>
     /// Concatenating channels-last tensors along an axis is a row copy: each of batch x (dimensions before the axis)

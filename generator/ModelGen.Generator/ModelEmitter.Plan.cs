@@ -189,7 +189,7 @@ internal static partial class ModelEmitter
             var runs = new Dictionary<NodePlan, ulong>();
             for (int r = 0; r < RowRuns.Count; r++)
             {
-                foreach (var owner in RowRuns[r].Nodes.SelectMany(n => n.Inputs.Append(n).Append(n.RectifiedBy)).OfType<NodePlan>().Select(t => t.InferenceOwner))
+                foreach (var owner in RowRuns[r].Nodes.SelectMany(n => RowRun.ReadIn(n).Append(n).Append(n.RectifiedBy)).OfType<NodePlan>().Select(t => t.InferenceOwner))
                     runs[owner] = (runs.TryGetValue(owner, out var marks) ? marks : 0) | 1UL << (r % 64);
             }
             (ValueFloats, SeparateValueFloats, SharesValues) = PlaceByLiveness(computed.Where(touched.ContainsKey).ToList(), n => touched[n], ValueOffsets, runs);

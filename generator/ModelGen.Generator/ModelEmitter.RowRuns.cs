@@ -8,14 +8,16 @@ namespace ModelGen.Generator;
 /// Runs of forward blocks that each go row by row over the same rows (a Transformer's add, normalization, feed-forward pair,
 /// add and normalization over its tokens), emitted as one method over a range of rows that Forward calls through
 /// RowParts.Run: in two parts of the rows on the two cores where that pays, each core taking its part through every block
-/// with one hand-off, where each block's kernel took one. The parts run at once, so an inference copy's values that a run
-/// names share floats only row for row (PlanInferenceValues, ArenaLayout.Lifetime.Runs).
+/// with one hand-off, where each block's kernel took one. A multi-head attention may open a run: its heads are computed
+/// before (Attention.Attend), its output projection is the run's first block (Attention.ProjectOutput, row by row from the
+/// context the heads left). The parts run at once, so an inference copy's values that a run names share floats only row for
+/// row (PlanInferenceValues, ArenaLayout.Lifetime.Runs).
 /// </summary>
 internal static partial class ModelEmitter
 {
     /// <summary>
     /// Blocks in a row of Forward's order over <see cref="RowsPerSample"/> rows a sample, each reading only rows of values:
-    /// dense layers, layer normalizations, element-wise merges and activations.
+    /// dense layers, layer normalizations, element-wise merges and activations, after an attention's output projection.
     /// </summary>
     private sealed record RowRun(IReadOnlyList<NodePlan> Nodes, int RowsPerSample, long MultiplyAddsPerRow, long KernelFloats)
     {
@@ -27,6 +29,9 @@ internal static partial class ModelEmitter
 
         /// <summary>Its rows over a batch, as the call counts them.</summary>
         public string Rows => RowsPerSample == 1 ? "batch" : $"batch * {RowsPerSample}";
+
+        /// <summary>The values a block reads in a run: its inputs, but none for an attention, whose projection reads its context.</summary>
+        public static IEnumerable<NodePlan> ReadIn(NodePlan node) => node.Is(LayerKind.MultiHeadAttention) ? Enumerable.Empty<NodePlan>() : node.Inputs;
     }
 
     /// <summary>
@@ -52,7 +57,8 @@ internal static partial class ModelEmitter
                     run = null;
                     continue;
                 }
-                if (run is null || rows != runRows)
+                // An attention's heads must be done before its projection's rows: it opens a run.
+                if (run is null || rows != runRows || node.Is(LayerKind.MultiHeadAttention))
                 {
                     run = new List<NodePlan>();
                     runs.Add(run);
@@ -68,9 +74,8 @@ internal static partial class ModelEmitter
                     .Where(r => r.Count(n => !paired.Contains(n) && !n.IsTakenByInput) >= 2)
                     .Select(r =>
                     {
-                        var dense = r.Where(n => n.Is(LayerKind.Dense)).Select(n => n.Layer!).ToList();
-                        return new RowRun(r, RowBlockRows(r[0]), dense.Sum(l => (long)l.InputSize * l.Channels),
-                            dense.Distinct().Sum(l => (long)l.InputSize * l.Channels));
+                        var products = r.Where(n => n.Is(LayerKind.Dense) || n.Is(LayerKind.MultiHeadAttention)).Select(n => n.Layer!).ToList();
+                        return new RowRun(r, RowBlockRows(r[0]), products.Sum(RowKernelFloats), products.Distinct().Sum(RowKernelFloats));
                     })
                     .Where(r => r.KernelFloats <= KernelFloatsInL2 && r.MultiplyAddsPerRow * MostRowsToPay >= PartsWork)
                     .ToList();
@@ -83,15 +88,20 @@ internal static partial class ModelEmitter
         }
     }
 
+    /// <summary>A row's multiply-adds in a dense layer or an attention's output projection: its kernel's floats (one multiply-add each).</summary>
+    private static long RowKernelFloats(LayerSpec layer) =>
+        layer.Kind == LayerKind.MultiHeadAttention ? (long)layer.Extents[0] * layer.Extents[2] * layer.Extents[3] : (long)layer.InputSize * layer.Channels;
+
     // RowParts' rule for a cut (its KernelFloatsInL2, and Gemm.PackedParallelWork multiply-adds; a test holds them equal), and the most rows a run
     // may need before it pays: one that would take more (a few small layers, as in tests and samples) stays inline.
     internal const long KernelFloatsInL2 = 65_536, PartsWork = 500_000, MostRowsToPay = 1024;
 
     /// <summary>
     /// The rows a sample has (its shape but the last axis) in a block that goes row by row and can join a run, reading values
-    /// with as many rows (no model input, alias or dropout: a part's rows are slices of value buffers); 0 for any other. Not a
-    /// dense layer that the matrix kernel may sum over its depth in parts (no bias, no ReLU, 2,048 deep at least: Gemm.IsDeep),
-    /// where fewer rows could mean another order of sums.
+    /// with as many rows (no model input, alias or dropout: a part's rows are slices of value buffers); 0 for any other. An
+    /// attention's rows are its output projection's, which reads the context its heads left in the workspace. Not a product
+    /// that the matrix kernel may sum over its depth in parts (no bias, no ReLU, 2,048 deep at least: Gemm.IsDeep), where
+    /// fewer rows could mean another order of sums.
     /// </summary>
     private static int RowBlockRows(NodePlan node)
     {
@@ -103,18 +113,24 @@ internal static partial class ModelEmitter
             NodeKind.Layer => node.Layer!.Kind switch
             {
                 LayerKind.Dense => node.Layer.UseBias || node.Layer.Activation == Activation.Relu || node.Layer.InputSize < 2048,
+                LayerKind.MultiHeadAttention => node.Layer.UseBias || node.Layer.Extents[0] * node.Layer.Extents[2] < 2048,
                 LayerKind.LayerNormalization or LayerKind.Activation => true,
                 _ => false,
             },
             _ => false,
         };
         int rows = spec.Size / Rows(spec).Columns;
-        bool readsRows = node.Inputs.All(i => i.Spec.Kind != NodeKind.Input && !i.IsAlias && !i.IsDropout && i.Spec.Size / Rows(i.Spec).Columns == rows);
+        bool readsRows = RowRun.ReadIn(node).All(i => i.Spec.Kind != NodeKind.Input && !i.IsAlias && !i.IsDropout && i.Spec.Size / Rows(i.Spec).Columns == rows);
         return rowByRow && readsRows ? rows : 0;
     }
 
     private static void EmitRowRunCall(CodeWriter w, RowRun run)
     {
+        if (run.First.Is(LayerKind.MultiHeadAttention))
+        {
+            EmitAttend(w, run.First, $"its output projection in {run.Method} below");
+            w.Line();
+        }
         w.Line($"// {run.First.Title} to {run.Last.Title}: {run.Nodes.Count} blocks that each go row by row over the same rows, {run.Method} below: " +
             "in two parts of the rows where that pays, each core taking its part through all of them (one hand-off)");
         w.Line($"RowParts.Run(this, {run.Rows}, multiplyAddsPerRow: {run.MultiplyAddsPerRow}, kernelFloats: {run.KernelFloats}, static (model, first, rows) => model.{run.Method}(first, rows));");
@@ -166,7 +182,7 @@ internal static partial class ModelEmitter
             }
             else
             {
-                foreach (var input in node.Inputs) Name(input.InferenceName, input.Spec, written: false);
+                foreach (var input in RowRun.ReadIn(node)) Name(input.InferenceName, input.Spec, written: false);
             }
             Name(node.WrittenTo, node.Spec, written: true);
             if (node.Is(LayerKind.LayerNormalization) && !blocks.InferenceOnly)

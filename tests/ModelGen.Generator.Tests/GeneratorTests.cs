@@ -1,4 +1,5 @@
 using System.Reflection;
+using System.Text.RegularExpressions;
 using Microsoft.CodeAnalysis;
 using Microsoft.CodeAnalysis.CSharp;
 using ModelGen.Generator;
@@ -61,6 +62,75 @@ public class GeneratorTests
             }
         }
         """;
+
+    internal const string TransformerBlock = """
+        using ModelGen;
+
+        [Functional(Loss = Loss.SparseCategoricalCrossentropy)]
+        public partial class Block
+        {
+            [Embedding(100, 32)]                      Embedding embed;
+            [MultiHeadAttention(2, 16)]               MultiHeadAttention attention;
+            [LayerNormalization]                      LayerNormalization attended;
+            [Dense(64, Activation.Relu)]              Dense expand;
+            [Dense(32)]                               Dense project;
+            [LayerNormalization]                      LayerNormalization encoded;
+            [GlobalAveragePooling1D]                  GlobalAveragePooling1D mean;
+            [Dense(4, Activation.Softmax)]            Dense label;
+
+            [Graph]
+            Tensor Forward([Shape(16)] Tensor tokens)
+            {
+                var x = embed.Apply(tokens);
+                var a = attended.Apply(Ops.Add(x, attention.Apply(x, x)));
+                var e = encoded.Apply(Ops.Add(a, project.Apply(expand.Apply(a))));
+                return label.Apply(mean.Apply(e));
+            }
+        }
+        """;
+
+    [Fact]
+    public void An_attention_opens_a_row_run_with_its_output_projection()
+    {
+        var (code, forward) = GeneratorHarness.RunAndFindMethod(TransformerBlock, "Forward");
+        // The heads first, whole; then one run over batch x 16 rows from the output projection (32 x 32) through the
+        // feed-forward pair (32 x 64, 64 x 32): 5,120 multiply-adds a row.
+        Assert.Contains("Attention.Attend(attentionWorkspace, embedOutput, embedOutput, embedOutput, default, default, default,", forward);
+        Assert.DoesNotContain("Attention.Forward(", forward);
+        Assert.Contains("RowParts.Run(this, batch * 16, multiplyAddsPerRow: 5120, kernelFloats: 5120, static (model, first, rows) => model.ForwardAttentionToEncoded(first, rows));", forward);
+        Assert.True(forward.IndexOf("Attention.Attend(", StringComparison.Ordinal) < forward.IndexOf("RowParts.Run(", StringComparison.Ordinal));
+        var run = GeneratorHarness.FindMethod(code, "ForwardAttentionToEncoded");
+        // The part's rows of the attention's output, written by its projection from the context the heads left, then read by the Add.
+        Assert.Contains("Span<float> attentionOutput = this.attentionOutput.AsSpan(first * 32, rows * 32);", run);
+        int projection = run.IndexOf("Attention.ProjectOutput(attentionWorkspace, AttentionOutputKernel, AttentionOutputBias, attentionOutput, first, rows);", StringComparison.Ordinal);
+        Assert.True(projection > 0 && projection < run.IndexOf("Merges.Combine(MergeOperation.Add, embedOutput, attentionOutput, addOutput, rows * 32);", StringComparison.Ordinal));
+
+        // An attention after row-by-row blocks does not join their run: its heads need all their rows first.
+        (_, forward) = GeneratorHarness.RunAndFindMethod("""
+            using ModelGen;
+
+            [Functional]
+            public partial class Mixed
+            {
+                [Embedding(100, 32)]          Embedding embed;
+                [Dense(32, Activation.Tanh)]  Dense mix;
+                [LayerNormalization]          LayerNormalization norm;
+                [MultiHeadAttention(2, 16)]   MultiHeadAttention attention;
+                [Dense(32)]                   Dense head;
+
+                [Graph]
+                Tensor Forward([Shape(16)] Tensor tokens)
+                {
+                    var x = norm.Apply(mix.Apply(embed.Apply(tokens)));
+                    return head.Apply(Ops.Add(x, attention.Apply(x, x)));
+                }
+            }
+            """, "Forward");
+        var calls = Regex.Matches(forward, @"RowParts\.Run\(.*model\.(\w+)\(first, rows\)\);").Select(m => m.Groups[1].Value).ToList();
+        Assert.Equal(new[] { "ForwardMixToNorm", "ForwardAttentionToHead" }, calls);
+        int attend = forward.IndexOf("Attention.Attend(", StringComparison.Ordinal);
+        Assert.True(forward.IndexOf("model.ForwardMixToNorm(", StringComparison.Ordinal) < attend && attend < forward.IndexOf("model.ForwardAttentionToHead(", StringComparison.Ordinal));
+    }
 
     [Fact]
     public void Row_runs_are_kept_by_the_rule_that_cuts_them()

@@ -56,33 +56,9 @@ public class InferenceValueTests
                 }
             }
             """, "readoutOutput encoderStateHOutput" },
-        // A Transformer block: the blocks after the attention go in two parts of the rows at once (a row run), each over its
-        // own rows of every value they name, so those values may share floats only row for row.
-        { """
-            using ModelGen;
-
-            [Functional(Loss = Loss.SparseCategoricalCrossentropy)]
-            public partial class Block
-            {
-                [Embedding(100, 32)]                      Embedding embed;
-                [MultiHeadAttention(2, 16)]               MultiHeadAttention attention;
-                [LayerNormalization]                      LayerNormalization attended;
-                [Dense(64, Activation.Relu)]              Dense expand;
-                [Dense(32)]                               Dense project;
-                [LayerNormalization]                      LayerNormalization encoded;
-                [GlobalAveragePooling1D]                  GlobalAveragePooling1D mean;
-                [Dense(4, Activation.Softmax)]            Dense label;
-
-                [Graph]
-                Tensor Forward([Shape(16)] Tensor tokens)
-                {
-                    var x = embed.Apply(tokens);
-                    var a = attended.Apply(Ops.Add(x, attention.Apply(x, x)));
-                    var e = encoded.Apply(Ops.Add(a, project.Apply(expand.Apply(a))));
-                    return label.Apply(mean.Apply(e));
-                }
-            }
-            """, "labelOutput" },
+        // A Transformer block: the attention's output projection and the blocks after it go in two parts of the rows at once
+        // (a row run), each over its own rows of every value they name, so those values may share floats only row for row.
+        { GeneratorTests.TransformerBlock, "labelOutput" },
     };
 
     [Theory, MemberData(nameof(Models))]

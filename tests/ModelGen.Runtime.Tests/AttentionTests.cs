@@ -81,6 +81,30 @@ public class AttentionTests
 
     public static IEnumerable<object[]> Paths() => KernelSettings.OnEveryPath(new[] { Array.Empty<object>() });
 
+    [Theory, MemberData(nameof(Paths))]
+    public void The_output_projection_over_parts_of_the_rows_gives_the_bits_of_the_whole_pass(SimdPath path)
+    {
+        using var _ = KernelSettings.OnSimd(path);
+        var layer = new Layer("explicit", seed: 8, forTraining: false);
+        var whole = KernelSettings.OnThreads(2, layer.Predict);
+        // As a generated row run asks for them, each part into its own rows: 17 rows alone, 200 rows (384K multiply-adds,
+        // shared in halves of the columns), the last 23; on one thread and on two.
+        var cuts = new[] { 0, 17, 217, Batch * QuerySteps };
+        Assert.Equal(whole, KernelSettings.OnThreads(1, () => layer.ProjectOutputInParts(cuts)));
+        Assert.Equal(whole, KernelSettings.OnThreads(2, () => layer.ProjectOutputInParts(cuts)));
+    }
+
+    [Fact]
+    public void Output_rows_beyond_the_workspaces_context_throw_before_anything_is_written()
+    {
+        var layer = new Layer("none", seed: 9, forTraining: false);
+        layer.Predict();
+        var output = Enumerable.Repeat(float.NaN, 10 * QueryFeatures).ToArray();
+        var error = Assert.Throws<ArgumentOutOfRangeException>(() => layer.ProjectOutputRows(output, Batch * QuerySteps - 5, 10));
+        Assert.Contains($"rows [{Batch * QuerySteps - 5}, {Batch * QuerySteps + 5}) of the output projection, but the workspace holds the context of {Batch * QuerySteps} rows", error.Message);
+        Assert.All(output, o => Assert.True(float.IsNaN(o)));
+    }
+
     [Fact]
     public void A_short_projection_kernel_throws_on_the_callers_thread_before_any_part_runs()
     {
@@ -147,6 +171,17 @@ public class AttentionTests
                 output, Batch);
             return output;
         }
+
+        /// <summary>The output projection from the context the last forward pass left, part after part between <paramref name="cuts"/>.</summary>
+        public float[] ProjectOutputInParts(int[] cuts)
+        {
+            var output = new float[Batch * QuerySteps * QueryFeatures];
+            for (int p = 0; p + 1 < cuts.Length; p++)
+                ProjectOutputRows(output.AsSpan(cuts[p] * QueryFeatures, (cuts[p + 1] - cuts[p]) * QueryFeatures), cuts[p], cuts[p + 1] - cuts[p]);
+            return output;
+        }
+
+        public void ProjectOutputRows(Span<float> output, int first, int rows) => Attention.ProjectOutput(Work, wo, bo, output, first, rows);
 
         /// <summary>Forward and backward, the forward pass given only the first <paramref name="valueKernelRows"/> rows of the value kernel.</summary>
         public Result Run(int valueKernelRows)

@@ -82,12 +82,28 @@ public static class Attention
     /// <summary>Keras adds (1 - mask)·(-1e9) to the scores of masked positions.</summary>
     private const float MaskedLogit = -1e9f;
 
-    [MethodImpl(Compiled.Kernel)]
-    public static unsafe void Forward(AttentionWorkspace work, ReadOnlySpan<float> query, ReadOnlySpan<float> value, ReadOnlySpan<float> key,
+    /// <summary>The whole forward pass: <see cref="Attend"/>, then <see cref="ProjectOutput"/> over every row of the batch.</summary>
+    [MethodImpl(Compiled.Driver)]
+    public static void Forward(AttentionWorkspace work, ReadOnlySpan<float> query, ReadOnlySpan<float> value, ReadOnlySpan<float> key,
         ReadOnlySpan<float> queryMask, ReadOnlySpan<float> valueMask, ReadOnlySpan<float> attentionMask,
         ReadOnlySpan<float> queryKernel, ReadOnlySpan<float> queryBias, ReadOnlySpan<float> keyKernel, ReadOnlySpan<float> keyBias,
         ReadOnlySpan<float> valueKernel, ReadOnlySpan<float> valueBias, ReadOnlySpan<float> outputKernel, ReadOnlySpan<float> outputBias,
         Span<float> output, int batch)
+    {
+        Attend(work, query, value, key, queryMask, valueMask, attentionMask, queryKernel, queryBias, keyKernel, keyBias, valueKernel, valueBias, batch);
+        ProjectOutput(work, outputKernel, outputBias, output, 0, batch * work.QuerySteps);
+    }
+
+    /// <summary>
+    /// The forward pass up to the output projection: the three projections, the scores, the softmax and the weighted sums,
+    /// into the workspace's context, whose rows <see cref="ProjectOutput"/> then projects (a generated row run calls it on
+    /// each core's part of the rows).
+    /// </summary>
+    [MethodImpl(Compiled.Kernel)]
+    public static unsafe void Attend(AttentionWorkspace work, ReadOnlySpan<float> query, ReadOnlySpan<float> value, ReadOnlySpan<float> key,
+        ReadOnlySpan<float> queryMask, ReadOnlySpan<float> valueMask, ReadOnlySpan<float> attentionMask,
+        ReadOnlySpan<float> queryKernel, ReadOnlySpan<float> queryBias, ReadOnlySpan<float> keyKernel, ReadOnlySpan<float> keyBias,
+        ReadOnlySpan<float> valueKernel, ReadOnlySpan<float> valueBias, int batch)
     {
         int tq = work.QuerySteps, tv = work.ValueSteps, heads = work.Heads, dk = work.KeyDim, dv = work.ValueDim;
         var (qShape, kShape, vShape) = (work.QueryProjection(batch), work.KeyProjection(batch), work.ValueProjection(batch));
@@ -104,19 +120,33 @@ public static class Attention
         }
         Merges.Scale(work.Queries, batch * tq * heads * dk, 1f / MathF.Sqrt(dk));
 
-        var context = work.Context.AsSpan(0, batch * tq * heads * dv);
         fixed (float* queries = work.Queries, keys = work.Keys, values = work.Values, scores = work.Scores, contexts = work.Context)
         fixed (float* qm = queryMask, vm = valueMask, am = attentionMask)
         {
             var job = new Pairs(work, batch, queries, keys, values, scores, contexts, new Masks(work, qm, vm, am));
             job.Run(&ForwardPair);
         }
-        var outputShape = work.OutputProjection(batch);
-        CheckProjection(context, outputKernel, outputBias, output, outputShape);
+    }
+
+    /// <summary>
+    /// Rows [<paramref name="firstRow"/>, + <paramref name="rows"/>) of the output projection, context·W + b, from the context
+    /// the last <see cref="Attend"/> left, into <paramref name="output"/> (those rows alone): each row the same bits whatever
+    /// rows are asked with it. Shared between the cores in halves of the columns where it is large enough and the helper is free.
+    /// </summary>
+    [MethodImpl(Compiled.Kernel)]
+    public static unsafe void ProjectOutput(AttentionWorkspace work, ReadOnlySpan<float> outputKernel, ReadOnlySpan<float> outputBias,
+        Span<float> output, int firstRow, int rows)
+    {
+        int width = work.Heads * work.ValueDim;
+        if (firstRow < 0 || rows < 0 || (long)(firstRow + rows) * width > work.Context.Length)
+            throw new ArgumentOutOfRangeException(nameof(rows), $"Attention: rows [{firstRow}, {firstRow + rows}) of the output projection, but the workspace holds the context of {work.Context.Length / width} rows.");
+        var context = work.Context.AsSpan(firstRow * width, rows * width);
+        var shape = new AttentionWorkspace.Shape(rows, width, work.QueryFeatures);
+        CheckProjection(context, outputKernel, outputBias, output, shape);
         fixed (float* c = context, wo = outputKernel, bo = outputBias, o = output)
         {
-            var projection = new Projections(1, new Projection(c, wo, bo, o, outputShape));
-            projection.Run(SharesOutputProjection(work, batch));
+            var projection = new Projections(1, new Projection(c, wo, bo, o, shape));
+            projection.Run(Helper.CanShare && IsSharedProjection(shape));
         }
     }
 
@@ -167,7 +197,7 @@ public static class Attention
     internal static bool SharesProjections(AttentionWorkspace work, int batch) =>
         IsSharedProjection(work.QueryProjection(batch)) && IsSharedProjection(work.KeyProjection(batch)) && IsSharedProjection(work.ValueProjection(batch));
 
-    /// <summary>Whether a forward pass hands its output projection's halves to the two cores, by the same rule.</summary>
+    /// <summary>Whether a forward pass over the whole batch hands its output projection's halves to the two cores, by the same rule (<see cref="ProjectOutput"/>).</summary>
     internal static bool SharesOutputProjection(AttentionWorkspace work, int batch) => IsSharedProjection(work.OutputProjection(batch));
 
     private static bool IsSharedProjection(AttentionWorkspace.Shape shape) =>

@@ -416,13 +416,14 @@ internal static partial class ModelEmitter
         /// last layer (16 channels to one filter) at batch 128: 58 MB of patches no longer written and read; its kernel gradient
         /// 2.7 -> 0.4 ms, its training forward pass 3.2 -> 0.55 ms (console harness, two cores).
         /// </summary>
-        private static bool KernelGradientFromInput(LayerSpec conv) => HasFewFilters(conv) && conv.InputShape[2] >= 8;
+        private static bool KernelGradientFromInput(LayerSpec conv) =>
+            Kernels.SharedRules.TakesKernelGradientFromInput(conv.Channels, conv.InputShape[2], pointwise: conv is { KernelHeight: 1, KernelWidth: 1, Strides: 1 });
 
         /// <summary>
         /// A Conv2D of at most four filters, which the runtime convolves with pixels in the lanes and whose input gradient it
         /// sums in place, writing no patch gradients (Convolution.FewFilters.cs).
         /// </summary>
-        public static bool HasFewFilters(LayerSpec conv) => conv.Channels <= 4;
+        public static bool HasFewFilters(LayerSpec conv) => conv.Channels <= Kernels.SharedRules.FewFilters;
 
         private static int PatchFloats(LayerSpec conv) => conv.KernelHeight * conv.KernelWidth * conv.InputShape[2];
 

@@ -77,7 +77,7 @@ internal static partial class ModelEmitter
                         var products = r.Where(n => n.Is(LayerKind.Dense) || n.Is(LayerKind.MultiHeadAttention)).Select(n => n.Layer!).ToList();
                         return new RowRun(r, RowBlockRows(r[0]), products.Sum(RowKernelFloats), products.Distinct().Sum(RowKernelFloats));
                     })
-                    .Where(r => r.KernelFloats <= KernelFloatsInL2 && r.MultiplyAddsPerRow * MostRowsToPay >= PartsWork)
+                    .Where(r => r.KernelFloats <= Kernels.SharedRules.RowKernelFloatsInL2 && r.MultiplyAddsPerRow * MostRowsToPay >= Kernels.SharedRules.PackedParallelWork)
                     .ToList();
             }
             foreach (var pair in split)
@@ -92,9 +92,11 @@ internal static partial class ModelEmitter
     private static long RowKernelFloats(LayerSpec layer) =>
         layer.Kind == LayerKind.MultiHeadAttention ? (long)layer.Extents[0] * layer.Extents[2] * layer.Extents[3] : (long)layer.InputSize * layer.Channels;
 
-    // RowParts' rule for a cut (its KernelFloatsInL2, and Gemm.PackedParallelWork multiply-adds; a test holds them equal), and the most rows a run
-    // may need before it pays: one that would take more (a few small layers, as in tests and samples) stays inline.
-    internal const long KernelFloatsInL2 = 65_536, PartsWork = 500_000, MostRowsToPay = 1024;
+    /// <summary>
+    /// The most rows a run may need before RowParts' rule (<see cref="Kernels.SharedRules"/>: kernels in L2, the multiply-adds
+    /// of a shared product) cuts it: one that would take more (a few small layers, as in tests and samples) stays inline.
+    /// </summary>
+    private const long MostRowsToPay = 1024;
 
     /// <summary>
     /// The rows a sample has (its shape but the last axis) in a block that goes row by row and can join a run, reading values

@@ -133,14 +133,6 @@ public class GeneratorTests
     }
 
     [Fact]
-    public void Row_runs_are_kept_by_the_rule_that_cuts_them()
-    {
-        // The generator cannot reference the runtime, so it keeps its own copy of RowParts.Pay's thresholds.
-        Assert.Equal(ModelGen.Kernels.RowParts.KernelFloatsInL2, ModelEmitter.KernelFloatsInL2);
-        Assert.Equal(ModelGen.Kernels.Gemm.PackedParallelWork, ModelEmitter.PartsWork);
-    }
-
-    [Fact]
     public void Dense_layers_in_a_row_run_as_pairs_only_where_nothing_else_reads_between()
     {
         var (code, forward) = GeneratorHarness.RunAndFindMethod(Pairs, "Forward");

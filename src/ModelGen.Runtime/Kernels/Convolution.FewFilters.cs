@@ -13,11 +13,8 @@ namespace ModelGen.Kernels;
 // plus bias, then ReLU; the input gradient's cells (a chain over the filters) summed in col2im's order.
 public static partial class Convolution
 {
-    /// <summary>
-    /// The most filters convolved with pixels in the lanes (each filter reads the planes again), and the most value channels
-    /// transposed in place (each patch-gradient cell a chain that long).
-    /// </summary>
-    private const int FewFilters = 4;
+    /// <summary>The most filters convolved with pixels in the lanes, and the most value channels transposed in place (<see cref="SharedRules.FewFilters"/>).</summary>
+    private const int FewFilters = SharedRules.FewFilters;
 
     /// <summary>
     /// Whether a window is convolved with pixels in the lanes: few filters, a row's windows one pixel apart (stride 1 across),

@@ -12,15 +12,12 @@ public static partial class Convolution
 {
     /// <summary>
     /// Whether a convolution's kernel gradient is taken from its input (<see cref="KernelGradient"/>), so its training
-    /// forward pass keeps no patches: few filters, channels filling at least half an AVX-512 vector (fewer would leave most
-    /// lanes idle; and patches of eight floats or more, deep enough for the GEMM's order that is kept), a window that is not
-    /// pointwise (whose patches are the input itself). The generator mirrors this (ModelEmitter.Plan.cs).
+    /// forward pass keeps no patches: <see cref="SharedRules.TakesKernelGradientFromInput"/>, by which the generator plans too.
     /// </summary>
     public static bool TakesKernelGradientFromInput(in Window window, int filters) =>
-        filters <= FewFilters && window.Channels >= MinimumLaneChannels && !window.IsPointwise;
+        SharedRules.TakesKernelGradientFromInput(filters, window.Channels, window.IsPointwise);
 
-    /// <summary>Channels from which the kernel gradient is taken from the input: half an AVX-512 vector.</summary>
-    private const int MinimumLaneChannels = 8;
+    private const int MinimumLaneChannels = SharedRules.MinimumLaneChannels;
 
     /// <summary>Cells (a tap's vector of channels) summed at once: independent chains that keep the FMA units busy.</summary>
     private const int CellGroup = 12;

@@ -192,7 +192,7 @@ public static partial class Gemm
     /// 12.9 us). Of the compare workloads' recurrent steps only the BiLSTM's at batch 32 fall in between (32x64x256), while
     /// the helper runs the other direction, so the caller runs all their parts (its training step 1.002 and 0.999x).
     /// </summary>
-    internal const long PackedParallelWork = 500_000;
+    internal const long PackedParallelWork = SharedRules.PackedParallelWork;
 
     /// <summary>Multiply-adds from which a product against <paramref name="b"/> is shared by the cores.</summary>
     private static long SharedFrom(in Matrix b) => b.Panels.Any ? PackedParallelWork : ParallelWork;

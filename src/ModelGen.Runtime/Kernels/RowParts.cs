@@ -21,9 +21,9 @@ public static unsafe class RowParts
 
     /// <summary>
     /// Floats of kernels from which blocks are not cut by rows: each core would read all of them, which then no longer stay in
-    /// its L2 (1 MB on a Zen 4) beside its rows.
+    /// its L2 (1 MB on a Zen 4) beside its rows. The generator plans its runs by the same rule (<see cref="SharedRules"/>).
     /// </summary>
-    public const long KernelFloatsInL2 = 65_536;
+    public const long KernelFloatsInL2 = SharedRules.RowKernelFloatsInL2;
 
     /// <summary>
     /// Whether blocks over <paramref name="rows"/> rows, of <paramref name="multiplyAddsPerRow"/> a row against kernels of

@@ -1,0 +1,36 @@
+namespace ModelGen.Kernels;
+
+/// <summary>
+/// The kernels' rules that the generated code is planned by, compiled into the generator as well (it cannot reference the
+/// runtime): which blocks the generator emits as a row run and which convolutions it lets keep no patches must be the cuts
+/// and routes the kernels then take, so the rules live here once.
+/// </summary>
+internal static class SharedRules
+{
+    /// <summary>
+    /// Floats of kernels from which blocks are not cut by rows: each core would read all of them, which then no longer stay in
+    /// its L2 (1 MB on a Zen 4) beside its rows (RowParts.KernelFloatsInL2).
+    /// </summary>
+    public const long RowKernelFloatsInL2 = 65_536;
+
+    /// <summary>Multiply-adds from which a product against weights packed ahead is shared, and row parts pay (Gemm.PackedParallelWork).</summary>
+    public const long PackedParallelWork = 500_000;
+
+    /// <summary>
+    /// The most filters convolved with pixels in the lanes (each filter reads the planes again), and the most value channels
+    /// transposed in place (each patch-gradient cell a chain that long): Convolution.FewFilters.cs.
+    /// </summary>
+    public const int FewFilters = 4;
+
+    /// <summary>Channels from which a convolution's kernel gradient is taken from its input: half an AVX-512 vector.</summary>
+    public const int MinimumLaneChannels = 8;
+
+    /// <summary>
+    /// Whether a convolution's kernel gradient is taken from its input, so its training forward pass keeps no patches: few
+    /// filters, channels filling at least half an AVX-512 vector (fewer would leave most lanes idle; and patches of eight
+    /// floats or more, deep enough for the GEMM's order that is kept), a window that is not pointwise (whose patches are
+    /// the input itself).
+    /// </summary>
+    public static bool TakesKernelGradientFromInput(int filters, int channels, bool pointwise) =>
+        filters <= FewFilters && channels >= MinimumLaneChannels && !pointwise;
+}

@@ -95,14 +95,23 @@ public class AttentionTests
     }
 
     [Fact]
-    public void Output_rows_beyond_the_workspaces_context_throw_before_anything_is_written()
+    public void Output_rows_beyond_the_last_passs_context_throw_before_anything_is_written()
     {
         var layer = new Layer("none", seed: 9, forTraining: false);
-        layer.Predict();
         var output = Enumerable.Repeat(float.NaN, 10 * QueryFeatures).ToArray();
-        var error = Assert.Throws<ArgumentOutOfRangeException>(() => layer.ProjectOutputRows(output, Batch * QuerySteps - 5, 10));
-        Assert.Contains($"rows [{Batch * QuerySteps - 5}, {Batch * QuerySteps + 5}) of the output projection, but the workspace holds the context of {Batch * QuerySteps} rows", error.Message);
+        // Before any pass, and past the rows a pass left: no stale context is projected.
+        var error = Assert.Throws<ArgumentOutOfRangeException>(() => layer.ProjectOutputRows(output, 0, 10));
+        Assert.Contains("rows [0, 10) of the output projection, but the last forward pass left the context of 0 rows", error.Message);
+        layer.Predict();
+        error = Assert.Throws<ArgumentOutOfRangeException>(() => layer.ProjectOutputRows(output, Batch * QuerySteps - 5, 10));
+        Assert.Contains($"rows [{Batch * QuerySteps - 5}, {Batch * QuerySteps + 5}) of the output projection, but the last forward pass left the context of {Batch * QuerySteps} rows", error.Message);
         Assert.All(output, o => Assert.True(float.IsNaN(o)));
+        layer.ProjectOutputRows(output, Batch * QuerySteps - 10, 10);
+        Assert.All(output, o => Assert.True(float.IsFinite(o)));
+        // A pass that failed (a value kernel one row short) leaves no context to project either.
+        Assert.Throws<ArgumentException>(() => layer.Run(valueKernelRows: ValueFeatures - 1));
+        error = Assert.Throws<ArgumentOutOfRangeException>(() => layer.ProjectOutputRows(output, 0, 10));
+        Assert.Contains("left the context of 0 rows", error.Message);
     }
 
     [Fact]

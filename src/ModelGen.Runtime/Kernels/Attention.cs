@@ -53,6 +53,8 @@ public sealed class AttentionWorkspace : IWorkspace
     /// </summary>
     internal AlignedBuffer Scores { get; }
     internal AlignedBuffer Context { get; }
+    /// <summary>Rows of <see cref="Context"/> the last forward pass computed (batch x query steps): the only ones the output projection may read.</summary>
+    internal int ContextRows { get; set; }
     internal AlignedBuffer QueryGradient { get; }
     internal AlignedBuffer KeyGradient { get; }
     internal AlignedBuffer ValueGradient { get; }
@@ -106,6 +108,7 @@ public static class Attention
         ReadOnlySpan<float> valueKernel, ReadOnlySpan<float> valueBias, int batch)
     {
         int tq = work.QuerySteps, tv = work.ValueSteps, heads = work.Heads, dk = work.KeyDim, dv = work.ValueDim;
+        work.ContextRows = 0; // until this pass has written them: a pass that throws leaves none to project
         var (qShape, kShape, vShape) = (work.QueryProjection(batch), work.KeyProjection(batch), work.ValueProjection(batch));
         // Checked here, on the caller's thread: a projection run by the helper would throw there, wrapped, after the others wrote.
         CheckProjection(query, queryKernel, queryBias, work.Queries.Span, qShape);
@@ -126,6 +129,7 @@ public static class Attention
             var job = new Pairs(work, batch, queries, keys, values, scores, contexts, new Masks(work, qm, vm, am));
             job.Run(&ForwardPair);
         }
+        work.ContextRows = batch * tq;
     }
 
     /// <summary>
@@ -138,8 +142,8 @@ public static class Attention
         Span<float> output, int firstRow, int rows)
     {
         int width = work.Heads * work.ValueDim;
-        if (firstRow < 0 || rows < 0 || (long)(firstRow + rows) * width > work.Context.Length)
-            throw new ArgumentOutOfRangeException(nameof(rows), $"Attention: rows [{firstRow}, {firstRow + rows}) of the output projection, but the workspace holds the context of {work.Context.Length / width} rows.");
+        if (firstRow < 0 || rows < 0 || (long)firstRow + rows > work.ContextRows)
+            throw new ArgumentOutOfRangeException(nameof(rows), $"Attention: rows [{firstRow}, {(long)firstRow + rows}) of the output projection, but the last forward pass left the context of {work.ContextRows} rows.");
         var context = work.Context.AsSpan(firstRow * width, rows * width);
         var shape = new AttentionWorkspace.Shape(rows, width, work.QueryFeatures);
         CheckProjection(context, outputKernel, outputBias, output, shape);

@@ -115,6 +115,20 @@ public class AttentionTests
     }
 
     [Fact]
+    public void A_backward_pass_without_its_forward_pass_throws()
+    {
+        var layer = new Layer("causal", seed: 10);
+        var error = Assert.Throws<InvalidOperationException>(() => layer.Backward(new float[Batch * QuerySteps * QueryFeatures]));
+        Assert.Contains($"a backward pass over {Batch} samples ({Batch * QuerySteps} rows), but the last forward pass left the state of 0 rows", error.Message);
+        // After a pass that failed, too; after one that ran, the backward pass runs.
+        layer.Predict();
+        Assert.Throws<ArgumentException>(() => layer.Run(valueKernelRows: ValueFeatures - 1));
+        Assert.Throws<InvalidOperationException>(() => layer.Backward(new float[Batch * QuerySteps * QueryFeatures]));
+        var result = layer.Run();
+        Assert.All(result.QueryGradient, g => Assert.True(float.IsFinite(g)));
+    }
+
+    [Fact]
     public void A_short_projection_kernel_throws_on_the_callers_thread_before_any_part_runs()
     {
         var layer = new Layer("none", seed: 5);
@@ -193,9 +207,11 @@ public class AttentionTests
         public void ProjectOutputRows(Span<float> output, int first, int rows) => Attention.ProjectOutput(Work, wo, bo, output, first, rows);
 
         /// <summary>Forward and backward, the forward pass given only the first <paramref name="valueKernelRows"/> rows of the value kernel.</summary>
-        public Result Run(int valueKernelRows)
+        public Result Run(int valueKernelRows) => Backward(Forward(valueKernelRows));
+
+        /// <summary>The backward pass from what the last forward pass left, <paramref name="output"/> its output.</summary>
+        public Result Backward(float[] output)
         {
-            var output = Forward(valueKernelRows);
             var weights = new[] { wq, bq, wk, bk, wv, bv, wo, bo }.Select(w => new float[w.Length]).ToArray();
             var (dq, dk, dv) = (new float[query.Length], new float[key.Length], new float[value.Length]);
             Attention.Backward(Work, outputGradient, query, value, key, wq, wk, wv, wo, weights[0], weights[1], weights[2], weights[3], weights[4], weights[5],

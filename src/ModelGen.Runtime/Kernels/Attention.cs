@@ -169,6 +169,8 @@ public static class Attention
     {
         int tq = work.QuerySteps, tv = work.ValueSteps, heads = work.Heads, dk = work.KeyDim, dv = work.ValueDim, dq = work.QueryFeatures;
         Workspaces.RequireTraining(work, "attention");
+        if ((long)batch * tq > work.ContextRows)
+            throw new InvalidOperationException($"Attention: a backward pass over {batch} samples ({(long)batch * tq} rows), but the last forward pass left the state of {work.ContextRows} rows.");
         var context = work.Context.AsSpan(0, batch * tq * heads * dv);
         var dContext = work.ContextGradient.AsSpan(0, context.Length);
         if (computeWeights)

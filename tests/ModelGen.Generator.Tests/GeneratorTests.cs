@@ -130,6 +130,34 @@ public class GeneratorTests
         Assert.Equal(new[] { "ForwardMixToNorm", "ForwardAttentionToHead" }, calls);
         int attend = forward.IndexOf("Attention.Attend(", StringComparison.Ordinal);
         Assert.True(forward.IndexOf("model.ForwardMixToNorm(", StringComparison.Ordinal) < attend && attend < forward.IndexOf("model.ForwardAttentionToHead(", StringComparison.Ordinal));
+
+        // Cross-attention with a mask: the heads read the source of its own steps and the mask, the run only the target's rows.
+        (code, forward) = GeneratorHarness.RunAndFindMethod("""
+            using ModelGen;
+
+            [Functional]
+            public partial class Decoder
+            {
+                [Dense(32)]                   Dense embed;
+                [MultiHeadAttention(2, 16)]   MultiHeadAttention attention;
+                [LayerNormalization]          LayerNormalization norm;
+                [Dense(64, Activation.Relu)]  Dense expand;
+                [Dense(32)]                   Dense project;
+
+                [Graph]
+                Tensor Forward([Shape(16, 32)] Tensor target, [Shape(24, 32)] Tensor source, [Shape(16, 24)] Tensor mask)
+                {
+                    var q = embed.Apply(target);
+                    var a = norm.Apply(Ops.Add(q, attention.Apply(q, source, attentionMask: mask)));
+                    return project.Apply(expand.Apply(a));
+                }
+            }
+            """, "Forward");
+        Assert.Contains("Attention.Attend(attentionWorkspace, embedOutput, source, source, default, default, mask,", forward);
+        Assert.Contains("RowParts.Run(this, batch * 16, multiplyAddsPerRow: 5120, kernelFloats: 5120, static (model, first, rows) => model.ForwardAttentionToProject(first, rows));", forward);
+        run = GeneratorHarness.FindMethod(code, "ForwardAttentionToProject");
+        Assert.Contains("Attention.ProjectOutput(attentionWorkspace, AttentionOutputKernel, AttentionOutputBias, attentionOutput, first, rows);", run);
+        Assert.DoesNotContain("source", run);
     }
 
     [Fact]

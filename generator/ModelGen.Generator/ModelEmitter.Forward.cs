@@ -80,7 +80,7 @@ internal static partial class ModelEmitter
                         w.Line(dense);
                         EmitProduct(w, layer, inputs[0], node.Output, RowsOf(spec), layer.InputSize.ToString(CultureInfo.InvariantCulture), spec);
                     }
-                    else EmitPairedProduct(w, pair, node, dense, inputs[0], RowsOf(spec), InferenceOnly);
+                    else EmitPairedProduct(w, pair, node, dense, inputs[0], RowsOf(spec), InferenceOnly, inRowPart: PartRows is not null);
                     break;
                 case NodeKind.Layer when node.Is(LayerKind.Conv2D) || node.Is(LayerKind.DepthwiseConv2D):
                 {
@@ -216,7 +216,7 @@ internal static partial class ModelEmitter
                 }
                 case NodeKind.Layer when node.Is(LayerKind.MultiHeadAttention) && PartRows is not null:
                     w.Line($"// {node.Title}: its output projection, from the context its heads left (Attention.Attend in Forward)");
-                    w.Line($"Attention.ProjectOutput({node.Workspace("")}, {string.Join(", ", AttentionArguments(node, AttentionTensors.Skip(6)))}, {node.Output}, first, {PartRows});");
+                    w.Line($"Attention.ProjectOutput({node.Workspace("")}, {string.Join(", ", AttentionArguments(node, AttentionOutputTensors))}, {node.Output}, first, {PartRows});");
                     break;
                 case NodeKind.Layer when node.Is(LayerKind.MultiHeadAttention):
                     EmitAttention(w, node, "Forward", AttentionTensors, node.Output, "");
@@ -286,7 +286,7 @@ internal static partial class ModelEmitter
     }
 
     /// <summary>An attention's heads alone (Attention.Attend): its output projection is the first block of a row run, <paramref name="where"/>.</summary>
-    private static void EmitAttend(CodeWriter w, NodePlan node, string where) => EmitAttention(w, node, "Attend", AttentionTensors.Take(6), null, $", {where}");
+    private static void EmitAttend(CodeWriter w, NodePlan node, string where) => EmitAttention(w, node, "Attend", AttentionHeadTensors, null, $", {where}");
 
     private static void EmitAttention(CodeWriter w, NodePlan node, string method, IEnumerable<string> tensors, string? output, string note)
     {
@@ -377,7 +377,7 @@ internal static partial class ModelEmitter
     /// A paired dense layer's block. The first layer's block computes nothing where the pair always runs (inference, or no
     /// dropout between), else only in training; the second's block runs the pair, or in training its own product.
     /// </summary>
-    private static void EmitPairedProduct(CodeWriter w, DensePair pair, NodePlan node, string title, string input, string rows, bool inferenceOnly)
+    private static void EmitPairedProduct(CodeWriter w, DensePair pair, NodePlan node, string title, string input, string rows, bool inferenceOnly, bool inRowPart)
     {
         bool trainingApart = pair.ThroughDropout && !inferenceOnly;
         var layer = node.Layer!;
@@ -390,7 +390,9 @@ internal static partial class ModelEmitter
         }
         var first = pair.First.Layer!;
         string dropouts = pair.ThroughDropout ? $", {string.Join(" and ", pair.Dropouts.Select(d => d.Title))} being the identity then" : "";
-        w.Line($"{title}, with {pair.First.Title}{(trainingApart ? $" at inference{dropouts}" : "")}: both in one call, so that the kernel can share them between the cores with one hand-off");
+        // In a row run the run's cut shares the rows between the cores; the kernel shares the pair itself only where the run is not cut.
+        string why = inRowPart ? "over this part's rows" : "so that the kernel can share them between the cores with one hand-off";
+        w.Line($"{title}, with {pair.First.Title}{(trainingApart ? $" at inference{dropouts}" : "")}: both in one call, {why}");
         string twice = $"Gemm.MultiplyTwice({pair.First.Inputs[0].InferenceName}, {Plan.View(first, "Kernel")}, {pair.First.Output}, {Plan.View(layer, "Kernel")}, {node.Output}, " +
             $"{rows}, {first.InputSize}, {first.Channels}, {layer.Channels}{Epilogue(first, "1")}{Epilogue(layer, "2")}, packedB1: {PackedKernel(first)}, packedB2: {PackedKernel(layer)});";
         if (trainingApart)

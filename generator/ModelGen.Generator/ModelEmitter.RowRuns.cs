@@ -24,7 +24,7 @@ internal static partial class ModelEmitter
         public NodePlan First => Nodes[0];
         public NodePlan Last => Nodes[Nodes.Count - 1];
 
-        /// <summary>The method that runs a range of its rows: ForwardAddToEncoded.</summary>
+        /// <summary>The method that runs a range of its rows: ForwardAttentionToEncoded.</summary>
         public string Method => "Forward" + Plan.Capitalized(First.Title) + "To" + Plan.Capitalized(Last.Title);
 
         /// <summary>Its rows over a batch, as the call counts them.</summary>
@@ -37,8 +37,8 @@ internal static partial class ModelEmitter
     /// <summary>
     /// The model's row runs: each longest stretch of blocks over the same rows a sample (<see cref="RowBlockRows"/>), a pair
     /// of dense layers (one call) wholly in one or out of all, kept where it is worth a method: at least two blocks that
-    /// compute (a pair is one), so that the cut saves a hand-off, and dense layers that RowParts would cut at some batch of
-    /// at most <see cref="MostRowsToPay"/> rows.
+    /// compute (a pair is one), so that the cut saves a hand-off, and products (dense layers, an attention's output projection)
+    /// that RowParts would cut at some batch of at most <see cref="MostRowsToPay"/> rows.
     /// </summary>
     private static List<RowRun> RowRuns(List<NodePlan> nodes, Dictionary<NodePlan, DensePair> densePairs)
     {

@@ -704,8 +704,13 @@ internal static partial class ModelEmitter
         return list.Count == 1 ? list[0] : string.Join(", ", list.Take(list.Count - 1)) + " and " + list[list.Count - 1];
     }
 
-    /// <summary>An attention layer's weight tensors in the order the kernels take them.</summary>
-    private static readonly string[] AttentionTensors = { "QueryKernel", "QueryBias", "KeyKernel", "KeyBias", "ValueKernel", "ValueBias", "OutputKernel", "OutputBias" };
+    /// <summary>
+    /// An attention layer's weight tensors in the order the kernels take them: the heads' projections (Attention.Attend's),
+    /// then the output projection's (Attention.ProjectOutput's).
+    /// </summary>
+    private static readonly string[] AttentionHeadTensors = { "QueryKernel", "QueryBias", "KeyKernel", "KeyBias", "ValueKernel", "ValueBias" },
+        AttentionOutputTensors = { "OutputKernel", "OutputBias" },
+        AttentionTensors = AttentionHeadTensors.Concat(AttentionOutputTensors).ToArray();
 
     /// <summary>Keras' Bidirectional zeroes the outputs of masked steps when it returns sequences (a plain layer repeats the last one).</summary>
     private static string ZeroOutputs(LayerSpec bidirectional) => bidirectional.ReturnSequences ? ", zeroOutputForMask: true" : "";

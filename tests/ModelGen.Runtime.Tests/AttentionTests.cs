@@ -70,7 +70,7 @@ public class AttentionTests
         using var _ = KernelSettings.OnSimd(path);
         var layer = new Layer("none", seed: 7, forTraining: false);
         Assert.True(Attention.SharesProjections(layer.Work, Batch));
-        Assert.True(Attention.SharesOutputProjection(layer.Work, Batch));
+        Assert.True(Attention.SharesOutputProjection(layer.Work, Batch * QuerySteps));
         var output = KernelSettings.OnThreads(2, layer.Predict);
         var whole = layer.WholeProducts();
         Assert.Equal(whole.Queries, layer.Work.Queries.Span.ToArray());

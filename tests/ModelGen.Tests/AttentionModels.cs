@@ -52,9 +52,9 @@ public partial class CausalAttention
 }
 
 /// <summary>
-/// A Transformer encoder block over 32 tokens of 64 features: after the attention, the add, normalization, feed-forward pair,
-/// add and normalization go row by row over the tokens, so Forward runs them as a row run, in two parts of the rows at batch 1 already
-/// (32 rows of 16,384 multiply-adds).
+/// A Transformer encoder block over 32 tokens of 64 features: the attention's output projection and the add, normalization,
+/// feed-forward pair, add and normalization after it go row by row over the tokens, so Forward runs them as a row run, in two
+/// parts of the rows at batch 1 already (32 rows of 20,480 multiply-adds).
 /// </summary>
 [Functional(Loss = Loss.SparseCategoricalCrossentropy)]
 public partial class TransformerBlock

@@ -64,8 +64,8 @@ public sealed class AttentionWorkspace : IWorkspace
     internal Shape QueryProjection(int batch) => new(batch * QuerySteps, QueryFeatures, Heads * KeyDim);
     internal Shape KeyProjection(int batch) => new(batch * ValueSteps, KeyFeatures, Heads * KeyDim);
     internal Shape ValueProjection(int batch) => new(batch * ValueSteps, ValueFeatures, Heads * ValueDim);
-    /// <summary>The output projection of a batch: the context's rows (batch x query steps) of heads x value dim into the query's features.</summary>
-    internal Shape OutputProjection(int batch) => new(batch * QuerySteps, Heads * ValueDim, QueryFeatures);
+    /// <summary>The output projection of <paramref name="rows"/> rows of the context (a batch's: batch x query steps) of heads x value dim into the query's features.</summary>
+    internal Shape OutputProjection(int rows) => new(rows, Heads * ValueDim, QueryFeatures);
 
     internal readonly record struct Shape(int Rows, int Features, int Width)
     {
@@ -145,12 +145,12 @@ public static class Attention
         if (firstRow < 0 || rows < 0 || (long)firstRow + rows > work.ContextRows)
             throw new ArgumentOutOfRangeException(nameof(rows), $"Attention: rows [{firstRow}, {(long)firstRow + rows}) of the output projection, but the last forward pass left the context of {work.ContextRows} rows.");
         var context = work.Context.AsSpan(firstRow * width, rows * width);
-        var shape = new AttentionWorkspace.Shape(rows, width, work.QueryFeatures);
+        var shape = work.OutputProjection(rows);
         CheckProjection(context, outputKernel, outputBias, output, shape);
         fixed (float* c = context, wo = outputKernel, bo = outputBias, o = output)
         {
             var projection = new Projections(1, new Projection(c, wo, bo, o, shape));
-            projection.Run(Helper.CanShare && IsSharedProjection(shape));
+            projection.Run(Helper.CanShare && SharesOutputProjection(work, rows));
         }
     }
 
@@ -203,8 +203,8 @@ public static class Attention
     internal static bool SharesProjections(AttentionWorkspace work, int batch) =>
         IsSharedProjection(work.QueryProjection(batch)) && IsSharedProjection(work.KeyProjection(batch)) && IsSharedProjection(work.ValueProjection(batch));
 
-    /// <summary>Whether a forward pass over the whole batch hands its output projection's halves to the two cores, by the same rule (<see cref="ProjectOutput"/>).</summary>
-    internal static bool SharesOutputProjection(AttentionWorkspace work, int batch) => IsSharedProjection(work.OutputProjection(batch));
+    /// <summary>Whether the output projection of <paramref name="rows"/> rows (<see cref="ProjectOutput"/>) goes to the two cores in halves, by the same rule.</summary>
+    internal static bool SharesOutputProjection(AttentionWorkspace work, int rows) => IsSharedProjection(work.OutputProjection(rows));
 
     private static bool IsSharedProjection(AttentionWorkspace.Shape shape) =>
         Gemm.RunsOnOneThread(shape.Rows, shape.Features, shape.Width) && shape.MultiplyAdds >= SharedProjectionWork;

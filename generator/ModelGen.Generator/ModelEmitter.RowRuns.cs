@@ -10,14 +10,15 @@ namespace ModelGen.Generator;
 /// RowParts.Run: in two parts of the rows on the two cores where that pays, each core taking its part through every block
 /// with one hand-off, where each block's kernel took one. A multi-head attention may open a run: its heads are computed
 /// before (Attention.Attend), its output projection is the run's first block (Attention.ProjectOutput, row by row from the
-/// context the heads left). The parts run at once, so an inference copy's values that a run names share floats only row for
-/// row (PlanInferenceValues, ArenaLayout.Lifetime.Runs).
+/// context the heads left). A run may read one model input, which its method takes as a parameter and slices (an MLP's
+/// layers from its input on). The parts run at once, so an inference copy's values that a run names share floats only row
+/// for row (PlanInferenceValues, ArenaLayout.Lifetime.Runs).
 /// </summary>
 internal static partial class ModelEmitter
 {
     /// <summary>
-    /// Blocks in a row of Forward's order over <see cref="RowsPerSample"/> rows a sample, each reading only rows of values:
-    /// dense layers, layer normalizations, element-wise merges and activations, after an attention's output projection.
+    /// Blocks in a row of Forward's order over <see cref="RowsPerSample"/> rows a sample, each reading only rows of values or
+    /// of a model input: dense layers, layer normalizations, element-wise merges and activations, after an attention's output projection.
     /// </summary>
     private sealed record RowRun(IReadOnlyList<NodePlan> Nodes, int RowsPerSample, long MultiplyAddsPerRow, long KernelFloats)
     {
@@ -32,13 +33,20 @@ internal static partial class ModelEmitter
 
         /// <summary>The values a block reads in a run: its inputs, but none for an attention, whose projection reads its context.</summary>
         public static IEnumerable<NodePlan> ReadIn(NodePlan node) => node.Is(LayerKind.MultiHeadAttention) ? Enumerable.Empty<NodePlan>() : node.Inputs;
+
+        /// <summary>The model inputs its blocks read (Forward's parameters, handed to the run's method whole).</summary>
+        public IReadOnlyList<NodePlan> ModelInputs { get; } = Nodes.SelectMany(ReadIn).Where(i => i.Spec.Kind == NodeKind.Input).Distinct().ToList();
+
+        /// <summary>The model input it reads, if any (at most one: RowParts hands a part one span).</summary>
+        public string? Input => ModelInputs.Count == 1 ? ModelInputs[0].InferenceName : null;
     }
 
     /// <summary>
     /// The model's row runs: each longest stretch of blocks over the same rows a sample (<see cref="RowBlockRows"/>), a pair
     /// of dense layers (one call) wholly in one or out of all, kept where it is worth a method: at least two blocks that
     /// compute (a pair is one), so that the cut saves a hand-off, and products (dense layers, an attention's output projection)
-    /// that RowParts would cut at some batch of at most <see cref="MostRowsToPay"/> rows.
+    /// that RowParts would cut at some batch of at most <see cref="MostRowsToPay"/> rows; and at most one model input read
+    /// (<see cref="RowRun.ModelInputs"/>).
     /// </summary>
     private static List<RowRun> RowRuns(List<NodePlan> nodes, Dictionary<NodePlan, DensePair> densePairs)
     {
@@ -77,7 +85,8 @@ internal static partial class ModelEmitter
                         var products = r.Where(n => n.Is(LayerKind.Dense) || n.Is(LayerKind.MultiHeadAttention)).Select(n => n.Layer!).ToList();
                         return new RowRun(r, RowBlockRows(r[0]), products.Sum(RowKernelFloats), products.Distinct().Sum(RowKernelFloats));
                     })
-                    .Where(r => r.KernelFloats <= Kernels.SharedRules.RowKernelFloatsInL2 && r.MultiplyAddsPerRow * MostRowsToPay >= Kernels.SharedRules.PackedParallelWork)
+                    .Where(r => r.KernelFloats <= Kernels.SharedRules.RowKernelFloatsInL2 && r.MultiplyAddsPerRow * MostRowsToPay >= Kernels.SharedRules.RowInferenceWork
+                        && r.ModelInputs.Count <= 1)
                     .ToList();
             }
             foreach (var pair in split)
@@ -94,13 +103,13 @@ internal static partial class ModelEmitter
 
     /// <summary>
     /// The most rows a run may need before RowParts' rule (<see cref="Kernels.SharedRules"/>: kernels in L2, the multiply-adds
-    /// of a shared product) cuts it: one that would take more (a few small layers, as in tests and samples) stays inline.
+    /// of a prediction) cuts it: one that would take more (a few small layers, as in tests and samples) stays inline.
     /// </summary>
-    private const long MostRowsToPay = 1024;
+    private const long MostRowsToPay = 256;
 
     /// <summary>
     /// The rows a sample has (its shape but the last axis) in a block that goes row by row and can join a run, reading values
-    /// with as many rows (no model input, alias or dropout: a part's rows are slices of value buffers); 0 for any other. An
+    /// with as many rows (value buffers or a model input, no alias or dropout: a part's rows are slices of them); 0 for any other. An
     /// attention's rows are its output projection's, which reads the context its heads left in the workspace. Not a product
     /// that the matrix kernel may sum over its depth in parts (no bias, no ReLU, 2,048 deep at least: Gemm.IsDeep), where
     /// fewer rows could mean another order of sums.
@@ -122,7 +131,7 @@ internal static partial class ModelEmitter
             _ => false,
         };
         int rows = spec.Size / Rows(spec).Columns;
-        bool readsRows = RowRun.ReadIn(node).All(i => i.Spec.Kind != NodeKind.Input && !i.IsAlias && !i.IsDropout && i.Spec.Size / Rows(i.Spec).Columns == rows);
+        bool readsRows = RowRun.ReadIn(node).All(i => !i.IsAlias && !i.IsDropout && i.Spec.Size / Rows(i.Spec).Columns == rows);
         return rowByRow && readsRows ? rows : 0;
     }
 
@@ -135,19 +144,21 @@ internal static partial class ModelEmitter
         }
         w.Line($"// {run.First.Title} to {run.Last.Title}: {run.Nodes.Count} blocks that each go row by row over the same rows, {run.Method} below: " +
             "in two parts of the rows where that pays, each core taking its part through all of them (one hand-off)");
-        w.Line($"RowParts.Run(this, {run.Rows}, multiplyAddsPerRow: {run.MultiplyAddsPerRow}, kernelFloats: {run.KernelFloats}, static (model, first, rows) => model.{run.Method}(first, rows));");
+        string input = run.Input is { } x ? $"{x}, " : "";
+        w.Line($"RowParts.Run(this, {input}{run.Rows}, multiplyAddsPerRow: {run.MultiplyAddsPerRow}, kernelFloats: {run.KernelFloats}, training, static (model, {input}first, rows) => model.{run.Method}({input}first, rows));");
     }
 
     /// <summary>A run's blocks over rows [first, first + rows), each tensor they name a local over those rows of its buffer.</summary>
     private static void EmitRowRun(CodeWriter w, ForwardBlocks blocks, RowRun run)
     {
         w.Line($"/// <summary>Forward's blocks from {run.First.Title} to {run.Last.Title} over rows [first, first + rows) of {run.Rows} (RowParts.Run).</summary>");
-        w.Open($"private void {run.Method}(int first, int rows)");
+        w.Open($"private void {run.Method}({(run.Input is { } input ? $"ReadOnlySpan<float> {input}, " : "")}int first, int rows)");
         w.Line("// This part's rows of each tensor the blocks read or write, under the tensor's own name");
         foreach (var (name, columns, written) in RowTensors(blocks, run))
         {
             string range = columns == 1 ? "first, rows" : $"first * {columns}, rows * {columns}";
-            w.Line($"{(written ? "Span<float>" : "ReadOnlySpan<float>")} {name} = this.{name}.AsSpan({range});");
+            if (name == run.Input) w.Line($"{name} = {name}.Slice({range});");
+            else w.Line($"{(written ? "Span<float>" : "ReadOnlySpan<float>")} {name} = this.{name}.AsSpan({range});");
         }
         var part = blocks with { PartRows = "rows" };
         foreach (var node in run.Nodes)

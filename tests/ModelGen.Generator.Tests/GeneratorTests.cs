@@ -90,6 +90,66 @@ public class GeneratorTests
         """;
 
     [Fact]
+    public void A_row_run_may_start_at_the_model_input_which_each_part_slices()
+    {
+        // A Sequential MLP of width 32: all its layers go row by row from the input on, 2,368 multiply-adds a row.
+        var (code, forward) = GeneratorHarness.RunAndFindMethod("""
+            using ModelGen;
+
+            [Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
+            public partial class Mlp
+            {
+                [Input(32)]                     Input pixels;
+                [Dense(32, Activation.Relu)]    Dense hidden1;
+                [Dense(32, Activation.Relu)]    Dense hidden2;
+                [Dense(10, Activation.Softmax)] Dense output;
+            }
+            """, "Forward");
+        Assert.Contains("RowParts.Run(this, pixels, batch, multiplyAddsPerRow: 2368, kernelFloats: 2368, training, static (model, pixels, first, rows) => model.ForwardHidden1ToOutput(pixels, first, rows));", forward);
+        var run = GeneratorHarness.FindMethod(code, "ForwardHidden1ToOutput");
+        Assert.Contains("private void ForwardHidden1ToOutput(ReadOnlySpan<float> pixels, int first, int rows)", run);
+        Assert.Contains("pixels = pixels.Slice(first * 32, rows * 32);", run);
+        Assert.Contains("Gemm.MultiplyTwice(pixels, Hidden1Kernel, hidden1Output, Hidden2Kernel, hidden2Output, rows, 32, 32, 32,", run);
+        Assert.Contains("Activations.Forward(Activation.Softmax, outputOutput, rows, 10);", run);
+
+        // Blocks reading two model inputs: RowParts hands a part one span, so they stay out of a run.
+        (_, forward) = GeneratorHarness.RunAndFindMethod("""
+            using ModelGen;
+
+            [Functional]
+            public partial class TwoInputs
+            {
+                [Dense(64, Activation.Relu)] Dense left;
+                [Dense(64, Activation.Relu)] Dense right;
+                [Dense(64)]                  Dense head;
+
+                [Graph]
+                Tensor Forward([Shape(64)] Tensor a, [Shape(64)] Tensor b) => head.Apply(Ops.Add(left.Apply(a), right.Apply(b)));
+            }
+            """, "Forward");
+        Assert.DoesNotContain("RowParts.Run(", forward);
+        Assert.Contains("Gemm.Multiply(a, LeftKernel, leftOutput, batch, 64, 64,", forward);
+
+        // Five blocks from the input on, but 90 multiply-adds a row: too few to be cut at a batch of up to 256 rows (RowParts'
+        // 32,768 in a prediction), so no run.
+        (_, forward) = GeneratorHarness.RunAndFindMethod("""
+            using ModelGen;
+
+            [Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
+            public partial class Small
+            {
+                [Input(6)]                       Input x;
+                [Dense(6)]                       Dense project;
+                [Activation(Activation.Tanh)]    ActivationLayer squash;
+                [Dense(6)]                       Dense mix;
+                [Activation(Activation.Sigmoid)] ActivationLayer gate;
+                [Dense(3, Activation.Softmax)]   Dense output;
+            }
+            """, "Forward");
+        Assert.DoesNotContain("RowParts.Run(", forward);
+    }
+
+    [Fact]
     public void An_attention_opens_a_row_run_with_its_output_projection()
     {
         var (code, forward) = GeneratorHarness.RunAndFindMethod(TransformerBlock, "Forward");
@@ -97,7 +157,7 @@ public class GeneratorTests
         // feed-forward pair (32 x 64, 64 x 32): 5,120 multiply-adds a row.
         Assert.Contains("Attention.Attend(attentionWorkspace, embedOutput, embedOutput, embedOutput, default, default, default,", forward);
         Assert.DoesNotContain("Attention.Forward(", forward);
-        Assert.Contains("RowParts.Run(this, batch * 16, multiplyAddsPerRow: 5120, kernelFloats: 5120, static (model, first, rows) => model.ForwardAttentionToEncoded(first, rows));", forward);
+        Assert.Contains("RowParts.Run(this, batch * 16, multiplyAddsPerRow: 5120, kernelFloats: 5120, training, static (model, first, rows) => model.ForwardAttentionToEncoded(first, rows));", forward);
         Assert.True(forward.IndexOf("Attention.Attend(", StringComparison.Ordinal) < forward.IndexOf("RowParts.Run(", StringComparison.Ordinal));
         var run = GeneratorHarness.FindMethod(code, "ForwardAttentionToEncoded");
         // The part's rows of the attention's output, written by its projection from the context the heads left, then read by the Add.
@@ -154,7 +214,7 @@ public class GeneratorTests
             }
             """, "Forward");
         Assert.Contains("Attention.Attend(attentionWorkspace, embedOutput, source, source, default, default, mask,", forward);
-        Assert.Contains("RowParts.Run(this, batch * 16, multiplyAddsPerRow: 5120, kernelFloats: 5120, static (model, first, rows) => model.ForwardAttentionToProject(first, rows));", forward);
+        Assert.Contains("RowParts.Run(this, batch * 16, multiplyAddsPerRow: 5120, kernelFloats: 5120, training, static (model, first, rows) => model.ForwardAttentionToProject(first, rows));", forward);
         run = GeneratorHarness.FindMethod(code, "ForwardAttentionToProject");
         Assert.Contains("Attention.ProjectOutput(attentionWorkspace, AttentionOutputKernel, AttentionOutputBias, attentionOutput, first, rows);", run);
         Assert.DoesNotContain("source", run);
@@ -165,7 +225,7 @@ public class GeneratorTests
     {
         var (code, forward) = GeneratorHarness.RunAndFindMethod(Pairs, "Forward");
         // The Add and head go row by row over the batch's rows: one method over a range of them (a row run).
-        Assert.Contains("RowParts.Run(this, batch, multiplyAddsPerRow: 1000, kernelFloats: 1000, static (model, first, rows) => model.ForwardAddToHead(first, rows));", forward);
+        Assert.Contains("RowParts.Run(this, batch, multiplyAddsPerRow: 1000, kernelFloats: 1000, training, static (model, first, rows) => model.ForwardAddToHead(first, rows));", forward);
         forward += GeneratorHarness.FindMethod(code, "ForwardAddToHead");
 
         Assert.Contains("Gemm.MultiplyTwice(x, AKernel, aOutput, BKernel, bOutput, batch, 64, 300, 200, bias1: ABias, relu1: true, bias2: BBias, packedB1: packedAKernel, packedB2: packedBKernel);", forward);

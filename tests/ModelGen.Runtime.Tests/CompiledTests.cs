@@ -45,7 +45,7 @@ public class CompiledTests
         // The other layers' passes, their range callbacks, step loops and the helper's hand-off, every one that a run of each
         // compare workload (DOTNET_JitDisasmSummary) compiled at tier 0 and then again as hot (Compiled.Driver has what
         // that cost).
-        "Attention.BackwardPair", "Attention.Forward", "Attention.ForwardPair", "BatchParts.Train", "BatchParts.RunPart", "RowParts.Run", "RowParts.RunPart", "BatchParts.Update", "BatchParts.UpdateHalf", "BatchNorm.Affine", "BatchNorm.ColumnSums", "BatchNorm.Normalize", "BatchNorm.OverRows",
+        "Attention.BackwardPair", "Attention.Forward", "Attention.ForwardPair", "BatchParts.Train", "BatchParts.RunPart", "RowParts.Run", "RowParts.Share", "RowParts.RunPart", "BatchParts.Update", "BatchParts.UpdateHalf", "BatchNorm.Affine", "BatchNorm.ColumnSums", "BatchNorm.Normalize", "BatchNorm.OverRows",
         "BatchNorm.UpdateMovingStatistics", "CombineRanges.Run", "CombineRanges.Merge", "Convolution.CellsReading", "Convolution.CopyRuns", "Convolution.Forward",
         "Convolution.ForwardMaxPooled", "Convolution.ForwardThroughPatches", "Convolution.Im2Col", "Convolution.KernelGradient", "Convolution.KernelGradientAtWinners",
         "Convolution.LayOut", "Convolution.PadImage", "Convolution.PatchOffsets", "Convolution.PoolsWholeWindows", "Convolution.SumAtWinners",

@@ -17,6 +17,12 @@ internal static class SharedRules
     public const long PackedParallelWork = 500_000;
 
     /// <summary>
+    /// Multiply-adds from which a run of row-by-row blocks pays two parts when it predicts (RowParts.InferenceWork): one
+    /// hand-off for all its blocks, its kernels already in each core's cache.
+    /// </summary>
+    public const long RowInferenceWork = 32_768;
+
+    /// <summary>
     /// The most filters convolved with pixels in the lanes (each filter reads the planes again), and the most value channels
     /// transposed in place (each patch-gradient cell a chain that long): Convolution.FewFilters.cs.
     /// </summary>

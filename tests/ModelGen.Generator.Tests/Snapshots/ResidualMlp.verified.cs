@@ -54,7 +54,7 @@ namespace Samples
         private readonly CoreChoice inferenceCores = new(), trainingCores = new();
         // Floats per sample the gradients (and an inference copy's values) take, sharing by liveness, and would take one buffer per tensor.
         private const int GradientFloats = 128, SeparateGradientFloats = 266;
-        private const int ValueFloats = 128, SeparateValueFloats = 202;
+        private const int ValueFloats = 144, SeparateValueFloats = 202;
 
         private static readonly ModelInput[] modelInputs =
         {
@@ -106,7 +106,7 @@ namespace Samples
             addGradient = buffers.Gradient(maxBatchSize * 0, maxBatchSize * 64);
             reluOutput = buffers.Value(maxBatchSize * 0, maxBatchSize * 64);
             reluGradient = buffers.Gradient(maxBatchSize * 64, maxBatchSize * 64);
-            headOutput = buffers.Value(maxBatchSize * 64, maxBatchSize * 10);
+            headOutput = buffers.Value(maxBatchSize * 128, maxBatchSize * 10);
             headGradient = buffers.Gradient(maxBatchSize * 0, maxBatchSize * 10);
             // The replica trains the rest of a batch cut in two: rows for the second part of the largest batch that is cut.
             int replicaRows = forTraining && sharedParameters is null ? BatchParts.ReplicaRows(maxBatchSize, multiplyAddsPerSample: 8832, largestProduct: 4096) : 0;
@@ -196,19 +196,33 @@ namespace Samples
 
         private void Forward(ReadOnlySpan<float> x, int batch, bool training)
         {
+            // d1 to head: 5 blocks that each go row by row over the same rows, ForwardD1ToHead below: in two parts of the rows where that pays, each core taking its part through all of them (one hand-off)
+            RowParts.Run(this, x, batch, multiplyAddsPerRow: 8832, kernelFloats: 8832, training, static (model, x, first, rows) => model.ForwardD1ToHead(x, first, rows));
+        }
+
+        /// <summary>Forward's blocks from d1 to head over rows [first, first + rows) of batch (RowParts.Run).</summary>
+        private void ForwardD1ToHead(ReadOnlySpan<float> x, int first, int rows)
+        {
+            // This part's rows of each tensor the blocks read or write, under the tensor's own name
+            x = x.Slice(first * 64, rows * 64);
+            Span<float> d1Output = this.d1Output.AsSpan(first * 64, rows * 64);
+            Span<float> d2Output = this.d2Output.AsSpan(first * 64, rows * 64);
+            Span<float> reluOutput = this.reluOutput.AsSpan(first * 64, rows * 64);
+            Span<float> headOutput = this.headOutput.AsSpan(first * 10, rows * 10);
+
             // d1: Dense(64, relu), (None, 64) -> (None, 64), computed with d2 below
 
-            // d2: Dense(64, linear), (None, 64) -> (None, 64), with d1: both in one call, so that the kernel can share them between the cores with one hand-off
-            Gemm.MultiplyTwice(x, D1Kernel, d1Output, D2Kernel, d2Output, batch, 64, 64, 64, bias1: D1Bias, relu1: true, bias2: D2Bias, packedB1: packedD1Kernel, packedB2: packedD2Kernel);
+            // d2: Dense(64, linear), (None, 64) -> (None, 64), with d1: both in one call, over this part's rows
+            Gemm.MultiplyTwice(x, D1Kernel, d1Output, D2Kernel, d2Output, rows, 64, 64, 64, bias1: D1Bias, relu1: true, bias2: D2Bias, packedB1: packedD1Kernel, packedB2: packedD2Kernel);
 
             // add: Add(d2, x), and then the ReLU, written as 'relu'
-            Merges.Combine(MergeOperation.Add, d2Output, x, reluOutput, batch * 64, relu: true);
+            Merges.Combine(MergeOperation.Add, d2Output, x, reluOutput, rows * 64, relu: true);
 
             // relu: Activation(relu), taken by add's pass above as it wrote this output
 
             // head: Dense(10, softmax), (None, 64) -> (None, 10)
-            Gemm.Multiply(reluOutput, HeadKernel, headOutput, batch, 64, 10, bias: HeadBias, packedB: packedHeadKernel);
-            Activations.Forward(Activation.Softmax, headOutput, batch, 10);
+            Gemm.Multiply(reluOutput, HeadKernel, headOutput, rows, 64, 10, bias: HeadBias, packedB: packedHeadKernel);
+            Activations.Forward(Activation.Softmax, headOutput, rows, 10);
         }
 
         // Reverse order. Each block turns the gradient of a tensor into weight gradients and the gradients of its inputs;

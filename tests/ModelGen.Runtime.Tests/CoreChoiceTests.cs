@@ -58,6 +58,36 @@ public class CoreChoiceTests
     }
 
     [Fact]
+    public void A_trial_that_finds_the_helper_asleep_times_calls_on_two_cores_only_once_it_had_time_to_wake()
+    {
+        KernelSettings.OnThreads(2, () =>
+        {
+            var choice = new CoreChoice();
+            Assert.True(CallsUntil(choice, 4, OneCoreWins, alone: true), "never chose one core where calls ran 4x faster on it");
+            // Calls of 12 us on one core and 4 on two, but 16 on two while the helper wakes (90 us from the first call on two
+            // after one on one): all four of a trial's calls on two fall in those 90 us, and the helper sleeps between trials
+            // (these calls post no job). Timed from their start, the trials would keep to one core; timed from 100 us on, the
+            // first trial (20 ms after one core was chosen, the next 40 ms later) comes back to two.
+            long waking = 0;
+            bool lastAlone = true;
+            var clock = Stopwatch.StartNew();
+            while (clock.Elapsed.TotalMilliseconds < 500 && choice.Alone(4))
+            {
+                using (choice.Begin(4))
+                {
+                    bool alone = Helper.Threads == 1;
+                    if (!alone && lastAlone) waking = Stopwatch.GetTimestamp() + Stopwatch.Frequency * 90 / 1_000_000;
+                    lastAlone = alone;
+                    int microseconds = alone ? 12 : Stopwatch.GetTimestamp() < waking ? 16 : 4;
+                    var call = Stopwatch.StartNew();
+                    while (call.Elapsed.TotalMicroseconds < microseconds) { }
+                }
+            }
+            Assert.False(choice.Alone(4), "kept to one core: its trials timed the calls on two cores while the helper woke");
+        });
+    }
+
+    [Fact]
     public void Stays_on_two_cores_where_they_win_and_checks_again_after_200_times_a_trials_cost_when_they_win_by_far()
     {
         KernelSettings.OnThreads(2, () =>

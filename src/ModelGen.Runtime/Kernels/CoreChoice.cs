@@ -62,7 +62,8 @@ public sealed class CoreChoice
         if (slot.TrialCall < 0 && --slot.CallsToClock <= 0)
         {
             slot.CallsToClock = slot.CallsBetweenClocks;
-            if (Stopwatch.GetTimestamp() >= slot.NextTrial) slot.StartTrial();
+            long now = Stopwatch.GetTimestamp();
+            if (now >= slot.NextTrial) slot.StartTrial(now);
         }
         if (slot.TrialCall < 0) return new Call(this, index, slot.Alone, timed: false);
         return new Call(this, index, alone: slot.TrialCall >= TrialCalls, timed: true);
@@ -93,7 +94,16 @@ public sealed class CoreChoice
         return index;
     }
 
-    private void Record(int index, bool alone, long ticks) => slots[index].Record(alone, ticks);
+    private void Record(int index, bool alone, long start, long ticks) => slots[index].Record(alone, start, ticks);
+
+    /// <summary>
+    /// A trial that finds the helper asleep (after calls on one core) times its calls on two only from this long after its
+    /// start: the first wake the helper, which polls again 30-75 us later on the 2-vCPU machine, and a prediction of 5 us
+    /// had all four of a trial's calls on two cores before that, each the caller doing both parts: its trials kept it on one
+    /// core at 7.7 us where two took 5.2. The calls it does not time are left out of a trial's cost: at most this long on the
+    /// slower setting a trial, 0.5% at the shortest gap.
+    /// </summary>
+    private static readonly long RouseTicks = Stopwatch.Frequency / 10_000;
 
     private struct Slot(int batch, long now)
     {
@@ -105,17 +115,19 @@ public sealed class CoreChoice
         public int CallsToClock = FirstCallsBetweenClocks, CallsBetweenClocks = FirstCallsBetweenClocks;
         /// <summary>The first trial waits a gap too: a new model's first calls are the JIT's.</summary>
         public long NextTrial = now + ShortestGap, Gap = ShortestGap;
-        private long fastestShared, fastestAlone;
+        private long fastestShared, fastestAlone, timedFrom;
 
-        public void StartTrial()
+        public void StartTrial(long now)
         {
             TrialCall = 0;
             fastestShared = fastestAlone = long.MaxValue;
+            timedFrom = Helper.HelperSleeps ? now + RouseTicks : 0;
         }
 
-        public void Record(bool alone, long ticks)
+        public void Record(bool alone, long start, long ticks)
         {
             if (TrialCall < 0) return; // a call begun before a reset of this slot
+            if (!alone && start < timedFrom) return; // the helper still waking: the next call is on two cores again
             if (alone) fastestAlone = Math.Min(fastestAlone, ticks);
             else fastestShared = Math.Min(fastestShared, ticks);
             if (++TrialCall < 2 * TrialCalls) return;
@@ -151,7 +163,7 @@ public sealed class CoreChoice
 
         public void Dispose()
         {
-            if (start != 0) owner.Record(slot, alone, Stopwatch.GetTimestamp() - start);
+            if (start != 0) owner.Record(slot, alone, start, Stopwatch.GetTimestamp() - start);
             if (switched) Helper.Alone = !alone;
         }
     }

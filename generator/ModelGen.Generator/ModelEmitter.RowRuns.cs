@@ -37,6 +37,9 @@ internal static partial class ModelEmitter
         /// <summary>The model inputs its blocks read (Forward's parameters, handed to the run's method whole).</summary>
         public IReadOnlyList<NodePlan> ModelInputs { get; } = Nodes.SelectMany(ReadIn).Where(i => i.Spec.Kind == NodeKind.Input).Distinct().ToList();
 
+        /// <summary>The names the run's method and its call take for themselves: a model input of one of them joins no run.</summary>
+        public static readonly string[] PartNames = { "model", "first", "rows" };
+
         /// <summary>The model input it reads, if any (at most one: RowParts hands a part one span).</summary>
         public string? Input => ModelInputs.Count == 1 ? ModelInputs[0].InferenceName : null;
     }
@@ -131,7 +134,8 @@ internal static partial class ModelEmitter
             _ => false,
         };
         int rows = spec.Size / Rows(spec).Columns;
-        bool readsRows = RowRun.ReadIn(node).All(i => !i.IsAlias && !i.IsDropout && i.Spec.Size / Rows(i.Spec).Columns == rows);
+        bool readsRows = RowRun.ReadIn(node).All(i => !i.IsAlias && !i.IsDropout && i.Spec.Size / Rows(i.Spec).Columns == rows
+            && !(i.Spec.Kind == NodeKind.Input && RowRun.PartNames.Contains(i.InferenceName)));
         return rowByRow && readsRows ? rows : 0;
     }
 

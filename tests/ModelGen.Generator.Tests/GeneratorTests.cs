@@ -112,6 +112,21 @@ public class GeneratorTests
         Assert.Contains("Gemm.MultiplyTwice(pixels, Hidden1Kernel, hidden1Output, Hidden2Kernel, hidden2Output, rows, 32, 32, 32,", run);
         Assert.Contains("Activations.Forward(Activation.Softmax, outputOutput, rows, 10);", run);
 
+        // An input named as one of the run's own parameters stays out of a run: the model still compiles.
+        (_, forward) = GeneratorHarness.RunAndFindMethod("""
+            using ModelGen;
+
+            [Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
+            public partial class Named
+            {
+                [Input(32)]                     Input rows;
+                [Dense(32, Activation.Relu)]    Dense hidden1;
+                [Dense(32, Activation.Relu)]    Dense hidden2;
+                [Dense(10, Activation.Softmax)] Dense output;
+            }
+            """, "Forward");
+        Assert.Contains("Gemm.MultiplyTwice(rows, Hidden1Kernel, hidden1Output, Hidden2Kernel, hidden2Output, batch, 32, 32, 32,", forward);
+
         // Blocks reading two model inputs: RowParts hands a part one span, so they stay out of a run.
         (_, forward) = GeneratorHarness.RunAndFindMethod("""
             using ModelGen;

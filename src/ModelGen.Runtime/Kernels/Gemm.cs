@@ -191,8 +191,9 @@ public static partial class Gemm
     /// ms. At 100K (the 32-wide MLP of the scaling curve at batch 128, 131K) it lost in two rounds of three (8.5 -> 10.7 and
     /// 12.9 us). Of the compare workloads' recurrent steps only the BiLSTM's at batch 32 fall in between (32x64x256), while
     /// the helper runs the other direction, so the caller runs all their parts (its training step 1.002 and 0.999x).
+    /// RowParts cuts a row run in a training step from the same work (a prediction's from far less, RowParts.InferenceWork).
     /// </summary>
-    internal const long PackedParallelWork = SharedRules.PackedParallelWork;
+    internal const long PackedParallelWork = 500_000;
 
     /// <summary>Multiply-adds from which a product against <paramref name="b"/> is shared by the cores.</summary>
     private static long SharedFrom(in Matrix b) => b.Panels.Any ? PackedParallelWork : ParallelWork;

@@ -13,9 +13,6 @@ internal static class SharedRules
     /// </summary>
     public const long RowKernelFloatsInL2 = 65_536;
 
-    /// <summary>Multiply-adds from which a product against weights packed ahead is shared, and row parts pay (Gemm.PackedParallelWork).</summary>
-    public const long PackedParallelWork = 500_000;
-
     /// <summary>
     /// Multiply-adds from which a run of row-by-row blocks pays two parts when it predicts (RowParts.InferenceWork): one
     /// hand-off for all its blocks, its kernels already in each core's cache.

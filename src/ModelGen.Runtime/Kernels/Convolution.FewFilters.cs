@@ -13,15 +13,12 @@ namespace ModelGen.Kernels;
 // plus bias, then ReLU; the input gradient's cells (a chain over the filters) summed in col2im's order.
 public static partial class Convolution
 {
-    /// <summary>The most filters convolved with pixels in the lanes, and the most value channels transposed in place (<see cref="SharedRules.FewFilters"/>).</summary>
-    private const int FewFilters = SharedRules.FewFilters;
-
     /// <summary>
     /// Whether a window is convolved with pixels in the lanes: few filters, a row's windows one pixel apart (stride 1 across),
     /// patches too deep for the direct kernel's small-window route.
     /// </summary>
     private static bool IsPlanar(in Window window, int filters) =>
-        filters <= FewFilters && window.StrideWidth == 1 && window.PatchSize > DirectPatch;
+        filters <= SharedRules.FewFilters && window.StrideWidth == 1 && window.PatchSize > DirectPatch;
 
     /// <summary>Output pixels a pass computes at once, a vector of a row each: independent chains that keep the FMA units busy.</summary>
     private const int PlanarTiles = 8;
@@ -175,7 +172,7 @@ public static partial class Convolution
     /// Whether the transposed convolution (a Conv2D's input gradient) computes its patch-gradient cells in place
     /// (<see cref="TransposedInPlace"/>): values of a few channels, where each cell is a chain that short.
     /// </summary>
-    private static bool TransposesInPlace(in Window window, int valueChannels) => valueChannels <= FewFilters && !window.IsPointwise;
+    private static bool TransposesInPlace(in Window window, int valueChannels) => valueChannels <= SharedRules.FewFilters && !window.IsPointwise;
 
     /// <summary>
     /// <see cref="Transposed"/> for values of a few channels: each image pixel, a vector of channels at a time, sums the

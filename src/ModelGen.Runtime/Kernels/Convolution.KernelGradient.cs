@@ -17,8 +17,6 @@ public static partial class Convolution
     public static bool TakesKernelGradientFromInput(in Window window, int filters) =>
         SharedRules.TakesKernelGradientFromInput(filters, window.Channels, window.IsPointwise);
 
-    private const int MinimumLaneChannels = SharedRules.MinimumLaneChannels;
-
     /// <summary>Cells (a tap's vector of channels) summed at once: independent chains that keep the FMA units busy.</summary>
     private const int CellGroup = 12;
 
@@ -40,7 +38,7 @@ public static partial class Convolution
     {
         const string name = "Kernel gradient from the input";
         if (!TakesKernelGradientFromInput(window, filters))
-            throw new ArgumentException($"{name}: {window} against {filters} filters; it takes at most {FewFilters} filters over at least {MinimumLaneChannels} channels, a window that is not pointwise.");
+            throw new ArgumentException($"{name}: {window} against {filters} filters; it takes at most {SharedRules.FewFilters} filters over at least {SharedRules.MinimumLaneChannels} channels, a window that is not pointwise.");
         int size = window.PatchSize, positions = batch * window.Positions, floats = size * filters;
         Require(input.Length >= (long)batch * window.Height * window.Width * window.Channels && outputGradient.Length >= (long)positions * filters
             && kernelGradient.Length >= floats, name, window, batch);

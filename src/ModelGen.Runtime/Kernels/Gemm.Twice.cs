@@ -64,8 +64,9 @@ public static partial class Gemm
     /// <summary>
     /// Whether a pair runs as two parts of its rows, each through both layers on one core: where <see cref="RowParts.Pay"/>
     /// (a part at least a column tile's rows, both kernels in each core's L2, the multiply-adds of a product against packed
-    /// weights that is shared, measured in training steps and kept for predictions, where a pair outside a run is rare), and neither product deep
-    /// enough for <see cref="Multiply"/> to sum its depth in parts, so each output is the chain <see cref="Multiply"/> computes.
+    /// weights that is shared, measured in training steps and kept for predictions, where a pair outside a run is rare),
+    /// and neither product deep enough for <see cref="Multiply"/> to sum its depth in parts, so each output is the chain
+    /// <see cref="Multiply"/> computes.
     /// The bits are the same either way, so the pair is cut only where the helper is free to take a part (inside a part of
     /// a batch trained on both cores, BatchParts, or on one core, it is two Multiply calls).
     /// </summary>

@@ -16,10 +16,11 @@ public delegate void RowPartOfInput<TModel>(TModel model, ReadOnlySpan<float> in
 /// Blocks that each go row by row over the same rows (a Transformer's add, normalization, feed-forward pair, add and
 /// normalization over its tokens; an MLP's layers from its input on) run as two parts of the rows, each core taking its
 /// part through every block: one hand-off where each block's kernel took one or ran on one core, and each part's values
-/// stay in the cache of the core that reads them next. The same rule cuts a pair of dense layers by rows (Gemm.MultiplyTwice). Every row is computed as over all the
-/// rows (the generator keeps products whose depth could be summed in parts out of a run), so the bits are the same either way,
-/// and the cut is made only where the helper is free to take a part: inside a part of a batch trained on both cores
-/// (BatchParts), or on one core, the blocks run over all the rows on this thread.
+/// stay in the cache of the core that reads them next. The same rule cuts a pair of dense layers by rows
+/// (Gemm.MultiplyTwice). Every row is computed as over all the rows (the generator keeps products whose depth could be
+/// summed in parts out of a run), so the bits are the same either way, and the cut is made only where the helper is free
+/// to take a part: inside a part of a batch trained on both cores (BatchParts), or on one core, the blocks run over all
+/// the rows on this thread.
 /// </summary>
 public static unsafe class RowParts
 {
@@ -55,8 +56,9 @@ public static unsafe class RowParts
     public static bool Pay(int rows, long multiplyAddsPerRow, long kernelFloats, long leastWork) =>
         rows >= 2 * MinRows && kernelFloats <= KernelFloatsInL2 && rows * multiplyAddsPerRow >= leastWork;
 
-    /// <summary>The work from which a run pays two parts (<see cref="Pay"/>): in a training step, or in a prediction.</summary>
-    private static long LeastWork(bool training) => training ? Gemm.PackedParallelWork : InferenceWork;
+    /// <summary>Whether a run is cut in two parts now: the helper free, and the parts paying (<see cref="Pay"/>) in a training step or a prediction.</summary>
+    private static bool Cuts(int rows, long multiplyAddsPerRow, long kernelFloats, bool training) =>
+        Helper.CanShare && Pay(rows, multiplyAddsPerRow, kernelFloats, training ? Gemm.PackedParallelWork : InferenceWork);
 
     /// <summary>
     /// Runs <paramref name="part"/> over all <paramref name="rows"/> rows of <paramref name="model"/>'s tensors: in two parts
@@ -66,7 +68,7 @@ public static unsafe class RowParts
     [MethodImpl(Compiled.Driver)]
     public static void Run<TModel>(TModel model, int rows, long multiplyAddsPerRow, long kernelFloats, bool training, RowPart<TModel> part) where TModel : class
     {
-        if (!Helper.CanShare || !Pay(rows, multiplyAddsPerRow, kernelFloats, LeastWork(training)))
+        if (!Cuts(rows, multiplyAddsPerRow, kernelFloats, training))
         {
             part(model, 0, rows);
             return;
@@ -83,7 +85,7 @@ public static unsafe class RowParts
     public static void Run<TModel>(TModel model, ReadOnlySpan<float> input, int rows, long multiplyAddsPerRow, long kernelFloats, bool training,
         RowPartOfInput<TModel> part) where TModel : class
     {
-        if (!Helper.CanShare || !Pay(rows, multiplyAddsPerRow, kernelFloats, LeastWork(training)))
+        if (!Cuts(rows, multiplyAddsPerRow, kernelFloats, training))
         {
             part(model, input, 0, rows);
             return;

@@ -12,13 +12,17 @@ using Microsoft.CodeAnalysis.CSharp.Syntax;
 
 namespace ModelGen.CodeFixes;
 
+/// <summary>A code fix for one ModelGen diagnostic, one model at a time (each rewrites its model its own way: no fix-all).</summary>
+public abstract class ModelCodeFix(string diagnosticId) : CodeFixProvider
+{
+    public sealed override ImmutableArray<string> FixableDiagnosticIds { get; } = ImmutableArray.Create(diagnosticId);
+    public sealed override FixAllProvider? GetFixAllProvider() => null;
+}
+
 /// <summary>MG0018: rewrites a Sequential model with several inputs as a [Functional] model with an equivalent graph method.</summary>
 [ExportCodeFixProvider(LanguageNames.CSharp, Name = nameof(ConvertToFunctionalCodeFix)), Shared]
-public sealed class ConvertToFunctionalCodeFix : CodeFixProvider
+public sealed class ConvertToFunctionalCodeFix() : ModelCodeFix("MG0018")
 {
-    public override ImmutableArray<string> FixableDiagnosticIds => ImmutableArray.Create("MG0018");
-    public override FixAllProvider? GetFixAllProvider() => null;
-
     public override async Task RegisterCodeFixesAsync(CodeFixContext context)
     {
         var root = await context.Document.GetSyntaxRootAsync(context.CancellationToken).ConfigureAwait(false);
@@ -77,11 +81,8 @@ public sealed class ConvertToFunctionalCodeFix : CodeFixProvider
 
 /// <summary>MG0019: makes twin layers one shared field: the second field's uses apply the first, and the second field goes.</summary>
 [ExportCodeFixProvider(LanguageNames.CSharp, Name = nameof(ShareLayerCodeFix)), Shared]
-public sealed class ShareLayerCodeFix : CodeFixProvider
+public sealed class ShareLayerCodeFix() : ModelCodeFix("MG0019")
 {
-    public override ImmutableArray<string> FixableDiagnosticIds => ImmutableArray.Create("MG0019");
-    public override FixAllProvider? GetFixAllProvider() => null;
-
     public override async Task RegisterCodeFixesAsync(CodeFixContext context)
     {
         var root = await context.Document.GetSyntaxRootAsync(context.CancellationToken).ConfigureAwait(false);
@@ -110,11 +111,8 @@ public sealed class ShareLayerCodeFix : CodeFixProvider
 /// first input (the common case is a second input of the same kind, as in a Siamese network); adjust it if not.
 /// </summary>
 [ExportCodeFixProvider(LanguageNames.CSharp, Name = nameof(AddGraphInputCodeFix)), Shared]
-public sealed class AddGraphInputCodeFix : CodeFixProvider
+public sealed class AddGraphInputCodeFix() : ModelCodeFix("MG0010")
 {
-    public override ImmutableArray<string> FixableDiagnosticIds => ImmutableArray.Create("MG0010");
-    public override FixAllProvider? GetFixAllProvider() => null;
-
     public override async Task RegisterCodeFixesAsync(CodeFixContext context)
     {
         var root = await context.Document.GetSyntaxRootAsync(context.CancellationToken).ConfigureAwait(false);
@@ -137,11 +135,8 @@ public sealed class AddGraphInputCodeFix : CodeFixProvider
 
 /// <summary>MG0007 on a Dense fed an image: inserts a [Flatten] layer in front of it, as Keras models do.</summary>
 [ExportCodeFixProvider(LanguageNames.CSharp, Name = nameof(InsertFlattenCodeFix)), Shared]
-public sealed class InsertFlattenCodeFix : CodeFixProvider
+public sealed class InsertFlattenCodeFix() : ModelCodeFix("MG0007")
 {
-    public override ImmutableArray<string> FixableDiagnosticIds => ImmutableArray.Create("MG0007");
-    public override FixAllProvider? GetFixAllProvider() => null;
-
     public override async Task RegisterCodeFixesAsync(CodeFixContext context)
     {
         var root = await context.Document.GetSyntaxRootAsync(context.CancellationToken).ConfigureAwait(false);
@@ -174,5 +169,67 @@ public sealed class InsertFlattenCodeFix : CodeFixProvider
                 return Task.FromResult(context.Document.WithSyntaxRoot(root.ReplaceNode(model, updated)));
             }, nameof(InsertFlattenCodeFix)), context.Diagnostics);
         }
+    }
+}
+
+/// <summary>
+/// MG0021: renames a layer, input or output that the generated code's own name would clash with: 'batch' becomes
+/// 'batchInput', a layer 'parameters' becomes 'parametersLayer', and the OutputLoss attributes naming it follow.
+/// </summary>
+[ExportCodeFixProvider(LanguageNames.CSharp, Name = nameof(RenameClaimedNameCodeFix)), Shared]
+public sealed class RenameClaimedNameCodeFix() : ModelCodeFix("MG0021")
+{
+    public override async Task RegisterCodeFixesAsync(CodeFixContext context)
+    {
+        var root = await context.Document.GetSyntaxRootAsync(context.CancellationToken).ConfigureAwait(false);
+        var semanticModel = await context.Document.GetSemanticModelAsync(context.CancellationToken).ConfigureAwait(false);
+        var node = root?.FindToken(context.Span.Start).Parent;
+        if (root is null || semanticModel is null || node?.AncestorsAndSelf().OfType<ClassDeclarationSyntax>().FirstOrDefault() is not { } model) return;
+        var symbol = semanticModel.GetDeclaredSymbol(node, context.CancellationToken);
+        if (symbol is null) return;
+        string name = symbol.Name;
+        string suffix = symbol switch
+        {
+            IFieldSymbol { ContainingType.IsTupleType: true } => "Output",
+            IParameterSymbol => "Input",
+            IFieldSymbol field when field.GetAttributes().Any(a => a.AttributeClass?.Name == "InputAttribute") => "Input",
+            _ => "Layer",
+        };
+        var taken = new HashSet<string>(semanticModel.LookupSymbols(context.Span.Start).Select(s => s.Name).Concat(symbol.ContainingType.GetMembers().Select(m => m.Name)));
+        string newName = name + suffix;
+        for (int i = 2; taken.Contains(newName); i++) newName = name + suffix + i;
+        context.RegisterCodeFix(
+            CodeAction.Create($"Rename '{name}' to '{newName}'", token => Rename(context.Document, symbol, node, newName, token), nameof(RenameClaimedNameCodeFix)),
+            context.Diagnostics);
+    }
+
+    private static async Task<Solution> Rename(Document document, ISymbol symbol, SyntaxNode declaration, string newName, CancellationToken cancellationToken)
+    {
+        string oldName = symbol.Name;
+        Solution solution;
+        if (symbol is IFieldSymbol { ContainingType.IsTupleType: true } && declaration is TupleElementSyntax element)
+        {
+            // A tuple element's name is written once, in the graph method's return type.
+            var root = await document.GetSyntaxRootAsync(cancellationToken).ConfigureAwait(false);
+            solution = document.WithSyntaxRoot(root!.ReplaceToken(element.Identifier, SyntaxFactory.Identifier(newName).WithTriviaFrom(element.Identifier))).Project.Solution;
+        }
+        else
+        {
+            solution = await Microsoft.CodeAnalysis.Rename.Renamer.RenameSymbolAsync(document.Project.Solution, symbol, new Microsoft.CodeAnalysis.Rename.SymbolRenameOptions(), newName, cancellationToken).ConfigureAwait(false);
+        }
+
+        // [OutputLoss("name", ...)] names an output by its layer or tuple element: it follows the rename.
+        var renamed = solution.GetDocument(document.Id)!;
+        var renamedRoot = await renamed.GetSyntaxRootAsync(cancellationToken).ConfigureAwait(false);
+        var arguments = renamedRoot!.DescendantNodes().OfType<AttributeSyntax>()
+            .Where(a => ConvertToFunctionalCodeFix.Name(a) == "OutputLoss" && a.ArgumentList?.Arguments.Count > 0)
+            .Select(a => a.ArgumentList!.Arguments[0].Expression)
+            .OfType<LiteralExpressionSyntax>()
+            .Where(l => l.IsKind(SyntaxKind.StringLiteralExpression) && l.Token.ValueText == oldName)
+            .ToList();
+        if (arguments.Count == 0) return solution;
+        var fixedRoot = renamedRoot.ReplaceNodes(arguments, (original, _) =>
+            SyntaxFactory.LiteralExpression(SyntaxKind.StringLiteralExpression, SyntaxFactory.Literal(newName)).WithTriviaFrom(original));
+        return renamed.WithSyntaxRoot(fixedRoot).Project.Solution;
     }
 }

@@ -494,11 +494,11 @@ internal static partial class ModelEmitter
         /// <summary>The private span property over one weight tensor: Hidden1Kernel, Hidden1Bias.</summary>
         public static string View(LayerSpec layer, string tensor) => Capitalized(layer.Name) + tensor;
 
-        /// <summary>A field's or tensor's name as the start of a member's: hidden1 -> Hidden1.</summary>
+        /// <summary>A field's or tensor's name as the start of a member's: hidden1 -> Hidden1, _hidden1 -> Hidden1, _ -> _.</summary>
         public static string Capitalized(string name)
         {
-            name = name.TrimStart('_');
-            return char.ToUpperInvariant(name[0]) + name.Substring(1);
+            string trimmed = name.TrimStart('_');
+            return trimmed.Length == 0 ? name : char.ToUpperInvariant(trimmed[0]) + trimmed.Substring(1);
         }
     }
 

@@ -29,7 +29,28 @@ public sealed class ModelGenerator : IIncrementalGenerator
                 .Select(static (model, _) => model!)
                 .WithTrackingName(TrackingNames.ValidModels);
 
-            context.RegisterSourceOutput(models, static (output, model) => output.AddSource(model.HintName, ModelEmitter.Emit(model)));
+            context.RegisterSourceOutput(models, static (output, model) =>
+            {
+                var (source, failure) = TryEmit(model, ModelEmitter.Emit);
+                if (source is not null) output.AddSource(model.HintName, source);
+                if (failure is not null) output.ReportDiagnostic(failure);
+            });
+        }
+    }
+
+    /// <summary>
+    /// One model's file, or MG0022 where our emitter fails on it: an exception would drop every model's file in the
+    /// compilation (the generator's output is all or nothing), where this loses only the one model's.
+    /// </summary>
+    internal static (string? Source, Diagnostic? Failure) TryEmit(ModelSpec model, Func<ModelSpec, string> emit)
+    {
+        try
+        {
+            return (emit(model), null);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            return (null, Diagnostic.Create(Diagnostics.GenerationFailed, Location.None, model.ClassName, e.GetType().Name, e.Message));
         }
     }
 

@@ -96,11 +96,21 @@ internal static class Diagnostics
         "Layer drops the mask",
         "Layer '{0}' ({1}) does not support masking: the mask from '{2}' ends here, so the layers after it treat the padded steps as data", DiagnosticSeverity.Warning);
 
+    public static readonly DiagnosticDescriptor NameClaimedByGeneratedCode = Error("MG0021",
+        "Name taken by the generated code",
+        "The code generated for '{0}' declares '{1}' itself ({2}): rename this {3} (a code fix does)");
+
+    /// <summary>Reported by the generator where its emitter fails on a valid model (a bug of ours); the analyzers never see it.</summary>
+    public static readonly DiagnosticDescriptor GenerationFailed = Error("MG0022",
+        "ModelGen could not generate a model",
+        "ModelGen failed to generate model '{0}' ({1}: {2}); the other models are generated. This is a bug in ModelGen: please report it with the model's declaration.");
+
+    /// <summary>The analyzers' diagnostics.</summary>
     public static readonly DiagnosticDescriptor[] All =
     {
         NotPartial, MissingInputShape, InvalidLayerConfiguration, UnsupportedMember, FieldTypeMismatch,
         MisplacedInput, IncompatibleInputShape, NoLayers, UnsupportedModelClass,
         GraphDisconnected, IncompatibleShapes, UnsupportedGraphCode, UnusedLayer, UnusedInput, MissingGraph, Cycle,
-        LossDoesNotFitOutput, SequentialNeedsGraph, LikelyUnsharedLayers, MaskDestroyed,
+        LossDoesNotFitOutput, SequentialNeedsGraph, LikelyUnsharedLayers, MaskDestroyed, NameClaimedByGeneratedCode,
     };
 }

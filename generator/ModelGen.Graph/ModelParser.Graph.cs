@@ -22,6 +22,9 @@ internal static partial class ModelParser
         ["Relu"] = Activation.Relu, ["Sigmoid"] = Activation.Sigmoid, ["Tanh"] = Activation.Tanh, ["Softmax"] = Activation.Softmax,
     };
 
+    private static IEnumerable<IMethodSymbol> GraphMethods(INamedTypeSymbol type) =>
+        type.GetMembers().OfType<IMethodSymbol>().Where(m => m.GetAttributes().Any(a => a.AttributeClass?.ToDisplayString() == GraphAttribute));
+
     /// <summary>
     /// Reads the model's graph method (the first marked [Graph]) and any later ones as sub-models that share its layers.
     /// </summary>
@@ -29,8 +32,7 @@ internal static partial class ModelParser
         out IMethodSymbol? graphMethod, List<SubModelSpec> subModels)
     {
         graphMethod = null;
-        var methods = type.GetMembers().OfType<IMethodSymbol>()
-            .Where(m => m.GetAttributes().Any(a => a.AttributeClass?.ToDisplayString() == GraphAttribute)).ToList();
+        var methods = GraphMethods(type).ToList();
         if (methods.Count == 0)
         {
             context.Report(Diagnostics.MissingGraph, type.Locations.FirstOrDefault(),

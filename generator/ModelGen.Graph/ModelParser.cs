@@ -76,6 +76,7 @@ internal static partial class ModelParser
         var graph = functional
             ? ReadGraph(type, fields, context, cancellationToken, out graphMethod, subModels)
             : BuildChain(type, fields, context);
+        CheckNamesAreFree(type, fields, context);
         if (!context.Ok || graph is null) return null;
         var outputs = ReadOutputLosses(graph, graphMethod, loss, context);
         if (!context.Ok) return null;
@@ -268,6 +269,28 @@ internal static partial class ModelParser
             }
         }
         return fields;
+    }
+
+    /// <summary>
+    /// MG0021: layers, inputs and outputs (graph parameters, named tuple elements) named as something the generated code
+    /// declares itself. Checked apart from the graph, so every one is reported at once, whatever else fails.
+    /// </summary>
+    private static void CheckNamesAreFree(INamedTypeSymbol type, List<LayerField> fields, Context context)
+    {
+        var names = fields.Select(f => (f.Name, FieldLocation(f.Field), f.Kind == LayerKind.Input ? "input" : "layer"));
+        foreach (var method in GraphMethods(type))
+        {
+            names = names.Concat(method.Parameters.Select(p => (p.Name, p.Locations.FirstOrDefault(), "input")));
+            if (method.ReturnType is INamedTypeSymbol { IsTupleType: true } tuple)
+            {
+                var named = tuple.TupleElements.Where(e => !SymbolEqualityComparer.Default.Equals(e, e.CorrespondingTupleField));
+                names = names.Concat(named.Select(e => (e.Name, e.Locations.FirstOrDefault(), "output")));
+            }
+        }
+        foreach (var (name, location, role) in names)
+        {
+            if (ClaimedNames.Use(name) is { } use) context.Report(Diagnostics.NameClaimedByGeneratedCode, location, context.Model, name, use, role);
+        }
     }
 
     // ---- Sequential: a chain ------------------------------------------------------------------------

@@ -144,6 +144,68 @@ public class CodeFixTests
         Assert.Empty(Actions(new AddGraphInputCodeFix(), "MG0010", source).Actions);
     }
 
+    [Fact]
+    public void A_claimed_name_is_renamed_with_its_uses_and_its_output_loss()
+    {
+        string fixedText = ApplyFix(new RenameClaimedNameCodeFix(), "MG0021", """
+            using ModelGen;
+            [Sequential(Loss = Loss.MeanSquaredError)]
+            partial class Model
+            {
+                [Input(4)] Input batch;
+                [Dense(1)] Dense output;
+            }
+            """);
+        Assert.Contains("[Input(4)] Input batchInput;", fixedText);
+        Assert.Empty(AnalyzerHarness.Analyze(fixedText));
+        Assert.Single(AnalyzerHarness.Generate(fixedText));
+
+        // A graph input and its uses; an output layer and the OutputLoss naming it, where 'parametersLayer' is taken.
+        fixedText = ApplyFix(new RenameClaimedNameCodeFix(), "MG0021", """
+            using ModelGen;
+            [Functional]
+            partial class Model
+            {
+                [Dense(2)] Dense parametersLayer;
+                [Dense(1)] Dense parameters;
+                [Graph, OutputLoss("parameters", Loss.MeanSquaredError)]
+                Tensor Forward([Shape(4)] Tensor x) => parameters.Apply(parametersLayer.Apply(x));
+            }
+            """);
+        Assert.Contains("[Dense(1)] Dense parametersLayer2;", fixedText);
+        Assert.Contains("[Graph, OutputLoss(\"parametersLayer2\", Loss.MeanSquaredError)]", fixedText);
+        Assert.Contains("=> parametersLayer2.Apply(parametersLayer.Apply(x));", fixedText);
+        Assert.Empty(AnalyzerHarness.Analyze(fixedText));
+
+        fixedText = ApplyFix(new RenameClaimedNameCodeFix(), "MG0021", """
+            using ModelGen;
+            [Functional(Loss = Loss.MeanSquaredError)]
+            partial class Model
+            {
+                [Dense(1)] Dense head;
+                [Graph] Tensor Forward([Shape(4)] Tensor training) => head.Apply(training);
+            }
+            """);
+        Assert.Contains("Tensor Forward([Shape(4)] Tensor trainingInput) => head.Apply(trainingInput);", fixedText);
+        Assert.Single(AnalyzerHarness.Generate(fixedText));
+
+        fixedText = ApplyFix(new RenameClaimedNameCodeFix(), "MG0021", """
+            using ModelGen;
+            [Functional]
+            partial class Model
+            {
+                [Dense(1)] Dense head;
+                [Dense(1)] Dense tail;
+                [Graph, OutputLoss("loss", Loss.MeanSquaredError), OutputLoss("tail", Loss.MeanSquaredError)]
+                (Tensor loss, Tensor tail) Forward([Shape(4)] Tensor x) => (head.Apply(x), tail.Apply(x));
+            }
+            """);
+        Assert.Contains("[Graph, OutputLoss(\"lossOutput\", Loss.MeanSquaredError), OutputLoss(\"tail\", Loss.MeanSquaredError)]", fixedText);
+        Assert.Contains("(Tensor lossOutput, Tensor tail) Forward(", fixedText);
+        Assert.Empty(AnalyzerHarness.Analyze(fixedText));
+        Assert.Single(AnalyzerHarness.Generate(fixedText));
+    }
+
     private static string ApplyFix(CodeFixProvider fixer, string id, string source)
     {
         var (document, actions) = Actions(fixer, id, source);

@@ -318,6 +318,34 @@ public class SequenceDiagnosticTests
     }
 
     [Fact]
+    public void MG0021_a_name_the_generated_code_declares_itself()
+    {
+        AnalyzerHarness.Verify("""
+            using ModelGen;
+            [Sequential] partial class Model
+            {
+                [Input(4)] Input {|MG0021:batch|};
+                [Dense(8)] Dense {|MG0021:parameters|};
+                [Dropout(0.5)] Dropout {|MG0021:training|};
+                [Dense(2)] Dense rows; // the generated code names its parts' rows so too, but never beside a layer's
+            }
+            """);
+        AnalyzerHarness.Verify("""
+            using ModelGen;
+            [Functional(Loss = Loss.MeanSquaredError)] partial class Model
+            {
+                [Dense(1)] Dense head;
+                [Dense(1)] Dense tail;
+                [Graph] (Tensor {|MG0021:loss|}, Tensor second) Forward([Shape(4)] Tensor {|MG0021:optimizer|}) => (head.Apply(optimizer), tail.Apply(optimizer));
+                [Graph] Tensor Encode([Shape(4)] Tensor {|MG0021:firstRow|}) => head.Apply(firstRow);
+            }
+            """);
+        var diagnostic = AnalyzerHarness.Analyze("using ModelGen; [Sequential] partial class Model { [Input(4)] Input batch; [Dense(2)] Dense d; }").Single();
+        Assert.Equal("The code generated for 'Model' declares 'batch' itself (the batch size in the generated methods): rename this input (a code fix does)", diagnostic.GetMessage());
+        Assert.Empty(AnalyzerHarness.Generate("using ModelGen; [Sequential] partial class Model { [Input(4)] Input batch; [Dense(2)] Dense d; }"));
+    }
+
+    [Fact]
     public void A_recurrent_layer_consumes_the_mask_and_nothing_is_reported()
     {
         Assert.Empty(AnalyzerHarness.Analyze("""

@@ -1028,6 +1028,22 @@ public class GeneratorTests
         Assert.All(result.Results, r => Assert.Null(r.Exception));
     }
 
+    /// <summary>An emitter bug on one model is reported as MG0022 naming it, not thrown: a throw drops every model's file.</summary>
+    [Fact]
+    public void An_emitter_failure_is_reported_as_MG0022_instead_of_thrown()
+    {
+        var type = Compilations.Create(Mnist).GetTypeByMetadataName("Samples.Mnist.MnistClassifier")!;
+        var model = ModelGen.Graph.ModelParser.Parse(type, type.GetAttributes().Single(), report: null, CancellationToken.None)!;
+        var (source, failure) = ModelGenerator.TryEmit(model, _ => throw new IndexOutOfRangeException("Index was outside the bounds of the array."));
+        Assert.Null(source);
+        Assert.Equal("MG0022", failure!.Id);
+        Assert.Equal(DiagnosticSeverity.Error, failure.Severity);
+        Assert.StartsWith("ModelGen failed to generate model 'MnistClassifier' (IndexOutOfRangeException: Index was outside the bounds of the array.)", failure.GetMessage());
+        (source, failure) = ModelGenerator.TryEmit(model, ModelEmitter.Emit);
+        Assert.Null(failure);
+        Assert.Contains("partial class MnistClassifier", source);
+    }
+
     [Fact]
     public void Pipeline_models_hold_no_symbols_syntax_or_locations()
     {

@@ -1,0 +1,164 @@
+using System.Collections.Immutable;
+using Microsoft.CodeAnalysis;
+using Microsoft.CodeAnalysis.CSharp;
+using Microsoft.CodeAnalysis.CSharp.Syntax;
+using Microsoft.CodeAnalysis.Diagnostics;
+using ModelGen.Generator;
+using ModelGen.Graph;
+using ModelGen.Testing;
+
+namespace ModelGen.Analyzers.Tests;
+
+/// <summary>
+/// MG0021 against the generator itself: every name the generated code declares, given to a layer, an input or an output,
+/// is either reported where it is written or compiles.
+/// </summary>
+public class ClaimedNameTests
+{
+    /// <summary>
+    /// Models with one name, NAME, in one role each: a Sequential input, a first hidden layer, a dropout, an output of a
+    /// two-output graph, a graph input also read by a sub-model, a convolution's input and the convolution itself, an
+    /// LSTM's input, an attention model's input. Their other names start with "qq", so the names the generated code makes
+    /// from them (qqHiddenOutput, QqHiddenKernel) are told apart from its own.
+    /// </summary>
+    private static readonly string[] Templates =
+    {
+        """
+        [Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
+        public partial class CLASS { [Input(32)] Input NAME; [Dense(32, Activation.Relu)] Dense qqHidden1; [Dropout(0.2)] Dropout qqDrop; [Dense(32, Activation.Relu)] Dense qqHidden2; [Dense(10, Activation.Softmax)] Dense qqHead; }
+        """,
+        """
+        [Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
+        public partial class CLASS { [Input(32)] Input qqPixels; [Dense(32, Activation.Relu)] Dense NAME; [Dropout(0.2)] Dropout qqDrop; [Dense(32, Activation.Relu)] Dense qqHidden2; [Dense(10, Activation.Softmax)] Dense qqHead; }
+        """,
+        """
+        [Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
+        public partial class CLASS { [Input(32)] Input qqPixels; [Dense(32, Activation.Relu)] Dense qqHidden1; [Dropout(0.2)] Dropout NAME; [Dense(32, Activation.Relu)] Dense qqHidden2; [Dense(10, Activation.Softmax)] Dense qqHead; }
+        """,
+        """
+        [Functional]
+        public partial class CLASS
+        {
+            [Dense(8, Activation.Relu)] Dense qqLeft; [Dense(8, Activation.Relu)] Dense qqRight; [Dense(3, Activation.Softmax)] Dense NAME; [Dense(1)] Dense qqPrice;
+            [Graph, OutputLoss("NAME", Loss.SparseCategoricalCrossentropy), OutputLoss("qqPrice", Loss.MeanSquaredError)]
+            (Tensor NAME, Tensor qqPrice) Forward([Shape(4)] Tensor qqA, [Shape(3)] Tensor qqB)
+            {
+                var joined = Ops.Concatenate(qqLeft.Apply(qqA), qqRight.Apply(qqB));
+                return (NAME.Apply(joined), qqPrice.Apply(joined));
+            }
+        }
+        """,
+        """
+        [Functional(Loss = Loss.MeanSquaredError)]
+        public partial class CLASS
+        {
+            [Dense(8, Activation.Relu)] Dense qqLeft; [Dense(8, Activation.Relu)] Dense qqRight; [Dense(1)] Dense qqHead;
+            [Graph] Tensor Forward([Shape(4)] Tensor NAME, [Shape(3)] Tensor qqOther) => qqHead.Apply(Ops.Concatenate(qqLeft.Apply(NAME), qqRight.Apply(qqOther)));
+            [Graph] Tensor QqEncode([Shape(4)] Tensor NAME) => qqLeft.Apply(NAME);
+        }
+        """,
+        """
+        [Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
+        public partial class CLASS { [Input(12, 12, 1)] Input NAME; [Conv2D(8, 3, Activation.Relu)] Conv2D qqConv; [BatchNormalization] BatchNormalization qqNorm; [MaxPooling2D(2)] MaxPooling2D qqPool; [Flatten] Flatten qqFlatten; [Dense(3, Activation.Softmax)] Dense qqHead; }
+        """,
+        """
+        [Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
+        public partial class CLASS { [Input(28, 28, 1)] Input qqPixels; [Conv2D(32, 3, Activation.Relu)] Conv2D NAME; [MaxPooling2D(2)] MaxPooling2D qqPool; [Flatten] Flatten qqFlatten; [Dense(10, Activation.Softmax)] Dense qqHead; }
+        """,
+        """
+        [Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
+        public partial class CLASS { [Input(8, 4)] Input NAME; [LSTM(16)] LSTM qqLstm; [Dense(3, Activation.Softmax)] Dense qqHead; }
+        """,
+        """
+        [Functional(Loss = Loss.SparseCategoricalCrossentropy)]
+        public partial class CLASS
+        {
+            [Embedding(50, 16)] Embedding qqEmbed; [MultiHeadAttention(2, 8)] MultiHeadAttention qqAttention; [LayerNormalization] LayerNormalization qqNorm;
+            [GlobalAveragePooling1D] GlobalAveragePooling1D qqPool; [Dense(3, Activation.Softmax)] Dense qqHead;
+            [Graph] Tensor Forward([Shape(6)] Tensor NAME)
+            {
+                var qqX = qqEmbed.Apply(NAME);
+                return qqHead.Apply(qqPool.Apply(qqNorm.Apply(Ops.Add(qqX, qqAttention.Apply(qqX, qqX)))));
+            }
+        }
+        """,
+    };
+
+    /// <summary>Names the generated code makes from a graph's own operations (addOutput, concatenateGradient): not its own.</summary>
+    private static readonly string[] OperationNodes = { "add", "concatenate" };
+
+    /// <summary>Names of the generator's own making, and ones that once broke it (an all-underscore layer name).</summary>
+    private static SortedSet<string> Candidates()
+    {
+        var names = new SortedSet<string>(StringComparer.Ordinal) { "__", "_qq" };
+        foreach (var template in Templates)
+        {
+            string code = Assert.Single(AnalyzerHarness.Generate("using ModelGen;\n" + Instance(template, "Neutral", "qqName")));
+            foreach (var name in Declared(code))
+            {
+                if (name.Contains("qq", StringComparison.OrdinalIgnoreCase) || OperationNodes.Any(o => name.StartsWith(o, StringComparison.Ordinal))) continue;
+                names.Add(name);
+            }
+        }
+        return names;
+    }
+
+    [Fact]
+    public async Task Every_name_the_generated_code_declares_is_reported_or_compiles_as_a_layer_input_or_output()
+    {
+        var candidates = Candidates().ToList();
+        Assert.Contains("batch", candidates);
+        Assert.Contains("Predict", candidates);
+        var failures = new List<string>();
+        for (int t = 0; t < Templates.Length; t++)
+        {
+            // One compilation per template, a class per name: C0 named candidates[0], and so on.
+            var compilation = Compilations.Create("using ModelGen;\n" + string.Join("\n", candidates.Select((name, i) => Instance(Templates[t], $"C{i}", name))));
+            CSharpGeneratorDriver.Create(new[] { new ModelGenerator().AsSourceGenerator() }, parseOptions: Compilations.ParseOptions)
+                .RunGeneratorsAndUpdateCompilation(compilation, out var output, out var generatorDiagnostics);
+            failures.AddRange(generatorDiagnostics.Select(d => $"template {t}: {d.GetMessage()}"));
+            var claimed = (await compilation.WithAnalyzers(ImmutableArray.Create<DiagnosticAnalyzer>(new ModelAnalyzer())).GetAnalyzerDiagnosticsAsync())
+                .Where(d => d.Id == "MG0021").Select(d => d.Location.SourceTree!.GetRoot().FindToken(d.Location.SourceSpan.Start).Parent!.AncestorsAndSelf().OfType<ClassDeclarationSyntax>().First().Identifier.ValueText)
+                .ToHashSet();
+            var errors = output.GetDiagnostics().Where(d => d.Severity == DiagnosticSeverity.Error).ToLookup(d => Path.GetFileName(d.Location.SourceTree?.FilePath ?? ""));
+            for (int i = 0; i < candidates.Count; i++)
+            {
+                string file = $"C{i}.g.cs";
+                bool generated = output.SyntaxTrees.Any(tree => Path.GetFileName(tree.FilePath) == file);
+                if (claimed.Contains($"C{i}"))
+                {
+                    if (generated) failures.Add($"template {t}, '{candidates[i]}': reported by MG0021, yet generated");
+                }
+                else if (!generated) failures.Add($"template {t}, '{candidates[i]}': not generated, nothing reported");
+                else if (errors[file].FirstOrDefault() is { } error) failures.Add($"template {t}, '{candidates[i]}': not reported, and the generated code does not compile: {error.GetMessage()}");
+            }
+        }
+        Assert.Empty(failures);
+    }
+
+    [Fact]
+    public void Every_claimed_name_is_one_the_generated_code_declares()
+    {
+        var candidates = Candidates();
+        Assert.All(ClaimedNames.All, name => Assert.Contains(name, candidates));
+    }
+
+    private static string Instance(string template, string className, string name) => template.Replace("CLASS", className).Replace("NAME", name);
+
+    /// <summary>The identifiers a generated file declares: members, parameters and locals.</summary>
+    private static IEnumerable<string> Declared(string code)
+    {
+        foreach (var node in CSharpSyntaxTree.ParseText(code).GetRoot().DescendantNodes())
+        {
+            switch (node)
+            {
+                case ParameterSyntax p: yield return p.Identifier.ValueText; break;
+                case VariableDeclaratorSyntax v: yield return v.Identifier.ValueText; break;
+                case PropertyDeclarationSyntax p: yield return p.Identifier.ValueText; break;
+                case MethodDeclarationSyntax m: yield return m.Identifier.ValueText; break;
+                case SingleVariableDesignationSyntax s: yield return s.Identifier.ValueText; break;
+                case ForEachStatementSyntax f: yield return f.Identifier.ValueText; break;
+            }
+        }
+    }
+}

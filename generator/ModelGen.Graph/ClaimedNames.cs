@@ -1,13 +1,16 @@
 using System;
 using System.Collections.Generic;
+using Microsoft.CodeAnalysis;
+using Microsoft.CodeAnalysis.CSharp;
 
 namespace ModelGen.Graph;
 
 /// <summary>
-/// Names the generated code declares in every model, and what for: the class's own members, and the parameters and locals
-/// of the generated methods that also take the model's inputs and outputs by name. A layer, input or output of one of these
-/// names would not compile (MG0021 says so where it is written). ClaimedNameTests keeps the table complete and exact: every
-/// other name the generated code declares compiles as a user's.
+/// The names a layer, input or output cannot take, since the generated code would not compile with them (MG0021 says so
+/// where the name is written): names it declares in every model (the class's own members, and the parameters and locals of
+/// the generated methods that also take the inputs and outputs by name), C# keywords (it writes names bare), and the
+/// runtime's types (a member of that name would hide the type from it). ClaimedNameTests keeps the table complete (every
+/// other name the generated code declares or looks up compiles as a user's) and current (every entry is such a name).
 /// </summary>
 internal static class ClaimedNames
 {
@@ -21,18 +24,33 @@ internal static class ClaimedNames
             "parameters", "gradients", "layers", "replica", "lastTrainingBatch", "lastOutputs", "inferenceCores", "trainingCores",
             "dropoutRandom", "modelInputs", "modelOutputs",
         }),
-        ("the batch size in the generated methods", new[] { "batch" }),
-        ("the generated forward pass's training flag", new[] { "training" }),
-        ("the first row of a part of the batch in the generated forward pass", new[] { "firstRow" }),
+        ("the batch size of its methods", new[] { "batch" }),
+        ("its forward pass's training flag", new[] { "training" }),
+        ("the first row of a part of the batch in its forward pass", new[] { "firstRow" }),
         ("the optimizer a training step takes", new[] { "optimizer" }),
         ("a training step's loss", new[] { "loss" }),
-        ("the generated methods' discard", new[] { "_" }),
-        ("in the generated constructors", new[] { "maxBatchSize", "forTraining", "sharedParameters", "buffers", "replicaRows" }));
+        ("its methods' discard", new[] { "_" }),
+        ("its checks name their arguments with nameof(...)", new[] { "nameof" }),
+        ("in its constructors", new[] { "maxBatchSize", "forTraining", "sharedParameters", "buffers", "replicaRows" }));
 
-    public static IEnumerable<string> All => Uses.Keys;
+    /// <summary>The namespaces the generated file imports from the runtime.</summary>
+    private static readonly string[] RuntimeNamespaces = { "ModelGen", "ModelGen.Kernels", "ModelGen.Training" };
 
-    /// <summary>What the generated code uses the name for, or null where a layer, input or output may take it.</summary>
-    public static string? Use(string name) => Uses.TryGetValue(name, out var use) ? use : null;
+    /// <summary>The names of the table (not the keywords or types).</summary>
+    public static IEnumerable<string> Declared => Uses.Keys;
+
+    /// <summary>Why no layer, input or output may take the name, or null where one may.</summary>
+    public static string? Reason(string name, IAssemblySymbol? runtime)
+    {
+        if (Uses.TryGetValue(name, out var use)) return $"the generated code declares it itself ({use})";
+        if (SyntaxFacts.GetKeywordKind(name) != SyntaxKind.None) return "it is a C# keyword, which the generated code writes without the @";
+        foreach (var space in RuntimeNamespaces)
+        {
+            if (runtime?.GetTypeByMetadataName(space + "." + name) is { DeclaredAccessibility: Accessibility.Public })
+                return $"it would hide ModelGen's type '{space}.{name}' from the generated code";
+        }
+        return null;
+    }
 
     private static Dictionary<string, string> Table(params (string Use, string[] Names)[] groups)
     {

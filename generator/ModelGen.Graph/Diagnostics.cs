@@ -97,8 +97,8 @@ internal static class Diagnostics
         "Layer '{0}' ({1}) does not support masking: the mask from '{2}' ends here, so the layers after it treat the padded steps as data", DiagnosticSeverity.Warning);
 
     public static readonly DiagnosticDescriptor NameClaimedByGeneratedCode = Error("MG0021",
-        "Name taken by the generated code",
-        "The code generated for '{0}' declares '{1}' itself ({2}): rename this {3} (a code fix does)");
+        "Name the generated code cannot take",
+        "'{0}' cannot name this {1} of '{2}': {3}; rename it (a code fix does)");
 
     /// <summary>Reported by the generator where its emitter fails on a valid model (a bug of ours); the analyzers never see it.</summary>
     public static readonly DiagnosticDescriptor GenerationFailed = Error("MG0022",

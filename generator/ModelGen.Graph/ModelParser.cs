@@ -76,7 +76,7 @@ internal static partial class ModelParser
         var graph = functional
             ? ReadGraph(type, fields, context, cancellationToken, out graphMethod, subModels)
             : BuildChain(type, fields, context);
-        CheckNamesAreFree(type, fields, context);
+        CheckNamesAreFree(type, fields, modelAttribute.AttributeClass?.ContainingAssembly, context);
         if (!context.Ok || graph is null) return null;
         var outputs = ReadOutputLosses(graph, graphMethod, loss, context);
         if (!context.Ok) return null;
@@ -272,10 +272,10 @@ internal static partial class ModelParser
     }
 
     /// <summary>
-    /// MG0021: layers, inputs and outputs (graph parameters, named tuple elements) named as something the generated code
-    /// declares itself. Checked apart from the graph, so every one is reported at once, whatever else fails.
+    /// MG0021: layers, inputs and outputs (graph parameters, named tuple elements) named as the generated code cannot take
+    /// (<see cref="ClaimedNames"/>). Checked apart from the graph, so every one is reported at once, whatever else fails.
     /// </summary>
-    private static void CheckNamesAreFree(INamedTypeSymbol type, List<LayerField> fields, Context context)
+    private static void CheckNamesAreFree(INamedTypeSymbol type, List<LayerField> fields, IAssemblySymbol? runtime, Context context)
     {
         var names = fields.Select(f => (f.Name, FieldLocation(f.Field), f.Kind == LayerKind.Input ? "input" : "layer"));
         foreach (var method in GraphMethods(type))
@@ -289,7 +289,7 @@ internal static partial class ModelParser
         }
         foreach (var (name, location, role) in names)
         {
-            if (ClaimedNames.Use(name) is { } use) context.Report(Diagnostics.NameClaimedByGeneratedCode, location, context.Model, name, use, role);
+            if (ClaimedNames.Reason(name, runtime) is { } reason) context.Report(Diagnostics.NameClaimedByGeneratedCode, location, name, role, context.Model, reason);
         }
     }
 

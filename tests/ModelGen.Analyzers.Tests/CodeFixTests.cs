@@ -160,6 +160,19 @@ public class CodeFixTests
         Assert.Empty(AnalyzerHarness.Analyze(fixedText));
         Assert.Single(AnalyzerHarness.Generate(fixedText));
 
+        // A keyword, written @class.
+        fixedText = ApplyFix(new RenameClaimedNameCodeFix(), "MG0021", """
+            using ModelGen;
+            [Sequential(Loss = Loss.MeanSquaredError)]
+            partial class Model
+            {
+                [Input(4)] Input x;
+                [Dense(1)] Dense @class;
+            }
+            """);
+        Assert.Contains("[Dense(1)] Dense classLayer;", fixedText);
+        Assert.Single(AnalyzerHarness.Generate(fixedText));
+
         // A graph input and its uses; an output layer and the OutputLoss naming it, where 'parametersLayer' is taken.
         fixedText = ApplyFix(new RenameClaimedNameCodeFix(), "MG0021", """
             using ModelGen;

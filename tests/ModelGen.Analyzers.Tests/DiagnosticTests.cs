@@ -327,6 +327,8 @@ public class SequenceDiagnosticTests
                 [Input(4)] Input {|MG0021:batch|};
                 [Dense(8)] Dense {|MG0021:parameters|};
                 [Dropout(0.5)] Dropout {|MG0021:training|};
+                [Dense(8)] Dense {|MG0021:@class|};   // written bare in the generated code
+                [Dense(8)] Dense {|MG0021:Gemm|};     // would hide ModelGen.Kernels.Gemm from it
                 [Dense(2)] Dense rows; // the generated code names its parts' rows so too, but never beside a layer's
             }
             """);
@@ -341,8 +343,10 @@ public class SequenceDiagnosticTests
             }
             """);
         var diagnostic = AnalyzerHarness.Analyze("using ModelGen; [Sequential] partial class Model { [Input(4)] Input batch; [Dense(2)] Dense d; }").Single();
-        Assert.Equal("The code generated for 'Model' declares 'batch' itself (the batch size in the generated methods): rename this input (a code fix does)", diagnostic.GetMessage());
+        Assert.Equal("'batch' cannot name this input of 'Model': the generated code declares it itself (the batch size of its methods); rename it (a code fix does)", diagnostic.GetMessage());
         Assert.Empty(AnalyzerHarness.Generate("using ModelGen; [Sequential] partial class Model { [Input(4)] Input batch; [Dense(2)] Dense d; }"));
+        Assert.Equal("'Gemm' cannot name this layer of 'Model': it would hide ModelGen's type 'ModelGen.Kernels.Gemm' from the generated code; rename it (a code fix does)",
+            AnalyzerHarness.Analyze("using ModelGen; [Sequential] partial class Model { [Input(4)] Input x; [Dense(2)] Dense Gemm; }").Single().GetMessage());
     }
 
     [Fact]

@@ -23,11 +23,12 @@ internal static partial class ModelEmitter
                 Tensors.Add(new Tensor(View(layer, tensor.Property), offset, tensor.Length, tensor.Trainable));
                 offset += tensor.Length;
             }
-            Nodes.AddRange(PlanNodes(model, model.Nodes, model.Outputs.Select(o => o.Node), prefix: ""));
+            var userNames = new HashSet<string>(model.Layers.Select(l => l.Name).Concat(model.Outputs.Select(o => o.Name)));
+            Nodes.AddRange(PlanNodes(model, model.Nodes, model.Outputs.Select(o => o.Node), prefix: "", userNames));
             foreach (var sub in model.SubModels)
             {
                 string prefix = char.ToLowerInvariant(sub.Name[0]) + sub.Name.Substring(1);
-                SubModels.Add(new SubModelPlan(sub, PlanNodes(model, sub.Nodes, sub.Outputs.Select(o => o.Node), prefix)));
+                SubModels.Add(new SubModelPlan(sub, PlanNodes(model, sub.Nodes, sub.Outputs.Select(o => o.Node), prefix, userNames)));
             }
             int inputOffset = 0, outputOffset = 0, targetOffset = 0;
             foreach (int index in model.Inputs)
@@ -253,7 +254,7 @@ internal static partial class ModelEmitter
         public List<InputPlan> Inputs { get; } = new();
         public List<SubModelPlan> SubModels { get; } = new();
 
-        private static List<NodePlan> PlanNodes(ModelSpec model, IEnumerable<NodeSpec> nodes, IEnumerable<int> outputs, string prefix)
+        private static List<NodePlan> PlanNodes(ModelSpec model, IEnumerable<NodeSpec> nodes, IEnumerable<int> outputs, string prefix, ISet<string> userNames)
         {
             var outputSet = new HashSet<int>(outputs);
             var plans = new List<NodePlan>();
@@ -262,7 +263,7 @@ internal static partial class ModelEmitter
                 var layer = spec.Kind == NodeKind.Layer || (spec.Layer >= 0 && spec.Layer < model.Layers.Count) ? model.Layers[spec.Layer] : null;
                 // A Flatten or Reshape changes only the shape: unless it is an output (whose buffer callers read), it reads its input's floats in place.
                 bool alias = spec.Kind == NodeKind.Layer && layer!.IsReshape && !outputSet.Contains(plans.Count);
-                plans.Add(new NodePlan(spec, layer, spec.Inputs.Select(i => plans[i]).ToList(), prefix, alias));
+                plans.Add(new NodePlan(spec, layer, spec.Inputs.Select(i => plans[i]).ToList(), prefix, alias, userNames));
                 if (spec.Mask >= 0) plans[plans.Count - 1].MaskSource = plans[spec.Mask];
                 if (spec.Kind == NodeKind.State) plans[spec.Inputs[0]].States.Add(plans[plans.Count - 1]);
             }
@@ -532,9 +533,13 @@ internal static partial class ModelEmitter
     {
         /// <param name="prefix">Empty for the model; a sub-model's camel-case name for its own buffers (encodeCodeOutput).</param>
         /// <param name="alias">The tensor is its input's floats under another shape: it has no buffers of its own.</param>
-        public NodePlan(NodeSpec spec, LayerSpec? layer, List<NodePlan> inputs, string prefix, bool alias)
+        /// <param name="userNames">The model's layer, input and output names, which its buffers' names must not repeat.</param>
+        public NodePlan(NodeSpec spec, LayerSpec? layer, List<NodePlan> inputs, string prefix, bool alias, ISet<string> userNames)
         {
-            this.prefix = prefix;
+            string name = prefix.Length == 0 ? spec.Name : prefix + char.ToUpperInvariant(spec.Name[0]) + spec.Name.Substring(1);
+            // A layer 'encoderOutput' beside a layer 'encoder' keeps its name: the buffers become encoderNodeOutput and so on.
+            Stem = name;
+            for (int k = 1; StemSuffixes.Any(suffix => userNames.Contains(Stem + suffix)); k++) Stem = name + "Node" + (k == 1 ? "" : k.ToString());
             IsAlias = alias;
             Spec = spec;
             Layer = layer;
@@ -542,7 +547,12 @@ internal static partial class ModelEmitter
             NeedsGradient = layer is { TrainableParameterCount: > 0 } || inputs.Any(i => i.NeedsGradient);
         }
 
-        private readonly string prefix;
+        /// <summary>What the buffers named after a tensor add to its <see cref="Stem"/>.</summary>
+        private static readonly string[] StemSuffixes =
+            { "Output", "Gradient", "Mask", "Key", "Mean", "Variance", "InverseStd", "Patches", "Winners", "Window", "SequenceMask", "Workspace", "ForwardWorkspace", "BackwardWorkspace" };
+
+        /// <summary>The start of the names of this tensor's buffers: its name (after its sub-model's), or that and "Node".</summary>
+        private string Stem { get; }
         public NodeSpec Spec { get; }
         public LayerSpec? Layer { get; }
         public List<NodePlan> Inputs { get; }
@@ -621,7 +631,6 @@ internal static partial class ModelEmitter
         public string Winners => Stem + "Winners";
         public string Window => Stem + "Window";
         public string Title => Spec.Name;
-        private string Stem => prefix.Length == 0 ? Spec.Name : prefix + char.ToUpperInvariant(Spec.Name[0]) + Spec.Name.Substring(1);
         public bool IsAlias { get; }
         public string Output => Stem + "Output";
         /// <summary>The buffer this tensor's gradient lives in: an alias shares its input's.</summary>

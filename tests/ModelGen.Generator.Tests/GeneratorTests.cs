@@ -1028,6 +1028,28 @@ public class GeneratorTests
         Assert.All(result.Results, r => Assert.Null(r.Exception));
     }
 
+    /// <summary>A layer named as another's buffer (encoderOutput beside encoder): that tensor's buffers move aside.</summary>
+    [Fact]
+    public void Buffers_named_after_a_tensor_step_aside_for_a_layer_of_that_name()
+    {
+        var (code, forward) = GeneratorHarness.RunAndFindMethod("""
+            using ModelGen;
+
+            [Sequential(Loss = Loss.MeanSquaredError)]
+            public partial class Named
+            {
+                [Input(8)]                   Input features;
+                [Dense(8, Activation.Tanh)]  Dense encoder;
+                [Dense(4, Activation.Tanh)]  Dense encoderOutput;
+                [Dense(1)]                   Dense head;
+            }
+            """, "Forward");
+        Assert.Contains("private readonly AlignedBuffer encoderNodeOutput, encoderNodeGradient;", code);
+        Assert.Contains("private readonly AlignedBuffer encoderOutputOutput, encoderOutputGradient;", code);
+        Assert.Contains("encoderNodeOutput", forward);
+        Assert.Contains("layers = new Layer[] { features, encoder, encoderOutput, head };", code); // the user's field, still the layer
+    }
+
     /// <summary>An emitter bug on one model is reported as MG0022 naming it, not thrown: a throw drops every model's file.</summary>
     [Fact]
     public void An_emitter_failure_is_reported_as_MG0022_instead_of_thrown()

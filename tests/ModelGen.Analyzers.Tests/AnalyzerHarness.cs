@@ -47,6 +47,29 @@ internal static class AnalyzerHarness
             .GetAnalyzerDiagnosticsAsync().GetAwaiter().GetResult();
     }
 
+    /// <summary>What became of one model class among many (<see cref="GenerateEach"/>).</summary>
+    public sealed record ModelOutcome(IReadOnlySet<string> ErrorIds, bool Generated, Diagnostic? FirstCompileError);
+
+    /// <summary>
+    /// Many model classes in one compilation, generated and analyzed at once; for each class name, the ids of the errors the
+    /// analyzers report in it, whether its file was generated, and the first compile error in that file.
+    /// </summary>
+    public static async Task<(Compilation Output, ImmutableArray<Diagnostic> GeneratorDiagnostics, IReadOnlyList<ModelOutcome> Models)> GenerateEach(
+        IReadOnlyList<string> classes, IReadOnlyList<string> classNames)
+    {
+        Compilation compilation = Compilations.Create("using ModelGen;\n" + string.Join("\n", classes));
+        CSharpGeneratorDriver.Create(new[] { new ModelGenerator().AsSourceGenerator() }, parseOptions: Compilations.ParseOptions)
+            .RunGeneratorsAndUpdateCompilation(compilation, out var output, out var generatorDiagnostics);
+        var errorIds = (await compilation.WithAnalyzers(ImmutableArray.Create<DiagnosticAnalyzer>(new ModelAnalyzer())).GetAnalyzerDiagnosticsAsync())
+            .Where(d => d.Severity == DiagnosticSeverity.Error)
+            .ToLookup(d => d.Location.SourceTree!.GetRoot().FindToken(d.Location.SourceSpan.Start).Parent!.AncestorsAndSelf()
+                .OfType<Microsoft.CodeAnalysis.CSharp.Syntax.ClassDeclarationSyntax>().First().Identifier.ValueText, d => d.Id);
+        var files = output.SyntaxTrees.Select(t => Path.GetFileName(t.FilePath)).ToHashSet();
+        var compileErrors = output.GetDiagnostics().Where(d => d.Severity == DiagnosticSeverity.Error).ToLookup(d => Path.GetFileName(d.Location.SourceTree?.FilePath ?? ""));
+        var models = classNames.Select(name => new ModelOutcome(errorIds[name].ToHashSet(), files.Contains(name + ".g.cs"), compileErrors[name + ".g.cs"].FirstOrDefault())).ToList();
+        return (output, generatorDiagnostics, models);
+    }
+
     /// <summary>The generator's output files for a source (empty when it skips the model).</summary>
     public static IReadOnlyList<string> Generate(string source)
     {

@@ -1,11 +1,6 @@
-using System.Collections.Immutable;
-using Microsoft.CodeAnalysis;
 using Microsoft.CodeAnalysis.CSharp;
 using Microsoft.CodeAnalysis.CSharp.Syntax;
-using Microsoft.CodeAnalysis.Diagnostics;
-using ModelGen.Generator;
 using ModelGen.Graph;
-using ModelGen.Testing;
 
 namespace ModelGen.Analyzers.Tests;
 
@@ -125,24 +120,18 @@ public class ClaimedNameTests
         for (int t = 0; t < Templates.Length; t++)
         {
             // One compilation per template, a class per name: C0 named candidates[0], and so on.
-            var compilation = Compilations.Create("using ModelGen;\n" + string.Join("\n", candidates.Select((name, i) => Instance(Templates[t], $"C{i}", name))));
-            CSharpGeneratorDriver.Create(new[] { new ModelGenerator().AsSourceGenerator() }, parseOptions: Compilations.ParseOptions)
-                .RunGeneratorsAndUpdateCompilation(compilation, out var output, out var generatorDiagnostics);
+            var names = candidates.Select((_, i) => $"C{i}").ToList();
+            var (_, generatorDiagnostics, models) = await AnalyzerHarness.GenerateEach(candidates.Select((name, i) => Instance(Templates[t], names[i], name)).ToList(), names);
             failures.AddRange(generatorDiagnostics.Select(d => $"template {t}: {d.GetMessage()}"));
-            var claimed = (await compilation.WithAnalyzers(ImmutableArray.Create<DiagnosticAnalyzer>(new ModelAnalyzer())).GetAnalyzerDiagnosticsAsync())
-                .Where(d => d.Id == "MG0021").Select(d => d.Location.SourceTree!.GetRoot().FindToken(d.Location.SourceSpan.Start).Parent!.AncestorsAndSelf().OfType<ClassDeclarationSyntax>().First().Identifier.ValueText)
-                .ToHashSet();
-            var errors = output.GetDiagnostics().Where(d => d.Severity == DiagnosticSeverity.Error).ToLookup(d => Path.GetFileName(d.Location.SourceTree?.FilePath ?? ""));
             for (int i = 0; i < candidates.Count; i++)
             {
-                string file = $"C{i}.g.cs";
-                bool generated = output.SyntaxTrees.Any(tree => Path.GetFileName(tree.FilePath) == file);
-                if (claimed.Contains($"C{i}"))
+                var model = models[i];
+                if (model.ErrorIds.Contains("MG0021"))
                 {
-                    if (generated) failures.Add($"template {t}, '{candidates[i]}': reported by MG0021, yet generated");
+                    if (model.Generated) failures.Add($"template {t}, '{candidates[i]}': reported by MG0021, yet generated");
                 }
-                else if (!generated) failures.Add($"template {t}, '{candidates[i]}': not generated, nothing reported");
-                else if (errors[file].FirstOrDefault() is { } error) failures.Add($"template {t}, '{candidates[i]}': not reported, and the generated code does not compile: {error.GetMessage()}");
+                else if (!model.Generated) failures.Add($"template {t}, '{candidates[i]}': not generated, nothing reported");
+                else if (model.FirstCompileError is { } error) failures.Add($"template {t}, '{candidates[i]}': not reported, and the generated code does not compile: {error.GetMessage()}");
             }
         }
         Assert.True(failures.Count == 0, string.Join("\n", failures));

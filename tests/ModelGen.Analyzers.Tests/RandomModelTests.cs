@@ -1,10 +1,4 @@
-using System.Collections.Immutable;
 using Microsoft.CodeAnalysis;
-using Microsoft.CodeAnalysis.CSharp;
-using Microsoft.CodeAnalysis.CSharp.Syntax;
-using Microsoft.CodeAnalysis.Diagnostics;
-using ModelGen.Generator;
-using ModelGen.Testing;
 
 namespace ModelGen.Analyzers.Tests;
 
@@ -23,26 +17,18 @@ public class RandomModelTests
     {
         var random = new Random(int.Parse(Environment.GetEnvironmentVariable("MODELGEN_RANDOM_SEED") ?? "20261124"));
         var sources = Enumerable.Range(0, Models).Select(i => RandomModel(random, $"R{i}")).ToList();
-        var compilation = Compilations.Create("using ModelGen;\n" + string.Join("\n", sources));
-        CSharpGeneratorDriver.Create(new[] { new ModelGenerator().AsSourceGenerator() }, parseOptions: Compilations.ParseOptions)
-            .RunGeneratorsAndUpdateCompilation(compilation, out var output, out var generatorDiagnostics);
+        var (output, generatorDiagnostics, models) = await AnalyzerHarness.GenerateEach(sources, sources.Select((_, i) => $"R{i}").ToList());
         Assert.Empty(generatorDiagnostics);
-        var refused = (await compilation.WithAnalyzers(ImmutableArray.Create<DiagnosticAnalyzer>(new ModelAnalyzer())).GetAnalyzerDiagnosticsAsync())
-            .Where(d => d.Severity == DiagnosticSeverity.Error)
-            .Select(d => d.Location.SourceTree!.GetRoot().FindToken(d.Location.SourceSpan.Start).Parent!.AncestorsAndSelf().OfType<ClassDeclarationSyntax>().First().Identifier.ValueText)
-            .ToHashSet();
-        var errors = output.GetDiagnostics().Where(d => d.Severity == DiagnosticSeverity.Error).ToLookup(d => Path.GetFileName(d.Location.SourceTree?.FilePath ?? ""));
         var failures = new List<string>();
         for (int i = 0; i < Models; i++)
         {
-            string file = $"R{i}.g.cs";
-            bool generated = output.SyntaxTrees.Any(tree => Path.GetFileName(tree.FilePath) == file);
-            if (refused.Contains($"R{i}") == generated) failures.Add($"{(generated ? "refused, yet generated" : "accepted, not generated")}: {sources[i]}");
-            else if (errors[file].FirstOrDefault() is { } error) failures.Add($"generated code does not compile ({error.GetMessage()}): {sources[i]}");
+            bool refused = models[i].ErrorIds.Count > 0;
+            if (refused == models[i].Generated) failures.Add($"{(refused ? "refused, yet generated" : "accepted, not generated")}: {sources[i]}");
+            else if (models[i].FirstCompileError is { } error) failures.Add($"generated code does not compile ({error.GetMessage()}): {sources[i]}");
         }
         Assert.True(failures.Count == 0, string.Join("\n", failures));
         // Not a vacuous pass: most models are valid, and some are not.
-        Assert.InRange(Models - refused.Count, Models / 2, Models - 10);
+        Assert.InRange(models.Count(m => m.Generated), Models / 2, Models - 10);
 
         // Each accepted model runs: finite predictions, its inference copy's the same bits, a finite training step.
         using var image = new MemoryStream();
@@ -51,7 +37,7 @@ public class RandomModelTests
         var assembly = System.Reflection.Assembly.Load(image.ToArray());
         for (int i = 0; i < Models; i++)
         {
-            if (refused.Contains($"R{i}")) continue;
+            if (!models[i].Generated) continue;
             try
             {
                 Run((IModel)Activator.CreateInstance(assembly.GetType($"R{i}")!, 4, 0)!, new Random(i));

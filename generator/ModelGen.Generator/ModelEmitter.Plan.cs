@@ -33,12 +33,12 @@ internal static partial class ModelEmitter
             int inputOffset = 0, outputOffset = 0, targetOffset = 0;
             foreach (int index in model.Inputs)
             {
-                Inputs.Add(new InputPlan(Nodes[index].Spec, inputOffset));
+                Inputs.Add(new InputPlan(Nodes[index].Spec, inputOffset, StemOf(Nodes[index].Spec.Name, InputPlan.StemSuffixes, userNames)));
                 inputOffset += Nodes[index].Spec.Size;
             }
             foreach (var output in model.Outputs)
             {
-                Outputs.Add(new OutputPlan(output, Nodes[output.Node], outputOffset, targetOffset));
+                Outputs.Add(new OutputPlan(output, Nodes[output.Node], outputOffset, targetOffset, StemOf(output.Name, OutputPlan.StemSuffixes, userNames)));
                 outputOffset += output.Size;
                 targetOffset += output.TargetSize;
             }
@@ -495,6 +495,18 @@ internal static partial class ModelEmitter
         /// <summary>The private span property over one weight tensor: Hidden1Kernel, Hidden1Bias.</summary>
         public static string View(LayerSpec layer, string tensor) => Capitalized(layer.Name) + tensor;
 
+        /// <summary>
+        /// The start of the names made from a tensor's, input's or output's name (hidden1Output, imageStaging, priceTargets):
+        /// the name, unless one of them would repeat a name the user wrote (a layer 'encoderOutput' beside a layer
+        /// 'encoder'), then the name and "Node" (encoderNodeOutput; a digit after, should that be taken too).
+        /// </summary>
+        public static string StemOf(string name, IReadOnlyList<string> suffixes, ISet<string> userNames)
+        {
+            string stem = name;
+            for (int k = 1; suffixes.Any(suffix => userNames.Contains(stem + suffix)); k++) stem = name + "Node" + (k == 1 ? "" : k.ToString());
+            return stem;
+        }
+
         /// <summary>A field's or tensor's name as the start of a member's: hidden1 -> Hidden1, _hidden1 -> Hidden1, _ -> _.</summary>
         public static string Capitalized(string name)
         {
@@ -513,18 +525,22 @@ internal static partial class ModelEmitter
         public IEnumerable<NodePlan> OutputNodes => Spec.Outputs.Select(o => Nodes[o.Node]);
     }
 
-    private sealed record InputPlan(NodeSpec Spec, int Offset)
+    /// <param name="Stem">The start of the input's buffer names (<see cref="Plan.StemOf"/>).</param>
+    private sealed record InputPlan(NodeSpec Spec, int Offset, string Stem)
     {
-        public string Staging => Spec.Name + "Staging";
+        public static readonly string[] StemSuffixes = { "Staging" };
+        public string Staging => Stem + "Staging";
     }
 
-    private sealed record OutputPlan(OutputSpec Spec, NodePlan Node, int Offset, int TargetOffset)
+    /// <param name="Stem">The start of the output's targets' and loss's names (<see cref="Plan.StemOf"/>).</param>
+    private sealed record OutputPlan(OutputSpec Spec, NodePlan Node, int Offset, int TargetOffset, string Stem)
     {
-        public string Targets => Spec.Name + "Targets";
+        public static readonly string[] StemSuffixes = { "Targets", "Loss" };
+        public string Targets => Stem + "Targets";
         /// <summary>Parameter names in the typed overloads: the output's own name, and its targets.</summary>
         public string Parameter => Spec.Name;
-        public string TargetParameter => Spec.Name + "Targets";
-        public string LossLocal => Spec.Name + "Loss";
+        public string TargetParameter => Stem + "Targets";
+        public string LossLocal => Stem + "Loss";
         /// <summary>The rows a loss reduces over its last axis for <paramref name="samples"/> samples: one per sample, or per step (pixel) of each.</summary>
         public string RowsOf(string samples) => Spec.Rows == 1 ? samples : $"{samples} * {Spec.Rows}";
     }
@@ -536,10 +552,7 @@ internal static partial class ModelEmitter
         /// <param name="userNames">The model's layer, input and output names, which its buffers' names must not repeat.</param>
         public NodePlan(NodeSpec spec, LayerSpec? layer, List<NodePlan> inputs, string prefix, bool alias, ISet<string> userNames)
         {
-            string name = prefix.Length == 0 ? spec.Name : prefix + char.ToUpperInvariant(spec.Name[0]) + spec.Name.Substring(1);
-            // A layer 'encoderOutput' beside a layer 'encoder' keeps its name: the buffers become encoderNodeOutput and so on.
-            Stem = name;
-            for (int k = 1; StemSuffixes.Any(suffix => userNames.Contains(Stem + suffix)); k++) Stem = name + "Node" + (k == 1 ? "" : k.ToString());
+            Stem = Plan.StemOf(prefix.Length == 0 ? spec.Name : prefix + char.ToUpperInvariant(spec.Name[0]) + spec.Name.Substring(1), StemSuffixes, userNames);
             IsAlias = alias;
             Spec = spec;
             Layer = layer;
@@ -548,7 +561,7 @@ internal static partial class ModelEmitter
         }
 
         /// <summary>What the buffers named after a tensor add to its <see cref="Stem"/>.</summary>
-        private static readonly string[] StemSuffixes =
+        public static readonly string[] StemSuffixes =
             { "Output", "Gradient", "Mask", "Key", "Mean", "Variance", "InverseStd", "Patches", "Winners", "Window", "SequenceMask", "Workspace", "ForwardWorkspace", "BackwardWorkspace" };
 
         /// <summary>The start of the names of this tensor's buffers: its name (after its sub-model's), or that and "Node".</summary>

@@ -98,12 +98,12 @@ public class ClaimedNameTests
             string code = Assert.Single(AnalyzerHarness.Generate("using ModelGen;\n" + Instance(template, "Neutral", "qqName")));
             foreach (var name in Declared(code))
             {
-                // Of the names made from the templates' own: those of the tensors' buffers (qqHidden1Output, addGradient), which
-                // the generator moves aside (qqHidden1NodeOutput). Not the weights' PascalCase views (QqHidden1Kernel,
-                // packedQqHidden1Kernel) or the inputs' and outputs' buffers (qqAStaging, qqPriceTargets): those still clash.
+                // Of the names made from the templates' own: those of the tensors', inputs' and outputs' buffers (qqHidden1Output,
+                // addGradient, qqAStaging, qqPriceTargets), which the generator moves aside (qqHidden1NodeOutput). Not the
+                // weights' PascalCase views (QqHidden1Kernel, packedQqHidden1Kernel): those still clash.
                 bool made = name.Contains("qq", StringComparison.OrdinalIgnoreCase) || OperationNodes.Any(o => name.StartsWith(o, StringComparison.Ordinal));
                 bool stemmed = (name.StartsWith("qq", StringComparison.Ordinal) || OperationNodes.Any(o => name.StartsWith(o, StringComparison.Ordinal)))
-                    && !TemplateNames.Contains(name) && !name.EndsWith("Staging", StringComparison.Ordinal) && !name.EndsWith("Targets", StringComparison.Ordinal);
+                    && !TemplateNames.Contains(name);
                 if (!made || stemmed) names.Add(name);
             }
         }

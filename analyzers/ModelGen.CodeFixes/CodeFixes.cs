@@ -17,6 +17,18 @@ public abstract class ModelCodeFix(string diagnosticId) : CodeFixProvider
 {
     public sealed override ImmutableArray<string> FixableDiagnosticIds { get; } = ImmutableArray.Create(diagnosticId);
     public sealed override FixAllProvider? GetFixAllProvider() => null;
+
+    /// <summary>An attribute's name as written, without namespace or "Attribute": [ModelGen.OutputLossAttribute] is OutputLoss.</summary>
+    protected static string AttributeName(AttributeSyntax attribute)
+    {
+        string name = attribute.Name switch
+        {
+            QualifiedNameSyntax qualified => qualified.Right.Identifier.ValueText,
+            SimpleNameSyntax simple => simple.Identifier.ValueText,
+            _ => attribute.Name.ToString(),
+        };
+        return name.EndsWith("Attribute") ? name.Substring(0, name.Length - "Attribute".Length) : name;
+    }
 }
 
 /// <summary>MG0018: rewrites a Sequential model with several inputs as a [Functional] model with an equivalent graph method.</summary>
@@ -43,10 +55,10 @@ public sealed class ConvertToFunctionalCodeFix() : ModelCodeFix("MG0018")
         var layers = new List<string>();
         foreach (var field in model.Members.OfType<FieldDeclarationSyntax>())
         {
-            var attribute = field.AttributeLists.SelectMany(l => l.Attributes).FirstOrDefault(a => Name(a) is "Input" or "Dense" or "Dropout" or "Activation");
+            var attribute = field.AttributeLists.SelectMany(l => l.Attributes).FirstOrDefault(a => AttributeName(a) is "Input" or "Dense" or "Dropout" or "Activation");
             if (attribute is null) continue;
             string name = field.Declaration.Variables.First().Identifier.ValueText;
-            if (Name(attribute) == "Input") inputs.Add((field, attribute, name));
+            if (AttributeName(attribute) == "Input") inputs.Add((field, attribute, name));
             else layers.Add(name);
         }
 
@@ -62,20 +74,9 @@ public sealed class ConvertToFunctionalCodeFix() : ModelCodeFix("MG0018")
         var updated = model.RemoveNodes(inputs.Select(i => (SyntaxNode)i.Field), SyntaxRemoveOptions.KeepNoTrivia)!;
         updated = updated.AddMembers(method.WithAdditionalAnnotations(Microsoft.CodeAnalysis.Formatting.Formatter.Annotation));
         updated = updated.ReplaceNodes(
-            updated.AttributeLists.SelectMany(l => l.Attributes).Where(a => Name(a) == "Sequential"),
+            updated.AttributeLists.SelectMany(l => l.Attributes).Where(a => AttributeName(a) == "Sequential"),
             (original, _) => original.WithName(SyntaxFactory.IdentifierName("Functional").WithTriviaFrom(original.Name)));
         return Task.FromResult(document.WithSyntaxRoot(root.ReplaceNode(model, updated)));
-    }
-
-    internal static string Name(AttributeSyntax attribute)
-    {
-        string name = attribute.Name switch
-        {
-            QualifiedNameSyntax qualified => qualified.Right.Identifier.ValueText,
-            SimpleNameSyntax simple => simple.Identifier.ValueText,
-            _ => attribute.Name.ToString(),
-        };
-        return name.EndsWith("Attribute") ? name.Substring(0, name.Length - "Attribute".Length) : name;
     }
 }
 
@@ -222,7 +223,7 @@ public sealed class RenameClaimedNameCodeFix() : ModelCodeFix("MG0021")
         var renamed = solution.GetDocument(document.Id)!;
         var renamedRoot = await renamed.GetSyntaxRootAsync(cancellationToken).ConfigureAwait(false);
         var arguments = renamedRoot!.DescendantNodes().OfType<AttributeSyntax>()
-            .Where(a => ConvertToFunctionalCodeFix.Name(a) == "OutputLoss" && a.ArgumentList?.Arguments.Count > 0)
+            .Where(a => AttributeName(a) == "OutputLoss" && a.ArgumentList?.Arguments.Count > 0)
             .Select(a => a.ArgumentList!.Arguments[0].Expression)
             .OfType<LiteralExpressionSyntax>()
             .Where(l => l.IsKind(SyntaxKind.StringLiteralExpression) && l.Token.ValueText == oldName)

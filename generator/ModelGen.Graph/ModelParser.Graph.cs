@@ -22,6 +22,9 @@ internal static partial class ModelParser
         ["Relu"] = Activation.Relu, ["Sigmoid"] = Activation.Sigmoid, ["Tanh"] = Activation.Tanh, ["Softmax"] = Activation.Softmax,
     };
 
+    /// <summary>A tuple element named where it is written ((Tensor energy, Tensor vacuum)), not Item1.</summary>
+    private static bool IsNamedElement(IFieldSymbol element) => !SymbolEqualityComparer.Default.Equals(element, element.CorrespondingTupleField);
+
     private static IEnumerable<IMethodSymbol> GraphMethods(INamedTypeSymbol type) =>
         type.GetMembers().OfType<IMethodSymbol>().Where(m => m.GetAttributes().Any(a => a.AttributeClass?.ToDisplayString() == GraphAttribute));
 
@@ -162,7 +165,7 @@ internal static partial class ModelParser
             for (int k = 0; k < outputs.Count; k++)
             {
                 var element = k < elements.Length ? elements[k] : null;
-                bool named = element is not null && !SymbolEqualityComparer.Default.Equals(element, element.CorrespondingTupleField);
+                bool named = element is not null && IsNamedElement(element);
                 var node = graph.Nodes[outputs[k]];
                 yield return named ? element!.Name : node.Layer >= 0 ? graph.Layers[node.Layer].Name : node.Name;
             }

@@ -283,8 +283,7 @@ internal static partial class ModelParser
             names = names.Concat(method.Parameters.Select(p => (p.Name, p.Locations.FirstOrDefault(), "input")));
             if (method.ReturnType is INamedTypeSymbol { IsTupleType: true } tuple)
             {
-                var named = tuple.TupleElements.Where(e => !SymbolEqualityComparer.Default.Equals(e, e.CorrespondingTupleField));
-                names = names.Concat(named.Select(e => (e.Name, e.Locations.FirstOrDefault(), "output")));
+                names = names.Concat(tuple.TupleElements.Where(IsNamedElement).Select(e => (e.Name, e.Locations.FirstOrDefault(), "output")));
             }
         }
         foreach (var (name, location, role) in names)

@@ -194,7 +194,13 @@ public sealed class RenameClaimedNameCodeFix() : ModelCodeFix("MG0021")
             IFieldSymbol { ContainingType.IsTupleType: true } => "Output",
             IParameterSymbol => "Input",
             IFieldSymbol field when field.GetAttributes().Any(a => a.AttributeClass?.Name == "InputAttribute") => "Input",
-            _ => "Layer",
+            IFieldSymbol { IsStatic: false } => "Layer",
+            // The class's other members: Name -> NameProperty, a nested Layer -> LayerType.
+            IFieldSymbol => "Field",
+            IPropertySymbol => "Property",
+            IMethodSymbol => "Method",
+            IEventSymbol => "Event",
+            _ => "Type",
         };
         var taken = new HashSet<string>(semanticModel.LookupSymbols(context.Span.Start).Select(s => s.Name).Concat(symbol.ContainingType.GetMembers().Select(m => m.Name)));
         string newName = name + suffix;

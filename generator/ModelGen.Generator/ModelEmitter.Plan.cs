@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using System.Globalization;
+using System.Collections.Immutable;
 using System.Linq;
 using ModelGen.Graph;
 
@@ -14,7 +15,8 @@ internal static partial class ModelEmitter
     {
         public Plan(ModelSpec model)
         {
-            Model = model;
+            var userNames = new HashSet<string>(model.MemberNames.Concat(model.Layers.Select(l => l.Name)).Concat(model.Outputs.Select(o => o.Name)));
+            Model = model = WithMemberStems(model, userNames);
             // Trainable tensors first, so the optimizer steps over one prefix of the buffer; moving statistics and frozen weights follow.
             var weights = model.Layers.SelectMany(layer => layer.Weights.Select(tensor => (Layer: layer, Tensor: tensor))).ToList();
             int offset = 0;
@@ -23,7 +25,6 @@ internal static partial class ModelEmitter
                 Tensors.Add(new Tensor(View(layer, tensor.Property), offset, tensor.Length, tensor.Trainable));
                 offset += tensor.Length;
             }
-            var userNames = new HashSet<string>(model.Layers.Select(l => l.Name).Concat(model.Outputs.Select(o => o.Name)));
             Nodes.AddRange(PlanNodes(model, model.Nodes, model.Outputs.Select(o => o.Node), prefix: "", userNames));
             foreach (var sub in model.SubModels)
             {
@@ -493,18 +494,42 @@ internal static partial class ModelEmitter
         public bool IsShared(LayerSpec layer) => Nodes.Count(n => n.Layer == layer && n.Spec.Kind == NodeKind.Layer) > 1;
 
         /// <summary>The private span property over one weight tensor: Hidden1Kernel, Hidden1Bias.</summary>
-        public static string View(LayerSpec layer, string tensor) => Capitalized(layer.Name) + tensor;
+        public static string View(LayerSpec layer, string tensor) => layer.MemberStem + tensor;
 
         /// <summary>
         /// The start of the names made from a tensor's, input's or output's name (hidden1Output, imageStaging, priceTargets):
         /// the name, unless one of them would repeat a name the user wrote (a layer 'encoderOutput' beside a layer
         /// 'encoder'), then the name and "Node" (encoderNodeOutput; a digit after, should that be taken too).
         /// </summary>
-        public static string StemOf(string name, IReadOnlyList<string> suffixes, ISet<string> userNames)
+        public static string StemOf(string name, IReadOnlyList<string> suffixes, ISet<string> userNames) =>
+            StemOf(name, "Node", stem => suffixes.Select(suffix => stem + suffix), userNames);
+
+        /// <summary>The first of name, name + aside, name + aside + 2, ... none of whose names (<paramref name="namesOf"/>) is taken.</summary>
+        private static string StemOf(string name, string aside, Func<string, IEnumerable<string>> namesOf, ISet<string> taken)
         {
             string stem = name;
-            for (int k = 1; suffixes.Any(suffix => userNames.Contains(stem + suffix)); k++) stem = name + "Node" + (k == 1 ? "" : k.ToString());
+            for (int k = 1; namesOf(stem).Any(taken.Contains); k++) stem = name + aside + (k == 1 ? "" : k.ToString());
             return stem;
+        }
+
+        /// <summary>
+        /// The model with each layer's <see cref="LayerSpec.MemberStem"/>: the start of its weights' members (Hidden1Kernel,
+        /// Hidden1KernelOffset, Hidden1KernelGradient, packedHidden1Kernel), its name capitalized, or that and "Layer" where
+        /// one of those would repeat a name of the user's class (a property HiddenKernel), of the generated members, or of
+        /// an earlier layer's (hidden beside Hidden or _hidden).
+        /// </summary>
+        private static ModelSpec WithMemberStems(ModelSpec model, ISet<string> userNames)
+        {
+            var taken = new HashSet<string>(userNames.Concat(ClaimedNames.Declared));
+            var layers = model.Layers.Select(layer =>
+            {
+                IEnumerable<string> NamesOf(string stem) => layer.Weights.SelectMany(tensor =>
+                    new[] { "", "Offset", "Length", "Gradient" }.Select(suffix => stem + tensor.Property + suffix).Append("packed" + stem + tensor.Property));
+                string stem = StemOf(Capitalized(layer.Name), "Layer", NamesOf, taken);
+                taken.UnionWith(NamesOf(stem));
+                return layer with { MemberStem = stem };
+            });
+            return model with { Layers = layers.ToImmutableArray() };
         }
 
         /// <summary>A field's or tensor's name as the start of a member's: hidden1 -> Hidden1, _hidden1 -> Hidden1, _ -> _.</summary>

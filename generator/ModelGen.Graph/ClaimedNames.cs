@@ -9,21 +9,23 @@ namespace ModelGen.Graph;
 /// The names a layer, input or output cannot take, since the generated code would not compile with them (MG0021 says so
 /// where the name is written): names it declares in every model (the class's own members, and the parameters and locals of
 /// the generated methods that also take the inputs and outputs by name), C# keywords (it writes names bare), and the
-/// runtime's types (a member of that name would hide the type from it). ClaimedNameTests keeps the table complete (every
-/// other name the generated code declares or looks up compiles as a user's) and current (every entry is such a name).
+/// runtime's types (a member of that name would hide the type from it). The class's other members (a property, a nested
+/// type, a method) meet only the generated members and the runtime's types (<see cref="MemberReason"/>). ClaimedNameTests
+/// keeps the table complete (every other name the generated code declares or looks up compiles as a user's) and current
+/// (every entry is such a name).
 /// </summary>
 internal static class ClaimedNames
 {
     private static readonly Dictionary<string, string> Uses = Table(
-        ("a member of every model", new[]
+        (MemberUse, new[]
         {
             "ParameterCount", "TrainableParameterCount", "NonTrainableParameterCount", "InputSize", "OutputSize", "TargetSize",
             "MaxBatchSize", "BufferBytes", "Name", "Layers", "Parameters", "Gradients", "Inputs", "Outputs", "LastTrainingOutputs",
-            "Predict", "ForInference", "TrainStep", "Summary", "SummaryText", "Forward", "Backward", "Step", "TrainPart",
-            "UpdateMovingStatistics", "GradientFloats", "SeparateGradientFloats", "ValueFloats", "SeparateValueFloats",
+            "SummaryText", "GradientFloats", "SeparateGradientFloats", "ValueFloats", "SeparateValueFloats",
             "parameters", "gradients", "layers", "replica", "lastTrainingBatch", "lastOutputs", "inferenceCores", "trainingCores",
             "dropoutRandom", "modelInputs", "modelOutputs",
         }),
+        (MethodUse, new[] { "Predict", "ForInference", "TrainStep", "Summary", "Forward", "Backward", "Step", "TrainPart", "UpdateMovingStatistics" }),
         ("the batch size of its methods", new[] { "batch" }),
         ("its forward pass's training flag", new[] { "training" }),
         ("the first row of a part of the batch in its forward pass", new[] { "firstRow" }),
@@ -32,6 +34,8 @@ internal static class ClaimedNames
         ("its methods' discard", new[] { "_" }),
         ("its checks name their arguments with nameof(...)", new[] { "nameof" }),
         ("in its constructors", new[] { "maxBatchSize", "forTraining", "sharedParameters", "buffers", "replicaRows" }));
+
+    private const string MemberUse = "a member of every model", MethodUse = "a method of every model";
 
     /// <summary>The namespaces the generated file imports from the runtime.</summary>
     private static readonly string[] RuntimeNamespaces = { "ModelGen", "ModelGen.Kernels", "ModelGen.Training" };
@@ -44,6 +48,22 @@ internal static class ClaimedNames
     {
         if (Uses.TryGetValue(name, out var use)) return $"the generated code declares it itself ({use})";
         if (SyntaxFacts.GetKeywordKind(name) != SyntaxKind.None) return "it is a C# keyword, which the generated code writes without the @";
+        return TypeReason(name, runtime);
+    }
+
+    /// <summary>
+    /// Why none of the class's other members (a property, a method, a nested type) may take the name, or null where one may:
+    /// the generated members' names, but for a method's the generated methods' (an overload is the user's to write), and the
+    /// runtime's types. The generated code names no other member of the class, so its parameters and locals do not count.
+    /// </summary>
+    public static string? MemberReason(string name, bool isMethod, IAssemblySymbol? runtime)
+    {
+        if (Uses.TryGetValue(name, out var use) && (use == MemberUse || (use == MethodUse && !isMethod))) return $"the generated code declares it itself ({use})";
+        return TypeReason(name, runtime);
+    }
+
+    private static string? TypeReason(string name, IAssemblySymbol? runtime)
+    {
         foreach (var space in RuntimeNamespaces)
         {
             if (runtime?.GetTypeByMetadataName(space + "." + name) is { DeclaredAccessibility: Accessibility.Public })

@@ -91,7 +91,8 @@ internal static partial class ModelParser
             graph.Nodes.ToImmutableArray(),
             graph.Inputs.ToImmutableArray(),
             outputs,
-            subModels.ToImmutableArray());
+            subModels.ToImmutableArray(),
+            UserMembers(type).Select(m => m.Name).Distinct().OrderBy(n => n, StringComparer.Ordinal).ToImmutableArray());
     }
 
     /// <summary>Layers and nodes under construction.</summary>
@@ -233,10 +234,9 @@ internal static partial class ModelParser
     private static List<LayerField> ReadFields(INamedTypeSymbol type, bool functional, Context context, CancellationToken cancellationToken)
     {
         var fields = new List<LayerField>();
-        foreach (var member in type.GetMembers())
+        foreach (var member in UserMembers(type))
         {
             cancellationToken.ThrowIfCancellationRequested();
-            if (member.IsImplicitlyDeclared || IsGenerated(member)) continue;
             if (member is IFieldSymbol field && !field.IsStatic && !field.IsConst)
             {
                 var attributes = field.GetAttributes().Where(a => a.AttributeClass is { } c && LayerAttributes.ContainsKey(c.ToDisplayString())).ToList();
@@ -290,7 +290,25 @@ internal static partial class ModelParser
         {
             if (ClaimedNames.Reason(name, runtime) is { } reason) context.Report(Diagnostics.NameClaimedByGeneratedCode, location, name, role, context.Model, reason);
         }
+        // The class's other members (its instance fields are its layers, or MG0004): only the generated members' names and the runtime's types clash.
+        foreach (var member in UserMembers(type).Where(m => m is not IFieldSymbol { IsStatic: false, IsConst: false } && m is not IMethodSymbol { MethodKind: not MethodKind.Ordinary }))
+        {
+            if (ClaimedNames.MemberReason(member.Name, member is IMethodSymbol, runtime) is { } reason)
+                context.Report(Diagnostics.NameClaimedByGeneratedCode, member.Locations.FirstOrDefault(), member.Name, MemberRole(member), context.Model, reason);
+        }
     }
+
+    /// <summary>The members the user declared (not the compiler, not ModelGen's generated file).</summary>
+    private static IEnumerable<ISymbol> UserMembers(INamedTypeSymbol type) => type.GetMembers().Where(m => !m.IsImplicitlyDeclared && !IsGenerated(m));
+
+    private static string MemberRole(ISymbol member) => member switch
+    {
+        IMethodSymbol => "method",
+        IPropertySymbol => "property",
+        IEventSymbol => "event",
+        INamedTypeSymbol => "type",
+        _ => "field",
+    };
 
     // ---- Sequential: a chain ------------------------------------------------------------------------
 

@@ -44,6 +44,12 @@ internal sealed record LayerSpec(
     double MaskValue = 0,
     bool Causal = false)
 {
+    /// <summary>
+    /// The start of the generated members named after the layer (HiddenKernel, HiddenBias): set by the generator's plan, its
+    /// name capitalized unless that would repeat one of the class's names.
+    /// </summary>
+    public string MemberStem { get; init; } = "";
+
     /// <summary>Floats per sample in this layer's output.</summary>
     public int OutputSize => OutputShape.Items.Aggregate(1, (a, b) => a * b);
     /// <summary>Conv2D: filters; Dense: units; BatchNormalization: the normalised (last) axis.</summary>
@@ -239,6 +245,8 @@ internal sealed record SubModelSpec(
 /// <param name="ContainingTypes">Declarations of enclosing types, outermost first, e.g. "partial class Outer".</param>
 /// <param name="Inputs">Node indices of the model inputs, in declaration order.</param>
 /// <param name="Outputs">The model outputs, in declaration order.</param>
+/// <param name="MemberNames">Every name the user's class declares (its layers, and its properties, methods, nested types):
+/// the names the generated members step aside for.</param>
 internal sealed record ModelSpec(
     string Namespace,
     string ClassName,
@@ -248,7 +256,8 @@ internal sealed record ModelSpec(
     EquatableArray<NodeSpec> Nodes,
     EquatableArray<int> Inputs,
     EquatableArray<OutputSpec> Outputs,
-    EquatableArray<SubModelSpec> SubModels)
+    EquatableArray<SubModelSpec> SubModels,
+    EquatableArray<string> MemberNames)
 {
     public int ParameterCount => Layers.Sum(l => l.ParameterCount);
     public int TrainableParameterCount => Layers.Sum(l => l.TrainableParameterCount);

@@ -217,6 +217,23 @@ public class CodeFixTests
         Assert.Contains("(Tensor lossOutput, Tensor tail) Forward(", fixedText);
         Assert.Empty(AnalyzerHarness.Analyze(fixedText));
         Assert.Single(AnalyzerHarness.Generate(fixedText));
+
+        // A member beside the layers, and its uses.
+        fixedText = ApplyFix(new RenameClaimedNameCodeFix(), "MG0021", """
+            using ModelGen;
+            [Sequential(Loss = Loss.MeanSquaredError)]
+            partial class Model
+            {
+                [Input(4)] Input x;
+                [Dense(1)] Dense head;
+                public string Name => "mine";
+                public string Title => Name + "!";
+            }
+            """);
+        Assert.Contains("public string NameProperty => \"mine\";", fixedText);
+        Assert.Contains("public string Title => NameProperty + \"!\";", fixedText);
+        Assert.Empty(AnalyzerHarness.Analyze(fixedText));
+        Assert.Single(AnalyzerHarness.Generate(fixedText));
     }
 
     private static string ApplyFix(CodeFixProvider fixer, string id, string source)

@@ -349,6 +349,49 @@ public class SequenceDiagnosticTests
             AnalyzerHarness.Analyze("using ModelGen; [Sequential] partial class Model { [Input(4)] Input x; [Dense(2)] Dense Gemm; }").Single().GetMessage());
     }
 
+    /// <summary>
+    /// The class's other members clash only with the generated members and the runtime's types: a property, a nested type,
+    /// a static field, a constant or an event of such a name is reported, a method too where the generated member of its
+    /// name is no method; an overload of a generated method, or a property named as a generated method's parameter, compiles.
+    /// </summary>
+    [Fact]
+    public async Task MG0021_a_member_beside_the_layers_named_as_a_generated_member()
+    {
+        AnalyzerHarness.Verify("""
+            using ModelGen;
+            [Sequential] partial class Model
+            {
+                [Input(4)] Input x;
+                [Dense(2)] Dense d;
+                public string {|MG0021:Name|} => "mine";
+                static int {|MG0021:parameters|};
+                const string {|MG0021:SummaryText|} = "";
+                public event System.Action? {|MG0021:Inputs|};
+                int {|MG0021:Layers|}() => 0;     // a method named as a generated property
+                int {|MG0021:Gemm|}() => 0;       // would hide ModelGen.Kernels.Gemm
+                int {|MG0021:Predict|} => 0;      // a property named as a generated method
+                class {|MG0021:Layer|} { }        // would hide ModelGen.Layer
+            }
+            """);
+        Assert.Equal("'Name' cannot name this property of 'Model': the generated code declares it itself (a member of every model); rename it (a code fix does)",
+            AnalyzerHarness.Analyze("using ModelGen; [Sequential] partial class Model { [Input(4)] Input x; [Dense(2)] Dense d; public string Name => \"mine\"; }").Single().GetMessage());
+        var (_, generatorDiagnostics, models) = await AnalyzerHarness.GenerateEach(new[] { """
+            [Sequential(Loss = Loss.MeanSquaredError)] partial class Free
+            {
+                [Input(4)] Input x;
+                [Dense(2)] Dense d;
+                int batch => 3;                                        // the generated methods' parameter hides it there
+                public float[] Predict(float[] features) => new float[2]; // an overload of the generated Predict
+                public string Summary(int width) => "";
+                public int XKernel => 1;                                 // no layer is named x
+            }
+            """ }, new[] { "Free" });
+        Assert.Empty(generatorDiagnostics);
+        Assert.Empty(models[0].ErrorIds);
+        Assert.True(models[0].Generated);
+        Assert.Null(models[0].FirstCompileError);
+    }
+
     [Fact]
     public void A_recurrent_layer_consumes_the_mask_and_nothing_is_reported()
     {

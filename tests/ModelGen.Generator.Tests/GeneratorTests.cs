@@ -1050,6 +1050,43 @@ public class GeneratorTests
         Assert.Contains("layers = new Layer[] { features, encoder, encoderOutput, head };", code); // the user's field, still the layer
     }
 
+    /// <summary>
+    /// The weights' members (HiddenKernel, HiddenKernelOffset, HiddenKernelGradient, packedHiddenKernel) step aside for the
+    /// class's own names and each other's: layers 'hidden' and 'Hidden', a layer 'packedHeadKernel', a property HeadBias,
+    /// a bidirectional LSTM 'lstm' beside a layer 'lstmForward' (both LstmForwardKernel), once compiled as CS0102.
+    /// </summary>
+    [Fact]
+    public void Weight_members_step_aside_for_the_classs_names_and_each_others()
+    {
+        var (code, _) = GeneratorHarness.RunAndFindMethod("""
+            using ModelGen;
+
+            [Sequential(Loss = Loss.MeanSquaredError)]
+            public partial class Named
+            {
+                [Input(6, 4)]                                  Input steps;
+                [LSTM(4, ReturnSequences = true, Bidirectional = true)] LSTM lstm;
+                [Dense(8)]                                     Dense lstmForward;
+                [Flatten]                                      Flatten flat;
+                [Dense(8, Activation.Tanh)]                    Dense hidden;
+                [Dense(8, Activation.Tanh)]                    Dense Hidden;
+                [Dense(4)]                                     Dense packedHeadKernel;
+                [Dense(1)]                                     Dense head;
+                public int HeadBias => 7;
+            }
+            """, "Forward");
+        Assert.Contains("private Span<float> HiddenKernel => parameters.AsSpan(HiddenKernelOffset, HiddenKernelLength);", code);
+        Assert.Contains("private Span<float> HiddenLayerKernel => parameters.AsSpan(HiddenLayerKernelOffset, HiddenLayerKernelLength);", code);
+        Assert.Contains("private Span<float> LstmForwardKernel => ", code);
+        Assert.Contains("private Span<float> LstmForwardLayerKernel => ", code);
+        Assert.Contains("private Span<float> HeadLayerBias => ", code);
+        Assert.Contains("private Span<float> HeadLayerKernel => ", code); // one stem for all of a layer's weights
+        Assert.Contains("packedHeadLayerKernel", code);
+        // The weights' names in the weights file and the layers are the user's.
+        Assert.Contains("\"Hidden.kernel\"", code);
+        Assert.Contains("\"head.bias\"", code);
+    }
+
     /// <summary>An emitter bug on one model is reported as MG0022 naming it, not thrown: a throw drops every model's file.</summary>
     [Fact]
     public void An_emitter_failure_is_reported_as_MG0022_instead_of_thrown()

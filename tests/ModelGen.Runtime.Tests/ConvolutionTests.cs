@@ -260,6 +260,64 @@ public class ConvolutionTests
         for (int i = 0; i < image.Length; i++) Assert.True(Math.Abs(expected[i] - image[i]) <= 1e-5, $"pixel value {i}: expected {expected[i]}, got {image[i]}");
     }
 
+    public static IEnumerable<object[]> DirectlyTransposedWindows() => KernelSettings.OnEveryPath(new[]
+    {
+        // height, width, channels, kernel height, kernel width, value channels, batch
+        new object[] { 32, 32, 32, 3, 3, 32, 2 },  // the ResNet block's convolutions: two vectors of channels, rows of four eight-pixel passes
+        new object[] { 12, 12, 64, 3, 3, 16, 2 },  // four vectors, rows of two six-pixel passes, the second moved back over the first
+        new object[] { 16, 16, 32, 5, 3, 8, 3 },   // an odd kernel that is not square: two rows of padding above and below, one beside
+        new object[] { 10, 11, 64, 3, 3, 40, 1 },  // 360-float windows, rows of 11
+    });
+
+    /// <summary>
+    /// A stride-1 'same' window with odd sides is transposed as the direct convolution of the values with the kernel turned
+    /// (on AVX-512, where the direct kernel takes it deep; the patches route elsewhere), over or onto the image, on one
+    /// core or two: each pixel within the bound of a float sum of its terms (its depth's ulps of the sum of their sizes) of
+    /// the definition summed in double.
+    /// </summary>
+    [Theory, MemberData(nameof(DirectlyTransposedWindows))]
+    public void A_same_window_is_transposed_as_the_direct_convolution_of_its_values(int height, int width, int channels, int kernelHeight, int kernelWidth,
+        int valueChannels, int batch, SimdPath path)
+    {
+        using var _ = KernelSettings.OnSimd(path);
+        var window = new Window(height, width, channels, kernelHeight, kernelWidth, 1, 1, Same: true);
+        Assert.Equal(path == SimdPath.Avx512, Convolution.TransposesDirectly(window, valueChannels, out var flipped) && flipped.Channels == valueChannels);
+        var values = Uniform(batch * window.Positions * valueChannels, 21);
+        var kernel = Uniform(window.PatchSize * valueChannels, 22);
+        var start = Uniform(batch * height * width * channels, 23);
+        var exact = new double[start.Length];
+        var size = new double[start.Length];
+        for (int n = 0; n < batch; n++)
+            for (int oy = 0; oy < height; oy++)
+                for (int ox = 0; ox < width; ox++)
+                    for (int ky = 0; ky < kernelHeight; ky++)
+                        for (int kx = 0; kx < kernelWidth; kx++)
+                        {
+                            int y = oy + ky - window.PadTop, x = ox + kx - window.PadLeft;
+                            if (y < 0 || y >= height || x < 0 || x >= width) continue;
+                            for (int c = 0; c < channels; c++)
+                                for (int f = 0; f < valueChannels; f++)
+                                {
+                                    double term = (double)values[((n * height + oy) * width + ox) * valueChannels + f] * kernel[((ky * kernelWidth + kx) * channels + c) * valueChannels + f];
+                                    exact[((n * height + y) * width + x) * channels + c] += term;
+                                    size[((n * height + y) * width + x) * channels + c] += Math.Abs(term);
+                                }
+                        }
+        double depth = kernelHeight * kernelWidth * valueChannels + 1, ulp = Math.Pow(2, -24);
+        var scratch = new float[Convolution.TransposedScratch(window, batch)];
+        foreach (bool accumulate in new[] { false, true })
+            foreach (int threads in new[] { 1, 2 })
+            {
+                var image = accumulate ? (float[])start.Clone() : Enumerable.Repeat(float.NaN, start.Length).ToArray();
+                KernelSettings.OnThreads(threads, () => Convolution.Transposed(values, kernel, scratch, image, window, valueChannels, batch, accumulate));
+                for (int i = 0; i < image.Length; i++)
+                {
+                    double expected = exact[i] + (accumulate ? start[i] : 0), bound = depth * ulp * (size[i] + (accumulate ? Math.Abs(start[i]) : 0));
+                    Assert.True(Math.Abs(image[i] - expected) <= bound, $"{path}, {threads} threads, accumulate {accumulate}: pixel value {i} is {image[i]}, expected {expected} within {bound}");
+                }
+            }
+    }
+
     public static TheoryData<int, int, int, int, int, int, bool, int, int, int> SmallWindows() => new()
     {
         // height, width, channels, kernel height, kernel width, stride, same, dilation, filters, batch

@@ -37,7 +37,8 @@ public class GuardedOperandTests
         { 6, 7, 41, 3, 3, 1, true, 1, 3, 2 },
         { 10, 10, 4, 3, 3, 3, false, 1, 12, 2 },
         { 5, 5, 2, 4, 4, 1, true, 1, 1, 3 },
-        { 16, 16, 64, 3, 3, 1, true, 1, 32, 2 },  // deep 'same' at 32 filters: eight-pixel passes at inference, rows copied in bands of 12 and 4
+        { 16, 16, 64, 3, 3, 1, true, 1, 32, 2 },  // deep 'same' at 32 filters: eight-pixel passes at inference, rows copied in bands of 12 and 4; transposed directly at 64
+        { 16, 16, 32, 3, 3, 1, true, 1, 32, 2 },  // the ResNet block's: transposed directly at 32, eight-pixel passes added from scratch
     };
 
     [Theory, MemberData(nameof(Convolutions))]

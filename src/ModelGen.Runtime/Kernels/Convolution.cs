@@ -531,6 +531,11 @@ public static partial class Convolution
             TransposedInPlace(values, kernel, image, window, valueChannels, batch, accumulate);
             return;
         }
+        if (!scattered && TransposesDirectly(window, valueChannels, out var flipped))
+        {
+            TransposedDirect(values, kernel, image, window, flipped, valueChannels, batch, accumulate);
+            return;
+        }
         if (window.IsPointwise && !accumulate && !scattered)
         {
             // Each patch is one pixel: the patch gradients are the image's, with nothing to sum, so the product writes them

@@ -406,13 +406,14 @@ public class GeneratorTests
         Assert.Contains("Convolution.ForwardMaxPooled(x, default, NarrowKernel, narrowOutput, poolNarrowOutput, poolNarrowWinners, narrowWindow, poolNarrowWindow, 4, batch, bias: NarrowBias, relu: true, training: training, keepPatches: false);", code);
         Assert.DoesNotContain("Pooling.MaxBackward(poolNarrowGradient", backward);
         Assert.Contains("Pooling.MaxBackward(poolSquashedGradient, poolSquashedWinners, squashedGradient", backward);
-        Assert.Contains("Gemm.MultiplyTransposedA(squashedPatches, squashedGradient, SquashedKernelGradient", backward);
+        Assert.Contains("Convolution.KernelGradient(x, squashedGradient, SquashedKernelGradient, squashedWindow, 5, batch);", backward);
         // A global pooling keeps one pixel of 196: even eight-float patches pay; a 1x1 window's patch rows are its input's
         // pixels, so it keeps no patches and reads them there. A pooling of stride 1 keeps 121 of 144.
         Assert.Contains("Convolution.KernelGradientAtWinners(poolAllGradient, poolAllWinners, x, x, PointwiseKernelGradient, pointwiseWindow, poolAllWindow, 4, batch);", backward);
         Assert.DoesNotContain("pointwisePatches", code);
         Assert.Contains("Pooling.MaxBackward(poolOverlappedGradient, poolOverlappedWinners, overlappedGradient", backward);
-        Assert.Contains("Gemm.MultiplyTransposedA(overlappedPatches, overlappedGradient, OverlappedKernelGradient", backward);
+        Assert.Contains("Convolution.KernelGradient(x, overlappedGradient, OverlappedKernelGradient, overlappedWindow, 5, batch);", backward);
+        Assert.DoesNotContain("squashedPatches", code);
         Assert.Equal(5, backward.Split("Convolution.KernelGradientAtWinners(").Length - 1);
         // deep's global pooling keeps one pixel of 16: its input gradient comes from the winners too, so its own is never
         // formed; b's 2x2 pooling keeps one of four: scattered, then the transposed convolution.
@@ -423,7 +424,7 @@ public class GeneratorTests
     }
 
     [Fact]
-    public void A_convolution_against_a_few_filters_over_enough_channels_takes_its_kernel_gradient_from_its_input_and_keeps_no_patches()
+    public void A_convolution_takes_its_kernel_gradient_from_its_input_and_keeps_no_patches_unless_a_few_filters_read_a_few_channels()
     {
         var (code, backward) = GeneratorHarness.RunAndFindMethod("""
             using ModelGen;
@@ -451,13 +452,16 @@ public class GeneratorTests
         // One filter over 16 channels: from the input, so the forward pass keeps no patches and none are allocated.
         Assert.Contains("Convolution.KernelGradient(widenOutput, decodedGradient, DecodedKernelGradient, decodedWindow, 1, batch);", backward);
         Assert.Contains("// decoded: sigmoid', then kernel (from its input), bias and input (summed in place, no patch gradients) gradients", backward);
-        Assert.Contains("// many: tanh', then kernel, bias and input (through the patches) gradients", backward);
+        Assert.Contains("// many: tanh', then kernel (from its input), bias and input (through the patches) gradients", backward);
         Assert.DoesNotContain("decodedPatches", code);
         Assert.Matches(@"Convolution.Forward\(widenOutput, default, DecodedKernel, decodedOutput, decodedWindow, 1, batch[^;]*keepPatches: false\);", code);
-        // Four filters over four channels, and five over sixteen: through the patches.
+        // Five filters over sixteen channels and sixteen over four, filters in the lanes: from the input too.
+        Assert.Contains("Convolution.KernelGradient(widenOutput, manyGradient, ManyKernelGradient, manyWindow, 5, batch);", backward);
+        Assert.Contains("Convolution.KernelGradient(x, widenGradient, WidenKernelGradient, widenWindow, 16, batch);", backward);
+        Assert.DoesNotContain("manyPatches", code);
+        // Four filters over four channels, too few for either's lanes: through the patches.
         Assert.Contains("Gemm.MultiplyTransposedA(thinPatches, thinGradient, ThinKernelGradient", backward);
-        Assert.Contains("Gemm.MultiplyTransposedA(manyPatches, manyGradient, ManyKernelGradient", backward);
-        Assert.Equal(1, backward.Split("Convolution.KernelGradient(").Length - 1);
+        Assert.Equal(3, backward.Split("Convolution.KernelGradient(").Length - 1);
     }
 
     [Fact]
@@ -586,10 +590,10 @@ public class GeneratorTests
         Assert.Contains("""
                     if (training)
                     {
-                        Convolution.Forward(image, firstPatches, FirstKernel, firstOutput, firstWindow, 8, batch, bias: FirstBias, relu: true, keepPatches: true);
+                        Convolution.Forward(image, default, FirstKernel, firstOutput, firstWindow, 8, batch, bias: FirstBias, relu: true, keepPatches: false);
                         BatchNorm.TrainingForward(firstOutput, firstNormOutput, FirstNormGamma, FirstNormBeta, firstNormMean, firstNormVariance, firstNormInverseStd, batch * 36, 8, 0.001f);
                     }
-                    else Convolution.Forward(image, firstPatches, FirstKernel, firstNormOutput, firstWindow, 8, batch, bias: FirstBias, relu: true, keepPatches: false, normalization: new BatchNormAtInference(FirstNormGamma, FirstNormBeta, FirstNormMovingMean, FirstNormMovingVariance, 0.001f));
+                    else Convolution.Forward(image, default, FirstKernel, firstNormOutput, firstWindow, 8, batch, bias: FirstBias, relu: true, keepPatches: false, normalization: new BatchNormAtInference(FirstNormGamma, FirstNormBeta, FirstNormMovingMean, FirstNormMovingVariance, 0.001f));
             """.Replace("\r\n", "\n"), code.Replace("\r\n", "\n"));
         Assert.Contains("firstOutput = buffers.TrainingFloats(maxBatchSize * 288); // only while training: at inference the convolution writes 'firstNorm' directly", code);
         // A frozen normalization runs with its moving statistics in both passes, after the convolution while training.
@@ -602,7 +606,7 @@ public class GeneratorTests
                     else Convolution.Forward(addOutput, default, FrozenKernel, frozenNormOutput, frozenWindow, 8, batch, bias: FrozenBias, keepPatches: false, normalization: new BatchNormAtInference(FrozenNormGamma, FrozenNormBeta, FrozenNormMovingMean, FrozenNormMovingVariance, 0.01f));
             """.Replace("\r\n", "\n"), code.Replace("\r\n", "\n"));
         // Not a sigmoid's (applied after the convolution's call), nor a convolution another layer reads too.
-        Assert.Single(code.Split('\n'), line => line.Contains("Convolution.Forward(firstNormOutput, curvedPatches, CurvedKernel, curvedOutput,"));
+        Assert.Single(code.Split('\n'), line => line.Contains("Convolution.Forward(firstNormOutput, default, CurvedKernel, curvedOutput,"));
         Assert.Contains("else BatchNorm.InferenceForward(curvedOutput, curvedNormOutput,", code);
         Assert.Contains("else BatchNorm.InferenceForward(sharedOutput, sharedNormOutput,", code);
         // A DepthwiseConv2D the same way (MobileNet's every depthwise layer).
@@ -666,10 +670,10 @@ public class GeneratorTests
         Assert.Contains("""
                     if (training)
                     {
-                        Convolution.Forward(image, convPatches, ConvKernel, convOutput, convWindow, 8, batch, bias: ConvBias, keepPatches: true);
+                        Convolution.Forward(image, default, ConvKernel, convOutput, convWindow, 8, batch, bias: ConvBias, keepPatches: false);
                         BatchNorm.TrainingForward(convOutput, reluOutput, ConvNormGamma, ConvNormBeta, convNormMean, convNormVariance, convNormInverseStd, batch * 36, 8, 0.001f, relu: true);
                     }
-                    else Convolution.Forward(image, convPatches, ConvKernel, reluOutput, convWindow, 8, batch, bias: ConvBias, keepPatches: false, normalization: new BatchNormAtInference(ConvNormGamma, ConvNormBeta, ConvNormMovingMean, ConvNormMovingVariance, 0.001f, relu: true));
+                    else Convolution.Forward(image, default, ConvKernel, reluOutput, convWindow, 8, batch, bias: ConvBias, keepPatches: false, normalization: new BatchNormAtInference(ConvNormGamma, ConvNormBeta, ConvNormMovingMean, ConvNormMovingVariance, 0.001f, relu: true));
             """.Replace("\r\n", "\n"), code.Replace("\r\n", "\n"));
         Assert.Contains("// relu: Activation(relu), taken by convNorm's pass above as it wrote this output", code);
         Assert.Contains("convNormOutput = buffers.Unwritten; // its pass writes 'relu', the ReLU taken", code);
@@ -719,8 +723,9 @@ public class GeneratorTests
         Assert.Contains("Gemm.MultiplyTransposedB(pointwiseGradient, PointwiseKernel, depthwiseGradient, batch * pointwiseWindow.Positions, 16, pointwiseWindow.PatchSize);", backward);
         Assert.Contains("patchGradients = buffers.TrainingFloats(Convolution.TransposedScratch(stridedWindow, maxBatchSize));", code);
         Assert.Contains("Convolution.Transposed(stridedGradient, StridedKernel, patchGradients, pointwiseGradient, stridedWindow, 16, batch, accumulate: false);", backward);
-        Assert.Contains("Gemm.MultiplyTransposedA(stridedPatches, stridedGradient, StridedKernelGradient", backward);
-        Assert.Contains("stridedPatches = buffers.Patches(stridedWindow, maxBatchSize);", code);
+        // Strided, its patches are not its input: its kernel gradient is taken from its input, filters in the lanes.
+        Assert.Contains("Convolution.KernelGradient(pointwiseOutput, stridedGradient, StridedKernelGradient, stridedWindow, 16, batch);", backward);
+        Assert.DoesNotContain("stridedPatches", code);
     }
 
     [Fact]

@@ -185,13 +185,7 @@ public class ConvolutionTests
     public void Few_filters_take_their_kernel_gradient_from_the_input_with_the_bits_of_the_patches(int batch, int height, int width, int channels, int kernel,
         int stride, bool same, int dilation, int filters)
     {
-        var window = new Window(height, width, channels, kernel, kernel, stride, stride, same, dilation);
-        Assert.True(Convolution.TakesKernelGradientFromInput(window, filters));
-        var input = Uniform(batch * height * width * channels, 21);
-        var gradient = Uniform(batch * window.Positions * filters, 22);
-        var start = Uniform(window.PatchSize * filters, 23);
-        var patches = new float[batch * window.Positions * window.PatchSize];
-        Convolution.Im2Col(input, patches, window, batch);
+        var (window, input, gradient, start, patches) = KernelGradientCase(height, width, channels, kernel, stride, same, dilation, filters, batch, seed: 21);
         foreach (var path in Enum.GetValues<SimdPath>())
         {
             using var _ = KernelSettings.OnSimd(path);
@@ -212,18 +206,89 @@ public class ConvolutionTests
     }
 
     [Fact]
-    public void A_kernel_gradient_from_the_input_refuses_the_filters_it_cannot_keep_the_bits_of()
+    public void A_kernel_gradient_from_the_input_refuses_a_few_filters_over_a_few_channels_and_pointwise_windows()
     {
         var window = new Window(8, 8, 16, 3, 3, 1, 1, Same: true);
-        Assert.False(Convolution.TakesKernelGradientFromInput(window, 5));
-        Assert.False(Convolution.TakesKernelGradientFromInput(new Window(8, 8, 4, 3, 3, 1, 1, Same: true), 1));
+        Assert.True(Convolution.TakesKernelGradientFromInput(window, 5));
+        Assert.True(Convolution.TakesKernelGradientFromInput(new Window(8, 8, 3, 3, 3, 1, 1, Same: true), 5));
+        var few = new Window(8, 8, 4, 3, 3, 1, 1, Same: true);
+        Assert.False(Convolution.TakesKernelGradientFromInput(few, 4));
         Assert.False(Convolution.TakesKernelGradientFromInput(new Window(8, 8, 16, 1, 1, 1, 1, Same: true), 1));
+        Assert.False(Convolution.TakesKernelGradientFromInput(new Window(8, 8, 16, 1, 1, 1, 1, Same: true), 32));
         var error = Assert.Throws<ArgumentException>(() =>
-            Convolution.KernelGradient(new float[8 * 8 * 16], new float[64 * 5], new float[144 * 5], window, 5, 1));
-        Assert.Contains("at most 4 filters", error.Message);
+            Convolution.KernelGradient(new float[8 * 8 * 4], new float[64 * 4], new float[36 * 4], few, 4, 1));
+        Assert.Contains("more than 4 filters, or at most that many over at least 8 channels", error.Message);
         error = Assert.Throws<ArgumentException>(() =>
             Convolution.KernelGradient(new float[8 * 8 * 16], new float[63], new float[144], window, 1, 1));
         Assert.Contains("too short", error.Message);
+        error = Assert.Throws<ArgumentException>(() =>
+            Convolution.KernelGradient(new float[8 * 8 * 16], new float[64 * 5 - 1], new float[144 * 5], window, 5, 1));
+        Assert.Contains("too short", error.Message);
+    }
+
+    /// <summary>A window its kernel gradient is taken from the input for, an input, an output gradient, a kernel gradient to add to, and the input's patches.</summary>
+    private static (Window Window, float[] Input, float[] Gradient, float[] Start, float[] Patches) KernelGradientCase(int height, int width, int channels, int kernel,
+        int stride, bool same, int dilation, int filters, int batch, int seed)
+    {
+        var window = new Window(height, width, channels, kernel, kernel, stride, stride, same, dilation);
+        Assert.True(Convolution.TakesKernelGradientFromInput(window, filters));
+        var input = Uniform(batch * height * width * channels, seed);
+        var patches = new float[batch * window.Positions * window.PatchSize];
+        Convolution.Im2Col(input, patches, window, batch);
+        return (window, input, Uniform(batch * window.Positions * filters, seed + 1), Uniform(window.PatchSize * filters, seed + 2), patches);
+    }
+
+    public static IEnumerable<object[]> KernelGradientsByFilters() => KernelSettings.OnEveryPath(new[]
+    {
+        // height, width, channels, kernel, stride, same, dilation, filters, batch
+        new object[] { 32, 32, 32, 3, 1, true, 1, 32, 2 },   // the ResNet block's convolutions: two vectors of filters, windows over the padding copied
+        new object[] { 32, 32, 3, 3, 2, true, 1, 32, 3 },    // the MobileNet stem: 27-float patches, four passes of six entries and one of three
+        new object[] { 9, 8, 5, 3, 1, false, 1, 40, 3 },     // 'valid': the image read in place; 40 filters, two vectors and a masked half
+        new object[] { 9, 9, 17, 3, 1, true, 2, 5, 2 },      // dilated, five filters: one masked vector
+        new object[] { 13, 13, 16, 5, 1, false, 1, 64, 2 },  // a 5x5 window, two blocks of two vectors
+        new object[] { 8, 8, 16, 1, 2, false, 1, 16, 4 },    // a strided 1x1 window: its patches are every other pixel
+        new object[] { 16, 16, 8, 3, 1, true, 1, 24, 9 },    // 144 output rows: the four slices, the last ones inside a sample
+    });
+
+    /// <summary>
+    /// More than a few filters take their kernel gradient from the input with filters in the lanes: each weight within the
+    /// bound of a float sum of its terms (their count's ulps of the sum of their sizes) of patchesᵀ · gradient summed in
+    /// double, written or added, and the same bits on one core or two.
+    /// </summary>
+    [Theory, MemberData(nameof(KernelGradientsByFilters))]
+    public void A_kernel_gradient_by_filters_from_the_input_matches_the_patches_product(int height, int width, int channels, int kernel, int stride, bool same,
+        int dilation, int filters, int batch, SimdPath path)
+    {
+        using var _ = KernelSettings.OnSimd(path);
+        var (window, input, gradient, start, patches) = KernelGradientCase(height, width, channels, kernel, stride, same, dilation, filters, batch, seed: 31);
+        int positions = batch * window.Positions;
+        var exact = new double[start.Length];
+        var size = new double[start.Length];
+        for (int r = 0; r < positions; r++)
+            for (int p = 0; p < window.PatchSize; p++)
+                for (int f = 0; f < filters; f++)
+                {
+                    double term = (double)patches[(long)r * window.PatchSize + p] * gradient[r * filters + f];
+                    exact[p * filters + f] += term;
+                    size[p * filters + f] += Math.Abs(term);
+                }
+        double ulp = Math.Pow(2, -24);
+        foreach (bool accumulate in new[] { false, true })
+        {
+            float[]? oneCore = null;
+            foreach (int threads in new[] { 1, 2 })
+            {
+                var taken = accumulate ? (float[])start.Clone() : Enumerable.Repeat(float.NaN, start.Length).ToArray();
+                KernelSettings.OnThreads(threads, () => Convolution.KernelGradient(input, gradient, taken, window, filters, batch, accumulate));
+                for (int i = 0; i < taken.Length; i++)
+                {
+                    double expected = exact[i] + (accumulate ? start[i] : 0), bound = (positions + 1) * ulp * (size[i] + (accumulate ? Math.Abs(start[i]) : 0));
+                    Assert.True(Math.Abs(taken[i] - expected) <= bound, $"{path}, {threads} threads, accumulate {accumulate}: weight {i} is {taken[i]}, expected {expected} within {bound}");
+                }
+                if (oneCore is null) oneCore = taken;
+                else Assert.Equal(oneCore.Select(BitConverter.SingleToInt32Bits), taken.Select(BitConverter.SingleToInt32Bits));
+            }
+        }
     }
 
     [Fact]

@@ -28,9 +28,10 @@ public static partial class Convolution
 
     /// <summary>
     /// The kernel gradient (PatchSize x <paramref name="filters"/>, Keras' layout) of a convolution from its
-    /// <paramref name="input"/> and <paramref name="outputGradient"/>: patchesᵀ · gradient as
-    /// <see cref="Gemm.MultiplyTransposedA"/> computes it from the patches, bit for bit, without them. For windows
-    /// <see cref="TakesKernelGradientFromInput"/> admits. Slices of the positions are shared by the cores as the GEMM's are.
+    /// <paramref name="input"/> and <paramref name="outputGradient"/>: patchesᵀ · gradient without the patches. For windows
+    /// <see cref="TakesKernelGradientFromInput"/> admits: a few filters as <see cref="Gemm.MultiplyTransposedA"/> computes it
+    /// from the patches, bit for bit, slices of the positions shared by the cores as the GEMM's are; more filters in their
+    /// lanes (<see cref="KernelGradientByFilters"/>).
     /// </summary>
     [MethodImpl(Compiled.Driver)]
     public static unsafe void KernelGradient(ReadOnlySpan<float> input, ReadOnlySpan<float> outputGradient, Span<float> kernelGradient,
@@ -38,10 +39,15 @@ public static partial class Convolution
     {
         const string name = "Kernel gradient from the input";
         if (!TakesKernelGradientFromInput(window, filters))
-            throw new ArgumentException($"{name}: {window} against {filters} filters; it takes at most {SharedRules.FewFilters} filters over at least {SharedRules.MinimumLaneChannels} channels, a window that is not pointwise.");
+            throw new ArgumentException($"{name}: {window} against {filters} filters; it takes more than {SharedRules.FewFilters} filters, or at most that many over at least {SharedRules.MinimumLaneChannels} channels, and a window that is not pointwise.");
         int size = window.PatchSize, positions = batch * window.Positions, floats = size * filters;
         Require(input.Length >= (long)batch * window.Height * window.Width * window.Channels && outputGradient.Length >= (long)positions * filters
             && kernelGradient.Length >= floats, name, window, batch);
+        if (filters > SharedRules.FewFilters)
+        {
+            KernelGradientByFilters(input, outputGradient, kernelGradient, window, filters, batch, accumulate);
+            return;
+        }
         var order = Gemm.DepthOrderOfTransposedA(size, positions, filters);
         bool sliced = order.Parts > 1;
         var partials = sliced ? AlignedBuffer.Ensure(ref kernelGradientSlices, order.Parts * floats) : default;
@@ -193,5 +199,143 @@ public static partial class Convolution
         if (count > 9) TLanes.Store(ref sums[9 * lanes], s9);
         if (count > 10) TLanes.Store(ref sums[10 * lanes], sA);
         if (count > 11) TLanes.Store(ref sums[11 * lanes], sB);
+    }
+
+    /// <summary>Patch entries whose sums one pass keeps, against two vectors of filters: 12 accumulators, 15 of AVX2's 16 registers with the gradient's two and a broadcast.</summary>
+    private const int EntriesAPass = 6;
+
+    /// <summary>Output rows (counted over the batch) from which the positions are cut into one more slice, up to <see cref="FilterSlices"/>.</summary>
+    private const int RowsASlice = 64;
+
+    /// <summary>The most slices: four, so that two cores share them evenly; fixed by the shape, so the sums are the same on any thread count.</summary>
+    private const int FilterSlices = 4;
+
+    /// <summary>
+    /// The kernel gradient of more than <see cref="SharedRules.FewFilters"/> filters from the input, filters in the lanes:
+    /// each pass keeps <see cref="EntriesAPass"/> patch entries' sums against two vectors of filters in registers over a
+    /// sample's positions in a slice, each position one broadcast of an input float per entry (read where the patch would
+    /// have copied it from: the image, or a zero-padded copy of its rows) times the position's gradient. Through patches, the
+    /// training forward pass wrote them out (the ResNet block's 3x3 over 32 channels at batch 32: 38 MB a layer) for a
+    /// product that read them once and transposed them. Each output is one chain of fused multiply-adds over its slice's
+    /// positions in order; the slices' sums (fixed by the shape) are then added in order, so any thread count gives the same
+    /// bits (not the patches' product's: another order).
+    /// </summary>
+    [MethodImpl(Compiled.Driver)]
+    private static unsafe void KernelGradientByFilters(ReadOnlySpan<float> input, ReadOnlySpan<float> outputGradient, Span<float> kernelGradient,
+        in Window window, int filters, int batch, bool accumulate)
+    {
+        int floats = window.PatchSize * filters, rows = batch * window.OutputHeight;
+        int slices = Math.Clamp(rows / RowsASlice, 1, FilterSlices);
+        var partials = AlignedBuffer.Ensure(ref kernelGradientSlices, slices * floats);
+        fixed (float* x = input, dy = outputGradient, sums = partials)
+        {
+            var work = new FilterSlicesWork(x, dy, sums, window, filters, rows, slices);
+            Helper.For(slices, &RunFilterSlice, &work);
+        }
+        Gemm.AddParts(kernelGradient.Slice(0, floats), partials, slices, accumulate);
+    }
+
+    private static unsafe void RunFilterSlice(void* state, int index, int worker) => ((FilterSlicesWork*)state)->Run(index, 1);
+
+    /// <summary>Slices of the output rows (counted over the batch), each into its own partial sum.</summary>
+    private readonly unsafe struct FilterSlicesWork(float* input, float* gradient, float* sums, Window window, int filters, int rows, int slices) : IVectorRanges
+    {
+        public readonly float* Input = input, Gradient = gradient, Sums = sums;
+        public readonly Window Window = window;
+        public readonly int Filters = filters, Rows = rows, Slices = slices;
+
+        public void Run(int first, int count) => Simd.RunRanges(this, first, count);
+
+        public void Run<TLanes, TVector>(int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct
+        {
+            for (int index = first; index < first + count; index++) FilterSlice<TLanes, TVector>(this, index);
+        }
+    }
+
+    /// <summary>Slice <paramref name="index"/>: its rows a sample's band at a time, every pass of entries and filters over the band's positions.</summary>
+    [MethodImpl(Compiled.Driver)]
+    private static unsafe void FilterSlice<TLanes, TVector>(in FilterSlicesWork work, int index) where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        var window = work.Window;
+        int filters = work.Filters, patch = window.PatchSize, width = window.OutputWidth, lanes = TLanes.Count;
+        float* sums = work.Sums + (long)index * patch * filters;
+        new Span<float>(sums, patch * filters).Clear();
+        int first = (int)((long)work.Rows * index / work.Slices), end = (int)((long)work.Rows * (index + 1) / work.Slices);
+        int* inPlace = stackalloc int[patch];
+        int* inBuffer = stackalloc int[patch];
+        for (int row = first; row < end;)
+        {
+            int sample = row / window.OutputHeight, top = row - sample * window.OutputHeight, bottom = Math.Min(window.OutputHeight, top + end - row);
+            var plane = Plane.Padded(work.Input + (long)sample * window.Height * window.Width * window.Channels, window, top, bottom, slack: 0);
+            PatchOffsets(window, plane.RowFloats, inPlace, inBuffer);
+            float* gradient = work.Gradient + (long)row * width * filters;
+            for (int j = 0; j < filters; j += 2 * lanes)
+                for (int p = 0; p < patch; p += EntriesAPass)
+                {
+                    if (filters - j >= 2 * lanes)
+                        SumEntries<TLanes, TVector, Yes>(plane, window, top, bottom, inPlace + p, Math.Min(EntriesAPass, patch - p), gradient + j, filters, sums + (long)p * filters + j, 2 * lanes);
+                    else SumEntries<TLanes, TVector, No>(plane, window, top, bottom, inPlace + p, Math.Min(EntriesAPass, patch - p), gradient + j, filters, sums + (long)p * filters + j, filters - j);
+                }
+            row += bottom - top;
+        }
+    }
+
+    /// <summary>
+    /// Continues the sums of up to <see cref="EntriesAPass"/> patch entries (at <paramref name="offsets"/> from a window's
+    /// corner; their sums <paramref name="filters"/> apart) against <paramref name="columns"/> filters (two whole vectors
+    /// where <typeparamref name="TWhole"/>) over output rows [<paramref name="top"/>, <paramref name="bottom"/>) of a sample,
+    /// whose gradient starts at <paramref name="gradient"/>.
+    /// </summary>
+    [MethodImpl(Compiled.Kernel)]
+    private static unsafe void SumEntries<TLanes, TVector, TWhole>(in Plane plane, in Window window, int top, int bottom, int* offsets, int count,
+        float* gradient, int filters, float* sums, int columns) where TLanes : struct, ILanes<TVector> where TVector : struct where TWhole : IFlag
+    {
+        int lanes = TLanes.Count, low = Math.Min(lanes, columns), high = Math.Clamp(columns - lanes, 0, lanes);
+        bool whole = TWhole.IsSet;
+        nint o0 = offsets[0], o1 = count > 1 ? offsets[1] : 0, o2 = count > 2 ? offsets[2] : 0, o3 = count > 3 ? offsets[3] : 0;
+        nint o4 = count > 4 ? offsets[4] : 0, o5 = count > 5 ? offsets[5] : 0;
+        TVector a0 = Load(sums), b0 = LoadHigh(sums), a1 = TLanes.Zero, b1 = TLanes.Zero, a2 = TLanes.Zero, b2 = TLanes.Zero;
+        TVector a3 = TLanes.Zero, b3 = TLanes.Zero, a4 = TLanes.Zero, b4 = TLanes.Zero, a5 = TLanes.Zero, b5 = TLanes.Zero;
+        if (count > 1) { a1 = Load(sums + filters); b1 = LoadHigh(sums + filters); }
+        if (count > 2) { a2 = Load(sums + 2 * filters); b2 = LoadHigh(sums + 2 * filters); }
+        if (count > 3) { a3 = Load(sums + 3 * filters); b3 = LoadHigh(sums + 3 * filters); }
+        if (count > 4) { a4 = Load(sums + 4 * filters); b4 = LoadHigh(sums + 4 * filters); }
+        if (count > 5) { a5 = Load(sums + 5 * filters); b5 = LoadHigh(sums + 5 * filters); }
+        nint step = window.StrideWidth * window.Channels;
+        for (int oy = top; oy < bottom; oy++)
+        {
+            float* x = plane.At(oy * window.StrideHeight - window.PadTop, -window.PadLeft);
+            for (int ox = 0; ox < window.OutputWidth; ox++, x += step, gradient += filters)
+            {
+                TVector g0 = Load(gradient), g1 = LoadHigh(gradient);
+                TVector e = TLanes.Broadcast(x[o0]);
+                a0 = TLanes.MultiplyAdd(e, g0, a0); b0 = TLanes.MultiplyAdd(e, g1, b0);
+                if (count > 1) { e = TLanes.Broadcast(x[o1]); a1 = TLanes.MultiplyAdd(e, g0, a1); b1 = TLanes.MultiplyAdd(e, g1, b1); }
+                if (count > 2) { e = TLanes.Broadcast(x[o2]); a2 = TLanes.MultiplyAdd(e, g0, a2); b2 = TLanes.MultiplyAdd(e, g1, b2); }
+                if (count > 3) { e = TLanes.Broadcast(x[o3]); a3 = TLanes.MultiplyAdd(e, g0, a3); b3 = TLanes.MultiplyAdd(e, g1, b3); }
+                if (count > 4) { e = TLanes.Broadcast(x[o4]); a4 = TLanes.MultiplyAdd(e, g0, a4); b4 = TLanes.MultiplyAdd(e, g1, b4); }
+                if (count > 5) { e = TLanes.Broadcast(x[o5]); a5 = TLanes.MultiplyAdd(e, g0, a5); b5 = TLanes.MultiplyAdd(e, g1, b5); }
+            }
+        }
+        Store(sums, a0, b0);
+        if (count > 1) Store(sums + filters, a1, b1);
+        if (count > 2) Store(sums + 2 * filters, a2, b2);
+        if (count > 3) Store(sums + 3 * filters, a3, b3);
+        if (count > 4) Store(sums + 4 * filters, a4, b4);
+        if (count > 5) Store(sums + 5 * filters, a5, b5);
+
+        TVector Load(float* from) => whole ? TLanes.Load(ref *from) : TLanes.LoadFirst(ref *from, low);
+        TVector LoadHigh(float* from) => whole ? TLanes.Load(ref from[lanes]) : high > 0 ? TLanes.LoadFirst(ref from[lanes], high) : TLanes.Zero;
+        void Store(float* to, TVector first, TVector second)
+        {
+            if (whole)
+            {
+                TLanes.Store(ref *to, first);
+                TLanes.Store(ref to[lanes], second);
+                return;
+            }
+            TLanes.StoreFirst(ref *to, first, low);
+            if (high > 0) TLanes.StoreFirst(ref to[lanes], second, high);
+        }
     }
 }

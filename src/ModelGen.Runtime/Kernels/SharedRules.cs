@@ -29,11 +29,11 @@ internal static class SharedRules
     public const int MinimumLaneChannels = 8;
 
     /// <summary>
-    /// Whether a convolution's kernel gradient is taken from its input, so its training forward pass keeps no patches: few
-    /// filters, channels filling at least half an AVX-512 vector (fewer would leave most lanes idle; and patches of eight
-    /// floats or more, deep enough for the GEMM's order that is kept), a window that is not pointwise (whose patches are
-    /// the input itself).
+    /// Whether a convolution's kernel gradient is taken from its input, so its training forward pass keeps no patches: more
+    /// than a few filters (in the lanes), or a few over channels filling at least half an AVX-512 vector (channels in the
+    /// lanes: fewer would leave most lanes idle; and patches of eight floats or more, deep enough for the GEMM's order that
+    /// is kept); a window that is not pointwise (whose patches are the input itself).
     /// </summary>
     public static bool TakesKernelGradientFromInput(int filters, int channels, bool pointwise) =>
-        filters <= FewFilters && channels >= MinimumLaneChannels && !pointwise;
+        (filters > FewFilters || channels >= MinimumLaneChannels) && !pointwise;
 }

@@ -513,7 +513,8 @@ public static partial class Convolution
     /// back onto the pixels of its window. It is a Conv2D's input gradient (values = the output gradient) and a
     /// Conv2DTranspose's forward pass. Samples are independent, so the two cores take chunks of a few samples each, and
     /// each chunk's patches are summed while they are still in that core's cache instead of going out to memory and back
-    /// (a 3x3 convolution's patches of 64 samples: 8.9 MB). <paramref name="patches"/> is scratch of
+    /// (a 3x3 convolution's patches of 64 samples: 8.9 MB); a stride-1 'same' window with odd sides, where the direct kernel
+    /// takes it, as the direct convolution of the values (<see cref="TransposesDirectly"/>). <paramref name="patches"/> is scratch of
     /// <see cref="TransposedScratch"/> floats. <paramref name="scattered"/>: the values are a max pooling's gradient scattered
     /// to its winners, mostly zeros, which the patches skip where they are at least a stretch wide
     /// (<see cref="ScatteredRows{TLanes, TVector}"/>: the same bits).

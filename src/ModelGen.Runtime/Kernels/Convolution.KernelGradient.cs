@@ -252,7 +252,13 @@ public static partial class Convolution
         }
     }
 
-    /// <summary>Slice <paramref name="index"/>: its rows a sample's band at a time, every pass of entries and filters over the band's positions.</summary>
+    /// <summary>
+    /// Gradient floats a band of output rows holds at most (64 KB, beside its rows of the input), so that every pass over
+    /// the band reads both from L2: a pass over a whole large image would stream them from memory once per six entries.
+    /// </summary>
+    private const int BandGradientFloats = 16 * 1024;
+
+    /// <summary>Slice <paramref name="index"/>: its rows a band of a sample at a time (<see cref="BandGradientFloats"/>), every pass of entries and filters over the band's positions.</summary>
     [MethodImpl(Compiled.Driver)]
     private static unsafe void FilterSlice<TLanes, TVector>(in FilterSlicesWork work, int index) where TLanes : struct, ILanes<TVector> where TVector : struct
     {
@@ -263,9 +269,11 @@ public static partial class Convolution
         int first = (int)((long)work.Rows * index / work.Slices), end = (int)((long)work.Rows * (index + 1) / work.Slices);
         int* inPlace = stackalloc int[patch];
         int* inBuffer = stackalloc int[patch];
+        int bandRows = Math.Max(1, BandGradientFloats / (width * filters));
         for (int row = first; row < end;)
         {
-            int sample = row / window.OutputHeight, top = row - sample * window.OutputHeight, bottom = Math.Min(window.OutputHeight, top + end - row);
+            int sample = row / window.OutputHeight, top = row - sample * window.OutputHeight;
+            int bottom = Math.Min(window.OutputHeight, top + Math.Min(end - row, bandRows));
             var plane = Plane.Padded(work.Input + (long)sample * window.Height * window.Width * window.Channels, window, top, bottom, slack: 0);
             PatchOffsets(window, plane.RowFloats, inPlace, inBuffer);
             float* gradient = work.Gradient + (long)row * width * filters;

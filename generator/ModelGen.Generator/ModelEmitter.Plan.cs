@@ -412,8 +412,8 @@ internal static partial class ModelEmitter
             && (pooling.Padding == Padding.Valid || pooling.InputShape[0] % 2 == 0 && pooling.InputShape[1] % 2 == 0);
 
         /// <summary>
-        /// Whether a Conv2D takes its kernel gradient from its input, keeping no patches: more than four filters (in the lanes),
-        /// or at most four over at least eight channels (channels in the lanes, the bits of the patches' product), with the
+        /// Whether a Conv2D takes its kernel gradient from its input, keeping no patches: more than four filters (in the lanes,
+        /// a kernel of at most SharedRules.LaneFilterKernelFloats), or at most four over at least eight channels (channels in the lanes, the bits of the patches' product), with the
         /// plan's exclusions (not pointwise, not at a pooling's winners, not cropped), as the runtime's
         /// Convolution.TakesKernelGradientFromInput admits. The autoencoder's last layer (16 channels to one filter) at batch
         /// 128: 58 MB of patches no longer written and read; its kernel gradient 2.7 -> 0.4 ms, its training forward pass 3.2
@@ -421,7 +421,7 @@ internal static partial class ModelEmitter
         /// (then direct) 4.6 -> 2.85 ms (console harness, two cores).
         /// </summary>
         private static bool KernelGradientFromInput(LayerSpec conv) =>
-            Kernels.SharedRules.TakesKernelGradientFromInput(conv.Channels, conv.InputShape[2], pointwise: conv is { KernelHeight: 1, KernelWidth: 1, Strides: 1 });
+            Kernels.SharedRules.TakesKernelGradientFromInput(conv.Channels, conv.InputShape[2], PatchFloats(conv), pointwise: conv is { KernelHeight: 1, KernelWidth: 1, Strides: 1 });
 
         /// <summary>
         /// A Conv2D of at most four filters, which the runtime convolves with pixels in the lanes and whose input gradient it

@@ -436,15 +436,17 @@ public class GeneratorTests
                 [Conv2D(1, 3, Activation.Sigmoid, Padding = Padding.Same)] Conv2D decoded;
                 [Conv2D(4, 3, Activation.Tanh, Padding = Padding.Same)] Conv2D thin;
                 [Conv2D(5, 3, Activation.Tanh, Padding = Padding.Same)] Conv2D many;
+                [Conv2D(1400, 3, Padding = Padding.Same)] Conv2D broad;
 
                 [Graph]
                 [OutputLoss("image", Loss.BinaryCrossentropy)]
                 [OutputLoss("thinned", Loss.MeanSquaredError)]
                 [OutputLoss("more", Loss.MeanSquaredError)]
-                (Tensor image, Tensor thinned, Tensor more) Forward([Shape(28, 28, 4)] Tensor x)
+                [OutputLoss("broadened", Loss.MeanSquaredError)]
+                (Tensor image, Tensor thinned, Tensor more, Tensor broadened) Forward([Shape(28, 28, 4)] Tensor x)
                 {
                     var features = widen.Apply(x);
-                    return (decoded.Apply(features), thin.Apply(x), many.Apply(features));
+                    return (decoded.Apply(features), thin.Apply(x), many.Apply(features), broad.Apply(features));
                 }
             }
             """, "Backward");
@@ -459,8 +461,9 @@ public class GeneratorTests
         Assert.Contains("Convolution.KernelGradient(widenOutput, manyGradient, ManyKernelGradient, manyWindow, 5, batch);", backward);
         Assert.Contains("Convolution.KernelGradient(x, widenGradient, WidenKernelGradient, widenWindow, 16, batch);", backward);
         Assert.DoesNotContain("manyPatches", code);
-        // Four filters over four channels, too few for either's lanes: through the patches.
+        // Four filters over four channels, too few for either's lanes, and a kernel past the lanes' limit (144 x 1400 floats): through the patches.
         Assert.Contains("Gemm.MultiplyTransposedA(thinPatches, thinGradient, ThinKernelGradient", backward);
+        Assert.Contains("Gemm.MultiplyTransposedA(broadPatches, broadGradient, BroadKernelGradient", backward);
         Assert.Equal(3, backward.Split("Convolution.KernelGradient(").Length - 1);
     }
 

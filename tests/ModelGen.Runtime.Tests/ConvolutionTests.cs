@@ -215,9 +215,12 @@ public class ConvolutionTests
         Assert.False(Convolution.TakesKernelGradientFromInput(few, 4));
         Assert.False(Convolution.TakesKernelGradientFromInput(new Window(8, 8, 16, 1, 1, 1, 1, Same: true), 1));
         Assert.False(Convolution.TakesKernelGradientFromInput(new Window(8, 8, 16, 1, 1, 1, 1, Same: true), 32));
+        // A kernel past the lanes' limit (3x3 over 128 channels to 256 filters) keeps the GEMM through patches; to 128 filters it does not.
+        Assert.False(Convolution.TakesKernelGradientFromInput(new Window(14, 14, 128, 3, 3, 1, 1, Same: true), 256));
+        Assert.True(Convolution.TakesKernelGradientFromInput(new Window(16, 16, 128, 3, 3, 1, 1, Same: true), 128));
         var error = Assert.Throws<ArgumentException>(() =>
             Convolution.KernelGradient(new float[8 * 8 * 4], new float[64 * 4], new float[36 * 4], few, 4, 1));
-        Assert.Contains("more than 4 filters, or at most that many over at least 8 channels", error.Message);
+        Assert.Contains("more than 4 filters (a kernel of at most 196608 floats), or at most that many over at least 8 channels", error.Message);
         error = Assert.Throws<ArgumentException>(() =>
             Convolution.KernelGradient(new float[8 * 8 * 16], new float[63], new float[144], window, 1, 1));
         Assert.Contains("too short", error.Message);

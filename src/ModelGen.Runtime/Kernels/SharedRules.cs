@@ -30,10 +30,20 @@ internal static class SharedRules
 
     /// <summary>
     /// Whether a convolution's kernel gradient is taken from its input, so its training forward pass keeps no patches: more
-    /// than a few filters (in the lanes), or a few over channels filling at least half an AVX-512 vector (channels in the
-    /// lanes: fewer would leave most lanes idle; and patches of eight floats or more, deep enough for the GEMM's order that
-    /// is kept); a window that is not pointwise (whose patches are the input itself).
+    /// than a few filters (in the lanes) while the kernel is at most <see cref="LaneFilterKernelFloats"/>, or a few over
+    /// channels filling at least half an AVX-512 vector (channels in the lanes: fewer would leave most lanes idle; and patches
+    /// of eight floats or more, deep enough for the GEMM's order that is kept); a window that is not pointwise (whose
+    /// patches are the input itself).
     /// </summary>
-    public static bool TakesKernelGradientFromInput(int filters, int channels, bool pointwise) =>
-        (filters > FewFilters || channels >= MinimumLaneChannels) && !pointwise;
+    public static bool TakesKernelGradientFromInput(int filters, int channels, int patchSize, bool pointwise) =>
+        (filters > FewFilters ? (long)patchSize * filters <= LaneFilterKernelFloats : channels >= MinimumLaneChannels) && !pointwise;
+
+    /// <summary>
+    /// The largest kernel (patch floats x filters) whose gradient is taken from the input with filters in the lanes. Larger
+    /// ones make a product the GEMM runs near its peak through the patches (2 cores, 3x3 'same', kernel gradient and training
+    /// forward pass, input against patches): 1152 x 128 at 16x16, batch 16, 6.0 + 6.1 against 6.6 + 6.8 ms; 1152 x 256 at
+    /// 14x14, 12.5 + 11.4 against 9.8 + 11.0; 2304 x 256, 25.2 + 27.0 against 19.4 + 28.0. The ResNet block's 288 x 32 at
+    /// batch 32: 2.9 + 2.8 against 5.1 + 4.5.
+    /// </summary>
+    public const int LaneFilterKernelFloats = 192 * 1024;
 }

@@ -281,9 +281,12 @@ public static partial class Convolution
             for (int j = 0; j < filters; j += 2 * lanes)
                 for (int p = 0; p < patch; p += EntriesAPass)
                 {
-                    if (filters - j >= 2 * lanes)
-                        SumEntries<TLanes, TVector, Yes>(plane, window, top, bottom, inPlace + p, Math.Min(EntriesAPass, patch - p), gradient + j, filters, sums + (long)p * filters + j, 2 * lanes);
-                    else SumEntries<TLanes, TVector, No>(plane, window, top, bottom, inPlace + p, Math.Min(EntriesAPass, patch - p), gradient + j, filters, sums + (long)p * filters + j, filters - j);
+                    int entries = Math.Min(EntriesAPass, patch - p), columns = Math.Min(2 * lanes, filters - j);
+                    float* from = gradient + j, to = sums + (long)p * filters + j;
+                    // Two whole vectors of filters, two with the second masked, or one: a one-vector block does no second vector's work.
+                    if (columns == 2 * lanes) SumEntries<TLanes, TVector, Yes, Yes>(plane, window, top, bottom, inPlace + p, entries, from, filters, to, columns);
+                    else if (columns > lanes) SumEntries<TLanes, TVector, No, Yes>(plane, window, top, bottom, inPlace + p, entries, from, filters, to, columns);
+                    else SumEntries<TLanes, TVector, No, No>(plane, window, top, bottom, inPlace + p, entries, from, filters, to, columns);
                 }
             row += bottom - top;
         }
@@ -292,15 +295,15 @@ public static partial class Convolution
     /// <summary>
     /// Continues the sums of up to <see cref="EntriesAPass"/> patch entries (at <paramref name="offsets"/> from a window's
     /// corner; their sums <paramref name="filters"/> apart) against <paramref name="columns"/> filters (two whole vectors
-    /// where <typeparamref name="TWhole"/>) over output rows [<paramref name="top"/>, <paramref name="bottom"/>) of a sample,
-    /// whose gradient starts at <paramref name="gradient"/>.
+    /// where <typeparamref name="TWhole"/>; a second vector at all only where <typeparamref name="TTwo"/>) over output rows
+    /// [<paramref name="top"/>, <paramref name="bottom"/>) of a sample, whose gradient starts at <paramref name="gradient"/>.
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
-    private static unsafe void SumEntries<TLanes, TVector, TWhole>(in Plane plane, in Window window, int top, int bottom, int* offsets, int count,
-        float* gradient, int filters, float* sums, int columns) where TLanes : struct, ILanes<TVector> where TVector : struct where TWhole : IFlag
+    private static unsafe void SumEntries<TLanes, TVector, TWhole, TTwo>(in Plane plane, in Window window, int top, int bottom, int* offsets, int count,
+        float* gradient, int filters, float* sums, int columns) where TLanes : struct, ILanes<TVector> where TVector : struct where TWhole : IFlag where TTwo : IFlag
     {
         int lanes = TLanes.Count, low = Math.Min(lanes, columns), high = Math.Clamp(columns - lanes, 0, lanes);
-        bool whole = TWhole.IsSet;
+        bool whole = TWhole.IsSet, two = TTwo.IsSet;
         nint o0 = offsets[0], o1 = count > 1 ? offsets[1] : 0, o2 = count > 2 ? offsets[2] : 0, o3 = count > 3 ? offsets[3] : 0;
         nint o4 = count > 4 ? offsets[4] : 0, o5 = count > 5 ? offsets[5] : 0;
         TVector a0 = Load(sums), b0 = LoadHigh(sums), a1 = TLanes.Zero, b1 = TLanes.Zero, a2 = TLanes.Zero, b2 = TLanes.Zero;
@@ -316,14 +319,14 @@ public static partial class Convolution
             float* x = plane.At(oy * window.StrideHeight - window.PadTop, -window.PadLeft);
             for (int ox = 0; ox < window.OutputWidth; ox++, x += step, gradient += filters)
             {
-                TVector g0 = Load(gradient), g1 = LoadHigh(gradient);
+                TVector g0 = Load(gradient), g1 = two ? LoadHigh(gradient) : TLanes.Zero;
                 TVector e = TLanes.Broadcast(x[o0]);
-                a0 = TLanes.MultiplyAdd(e, g0, a0); b0 = TLanes.MultiplyAdd(e, g1, b0);
-                if (count > 1) { e = TLanes.Broadcast(x[o1]); a1 = TLanes.MultiplyAdd(e, g0, a1); b1 = TLanes.MultiplyAdd(e, g1, b1); }
-                if (count > 2) { e = TLanes.Broadcast(x[o2]); a2 = TLanes.MultiplyAdd(e, g0, a2); b2 = TLanes.MultiplyAdd(e, g1, b2); }
-                if (count > 3) { e = TLanes.Broadcast(x[o3]); a3 = TLanes.MultiplyAdd(e, g0, a3); b3 = TLanes.MultiplyAdd(e, g1, b3); }
-                if (count > 4) { e = TLanes.Broadcast(x[o4]); a4 = TLanes.MultiplyAdd(e, g0, a4); b4 = TLanes.MultiplyAdd(e, g1, b4); }
-                if (count > 5) { e = TLanes.Broadcast(x[o5]); a5 = TLanes.MultiplyAdd(e, g0, a5); b5 = TLanes.MultiplyAdd(e, g1, b5); }
+                a0 = TLanes.MultiplyAdd(e, g0, a0); if (two) b0 = TLanes.MultiplyAdd(e, g1, b0);
+                if (count > 1) { e = TLanes.Broadcast(x[o1]); a1 = TLanes.MultiplyAdd(e, g0, a1); if (two) b1 = TLanes.MultiplyAdd(e, g1, b1); }
+                if (count > 2) { e = TLanes.Broadcast(x[o2]); a2 = TLanes.MultiplyAdd(e, g0, a2); if (two) b2 = TLanes.MultiplyAdd(e, g1, b2); }
+                if (count > 3) { e = TLanes.Broadcast(x[o3]); a3 = TLanes.MultiplyAdd(e, g0, a3); if (two) b3 = TLanes.MultiplyAdd(e, g1, b3); }
+                if (count > 4) { e = TLanes.Broadcast(x[o4]); a4 = TLanes.MultiplyAdd(e, g0, a4); if (two) b4 = TLanes.MultiplyAdd(e, g1, b4); }
+                if (count > 5) { e = TLanes.Broadcast(x[o5]); a5 = TLanes.MultiplyAdd(e, g0, a5); if (two) b5 = TLanes.MultiplyAdd(e, g1, b5); }
             }
         }
         Store(sums, a0, b0);

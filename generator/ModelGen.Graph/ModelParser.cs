@@ -69,14 +69,16 @@ internal static partial class ModelParser
 
         CheckClass(type, context);
         var loss = ReadLoss(modelAttribute, context);
-        var fields = ReadFields(type, functional, context, cancellationToken);
+        // Read once: the layers, the names checked against the generated code's, and those its members step aside for.
+        var members = UserMembers(type);
+        var fields = ReadFields(type, members, functional, context, cancellationToken);
 
         IMethodSymbol? graphMethod = null;
         var subModels = new List<SubModelSpec>();
         var graph = functional
             ? ReadGraph(type, fields, context, cancellationToken, out graphMethod, subModels)
             : BuildChain(type, fields, context);
-        CheckNamesAreFree(type, fields, modelAttribute.AttributeClass?.ContainingAssembly, context);
+        CheckNamesAreFree(type, members, fields, modelAttribute.AttributeClass?.ContainingAssembly, context);
         if (!context.Ok || graph is null) return null;
         var outputs = ReadOutputLosses(graph, graphMethod, loss, context);
         if (!context.Ok) return null;
@@ -92,7 +94,7 @@ internal static partial class ModelParser
             graph.Inputs.ToImmutableArray(),
             outputs,
             subModels.ToImmutableArray(),
-            UserMembers(type).Select(m => m.Name).Distinct().OrderBy(n => n, StringComparer.Ordinal).ToImmutableArray());
+            members.Select(m => m.Name).Distinct().OrderBy(n => n, StringComparer.Ordinal).ToImmutableArray());
     }
 
     /// <summary>Layers and nodes under construction.</summary>
@@ -231,10 +233,10 @@ internal static partial class ModelParser
         _ => "sparse categorical cross-entropy",
     };
 
-    private static List<LayerField> ReadFields(INamedTypeSymbol type, bool functional, Context context, CancellationToken cancellationToken)
+    private static List<LayerField> ReadFields(INamedTypeSymbol type, IReadOnlyList<ISymbol> members, bool functional, Context context, CancellationToken cancellationToken)
     {
         var fields = new List<LayerField>();
-        foreach (var member in UserMembers(type))
+        foreach (var member in members)
         {
             cancellationToken.ThrowIfCancellationRequested();
             if (member is IFieldSymbol field && !field.IsStatic && !field.IsConst)
@@ -275,7 +277,7 @@ internal static partial class ModelParser
     /// MG0021: layers, inputs and outputs (graph parameters, named tuple elements) named as the generated code cannot take
     /// (<see cref="ClaimedNames"/>). Checked apart from the graph, so every one is reported at once, whatever else fails.
     /// </summary>
-    private static void CheckNamesAreFree(INamedTypeSymbol type, List<LayerField> fields, IAssemblySymbol? runtime, Context context)
+    private static void CheckNamesAreFree(INamedTypeSymbol type, IReadOnlyList<ISymbol> members, List<LayerField> fields, IAssemblySymbol? runtime, Context context)
     {
         var names = fields.Select(f => (f.Name, FieldLocation(f.Field), f.Kind == LayerKind.Input ? "input" : "layer"));
         foreach (var method in GraphMethods(type))
@@ -291,7 +293,7 @@ internal static partial class ModelParser
             if (ClaimedNames.Reason(name, runtime) is { } reason) context.Report(Diagnostics.NameClaimedByGeneratedCode, location, name, role, context.Model, reason);
         }
         // The class's other members (its instance fields are its layers, or MG0004): only the generated members' names and the runtime's types clash.
-        foreach (var member in UserMembers(type).Where(m => m is not IFieldSymbol { IsStatic: false, IsConst: false } && m is not IMethodSymbol { MethodKind: not MethodKind.Ordinary }))
+        foreach (var member in members.Where(m => m is not IFieldSymbol { IsStatic: false, IsConst: false } && m is not IMethodSymbol { MethodKind: not MethodKind.Ordinary }))
         {
             if (ClaimedNames.MemberReason(member.Name, member is IMethodSymbol, runtime) is { } reason)
                 context.Report(Diagnostics.NameClaimedByGeneratedCode, member.Locations.FirstOrDefault(), member.Name, MemberRole(member), context.Model, reason);
@@ -299,7 +301,7 @@ internal static partial class ModelParser
     }
 
     /// <summary>The members the user declared (not the compiler, not ModelGen's generated file).</summary>
-    private static IEnumerable<ISymbol> UserMembers(INamedTypeSymbol type) => type.GetMembers().Where(m => !m.IsImplicitlyDeclared && !IsGenerated(m));
+    private static List<ISymbol> UserMembers(INamedTypeSymbol type) => type.GetMembers().Where(m => !m.IsImplicitlyDeclared && !IsGenerated(m)).ToList();
 
     private static string MemberRole(ISymbol member) => member switch
     {

@@ -90,8 +90,7 @@ public class CodeFixTests
             }
             """);
         Assert.Contains("Tensor Forward([Shape(4)] Tensor x, [Shape(4)] Tensor y)", fixedText);
-        Assert.Empty(AnalyzerHarness.Analyze(fixedText));
-        Assert.Single(AnalyzerHarness.Generate(fixedText));
+        AssertAnalyzesCleanAndGenerates(fixedText);
     }
 
     [Fact]
@@ -124,8 +123,7 @@ public class CodeFixTests
             }
             """);
         Assert.Contains("digit.Apply(flatten.Apply(image))", fixedText);
-        Assert.Empty(AnalyzerHarness.Analyze(fixedText));
-        Assert.Single(AnalyzerHarness.Generate(fixedText));
+        AssertAnalyzesCleanAndGenerates(fixedText);
     }
 
     [Fact]
@@ -147,7 +145,7 @@ public class CodeFixTests
     [Fact]
     public void A_claimed_name_is_renamed_with_its_uses_and_its_output_loss()
     {
-        string fixedText = ApplyFix(new RenameClaimedNameCodeFix(), "MG0021", """
+        string fixedText = Renamed("""
             using ModelGen;
             [Sequential(Loss = Loss.MeanSquaredError)]
             partial class Model
@@ -157,11 +155,10 @@ public class CodeFixTests
             }
             """);
         Assert.Contains("[Input(4)] Input batchInput;", fixedText);
-        Assert.Empty(AnalyzerHarness.Analyze(fixedText));
-        Assert.Single(AnalyzerHarness.Generate(fixedText));
+        AssertAnalyzesCleanAndGenerates(fixedText);
 
         // A keyword, written @class.
-        fixedText = ApplyFix(new RenameClaimedNameCodeFix(), "MG0021", """
+        fixedText = Renamed("""
             using ModelGen;
             [Sequential(Loss = Loss.MeanSquaredError)]
             partial class Model
@@ -174,7 +171,7 @@ public class CodeFixTests
         Assert.Single(AnalyzerHarness.Generate(fixedText));
 
         // A graph input and its uses; an output layer and the OutputLoss naming it, where 'parametersLayer' is taken.
-        fixedText = ApplyFix(new RenameClaimedNameCodeFix(), "MG0021", """
+        fixedText = Renamed("""
             using ModelGen;
             [Functional]
             partial class Model
@@ -190,7 +187,7 @@ public class CodeFixTests
         Assert.Contains("=> parametersLayer2.Apply(parametersLayer.Apply(x));", fixedText);
         Assert.Empty(AnalyzerHarness.Analyze(fixedText));
 
-        fixedText = ApplyFix(new RenameClaimedNameCodeFix(), "MG0021", """
+        fixedText = Renamed("""
             using ModelGen;
             [Functional(Loss = Loss.MeanSquaredError)]
             partial class Model
@@ -202,7 +199,7 @@ public class CodeFixTests
         Assert.Contains("Tensor Forward([Shape(4)] Tensor trainingInput) => head.Apply(trainingInput);", fixedText);
         Assert.Single(AnalyzerHarness.Generate(fixedText));
 
-        fixedText = ApplyFix(new RenameClaimedNameCodeFix(), "MG0021", """
+        fixedText = Renamed("""
             using ModelGen;
             [Functional]
             partial class Model
@@ -215,11 +212,10 @@ public class CodeFixTests
             """);
         Assert.Contains("[Graph, OutputLoss(\"lossOutput\", Loss.MeanSquaredError), OutputLoss(\"tail\", Loss.MeanSquaredError)]", fixedText);
         Assert.Contains("(Tensor lossOutput, Tensor tail) Forward(", fixedText);
-        Assert.Empty(AnalyzerHarness.Analyze(fixedText));
-        Assert.Single(AnalyzerHarness.Generate(fixedText));
+        AssertAnalyzesCleanAndGenerates(fixedText);
 
         // A member beside the layers, and its uses.
-        fixedText = ApplyFix(new RenameClaimedNameCodeFix(), "MG0021", """
+        fixedText = Renamed("""
             using ModelGen;
             [Sequential(Loss = Loss.MeanSquaredError)]
             partial class Model
@@ -232,6 +228,15 @@ public class CodeFixTests
             """);
         Assert.Contains("public string NameProperty => \"mine\";", fixedText);
         Assert.Contains("public string Title => NameProperty + \"!\";", fixedText);
+        AssertAnalyzesCleanAndGenerates(fixedText);
+    }
+
+    /// <summary>The source with MG0021's rename applied.</summary>
+    private static string Renamed(string source) => ApplyFix(new RenameClaimedNameCodeFix(), "MG0021", source);
+
+    /// <summary>A fixed model: no diagnostic left, and its file generated.</summary>
+    private static void AssertAnalyzesCleanAndGenerates(string fixedText)
+    {
         Assert.Empty(AnalyzerHarness.Analyze(fixedText));
         Assert.Single(AnalyzerHarness.Generate(fixedText));
     }

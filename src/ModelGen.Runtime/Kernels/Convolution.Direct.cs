@@ -308,17 +308,17 @@ public static partial class Convolution
 
     /// <summary>
     /// Where each patch entry lies from its window's corner: in a plane whose rows are <paramref name="rowFloats"/> apart
-    /// (<paramref name="inPlace"/>) and in a gathered patch row (<paramref name="inBuffer"/>, its own index).
+    /// (<paramref name="inPlace"/>) and, unless null, in a gathered patch row (<paramref name="inBuffer"/>, its own index).
     /// </summary>
     [MethodImpl(Compiled.Driver)]
-    private static unsafe void PatchOffsets(in Window window, int rowFloats, int* inPlace, int* inBuffer)
+    private static unsafe void PatchOffsets(in Window window, int rowFloats, int* inPlace, int* inBuffer = null)
     {
         for (int ky = 0, p = 0; ky < window.KernelHeight; ky++)
             for (int kx = 0; kx < window.KernelWidth; kx++)
                 for (int c = 0; c < window.Channels; c++, p++)
                 {
                     inPlace[p] = ky * window.Dilation * rowFloats + kx * window.Dilation * window.Channels + c;
-                    inBuffer[p] = p;
+                    if (inBuffer != null) inBuffer[p] = p;
                 }
     }
 

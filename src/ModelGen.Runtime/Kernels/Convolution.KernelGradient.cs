@@ -269,14 +269,13 @@ public static partial class Convolution
         new Span<float>(sums, patch * filters).Clear();
         int first = (int)((long)work.Rows * index / work.Slices), end = (int)((long)work.Rows * (index + 1) / work.Slices);
         int* inPlace = stackalloc int[patch];
-        int* inBuffer = stackalloc int[patch];
         int bandRows = Math.Max(1, BandGradientFloats / (width * filters));
         for (int row = first; row < end;)
         {
             int sample = row / window.OutputHeight, top = row - sample * window.OutputHeight;
             int bottom = Math.Min(window.OutputHeight, top + Math.Min(end - row, bandRows));
             var plane = Plane.Padded(work.Input + (long)sample * window.Height * window.Width * window.Channels, window, top, bottom, slack: 0);
-            PatchOffsets(window, plane.RowFloats, inPlace, inBuffer);
+            PatchOffsets(window, plane.RowFloats, inPlace);
             float* gradient = work.Gradient + (long)row * width * filters;
             for (int j = 0; j < filters; j += 2 * lanes)
                 for (int p = 0; p < patch; p += EntriesAPass)

@@ -282,8 +282,8 @@ internal static partial class ModelEmitter
                     }
                     break;
                 case NodeKind.Layer when node.Layer!.IsReshape:
-                    w.Line($"// {node.Title}: {node.Layer.TypeName} passes the gradient back unchanged");
-                    w.Line($"Merges.Pass({node.Gradient}, {node.Inputs[0].Gradient}, batch * {size}, accumulate: {Bool(Into(node.Inputs[0]))});");
+                    w.Line($"// {node.Title}: {node.Layer.TypeName} passes the gradient back unchanged{HandOverNote(plan, node)}");
+                    EmitGradientCopy(w, plan, node, node.Inputs[0], Into(node.Inputs[0]));
                     break;
                 case NodeKind.Layer when node.IsDropout:
                     w.Line($"// {node.Title}: Dropout passes gradients through the kept units");
@@ -294,8 +294,8 @@ internal static partial class ModelEmitter
                 {
                     var activation = spec.Kind == NodeKind.Layer ? node.Layer!.Activation : spec.Activation;
                     var undo = plan.ActivationToUndo(node, activation);
-                    w.Line($"// {node.Title}: Activation({Lower(activation)})'{(undo != activation ? ", taken with " + plan.TakenWith(node) : "")}");
-                    if (undo is Activation.Relu or Activation.Sigmoid or Activation.Tanh)
+                    w.Line($"// {node.Title}: Activation({Lower(activation)})'{(undo != activation ? ", taken with " + plan.TakenWith(node) : "")}{HandOverNote(plan, node)}");
+                    if (Plan.DerivesIntoInput(undo))
                     {
                         // The derivative straight into the input's gradient: one pass, not one in place and a copy.
                         var (rows, columns) = Rows(spec);
@@ -303,11 +303,11 @@ internal static partial class ModelEmitter
                         break;
                     }
                     EmitActivationBackward(w, node, undo);
-                    w.Line($"Merges.Pass({node.Gradient}, {node.Inputs[0].Gradient}, batch * {size}, accumulate: {Bool(Into(node.Inputs[0]))});");
+                    EmitGradientCopy(w, plan, node, node.Inputs[0], Into(node.Inputs[0]));
                     break;
                 }
                 case NodeKind.Merge:
-                    w.Line($"// {node.Title}: {spec.Merge}'");
+                    w.Line($"// {node.Title}: {spec.Merge}'{HandOverNote(plan, node)}");
                     int offset = 0;
                     for (int i = 0; i < node.Inputs.Count; i++)
                     {
@@ -315,7 +315,8 @@ internal static partial class ModelEmitter
                         int width = input.Spec.Size;
                         if (input.NeedsGradient)
                         {
-                            string accumulate = Bool(Into(input));
+                            bool into = Into(input);
+                            string accumulate = Bool(into);
                             switch (spec.Merge)
                             {
                                 case MergeOperation.Concatenate:
@@ -329,14 +330,14 @@ internal static partial class ModelEmitter
                                     var other = node.Inputs[1 - i];
                                     w.Line($"Merges.OperandGradient(MergeOperation.{spec.Merge}, {node.Gradient}, {input.TrainingSource}, {other.TrainingSource}, operandIsFirst: {Bool(i == 0)}, {input.Gradient}, batch * {size}, accumulate: {accumulate});");
                                     break;
+                                case MergeOperation.Subtract when i == 1:
+                                    w.Line($"Merges.Pass({node.Gradient}, {input.Gradient}, batch * {size}, accumulate: {accumulate}, scale: -1f);");
+                                    break;
+                                case MergeOperation.Average:
+                                    w.Line($"Merges.Pass({node.Gradient}, {input.Gradient}, batch * {size}, accumulate: {accumulate}, scale: 1f / {node.Inputs.Count});");
+                                    break;
                                 default:
-                                    string scale = spec.Merge switch
-                                    {
-                                        MergeOperation.Subtract when i == 1 => ", scale: -1f",
-                                        MergeOperation.Average => $", scale: 1f / {node.Inputs.Count}",
-                                        _ => "",
-                                    };
-                                    w.Line($"Merges.Pass({node.Gradient}, {input.Gradient}, batch * {size}, accumulate: {accumulate}{scale});");
+                                    EmitGradientCopy(w, plan, node, input, into);
                                     break;
                             }
                         }
@@ -373,6 +374,25 @@ internal static partial class ModelEmitter
     }
 
     /// <summary>The activation's derivative over the block's gradient, in place; nothing for a linear one.</summary>
+    /// <summary>
+    /// A block's gradient copied unchanged into an input's (<see cref="Plan.CopiesGradient"/>): nothing where the plan hands the
+    /// floats over, as that gradient's first write.
+    /// </summary>
+    private static void EmitGradientCopy(CodeWriter w, Plan plan, NodePlan node, NodePlan input, bool accumulate)
+    {
+        if (!plan.HandsOverGradient(node, input))
+            w.Line($"Merges.Pass({node.Gradient}, {input.Gradient}, batch * {node.Spec.Size}, accumulate: {Bool(accumulate)});");
+        else if (accumulate)
+            throw new InvalidOperationException($"'{node.Title}' hands its gradient to '{input.Title}', whose gradient an earlier block wrote.");
+    }
+
+    /// <summary>The inputs a block hands its gradient's floats to, for its comment: " (relu takes its gradient's floats as its own: nothing to copy)", or nothing.</summary>
+    private static string HandOverNote(Plan plan, NodePlan node)
+    {
+        var names = node.Inputs.Where(input => plan.HandsOverGradient(node, input)).Select(input => input.Title).ToList();
+        return names.Count == 0 ? "" : $" ({string.Join(" and ", names)} {(names.Count == 1 ? "takes its gradient's floats as its own" : "take its gradient's floats as theirs")}: nothing to copy)";
+    }
+
     private static void EmitActivationBackward(CodeWriter w, NodePlan node, Activation activation)
     {
         if (activation == Activation.Linear) return;

@@ -104,18 +104,25 @@ internal static partial class ModelEmitter
         /// Gradients by liveness, in one shared buffer. Backward runs one block per tensor, in reverse; a gradient lives from the
         /// first block that writes it (the losses write the outputs' before the first block) to the block that reads it, and
         /// gradients never live at the same time share floats (ArenaLayout). A gradient nothing writes lives throughout, so its
-        /// floats stay the zeros they were allocated as.
+        /// floats stay the zeros they were allocated as. A block that would copy its gradient unchanged into an input's, as
+        /// that gradient's first write, hands its floats over instead (<see cref="HandsOverGradient"/>).
         /// </summary>
         private void PlanGradients()
         {
             var touched = new Dictionary<NodePlan, (int First, int Last)>();
             var written = new HashSet<NodePlan>();
+            // For the hand-overs, in half steps: a block changes its own gradient in place (an activation's derivative) at
+            // 2 x step, and reads it and writes its inputs' through 2 x step + 1.
+            var lastRead = new Dictionary<NodePlan, int>();
+            var writes = new List<(NodePlan Owner, int Time)>();
+            var candidates = new List<(NodePlan From, NodePlan To, int Time)>();
             void Touch(NodePlan tensor, int step, bool writes)
             {
                 var owner = tensor.GradientOwner;
                 if (!HasGradientBuffer(owner)) return;
                 Widen(touched, owner, step);
                 if (writes) written.Add(owner);
+                else lastRead[owner] = Math.Max(lastRead.TryGetValue(owner, out int last) ? last : 0, 2 * step + 1);
             }
             foreach (var output in Outputs) Touch(output.Node, 0, writes: true);
             int step = 0;
@@ -124,13 +131,100 @@ internal static partial class ModelEmitter
                 step++;
                 // A block reads its tensor's gradient (and a recurrent layer its returned states') and writes its inputs'.
                 Touch(node, step, writes: false);
+                if (!KeepsItsGradient(node)) writes.Add((node.GradientOwner, 2 * step));
                 if (KernelGradientPool(node) is { } pool) Touch(pool, step, writes: false); // the pooled gradient, at the winners
                 foreach (var state in node.States.Where(HasGradientBuffer)) Touch(state, step, writes: false);
-                foreach (var input in node.Inputs.Where(i => i.NeedsGradient)) Touch(input, step, writes: true);
+                for (int i = 0; i < node.Inputs.Count; i++)
+                {
+                    var input = node.Inputs[i];
+                    var owner = input.GradientOwner;
+                    if (!input.NeedsGradient || !HasGradientBuffer(owner)) continue;
+                    bool handsOver = !written.Contains(owner) && CopiesGradient(node, i) && HasGradientBuffer(node) && Floats(owner) == Floats(node)
+                        && node.Inputs.Count(other => other.GradientOwner == owner) == 1;
+                    if (handsOver) candidates.Add((node, owner, 2 * step + 1));
+                    else writes.Add((owner, 2 * step + 1));
+                    Touch(input, step, writes: true);
+                }
             }
             var gradients = Buffered.Where(HasGradientBuffer).ToList();
-            (GradientFloats, SeparateGradientFloats, SharesGradients) = PlaceByLiveness(gradients, n => written.Contains(n) ? touched[n] : (0, step), GradientOffsets);
+            var placedWith = HandOvers(candidates, root => 2 * touched[root].First + 1, lastRead, writes);
+            foreach (var member in placedWith)
+            {
+                Widen(touched, member.Value, touched[member.Key].First);
+                Widen(touched, member.Value, touched[member.Key].Last);
+            }
+            (GradientFloats, SeparateGradientFloats, SharesGradients) = PlaceByLiveness(gradients, n => written.Contains(n) ? touched[n] : (0, step), GradientOffsets, placedWith: placedWith);
+            if (SharesGradients)
+            {
+                foreach (var (from, to, _) in candidates.Where(c => placedWith.ContainsKey(c.To))) handOvers.Add((from, to));
+            }
         }
+
+        /// <summary>
+        /// The hand-overs that keep every gradient's values, each taken to the tensor whose floats it shares (the first giver
+        /// of a chain): a gradient handed over shares floats with its giver and with whatever that shares, so none of them may
+        /// be written (added to, or changed in place) while another is still to be read: from the time its values arrive (its
+        /// first write, or the hand-over) to its last read.
+        /// </summary>
+        private static Dictionary<NodePlan, NodePlan> HandOvers(List<(NodePlan From, NodePlan To, int Time)> candidates, Func<NodePlan, int> firstWrite,
+            Dictionary<NodePlan, int> lastRead, List<(NodePlan Owner, int Time)> writes)
+        {
+            var placedWith = new Dictionary<NodePlan, NodePlan>();
+            var groups = new Dictionary<NodePlan, List<(NodePlan Tensor, int Arrives)>>();
+            foreach (var (from, to, time) in candidates)
+            {
+                var root = placedWith.TryGetValue(from, out var giver) ? giver : from;
+                var group = groups.TryGetValue(root, out var members) ? members : new List<(NodePlan Tensor, int Arrives)> { (root, firstWrite(root)) };
+                var trial = new List<(NodePlan Tensor, int Arrives)>(group) { (to, time) };
+                bool keeps = writes.Where(write => trial.Any(member => member.Tensor == write.Owner)).All(write => trial.All(other =>
+                    other.Tensor == write.Owner || write.Time < other.Arrives || write.Time > (lastRead.TryGetValue(other.Tensor, out int last) ? last : int.MaxValue)));
+                if (!keeps) continue;
+                groups[root] = trial;
+                placedWith[to] = root;
+            }
+            return placedWith;
+        }
+
+        /// <summary>
+        /// Whether a tensor's backward block only reads its gradient: merges, normalizations, reshapes, dropout, a Dense layer
+        /// with no derivative to take and an activation that derives straight into its input's. The rest may change it in
+        /// place (an activation's derivative, a recurrent or attention layer's workspace), as far as the hand-overs know.
+        /// </summary>
+        private bool KeepsItsGradient(NodePlan node) => node.Spec.Kind switch
+        {
+            NodeKind.Merge => true,
+            NodeKind.Layer when node.Is(LayerKind.BatchNormalization) || node.Is(LayerKind.LayerNormalization) || node.Layer!.IsReshape || node.IsDropout => true,
+            NodeKind.Layer when node.Is(LayerKind.Dense) => ActivationToUndo(node, node.Layer!.Activation) == Activation.Linear,
+            NodeKind.Layer when node.Is(LayerKind.Activation) => DerivesIntoInput(ActivationToUndo(node, node.Layer!.Activation)),
+            NodeKind.Function => DerivesIntoInput(ActivationToUndo(node, node.Spec.Activation)),
+            _ => false,
+        };
+
+        /// <summary>
+        /// Whether a tensor's backward block ends by copying its gradient, unchanged, into its <paramref name="input"/>'s: an
+        /// Add's operands, a Subtract's first, an output's Flatten or Reshape, an activation whose derivative it takes in its
+        /// own gradient (all but ReLU, sigmoid and tanh, whose derivatives go straight into the input's).
+        /// </summary>
+        public bool CopiesGradient(NodePlan node, int input) => node.Spec.Kind switch
+        {
+            NodeKind.Merge => node.Spec.Merge == MergeOperation.Add || node.Spec.Merge == MergeOperation.Subtract && input == 0,
+            NodeKind.Layer when node.Layer!.IsReshape => true,
+            NodeKind.Layer when node.Is(LayerKind.Activation) => !DerivesIntoInput(ActivationToUndo(node, node.Layer!.Activation)),
+            NodeKind.Function => !DerivesIntoInput(ActivationToUndo(node, node.Spec.Activation)),
+            _ => false,
+        };
+
+        /// <summary>Activations whose backward writes the input's gradient from the output's in one pass (Activations.Backward's fused form).</summary>
+        public static bool DerivesIntoInput(Activation activation) => activation is Activation.Relu or Activation.Sigmoid or Activation.Tanh;
+
+        /// <summary>
+        /// Whether <paramref name="node"/>'s block hands its gradient's floats to <paramref name="input"/> as that input's
+        /// gradient rather than copying them (<see cref="PlanGradients"/>): the two share one offset, and the block writes
+        /// nothing for that input.
+        /// </summary>
+        public bool HandsOverGradient(NodePlan node, NodePlan input) => handOvers.Contains((node, input.GradientOwner));
+
+        private readonly HashSet<(NodePlan From, NodePlan To)> handOvers = new();
 
         /// <summary>Widens a tensor's span of steps to take in <paramref name="step"/>.</summary>
         private static void Widen(Dictionary<NodePlan, (int First, int Last)> spans, NodePlan tensor, int step) =>
@@ -142,14 +236,17 @@ internal static partial class ModelEmitter
         /// whether they share at all. They do not where the shared buffer would be no smaller: each offset is a whole cache line
         /// a sample, so tensors of a few floats a sample take more floats shared than apart (an LSTM of 4 units and a Dense 3,
         /// 32 against 7). Then every tensor keeps a buffer of its own (the offsets stay, naming the tensors), and the first
-        /// count is the second.
+        /// count is the second. A tensor <paramref name="placedWith"/> names takes the offset of the one it names, whose span
+        /// must take in its own.
         /// </summary>
         private (int Shared, int Separate, bool Shares) PlaceByLiveness(List<NodePlan> tensors, Func<NodePlan, (int First, int Last)> span, Dictionary<NodePlan, int> offsets,
-            Dictionary<NodePlan, ulong>? runs = null)
+            Dictionary<NodePlan, ulong>? runs = null, Dictionary<NodePlan, NodePlan>? placedWith = null)
         {
-            var lifetimes = tensors.Select(n => new ArenaLayout.Lifetime(Floats(n), span(n).First, span(n).Last, runs is not null && runs.TryGetValue(n, out var marks) ? marks : 0)).ToList();
+            var own = tensors.Where(n => placedWith is null || !placedWith.ContainsKey(n)).ToList();
+            var lifetimes = own.Select(n => new ArenaLayout.Lifetime(Floats(n), span(n).First, span(n).Last, runs is not null && runs.TryGetValue(n, out var marks) ? marks : 0)).ToList();
             var placed = ArenaLayout.Place(lifetimes, FloatsPerLine, out int arena);
-            for (int t = 0; t < tensors.Count; t++) offsets[tensors[t]] = placed[t];
+            for (int t = 0; t < own.Count; t++) offsets[own[t]] = placed[t];
+            foreach (var member in placedWith ?? new()) offsets[member.Key] = offsets[member.Value];
             int separate = tensors.Sum(Floats);
             return arena < separate ? (arena, separate, true) : (separate, separate, false);
         }

@@ -166,3 +166,26 @@ public partial class ImageConcat
     Tensor Forward([Shape(2, 3, 2)] Tensor a, [Shape(2, 3, 1)] Tensor b, [Shape(1, 3, 3)] Tensor c) =>
         flatten.Apply(Ops.Concatenate(1, Ops.Concatenate(a, b), c));
 }
+
+/// <summary>
+/// Gradients handed over rather than copied (the plan's hand-overs): the first Add hands its gradient's floats to both its
+/// operands (the normalization only reads its own, and the stem's is added to only after that read); the second to the
+/// first Add alone, as the tanh layer's block changes its gradient in place while the first Add's is still to be read.
+/// </summary>
+[Functional(Loss = Loss.MeanSquaredError)]
+public partial class HandedGradients
+{
+    [Dense(6, Activation.Tanh)] public Dense stem;
+    [Dense(6)] public Dense inner;
+    [BatchNormalization] public BatchNormalization norm;
+    [Dense(6, Activation.Tanh)] public Dense bent;
+    [Dense(2)] public Dense head;
+
+    [Graph]
+    Tensor Forward([Shape(4)] Tensor x)
+    {
+        var s = stem.Apply(x);
+        var sum = Ops.Add(s, norm.Apply(inner.Apply(s)));
+        return head.Apply(Ops.Add(sum, bent.Apply(sum)));
+    }
+}

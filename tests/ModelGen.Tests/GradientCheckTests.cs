@@ -18,7 +18,7 @@ public class GradientCheckTests
         nameof(NormalizedMlp), nameof(NormalizedCnn), nameof(FrozenMiddle), nameof(ReshapingChain), nameof(DilatedCnn),
         nameof(LstmClassifier), nameof(GruSequences), nameof(MaskedLstm), nameof(BidirectionalStack), nameof(BidirectionalSequences),
         nameof(SelfAttentionBlock), nameof(CrossAttention), nameof(CausalAttention), nameof(UNetLike), nameof(EncoderDecoder), nameof(GruWithStates), nameof(MaskedAverage), nameof(MaskedBag),
-        nameof(ReluPoolingParity), nameof(StepTagger), nameof(NarrowPooledCnn), nameof(PointwiseResidual), nameof(FewFilterHeads), nameof(NormalizedDepthwise),
+        nameof(ReluPoolingParity), nameof(StepTagger), nameof(NarrowPooledCnn), nameof(PointwiseResidual), nameof(FewFilterHeads), nameof(NormalizedDepthwise), nameof(HandedGradients),
     };
 
     [Theory, MemberData(nameof(Models))]
@@ -60,6 +60,7 @@ public class GradientCheckTests
             nameof(PointwiseResidual) => new PointwiseResidual(batch, seed: 34),
             nameof(FewFilterHeads) => new FewFilterHeads(batch, seed: 35),
             nameof(NormalizedDepthwise) => new NormalizedDepthwise(batch, seed: 36),
+            nameof(HandedGradients) => new HandedGradients(batch, seed: 37),
             _ => new SeparateSoftmax(batch, seed: 6),
         };
         var random = new Random(name.Length);

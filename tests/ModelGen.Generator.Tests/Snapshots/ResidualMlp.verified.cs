@@ -103,11 +103,11 @@ namespace Samples
             d2Output = buffers.Value(maxBatchSize * 64, maxBatchSize * 64);
             d2Gradient = buffers.Gradient(maxBatchSize * 64, maxBatchSize * 64);
             addOutput = buffers.Unwritten; // its pass writes 'relu', the ReLU taken
-            addGradient = buffers.Gradient(maxBatchSize * 0, maxBatchSize * 64);
+            addGradient = buffers.Gradient(maxBatchSize * 64, maxBatchSize * 64);
             reluOutput = buffers.Value(maxBatchSize * 0, maxBatchSize * 64);
-            reluGradient = buffers.Gradient(maxBatchSize * 64, maxBatchSize * 64);
+            reluGradient = buffers.Gradient(maxBatchSize * 0, maxBatchSize * 64);
             headOutput = buffers.Value(maxBatchSize * 128, maxBatchSize * 10);
-            headGradient = buffers.Gradient(maxBatchSize * 0, maxBatchSize * 10);
+            headGradient = buffers.Gradient(maxBatchSize * 64, maxBatchSize * 10);
             // The replica trains the rest of a batch cut in two: rows for the second part of the largest batch that is cut.
             int replicaRows = forTraining && sharedParameters is null ? BatchParts.ReplicaRows(maxBatchSize, multiplyAddsPerSample: 8832, largestProduct: 4096) : 0;
             if (replicaRows > 0) replica = new ResidualMlp(replicaRows, forTraining: true, parameters);
@@ -237,8 +237,7 @@ namespace Samples
             // relu: Activation(relu)'
             Activations.Backward(Activation.Relu, reluOutput, reluGradient, addGradient, batch, 64, accumulate: false);
 
-            // add: Add'
-            Merges.Pass(addGradient, d2Gradient, batch * 64, accumulate: false);
+            // add: Add' (d2 takes its gradient's floats as its own: nothing to copy)
 
             // d2: kernel, bias and input gradients
             Gemm.MultiplyTransposedA(d1Output, d2Gradient, D2KernelGradient, 64, batch, 64);

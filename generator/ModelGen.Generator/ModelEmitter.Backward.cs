@@ -104,11 +104,13 @@ internal static partial class ModelEmitter
                         break;
                     }
                     bool shared = !weightsStarted.Add(norm);
-                    w.Line($"// {node.Title}: gamma, beta{(input.NeedsGradient ? " and input" : "")} gradients through the batch statistics");
+                    string relu = node.ReadsReluGradient ? $"{node.RectifiedBy!.Title}'s relu' (its gradient where the normalized value is positive), then " : "";
+                    w.Line($"// {node.Title}: {relu}gamma, beta{(input.NeedsGradient ? " and input" : "")} gradients through the batch statistics");
                     string inputGradient = input.NeedsGradient ? $"{input.Gradient}, " : "default, ";
                     string inputFlags = input.NeedsGradient ? $"computeInput: true, accumulateInput: {Bool(Into(input))}" : "computeInput: false, accumulateInput: false";
+                    string rectified = node.ReadsReluGradient ? $", relu: true, beta: {Plan.View(norm, "Beta")}" : "";
                     w.Line($"BatchNorm.TrainingBackward({node.Gradient}, {input.TrainingSource}, {Plan.View(norm, "Gamma")}, {node.Mean}, {node.InverseStd}, {inputGradient}" +
-                        $"{Plan.View(norm, "Gamma")}Gradient, {Plan.View(norm, "Beta")}Gradient, {rows}, {channels}, {inputFlags}, computeWeights: true, accumulateWeights: {Bool(shared)});");
+                        $"{Plan.View(norm, "Gamma")}Gradient, {Plan.View(norm, "Beta")}Gradient, {rows}, {channels}, {inputFlags}, computeWeights: true, accumulateWeights: {Bool(shared)}{rectified});");
                     break;
                 }
                 case NodeKind.Layer when node.Is(LayerKind.LayerNormalization):

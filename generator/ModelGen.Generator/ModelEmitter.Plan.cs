@@ -402,7 +402,7 @@ internal static partial class ModelEmitter
         /// A gradient buffer where backward reaches: tensors after something that learns, and the outputs (the losses write
         /// theirs); not a convolution that reads only its pooling's gradient (<see cref="ReadsOnlyPooledGradient"/>).
         /// </summary>
-        public bool HasGradientBuffer(NodePlan node) => (node.NeedsGradient || IsOutput(node)) && !ReadsOnlyPooledGradient(node) && node.AveragedBy is null;
+        public bool HasGradientBuffer(NodePlan node) => (node.NeedsGradient || IsOutput(node)) && !ReadsOnlyPooledGradient(node) && node.AveragedBy is null && !node.ReadsReluGradient;
 
         /// <summary>
         /// A convolution that takes its kernel gradient at its pooling's winners and either passes no gradient on or takes its
@@ -696,7 +696,7 @@ internal static partial class ModelEmitter
         /// <summary>Whether anything up to and including this tensor has weights, so its gradient is worth computing.</summary>
         public bool NeedsGradient { get; }
         /// <summary>Whether backward has a block for this tensor: something before it learns, and it is neither an alias (its input's gradient) nor a returned state (its layer's block reads that).</summary>
-        public bool HasBackwardBlock => NeedsGradient && !IsAlias && Spec.Kind != NodeKind.State;
+        public bool HasBackwardBlock => NeedsGradient && !IsAlias && Spec.Kind != NodeKind.State && !(IsTakenByInput && Inputs[0].ReadsReluGradient);
         public bool IsDropout => Is(LayerKind.Dropout);
         /// <summary>The activation a block applies last (Dense, the convolutions, Activation layers and functions); null for other blocks.</summary>
         public Activation? TrailingActivation => Spec.Kind == NodeKind.Function ? Spec.Activation
@@ -717,6 +717,12 @@ internal static partial class ModelEmitter
         /// takes the ReLU as it writes each value, into the ReLU's output, so its own output is never written.
         /// </summary>
         public NodePlan? RectifiedBy { get; set; }
+        /// <summary>
+        /// A trainable BatchNormalization whose ReLU it takes (<see cref="RectifiedBy"/>) takes that ReLU's backward too: its
+        /// block reads the ReLU's gradient where the normalized value (worked out again from its input) is positive
+        /// (BatchNorm.TrainingBackward's relu), so neither the ReLU's block nor a gradient of its own exists.
+        /// </summary>
+        public bool ReadsReluGradient => RectifiedBy is not null && UsesBatchStatistics;
         /// <summary>A ReLU its input's block takes (<see cref="RectifiedBy"/>): its own block computes nothing.</summary>
         public bool IsTakenByInput => Inputs.Count == 1 && Inputs[0].RectifiedBy == this;
         /// <summary>The buffer this tensor's forward block writes: its own, or, rectified, its ReLU's.</summary>
@@ -770,10 +776,10 @@ internal static partial class ModelEmitter
         public string Title => Spec.Name;
         public bool IsAlias { get; }
         public string Output => Stem + "Output";
-        /// <summary>The buffer this tensor's gradient lives in: an alias shares its input's.</summary>
-        public string Gradient => IsAlias ? Inputs[0].Gradient : Stem + "Gradient";
+        /// <summary>The buffer this tensor's gradient lives in: an alias shares its input's, a normalization that reads its ReLU's gradient that one.</summary>
+        public string Gradient => IsAlias ? Inputs[0].Gradient : ReadsReluGradient ? RectifiedBy!.Gradient : Stem + "Gradient";
         /// <summary>The tensor owning <see cref="Gradient"/>; '=' versus '+=' is decided per owner.</summary>
-        public NodePlan GradientOwner => IsAlias ? Inputs[0].GradientOwner : this;
+        public NodePlan GradientOwner => IsAlias ? Inputs[0].GradientOwner : ReadsReluGradient ? RectifiedBy!.GradientOwner : this;
         public string Mask => Stem + "Mask";
         /// <summary>A dropout's mask key for the step (a model that trains in parts: the replica's part draws the same mask).</summary>
         public string DropoutKey => Stem + "Key";

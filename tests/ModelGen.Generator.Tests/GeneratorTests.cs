@@ -1168,8 +1168,12 @@ public class FreezingGeneratorTests
     {
         var (code, backward) = GeneratorHarness.RunAndFindMethod(Transfer, "Backward");
 
-        // The trainable top: conv2 and norm2 in training mode, with weight gradients.
-        Assert.Contains("BatchNorm.TrainingBackward(norm2Gradient, conv2Output, Norm2Gamma", backward);
+        // The trainable top: conv2 and norm2 in training mode, with weight gradients; norm2 takes its ReLU's derivative as it
+        // reads that ReLU's gradient (no ReLU block, no gradient of norm2's own).
+        Assert.Contains("BatchNorm.TrainingBackward(relu_1Gradient, conv2Output, Norm2Gamma", backward);
+        Assert.Contains("relu: true, beta: Norm2Beta);", backward);
+        Assert.DoesNotContain("Activations.Backward", backward);
+        Assert.DoesNotContain("norm2Gradient", code);
         Assert.Contains("Conv2KernelGradient", backward);
         // The frozen backbone: no kernel, gamma or input gradients, no gradient views, batch statistics never computed.
         Assert.DoesNotContain("conv1", backward);

@@ -205,6 +205,9 @@ public class GuardedOperandTests
             StaysWithin([gradient, x, scale, shift, variance, new float[values], new float[columns], new float[columns]],
                 m => BatchNorm.TrainingBackward(m[0].Span, m[1].Span, m[2].Span, m[3].Span, m[4].Span, m[5].Span, m[6].Span, m[7].Span, rows, columns,
                     computeInput: true, accumulateInput: false, computeWeights: true, accumulateWeights: false));
+            StaysWithin([gradient, x, scale, shift, variance, new float[values], new float[columns], new float[columns], shift],
+                m => BatchNorm.TrainingBackward(m[0].Span, m[1].Span, m[2].Span, m[3].Span, m[4].Span, m[5].Span, m[6].Span, m[7].Span, rows, columns,
+                    computeInput: true, accumulateInput: false, computeWeights: true, accumulateWeights: false, relu: true, beta: m[8].Span));
             StaysWithin([gradient, scale, variance, new float[values]],
                 m => BatchNorm.InferenceBackward(m[0].Span, m[1].Span, m[2].Span, m[3].Span, rows, columns, 1e-3f, accumulate: false));
 

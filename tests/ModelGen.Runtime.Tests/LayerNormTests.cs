@@ -200,7 +200,8 @@ public class BatchNormTests
     /// <summary>
     /// Training mode, forward and backward, and a frozen layer's backward, against scalar loops in the kernels' stated
     /// order, bit for bit, on one core and on two: each column sum adds its rows in float in blocks of 64, the blocks in
-    /// order into a double; every other value is its element's own formula (Keras' arithmetic), fused where stated. Shapes
+    /// order into a double; every other value is its element's own formula (Keras' arithmetic), fused where stated; the
+    /// backward pass through the layer's ReLU (its sign worked out from x) as through that ReLU's gradient masked by its output first. Shapes
     /// from one short block to 8192 rows (parts on both cores), and channels taking every branch (four vectors at a time, one, a partial one) on every SIMD path, gradients written or added to what is there.
     /// </summary>
     public static IEnumerable<object[]> TrainingShapes() => KernelSettings.OnEveryPath(new[]
@@ -243,18 +244,25 @@ public class BatchNormTests
         var shift = beta.Select((b, c) => b - mean[c] * scale[c]).ToArray();
         var expectedY = x.Select((value, at) => MathF.FusedMultiplyAdd(value, scale[at % channels], shift[at % channels])).ToArray();
 
-        var sumDy = ColumnSums((partial, at) => partial + dy[at], 1);
-        var sumDyXhat = ColumnSums((partial, at) => MathF.FusedMultiplyAdd(x[at] - mean[at % channels], dy[at], partial), 1)
-            .Select((sum, c) => sum * inverseStd[c]).ToArray();
-        float invRows = 1f / rows;
-        var k = scale.Select((a, c) => -a * inverseStd[c] * sumDyXhat[c] * invRows).ToArray();
-        var offset = scale.Select((a, c) => -a * sumDy[c] * invRows).ToArray();
-        var expectedDx = dxStart.Select((start, at) =>
+        (float[] SumDy, float[] SumDyXhat, float[] Dx) Backward(float[] dy)
         {
-            int c = at % channels;
-            float sum = accumulate ? MathF.FusedMultiplyAdd(dy[at], scale[c], start) + offset[c] : MathF.FusedMultiplyAdd(dy[at], scale[c], offset[c]);
-            return MathF.FusedMultiplyAdd(x[at] - mean[c], k[c], sum);
-        }).ToArray();
+            var sumDy = ColumnSums((partial, at) => partial + dy[at], 1);
+            var sumDyXhat = ColumnSums((partial, at) => MathF.FusedMultiplyAdd(x[at] - mean[at % channels], dy[at], partial), 1)
+                .Select((sum, c) => sum * inverseStd[c]).ToArray();
+            float invRows = 1f / rows;
+            var k = scale.Select((a, c) => -a * inverseStd[c] * sumDyXhat[c] * invRows).ToArray();
+            var offset = scale.Select((a, c) => -a * sumDy[c] * invRows).ToArray();
+            var dx = dxStart.Select((start, at) =>
+            {
+                int c = at % channels;
+                float sum = accumulate ? MathF.FusedMultiplyAdd(dy[at], scale[c], start) + offset[c] : MathF.FusedMultiplyAdd(dy[at], scale[c], offset[c]);
+                return MathF.FusedMultiplyAdd(x[at] - mean[c], k[c], sum);
+            }).ToArray();
+            return (sumDy, sumDyXhat, dx);
+        }
+        var (sumDy, sumDyXhat, expectedDx) = Backward(dy);
+        // Through a ReLU that alone reads the layer: its gradient counts where its output is positive (ReLU' taken on the way).
+        var rectifiedExpected = Backward(dy.Select((gradient, at) => expectedY[at] > 0f ? gradient : 0f).ToArray());
         var frozenScale = gamma.Select((g, c) => g / MathF.Sqrt(movingVariance[c] + epsilon)).ToArray();
         var expectedFrozenDx = dxStart.Select((start, at) =>
             accumulate ? MathF.FusedMultiplyAdd(dy[at], frozenScale[at % channels], start) : dy[at] * frozenScale[at % channels]).ToArray();
@@ -265,6 +273,7 @@ public class BatchNormTests
             var (batchMean, batchVariance, batchInverseStd) = (new float[channels], new float[channels], new float[channels]);
             var (rectifiedMean, rectifiedVariance, rectifiedInverseStd) = (new float[channels], new float[channels], new float[channels]);
             var (dx, frozenDx, dgamma, dbeta) = ((float[])dxStart.Clone(), (float[])dxStart.Clone(), new float[channels], new float[channels]);
+            var (rectifiedDx, rectifiedDgamma, rectifiedDbeta) = ((float[])dxStart.Clone(), new float[channels], new float[channels]);
             KernelSettings.OnThreads(threads, () =>
             {
                 BatchNorm.TrainingForward(x, rectified, gamma, beta, rectifiedMean, rectifiedVariance, rectifiedInverseStd, rows, channels, epsilon, relu: true);
@@ -272,6 +281,8 @@ public class BatchNormTests
                 BatchNorm.TrainingBackward(dy, x, gamma, batchMean, batchInverseStd, dx, dgamma, dbeta, rows, channels,
                     computeInput: true, accumulateInput: accumulate, computeWeights: true, accumulateWeights: false);
                 BatchNorm.InferenceBackward(dy, gamma, movingVariance, frozenDx, rows, channels, epsilon, accumulate);
+                BatchNorm.TrainingBackward(dy, x, gamma, rectifiedMean, rectifiedInverseStd, rectifiedDx, rectifiedDgamma, rectifiedDbeta, rows, channels,
+                    computeInput: true, accumulateInput: accumulate, computeWeights: true, accumulateWeights: false, relu: true, beta: beta);
             });
             Assert.Equal(mean, batchMean);
             Assert.Equal(variance, batchVariance);
@@ -286,6 +297,9 @@ public class BatchNormTests
             Assert.Equal(sumDy, dbeta);
             Assert.Equal(expectedDx, dx);
             Assert.Equal(expectedFrozenDx, frozenDx);
+            Assert.Equal(rectifiedExpected.SumDyXhat, rectifiedDgamma);
+            Assert.Equal(rectifiedExpected.SumDy, rectifiedDbeta);
+            Assert.Equal(rectifiedExpected.Dx, rectifiedDx);
         }
     }
 

@@ -97,25 +97,38 @@ public static class BatchNorm
 
     /// <summary>
     /// Training-mode backward. With x̂ = (x - mean)·inverseStd: dgamma = Σ dy·x̂, dbeta = Σ dy, and
-    /// dx = gamma·inverseStd·(dy - mean(dy) - x̂·mean(dy·x̂)), the batch statistics' own dependence on x included.
+    /// dx = gamma·inverseStd·(dy - mean(dy) - x̂·mean(dy·x̂)), the batch statistics' own dependence on x included. With
+    /// <paramref name="relu"/> (a ReLU that alone reads the layer, TrainingForward's relu), the gradient given is that ReLU's,
+    /// and dy is it where the normalization's value is positive and zero elsewhere: the ReLU's derivative taken as x is read,
+    /// its sign from x·scale + shift worked out from gamma, <paramref name="beta"/> and the statistics as the forward pass
+    /// worked it out (the same dy, bit for bit, that Activations.Backward would have written from the ReLU's output).
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
     public static void TrainingBackward(ReadOnlySpan<float> outputGradient, ReadOnlySpan<float> x, ReadOnlySpan<float> gamma,
         ReadOnlySpan<float> mean, ReadOnlySpan<float> inverseStd, Span<float> inputGradient, Span<float> gammaGradient, Span<float> betaGradient,
-        int rows, int channels, bool computeInput, bool accumulateInput, bool computeWeights, bool accumulateWeights)
+        int rows, int channels, bool computeInput, bool accumulateInput, bool computeWeights, bool accumulateWeights, bool relu = false, ReadOnlySpan<float> beta = default)
     {
         Require(outputGradient.Length >= rows * channels && x.Length >= rows * channels && gamma.Length >= channels && mean.Length >= channels
             && inverseStd.Length >= channels && (!computeInput || inputGradient.Length >= rows * channels)
-            && (!computeWeights || gammaGradient.Length >= channels && betaGradient.Length >= channels), "'s backward pass", rows, channels);
-        using var sumsScratch = Scratch<float>.Rent(4 * channels);
+            && (!computeWeights || gammaGradient.Length >= channels && betaGradient.Length >= channels)
+            && (!relu || beta.Length >= channels), "'s backward pass", rows, channels);
+        using var sumsScratch = Scratch<float>.Rent(6 * channels);
         var sums = sumsScratch.Span;
         var sumDy = sums.Slice(0, channels);
         var sumDyXhat = sums.Slice(channels, channels);
         var a = sums.Slice(2 * channels, channels);
         var k = sums.Slice(3 * channels, channels);
+        // The ReLU's mask: y = x·scale + shift, each as Fold works it out (inverseStd is Fold's), one fused multiply-add as in Affine.
+        Span<float> reluScale = relu ? sums.Slice(4 * channels, channels) : default, reluShift = relu ? sums.Slice(5 * channels, channels) : default;
+        for (int c = 0; c < reluScale.Length; c++)
+        {
+            reluScale[c] = gamma[c] * inverseStd[c];
+            reluShift[c] = beta[c] - mean[c] * reluScale[c];
+        }
 
         // Σ dy·x̂ and Σ dy, with x̂ = (x - mean)·inverseStd, in one read of x and dy.
-        ColumnSums<ProductsAndFactors>(x, shift: mean, factor: outputGradient, rows, channels, sumDyXhat, divideBy: 1, factorSum: sumDy);
+        if (!relu) ColumnSums<ProductsAndFactors>(x, shift: mean, factor: outputGradient, rows, channels, sumDyXhat, divideBy: 1, factorSum: sumDy);
+        else ColumnSums<RectifiedProductsAndFactors>(x, shift: mean, factor: outputGradient, rows, channels, sumDyXhat, divideBy: 1, factorSum: sumDy, reluScale, reluShift);
         TensorPrimitives.Multiply(sumDyXhat, inverseStd.Slice(0, channels), sumDyXhat);
 
         if (computeWeights)
@@ -135,7 +148,7 @@ public static class BatchNorm
             sumDy[c] = -a[c] * sumDy[c] * invRows;
         }
         var offset = sumDy;
-        OverRows(RowPass.Gradient, accumulateInput, x, inputGradient, outputGradient, a, offset, k, rows, channels, mean);
+        OverRows(relu ? RowPass.RectifiedGradient : RowPass.Gradient, accumulateInput, x, inputGradient, outputGradient, a, offset, k, rows, channels, mean, reluScale, reluShift);
     }
 
     /// <summary>Inference-mode backward (a frozen layer): the statistics are constants, so dx = dy·gamma / sqrt(moving_variance + eps).</summary>
@@ -170,22 +183,24 @@ public static class BatchNorm
     }
 
     /// <summary>What a row pass computes, per element: dx = dy·a + b + (x - mean)·k (Gradient; added to dx as dy·a + dx, then
-    /// + b, ...); dx = dy·a (Scaled; added as dy·a + dx, fused).</summary>
-    private enum RowPass { Gradient, Scaled }
+    /// + b, ...; RectifiedGradient the same with dy zero where x·scale + shift is not positive); dx = dy·a (Scaled; added as dy·a + dx, fused).</summary>
+    private enum RowPass { Gradient, RectifiedGradient, Scaled }
 
     /// <summary>One row pass over rows of <paramref name="channels"/>, shared by both cores where it is large enough; x, y and dy are whole tensors, a, b, k and mean per channel.</summary>
     [MethodImpl(Compiled.Driver)]
     private static unsafe void OverRows(RowPass pass, bool accumulate, ReadOnlySpan<float> x, Span<float> y, ReadOnlySpan<float> dy, ReadOnlySpan<float> a,
-        ReadOnlySpan<float> b, ReadOnlySpan<float> k, int rows, int channels, ReadOnlySpan<float> mean = default)
+        ReadOnlySpan<float> b, ReadOnlySpan<float> k, int rows, int channels, ReadOnlySpan<float> mean = default, ReadOnlySpan<float> reluScale = default,
+        ReadOnlySpan<float> reluShift = default)
     {
-        fixed (float* px = x, py = y, pdy = dy, pa = a, pb = b, pk = k, pm = mean)
+        fixed (float* px = x, py = y, pdy = dy, pa = a, pb = b, pk = k, pm = mean, ps = reluScale, pt = reluShift)
         {
-            var work = new Rows(pass, accumulate, px, py, pdy, pa, pb, pk, pm, channels);
-            Helper.ForRanges(ref work, rows, floatsPerItem: (pass == RowPass.Gradient ? 3L : 2L) * channels);
+            var work = new Rows(pass, accumulate, px, py, pdy, pa, pb, pk, pm, ps, pt, channels);
+            Helper.ForRanges(ref work, rows, floatsPerItem: (pass == RowPass.Scaled ? 2L : 3L) * channels);
         }
     }
 
-    private readonly unsafe struct Rows(RowPass pass, bool accumulate, float* x, float* y, float* dy, float* a, float* b, float* k, float* mean, int channels) : IRanges
+    private readonly unsafe struct Rows(RowPass pass, bool accumulate, float* x, float* y, float* dy, float* a, float* b, float* k, float* mean,
+        float* reluScale, float* reluShift, int channels) : IRanges
     {
         [MethodImpl(Compiled.Kernel)]
         public void Run(int first, int count)
@@ -195,28 +210,41 @@ public static class BatchNorm
                 long at = row * channels;
                 switch (pass)
                 {
-                    case RowPass.Gradient: GradientRow(x + at, dy + at, y + at, a, b, k, mean, channels, accumulate); break;
+                    case RowPass.Gradient: GradientRow(x + at, dy + at, y + at, a, b, k, mean, channels, accumulate, reluScale: null, reluShift: null); break;
+                    case RowPass.RectifiedGradient: GradientRow(x + at, dy + at, y + at, a, b, k, mean, channels, accumulate, reluScale, reluShift); break;
                     default: ScaledRow(dy + at, a, y + at, channels, accumulate); break;
                 }
             }
         }
     }
 
-    /// <summary>dx = dy·a + offset + (x - mean)·k, each a fused multiply-add on the sum so far; with accumulate dy·a + dx first, then + offset.</summary>
+    /// <summary>
+    /// dx = dy·a + offset + (x - mean)·k, each a fused multiply-add on the sum so far; with accumulate dy·a + dx first, then
+    /// + offset. Given <paramref name="reluScale"/> and <paramref name="reluShift"/>, dy is zero where x·scale + shift (the
+    /// value a ReLU took) is not positive.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe void GradientRow(float* x, float* dy, float* dx, float* a, float* offset, float* k, float* mean, int channels, bool accumulate)
+    private static unsafe void GradientRow(float* x, float* dy, float* dx, float* a, float* offset, float* k, float* mean, int channels, bool accumulate,
+        float* reluScale, float* reluShift)
     {
         int c = 0;
         for (; c <= channels - Vector<float>.Count; c += Vector<float>.Count)
         {
+            var (value, gradient) = (Vector.Load(x + c), Vector.Load(dy + c));
+            if (reluScale != null)
+            {
+                var normalized = Vector.FusedMultiplyAdd(value, Vector.Load(reluScale + c), Vector.Load(reluShift + c));
+                gradient = Vector.ConditionalSelect(Vector.GreaterThan(normalized, Vector<float>.Zero), gradient, Vector<float>.Zero);
+            }
             var sum = accumulate
-                ? Vector.FusedMultiplyAdd(Vector.Load(dy + c), Vector.Load(a + c), Vector.Load(dx + c)) + Vector.Load(offset + c)
-                : Vector.FusedMultiplyAdd(Vector.Load(dy + c), Vector.Load(a + c), Vector.Load(offset + c));
-            Vector.Store(Vector.FusedMultiplyAdd(Vector.Load(x + c) - Vector.Load(mean + c), Vector.Load(k + c), sum), dx + c);
+                ? Vector.FusedMultiplyAdd(gradient, Vector.Load(a + c), Vector.Load(dx + c)) + Vector.Load(offset + c)
+                : Vector.FusedMultiplyAdd(gradient, Vector.Load(a + c), Vector.Load(offset + c));
+            Vector.Store(Vector.FusedMultiplyAdd(value - Vector.Load(mean + c), Vector.Load(k + c), sum), dx + c);
         }
         for (; c < channels; c++)
         {
-            float sum = accumulate ? MathF.FusedMultiplyAdd(dy[c], a[c], dx[c]) + offset[c] : MathF.FusedMultiplyAdd(dy[c], a[c], offset[c]);
+            float gradient = reluScale == null || MathF.FusedMultiplyAdd(x[c], reluScale[c], reluShift[c]) > 0f ? dy[c] : 0f;
+            float sum = accumulate ? MathF.FusedMultiplyAdd(gradient, a[c], dx[c]) + offset[c] : MathF.FusedMultiplyAdd(gradient, a[c], offset[c]);
             dx[c] = MathF.FusedMultiplyAdd(x[c] - mean[c], k[c], sum);
         }
     }
@@ -239,6 +267,8 @@ public static class BatchNorm
     {
         /// <summary>Whether the term reads a factor operand, whose own sum it then also keeps (Σ dy beside Σ dy·(x - mean)).</summary>
         static abstract bool ReadsFactor { get; }
+        /// <summary>Whether the factor counts only where x·scale + shift (the value a ReLU took) is positive: zero elsewhere.</summary>
+        static abstract bool Rectified { get; }
         static abstract TVector Add<TLanes, TVector>(TVector sum, TVector value, TVector factor) where TLanes : struct, ILanes<TVector> where TVector : struct;
     }
 
@@ -246,6 +276,7 @@ public static class BatchNorm
     private readonly struct Values : IColumnTerm
     {
         public static bool ReadsFactor => false;
+        public static bool Rectified => false;
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static TVector Add<TLanes, TVector>(TVector sum, TVector value, TVector factor) where TLanes : struct, ILanes<TVector> where TVector : struct =>
             TLanes.Add(sum, value);
@@ -255,6 +286,7 @@ public static class BatchNorm
     private readonly struct Squares : IColumnTerm
     {
         public static bool ReadsFactor => false;
+        public static bool Rectified => false;
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static TVector Add<TLanes, TVector>(TVector sum, TVector value, TVector factor) where TLanes : struct, ILanes<TVector> where TVector : struct =>
             TLanes.MultiplyAdd(value, value, sum);
@@ -264,6 +296,17 @@ public static class BatchNorm
     private readonly struct ProductsAndFactors : IColumnTerm
     {
         public static bool ReadsFactor => true;
+        public static bool Rectified => false;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static TVector Add<TLanes, TVector>(TVector sum, TVector value, TVector factor) where TLanes : struct, ILanes<TVector> where TVector : struct =>
+            TLanes.MultiplyAdd(value, factor, sum);
+    }
+
+    /// <summary><see cref="ProductsAndFactors"/> with dy zero where x·scale + shift is not positive: the backward pass of a rectified normalization.</summary>
+    private readonly struct RectifiedProductsAndFactors : IColumnTerm
+    {
+        public static bool ReadsFactor => true;
+        public static bool Rectified => true;
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static TVector Add<TLanes, TVector>(TVector sum, TVector value, TVector factor) where TLanes : struct, ILanes<TVector> where TVector : struct =>
             TLanes.MultiplyAdd(value, factor, sum);
@@ -277,14 +320,15 @@ public static class BatchNorm
     /// </summary>
     [MethodImpl(Compiled.Driver)]
     private static unsafe void ColumnSums<TTerm>(ReadOnlySpan<float> x, ReadOnlySpan<float> shift, ReadOnlySpan<float> factor, int rows, int channels,
-        Span<float> result, double divideBy, Span<float> factorSum = default) where TTerm : struct, IColumnTerm
+        Span<float> result, double divideBy, Span<float> factorSum = default, ReadOnlySpan<float> reluScale = default, ReadOnlySpan<float> reluShift = default)
+        where TTerm : struct, IColumnTerm
     {
         int blocks = (rows + Block - 1) / Block;
         using var partialScratch = Scratch<float>.RentUncleared((TTerm.ReadsFactor ? 2 : 1) * blocks * channels); // every sum is stored
         var partials = partialScratch.Span;
-        fixed (float* px = x, ps = shift, pf = factor, partial = partials)
+        fixed (float* px = x, ps = shift, pf = factor, pa = reluScale, pb = reluShift, partial = partials)
         {
-            var work = new BlockSums<TTerm>(px, ps, pf, partial, rows, channels, blocks);
+            var work = new BlockSums<TTerm>(px, ps, pf, pa, pb, partial, rows, channels, blocks);
             Helper.ForRanges(ref work, blocks, floatsPerItem: (TTerm.ReadsFactor ? 2L : 1L) * Block * channels);
         }
         JoinBlocks(partials, blocks, channels, result, divideBy);
@@ -305,10 +349,10 @@ public static class BatchNorm
     /// Blocks of rows summed in float, each column's values in row order, into the block's row of partial sums (and, for a
     /// term that reads a factor, a second table of them after the first).
     /// </summary>
-    private readonly unsafe struct BlockSums<TTerm>(float* x, float* shift, float* factor, float* partials, int rows, int channels, int blocks) : IVectorRanges
-        where TTerm : struct, IColumnTerm
+    private readonly unsafe struct BlockSums<TTerm>(float* x, float* shift, float* factor, float* reluScale, float* reluShift, float* partials, int rows, int channels,
+        int blocks) : IVectorRanges where TTerm : struct, IColumnTerm
     {
-        public readonly float* X = x, Shift = shift, Factor = factor, Partials = partials;
+        public readonly float* X = x, Shift = shift, Factor = factor, ReluScale = reluScale, ReluShift = reluShift, Partials = partials;
         public readonly int Rows = rows, Channels = channels, Blocks = blocks;
 
         public void Run(int first, int count) => Simd.RunRanges(this, first, count);
@@ -336,16 +380,18 @@ public static class BatchNorm
             int c = 0;
             for (; c + 4 * width <= channels; c += 4 * width)
             {
-                TVector shift0 = ShiftAt<TLanes, TVector>(work.Shift, c, width), shift1 = ShiftAt<TLanes, TVector>(work.Shift, c + width, width);
-                TVector shift2 = ShiftAt<TLanes, TVector>(work.Shift, c + 2 * width, width), shift3 = ShiftAt<TLanes, TVector>(work.Shift, c + 3 * width, width);
+                TVector shift0 = LanesAt<TLanes, TVector>(work.Shift, c, width), shift1 = LanesAt<TLanes, TVector>(work.Shift, c + width, width);
+                TVector shift2 = LanesAt<TLanes, TVector>(work.Shift, c + 2 * width, width), shift3 = LanesAt<TLanes, TVector>(work.Shift, c + 3 * width, width);
+                var (relu0, relu1) = (ReluAt<TLanes, TVector, TTerm>(work, c, width), ReluAt<TLanes, TVector, TTerm>(work, c + width, width));
+                var (relu2, relu3) = (ReluAt<TLanes, TVector, TTerm>(work, c + 2 * width, width), ReluAt<TLanes, TVector, TTerm>(work, c + 3 * width, width));
                 TVector sum0 = TLanes.Zero, sum1 = sum0, sum2 = sum0, sum3 = sum0, factor0 = sum0, factor1 = sum0, factor2 = sum0, factor3 = sum0;
                 for (long row = start; row < end; row++)
                 {
                     float* x = work.X + row * channels + c, f = work.Factor + row * channels + c; // f is read only by a term that reads a factor
-                    AddRow<TLanes, TVector, TTerm>(ref sum0, ref factor0, TLanes.Load(ref x[0]), shift0, FactorAt<TLanes, TVector, TTerm>(f, 0, width));
-                    AddRow<TLanes, TVector, TTerm>(ref sum1, ref factor1, TLanes.Load(ref x[width]), shift1, FactorAt<TLanes, TVector, TTerm>(f, width, width));
-                    AddRow<TLanes, TVector, TTerm>(ref sum2, ref factor2, TLanes.Load(ref x[2 * width]), shift2, FactorAt<TLanes, TVector, TTerm>(f, 2 * width, width));
-                    AddRow<TLanes, TVector, TTerm>(ref sum3, ref factor3, TLanes.Load(ref x[3 * width]), shift3, FactorAt<TLanes, TVector, TTerm>(f, 3 * width, width));
+                    AddRow<TLanes, TVector, TTerm>(ref sum0, ref factor0, TLanes.Load(ref x[0]), shift0, FactorAt<TLanes, TVector, TTerm>(f, 0, width), relu0);
+                    AddRow<TLanes, TVector, TTerm>(ref sum1, ref factor1, TLanes.Load(ref x[width]), shift1, FactorAt<TLanes, TVector, TTerm>(f, width, width), relu1);
+                    AddRow<TLanes, TVector, TTerm>(ref sum2, ref factor2, TLanes.Load(ref x[2 * width]), shift2, FactorAt<TLanes, TVector, TTerm>(f, 2 * width, width), relu2);
+                    AddRow<TLanes, TVector, TTerm>(ref sum3, ref factor3, TLanes.Load(ref x[3 * width]), shift3, FactorAt<TLanes, TVector, TTerm>(f, 3 * width, width), relu3);
                 }
                 TLanes.Store(ref sums[c], sum0);
                 TLanes.Store(ref sums[c + width], sum1);
@@ -360,11 +406,12 @@ public static class BatchNorm
             for (; c < channels; c += width)
             {
                 int lanes = Math.Min(width, channels - c);
-                TVector shift = ShiftAt<TLanes, TVector>(work.Shift, c, lanes), sum = TLanes.Zero, factorSum = sum;
+                TVector shift = LanesAt<TLanes, TVector>(work.Shift, c, lanes), sum = TLanes.Zero, factorSum = sum;
+                var relu = ReluAt<TLanes, TVector, TTerm>(work, c, lanes);
                 for (long row = start; row < end; row++)
                 {
                     AddRow<TLanes, TVector, TTerm>(ref sum, ref factorSum, TLanes.LoadFirst(ref *(work.X + row * channels + c), lanes), shift,
-                        FactorAt<TLanes, TVector, TTerm>(work.Factor + row * channels + c, 0, lanes));
+                        FactorAt<TLanes, TVector, TTerm>(work.Factor + row * channels + c, 0, lanes), relu);
                 }
                 TLanes.StoreFirst(ref sums[c], sum, lanes);
                 if (TTerm.ReadsFactor) TLanes.StoreFirst(ref factorSums[c], factorSum, lanes);
@@ -372,10 +419,16 @@ public static class BatchNorm
         }
     }
 
-    /// <summary>The shift's lanes at column <paramref name="c"/>, or zeros where there is none (x - 0 is x, bit for bit).</summary>
+    /// <summary>A per-channel operand's lanes at column <paramref name="c"/>, or zeros where there is none (x - 0 is x, bit for bit).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe TVector ShiftAt<TLanes, TVector>(float* shift, int c, int lanes) where TLanes : struct, ILanes<TVector> where TVector : struct =>
-        shift == null ? TLanes.Zero : TLanes.LoadFirst(ref shift[c], lanes);
+    private static unsafe TVector LanesAt<TLanes, TVector>(float* channels, int c, int lanes) where TLanes : struct, ILanes<TVector> where TVector : struct =>
+        channels == null ? TLanes.Zero : TLanes.LoadFirst(ref channels[c], lanes);
+
+    /// <summary>A rectified term's scale and shift at column <paramref name="c"/> (the normalization y = x·scale + shift); zeros for the rest.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe (TVector Scale, TVector Shift) ReluAt<TLanes, TVector, TTerm>(in BlockSums<TTerm> work, int c, int lanes)
+        where TLanes : struct, ILanes<TVector> where TVector : struct where TTerm : struct, IColumnTerm =>
+        TTerm.Rectified ? (LanesAt<TLanes, TVector>(work.ReluScale, c, lanes), LanesAt<TLanes, TVector>(work.ReluShift, c, lanes)) : (TLanes.Zero, TLanes.Zero);
 
     /// <summary>
     /// The factor's <paramref name="lanes"/> at <paramref name="at"/> of its row (whole vectors loaded plainly, the last
@@ -386,11 +439,15 @@ public static class BatchNorm
         where TLanes : struct, ILanes<TVector> where TVector : struct where TTerm : struct, IColumnTerm =>
         !TTerm.ReadsFactor ? default : lanes == TLanes.Count ? TLanes.Load(ref row[at]) : TLanes.LoadFirst(ref row[at], lanes);
 
-    /// <summary>One row's vector of a column sum: value = x - shift into the term's sum, the factor into its own.</summary>
+    /// <summary>
+    /// One row's vector of a column sum: value = x - shift into the term's sum, the factor into its own; a rectified term's
+    /// factor zero where x·scale + shift (<paramref name="relu"/>: the value its ReLU took, one fused multiply-add as Affine's) is not positive.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void AddRow<TLanes, TVector, TTerm>(ref TVector sum, ref TVector factorSum, TVector x, TVector shift, TVector factor)
+    private static void AddRow<TLanes, TVector, TTerm>(ref TVector sum, ref TVector factorSum, TVector x, TVector shift, TVector factor, (TVector Scale, TVector Shift) relu)
         where TLanes : struct, ILanes<TVector> where TVector : struct where TTerm : struct, IColumnTerm
     {
+        if (TTerm.Rectified) factor = TLanes.Select(TLanes.Greater(TLanes.MultiplyAdd(x, relu.Scale, relu.Shift), TLanes.Zero), factor, TLanes.Zero);
         sum = TTerm.Add<TLanes, TVector>(sum, TLanes.Subtract(x, shift), factor);
         if (TTerm.ReadsFactor) factorSum = TLanes.Add(factorSum, factor);
     }

@@ -375,7 +375,6 @@ internal static partial class ModelEmitter
             + (layer.Trainable ? "" : " (frozen: no weight gradients)");
     }
 
-    /// <summary>The activation's derivative over the block's gradient, in place; nothing for a linear one.</summary>
     /// <summary>
     /// A block's gradient copied unchanged into an input's (<see cref="Plan.CopiesGradient"/>): nothing where the plan hands the
     /// floats over, as that gradient's first write.
@@ -395,6 +394,7 @@ internal static partial class ModelEmitter
         return names.Count == 0 ? "" : $" ({string.Join(" and ", names)} {(names.Count == 1 ? "takes its gradient's floats as its own" : "take its gradient's floats as theirs")}: nothing to copy)";
     }
 
+    /// <summary>The activation's derivative over the block's gradient, in place; nothing for a linear one.</summary>
     private static void EmitActivationBackward(CodeWriter w, NodePlan node, Activation activation)
     {
         if (activation == Activation.Linear) return;

@@ -139,8 +139,9 @@ internal static partial class ModelEmitter
                     var input = node.Inputs[i];
                     var owner = input.GradientOwner;
                     if (!input.NeedsGradient || !HasGradientBuffer(owner)) continue;
-                    bool handsOver = !written.Contains(owner) && CopiesGradient(node, i) && HasGradientBuffer(node) && Floats(owner) == Floats(node)
-                        && node.Inputs.Count(other => other.GradientOwner == owner) == 1;
+                    // Not from a gradient nothing writes: its floats must stay the zeros they were allocated as.
+                    bool handsOver = !written.Contains(owner) && CopiesGradient(node, i) && HasGradientBuffer(node) && written.Contains(node.GradientOwner)
+                        && Floats(owner) == Floats(node) && node.Inputs.Count(other => other.GradientOwner == owner) == 1;
                     if (handsOver) candidates.Add((node, owner, 2 * step + 1));
                     else writes.Add((owner, 2 * step + 1));
                     Touch(input, step, writes: true);

@@ -196,9 +196,7 @@ internal static partial class ModelEmitter
             NodeKind.Merge => true,
             NodeKind.Layer when node.Is(LayerKind.BatchNormalization) || node.Is(LayerKind.LayerNormalization) || node.Layer!.IsReshape || node.IsDropout => true,
             NodeKind.Layer when node.Is(LayerKind.Dense) => ActivationToUndo(node, node.Layer!.Activation) == Activation.Linear,
-            NodeKind.Layer when node.Is(LayerKind.Activation) => DerivesIntoInput(ActivationToUndo(node, node.Layer!.Activation)),
-            NodeKind.Function => DerivesIntoInput(ActivationToUndo(node, node.Spec.Activation)),
-            _ => false,
+            _ => node.IsActivation && DerivesIntoInput(node),
         };
 
         /// <summary>
@@ -210,13 +208,14 @@ internal static partial class ModelEmitter
         {
             NodeKind.Merge => node.Spec.Merge == MergeOperation.Add || node.Spec.Merge == MergeOperation.Subtract && input == 0,
             NodeKind.Layer when node.Layer!.IsReshape => true,
-            NodeKind.Layer when node.Is(LayerKind.Activation) => !DerivesIntoInput(ActivationToUndo(node, node.Layer!.Activation)),
-            NodeKind.Function => !DerivesIntoInput(ActivationToUndo(node, node.Spec.Activation)),
-            _ => false,
+            _ => node.IsActivation && !DerivesIntoInput(node),
         };
 
         /// <summary>Activations whose backward writes the input's gradient from the output's in one pass (Activations.Backward's fused form).</summary>
         public static bool DerivesIntoInput(Activation activation) => activation is Activation.Relu or Activation.Sigmoid or Activation.Tanh;
+
+        /// <summary>Whether an Activation layer's or function's block derives into its input's gradient (the derivative it has left to take).</summary>
+        private bool DerivesIntoInput(NodePlan activation) => DerivesIntoInput(ActivationToUndo(activation, activation.TrailingActivation!.Value));
 
         /// <summary>
         /// Whether <paramref name="node"/>'s block hands its gradient's floats to <paramref name="input"/> as that input's
@@ -729,7 +728,9 @@ internal static partial class ModelEmitter
         /// <summary>The buffer this tensor's forward block writes: its own, or, rectified, its ReLU's.</summary>
         public string WrittenTo => RectifiedBy?.Output ?? Output;
         /// <summary>An Activation layer or an Ops function that takes the ReLU.</summary>
-        public bool IsRelu => (Spec.Kind == NodeKind.Function || Is(LayerKind.Activation)) && TrailingActivation == Activation.Relu;
+        public bool IsRelu => IsActivation && TrailingActivation == Activation.Relu;
+        /// <summary>An Activation layer or an Ops function: a block that only applies its activation.</summary>
+        public bool IsActivation => Spec.Kind == NodeKind.Function || Is(LayerKind.Activation);
         public string SequenceMask => Stem + "SequenceMask";
         /// <summary>A recurrent layer's returned states (h, then an LSTM's c), written by its block.</summary>
         public List<NodePlan> States { get; } = new();
@@ -778,7 +779,7 @@ internal static partial class ModelEmitter
         public bool IsAlias { get; }
         public string Output => Stem + "Output";
         /// <summary>The buffer this tensor's gradient lives in: an alias shares its input's, a normalization that reads its ReLU's gradient that one.</summary>
-        public string Gradient => IsAlias ? Inputs[0].Gradient : ReadsReluGradient ? RectifiedBy!.Gradient : Stem + "Gradient";
+        public string Gradient => GradientOwner == this ? Stem + "Gradient" : GradientOwner.Gradient;
         /// <summary>The tensor owning <see cref="Gradient"/>; '=' versus '+=' is decided per owner.</summary>
         public NodePlan GradientOwner => IsAlias ? Inputs[0].GradientOwner : ReadsReluGradient ? RectifiedBy!.GradientOwner : this;
         public string Mask => Stem + "Mask";

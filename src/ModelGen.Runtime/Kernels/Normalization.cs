@@ -127,8 +127,8 @@ public static class BatchNorm
         }
 
         // Σ dy·x̂ and Σ dy, with x̂ = (x - mean)·inverseStd, in one read of x and dy.
-        if (!relu) ColumnSums<ProductsAndFactors>(x, shift: mean, factor: outputGradient, rows, channels, sumDyXhat, divideBy: 1, factorSum: sumDy);
-        else ColumnSums<RectifiedProductsAndFactors>(x, shift: mean, factor: outputGradient, rows, channels, sumDyXhat, divideBy: 1, factorSum: sumDy, reluScale, reluShift);
+        if (!relu) ColumnSums<ProductsAndFactors<No>>(x, shift: mean, factor: outputGradient, rows, channels, sumDyXhat, divideBy: 1, factorSum: sumDy);
+        else ColumnSums<ProductsAndFactors<Yes>>(x, shift: mean, factor: outputGradient, rows, channels, sumDyXhat, divideBy: 1, factorSum: sumDy, reluScale, reluShift);
         TensorPrimitives.Multiply(sumDyXhat, inverseStd.Slice(0, channels), sumDyXhat);
 
         if (computeWeights)
@@ -292,21 +292,14 @@ public static class BatchNorm
             TLanes.MultiplyAdd(value, value, sum);
     }
 
-    /// <summary>Σ value·factor and Σ factor: the backward pass's Σ (x - mean)·dy and Σ dy.</summary>
-    private readonly struct ProductsAndFactors : IColumnTerm
+    /// <summary>
+    /// Σ value·factor and Σ factor: the backward pass's Σ (x - mean)·dy and Σ dy; where <typeparamref name="TRelu"/>, with dy
+    /// zero where x·scale + shift is not positive (the backward pass of a rectified normalization).
+    /// </summary>
+    private readonly struct ProductsAndFactors<TRelu> : IColumnTerm where TRelu : IFlag
     {
         public static bool ReadsFactor => true;
-        public static bool Rectified => false;
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static TVector Add<TLanes, TVector>(TVector sum, TVector value, TVector factor) where TLanes : struct, ILanes<TVector> where TVector : struct =>
-            TLanes.MultiplyAdd(value, factor, sum);
-    }
-
-    /// <summary><see cref="ProductsAndFactors"/> with dy zero where x·scale + shift is not positive: the backward pass of a rectified normalization.</summary>
-    private readonly struct RectifiedProductsAndFactors : IColumnTerm
-    {
-        public static bool ReadsFactor => true;
-        public static bool Rectified => true;
+        public static bool Rectified => TRelu.IsSet;
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static TVector Add<TLanes, TVector>(TVector sum, TVector value, TVector factor) where TLanes : struct, ILanes<TVector> where TVector : struct =>
             TLanes.MultiplyAdd(value, factor, sum);

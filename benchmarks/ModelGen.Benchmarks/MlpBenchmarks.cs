@@ -112,7 +112,7 @@ public class ConvolutionGradientBenchmarks
     {
         first = Layer(Conv1, Pool1, 32, seed: 3);
         second = Layer(Conv2, Pool2, 64, seed: 4);
-        transposedScratch = new float[Convolution.TransposedScratch(Conv2, Batch)];
+        transposedScratch = new float[Convolution.TransposedScratch(Conv2, 64, Batch, scattered: true)];
         inputGradient = new float[Batch * 13 * 13 * 32];
         kernelGradient1 = new float[Conv1.PatchSize * 32];
         kernelGradient2 = new float[Conv2.PatchSize * 64];

@@ -260,7 +260,7 @@ internal static partial class ModelEmitter
             if (node.IsDropout) w.Line($"{node.Mask} = buffers.TrainingFloats({size});");
             EmitNodeBuffers(w, node);
         }
-        var patchGradients = plan.Buffered.Where(plan.NeedsPatchGradient).Select(n => n.Is(LayerKind.Conv2DTranspose) ? WholePatches(n) : PatchChunks(n)).ToList();
+        var patchGradients = plan.Buffered.Where(plan.NeedsPatchGradient).Select(n => n.Is(LayerKind.Conv2DTranspose) ? WholePatches(n) : PatchChunks(n, plan.GradientScattered(n))).ToList();
         if (patchGradients.Count > 0) w.Line($"{NodePlan.PatchGradient} = buffers.TrainingFloats({patchGradients.Skip(1).Aggregate(patchGradients[0], (max, next) => $"Math.Max({max}, {next})")});");
         foreach (var node in plan.SubModels.SelectMany(sub => sub.Nodes).Where(n => n.Spec.Kind != NodeKind.Input && !n.IsDropout && !n.IsAlias))
         {
@@ -437,8 +437,13 @@ internal static partial class ModelEmitter
     /// <summary>The patches of Conv2DTranspose's output gradient for the whole batch (a Conv2D's own: ModelBuffers.Patches).</summary>
     private static string WholePatches(NodePlan node) => $"maxBatchSize * {node.Window}.Positions * {node.Window}.PatchSize";
 
-    /// <summary>Patches summed back onto pixels (Conv2D's input gradient, Conv2DTranspose's output) are made and consumed a chunk of samples at a time.</summary>
-    private static string PatchChunks(NodePlan node) => $"Convolution.TransposedScratch({node.Window}, maxBatchSize)";
+    /// <summary>
+    /// Patches summed back onto pixels (Conv2D's input gradient from its output gradient's channels, Conv2DTranspose's
+    /// output from its input's) are made and consumed a chunk of samples at a time; none where the kernel sums in place
+    /// or convolves directly, which the runtime tells for the machine it runs on.
+    /// </summary>
+    private static string PatchChunks(NodePlan node, bool scattered = false) =>
+        $"Convolution.TransposedScratch({node.Window}, {(node.Is(LayerKind.Conv2D) ? node.Layer!.Channels : node.Layer!.InputShape[2])}, maxBatchSize{(scattered ? ", scattered: true" : "")})";
 
     private static void EmitModelMembers(CodeWriter w, Plan plan)
     {

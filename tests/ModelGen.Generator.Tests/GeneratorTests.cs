@@ -724,7 +724,7 @@ public class GeneratorTests
         Assert.DoesNotContain("pointwisePatches", code);
         // Its input gradient is one product, as a Dense layer's over every pixel; the patch-gradient scratch is sized for the strided one alone.
         Assert.Contains("Gemm.MultiplyTransposedB(pointwiseGradient, PointwiseKernel, depthwiseGradient, batch * pointwiseWindow.Positions, 16, pointwiseWindow.PatchSize);", backward);
-        Assert.Contains("patchGradients = buffers.TrainingFloats(Convolution.TransposedScratch(stridedWindow, maxBatchSize));", code);
+        Assert.Contains("patchGradients = buffers.TrainingFloats(Convolution.TransposedScratch(stridedWindow, 16, maxBatchSize));", code);
         Assert.Contains("Convolution.Transposed(stridedGradient, StridedKernel, patchGradients, pointwiseGradient, stridedWindow, 16, batch, accumulate: false);", backward);
         // Strided, its patches are not its input: its kernel gradient is taken from its input, filters in the lanes.
         Assert.Contains("Convolution.KernelGradient(pointwiseOutput, stridedGradient, StridedKernelGradient, stridedWindow, 16, batch);", backward);

@@ -76,11 +76,11 @@ public class CroppedWindowTests
         Pooling.MaxBackward(pooledGradient, wholeWinners, wholeScattered, wholePool, batch, accumulate: false);
         Pooling.MaxBackward(pooledGradient, winners, scattered, pool, batch, accumulate: false);
         var expected = new float[image.Length];
-        Convolution.Transposed(wholeScattered, weights, new float[Convolution.TransposedScratch(whole, batch)], expected, whole, filters, batch, accumulate: false);
+        Convolution.Transposed(wholeScattered, weights, new float[Convolution.TransposedScratch(whole, filters, batch)], expected, whole, filters, batch, accumulate: false);
         foreach (bool skipsZeros in new[] { false, true })
         {
             var inputGradient = Enumerable.Repeat(float.NaN, image.Length).ToArray(); // every pixel written, the rows no window reads with zeros
-            Convolution.Transposed(scattered, weights, new float[Convolution.TransposedScratch(cropped, batch)], inputGradient, cropped, filters, batch, accumulate: false, scattered: skipsZeros);
+            Convolution.Transposed(scattered, weights, new float[Convolution.TransposedScratch(cropped, filters, batch, skipsZeros)], inputGradient, cropped, filters, batch, accumulate: false, scattered: skipsZeros);
             Assert.Equal(expected, inputGradient);
         }
         var atWinners = Enumerable.Repeat(float.NaN, image.Length).ToArray();

@@ -62,7 +62,7 @@ public class GuardedOperandTests
                     new BatchNormAtInference(m[4].Span, m[5].Span, m[6].Span, m[7].Span, 0.001f)));
             StaysWithin([values, kernel, Uniform(imageFloats, 5)],
                 m => Convolution.Transposed(m[0].Span, m[1].Span, m[3].Span, m[2].Span, window, filters, batch, accumulate: true),
-                scratch: Convolution.TransposedScratch(window, batch));
+                scratch: Convolution.TransposedScratch(window, filters, batch));
             StaysWithin([Uniform(patchFloats, 6), new float[imageFloats]], m => Convolution.Col2Im(m[0].Span, m[1].Span, window, batch, accumulate: false));
             if (Convolution.TakesKernelGradientFromInput(window, filters))
                 StaysWithin([input, values, new float[kernel.Length]], m => Convolution.KernelGradient(m[0].Span, m[1].Span, m[2].Span, window, filters, batch));

@@ -135,7 +135,7 @@ public class WinnersGradientTests
         var scattered = new float[batch * window.Positions * filters];
         Pooling.MaxBackward(pooledGradient, winners, scattered, pool, batch, accumulate: false);
         var dense = new float[batch * imageFloats];
-        Convolution.Transposed(scattered, weights, new float[Convolution.TransposedScratch(window, batch)], dense, window, filters, batch, accumulate: false);
+        Convolution.Transposed(scattered, weights, new float[Convolution.TransposedScratch(window, filters, batch)], dense, window, filters, batch, accumulate: false);
 
         // And the definition, in double: each pooled gradient times its filter's kernel, onto the pixels under its winner's window.
         var exact = new double[batch * imageFloats];
@@ -204,7 +204,7 @@ public class WinnersGradientTests
         pooledGradient[pooledGradient.Length / 2] = float.NaN;
         var scattered = new float[batch * window.Positions * filters];
         Pooling.MaxBackward(pooledGradient, winners, scattered, pool, batch, accumulate: false);
-        var scratch = new float[Convolution.TransposedScratch(window, batch)];
+        var scratch = new float[Convolution.TransposedScratch(window, filters, batch, scattered: true)]; // the dense route's too
         int floats = batch * height * width * channels;
         var earlier = Enumerable.Range(0, floats).Select(i => (float)Math.Sin(i)).ToArray();
 

@@ -556,8 +556,14 @@ public static partial class Convolution
         }
     }
 
-    /// <summary>The scratch <see cref="Transposed"/> needs for batches of up to <paramref name="maxBatch"/> samples: a chunk per core.</summary>
-    public static int TransposedScratch(in Window window, int maxBatch) => Helper.Workers * ChunkSamples(window, maxBatch) * window.Positions * window.PatchSize;
+    /// <summary>
+    /// The scratch <see cref="Transposed"/> needs for batches of up to <paramref name="maxBatch"/> samples of
+    /// <paramref name="valueChannels"/> channels: a chunk of patches per core, or none where it sums in place or convolves
+    /// directly (which depends on the machine's widest vectors, so the model asks when it allocates).
+    /// </summary>
+    public static int TransposedScratch(in Window window, int valueChannels, int maxBatch, bool scattered = false) =>
+        TransposesInPlace(window, valueChannels) || !scattered && TransposesDirectly(window, valueChannels, out _) ? 0
+        : Helper.Workers * ChunkSamples(window, maxBatch) * window.Positions * window.PatchSize;
 
     /// <summary>Samples per chunk: about 512 KB of patches, a quarter of a core's 2 MB L2, beside the kernel and the image.</summary>
     private static int ChunkSamples(in Window window, int batch) =>

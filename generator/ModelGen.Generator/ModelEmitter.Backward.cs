@@ -13,7 +13,7 @@ internal static partial class ModelEmitter
     {
         w.Line("// Reverse order. Each block turns the gradient of a tensor into weight gradients and the gradients of its inputs;");
         w.Line("// a tensor feeding several others receives '=' from the first block that reaches it and '+=' (accumulate) from the rest.");
-        w.Open($"private void Backward({plan.InputParameters}, int batch)");
+        w.Open($"private void {plan.BackwardMethod}({plan.InputParameters}, int batch)");
         var gradientStarted = new HashSet<NodePlan>(plan.Outputs.Select(o => o.Node.GradientOwner)); // the losses write the outputs' gradients
         var weightsStarted = new HashSet<LayerSpec>();
         bool first = true;

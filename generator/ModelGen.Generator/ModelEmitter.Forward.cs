@@ -13,7 +13,7 @@ internal static partial class ModelEmitter
     {
         bool keyed = plan.KeyedDropouts.Any();
         var blocks = new ForwardBlocks(plan.Model.ClassName, plan.DensePairs, plan.PooledConvolutions, plan.NormalizedConvolutions, InferenceOnly: false, keyed);
-        w.Open($"private void Forward({plan.InputParameters}, int batch, bool training{(keyed ? ", int firstRow = 0" : "")})");
+        w.Open($"private void {plan.ForwardMethod}({plan.InputParameters}, int batch, bool training{(keyed ? ", int firstRow = 0" : "")})");
         EmitForwardBody(w, blocks, plan.Computed, plan.RowRuns);
         w.Close();
         w.Line();

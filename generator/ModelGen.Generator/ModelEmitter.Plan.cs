@@ -73,13 +73,46 @@ internal static partial class ModelEmitter
                 if (Readers(embedding) == 1 && !IsOutput(embedding) && Computed.All(n => n.MaskSource != embedding || n == embedding || n == mean))
                     embedding.AveragedBy = mean;
             }
-            RowRuns = ModelEmitter.RowRuns(Computed.ToList(), DensePairs);
+            methodNames = (new HashSet<string>(model.MemberNames.Concat(model.Layers.Select(l => l.Name))), new HashSet<string>(model.MethodArities));
+            RowRuns = ModelEmitter.RowRuns(Computed.ToList(), DensePairs).Select(run => run with { Method = MethodName(run.OwnMethod, run.MethodParameters) }).ToList();
+            int inputs = Inputs.Count, stepped = Packed ? Inputs.Count + Outputs.Count : 2;
+            ForwardMethod = KeyedDropouts.Any() ? MethodName("Forward", inputs + 2, inputs + 3) : MethodName("Forward", inputs + 2);
+            BackwardMethod = MethodName("Backward", inputs + 1);
+            StepMethod = MethodName("Step", stepped + 2);
+            TrainPartMethod = MethodName("TrainPart", 5);
+            UpdateStatisticsMethod = MethodName("UpdateMovingStatistics", 0);
             PlanGradients();
             PlanInferenceValues();
         }
 
         /// <summary>Forward's runs of blocks over the same rows, each one method over a range of rows (ModelEmitter.RowRuns).</summary>
         public IReadOnlyList<RowRun> RowRuns { get; }
+
+        /// <summary>The generated private methods' names (<see cref="MethodName"/>).</summary>
+        public string ForwardMethod { get; }
+        public string BackwardMethod { get; }
+        public string StepMethod { get; }
+        public string TrainPartMethod { get; }
+        public string UpdateStatisticsMethod { get; }
+
+        /// <summary>The user's class's member names (layers included) and its methods as name/parameters.</summary>
+        private readonly (HashSet<string> Members, HashSet<string> Arities) methodNames;
+
+        /// <summary>
+        /// A generated private method's name: its own, or "Model" and its own (ModelForward) where the user's class has a
+        /// member of that name that is no method, or a method of as many parameters as one of <paramref name="arities"/>,
+        /// our calls' counts of arguments: of the same parameters it would be declared twice, of others it could take our
+        /// calls. The user's other overloads (a graph method Forward(Tensor)) leave it its name.
+        /// </summary>
+        private string MethodName(string name, params int[] arities)
+        {
+            bool IsMethod(string candidate) => methodNames.Arities.Any(a => a.StartsWith(candidate + "/", StringComparison.Ordinal));
+            bool free = !methodNames.Members.Contains(name) || IsMethod(name) && !arities.Any(a => methodNames.Arities.Contains($"{name}/{a}"));
+            if (free) return name;
+            string aside = "Model" + name;
+            for (int k = 2; methodNames.Members.Contains(aside) || ClaimedNames.Declared.Contains(aside); k++) aside = "Model" + name + k;
+            return aside;
+        }
 
         /// <summary>
         /// Marks each BatchNormalization or element-wise merge (not Average: its scale comes after) that only a ReLU reads, and

@@ -25,8 +25,14 @@ internal static partial class ModelEmitter
         public NodePlan First => Nodes[0];
         public NodePlan Last => Nodes[Nodes.Count - 1];
 
-        /// <summary>The method that runs a range of its rows: ForwardAttentionToEncoded.</summary>
-        public string Method => "Forward" + Plan.Capitalized(First.Title) + "To" + Plan.Capitalized(Last.Title);
+        /// <summary>The method that runs a range of its rows: ForwardAttentionToEncoded (<see cref="OwnMethod"/>, or aside from the user's: Plan.MethodName).</summary>
+        public string Method { get; init; } = "";
+
+        /// <summary>The method's name from the blocks it runs.</summary>
+        public string OwnMethod => "Forward" + Plan.Capitalized(First.Title) + "To" + Plan.Capitalized(Last.Title);
+
+        /// <summary>The method's parameters: the model input it reads, if any, then first and rows.</summary>
+        public int MethodParameters => Input is null ? 2 : 3;
 
         /// <summary>Its rows over a batch, as the call counts them.</summary>
         public string Rows => RowsPerSample == 1 ? "batch" : $"batch * {RowsPerSample}";

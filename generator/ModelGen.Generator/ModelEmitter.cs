@@ -496,7 +496,7 @@ internal static partial class ModelEmitter
         w.Line($"Guard.Length(\"{name}\", \"{string.Join(", ", plan.Outputs.Select(o => o.Spec.Name))}\", nameof(outputs), outputs.Length, batch, OutputSize);");
         foreach (var input in plan.Inputs.Where(_ => plan.Packed)) w.Line($"Merges.Slice(inputs, InputSize, {input.Offset}, {input.Staging}, {input.Spec.Size}, batch);");
         w.Line("using var _ = inferenceCores.Begin(batch);");
-        w.Line($"Forward({forwardArguments}, batch, training: false);");
+        w.Line($"{plan.ForwardMethod}({forwardArguments}, batch, training: false);");
         if (plan.Packed)
         {
             foreach (var output in plan.Outputs) w.Line($"Merges.Concatenate({output.Node.InferenceSource}, {output.Spec.Size}, outputs, OutputSize, {output.Offset}, batch);");
@@ -515,7 +515,7 @@ internal static partial class ModelEmitter
             w.Open($"public void Predict({parameters})");
             EmitBatchChecks(w, plan, plan.Outputs.Select(o => (o.Spec.Name, o.Parameter, o.Spec.Size)));
             w.Line("using var _ = inferenceCores.Begin(batch);");
-            w.Line($"Forward({inputNames}, batch, training: false);");
+            w.Line($"{plan.ForwardMethod}({inputNames}, batch, training: false);");
             foreach (var output in plan.Outputs) w.Line($"Reductions.Copy({output.Node.InferenceSource}, {output.Parameter}, batch * {output.Spec.Size});");
             w.Close();
             w.Line();
@@ -527,7 +527,7 @@ internal static partial class ModelEmitter
         w.Line($"Guard.Length(\"{name}\", \"{string.Join(", ", plan.Outputs.Select(o => o.Spec.Name))}\", nameof(targets), targets.Length, batch, TargetSize);");
         if (!plan.Packed)
         {
-            w.Line("return Step(inputs, targets, batch, optimizer);");
+            w.Line($"return {plan.StepMethod}(inputs, targets, batch, optimizer);");
             w.Close();
             w.Line();
             if (plan.TrainsInParts) EmitStepInParts(w, plan);
@@ -536,7 +536,7 @@ internal static partial class ModelEmitter
         }
         foreach (var input in plan.Inputs) w.Line($"Merges.Slice(inputs, InputSize, {input.Offset}, {input.Staging}, {input.Spec.Size}, batch);");
         foreach (var output in plan.Outputs) w.Line($"Merges.Slice(targets, TargetSize, {output.TargetOffset}, {output.Targets}, {output.Spec.TargetSize}, batch);");
-        w.Line($"return Step({forwardArguments}, {string.Join(", ", plan.Outputs.Select(o => o.Targets))}, batch, optimizer);");
+        w.Line($"return {plan.StepMethod}({forwardArguments}, {string.Join(", ", plan.Outputs.Select(o => o.Targets))}, batch, optimizer);");
         w.Close();
         w.Line();
 
@@ -544,7 +544,7 @@ internal static partial class ModelEmitter
         w.Line("/// <summary>One training step with each input and each output's targets in its own buffer, a row per sample.</summary>");
         w.Open($"public float TrainStep({trainParameters}, Optimizer optimizer)");
         EmitBatchChecks(w, plan, plan.Outputs.Select(o => (o.Spec.Name, o.TargetParameter, o.Spec.TargetSize)));
-        w.Line($"return Step({inputNames}, {string.Join(", ", plan.Outputs.Select(o => o.TargetParameter))}, batch, optimizer);");
+        w.Line($"return {plan.StepMethod}({inputNames}, {string.Join(", ", plan.Outputs.Select(o => o.TargetParameter))}, batch, optimizer);");
         w.Close();
         w.Line();
         EmitStep(w, plan, plan.Inputs.Select(i => i.Spec.Name).ToList(), plan.Outputs.Select(o => o.TargetParameter).ToList());
@@ -565,9 +565,9 @@ internal static partial class ModelEmitter
     {
         string name = plan.Model.ClassName;
         string parameters = string.Join(", ", plan.Inputs.Select((_, k) => $"ReadOnlySpan<float> {inputNames[k]}").Concat(plan.Outputs.Select((_, k) => $"ReadOnlySpan<float> {targetNames[k]}")));
-        w.Open($"private float Step({parameters}, int batch, Optimizer optimizer)");
+        w.Open($"private float {plan.StepMethod}({parameters}, int batch, Optimizer optimizer)");
         w.Line("using var _ = trainingCores.Begin(batch);");
-        w.Line($"Forward({string.Join(", ", inputNames)}, batch, training: true);");
+        w.Line($"{plan.ForwardMethod}({string.Join(", ", inputNames)}, batch, training: true);");
         w.Line("lastTrainingBatch = batch;");
         var terms = new List<string>();
         for (int k = 0; k < plan.Outputs.Count; k++)
@@ -579,8 +579,8 @@ internal static partial class ModelEmitter
         }
         if (plan.Outputs.Count > 1) w.Line($"float loss = {string.Join(" + ", terms)};");
         w.Line($"Guard.FiniteLoss(\"{name}\", loss);");
-        w.Line($"Backward({string.Join(", ", inputNames)}, batch);");
-        if (plan.Buffered.Any(n => n.UsesBatchStatistics)) w.Line("UpdateMovingStatistics();");
+        w.Line($"{plan.BackwardMethod}({string.Join(", ", inputNames)}, batch);");
+        if (plan.Buffered.Any(n => n.UsesBatchStatistics)) w.Line($"{plan.UpdateStatisticsMethod}();");
         w.Line("optimizer.Step(parameters.AsSpan(0, TrainableParameterCount), gradients.AsSpan(0, TrainableParameterCount));");
         w.Line("return loss;");
         w.Close();
@@ -596,7 +596,7 @@ internal static partial class ModelEmitter
         string name = plan.Model.ClassName;
         var output = plan.Outputs[0];
         var node = output.Node;
-        w.Open("private float Step(ReadOnlySpan<float> inputs, ReadOnlySpan<float> targets, int batch, Optimizer optimizer)");
+        w.Open($"private float {plan.StepMethod}(ReadOnlySpan<float> inputs, ReadOnlySpan<float> targets, int batch, Optimizer optimizer)");
         w.Line("using var _ = trainingCores.Begin(batch);");
         var keyed = plan.KeyedDropouts.ToList();
         if (keyed.Count > 0) w.Line("// This step's dropout masks: one key each for the whole batch, in forward order.");
@@ -611,12 +611,12 @@ internal static partial class ModelEmitter
             w.Line(string.Join(" ", keyed.Select(n => $"partner.{n.DropoutKey} = {n.DropoutKey};")));
         }
         w.Line("// One part of the batch on each core; the replica's outputs join the batch's here, its weight gradients in the update.");
-        w.Line("loss = BatchParts.Train(this, partner, static (model, inputRows, targetRows, first, rows, batch) => model.TrainPart(inputRows, targetRows, first, rows, batch),");
+        w.Line($"loss = BatchParts.Train(this, partner, static (model, inputRows, targetRows, first, rows, batch) => model.{plan.TrainPartMethod}(inputRows, targetRows, first, rows, batch),");
         w.Line("    inputs, InputSize, targets, TargetSize, batch);");
         w.Line("int firstRows = BatchParts.FirstRows(batch), replicaOutputs = (batch - firstRows) * OutputSize;");
         w.Line($"Reductions.Copy(partner.{node.Output}, {node.Output}.AsSpan(firstRows * OutputSize, replicaOutputs), replicaOutputs);");
         w.Close();
-        w.Line("else loss = TrainPart(inputs, targets, 0, batch, batch);");
+        w.Line($"else loss = {plan.TrainPartMethod}(inputs, targets, 0, batch, batch);");
         w.Line("lastTrainingBatch = batch;");
         w.Line($"Guard.FiniteLoss(\"{name}\", loss);");
         w.Line("// Split, each core adds the replica's weight gradients to half of this model's and updates that half.");
@@ -628,10 +628,10 @@ internal static partial class ModelEmitter
         w.Line();
 
         w.Line("/// <summary>Forward, loss and backward over the first <paramref name=\"rows\"/> rows of these buffers: the batch's rows from <paramref name=\"first\"/> on (or all of them); returns their share of the batch's loss.</summary>");
-        w.Open("private float TrainPart(ReadOnlySpan<float> inputs, ReadOnlySpan<float> targets, int first, int rows, int batch)");
-        w.Line(keyed.Count > 0 ? "Forward(inputs, rows, training: true, firstRow: first);" : "Forward(inputs, rows, training: true);");
+        w.Open($"private float {plan.TrainPartMethod}(ReadOnlySpan<float> inputs, ReadOnlySpan<float> targets, int first, int rows, int batch)");
+        w.Line($"{plan.ForwardMethod}(inputs, rows, training: true{(keyed.Count > 0 ? ", firstRow: first" : "")});");
         string loss = EmitLoss(w, plan, output, "loss", "targets", samples: "rows", part: ("first", "batch"));
-        w.Line("Backward(inputs, rows);");
+        w.Line($"{plan.BackwardMethod}(inputs, rows);");
         w.Line($"return {loss};");
         w.Close();
         w.Line();
@@ -663,7 +663,7 @@ internal static partial class ModelEmitter
     {
         var nodes = plan.Buffered.Where(n => n.UsesBatchStatistics).ToList();
         if (nodes.Count == 0) return;
-        w.Open("private void UpdateMovingStatistics()");
+        w.Open($"private void {plan.UpdateStatisticsMethod}()");
         foreach (var node in nodes)
         {
             var norm = node.Layer!;

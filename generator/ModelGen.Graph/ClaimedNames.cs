@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using System.Linq;
 using Microsoft.CodeAnalysis;
 using Microsoft.CodeAnalysis.CSharp;
 
@@ -60,6 +61,39 @@ internal static class ClaimedNames
     {
         if (Uses.TryGetValue(name, out var use) && (use == MemberUse || (use == MethodUse && !isMethod))) return $"the generated code declares it itself ({use})";
         return TypeReason(name, runtime);
+    }
+
+    /// <summary>
+    /// The public methods the generated code declares for a model of so many inputs and outputs and its sub-models, each
+    /// as its name and its parameters' types (ModelEmitter's Predict, TrainStep, ForInference, Summary and a sub-model's
+    /// inference; ClaimedNameTests keeps the list current): a user's method with one of these names and the same
+    /// parameters would be declared twice.
+    /// </summary>
+    public static IEnumerable<(string Name, string[] Parameters)> PublicMethods(int inputs, int outputs, IEnumerable<(string Name, int Inputs, int Outputs)> subModels)
+    {
+        const string Values = "System.ReadOnlySpan<float>", Results = "System.Span<float>", Optimizer = "ModelGen.Training.Optimizer";
+        yield return ("Summary", new string[0]);
+        yield return ("ForInference", new string[0]);
+        yield return ("Predict", new[] { Values, Results });
+        yield return ("TrainStep", new[] { Values, Values, Optimizer });
+        foreach (var sub in subModels) yield return (sub.Name, Enumerable.Repeat(Values, sub.Inputs).Concat(Enumerable.Repeat(Results, sub.Outputs)).ToArray());
+        if (inputs == 1 && outputs == 1) yield break;
+        // Several inputs or outputs: an overload with each in its own buffer.
+        yield return ("Predict", Enumerable.Repeat(Values, inputs).Concat(Enumerable.Repeat(Results, outputs)).ToArray());
+        yield return ("TrainStep", Enumerable.Repeat(Values, inputs + outputs).Append(Optimizer).ToArray());
+    }
+
+    /// <summary>Why a method of the user's may not be declared (one of <see cref="PublicMethods"/> again), or null where it may.</summary>
+    public static string? SignatureReason(IMethodSymbol method, int inputs, int outputs, IEnumerable<(string Name, int Inputs, int Outputs)> subModels)
+    {
+        if (method.MethodKind != MethodKind.Ordinary || method.TypeParameters.Length > 0 || method.Parameters.Any(p => p.RefKind != RefKind.None)) return null;
+        var types = method.Parameters.Select(p => p.Type.ToDisplayString()).ToList();
+        foreach (var (name, parameters) in PublicMethods(inputs, outputs, subModels))
+        {
+            if (name == method.Name && parameters.SequenceEqual(types))
+                return $"the generated code declares {name}({string.Join(", ", parameters.Select(t => t.Substring(t.LastIndexOf('.') + 1)))}) itself";
+        }
+        return null;
     }
 
     private static string? TypeReason(string name, IAssemblySymbol? runtime)

@@ -79,6 +79,7 @@ internal static partial class ModelParser
             ? ReadGraph(type, fields, context, cancellationToken, out graphMethod, subModels)
             : BuildChain(type, fields, context);
         CheckNamesAreFree(type, members, fields, modelAttribute.AttributeClass?.ContainingAssembly, context);
+        if (graph is not null) CheckMethodsAreFree(members, graph, subModels, context);
         if (!context.Ok || graph is null) return null;
         var outputs = ReadOutputLosses(graph, graphMethod, loss, context);
         if (!context.Ok) return null;
@@ -94,7 +95,8 @@ internal static partial class ModelParser
             graph.Inputs.ToImmutableArray(),
             outputs,
             subModels.ToImmutableArray(),
-            members.Select(m => m.Name).Distinct().OrderBy(n => n, StringComparer.Ordinal).ToImmutableArray());
+            members.Select(m => m.Name).Distinct().OrderBy(n => n, StringComparer.Ordinal).ToImmutableArray(),
+            members.OfType<IMethodSymbol>().Select(m => $"{m.Name}/{m.Parameters.Length}").Distinct().OrderBy(n => n, StringComparer.Ordinal).ToImmutableArray());
     }
 
     /// <summary>Layers and nodes under construction.</summary>
@@ -297,6 +299,20 @@ internal static partial class ModelParser
         {
             if (ClaimedNames.MemberReason(member.Name, member is IMethodSymbol, runtime) is { } reason)
                 context.Report(Diagnostics.NameClaimedByGeneratedCode, member.Locations.FirstOrDefault(), member.Name, MemberRole(member), context.Model, reason);
+        }
+    }
+
+    /// <summary>
+    /// A method of the user's with the name and parameters of one the generated code declares (Summary(), Predict(ReadOnlySpan,
+    /// Span), ...) would be declared twice (CS0111 in the generated file): MG0021 under the user's. Its other overloads are its own.
+    /// </summary>
+    private static void CheckMethodsAreFree(IReadOnlyList<ISymbol> members, GraphBuilder graph, List<SubModelSpec> subModels, Context context)
+    {
+        var subs = subModels.Select(s => (s.Name, s.Inputs.Count, s.Outputs.Count)).ToList();
+        foreach (var method in members.OfType<IMethodSymbol>())
+        {
+            if (ClaimedNames.SignatureReason(method, graph.Inputs.Count, graph.Outputs.Count, subs) is { } reason)
+                context.Report(Diagnostics.NameClaimedByGeneratedCode, method.Locations.FirstOrDefault(), method.Name, "method", context.Model, reason);
         }
     }
 

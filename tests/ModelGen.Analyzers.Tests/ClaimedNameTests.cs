@@ -1,3 +1,4 @@
+using Microsoft.CodeAnalysis;
 using Microsoft.CodeAnalysis.CSharp;
 using Microsoft.CodeAnalysis.CSharp.Syntax;
 using ModelGen.Graph;
@@ -137,6 +138,62 @@ public class ClaimedNameTests
     {
         var candidates = Candidates();
         Assert.All(ClaimedNames.Declared, name => Assert.Contains(name, candidates));
+    }
+
+    /// <summary>
+    /// Beside each method the generated code declares in each template, a method of the user's of the same name and
+    /// parameters (the names too), of its required parameters alone (so that it could take our calls), and of one parameter
+    /// more: the first two of a public method are MG0021 under the user's method and nothing is generated (it would be
+    /// declared twice); of a private one (Forward, Step, a row run's) the generated method steps aside (ModelForward) and
+    /// the model compiles; an overload of one parameter more is the user's own, reported nowhere, stepped aside from by none.
+    /// </summary>
+    [Fact]
+    public async Task A_users_method_beside_a_generated_one_is_reported_where_public_and_stepped_aside_from_where_private()
+    {
+        var failures = new List<string>();
+        int publics = 0, privates = 0;
+        for (int t = 0; t < Templates.Length; t++)
+        {
+            string code = Assert.Single(AnalyzerHarness.Generate("using ModelGen;\n" + Instance(Templates[t], "Neutral", "qqName")));
+            var model = CSharpSyntaxTree.ParseText(code).GetRoot().DescendantNodes().OfType<ClassDeclarationSyntax>().First(c => c.Identifier.ValueText == "Neutral");
+            var cases = new List<(string Method, bool Public, string Variant, string Declaration)>();
+            foreach (var method in model.Members.OfType<MethodDeclarationSyntax>())
+            {
+                string name = method.Identifier.ValueText;
+                bool isPublic = method.Modifiers.Any(m => m.IsKind(SyntaxKind.PublicKeyword));
+                // The types as the user's file names them (it has no using for System or ModelGen.Training).
+                string AsWritten(ParameterSyntax p) => System.Text.RegularExpressions.Regex.Replace(p.Type!.ToString(), @"\b(ReadOnlySpan|Span)<", "System.$1<")
+                    .Replace("Optimizer", "ModelGen.Training.Optimizer") + " " + p.Identifier.ValueText;
+                var parameters = method.ParameterList.Parameters.Select(AsWritten).ToList();
+                var required = method.ParameterList.Parameters.Where(p => p.Default is null).Select(AsWritten).ToList();
+                cases.Add((name, isPublic, "same", $"public int {name}({string.Join(", ", parameters)}) => 0;"));
+                if (required.Count < parameters.Count) cases.Add((name, isPublic, "required", $"public int {name}({string.Join(", ", required)}) => 0;"));
+                cases.Add((name, isPublic, "one more", $"public int {name}({string.Join(", ", parameters.Append("string qqExtra"))}) => 0;"));
+                if (isPublic) publics++; else privates++;
+            }
+            var names = cases.Select((_, i) => $"C{i}").ToList();
+            var sources = cases.Select((c, i) => { string body = Instance(Templates[t], names[i], "qqName").TrimEnd(); return body.Substring(0, body.Length - 1) + c.Declaration + " }"; }).ToList();
+            var (output, generatorDiagnostics, models) = await AnalyzerHarness.GenerateEach(sources, names);
+            failures.AddRange(generatorDiagnostics.Select(d => $"template {t}: {d.GetMessage()}"));
+            for (int i = 0; i < cases.Count; i++)
+            {
+                var (method, isPublic, variant, _) = cases[i];
+                string what = $"template {t}, {(isPublic ? "public" : "private")} {method}, {variant}";
+                bool reported = models[i].ErrorIds.Contains("MG0021");
+                if (isPublic && variant != "one more")
+                {
+                    if (!reported || models[i].Generated) failures.Add($"{what}: {(reported ? "reported, yet generated" : "not reported")}");
+                    continue;
+                }
+                if (reported || !models[i].Generated) { failures.Add($"{what}: {(reported ? "reported" : "not generated")}"); continue; }
+                if (models[i].FirstCompileError is { } error) { failures.Add($"{what}: the generated code does not compile: {error.GetMessage()}"); continue; }
+                string generated = output.SyntaxTrees.Single(tree => System.IO.Path.GetFileName(tree.FilePath) == names[i] + ".g.cs").ToString();
+                bool aside = generated.Contains($" Model{method}(");
+                if (aside != (!isPublic && variant != "one more")) failures.Add($"{what}: the generated method {(aside ? "stepped aside" : "kept its name")}");
+            }
+        }
+        Assert.True(publics >= 4 * Templates.Length && privates >= 3 * Templates.Length, $"{publics} public and {privates} private methods");
+        Assert.True(failures.Count == 0, string.Join("\n", failures));
     }
 
     /// <summary>A template with its class name and NAME (written @class where it is a keyword; LABEL as a string).</summary>

@@ -229,6 +229,22 @@ public class CodeFixTests
         Assert.Contains("public string NameProperty => \"mine\";", fixedText);
         Assert.Contains("public string Title => NameProperty + \"!\";", fixedText);
         AssertAnalyzesCleanAndGenerates(fixedText);
+
+        // A method of a generated method's name and parameters, and its calls.
+        fixedText = Renamed("""
+            using ModelGen;
+            [Sequential(Loss = Loss.MeanSquaredError)]
+            partial class Model
+            {
+                [Input(4)] Input x;
+                [Dense(1)] Dense head;
+                public string Summary() => "mine";
+                public string Title => Summary() + "!";
+            }
+            """);
+        Assert.Contains("public string SummaryMethod() => \"mine\";", fixedText);
+        Assert.Contains("public string Title => SummaryMethod() + \"!\";", fixedText);
+        AssertAnalyzesCleanAndGenerates(fixedText);
     }
 
     /// <summary>The source with MG0021's rename applied.</summary>

@@ -373,6 +373,31 @@ public class SequenceDiagnosticTests
                 class {|MG0021:Layer|} { }        // would hide ModelGen.Layer
             }
             """);
+        // A method of a generated method's name and parameters would be declared twice; its return type does not tell them apart.
+        AnalyzerHarness.Verify("""
+            using System;
+            using ModelGen;
+            using ModelGen.Training;
+            [Functional(Loss = Loss.MeanSquaredError)] partial class Model
+            {
+                [Dense(2)] Dense left;
+                [Dense(1)] Dense right;
+                [Graph] (Tensor l, Tensor r) Forward([Shape(4)] Tensor x) => (left.Apply(x), right.Apply(x));
+                [Graph] Tensor Encode([Shape(4)] Tensor x) => left.Apply(x);
+                public string {|MG0021:Summary|}() => "mine";
+                public object {|MG0021:ForInference|}() => this;
+                public void {|MG0021:Predict|}(ReadOnlySpan<float> inputs, Span<float> outputs) { }
+                public void {|MG0021:Predict|}(ReadOnlySpan<float> x, Span<float> l, Span<float> r) { }      // each output in its own buffer
+                public float {|MG0021:TrainStep|}(ReadOnlySpan<float> x, ReadOnlySpan<float> l, ReadOnlySpan<float> r, Optimizer o) => 0;
+                public void {|MG0021:Encode|}(ReadOnlySpan<float> x, Span<float> encoded) { }           // the sub-model's inference
+                public void Encode(ReadOnlySpan<float> x, Span<float> encoded, int rows) { }             // an overload of it
+                public void Predict(in ReadOnlySpan<float> inputs, Span<float> outputs) { }              // by reference: an overload
+                public string Summary<T>() => "";                                                        // generic: an overload
+            }
+            """);
+        Assert.Equal("'Summary' cannot name this method of 'Model': the generated code declares Summary() itself; rename it (a code fix does)",
+            AnalyzerHarness.Analyze("using ModelGen; [Sequential] partial class Model { [Input(4)] Input x; [Dense(2)] Dense d; public string Summary() => \"mine\"; }").Single().GetMessage());
+        Assert.Empty(AnalyzerHarness.Generate("using ModelGen; [Sequential] partial class Model { [Input(4)] Input x; [Dense(2)] Dense d; public string Summary() => \"mine\"; }"));
         Assert.Equal("'Name' cannot name this property of 'Model': the generated code declares it itself (a member of every model); rename it (a code fix does)",
             AnalyzerHarness.Analyze("using ModelGen; [Sequential] partial class Model { [Input(4)] Input x; [Dense(2)] Dense d; public string Name => \"mine\"; }").Single().GetMessage());
         var (_, generatorDiagnostics, models) = await AnalyzerHarness.GenerateEach(new[] { """

@@ -79,7 +79,7 @@ internal static partial class ModelParser
             ? ReadGraph(type, fields, context, cancellationToken, out graphMethod, subModels)
             : BuildChain(type, fields, context);
         CheckNamesAreFree(type, members, fields, modelAttribute.AttributeClass?.ContainingAssembly, context);
-        if (graph is not null) CheckMethodsAreFree(members, graph, subModels, context);
+        if (graph is not null) CheckGraphMembersAreFree(members, graph, subModels, context);
         if (!context.Ok || graph is null) return null;
         var outputs = ReadOutputLosses(graph, graphMethod, loss, context);
         if (!context.Ok) return null;
@@ -303,16 +303,24 @@ internal static partial class ModelParser
     }
 
     /// <summary>
-    /// A method of the user's with the name and parameters of one the generated code declares (Summary(), Predict(ReadOnlySpan,
-    /// Span), ...) would be declared twice (CS0111 in the generated file): MG0021 under the user's. Its other overloads are its own.
+    /// What the generated code declares for this model's graph: a method of the user's with the name and parameters of one
+    /// of its methods (Summary(), Predict(ReadOnlySpan, Span), ...) would be declared twice (CS0111 in the generated file), as
+    /// would a member named as a sub-model's parameter count (EncodeParameterCount, CS0102): MG0021 under the user's. A
+    /// method's other overloads are the user's own.
     /// </summary>
-    private static void CheckMethodsAreFree(IReadOnlyList<ISymbol> members, GraphBuilder graph, List<SubModelSpec> subModels, Context context)
+    private static void CheckGraphMembersAreFree(IReadOnlyList<ISymbol> members, GraphBuilder graph, List<SubModelSpec> subModels, Context context)
     {
         var subs = subModels.Select(s => (s.Name, s.Inputs.Count, s.Outputs.Count)).ToList();
-        foreach (var method in members.OfType<IMethodSymbol>())
+        foreach (var member in members)
         {
-            if (ClaimedNames.SignatureReason(method, graph.Inputs.Count, graph.Outputs.Count, subs) is { } reason)
-                context.Report(Diagnostics.NameClaimedByGeneratedCode, method.Locations.FirstOrDefault(), method.Name, "method", context.Model, reason);
+            string? reason = member is IMethodSymbol method ? ClaimedNames.SignatureReason(method, graph.Inputs.Count, graph.Outputs.Count, subs) : null;
+            if (subModels.FirstOrDefault(s => member.Name == s.Name + "ParameterCount") is { } sub)
+                reason = $"the generated code declares it itself (the '{sub.Name}' sub-model's parameter count)";
+            if (reason is not null)
+            {
+                string role = member is IFieldSymbol { IsStatic: false, IsConst: false } ? "layer" : MemberRole(member);
+                context.Report(Diagnostics.NameClaimedByGeneratedCode, member.Locations.FirstOrDefault(), member.Name, role, context.Model, reason);
+            }
         }
     }
 

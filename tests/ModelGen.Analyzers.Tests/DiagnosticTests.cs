@@ -393,6 +393,7 @@ public class SequenceDiagnosticTests
                 public void Encode(ReadOnlySpan<float> x, Span<float> encoded, int rows) { }             // an overload of it
                 public void Predict(in ReadOnlySpan<float> inputs, Span<float> outputs) { }              // by reference: an overload
                 public string Summary<T>() => "";                                                        // generic: an overload
+                public int {|MG0021:EncodeParameterCount|} => 3;                                         // the sub-model's constant
             }
             """);
         Assert.Equal("'Summary' cannot name this method of 'Model': the generated code declares Summary() itself; rename it (a code fix does)",

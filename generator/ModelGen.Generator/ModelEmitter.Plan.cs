@@ -73,7 +73,7 @@ internal static partial class ModelEmitter
                 if (Readers(embedding) == 1 && !IsOutput(embedding) && Computed.All(n => n.MaskSource != embedding || n == embedding || n == mean))
                     embedding.AveragedBy = mean;
             }
-            methodNames = (new HashSet<string>(model.MemberNames.Concat(model.Layers.Select(l => l.Name))), new HashSet<string>(model.MethodArities));
+            userMembers = (userNames, new HashSet<string>(model.MethodArities));
             RowRuns = ModelEmitter.RowRuns(Computed.ToList(), DensePairs).Select(run => run with { Method = MethodName(run.OwnMethod, run.MethodParameters) }).ToList();
             int inputs = Inputs.Count, stepped = Packed ? Inputs.Count + Outputs.Count : 2;
             ForwardMethod = KeyedDropouts.Any() ? MethodName("Forward", inputs + 2, inputs + 3) : MethodName("Forward", inputs + 2);
@@ -95,8 +95,8 @@ internal static partial class ModelEmitter
         public string TrainPartMethod { get; }
         public string UpdateStatisticsMethod { get; }
 
-        /// <summary>The user's class's member names (layers included) and its methods as name/parameters.</summary>
-        private readonly (HashSet<string> Members, HashSet<string> Arities) methodNames;
+        /// <summary>The names of the user's class (its members, layers and outputs) and its methods as name/parameters.</summary>
+        private readonly (HashSet<string> Names, HashSet<string> Arities) userMembers;
 
         /// <summary>
         /// A generated private method's name: its own, or "Model" and its own (ModelForward) where the user's class has a
@@ -106,11 +106,11 @@ internal static partial class ModelEmitter
         /// </summary>
         private string MethodName(string name, params int[] arities)
         {
-            bool IsMethod(string candidate) => methodNames.Arities.Any(a => a.StartsWith(candidate + "/", StringComparison.Ordinal));
-            bool free = !methodNames.Members.Contains(name) || IsMethod(name) && !arities.Any(a => methodNames.Arities.Contains($"{name}/{a}"));
+            bool IsMethod(string candidate) => userMembers.Arities.Any(a => a.StartsWith(candidate + "/", StringComparison.Ordinal));
+            bool free = !userMembers.Names.Contains(name) || IsMethod(name) && !arities.Any(a => userMembers.Arities.Contains($"{name}/{a}"));
             if (free) return name;
             string aside = "Model" + name;
-            for (int k = 2; methodNames.Members.Contains(aside) || ClaimedNames.Declared.Contains(aside); k++) aside = "Model" + name + k;
+            for (int k = 2; userMembers.Names.Contains(aside) || ClaimedNames.Declared.Contains(aside); k++) aside = "Model" + name + k;
             return aside;
         }
 

@@ -73,7 +73,7 @@ internal static partial class ModelEmitter
                 if (Readers(embedding) == 1 && !IsOutput(embedding) && Computed.All(n => n.MaskSource != embedding || n == embedding || n == mean))
                     embedding.AveragedBy = mean;
             }
-            userMembers = (userNames, new HashSet<string>(model.MethodArities));
+            user = (userNames, model.UserMethods.ToLookup(m => m.Name, m => m.Parameters));
             RowRuns = ModelEmitter.RowRuns(Computed.ToList(), DensePairs).Select(run => run with { Method = MethodName(run.OwnMethod, run.MethodParameters) }).ToList();
             int inputs = Inputs.Count, stepped = Packed ? Inputs.Count + Outputs.Count : 2;
             ForwardMethod = KeyedDropouts.Any() ? MethodName("Forward", inputs + 2, inputs + 3) : MethodName("Forward", inputs + 2);
@@ -95,8 +95,8 @@ internal static partial class ModelEmitter
         public string TrainPartMethod { get; }
         public string UpdateStatisticsMethod { get; }
 
-        /// <summary>The names of the user's class (its members, layers and outputs) and its methods as name/parameters.</summary>
-        private readonly (HashSet<string> Names, HashSet<string> Arities) userMembers;
+        /// <summary>The names of the user's class (its members, layers and outputs), and its methods' parameter counts by name.</summary>
+        private readonly (HashSet<string> Names, ILookup<string, int> Methods) user;
 
         /// <summary>
         /// A generated private method's name: its own, or "Model" and its own (ModelForward) where the user's class has a
@@ -104,15 +104,9 @@ internal static partial class ModelEmitter
         /// our calls' counts of arguments: of the same parameters it would be declared twice, of others it could take our
         /// calls. The user's other overloads (a graph method Forward(Tensor)) leave it its name.
         /// </summary>
-        private string MethodName(string name, params int[] arities)
-        {
-            bool IsMethod(string candidate) => userMembers.Arities.Any(a => a.StartsWith(candidate + "/", StringComparison.Ordinal));
-            bool free = !userMembers.Names.Contains(name) || IsMethod(name) && !arities.Any(a => userMembers.Arities.Contains($"{name}/{a}"));
-            if (free) return name;
-            string aside = "Model" + name;
-            for (int k = 2; userMembers.Names.Contains(aside) || ClaimedNames.Declared.Contains(aside); k++) aside = "Model" + name + k;
-            return aside;
-        }
+        private string MethodName(string name, params int[] arities) => FirstFree(name, "Model" + name, choice => choice == name
+            ? user.Names.Contains(name) && (!user.Methods.Contains(name) || arities.Any(user.Methods[name].Contains))
+            : user.Names.Contains(choice) || ClaimedNames.Declared.Contains(choice));
 
         /// <summary>
         /// Marks each BatchNormalization or element-wise merge (not Average: its scale comes after) that only a ReLU reads, and
@@ -543,9 +537,9 @@ internal static partial class ModelEmitter
 
         /// <summary>
         /// Whether a Conv2D takes its kernel gradient from its input, keeping no patches: more than four filters (in the lanes,
-        /// a kernel of at most SharedRules.LaneFilterKernelFloats), or at most four over at least eight channels (channels in the lanes, the bits of the patches' product), with the
-        /// plan's exclusions (not pointwise, not at a pooling's winners, not cropped), as the runtime's
-        /// Convolution.TakesKernelGradientFromInput admits. The autoencoder's last layer (16 channels to one filter) at batch
+        /// a kernel of at most SharedRules.LaneFilterKernelFloats), or at most four over at least eight channels (channels in
+        /// the lanes, the bits of the patches' product), with the plan's exclusions (not pointwise, not at a pooling's
+        /// winners, not cropped), as the runtime's Convolution.TakesKernelGradientFromInput admits. The autoencoder's last layer (16 channels to one filter) at batch
         /// 128: 58 MB of patches no longer written and read; its kernel gradient 2.7 -> 0.4 ms, its training forward pass 3.2
         /// -> 0.55 ms; the ResNet block's 32 to 32 filters at batch 32: 38 MB a layer, kernel gradient 5.0 -> 2.85 ms, forward
         /// (then direct) 4.6 -> 2.85 ms (console harness, two cores).
@@ -637,11 +631,15 @@ internal static partial class ModelEmitter
             StemOf(name, "Node", stem => suffixes.Select(suffix => stem + suffix), userNames);
 
         /// <summary>The first of name, name + aside, name + aside + 2, ... none of whose names (<paramref name="namesOf"/>) is taken.</summary>
-        private static string StemOf(string name, string aside, Func<string, IEnumerable<string>> namesOf, ISet<string> taken)
+        private static string StemOf(string name, string aside, Func<string, IEnumerable<string>> namesOf, ISet<string> taken) =>
+            FirstFree(name, name + aside, stem => namesOf(stem).Any(taken.Contains));
+
+        /// <summary>A generated name where it is free, else the first free of <paramref name="aside"/>, aside + 2, aside + 3, ...</summary>
+        private static string FirstFree(string name, string aside, Func<string, bool> taken)
         {
-            string stem = name;
-            for (int k = 1; namesOf(stem).Any(taken.Contains); k++) stem = name + aside + (k == 1 ? "" : k.ToString());
-            return stem;
+            string choice = name;
+            for (int k = 1; taken(choice); k++) choice = k == 1 ? aside : aside + k;
+            return choice;
         }
 
         /// <summary>

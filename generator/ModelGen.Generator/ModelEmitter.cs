@@ -685,7 +685,7 @@ internal static partial class ModelEmitter
             var inputs = sub.Spec.Inputs.Select(i => sub.Nodes[i]).ToList();
             var outputs = sub.Spec.Outputs.Select(o => (o.Name, Node: sub.Nodes[o.Node], o.Size)).ToList();
             w.Line($"/// <summary>The '{sub.Spec.Name}' sub-model: {Number(sub.Spec.ParameterCount)} of the model's weights, shared with it.</summary>");
-            w.Line($"public const int {sub.Spec.Name}ParameterCount = {sub.Spec.ParameterCount};");
+            w.Line($"public const int {ClaimedNames.SubModelParameterCount(sub.Spec.Name)} = {sub.Spec.ParameterCount};");
             w.Line();
             w.Line($"/// <summary>Inference through the '{sub.Spec.Name}' graph, with the model's current weights.</summary>");
             string parameters = string.Join(", ", inputs.Select(i => $"ReadOnlySpan<float> {i.Spec.Name}").Concat(outputs.Select(o => $"Span<float> {o.Name}")));

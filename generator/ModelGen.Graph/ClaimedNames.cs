@@ -83,10 +83,18 @@ internal static class ClaimedNames
         yield return ("TrainStep", Enumerable.Repeat(Values, inputs + outputs).Append(Optimizer).ToArray());
     }
 
-    /// <summary>Why a method of the user's may not be declared (one of <see cref="PublicMethods"/> again), or null where it may.</summary>
-    public static string? SignatureReason(IMethodSymbol method, int inputs, int outputs, IEnumerable<(string Name, int Inputs, int Outputs)> subModels)
+    /// <summary>The constant a sub-model's count of weights is declared as: EncodeParameterCount.</summary>
+    public static string SubModelParameterCount(string subModel) => subModel + "ParameterCount";
+
+    /// <summary>
+    /// Why a member of the user's may not be declared beside what the generated code declares for the model's graph (one of
+    /// <see cref="PublicMethods"/> again, or a sub-model's <see cref="SubModelParameterCount"/>), or null where it may.
+    /// </summary>
+    public static string? GraphMemberReason(ISymbol member, int inputs, int outputs, IReadOnlyList<(string Name, int Inputs, int Outputs)> subModels)
     {
-        if (method.MethodKind != MethodKind.Ordinary || method.TypeParameters.Length > 0 || method.Parameters.Any(p => p.RefKind != RefKind.None)) return null;
+        if (subModels.FirstOrDefault(s => member.Name == SubModelParameterCount(s.Name)) is { Name: not null } sub)
+            return $"the generated code declares it itself (the '{sub.Name}' sub-model's parameter count)";
+        if (member is not IMethodSymbol { MethodKind: MethodKind.Ordinary, TypeParameters.Length: 0 } method || method.Parameters.Any(p => p.RefKind != RefKind.None)) return null;
         var types = method.Parameters.Select(p => p.Type.ToDisplayString()).ToList();
         foreach (var (name, parameters) in PublicMethods(inputs, outputs, subModels))
         {

@@ -96,7 +96,7 @@ internal static partial class ModelParser
             outputs,
             subModels.ToImmutableArray(),
             members.Select(m => m.Name).Distinct().OrderBy(n => n, StringComparer.Ordinal).ToImmutableArray(),
-            members.OfType<IMethodSymbol>().Select(m => $"{m.Name}/{m.Parameters.Length}").Distinct().OrderBy(n => n, StringComparer.Ordinal).ToImmutableArray());
+            members.OfType<IMethodSymbol>().Select(m => (m.Name, m.Parameters.Length)).Distinct().OrderBy(m => m.Name, StringComparer.Ordinal).ThenBy(m => m.Length).ToImmutableArray());
     }
 
     /// <summary>Layers and nodes under construction.</summary>
@@ -313,14 +313,9 @@ internal static partial class ModelParser
         var subs = subModels.Select(s => (s.Name, s.Inputs.Count, s.Outputs.Count)).ToList();
         foreach (var member in members)
         {
-            string? reason = member is IMethodSymbol method ? ClaimedNames.SignatureReason(method, graph.Inputs.Count, graph.Outputs.Count, subs) : null;
-            if (subModels.FirstOrDefault(s => member.Name == s.Name + "ParameterCount") is { } sub)
-                reason = $"the generated code declares it itself (the '{sub.Name}' sub-model's parameter count)";
-            if (reason is not null)
-            {
-                string role = member is IFieldSymbol { IsStatic: false, IsConst: false } ? "layer" : MemberRole(member);
-                context.Report(Diagnostics.NameClaimedByGeneratedCode, member.Locations.FirstOrDefault(), member.Name, role, context.Model, reason);
-            }
+            if (ClaimedNames.GraphMemberReason(member, graph.Inputs.Count, graph.Outputs.Count, subs) is not { } reason) continue;
+            string role = member is IFieldSymbol { IsStatic: false, IsConst: false } ? "layer" : MemberRole(member);
+            context.Report(Diagnostics.NameClaimedByGeneratedCode, member.Locations.FirstOrDefault(), member.Name, role, context.Model, reason);
         }
     }
 

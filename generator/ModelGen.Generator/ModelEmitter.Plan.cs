@@ -73,7 +73,7 @@ internal static partial class ModelEmitter
                 if (Readers(embedding) == 1 && !IsOutput(embedding) && Computed.All(n => n.MaskSource != embedding || n == embedding || n == mean))
                     embedding.AveragedBy = mean;
             }
-            user = (userNames, model.UserMethods.ToLookup(m => m.Name, m => m.Parameters));
+            user = (userNames, model.UserMethods.ToLookup(m => m.Name, m => (m.Least, m.Most)));
             RowRuns = ModelEmitter.RowRuns(Computed.ToList(), DensePairs).Select(run => run with { Method = MethodName(run.OwnMethod, run.MethodParameters) }).ToList();
             int inputs = Inputs.Count, stepped = Packed ? Inputs.Count + Outputs.Count : 2;
             ForwardMethod = KeyedDropouts.Any() ? MethodName("Forward", inputs + 2, inputs + 3) : MethodName("Forward", inputs + 2);
@@ -95,17 +95,18 @@ internal static partial class ModelEmitter
         public string TrainPartMethod { get; }
         public string UpdateStatisticsMethod { get; }
 
-        /// <summary>The names of the user's class (its members, layers and outputs), and its methods' parameter counts by name.</summary>
-        private readonly (HashSet<string> Names, ILookup<string, int> Methods) user;
+        /// <summary>The names of the user's class (its members, layers and outputs), and the counts of arguments its methods take, by name.</summary>
+        private readonly (HashSet<string> Names, ILookup<string, (int Least, int Most)> Methods) user;
 
         /// <summary>
         /// A generated private method's name: its own, or "Model" and its own (ModelForward) where the user's class has a
-        /// member of that name that is no method, or a method of as many parameters as one of <paramref name="arities"/>,
-        /// our calls' counts of arguments: of the same parameters it would be declared twice, of others it could take our
-        /// calls. The user's other overloads (a graph method Forward(Tensor)) leave it its name.
+        /// member of that name that is no method, or a method that takes as many arguments as one of <paramref name="arities"/>,
+        /// our calls' counts of arguments (its optional and params parameters counted): of the same parameters it would be
+        /// declared twice, of others it could take our calls. The user's other overloads (a graph method Forward(Tensor))
+        /// leave it its name.
         /// </summary>
         private string MethodName(string name, params int[] arities) => FirstFree(name, "Model" + name, choice => choice == name
-            ? user.Names.Contains(name) && (!user.Methods.Contains(name) || arities.Any(user.Methods[name].Contains))
+            ? user.Names.Contains(name) && (!user.Methods.Contains(name) || arities.Any(a => user.Methods[name].Any(m => m.Least <= a && a <= m.Most)))
             : user.Names.Contains(choice) || ClaimedNames.Declared.Contains(choice));
 
         /// <summary>

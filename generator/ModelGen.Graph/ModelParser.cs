@@ -96,7 +96,8 @@ internal static partial class ModelParser
             outputs,
             subModels.ToImmutableArray(),
             members.Select(m => m.Name).Distinct().OrderBy(n => n, StringComparer.Ordinal).ToImmutableArray(),
-            members.OfType<IMethodSymbol>().Select(m => (m.Name, m.Parameters.Length)).Distinct().OrderBy(m => m.Name, StringComparer.Ordinal).ThenBy(m => m.Length).ToImmutableArray());
+            members.OfType<IMethodSymbol>().Select(m => (m.Name, Least: m.Parameters.Count(p => !p.IsOptional && !p.IsParams), Most: m.Parameters.Any(p => p.IsParams) ? int.MaxValue : m.Parameters.Length))
+                .Distinct().OrderBy(m => m.Name, StringComparer.Ordinal).ThenBy(m => m.Least).ThenBy(m => m.Most).ToImmutableArray());
     }
 
     /// <summary>Layers and nodes under construction.</summary>

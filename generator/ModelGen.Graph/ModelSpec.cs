@@ -247,8 +247,9 @@ internal sealed record SubModelSpec(
 /// <param name="Outputs">The model outputs, in declaration order.</param>
 /// <param name="MemberNames">Every name the user's class declares (its layers, and its properties, methods, nested types):
 /// the names the generated members step aside for.</param>
-/// <param name="UserMethods">The user's methods by name and count of parameters (Forward, 1): those the generated private
-/// methods step aside for, where such a method could take their calls.</param>
+/// <param name="UserMethods">The user's methods by name and the counts of arguments they take, from their required
+/// parameters to all of them (int.MaxValue with a params array): those the generated private methods step aside for, where
+/// such a method could take their calls.</param>
 internal sealed record ModelSpec(
     string Namespace,
     string ClassName,
@@ -260,7 +261,7 @@ internal sealed record ModelSpec(
     EquatableArray<OutputSpec> Outputs,
     EquatableArray<SubModelSpec> SubModels,
     EquatableArray<string> MemberNames,
-    EquatableArray<(string Name, int Parameters)> UserMethods)
+    EquatableArray<(string Name, int Least, int Most)> UserMethods)
 {
     public int ParameterCount => Layers.Sum(l => l.ParameterCount);
     public int TrainableParameterCount => Layers.Sum(l => l.TrainableParameterCount);

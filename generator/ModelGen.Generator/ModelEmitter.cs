@@ -430,7 +430,7 @@ internal static partial class ModelEmitter
             w.Line($"{node.Workspace("")} = buffers.Workspace(new AttentionWorkspace(maxBatchSize, querySteps: {e[6]}, valueSteps: {e[7]}, queryFeatures: {e[3]}, keyFeatures: {e[4]}, valueFeatures: {e[5]}, " +
                 $"heads: {e[0]}, keyDim: {e[1]}, valueDim: {e[2]}, causal: {Bool(node.Layer.Causal)}, buffers.ForTraining));");
         }
-        if (node.UsesPatches) w.Line($"{node.Patches} = {(node.Is(LayerKind.Conv2DTranspose) ? $"buffers.Floats({PatchChunks(node)})" : $"buffers.Patches({node.Window}, maxBatchSize)")};");
+        if (node.UsesPatches) w.Line($"{node.Patches} = {(node.Is(LayerKind.Conv2DTranspose) ? $"buffers.Floats({PatchChunks(node, accumulate: false)})" : $"buffers.Patches({node.Window}, maxBatchSize)")};");
         if (node.UsesWinners) w.Line($"{node.Winners} = buffers.TrainingInts(maxBatchSize * {node.Spec.Size});");
     }
 
@@ -440,10 +440,12 @@ internal static partial class ModelEmitter
     /// <summary>
     /// Patches summed back onto pixels (Conv2D's input gradient from its output gradient's channels, Conv2DTranspose's
     /// output from its input's) are made and consumed a chunk of samples at a time; none where the kernel sums in place
-    /// or convolves directly, which the runtime tells for the machine it runs on.
+    /// or convolves directly, or (a Conv2DTranspose's forward pass, which writes its output: <paramref name="accumulate"/>
+    /// false) a pointwise window's product writes the output itself, which the runtime tells for the machine it runs on.
     /// </summary>
-    private static string PatchChunks(NodePlan node, bool scattered = false) =>
-        $"Convolution.TransposedScratch({node.Window}, {(node.Is(LayerKind.Conv2D) ? node.Layer!.Channels : node.Layer!.InputShape[2])}, maxBatchSize{(scattered ? ", scattered: true" : "")})";
+    private static string PatchChunks(NodePlan node, bool scattered = false, bool accumulate = true) =>
+        $"Convolution.TransposedScratch({node.Window}, {(node.Is(LayerKind.Conv2D) ? node.Layer!.Channels : node.Layer!.InputShape[2])}, maxBatchSize" +
+        $"{(scattered ? ", scattered: true" : "")}{(accumulate ? "" : ", accumulate: false")})";
 
     private static void EmitModelMembers(CodeWriter w, Plan plan)
     {

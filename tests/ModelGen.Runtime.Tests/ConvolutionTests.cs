@@ -113,12 +113,15 @@ public class ConvolutionTests
         Assert.Equal(input, patches);
 
         var scratch = new float[Convolution.TransposedScratch(window, filters, batch)];
+        Assert.NotEmpty(scratch);
         var throughPatches = new float[input.Length];
         Convolution.Transposed(values, kernel, scratch, throughPatches, window, filters, batch, accumulate: true);
+        // Written over, each pixel's gradient is the one product: no scratch is read, so a Conv2DTranspose's forward pass
+        // allocates none.
+        Assert.Equal(0, Convolution.TransposedScratch(window, filters, batch, accumulate: false));
         foreach (int threads in new[] { 1, 2 })
         {
             var direct = Uniform(input.Length, 10); // overwritten
-            // Written over, each pixel's gradient is the one product: no scratch is read.
             KernelSettings.OnThreads(threads, () => Convolution.Transposed(values, kernel, default, direct, window, filters, batch, accumulate: false));
             Assert.Equal(throughPatches, direct);
         }

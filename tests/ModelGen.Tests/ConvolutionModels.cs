@@ -241,6 +241,20 @@ public partial class PointwiseResidual
     }
 }
 
+/// <summary>
+/// A pointwise Conv2DTranspose over more channels than the in-place route takes: its forward pass is one product written
+/// over its output (no patch scratch allocated), its input gradient a pointwise convolution of its output gradient.
+/// </summary>
+[Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
+public partial class PointwiseTransposed
+{
+    [Input(3, 4, 2)] public Input image;
+    [Conv2D(6, 3, Activation.Tanh, Padding = Padding.Same)] public Conv2D features; // (3, 4, 6)
+    [Conv2DTranspose(5, 1, Activation.Tanh)] public Conv2DTranspose mix;           // (3, 4, 5)
+    [Flatten] public Flatten flatten;
+    [Dense(3, Activation.Softmax)] public Dense head;
+}
+
 /// <summary><see cref="SeparableRelu"/> with the ReLU as a layer of its own: the same weights from the same seed.</summary>
 [Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
 public partial class SeparableThenRelu

@@ -19,6 +19,7 @@ public class GradientCheckTests
         nameof(LstmClassifier), nameof(GruSequences), nameof(MaskedLstm), nameof(BidirectionalStack), nameof(BidirectionalSequences),
         nameof(SelfAttentionBlock), nameof(CrossAttention), nameof(CausalAttention), nameof(UNetLike), nameof(EncoderDecoder), nameof(GruWithStates), nameof(MaskedAverage), nameof(MaskedBag),
         nameof(ReluPoolingParity), nameof(StepTagger), nameof(NarrowPooledCnn), nameof(PointwiseResidual), nameof(FewFilterHeads), nameof(NormalizedDepthwise), nameof(HandedGradients),
+        nameof(PointwiseTransposed),
     };
 
     [Theory, MemberData(nameof(Models))]
@@ -61,6 +62,7 @@ public class GradientCheckTests
             nameof(FewFilterHeads) => new FewFilterHeads(batch, seed: 35),
             nameof(NormalizedDepthwise) => new NormalizedDepthwise(batch, seed: 36),
             nameof(HandedGradients) => new HandedGradients(batch, seed: 37),
+            nameof(PointwiseTransposed) => new PointwiseTransposed(batch, seed: 38),
             _ => new SeparateSoftmax(batch, seed: 6),
         };
         var random = new Random(name.Length);

@@ -527,22 +527,17 @@ public static partial class Convolution
         int imageFloats = batch * window.Height * window.Width * window.Channels;
         Require(values.Length >= batch * window.Positions * valueChannels && kernel.Length >= window.PatchSize * valueChannels
             && image.Length >= imageFloats, "Transposed convolution", window, batch);
-        if (TransposesInPlace(window, valueChannels))
+        switch (TransposedRouteOf(window, valueChannels, accumulate, scattered, out var flipped))
         {
-            TransposedInPlace(values, kernel, image, window, valueChannels, batch, accumulate);
-            return;
-        }
-        if (!scattered && TransposesDirectly(window, valueChannels, out var flipped))
-        {
-            TransposedDirect(values, kernel, image, window, flipped, valueChannels, batch, accumulate);
-            return;
-        }
-        if (window.IsPointwise && !accumulate && !scattered)
-        {
-            // Each patch is one pixel: the patch gradients are the image's, with nothing to sum, so the product writes them
-            // there and no scratch is read.
-            Gemm.MultiplyTransposedB(values, kernel, image, batch * window.Positions, valueChannels, window.PatchSize);
-            return;
+            case TransposedRoute.InPlace:
+                TransposedInPlace(values, kernel, image, window, valueChannels, batch, accumulate);
+                return;
+            case TransposedRoute.Direct:
+                TransposedDirect(values, kernel, image, window, flipped, valueChannels, batch, accumulate);
+                return;
+            case TransposedRoute.Product:
+                Gemm.MultiplyTransposedB(values, kernel, image, batch * window.Positions, valueChannels, window.PatchSize);
+                return;
         }
         Require(patches.Length >= 2 * chunkFloats, "Transposed convolution's scratch", window, batch);
         // Scattered values take each filter's kernel column as a row, so a nonzero value adds a contiguous run of it.
@@ -558,12 +553,35 @@ public static partial class Convolution
 
     /// <summary>
     /// The scratch <see cref="Transposed"/> needs for batches of up to <paramref name="maxBatch"/> samples of
-    /// <paramref name="valueChannels"/> channels: a chunk of patches per core, or none where it sums in place or convolves
-    /// directly (which depends on the machine's widest vectors, so the model asks when it allocates).
+    /// <paramref name="valueChannels"/> channels: a chunk of patches per core, or none where it takes another route than
+    /// the patches (which depends on the machine's widest vectors, so the model asks when it allocates). A caller whose one
+    /// scratch serves calls that accumulate and calls that do not asks for the accumulating ones (the default).
     /// </summary>
-    public static int TransposedScratch(in Window window, int valueChannels, int maxBatch, bool scattered = false) =>
-        TransposesInPlace(window, valueChannels) || !scattered && TransposesDirectly(window, valueChannels, out _) ? 0
+    public static int TransposedScratch(in Window window, int valueChannels, int maxBatch, bool scattered = false, bool accumulate = true) =>
+        TransposedRouteOf(window, valueChannels, accumulate, scattered, out _) != TransposedRoute.Patches ? 0
         : Helper.Workers * ChunkSamples(window, maxBatch) * window.Positions * window.PatchSize;
+
+    /// <summary>How <see cref="Transposed"/> sums its values' patches back onto the image.</summary>
+    private enum TransposedRoute
+    {
+        /// <summary>Few value channels: each pixel sums its cells as it computes them (<see cref="TransposedInPlace"/>).</summary>
+        InPlace,
+        /// <summary>A stride-1 'same' odd window the direct kernel takes: the values convolved with the kernel turned.</summary>
+        Direct,
+        /// <summary>A pointwise window written, not added: each patch is one pixel, so the product writes the image itself.</summary>
+        Product,
+        /// <summary>The patches of a chunk of samples, made and summed in a core's cache (the scratch).</summary>
+        Patches,
+    }
+
+    /// <summary>The one place <see cref="Transposed"/> and <see cref="TransposedScratch"/> choose a route (scattered values, a max pooling's gradient, take the patches, which skip their zeros).</summary>
+    private static TransposedRoute TransposedRouteOf(in Window window, int valueChannels, bool accumulate, bool scattered, out Window flipped)
+    {
+        flipped = default;
+        if (TransposesInPlace(window, valueChannels)) return TransposedRoute.InPlace;
+        if (!scattered && TransposesDirectly(window, valueChannels, out flipped)) return TransposedRoute.Direct;
+        return window.IsPointwise && !accumulate && !scattered ? TransposedRoute.Product : TransposedRoute.Patches;
+    }
 
     /// <summary>Samples per chunk: about 512 KB of patches, a quarter of a core's 2 MB L2, beside the kernel and the image.</summary>
     private static int ChunkSamples(in Window window, int batch) =>

@@ -134,6 +134,9 @@ public class ConvolutionTests
         { 9, 8, 5, 3, 2, true, 1, 2 },      // strided: pixels that fewer cells read; channels fewer than a vector
         { 11, 10, 20, 3, 1, false, 2, 3 },  // dilated, a vector of channels and a part
         { 6, 7, 3, 2, 1, true, 1, 4 },      // 'same' padding only at the bottom and right
+        { 12, 13, 32, 3, 1, true, 1, 2 },   // whole vectors: each row's inside (11 pixels) eight pixels and three at a time
+        { 10, 21, 16, 3, 1, false, 2, 4 },  // dilated 'valid', whole vectors: rows' insides of 17 pixels, top and bottom rows of fewer cells
+        { 9, 12, 16, 4, 2, true, 1, 1 },    // strided: inside columns read as many cells (two), yet not shifted alike: one by one
     };
 
     /// <summary>

@@ -31,6 +31,8 @@ public class GuardedOperandTests
         { 9, 9, 17, 3, 3, 1, true, 2, 5, 2 },     // dilated
         { 7, 8, 8, 2, 3, 2, false, 1, 4, 3 },
         { 14, 14, 16, 3, 3, 1, true, 1, 8, 2 },   // the autoencoder's second layer: a few filters, the kernel gradient from the input
+        { 28, 28, 16, 3, 3, 1, true, 1, 1, 2 },   // the autoencoder's last layer: transposed in place, eight pixels of a row's inside at a time
+        { 12, 13, 32, 3, 3, 1, true, 1, 3, 2 },   // the same with three value channels, a row's inside of eight pixels and three
         { 12, 12, 8, 3, 3, 1, true, 1, 32, 2 },
         { 10, 10, 16, 1, 1, 1, false, 1, 64, 2 }, // pointwise: the input is its own patches
         { 28, 28, 1, 3, 3, 1, false, 1, 32, 2 },  // the small CNN's first layer

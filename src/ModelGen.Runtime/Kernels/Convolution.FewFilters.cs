@@ -185,7 +185,7 @@ public static partial class Convolution
     {
         int height = window.Height, width = window.Width, taps = window.KernelHeight * window.KernelWidth;
         int rowPairs = height * window.KernelHeight, columnPairs = width * window.KernelWidth;
-        using var cells = Scratch<int>.Rent(2 * (rowPairs + columnPairs) + height + width + 2);
+        using var cells = Scratch<int>.Rent(2 * (rowPairs + columnPairs) + height + 2 * width + 2);
         var scratch = cells.Span;
         var rowStart = scratch.Slice(0, height + 1);
         var columnStart = scratch.Slice(height + 1, width + 1);
@@ -193,18 +193,20 @@ public static partial class Convolution
         var rowTaps = scratch.Slice(height + width + 2 + rowPairs, rowPairs);
         var columnPositions = scratch.Slice(height + width + 2 + 2 * rowPairs, columnPairs);
         var columnTaps = scratch.Slice(height + width + 2 + 2 * rowPairs + columnPairs, columnPairs);
+        var runEnd = scratch.Slice(height + width + 2 + 2 * (rowPairs + columnPairs), width);
         // Each axis's (output, kernel) pairs twice, in the same order: as output positions and as taps.
         CellsReading(height, window.KernelHeight, window.StrideHeight, window.PadTop, window.Dilation, window.OutputHeight, window.OutputWidth, 0, rowStart, rowPositions);
         CellsReading(height, window.KernelHeight, window.StrideHeight, window.PadTop, window.Dilation, window.OutputHeight, 0, window.KernelWidth, rowStart, rowTaps);
         CellsReading(width, window.KernelWidth, window.StrideWidth, window.PadLeft, window.Dilation, window.OutputWidth, 1, 0, columnStart, columnPositions);
         CellsReading(width, window.KernelWidth, window.StrideWidth, window.PadLeft, window.Dilation, window.OutputWidth, 0, 1, columnStart, columnTaps);
+        ShiftedRuns(columnStart, columnPositions, columnTaps, runEnd, width);
         // Each value channel's kernel column as a row, so a cell's channels are adjacent.
         using var columns = Scratch<float>.RentUncleared(valueChannels > 1 ? window.PatchSize * valueChannels : 0);
         if (valueChannels > 1) Gemm.Transpose(kernel, columns.Span, window.PatchSize, valueChannels);
         fixed (float* v = values, k = valueChannels > 1 ? columns.Span : kernel, x = image)
-        fixed (int* rowsAt = rowStart, rowPositionsAt = rowPositions, rowTapsAt = rowTaps, columnsAt = columnStart, columnPositionsAt = columnPositions, columnTapsAt = columnTaps)
+        fixed (int* rowsAt = rowStart, rowPositionsAt = rowPositions, rowTapsAt = rowTaps, columnsAt = columnStart, columnPositionsAt = columnPositions, columnTapsAt = columnTaps, runsAt = runEnd)
         {
-            var pairs = new CellPairs(rowsAt, rowPositionsAt, rowTapsAt, columnsAt, columnPositionsAt, columnTapsAt);
+            var pairs = new CellPairs(rowsAt, rowPositionsAt, rowTapsAt, columnsAt, columnPositionsAt, columnTapsAt, runsAt);
             var work = new TransposedRows(v, k, x, pairs, window, valueChannels, accumulate);
             Helper.ForRanges(ref work, batch * height, (long)width * (window.Channels + taps * valueChannels), Helper.SpatialShareAbove);
         }
@@ -215,10 +217,33 @@ public static partial class Convolution
     /// [RowStart[y], RowStart[y + 1]), held twice in the same order, as the output row's first position and as the kernel
     /// row's first tap; the same per image column. A pixel's cells are its row's pairs times its column's.
     /// </summary>
-    private readonly unsafe struct CellPairs(int* rowStart, int* rowPositions, int* rowTaps, int* columnStart, int* columnPositions, int* columnTaps)
+    private readonly unsafe struct CellPairs(int* rowStart, int* rowPositions, int* rowTaps, int* columnStart, int* columnPositions, int* columnTaps, int* runEnd)
     {
         public readonly int* RowStart = rowStart, RowPositions = rowPositions, RowTaps = rowTaps;
         public readonly int* ColumnStart = columnStart, ColumnPositions = columnPositions, ColumnTaps = columnTaps;
+        /// <summary>For the first column of each run (<see cref="ShiftedRuns"/>), where the run ends.</summary>
+        public readonly int* RunEnd = runEnd;
+    }
+
+    /// <summary>
+    /// Splits the image columns into runs, left to right, in which each column's cells are the run's first column's moved by
+    /// one output column per column (the same taps in the same order: a stride-1 row's inside), and leaves each run's end
+    /// at its first column in <paramref name="runEnd"/>.
+    /// </summary>
+    private static void ShiftedRuns(ReadOnlySpan<int> start, ReadOnlySpan<int> positions, ReadOnlySpan<int> taps, Span<int> runEnd, int width)
+    {
+        for (int x = 0; x < width;)
+        {
+            int cells = start[x + 1] - start[x], end = x + 1;
+            for (; end < width && start[end + 1] - start[end] == cells; end++)
+            {
+                int j = 0;
+                while (j < cells && taps[start[end] + j] == taps[start[x] + j] && positions[start[end] + j] == positions[start[x] + j] + (end - x)) j++;
+                if (j < cells) break;
+            }
+            runEnd[x] = end;
+            x = end;
+        }
     }
 
     /// <summary><see cref="TransposedInPlace"/> over a range of image rows, counted over the whole batch.</summary>
@@ -239,6 +264,10 @@ public static partial class Convolution
     /// <summary>
     /// Image rows [first, first + count) of <see cref="TransposedInPlace"/>, each pixel a vector of channels at a time: its
     /// row's pairs times its column's, each cell the chain over the value channels of their values times the taps' kernel rows.
+    /// A pixel's sum is one chain of adds in col2im's order, which alone waits on each add; a run of columns whose cells are
+    /// shifted alike (<see cref="ShiftedRuns"/>: a stride-1 row's inside) goes eight pixels at a time
+    /// (<see cref="CellsOfEightPixels"/>), their eight chains side by side, each cell's indices and kernel rows read once for the
+    /// eight. Each pixel still adds the same cells in the same order, so the bits are the same. Other columns go one by one.
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
     private static unsafe void TransposedPixels<TLanes, TVector>(in TransposedRows work, int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct
@@ -247,35 +276,42 @@ public static partial class Convolution
         int height = window.Height, width = window.Width, channels = window.Channels, lanes = TLanes.Count;
         int valueChannels = work.ValueChannels, patch = window.PatchSize, positions = window.Positions;
         int* rowStart = work.Pairs.RowStart, rowPositions = work.Pairs.RowPositions, rowTaps = work.Pairs.RowTaps;
-        int* columnStart = work.Pairs.ColumnStart, columnPositions = work.Pairs.ColumnPositions, columnTaps = work.Pairs.ColumnTaps;
+        int* columnStart = work.Pairs.ColumnStart, columnPositions = work.Pairs.ColumnPositions, columnTaps = work.Pairs.ColumnTaps, runEnd = work.Pairs.RunEnd;
         float* allValues = work.Values, kernelRows = work.KernelRows, image = work.Image;
-        bool accumulate = work.Accumulate;
+        bool accumulate = work.Accumulate, wholeVectors = channels % lanes == 0;
         for (int row = first; row < first + count; row++)
         {
             int sample = row / height, y = row - sample * height;
             float* values = allValues + (long)sample * positions * valueChannels;
             int rowsFrom = rowStart[y], rowsTo = rowStart[y + 1];
-            for (int x = 0; x < width; x++)
+            for (int x = 0, end = 0; x < width; x++)
             {
                 float* target = image + ((long)row * width + x) * channels;
                 int columnsFrom = columnStart[x], columnsTo = columnStart[x + 1];
+                if (x == end)
+                {
+                    end = runEnd[x];
+                    if (wholeVectors && end - x >= 4)
+                    {
+                        var cells = new CellRange(values, kernelRows, rowPositions + rowsFrom, rowTaps + rowsFrom, rowsTo - rowsFrom,
+                            columnPositions + columnsFrom, columnTaps + columnsFrom, columnsTo - columnsFrom, valueChannels, channels, patch);
+                        for (int from = x; from < end; from += 8)
+                            for (int c = 0; c < channels; c += lanes)
+                            {
+                                int offset = (from - x) * valueChannels, pixels = Math.Min(8, end - from);
+                                float* to = target + (from - x) * channels + c;
+                                if (valueChannels == 1) CellsOfEightPixels<TLanes, TVector, Yes>(cells, offset, to, c, pixels, accumulate);
+                                else CellsOfEightPixels<TLanes, TVector, No>(cells, offset, to, c, pixels, accumulate);
+                            }
+                        x = end - 1;
+                        continue;
+                    }
+                }
                 for (int c = 0; c < channels; c += lanes)
                 {
                     int stored = Math.Min(lanes, channels - c);
                     bool whole = stored == lanes;
                     TVector sum = !accumulate ? TLanes.Zero : whole ? TLanes.Load(ref target[c]) : TLanes.LoadFirst(ref target[c], stored);
-                    if (valueChannels == 1 && whole)
-                    {
-                        // One value channel, a whole vector of image channels: each cell one product, nothing masked.
-                        for (int r = rowsFrom; r < rowsTo; r++)
-                        {
-                            float* rowValues = values + rowPositions[r], rowWeights = kernelRows + rowTaps[r] * channels + c;
-                            for (int s = columnsFrom; s < columnsTo; s++)
-                                sum = TLanes.Add(sum, TLanes.MultiplyAdd(TLanes.Broadcast(rowValues[columnPositions[s]]), TLanes.Load(ref rowWeights[columnTaps[s] * channels]), TLanes.Zero));
-                        }
-                        TLanes.Store(ref target[c], sum);
-                        continue;
-                    }
                     TVector lanesRead = TLanes.FirstLanes(stored);
                     for (int r = rowsFrom; r < rowsTo; r++)
                     {
@@ -294,5 +330,73 @@ public static partial class Convolution
                 }
             }
         }
+    }
+
+    /// <summary>The cells a run's first pixel reads (its row's pairs times its column's), with what they are read from.</summary>
+    private readonly unsafe struct CellRange(float* values, float* kernelRows, int* rowPositions, int* rowTaps, int rows,
+        int* columnPositions, int* columnTaps, int columns, int valueChannels, int channels, int patch)
+    {
+        public readonly float* Values = values, KernelRows = kernelRows;
+        public readonly int* RowPositions = rowPositions, RowTaps = rowTaps, ColumnPositions = columnPositions, ColumnTaps = columnTaps;
+        public readonly int Rows = rows, Columns = columns, ValueChannels = valueChannels, Channels = channels, Patch = patch;
+    }
+
+    /// <summary>
+    /// A vector of channels (from <paramref name="c"/>) of up to eight pixels side by side in a shifted run, pixel p's cells
+    /// those of the run's first pixel moved by <paramref name="offset"/> + p·valueChannels values: each cell the chain over the
+    /// value channels from zero, added to its pixel's sum in the cells' order (from zero, or the image where
+    /// <paramref name="accumulate"/>). Past <paramref name="pixels"/>, the lanes repeat the last pixel and are not stored.
+    /// <typeparamref name="TOneValue"/>: one value channel, each cell one product (the autoencoder's last layer).
+    /// </summary>
+    [MethodImpl(Compiled.Kernel)]
+    private static unsafe void CellsOfEightPixels<TLanes, TVector, TOneValue>(in CellRange cells, int offset, float* target, int c, int pixels, bool accumulate)
+        where TLanes : struct, ILanes<TVector> where TVector : struct where TOneValue : IFlag
+    {
+        int valueChannels = cells.ValueChannels, channels = cells.Channels, patch = cells.Patch, last = pixels - 1;
+        int o1 = Math.Min(1, last) * valueChannels, o2 = Math.Min(2, last) * valueChannels, o3 = Math.Min(3, last) * valueChannels;
+        int o4 = Math.Min(4, last) * valueChannels, o5 = Math.Min(5, last) * valueChannels, o6 = Math.Min(6, last) * valueChannels, o7 = Math.Min(7, last) * valueChannels;
+        TVector s0 = TLanes.Zero, s1 = TLanes.Zero, s2 = TLanes.Zero, s3 = TLanes.Zero, s4 = TLanes.Zero, s5 = TLanes.Zero, s6 = TLanes.Zero, s7 = TLanes.Zero;
+        if (accumulate)
+        {
+            s0 = TLanes.Load(ref *target);
+            if (pixels > 1) s1 = TLanes.Load(ref target[channels]);
+            if (pixels > 2) s2 = TLanes.Load(ref target[2 * channels]);
+            if (pixels > 3) s3 = TLanes.Load(ref target[3 * channels]);
+            if (pixels > 4) s4 = TLanes.Load(ref target[4 * channels]);
+            if (pixels > 5) s5 = TLanes.Load(ref target[5 * channels]);
+            if (pixels > 6) s6 = TLanes.Load(ref target[6 * channels]);
+            if (pixels > 7) s7 = TLanes.Load(ref target[7 * channels]);
+        }
+        for (int r = 0; r < cells.Rows; r++)
+        {
+            float* rowValues = cells.Values + cells.RowPositions[r] * valueChannels + offset, rowWeights = cells.KernelRows + cells.RowTaps[r] * channels + c;
+            for (int s = 0; s < cells.Columns; s++)
+            {
+                float* v = rowValues + cells.ColumnPositions[s] * valueChannels, w = rowWeights + cells.ColumnTaps[s] * channels;
+                TVector k = TLanes.Load(ref *w);
+                TVector c0 = TLanes.MultiplyAdd(TLanes.Broadcast(v[0]), k, TLanes.Zero), c1 = TLanes.MultiplyAdd(TLanes.Broadcast(v[o1]), k, TLanes.Zero);
+                TVector c2 = TLanes.MultiplyAdd(TLanes.Broadcast(v[o2]), k, TLanes.Zero), c3 = TLanes.MultiplyAdd(TLanes.Broadcast(v[o3]), k, TLanes.Zero);
+                TVector c4 = TLanes.MultiplyAdd(TLanes.Broadcast(v[o4]), k, TLanes.Zero), c5 = TLanes.MultiplyAdd(TLanes.Broadcast(v[o5]), k, TLanes.Zero);
+                TVector c6 = TLanes.MultiplyAdd(TLanes.Broadcast(v[o6]), k, TLanes.Zero), c7 = TLanes.MultiplyAdd(TLanes.Broadcast(v[o7]), k, TLanes.Zero);
+                for (int f = 1; !TOneValue.IsSet && f < valueChannels; f++)
+                {
+                    k = TLanes.Load(ref w[f * patch]);
+                    c0 = TLanes.MultiplyAdd(TLanes.Broadcast(v[f]), k, c0); c1 = TLanes.MultiplyAdd(TLanes.Broadcast(v[o1 + f]), k, c1);
+                    c2 = TLanes.MultiplyAdd(TLanes.Broadcast(v[o2 + f]), k, c2); c3 = TLanes.MultiplyAdd(TLanes.Broadcast(v[o3 + f]), k, c3);
+                    c4 = TLanes.MultiplyAdd(TLanes.Broadcast(v[o4 + f]), k, c4); c5 = TLanes.MultiplyAdd(TLanes.Broadcast(v[o5 + f]), k, c5);
+                    c6 = TLanes.MultiplyAdd(TLanes.Broadcast(v[o6 + f]), k, c6); c7 = TLanes.MultiplyAdd(TLanes.Broadcast(v[o7 + f]), k, c7);
+                }
+                s0 = TLanes.Add(s0, c0); s1 = TLanes.Add(s1, c1); s2 = TLanes.Add(s2, c2); s3 = TLanes.Add(s3, c3);
+                s4 = TLanes.Add(s4, c4); s5 = TLanes.Add(s5, c5); s6 = TLanes.Add(s6, c6); s7 = TLanes.Add(s7, c7);
+            }
+        }
+        TLanes.Store(ref *target, s0);
+        if (pixels > 1) TLanes.Store(ref target[channels], s1);
+        if (pixels > 2) TLanes.Store(ref target[2 * channels], s2);
+        if (pixels > 3) TLanes.Store(ref target[3 * channels], s3);
+        if (pixels > 4) TLanes.Store(ref target[4 * channels], s4);
+        if (pixels > 5) TLanes.Store(ref target[5 * channels], s5);
+        if (pixels > 6) TLanes.Store(ref target[6 * channels], s6);
+        if (pixels > 7) TLanes.Store(ref target[7 * channels], s7);
     }
 }

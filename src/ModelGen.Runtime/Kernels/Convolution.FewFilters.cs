@@ -264,10 +264,11 @@ public static partial class Convolution
     /// <summary>
     /// Image rows [first, first + count) of <see cref="TransposedInPlace"/>, each pixel a vector of channels at a time: its
     /// row's pairs times its column's, each cell the chain over the value channels of their values times the taps' kernel rows.
-    /// A pixel's sum is one chain of adds in col2im's order, which alone waits on each add; a run of columns whose cells are
-    /// shifted alike (<see cref="ShiftedRuns"/>: a stride-1 row's inside) goes eight pixels at a time
-    /// (<see cref="CellsOfEightPixels"/>), their eight chains side by side, each cell's indices and kernel rows read once for the
-    /// eight. Each pixel still adds the same cells in the same order, so the bits are the same. Other columns go one by one.
+    /// One pixel at a time spends most of its instructions on each cell's indices and addresses (~6 cycles a cell); a run of
+    /// columns whose cells are shifted alike (<see cref="ShiftedRuns"/>: a stride-1 row's inside) goes eight pixels at a
+    /// time (<see cref="CellsOfEightPixels"/>, ~3), their eight sums side by side, each cell's indices and kernel rows read
+    /// once for the eight. Each pixel still adds the same cells in the same order, so the bits are the same. Other columns
+    /// (the edges, and channels that are no whole vectors) go one by one.
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
     private static unsafe void TransposedPixels<TLanes, TVector>(in TransposedRows work, int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct

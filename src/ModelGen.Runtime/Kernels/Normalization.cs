@@ -112,23 +112,21 @@ public static class BatchNorm
             && inverseStd.Length >= channels && (!computeInput || inputGradient.Length >= rows * channels)
             && (!computeWeights || gammaGradient.Length >= channels && betaGradient.Length >= channels)
             && (!relu || beta.Length >= channels), "'s backward pass", rows, channels);
-        using var sumsScratch = Scratch<float>.Rent(6 * channels);
+        using var sumsScratch = Scratch<float>.Rent(5 * channels);
         var sums = sumsScratch.Span;
         var sumDy = sums.Slice(0, channels);
         var sumDyXhat = sums.Slice(channels, channels);
         var a = sums.Slice(2 * channels, channels);
         var k = sums.Slice(3 * channels, channels);
-        // The ReLU's mask: y = x·scale + shift, each as Fold works it out (inverseStd is Fold's), one fused multiply-add as in Affine.
-        Span<float> reluScale = relu ? sums.Slice(4 * channels, channels) : default, reluShift = relu ? sums.Slice(5 * channels, channels) : default;
-        for (int c = 0; c < reluScale.Length; c++)
-        {
-            reluScale[c] = gamma[c] * inverseStd[c];
-            reluShift[c] = beta[c] - mean[c] * reluScale[c];
-        }
+        // a = gamma·inverseStd: the input gradient's scale, and the forward pass's scale (Fold's, from the same inverseStd),
+        // so that the ReLU's mask is y = x·a + shift, one fused multiply-add as in Affine, with Fold's shift.
+        for (int c = 0; c < channels; c++) a[c] = gamma[c] * inverseStd[c];
+        Span<float> reluShift = relu ? sums.Slice(4 * channels, channels) : default;
+        for (int c = 0; c < reluShift.Length; c++) reluShift[c] = beta[c] - mean[c] * a[c];
 
         // Σ dy·x̂ and Σ dy, with x̂ = (x - mean)·inverseStd, in one read of x and dy.
         if (!relu) ColumnSums<ProductsAndFactors<No>>(x, shift: mean, factor: outputGradient, rows, channels, sumDyXhat, divideBy: 1, factorSum: sumDy);
-        else ColumnSums<ProductsAndFactors<Yes>>(x, shift: mean, factor: outputGradient, rows, channels, sumDyXhat, divideBy: 1, factorSum: sumDy, reluScale, reluShift);
+        else ColumnSums<ProductsAndFactors<Yes>>(x, shift: mean, factor: outputGradient, rows, channels, sumDyXhat, divideBy: 1, factorSum: sumDy, reluScale: a, reluShift);
         TensorPrimitives.Multiply(sumDyXhat, inverseStd.Slice(0, channels), sumDyXhat);
 
         if (computeWeights)
@@ -143,12 +141,12 @@ public static class BatchNorm
         float invRows = 1f / rows;
         for (int c = 0; c < channels; c++)
         {
-            a[c] = gamma[c] * inverseStd[c];
             k[c] = -a[c] * inverseStd[c] * sumDyXhat[c] * invRows;
             sumDy[c] = -a[c] * sumDy[c] * invRows;
         }
         var offset = sumDy;
-        OverRows(relu ? RowPass.RectifiedGradient : RowPass.Gradient, accumulateInput, x, inputGradient, outputGradient, a, offset, k, rows, channels, mean, reluScale, reluShift);
+        OverRows(relu ? RowPass.RectifiedGradient : RowPass.Gradient, accumulateInput, x, inputGradient, outputGradient, a, offset, k, rows, channels, mean,
+            reluScale: relu ? a : default, reluShift);
     }
 
     /// <summary>Inference-mode backward (a frozen layer): the statistics are constants, so dx = dy·gamma / sqrt(moving_variance + eps).</summary>

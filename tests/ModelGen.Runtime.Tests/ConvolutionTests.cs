@@ -137,12 +137,18 @@ public class ConvolutionTests
         { 12, 13, 32, 3, 1, true, 1, 2 },   // whole vectors: each row's inside (11 pixels) eight pixels and three at a time
         { 10, 21, 16, 3, 1, false, 2, 4 },  // dilated 'valid', whole vectors: rows' insides of 17 pixels, top and bottom rows of fewer cells
         { 9, 12, 16, 4, 2, true, 1, 1 },    // strided: inside columns read as many cells (two), yet not shifted alike: one by one
+        // More value channels, at stride 1 over whole 256-bit vectors of channels, rows' insides of at least eight pixels:
+        { 14, 14, 16, 3, 1, true, 1, 8 },   // the autoencoder's second layer: insides of 12, eight pixels and four
+        { 16, 16, 8, 3, 1, false, 1, 8 },   // 'valid' over 8 channels: 256-bit vectors on AVX-512
+        { 11, 17, 32, 3, 1, true, 1, 16 },  // two vectors of channels (AVX-512), chains of 16: insides of 15, eight pixels and seven
+        { 9, 16, 24, 3, 1, false, 2, 5 },   // dilated 'valid', three 256-bit vectors of channels: insides of 8
     };
 
     /// <summary>
-    /// Values of a few channels (the input gradient of a Conv2D with a few filters) are transposed without patches, each
-    /// patch-gradient cell computed where col2im reads it: the bits of the product values · kernelᵀ followed by col2im, on
-    /// every SIMD path and thread count, written over the image or added to it.
+    /// Values of a few channels (the input gradient of a Conv2D with a few filters), and of more over shallow images at
+    /// stride 1, are transposed without patches (no scratch asked), each patch-gradient cell computed where col2im reads
+    /// it: the bits of the product values · kernelᵀ followed by col2im, on every SIMD path and thread count, written over
+    /// the image or added to it.
     /// </summary>
     [Theory, MemberData(nameof(FewValueChannels))]
     public void Few_value_channels_are_transposed_in_place_with_the_bits_of_the_patches(int height, int width, int channels, int kernel, int stride, bool same, int dilation, int valueChannels)
@@ -155,6 +161,7 @@ public class ConvolutionTests
         foreach (var path in Enum.GetValues<SimdPath>())
         {
             using var _ = KernelSettings.OnSimd(path);
+            Assert.Equal(0, Convolution.TransposedScratch(window, valueChannels, batch));
             var patches = new float[batch * window.Positions * window.PatchSize];
             Gemm.MultiplyTransposedB(values, weights, patches, batch * window.Positions, valueChannels, window.PatchSize);
             foreach (bool accumulate in new[] { false, true })
@@ -170,6 +177,27 @@ public class ConvolutionTests
                             $"{path}, {threads} threads, accumulate {accumulate}: pixel value {i} is {image[i]}, the patches give {expected[i]}");
                 }
             }
+        }
+    }
+
+    /// <summary>
+    /// Beyond a few value channels, the in-place route takes only the shapes it measured faster on; the others keep the
+    /// patches (a scratch asked), on every SIMD path.
+    /// </summary>
+    [Theory]
+    [InlineData(14, 14, 8, 1, true, 16)]    // more value channels than image channels
+    [InlineData(14, 14, 32, 1, true, 24)]   // more than 16 value channels
+    [InlineData(14, 14, 64, 1, false, 8)]   // a deep image
+    [InlineData(15, 15, 16, 2, true, 8)]    // strided: no shifted runs
+    [InlineData(7, 7, 16, 1, true, 8)]      // rows' insides of five pixels
+    [InlineData(14, 14, 12, 1, true, 8)]    // channels that are no whole 256-bit vectors
+    public void More_value_channels_keep_the_patches_where_in_place_measured_slower(int height, int width, int channels, int stride, bool same, int valueChannels)
+    {
+        var window = new Window(height, width, channels, 3, 3, stride, stride, same);
+        foreach (var path in Enum.GetValues<SimdPath>())
+        {
+            using var _ = KernelSettings.OnSimd(path);
+            Assert.True(Convolution.TransposedScratch(window, valueChannels, 4) > 0, $"{path}: {window} from {valueChannels} value channels asked no scratch");
         }
     }
 
@@ -339,7 +367,7 @@ public class ConvolutionTests
         // height, width, channels, kernel height, kernel width, value channels, batch
         new object[] { 32, 32, 32, 3, 3, 32, 2 },  // the ResNet block's convolutions: two vectors of channels, rows of four eight-pixel passes
         new object[] { 12, 12, 64, 3, 3, 16, 2 },  // four vectors, rows of two six-pixel passes, the second moved back over the first
-        new object[] { 16, 16, 32, 5, 3, 8, 3 },   // an odd kernel that is not square: two rows of padding above and below, one beside
+        new object[] { 16, 16, 32, 5, 3, 17, 3 },  // an odd kernel that is not square: two rows of padding above and below, one beside (more values than the in-place route takes)
         new object[] { 10, 11, 64, 3, 3, 40, 1 },  // 360-float windows, rows of 11
     });
 

@@ -33,6 +33,7 @@ public class GuardedOperandTests
         { 14, 14, 16, 3, 3, 1, true, 1, 8, 2 },   // the autoencoder's second layer: a few filters, the kernel gradient from the input
         { 28, 28, 16, 3, 3, 1, true, 1, 1, 2 },   // the autoencoder's last layer: transposed in place, eight pixels of a row's inside at a time
         { 12, 13, 32, 3, 3, 1, true, 1, 3, 2 },   // the same with three value channels, a row's inside of eight pixels and three
+        { 16, 16, 8, 3, 3, 1, false, 1, 8, 2 },   // transposed in place on 256-bit vectors from eight value channels: insides of 12, eight pixels and four
         { 12, 12, 8, 3, 3, 1, true, 1, 32, 2 },
         { 10, 10, 16, 1, 1, 1, false, 1, 64, 2 }, // pointwise: the input is its own patches
         { 28, 28, 1, 3, 3, 1, false, 1, 32, 2 },  // the small CNN's first layer

@@ -170,12 +170,27 @@ public static partial class Convolution
 
     /// <summary>
     /// Whether the transposed convolution (a Conv2D's input gradient) computes its patch-gradient cells in place
-    /// (<see cref="TransposedInPlace"/>): values of a few channels, where each cell is a chain that short.
+    /// (<see cref="TransposedInPlace"/>): values of a few channels, where each cell is a chain that short; or, where it
+    /// does not convolve <paramref name="directly"/>, values of up to as many channels as the image's (and
+    /// <see cref="ShiftedValueChannels"/>) at stride 1 over an image of whole 256-bit vectors of up to
+    /// <see cref="ShiftedImageChannels"/> channels whose rows' insides fill an eight-pixel block: those go eight pixels at a
+    /// time at about the FMA units' peak, where the product of the patches and col2im's sums of them took longer.
     /// </summary>
-    private static bool TransposesInPlace(in Window window, int valueChannels) => valueChannels <= SharedRules.FewFilters && !window.IsPointwise;
+    private static bool TransposesInPlace(in Window window, int valueChannels, bool directly) => !window.IsPointwise &&
+        (valueChannels <= SharedRules.FewFilters
+         || !directly && valueChannels <= Math.Min(window.Channels, ShiftedValueChannels) && window.Channels % 8 == 0 && window.Channels <= ShiftedImageChannels
+            && window.StrideWidth == 1 && window.OutputWidth - (window.KernelWidth - 1) * window.Dilation >= 8);
 
     /// <summary>
-    /// <see cref="Transposed"/> for values of a few channels: each image pixel, a vector of channels at a time, sums the
+    /// The most value channels, and image channels, <see cref="TransposesInPlace"/> takes beyond a few: where it measured
+    /// faster than the patches (batch 128, two cores, AVX-512, medians of three in turns: 14x14x16 from 8 value channels
+    /// 0.69 -> 0.35 ms, from 16 0.98 -> 0.61; 28x28x16 from 16 4.40 -> 2.42; 28x28x32 from 16 7.12 -> 5.09; 14x14x8 from 8
+    /// 0.42 -> 0.31). Slower: 14x14x8 from 16, 64 image channels, and on AVX2 16 and 32 channels in rows of 7.
+    /// </summary>
+    private const int ShiftedValueChannels = 16, ShiftedImageChannels = 32;
+
+    /// <summary>
+    /// <see cref="Transposed"/> for the values <see cref="TransposesInPlace"/> takes: each image pixel, a vector of channels at a time, sums the
     /// patch-gradient cells that read it, in <see cref="Col2Im"/>'s order, each cell computed as the product
     /// values · kernelᵀ computes it (a chain of fused multiply-adds over the value channels from zero), so the bits are
     /// those of the product and col2im; no patch is written. The image rows of the batch are shared by both cores.
@@ -255,7 +270,7 @@ public static partial class Convolution
         public readonly int ValueChannels = valueChannels;
         public readonly bool Accumulate = accumulate;
 
-        public void Run(int first, int count) => Simd.RunRanges(this, first, count);
+        public void Run(int first, int count) => Simd.RunRanges(this, first, count, wholeVectorsOf: Window.Channels);
 
         public void Run<TLanes, TVector>(int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct =>
             TransposedPixels<TLanes, TVector>(this, first, count);
@@ -267,8 +282,8 @@ public static partial class Convolution
     /// One pixel at a time spends most of its instructions on each cell's indices and addresses (~6 cycles a cell); a run of
     /// columns whose cells are shifted alike (<see cref="ShiftedRuns"/>: a stride-1 row's inside) goes eight pixels at a
     /// time (<see cref="CellsOfEightPixels"/>, ~3), their eight sums side by side, each cell's indices and kernel rows read
-    /// once for the eight. Each pixel still adds the same cells in the same order, so the bits are the same. Other columns
-    /// (the edges, and channels that are no whole vectors) go one by one.
+    /// once for the eight (four where at most four are left of more than one value channel). Each pixel still adds the same cells in the same order, so
+    /// the bits are the same. Other columns (the edges, and channels that are no whole vectors) go one by one.
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
     private static unsafe void TransposedPixels<TLanes, TVector>(in TransposedRows work, int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct
@@ -301,8 +316,10 @@ public static partial class Convolution
                             {
                                 int offset = (from - x) * valueChannels, pixels = Math.Min(8, end - from);
                                 float* to = target + (from - x) * channels + c;
-                                if (valueChannels == 1) CellsOfEightPixels<TLanes, TVector, Yes>(cells, offset, to, c, pixels, accumulate);
-                                else CellsOfEightPixels<TLanes, TVector, No>(cells, offset, to, c, pixels, accumulate);
+                                // A last block of at most four pixels computes four chains (one value channel: no gain measured).
+                                if (valueChannels == 1) CellsOfEightPixels<TLanes, TVector, Yes, No>(cells, offset, to, c, pixels, accumulate);
+                                else if (pixels > 4) CellsOfEightPixels<TLanes, TVector, No, No>(cells, offset, to, c, pixels, accumulate);
+                                else CellsOfEightPixels<TLanes, TVector, No, Yes>(cells, offset, to, c, pixels, accumulate);
                             }
                         x = end - 1;
                         continue;
@@ -347,11 +364,12 @@ public static partial class Convolution
     /// those of the run's first pixel moved by <paramref name="offset"/> + p·valueChannels values: each cell the chain over the
     /// value channels from zero, added to its pixel's sum in the cells' order (from zero, or the image where
     /// <paramref name="accumulate"/>). Past <paramref name="pixels"/>, the lanes repeat the last pixel and are not stored.
-    /// <typeparamref name="TOneValue"/>: one value channel, each cell one product (the autoencoder's last layer).
+    /// <typeparamref name="TOneValue"/>: one value channel, each cell one product (the autoencoder's last layer);
+    /// <typeparamref name="TFourPixels"/>: at most four pixels, the other four chains not computed (a row's last block).
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
-    private static unsafe void CellsOfEightPixels<TLanes, TVector, TOneValue>(in CellRange cells, int offset, float* target, int c, int pixels, bool accumulate)
-        where TLanes : struct, ILanes<TVector> where TVector : struct where TOneValue : IFlag
+    private static unsafe void CellsOfEightPixels<TLanes, TVector, TOneValue, TFourPixels>(in CellRange cells, int offset, float* target, int c, int pixels, bool accumulate)
+        where TLanes : struct, ILanes<TVector> where TVector : struct where TOneValue : IFlag where TFourPixels : IFlag
     {
         int valueChannels = cells.ValueChannels, channels = cells.Channels, patch = cells.Patch, last = pixels - 1;
         int o1 = Math.Min(1, last) * valueChannels, o2 = Math.Min(2, last) * valueChannels, o3 = Math.Min(3, last) * valueChannels;
@@ -377,17 +395,23 @@ public static partial class Convolution
                 TVector k = TLanes.Load(ref *w);
                 TVector c0 = TLanes.MultiplyAdd(TLanes.Broadcast(v[0]), k, TLanes.Zero), c1 = TLanes.MultiplyAdd(TLanes.Broadcast(v[o1]), k, TLanes.Zero);
                 TVector c2 = TLanes.MultiplyAdd(TLanes.Broadcast(v[o2]), k, TLanes.Zero), c3 = TLanes.MultiplyAdd(TLanes.Broadcast(v[o3]), k, TLanes.Zero);
-                TVector c4 = TLanes.MultiplyAdd(TLanes.Broadcast(v[o4]), k, TLanes.Zero), c5 = TLanes.MultiplyAdd(TLanes.Broadcast(v[o5]), k, TLanes.Zero);
-                TVector c6 = TLanes.MultiplyAdd(TLanes.Broadcast(v[o6]), k, TLanes.Zero), c7 = TLanes.MultiplyAdd(TLanes.Broadcast(v[o7]), k, TLanes.Zero);
+                TVector c4 = TLanes.Zero, c5 = TLanes.Zero, c6 = TLanes.Zero, c7 = TLanes.Zero;
+                if (!TFourPixels.IsSet)
+                {
+                    c4 = TLanes.MultiplyAdd(TLanes.Broadcast(v[o4]), k, TLanes.Zero); c5 = TLanes.MultiplyAdd(TLanes.Broadcast(v[o5]), k, TLanes.Zero);
+                    c6 = TLanes.MultiplyAdd(TLanes.Broadcast(v[o6]), k, TLanes.Zero); c7 = TLanes.MultiplyAdd(TLanes.Broadcast(v[o7]), k, TLanes.Zero);
+                }
                 for (int f = 1; !TOneValue.IsSet && f < valueChannels; f++)
                 {
                     k = TLanes.Load(ref w[f * patch]);
                     c0 = TLanes.MultiplyAdd(TLanes.Broadcast(v[f]), k, c0); c1 = TLanes.MultiplyAdd(TLanes.Broadcast(v[o1 + f]), k, c1);
                     c2 = TLanes.MultiplyAdd(TLanes.Broadcast(v[o2 + f]), k, c2); c3 = TLanes.MultiplyAdd(TLanes.Broadcast(v[o3 + f]), k, c3);
+                    if (TFourPixels.IsSet) continue;
                     c4 = TLanes.MultiplyAdd(TLanes.Broadcast(v[o4 + f]), k, c4); c5 = TLanes.MultiplyAdd(TLanes.Broadcast(v[o5 + f]), k, c5);
                     c6 = TLanes.MultiplyAdd(TLanes.Broadcast(v[o6 + f]), k, c6); c7 = TLanes.MultiplyAdd(TLanes.Broadcast(v[o7 + f]), k, c7);
                 }
                 s0 = TLanes.Add(s0, c0); s1 = TLanes.Add(s1, c1); s2 = TLanes.Add(s2, c2); s3 = TLanes.Add(s3, c3);
+                if (TFourPixels.IsSet) continue;
                 s4 = TLanes.Add(s4, c4); s5 = TLanes.Add(s5, c5); s6 = TLanes.Add(s6, c6); s7 = TLanes.Add(s7, c7);
             }
         }

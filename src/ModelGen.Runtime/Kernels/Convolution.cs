@@ -578,8 +578,9 @@ public static partial class Convolution
     private static TransposedRoute TransposedRouteOf(in Window window, int valueChannels, bool accumulate, bool scattered, out Window flipped)
     {
         flipped = default;
-        if (TransposesInPlace(window, valueChannels)) return TransposedRoute.InPlace;
-        if (!scattered && TransposesDirectly(window, valueChannels, out flipped)) return TransposedRoute.Direct;
+        bool directly = !scattered && TransposesDirectly(window, valueChannels, out flipped);
+        if (TransposesInPlace(window, valueChannels, directly)) return TransposedRoute.InPlace;
+        if (directly) return TransposedRoute.Direct;
         return window.IsPointwise && !accumulate && !scattered ? TransposedRoute.Product : TransposedRoute.Patches;
     }
 

@@ -341,4 +341,17 @@ public static class Simd
             default: work.Run<Lanes128, Vector128<float>>(first, count); break;
         }
     }
+
+    /// <summary>
+    /// <see cref="RunRanges{TWork}(TWork, int, int)"/> for rows of <paramref name="wholeVectorsOf"/> floats: on 256-bit
+    /// vectors on AVX-512 where they are whole vectors of those and not of 512 bits (8 channels a pixel), so that no
+    /// pixel's vector is cut.
+    /// </summary>
+    [MethodImpl(Compiled.Driver)]
+    internal static void RunRanges<TWork>(TWork work, int first, int count, int wholeVectorsOf) where TWork : struct, IVectorRanges
+    {
+        if (Current == SimdPath.Avx512 && wholeVectorsOf % Vector512<float>.Count != 0 && wholeVectorsOf % Vector256<float>.Count == 0)
+            work.Run<Lanes256, Vector256<float>>(first, count);
+        else RunRanges(work, first, count);
+    }
 }

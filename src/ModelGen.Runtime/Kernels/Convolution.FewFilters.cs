@@ -1,5 +1,6 @@
 using System;
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 
 namespace ModelGen.Kernels;
 
@@ -8,7 +9,8 @@ namespace ModelGen.Kernels;
 // patch row (144 floats for each output of a 3x3 window over 16 channels) for a product one column wide, and the input
 // gradient writes a patch row per position to sum it back. Here the forward pass first lays the rows a range reads out
 // channel by channel with their zero padding (planes), so at each patch entry consecutive output pixels of a row read
-// consecutive floats, one vector load; and the input gradient computes each patch-gradient cell where col2im would read it.
+// consecutive floats, one vector load; and the input gradient computes each patch-gradient cell where col2im would read it
+// (also for up to 16 filters over a shallow image at stride 1, where that measured faster than the patches).
 // Every output keeps the bits of the other paths: the forward chain of fused multiply-adds over the window in patch order,
 // plus bias, then ReLU; the input gradient's cells (a chain over the filters) summed in col2im's order.
 public static partial class Convolution
@@ -178,7 +180,8 @@ public static partial class Convolution
     /// </summary>
     private static bool TransposesInPlace(in Window window, int valueChannels, bool directly) => !window.IsPointwise &&
         (valueChannels <= SharedRules.FewFilters
-         || !directly && valueChannels <= Math.Min(window.Channels, ShiftedValueChannels) && window.Channels % 8 == 0 && window.Channels <= ShiftedImageChannels
+         || !directly && valueChannels <= Math.Min(window.Channels, ShiftedValueChannels) && window.Channels % Vector256<float>.Count == 0
+            && window.Channels <= ShiftedImageChannels
             && window.StrideWidth == 1 && window.OutputWidth - (window.KernelWidth - 1) * window.Dilation >= 8);
 
     /// <summary>
@@ -190,8 +193,8 @@ public static partial class Convolution
     private const int ShiftedValueChannels = 16, ShiftedImageChannels = 32;
 
     /// <summary>
-    /// <see cref="Transposed"/> for the values <see cref="TransposesInPlace"/> takes: each image pixel, a vector of channels at a time, sums the
-    /// patch-gradient cells that read it, in <see cref="Col2Im"/>'s order, each cell computed as the product
+    /// <see cref="Transposed"/> for the values <see cref="TransposesInPlace"/> takes: each image pixel, a vector of
+    /// channels at a time, sums the patch-gradient cells that read it, in <see cref="Col2Im"/>'s order, each cell computed as the product
     /// values · kernelᵀ computes it (a chain of fused multiply-adds over the value channels from zero), so the bits are
     /// those of the product and col2im; no patch is written. The image rows of the batch are shared by both cores.
     /// </summary>
@@ -279,11 +282,12 @@ public static partial class Convolution
     /// <summary>
     /// Image rows [first, first + count) of <see cref="TransposedInPlace"/>, each pixel a vector of channels at a time: its
     /// row's pairs times its column's, each cell the chain over the value channels of their values times the taps' kernel rows.
-    /// One pixel at a time spends most of its instructions on each cell's indices and addresses (~6 cycles a cell); a run of
-    /// columns whose cells are shifted alike (<see cref="ShiftedRuns"/>: a stride-1 row's inside) goes eight pixels at a
-    /// time (<see cref="CellsOfEightPixels"/>, ~3), their eight sums side by side, each cell's indices and kernel rows read
-    /// once for the eight (four where at most four are left of more than one value channel). Each pixel still adds the same cells in the same order, so
-    /// the bits are the same. Other columns (the edges, and channels that are no whole vectors) go one by one.
+    /// One pixel at a time spends most of its instructions on each cell's indices and addresses (~6 cycles a cell of one
+    /// value channel); a run of columns whose cells are shifted alike (<see cref="ShiftedRuns"/>: a stride-1 row's inside)
+    /// goes eight pixels at a time (<see cref="CellsOfEightPixels"/>, ~3), their eight sums side by side, each cell's
+    /// indices and kernel rows read once for the eight (four, where at most four are left and a cell's chain is longer
+    /// than one). Each pixel still adds the same cells in the same order, so the bits are the same. Other columns (the
+    /// edges, and channels that are no whole vectors) go one by one.
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
     private static unsafe void TransposedPixels<TLanes, TVector>(in TransposedRows work, int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct

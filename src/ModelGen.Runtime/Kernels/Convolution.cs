@@ -574,7 +574,10 @@ public static partial class Convolution
         Patches,
     }
 
-    /// <summary>The one place <see cref="Transposed"/> and <see cref="TransposedScratch"/> choose a route (scattered values, a max pooling's gradient, take the patches, which skip their zeros).</summary>
+    /// <summary>
+    /// The one place <see cref="Transposed"/> and <see cref="TransposedScratch"/> choose a route. Scattered values (a max
+    /// pooling's gradient) take no direct route: unless the in-place route takes them, the patches skip their zeros.
+    /// </summary>
     private static TransposedRoute TransposedRouteOf(in Window window, int valueChannels, bool accumulate, bool scattered, out Window flipped)
     {
         flipped = default;

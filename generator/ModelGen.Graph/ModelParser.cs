@@ -296,7 +296,7 @@ internal static partial class ModelParser
             if (ClaimedNames.Reason(name, runtime) is { } reason) context.Report(Diagnostics.NameClaimedByGeneratedCode, location, name, role, context.Model, reason);
         }
         // The class's other members (its instance fields are its layers, or MG0004): only the generated members' names and the runtime's types clash.
-        foreach (var member in members.Where(m => m is not IFieldSymbol { IsStatic: false, IsConst: false } && m is not IMethodSymbol { MethodKind: not MethodKind.Ordinary }))
+        foreach (var member in members.Where(m => !IsLayerField(m) && m is not IMethodSymbol { MethodKind: not MethodKind.Ordinary }))
         {
             if (ClaimedNames.MemberReason(member.Name, member is IMethodSymbol, runtime) is { } reason)
                 context.Report(Diagnostics.NameClaimedByGeneratedCode, member.Locations.FirstOrDefault(), member.Name, MemberRole(member), context.Model, reason);
@@ -315,16 +315,20 @@ internal static partial class ModelParser
         foreach (var member in members)
         {
             if (ClaimedNames.GraphMemberReason(member, graph.Inputs.Count, graph.Outputs.Count, subs) is not { } reason) continue;
-            string role = member is IFieldSymbol { IsStatic: false, IsConst: false } ? "layer" : MemberRole(member);
-            context.Report(Diagnostics.NameClaimedByGeneratedCode, member.Locations.FirstOrDefault(), member.Name, role, context.Model, reason);
+            context.Report(Diagnostics.NameClaimedByGeneratedCode, member.Locations.FirstOrDefault(), member.Name, MemberRole(member), context.Model, reason);
         }
     }
 
     /// <summary>The members the user declared (not the compiler, not ModelGen's generated file).</summary>
     private static List<ISymbol> UserMembers(INamedTypeSymbol type) => type.GetMembers().Where(m => !m.IsImplicitlyDeclared && !IsGenerated(m)).ToList();
 
+    /// <summary>An instance field: a layer of the class (or MG0004).</summary>
+    private static bool IsLayerField(ISymbol member) => member is IFieldSymbol { IsStatic: false, IsConst: false };
+
+    /// <summary>What a member of the user's class is, as MG0021 names it.</summary>
     private static string MemberRole(ISymbol member) => member switch
     {
+        _ when IsLayerField(member) => "layer",
         IMethodSymbol => "method",
         IPropertySymbol => "property",
         IEventSymbol => "event",

@@ -564,7 +564,7 @@ public static partial class Convolution
     /// <summary>How <see cref="Transposed"/> sums its values' patches back onto the image.</summary>
     private enum TransposedRoute
     {
-        /// <summary>Few value channels: each pixel sums its cells as it computes them (<see cref="TransposedInPlace"/>).</summary>
+        /// <summary>Few value channels, or up to 16 over a shallow image at stride 1: each pixel sums its cells as it computes them (<see cref="TransposedInPlace"/>).</summary>
         InPlace,
         /// <summary>A stride-1 'same' odd window the direct kernel takes: the values convolved with the kernel turned.</summary>
         Direct,

@@ -145,8 +145,7 @@ public static class BatchNorm
             sumDy[c] = -a[c] * sumDy[c] * invRows;
         }
         var offset = sumDy;
-        OverRows(relu ? RowPass.RectifiedGradient : RowPass.Gradient, accumulateInput, x, inputGradient, outputGradient, a, offset, k, rows, channels, mean,
-            reluScale: relu ? a : default, reluShift);
+        OverRows(RowPass.Gradient, accumulateInput, x, inputGradient, outputGradient, a, offset, k, rows, channels, mean, reluShift);
     }
 
     /// <summary>Inference-mode backward (a frozen layer): the statistics are constants, so dx = dy·gamma / sqrt(moving_variance + eps).</summary>
@@ -181,24 +180,23 @@ public static class BatchNorm
     }
 
     /// <summary>What a row pass computes, per element: dx = dy·a + b + (x - mean)·k (Gradient; added to dx as dy·a + dx, then
-    /// + b, ...; RectifiedGradient the same with dy zero where x·scale + shift is not positive); dx = dy·a (Scaled; added as dy·a + dx, fused).</summary>
-    private enum RowPass { Gradient, RectifiedGradient, Scaled }
+    /// + b, ...; dy zero where x·a + reluShift is not positive, given a ReLU's shift); dx = dy·a (Scaled; added as dy·a + dx, fused).</summary>
+    private enum RowPass { Gradient, Scaled }
 
-    /// <summary>One row pass over rows of <paramref name="channels"/>, shared by both cores where it is large enough; x, y and dy are whole tensors, a, b, k and mean per channel.</summary>
+    /// <summary>One row pass over rows of <paramref name="channels"/>, shared by both cores where it is large enough; x, y and dy are whole tensors, a, b, k, mean and reluShift per channel.</summary>
     [MethodImpl(Compiled.Driver)]
     private static unsafe void OverRows(RowPass pass, bool accumulate, ReadOnlySpan<float> x, Span<float> y, ReadOnlySpan<float> dy, ReadOnlySpan<float> a,
-        ReadOnlySpan<float> b, ReadOnlySpan<float> k, int rows, int channels, ReadOnlySpan<float> mean = default, ReadOnlySpan<float> reluScale = default,
-        ReadOnlySpan<float> reluShift = default)
+        ReadOnlySpan<float> b, ReadOnlySpan<float> k, int rows, int channels, ReadOnlySpan<float> mean = default, ReadOnlySpan<float> reluShift = default)
     {
-        fixed (float* px = x, py = y, pdy = dy, pa = a, pb = b, pk = k, pm = mean, ps = reluScale, pt = reluShift)
+        fixed (float* px = x, py = y, pdy = dy, pa = a, pb = b, pk = k, pm = mean, pt = reluShift)
         {
-            var work = new Rows(pass, accumulate, px, py, pdy, pa, pb, pk, pm, ps, pt, channels);
+            var work = new Rows(pass, accumulate, px, py, pdy, pa, pb, pk, pm, pt, channels);
             Helper.ForRanges(ref work, rows, floatsPerItem: (pass == RowPass.Scaled ? 2L : 3L) * channels);
         }
     }
 
     private readonly unsafe struct Rows(RowPass pass, bool accumulate, float* x, float* y, float* dy, float* a, float* b, float* k, float* mean,
-        float* reluScale, float* reluShift, int channels) : IRanges
+        float* reluShift, int channels) : IRanges
     {
         [MethodImpl(Compiled.Kernel)]
         public void Run(int first, int count)
@@ -208,8 +206,7 @@ public static class BatchNorm
                 long at = row * channels;
                 switch (pass)
                 {
-                    case RowPass.Gradient: GradientRow(x + at, dy + at, y + at, a, b, k, mean, channels, accumulate, reluScale: null, reluShift: null); break;
-                    case RowPass.RectifiedGradient: GradientRow(x + at, dy + at, y + at, a, b, k, mean, channels, accumulate, reluScale, reluShift); break;
+                    case RowPass.Gradient: GradientRow(x + at, dy + at, y + at, a, b, k, mean, channels, accumulate, reluShift); break;
                     default: ScaledRow(dy + at, a, y + at, channels, accumulate); break;
                 }
             }
@@ -218,20 +215,20 @@ public static class BatchNorm
 
     /// <summary>
     /// dx = dy·a + offset + (x - mean)·k, each a fused multiply-add on the sum so far; with accumulate dy·a + dx first, then
-    /// + offset. Given <paramref name="reluScale"/> and <paramref name="reluShift"/>, dy is zero where x·scale + shift (the
-    /// value a ReLU took) is not positive.
+    /// + offset. Given <paramref name="reluShift"/> (not null), dy is zero where x·a + reluShift (the value a ReLU took: a is
+    /// the normalization's scale too) is not positive.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static unsafe void GradientRow(float* x, float* dy, float* dx, float* a, float* offset, float* k, float* mean, int channels, bool accumulate,
-        float* reluScale, float* reluShift)
+        float* reluShift)
     {
         int c = 0;
         for (; c <= channels - Vector<float>.Count; c += Vector<float>.Count)
         {
             var (value, gradient) = (Vector.Load(x + c), Vector.Load(dy + c));
-            if (reluScale != null)
+            if (reluShift != null)
             {
-                var normalized = Vector.FusedMultiplyAdd(value, Vector.Load(reluScale + c), Vector.Load(reluShift + c));
+                var normalized = Vector.FusedMultiplyAdd(value, Vector.Load(a + c), Vector.Load(reluShift + c));
                 gradient = Vector.ConditionalSelect(Vector.GreaterThan(normalized, Vector<float>.Zero), gradient, Vector<float>.Zero);
             }
             var sum = accumulate
@@ -241,7 +238,7 @@ public static class BatchNorm
         }
         for (; c < channels; c++)
         {
-            float gradient = reluScale == null || MathF.FusedMultiplyAdd(x[c], reluScale[c], reluShift[c]) > 0f ? dy[c] : 0f;
+            float gradient = reluShift == null || MathF.FusedMultiplyAdd(x[c], a[c], reluShift[c]) > 0f ? dy[c] : 0f;
             float sum = accumulate ? MathF.FusedMultiplyAdd(gradient, a[c], dx[c]) + offset[c] : MathF.FusedMultiplyAdd(gradient, a[c], offset[c]);
             dx[c] = MathF.FusedMultiplyAdd(x[c] - mean[c], k[c], sum);
         }

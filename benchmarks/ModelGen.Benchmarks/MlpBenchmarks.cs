@@ -152,7 +152,7 @@ public class ConvolutionGradientBenchmarks
     [Benchmark]
     public float Conv2KernelGradientAtWinners()
     {
-        Convolution.KernelGradientAtWinners(second.PooledGradient, second.Winners, second.Images, second.Patches, kernelGradient2, Conv2, Pool2, 64, Batch);
+        Convolution.KernelGradientAtWinners(second.PooledGradient, second.Winners, second.Images, kernelGradient2, Conv2, Pool2, 64, Batch);
         return kernelGradient2[0];
     }
 
@@ -167,7 +167,7 @@ public class ConvolutionGradientBenchmarks
     [Benchmark]
     public float Conv1KernelGradientNarrow()
     {
-        Convolution.KernelGradientAtWinners(first.PooledGradient, first.Winners, first.Images, default, kernelGradient1, Conv1, Pool1, 32, Batch);
+        Convolution.KernelGradientAtWinners(first.PooledGradient, first.Winners, first.Images, kernelGradient1, Conv1, Pool1, 32, Batch);
         return kernelGradient1[0];
     }
 }

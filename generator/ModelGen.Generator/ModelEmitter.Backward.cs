@@ -68,7 +68,7 @@ internal static partial class ModelEmitter
                     EmitActivationBackward(w, node, activation);
                     if (pool is not null)
                     {
-                        w.Line($"Convolution.KernelGradientAtWinners({pool.Gradient}, {pool.Winners}, {input.TrainingSource}, {node.PatchRows}, {Plan.View(layer, "Kernel")}Gradient, {node.Window}, {pool.Window}, {layer.Channels}, batch);");
+                        w.Line($"Convolution.KernelGradientAtWinners({pool.Gradient}, {pool.Winners}, {input.TrainingSource}, {Plan.View(layer, "Kernel")}Gradient, {node.Window}, {pool.Window}, {layer.Channels}, batch);");
                     }
                     else if (layer.Trainable)
                     {

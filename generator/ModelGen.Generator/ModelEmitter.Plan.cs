@@ -59,7 +59,7 @@ internal static partial class ModelEmitter
             {
                 var conv = pool.Inputs[0];
                 kernelGradientPools.Add(conv, pool);
-                conv.KernelGradientReadsInput = NarrowWinnersPay(conv.Layer!, pool);
+                conv.KernelGradientReadsInput = true;
             }
             foreach (var conv in Computed.Where(n => n.Layer is { Kind: LayerKind.Conv2D, KernelHeight: 1, KernelWidth: 1, Strides: 1 } && !croppedFloats.ContainsKey(n)))
                 conv.PatchesAreInput = true;
@@ -799,8 +799,8 @@ internal static partial class ModelEmitter
         /// <summary>The patches as a span argument: "default" for a convolution that keeps none.</summary>
         public string PatchesArgument => UsesPatches ? Patches : "default";
         /// <summary>
-        /// A Conv2D whose kernel gradient reads the taps from its input (set by the plan): the narrow route at its pooling's
-        /// winners, or Convolution.KernelGradient for a few filters.
+        /// A Conv2D whose kernel gradient reads the taps from its input (set by the plan): at its pooling's winners
+        /// (Convolution.KernelGradientAtWinners), or the dense Convolution.KernelGradient.
         /// </summary>
         public bool KernelGradientReadsInput { get; set; }
         /// <summary>The one buffer every convolution's backward block uses for its patch gradients, sized for the largest.</summary>

@@ -390,26 +390,28 @@ public class GeneratorTests
             }
             """, "Backward");
 
-        // Patches of 72 floats: both kernel gradients at the winners; a, on the model's input, needs no scattered gradient.
-        Assert.Contains("Convolution.KernelGradientAtWinners(poolBGradient, poolBWinners, poolAOutput, bPatches, BKernelGradient, bWindow, poolBWindow, 8, batch);", backward);
+        // Patches of 72 floats: both kernel gradients at the winners, their taps read from the inputs, so no patches kept;
+        // a, on the model's input, needs no scattered gradient.
+        Assert.Contains("Convolution.KernelGradientAtWinners(poolBGradient, poolBWinners, poolAOutput, BKernelGradient, bWindow, poolBWindow, 8, batch);", backward);
         Assert.Contains("Pooling.MaxBackward(poolBGradient, poolBWinners, bGradient, poolBWindow, batch, accumulate: false);", backward);
-        Assert.Contains("Convolution.KernelGradientAtWinners(poolAGradient, poolAWinners, x, aPatches, AKernelGradient, aWindow, poolAWindow, 8, batch);", backward);
+        Assert.Contains("Convolution.KernelGradientAtWinners(poolAGradient, poolAWinners, x, AKernelGradient, aWindow, poolAWindow, 8, batch);", backward);
+        Assert.DoesNotContain("aPatches", code);
+        Assert.DoesNotContain("bPatches", code);
         Assert.DoesNotContain("Pooling.MaxBackward(poolAGradient", backward);
         Assert.Contains("nothing scattered (a takes its kernel gradient at the winners and passes no gradient on)", backward);
         // So a's gradient is neither written nor read: it has no buffer, and b's (which passes its gradient on) has.
         Assert.DoesNotContain("aGradient", code);
         Assert.Contains("bGradient = buffers.Gradient(", code);
-        // Eight-float patches under whole 2x2 windows: the narrow route at the winners, which reads its taps from the input, so
-        // nothing scattered and no patches kept. A tanh the pooling does not take: the dense product over the scattered gradient.
-        Assert.Contains("Convolution.KernelGradientAtWinners(poolNarrowGradient, poolNarrowWinners, x, default, NarrowKernelGradient, narrowWindow, poolNarrowWindow, 4, batch);", backward);
+        // Eight-float patches under whole 2x2 windows: the narrow route at the winners, nothing scattered. A tanh the pooling
+        // does not take: the dense product over the scattered gradient.
+        Assert.Contains("Convolution.KernelGradientAtWinners(poolNarrowGradient, poolNarrowWinners, x, NarrowKernelGradient, narrowWindow, poolNarrowWindow, 4, batch);", backward);
         Assert.DoesNotContain("narrowPatches", code);
         Assert.Contains("Convolution.ForwardMaxPooled(x, default, NarrowKernel, narrowOutput, poolNarrowOutput, poolNarrowWinners, narrowWindow, poolNarrowWindow, 4, batch, bias: NarrowBias, relu: true, training: training, keepPatches: false);", code);
         Assert.DoesNotContain("Pooling.MaxBackward(poolNarrowGradient", backward);
         Assert.Contains("Pooling.MaxBackward(poolSquashedGradient, poolSquashedWinners, squashedGradient", backward);
         Assert.Contains("Convolution.KernelGradient(x, squashedGradient, SquashedKernelGradient, squashedWindow, 5, batch);", backward);
-        // A global pooling keeps one pixel of 196: even eight-float patches pay; a 1x1 window's patch rows are its input's
-        // pixels, so it keeps no patches and reads them there. A pooling of stride 1 keeps 121 of 144.
-        Assert.Contains("Convolution.KernelGradientAtWinners(poolAllGradient, poolAllWinners, x, x, PointwiseKernelGradient, pointwiseWindow, poolAllWindow, 4, batch);", backward);
+        // A global pooling keeps one pixel of 196: even eight-float patches pay. A pooling of stride 1 keeps 121 of 144.
+        Assert.Contains("Convolution.KernelGradientAtWinners(poolAllGradient, poolAllWinners, x, PointwiseKernelGradient, pointwiseWindow, poolAllWindow, 4, batch);", backward);
         Assert.DoesNotContain("pointwisePatches", code);
         Assert.Contains("Pooling.MaxBackward(poolOverlappedGradient, poolOverlappedWinners, overlappedGradient", backward);
         Assert.Contains("Convolution.KernelGradient(x, overlappedGradient, OverlappedKernelGradient, overlappedWindow, 5, batch);", backward);
@@ -489,7 +491,7 @@ public class GeneratorTests
             """, "Backward");
 
         // 5x5 convolution outputs: a valid pooling drops the last row and column (whole windows), a 'same' one pads them.
-        Assert.Contains("Convolution.KernelGradientAtWinners(poolWholeGradient, poolWholeWinners, x, default, WholeKernelGradient, wholeWindow, poolWholeWindow, 4, batch);", backward);
+        Assert.Contains("Convolution.KernelGradientAtWinners(poolWholeGradient, poolWholeWinners, x, WholeKernelGradient, wholeWindow, poolWholeWindow, 4, batch);", backward);
         Assert.Contains("Pooling.MaxBackward(poolPaddedGradient, poolPaddedWinners, paddedGradient, poolPaddedWindow, batch, accumulate: false);", backward);
         Assert.Contains("Gemm.MultiplyTransposedA(paddedPatches, paddedGradient, PaddedKernelGradient", backward);
     }

@@ -68,8 +68,8 @@ public class CroppedWindowTests
         // Backward: the kernel gradient at the winners and the input gradient, through the patches and at the winners.
         var pooledGradient = Enumerable.Range(0, pooledFloats).Select(i => i % 3 == 0 ? 0f : (float)random.NextDouble() - 0.5f).ToArray();
         var (wholeKernelGradient, kernelGradient) = (new float[weights.Length], new float[weights.Length]);
-        Convolution.KernelGradientAtWinners(pooledGradient, wholeWinners, image, wholePatches, wholeKernelGradient, whole, wholePool, filters, batch);
-        Convolution.KernelGradientAtWinners(pooledGradient, winners, image, patches, kernelGradient, cropped, pool, filters, batch);
+        Convolution.KernelGradientAtWinners(pooledGradient, wholeWinners, image, wholeKernelGradient, whole, wholePool, filters, batch);
+        Convolution.KernelGradientAtWinners(pooledGradient, winners, image, kernelGradient, cropped, pool, filters, batch);
         Assert.Equal(wholeKernelGradient, kernelGradient);
 
         var (wholeScattered, scattered) = (new float[wholeOutput.Length], new float[croppedOutput.Length]);

@@ -97,8 +97,8 @@ public class GuardedOperandTests
                 relu: true, training: true);
             var winnerBits = MemoryMarshal.Cast<int, float>(winners).ToArray();
             var pooledGradient = Uniform(pooledFloats, 4);
-            StaysWithin([pooledGradient, winnerBits, input, patches, new float[kernel.Length]],
-                m => Convolution.KernelGradientAtWinners(m[0].Span, Integers(m[1]), m[2].Span, m[3].Span, m[4].Span, window, pool, filters, batch));
+            StaysWithin([pooledGradient, winnerBits, input, new float[kernel.Length]],
+                m => Convolution.KernelGradientAtWinners(m[0].Span, Integers(m[1]), m[2].Span, m[3].Span, window, pool, filters, batch));
             StaysWithin([pooledGradient, winnerBits, kernel, new float[imageFloats]],
                 m => Convolution.InputGradientAtWinners(m[0].Span, Integers(m[1]), m[2].Span, m[3].Span, window, pool, filters, batch, accumulate: false));
         });

@@ -34,10 +34,8 @@ public class WinnersGradientTests
         var (window, pool, patches, winners, pooledGradient, image) = Case(height, width, channels, kernel, filters, poolSize, poolStrides, same, batch);
         int size = window.PatchSize;
 
-        // The narrow route reads its taps from the image: it gets no patches.
         var actual = new float[size * filters];
-        var kept = Convolution.KernelGradientReadsPatches(window, pool) ? patches : default;
-        Convolution.KernelGradientAtWinners(pooledGradient, winners, image, kept, actual, window, pool, filters, batch);
+        Convolution.KernelGradientAtWinners(pooledGradient, winners, image, actual, window, pool, filters, batch);
         AssertTheDenseRoute(actual, window, pool, patches, winners, pooledGradient, filters, batch);
     }
 
@@ -59,10 +57,60 @@ public class WinnersGradientTests
     {
         using var _ = KernelSettings.OnSimd(path);
         var (window, pool, patches, winners, pooledGradient, image) = Case(height, width, channels, kernel, filters, 2, 2, false, batch, strides, same);
-        Assert.False(Convolution.KernelGradientReadsPatches(window, pool));
+        Assert.True(Convolution.TakesNarrowRoute(window, pool));
         var actual = new float[window.PatchSize * filters];
-        Convolution.KernelGradientAtWinners(pooledGradient, winners, image, default, actual, window, pool, filters, batch);
+        Convolution.KernelGradientAtWinners(pooledGradient, winners, image, actual, window, pool, filters, batch);
         AssertTheDenseRoute(actual, window, pool, patches, winners, pooledGradient, filters, batch);
+    }
+
+    /// <summary>Input height, width and channels, kernel, convolution strides, 'same' and dilation, filters, pool size and strides (0: global), batch.</summary>
+    public static readonly TheoryData<int, int, int, int, int, bool, int, int, int, int> WideShapes = new()
+    {
+        { 14, 14, 16, 3, 1, true, 1, 8, 2, 5 },   // the autoencoder's second layer: kernel rows of 48 floats; an odd batch splits 3 + 2
+        { 13, 13, 32, 3, 1, false, 1, 64, 2, 3 }, // the small CNN's conv2: rows of 96, stretches of eight vectors and single ones
+        { 9, 9, 8, 3, 1, true, 1, 6, 2, 2 },      // rows of 24, read past on AVX-512 (into the padding's slack at the image's end); six filters
+        { 11, 11, 5, 3, 1, true, 2, 7, 3, 2 },    // dilated: nine runs of a pixel's five channels under 3x3 pooling windows
+        { 9, 9, 3, 3, 2, true, 1, 4, 0, 3 },      // a strided 'same' convolution under a global pooling
+        { 6, 6, 1, 3, 1, true, 1, 16, 3, 1 },     // nine-float patches under a 3x3 pooling, not the narrow route's: runs of three floats
+    };
+
+    public static IEnumerable<object[]> WideShapesOnEveryPath => KernelSettings.OnEveryPath(WideShapes);
+
+    /// <summary>
+    /// The wide route reads each winner's taps from a padded copy of its image, run by run, and sums each tap over the
+    /// winners as a product of the kept patch rows would: one chain of multiply-adds per tap and half of the batch, the
+    /// pooled pixels in order, the halves added after. Against that chain in the test, bit for bit.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(WideShapesOnEveryPath))]
+    public void The_wide_route_sums_each_tap_over_the_winners_in_order_from_the_input(int height, int width, int channels, int kernel, int strides, bool same,
+        int dilation, int filters, int poolSize, int batch, SimdPath path)
+    {
+        using var _ = KernelSettings.OnSimd(path);
+        var (window, pool, patches, winners, pooledGradient, image) = Case(height, width, channels, kernel, filters, poolSize, poolSize, false, batch, strides, same, dilation);
+        Assert.False(Convolution.TakesNarrowRoute(window, pool));
+        int size = window.PatchSize, parts = Math.Min(batch, 2), share = (batch + parts - 1) / parts;
+        var expected = new float[size * filters];
+        for (int i = 0; i < size; i++)
+            for (int c = 0; c < filters; c++)
+            {
+                float total = 0f;
+                for (int part = 0; part < parts; part++)
+                {
+                    float sum = 0f;
+                    for (int sample = part * share; sample < Math.Min(batch, (part + 1) * share); sample++)
+                        for (int o = 0; o < pool.Positions; o++)
+                        {
+                            int at = (sample * pool.Positions + o) * filters + c;
+                            sum = MathF.FusedMultiplyAdd(pooledGradient[at], patches[(sample * window.Positions + winners[at] / filters) * size + i], sum);
+                        }
+                    total += sum;
+                }
+                expected[i * filters + c] = total;
+            }
+        var actual = new float[size * filters];
+        Convolution.KernelGradientAtWinners(pooledGradient, winners, image, actual, window, pool, filters, batch);
+        Assert.Equal(Bits(expected), Bits(actual));
     }
 
     /// <summary>A kernel gradient at the winners against the dense route and the definition, in double.</summary>
@@ -93,18 +141,17 @@ public class WinnersGradientTests
     [InlineData(28, 1, 32)]  // nine-float patches: the narrow route
     public void Accumulates_onto_the_gradient_and_gives_the_same_bits_on_one_core_or_two(int side, int channels, int filters)
     {
-        var (window, pool, patches, winners, pooledGradient, image) = Case(side, side, channels, 3, filters, 2, 2, false, 6);
-        if (!Convolution.KernelGradientReadsPatches(window, pool)) patches = [];
+        var (window, pool, _, winners, pooledGradient, image) = Case(side, side, channels, 3, filters, 2, 2, false, 6);
         int size = window.PatchSize * filters;
         var alone = new float[size];
-        KernelSettings.OnThreads(1, () => Convolution.KernelGradientAtWinners(pooledGradient, winners, image, patches, alone, window, pool, filters, 6));
+        KernelSettings.OnThreads(1, () => Convolution.KernelGradientAtWinners(pooledGradient, winners, image, alone, window, pool, filters, 6));
         var shared = new float[size];
-        KernelSettings.OnThreads(2, () => Convolution.KernelGradientAtWinners(pooledGradient, winners, image, patches, shared, window, pool, filters, 6));
+        KernelSettings.OnThreads(2, () => Convolution.KernelGradientAtWinners(pooledGradient, winners, image, shared, window, pool, filters, 6));
         Assert.Equal(alone, shared);
 
         var earlier = Enumerable.Range(0, size).Select(i => (float)Math.Sin(i)).ToArray();
         var added = (float[])earlier.Clone();
-        Convolution.KernelGradientAtWinners(pooledGradient, winners, image, patches, added, window, pool, filters, 6, accumulate: true);
+        Convolution.KernelGradientAtWinners(pooledGradient, winners, image, added, window, pool, filters, 6, accumulate: true);
         for (int i = 0; i < size; i++) Assert.Equal(earlier[i] + alone[i], added[i], 1e-5f);
     }
 
@@ -228,17 +275,17 @@ public class WinnersGradientTests
     [Fact]
     public void A_winner_outside_its_filter_is_rejected()
     {
-        var (window, pool, patches, winners, pooledGradient, image) = Case(9, 9, 2, 3, 4, 2, 2, false, 1);
+        var (window, pool, _, winners, pooledGradient, image) = Case(9, 9, 2, 3, 4, 2, 2, false, 1);
         var gradient = new float[window.PatchSize * 4];
         // Winner 5 belongs to filter 1: a pixel of the next filter, pixel -1 of its own, the pixel after the image's last.
         foreach (int bad in new[] { winners[5] + 1, -3, window.Positions * 4 + 1 })
         {
             var wrong = (int[])winners.Clone();
             wrong[5] = bad;
-            var error = Assert.Throws<ArgumentException>(() => Convolution.KernelGradientAtWinners(pooledGradient, wrong, image, patches, gradient, window, pool, 4, 1));
+            var error = Assert.Throws<ArgumentException>(() => Convolution.KernelGradientAtWinners(pooledGradient, wrong, image, gradient, window, pool, 4, 1));
             Assert.Contains($"winner {bad} of pooled pixel 1, filter 1 ", error.Message);
         }
-        Assert.Throws<ArgumentException>(() => Convolution.KernelGradientAtWinners(pooledGradient, winners, image, patches.AsSpan(1).ToArray(), gradient, window, pool, 4, 1));
+        Assert.Throws<ArgumentException>(() => Convolution.KernelGradientAtWinners(pooledGradient, winners, image.AsSpan(1).ToArray(), gradient, window, pool, 4, 1));
     }
 
     /// <summary>Both routes within 1e-5 (relative, past 1) of the sum in double.</summary>
@@ -254,10 +301,10 @@ public class WinnersGradientTests
 
     /// <summary>A convolution's input and kept patches, its pooling's winners over a random output (distinct values) and a pooled gradient.</summary>
     private static (Window Window, Window Pool, float[] Patches, int[] Winners, float[] PooledGradient, float[] Image) Case(int height, int width, int channels, int kernel, int filters,
-        int poolSize, int poolStrides, bool same, int batch, int convStrides = 1, bool convSame = false)
+        int poolSize, int poolStrides, bool same, int batch, int convStrides = 1, bool convSame = false, int dilation = 1)
     {
         var random = new Random(height * 100 + filters);
-        var window = new Window(height, width, channels, kernel, kernel, convStrides, convStrides, convSame);
+        var window = new Window(height, width, channels, kernel, kernel, convStrides, convStrides, convSame, dilation);
         var pool = poolSize == 0 ? new Window(window.OutputHeight, window.OutputWidth, filters, window.OutputHeight, window.OutputWidth, 1, 1, false)
             : new Window(window.OutputHeight, window.OutputWidth, filters, poolSize, poolSize, poolStrides, poolStrides, same);
         var image = Enumerable.Range(0, batch * height * width * channels).Select(_ => (float)random.NextDouble() - 0.5f).ToArray();

@@ -15,7 +15,7 @@ public static partial class Convolution
     /// <summary>
     /// Conv2D (<paramref name="window"/>, into <paramref name="convolved"/>) then MaxPooling2D (<paramref name="pool"/>, into
     /// <paramref name="pooled"/>). Training keeps what the backward pass reads: the pooling's winners and, unless
-    /// <paramref name="keepPatches"/> is false (a kernel gradient that reads the input: <see cref="KernelGradientReadsPatches"/>),
+    /// <paramref name="keepPatches"/> is false (a kernel gradient that reads the input, as <see cref="KernelGradientAtWinners"/> does),
     /// the patches. Both run the two as one where <see cref="PoolsInRegisters"/>, and then leave <paramref name="convolved"/>
     /// untouched (the backward pass never reads it: the pooling takes the ReLU's derivative on its own output); elsewhere the two kernels.
     /// </summary>

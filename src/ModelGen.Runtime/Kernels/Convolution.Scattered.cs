@@ -127,7 +127,7 @@ public static partial class Convolution
 
     /// <summary>Whether the scattered route takes patches this wide on the current path (at least one stretch).</summary>
     private static bool ScatteredFits(int patchSize) =>
-        patchSize >= ScatteredStretch * Simd.Current switch { SimdPath.Avx512 => 16, SimdPath.Avx2 => 8, _ => 4 };
+        patchSize >= ScatteredStretch * Simd.Width;
 
     private static unsafe void ScatteredRows(float* values, float* columns, float* patches, int rows, int filters, int size)
     {

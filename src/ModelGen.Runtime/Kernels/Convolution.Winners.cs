@@ -10,62 +10,82 @@ namespace ModelGen.Kernels;
 // window's winner, and leaves every other pixel's gradient zero, so of the positions' patches only the winners' add anything:
 // kernelGradient(p, c) = sum over pooled pixels o of patch(winner(o, c))[p] * pooledGradient(o, c). A 2x2 pooling leaves a
 // quarter of the dense product's multiply-adds (patchesᵀ · the scattered gradient), a global one a single position's, and a
-// first layer, which passes no gradient on, needs no scattered gradient at all. Where the pooling keeps few pixels, the input
-// gradient is taken the same way: each pooled gradient times its filter's kernel, onto the pixels under its winner's window.
+// first layer, which passes no gradient on, needs no scattered gradient at all. The winners' taps are read from the
+// convolution's input, so its forward pass keeps no patches. Where the pooling keeps few pixels, the input gradient is taken
+// the same way: each pooled gradient times its filter's kernel, onto the pixels under its winner's window.
 public static partial class Convolution
 {
     /// <summary>
     /// The kernel gradient (PatchSize x <paramref name="filters"/>, Keras' layout) of a convolution (<paramref name="window"/>)
-    /// from the gradient of the max pooling (<paramref name="pool"/>) that reads its output, and the pooling's winners: from the
-    /// <paramref name="patches"/> the forward pass kept, or on the narrow route from the convolution's <paramref name="input"/>
-    /// itself (which then needs no patches: <see cref="KernelGradientReadsPatches"/>). The batch is summed in two halves fixed
-    /// by the batch alone, added in order, so the bits are the same on one core or two; each half by <see cref="SumAtWinners"/>,
-    /// or by <see cref="SumNarrowAtWinners"/> for narrow patches under whole 2x2 windows (<see cref="TakesNarrowRoute"/>).
+    /// from the gradient of the max pooling (<paramref name="pool"/>) that reads its output, and the pooling's winners, the
+    /// winners' taps read from the convolution's <paramref name="input"/>: its forward pass keeps no patches. The batch is
+    /// summed in two halves fixed by the batch alone, added in order, so the bits are the same on one core or two; each half
+    /// by <see cref="SumAtWinners"/>, or by <see cref="SumNarrowAtWinners"/> for narrow patches under whole 2x2 windows
+    /// (<see cref="TakesNarrowRoute"/>).
     /// </summary>
     [MethodImpl(Compiled.Driver)]
     public static unsafe void KernelGradientAtWinners(ReadOnlySpan<float> pooledGradient, ReadOnlySpan<int> winners, ReadOnlySpan<float> input,
-        ReadOnlySpan<float> patches, Span<float> kernelGradient, in Window window, in Window pool, int filters, int batch, bool accumulate = false)
+        Span<float> kernelGradient, in Window window, in Window pool, int filters, int batch, bool accumulate = false)
     {
         const string name = "Kernel gradient at the winners";
         RequireWinners(pooledGradient, winners, window, pool, filters, batch, name);
         int size = window.PatchSize;
+        Require(kernelGradient.Length >= size * filters && input.Length >= (long)batch * window.Height * window.Width * window.Channels, name, window, batch);
         bool narrow = TakesNarrowRoute(window, pool);
-        Require(kernelGradient.Length >= size * filters && (narrow ? input.Length >= (long)batch * window.Height * window.Width * window.Channels
-            : patches.Length >= (long)batch * window.Positions * size), name, window, batch);
-        int parts = Math.Min(batch, 2), partFloats = filters * size;
+        // The narrow route's partials hold each filter's patch as it is; the wide one's each run of taps in whole vectors.
+        var runs = narrow ? new TapRuns(1, size, size, 1) : TapRuns.Of(window, Simd.Width);
+        int parts = Math.Min(batch, 2), partFloats = filters * runs.Floats;
         var partials = AlignedBuffer.Ensure(ref winnerSums, parts * partFloats);
-        fixed (float* dy = pooledGradient, x = input, p = patches, sums = partials)
+        fixed (float* dy = pooledGradient, x = input, sums = partials)
         fixed (int* w = winners)
         {
-            var job = new WinnersJob(dy, w, x, p, sums, window, pool, filters, batch, parts);
+            var job = new WinnersJob(dy, w, x, sums, window, pool, runs, filters, batch, parts);
             Helper.For(parts, narrow ? &SumNarrowAtWinners : &SumAtWinners, &job);
         }
-        // Transposed into the kernel's layout as the parts are added: partials are filter by filter, each a patch long.
+        // Transposed into the kernel's layout as the parts are added: partials are filter by filter, run by run.
         ref float target = ref MemoryMarshal.GetReference(kernelGradient);
         ref float sum = ref MemoryMarshal.GetReference(partials);
         for (int c = 0; c < filters; c++)
         {
             for (int i = 0; i < size; i++)
             {
+                int run = i / runs.RunFloats, at = c * runs.Floats + run * runs.RunStride + (i - run * runs.RunFloats);
                 float total = accumulate ? Unsafe.Add(ref target, i * filters + c) : 0f;
-                for (int part = 0; part < parts; part++) total += Unsafe.Add(ref sum, part * partFloats + c * size + i);
+                for (int part = 0; part < parts; part++) total += Unsafe.Add(ref sum, part * partFloats + at);
                 Unsafe.Add(ref target, i * filters + c) = total;
             }
         }
     }
 
     /// <summary>
+    /// A patch as the wide route reads it from a zero-padded image: <see cref="Runs"/> runs of <see cref="RunFloats"/>
+    /// contiguous taps (a kernel row's, or with dilation a tap's channels), each summed as <see cref="Vectors"/> whole vectors
+    /// into <see cref="RunStride"/> floats of a filter's partial (<see cref="Floats"/> in all). A run's last vector reads
+    /// past the run, into lanes that are summed and never stored.
+    /// </summary>
+    private readonly record struct TapRuns(int Runs, int RunFloats, int RunStride, int Vectors)
+    {
+        public int Floats => Runs * RunStride;
+
+        public static TapRuns Of(in Window window, int width)
+        {
+            bool rows = window.Dilation == 1;
+            int runs = rows ? window.KernelHeight : window.KernelHeight * window.KernelWidth;
+            int floats = rows ? window.KernelWidth * window.Channels : window.Channels, vectors = (floats + width - 1) / width;
+            return new TapRuns(runs, floats, vectors * width, runs * vectors);
+        }
+
+        /// <summary>Where run <paramref name="run"/> starts from its window's corner, in a plane of <paramref name="rowFloats"/>-float rows.</summary>
+        public static nint Offset(in Window window, int run, int rowFloats) => window.Dilation == 1
+            ? (nint)run * rowFloats
+            : ((nint)(run / window.KernelWidth) * rowFloats + (nint)(run % window.KernelWidth) * window.Channels) * window.Dilation;
+    }
+
+    /// <summary>
     /// Whether the kernel gradient takes the narrow route (<see cref="SumNarrowAtWinners"/>): patches of at most
     /// <see cref="NarrowTaps"/> floats (a 3x3 kernel over one channel) under whole 2x2 windows.
     /// </summary>
-    private static bool TakesNarrowRoute(in Window window, in Window pool) => window.PatchSize <= NarrowTaps && PoolsWholeWindows(pool);
-
-    /// <summary>
-    /// Whether <see cref="KernelGradientAtWinners"/> reads the patches the forward pass kept: all but the narrow route, which
-    /// reads its taps from the input, so that its convolution's forward pass in training need not build any (the small CNN's
-    /// conv1 at 64 samples: no im2col, 130 us, and 1.6 MB of patches less).
-    /// </summary>
-    public static bool KernelGradientReadsPatches(in Window window, in Window pool) => !TakesNarrowRoute(window, pool);
+    internal static bool TakesNarrowRoute(in Window window, in Window pool) => window.PatchSize <= NarrowTaps && PoolsWholeWindows(pool);
 
     /// <summary>Taps of a narrow patch, summed in registers: nine accumulators, a 3x3 kernel over one channel.</summary>
     private const int NarrowTaps = 9;
@@ -76,7 +96,7 @@ public static partial class Convolution
     /// whose winner it is, times each tap of that pixel's window, read from the input, nine sums in registers. Neither a
     /// scattered gradient nor patches are written (the small CNN's conv1 at 64 samples: 5.5 MB and 1.6 MB). Samples go a
     /// block at a time (<see cref="NarrowBlockBytes"/>, which the next vector of filters reads again from L2); the sums go to
-    /// the part's partial in <see cref="SumAtWinners"/>'s layout. The vector is System.Numerics' on every SIMD path: each
+    /// the part's partial, filter by filter, each a patch long. The vector is System.Numerics' on every SIMD path: each
     /// filter's sum is its lane's alone, so its width changes no bits.
     /// </summary>
     [MethodImpl(Compiled.Driver)]
@@ -247,12 +267,13 @@ public static partial class Convolution
     /// <summary>The calling thread's partial sums, one per half of the batch.</summary>
     [ThreadStatic] private static AlignedBuffer? winnerSums;
 
-    private readonly unsafe struct WinnersJob(float* pooledGradient, int* winners, float* input, float* patches, float* partials, in Window window, in Window pool,
-        int filters, int batch, int parts)
+    private readonly unsafe struct WinnersJob(float* pooledGradient, int* winners, float* input, float* partials, in Window window, in Window pool,
+        TapRuns runs, int filters, int batch, int parts)
     {
-        public readonly float* PooledGradient = pooledGradient, Input = input, Patches = patches, Partials = partials;
+        public readonly float* PooledGradient = pooledGradient, Input = input, Partials = partials;
         public readonly int* Winners = winners;
         public readonly Window Window = window, Pool = pool;
+        public readonly TapRuns Runs = runs;
         public readonly int Filters = filters, Batch = batch, Parts = parts;
     }
 
@@ -262,8 +283,8 @@ public static partial class Convolution
     {
         ref readonly var job = ref *(WinnersJob*)state;
         var (first, samples) = Helper.PartOf(index, job.Parts, job.Batch);
-        float* partial = job.Partials + (long)index * job.Filters * job.Window.PatchSize;
-        new Span<float>(partial, job.Filters * job.Window.PatchSize).Clear();
+        float* partial = job.Partials + (long)index * job.Filters * job.Runs.Floats;
+        new Span<float>(partial, job.Filters * job.Runs.Floats).Clear();
         switch (Simd.Current)
         {
             case SimdPath.Avx512: SumAtWinners<Lanes512, Vector512<float>>(job, partial, first, samples); break;
@@ -273,158 +294,179 @@ public static partial class Convolution
     }
 
     /// <summary>
-    /// Sample by sample, its winners' patch rows looked up once; then a stretch of eight vectors of the patch at a time, for
-    /// every filter, each adding up its winners' rows in registers: eight chains of multiply-adds per row looked up. The pooled
-    /// pixels go a band at a time, so that the stretch of the rows their winners read (about <see cref="BandBytes"/>) stays in
-    /// L1 while every filter reads it. Alternatives that measured slower (the small CNN's conv2, 64 samples, one core, builds
-    /// in turns): stretches of four vectors with even and odd winners in chains of their own, 6.1-6.3 ms against 4.7-5.5;
-    /// winners sorted by row, each row's stretch loaded once and added into every winning filter's sums, 11-13.
+    /// Sample by sample: its image laid out with its zero padding (as the windows read it, a vector's slack past its end),
+    /// its winners' window corners looked up once; then a stretch of eight of the patch's vectors (<see cref="TapRuns"/>) at
+    /// a time, for every filter, each adding up its winners' taps in registers: eight chains of multiply-adds per winner.
+    /// Each tap's chain runs over the samples and pooled pixels in order, as the product of the winners' patch rows did. The
+    /// pooled pixels go a band at a time, so that the image rows their winners read (about <see cref="BandBytes"/>) stay in
+    /// L1 while every filter reads them. Against the patch rows im2col kept (the small CNN's conv2 at 64 samples, the
+    /// autoencoder's second layer at 128, two cores): the forward pass writes no patches, and the taps come from an image
+    /// in L1 instead of rows scattered over megabytes.
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
     private static unsafe void SumAtWinners<TLanes, TVector>(in WinnersJob job, float* partial, int first, int samples)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
-        int filters = job.Filters, size = job.Window.PatchSize, pooled = job.Pool.Positions, positions = job.Window.Positions, width = TLanes.Count;
-        int lookups = pooled * filters, stretch = 8 * width, stretched = size / stretch * stretch;
-        long sampleBytes = (long)positions * size * sizeof(float);
-        int band = (int)Math.Clamp(BandBytes * pooled / ((long)positions * stretch * sizeof(float)), 1, pooled), bands = (pooled + band - 1) / band;
-        // The next sample's patches are read at its winners' rows, an order no hardware prefetcher follows: all of them are
-        // asked for, spread over this sample's steps (a filter's stretch of a band, or four filters' tail vector).
-        long steps = (long)filters * bands * (stretched / stretch) + filters / 4 * ((size - stretched + width - 1) / width);
-        int linesPerStep = (int)((sampleBytes / 64 + steps - 1) / Math.Max(steps, 1));
-        using var rowScratch = Scratch<nint>.Rent(lookups);
-        fixed (nint* rows = rowScratch.Span)
+        ref readonly var window = ref job.Window;
+        var runs = job.Runs;
+        int filters = job.Filters, pooled = job.Pool.Positions, positions = window.Positions, width = TLanes.Count, channels = window.Channels;
+        int lookups = pooled * filters, vectors = runs.Vectors, stretched = vectors / 8 * 8, imageFloats = window.Height * window.Width * channels;
+        int paddedHeight = (window.OutputHeight - 1) * window.StrideHeight + window.SpanHeight;
+        int paddedWidth = (window.OutputWidth - 1) * window.StrideWidth + window.SpanWidth, rowFloats = paddedWidth * channels;
+        int paddedFloats = paddedHeight * rowFloats;
+        float* padded = (float*)Unsafe.AsPointer(ref AlignedBuffer.Ensure(ref paddedImage, paddedFloats + width)[0]);
+        new Span<float>(padded + paddedFloats, width).Clear();
+        int band = (int)Math.Clamp(BandBytes * pooled / ((long)paddedFloats * sizeof(float)), 1, pooled);
+        using var rowScratch = Scratch<nint>.RentUncleared(lookups);
+        using var offsetScratch = Scratch<nint>.Rent(vectors + positions + 1);
+        fixed (nint* rows = rowScratch.Span, offsets = offsetScratch.Span)
         {
+            // Each vector's place from its window's corner, then each output pixel's corner in the padded image (and a
+            // place past the last, for a winner out of range).
+            nint* corners = offsets + vectors;
+            for (int run = 0, v = 0; run < runs.Runs; run++)
+                for (int j = 0; j < runs.RunStride; j += width, v++)
+                    offsets[v] = TapRuns.Offset(window, run, rowFloats) + j;
+            for (int y = 0, p = 0; y < window.OutputHeight; y++)
+                for (int x = 0; x < window.OutputWidth; x++, p++)
+                    corners[p] = (nint)padded + ((nint)y * window.StrideHeight * rowFloats + (nint)x * window.StrideWidth * channels) * sizeof(float);
             for (int sample = first; sample < first + samples; sample++)
             {
-                float* patches = job.Patches + (long)sample * positions * size;
+                PadImage(job.Input + (long)sample * imageFloats, window, padded, paddedHeight, paddedWidth, channels, 0, paddedHeight);
                 int* winners = job.Winners + (long)sample * lookups;
                 float* pooledGradient = job.PooledGradient + (long)sample * lookups;
-                if (!WinnerOffsets(winners, rows, lookups, filters, positions, (nint)patches, size * sizeof(float))) ThrowNotAWinner(winners, pooled, filters, positions);
-                byte* nextPatches = (byte*)(patches + (long)positions * size);
-                long nextBytes = sample + 1 < first + samples ? sampleBytes : 0, prefetched = 0;
-                int i = 0;
-                for (; i < stretched; i += stretch)
-                for (int o0 = 0; o0 < pooled; o0 += band)
+                if (!WinnerPlaces(winners, rows, pooled, filters, corners, positions)) ThrowNotAWinner(winners, pooled, filters, positions);
+                int v = 0;
+                for (; v < stretched; v += 8)
                 {
-                    int o1 = Math.Min(pooled, o0 + band);
-                    for (int c = 0; c < filters; c++)
+                    nint o0 = offsets[v], o1 = offsets[v + 1], o2 = offsets[v + 2], o3 = offsets[v + 3];
+                    nint o4 = offsets[v + 4], o5 = offsets[v + 5], o6 = offsets[v + 6], o7 = offsets[v + 7];
+                    for (int b0 = 0; b0 < pooled; b0 += band)
                     {
-                        ref float sums = ref Unsafe.AsRef<float>(partial + (long)c * size + i);
-                        TVector s0 = TLanes.Load(ref sums), s1 = TLanes.Load(ref Unsafe.Add(ref sums, width));
-                        TVector s2 = TLanes.Load(ref Unsafe.Add(ref sums, 2 * width)), s3 = TLanes.Load(ref Unsafe.Add(ref sums, 3 * width));
-                        TVector s4 = TLanes.Load(ref Unsafe.Add(ref sums, 4 * width)), s5 = TLanes.Load(ref Unsafe.Add(ref sums, 5 * width));
-                        TVector s6 = TLanes.Load(ref Unsafe.Add(ref sums, 6 * width)), s7 = TLanes.Load(ref Unsafe.Add(ref sums, 7 * width));
-                        nint* row = rows + (long)o0 * filters + c;
-                        float* gradient = pooledGradient + (long)o0 * filters + c;
-                        for (int o = o0; o < o1; o++, row += filters, gradient += filters)
+                        int b1 = Math.Min(pooled, b0 + band);
+                        for (int c = 0; c < filters; c++)
                         {
-                            TVector g = TLanes.Broadcast(*gradient);
-                            ref float from = ref Unsafe.AsRef<float>((float*)*row + i);
-                            s0 = TLanes.MultiplyAdd(g, TLanes.Load(ref from), s0);
-                            s1 = TLanes.MultiplyAdd(g, TLanes.Load(ref Unsafe.Add(ref from, width)), s1);
-                            s2 = TLanes.MultiplyAdd(g, TLanes.Load(ref Unsafe.Add(ref from, 2 * width)), s2);
-                            s3 = TLanes.MultiplyAdd(g, TLanes.Load(ref Unsafe.Add(ref from, 3 * width)), s3);
-                            s4 = TLanes.MultiplyAdd(g, TLanes.Load(ref Unsafe.Add(ref from, 4 * width)), s4);
-                            s5 = TLanes.MultiplyAdd(g, TLanes.Load(ref Unsafe.Add(ref from, 5 * width)), s5);
-                            s6 = TLanes.MultiplyAdd(g, TLanes.Load(ref Unsafe.Add(ref from, 6 * width)), s6);
-                            s7 = TLanes.MultiplyAdd(g, TLanes.Load(ref Unsafe.Add(ref from, 7 * width)), s7);
+                            ref float sums = ref Unsafe.AsRef<float>(partial + (long)c * runs.Floats + (long)v * width);
+                            TVector s0 = TLanes.Load(ref sums), s1 = TLanes.Load(ref Unsafe.Add(ref sums, width));
+                            TVector s2 = TLanes.Load(ref Unsafe.Add(ref sums, 2 * width)), s3 = TLanes.Load(ref Unsafe.Add(ref sums, 3 * width));
+                            TVector s4 = TLanes.Load(ref Unsafe.Add(ref sums, 4 * width)), s5 = TLanes.Load(ref Unsafe.Add(ref sums, 5 * width));
+                            TVector s6 = TLanes.Load(ref Unsafe.Add(ref sums, 6 * width)), s7 = TLanes.Load(ref Unsafe.Add(ref sums, 7 * width));
+                            nint* row = rows + (long)b0 * filters + c;
+                            float* gradient = pooledGradient + (long)b0 * filters + c;
+                            for (int o = b0; o < b1; o++, row += filters, gradient += filters)
+                            {
+                                TVector g = TLanes.Broadcast(*gradient);
+                                float* corner = (float*)*row;
+                                s0 = TLanes.MultiplyAdd(g, TLanes.Load(ref *(corner + o0)), s0);
+                                s1 = TLanes.MultiplyAdd(g, TLanes.Load(ref *(corner + o1)), s1);
+                                s2 = TLanes.MultiplyAdd(g, TLanes.Load(ref *(corner + o2)), s2);
+                                s3 = TLanes.MultiplyAdd(g, TLanes.Load(ref *(corner + o3)), s3);
+                                s4 = TLanes.MultiplyAdd(g, TLanes.Load(ref *(corner + o4)), s4);
+                                s5 = TLanes.MultiplyAdd(g, TLanes.Load(ref *(corner + o5)), s5);
+                                s6 = TLanes.MultiplyAdd(g, TLanes.Load(ref *(corner + o6)), s6);
+                                s7 = TLanes.MultiplyAdd(g, TLanes.Load(ref *(corner + o7)), s7);
+                            }
+                            TLanes.Store(ref sums, s0);
+                            TLanes.Store(ref Unsafe.Add(ref sums, width), s1);
+                            TLanes.Store(ref Unsafe.Add(ref sums, 2 * width), s2);
+                            TLanes.Store(ref Unsafe.Add(ref sums, 3 * width), s3);
+                            TLanes.Store(ref Unsafe.Add(ref sums, 4 * width), s4);
+                            TLanes.Store(ref Unsafe.Add(ref sums, 5 * width), s5);
+                            TLanes.Store(ref Unsafe.Add(ref sums, 6 * width), s6);
+                            TLanes.Store(ref Unsafe.Add(ref sums, 7 * width), s7);
                         }
-                        TLanes.Store(ref sums, s0);
-                        TLanes.Store(ref Unsafe.Add(ref sums, width), s1);
-                        TLanes.Store(ref Unsafe.Add(ref sums, 2 * width), s2);
-                        TLanes.Store(ref Unsafe.Add(ref sums, 3 * width), s3);
-                        TLanes.Store(ref Unsafe.Add(ref sums, 4 * width), s4);
-                        TLanes.Store(ref Unsafe.Add(ref sums, 5 * width), s5);
-                        TLanes.Store(ref Unsafe.Add(ref sums, 6 * width), s6);
-                        TLanes.Store(ref Unsafe.Add(ref sums, 7 * width), s7);
-                        Prefetch(ref prefetched, nextPatches, nextBytes, linesPerStep);
                     }
                 }
-                // The rest of the patch a vector at a time, the last few floats masked (a 3x3 kernel over one channel: nine),
-                // four filters at once: one chain each, where a filter alone waited on every multiply-add's latency.
-                for (; i < size; i += width)
+                // The rest of the patch a vector at a time, four filters at once: one chain each, where a filter alone waited
+                // on every multiply-add's latency.
+                for (; v < vectors; v++)
                 {
-                    int count = Math.Min(width, size - i);
-                    TVector mask = TLanes.FirstLanes(count);
+                    nint offset = offsets[v];
                     int c = 0;
                     for (; filters - c >= 4; c += 4)
                     {
-                        float* sums = partial + (long)c * size + i;
-                        TVector s0 = TLanes.LoadMasked(sums, mask), s1 = TLanes.LoadMasked(sums + size, mask);
-                        TVector s2 = TLanes.LoadMasked(sums + 2 * size, mask), s3 = TLanes.LoadMasked(sums + 3 * size, mask);
+                        ref float sums = ref Unsafe.AsRef<float>(partial + (long)c * runs.Floats + (long)v * width);
+                        TVector s0 = TLanes.Load(ref sums), s1 = TLanes.Load(ref Unsafe.Add(ref sums, runs.Floats));
+                        TVector s2 = TLanes.Load(ref Unsafe.Add(ref sums, 2 * runs.Floats)), s3 = TLanes.Load(ref Unsafe.Add(ref sums, 3 * runs.Floats));
                         nint* row = rows + c;
                         float* gradient = pooledGradient + c;
                         for (int o = 0; o < pooled; o++, row += filters, gradient += filters)
                         {
-                            s0 = TLanes.MultiplyAdd(TLanes.Broadcast(gradient[0]), TLanes.LoadMasked((float*)row[0] + i, mask), s0);
-                            s1 = TLanes.MultiplyAdd(TLanes.Broadcast(gradient[1]), TLanes.LoadMasked((float*)row[1] + i, mask), s1);
-                            s2 = TLanes.MultiplyAdd(TLanes.Broadcast(gradient[2]), TLanes.LoadMasked((float*)row[2] + i, mask), s2);
-                            s3 = TLanes.MultiplyAdd(TLanes.Broadcast(gradient[3]), TLanes.LoadMasked((float*)row[3] + i, mask), s3);
+                            s0 = TLanes.MultiplyAdd(TLanes.Broadcast(gradient[0]), TLanes.Load(ref *((float*)row[0] + offset)), s0);
+                            s1 = TLanes.MultiplyAdd(TLanes.Broadcast(gradient[1]), TLanes.Load(ref *((float*)row[1] + offset)), s1);
+                            s2 = TLanes.MultiplyAdd(TLanes.Broadcast(gradient[2]), TLanes.Load(ref *((float*)row[2] + offset)), s2);
+                            s3 = TLanes.MultiplyAdd(TLanes.Broadcast(gradient[3]), TLanes.Load(ref *((float*)row[3] + offset)), s3);
                         }
-                        TLanes.StoreFirst(ref Unsafe.AsRef<float>(sums), s0, count);
-                        TLanes.StoreFirst(ref Unsafe.AsRef<float>(sums + size), s1, count);
-                        TLanes.StoreFirst(ref Unsafe.AsRef<float>(sums + 2 * size), s2, count);
-                        TLanes.StoreFirst(ref Unsafe.AsRef<float>(sums + 3 * size), s3, count);
-                        Prefetch(ref prefetched, nextPatches, nextBytes, linesPerStep);
+                        TLanes.Store(ref sums, s0);
+                        TLanes.Store(ref Unsafe.Add(ref sums, runs.Floats), s1);
+                        TLanes.Store(ref Unsafe.Add(ref sums, 2 * runs.Floats), s2);
+                        TLanes.Store(ref Unsafe.Add(ref sums, 3 * runs.Floats), s3);
                     }
                     for (; c < filters; c++)
                     {
-                        float* sums = partial + (long)c * size + i;
-                        TVector sum = TLanes.LoadMasked(sums, mask);
+                        ref float sums = ref Unsafe.AsRef<float>(partial + (long)c * runs.Floats + (long)v * width);
+                        TVector sum = TLanes.Load(ref sums);
                         nint* row = rows + c;
                         float* gradient = pooledGradient + c;
                         for (int o = 0; o < pooled; o++, row += filters, gradient += filters)
-                            sum = TLanes.MultiplyAdd(TLanes.Broadcast(*gradient), TLanes.LoadMasked((float*)*row + i, mask), sum);
-                        TLanes.StoreFirst(ref Unsafe.AsRef<float>(sums), sum, count);
+                            sum = TLanes.MultiplyAdd(TLanes.Broadcast(*gradient), TLanes.Load(ref *((float*)*row + offset)), sum);
+                        TLanes.Store(ref sums, sum);
                     }
                 }
             }
         }
     }
 
-    /// <summary>Asks for the next few cache lines of <paramref name="bytes"/> at <paramref name="block"/> to be brought into L2.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe void Prefetch(ref long done, byte* block, long bytes, int lines)
-    {
-        for (int line = 0; line < lines && done < bytes; line++, done += 64)
-            if (System.Runtime.Intrinsics.X86.Sse.IsSupported) System.Runtime.Intrinsics.X86.Sse.Prefetch1(block + done);
-    }
-
     /// <summary>
-    /// The bytes of patch rows a band of pooled pixels reads, half of L1d. On a Zen 3 (64 samples, one core) 8 to 24 KB
-    /// measured the same; against no bands, 784-pixel images of 72-float patches went from 7.9 to 6.5 ms, the small CNN's conv2
-    /// (121 pixels, in one band either way) stayed as it was.
+    /// The bytes of image rows a band of pooled pixels reads, half of L1d. On a Zen 3 (64 samples, one core) 8 to 24 KB
+    /// measured the same when the winners' rows were read from the patches; there, against no bands, 784-pixel images of
+    /// 72-float patches went from 7.9 to 6.5 ms.
     /// </summary>
     private const long BandBytes = 16 * 1024;
 
     /// <summary>
-    /// origin + pixel * step for each winner, in the winners' order (a patch row's address, or a pixel's index); false if a
-    /// winner is not a pixel of its filter. A winner is pixel * filters + filter, and the pixel a multiplication and a shift
-    /// (Granlund and Montgomery's division by a constant; two integer divisions per winner took longer than the multiply-adds
-    /// of a nine-float patch). A kernel of its own, as it runs once a sample inside one: left to tiered compilation, the
-    /// small CNN's conv2 kernel gradient (64 samples, two cores) took 1.32 ms instead of 1.06.
+    /// <paramref name="table"/>[pixel] for each of a sample's winners, in the winners' order (a window's corner, or a
+    /// pixel's index); false if a winner is not a pixel of its filter. A winner is pixel * filters + filter, and the pixel
+    /// a multiplication and a shift (Granlund and Montgomery's division by a constant; two integer divisions per winner took
+    /// longer than the multiply-adds of a nine-float patch). The table holds a place past the last pixel, which a winner out
+    /// of range reads before it fails the check. A kernel of its own, as it runs once a sample inside one: left to tiered
+    /// compilation, the small CNN's conv2 kernel gradient (64 samples, two cores) took 1.32 ms instead of 1.06.
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
-    private static unsafe bool WinnerOffsets(int* winners, nint* offsets, int lookups, int filters, int positions, nint origin, nint step)
+    private static unsafe bool WinnerPlaces(int* winners, nint* places, int pooled, int filters, nint* table, int positions)
     {
+        ulong last = (ulong)positions, bad = 0;
+        int* end = winners + (long)pooled * filters;
+        if (BitOperations.IsPow2(filters))
+        {
+            // The filter is the winner's low bits, the pixel the rest: a shift (5 -> 3 cycles a winner on a Zen 4).
+            int bits = BitOperations.Log2((uint)filters), mask = filters - 1;
+            for (int at = 0; winners < end; at++, winners++, places++)
+            {
+                ulong pixel = (uint)*winners >> bits;
+                bad |= (ulong)(uint)((*winners ^ at) & mask) | (*winners < 0 || pixel >= last ? 1UL : 0UL);
+                *places = table[Math.Min(pixel, last)];
+            }
+            return bad == 0;
+        }
         // floor(n / filters) = (n * magic) >> shift for every n < 2^31, with shift = 31 + ceil(log2 filters) and magic =
         // ceil(2^shift / filters), below 2^32 + 1, so the product fits 64 bits.
-        int shift = 31 + (filters > 1 ? BitOperations.Log2((uint)filters - 1) + 1 : 0);
+        int shift = 31 + BitOperations.Log2((uint)filters - 1) + 1;
         ulong magic = ((1UL << shift) + (ulong)filters - 1) / (ulong)filters;
-        bool bad = false;
-        for (int at = 0, c = 0; at < lookups; at++)
+        while (winners < end)
         {
-            // A winner below its filter wraps to 2^31 or more: no pixel below positions passes the check.
-            ulong n = (uint)(winners[at] - c), pixel = n * magic >> shift;
-            bad |= pixel * (ulong)filters != n | pixel >= (ulong)positions;
-            offsets[at] = origin + (nint)pixel * step;
-            if (++c == filters) c = 0;
+            for (int c = 0; c < filters; c++, winners++, places++)
+            {
+                // A winner below its filter wraps to 2^31 or more: no pixel below positions passes the check.
+                ulong n = (uint)(*winners - c), pixel = n * magic >> shift;
+                bad |= (pixel * (ulong)filters ^ n) | (pixel >= last ? 1UL : 0UL);
+                *places = table[Math.Min(pixel, last)];
+            }
         }
-        return !bad;
+        return bad == 0;
     }
 
-    /// <summary>Names the first winner that is not a pixel of its filter (<see cref="WinnerOffsets"/> found one).</summary>
+    /// <summary>Names the first winner that is not a pixel of its filter (<see cref="WinnerPlaces"/> found one).</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static unsafe void ThrowNotAWinner(int* winners, int pooled, int filters, int positions)
     {
@@ -481,17 +523,19 @@ public static partial class Convolution
         int imageFloats = window.Height * window.Width * window.Channels;
         if (!job.Accumulate) new Span<float>(job.InputGradient + (long)first * imageFloats, samples * imageFloats).Clear();
         using var rowScratch = Scratch<nint>.Rent(lookups);
-        fixed (nint* rows = rowScratch.Span)
+        using var pixelScratch = Scratch<nint>.Rent(window.Positions + 1);
+        fixed (nint* rows = rowScratch.Span, pixels = pixelScratch.Span)
         {
+            for (int p = 0; p < window.Positions; p++) pixels[p] = p;
             for (int sample = first; sample < first + samples; sample++)
             {
                 int* winners = job.Winners + (long)sample * lookups;
                 float* pooledGradient = job.PooledGradient + (long)sample * lookups;
-                // Each winner's patch row over the batch, whose cells Walk maps onto the image.
-                if (!WinnerOffsets(winners, rows, lookups, filters, window.Positions, sample * window.Positions, 1)) ThrowNotAWinner(winners, pooled, filters, window.Positions);
+                if (!WinnerPlaces(winners, rows, pooled, filters, pixels, window.Positions)) ThrowNotAWinner(winners, pooled, filters, window.Positions);
                 for (int at = 0, c = 0; at < lookups; at++)
                 {
-                    int row = (int)rows[at];
+                    // Each winner's patch row over the batch, whose cells Walk maps onto the image.
+                    int row = sample * window.Positions + (int)rows[at];
                     var cell = new AddColumn(job.InputGradient, job.Columns + (long)c * size, pooledGradient[at], row * size);
                     Walk(window, row, 1, ref cell);
                     if (++c == filters) c = 0;

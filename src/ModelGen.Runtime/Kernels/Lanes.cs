@@ -327,6 +327,9 @@ public static class Simd
     /// </summary>
     public static SimdPath Current { get; set; } = Best;
 
+    /// <summary>Floats in a vector on <see cref="Current"/>'s path.</summary>
+    public static int Width => Current switch { SimdPath.Avx512 => Vector512<float>.Count, SimdPath.Avx2 => Vector256<float>.Count, _ => Vector128<float>.Count };
+
     /// <summary>Whether <paramref name="path"/> is accelerated here (a slower path always works).</summary>
     public static bool IsSupported(SimdPath path) => path <= Best;
 

@@ -20,7 +20,10 @@ public static partial class Convolution
     /// <summary>Cells (a tap's vector of channels) summed at once: independent chains that keep the FMA units busy.</summary>
     private const int CellGroup = 12;
 
-    /// <summary>This thread's zero-padded image and its block sums (<see cref="KernelGradientSlice{TLanes, TVector}"/>).</summary>
+    /// <summary>
+    /// This thread's zero-padded image (<see cref="KernelGradientSlice{TLanes, TVector}"/>, and the winners' taps in
+    /// <see cref="SumAtWinners{TLanes, TVector}"/>) and its block sums.
+    /// </summary>
     [ThreadStatic] private static AlignedBuffer? paddedImage, blockSums;
 
     /// <summary>The calling thread's slices of the kernel gradient, added in order after.</summary>

@@ -32,8 +32,7 @@ public static partial class Convolution
         int size = window.PatchSize;
         Require(kernelGradient.Length >= size * filters && input.Length >= (long)batch * window.Height * window.Width * window.Channels, name, window, batch);
         bool narrow = TakesNarrowRoute(window, pool);
-        // The narrow route's partials hold each filter's patch as it is; the wide one's each run of taps in whole vectors.
-        var runs = narrow ? new TapRuns(1, size, size, 1) : TapRuns.Of(window, Simd.Width);
+        var runs = narrow ? TapRuns.Whole(size) : TapRuns.Of(window, Simd.Width);
         int parts = Math.Min(batch, 2), partFloats = filters * runs.Floats;
         var partials = AlignedBuffer.Ensure(ref winnerSums, parts * partFloats);
         fixed (float* dy = pooledGradient, x = input, sums = partials)
@@ -67,6 +66,10 @@ public static partial class Convolution
     {
         public int Floats => Runs * RunStride;
 
+        /// <summary>The patch as one run, as the narrow route's partials hold it.</summary>
+        public static TapRuns Whole(int size) => new(1, size, size, 1);
+
+        /// <summary>The wide route's runs on vectors of <paramref name="width"/> floats.</summary>
         public static TapRuns Of(in Window window, int width)
         {
             bool rows = window.Dilation == 1;

@@ -89,7 +89,7 @@ public class WinnersGradientTests
         using var _ = KernelSettings.OnSimd(path);
         var (window, pool, patches, winners, pooledGradient, image) = Case(height, width, channels, kernel, filters, poolSize, poolSize, false, batch, strides, same, dilation);
         Assert.False(Convolution.TakesNarrowRoute(window, pool));
-        int size = window.PatchSize, parts = Math.Min(batch, 2), share = (batch + parts - 1) / parts;
+        int size = window.PatchSize, parts = Math.Min(batch, 2);
         var expected = new float[size * filters];
         for (int i = 0; i < size; i++)
             for (int c = 0; c < filters; c++)
@@ -98,7 +98,8 @@ public class WinnersGradientTests
                 for (int part = 0; part < parts; part++)
                 {
                     float sum = 0f;
-                    for (int sample = part * share; sample < Math.Min(batch, (part + 1) * share); sample++)
+                    var (first, count) = Helper.PartOf(part, parts, batch);
+                    for (int sample = first; sample < first + count; sample++)
                         for (int o = 0; o < pool.Positions; o++)
                         {
                             int at = (sample * pool.Positions + o) * filters + c;

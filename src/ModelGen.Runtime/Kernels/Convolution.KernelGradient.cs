@@ -97,9 +97,7 @@ public static partial class Convolution
         int lanes = TLanes.Count, channels = window.Channels, filters = work.Filters, outputWidth = window.OutputWidth;
         int laneChannels = (channels + lanes - 1) / lanes * lanes, taps = window.KernelHeight * window.KernelWidth;
         int tapFloats = taps * laneChannels, cells = tapFloats / lanes;
-        int paddedWidth = (outputWidth - 1) * window.StrideWidth + window.SpanWidth;
-        int paddedHeight = (window.OutputHeight - 1) * window.StrideHeight + window.SpanHeight;
-        int paddedFloats = paddedHeight * paddedWidth * laneChannels;
+        int paddedWidth = window.PaddedWidth, paddedFloats = window.PaddedHeight * paddedWidth * laneChannels;
         float* padded = (float*)Unsafe.AsPointer(ref AlignedBuffer.Ensure(ref paddedImage, paddedFloats)[0]);
         var sumsSpan = AlignedBuffer.Ensure(ref blockSums, filters * tapFloats).Slice(0, filters * tapFloats);
         float* sums = (float*)Unsafe.AsPointer(ref sumsSpan[0]);
@@ -124,7 +122,7 @@ public static partial class Convolution
                     run = Math.Min(blockEnd - p, outputWidth - ox);
                     if (sample != laidOut)
                     {
-                        PadImage(work.Input + (long)sample * window.Height * window.Width * channels, window, padded, paddedHeight, paddedWidth, laneChannels, 0, paddedHeight);
+                        PadImage(work.Input + (long)sample * window.Height * window.Width * channels, window, padded, laneChannels, 0, window.PaddedHeight);
                         laidOut = sample;
                     }
                     float* corner = padded + ((long)oy * window.StrideHeight * paddedWidth + (long)ox * window.StrideWidth) * laneChannels;

@@ -314,9 +314,7 @@ public static partial class Convolution
         var runs = job.Runs;
         int filters = job.Filters, pooled = job.Pool.Positions, positions = window.Positions, width = TLanes.Count, channels = window.Channels;
         int lookups = pooled * filters, vectors = runs.Vectors, stretched = vectors / 8 * 8, imageFloats = window.Height * window.Width * channels;
-        int paddedHeight = (window.OutputHeight - 1) * window.StrideHeight + window.SpanHeight;
-        int paddedWidth = (window.OutputWidth - 1) * window.StrideWidth + window.SpanWidth, rowFloats = paddedWidth * channels;
-        int paddedFloats = paddedHeight * rowFloats;
+        int rowFloats = window.PaddedWidth * channels, paddedFloats = window.PaddedHeight * rowFloats;
         float* padded = (float*)Unsafe.AsPointer(ref AlignedBuffer.Ensure(ref paddedImage, paddedFloats + width)[0]);
         new Span<float>(padded + paddedFloats, width).Clear();
         int band = (int)Math.Clamp(BandBytes * pooled / ((long)paddedFloats * sizeof(float)), 1, pooled);
@@ -335,7 +333,7 @@ public static partial class Convolution
                     corners[p] = (nint)padded + ((nint)y * window.StrideHeight * rowFloats + (nint)x * window.StrideWidth * channels) * sizeof(float);
             for (int sample = first; sample < first + samples; sample++)
             {
-                PadImage(job.Input + (long)sample * imageFloats, window, padded, paddedHeight, paddedWidth, channels, 0, paddedHeight);
+                PadImage(job.Input + (long)sample * imageFloats, window, padded, channels, 0, window.PaddedHeight);
                 int* winners = job.Winners + (long)sample * lookups;
                 float* pooledGradient = job.PooledGradient + (long)sample * lookups;
                 if (!WinnerPlaces(winners, rows, pooled, filters, corners, positions)) ThrowNotAWinner(winners, pooled, filters, positions);

@@ -87,6 +87,10 @@ public readonly record struct Window
     /// <summary>Rows and columns of the image a (dilated) window spans. Internal, so the window's text stays the layer's geometry.</summary>
     internal int SpanHeight => (KernelHeight - 1) * Dilation + 1;
     internal int SpanWidth => (KernelWidth - 1) * Dilation + 1;
+
+    /// <summary>Rows and columns the windows read, counted from the padding's corner (a 'valid' stride may leave the last unread).</summary>
+    internal int PaddedHeight => (OutputHeight - 1) * StrideHeight + SpanHeight;
+    internal int PaddedWidth => (OutputWidth - 1) * StrideWidth + SpanWidth;
 }
 
 /// <summary>
@@ -430,30 +434,28 @@ public static partial class Convolution
 
         /// <summary>The image rows from <c>FirstRow</c> (over the padding where negative) that output rows [<paramref name="top"/>, <paramref name="bottom"/>) read, and the columns of their windows.</summary>
         private static (int FirstRow, int Rows, int Columns) Extent(in Window window, int top, int bottom) =>
-            (top * window.StrideHeight - window.PadTop, (bottom - 1 - top) * window.StrideHeight + window.SpanHeight,
-             (window.OutputWidth - 1) * window.StrideWidth + window.SpanWidth);
+            (top * window.StrideHeight - window.PadTop, (bottom - 1 - top) * window.StrideHeight + window.SpanHeight, window.PaddedWidth);
 
         /// <summary>Image rows [firstRow, firstRow + rows) with their zero padding, in this thread's scratch (valid until its next call).</summary>
         private static Plane Copy(float* image, in Window window, int firstRow, int rows, int columns, int slack)
         {
             float* copy = (float*)Unsafe.AsPointer(ref AlignedBuffer.Ensure(ref padded, rows * columns * window.Channels + slack)[0]);
-            int paddedHeight = (window.OutputHeight - 1) * window.StrideHeight + window.SpanHeight;
-            PadImage(image, window, copy, paddedHeight, columns, window.Channels, firstRow + window.PadTop, firstRow + window.PadTop + rows);
+            PadImage(image, window, copy, window.Channels, firstRow + window.PadTop, firstRow + window.PadTop + rows);
             return new Plane(copy, firstRow, -window.PadLeft, rows, columns, window.Channels);
         }
     }
 
     /// <summary>
     /// Lays rows [<paramref name="firstRow"/>, <paramref name="endRow"/>) of a sample's image out with its zero padding as
-    /// the windows read it, from <paramref name="padded"/> on (rows of a <paramref name="height"/> x <paramref name="width"/>
-    /// plane counted from the padding's corner), each pixel's channels padded with zeros to <paramref name="laneChannels"/>.
+    /// the windows read it, from <paramref name="padded"/> on (rows of the window's PaddedHeight x PaddedWidth plane,
+    /// counted from the padding's corner), each pixel's channels padded with zeros to <paramref name="laneChannels"/>.
     /// Pixels no window reads (past the last window of a 'valid' stride) are left out. Only what the image does not cover is
     /// cleared, each padded row once.
     /// </summary>
     [MethodImpl(Compiled.Driver)]
-    private static unsafe void PadImage(float* image, in Window window, float* padded, int height, int width, int laneChannels, int firstRow, int endRow)
+    private static unsafe void PadImage(float* image, in Window window, float* padded, int laneChannels, int firstRow, int endRow)
     {
-        int channels = window.Channels, rowFloats = width * laneChannels;
+        int height = window.PaddedHeight, width = window.PaddedWidth, channels = window.Channels, rowFloats = width * laneChannels;
         int rows = Math.Min(window.Height, height - window.PadTop), columns = Math.Min(window.Width, width - window.PadLeft);
         int left = window.PadLeft * laneChannels, covered = columns * laneChannels;
         for (int py = firstRow; py < Math.Min(endRow, height); py++)

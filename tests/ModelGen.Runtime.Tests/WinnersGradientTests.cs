@@ -40,27 +40,34 @@ public class WinnersGradientTests
     }
 
     /// <summary>Input height, width and channels, kernel, convolution strides and 'same', filters, batch: narrow patches under 2x2 poolings.</summary>
-    public static readonly TheoryData<int, int, int, int, int, bool, int, int> NarrowShapes = new()
+    public static readonly TheoryData<int, int, int, int, int, bool, int, int> NarrowChainShapes = new()
     {
-        { 8, 8, 1, 3, 1, true, 9, 3 },   // 'same' padding on every side: the border's windows gathered, zeros where they hang over
-        { 9, 9, 1, 3, 2, true, 5, 2 },   // strided: 5x5 outputs, the pooling dropping the last row and column
-        { 7, 7, 2, 2, 1, true, 13, 2 },  // eight taps over two channels, padded at the bottom and right only
-        { 3, 3, 1, 3, 1, true, 5, 3 },   // an image narrower than a pooled pixel's four windows: every window gathered
+        { 28, 28, 1, 3, 1, false, 32, 11 }, // the small CNN's conv1: blocks of five samples (halves of 6 and 5), regions read in place
+        { 28, 28, 1, 3, 1, true, 16, 5 },   // the autoencoder's first layer: a padded copy of each block's images
+        { 12, 11, 1, 3, 1, true, 13, 3 },   // 13 filters (a vector and a padded one); the pooling drops the last column
+        { 8, 8, 1, 3, 1, true, 9, 3 },      // 'same' padding on every side: zeros where the border's windows hang over
+        { 3, 3, 1, 3, 1, true, 5, 3 },      // an image narrower than a pooled pixel's four windows: one pooled pixel
+        { 9, 9, 1, 3, 2, true, 5, 2 },      // strided, the masked route: 5x5 outputs, the pooling dropping the last row and column
+        { 7, 7, 2, 2, 1, true, 13, 2 },     // eight taps over two channels, the masked route's table of offsets: padded at the bottom and right only
     };
 
-    public static IEnumerable<object[]> NarrowShapesOnEveryPath => KernelSettings.OnEveryPath(NarrowShapes);
+    public static IEnumerable<object[]> NarrowChainShapesOnEveryPath => KernelSettings.OnEveryPath(NarrowChainShapes);
 
+    /// <summary>
+    /// The narrow route sums each tap in registers over a block of samples (<see cref="Convolution.NarrowBlock"/>), the
+    /// pooled pixels in order, adds each block's sum to its half's, then the halves: against that chain written out, bit for
+    /// bit, whether each filter picks its winner's taps (a 3x3 kernel at stride 1 on AVX2 and AVX-512) or masks the gradient
+    /// to the windows it won.
+    /// </summary>
     [Theory]
-    [MemberData(nameof(NarrowShapesOnEveryPath))]
-    public void The_narrow_route_reads_its_taps_from_the_input_padding_included(int height, int width, int channels, int kernel, int strides, bool same,
+    [MemberData(nameof(NarrowChainShapesOnEveryPath))]
+    public void The_narrow_route_sums_each_tap_over_the_winners_block_by_block(int height, int width, int channels, int kernel, int strides, bool same,
         int filters, int batch, SimdPath path)
     {
         using var _ = KernelSettings.OnSimd(path);
         var (window, pool, patches, winners, pooledGradient, image) = Case(height, width, channels, kernel, filters, 2, 2, false, batch, strides, same);
         Assert.True(Convolution.TakesNarrowRoute(window, pool));
-        var actual = new float[window.PatchSize * filters];
-        Convolution.KernelGradientAtWinners(pooledGradient, winners, image, actual, window, pool, filters, batch);
-        AssertTheDenseRoute(actual, window, pool, patches, winners, pooledGradient, filters, batch);
+        AssertTheChains(window, pool, patches, winners, pooledGradient, image, filters, batch, count => Convolution.NarrowBlock(window, pool.Positions, filters, count));
     }
 
     /// <summary>Input height, width and channels, kernel, convolution strides, 'same' and dilation, filters, pool size and strides (0: global), batch.</summary>
@@ -89,6 +96,17 @@ public class WinnersGradientTests
         using var _ = KernelSettings.OnSimd(path);
         var (window, pool, patches, winners, pooledGradient, image) = Case(height, width, channels, kernel, filters, poolSize, poolSize, false, batch, strides, same, dilation);
         Assert.False(Convolution.TakesNarrowRoute(window, pool));
+        AssertTheChains(window, pool, patches, winners, pooledGradient, image, filters, batch, count => count);
+    }
+
+    /// <summary>
+    /// The kernel gradient at the winners against its chains written out, bit for bit: per tap and filter, a chain of
+    /// multiply-adds over a block of samples (<paramref name="blockOf"/> a half's count), their pooled pixels in order; the
+    /// blocks' sums added to their half's, then the halves.
+    /// </summary>
+    private static void AssertTheChains(Window window, Window pool, float[] patches, int[] winners, float[] pooledGradient, float[] image,
+        int filters, int batch, Func<int, int> blockOf)
+    {
         int size = window.PatchSize, parts = Math.Min(batch, 2);
         var expected = new float[size * filters];
         for (int i = 0; i < size; i++)
@@ -97,15 +115,21 @@ public class WinnersGradientTests
                 float total = 0f;
                 for (int part = 0; part < parts; part++)
                 {
-                    float sum = 0f;
                     var (first, count) = Helper.PartOf(part, parts, batch);
-                    for (int sample = first; sample < first + count; sample++)
-                        for (int o = 0; o < pool.Positions; o++)
-                        {
-                            int at = (sample * pool.Positions + o) * filters + c;
-                            sum = MathF.FusedMultiplyAdd(pooledGradient[at], patches[(sample * window.Positions + winners[at] / filters) * size + i], sum);
-                        }
-                    total += sum;
+                    int block = blockOf(count);
+                    float partial = 0f;
+                    for (int from = first; from < first + count; from += block)
+                    {
+                        float sum = 0f;
+                        for (int sample = from; sample < Math.Min(from + block, first + count); sample++)
+                            for (int o = 0; o < pool.Positions; o++)
+                            {
+                                int at = (sample * pool.Positions + o) * filters + c;
+                                sum = MathF.FusedMultiplyAdd(pooledGradient[at], patches[(sample * window.Positions + winners[at] / filters) * size + i], sum);
+                            }
+                        partial += sum;
+                    }
+                    total += partial;
                 }
                 expected[i * filters + c] = total;
             }

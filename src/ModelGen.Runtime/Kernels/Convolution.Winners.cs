@@ -100,14 +100,131 @@ public static partial class Convolution
     /// scattered gradient nor patches are written (the small CNN's conv1 at 64 samples: 5.5 MB and 1.6 MB). Samples go a
     /// block at a time (<see cref="NarrowBlockBytes"/>, which the next vector of filters reads again from L2); the sums go to
     /// the part's partial, filter by filter, each a patch long. The vector is System.Numerics' on every SIMD path: each
-    /// filter's sum is its lane's alone, so its width changes no bits.
+    /// filter's sum is its lane's alone, so its width changes no bits. A 3x3 kernel over one channel at stride 1 picks its
+    /// winners' taps instead on AVX2 and AVX-512 (<see cref="SumPickedAtWinners"/>).
     /// </summary>
     [MethodImpl(Compiled.Driver)]
     private static unsafe void SumNarrowAtWinners(void* state, int index, int worker)
     {
         ref readonly var window = ref ((WinnersJob*)state)->Window;
-        if (window is { KernelHeight: 3, KernelWidth: 3, Channels: 1, Dilation: 1 }) SumNarrowAtWinners<Yes>(state, index);
+        if (window is { KernelHeight: 3, KernelWidth: 3, Channels: 1, Dilation: 1 })
+        {
+            if (window is { StrideHeight: 1, StrideWidth: 1 } && Simd.Current != SimdPath.Portable) SumPickedAtWinners(state, index);
+            else SumNarrowAtWinners<Yes>(state, index);
+        }
         else SumNarrowAtWinners<No>(state, index);
+    }
+
+    /// <summary>
+    /// Samples in a block of the narrow route: the bytes of their images, pooled gradients and winners about
+    /// <see cref="NarrowBlockBytes"/>. Both narrow kernels block alike, so that their sums are the same bits.
+    /// </summary>
+    internal static int NarrowBlock(in Window window, int pooled, int filters, int samples) =>
+        (int)Math.Clamp(NarrowBlockBytes / (((long)window.Height * window.Width * window.Channels + 2L * pooled * filters) * sizeof(float)), 1, Math.Max(samples, 1));
+
+    /// <summary>
+    /// The narrow route for a 3x3 kernel over one channel at stride 1, on AVX2 and AVX-512: a pooled pixel's four windows
+    /// span a 4x4 region of the (zero-padded) image, and each lane, a filter, picks its winner's nine taps out of it with a
+    /// permutation (<c>vpermps</c>): rows ky and ky + 1 of the region in one vector, the winner's window at 0, 1, 4 or 5
+    /// in it, tap kx that plus kx. Nine multiply-adds a pooled pixel where <see cref="SumNarrowAtWinners{TThreeByThree}"/>
+    /// takes 36 (each window's taps times the gradient masked to the lanes it won), and the region comes from a padded copy
+    /// of the block's images instead of a copy per pooled pixel at the border. Only the winner's product is added where the
+    /// masked route added it and three zeros, so the sums are the same bits for finite inputs.
+    /// </summary>
+    [MethodImpl(Compiled.Kernel)]
+    private static unsafe void SumPickedAtWinners(void* state, int index)
+    {
+        ref readonly var job = ref *(WinnersJob*)state;
+        ref readonly var window = ref job.Window;
+        ref readonly var pool = ref job.Pool;
+        var (first, samples) = Helper.PartOf(index, job.Parts, job.Batch);
+        const int lanes = 8;
+        int filters = job.Filters, pooled = pool.Positions, imageFloats = window.Height * window.Width;
+        float* partial = job.Partials + (long)index * NarrowTaps * filters;
+        new Span<float>(partial, NarrowTaps * filters).Clear();
+        int block = NarrowBlock(window, pooled, filters, samples);
+        // A 'valid' window's regions all lie in the image, read in place; padding is laid out once per block.
+        bool inPlace = window.PadTop == 0 && window.PadLeft == 0;
+        int stride = inPlace ? window.Width : window.PaddedWidth, planeFloats = inPlace ? imageFloats : window.PaddedHeight * stride;
+        float* planes = inPlace ? null : (float*)Unsafe.AsPointer(ref AlignedBuffer.Ensure(ref paddedImage, block * planeFloats)[0]);
+        // A winner's place from its pooled pixel's first window, in filters' steps: 0, 1 (right), the pooling's row (below), both.
+        var below = Vector256.Create(pool.Width * filters);
+        var right = Vector256.Create(filters);
+        var one = Vector256<int>.One;
+        var two = Vector256.Create(2);
+        var four = Vector256.Create(4);
+        // A vector of filters past the last filter reads its gradient and winners from these copies, zero-padded.
+        float* gradientCopy = stackalloc float[lanes];
+        int* winnerCopy = stackalloc int[lanes];
+        Vector256<float>* sums = stackalloc Vector256<float>[NarrowTaps];
+        for (int from = first; from < first + samples; from += block)
+        {
+            int to = Math.Min(from + block, first + samples);
+            if (!inPlace)
+                for (int sample = from; sample < to; sample++)
+                    PadImage(job.Input + (long)sample * imageFloats, window, planes + (long)(sample - from) * planeFloats, 1, 0, window.PaddedHeight);
+            for (int c0 = 0; c0 < filters; c0 += lanes)
+            {
+                int count = Math.Min(lanes, filters - c0);
+                var filterLanes = Vector256.Create(c0) + Vector256<int>.Indices;
+                Vector256<float> s0 = default, s1 = default, s2 = default, s3 = default, s4 = default, s5 = default, s6 = default, s7 = default, s8 = default;
+                for (int sample = from; sample < to; sample++)
+                {
+                    float* plane = inPlace ? job.Input + (long)sample * imageFloats : planes + (long)(sample - from) * planeFloats;
+                    long at = (long)sample * pooled * filters + c0;
+                    for (int oy = 0; oy < pool.OutputHeight; oy++)
+                        for (int ox = 0; ox < pool.OutputWidth; ox++, at += filters)
+                        {
+                            Vector256<float> g;
+                            Vector256<int> won;
+                            if (count == lanes)
+                            {
+                                g = Vector256.Load(job.PooledGradient + at);
+                                won = Vector256.Load(job.Winners + at);
+                            }
+                            else
+                            {
+                                for (int lane = 0; lane < lanes; lane++)
+                                {
+                                    gradientCopy[lane] = lane < count ? job.PooledGradient[at + lane] : 0f;
+                                    winnerCopy[lane] = lane < count ? job.Winners[at + lane] : 0;
+                                }
+                                g = Vector256.Load(gradientCopy);
+                                won = Vector256.Load(winnerCopy);
+                            }
+                            // The winner's window in a pair of region rows: 0, 1, 4 or 5.
+                            var place = won - (Vector256.Create((2 * oy * pool.Width + 2 * ox) * filters) + filterLanes);
+                            var isBelow = Vector256.GreaterThanOrEqual(place, below);
+                            var isRight = Vector256.Equals(place - (isBelow & below), right);
+                            var pick0 = (isBelow & four) | (isRight & one);
+                            var pick1 = pick0 + one;
+                            var pick2 = pick0 + two;
+                            float* region = plane + (long)2 * oy * stride + 2 * ox;
+                            var row0 = Vector128.Load(region);
+                            var row1 = Vector128.Load(region + stride);
+                            var row2 = Vector128.Load(region + 2 * stride);
+                            var row3 = Vector128.Load(region + 3 * stride);
+                            var top = Vector256.Create(row0, row1);
+                            var middle = Vector256.Create(row1, row2);
+                            var bottom = Vector256.Create(row2, row3);
+                            s0 = Vector256.FusedMultiplyAdd(Vector256.ShuffleNative(top, pick0), g, s0);
+                            s1 = Vector256.FusedMultiplyAdd(Vector256.ShuffleNative(top, pick1), g, s1);
+                            s2 = Vector256.FusedMultiplyAdd(Vector256.ShuffleNative(top, pick2), g, s2);
+                            s3 = Vector256.FusedMultiplyAdd(Vector256.ShuffleNative(middle, pick0), g, s3);
+                            s4 = Vector256.FusedMultiplyAdd(Vector256.ShuffleNative(middle, pick1), g, s4);
+                            s5 = Vector256.FusedMultiplyAdd(Vector256.ShuffleNative(middle, pick2), g, s5);
+                            s6 = Vector256.FusedMultiplyAdd(Vector256.ShuffleNative(bottom, pick0), g, s6);
+                            s7 = Vector256.FusedMultiplyAdd(Vector256.ShuffleNative(bottom, pick1), g, s7);
+                            s8 = Vector256.FusedMultiplyAdd(Vector256.ShuffleNative(bottom, pick2), g, s8);
+                        }
+                }
+                // Added to what earlier blocks of samples left, filter by filter (nine taps each), the first count lanes.
+                sums[0] = s0; sums[1] = s1; sums[2] = s2; sums[3] = s3; sums[4] = s4; sums[5] = s5; sums[6] = s6; sums[7] = s7; sums[8] = s8;
+                for (int lane = 0; lane < count; lane++)
+                    for (int t = 0; t < NarrowTaps; t++)
+                        partial[(long)(c0 + lane) * NarrowTaps + t] += sums[t][lane];
+            }
+        }
     }
 
     /// <summary>
@@ -126,7 +243,7 @@ public static partial class Convolution
         int rowFloats = window.Width * window.Channels, imageFloats = window.Height * rowFloats;
         float* partial = job.Partials + (long)index * size * filters;
         new Span<float>(partial, size * filters).Clear();
-        int block = (int)Math.Clamp(NarrowBlockBytes / (((long)imageFloats + 2L * pooled * filters) * sizeof(float)), 1, Math.Max(samples, 1));
+        int block = NarrowBlock(window, pooled, filters, samples);
         // Where a pooled pixel's four windows hang over the padding, they are read from a copy of their rows, zeros outside
         // the image, laid out with the image's row stride so that the same offsets apply; an image narrower than the four
         // windows, whose windows all hang over, is copied with rows as wide as them.

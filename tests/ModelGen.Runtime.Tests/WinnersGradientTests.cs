@@ -254,7 +254,7 @@ public class WinnersGradientTests
     /// <summary>Input height, width and channels, kernel, convolution strides and 'same', filters, pool, pool strides, batch.</summary>
     public static readonly TheoryData<int, int, int, int, int, bool, int, int, int, int> ScatteredShapes = new()
     {
-        { 13, 13, 32, 3, 1, false, 64, 2, 2, 4 },  // the small CNN's conv2: 288-float patches, three stretches on AVX2, 1.5 on AVX-512
+        { 13, 13, 32, 3, 1, false, 64, 2, 2, 4 },  // the small CNN's conv2: 288-float patches, three stretches on AVX2 and AVX-512 (256-bit there)
         { 11, 11, 16, 3, 1, true, 13, 2, 2, 5 },   // 144 floats: a stretch and an overlapping one on AVX2; 13 filters, eight compared at once and five alone
         { 9, 9, 16, 3, 2, true, 8, 3, 2, 3 },      // a strided 'same' convolution under overlapping pooling windows
         { 6, 6, 50, 1, 1, false, 3, 2, 2, 2 },     // 50 floats: narrower than a stretch but on the portable path (48 and an overlapping 48)
@@ -293,6 +293,18 @@ public class WinnersGradientTests
                 Assert.Equal(Bits(dense), Bits(skipped));
             }
         }
+    }
+
+    /// <summary>Patch floats, the vector width the scattered route sums them on with AVX-512.</summary>
+    [Theory]
+    [InlineData(288, 8)]  // the small CNN's conv2: three stretches of 96 floats, not two of 192 overlapping by 96
+    [InlineData(216, 8)]  // 24 channels: 288 floats summed, not 384
+    [InlineData(576, 16)] // 64 channels: three stretches of 192, no overlap either way
+    [InlineData(192, 16)] // one stretch
+    public void On_AVX512_the_scattered_route_takes_the_vectors_whose_stretches_sum_fewer_floats(int size, int width)
+    {
+        using var _ = KernelSettings.OnSimd(SimdPath.Avx512);
+        Assert.Equal(width, Convolution.ScatteredWidth(size));
     }
 
     private static int[] Bits(float[] values) => values.Select(BitConverter.SingleToInt32Bits).ToArray();

@@ -125,16 +125,33 @@ public static partial class Convolution
     /// <summary>Vectors of a patch row the scattered route sums in registers at a time; narrower patches take the dense product.</summary>
     private const int ScatteredStretch = 12;
 
+    /// <summary>The floats of a patch row the scattered route sums on vectors of <paramref name="width"/> floats: whole stretches.</summary>
+    private static int StretchedFloats(int size, int width)
+    {
+        int stretch = ScatteredStretch * width;
+        return (size + stretch - 1) / stretch * stretch;
+    }
+
     /// <summary>Whether the scattered route takes patches this wide on the current path (at least one stretch).</summary>
     private static bool ScatteredFits(int patchSize) =>
         patchSize >= ScatteredStretch * Simd.Width;
 
+    /// <summary>
+    /// The floats of the vectors the scattered route sums a patch row of <paramref name="size"/> on: the current path's,
+    /// but on AVX-512 256-bit ones where their stretches cover the patch with fewer floats (the small CNN's conv2, 288
+    /// floats: three stretches of 96 where two of 192 overlap by 96). Zen 4 multiplies 512 bits as two halves, so what the
+    /// overlap would compute again is saved. Each float's sum is the same chain on either width.
+    /// </summary>
+    internal static int ScatteredWidth(int size) =>
+        Simd.Current == SimdPath.Avx512 && StretchedFloats(size, Vector256<float>.Count) < StretchedFloats(size, Vector512<float>.Count)
+            ? Vector256<float>.Count : Simd.Width;
+
     private static unsafe void ScatteredRows(float* values, float* columns, float* patches, int rows, int filters, int size)
     {
-        switch (Simd.Current)
+        switch (ScatteredWidth(size))
         {
-            case SimdPath.Avx512: ScatteredRows<Lanes512, Vector512<float>>(values, columns, patches, rows, filters, size); break;
-            case SimdPath.Avx2: ScatteredRows<Lanes256, Vector256<float>>(values, columns, patches, rows, filters, size); break;
+            case 16: ScatteredRows<Lanes512, Vector512<float>>(values, columns, patches, rows, filters, size); break;
+            case 8: ScatteredRows<Lanes256, Vector256<float>>(values, columns, patches, rows, filters, size); break;
             default: ScatteredRows<Lanes128, Vector128<float>>(values, columns, patches, rows, filters, size); break;
         }
     }

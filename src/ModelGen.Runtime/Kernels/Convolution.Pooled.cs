@@ -78,6 +78,9 @@ public static partial class Convolution
         {
             switch (Simd.Current)
             {
+                // At most eight filters take one 256-bit vector, not half or less of a 512-bit one.
+                case SimdPath.Avx512 when filters <= Vector256<float>.Count:
+                    Pooled<Lanes256, Vector256<float>, TKeepsWinners>(input, kernel, bias, pooled, winners, window, pool, filters, relu, first, count); break;
                 case SimdPath.Avx512: Pooled<Lanes512, Vector512<float>, TKeepsWinners>(input, kernel, bias, pooled, winners, window, pool, filters, relu, first, count); break;
                 case SimdPath.Avx2: Pooled<Lanes256, Vector256<float>, TKeepsWinners>(input, kernel, bias, pooled, winners, window, pool, filters, relu, first, count); break;
                 default: Pooled<Lanes128, Vector128<float>, TKeepsWinners>(input, kernel, bias, pooled, winners, window, pool, filters, relu, first, count); break;
@@ -87,7 +90,8 @@ public static partial class Convolution
 
     /// <summary>
     /// Each pooled pixel's four windows (the convolution's outputs at rows 2y, 2y + 1 and columns 2x, 2x + 1), read in place
-    /// when all four lie inside the image, else first gathered, zero-padded, into four patch rows. Training also keeps each
+    /// from the sample's plane (the image or its zero-padded copy), else (a copy past <see cref="Plane"/>'s limit) first
+    /// gathered, zero-padded, into four patch rows. Training also keeps each
     /// pooled value's winner, as the pooling kernel numbers it: the convolution's output pixel times the filters, plus the filter.
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
@@ -99,21 +103,31 @@ public static partial class Convolution
         int* inBuffer = stackalloc int[patch];
         PatchOffsets(window, window.Width * window.Channels, inPlace, inBuffer);
         float* gathered = stackalloc float[4 * patch];
+        // Each sample's windows are read from its plane: the image, or a zero-padded copy of it (Plane.For), so that a
+        // 'same' window's border pixels are not gathered float by float (the autoencoder's first layer: 52 of 196).
+        var plane = default(Plane);
+        int planeSample = -1;
         for (int item = first; item < first + count; item++)
         {
             int sample = item / pool.Positions, position = item - sample * pool.Positions;
             int pooledRow = position / pool.OutputWidth, pooledColumn = position - pooledRow * pool.OutputWidth;
             int top = 2 * pooledRow * window.StrideHeight - window.PadTop, left = 2 * pooledColumn * window.StrideWidth - window.PadLeft;
             float* image = input + (long)sample * imageFloats;
+            if (sample != planeSample)
+            {
+                plane = Plane.For(image, window, 0, 2 * pool.OutputHeight, passPixels: 1);
+                PatchOffsets(window, plane.RowFloats, inPlace);
+                planeSample = sample;
+            }
             float* windows;
             int* offsets;
             nint right, down;
-            if (top >= 0 && top + window.StrideHeight + window.SpanHeight <= window.Height && left >= 0 && left + window.StrideWidth + window.SpanWidth <= window.Width)
+            if (plane.Holds(top, window.StrideHeight + window.SpanHeight, left, window.StrideWidth + window.SpanWidth))
             {
-                windows = image + (top * window.Width + left) * window.Channels;
+                windows = plane.At(top, left);
                 offsets = inPlace;
                 right = window.StrideWidth * window.Channels;
-                down = window.StrideHeight * window.Width * window.Channels;
+                down = window.StrideHeight * plane.RowFloats;
             }
             else
             {
@@ -140,6 +154,7 @@ public static partial class Convolution
             {
                 float* biasFrom = bias is null ? null : bias + j;
                 if (filters - j >= 2 * TLanes.Count) PooledPass<TLanes, TVector, TwoVectors, TKeepsWinners>(windows, offsets, right, down, patch, kernel + j, filters, biasFrom, pixel + j, won + j, corner.From(j), filters - j, relu);
+                else if (filters - j <= TLanes.Count) PooledPass<TLanes, TVector, OneVector, TKeepsWinners>(windows, offsets, right, down, patch, kernel + j, filters, biasFrom, pixel + j, won + j, corner.From(j), filters - j, relu);
                 else PooledPass<TLanes, TVector, FewerVectors, TKeepsWinners>(windows, offsets, right, down, patch, kernel + j, filters, biasFrom, pixel + j, won + j, corner.From(j), filters - j, relu);
             }
         }
@@ -169,28 +184,33 @@ public static partial class Convolution
         for (int p = 0; p < patch; p++, kernel += filters)
         {
             TVector w0 = whole ? TLanes.Load(ref *kernel) : TLanes.LoadMasked(kernel, low);
-            TVector w1 = whole ? TLanes.Load(ref kernel[width]) : TLanes.LoadMasked(kernel + width, high);
+            TVector w1 = vectors == 1 ? TLanes.Zero : whole ? TLanes.Load(ref kernel[width]) : TLanes.LoadMasked(kernel + width, high);
             TVector w2 = vectors == 4 ? TLanes.Load(ref kernel[2 * width]) : TLanes.Zero;
             TVector w3 = vectors == 4 ? TLanes.Load(ref kernel[3 * width]) : TLanes.Zero;
             float* x = windows + offsets[p];
             TVector x0 = TLanes.Broadcast(*x);
-            a0 = TLanes.MultiplyAdd(x0, w0, a0); b0 = TLanes.MultiplyAdd(x0, w1, b0);
+            a0 = TLanes.MultiplyAdd(x0, w0, a0);
+            if (vectors >= 2) b0 = TLanes.MultiplyAdd(x0, w1, b0);
             if (vectors == 4) { c0 = TLanes.MultiplyAdd(x0, w2, c0); d0 = TLanes.MultiplyAdd(x0, w3, d0); }
             TVector x1 = TLanes.Broadcast(x[right]);
-            a1 = TLanes.MultiplyAdd(x1, w0, a1); b1 = TLanes.MultiplyAdd(x1, w1, b1);
+            a1 = TLanes.MultiplyAdd(x1, w0, a1);
+            if (vectors >= 2) b1 = TLanes.MultiplyAdd(x1, w1, b1);
             if (vectors == 4) { c1 = TLanes.MultiplyAdd(x1, w2, c1); d1 = TLanes.MultiplyAdd(x1, w3, d1); }
             TVector x2 = TLanes.Broadcast(x[down]);
-            a2 = TLanes.MultiplyAdd(x2, w0, a2); b2 = TLanes.MultiplyAdd(x2, w1, b2);
+            a2 = TLanes.MultiplyAdd(x2, w0, a2);
+            if (vectors >= 2) b2 = TLanes.MultiplyAdd(x2, w1, b2);
             if (vectors == 4) { c2 = TLanes.MultiplyAdd(x2, w2, c2); d2 = TLanes.MultiplyAdd(x2, w3, d2); }
             TVector x3 = TLanes.Broadcast(x[diagonal]);
-            a3 = TLanes.MultiplyAdd(x3, w0, a3); b3 = TLanes.MultiplyAdd(x3, w1, b3);
+            a3 = TLanes.MultiplyAdd(x3, w0, a3);
+            if (vectors >= 2) b3 = TLanes.MultiplyAdd(x3, w1, b3);
             if (vectors == 4) { c3 = TLanes.MultiplyAdd(x3, w2, c3); d3 = TLanes.MultiplyAdd(x3, w3, d3); }
         }
         bool hasBias = bias is not null;
         TVector biasA = hasBias ? (whole ? TLanes.Load(ref *bias) : TLanes.LoadMasked(bias, low)) : TLanes.Zero;
-        TVector biasB = hasBias ? (whole ? TLanes.Load(ref bias[width]) : TLanes.LoadMasked(bias + width, high)) : TLanes.Zero;
+        TVector biasB = hasBias && vectors >= 2 ? (whole ? TLanes.Load(ref bias[width]) : TLanes.LoadMasked(bias + width, high)) : TLanes.Zero;
         TVector pooledA = PoolFinished<TLanes, TVector, TKeepsWinners>(a0, a1, a2, a3, biasA, hasBias, relu, numbers, out TVector wonA);
-        TVector pooledB = PoolFinished<TLanes, TVector, TKeepsWinners>(b0, b1, b2, b3, biasB, hasBias, relu, numbers.From(width), out TVector wonB);
+        TVector wonB = default;
+        TVector pooledB = vectors >= 2 ? PoolFinished<TLanes, TVector, TKeepsWinners>(b0, b1, b2, b3, biasB, hasBias, relu, numbers.From(width), out wonB) : TLanes.Zero;
         // Winner numbers are integers carried in the lanes' bits: stored through a float reference, they land as the integers.
         ref float wonAt = ref *(float*)winner;
         if (!whole)
@@ -283,10 +303,17 @@ public static partial class Convolution
         public static bool Whole => true;
     }
 
-    /// <summary>The last filters, fewer than two vectors: loads and stores masked past them.</summary>
+    /// <summary>The last filters, more than one vector and fewer than two: loads and stores masked past them.</summary>
     private readonly struct FewerVectors : IFilterGroup
     {
         public static int Vectors => 2;
+        public static bool Whole => false;
+    }
+
+    /// <summary>The last filters, at most one vector (masked past them): one chain per window where two vectors' chains ran a second on empty lanes.</summary>
+    private readonly struct OneVector : IFilterGroup
+    {
+        public static int Vectors => 1;
         public static bool Whole => false;
     }
 }

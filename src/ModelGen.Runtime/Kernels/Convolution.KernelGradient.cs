@@ -22,7 +22,7 @@ public static partial class Convolution
 
     /// <summary>
     /// This thread's zero-padded image (<see cref="KernelGradientSlice{TLanes, TVector}"/>, and the winners' taps in
-    /// <see cref="SumAtWinners{TLanes, TVector}"/>) and its block sums.
+    /// <see cref="SumAtWinners{TLanes, TVector}"/>; a block's images in <see cref="SumPickedAtWinners"/>) and its block sums.
     /// </summary>
     [ThreadStatic] private static AlignedBuffer? paddedImage, blockSums;
 

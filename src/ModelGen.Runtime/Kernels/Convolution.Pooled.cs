@@ -101,7 +101,8 @@ public static partial class Convolution
         int patch = window.PatchSize, imageFloats = window.Height * window.Width * window.Channels;
         int* inPlace = stackalloc int[patch];
         int* inBuffer = stackalloc int[patch];
-        PatchOffsets(window, window.Width * window.Channels, inPlace, inBuffer);
+        int inPlaceRowFloats = window.Width * window.Channels;
+        PatchOffsets(window, inPlaceRowFloats, inPlace, inBuffer);
         float* gathered = stackalloc float[4 * patch];
         // Each sample's windows are read from its plane: the image, or a zero-padded copy of it (Plane.For), so that a
         // 'same' window's border pixels are not gathered float by float (the autoencoder's first layer: 52 of 196).
@@ -116,8 +117,12 @@ public static partial class Convolution
             if (sample != planeSample)
             {
                 plane = Plane.For(image, window, 0, 2 * pool.OutputHeight, passPixels: 1);
-                PatchOffsets(window, plane.RowFloats, inPlace);
                 planeSample = sample;
+                if (plane.RowFloats != inPlaceRowFloats)
+                {
+                    inPlaceRowFloats = plane.RowFloats;
+                    PatchOffsets(window, inPlaceRowFloats, inPlace);
+                }
             }
             float* windows;
             int* offsets;

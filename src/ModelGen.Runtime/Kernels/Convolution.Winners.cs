@@ -123,6 +123,41 @@ public static partial class Convolution
         (int)Math.Clamp(NarrowBlockBytes / (((long)window.Height * window.Width * window.Channels + 2L * pooled * filters) * sizeof(float)), 1, Math.Max(samples, 1));
 
     /// <summary>
+    /// Where a vector of <paramref name="lanes"/> filters reads the pooled gradients and winners from <paramref name="at"/> on:
+    /// in place, or for the last filters (<paramref name="count"/> of them) from copies whose lanes past them hold a zero
+    /// gradient and no winner (-1). Inlined: a call inside the narrow kernels' loops would keep their nine sums in memory.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void FilterLanes(in WinnersJob job, long at, int count, int lanes, float* gradientCopy, int* winnerCopy, out float* gradients, out int* winners)
+    {
+        if (count == lanes)
+        {
+            gradients = job.PooledGradient + at;
+            winners = job.Winners + at;
+            return;
+        }
+        for (int lane = 0; lane < lanes; lane++)
+        {
+            gradientCopy[lane] = lane < count ? job.PooledGradient[at + lane] : 0f;
+            winnerCopy[lane] = lane < count ? job.Winners[at + lane] : -1;
+        }
+        gradients = gradientCopy;
+        winners = winnerCopy;
+    }
+
+    /// <summary>
+    /// Adds a vector of filters' tap sums (<paramref name="sums"/>: tap by tap, <paramref name="lanes"/> floats each) to what
+    /// earlier blocks of samples left in the part's partial, filter by filter (<paramref name="size"/> taps each), the
+    /// first <paramref name="count"/> lanes.
+    /// </summary>
+    private static unsafe void AddTapSums(float* partial, float* sums, int lanes, int c0, int count, int size)
+    {
+        for (int lane = 0; lane < count; lane++)
+            for (int t = 0; t < size; t++)
+                partial[(long)(c0 + lane) * size + t] += sums[t * lanes + lane];
+    }
+
+    /// <summary>
     /// The narrow route for a 3x3 kernel over one channel at stride 1, on AVX2 and AVX-512: a pooled pixel's four windows
     /// span a 4x4 region of the (zero-padded) image, and each lane, a filter, picks its winner's nine taps out of it with a
     /// permutation (<c>vpermps</c>): rows ky and ky + 1 of the region in one vector, the winner's window at 0, 1, 4 or 5
@@ -153,10 +188,9 @@ public static partial class Convolution
         var one = Vector256<int>.One;
         var two = Vector256.Create(2);
         var four = Vector256.Create(4);
-        // A vector of filters past the last filter reads its gradient and winners from these copies, zero-padded.
         float* gradientCopy = stackalloc float[lanes];
         int* winnerCopy = stackalloc int[lanes];
-        Vector256<float>* sums = stackalloc Vector256<float>[NarrowTaps];
+        float* sums = stackalloc float[NarrowTaps * lanes];
         for (int from = first; from < first + samples; from += block)
         {
             int to = Math.Min(from + block, first + samples);
@@ -175,23 +209,9 @@ public static partial class Convolution
                     for (int oy = 0; oy < pool.OutputHeight; oy++)
                         for (int ox = 0; ox < pool.OutputWidth; ox++, at += filters)
                         {
-                            Vector256<float> g;
-                            Vector256<int> won;
-                            if (count == lanes)
-                            {
-                                g = Vector256.Load(job.PooledGradient + at);
-                                won = Vector256.Load(job.Winners + at);
-                            }
-                            else
-                            {
-                                for (int lane = 0; lane < lanes; lane++)
-                                {
-                                    gradientCopy[lane] = lane < count ? job.PooledGradient[at + lane] : 0f;
-                                    winnerCopy[lane] = lane < count ? job.Winners[at + lane] : 0;
-                                }
-                                g = Vector256.Load(gradientCopy);
-                                won = Vector256.Load(winnerCopy);
-                            }
+                            FilterLanes(job, at, count, lanes, gradientCopy, winnerCopy, out float* gradients, out int* winners);
+                            var g = Vector256.Load(gradients);
+                            var won = Vector256.Load(winners);
                             // The winner's window in a pair of region rows: 0, 1, 4 or 5.
                             var place = won - (Vector256.Create((2 * oy * pool.Width + 2 * ox) * filters) + filterLanes);
                             var isBelow = Vector256.GreaterThanOrEqual(place, below);
@@ -218,11 +238,9 @@ public static partial class Convolution
                             s8 = Vector256.FusedMultiplyAdd(Vector256.ShuffleNative(bottom, pick2), g, s8);
                         }
                 }
-                // Added to what earlier blocks of samples left, filter by filter (nine taps each), the first count lanes.
-                sums[0] = s0; sums[1] = s1; sums[2] = s2; sums[3] = s3; sums[4] = s4; sums[5] = s5; sums[6] = s6; sums[7] = s7; sums[8] = s8;
-                for (int lane = 0; lane < count; lane++)
-                    for (int t = 0; t < NarrowTaps; t++)
-                        partial[(long)(c0 + lane) * NarrowTaps + t] += sums[t][lane];
+                s0.Store(sums); s1.Store(sums + lanes); s2.Store(sums + 2 * lanes); s3.Store(sums + 3 * lanes); s4.Store(sums + 4 * lanes);
+                s5.Store(sums + 5 * lanes); s6.Store(sums + 6 * lanes); s7.Store(sums + 7 * lanes); s8.Store(sums + 8 * lanes);
+                AddTapSums(partial, sums, lanes, c0, count, NarrowTaps);
             }
         }
     }
@@ -262,10 +280,9 @@ public static partial class Convolution
         nint right = window.StrideWidth * window.Channels, down = window.StrideHeight * stride;
         nint* corners = stackalloc nint[] { 0, right, down, down + right };
         int* step = stackalloc int[] { 0, 1, pool.Width, pool.Width + 1 };
-        // A vector of filters past the last filter reads its gradient and winners from these copies, zero-padded.
         float* gradientCopy = stackalloc float[lanes];
         int* winnerCopy = stackalloc int[lanes];
-        Vector<float>* sums = stackalloc Vector<float>[NarrowTaps];
+        float* sums = stackalloc float[NarrowTaps * lanes];
         fixed (float* region = regionScratch.Span)
         for (int from = first; from < first + samples; from += block)
         {
@@ -282,23 +299,9 @@ public static partial class Convolution
                         for (int ox = 0; ox < pool.OutputWidth; ox++, o++)
                         {
                             long at = ((long)sample * pooled + o) * filters + c0;
-                            Vector<float> g;
-                            Vector<int> won;
-                            if (count == lanes)
-                            {
-                                g = Vector.Load(job.PooledGradient + at);
-                                won = Vector.Load(job.Winners + at);
-                            }
-                            else
-                            {
-                                for (int lane = 0; lane < lanes; lane++)
-                                {
-                                    gradientCopy[lane] = lane < count ? job.PooledGradient[at + lane] : 0f;
-                                    winnerCopy[lane] = lane < count ? job.Winners[at + lane] : -1;
-                                }
-                                g = Vector.Load(gradientCopy);
-                                won = Vector.Load(winnerCopy);
-                            }
+                            FilterLanes(job, at, count, lanes, gradientCopy, winnerCopy, out float* gradients, out int* winners);
+                            var g = Vector.Load(gradients);
+                            var won = Vector.Load(winners);
                             int top = 2 * oy * window.StrideHeight - window.PadTop, left = 2 * ox * window.StrideWidth - window.PadLeft;
                             float* corner = image + (top * window.Width + left) * window.Channels;
                             if (top < 0 || top + regionRows > window.Height || left < 0 || left + regionColumns > window.Width)
@@ -339,11 +342,9 @@ public static partial class Convolution
                             }
                         }
                 }
-                // Added to what earlier blocks of samples left, filter by filter (a patch long each), the first count lanes.
-                sums[0] = s0; sums[1] = s1; sums[2] = s2; sums[3] = s3; sums[4] = s4; sums[5] = s5; sums[6] = s6; sums[7] = s7; sums[8] = s8;
-                for (int lane = 0; lane < count; lane++)
-                    for (int t = 0; t < size; t++)
-                        partial[(long)(c0 + lane) * size + t] += sums[t][lane];
+                s0.Store(sums); s1.Store(sums + lanes); s2.Store(sums + 2 * lanes); s3.Store(sums + 3 * lanes); s4.Store(sums + 4 * lanes);
+                s5.Store(sums + 5 * lanes); s6.Store(sums + 6 * lanes); s7.Store(sums + 7 * lanes); s8.Store(sums + 8 * lanes);
+                AddTapSums(partial, sums, lanes, c0, count, size);
             }
         }
     }

@@ -16,7 +16,7 @@ public class WinnersGradientTests
         { 13, 13, 32, 3, 64, 2, 2, false, 4 },  // its conv2: 288 floats, whole stretches of four vectors; 11x11 pools to 5x5
         { 9, 9, 5, 3, 7, 3, 2, false, 1 },      // overlapping windows: a pixel can win twice; one sample, one part
         { 8, 7, 3, 2, 20, 2, 2, true, 5 },      // 'same' pooling over an odd width; an odd batch splits 3 + 2
-        { 6, 6, 50, 1, 3, 2, 1, false, 2 },     // a 1x1 kernel: patches of 50, stretches and single vectors on every width
+        { 6, 6, 50, 1, 3, 2, 1, false, 2 },     // a 1x1 kernel: one run of 50 floats, in uneven pieces (7 + 6 vectors) on the portable path
         { 30, 30, 8, 3, 5, 2, 2, false, 2 },    // 784 pixels of 72 floats: the pooled pixels a band at a time
         { 10, 10, 8, 3, 6, 0, 0, false, 3 },    // global max pooling (pool 0): one winner per filter and sample
         { 11, 12, 2, 2, 13, 2, 2, false, 3 },   // the narrow route: eight taps of nine, 13 filters (a vector and a padded one), the last column dropped
@@ -74,7 +74,8 @@ public class WinnersGradientTests
     public static readonly TheoryData<int, int, int, int, int, bool, int, int, int, int> WideShapes = new()
     {
         { 14, 14, 16, 3, 1, true, 1, 8, 2, 5 },   // the autoencoder's second layer: kernel rows of 48 floats; an odd batch splits 3 + 2
-        { 13, 13, 32, 3, 1, false, 1, 64, 2, 3 }, // the small CNN's conv2: rows of 96, stretches of eight vectors and single ones
+        { 13, 13, 32, 3, 1, false, 1, 64, 2, 3 }, // the small CNN's conv2: rows of 96, one stretch of three runs on AVX-512, runs cut in pieces on the others
+        { 12, 12, 16, 5, 1, true, 1, 10, 2, 3 },  // a 5x5 kernel: five runs of 80 floats, stretches of three runs and of two (of one on AVX2)
         { 9, 9, 8, 3, 1, true, 1, 6, 2, 2 },      // rows of 24, read past on AVX-512 (into the padding's slack at the image's end); six filters
         { 11, 11, 5, 3, 1, true, 2, 7, 3, 2 },    // dilated: nine runs of a pixel's five channels under 3x3 pooling windows
         { 9, 9, 3, 3, 2, true, 1, 4, 0, 3 },      // a strided 'same' convolution under a global pooling
@@ -97,6 +98,23 @@ public class WinnersGradientTests
         var (window, pool, patches, winners, pooledGradient, image) = Case(height, width, channels, kernel, filters, poolSize, poolSize, false, batch, strides, same, dilation);
         Assert.False(Convolution.TakesNarrowRoute(window, pool));
         AssertTheChains(window, pool, patches, winners, pooledGradient, image, filters, batch, count => count);
+    }
+
+    /// <summary>
+    /// A stretch of the wide route sums at most 24 vectors in registers on AVX-512 and 12 on the others, at most three runs of
+    /// eight vectors, in the fewest stretches, a run's vectors evened out between them.
+    /// </summary>
+    [Theory]
+    [InlineData(3, 6, 16, 3, 6)]   // the small CNN's conv2 on AVX-512: its whole patch, 18 sums
+    [InlineData(3, 12, 8, 3, 4)]   // the same on AVX2: three stretches of three runs' four vectors
+    [InlineData(3, 24, 4, 3, 4)]   // and on 128-bit vectors: six
+    [InlineData(5, 5, 16, 3, 5)]   // a 5x5 kernel: three runs, then two
+    [InlineData(1, 13, 4, 1, 7)]   // one run of 13 vectors: 7 + 6, not 8 + 5
+    [InlineData(9, 1, 16, 3, 1)]   // a dilated window's runs of one vector each
+    [InlineData(3, 6, 8, 2, 6)]    // three runs of six on AVX2: two runs, then one (three runs of four would take two stretches too)
+    public void A_stretch_of_the_wide_route_fits_the_registers_in_the_fewest_stretches(int runs, int perRun, int width, int expectedRuns, int expectedVectors)
+    {
+        Assert.Equal((expectedRuns, expectedVectors), Convolution.StretchOf(runs, perRun, width));
     }
 
     /// <summary>

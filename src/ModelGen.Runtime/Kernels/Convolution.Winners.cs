@@ -416,13 +416,13 @@ public static partial class Convolution
 
     /// <summary>
     /// Sample by sample: its image laid out with its zero padding (as the windows read it, a vector's slack past its end),
-    /// its winners' window corners looked up once; then a stretch of eight of the patch's vectors (<see cref="TapRuns"/>) at
-    /// a time, for every filter, each adding up its winners' taps in registers: eight chains of multiply-adds per winner.
-    /// Each tap's chain runs over the samples and pooled pixels in order, as the product of the winners' patch rows did. The
-    /// pooled pixels go a band at a time, so that the image rows their winners read (about <see cref="BandBytes"/>) stay in
-    /// L1 while every filter reads them. Against the patch rows im2col kept (the small CNN's conv2 at 64 samples, the
-    /// autoencoder's second layer at 128, two cores): the forward pass writes no patches, and the taps come from an image
-    /// in L1 instead of rows scattered over megabytes.
+    /// its winners' window corners looked up once; then for every filter, stretch by stretch of the patch (a few of its runs,
+    /// a few of each run's vectors: <see cref="StretchOf"/>), its winners' taps added up in registers, one chain of
+    /// multiply-adds per vector. Each tap's chain runs over the samples and pooled pixels in order, as the product of the
+    /// winners' patch rows did. The pooled pixels go a band at a time, so that the image rows their winners read (about
+    /// <see cref="BandBytes"/>) stay in L1 while every filter reads them. Against the patch rows im2col kept (the small CNN's
+    /// conv2 at 64 samples, the autoencoder's second layer at 128, two cores): the forward pass writes no patches, and the
+    /// taps come from an image in L1 instead of rows scattered over megabytes.
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
     private static unsafe void SumAtWinners<TLanes, TVector>(in WinnersJob job, float* partial, int first, int samples)
@@ -431,21 +431,20 @@ public static partial class Convolution
         ref readonly var window = ref job.Window;
         var runs = job.Runs;
         int filters = job.Filters, pooled = job.Pool.Positions, positions = window.Positions, width = TLanes.Count, channels = window.Channels;
-        int lookups = pooled * filters, vectors = runs.Vectors, stretched = vectors / 8 * 8, imageFloats = window.Height * window.Width * channels;
+        int lookups = pooled * filters, perRun = runs.RunStride / width, imageFloats = window.Height * window.Width * channels;
         int rowFloats = window.PaddedWidth * channels, paddedFloats = window.PaddedHeight * rowFloats;
         float* padded = (float*)Unsafe.AsPointer(ref AlignedBuffer.Ensure(ref paddedImage, paddedFloats + width)[0]);
         new Span<float>(padded + paddedFloats, width).Clear();
         int band = (int)Math.Clamp(BandBytes * pooled / ((long)paddedFloats * sizeof(float)), 1, pooled);
+        var (runsAtOnce, vectorsAtOnce) = StretchOf(runs.Runs, perRun, width);
         using var rowScratch = Scratch<nint>.RentUncleared(lookups);
-        using var offsetScratch = Scratch<nint>.Rent(vectors + positions + 1);
+        using var offsetScratch = Scratch<nint>.Rent(runs.Runs + positions + 1);
         fixed (nint* rows = rowScratch.Span, offsets = offsetScratch.Span)
         {
-            // Each vector's place from its window's corner, then each output pixel's corner in the padded image (and a
-            // place past the last, for a winner out of range).
-            nint* corners = offsets + vectors;
-            for (int run = 0, v = 0; run < runs.Runs; run++)
-                for (int j = 0; j < runs.RunStride; j += width, v++)
-                    offsets[v] = TapRuns.Offset(window, run, rowFloats) + j;
+            // Each run's place from its window's corner, then each output pixel's corner in the padded image (and a place
+            // past the last, for a winner out of range).
+            nint* corners = offsets + runs.Runs;
+            for (int run = 0; run < runs.Runs; run++) offsets[run] = TapRuns.Offset(window, run, rowFloats);
             for (int y = 0, p = 0; y < window.OutputHeight; y++)
                 for (int x = 0; x < window.OutputWidth; x++, p++)
                     corners[p] = (nint)padded + ((nint)y * window.StrideHeight * rowFloats + (nint)x * window.StrideWidth * channels) * sizeof(float);
@@ -455,85 +454,154 @@ public static partial class Convolution
                 int* winners = job.Winners + (long)sample * lookups;
                 float* pooledGradient = job.PooledGradient + (long)sample * lookups;
                 if (!WinnerPlaces(winners, rows, pooled, filters, corners, positions)) ThrowNotAWinner(winners, pooled, filters, positions);
-                int v = 0;
-                for (; v < stretched; v += 8)
+                for (int b0 = 0; b0 < pooled; b0 += band)
                 {
-                    nint o0 = offsets[v], o1 = offsets[v + 1], o2 = offsets[v + 2], o3 = offsets[v + 3];
-                    nint o4 = offsets[v + 4], o5 = offsets[v + 5], o6 = offsets[v + 6], o7 = offsets[v + 7];
-                    for (int b0 = 0; b0 < pooled; b0 += band)
-                    {
-                        int b1 = Math.Min(pooled, b0 + band);
-                        for (int c = 0; c < filters; c++)
-                        {
-                            ref float sums = ref Unsafe.AsRef<float>(partial + (long)c * runs.Floats + (long)v * width);
-                            TVector s0 = TLanes.Load(ref sums), s1 = TLanes.Load(ref Unsafe.Add(ref sums, width));
-                            TVector s2 = TLanes.Load(ref Unsafe.Add(ref sums, 2 * width)), s3 = TLanes.Load(ref Unsafe.Add(ref sums, 3 * width));
-                            TVector s4 = TLanes.Load(ref Unsafe.Add(ref sums, 4 * width)), s5 = TLanes.Load(ref Unsafe.Add(ref sums, 5 * width));
-                            TVector s6 = TLanes.Load(ref Unsafe.Add(ref sums, 6 * width)), s7 = TLanes.Load(ref Unsafe.Add(ref sums, 7 * width));
-                            nint* row = rows + (long)b0 * filters + c;
-                            float* gradient = pooledGradient + (long)b0 * filters + c;
-                            for (int o = b0; o < b1; o++, row += filters, gradient += filters)
-                            {
-                                TVector g = TLanes.Broadcast(*gradient);
-                                float* corner = (float*)*row;
-                                s0 = TLanes.MultiplyAdd(g, TLanes.Load(ref *(corner + o0)), s0);
-                                s1 = TLanes.MultiplyAdd(g, TLanes.Load(ref *(corner + o1)), s1);
-                                s2 = TLanes.MultiplyAdd(g, TLanes.Load(ref *(corner + o2)), s2);
-                                s3 = TLanes.MultiplyAdd(g, TLanes.Load(ref *(corner + o3)), s3);
-                                s4 = TLanes.MultiplyAdd(g, TLanes.Load(ref *(corner + o4)), s4);
-                                s5 = TLanes.MultiplyAdd(g, TLanes.Load(ref *(corner + o5)), s5);
-                                s6 = TLanes.MultiplyAdd(g, TLanes.Load(ref *(corner + o6)), s6);
-                                s7 = TLanes.MultiplyAdd(g, TLanes.Load(ref *(corner + o7)), s7);
-                            }
-                            TLanes.Store(ref sums, s0);
-                            TLanes.Store(ref Unsafe.Add(ref sums, width), s1);
-                            TLanes.Store(ref Unsafe.Add(ref sums, 2 * width), s2);
-                            TLanes.Store(ref Unsafe.Add(ref sums, 3 * width), s3);
-                            TLanes.Store(ref Unsafe.Add(ref sums, 4 * width), s4);
-                            TLanes.Store(ref Unsafe.Add(ref sums, 5 * width), s5);
-                            TLanes.Store(ref Unsafe.Add(ref sums, 6 * width), s6);
-                            TLanes.Store(ref Unsafe.Add(ref sums, 7 * width), s7);
-                        }
-                    }
-                }
-                // The rest of the patch a vector at a time, four filters at once: one chain each, where a filter alone waited
-                // on every multiply-add's latency.
-                for (; v < vectors; v++)
-                {
-                    nint offset = offsets[v];
-                    int c = 0;
-                    for (; filters - c >= 4; c += 4)
-                    {
-                        ref float sums = ref Unsafe.AsRef<float>(partial + (long)c * runs.Floats + (long)v * width);
-                        TVector s0 = TLanes.Load(ref sums), s1 = TLanes.Load(ref Unsafe.Add(ref sums, runs.Floats));
-                        TVector s2 = TLanes.Load(ref Unsafe.Add(ref sums, 2 * runs.Floats)), s3 = TLanes.Load(ref Unsafe.Add(ref sums, 3 * runs.Floats));
-                        nint* row = rows + c;
-                        float* gradient = pooledGradient + c;
-                        for (int o = 0; o < pooled; o++, row += filters, gradient += filters)
-                        {
-                            s0 = TLanes.MultiplyAdd(TLanes.Broadcast(gradient[0]), TLanes.Load(ref *((float*)row[0] + offset)), s0);
-                            s1 = TLanes.MultiplyAdd(TLanes.Broadcast(gradient[1]), TLanes.Load(ref *((float*)row[1] + offset)), s1);
-                            s2 = TLanes.MultiplyAdd(TLanes.Broadcast(gradient[2]), TLanes.Load(ref *((float*)row[2] + offset)), s2);
-                            s3 = TLanes.MultiplyAdd(TLanes.Broadcast(gradient[3]), TLanes.Load(ref *((float*)row[3] + offset)), s3);
-                        }
-                        TLanes.Store(ref sums, s0);
-                        TLanes.Store(ref Unsafe.Add(ref sums, runs.Floats), s1);
-                        TLanes.Store(ref Unsafe.Add(ref sums, 2 * runs.Floats), s2);
-                        TLanes.Store(ref Unsafe.Add(ref sums, 3 * runs.Floats), s3);
-                    }
-                    for (; c < filters; c++)
-                    {
-                        ref float sums = ref Unsafe.AsRef<float>(partial + (long)c * runs.Floats + (long)v * width);
-                        TVector sum = TLanes.Load(ref sums);
-                        nint* row = rows + c;
-                        float* gradient = pooledGradient + c;
-                        for (int o = 0; o < pooled; o++, row += filters, gradient += filters)
-                            sum = TLanes.MultiplyAdd(TLanes.Broadcast(*gradient), TLanes.Load(ref *((float*)*row + offset)), sum);
-                        TLanes.Store(ref sums, sum);
-                    }
+                    var chains = new WinnerChains(rows + (long)b0 * filters, pooledGradient + (long)b0 * filters, partial, offsets, filters,
+                        Math.Min(band, pooled - b0), runs.Floats, runs.RunStride);
+                    for (int run = 0; run < runs.Runs; run += runsAtOnce)
+                        for (int vector = 0; vector < perRun; vector += vectorsAtOnce)
+                            SumStretch<TLanes, TVector>(chains, run, Math.Min(runsAtOnce, runs.Runs - run), vector, Math.Min(vectorsAtOnce, perRun - vector));
                 }
             }
         }
+    }
+
+    /// <summary>
+    /// The runs and vectors of each run a stretch of the wide route sums in registers: the fewest stretches whose sums fit
+    /// the path's vector registers (24 of AVX-512's 32, 12 of AVX2's 16, one more for the gradient), then the run's vectors
+    /// evened out between its stretches. The small CNN's conv2 (three runs of six vectors) is one stretch, where stretches
+    /// of eight vectors and a rest a vector at a time took its 18 in three passes.
+    /// </summary>
+    internal static (int Runs, int Vectors) StretchOf(int runs, int perRun, int width)
+    {
+        int most = width == 16 ? 24 : 12, bestRuns = 1, bestVectors = 1, fewest = int.MaxValue;
+        for (int r = 1; r <= Math.Min(runs, MostStretchRuns); r++)
+        {
+            int v = Math.Min(perRun, Math.Min(MostStretchVectors, most / r));
+            int stretches = (runs + r - 1) / r * ((perRun + v - 1) / v);
+            if (stretches < fewest) (fewest, bestRuns, bestVectors) = (stretches, r, v);
+        }
+        int pieces = (perRun + bestVectors - 1) / bestVectors;
+        return (bestRuns, (perRun + pieces - 1) / pieces);
+    }
+
+    private const int MostStretchRuns = 3, MostStretchVectors = 8;
+
+    /// <summary>A band of a sample's winners as every stretch reads them: their corners, pooled gradients and runs' places, and the part's partial sums.</summary>
+    private readonly unsafe struct WinnerChains(nint* corners, float* gradients, float* partial, nint* runOffsets, int filters, int pooled, int filterFloats, int runStride)
+    {
+        public readonly nint* Corners = corners, RunOffsets = runOffsets;
+        public readonly float* Gradients = gradients, Partial = partial;
+        public readonly int Filters = filters, Pooled = pooled, FilterFloats = filterFloats, RunStride = runStride;
+    }
+
+    /// <summary>Runs [<paramref name="run"/>, + <paramref name="runs"/>) of the patch, vectors [<paramref name="vector"/>, + <paramref name="vectors"/>) of each, for every filter: a compiled copy per count.</summary>
+    private static unsafe void SumStretch<TLanes, TVector>(in WinnerChains chains, int run, int runs, int vector, int vectors)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        switch (runs)
+        {
+            case 1: SumStretch<TLanes, TVector, One>(chains, run, vector, vectors); break;
+            case 2: SumStretch<TLanes, TVector, Two>(chains, run, vector, vectors); break;
+            default: SumStretch<TLanes, TVector, Three>(chains, run, vector, vectors); break;
+        }
+    }
+
+    private static unsafe void SumStretch<TLanes, TVector, TRuns>(in WinnerChains chains, int run, int vector, int vectors)
+        where TLanes : struct, ILanes<TVector> where TVector : struct where TRuns : struct, ICount
+    {
+        switch (vectors)
+        {
+            case 1: StretchChains<TLanes, TVector, TRuns, One>(chains, run, vector); break;
+            case 2: StretchChains<TLanes, TVector, TRuns, Two>(chains, run, vector); break;
+            case 3: StretchChains<TLanes, TVector, TRuns, Three>(chains, run, vector); break;
+            case 4: StretchChains<TLanes, TVector, TRuns, Four>(chains, run, vector); break;
+            case 5: StretchChains<TLanes, TVector, TRuns, Five>(chains, run, vector); break;
+            case 6: StretchChains<TLanes, TVector, TRuns, Six>(chains, run, vector); break;
+            case 7: StretchChains<TLanes, TVector, TRuns, Seven>(chains, run, vector); break;
+            default: StretchChains<TLanes, TVector, TRuns, Eight>(chains, run, vector); break;
+        }
+    }
+
+    /// <summary>
+    /// A stretch's chains for every filter: its sums (up to three runs of eight vectors: s, t and u) loaded from the partial,
+    /// each winner's taps times its pooled gradient added, one multiply-add per vector, and stored back.
+    /// </summary>
+    [MethodImpl(Compiled.Kernel)]
+    private static unsafe void StretchChains<TLanes, TVector, TRuns, TVectors>(in WinnerChains chains, int run, int vector)
+        where TLanes : struct, ILanes<TVector> where TVector : struct where TRuns : struct, ICount where TVectors : struct, ICount
+    {
+        int runs = TRuns.Value, vectors = TVectors.Value, width = TLanes.Count, filters = chains.Filters;
+        nint stride = chains.RunStride, skip = (nint)vector * width * sizeof(float);
+        // Each run's place from a window's corner, in bytes (the third's read only where there is one).
+        nint at0 = chains.RunOffsets[run] * sizeof(float) + skip;
+        nint at1 = runs > 1 ? chains.RunOffsets[run + 1] * sizeof(float) + skip : 0, at2 = runs > 2 ? chains.RunOffsets[run + 2] * sizeof(float) + skip : 0;
+        for (int c = 0; c < filters; c++)
+        {
+            float* sums = chains.Partial + (long)c * chains.FilterFloats + run * stride + vector * width;
+            TVector s0, s1, s2, s3, s4, s5, s6, s7, t0, t1, t2, t3, t4, t5, t6, t7, u0, u1, u2, u3, u4, u5, u6, u7;
+            LoadRuns<TLanes, TVector>(runs, vectors > 0, sums, stride, out s0, out t0, out u0);
+            LoadRuns<TLanes, TVector>(runs, vectors > 1, sums + width, stride, out s1, out t1, out u1);
+            LoadRuns<TLanes, TVector>(runs, vectors > 2, sums + 2 * width, stride, out s2, out t2, out u2);
+            LoadRuns<TLanes, TVector>(runs, vectors > 3, sums + 3 * width, stride, out s3, out t3, out u3);
+            LoadRuns<TLanes, TVector>(runs, vectors > 4, sums + 4 * width, stride, out s4, out t4, out u4);
+            LoadRuns<TLanes, TVector>(runs, vectors > 5, sums + 5 * width, stride, out s5, out t5, out u5);
+            LoadRuns<TLanes, TVector>(runs, vectors > 6, sums + 6 * width, stride, out s6, out t6, out u6);
+            LoadRuns<TLanes, TVector>(runs, vectors > 7, sums + 7 * width, stride, out s7, out t7, out u7);
+            nint* corner = chains.Corners + c;
+            float* gradient = chains.Gradients + c;
+            for (int o = 0; o < chains.Pooled; o++, corner += filters, gradient += filters)
+            {
+                TVector g = TLanes.Broadcast(*gradient);
+                float* x0 = (float*)(*corner + at0), x1 = (float*)(*corner + at1), x2 = (float*)(*corner + at2);
+                if (vectors > 0) MultiplyRuns<TLanes, TVector>(runs, g, x0, x1, x2, ref s0, ref t0, ref u0);
+                if (vectors > 1) MultiplyRuns<TLanes, TVector>(runs, g, x0 + width, x1 + width, x2 + width, ref s1, ref t1, ref u1);
+                if (vectors > 2) MultiplyRuns<TLanes, TVector>(runs, g, x0 + 2 * width, x1 + 2 * width, x2 + 2 * width, ref s2, ref t2, ref u2);
+                if (vectors > 3) MultiplyRuns<TLanes, TVector>(runs, g, x0 + 3 * width, x1 + 3 * width, x2 + 3 * width, ref s3, ref t3, ref u3);
+                if (vectors > 4) MultiplyRuns<TLanes, TVector>(runs, g, x0 + 4 * width, x1 + 4 * width, x2 + 4 * width, ref s4, ref t4, ref u4);
+                if (vectors > 5) MultiplyRuns<TLanes, TVector>(runs, g, x0 + 5 * width, x1 + 5 * width, x2 + 5 * width, ref s5, ref t5, ref u5);
+                if (vectors > 6) MultiplyRuns<TLanes, TVector>(runs, g, x0 + 6 * width, x1 + 6 * width, x2 + 6 * width, ref s6, ref t6, ref u6);
+                if (vectors > 7) MultiplyRuns<TLanes, TVector>(runs, g, x0 + 7 * width, x1 + 7 * width, x2 + 7 * width, ref s7, ref t7, ref u7);
+            }
+            StoreRuns<TLanes, TVector>(runs, vectors > 0, sums, stride, s0, t0, u0);
+            StoreRuns<TLanes, TVector>(runs, vectors > 1, sums + width, stride, s1, t1, u1);
+            StoreRuns<TLanes, TVector>(runs, vectors > 2, sums + 2 * width, stride, s2, t2, u2);
+            StoreRuns<TLanes, TVector>(runs, vectors > 3, sums + 3 * width, stride, s3, t3, u3);
+            StoreRuns<TLanes, TVector>(runs, vectors > 4, sums + 4 * width, stride, s4, t4, u4);
+            StoreRuns<TLanes, TVector>(runs, vectors > 5, sums + 5 * width, stride, s5, t5, u5);
+            StoreRuns<TLanes, TVector>(runs, vectors > 6, sums + 6 * width, stride, s6, t6, u6);
+            StoreRuns<TLanes, TVector>(runs, vectors > 7, sums + 7 * width, stride, s7, t7, u7);
+        }
+    }
+
+    /// <summary>A vector of each of the stretch's runs from the partial (zero where the stretch has no such vector).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void LoadRuns<TLanes, TVector>(int runs, bool used, float* sums, nint stride, out TVector s, out TVector t, out TVector u)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        s = used ? TLanes.Load(ref *sums) : TLanes.Zero;
+        t = used && runs > 1 ? TLanes.Load(ref sums[stride]) : TLanes.Zero;
+        u = used && runs > 2 ? TLanes.Load(ref sums[2 * stride]) : TLanes.Zero;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void StoreRuns<TLanes, TVector>(int runs, bool used, float* sums, nint stride, TVector s, TVector t, TVector u)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        if (!used) return;
+        TLanes.Store(ref *sums, s);
+        if (runs > 1) TLanes.Store(ref sums[stride], t);
+        if (runs > 2) TLanes.Store(ref sums[2 * stride], u);
+    }
+
+    /// <summary>A winner's vector of each run times its pooled gradient, onto that vector's sum.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void MultiplyRuns<TLanes, TVector>(int runs, TVector g, float* x0, float* x1, float* x2, ref TVector s, ref TVector t, ref TVector u)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        s = TLanes.MultiplyAdd(g, TLanes.Load(ref *x0), s);
+        if (runs > 1) t = TLanes.MultiplyAdd(g, TLanes.Load(ref *x1), t);
+        if (runs > 2) u = TLanes.MultiplyAdd(g, TLanes.Load(ref *x2), u);
     }
 
     /// <summary>

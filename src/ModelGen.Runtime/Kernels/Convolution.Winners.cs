@@ -58,11 +58,11 @@ public static partial class Convolution
 
     /// <summary>
     /// A patch as the wide route reads it from a zero-padded image: <see cref="Runs"/> runs of <see cref="RunFloats"/>
-    /// contiguous taps (a kernel row's, or with dilation a tap's channels), each summed as <see cref="Vectors"/> whole vectors
+    /// contiguous taps (a kernel row's, or with dilation a tap's channels), each summed as <see cref="RunVectors"/> whole vectors
     /// into <see cref="RunStride"/> floats of a filter's partial (<see cref="Floats"/> in all). A run's last vector reads
     /// past the run, into lanes that are summed and never stored.
     /// </summary>
-    private readonly record struct TapRuns(int Runs, int RunFloats, int RunStride, int Vectors)
+    private readonly record struct TapRuns(int Runs, int RunFloats, int RunStride, int RunVectors)
     {
         public int Floats => Runs * RunStride;
 
@@ -75,7 +75,7 @@ public static partial class Convolution
             bool rows = window.Dilation == 1;
             int runs = rows ? window.KernelHeight : window.KernelHeight * window.KernelWidth;
             int floats = rows ? window.KernelWidth * window.Channels : window.Channels, vectors = (floats + width - 1) / width;
-            return new TapRuns(runs, floats, vectors * width, runs * vectors);
+            return new TapRuns(runs, floats, vectors * width, vectors);
         }
 
         /// <summary>Where run <paramref name="run"/> starts from its window's corner, in a plane of <paramref name="rowFloats"/>-float rows.</summary>
@@ -431,7 +431,7 @@ public static partial class Convolution
         ref readonly var window = ref job.Window;
         var runs = job.Runs;
         int filters = job.Filters, pooled = job.Pool.Positions, positions = window.Positions, width = TLanes.Count, channels = window.Channels;
-        int lookups = pooled * filters, perRun = runs.RunStride / width, imageFloats = window.Height * window.Width * channels;
+        int lookups = pooled * filters, perRun = runs.RunVectors, imageFloats = window.Height * window.Width * channels;
         int rowFloats = window.PaddedWidth * channels, paddedFloats = window.PaddedHeight * rowFloats;
         float* padded = (float*)Unsafe.AsPointer(ref AlignedBuffer.Ensure(ref paddedImage, paddedFloats + width)[0]);
         new Span<float>(padded + paddedFloats, width).Clear();

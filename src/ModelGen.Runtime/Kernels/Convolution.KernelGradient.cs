@@ -225,8 +225,7 @@ public static partial class Convolution
     private static unsafe void KernelGradientByFilters(ReadOnlySpan<float> input, ReadOnlySpan<float> outputGradient, Span<float> kernelGradient,
         in Window window, int filters, int batch, bool accumulate)
     {
-        int floats = window.PatchSize * filters, rows = batch * window.OutputHeight;
-        int slices = Math.Clamp(rows / RowsASlice, 1, FilterSlices);
+        int floats = window.PatchSize * filters, rows = batch * window.OutputHeight, slices = FilterSlicesOf(rows);
         var partials = AlignedBuffer.Ensure(ref kernelGradientSlices, slices * floats);
         fixed (float* x = input, dy = outputGradient, sums = partials)
         {
@@ -235,6 +234,9 @@ public static partial class Convolution
         }
         Gemm.AddParts(kernelGradient.Slice(0, floats), partials, slices, accumulate);
     }
+
+    /// <summary>Slices of <paramref name="rows"/> output rows (counted over the batch) for <see cref="KernelGradientByFilters"/>: slice i holds rows [rows·i / slices, rows·(i + 1) / slices).</summary>
+    internal static int FilterSlicesOf(int rows) => Math.Clamp(rows / RowsASlice, 1, FilterSlices);
 
     private static unsafe void RunFilterSlice(void* state, int index, int worker) => ((FilterSlicesWork*)state)->Run(index, 1);
 
@@ -245,7 +247,7 @@ public static partial class Convolution
         public readonly Window Window = window;
         public readonly int Filters = filters, Rows = rows, Slices = slices;
 
-        public void Run(int first, int count) => Simd.RunRanges(this, first, count);
+        public void Run(int first, int count) => Simd.RunRanges(this, first, count, wholeVectorsOf: Filters);
 
         public void Run<TLanes, TVector>(int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct
         {
@@ -297,6 +299,8 @@ public static partial class Convolution
     /// corner; their sums <paramref name="filters"/> apart) against <paramref name="columns"/> filters (two whole vectors
     /// where <typeparamref name="TWhole"/>; a second vector at all only where <typeparamref name="TTwo"/>) over output rows
     /// [<paramref name="top"/>, <paramref name="bottom"/>) of a sample, whose gradient starts at <paramref name="gradient"/>.
+    /// A pass of fewer entries reads the first entry's float again for the rest, into sums it never stores, so the loop
+    /// tests nothing per entry; a partial vector of filters is read through a mask made once.
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
     private static unsafe void SumEntries<TLanes, TVector, TWhole, TTwo>(in Plane plane, in Window window, int top, int bottom, int* offsets, int count,
@@ -304,8 +308,9 @@ public static partial class Convolution
     {
         int lanes = TLanes.Count, low = Math.Min(lanes, columns), high = Math.Clamp(columns - lanes, 0, lanes);
         bool whole = TWhole.IsSet, two = TTwo.IsSet;
-        nint o0 = offsets[0], o1 = count > 1 ? offsets[1] : 0, o2 = count > 2 ? offsets[2] : 0, o3 = count > 3 ? offsets[3] : 0;
-        nint o4 = count > 4 ? offsets[4] : 0, o5 = count > 5 ? offsets[5] : 0;
+        TVector lowMask = TLanes.FirstLanes(low), highMask = TLanes.FirstLanes(high);
+        nint o0 = offsets[0], o1 = count > 1 ? offsets[1] : o0, o2 = count > 2 ? offsets[2] : o0, o3 = count > 3 ? offsets[3] : o0;
+        nint o4 = count > 4 ? offsets[4] : o0, o5 = count > 5 ? offsets[5] : o0;
         TVector a0 = Load(sums), b0 = LoadHigh(sums), a1 = TLanes.Zero, b1 = TLanes.Zero, a2 = TLanes.Zero, b2 = TLanes.Zero;
         TVector a3 = TLanes.Zero, b3 = TLanes.Zero, a4 = TLanes.Zero, b4 = TLanes.Zero, a5 = TLanes.Zero, b5 = TLanes.Zero;
         if (count > 1) { a1 = Load(sums + filters); b1 = LoadHigh(sums + filters); }
@@ -322,11 +327,11 @@ public static partial class Convolution
                 TVector g0 = Load(gradient), g1 = two ? LoadHigh(gradient) : TLanes.Zero;
                 TVector e = TLanes.Broadcast(x[o0]);
                 a0 = TLanes.MultiplyAdd(e, g0, a0); if (two) b0 = TLanes.MultiplyAdd(e, g1, b0);
-                if (count > 1) { e = TLanes.Broadcast(x[o1]); a1 = TLanes.MultiplyAdd(e, g0, a1); if (two) b1 = TLanes.MultiplyAdd(e, g1, b1); }
-                if (count > 2) { e = TLanes.Broadcast(x[o2]); a2 = TLanes.MultiplyAdd(e, g0, a2); if (two) b2 = TLanes.MultiplyAdd(e, g1, b2); }
-                if (count > 3) { e = TLanes.Broadcast(x[o3]); a3 = TLanes.MultiplyAdd(e, g0, a3); if (two) b3 = TLanes.MultiplyAdd(e, g1, b3); }
-                if (count > 4) { e = TLanes.Broadcast(x[o4]); a4 = TLanes.MultiplyAdd(e, g0, a4); if (two) b4 = TLanes.MultiplyAdd(e, g1, b4); }
-                if (count > 5) { e = TLanes.Broadcast(x[o5]); a5 = TLanes.MultiplyAdd(e, g0, a5); if (two) b5 = TLanes.MultiplyAdd(e, g1, b5); }
+                e = TLanes.Broadcast(x[o1]); a1 = TLanes.MultiplyAdd(e, g0, a1); if (two) b1 = TLanes.MultiplyAdd(e, g1, b1);
+                e = TLanes.Broadcast(x[o2]); a2 = TLanes.MultiplyAdd(e, g0, a2); if (two) b2 = TLanes.MultiplyAdd(e, g1, b2);
+                e = TLanes.Broadcast(x[o3]); a3 = TLanes.MultiplyAdd(e, g0, a3); if (two) b3 = TLanes.MultiplyAdd(e, g1, b3);
+                e = TLanes.Broadcast(x[o4]); a4 = TLanes.MultiplyAdd(e, g0, a4); if (two) b4 = TLanes.MultiplyAdd(e, g1, b4);
+                e = TLanes.Broadcast(x[o5]); a5 = TLanes.MultiplyAdd(e, g0, a5); if (two) b5 = TLanes.MultiplyAdd(e, g1, b5);
             }
         }
         Store(sums, a0, b0);
@@ -336,8 +341,8 @@ public static partial class Convolution
         if (count > 4) Store(sums + 4 * filters, a4, b4);
         if (count > 5) Store(sums + 5 * filters, a5, b5);
 
-        TVector Load(float* from) => whole ? TLanes.Load(ref *from) : TLanes.LoadFirst(ref *from, low);
-        TVector LoadHigh(float* from) => whole ? TLanes.Load(ref from[lanes]) : high > 0 ? TLanes.LoadFirst(ref from[lanes], high) : TLanes.Zero;
+        TVector Load(float* from) => whole ? TLanes.Load(ref *from) : TLanes.LoadMasked(from, lowMask);
+        TVector LoadHigh(float* from) => whole ? TLanes.Load(ref from[lanes]) : high > 0 ? TLanes.LoadMasked(from + lanes, highMask) : TLanes.Zero;
         void Store(float* to, TVector first, TVector second)
         {
             if (whole)

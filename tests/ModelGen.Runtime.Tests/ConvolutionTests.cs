@@ -301,24 +301,24 @@ public class ConvolutionTests
         using var _ = KernelSettings.OnSimd(path);
         var (window, input, gradient, start, patches) = KernelGradientCase(height, width, channels, kernel, stride, same, dilation, filters, batch, seed: 31);
         int positions = batch * window.Positions;
+        // Each weight's sum in double and the size of its terms, and its chain per slice of the output rows (the positions
+        // in order either way).
         var exact = new double[start.Length];
         var size = new double[start.Length];
-        for (int r = 0; r < positions; r++)
-            for (int p = 0; p < window.PatchSize; p++)
-                for (int f = 0; f < filters; f++)
-                {
-                    double term = (double)patches[(long)r * window.PatchSize + p] * gradient[r * filters + f];
-                    exact[p * filters + f] += term;
-                    size[p * filters + f] += Math.Abs(term);
-                }
-        double ulp = Math.Pow(2, -24);
         int rows = batch * window.OutputHeight, slices = Convolution.FilterSlicesOf(rows);
         var chains = new float[slices, start.Length];
         for (int slice = 0; slice < slices; slice++)
             for (long r = (long)rows * slice / slices * window.OutputWidth; r < (long)rows * (slice + 1) / slices * window.OutputWidth; r++)
                 for (int p = 0; p < window.PatchSize; p++)
                     for (int f = 0; f < filters; f++)
-                        chains[slice, p * filters + f] = MathF.FusedMultiplyAdd(patches[r * window.PatchSize + p], gradient[r * filters + f], chains[slice, p * filters + f]);
+                    {
+                        float entry = patches[r * window.PatchSize + p], dy = gradient[r * filters + f];
+                        double term = (double)entry * dy;
+                        exact[p * filters + f] += term;
+                        size[p * filters + f] += Math.Abs(term);
+                        chains[slice, p * filters + f] = MathF.FusedMultiplyAdd(entry, dy, chains[slice, p * filters + f]);
+                    }
+        double ulp = Math.Pow(2, -24);
         foreach (bool accumulate in new[] { false, true })
         {
             var written = new float[start.Length];

@@ -456,8 +456,8 @@ public static partial class Convolution
                 if (!WinnerPlaces(winners, rows, pooled, filters, corners, positions)) ThrowNotAWinner(winners, pooled, filters, positions);
                 for (int b0 = 0; b0 < pooled; b0 += band)
                 {
-                    var chains = new WinnerChains(rows + (long)b0 * filters, pooledGradient + (long)b0 * filters, partial, offsets, filters,
-                        Math.Min(band, pooled - b0), runs.Floats, runs.RunStride);
+                    var chains = new WinnerChains(rows + (long)b0 * filters, pooledGradient + (long)b0 * filters, partial, offsets, runs, filters,
+                        Math.Min(band, pooled - b0));
                     for (int run = 0; run < runs.Runs; run += runsAtOnce)
                         for (int vector = 0; vector < perRun; vector += vectorsAtOnce)
                             SumStretch<TLanes, TVector>(chains, run, Math.Min(runsAtOnce, runs.Runs - run), vector, Math.Min(vectorsAtOnce, perRun - vector));
@@ -487,12 +487,13 @@ public static partial class Convolution
 
     private const int MostStretchRuns = 3, MostStretchVectors = 8;
 
-    /// <summary>A band of a sample's winners as every stretch reads them: their corners, pooled gradients and runs' places, and the part's partial sums.</summary>
-    private readonly unsafe struct WinnerChains(nint* corners, float* gradients, float* partial, nint* runOffsets, int filters, int pooled, int filterFloats, int runStride)
+    /// <summary>A band of a sample's winners as every stretch reads them: their corners, pooled gradients and runs' places, and the part's partial sums, laid out as <see cref="Runs"/> says.</summary>
+    private readonly unsafe struct WinnerChains(nint* corners, float* gradients, float* partial, nint* runOffsets, TapRuns runs, int filters, int pooled)
     {
         public readonly nint* Corners = corners, RunOffsets = runOffsets;
         public readonly float* Gradients = gradients, Partial = partial;
-        public readonly int Filters = filters, Pooled = pooled, FilterFloats = filterFloats, RunStride = runStride;
+        public readonly TapRuns Runs = runs;
+        public readonly int Filters = filters, Pooled = pooled;
     }
 
     /// <summary>Runs [<paramref name="run"/>, + <paramref name="runs"/>) of the patch, vectors [<paramref name="vector"/>, + <paramref name="vectors"/>) of each, for every filter: a compiled copy per count.</summary>
@@ -532,13 +533,13 @@ public static partial class Convolution
         where TLanes : struct, ILanes<TVector> where TVector : struct where TRuns : struct, ICount where TVectors : struct, ICount
     {
         int runs = TRuns.Value, vectors = TVectors.Value, width = TLanes.Count, filters = chains.Filters;
-        nint stride = chains.RunStride, skip = (nint)vector * width * sizeof(float);
+        nint stride = chains.Runs.RunStride, skip = (nint)vector * width * sizeof(float);
         // Each run's place from a window's corner, in bytes (the third's read only where there is one).
         nint at0 = chains.RunOffsets[run] * sizeof(float) + skip;
         nint at1 = runs > 1 ? chains.RunOffsets[run + 1] * sizeof(float) + skip : 0, at2 = runs > 2 ? chains.RunOffsets[run + 2] * sizeof(float) + skip : 0;
         for (int c = 0; c < filters; c++)
         {
-            float* sums = chains.Partial + (long)c * chains.FilterFloats + run * stride + vector * width;
+            float* sums = chains.Partial + (long)c * chains.Runs.Floats + run * stride + vector * width;
             TVector s0, s1, s2, s3, s4, s5, s6, s7, t0, t1, t2, t3, t4, t5, t6, t7, u0, u1, u2, u3, u4, u5, u6, u7;
             LoadRuns<TLanes, TVector>(runs, vectors > 0, sums, stride, out s0, out t0, out u0);
             LoadRuns<TLanes, TVector>(runs, vectors > 1, sums + width, stride, out s1, out t1, out u1);

@@ -70,6 +70,7 @@ public class ResamplingTests
     [Theory]
     [InlineData(4, 14, 14, 16, 2, 2)] // the autoencoder's last UpSampling2D: rows shared by the cores, whole vectors
     [InlineData(3, 9, 7, 21, 3, 2)]   // a vector of channels and a part (AVX-512), non-square blocks
+    [InlineData(3, 8, 8, 8, 2, 2)]    // eight channels: whole 256-bit vectors on AVX-512 too
     [InlineData(5, 12, 10, 3, 2, 3)]  // channels fewer than a vector
     public void Upsampling_on_both_cores_sums_each_block_in_order(int batch, int height, int width, int channels, int rows, int columns)
     {

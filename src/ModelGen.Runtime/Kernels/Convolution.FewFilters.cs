@@ -55,11 +55,11 @@ public static partial class Convolution
         int lanes = TLanes.Count, channels = window.Channels, patch = window.PatchSize, filters = work.Filters;
         int outputWidth = window.OutputWidth, rowFloats = Math.Max(outputWidth, lanes) + window.SpanWidth - 1;
         int vectorsPerRow = (outputWidth + lanes - 1) / lanes, stored = Math.Min(outputWidth, lanes);
-        using var offsetScratch = Scratch<int>.RentUncleared(patch);
+        using var entryScratch = Scratch<int>.RentUncleared(2 * patch);
         float** tiles = stackalloc float*[PlanarTiles];
         long* pixels = stackalloc long[PlanarTiles];
         float* spread = stackalloc float[lanes];
-        fixed (int* offsets = offsetScratch.Span)
+        fixed (int* entries = entryScratch.Span) // per patch entry: its offset in the planes, then its weight's bits
         {
             for (int row = first, end = first + count; row < end;)
             {
@@ -71,11 +71,12 @@ public static partial class Convolution
                 for (int ky = 0, p = 0; ky < window.KernelHeight; ky++)
                     for (int kx = 0; kx < window.KernelWidth; kx++)
                         for (int c = 0; c < channels; c++, p++)
-                            offsets[p] = c * planeFloats + ky * window.Dilation * rowFloats + kx * window.Dilation;
+                            entries[2 * p] = c * planeFloats + ky * window.Dilation * rowFloats + kx * window.Dilation;
 
                 int vectors = (bottom - top) * vectorsPerRow;
                 for (int f = 0; f < filters; f++)
                 {
+                    for (int p = 0; p < patch; p++) ((float*)entries)[2 * p + 1] = work.Kernel[(long)p * filters + f];
                     for (int next = 0; next < vectors; next += PlanarTiles)
                     {
                         // The last pass repeats its last vector in the tiles it has no vector for (the same chain, stored twice).
@@ -86,7 +87,7 @@ public static partial class Convolution
                             tiles[t] = laidOut + (long)(oy - top) * window.StrideHeight * rowFloats + ox;
                             pixels[t] = (long)(sample * window.OutputHeight + oy) * outputWidth + ox;
                         }
-                        PlanarPass<TLanes, TVector>(tiles, offsets, patch, work.Kernel + f, filters, work.Bias is null ? null : work.Bias + f,
+                        PlanarPass<TLanes, TVector>(tiles, entries, patch, filters, work.Bias is null ? null : work.Bias + f,
                             work.Relu, work.Output + f, pixels, stored, spread);
                     }
                 }
@@ -116,22 +117,25 @@ public static partial class Convolution
     }
 
     /// <summary>
-    /// One filter (its kernel column <paramref name="kernel"/>, <paramref name="filters"/> floats a row) for the
+    /// One filter (its weights beside the patch entries' offsets in <paramref name="entries"/>) for the
     /// <see cref="PlanarTiles"/> vectors of pixels whose windows' corners are at <paramref name="tiles"/>: a chain per lane over
     /// the patch, each weight broadcast once for all of them; then bias and ReLU, and the first <paramref name="stored"/>
-    /// lanes written to pixels <paramref name="pixels"/> on of <paramref name="output"/> (the filter's column), through
-    /// <paramref name="spread"/> (a vector's floats) where the filters are several.
+    /// lanes written to pixels <paramref name="pixels"/> on of <paramref name="output"/> (the filter's column of
+    /// <paramref name="filters"/>), through <paramref name="spread"/> (a vector's floats) where the filters are several. An
+    /// entry's offset and weight side by side leave the loop one pointer to step, so the eight tiles stay in registers
+    /// (with the kernel column and the offsets apart, the JIT kept five of them on the stack and reloaded them every entry).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe void PlanarPass<TLanes, TVector>(float** tiles, int* offsets, int patch, float* kernel, int filters, float* bias, bool relu,
+    private static unsafe void PlanarPass<TLanes, TVector>(float** tiles, int* entries, int patch, int filters, float* bias, bool relu,
         float* output, long* pixels, int stored, float* spread) where TLanes : struct, ILanes<TVector> where TVector : struct
     {
         float* t0 = tiles[0], t1 = tiles[1], t2 = tiles[2], t3 = tiles[3], t4 = tiles[4], t5 = tiles[5], t6 = tiles[6], t7 = tiles[7];
         TVector a0 = TLanes.Zero, a1 = TLanes.Zero, a2 = TLanes.Zero, a3 = TLanes.Zero, a4 = TLanes.Zero, a5 = TLanes.Zero, a6 = TLanes.Zero, a7 = TLanes.Zero;
-        for (int p = 0; p < patch; p++, kernel += filters)
+        int* entry = entries, end = entries + 2 * patch;
+        do
         {
-            TVector w = TLanes.Broadcast(*kernel);
-            int at = offsets[p];
+            TVector w = TLanes.Broadcast(*(float*)(entry + 1));
+            int at = *entry;
             a0 = TLanes.MultiplyAdd(TLanes.Load(ref t0[at]), w, a0);
             a1 = TLanes.MultiplyAdd(TLanes.Load(ref t1[at]), w, a1);
             a2 = TLanes.MultiplyAdd(TLanes.Load(ref t2[at]), w, a2);
@@ -140,7 +144,8 @@ public static partial class Convolution
             a5 = TLanes.MultiplyAdd(TLanes.Load(ref t5[at]), w, a5);
             a6 = TLanes.MultiplyAdd(TLanes.Load(ref t6[at]), w, a6);
             a7 = TLanes.MultiplyAdd(TLanes.Load(ref t7[at]), w, a7);
-        }
+            entry += 2;
+        } while (entry < end);
         var store = new PlanarStore<TLanes, TVector>(bias is null ? TLanes.Zero : TLanes.Broadcast(*bias), bias is not null, relu, output, filters, stored, spread);
         store.Store(a0, pixels[0]); store.Store(a1, pixels[1]); store.Store(a2, pixels[2]); store.Store(a3, pixels[3]);
         store.Store(a4, pixels[4]); store.Store(a5, pixels[5]); store.Store(a6, pixels[6]); store.Store(a7, pixels[7]);

@@ -48,10 +48,7 @@ public static class UpSampling
     {
         Require(input.Length, output.Length, height, width, channels, rows, columns, batch);
         fixed (float* x = input, y = output)
-        {
-            var work = new Repeats(x, y, width, channels, rows, columns);
-            Helper.ForRanges(ref work, batch * height, FloatsPerRow(width, channels, rows, columns), Helper.SpatialShareAbove);
-        }
+            ForImageRows(new Blocks(x, y, width, channels, rows, columns, backward: false, accumulate: false), batch * height);
     }
 
     [MethodImpl(Compiled.Driver)]
@@ -59,14 +56,12 @@ public static class UpSampling
     {
         Require(inputGradient.Length, outputGradient.Length, height, width, channels, rows, columns, batch);
         fixed (float* g = outputGradient, dx = inputGradient)
-        {
-            var work = new BlockSums(g, dx, width, channels, rows, columns, accumulate);
-            Helper.ForRanges(ref work, batch * height, FloatsPerRow(width, channels, rows, columns), Helper.SpatialShareAbove);
-        }
+            ForImageRows(new Blocks(dx, g, width, channels, rows, columns, backward: true, accumulate), batch * height);
     }
 
-    /// <summary>Floats an image row and its rows x columns blocks hold.</summary>
-    private static long FloatsPerRow(int width, int channels, int rows, int columns) => (long)width * channels * (1 + rows * columns);
+    /// <summary>The batch's image rows, shared by both cores where they hold enough floats.</summary>
+    private static void ForImageRows(Blocks work, int imageRows) =>
+        Helper.ForRanges(ref work, imageRows, (long)work.Width * work.Channels * (1 + work.Rows * work.Columns), Helper.SpatialShareAbove);
 
     private static void Require(int imageFloats, int upsampledFloats, int height, int width, int channels, int rows, int columns, int batch)
     {
@@ -75,16 +70,24 @@ public static class UpSampling
             throw new ArgumentException($"UpSampling2D({rows}, {columns}) over {batch} images of {height}x{width}x{channels} needs {image} floats of image and {image * rows * columns} upsampled; got {imageFloats} and {upsampledFloats}.");
     }
 
-    /// <summary>Image rows [first, first + count) over the batch, each repeated into its block rows.</summary>
-    private readonly unsafe struct Repeats(float* input, float* output, int width, int channels, int rows, int columns) : IVectorRanges
+    /// <summary>
+    /// Image rows [first, first + count) over the batch and their blocks in the upsampled image: forward, each repeated into
+    /// its block rows (<see cref="Repeat{TLanes, TVector}"/>); <see cref="Backward"/>, each pixel's gradient the sum of its
+    /// block (<see cref="SumBlocks{TLanes, TVector}"/>).
+    /// </summary>
+    private readonly unsafe struct Blocks(float* image, float* upsampled, int width, int channels, int rows, int columns, bool backward, bool accumulate) : IVectorRanges
     {
-        public readonly float* Input = input, Output = output;
+        public readonly float* Image = image, Upsampled = upsampled;
         public readonly int Width = width, Channels = channels, Rows = rows, Columns = columns;
+        public readonly bool Backward = backward, Accumulate = accumulate;
 
         public void Run(int first, int count) => Simd.RunRanges(this, first, count, wholeVectorsOf: Channels);
 
-        public void Run<TLanes, TVector>(int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct =>
-            Repeat<TLanes, TVector>(this, first, count);
+        public void Run<TLanes, TVector>(int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct
+        {
+            if (Backward) SumBlocks<TLanes, TVector>(this, first, count);
+            else Repeat<TLanes, TVector>(this, first, count);
+        }
     }
 
     /// <summary>
@@ -94,13 +97,13 @@ public static class UpSampling
     /// cores, the output in cache 0.14 -> 0.06 ms, out of it 0.32-0.49 -> 0.30-0.41 (four processes each in turns).
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
-    private static unsafe void Repeat<TLanes, TVector>(in Repeats work, int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct
+    private static unsafe void Repeat<TLanes, TVector>(in Blocks work, int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct
     {
         int width = work.Width, channels = work.Channels, rows = work.Rows, columns = work.Columns, lanes = TLanes.Count;
         int outputRow = width * columns * channels, whole = channels / lanes * lanes, rest = channels - whole;
         for (int line = first * rows; line < (first + count) * rows; line++)
         {
-            float* pixel = work.Input + (long)(line / rows) * width * channels, block = work.Output + (long)line * outputRow;
+            float* pixel = work.Image + (long)(line / rows) * width * channels, block = work.Upsampled + (long)line * outputRow;
             for (int x = 0; x < width; x++, pixel += channels, block += columns * channels)
             {
                 for (int c = 0; c < whole; c += lanes)
@@ -115,25 +118,12 @@ public static class UpSampling
         }
     }
 
-    /// <summary>Image rows [first, first + count) over the batch: each pixel's gradient, the sum of its block.</summary>
-    private readonly unsafe struct BlockSums(float* gradient, float* image, int width, int channels, int rows, int columns, bool accumulate) : IVectorRanges
-    {
-        public readonly float* Gradient = gradient, Image = image;
-        public readonly int Width = width, Channels = channels, Rows = rows, Columns = columns;
-        public readonly bool Accumulate = accumulate;
-
-        public void Run(int first, int count) => Simd.RunRanges(this, first, count, wholeVectorsOf: Channels);
-
-        public void Run<TLanes, TVector>(int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct =>
-            SumBlocks<TLanes, TVector>(this, first, count);
-    }
-
     /// <summary>
     /// Each pixel's block summed a vector of channels at a time, the whole vectors first, then the last one masked (where a
     /// test per cell chose between the two): 8x8x8 at batch 128, in cache, 38-69 -> 21-36 us, on 256-bit vectors on AVX-512.
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
-    private static unsafe void SumBlocks<TLanes, TVector>(in BlockSums work, int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct
+    private static unsafe void SumBlocks<TLanes, TVector>(in Blocks work, int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct
     {
         int width = work.Width, channels = work.Channels, rows = work.Rows, columns = work.Columns, lanes = TLanes.Count;
         int outputRow = width * columns * channels, whole = channels / lanes * lanes, rest = channels - whole;
@@ -141,7 +131,7 @@ public static class UpSampling
         bool accumulate = work.Accumulate;
         for (int row = first; row < first + count; row++)
         {
-            float* target = work.Image + (long)row * width * channels, block = work.Gradient + (long)row * rows * outputRow;
+            float* target = work.Image + (long)row * width * channels, block = work.Upsampled + (long)row * rows * outputRow;
             for (int x = 0; x < width; x++, target += channels, block += columns * channels)
             {
                 for (int c = 0; c < whole; c += lanes)

@@ -73,6 +73,14 @@ internal static partial class ModelEmitter
                 if (Readers(embedding) == 1 && !IsOutput(embedding) && Computed.All(n => n.MaskSource != embedding || n == embedding || n == mean))
                     embedding.AveragedBy = mean;
             }
+            // An UpSampling2D that only a Conv2D reads has its gradient summed over its blocks by that convolution's transposed
+            // convolution, as each row is computed: the upsampled gradient is never written.
+            foreach (var conv in Computed.Where(n => n.Is(LayerKind.Conv2D) && n.Inputs[0].Is(LayerKind.UpSampling2D)))
+            {
+                var upsampling = conv.Inputs[0];
+                if (Readers(upsampling) == 1 && !IsOutput(upsampling) && upsampling.NeedsGradient && NeedsPatchGradient(conv))
+                    upsampling.GradientSummedBy = conv;
+            }
             user = (userNames, model.UserMethods.ToLookup(m => m.Name, m => (m.Least, m.Most)));
             RowRuns = ModelEmitter.RowRuns(Computed.ToList(), DensePairs).Select(run => run with { Method = MethodName(run.OwnMethod, run.MethodParameters) }).ToList();
             int inputs = Inputs.Count, stepped = Packed ? Inputs.Count + Outputs.Count : 2;
@@ -164,7 +172,7 @@ internal static partial class ModelEmitter
                 foreach (var state in node.States.Where(HasGradientBuffer)) Touch(state, step, writes: false);
                 for (int i = 0; i < node.Inputs.Count; i++)
                 {
-                    var input = node.Inputs[i];
+                    var input = node.GradientInput(i);
                     var owner = input.GradientOwner;
                     if (!input.NeedsGradient || !HasGradientBuffer(owner)) continue;
                     // Not from a gradient nothing writes: its floats must stay the zeros they were allocated as.
@@ -430,7 +438,8 @@ internal static partial class ModelEmitter
         /// A gradient buffer where backward reaches: tensors after something that learns, and the outputs (the losses write
         /// theirs); not a convolution that reads only its pooling's gradient (<see cref="ReadsOnlyPooledGradient"/>).
         /// </summary>
-        public bool HasGradientBuffer(NodePlan node) => (node.NeedsGradient || IsOutput(node)) && !ReadsOnlyPooledGradient(node) && node.AveragedBy is null && !node.ReadsReluGradient;
+        public bool HasGradientBuffer(NodePlan node) => (node.NeedsGradient || IsOutput(node)) && !ReadsOnlyPooledGradient(node) && node.AveragedBy is null && !node.ReadsReluGradient
+            && node.GradientSummedBy is null;
 
         /// <summary>
         /// A convolution that takes its kernel gradient at its pooling's winners and either passes no gradient on or takes its
@@ -728,7 +737,7 @@ internal static partial class ModelEmitter
         /// <summary>Whether anything up to and including this tensor has weights, so its gradient is worth computing.</summary>
         public bool NeedsGradient { get; }
         /// <summary>Whether backward has a block for this tensor: something before it learns, and it is neither an alias (its input's gradient) nor a returned state (its layer's block reads that).</summary>
-        public bool HasBackwardBlock => NeedsGradient && !IsAlias && Spec.Kind != NodeKind.State && !(IsTakenByInput && Inputs[0].ReadsReluGradient);
+        public bool HasBackwardBlock => NeedsGradient && !IsAlias && Spec.Kind != NodeKind.State && !(IsTakenByInput && Inputs[0].ReadsReluGradient) && GradientSummedBy is null;
         public bool IsDropout => Is(LayerKind.Dropout);
         /// <summary>The activation a block applies last (Dense, the convolutions, Activation layers and functions); null for other blocks.</summary>
         public Activation? TrailingActivation => Spec.Kind == NodeKind.Function ? Spec.Activation
@@ -755,6 +764,17 @@ internal static partial class ModelEmitter
         /// (BatchNorm.TrainingBackward's relu), so neither the ReLU's block nor a gradient of its own exists.
         /// </summary>
         public bool ReadsReluGradient => RectifiedBy is not null && UsesBatchStatistics;
+        /// <summary>
+        /// The Conv2D that alone reads this UpSampling2D (set by the plan) and takes its backward: its transposed convolution
+        /// sums each block's gradient into the upsampling's input as it computes each row (Convolution.Transposed's
+        /// upsampledRows, upsampledColumns), so this tensor has neither a gradient buffer nor a backward block.
+        /// </summary>
+        public NodePlan? GradientSummedBy { get; set; }
+        /// <summary>
+        /// The tensor whose gradient this block's input <paramref name="i"/> receives: the input, or, where the input's
+        /// gradient is summed by this block (<see cref="GradientSummedBy"/>), the upsampling's own input.
+        /// </summary>
+        public NodePlan GradientInput(int i) => Inputs[i].GradientSummedBy == this ? Inputs[i].Inputs[0] : Inputs[i];
         /// <summary>A ReLU its input's block takes (<see cref="RectifiedBy"/>): its own block computes nothing.</summary>
         public bool IsTakenByInput => Inputs.Count == 1 && Inputs[0].RectifiedBy == this;
         /// <summary>The buffer this tensor's forward block writes: its own, or, rectified, its ReLU's.</summary>

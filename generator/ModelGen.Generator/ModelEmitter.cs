@@ -260,7 +260,7 @@ internal static partial class ModelEmitter
             if (node.IsDropout) w.Line($"{node.Mask} = buffers.TrainingFloats({size});");
             EmitNodeBuffers(w, node);
         }
-        var patchGradients = plan.Buffered.Where(plan.NeedsPatchGradient).Select(n => n.Is(LayerKind.Conv2DTranspose) ? WholePatches(n) : PatchChunks(n, plan.GradientScattered(n))).ToList();
+        var patchGradients = plan.Buffered.Where(plan.NeedsPatchGradient).Select(n => n.Is(LayerKind.Conv2DTranspose) ? WholePatches(n) : PatchChunks(n, plan.GradientScattered(n), upsampled: n.Inputs[0].GradientSummedBy == n)).ToList();
         if (patchGradients.Count > 0) w.Line($"{NodePlan.PatchGradient} = buffers.TrainingFloats({patchGradients.Skip(1).Aggregate(patchGradients[0], (max, next) => $"Math.Max({max}, {next})")});");
         foreach (var node in plan.SubModels.SelectMany(sub => sub.Nodes).Where(n => n.Spec.Kind != NodeKind.Input && !n.IsDropout && !n.IsAlias))
         {
@@ -442,10 +442,11 @@ internal static partial class ModelEmitter
     /// output from its input's) are made and consumed a chunk of samples at a time; none where the kernel sums in place
     /// or convolves directly, or (a Conv2DTranspose's forward pass, which writes its output: <paramref name="accumulate"/>
     /// false) a pointwise window's product writes the output itself, which the runtime tells for the machine it runs on.
+    /// Onto an UpSampling2D's input (<paramref name="upsampled"/>), a route other than in place needs the upsampled gradient too.
     /// </summary>
-    private static string PatchChunks(NodePlan node, bool scattered = false, bool accumulate = true) =>
+    private static string PatchChunks(NodePlan node, bool scattered = false, bool accumulate = true, bool upsampled = false) =>
         $"Convolution.TransposedScratch({node.Window}, {(node.Is(LayerKind.Conv2D) ? node.Layer!.Channels : node.Layer!.InputShape[2])}, maxBatchSize" +
-        $"{(scattered ? ", scattered: true" : "")}{(accumulate ? "" : ", accumulate: false")})";
+        $"{(scattered ? ", scattered: true" : "")}{(accumulate ? "" : ", accumulate: false")}{(upsampled ? ", upsampled: true" : "")})";
 
     private static void EmitModelMembers(CodeWriter w, Plan plan)
     {

@@ -90,6 +90,50 @@ public class GeneratorTests
         """;
 
     [Fact]
+    public void A_convolution_alone_reading_an_upsampling_sums_its_gradient_into_the_upsampling_input()
+    {
+        var (code, backward) = GeneratorHarness.RunAndFindMethod("""
+            using ModelGen;
+
+            [Sequential(Loss = Loss.MeanSquaredError)]
+            public partial class Decoder
+            {
+                [Input(4, 4, 2)]                                        Input code;
+                [Conv2D(4, 3, Activation.Relu, Padding = Padding.Same)] Conv2D widen;
+                [UpSampling2D(2, 3)]                                    UpSampling2D up;
+                [Conv2D(1, 3, Padding = Padding.Same)]                  Conv2D image;
+            }
+            """, "Backward");
+        Assert.Contains("Convolution.Transposed(imageGradient, ImageKernel, patchGradients, widenGradient, imageWindow, 1, batch, accumulate: false, upsampledRows: 2, upsampledColumns: 3);", backward);
+        Assert.Contains("then up's (UpSampling2D: each block's sum, row by row)", backward);
+        Assert.DoesNotContain("UpSampling.Backward", backward);
+        Assert.DoesNotContain("upGradient", code);
+        Assert.Contains("Convolution.TransposedScratch(imageWindow, 1, maxBatchSize, upsampled: true)", code);
+
+        // Read by a convolution and by an Add, the upsampling keeps its gradient and its own backward block.
+        (code, backward) = GeneratorHarness.RunAndFindMethod("""
+            using ModelGen;
+
+            [Functional(Loss = Loss.MeanSquaredError)]
+            public partial class Skipped
+            {
+                [Conv2D(4, 3, Activation.Relu, Padding = Padding.Same)] Conv2D widen;
+                [UpSampling2D(2)]                                       UpSampling2D up;
+                [Conv2D(4, 3, Padding = Padding.Same)]                  Conv2D mix;
+
+                [Graph]
+                Tensor Forward([Shape(4, 4, 2)] Tensor code)
+                {
+                    var wide = up.Apply(widen.Apply(code));
+                    return Ops.Add(mix.Apply(wide), wide);
+                }
+            }
+            """, "Backward");
+        Assert.Contains("UpSampling.Backward(upGradient, widenGradient,", backward);
+        Assert.DoesNotContain("upsampledRows", code);
+    }
+
+    [Fact]
     public void A_row_run_may_start_at_the_model_input_which_each_part_slices()
     {
         // A Sequential MLP of width 32: all its layers go row by row from the input on, 2,368 multiply-adds a row.

@@ -180,6 +180,57 @@ public class ConvolutionTests
         }
     }
 
+    public static TheoryData<int, int, int, int, int, bool, int, int, int, bool> UpsampledImages() => new()
+    {
+        // height, width, channels, kernel, stride, same, value channels, block rows, block columns, in place
+        { 28, 28, 16, 3, 1, true, 1, 2, 2, true },    // the autoencoder's last layer: rows' insides eight pixels at a time, edges one by one
+        { 12, 9, 5, 3, 2, true, 2, 3, 3, true },      // strided, channels fewer than a vector, 3 x 3 blocks
+        { 14, 14, 16, 3, 1, true, 8, 2, 2, true },    // more value channels over a shallow image
+        { 10, 12, 20, 2, 1, false, 3, 2, 3, true },   // 'valid', a vector of channels and a part, 2 x 3 blocks
+        { 14, 14, 32, 3, 1, true, 24, 2, 2, false },  // many value channels: patches or the direct route, the upsampled gradient in the scratch
+        { 8, 8, 16, 1, 1, true, 24, 2, 2, false },    // pointwise: the product writes the upsampled gradient
+    };
+
+    /// <summary>
+    /// Onto an UpSampling2D's input (the window's image its upsampled output), the transposed convolution gives the bits of
+    /// the transposed convolution followed by UpSampling.Backward, on every SIMD path and thread count, written or added:
+    /// in place with no scratch, each row summed into its blocks as it is computed; by the other routes through the
+    /// upsampled gradient in the scratch.
+    /// </summary>
+    [Theory, MemberData(nameof(UpsampledImages))]
+    public void Transposed_onto_an_upsampling_input_sums_each_block_with_the_bits_of_the_two_passes(int height, int width, int channels, int kernel, int stride, bool same,
+        int valueChannels, int rows, int columns, bool inPlace)
+    {
+        const int batch = 3;
+        var window = new Window(height, width, channels, kernel, kernel, stride, stride, same);
+        int smallFloats = batch * height / rows * width / columns * channels;
+        var values = Uniform(batch * window.Positions * valueChannels, 21);
+        var weights = Uniform(window.PatchSize * valueChannels, 22);
+        var start = Uniform(smallFloats, 23);
+        foreach (var path in Enum.GetValues<SimdPath>())
+        {
+            using var _ = KernelSettings.OnSimd(path);
+            int scratch = Convolution.TransposedScratch(window, valueChannels, batch, upsampled: true);
+            Assert.True(inPlace == (scratch == 0), $"{path}: {window} from {valueChannels} value channels asked {scratch} floats of scratch");
+            var upsampled = new float[batch * height * width * channels];
+            Convolution.Transposed(values, weights, new float[Convolution.TransposedScratch(window, valueChannels, batch, accumulate: false)], upsampled, window, valueChannels, batch, accumulate: false);
+            foreach (bool accumulate in new[] { false, true })
+            {
+                var expected = (float[])start.Clone();
+                UpSampling.Backward(upsampled, expected, height / rows, width / columns, channels, rows, columns, batch, accumulate);
+                foreach (int threads in new[] { 1, 2 })
+                {
+                    var image = (float[])start.Clone();
+                    KernelSettings.OnThreads(threads, () => Convolution.Transposed(values, weights, new float[scratch], image, window, valueChannels, batch, accumulate,
+                        upsampledRows: rows, upsampledColumns: columns));
+                    for (int i = 0; i < image.Length; i++)
+                        Assert.True(BitConverter.SingleToInt32Bits(expected[i]) == BitConverter.SingleToInt32Bits(image[i]),
+                            $"{path}, {threads} threads, accumulate {accumulate}: gradient {i} is {image[i]}, the two passes give {expected[i]}");
+                }
+            }
+        }
+    }
+
     /// <summary>
     /// Beyond a few value channels, the in-place route takes only the shapes it measured faster on; the others keep the
     /// patches (a scratch asked), on every SIMD path.

@@ -19,7 +19,7 @@ public class GradientCheckTests
         nameof(LstmClassifier), nameof(GruSequences), nameof(MaskedLstm), nameof(BidirectionalStack), nameof(BidirectionalSequences),
         nameof(SelfAttentionBlock), nameof(CrossAttention), nameof(CausalAttention), nameof(UNetLike), nameof(EncoderDecoder), nameof(GruWithStates), nameof(MaskedAverage), nameof(MaskedBag),
         nameof(ReluPoolingParity), nameof(StepTagger), nameof(NarrowPooledCnn), nameof(PointwiseResidual), nameof(FewFilterHeads), nameof(NormalizedDepthwise), nameof(HandedGradients),
-        nameof(PointwiseTransposed),
+        nameof(PointwiseTransposed), nameof(UpsampledDecoder),
     };
 
     [Theory, MemberData(nameof(Models))]
@@ -63,6 +63,7 @@ public class GradientCheckTests
             nameof(NormalizedDepthwise) => new NormalizedDepthwise(batch, seed: 36),
             nameof(HandedGradients) => new HandedGradients(batch, seed: 37),
             nameof(PointwiseTransposed) => new PointwiseTransposed(batch, seed: 38),
+            nameof(UpsampledDecoder) => new UpsampledDecoder(batch, seed: 39),
             _ => new SeparateSoftmax(batch, seed: 6),
         };
         var random = new Random(name.Length);

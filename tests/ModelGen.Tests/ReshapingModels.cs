@@ -17,3 +17,19 @@ public partial class ReshapingChain
     [Reshape(-1)] public Reshape flat;                                    // (36)
     [Dense(3, Activation.Softmax)] public Dense head;
 }
+
+/// <summary>
+/// A decoder whose UpSampling2D layers are each read by a Conv2D alone, whose transposed convolution sums each block's
+/// gradient into the upsampling's input: eight filters over six channels through the scratch (no in-place route), one
+/// filter over eight channels in place, a row at a time; non-square blocks first.
+/// </summary>
+[Sequential(Loss = Loss.BinaryCrossentropy)]
+public partial class UpsampledDecoder
+{
+    [Input(3, 3, 2)] public Input code;
+    [Conv2D(6, 2, Activation.Tanh, Padding = Padding.Same)] public Conv2D widen;    // (3, 3, 6)
+    [UpSampling2D(2, 3)] public UpSampling2D spread;                                 // (6, 9, 6)
+    [Conv2D(8, 3, Activation.Tanh, Padding = Padding.Same)] public Conv2D decode;    // (6, 9, 8)
+    [UpSampling2D(2)] public UpSampling2D up;                                        // (12, 18, 8)
+    [Conv2D(1, 3, Activation.Sigmoid, Padding = Padding.Same)] public Conv2D image;  // (12, 18, 1)
+}

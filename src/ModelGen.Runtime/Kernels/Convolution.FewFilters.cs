@@ -28,6 +28,9 @@ public static partial class Convolution
     /// <summary>This thread's planes (<see cref="Planar{TLanes, TVector}"/>).</summary>
     [ThreadStatic] private static AlignedBuffer? planes;
 
+    /// <summary>This thread's row of an upsampled image's gradient (<see cref="TransposedPixels{TLanes, TVector}"/>).</summary>
+    [ThreadStatic] private static AlignedBuffer? upsampledRow;
+
     /// <summary>The planar convolution over a range of output rows, counted over the whole batch.</summary>
     private readonly unsafe struct PlanarRanges(float* input, float* kernel, float* bias, float* output, Window window, int filters, bool relu) : IVectorRanges
     {
@@ -204,7 +207,8 @@ public static partial class Convolution
     /// those of the product and col2im; no patch is written. The image rows of the batch are shared by both cores.
     /// </summary>
     [MethodImpl(Compiled.Driver)]
-    private static unsafe void TransposedInPlace(ReadOnlySpan<float> values, ReadOnlySpan<float> kernel, Span<float> image, in Window window, int valueChannels, int batch, bool accumulate)
+    private static unsafe void TransposedInPlace(ReadOnlySpan<float> values, ReadOnlySpan<float> kernel, Span<float> image, in Window window, int valueChannels, int batch, bool accumulate,
+        int upsampledRows, int upsampledColumns)
     {
         int height = window.Height, width = window.Width, taps = window.KernelHeight * window.KernelWidth;
         int rowPairs = height * window.KernelHeight, columnPairs = width * window.KernelWidth;
@@ -230,8 +234,8 @@ public static partial class Convolution
         fixed (int* rowsAt = rowStart, rowPositionsAt = rowPositions, rowTapsAt = rowTaps, columnsAt = columnStart, columnPositionsAt = columnPositions, columnTapsAt = columnTaps, runsAt = runEnd)
         {
             var pairs = new CellPairs(rowsAt, rowPositionsAt, rowTapsAt, columnsAt, columnPositionsAt, columnTapsAt, runsAt);
-            var work = new TransposedRows(v, k, x, pairs, window, valueChannels, accumulate);
-            Helper.ForRanges(ref work, batch * height, (long)width * (window.Channels + taps * valueChannels), Helper.SpatialShareAbove);
+            var work = new TransposedRows(v, k, x, pairs, window, valueChannels, accumulate, upsampledRows, upsampledColumns);
+            Helper.ForRanges(ref work, batch * height / upsampledRows, (long)upsampledRows * width * (window.Channels + taps * valueChannels), Helper.SpatialShareAbove);
         }
     }
 
@@ -269,13 +273,18 @@ public static partial class Convolution
         }
     }
 
-    /// <summary><see cref="TransposedInPlace"/> over a range of image rows, counted over the whole batch.</summary>
-    private readonly unsafe struct TransposedRows(float* values, float* kernelRows, float* image, CellPairs pairs, Window window, int valueChannels, bool accumulate) : IVectorRanges
+    /// <summary>
+    /// <see cref="TransposedInPlace"/> over a range of image rows, counted over the whole batch; where the image is an
+    /// UpSampling2D's output (<see cref="UpsampledRows"/> x <see cref="UpsampledColumns"/> blocks), over a range of its
+    /// input's rows, each the rows of its blocks.
+    /// </summary>
+    private readonly unsafe struct TransposedRows(float* values, float* kernelRows, float* image, CellPairs pairs, Window window, int valueChannels, bool accumulate,
+        int upsampledRows, int upsampledColumns) : IVectorRanges
     {
         public readonly float* Values = values, KernelRows = kernelRows, Image = image;
         public readonly CellPairs Pairs = pairs;
         public readonly Window Window = window;
-        public readonly int ValueChannels = valueChannels;
+        public readonly int ValueChannels = valueChannels, UpsampledRows = upsampledRows, UpsampledColumns = upsampledColumns;
         public readonly bool Accumulate = accumulate;
 
         public void Run(int first, int count) => Simd.RunRanges(this, first, count, wholeVectorsOf: Window.Channels);
@@ -292,7 +301,9 @@ public static partial class Convolution
     /// goes eight pixels at a time (<see cref="CellsOfEightPixels"/>, ~3), their eight sums side by side, each cell's
     /// indices and kernel rows read once for the eight (four, where at most four are left and a cell's chain is longer
     /// than one). Each pixel still adds the same cells in the same order, so the bits are the same. Other columns (the
-    /// edges, and channels that are no whole vectors) go one by one.
+    /// edges, and channels that are no whole vectors) go one by one. Where the image is an UpSampling2D's output, each of its
+    /// rows is computed into this thread's row (<see cref="upsampledRow"/>, in a core's L1) and summed into its input's
+    /// gradient there (<see cref="UpSampling.SumRow"/>): the upsampled gradient is never written out and read back.
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
     private static unsafe void TransposedPixels<TLanes, TVector>(in TransposedRows work, int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct
@@ -303,15 +314,17 @@ public static partial class Convolution
         int* rowStart = work.Pairs.RowStart, rowPositions = work.Pairs.RowPositions, rowTaps = work.Pairs.RowTaps;
         int* columnStart = work.Pairs.ColumnStart, columnPositions = work.Pairs.ColumnPositions, columnTaps = work.Pairs.ColumnTaps, runEnd = work.Pairs.RunEnd;
         float* allValues = work.Values, kernelRows = work.KernelRows, image = work.Image;
-        bool accumulate = work.Accumulate, wholeVectors = channels % lanes == 0;
-        for (int row = first; row < first + count; row++)
+        bool upsampled = work.UpsampledRows * work.UpsampledColumns > 1, accumulate = work.Accumulate && !upsampled, wholeVectors = channels % lanes == 0;
+        int blockRows = work.UpsampledRows, blockColumns = work.UpsampledColumns, inputWidth = width / blockColumns;
+        float* rowSums = upsampled ? (float*)Unsafe.AsPointer(ref AlignedBuffer.Ensure(ref upsampledRow, width * channels)[0]) : null;
+        for (int row = first * blockRows; row < (first + count) * blockRows; row++)
         {
             int sample = row / height, y = row - sample * height;
             float* values = allValues + (long)sample * positions * valueChannels;
             int rowsFrom = rowStart[y], rowsTo = rowStart[y + 1];
             for (int x = 0, end = 0; x < width; x++)
             {
-                float* target = image + ((long)row * width + x) * channels;
+                float* target = upsampled ? rowSums + x * channels : image + ((long)row * width + x) * channels;
                 int columnsFrom = columnStart[x], columnsTo = columnStart[x + 1];
                 if (x == end)
                 {
@@ -356,6 +369,10 @@ public static partial class Convolution
                     else TLanes.StoreFirst(ref target[c], sum, stored);
                 }
             }
+            // A block's first row writes its input pixels' gradients (or adds to them), its later rows add.
+            if (upsampled)
+                UpSampling.SumRow<TLanes, TVector>(rowSums, image + (long)(row / blockRows) * inputWidth * channels, inputWidth, channels, blockColumns,
+                    work.Accumulate || row % blockRows > 0);
         }
     }
 

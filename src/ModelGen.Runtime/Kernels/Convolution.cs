@@ -519,12 +519,20 @@ public static partial class Convolution
     /// takes it, as the direct convolution of the values (<see cref="TransposesDirectly"/>). <paramref name="patches"/> is scratch of
     /// <see cref="TransposedScratch"/> floats. <paramref name="scattered"/>: the values are a max pooling's gradient scattered
     /// to its winners, mostly zeros, which the patches skip where they are at least a stretch wide
-    /// (<see cref="ScatteredRows{TLanes, TVector}"/>: the same bits).
+    /// (<see cref="ScatteredRows{TLanes, TVector}"/>: the same bits). <paramref name="upsampledRows"/> x
+    /// <paramref name="upsampledColumns"/> other than 1 x 1: the window's image is an UpSampling2D's output and
+    /// <paramref name="image"/> that layer's input, whose gradient is each block's sum (<see cref="UpSampling.Backward"/>'s
+    /// bits); the in-place route sums each row as it computes it, the others sum the whole gradient from the scratch.
     /// </summary>
     [MethodImpl(Compiled.Driver)]
     public static unsafe void Transposed(ReadOnlySpan<float> values, ReadOnlySpan<float> kernel, Span<float> patches, Span<float> image,
-        in Window window, int valueChannels, int batch, bool accumulate, bool scattered = false)
+        in Window window, int valueChannels, int batch, bool accumulate, bool scattered = false, int upsampledRows = 1, int upsampledColumns = 1)
     {
+        if (upsampledRows * upsampledColumns > 1)
+        {
+            TransposedUpsampled(values, kernel, patches, image, window, valueChannels, batch, accumulate, scattered, upsampledRows, upsampledColumns);
+            return;
+        }
         int chunk = ChunkSamples(window, batch), chunkFloats = chunk * window.Positions * window.PatchSize;
         int imageFloats = batch * window.Height * window.Width * window.Channels;
         Require(values.Length >= batch * window.Positions * valueChannels && kernel.Length >= window.PatchSize * valueChannels
@@ -532,7 +540,7 @@ public static partial class Convolution
         switch (TransposedRouteOf(window, valueChannels, accumulate, scattered, out var flipped))
         {
             case TransposedRoute.InPlace:
-                TransposedInPlace(values, kernel, image, window, valueChannels, batch, accumulate);
+                TransposedInPlace(values, kernel, image, window, valueChannels, batch, accumulate, 1, 1);
                 return;
             case TransposedRoute.Direct:
                 TransposedDirect(values, kernel, image, window, flipped, valueChannels, batch, accumulate);
@@ -554,14 +562,41 @@ public static partial class Convolution
     }
 
     /// <summary>
+    /// <see cref="Transposed"/> onto an UpSampling2D's input: in place, each row of the upsampled gradient summed into it as
+    /// it is computed; by the other routes, the upsampled gradient written into the scratch's first floats and then summed.
+    /// </summary>
+    [MethodImpl(Compiled.Driver)]
+    private static void TransposedUpsampled(ReadOnlySpan<float> values, ReadOnlySpan<float> kernel, Span<float> patches, Span<float> image,
+        in Window window, int valueChannels, int batch, bool accumulate, bool scattered, int rows, int columns)
+    {
+        int upsampledFloats = batch * window.Height * window.Width * window.Channels;
+        Require(rows > 0 && columns > 0 && window.Height % rows == 0 && window.Width % columns == 0, $"Transposed convolution onto UpSampling2D({rows}, {columns})'s input", window, batch);
+        Require(values.Length >= batch * window.Positions * valueChannels && kernel.Length >= window.PatchSize * valueChannels
+            && image.Length >= upsampledFloats / (rows * columns), "Transposed convolution", window, batch);
+        if (TransposedRouteOf(window, valueChannels, accumulate: false, scattered, out _) == TransposedRoute.InPlace)
+        {
+            TransposedInPlace(values, kernel, image, window, valueChannels, batch, accumulate, rows, columns);
+            return;
+        }
+        Require(patches.Length >= upsampledFloats, "Transposed convolution's scratch", window, batch);
+        var upsampled = patches.Slice(0, upsampledFloats);
+        Transposed(values, kernel, patches.Slice(upsampledFloats), upsampled, window, valueChannels, batch, accumulate: false, scattered);
+        UpSampling.Backward(upsampled, image, window.Height / rows, window.Width / columns, window.Channels, rows, columns, batch, accumulate);
+    }
+
+    /// <summary>
     /// The scratch <see cref="Transposed"/> needs for batches of up to <paramref name="maxBatch"/> samples of
     /// <paramref name="valueChannels"/> channels: a chunk of patches per core, or none where it takes another route than
-    /// the patches (which depends on the machine's widest vectors, so the model asks when it allocates). A caller whose one
-    /// scratch serves calls that accumulate and calls that do not asks for the accumulating ones (the default).
+    /// the patches (which depends on the machine's widest vectors, so the model asks when it allocates); onto an
+    /// UpSampling2D's input by another route than in place, the upsampled gradient first. A caller whose one scratch serves
+    /// calls that accumulate and calls that do not asks for the accumulating ones (the default).
     /// </summary>
-    public static int TransposedScratch(in Window window, int valueChannels, int maxBatch, bool scattered = false, bool accumulate = true) =>
-        TransposedRouteOf(window, valueChannels, accumulate, scattered, out _) != TransposedRoute.Patches ? 0
-        : Helper.Workers * ChunkSamples(window, maxBatch) * window.Positions * window.PatchSize;
+    public static int TransposedScratch(in Window window, int valueChannels, int maxBatch, bool scattered = false, bool accumulate = true, bool upsampled = false)
+    {
+        var route = TransposedRouteOf(window, valueChannels, accumulate && !upsampled, scattered, out _);
+        int patchFloats = route != TransposedRoute.Patches ? 0 : Helper.Workers * ChunkSamples(window, maxBatch) * window.Positions * window.PatchSize;
+        return patchFloats + (upsampled && route != TransposedRoute.InPlace ? maxBatch * window.Height * window.Width * window.Channels : 0);
+    }
 
     /// <summary>How <see cref="Transposed"/> sums its values' patches back onto the image.</summary>
     private enum TransposedRoute

@@ -125,28 +125,53 @@ public static class UpSampling
     [MethodImpl(Compiled.Kernel)]
     private static unsafe void SumBlocks<TLanes, TVector>(in Blocks work, int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct
     {
-        int width = work.Width, channels = work.Channels, rows = work.Rows, columns = work.Columns, lanes = TLanes.Count;
-        int outputRow = width * columns * channels, whole = channels / lanes * lanes, rest = channels - whole;
-        TVector lastLanes = TLanes.FirstLanes(rest);
-        bool accumulate = work.Accumulate;
+        int width = work.Width, channels = work.Channels, rows = work.Rows, columns = work.Columns;
+        int outputRow = width * columns * channels, whole = channels / TLanes.Count * TLanes.Count;
+        TVector lastLanes = TLanes.FirstLanes(channels - whole);
         for (int row = first; row < first + count; row++)
         {
             float* target = work.Image + (long)row * width * channels, block = work.Upsampled + (long)row * rows * outputRow;
             for (int x = 0; x < width; x++, target += channels, block += columns * channels)
-            {
-                for (int c = 0; c < whole; c += lanes)
-                {
-                    TVector sum = accumulate ? TLanes.Load(ref target[c]) : TLanes.Zero;
-                    for (int r = 0; r < rows; r++)
-                        for (int k = 0; k < columns; k++) sum = TLanes.Add(sum, TLanes.Load(ref block[r * outputRow + k * channels + c]));
-                    TLanes.Store(ref target[c], sum);
-                }
-                if (rest == 0) continue;
-                TVector last = accumulate ? TLanes.LoadFirst(ref target[whole], rest) : TLanes.Zero;
-                for (int r = 0; r < rows; r++)
-                    for (int k = 0; k < columns; k++) last = TLanes.Add(last, TLanes.LoadMasked(block + r * outputRow + k * channels + whole, lastLanes));
-                TLanes.StoreFirst(ref target[whole], last, rest);
-            }
+                SumBlock<TLanes, TVector>(block, outputRow, rows, columns, channels, whole, lastLanes, target, work.Accumulate);
         }
+    }
+
+    /// <summary>
+    /// One row of an upsampled image's gradient (<paramref name="upsampledRow"/>, <paramref name="width"/> x
+    /// <paramref name="columns"/> pixels) summed into its image row's pixels: a block's first row written (or added where
+    /// <paramref name="accumulate"/>), its later ones added, so row by row gives <see cref="Backward"/>'s bits. A transposed
+    /// convolution that computes the upsampled gradient a row at a time folds each row in while it is in cache.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static unsafe void SumRow<TLanes, TVector>(float* upsampledRow, float* imageRow, int width, int channels, int columns, bool accumulate)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        int whole = channels / TLanes.Count * TLanes.Count;
+        TVector lastLanes = TLanes.FirstLanes(channels - whole);
+        for (int x = 0; x < width; x++, imageRow += channels, upsampledRow += columns * channels)
+            SumBlock<TLanes, TVector>(upsampledRow, 0, 1, columns, channels, whole, lastLanes, imageRow, accumulate);
+    }
+
+    /// <summary>
+    /// One pixel's block of rows x columns cells (rows <paramref name="rowFloats"/> apart) summed into <paramref name="target"/>:
+    /// the <paramref name="whole"/> channels that fill vectors, then the rest through <paramref name="lastLanes"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void SumBlock<TLanes, TVector>(float* block, int rowFloats, int rows, int columns, int channels, int whole, TVector lastLanes,
+        float* target, bool accumulate) where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        int lanes = TLanes.Count, rest = channels - whole;
+        for (int c = 0; c < whole; c += lanes)
+        {
+            TVector sum = accumulate ? TLanes.Load(ref target[c]) : TLanes.Zero;
+            for (int r = 0; r < rows; r++)
+                for (int k = 0; k < columns; k++) sum = TLanes.Add(sum, TLanes.Load(ref block[r * rowFloats + k * channels + c]));
+            TLanes.Store(ref target[c], sum);
+        }
+        if (rest == 0) return;
+        TVector last = accumulate ? TLanes.LoadFirst(ref target[whole], rest) : TLanes.Zero;
+        for (int r = 0; r < rows; r++)
+            for (int k = 0; k < columns; k++) last = TLanes.Add(last, TLanes.LoadMasked(block + r * rowFloats + k * channels + whole, lastLanes));
+        TLanes.StoreFirst(ref target[whole], last, rest);
     }
 }

@@ -65,7 +65,7 @@ internal static partial class ModelEmitter
                     string? inputPart = !input.NeedsGradient ? null : inputAtWinners ? "input" : inputProduct ? "input (one product: each patch is a pixel)"
                         : Plan.HasFewFilters(layer) ? "input (summed in place, no patch gradients)"
                         : scattered ? "input (through the patches, from its nonzero gradients)" : "input (through the patches)";
-                    if (upsampled) inputPart += $", then {input.Title}'s (UpSampling2D: each block's sum, row by row)";
+                    if (upsampled) inputPart += $", then {input.Title}'s (UpSampling2D: each block's sum{(Plan.HasFewFilters(layer) ? ", row by row" : "")})";
                     w.Line($"// {node.Title}: {GradientsOf(plan, node, inputPart)}");
                     EmitActivationBackward(w, node, activation);
                     if (pool is not null)

@@ -57,7 +57,6 @@ internal static partial class ModelEmitter
                     bool shared = !weightsStarted.Add(layer);
                     string accumulateWeights = shared ? ", accumulate: true" : "";
                     string rows = $"batch * {node.Window}.Positions";
-                    bool upsampled = input.GradientSummedBy == node;
                     var activation = plan.ActivationToUndo(node, layer.Activation);
                     var pool = plan.KernelGradientPool(node);
                     bool inputAtWinners = plan.TakesInputGradientAtWinners(node), scattered = plan.GradientScattered(node);
@@ -65,7 +64,7 @@ internal static partial class ModelEmitter
                     string? inputPart = !input.NeedsGradient ? null : inputAtWinners ? "input" : inputProduct ? "input (one product: each patch is a pixel)"
                         : Plan.HasFewFilters(layer) ? "input (summed in place, no patch gradients)"
                         : scattered ? "input (through the patches, from its nonzero gradients)" : "input (through the patches)";
-                    if (upsampled) inputPart += $", then {input.Title}'s (UpSampling2D: each block's sum{(Plan.HasFewFilters(layer) ? ", row by row" : "")})";
+                    if (node.SumsUpsampledGradient) inputPart += $", then {input.Title}'s (UpSampling2D: each block's sum{(Plan.HasFewFilters(layer) ? ", row by row" : "")})";
                     w.Line($"// {node.Title}: {GradientsOf(plan, node, inputPart)}");
                     EmitActivationBackward(w, node, activation);
                     if (pool is not null)
@@ -91,7 +90,7 @@ internal static partial class ModelEmitter
                     else if (input.NeedsGradient)
                     {
                         var target = node.GradientInput(0);
-                        string blocks = upsampled ? $", upsampledRows: {input.Layer!.Extents[0]}, upsampledColumns: {input.Layer.Extents[1]}" : "";
+                        string blocks = node.SumsUpsampledGradient ? $", upsampledRows: {input.Layer!.Extents[0]}, upsampledColumns: {input.Layer.Extents[1]}" : "";
                         w.Line($"Convolution.Transposed({node.Gradient}, {Plan.View(layer, "Kernel")}, {NodePlan.PatchGradient}, {target.Gradient}, {node.Window}, {layer.Channels}, batch, accumulate: {Bool(Into(target))}{(scattered ? ", scattered: true" : "")}{blocks});");
                     }
                     break;

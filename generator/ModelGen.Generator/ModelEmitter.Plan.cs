@@ -775,6 +775,8 @@ internal static partial class ModelEmitter
         /// gradient is summed by this block (<see cref="GradientSummedBy"/>), the upsampling's own input.
         /// </summary>
         public NodePlan GradientInput(int i) => Inputs[i].GradientSummedBy == this ? Inputs[i].Inputs[0] : Inputs[i];
+        /// <summary>A Conv2D that sums the gradient of the UpSampling2D it reads into that layer's input (<see cref="GradientSummedBy"/>).</summary>
+        public bool SumsUpsampledGradient => Inputs.Count == 1 && Inputs[0].GradientSummedBy == this;
         /// <summary>A ReLU its input's block takes (<see cref="RectifiedBy"/>): its own block computes nothing.</summary>
         public bool IsTakenByInput => Inputs.Count == 1 && Inputs[0].RectifiedBy == this;
         /// <summary>The buffer this tensor's forward block writes: its own, or, rectified, its ReLU's.</summary>

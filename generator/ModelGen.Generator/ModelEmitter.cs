@@ -260,7 +260,7 @@ internal static partial class ModelEmitter
             if (node.IsDropout) w.Line($"{node.Mask} = buffers.TrainingFloats({size});");
             EmitNodeBuffers(w, node);
         }
-        var patchGradients = plan.Buffered.Where(plan.NeedsPatchGradient).Select(n => n.Is(LayerKind.Conv2DTranspose) ? WholePatches(n) : PatchChunks(n, plan.GradientScattered(n), upsampled: n.Inputs[0].GradientSummedBy == n)).ToList();
+        var patchGradients = plan.Buffered.Where(plan.NeedsPatchGradient).Select(n => n.Is(LayerKind.Conv2DTranspose) ? WholePatches(n) : PatchChunks(n, plan.GradientScattered(n), upsampled: n.SumsUpsampledGradient)).ToList();
         if (patchGradients.Count > 0) w.Line($"{NodePlan.PatchGradient} = buffers.TrainingFloats({patchGradients.Skip(1).Aggregate(patchGradients[0], (max, next) => $"Math.Max({max}, {next})")});");
         foreach (var node in plan.SubModels.SelectMany(sub => sub.Nodes).Where(n => n.Spec.Kind != NodeKind.Input && !n.IsDropout && !n.IsAlias))
         {

@@ -314,6 +314,7 @@ public static partial class Convolution
         int* rowStart = work.Pairs.RowStart, rowPositions = work.Pairs.RowPositions, rowTaps = work.Pairs.RowTaps;
         int* columnStart = work.Pairs.ColumnStart, columnPositions = work.Pairs.ColumnPositions, columnTaps = work.Pairs.ColumnTaps, runEnd = work.Pairs.RunEnd;
         float* allValues = work.Values, kernelRows = work.KernelRows, image = work.Image;
+        // Upsampled, the pixels are written into the thread's row, and the row's blocks add to the image (or write it) after.
         bool upsampled = work.UpsampledRows * work.UpsampledColumns > 1, accumulate = work.Accumulate && !upsampled, wholeVectors = channels % lanes == 0;
         int blockRows = work.UpsampledRows, blockColumns = work.UpsampledColumns, inputWidth = width / blockColumns;
         float* rowSums = upsampled ? (float*)Unsafe.AsPointer(ref AlignedBuffer.Ensure(ref upsampledRow, width * channels)[0]) : null;

@@ -74,7 +74,7 @@ internal static partial class ModelEmitter
                     else if (layer.Trainable)
                     {
                         if (node.KernelGradientReadsInput)
-                            w.Line($"Convolution.KernelGradient({input.TrainingSource}, {node.Gradient}, {Plan.View(layer, "Kernel")}Gradient, {node.Window}, {layer.Channels}, batch{accumulateWeights});");
+                            w.Line($"Convolution.KernelGradient({node.ValueInput(0).TrainingSource}, {node.Gradient}, {Plan.View(layer, "Kernel")}Gradient, {node.Window}, {layer.Channels}, batch{accumulateWeights}{node.UpsampledArguments(value: true)});");
                         else
                             w.Line($"Gemm.MultiplyTransposedA({node.PatchRows}, {node.Gradient}, {Plan.View(layer, "Kernel")}Gradient, {node.Window}.PatchSize, {rows}, {layer.Channels}{accumulateWeights});");
                         if (layer.UseBias && !plan.BiasTakenByPool(node)) w.Line($"Reductions.SumRows({node.Gradient}, {Plan.View(layer, "Bias")}Gradient, {rows}, {layer.Channels}{accumulateWeights});");
@@ -90,8 +90,7 @@ internal static partial class ModelEmitter
                     else if (input.NeedsGradient)
                     {
                         var target = node.GradientInput(0);
-                        string blocks = node.SumsUpsampledGradient ? $", upsampledRows: {input.Layer!.Extents[0]}, upsampledColumns: {input.Layer.Extents[1]}" : "";
-                        w.Line($"Convolution.Transposed({node.Gradient}, {Plan.View(layer, "Kernel")}, {NodePlan.PatchGradient}, {target.Gradient}, {node.Window}, {layer.Channels}, batch, accumulate: {Bool(Into(target))}{(scattered ? ", scattered: true" : "")}{blocks});");
+                        w.Line($"Convolution.Transposed({node.Gradient}, {Plan.View(layer, "Kernel")}, {NodePlan.PatchGradient}, {target.Gradient}, {node.Window}, {layer.Channels}, batch, accumulate: {Bool(Into(target))}{(scattered ? ", scattered: true" : "")}{node.UpsampledArguments(value: false)});");
                     }
                     break;
                 }
@@ -369,7 +368,8 @@ internal static partial class ModelEmitter
         // Behind a max pooling, the kernel gradient and perhaps the input's come from its winners.
         var pool = plan.KernelGradientPool(node);
         bool allAtWinners = plan.TakesInputGradientAtWinners(node);
-        string kernel = pool is not null && !allAtWinners ? $"kernel (at {pool.Title}'s winners)" : node.KernelGradientReadsInput ? "kernel (from its input)" : "kernel";
+        string kernel = pool is not null && !allAtWinners ? $"kernel (at {pool.Title}'s winners)" : node.ReadsUpsampledInput ? $"kernel (from {node.ValueInput(0).Title}, upsampled as it is read)"
+            : node.KernelGradientReadsInput ? "kernel (from its input)" : "kernel";
         if (layer.Trainable) parts.AddRange(layer.UseBias && !biasTaken ? new[] { kernel, "bias" } : new[] { kernel });
         if (input is not null) parts.Add(input);
         string first = activation != Activation.Linear ? Lower(activation) + "', then "

@@ -151,8 +151,9 @@ internal static partial class ModelEmitter
                     break;
                 }
                 case NodeKind.Layer when node.IsResampling:
-                    w.Line($"// {node.Title}: {node.Layer!.TypeName}{(node.Is(LayerKind.UpSampling2D) ? $"({node.Layer.Extents[0]}x{node.Layer.Extents[1]}, nearest)" : "")}, {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}");
-                    w.Line($"{ResamplingKernel(node)}.Forward({inputs[0]}, {node.Output}, {ResamplingGeometry(node)}, batch);");
+                    w.Line($"// {node.Title}: {node.Layer!.TypeName}{(node.Is(LayerKind.UpSampling2D) ? $"({node.Layer.Extents[0]}x{node.Layer.Extents[1]}, nearest)" : "")}, {Shape(node.Inputs[0].Spec.Shape)} -> {Shape(spec.Shape)}" +
+                        (node.UpsampledBy is { } upsampledBy ? $": read by {upsampledBy.Title} from {node.Inputs[0].Title}, each row and pixel repeated, so never written" : ""));
+                    if (node.UpsampledBy is null) w.Line($"{ResamplingKernel(node)}.Forward({inputs[0]}, {node.Output}, {ResamplingGeometry(node)}, batch);");
                     break;
                 case NodeKind.Layer when node.Is(LayerKind.Embedding):
                 {
@@ -524,8 +525,8 @@ internal static partial class ModelEmitter
         if (conv.Is(LayerKind.DepthwiseConv2D))
             return $"DepthwiseConvolution.Forward({conv.Inputs[0].InferenceName}, {Plan.View(layer, "DepthwiseKernel")}, {(layer.UseBias ? Plan.View(layer, "Bias") : "default")}, {output}, " +
                 $"{conv.Window}, multiplier: {layer.Channels / layer.InputShape[2]}, batch{(layer.Activation == Activation.Relu ? ", relu: true" : "")}{normalized});";
-        return $"Convolution.Forward({conv.Inputs[0].InferenceName}, {conv.PatchesArgument}, {Plan.View(layer, "Kernel")}, {output}, {conv.Window}, {layer.Channels}, batch{Epilogue(layer)}, " +
-            $"keepPatches: {keepPatches}{normalized});";
+        return $"Convolution.Forward({conv.ValueInput(0).InferenceName}, {conv.PatchesArgument}, {Plan.View(layer, "Kernel")}, {output}, {conv.Window}, {layer.Channels}, batch{Epilogue(layer)}, " +
+            $"keepPatches: {keepPatches}{normalized}{conv.UpsampledArguments(value: true)});";
     }
 
     /// <summary>A Conv2D and the MaxPooling2D it feeds, in the pooling's block (<see cref="PooledConvolutions"/>).</summary>

@@ -80,6 +80,12 @@ internal static partial class ModelEmitter
                 var upsampling = conv.Inputs[0];
                 if (Readers(upsampling) == 1 && !IsOutput(upsampling) && upsampling.NeedsGradient && NeedsPatchGradient(conv))
                     upsampling.GradientSummedBy = conv;
+                // Where it lays its planes out row by row (and takes its kernel gradient from a padded copy of each sample, not
+                // from patches), it reads the upsampling's input itself: the upsampled image is never written.
+                var layer = conv.Layer!;
+                if (Readers(upsampling) == 1 && !IsOutput(upsampling) && conv.KernelGradientReadsInput && KernelGradientPool(conv) is null && !PooledConvolutions.ContainsKey(conv)
+                    && Kernels.SharedRules.ConvolvesPlanar(layer.Channels, layer.Strides, PatchFloats(layer)))
+                    upsampling.UpsampledBy = conv;
             }
             user = (userNames, model.UserMethods.ToLookup(m => m.Name, m => (m.Least, m.Most)));
             RowRuns = ModelEmitter.RowRuns(Computed.ToList(), DensePairs).Select(run => run with { Method = MethodName(run.OwnMethod, run.MethodParameters) }).ToList();
@@ -317,7 +323,7 @@ internal static partial class ModelEmitter
             {
                 int step = StepOf(node);
                 Touch(node, step);
-                foreach (var input in node.Inputs) Touch(input, step);
+                for (int i = 0; i < node.Inputs.Count; i++) Touch(node.ValueInput(i), step);
             }
             foreach (var output in Outputs) Touch(output.Node, computed.Count);
             // A row run's two parts go through its blocks at once: its values may share floats only row for row (ArenaLayout.Lifetime.Runs).
@@ -333,7 +339,7 @@ internal static partial class ModelEmitter
         /// <summary>Whether a tensor's value is a slice of an inference copy's shared values: its own floats, not a pooled or normalized convolution's, nor a rectified normalization's or merge's.</summary>
         private bool SharesInferenceValue(NodePlan node) =>
             node.Spec.Kind != NodeKind.Input && !node.IsAlias && !node.IsDropout && !(node.Is(LayerKind.Conv2D) && PooledConvolutions.ContainsKey(node))
-            && !IsNormalizedConvolution(node) && node.AveragedBy is null && node.RectifiedBy is null;
+            && !IsNormalizedConvolution(node) && node.AveragedBy is null && node.RectifiedBy is null && node.UpsampledBy is null;
 
         /// <summary>
         /// A convolution whose BatchNormalization it applies at inference (<see cref="NormalizedConvolutions"/>, which pairs
@@ -777,6 +783,22 @@ internal static partial class ModelEmitter
         public NodePlan GradientInput(int i) => Inputs[i].GradientSummedBy == this ? Inputs[i].Inputs[0] : Inputs[i];
         /// <summary>A Conv2D that sums the gradient of the UpSampling2D it reads into that layer's input (<see cref="GradientSummedBy"/>).</summary>
         public bool SumsUpsampledGradient => Inputs.Count == 1 && Inputs[0].GradientSummedBy == this;
+        /// <summary>
+        /// The Conv2D that alone reads this UpSampling2D (set by the plan) and reads its input in its place, each row and
+        /// pixel repeated as it lays out its planes and pads each sample for its kernel gradient (Convolution.Forward's and
+        /// KernelGradient's upsampledRows, upsampledColumns): this tensor is never written.
+        /// </summary>
+        public NodePlan? UpsampledBy { get; set; }
+        /// <summary>A Conv2D that reads the UpSampling2D before it from that layer's input (<see cref="UpsampledBy"/>).</summary>
+        public bool ReadsUpsampledInput => Inputs.Count == 1 && Inputs[0].UpsampledBy == this;
+        /// <summary>
+        /// The tensor whose value this block's input <paramref name="i"/> is read from: the input, or, where this block
+        /// upsamples it as it reads (<see cref="UpsampledBy"/>), the upsampling's own input.
+        /// </summary>
+        public NodePlan ValueInput(int i) => Inputs[i].UpsampledBy == this ? Inputs[i].Inputs[0] : Inputs[i];
+        /// <summary>The arguments by which a block that reads its upsampled input in place repeats its rows and columns; none otherwise.</summary>
+        public string UpsampledArguments(bool value) =>
+            (value ? ReadsUpsampledInput : SumsUpsampledGradient) ? $", upsampledRows: {Inputs[0].Layer!.Extents[0]}, upsampledColumns: {Inputs[0].Layer!.Extents[1]}" : "";
         /// <summary>A ReLU its input's block takes (<see cref="RectifiedBy"/>): its own block computes nothing.</summary>
         public bool IsTakenByInput => Inputs.Count == 1 && Inputs[0].RectifiedBy == this;
         /// <summary>The buffer this tensor's forward block writes: its own, or, rectified, its ReLU's.</summary>

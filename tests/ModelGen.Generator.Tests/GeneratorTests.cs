@@ -133,6 +133,42 @@ public class GeneratorTests
         Assert.DoesNotContain("upsampledRows", code);
     }
 
+    [Theory]
+    [InlineData(8, 1, true)]    // one filter over eight channels: planes laid out row by row, the kernel gradient from padded samples
+    [InlineData(4, 1, false)]   // over four channels the kernel gradient reads patches of the upsampled image
+    [InlineData(8, 8, false)]   // eight filters: the direct route reads the upsampled image
+    public void A_planar_convolution_alone_reading_an_upsampling_reads_the_upsampling_input_in_its_place(int channels, int filters, bool inPlace)
+    {
+        var (code, forward) = GeneratorHarness.RunAndFindMethod($$"""
+            using ModelGen;
+
+            [Sequential(Loss = Loss.MeanSquaredError)]
+            public partial class Decoder
+            {
+                [Input(4, 4, 2)]                                                  Input code;
+                [Conv2D({{channels}}, 3, Activation.Relu, Padding = Padding.Same)] Conv2D widen;
+                [UpSampling2D(2, 3)]                                              UpSampling2D up;
+                [Conv2D({{filters}}, 3, Padding = Padding.Same)]                   Conv2D image;
+            }
+            """, "Forward");
+        string arguments = ", upsampledRows: 2, upsampledColumns: 3);";
+        if (inPlace)
+        {
+            Assert.Contains($"Convolution.Forward(widenOutput, default, ImageKernel, imageOutput, imageWindow, {filters}, batch, bias: ImageBias, keepPatches: false{arguments}", forward);
+            Assert.Contains("read by image from widen, each row and pixel repeated, so never written", forward);
+            Assert.DoesNotContain("UpSampling.Forward", forward);
+            Assert.Contains("upOutput = buffers.Unwritten;", code);
+            Assert.Contains($"Convolution.KernelGradient(widenOutput, imageGradient, ImageKernelGradient, imageWindow, {filters}, batch{arguments}", code);
+            Assert.Contains("kernel (from widen, upsampled as it is read)", code);
+        }
+        else
+        {
+            Assert.Contains("UpSampling.Forward(widenOutput, upOutput, 4, 4, " + channels + ", rows: 2, columns: 3, batch);", forward);
+            Assert.Contains("Convolution.Forward(upOutput,", forward);
+            Assert.DoesNotContain("Convolution.KernelGradient(widenOutput", code);
+        }
+    }
+
     [Fact]
     public void A_row_run_may_start_at_the_model_input_which_each_part_slices()
     {

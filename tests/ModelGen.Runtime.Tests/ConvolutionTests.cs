@@ -231,6 +231,116 @@ public class ConvolutionTests
         }
     }
 
+    public static TheoryData<int, int, int, int, int, bool, int, int, int, int> UpsampledInputs() => new()
+    {
+        // height, width, channels, kernel, stride, same, dilation, filters, block rows, block columns
+        { 28, 28, 16, 3, 1, true, 1, 1, 2, 2 },   // the autoencoder's last layer, planar: rows of 14 floats repeated across, three shuffles and two floats
+        { 12, 9, 5, 3, 1, true, 1, 2, 3, 3 },     // planar, 3 x 3 blocks over channels fewer than a vector
+        { 10, 12, 20, 2, 1, false, 1, 3, 2, 3 },  // planar 'valid' (its planes' rows start inside a block), 2 x 3 blocks
+        { 16, 10, 8, 3, 1, true, 2, 4, 2, 2 },    // planar, dilated, rows of five floats repeated across
+        { 12, 12, 8, 3, 2, true, 1, 8, 2, 2 },    // more filters, strided: the direct route or the patches read the upsampled image in a scratch
+    };
+
+    /// <summary>
+    /// A convolution reading an UpSampling2D's input (the window's image its upsampled output) gives the bits of
+    /// UpSampling.Forward then the convolution, on every SIMD path and thread count, with bias and ReLU or a normalization:
+    /// the planar route lays its planes out from the image before upsampling; keeping patches, and the other routes, take
+    /// the upsampled image in a scratch.
+    /// </summary>
+    [Theory, MemberData(nameof(UpsampledInputs))]
+    public void A_convolution_of_an_upsampling_input_has_the_bits_of_the_two_passes(int height, int width, int channels, int kernel, int stride, bool same,
+        int dilation, int filters, int rows, int columns)
+    {
+        const int batch = 3;
+        var window = new Window(height, width, channels, kernel, kernel, stride, stride, same, dilation);
+        var small = Uniform(batch * height / rows * width / columns * channels, 31);
+        var weights = Uniform(window.PatchSize * filters, 32);
+        var bias = Uniform(filters, 33);
+        var upsampled = new float[batch * height * width * channels];
+        UpSampling.Forward(small, upsampled, height / rows, width / columns, channels, rows, columns, batch);
+        float[] gamma = Uniform(filters, 34), beta = Uniform(filters, 35), mean = Uniform(filters, 36), variance = Uniform(filters, 37).Select(v => v + 1.5f).ToArray();
+        int outputFloats = batch * window.Positions * filters, patchFloats = batch * window.Positions * window.PatchSize;
+        foreach (var path in Enum.GetValues<SimdPath>())
+        {
+            using var _ = KernelSettings.OnSimd(path);
+            foreach (var (keepPatches, normalized) in new[] { (false, false), (true, false), (false, true) })
+            {
+                BatchNormAtInference Applied() => normalized ? new(gamma, beta, mean, variance, 1e-3f, relu: true) : default;
+                var expected = new float[outputFloats];
+                var expectedPatches = new float[patchFloats];
+                Convolution.Forward(upsampled, expectedPatches, weights, expected, window, filters, batch, bias, relu: true, keepPatches, Applied());
+                foreach (int threads in new[] { 1, 2 })
+                {
+                    var output = new float[outputFloats];
+                    var patches = new float[patchFloats];
+                    KernelSettings.OnThreads(threads, () => Convolution.Forward(small, patches, weights, output, window, filters, batch, bias, relu: true, keepPatches, Applied(),
+                        upsampledRows: rows, upsampledColumns: columns));
+                    string context = $"{path}, {threads} threads, keeping patches {keepPatches}, normalized {normalized}";
+                    for (int i = 0; i < output.Length; i++) AssertSameBits(expected[i], output[i], $"{context}: output {i} against the two passes");
+                    if (keepPatches) Assert.Equal(expectedPatches, patches);
+                }
+            }
+        }
+    }
+
+    public static TheoryData<int, int, int, int, int, bool, int, int, int, int> UpsampledKernelGradients() => new()
+    {
+        // batch, height, width, channels, stride, same, dilation, filters, block rows, block columns
+        { 11, 28, 28, 16, 1, true, 1, 1, 2, 2 },  // the autoencoder's last layer, summed in slices
+        { 3, 12, 8, 20, 2, true, 1, 3, 3, 2 },    // strided 'same', a vector of channels and a part, 3 x 2 blocks
+        { 4, 12, 10, 8, 1, false, 2, 4, 2, 2 },   // dilated 'valid'
+        { 3, 16, 16, 8, 1, true, 1, 8, 2, 2 },    // filters in the lanes: the upsampled image in a scratch
+    };
+
+    /// <summary>
+    /// A kernel gradient from an UpSampling2D's input has the bits of the one from its upsampled output, on every SIMD path and
+    /// thread count, written or added: a few filters pad each sample from the image before upsampling, more read it upsampled
+    /// in a scratch.
+    /// </summary>
+    [Theory, MemberData(nameof(UpsampledKernelGradients))]
+    public void A_kernel_gradient_from_an_upsampling_input_has_the_bits_of_the_upsampled_one(int batch, int height, int width, int channels, int stride, bool same,
+        int dilation, int filters, int rows, int columns)
+    {
+        var window = new Window(height, width, channels, 3, 3, stride, stride, same, dilation);
+        var small = Uniform(batch * height / rows * width / columns * channels, 41);
+        var gradient = Uniform(batch * window.Positions * filters, 42);
+        var start = Uniform(window.PatchSize * filters, 43);
+        var upsampled = new float[batch * height * width * channels];
+        UpSampling.Forward(small, upsampled, height / rows, width / columns, channels, rows, columns, batch);
+        foreach (var path in Enum.GetValues<SimdPath>())
+        {
+            using var _ = KernelSettings.OnSimd(path);
+            foreach (bool accumulate in new[] { false, true })
+            {
+                var expected = (float[])start.Clone();
+                Convolution.KernelGradient(upsampled, gradient, expected, window, filters, batch, accumulate);
+                foreach (int threads in new[] { 1, 2 })
+                {
+                    var taken = (float[])start.Clone();
+                    KernelSettings.OnThreads(threads, () => Convolution.KernelGradient(small, gradient, taken, window, filters, batch, accumulate,
+                        upsampledRows: rows, upsampledColumns: columns));
+                    for (int i = 0; i < taken.Length; i++)
+                        AssertSameBits(expected[i], taken[i], $"{path}, {threads} threads, accumulate {accumulate}: kernel gradient {i} against the upsampled image's");
+                }
+            }
+        }
+    }
+
+    [Fact]
+    public void An_upsampled_input_of_part_blocks_or_too_short_is_refused()
+    {
+        var window = new Window(28, 28, 16, 3, 3, 1, 1, Same: true);
+        var error = Assert.Throws<ArgumentException>(() => Convolution.Forward(new float[14 * 14 * 16], default, new float[144], new float[784], window, 1, 1,
+            keepPatches: false, upsampledRows: 3, upsampledColumns: 2));
+        Assert.Contains("is no UpSampling2D(3, 2) of whole blocks", error.Message);
+        error = Assert.Throws<ArgumentException>(() => Convolution.Forward(new float[14 * 14 * 16 - 1], default, new float[144], new float[784], window, 1, 1,
+            keepPatches: false, upsampledRows: 2, upsampledColumns: 2));
+        Assert.Contains("too short", error.Message);
+        error = Assert.Throws<ArgumentException>(() => Convolution.KernelGradient(new float[14 * 14 * 16 - 1], new float[784], new float[144], window, 1, 1,
+            upsampledRows: 2, upsampledColumns: 2));
+        Assert.Contains("too short", error.Message);
+    }
+
     /// <summary>
     /// Beyond a few value channels, the in-place route takes only the shapes it measured faster on; the others keep the
     /// patches (a scratch asked), on every SIMD path.

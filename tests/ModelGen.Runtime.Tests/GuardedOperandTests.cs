@@ -66,11 +66,20 @@ public class GuardedOperandTests
             StaysWithin([values, kernel, Uniform(imageFloats, 5)],
                 m => Convolution.Transposed(m[0].Span, m[1].Span, m[3].Span, m[2].Span, window, filters, batch, accumulate: true),
                 scratch: Convolution.TransposedScratch(window, filters, batch));
-            // Onto an UpSampling2D(2, 2)'s input, where the window's image is its output.
+            // From and onto an UpSampling2D(2, 2)'s input, where the window's image is its output.
             if (height % 2 == 0 && width % 2 == 0)
-                StaysWithin([values, kernel, Uniform(imageFloats / 4, 10)],
+            {
+                var small = Uniform(imageFloats / 4, 10);
+                StaysWithin([values, kernel, (float[])small.Clone()],
                     m => Convolution.Transposed(m[0].Span, m[1].Span, m[3].Span, m[2].Span, window, filters, batch, accumulate: true, upsampledRows: 2, upsampledColumns: 2),
                     scratch: Convolution.TransposedScratch(window, filters, batch, upsampled: true));
+                StaysWithin([small, kernel, new float[outputFloats], bias],
+                    m => Convolution.Forward(m[0].Span, Span<float>.Empty, m[1].Span, m[2].Span, window, filters, batch, m[3].Span, relu: true, keepPatches: false,
+                        upsampledRows: 2, upsampledColumns: 2));
+                if (Convolution.TakesKernelGradientFromInput(window, filters))
+                    StaysWithin([small, values, new float[kernel.Length]],
+                        m => Convolution.KernelGradient(m[0].Span, m[1].Span, m[2].Span, window, filters, batch, upsampledRows: 2, upsampledColumns: 2));
+            }
             StaysWithin([Uniform(patchFloats, 6), new float[imageFloats]], m => Convolution.Col2Im(m[0].Span, m[1].Span, window, batch, accumulate: false));
             if (Convolution.TakesKernelGradientFromInput(window, filters))
                 StaysWithin([input, values, new float[kernel.Length]], m => Convolution.KernelGradient(m[0].Span, m[1].Span, m[2].Span, window, filters, batch));

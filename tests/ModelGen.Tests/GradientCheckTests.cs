@@ -19,7 +19,7 @@ public class GradientCheckTests
         nameof(LstmClassifier), nameof(GruSequences), nameof(MaskedLstm), nameof(BidirectionalStack), nameof(BidirectionalSequences),
         nameof(SelfAttentionBlock), nameof(CrossAttention), nameof(CausalAttention), nameof(UNetLike), nameof(EncoderDecoder), nameof(GruWithStates), nameof(MaskedAverage), nameof(MaskedBag),
         nameof(ReluPoolingParity), nameof(StepTagger), nameof(NarrowPooledCnn), nameof(PointwiseResidual), nameof(FewFilterHeads), nameof(NormalizedDepthwise), nameof(HandedGradients),
-        nameof(PointwiseTransposed), nameof(UpsampledDecoder),
+        nameof(PointwiseTransposed), nameof(UpsampledDecoder), nameof(UpsampledBranches),
     };
 
     [Theory, MemberData(nameof(Models))]
@@ -64,6 +64,7 @@ public class GradientCheckTests
             nameof(HandedGradients) => new HandedGradients(batch, seed: 37),
             nameof(PointwiseTransposed) => new PointwiseTransposed(batch, seed: 38),
             nameof(UpsampledDecoder) => new UpsampledDecoder(batch, seed: 39),
+            nameof(UpsampledBranches) => new UpsampledBranches(batch, seed: 40),
             _ => new SeparateSoftmax(batch, seed: 6),
         };
         var random = new Random(name.Length);

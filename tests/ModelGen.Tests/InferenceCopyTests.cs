@@ -25,6 +25,7 @@ public class InferenceCopyTests
         nameof(NormalizedBlocks),   // convolutions applying their BatchNormalization, in its block, to a value read by nothing else
         nameof(RectifiedBlocks),    // the same, each normalization's ReLU taken too, written in the normalization's block
         nameof(SeparableBlocks),    // depthwise and pointwise convolutions applying their BatchNormalization (and its ReLU)
+        nameof(UpsampledBranches),  // upsamplings read in their place, a branch between one and its convolution
     };
 
     private static IModel Create(string name) => name switch
@@ -41,6 +42,7 @@ public class InferenceCopyTests
         nameof(NormalizedBlocks) => new NormalizedBlocks(Capacity, seed: 10),
         nameof(RectifiedBlocks) => new RectifiedBlocks(Capacity, seed: 11),
         nameof(SeparableBlocks) => new SeparableBlocks(Capacity, seed: 12),
+        nameof(UpsampledBranches) => new UpsampledBranches(Capacity, seed: 13),
         _ => throw new ArgumentException(name),
     };
 

@@ -13,8 +13,8 @@ namespace ModelGen.Kernels;
 // GEMM computes it for a patch up to one of its depth blocks deep (1024): the two paths agree bit for bit.
 public static partial class Convolution
 {
-    /// <summary>Patches of at most this many floats are convolved directly (3x3 over 3 channels: 27).</summary>
-    private const int DirectPatch = 32;
+    /// <summary>Patches of at most this many floats are convolved directly (<see cref="SharedRules.DirectPatch"/>).</summary>
+    private const int DirectPatch = SharedRules.DirectPatch;
 
     /// <summary>
     /// Deeper patches, up to this many floats (3x3 over 128 channels), are convolved directly for inference on AVX-512 when
@@ -67,18 +67,28 @@ public static partial class Convolution
     /// patch rows in a scratch of the thread that multiplies them. A BatchNormalization at inference after the layer
     /// (<paramref name="normalization"/>) is applied to the outputs after the ReLU, and a ReLU after it where it says so: in the
     /// direct kernel's epilogue, before they are stored, and on the other routes to each range of output rows as soon as it is
-    /// computed, in this core's cache.
+    /// computed, in this core's cache. Where the input is an UpSampling2D's (<paramref name="upsampledRows"/>,
+    /// <paramref name="upsampledColumns"/>: the window is the upsampled image's, <paramref name="input"/> the image before),
+    /// the planar route lays its planes out from it; the others read it upsampled into a scratch.
     /// </summary>
     [MethodImpl(Compiled.Driver)]
     public static unsafe void Forward(ReadOnlySpan<float> input, Span<float> patches, ReadOnlySpan<float> kernel, Span<float> output,
         in Window window, int filters, int batch, ReadOnlySpan<float> bias = default, bool relu = false, bool keepPatches = true,
-        BatchNormAtInference normalization = default)
+        BatchNormAtInference normalization = default, int upsampledRows = 1, int upsampledColumns = 1)
     {
+        var repeats = Repeats.Of(upsampledRows, upsampledColumns, window, "Convolution");
+        bool planar = IsPlanar(window, filters);
+        if (repeats.Any && (!planar || keepPatches))
+        {
+            Require(input.Length >= batch * repeats.SampleFloats(window), "Convolution of an upsampled input", window, batch);
+            using var upsampled = repeats.Upsample(input, window, batch);
+            Forward(upsampled.Span, patches, kernel, output, window, filters, batch, bias, relu, keepPatches, normalization);
+            return;
+        }
         using var folded = normalization.FoldFor(filters, "Convolution");
         fixed (float* scaleAndShift = folded.Span, y = output)
         {
             var fold = OutputFold.Of(normalization, y, scaleAndShift, filters);
-            bool planar = IsPlanar(window, filters);
             if (!planar && !IsDirect(window, filters, keepPatches))
             {
                 ForwardThroughPatches(input, patches, kernel, output, window, filters, batch, bias, relu, keepPatches, fold);
@@ -86,13 +96,13 @@ public static partial class Convolution
             }
             if (keepPatches) Im2Col(input, patches, window, batch);
             int imageFloats = window.Height * window.Width * window.Channels, outputFloats = window.Positions * filters;
-            Require(input.Length >= batch * imageFloats && kernel.Length >= window.PatchSize * filters && output.Length >= batch * outputFloats
+            Require(input.Length >= batch * repeats.SampleFloats(window) && kernel.Length >= window.PatchSize * filters && output.Length >= batch * outputFloats
                 && (bias.IsEmpty || bias.Length >= filters), planar ? "Planar convolution" : "Direct convolution", window, batch);
             fixed (float* x = input, k = kernel, b = bias)
             {
                 if (planar)
                 {
-                    var work = new PlanarRanges(x, k, bias.IsEmpty ? null : b, y, window, filters, relu);
+                    var work = new PlanarRanges(x, k, bias.IsEmpty ? null : b, y, window, repeats, filters, relu);
                     ForOutputRows(ref work, window, batch, imageFloats + outputFloats, fold);
                 }
                 else

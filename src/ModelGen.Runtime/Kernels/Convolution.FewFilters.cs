@@ -15,12 +15,8 @@ namespace ModelGen.Kernels;
 // plus bias, then ReLU; the input gradient's cells (a chain over the filters) summed in col2im's order.
 public static partial class Convolution
 {
-    /// <summary>
-    /// Whether a window is convolved with pixels in the lanes: few filters, a row's windows one pixel apart (stride 1 across),
-    /// patches too deep for the direct kernel's small-window route.
-    /// </summary>
-    private static bool IsPlanar(in Window window, int filters) =>
-        filters <= SharedRules.FewFilters && window.StrideWidth == 1 && window.PatchSize > DirectPatch;
+    /// <summary>Whether a window is convolved with pixels in the lanes (<see cref="SharedRules.ConvolvesPlanar"/>).</summary>
+    private static bool IsPlanar(in Window window, int filters) => SharedRules.ConvolvesPlanar(filters, window.StrideWidth, window.PatchSize);
 
     /// <summary>Output pixels a pass computes at once, a vector of a row each: independent chains that keep the FMA units busy.</summary>
     private const int PlanarTiles = 8;
@@ -28,14 +24,18 @@ public static partial class Convolution
     /// <summary>This thread's planes (<see cref="Planar{TLanes, TVector}"/>).</summary>
     [ThreadStatic] private static AlignedBuffer? planes;
 
-    /// <summary>This thread's row of an upsampled image's gradient (<see cref="TransposedPixels{TLanes, TVector}"/>).</summary>
+    /// <summary>
+    /// This thread's row of an upsampled image's gradient (<see cref="TransposedPixels{TLanes, TVector}"/>), or of an image
+    /// row's channels before it is upsampled (<see cref="LayOut"/>).
+    /// </summary>
     [ThreadStatic] private static AlignedBuffer? upsampledRow;
 
     /// <summary>The planar convolution over a range of output rows, counted over the whole batch.</summary>
-    private readonly unsafe struct PlanarRanges(float* input, float* kernel, float* bias, float* output, Window window, int filters, bool relu) : IVectorRanges
+    private readonly unsafe struct PlanarRanges(float* input, float* kernel, float* bias, float* output, Window window, Repeats repeats, int filters, bool relu) : IVectorRanges
     {
         public readonly float* Input = input, Kernel = kernel, Bias = bias, Output = output;
         public readonly Window Window = window;
+        public readonly Repeats Repeats = repeats;
         public readonly int Filters = filters;
         public readonly bool Relu = relu;
 
@@ -70,7 +70,7 @@ public static partial class Convolution
                 int bottom = Math.Min(window.OutputHeight, top + end - row);
                 int firstRow = top * window.StrideHeight - window.PadTop, rows = (bottom - 1 - top) * window.StrideHeight + window.SpanHeight;
                 int planeFloats = rows * rowFloats;
-                float* laidOut = LayOut(work.Input + (long)sample * window.Height * window.Width * channels, window, firstRow, rows, rowFloats);
+                float* laidOut = LayOut(work.Input + sample * work.Repeats.SampleFloats(window), window, firstRow, rows, rowFloats, work.Repeats);
                 for (int ky = 0, p = 0; ky < window.KernelHeight; ky++)
                     for (int kx = 0; kx < window.KernelWidth; kx++)
                         for (int c = 0; c < channels; c++, p++)
@@ -102,19 +102,36 @@ public static partial class Convolution
     /// <summary>
     /// This thread's planes of image rows [<paramref name="firstRow"/>, <paramref name="firstRow"/> + <paramref name="rows"/>)
     /// (rows above or below the image, and columns left or right of it, zero): channel c's row r, column x (the window
-    /// corner's column, the padding's first at 0) at <c>(c · rows + r) · rowFloats + x</c>.
+    /// corner's column, the padding's first at 0) at <c>(c · rows + r) · rowFloats + x</c>. An upsampled image
+    /// (<paramref name="repeats"/>) is read from the one given: a row that repeats the one above copied from its planes,
+    /// another transposed into this thread's row and each of its floats repeated across.
     /// </summary>
     [MethodImpl(Compiled.Driver)]
-    private static unsafe float* LayOut(float* image, in Window window, int firstRow, int rows, int rowFloats)
+    private static unsafe float* LayOut(float* image, in Window window, int firstRow, int rows, int rowFloats, in Repeats repeats)
     {
-        int channels = window.Channels, planeFloats = rows * rowFloats;
+        int channels = window.Channels, planeFloats = rows * rowFloats, width = window.Width / repeats.Columns;
         var floats = AlignedBuffer.Ensure(ref planes, channels * planeFloats).Slice(0, channels * planeFloats);
         floats.Clear();
         float* laidOut = (float*)Unsafe.AsPointer(ref floats[0]);
+        float* row = repeats.Columns == 1 ? null : (float*)Unsafe.AsPointer(ref AlignedBuffer.Ensure(ref upsampledRow, channels * width)[0]);
         for (int r = Math.Max(0, -firstRow); r < rows && firstRow + r < window.Height; r++)
         {
-            float* from = image + (long)(firstRow + r) * window.Width * channels, to = laidOut + r * rowFloats + window.PadLeft;
-            Gemm.Transpose(ref *from, channels, ref *to, planeFloats, window.Width, channels);
+            int y = firstRow + r;
+            float* to = laidOut + r * rowFloats + window.PadLeft;
+            if (r > 0 && repeats.RepeatsAbove(y))
+            {
+                for (int c = 0; c < channels; c++)
+                    new ReadOnlySpan<float>(to + c * planeFloats - rowFloats, window.Width).CopyTo(new Span<float>(to + c * planeFloats, window.Width));
+                continue;
+            }
+            float* from = image + (long)(y / repeats.Rows) * width * channels;
+            if (row is null)
+            {
+                Gemm.Transpose(ref *from, channels, ref *to, planeFloats, width, channels);
+                continue;
+            }
+            Gemm.Transpose(ref *from, channels, ref *row, width, width, channels);
+            for (int c = 0; c < channels; c++) UpSampling.RepeatEach(row + c * width, to + c * planeFloats, width, repeats.Columns);
         }
         return laidOut;
     }

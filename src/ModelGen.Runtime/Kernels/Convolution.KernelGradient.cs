@@ -34,21 +34,25 @@ public static partial class Convolution
     /// <paramref name="input"/> and <paramref name="outputGradient"/>: patchesᵀ · gradient without the patches. For windows
     /// <see cref="TakesKernelGradientFromInput"/> admits: a few filters as <see cref="Gemm.MultiplyTransposedA"/> computes it
     /// from the patches, bit for bit, slices of the positions shared by the cores as the GEMM's are; more filters in their
-    /// lanes (<see cref="KernelGradientByFilters"/>).
+    /// lanes (<see cref="KernelGradientByFilters"/>). Where the input is an UpSampling2D's (<paramref name="upsampledRows"/>,
+    /// <paramref name="upsampledColumns"/>: the window is the upsampled image's, <paramref name="input"/> the image before),
+    /// a few filters read it through their padded copy of each sample; more filters read it upsampled into a scratch.
     /// </summary>
     [MethodImpl(Compiled.Driver)]
     public static unsafe void KernelGradient(ReadOnlySpan<float> input, ReadOnlySpan<float> outputGradient, Span<float> kernelGradient,
-        in Window window, int filters, int batch, bool accumulate = false)
+        in Window window, int filters, int batch, bool accumulate = false, int upsampledRows = 1, int upsampledColumns = 1)
     {
         const string name = "Kernel gradient from the input";
         if (!TakesKernelGradientFromInput(window, filters))
             throw new ArgumentException($"{name}: {window} against {filters} filters; it takes more than {SharedRules.FewFilters} filters (a kernel of at most {SharedRules.LaneFilterKernelFloats} floats), or at most that many over at least {SharedRules.MinimumLaneChannels} channels, and a window that is not pointwise.");
+        var repeats = Repeats.Of(upsampledRows, upsampledColumns, window, name);
         int size = window.PatchSize, positions = batch * window.Positions, floats = size * filters;
-        Require(input.Length >= (long)batch * window.Height * window.Width * window.Channels && outputGradient.Length >= (long)positions * filters
+        Require(input.Length >= batch * repeats.SampleFloats(window) && outputGradient.Length >= (long)positions * filters
             && kernelGradient.Length >= floats, name, window, batch);
         if (filters > SharedRules.FewFilters)
         {
-            KernelGradientByFilters(input, outputGradient, kernelGradient, window, filters, batch, accumulate);
+            using var upsampled = repeats.Upsample(input, window, batch);
+            KernelGradientByFilters(repeats.Any ? upsampled.Span : input, outputGradient, kernelGradient, window, filters, batch, accumulate);
             return;
         }
         var order = Gemm.DepthOrderOfTransposedA(size, positions, filters);
@@ -56,7 +60,7 @@ public static partial class Convolution
         var partials = sliced ? AlignedBuffer.Ensure(ref kernelGradientSlices, order.Parts * floats) : default;
         fixed (float* x = input, dy = outputGradient, target = kernelGradient, sums = partials)
         {
-            var work = new KernelGradientSlices(x, dy, sliced ? sums : target, window, filters, positions, order, addsToTarget: !sliced && accumulate);
+            var work = new KernelGradientSlices(x, dy, sliced ? sums : target, window, repeats, filters, positions, order, addsToTarget: !sliced && accumulate);
             Helper.For(order.Parts, &RunKernelGradientSlice, &work);
         }
         if (sliced) Gemm.AddParts(kernelGradient.Slice(0, floats), partials, order.Parts, accumulate);
@@ -65,11 +69,12 @@ public static partial class Convolution
     private static unsafe void RunKernelGradientSlice(void* state, int index, int worker) => ((KernelGradientSlices*)state)->Run(index, 1);
 
     /// <summary>Slices of the positions (counted over the batch), each into its own partial sum, or one straight into the kernel gradient.</summary>
-    private readonly unsafe struct KernelGradientSlices(float* input, float* gradient, float* target, Window window, int filters, int positions,
+    private readonly unsafe struct KernelGradientSlices(float* input, float* gradient, float* target, Window window, Repeats repeats, int filters, int positions,
         Gemm.DepthOrder order, bool addsToTarget) : IVectorRanges
     {
         public readonly float* Input = input, Gradient = gradient, Target = target;
         public readonly Window Window = window;
+        public readonly Repeats Repeats = repeats;
         public readonly int Filters = filters, Positions = positions;
         public readonly Gemm.DepthOrder Order = order;
         /// <summary>Whether the first block adds to what the target holds (one slice, accumulating) rather than storing.</summary>
@@ -122,7 +127,7 @@ public static partial class Convolution
                     run = Math.Min(blockEnd - p, outputWidth - ox);
                     if (sample != laidOut)
                     {
-                        PadImage(work.Input + (long)sample * window.Height * window.Width * channels, window, padded, laneChannels, 0, window.PaddedHeight);
+                        PadImage(work.Input + sample * work.Repeats.SampleFloats(window), window, padded, laneChannels, 0, window.PaddedHeight, work.Repeats);
                         laidOut = sample;
                     }
                     float* corner = padded + ((long)oy * window.StrideHeight * paddedWidth + (long)ox * window.StrideWidth) * laneChannels;

@@ -196,7 +196,7 @@ public static partial class Convolution
             int to = Math.Min(from + block, first + samples);
             if (!inPlace)
                 for (int sample = from; sample < to; sample++)
-                    PadImage(job.Input + (long)sample * imageFloats, window, planes + (long)(sample - from) * planeFloats, 1, 0, window.PaddedHeight);
+                    PadImage(job.Input + (long)sample * imageFloats, window, planes + (long)(sample - from) * planeFloats, 1, 0, window.PaddedHeight, Repeats.None);
             for (int c0 = 0; c0 < filters; c0 += lanes)
             {
                 int count = Math.Min(lanes, filters - c0);
@@ -450,7 +450,7 @@ public static partial class Convolution
                     corners[p] = (nint)padded + ((nint)y * window.StrideHeight * rowFloats + (nint)x * window.StrideWidth * channels) * sizeof(float);
             for (int sample = first; sample < first + samples; sample++)
             {
-                PadImage(job.Input + (long)sample * imageFloats, window, padded, channels, 0, window.PaddedHeight);
+                PadImage(job.Input + (long)sample * imageFloats, window, padded, channels, 0, window.PaddedHeight, Repeats.None);
                 int* winners = job.Winners + (long)sample * lookups;
                 float* pooledGradient = job.PooledGradient + (long)sample * lookups;
                 if (!WinnerPlaces(winners, rows, pooled, filters, corners, positions)) ThrowNotAWinner(winners, pooled, filters, positions);

@@ -440,7 +440,7 @@ public static partial class Convolution
         private static Plane Copy(float* image, in Window window, int firstRow, int rows, int columns, int slack)
         {
             float* copy = (float*)Unsafe.AsPointer(ref AlignedBuffer.Ensure(ref padded, rows * columns * window.Channels + slack)[0]);
-            PadImage(image, window, copy, window.Channels, firstRow + window.PadTop, firstRow + window.PadTop + rows);
+            PadImage(image, window, copy, window.Channels, firstRow + window.PadTop, firstRow + window.PadTop + rows, Repeats.None);
             return new Plane(copy, firstRow, -window.PadLeft, rows, columns, window.Channels);
         }
     }
@@ -450,14 +450,15 @@ public static partial class Convolution
     /// the windows read it, from <paramref name="padded"/> on (rows of the window's PaddedHeight x PaddedWidth plane,
     /// counted from the padding's corner), each pixel's channels padded with zeros to <paramref name="laneChannels"/>.
     /// Pixels no window reads (past the last window of a 'valid' stride) are left out. Only what the image does not cover is
-    /// cleared, each padded row once.
+    /// cleared, each padded row once. An upsampled image (<paramref name="repeats"/>) is read from the one given, a row that
+    /// repeats the one above copied from it.
     /// </summary>
     [MethodImpl(Compiled.Driver)]
-    private static unsafe void PadImage(float* image, in Window window, float* padded, int laneChannels, int firstRow, int endRow)
+    private static unsafe void PadImage(float* image, in Window window, float* padded, int laneChannels, int firstRow, int endRow, in Repeats repeats)
     {
         int height = window.PaddedHeight, width = window.PaddedWidth, channels = window.Channels, rowFloats = width * laneChannels;
         int rows = Math.Min(window.Height, height - window.PadTop), columns = Math.Min(window.Width, width - window.PadLeft);
-        int left = window.PadLeft * laneChannels, covered = columns * laneChannels;
+        int left = window.PadLeft * laneChannels, covered = columns * laneChannels, imageWidth = window.Width / repeats.Columns;
         for (int py = firstRow; py < Math.Min(endRow, height); py++)
         {
             var row = new Span<float>(padded + (long)(py - firstRow) * rowFloats, rowFloats);
@@ -467,17 +468,60 @@ public static partial class Convolution
                 row.Clear();
                 continue;
             }
-            float* from = image + (long)y * window.Width * channels;
+            if (py > firstRow && repeats.RepeatsAbove(y))
+            {
+                new ReadOnlySpan<float>(padded + (long)(py - 1 - firstRow) * rowFloats, rowFloats).CopyTo(row);
+                continue;
+            }
+            float* from = image + (long)(y / repeats.Rows) * imageWidth * channels;
             if (laneChannels == channels)
             {
                 row.Slice(0, left).Clear();
-                new ReadOnlySpan<float>(from, covered).CopyTo(row.Slice(left));
+                if (repeats.Any) UpSampling.RepeatPixels(from, (float*)Unsafe.AsPointer(ref row[left]), columns, channels, repeats.Columns);
+                else new ReadOnlySpan<float>(from, covered).CopyTo(row.Slice(left));
                 row.Slice(left + covered).Clear();
                 continue;
             }
             row.Clear();
             for (int x = 0; x < columns; x++)
-                new ReadOnlySpan<float>(from + x * channels, channels).CopyTo(row.Slice(left + x * laneChannels));
+                new ReadOnlySpan<float>(from + x / repeats.Columns * channels, channels).CopyTo(row.Slice(left + x * laneChannels));
+        }
+    }
+
+    /// <summary>
+    /// How a convolution reads its image: as given (<see cref="None"/>), or as the nearest-neighbour upsampling of the one
+    /// given, each row <see cref="Rows"/> times and each pixel <see cref="Columns"/> times (an UpSampling2D that the
+    /// convolution alone reads, so its output is never written). The window is the upsampled image's.
+    /// </summary>
+    private readonly record struct Repeats(int Rows, int Columns)
+    {
+        public static Repeats None => new(1, 1);
+
+        public bool Any => Rows * Columns > 1;
+
+        /// <summary>Whether upsampled row <paramref name="y"/> is the same image row as the one above it.</summary>
+        public bool RepeatsAbove(int y) => y % Rows != 0;
+
+        /// <summary>The floats of a sample of the image given.</summary>
+        public long SampleFloats(in Window window) => (long)window.Height * window.Width * window.Channels / (Rows * Columns);
+
+        /// <summary>The repeats by which <paramref name="window"/>'s image upsamples the one given, checked: whole blocks, as Keras' UpSampling2D.</summary>
+        public static Repeats Of(int rows, int columns, in Window window, string kernel)
+        {
+            if (rows <= 0 || columns <= 0 || window.Height % rows != 0 || window.Width % columns != 0)
+                throw new ArgumentException($"{kernel}: {window} is no UpSampling2D({rows}, {columns}) of whole blocks.");
+            return new Repeats(rows, columns);
+        }
+
+        /// <summary>
+        /// The image given, upsampled into a scratch (empty where there are no repeats): for the routes that read the
+        /// upsampled image itself.
+        /// </summary>
+        public Scratch<float> Upsample(ReadOnlySpan<float> image, in Window window, int batch)
+        {
+            var upsampled = Scratch<float>.RentUncleared(Any ? batch * window.Height * window.Width * window.Channels : 0);
+            if (Any) UpSampling.Forward(image, upsampled.Span, window.Height / Rows, window.Width / Columns, window.Channels, Rows, Columns, batch);
+            return upsampled;
         }
     }
 
@@ -570,7 +614,7 @@ public static partial class Convolution
         in Window window, int valueChannels, int batch, bool accumulate, bool scattered, int rows, int columns)
     {
         int upsampledFloats = batch * window.Height * window.Width * window.Channels;
-        Require(rows > 0 && columns > 0 && window.Height % rows == 0 && window.Width % columns == 0, $"Transposed convolution onto UpSampling2D({rows}, {columns})'s input", window, batch);
+        Repeats.Of(rows, columns, window, "Transposed convolution onto an upsampling's input");
         Require(values.Length >= batch * window.Positions * valueChannels && kernel.Length >= window.PatchSize * valueChannels
             && image.Length >= upsampledFloats / (rows * columns), "Transposed convolution", window, batch);
         if (TransposedRouteOf(window, valueChannels, accumulate: false, scattered, out _) == TransposedRoute.InPlace)

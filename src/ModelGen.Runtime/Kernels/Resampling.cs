@@ -1,5 +1,6 @@
 using System;
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 
 namespace ModelGen.Kernels;
 
@@ -49,6 +50,50 @@ public static class UpSampling
         Require(input.Length, output.Length, height, width, channels, rows, columns, batch);
         fixed (float* x = input, y = output)
             ForImageRows(new Blocks(x, y, width, channels, rows, columns, backward: false, accumulate: false), batch * height);
+    }
+
+    /// <summary>
+    /// Each of <paramref name="count"/> floats from <paramref name="from"/> on written <paramref name="times"/> times in a row
+    /// from <paramref name="to"/> on: a plane's row upsampled across (Convolution's planar lay-out), four floats a shuffle where twice.
+    /// </summary>
+    [MethodImpl(Compiled.Kernel)]
+    internal static unsafe void RepeatEach(float* from, float* to, int count, int times)
+    {
+        int x = 0;
+        if (times == 2)
+        {
+            for (; x + 4 <= count; x += 4)
+            {
+                var four = Vector128.Load(from + x);
+                Vector128.Store(Vector128.Shuffle(four, Vector128.Create(0, 0, 1, 1)), to + 2 * x);
+                Vector128.Store(Vector128.Shuffle(four, Vector128.Create(2, 2, 3, 3)), to + 2 * x + 4);
+            }
+        }
+        for (; x < count; x++)
+            for (int i = 0; i < times; i++) to[x * times + i] = from[x];
+    }
+
+    /// <summary>
+    /// <paramref name="count"/> pixels of <paramref name="channels"/> floats from <paramref name="to"/> on, each a copy of
+    /// pixel x / <paramref name="times"/> from <paramref name="pixels"/> on: an image row upsampled across in place of its
+    /// padded copy (Convolution.PadImage). Channels of whole 256-bit vectors go eight at a time, each stored into every cell
+    /// of its block; a span copy per cell cost more than its floats.
+    /// </summary>
+    [MethodImpl(Compiled.Kernel)]
+    internal static unsafe void RepeatPixels(float* pixels, float* to, int count, int channels, int times)
+    {
+        int blockFloats = times * channels, x = 0;
+        if (Vector256.IsHardwareAccelerated && channels % Vector256<float>.Count == 0)
+        {
+            for (; x + times <= count; x += times, pixels += channels, to += blockFloats)
+                for (int c = 0; c < channels; c += Vector256<float>.Count)
+                {
+                    var eight = Vector256.Load(pixels + c);
+                    for (int cell = c; cell < blockFloats; cell += channels) Vector256.Store(eight, to + cell);
+                }
+        }
+        for (; x < count; x += times, pixels += channels, to += blockFloats)
+            for (int k = 0; k < Math.Min(times, count - x); k++) new ReadOnlySpan<float>(pixels, channels).CopyTo(new Span<float>(to + k * channels, channels));
     }
 
     [MethodImpl(Compiled.Driver)]

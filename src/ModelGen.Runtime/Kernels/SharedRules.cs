@@ -25,6 +25,17 @@ internal static class SharedRules
     /// </summary>
     public const int FewFilters = 4;
 
+    /// <summary>Patches of at most this many floats are convolved directly (3x3 over 3 channels: 27).</summary>
+    public const int DirectPatch = 32;
+
+    /// <summary>
+    /// Whether a convolution's forward pass puts pixels in the lanes (Convolution.FewFilters.cs): few filters, a row's windows
+    /// one pixel apart (stride 1 across), patches too deep for the direct kernel's small-window route. Its planes are laid
+    /// out row by row from the image, which may then be read as an UpSampling2D's input (each row and column repeated).
+    /// </summary>
+    public static bool ConvolvesPlanar(int filters, int strideWidth, int patchSize) =>
+        filters <= FewFilters && strideWidth == 1 && patchSize > DirectPatch;
+
     /// <summary>Channels from which a convolution's kernel gradient is taken from its input: half an AVX-512 vector.</summary>
     public const int MinimumLaneChannels = 8;
 

@@ -74,7 +74,7 @@ internal static partial class ModelEmitter
                     else if (layer.Trainable)
                     {
                         if (node.KernelGradientReadsInput)
-                            w.Line($"Convolution.KernelGradient({node.ValueInput(0).TrainingSource}, {node.Gradient}, {Plan.View(layer, "Kernel")}Gradient, {node.Window}, {layer.Channels}, batch{accumulateWeights}{node.UpsampledArguments(value: true)});");
+                            w.Line($"Convolution.KernelGradient({node.ValueInput(0).TrainingSource}, {node.Gradient}, {Plan.View(layer, "Kernel")}Gradient, {node.Window}, {layer.Channels}, batch{accumulateWeights}{node.UpsampledValueArguments});");
                         else
                             w.Line($"Gemm.MultiplyTransposedA({node.PatchRows}, {node.Gradient}, {Plan.View(layer, "Kernel")}Gradient, {node.Window}.PatchSize, {rows}, {layer.Channels}{accumulateWeights});");
                         if (layer.UseBias && !plan.BiasTakenByPool(node)) w.Line($"Reductions.SumRows({node.Gradient}, {Plan.View(layer, "Bias")}Gradient, {rows}, {layer.Channels}{accumulateWeights});");
@@ -90,7 +90,7 @@ internal static partial class ModelEmitter
                     else if (input.NeedsGradient)
                     {
                         var target = node.GradientInput(0);
-                        w.Line($"Convolution.Transposed({node.Gradient}, {Plan.View(layer, "Kernel")}, {NodePlan.PatchGradient}, {target.Gradient}, {node.Window}, {layer.Channels}, batch, accumulate: {Bool(Into(target))}{(scattered ? ", scattered: true" : "")}{node.UpsampledArguments(value: false)});");
+                        w.Line($"Convolution.Transposed({node.Gradient}, {Plan.View(layer, "Kernel")}, {NodePlan.PatchGradient}, {target.Gradient}, {node.Window}, {layer.Channels}, batch, accumulate: {Bool(Into(target))}{(scattered ? ", scattered: true" : "")}{node.UpsampledGradientArguments});");
                     }
                     break;
                 }

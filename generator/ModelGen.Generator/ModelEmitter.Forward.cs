@@ -526,7 +526,7 @@ internal static partial class ModelEmitter
             return $"DepthwiseConvolution.Forward({conv.Inputs[0].InferenceName}, {Plan.View(layer, "DepthwiseKernel")}, {(layer.UseBias ? Plan.View(layer, "Bias") : "default")}, {output}, " +
                 $"{conv.Window}, multiplier: {layer.Channels / layer.InputShape[2]}, batch{(layer.Activation == Activation.Relu ? ", relu: true" : "")}{normalized});";
         return $"Convolution.Forward({conv.ValueInput(0).InferenceName}, {conv.PatchesArgument}, {Plan.View(layer, "Kernel")}, {output}, {conv.Window}, {layer.Channels}, batch{Epilogue(layer)}, " +
-            $"keepPatches: {keepPatches}{normalized}{conv.UpsampledArguments(value: true)});";
+            $"keepPatches: {keepPatches}{normalized}{conv.UpsampledValueArguments});";
     }
 
     /// <summary>A Conv2D and the MaxPooling2D it feeds, in the pooling's block (<see cref="PooledConvolutions"/>).</summary>

@@ -796,9 +796,14 @@ internal static partial class ModelEmitter
         /// upsamples it as it reads (<see cref="UpsampledBy"/>), the upsampling's own input.
         /// </summary>
         public NodePlan ValueInput(int i) => Inputs[i].UpsampledBy == this ? Inputs[i].Inputs[0] : Inputs[i];
-        /// <summary>The arguments by which a block that reads its upsampled input in place repeats its rows and columns; none otherwise.</summary>
-        public string UpsampledArguments(bool value) =>
-            (value ? ReadsUpsampledInput : SumsUpsampledGradient) ? $", upsampledRows: {Inputs[0].Layer!.Extents[0]}, upsampledColumns: {Inputs[0].Layer!.Extents[1]}" : "";
+        /// <summary>
+        /// The arguments by which a Conv2D's forward and kernel gradient read the UpSampling2D before it from that layer's
+        /// input (<see cref="ReadsUpsampledInput"/>), and by which its transposed convolution sums that layer's gradient
+        /// (<see cref="SumsUpsampledGradient"/>): its blocks' rows and columns; none where it does not.
+        /// </summary>
+        public string UpsampledValueArguments => ReadsUpsampledInput ? UpsampledBlocks : "";
+        public string UpsampledGradientArguments => SumsUpsampledGradient ? UpsampledBlocks : "";
+        private string UpsampledBlocks => $", upsampledRows: {Inputs[0].Layer!.Extents[0]}, upsampledColumns: {Inputs[0].Layer!.Extents[1]}";
         /// <summary>A ReLU its input's block takes (<see cref="RectifiedBy"/>): its own block computes nothing.</summary>
         public bool IsTakenByInput => Inputs.Count == 1 && Inputs[0].RectifiedBy == this;
         /// <summary>The buffer this tensor's forward block writes: its own, or, rectified, its ReLU's.</summary>

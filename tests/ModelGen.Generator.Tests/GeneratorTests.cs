@@ -92,18 +92,7 @@ public class GeneratorTests
     [Fact]
     public void A_convolution_alone_reading_an_upsampling_sums_its_gradient_into_the_upsampling_input()
     {
-        var (code, backward) = GeneratorHarness.RunAndFindMethod("""
-            using ModelGen;
-
-            [Sequential(Loss = Loss.MeanSquaredError)]
-            public partial class Decoder
-            {
-                [Input(4, 4, 2)]                                        Input code;
-                [Conv2D(4, 3, Activation.Relu, Padding = Padding.Same)] Conv2D widen;
-                [UpSampling2D(2, 3)]                                    UpSampling2D up;
-                [Conv2D(1, 3, Padding = Padding.Same)]                  Conv2D image;
-            }
-            """, "Backward");
+        var (code, backward) = GeneratorHarness.RunAndFindMethod(UpsampledDecoder(channels: 4, filters: 1), "Backward");
         Assert.Contains("Convolution.Transposed(imageGradient, ImageKernel, patchGradients, widenGradient, imageWindow, 1, batch, accumulate: false, upsampledRows: 2, upsampledColumns: 3);", backward);
         Assert.Contains("then up's (UpSampling2D: each block's sum, row by row)", backward);
         Assert.DoesNotContain("UpSampling.Backward", backward);
@@ -139,18 +128,7 @@ public class GeneratorTests
     [InlineData(8, 8, false)]   // eight filters: the direct route reads the upsampled image
     public void A_planar_convolution_alone_reading_an_upsampling_reads_the_upsampling_input_in_its_place(int channels, int filters, bool inPlace)
     {
-        var (code, forward) = GeneratorHarness.RunAndFindMethod($$"""
-            using ModelGen;
-
-            [Sequential(Loss = Loss.MeanSquaredError)]
-            public partial class Decoder
-            {
-                [Input(4, 4, 2)]                                                  Input code;
-                [Conv2D({{channels}}, 3, Activation.Relu, Padding = Padding.Same)] Conv2D widen;
-                [UpSampling2D(2, 3)]                                              UpSampling2D up;
-                [Conv2D({{filters}}, 3, Padding = Padding.Same)]                   Conv2D image;
-            }
-            """, "Forward");
+        var (code, forward) = GeneratorHarness.RunAndFindMethod(UpsampledDecoder(channels, filters), "Forward");
         string arguments = ", upsampledRows: 2, upsampledColumns: 3);";
         if (inPlace)
         {
@@ -168,6 +146,20 @@ public class GeneratorTests
             Assert.DoesNotContain("Convolution.KernelGradient(widenOutput", code);
         }
     }
+
+    /// <summary>A decoder whose UpSampling2D (2 x 3 blocks) is read by one Conv2D alone: <paramref name="channels"/> upsampled, <paramref name="filters"/> out.</summary>
+    private static string UpsampledDecoder(int channels, int filters) => $$"""
+        using ModelGen;
+
+        [Sequential(Loss = Loss.MeanSquaredError)]
+        public partial class Decoder
+        {
+            [Input(4, 4, 2)]                                                  Input code;
+            [Conv2D({{channels}}, 3, Activation.Relu, Padding = Padding.Same)] Conv2D widen;
+            [UpSampling2D(2, 3)]                                              UpSampling2D up;
+            [Conv2D({{filters}}, 3, Padding = Padding.Same)]                   Conv2D image;
+        }
+        """;
 
     [Fact]
     public void A_row_run_may_start_at_the_model_input_which_each_part_slices()

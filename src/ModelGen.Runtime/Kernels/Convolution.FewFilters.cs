@@ -225,7 +225,7 @@ public static partial class Convolution
     /// </summary>
     [MethodImpl(Compiled.Driver)]
     private static unsafe void TransposedInPlace(ReadOnlySpan<float> values, ReadOnlySpan<float> kernel, Span<float> image, in Window window, int valueChannels, int batch, bool accumulate,
-        int upsampledRows, int upsampledColumns)
+        in Repeats upsampled)
     {
         int height = window.Height, width = window.Width, taps = window.KernelHeight * window.KernelWidth;
         int rowPairs = height * window.KernelHeight, columnPairs = width * window.KernelWidth;
@@ -251,8 +251,8 @@ public static partial class Convolution
         fixed (int* rowsAt = rowStart, rowPositionsAt = rowPositions, rowTapsAt = rowTaps, columnsAt = columnStart, columnPositionsAt = columnPositions, columnTapsAt = columnTaps, runsAt = runEnd)
         {
             var pairs = new CellPairs(rowsAt, rowPositionsAt, rowTapsAt, columnsAt, columnPositionsAt, columnTapsAt, runsAt);
-            var work = new TransposedRows(v, k, x, pairs, window, valueChannels, accumulate, upsampledRows, upsampledColumns);
-            Helper.ForRanges(ref work, batch * height / upsampledRows, (long)upsampledRows * width * (window.Channels + taps * valueChannels), Helper.SpatialShareAbove);
+            var work = new TransposedRows(v, k, x, pairs, window, valueChannels, accumulate, upsampled);
+            Helper.ForRanges(ref work, batch * height / upsampled.Rows, (long)upsampled.Rows * width * (window.Channels + taps * valueChannels), Helper.SpatialShareAbove);
         }
     }
 
@@ -292,16 +292,16 @@ public static partial class Convolution
 
     /// <summary>
     /// <see cref="TransposedInPlace"/> over a range of image rows, counted over the whole batch; where the image is an
-    /// UpSampling2D's output (<see cref="UpsampledRows"/> x <see cref="UpsampledColumns"/> blocks), over a range of its
-    /// input's rows, each the rows of its blocks.
+    /// UpSampling2D's output (<see cref="Upsampled"/>: its blocks), over a range of its input's rows, each the rows of its blocks.
     /// </summary>
     private readonly unsafe struct TransposedRows(float* values, float* kernelRows, float* image, CellPairs pairs, Window window, int valueChannels, bool accumulate,
-        int upsampledRows, int upsampledColumns) : IVectorRanges
+        Repeats upsampled) : IVectorRanges
     {
         public readonly float* Values = values, KernelRows = kernelRows, Image = image;
         public readonly CellPairs Pairs = pairs;
         public readonly Window Window = window;
-        public readonly int ValueChannels = valueChannels, UpsampledRows = upsampledRows, UpsampledColumns = upsampledColumns;
+        public readonly int ValueChannels = valueChannels;
+        public readonly Repeats Upsampled = upsampled;
         public readonly bool Accumulate = accumulate;
 
         public void Run(int first, int count) => Simd.RunRanges(this, first, count, wholeVectorsOf: Window.Channels);
@@ -332,8 +332,8 @@ public static partial class Convolution
         int* columnStart = work.Pairs.ColumnStart, columnPositions = work.Pairs.ColumnPositions, columnTaps = work.Pairs.ColumnTaps, runEnd = work.Pairs.RunEnd;
         float* allValues = work.Values, kernelRows = work.KernelRows, image = work.Image;
         // Upsampled, the pixels are written into the thread's row, and the row's blocks add to the image (or write it) after.
-        bool upsampled = work.UpsampledRows * work.UpsampledColumns > 1, accumulate = work.Accumulate && !upsampled, wholeVectors = channels % lanes == 0;
-        int blockRows = work.UpsampledRows, blockColumns = work.UpsampledColumns, inputWidth = width / blockColumns;
+        bool upsampled = work.Upsampled.Any, accumulate = work.Accumulate && !upsampled, wholeVectors = channels % lanes == 0;
+        int blockRows = work.Upsampled.Rows, blockColumns = work.Upsampled.Columns, inputWidth = width / blockColumns;
         float* rowSums = upsampled ? (float*)Unsafe.AsPointer(ref AlignedBuffer.Ensure(ref upsampledRow, width * channels)[0]) : null;
         for (int row = first * blockRows; row < (first + count) * blockRows; row++)
         {

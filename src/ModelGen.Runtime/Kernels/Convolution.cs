@@ -584,7 +584,7 @@ public static partial class Convolution
         switch (TransposedRouteOf(window, valueChannels, accumulate, scattered, out var flipped))
         {
             case TransposedRoute.InPlace:
-                TransposedInPlace(values, kernel, image, window, valueChannels, batch, accumulate, 1, 1);
+                TransposedInPlace(values, kernel, image, window, valueChannels, batch, accumulate, Repeats.None);
                 return;
             case TransposedRoute.Direct:
                 TransposedDirect(values, kernel, image, window, flipped, valueChannels, batch, accumulate);
@@ -614,18 +614,18 @@ public static partial class Convolution
         in Window window, int valueChannels, int batch, bool accumulate, bool scattered, int rows, int columns)
     {
         int upsampledFloats = batch * window.Height * window.Width * window.Channels;
-        Repeats.Of(rows, columns, window, "Transposed convolution onto an upsampling's input");
+        var upsampled = Repeats.Of(rows, columns, window, "Transposed convolution onto an upsampling's input");
         Require(values.Length >= batch * window.Positions * valueChannels && kernel.Length >= window.PatchSize * valueChannels
-            && image.Length >= upsampledFloats / (rows * columns), "Transposed convolution", window, batch);
+            && image.Length >= batch * upsampled.SampleFloats(window), "Transposed convolution", window, batch);
         if (TransposedRouteOf(window, valueChannels, accumulate: false, scattered, out _) == TransposedRoute.InPlace)
         {
-            TransposedInPlace(values, kernel, image, window, valueChannels, batch, accumulate, rows, columns);
+            TransposedInPlace(values, kernel, image, window, valueChannels, batch, accumulate, upsampled);
             return;
         }
         Require(patches.Length >= upsampledFloats, "Transposed convolution's scratch", window, batch);
-        var upsampled = patches.Slice(0, upsampledFloats);
-        Transposed(values, kernel, patches.Slice(upsampledFloats), upsampled, window, valueChannels, batch, accumulate: false, scattered);
-        UpSampling.Backward(upsampled, image, window.Height / rows, window.Width / columns, window.Channels, rows, columns, batch, accumulate);
+        var gradient = patches.Slice(0, upsampledFloats);
+        Transposed(values, kernel, patches.Slice(upsampledFloats), gradient, window, valueChannels, batch, accumulate: false, scattered);
+        UpSampling.Backward(gradient, image, window.Height / rows, window.Width / columns, window.Channels, rows, columns, batch, accumulate);
     }
 
     /// <summary>

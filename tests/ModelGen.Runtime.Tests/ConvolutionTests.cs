@@ -698,8 +698,9 @@ public class ConvolutionTests
         { 3, 3, 8, 3, 3, 1, false, 1, 16, 2 },      // one position a sample: two rows, streamed after im2col
         { 13, 13, 32, 3, 3, 2, true, 1, 128, 3 },   // inference directly on AVX-512: padded windows gathered, two passes of 64 filters
         { 6, 6, 64, 3, 3, 1, true, 1, 64, 2 },      // 576 deep: one depth block of the GEMM
-        { 5, 5, 128, 3, 3, 1, true, 1, 64, 2 },     // 1152 deep: two depth blocks, at inference too (rows narrower than a direct pass)
-        { 12, 12, 128, 3, 3, 1, true, 1, 64, 1 },   // 1152 deep: two depth blocks for training, direct at inference (rows of two passes)
+        { 5, 5, 128, 3, 3, 1, true, 1, 64, 2 },     // 1152 deep: one depth block of the GEMM (2048), at inference too (rows narrower than a direct pass)
+        { 5, 5, 256, 3, 3, 1, true, 1, 64, 2 },     // 2304 deep: two depth blocks, at inference too
+        { 12, 12, 256, 3, 3, 1, true, 1, 64, 1 },   // 2304 deep: two depth blocks for training, direct at inference (rows of two passes)
         { 32, 32, 32, 3, 3, 1, true, 1, 32, 2 },    // the ResNet block's: direct at inference on AVX-512, eight-pixel passes, 'same' rows in bands of 13
         { 24, 24, 32, 3, 3, 1, true, 1, 64, 2 },    // 'same' rows copied in bands of 17 and 7 for the four-vector passes
         { 8, 8, 64, 1, 1, 1, false, 1, 128, 3 },    // the MobileNet block's second pointwise convolution: one run per range at inference
@@ -710,9 +711,9 @@ public class ConvolutionTests
     /// <summary>
     /// Windows of more than a few floats go through im2col + GEMM when training, the patch rows built block by block by
     /// whichever thread multiplies them. The result must not depend on how many threads took part (bit for bit), must be
-    /// the window's chain (bit for bit up to one of the GEMM's depth blocks, 1024 steps; deeper, the blocks' partial sums are
+    /// the window's chain (bit for bit up to one of the GEMM's depth blocks, 2048 steps; deeper, the blocks' partial sums are
     /// added, so within rounding), and the patches must be what im2col writes. Inference (no patches kept) may convolve
-    /// directly: then it is the chain bit for bit at any depth; either way it computes what training computes up to 1024 deep.
+    /// directly: then it is the chain bit for bit at any depth; either way it computes what training computes up to 2048 deep.
     /// </summary>
     [Theory, MemberData(nameof(LargeWindows))]
     public void Convolution_through_patches_is_the_chain_on_any_thread_count(int height, int width, int channels, int kernelHeight, int kernelWidth, int stride, bool same, int dilation, int filters, int batch)
@@ -725,7 +726,7 @@ public class ConvolutionTests
         var chain = Chain(image, kernel, bias, window, filters, batch);
         var patchesByIm2Col = new float[batch * window.Positions * window.PatchSize];
         Convolution.Im2Col(image, patchesByIm2Col, window, batch);
-        bool oneDepthBlock = window.PatchSize <= 1024;
+        bool oneDepthBlock = window.PatchSize <= 2048;
         foreach (var path in Enum.GetValues<SimdPath>())
         {
             using var _ = KernelSettings.OnSimd(path);

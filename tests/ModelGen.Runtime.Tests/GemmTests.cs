@@ -238,7 +238,7 @@ public class GemmTests
     }
 
     /// <summary>
-    /// A product whose A reaches 16 MB (Gemm.LargeA) goes by blocks of rows with A packed, here through six depth blocks whose
+    /// A product whose A reaches 16 MB (Gemm.LargeA) goes by blocks of rows with A packed, here through three depth blocks whose
     /// partial sums wait in C. Too large for the reference loop over all of C, it is checked against double-precision dot
     /// products at sampled entries: the rows and columns at tile and block edges, and random ones, in every form.
     /// </summary>

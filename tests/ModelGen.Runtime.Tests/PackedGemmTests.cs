@@ -23,7 +23,7 @@ public class PackedGemmTests
             (130, 300, 70),
             (128, 784, 256),    // the MNIST MLP's first layer at batch 128: slices of columns
             (400, 11, 200),
-            (20, 1030, 2070),   // two depth blocks, two blocks of 2048 columns, a last slice narrower than a tile
+            (20, 2070, 2070),   // two depth blocks, two blocks of 2048 columns, a last slice narrower than a tile
             (700, 300, 40),     // blocks of rows, each thread reading all of B
             (64, 64, 128),      // below the sharing threshold, yet shared against panels: slices of columns
             (64, 128, 64),      // likewise, in blocks of rows

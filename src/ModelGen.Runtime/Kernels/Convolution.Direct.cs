@@ -10,7 +10,7 @@ namespace ModelGen.Kernels;
 // copied into patch rows for a product only 9 or 27 deep that the packed GEMM cannot make efficient; and, on AVX-512 when
 // no patches are kept (inference), deep windows against a multiple of 64 filters, each step reading one whole row of
 // the kernel. Each output is the chain of fused multiply-adds over its window, in patch order, then bias and ReLU, as the
-// GEMM computes it for a patch up to one of its depth blocks deep (1024): the two paths agree bit for bit.
+// GEMM computes it for a patch up to one of its depth blocks deep (2048): the two paths agree bit for bit.
 public static partial class Convolution
 {
     /// <summary>Patches of at most this many floats are convolved directly (<see cref="SharedRules.DirectPatch"/>).</summary>

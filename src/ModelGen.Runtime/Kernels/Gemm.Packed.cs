@@ -19,8 +19,11 @@ public static partial class Gemm
     // (a convolution's 288x7744x64 weight gradient: 4.3 ms with 256, 5.8 with 1024). Rechecked with the twelve-row kernel:
     // 1024^3 at 113 / 115 / 118 GFLOP/s with 256 / 512 / 1024. On the AVX2 Zen 3 a row-major A read in place that outgrows
     // its 512 KB L2 gained nothing from shallower blocks either (128x2048x2048 on one core: 13.5-13.9 ms with 1024, 14.8-15.1
-    // with 512, 14.9-16.9 with 256).
-    private const int DepthBlock = 1024;
+    // with 512, 14.9-16.9 with 256). On a Zen 5, whose FMAs run 512 bits wide at full rate, C's pass per block costs a larger
+    // share: 2048 deep, C read and written once, 2048^3 on two cores 38.4 -> 37.3 ms and on one 72.8 -> 71.9 ms, 512x2048x2048
+    // on two 9.65 -> 9.43 ms (medians of 8, 4 and 6 fresh processes in turns); A read in place, 128x2048x2048 on one core
+    // even (5.44 against 5.39 ms).
+    private const int DepthBlock = 2048;
     // How far ahead the twelve-row packed kernel prefetches B: a deep block's B tile (1024 steps x 32 floats: 128 KB) does not
     // stay in L1 between row tiles and comes back from L2 (2048^3 on one core: 121 -> 125.5 GFLOP/s; 8 steps ahead gave
     // 121, 24 gave 123, 32 to 128 all 125.7).
@@ -34,7 +37,8 @@ public static partial class Gemm
     private const int PageBytes = 4096;
     private const int FewRows = 2 * RowsPerTile; // rows up to which B is read in place, never packed
     private const int RowBlock = 96;         // MC of an A read in place: rows claimed at once, so produced rows are read from L2
-    // MC of a packed A: 384 x 1024 floats = 1.5 MB of L2's 2 MB. Each tile of B comes from L3 once per block and is then read
+    // MC of a packed A: 384 x 1024 floats = 1.5 MB of L2's 2 MB (measured so; now 2048 deep, 3 MB: on a Zen 5, 192 rows were
+    // no faster on one core and slower on two, 576 no faster). Each tile of B comes from L3 once per block and is then read
     // again from L2 by every row tile of the block, 32 of them rather than 8 (2048^3 on one core, interleaved: 113 / 115 / 117 /
     // 119 / 120 / 118 GFLOP/s with 96 / 144 / 192 / 252 / 384 / 480 rows). On the AVX2 Zen 3 (512 KB of L2) blocks sized to
     // its L2 were no faster: 2048^3 on two cores 165-167 GFLOP/s with 384 x 1024 and 144 x 512, 154-157 with 144 x 256 and

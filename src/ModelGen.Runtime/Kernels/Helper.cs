@@ -342,6 +342,9 @@ internal interface IVectorRanges : IRanges
 /// </summary>
 internal struct Claims(int count, int claimedFront = 0)
 {
+    /// <summary>How many items there are.</summary>
+    public readonly int Count = count;
+
     /// <summary>The unclaimed items [front, back) in one word, front in the low half, so a claim from either end is one exchange.</summary>
     private long unclaimed = (long)count << 32 | (uint)claimedFront;
 

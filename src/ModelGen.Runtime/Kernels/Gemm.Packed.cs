@@ -24,9 +24,9 @@ public static partial class Gemm
     // on two 9.65 -> 9.43 ms (medians of 8, 4 and 6 fresh processes in turns); A read in place, 128x2048x2048 on one core
     // even (5.44 against 5.39 ms).
     private const int DepthBlock = 2048;
-    // How far ahead the twelve-row packed kernel prefetches B: a deep block's B tile (1024 steps x 32 floats: 128 KB) does not
-    // stay in L1 between row tiles and comes back from L2 (2048^3 on one core: 121 -> 125.5 GFLOP/s; 8 steps ahead gave
-    // 121, 24 gave 123, 32 to 128 all 125.7).
+    // How far ahead the twelve-row packed kernel prefetches B: a deep block's B tile (2048 steps x 32 floats: 256 KB) does not
+    // stay in L1 between row tiles and comes back from L2 (2048^3 on one core, 1024 deep: 121 -> 125.5 GFLOP/s; 8 steps
+    // ahead gave 121, 24 gave 123, 32 to 128 all 125.7; on the Zen 5, 2048 deep, 16 and 64 steps within the noise of 32).
     private const int BPrefetchSteps = 32;
     // How far ahead B's rows are prefetched where they lie, by a tile that packs B as it reads it and by PackB when it copies
     // less than a page of each row: rows a cache line or more apart defeat the hardware prefetchers, which stay within a page
@@ -37,8 +37,9 @@ public static partial class Gemm
     private const int PageBytes = 4096;
     private const int FewRows = 2 * RowsPerTile; // rows up to which B is read in place, never packed
     private const int RowBlock = 96;         // MC of an A read in place: rows claimed at once, so produced rows are read from L2
-    // MC of a packed A: 384 x 1024 floats = 1.5 MB of L2's 2 MB (measured so; now 2048 deep, 3 MB: on a Zen 5, 192 rows were
-    // no faster on one core and slower on two, 576 no faster). Each tile of B comes from L3 once per block and is then read
+    // MC of a packed A: 384 rows (1.5 MB when blocks were 1024 deep, 3 MB now; on the Zen 5, 2048 deep, 2048^3 with 192 rows
+    // 72.3 against 72.7 ms on one core and 39.6 against 37.8 on two, with 120 and 72 rows 73.7 and 74.9 against 72.5 on one
+    // and even on two, with 576 even on one). Each tile of B comes from L3 once per block and is then read
     // again from L2 by every row tile of the block, 32 of them rather than 8 (2048^3 on one core, interleaved: 113 / 115 / 117 /
     // 119 / 120 / 118 GFLOP/s with 96 / 144 / 192 / 252 / 384 / 480 rows). On the AVX2 Zen 3 (512 KB of L2) blocks sized to
     // its L2 were no faster: 2048^3 on two cores 165-167 GFLOP/s with 384 x 1024 and 144 x 512, 154-157 with 144 x 256 and

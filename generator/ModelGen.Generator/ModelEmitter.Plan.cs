@@ -78,12 +78,12 @@ internal static partial class ModelEmitter
             foreach (var conv in Computed.Where(n => n.Is(LayerKind.Conv2D) && n.Inputs[0].Is(LayerKind.UpSampling2D)))
             {
                 var upsampling = conv.Inputs[0];
-                if (Readers(upsampling) == 1 && !IsOutput(upsampling) && upsampling.NeedsGradient && NeedsPatchGradient(conv))
-                    upsampling.GradientSummedBy = conv;
+                if (Readers(upsampling) != 1 || IsOutput(upsampling)) continue;
+                if (upsampling.NeedsGradient && NeedsPatchGradient(conv)) upsampling.GradientSummedBy = conv;
                 // Where it lays its planes out row by row (and takes its kernel gradient from a padded copy of each sample, not
                 // from patches), it reads the upsampling's input itself: the upsampled image is never written.
                 var layer = conv.Layer!;
-                if (Readers(upsampling) == 1 && !IsOutput(upsampling) && conv.KernelGradientReadsInput && KernelGradientPool(conv) is null && !PooledConvolutions.ContainsKey(conv)
+                if (conv.KernelGradientReadsInput && KernelGradientPool(conv) is null && !PooledConvolutions.ContainsKey(conv)
                     && Kernels.SharedRules.ConvolvesPlanar(layer.Channels, layer.Strides, PatchFloats(layer)))
                     upsampling.UpsampledBy = conv;
             }

@@ -227,8 +227,8 @@ public static partial class Gemm
         bool packsA = !ReadsAInPlace<TLanes, TVector>(a, m, k, n);
         int rowBlock = packsA ? PackedRowBlock : RowBlock, tileRows = packsA && TLanes.Count == 16 ? TallRows : RowsPerTile;
         int tiles = (m + tileRows - 1) / tileRows, tilesPerBlock = rowBlock / tileRows;
-        int count = shared ? Math.Min(tiles, Math.Max(8, 2 * ((tiles + 2 * tilesPerBlock - 1) / (2 * tilesPerBlock))))
-            : (tiles + tilesPerBlock - 1) / tilesPerBlock;
+        int cacheBlocks = (tiles + tilesPerBlock - 1) / tilesPerBlock;
+        int count = shared ? Math.Min(tiles, Math.Max(8, (cacheBlocks + 1) / 2 * 2)) : cacheBlocks; // shared: a tile each where fewer than eight
         var blocks = new Claims(count);
         var panels = shared && packsA && rows.IsNone ? PackedShared<TLanes, TVector>(a, b, m, k, n) : b.Panels;
         fixed (float* pa = a.Data, pb = b.Data, pc = c, pbias = epilogue.Bias)

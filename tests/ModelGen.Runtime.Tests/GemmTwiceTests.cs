@@ -106,6 +106,26 @@ public class GemmTwiceTests
     }
 
     [Theory]
+    [InlineData(1, 784, 256, 128)] // the MLP's first two layers: slices of 128 columns, four tiles each
+    [InlineData(1, 1600, 128, 10)] // slices of 64 columns, two tiles each
+    public void At_batch_one_the_first_layer_streams_its_panels(int m, int k, int n1, int n2)
+    {
+        // Panels packed from other values than B1's show which of the two the slices read: H is then Multiply's from those.
+        var (a, b1, b2, bias1, bias2) = Operands(seed: k + n1, m, k, n1, n2);
+        var (_, other1, _, _, _) = Operands(seed: k + n1 + 1, m, k, n1, n2);
+        var packed1 = Gemm.Pack(other1, k, n1);
+        var expected = new float[m * n1];
+        Gemm.Multiply(a, other1, expected, m, k, n1, bias1, relu: true);
+        foreach (int threads in new[] { 1, 2 })
+        {
+            var h = new float[m * n1];
+            var c = new float[m * n2];
+            KernelSettings.OnThreads(threads, () => Gemm.MultiplyTwice(a, b1, h, b2, c, m, k, n1, n2, bias1, relu1: true, bias2, packedB1: packed1));
+            Assert.True(expected.SequenceEqual(h), $"{threads} thread(s): H is not what the panels give");
+        }
+    }
+
+    [Theory]
     [InlineData(4, 784, 256, 128)] // four rows go through the packed path
     [InlineData(1, 100, 256, 16)]  // a first layer below the sharing threshold
     [InlineData(1, 2000, 100, 16)] // too narrow for two slices

@@ -127,7 +127,7 @@ public static partial class Gemm
         ref readonly Job job = ref *(Job*)state;
         int slots = StreamSlots(job.N, TLanes.Count), first = index * job.PartSize;
         var a = job.A.From();
-        var b = job.B.From();
+        var b = job.B.Columns(0);
         var epilogue = job.EpilogueFrom(0);
         var c = job.Output;
         StreamRows<TLanes, TVector>(a, 0, job.M, b, c, job.N, job.K, job.N, epilogue, first, Math.Min(job.PartSize, slots - first));

@@ -205,6 +205,20 @@ public static partial class Gemm
         public bool Fit(int depth, int lanes, int depthBlock) =>
             TileColumns == (columns <= lanes ? lanes : 2 * lanes) && depthBlock == DepthBlock && depth == rows && column % TileColumns == 0;
 
+        /// <summary>
+        /// Whether a row streamed on vectors of <paramref name="width"/> floats, <paramref name="depth"/> deep, reads these
+        /// panels from column <paramref name="first"/> on (<see cref="StreamTiles"/>): tiles of two vectors, one depth block,
+        /// and whole tiles from there.
+        /// </summary>
+        public bool Stream(int depth, int width, int first) =>
+            TileColumns == 2 * width && depth == rows && rows <= DepthBlock && (column + first) % TileColumns == 0;
+
+        /// <summary>The first row of the tile from column <paramref name="first"/> (a tile's first) of a single depth block.</summary>
+        public float* TileAt(int first) => data + (long)(column + first) * rows;
+
+        /// <summary>Floats from one tile of a single depth block to the next.</summary>
+        public nint TileStride => (nint)TileColumns * rows;
+
         /// <summary>The depth block from row <paramref name="pc"/> (<paramref name="kc"/> deep), from this part's column <paramref name="jc"/> on.</summary>
         public Span<float> Block(int pc, int kc, int jc)
         {

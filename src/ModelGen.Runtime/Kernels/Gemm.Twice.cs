@@ -31,10 +31,10 @@ public static partial class Gemm
         Check(b2.Length >= n1 * n2 && c.Length >= m * n2 && (bias2.IsEmpty || bias2.Length >= n2), m, n1, n2);
         var first = new Epilogue(bias1, relu1, false);
         var second = new Epilogue(bias2, relu2, false);
+        CheckPacked(packedB1, k, n1, nameof(packedB1));
+        CheckPacked(packedB2, n1, n2, nameof(packedB2));
         if (Helper.CanShare && SharesRowsOfBoth(m, k, n1, n2, first, second))
         {
-            CheckPacked(packedB1, k, n1, nameof(packedB1));
-            CheckPacked(packedB2, n1, n2, nameof(packedB2));
             TwiceInRowParts(a, b1, h, b2, c, m, k, n1, n2, first, second, PackedPanels.Of(packedB1), PackedPanels.Of(packedB2));
             return;
         }
@@ -46,9 +46,9 @@ public static partial class Gemm
         }
         switch (Simd.Current)
         {
-            case SimdPath.Avx512: StreamTwice<Lanes512, Vector512<float>>(a, b1, h, b2, c, m, k, n1, n2, first, second); break;
-            case SimdPath.Avx2: StreamTwice<Lanes256, Vector256<float>>(a, b1, h, b2, c, m, k, n1, n2, first, second); break;
-            default: StreamTwice<Lanes128, Vector128<float>>(a, b1, h, b2, c, m, k, n1, n2, first, second); break;
+            case SimdPath.Avx512: StreamTwice<Lanes512, Vector512<float>>(a, b1, h, b2, c, m, k, n1, n2, first, second, PackedPanels.Of(packedB1)); break;
+            case SimdPath.Avx2: StreamTwice<Lanes256, Vector256<float>>(a, b1, h, b2, c, m, k, n1, n2, first, second, PackedPanels.Of(packedB1)); break;
+            default: StreamTwice<Lanes128, Vector128<float>>(a, b1, h, b2, c, m, k, n1, n2, first, second, PackedPanels.Of(packedB1)); break;
         }
     }
 
@@ -123,7 +123,7 @@ public static partial class Gemm
 
     [MethodImpl(Compiled.Driver)]
     private static unsafe void StreamTwice<TLanes, TVector>(ReadOnlySpan<float> a, ReadOnlySpan<float> b1, Span<float> h, ReadOnlySpan<float> b2, Span<float> c,
-        int m, int k, int n1, int n2, in Epilogue first, in Epilogue second)
+        int m, int k, int n1, int n2, in Epilogue first, in Epilogue second, PackedPanels panels1)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
         int sliceColumns = TwiceSliceColumns(n1), slices = (n1 + sliceColumns - 1) / sliceColumns, size = m * n2;
@@ -131,7 +131,7 @@ public static partial class Gemm
         fixed (float* pa = a, pb1 = b1, ph = h, pb2 = b2, pc = c, pp = partials, pbias1 = first.Bias)
         {
             var job = new TwiceJob(
-                new Job(new PinnedMatrix(pa, new Matrix(a, k, 1)), new PinnedMatrix(pb1, new Matrix(b1, n1, 1)), ph, pbias1, first, blocks: null, partSize: 0, m, k, n1),
+                new Job(new PinnedMatrix(pa, new Matrix(a, k, 1)), new PinnedMatrix(pb1, new Matrix(b1, n1, 1, panels1)), ph, pbias1, first, blocks: null, partSize: 0, m, k, n1),
                 new Job(new PinnedMatrix(ph, new Matrix(h, n1, 1)), new PinnedMatrix(pb2, new Matrix(b2, n2, 1)), pc, null, default, blocks: null, partSize: 0, m, n1, n2),
                 sliceColumns, pp);
             Helper.For(slices, &StreamTwiceSlice<TLanes, TVector>, &job);
@@ -156,7 +156,7 @@ public static partial class Gemm
         ref readonly Job first = ref job.First, second = ref job.Second;
         int column = index * job.SliceColumns, columns = Math.Min(job.SliceColumns, first.N - column), n2 = second.N;
         var a = first.A.From();
-        var b1 = first.B.From(column);
+        var b1 = first.B.Columns(column);
         var h = second.A.From(column);
         var b2 = second.B.From(column * n2);
         var epilogue = first.EpilogueFrom(column);

@@ -30,7 +30,7 @@ public class RecurrentTests
     /// <summary>
     /// Batches whose steps' recurrent products read the kernel packed once per pass (Gemm.ReadsPanels: more than 12 rows in a
     /// product, U forward, Uᵀ backward), halved or whole, and a recurrent kernel beyond a core's L2 (256 units: 1 MB for an
-    /// LSTM) whose batch halves from 8 samples a core: each sample as computed alone (one row, no panels), and the same bits
+    /// LSTM) whose batch halves from 8 samples a core: each sample as computed alone (one row, streamed), and the same bits
     /// on one core or two.
     /// </summary>
     [Theory]
@@ -51,6 +51,38 @@ public class RecurrentTests
         var one = KernelSettings.OnThreads(1, () => layer.RunBatch(work));
         foreach (var (name, a, b) in one.Named().Zip(two.Named(), (x, y) => (x.Name, x.Values, y.Values)))
             Assert.True(a.SequenceEqual(b), $"{name} differs between one core and two");
+    }
+
+    /// <summary>
+    /// A sample alone reads the recurrent kernel packed once per pass where its row is wider than a pass of eight vectors
+    /// (Gemm.ReadsPanels), each step then streaming the panels' tiles: the same bits as the sample beside another, whose two
+    /// rows stream the kernel where it lies.
+    /// </summary>
+    [Theory]
+    [InlineData(RecurrentCell.Lstm, 64, true)]  // 256 gates: two passes of eight 512-bit vectors a step
+    [InlineData(RecurrentCell.Gru, 64, true)]   // 192 gates
+    [InlineData(RecurrentCell.Lstm, 32, false)] // 128 gates: one pass reads whole rows one after another
+    public void A_sample_alone_streams_the_recurrent_kernel_from_panels_with_the_same_bits(RecurrentCell cell, int units, bool panels)
+    {
+        var layer = new Layer(cell, reverse: false, returnSequences: true, seed: 70 + units + (int)cell, batch: 2, units);
+        using (KernelSettings.OnSimd(SimdPath.Avx512))
+        {
+            var work = layer.Workspace(1);
+            Assert.Equal(panels, work.PanelsForPass(layer.RecurrentKernel, units, work.GateWidth, 1) is not null);
+        }
+        var alone = layer.Workspace(1);
+        foreach (var path in Enum.GetValues<SimdPath>())
+        {
+            using var _ = KernelSettings.OnSimd(path);
+            var pair = layer.Predict(layer.Workspace(2));
+            for (int b = 0; b < 2; b++)
+            {
+                var sample = layer.Run(alone, 1, Rows(layer.Input, b, Steps * Features), Rows(layer.Mask, b, Steps),
+                    Rows(layer.OutputGradient, b, layer.OutputWidth), Rows(layer.InitialState, b, units));
+                Assert.True(Rows(pair.Output, b, layer.OutputWidth).SequenceEqual(sample.Output), $"{path}: sample {b}'s output differs alone");
+                Assert.True(Rows(pair.FinalState, b, units).SequenceEqual(sample.FinalState), $"{path}: sample {b}'s final state differs alone");
+            }
+        }
     }
 
     private static void AssertBatchComputesWhatEachSampleComputesAlone(Layer layer)

@@ -115,10 +115,13 @@ public static partial class Gemm
     internal static int PanelFloatsOnAnyPath(int k, int n) => PanelFloats(k, n, 2 * Lanes512.Count);
 
     /// <summary>
-    /// Whether a product of <paramref name="m"/> rows reads B faster from panels packed ahead than as it does alone: more
-    /// than <see cref="FewRows"/> rows, which pack B themselves (up to that, they read a row-major B where it lies).
+    /// Whether a product of <paramref name="m"/> rows reads B(<paramref name="k"/>, <paramref name="n"/>) faster from panels
+    /// packed ahead than as it does alone: more than <see cref="FewRows"/> rows, which pack B themselves (up to that, they
+    /// read a row-major B where it lies), or a row streamed alone that is wider than a pass of eight vectors, whose passes
+    /// would each stride B's rows (<see cref="StreamRowFromPanels"/>; one pass reads whole rows one after another anyway).
     /// </summary>
-    internal static bool ReadsPanels(int m) => m > FewRows;
+    internal static bool ReadsPanels(int m, int k, int n) =>
+        m > FewRows || (m == 1 && k <= DepthBlock && StreamSlots(n, Simd.WidthOf(PathOf(new Matrix(default, k, 1), m, k, n))) > RowPassSlots);
 
     /// <summary>Floats of B(k,n)'s panels: every column tile whole, zero-padded.</summary>
     private static int PanelFloats(int k, int n, int tileColumns) => k * PaddedColumns(n, tileColumns);

@@ -182,10 +182,13 @@ public static partial class Gemm
     /// <summary>Rows streamed together, at most: three rows' three slots and edges take twelve accumulators (AVX2 has sixteen registers).</summary>
     private const int GroupRows = 3;
 
+    /// <summary>Slots of a pass of a row alone, at most: eight accumulators beside the edge's.</summary>
+    private const int RowPassSlots = 8;
+
     /// <summary>Passes over the depth that <paramref name="rows"/> rows streamed together take for <paramref name="slots"/> slots.</summary>
     private static int StreamPasses(int slots, int rows)
     {
-        int perPass = rows == 1 ? 8 : rows == 2 ? 4 : 3;
+        int perPass = rows == 1 ? RowPassSlots : rows == 2 ? 4 : 3;
         return Math.Max(1, (slots + perPass - 1) / perPass);
     }
 

@@ -328,7 +328,10 @@ public static class Simd
     public static SimdPath Current { get; set; } = Best;
 
     /// <summary>Floats in a vector on <see cref="Current"/>'s path.</summary>
-    public static int Width => Current switch { SimdPath.Avx512 => Vector512<float>.Count, SimdPath.Avx2 => Vector256<float>.Count, _ => Vector128<float>.Count };
+    public static int Width => WidthOf(Current);
+
+    /// <summary>Floats in a vector on <paramref name="path"/>.</summary>
+    public static int WidthOf(SimdPath path) => path switch { SimdPath.Avx512 => Vector512<float>.Count, SimdPath.Avx2 => Vector256<float>.Count, _ => Vector128<float>.Count };
 
     /// <summary>Whether <paramref name="path"/> is accelerated here (a slower path always works).</summary>
     public static bool IsSupported(SimdPath path) => path <= Best;

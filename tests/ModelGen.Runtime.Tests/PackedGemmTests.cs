@@ -14,10 +14,12 @@ public class PackedGemmTests
         var data = new TheoryData<SimdPath, int, int, int, int>();
         var sizes = new (int M, int K, int N)[]
         {
-            (3, 5, 7),          // a few rows, streamed together: the panels are not read
+            (3, 5, 7),          // a few rows streamed, in one vector: B where it lies
             (1, 784, 256),      // one row streamed from the panels: two passes on one core, a slice a core on two
             (1, 300, 200),      // passes of whole tiles (8, 6 and 5 vectors on AVX-512), the last vector partial
-            (2, 20, 128),       // two rows streamed one after the other, each from the panels
+            (2, 20, 128),       // two rows streamed together from the panels
+            (3, 784, 256),      // three rows: two passes of eight vectors on AVX-512, four of four on AVX2
+            (3, 300, 200),      // three rows in passes of whole tiles, the last vector partial
             (1, 2100, 64),      // deeper than a depth block: one row streamed from B where it lies
             (5, 17, 33),        // a few rows read in place, the last tile partial
             (12, 500, 100),     // the most such rows, in slices of columns on two cores
@@ -84,9 +86,10 @@ public class PackedGemmTests
     }
 
     [Theory]
-    [InlineData(3, 64, 40, false)]     // rows streamed together read B where it lies
-    [InlineData(1, 300, 200, true)]    // a row streamed alone reads the panels' tiles
-    [InlineData(2, 20, 128, true)]     // so do two rows streamed one after the other
+    [InlineData(3, 5, 7, false)]       // rows streamed in one vector read B where it lies
+    [InlineData(3, 64, 40, true)]      // rows streamed together in more than one pass read the panels' tiles
+    [InlineData(1, 300, 200, true)]    // so does a row streamed alone
+    [InlineData(2, 20, 128, true)]     // and two rows
     [InlineData(1, 784, 256, true)]    // and a row's slices of columns on two cores
     [InlineData(1, 2100, 64, false)]   // deeper than a depth block, whose panels lie in blocks: B where it lies
     [InlineData(8, 300, 100, true)]    // a few rows, which read B in place without panels

@@ -54,33 +54,36 @@ public class RecurrentTests
     }
 
     /// <summary>
-    /// A sample alone reads the recurrent kernel packed once per pass where its row is wider than a pass of eight vectors
-    /// (Gemm.ReadsPanels), each step then streaming the panels' tiles: the same bits as the sample beside another, whose two
-    /// rows stream the kernel where it lies.
+    /// One to three samples read the recurrent kernel packed once per pass where streaming it in place would take more than
+    /// one pass (Gemm.ReadsPanels), each step then streaming the panels' tiles: each sample gets the bits it gets among four,
+    /// whose product of four rows reads the kernel where it lies.
     /// </summary>
     [Theory]
-    [InlineData(RecurrentCell.Lstm, 64, true)]  // 256 gates: two passes of eight 512-bit vectors a step
+    [InlineData(RecurrentCell.Lstm, 64, true)]  // 256 gates: more than a pass of eight 512-bit vectors even for a sample alone
     [InlineData(RecurrentCell.Gru, 64, true)]   // 192 gates
-    [InlineData(RecurrentCell.Lstm, 32, false)] // 128 gates: one pass reads whole rows one after another
-    public void A_sample_alone_streams_the_recurrent_kernel_from_panels_with_the_same_bits(RecurrentCell cell, int units, bool panels)
+    [InlineData(RecurrentCell.Lstm, 32, false)] // 128 gates: a sample alone reads whole rows in one pass; three take three passes in place
+    public void A_few_samples_stream_the_recurrent_kernel_from_panels_with_the_same_bits(RecurrentCell cell, int units, bool panelsAlone)
     {
-        var layer = new Layer(cell, reverse: false, returnSequences: true, seed: 70 + units + (int)cell, batch: 2, units);
+        var layer = new Layer(cell, reverse: false, returnSequences: true, seed: 70 + units + (int)cell, batch: 4, units);
         using (KernelSettings.OnSimd(SimdPath.Avx512))
         {
-            var work = layer.Workspace(1);
-            Assert.Equal(panels, work.PanelsForPass(layer.RecurrentKernel, units, work.GateWidth, 1) is not null);
+            foreach (var (batch, panels) in new[] { (1, panelsAlone), (3, true), (4, false) })
+            {
+                var work = layer.Workspace(batch);
+                Assert.True(panels == work.PanelsForPass(layer.RecurrentKernel, units, work.GateWidth, batch) is not null, $"panels at batch {batch}");
+            }
         }
-        var alone = layer.Workspace(1);
+        float[] Samples(float[] values, int first, int count, int width) => values.AsSpan(first * width, count * width).ToArray();
         foreach (var path in Enum.GetValues<SimdPath>())
         {
             using var _ = KernelSettings.OnSimd(path);
-            var pair = layer.Predict(layer.Workspace(2));
-            for (int b = 0; b < 2; b++)
+            var four = layer.Predict(layer.Workspace(4));
+            foreach (var (first, count) in new[] { (0, 1), (1, 1), (3, 1), (0, 3), (1, 3) })
             {
-                var sample = layer.Run(alone, 1, Rows(layer.Input, b, Steps * Features), Rows(layer.Mask, b, Steps),
-                    Rows(layer.OutputGradient, b, layer.OutputWidth), Rows(layer.InitialState, b, units));
-                Assert.True(Rows(pair.Output, b, layer.OutputWidth).SequenceEqual(sample.Output), $"{path}: sample {b}'s output differs alone");
-                Assert.True(Rows(pair.FinalState, b, units).SequenceEqual(sample.FinalState), $"{path}: sample {b}'s final state differs alone");
+                var part = layer.Run(layer.Workspace(count), count, Samples(layer.Input, first, count, Steps * Features), Samples(layer.Mask, first, count, Steps),
+                    Samples(layer.OutputGradient, first, count, layer.OutputWidth), Samples(layer.InitialState, first, count, units));
+                Assert.True(Samples(four.Output, first, count, layer.OutputWidth).SequenceEqual(part.Output), $"{path}: samples {first} to {first + count - 1} differ");
+                Assert.True(Samples(four.FinalState, first, count, units).SequenceEqual(part.FinalState), $"{path}: final states {first} to {first + count - 1} differ");
             }
         }
     }

@@ -117,11 +117,15 @@ public static partial class Gemm
     /// <summary>
     /// Whether a product of <paramref name="m"/> rows reads B(<paramref name="k"/>, <paramref name="n"/>) faster from panels
     /// packed ahead than as it does alone: more than <see cref="FewRows"/> rows, which pack B themselves (up to that, they
-    /// read a row-major B where it lies), or a row streamed alone that is wider than a pass of eight vectors, whose passes
-    /// would each stride B's rows (<see cref="StreamRowFromPanels"/>; one pass reads whole rows one after another anyway).
+    /// read a row-major B where it lies), or up to three rows streamed that would take more than one pass over B where it
+    /// lies, each striding B's rows, and stream the panels' tiles instead (<see cref="StreamFromPanels"/>; one pass reads
+    /// whole rows one after another anyway).
     /// </summary>
     internal static bool ReadsPanels(int m, int k, int n) =>
-        m > FewRows || (m == 1 && k <= DepthBlock && StreamSlots(n, Simd.WidthOf(PathOf(new Matrix(default, k, 1), m, k, n))) > RowPassSlots);
+        m > FewRows || (m < StreamingRows && k <= DepthBlock && StreamPasses(StreamSlots(n, Simd.WidthOf(PathOf(new Matrix(default, k, 1), m, k, n))), m) > 1);
+
+    /// <summary>Whether a product of some count of rows up to <paramref name="rows"/> reads B(k,n) from panels packed ahead (<see cref="ReadsPanels"/>).</summary>
+    internal static bool ReadsPanelsUpTo(int rows, int k, int n) => ReadsPanels(rows, k, n) || ReadsPanels(Math.Min(rows, StreamingRows - 1), k, n);
 
     /// <summary>Floats of B(k,n)'s panels: every column tile whole, zero-padded.</summary>
     private static int PanelFloats(int k, int n, int tileColumns) => k * PaddedColumns(n, tileColumns);

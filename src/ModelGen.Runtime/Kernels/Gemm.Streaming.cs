@@ -53,8 +53,8 @@ public static partial class Gemm
         int width = TLanes.Count, rowSums = 9 * width;
         float* sums = stackalloc float[GroupRows * rowSums]; // per row: up to eight whole vectors and the partial or wrapping one
         var single = new Stage(first: true, last: true);
-        int rowsAtOnce = StreamsTogether(rows, k, slotCount, width) ? GroupRows : 1;
-        bool fromPanels = rowsAtOnce == 1 && b.Panels.Stream(k, width, firstSlot * width);
+        bool fromPanels = b.Panels.Stream(k, width, firstSlot * width);
+        int rowsAtOnce = fromPanels || StreamsTogether(rows, k, slotCount, width) ? GroupRows : 1;
         fixed (float* pa = a.Data, pb = b.Data)
         {
             var grid = new StreamGrid(pb, n, b.RowStride, width);
@@ -65,7 +65,8 @@ public static partial class Gemm
                 ref float to = ref MemoryMarshal.GetReference(c.Slice((group - firstRow) * ldc));
                 if (fromPanels)
                 {
-                    StreamRowFromPanels<TLanes, TVector>(rowsOfA, a.ColumnStride, b.Panels, ref to, ldc, k, n, epilogue, firstSlot, slotCount, sums);
+                    StreamFromPanels<TLanes, TVector>(groupRows, rowsOfA, a.ColumnStride, a.RowStride, b.Panels, ref to, ldc, k, n, epilogue,
+                        firstSlot, slotCount, sums, rowSums);
                     continue;
                 }
                 int passes = StreamPasses(slotCount, groupRows);
@@ -94,30 +95,49 @@ public static partial class Gemm
     }
 
     /// <summary>
-    /// Slots [<paramref name="firstSlot"/>, +<paramref name="slotCount"/>) of one row of C = A·B from B's panels packed ahead
-    /// (an inference copy's dense kernels), in passes of up to four tiles of two vectors. Each tile is a stream of its own,
-    /// rows of two vectors one after another, where a row-major B wider than a pass gives every depth step's vectors a
-    /// stride of a whole row: on the Zen 5, eight vectors a step over 784 steps took 1.84-1.87 us from tiles of 32 columns
-    /// and 3.03-3.10 us from rows of 256 (benchmarks/peer/stream_l2.c); the MLP's predict at batch 1 4.2 -> 2.9 us. The
-    /// panels are zero-padded to whole tiles, so every load is whole and only the row's columns are stored; each column's
-    /// chain is the one <see cref="StreamColumns"/> computes, so the bits are those of B where it lies.
+    /// Slots [<paramref name="firstSlot"/>, +<paramref name="slotCount"/>) of one to three rows of C = A·B from B's panels
+    /// packed ahead (an inference copy's dense kernels), in passes of whole tiles of two vectors (<see cref="PanelPassSlots"/>),
+    /// each tile a stream of its own, where a row-major B wider than a pass gives every depth step's vectors a stride of a
+    /// whole row: on the Zen 5, eight vectors a step over 784 steps took 1.84-1.87 us from tiles of 32 columns and 3.03-3.10
+    /// us from rows of 256 (benchmarks/peer/stream_l2.c); the MLP's predict at batch 1 4.2 -> 2.9 us. The panels are
+    /// zero-padded to whole tiles, so every load is whole and only the rows' columns are stored; each column's chain is the
+    /// one <see cref="StreamColumns"/> computes, so the bits are those of B where it lies.
     /// </summary>
-    private static unsafe void StreamRowFromPanels<TLanes, TVector>(float* a, int aStep, in PackedPanels panels, ref float to, int ldc, int k, int n,
-        in Epilogue epilogue, int firstSlot, int slotCount, float* sums)
+    private static unsafe void StreamFromPanels<TLanes, TVector>(int rows, float* a, int aStep, int aRow, in PackedPanels panels, ref float to, int ldc,
+        int k, int n, in Epilogue epilogue, int firstSlot, int slotCount, float* sums, int sumsRow)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
-        int width = TLanes.Count, tiles = (slotCount + 1) / 2, passes = StreamPasses(slotCount, 1);
+        int width = TLanes.Count, tiles = (slotCount + 1) / 2, perPass = PanelPassSlots(rows, width), passes = (slotCount + perPass - 1) / perPass;
         var single = new Stage(first: true, last: true);
+        var streamed = new StreamedTiles(aStep, aRow, k, panels.TileStride, sumsRow);
         for (int pass = 0, slot = firstSlot; pass < passes; pass++)
         {
             int slots = Math.Min(2 * (tiles / passes + (pass < tiles % passes ? 1 : 0)), firstSlot + slotCount - slot), column = slot * width;
-            StreamTilePass<TLanes, TVector>(slots, a, aStep, k, panels.TileAt(column), panels.TileStride, sums);
-            FinishEdge<TLanes, TVector>(ref *sums, 0, ref to, ldc, 0, column, 1, Math.Min(slots * width, n - column), single, epilogue);
+            switch (rows)
+            {
+                case 1: StreamTilePass<TLanes, TVector>(slots, a, aStep, k, panels.TileAt(column), panels.TileStride, sums); break;
+                case 2: StreamTilePassOfRows<TLanes, TVector, Two>(slots, streamed, a, panels.TileAt(column), sums); break;
+                default: StreamTilePassOfRows<TLanes, TVector, Three>(slots, streamed, a, panels.TileAt(column), sums); break;
+            }
+            FinishEdge<TLanes, TVector>(ref *sums, sumsRow, ref to, ldc, 0, column, rows, Math.Min(slots * width, n - column), single, epilogue);
             slot += slots;
         }
     }
 
-    /// <summary>One pass of <see cref="StreamRowFromPanels"/>: a compiled loop per count of vectors, as <see cref="StreamPass"/>.</summary>
+    /// <summary>
+    /// Slots of a pass from panels, at most: eight vectors, whole tiles, for up to three rows (24 accumulators) where there
+    /// are 32 vector registers (AVX-512), four for two or three rows where there are sixteen.
+    /// </summary>
+    private static int PanelPassSlots(int rows, int width) => rows == 1 || width >= Lanes512.Count ? RowPassSlots : 4;
+
+    /// <summary>How a pass from panels steps: A's step along the depth and from row to row, its depth, the tiles' distance, the sums' rows.</summary>
+    private readonly struct StreamedTiles(int aStep, int aRow, int depth, nint tileStride, int sumsRow)
+    {
+        public readonly int AStep = aStep, ARow = aRow, Depth = depth, SumsRow = sumsRow;
+        public readonly nint TileStride = tileStride;
+    }
+
+    /// <summary>One pass of a row alone from panels (<see cref="StreamFromPanels"/>): a compiled loop per count of vectors, as <see cref="StreamPass"/>.</summary>
     [MethodImpl(Compiled.Kernel)]
     private static unsafe void StreamTilePass<TLanes, TVector>(int vectors, float* a, int aStep, int k, float* tile, nint tileStride, float* sums)
         where TLanes : struct, ILanes<TVector> where TVector : struct
@@ -136,8 +156,10 @@ public static partial class Gemm
     }
 
     /// <summary>
-    /// The sums of up to eight vectors of a row into <paramref name="sums"/>, vector 2t and 2t+1 from tile t's rows of two
-    /// vectors (<paramref name="tileStride"/> floats apart); <paramref name="vectors"/> is a constant at each call.
+    /// The sums of up to eight vectors of a row into <paramref name="sums"/>, vectors 2t and 2t+1 from tile t's rows of two
+    /// vectors (<paramref name="tileStride"/> floats apart); <paramref name="vectors"/> is a constant at each call. Kept
+    /// apart from the rows' kernel (<see cref="StreamTilesOfRows"/>), as <see cref="StreamColumns"/> is: each load stays
+    /// inside its multiply-add, which x64 reads from memory, where one shared kernel loaded each vector into a register.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static unsafe void StreamTiles<TLanes, TVector>(int vectors, float* a, int aStep, int k, float* tile, nint tileStride, float* sums)
@@ -160,6 +182,58 @@ public static partial class Gemm
             if (vectors > 7) s7 = TLanes.MultiplyAdd(x, TLanes.Load(ref t3[p + width]), s7);
         }
         StoreEight<TLanes, TVector>(vectors, sums, s0, s1, s2, s3, s4, s5, s6, s7);
+    }
+
+    /// <summary>One pass of two or three rows from panels: a compiled copy of <see cref="StreamTilesOfRows"/> per count of rows and vectors.</summary>
+    [MethodImpl(Compiled.Kernel)]
+    private static unsafe void StreamTilePassOfRows<TLanes, TVector, TRows>(int vectors, in StreamedTiles streamed, float* a, float* tile, float* sums)
+        where TLanes : struct, ILanes<TVector> where TVector : struct where TRows : struct, ICount
+    {
+        switch (vectors)
+        {
+            case 1: StreamTilesOfRows<TLanes, TVector, TRows, One>(streamed, a, tile, sums); break;
+            case 2: StreamTilesOfRows<TLanes, TVector, TRows, Two>(streamed, a, tile, sums); break;
+            case 3: StreamTilesOfRows<TLanes, TVector, TRows, Three>(streamed, a, tile, sums); break;
+            case 4: StreamTilesOfRows<TLanes, TVector, TRows, Four>(streamed, a, tile, sums); break;
+            case 5: StreamTilesOfRows<TLanes, TVector, TRows, Five>(streamed, a, tile, sums); break;
+            case 6: StreamTilesOfRows<TLanes, TVector, TRows, Six>(streamed, a, tile, sums); break;
+            case 7: StreamTilesOfRows<TLanes, TVector, TRows, Seven>(streamed, a, tile, sums); break;
+            default: StreamTilesOfRows<TLanes, TVector, TRows, Eight>(streamed, a, tile, sums); break;
+        }
+    }
+
+    /// <summary>
+    /// The sums of up to eight vectors of two or three rows into <paramref name="sums"/>, row after row <c>SumsRow</c> floats
+    /// apart: vectors 2t and 2t+1 from tile t's rows of two vectors (<c>TileStride</c> floats apart), each loaded once for all
+    /// the rows. The rows and vectors are type arguments, so the JIT keeps exactly that many accumulators.
+    /// </summary>
+    [MethodImpl(Compiled.Kernel)]
+    private static unsafe void StreamTilesOfRows<TLanes, TVector, TRows, TVectors>(in StreamedTiles streamed, float* a, float* tile, float* sums)
+        where TLanes : struct, ILanes<TVector> where TVector : struct where TRows : struct, ICount where TVectors : struct, ICount
+    {
+        int rows = TRows.Value, vectors = TVectors.Value, width = TLanes.Count, step = 2 * width, aStep = streamed.AStep;
+        nint tileStride = streamed.TileStride;
+        float* t1 = tile + tileStride, t2 = t1 + tileStride, t3 = t2 + tileStride; // only those of the pass's vectors are read
+        float* a1 = a + streamed.ARow, a2 = a1 + streamed.ARow; // only those of the pass's rows are read
+        TVector s0 = TLanes.Zero, s1 = TLanes.Zero, s2 = TLanes.Zero, s3 = TLanes.Zero, s4 = TLanes.Zero, s5 = TLanes.Zero, s6 = TLanes.Zero, s7 = TLanes.Zero;
+        TVector u0 = TLanes.Zero, u1 = TLanes.Zero, u2 = TLanes.Zero, u3 = TLanes.Zero, u4 = TLanes.Zero, u5 = TLanes.Zero, u6 = TLanes.Zero, u7 = TLanes.Zero;
+        TVector w0 = TLanes.Zero, w1 = TLanes.Zero, w2 = TLanes.Zero, w3 = TLanes.Zero, w4 = TLanes.Zero, w5 = TLanes.Zero, w6 = TLanes.Zero, w7 = TLanes.Zero;
+        for (nint p = 0, end = (nint)streamed.Depth * step; p < end; p += step, a += aStep, a1 += aStep, a2 += aStep)
+        {
+            TVector x = TLanes.Broadcast(*a);
+            TVector y = TLanes.Broadcast(*a1), z = rows > 2 ? TLanes.Broadcast(*a2) : TLanes.Zero;
+            MultiplyRows<TLanes, TVector>(rows, x, y, z, TLanes.Load(ref tile[p]), ref s0, ref u0, ref w0);
+            if (vectors > 1) MultiplyRows<TLanes, TVector>(rows, x, y, z, TLanes.Load(ref tile[p + width]), ref s1, ref u1, ref w1);
+            if (vectors > 2) MultiplyRows<TLanes, TVector>(rows, x, y, z, TLanes.Load(ref t1[p]), ref s2, ref u2, ref w2);
+            if (vectors > 3) MultiplyRows<TLanes, TVector>(rows, x, y, z, TLanes.Load(ref t1[p + width]), ref s3, ref u3, ref w3);
+            if (vectors > 4) MultiplyRows<TLanes, TVector>(rows, x, y, z, TLanes.Load(ref t2[p]), ref s4, ref u4, ref w4);
+            if (vectors > 5) MultiplyRows<TLanes, TVector>(rows, x, y, z, TLanes.Load(ref t2[p + width]), ref s5, ref u5, ref w5);
+            if (vectors > 6) MultiplyRows<TLanes, TVector>(rows, x, y, z, TLanes.Load(ref t3[p]), ref s6, ref u6, ref w6);
+            if (vectors > 7) MultiplyRows<TLanes, TVector>(rows, x, y, z, TLanes.Load(ref t3[p + width]), ref s7, ref u7, ref w7);
+        }
+        StoreEight<TLanes, TVector>(vectors, sums, s0, s1, s2, s3, s4, s5, s6, s7);
+        StoreEight<TLanes, TVector>(vectors, sums + streamed.SumsRow, u0, u1, u2, u3, u4, u5, u6, u7);
+        if (rows > 2) StoreEight<TLanes, TVector>(vectors, sums + 2 * streamed.SumsRow, w0, w1, w2, w3, w4, w5, w6, w7);
     }
 
     /// <summary>A pass's first <paramref name="vectors"/> sums of up to eight, a vector apart from <paramref name="sums"/> on.</summary>

@@ -41,10 +41,10 @@ public sealed class RecurrentWorkspace : IWorkspace
         CellGradient = arrays.TrainingFloats(maxBatchSize * units);
         TimeMajorGradient = arrays.TrainingFloats(rows * features);
         TransposedRecurrentKernel = arrays.TrainingFloats(units * GateWidth);
-        // Only where some batch's step products read panels (ReadsPanels: the most rows, or a sample alone) is there room for them.
+        // Only where some batch's step products read panels (ReadsPanels: many rows, or a few streamed) is there room for them.
         int panelFloats = Math.Max(Gemm.PanelFloatsOnAnyPath(units, GateWidth), forTraining ? Gemm.PanelFloatsOnAnyPath(GateWidth, units) : 0);
-        bool Read(int k, int n) => Gemm.ReadsPanels(maxBatchSize, k, n) || Gemm.ReadsPanels(1, k, n);
-        RecurrentPanels = Read(units, GateWidth) || (forTraining && Read(GateWidth, units)) ? new RepackedPanels(arrays.Floats(panelFloats)) : null;
+        bool readsPanels = Gemm.ReadsPanelsUpTo(maxBatchSize, units, GateWidth) || (forTraining && Gemm.ReadsPanelsUpTo(maxBatchSize, GateWidth, units));
+        RecurrentPanels = readsPanels ? new RepackedPanels(arrays.Floats(panelFloats)) : null;
         Bytes = arrays.Bytes;
     }
 

@@ -29,7 +29,7 @@ public class RecurrentTests
 
     /// <summary>
     /// Batches whose steps' recurrent products read the kernel packed once per pass (Gemm.ReadsPanels: more than 12 rows in a
-    /// product, U forward, Uᵀ backward), halved or whole, and a recurrent kernel beyond a core's L2 (256 units: 1 MB for an
+    /// product, U forward, Uᵀ backward, or one to three streamed), halved or whole, and a recurrent kernel beyond a core's L2 (256 units: 1 MB for an
     /// LSTM) whose batch halves from 8 samples a core: each sample as computed alone (one row, streamed), and the same bits
     /// on one core or two.
     /// </summary>

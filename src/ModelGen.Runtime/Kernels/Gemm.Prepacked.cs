@@ -213,9 +213,9 @@ public static partial class Gemm
             TileColumns == (columns <= lanes ? lanes : 2 * lanes) && depthBlock == DepthBlock && depth == rows && column % TileColumns == 0;
 
         /// <summary>
-        /// Whether a row streamed on vectors of <paramref name="width"/> floats, <paramref name="depth"/> deep, reads these
-        /// panels from column <paramref name="first"/> on (<see cref="StreamTiles"/>): tiles of two vectors, one depth block,
-        /// and whole tiles from there.
+        /// Whether rows streamed on vectors of <paramref name="width"/> floats, <paramref name="depth"/> deep, read these
+        /// panels from column <paramref name="first"/> on (<see cref="StreamFromPanels"/>): tiles of two vectors, one depth
+        /// block, and whole tiles from there.
         /// </summary>
         public bool Stream(int depth, int width, int first) =>
             TileColumns == 2 * width && depth == rows && rows <= DepthBlock && (column + first) % TileColumns == 0;

@@ -4,7 +4,10 @@ using System.Runtime.InteropServices;
 
 namespace ModelGen.Kernels;
 
-/// <summary>Products of a few rows (batch-1 inference, up to three requests together): streamed against B, with no packing.</summary>
+/// <summary>
+/// Products of a few rows (batch-1 inference, up to three requests together): streamed against B where it lies, with no
+/// packing, or against its panels where B was packed ahead (an inference copy's kernels, a recurrent kernel for a pass).
+/// </summary>
 public static partial class Gemm
 {
     /// <summary>

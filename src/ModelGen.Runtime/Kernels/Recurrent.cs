@@ -94,10 +94,11 @@ public sealed class RecurrentWorkspace : IWorkspace
     /// The recurrent product's B packed once per pass (U forward, Uᵀ backward) where the steps' products have rows enough to
     /// read panels (Gemm.ReadsPanels), which each of them otherwise packed again, at every step: on the Zen 4, in one process
     /// with panels and without, the 64-unit LSTM over 28 steps at batch 32 0.985, LSTM(256) over 100 steps at batch 32 0.77
-    /// with its samples in halves (0.94 with the products shared by columns). A sample alone reads them where its row is wider
-    /// than a pass of eight vectors, streaming their tiles (on the Zen 5, predicting one sample in fresh processes in turns:
-    /// the 64-unit LSTM 20.9 -> 17.1 us, the GRU 12.5 -> 11.1, the BiLSTM 21.1 -> 17.1). None for a workspace whose batches
-    /// never read them: handed panels, products of 4 to 12 rows lost (the 64-unit LSTM at batch 4 1.12x the time).
+    /// with its samples in halves (0.94 with the products shared by columns). One to three samples read them where streaming
+    /// the kernel in place would take more than one pass, streaming their tiles (on the Zen 5, predicting one sample in fresh
+    /// processes in turns: the 64-unit LSTM 20.9 -> 17.1 us, the GRU 12.5 -> 11.1, the BiLSTM 21.1 -> 17.1). None for a
+    /// workspace whose batches never read them: handed panels, products of 4 to 12 rows lost (the 64-unit LSTM at batch 4
+    /// 1.12x the time).
     /// </summary>
     internal RepackedPanels? RecurrentPanels { get; }
 

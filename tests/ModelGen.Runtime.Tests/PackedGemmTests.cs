@@ -20,7 +20,8 @@ public class PackedGemmTests
             (2, 20, 128),       // two rows streamed together from the panels
             (3, 784, 256),      // three rows: two passes of eight vectors on AVX-512, four of four on AVX2
             (3, 300, 200),      // three rows in passes of whole tiles, the last vector partial
-            (1, 2100, 64),      // deeper than a depth block: one row streamed from B where it lies
+            (1, 2100, 64),      // deeper than a depth block: one row streamed from each block's tiles in turn
+            (3, 4500, 100),     // three rows through three depth blocks, the last vector partial
             (5, 17, 33),        // a few rows read in place, the last tile partial
             (12, 500, 100),     // the most such rows, in slices of columns on two cores
             (13, 29, 31),
@@ -91,7 +92,7 @@ public class PackedGemmTests
     [InlineData(1, 300, 200, true)]    // so does a row streamed alone
     [InlineData(2, 20, 128, true)]     // and two rows
     [InlineData(1, 784, 256, true)]    // and a row's slices of columns on two cores
-    [InlineData(1, 2100, 64, false)]   // deeper than a depth block, whose panels lie in blocks: B where it lies
+    [InlineData(1, 2100, 64, true)]    // and a row deeper than a depth block, block after block
     [InlineData(8, 300, 100, true)]    // a few rows, which read B in place without panels
     [InlineData(128, 784, 256, true)]  // slices of columns, each packing its B
     [InlineData(700, 300, 40, true)]   // blocks of rows

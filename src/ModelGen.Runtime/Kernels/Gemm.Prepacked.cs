@@ -122,7 +122,7 @@ public static partial class Gemm
     /// whole rows one after another anyway).
     /// </summary>
     internal static bool ReadsPanels(int m, int k, int n) =>
-        m > FewRows || (m < StreamingRows && k <= DepthBlock && StreamPasses(StreamSlots(n, Simd.WidthOf(PathOf(new Matrix(default, k, 1), m, k, n))), m) > 1);
+        m > FewRows || (m < StreamingRows && StreamPasses(StreamSlots(n, Simd.WidthOf(PathOf(new Matrix(default, k, 1), m, k, n))), m) > 1);
 
     /// <summary>Whether a product of some count of rows up to <paramref name="rows"/> reads B(k,n) from panels packed ahead (<see cref="ReadsPanels"/>).</summary>
     internal static bool ReadsPanelsUpTo(int rows, int k, int n) => ReadsPanels(rows, k, n) || ReadsPanels(Math.Min(rows, StreamingRows - 1), k, n);
@@ -214,17 +214,13 @@ public static partial class Gemm
 
         /// <summary>
         /// Whether rows streamed on vectors of <paramref name="width"/> floats, <paramref name="depth"/> deep, read these
-        /// panels from column <paramref name="first"/> on (<see cref="StreamFromPanels"/>): tiles of two vectors, one depth
-        /// block, and whole tiles from there.
+        /// panels from column <paramref name="first"/> on (<see cref="StreamFromPanels"/>): tiles of two vectors, B's whole
+        /// depth, and whole tiles from there.
         /// </summary>
-        public bool Stream(int depth, int width, int first) =>
-            TileColumns == 2 * width && depth == rows && rows <= DepthBlock && (column + first) % TileColumns == 0;
+        public bool Stream(int depth, int width, int first) => TileColumns == 2 * width && depth == rows && (column + first) % TileColumns == 0;
 
-        /// <summary>The first row of the tile from column <paramref name="first"/> (a tile's first) of a single depth block.</summary>
-        public float* TileAt(int first) => data + (long)(column + first) * rows;
-
-        /// <summary>Floats from one tile of a single depth block to the next.</summary>
-        public nint TileStride => (nint)TileColumns * rows;
+        /// <summary>The first row of the tile from column <paramref name="first"/> (a tile's first) in the depth block from row <paramref name="pc"/>, <paramref name="kc"/> deep.</summary>
+        public float* TileAt(int pc, int kc, int first) => data + (long)pc * paddedColumns + (long)(column + first) * kc;
 
         /// <summary>The depth block from row <paramref name="pc"/> (<paramref name="kc"/> deep), from this part's column <paramref name="jc"/> on.</summary>
         public Span<float> Block(int pc, int kc, int jc)

@@ -104,7 +104,9 @@ public static partial class Gemm
     /// whole row: on the Zen 5, eight vectors a step over 784 steps took 1.84-1.87 us from tiles of 32 columns and 3.03-3.10
     /// us from rows of 256 (benchmarks/peer/stream_l2.c); the MLP's predict at batch 1 4.2 -> 2.9 us. The panels are
     /// zero-padded to whole tiles, so every load is whole and only the rows' columns are stored; each column's chain is the
-    /// one <see cref="StreamColumns"/> computes, so the bits are those of B where it lies.
+    /// one <see cref="StreamColumns"/> computes, so the bits are those of B where it lies. A B deeper than a depth block is
+    /// streamed block after block, as its panels lie (one core, 1x1024x4096 326 -> 165 us and 1x4096x4096 2.54 -> 1.19 ms
+    /// against B in place; two cores 1x128x3136, two slices, 8.35 -> 4.33 us).
     /// </summary>
     private static unsafe void StreamFromPanels<TLanes, TVector>(int rows, float* a, int aStep, int aRow, in PackedPanels panels, ref float to, int ldc,
         int k, int n, in Epilogue epilogue, int firstSlot, int slotCount, float* sums, int sumsRow)
@@ -112,15 +114,21 @@ public static partial class Gemm
     {
         int width = TLanes.Count, tiles = (slotCount + 1) / 2, perPass = PanelPassSlots(rows, width), passes = (slotCount + perPass - 1) / perPass;
         var single = new Stage(first: true, last: true);
-        var streamed = new StreamedTiles(aStep, aRow, k, panels.TileStride, sumsRow);
         for (int pass = 0, slot = firstSlot; pass < passes; pass++)
         {
             int slots = Math.Min(2 * (tiles / passes + (pass < tiles % passes ? 1 : 0)), firstSlot + slotCount - slot), column = slot * width;
-            switch (rows)
+            // Depth block after depth block, as the panels lie: each block's sums go on from the last one's, stored and reloaded exactly.
+            for (int pc = 0; pc < k; pc += DepthBlock)
             {
-                case 1: StreamTilePass<TLanes, TVector>(slots, a, aStep, k, panels.TileAt(column), panels.TileStride, sums); break;
-                case 2: StreamTilePassOfRows<TLanes, TVector, Two>(slots, streamed, a, panels.TileAt(column), sums); break;
-                default: StreamTilePassOfRows<TLanes, TVector, Three>(slots, streamed, a, panels.TileAt(column), sums); break;
+                int kc = Math.Min(DepthBlock, k - pc);
+                float* tile = panels.TileAt(pc, kc, column), blockOfA = a + (nint)pc * aStep;
+                var streamed = new StreamedTiles(aStep, aRow, kc, (nint)panels.TileColumns * kc, sumsRow, resume: pc > 0);
+                switch (rows)
+                {
+                    case 1: StreamTilePass<TLanes, TVector>(slots, streamed, blockOfA, tile, sums); break;
+                    case 2: StreamTilePassOfRows<TLanes, TVector, Two>(slots, streamed, blockOfA, tile, sums); break;
+                    default: StreamTilePassOfRows<TLanes, TVector, Three>(slots, streamed, blockOfA, tile, sums); break;
+                }
             }
             FinishEdge<TLanes, TVector>(ref *sums, sumsRow, ref to, ldc, 0, column, rows, Math.Min(slots * width, n - column), single, epilogue);
             slot += slots;
@@ -133,28 +141,35 @@ public static partial class Gemm
     /// </summary>
     private static int PanelPassSlots(int rows, int width) => rows == 1 || width >= Lanes512.Count ? RowPassSlots : 4;
 
-    /// <summary>How a pass from panels steps: A's step along the depth and from row to row, its depth, the tiles' distance, the sums' rows.</summary>
-    private readonly struct StreamedTiles(int aStep, int aRow, int depth, nint tileStride, int sumsRow)
+    /// <summary>
+    /// How a pass from panels steps through one depth block: A's step along the depth and from row to row, the block's depth,
+    /// the tiles' distance, the sums' rows, and whether the sums go on from those of the blocks before.
+    /// </summary>
+    private readonly struct StreamedTiles(int aStep, int aRow, int depth, nint tileStride, int sumsRow, bool resume)
     {
         public readonly int AStep = aStep, ARow = aRow, Depth = depth, SumsRow = sumsRow;
         public readonly nint TileStride = tileStride;
+        public readonly bool Resume = resume;
     }
 
     /// <summary>One pass of a row alone from panels (<see cref="StreamFromPanels"/>): a compiled loop per count of vectors, as <see cref="StreamPass"/>.</summary>
     [MethodImpl(Compiled.Kernel)]
-    private static unsafe void StreamTilePass<TLanes, TVector>(int vectors, float* a, int aStep, int k, float* tile, nint tileStride, float* sums)
+    private static unsafe void StreamTilePass<TLanes, TVector>(int vectors, in StreamedTiles streamed, float* a, float* tile, float* sums)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
+        int aStep = streamed.AStep, k = streamed.Depth;
+        nint tileStride = streamed.TileStride;
+        bool resume = streamed.Resume;
         switch (vectors)
         {
-            case 1: StreamTiles<TLanes, TVector>(1, a, aStep, k, tile, tileStride, sums); break;
-            case 2: StreamTiles<TLanes, TVector>(2, a, aStep, k, tile, tileStride, sums); break;
-            case 3: StreamTiles<TLanes, TVector>(3, a, aStep, k, tile, tileStride, sums); break;
-            case 4: StreamTiles<TLanes, TVector>(4, a, aStep, k, tile, tileStride, sums); break;
-            case 5: StreamTiles<TLanes, TVector>(5, a, aStep, k, tile, tileStride, sums); break;
-            case 6: StreamTiles<TLanes, TVector>(6, a, aStep, k, tile, tileStride, sums); break;
-            case 7: StreamTiles<TLanes, TVector>(7, a, aStep, k, tile, tileStride, sums); break;
-            default: StreamTiles<TLanes, TVector>(8, a, aStep, k, tile, tileStride, sums); break;
+            case 1: StreamTiles<TLanes, TVector>(1, a, aStep, k, tile, tileStride, sums, resume); break;
+            case 2: StreamTiles<TLanes, TVector>(2, a, aStep, k, tile, tileStride, sums, resume); break;
+            case 3: StreamTiles<TLanes, TVector>(3, a, aStep, k, tile, tileStride, sums, resume); break;
+            case 4: StreamTiles<TLanes, TVector>(4, a, aStep, k, tile, tileStride, sums, resume); break;
+            case 5: StreamTiles<TLanes, TVector>(5, a, aStep, k, tile, tileStride, sums, resume); break;
+            case 6: StreamTiles<TLanes, TVector>(6, a, aStep, k, tile, tileStride, sums, resume); break;
+            case 7: StreamTiles<TLanes, TVector>(7, a, aStep, k, tile, tileStride, sums, resume); break;
+            default: StreamTiles<TLanes, TVector>(8, a, aStep, k, tile, tileStride, sums, resume); break;
         }
     }
 
@@ -165,13 +180,15 @@ public static partial class Gemm
     /// inside its multiply-add, which x64 reads from memory, where one shared kernel loaded each vector into a register.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe void StreamTiles<TLanes, TVector>(int vectors, float* a, int aStep, int k, float* tile, nint tileStride, float* sums)
+    private static unsafe void StreamTiles<TLanes, TVector>(int vectors, float* a, int aStep, int k, float* tile, nint tileStride, float* sums, bool resume)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
         int width = TLanes.Count, step = 2 * width;
         float* t1 = tile + tileStride, t2 = t1 + tileStride, t3 = t2 + tileStride; // only those of the pass's vectors are read
-        TVector s0 = TLanes.Zero, s1 = TLanes.Zero, s2 = TLanes.Zero, s3 = TLanes.Zero;
-        TVector s4 = TLanes.Zero, s5 = TLanes.Zero, s6 = TLanes.Zero, s7 = TLanes.Zero;
+        TVector s0 = Resumed<TLanes, TVector>(resume, vectors, 0, sums), s1 = Resumed<TLanes, TVector>(resume, vectors, 1, sums);
+        TVector s2 = Resumed<TLanes, TVector>(resume, vectors, 2, sums), s3 = Resumed<TLanes, TVector>(resume, vectors, 3, sums);
+        TVector s4 = Resumed<TLanes, TVector>(resume, vectors, 4, sums), s5 = Resumed<TLanes, TVector>(resume, vectors, 5, sums);
+        TVector s6 = Resumed<TLanes, TVector>(resume, vectors, 6, sums), s7 = Resumed<TLanes, TVector>(resume, vectors, 7, sums);
         for (nint p = 0, end = (nint)k * step; p < end; p += step, a += aStep)
         {
             TVector x = TLanes.Broadcast(*a);
@@ -218,9 +235,21 @@ public static partial class Gemm
         nint tileStride = streamed.TileStride;
         float* t1 = tile + tileStride, t2 = t1 + tileStride, t3 = t2 + tileStride; // only those of the pass's vectors are read
         float* a1 = a + streamed.ARow, a2 = a1 + streamed.ARow; // only those of the pass's rows are read
-        TVector s0 = TLanes.Zero, s1 = TLanes.Zero, s2 = TLanes.Zero, s3 = TLanes.Zero, s4 = TLanes.Zero, s5 = TLanes.Zero, s6 = TLanes.Zero, s7 = TLanes.Zero;
-        TVector u0 = TLanes.Zero, u1 = TLanes.Zero, u2 = TLanes.Zero, u3 = TLanes.Zero, u4 = TLanes.Zero, u5 = TLanes.Zero, u6 = TLanes.Zero, u7 = TLanes.Zero;
-        TVector w0 = TLanes.Zero, w1 = TLanes.Zero, w2 = TLanes.Zero, w3 = TLanes.Zero, w4 = TLanes.Zero, w5 = TLanes.Zero, w6 = TLanes.Zero, w7 = TLanes.Zero;
+        bool resume = streamed.Resume;
+        float* second = sums + streamed.SumsRow, third = second + streamed.SumsRow;
+        TVector s0 = Resumed<TLanes, TVector>(resume, vectors, 0, sums), s1 = Resumed<TLanes, TVector>(resume, vectors, 1, sums);
+        TVector s2 = Resumed<TLanes, TVector>(resume, vectors, 2, sums), s3 = Resumed<TLanes, TVector>(resume, vectors, 3, sums);
+        TVector s4 = Resumed<TLanes, TVector>(resume, vectors, 4, sums), s5 = Resumed<TLanes, TVector>(resume, vectors, 5, sums);
+        TVector s6 = Resumed<TLanes, TVector>(resume, vectors, 6, sums), s7 = Resumed<TLanes, TVector>(resume, vectors, 7, sums);
+        TVector u0 = Resumed<TLanes, TVector>(resume, vectors, 0, second), u1 = Resumed<TLanes, TVector>(resume, vectors, 1, second);
+        TVector u2 = Resumed<TLanes, TVector>(resume, vectors, 2, second), u3 = Resumed<TLanes, TVector>(resume, vectors, 3, second);
+        TVector u4 = Resumed<TLanes, TVector>(resume, vectors, 4, second), u5 = Resumed<TLanes, TVector>(resume, vectors, 5, second);
+        TVector u6 = Resumed<TLanes, TVector>(resume, vectors, 6, second), u7 = Resumed<TLanes, TVector>(resume, vectors, 7, second);
+        bool three = rows > 2 && resume;
+        TVector w0 = Resumed<TLanes, TVector>(three, vectors, 0, third), w1 = Resumed<TLanes, TVector>(three, vectors, 1, third);
+        TVector w2 = Resumed<TLanes, TVector>(three, vectors, 2, third), w3 = Resumed<TLanes, TVector>(three, vectors, 3, third);
+        TVector w4 = Resumed<TLanes, TVector>(three, vectors, 4, third), w5 = Resumed<TLanes, TVector>(three, vectors, 5, third);
+        TVector w6 = Resumed<TLanes, TVector>(three, vectors, 6, third), w7 = Resumed<TLanes, TVector>(three, vectors, 7, third);
         for (nint p = 0, end = (nint)streamed.Depth * step; p < end; p += step, a += aStep, a1 += aStep, a2 += aStep)
         {
             TVector x = TLanes.Broadcast(*a);
@@ -235,9 +264,18 @@ public static partial class Gemm
             if (vectors > 7) MultiplyRows<TLanes, TVector>(rows, x, y, z, TLanes.Load(ref t3[p + width]), ref s7, ref u7, ref w7);
         }
         StoreEight<TLanes, TVector>(vectors, sums, s0, s1, s2, s3, s4, s5, s6, s7);
-        StoreEight<TLanes, TVector>(vectors, sums + streamed.SumsRow, u0, u1, u2, u3, u4, u5, u6, u7);
-        if (rows > 2) StoreEight<TLanes, TVector>(vectors, sums + 2 * streamed.SumsRow, w0, w1, w2, w3, w4, w5, w6, w7);
+        StoreEight<TLanes, TVector>(vectors, second, u0, u1, u2, u3, u4, u5, u6, u7);
+        if (rows > 2) StoreEight<TLanes, TVector>(vectors, third, w0, w1, w2, w3, w4, w5, w6, w7);
     }
+
+    /// <summary>
+    /// Sum <paramref name="index"/> of a pass's <paramref name="vectors"/> as a depth block starts it: zero, or, where it
+    /// <paramref name="resumes"/> the blocks before, what they stored (<see cref="StoreEight"/>'s layout).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe TVector Resumed<TLanes, TVector>(bool resumes, int vectors, int index, float* sums)
+        where TLanes : struct, ILanes<TVector> where TVector : struct =>
+        resumes && index < vectors ? TLanes.Load(ref sums[index * TLanes.Count]) : TLanes.Zero;
 
     /// <summary>A pass's first <paramref name="vectors"/> sums of up to eight, a vector apart from <paramref name="sums"/> on.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -20,7 +20,8 @@ public class PackedGemmTests
             (2, 20, 128),       // two rows streamed together from the panels
             (3, 784, 256),      // three rows: two passes of eight vectors on AVX-512, four of four on AVX2
             (3, 300, 200),      // three rows in passes of whole tiles, the last vector partial
-            (1, 2100, 64),      // deeper than a depth block: one row streamed from each block's tiles in turn
+            (1, 2100, 300),     // deeper than a depth block: one row streamed from each block's tiles in turn
+            (1, 2100, 64),      // as deep, in one pass over whole rows: B where it lies
             (3, 4500, 100),     // three rows through three depth blocks, the last vector partial
             (5, 17, 33),        // a few rows read in place, the last tile partial
             (12, 500, 100),     // the most such rows, in slices of columns on two cores
@@ -88,11 +89,12 @@ public class PackedGemmTests
 
     [Theory]
     [InlineData(3, 5, 7, false)]       // rows streamed in one vector read B where it lies
-    [InlineData(3, 64, 40, true)]      // rows streamed together in more than one pass read the panels' tiles
+    [InlineData(3, 64, 40, false)]     // and so do three rows in one pass over whole rows
+    [InlineData(3, 64, 100, true)]     // rows streamed together in more than one pass read the panels' tiles
     [InlineData(1, 300, 200, true)]    // so does a row streamed alone
     [InlineData(2, 20, 128, true)]     // and two rows
     [InlineData(1, 784, 256, true)]    // and a row's slices of columns on two cores
-    [InlineData(1, 2100, 64, true)]    // and a row deeper than a depth block, block after block
+    [InlineData(1, 2100, 300, true)]   // and a row deeper than a depth block, block after block
     [InlineData(8, 300, 100, true)]    // a few rows, which read B in place without panels
     [InlineData(128, 784, 256, true)]  // slices of columns, each packing its B
     [InlineData(700, 300, 40, true)]   // blocks of rows

@@ -217,7 +217,7 @@ public static partial class Gemm
         /// panels from column <paramref name="first"/> on (<see cref="StreamFromPanels"/>): tiles of two vectors, B's whole
         /// depth, and whole tiles from there.
         /// </summary>
-        public bool Stream(int depth, int width, int first) => TileColumns == 2 * width && depth == rows && (column + first) % TileColumns == 0;
+        public bool Stream(int depth, int width, int first) => TileColumns == 2 * width && depth == rows && ((column + first) & (TileColumns - 1)) == 0;
 
         /// <summary>The first row of the tile from column <paramref name="first"/> (a tile's first) in the depth block from row <paramref name="pc"/>, <paramref name="kc"/> deep.</summary>
         public float* TileAt(int pc, int kc, int first) => data + (long)pc * paddedColumns + (long)(column + first) * kc;

@@ -18,7 +18,7 @@ public class PackedGemmTests
             (1, 784, 256),      // one row streamed from the panels: two passes on one core, a slice a core on two
             (1, 300, 200),      // passes of whole tiles (8, 6 and 5 vectors on AVX-512), the last vector partial
             (2, 20, 128),       // two rows streamed together from the panels
-            (3, 784, 256),      // three rows: two passes of eight vectors on AVX-512, four of four on AVX2
+            (3, 784, 256),      // three rows: two passes of eight vectors on AVX-512, eight of four on AVX2
             (3, 300, 200),      // three rows in passes of whole tiles, the last vector partial
             (1, 2100, 300),     // deeper than a depth block: one row streamed from each block's tiles in turn
             (1, 2100, 64),      // as deep, in one pass over whole rows: B where it lies

@@ -29,9 +29,9 @@ public class RecurrentTests
 
     /// <summary>
     /// Batches whose steps' recurrent products read the kernel packed once per pass (Gemm.ReadsPanels: more than 12 rows in a
-    /// product, U forward, Uᵀ backward, or one to three streamed), halved or whole, and a recurrent kernel beyond a core's L2 (256 units: 1 MB for an
-    /// LSTM) whose batch halves from 8 samples a core: each sample as computed alone (one row, streamed), and the same bits
-    /// on one core or two.
+    /// product, U forward, Uᵀ backward, or one to three streamed), halved or whole, and a recurrent kernel beyond a core's L2
+    /// (256 units: 1 MB for an LSTM) whose batch halves from 8 samples a core: each sample as computed alone (one row,
+    /// streamed), and the same bits on one core or two.
     /// </summary>
     [Theory]
     [InlineData(RecurrentCell.Lstm, 26, 32, true, true)]    // halves of 13 rows, panels

@@ -121,8 +121,12 @@ public static partial class Gemm
     /// lies, each striding B's rows, and stream the panels' tiles instead (<see cref="StreamFromPanels"/>; one pass reads
     /// whole rows one after another anyway).
     /// </summary>
-    internal static bool ReadsPanels(int m, int k, int n) =>
-        m > FewRows || (m < StreamingRows && StreamPasses(StreamSlots(n, Simd.WidthOf(PathOf(new Matrix(default, k, 1), m, k, n))), m) > 1);
+    internal static bool ReadsPanels(int m, int k, int n)
+    {
+        if (m > FewRows) return true;
+        int slots = StreamSlots(n, Simd.WidthOf(PathOf(new Matrix(default, k, 1), m, k, n)));
+        return m < StreamingRows && StreamStrides(m, slots, slots);
+    }
 
     /// <summary>Whether a product of some count of rows up to <paramref name="rows"/> reads B(k,n) from panels packed ahead (<see cref="ReadsPanels"/>).</summary>
     internal static bool ReadsPanelsUpTo(int rows, int k, int n) => ReadsPanels(rows, k, n) || ReadsPanels(Math.Min(rows, StreamingRows - 1), k, n);
@@ -222,11 +226,11 @@ public static partial class Gemm
         /// <summary>The first row of the tile from column <paramref name="first"/> (a tile's first) in the depth block from row <paramref name="pc"/>, <paramref name="kc"/> deep.</summary>
         public float* TileAt(int pc, int kc, int first) => data + (long)pc * paddedColumns + (long)(column + first) * kc;
 
-        /// <summary>The depth block from row <paramref name="pc"/> (<paramref name="kc"/> deep), from this part's column <paramref name="jc"/> on.</summary>
+        /// <summary>The depth block from row <paramref name="pc"/> (<paramref name="kc"/> deep), from this part's column <paramref name="jc"/> on: its tiles from <see cref="TileAt"/> to the panels' end.</summary>
         public Span<float> Block(int pc, int kc, int jc)
         {
-            long start = (long)pc * paddedColumns + (long)(column + jc) * kc;
-            return new Span<float>(data + start, (int)(length - start));
+            float* start = TileAt(pc, kc, jc);
+            return new Span<float>(start, (int)(length - (start - data)));
         }
     }
 }

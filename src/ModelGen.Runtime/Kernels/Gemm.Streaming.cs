@@ -56,11 +56,8 @@ public static partial class Gemm
         int width = TLanes.Count, rowSums = 9 * width;
         float* sums = stackalloc float[GroupRows * rowSums]; // per row: up to eight whole vectors and the partial or wrapping one
         var single = new Stage(first: true, last: true);
-        // Panels where B in place would be read in strides: more than one pass, or a pass over part of each row. A pass
-        // over whole rows reads them one after another anyway, with less to set up (the residual MLP's 64x64 layers at
-        // batch 1 from panels: 345 against 335 ns).
-        bool fromPanels = b.Panels.Stream(k, width, firstSlot * width)
-            && (b.RowStride > n || slotCount < StreamSlots(n, width) || StreamPasses(slotCount, Math.Min(rows, GroupRows)) > 1);
+        // Panels where B in place would be read in strides (a slice of a wider B's rows, or StreamStrides).
+        bool fromPanels = b.Panels.Stream(k, width, firstSlot * width) && (b.RowStride > n || StreamStrides(rows, slotCount, StreamSlots(n, width)));
         int rowsAtOnce = fromPanels || StreamsTogether(rows, k, slotCount, width) ? GroupRows : 1;
         fixed (float* pa = a.Data, pb = b.Data)
         {
@@ -303,6 +300,15 @@ public static partial class Gemm
 
     /// <summary>Slots of a pass of a row alone, at most: eight accumulators beside the edge's.</summary>
     private const int RowPassSlots = 8;
+
+    /// <summary>
+    /// Whether <paramref name="rows"/> rows streamed over <paramref name="slots"/> of a row's <paramref name="rowSlots"/> would
+    /// read B where it lies in strides: in more than one pass, or in a pass over part of each row. A pass over whole rows
+    /// reads them one after another anyway, with less to set up than panels (the residual MLP's 64x64 layers at batch 1
+    /// from panels: 345 against 335 ns), so only strided rows stream B's panels (<see cref="StreamFromPanels"/>,
+    /// <see cref="ReadsPanels"/>).
+    /// </summary>
+    private static bool StreamStrides(int rows, int slots, int rowSlots) => slots < rowSlots || StreamPasses(slots, Math.Min(rows, GroupRows)) > 1;
 
     /// <summary>Passes over the depth that <paramref name="rows"/> rows streamed together take for <paramref name="slots"/> slots.</summary>
     private static int StreamPasses(int slots, int rows)

@@ -202,7 +202,8 @@ internal static partial class ModelEmitter
                         w.Line($"Recurrent.ForwardBidirectional({node.Workspace("Forward")}, {node.Workspace("Backward")}, {inputs[0]}, {input.StepMask}, " +
                             $"{Plan.View(rnn, "ForwardKernel")}, {Plan.View(rnn, "ForwardRecurrentKernel")}, {Plan.View(rnn, "ForwardBias")}, " +
                             $"{Plan.View(rnn, "BackwardKernel")}, {Plan.View(rnn, "BackwardRecurrentKernel")}, {Plan.View(rnn, "BackwardBias")}, " +
-                            $"{node.Output}, outputWidth: {rnn.Channels}, batch, returnSequences: {Bool(rnn.ReturnSequences)}{ZeroOutputs(rnn)});");
+                            $"{node.Output}, outputWidth: {rnn.Channels}, batch, returnSequences: {Bool(rnn.ReturnSequences)}{ZeroOutputs(rnn)}, " +
+                            $"{PackedArguments(rnn, "Forward")}, {PackedArguments(rnn, "Backward")});");
                         break;
                     }
                     // Keras' initial_state and return_state: named state arguments.
@@ -212,7 +213,8 @@ internal static partial class ModelEmitter
                     foreach (var state in node.States) states.Add($"{(state.Spec.Axis == 0 ? "finalState" : "finalCell")}: {state.Output}");
                     string stateArguments = string.Concat(states.Select(a => ", " + a));
                     w.Line($"Recurrent.Forward({node.Workspace("")}, {inputs[0]}, {input.StepMask}, {Plan.View(rnn, "Kernel")}, {Plan.View(rnn, "RecurrentKernel")}, {Plan.View(rnn, "Bias")}, " +
-                        $"{node.Output}, outputWidth: {rnn.Channels}, outputOffset: 0, batch, returnSequences: {Bool(rnn.ReturnSequences)}, reverse: false{stateArguments});");
+                        $"{node.Output}, outputWidth: {rnn.Channels}, outputOffset: 0, batch, returnSequences: {Bool(rnn.ReturnSequences)}, reverse: false{stateArguments}, " +
+                        $"{PackedArguments(rnn, "")});");
                     break;
                 }
                 case NodeKind.Layer when node.Is(LayerKind.MultiHeadAttention) && PartRows is not null:
@@ -334,11 +336,37 @@ internal static partial class ModelEmitter
         $"Gemm.Multiply({input}, {Plan.View(layer, "Kernel")}, {output}, {rows}, {depth}, {layer.Channels}{Epilogue(layer)}" +
         (inference && layer.Kind == LayerKind.Dense ? $", packedB: {PackedKernel(layer)}" : "") + ");";
 
-    /// <summary>The field that holds a dense layer's kernel packed by ForInference: null but in such a copy.</summary>
-    private static string PackedKernel(LayerSpec layer) => "packed" + Plan.View(layer, "Kernel");
+    /// <summary>Which kinds of layers' kernels <paramref name="packed"/> holds: "dense", "recurrent" or "dense and recurrent".</summary>
+    private static string PackedKinds(List<PackedWeight> packed) =>
+        string.Join(" and ", packed.Select(k => k.Layer.Kind == LayerKind.Dense ? "dense" : "recurrent").Distinct().OrderBy(kind => kind, StringComparer.Ordinal));
 
-    /// <summary>Each dense layer the passes apply, once however many times it is called.</summary>
-    private static List<LayerSpec> DenseLayers(Plan plan) => plan.Nodes.Where(n => n.Is(LayerKind.Dense)).Select(n => n.Layer!).Distinct().ToList();
+    /// <summary>A recurrent direction's kernels as an inference copy packed them (null in a model that trains): packedKernel: packedLstmKernel, ...</summary>
+    private static string PackedArguments(LayerSpec rnn, string direction) =>
+        $"packed{direction}Kernel: {PackedKernel(rnn, direction + "Kernel")}, packed{direction}RecurrentKernel: {PackedKernel(rnn, direction + "RecurrentKernel")}";
+
+    /// <summary>The field that holds a kernel packed by ForInference (<see cref="PackedKernels"/>): null but in such a copy.</summary>
+    private static string PackedKernel(LayerSpec layer, string kernel = "Kernel") => "packed" + Plan.View(layer, kernel);
+
+    /// <summary>A kernel ForInference packs once: its layer's weight tensor, read by the products as B of these rows and columns.</summary>
+    private sealed record PackedWeight(LayerSpec Layer, string Kernel, int Rows, int Columns)
+    {
+        public string Field => PackedKernel(Layer, Kernel);
+    }
+
+    /// <summary>
+    /// The kernels ForInference packs, once however many times their layer is called: each dense layer's, and each recurrent
+    /// direction's input and recurrent kernels (every step reads the latter; Recurrent.Forward otherwise packs both a call).
+    /// </summary>
+    private static List<PackedWeight> PackedKernels(Plan plan) => plan.Nodes
+        .Where(n => n.Is(LayerKind.Dense) || n.Is(LayerKind.LSTM) || n.Is(LayerKind.GRU)).Select(n => n.Layer!).Distinct()
+        .SelectMany(layer => layer.Kind == LayerKind.Dense
+            ? new[] { new PackedWeight(layer, "Kernel", layer.InputSize, layer.Channels) }
+            : layer.Directions.SelectMany(direction => new[]
+            {
+                new PackedWeight(layer, direction + "Kernel", layer.InputShape[layer.InputShape.Count - 1], layer.GateWidth),
+                new PackedWeight(layer, direction + "RecurrentKernel", layer.Units, layer.GateWidth),
+            }))
+        .ToList();
 
     /// <summary>
     /// Two dense layers in a row at inference: the first's output goes to the second only, through nothing but dropouts (the

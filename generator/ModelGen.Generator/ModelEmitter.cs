@@ -120,11 +120,11 @@ internal static partial class ModelEmitter
             foreach (var output in plan.Outputs) w.Line($"private readonly AlignedBuffer {output.Targets};");
             w.Line("private readonly AlignedBuffer lastOutputs;");
         }
-        var dense = DenseLayers(plan);
-        if (dense.Count > 0)
+        var packed = PackedKernels(plan);
+        if (packed.Count > 0)
         {
-            w.Line("// Dense kernels packed once for the matrix kernel, in a copy that ForInference makes; null in a model that trains.");
-            w.Line($"private PackedMatrix? {string.Join(", ", dense.Select(PackedKernel))};");
+            w.Line($"// {Plan.Capitalized(PackedKinds(packed))} kernels packed once for the matrix kernel, in a copy that ForInference makes; null in a model that trains.");
+            w.Line($"private PackedMatrix? {string.Join(", ", packed.Select(k => k.Field))};");
         }
         if (plan.Nodes.Any(n => n.IsDropout)) w.Line("private SeededRandom dropoutRandom;");
         var keyed = plan.KeyedDropouts.ToList();
@@ -473,18 +473,19 @@ internal static partial class ModelEmitter
     }
 
     /// <summary>
-    /// ForInference: a copy of the model with this model's weights, its dense kernels packed once; only an InferenceCopy holds
+    /// ForInference: a copy of the model with this model's weights, its dense and recurrent kernels packed once; only an InferenceCopy holds
     /// it, so no one can change the weights under the packed kernels.
     /// </summary>
     private static void EmitForInference(CodeWriter w, Plan plan)
     {
-        var dense = DenseLayers(plan);
-        w.Line("/// <summary>A copy of this model for inference only, its dense kernels packed once; it does not follow later changes to this model.</summary>");
+        var packed = PackedKernels(plan);
+        string kinds = packed.Count > 0 ? $"its {PackedKinds(packed)} kernels packed once" : "nothing to pack";
+        w.Line($"/// <summary>A copy of this model for inference only, {kinds}; it does not follow later changes to this model.</summary>");
         w.Open("public IPredictor ForInference()");
         w.Line($"var copy = new {plan.Model.ClassName}(MaxBatchSize, forTraining: false);");
         w.Line("parameters.Span.CopyTo(copy.parameters.Span);");
-        foreach (var layer in dense) w.Line($"copy.{PackedKernel(layer)} = Gemm.Pack(copy.{Plan.View(layer, "Kernel")}, {layer.InputSize}, {layer.Channels});");
-        w.Line($"return new InferenceCopy({string.Join(", ", dense.Select(l => $"copy.{PackedKernel(l)}").Prepend("copy"))});");
+        foreach (var kernel in packed) w.Line($"copy.{kernel.Field} = Gemm.Pack(copy.{Plan.View(kernel.Layer, kernel.Kernel)}, {kernel.Rows}, {kernel.Columns});");
+        w.Line($"return new InferenceCopy({string.Join(", ", packed.Select(k => $"copy.{k.Field}").Prepend("copy"))});");
         w.Close();
     }
 

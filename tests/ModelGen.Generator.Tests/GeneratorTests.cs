@@ -420,6 +420,14 @@ public class GeneratorTests
         Assert.Contains("bothOutput, outputWidth: 12, batch,", forward);
         Assert.Contains("Recurrent.Backward(lstmWorkspace, lstmGradient, outputWidth: 4, outputOffset: 0, LstmKernel,", code);
         Assert.Contains("Recurrent.BackwardBidirectional(bothForwardWorkspace, bothBackwardWorkspace, bothGradient, outputWidth: 12,", code);
+        // An inference copy packs each direction's two kernels once (the fields are null in a model that trains) and hands them in.
+        Assert.Contains("reverse: false, packedKernel: packedLstmKernel, packedRecurrentKernel: packedLstmRecurrentKernel);", forward);
+        Assert.Contains("packedForwardKernel: packedBothForwardKernel, packedForwardRecurrentKernel: packedBothForwardRecurrentKernel, " +
+            "packedBackwardKernel: packedBothBackwardKernel, packedBackwardRecurrentKernel: packedBothBackwardRecurrentKernel);", forward);
+        Assert.Contains("copy.packedLstmRecurrentKernel = Gemm.Pack(copy.LstmRecurrentKernel, 4, 16);", code);
+        Assert.Contains("copy.packedBothBackwardKernel = Gemm.Pack(copy.BothBackwardKernel, 4, 18);", code);
+        Assert.Contains("return new InferenceCopy(copy, copy.packedLstmKernel, copy.packedLstmRecurrentKernel, copy.packedBothForwardKernel, " +
+            "copy.packedBothForwardRecurrentKernel, copy.packedBothBackwardKernel, copy.packedBothBackwardRecurrentKernel, copy.packedHeadKernel);", code);
     }
 
     [Fact]

@@ -88,6 +88,53 @@ public class RecurrentTests
         }
     }
 
+    /// <summary>
+    /// Kernels packed ahead (an inference copy's, Gemm.Pack) give the bits the pass gets packing them itself, at one, three,
+    /// four and sixteen samples (steps streamed from panels, in place, halves), on every SIMD path; and they are what the
+    /// products read: an input kernel packed from other values gives those values' bits (24 steps: rows enough for panels at
+    /// every batch), a recurrent kernel packed from other values gives theirs wherever the steps read panels
+    /// (Gemm.ReadsPanels) and changes nothing where they read the recurrent kernel in place.
+    /// </summary>
+    [Theory]
+    [InlineData(RecurrentCell.Lstm, 64)]
+    [InlineData(RecurrentCell.Gru, 64)]
+    [InlineData(RecurrentCell.Lstm, 32)]
+    public void Kernels_packed_ahead_give_the_same_bits_and_are_the_ones_read(RecurrentCell cell, int units)
+    {
+        var layer = new Layer(cell, reverse: true, returnSequences: true, seed: 90 + units + (int)cell, batch: 16, units);
+        var other = new Layer(cell, reverse: true, returnSequences: true, seed: 95 + units + (int)cell, batch: 16, units);
+        int gates = layer.RecurrentKernel.Length / units;
+        var readPanels = new HashSet<bool>();
+        foreach (var path in Enum.GetValues<SimdPath>())
+        {
+            using var _ = KernelSettings.OnSimd(path);
+            var (kernel, recurrentKernel) = (Gemm.Pack(layer.Kernel, Features, gates), Gemm.Pack(layer.RecurrentKernel, units, gates));
+            var (otherKernel, otherRecurrentKernel) = (Gemm.Pack(other.Kernel, Features, gates), Gemm.Pack(other.RecurrentKernel, units, gates));
+            foreach (int batch in new[] { 1, 3, 4, 16 })
+            {
+                var work = layer.Workspace(batch);
+                bool readsPanels = Gemm.ReadsPanels(Recurrent.StepRows(work, batch), units, gates);
+                readPanels.Add(readsPanels);
+                var expected = layer.PredictWith(work, batch);
+                AssertSameBits($"{path}, batch {batch}, packed ahead", expected, layer.PredictWith(work, batch, packedKernel: kernel, packedRecurrentKernel: recurrentKernel));
+                AssertSameBits($"{path}, batch {batch}, another input kernel packed", layer.PredictWith(work, batch, kernel: other.Kernel),
+                    layer.PredictWith(work, batch, packedKernel: otherKernel));
+                AssertSameBits($"{path}, batch {batch}, another recurrent kernel packed", readsPanels ? layer.PredictWith(work, batch, recurrentKernel: other.RecurrentKernel) : expected,
+                    layer.PredictWith(work, batch, packedRecurrentKernel: otherRecurrentKernel));
+            }
+        }
+        Assert.Equal(2, readPanels.Count);
+        var wrong = Assert.Throws<ArgumentException>(() => layer.PredictWith(layer.Workspace(1), 1, packedRecurrentKernel: Gemm.Pack(layer.Kernel, Features, gates)));
+        Assert.Equal("packedRecurrentKernel", wrong.ParamName);
+        Assert.Contains($"the product needs {units}x{gates}", wrong.Message);
+    }
+
+    private static void AssertSameBits(string what, Result expected, Result actual)
+    {
+        Assert.True(expected.Output.SequenceEqual(actual.Output), $"{what}: the outputs differ");
+        Assert.True(expected.FinalState.SequenceEqual(actual.FinalState), $"{what}: the final states differ");
+    }
+
     private static void AssertBatchComputesWhatEachSampleComputesAlone(Layer layer)
     {
         var whole = layer.RunBatch(layer.Workspace(layer.Batch));
@@ -193,6 +240,36 @@ public class RecurrentTests
     }
 
     /// <summary>
+    /// Both directions' kernels packed ahead (an inference copy's): the bits of the call that packs them itself, on one core or
+    /// two, at one sample (every product reading panels: 64 units) and at eight; and each direction reads its own: handed
+    /// the other direction's kernels packed, a sample alone gets what the call given the kernels swapped computes.
+    /// </summary>
+    [Theory]
+    [InlineData(RecurrentCell.Lstm)]
+    [InlineData(RecurrentCell.Gru)]
+    public void Both_directions_read_their_own_kernels_packed_ahead(RecurrentCell cell)
+    {
+        foreach (int batch in new[] { 1, Batch })
+        {
+            var layer = new TwoDirections(cell, returnSequences: true, seed: 100 + (int)cell + batch, batch, units: 64);
+            float[] Both(Layer? forwardKernels = null, Layer? backwardKernels = null, PackedMatrix?[]? packed = null)
+            {
+                var output = new float[layer.OutputLength];
+                layer.ForwardInOneCall(layer.Forward.Workspace(batch), layer.Backward.Workspace(batch), output, forwardKernels, backwardKernels, packed);
+                return output;
+            }
+            var expected = Both();
+            var packed = TwoDirections.Packed(layer.Forward, layer.Backward);
+            Assert.Equal(expected, KernelSettings.OnThreads(2, () => Both(packed: packed)));
+            Assert.Equal(expected, KernelSettings.OnThreads(1, () => Both(packed: packed)));
+            if (batch != 1) continue;
+            var swapped = Both(layer.Backward, layer.Forward);
+            Assert.NotEqual(expected, swapped);
+            Assert.Equal(swapped, Both(packed: TwoDirections.Packed(layer.Backward, layer.Forward)));
+        }
+    }
+
+    /// <summary>
     /// Backward through both directions in one call (Recurrent.BackwardBidirectional), after the forward pass in one: the same
     /// bits as two Backward calls after two Forward calls (the backward direction's input gradient added to the forward one's,
     /// itself added to what the tensor held or not), on one core or two, at batch 2 and at batch 8 (split samples in turn).
@@ -244,26 +321,45 @@ public class RecurrentTests
     /// Two layers as a Bidirectional layer's directions (the backward one's weights drawn from the next seed but ten) over the
     /// forward one's first <paramref name="batch"/> samples, with its masks; outputs side by side, a row of both per step or sample.
     /// </summary>
-    private sealed class TwoDirections(RecurrentCell cell, bool returnSequences, int seed, int batch)
+    private sealed class TwoDirections(RecurrentCell cell, bool returnSequences, int seed, int batch, int units = Units)
     {
-        public readonly Layer Forward = new(cell, reverse: false, returnSequences, seed), Backward = new(cell, reverse: true, returnSequences, seed + 10);
+        public readonly Layer Forward = new(cell, reverse: false, returnSequences, seed, units: units), Backward = new(cell, reverse: true, returnSequences, seed + 10, units: units);
         public float[] Input => Forward.Input.AsSpan(0, batch * Steps * Features).ToArray();
         public float[] Mask => Forward.Mask.AsSpan(0, batch * Steps).ToArray();
-        public int Width => 2 * Units;
+        public int Width => 2 * units;
         public int OutputLength => batch * (returnSequences ? Steps : 1) * Width;
 
         /// <summary>The two directions one after the other, as the generated code called them before ForwardBidirectional.</summary>
         public void ForwardInTurn(RecurrentWorkspace forwardWork, RecurrentWorkspace backwardWork, float[] output)
         {
             var (input, mask) = (Input, Mask);
-            foreach (var (layer, work, offset) in new[] { (Forward, forwardWork, 0), (Backward, backwardWork, Units) })
+            foreach (var (layer, work, offset) in new[] { (Forward, forwardWork, 0), (Backward, backwardWork, units) })
                 Recurrent.Forward(work, input, mask, layer.Kernel, layer.RecurrentKernel, layer.Bias, output, Width, offset, batch, returnSequences, layer.Reverse,
                     zeroOutputForMask: returnSequences);
         }
 
-        public void ForwardInOneCall(RecurrentWorkspace forwardWork, RecurrentWorkspace backwardWork, float[] output) =>
-            Recurrent.ForwardBidirectional(forwardWork, backwardWork, Input, Mask, Forward.Kernel, Forward.RecurrentKernel, Forward.Bias,
-                Backward.Kernel, Backward.RecurrentKernel, Backward.Bias, output, Width, batch, returnSequences, zeroOutputForMask: returnSequences);
+        /// <summary>
+        /// Both directions in one call: each with its own biases and the kernels of <paramref name="forwardKernels"/> and
+        /// <paramref name="backwardKernels"/> (its own unless given), and the four kernels packed ahead where given (forward's
+        /// kernel and recurrent kernel, then backward's).
+        /// </summary>
+        public void ForwardInOneCall(RecurrentWorkspace forwardWork, RecurrentWorkspace backwardWork, float[] output,
+            Layer? forwardKernels = null, Layer? backwardKernels = null, PackedMatrix?[]? packed = null)
+        {
+            var (f, b) = (forwardKernels ?? Forward, backwardKernels ?? Backward);
+            packed ??= new PackedMatrix?[4];
+            Recurrent.ForwardBidirectional(forwardWork, backwardWork, Input, Mask, f.Kernel, f.RecurrentKernel, Forward.Bias,
+                b.Kernel, b.RecurrentKernel, Backward.Bias, output, Width, batch, returnSequences, zeroOutputForMask: returnSequences,
+                packedForwardKernel: packed[0], packedForwardRecurrentKernel: packed[1], packedBackwardKernel: packed[2], packedBackwardRecurrentKernel: packed[3]);
+        }
+
+        /// <summary>The kernels of <paramref name="forward"/>, then of <paramref name="backward"/>, packed as an inference copy packs them.</summary>
+        public static PackedMatrix?[] Packed(Layer forward, Layer backward) => new[] { forward, backward }
+            .SelectMany(layer => new PackedMatrix?[]
+            {
+                Gemm.Pack(layer.Kernel, Features, layer.Kernel.Length / Features), Gemm.Pack(layer.RecurrentKernel, layer.Units, layer.RecurrentKernel.Length / layer.Units),
+            })
+            .ToArray();
     }
 
     private sealed class Layer
@@ -299,11 +395,23 @@ public class RecurrentTests
         /// <summary>The forward pass alone over the whole batch: its output and final state.</summary>
         public Result Predict(RecurrentWorkspace work) => Forward(work, Batch, Input, Mask, InitialState);
 
-        private Result Forward(RecurrentWorkspace work, int batch, float[] input, float[] mask, float[] initialState)
+        /// <summary>
+        /// The forward pass alone over the first <paramref name="batch"/> samples, with other kernels where given and with
+        /// kernels packed ahead where given (an inference copy's).
+        /// </summary>
+        public Result PredictWith(RecurrentWorkspace work, int batch, float[]? kernel = null, float[]? recurrentKernel = null,
+            PackedMatrix? packedKernel = null, PackedMatrix? packedRecurrentKernel = null) =>
+            Forward(work, batch, Input, Mask, InitialState, kernel ?? Kernel, recurrentKernel ?? RecurrentKernel, packedKernel, packedRecurrentKernel);
+
+        private Result Forward(RecurrentWorkspace work, int batch, float[] input, float[] mask, float[] initialState) =>
+            Forward(work, batch, input, mask, initialState, Kernel, RecurrentKernel, null, null);
+
+        private Result Forward(RecurrentWorkspace work, int batch, float[] input, float[] mask, float[] initialState, float[] kernel, float[] recurrentKernel,
+            PackedMatrix? packedKernel, PackedMatrix? packedRecurrentKernel)
         {
             var result = new Result(batch, Units, OutputWidth, Kernel.Length, RecurrentKernel.Length, Bias.Length);
-            Recurrent.Forward(work, input, mask, Kernel, RecurrentKernel, Bias, result.Output, Units, 0, batch, ReturnSequences, Reverse, ZeroOutputForMask,
-                initialState: initialState, finalState: result.FinalState);
+            Recurrent.Forward(work, input, mask, kernel, recurrentKernel, Bias, result.Output, Units, 0, batch, ReturnSequences, Reverse, ZeroOutputForMask,
+                initialState: initialState, finalState: result.FinalState, packedKernel: packedKernel, packedRecurrentKernel: packedRecurrentKernel);
             return result;
         }
 

@@ -4,8 +4,8 @@ using ModelGen.Training;
 namespace ModelGen.Tests;
 
 /// <summary>
-/// ForInference: a copy whose dense kernels are packed once predicts what the model predicts, bit for bit, at every batch,
-/// and keeps predicting it after the model it came from changes.
+/// ForInference: a copy whose dense and recurrent kernels are packed once predicts what the model predicts, bit for bit, at
+/// every batch, and keeps predicting it after the model it came from changes.
 /// </summary>
 public class InferenceCopyTests
 {
@@ -26,6 +26,7 @@ public class InferenceCopyTests
         nameof(RectifiedBlocks),    // the same, each normalization's ReLU taken too, written in the normalization's block
         nameof(SeparableBlocks),    // depthwise and pointwise convolutions applying their BatchNormalization (and its ReLU)
         nameof(UpsampledBranches),  // upsamplings read in their place, a branch between one and its convolution
+        nameof(WideRecurrentStack), // recurrent kernels packed once: a few samples stream their tiles, more read panels
     };
 
     private static IModel Create(string name) => name switch
@@ -43,6 +44,7 @@ public class InferenceCopyTests
         nameof(RectifiedBlocks) => new RectifiedBlocks(Capacity, seed: 11),
         nameof(SeparableBlocks) => new SeparableBlocks(Capacity, seed: 12),
         nameof(UpsampledBranches) => new UpsampledBranches(Capacity, seed: 13),
+        nameof(WideRecurrentStack) => new WideRecurrentStack(Capacity, seed: 14),
         _ => throw new ArgumentException(name),
     };
 
@@ -112,6 +114,15 @@ public class InferenceCopyTests
         Assert.Equal((784 * 256 + 256 * 128 + 128 * 16) * sizeof(float), copy.PackedBytes);
         var inputs = Inputs(model, 150, seed: 14); // three chunks of the capacity
         Assert.Equal(model.Predict(inputs.AsSpan()), copy.Predict(inputs.AsSpan()));
+    }
+
+    [Fact]
+    public void A_recurrent_copy_packs_every_directions_kernels_and_the_dense_ones()
+    {
+        var copy = Assert.IsType<InferenceCopy>(new WideRecurrentStack(Capacity, seed: 22).ForInference());
+        // Each LSTM direction's 20x256 input and 64x256 recurrent kernel, the GRU's 128x192 and 64x192 (whole tiles of columns
+        // on every SIMD path), the head's 64x10 padded to 16 columns.
+        Assert.Equal((2 * (20 + 64) * 256 + (128 + 64) * 192 + 64 * 16) * sizeof(float), copy.PackedBytes);
     }
 
     [Fact]

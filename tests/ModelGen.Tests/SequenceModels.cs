@@ -76,6 +76,19 @@ public partial class BidirectionalSequences
     [Dense(1)] public Dense perStep;
 }
 
+/// <summary>
+/// Recurrent layers wide enough that a few samples' steps stream their recurrent kernels' tiles (256 and 192 gates), on
+/// real-valued steps: an inference copy packs both kernels of every direction once (InferenceCopyTests).
+/// </summary>
+[Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
+public partial class WideRecurrentStack
+{
+    [Input(12, 20)] public Input steps;
+    [LSTM(64, ReturnSequences = true, Bidirectional = true)] public LSTM encoder;
+    [GRU(64)] public GRU summary;
+    [Dense(10, Activation.Softmax)] public Dense classes;
+}
+
 /// <summary>Keras-sized text models for the parameter counts.</summary>
 [Sequential(Loss = Loss.BinaryCrossentropy)]
 public partial class TextLstm

@@ -109,7 +109,7 @@ public static partial class Gemm
     }
 
     /// <summary>Throws unless <paramref name="packed"/> is none or B(k,n) packed.</summary>
-    private static void CheckPacked(PackedMatrix? packed, int k, int n, string name)
+    internal static void CheckPacked(PackedMatrix? packed, int k, int n, string name)
     {
         if (packed is not null && (packed.Rows != k || packed.Columns != n))
             throw new ArgumentException($"Packed B is {packed.Rows}x{packed.Columns}, the product needs {k}x{n}.", name);

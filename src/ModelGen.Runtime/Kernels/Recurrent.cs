@@ -98,7 +98,7 @@ public sealed class RecurrentWorkspace : IWorkspace
     /// the kernel in place would take more than one pass, streaming their tiles (on the Zen 5, predicting one sample in fresh
     /// processes in turns: the 64-unit LSTM 20.9 -> 17.1 us, the GRU 12.5 -> 11.1, the BiLSTM 21.1 -> 17.1). None for a
     /// workspace whose batches never read them: handed panels, products of 4 to 12 rows lost (the 64-unit LSTM at batch 4
-    /// 1.12x the time).
+    /// 1.12x the time). Unused where the pass is handed U packed ahead (an inference copy's, Recurrent.Forward).
     /// </summary>
     internal RepackedPanels? RecurrentPanels { get; }
 
@@ -124,14 +124,20 @@ public static class Recurrent
     /// <paramref name="returnSequences"/> one per step. An empty <paramref name="mask"/> means every step counts. The state starts
     /// at zero or at <paramref name="initialState"/> (and <paramref name="initialCell"/>, an LSTM's c), Keras' initial_state; the final
     /// state is also written to <paramref name="finalState"/> and <paramref name="finalCell"/> when given, Keras' return_state.
+    /// An inference copy (ForInference), whose weights never change, hands both kernels packed once
+    /// (<paramref name="packedKernel"/>, <paramref name="packedRecurrentKernel"/>: Gemm.Pack of the same values), which each
+    /// call otherwise packs again where its products read panels; the bits are the same either way.
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
     public static unsafe void Forward(RecurrentWorkspace work, ReadOnlySpan<float> input, ReadOnlySpan<float> mask,
         ReadOnlySpan<float> kernel, ReadOnlySpan<float> recurrentKernel, ReadOnlySpan<float> bias,
         Span<float> output, int outputWidth, int outputOffset, int batch, bool returnSequences, bool reverse, bool zeroOutputForMask = false,
-        ReadOnlySpan<float> initialState = default, ReadOnlySpan<float> initialCell = default, Span<float> finalState = default, Span<float> finalCell = default)
+        ReadOnlySpan<float> initialState = default, ReadOnlySpan<float> initialCell = default, Span<float> finalState = default, Span<float> finalCell = default,
+        PackedMatrix? packedKernel = null, PackedMatrix? packedRecurrentKernel = null)
     {
         int steps = work.Steps, features = work.Features, units = work.Units, gates = work.GateWidth;
+        Gemm.CheckPacked(packedKernel, features, gates, nameof(packedKernel));
+        Gemm.CheckPacked(packedRecurrentKernel, units, gates, nameof(packedRecurrentKernel));
         ToTimeMajor(input, work.Inputs, batch, steps, features, reverse);
         for (int p = 0; p < steps; p++)
         {
@@ -139,14 +145,14 @@ public static class Recurrent
             for (int b = 0; b < batch; b++) work.Mask[p * batch + b] = mask.IsEmpty ? 1f : mask[b * steps + t];
         }
         // x·W + b for every step at once; a GRU's bias holds the input bias, then the recurrent one.
-        Gemm.Multiply(work.Inputs, kernel, work.Projected, steps * batch, features, gates, bias.Slice(0, gates));
+        Gemm.Multiply(work.Inputs, kernel, work.Projected, steps * batch, features, gates, bias.Slice(0, gates), packedB: packedKernel);
 
         var states = work.States.Span;
         Start(states.Slice(0, batch * units), initialState);
         if (work.Cell == RecurrentCell.Lstm) Start(work.Cells.AsSpan(0, batch * units), initialCell);
         var recurrence = new Recurrence(work, recurrentKernel, batch, reverse, zeroOutputForMask)
         {
-            Panels = work.PanelsForPass(recurrentKernel, units, gates, batch),
+            Panels = packedRecurrentKernel ?? work.PanelsForPass(recurrentKernel, units, gates, batch),
             RecurrentBias = work.Cell == RecurrentCell.Gru ? bias.Slice(gates, gates) : default,
             Sequence = returnSequences ? output : default, OutputWidth = outputWidth, OutputOffset = outputOffset,
         };
@@ -166,18 +172,23 @@ public static class Recurrent
     /// <c>units</c>. Each direction is computed exactly as <see cref="Forward"/> computes it alone, on a core of its own
     /// (<see cref="OverDirections"/>, which has the figures from batch 8). In one process, against the two run one after the
     /// other: 0.50-0.58 of the time at batch 1, from LSTM(8) over 8 steps (3.7 -> 2.1 us) to LSTM(128) over 100 (1.34 -> 0.72
-    /// ms), 0.52 for LSTM(64) over 28 steps at batch 4 and 0.51 for a GRU.
+    /// ms), 0.52 for LSTM(64) over 28 steps at batch 4 and 0.51 for a GRU. An inference copy hands each direction's kernels
+    /// packed once, as to <see cref="Forward"/>.
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
     public static unsafe void ForwardBidirectional(RecurrentWorkspace forwardWork, RecurrentWorkspace backwardWork, ReadOnlySpan<float> input, ReadOnlySpan<float> mask,
         ReadOnlySpan<float> forwardKernel, ReadOnlySpan<float> forwardRecurrentKernel, ReadOnlySpan<float> forwardBias,
         ReadOnlySpan<float> backwardKernel, ReadOnlySpan<float> backwardRecurrentKernel, ReadOnlySpan<float> backwardBias,
-        Span<float> output, int outputWidth, int batch, bool returnSequences, bool zeroOutputForMask = false)
+        Span<float> output, int outputWidth, int batch, bool returnSequences, bool zeroOutputForMask = false,
+        PackedMatrix? packedForwardKernel = null, PackedMatrix? packedForwardRecurrentKernel = null,
+        PackedMatrix? packedBackwardKernel = null, PackedMatrix? packedBackwardRecurrentKernel = null)
     {
         var pass = new Bidirectional
         {
-            Forward = new Direction(forwardWork, forwardKernel, forwardRecurrentKernel, forwardBias, default, default, default, reverse: false),
-            Backward = new Direction(backwardWork, backwardKernel, backwardRecurrentKernel, backwardBias, default, default, default, reverse: true),
+            Forward = new Direction(forwardWork, forwardKernel, forwardRecurrentKernel, forwardBias, default, default, default, reverse: false,
+                packedForwardKernel, packedForwardRecurrentKernel),
+            Backward = new Direction(backwardWork, backwardKernel, backwardRecurrentKernel, backwardBias, default, default, default, reverse: true,
+                packedBackwardKernel, packedBackwardRecurrentKernel),
             Input = input, Mask = mask, Output = output, OutputWidth = outputWidth, Batch = batch, ReturnSequences = returnSequences,
             ZeroOutputForMask = zeroOutputForMask,
         };
@@ -215,12 +226,17 @@ public static class Recurrent
         ToBatchMajor(backwardWork.TimeMajorGradient, inputGradient, batch, backwardWork.Steps, backwardWork.Features, reverse: true, accumulate: true);
     }
 
-    /// <summary>One direction of a Bidirectional layer: its workspace, its weights (and their gradients, backward), its units' place in each output row.</summary>
+    /// <summary>
+    /// One direction of a Bidirectional layer: its workspace, its weights (and their gradients, backward; an inference copy's
+    /// packed kernels, forward), its units' place in each output row.
+    /// </summary>
     private readonly ref struct Direction(RecurrentWorkspace work, ReadOnlySpan<float> kernel, ReadOnlySpan<float> recurrentKernel, ReadOnlySpan<float> bias,
-        Span<float> kernelGradient, Span<float> recurrentKernelGradient, Span<float> biasGradient, bool reverse)
+        Span<float> kernelGradient, Span<float> recurrentKernelGradient, Span<float> biasGradient, bool reverse,
+        PackedMatrix? packedKernel = null, PackedMatrix? packedRecurrentKernel = null)
     {
         public readonly RecurrentWorkspace Work = work;
         public readonly ReadOnlySpan<float> Kernel = kernel, RecurrentKernel = recurrentKernel, Bias = bias;
+        public readonly PackedMatrix? PackedKernel = packedKernel, PackedRecurrentKernel = packedRecurrentKernel;
         public readonly Span<float> KernelGradient = kernelGradient, RecurrentKernelGradient = recurrentKernelGradient, BiasGradient = biasGradient;
         public readonly bool Reverse = reverse;
         /// <summary>The backward direction's units follow the forward one's.</summary>
@@ -258,7 +274,7 @@ public static class Recurrent
         ref var pass = ref Unsafe.AsRef<Bidirectional>(state);
         var d = pass[index];
         Forward(d.Work, pass.Input, pass.Mask, d.Kernel, d.RecurrentKernel, d.Bias, pass.Output, pass.OutputWidth, d.Offset, pass.Batch, pass.ReturnSequences,
-            d.Reverse, pass.ZeroOutputForMask);
+            d.Reverse, pass.ZeroOutputForMask, packedKernel: d.PackedKernel, packedRecurrentKernel: d.PackedRecurrentKernel);
     }
 
     [MethodImpl(Compiled.Driver)]

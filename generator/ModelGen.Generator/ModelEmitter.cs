@@ -422,7 +422,7 @@ internal static partial class ModelEmitter
             var layer = node.Layer;
             foreach (var direction in layer.Directions)
             {
-                w.Line($"{node.Workspace(direction)} = buffers.Workspace(new RecurrentWorkspace(RecurrentCell.{(layer.Kind == LayerKind.LSTM ? "Lstm" : "Gru")}, maxBatchSize, steps: {layer.InputShape[0]}, features: {layer.InputShape[1]}, units: {layer.Units}, buffers.ForTraining));");
+                w.Line($"{node.Workspace(direction)} = buffers.Workspace(new RecurrentWorkspace(RecurrentCell.{(layer.Kind == LayerKind.LSTM ? "Lstm" : "Gru")}, maxBatchSize, steps: {layer.InputShape[0]}, features: {layer.InputShape[1]}, units: {layer.Units}, buffers.ForTraining, recurrentKernelPackedAhead: !buffers.ForTraining));");
             }
         }
         if (node.Is(LayerKind.MultiHeadAttention))

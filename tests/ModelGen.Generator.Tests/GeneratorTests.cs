@@ -425,6 +425,7 @@ public class GeneratorTests
         Assert.Contains("packedForwardKernel: packedBothForwardKernel, packedForwardRecurrentKernel: packedBothForwardRecurrentKernel, " +
             "packedBackwardKernel: packedBothBackwardKernel, packedBackwardRecurrentKernel: packedBothBackwardRecurrentKernel);", forward);
         Assert.Contains("copy.packedLstmRecurrentKernel = Gemm.Pack(copy.LstmRecurrentKernel, 4, 16);", code);
+        Assert.Contains("units: 4, buffers.ForTraining, recurrentKernelPackedAhead: !buffers.ForTraining));", code);
         Assert.Contains("copy.packedBothBackwardKernel = Gemm.Pack(copy.BothBackwardKernel, 4, 18);", code);
         Assert.Contains("return new InferenceCopy(copy, copy.packedLstmKernel, copy.packedLstmRecurrentKernel, copy.packedBothForwardKernel, " +
             "copy.packedBothForwardRecurrentKernel, copy.packedBothBackwardKernel, copy.packedBothBackwardRecurrentKernel, copy.packedHeadKernel);", code);

@@ -129,6 +129,27 @@ public class RecurrentTests
         Assert.Contains($"the product needs {units}x{gates}", wrong.Message);
     }
 
+    /// <summary>
+    /// A workspace told that its recurrent kernel comes packed ahead (an inference copy's) has no room to pack it into and is
+    /// that much smaller; handed the packed kernel, it predicts the bits of one that packs it itself. One for training keeps
+    /// room for Uᵀ, which its backward pass packs.
+    /// </summary>
+    [Fact]
+    public void A_workspace_handed_its_recurrent_kernel_packed_has_no_room_to_pack_it()
+    {
+        const int units = 64, gates = 4 * units;
+        var layer = new Layer(RecurrentCell.Lstm, reverse: false, returnSequences: false, seed: 120, batch: 3, units);
+        var packing = layer.Workspace(3, forTraining: false);
+        var packedAhead = new RecurrentWorkspace(RecurrentCell.Lstm, 3, Steps, Features, units, forTraining: false, recurrentKernelPackedAhead: true);
+        Assert.NotNull(packing.PanelsForPass(layer.RecurrentKernel, units, gates, 3));
+        Assert.Null(packedAhead.RecurrentPanels);
+        Assert.Equal(packing.Bytes - Gemm.PanelFloatsOnAnyPath(units, gates) * sizeof(float), packedAhead.Bytes);
+        Assert.NotNull(new RecurrentWorkspace(RecurrentCell.Lstm, 3, Steps, Features, units, forTraining: true, recurrentKernelPackedAhead: true).RecurrentPanels);
+        var packed = Gemm.Pack(layer.RecurrentKernel, units, gates);
+        foreach (int batch in new[] { 1, 3 })
+            AssertSameBits($"batch {batch}", layer.PredictWith(packing, batch), layer.PredictWith(packedAhead, batch, packedRecurrentKernel: packed));
+    }
+
     private static void AssertSameBits(string what, Result expected, Result actual)
     {
         Assert.True(expected.Output.SequenceEqual(actual.Output), $"{what}: the outputs differ");

@@ -157,10 +157,12 @@ public class InferenceCopyTests
     public void Recurrent_and_attention_copies_keep_no_gradients_in_their_workspaces()
     {
         // LSTM 4 units, then Dense 3: a buffer each (shared by liveness, each would start a cache line a sample: 32 floats
-        // against 7). The workspace: what the forward pass writes, none of backward's gradients.
+        // against 7). The workspace: what the forward pass writes, none of backward's gradients, and no room to pack the
+        // recurrent kernel into (the copy packed it once: 512 bytes of panels at this capacity, whose 64 rows read them).
         var lstm = new LstmClassifier(Capacity, seed: 18);
         var lstmCopy = Assert.IsType<InferenceCopy>(lstm.ForInference());
-        long lstmWorkspace = new RecurrentWorkspace(RecurrentCell.Lstm, Capacity, steps: 5, features: 3, units: 4, forTraining: false).Bytes;
+        long lstmWorkspace = new RecurrentWorkspace(RecurrentCell.Lstm, Capacity, steps: 5, features: 3, units: 4, forTraining: false, recurrentKernelPackedAhead: true).Bytes;
+        Assert.Equal(512, new RecurrentWorkspace(RecurrentCell.Lstm, Capacity, steps: 5, features: 3, units: 4, forTraining: false).Bytes - lstmWorkspace);
         Assert.Equal((LstmClassifier.ParameterCount + Capacity * (4 + 3)) * sizeof(float) + lstmWorkspace + lstmCopy.PackedBytes, lstmCopy.Bytes);
 
         // Attention (5 steps of 4, 2 heads of 3), the residual sum, LayerNormalization, Flatten (its input's floats), Dense 3:

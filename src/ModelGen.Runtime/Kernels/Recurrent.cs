@@ -16,7 +16,12 @@ public enum RecurrentCell { Lstm, Gru }
 /// </summary>
 public sealed class RecurrentWorkspace : IWorkspace
 {
-    public RecurrentWorkspace(RecurrentCell cell, int maxBatchSize, int steps, int features, int units, bool forTraining)
+    /// <param name="recurrentKernelPackedAhead">
+    /// Whether every forward pass is handed the recurrent kernel packed ahead (an inference copy's, Recurrent.Forward's
+    /// packedRecurrentKernel): then the workspace has no room to pack it into for a pass (a training one still has room
+    /// for Uᵀ, backward).
+    /// </param>
+    public RecurrentWorkspace(RecurrentCell cell, int maxBatchSize, int steps, int features, int units, bool forTraining, bool recurrentKernelPackedAhead = false)
     {
         Cell = cell;
         ForTraining = forTraining;
@@ -41,10 +46,12 @@ public sealed class RecurrentWorkspace : IWorkspace
         CellGradient = arrays.TrainingFloats(maxBatchSize * units);
         TimeMajorGradient = arrays.TrainingFloats(rows * features);
         TransposedRecurrentKernel = arrays.TrainingFloats(units * GateWidth);
-        // Only where some batch's step products read panels (ReadsPanels: many rows, or a few streamed) is there room for them.
-        int panelFloats = Math.Max(Gemm.PanelFloatsOnAnyPath(units, GateWidth), forTraining ? Gemm.PanelFloatsOnAnyPath(GateWidth, units) : 0);
-        bool readsPanels = Gemm.ReadsPanelsUpTo(maxBatchSize, units, GateWidth) || (forTraining && Gemm.ReadsPanelsUpTo(maxBatchSize, GateWidth, units));
-        RecurrentPanels = readsPanels ? new RepackedPanels(arrays.Floats(panelFloats)) : null;
+        // Only where some batch's step products read panels (ReadsPanels: many rows, or a few streamed) that a pass packs, U
+        // forward unless it comes packed, Uᵀ backward, is there room for them.
+        bool packsU = !recurrentKernelPackedAhead && Gemm.ReadsPanelsUpTo(maxBatchSize, units, GateWidth);
+        bool packsTransposed = forTraining && Gemm.ReadsPanelsUpTo(maxBatchSize, GateWidth, units);
+        int panelFloats = Math.Max(packsU ? Gemm.PanelFloatsOnAnyPath(units, GateWidth) : 0, packsTransposed ? Gemm.PanelFloatsOnAnyPath(GateWidth, units) : 0);
+        RecurrentPanels = packsU || packsTransposed ? new RepackedPanels(arrays.Floats(panelFloats)) : null;
         Bytes = arrays.Bytes;
     }
 

@@ -473,8 +473,8 @@ internal static partial class ModelEmitter
     }
 
     /// <summary>
-    /// ForInference: a copy of the model with this model's weights, its dense and recurrent kernels packed once; only an InferenceCopy holds
-    /// it, so no one can change the weights under the packed kernels.
+    /// ForInference: a copy of the model with this model's weights, its dense and recurrent kernels packed once; only an
+    /// InferenceCopy holds it, so no one can change the weights under the packed kernels.
     /// </summary>
     private static void EmitForInference(CodeWriter w, Plan plan)
     {

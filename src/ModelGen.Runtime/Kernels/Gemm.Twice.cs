@@ -11,9 +11,10 @@ public static partial class Gemm
     /// <summary>
     /// H(m,n1) = A·B1 (+ bias1, optional ReLU), then C(m,n2) = H·B2 (+ bias2, optional ReLU): two dense layers in a row, H
     /// kept for whoever else reads it. At a few rows (batch-1 inference) with a first layer worth sharing, the cores take
-    /// slices of B1's columns (streamed from <paramref name="packedB1"/>'s tiles where given) and each goes straight on to the
-    /// rows of B2 that its slice of H feeds, into a partial C of its own; the partials are added in slice order at the end. Two products instead cost two hand-offs, and the second
-    /// waits for both halves of H and reads the one the other core wrote (the MLP's 784-256-128 at batch 1: medians 6.1 -> 5.7 us).
+    /// slices of B1's columns (streamed from <paramref name="packedB1"/>'s tiles where given) and each goes straight on to
+    /// the rows of B2 that its slice of H feeds, into a partial C of its own; the partials are added in slice order at the
+    /// end. Two products instead cost two hand-offs, and the second waits for both halves of H and reads the one the other
+    /// core wrote (the MLP's 784-256-128 at batch 1: medians 6.1 -> 5.7 us).
     /// H is the same bit for bit as <see cref="Multiply"/> computes it; C sums its depth in slices, so it may differ from two
     /// <see cref="Multiply"/> calls in the last bits. The slices follow the shape alone, so C is the same on one thread or two.
     /// At many rows against weights small enough for each core's L2 (a Transformer's feed-forward pair over its tokens), each

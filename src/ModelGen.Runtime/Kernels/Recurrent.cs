@@ -308,14 +308,15 @@ public static class Recurrent
         int steps = work.Steps, units = work.Units, batch = recurrence.Batch;
         // A GRU's recurrent product goes to these samples' rows of the scratch (an LSTM's goes onto its projected gates).
         var recurrentProduct = work.Cell == RecurrentCell.Gru ? work.Scratch.AsSpan(first * work.GateWidth, count * work.GateWidth) : default;
+        var panels = recurrence.PanelsFor(count); // every step's product has these samples' rows
         for (int p = 0; p < steps; p++)
         {
             int row = p * batch + first, before = (work.StateRow(p, batch) + first) * units, after = (work.StateRow(p + 1, batch) + first) * units;
             var previous = work.States.AsSpan(before, count * units);
             var next = work.States.AsSpan(after, count * units);
             if (work.Cell == RecurrentCell.Lstm)
-                LstmStep(work, row, previous, next, work.Cells.AsSpan(before, count * units), work.Cells.AsSpan(after, count * units), recurrence.RecurrentKernel, recurrence.PanelsFor(count), count);
-            else GruStep(work, row, previous, next, recurrence.RecurrentKernel, recurrence.PanelsFor(count), recurrence.RecurrentBias, recurrentProduct, count);
+                LstmStep(work, row, previous, next, work.Cells.AsSpan(before, count * units), work.Cells.AsSpan(after, count * units), recurrence.RecurrentKernel, panels, count);
+            else GruStep(work, row, previous, next, recurrence.RecurrentKernel, panels, recurrence.RecurrentBias, recurrentProduct, count);
 
             if (recurrence.Sequence.IsEmpty) continue;
             int t = recurrence.Reverse ? steps - 1 - p : p;
@@ -532,6 +533,7 @@ public static class Recurrent
         var dc = work.CellGradient.AsSpan(first * units, count * units);
         var tanhCells = lstm ? work.Scratch.AsSpan(first * units, count * units) : default; // these samples' rows of the scratch
         var recurrentGradients = lstm ? work.InputGradients : work.RecurrentGradients;
+        var panels = recurrence.PanelsFor(count); // every step's product has these samples' rows
         for (int p = steps - 1; p >= 0; p--)
         {
             int row = p * batch + first;
@@ -551,7 +553,7 @@ public static class Recurrent
             // The step left in dh the gradient of h_{p-1} that bypasses the recurrent kernel (all of it where the step was
             // masked and the state carried over); the recurrent product adds the rest (zero rows for masked samples).
             Gemm.Multiply(recurrentGradients.AsSpan(row * gates, count * gates), recurrence.RecurrentKernel, dh, count, gates, units, accumulate: true,
-                packedB: recurrence.PanelsFor(count));
+                packedB: panels);
         }
     }
 

@@ -5,7 +5,7 @@ using ModelGen.Training;
 
 /// <summary>
 /// A whole model at a batch: inference as the model runs it, inference through <see cref="IModel.ForInference"/>'s copy
-/// (dense kernels packed once, no training buffers), and one Adam step.
+/// (kernels packed once, no training buffers), and one Adam step.
 /// </summary>
 [MemoryDiagnoser]
 public abstract class ModelBenchmarks

@@ -23,7 +23,7 @@ public static class PeerHarness
         float[] Labels(int batch) => Enumerable.Range(0, batch).Select(i => (float)(i % 10)).ToArray();
         float[] Tokens(int count) => Enumerable.Range(0, count).Select(_ => (float)random.NextInt(1000)).ToArray();
         float[] Words(int count) => Enumerable.Range(0, count).Select(_ => (float)random.NextInt(5000)).ToArray();
-        // Inference through the copy ForInference makes (dense kernels packed once), as the peer takes the fastest of its
+        // Inference through the copy ForInference makes (kernels packed once), as the peer takes the fastest of its
         // eager, traced and frozen models.
         Action Predict(IModel model, int inputs, int batch, Func<int, float[]>? make = null)
         {

@@ -336,9 +336,13 @@ internal static partial class ModelEmitter
         $"Gemm.Multiply({input}, {Plan.View(layer, "Kernel")}, {output}, {rows}, {depth}, {layer.Channels}{Epilogue(layer)}" +
         (inference && layer.Kind == LayerKind.Dense ? $", packedB: {PackedKernel(layer)}" : "") + ");";
 
-    /// <summary>Which kinds of layers' kernels <paramref name="packed"/> holds: "dense", "recurrent" or "dense and recurrent".</summary>
-    private static string PackedKinds(List<PackedWeight> packed) =>
-        string.Join(" and ", packed.Select(k => k.Layer.Kind == LayerKind.Dense ? "dense" : "recurrent").Distinct().OrderBy(kind => kind, StringComparer.Ordinal));
+    /// <summary>Which kinds of layers' kernels <paramref name="packed"/> holds, as a list: "dense", "dense and recurrent", "convolution, dense and recurrent".</summary>
+    private static string PackedKinds(List<PackedWeight> packed)
+    {
+        var kinds = packed.Select(k => k.Layer.Kind switch { LayerKind.Dense => "dense", LayerKind.Conv2D => "convolution", _ => "recurrent" })
+            .Distinct().OrderBy(kind => kind, StringComparer.Ordinal).ToList();
+        return kinds.Count == 1 ? kinds[0] : string.Join(", ", kinds.Take(kinds.Count - 1)) + " and " + kinds[kinds.Count - 1];
+    }
 
     /// <summary>A recurrent direction's kernels as an inference copy packed them (null in a model that trains): packedKernel: packedLstmKernel, ...</summary>
     private static string PackedArguments(LayerSpec rnn, string direction) =>
@@ -347,26 +351,45 @@ internal static partial class ModelEmitter
     /// <summary>The field that holds a kernel packed by ForInference (<see cref="PackedKernels"/>): null but in such a copy.</summary>
     private static string PackedKernel(LayerSpec layer, string kernel = "Kernel") => "packed" + Plan.View(layer, kernel);
 
-    /// <summary>A kernel ForInference packs once: its layer's weight tensor, read by the products as B of these rows and columns.</summary>
-    private sealed record PackedWeight(LayerSpec Layer, string Kernel, int Rows, int Columns)
+    /// <summary>
+    /// A kernel ForInference packs once: its layer's weight tensor, read by the products as B of these rows and columns. A
+    /// convolution's (<paramref name="Window"/>, and <paramref name="Pool"/> where a max pooling reads it in one call) is
+    /// packed only where its route multiplies patches (Convolution.PackKernel), and is null elsewhere.
+    /// </summary>
+    private sealed record PackedWeight(LayerSpec Layer, string Kernel, int Rows, int Columns, string? Window = null, string? Pool = null)
     {
         public string Field => PackedKernel(Layer, Kernel);
+
+        /// <summary>The call that packs the kernel from <paramref name="view"/>, its values.</summary>
+        public string Packing(string view) => Window is null
+            ? $"Gemm.Pack({view}, {Rows}, {Columns})"
+            : $"Convolution.PackKernel({view}, {Window}, {Columns}{(Pool is null ? "" : ", " + Pool)})";
     }
 
     /// <summary>
-    /// The kernels ForInference packs, once however many times their layer is called: each dense layer's, and each recurrent
-    /// direction's input and recurrent kernels (every step reads the latter; Recurrent.Forward otherwise packs both a call).
+    /// The kernels ForInference packs, once however many times their layer is called: each dense layer's, each recurrent
+    /// direction's input and recurrent kernels (every step reads the latter; Recurrent.Forward otherwise packs both a call),
+    /// and each Conv2D's that its route multiplies patches by (judged at its first call, as a product packs it otherwise).
     /// </summary>
     private static List<PackedWeight> PackedKernels(Plan plan) => plan.Nodes
-        .Where(n => n.Is(LayerKind.Dense) || n.Is(LayerKind.LSTM) || n.Is(LayerKind.GRU)).Select(n => n.Layer!).Distinct()
-        .SelectMany(layer => layer.Kind == LayerKind.Dense
-            ? new[] { new PackedWeight(layer, "Kernel", layer.InputSize, layer.Channels) }
-            : layer.Directions.SelectMany(direction => new[]
-            {
-                new PackedWeight(layer, direction + "Kernel", layer.InputShape[layer.InputShape.Count - 1], layer.GateWidth),
-                new PackedWeight(layer, direction + "RecurrentKernel", layer.Units, layer.GateWidth),
-            }))
+        .Where(n => n.Is(LayerKind.Dense) || n.Is(LayerKind.LSTM) || n.Is(LayerKind.GRU) || n.Is(LayerKind.Conv2D))
+        .GroupBy(n => n.Layer!).SelectMany(calls => KernelsOf(calls.Key, calls.First(), plan))
         .ToList();
+
+    private static IEnumerable<PackedWeight> KernelsOf(LayerSpec layer, NodePlan firstCall, Plan plan)
+    {
+        if (layer.Kind == LayerKind.Dense) return new[] { new PackedWeight(layer, "Kernel", layer.InputSize, layer.Channels) };
+        if (layer.Kind == LayerKind.Conv2D)
+        {
+            string? pool = plan.PooledConvolutions.TryGetValue(firstCall, out var pooling) ? pooling.Window : null;
+            return new[] { new PackedWeight(layer, "Kernel", layer.KernelHeight * layer.KernelWidth * layer.InputShape[2], layer.Channels, firstCall.Window, pool) };
+        }
+        return layer.Directions.SelectMany(direction => new[]
+        {
+            new PackedWeight(layer, direction + "Kernel", layer.InputShape[layer.InputShape.Count - 1], layer.GateWidth),
+            new PackedWeight(layer, direction + "RecurrentKernel", layer.Units, layer.GateWidth),
+        });
+    }
 
     /// <summary>
     /// Two dense layers in a row at inference: the first's output goes to the second only, through nothing but dropouts (the
@@ -513,7 +536,7 @@ internal static partial class ModelEmitter
             ? $"// {norm.Title}: BatchNormalization, with the batch's statistics after {conv.Title} while training; at inference, with the moving ones, applied by {conv.Title} to its outputs as it computes them{Rectified(norm)}"
             : $"// {norm.Title}: BatchNormalization{moving}, with the moving statistics: after {conv.Title} while training (its output kept for the backward pass), at inference applied by {conv.Title} to its outputs as it computes them{Rectified(norm)}");
         w.Open("if (training)");
-        w.Line(ConvolutionCall(conv, conv.Output, conv.UsesPatches ? "true" : "false"));
+        w.Line(ConvolutionCall(conv, conv.Output, conv.UsesPatches ? "true" : "false", inference: false));
         w.Line(layer.Trainable ? BatchStatisticsForward(norm, conv.Output, rows, channels) : inference);
         w.Close();
         w.Line($"else {atInference}");
@@ -546,7 +569,8 @@ internal static partial class ModelEmitter
     /// A Conv2D's or DepthwiseConv2D's forward call into <paramref name="output"/>, its bias and ReLU in the epilogue, and a
     /// BatchNormalization after them where given (<paramref name="keepPatches"/>: a Conv2D's only).
     /// </summary>
-    private static string ConvolutionCall(NodePlan conv, string output, string keepPatches, string? normalization = null)
+    /// <param name="inference">Whether the call may run at inference, so a Conv2D passes its packed kernel (ForInference).</param>
+    private static string ConvolutionCall(NodePlan conv, string output, string keepPatches, string? normalization = null, bool inference = true)
     {
         var layer = conv.Layer!;
         string normalized = normalization is null ? "" : $", normalization: {normalization}";
@@ -554,7 +578,7 @@ internal static partial class ModelEmitter
             return $"DepthwiseConvolution.Forward({conv.Inputs[0].InferenceName}, {Plan.View(layer, "DepthwiseKernel")}, {(layer.UseBias ? Plan.View(layer, "Bias") : "default")}, {output}, " +
                 $"{conv.Window}, multiplier: {layer.Channels / layer.InputShape[2]}, batch{(layer.Activation == Activation.Relu ? ", relu: true" : "")}{normalized});";
         return $"Convolution.Forward({conv.ValueInput(0).InferenceName}, {conv.PatchesArgument}, {Plan.View(layer, "Kernel")}, {output}, {conv.Window}, {layer.Channels}, batch{Epilogue(layer)}, " +
-            $"keepPatches: {keepPatches}{normalized}{conv.UpsampledValueArguments});";
+            $"keepPatches: {keepPatches}{normalized}{conv.UpsampledValueArguments}{(inference ? $", packedKernel: {PackedKernel(layer)}" : "")});";
     }
 
     /// <summary>A Conv2D and the MaxPooling2D it feeds, in the pooling's block (<see cref="PooledConvolutions"/>).</summary>
@@ -563,7 +587,7 @@ internal static partial class ModelEmitter
         var layer = conv.Layer!;
         w.Line($"{title}, with {conv.Title} in one call: where the direct kernel takes {conv.Title}'s windows, each window's maximum is taken in registers and {conv.Title}'s output never written");
         w.Line($"Convolution.ForwardMaxPooled({conv.Inputs[0].InferenceName}, {conv.PatchesArgument}, {Plan.View(layer, "Kernel")}, {conv.Output}, {pool.Output}, {pool.Winners}, " +
-            $"{conv.Window}, {pool.Window}, {layer.Channels}, batch{Epilogue(layer)}, training: {keepForBackward}{(conv.UsesPatches ? "" : ", keepPatches: false")});");
+            $"{conv.Window}, {pool.Window}, {layer.Channels}, batch{Epilogue(layer)}, training: {keepForBackward}{(conv.UsesPatches ? "" : ", keepPatches: false")}, packedKernel: {PackedKernel(layer)});");
     }
 
     /// <summary>

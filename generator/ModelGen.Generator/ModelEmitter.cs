@@ -123,7 +123,8 @@ internal static partial class ModelEmitter
         var packed = PackedKernels(plan);
         if (packed.Count > 0)
         {
-            w.Line($"// {Plan.Capitalized(PackedKinds(packed))} kernels packed once for the matrix kernel, in a copy that ForInference makes; null in a model that trains.");
+            string convolutions = packed.Any(k => k.Window is not null) ? " (a convolution's where it multiplies patches)" : "";
+            w.Line($"// {Plan.Capitalized(PackedKinds(packed))} kernels packed once for the matrix kernel, in a copy that ForInference makes{convolutions}; null in a model that trains.");
             w.Line($"private PackedMatrix? {string.Join(", ", packed.Select(k => k.Field))};");
         }
         if (plan.Nodes.Any(n => n.IsDropout)) w.Line("private SeededRandom dropoutRandom;");
@@ -473,7 +474,7 @@ internal static partial class ModelEmitter
     }
 
     /// <summary>
-    /// ForInference: a copy of the model with this model's weights, its dense and recurrent kernels packed once; only an
+    /// ForInference: a copy of the model with this model's weights, its kernels packed once (<see cref="PackedKernels"/>); only an
     /// InferenceCopy holds it, so no one can change the weights under the packed kernels.
     /// </summary>
     private static void EmitForInference(CodeWriter w, Plan plan)
@@ -484,7 +485,7 @@ internal static partial class ModelEmitter
         w.Open("public IPredictor ForInference()");
         w.Line($"var copy = new {plan.Model.ClassName}(MaxBatchSize, forTraining: false);");
         w.Line("parameters.Span.CopyTo(copy.parameters.Span);");
-        foreach (var kernel in packed) w.Line($"copy.{kernel.Field} = Gemm.Pack(copy.{Plan.View(kernel.Layer, kernel.Kernel)}, {kernel.Rows}, {kernel.Columns});");
+        foreach (var kernel in packed) w.Line($"copy.{kernel.Field} = {kernel.Packing("copy." + Plan.View(kernel.Layer, kernel.Kernel))};");
         w.Line($"return new InferenceCopy({string.Join(", ", packed.Select(k => $"copy.{k.Field}").Prepend("copy"))});");
         w.Close();
     }

@@ -132,7 +132,8 @@ public class GeneratorTests
         string arguments = ", upsampledRows: 2, upsampledColumns: 3);";
         if (inPlace)
         {
-            Assert.Contains($"Convolution.Forward(widenOutput, default, ImageKernel, imageOutput, imageWindow, {filters}, batch, bias: ImageBias, keepPatches: false{arguments}", forward);
+            Assert.Contains($"Convolution.Forward(widenOutput, default, ImageKernel, imageOutput, imageWindow, {filters}, batch, bias: ImageBias, keepPatches: false, " +
+                "upsampledRows: 2, upsampledColumns: 3, packedKernel: packedImageKernel);", forward);
             Assert.Contains("read by image from widen, each row and pixel repeated, so never written", forward);
             Assert.DoesNotContain("UpSampling.Forward", forward);
             Assert.Contains("upOutput = buffers.Unwritten;", code);
@@ -352,7 +353,7 @@ public class GeneratorTests
     [Fact]
     public void A_conv2d_read_only_by_a_max_pooling_runs_with_it_in_one_call()
     {
-        var (_, forward) = GeneratorHarness.RunAndFindMethod("""
+        var (code, forward) = GeneratorHarness.RunAndFindMethod("""
             using ModelGen;
 
             [Functional]
@@ -388,9 +389,9 @@ public class GeneratorTests
             """, "Forward");
 
         Assert.Contains("// a: Conv2D(4, 3x3, strides 1, valid, relu), (None, 10, 10, 2) -> (None, 8, 8, 4), computed with poolA below\n", forward);
-        Assert.Contains("Convolution.ForwardMaxPooled(x, aPatches, AKernel, aOutput, poolAOutput, poolAWinners, aWindow, poolAWindow, 4, batch, bias: ABias, relu: true, training: training);", forward);
+        Assert.Contains("Convolution.ForwardMaxPooled(x, aPatches, AKernel, aOutput, poolAOutput, poolAWinners, aWindow, poolAWindow, 4, batch, bias: ABias, relu: true, training: training, packedKernel: packedAKernel);", forward);
         // No bias and no activation: nothing in the epilogue.
-        Assert.Contains("Convolution.ForwardMaxPooled(poolAOutput, bPatches, BKernel, bOutput, poolBOutput, poolBWinners, bWindow, poolBWindow, 4, batch, training: training);", forward);
+        Assert.Contains("Convolution.ForwardMaxPooled(poolAOutput, bPatches, BKernel, bOutput, poolBOutput, poolBWinners, bWindow, poolBWindow, 4, batch, training: training, packedKernel: packedBKernel);", forward);
         // tanh comes after the convolution's kernel; twiceRead is read by the average pooling too; returned is a model output.
         Assert.Contains("Activations.Forward(Activation.Tanh, squashedOutput", forward);
         Assert.Contains("Pooling.MaxForward(squashedOutput, poolSquashedOutput", forward);
@@ -398,6 +399,12 @@ public class GeneratorTests
         Assert.Contains("Pooling.MaxForward(returnedOutput, poolReturnedOutput", forward);
         Assert.Equal(2, forward.Split("Convolution.ForwardMaxPooled(").Length - 1);
         Assert.Equal(3, forward.Split("Convolution.Forward(").Length - 1);
+        // An inference copy packs each kernel where its route multiplies patches, which the runtime judges from the windows:
+        // a pooled convolution's with its pooling's too (where the two run in registers, none).
+        Assert.Contains("copy.packedAKernel = Convolution.PackKernel(copy.AKernel, aWindow, 4, poolAWindow);", code);
+        Assert.Contains("copy.packedReturnedKernel = Convolution.PackKernel(copy.ReturnedKernel, returnedWindow, 4);", code);
+        Assert.Contains("// Convolution kernels packed once for the matrix kernel, in a copy that ForInference makes (a convolution's where it multiplies patches); null in a model that trains.", code);
+        Assert.Contains("packedKernel: packedReturnedKernel);", forward);
     }
 
     [Fact]
@@ -487,7 +494,7 @@ public class GeneratorTests
         // does not take: the dense product over the scattered gradient.
         Assert.Contains("Convolution.KernelGradientAtWinners(poolNarrowGradient, poolNarrowWinners, x, NarrowKernelGradient, narrowWindow, poolNarrowWindow, 4, batch);", backward);
         Assert.DoesNotContain("narrowPatches", code);
-        Assert.Contains("Convolution.ForwardMaxPooled(x, default, NarrowKernel, narrowOutput, poolNarrowOutput, poolNarrowWinners, narrowWindow, poolNarrowWindow, 4, batch, bias: NarrowBias, relu: true, training: training, keepPatches: false);", code);
+        Assert.Contains("Convolution.ForwardMaxPooled(x, default, NarrowKernel, narrowOutput, poolNarrowOutput, poolNarrowWinners, narrowWindow, poolNarrowWindow, 4, batch, bias: NarrowBias, relu: true, training: training, keepPatches: false, packedKernel: packedNarrowKernel);", code);
         Assert.DoesNotContain("Pooling.MaxBackward(poolNarrowGradient", backward);
         Assert.Contains("Pooling.MaxBackward(poolSquashedGradient, poolSquashedWinners, squashedGradient", backward);
         Assert.Contains("Convolution.KernelGradient(x, squashedGradient, SquashedKernelGradient, squashedWindow, 5, batch);", backward);
@@ -539,7 +546,7 @@ public class GeneratorTests
         Assert.Contains("// decoded: sigmoid', then kernel (from its input), bias and input (summed in place, no patch gradients) gradients", backward);
         Assert.Contains("// many: tanh', then kernel (from its input), bias and input (through the patches) gradients", backward);
         Assert.DoesNotContain("decodedPatches", code);
-        Assert.Matches(@"Convolution.Forward\(widenOutput, default, DecodedKernel, decodedOutput, decodedWindow, 1, batch[^;]*keepPatches: false\);", code);
+        Assert.Matches(@"Convolution.Forward\(widenOutput, default, DecodedKernel, decodedOutput, decodedWindow, 1, batch[^;]*keepPatches: false, packedKernel: packedDecodedKernel\);", code);
         // Five filters over sixteen channels and sixteen over four, filters in the lanes: from the input too.
         Assert.Contains("Convolution.KernelGradient(widenOutput, manyGradient, ManyKernelGradient, manyWindow, 5, batch);", backward);
         Assert.Contains("Convolution.KernelGradient(x, widenGradient, WidenKernelGradient, widenWindow, 16, batch);", backward);
@@ -679,7 +686,7 @@ public class GeneratorTests
                         Convolution.Forward(image, default, FirstKernel, firstOutput, firstWindow, 8, batch, bias: FirstBias, relu: true, keepPatches: false);
                         BatchNorm.TrainingForward(firstOutput, firstNormOutput, FirstNormGamma, FirstNormBeta, firstNormMean, firstNormVariance, firstNormInverseStd, batch * 36, 8, 0.001f);
                     }
-                    else Convolution.Forward(image, default, FirstKernel, firstNormOutput, firstWindow, 8, batch, bias: FirstBias, relu: true, keepPatches: false, normalization: new BatchNormAtInference(FirstNormGamma, FirstNormBeta, FirstNormMovingMean, FirstNormMovingVariance, 0.001f));
+                    else Convolution.Forward(image, default, FirstKernel, firstNormOutput, firstWindow, 8, batch, bias: FirstBias, relu: true, keepPatches: false, normalization: new BatchNormAtInference(FirstNormGamma, FirstNormBeta, FirstNormMovingMean, FirstNormMovingVariance, 0.001f), packedKernel: packedFirstKernel);
             """.Replace("\r\n", "\n"), code.Replace("\r\n", "\n"));
         Assert.Contains("firstOutput = buffers.TrainingFloats(maxBatchSize * 288); // only while training: at inference the convolution writes 'firstNorm' directly", code);
         // A frozen normalization runs with its moving statistics in both passes, after the convolution while training.
@@ -689,7 +696,7 @@ public class GeneratorTests
                         Convolution.Forward(addOutput, default, FrozenKernel, frozenOutput, frozenWindow, 8, batch, bias: FrozenBias, keepPatches: false);
                         BatchNorm.InferenceForward(frozenOutput, frozenNormOutput, FrozenNormGamma, FrozenNormBeta, FrozenNormMovingMean, FrozenNormMovingVariance, batch * 36, 8, 0.01f);
                     }
-                    else Convolution.Forward(addOutput, default, FrozenKernel, frozenNormOutput, frozenWindow, 8, batch, bias: FrozenBias, keepPatches: false, normalization: new BatchNormAtInference(FrozenNormGamma, FrozenNormBeta, FrozenNormMovingMean, FrozenNormMovingVariance, 0.01f));
+                    else Convolution.Forward(addOutput, default, FrozenKernel, frozenNormOutput, frozenWindow, 8, batch, bias: FrozenBias, keepPatches: false, normalization: new BatchNormAtInference(FrozenNormGamma, FrozenNormBeta, FrozenNormMovingMean, FrozenNormMovingVariance, 0.01f), packedKernel: packedFrozenKernel);
             """.Replace("\r\n", "\n"), code.Replace("\r\n", "\n"));
         // Not a sigmoid's (applied after the convolution's call), nor a convolution another layer reads too.
         Assert.Single(code.Split('\n'), line => line.Contains("Convolution.Forward(firstNormOutput, default, CurvedKernel, curvedOutput,"));
@@ -759,7 +766,7 @@ public class GeneratorTests
                         Convolution.Forward(image, default, ConvKernel, convOutput, convWindow, 8, batch, bias: ConvBias, keepPatches: false);
                         BatchNorm.TrainingForward(convOutput, reluOutput, ConvNormGamma, ConvNormBeta, convNormMean, convNormVariance, convNormInverseStd, batch * 36, 8, 0.001f, relu: true);
                     }
-                    else Convolution.Forward(image, default, ConvKernel, reluOutput, convWindow, 8, batch, bias: ConvBias, keepPatches: false, normalization: new BatchNormAtInference(ConvNormGamma, ConvNormBeta, ConvNormMovingMean, ConvNormMovingVariance, 0.001f, relu: true));
+                    else Convolution.Forward(image, default, ConvKernel, reluOutput, convWindow, 8, batch, bias: ConvBias, keepPatches: false, normalization: new BatchNormAtInference(ConvNormGamma, ConvNormBeta, ConvNormMovingMean, ConvNormMovingVariance, 0.001f, relu: true), packedKernel: packedConvKernel);
             """.Replace("\r\n", "\n"), code.Replace("\r\n", "\n"));
         Assert.Contains("// relu: Activation(relu), taken by convNorm's pass above as it wrote this output", code);
         Assert.Contains("convNormOutput = buffers.Unwritten; // its pass writes 'relu', the ReLU taken", code);
@@ -802,7 +809,7 @@ public class GeneratorTests
             }
             """, "Backward");
 
-        Assert.Contains("Convolution.Forward(depthwiseOutput, default, PointwiseKernel, pointwiseOutput, pointwiseWindow, 16, batch, bias: PointwiseBias, relu: true, keepPatches: false);", code);
+        Assert.Contains("Convolution.Forward(depthwiseOutput, default, PointwiseKernel, pointwiseOutput, pointwiseWindow, 16, batch, bias: PointwiseBias, relu: true, keepPatches: false, packedKernel: packedPointwiseKernel);", code);
         Assert.Contains("Gemm.MultiplyTransposedA(depthwiseOutput, pointwiseGradient, PointwiseKernelGradient, pointwiseWindow.PatchSize, batch * pointwiseWindow.Positions, 16);", backward);
         Assert.DoesNotContain("pointwisePatches", code);
         // Its input gradient is one product, as a Dense layer's over every pixel; the patch-gradient scratch is sized for the strided one alone.

@@ -795,6 +795,102 @@ public class ConvolutionTests
         }
     }
 
+    public static TheoryData<int, int, int, int, bool, int, int, int, bool, bool> PackedKernelWindows() => new()
+    {
+        // height, width, channels (3x3 kernels), stride, same, filters, batch, upsampled by (1: not), packed on AVX-512, on the other paths
+        { 13, 13, 32, 1, false, 64, 3, 1, false, true },  // the CNN's conv2 unpooled: direct on AVX-512 (rows of 11), through patches elsewhere
+        { 14, 14, 16, 1, true, 8, 2, 1, true, true },     // the autoencoder's second layer: 144 deep, eight filters
+        { 12, 11, 5, 1, true, 17, 4, 1, true, true },     // odd channels and filters
+        { 5, 5, 256, 1, true, 64, 2, 1, true, true },     // 2304 deep: two depth blocks
+        { 32, 32, 32, 1, true, 32, 1, 1, false, true },   // the ResNet block's: direct on AVX-512
+        { 28, 28, 16, 1, true, 1, 2, 1, false, false },   // one filter: planar on every path
+        { 12, 12, 8, 2, true, 8, 3, 2, true, true },      // an UpSampling2D's input, read upsampled into a scratch
+        { 9, 9, 3, 1, false, 16, 2, 1, false, false },    // 27 deep: direct on every path
+    };
+
+    /// <summary>
+    /// An inference copy's convolution kernel packed ahead (Convolution.PackKernel) is packed exactly where inference
+    /// multiplies patches by it, and there it is what the products read: packed from other values it gives those values'
+    /// bits, packed from the same values the bits of a call that packs it itself, on every SIMD path and thread count. A
+    /// packed kernel of another shape is refused by name.
+    /// </summary>
+    [Theory, MemberData(nameof(PackedKernelWindows))]
+    public void A_kernel_packed_ahead_is_read_where_inference_multiplies_patches(int height, int width, int channels, int stride, bool same,
+        int filters, int batch, int upsampledBy, bool packedOnAvx512, bool packedElsewhere)
+    {
+        var window = new Window(height, width, channels, 3, 3, stride, stride, same);
+        var image = Uniform(batch * height / upsampledBy * width / upsampledBy * channels, 41);
+        var weights = Uniform(window.PatchSize * filters, 42);
+        var others = Uniform(window.PatchSize * filters, 43);
+        var bias = Uniform(filters, 44);
+        float[] Convolve(float[] kernelValues, PackedMatrix? packed, int threads)
+        {
+            var output = new float[batch * window.Positions * filters];
+            KernelSettings.OnThreads(threads, () => Convolution.Forward(image, default, kernelValues, output, window, filters, batch, bias, relu: true, keepPatches: false,
+                upsampledRows: upsampledBy, upsampledColumns: upsampledBy, packedKernel: packed));
+            return output;
+        }
+        foreach (var path in Enum.GetValues<SimdPath>())
+        {
+            using var _ = KernelSettings.OnSimd(path);
+            var packed = Convolution.PackKernel(weights, window, filters);
+            Assert.Equal(path == SimdPath.Avx512 ? packedOnAvx512 : packedElsewhere, packed is not null);
+            if (packed is null) continue;
+            Assert.Equal((window.PatchSize, filters), (packed.Rows, packed.Columns));
+            var otherPacked = Convolution.PackKernel(others, window, filters);
+            foreach (int threads in new[] { 1, 2 })
+            {
+                var (expected, other) = (Convolve(weights, null, threads), Convolve(others, null, threads));
+                Assert.NotEqual(expected, other);
+                var (ahead, fromOthers) = (Convolve(weights, packed, threads), Convolve(weights, otherPacked, threads));
+                for (int i = 0; i < expected.Length; i++)
+                {
+                    AssertSameBits(expected[i], ahead[i], $"{path}, {threads} threads: output {i}, the kernel packed ahead");
+                    AssertSameBits(other[i], fromOthers[i], $"{path}, {threads} threads: output {i}, other values packed");
+                }
+            }
+        }
+        var wrong = Assert.Throws<ArgumentException>(() => Convolve(weights, Gemm.Pack(new float[window.PatchSize * (filters + 1)], window.PatchSize, filters + 1), 1));
+        Assert.Equal("packedKernel", wrong.ParamName);
+    }
+
+    /// <summary>
+    /// A convolution a max pooling reads in one call (Convolution.ForwardMaxPooled) gets a kernel packed ahead only where the
+    /// two are not taken in registers together, and then reads it as Convolution.Forward does.
+    /// </summary>
+    [Theory]
+    [InlineData(13, 32, 3, false, 64, 2, true)]   // the small CNN's conv2 + pool2: in registers on AVX-512, through patches and pooled after elsewhere
+    [InlineData(8, 64, 3, true, 64, 2, true)]     // rows of 8: unpooled through patches everywhere, pooled in registers on AVX-512
+    [InlineData(10, 16, 3, true, 8, 3, false)]    // a 3x3 pooling: never in registers
+    public void A_pooled_convolution_reads_its_packed_kernel_where_it_multiplies_patches(int size, int channels, int kernel, bool same, int filters, int batch, bool twoByTwo)
+    {
+        var window = new Window(size, size, channels, kernel, kernel, 1, 1, same);
+        var pool = twoByTwo
+            ? new Window(window.OutputHeight, window.OutputWidth, filters, 2, 2, 2, 2, Same: false)
+            : new Window(window.OutputHeight, window.OutputWidth, filters, 3, 3, 2, 2, Same: true);
+        var image = Uniform(batch * size * size * channels, 45);
+        var (weights, others, bias) = (Uniform(window.PatchSize * filters, 46), Uniform(window.PatchSize * filters, 47), Uniform(filters, 48));
+        float[] Pooled(float[] kernelValues, PackedMatrix? packed)
+        {
+            var pooled = new float[batch * pool.Positions * filters];
+            Convolution.ForwardMaxPooled(image, default, kernelValues, new float[batch * window.Positions * filters], pooled, default, window, pool, filters, batch,
+                bias, relu: true, training: false, packedKernel: packed);
+            return pooled;
+        }
+        foreach (var path in Enum.GetValues<SimdPath>())
+        {
+            using var _ = KernelSettings.OnSimd(path);
+            var packed = Convolution.PackKernel(others, window, filters, pool);
+            Assert.Equal(!(twoByTwo && path == SimdPath.Avx512), packed is not null);
+            if (packed is null) continue;
+            var expected = Pooled(others, null);
+            var actual = Pooled(weights, packed);
+            for (int i = 0; i < expected.Length; i++) AssertSameBits(expected[i], actual[i], $"{path}: pooled {i}, other values packed");
+        }
+        var wrong = Gemm.Pack(new float[(window.PatchSize + 1) * filters], window.PatchSize + 1, filters);
+        Assert.Equal("packedKernel", Assert.Throws<ArgumentException>(() => Pooled(weights, wrong)).ParamName);
+    }
+
     public static TheoryData<int, int, int, int, bool, int, int, int, int, bool> PooledConvolutions() => new()
     {
         // height, width, channels, kernel (square), same, stride, dilation, filters, batch, pool (2: 2x2 with strides 2; 3: 3x3 with strides 2, 'same')

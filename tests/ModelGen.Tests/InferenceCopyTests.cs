@@ -4,7 +4,7 @@ using ModelGen.Training;
 namespace ModelGen.Tests;
 
 /// <summary>
-/// ForInference: a copy whose dense and recurrent kernels are packed once predicts what the model predicts, bit for bit, at
+/// ForInference: a copy whose dense, recurrent and convolution kernels are packed once predicts what the model predicts, bit for bit, at
 /// every batch, and keeps predicting it after the model it came from changes.
 /// </summary>
 public class InferenceCopyTests
@@ -27,6 +27,7 @@ public class InferenceCopyTests
         nameof(SeparableBlocks),    // depthwise and pointwise convolutions applying their BatchNormalization (and its ReLU)
         nameof(UpsampledBranches),  // upsamplings read in their place, a branch between one and its convolution
         nameof(WideRecurrentStack), // recurrent kernels packed once: a few samples stream their tiles, more read panels
+        nameof(UpsampledDecoder),   // a convolution kernel packed once, multiplied by the patches of an upsampled input
     };
 
     private static IModel Create(string name) => name switch
@@ -45,6 +46,7 @@ public class InferenceCopyTests
         nameof(SeparableBlocks) => new SeparableBlocks(Capacity, seed: 12),
         nameof(UpsampledBranches) => new UpsampledBranches(Capacity, seed: 13),
         nameof(WideRecurrentStack) => new WideRecurrentStack(Capacity, seed: 14),
+        nameof(UpsampledDecoder) => new UpsampledDecoder(Capacity, seed: 15),
         _ => throw new ArgumentException(name),
     };
 
@@ -123,6 +125,15 @@ public class InferenceCopyTests
         // Each LSTM direction's 20x256 input and 64x256 recurrent kernel, the GRU's 128x192 and 64x192 (whole tiles of columns
         // on every SIMD path), the head's 64x10 padded to 16 columns.
         Assert.Equal((2 * (20 + 64) * 256 + (128 + 64) * 192 + 64 * 16) * sizeof(float), copy.PackedBytes);
+    }
+
+    [Fact]
+    public void A_convolutional_copy_packs_the_kernels_it_multiplies_patches_by()
+    {
+        var copy = Assert.IsType<InferenceCopy>(new UpsampledDecoder(Capacity, seed: 23).ForInference());
+        // Only decode's 3x3x6 kernel of 8 filters: its windows go through patches on every SIMD path; widen's 2x2x2 windows
+        // go to the direct kernel and image's one filter to the planar one, which read their kernels where they lie.
+        Assert.Equal(3 * 3 * 6 * 8 * sizeof(float), copy.PackedBytes);
     }
 
     [Fact]

@@ -69,29 +69,32 @@ public static partial class Convolution
     /// direct kernel's epilogue, before they are stored, and on the other routes to each range of output rows as soon as it is
     /// computed, in this core's cache. Where the input is an UpSampling2D's (<paramref name="upsampledRows"/>,
     /// <paramref name="upsampledColumns"/>: the window is the upsampled image's, <paramref name="input"/> the image before),
-    /// the planar route lays its planes out from it; the others read it upsampled into a scratch.
+    /// the planar route lays its planes out from it; the others read it upsampled into a scratch. With
+    /// <paramref name="packedKernel"/> (<see cref="PackKernel"/> of the same values) the route through patches reads the kernel
+    /// packed ahead instead of packing it at every call; the others read <paramref name="kernel"/>. The same bits either way.
     /// </summary>
     [MethodImpl(Compiled.Driver)]
     public static unsafe void Forward(ReadOnlySpan<float> input, Span<float> patches, ReadOnlySpan<float> kernel, Span<float> output,
         in Window window, int filters, int batch, ReadOnlySpan<float> bias = default, bool relu = false, bool keepPatches = true,
-        BatchNormAtInference normalization = default, int upsampledRows = 1, int upsampledColumns = 1)
+        BatchNormAtInference normalization = default, int upsampledRows = 1, int upsampledColumns = 1, PackedMatrix? packedKernel = null)
     {
+        Gemm.CheckPacked(packedKernel, window.PatchSize, filters, nameof(packedKernel));
         var repeats = Repeats.Of(upsampledRows, upsampledColumns, window, "Convolution");
         bool planar = IsPlanar(window, filters);
         if (repeats.Any && (!planar || keepPatches))
         {
             Require(input.Length >= batch * repeats.SampleFloats(window), "Convolution of an upsampled input", window, batch);
             using var upsampled = repeats.Upsample(input, window, batch);
-            Forward(upsampled.Span, patches, kernel, output, window, filters, batch, bias, relu, keepPatches, normalization);
+            Forward(upsampled.Span, patches, kernel, output, window, filters, batch, bias, relu, keepPatches, normalization, packedKernel: packedKernel);
             return;
         }
         using var folded = normalization.FoldFor(filters, "Convolution");
         fixed (float* scaleAndShift = folded.Span, y = output)
         {
             var fold = OutputFold.Of(normalization, y, scaleAndShift, filters);
-            if (!planar && !IsDirect(window, filters, keepPatches))
+            if (MultipliesPatches(window, filters, keepPatches))
             {
-                ForwardThroughPatches(input, patches, kernel, output, window, filters, batch, bias, relu, keepPatches, fold);
+                ForwardThroughPatches(input, patches, kernel, output, window, filters, batch, bias, relu, keepPatches, fold, Gemm.PackedPanels.Of(packedKernel));
                 return;
             }
             if (keepPatches) Im2Col(input, patches, window, batch);
@@ -113,6 +116,21 @@ public static partial class Convolution
             }
         }
     }
+
+    /// <summary>
+    /// A Conv2D's kernel (patch size x <paramref name="filters"/>) packed once for <see cref="Forward"/>'s or
+    /// <see cref="ForwardMaxPooled"/>'s <c>packedKernel</c>, where a pass at inference over <paramref name="window"/> (and
+    /// <paramref name="pool"/>, a max pooling it feeds) multiplies patches by it; null where the direct, planar or pooled
+    /// kernels take it, which read the kernel where it lies. For an inference copy (ForInference), whose weights never change.
+    /// </summary>
+    public static PackedMatrix? PackKernel(ReadOnlySpan<float> kernel, in Window window, int filters, Window? pool = null)
+    {
+        bool pooled = pool is { } p && PoolsInRegisters(window, p, filters, keepPatches: false);
+        return !pooled && MultipliesPatches(window, filters, keepPatches: false) ? Gemm.Pack(kernel, window.PatchSize, filters) : null;
+    }
+
+    /// <summary>Whether <see cref="Forward"/> takes the route through patches (im2col + GEMM), the one that reads a kernel packed ahead.</summary>
+    private static bool MultipliesPatches(in Window window, int filters, bool keepPatches) => !IsPlanar(window, filters) && !IsDirect(window, filters, keepPatches);
 
     /// <summary>
     /// Whether <see cref="Transposed"/> takes the values as the input of a direct convolution (<paramref name="flipped"/>: a

@@ -17,19 +17,21 @@ public static partial class Convolution
     /// <paramref name="pooled"/>). Training keeps what the backward pass reads: the pooling's winners and, unless
     /// <paramref name="keepPatches"/> is false (a kernel gradient that reads the input, as <see cref="KernelGradientAtWinners"/> does),
     /// the patches. Both run the two as one where <see cref="PoolsInRegisters"/>, and then leave <paramref name="convolved"/>
-    /// untouched (the backward pass never reads it: the pooling takes the ReLU's derivative on its own output); elsewhere the two kernels.
+    /// untouched (the backward pass never reads it: the pooling takes the ReLU's derivative on its own output); elsewhere the two
+    /// kernels, the convolution reading <paramref name="packedKernel"/> as <see cref="Forward"/> does.
     /// </summary>
     [MethodImpl(Compiled.Driver)]
     public static unsafe void ForwardMaxPooled(ReadOnlySpan<float> input, Span<float> patches, ReadOnlySpan<float> kernel, Span<float> convolved,
         Span<float> pooled, Span<int> winners, in Window window, in Window pool, int filters, int batch, ReadOnlySpan<float> bias = default,
-        bool relu = false, bool training = false, bool keepPatches = true)
+        bool relu = false, bool training = false, bool keepPatches = true, PackedMatrix? packedKernel = null)
     {
         if (pool.Height != window.OutputHeight || pool.Width != window.OutputWidth || pool.Channels != filters)
             throw new ArgumentException($"Pooled convolution: the pooling reads {pool.Height}x{pool.Width}x{pool.Channels} pixels, the convolution writes {window.OutputHeight}x{window.OutputWidth}x{filters}.");
+        Gemm.CheckPacked(packedKernel, window.PatchSize, filters, nameof(packedKernel));
         bool keeps = training && keepPatches;
         if (!PoolsInRegisters(window, pool, filters, keeps))
         {
-            Forward(input, patches, kernel, convolved, window, filters, batch, bias, relu, keepPatches: keeps);
+            Forward(input, patches, kernel, convolved, window, filters, batch, bias, relu, keepPatches: keeps, packedKernel: packedKernel);
             Pooling.MaxForward(convolved, pooled, winners, pool, batch, keepWinners: training);
             return;
         }

@@ -161,7 +161,7 @@ public static partial class Convolution
     /// </summary>
     [MethodImpl(Compiled.Driver)]
     private static unsafe void ForwardThroughPatches(ReadOnlySpan<float> input, Span<float> patches, ReadOnlySpan<float> kernel, Span<float> output,
-        in Window window, int filters, int batch, ReadOnlySpan<float> bias, bool relu, bool keepPatches, OutputFold fold)
+        in Window window, int filters, int batch, ReadOnlySpan<float> bias, bool relu, bool keepPatches, OutputFold fold, Gemm.PackedPanels packedKernel)
     {
         Require(input.Length >= batch * window.Height * window.Width * window.Channels && (!keepPatches || patches.Length >= batch * window.Positions * window.PatchSize)
             && kernel.Length >= window.PatchSize * filters && output.Length >= batch * window.Positions * filters && (bias.IsEmpty || bias.Length >= filters),
@@ -170,7 +170,7 @@ public static partial class Convolution
         int scratchFloats = keepPatches ? 0 : OutputRowsPerRange(window, batch, floatsPerSample) * window.OutputWidth * window.PatchSize;
         fixed (float* x = input, p = patches, k = kernel, b = bias, y = output)
         {
-            var work = new PatchProduct(new PatchRows(x, p, window, batch), k, bias.IsEmpty ? null : b, y, window, filters, relu, scratchFloats);
+            var work = new PatchProduct(new PatchRows(x, p, window, batch), k, packedKernel, bias.IsEmpty ? null : b, y, window, filters, relu, scratchFloats);
             ForOutputRows(ref work, window, batch, floatsPerSample, fold);
         }
     }
@@ -238,9 +238,10 @@ public static partial class Convolution
     /// <summary>
     /// Output rows [first, first + count) over the batch: their patch rows produced and multiplied by the kernel, into the
     /// whole batch's patches, or with <paramref name="scratchFloats"/> (the largest range's rows) into this thread's scratch.
+    /// Each range's product reads the kernel's panels where it was packed ahead (<paramref name="packedKernel"/>).
     /// </summary>
-    private readonly unsafe struct PatchProduct(PatchRows rows, float* kernel, float* bias, float* output, Window window, int filters, bool relu,
-        int scratchFloats) : IRanges
+    private readonly unsafe struct PatchProduct(PatchRows rows, float* kernel, Gemm.PackedPanels packedKernel, float* bias, float* output, Window window,
+        int filters, bool relu, int scratchFloats) : IRanges
     {
         private readonly PatchRows rows = rows;
 
@@ -252,7 +253,7 @@ public static partial class Convolution
             var from = new PatchRowsFrom(target, firstPatch);
             Gemm.MultiplyProducedRows(new Span<float>(target.Row(firstPatch), patchCount * patch), new ReadOnlySpan<float>(kernel, patch * filters),
                 new Span<float>(output + (long)firstPatch * filters, patchCount * filters), patchCount, patch, filters,
-                new Gemm.RowProducer(&PatchRowsFrom.Produce, &from), bias == null ? default : new ReadOnlySpan<float>(bias, filters), relu);
+                new Gemm.RowProducer(&PatchRowsFrom.Produce, &from), bias == null ? default : new ReadOnlySpan<float>(bias, filters), relu, packedKernel);
         }
 
         /// <summary>

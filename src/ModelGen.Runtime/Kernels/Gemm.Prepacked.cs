@@ -176,7 +176,7 @@ public static partial class Gemm
     /// A <see cref="PackedMatrix"/> as the product's parts see it: a pointer (the panels are pinned), and the column of B at
     /// which this part's columns start. None (default) where a product has no panels or a part must not use them.
     /// </summary>
-    private readonly unsafe struct PackedPanels
+    internal readonly unsafe struct PackedPanels
     {
         private readonly float* data;
         private readonly int length, rows, columns, paddedColumns, column;

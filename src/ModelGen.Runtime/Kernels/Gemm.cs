@@ -87,14 +87,16 @@ public static partial class Gemm
     /// <summary>
     /// C(m,n) = A·B (+ bias, ReLU) where A's rows are written by <paramref name="rows"/> just before they are multiplied, a
     /// block at a time, on the thread that multiplies them: each core builds its rows in its own cache and reads them from
-    /// there, instead of reading what another core wrote (a convolution's patches, Convolution.Forward).
+    /// there, instead of reading what another core wrote (a convolution's patches, Convolution.Forward). With
+    /// <paramref name="packedB"/> (<see cref="PackedPanels.Of"/> of B packed ahead, checked by the caller) a part that would pack
+    /// B reads those panels, as <see cref="Multiply"/> does.
     /// </summary>
     [MethodImpl(Compiled.Driver)]
     internal static void MultiplyProducedRows(Span<float> a, ReadOnlySpan<float> b, Span<float> c, int m, int k, int n, RowProducer rows,
-        ReadOnlySpan<float> bias = default, bool relu = false)
+        ReadOnlySpan<float> bias = default, bool relu = false, PackedPanels packedB = default)
     {
         Check(a.Length >= m * k && b.Length >= k * n && c.Length >= m * n && (bias.IsEmpty || bias.Length >= n), m, k, n);
-        Dispatch(new Matrix(a, k, 1), new Matrix(b, n, 1), c, m, k, n, new Epilogue(bias, relu, false), rows);
+        Dispatch(new Matrix(a, k, 1), new Matrix(b, n, 1, packedB), c, m, k, n, new Epilogue(bias, relu, false), rows);
     }
 
     /// <summary>Writes rows [first, first + count) of a product's A; none for an A that is already there.</summary>

@@ -154,8 +154,9 @@ public class EmbeddingTests
     {
         var random = new Random(batch + steps + outputDim);
         float[] Values(int n) => Enumerable.Range(0, n).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
-        // Sample b ends in b % steps padding ids (id 0), which count where padding is not masked.
-        var ids = Enumerable.Range(0, batch * steps).Select(i => i % steps >= steps - (i / steps) % steps ? 0f : random.Next(inputDim)).ToArray();
+        // Sample b ends in b % steps padding ids (id 0, every other one written -0), which count where padding is not masked:
+        // a sample's counted steps are then a count of its ids, across whole vectors of them and a tail.
+        var ids = Enumerable.Range(0, batch * steps).Select(i => i % steps >= steps - (i / steps) % steps ? (i % 2 == 0 ? 0f : -0f) : random.Next(inputDim)).ToArray();
         var (table, g, start) = (Values(inputDim * outputDim), Values(batch * outputDim), Values(inputDim * outputDim));
         var (lookups, mask, expected) = (new float[batch * steps * outputDim], maskZero ? new float[batch * steps] : Array.Empty<float>(), new float[batch * outputDim]);
         var (stepGradients, expectedGradient) = (new float[lookups.Length], (float[])start.Clone());

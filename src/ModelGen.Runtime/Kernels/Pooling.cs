@@ -271,6 +271,7 @@ public static class Pooling
     {
         public float Weight(long step) => 1f;
         public float* Row(long step) => image + offsets[step];
+        public float Counted(long first, int steps) => steps;
     }
 
     /// <summary>

@@ -295,6 +295,8 @@ public static class SequencePooling
     {
         float Weight(long step);
         float* Row(long step);
+        /// <summary>The weights of steps [<paramref name="first"/>, + <paramref name="steps"/>) summed in order (<see cref="Counted"/>).</summary>
+        float Counted(long first, int steps);
     }
 
     /// <summary>A tensor's own steps (the input, or its gradient), weighted by the mask (null: every step counts once).</summary>
@@ -302,6 +304,7 @@ public static class SequencePooling
     {
         public float Weight(long step) => mask == null ? 1f : mask[step];
         public float* Row(long step) => input + step * features;
+        public float Counted(long first, int steps) => mask == null ? steps : SumInOrder(mask + first, steps);
     }
 
     /// <summary>The rows the ids name in a table (the embeddings, or their gradient); under maskZero, padding (id 0) counts nothing.</summary>
@@ -309,6 +312,8 @@ public static class SequencePooling
     {
         public float Weight(long step) => maskZero && ids[step] == 0f ? 0f : 1f;
         public float* Row(long step) => table + (long)ids[step] * features;
+        // Weights of 0 and 1: their sum is the count of ones in any order, exact below 2^24 steps.
+        public float Counted(long first, int steps) => maskZero ? steps - Zeros(ids + first, steps) : steps;
     }
 
     /// <summary>Each counted step receives the output gradient divided by the number of counted steps (<see cref="Share"/>); masked steps nothing.</summary>
@@ -351,12 +356,29 @@ public static class SequencePooling
 
     /// <summary>
     /// The weights of steps [<paramref name="first"/>, + <paramref name="steps"/>) summed in order: how many of a sample's
-    /// steps count (the mask's weights, or the ids that are not padding).
+    /// steps count (the mask's weights, or the ids that are not padding). Where every weight is 1, or 1 but at padding ids,
+    /// the count itself: a chain of float adds a step was 12% of the bag of words' prediction at batch 32 (200 steps a sample).
     /// </summary>
-    internal static float Counted<TSteps>(in TSteps rows, long first, int steps) where TSteps : unmanaged, IStepRows
+    internal static float Counted<TSteps>(in TSteps rows, long first, int steps) where TSteps : unmanaged, IStepRows => rows.Counted(first, steps);
+
+    /// <summary>The <paramref name="count"/> weights at <paramref name="weights"/> added one by one, in order.</summary>
+    private static unsafe float SumInOrder(float* weights, int count)
     {
-        float counted = 0;
-        for (long step = first; step < first + steps; step++) counted += rows.Weight(step);
-        return counted;
+        float sum = 0;
+        for (int i = 0; i < count; i++) sum += weights[i];
+        return sum;
+    }
+
+    /// <summary>How many of the <paramref name="count"/> ids at <paramref name="ids"/> are 0 (either zero: padding, as Weight tests it).</summary>
+    private static unsafe int Zeros(float* ids, int count)
+    {
+        int zeros = 0, i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            for (; i + Vector256<float>.Count <= count; i += Vector256<float>.Count)
+                zeros += BitOperations.PopCount(Vector256.Equals(Vector256.Load(ids + i), Vector256<float>.Zero).ExtractMostSignificantBits());
+        }
+        for (; i < count; i++) if (ids[i] == 0f) zeros++;
+        return zeros;
     }
 }

@@ -376,6 +376,7 @@ internal static partial class ModelEmitter
         .GroupBy(n => n.Layer!).SelectMany(calls => KernelsOf(calls.Key, calls.First(), plan))
         .ToList();
 
+    /// <summary>The kernels ForInference packs of <paramref name="layer"/> (<see cref="PackedKernels"/>), a convolution's for the route of its first call.</summary>
     private static IEnumerable<PackedWeight> KernelsOf(LayerSpec layer, NodePlan firstCall, Plan plan)
     {
         if (layer.Kind == LayerKind.Dense) return new[] { new PackedWeight(layer, "Kernel", layer.InputSize, layer.Channels) };

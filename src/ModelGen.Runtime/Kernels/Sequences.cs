@@ -152,7 +152,7 @@ public static class EmbeddingKernel
             for (int i = 0; i < count; i++)
             {
                 if (meanOver > 0 && i % meanOver == 0)
-                    SequencePooling.Share(new ReadOnlySpan<float>(gradient + (long)(i / meanOver) * outputDim, outputDim), SequencePooling.Counted(rows, i, meanOver), share.Span);
+                    SequencePooling.Share(new ReadOnlySpan<float>(gradient + (long)(i / meanOver) * outputDim, outputDim), rows.Counted(i, meanOver), share.Span);
                 int id = (int)ids[i];
                 if (id < from || id >= to) continue;
                 var row = new Span<float>(rows.Row(i), outputDim);
@@ -240,7 +240,7 @@ public static class SequencePooling
         for (int b = first; b < first + count; b++)
         {
             long start = (long)b * means.Steps;
-            MeanOfRows<TLanes, TVector, TSteps>(means.Rows, start, start + means.Steps, Counted(means.Rows, start, means.Steps),
+            MeanOfRows<TLanes, TVector, TSteps>(means.Rows, start, start + means.Steps, means.Rows.Counted(start, means.Steps),
                 means.Output + (long)b * means.Features, means.Features);
         }
     }
@@ -295,7 +295,11 @@ public static class SequencePooling
     {
         float Weight(long step);
         float* Row(long step);
-        /// <summary>The weights of steps [<paramref name="first"/>, + <paramref name="steps"/>) summed in order (<see cref="Counted"/>).</summary>
+        /// <summary>
+        /// How much steps [<paramref name="first"/>, + <paramref name="steps"/>) count in a sample's mean: their weights summed in
+        /// order (a mask's), or their count where every weight is 1, or 0 at padding ids, which any order sums to the same float
+        /// below 2^24 steps (a chain of float adds a step was 12% of the bag of words' prediction at batch 32, 200 steps a sample).
+        /// </summary>
         float Counted(long first, int steps);
     }
 
@@ -312,7 +316,6 @@ public static class SequencePooling
     {
         public float Weight(long step) => maskZero && ids[step] == 0f ? 0f : 1f;
         public float* Row(long step) => table + (long)ids[step] * features;
-        // Weights of 0 and 1: their sum is the count of ones in any order, exact below 2^24 steps.
         public float Counted(long first, int steps) => maskZero ? steps - Zeros(ids + first, steps) : steps;
     }
 
@@ -339,7 +342,7 @@ public static class SequencePooling
             for (int b = first; b < first + count; b++)
             {
                 long start = (long)b * steps;
-                Share(new ReadOnlySpan<float>(outputGradient + (long)b * features, features), Counted(gradientRows, start, steps), share.Span);
+                Share(new ReadOnlySpan<float>(outputGradient + (long)b * features, features), gradientRows.Counted(start, steps), share.Span);
                 for (long step = start; step < start + steps; step++)
                     ShortRows.Scaled(share.Span, gradientRows.Weight(step), new Span<float>(gradientRows.Row(step), features), accumulate);
             }
@@ -353,13 +356,6 @@ public static class SequencePooling
     /// </summary>
     internal static void Share(ReadOnlySpan<float> gradient, float counted, Span<float> share) =>
         System.Numerics.Tensors.TensorPrimitives.Divide(gradient, counted, share);
-
-    /// <summary>
-    /// The weights of steps [<paramref name="first"/>, + <paramref name="steps"/>) summed in order: how many of a sample's
-    /// steps count (the mask's weights, or the ids that are not padding). Where every weight is 1, or 1 but at padding ids,
-    /// the count itself: a chain of float adds a step was 12% of the bag of words' prediction at batch 32 (200 steps a sample).
-    /// </summary>
-    internal static float Counted<TSteps>(in TSteps rows, long first, int steps) where TSteps : unmanaged, IStepRows => rows.Counted(first, steps);
 
     /// <summary>The <paramref name="count"/> weights at <paramref name="weights"/> added one by one, in order.</summary>
     private static unsafe float SumInOrder(float* weights, int count)

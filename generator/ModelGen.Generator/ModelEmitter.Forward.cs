@@ -383,7 +383,7 @@ internal static partial class ModelEmitter
         if (layer.Kind == LayerKind.Conv2D)
         {
             string? pool = plan.PooledConvolutions.TryGetValue(firstCall, out var pooling) ? pooling.Window : null;
-            return new[] { new PackedWeight(layer, "Kernel", layer.KernelHeight * layer.KernelWidth * layer.InputShape[2], layer.Channels, firstCall.Window, pool) };
+            return new[] { new PackedWeight(layer, "Kernel", Plan.PatchFloats(layer), layer.Channels, firstCall.Window, pool) };
         }
         return layer.Directions.SelectMany(direction => new[]
         {

@@ -569,7 +569,8 @@ internal static partial class ModelEmitter
         /// </summary>
         public static bool HasFewFilters(LayerSpec conv) => conv.Channels <= Kernels.SharedRules.FewFilters;
 
-        private static int PatchFloats(LayerSpec conv) => conv.KernelHeight * conv.KernelWidth * conv.InputShape[2];
+        /// <summary>Floats of a Conv2D's patch: its kernel's rows (kernel height x width x input channels).</summary>
+        internal static int PatchFloats(LayerSpec conv) => conv.KernelHeight * conv.KernelWidth * conv.InputShape[2];
 
         /// <summary>Pixels of an image tensor (height x width); one for a global pooling's output.</summary>
         private static int Pixels(NodePlan node) => node.Spec.Shape.Count == 3 ? node.Spec.Shape[0] * node.Spec.Shape[1] : 1;

@@ -123,7 +123,7 @@ internal static partial class ModelEmitter
         var packed = PackedKernels(plan);
         if (packed.Count > 0)
         {
-            string convolutions = packed.Any(k => k.Window is not null) ? " (a convolution's where it multiplies patches)" : "";
+            string convolutions = packed.Any(k => k.Layer.Kind == LayerKind.Conv2D) ? " (a convolution's where it multiplies patches)" : "";
             w.Line($"// {Plan.Capitalized(PackedKinds(packed))} kernels packed once for the matrix kernel, in a copy that ForInference makes{convolutions}; null in a model that trains.");
             w.Line($"private PackedMatrix? {string.Join(", ", packed.Select(k => k.Field))};");
         }

@@ -277,6 +277,27 @@ public class GemmTests
     }
 
     /// <summary>
+    /// A product whose rows both cores take in blocks against one copy of a 16 MB B, packed by both into panels written past
+    /// the caches (Gemm.StreamedPanelFloats), computes the bits one thread computes packing B itself, on every path.
+    /// </summary>
+    [Theory, MemberData(nameof(KernelSettings.EveryPath), MemberType = typeof(KernelSettings))]
+    public void Panels_streamed_past_the_caches_give_the_products_of_one_thread(SimdPath path)
+    {
+        const int m = 1024, k = 4096, n = 1024;
+        var random = new Random(22);
+        var a = RandomMatrix(random, m * k);
+        var b = RandomMatrix(random, k * n);
+        var bias = RandomMatrix(random, n);
+        using var _ = KernelSettings.OnSimd(path);
+        var alone = new float[m * n];
+        KernelSettings.OnThreads(1, () => Gemm.Multiply(a, b, alone, m, k, n, bias, relu: true));
+        var shared = new float[m * n];
+        KernelSettings.OnThreads(2, () => Gemm.Multiply(a, b, shared, m, k, n, bias, relu: true));
+        for (int i = 0; i < alone.Length; i++)
+            Assert.True(alone[i].Equals(shared[i]), $"{path}: C[{i / n}, {i % n}] is {shared[i]} on two threads, {alone[i]} on one");
+    }
+
+    /// <summary>
     /// Strided views (attention's heads): A and B each row-major within longer rows or transposed, C's rows longer than n.
     /// Every product matches the reference, accumulates where asked, and leaves the floats between C's rows untouched.
     /// </summary>

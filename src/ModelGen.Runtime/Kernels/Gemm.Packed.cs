@@ -347,10 +347,11 @@ public static partial class Gemm
     /// <summary>
     /// Copies B(pc.., jc..) into panels of <paramref name="tileColumns"/> columns, depth step after depth step,
     /// zero-padded. Reads always run along B's contiguous axis: rows when B is row-major, columns when it is
-    /// stored transposed (the input-gradient product).
+    /// stored transposed (the input-gradient product). Where <paramref name="streamed"/>, whole tiles of a row-major B are
+    /// written past the caches (panels too large to stay in them until they are read).
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
-    private static void PackB<TLanes, TVector>(in Matrix b, int pc, int kc, int jc, int nc, int tileColumns, Span<float> panel)
+    private static void PackB<TLanes, TVector>(in Matrix b, int pc, int kc, int jc, int nc, int tileColumns, Span<float> panel, bool streamed = false)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
         ref float source = ref MemoryMarshal.GetReference(b.Data);
@@ -374,10 +375,12 @@ public static partial class Gemm
                     ref float row = ref Unsafe.Add(ref source, (pc + p) * b.RowStride + jc + jr);
                     if (ahead > 0 && p + ahead < kc) PrefetchRow(ref Unsafe.Add(ref row, ahead * b.RowStride));
                     ref float packed = ref Unsafe.Add(ref target, jr * kc + p * tileColumns);
-                    for (int j = 0; j < tileColumns; j += width) TLanes.Store(ref Unsafe.Add(ref packed, j), TLanes.Load(ref Unsafe.Add(ref row, j)));
+                    if (streamed) for (int j = 0; j < tileColumns; j += width) TLanes.StoreStreamed(ref Unsafe.Add(ref packed, j), TLanes.Load(ref Unsafe.Add(ref row, j)));
+                    else for (int j = 0; j < tileColumns; j += width) TLanes.Store(ref Unsafe.Add(ref packed, j), TLanes.Load(ref Unsafe.Add(ref row, j)));
                 }
             }
         }
+        if (streamed) Simd.FenceStreamedStores();
         for (int jr = wholeColumns; jr < nc; jr += tileColumns)
         {
             int columns = Math.Min(tileColumns, nc - jr);

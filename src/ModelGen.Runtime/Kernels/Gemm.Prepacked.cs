@@ -140,15 +140,16 @@ public static partial class Gemm
     /// <summary>
     /// Packs all of B into <paramref name="panels"/> in the layout <see cref="PackedPanels"/> reads, both cores taking parts
     /// (a depth block's quarter of the columns each): the panels depend only on B, so on any thread count they are the same.
+    /// <paramref name="streamed"/> writes them past the caches (<see cref="PackB"/>).
     /// </summary>
     [MethodImpl(Compiled.Driver)]
-    private static unsafe void PackPanels<TLanes, TVector>(in Matrix b, int k, int n, int tileColumns, Span<float> panels)
+    private static unsafe void PackPanels<TLanes, TVector>(in Matrix b, int k, int n, int tileColumns, Span<float> panels, bool streamed = false)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
         int depthBlocks = (k + DepthBlock - 1) / DepthBlock, partColumns = (PaddedColumns(n, tileColumns) / tileColumns + 3) / 4 * tileColumns;
         fixed (float* pb = b.Data, pp = panels)
         {
-            var job = new PackingJob(new PinnedMatrix(pb, b), PackedPanels.Over(pp, k, n, tileColumns), k, n, tileColumns, partColumns);
+            var job = new PackingJob(new PinnedMatrix(pb, b), PackedPanels.Over(pp, k, n, tileColumns), k, n, tileColumns, partColumns, streamed);
             Helper.For(depthBlocks * job.ColumnParts, &PackPart<TLanes, TVector>, &job);
         }
     }
@@ -160,15 +161,16 @@ public static partial class Gemm
         ref readonly PackingJob job = ref *(PackingJob*)state;
         int pc = index / job.ColumnParts * DepthBlock, jc = index % job.ColumnParts * job.PartColumns;
         int kc = Math.Min(DepthBlock, job.K - pc), nc = Math.Min(job.PartColumns, job.N - jc);
-        PackB<TLanes, TVector>(job.B.From(), pc, kc, jc, nc, job.TileColumns, job.Panels.Block(pc, kc, jc));
+        PackB<TLanes, TVector>(job.B.From(), pc, kc, jc, nc, job.TileColumns, job.Panels.Block(pc, kc, jc), job.Streamed);
     }
 
     /// <summary>B and its panels as pointers, for parts packed on either thread.</summary>
-    private readonly unsafe struct PackingJob(PinnedMatrix b, PackedPanels panels, int k, int n, int tileColumns, int partColumns)
+    private readonly unsafe struct PackingJob(PinnedMatrix b, PackedPanels panels, int k, int n, int tileColumns, int partColumns, bool streamed)
     {
         public readonly PinnedMatrix B = b;
         public readonly PackedPanels Panels = panels;
         public readonly int K = k, N = n, TileColumns = tileColumns, PartColumns = partColumns;
+        public readonly bool Streamed = streamed;
         public int ColumnParts => (N + PartColumns - 1) / PartColumns;
     }
 

@@ -17,6 +17,11 @@ internal interface ILanes<TVector> where TVector : struct
     static abstract TVector Broadcast(float value);
     static abstract TVector Load(ref float source);
     static abstract void Store(ref float destination, TVector value);
+    /// <summary>
+    /// Stores past the caches (a non-temporal store) to <paramref name="destination"/>, aligned to a vector; a plain store
+    /// where the hardware has none. Such stores are weakly ordered: the writer ends its run of them with <see cref="Simd.FenceStreamedStores"/>.
+    /// </summary>
+    static abstract void StoreStreamed(ref float destination, TVector value);
     /// <summary>a * b + c, fused where the hardware has FMA.</summary>
     static abstract TVector MultiplyAdd(TVector a, TVector b, TVector c);
     static abstract TVector Add(TVector a, TVector b);
@@ -95,6 +100,12 @@ internal struct Lanes512 : ILanes<Vector512<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Broadcast(float value) => Vector512.Create(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Load(ref float source) => Vector512.LoadUnsafe(ref source);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(ref float destination, Vector512<float> value) => value.StoreUnsafe(ref destination);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe void StoreStreamed(ref float destination, Vector512<float> value)
+    {
+        if (Avx512F.IsSupported) Avx512F.StoreAlignedNonTemporal((float*)Unsafe.AsPointer(ref destination), value);
+        else value.StoreUnsafe(ref destination);
+    }
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> MultiplyAdd(Vector512<float> a, Vector512<float> b, Vector512<float> c) => Vector512.FusedMultiplyAdd(a, b, c);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Add(Vector512<float> a, Vector512<float> b) => a + b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Subtract(Vector512<float> a, Vector512<float> b) => a - b;
@@ -154,6 +165,12 @@ internal struct Lanes256 : ILanes<Vector256<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Broadcast(float value) => Vector256.Create(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Load(ref float source) => Vector256.LoadUnsafe(ref source);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(ref float destination, Vector256<float> value) => value.StoreUnsafe(ref destination);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe void StoreStreamed(ref float destination, Vector256<float> value)
+    {
+        if (Avx.IsSupported) Avx.StoreAlignedNonTemporal((float*)Unsafe.AsPointer(ref destination), value);
+        else value.StoreUnsafe(ref destination);
+    }
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> MultiplyAdd(Vector256<float> a, Vector256<float> b, Vector256<float> c) => Vector256.FusedMultiplyAdd(a, b, c);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Add(Vector256<float> a, Vector256<float> b) => a + b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Subtract(Vector256<float> a, Vector256<float> b) => a - b;
@@ -260,6 +277,12 @@ internal struct Lanes128 : ILanes<Vector128<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Broadcast(float value) => Vector128.Create(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Load(ref float source) => Vector128.LoadUnsafe(ref source);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(ref float destination, Vector128<float> value) => value.StoreUnsafe(ref destination);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe void StoreStreamed(ref float destination, Vector128<float> value)
+    {
+        if (Sse.IsSupported) Sse.StoreAlignedNonTemporal((float*)Unsafe.AsPointer(ref destination), value);
+        else value.StoreUnsafe(ref destination);
+    }
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> MultiplyAdd(Vector128<float> a, Vector128<float> b, Vector128<float> c) => Vector128.FusedMultiplyAdd(a, b, c);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Add(Vector128<float> a, Vector128<float> b) => a + b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Subtract(Vector128<float> a, Vector128<float> b) => a - b;
@@ -316,6 +339,15 @@ public enum SimdPath { Portable, Avx2, Avx512 }
 
 public static class Simd
 {
+    /// <summary>
+    /// Makes the non-temporal stores before it (<see cref="ILanes{TVector}.StoreStreamed"/>) visible before any store after
+    /// it, so that a thread that sees a later store (a finished part's flag) reads their values.
+    /// </summary>
+    internal static void FenceStreamedStores()
+    {
+        if (Sse.IsSupported) Sse.StoreFence();
+    }
+
     /// <summary>The widest path this machine accelerates.</summary>
     public static SimdPath Best { get; } =
         Vector512.IsHardwareAccelerated ? SimdPath.Avx512 :

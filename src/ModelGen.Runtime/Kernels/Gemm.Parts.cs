@@ -269,8 +269,11 @@ public static partial class Gemm
         int tileColumns = TileColumns<TLanes, TVector>(n);
         int floats = PanelFloats(k, n, tileColumns);
         var panels = AlignedBuffer.Ensure(ref sharedPanels, floats);
-        PackPanels<TLanes, TVector>(b, k, n, tileColumns, panels, streamed: floats >= StreamedPanelFloats);
-        return PackedPanels.Over((float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(panels)), k, n, tileColumns);
+        float* first = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(panels));
+        // Streamed stores need aligned vectors: a test's guarded pages hold a buffer unaligned.
+        bool streamed = floats >= StreamedPanelFloats && (nint)first % (AlignedBuffer.LineFloats * sizeof(float)) == 0;
+        PackPanels<TLanes, TVector>(b, k, n, tileColumns, panels, streamed);
+        return PackedPanels.Over(first, k, n, tileColumns);
     }
 
     /// <summary>

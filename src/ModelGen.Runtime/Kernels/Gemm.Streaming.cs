@@ -158,33 +158,32 @@ public static partial class Gemm
     private static unsafe void StreamTilePass<TLanes, TVector>(int vectors, in StreamedTiles streamed, float* a, float* tile, float* sums)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
-        int aStep = streamed.AStep, k = streamed.Depth;
-        nint tileStride = streamed.TileStride;
-        bool resume = streamed.Resume;
         switch (vectors)
         {
-            case 1: StreamTiles<TLanes, TVector>(1, a, aStep, k, tile, tileStride, sums, resume); break;
-            case 2: StreamTiles<TLanes, TVector>(2, a, aStep, k, tile, tileStride, sums, resume); break;
-            case 3: StreamTiles<TLanes, TVector>(3, a, aStep, k, tile, tileStride, sums, resume); break;
-            case 4: StreamTiles<TLanes, TVector>(4, a, aStep, k, tile, tileStride, sums, resume); break;
-            case 5: StreamTiles<TLanes, TVector>(5, a, aStep, k, tile, tileStride, sums, resume); break;
-            case 6: StreamTiles<TLanes, TVector>(6, a, aStep, k, tile, tileStride, sums, resume); break;
-            case 7: StreamTiles<TLanes, TVector>(7, a, aStep, k, tile, tileStride, sums, resume); break;
-            default: StreamTiles<TLanes, TVector>(8, a, aStep, k, tile, tileStride, sums, resume); break;
+            case 1: StreamTiles<TLanes, TVector>(1, streamed, a, tile, sums); break;
+            case 2: StreamTiles<TLanes, TVector>(2, streamed, a, tile, sums); break;
+            case 3: StreamTiles<TLanes, TVector>(3, streamed, a, tile, sums); break;
+            case 4: StreamTiles<TLanes, TVector>(4, streamed, a, tile, sums); break;
+            case 5: StreamTiles<TLanes, TVector>(5, streamed, a, tile, sums); break;
+            case 6: StreamTiles<TLanes, TVector>(6, streamed, a, tile, sums); break;
+            case 7: StreamTiles<TLanes, TVector>(7, streamed, a, tile, sums); break;
+            default: StreamTiles<TLanes, TVector>(8, streamed, a, tile, sums); break;
         }
     }
 
     /// <summary>
     /// The sums of up to eight vectors of a row into <paramref name="sums"/>, vectors 2t and 2t+1 from tile t's rows of two
-    /// vectors (<paramref name="tileStride"/> floats apart); <paramref name="vectors"/> is a constant at each call. Kept
+    /// vectors (<see cref="StreamedTiles.TileStride"/> floats apart); <paramref name="vectors"/> is a constant at each call. Kept
     /// apart from the rows' kernel (<see cref="StreamTilesOfRows"/>), as <see cref="StreamColumns"/> is: each load stays
     /// inside its multiply-add, which x64 reads from memory, where one shared kernel loaded each vector into a register.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe void StreamTiles<TLanes, TVector>(int vectors, float* a, int aStep, int k, float* tile, nint tileStride, float* sums, bool resume)
+    private static unsafe void StreamTiles<TLanes, TVector>(int vectors, in StreamedTiles streamed, float* a, float* tile, float* sums)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
-        int width = TLanes.Count, step = 2 * width;
+        int width = TLanes.Count, step = 2 * width, aStep = streamed.AStep, k = streamed.Depth;
+        bool resume = streamed.Resume;
+        nint tileStride = streamed.TileStride;
         float* t1 = tile + tileStride, t2 = t1 + tileStride, t3 = t2 + tileStride; // only those of the pass's vectors are read
         TVector s0 = Resumed<TLanes, TVector>(resume, vectors, 0, sums), s1 = Resumed<TLanes, TVector>(resume, vectors, 1, sums);
         TVector s2 = Resumed<TLanes, TVector>(resume, vectors, 2, sums), s3 = Resumed<TLanes, TVector>(resume, vectors, 3, sums);

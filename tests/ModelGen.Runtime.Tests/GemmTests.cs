@@ -294,7 +294,8 @@ public class GemmTests
         var shared = new float[m * n];
         KernelSettings.OnThreads(2, () => Gemm.Multiply(a, b, shared, m, k, n, bias, relu: true));
         for (int i = 0; i < alone.Length; i++)
-            Assert.True(alone[i].Equals(shared[i]), $"{path}: C[{i / n}, {i % n}] is {shared[i]} on two threads, {alone[i]} on one");
+            Assert.True(BitConverter.SingleToInt32Bits(alone[i]) == BitConverter.SingleToInt32Bits(shared[i]),
+                $"{path}: C[{i / n}, {i % n}] is {shared[i]} on two threads, {alone[i]} on one");
     }
 
     /// <summary>

@@ -35,6 +35,7 @@ public class PackedGemmTests
             (700, 300, 40),     // blocks of rows, each thread reading all of B
             (64, 64, 128),      // below the sharing threshold, yet shared against panels: slices of columns
             (64, 128, 64),      // likewise, in blocks of rows
+            (140, 2048, 2048),  // 16 MB of panels, fetched from memory by blocks of eleven twelve-row tiles on two cores
         };
         foreach (var path in Enum.GetValues<SimdPath>())
         {

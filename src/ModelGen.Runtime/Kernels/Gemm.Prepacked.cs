@@ -199,6 +199,9 @@ public static partial class Gemm
         /// <summary>Whether there are panels (B was packed ahead).</summary>
         public bool Any => TileColumns != 0;
 
+        /// <summary>Floats of all the panels (of the whole B, whichever columns this part starts from).</summary>
+        public int Floats => length;
+
         public static PackedPanels Of(PackedMatrix? packed) => packed is null ? default : Over(packed.Data, packed.Rows, packed.Columns, packed.TileColumns);
 
         /// <summary>Panels of B(<paramref name="rows"/>, <paramref name="columns"/>) at <paramref name="data"/>, all of them.</summary>

@@ -151,6 +151,7 @@ public static partial class Gemm
                                     else if (TLanes.Count == 16 && rest >= TallRows)
                                     {
                                         tileRows = TallRows;
+                                        // Panels packed ahead: never narrow, nothing to pack, so straight to the kernel.
                                         if (fetchesB) MicroKernel<TLanes, TVector, FetchingB<TallRowsInPlace>>(ref rowsOfA, new(new(a.RowStride, a.ColumnStride)), ref bTile, bStep, ref bTile, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
                                         else Tile<TLanes, TVector, TallRowsInPlace>(narrow, ref rowsOfA, new(a.RowStride, a.ColumnStride), ref bTile, bStep, packs, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
                                     }

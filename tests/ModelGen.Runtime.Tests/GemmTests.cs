@@ -278,7 +278,7 @@ public class GemmTests
 
     /// <summary>
     /// A product whose rows both cores take in blocks against one copy of a 16 MB B, packed by both into panels written past
-    /// the caches (Gemm.StreamedPanelFloats), computes the bits one thread computes packing B itself, on every path.
+    /// the caches (Gemm.OutgrowCaches), computes the bits one thread computes packing B itself, on every path.
     /// </summary>
     [Theory, MemberData(nameof(KernelSettings.EveryPath), MemberType = typeof(KernelSettings))]
     public void Panels_streamed_past_the_caches_give_the_products_of_one_thread(SimdPath path)

@@ -74,8 +74,7 @@ public static partial class Gemm
         int tileColumns = prepacked ? b.Panels.TileColumns : TileColumns<TLanes, TVector>(n);
         bool narrow = tileColumns == TLanes.Count;
         bool streamA = ReadsAInPlace<TLanes, TVector>(a, m, k, n);
-        // Panels packed ahead as large as the shared panels that are written past the caches do not stay in L3 between calls.
-        bool fetchesB = prepacked && !narrow && b.Panels.Floats >= StreamedPanelFloats;
+        bool fetchesB = prepacked && !narrow && OutgrowCaches(b.Panels.Floats);
         int rowBlock = streamA ? (fetchesB ? FetchedRowBlock : RowBlock) : PackedRowBlock;
         // A transposed A read in place keeps its short depth blocks (StreamingDepthBlock); a row-major one takes the packed
         // path's: each block reads and writes C once more, and a tile's rows of A are read as twelve sequential streams (the

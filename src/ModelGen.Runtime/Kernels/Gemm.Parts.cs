@@ -245,12 +245,14 @@ public static partial class Gemm
     private const int SharedPanelFloats = 1 << 18;
 
     /// <summary>
-    /// Floats of shared panels (16 MB) from which <see cref="PackedShared"/> writes them past the caches: beside a B and an A
-    /// as large, they no longer stay in L3 until the blocks read them, and stores that go through the caches first read every
-    /// line they write. 2048^3 on two cores of a Zen 5, fresh processes in turns: 36.7 -> 35.8 and 35.4 -> 35.0 ms (four and
-    /// six rounds); with 8 MB of panels (4096x1024x2048) and 4 MB (1024^3, 2048x1024x1024) within 0.5% either way.
+    /// Whether panels of <paramref name="floats"/> (16 MB and more) outgrow the caches: beside an A and a B as large they do
+    /// not stay in L3 from their packing to their reading, nor from one call to the next. So shared panels are written past
+    /// the caches (<see cref="PackedShared"/>: stores that go through them first read every line they write; 2048^3 on two
+    /// cores of a Zen 5, fresh processes in turns: 36.7 -> 35.8 and 35.4 -> 35.0 ms, four and six rounds; with 8 MB of panels,
+    /// 4096x1024x2048, and 4 MB, 1024^3 and 2048x1024x1024, within 0.5% either way), and panels packed ahead are fetched once
+    /// a call and prefetched (<see cref="Packed"/>'s <c>fetchesB</c>, <see cref="FetchingB{TRows}"/>).
     /// </summary>
-    private const int StreamedPanelFloats = 1 << 22;
+    private static bool OutgrowCaches(int floats) => floats >= 1 << 22;
 
     /// <summary>The panels of B that this thread's shared blocks of rows read (<see cref="PackedShared"/>).</summary>
     [ThreadStatic] private static AlignedBuffer? sharedPanels;
@@ -271,7 +273,7 @@ public static partial class Gemm
         var panels = AlignedBuffer.Ensure(ref sharedPanels, floats);
         float* first = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(panels));
         // Streamed stores need aligned vectors: a test's guarded pages hold a buffer unaligned.
-        bool streamed = floats >= StreamedPanelFloats && (nint)first % (AlignedBuffer.LineFloats * sizeof(float)) == 0;
+        bool streamed = OutgrowCaches(floats) && (nint)first % (AlignedBuffer.LineFloats * sizeof(float)) == 0;
         PackPanels<TLanes, TVector>(b, k, n, tileColumns, panels, streamed);
         return PackedPanels.Over(first, k, n, tileColumns);
     }

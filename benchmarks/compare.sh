@@ -2,9 +2,20 @@
 # ModelGen vs PyTorch, side by side on this machine, in one run of three rounds. Prints a table and writes
 # benchmarks/RESULTS.md.
 #   bash benchmarks/compare.sh                 (COMPARE_ROUNDS=1 for one pass)
+#   COMPARE_VECTORS=avx2 bash benchmarks/compare.sh
+#                                              both sides on 256-bit vectors, as on a machine without AVX-512: ModelGen with
+#                                              DOTNET_EnableAVX512=0, PyTorch with OPENBLAS_CORETYPE=Haswell and
+#                                              ATEN_CPU_CAPABILITY=avx2 (scikit-learn too on Haswell kernels); writes
+#                                              benchmarks/RESULTS-avx2.md and scaling-avx2.svg instead
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$(mktemp -d)
+results=benchmarks/RESULTS.md
+case "${COMPARE_VECTORS:-}" in
+  "") ;;
+  avx2) export COMPARE_VECTORS DOTNET_EnableAVX512=0 OPENBLAS_CORETYPE=Haswell; results=benchmarks/RESULTS-avx2.md ;;
+  *) echo "COMPARE_VECTORS is avx2 or unset, not '$COMPARE_VECTORS'" >&2; exit 2 ;;
+esac
 # The peer as shared/peers measured it: Debian's torch on OpenBLAS. Without libopenblas0-pthread, python3-torch
 # falls back to the reference BLAS (naive loops, 20-50x slower), which would make any comparison meaningless.
 # (grep reads all of ldconfig's output: with -q it would stop at the first match, ldconfig would die of SIGPIPE, and under
@@ -24,7 +35,7 @@ dotnet build-server shutdown >/dev/null 2>&1 || true
 # 4-6x as it moves the vCPUs, and the table marks the rows whose rounds ran while it was slow.
 probes=()
 if command -v gcc >/dev/null; then
-  if grep -q avx512f /proc/cpuinfo; then flags=(-mavx512f -mfma)
+  if grep -q avx512f /proc/cpuinfo && [ -z "${COMPARE_VECTORS:-}" ]; then flags=(-mavx512f -mfma)
   elif grep -q avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo; then flags=(-mavx2 -mfma)
   else flags=()
   fi
@@ -37,6 +48,10 @@ fi
 # read 4.2x in one session and 3.3x in the next with no CNN code changed). Every round yields its own ratios, and the table
 # reports the median over rounds. COMPARE_ROUNDS=1 gives a quick single pass.
 export COMPARE_SAMPLES=${COMPARE_SAMPLES:-15}
-echo "ModelGen, PyTorch (OPENBLAS_CORETYPE unset so OpenBLAS picks its best kernels for this CPU) and scikit-learn, in turns..."
+if [ -n "${COMPARE_VECTORS:-}" ]; then
+  echo "ModelGen and PyTorch on $COMPARE_VECTORS only (see the top of this script), and scikit-learn, in turns..."
+else
+  echo "ModelGen, PyTorch (OPENBLAS_CORETYPE unset so OpenBLAS picks its best kernels for this CPU) and scikit-learn, in turns..."
+fi
 /usr/bin/python3 benchmarks/peer/interleave.py "$out" "${COMPARE_ROUNDS:-3}" benchmarks/ModelGen.Benchmarks/bin/Release/net10.0/ModelGen.Benchmarks.dll "${probes[@]}"
-/usr/bin/python3 benchmarks/peer/make_table.py benchmarks/RESULTS.md "$out"/round[0-9]*
+/usr/bin/python3 benchmarks/peer/make_table.py "$results" "$out"/round[0-9]*

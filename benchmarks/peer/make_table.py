@@ -66,9 +66,13 @@ for name in first["modelgen"]["results"]:
     rows.append(f"| {marked(name, 'results/' + name)} | {median(ours):.4f} | {median(one):.4f} | {median(default):.4f} | {speedup(ratios)}{gflops} |")
 table = "\n".join(rows)
 samples = os.environ.get("COMPARE_SAMPLES", "25")
+core = first['torch']['1']['info']['openblas_core']
+avx2 = os.environ.get("COMPARE_VECTORS") == "avx2"
+blas = (f"OPENBLAS_CORETYPE=Haswell and ATEN_CPU_CAPABILITY=avx2: {core} kernels, both sides on 256-bit vectors as on a machine without AVX-512"
+        if avx2 else f"OPENBLAS_CORETYPE unset: it chose {core}")
 header = (f"Machine: {cpu}, {subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores. "
           f"Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}. "
-          f"PyTorch {first['torch']['1']['info']['torch']} on OpenBLAS (OPENBLAS_CORETYPE unset: it chose {first['torch']['1']['info']['openblas_core']}); ModelGen {first['modelgen']['info']['simd']}, .NET {first['modelgen']['info']['runtime']}.\n"
+          f"PyTorch {first['torch']['1']['info']['torch']} on OpenBLAS ({blas}); ModelGen {first['modelgen']['info']['simd']}, .NET {first['modelgen']['info']['runtime']}.\n"
           f"{len(rounds)} rounds; in each, every workload timed on both sides seconds apart (benchmarks/peer/interleave.py), its median of {samples} "
           "samples (each >= 10 ms of back-to-back calls). Times are medians over the rounds. Speedup = best PyTorch median / ModelGen "
           "median within a round (above 1: ModelGen faster): the median over rounds, the rounds' range in brackets.\n")
@@ -175,7 +179,8 @@ if probed and name in first["modelgen"]["results"]:
                 f"the most two cores can do); 1.6x the best PyTorch would take {median(asked):.0f} GFLOP/s, "
                 f"{median(a / c for a, c in zip(asked, ceilings)):.0%} of it (shares are medians of each round's own).")
 
-svg(series, os.path.join(os.path.dirname(out), "scaling.svg"))
+plot = "scaling-avx2.svg" if avx2 else "scaling.svg"
+svg(series, os.path.join(os.path.dirname(out), plot))
 print(header)
 print(table)
 print()
@@ -187,10 +192,11 @@ print(scaling_table)
 print()
 print(digits_table)
 with open(out, "w") as f:
-    f.write("# ModelGen vs PyTorch on this machine\n\nProduced by `bash benchmarks/compare.sh`.\n\n" + header + "\n" + table + "\n\n"
+    f.write("# ModelGen vs PyTorch on this machine" + (", AVX2 on both sides" if avx2 else "") + "\n\nProduced by `"
+            + ("COMPARE_VECTORS=avx2 " if avx2 else "") + "bash benchmarks/compare.sh`.\n\n" + header + "\n" + table + "\n\n"
             + "".join(text + "\n\n" for text in (single_text, mlp_text) if text) +
             "## Scaling: MLPs of growing width (input w, two hidden layers of w, 10 outputs), inference\n\n"
-            "![scaling curve](scaling.svg)\n\n" + scaling_table + "\n")
+            f"![scaling curve]({plot})\n\n" + scaling_table + "\n")
     if digits_table:
         f.write("\n## Training on the digits: scikit-learn's MLPClassifier vs Fit\n\n"
                 "The same configuration (64 relu units, Adam 1e-3, batches of 200, 200 epochs, scaled digits, 80/20 split); "

@@ -4,7 +4,8 @@
 Each configuration runs in its own process so thread pools are sized before torch starts:
   "1 thread"  torch.set_num_threads(1), OMP_NUM_THREADS=1, OPENBLAS_NUM_THREADS=1
   "default"   nothing set: what a user gets (torch 1 intra-op thread, OpenBLAS 2 threads here)
-OPENBLAS_CORETYPE is unset by compare.sh so OpenBLAS picks its best kernels for this CPU.
+OPENBLAS_CORETYPE is unset by compare.sh so OpenBLAS picks its best kernels for this CPU (with COMPARE_VECTORS=avx2, both
+OpenBLAS and ATen are held to their AVX2 kernels instead).
 Timing matches the harness: after warm-up, each sample is the mean of back-to-back calls over >= 10 ms;
 the median of COMPARE_SAMPLES samples (default 25) is reported. Inference takes the fastest of eager, jit.trace and
 jit.trace+freeze+optimize_for_inference; training is zero_grad -> forward -> cross-entropy ->
@@ -251,7 +252,8 @@ def workloads(threads):
     import ctypes
     openblas = ctypes.CDLL("libopenblas.so.0")
     openblas.openblas_get_corename.restype = ctypes.c_char_p
-    info = {"openblas_core": openblas.openblas_get_corename().decode(), "torch": torch.__version__, "threads": torch.get_num_threads(), "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default")}
+    info = {"openblas_core": openblas.openblas_get_corename().decode(), "torch": torch.__version__, "threads": torch.get_num_threads(), "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default"),
+            "aten_capability": os.environ.get("ATEN_CPU_CAPABILITY", "default")}
 
     built = {}
 
@@ -280,6 +282,9 @@ def environment(threads):
     """The process environment of a configuration: one thread everywhere, or what a user gets."""
     env = dict(os.environ)
     env.pop("OPENBLAS_CORETYPE", None)
+    if os.environ.get("COMPARE_VECTORS") == "avx2":
+        # 256-bit vectors on both sides (compare.sh): OpenBLAS's Haswell kernels, ATen's AVX2 ones.
+        env.update(OPENBLAS_CORETYPE="Haswell", ATEN_CPU_CAPABILITY="avx2")
     if threads == "1":
         env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     return env

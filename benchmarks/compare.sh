@@ -13,7 +13,7 @@ out=$(mktemp -d)
 results=benchmarks/RESULTS.md
 case "${COMPARE_VECTORS:-}" in
   "") ;;
-  avx2) export COMPARE_VECTORS DOTNET_EnableAVX512=0 OPENBLAS_CORETYPE=Haswell; results=benchmarks/RESULTS-avx2.md ;;
+  avx2) export COMPARE_VECTORS DOTNET_EnableAVX512=0 OPENBLAS_CORETYPE=Haswell ATEN_CPU_CAPABILITY=avx2; results=benchmarks/RESULTS-avx2.md ;;
   *) echo "COMPARE_VECTORS is avx2 or unset, not '$COMPARE_VECTORS'" >&2; exit 2 ;;
 esac
 # The peer as shared/peers measured it: Debian's torch on OpenBLAS. Without libopenblas0-pthread, python3-torch

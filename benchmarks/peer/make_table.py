@@ -68,7 +68,7 @@ table = "\n".join(rows)
 samples = os.environ.get("COMPARE_SAMPLES", "25")
 core = first['torch']['1']['info']['openblas_core']
 avx2 = os.environ.get("COMPARE_VECTORS") == "avx2"
-blas = (f"OPENBLAS_CORETYPE=Haswell and ATEN_CPU_CAPABILITY=avx2: {core} kernels, both sides on 256-bit vectors as on a machine without AVX-512"
+blas = (f"OPENBLAS_CORETYPE={core} and ATEN_CPU_CAPABILITY={first['torch']['1']['info']['aten_capability']}: both sides on 256-bit vectors as on a machine without AVX-512"
         if avx2 else f"OPENBLAS_CORETYPE unset: it chose {core}")
 header = (f"Machine: {cpu}, {subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores. "
           f"Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}. "

@@ -281,10 +281,9 @@ def serve(threads):
 def environment(threads):
     """The process environment of a configuration: one thread everywhere, or what a user gets."""
     env = dict(os.environ)
-    env.pop("OPENBLAS_CORETYPE", None)
-    if os.environ.get("COMPARE_VECTORS") == "avx2":
-        # 256-bit vectors on both sides (compare.sh): OpenBLAS's Haswell kernels, ATen's AVX2 ones.
-        env.update(OPENBLAS_CORETYPE="Haswell", ATEN_CPU_CAPABILITY="avx2")
+    if not os.environ.get("COMPARE_VECTORS"):
+        # Held to narrower kernels only by compare.sh's COMPARE_VECTORS, which sets OPENBLAS_CORETYPE and ATEN_CPU_CAPABILITY.
+        env.pop("OPENBLAS_CORETYPE", None)
     if threads == "1":
         env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     return env

@@ -140,7 +140,7 @@ public class ConvolutionTests
         // More value channels, at stride 1 over whole 256-bit vectors of channels, rows' insides of at least eight pixels:
         { 14, 14, 16, 3, 1, true, 1, 8 },   // the autoencoder's second layer: insides of 12, eight pixels and four
         { 16, 16, 8, 3, 1, false, 1, 8 },   // 'valid' over 8 channels: 256-bit vectors on AVX-512
-        { 11, 17, 32, 3, 1, true, 1, 16 },  // two vectors of channels (AVX-512), chains of 16: insides of 15, eight pixels and seven
+        { 11, 11, 32, 3, 1, true, 1, 16 },  // two vectors of channels (AVX-512), chains of 16: insides of 9, eight pixels and one (rows too narrow to go direct on AVX2)
         { 9, 16, 24, 3, 1, false, 2, 5 },   // dilated 'valid', three 256-bit vectors of channels: insides of 8
     };
 
@@ -347,7 +347,7 @@ public class ConvolutionTests
     /// </summary>
     [Theory]
     [InlineData(14, 14, 8, 1, true, 16)]    // more value channels than image channels
-    [InlineData(14, 14, 32, 1, true, 24)]   // more than 16 value channels
+    [InlineData(11, 11, 32, 1, true, 24)]   // more than 16 value channels (rows too narrow to go direct on AVX2)
     [InlineData(14, 14, 64, 1, false, 8)]   // a deep image
     [InlineData(15, 15, 16, 2, true, 8)]    // strided: no shifted runs
     [InlineData(7, 7, 16, 1, true, 8)]      // rows' insides of five pixels
@@ -538,26 +538,27 @@ public class ConvolutionTests
 
     public static IEnumerable<object[]> DirectlyTransposedWindows() => KernelSettings.OnEveryPath(new[]
     {
-        // height, width, channels, kernel height, kernel width, value channels, batch
-        new object[] { 32, 32, 32, 3, 3, 32, 2 },  // the ResNet block's convolutions: two vectors of channels, rows of four eight-pixel passes
-        new object[] { 12, 12, 64, 3, 3, 16, 2 },  // four vectors, rows of two six-pixel passes, the second moved back over the first
-        new object[] { 16, 16, 32, 5, 3, 17, 3 },  // an odd kernel that is not square: two rows of padding above and below, one beside (more values than the in-place route takes)
-        new object[] { 10, 11, 64, 3, 3, 40, 1 },  // 360-float windows, rows of 11
+        // height, width, channels, kernel height, kernel width, value channels, batch, direct on AVX2 (on AVX-512 all are)
+        new object[] { 32, 32, 32, 3, 3, 32, 2, true },   // the ResNet block's convolutions: two vectors of channels, rows of four eight-pixel passes (AVX2: 11 of three, the last moved back)
+        new object[] { 12, 12, 64, 3, 3, 16, 2, true },   // four vectors, rows of two six-pixel passes, the second moved back over the first (AVX2: two passes of 32 channels)
+        new object[] { 16, 16, 32, 5, 3, 17, 3, true },   // an odd kernel that is not square: two rows of padding above and below, one beside (more values than the in-place route takes)
+        new object[] { 10, 11, 64, 3, 3, 40, 1, false },  // 360-float windows, rows of 11 (AVX2: narrower than its passes take)
     });
 
     /// <summary>
     /// A stride-1 'same' window with odd sides is transposed as the direct convolution of the values with the kernel turned
-    /// (on AVX-512, where the direct kernel takes it deep; the patches route elsewhere), over or onto the image, on one
+    /// (on AVX-512 and AVX2, where the direct kernel takes it deep; the patches route elsewhere), over or onto the image, on one
     /// core or two: each pixel within the bound of a float sum of its terms (its depth's ulps of the sum of their sizes) of
     /// the definition summed in double.
     /// </summary>
     [Theory, MemberData(nameof(DirectlyTransposedWindows))]
     public void A_same_window_is_transposed_as_the_direct_convolution_of_its_values(int height, int width, int channels, int kernelHeight, int kernelWidth,
-        int valueChannels, int batch, SimdPath path)
+        int valueChannels, int batch, bool directOnAvx2, SimdPath path)
     {
         using var _ = KernelSettings.OnSimd(path);
         var window = new Window(height, width, channels, kernelHeight, kernelWidth, 1, 1, Same: true);
-        Assert.Equal(path == SimdPath.Avx512, Convolution.TransposesDirectly(window, valueChannels, out var flipped) && flipped.Channels == valueChannels);
+        bool direct = path == SimdPath.Avx512 || path == SimdPath.Avx2 && directOnAvx2;
+        Assert.Equal(direct, Convolution.TransposesDirectly(window, valueChannels, out var flipped) && flipped.Channels == valueChannels);
         var values = Uniform(batch * window.Positions * valueChannels, 21);
         var kernel = Uniform(window.PatchSize * valueChannels, 22);
         var start = Uniform(batch * height * width * channels, 23);
@@ -585,7 +586,7 @@ public class ConvolutionTests
         foreach (bool scattered in new[] { false, true })
         {
             var scratch = new float[Convolution.TransposedScratch(window, valueChannels, batch, scattered)];
-            Assert.Equal(path == SimdPath.Avx512 && !scattered, scratch.Length == 0);
+            Assert.Equal(direct && !scattered, scratch.Length == 0);
             foreach (bool accumulate in new[] { false, true })
                 foreach (int threads in new[] { 1, 2 })
                 {
@@ -701,7 +702,7 @@ public class ConvolutionTests
         { 5, 5, 128, 3, 3, 1, true, 1, 64, 2 },     // 1152 deep: one depth block of the GEMM (2048), at inference too (rows narrower than a direct pass)
         { 5, 5, 256, 3, 3, 1, true, 1, 64, 2 },     // 2304 deep: two depth blocks, at inference too
         { 12, 12, 256, 3, 3, 1, true, 1, 64, 1 },   // 2304 deep: two depth blocks for training, direct at inference (rows of two passes)
-        { 32, 32, 32, 3, 3, 1, true, 1, 32, 2 },    // the ResNet block's: direct at inference on AVX-512, eight-pixel passes, 'same' rows in bands of 13
+        { 32, 32, 32, 3, 3, 1, true, 1, 32, 2 },    // the ResNet block's: direct at inference on AVX-512 (eight-pixel passes) and AVX2 (three-pixel), 'same' rows in bands of 13
         { 24, 24, 32, 3, 3, 1, true, 1, 64, 2 },    // 'same' rows copied in bands of 17 and 7 for the four-vector passes
         { 8, 8, 64, 1, 1, 1, false, 1, 128, 3 },    // the MobileNet block's second pointwise convolution: one run per range at inference
         { 11, 12, 3, 5, 5, 1, true, 1, 24, 3 },     // kernel rows of fifteen floats, padding of two on every side: parts' patch rows copied whole
@@ -757,55 +758,57 @@ public class ConvolutionTests
         }
     }
 
-    public static TheoryData<int, int, int, bool, int, bool> DeepRoutes() => new()
+    public static TheoryData<int, int, int, bool, int, bool, bool> DeepRoutes() => new()
     {
-        // height and width, channels, kernel (square), same, filters, direct at inference on AVX-512
-        { 4, 128, 3, true, 64, false },     // rows narrower than a pass: every window would be gathered
-        { 5, 128, 3, true, 64, false },
-        { 8, 64, 3, true, 64, false },      // rows of 8: two passes of six compute 12
-        { 10, 64, 3, true, 64, true },      // rows of 10, the narrowest the four-vector passes take
-        { 13, 32, 3, false, 64, true },     // the CNN's second layer unpooled: rows of 11
-        { 16, 128, 3, true, 128, true },    // 1152 floats deep, the deepest the passes take
-        { 16, 256, 3, true, 64, false },    // 2304 deep: past them
-        { 8, 64, 1, false, 128, true },     // pointwise (the MobileNet block's second): one run across the rows, any width
-        { 32, 32, 3, true, 32, true },      // the ResNet block's: rows of four eight-pixel passes
-        { 16, 64, 3, true, 32, true },
-        { 24, 32, 3, true, 32, true },
-        { 26, 32, 3, true, 32, false },     // rows of 26: 32 computed
-        { 14, 32, 3, true, 32, false },
-        { 8, 64, 3, true, 32, false },      // one pass a row
-        { 16, 64, 1, false, 32, false },    // pointwise at 32 filters: not measured faster
-        { 32, 32, 3, true, 96, false },     // 64 + 32 filters: neither rule
+        // height and width, channels, kernel (square), same, filters, direct at inference on AVX-512, on AVX2
+        { 4, 128, 3, true, 64, false, false },     // rows narrower than a pass: every window would be gathered
+        { 5, 128, 3, true, 64, false, false },
+        { 8, 64, 3, true, 64, false, false },      // rows of 8: two passes of six compute 12
+        { 10, 64, 3, true, 64, true, false },      // rows of 10, the narrowest the four-vector passes take
+        { 13, 32, 3, false, 64, true, false },     // the CNN's second layer unpooled: rows of 11
+        { 12, 32, 3, true, 64, true, true },       // rows of 12, the narrowest AVX2's three-pixel passes take
+        { 16, 128, 3, true, 128, true, true },     // 1152 floats deep, the deepest the passes take
+        { 16, 256, 3, true, 64, false, false },    // 2304 deep: past them
+        { 8, 64, 1, false, 128, true, true },      // pointwise (the MobileNet block's second): one run across the rows, any width
+        { 32, 32, 3, true, 32, true, true },       // the ResNet block's: rows of four eight-pixel passes, on AVX2 of eleven three-pixel ones
+        { 16, 64, 3, true, 32, true, true },
+        { 24, 32, 3, true, 32, true, true },
+        { 26, 32, 3, true, 32, false, true },      // rows of 26: 32 computed by eight-pixel passes, 27 by three-pixel ones
+        { 14, 32, 3, true, 32, false, true },
+        { 8, 64, 3, true, 32, false, false },      // one pass a row
+        { 16, 64, 1, false, 32, false, true },     // pointwise at 32 filters: not measured faster on AVX-512
+        { 32, 32, 3, true, 96, false, true },      // 64 + 32 filters: neither AVX-512 rule, three fours of AVX2's vectors
+        { 32, 32, 3, true, 48, false, false },     // 48 filters: no whole fours of vectors on either
     };
 
     /// <summary>
     /// Which deep windows inference convolves directly (Convolution.IsDeepDirect, each rule from a timing of the shape): on
-    /// AVX-512 where the passes fill the rows, never on AVX2 or below, never where patches are kept (training reads them).
+    /// AVX-512 and AVX2 where the passes fill the rows, never on the portable path, never where patches are kept (training reads them).
     /// </summary>
     [Theory, MemberData(nameof(DeepRoutes))]
-    public void Deep_windows_go_direct_where_the_passes_fill_the_rows(int size, int channels, int kernel, bool same, int filters, bool direct)
+    public void Deep_windows_go_direct_where_the_passes_fill_the_rows(int size, int channels, int kernel, bool same, int filters, bool onAvx512, bool onAvx2)
     {
         var window = new Window(size, size, channels, kernel, kernel, 1, 1, same);
         Assert.True(window.PatchSize > 32, "a deep window");
         foreach (var path in Enum.GetValues<SimdPath>())
         {
             using var _ = KernelSettings.OnSimd(path);
-            Assert.Equal(direct && path == SimdPath.Avx512, Convolution.IsDirect(window, filters, keepPatches: false));
+            Assert.Equal(path switch { SimdPath.Avx512 => onAvx512, SimdPath.Avx2 => onAvx2, _ => false }, Convolution.IsDirect(window, filters, keepPatches: false));
             Assert.False(Convolution.IsDirect(window, filters, keepPatches: true));
         }
     }
 
-    public static TheoryData<int, int, int, int, bool, int, int, int, bool, bool> PackedKernelWindows() => new()
+    public static TheoryData<int, int, int, int, bool, int, int, int, string> PackedKernelWindows() => new()
     {
-        // height, width, channels (3x3 kernels), stride, same, filters, batch, upsampled by (1: not), packed on AVX-512, on the other paths
-        { 13, 13, 32, 1, false, 64, 3, 1, false, true },  // the CNN's conv2 unpooled: direct on AVX-512 (rows of 11), through patches elsewhere
-        { 14, 14, 16, 1, true, 8, 2, 1, true, true },     // the autoencoder's second layer: 144 deep, eight filters
-        { 12, 11, 5, 1, true, 17, 4, 1, true, true },     // odd channels and filters
-        { 5, 5, 256, 1, true, 64, 2, 1, true, true },     // 2304 deep: two depth blocks
-        { 32, 32, 32, 1, true, 32, 1, 1, false, true },   // the ResNet block's: direct on AVX-512
-        { 28, 28, 16, 1, true, 1, 2, 1, false, false },   // one filter: planar on every path
-        { 12, 12, 8, 2, true, 8, 3, 2, true, true },      // an UpSampling2D's input, read upsampled into a scratch
-        { 9, 9, 3, 1, false, 16, 2, 1, false, false },    // 27 deep: direct on every path
+        // height, width, channels (3x3 kernels), stride, same, filters, batch, upsampled by (1: not), the SIMD paths it is packed on
+        { 13, 13, 32, 1, false, 64, 3, 1, "Avx2 Portable" },       // the CNN's conv2 unpooled: direct on AVX-512 (rows of 11), through patches elsewhere
+        { 14, 14, 16, 1, true, 8, 2, 1, "Avx512 Avx2 Portable" },  // the autoencoder's second layer: 144 deep, eight filters
+        { 12, 11, 5, 1, true, 17, 4, 1, "Avx512 Avx2 Portable" },  // odd channels and filters
+        { 5, 5, 256, 1, true, 64, 2, 1, "Avx512 Avx2 Portable" },  // 2304 deep: two depth blocks
+        { 32, 32, 32, 1, true, 32, 1, 1, "Portable" },             // the ResNet block's: direct on AVX-512 and AVX2
+        { 28, 28, 16, 1, true, 1, 2, 1, "" },                      // one filter: planar on every path
+        { 12, 12, 8, 2, true, 8, 3, 2, "Avx512 Avx2 Portable" },   // an UpSampling2D's input, read upsampled into a scratch
+        { 9, 9, 3, 1, false, 16, 2, 1, "" },                       // 27 deep: direct on every path
     };
 
     /// <summary>
@@ -816,7 +819,7 @@ public class ConvolutionTests
     /// </summary>
     [Theory, MemberData(nameof(PackedKernelWindows))]
     public void A_kernel_packed_ahead_is_read_where_inference_multiplies_patches(int height, int width, int channels, int stride, bool same,
-        int filters, int batch, int upsampledBy, bool packedOnAvx512, bool packedElsewhere)
+        int filters, int batch, int upsampledBy, string packedOn)
     {
         var window = new Window(height, width, channels, 3, 3, stride, stride, same);
         var image = Uniform(batch * height / upsampledBy * width / upsampledBy * channels, 41);
@@ -834,7 +837,7 @@ public class ConvolutionTests
         {
             using var _ = KernelSettings.OnSimd(path);
             var packed = Convolution.PackKernel(weights, window, filters);
-            Assert.Equal(path == SimdPath.Avx512 ? packedOnAvx512 : packedElsewhere, packed is not null);
+            Assert.Equal(packedOn.Split(' ').Contains(path.ToString()), packed is not null);
             if (packed is null) continue;
             Assert.Equal((window.PatchSize, filters), (packed.Rows, packed.Columns));
             var otherPacked = Convolution.PackKernel(others, window, filters);

@@ -5,11 +5,11 @@ using System.Runtime.Intrinsics;
 
 namespace ModelGen.Kernels;
 
-// Conv2D's forward pass, and a direct kernel that reads each window where it lies and keeps six output pixels' sums in
+// Conv2D's forward pass, and a direct kernel that reads each window where it lies and keeps a few output pixels' sums in
 // registers. It takes windows of a few floats (a first layer over one or three channels), which through im2col would be
-// copied into patch rows for a product only 9 or 27 deep that the packed GEMM cannot make efficient; and, on AVX-512 when
-// no patches are kept (inference), deep windows against a multiple of 64 filters, each step reading one whole row of
-// the kernel. Each output is the chain of fused multiply-adds over its window, in patch order, then bias and ReLU, as the
+// copied into patch rows for a product only 9 or 27 deep that the packed GEMM cannot make efficient; and, when no patches
+// are kept (inference), deep windows against a multiple of 64 filters on AVX-512 or of 32 on AVX2, each step reading one
+// whole row of the kernel. Each output is the chain of fused multiply-adds over its window, in patch order, then bias and ReLU, as the
 // GEMM computes it for a patch up to one of its depth blocks deep (2048): the two paths agree bit for bit.
 public static partial class Convolution
 {
@@ -17,8 +17,8 @@ public static partial class Convolution
     private const int DirectPatch = SharedRules.DirectPatch;
 
     /// <summary>
-    /// Deeper patches, up to this many floats (3x3 over 128 channels), are convolved directly for inference on AVX-512 when
-    /// the filters come in fours of vectors: faster than im2col + GEMM at every shape measured (2 cores, 3x3 windows):
+    /// Deeper patches, up to this many floats (3x3 over 128 channels), are convolved directly for inference on AVX-512 or AVX2
+    /// when the filters come in fours of vectors (<see cref="IsDeepDirect"/>). On AVX-512 faster than im2col + GEMM at every shape measured (2 cores, 3x3 windows):
     /// 13x13x32 to 64 filters at batch 1 28.4 -> 22.5 us and at batch 64 1.62 -> 1.31 ms, 16x16x128 to 64 at batch 8
     /// 1.51 -> 1.23 ms; 16x16x64 to 128 at batch 8 even (1.23 / 1.25 ms). The gathered windows of a pass stay on the stack.
     /// </summary>
@@ -34,21 +34,43 @@ public static partial class Convolution
     /// <summary>
     /// Deep windows go direct where the passes fill the rows (2 cores, 3x3 'same' unless said, each shape alone, fresh
     /// processes in turns; a pointwise window's pixels are one run across rows, so any width does).
-    /// Four vectors of filters, passes of six pixels: rows of at least <see cref="WidePassWidth"/>. Narrower rows were slower
+    /// AVX-512, four vectors of filters, passes of six pixels: rows of at least <see cref="WidePassWidth"/>. Narrower rows were slower
     /// everywhere: rows narrower than a pass gather every window float by float (4x4x128 to 64 filters at batch 1 190-296 us
     /// direct, 13.5-15.8 through patches), rows of 8 compute 12 pixels (8x8x64 to 64: 64-65 us against 29-37). Rows of 10 and
     /// 11 are faster at batch 1 and 3-5% slower at 32 (10x10x64: 43-44 against 50-54 us, 1.50-1.52 against 1.39-1.54 ms;
     /// 13x13x32 'valid': 24-26 against 27-30 us); from 12 faster at both.
-    /// Two vectors (32 filters), passes of eight: rows of whole passes, two at least. 32x32x32 at batch 1 98-106 us against
+    /// AVX-512, two vectors (32 filters), passes of eight: rows of whole passes, two at least. 32x32x32 at batch 1 98-106 us against
     /// 123-145 through patches, at 32 3.2-3.5 ms against 4.1-4.3; 16x16x64 at batch 1 53 against 89-91 us; rows of 26 (32
     /// computed) were slower (137-139 against 88-124 us), 14 even.
+    /// AVX2, multiples of four vectors (32 filters), passes of three pixels (<see cref="DirectRowPass"/>): rows of at least
+    /// <see cref="RowPassWidth"/>, or pointwise. Whole models on 256-bit vectors (`DOTNET_EnableAVX512=0`): the ResNet block
+    /// (32x32x32 to 32) at batch 32 6.20-6.53 -> 5.60-5.83 ms, at batch 1 0.187-0.213 -> 0.173 ms, its training step (the
+    /// transposed convolutions) 18.9-19.1 -> 17.8-18.0 ms; MobileNet's pointwise layers at batch 32 0.462 -> 0.445 ms; the
+    /// CNN's second layer unpooled (13x13x32 'valid' to 64, rows of 11) slower, 23.4 -> 24.4 us at batch 1.
     /// </summary>
-    private static bool IsDeepDirect(in Window window, int filters) => IsDeepAvx512(window) &&
-        (filters % (4 * Vector512<float>.Count) == 0 && (window.IsPointwise || window.OutputWidth >= WidePassWidth)
-         || filters == 2 * Vector512<float>.Count && !window.IsPointwise && window.OutputWidth >= 2 * EightPixels && window.OutputWidth % EightPixels == 0);
+    private static bool IsDeepDirect(in Window window, int filters) => window.PatchSize <= DeepDirectPatch && Simd.Current switch
+    {
+        SimdPath.Avx512 => filters % (4 * Vector512<float>.Count) == 0 && (window.IsPointwise || window.OutputWidth >= WidePassWidth)
+            || filters == 2 * Vector512<float>.Count && !window.IsPointwise && window.OutputWidth >= 2 * EightPixels && window.OutputWidth % EightPixels == 0,
+        SimdPath.Avx2 => filters % (4 * Vector256<float>.Count) == 0 && (window.IsPointwise || window.OutputWidth >= RowPassWidth),
+        _ => false,
+    };
 
     /// <summary>The narrowest rows the four-vector passes take directly (two passes of six, 12 pixels computed for 10).</summary>
     private const int WidePassWidth = 10;
+
+    /// <summary>The narrowest rows AVX2's three-pixel passes take directly (rows of 11 measured slower, 32 faster).</summary>
+    private const int RowPassWidth = 12;
+
+    /// <summary>
+    /// Output pixels a pass takes on AVX2 against a multiple of four vectors of filters (<see cref="DirectRowPass"/>), any
+    /// window deep or small: the small windows' passes of six by two vectors measured even with them (the ResNet stem, the CNN's first layer).
+    /// </summary>
+    private const int RowPixels = 3;
+
+    /// <summary>Whether the passes over a window take three pixels by four vectors (<see cref="DirectRowPass"/>): on AVX2 (8 lanes), whole rows of the kernel.</summary>
+    private static bool TakesRowPasses<TLanes, TVector>(int filters) where TLanes : struct, ILanes<TVector> where TVector : struct =>
+        TLanes.Count == 8 && filters % (4 * TLanes.Count) == 0;
 
     /// <summary>Output pixels whose sums one pass keeps in registers, for two vectors of filters or four.</summary>
     private const int DirectPixels = 6;
@@ -138,7 +160,10 @@ public static partial class Convolution
     /// (<see cref="FlipKernel"/>): the transposed convolution of a stride-1 'same' window with odd sides is that convolution.
     /// Where the direct kernel takes it deep (<see cref="IsDeepDirect"/>), this beats the patches' product, only as deep as
     /// the values' channels, and col2im: the ResNet block's 32x32x32 to 32 filters at batch 32, 3.65-3.91 -> 2.84-3.04 ms
-    /// (2 cores; values within a few ulps of the patches', summed in another order).
+    /// (2 cores; values within a few ulps of the patches', summed in another order). On AVX2 it beats the in-place route
+    /// too (<see cref="TransposesInPlace"/>, which it goes before; medians of three processes, added onto the image): from
+    /// 16 value channels 14x14x32 at batch 128 1.50 -> 1.05 ms, 28x28x32 at 32 1.50 -> 1.22, 32x32x32 at 32 1.89 -> 1.30;
+    /// from 24 and 32 against the patches, 14x14x32 at 128 1.71 -> 1.56, 32x32x32 at 32 2.80 -> 2.56.
     /// </summary>
     internal static bool TransposesDirectly(in Window window, int valueChannels, out Window flipped)
     {
@@ -261,7 +286,7 @@ public static partial class Convolution
         int top, int bottom, in OutputFold fold) where TLanes : struct, ILanes<TVector> where TVector : struct where TEight : IFlag where TFolds : IFlag
     {
         int patch = window.PatchSize, channels = window.Channels;
-        int passPixels = TEight.IsSet ? EightPixels : DirectPixels;
+        int passPixels = TEight.IsSet ? EightPixels : TakesRowPasses<TLanes, TVector>(filters) ? RowPixels : DirectPixels;
         var plane = Plane.For(image, window, top, bottom, passPixels);
         int* inPlace = stackalloc int[patch];
         int* inBuffer = stackalloc int[patch];
@@ -276,7 +301,7 @@ public static partial class Convolution
             for (int next = 0; next < runPixels; next += passPixels)
             {
                 int at = Math.Min(next, runPixels - passPixels);
-                Passes<TLanes, TVector, TEight, TFolds>(windows + at * channels, inPlace, channels, patch, kernel, filters, bias, pixels + (long)at * filters, passPixels, relu, fold);
+                Passes<TLanes, TVector, TEight, TFolds>(windows + at * channels, inPlace, channels, patch, kernel, filters, bias, pixels + (long)at * filters, passPixels, passPixels, relu, fold);
             }
             return;
         }
@@ -305,7 +330,7 @@ public static partial class Convolution
                     for (int pixel = 0; pixel < passPixels; pixel++)
                         GatherWindow(image, gathered + pixel * patch, window, windowTop, left + pixel * window.StrideWidth, blank: pixel >= count);
                 }
-                Passes<TLanes, TVector, TEight, TFolds>(windows, offsets, step, patch, kernel, filters, bias, output + (long)(oy * window.OutputWidth + ox) * filters, count, relu, fold);
+                Passes<TLanes, TVector, TEight, TFolds>(windows, offsets, step, patch, kernel, filters, bias, output + (long)(oy * window.OutputWidth + ox) * filters, passPixels, count, relu, fold);
             }
         }
     }
@@ -316,9 +341,16 @@ public static partial class Convolution
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static unsafe void Passes<TLanes, TVector, TEight, TFolds>(float* windows, int* offsets, int step, int patch, float* kernel, int filters, float* bias, float* pixels,
-        int count, bool relu, in OutputFold fold) where TLanes : struct, ILanes<TVector> where TVector : struct where TEight : IFlag where TFolds : IFlag
+        int passPixels, int count, bool relu, in OutputFold fold) where TLanes : struct, ILanes<TVector> where TVector : struct where TEight : IFlag where TFolds : IFlag
     {
         int j = 0;
+        if (TLanes.Count == 8 && passPixels == RowPixels)
+        {
+            for (; j < filters; j += 4 * TLanes.Count)
+                DirectRowPass<TLanes, TVector, TFolds>(windows, offsets, step, patch, kernel + j, filters, bias is null ? null : bias + j, pixels + j, count, relu,
+                    TFolds.IsSet ? fold.Scale + j : null, TFolds.IsSet ? fold.Shift + j : null, fold.Relu);
+            return;
+        }
         if (TLanes.Count == 16)
         {
             for (; filters - j >= 4 * TLanes.Count; j += 4 * TLanes.Count)
@@ -465,13 +497,7 @@ public static partial class Convolution
             TVector x5 = TLanes.Broadcast(x[s5]);
             a5 = TLanes.MultiplyAdd(x5, w0, a5); b5 = TLanes.MultiplyAdd(x5, w1, b5); c5 = TLanes.MultiplyAdd(x5, w2, c5); d5 = TLanes.MultiplyAdd(x5, w3, d5);
         }
-        // The bias loaded here, not through a factory taking its pointer: that made the JIT keep the 24 sums in memory (the
-        // CNN's second layer 23 -> 84 us).
-        bool hasBias = bias is not null;
-        var low = new PixelStore<TLanes, TVector, TFolds>(true, hasBias ? TLanes.Load(ref *bias) : TLanes.Zero, hasBias ? TLanes.Load(ref bias[width]) : TLanes.Zero,
-            hasBias, relu, width, width, scale, shift, foldRelu);
-        var high = new PixelStore<TLanes, TVector, TFolds>(true, hasBias ? TLanes.Load(ref bias[2 * width]) : TLanes.Zero, hasBias ? TLanes.Load(ref bias[3 * width]) : TLanes.Zero,
-            hasBias, relu, width, width, scale == null ? null : scale + 2 * width, shift == null ? null : shift + 2 * width, foldRelu);
+        var (low, high) = PixelStore<TLanes, TVector, TFolds>.ForFourVectors(bias, relu, scale, shift, foldRelu);
         float* upper = pixels + 2 * width;
         low.Store(a0, b0, pixels); high.Store(c0, d0, upper);
         if (count > 1) { low.Store(a1, b1, pixels + filters); high.Store(c1, d1, upper + filters); }
@@ -479,6 +505,41 @@ public static partial class Convolution
         if (count > 3) { low.Store(a3, b3, pixels + 3 * filters); high.Store(c3, d3, upper + 3 * filters); }
         if (count > 4) { low.Store(a4, b4, pixels + 4 * filters); high.Store(c4, d4, upper + 4 * filters); }
         if (count > 5) { low.Store(a5, b5, pixels + 5 * filters); high.Store(c5, d5, upper + 5 * filters); }
+    }
+
+    /// <summary>
+    /// Four vectors of filters for three windows, on AVX2's 16 registers: 12 accumulator chains, the three windows' floats
+    /// broadcast once a step and each weight vector loaded once for all three, so a step reads one whole row of the kernel.
+    /// </summary>
+    [MethodImpl(Compiled.Kernel)]
+    private static unsafe void DirectRowPass<TLanes, TVector, TFolds>(float* windows, int* offsets, int step, int patch, float* kernel, int filters,
+        float* bias, float* pixels, int count, bool relu, float* scale, float* shift, bool foldRelu)
+        where TLanes : struct, ILanes<TVector> where TVector : struct where TFolds : IFlag
+    {
+        int width = TLanes.Count;
+        nint s1 = step, s2 = 2 * s1;
+        TVector a0 = TLanes.Zero, a1 = TLanes.Zero, a2 = TLanes.Zero;
+        TVector b0 = TLanes.Zero, b1 = TLanes.Zero, b2 = TLanes.Zero;
+        TVector c0 = TLanes.Zero, c1 = TLanes.Zero, c2 = TLanes.Zero;
+        TVector d0 = TLanes.Zero, d1 = TLanes.Zero, d2 = TLanes.Zero;
+        for (int p = 0; p < patch; p++, kernel += filters)
+        {
+            float* x = windows + offsets[p];
+            TVector x0 = TLanes.Broadcast(*x), x1 = TLanes.Broadcast(x[s1]), x2 = TLanes.Broadcast(x[s2]);
+            TVector w = TLanes.Load(ref *kernel);
+            a0 = TLanes.MultiplyAdd(x0, w, a0); a1 = TLanes.MultiplyAdd(x1, w, a1); a2 = TLanes.MultiplyAdd(x2, w, a2);
+            w = TLanes.Load(ref kernel[width]);
+            b0 = TLanes.MultiplyAdd(x0, w, b0); b1 = TLanes.MultiplyAdd(x1, w, b1); b2 = TLanes.MultiplyAdd(x2, w, b2);
+            w = TLanes.Load(ref kernel[2 * width]);
+            c0 = TLanes.MultiplyAdd(x0, w, c0); c1 = TLanes.MultiplyAdd(x1, w, c1); c2 = TLanes.MultiplyAdd(x2, w, c2);
+            w = TLanes.Load(ref kernel[3 * width]);
+            d0 = TLanes.MultiplyAdd(x0, w, d0); d1 = TLanes.MultiplyAdd(x1, w, d1); d2 = TLanes.MultiplyAdd(x2, w, d2);
+        }
+        var (low, high) = PixelStore<TLanes, TVector, TFolds>.ForFourVectors(bias, relu, scale, shift, foldRelu);
+        float* upper = pixels + 2 * width;
+        low.Store(a0, b0, pixels); high.Store(c0, d0, upper);
+        if (count > 1) { low.Store(a1, b1, pixels + filters); high.Store(c1, d1, upper + filters); }
+        if (count > 2) { low.Store(a2, b2, pixels + 2 * filters); high.Store(c2, d2, upper + 2 * filters); }
     }
 
     /// <summary>
@@ -492,6 +553,20 @@ public static partial class Convolution
         float* scale, float* shift, bool foldRelu)
         where TLanes : struct, ILanes<TVector> where TVector : struct where TFolds : IFlag
     {
+        /// <summary>The stores of four whole vectors of filters a pixel: the first two (low) and the last two (high).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static (PixelStore<TLanes, TVector, TFolds> Low, PixelStore<TLanes, TVector, TFolds> High) ForFourVectors(float* bias, bool relu, float* scale, float* shift,
+            bool foldRelu)
+        {
+            int width = TLanes.Count;
+            bool hasBias = bias is not null;
+            var low = new PixelStore<TLanes, TVector, TFolds>(true, hasBias ? TLanes.Load(ref *bias) : TLanes.Zero, hasBias ? TLanes.Load(ref bias[width]) : TLanes.Zero,
+                hasBias, relu, width, width, scale, shift, foldRelu);
+            var high = new PixelStore<TLanes, TVector, TFolds>(true, hasBias ? TLanes.Load(ref bias[2 * width]) : TLanes.Zero, hasBias ? TLanes.Load(ref bias[3 * width]) : TLanes.Zero,
+                hasBias, relu, width, width, scale == null ? null : scale + 2 * width, shift == null ? null : shift + 2 * width, foldRelu);
+            return (low, high);
+        }
+
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public unsafe void Store(TVector low, TVector high, float* pixel)
         {

@@ -9,17 +9,17 @@ namespace ModelGen.Kernels;
 // registers. It takes windows of a few floats (a first layer over one or three channels), which through im2col would be
 // copied into patch rows for a product only 9 or 27 deep that the packed GEMM cannot make efficient; and, when no patches
 // are kept (inference), deep windows against a multiple of 64 filters on AVX-512 or of 32 on AVX2, each step reading one
-// whole row of the kernel. Each output is the chain of fused multiply-adds over its window, in patch order, then bias and ReLU, as the
-// GEMM computes it for a patch up to one of its depth blocks deep (2048): the two paths agree bit for bit.
+// whole row of the kernel. Each output is the chain of fused multiply-adds over its window, in patch order, then bias and
+// ReLU, as the GEMM computes it for a patch up to one of its depth blocks deep (2048): the two paths agree bit for bit.
 public static partial class Convolution
 {
     /// <summary>Patches of at most this many floats are convolved directly (<see cref="SharedRules.DirectPatch"/>).</summary>
     private const int DirectPatch = SharedRules.DirectPatch;
 
     /// <summary>
-    /// Deeper patches, up to this many floats (3x3 over 128 channels), are convolved directly for inference on AVX-512 or AVX2
-    /// when the filters come in fours of vectors (<see cref="IsDeepDirect"/>). On AVX-512 faster than im2col + GEMM at every shape measured (2 cores, 3x3 windows):
-    /// 13x13x32 to 64 filters at batch 1 28.4 -> 22.5 us and at batch 64 1.62 -> 1.31 ms, 16x16x128 to 64 at batch 8
+    /// Deeper patches, up to this many floats (3x3 over 128 channels), are convolved directly for inference on AVX-512 or
+    /// AVX2 when the filters come in fours of vectors (<see cref="IsDeepDirect"/>). On AVX-512 faster than im2col + GEMM at
+    /// every shape measured (2 cores, 3x3 windows): 13x13x32 to 64 filters at batch 1 28.4 -> 22.5 us and at batch 64 1.62 -> 1.31 ms, 16x16x128 to 64 at batch 8
     /// 1.51 -> 1.23 ms; 16x16x64 to 128 at batch 8 even (1.23 / 1.25 ms). The gathered windows of a pass stay on the stack.
     /// </summary>
     private const int DeepDirectPatch = 1152;
@@ -34,13 +34,13 @@ public static partial class Convolution
     /// <summary>
     /// Deep windows go direct where the passes fill the rows (2 cores, 3x3 'same' unless said, each shape alone, fresh
     /// processes in turns; a pointwise window's pixels are one run across rows, so any width does).
-    /// AVX-512, four vectors of filters, passes of six pixels: rows of at least <see cref="WidePassWidth"/>. Narrower rows were slower
-    /// everywhere: rows narrower than a pass gather every window float by float (4x4x128 to 64 filters at batch 1 190-296 us
+    /// AVX-512, four vectors of filters, passes of six pixels: rows of at least <see cref="WidePassWidth"/>. Narrower rows were
+    /// slower everywhere: rows narrower than a pass gather every window float by float (4x4x128 to 64 filters at batch 1 190-296 us
     /// direct, 13.5-15.8 through patches), rows of 8 compute 12 pixels (8x8x64 to 64: 64-65 us against 29-37). Rows of 10 and
     /// 11 are faster at batch 1 and 3-5% slower at 32 (10x10x64: 43-44 against 50-54 us, 1.50-1.52 against 1.39-1.54 ms;
     /// 13x13x32 'valid': 24-26 against 27-30 us); from 12 faster at both.
-    /// AVX-512, two vectors (32 filters), passes of eight: rows of whole passes, two at least. 32x32x32 at batch 1 98-106 us against
-    /// 123-145 through patches, at 32 3.2-3.5 ms against 4.1-4.3; 16x16x64 at batch 1 53 against 89-91 us; rows of 26 (32
+    /// AVX-512, two vectors (32 filters), passes of eight: rows of whole passes, two at least. 32x32x32 at batch 1 98-106 us
+    /// against 123-145 through patches, at 32 3.2-3.5 ms against 4.1-4.3; 16x16x64 at batch 1 53 against 89-91 us; rows of 26 (32
     /// computed) were slower (137-139 against 88-124 us), 14 even.
     /// AVX2, multiples of four vectors (32 filters), passes of three pixels (<see cref="DirectRowPass"/>): rows of at least
     /// <see cref="RowPassWidth"/>, or pointwise. Whole models on 256-bit vectors (`DOTNET_EnableAVX512=0`): the ResNet block
@@ -64,11 +64,12 @@ public static partial class Convolution
 
     /// <summary>
     /// Output pixels a pass takes on AVX2 against a multiple of four vectors of filters (<see cref="DirectRowPass"/>), any
-    /// window deep or small: the small windows' passes of six by two vectors measured even with them (the ResNet stem, the CNN's first layer).
+    /// window deep or small: the small windows' passes of six by two vectors measured even with them (the ResNet stem, the
+    /// CNN's first layer).
     /// </summary>
     private const int RowPixels = 3;
 
-    /// <summary>Whether the passes over a window take three pixels by four vectors (<see cref="DirectRowPass"/>): on AVX2 (8 lanes), whole rows of the kernel.</summary>
+    /// <summary>Whether the passes take three pixels by four vectors (<see cref="DirectRowPass"/>): on AVX2 (8 lanes), whole kernel rows.</summary>
     private static bool TakesRowPasses<TLanes, TVector>(int filters) where TLanes : struct, ILanes<TVector> where TVector : struct =>
         TLanes.Count == 8 && filters % (4 * TLanes.Count) == 0;
 
@@ -301,7 +302,7 @@ public static partial class Convolution
             for (int next = 0; next < runPixels; next += passPixels)
             {
                 int at = Math.Min(next, runPixels - passPixels);
-                Passes<TLanes, TVector, TEight, TFolds>(windows + at * channels, inPlace, channels, patch, kernel, filters, bias, pixels + (long)at * filters, passPixels, passPixels, relu, fold);
+                Passes<TLanes, TVector, TEight, TFolds>(windows + at * channels, inPlace, channels, patch, kernel, filters, bias, pixels + (long)at * filters, passPixels, relu, fold);
             }
             return;
         }
@@ -330,21 +331,22 @@ public static partial class Convolution
                     for (int pixel = 0; pixel < passPixels; pixel++)
                         GatherWindow(image, gathered + pixel * patch, window, windowTop, left + pixel * window.StrideWidth, blank: pixel >= count);
                 }
-                Passes<TLanes, TVector, TEight, TFolds>(windows, offsets, step, patch, kernel, filters, bias, output + (long)(oy * window.OutputWidth + ox) * filters, passPixels, count, relu, fold);
+                Passes<TLanes, TVector, TEight, TFolds>(windows, offsets, step, patch, kernel, filters, bias, output + (long)(oy * window.OutputWidth + ox) * filters, count, relu, fold);
             }
         }
     }
 
     /// <summary>
     /// The passes over every filter for <paramref name="count"/> windows <paramref name="step"/> floats apart: four vectors of
-    /// filters at a time on AVX-512, then two (the last masked); the fold, if any, in their epilogue.
+    /// filters at a time on AVX-512, then two (the last masked); on AVX2 four at a time where they come in fours, else two;
+    /// the fold, if any, in their epilogue.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static unsafe void Passes<TLanes, TVector, TEight, TFolds>(float* windows, int* offsets, int step, int patch, float* kernel, int filters, float* bias, float* pixels,
-        int passPixels, int count, bool relu, in OutputFold fold) where TLanes : struct, ILanes<TVector> where TVector : struct where TEight : IFlag where TFolds : IFlag
+        int count, bool relu, in OutputFold fold) where TLanes : struct, ILanes<TVector> where TVector : struct where TEight : IFlag where TFolds : IFlag
     {
         int j = 0;
-        if (TLanes.Count == 8 && passPixels == RowPixels)
+        if (TakesRowPasses<TLanes, TVector>(filters))
         {
             for (; j < filters; j += 4 * TLanes.Count)
                 DirectRowPass<TLanes, TVector, TFolds>(windows, offsets, step, patch, kernel + j, filters, bias is null ? null : bias + j, pixels + j, count, relu,
@@ -555,8 +557,8 @@ public static partial class Convolution
     {
         /// <summary>The stores of four whole vectors of filters a pixel: the first two (low) and the last two (high).</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static (PixelStore<TLanes, TVector, TFolds> Low, PixelStore<TLanes, TVector, TFolds> High) ForFourVectors(float* bias, bool relu, float* scale, float* shift,
-            bool foldRelu)
+        public static (PixelStore<TLanes, TVector, TFolds> Low, PixelStore<TLanes, TVector, TFolds> High) ForFourVectors(float* bias, bool relu,
+            float* scale, float* shift, bool foldRelu)
         {
             int width = TLanes.Count;
             bool hasBias = bias is not null;

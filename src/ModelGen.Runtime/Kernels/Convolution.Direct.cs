@@ -19,8 +19,9 @@ public static partial class Convolution
     /// <summary>
     /// Deeper patches, up to this many floats (3x3 over 128 channels), are convolved directly for inference on AVX-512 or
     /// AVX2 when the filters come in fours of vectors (<see cref="IsDeepDirect"/>). On AVX-512 faster than im2col + GEMM at
-    /// every shape measured (2 cores, 3x3 windows): 13x13x32 to 64 filters at batch 1 28.4 -> 22.5 us and at batch 64 1.62 -> 1.31 ms, 16x16x128 to 64 at batch 8
-    /// 1.51 -> 1.23 ms; 16x16x64 to 128 at batch 8 even (1.23 / 1.25 ms). The gathered windows of a pass stay on the stack.
+    /// every shape measured (2 cores, 3x3 windows): 13x13x32 to 64 filters at batch 1 28.4 -> 22.5 us and at batch 64
+    /// 1.62 -> 1.31 ms, 16x16x128 to 64 at batch 8 1.51 -> 1.23 ms; 16x16x64 to 128 at batch 8 even (1.23 / 1.25 ms). The
+    /// gathered windows of a pass stay on the stack.
     /// </summary>
     private const int DeepDirectPatch = 1152;
 

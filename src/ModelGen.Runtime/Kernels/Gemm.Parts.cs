@@ -273,7 +273,7 @@ public static partial class Gemm
         var panels = AlignedBuffer.Ensure(ref sharedPanels, floats);
         float* first = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(panels));
         // Streamed stores need aligned vectors: a test's guarded pages hold a buffer unaligned.
-        bool streamed = OutgrowCaches(floats) && (nint)first % (AlignedBuffer.LineFloats * sizeof(float)) == 0;
+        bool streamed = OutgrowCaches(floats) && AlignedBuffer.LineOffset(panels) == 0;
         PackPanels<TLanes, TVector>(b, k, n, tileColumns, panels, streamed);
         return PackedPanels.Over(first, k, n, tileColumns);
     }

@@ -181,6 +181,26 @@ public class GuardedOperandTests
     }
 
     /// <summary>
+    /// A product whose rows both cores take in blocks against one copy of B, packed by both into shared panels of 16 MB and
+    /// more (Gemm.OutgrowCaches), written past the caches with aligned non-temporal stores where the panels' scratch starts on
+    /// a line. Against a guard's end the scratch starts where its length puts it: 4095 deep and 1032 columns make the
+    /// portable path's panels of eight-float tiles 4,226,040 floats, half a line off, which it packs with ordinary stores;
+    /// AVX2's and AVX-512's wider tiles (1040 and 1056 columns) keep theirs on a line, which they stream into.
+    /// </summary>
+    [Fact]
+    public void Panels_shared_past_the_caches_stay_within_their_scratch()
+    {
+        const int m = 1026, k = 4095, n = 1032; // A of more than 16 MB: blocks of rows, not slices of columns
+        var (a, b, bias) = (Uniform(m * k, 1), Uniform(k * n, 2), Uniform(n, 3));
+        foreach (var path in Enum.GetValues<SimdPath>())
+        {
+            using var _ = KernelSettings.OnSimd(path);
+            KernelSettings.OnThreads(2, () =>
+                StaysWithin([a, b, new float[m * n], bias], o => Gemm.Multiply(o[0].Span, o[1].Span, o[2].Span, m, k, n, o[3].Span, relu: true)));
+        }
+    }
+
+    /// <summary>
     /// Rows, columns: one value, rows shorter than a vector, a vector and a remainder on every width, many short rows (softmax
     /// in blocks of sixteen on AVX-512: a last block of thirteen, one block and seven rows after it).
     /// </summary>

@@ -272,7 +272,8 @@ public static partial class Gemm
         int floats = PanelFloats(k, n, tileColumns);
         var panels = AlignedBuffer.Ensure(ref sharedPanels, floats);
         float* first = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(panels));
-        // Streamed stores need aligned vectors: a test's guarded pages hold a buffer unaligned.
+        // Streamed stores need aligned vectors and fill whole lines: a test's guarded pages can hold the panels off a line
+        // (the portable path's eight-float tiles at an odd depth, GuardedOperandTests).
         bool streamed = OutgrowCaches(floats) && AlignedBuffer.LineOffset(panels) == 0;
         PackPanels<TLanes, TVector>(b, k, n, tileColumns, panels, streamed);
         return PackedPanels.Over(first, k, n, tileColumns);

@@ -36,6 +36,7 @@ public class PackedGemmTests
             (64, 64, 128),      // below the sharing threshold, yet shared against panels: slices of columns
             (64, 128, 64),      // likewise, in blocks of rows
             (140, 2048, 2048),  // 16 MB of panels, fetched from memory by blocks of eleven twelve-row tiles on two cores
+            (137, 2048, 2048),  // the same, the last block five rows: a six-row tile that fetches B, on every path
         };
         foreach (var path in Enum.GetValues<SimdPath>())
         {

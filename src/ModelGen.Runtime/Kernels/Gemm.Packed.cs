@@ -150,29 +150,26 @@ public static partial class Gemm
                                     else if (TLanes.Count == 16 && rest >= TallRows)
                                     {
                                         tileRows = TallRows;
-                                        // Panels packed ahead: never narrow, nothing to pack, so straight to the kernel.
-                                        if (fetchesB) MicroKernel<TLanes, TVector, FetchingB<TallRowsInPlace>>(ref rowsOfA, new(new(a.RowStride, a.ColumnStride)), ref bTile, bStep, ref bTile, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
-                                        else Tile<TLanes, TVector, TallRowsInPlace>(narrow, ref rowsOfA, new(a.RowStride, a.ColumnStride), ref bTile, bStep, packs, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
+                                        Tile<TLanes, TVector, TallRowsInPlace>(narrow, ref rowsOfA, new(a.RowStride, a.ColumnStride), ref bTile, bStep, packs, fetchesB, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
                                     }
                                     else if (TLanes.Count == 16 && rest > RowsPerTile && rest <= EightRows)
                                     {
                                         tileRows = rest;
-                                        Tile<TLanes, TVector, RowsInPlace<Eight>>(narrow, ref rowsOfA, new(a.RowStride, a.ColumnStride, tileRows), ref bTile, bStep, packs, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
+                                        Tile<TLanes, TVector, RowsInPlace<Eight>>(narrow, ref rowsOfA, new(a.RowStride, a.ColumnStride, tileRows), ref bTile, bStep, packs, fetchesB, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
                                     }
                                     else if (rest <= FourRows || (rest > RowsPerTile && rest <= EightRows))
                                     {
                                         tileRows = Math.Min(FourRows, rest);
-                                        Tile<TLanes, TVector, RowsInPlace<Four>>(narrow, ref rowsOfA, new(a.RowStride, a.ColumnStride, tileRows), ref bTile, bStep, packs, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
+                                        Tile<TLanes, TVector, RowsInPlace<Four>>(narrow, ref rowsOfA, new(a.RowStride, a.ColumnStride, tileRows), ref bTile, bStep, packs, fetchesB, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
                                     }
-                                    else if (fetchesB) MicroKernel<TLanes, TVector, FetchingB<RowsInPlace<Six>>>(ref rowsOfA, new(new(a.RowStride, a.ColumnStride, tileRows)), ref bTile, bStep, ref bTile, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
-                                    else Tile<TLanes, TVector, RowsInPlace<Six>>(narrow, ref rowsOfA, new(a.RowStride, a.ColumnStride, tileRows), ref bTile, bStep, packs, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
+                                    else Tile<TLanes, TVector, RowsInPlace<Six>>(narrow, ref rowsOfA, new(a.RowStride, a.ColumnStride, tileRows), ref bTile, bStep, packs, fetchesB, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
                                 }
                                 else
                                 {
                                     // A packed: B was packed ahead (packAsRead is false), so these tiles only read it.
                                     tileRows = Math.Min(panelRows, mc - ir);
-                                    if (tall) Tile<TLanes, TVector, TallPackedRows>(narrow, ref aPanel[ir * kc], default, ref bTile, bStep, false, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
-                                    else Tile<TLanes, TVector, PackedRows>(narrow, ref aPanel[ir * kc], default, ref bTile, bStep, false, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
+                                    if (tall) Tile<TLanes, TVector, TallPackedRows>(narrow, ref aPanel[ir * kc], default, ref bTile, bStep, false, false, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
+                                    else Tile<TLanes, TVector, PackedRows>(narrow, ref aPanel[ir * kc], default, ref bTile, bStep, false, false, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
                                 }
                             }
                         }
@@ -238,14 +235,16 @@ public static partial class Gemm
     /// <summary>
     /// One tile of C: the narrow kernel for products one vector wide (their only column tile starts at 0), the two-vector one
     /// otherwise; when <paramref name="packsB"/>, the two-vector one reads B's tile from <paramref name="source"/> (rows
-    /// <paramref name="sourceStride"/> apart) and writes it packed to <paramref name="b"/> as it goes.
+    /// <paramref name="sourceStride"/> apart) and writes it packed to <paramref name="b"/> as it goes; when
+    /// <paramref name="fetchesB"/> (panels packed ahead that come from memory: never narrow, nothing to pack), it prefetches B.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Tile<TLanes, TVector, TRows>(bool narrow, ref float a, TRows layout, ref float b, int bStep, bool packsB, ref float source, int sourceStride,
+    private static void Tile<TLanes, TVector, TRows>(bool narrow, ref float a, TRows layout, ref float b, int bStep, bool packsB, bool fetchesB, ref float source, int sourceStride,
         int kc, Span<float> c, int ldc, int row, int column, int rows, int columns, Stage stage, in Epilogue epilogue, Span<float> spill)
         where TLanes : struct, ILanes<TVector> where TVector : struct where TRows : struct, IRowsOfA
     {
         if (narrow) NarrowKernel<TLanes, TVector, TRows>(ref a, layout, ref b, bStep, kc, c, ldc, row, rows, columns, stage, epilogue, spill);
+        else if (fetchesB) MicroKernel<TLanes, TVector, FetchingB<TRows>>(ref a, new(layout), ref b, bStep, ref b, kc, c, ldc, row, column, rows, columns, stage, epilogue, spill);
         else if (packsB) MicroKernel<TLanes, TVector, PackingB<TRows>>(ref a, new(layout), ref source, sourceStride, ref b, kc, c, ldc, row, column, rows, columns, stage, epilogue, spill);
         else MicroKernel<TLanes, TVector, TRows>(ref a, layout, ref b, bStep, ref b, kc, c, ldc, row, column, rows, columns, stage, epilogue, spill);
     }

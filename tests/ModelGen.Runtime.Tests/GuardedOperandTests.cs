@@ -192,12 +192,8 @@ public class GuardedOperandTests
     {
         const int m = 1026, k = 4095, n = 1032; // A of more than 16 MB: blocks of rows, not slices of columns
         var (a, b, bias) = (Uniform(m * k, 1), Uniform(k * n, 2), Uniform(n, 3));
-        foreach (var path in Enum.GetValues<SimdPath>())
-        {
-            using var _ = KernelSettings.OnSimd(path);
-            KernelSettings.OnThreads(2, () =>
-                StaysWithin([a, b, new float[m * n], bias], o => Gemm.Multiply(o[0].Span, o[1].Span, o[2].Span, m, k, n, o[3].Span, relu: true)));
-        }
+        // Two threads only: on one no panels are shared.
+        Everywhere(() => StaysWithin([a, b, new float[m * n], bias], o => Gemm.Multiply(o[0].Span, o[1].Span, o[2].Span, m, k, n, o[3].Span, relu: true)), threads: [2]);
     }
 
     /// <summary>
@@ -450,13 +446,13 @@ public class GuardedOperandTests
         }
     }
 
-    /// <summary>Runs <paramref name="run"/> on every SIMD path (those the machine lacks emulated), on one core and on two.</summary>
-    private static void Everywhere(Action run)
+    /// <summary>Runs <paramref name="run"/> on every SIMD path (those the machine lacks emulated), on one core and on two, or on <paramref name="threads"/>.</summary>
+    private static void Everywhere(Action run, int[]? threads = null)
     {
         foreach (var path in Enum.GetValues<SimdPath>())
         {
             using var _ = KernelSettings.OnSimd(path);
-            foreach (int threads in new[] { 1, 2 }) KernelSettings.OnThreads(threads, run);
+            foreach (int count in threads ?? [1, 2]) KernelSettings.OnThreads(count, run);
         }
     }
 

@@ -618,6 +618,8 @@ public class ConvolutionTests
         { 13, 11, 3, 3, 3, 1, true, 2, 64, 2 },    // dilated
         { 4, 2, 3, 3, 3, 1, true, 1, 32, 2 },     // rows of two against 32 filters: on AVX2 one two-pixel pass a row
         { 4, 1, 3, 3, 3, 1, true, 1, 32, 2 },     // rows of one: on AVX2 a three-pixel pass, two of its windows blank
+        { 6, 4, 3, 3, 3, 1, true, 1, 64, 2 },     // rows of four against 64 filters: on AVX-512 one four-pixel pass a row
+        { 12, 12, 3, 3, 3, 1, false, 1, 64, 2 },  // rows of ten: on AVX-512 a six-pixel pass and a four-pixel one
         { 8, 8, 32, 1, 1, 1, false, 1, 40, 3 },    // pointwise: a range's rows are one run of pixels, whose last pass alone moves back
         { 3, 3, 4, 1, 1, 1, true, 1, 8, 1 },       // pointwise, runs that may be shorter than a pass
         { 10, 17, 2, 2, 3, 1, false, 1, 17, 2 },
@@ -707,6 +709,7 @@ public class ConvolutionTests
         { 32, 32, 32, 3, 3, 1, true, 1, 32, 2 },    // the ResNet block's: direct at inference on AVX-512 (eight-pixel passes) and AVX2 (ten three-pixel passes and a two-pixel one a row), 'same' rows in bands of 13
         { 24, 24, 32, 3, 3, 1, true, 1, 64, 2 },    // 'same' rows copied in bands of 17 and 7 for the four-vector passes
         { 16, 16, 32, 3, 3, 1, true, 1, 32, 2 },    // rows of 16: on AVX2 five three-pixel passes, then a two-pixel one that redoes a pixel
+        { 14, 14, 64, 3, 3, 1, true, 1, 64, 2 },    // rows of 14: on AVX-512 two six-pixel passes, then a four-pixel one that redoes two
         { 8, 8, 64, 1, 1, 1, false, 1, 128, 3 },    // the MobileNet block's second pointwise convolution: one run per range at inference
         { 11, 12, 3, 5, 5, 1, true, 1, 24, 3 },     // kernel rows of fifteen floats, padding of two on every side: parts' patch rows copied whole
         { 15, 14, 1, 7, 7, 2, true, 1, 16, 2 },     // rows of seven, stride 2, padding on every side

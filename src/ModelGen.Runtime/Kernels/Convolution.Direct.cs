@@ -57,7 +57,7 @@ public static partial class Convolution
         _ => false,
     };
 
-    /// <summary>The narrowest rows the four-vector passes take directly (two passes of six, 12 pixels computed for 10).</summary>
+    /// <summary>The narrowest rows the four-vector passes take directly (measured when a row of 10 took two passes of six; now a pass of six and one of four).</summary>
     private const int WidePassWidth = 10;
 
     /// <summary>The narrowest rows AVX2's three-pixel passes take directly (rows of 11 measured slower, 32 faster).</summary>
@@ -78,6 +78,18 @@ public static partial class Convolution
     /// 152 -> 151 us.
     /// </summary>
     private const int RowTailPixels = 2;
+
+    /// <summary>
+    /// The pixels of the pass that ends a row of AVX-512's six-pixel passes over whole fours of vectors of filters where one
+    /// to four are left: four (16 chains), so a row of 28 computes 28 pixels, not 30, and one of 14, 16 not 18; five left
+    /// take a pass of six that redoes one. Two cores, batch 32 unless said, a console harness, builds before and after in
+    /// turns: 10x10x64 to 64 653 -> 586 us, 14x14x64 to 64 1259 -> 1176, 28x28x32 to 64 at batch 8 516 -> 501.
+    /// </summary>
+    private const int WideTailPixels = 4;
+
+    /// <summary>Whether every pass takes six pixels by four vectors (<see cref="DirectWidePass"/>): on AVX-512, whole fours of vectors of filters.</summary>
+    private static bool TakesWidePassesOnly<TLanes, TVector>(int filters) where TLanes : struct, ILanes<TVector> where TVector : struct =>
+        TLanes.Count == 16 && filters % (4 * TLanes.Count) == 0;
 
     /// <summary>Whether the passes take three pixels by four vectors (<see cref="DirectRowPass"/>): on AVX2 (8 lanes), whole kernel rows.</summary>
     private static bool TakesRowPasses<TLanes, TVector>(int filters) where TLanes : struct, ILanes<TVector> where TVector : struct =>
@@ -297,8 +309,10 @@ public static partial class Convolution
         int top, int bottom, in OutputFold fold) where TLanes : struct, ILanes<TVector> where TVector : struct where TEight : IFlag where TFolds : IFlag
     {
         int patch = window.PatchSize, channels = window.Channels;
-        bool rowPasses = !TEight.IsSet && TakesRowPasses<TLanes, TVector>(filters);
+        bool rowPasses = TakesRowPasses<TLanes, TVector>(filters);
         int passPixels = TEight.IsSet ? EightPixels : rowPasses ? RowPixels : DirectPixels;
+        // The pixels of a row's shorter last pass, where every pass over the filters has one (no two-vector pass beside it).
+        int tailPixels = rowPasses ? RowTailPixels : TakesWidePassesOnly<TLanes, TVector>(filters) ? WideTailPixels : passPixels;
         var plane = Plane.For(image, window, top, bottom, passPixels);
         int* inPlace = stackalloc int[patch];
         int* inBuffer = stackalloc int[patch];
@@ -323,8 +337,8 @@ public static partial class Convolution
             for (int next = 0; next < window.OutputWidth; next += passPixels)
             {
                 // A row's last pass ends at its last pixel, redoing a few of the pass before (the same chains, the same
-                // bits) rather than gathering a short pass into the buffer; three-pixel passes end in a two-pixel one.
-                int span = rowPasses && window.OutputWidth - next < passPixels ? RowTailPixels : passPixels;
+                // bits) rather than gathering a short pass into the buffer, or in a shorter pass where one takes what is left.
+                int span = window.OutputWidth - next <= tailPixels ? tailPixels : passPixels;
                 int ox = Math.Max(0, Math.Min(next, window.OutputWidth - span));
                 int count = Math.Min(span, window.OutputWidth - ox);
                 int left = ox * window.StrideWidth - window.PadLeft;
@@ -372,8 +386,12 @@ public static partial class Convolution
         if (TLanes.Count == 16)
         {
             for (; filters - j >= 4 * TLanes.Count; j += 4 * TLanes.Count)
-                DirectWidePass<TLanes, TVector, TFolds>(windows, offsets, step, patch, kernel + j, filters, bias is null ? null : bias + j, pixels + j, count, relu,
-                    TFolds.IsSet ? fold.Scale + j : null, TFolds.IsSet ? fold.Shift + j : null, fold.Relu);
+            {
+                float* biasFrom = bias is null ? null : bias + j, scale = TFolds.IsSet ? fold.Scale + j : null, shift = TFolds.IsSet ? fold.Shift + j : null;
+                if (count == WideTailPixels)
+                    DirectWidePass<TLanes, TVector, Yes, TFolds>(windows, offsets, step, patch, kernel + j, filters, biasFrom, pixels + j, count, relu, scale, shift, fold.Relu);
+                else DirectWidePass<TLanes, TVector, No, TFolds>(windows, offsets, step, patch, kernel + j, filters, biasFrom, pixels + j, count, relu, scale, shift, fold.Relu);
+            }
         }
         for (; j < filters; j += 2 * TLanes.Count)
         {
@@ -484,12 +502,13 @@ public static partial class Convolution
     /// <summary>
     /// Four vectors of filters for six windows, on AVX-512's 32 registers: 24 accumulator chains, and each step reads one
     /// whole row of the kernel (64 filters: four adjacent cache lines). A deep window streams the kernel from L2 in order;
-    /// two vectors would read half of each row, lines a row apart that crowd into a quarter of L1's sets.
+    /// two vectors would read half of each row, lines a row apart that crowd into a quarter of L1's sets. Four windows only
+    /// where <typeparamref name="TFour"/> (a row's last pass, <see cref="WideTailPixels"/>): each pixel's chain is the same.
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
-    private static unsafe void DirectWidePass<TLanes, TVector, TFolds>(float* windows, int* offsets, int step, int patch, float* kernel, int filters,
+    private static unsafe void DirectWidePass<TLanes, TVector, TFour, TFolds>(float* windows, int* offsets, int step, int patch, float* kernel, int filters,
         float* bias, float* pixels, int count, bool relu, float* scale, float* shift, bool foldRelu)
-        where TLanes : struct, ILanes<TVector> where TVector : struct where TFolds : IFlag
+        where TLanes : struct, ILanes<TVector> where TVector : struct where TFour : IFlag where TFolds : IFlag
     {
         int width = TLanes.Count;
         nint s1 = step, s2 = 2 * s1, s3 = 3 * s1, s4 = 4 * s1, s5 = 5 * s1;
@@ -510,6 +529,7 @@ public static partial class Convolution
             a2 = TLanes.MultiplyAdd(x2, w0, a2); b2 = TLanes.MultiplyAdd(x2, w1, b2); c2 = TLanes.MultiplyAdd(x2, w2, c2); d2 = TLanes.MultiplyAdd(x2, w3, d2);
             TVector x3 = TLanes.Broadcast(x[s3]);
             a3 = TLanes.MultiplyAdd(x3, w0, a3); b3 = TLanes.MultiplyAdd(x3, w1, b3); c3 = TLanes.MultiplyAdd(x3, w2, c3); d3 = TLanes.MultiplyAdd(x3, w3, d3);
+            if (TFour.IsSet) continue;
             TVector x4 = TLanes.Broadcast(x[s4]);
             a4 = TLanes.MultiplyAdd(x4, w0, a4); b4 = TLanes.MultiplyAdd(x4, w1, b4); c4 = TLanes.MultiplyAdd(x4, w2, c4); d4 = TLanes.MultiplyAdd(x4, w3, d4);
             TVector x5 = TLanes.Broadcast(x[s5]);
@@ -521,6 +541,7 @@ public static partial class Convolution
         if (count > 1) { low.Store(a1, b1, pixels + filters); high.Store(c1, d1, upper + filters); }
         if (count > 2) { low.Store(a2, b2, pixels + 2 * filters); high.Store(c2, d2, upper + 2 * filters); }
         if (count > 3) { low.Store(a3, b3, pixels + 3 * filters); high.Store(c3, d3, upper + 3 * filters); }
+        if (TFour.IsSet) return;
         if (count > 4) { low.Store(a4, b4, pixels + 4 * filters); high.Store(c4, d4, upper + 4 * filters); }
         if (count > 5) { low.Store(a5, b5, pixels + 5 * filters); high.Store(c5, d5, upper + 5 * filters); }
     }

@@ -701,7 +701,7 @@ public class ConvolutionTests
         { 12, 11, 5, 3, 3, 1, true, 2, 17, 4 },     // dilated, odd channels and filters
         { 20, 20, 1, 7, 7, 1, false, 1, 8, 2 },     // kernel rows of a few floats: the copying fast path
         { 3, 3, 8, 3, 3, 1, false, 1, 16, 2 },      // one position a sample: two rows, streamed after im2col
-        { 13, 13, 32, 3, 3, 2, true, 1, 128, 3 },   // inference directly on AVX-512: padded windows gathered, two passes of 64 filters
+        { 13, 13, 32, 3, 3, 2, true, 1, 128, 3 },   // rows of 7, stride 2: through patches at inference too (narrower than the four-vector passes take)
         { 6, 6, 64, 3, 3, 1, true, 1, 64, 2 },      // 576 deep: one depth block of the GEMM
         { 5, 5, 128, 3, 3, 1, true, 1, 64, 2 },     // 1152 deep: one depth block of the GEMM (2048), at inference too (rows narrower than a direct pass)
         { 5, 5, 256, 3, 3, 1, true, 1, 64, 2 },     // 2304 deep: two depth blocks, at inference too

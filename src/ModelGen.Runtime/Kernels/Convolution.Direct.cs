@@ -299,7 +299,8 @@ public static partial class Convolution
 
     /// <summary>
     /// Output rows [<paramref name="top"/>, <paramref name="bottom"/>) of one sample, six pixels of a row at a time (eight
-    /// where <typeparamref name="TEight"/>). Windows wholly inside their plane (<see cref="Plane.For"/>: the image, or a
+    /// where <typeparamref name="TEight"/>, three on AVX2 against fours of vectors of filters), a row's last pass shorter where
+    /// the passes have a shorter form (<see cref="RowTailPixels"/>, <see cref="WideTailPixels"/>). Windows wholly inside their plane (<see cref="Plane.For"/>: the image, or a
     /// zero-padded copy of these rows' part of it) are read in place, each patch value at a fixed offset from the window's corner; the others
     /// (and rows of fewer pixels than a pass) are first gathered into a small zero-padded buffer, so a pass always reads all
     /// its windows and never outside the image.
@@ -311,7 +312,8 @@ public static partial class Convolution
         int patch = window.PatchSize, channels = window.Channels;
         bool rowPasses = TakesRowPasses<TLanes, TVector>(filters);
         int passPixels = TEight.IsSet ? EightPixels : rowPasses ? RowPixels : DirectPixels;
-        // The pixels of a row's shorter last pass, where every pass over the filters has one (no two-vector pass beside it).
+        // The pixels of a row's shorter last pass, where every pass over the filters has a form that reads only those windows:
+        // a two-vector pass beside the wide ones (filters past a multiple of 64) would read all six, past the row's end.
         int tailPixels = rowPasses ? RowTailPixels : TakesWidePassesOnly<TLanes, TVector>(filters) ? WideTailPixels : passPixels;
         var plane = Plane.For(image, window, top, bottom, passPixels);
         int* inPlace = stackalloc int[patch];

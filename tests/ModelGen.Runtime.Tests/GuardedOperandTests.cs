@@ -42,6 +42,7 @@ public class GuardedOperandTests
         { 5, 5, 2, 4, 4, 1, true, 1, 1, 3 },
         { 16, 16, 64, 3, 3, 1, true, 1, 32, 2 },  // deep 'same' at 32 filters: eight-pixel passes at inference, rows copied in bands of 12 and 4; transposed directly at 64
         { 16, 16, 32, 3, 3, 1, true, 1, 32, 2 },  // the ResNet block's: transposed directly at 32, eight-pixel passes added from scratch
+        { 12, 12, 32, 3, 3, 1, false, 1, 64, 2 }, // deep 'valid' at 64 filters: on AVX-512 rows of ten, a pass of six and one of four that ends at the images' end
     };
 
     [Theory, MemberData(nameof(Convolutions))]

@@ -132,6 +132,7 @@ public static partial class Gemm
                             bool byColumns = narrow && !inPlace && !packs && TakesColumns<TLanes, TVector>(a, kc, columns);
                             for (int ir = 0, tileRows; ir < mc; ir += tileRows, packs = false)
                             {
+                                var tileB = packs ? TileB.PackedAsRead : fetchesB ? TileB.Fetched : TileB.Read;
                                 if (streamA)
                                 {
                                     // Rows read where A lies: twelve at a time on AVX-512, then a last seven or eight as one tile
@@ -150,26 +151,26 @@ public static partial class Gemm
                                     else if (TLanes.Count == 16 && rest >= TallRows)
                                     {
                                         tileRows = TallRows;
-                                        Tile<TLanes, TVector, TallRowsInPlace>(narrow, ref rowsOfA, new(a.RowStride, a.ColumnStride), ref bTile, bStep, packs, fetchesB, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
+                                        Tile<TLanes, TVector, TallRowsInPlace>(narrow, ref rowsOfA, new(a.RowStride, a.ColumnStride), ref bTile, bStep, tileB, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
                                     }
                                     else if (TLanes.Count == 16 && rest > RowsPerTile && rest <= EightRows)
                                     {
                                         tileRows = rest;
-                                        Tile<TLanes, TVector, RowsInPlace<Eight>>(narrow, ref rowsOfA, new(a.RowStride, a.ColumnStride, tileRows), ref bTile, bStep, packs, fetchesB, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
+                                        Tile<TLanes, TVector, RowsInPlace<Eight>>(narrow, ref rowsOfA, new(a.RowStride, a.ColumnStride, tileRows), ref bTile, bStep, tileB, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
                                     }
                                     else if (rest <= FourRows || (rest > RowsPerTile && rest <= EightRows))
                                     {
                                         tileRows = Math.Min(FourRows, rest);
-                                        Tile<TLanes, TVector, RowsInPlace<Four>>(narrow, ref rowsOfA, new(a.RowStride, a.ColumnStride, tileRows), ref bTile, bStep, packs, fetchesB, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
+                                        Tile<TLanes, TVector, RowsInPlace<Four>>(narrow, ref rowsOfA, new(a.RowStride, a.ColumnStride, tileRows), ref bTile, bStep, tileB, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
                                     }
-                                    else Tile<TLanes, TVector, RowsInPlace<Six>>(narrow, ref rowsOfA, new(a.RowStride, a.ColumnStride, tileRows), ref bTile, bStep, packs, fetchesB, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
+                                    else Tile<TLanes, TVector, RowsInPlace<Six>>(narrow, ref rowsOfA, new(a.RowStride, a.ColumnStride, tileRows), ref bTile, bStep, tileB, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
                                 }
                                 else
                                 {
                                     // A packed: B was packed ahead (packAsRead is false), so these tiles only read it.
                                     tileRows = Math.Min(panelRows, mc - ir);
-                                    if (tall) Tile<TLanes, TVector, TallPackedRows>(narrow, ref aPanel[ir * kc], default, ref bTile, bStep, false, false, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
-                                    else Tile<TLanes, TVector, PackedRows>(narrow, ref aPanel[ir * kc], default, ref bTile, bStep, false, false, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
+                                    if (tall) Tile<TLanes, TVector, TallPackedRows>(narrow, ref aPanel[ir * kc], default, ref bTile, bStep, TileB.Read, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
+                                    else Tile<TLanes, TVector, PackedRows>(narrow, ref aPanel[ir * kc], default, ref bTile, bStep, TileB.Read, ref bSource, b.RowStride, kc, c, ldc, ic + ir, jc + jr, tileRows, columns, stage, epilogue, spill);
                                 }
                             }
                         }
@@ -232,20 +233,30 @@ public static partial class Gemm
     private static bool ReadsAInPlace<TLanes, TVector>(in Matrix a, int m, int k, int n) where TLanes : struct, ILanes<TVector> where TVector : struct =>
         Math.Min(n, ColumnBlock) <= (a.RowStride == 1 ? 2 : 1) * StreamingColumnTiles * TileColumns<TLanes, TVector>(n) || (long)m * k <= SmallA || m <= FewRows;
 
+    /// <summary>How a two-vector tile reads its tile of B (<see cref="Tile"/>).</summary>
+    private enum TileB
+    {
+        /// <summary>As it lies at <c>b</c>: in place, or packed before this tile.</summary>
+        Read,
+        /// <summary>From B's rows at <c>source</c>, packing it to <c>b</c> as it goes (<see cref="PackingB{TRows}"/>): the first row tile of a block.</summary>
+        PackedAsRead,
+        /// <summary>From panels packed ahead that come from memory, prefetched (<see cref="FetchingB{TRows}"/>): never narrow, nothing to pack.</summary>
+        Fetched,
+    }
+
     /// <summary>
     /// One tile of C: the narrow kernel for products one vector wide (their only column tile starts at 0), the two-vector one
-    /// otherwise; when <paramref name="packsB"/>, the two-vector one reads B's tile from <paramref name="source"/> (rows
-    /// <paramref name="sourceStride"/> apart) and writes it packed to <paramref name="b"/> as it goes; when
-    /// <paramref name="fetchesB"/> (panels packed ahead that come from memory: never narrow, nothing to pack), it prefetches B.
+    /// otherwise, reading B as <paramref name="tileB"/> says (from <paramref name="source"/>, rows <paramref name="sourceStride"/>
+    /// apart, where it packs B as it reads it).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Tile<TLanes, TVector, TRows>(bool narrow, ref float a, TRows layout, ref float b, int bStep, bool packsB, bool fetchesB, ref float source, int sourceStride,
+    private static void Tile<TLanes, TVector, TRows>(bool narrow, ref float a, TRows layout, ref float b, int bStep, TileB tileB, ref float source, int sourceStride,
         int kc, Span<float> c, int ldc, int row, int column, int rows, int columns, Stage stage, in Epilogue epilogue, Span<float> spill)
         where TLanes : struct, ILanes<TVector> where TVector : struct where TRows : struct, IRowsOfA
     {
         if (narrow) NarrowKernel<TLanes, TVector, TRows>(ref a, layout, ref b, bStep, kc, c, ldc, row, rows, columns, stage, epilogue, spill);
-        else if (fetchesB) MicroKernel<TLanes, TVector, FetchingB<TRows>>(ref a, new(layout), ref b, bStep, ref b, kc, c, ldc, row, column, rows, columns, stage, epilogue, spill);
-        else if (packsB) MicroKernel<TLanes, TVector, PackingB<TRows>>(ref a, new(layout), ref source, sourceStride, ref b, kc, c, ldc, row, column, rows, columns, stage, epilogue, spill);
+        else if (tileB == TileB.Fetched) MicroKernel<TLanes, TVector, FetchingB<TRows>>(ref a, new(layout), ref b, bStep, ref b, kc, c, ldc, row, column, rows, columns, stage, epilogue, spill);
+        else if (tileB == TileB.PackedAsRead) MicroKernel<TLanes, TVector, PackingB<TRows>>(ref a, new(layout), ref source, sourceStride, ref b, kc, c, ldc, row, column, rows, columns, stage, epilogue, spill);
         else MicroKernel<TLanes, TVector, TRows>(ref a, layout, ref b, bStep, ref b, kc, c, ldc, row, column, rows, columns, stage, epilogue, spill);
     }
 

@@ -619,6 +619,7 @@ public class ConvolutionTests
         { 4, 2, 3, 3, 3, 1, true, 1, 32, 2 },     // rows of two against 32 filters: on AVX2 one two-pixel pass a row
         { 4, 1, 3, 3, 3, 1, true, 1, 32, 2 },     // rows of one: on AVX2 a three-pixel pass, two of its windows blank
         { 6, 4, 3, 3, 3, 1, true, 1, 64, 2 },     // rows of four against 64 filters: on AVX-512 one four-pixel pass a row
+        { 6, 4, 1, 3, 3, 1, true, 1, 20, 2 },     // rows of four against 20 filters: one four-pixel two-vector pass a row, its last vector masked
         { 12, 12, 3, 3, 3, 1, false, 1, 64, 2 },  // rows of ten: on AVX-512 a six-pixel pass and a four-pixel one
         { 8, 8, 32, 1, 1, 1, false, 1, 40, 3 },    // pointwise: a range's rows are one run of pixels, whose last pass alone moves back
         { 3, 3, 4, 1, 1, 1, true, 1, 8, 1 },       // pointwise, runs that may be shorter than a pass

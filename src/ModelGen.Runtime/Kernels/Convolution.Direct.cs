@@ -80,16 +80,14 @@ public static partial class Convolution
     private const int RowTailPixels = 2;
 
     /// <summary>
-    /// The pixels of the pass that ends a row of AVX-512's six-pixel passes over whole fours of vectors of filters where one
-    /// to four are left: four (16 chains), so a row of 28 computes 28 pixels, not 30, and one of 14, 16 not 18; five left
-    /// take a pass of six that redoes one. Two cores, batch 32 unless said, a console harness, builds before and after in
-    /// turns: 10x10x64 to 64 653 -> 586 us, 14x14x64 to 64 1259 -> 1176, 28x28x32 to 64 at batch 8 516 -> 501.
+    /// The pixels of the pass that ends a row of six- or eight-pixel passes where one to four are left: four, so a row of
+    /// 28 computes 28 pixels, not 30 (six a pass) or 32 (eight); five or more left take a whole pass that redoes some.
+    /// Two cores, batch 32 unless said, a console harness, builds before and after in turns: AVX-512's four-vector passes
+    /// 10x10x64 to 64 653 -> 586 us, 14x14x64 to 64 1259 -> 1176, 28x28x32 to 64 at batch 8 516 -> 501; its two-vector
+    /// passes of eight 28x28x1 'valid' to 32 54 -> 49, 28x28x3 'same' to 32 114-118 -> 107-109, to 48 326-338 -> 291-299;
+    /// AVX2's of six 28x28x3 'same' to 24 229-232 -> 210-216, 28x28x1 to 16 58-61 -> 57-59.
     /// </summary>
-    private const int WideTailPixels = 4;
-
-    /// <summary>Whether every pass takes six pixels by four vectors (<see cref="DirectWidePass"/>): on AVX-512, whole fours of vectors of filters.</summary>
-    private static bool TakesWidePassesOnly<TLanes, TVector>(int filters) where TLanes : struct, ILanes<TVector> where TVector : struct =>
-        TLanes.Count == 16 && filters % (4 * TLanes.Count) == 0;
+    private const int TailPixels = 4;
 
     /// <summary>Whether the passes take three pixels by four vectors (<see cref="DirectRowPass"/>): on AVX2 (8 lanes), whole kernel rows.</summary>
     private static bool TakesRowPasses<TLanes, TVector>(int filters) where TLanes : struct, ILanes<TVector> where TVector : struct =>
@@ -299,8 +297,8 @@ public static partial class Convolution
 
     /// <summary>
     /// Output rows [<paramref name="top"/>, <paramref name="bottom"/>) of one sample, six pixels of a row at a time (eight
-    /// where <typeparamref name="TEight"/>, three on AVX2 against fours of vectors of filters), a row's last pass shorter where
-    /// the passes have a shorter form (<see cref="RowTailPixels"/>, <see cref="WideTailPixels"/>). Windows wholly inside their plane (<see cref="Plane.For"/>: the image, or a
+    /// where <typeparamref name="TEight"/>, three on AVX2 against fours of vectors of filters), a row's last pass shorter
+    /// (<see cref="RowTailPixels"/>, <see cref="TailPixels"/>). Windows wholly inside their plane (<see cref="Plane.For"/>: the image, or a
     /// zero-padded copy of these rows' part of it) are read in place, each patch value at a fixed offset from the window's corner; the others
     /// (and rows of fewer pixels than a pass) are first gathered into a small zero-padded buffer, so a pass always reads all
     /// its windows and never outside the image.
@@ -312,9 +310,8 @@ public static partial class Convolution
         int patch = window.PatchSize, channels = window.Channels;
         bool rowPasses = TakesRowPasses<TLanes, TVector>(filters);
         int passPixels = TEight.IsSet ? EightPixels : rowPasses ? RowPixels : DirectPixels;
-        // The pixels of a row's shorter last pass, where every pass over the filters has a form that reads only those windows:
-        // a two-vector pass beside the wide ones (filters past a multiple of 64) would read all six, past the row's end.
-        int tailPixels = rowPasses ? RowTailPixels : TakesWidePassesOnly<TLanes, TVector>(filters) ? WideTailPixels : passPixels;
+        // The pixels of a row's shorter last pass: every pass has a form that reads only that many windows.
+        int tailPixels = rowPasses ? RowTailPixels : TailPixels;
         var plane = Plane.For(image, window, top, bottom, passPixels);
         int* inPlace = stackalloc int[patch];
         int* inBuffer = stackalloc int[patch];
@@ -390,7 +387,7 @@ public static partial class Convolution
             for (; filters - j >= 4 * TLanes.Count; j += 4 * TLanes.Count)
             {
                 float* biasFrom = bias is null ? null : bias + j, scale = TFolds.IsSet ? fold.Scale + j : null, shift = TFolds.IsSet ? fold.Shift + j : null;
-                if (count == WideTailPixels)
+                if (count == TailPixels)
                     DirectWidePass<TLanes, TVector, Yes, TFolds>(windows, offsets, step, patch, kernel + j, filters, biasFrom, pixels + j, count, relu, scale, shift, fold.Relu);
                 else DirectWidePass<TLanes, TVector, No, TFolds>(windows, offsets, step, patch, kernel + j, filters, biasFrom, pixels + j, count, relu, scale, shift, fold.Relu);
             }
@@ -399,9 +396,20 @@ public static partial class Convolution
         {
             float* biasFrom = bias is null ? null : bias + j, scale = TFolds.IsSet ? fold.Scale + j : null, shift = TFolds.IsSet ? fold.Shift + j : null;
             if (filters - j >= 2 * TLanes.Count)
-                DirectPass<TLanes, TVector, TEight, Yes, TFolds>(windows, offsets, step, patch, kernel + j, filters, biasFrom, pixels + j, count, filters - j, relu, scale, shift, fold.Relu);
-            else DirectPass<TLanes, TVector, TEight, No, TFolds>(windows, offsets, step, patch, kernel + j, filters, biasFrom, pixels + j, count, filters - j, relu, scale, shift, fold.Relu);
+                TwoVectorPass<TLanes, TVector, TEight, Yes, TFolds>(windows, offsets, step, patch, kernel + j, filters, biasFrom, pixels + j, count, filters - j, relu, scale, shift, fold.Relu);
+            else TwoVectorPass<TLanes, TVector, TEight, No, TFolds>(windows, offsets, step, patch, kernel + j, filters, biasFrom, pixels + j, count, filters - j, relu, scale, shift, fold.Relu);
         }
+    }
+
+    /// <summary>A two-vector pass (<see cref="DirectPass"/>) of its whole pixels, or of four where it ends a row (<see cref="TailPixels"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void TwoVectorPass<TLanes, TVector, TEight, TWhole, TFolds>(float* windows, int* offsets, int step, int patch, float* kernel, int filters,
+        float* bias, float* pixels, int count, int remaining, bool relu, float* scale, float* shift, bool foldRelu)
+        where TLanes : struct, ILanes<TVector> where TVector : struct where TEight : IFlag where TWhole : IFlag where TFolds : IFlag
+    {
+        if (count == TailPixels)
+            DirectPass<TLanes, TVector, No, TWhole, Yes, TFolds>(windows, offsets, step, patch, kernel, filters, bias, pixels, count, remaining, relu, scale, shift, foldRelu);
+        else DirectPass<TLanes, TVector, TEight, TWhole, No, TFolds>(windows, offsets, step, patch, kernel, filters, bias, pixels, count, remaining, relu, scale, shift, foldRelu);
     }
 
     /// <summary>
@@ -442,13 +450,13 @@ public static partial class Convolution
 
     /// <summary>
     /// Two vectors of filters (<typeparamref name="TWhole"/>) or fewer (<paramref name="remaining"/>, loads and stores
-    /// masked past them) for six windows, or eight where <typeparamref name="TEight"/>: twelve or sixteen accumulator chains
-    /// over the patch, each weight row loaded once for all of them.
+    /// masked past them) for six windows, or eight where <typeparamref name="TEight"/>, or four where <typeparamref name="TFour"/>
+    /// (a row's last pass): twelve, sixteen or eight accumulator chains over the patch, each weight row loaded once for all of them.
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
-    private static unsafe void DirectPass<TLanes, TVector, TEight, TWhole, TFolds>(float* windows, int* offsets, int step, int patch, float* kernel, int filters,
+    private static unsafe void DirectPass<TLanes, TVector, TEight, TWhole, TFour, TFolds>(float* windows, int* offsets, int step, int patch, float* kernel, int filters,
         float* bias, float* pixels, int count, int remaining, bool relu, float* scale, float* shift, bool foldRelu)
-        where TLanes : struct, ILanes<TVector> where TVector : struct where TEight : IFlag where TWhole : IFlag where TFolds : IFlag
+        where TLanes : struct, ILanes<TVector> where TVector : struct where TEight : IFlag where TWhole : IFlag where TFour : IFlag where TFolds : IFlag
     {
         bool whole = TWhole.IsSet;
         int width = TLanes.Count;
@@ -472,6 +480,7 @@ public static partial class Convolution
             a2 = TLanes.MultiplyAdd(x2, w0, a2); b2 = TLanes.MultiplyAdd(x2, w1, b2);
             TVector x3 = TLanes.Broadcast(x[s3]);
             a3 = TLanes.MultiplyAdd(x3, w0, a3); b3 = TLanes.MultiplyAdd(x3, w1, b3);
+            if (TFour.IsSet) continue;
             TVector x4 = TLanes.Broadcast(x[s4]);
             a4 = TLanes.MultiplyAdd(x4, w0, a4); b4 = TLanes.MultiplyAdd(x4, w1, b4);
             TVector x5 = TLanes.Broadcast(x[s5]);
@@ -495,6 +504,7 @@ public static partial class Convolution
         if (count > 1) pixel.Store(a1, b1, pixels + filters);
         if (count > 2) pixel.Store(a2, b2, pixels + 2 * filters);
         if (count > 3) pixel.Store(a3, b3, pixels + 3 * filters);
+        if (TFour.IsSet) return;
         if (count > 4) pixel.Store(a4, b4, pixels + 4 * filters);
         if (count > 5) pixel.Store(a5, b5, pixels + 5 * filters);
         if (count > 6) pixel.Store(a6, b6, pixels + 6 * filters);
@@ -505,7 +515,7 @@ public static partial class Convolution
     /// Four vectors of filters for six windows, on AVX-512's 32 registers: 24 accumulator chains, and each step reads one
     /// whole row of the kernel (64 filters: four adjacent cache lines). A deep window streams the kernel from L2 in order;
     /// two vectors would read half of each row, lines a row apart that crowd into a quarter of L1's sets. Four windows only
-    /// where <typeparamref name="TFour"/> (a row's last pass, <see cref="WideTailPixels"/>): each pixel's chain is the same.
+    /// where <typeparamref name="TFour"/> (a row's last pass, <see cref="TailPixels"/>): each pixel's chain is the same.
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
     private static unsafe void DirectWidePass<TLanes, TVector, TFour, TFolds>(float* windows, int* offsets, int step, int patch, float* kernel, int filters,

@@ -710,6 +710,7 @@ public class ConvolutionTests
         { 32, 32, 32, 3, 3, 1, true, 1, 32, 2 },    // the ResNet block's: direct at inference on AVX-512 (eight-pixel passes) and AVX2 (ten three-pixel passes and a two-pixel one a row), 'same' rows in bands of 13
         { 24, 24, 32, 3, 3, 1, true, 1, 64, 2 },    // 'same' rows copied in bands of 17 and 7 for the four-vector passes
         { 16, 16, 32, 3, 3, 1, true, 1, 32, 2 },    // rows of 16: on AVX2 five three-pixel passes, then a two-pixel one that redoes a pixel
+        { 26, 26, 32, 3, 3, 1, true, 1, 32, 2 },    // rows of 26 at 32 filters: on AVX-512 three eight-pixel passes and a four-pixel one
         { 14, 14, 64, 3, 3, 1, true, 1, 64, 2 },    // rows of 14: on AVX-512 two six-pixel passes, then a four-pixel one that redoes two
         { 8, 8, 64, 1, 1, 1, false, 1, 128, 3 },    // the MobileNet block's second pointwise convolution: one run per range at inference
         { 11, 12, 3, 5, 5, 1, true, 1, 24, 3 },     // kernel rows of fifteen floats, padding of two on every side: parts' patch rows copied whole
@@ -780,8 +781,9 @@ public class ConvolutionTests
         { 32, 32, 3, true, 32, true, true },       // the ResNet block's: rows of four eight-pixel passes, on AVX2 of eleven three-pixel ones
         { 16, 64, 3, true, 32, true, true },
         { 24, 32, 3, true, 32, true, true },
-        { 26, 32, 3, true, 32, false, true },      // rows of 26: 32 computed by eight-pixel passes, 27 by three-pixel ones
-        { 14, 32, 3, true, 32, false, true },
+        { 26, 32, 3, true, 32, true, true },       // rows of 26: three eight-pixel passes and a four-pixel one, or eight of three and one of two
+        { 18, 32, 3, true, 32, true, true },       // rows of 18: the narrowest AVX-512's eight-pixel passes take past whole passes
+        { 14, 32, 3, true, 32, false, true },      // rows of 14: fewer than two eight-pixel passes
         { 8, 64, 3, true, 32, false, false },      // one pass a row
         { 16, 64, 1, false, 32, false, true },     // pointwise at 32 filters: not measured faster on AVX-512
         { 32, 32, 3, true, 96, false, true },      // 64 + 32 filters: neither AVX-512 rule, three fours of AVX2's vectors

@@ -40,9 +40,13 @@ public static partial class Convolution
     /// direct, 13.5-15.8 through patches), rows of 8 compute 12 pixels (8x8x64 to 64: 64-65 us against 29-37). Rows of 10 and
     /// 11 are faster at batch 1 and 3-5% slower at 32 (10x10x64: 43-44 against 50-54 us, 1.50-1.52 against 1.39-1.54 ms;
     /// 13x13x32 'valid': 24-26 against 27-30 us); from 12 faster at both.
-    /// AVX-512, two vectors (32 filters), passes of eight: rows of whole passes, two at least. 32x32x32 at batch 1 98-106 us
-    /// against 123-145 through patches, at 32 3.2-3.5 ms against 4.1-4.3; 16x16x64 at batch 1 53 against 89-91 us; rows of 26 (32
-    /// computed) were slower (137-139 against 88-124 us), 14 even.
+    /// AVX-512, two vectors (32 filters), passes of eight: rows of two passes at least. 32x32x32 at batch 1 98-106 us
+    /// against 123-145 through patches, at 32 3.2-3.5 ms against 4.1-4.3; 16x16x64 at batch 1 53 against 89-91 us. Rows that
+    /// are no multiple of eight were slower while their last pass redid pixels (26: 32 computed, 137-139 against 88-124 us);
+    /// ending in a four-pixel pass (<see cref="TailPixels"/>), 32 channels to 32 filters, a console harness on the Zen 5:
+    /// rows of 17 to 30 faster at batch 1 and 32 (26: 30-42 against 39-56 us and 0.89 against 1.07 ms; 18: 14.9 against 17.9
+    /// us, 483 against 500; 22: 20.5 against 30.7, 647 against 787), rows of 10 to 14 not (10 at batch 1: 9.8 against 5.1 us;
+    /// 14 at 32: 307 against 300).
     /// AVX2, multiples of four vectors (32 filters), passes of three pixels (<see cref="DirectRowPass"/>): rows of at least
     /// <see cref="RowPassWidth"/>, or pointwise. Whole models on 256-bit vectors (`DOTNET_EnableAVX512=0`): the ResNet block
     /// (32x32x32 to 32) at batch 32 6.20-6.53 -> 5.60-5.83 ms, at batch 1 0.187-0.213 -> 0.173 ms, its training step (the
@@ -52,7 +56,7 @@ public static partial class Convolution
     private static bool IsDeepDirect(in Window window, int filters) => window.PatchSize <= DeepDirectPatch && Simd.Current switch
     {
         SimdPath.Avx512 => filters % (4 * Vector512<float>.Count) == 0 && (window.IsPointwise || window.OutputWidth >= WidePassWidth)
-            || filters == 2 * Vector512<float>.Count && !window.IsPointwise && window.OutputWidth >= 2 * EightPixels && window.OutputWidth % EightPixels == 0,
+            || filters == 2 * Vector512<float>.Count && !window.IsPointwise && window.OutputWidth >= 2 * EightPixels,
         SimdPath.Avx2 => filters % (4 * Vector256<float>.Count) == 0 && (window.IsPointwise || window.OutputWidth >= RowPassWidth),
         _ => false,
     };

@@ -61,10 +61,17 @@ public static partial class Convolution
         _ => false,
     };
 
-    /// <summary>The narrowest rows the four-vector passes take directly (measured when a row of 10 took two passes of six; now a pass of six and one of four).</summary>
+    /// <summary>
+    /// The narrowest rows the four-vector passes take directly (measured when a row of 10 took two passes of six). Re-timed
+    /// with the four-pixel last pass: rows of 8 still slower direct (8x8x64 to 64: 25.2 against 14.8 us at batch 1, 405
+    /// against 358 at 32), rows of 9 faster at batch 1 only (16.5 against 19.0 us).
+    /// </summary>
     private const int WidePassWidth = 10;
 
-    /// <summary>The narrowest rows AVX2's three-pixel passes take directly (rows of 11 measured slower, 32 faster).</summary>
+    /// <summary>
+    /// The narrowest rows AVX2's three-pixel passes take directly (rows of 11 measured slower, 32 faster; with the two-pixel
+    /// last pass, 13x13x32 'valid' to 64 even at batch 1 and no faster at 32).
+    /// </summary>
     private const int RowPassWidth = 12;
 
     /// <summary>

@@ -539,8 +539,8 @@ public class ConvolutionTests
     public static IEnumerable<object[]> DirectlyTransposedWindows() => KernelSettings.OnEveryPath(new[]
     {
         // height, width, channels, kernel height, kernel width, value channels, batch, direct on AVX2 (on AVX-512 all are)
-        new object[] { 32, 32, 32, 3, 3, 32, 2, true },   // the ResNet block's convolutions: two vectors of channels, rows of four eight-pixel passes (AVX2: 11 of three, the last moved back)
-        new object[] { 12, 12, 64, 3, 3, 16, 2, true },   // four vectors, rows of two six-pixel passes, the second moved back over the first (AVX2: two passes of 32 channels)
+        new object[] { 32, 32, 32, 3, 3, 32, 2, true },   // the ResNet block's convolutions: two vectors of channels, rows of four eight-pixel passes (AVX2: ten of three and one of two)
+        new object[] { 12, 12, 64, 3, 3, 16, 2, true },   // four vectors, rows of two six-pixel passes (AVX2: four of three, for each 32 channels)
         new object[] { 16, 16, 32, 5, 3, 17, 3, true },   // an odd kernel that is not square: two rows of padding above and below, one beside (more values than the in-place route takes)
         new object[] { 10, 11, 64, 3, 3, 40, 1, false },  // 360-float windows, rows of 11 (AVX2: narrower than its passes take)
     });
@@ -608,9 +608,9 @@ public class ConvolutionTests
         { 28, 28, 1, 3, 3, 1, false, 1, 32, 2 },   // the CNN sample's first layer
         { 28, 28, 1, 3, 3, 1, false, 1, 32, 1 },   // at batch 1: the image's output rows in two halves
         { 28, 28, 1, 3, 3, 1, true, 1, 32, 3 },    // two parts that meet inside the second image
-        { 7, 6, 1, 3, 3, 1, false, 1, 10, 2 },     // rows of fewer than six pixels: all gathered
-        { 9, 9, 1, 3, 3, 1, false, 1, 16, 2 },     // rows of seven: a pass of six and one moved back, or on AVX-512 (eight a pass) all gathered
-        { 12, 12, 3, 3, 3, 1, false, 1, 24, 2 },   // rows of ten: a last pass moved back over the one before, a masked vector of filters
+        { 7, 6, 1, 3, 3, 1, false, 1, 10, 2 },     // rows of four: one four-pixel pass, in place
+        { 9, 9, 1, 3, 3, 1, false, 1, 16, 2 },     // rows of seven: a pass of six and one of four that redoes three, or on AVX-512 (eight a pass) all gathered
+        { 12, 12, 3, 3, 3, 1, false, 1, 24, 2 },   // rows of ten: six and four (AVX-512: eight and four that redoes two), a masked vector of filters
         { 8, 9, 3, 3, 3, 2, true, 1, 40, 2 },      // padding on every side, filters past two vectors
         { 8, 8, 1, 3, 3, 2, true, 1, 1, 2 },       // 'same' padding only at the bottom and right
         { 32, 32, 3, 3, 3, 2, true, 1, 32, 3 },    // the MobileNet stem: windows over the padding read from a zero-padded copy of their rows
@@ -771,7 +771,7 @@ public class ConvolutionTests
         // height and width, channels, kernel (square), same, filters, direct at inference on AVX-512, on AVX2
         { 4, 128, 3, true, 64, false, false },     // rows narrower than a pass: every window would be gathered
         { 5, 128, 3, true, 64, false, false },
-        { 8, 64, 3, true, 64, false, false },      // rows of 8: two passes of six compute 12
+        { 8, 64, 3, true, 64, false, false },      // rows of 8: six and four that redoes two, still slower than patches
         { 10, 64, 3, true, 64, true, false },      // rows of 10, the narrowest the four-vector passes take
         { 13, 32, 3, false, 64, true, false },     // the CNN's second layer unpooled: rows of 11
         { 12, 32, 3, true, 64, true, true },       // rows of 12, the narrowest AVX2's three-pixel passes take

@@ -37,7 +37,7 @@ public static partial class Convolution
     /// processes in turns; a pointwise window's pixels are one run across rows, so any width does).
     /// AVX-512, four vectors of filters, passes of six pixels: rows of at least <see cref="WidePassWidth"/>. Narrower rows were
     /// slower everywhere: rows narrower than a pass gather every window float by float (4x4x128 to 64 filters at batch 1 190-296 us
-    /// direct, 13.5-15.8 through patches), rows of 8 compute 12 pixels (8x8x64 to 64: 64-65 us against 29-37). Rows of 10 and
+    /// direct, 13.5-15.8 through patches), rows of 8 computed 12 pixels (8x8x64 to 64: 64-65 us against 29-37; still slower with a four-pixel last pass, see <see cref="WidePassWidth"/>). Rows of 10 and
     /// 11 are faster at batch 1 and 3-5% slower at 32 (10x10x64: 43-44 against 50-54 us, 1.50-1.52 against 1.39-1.54 ms;
     /// 13x13x32 'valid': 24-26 against 27-30 us); from 12 faster at both.
     /// AVX-512, two vectors (32 filters), passes of eight: rows of two passes at least. 32x32x32 at batch 1 98-106 us

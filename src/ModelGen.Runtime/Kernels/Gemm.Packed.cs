@@ -132,9 +132,9 @@ public static partial class Gemm
                             bool byColumns = narrow && !inPlace && !packs && TakesColumns<TLanes, TVector>(a, kc, columns);
                             for (int ir = 0, tileRows; ir < mc; ir += tileRows, packs = false)
                             {
-                                var tileB = packs ? TileB.PackedAsRead : fetchesB ? TileB.Fetched : TileB.Read;
                                 if (streamA)
                                 {
+                                    var tileB = packs ? TileB.PackedAsRead : fetchesB ? TileB.Fetched : TileB.Read;
                                     // Rows read where A lies: twelve at a time on AVX-512, then a last seven or eight as one tile
                                     // (batches of 32 and 128 end in eight rows; 16 multiply-adds a step where two six-row tiles
                                     // take 24: the MLP's 128x784x128 on one core 199 -> 191 us), else six at a time, with a last

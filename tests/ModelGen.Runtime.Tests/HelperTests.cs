@@ -126,14 +126,15 @@ public unsafe class HelperTests
     }
 
     /// <summary>
-    /// ForRanges cuts by the work's size alone: all on the caller up to the threshold, then equal parts (two at least, each
-    /// at most 256 KB), the same on one thread or two. The spatial kernels rely on the two halves of a small image.
+    /// ForRanges cuts by the work's size alone: all on the caller up to the threshold, then an even number of equal parts
+    /// (about 256 KB each), the same on one thread or two. The spatial kernels rely on the two halves of a small image.
     /// </summary>
     [Theory]
     [InlineData(13, 500, Helper.SpatialShareAbove, new[] { 13 })]             // 6.5K floats: not worth a hand-off
     [InlineData(13, 1000, Helper.SpatialShareAbove, new[] { 7, 6 })]          // a small image's output rows: two halves
     [InlineData(13, 1000, 64 * 1024, new[] { 13 })]                           // the same work below the default threshold
-    [InlineData(100, 3000, 64 * 1024, new[] { 20, 20, 20, 20, 20 })]          // 300K floats: five equal parts
+    [InlineData(100, 3000, 64 * 1024, new[] { 25, 25, 25, 25 })]              // 300K floats: five parts' worth, cut in four
+    [InlineData(128, 2048, 64 * 1024, new[] { 32, 32, 32, 32 })]              // 256K floats: four parts
     public void Ranges_are_cut_by_the_work_alone(int count, long floatsPerItem, long shareAbove, int[] expected)
     {
         foreach (int threads in new[] { 1, 2 })

@@ -609,7 +609,8 @@ public class ConvolutionTests
         { 28, 28, 1, 3, 3, 1, false, 1, 32, 1 },   // at batch 1: the image's output rows in two halves
         { 28, 28, 1, 3, 3, 1, true, 1, 32, 3 },    // two parts that meet inside the second image
         { 7, 6, 1, 3, 3, 1, false, 1, 10, 2 },     // rows of four: one four-pixel pass, in place
-        { 9, 9, 1, 3, 3, 1, false, 1, 16, 2 },     // rows of seven: a pass of six and one of four that redoes three, or on AVX-512 (eight a pass) all gathered
+        { 9, 9, 1, 3, 3, 1, false, 1, 16, 2 },     // rows of seven: two passes of four, the second redoing one, or on AVX-512 (eight a pass) all gathered
+        { 10, 10, 1, 3, 3, 1, false, 1, 16, 2 },   // rows of eight: two passes of four, or on AVX-512 one of eight
         { 12, 12, 3, 3, 3, 1, false, 1, 24, 2 },   // rows of ten: six and four (AVX-512: eight and four that redoes two), a masked vector of filters
         { 8, 9, 3, 3, 3, 2, true, 1, 40, 2 },      // padding on every side, filters past two vectors
         { 8, 8, 1, 3, 3, 2, true, 1, 1, 2 },       // 'same' padding only at the bottom and right
@@ -709,9 +710,11 @@ public class ConvolutionTests
         { 12, 12, 256, 3, 3, 1, true, 1, 64, 1 },   // 2304 deep: two depth blocks for training, direct at inference (rows of two passes)
         { 32, 32, 32, 3, 3, 1, true, 1, 32, 2 },    // the ResNet block's: direct at inference on AVX-512 (eight-pixel passes) and AVX2 (ten three-pixel passes and a two-pixel one a row), 'same' rows in bands of 13
         { 24, 24, 32, 3, 3, 1, true, 1, 64, 2 },    // 'same' rows copied in bands of 17 and 7 for the four-vector passes
-        { 16, 16, 32, 3, 3, 1, true, 1, 32, 2 },    // rows of 16: on AVX2 five three-pixel passes, then a two-pixel one that redoes a pixel
+        { 16, 16, 32, 3, 3, 1, true, 1, 32, 2 },    // rows of 16: on AVX2 four three-pixel passes, then two of two
+        { 13, 13, 32, 3, 3, 1, true, 1, 32, 2 },    // rows of 13: on AVX2 three passes of three and two of two; on AVX-512 eight and four that redoes one (patches there)
         { 26, 26, 32, 3, 3, 1, true, 1, 32, 2 },    // rows of 26 at 32 filters: on AVX-512 three eight-pixel passes and a four-pixel one
-        { 14, 14, 64, 3, 3, 1, true, 1, 64, 2 },    // rows of 14: on AVX-512 two six-pixel passes, then a four-pixel one that redoes two
+        { 14, 14, 64, 3, 3, 1, true, 1, 64, 2 },    // rows of 14: on AVX-512 a six-pixel pass and two of four
+        { 13, 13, 64, 3, 3, 1, true, 1, 64, 2 },    // rows of 13: on AVX-512 six, four and four that redoes one
         { 8, 8, 64, 1, 1, 1, false, 1, 128, 3 },    // the MobileNet block's second pointwise convolution: one run per range at inference
         { 11, 12, 3, 5, 5, 1, true, 1, 24, 3 },     // kernel rows of fifteen floats, padding of two on every side: parts' patch rows copied whole
         { 15, 14, 1, 7, 7, 2, true, 1, 16, 2 },     // rows of seven, stride 2, padding on every side
@@ -771,7 +774,7 @@ public class ConvolutionTests
         // height and width, channels, kernel (square), same, filters, direct at inference on AVX-512, on AVX2
         { 4, 128, 3, true, 64, false, false },     // rows narrower than a pass: every window would be gathered
         { 5, 128, 3, true, 64, false, false },
-        { 8, 64, 3, true, 64, false, false },      // rows of 8: six and four that redoes two, still slower than patches
+        { 8, 64, 3, true, 64, false, false },      // rows of 8: slower than patches as six and four that redoes two (not re-timed as two of four)
         { 10, 64, 3, true, 64, true, false },      // rows of 10, the narrowest the four-vector passes take
         { 13, 32, 3, false, 64, true, false },     // the CNN's second layer unpooled: rows of 11
         { 12, 32, 3, true, 64, true, true },       // rows of 12, the narrowest AVX2's three-pixel passes take

@@ -92,7 +92,11 @@ public static partial class Convolution
 
     /// <summary>
     /// The pixels of the pass that ends a row of six- or eight-pixel passes where one to four are left: four, so a row of
-    /// 28 computes 28 pixels, not 30 (six a pass) or 32 (eight); five or more left take a whole pass that redoes some.
+    /// 28 computes 28 pixels, not 30 (six a pass) or 32 (eight); five or more left take a whole pass that redoes some, but
+    /// seven or eight left after six-pixel passes take two of four (a row of 14: 14 pixels, not 16; as three-pixel passes
+    /// with four left take two of two). Two cores, a console harness, three rounds in turns: AVX-512's four-vector passes
+    /// 14x14x64 to 64 at batch 32 1208-1240 -> 1107-1139 us, 20x20x64 to 64 at batch 8 588-602 -> 548-558; AVX2's
+    /// three-pixel ones 16x16x32 to 32 at batch 32 680-688 -> 635-659, 28x28x32 to 32 at batch 8 518-526 -> 497-511.
     /// Two cores, batch 32 unless said, a console harness, builds before and after in turns: AVX-512's four-vector passes
     /// 10x10x64 to 64 653 -> 586 us, 14x14x64 to 64 1259 -> 1176, 28x28x32 to 64 at batch 8 516 -> 501; its two-vector
     /// passes of eight 28x28x1 'valid' to 32 54 -> 49, 28x28x3 'same' to 32 114-118 -> 107-109, to 48 326-338 -> 291-299;
@@ -344,11 +348,13 @@ public static partial class Convolution
         for (int oy = top; oy < bottom; oy++)
         {
             int windowTop = oy * window.StrideHeight - window.PadTop;
-            for (int next = 0; next < window.OutputWidth; next += passPixels)
+            for (int next = 0, span; next < window.OutputWidth; next += span)
             {
                 // A row's last pass ends at its last pixel, redoing a few of the pass before (the same chains, the same
-                // bits) rather than gathering a short pass into the buffer, or in a shorter pass where one takes what is left.
-                int span = window.OutputWidth - next <= tailPixels ? tailPixels : passPixels;
+                // bits) rather than gathering a short pass into the buffer; in a shorter pass where one takes what is left,
+                // in two where two take it and one whole pass does not (a row of 14: six, four and four, not six, six and four).
+                int rest = window.OutputWidth - next;
+                span = rest <= tailPixels || rest > passPixels && rest <= 2 * tailPixels ? tailPixels : passPixels;
                 int ox = Math.Max(0, Math.Min(next, window.OutputWidth - span));
                 int count = Math.Min(span, window.OutputWidth - ox);
                 int left = ox * window.StrideWidth - window.PadLeft;

@@ -810,6 +810,22 @@ public class ConvolutionTests
         }
     }
 
+    /// <summary>
+    /// The direct passes share a batch's output rows between the cores from the floats their windows read, as the route
+    /// through patches would copy them, not only the image and output they touch: a small deep layer at batch 1 is cut in
+    /// two halves, a small shallow one is not.
+    /// </summary>
+    [Theory]
+    [InlineData(16, 8, false, 16, 1, 7)]     // the autoencoder's decode3 (14 rows): 5,184 floats touched, 19,296 read
+    [InlineData(12, 32, true, 16, 1, 6)]     // 6,912 touched, 48K read
+    [InlineData(5, 8, false, 16, 1, 3)]      // 344 touched, 992 read: one core
+    [InlineData(16, 8, false, 16, 64, 150)]  // a batch: six parts of about 64K floats touched
+    public void Direct_passes_share_their_rows_by_the_floats_their_windows_read(int size, int channels, bool same, int filters, int batch, int rowsPerRange)
+    {
+        var window = new Window(size, size, channels, 3, 3, 1, 1, same);
+        Assert.Equal(rowsPerRange, Convolution.DirectRowsPerRange(window, filters, batch));
+    }
+
     public static TheoryData<int, int, int, int, bool, int, int, int, string> PackedKernelWindows() => new()
     {
         // height, width, channels (3x3 kernels), stride, same, filters, batch, upsampled by (1: not), the SIMD paths it is packed on

@@ -181,17 +181,21 @@ public static partial class Convolution
     /// <summary>
     /// A spatial kernel's work over the output rows of the whole batch, <paramref name="floatsPerSample"/> touched per image:
     /// above <see cref="Helper.SpatialShareAbove"/> even one image's rows are split between the cores, where the layers
-    /// before and after split theirs.
+    /// before and after split theirs. A kernel that reads more than it touches (<paramref name="readPerSample"/>: a direct
+    /// pass reads each window's floats where the route through patches copies them) is shared from that many floats read, as
+    /// that route would be, its parts still cut by the floats it touches.
     /// </summary>
-    internal static void ForOutputRows<TWork>(ref TWork work, in Window window, int batch, long floatsPerSample, OutputFold fold = default) where TWork : unmanaged, IRanges
+    internal static void ForOutputRows<TWork>(ref TWork work, in Window window, int batch, long floatsPerSample, OutputFold fold = default, long readPerSample = 0)
+        where TWork : unmanaged, IRanges
     {
+        long shareAbove = SpatialShareAbove(floatsPerSample, readPerSample);
         if (fold.IsEmpty)
         {
-            Helper.ForRanges(ref work, batch * window.OutputHeight, floatsPerSample / window.OutputHeight, Helper.SpatialShareAbove);
+            Helper.ForRanges(ref work, batch * window.OutputHeight, floatsPerSample / window.OutputHeight, shareAbove);
             return;
         }
         var folded = new Folded<TWork>(work, fold, window.OutputWidth);
-        Helper.ForRanges(ref folded, batch * window.OutputHeight, floatsPerSample / window.OutputHeight, Helper.SpatialShareAbove);
+        Helper.ForRanges(ref folded, batch * window.OutputHeight, floatsPerSample / window.OutputHeight, shareAbove);
     }
 
     /// <summary>
@@ -232,8 +236,12 @@ public static partial class Convolution
     }
 
     /// <summary>The most output rows <see cref="ForOutputRows"/> hands one range for these arguments.</summary>
-    private static int OutputRowsPerRange(in Window window, int batch, long floatsPerSample) =>
-        Helper.RangeSize(batch * window.OutputHeight, floatsPerSample / window.OutputHeight, Helper.SpatialShareAbove);
+    private static int OutputRowsPerRange(in Window window, int batch, long floatsPerSample, long readPerSample = 0) =>
+        Helper.RangeSize(batch * window.OutputHeight, floatsPerSample / window.OutputHeight, SpatialShareAbove(floatsPerSample, readPerSample));
+
+    /// <summary><see cref="Helper.SpatialShareAbove"/> in the floats a kernel touches, for one that reads <paramref name="readPerSample"/> of them (ForOutputRows).</summary>
+    private static long SpatialShareAbove(long floatsPerSample, long readPerSample) =>
+        readPerSample > floatsPerSample ? Helper.SpatialShareAbove * floatsPerSample / readPerSample : Helper.SpatialShareAbove;
 
     /// <summary>
     /// Output rows [first, first + count) over the batch: their patch rows produced and multiplied by the kernel, into the

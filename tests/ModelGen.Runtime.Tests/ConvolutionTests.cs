@@ -714,6 +714,8 @@ public class ConvolutionTests
         { 13, 13, 32, 3, 3, 1, true, 1, 32, 2 },    // rows of 13: on AVX2 three passes of three and two of two; on AVX-512 eight and four that redoes one (patches there)
         { 26, 26, 32, 3, 3, 1, true, 1, 32, 2 },    // rows of 26 at 32 filters: on AVX-512 three eight-pixel passes and a four-pixel one
         { 14, 14, 64, 3, 3, 1, true, 1, 64, 2 },    // rows of 14: on AVX-512 a six-pixel pass and two of four
+        { 14, 14, 32, 3, 3, 1, true, 1, 16, 2 },    // 16 filters: direct at inference on AVX2 (six-pixel two-vector passes)
+        { 16, 16, 8, 3, 3, 1, false, 1, 48, 3 },    // 48 filters on AVX2: three two-vector passes a pixel run; rows of 14, parts on both cores
         { 13, 13, 64, 3, 3, 1, true, 1, 64, 2 },    // rows of 13: on AVX-512 six, four and four that redoes one
         { 8, 8, 64, 1, 1, 1, false, 1, 128, 3 },    // the MobileNet block's second pointwise convolution: one run per range at inference
         { 11, 12, 3, 5, 5, 1, true, 1, 24, 3 },     // kernel rows of fifteen floats, padding of two on every side: parts' patch rows copied whole
@@ -790,7 +792,11 @@ public class ConvolutionTests
         { 8, 64, 3, true, 32, false, false },      // one pass a row
         { 16, 64, 1, false, 32, false, true },     // pointwise at 32 filters: not measured faster on AVX-512
         { 32, 32, 3, true, 96, false, true },      // 64 + 32 filters: neither AVX-512 rule, three fours of AVX2's vectors
-        { 32, 32, 3, true, 48, false, false },     // 48 filters: no whole fours of vectors on either
+        { 32, 32, 3, true, 48, false, true },      // 48 filters: no whole fours of vectors on AVX-512; on AVX2 three pairs, six-pixel passes
+        { 14, 32, 3, true, 16, false, true },      // 16 filters on AVX2: a pair of vectors, rows of 14 (six, four, four)
+        { 16, 8, 3, false, 16, false, true },      // the autoencoder's decode3 (rows of 14)
+        { 11, 32, 3, true, 16, false, false },     // rows of 11: narrower than AVX2's passes take
+        { 14, 32, 3, true, 24, false, false },     // 24 filters: no whole pairs of AVX2's vectors
     };
 
     /// <summary>

@@ -8,7 +8,7 @@ namespace ModelGen.Kernels;
 // Conv2D's forward pass, and a direct kernel that reads each window where it lies and keeps a few output pixels' sums in
 // registers. It takes windows of a few floats (a first layer over one or three channels), which through im2col would be
 // copied into patch rows for a product only 9 or 27 deep that the packed GEMM cannot make efficient; and, when no patches
-// are kept (inference), deep windows against a multiple of 64 filters on AVX-512 or of 32 on AVX2, each step reading one
+// are kept (inference), deep windows against a multiple of 64 filters on AVX-512 or of 16 on AVX2, each step reading one
 // whole row of the kernel. Each output is the chain of fused multiply-adds over its window, in patch order, then bias and
 // ReLU, as the GEMM computes it for a patch up to one of its depth blocks deep (2048): the two paths agree bit for bit.
 public static partial class Convolution
@@ -18,7 +18,7 @@ public static partial class Convolution
 
     /// <summary>
     /// Deeper patches, up to this many floats (3x3 over 128 channels), are convolved directly for inference on AVX-512 or
-    /// AVX2 when the filters come in fours of vectors (<see cref="IsDeepDirect"/>). On AVX-512 faster than im2col + GEMM at
+    /// AVX2 when the filters fill the passes' vectors (<see cref="IsDeepDirect"/>). On AVX-512 faster than im2col + GEMM at
     /// every shape measured (2 cores, 3x3 windows): 13x13x32 to 64 filters at batch 1 28.4 -> 22.5 us and at batch 64
     /// 1.62 -> 1.31 ms, 16x16x128 to 64 at batch 8 1.51 -> 1.23 ms; 16x16x64 to 128 at batch 8 even (1.23 / 1.25 ms). The
     /// gathered windows of a pass stay on the stack.
@@ -52,12 +52,17 @@ public static partial class Convolution
     /// (32x32x32 to 32) at batch 32 6.20-6.53 -> 5.60-5.83 ms, at batch 1 0.187-0.213 -> 0.173 ms, its training step (the
     /// transposed convolutions) 18.9-19.1 -> 17.8-18.0 ms; MobileNet's pointwise layers at batch 32 0.462 -> 0.445 ms; the
     /// CNN's second layer unpooled (13x13x32 'valid' to 64, rows of 11) slower, 23.4 -> 24.4 us at batch 1.
+    /// AVX2, pairs of vectors that are no fours (16, 48 filters), passes of six pixels (<see cref="DirectPass"/>): the same
+    /// rows. A console harness, batch 32 unless said, three rounds in turns: 32 channels to 16 at rows of 12 217-224 ->
+    /// 191-192 us, 14 306-318 -> 267-288, 16 397-419 -> 339-349; to 48 at 14 805-818 -> 778-800; 28x28x16 to 16 621-630 ->
+    /// 524-539 (batch 1: 19.6-20.4 -> 17.3-17.8); 14x14x64 to 16 715-721 -> 595-608; the autoencoder's decode3 (16x16x8
+    /// 'valid' to 16) at batch 1 4.2-4.3 -> 3.5-3.7 us (shared by <see cref="DirectFloats"/>).
     /// </summary>
     private static bool IsDeepDirect(in Window window, int filters) => window.PatchSize <= DeepDirectPatch && Simd.Current switch
     {
         SimdPath.Avx512 => filters % (4 * Vector512<float>.Count) == 0 && (window.IsPointwise || window.OutputWidth >= WidePassWidth)
             || filters == 2 * Vector512<float>.Count && !window.IsPointwise && window.OutputWidth >= 2 * EightPixels,
-        SimdPath.Avx2 => filters % (4 * Vector256<float>.Count) == 0 && (window.IsPointwise || window.OutputWidth >= RowPassWidth),
+        SimdPath.Avx2 => filters % (2 * Vector256<float>.Count) == 0 && (window.IsPointwise || window.OutputWidth >= RowPassWidth),
         _ => false,
     };
 
@@ -226,7 +231,9 @@ public static partial class Convolution
         flipped = new Window(window.Height, window.Width, valueChannels, window.KernelHeight, window.KernelWidth, 1, 1, Same: true);
         // A pointwise window's transpose is one product already (Transposed's next route).
         return window is { StrideHeight: 1, StrideWidth: 1, Dilation: 1, Same: true, IsPointwise: false } && window.KernelHeight % 2 == 1 && window.KernelWidth % 2 == 1
-            && !IsPlanar(flipped, window.Channels) && IsDeepDirect(flipped, window.Channels);
+            && !IsPlanar(flipped, window.Channels) && IsDeepDirect(flipped, window.Channels)
+            // AVX2's two-vector passes (16 or 48 image channels) were timed forward only, not against the in-place route.
+            && (Simd.Current != SimdPath.Avx2 || window.Channels % (4 * Vector256<float>.Count) == 0);
     }
 
     /// <summary>

@@ -711,11 +711,11 @@ public class ConvolutionTests
         { 32, 32, 32, 3, 3, 1, true, 1, 32, 2 },    // the ResNet block's: direct at inference on AVX-512 (eight-pixel passes) and AVX2 (ten three-pixel passes and a two-pixel one a row), 'same' rows in bands of 13
         { 24, 24, 32, 3, 3, 1, true, 1, 64, 2 },    // 'same' rows copied in bands of 17 and 7 for the four-vector passes
         { 16, 16, 32, 3, 3, 1, true, 1, 32, 2 },    // rows of 16: on AVX2 four three-pixel passes, then two of two
-        { 13, 13, 32, 3, 3, 1, true, 1, 32, 2 },    // rows of 13: on AVX2 three passes of three and two of two; on AVX-512 eight and four that redoes one (patches there)
+        { 13, 13, 32, 3, 3, 1, true, 1, 32, 2 },    // rows of 13: on AVX2 three passes of three and two of two; on AVX-512 through patches (rows under 16)
         { 26, 26, 32, 3, 3, 1, true, 1, 32, 2 },    // rows of 26 at 32 filters: on AVX-512 three eight-pixel passes and a four-pixel one
         { 14, 14, 64, 3, 3, 1, true, 1, 64, 2 },    // rows of 14: on AVX-512 a six-pixel pass and two of four
         { 14, 14, 32, 3, 3, 1, true, 1, 16, 2 },    // 16 filters: direct at inference on AVX2 (six-pixel two-vector passes)
-        { 16, 16, 8, 3, 3, 1, false, 1, 48, 3 },    // 48 filters on AVX2: three two-vector passes a pixel run; rows of 14, parts on both cores
+        { 16, 16, 8, 3, 3, 1, false, 1, 48, 3 },    // 48 filters on AVX2: three two-vector passes for each group of pixels; rows of 14, parts on both cores
         { 13, 13, 64, 3, 3, 1, true, 1, 64, 2 },    // rows of 13: on AVX-512 six, four and four that redoes one
         { 8, 8, 64, 1, 1, 1, false, 1, 128, 3 },    // the MobileNet block's second pointwise convolution: one run per range at inference
         { 11, 12, 3, 5, 5, 1, true, 1, 24, 3 },     // kernel rows of fifteen floats, padding of two on every side: parts' patch rows copied whole

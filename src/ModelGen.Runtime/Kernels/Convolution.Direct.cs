@@ -37,7 +37,7 @@ public static partial class Convolution
     /// processes in turns; a pointwise window's pixels are one run across rows, so any width does).
     /// AVX-512, four vectors of filters, passes of six pixels: rows of at least <see cref="WidePassWidth"/>. Narrower rows were
     /// slower everywhere: rows narrower than a pass gather every window float by float (4x4x128 to 64 filters at batch 1 190-296 us
-    /// direct, 13.5-15.8 through patches), rows of 8 computed 12 pixels (8x8x64 to 64: 64-65 us against 29-37; still slower with a four-pixel last pass, see <see cref="WidePassWidth"/>). Rows of 10 and
+    /// direct, 13.5-15.8 through patches), rows of 8 computed 12 pixels (8x8x64 to 64: 64-65 us against 29-37; still slower as six and four, see <see cref="WidePassWidth"/>). Rows of 10 and
     /// 11 are faster at batch 1 and 3-5% slower at 32 (10x10x64: 43-44 against 50-54 us, 1.50-1.52 against 1.39-1.54 ms;
     /// 13x13x32 'valid': 24-26 against 27-30 us); from 12 faster at both.
     /// AVX-512, two vectors (32 filters), passes of eight: rows of two passes at least. 32x32x32 at batch 1 98-106 us
@@ -68,8 +68,9 @@ public static partial class Convolution
 
     /// <summary>
     /// The narrowest rows the four-vector passes take directly (measured when a row of 10 took two passes of six). Re-timed
-    /// with the four-pixel last pass: rows of 8 still slower direct (8x8x64 to 64: 25.2 against 14.8 us at batch 1, 405
-    /// against 358 at 32), rows of 9 faster at batch 1 only (16.5 against 19.0 us).
+    /// with the four-pixel last pass: rows of 8 still slower direct as six and four (8x8x64 to 64: 25.2 against 14.8 us at
+    /// batch 1, 405 against 358 at 32; not re-timed as two of four, <see cref="TailPixels"/>), rows of 9 faster at batch 1
+    /// only (16.5 against 19.0 us).
     /// </summary>
     private const int WidePassWidth = 10;
 
@@ -89,7 +90,7 @@ public static partial class Convolution
     /// <summary>
     /// The pixels of the pass that ends a row of three-pixel passes where the row is no multiple of three: two, eight
     /// multiply-adds a step where a pass of three that redoes pixels of the one before takes twelve (a row of 32 computes 32
-    /// pixels, not 33; one of 16, 17 not 18). The ResNet block on AVX2, fresh processes in turns: predict b32 5.35 -> 5.23 ms
+    /// pixels, not 33; with four left, two passes of two, <see cref="TailPixels"/>: one of 16, 16 not 18). The ResNet block on AVX2, fresh processes in turns: predict b32 5.35 -> 5.23 ms
     /// and 5.43 -> 5.30, b1 0.185 -> 0.181, train step b32 18.1 -> 17.5; its 32x32x32 layer alone at batch 1 on one core
     /// 152 -> 151 us.
     /// </summary>
@@ -99,13 +100,13 @@ public static partial class Convolution
     /// The pixels of the pass that ends a row of six- or eight-pixel passes where one to four are left: four, so a row of
     /// 28 computes 28 pixels, not 30 (six a pass) or 32 (eight); five or more left take a whole pass that redoes some, but
     /// seven or eight left after six-pixel passes take two of four (a row of 14: 14 pixels, not 16; as three-pixel passes
-    /// with four left take two of two). Two cores, a console harness, three rounds in turns: AVX-512's four-vector passes
-    /// 14x14x64 to 64 at batch 32 1208-1240 -> 1107-1139 us, 20x20x64 to 64 at batch 8 588-602 -> 548-558; AVX2's
-    /// three-pixel ones 16x16x32 to 32 at batch 32 680-688 -> 635-659, 28x28x32 to 32 at batch 8 518-526 -> 497-511.
-    /// Two cores, batch 32 unless said, a console harness, builds before and after in turns: AVX-512's four-vector passes
-    /// 10x10x64 to 64 653 -> 586 us, 14x14x64 to 64 1259 -> 1176, 28x28x32 to 64 at batch 8 516 -> 501; its two-vector
-    /// passes of eight 28x28x1 'valid' to 32 54 -> 49, 28x28x3 'same' to 32 114-118 -> 107-109, to 48 326-338 -> 291-299;
-    /// AVX2's of six 28x28x3 'same' to 24 229-232 -> 210-216, 28x28x1 to 16 58-61 -> 57-59.
+    /// with four left take two of two). Two cores, batch 32 unless said, a console harness, builds before and after in
+    /// turns. The one short pass: AVX-512's four-vector passes 10x10x64 to 64 653 -> 586 us, 14x14x64 to 64 1259 -> 1176,
+    /// 28x28x32 to 64 at batch 8 516 -> 501; its two-vector passes of eight 28x28x1 'valid' to 32 54 -> 49, 28x28x3 'same'
+    /// to 32 114-118 -> 107-109, to 48 326-338 -> 291-299; AVX2's of six 28x28x3 'same' to 24 229-232 -> 210-216, 28x28x1 to
+    /// 16 58-61 -> 57-59. The two short passes after that: AVX-512 14x14x64 to 64 1208-1240 -> 1107-1139 us, 20x20x64 to 64
+    /// at batch 8 588-602 -> 548-558; AVX2's three-pixel passes 16x16x32 to 32 680-688 -> 635-659, 28x28x32 to 32 at batch
+    /// 8 518-526 -> 497-511.
     /// </summary>
     private const int TailPixels = 4;
 
@@ -339,7 +340,7 @@ public static partial class Convolution
 
     /// <summary>
     /// Output rows [<paramref name="top"/>, <paramref name="bottom"/>) of one sample, six pixels of a row at a time (eight
-    /// where <typeparamref name="TEight"/>, three on AVX2 against fours of vectors of filters), a row's last pass shorter
+    /// where <typeparamref name="TEight"/>, three on AVX2 against fours of vectors of filters), a row's last pass or two shorter
     /// (<see cref="RowTailPixels"/>, <see cref="TailPixels"/>). Windows wholly inside their plane (<see cref="Plane.For"/>: the image, or a
     /// zero-padded copy of these rows' part of it) are read in place, each patch value at a fixed offset from the window's corner; the others
     /// (and rows of fewer pixels than a pass) are first gathered into a small zero-padded buffer, so a pass always reads all

@@ -225,16 +225,19 @@ public static partial class Convolution
     /// (2 cores; values within a few ulps of the patches', summed in another order). On AVX2 it beats the in-place route
     /// too (<see cref="TransposesInPlace"/>, which it goes before; medians of three processes, added onto the image): from
     /// 16 value channels 14x14x32 at batch 128 1.50 -> 1.05 ms, 28x28x32 at 32 1.50 -> 1.22, 32x32x32 at 32 1.89 -> 1.30;
-    /// from 24 and 32 against the patches, 14x14x32 at 128 1.71 -> 1.56, 32x32x32 at 32 2.80 -> 2.56.
+    /// from 24 and 32 against the patches, 14x14x32 at 128 1.71 -> 1.56, 32x32x32 at 32 2.80 -> 2.56. AVX2's two-vector
+    /// passes (16 or 48 image channels; a console harness on the Zen 5, three processes in turns, written over the image
+    /// unless said): against the in-place route 12x12x16 from 8 at batch 128 400-410 -> 210-251 us, 28x28x16 from 5 at 32
+    /// 352-358 -> 202-217, 14x14x16 from 16 at 128 807-829 -> 596-940, 12x12x16 from 16 added at 128 694-702 -> 436-451;
+    /// against the patches 28x28x16 from 32 at 32 1223-1262 -> 1030-1122, 14x14x48 from 20 at 64 1771-1785 -> 1002-1027,
+    /// 16x16x48 from 64 at 32 2365-2390 -> 2048-2085, 12x12x48 from 128 at 32 2430-2455 -> 2271-2297.
     /// </summary>
     internal static bool TransposesDirectly(in Window window, int valueChannels, out Window flipped)
     {
         flipped = new Window(window.Height, window.Width, valueChannels, window.KernelHeight, window.KernelWidth, 1, 1, Same: true);
         // A pointwise window's transpose is one product already (Transposed's next route).
         return window is { StrideHeight: 1, StrideWidth: 1, Dilation: 1, Same: true, IsPointwise: false } && window.KernelHeight % 2 == 1 && window.KernelWidth % 2 == 1
-            && !IsPlanar(flipped, window.Channels) && IsDeepDirect(flipped, window.Channels)
-            // AVX2's two-vector passes (16 or 48 image channels) were timed forward only, not against the in-place route.
-            && (Simd.Current != SimdPath.Avx2 || window.Channels % (4 * Vector256<float>.Count) == 0);
+            && !IsPlanar(flipped, window.Channels) && IsDeepDirect(flipped, window.Channels);
     }
 
     /// <summary>

@@ -37,7 +37,7 @@ public static partial class Convolution
     /// processes in turns; a pointwise window's pixels are one run across rows, so any width does).
     /// AVX-512, four vectors of filters, passes of six pixels: rows of at least <see cref="WidePassWidth"/>. Narrower rows were
     /// slower everywhere: rows narrower than a pass gather every window float by float (4x4x128 to 64 filters at batch 1 190-296 us
-    /// direct, 13.5-15.8 through patches), rows of 8 computed 12 pixels (8x8x64 to 64: 64-65 us against 29-37; still slower as six and four, see <see cref="WidePassWidth"/>). Rows of 10 and
+    /// direct, 13.5-15.8 through patches), rows of 8 computed 12 pixels (8x8x64 to 64: 64-65 us against 29-37; as two of four mixed, see <see cref="WidePassWidth"/>). Rows of 10 and
     /// 11 are faster at batch 1 and 3-5% slower at 32 (10x10x64: 43-44 against 50-54 us, 1.50-1.52 against 1.39-1.54 ms;
     /// 13x13x32 'valid': 24-26 against 27-30 us); from 12 faster at both.
     /// AVX-512, two vectors (32 filters), passes of eight: rows of two passes at least. 32x32x32 at batch 1 98-106 us
@@ -68,9 +68,12 @@ public static partial class Convolution
 
     /// <summary>
     /// The narrowest rows the four-vector passes take directly (measured when a row of 10 took two passes of six). Re-timed
-    /// with the four-pixel last pass: rows of 8 still slower direct as six and four (8x8x64 to 64: 25.2 against 14.8 us at
-    /// batch 1, 405 against 358 at 32; not re-timed as two of four, <see cref="TailPixels"/>), rows of 9 faster at batch 1
-    /// only (16.5 against 19.0 us).
+    /// with rows of 8 as two passes of four and 9 as six and four (<see cref="TailPixels"/>; the Zen 5, a console harness,
+    /// three processes in turns, direct against patches): faster against 64 filters over 64 channels or more (8x8x64 at
+    /// batch 1 15.0 against 18.1-21.0 us, 9x9x64 at 32 511-527 against 553-560, 8x8x128 at 8 197-199 against 230-238),
+    /// even or slower over 32 channels or against 128 filters (8x8x32 to 64 at 32 199-200 against 190-195, 8x8x64 to 128
+    /// at 32 867-895 against 767-780, 9x9x64 to 128 at 32 1013-1041 against 900-959); no rule by width alone, so 10 stays.
+    /// Rows of 6 (one pass) and 7 (two of four) mixed too.
     /// </summary>
     private const int WidePassWidth = 10;
 

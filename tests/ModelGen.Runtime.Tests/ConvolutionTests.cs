@@ -797,7 +797,9 @@ public class ConvolutionTests
         { 32, 32, 3, true, 48, false, true },      // 48 filters: no whole fours of vectors on AVX-512; on AVX2 three pairs, six-pixel passes
         { 14, 32, 3, true, 16, false, true },      // 16 filters on AVX2: a pair of vectors, rows of 14 (six, four, four)
         { 16, 8, 3, false, 16, false, true },      // the autoencoder's decode3 (rows of 14)
-        { 11, 32, 3, true, 16, false, false },     // rows of 11: narrower than AVX2's passes take
+        { 10, 32, 3, true, 16, false, true },      // rows of 10: the narrowest AVX2's two-vector passes take (six and four)
+        { 9, 32, 3, true, 16, false, false },      // rows of 9: narrower than AVX2's two-vector passes take
+        { 11, 32, 3, true, 32, false, false },     // rows of 11 at 32 filters: narrower than AVX2's three-pixel passes take
         { 14, 32, 3, true, 24, false, false },     // 24 filters: no whole pairs of AVX2's vectors
     };
 

@@ -273,7 +273,7 @@ public class WinnersGradientTests
     public static readonly TheoryData<int, int, int, int, int, bool, int, int, int, int> ScatteredShapes = new()
     {
         { 13, 13, 32, 3, 1, false, 64, 2, 2, 4 },  // the small CNN's conv2: 288-float patches, three stretches on AVX2 and AVX-512 (256-bit there)
-        { 11, 11, 16, 3, 1, true, 13, 2, 2, 5 },   // 144 floats: a stretch and an overlapping one on AVX2; 13 filters, eight compared at once and five alone
+        { 11, 11, 16, 3, 1, false, 13, 2, 2, 5 },  // 144 floats: a stretch and an overlapping one on AVX2; 13 filters, eight compared at once and five alone ('valid': unscattered, AVX2 transposes 'same' directly)
         { 9, 9, 16, 3, 2, true, 8, 3, 2, 3 },      // a strided 'same' convolution under overlapping pooling windows
         { 6, 6, 50, 1, 1, false, 3, 2, 2, 2 },     // 50 floats: narrower than a stretch but on the portable path (48 and an overlapping 48)
     };

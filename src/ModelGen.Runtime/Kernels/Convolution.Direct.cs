@@ -52,8 +52,8 @@ public static partial class Convolution
     /// (32x32x32 to 32) at batch 32 6.20-6.53 -> 5.60-5.83 ms, at batch 1 0.187-0.213 -> 0.173 ms, its training step (the
     /// transposed convolutions) 18.9-19.1 -> 17.8-18.0 ms; MobileNet's pointwise layers at batch 32 0.462 -> 0.445 ms; the
     /// CNN's second layer unpooled (13x13x32 'valid' to 64, rows of 11) slower, 23.4 -> 24.4 us at batch 1.
-    /// AVX2, pairs of vectors that are no fours (16, 48 filters), passes of six pixels (<see cref="DirectPass"/>): the same
-    /// rows. A console harness, batch 32 unless said, three rounds in turns: 32 channels to 16 at rows of 12 217-224 ->
+    /// AVX2, pairs of vectors that are no fours (16, 48 filters), passes of six pixels (<see cref="DirectPass"/>): rows of
+    /// at least <see cref="TwoVectorPassWidth"/>, or pointwise. A console harness, batch 32 unless said, three rounds in turns: 32 channels to 16 at rows of 12 217-224 ->
     /// 191-192 us, 14 306-318 -> 267-288, 16 397-419 -> 339-349; to 48 at 14 805-818 -> 778-800; 28x28x16 to 16 621-630 ->
     /// 524-539 (batch 1: 19.6-20.4 -> 17.3-17.8); 14x14x64 to 16 715-721 -> 595-608; the autoencoder's decode3 (16x16x8
     /// 'valid' to 16) at batch 1 4.2-4.3 -> 3.5-3.7 us (shared by <see cref="DirectFloats"/>).
@@ -62,7 +62,8 @@ public static partial class Convolution
     {
         SimdPath.Avx512 => filters % (4 * Vector512<float>.Count) == 0 && (window.IsPointwise || window.OutputWidth >= WidePassWidth)
             || filters == 2 * Vector512<float>.Count && !window.IsPointwise && window.OutputWidth >= 2 * EightPixels,
-        SimdPath.Avx2 => filters % (2 * Vector256<float>.Count) == 0 && (window.IsPointwise || window.OutputWidth >= RowPassWidth),
+        SimdPath.Avx2 => filters % (2 * Vector256<float>.Count) == 0 && (window.IsPointwise
+            || window.OutputWidth >= (filters % (4 * Vector256<float>.Count) == 0 ? RowPassWidth : TwoVectorPassWidth)),
         _ => false,
     };
 
@@ -82,6 +83,16 @@ public static partial class Convolution
     /// last pass, 13x13x32 'valid' to 64 even at batch 1 and no faster at 32).
     /// </summary>
     private const int RowPassWidth = 12;
+
+    /// <summary>
+    /// The narrowest rows AVX2's six-pixel two-vector passes take directly (filters that are no multiple of four vectors).
+    /// The Zen 5, a console harness, three processes in turns, direct against patches, at batch 32 unless said: rows of 10
+    /// and 11 faster or even, 10x10x16 to 16 75-76 against 85-90 us, 10x10x32 to 16 at batch 1 6.1-6.5 against 6.8-7.2,
+    /// 11x11x64 to 16 364-373 against 444-460, 10x10x32 to 80 634-641 against 775-780, 10x10x32 to 48 396-398 against
+    /// 412-428 (at batch 1 15.7-16.0 against 15.5-15.7); rows of 9 and 8 even or slower (8x8x32 to 16 105-131 against
+    /// 103-106, 9x9x64 to 16 at batch 1 10.2-10.3 against 9.2-9.5).
+    /// </summary>
+    private const int TwoVectorPassWidth = 10;
 
     /// <summary>
     /// Output pixels a pass takes on AVX2 against a multiple of four vectors of filters (<see cref="DirectRowPass"/>), any
@@ -233,7 +244,9 @@ public static partial class Convolution
     /// unless said): against the in-place route 12x12x16 from 8 at batch 128 400-410 -> 210-251 us, 28x28x16 from 5 at 32
     /// 352-358 -> 202-217, 14x14x16 from 16 at 128 807-829 -> 596-940, 12x12x16 from 16 added at 128 694-702 -> 436-451;
     /// against the patches 28x28x16 from 32 at 32 1223-1262 -> 1030-1122, 14x14x48 from 20 at 64 1771-1785 -> 1002-1027,
-    /// 16x16x48 from 64 at 32 2365-2390 -> 2048-2085, 12x12x48 from 128 at 32 2430-2455 -> 2271-2297.
+    /// 16x16x48 from 64 at 32 2365-2390 -> 2048-2085, 12x12x48 from 128 at 32 2430-2455 -> 2271-2297; at rows of 10 and 11
+    /// (<see cref="TwoVectorPassWidth"/>) 10x10x16 from 8 at 128 229-232 -> 148-174, 11x11x16 from 16 at 128 616-630 ->
+    /// 374-416, 10x10x48 from 20 at 64 614-656 -> 499-530, but 11x11x48 from 64 added at 32 988-1017 -> 1025-1101.
     /// </summary>
     internal static bool TransposesDirectly(in Window window, int valueChannels, out Window flipped)
     {

@@ -138,7 +138,7 @@ public class ConvolutionTests
         { 10, 21, 16, 3, 1, false, 2, 4 },  // dilated 'valid', whole vectors: rows' insides of 17 pixels, top and bottom rows of fewer cells
         { 9, 12, 16, 4, 2, true, 1, 1 },    // strided: inside columns read as many cells (two), yet not shifted alike: one by one
         // More value channels, at stride 1 over whole 256-bit vectors of channels, rows' insides of at least eight pixels:
-        { 16, 16, 16, 3, 1, false, 1, 8 },  // the autoencoder's second layer's depths, 'valid' (rows of 12 'same' go direct on AVX2): insides of 12, eight pixels and four
+        { 16, 16, 16, 3, 1, false, 1, 8 },  // the autoencoder's second layer's depths, 'valid' ('same' rows of 10 and more go direct on AVX2): insides of 12, eight pixels and four
         { 16, 16, 8, 3, 1, false, 1, 8 },   // 'valid' over 8 channels: 256-bit vectors on AVX-512
         { 11, 11, 32, 3, 1, true, 1, 16 },  // two vectors of channels (AVX-512), chains of 16: insides of 9, eight pixels and one (rows too narrow to go direct on AVX2)
         { 9, 16, 24, 3, 1, false, 2, 5 },   // dilated 'valid', three 256-bit vectors of channels: insides of 8

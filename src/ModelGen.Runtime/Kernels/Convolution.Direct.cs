@@ -36,9 +36,9 @@ public static partial class Convolution
     /// Deep windows go direct where the passes fill the rows (2 cores, 3x3 'same' unless said, each shape alone, fresh
     /// processes in turns; a pointwise window's pixels are one run across rows, so any width does).
     /// AVX-512, four vectors of filters, passes of six pixels: rows of at least <see cref="WidePassWidth"/>. Narrower rows were
-    /// slower everywhere: rows narrower than a pass gather every window float by float (4x4x128 to 64 filters at batch 1 190-296 us
-    /// direct, 13.5-15.8 through patches), rows of 8 computed 12 pixels (8x8x64 to 64: 64-65 us against 29-37; as two of four mixed, see <see cref="WidePassWidth"/>). Rows of 10 and
-    /// 11 are faster at batch 1 and 3-5% slower at 32 (10x10x64: 43-44 against 50-54 us, 1.50-1.52 against 1.39-1.54 ms;
+    /// slower everywhere: rows narrower than a pass gather every window float by float (4x4x128 to 64 filters at batch 1
+    /// 190-296 us direct, 13.5-15.8 through patches), rows of 8 computed 12 pixels (8x8x64 to 64: 64-65 us against 29-37; as
+    /// two of four, mixed: see <see cref="WidePassWidth"/>). Rows of 10 and 11 are faster at batch 1 and 3-5% slower at 32 (10x10x64: 43-44 against 50-54 us, 1.50-1.52 against 1.39-1.54 ms;
     /// 13x13x32 'valid': 24-26 against 27-30 us); from 12 faster at both.
     /// AVX-512, two vectors (32 filters), passes of eight: rows of two passes at least. 32x32x32 at batch 1 98-106 us
     /// against 123-145 through patches, at 32 3.2-3.5 ms against 4.1-4.3; 16x16x64 at batch 1 53 against 89-91 us. Rows that
@@ -53,10 +53,13 @@ public static partial class Convolution
     /// transposed convolutions) 18.9-19.1 -> 17.8-18.0 ms; MobileNet's pointwise layers at batch 32 0.462 -> 0.445 ms; the
     /// CNN's second layer unpooled (13x13x32 'valid' to 64, rows of 11) slower, 23.4 -> 24.4 us at batch 1.
     /// AVX2, pairs of vectors that are no fours (16, 48 filters), passes of six pixels (<see cref="DirectPass"/>): rows of
-    /// at least <see cref="TwoVectorPassWidth"/>, or pointwise. A console harness, batch 32 unless said, three rounds in turns: 32 channels to 16 at rows of 12 217-224 ->
-    /// 191-192 us, 14 306-318 -> 267-288, 16 397-419 -> 339-349; to 48 at 14 805-818 -> 778-800; 28x28x16 to 16 621-630 ->
-    /// 524-539 (batch 1: 19.6-20.4 -> 17.3-17.8); 14x14x64 to 16 715-721 -> 595-608; the autoencoder's decode3 (16x16x8
-    /// 'valid' to 16) at batch 1 4.2-4.3 -> 3.5-3.7 us (shared by <see cref="DirectFloats"/>).
+    /// at least <see cref="TwoVectorPassWidth"/>, or pointwise. A console harness, batch 32 unless said, three rounds in
+    /// turns, against patches: 32 channels to 16 at rows of 12 217-224 -> 191-192 us, 14 306-318 -> 267-288, 16 397-419 ->
+    /// 339-349; to 48 at 14 805-818 -> 778-800; 28x28x16 to 16 621-630 -> 524-539 (batch 1: 19.6-20.4 -> 17.3-17.8);
+    /// 14x14x64 to 16 715-721 -> 595-608; the autoencoder's decode3 (16x16x8 'valid' to 16) at batch 1 4.2-4.3 -> 3.5-3.7 us
+    /// (shared by <see cref="DirectFloats"/>). AVX-512 takes no deep window against 16 filters (through AVX2's passes,
+    /// 28x28x16 to 16 at batch 32 519-523 against 421-442 us, 14x14x32 to 16 265-268 against 196-205) nor against 96
+    /// (64 + 32: 14x14x64 at 32 1898-1929 against 1749-1797 us; pointwise 16x16x96 faster, 365-366 against 392-394).
     /// </summary>
     private static bool IsDeepDirect(in Window window, int filters) => window.PatchSize <= DeepDirectPatch && Simd.Current switch
     {
@@ -431,8 +434,8 @@ public static partial class Convolution
 
     /// <summary>
     /// The passes over every filter for <paramref name="count"/> windows <paramref name="step"/> floats apart: four vectors of
-    /// filters at a time on AVX-512, then two (the last masked); on AVX2 four at a time where they come in fours, else two;
-    /// the fold, if any, in their epilogue.
+    /// filters at a time in 512-bit lanes, then two (the last masked); in 256-bit lanes (AVX2, and AVX-512 against fewer than
+    /// 32 filters) four at a time where they come in fours, else two; the fold, if any, in their epilogue.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static unsafe void Passes<TLanes, TVector, TEight, TFolds>(float* windows, int* offsets, int step, int patch, float* kernel, int filters, float* bias, float* pixels,

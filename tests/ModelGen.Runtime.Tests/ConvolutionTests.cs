@@ -611,11 +611,12 @@ public class ConvolutionTests
         { 28, 28, 1, 3, 3, 1, false, 1, 32, 1 },   // at batch 1: the image's output rows in two halves
         { 28, 28, 1, 3, 3, 1, true, 1, 32, 3 },    // two parts that meet inside the second image
         { 7, 6, 1, 3, 3, 1, false, 1, 10, 2 },     // rows of four: one four-pixel pass, in place
-        { 9, 9, 1, 3, 3, 1, false, 1, 16, 2 },     // rows of seven: two passes of four, the second redoing one (on AVX-512 too: fewer than 32 filters take 256-bit passes)
-        { 10, 10, 1, 3, 3, 1, false, 1, 16, 2 },   // rows of eight: two passes of four
-        { 12, 12, 3, 3, 3, 1, false, 1, 24, 2 },   // rows of ten: six and four, a masked vector of filters
-        { 12, 12, 3, 3, 3, 1, false, 1, 48, 2 },   // rows of ten against 48 filters: on AVX-512 eight and four that redoes two, the second vector of the second pair masked
-        { 9, 9, 1, 3, 3, 1, false, 1, 40, 2 },     // rows of seven against 40 filters: on AVX-512 (eight a pass) all gathered
+        { 9, 9, 1, 3, 3, 1, false, 1, 16, 2 },     // rows of seven: two passes of four, the second redoing one, or on AVX-512 (eight a pass of one vector) all gathered
+        { 10, 10, 1, 3, 3, 1, false, 1, 16, 2 },   // rows of eight: two passes of four, or on AVX-512 one of eight of one vector
+        { 12, 12, 3, 3, 3, 1, false, 1, 24, 2 },   // rows of ten: six and four, a masked vector of filters (on AVX-512 too: 17 to 31 filters take 256-bit passes)
+        { 12, 12, 3, 3, 3, 1, false, 1, 48, 2 },   // rows of ten against 48 filters: on AVX-512 eight and four that redoes two, a pair and one vector
+        { 9, 9, 1, 3, 3, 1, false, 1, 40, 2 },     // rows of seven against 40 filters: on AVX-512 (eight a pass) all gathered, a pair and a masked vector
+        { 10, 10, 1, 3, 3, 1, false, 1, 12, 2 },   // 12 filters: on AVX-512 one masked vector
         { 8, 9, 3, 3, 3, 2, true, 1, 40, 2 },      // padding on every side, filters past two vectors
         { 8, 8, 1, 3, 3, 2, true, 1, 1, 2 },       // 'same' padding only at the bottom and right
         { 32, 32, 3, 3, 3, 2, true, 1, 32, 3 },    // the MobileNet stem: windows over the padding read from a zero-padded copy of their rows

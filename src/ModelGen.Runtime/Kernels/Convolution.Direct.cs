@@ -339,10 +339,10 @@ public static partial class Convolution
                 float* image = input + (long)sample * imageFloats, pixels = output + (long)sample * outputFloats;
                 switch (Simd.Current)
                 {
-                    // Fewer than 32 filters take AVX2's passes (two 8-float vectors, six pixels), not a pair of 512-bit vectors
-                    // with the second masked off. Small windows at batch 32: 28x28x1 to 16 filters 118-141 -> 56-62 us, to 8
-                    // 95-111 -> 57-61, to 24 105-110 -> 97-105; 32x32x3 to 16 282-290 -> 139-140; at batch 1 28x28x1 to 16 3.3 -> 2.1.
-                    case SimdPath.Avx512 when filters < 2 * Vector512<float>.Count: RunRows<Lanes256, Vector256<float>, No>(image, pixels, top, bottom); break;
+                    // 17 to 31 filters take AVX2's passes (two 8-float vectors, six pixels), not a pair of 512-bit vectors with
+                    // the second partly masked: small windows at batch 32, 28x28x1 to 24 filters 105-110 -> 97-105 us, to 20
+                    // 110-123 -> 99. (16 or fewer take one 512-bit vector, TOne: to 16 118-141 -> 53-54, to 8 95-111 -> 52-54.)
+                    case SimdPath.Avx512 when filters > Vector512<float>.Count && filters < 2 * Vector512<float>.Count: RunRows<Lanes256, Vector256<float>, No>(image, pixels, top, bottom); break;
                     case SimdPath.Avx512 when filters < 4 * Vector512<float>.Count: RunRows<Lanes512, Vector512<float>, Yes>(image, pixels, top, bottom); break;
                     case SimdPath.Avx512: RunRows<Lanes512, Vector512<float>, No>(image, pixels, top, bottom); break;
                     case SimdPath.Avx2: RunRows<Lanes256, Vector256<float>, No>(image, pixels, top, bottom); break;
@@ -434,8 +434,8 @@ public static partial class Convolution
 
     /// <summary>
     /// The passes over every filter for <paramref name="count"/> windows <paramref name="step"/> floats apart: four vectors of
-    /// filters at a time in 512-bit lanes, then two (the last masked); in 256-bit lanes (AVX2, and AVX-512 against fewer than
-    /// 32 filters) four at a time where they come in fours, else two; the fold, if any, in their epilogue.
+    /// filters at a time in 512-bit lanes, then two (the last masked) or one; in 256-bit lanes (AVX2, and AVX-512 against 17
+    /// to 31 filters) four at a time where they come in fours, else two; the fold, if any, in their epilogue.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static unsafe void Passes<TLanes, TVector, TEight, TFolds>(float* windows, int* offsets, int step, int patch, float* kernel, int filters, float* bias, float* pixels,
@@ -472,15 +472,28 @@ public static partial class Convolution
         }
     }
 
-    /// <summary>A two-vector pass (<see cref="DirectPass"/>) of its whole pixels, or of four where it ends a row (<see cref="TailPixels"/>).</summary>
+    /// <summary>
+    /// A two-vector pass (<see cref="DirectPass"/>) of its whole pixels, or of four where it ends a row (<see cref="TailPixels"/>);
+    /// on 512-bit lanes a pass of one vector where the filters left fill no more (16 filters, or the last 16 of 48). Against
+    /// the pair with its second vector masked (the Zen 5, a console harness, small windows at batch 32): 28x28x1 to 48
+    /// filters 139-145 -> 101-110 us, to 40 142-144 -> 104-105; against AVX2's passes (<see cref="DirectRanges"/>), to 16
+    /// 57-71 -> 53-54, to 12 68-72 -> 57-58, to 8 58-59 -> 52-54, 32x32x3 to 16 139-142 -> 114-135.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static unsafe void TwoVectorPass<TLanes, TVector, TEight, TWhole, TFolds>(float* windows, int* offsets, int step, int patch, float* kernel, int filters,
         float* bias, float* pixels, int count, int remaining, bool relu, float* scale, float* shift, bool foldRelu)
         where TLanes : struct, ILanes<TVector> where TVector : struct where TEight : IFlag where TWhole : IFlag where TFolds : IFlag
     {
+        if (TLanes.Count == 16 && !TWhole.IsSet && remaining <= TLanes.Count)
+        {
+            if (count == TailPixels)
+                DirectPass<TLanes, TVector, No, TWhole, Yes, Yes, TFolds>(windows, offsets, step, patch, kernel, filters, bias, pixels, count, remaining, relu, scale, shift, foldRelu);
+            else DirectPass<TLanes, TVector, TEight, TWhole, No, Yes, TFolds>(windows, offsets, step, patch, kernel, filters, bias, pixels, count, remaining, relu, scale, shift, foldRelu);
+            return;
+        }
         if (count == TailPixels)
-            DirectPass<TLanes, TVector, No, TWhole, Yes, TFolds>(windows, offsets, step, patch, kernel, filters, bias, pixels, count, remaining, relu, scale, shift, foldRelu);
-        else DirectPass<TLanes, TVector, TEight, TWhole, No, TFolds>(windows, offsets, step, patch, kernel, filters, bias, pixels, count, remaining, relu, scale, shift, foldRelu);
+            DirectPass<TLanes, TVector, No, TWhole, Yes, No, TFolds>(windows, offsets, step, patch, kernel, filters, bias, pixels, count, remaining, relu, scale, shift, foldRelu);
+        else DirectPass<TLanes, TVector, TEight, TWhole, No, No, TFolds>(windows, offsets, step, patch, kernel, filters, bias, pixels, count, remaining, relu, scale, shift, foldRelu);
     }
 
     /// <summary>
@@ -521,13 +534,14 @@ public static partial class Convolution
 
     /// <summary>
     /// Two vectors of filters (<typeparamref name="TWhole"/>) or fewer (<paramref name="remaining"/>, loads and stores
-    /// masked past them) for six windows, or eight where <typeparamref name="TEight"/>, or four where <typeparamref name="TFour"/>
-    /// (a row's last pass): twelve, sixteen or eight accumulator chains over the patch, each weight row loaded once for all of them.
+    /// masked past them), or one where <typeparamref name="TOne"/>, for six windows, or eight where <typeparamref name="TEight"/>,
+    /// or four where <typeparamref name="TFour"/> (a row's last pass): twelve, sixteen or eight accumulator chains over the
+    /// patch (half as many of one vector), each weight row loaded once for all of them.
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
-    private static unsafe void DirectPass<TLanes, TVector, TEight, TWhole, TFour, TFolds>(float* windows, int* offsets, int step, int patch, float* kernel, int filters,
+    private static unsafe void DirectPass<TLanes, TVector, TEight, TWhole, TFour, TOne, TFolds>(float* windows, int* offsets, int step, int patch, float* kernel, int filters,
         float* bias, float* pixels, int count, int remaining, bool relu, float* scale, float* shift, bool foldRelu)
-        where TLanes : struct, ILanes<TVector> where TVector : struct where TEight : IFlag where TWhole : IFlag where TFour : IFlag where TFolds : IFlag
+        where TLanes : struct, ILanes<TVector> where TVector : struct where TEight : IFlag where TWhole : IFlag where TFour : IFlag where TOne : IFlag where TFolds : IFlag
     {
         bool whole = TWhole.IsSet;
         int width = TLanes.Count;
@@ -539,29 +553,29 @@ public static partial class Convolution
         for (int p = 0; p < patch; p++, kernel += filters)
         {
             TVector w0 = whole ? TLanes.Load(ref *kernel) : TLanes.LoadMasked(kernel, low);
-            TVector w1 = whole ? TLanes.Load(ref kernel[width]) : TLanes.LoadMasked(kernel + width, high);
+            TVector w1 = TOne.IsSet ? TLanes.Zero : whole ? TLanes.Load(ref kernel[width]) : TLanes.LoadMasked(kernel + width, high);
             // One window's float at a time: 12 sums, 2 weight vectors and 1 broadcast take 15 of AVX2's 16 registers. With three
             // broadcasts live at once (17) the JIT kept a sum on the stack, and each step waited on its store and reload.
             float* x = windows + offsets[p];
             TVector x0 = TLanes.Broadcast(*x);
-            a0 = TLanes.MultiplyAdd(x0, w0, a0); b0 = TLanes.MultiplyAdd(x0, w1, b0);
+            a0 = TLanes.MultiplyAdd(x0, w0, a0); if (!TOne.IsSet) b0 = TLanes.MultiplyAdd(x0, w1, b0);
             TVector x1 = TLanes.Broadcast(x[s1]);
-            a1 = TLanes.MultiplyAdd(x1, w0, a1); b1 = TLanes.MultiplyAdd(x1, w1, b1);
+            a1 = TLanes.MultiplyAdd(x1, w0, a1); if (!TOne.IsSet) b1 = TLanes.MultiplyAdd(x1, w1, b1);
             TVector x2 = TLanes.Broadcast(x[s2]);
-            a2 = TLanes.MultiplyAdd(x2, w0, a2); b2 = TLanes.MultiplyAdd(x2, w1, b2);
+            a2 = TLanes.MultiplyAdd(x2, w0, a2); if (!TOne.IsSet) b2 = TLanes.MultiplyAdd(x2, w1, b2);
             TVector x3 = TLanes.Broadcast(x[s3]);
-            a3 = TLanes.MultiplyAdd(x3, w0, a3); b3 = TLanes.MultiplyAdd(x3, w1, b3);
+            a3 = TLanes.MultiplyAdd(x3, w0, a3); if (!TOne.IsSet) b3 = TLanes.MultiplyAdd(x3, w1, b3);
             if (TFour.IsSet) continue;
             TVector x4 = TLanes.Broadcast(x[s4]);
-            a4 = TLanes.MultiplyAdd(x4, w0, a4); b4 = TLanes.MultiplyAdd(x4, w1, b4);
+            a4 = TLanes.MultiplyAdd(x4, w0, a4); if (!TOne.IsSet) b4 = TLanes.MultiplyAdd(x4, w1, b4);
             TVector x5 = TLanes.Broadcast(x[s5]);
-            a5 = TLanes.MultiplyAdd(x5, w0, a5); b5 = TLanes.MultiplyAdd(x5, w1, b5);
+            a5 = TLanes.MultiplyAdd(x5, w0, a5); if (!TOne.IsSet) b5 = TLanes.MultiplyAdd(x5, w1, b5);
             if (TEight.IsSet)
             {
                 TVector x6 = TLanes.Broadcast(x[s6]);
-                a6 = TLanes.MultiplyAdd(x6, w0, a6); b6 = TLanes.MultiplyAdd(x6, w1, b6);
+                a6 = TLanes.MultiplyAdd(x6, w0, a6); if (!TOne.IsSet) b6 = TLanes.MultiplyAdd(x6, w1, b6);
                 TVector x7 = TLanes.Broadcast(x[s7]);
-                a7 = TLanes.MultiplyAdd(x7, w0, a7); b7 = TLanes.MultiplyAdd(x7, w1, b7);
+                a7 = TLanes.MultiplyAdd(x7, w0, a7); if (!TOne.IsSet) b7 = TLanes.MultiplyAdd(x7, w1, b7);
             }
         }
         TVector biasLow = TLanes.Zero, biasHigh = TLanes.Zero;

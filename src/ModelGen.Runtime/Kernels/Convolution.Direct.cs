@@ -38,8 +38,9 @@ public static partial class Convolution
     /// AVX-512, four vectors of filters, passes of six pixels: rows of at least <see cref="WidePassWidth"/>. Narrower rows were
     /// slower everywhere: rows narrower than a pass gather every window float by float (4x4x128 to 64 filters at batch 1
     /// 190-296 us direct, 13.5-15.8 through patches), rows of 8 computed 12 pixels (8x8x64 to 64: 64-65 us against 29-37; as
-    /// two of four, mixed: see <see cref="WidePassWidth"/>). Rows of 10 and 11 are faster at batch 1 and 3-5% slower at 32 (10x10x64: 43-44 against 50-54 us, 1.50-1.52 against 1.39-1.54 ms;
-    /// 13x13x32 'valid': 24-26 against 27-30 us); from 12 faster at both.
+    /// two of four, mixed: see <see cref="WidePassWidth"/>). Rows of 10 and 11 are faster at batch 1 and 3-5% slower at 32
+    /// (10x10x64: 43-44 against 50-54 us, 1.50-1.52 against 1.39-1.54 ms; 13x13x32 'valid': 24-26 against 27-30 us); from
+    /// 12 faster at both.
     /// AVX-512, two vectors (32 filters), passes of eight: rows of two passes at least. 32x32x32 at batch 1 98-106 us
     /// against 123-145 through patches, at 32 3.2-3.5 ms against 4.1-4.3; 16x16x64 at batch 1 53 against 89-91 us. Rows that
     /// are no multiple of eight were slower while their last pass redid pixels (26: 32 computed, 137-139 against 88-124 us);
@@ -107,9 +108,9 @@ public static partial class Convolution
     /// <summary>
     /// The pixels of the pass that ends a row of three-pixel passes where the row is no multiple of three: two, eight
     /// multiply-adds a step where a pass of three that redoes pixels of the one before takes twelve (a row of 32 computes 32
-    /// pixels, not 33; with four left, two passes of two, <see cref="TailPixels"/>: one of 16, 16 not 18). The ResNet block on AVX2, fresh processes in turns: predict b32 5.35 -> 5.23 ms
-    /// and 5.43 -> 5.30, b1 0.185 -> 0.181, train step b32 18.1 -> 17.5; its 32x32x32 layer alone at batch 1 on one core
-    /// 152 -> 151 us.
+    /// pixels, not 33; with four left, two passes of two, <see cref="TailPixels"/>: one of 16, 16 not 18). The ResNet block
+    /// on AVX2, fresh processes in turns: predict b32 5.35 -> 5.23 ms and 5.43 -> 5.30, b1 0.185 -> 0.181, train step b32
+    /// 18.1 -> 17.5; its 32x32x32 layer alone at batch 1 on one core 152 -> 151 us.
     /// </summary>
     private const int RowTailPixels = 2;
 
@@ -466,34 +467,32 @@ public static partial class Convolution
         for (; j < filters; j += 2 * TLanes.Count)
         {
             float* biasFrom = bias is null ? null : bias + j, scale = TFolds.IsSet ? fold.Scale + j : null, shift = TFolds.IsSet ? fold.Shift + j : null;
-            if (filters - j >= 2 * TLanes.Count)
-                TwoVectorPass<TLanes, TVector, TEight, Yes, TFolds>(windows, offsets, step, patch, kernel + j, filters, biasFrom, pixels + j, count, filters - j, relu, scale, shift, fold.Relu);
-            else TwoVectorPass<TLanes, TVector, TEight, No, TFolds>(windows, offsets, step, patch, kernel + j, filters, biasFrom, pixels + j, count, filters - j, relu, scale, shift, fold.Relu);
+            int left = filters - j;
+            // On 512-bit lanes, filters left that fill one vector at most take a pass of one (not timed on 256-bit lanes).
+            if (left >= 2 * TLanes.Count)
+                TwoVectorPass<TLanes, TVector, TEight, Yes, No, TFolds>(windows, offsets, step, patch, kernel + j, filters, biasFrom, pixels + j, count, left, relu, scale, shift, fold.Relu);
+            else if (TLanes.Count == 16 && left <= TLanes.Count)
+                TwoVectorPass<TLanes, TVector, TEight, No, Yes, TFolds>(windows, offsets, step, patch, kernel + j, filters, biasFrom, pixels + j, count, left, relu, scale, shift, fold.Relu);
+            else TwoVectorPass<TLanes, TVector, TEight, No, No, TFolds>(windows, offsets, step, patch, kernel + j, filters, biasFrom, pixels + j, count, left, relu, scale, shift, fold.Relu);
         }
     }
 
     /// <summary>
-    /// A two-vector pass (<see cref="DirectPass"/>) of its whole pixels, or of four where it ends a row (<see cref="TailPixels"/>);
-    /// on 512-bit lanes a pass of one vector where the filters left fill no more (16 filters, or the last 16 of 48). Against
-    /// the pair with its second vector masked (the Zen 5, a console harness, small windows at batch 32): 28x28x1 to 48
-    /// filters 139-145 -> 101-110 us, to 40 142-144 -> 104-105; against AVX2's passes (<see cref="DirectRanges"/>), to 16
-    /// 57-71 -> 53-54, to 12 68-72 -> 57-58, to 8 58-59 -> 52-54, 32x32x3 to 16 139-142 -> 114-135.
+    /// A two-vector pass (<see cref="DirectPass"/>), or one of a vector (<typeparamref name="TOne"/>: on 512-bit lanes where the
+    /// filters left fill no more, 16 filters or the last 16 of 48), of its whole pixels, or of four where it ends a row
+    /// (<see cref="TailPixels"/>). The pass of one vector against the pair with its second vector masked (the Zen 5, a
+    /// console harness, small windows at batch 32): 28x28x1 to 48 filters 139-145 -> 101-110 us, to 40 142-144 -> 104-105;
+    /// against AVX2's passes (<see cref="DirectRanges"/>), to 16 57-71 -> 53-54, to 12 68-72 -> 57-58, to 8 58-59 -> 52-54,
+    /// 32x32x3 to 16 139-142 -> 114-135.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe void TwoVectorPass<TLanes, TVector, TEight, TWhole, TFolds>(float* windows, int* offsets, int step, int patch, float* kernel, int filters,
+    private static unsafe void TwoVectorPass<TLanes, TVector, TEight, TWhole, TOne, TFolds>(float* windows, int* offsets, int step, int patch, float* kernel, int filters,
         float* bias, float* pixels, int count, int remaining, bool relu, float* scale, float* shift, bool foldRelu)
-        where TLanes : struct, ILanes<TVector> where TVector : struct where TEight : IFlag where TWhole : IFlag where TFolds : IFlag
+        where TLanes : struct, ILanes<TVector> where TVector : struct where TEight : IFlag where TWhole : IFlag where TOne : IFlag where TFolds : IFlag
     {
-        if (TLanes.Count == 16 && !TWhole.IsSet && remaining <= TLanes.Count)
-        {
-            if (count == TailPixels)
-                DirectPass<TLanes, TVector, No, TWhole, Yes, Yes, TFolds>(windows, offsets, step, patch, kernel, filters, bias, pixels, count, remaining, relu, scale, shift, foldRelu);
-            else DirectPass<TLanes, TVector, TEight, TWhole, No, Yes, TFolds>(windows, offsets, step, patch, kernel, filters, bias, pixels, count, remaining, relu, scale, shift, foldRelu);
-            return;
-        }
         if (count == TailPixels)
-            DirectPass<TLanes, TVector, No, TWhole, Yes, No, TFolds>(windows, offsets, step, patch, kernel, filters, bias, pixels, count, remaining, relu, scale, shift, foldRelu);
-        else DirectPass<TLanes, TVector, TEight, TWhole, No, No, TFolds>(windows, offsets, step, patch, kernel, filters, bias, pixels, count, remaining, relu, scale, shift, foldRelu);
+            DirectPass<TLanes, TVector, No, TWhole, Yes, TOne, TFolds>(windows, offsets, step, patch, kernel, filters, bias, pixels, count, remaining, relu, scale, shift, foldRelu);
+        else DirectPass<TLanes, TVector, TEight, TWhole, No, TOne, TFolds>(windows, offsets, step, patch, kernel, filters, bias, pixels, count, remaining, relu, scale, shift, foldRelu);
     }
 
     /// <summary>

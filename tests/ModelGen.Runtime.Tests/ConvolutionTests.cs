@@ -613,7 +613,7 @@ public class ConvolutionTests
         { 7, 6, 1, 3, 3, 1, false, 1, 10, 2 },     // rows of four: one four-pixel pass, in place
         { 9, 9, 1, 3, 3, 1, false, 1, 16, 2 },     // rows of seven: two passes of four, the second redoing one, or on AVX-512 (eight a pass of one vector) all gathered
         { 10, 10, 1, 3, 3, 1, false, 1, 16, 2 },   // rows of eight: two passes of four, or on AVX-512 one of eight of one vector
-        { 12, 12, 3, 3, 3, 1, false, 1, 24, 2 },   // rows of ten: six and four, a masked vector of filters (on AVX-512 too: 17 to 31 filters take 256-bit passes)
+        { 12, 12, 3, 3, 3, 1, false, 1, 24, 2 },   // rows of ten: six and four, a pair of 8-float vectors and one of the last eight (on AVX-512 too: 17 to 31 filters take 256-bit passes)
         { 12, 12, 3, 3, 3, 1, false, 1, 48, 2 },   // rows of ten against 48 filters: on AVX-512 eight and four that redoes two, a pair and one vector
         { 9, 9, 1, 3, 3, 1, false, 1, 40, 2 },     // rows of seven against 40 filters: on AVX-512 (eight a pass) all gathered, a pair and a masked vector
         { 10, 10, 1, 3, 3, 1, false, 1, 12, 2 },   // 12 filters: on AVX-512 one masked vector
@@ -625,7 +625,7 @@ public class ConvolutionTests
         { 4, 2, 3, 3, 3, 1, true, 1, 32, 2 },     // rows of two against 32 filters: on AVX2 one two-pixel pass a row
         { 4, 1, 3, 3, 3, 1, true, 1, 32, 2 },     // rows of one: on AVX2 a three-pixel pass, two of its windows blank
         { 6, 4, 3, 3, 3, 1, true, 1, 64, 2 },     // rows of four against 64 filters: on AVX-512 one four-pixel pass a row
-        { 6, 4, 1, 3, 3, 1, true, 1, 20, 2 },     // rows of four against 20 filters: one four-pixel two-vector pass a row, its last vector masked
+        { 6, 4, 1, 3, 3, 1, true, 1, 20, 2 },     // rows of four against 20 filters: a four-pixel pass of a pair of 8-float vectors a row, then one of a masked vector
         { 12, 12, 3, 3, 3, 1, false, 1, 64, 2 },  // rows of ten: on AVX-512 a six-pixel pass and a four-pixel one
         { 8, 8, 32, 1, 1, 1, false, 1, 40, 3 },    // pointwise: a range's rows are one run of pixels, whose last pass alone moves back
         { 3, 3, 4, 1, 1, 1, true, 1, 8, 1 },       // pointwise, runs that may be shorter than a pass

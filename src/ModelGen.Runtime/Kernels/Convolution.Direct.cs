@@ -436,7 +436,8 @@ public static partial class Convolution
     /// <summary>
     /// The passes over every filter for <paramref name="count"/> windows <paramref name="step"/> floats apart: four vectors of
     /// filters at a time in 512-bit lanes, then two (the last masked) or one; in 256-bit lanes (AVX2, and AVX-512 against 17
-    /// to 31 filters) four at a time where they come in fours, else two; the fold, if any, in their epilogue.
+    /// to 31 filters) four at a time where they come in fours, else two, then one where one holds the rest; the fold, if
+    /// any, in their epilogue.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static unsafe void Passes<TLanes, TVector, TEight, TFolds>(float* windows, int* offsets, int step, int patch, float* kernel, int filters, float* bias, float* pixels,
@@ -468,22 +469,24 @@ public static partial class Convolution
         {
             float* biasFrom = bias is null ? null : bias + j, scale = TFolds.IsSet ? fold.Scale + j : null, shift = TFolds.IsSet ? fold.Shift + j : null;
             int left = filters - j;
-            // On 512-bit lanes, filters left that fill one vector at most take a pass of one (not timed on 256-bit lanes).
+            // Filters left that fill one vector at most take a pass of one: half the multiply-adds of a pair half masked.
             if (left >= 2 * TLanes.Count)
                 TwoVectorPass<TLanes, TVector, TEight, Yes, No, TFolds>(windows, offsets, step, patch, kernel + j, filters, biasFrom, pixels + j, count, left, relu, scale, shift, fold.Relu);
-            else if (TLanes.Count == 16 && left <= TLanes.Count)
+            else if (left <= TLanes.Count)
                 TwoVectorPass<TLanes, TVector, TEight, No, Yes, TFolds>(windows, offsets, step, patch, kernel + j, filters, biasFrom, pixels + j, count, left, relu, scale, shift, fold.Relu);
             else TwoVectorPass<TLanes, TVector, TEight, No, No, TFolds>(windows, offsets, step, patch, kernel + j, filters, biasFrom, pixels + j, count, left, relu, scale, shift, fold.Relu);
         }
     }
 
     /// <summary>
-    /// A two-vector pass (<see cref="DirectPass"/>), or one of a vector (<typeparamref name="TOne"/>: on 512-bit lanes where the
-    /// filters left fill no more, 16 filters or the last 16 of 48), of its whole pixels, or of four where it ends a row
-    /// (<see cref="TailPixels"/>). The pass of one vector against the pair with its second vector masked (the Zen 5, a
-    /// console harness, small windows at batch 32): 28x28x1 to 48 filters 139-145 -> 101-110 us, to 40 142-144 -> 104-105;
-    /// against AVX2's passes (<see cref="DirectRanges"/>), to 16 57-71 -> 53-54, to 12 68-72 -> 57-58, to 8 58-59 -> 52-54,
-    /// 32x32x3 to 16 139-142 -> 114-135.
+    /// A two-vector pass (<see cref="DirectPass"/>), or one of a vector (<typeparamref name="TOne"/>: where the filters left
+    /// fill no more, 16 filters or the last 16 of 48 on 512-bit lanes, 8 or the last 8 of 24 on 256-bit ones), of its whole
+    /// pixels, or of four where it ends a row (<see cref="TailPixels"/>). The pass of one vector against the pair with its
+    /// second vector masked (the Zen 5, a console harness, small windows at batch 32): on AVX-512 28x28x1 to 48 filters
+    /// 139-145 -> 101-110 us, to 40 142-144 -> 104-105, and against AVX2's passes (<see cref="DirectRanges"/>) to 16 57-71
+    /// -> 53-54, to 12 68-72 -> 57-58, to 8 58-59 -> 52-54, 32x32x3 to 16 139-142 -> 114-135; on AVX2 28x28x1 to 8
+    /// 65-86 -> 61-64, 32x32x3 to 8 169-173 -> 134-160, stride 2 over 28x28x3 to 8 40-58 -> 34-40, at batch 1 28x28x1 to 8
+    /// 3.4-3.7 -> 3.2-3.3, to 24 even.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static unsafe void TwoVectorPass<TLanes, TVector, TEight, TWhole, TOne, TFolds>(float* windows, int* offsets, int step, int patch, float* kernel, int filters,

@@ -942,8 +942,10 @@ public class ConvolutionTests
         { 13, 13, 32, 3, false, 1, 1, 64, 1, true },   // its conv2 + pool2: four vectors on AVX-512; the 11th row and column dropped
         { 13, 13, 32, 3, false, 1, 1, 64, 3, true },   // the same at batch 3: parts that cross samples
         { 9, 8, 3, 3, true, 1, 1, 40, 3, true },       // 'same': windows read from a padded copy; filters past two vectors, masked
-        { 28, 28, 1, 3, true, 1, 1, 16, 2, true },     // the autoencoder's first layer: one vector of filters on AVX-512, padded copies
+        { 28, 28, 1, 3, true, 1, 1, 16, 2, true },     // the autoencoder's first layer: one vector of filters on AVX-512 for two pooled pixels, padded copies
         { 11, 10, 2, 3, true, 1, 1, 5, 3, true },      // five filters: one 256-bit vector on AVX-512, masked
+        { 15, 13, 2, 3, true, 2, 1, 3, 2, true },      // three filters, strides 2: two pooled pixels a pass on every path, a row's odd last one alone
+        { 14, 13, 3, 3, true, 1, 2, 6, 3, true },      // six filters, dilated: two pooled pixels a pass (one on the portable path), parts that cross samples
         { 130, 130, 1, 3, true, 1, 1, 8, 1, true },    // a padded copy past 16K floats: edge windows gathered
         { 15, 15, 2, 3, true, 2, 1, 17, 2, true },     // strides 2
         { 14, 13, 3, 3, true, 1, 2, 24, 2, true },     // dilated

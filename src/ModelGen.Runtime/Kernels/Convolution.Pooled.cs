@@ -7,9 +7,10 @@ namespace ModelGen.Kernels;
 // A Conv2D followed by a 2x2 max pooling in one pass: each pooled pixel's four windows are convolved directly
 // (Convolution.Direct.cs) with their sums in registers, finished (bias, ReLU) as the convolution finishes them and pooled as
 // MaxPooling2D pools them, so the result is the two layers' bit for bit, NaN included, and in training each winner too; the
-// convolution's output is never written. Each pass reads every kernel row once for four windows, and an odd row or column
-// that the pooling drops is never convolved. The small CNN at batch 1 (2 cores, medians of 10 alternating runs): conv1 +
-// pool1 8.0-10.1 -> 5.8-6.8 us, conv2 + pool2 34-35 -> 26-28 us; its whole predict 57-64 -> 44-56 us.
+// convolution's output is never written. Each pass reads every kernel row once for four windows (eight, two pooled pixels,
+// where the filters fit one vector), and an odd row or column that the pooling drops is never convolved. The small CNN at
+// batch 1 (2 cores, medians of 10 alternating runs): conv1 + pool1 8.0-10.1 -> 5.8-6.8 us, conv2 + pool2 34-35 -> 26-28 us;
+// its whole predict 57-64 -> 44-56 us.
 public static partial class Convolution
 {
     /// <summary>
@@ -152,6 +153,14 @@ public static partial class Convolution
             // The corner window's winner numbers: its pixel in the sample's convolution output (the pooling's input), times the filters.
             var corner = new WinnerNumbers((2 * pooledRow * pool.Width + 2 * pooledColumn) * filters, filters, pool.Width * filters);
             int j = 0;
+            // At most one vector of filters: two pooled pixels of a row a pass where the plane holds both (eight chains, not four).
+            if (filters <= TLanes.Count && windows != gathered && pooledColumn + 1 < pool.OutputWidth && item + 1 < first + count
+                && plane.Holds(top, window.StrideHeight + window.SpanHeight, left, 3 * window.StrideWidth + window.SpanWidth))
+            {
+                PooledPass<TLanes, TVector, OneVectorTwoPixels, TKeepsWinners>(windows, offsets, right, down, patch, kernel, filters, bias, pixel, won, corner, filters, relu);
+                item++;
+                continue;
+            }
             if (TLanes.Count == 16)
             {
                 for (; filters - j >= 4 * TLanes.Count; j += 4 * TLanes.Count)
@@ -168,8 +177,11 @@ public static partial class Convolution
     }
 
     /// <summary>
-    /// Four windows (corner, right, below, diagonal) against the filters of <typeparamref name="TFilters"/>: a chain of fused
-    /// multiply-adds per window and vector over the patch, then each window's sums finished and the four pooled. The JIT
+    /// Four windows (corner, right, below, diagonal) against the filters of <typeparamref name="TFilters"/>, and the four of
+    /// the pooled pixel on the right where it takes two (<see cref="OneVectorTwoPixels"/>): a chain of fused multiply-adds
+    /// per window and vector over the patch, then each window's sums finished and each four pooled. Two pooled pixels
+    /// against the four chains of one (the Zen 5, a console harness, inference): 28x28x1 'same' to 16 filters at batch 1
+    /// 2.5-2.6 -> 2.0 us, at batch 32 73-78 -> 52-53, to 8 at batch 1 2.5 -> 1.9; on AVX2 to 8 at batch 32 68-72 -> 47-48. The JIT
     /// would not inline it (13 arguments), so the group is a type argument: each specialisation has its vector count and
     /// masking as constants (as a call with those as arguments, conv2 + pool2 took 46 us instead of 26).
     /// </summary>
@@ -211,15 +223,39 @@ public static partial class Convolution
             a3 = TLanes.MultiplyAdd(x3, w0, a3);
             if (vectors >= 2) b3 = TLanes.MultiplyAdd(x3, w1, b3);
             if (vectors == 4) { c3 = TLanes.MultiplyAdd(x3, w2, c3); d3 = TLanes.MultiplyAdd(x3, w3, d3); }
+            if (TFilters.Pixels == 2)
+            {
+                // The next pooled pixel's four windows, two to the right, in the chains a second vector would use.
+                TVector x4 = TLanes.Broadcast(x[2 * right]);
+                b0 = TLanes.MultiplyAdd(x4, w0, b0);
+                TVector x5 = TLanes.Broadcast(x[3 * right]);
+                b1 = TLanes.MultiplyAdd(x5, w0, b1);
+                TVector x6 = TLanes.Broadcast(x[down + 2 * right]);
+                b2 = TLanes.MultiplyAdd(x6, w0, b2);
+                TVector x7 = TLanes.Broadcast(x[diagonal + 2 * right]);
+                b3 = TLanes.MultiplyAdd(x7, w0, b3);
+            }
         }
         bool hasBias = bias is not null;
         TVector biasA = hasBias ? (whole ? TLanes.Load(ref *bias) : TLanes.LoadMasked(bias, low)) : TLanes.Zero;
         TVector biasB = hasBias && vectors >= 2 ? (whole ? TLanes.Load(ref bias[width]) : TLanes.LoadMasked(bias + width, high)) : TLanes.Zero;
+        // Winner numbers are integers carried in the lanes' bits: stored through a float reference, they land as the integers.
         TVector pooledA = PoolFinished<TLanes, TVector, TKeepsWinners>(a0, a1, a2, a3, biasA, hasBias, relu, numbers, out TVector wonA);
+        ref float wonAt = ref *(float*)winner;
+        if (TFilters.Pixels == 2)
+        {
+            TVector pooledNext = PoolFinished<TLanes, TVector, TKeepsWinners>(b0, b1, b2, b3, biasA, hasBias, relu, numbers.NextPooled, out TVector wonNext);
+            TLanes.StoreFirst(ref *pixel, pooledA, lowCount);
+            TLanes.StoreFirst(ref pixel[filters], pooledNext, lowCount);
+            if (TKeepsWinners.IsSet)
+            {
+                TLanes.StoreFirst(ref wonAt, wonA, lowCount);
+                TLanes.StoreFirst(ref Unsafe.Add(ref wonAt, filters), wonNext, lowCount);
+            }
+            return;
+        }
         TVector wonB = default;
         TVector pooledB = vectors >= 2 ? PoolFinished<TLanes, TVector, TKeepsWinners>(b0, b1, b2, b3, biasB, hasBias, relu, numbers.From(width), out wonB) : TLanes.Zero;
-        // Winner numbers are integers carried in the lanes' bits: stored through a float reference, they land as the integers.
-        ref float wonAt = ref *(float*)winner;
         if (!whole)
         {
             TLanes.StoreFirst(ref *pixel, pooledA, lowCount);
@@ -259,6 +295,9 @@ public static partial class Convolution
     {
         /// <summary>The numbers <paramref name="filters"/> filters further on.</summary>
         public WinnerNumbers From(int filters) => this with { Corner = Corner + filters };
+
+        /// <summary>The numbers of the pooled pixel on the right: its corner window two windows on.</summary>
+        public WinnerNumbers NextPooled => this with { Corner = Corner + 2 * ToRight };
     }
 
     /// <summary>
@@ -296,6 +335,9 @@ public static partial class Convolution
     {
         static abstract int Vectors { get; }
         static abstract bool Whole { get; }
+
+        /// <summary>Pooled pixels a pass: one, or two of a row (at most one vector of filters).</summary>
+        static virtual int Pixels => 1;
     }
 
     private readonly struct FourVectors : IFilterGroup
@@ -322,5 +364,13 @@ public static partial class Convolution
     {
         public static int Vectors => 1;
         public static bool Whole => false;
+    }
+
+    /// <summary>All the filters in one vector (masked past them) for two pooled pixels of a row: their eight windows' chains.</summary>
+    private readonly struct OneVectorTwoPixels : IFilterGroup
+    {
+        public static int Vectors => 1;
+        public static bool Whole => false;
+        public static int Pixels => 2;
     }
 }

@@ -938,7 +938,7 @@ public class ConvolutionTests
     public static TheoryData<int, int, int, int, bool, int, int, int, int, bool> PooledConvolutions() => new()
     {
         // height, width, channels, kernel (square), same, stride, dilation, filters, batch, pool (2: 2x2 with strides 2; 3: 3x3 with strides 2, 'same')
-        { 28, 28, 1, 3, false, 1, 1, 32, 1, true },    // the small CNN's conv1 + pool1: two vectors of filters a pass
+        { 28, 28, 1, 3, false, 1, 1, 32, 1, true },    // the small CNN's conv1 + pool1: two vectors of filters, on AVX-512 for two pooled pixels (a row's odd last one alone)
         { 13, 13, 32, 3, false, 1, 1, 64, 1, true },   // its conv2 + pool2: four vectors on AVX-512; the 11th row and column dropped
         { 13, 13, 32, 3, false, 1, 1, 64, 3, true },   // the same at batch 3: parts that cross samples
         { 9, 8, 3, 3, true, 1, 1, 40, 3, true },       // 'same': windows read from a padded copy; filters past two vectors, masked
@@ -947,8 +947,8 @@ public class ConvolutionTests
         { 15, 13, 2, 3, true, 2, 1, 3, 2, true },      // three filters, strides 2: two pooled pixels a pass on every path, a row's odd last one alone
         { 14, 13, 3, 3, true, 1, 2, 6, 3, true },      // six filters, dilated: two pooled pixels a pass (one on the portable path), parts that cross samples
         { 130, 130, 1, 3, true, 1, 1, 8, 1, true },    // a padded copy past 16K floats: edge windows gathered
-        { 15, 15, 2, 3, true, 2, 1, 17, 2, true },     // strides 2
-        { 14, 13, 3, 3, true, 1, 2, 24, 2, true },     // dilated
+        { 15, 15, 2, 3, true, 2, 1, 17, 2, true },     // strides 2; on AVX-512 a masked pair of vectors for two pooled pixels
+        { 14, 13, 3, 3, true, 1, 2, 24, 2, true },     // dilated; on AVX-512 two pooled pixels a pass
         { 10, 10, 32, 3, true, 1, 1, 128, 2, true },   // deep and 'same': two passes of 64 filters, edge windows gathered
         { 12, 12, 8, 3, false, 1, 1, 64, 2, true },    // 72 deep: direct on AVX-512 only, else through patches then pooled
         { 9, 9, 3, 3, false, 1, 1, 16, 2, false },     // a 3x3 pooling: the two kernels one after the other

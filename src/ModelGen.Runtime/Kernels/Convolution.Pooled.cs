@@ -153,11 +153,14 @@ public static partial class Convolution
             // The corner window's winner numbers: its pixel in the sample's convolution output (the pooling's input), times the filters.
             var corner = new WinnerNumbers((2 * pooledRow * pool.Width + 2 * pooledColumn) * filters, filters, pool.Width * filters);
             int j = 0;
-            // At most one vector of filters: two pooled pixels of a row a pass where the plane holds both (eight chains, not four).
-            if (filters <= TLanes.Count && windows != gathered && pooledColumn + 1 < pool.OutputWidth && item + 1 < first + count
+            // Two pooled pixels of a row a pass where their chains fit the registers (one vector of filters; two on AVX-512's
+            // 32) and the plane holds both pixels' windows: eight or sixteen chains where four or eight ran.
+            if (filters <= (TLanes.Count == 16 ? 2 : 1) * TLanes.Count && windows != gathered && pooledColumn + 1 < pool.OutputWidth && item + 1 < first + count
                 && plane.Holds(top, window.StrideHeight + window.SpanHeight, left, 3 * window.StrideWidth + window.SpanWidth))
             {
-                PooledPass<TLanes, TVector, OneVectorTwoPixels, TKeepsWinners>(windows, offsets, right, down, patch, kernel, filters, bias, pixel, won, corner, filters, relu);
+                if (filters <= TLanes.Count) PooledPass<TLanes, TVector, TwoPixels<OneVector>, TKeepsWinners>(windows, offsets, right, down, patch, kernel, filters, bias, pixel, won, corner, filters, relu);
+                else if (filters == 2 * TLanes.Count) PooledPass<TLanes, TVector, TwoPixels<TwoVectors>, TKeepsWinners>(windows, offsets, right, down, patch, kernel, filters, bias, pixel, won, corner, filters, relu);
+                else PooledPass<TLanes, TVector, TwoPixels<FewerVectors>, TKeepsWinners>(windows, offsets, right, down, patch, kernel, filters, bias, pixel, won, corner, filters, relu);
                 item++;
                 continue;
             }
@@ -178,10 +181,11 @@ public static partial class Convolution
 
     /// <summary>
     /// Four windows (corner, right, below, diagonal) against the filters of <typeparamref name="TFilters"/>, and the four of
-    /// the pooled pixel on the right where it takes two (<see cref="OneVectorTwoPixels"/>): a chain of fused multiply-adds
-    /// per window and vector over the patch, then each window's sums finished and each four pooled. Two pooled pixels
-    /// against the four chains of one (the Zen 5, a console harness, inference): 28x28x1 'same' to 16 filters at batch 1
-    /// 2.5-2.6 -> 2.0 us, at batch 32 73-78 -> 52-53, to 8 at batch 1 2.5 -> 1.9; on AVX2 to 8 at batch 32 68-72 -> 47-48. The JIT
+    /// the pooled pixel on the right where it takes two (<see cref="TwoPixels{TGroup}"/>): a chain of fused multiply-adds
+    /// per window and vector over the patch, then each window's sums finished and each four pooled. Two pooled pixels a
+    /// pass against one (the Zen 5, a console harness, inference): 28x28x1 'same' to 16 filters at batch 1 2.5-2.6 -> 2.0
+    /// us, at batch 32 73-78 -> 52-53, to 8 at batch 1 2.5 -> 1.9; 'valid' to 32 (the small CNN's conv1) at batch 1 2.1 ->
+    /// 1.7, at 32 63-64 -> 48-57, to 24 at 32 70-71 -> 53-62; on AVX2 to 8 at batch 32 68-72 -> 47-48. The JIT
     /// would not inline it (13 arguments), so the group is a type argument: each specialisation has its vector count and
     /// masking as constants (as a call with those as arguments, conv2 + pool2 took 46 us instead of 26).
     /// </summary>
@@ -225,54 +229,37 @@ public static partial class Convolution
             if (vectors == 4) { c3 = TLanes.MultiplyAdd(x3, w2, c3); d3 = TLanes.MultiplyAdd(x3, w3, d3); }
             if (TFilters.Pixels == 2)
             {
-                // The next pooled pixel's four windows, two to the right, in the chains a second vector would use.
+                // The pooled pixel on the right: its four windows two to the right, in the chains of the third and fourth vectors.
                 TVector x4 = TLanes.Broadcast(x[2 * right]);
-                b0 = TLanes.MultiplyAdd(x4, w0, b0);
+                c0 = TLanes.MultiplyAdd(x4, w0, c0);
+                if (vectors == 2) d0 = TLanes.MultiplyAdd(x4, w1, d0);
                 TVector x5 = TLanes.Broadcast(x[3 * right]);
-                b1 = TLanes.MultiplyAdd(x5, w0, b1);
+                c1 = TLanes.MultiplyAdd(x5, w0, c1);
+                if (vectors == 2) d1 = TLanes.MultiplyAdd(x5, w1, d1);
                 TVector x6 = TLanes.Broadcast(x[down + 2 * right]);
-                b2 = TLanes.MultiplyAdd(x6, w0, b2);
+                c2 = TLanes.MultiplyAdd(x6, w0, c2);
+                if (vectors == 2) d2 = TLanes.MultiplyAdd(x6, w1, d2);
                 TVector x7 = TLanes.Broadcast(x[diagonal + 2 * right]);
-                b3 = TLanes.MultiplyAdd(x7, w0, b3);
+                c3 = TLanes.MultiplyAdd(x7, w0, c3);
+                if (vectors == 2) d3 = TLanes.MultiplyAdd(x7, w1, d3);
             }
         }
         bool hasBias = bias is not null;
         TVector biasA = hasBias ? (whole ? TLanes.Load(ref *bias) : TLanes.LoadMasked(bias, low)) : TLanes.Zero;
         TVector biasB = hasBias && vectors >= 2 ? (whole ? TLanes.Load(ref bias[width]) : TLanes.LoadMasked(bias + width, high)) : TLanes.Zero;
         // Winner numbers are integers carried in the lanes' bits: stored through a float reference, they land as the integers.
-        TVector pooledA = PoolFinished<TLanes, TVector, TKeepsWinners>(a0, a1, a2, a3, biasA, hasBias, relu, numbers, out TVector wonA);
         ref float wonAt = ref *(float*)winner;
+        TVector wonB = default;
+        TVector pooledA = PoolFinished<TLanes, TVector, TKeepsWinners>(a0, a1, a2, a3, biasA, hasBias, relu, numbers, out TVector wonA);
+        TVector pooledB = vectors >= 2 ? PoolFinished<TLanes, TVector, TKeepsWinners>(b0, b1, b2, b3, biasB, hasBias, relu, numbers.From(width), out wonB) : TLanes.Zero;
+        StorePooled<TLanes, TVector, TKeepsWinners>(pixel, ref wonAt, pooledA, pooledB, wonA, wonB, whole, lowCount, highCount);
         if (TFilters.Pixels == 2)
         {
-            TVector pooledNext = PoolFinished<TLanes, TVector, TKeepsWinners>(b0, b1, b2, b3, biasA, hasBias, relu, numbers.NextPooled, out TVector wonNext);
-            TLanes.StoreFirst(ref *pixel, pooledA, lowCount);
-            TLanes.StoreFirst(ref pixel[filters], pooledNext, lowCount);
-            if (TKeepsWinners.IsSet)
-            {
-                TLanes.StoreFirst(ref wonAt, wonA, lowCount);
-                TLanes.StoreFirst(ref Unsafe.Add(ref wonAt, filters), wonNext, lowCount);
-            }
-            return;
-        }
-        TVector wonB = default;
-        TVector pooledB = vectors >= 2 ? PoolFinished<TLanes, TVector, TKeepsWinners>(b0, b1, b2, b3, biasB, hasBias, relu, numbers.From(width), out wonB) : TLanes.Zero;
-        if (!whole)
-        {
-            TLanes.StoreFirst(ref *pixel, pooledA, lowCount);
-            if (highCount > 0) TLanes.StoreFirst(ref pixel[width], pooledB, highCount);
-            if (TKeepsWinners.IsSet)
-            {
-                TLanes.StoreFirst(ref wonAt, wonA, lowCount);
-                if (highCount > 0) TLanes.StoreFirst(ref Unsafe.Add(ref wonAt, width), wonB, highCount);
-            }
-            return;
-        }
-        TLanes.Store(ref *pixel, pooledA);
-        TLanes.Store(ref pixel[width], pooledB);
-        if (TKeepsWinners.IsSet)
-        {
-            TLanes.Store(ref wonAt, wonA);
-            TLanes.Store(ref Unsafe.Add(ref wonAt, width), wonB);
+            var next = numbers.NextPooled;
+            TVector wonD = default;
+            TVector pooledC = PoolFinished<TLanes, TVector, TKeepsWinners>(c0, c1, c2, c3, biasA, hasBias, relu, next, out TVector wonC);
+            TVector pooledD = vectors == 2 ? PoolFinished<TLanes, TVector, TKeepsWinners>(d0, d1, d2, d3, biasB, hasBias, relu, next.From(width), out wonD) : TLanes.Zero;
+            StorePooled<TLanes, TVector, TKeepsWinners>(pixel + filters, ref Unsafe.Add(ref wonAt, filters), pooledC, pooledD, wonC, wonD, whole, lowCount, highCount);
         }
         if (vectors == 4)
         {
@@ -284,6 +271,31 @@ public static partial class Convolution
                 TLanes.Store(ref Unsafe.Add(ref wonAt, 2 * width), wonC);
                 TLanes.Store(ref Unsafe.Add(ref wonAt, 3 * width), wonD);
             }
+        }
+    }
+
+    /// <summary>A pooled pixel's first two vectors of filters and their winners: whole, or the first <paramref name="lowCount"/> and <paramref name="highCount"/> lanes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void StorePooled<TLanes, TVector, TKeepsWinners>(float* pixel, ref float won, TVector first, TVector second, TVector wonFirst, TVector wonSecond,
+        bool whole, int lowCount, int highCount) where TLanes : struct, ILanes<TVector> where TVector : struct where TKeepsWinners : IFlag
+    {
+        if (whole)
+        {
+            TLanes.Store(ref *pixel, first);
+            TLanes.Store(ref pixel[TLanes.Count], second);
+            if (TKeepsWinners.IsSet)
+            {
+                TLanes.Store(ref won, wonFirst);
+                TLanes.Store(ref Unsafe.Add(ref won, TLanes.Count), wonSecond);
+            }
+            return;
+        }
+        TLanes.StoreFirst(ref *pixel, first, lowCount);
+        if (highCount > 0) TLanes.StoreFirst(ref pixel[TLanes.Count], second, highCount);
+        if (TKeepsWinners.IsSet)
+        {
+            TLanes.StoreFirst(ref won, wonFirst, lowCount);
+            if (highCount > 0) TLanes.StoreFirst(ref Unsafe.Add(ref won, TLanes.Count), wonSecond, highCount);
         }
     }
 
@@ -366,11 +378,11 @@ public static partial class Convolution
         public static bool Whole => false;
     }
 
-    /// <summary>All the filters in one vector (masked past them) for two pooled pixels of a row: their eight windows' chains.</summary>
-    private readonly struct OneVectorTwoPixels : IFilterGroup
+    /// <summary>All the filters, in one or two vectors, for two pooled pixels of a row: the second's chains are the third and fourth vectors'.</summary>
+    private readonly struct TwoPixels<TGroup> : IFilterGroup where TGroup : struct, IFilterGroup
     {
-        public static int Vectors => 1;
-        public static bool Whole => false;
+        public static int Vectors => TGroup.Vectors;
+        public static bool Whole => TGroup.Whole;
         public static int Pixels => 2;
     }
 }

@@ -939,9 +939,9 @@ public class ConvolutionTests
     {
         // height, width, channels, kernel (square), same, stride, dilation, filters, batch, pool (2: 2x2 with strides 2; 3: 3x3 with strides 2, 'same')
         { 28, 28, 1, 3, false, 1, 1, 32, 1, true },    // the small CNN's conv1 + pool1: two vectors of filters, on AVX-512 for two pooled pixels (a row's odd last one alone)
-        { 13, 13, 32, 3, false, 1, 1, 64, 1, true },   // its conv2 + pool2: four vectors on AVX-512; the 11th row and column dropped
+        { 13, 13, 32, 3, false, 1, 1, 64, 1, true },   // its conv2 + pool2: on AVX-512 two pooled pixels in two groups of two vectors, a row's odd last one four vectors; the 11th row and column dropped
         { 13, 13, 32, 3, false, 1, 1, 64, 3, true },   // the same at batch 3: parts that cross samples
-        { 9, 8, 3, 3, true, 1, 1, 40, 3, true },       // 'same': windows read from a padded copy; filters past two vectors, masked
+        { 9, 8, 3, 3, true, 1, 1, 40, 3, true },       // 'same': windows read from a padded copy; filters past two vectors, masked (on AVX-512 two pooled pixels a pass)
         { 28, 28, 1, 3, true, 1, 1, 16, 2, true },     // the autoencoder's first layer: one vector of filters on AVX-512 for two pooled pixels, padded copies
         { 11, 10, 2, 3, true, 1, 1, 5, 3, true },      // five filters: one 256-bit vector on AVX-512, masked
         { 15, 13, 2, 3, true, 2, 1, 3, 2, true },      // three filters, strides 2: two pooled pixels a pass on every path, a row's odd last one alone

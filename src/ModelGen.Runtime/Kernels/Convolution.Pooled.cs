@@ -7,8 +7,8 @@ namespace ModelGen.Kernels;
 // A Conv2D followed by a 2x2 max pooling in one pass: each pooled pixel's four windows are convolved directly
 // (Convolution.Direct.cs) with their sums in registers, finished (bias, ReLU) as the convolution finishes them and pooled as
 // MaxPooling2D pools them, so the result is the two layers' bit for bit, NaN included, and in training each winner too; the
-// convolution's output is never written. Each pass reads every kernel row once for four windows (eight, two pooled pixels,
-// where the filters fit one vector), and an odd row or column that the pooling drops is never convolved. The small CNN at
+// convolution's output is never written. Each pass reads its vectors of every kernel row once for four windows (eight, two
+// pooled pixels, where the registers hold their chains), and an odd row or column that the pooling drops is never convolved. The small CNN at
 // batch 1 (2 cores, medians of 10 alternating runs): conv1 + pool1 8.0-10.1 -> 5.8-6.8 us, conv2 + pool2 34-35 -> 26-28 us;
 // its whole predict 57-64 -> 44-56 us.
 public static partial class Convolution
@@ -153,14 +153,19 @@ public static partial class Convolution
             // The corner window's winner numbers: its pixel in the sample's convolution output (the pooling's input), times the filters.
             var corner = new WinnerNumbers((2 * pooledRow * pool.Width + 2 * pooledColumn) * filters, filters, pool.Width * filters);
             int j = 0;
-            // Two pooled pixels of a row a pass where their chains fit the registers (one vector of filters; two on AVX-512's
-            // 32) and the plane holds both pixels' windows: eight or sixteen chains where four or eight ran.
-            if (filters <= (TLanes.Count == 16 ? 2 : 1) * TLanes.Count && windows != gathered && pooledColumn + 1 < pool.OutputWidth && item + 1 < first + count
+            // Two pooled pixels of a row a pass where the plane holds both pixels' windows: on AVX-512 (32 registers) over
+            // groups of at most two vectors of filters, sixteen chains; elsewhere where the filters fit one vector, eight.
+            if ((TLanes.Count == 16 || filters <= TLanes.Count) && windows != gathered && pooledColumn + 1 < pool.OutputWidth && item + 1 < first + count
                 && plane.Holds(top, window.StrideHeight + window.SpanHeight, left, 3 * window.StrideWidth + window.SpanWidth))
             {
-                if (filters <= TLanes.Count) PooledPass<TLanes, TVector, TwoPixels<OneVector>, TKeepsWinners>(windows, offsets, right, down, patch, kernel, filters, bias, pixel, won, corner, filters, relu);
-                else if (filters == 2 * TLanes.Count) PooledPass<TLanes, TVector, TwoPixels<TwoVectors>, TKeepsWinners>(windows, offsets, right, down, patch, kernel, filters, bias, pixel, won, corner, filters, relu);
-                else PooledPass<TLanes, TVector, TwoPixels<FewerVectors>, TKeepsWinners>(windows, offsets, right, down, patch, kernel, filters, bias, pixel, won, corner, filters, relu);
+                for (; j < filters; j += 2 * TLanes.Count)
+                {
+                    int rest = filters - j;
+                    float* biasFrom = bias is null ? null : bias + j;
+                    if (rest <= TLanes.Count) PooledPass<TLanes, TVector, TwoPixels<OneVector>, TKeepsWinners>(windows, offsets, right, down, patch, kernel + j, filters, biasFrom, pixel + j, won + j, corner.From(j), rest, relu);
+                    else if (rest >= 2 * TLanes.Count) PooledPass<TLanes, TVector, TwoPixels<TwoVectors>, TKeepsWinners>(windows, offsets, right, down, patch, kernel + j, filters, biasFrom, pixel + j, won + j, corner.From(j), rest, relu);
+                    else PooledPass<TLanes, TVector, TwoPixels<FewerVectors>, TKeepsWinners>(windows, offsets, right, down, patch, kernel + j, filters, biasFrom, pixel + j, won + j, corner.From(j), rest, relu);
+                }
                 item++;
                 continue;
             }
@@ -185,7 +190,10 @@ public static partial class Convolution
     /// per window and vector over the patch, then each window's sums finished and each four pooled. Two pooled pixels a
     /// pass against one (the Zen 5, a console harness, inference): 28x28x1 'same' to 16 filters at batch 1 2.5-2.6 -> 2.0
     /// us, at batch 32 73-78 -> 52-53, to 8 at batch 1 2.5 -> 1.9; 'valid' to 32 (the small CNN's conv1) at batch 1 2.1 ->
-    /// 1.7, at 32 63-64 -> 48-57, to 24 at 32 70-71 -> 53-62; on AVX2 to 8 at batch 32 68-72 -> 47-48. The JIT
+    /// 1.7, at 32 63-64 -> 48-57, to 24 at 32 70-71 -> 53-62; deep, in groups of two vectors against one pixel's four
+    /// vectors, 13x13x32 to 64 (the small CNN's conv2) at batch 1 10.4-11.0 -> 9.2-9.8, at 32 305-312 -> 265-275, 10x10x32
+    /// 'same' to 128 at batch 8 167-173 -> 134-140; on AVX2 to 8 at batch 32 68-72 -> 47-48, but over groups of one vector
+    /// against one pixel's two slower (to 16 at 32 69-71 -> 77-78, to 32 92-100 -> 113). The JIT
     /// would not inline it (13 arguments), so the group is a type argument: each specialisation has its vector count and
     /// masking as constants (as a call with those as arguments, conv2 + pool2 took 46 us instead of 26).
     /// </summary>

@@ -946,6 +946,8 @@ public class ConvolutionTests
         { 11, 10, 2, 3, true, 1, 1, 5, 3, true },      // five filters: one 256-bit vector on AVX-512, masked
         { 15, 13, 2, 3, true, 2, 1, 3, 2, true },      // three filters, strides 2: two pooled pixels a pass on every path, a row's odd last one alone
         { 14, 13, 3, 3, true, 1, 2, 6, 3, true },      // six filters, dilated: two pooled pixels a pass (one on the portable path), parts that cross samples
+        { 12, 12, 2, 3, false, 1, 1, 64, 2, true },    // shallow against 64 filters, so trained in registers: on AVX-512 pairs of pixels in two groups of two vectors, winners included
+        { 11, 12, 3, 3, true, 1, 1, 48, 2, true },     // 48 filters: on AVX-512 pairs of pixels over two vectors, then one
         { 130, 130, 1, 3, true, 1, 1, 8, 1, true },    // a padded copy past 16K floats: edge windows gathered
         { 15, 15, 2, 3, true, 2, 1, 17, 2, true },     // strides 2; on AVX-512 a masked pair of vectors for two pooled pixels
         { 14, 13, 3, 3, true, 1, 2, 24, 2, true },     // dilated; on AVX-512 two pooled pixels a pass

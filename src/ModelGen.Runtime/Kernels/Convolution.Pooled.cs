@@ -8,9 +8,9 @@ namespace ModelGen.Kernels;
 // (Convolution.Direct.cs) with their sums in registers, finished (bias, ReLU) as the convolution finishes them and pooled as
 // MaxPooling2D pools them, so the result is the two layers' bit for bit, NaN included, and in training each winner too; the
 // convolution's output is never written. Each pass reads its vectors of every kernel row once for four windows (eight, two
-// pooled pixels, where the registers hold their chains), and an odd row or column that the pooling drops is never convolved. The small CNN at
-// batch 1 (2 cores, medians of 10 alternating runs): conv1 + pool1 8.0-10.1 -> 5.8-6.8 us, conv2 + pool2 34-35 -> 26-28 us;
-// its whole predict 57-64 -> 44-56 us.
+// pooled pixels, where the registers hold their chains), and an odd row or column that the pooling drops is never
+// convolved. The small CNN at batch 1 (2 cores, medians of 10 alternating runs): conv1 + pool1 8.0-10.1 -> 5.8-6.8 us,
+// conv2 + pool2 34-35 -> 26-28 us; its whole predict 57-64 -> 44-56 us.
 public static partial class Convolution
 {
     /// <summary>
@@ -350,13 +350,13 @@ public static partial class Convolution
         return TLanes.Select(later, diagonal, maximum);
     }
 
-    /// <summary>The filters one pooled pass covers: four vectors (on AVX-512's 32 registers) or two, the last two masked unless whole.</summary>
+    /// <summary>The filters one pooled pass covers: four vectors (on AVX-512's 32 registers) or two, the last two masked unless whole; for one pooled pixel or two.</summary>
     private interface IFilterGroup
     {
         static abstract int Vectors { get; }
         static abstract bool Whole { get; }
 
-        /// <summary>Pooled pixels a pass: one, or two of a row (at most one vector of filters).</summary>
+        /// <summary>Pooled pixels a pass: one, or two of a row (<see cref="TwoPixels{TGroup}"/>, a group of at most two vectors).</summary>
         static virtual int Pixels => 1;
     }
 
@@ -386,7 +386,7 @@ public static partial class Convolution
         public static bool Whole => false;
     }
 
-    /// <summary>All the filters, in one or two vectors, for two pooled pixels of a row: the second's chains are the third and fourth vectors'.</summary>
+    /// <summary>A group of one or two vectors of filters for two pooled pixels of a row: the second pixel's chains are those of a third and fourth vector.</summary>
     private readonly struct TwoPixels<TGroup> : IFilterGroup where TGroup : struct, IFilterGroup
     {
         public static int Vectors => TGroup.Vectors;

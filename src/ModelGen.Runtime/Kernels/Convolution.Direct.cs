@@ -373,7 +373,7 @@ public static partial class Convolution
     /// (and rows of fewer pixels than a pass) are first gathered into a small zero-padded buffer, so a pass always reads all
     /// its windows and never outside the image.
     /// </summary>
-    [MethodImpl(Compiled.Kernel)]
+    [MethodImpl(Compiled.Kernel), SkipLocalsInit] // offsets and gathered windows are written before they are read
     private static unsafe void Direct<TLanes, TVector, TEight, TFolds>(float* image, float* kernel, float* bias, float* output, in Window window, int filters, bool relu,
         int top, int bottom, in OutputFold fold) where TLanes : struct, ILanes<TVector> where TVector : struct where TEight : IFlag where TFolds : IFlag
     {
@@ -384,8 +384,10 @@ public static partial class Convolution
         int tailPixels = rowPasses ? RowTailPixels : TailPixels;
         var plane = Plane.For(image, window, top, bottom, passPixels);
         int* inPlace = stackalloc int[patch];
+        PatchOffsets(window, plane.RowFloats, inPlace);
+        // Gathered windows' offsets (their own indices), worked out at the first gather: most ranges read in place only.
         int* inBuffer = stackalloc int[patch];
-        PatchOffsets(window, plane.RowFloats, inPlace, inBuffer);
+        bool gathers = false;
         float* gathered = stackalloc float[passPixels * patch];
         int runPixels = (bottom - top) * window.OutputWidth;
         if (window.IsPointwise && runPixels >= passPixels)
@@ -425,6 +427,7 @@ public static partial class Convolution
                 }
                 else
                 {
+                    if (!gathers) gathers = GatheredOffsets(inBuffer, patch);
                     for (int pixel = 0; pixel < passPixels; pixel++)
                         GatherWindow(image, gathered + pixel * patch, window, windowTop, left + pixel * window.StrideWidth, blank: pixel >= count);
                 }
@@ -498,20 +501,21 @@ public static partial class Convolution
         else DirectPass<TLanes, TVector, TEight, TWhole, No, TOne, TFolds>(windows, offsets, step, patch, kernel, filters, bias, pixels, count, remaining, relu, scale, shift, foldRelu);
     }
 
-    /// <summary>
-    /// Where each patch entry lies from its window's corner: in a plane whose rows are <paramref name="rowFloats"/> apart
-    /// (<paramref name="inPlace"/>) and, unless null, in a gathered patch row (<paramref name="inBuffer"/>, its own index).
-    /// </summary>
+    /// <summary>Where each patch entry lies from its window's corner in a plane whose rows are <paramref name="rowFloats"/> apart.</summary>
     [MethodImpl(Compiled.Driver)]
-    private static unsafe void PatchOffsets(in Window window, int rowFloats, int* inPlace, int* inBuffer = null)
+    private static unsafe void PatchOffsets(in Window window, int rowFloats, int* inPlace)
     {
         for (int ky = 0, p = 0; ky < window.KernelHeight; ky++)
             for (int kx = 0; kx < window.KernelWidth; kx++)
                 for (int c = 0; c < window.Channels; c++, p++)
-                {
                     inPlace[p] = ky * window.Dilation * rowFloats + kx * window.Dilation * window.Channels + c;
-                    if (inBuffer != null) inBuffer[p] = p;
-                }
+    }
+
+    /// <summary>Where each patch entry lies in a gathered patch row: its own index. True, for the caller's flag that they are there.</summary>
+    private static unsafe bool GatheredOffsets(int* inBuffer, int patch)
+    {
+        for (int p = 0; p < patch; p++) inBuffer[p] = p;
+        return true;
     }
 
     /// <summary>

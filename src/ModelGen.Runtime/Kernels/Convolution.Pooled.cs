@@ -97,15 +97,17 @@ public static partial class Convolution
     /// gathered, zero-padded, into four patch rows. Training also keeps each
     /// pooled value's winner, as the pooling kernel numbers it: the convolution's output pixel times the filters, plus the filter.
     /// </summary>
-    [MethodImpl(Compiled.Kernel)]
+    [MethodImpl(Compiled.Kernel), SkipLocalsInit] // offsets and gathered windows are written before they are read
     private static unsafe void Pooled<TLanes, TVector, TKeepsWinners>(float* input, float* kernel, float* bias, float* pooled, int* winners, in Window window, in Window pool,
         int filters, bool relu, int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct where TKeepsWinners : IFlag
     {
         int patch = window.PatchSize, imageFloats = window.Height * window.Width * window.Channels;
+        // The in-place offsets are worked out for each plane's rows (at the first sample: the image's or a padded copy's), the
+        // gathered windows' at the first gather.
         int* inPlace = stackalloc int[patch];
         int* inBuffer = stackalloc int[patch];
-        int inPlaceRowFloats = window.Width * window.Channels;
-        PatchOffsets(window, inPlaceRowFloats, inPlace, inBuffer);
+        int inPlaceRowFloats = -1;
+        bool gathers = false;
         float* gathered = stackalloc float[4 * patch];
         // Each sample's windows are read from its plane: the image, or a zero-padded copy of it (Plane.For), so that a
         // 'same' window's border pixels are not gathered float by float (the autoencoder's first layer: 52 of 196).
@@ -139,6 +141,7 @@ public static partial class Convolution
             }
             else
             {
+                if (!gathers) gathers = GatheredOffsets(inBuffer, patch);
                 GatherWindow(image, gathered, window, top, left);
                 GatherWindow(image, gathered + patch, window, top, left + window.StrideWidth);
                 GatherWindow(image, gathered + 2 * patch, window, top + window.StrideHeight, left);

@@ -155,41 +155,47 @@ public static partial class Convolution
             int* won = winners + (long)item * filters;
             // The corner window's winner numbers: its pixel in the sample's convolution output (the pooling's input), times the filters.
             var corner = new WinnerNumbers((2 * pooledRow * pool.Width + 2 * pooledColumn) * filters, filters, pool.Width * filters);
-            int j = 0;
             // Two pooled pixels of a row a pass where the plane holds both pixels' windows: on AVX-512 (32 registers) over
             // groups of at most two vectors of filters, sixteen chains; elsewhere where the filters fit one vector, eight.
             if ((TLanes.Count == 16 || filters <= TLanes.Count) && windows != gathered && pooledColumn + 1 < pool.OutputWidth && item + 1 < first + count
                 && plane.Holds(top, window.StrideHeight + window.SpanHeight, left, 3 * window.StrideWidth + window.SpanWidth))
             {
-                for (; j < filters; j += 2 * TLanes.Count)
-                {
-                    int rest = filters - j;
-                    float* biasFrom = bias is null ? null : bias + j;
-                    if (rest <= TLanes.Count) PooledPass<TLanes, TVector, TwoPixels<OneVector>, TKeepsWinners>(windows, offsets, right, down, patch, kernel + j, filters, biasFrom, pixel + j, won + j, corner.From(j), rest, relu);
-                    else if (rest >= 2 * TLanes.Count) PooledPass<TLanes, TVector, TwoPixels<TwoVectors>, TKeepsWinners>(windows, offsets, right, down, patch, kernel + j, filters, biasFrom, pixel + j, won + j, corner.From(j), rest, relu);
-                    else PooledPass<TLanes, TVector, TwoPixels<FewerVectors>, TKeepsWinners>(windows, offsets, right, down, patch, kernel + j, filters, biasFrom, pixel + j, won + j, corner.From(j), rest, relu);
-                }
+                PooledGroups<TLanes, TVector, Yes, TKeepsWinners>(windows, offsets, right, down, patch, kernel, filters, bias, pixel, won, corner, relu, 0);
                 item++;
                 continue;
             }
+            int j = 0;
             if (TLanes.Count == 16)
             {
                 for (; filters - j >= 4 * TLanes.Count; j += 4 * TLanes.Count)
-                    PooledPass<TLanes, TVector, FourVectors, TKeepsWinners>(windows, offsets, right, down, patch, kernel + j, filters, bias is null ? null : bias + j, pixel + j, won + j, corner.From(j), filters - j, relu);
+                    PooledPass<TLanes, TVector, FourVectors, No, TKeepsWinners>(windows, offsets, right, down, patch, kernel + j, filters, bias is null ? null : bias + j, pixel + j, won + j, corner.From(j), filters - j, relu);
             }
-            for (; j < filters; j += 2 * TLanes.Count)
-            {
-                float* biasFrom = bias is null ? null : bias + j;
-                if (filters - j >= 2 * TLanes.Count) PooledPass<TLanes, TVector, TwoVectors, TKeepsWinners>(windows, offsets, right, down, patch, kernel + j, filters, biasFrom, pixel + j, won + j, corner.From(j), filters - j, relu);
-                else if (filters - j <= TLanes.Count) PooledPass<TLanes, TVector, OneVector, TKeepsWinners>(windows, offsets, right, down, patch, kernel + j, filters, biasFrom, pixel + j, won + j, corner.From(j), filters - j, relu);
-                else PooledPass<TLanes, TVector, FewerVectors, TKeepsWinners>(windows, offsets, right, down, patch, kernel + j, filters, biasFrom, pixel + j, won + j, corner.From(j), filters - j, relu);
-            }
+            PooledGroups<TLanes, TVector, No, TKeepsWinners>(windows, offsets, right, down, patch, kernel, filters, bias, pixel, won, corner, relu, j);
+        }
+    }
+
+    /// <summary>
+    /// The filters from <paramref name="j"/> on, for one pooled pixel or two (<typeparamref name="TTwo"/>), in groups of at
+    /// most two vectors (<see cref="PooledPass"/>): whole pairs, then a masked pair or one vector.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void PooledGroups<TLanes, TVector, TTwo, TKeepsWinners>(float* windows, int* offsets, nint right, nint down, int patch, float* kernel, int filters,
+        float* bias, float* pixel, int* won, WinnerNumbers corner, bool relu, int j)
+        where TLanes : struct, ILanes<TVector> where TVector : struct where TTwo : IFlag where TKeepsWinners : IFlag
+    {
+        for (; j < filters; j += 2 * TLanes.Count)
+        {
+            int rest = filters - j;
+            float* biasFrom = bias is null ? null : bias + j;
+            if (rest >= 2 * TLanes.Count) PooledPass<TLanes, TVector, TwoVectors, TTwo, TKeepsWinners>(windows, offsets, right, down, patch, kernel + j, filters, biasFrom, pixel + j, won + j, corner.From(j), rest, relu);
+            else if (rest <= TLanes.Count) PooledPass<TLanes, TVector, OneVector, TTwo, TKeepsWinners>(windows, offsets, right, down, patch, kernel + j, filters, biasFrom, pixel + j, won + j, corner.From(j), rest, relu);
+            else PooledPass<TLanes, TVector, FewerVectors, TTwo, TKeepsWinners>(windows, offsets, right, down, patch, kernel + j, filters, biasFrom, pixel + j, won + j, corner.From(j), rest, relu);
         }
     }
 
     /// <summary>
     /// Four windows (corner, right, below, diagonal) against the filters of <typeparamref name="TFilters"/>, and the four of
-    /// the pooled pixel on the right where it takes two (<see cref="TwoPixels{TGroup}"/>): a chain of fused multiply-adds
+    /// the pooled pixel on the right where <typeparamref name="TTwo"/> (one or two vectors of filters): a chain of fused multiply-adds
     /// per window and vector over the patch, then each window's sums finished and each four pooled. Two pooled pixels a
     /// pass against one (the Zen 5, a console harness, inference): 28x28x1 'same' to 16 filters at batch 1 2.5-2.6 -> 2.0
     /// us, at batch 32 73-78 -> 52-53, to 8 at batch 1 2.5 -> 1.9; 'valid' to 32 (the small CNN's conv1) at batch 1 2.1 ->
@@ -201,9 +207,9 @@ public static partial class Convolution
     /// masking as constants (as a call with those as arguments, conv2 + pool2 took 46 us instead of 26).
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
-    private static unsafe void PooledPass<TLanes, TVector, TFilters, TKeepsWinners>(float* windows, int* offsets, nint right, nint down, int patch,
+    private static unsafe void PooledPass<TLanes, TVector, TFilters, TTwo, TKeepsWinners>(float* windows, int* offsets, nint right, nint down, int patch,
         float* kernel, int filters, float* bias, float* pixel, int* winner, WinnerNumbers numbers, int remaining, bool relu)
-        where TLanes : struct, ILanes<TVector> where TVector : struct where TFilters : struct, IFilterGroup where TKeepsWinners : IFlag
+        where TLanes : struct, ILanes<TVector> where TVector : struct where TFilters : struct, IFilterGroup where TTwo : IFlag where TKeepsWinners : IFlag
     {
         int vectors = TFilters.Vectors;
         bool whole = TFilters.Whole;
@@ -238,7 +244,7 @@ public static partial class Convolution
             a3 = TLanes.MultiplyAdd(x3, w0, a3);
             if (vectors >= 2) b3 = TLanes.MultiplyAdd(x3, w1, b3);
             if (vectors == 4) { c3 = TLanes.MultiplyAdd(x3, w2, c3); d3 = TLanes.MultiplyAdd(x3, w3, d3); }
-            if (TFilters.Pixels == 2)
+            if (TTwo.IsSet)
             {
                 // The pooled pixel on the right: its four windows two to the right, in the chains of the third and fourth vectors.
                 TVector x4 = TLanes.Broadcast(x[2 * right]);
@@ -264,7 +270,7 @@ public static partial class Convolution
         TVector pooledA = PoolFinished<TLanes, TVector, TKeepsWinners>(a0, a1, a2, a3, biasA, hasBias, relu, numbers, out TVector wonA);
         TVector pooledB = vectors >= 2 ? PoolFinished<TLanes, TVector, TKeepsWinners>(b0, b1, b2, b3, biasB, hasBias, relu, numbers.From(width), out wonB) : TLanes.Zero;
         StorePooled<TLanes, TVector, TKeepsWinners>(pixel, ref wonAt, pooledA, pooledB, wonA, wonB, whole, lowCount, highCount);
-        if (TFilters.Pixels == 2)
+        if (TTwo.IsSet)
         {
             var next = numbers.NextPooled;
             TVector wonD = default;
@@ -353,14 +359,11 @@ public static partial class Convolution
         return TLanes.Select(later, diagonal, maximum);
     }
 
-    /// <summary>The filters one pooled pass covers: four vectors (on AVX-512's 32 registers) or two, the last two masked unless whole; for one pooled pixel or two.</summary>
+    /// <summary>The filters one pooled pass covers: four vectors (on AVX-512's 32 registers) or two, the last two masked unless whole.</summary>
     private interface IFilterGroup
     {
         static abstract int Vectors { get; }
         static abstract bool Whole { get; }
-
-        /// <summary>Pooled pixels a pass: one, or two of a row (<see cref="TwoPixels{TGroup}"/>, a group of at most two vectors).</summary>
-        static virtual int Pixels => 1;
     }
 
     private readonly struct FourVectors : IFilterGroup
@@ -387,13 +390,5 @@ public static partial class Convolution
     {
         public static int Vectors => 1;
         public static bool Whole => false;
-    }
-
-    /// <summary>A group of one or two vectors of filters for two pooled pixels of a row: the second pixel's chains are those of a third and fourth vector.</summary>
-    private readonly struct TwoPixels<TGroup> : IFilterGroup where TGroup : struct, IFilterGroup
-    {
-        public static int Vectors => TGroup.Vectors;
-        public static bool Whole => TGroup.Whole;
-        public static int Pixels => 2;
     }
 }

@@ -51,7 +51,7 @@ public class CompiledTests
         "Convolution.LayOut", "Convolution.PadImage", "Convolution.PatchOffsets", "Convolution.PoolsWholeWindows", "Convolution.SumAtWinners",
         "Convolution.SumNarrowAtWinners", "Convolution.FilterSlice", "Convolution.KernelGradientByFilters", "Convolution.TransposeChunk", "Convolution.Transposed", "Convolution.TransposedDirect", "Convolution.TransposedInPlace", "Convolution.TransposedUpsampled",
         "DepthwiseConvolution.CoveredColumns", "DepthwiseConvolution.Covering",
-        "DirectAddedRanges.Run", "DirectRanges.Run", "EmbeddingKernel.FirstBadId", "ForwardRows.Run", "Gemm.ApartInL1", "Gemm.Fill", "Gemm.MultiplyProducedRows",
+        "DirectAddedRanges.Run", "DirectRanges.Run", "DropoutKernel.Forward", "EmbeddingKernel.FirstBadId", "ForwardRows.Run", "Gemm.ApartInL1", "Gemm.Fill", "Gemm.MultiplyProducedRows",
         "Gemm.MultiplyTwice", "Gemm.TwiceInRowParts", "Gemm.TwiceRowPart", "Gemm.RunRowsOnPath", "Gemm.MultiplyViews", "Gemm.PackedShared", "Gemm.PackPanels", "Gemm.PackPart", "Gemm.RunColumnSlice",
         "Gemm.RunDepthPart", "Gemm.RunInDepthParts", "Gemm.RunInParts", "Gemm.RunInRowBlocks", "Gemm.RunRowBlocks", "Gemm.StreamInParts",
         "Gemm.StreamSlice", "Gemm.StreamTwice", "Gemm.StreamTwiceSlice", "Gradients.Run", "Helper.Await", "Helper.Collect", "Helper.Loop",

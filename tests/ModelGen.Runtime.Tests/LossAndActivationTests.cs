@@ -443,6 +443,45 @@ public class LossAndActivationTests
         Assert.InRange(mask.Zip(next).Count(pair => pair.First != pair.Second), 3000, 5400); // independent masks differ in ~42%
     }
 
+    public static IEnumerable<object[]> MaskShapes() => KernelSettings.OnEveryPath(new[]
+    {
+        new object[] { 37, 0 },       // one core: two whole vectors on AVX-512 and a partial last one
+        new object[] { 4099, 1000 },  // shared (just above the share), a part's first index, an odd end
+        new object[] { 40000, 0 },    // four parts, none starting on a vector of the whole mask
+    });
+
+    [Theory, MemberData(nameof(MaskShapes))]
+    public void Dropout_draws_each_element_from_its_index_alone_on_every_path_and_thread_count(int length, int firstIndex, SimdPath path)
+    {
+        using var _ = KernelSettings.OnSimd(path);
+        var key = new DropoutKey(0x9E3779B9u, 12345u);
+        const float rate = 0.35f;
+        var input = Enumerable.Range(0, length).Select(i => 0.5f + i % 97).ToArray();
+        // The definition, element by element: murmur3's finaliser twice on the index, keyed; its top 24 bits a uniform in [0, 1).
+        static uint Mix(uint x)
+        {
+            x ^= x >> 16; x *= 0x85EBCA6Bu;
+            x ^= x >> 13; x *= 0xC2B2AE35u;
+            return x ^ (x >> 16);
+        }
+        var expected = Enumerable.Range(0, length).Select(i =>
+        {
+            float uniform = (Mix(Mix((uint)(firstIndex + i) + key.Salt) ^ key.Key) >> 8) * (1f / 16777216f);
+            return uniform >= rate ? 1f / (1f - rate) : 0f;
+        }).ToArray();
+        foreach (int threads in new[] { 1, 2 })
+        {
+            // One float past the end of each output, which nothing may write.
+            var (output, mask) = (new float[length + 1], new float[length + 1]);
+            output[length] = mask[length] = -7f;
+            KernelSettings.OnThreads(threads, () => DropoutKernel.Forward(input, output, mask, length, rate, key, firstIndex));
+            Assert.Equal(expected, mask.Take(length));
+            Assert.Equal(input.Zip(expected, (x, factor) => x * factor), output.Take(length));
+            Assert.Equal(-7f, mask[length]);
+            Assert.Equal(-7f, output[length]);
+        }
+    }
+
     [Theory]
     [InlineData(1000, 0)]   // one part
     [InlineData(1000, 480)] // parts of whole vectors

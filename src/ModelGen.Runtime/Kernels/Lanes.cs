@@ -91,6 +91,12 @@ internal interface ILanes<TVector> where TVector : struct
     static abstract TVector Below(TVector value, float limit);
     /// <summary>A mask (for <see cref="Select"/>) of the lanes where <paramref name="value"/> is greater than <paramref name="other"/> (neither NaN).</summary>
     static abstract TVector Greater(TVector value, TVector other);
+    /// <summary>
+    /// Each lane's uniform in [0, 1), 24 random bits, for the indices first, first + 1, ...: murmur3's finaliser applied twice
+    /// to the index, keyed by <paramref name="salt"/> and <paramref name="key"/> (a dropout mask's draws, DropoutKernel). A
+    /// lane's value depends on its index alone, never on the width.
+    /// </summary>
+    static abstract TVector KeyedUniform(int first, uint salt, uint key);
 }
 
 internal struct Lanes512 : ILanes<Vector512<float>>
@@ -153,6 +159,21 @@ internal struct Lanes512 : ILanes<Vector512<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Abs(Vector512<float> value) => Vector512.Abs(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Below(Vector512<float> value, float limit) => Vector512.LessThan(value, Vector512.Create(limit));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Greater(Vector512<float> value, Vector512<float> other) => Vector512.GreaterThan(value, other);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> KeyedUniform(int first, uint salt, uint key)
+    {
+        var index = Vector512.Create((uint)first) + Vector512<uint>.Indices;
+        var bits = Vector512.ShiftRightLogical(Mix(Mix(index + Vector512.Create(salt)) ^ Vector512.Create(key)), 8);
+        return Vector512.ConvertToSingle(bits.AsInt32()) * Vector512.Create(1f / 16777216f);
+    }
+    /// <summary>murmur3's 32-bit finaliser on each lane.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<uint> Mix(Vector512<uint> x)
+    {
+        x ^= Vector512.ShiftRightLogical(x, 16); x *= 0x85EBCA6Bu;
+        x ^= Vector512.ShiftRightLogical(x, 13); x *= 0xC2B2AE35u;
+        return x ^ Vector512.ShiftRightLogical(x, 16);
+    }
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static unsafe Vector512<float> LoadMasked(float* source, Vector512<float> mask) =>
         Avx512F.IsSupported ? Avx512F.MaskLoad(source, mask, Vector512<float>.Zero) : LaneByLane.Load(source, mask, Zero);
     private static Vector512<float> First(int count) => Vector512.LessThan(Vector512<int>.Indices, Vector512.Create(count)).AsSingle();
@@ -240,6 +261,21 @@ internal struct Lanes256 : ILanes<Vector256<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Abs(Vector256<float> value) => Vector256.Abs(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Below(Vector256<float> value, float limit) => Vector256.LessThan(value, Vector256.Create(limit));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Greater(Vector256<float> value, Vector256<float> other) => Vector256.GreaterThan(value, other);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> KeyedUniform(int first, uint salt, uint key)
+    {
+        var index = Vector256.Create((uint)first) + Vector256<uint>.Indices;
+        var bits = Vector256.ShiftRightLogical(Mix(Mix(index + Vector256.Create(salt)) ^ Vector256.Create(key)), 8);
+        return Vector256.ConvertToSingle(bits.AsInt32()) * Vector256.Create(1f / 16777216f);
+    }
+    /// <summary>murmur3's 32-bit finaliser on each lane.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<uint> Mix(Vector256<uint> x)
+    {
+        x ^= Vector256.ShiftRightLogical(x, 16); x *= 0x85EBCA6Bu;
+        x ^= Vector256.ShiftRightLogical(x, 13); x *= 0xC2B2AE35u;
+        return x ^ Vector256.ShiftRightLogical(x, 16);
+    }
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static unsafe Vector256<float> LoadMasked(float* source, Vector256<float> mask) =>
         Avx.IsSupported ? Avx.MaskLoad(source, mask) : LaneByLane.Load(source, mask, Zero);
     private static Vector256<float> First(int count) => Vector256.LessThan(Vector256<int>.Indices, Vector256.Create(count)).AsSingle();
@@ -323,6 +359,21 @@ internal struct Lanes128 : ILanes<Vector128<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Abs(Vector128<float> value) => Vector128.Abs(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Below(Vector128<float> value, float limit) => Vector128.LessThan(value, Vector128.Create(limit));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Greater(Vector128<float> value, Vector128<float> other) => Vector128.GreaterThan(value, other);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> KeyedUniform(int first, uint salt, uint key)
+    {
+        var index = Vector128.Create((uint)first) + Vector128<uint>.Indices;
+        var bits = Vector128.ShiftRightLogical(Mix(Mix(index + Vector128.Create(salt)) ^ Vector128.Create(key)), 8);
+        return Vector128.ConvertToSingle(bits.AsInt32()) * Vector128.Create(1f / 16777216f);
+    }
+    /// <summary>murmur3's 32-bit finaliser on each lane.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<uint> Mix(Vector128<uint> x)
+    {
+        x ^= Vector128.ShiftRightLogical(x, 16); x *= 0x85EBCA6Bu;
+        x ^= Vector128.ShiftRightLogical(x, 13); x *= 0xC2B2AE35u;
+        return x ^ Vector128.ShiftRightLogical(x, 16);
+    }
     public static unsafe Vector128<float> LoadMasked(float* source, Vector128<float> mask)
     {
         var lanes = mask.AsInt32();

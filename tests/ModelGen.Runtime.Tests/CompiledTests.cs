@@ -55,7 +55,7 @@ public class CompiledTests
         "Gemm.MultiplyTwice", "Gemm.TwiceInRowParts", "Gemm.TwiceRowPart", "Gemm.RunRowsOnPath", "Gemm.MultiplyViews", "Gemm.PackedShared", "Gemm.PackPanels", "Gemm.PackPart", "Gemm.RunColumnSlice",
         "Gemm.RunDepthPart", "Gemm.RunInDepthParts", "Gemm.RunInParts", "Gemm.RunInRowBlocks", "Gemm.RunRowBlocks", "Gemm.StreamInParts",
         "Gemm.StreamSlice", "Gemm.StreamTwice", "Gemm.StreamTwiceSlice", "Gradients.Run", "Helper.Await", "Helper.Collect", "Helper.Loop",
-        "Helper.Post", "LayerNorm.Backward", "LayerNorm.Forward", "MaxRanges.Run", "Merges.Combine", "Merges.Pass", "PatchProduct.Run",
+        "Helper.Post", "LayerNorm.Backward", "LayerNorm.Forward", "MaxRanges.Run", "Merges.Combine", "Merges.OperandGradient", "Merges.Pass", "PatchProduct.Run",
         "PatchRows.Fill", "Plane.For", "Plane.Padded", "PooledRanges.Run", "Pooling.AverageForward", "Pooling.MaxBackward", "Pooling.MaxBackwardSamples", "Pooling.MaxForward",
         "Projection.Run", "Projection.RunHalf", "Projections.Run", "Recurrent.BackwardDirection", "Recurrent.BackwardSteps",
         "Recurrent.ForwardDirection", "Recurrent.ForwardSteps", "Simd.RunRanges",

@@ -185,6 +185,47 @@ public class SharedKernelTests
         Assert.Throws<ArgumentOutOfRangeException>(() => Merges.Combine(MergeOperation.Average, a, b, any, length));
     }
 
+    public static IEnumerable<object[]> OperandGradients() => KernelSettings.OnEveryPath(
+        from operation in new[] { MergeOperation.Multiply, MergeOperation.Maximum, MergeOperation.Minimum }
+        from length in new[] { 37, 70_003 } // a partial last vector on one core; shared in parts of an uneven size
+        select new object[] { operation, length });
+
+    /// <summary>
+    /// An operand's gradient of Multiply, Maximum or Minimum is its scalar definition at every element, bit for bit: dy times
+    /// the other operand, or dy where this operand won and +0 elsewhere (ties, -0 against +0 among them, to the first; a NaN
+    /// wins nowhere), written or added, as either operand, on every path and on one core or two; nothing past the end written.
+    /// </summary>
+    [Theory, MemberData(nameof(OperandGradients))]
+    public void A_merge_operands_gradient_is_its_definition_at_every_element(MergeOperation operation, int length, SimdPath path)
+    {
+        using var _ = KernelSettings.OnSimd(path);
+        var random = new Random(length);
+        // Few distinct values, so that ties are common; a NaN and signed zeros among them.
+        float[] Values() => Enumerable.Range(0, length).Select(_ => random.Next(12) switch { 0 => float.NaN, 1 => -0f, 2 => 0f, int k => (k - 6) * 0.5f }).ToArray();
+        var (mine, theirs, dy) = (Values(), Values(), Uniform(length, 9));
+        var start = Uniform(length + 1, 10);
+        foreach (bool first in new[] { true, false })
+            foreach (bool accumulate in new[] { false, true })
+                foreach (int threads in new[] { 1, 2 })
+                {
+                    var actual = (float[])start.Clone();
+                    KernelSettings.OnThreads(threads, () => Merges.OperandGradient(operation, dy, mine, theirs, first, actual, length, accumulate));
+                    for (int i = 0; i < length; i++)
+                    {
+                        float contribution = operation switch
+                        {
+                            MergeOperation.Multiply => dy[i] * theirs[i],
+                            MergeOperation.Maximum => mine[i] > theirs[i] || (mine[i] == theirs[i] && first) ? dy[i] : 0f,
+                            _ => mine[i] < theirs[i] || (mine[i] == theirs[i] && first) ? dy[i] : 0f,
+                        };
+                        float expected = accumulate ? start[i] + contribution : contribution;
+                        Assert.True(BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(actual[i]),
+                            $"{operation}, first {first}, accumulate {accumulate}, {threads} threads, element {i}: expected {expected}, got {actual[i]}");
+                    }
+                    Assert.Equal(start[length], actual[length]);
+                }
+    }
+
     /// <summary>A shared scale (Average's division, attention's query scaling) multiplies every element, and only those.</summary>
     [Fact]
     public void A_shared_scale_multiplies_every_element_and_only_those()

@@ -91,6 +91,8 @@ internal interface ILanes<TVector> where TVector : struct
     static abstract TVector Below(TVector value, float limit);
     /// <summary>A mask (for <see cref="Select"/>) of the lanes where <paramref name="value"/> is greater than <paramref name="other"/> (neither NaN).</summary>
     static abstract TVector Greater(TVector value, TVector other);
+    /// <summary>A mask (for <see cref="Select"/>) of the lanes where <paramref name="value"/> is at least <paramref name="other"/>: none where either is NaN.</summary>
+    static abstract TVector NotBelow(TVector value, TVector other);
     /// <summary>
     /// Each lane's uniform in [0, 1), 24 random bits, for the indices first, first + 1, ...: murmur3's finaliser applied twice
     /// to the index, keyed by <paramref name="salt"/> and <paramref name="key"/> (a dropout mask's draws, DropoutKernel). A
@@ -159,6 +161,7 @@ internal struct Lanes512 : ILanes<Vector512<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Abs(Vector512<float> value) => Vector512.Abs(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Below(Vector512<float> value, float limit) => Vector512.LessThan(value, Vector512.Create(limit));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Greater(Vector512<float> value, Vector512<float> other) => Vector512.GreaterThan(value, other);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> NotBelow(Vector512<float> value, Vector512<float> other) => Vector512.GreaterThanOrEqual(value, other);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> KeyedUniform(int first, uint salt, uint key)
     {
@@ -261,6 +264,7 @@ internal struct Lanes256 : ILanes<Vector256<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Abs(Vector256<float> value) => Vector256.Abs(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Below(Vector256<float> value, float limit) => Vector256.LessThan(value, Vector256.Create(limit));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Greater(Vector256<float> value, Vector256<float> other) => Vector256.GreaterThan(value, other);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> NotBelow(Vector256<float> value, Vector256<float> other) => Vector256.GreaterThanOrEqual(value, other);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> KeyedUniform(int first, uint salt, uint key)
     {
@@ -359,6 +363,7 @@ internal struct Lanes128 : ILanes<Vector128<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Abs(Vector128<float> value) => Vector128.Abs(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Below(Vector128<float> value, float limit) => Vector128.LessThan(value, Vector128.Create(limit));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Greater(Vector128<float> value, Vector128<float> other) => Vector128.GreaterThan(value, other);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> NotBelow(Vector128<float> value, Vector128<float> other) => Vector128.GreaterThanOrEqual(value, other);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> KeyedUniform(int first, uint salt, uint key)
     {

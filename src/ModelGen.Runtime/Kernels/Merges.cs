@@ -101,26 +101,54 @@ public static class Merges
 
     /// <summary>
     /// Gradient of one operand of Multiply, Maximum or Minimum: dOperand (=|+=) dOutput ⊙ other (Multiply), or
-    /// dOutput where this operand won (Maximum/Minimum; ties go to the first operand, as Keras' gradient of maximum does).
+    /// dOutput where this operand won (Maximum/Minimum; ties go to the first operand, as Keras' gradient of maximum does;
+    /// a NaN wins nowhere). A vector at a time, and a large one shared between the cores by ranges: every element is
+    /// computed alike, as a scalar loop would.
     /// </summary>
-    [MethodImpl(Compiled.Kernel)]
-    public static void OperandGradient(MergeOperation operation, ReadOnlySpan<float> outputGradient, ReadOnlySpan<float> operand, ReadOnlySpan<float> other,
+    [MethodImpl(Compiled.Driver)]
+    public static unsafe void OperandGradient(MergeOperation operation, ReadOnlySpan<float> outputGradient, ReadOnlySpan<float> operand, ReadOnlySpan<float> other,
         bool operandIsFirst, Span<float> destination, int length, bool accumulate)
     {
-        for (int i = 0; i < length; i++)
+        if (operation is not (MergeOperation.Multiply or MergeOperation.Maximum or MergeOperation.Minimum))
+            throw new ArgumentOutOfRangeException(nameof(operation), operation, null);
+        fixed (float* dy = outputGradient.Slice(0, length), mine = operand.Slice(0, length), theirs = other.Slice(0, length), dx = destination.Slice(0, length))
         {
-            float contribution = operation switch
-            {
-                MergeOperation.Multiply => outputGradient[i] * other[i],
-                MergeOperation.Maximum => Wins(operand[i] > other[i], operand[i] == other[i], operandIsFirst) ? outputGradient[i] : 0f,
-                MergeOperation.Minimum => Wins(operand[i] < other[i], operand[i] == other[i], operandIsFirst) ? outputGradient[i] : 0f,
-                _ => throw new ArgumentOutOfRangeException(nameof(operation), operation, null),
-            };
-            destination[i] = accumulate ? destination[i] + contribution : contribution;
+            var work = new OperandGradientRanges(operation, dy, mine, theirs, dx, operandIsFirst, accumulate);
+            Helper.ForRanges(ref work, length, floatsPerItem: 4);
         }
     }
 
-    private static bool Wins(bool strictly, bool tie, bool first) => strictly || (tie && first);
+    /// <summary>An operand's gradient over a range of elements, on either thread.</summary>
+    private readonly unsafe struct OperandGradientRanges(MergeOperation operation, float* outputGradient, float* operand, float* other, float* destination,
+        bool operandIsFirst, bool accumulate) : IVectorRanges
+    {
+        public void Run(int first, int count) => Simd.RunRanges(this, first, count);
+
+        [MethodImpl(Compiled.Kernel)]
+        public void Run<TLanes, TVector>(int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct
+        {
+            int width = TLanes.Count, end = first + count, i = first;
+            for (; i + width <= end; i += width)
+            {
+                var contribution = Contribution<TLanes, TVector>(TLanes.Load(ref outputGradient[i]), TLanes.Load(ref operand[i]), TLanes.Load(ref other[i]));
+                TLanes.Store(ref destination[i], accumulate ? TLanes.Add(TLanes.Load(ref destination[i]), contribution) : contribution);
+            }
+            if (i == end) return;
+            int rest = end - i;
+            var last = Contribution<TLanes, TVector>(TLanes.LoadFirst(ref outputGradient[i], rest), TLanes.LoadFirst(ref operand[i], rest), TLanes.LoadFirst(ref other[i], rest));
+            TLanes.StoreFirst(ref destination[i], accumulate ? TLanes.Add(TLanes.LoadFirst(ref destination[i], rest), last) : last, rest);
+        }
+
+        /// <summary>This operand's share of the output's gradient: dy · other, or dy where this operand won and +0 elsewhere.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private TVector Contribution<TLanes, TVector>(TVector gradient, TVector mine, TVector theirs) where TLanes : struct, ILanes<TVector> where TVector : struct =>
+            operation switch
+            {
+                MergeOperation.Multiply => TLanes.Multiply(gradient, theirs),
+                MergeOperation.Maximum => TLanes.Select(operandIsFirst ? TLanes.NotBelow(mine, theirs) : TLanes.Greater(mine, theirs), gradient, TLanes.Zero),
+                _ => TLanes.Select(operandIsFirst ? TLanes.NotBelow(theirs, mine) : TLanes.Greater(theirs, mine), gradient, TLanes.Zero),
+            };
+    }
 
     /// <summary>Concatenate along the last axis: each sample's row is the operands' rows side by side.</summary>
     [MethodImpl(Compiled.Kernel)]

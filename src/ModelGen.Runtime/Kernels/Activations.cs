@@ -199,8 +199,8 @@ public static class Reductions
             {
                 // Rows whose vectors, read whole, stay inside the matrix: the lanes past each vector's columns add the next
                 // values, lanes that are never stored. The rows after them are read masked.
-                int vectors = c3 > 0 ? 4 : c2 > 0 ? 3 : c1 > 0 ? 2 : 1;
-                long room = matrix.Length - block - (long)vectors * width; // floats after the first row's vectors end
+                int vectorFloats = (columns - block + width - 1) / width * width; // the block's vectors, fewer than four
+                long room = (long)matrix.Length - block - vectorFloats; // floats after the first row's vectors end
                 int r = 0, whole = room < 0 ? 0 : (int)Math.Min(room / columns + 1, rows);
                 for (; r < whole; r++, row = ref Unsafe.Add(ref row, columns))
                 {

@@ -280,14 +280,11 @@ public static partial class Convolution
         }
         if (vectors == 4)
         {
+            // Four vectors are always whole: the second pair as the first.
             TVector biasC = hasBias ? TLanes.Load(ref bias[2 * width]) : TLanes.Zero, biasD = hasBias ? TLanes.Load(ref bias[3 * width]) : TLanes.Zero;
-            TLanes.Store(ref pixel[2 * width], PoolFinished<TLanes, TVector, TKeepsWinners>(c0, c1, c2, c3, biasC, hasBias, relu, numbers.From(2 * width), out TVector wonC));
-            TLanes.Store(ref pixel[3 * width], PoolFinished<TLanes, TVector, TKeepsWinners>(d0, d1, d2, d3, biasD, hasBias, relu, numbers.From(3 * width), out TVector wonD));
-            if (TKeepsWinners.IsSet)
-            {
-                TLanes.Store(ref Unsafe.Add(ref wonAt, 2 * width), wonC);
-                TLanes.Store(ref Unsafe.Add(ref wonAt, 3 * width), wonD);
-            }
+            TVector pooledC = PoolFinished<TLanes, TVector, TKeepsWinners>(c0, c1, c2, c3, biasC, hasBias, relu, numbers.From(2 * width), out TVector wonC);
+            TVector pooledD = PoolFinished<TLanes, TVector, TKeepsWinners>(d0, d1, d2, d3, biasD, hasBias, relu, numbers.From(3 * width), out TVector wonD);
+            StorePooled<TLanes, TVector, TKeepsWinners>(pixel + 2 * width, ref Unsafe.Add(ref wonAt, 2 * width), pooledC, pooledD, wonC, wonD, whole: true, width, width);
         }
     }
 

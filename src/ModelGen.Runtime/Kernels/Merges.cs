@@ -128,26 +128,36 @@ public static class Merges
         public void Run<TLanes, TVector>(int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct
         {
             int width = TLanes.Count, end = first + count, i = first;
-            for (; i + width <= end; i += width)
-            {
-                var contribution = Contribution<TLanes, TVector>(TLanes.Load(ref outputGradient[i]), TLanes.Load(ref operand[i]), TLanes.Load(ref other[i]));
-                TLanes.Store(ref destination[i], accumulate ? TLanes.Add(TLanes.Load(ref destination[i]), contribution) : contribution);
-            }
-            if (i == end) return;
-            int rest = end - i;
-            var last = Contribution<TLanes, TVector>(TLanes.LoadFirst(ref outputGradient[i], rest), TLanes.LoadFirst(ref operand[i], rest), TLanes.LoadFirst(ref other[i], rest));
-            TLanes.StoreFirst(ref destination[i], accumulate ? TLanes.Add(TLanes.LoadFirst(ref destination[i], rest), last) : last, rest);
+            for (; i + width <= end; i += width) Write<TLanes, TVector>(i, width);
+            if (i < end) Write<TLanes, TVector>(i, end - i); // the last, partial vector: nothing past it read or written
         }
 
-        /// <summary>This operand's share of the output's gradient: dy · other, or dy where this operand won and +0 elsewhere.</summary>
+        /// <summary>
+        /// The <paramref name="lanes"/> elements from <paramref name="at"/> on: this operand's share of the output's gradient,
+        /// dy · other (the operand itself is not read), or dy where this operand won and +0 elsewhere, written or added.
+        /// </summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private TVector Contribution<TLanes, TVector>(TVector gradient, TVector mine, TVector theirs) where TLanes : struct, ILanes<TVector> where TVector : struct =>
-            operation switch
+        private void Write<TLanes, TVector>(int at, int lanes) where TLanes : struct, ILanes<TVector> where TVector : struct
+        {
+            TVector gradient = Read<TLanes, TVector>(outputGradient + at, lanes), theirs = Read<TLanes, TVector>(other + at, lanes), share;
+            if (operation == MergeOperation.Multiply) share = TLanes.Multiply(gradient, theirs);
+            else
             {
-                MergeOperation.Multiply => TLanes.Multiply(gradient, theirs),
-                MergeOperation.Maximum => TLanes.Select(operandIsFirst ? TLanes.NotBelow(mine, theirs) : TLanes.Greater(mine, theirs), gradient, TLanes.Zero),
-                _ => TLanes.Select(operandIsFirst ? TLanes.NotBelow(theirs, mine) : TLanes.Greater(theirs, mine), gradient, TLanes.Zero),
-            };
+                TVector mine = Read<TLanes, TVector>(operand + at, lanes);
+                var won = operation == MergeOperation.Maximum
+                    ? operandIsFirst ? TLanes.NotBelow(mine, theirs) : TLanes.Greater(mine, theirs)
+                    : operandIsFirst ? TLanes.NotBelow(theirs, mine) : TLanes.Greater(theirs, mine);
+                share = TLanes.Select(won, gradient, TLanes.Zero);
+            }
+            if (accumulate) share = TLanes.Add(Read<TLanes, TVector>(destination + at, lanes), share);
+            if (lanes == TLanes.Count) TLanes.Store(ref destination[at], share);
+            else TLanes.StoreFirst(ref destination[at], share, lanes);
+        }
+
+        /// <summary>A whole vector, or its first <paramref name="lanes"/> lanes and zeros.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static TVector Read<TLanes, TVector>(float* at, int lanes) where TLanes : struct, ILanes<TVector> where TVector : struct =>
+            lanes == TLanes.Count ? TLanes.Load(ref *at) : TLanes.LoadFirst(ref *at, lanes);
     }
 
     /// <summary>Concatenate along the last axis: each sample's row is the operands' rows side by side.</summary>

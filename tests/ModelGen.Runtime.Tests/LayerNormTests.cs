@@ -202,12 +202,14 @@ public class BatchNormTests
     /// order, bit for bit, on one core and on two: each column sum adds its rows in float in blocks of 64, the blocks in
     /// order into a double; every other value is its element's own formula (Keras' arithmetic), fused where stated; the
     /// backward pass through the layer's ReLU (its sign worked out from x) as through that ReLU's gradient masked by its output first. Shapes
-    /// from one short block to 8192 rows (parts on both cores), and channels taking every branch (four vectors at a time, one, a partial one) on every SIMD path, gradients written or added to what is there.
+    /// from one short block to 8192 rows (parts on both cores), and channels taking every branch (four vectors at a time, one,
+    /// one down four blocks at once, a partial one; 581 rows of 32: groups of four blocks, then single ones and a short one)
+    /// on every SIMD path, gradients written or added to what is there.
     /// </summary>
     public static IEnumerable<object[]> TrainingShapes() => KernelSettings.OnEveryPath(new[]
     {
         new object[] { 5, 3, false }, new object[] { 64, 130, true }, new object[] { 70, 2500, false }, new object[] { 100, 700, false },
-        new object[] { 16, 8192, true },
+        new object[] { 16, 8192, true }, new object[] { 32, 581, false },
     });
 
     [Theory, MemberData(nameof(TrainingShapes))]

@@ -46,12 +46,13 @@ public class SequencePoolingTests
     /// sample's counted steps added one after the other, then divided by their count; backward, each step the output
     /// gradient divided by the count, times the step's weight (Keras' gradient of sum(x·mask) / sum(mask), and of the
     /// mean; rounded, then added where gradients accumulate). Feature counts under,
-    /// at and past whole vectors and past four of them, on every SIMD path; 32 samples of 200 steps of 64 (a bag of words) are shared by the cores.
+    /// at and past whole vectors, two of them and past four of them, on every SIMD path; 32 samples of 200 steps of 64 (a bag of words) are shared by the cores.
     /// </summary>
     public static IEnumerable<object[]> Shapes() => KernelSettings.OnEveryPath(new[]
     {
         new object[] { 3, 4, 1, false, false }, new object[] { 2, 7, 8, true, true }, new object[] { 3, 5, 37, true, false },
         new object[] { 2, 9, 64, false, true }, new object[] { 2, 6, 100, true, false }, new object[] { 32, 200, 64, true, true },
+        new object[] { 4, 11, 32, false, false }, new object[] { 3, 6, 24, true, true },
     });
 
     [Theory, MemberData(nameof(Shapes))]

@@ -186,8 +186,7 @@ public static partial class Convolution
             float* to = output + pixel * filters;
             if (filters == 1)
             {
-                if (stored == TLanes.Count) TLanes.Store(ref *to, sums);
-                else TLanes.StoreFirst(ref *to, sums, stored);
+                WholeOrFirst.Store<TLanes, TVector>(ref *to, sums, stored);
                 return;
             }
             TLanes.Store(ref *spread, sums);

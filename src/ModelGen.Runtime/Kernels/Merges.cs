@@ -139,25 +139,19 @@ public static class Merges
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private void Write<TLanes, TVector>(int at, int lanes) where TLanes : struct, ILanes<TVector> where TVector : struct
         {
-            TVector gradient = Read<TLanes, TVector>(outputGradient + at, lanes), theirs = Read<TLanes, TVector>(other + at, lanes), share;
+            TVector gradient = WholeOrFirst.Load<TLanes, TVector>(ref outputGradient[at], lanes), theirs = WholeOrFirst.Load<TLanes, TVector>(ref other[at], lanes), share;
             if (operation == MergeOperation.Multiply) share = TLanes.Multiply(gradient, theirs);
             else
             {
-                TVector mine = Read<TLanes, TVector>(operand + at, lanes);
+                TVector mine = WholeOrFirst.Load<TLanes, TVector>(ref operand[at], lanes);
                 var won = operation == MergeOperation.Maximum
                     ? operandIsFirst ? TLanes.NotBelow(mine, theirs) : TLanes.Greater(mine, theirs)
                     : operandIsFirst ? TLanes.NotBelow(theirs, mine) : TLanes.Greater(theirs, mine);
                 share = TLanes.Select(won, gradient, TLanes.Zero);
             }
-            if (accumulate) share = TLanes.Add(Read<TLanes, TVector>(destination + at, lanes), share);
-            if (lanes == TLanes.Count) TLanes.Store(ref destination[at], share);
-            else TLanes.StoreFirst(ref destination[at], share, lanes);
+            if (accumulate) share = TLanes.Add(WholeOrFirst.Load<TLanes, TVector>(ref destination[at], lanes), share);
+            WholeOrFirst.Store<TLanes, TVector>(ref destination[at], share, lanes);
         }
-
-        /// <summary>A whole vector, or its first <paramref name="lanes"/> lanes and zeros.</summary>
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static TVector Read<TLanes, TVector>(float* at, int lanes) where TLanes : struct, ILanes<TVector> where TVector : struct =>
-            lanes == TLanes.Count ? TLanes.Load(ref *at) : TLanes.LoadFirst(ref *at, lanes);
     }
 
     /// <summary>Concatenate along the last axis: each sample's row is the operands' rows side by side.</summary>

@@ -422,7 +422,7 @@ public static class BatchNorm
         TVector shift = LanesAt<TLanes, TVector>(work.Shift, c, lanes), sum = TLanes.Zero, factorSum = sum;
         var relu = ReluAt<TLanes, TVector, TTerm>(work, c, lanes);
         for (long row = start; row < end; row++)
-            AddRow<TLanes, TVector, TTerm>(ref sum, ref factorSum, ValuesAt<TLanes, TVector>(work.X + row * channels, c, lanes), shift,
+            AddRow<TLanes, TVector, TTerm>(ref sum, ref factorSum, WholeOrFirst.Load<TLanes, TVector>(ref work.X[row * channels + c], lanes), shift,
                 FactorAt<TLanes, TVector, TTerm>(work.Factor + row * channels, c, lanes), relu);
         TLanes.StoreFirst(ref sums[c], sum, lanes);
         if (TTerm.ReadsFactor) TLanes.StoreFirst(ref factorSums[c], factorSum, lanes);
@@ -446,10 +446,10 @@ public static class BatchNorm
         for (long at = (long)block * stride, end = at + stride; at < end; at += channels)
         {
             float* x = work.X + at, f = work.Factor + at;
-            AddRow<TLanes, TVector, TTerm>(ref sum0, ref factor0, ValuesAt<TLanes, TVector>(x, c, lanes), shift, FactorAt<TLanes, TVector, TTerm>(f, c, lanes), relu);
-            AddRow<TLanes, TVector, TTerm>(ref sum1, ref factor1, ValuesAt<TLanes, TVector>(x + stride, c, lanes), shift, FactorAt<TLanes, TVector, TTerm>(f + stride, c, lanes), relu);
-            AddRow<TLanes, TVector, TTerm>(ref sum2, ref factor2, ValuesAt<TLanes, TVector>(x + 2 * stride, c, lanes), shift, FactorAt<TLanes, TVector, TTerm>(f + 2 * stride, c, lanes), relu);
-            AddRow<TLanes, TVector, TTerm>(ref sum3, ref factor3, ValuesAt<TLanes, TVector>(x + 3 * stride, c, lanes), shift, FactorAt<TLanes, TVector, TTerm>(f + 3 * stride, c, lanes), relu);
+            AddRow<TLanes, TVector, TTerm>(ref sum0, ref factor0, TLanes.Load(ref x[c]), shift, FactorAt<TLanes, TVector, TTerm>(f, c, lanes), relu);
+            AddRow<TLanes, TVector, TTerm>(ref sum1, ref factor1, TLanes.Load(ref x[stride + c]), shift, FactorAt<TLanes, TVector, TTerm>(f + stride, c, lanes), relu);
+            AddRow<TLanes, TVector, TTerm>(ref sum2, ref factor2, TLanes.Load(ref x[2 * stride + c]), shift, FactorAt<TLanes, TVector, TTerm>(f + 2 * stride, c, lanes), relu);
+            AddRow<TLanes, TVector, TTerm>(ref sum3, ref factor3, TLanes.Load(ref x[3 * stride + c]), shift, FactorAt<TLanes, TVector, TTerm>(f + 3 * stride, c, lanes), relu);
         }
         float* sums = work.Partials + (long)block * channels + c, factorSums = sums + (long)work.Blocks * channels;
         TLanes.Store(ref sums[0], sum0);
@@ -462,11 +462,6 @@ public static class BatchNorm
         TLanes.Store(ref factorSums[2 * channels], factor2);
         TLanes.Store(ref factorSums[3 * channels], factor3);
     }
-
-    /// <summary>A row's <paramref name="lanes"/> values at column <paramref name="at"/>: a whole vector loaded plainly, a partial one masked.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe TVector ValuesAt<TLanes, TVector>(float* row, int at, int lanes) where TLanes : struct, ILanes<TVector> where TVector : struct =>
-        lanes == TLanes.Count ? TLanes.Load(ref row[at]) : TLanes.LoadFirst(ref row[at], lanes);
 
     /// <summary>A per-channel operand's lanes at column <paramref name="c"/>, or zeros where there is none (x - 0 is x, bit for bit).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -486,7 +481,7 @@ public static class BatchNorm
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static unsafe TVector FactorAt<TLanes, TVector, TTerm>(float* row, int at, int lanes)
         where TLanes : struct, ILanes<TVector> where TVector : struct where TTerm : struct, IColumnTerm =>
-        TTerm.ReadsFactor ? ValuesAt<TLanes, TVector>(row, at, lanes) : default;
+        TTerm.ReadsFactor ? WholeOrFirst.Load<TLanes, TVector>(ref row[at], lanes) : default;
 
     /// <summary>
     /// One row's vector of a column sum: value = x - shift into the term's sum, the factor into its own; a rectified term's
@@ -567,23 +562,12 @@ internal readonly unsafe struct ChannelFold(float* gamma, float* beta, float* me
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void Channels<TLanes, TVector>(int c, int lanes) where TLanes : struct, ILanes<TVector> where TVector : struct
     {
-        TVector inverse = TLanes.Divide(TLanes.Broadcast(1f), TLanes.Sqrt(TLanes.Add(Load<TLanes, TVector>(variance + c, lanes), TLanes.Broadcast(epsilon))));
-        TVector channelScale = TLanes.Multiply(Load<TLanes, TVector>(gamma + c, lanes), inverse);
-        TVector channelShift = TLanes.Subtract(Load<TLanes, TVector>(beta + c, lanes), TLanes.Multiply(Load<TLanes, TVector>(mean + c, lanes), channelScale));
-        if (inverseStd != null) Store<TLanes, TVector>(inverseStd + c, inverse, lanes);
-        Store<TLanes, TVector>(scale + c, channelScale, lanes);
-        Store<TLanes, TVector>(shift + c, channelShift, lanes);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static TVector Load<TLanes, TVector>(float* from, int lanes) where TLanes : struct, ILanes<TVector> where TVector : struct =>
-        lanes == TLanes.Count ? TLanes.Load(ref *from) : TLanes.LoadFirst(ref *from, lanes);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Store<TLanes, TVector>(float* to, TVector value, int lanes) where TLanes : struct, ILanes<TVector> where TVector : struct
-    {
-        if (lanes == TLanes.Count) TLanes.Store(ref *to, value);
-        else TLanes.StoreFirst(ref *to, value, lanes);
+        TVector inverse = TLanes.Divide(TLanes.Broadcast(1f), TLanes.Sqrt(TLanes.Add(WholeOrFirst.Load<TLanes, TVector>(ref variance[c], lanes), TLanes.Broadcast(epsilon))));
+        TVector channelScale = TLanes.Multiply(WholeOrFirst.Load<TLanes, TVector>(ref gamma[c], lanes), inverse);
+        TVector channelShift = TLanes.Subtract(WholeOrFirst.Load<TLanes, TVector>(ref beta[c], lanes), TLanes.Multiply(WholeOrFirst.Load<TLanes, TVector>(ref mean[c], lanes), channelScale));
+        if (inverseStd != null) WholeOrFirst.Store<TLanes, TVector>(ref inverseStd[c], inverse, lanes);
+        WholeOrFirst.Store<TLanes, TVector>(ref scale[c], channelScale, lanes);
+        WholeOrFirst.Store<TLanes, TVector>(ref shift[c], channelShift, lanes);
     }
 }
 

@@ -276,12 +276,26 @@ public static class SequencePooling
             TLanes.Store(ref mean[c + 2 * width], TLanes.Divide(sum2, divisor));
             TLanes.Store(ref mean[c + 3 * width], TLanes.Divide(sum3, divisor));
         }
+        if (c + 2 * width <= features)
+        {
+            TVector sum0 = TLanes.Zero, sum1 = sum0;
+            for (long step = start; step < end; step++)
+            {
+                if (rows.Weight(step) == 0f) continue;
+                ref float row = ref *(rows.Row(step) + c);
+                sum0 = TLanes.Add(sum0, TLanes.Load(ref row));
+                sum1 = TLanes.Add(sum1, TLanes.Load(ref Unsafe.Add(ref row, width)));
+            }
+            TLanes.Store(ref mean[c], TLanes.Divide(sum0, divisor));
+            TLanes.Store(ref mean[c + width], TLanes.Divide(sum1, divisor));
+            c += 2 * width;
+        }
         for (; c < features; c += width)
         {
             int lanes = Math.Min(width, features - c);
             var sum = TLanes.Zero;
             for (long step = start; step < end; step++)
-                if (rows.Weight(step) != 0f) sum = TLanes.Add(sum, TLanes.LoadFirst(ref *(rows.Row(step) + c), lanes));
+                if (rows.Weight(step) != 0f) sum = TLanes.Add(sum, WholeOrFirst.Load<TLanes, TVector>(ref *(rows.Row(step) + c), lanes));
             TLanes.StoreFirst(ref mean[c], TLanes.Divide(sum, divisor), lanes);
         }
     }

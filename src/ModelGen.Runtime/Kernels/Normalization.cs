@@ -195,63 +195,66 @@ public static class BatchNorm
         }
     }
 
+    /// <summary>
+    /// The rows of <see cref="OverRows"/>, a block of rows at a time, down each vector of channels with that vector's
+    /// per-channel operands held in registers (a row at a time reloaded all five for every vector, 256 bits wide).
+    /// </summary>
     private readonly unsafe struct Rows(RowPass pass, bool accumulate, float* x, float* y, float* dy, float* a, float* b, float* k, float* mean,
-        float* reluShift, int channels) : IRanges
+        float* reluShift, int channels) : IVectorRanges
     {
+        /// <summary>Rows a block: 32 rows of 64 channels are 8 KB of each operand, a few pages the passes over its vectors stay within.</summary>
+        private const int BlockRows = 32;
+
+        public void Run(int first, int count) => Simd.RunRanges(this, first, count);
+
         [MethodImpl(Compiled.Kernel)]
-        public void Run(int first, int count)
+        public void Run<TLanes, TVector>(int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct
         {
-            for (long row = first, end = first + count; row < end; row++)
+            int width = TLanes.Count;
+            for (long block = first, end = (long)first + count; block < end; block += BlockRows)
             {
-                long at = row * channels;
-                switch (pass)
+                long rows = Math.Min(BlockRows, end - block);
+                for (int c = 0; c < channels; c += width)
                 {
-                    case RowPass.Gradient: GradientRow(x + at, dy + at, y + at, a, b, k, mean, channels, accumulate, reluShift); break;
-                    default: ScaledRow(dy + at, a, y + at, channels, accumulate); break;
+                    if (c + width <= channels) Column<TLanes, TVector>(block * channels + c, rows, c, width);
+                    else Column<TLanes, TVector>(block * channels + c, rows, c, channels - c);
                 }
             }
         }
-    }
 
-    /// <summary>
-    /// dx = dy·a + offset + (x - mean)·k, each a fused multiply-add on the sum so far; with accumulate dy·a + dx first, then
-    /// + offset. Given <paramref name="reluShift"/> (not null), dy is zero where x·a + reluShift (the value a ReLU took: a is
-    /// the normalization's scale too) is not positive.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe void GradientRow(float* x, float* dy, float* dx, float* a, float* offset, float* k, float* mean, int channels, bool accumulate,
-        float* reluShift)
-    {
-        int c = 0;
-        for (; c <= channels - Vector<float>.Count; c += Vector<float>.Count)
+        /// <summary>
+        /// <paramref name="rows"/> rows' <paramref name="lanes"/> channels from <paramref name="c"/>, the first at
+        /// <paramref name="at"/>: dx = dy·a + offset + (x - mean)·k, each a fused multiply-add on the sum so far (with
+        /// accumulate dy·a + dx first, then + offset; dy zero where x·a + reluShift, the value a ReLU took, is not positive);
+        /// or dx = dy·a (Scaled; dy·a + dx fused).
+        /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private void Column<TLanes, TVector>(long at, long rows, int c, int lanes) where TLanes : struct, ILanes<TVector> where TVector : struct
         {
-            var (value, gradient) = (Vector.Load(x + c), Vector.Load(dy + c));
-            if (reluShift != null)
+            TVector scale = WholeOrFirst.Load<TLanes, TVector>(ref a[c], lanes);
+            if (pass == RowPass.Scaled)
             {
-                var normalized = Vector.FusedMultiplyAdd(value, Vector.Load(a + c), Vector.Load(reluShift + c));
-                gradient = Vector.ConditionalSelect(Vector.GreaterThan(normalized, Vector<float>.Zero), gradient, Vector<float>.Zero);
+                for (long r = 0; r < rows; r++, at += channels)
+                {
+                    TVector gradient = WholeOrFirst.Load<TLanes, TVector>(ref dy[at], lanes);
+                    WholeOrFirst.Store<TLanes, TVector>(ref y[at], accumulate
+                        ? TLanes.MultiplyAdd(gradient, scale, WholeOrFirst.Load<TLanes, TVector>(ref y[at], lanes)) : TLanes.Multiply(gradient, scale), lanes);
+                }
+                return;
             }
-            var sum = accumulate
-                ? Vector.FusedMultiplyAdd(gradient, Vector.Load(a + c), Vector.Load(dx + c)) + Vector.Load(offset + c)
-                : Vector.FusedMultiplyAdd(gradient, Vector.Load(a + c), Vector.Load(offset + c));
-            Vector.Store(Vector.FusedMultiplyAdd(value - Vector.Load(mean + c), Vector.Load(k + c), sum), dx + c);
+            TVector offset = WholeOrFirst.Load<TLanes, TVector>(ref b[c], lanes), slope = WholeOrFirst.Load<TLanes, TVector>(ref k[c], lanes);
+            TVector centre = WholeOrFirst.Load<TLanes, TVector>(ref mean[c], lanes);
+            TVector shift = reluShift == null ? TLanes.Zero : WholeOrFirst.Load<TLanes, TVector>(ref reluShift[c], lanes);
+            for (long r = 0; r < rows; r++, at += channels)
+            {
+                TVector value = WholeOrFirst.Load<TLanes, TVector>(ref x[at], lanes), gradient = WholeOrFirst.Load<TLanes, TVector>(ref dy[at], lanes);
+                if (reluShift != null) gradient = TLanes.Select(TLanes.Greater(TLanes.MultiplyAdd(value, scale, shift), TLanes.Zero), gradient, TLanes.Zero);
+                TVector sum = accumulate
+                    ? TLanes.Add(TLanes.MultiplyAdd(gradient, scale, WholeOrFirst.Load<TLanes, TVector>(ref y[at], lanes)), offset)
+                    : TLanes.MultiplyAdd(gradient, scale, offset);
+                WholeOrFirst.Store<TLanes, TVector>(ref y[at], TLanes.MultiplyAdd(TLanes.Subtract(value, centre), slope, sum), lanes);
+            }
         }
-        for (; c < channels; c++)
-        {
-            float gradient = reluShift == null || MathF.FusedMultiplyAdd(x[c], a[c], reluShift[c]) > 0f ? dy[c] : 0f;
-            float sum = accumulate ? MathF.FusedMultiplyAdd(gradient, a[c], dx[c]) + offset[c] : MathF.FusedMultiplyAdd(gradient, a[c], offset[c]);
-            dx[c] = MathF.FusedMultiplyAdd(x[c] - mean[c], k[c], sum);
-        }
-    }
-
-    /// <summary>dx = dy·scale, or dy·scale + dx fused.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe void ScaledRow(float* dy, float* scale, float* dx, int channels, bool accumulate)
-    {
-        int c = 0;
-        for (; c <= channels - Vector<float>.Count; c += Vector<float>.Count)
-            Vector.Store(accumulate ? Vector.FusedMultiplyAdd(Vector.Load(dy + c), Vector.Load(scale + c), Vector.Load(dx + c)) : Vector.Load(dy + c) * Vector.Load(scale + c), dx + c);
-        for (; c < channels; c++) dx[c] = accumulate ? MathF.FusedMultiplyAdd(dy[c], scale[c], dx[c]) : dy[c] * scale[c];
     }
 
     /// <summary>

@@ -357,8 +357,8 @@ public static class BatchNorm
     /// the columns left a vector at a time (the last one partial). Sums kept in memory row after row waited on storing and
     /// reloading each of them: over 8192 rows of 64 channels (a MobileNet block's at batch 32) the training forward pass
     /// took 134-155 us, now 75, forward and backward 300-426, now 173-177; the block's training step 1.01-1.08x faster (median 1.07).
-    /// Their whole vectors past those go down four whole blocks at once (<see cref="SumFourBlocks"/>). Each column's additions
-    /// are in row order within its block, as they were, so every bit is as before.
+    /// The whole vectors past the four-vector columns go down four whole blocks at once (<see cref="SumFourBlocks"/>). Each
+    /// column's additions are in row order within its block, as they were, so every bit is as before.
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
     private static unsafe void SumBlocks<TLanes, TVector, TTerm>(in BlockSums<TTerm> work, int first, int count)

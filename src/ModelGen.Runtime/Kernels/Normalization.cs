@@ -196,31 +196,19 @@ public static class BatchNorm
     }
 
     /// <summary>
-    /// The rows of <see cref="OverRows"/>, a block of rows at a time, down each vector of channels with that vector's
-    /// per-channel operands held in registers (a row at a time reloaded all five for every vector, 256 bits wide).
+    /// The rows of <see cref="OverRows"/>, through <see cref="ChannelColumns"/> (its five per-channel operands in registers,
+    /// where a row at a time on 256-bit vectors reloaded them all for every vector).
     /// </summary>
     private readonly unsafe struct Rows(RowPass pass, bool accumulate, float* x, float* y, float* dy, float* a, float* b, float* k, float* mean,
-        float* reluShift, int channels) : IVectorRanges
+        float* reluShift, int channels) : IVectorRanges, IChannelColumn
     {
-        /// <summary>Rows a block: 32 rows of 64 channels are 8 KB of each operand, a few pages the passes over its vectors stay within.</summary>
-        private const int BlockRows = 32;
+        public int Channels => channels;
 
         public void Run(int first, int count) => Simd.RunRanges(this, first, count);
 
         [MethodImpl(Compiled.Kernel)]
-        public void Run<TLanes, TVector>(int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct
-        {
-            int width = TLanes.Count;
-            for (long block = first, end = (long)first + count; block < end; block += BlockRows)
-            {
-                long rows = Math.Min(BlockRows, end - block);
-                for (int c = 0; c < channels; c += width)
-                {
-                    if (c + width <= channels) Column<TLanes, TVector>(block * channels + c, rows, c, width);
-                    else Column<TLanes, TVector>(block * channels + c, rows, c, channels - c);
-                }
-            }
-        }
+        public void Run<TLanes, TVector>(int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct =>
+            ChannelColumns.Run<Rows, TLanes, TVector>(this, first, count);
 
         /// <summary>
         /// <paramref name="rows"/> rows' <paramref name="lanes"/> channels from <paramref name="c"/>, the first at
@@ -229,7 +217,7 @@ public static class BatchNorm
         /// or dx = dy·a (Scaled; dy·a + dx fused).
         /// </summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private void Column<TLanes, TVector>(long at, long rows, int c, int lanes) where TLanes : struct, ILanes<TVector> where TVector : struct
+        public void Column<TLanes, TVector>(long at, long rows, int c, int lanes) where TLanes : struct, ILanes<TVector> where TVector : struct
         {
             TVector scale = WholeOrFirst.Load<TLanes, TVector>(ref a[c], lanes);
             if (pass == RowPass.Scaled)
@@ -469,7 +457,7 @@ public static class BatchNorm
     /// <summary>A per-channel operand's lanes at column <paramref name="c"/>, or zeros where there is none (x - 0 is x, bit for bit).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static unsafe TVector LanesAt<TLanes, TVector>(float* channels, int c, int lanes) where TLanes : struct, ILanes<TVector> where TVector : struct =>
-        channels == null ? TLanes.Zero : TLanes.LoadFirst(ref channels[c], lanes);
+        channels == null ? TLanes.Zero : WholeOrFirst.Load<TLanes, TVector>(ref channels[c], lanes);
 
     /// <summary>A rectified term's scale and shift at column <paramref name="c"/> (the normalization y = x·scale + shift); zeros for the rest.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -501,40 +489,68 @@ public static class BatchNorm
 }
 
 /// <summary>
-/// y = x·scale + shift per channel over rows of <c>channels</c> (x and y the same or apart), one fused multiply-add a value:
-/// a batch normalization once its scale and shift are known. A vector of channels at a time down a block of rows, its
-/// scale and shift held in registers: a row at a time (ShortRows) reloaded both for every vector, 256 bits wide (a
-/// MobileNet block's 8192 rows of 64 on two cores: 46 -> 36 us). Where <typeparamref name="TRelu"/>, max(y, 0) before the
-/// store: a ReLU after the normalization, with Activations.Forward's bits.
+/// A pass over rows of channels that goes down each vector of channels with that vector's per-channel operands in
+/// registers (<see cref="ChannelColumns.Run"/>): the normalization's forward (<see cref="AffineRows{TRelu}"/>) and backward row passes.
 /// </summary>
-internal readonly unsafe struct AffineRows<TRelu>(float* x, float* y, float* scale, float* shift, int channels) : IVectorRanges where TRelu : IFlag
+internal interface IChannelColumn
 {
-    /// <summary>Rows a block: 32 rows of 64 channels are 8 KB, a few pages the passes over its vectors stay within.</summary>
+    int Channels { get; }
+
+    /// <summary><paramref name="rows"/> rows' <paramref name="lanes"/> channels from <paramref name="c"/>, the first at <paramref name="at"/> (then a row of channels apart).</summary>
+    void Column<TLanes, TVector>(long at, long rows, int c, int lanes) where TLanes : struct, ILanes<TVector> where TVector : struct;
+}
+
+/// <summary>
+/// Rows [first, first + count) of an <see cref="IChannelColumn"/> pass, a block of rows at a time, down each vector of
+/// channels (whole ones with the width a constant, so plainly loaded and stored; the last partial one masked): a row at a
+/// time reloaded every per-channel operand for every vector (a MobileNet block's normalization, 8192 rows of 64 on two
+/// cores: 46 -> 36 us; its backward through the ReLU at 32,768 x 32: 200-205 -> 177-183 us).
+/// </summary>
+internal static class ChannelColumns
+{
+    /// <summary>Rows a block: 32 rows of 64 channels are 8 KB of each operand, a few pages the passes over its vectors stay within.</summary>
     private const int BlockRows = 32;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Run<TPass, TLanes, TVector>(in TPass pass, int first, int count)
+        where TPass : struct, IChannelColumn where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        int width = TLanes.Count, channels = pass.Channels;
+        for (long block = first, end = (long)first + count; block < end; block += BlockRows)
+        {
+            long rows = Math.Min(BlockRows, end - block);
+            for (int c = 0; c < channels; c += width)
+            {
+                if (c + width <= channels) pass.Column<TLanes, TVector>(block * channels + c, rows, c, width);
+                else pass.Column<TLanes, TVector>(block * channels + c, rows, c, channels - c);
+            }
+        }
+    }
+}
+
+/// <summary>
+/// y = x·scale + shift per channel over rows of <c>channels</c> (x and y the same or apart), one fused multiply-add a value:
+/// a batch normalization once its scale and shift are known, through <see cref="ChannelColumns"/> (its scale and shift in
+/// registers). Where <typeparamref name="TRelu"/>, max(y, 0) before the store: a ReLU after the normalization, with
+/// Activations.Forward's bits.
+/// </summary>
+internal readonly unsafe struct AffineRows<TRelu>(float* x, float* y, float* scale, float* shift, int channels) : IVectorRanges, IChannelColumn where TRelu : IFlag
+{
+    public int Channels => channels;
 
     public void Run(int first, int count) => Simd.RunRanges(this, first, count);
 
     [MethodImpl(Compiled.Kernel)]
-    public void Run<TLanes, TVector>(int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct
+    public void Run<TLanes, TVector>(int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct =>
+        ChannelColumns.Run<AffineRows<TRelu>, TLanes, TVector>(this, first, count);
+
+    /// <summary><paramref name="rows"/> rows' <paramref name="lanes"/> channels from <paramref name="c"/>, the first at <paramref name="at"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Column<TLanes, TVector>(long at, long rows, int c, int lanes) where TLanes : struct, ILanes<TVector> where TVector : struct
     {
-        int width = TLanes.Count;
-        for (long block = first, end = (long)first + count; block < end; block += BlockRows)
-        {
-            long rows = Math.Min(BlockRows, end - block);
-            float* from = x + block * channels, to = y + block * channels;
-            int c = 0;
-            for (; c + width <= channels; c += width)
-            {
-                TVector a = TLanes.Load(ref scale[c]), b = TLanes.Load(ref shift[c]);
-                for (long r = 0, at = c; r < rows; r++, at += channels)
-                    TLanes.Store(ref to[at], Rectified<TLanes, TVector>(TLanes.MultiplyAdd(TLanes.Load(ref from[at]), a, b)));
-            }
-            if (c == channels) continue;
-            int rest = channels - c;
-            TVector lastScale = TLanes.LoadFirst(ref scale[c], rest), lastShift = TLanes.LoadFirst(ref shift[c], rest);
-            for (long r = 0, at = c; r < rows; r++, at += channels)
-                TLanes.StoreFirst(ref to[at], Rectified<TLanes, TVector>(TLanes.MultiplyAdd(TLanes.LoadFirst(ref from[at], rest), lastScale, lastShift)), rest);
-        }
+        TVector a = WholeOrFirst.Load<TLanes, TVector>(ref scale[c], lanes), b = WholeOrFirst.Load<TLanes, TVector>(ref shift[c], lanes);
+        for (long r = 0; r < rows; r++, at += channels)
+            WholeOrFirst.Store<TLanes, TVector>(ref y[at], Rectified<TLanes, TVector>(TLanes.MultiplyAdd(WholeOrFirst.Load<TLanes, TVector>(ref x[at], lanes), a, b)), lanes);
     }
 
     /// <summary>max(value, 0) where the pass takes the ReLU (TLanes.Relu: max(0, x) + 0, so -0 stores as +0 and NaN stays); else the value.</summary>

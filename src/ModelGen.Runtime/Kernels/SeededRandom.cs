@@ -175,18 +175,17 @@ public static class DropoutKernel
         {
             int width = TLanes.Count, end = first + count, i = first;
             var kept = TLanes.Broadcast(1f / (1f - rate));
-            for (; i + width <= end; i += width)
-            {
-                var factor = Factor<TLanes, TVector>(i, kept);
-                TLanes.Store(ref mask[i], factor);
-                TLanes.Store(ref y[i], TLanes.Multiply(TLanes.Load(ref x[i]), factor));
-            }
-            if (i == end) return;
-            // The last, partial vector: the same draws for the elements that exist; nothing past them is read or written.
-            int rest = end - i;
-            var last = Factor<TLanes, TVector>(i, kept);
-            TLanes.StoreFirst(ref mask[i], last, rest);
-            TLanes.StoreFirst(ref y[i], TLanes.Multiply(TLanes.LoadFirst(ref x[i], rest), last), rest);
+            for (; i + width <= end; i += width) Write<TLanes, TVector>(i, width, kept);
+            if (i < end) Write<TLanes, TVector>(i, end - i, kept); // the last, partial vector: nothing past it read or written
+        }
+
+        /// <summary>The <paramref name="lanes"/> elements from <paramref name="at"/> on: their factors into the mask, and x times them into y.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private void Write<TLanes, TVector>(int at, int lanes, TVector kept) where TLanes : struct, ILanes<TVector> where TVector : struct
+        {
+            var factor = Factor<TLanes, TVector>(at, kept);
+            WholeOrFirst.Store<TLanes, TVector>(ref mask[at], factor, lanes);
+            WholeOrFirst.Store<TLanes, TVector>(ref y[at], TLanes.Multiply(WholeOrFirst.Load<TLanes, TVector>(ref x[at], lanes), factor), lanes);
         }
 
         /// <summary>Elements from <paramref name="at"/> on: 1/(1-rate) where the draw is at least the rate (kept), else 0.</summary>

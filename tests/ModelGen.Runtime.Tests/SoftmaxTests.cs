@@ -13,7 +13,8 @@ public class SoftmaxTests
     {
         using var scope = KernelSettings.OnSimd(path);
         var random = new Random(21);
-        // Five rows, and 45: short rows go sixteen at a time on AVX-512, the last block thirteen rows.
+        // Five rows, and 45: short rows go sixteen at a time on AVX-512, and rows of whole vectors on every path, the last block
+        // thirteen rows.
         foreach (int rows in new[] { 5, 45 })
         foreach (int columns in RowLengths)
         {
@@ -93,7 +94,8 @@ public class SoftmaxTests
             var alone = new float[columns];
             Activations.Forward(Activation.Softmax, row, alone, 1, columns);
             // The same row in a batch of other rows, computed in place: 4th of 7; and of 45 rows, 4th and 38th (in blocks of
-            // sixteen on AVX-512, the last of thirteen); of 23, 20th (one block, then seven rows a row at a time).
+            // sixteen, short rows on AVX-512 and rows of whole vectors on every path, the last of thirteen); of 23, 20th (one
+            // block, then seven rows: short ones a row at a time).
             foreach (var (rows, at) in new[] { (7, 3), (45, 3), (45, 37), (23, 19) })
             {
                 var batch = Spread(random, rows * columns, 8);

@@ -415,8 +415,8 @@ public static class BatchNorm
         for (long row = start; row < end; row++)
             AddRow<TLanes, TVector, TTerm>(ref sum, ref factorSum, WholeOrFirst.Load<TLanes, TVector>(ref work.X[row * channels + c], lanes), shift,
                 FactorAt<TLanes, TVector, TTerm>(work.Factor + row * channels, c, lanes), relu);
-        TLanes.StoreFirst(ref sums[c], sum, lanes);
-        if (TTerm.ReadsFactor) TLanes.StoreFirst(ref factorSums[c], factorSum, lanes);
+        WholeOrFirst.Store<TLanes, TVector>(ref sums[c], sum, lanes);
+        if (TTerm.ReadsFactor) WholeOrFirst.Store<TLanes, TVector>(ref factorSums[c], factorSum, lanes);
     }
 
     /// <summary>

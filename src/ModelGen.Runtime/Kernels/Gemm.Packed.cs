@@ -204,8 +204,11 @@ public static partial class Gemm
         // A B whose rows are exactly one tile and adjacent is already in the packed order, so it is read in place, not copied
         // (the first convolution's weight gradient packed 43,264 rows of 32 output gradients: 1.16 -> 0.79 ms). Where many row
         // tiles read it, anything else stays packed: tile rows a longer row apart, read in place, fall in a fraction of L1's
-        // sets (two tiles: 1.47 -> 1.93 ms). A few rows read it in place all the same (readsB below).
-        bool bInPlace = b.ColumnStride == 1 && b.RowStride == tileColumns && n == tileColumns;
+        // sets (two tiles: 1.47 -> 1.93 ms), unless it is one vector wide and lies within SmallA floats, a third of L1, where
+        // it stays however its rows fall (an attention head's values, keys and queries, 64 rows of 16 a row of 64 apart, on
+        // AVX-512: transformer predict b32 0.5057 -> 0.4969 ms, train step 1.564 -> 1.541; the same heads as two-vector tiles
+        // on AVX2 ran slower in place, predict 0.901 -> 0.908). A few rows read it in place all the same (readsB below).
+        bool bInPlace = b.ColumnStride == 1 && n == tileColumns && (b.RowStride == tileColumns || (narrow && (long)k * b.RowStride <= SmallA));
         // B is packed by this thread's first rows. With A read in place (a batch against a layer's weights), each whole tile of
         // a row-major B is packed by the first micro-kernel that reads it, as it reads it (the MLP's 128x784x256 on two cores:
         // packing ahead cost 24 of 231 us). Anything else is packed ahead, B's rows read in order: where a tile would read them

@@ -274,7 +274,8 @@ public static partial class Gemm
     /// Floats of an A read in place at any width: 16 KB, a third of L1, where it stays for every column tile. Then B is packed
     /// as the first row tile reads it instead of in a pass of its own (an LSTM's 32x64x256 recurrent product, one per step:
     /// 23.0 -> 13.8 us; the 64-unit LSTM's forward pass over 28 steps 0.86-0.92 -> 0.66-0.69 ms). Products from 1M
-    /// multiply-adds are cut into slices of at most four tiles, which read A in place anyway.
+    /// multiply-adds are cut into slices of at most four tiles, which read A in place anyway. A one-vector B within as many
+    /// floats is read in place at any row stride (<see cref="HowBIsRead"/>): it stays in L1 for every row tile however its rows fall.
     /// </summary>
     private const int SmallA = 4096;
 

@@ -320,6 +320,11 @@ internal static class WholeOrFirst
     public static TVector Load<TLanes, TVector>(ref float source, int lanes) where TLanes : struct, ILanes<TVector> where TVector : struct =>
         lanes == TLanes.Count ? TLanes.Load(ref source) : TLanes.LoadFirst(ref source, lanes);
 
+    /// <summary>As <see cref="Load{TLanes, TVector}(ref float, int)"/>, the lanes past <paramref name="lanes"/> holding <paramref name="fill"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static TVector Load<TLanes, TVector>(ref float source, int lanes, TVector fill) where TLanes : struct, ILanes<TVector> where TVector : struct =>
+        lanes == TLanes.Count ? TLanes.Load(ref source) : TLanes.LoadFirst(ref source, lanes, fill);
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Store<TLanes, TVector>(ref float destination, TVector value, int lanes) where TLanes : struct, ILanes<TVector> where TVector : struct
     {

@@ -61,7 +61,7 @@ public static partial class Gemm
     /// <paramref name="rows"/> if they are produced; this thread's first block also packs B (ahead of its tiles, or tile by
     /// tile as its first micro-kernels read it). A depth block's partial sums stay in C between stages.
     /// </summary>
-    [MethodImpl(Compiled.Kernel), SkipLocalsInit] // what an edge tile's spill holds past what its kernel wrote is never stored (q·kᵀ of a head 787-811 -> 773-808 ns)
+    [MethodImpl(Compiled.Kernel), SkipLocalsInit] // an edge tile's spill is stored only where its kernel wrote it
     private static void Packed<TLanes, TVector>(in Matrix a, in Matrix b, Span<float> c, int m, int k, int n, int ldc, in Epilogue epilogue, RowClaim claim,
         RowProducer rows = default)
         where TLanes : struct, ILanes<TVector> where TVector : struct

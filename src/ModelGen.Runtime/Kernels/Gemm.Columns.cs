@@ -174,46 +174,6 @@ public static partial class Gemm
     }
 
     /// <summary>
-    /// Sixteen rows of a 16 x 16 block halfway to its transpose, the stages both transpositions share: rows interleaved in
-    /// pairs, then as pairs of pairs (vector 4g + j holds, in each 128-bit lane L, column 4L + j of rows 4g to 4g + 3), then
-    /// lanes 0 and 2 (columns j, 8 + j) and lanes 1 and 3 (4 + j, 12 + j) of rows 0-7 and of rows 8-15. Column s is then
-    /// the even lanes of (V_s, V_8+s) for s 0-3, of (V_4+s, V_12+s) for 4-7, and the odd lanes of the same pairs for 8-15.
-    /// </summary>
-    private struct HalfTransposed
-    {
-        public Vector512<float> V0, V1, V2, V3, V4, V5, V6, V7, V8, V9, VA, VB, VC, VD, VE, VF;
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void TransposeHalfway(ref float rows, nint stride, out HalfTransposed h)
-    {
-        var (u0, u1, u2, u3) = Interleave(RowOf(ref rows, 0, stride), RowOf(ref rows, 1, stride), RowOf(ref rows, 2, stride), RowOf(ref rows, 3, stride));
-        var (u4, u5, u6, u7) = Interleave(RowOf(ref rows, 4, stride), RowOf(ref rows, 5, stride), RowOf(ref rows, 6, stride), RowOf(ref rows, 7, stride));
-        var (u8, u9, uA, uB) = Interleave(RowOf(ref rows, 8, stride), RowOf(ref rows, 9, stride), RowOf(ref rows, 10, stride), RowOf(ref rows, 11, stride));
-        var (uC, uD, uE, uF) = Interleave(RowOf(ref rows, 12, stride), RowOf(ref rows, 13, stride), RowOf(ref rows, 14, stride), RowOf(ref rows, 15, stride));
-        h.V0 = Avx512F.Shuffle4x128(u0, u4, Even); h.V1 = Avx512F.Shuffle4x128(u1, u5, Even); h.V2 = Avx512F.Shuffle4x128(u2, u6, Even); h.V3 = Avx512F.Shuffle4x128(u3, u7, Even);
-        h.V4 = Avx512F.Shuffle4x128(u0, u4, Odd); h.V5 = Avx512F.Shuffle4x128(u1, u5, Odd); h.V6 = Avx512F.Shuffle4x128(u2, u6, Odd); h.V7 = Avx512F.Shuffle4x128(u3, u7, Odd);
-        h.V8 = Avx512F.Shuffle4x128(u8, uC, Even); h.V9 = Avx512F.Shuffle4x128(u9, uD, Even); h.VA = Avx512F.Shuffle4x128(uA, uE, Even); h.VB = Avx512F.Shuffle4x128(uB, uF, Even);
-        h.VC = Avx512F.Shuffle4x128(u8, uC, Odd); h.VD = Avx512F.Shuffle4x128(u9, uD, Odd); h.VE = Avx512F.Shuffle4x128(uA, uE, Odd); h.VF = Avx512F.Shuffle4x128(uB, uF, Odd);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> RowOf(ref float a, int row, nint rowStride) => Vector512.LoadUnsafe(ref Unsafe.Add(ref a, row * rowStride));
-
-    /// <summary>Four rows as four vectors whose 128-bit lane L holds column 4L + j (j = 0..3) of the four rows.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static (Vector512<float>, Vector512<float>, Vector512<float>, Vector512<float>) Interleave(Vector512<float> r0, Vector512<float> r1, Vector512<float> r2, Vector512<float> r3)
-    {
-        Vector512<double> low01 = Avx512F.UnpackLow(r0, r1).AsDouble(), high01 = Avx512F.UnpackHigh(r0, r1).AsDouble();
-        Vector512<double> low23 = Avx512F.UnpackLow(r2, r3).AsDouble(), high23 = Avx512F.UnpackHigh(r2, r3).AsDouble();
-        return (Avx512F.UnpackLow(low01, low23).AsSingle(), Avx512F.UnpackHigh(low01, low23).AsSingle(),
-            Avx512F.UnpackLow(high01, high23).AsSingle(), Avx512F.UnpackHigh(high01, high23).AsSingle());
-    }
-
-    // Shuffle4x128 selectors: 128-bit lanes 0 and 2 of the first operand, then of the second; lanes 1 and 3 likewise.
-    private const byte Even = 0b10_00_10_00, Odd = 0b11_01_11_01;
-
-    /// <summary>
     /// The last, shallow block of sixteen rows: its <paramref name="steps"/> steps of A and of B's <paramref name="width"/>
     /// columns copied into two 16 x 16 blocks, zeros after them (masked loads: a copy call per row and a clearing took a
     /// quarter of a 128x8x8 product).
@@ -262,36 +222,9 @@ public static partial class Gemm
     private static void FinishColumns(Span<float> spill, Span<float> c, int ldc, int row, int columns, Stage stage, in Epilogue epilogue)
     {
         ref float s = ref MemoryMarshal.GetReference(spill[..(ColumnTile * ColumnTile)]);
-        TransposeBlock(ref s);
+        TransposeBlock(ref s, ColumnTile, ref s, ColumnTile);
         ref float target = ref Unsafe.Add(ref MemoryMarshal.GetReference(c), row * ldc);
         for (int r = 0; r < ColumnTile; r++)
             FinishStoreFirst<Lanes512, Vector512<float>>(Vector512.LoadUnsafe(ref s, (nuint)(r * ColumnTile)), ref Unsafe.Add(ref target, r * ldc), 0, columns, stage, epilogue);
-    }
-
-    /// <summary>
-    /// A 16 x 16 block transposed where it lies: <see cref="TransposeHalfway"/>, then each column stored as a row. The
-    /// block of A takes the same last stage in <see cref="MultiplyBlock"/>, each column consumed as it is produced, in
-    /// registers; stored here and read back, the MNIST classifier's 128x128x10 took 4.6 us instead of 4.1.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void TransposeBlock(ref float block)
-    {
-        TransposeHalfway(ref block, ColumnTile, out var h);
-        Avx512F.Shuffle4x128(h.V0, h.V8, Even).StoreUnsafe(ref block, 0 * ColumnTile);
-        Avx512F.Shuffle4x128(h.V1, h.V9, Even).StoreUnsafe(ref block, 1 * ColumnTile);
-        Avx512F.Shuffle4x128(h.V2, h.VA, Even).StoreUnsafe(ref block, 2 * ColumnTile);
-        Avx512F.Shuffle4x128(h.V3, h.VB, Even).StoreUnsafe(ref block, 3 * ColumnTile);
-        Avx512F.Shuffle4x128(h.V4, h.VC, Even).StoreUnsafe(ref block, 4 * ColumnTile);
-        Avx512F.Shuffle4x128(h.V5, h.VD, Even).StoreUnsafe(ref block, 5 * ColumnTile);
-        Avx512F.Shuffle4x128(h.V6, h.VE, Even).StoreUnsafe(ref block, 6 * ColumnTile);
-        Avx512F.Shuffle4x128(h.V7, h.VF, Even).StoreUnsafe(ref block, 7 * ColumnTile);
-        Avx512F.Shuffle4x128(h.V0, h.V8, Odd).StoreUnsafe(ref block, 8 * ColumnTile);
-        Avx512F.Shuffle4x128(h.V1, h.V9, Odd).StoreUnsafe(ref block, 9 * ColumnTile);
-        Avx512F.Shuffle4x128(h.V2, h.VA, Odd).StoreUnsafe(ref block, 10 * ColumnTile);
-        Avx512F.Shuffle4x128(h.V3, h.VB, Odd).StoreUnsafe(ref block, 11 * ColumnTile);
-        Avx512F.Shuffle4x128(h.V4, h.VC, Odd).StoreUnsafe(ref block, 12 * ColumnTile);
-        Avx512F.Shuffle4x128(h.V5, h.VD, Odd).StoreUnsafe(ref block, 13 * ColumnTile);
-        Avx512F.Shuffle4x128(h.V6, h.VE, Odd).StoreUnsafe(ref block, 14 * ColumnTile);
-        Avx512F.Shuffle4x128(h.V7, h.VF, Odd).StoreUnsafe(ref block, 15 * ColumnTile);
     }
 }

@@ -29,7 +29,7 @@ public static partial class Gemm
         int rows16 = sixteens ? rows & ~15 : 0, columns16 = sixteens ? columns & ~15 : 0;
         for (int c = 0; c < columns16; c += 16)
             for (int r = 0; r < rows16; r += 16)
-                TransposeSixteen(ref Unsafe.Add(ref source, r * sourceStride + c), sourceStride, ref Unsafe.Add(ref target, c * targetStride + r), targetStride);
+                TransposeBlock(ref Unsafe.Add(ref source, r * sourceStride + c), sourceStride, ref Unsafe.Add(ref target, c * targetStride + r), targetStride);
         // What the 16 x 16 blocks left: the columns past them over those rows, then the rows past them over every column
         // (neither, for a head's keys of 64 x 16: two empty calls cost q·kᵀ of a head ~25 of 770 ns).
         if (columns16 < columns) TransposeByFours(ref source, sourceStride, ref target, targetStride, 0, rows16, columns16, columns);
@@ -67,56 +67,73 @@ public static partial class Gemm
     }
 
     /// <summary>
-    /// One 16 x 16 block: each group of four rows is transposed within the vectors' 128-bit lanes (lane l of u[c] then holds
-    /// column 4l + c of those rows), then the lanes of the four groups are gathered into whole columns.
+    /// A 16 x 16 block transposed: <see cref="TransposeHalfway"/>, then each column stored as a row of the target. Every row
+    /// is loaded before any is stored, so source and target may be the same block (<see cref="FinishColumns"/>).
+    /// <see cref="MultiplyBlock"/> takes the same last stage, each column consumed as it is produced, in registers; stored
+    /// and read back, the MNIST classifier's 128x128x10 took 4.6 us instead of 4.1.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void TransposeSixteen(ref float from, nint sourceStride, ref float to, nint targetStride)
+    private static void TransposeBlock(ref float from, nint sourceStride, ref float to, nint targetStride)
     {
-        LaneTransposedRows(ref from, sourceStride, out var a0, out var a1, out var a2, out var a3);
-        LaneTransposedRows(ref Unsafe.Add(ref from, 4 * sourceStride), sourceStride, out var b0, out var b1, out var b2, out var b3);
-        LaneTransposedRows(ref Unsafe.Add(ref from, 8 * sourceStride), sourceStride, out var c0, out var c1, out var c2, out var c3);
-        LaneTransposedRows(ref Unsafe.Add(ref from, 12 * sourceStride), sourceStride, out var d0, out var d1, out var d2, out var d3);
-        GatherLanes(a0, b0, c0, d0, ref to, targetStride, 0);
-        GatherLanes(a1, b1, c1, d1, ref to, targetStride, 1);
-        GatherLanes(a2, b2, c2, d2, ref to, targetStride, 2);
-        GatherLanes(a3, b3, c3, d3, ref to, targetStride, 3);
-    }
-
-    /// <summary>Four rows of sixteen, transposed within each 128-bit lane: lane l of <paramref name="u0"/> holds column 4l of the four rows, of u1 column 4l + 1, ...</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void LaneTransposedRows(ref float from, nint stride, out Vector512<float> u0, out Vector512<float> u1, out Vector512<float> u2, out Vector512<float> u3)
-    {
-        var r0 = Vector512.LoadUnsafe(ref from);
-        var r1 = Vector512.LoadUnsafe(ref Unsafe.Add(ref from, stride));
-        var r2 = Vector512.LoadUnsafe(ref Unsafe.Add(ref from, 2 * stride));
-        var r3 = Vector512.LoadUnsafe(ref Unsafe.Add(ref from, 3 * stride));
-        var low01 = Avx512F.UnpackLow(r0, r1);   // a lane: r0[0] r1[0] r0[1] r1[1]
-        var high01 = Avx512F.UnpackHigh(r0, r1); // r0[2] r1[2] r0[3] r1[3]
-        var low23 = Avx512F.UnpackLow(r2, r3);
-        var high23 = Avx512F.UnpackHigh(r2, r3);
-        u0 = Avx512F.Shuffle(low01, low23, 0x44);  // r0[0] r1[0] r2[0] r3[0]
-        u1 = Avx512F.Shuffle(low01, low23, 0xEE);  // r0[1] r1[1] r2[1] r3[1]
-        u2 = Avx512F.Shuffle(high01, high23, 0x44);
-        u3 = Avx512F.Shuffle(high01, high23, 0xEE);
+        TransposeHalfway(ref from, sourceStride, out var h);
+        Avx512F.Shuffle4x128(h.V0, h.V8, Even).StoreUnsafe(ref to, (nuint)(0 * targetStride));
+        Avx512F.Shuffle4x128(h.V1, h.V9, Even).StoreUnsafe(ref to, (nuint)(1 * targetStride));
+        Avx512F.Shuffle4x128(h.V2, h.VA, Even).StoreUnsafe(ref to, (nuint)(2 * targetStride));
+        Avx512F.Shuffle4x128(h.V3, h.VB, Even).StoreUnsafe(ref to, (nuint)(3 * targetStride));
+        Avx512F.Shuffle4x128(h.V4, h.VC, Even).StoreUnsafe(ref to, (nuint)(4 * targetStride));
+        Avx512F.Shuffle4x128(h.V5, h.VD, Even).StoreUnsafe(ref to, (nuint)(5 * targetStride));
+        Avx512F.Shuffle4x128(h.V6, h.VE, Even).StoreUnsafe(ref to, (nuint)(6 * targetStride));
+        Avx512F.Shuffle4x128(h.V7, h.VF, Even).StoreUnsafe(ref to, (nuint)(7 * targetStride));
+        Avx512F.Shuffle4x128(h.V0, h.V8, Odd).StoreUnsafe(ref to, (nuint)(8 * targetStride));
+        Avx512F.Shuffle4x128(h.V1, h.V9, Odd).StoreUnsafe(ref to, (nuint)(9 * targetStride));
+        Avx512F.Shuffle4x128(h.V2, h.VA, Odd).StoreUnsafe(ref to, (nuint)(10 * targetStride));
+        Avx512F.Shuffle4x128(h.V3, h.VB, Odd).StoreUnsafe(ref to, (nuint)(11 * targetStride));
+        Avx512F.Shuffle4x128(h.V4, h.VC, Odd).StoreUnsafe(ref to, (nuint)(12 * targetStride));
+        Avx512F.Shuffle4x128(h.V5, h.VD, Odd).StoreUnsafe(ref to, (nuint)(13 * targetStride));
+        Avx512F.Shuffle4x128(h.V6, h.VE, Odd).StoreUnsafe(ref to, (nuint)(14 * targetStride));
+        Avx512F.Shuffle4x128(h.V7, h.VF, Odd).StoreUnsafe(ref to, (nuint)(15 * targetStride));
     }
 
     /// <summary>
-    /// Columns c, 4 + c, 8 + c and 12 + c of the block from the four row groups' u[c] (lane l: column 4l + c): picking lanes
-    /// 0 and 2, or 1 and 3, of two vectors twice puts lane l of all four in one vector, rows 0 to 15 in order.
+    /// Sixteen rows of a 16 x 16 block halfway to its transpose, the stages <see cref="TransposeBlock"/> and
+    /// <see cref="MultiplyBlock"/> share: rows interleaved in pairs, then as pairs of pairs (vector 4g + j holds, in each
+    /// 128-bit lane L, column 4L + j of rows 4g to 4g + 3), then lanes 0 and 2 (columns j, 8 + j) and lanes 1 and 3 (4 + j,
+    /// 12 + j) of rows 0-7 and of rows 8-15. Column s is then the even lanes of (V_s, V_8+s) for s 0-3, of (V_4+s, V_12+s)
+    /// for 4-7, and the odd lanes of the same pairs for 8-15.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void GatherLanes(Vector512<float> rows0, Vector512<float> rows4, Vector512<float> rows8, Vector512<float> rows12, ref float to, nint stride, int c)
+    private struct HalfTransposed
     {
-        var evenLow = Avx512F.Shuffle4x128(rows0, rows4, 0x88);  // lanes 0 and 2 of rows 0-3, then of rows 4-7
-        var oddLow = Avx512F.Shuffle4x128(rows0, rows4, 0xDD);   // lanes 1 and 3
-        var evenHigh = Avx512F.Shuffle4x128(rows8, rows12, 0x88);
-        var oddHigh = Avx512F.Shuffle4x128(rows8, rows12, 0xDD);
-        Avx512F.Shuffle4x128(evenLow, evenHigh, 0x88).StoreUnsafe(ref Unsafe.Add(ref to, c * stride));
-        Avx512F.Shuffle4x128(oddLow, oddHigh, 0x88).StoreUnsafe(ref Unsafe.Add(ref to, (4 + c) * stride));
-        Avx512F.Shuffle4x128(evenLow, evenHigh, 0xDD).StoreUnsafe(ref Unsafe.Add(ref to, (8 + c) * stride));
-        Avx512F.Shuffle4x128(oddLow, oddHigh, 0xDD).StoreUnsafe(ref Unsafe.Add(ref to, (12 + c) * stride));
+        public Vector512<float> V0, V1, V2, V3, V4, V5, V6, V7, V8, V9, VA, VB, VC, VD, VE, VF;
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void TransposeHalfway(ref float rows, nint stride, out HalfTransposed h)
+    {
+        var (u0, u1, u2, u3) = Interleave(RowOf(ref rows, 0, stride), RowOf(ref rows, 1, stride), RowOf(ref rows, 2, stride), RowOf(ref rows, 3, stride));
+        var (u4, u5, u6, u7) = Interleave(RowOf(ref rows, 4, stride), RowOf(ref rows, 5, stride), RowOf(ref rows, 6, stride), RowOf(ref rows, 7, stride));
+        var (u8, u9, uA, uB) = Interleave(RowOf(ref rows, 8, stride), RowOf(ref rows, 9, stride), RowOf(ref rows, 10, stride), RowOf(ref rows, 11, stride));
+        var (uC, uD, uE, uF) = Interleave(RowOf(ref rows, 12, stride), RowOf(ref rows, 13, stride), RowOf(ref rows, 14, stride), RowOf(ref rows, 15, stride));
+        h.V0 = Avx512F.Shuffle4x128(u0, u4, Even); h.V1 = Avx512F.Shuffle4x128(u1, u5, Even); h.V2 = Avx512F.Shuffle4x128(u2, u6, Even); h.V3 = Avx512F.Shuffle4x128(u3, u7, Even);
+        h.V4 = Avx512F.Shuffle4x128(u0, u4, Odd); h.V5 = Avx512F.Shuffle4x128(u1, u5, Odd); h.V6 = Avx512F.Shuffle4x128(u2, u6, Odd); h.V7 = Avx512F.Shuffle4x128(u3, u7, Odd);
+        h.V8 = Avx512F.Shuffle4x128(u8, uC, Even); h.V9 = Avx512F.Shuffle4x128(u9, uD, Even); h.VA = Avx512F.Shuffle4x128(uA, uE, Even); h.VB = Avx512F.Shuffle4x128(uB, uF, Even);
+        h.VC = Avx512F.Shuffle4x128(u8, uC, Odd); h.VD = Avx512F.Shuffle4x128(u9, uD, Odd); h.VE = Avx512F.Shuffle4x128(uA, uE, Odd); h.VF = Avx512F.Shuffle4x128(uB, uF, Odd);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> RowOf(ref float a, int row, nint rowStride) => Vector512.LoadUnsafe(ref Unsafe.Add(ref a, row * rowStride));
+
+    /// <summary>Four rows as four vectors whose 128-bit lane L holds column 4L + j (j = 0..3) of the four rows.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (Vector512<float>, Vector512<float>, Vector512<float>, Vector512<float>) Interleave(Vector512<float> r0, Vector512<float> r1, Vector512<float> r2, Vector512<float> r3)
+    {
+        Vector512<double> low01 = Avx512F.UnpackLow(r0, r1).AsDouble(), high01 = Avx512F.UnpackHigh(r0, r1).AsDouble();
+        Vector512<double> low23 = Avx512F.UnpackLow(r2, r3).AsDouble(), high23 = Avx512F.UnpackHigh(r2, r3).AsDouble();
+        return (Avx512F.UnpackLow(low01, low23).AsSingle(), Avx512F.UnpackHigh(low01, low23).AsSingle(),
+            Avx512F.UnpackLow(high01, high23).AsSingle(), Avx512F.UnpackHigh(high01, high23).AsSingle());
+    }
+
+    // Shuffle4x128 selectors: 128-bit lanes 0 and 2 of the first operand, then of the second; lanes 1 and 3 likewise.
+    private const byte Even = 0b10_00_10_00, Odd = 0b11_01_11_01;
 
     private static void TransposeOneByOne(ref float source, nint sourceStride, ref float target, nint targetStride, int firstRow, int endRow, int firstColumn, int endColumn)
     {

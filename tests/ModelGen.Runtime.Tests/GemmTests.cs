@@ -363,14 +363,14 @@ public class GemmTests
 
     /// <summary>
     /// The transpose that packs a transposed B, a row-major A and a recurrent kernel: every block shape around the 16 x 16
-    /// (AVX-512) and 4 x 4 register blocks, on every path, with row strides longer than the rows, each value moved exactly,
+    /// (AVX-512), 4 x 4 and 2 x 4 register blocks (six rows: a panel of A off AVX-512), on every path, with row strides longer than the rows, each value moved exactly,
     /// the gaps between target rows untouched.
     /// </summary>
     [Theory, MemberData(nameof(KernelSettings.EveryPath), MemberType = typeof(KernelSettings))]
     public void Transpose_moves_every_value_and_writes_nothing_else(SimdPath path)
     {
         using var _ = KernelSettings.OnSimd(path);
-        int[] sizes = [1, 2, 3, 4, 5, 7, 10, 12, 15, 16, 17, 20, 31, 32, 33, 48];
+        int[] sizes = [1, 2, 3, 4, 5, 6, 7, 10, 12, 15, 16, 17, 20, 31, 32, 33, 48];
         foreach (int rows in sizes)
             foreach (int columns in sizes)
             {

@@ -406,15 +406,29 @@ public static partial class Gemm
         for (int group = 0; group < kc && wholeColumns > 0; group += PackedRowGroup)
         {
             int groupEnd = Math.Min(group + PackedRowGroup, kc);
+            // Rows prefetched only while the prefetch stays within the block; the row pointer steps, no multiply a row.
+            int fetched = ahead > 0 ? Math.Clamp(kc - ahead - group, 0, groupEnd - group) : 0;
+            nint rowStride = b.RowStride, fetchAhead = ahead * rowStride;
+            bool twoVectors = tileColumns == 2 * width;
             for (int jr = 0; jr < wholeColumns; jr += tileColumns)
             {
+                ref float row = ref Unsafe.Add(ref source, (nint)(pc + group) * rowStride + jc + jr);
+                ref float packed = ref Unsafe.Add(ref target, (nint)jr * kc + group * tileColumns);
                 for (int p = group; p < groupEnd; p++)
                 {
-                    ref float row = ref Unsafe.Add(ref source, (pc + p) * b.RowStride + jc + jr);
-                    if (ahead > 0 && p + ahead < kc) PrefetchRow(ref Unsafe.Add(ref row, ahead * b.RowStride));
-                    ref float packed = ref Unsafe.Add(ref target, jr * kc + p * tileColumns);
-                    if (streamed) for (int j = 0; j < tileColumns; j += width) TLanes.StoreStreamed(ref Unsafe.Add(ref packed, j), TLanes.Load(ref Unsafe.Add(ref row, j)));
-                    else for (int j = 0; j < tileColumns; j += width) TLanes.Store(ref Unsafe.Add(ref packed, j), TLanes.Load(ref Unsafe.Add(ref row, j)));
+                    if (p - group < fetched) PrefetchRow(ref Unsafe.Add(ref row, fetchAhead));
+                    if (streamed)
+                    {
+                        TLanes.StoreStreamed(ref packed, TLanes.Load(ref row));
+                        if (twoVectors) TLanes.StoreStreamed(ref Unsafe.Add(ref packed, width), TLanes.Load(ref Unsafe.Add(ref row, width)));
+                    }
+                    else
+                    {
+                        TLanes.Store(ref packed, TLanes.Load(ref row));
+                        if (twoVectors) TLanes.Store(ref Unsafe.Add(ref packed, width), TLanes.Load(ref Unsafe.Add(ref row, width)));
+                    }
+                    row = ref Unsafe.Add(ref row, rowStride);
+                    packed = ref Unsafe.Add(ref packed, tileColumns);
                 }
             }
         }

@@ -363,8 +363,8 @@ public class GemmTests
 
     /// <summary>
     /// The transpose that packs a transposed B, a row-major A and a recurrent kernel: every block shape around the 16 x 16
-    /// (AVX-512), 4 x 4 and 2 x 4 register blocks (six rows: a panel of A off AVX-512), on every path, with row strides longer than the rows, each value moved exactly,
-    /// the gaps between target rows untouched.
+    /// (AVX-512), 4 x 4 and 2 x 4 register blocks (six rows: a panel of A off AVX-512), on every path, with row strides longer
+    /// than the rows, each value moved exactly, the gaps between target rows untouched.
     /// </summary>
     [Theory, MemberData(nameof(KernelSettings.EveryPath), MemberType = typeof(KernelSettings))]
     public void Transpose_moves_every_value_and_writes_nothing_else(SimdPath path)

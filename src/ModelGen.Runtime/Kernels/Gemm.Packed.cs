@@ -417,16 +417,8 @@ public static partial class Gemm
                 for (int p = group; p < groupEnd; p++)
                 {
                     if (p - group < fetched) PrefetchRow(ref Unsafe.Add(ref row, fetchAhead));
-                    if (streamed)
-                    {
-                        TLanes.StoreStreamed(ref packed, TLanes.Load(ref row));
-                        if (twoVectors) TLanes.StoreStreamed(ref Unsafe.Add(ref packed, width), TLanes.Load(ref Unsafe.Add(ref row, width)));
-                    }
-                    else
-                    {
-                        TLanes.Store(ref packed, TLanes.Load(ref row));
-                        if (twoVectors) TLanes.Store(ref Unsafe.Add(ref packed, width), TLanes.Load(ref Unsafe.Add(ref row, width)));
-                    }
+                    CopyVector<TLanes, TVector>(ref row, ref packed, streamed);
+                    if (twoVectors) CopyVector<TLanes, TVector>(ref Unsafe.Add(ref row, width), ref Unsafe.Add(ref packed, width), streamed);
                     row = ref Unsafe.Add(ref row, rowStride);
                     packed = ref Unsafe.Add(ref packed, tileColumns);
                 }
@@ -459,6 +451,14 @@ public static partial class Gemm
                 for (int p = 0; p < kc; p++) MemoryMarshal.CreateSpan(ref Unsafe.Add(ref tile, p * tileColumns + columns), tileColumns - columns).Clear();
             }
         }
+    }
+
+    /// <summary>One vector copied, past the caches where <paramref name="streamed"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void CopyVector<TLanes, TVector>(ref float from, ref float to, bool streamed) where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        if (streamed) TLanes.StoreStreamed(ref to, TLanes.Load(ref from));
+        else TLanes.Store(ref to, TLanes.Load(ref from));
     }
 
     /// <summary>

@@ -42,37 +42,37 @@ public static partial class Gemm
     {
         int wholeRows = Sse.IsSupported ? firstRow + ((endRow - firstRow) & ~3) : firstRow;
         int wholeColumns = Sse.IsSupported ? firstColumn + ((endColumn - firstColumn) & ~3) : firstColumn;
+        // Two rows left (a six-row panel's last two, off AVX-512) go as a 2 x 4 block; the rest one by one, only where there
+        // is any (its loop set up for nothing for every four columns of a six-row panel cost as much again as the transpose:
+        // 2048 x 2048 packed in six-row panels on AVX2, 1.7-2.3 -> 0.57-0.59 ms with both).
+        int pairedRows = endRow - wholeRows >= 2 ? wholeRows + 2 : wholeRows;
         for (int c = firstColumn; c < wholeColumns; c += 4)
         {
             for (int r = firstRow; r < wholeRows; r += 4)
-            {
-                ref float from = ref Unsafe.Add(ref source, r * sourceStride + c);
-                var r0 = Vector128.LoadUnsafe(ref from);
-                var r1 = Vector128.LoadUnsafe(ref Unsafe.Add(ref from, sourceStride));
-                var r2 = Vector128.LoadUnsafe(ref Unsafe.Add(ref from, 2 * sourceStride));
-                var r3 = Vector128.LoadUnsafe(ref Unsafe.Add(ref from, 3 * sourceStride));
-                var low01 = Sse.UnpackLow(r0, r1);   // r0[0] r1[0] r0[1] r1[1]
-                var low23 = Sse.UnpackLow(r2, r3);
-                var high01 = Sse.UnpackHigh(r0, r1); // r0[2] r1[2] r0[3] r1[3]
-                var high23 = Sse.UnpackHigh(r2, r3);
-                ref float to = ref Unsafe.Add(ref target, c * targetStride + r);
-                Sse.MoveLowToHigh(low01, low23).StoreUnsafe(ref to);
-                Sse.MoveHighToLow(low23, low01).StoreUnsafe(ref Unsafe.Add(ref to, targetStride));
-                Sse.MoveLowToHigh(high01, high23).StoreUnsafe(ref Unsafe.Add(ref to, 2 * targetStride));
-                Sse.MoveHighToLow(high23, high01).StoreUnsafe(ref Unsafe.Add(ref to, 3 * targetStride));
-            }
-            // Two rows left (a six-row panel's last two, off AVX-512) go as a 2 x 4 block; the rest one by one, only where
-            // there is any (its loop set up for nothing for every four columns of a six-row panel cost as much again as the
-            // transpose: 2048 x 2048 packed in six-row panels on AVX2, 1.7-2.3 -> 0.57-0.59 ms with both).
-            int pairedRows = wholeRows;
-            if (Sse.IsSupported && endRow - wholeRows >= 2)
-            {
+                TransposeQuad(ref Unsafe.Add(ref source, r * sourceStride + c), sourceStride, ref Unsafe.Add(ref target, c * targetStride + r), targetStride);
+            if (pairedRows > wholeRows)
                 TransposePair(ref Unsafe.Add(ref source, wholeRows * sourceStride + c), sourceStride, ref Unsafe.Add(ref target, c * targetStride + wholeRows), targetStride);
-                pairedRows += 2;
-            }
             if (pairedRows < endRow) TransposeOneByOne(ref source, sourceStride, ref target, targetStride, pairedRows, endRow, c, c + 4);
         }
         TransposeOneByOne(ref source, sourceStride, ref target, targetStride, firstRow, endRow, wholeColumns, endColumn);
+    }
+
+    /// <summary>A 4 x 4 block transposed: four loads, the rows interleaved in pairs and the pairs' halves combined, four stores.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void TransposeQuad(ref float from, nint sourceStride, ref float to, nint targetStride)
+    {
+        var r0 = Vector128.LoadUnsafe(ref from);
+        var r1 = Vector128.LoadUnsafe(ref Unsafe.Add(ref from, sourceStride));
+        var r2 = Vector128.LoadUnsafe(ref Unsafe.Add(ref from, 2 * sourceStride));
+        var r3 = Vector128.LoadUnsafe(ref Unsafe.Add(ref from, 3 * sourceStride));
+        var low01 = Sse.UnpackLow(r0, r1);   // r0[0] r1[0] r0[1] r1[1]
+        var low23 = Sse.UnpackLow(r2, r3);
+        var high01 = Sse.UnpackHigh(r0, r1); // r0[2] r1[2] r0[3] r1[3]
+        var high23 = Sse.UnpackHigh(r2, r3);
+        Sse.MoveLowToHigh(low01, low23).StoreUnsafe(ref to);
+        Sse.MoveHighToLow(low23, low01).StoreUnsafe(ref Unsafe.Add(ref to, targetStride));
+        Sse.MoveLowToHigh(high01, high23).StoreUnsafe(ref Unsafe.Add(ref to, 2 * targetStride));
+        Sse.MoveHighToLow(high23, high01).StoreUnsafe(ref Unsafe.Add(ref to, 3 * targetStride));
     }
 
     /// <summary>A 2 x 4 block transposed: the two rows interleaved, each column's pair stored as one 8-byte value.</summary>

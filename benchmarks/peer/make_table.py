@@ -178,6 +178,15 @@ if probed and name in first["modelgen"]["results"]:
                 f"{median(o / c for o, c in zip(ours, ceilings)):.0%} of twice this core's FMA peak ({median(ceilings):.0f} GFLOP/s, "
                 f"the most two cores can do); 1.6x the best PyTorch would take {median(asked):.0f} GFLOP/s, "
                 f"{median(a / c for a, c in zip(asked, ceilings)):.0%} of it (shares are medians of each round's own).")
+    # Half the batch on one core alone: what two cores that split the work evenly, losing nothing to it, would take.
+    half = "mlp predict b64"
+    if half in first["modelgen"].get("single_thread", {}):
+        halves = [r["modelgen"]["single_thread"][half] for r in rounds]
+        best = [min(r["torch"]["1"]["results"][name], r["torch"]["default"]["results"][name]) for r in rounds]
+        ours_ms = [r["modelgen"]["results"][name] for r in rounds]
+        mlp_text += (f" Half the batch (64 rows) on one core alone takes {median(halves):.4f} ms: two cores that split the work "
+                     f"evenly and lost nothing to it would take as long, {speedup([b / h for b, h in zip(best, halves)])} the best "
+                     f"PyTorch; ModelGen's two take {median(o / h - 1 for o, h in zip(ours_ms, halves)):.1%} longer than that.")
 
 plot = "scaling-avx2.svg" if avx2 else "scaling.svg"
 svg(series, os.path.join(os.path.dirname(out), plot))

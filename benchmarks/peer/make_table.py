@@ -29,6 +29,11 @@ first = rounds[0]
 median = statistics.median
 
 
+def best_torch(r, group, name):
+    """The faster PyTorch configuration's (one thread or its default) time in round r."""
+    return min(r["torch"]["1"][group][name], r["torch"]["default"][group][name])
+
+
 def speedup(ratios):
     """The median of the rounds' own speedups, with their range when there are several rounds."""
     spread = f" ({min(ratios):.2f}-{max(ratios):.2f})" if len(ratios) > 1 else ""
@@ -58,7 +63,7 @@ for name in first["modelgen"]["results"]:
     ours = [r["modelgen"]["results"][name] for r in rounds]
     one = [r["torch"]["1"]["results"][name] for r in rounds]
     default = [r["torch"]["default"]["results"][name] for r in rounds]
-    ratios = [min(o, d) / m for o, d, m in zip(one, default, ours)]
+    ratios = [best_torch(r, "results", name) / m for r, m in zip(rounds, ours)]
     gflops = ""
     if name.startswith("gemm"):
         m, n, k = (int(v) for v in name.split()[1].split("x"))
@@ -94,7 +99,7 @@ for batch in (1, 128):
     for w in widths:
         key = f"{w} b{batch}"
         ours = [r["modelgen"]["scaling"][key] for r in rounds]
-        theirs = [min(r["torch"]["1"]["scaling"][key], r["torch"]["default"]["scaling"][key]) for r in rounds]
+        theirs = [best_torch(r, "scaling", key) for r in rounds]
         scaling_rows.append(f"| {marked(str(w), 'scaling/' + key)} | {params(w):,} | {batch} | {median(ours):.4f} | {median(theirs):.4f} | {speedup([t / o for t, o in zip(theirs, ours)])} |")
         series.setdefault(f"ModelGen b{batch}", []).append((params(w), median(ours)))
         series.setdefault(f"PyTorch b{batch}", []).append((params(w), median(theirs)))
@@ -173,7 +178,7 @@ if probed and name in first["modelgen"]["results"]:
     flops = 2 * 128 * (784 * 256 + 256 * 128 + 128 * 10)
     ceilings = [2 * float(r["peak"][0]) for r in probed]
     ours = [flops / r["modelgen"]["results"][name] / 1e6 for r in probed]
-    asked = [1.6 * flops / min(r["torch"]["1"]["results"][name], r["torch"]["default"]["results"][name]) / 1e6 for r in probed]
+    asked = [1.6 * flops / best_torch(r, "results", name) / 1e6 for r in probed]
     mlp_text = (f"Two cores, {name} ({flops / 1e6:.1f} MFLOP a call in its three products): ModelGen {median(ours):.0f} GFLOP/s, "
                 f"{median(o / c for o, c in zip(ours, ceilings)):.0%} of twice this core's FMA peak ({median(ceilings):.0f} GFLOP/s, "
                 f"the most two cores can do); 1.6x the best PyTorch would take {median(asked):.0f} GFLOP/s, "
@@ -182,11 +187,11 @@ if probed and name in first["modelgen"]["results"]:
     half = "mlp predict b64"
     if half in first["modelgen"].get("single_thread", {}):
         halves = [r["modelgen"]["single_thread"][half] for r in rounds]
-        best = [min(r["torch"]["1"]["results"][name], r["torch"]["default"]["results"][name]) for r in rounds]
-        ours_ms = [r["modelgen"]["results"][name] for r in rounds]
+        floor = speedup([best_torch(r, "results", name) / h for r, h in zip(rounds, halves)])
+        longer = median(r["modelgen"]["results"][name] / h - 1 for r, h in zip(rounds, halves))
         mlp_text += (f" Half the batch (64 rows) on one core alone takes {median(halves):.4f} ms: two cores that split the work "
-                     f"evenly and lost nothing to it would take as long, {speedup([b / h for b, h in zip(best, halves)])} the best "
-                     f"PyTorch; ModelGen's two take {median(o / h - 1 for o, h in zip(ours_ms, halves)):.1%} longer than that.")
+                     f"evenly and lost nothing to it would take as long, {floor} the best PyTorch; ModelGen's two take "
+                     f"{longer:.1%} longer than that.")
 
 plot = "scaling-avx2.svg" if avx2 else "scaling.svg"
 svg(series, os.path.join(os.path.dirname(out), plot))

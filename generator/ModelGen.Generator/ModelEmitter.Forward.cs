@@ -145,9 +145,17 @@ internal static partial class ModelEmitter
                     var norm = node.Layer!;
                     string rows = RowsOf(spec);
                     int columns = Rows(spec).Columns;
-                    w.Line($"// {node.Title}: LayerNormalization over the last axis, row by row");
                     string statistics = InferenceOnly ? "default, default" : $"{node.Mean}, {node.InverseStd}";
-                    w.Line($"LayerNorm.Forward({inputs[0]}, {node.Output}, {Plan.View(norm, "Gamma")}, {Plan.View(norm, "Beta")}, {statistics}, {rows}, {columns}, {Literal(norm.Epsilon)}f);");
+                    string operands = $"{node.Output}, {Plan.View(norm, "Gamma")}, {Plan.View(norm, "Beta")}, {statistics}, {rows}, {columns}, {Literal(norm.Epsilon)}f";
+                    var sum = node.Inputs[0];
+                    if (sum.NormalizedBy == node)
+                    {
+                        w.Line($"// {node.Title}: LayerNormalization over the last axis, row by row, of {sum.Title} = {sum.Inputs[0].Title} + {sum.Inputs[1].Title}, made as it is read (and kept)");
+                        w.Line($"LayerNorm.Forward({sum.Inputs[0].InferenceName}, {sum.Inputs[1].InferenceName}, {sum.WrittenTo}, {operands});");
+                        break;
+                    }
+                    w.Line($"// {node.Title}: LayerNormalization over the last axis, row by row");
+                    w.Line($"LayerNorm.Forward({inputs[0]}, {operands});");
                     break;
                 }
                 case NodeKind.Layer when node.IsResampling:
@@ -255,6 +263,9 @@ internal static partial class ModelEmitter
                     break;
                 case NodeKind.State:
                     w.Line($"// {node.Title}: the final {(spec.Axis == 0 ? "state h" : "cell state c")} of '{node.Inputs[0].Title}', written by its block above");
+                    break;
+                case NodeKind.Merge when node.NormalizedBy is { } normalizedBy:
+                    w.Line($"// {node.Title}: Add({string.Join(", ", node.Inputs.Select(i => i.Title))}), made by {normalizedBy.Title} below as it normalizes it");
                     break;
                 case NodeKind.Merge when spec.Merge == MergeOperation.Concatenate:
                 {

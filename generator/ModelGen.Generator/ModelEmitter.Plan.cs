@@ -89,6 +89,8 @@ internal static partial class ModelEmitter
             }
             user = (userNames, model.UserMethods.ToLookup(m => m.Name, m => (m.Least, m.Most)));
             RowRuns = ModelEmitter.RowRuns(Computed.ToList(), DensePairs).Select(run => run with { Method = MethodName(run.OwnMethod, run.MethodParameters) }).ToList();
+            MarkNormalizedSums(Computed.ToList(), Outputs.Select(o => o.Node).ToList(), RowRuns);
+            foreach (var sub in SubModels) MarkNormalizedSums(sub.Computed.ToList(), sub.OutputNodes.ToList(), Array.Empty<RowRun>());
             int inputs = Inputs.Count, stepped = Packed ? Inputs.Count + Outputs.Count : 2;
             ForwardMethod = KeyedDropouts.Any() ? MethodName("Forward", inputs + 2, inputs + 3) : MethodName("Forward", inputs + 2);
             BackwardMethod = MethodName("Backward", inputs + 1);
@@ -139,6 +141,30 @@ internal static partial class ModelEmitter
                 bool takesRelu = source.Is(LayerKind.BatchNormalization)
                     || source.Spec is { Kind: NodeKind.Merge, Merge: MergeOperation.Add or MergeOperation.Subtract or MergeOperation.Multiply or MergeOperation.Maximum or MergeOperation.Minimum };
                 if (takesRelu && readers[source] == 1 && !outputs.Contains(source)) source.RectifiedBy = relu;
+            }
+        }
+
+        /// <summary>
+        /// Marks each Add of two values that only a LayerNormalization reads, and that is no output, with that normalization
+        /// (<see cref="NodePlan.NormalizedBy"/>): a Transformer's residual connection and the normalization after it. The
+        /// normalization's pass makes the sum as it first reads it (LayerNorm.Forward of the two values), writing it still for
+        /// the backward pass: one pass over the rows fewer. Both in one row run or neither in one: a run's part makes only its rows.
+        /// </summary>
+        private static void MarkNormalizedSums(List<NodePlan> nodes, List<NodePlan> outputs, IReadOnlyList<RowRun> runs)
+        {
+            var readers = ReaderCounts(nodes);
+            int RunOf(NodePlan node)
+            {
+                for (int r = 0; r < runs.Count; r++)
+                    if (runs[r].Nodes.Contains(node)) return r;
+                return -1;
+            }
+            foreach (var norm in nodes.Where(n => n.Is(LayerKind.LayerNormalization)))
+            {
+                var sum = norm.Inputs[0];
+                if (sum.Spec is { Kind: NodeKind.Merge, Merge: MergeOperation.Add } && sum.Inputs.Count == 2 && readers[sum] == 1 && !outputs.Contains(sum)
+                    && RunOf(sum) == RunOf(norm))
+                    sum.NormalizedBy = norm;
             }
         }
 
@@ -298,7 +324,8 @@ internal static partial class ModelEmitter
         /// reads them). Forward runs one block per tensor; a value lives from the block that writes it to the last that reads
         /// it, the outputs to the end (the caller reads them). A pair of dense layers writes both its values in the second's
         /// block, a pooled convolution its own in its pooling's, a normalized convolution its normalization's in that one's, a
-        /// normalization or a merge its ReLU's in its own, a recurrent layer its returned states in its own; dropout and
+        /// normalization or a merge its ReLU's in its own, a LayerNormalization the Add it normalizes in its own (reading the
+        /// Add's operands there), a recurrent layer its returned states in its own; dropout and
         /// Flatten read their input's floats at inference, so their readers keep that alive. A pooled convolution's output,
         /// which most kernels never write, stays a buffer of its own (ModelBuffers.PooledConvolution); a normalized
         /// convolution's, written only while training, and a rectified normalization's or merge's, never written, have none.
@@ -310,6 +337,7 @@ internal static partial class ModelEmitter
                 DensePairs.TryGetValue(node, out var pair) ? computed.IndexOf(pair.Second)
                 : node.Is(LayerKind.Conv2D) && PooledConvolutions.TryGetValue(node, out var pool) ? computed.IndexOf(pool)
                 : IsNormalizedConvolution(node) ? computed.IndexOf(NormalizedConvolutions[node])
+                : node.NormalizedBy is { } norm ? computed.IndexOf(norm)
                 : node.IsTakenByInput ? computed.IndexOf(node.Inputs[0])
                 : node.Spec.Kind == NodeKind.State ? computed.IndexOf(node.Inputs[0])
                 : computed.IndexOf(node);
@@ -765,6 +793,11 @@ internal static partial class ModelEmitter
         /// takes the ReLU as it writes each value, into the ReLU's output, so its own output is never written.
         /// </summary>
         public NodePlan? RectifiedBy { get; set; }
+        /// <summary>
+        /// The LayerNormalization that alone reads this Add of two values (set by the plan, <see cref="MarkNormalizedSums"/>):
+        /// its pass makes the sum as it first reads it, into this tensor's buffer, so this tensor's own block computes nothing.
+        /// </summary>
+        public NodePlan? NormalizedBy { get; set; }
         /// <summary>
         /// A trainable BatchNormalization whose ReLU it takes (<see cref="RectifiedBy"/>) takes that ReLU's backward too: its
         /// block reads the ReLU's gradient where the normalized value (worked out again from its input) is positive

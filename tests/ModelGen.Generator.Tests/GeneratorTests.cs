@@ -248,10 +248,11 @@ public class GeneratorTests
         Assert.Contains("RowParts.Run(this, batch * 16, multiplyAddsPerRow: 5120, kernelFloats: 5120, training, static (model, first, rows) => model.ForwardAttentionToEncoded(first, rows));", forward);
         Assert.True(forward.IndexOf("Attention.Attend(", StringComparison.Ordinal) < forward.IndexOf("RowParts.Run(", StringComparison.Ordinal));
         var run = GeneratorHarness.FindMethod(code, "ForwardAttentionToEncoded");
-        // The part's rows of the attention's output, written by its projection from the context the heads left, then read by the Add.
+        // The part's rows of the attention's output, written by its projection from the context the heads left, then read by
+        // the Add (which the normalization after it makes).
         Assert.Contains("Span<float> attentionOutput = this.attentionOutput.AsSpan(first * 32, rows * 32);", run);
         int projection = run.IndexOf("Attention.ProjectOutput(attentionWorkspace, AttentionOutputKernel, AttentionOutputBias, attentionOutput, first, rows);", StringComparison.Ordinal);
-        Assert.True(projection > 0 && projection < run.IndexOf("Merges.Combine(MergeOperation.Add, embedOutput, attentionOutput, addOutput, rows * 32);", StringComparison.Ordinal));
+        Assert.True(projection > 0 && projection < run.IndexOf("LayerNorm.Forward(embedOutput, attentionOutput, addOutput, attendedOutput,", StringComparison.Ordinal));
 
         // An attention after row-by-row blocks does not join their run: its heads need all their rows first.
         (_, forward) = GeneratorHarness.RunAndFindMethod("""
@@ -306,6 +307,63 @@ public class GeneratorTests
         run = GeneratorHarness.FindMethod(code, "ForwardAttentionToProject");
         Assert.Contains("Attention.ProjectOutput(attentionWorkspace, AttentionOutputKernel, AttentionOutputBias, attentionOutput, first, rows);", run);
         Assert.DoesNotContain("source", run);
+    }
+
+    [Fact]
+    public void An_Add_that_only_a_LayerNormalization_reads_is_made_by_its_pass()
+    {
+        // A Transformer's two residual connections: each normalization makes its Add's sum as it reads it, into the Add's
+        // buffer (the backward pass reads it there), in the row run's part as in the whole batch.
+        var (code, _) = GeneratorHarness.RunAndFindMethod(TransformerBlock, "Forward");
+        var run = GeneratorHarness.FindMethod(code, "ForwardAttentionToEncoded");
+        Assert.Contains("// add: Add(embed, attention), made by attended below as it normalizes it", run);
+        Assert.Contains("LayerNorm.Forward(embedOutput, attentionOutput, addOutput, attendedOutput, AttendedGamma, AttendedBeta, attendedMean, attendedInverseStd, rows, 32, 0.001f);", run);
+        Assert.Contains("// add_1: Add(attended, project), made by encoded below as it normalizes it", run);
+        Assert.Contains("LayerNorm.Forward(attendedOutput, projectOutput, add_1Output, encodedOutput, EncodedGamma, EncodedBeta, encodedMean, encodedInverseStd, rows, 32, 0.001f);", run);
+        Assert.DoesNotContain("Merges.Combine(", code);
+        Assert.Contains("LayerNorm.Backward(attendedGradient, addOutput, AttendedGamma,", GeneratorHarness.FindMethod(code, "Backward"));
+
+        // Not where the sum is read by another block too, is a model output, has three operands, or is made outside the row
+        // run its normalization is in (an Add of a dropout, which joins no run): there the Add is a block of its own.
+        // (readTwice, ofOutput and ofThree in one row run with their Adds.)
+        (code, var forward) = GeneratorHarness.RunAndFindMethod("""
+            using ModelGen;
+
+            [Functional]
+            public partial class Residuals
+            {
+                [Dense(32)]                   Dense mix;
+                [Dropout(0.1)]                Dropout drop;
+                [LayerNormalization]          LayerNormalization readTwice;
+                [LayerNormalization]          LayerNormalization ofOutput;
+                [LayerNormalization]          LayerNormalization ofThree;
+                [LayerNormalization]          LayerNormalization acrossRuns;
+                [Dense(64, Activation.Relu)]  Dense expand;
+                [Dense(32)]                   Dense project;
+
+                [Graph]
+                (Tensor, Tensor, Tensor, Tensor, Tensor) Forward([Shape(16, 32)] Tensor x)
+                {
+                    var m = mix.Apply(x);
+                    var twice = Ops.Add(x, m);
+                    var shared = readTwice.Apply(twice);
+                    var output = Ops.Add(shared, m);
+                    var normalizedOutput = ofOutput.Apply(output);
+                    var three = ofThree.Apply(Ops.Add(x, m, shared));
+                    var ff = project.Apply(expand.Apply(acrossRuns.Apply(Ops.Add(drop.Apply(m), x))));
+                    return (Ops.Add(twice, three), normalizedOutput, output, ff, shared);
+                }
+            }
+            """, "Forward");
+        var normalized = Regex.Matches(code, @"LayerNorm\.Forward\((\w+), ").Select(m => m.Groups[1].Value).Order();
+        Assert.Equal(new[] { "addOutput", "add_1Output", "add_2Output", "add_3Output" }.Order(), normalized);
+        var added = Regex.Matches(code, @"Merges\.Combine\(MergeOperation\.Add, \w+, \w+, (\w+),").Select(m => m.Groups[1].Value).Order();
+        Assert.Equal(new[] { "addOutput", "add_1Output", "add_2Output", "add_2Output", "add_3Output", "add_4Output" }.Order(), added);
+        Assert.DoesNotContain("made by", code);
+        // The Add of the dropout is Forward's own block; the normalization after it opens a row run.
+        Assert.Contains("Merges.Combine(MergeOperation.Add, drop, x, add_3Output, batch * 512);", forward);
+        Assert.Contains("model.ForwardMixToOfThree(x, first, rows)", forward);
+        Assert.Contains("model.ForwardAcrossRunsToAdd_4(first, rows)", forward);
     }
 
     [Fact]

@@ -248,6 +248,8 @@ public class GuardedOperandTests
             var (rowMeans, rowInverseDeviations) = (Uniform(rows, 8), Uniform(rows, 9).Select(v => Math.Abs(v) + 0.1f).ToArray());
             StaysWithin([x, new float[values], scale, shift, new float[rows], new float[rows]],
                 m => LayerNorm.Forward(m[0].Span, m[1].Span, m[2].Span, m[3].Span, m[4].Span, m[5].Span, rows, columns, 1e-3f));
+            StaysWithin([x, other, new float[values], new float[values], scale, shift, new float[rows], new float[rows]],
+                m => LayerNorm.Forward(m[0].Span, m[1].Span, m[2].Span, m[3].Span, m[4].Span, m[5].Span, m[6].Span, m[7].Span, rows, columns, 1e-3f));
             StaysWithin([gradient, x, scale, rowMeans, rowInverseDeviations, new float[values], new float[columns], new float[columns]],
                 m => LayerNorm.Backward(m[0].Span, m[1].Span, m[2].Span, m[3].Span, m[4].Span, m[5].Span, m[6].Span, m[7].Span, rows, columns,
                     computeInput: true, accumulateInput: false, computeWeights: true, accumulateWeights: false));

@@ -137,6 +137,45 @@ public class LayerNormTests
         }
     }
 
+    /// <summary>
+    /// A residual connection's sum normalised as it is made (an Add that only a LayerNormalization reads, as in a Transformer)
+    /// gives the bits of the Add (Merges.Combine) then the normalization, and writes the sum the backward pass reads: over
+    /// 601 rows (across blocks and parts) of widths below a vector, of whole vectors and with a partial last one, on one
+    /// thread or two, with its statistics kept or none.
+    /// </summary>
+    [Theory, MemberData(nameof(Widths))]
+    public void A_sum_normalized_as_it_is_made_equals_the_add_then_the_normalization(int columns, SimdPath path)
+    {
+        using var _ = KernelSettings.OnSimd(path);
+        var random = new Random(columns);
+        const int rows = ManyRows;
+        float[] Rows(int offsets) => Enumerable.Range(0, rows).SelectMany(r => Values(random, columns, offset: r % offsets - offsets / 2, spread: 1 + r % 5)).ToArray();
+        var (left, right) = (Rows(13), Rows(7));
+        var (gamma, beta) = (Values(random, columns, 1, 1), Values(random, columns, -0.5, 1));
+        var added = new float[rows * columns];
+        Merges.Combine(MergeOperation.Add, left, right, added, rows * columns);
+        var (expected, mean, inverseStd) = (new float[rows * columns], new float[rows], new float[rows]);
+        LayerNorm.Forward(added, expected, gamma, beta, mean, inverseStd, rows, columns, Epsilon);
+
+        foreach (int threads in new[] { 1, 2 })
+        {
+            float[] Unwritten(int count) => Enumerable.Repeat(float.NaN, count).ToArray();
+            var (sum, y, rowMeans, rowInverses) = (Unwritten(rows * columns), Unwritten(rows * columns), Unwritten(rows), Unwritten(rows));
+            var (inferredSum, inferred) = (Unwritten(rows * columns), Unwritten(rows * columns));
+            KernelSettings.OnThreads(threads, () =>
+            {
+                LayerNorm.Forward(left, right, sum, y, gamma, beta, rowMeans, rowInverses, rows, columns, Epsilon);
+                LayerNorm.Forward(left, right, inferredSum, inferred, gamma, beta, default, default, rows, columns, Epsilon);
+            });
+            Assert.Equal(added, sum);
+            Assert.Equal(expected, y);
+            Assert.Equal(mean, rowMeans);
+            Assert.Equal(inverseStd, rowInverses);
+            Assert.Equal(added, inferredSum);
+            Assert.Equal(expected, inferred);
+        }
+    }
+
     /// <summary>601 rows of 70: they cross the blocks (58 rows) and the parts unevenly.</summary>
     private const int ManyRows = 601, ManyColumns = 70;
 
@@ -311,5 +350,8 @@ public class BatchNormTests
         var error = Assert.Throws<ArgumentException>(() => BatchNorm.TrainingForward(new float[63], new float[64], new float[8], new float[8],
             new float[8], new float[8], new float[8], rows: 8, channels: 8, epsilon: 1e-3f));
         Assert.Contains("BatchNormalization over 8 rows of 8 channels", error.Message);
+        error = Assert.Throws<ArgumentException>(() => LayerNorm.Forward(new float[64], new float[63], new float[64], new float[64], new float[8], new float[8],
+            default, default, rows: 8, columns: 8, epsilon: 1e-3f));
+        Assert.Contains("LayerNormalization of the sum of two values, 8 rows of 8", error.Message);
     }
 }

@@ -652,15 +652,40 @@ public static class LayerNorm
             throw new ArgumentException($"LayerNormalization of {rows} rows of {columns} needs that many values, and {columns} of gamma and beta.");
         fixed (float* px = x, py = y, pg = gamma, pb = beta, pm = mean, pi = inverseStd)
         {
-            var pass = new ForwardPass(px, py, pg, pb, mean.IsEmpty ? null : pm, mean.IsEmpty ? null : pi, columns, epsilon);
+            var pass = new ForwardPass(px, null, null, py, pg, pb, mean.IsEmpty ? null : pm, mean.IsEmpty ? null : pi, columns, epsilon);
             Helper.ForRanges(ref pass, rows, floatsPerItem: 2L * columns);
         }
     }
 
-    /// <summary>The forward pass's operands, runnable a range of rows at a time on either thread; a null mean (and inverse) keeps no statistics.</summary>
-    private readonly unsafe struct ForwardPass(float* x, float* y, float* gamma, float* beta, float* mean, float* inverseStd, int columns, float epsilon) : IVectorRanges
+    /// <summary>
+    /// Normalises left + right row by row (a residual connection's Add that only this normalization reads), writing that sum
+    /// to <paramref name="sum"/> as it goes, for the backward pass: the same bits as Merges.Combine's Add then
+    /// <see cref="Forward(ReadOnlySpan{float}, Span{float}, ReadOnlySpan{float}, ReadOnlySpan{float}, Span{float}, Span{float}, int, int, float)"/>,
+    /// with the sum's first read taken as it is made, in L1, where the two passes wrote and read it back a whole tensor apart.
+    /// </summary>
+    [MethodImpl(Compiled.Driver)]
+    public static unsafe void Forward(ReadOnlySpan<float> left, ReadOnlySpan<float> right, Span<float> sum, Span<float> y, ReadOnlySpan<float> gamma,
+        ReadOnlySpan<float> beta, Span<float> mean, Span<float> inverseStd, int rows, int columns, float epsilon)
     {
-        public readonly float* X = x, Y = y, Gamma = gamma, Beta = beta, Mean = mean, InverseStd = inverseStd;
+        if (left.Length < rows * columns || right.Length < rows * columns || sum.Length < rows * columns)
+            throw new ArgumentException($"LayerNormalization of the sum of two values, {rows} rows of {columns}, needs that many values of each and of their sum.");
+        if (y.Length < rows * columns || gamma.Length < columns || beta.Length < columns || (!mean.IsEmpty && (mean.Length < rows || inverseStd.Length < rows)))
+            throw new ArgumentException($"LayerNormalization of {rows} rows of {columns} needs that many values, and {columns} of gamma and beta.");
+        fixed (float* pl = left, pr = right, ps = sum, py = y, pg = gamma, pb = beta, pm = mean, pi = inverseStd)
+        {
+            var pass = new ForwardPass(ps, pl, pr, py, pg, pb, mean.IsEmpty ? null : pm, mean.IsEmpty ? null : pi, columns, epsilon);
+            Helper.ForRanges(ref pass, rows, floatsPerItem: 4L * columns);
+        }
+    }
+
+    /// <summary>
+    /// The forward pass's operands, runnable a range of rows at a time on either thread; a null mean (and inverse) keeps no
+    /// statistics. X is normalised; where Left is not null, X is Left + Right, written by the pass itself.
+    /// </summary>
+    private readonly unsafe struct ForwardPass(float* x, float* left, float* right, float* y, float* gamma, float* beta, float* mean, float* inverseStd,
+        int columns, float epsilon) : IVectorRanges
+    {
+        public readonly float* X = x, Left = left, Right = right, Y = y, Gamma = gamma, Beta = beta, Mean = mean, InverseStd = inverseStd;
         public readonly int Columns = columns;
         public readonly float Epsilon = epsilon;
 
@@ -745,6 +770,7 @@ public static class LayerNorm
     /// the block before the next starts. A row's sum is a chain of dependent additions, and one row's three passes, one
     /// after the other, kept the core waiting on that chain (2048 rows of 64: 150 cycles a row); a pass over many rows
     /// gives the core independent chains to overlap. Each row's arithmetic, and so its every bit, is as it was row by row.
+    /// A residual pass (Left not null) makes each row's sum in the means' pass, where the row's first read would be.
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
     private static unsafe void ForwardRows<TLanes, TVector>(in ForwardPass rows, int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct
@@ -759,10 +785,20 @@ public static class LayerNorm
             int inBlock = Math.Min(blockRows, end - block);
             for (int r = 0; r < inBlock; r++)
             {
-                ref float values = ref *(rows.X + (long)(block + r) * columns);
+                long at = (long)(block + r) * columns;
+                ref float values = ref *(rows.X + at);
                 var sum = zero;
-                for (int c = 0; c < whole; c += width) sum = TLanes.Add(sum, Lanes<TLanes, TVector>(ref values, c, whole, rest, zero));
-                if (rest > 0) sum = TLanes.Add(sum, Lanes<TLanes, TVector>(ref values, whole, whole, rest, zero));
+                if (rows.Left == null)
+                {
+                    for (int c = 0; c < whole; c += width) sum = TLanes.Add(sum, Lanes<TLanes, TVector>(ref values, c, whole, rest, zero));
+                    if (rest > 0) sum = TLanes.Add(sum, Lanes<TLanes, TVector>(ref values, whole, whole, rest, zero));
+                }
+                else
+                {
+                    ref float left = ref *(rows.Left + at), right = ref *(rows.Right + at);
+                    for (int c = 0; c < whole; c += width) sum = TLanes.Add(sum, AddStep<TLanes, TVector>(c, whole, rest, ref left, ref right, ref values));
+                    if (rest > 0) sum = TLanes.Add(sum, AddStep<TLanes, TVector>(whole, whole, rest, ref left, ref right, ref values));
+                }
                 averages[r] = TLanes.Sum(sum) / columns;
             }
             for (int r = 0; r < inBlock; r++)
@@ -789,6 +825,19 @@ public static class LayerNorm
                 if (rest > 0) OutputStep<TLanes, TVector>(whole, whole, rest, ref values, ref g, ref b, ref output, scale, shifted);
             }
         }
+    }
+
+    /// <summary>
+    /// One vector of left + right, stored to the row it normalises and returned; the lanes past the row's end are zero, as
+    /// the row's own loads fill them.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static TVector AddStep<TLanes, TVector>(int c, int whole, int rest, ref float left, ref float right, ref float values)
+        where TLanes : struct, ILanes<TVector> where TVector : struct
+    {
+        var added = TLanes.Add(Lanes<TLanes, TVector>(ref left, c, whole, rest, TLanes.Zero), Lanes<TLanes, TVector>(ref right, c, whole, rest, TLanes.Zero));
+        Store<TLanes, TVector>(ref values, c, whole, rest, added);
+        return added;
     }
 
     /// <summary>

@@ -150,7 +150,7 @@ internal static partial class ModelEmitter
                     var sum = node.Inputs[0];
                     if (sum.NormalizedBy == node)
                     {
-                        w.Line($"// {node.Title}: LayerNormalization over the last axis, row by row, of {sum.Title} = {sum.Inputs[0].Title} + {sum.Inputs[1].Title}, made as it is read (and kept)");
+                        w.Line($"// {node.Title}: LayerNormalization over the last axis, row by row, of {sum.Title} = {sum.Inputs[0].Title} + {sum.Inputs[1].Title}, which it makes as it reads it (into {sum.Title}'s buffer, for the backward pass)");
                         w.Line($"LayerNorm.Forward({sum.Inputs[0].InferenceName}, {sum.Inputs[1].InferenceName}, {sum.WrittenTo}, {operands});");
                         break;
                     }

@@ -645,17 +645,8 @@ public static class LayerNorm
     /// </summary>
     [MethodImpl(Compiled.Driver)]
     public static unsafe void Forward(ReadOnlySpan<float> x, Span<float> y, ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta,
-        Span<float> mean, Span<float> inverseStd, int rows, int columns, float epsilon)
-    {
-        if (x.Length < rows * columns || y.Length < rows * columns || gamma.Length < columns || beta.Length < columns
-            || (!mean.IsEmpty && (mean.Length < rows || inverseStd.Length < rows)))
-            throw new ArgumentException($"LayerNormalization of {rows} rows of {columns} needs that many values, and {columns} of gamma and beta.");
-        fixed (float* px = x, py = y, pg = gamma, pb = beta, pm = mean, pi = inverseStd)
-        {
-            var pass = new ForwardPass(px, null, null, py, pg, pb, mean.IsEmpty ? null : pm, mean.IsEmpty ? null : pi, columns, epsilon);
-            Helper.ForRanges(ref pass, rows, floatsPerItem: 2L * columns);
-        }
-    }
+        Span<float> mean, Span<float> inverseStd, int rows, int columns, float epsilon) =>
+        Forward(x, (float*)null, null, y, gamma, beta, mean, inverseStd, rows, columns, epsilon);
 
     /// <summary>
     /// Normalises left + right row by row (a residual connection's Add that only this normalization reads), writing that sum
@@ -667,14 +658,23 @@ public static class LayerNorm
     public static unsafe void Forward(ReadOnlySpan<float> left, ReadOnlySpan<float> right, Span<float> sum, Span<float> y, ReadOnlySpan<float> gamma,
         ReadOnlySpan<float> beta, Span<float> mean, Span<float> inverseStd, int rows, int columns, float epsilon)
     {
-        if (left.Length < rows * columns || right.Length < rows * columns || sum.Length < rows * columns)
-            throw new ArgumentException($"LayerNormalization of the sum of two values, {rows} rows of {columns}, needs that many values of each and of their sum.");
-        if (y.Length < rows * columns || gamma.Length < columns || beta.Length < columns || (!mean.IsEmpty && (mean.Length < rows || inverseStd.Length < rows)))
+        if (left.Length < rows * columns || right.Length < rows * columns)
+            throw new ArgumentException($"LayerNormalization of the sum of two values, {rows} rows of {columns}, needs that many values of each.");
+        fixed (float* pl = left, pr = right) Forward(sum, pl, pr, y, gamma, beta, mean, inverseStd, rows, columns, epsilon);
+    }
+
+    /// <summary>Either pass over x (the sum of left and right, made by the pass where left is not null), its operands checked.</summary>
+    [MethodImpl(Compiled.Driver)]
+    private static unsafe void Forward(ReadOnlySpan<float> x, float* left, float* right, Span<float> y, ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta,
+        Span<float> mean, Span<float> inverseStd, int rows, int columns, float epsilon)
+    {
+        if (x.Length < rows * columns || y.Length < rows * columns || gamma.Length < columns || beta.Length < columns
+            || (!mean.IsEmpty && (mean.Length < rows || inverseStd.Length < rows)))
             throw new ArgumentException($"LayerNormalization of {rows} rows of {columns} needs that many values, and {columns} of gamma and beta.");
-        fixed (float* pl = left, pr = right, ps = sum, py = y, pg = gamma, pb = beta, pm = mean, pi = inverseStd)
+        fixed (float* px = x, py = y, pg = gamma, pb = beta, pm = mean, pi = inverseStd)
         {
-            var pass = new ForwardPass(ps, pl, pr, py, pg, pb, mean.IsEmpty ? null : pm, mean.IsEmpty ? null : pi, columns, epsilon);
-            Helper.ForRanges(ref pass, rows, floatsPerItem: 4L * columns);
+            var pass = new ForwardPass(px, left, right, py, pg, pb, mean.IsEmpty ? null : pm, mean.IsEmpty ? null : pi, columns, epsilon);
+            Helper.ForRanges(ref pass, rows, floatsPerItem: (left == null ? 2L : 4L) * columns);
         }
     }
 

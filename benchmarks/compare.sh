@@ -51,7 +51,8 @@ export COMPARE_SAMPLES=${COMPARE_SAMPLES:-15}
 if [ -n "${COMPARE_VECTORS:-}" ]; then
   echo "ModelGen and PyTorch on $COMPARE_VECTORS only (see the top of this script), and scikit-learn, in turns..."
 else
-  echo "ModelGen, PyTorch (OPENBLAS_CORETYPE unset so OpenBLAS picks its best kernels for this CPU) and scikit-learn, in turns..."
+  echo "ModelGen, PyTorch (OPENBLAS_CORETYPE unset so OpenBLAS picks its best kernels for this CPU, or set to its widest where it would"
+  echo "fall back to narrower vectors than the CPU has: peer/torch_peer.py's best_coretype) and scikit-learn, in turns..."
 fi
 /usr/bin/python3 benchmarks/peer/interleave.py "$out" "${COMPARE_ROUNDS:-3}" benchmarks/ModelGen.Benchmarks/bin/Release/net10.0/ModelGen.Benchmarks.dll "${probes[@]}"
 /usr/bin/python3 benchmarks/peer/make_table.py "$results" "$out"/round[0-9]*

@@ -73,8 +73,11 @@ table = "\n".join(rows)
 samples = os.environ.get("COMPARE_SAMPLES", "25")
 core = first['torch']['1']['info']['openblas_core']
 avx2 = os.environ.get("COMPARE_VECTORS") == "avx2"
+unset_core = first['torch']['1']['info'].get('openblas_unset_core', core)
 blas = (f"OPENBLAS_CORETYPE={core} and ATEN_CPU_CAPABILITY={first['torch']['1']['info']['aten_capability']}: both sides on 256-bit vectors as on a machine without AVX-512"
-        if avx2 else f"OPENBLAS_CORETYPE unset: it chose {core}")
+        if avx2 else f"OPENBLAS_CORETYPE unset: it chose {core}" if core == unset_core
+        else f"OPENBLAS_CORETYPE={core}: left unset, this OpenBLAS, older than the CPU, took {unset_core}'s narrower vectors; {core} "
+             f"is the widest kernels it has that this CPU runs, torch_peer.best_coretype")
 header = (f"Machine: {cpu}, {subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores. "
           f"Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}. "
           f"PyTorch {first['torch']['1']['info']['torch']} on OpenBLAS ({blas}); ModelGen {first['modelgen']['info']['simd']}, .NET {first['modelgen']['info']['runtime']}.\n"

@@ -4,16 +4,19 @@
 Each configuration runs in its own process so thread pools are sized before torch starts:
   "1 thread"  torch.set_num_threads(1), OMP_NUM_THREADS=1, OPENBLAS_NUM_THREADS=1
   "default"   nothing set: what a user gets (torch 1 intra-op thread, OpenBLAS 2 threads here)
-OPENBLAS_CORETYPE is unset by compare.sh so OpenBLAS picks its best kernels for this CPU (with COMPARE_VECTORS=avx2, both
-OpenBLAS and ATen are held to their AVX2 kernels instead).
+OPENBLAS_CORETYPE is unset so OpenBLAS picks its best kernels for this CPU, unless it would fall back to narrower vectors than
+the CPU has (a release older than the CPU: see best_coretype); then it names the widest kernels the library has and the CPU
+runs. With COMPARE_VECTORS=avx2, both OpenBLAS and ATen are held to their AVX2 kernels instead.
 Timing matches the harness: after warm-up, each sample is the mean of back-to-back calls over >= 10 ms;
 the median of COMPARE_SAMPLES samples (default 25) is reported. Inference takes the fastest of eager, jit.trace and
 jit.trace+freeze+optimize_for_inference; training is zero_grad -> forward -> cross-entropy ->
 backward -> Adam(lr=1e-3, eps=1e-7, foreach=True), the Keras-equivalent step.
 Usage: torch_peer.py --serve 1|default        one workload at a time on stdin (peer/interleave.py starts both)
 """
+import functools
 import json
 import os
+import subprocess
 import sys
 import time
 
@@ -249,10 +252,7 @@ def workloads(threads):
         for batch in (1, 128):
             table[f"scaling/{width} b{batch}"] = (lambda width=width, batch=batch: scaling(width, batch), False, None)
 
-    import ctypes
-    openblas = ctypes.CDLL("libopenblas.so.0")
-    openblas.openblas_get_corename.restype = ctypes.c_char_p
-    info = {"openblas_core": openblas.openblas_get_corename().decode(), "torch": torch.__version__, "threads": torch.get_num_threads(), "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default"),
+    info = {"openblas_core": openblas_core(), "openblas_unset_core": unset_core(), "torch": torch.__version__, "threads": torch.get_num_threads(), "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default"),
             "aten_capability": os.environ.get("ATEN_CPU_CAPABILITY", "default")}
 
     built = {}
@@ -278,12 +278,63 @@ def serve(threads):
         print(json.dumps(names if line == "list" else info if line == "info" else measure(line)), flush=True)
 
 
+def openblas_core():
+    """The kernels OpenBLAS took in this process (it reads OPENBLAS_CORETYPE once, when it loads)."""
+    import ctypes
+    openblas = ctypes.CDLL("libopenblas.so.0")
+    openblas.openblas_get_corename.restype = ctypes.c_char_p
+    return openblas.openblas_get_corename().decode()
+
+
+def core_under(coretype):
+    """The kernels OpenBLAS takes in a fresh process with OPENBLAS_CORETYPE set to coretype, or unset for None."""
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    if coretype:
+        env["OPENBLAS_CORETYPE"] = coretype
+    return subprocess.run([sys.executable, "-c", "import torch_peer; print(torch_peer.openblas_core())"], env=env,
+                          cwd=os.path.dirname(os.path.abspath(__file__)), capture_output=True, text=True, check=True).stdout.strip()
+
+
+# OpenBLAS's x86 kernels by vector width, widest first, with the CPU flags each needs.
+CORES_BY_WIDTH = (
+    (512, (("Cooperlake", {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_bf16"}),
+           ("SkylakeX", {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512cd"}))),
+    (256, (("Haswell", {"avx2", "fma"}), ("Zen", {"avx2", "fma"}))),
+)
+
+
+@functools.cache
+def unset_core():
+    return core_under(None)
+
+
+@functools.cache
+def best_coretype():
+    """None where OpenBLAS left to itself takes kernels as wide as this CPU's vectors; else the widest kernels the library
+    accepts that this CPU runs. A release older than the CPU falls back to Prescott's SSE3: Debian 12's 0.3.21 does so on an
+    Intel Xeon of family 6, model 207, where it ran gemm 2048^3 at 30 GFLOP/s a core against 127 for ModelGen."""
+    try:
+        flags = set(next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split(":")[1].split())
+    except (OSError, StopIteration):
+        return None
+    for _, cores in CORES_BY_WIDTH:
+        runnable = [name for name, needs in cores if needs <= flags]
+        if not runnable:
+            continue
+        if unset_core() in (name for name, _ in cores):
+            return None
+        return next((name for name in runnable if core_under(name) == name), None)
+    return None
+
+
 def environment(threads):
     """The process environment of a configuration: one thread everywhere, or what a user gets."""
     env = dict(os.environ)
     if not os.environ.get("COMPARE_VECTORS"):
         # Held to narrower kernels only by compare.sh's COMPARE_VECTORS, which sets OPENBLAS_CORETYPE and ATEN_CPU_CAPABILITY.
         env.pop("OPENBLAS_CORETYPE", None)
+        if best_coretype():
+            env["OPENBLAS_CORETYPE"] = best_coretype()
     if threads == "1":
         env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     return env

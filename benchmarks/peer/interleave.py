@@ -5,12 +5,14 @@ This machine's speed drifts by 10-50% over minutes, so a side timed all at once 
 phases. Here ModelGen (ModelGen.Benchmarks --serve) and PyTorch in its two configurations (torch_peer.py --serve) stay up
 and take turns workload by workload, the side going first rotating; each round then also fits the digits on both sides
 (scikit-learn and ModelGen's Fit, in alternating order) and measures the FMA peak. Before and after each workload's turns
-it measures the cores' round trip (round_trip.c), which the host changes by 4-6x, within seconds, as it moves the vCPUs.
-Where a probe finds it above twice the fastest seen so far, the workload waits for it to come back (probing every second)
-and, if it was the after-probe, takes its turns again once, within a patience of waiting seconds for the whole run: so
-the table states the code, not where the host put the cores, while the patience lasts.
-Each round's results land in OUT/roundN/ as torch.json, modelgen.json, sklearn.json, digits.json, peak.txt and
-round_trip.json, which make_table.py reads.
+it measures the cores' round trip and whether they share a physical core (round_trip.c): the host moves the vCPUs within
+seconds, changing the trip by 4-6x, and may put them on one core's two hyperthreads, where two threads of multiply-adds
+each run at half speed. Where a probe finds the trip above twice the fastest seen on cores of their own, or the cores
+shared, the workload waits for a better placement (probing every second) and, if it was the after-probe, takes its turns
+again once, within a patience of waiting seconds for the whole run: so the table states the code, not where the host put
+the cores, while the patience lasts.
+Each round's results land in OUT/roundN/ as torch.json, modelgen.json, sklearn.json, digits.json, peak.txt,
+round_trip.json and shared_core.json, which make_table.py reads.
 Usage: interleave.py OUT ROUNDS MODELGEN_DLL [--peak PEAK_FMA] [--round-trip ROUND_TRIP [--patience SECONDS]]
 """
 import argparse
@@ -51,31 +53,37 @@ def run(command):
 
 
 class Cores:
-    """The round-trip probe, the fastest trip it has seen, and the waiting left to spend on the slow placement."""
+    """The round-trip probe, the fastest trip it has seen on cores of their own, and the waiting left to spend on a bad
+    placement: the vCPUs moved apart (a trip over twice that fastest), or put on one physical core's two hyperthreads (each
+    keeping under SharedCore of its multiply-add rate while the other runs too; their trip is then the fastest of all)."""
+
+    SharedCore = 0.75
 
     def __init__(self, probe, patience):
         self.probe, self.patience, self.fastest = probe, patience, None
 
     def trip(self):
-        """The cores' round trip in ns (round_trip.c); None without a probe or with a single CPU (the probe prints nothing)."""
-        answer = run([self.probe]).strip() if self.probe else ""
+        """(round trip in ns, share of a thread's rate kept beside the other's) from round_trip.c; None without a probe or
+        with a single CPU (the probe prints nothing)."""
+        answer = run([self.probe]).split() if self.probe else []
         if not answer:
             return None
-        ns = float(answer)
-        self.fastest = ns if self.fastest is None else min(self.fastest, ns)
-        return ns
+        ns, share = float(answer[0]), float(answer[1])
+        if share >= self.SharedCore:
+            self.fastest = ns if self.fastest is None else min(self.fastest, ns)
+        return ns, share
 
-    def slow(self, ns):
-        return ns is not None and ns > 2 * self.fastest
+    def slow(self, probe):
+        return probe is not None and (probe[1] < self.SharedCore or (self.fastest is not None and probe[0] > 2 * self.fastest))
 
     def settled(self):
         """A probe, taken again every second while it reads slow and patience is left; None without a probe."""
-        ns = self.trip()
-        while self.slow(ns) and self.patience > 0:
+        probe = self.trip()
+        while self.slow(probe) and self.patience > 0:
             time.sleep(1)
             self.patience -= 1
-            ns = self.trip()
-        return ns
+            probe = self.trip()
+        return probe
 
 
 def write(path, text):
@@ -104,7 +112,7 @@ def main():
         for round_number in range(1, rounds + 1):
             print(f"round {round_number} of {rounds}", flush=True)
             times = {side: {} for side in sides}
-            trips = {}
+            trips, shares = {}, {}
             for index, name in enumerate(names["modelgen"]):
                 turn = (index + round_number) % len(order)
                 for _ in range(2):
@@ -116,7 +124,8 @@ def main():
                     if not cores.slow(after) or cores.patience <= 0:
                         break
                 if after is not None:
-                    trips[name] = [before, after]
+                    trips[name] = [before[0], after[0]]
+                    shares[name] = [before[1], after[1]]
             folder = os.path.join(out, f"round{round_number}")
             os.makedirs(folder, exist_ok=True)
 
@@ -130,6 +139,7 @@ def main():
             write(os.path.join(folder, "torch.json"), json.dumps({threads: grouped(threads) for threads in ("1", "default")}, indent=1))
             if trips:
                 write(os.path.join(folder, "round_trip.json"), json.dumps(trips, indent=1))
+                write(os.path.join(folder, "shared_core.json"), json.dumps(shares, indent=1))
                 print(f"  patience left: {cores.patience} s", flush=True)
 
             # The digits fits and the FMA peak, each in a process of its own, the side going first alternating.

@@ -23,7 +23,7 @@ def load(folder, name):
 
 rounds = [{name: load(folder, name + ext) for name, ext in
            (("torch", ".json"), ("modelgen", ".json"), ("sklearn", ".json"), ("digits", ".json"), ("peak", ".txt"),
-            ("round_trip", ".json"))}
+            ("round_trip", ".json"), ("shared_core", ".json"))}
           for folder in round_dirs]
 first = rounds[0]
 median = statistics.median
@@ -41,18 +41,25 @@ def speedup(ratios):
 
 
 # The cores' round trip before and after each workload (round_trip.c): a round counts as slow for a workload where either
-# was more than twice the run's fastest, the host having moved the vCPUs apart. The rows say in how many of their rounds
-# that happened; the host can also move them and back between two probes, so a row without the mark may have met it too.
+# was more than twice the run's fastest on cores of their own, the host having moved the vCPUs apart, and as shared where
+# either probe found the two vCPUs on one physical core's hyperthreads (each kept under 0.75 of its multiply-add rate beside
+# the other; older runs did not probe it). The rows say in how many of their rounds each happened; the host can also move
+# them and back between two probes, so a row without a mark may have met it too.
+SHARED_CORE = 0.75
 trips = [t for r in rounds if r["round_trip"] for pair in r["round_trip"].values() for t in pair]
-slow_above = 2 * min(trips) if trips else None
+own_core_trips = [t for r in rounds if r["round_trip"] for name, pair in r["round_trip"].items()
+                  for t, share in zip(pair, (r["shared_core"] or {}).get(name, [1, 1])) if share >= SHARED_CORE]
+slow_above = 2 * min(own_core_trips) if own_core_trips else None
+shares = [s for r in rounds if r["shared_core"] for pair in r["shared_core"].values() for s in pair]
 
 
 def marked(name, key):
-    """The row's label, with †n where n of its rounds ran while the round trip was slow."""
+    """The row's label, with †n where n of its rounds ran while the round trip was slow, ‡n where n shared one core."""
     if slow_above is None:
         return name
     slow = sum(1 for r in rounds if r["round_trip"] and max(r["round_trip"].get(key, [0])) > slow_above)
-    return f"{name} †{slow}" if slow else name
+    shared = sum(1 for r in rounds if r["shared_core"] and min(r["shared_core"].get(key, [1])) < SHARED_CORE)
+    return name + (f" †{slow}" if slow else "") + (f" ‡{shared}" if shared else "")
 
 
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
@@ -87,11 +94,18 @@ header = (f"Machine: {cpu}, {subprocess.run(['nproc'], capture_output=True, text
 if trips:
     header += (f"The cores' round trip, measured before and after each workload (benchmarks/peer/round_trip.c): median "
                f"{median(trips):.0f} ns, {min(trips):.0f}-{max(trips):.0f}. †n: in n of the row's rounds it was above "
-               f"{slow_above:.0f} ns (twice the fastest), "
+               f"{slow_above:.0f} ns (twice the fastest on cores of their own), "
                "the host having moved the two vCPUs apart (it does so within seconds): workloads that hand work between the cores "
                "many times per call slow down there, large products barely. A workload that met it waited for the trip to come "
                "back and took its turns again once, while the run's patience lasted (interleave.py); †n counts the rounds where "
                "it was slow all the same.\n")
+if shares:
+    header += (f"‡n: in n of the row's rounds a probe found the two vCPUs on one physical core's two hyperthreads (round_trip.c: "
+               f"each thread kept under {SHARED_CORE} of its multiply-add rate while the other ran too; "
+               f"{sum(1 for s in shares if s < SHARED_CORE)} of {len(shares)} probes): work shared by two threads gains little "
+               "there while one thread runs at full speed, so ModelGen's two threads lose ground to a one-thread peer; such a "
+               "workload waited and took its turns again as for a slow trip, and ‡n counts the rounds where it was shared all "
+               "the same.\n")
 # Scaling: MLP width -> parameters, ModelGen vs the best PyTorch configuration, at batch 1 and 128.
 def params(w):
     return 2 * w * w + 2 * w + 10 * w + 10

@@ -45,7 +45,9 @@ def speedup(ratios):
 # either probe found the two vCPUs on one physical core's hyperthreads (each kept under 0.75 of its multiply-add rate beside
 # the other; older runs did not probe it). The rows say in how many of their rounds each happened; the host can also move
 # them and back between two probes, so a row without a mark may have met it too.
-SHARED_CORE = 0.75
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from interleave import Cores  # noqa: E402  the threshold the run waited on
+SHARED_CORE = Cores.SharedCore
 trips = [t for r in rounds if r["round_trip"] for pair in r["round_trip"].values() for t in pair]
 own_core_trips = [t for r in rounds if r["round_trip"] for name, pair in r["round_trip"].items()
                   for t, share in zip(pair, (r["shared_core"] or {}).get(name, [1, 1])) if share >= SHARED_CORE]

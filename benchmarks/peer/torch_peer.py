@@ -311,8 +311,9 @@ def unset_core():
 @functools.cache
 def best_coretype():
     """None where OpenBLAS left to itself takes kernels as wide as this CPU's vectors; else the widest kernels the library
-    accepts that this CPU runs. A release older than the CPU falls back to Prescott's SSE3: Debian 12's 0.3.21 does so on an
-    Intel Xeon of family 6, model 207, where it ran gemm 2048^3 at 30 GFLOP/s a core against 127 for ModelGen."""
+    accepts that this CPU runs (a narrower width where the library has none of the widest). A release older than the CPU
+    falls back to Prescott's SSE3: Debian 12's 0.3.21 does so on an Intel Xeon of family 6, model 207, where it ran gemm
+    2048^3 at 30 GFLOP/s a core against 159 on Cooperlake's kernels."""
     try:
         flags = set(next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split(":")[1].split())
     except (OSError, StopIteration):
@@ -323,7 +324,9 @@ def best_coretype():
             continue
         if unset_core() in (name for name, _ in cores):
             return None
-        return next((name for name in runnable if core_under(name) == name), None)
+        accepted = next((name for name in runnable if core_under(name) == name), None)
+        if accepted:
+            return accepted
     return None
 
 

@@ -42,14 +42,14 @@ public static partial class Gemm
     // 4.31).
     private const int FetchedRowBlock = 132;
     private const int RowBlock = 96;         // MC of an A read in place: rows claimed at once, so produced rows are read from L2
-    // MC of a packed A: 384 rows (1.5 MB when blocks were 1024 deep, 3 MB now; on the Zen 5, 2048 deep, 2048^3 with 192 rows
-    // 72.3 against 72.7 ms on one core and 39.6 against 37.8 on two, with 120 and 72 rows 73.7 and 74.9 against 72.5 on one
-    // and even on two, with 576 even on one). Each tile of B comes from L3 once per block and is then read
-    // again from L2 by every row tile of the block, 32 of them rather than 8 (2048^3 on one core, interleaved: 113 / 115 / 117 /
-    // 119 / 120 / 118 GFLOP/s with 96 / 144 / 192 / 252 / 384 / 480 rows). On the AVX2 Zen 3 (512 KB of L2) blocks sized to
-    // its L2 were no faster: 2048^3 on two cores 165-167 GFLOP/s with 384 x 1024 and 144 x 512, 154-157 with 144 x 256 and
-    // 96 x 512; 1024^3 on one core 90 with all four.
-    private const int PackedRowBlock = 384;
+    // MC of a packed A: 96 rows, eight twelve-row tiles (768 KB at depth 2048), a block that stays in L2 beside the tile of B
+    // its row tiles read (256 KB), so each tile of B comes from L3 once per block and A's rows never do. On the Intel Xeon
+    // (2 MB of L2 a core, far from its L3) 384 rows (3 MB) read A from L3 again for every tile of B: 2048^3 on one core
+    // 110-117 -> 105-107 ms (48 and 72 rows alike, 144 107-109), on two 55.5-56.2 -> 52.5-54.0 (192 rows as 384; fresh
+    // processes in turns, peak_fma 176-180 before each round). The Zen 5 (1 MB of L2) had taken 384: 2048 deep, 72.5 ms on one
+    // core against 73.7 and 74.9 with 120 and 72 rows, 37.8 on two against 39.6 with 192; a Zen 4, 1024 deep, 113 / 117 / 120
+    // GFLOP/s with 96 / 192 / 384 on one core; the AVX2 Zen 3 (512 KB) no faster with blocks sized to its L2.
+    private const int PackedRowBlock = 96;
     private const int PackedRowGroup = 16;   // rows of B packed together, tile by tile (PackB)
     private const int ColumnBlock = 2048;    // NC: columns per pass over A (2048^3: A packed once, not twice: 110 -> 113 GFLOP/s)
 

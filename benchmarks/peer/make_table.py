@@ -42,9 +42,9 @@ def speedup(ratios):
 
 # The cores' round trip before and after each workload (round_trip.c): a round counts as slow for a workload where either
 # was more than twice the run's fastest on cores of their own, the host having moved the vCPUs apart, and as shared where
-# either probe found the two vCPUs on one physical core's hyperthreads (each kept under 0.75 of its multiply-add rate beside
-# the other; older runs did not probe it). The rows say in how many of their rounds each happened; the host can also move
-# them and back between two probes, so a row without a mark may have met it too.
+# either probe found the two vCPUs on one physical core's hyperthreads (each kept under Cores.SharedCore of its multiply-add
+# rate beside the other; older runs did not probe it). The rows say in how many of their rounds each happened; the host can
+# also move them and back between two probes, so a row without a mark may have met it too.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from interleave import Cores  # noqa: E402  the threshold the run waited on
 SHARED_CORE = Cores.SharedCore

@@ -336,8 +336,9 @@ def environment(threads):
     if not os.environ.get("COMPARE_VECTORS"):
         # Held to narrower kernels only by compare.sh's COMPARE_VECTORS, which sets OPENBLAS_CORETYPE and ATEN_CPU_CAPABILITY.
         env.pop("OPENBLAS_CORETYPE", None)
-        if best_coretype():
-            env["OPENBLAS_CORETYPE"] = best_coretype()
+        coretype = best_coretype()
+        if coretype:
+            env["OPENBLAS_CORETYPE"] = coretype
     if threads == "1":
         env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     return env

@@ -46,9 +46,10 @@ public static partial class Gemm
     // its row tiles read (256 KB), so each tile of B comes from L3 once per block and A's rows never do. On the Intel Xeon
     // (2 MB of L2 a core, far from its L3) 384 rows (3 MB) read A from L3 again for every tile of B: 2048^3 on one core
     // 110-117 -> 105-107 ms (48 and 72 rows alike, 144 107-109), on two 55.5-56.2 -> 52.5-54.0 (192 rows as 384; fresh
-    // processes in turns, peak_fma 176-180 before each round). The Zen 5 (1 MB of L2) had taken 384: 2048 deep, 72.5 ms on one
-    // core against 73.7 and 74.9 with 120 and 72 rows, 37.8 on two against 39.6 with 192; a Zen 4, 1024 deep, 113 / 117 / 120
-    // GFLOP/s with 96 / 192 / 384 on one core; the AVX2 Zen 3 (512 KB) no faster with blocks sized to its L2.
+    // processes in turns, peak_fma 176-180 before each round). 384 rows were chosen 1024 deep, where they were 1.5 MB inside a
+    // 2 MB L2 (113 / 117 / 120 GFLOP/s with 96 / 192 / 384 on one core), and grew to 3 MB with the Zen 5's depth of 2048; the
+    // Zen 5 (1 MB of L2) kept 384: 72.5 ms on one core against 73.7 and 74.9 with 120 and 72 rows, 37.8 on two against 39.6
+    // with 192. On the AVX2 Zen 3 (512 KB) blocks sized to its L2 were no faster.
     private const int PackedRowBlock = 96;
     private const int PackedRowGroup = 16;   // rows of B packed together, tile by tile (PackB)
     private const int ColumnBlock = 2048;    // NC: columns per pass over A (2048^3: A packed once, not twice: 110 -> 113 GFLOP/s)

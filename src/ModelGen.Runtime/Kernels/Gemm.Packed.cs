@@ -9,7 +9,10 @@ namespace ModelGen.Kernels;
 public static partial class Gemm
 {
     private const int RowsPerTile = 6;       // MR: rows of A per micro-kernel tile
-    private const int TallRows = 12;         // MR of the twelve-row kernels (AVX-512: 32 vector registers)
+    // MR of the twelve-row kernels (AVX-512: 32 vector registers). Fourteen rows (28 accumulators, no spill in the JIT's loop)
+    // read a seventh less of B per multiply-add, and gained ~1% on one core at most (2048^3 on the Intel Xeon in blocks of 84
+    // rows: 105.0-106.3 ms against 106.4-107.0), nothing on two (53.3-55.1 against 53.0-54.1): not worth a kernel of their own.
+    private const int TallRows = 12;
     private const int EightRows = 8;         // MR of a last in-place tile of seven or eight rows (AVX-512)
     private const int FourRows = 4;          // MR of a last in-place tile of at most four rows (off AVX-512: also of a last seven or eight, as two)
     // KC: depth of one block. Each block reads and writes C once more; with A packed that traffic cost more than keeping a
@@ -22,11 +25,14 @@ public static partial class Gemm
     // with 512, 14.9-16.9 with 256). On a Zen 5, whose FMAs run 512 bits wide at full rate, C's pass per block costs a larger
     // share: 2048 deep, C read and written once, 2048^3 on two cores 38.4 -> 37.3 ms and on one 72.8 -> 71.9 ms, 512x2048x2048
     // on two 9.65 -> 9.43 ms (medians of 8, 4 and 6 fresh processes in turns); A read in place, 128x2048x2048 on one core
-    // even (5.44 against 5.39 ms).
+    // even (5.44 against 5.39 ms). On the Intel Xeon (48 KB of L1) depth 256, where B's tile (32 KB) stays in L1, lost with
+    // A's block 96 to 768 rows and C prefetched into L2 at each tile's start: 2048^3 on one core 90.0-101.8 ms, 2048 deep 86.2-88.7.
     private const int DepthBlock = 2048;
     // How far ahead the twelve-row packed kernel prefetches B: a deep block's B tile (2048 steps x 32 floats: 256 KB) does not
     // stay in L1 between row tiles and comes back from L2 (2048^3 on one core, 1024 deep: 121 -> 125.5 GFLOP/s; 8 steps
-    // ahead gave 121, 24 gave 123, 32 to 128 all 125.7; on the Zen 5, 2048 deep, 16 and 64 steps within the noise of 32).
+    // ahead gave 121, 24 gave 123, 32 to 128 all 125.7; on the Zen 5, 2048 deep, 16 and 64 steps within the noise of 32). On the
+    // Intel Xeon, 2048^3 on one core: 16 and 64 steps no faster than 32, nor A prefetched 16 or 32 steps ahead, nor the next
+    // tile of B prefetched into L2 during a block's last row tile.
     private const int BPrefetchSteps = 32;
     // How far ahead B's rows are prefetched where they lie, by a tile that packs B as it reads it and by PackB when it copies
     // less than a page of each row: rows a cache line or more apart defeat the hardware prefetchers, which stay within a page

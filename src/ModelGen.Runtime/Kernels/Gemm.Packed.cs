@@ -27,6 +27,8 @@ public static partial class Gemm
     // on two 9.65 -> 9.43 ms (medians of 8, 4 and 6 fresh processes in turns); A read in place, 128x2048x2048 on one core
     // even (5.44 against 5.39 ms). On the Intel Xeon (48 KB of L1) depth 256, where B's tile (32 KB) stays in L1, lost with
     // A's block 96 to 768 rows and C prefetched into L2 at each tile's start: 2048^3 on one core 90.0-101.8 ms, 2048 deep 86.2-88.7.
+    // So did steps of 128 to 512 inside a 2048-deep block, each full tile's chains resumed from the partial sums it stored in
+    // C (the same bits as one chain): 112.2-128.1 ms against 106.5-106.8.
     private const int DepthBlock = 2048;
     // How far ahead the twelve-row packed kernel prefetches B: a deep block's B tile (2048 steps x 32 floats: 256 KB) does not
     // stay in L1 between row tiles and comes back from L2 (2048^3 on one core, 1024 deep: 121 -> 125.5 GFLOP/s; 8 steps

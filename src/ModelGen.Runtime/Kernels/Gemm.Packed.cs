@@ -9,10 +9,7 @@ namespace ModelGen.Kernels;
 public static partial class Gemm
 {
     private const int RowsPerTile = 6;       // MR: rows of A per micro-kernel tile
-    // MR of the twelve-row kernels (AVX-512: 32 vector registers). Fourteen rows (28 accumulators, no spill in the JIT's loop)
-    // read a seventh less of B per multiply-add, and gained ~1% on one core at most (2048^3 on the Intel Xeon in blocks of 84
-    // rows: 105.0-106.3 ms against 106.4-107.0), nothing on two (53.3-55.1 against 53.0-54.1): not worth a kernel of their own.
-    private const int TallRows = 12;
+    private const int TallRows = 12;         // MR of the twelve-row kernels (AVX-512: 32 vector registers)
     private const int EightRows = 8;         // MR of a last in-place tile of seven or eight rows (AVX-512)
     private const int FourRows = 4;          // MR of a last in-place tile of at most four rows (off AVX-512: also of a last seven or eight, as two)
     // KC: depth of one block. Each block reads and writes C once more; with A packed that traffic cost more than keeping a
@@ -343,6 +340,9 @@ public static partial class Gemm
     /// <summary>
     /// A packed panel of twelve rows, for AVX-512's 32 registers: 24 accumulators, two vectors of B and a broadcast. Each step
     /// loads two vectors of B for 24 multiply-adds, half the B traffic of six rows (1024^3 on one core: 108 -> 111 GFLOP/s).
+    /// Fourteen rows (28 accumulators, still no spill in the JIT's loop) read a seventh less of B per multiply-add and gained
+    /// ~1% on one core at most (2048^3 on the Intel Xeon in blocks of 84 rows: 105.0-106.3 ms against 106.4-107.0), nothing
+    /// on two (53.3-55.1 against 53.0-54.1): not worth a layout of their own.
     /// </summary>
     private readonly struct TallPackedRows : IRowsOfA
     {

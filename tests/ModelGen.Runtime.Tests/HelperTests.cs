@@ -244,4 +244,53 @@ public unsafe class HelperTests
         if (item == 0) seen->Item0 = Helper.CanShare;
         else seen->Item1 = Helper.CanShare;
     }
+
+    /// <summary>What the items of a job passed by value see: its stamp, written where <see cref="Seen"/> points, one int an item.</summary>
+    private readonly struct Stamped(int* seen, int* workers, int stamp)
+    {
+        public readonly int* Seen = seen, Workers = workers;
+        public readonly int Stamp = stamp;
+    }
+
+    /// <summary>A state too large for the block beside the mailbox, so it is read where it lies.</summary>
+    private struct LargeStamped
+    {
+        public Stamped Stamped;
+        public fixed byte Padding[Helper.KeptBytes];
+    }
+
+    private static void SeeStamp(void* state, int item, int worker)
+    {
+        var stamped = (Stamped*)state;
+        stamped->Seen[item] = stamped->Stamp;
+        stamped->Workers[item] = worker;
+        var clock = Stopwatch.StartNew();
+        while (clock.Elapsed.TotalMicroseconds < 20) { } // long enough for the helper to take some
+    }
+
+    [Fact]
+    public void Items_of_a_job_passed_by_value_see_that_jobs_state_on_either_thread()
+    {
+        KernelSettings.OnThreads(2, () =>
+        {
+            int* seen = stackalloc int[Items], workers = stackalloc int[Items];
+            int helped = 0;
+            // Stamps change from job to job, and jobs of a small state alternate with jobs of one kept where it lies: a kept
+            // block not rewritten when the state changes would show the last job's stamp.
+            for (int stamp = 1; stamp <= 200; stamp++)
+            {
+                var stamped = new Stamped(seen, workers, stamp);
+                if (stamp % 3 == 0) Helper.For(Items, &SeeStamp, new LargeStamped { Stamped = stamped });
+                else Helper.For(Items, &SeeStamp, stamped);
+                bool helper = false;
+                for (int item = 0; item < Items; item++)
+                {
+                    Assert.Equal(stamp, seen[item]);
+                    helper |= workers[item] == 1;
+                }
+                if (helper) helped++;
+            }
+            if (Environment.ProcessorCount >= 2) Assert.True(helped > 0, "the helper took part in none of 200 jobs");
+        });
+    }
 }

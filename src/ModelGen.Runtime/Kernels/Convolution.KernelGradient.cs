@@ -61,7 +61,7 @@ public static partial class Convolution
         fixed (float* x = input, dy = outputGradient, target = kernelGradient, sums = partials)
         {
             var work = new KernelGradientSlices(x, dy, sliced ? sums : target, window, repeats, filters, positions, order, addsToTarget: !sliced && accumulate);
-            Helper.For(order.Parts, &RunKernelGradientSlice, &work);
+            Helper.For(order.Parts, &RunKernelGradientSlice, in work);
         }
         if (sliced) Gemm.AddParts(kernelGradient.Slice(0, floats), partials, order.Parts, accumulate);
     }
@@ -235,7 +235,7 @@ public static partial class Convolution
         fixed (float* x = input, dy = outputGradient, sums = partials)
         {
             var work = new FilterSlicesWork(x, dy, sums, window, filters, rows, slices);
-            Helper.For(slices, &RunFilterSlice, &work);
+            Helper.For(slices, &RunFilterSlice, in work);
         }
         Gemm.AddParts(kernelGradient.Slice(0, floats), partials, slices, accumulate);
     }

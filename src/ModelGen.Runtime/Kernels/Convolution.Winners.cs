@@ -39,7 +39,7 @@ public static partial class Convolution
         fixed (int* w = winners)
         {
             var job = new WinnersJob(dy, w, x, sums, window, pool, runs, filters, batch, parts);
-            Helper.For(parts, narrow ? &SumNarrowAtWinners : &SumAtWinners, &job);
+            Helper.For(parts, narrow ? &SumNarrowAtWinners : &SumAtWinners, in job);
         }
         // Transposed into the kernel's layout as the parts are added: partials are filter by filter, run by run.
         ref float target = ref MemoryMarshal.GetReference(kernelGradient);
@@ -687,7 +687,7 @@ public static partial class Convolution
         fixed (int* w = winners)
         {
             var job = new InputJob(dy, w, k, dx, window, pool, filters, batch, Math.Min(batch, 2), accumulate);
-            Helper.For(job.Parts, &AddAtWinners, &job);
+            Helper.For(job.Parts, &AddAtWinners, in job);
         }
     }
 

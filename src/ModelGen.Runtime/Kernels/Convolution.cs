@@ -610,7 +610,7 @@ public static partial class Convolution
         fixed (float* v = values, k = kernel, kernelColumns = columns.Span, p = patches, x = image)
         {
             var job = new TransposedJob(v, k, scattered ? kernelColumns : null, p, x, window, valueChannels, batch, chunk, accumulate);
-            Helper.For((batch + chunk - 1) / chunk, &TransposeChunk, &job);
+            Helper.For((batch + chunk - 1) / chunk, &TransposeChunk, in job);
         }
     }
 

@@ -56,7 +56,7 @@ public static class DepthwiseConvolution
         {
             var job = new Gradients(new Operands(x, k, dy, window, multiplier), computeWeights ? dk : null, wantsBias ? db : null, wantsInput ? dx : null, batch,
                 accumulateWeights, accumulateInput);
-            if (computeWeights && wantsInput) Helper.For(2, &Gradients.Run, &job); // the kernel's on one core, the input's on the other
+            if (computeWeights && wantsInput) Helper.For(2, &Gradients.Run, in job); // the kernel's on one core, the input's on the other
             else if (computeWeights || wantsInput) Gradients.Run(&job, computeWeights ? 0 : 1, 0);
         }
     }

@@ -35,7 +35,7 @@ public static partial class Gemm
         fixed (float* pa = a.Data, pb = b.Data, pp = partials)
         {
             var job = new Job(new PinnedMatrix(pa, a), new PinnedMatrix(pb, b), pp, default, default, blocks: null, depth, m, k, n);
-            Helper.For(parts, &RunDepthPart<TLanes, TVector>, &job);
+            Helper.For(parts, &RunDepthPart<TLanes, TVector>, in job);
         }
         AddParts(c.Slice(0, size), partials, parts, epilogue.Accumulate);
     }
@@ -115,7 +115,7 @@ public static partial class Gemm
         fixed (float* pa = a.Data, pb = b.Data, pc = c, pbias = epilogue.Bias)
         {
             var job = new Job(new PinnedMatrix(pa, a), new PinnedMatrix(pb, b), pc, pbias, epilogue, blocks: null, slice, m, k, n);
-            Helper.For((slots + slice - 1) / slice, &StreamSlice<TLanes, TVector>, &job);
+            Helper.For((slots + slice - 1) / slice, &StreamSlice<TLanes, TVector>, in job);
         }
     }
 
@@ -181,7 +181,7 @@ public static partial class Gemm
         fixed (float* pa = rowsOfA.Data, pb = b.Data, pc = c, pbias = epilogue.Bias)
         {
             var job = new Job(new PinnedMatrix(pa, rowsOfA), new PinnedMatrix(pb, b), pc, pbias, epilogue, blocks: null, partSize, m, k, n, panelFloats: panel);
-            Helper.For((n + partSize - 1) / partSize, &RunColumnSlice<TLanes, TVector>, &job);
+            Helper.For((n + partSize - 1) / partSize, &RunColumnSlice<TLanes, TVector>, in job);
         }
     }
 

@@ -150,7 +150,7 @@ public static partial class Gemm
         fixed (float* pb = b.Data, pp = panels)
         {
             var job = new PackingJob(new PinnedMatrix(pb, b), PackedPanels.Over(pp, k, n, tileColumns), k, n, tileColumns, partColumns, streamed);
-            Helper.For(depthBlocks * job.ColumnParts, &PackPart<TLanes, TVector>, &job);
+            Helper.For(depthBlocks * job.ColumnParts, &PackPart<TLanes, TVector>, in job);
         }
     }
 

@@ -88,7 +88,7 @@ public static partial class Gemm
                 new Job(new PinnedMatrix(pa, new Matrix(a, k, 1)), new PinnedMatrix(pb1, new Matrix(b1, n1, 1, panels1)), ph, pbias1, first, blocks: null, partSize: 0, m, k, n1),
                 new Job(new PinnedMatrix(ph, new Matrix(h, n1, 1)), new PinnedMatrix(pb2, new Matrix(b2, n2, 1, panels2)), pc, pbias2, second, blocks: null, partSize: 0, m, n1, n2),
                 sliceColumns: 0, partials: null);
-            Helper.For(2, &TwiceRowPart, &job);
+            Helper.For(2, &TwiceRowPart, in job);
         }
     }
 
@@ -135,7 +135,7 @@ public static partial class Gemm
                 new Job(new PinnedMatrix(pa, new Matrix(a, k, 1)), new PinnedMatrix(pb1, new Matrix(b1, n1, 1, panels1)), ph, pbias1, first, blocks: null, partSize: 0, m, k, n1),
                 new Job(new PinnedMatrix(ph, new Matrix(h, n1, 1)), new PinnedMatrix(pb2, new Matrix(b2, n2, 1)), pc, null, default, blocks: null, partSize: 0, m, n1, n2),
                 sliceColumns, pp);
-            Helper.For(slices, &StreamTwiceSlice<TLanes, TVector>, &job);
+            Helper.For(slices, &StreamTwiceSlice<TLanes, TVector>, in job);
         }
         // C = slice 0's partial + the others in slice order, then bias and ReLU, as the epilogue would after the whole depth.
         var sum = c.Slice(0, size);

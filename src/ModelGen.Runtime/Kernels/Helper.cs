@@ -118,10 +118,24 @@ internal static unsafe class Helper
     /// Runs <c>body(state, item, worker)</c> for every item in [0, <paramref name="count"/>), items claimed one at a time by
     /// this thread (worker 0) from the front and the helper (worker 1) from the back; the worker number picks per-thread
     /// scratch. Items must be independent. Claiming from opposite ends keeps each core on the same items call after call,
-    /// so a layer's weights stay in the cache of the core that reads them.
+    /// so a layer's weights stay in the cache of the core that reads them. The state is read where it lies: for one that
+    /// the items write (claims, a recurrence's steps) or that holds references; one they only read goes by value
+    /// (<see cref="For{TState}"/>).
     /// </summary>
+    public static void For(int count, delegate*<void*, int, int, void> body, void* state) => For(count, body, state, stateBytes: 0);
+
+    /// <summary>
+    /// The <c>For</c> above, for a state the items only read, which the
+    /// helper then finds in a block of its own (<see cref="Keep"/>), not in the caller's frame. A frame built afresh at each
+    /// call is lines the helper must pull from the caller's core, and the caller must then take back to build its next
+    /// frames there; a block rewritten only when the state changes stays in both cores' caches (the MLP's predict at batch
+    /// 1, fresh processes in turns: 5.20-5.32 -> 4.90-4.96 us).
+    /// </summary>
+    public static void For<TState>(int count, delegate*<void*, int, int, void> body, in TState state) where TState : unmanaged =>
+        For(count, body, Unsafe.AsPointer(ref Unsafe.AsRef(in state)), sizeof(TState));
+
     [MethodImpl(Compiled.Driver)]
-    public static void For(int count, delegate*<void*, int, int, void> body, void* state)
+    private static void For(int count, delegate*<void*, int, int, void> body, void* state, int stateBytes)
     {
         if (count < 2 || !TryTakeMailbox())
         {
@@ -131,6 +145,7 @@ internal static unsafe class Helper
         }
         try
         {
+            if (stateBytes > 0) state = Keep(state, stateBytes);
             // Item 0 is this thread's before the job is posted, so it starts without an atomic on the shared line.
             box->Items = new Items(body, state, count, claimedFront: 1);
             Post(&RunItemsOnHelper, &box->Items);
@@ -153,6 +168,24 @@ internal static unsafe class Helper
         int share = (count + parts - 1) / parts, first = part * share;
         return (first, Math.Min(share, count - first));
     }
+
+    /// <summary>
+    /// Where a job's read-only state is handed to the helper (<see cref="For{TState}"/>): <see cref="kept"/>, rewritten only
+    /// where it differs from the last state kept there, so that an unchanged state is read from both cores' caches; a state
+    /// larger than the block stays where it lies. Only the mailbox's owner calls it, so no job reads the block meanwhile.
+    /// </summary>
+    private static void* Keep(void* state, int bytes)
+    {
+        if (bytes > KeptBytes) return state;
+        var keptState = new Span<byte>(kept, bytes);
+        if (!keptState.SequenceEqual(new ReadOnlySpan<byte>(state, bytes))) new ReadOnlySpan<byte>(state, bytes).CopyTo(keptState);
+        return kept;
+    }
+
+    /// <summary>The largest state kept beside the mailbox: eight lines, more than a pair of products' (Gemm.Twice.cs).</summary>
+    internal const int KeptBytes = 512;
+
+    private static readonly void* kept = AlignedZeroed(KeptBytes);
 
     private static bool TryTakeMailbox() => Threads >= 2 && Interlocked.CompareExchange(ref owner->Taken, 1, 0) == 0;
 
@@ -282,8 +315,8 @@ internal static unsafe class Helper
             if (count > 0) work.Run(0, count);
             return;
         }
-        var ranges = new Ranges<TWork>((TWork*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref work), count, perPart);
-        For((count + perPart - 1) / perPart, &RunRange<TWork>, &ranges);
+        var ranges = new Ranges<TWork> { Work = work, Count = count, PerPart = perPart };
+        For((count + perPart - 1) / perPart, &RunRange<TWork>, in ranges);
     }
 
     /// <summary>
@@ -317,17 +350,18 @@ internal static unsafe class Helper
     /// </summary>
     public const long SpatialShareAbove = 8 * 1024;
 
-    private readonly struct Ranges<TWork>(TWork* work, int count, int perPart) where TWork : unmanaged, IRanges
+    /// <summary>A copy of the work and its parts, handed over as a job's state (the works are read-only, readonly structs).</summary>
+    private struct Ranges<TWork> where TWork : unmanaged, IRanges
     {
-        public readonly TWork* Work = work;
-        public readonly int Count = count, PerPart = perPart;
+        public TWork Work;
+        public int Count, PerPart;
     }
 
     private static void RunRange<TWork>(void* state, int part, int worker) where TWork : unmanaged, IRanges
     {
         var ranges = (Ranges<TWork>*)state;
         int first = part * ranges->PerPart;
-        ranges->Work->Run(first, Math.Min(ranges->PerPart, ranges->Count - first));
+        ranges->Work.Run(first, Math.Min(ranges->PerPart, ranges->Count - first));
     }
 }
 

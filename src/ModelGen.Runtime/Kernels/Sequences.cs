@@ -125,7 +125,7 @@ public static class EmbeddingKernel
             IntoTableParts(new TableGradient(g, i, t, batch * steps, inputDim, outputDim, accumulate, meanOver: steps, maskZero));
     }
 
-    private static unsafe void IntoTableParts(TableGradient job) => Helper.For(job.Parts, &TableGradient.Run, &job);
+    private static unsafe void IntoTableParts(TableGradient job) => Helper.For(job.Parts, &TableGradient.Run, in job);
 
     /// <summary>Floats (table gradient and output gradient) above which the table's halves go to both cores: 256 KB.</summary>
     private const long TableSplitAbove = 64 * 1024;

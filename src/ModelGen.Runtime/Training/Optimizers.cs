@@ -169,7 +169,7 @@ public sealed class Adam : Optimizer
         fixed (float* p = parameters, g = gradients, m = firstMoment!.Span.Slice(offset, parameters.Length), v = secondMoment!.Span.Slice(offset, parameters.Length))
         {
             var job = new Job(p, g, m, v, parameters.Length, new Coefficients(Beta1, Beta2, Epsilon, alpha));
-            Helper.For((parameters.Length + PartSize - 1) / PartSize, &UpdatePart, &job);
+            Helper.For((parameters.Length + PartSize - 1) / PartSize, &UpdatePart, in job);
         }
     }
 

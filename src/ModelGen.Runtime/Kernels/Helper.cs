@@ -125,11 +125,12 @@ internal static unsafe class Helper
     public static void For(int count, delegate*<void*, int, int, void> body, void* state) => For(count, body, state, stateBytes: 0);
 
     /// <summary>
-    /// The <c>For</c> above, for a state the items only read, which the
-    /// helper then finds in a block of its own (<see cref="Keep"/>), not in the caller's frame. A frame built afresh at each
-    /// call is lines the helper must pull from the caller's core, and the caller must then take back to build its next
-    /// frames there; a block rewritten only when the state changes stays in both cores' caches (the MLP's predict at batch
-    /// 1, fresh processes in turns: 5.20-5.32 -> 4.90-4.96 us).
+    /// The <c>For</c> above, for a state the items only read, which the helper then finds in a block of its own
+    /// (<see cref="Keep"/>), not in the caller's frame. A frame built afresh at each call is lines the helper must pull from
+    /// the caller's core, and the caller must then take back to build its next frames there; a block rewritten only when the
+    /// state changes stays in both cores' caches (the MLP's predict at batch 1, fresh processes in turns: 5.20-5.32 ->
+    /// 4.90-4.96 us with the pair of layers' state kept alone). <paramref name="state"/> must lie on the stack (a local or a
+    /// parameter): where it is read in place (one thread, or too large to keep), nothing pins it.
     /// </summary>
     public static void For<TState>(int count, delegate*<void*, int, int, void> body, in TState state) where TState : unmanaged =>
         For(count, body, Unsafe.AsPointer(ref Unsafe.AsRef(in state)), sizeof(TState));
@@ -305,7 +306,8 @@ internal static unsafe class Helper
     /// Runs <paramref name="work"/> over items [0, <paramref name="count"/>) (samples, rows) in equal parts of at most about
     /// <see cref="PartFloats"/> floats, shared with the helper when the work touches more than <paramref name="shareAbove"/>
     /// floats (then in two parts at least). For memory-bound kernels: a second core brings its own caches and its own stream
-    /// of misses. The parts do not change what any item computes.
+    /// of misses. The parts do not change what any item computes. They run on a copy of the work, handed over by value
+    /// (<see cref="For{TState}"/>): a work only reads its fields.
     /// </summary>
     public static void ForRanges<TWork>(ref TWork work, int count, long floatsPerItem, long shareAbove = PartFloats) where TWork : unmanaged, IRanges
     {
@@ -350,7 +352,7 @@ internal static unsafe class Helper
     /// </summary>
     public const long SpatialShareAbove = 8 * 1024;
 
-    /// <summary>A copy of the work and its parts, handed over as a job's state (the works are read-only, readonly structs).</summary>
+    /// <summary>A copy of the work and its parts: a job's state, handed over by value.</summary>
     private struct Ranges<TWork> where TWork : unmanaged, IRanges
     {
         public TWork Work;

@@ -178,8 +178,9 @@ internal static unsafe class Helper
     private static void* Keep(void* state, int bytes)
     {
         if (bytes > KeptBytes) return state;
+        var source = new ReadOnlySpan<byte>(state, bytes);
         var keptState = new Span<byte>(kept, bytes);
-        if (!keptState.SequenceEqual(new ReadOnlySpan<byte>(state, bytes))) new ReadOnlySpan<byte>(state, bytes).CopyTo(keptState);
+        if (!keptState.SequenceEqual(source)) source.CopyTo(keptState);
         return kept;
     }
 

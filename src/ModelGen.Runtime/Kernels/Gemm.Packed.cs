@@ -31,7 +31,8 @@ public static partial class Gemm
     // stay in L1 between row tiles and comes back from L2 (2048^3 on one core, 1024 deep: 121 -> 125.5 GFLOP/s; 8 steps
     // ahead gave 121, 24 gave 123, 32 to 128 all 125.7; on the Zen 5, 2048 deep, 16 and 64 steps within the noise of 32). On the
     // Intel Xeon, 2048^3 on one core: 16 and 64 steps no faster than 32, nor A prefetched 16 or 32 steps ahead, nor the next
-    // tile of B prefetched into L2 during a block's last row tile.
+    // tile of B prefetched into L2 during a block's last row tile; on two cores, 64 steps, with the shared panels stored
+    // through the caches or past them, all within 0.5% (medians of ten rounds of fresh processes in turns: 54.0-54.4 ms).
     private const int BPrefetchSteps = 32;
     // How far ahead B's rows are prefetched where they lie, by a tile that packs B as it reads it and by PackB when it copies
     // less than a page of each row: rows a cache line or more apart defeat the hardware prefetchers, which stay within a page
@@ -44,9 +45,13 @@ public static partial class Gemm
     // MC of an A read in place against panels packed ahead that come from memory (FetchingB): eleven twelve-row tiles, so a
     // batch of 128 is one block and each tile of B is fetched once a call, where blocks of 96 fetched it twice (the scaling
     // curve's 2048-wide MLP at batch 128, 16 MB of panels a layer, its slices 2048 deep: 4.58 -> 4.38 ms, with B prefetched
-    // 4.31).
+    // 4.31). On the Intel Xeon 96 and 264 rows were slower (the 2048-wide MLP at batch 128: 6.84 -> 7.33 and 7.73 ms).
     private const int FetchedRowBlock = 132;
-    private const int RowBlock = 96;         // MC of an A read in place: rows claimed at once, so produced rows are read from L2
+    // MC of an A read in place: rows claimed at once, so produced rows are read from L2. On the Intel Xeon 48 and 192 rows
+    // were no faster (medians of three rounds in turns: the 2048-wide MLP at batch 128 6.84 -> 7.12 and 6.92 ms, the
+    // 1024-wide 1.85 -> 1.80 and 1.83, the MLP's training step at batch 128 0.607 -> 0.648 and 0.612, the autoencoder's
+    // 6.29 -> 7.94 and 6.34).
+    private const int RowBlock = 96;
     // MC of a packed A: 96 rows, eight twelve-row tiles (768 KB at depth 2048), a block that stays in L2 beside the tile of B
     // its row tiles read (256 KB), so each tile of B comes from L3 once per block and A's rows never do. On the Intel Xeon
     // (2 MB of L2 a core, far from its L3) 384 rows (3 MB) read A from L3 again for every tile of B: 2048^3 on one core
@@ -219,7 +224,8 @@ public static partial class Gemm
         // a row-major B is packed by the first micro-kernel that reads it, as it reads it (the MLP's 128x784x256 on two cores:
         // packing ahead cost 24 of 231 us). Anything else is packed ahead, B's rows read in order: where a tile would read them
         // a page or more apart (2048 columns: 128x2048x2048 on two cores 5.33 ms ahead, 5.39-5.48 as read), where A is packed
-        // (many row tiles share each tile of B; 2048^3 on one core 125 -> 121.5 GFLOP/s as read), a transposed B, a narrow one.
+        // (many row tiles share each tile of B; 2048^3 on one core 125 -> 121.5 GFLOP/s as read; on the Intel Xeon 105.0-110.5 ->
+        // 108.4-140.0 ms), a transposed B, a narrow one.
         bool rowMajorTiles = streamA && !narrow && b.ColumnStride == 1;
         bool packAsRead = rowMajorTiles && b.RowStride * sizeof(float) < PageBytes;
         // Up to FewRows rows, one or two row tiles read each tile of B: too few to repay a copy, so whole tiles of a row-major B

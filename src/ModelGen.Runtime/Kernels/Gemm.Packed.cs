@@ -22,10 +22,10 @@ public static partial class Gemm
     // with 512, 14.9-16.9 with 256). On a Zen 5, whose FMAs run 512 bits wide at full rate, C's pass per block costs a larger
     // share: 2048 deep, C read and written once, 2048^3 on two cores 38.4 -> 37.3 ms and on one 72.8 -> 71.9 ms, 512x2048x2048
     // on two 9.65 -> 9.43 ms (medians of 8, 4 and 6 fresh processes in turns); A read in place, 128x2048x2048 on one core
-    // even (5.44 against 5.39 ms). On the Intel Xeon (48 KB of L1) depth 256, where B's tile (32 KB) stays in L1, lost with
-    // A's block 96 to 768 rows and C prefetched into L2 at each tile's start: 2048^3 on one core 90.0-101.8 ms, 2048 deep 86.2-88.7.
-    // So did steps of 128 to 512 inside a 2048-deep block, each full tile's chains resumed from the partial sums it stored in
-    // C (the same bits as one chain): 112.2-128.1 ms against 106.5-106.8.
+    // even (5.44 against 5.39 ms). On the Intel Xeon (48 KB of L1) depth 256, where B's tile (32 KB) stays in L1, lost:
+    // 2048^3 on one core 112.7-115.0 ms against 105.6-106.7 (three rounds in turns), and with A's block 96 to 768 rows and C
+    // prefetched into L2 at each tile's start too. So did steps of 128 to 512 inside a 2048-deep block, each full tile's
+    // chains resumed from the partial sums it stored in C (the same bits as one chain): 112.2-128.1 ms against 106.5-106.8.
     private const int DepthBlock = 2048;
     // How far ahead the twelve-row packed kernel prefetches B: a deep block's B tile (2048 steps x 32 floats: 256 KB) does not
     // stay in L1 between row tiles and comes back from L2 (2048^3 on one core, 1024 deep: 121 -> 125.5 GFLOP/s; 8 steps

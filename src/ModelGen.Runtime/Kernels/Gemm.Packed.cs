@@ -510,7 +510,9 @@ public static partial class Gemm
 
     /// <summary>
     /// A 6 (or, for a tall layout, 12) x 2-vector tile of C (6 x 32 on AVX-512): the accumulators stay in registers for the
-    /// whole depth block; each step loads two vectors of B and broadcasts one float of A per row.
+    /// whole depth block; each step loads two vectors of B and broadcasts one float of A per row. The depth loop unrolled by
+    /// two (half its scalar instructions beside the 24 multiply-adds) was no faster: 2048^3 on one core of the Intel Xeon, ten
+    /// rounds of fresh processes in turns, medians 105.8 against 106.1 ms, the ranges overlapping.
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
     private static void MicroKernel<TLanes, TVector, TRows>(ref float a, TRows layout, ref float b, int bStep, ref float packedB, int kc, Span<float> c, int ldc, int row, int column,

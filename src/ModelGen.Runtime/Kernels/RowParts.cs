@@ -30,6 +30,11 @@ public static unsafe class RowParts
     /// <summary>
     /// Floats of kernels from which blocks are not cut by rows: each core would read all of them, which then no longer stay in
     /// its L2 (1 MB on a Zen 4) beside its rows. The generator plans its runs by the same rule (<see cref="SharedRules"/>).
+    /// A larger L2 is not enough: on the Intel Xeon (2 MB a core) the MLP's 784-256-128 pair at batch 128 (233K floats) in
+    /// two parts of its rows predicted slower (medians of 2 s of calls: 0.214 against 0.195 ms), and 0.190-0.192 against
+    /// 0.194-0.195 even with each part's products sliced as one thread slices them and a copy of the weights for each core:
+    /// a part took 182 us alone and 188-193 with the other running, where two processes, each with weights of its own, ran
+    /// side by side as fast as one.
     /// </summary>
     public const long KernelFloatsInL2 = SharedRules.RowKernelFloatsInL2;
 

@@ -299,8 +299,8 @@ public static partial class Gemm
 
     /// <summary>
     /// Blocks of rows from the job's claims until none remain, this thread from the front and the helper from the back, so
-    /// each core writes the same rows of C (and of produced A) call after call; each thread packs all of B once. Both go
-    /// through B's tiles in the same order, so they read a tile at about the same time: the helper starting from the middle
+    /// each core writes the same rows of C (and of produced A) call after call; each thread packs all of B once, unless both
+    /// read the panels they packed together (<see cref="PackedShared"/>). Both go through B's tiles in the same order, so they read a tile at about the same time: the helper starting from the middle
     /// tile was slower (2048^3 on two cores of the Intel Xeon, four rounds in turns: 53.3-53.7 -> 54.9-56.9 ms).
     /// </summary>
     [MethodImpl(Compiled.Driver)]

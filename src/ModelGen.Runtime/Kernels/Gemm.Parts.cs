@@ -246,13 +246,14 @@ public static partial class Gemm
     private const int SharedPanelFloats = 1 << 18;
 
     /// <summary>
-    /// Whether panels of <paramref name="floats"/> (16 MB and more) outgrow the caches: beside an A and a B as large they do
-    /// not stay in L3 from their packing to their reading, nor from one call to the next. So shared panels are written past
-    /// the caches (<see cref="PackedShared"/>: stores that go through them first read every line they write; 2048^3 on two
-    /// cores of a Zen 5, fresh processes in turns: 36.7 -> 35.8 and 35.4 -> 35.0 ms, four and six rounds; with 8 MB of panels,
-    /// 4096x1024x2048, and 4 MB, 1024^3 and 2048x1024x1024, within 0.5% either way; on the Intel Xeon, 260 MB of L3, plain
-    /// stores packed 2048^3's panels in 0.94 ms against 1.05, the calls within the noise), and panels packed ahead are fetched once
-    /// a call and prefetched (<see cref="Packed"/>'s <c>fetchesB</c>, <see cref="FetchingB{TRows}"/>).
+    /// Whether panels of <paramref name="floats"/> (16 MB and more) outgrow the caches: beside an A and a B as large
+    /// they do not stay in L3 from their packing to their reading, nor from one call to the next. So shared panels are
+    /// written past the caches (<see cref="PackedShared"/>: stores that go through them first read every line they
+    /// write; 2048^3 on two cores of a Zen 5, fresh processes in turns: 36.7 -> 35.8 and 35.4 -> 35.0 ms, four and six
+    /// rounds; with 8 MB of panels, 4096x1024x2048, and 4 MB, 1024^3 and 2048x1024x1024, within 0.5% either way; on the
+    /// Intel Xeon, 260 MB of L3, plain stores packed 2048^3's panels in 0.94 ms against 1.05, the calls within the
+    /// noise), and panels packed ahead are fetched once a call and prefetched (<see cref="Packed"/>'s <c>fetchesB</c>,
+    /// <see cref="FetchingB{TRows}"/>).
     /// </summary>
     private static bool OutgrowCaches(int floats) => floats >= 1 << 22;
 
@@ -298,10 +299,11 @@ public static partial class Gemm
     }
 
     /// <summary>
-    /// Blocks of rows from the job's claims until none remain, this thread from the front and the helper from the back, so
-    /// each core writes the same rows of C (and of produced A) call after call; each thread packs all of B once, unless both
-    /// read the panels they packed together (<see cref="PackedShared"/>). Both go through B's tiles in the same order, so they read a tile at about the same time: the helper starting from the middle
-    /// tile was slower (2048^3 on two cores of the Intel Xeon, four rounds in turns: 53.3-53.7 -> 54.9-56.9 ms).
+    /// Blocks of rows from the job's claims until none remain, this thread from the front and the helper from the back,
+    /// so each core writes the same rows of C (and of produced A) call after call; each thread packs all of B once,
+    /// unless both read the panels they packed together (<see cref="PackedShared"/>). Both go through B's tiles in the
+    /// same order, so they read a tile at about the same time: the helper starting from the middle tile was slower
+    /// (2048^3 on two cores of the Intel Xeon, four rounds in turns: 53.3-53.7 -> 54.9-56.9 ms).
     /// </summary>
     [MethodImpl(Compiled.Driver)]
     private static unsafe void RunRowBlocks<TLanes, TVector>(void* state, int worker)

@@ -49,7 +49,7 @@ public class CompiledTests
         "BatchNorm.UpdateMovingStatistics", "CombineRanges.Run", "CombineRanges.Merge", "Convolution.CellsReading", "Convolution.CopyRuns", "Convolution.Forward",
         "Convolution.ForwardMaxPooled", "Convolution.ForwardThroughPatches", "Convolution.Im2Col", "Convolution.KernelGradient", "Convolution.KernelGradientAtWinners",
         "Convolution.LayOut", "Convolution.PadImage", "Convolution.PatchOffsets", "Convolution.PoolsWholeWindows", "Convolution.SumAtWinners",
-        "Convolution.SumNarrowAtWinners", "Convolution.FilterSlice", "Convolution.KernelGradientByFilters", "Convolution.TransposeChunk", "Convolution.Transposed", "Convolution.TransposedDirect", "Convolution.TransposedInPlace", "Convolution.TransposedUpsampled",
+        "Convolution.SumNarrowAtWinners", "Convolution.FilterSlice", "Convolution.SumBand", "Convolution.KernelGradientByFilters", "Convolution.TransposeChunk", "Convolution.Transposed", "Convolution.TransposedDirect", "Convolution.TransposedInPlace", "Convolution.TransposedUpsampled",
         "DepthwiseConvolution.CoveredColumns", "DepthwiseConvolution.Covering",
         "DirectAddedRanges.Run", "DirectRanges.Run", "DropoutKernel.Forward", "EmbeddingKernel.FirstBadId", "ForwardRows.Run", "Gemm.ApartInL1", "Gemm.Fill", "Gemm.MultiplyProducedRows",
         "Gemm.MultiplyTwice", "Gemm.TwiceInRowParts", "Gemm.TwiceRowPart", "Gemm.RunRowsOnPath", "Gemm.MultiplyViews", "Gemm.PackedShared", "Gemm.PackPanels", "Gemm.PackPart", "Gemm.RunColumnSlice",

@@ -447,6 +447,13 @@ public class ConvolutionTests
         new object[] { 8, 8, 16, 1, 2, false, 1, 16, 4 },    // a strided 1x1 window: its patches are every other pixel
         new object[] { 16, 16, 8, 3, 1, true, 1, 24, 9 },    // 144 output rows: the four slices, the last ones inside a sample; 24 filters, three 256-bit vectors on AVX-512
         new object[] { 8, 8, 8, 3, 1, true, 1, 8, 3 },       // the autoencoder's decoder: eight filters, one whole 256-bit vector on AVX-512
+        // 5x5 windows: 25 entries a channel, so over 7 to 11 channels the last pass keeps 7 to 11 of twelve entries (AVX-512)
+        // and 1 to 5 of six
+        new object[] { 7, 7, 7, 5, 1, false, 1, 32, 2 },
+        new object[] { 7, 7, 8, 5, 1, false, 1, 20, 2 },
+        new object[] { 7, 7, 9, 5, 1, false, 1, 32, 2 },
+        new object[] { 7, 7, 10, 5, 1, false, 1, 20, 2 },
+        new object[] { 7, 7, 11, 5, 1, false, 1, 32, 2 },
     });
 
     /// <summary>

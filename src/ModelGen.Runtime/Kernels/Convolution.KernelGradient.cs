@@ -207,8 +207,22 @@ public static partial class Convolution
         if (count > 11) TLanes.Store(ref sums[11 * lanes], sB);
     }
 
-    /// <summary>Patch entries whose sums one pass keeps, against two vectors of filters: 12 accumulators, 15 of AVX2's 16 registers with the gradient's two and a broadcast.</summary>
+    /// <summary>
+    /// Patch entries whose sums one pass keeps against two vectors of filters on AVX2: 12 accumulators, 15 of its 16
+    /// registers with the gradient's two and a broadcast. AVX-512's 32 keep twice as many (<see cref="Twelve"/>).
+    /// </summary>
     private const int EntriesAPass = 6;
+
+    /// <summary>
+    /// Whether a pass keeps twelve entries' sums, not <see cref="EntriesAPass"/>: on the AVX-512 path (32 registers, also for
+    /// its 256-bit kernels), 24 accumulators, 27 registers in all. Each pass reads the band's gradient from L2 again, so
+    /// twelve entries halve those reads per multiply-add. On the Intel Xeon, fresh processes in turns, three rounds, kernel
+    /// gradient of a 3x3 'same' window at batch 32: the ResNet block's 32x32x32 to 32 on two cores 2.53-2.72 -> 1.83-2.01 ms,
+    /// on one 3.69-4.41 -> 3.73-3.79; 16x16x64 to 64 on two 2.91-3.23 -> 2.12-2.21, on one 6.11-6.43 -> 4.20-4.49;
+    /// 28x28x16 to 16 (one vector) 0.75-0.79 -> 0.63-0.66; in 256-bit vectors 16x16x40 to 40 1.61-1.87 -> 1.69-1.74 and
+    /// 16x16x24 to 24 0.69-0.74 against 0.64-0.72, even. Every sum is the same chain either way: the same bits.
+    /// </summary>
+    private static bool Twelve => Simd.Current == SimdPath.Avx512;
 
     /// <summary>Output rows (counted over the batch) from which the positions are cut into one more slice, up to <see cref="FilterSlices"/>.</summary>
     private const int RowsASlice = 64;
@@ -218,10 +232,10 @@ public static partial class Convolution
 
     /// <summary>
     /// The kernel gradient of more than <see cref="SharedRules.FewFilters"/> filters from the input, filters in the lanes:
-    /// each pass keeps <see cref="EntriesAPass"/> patch entries' sums against two vectors of filters in registers over a
-    /// sample's positions in a slice, each position one broadcast of an input float per entry (read where the patch would
-    /// have copied it from: the image, or a zero-padded copy of its rows) times the position's gradient. Through patches, the
-    /// training forward pass wrote them out (the ResNet block's 3x3 over 32 channels at batch 32: 38 MB a layer) for a
+    /// each pass keeps <see cref="EntriesAPass"/> patch entries' sums (twelve on AVX-512, <see cref="Twelve"/>) against two
+    /// vectors of filters in registers over a sample's positions in a slice, each position one broadcast of an input float
+    /// per entry (read where the patch would have copied it from: the image, or a zero-padded copy of its rows) times the
+    /// position's gradient. Through patches, the training forward pass wrote them out (the ResNet block's 3x3 over 32 channels at batch 32: 38 MB a layer) for a
     /// product that read them once and transposed them. Each output is one chain of fused multiply-adds over its slice's
     /// positions in order; the slices' sums (fixed by the shape) are then added in order, so any thread count gives the same
     /// bits (not the patches' product's: another order).
@@ -274,7 +288,7 @@ public static partial class Convolution
     private static unsafe void FilterSlice<TLanes, TVector>(in FilterSlicesWork work, int index) where TLanes : struct, ILanes<TVector> where TVector : struct
     {
         var window = work.Window;
-        int filters = work.Filters, patch = window.PatchSize, width = window.OutputWidth, lanes = TLanes.Count;
+        int filters = work.Filters, patch = window.PatchSize, width = window.OutputWidth;
         float* sums = work.Sums + (long)index * patch * filters;
         new Span<float>(sums, patch * filters).Clear();
         int first = (int)((long)work.Rows * index / work.Slices), end = (int)((long)work.Rows * (index + 1) / work.Slices);
@@ -287,44 +301,64 @@ public static partial class Convolution
             var plane = Plane.Padded(work.Input + (long)sample * window.Height * window.Width * window.Channels, window, top, bottom, slack: 0);
             PatchOffsets(window, plane.RowFloats, inPlace);
             float* gradient = work.Gradient + (long)row * width * filters;
-            for (int j = 0; j < filters; j += 2 * lanes)
-                for (int p = 0; p < patch; p += EntriesAPass)
-                {
-                    int entries = Math.Min(EntriesAPass, patch - p), columns = Math.Min(2 * lanes, filters - j);
-                    float* from = gradient + j, to = sums + (long)p * filters + j;
-                    // Two whole vectors of filters, two with the second masked, or one: a one-vector block does no second vector's work.
-                    if (columns == 2 * lanes) SumEntries<TLanes, TVector, Yes, Yes>(plane, window, top, bottom, inPlace + p, entries, from, filters, to, columns);
-                    else if (columns > lanes) SumEntries<TLanes, TVector, No, Yes>(plane, window, top, bottom, inPlace + p, entries, from, filters, to, columns);
-                    else SumEntries<TLanes, TVector, No, No>(plane, window, top, bottom, inPlace + p, entries, from, filters, to, columns);
-                }
+            if (Twelve) SumBand<TLanes, TVector, Yes>(plane, window, top, bottom, inPlace, gradient, filters, sums);
+            else SumBand<TLanes, TVector, No>(plane, window, top, bottom, inPlace, gradient, filters, sums);
             row += bottom - top;
         }
     }
 
+    /// <summary>Every pass of entries (twelve where <typeparamref name="TTwelve"/>, else <see cref="EntriesAPass"/>) and blocks of filters over a band's positions.</summary>
+    [MethodImpl(Compiled.Driver)]
+    private static unsafe void SumBand<TLanes, TVector, TTwelve>(in Plane plane, in Window window, int top, int bottom, int* offsets, float* gradient,
+        int filters, float* sums) where TLanes : struct, ILanes<TVector> where TVector : struct where TTwelve : IFlag
+    {
+        int lanes = TLanes.Count, patch = window.PatchSize, entriesAPass = TTwelve.IsSet ? 2 * EntriesAPass : EntriesAPass;
+        for (int j = 0; j < filters; j += 2 * lanes)
+            for (int p = 0; p < patch; p += entriesAPass)
+            {
+                int entries = Math.Min(entriesAPass, patch - p), columns = Math.Min(2 * lanes, filters - j);
+                float* from = gradient + j, to = sums + (long)p * filters + j;
+                // Two whole vectors of filters, two with the second masked, or one: a one-vector block does no second vector's work.
+                if (columns == 2 * lanes) SumEntries<TLanes, TVector, Yes, Yes, TTwelve>(plane, window, top, bottom, offsets + p, entries, from, filters, to, columns);
+                else if (columns > lanes) SumEntries<TLanes, TVector, No, Yes, TTwelve>(plane, window, top, bottom, offsets + p, entries, from, filters, to, columns);
+                else SumEntries<TLanes, TVector, No, No, TTwelve>(plane, window, top, bottom, offsets + p, entries, from, filters, to, columns);
+            }
+    }
+
     /// <summary>
-    /// Continues the sums of up to <see cref="EntriesAPass"/> patch entries (at <paramref name="offsets"/> from a window's
-    /// corner; their sums <paramref name="filters"/> apart) against <paramref name="columns"/> filters (two whole vectors
-    /// where <typeparamref name="TWhole"/>; a second vector at all only where <typeparamref name="TTwo"/>) over output rows
-    /// [<paramref name="top"/>, <paramref name="bottom"/>) of a sample, whose gradient starts at <paramref name="gradient"/>.
-    /// A pass of fewer entries reads the first entry's float again for the rest, into sums it never stores, so the loop
+    /// Continues the sums of up to <see cref="EntriesAPass"/> patch entries, twice as many where <typeparamref name="TTwelve"/>
+    /// (at <paramref name="offsets"/> from a window's corner; their sums <paramref name="filters"/> apart) against
+    /// <paramref name="columns"/> filters (two whole vectors where <typeparamref name="TWhole"/>; a second vector at all only
+    /// where <typeparamref name="TTwo"/>) over output rows [<paramref name="top"/>, <paramref name="bottom"/>) of a sample,
+    /// whose gradient starts at <paramref name="gradient"/>. A pass of fewer entries reads the first entry's float again for the rest, into sums it never stores, so the loop
     /// tests nothing per entry; a partial vector of filters is read through a mask made once.
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
-    private static unsafe void SumEntries<TLanes, TVector, TWhole, TTwo>(in Plane plane, in Window window, int top, int bottom, int* offsets, int count,
-        float* gradient, int filters, float* sums, int columns) where TLanes : struct, ILanes<TVector> where TVector : struct where TWhole : IFlag where TTwo : IFlag
+    private static unsafe void SumEntries<TLanes, TVector, TWhole, TTwo, TTwelve>(in Plane plane, in Window window, int top, int bottom, int* offsets, int count,
+        float* gradient, int filters, float* sums, int columns) where TLanes : struct, ILanes<TVector> where TVector : struct where TWhole : IFlag where TTwo : IFlag where TTwelve : IFlag
     {
         int lanes = TLanes.Count, low = Math.Min(lanes, columns), high = Math.Clamp(columns - lanes, 0, lanes);
-        bool whole = TWhole.IsSet, two = TTwo.IsSet;
+        bool whole = TWhole.IsSet, two = TTwo.IsSet, twelve = TTwelve.IsSet;
         TVector lowMask = TLanes.FirstLanes(low), highMask = TLanes.FirstLanes(high);
         nint o0 = offsets[0], o1 = count > 1 ? offsets[1] : o0, o2 = count > 2 ? offsets[2] : o0, o3 = count > 3 ? offsets[3] : o0;
         nint o4 = count > 4 ? offsets[4] : o0, o5 = count > 5 ? offsets[5] : o0;
+        nint o6 = count > 6 ? offsets[6] : o0, o7 = count > 7 ? offsets[7] : o0, o8 = count > 8 ? offsets[8] : o0;
+        nint o9 = count > 9 ? offsets[9] : o0, o10 = count > 10 ? offsets[10] : o0, o11 = count > 11 ? offsets[11] : o0;
         TVector a0 = Load(sums), b0 = LoadHigh(sums), a1 = TLanes.Zero, b1 = TLanes.Zero, a2 = TLanes.Zero, b2 = TLanes.Zero;
         TVector a3 = TLanes.Zero, b3 = TLanes.Zero, a4 = TLanes.Zero, b4 = TLanes.Zero, a5 = TLanes.Zero, b5 = TLanes.Zero;
+        TVector a6 = TLanes.Zero, b6 = TLanes.Zero, a7 = TLanes.Zero, b7 = TLanes.Zero, a8 = TLanes.Zero, b8 = TLanes.Zero;
+        TVector a9 = TLanes.Zero, b9 = TLanes.Zero, a10 = TLanes.Zero, b10 = TLanes.Zero, a11 = TLanes.Zero, b11 = TLanes.Zero;
         if (count > 1) { a1 = Load(sums + filters); b1 = LoadHigh(sums + filters); }
         if (count > 2) { a2 = Load(sums + 2 * filters); b2 = LoadHigh(sums + 2 * filters); }
         if (count > 3) { a3 = Load(sums + 3 * filters); b3 = LoadHigh(sums + 3 * filters); }
         if (count > 4) { a4 = Load(sums + 4 * filters); b4 = LoadHigh(sums + 4 * filters); }
         if (count > 5) { a5 = Load(sums + 5 * filters); b5 = LoadHigh(sums + 5 * filters); }
+        if (twelve && count > 6) { a6 = Load(sums + 6 * filters); b6 = LoadHigh(sums + 6 * filters); }
+        if (twelve && count > 7) { a7 = Load(sums + 7 * filters); b7 = LoadHigh(sums + 7 * filters); }
+        if (twelve && count > 8) { a8 = Load(sums + 8 * filters); b8 = LoadHigh(sums + 8 * filters); }
+        if (twelve && count > 9) { a9 = Load(sums + 9 * filters); b9 = LoadHigh(sums + 9 * filters); }
+        if (twelve && count > 10) { a10 = Load(sums + 10 * filters); b10 = LoadHigh(sums + 10 * filters); }
+        if (twelve && count > 11) { a11 = Load(sums + 11 * filters); b11 = LoadHigh(sums + 11 * filters); }
         nint step = window.StrideWidth * window.Channels;
         for (int oy = top; oy < bottom; oy++)
         {
@@ -339,6 +373,15 @@ public static partial class Convolution
                 e = TLanes.Broadcast(x[o3]); a3 = TLanes.MultiplyAdd(e, g0, a3); if (two) b3 = TLanes.MultiplyAdd(e, g1, b3);
                 e = TLanes.Broadcast(x[o4]); a4 = TLanes.MultiplyAdd(e, g0, a4); if (two) b4 = TLanes.MultiplyAdd(e, g1, b4);
                 e = TLanes.Broadcast(x[o5]); a5 = TLanes.MultiplyAdd(e, g0, a5); if (two) b5 = TLanes.MultiplyAdd(e, g1, b5);
+                if (twelve)
+                {
+                    e = TLanes.Broadcast(x[o6]); a6 = TLanes.MultiplyAdd(e, g0, a6); if (two) b6 = TLanes.MultiplyAdd(e, g1, b6);
+                    e = TLanes.Broadcast(x[o7]); a7 = TLanes.MultiplyAdd(e, g0, a7); if (two) b7 = TLanes.MultiplyAdd(e, g1, b7);
+                    e = TLanes.Broadcast(x[o8]); a8 = TLanes.MultiplyAdd(e, g0, a8); if (two) b8 = TLanes.MultiplyAdd(e, g1, b8);
+                    e = TLanes.Broadcast(x[o9]); a9 = TLanes.MultiplyAdd(e, g0, a9); if (two) b9 = TLanes.MultiplyAdd(e, g1, b9);
+                    e = TLanes.Broadcast(x[o10]); a10 = TLanes.MultiplyAdd(e, g0, a10); if (two) b10 = TLanes.MultiplyAdd(e, g1, b10);
+                    e = TLanes.Broadcast(x[o11]); a11 = TLanes.MultiplyAdd(e, g0, a11); if (two) b11 = TLanes.MultiplyAdd(e, g1, b11);
+                }
             }
         }
         Store(sums, a0, b0);
@@ -347,6 +390,12 @@ public static partial class Convolution
         if (count > 3) Store(sums + 3 * filters, a3, b3);
         if (count > 4) Store(sums + 4 * filters, a4, b4);
         if (count > 5) Store(sums + 5 * filters, a5, b5);
+        if (twelve && count > 6) Store(sums + 6 * filters, a6, b6);
+        if (twelve && count > 7) Store(sums + 7 * filters, a7, b7);
+        if (twelve && count > 8) Store(sums + 8 * filters, a8, b8);
+        if (twelve && count > 9) Store(sums + 9 * filters, a9, b9);
+        if (twelve && count > 10) Store(sums + 10 * filters, a10, b10);
+        if (twelve && count > 11) Store(sums + 11 * filters, a11, b11);
 
         TVector Load(float* from) => whole ? TLanes.Load(ref *from) : TLanes.LoadMasked(from, lowMask);
         TVector LoadHigh(float* from) => whole ? TLanes.Load(ref from[lanes]) : high > 0 ? TLanes.LoadMasked(from + lanes, highMask) : TLanes.Zero;

@@ -209,7 +209,7 @@ public static partial class Convolution
 
     /// <summary>
     /// Patch entries whose sums one pass keeps against two vectors of filters on AVX2: 12 accumulators, 15 of its 16
-    /// registers with the gradient's two and a broadcast. AVX-512's 32 keep twice as many (<see cref="Twelve"/>).
+    /// registers with the gradient's two and a broadcast. AVX-512's 32 keep twice as many (<see cref="KeepsTwelveEntries"/>).
     /// </summary>
     private const int EntriesAPass = 6;
 
@@ -222,7 +222,7 @@ public static partial class Convolution
     /// 28x28x16 to 16 (one vector) 0.75-0.79 -> 0.63-0.66; in 256-bit vectors 16x16x40 to 40 1.61-1.87 -> 1.69-1.74 and
     /// 16x16x24 to 24 0.69-0.74 against 0.64-0.72, even. Every sum is the same chain either way: the same bits.
     /// </summary>
-    private static bool Twelve => Simd.Current == SimdPath.Avx512;
+    private static bool KeepsTwelveEntries => Simd.Current == SimdPath.Avx512;
 
     /// <summary>Output rows (counted over the batch) from which the positions are cut into one more slice, up to <see cref="FilterSlices"/>.</summary>
     private const int RowsASlice = 64;
@@ -232,7 +232,7 @@ public static partial class Convolution
 
     /// <summary>
     /// The kernel gradient of more than <see cref="SharedRules.FewFilters"/> filters from the input, filters in the lanes:
-    /// each pass keeps <see cref="EntriesAPass"/> patch entries' sums (twelve on AVX-512, <see cref="Twelve"/>) against two
+    /// each pass keeps <see cref="EntriesAPass"/> patch entries' sums (twelve on AVX-512, <see cref="KeepsTwelveEntries"/>) against two
     /// vectors of filters in registers over a sample's positions in a slice, each position one broadcast of an input float
     /// per entry (read where the patch would have copied it from: the image, or a zero-padded copy of its rows) times the
     /// position's gradient. Through patches, the training forward pass wrote them out (the ResNet block's 3x3 over 32 channels at batch 32: 38 MB a layer) for a
@@ -294,6 +294,7 @@ public static partial class Convolution
         int first = (int)((long)work.Rows * index / work.Slices), end = (int)((long)work.Rows * (index + 1) / work.Slices);
         int* inPlace = stackalloc int[patch];
         int bandRows = Math.Max(1, BandGradientFloats / (width * filters));
+        bool twelve = KeepsTwelveEntries;
         for (int row = first; row < end;)
         {
             int sample = row / window.OutputHeight, top = row - sample * window.OutputHeight;
@@ -301,7 +302,7 @@ public static partial class Convolution
             var plane = Plane.Padded(work.Input + (long)sample * window.Height * window.Width * window.Channels, window, top, bottom, slack: 0);
             PatchOffsets(window, plane.RowFloats, inPlace);
             float* gradient = work.Gradient + (long)row * width * filters;
-            if (Twelve) SumBand<TLanes, TVector, Yes>(plane, window, top, bottom, inPlace, gradient, filters, sums);
+            if (twelve) SumBand<TLanes, TVector, Yes>(plane, window, top, bottom, inPlace, gradient, filters, sums);
             else SumBand<TLanes, TVector, No>(plane, window, top, bottom, inPlace, gradient, filters, sums);
             row += bottom - top;
         }
@@ -342,8 +343,8 @@ public static partial class Convolution
         TVector lowMask = TLanes.FirstLanes(low), highMask = TLanes.FirstLanes(high);
         nint o0 = offsets[0], o1 = count > 1 ? offsets[1] : o0, o2 = count > 2 ? offsets[2] : o0, o3 = count > 3 ? offsets[3] : o0;
         nint o4 = count > 4 ? offsets[4] : o0, o5 = count > 5 ? offsets[5] : o0;
-        nint o6 = count > 6 ? offsets[6] : o0, o7 = count > 7 ? offsets[7] : o0, o8 = count > 8 ? offsets[8] : o0;
-        nint o9 = count > 9 ? offsets[9] : o0, o10 = count > 10 ? offsets[10] : o0, o11 = count > 11 ? offsets[11] : o0;
+        nint o6 = twelve && count > 6 ? offsets[6] : o0, o7 = twelve && count > 7 ? offsets[7] : o0, o8 = twelve && count > 8 ? offsets[8] : o0;
+        nint o9 = twelve && count > 9 ? offsets[9] : o0, o10 = twelve && count > 10 ? offsets[10] : o0, o11 = twelve && count > 11 ? offsets[11] : o0;
         TVector a0 = Load(sums), b0 = LoadHigh(sums), a1 = TLanes.Zero, b1 = TLanes.Zero, a2 = TLanes.Zero, b2 = TLanes.Zero;
         TVector a3 = TLanes.Zero, b3 = TLanes.Zero, a4 = TLanes.Zero, b4 = TLanes.Zero, a5 = TLanes.Zero, b5 = TLanes.Zero;
         TVector a6 = TLanes.Zero, b6 = TLanes.Zero, a7 = TLanes.Zero, b7 = TLanes.Zero, a8 = TLanes.Zero, b8 = TLanes.Zero;

@@ -232,13 +232,13 @@ public static partial class Convolution
 
     /// <summary>
     /// The kernel gradient of more than <see cref="SharedRules.FewFilters"/> filters from the input, filters in the lanes:
-    /// each pass keeps <see cref="EntriesAPass"/> patch entries' sums (twelve on AVX-512, <see cref="KeepsTwelveEntries"/>) against two
-    /// vectors of filters in registers over a sample's positions in a slice, each position one broadcast of an input float
-    /// per entry (read where the patch would have copied it from: the image, or a zero-padded copy of its rows) times the
-    /// position's gradient. Through patches, the training forward pass wrote them out (the ResNet block's 3x3 over 32 channels at batch 32: 38 MB a layer) for a
-    /// product that read them once and transposed them. Each output is one chain of fused multiply-adds over its slice's
-    /// positions in order; the slices' sums (fixed by the shape) are then added in order, so any thread count gives the same
-    /// bits (not the patches' product's: another order).
+    /// each pass keeps <see cref="EntriesAPass"/> patch entries' sums (twelve on AVX-512, <see cref="KeepsTwelveEntries"/>)
+    /// against two vectors of filters in registers over a sample's positions in a slice, each position one broadcast of an
+    /// input float per entry (read where the patch would have copied it from: the image, or a zero-padded copy of its rows)
+    /// times the position's gradient. Through patches, the training forward pass wrote them out (the ResNet block's 3x3 over
+    /// 32 channels at batch 32: 38 MB a layer) for a product that read them once and transposed them. Each output is one
+    /// chain of fused multiply-adds over its slice's positions in order; the slices' sums (fixed by the shape) are then added
+    /// in order, so any thread count gives the same bits (not the patches' product's: another order).
     /// </summary>
     [MethodImpl(Compiled.Driver)]
     private static unsafe void KernelGradientByFilters(ReadOnlySpan<float> input, ReadOnlySpan<float> outputGradient, Span<float> kernelGradient,
@@ -331,8 +331,9 @@ public static partial class Convolution
     /// (at <paramref name="offsets"/> from a window's corner; their sums <paramref name="filters"/> apart) against
     /// <paramref name="columns"/> filters (two whole vectors where <typeparamref name="TWhole"/>; a second vector at all only
     /// where <typeparamref name="TTwo"/>) over output rows [<paramref name="top"/>, <paramref name="bottom"/>) of a sample,
-    /// whose gradient starts at <paramref name="gradient"/>. A pass of fewer entries reads the first entry's float again for the rest, into sums it never stores, so the loop
-    /// tests nothing per entry; a partial vector of filters is read through a mask made once.
+    /// whose gradient starts at <paramref name="gradient"/>. A pass of fewer entries reads the first entry's float again for
+    /// the rest, into sums it never stores, so the loop tests nothing per entry; a partial vector of filters is read through
+    /// a mask made once.
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
     private static unsafe void SumEntries<TLanes, TVector, TWhole, TTwo, TTwelve>(in Plane plane, in Window window, int top, int bottom, int* offsets, int count,

@@ -38,6 +38,8 @@ public static partial class Gemm
     // less than a page of each row: rows a cache line or more apart defeat the hardware prefetchers, which stay within a page
     // (the MLP's 128x784x256 on two cores, 1 KB rows: 217-220 us without, 212-215 with 12 to 24 steps; 4 steps gave nothing,
     // 32 less. PackB's 64-column slices of 128x2048x2048 on this Zen 3: 23.2 -> 21.0 ms on one core, 10.3 -> 9.1 on two).
+    // On the Intel Xeon, PackPanels' 512-column parts of a 2048x2048 B packed faster without it (0.71-0.74 ms on two cores
+    // against 0.78-0.83; 48 steps 0.82-0.83), 2048^3 within the noise (52.7-53.4 ms against 52.5-54.2, three rounds).
     private const int SourcePrefetchSteps = 16;
     private const int StreamingDepthBlock = 256;
     private const int PageBytes = 4096;

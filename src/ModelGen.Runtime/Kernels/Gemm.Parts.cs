@@ -267,8 +267,8 @@ public static partial class Gemm
     /// by multiply-adds: 2048^3 on two cores of the Intel Xeon took 51.8-52.7 ms against B packed before the call, 53.5-54.1
     /// packing it (three rounds in turns). Hiding it behind the multiply-adds did not pay there: each core packing each tile
     /// of B as its first block's first row tile read it, the row tiles before fetching the next tile's rows into L2, ran
-    /// 54.5-56.4 ms against 51.9-54.4 (a tile's 2048 rows lie on as many pages, each a page-table walk), and parts of 1024
-    /// columns instead of 512, or no prefetch of B's rows, were within the noise (50.5-54.4 ms).
+    /// 54.5-56.4 ms against 51.9-54.4 (a tile's 2048 rows lie on as many pages, each a page-table walk); nor did a faster
+    /// pack (<see cref="PackedColumnParts"/>, <see cref="SourcePrefetchSteps"/>).
     /// </summary>
     [MethodImpl(Compiled.Driver)]
     private static unsafe PackedPanels PackedShared<TLanes, TVector>(in Matrix a, in Matrix b, int m, int k, int n)

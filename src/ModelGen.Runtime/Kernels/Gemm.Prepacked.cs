@@ -139,20 +139,28 @@ public static partial class Gemm
 
     /// <summary>
     /// Packs all of B into <paramref name="panels"/> in the layout <see cref="PackedPanels"/> reads, both cores taking parts
-    /// (a depth block's quarter of the columns each): the panels depend only on B, so on any thread count they are the same.
+    /// (a depth block's <see cref="PackedColumnParts"/>th of the columns each): the panels depend only on B, so on any thread
+    /// count they are the same.
     /// <paramref name="streamed"/> writes them past the caches (<see cref="PackB"/>).
     /// </summary>
     [MethodImpl(Compiled.Driver)]
     private static unsafe void PackPanels<TLanes, TVector>(in Matrix b, int k, int n, int tileColumns, Span<float> panels, bool streamed = false)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
-        int depthBlocks = (k + DepthBlock - 1) / DepthBlock, partColumns = (PaddedColumns(n, tileColumns) / tileColumns + 3) / 4 * tileColumns;
+        int depthBlocks = (k + DepthBlock - 1) / DepthBlock, partColumns = (PaddedColumns(n, tileColumns) / tileColumns + PackedColumnParts - 1) / PackedColumnParts * tileColumns;
         fixed (float* pb = b.Data, pp = panels)
         {
             var job = new PackingJob(new PinnedMatrix(pb, b), PackedPanels.Over(pp, k, n, tileColumns), k, n, tileColumns, partColumns, streamed);
             Helper.For(depthBlocks * job.ColumnParts, &PackPart<TLanes, TVector>, in job);
         }
     }
+
+    /// <summary>
+    /// Parts of a depth block's columns that <see cref="PackPanels"/> deals to the cores. On the Intel Xeon two parts (1024
+    /// columns of 2048, a page of each row) packed a 2048x2048 B faster alone, 0.69-0.73 ms on two cores against 0.78-0.81,
+    /// and eight slower (0.88-0.89), but 2048^3 took as long either way (50.5-54.4 ms, four rounds in turns).
+    /// </summary>
+    private const int PackedColumnParts = 4;
 
     /// <summary>Part <paramref name="index"/> of <see cref="PackPanels"/>: one depth block's tiles from one column part.</summary>
     [MethodImpl(Compiled.Driver)]

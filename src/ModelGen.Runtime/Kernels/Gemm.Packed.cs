@@ -61,7 +61,9 @@ public static partial class Gemm
     // processes in turns, peak_fma 176-180 before each round). 384 rows were chosen 1024 deep, where they were 1.5 MB inside a
     // 2 MB L2 (113 / 117 / 120 GFLOP/s with 96 / 192 / 384 on one core), and grew to 3 MB with the Zen 5's depth of 2048; the
     // Zen 5 (1 MB of L2) kept 384: 72.5 ms on one core against 73.7 and 74.9 with 120 and 72 rows, 37.8 on two against 39.6
-    // with 192. On the AVX2 Zen 3 (512 KB) blocks sized to its L2 were no faster.
+    // with 192. On the AVX2 Zen 3 (512 KB) blocks sized to its L2 were no faster. On the Intel Xeon the next block's rows
+    // fetched into L2 during a block (prefetcht1, its lines dealt over the block's tiles of C) took A's packing from 1.45% to
+    // 1.03% of 2048^3's samples on two cores and cost ~1% in prefetches of its own: 53.0-56.1 ms against 54.1-56.2, five rounds.
     private const int PackedRowBlock = 96;
     private const int PackedRowGroup = 16;   // rows of B packed together, tile by tile (PackB)
     private const int ColumnBlock = 2048;    // NC: columns per pass over A (2048^3: A packed once, not twice: 110 -> 113 GFLOP/s)
@@ -245,6 +247,9 @@ public static partial class Gemm
     /// A is a gather and costs more, so it streams up to twice as wide. An A that fits in L1 whole is read in place however
     /// wide the product, and so are a few rows (up to <see cref="FewRows"/>, which then read B in place too): packed, they went
     /// through the packed kernels with B packed as well (12x500x100 on one core, old and new builds in turns: 58-60 -> 28-38 us).
+    /// Where every column tile of a wide product reads each row, packing costs no more than it saves: 2048^3 with twelve-row
+    /// tiles read in place ran 51.6-54.8 ms on two cores of the Intel Xeon against 50.7-54.0 packed (six rounds in turns),
+    /// 104.5-111.2 on one against 104.3-105.8, and slower still with its rows first copied a line apart (<see cref="ApartInL1"/>).
     /// </summary>
     [MethodImpl(Compiled.Driver)]
     private static bool ReadsAInPlace<TLanes, TVector>(in Matrix a, int m, int k, int n) where TLanes : struct, ILanes<TVector> where TVector : struct =>

@@ -113,7 +113,9 @@ public static partial class Gemm
 
     /// <summary>
     /// Both layers' operands as pointers, the columns of H per slice, and where each slice's partial C goes (slice 0's straight
-    /// into C); a pair cut by rows has no slices and no partials.
+    /// into C); a pair cut by rows has no slices and no partials. A job of bare pointers and sizes for the slices (~120 bytes
+    /// against these two Jobs' ~390, fewer lines to build and for the helper to read) left the MLP's batch 1 as it was on the
+    /// Intel Xeon: 4.87-5.91 us against 4.85-6.43, six rounds in turns.
     /// </summary>
     private readonly unsafe struct TwiceJob(Job first, Job second, int sliceColumns, float* partials)
     {

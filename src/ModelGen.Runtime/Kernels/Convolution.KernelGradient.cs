@@ -308,7 +308,10 @@ public static partial class Convolution
         }
     }
 
-    /// <summary>Every pass of entries (twelve where <typeparamref name="TTwelve"/>, else <see cref="EntriesAPass"/>) and blocks of filters over a band's positions.</summary>
+    /// <summary>
+    /// Every pass of entries (twelve where <typeparamref name="TTwelve"/>, else <see cref="EntriesAPass"/>) and blocks of
+    /// filters over a band's positions.
+    /// </summary>
     [MethodImpl(Compiled.Driver)]
     private static unsafe void SumBand<TLanes, TVector, TTwelve>(in Plane plane, in Window window, int top, int bottom, int* offsets, float* gradient,
         int filters, float* sums) where TLanes : struct, ILanes<TVector> where TVector : struct where TTwelve : IFlag
@@ -337,7 +340,8 @@ public static partial class Convolution
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
     private static unsafe void SumEntries<TLanes, TVector, TWhole, TTwo, TTwelve>(in Plane plane, in Window window, int top, int bottom, int* offsets, int count,
-        float* gradient, int filters, float* sums, int columns) where TLanes : struct, ILanes<TVector> where TVector : struct where TWhole : IFlag where TTwo : IFlag where TTwelve : IFlag
+        float* gradient, int filters, float* sums, int columns)
+        where TLanes : struct, ILanes<TVector> where TVector : struct where TWhole : IFlag where TTwo : IFlag where TTwelve : IFlag
     {
         int lanes = TLanes.Count, low = Math.Min(lanes, columns), high = Math.Clamp(columns - lanes, 0, lanes);
         bool whole = TWhole.IsSet, two = TTwo.IsSet, twelve = TTwelve.IsSet;

@@ -247,9 +247,10 @@ public static partial class Gemm
     /// A is a gather and costs more, so it streams up to twice as wide. An A that fits in L1 whole is read in place however
     /// wide the product, and so are a few rows (up to <see cref="FewRows"/>, which then read B in place too): packed, they went
     /// through the packed kernels with B packed as well (12x500x100 on one core, old and new builds in turns: 58-60 -> 28-38 us).
-    /// Where every column tile of a wide product reads each row, packing costs no more than it saves: 2048^3 with twelve-row
-    /// tiles read in place ran 51.6-54.8 ms on two cores of the Intel Xeon against 50.7-54.0 packed (six rounds in turns),
-    /// 104.5-111.2 on one against 104.3-105.8, and slower still with its rows first copied a line apart (<see cref="ApartInL1"/>).
+    /// Where every column tile of a wide product reads each row, reading A in place saves nothing over packing it: 2048^3
+    /// with twelve-row tiles read in place ran 51.6-54.8 ms on two cores of the Intel Xeon against 50.7-54.0 packed (six
+    /// rounds in turns), 104.5-111.2 on one against 104.3-105.8, and slower still with its rows first copied a line apart
+    /// (<see cref="ApartInL1"/>).
     /// </summary>
     [MethodImpl(Compiled.Driver)]
     private static bool ReadsAInPlace<TLanes, TVector>(in Matrix a, int m, int k, int n) where TLanes : struct, ILanes<TVector> where TVector : struct =>

@@ -147,7 +147,8 @@ public static partial class Gemm
     private static unsafe void PackPanels<TLanes, TVector>(in Matrix b, int k, int n, int tileColumns, Span<float> panels, bool streamed = false)
         where TLanes : struct, ILanes<TVector> where TVector : struct
     {
-        int depthBlocks = (k + DepthBlock - 1) / DepthBlock, partColumns = (PaddedColumns(n, tileColumns) / tileColumns + PackedColumnParts - 1) / PackedColumnParts * tileColumns;
+        int depthBlocks = (k + DepthBlock - 1) / DepthBlock, tiles = PaddedColumns(n, tileColumns) / tileColumns;
+        int partColumns = (tiles + PackedColumnParts - 1) / PackedColumnParts * tileColumns;
         fixed (float* pb = b.Data, pp = panels)
         {
             var job = new PackingJob(new PinnedMatrix(pb, b), PackedPanels.Over(pp, k, n, tileColumns), k, n, tileColumns, partColumns, streamed);

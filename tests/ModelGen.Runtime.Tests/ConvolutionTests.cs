@@ -1049,7 +1049,8 @@ public class ConvolutionTests
     /// A BatchNormalization at inference applied by the convolution to its outputs as it computes them gives what the two
     /// kernels give one after the other, bit for bit, on every route (directly, with pixels in the lanes, through patches),
     /// every SIMD path and thread count, with and without ReLU, patches kept or not, and with the ReLU of a layer after the
-    /// normalization or without; nothing past the output is written.
+    /// normalization or without, and with a residual added after it (and that ReLU after the Add: Merges.Combine) or without;
+    /// nothing past the output is written.
     /// </summary>
     [Theory, MemberData(nameof(SmallWindows)), MemberData(nameof(LargeWindows))]
     public void A_batch_normalization_at_inference_applied_by_the_convolution_is_the_two_kernels_bit_for_bit(int height, int width, int channels,
@@ -1064,6 +1065,7 @@ public class ConvolutionTests
         var movingMean = Uniform(filters, 16);
         var movingVariance = Uniform(filters, 17).Select(v => v * v + 0.05f).ToArray();
         int outputFloats = batch * window.Positions * filters;
+        var shortcut = Uniform(outputFloats, 18);
         var patches = new float[batch * window.Positions * window.PatchSize];
         foreach (var path in Enum.GetValues<SimdPath>())
         {
@@ -1072,25 +1074,49 @@ public class ConvolutionTests
                 foreach (bool relu in new[] { true, false })
                     foreach (bool keepPatches in new[] { false, true })
                         foreach (bool reluAfter in new[] { false, true })
-                        {
-                            var convolved = new float[outputFloats];
-                            var expected = new float[outputFloats];
-                            var folded = new float[outputFloats + 20];
-                            Array.Fill(folded, -3f);
-                            KernelSettings.OnThreads(threads, () =>
+                            foreach (bool added in new[] { false, true })
                             {
-                                Convolution.Forward(image, patches, kernel, convolved, window, filters, batch, bias, relu, keepPatches);
-                                BatchNorm.InferenceForward(convolved, expected, gamma, beta, movingMean, movingVariance, batch * window.Positions, filters, 0.001f);
-                                if (reluAfter) Activations.Forward(Activation.Relu, expected, batch * window.Positions, filters);
-                                Convolution.Forward(image, patches, kernel, folded, window, filters, batch, bias, relu, keepPatches,
-                                    new BatchNormAtInference(gamma, beta, movingMean, movingVariance, 0.001f, reluAfter));
-                            });
-                            for (int i = 0; i < outputFloats; i++)
-                                AssertSameBits(expected[i], folded[i], $"{path}, {threads} threads, relu {relu}, patches kept {keepPatches}, relu after {reluAfter}: output {i}");
-                            Assert.All(folded.Skip(outputFloats), v => Assert.Equal(-3f, v));
-                            if (!reluAfter) Assert.Contains(expected.Take(outputFloats), v => v < 0);
-                        }
+                                var convolved = new float[outputFloats];
+                                var expected = new float[outputFloats];
+                                var folded = new float[outputFloats + 20];
+                                Array.Fill(folded, -3f);
+                                KernelSettings.OnThreads(threads, () =>
+                                {
+                                    Convolution.Forward(image, patches, kernel, convolved, window, filters, batch, bias, relu, keepPatches);
+                                    BatchNorm.InferenceForward(convolved, expected, gamma, beta, movingMean, movingVariance, batch * window.Positions, filters, 0.001f);
+                                    if (added) Merges.Combine(MergeOperation.Add, shortcut, expected, expected, outputFloats, reluAfter);
+                                    else if (reluAfter) Activations.Forward(Activation.Relu, expected, batch * window.Positions, filters);
+                                    Convolution.Forward(image, patches, kernel, folded, window, filters, batch, bias, relu, keepPatches,
+                                        new BatchNormAtInference(gamma, beta, movingMean, movingVariance, 0.001f, reluAfter, added ? shortcut : default));
+                                });
+                                for (int i = 0; i < outputFloats; i++)
+                                    AssertSameBits(expected[i], folded[i], $"{path}, {threads} threads, relu {relu}, patches kept {keepPatches}, relu after {reluAfter}, added {added}: output {i}");
+                                Assert.All(folded.Skip(outputFloats), v => Assert.Equal(-3f, v));
+                                if (!reluAfter) Assert.Contains(expected.Take(outputFloats), v => v < 0);
+                            }
         }
+    }
+
+    /// <summary>A residual shorter than the outputs, or one in their floats, is refused by name before anything is written.</summary>
+    [Fact]
+    public void A_residual_shorter_than_the_outputs_or_in_their_floats_is_refused()
+    {
+        var window = new Window(5, 5, 2, 3, 3, 1, 1, false, 1);
+        int outputs = window.Positions * 8;
+        var (gamma, beta, mean, variance) = (Uniform(8, 1), Uniform(8, 2), Uniform(8, 3), Uniform(8, 4).Select(v => v * v + 0.05f).ToArray());
+        var output = new float[2 * outputs];
+        var error = Assert.Throws<ArgumentException>(() => Convolution.Forward(Uniform(50, 5), Span<float>.Empty, Uniform(18 * 8, 6), output, window, 8, 1,
+            keepPatches: false, normalization: new BatchNormAtInference(gamma, beta, mean, variance, 0.001f, residual: new float[outputs - 1])));
+        Assert.Contains($"Convolution: the residual added to its {outputs} normalized outputs holds {outputs - 1} floats", error.Message);
+        Assert.All(output, v => Assert.Equal(0f, v));
+        error = Assert.Throws<ArgumentException>(() => Convolution.Forward(Uniform(50, 5), Span<float>.Empty, Uniform(18 * 8, 6), output, window, 8, 1,
+            keepPatches: false, normalization: new BatchNormAtInference(gamma, beta, mean, variance, 0.001f, residual: output.AsSpan(outputs - 1))));
+        Assert.Contains("shares floats with them", error.Message);
+        Assert.All(output, v => Assert.Equal(0f, v));
+        // Beside them, not in them: the one float past the outputs is no overlap.
+        Convolution.Forward(Uniform(50, 5), Span<float>.Empty, Uniform(18 * 8, 6), output, window, 8, 1,
+            keepPatches: false, normalization: new BatchNormAtInference(gamma, beta, mean, variance, 0.001f, residual: output.AsSpan(outputs)));
+        Assert.Contains(output.Take(outputs), v => v != 0f);
     }
 
     [Fact]

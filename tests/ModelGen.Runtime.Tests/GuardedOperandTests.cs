@@ -60,10 +60,11 @@ public class GuardedOperandTests
                 StaysWithin([input, new float[patchFloats], kernel, new float[outputFloats], bias],
                     m => Convolution.Forward(m[0].Span, m[1].Span, m[2].Span, m[3].Span, window, filters, batch, m[4].Span, relu: true, keepPatches));
             }
-            // With a BatchNormalization at inference applied to the outputs, its four operands one float a filter.
-            StaysWithin([input, kernel, new float[outputFloats], bias, Uniform(filters, 6), Uniform(filters, 7), Uniform(filters, 8), Uniform(filters, 9).Select(v => v * v + 0.1f).ToArray()],
+            // With a BatchNormalization at inference applied to the outputs, its four operands one float a filter, and a residual added.
+            StaysWithin([input, kernel, new float[outputFloats], bias, Uniform(filters, 6), Uniform(filters, 7), Uniform(filters, 8), Uniform(filters, 9).Select(v => v * v + 0.1f).ToArray(),
+                Uniform(outputFloats, 10)],
                 m => Convolution.Forward(m[0].Span, Span<float>.Empty, m[1].Span, m[2].Span, window, filters, batch, m[3].Span, relu: true, keepPatches: false,
-                    new BatchNormAtInference(m[4].Span, m[5].Span, m[6].Span, m[7].Span, 0.001f)));
+                    new BatchNormAtInference(m[4].Span, m[5].Span, m[6].Span, m[7].Span, 0.001f, relu: true, residual: m[8].Span)));
             StaysWithin([values, kernel, Uniform(imageFloats, 5)],
                 m => Convolution.Transposed(m[0].Span, m[1].Span, m[3].Span, m[2].Span, window, filters, batch, accumulate: true),
                 scratch: Convolution.TransposedScratch(window, filters, batch));
@@ -138,9 +139,10 @@ public class GuardedOperandTests
                 StaysWithin([input, kernel, bias, new float[outputFloats]],
                     m => DepthwiseConvolution.Forward(m[0].Span, m[1].Span, m[2].Span, m[3].Span, window, multiplier, batch, relu: true));
                 // With a BatchNormalization at inference applied to the outputs, its four operands one float an output channel.
-                StaysWithin([input, kernel, bias, new float[outputFloats], Uniform(depth, 6), Uniform(depth, 7), Uniform(depth, 8), Uniform(depth, 9).Select(v => v * v + 0.1f).ToArray()],
+                StaysWithin([input, kernel, bias, new float[outputFloats], Uniform(depth, 6), Uniform(depth, 7), Uniform(depth, 8), Uniform(depth, 9).Select(v => v * v + 0.1f).ToArray(),
+                    Uniform(outputFloats, 10)],
                     m => DepthwiseConvolution.Forward(m[0].Span, m[1].Span, m[2].Span, m[3].Span, window, multiplier, batch, relu: true,
-                        new BatchNormAtInference(m[4].Span, m[5].Span, m[6].Span, m[7].Span, 0.001f, relu: true)));
+                        new BatchNormAtInference(m[4].Span, m[5].Span, m[6].Span, m[7].Span, 0.001f, relu: true, residual: m[8].Span)));
                 StaysWithin([Uniform(outputFloats, 4), input, kernel, new float[kernelFloats], new float[depth], new float[imageFloats]],
                     m => DepthwiseConvolution.Backward(m[0].Span, m[1].Span, m[2].Span, m[3].Span, m[4].Span, m[5].Span, window, multiplier, batch,
                         computeWeights: true, accumulateWeights: false, accumulateInput: false));

@@ -235,8 +235,8 @@ public class DepthwiseConvolutionTests
     /// each rounded, then added position after position (and cell after cell, output channel after output channel); the bias
     /// gradient the output gradient added position after position. Also
     /// with gradients added to what is there or written over it, with ReLU taken in the forward pass, and on one core or two;
-    /// and with a BatchNormalization at inference applied in the forward call, with its ReLU or without: the bits of the two
-    /// kernels one after the other, nothing written past the output.
+    /// and with a BatchNormalization at inference applied in the forward call, with its ReLU or without, and a residual added
+    /// after it or not: the bits of the kernels one after the other, nothing written past the output.
     /// </summary>
     [Theory, MemberData(nameof(Shapes))]
     public void Depthwise_convolution_sums_in_its_stated_order_on_one_core_or_two(int height, int width, int channels, int size, int multiplier, int strides,
@@ -301,21 +301,25 @@ public class DepthwiseConvolutionTests
             // ReLU in the same pass, as Conv2D takes it.
             KernelSettings.OnThreads(threads, () => DepthwiseConvolution.Forward(x, kernel, bias, y, window, multiplier, batch, relu: true));
             Assert.Equal(expected.Select(v => Math.Max(0f, v)), y);
+            var shortcut = Random(g.Length);
             foreach (bool reluAfter in new[] { false, true })
-            {
-                var normalized = new float[g.Length];
-                var folded = new float[g.Length + 20];
-                Array.Fill(folded, -3f);
-                KernelSettings.OnThreads(threads, () =>
+                foreach (bool added in new[] { false, true })
                 {
-                    BatchNorm.InferenceForward(y, normalized, gamma, beta, movingMean, movingVariance, batch * window.Positions, outputs, 0.001f, reluAfter);
-                    DepthwiseConvolution.Forward(x, kernel, bias, folded, window, multiplier, batch, relu: true,
-                        new BatchNormAtInference(gamma, beta, movingMean, movingVariance, 0.001f, reluAfter));
-                });
-                Assert.Equal(normalized.Select(BitConverter.SingleToInt32Bits), folded.Take(g.Length).Select(BitConverter.SingleToInt32Bits));
-                Assert.All(folded.Skip(g.Length), v => Assert.Equal(-3f, v));
-                if (!reluAfter) Assert.Contains(normalized, v => v < 0);
-            }
+                    var normalized = new float[g.Length];
+                    var folded = new float[g.Length + 20];
+                    Array.Fill(folded, -3f);
+                    KernelSettings.OnThreads(threads, () =>
+                    {
+                        // The residual (a ResNet's Add after the normalization) added before that ReLU, as Merges.Combine takes them.
+                        BatchNorm.InferenceForward(y, normalized, gamma, beta, movingMean, movingVariance, batch * window.Positions, outputs, 0.001f, reluAfter && !added);
+                        if (added) Merges.Combine(MergeOperation.Add, shortcut, normalized, normalized, g.Length, reluAfter);
+                        DepthwiseConvolution.Forward(x, kernel, bias, folded, window, multiplier, batch, relu: true,
+                            new BatchNormAtInference(gamma, beta, movingMean, movingVariance, 0.001f, reluAfter, added ? shortcut : default));
+                    });
+                    Assert.Equal(normalized.Select(BitConverter.SingleToInt32Bits), folded.Take(g.Length).Select(BitConverter.SingleToInt32Bits));
+                    Assert.All(folded.Skip(g.Length), v => Assert.Equal(-3f, v));
+                    if (!reluAfter) Assert.Contains(normalized, v => v < 0);
+                }
         }
     }
 

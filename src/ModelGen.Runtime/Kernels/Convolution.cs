@@ -1,5 +1,6 @@
 using System;
 using System.Numerics;
+using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
@@ -200,26 +201,63 @@ public static partial class Convolution
 
     /// <summary>
     /// y = y·scale + shift over each pixel's channels of <see cref="Output"/> (a BatchNormalization at inference, folded by
-    /// <see cref="BatchNormAtInference.FoldFor"/>), then max(y, 0) where <see cref="Relu"/>; empty where there is none.
+    /// <see cref="BatchNormAtInference.FoldFor"/>), plus the same pixel of <see cref="Residual"/> where there is one (an Add
+    /// after it), then max(y, 0) where <see cref="Relu"/>; empty where there is none.
     /// </summary>
-    internal readonly unsafe struct OutputFold(float* output, float* scale, float* shift, int channels, bool relu)
+    internal readonly unsafe struct OutputFold(float* output, float* scale, float* shift, int channels, bool relu, float* residual)
     {
-        public readonly float* Output = output, Scale = scale, Shift = shift;
+        public readonly float* Output = output, Scale = scale, Shift = shift, Residual = residual;
         public readonly int Channels = channels;
         public readonly bool Relu = relu;
 
         public bool IsEmpty => Scale == null;
 
-        /// <summary>The fold of <paramref name="normalization"/> over <paramref name="output"/>, its scale and shift at <paramref name="scaleAndShift"/> (BatchNormAtInference.FoldFor); empty where there is none.</summary>
-        public static OutputFold Of(in BatchNormAtInference normalization, float* output, float* scaleAndShift, int filters) =>
-            normalization.IsEmpty ? default : new OutputFold(output, scaleAndShift, scaleAndShift + filters, filters, normalization.Relu);
+        /// <summary>The ReLU taken with y·scale + shift: none where the residual comes after it, whose Add the ReLU follows.</summary>
+        public bool AffineRelu => Relu && Residual == null;
 
-        /// <summary>Pixels [first, first + count) of the output, as BatchNorm.InferenceForward computes each.</summary>
+        /// <summary>
+        /// The residual added to <paramref name="count"/> pixels of <see cref="Output"/> from <paramref name="pixels"/> on, then
+        /// the ReLU where <see cref="Relu"/>: Merges.Combine's Add and max, a vector at a time (the direct passes', after each).
+        /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void AddResidual<TLanes, TVector>(float* pixels, int count) where TLanes : struct, ILanes<TVector> where TVector : struct
+        {
+            float* residual = Residual + (pixels - Output);
+            int floats = count * Channels, i = 0;
+            for (; i + TLanes.Count <= floats; i += TLanes.Count)
+            {
+                var sum = TLanes.Add(TLanes.Load(ref pixels[i]), TLanes.Load(ref residual[i]));
+                TLanes.Store(ref pixels[i], Relu ? TLanes.Relu(sum) : sum);
+            }
+            if (i == floats) return;
+            var last = TLanes.Add(TLanes.LoadFirst(ref pixels[i], floats - i), TLanes.LoadFirst(ref residual[i], floats - i));
+            TLanes.StoreFirst(ref pixels[i], Relu ? TLanes.Relu(last) : last, floats - i);
+        }
+
+        /// <summary>
+        /// The fold of <paramref name="normalization"/> over <paramref name="output"/>, its scale and shift at <paramref name="scaleAndShift"/>
+        /// (BatchNormAtInference.FoldFor), its residual at <paramref name="residual"/> (null for none); empty where there is none.
+        /// </summary>
+        public static OutputFold Of(in BatchNormAtInference normalization, float* output, float* scaleAndShift, int filters, float* residual) =>
+            normalization.IsEmpty ? default : new OutputFold(output, scaleAndShift, scaleAndShift + filters, filters, normalization.Relu, residual);
+
+        /// <summary>
+        /// Pixels [first, first + count) of the output, as BatchNorm.InferenceForward computes each, then Merges.Combine's Add
+        /// of the residual and its ReLU where there is one: the same passes, over a range still in this core's cache.
+        /// </summary>
         public void Apply(int first, int count)
         {
-            float* pixels = Output + (long)first * Channels;
-            if (Relu) Simd.RunRanges(new AffineRows<Yes>(pixels, pixels, Scale, Shift, Channels), 0, count);
-            else Simd.RunRanges(new AffineRows<No>(pixels, pixels, Scale, Shift, Channels), 0, count);
+            long at = (long)first * Channels;
+            float* pixels = Output + at;
+            if (Scale != null)
+            {
+                if (AffineRelu) Simd.RunRanges(new AffineRows<Yes>(pixels, pixels, Scale, Shift, Channels), 0, count);
+                else Simd.RunRanges(new AffineRows<No>(pixels, pixels, Scale, Shift, Channels), 0, count);
+            }
+            if (Residual == null) return;
+            var sums = new Span<float>(pixels, count * Channels);
+            TensorPrimitives.Add(new ReadOnlySpan<float>(Residual + at, sums.Length), sums, sums);
+            if (Relu) TensorPrimitives.Max(sums, 0f, sums);
         }
     }
 

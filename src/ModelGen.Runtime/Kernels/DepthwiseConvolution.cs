@@ -22,7 +22,8 @@ public static class DepthwiseConvolution
     /// output = bias + Σ over the window's cells, in (ky, kx) order, of pixel·weight (each a fused multiply-add), then ReLU
     /// where <paramref name="relu"/> (as Conv2D takes it, in the same pass). A BatchNormalization at inference after the layer
     /// (<paramref name="normalization"/>, with its own ReLU where it says so) is applied to each range of output rows as soon
-    /// as it is computed, in this core's cache, as Conv2D applies it (MobileNet's DepthwiseConv2D, BatchNormalization, ReLU).
+    /// as it is computed, in this core's cache, as Conv2D applies it (MobileNet's DepthwiseConv2D, BatchNormalization, ReLU),
+    /// and its residual where it has one.
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
     public static unsafe void Forward(ReadOnlySpan<float> input, ReadOnlySpan<float> kernel, ReadOnlySpan<float> bias, Span<float> output, in Window window, int multiplier, int batch,
@@ -32,11 +33,12 @@ public static class DepthwiseConvolution
         Check(input.Length, kernel.Length, output.Length, window, multiplier, batch, "DepthwiseConv2D");
         Convolution.Require(bias.IsEmpty || bias.Length >= width, "DepthwiseConv2D", window, batch);
         using var folded = normalization.FoldFor(width, "DepthwiseConv2D");
-        fixed (float* x = input, k = kernel, b = bias, y = output, scaleAndShift = folded.Span)
+        normalization.RequireResidual(output, (long)batch * window.Positions * width, "DepthwiseConv2D");
+        fixed (float* x = input, k = kernel, b = bias, y = output, scaleAndShift = folded.Span, residual = normalization.Residual)
         {
             var work = new ForwardRows(new Operands(x, k, y, window, multiplier), bias.IsEmpty ? null : b, relu);
             Convolution.ForOutputRows(ref work, window, batch, window.Height * window.Width * window.Channels + window.Positions * width,
-                Convolution.OutputFold.Of(normalization, y, scaleAndShift, width));
+                Convolution.OutputFold.Of(normalization, y, scaleAndShift, width, residual));
         }
     }
 

@@ -594,19 +594,37 @@ internal readonly unsafe struct ChannelFold(float* gamma, float* beta, float* me
 /// A BatchNormalization at inference (its moving statistics), for a kernel that applies it to its outputs as it writes
 /// them, while they are still in cache (<see cref="Convolution.Forward"/>): each channel times its scale plus its shift,
 /// both worked out as <see cref="BatchNorm.InferenceForward"/> works them out, so the values are its values bit for bit;
-/// then, where <paramref name="relu"/>, the ReLU of a layer that alone reads the normalization (Keras' Conv2D, BatchNormalization,
-/// Activation('relu')), as Activations.Forward takes it.
+/// then, where <paramref name="residual"/> is given, plus that output of it (an Add that alone reads the normalization: a
+/// ResNet block's shortcut, as Merges.Combine adds it), and, where <paramref name="relu"/>, the ReLU of a layer that alone
+/// reads the normalization or that Add (Keras' Conv2D, BatchNormalization, Activation('relu'); Add, Activation('relu')), as
+/// Activations.Forward takes it.
 /// </summary>
 public readonly ref struct BatchNormAtInference(ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta, ReadOnlySpan<float> movingMean,
-    ReadOnlySpan<float> movingVariance, float epsilon, bool relu = false)
+    ReadOnlySpan<float> movingVariance, float epsilon, bool relu = false, ReadOnlySpan<float> residual = default)
 {
-    private readonly ReadOnlySpan<float> gamma = gamma, beta = beta, movingMean = movingMean, movingVariance = movingVariance;
+    private readonly ReadOnlySpan<float> gamma = gamma, beta = beta, movingMean = movingMean, movingVariance = movingVariance, residual = residual;
 
     /// <summary>No normalization (a kernel's default).</summary>
     public bool IsEmpty => gamma.IsEmpty;
 
-    /// <summary>Whether a ReLU follows the normalization.</summary>
+    /// <summary>Whether a ReLU follows the normalization (and its residual, where it has one).</summary>
     public bool Relu => relu;
+
+    /// <summary>What is added to each normalized output, laid out as the outputs; empty where nothing is.</summary>
+    public ReadOnlySpan<float> Residual => residual;
+
+    /// <summary>
+    /// Refuses a residual shorter than the kernel's <paramref name="outputs"/> floats of <paramref name="output"/>, or one
+    /// that shares floats with them (each range adds it after writing its outputs), naming <paramref name="layer"/>.
+    /// </summary>
+    internal void RequireResidual(ReadOnlySpan<float> output, long outputs, string layer)
+    {
+        if (residual.IsEmpty) return;
+        if (residual.Length < outputs)
+            throw new ArgumentException($"{layer}: the residual added to its {outputs} normalized outputs holds {residual.Length} floats.");
+        if (residual.Slice(0, (int)outputs).Overlaps(output.Slice(0, (int)Math.Min(outputs, output.Length))))
+            throw new ArgumentException($"{layer}: the residual added to its normalized outputs shares floats with them; it must be a buffer of its own.");
+    }
 
     /// <summary>Whether every operand holds <paramref name="channels"/> floats.</summary>
     public bool Covers(int channels) => gamma.Length >= channels && beta.Length >= channels && movingMean.Length >= channels && movingVariance.Length >= channels;

@@ -285,12 +285,16 @@ internal static partial class ModelEmitter
                     break;
                 case NodeKind.Merge:
                 {
-                    w.Line($"// {node.Title}: {spec.Merge}({string.Join(", ", node.Inputs.Select(i => i.Title))}){Rectified(node)}");
+                    // An Add a convolution makes at inference as it applies the normalization it adds (NodePlan.ResidualSum): this block only while training.
+                    var summedBy = node.SummedAtInferenceBy;
+                    string madeBy = summedBy is null ? "" : $"; at inference made by {NormalizedConvolutions[summedBy].Title} above as it applies {summedBy.Title}";
+                    w.Line($"// {node.Title}: {spec.Merge}({string.Join(", ", node.Inputs.Select(i => i.Title))}){Rectified(node)}{madeBy}");
+                    if (summedBy is not null && InferenceOnly) break;
                     var operation = spec.Merge == MergeOperation.Average ? MergeOperation.Add : spec.Merge;
                     string output = node.WrittenTo;
                     // Each further operand merged into the output; a ReLU the merge takes, with the last.
                     string Last(int i) => i == inputs.Count - 1 ? RectifiedArgument(node) : "";
-                    w.Line($"Merges.Combine(MergeOperation.{operation}, {inputs[0]}, {inputs[1]}, {output}, {FloatsOf(spec)}{Last(1)});");
+                    w.Line($"{(summedBy is null ? "" : "if (training) ")}Merges.Combine(MergeOperation.{operation}, {inputs[0]}, {inputs[1]}, {output}, {FloatsOf(spec)}{Last(1)});");
                     for (int i = 2; i < inputs.Count; i++) w.Line($"Merges.Combine(MergeOperation.{operation}, {output}, {inputs[i]}, {output}, {FloatsOf(spec)}{Last(i)});");
                     if (spec.Merge == MergeOperation.Average) w.Line($"Merges.Scale({output}, {FloatsOf(spec)}, 1f / {inputs.Count});");
                     break;
@@ -531,22 +535,29 @@ internal static partial class ModelEmitter
         return pairs;
     }
 
-    /// <summary>A Conv2D or DepthwiseConv2D and the BatchNormalization it feeds, in the normalization's block (<see cref="NormalizedConvolutions"/>).</summary>
+    /// <summary>
+    /// A Conv2D or DepthwiseConv2D and the BatchNormalization it feeds, in the normalization's block (<see cref="NormalizedConvolutions"/>);
+    /// at inference also the Add after them, with its ReLU, where the plan found one (<see cref="NodePlan.ResidualSum"/>).
+    /// </summary>
     private static void EmitNormalizedConvolution(CodeWriter w, NodePlan conv, NodePlan norm, bool inferenceOnly, string inference, string rows, int channels)
     {
         var layer = norm.Layer!;
-        string applied = $"new BatchNormAtInference({Plan.View(layer, "Gamma")}, {Plan.View(layer, "Beta")}, {Plan.View(layer, "MovingMean")}, {Plan.View(layer, "MovingVariance")}, {Literal(layer.Epsilon)}f{RectifiedArgument(norm)})";
-        string atInference = ConvolutionCall(conv, norm.WrittenTo, "false", applied);
+        var sum = norm.ResidualSum;
+        var other = sum?.Inputs.First(i => i != norm);
+        string added = other is null ? RectifiedArgument(norm) : $"{RectifiedArgument(sum!)}, residual: {other.InferenceName}";
+        string applied = $"new BatchNormAtInference({Plan.View(layer, "Gamma")}, {Plan.View(layer, "Beta")}, {Plan.View(layer, "MovingMean")}, {Plan.View(layer, "MovingVariance")}, {Literal(layer.Epsilon)}f{added})";
+        string atInference = ConvolutionCall(conv, sum?.WrittenTo ?? norm.WrittenTo, "false", applied);
         string moving = layer.Trainable ? "" : " (frozen: inference mode, as Keras)";
+        string then = other is null ? Rectified(norm) : $", then added to {other.Title} as '{sum!.Title}'{Rectified(sum)}";
         if (inferenceOnly)
         {
-            w.Line($"// {norm.Title}: BatchNormalization{moving}, with the moving statistics, applied by {conv.Title} to its outputs as it computes them{Rectified(norm)}");
+            w.Line($"// {norm.Title}: BatchNormalization{moving}, with the moving statistics, applied by {conv.Title} to its outputs as it computes them{then}");
             w.Line(atInference);
             return;
         }
         w.Line(layer.Trainable
-            ? $"// {norm.Title}: BatchNormalization, with the batch's statistics after {conv.Title} while training; at inference, with the moving ones, applied by {conv.Title} to its outputs as it computes them{Rectified(norm)}"
-            : $"// {norm.Title}: BatchNormalization{moving}, with the moving statistics: after {conv.Title} while training (its output kept for the backward pass), at inference applied by {conv.Title} to its outputs as it computes them{Rectified(norm)}");
+            ? $"// {norm.Title}: BatchNormalization, with the batch's statistics after {conv.Title} while training; at inference, with the moving ones, applied by {conv.Title} to its outputs as it computes them{then}"
+            : $"// {norm.Title}: BatchNormalization{moving}, with the moving statistics: after {conv.Title} while training (its output kept for the backward pass), at inference applied by {conv.Title} to its outputs as it computes them{then}");
         w.Open("if (training)");
         w.Line(ConvolutionCall(conv, conv.Output, conv.UsesPatches ? "true" : "false", inference: false));
         w.Line(layer.Trainable ? BatchStatisticsForward(norm, conv.Output, rows, channels) : inference);

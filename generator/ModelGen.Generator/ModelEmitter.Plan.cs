@@ -91,6 +91,7 @@ internal static partial class ModelEmitter
             RowRuns = ModelEmitter.RowRuns(Computed.ToList(), DensePairs).Select(run => run with { Method = MethodName(run.OwnMethod, run.MethodParameters) }).ToList();
             MarkNormalizedSums(Computed.ToList(), Outputs.Select(o => o.Node).ToList(), RowRuns);
             foreach (var sub in SubModels) MarkNormalizedSums(sub.Computed.ToList(), sub.OutputNodes.ToList(), Array.Empty<RowRun>());
+            MarkResidualSums();
             int inputs = Inputs.Count, stepped = Packed ? Inputs.Count + Outputs.Count : 2;
             ForwardMethod = KeyedDropouts.Any() ? MethodName("Forward", inputs + 2, inputs + 3) : MethodName("Forward", inputs + 2);
             BackwardMethod = MethodName("Backward", inputs + 1);
@@ -165,6 +166,33 @@ internal static partial class ModelEmitter
                 if (sum.Spec is { Kind: NodeKind.Merge, Merge: MergeOperation.Add } && sum.Inputs.Count == 2 && readers[sum] == 1 && !outputs.Contains(sum)
                     && RunOf(sum) == RunOf(norm))
                     sum.NormalizedBy = norm;
+            }
+        }
+
+        /// <summary>
+        /// Marks each Add of two values that alone reads a BatchNormalization its convolution applies at inference
+        /// (<see cref="NodePlan.ResidualSum"/>), where the Add's other operand is ready by the normalization's block (the sum is
+        /// written there at inference) and neither is in a row run: a ResNet block's residual connection, whose Add and ReLU
+        /// then cost no pass of their own over the block's output at inference. Not an Add a LayerNormalization makes, nor an
+        /// output's normalization; a sub-model's blocks keep their Add.
+        /// </summary>
+        private void MarkResidualSums()
+        {
+            var computed = Computed.ToList();
+            var outputs = Outputs.Select(o => o.Node).ToList();
+            var inRuns = new HashSet<NodePlan>(RowRuns.SelectMany(r => r.Nodes));
+            foreach (var norm in computed.Where(n => n.Is(LayerKind.BatchNormalization) && NormalizedConvolutions.ContainsKey(n)))
+            {
+                if (readers[norm] != 1 || outputs.Contains(norm) || inRuns.Contains(norm)) continue;
+                var sum = computed.FirstOrDefault(n => n.Inputs.Contains(norm));
+                if (sum is not { Spec: { Kind: NodeKind.Merge, Merge: MergeOperation.Add } } || sum.Inputs.Count != 2 || sum.NormalizedBy is not null || inRuns.Contains(sum)) continue;
+                var other = sum.Inputs[0] == norm ? sum.Inputs[1] : sum.Inputs[0];
+                int at = computed.IndexOf(norm);
+                // Its value, and the name it is read by (a Dropout's is declared in its block), both there before the normalization's block.
+                bool ready = other.Spec.Kind == NodeKind.Input || computed.IndexOf(other) < at && (other.InferenceOwner.Spec.Kind == NodeKind.Input || InferenceStep(other.InferenceOwner, computed) < at);
+                if (!ready) continue;
+                norm.ResidualSum = sum;
+                sum.SummedAtInferenceBy = norm;
             }
         }
 
@@ -323,24 +351,19 @@ internal static partial class ModelEmitter
         /// An inference copy's values by liveness, in one shared buffer (a model that trains keeps every value apart: backward
         /// reads them). Forward runs one block per tensor; a value lives from the block that writes it to the last that reads
         /// it, the outputs to the end (the caller reads them). A pair of dense layers writes both its values in the second's
-        /// block, a pooled convolution its own in its pooling's, a normalized convolution its normalization's in that one's, a
-        /// normalization or a merge its ReLU's in its own, a LayerNormalization the Add it normalizes in its own (reading the
+        /// block, a pooled convolution its own in its pooling's, a normalized convolution its normalization's in that one's (or
+        /// the Add after it, <see cref="NodePlan.ResidualSum"/>, reading the Add's other operand there), a normalization or a
+        /// merge its ReLU's in its own, a LayerNormalization the Add it normalizes in its own (reading the
         /// Add's operands there), a recurrent layer its returned states in its own; dropout and
         /// Flatten read their input's floats at inference, so their readers keep that alive. A pooled convolution's output,
         /// which most kernels never write, stays a buffer of its own (ModelBuffers.PooledConvolution); a normalized
-        /// convolution's, written only while training, and a rectified normalization's or merge's, never written, have none.
+        /// convolution's and a normalization's summed by its convolution, written only while training, and a rectified
+        /// normalization's or merge's, never written, have none.
         /// </summary>
         private void PlanInferenceValues()
         {
             var computed = Computed.ToList();
-            int StepOf(NodePlan node) =>
-                DensePairs.TryGetValue(node, out var pair) ? computed.IndexOf(pair.Second)
-                : node.Is(LayerKind.Conv2D) && PooledConvolutions.TryGetValue(node, out var pool) ? computed.IndexOf(pool)
-                : IsNormalizedConvolution(node) ? computed.IndexOf(NormalizedConvolutions[node])
-                : node.NormalizedBy is { } norm ? computed.IndexOf(norm)
-                : node.IsTakenByInput ? computed.IndexOf(node.Inputs[0])
-                : node.Spec.Kind == NodeKind.State ? computed.IndexOf(node.Inputs[0])
-                : computed.IndexOf(node);
+            int StepOf(NodePlan node) => InferenceStep(node, computed);
             var touched = new Dictionary<NodePlan, (int First, int Last)>();
             void Touch(NodePlan tensor, int step)
             {
@@ -364,10 +387,27 @@ internal static partial class ModelEmitter
             (ValueFloats, SeparateValueFloats, SharesValues) = PlaceByLiveness(computed.Where(touched.ContainsKey).ToList(), n => touched[n], ValueOffsets, runs);
         }
 
-        /// <summary>Whether a tensor's value is a slice of an inference copy's shared values: its own floats, not a pooled or normalized convolution's, nor a rectified normalization's or merge's.</summary>
+        /// <summary>
+        /// The forward block, an index into <paramref name="computed"/>, that writes a tensor's value at inference
+        /// (<see cref="PlanInferenceValues"/>): its own, or the block it is computed in.
+        /// </summary>
+        private int InferenceStep(NodePlan node, List<NodePlan> computed) =>
+            DensePairs.TryGetValue(node, out var pair) ? computed.IndexOf(pair.Second)
+            : node.Is(LayerKind.Conv2D) && PooledConvolutions.TryGetValue(node, out var pool) ? computed.IndexOf(pool)
+            : IsNormalizedConvolution(node) ? computed.IndexOf(NormalizedConvolutions[node])
+            : node.NormalizedBy is { } norm ? computed.IndexOf(norm)
+            : node.SummedAtInferenceBy is { } normalization ? computed.IndexOf(normalization)
+            : node.IsTakenByInput ? InferenceStep(node.Inputs[0], computed)
+            : node.Spec.Kind == NodeKind.State ? computed.IndexOf(node.Inputs[0])
+            : computed.IndexOf(node);
+
+        /// <summary>
+        /// Whether a tensor's value is a slice of an inference copy's shared values: its own floats, not a pooled or normalized
+        /// convolution's, nor a normalization's summed by its convolution, nor a rectified normalization's or merge's.
+        /// </summary>
         private bool SharesInferenceValue(NodePlan node) =>
             node.Spec.Kind != NodeKind.Input && !node.IsAlias && !node.IsDropout && !(node.Is(LayerKind.Conv2D) && PooledConvolutions.ContainsKey(node))
-            && !IsNormalizedConvolution(node) && node.AveragedBy is null && node.RectifiedBy is null && node.UpsampledBy is null;
+            && !IsNormalizedConvolution(node) && node.ResidualSum is null && node.AveragedBy is null && node.RectifiedBy is null && node.UpsampledBy is null;
 
         /// <summary>
         /// A convolution whose BatchNormalization it applies at inference (<see cref="NormalizedConvolutions"/>, which pairs
@@ -798,6 +838,15 @@ internal static partial class ModelEmitter
         /// its pass makes the sum as it first reads it, into this tensor's buffer, so this tensor's own block computes nothing.
         /// </summary>
         public NodePlan? NormalizedBy { get; set; }
+        /// <summary>
+        /// The Add of two values that alone reads this BatchNormalization, where a convolution applies the normalization at
+        /// inference (set by the plan, <see cref="Plan.MarkResidualSums"/>): a ResNet block's conv2, norm2, Add(x, norm2), ReLU.
+        /// At inference that convolution adds the Add's other operand and takes its ReLU as it stores each output, into the
+        /// Add's (or its ReLU's) buffer, so this tensor is written only while training, where the three run one after the other.
+        /// </summary>
+        public NodePlan? ResidualSum { get; set; }
+        /// <summary>The BatchNormalization whose convolution makes this Add at inference (<see cref="ResidualSum"/>).</summary>
+        public NodePlan? SummedAtInferenceBy { get; set; }
         /// <summary>
         /// A trainable BatchNormalization whose ReLU it takes (<see cref="RectifiedBy"/>) takes that ReLU's backward too: its
         /// block reads the ReLU's gradient where the normalized value (worked out again from its input) is positive

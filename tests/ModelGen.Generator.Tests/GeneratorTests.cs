@@ -775,6 +775,56 @@ public class GeneratorTests
     }
 
     [Fact]
+    public void A_residual_add_of_a_normalized_convolution_is_made_by_that_convolution_at_inference()
+    {
+        var (code, _) = GeneratorHarness.RunAndFindMethod("""
+            using ModelGen;
+
+            [Functional(Loss = Loss.SparseCategoricalCrossentropy)]
+            public partial class Residual
+            {
+                [Conv2D(8, 3, Padding = Padding.Same)] Conv2D stem;
+                [BatchNormalization] BatchNormalization stemNorm;
+                [Conv2D(8, 3, Padding = Padding.Same)] Conv2D conv;
+                [BatchNormalization] BatchNormalization norm;
+                [Conv2D(8, 3, Padding = Padding.Same)] Conv2D late;
+                [BatchNormalization] BatchNormalization lateNorm;
+                [Conv2D(8, 1)] Conv2D projection;
+                [Conv2D(8, 1)] Conv2D twice;
+                [BatchNormalization] BatchNormalization twiceNorm;
+                [GlobalAveragePooling2D] GlobalAveragePooling2D pool;
+                [Dense(3, Activation.Softmax)] Dense classes;
+
+                [Graph]
+                Tensor Forward([Shape(6, 6, 2)] Tensor image)
+                {
+                    var x = Ops.Relu(stemNorm.Apply(stem.Apply(image)));
+                    x = Ops.Relu(Ops.Add(x, norm.Apply(conv.Apply(x))));
+                    var y = lateNorm.Apply(late.Apply(x));
+                    x = Ops.Add(y, projection.Apply(x));
+                    var t = twiceNorm.Apply(twice.Apply(x));
+                    return classes.Apply(pool.Apply(Ops.Add(t, Ops.Relu(t))));
+                }
+            }
+            """, "Backward");
+
+        // The block's Add and ReLU: at inference the convolution adds x and takes the ReLU as it stores each output, into the ReLU's buffer.
+        Assert.Contains("// norm: BatchNormalization, with the batch's statistics after conv while training; at inference, with the moving ones, applied by conv to its outputs as it computes them, then added to relu as 'add', and then the ReLU, written as 'relu_1'", code);
+        Assert.Contains("else Convolution.Forward(reluOutput, default, ConvKernel, relu_1Output, convWindow, 8, batch, bias: ConvBias, keepPatches: false, normalization: new BatchNormAtInference(NormGamma, NormBeta, NormMovingMean, NormMovingVariance, 0.001f, relu: true, residual: reluOutput), packedKernel: packedConvKernel);", code);
+        Assert.Contains("""
+                    // add: Add(relu, norm), and then the ReLU, written as 'relu_1'; at inference made by conv above as it applies norm
+                    if (training) Merges.Combine(MergeOperation.Add, reluOutput, normOutput, relu_1Output, batch * 288, relu: true);
+            """.Replace("\r\n", "\n"), code.Replace("\r\n", "\n"));
+        Assert.Contains("normOutput = buffers.TrainingFloats(maxBatchSize * 288); // only while training: at inference its convolution writes 'add' directly", code);
+        // Not where the other operand comes after the normalization (a projection shortcut computed after it), nor where the
+        // normalization is read twice.
+        Assert.Contains("Merges.Combine(MergeOperation.Add, lateNormOutput, projectionOutput, add_1Output, batch * 288);", code);
+        Assert.DoesNotContain("if (training) Merges.Combine(MergeOperation.Add, lateNorm", code);
+        Assert.Contains("Merges.Combine(MergeOperation.Add, twiceNormOutput, relu_2Output, add_2Output, batch * 288);", code);
+        Assert.Single(code.Split('\n'), line => line.Contains("residual:"));
+    }
+
+    [Fact]
     public void A_batch_normalization_or_merge_read_only_by_a_relu_takes_it_in_its_own_pass()
     {
         var (code, _) = GeneratorHarness.RunAndFindMethod("""

@@ -28,6 +28,7 @@ public class InferenceCopyTests
         nameof(UpsampledBranches),  // upsamplings read in their place, a branch between one and its convolution
         nameof(WideRecurrentStack), // recurrent kernels packed once: a few samples stream their tiles, more read panels
         nameof(UpsampledDecoder),   // a convolution kernel packed once, multiplied by the patches of an upsampled input
+        nameof(ResidualCnnParity),  // residual Adds made by the convolutions that apply the normalizations they add, in those blocks
     };
 
     private static IModel Create(string name) => name switch
@@ -47,6 +48,7 @@ public class InferenceCopyTests
         nameof(UpsampledBranches) => new UpsampledBranches(Capacity, seed: 13),
         nameof(WideRecurrentStack) => new WideRecurrentStack(Capacity, seed: 14),
         nameof(UpsampledDecoder) => new UpsampledDecoder(Capacity, seed: 15),
+        nameof(ResidualCnnParity) => new ResidualCnnParity(Capacity, seed: 16),
         _ => throw new ArgumentException(name),
     };
 

@@ -170,6 +170,38 @@ public partial class NormalizedConvolution
 }
 
 /// <summary>
+/// Residual connections whose Add reads a normalized convolution (a ResNet block, then a pointwise one): at inference each
+/// convolution adds the other operand, and takes the Add's ReLU where it has one, as it stores its outputs (the normalization
+/// as the Add's second operand, then its first, frozen as in a fine-tuned ResNet). The Adds' operands are 6x6x8 images: eight
+/// filters, a whole vector on AVX2. No convolution has a bias, as in Keras' ResNets: one before a normalization has an
+/// exactly zero gradient only in exact arithmetic, and Adam turns what float32 leaves of it into whole steps.
+/// </summary>
+[Functional(Loss = Loss.SparseCategoricalCrossentropy)]
+public partial class ResidualCnnParity
+{
+    [Conv2D(8, 3, Padding = Padding.Same, UseBias = false)] public Conv2D stem;
+    [BatchNormalization] public BatchNormalization stemNorm;
+    [Conv2D(8, 3, Padding = Padding.Same, UseBias = false)] public Conv2D conv1;
+    [BatchNormalization] public BatchNormalization norm1;
+    [Conv2D(8, 3, Padding = Padding.Same, UseBias = false)] public Conv2D conv2;
+    [BatchNormalization] public BatchNormalization norm2;
+    [Conv2D(8, 1, UseBias = false)] public Conv2D conv3;
+    [BatchNormalization(Trainable = false)] public BatchNormalization norm3;
+    [GlobalAveragePooling2D] public GlobalAveragePooling2D pool;
+    [Dense(3, Activation.Softmax)] public Dense head;
+
+    [Graph]
+    Tensor Forward([Shape(6, 6, 2)] Tensor image)
+    {
+        var x = Ops.Relu(stemNorm.Apply(stem.Apply(image)));
+        var y = Ops.Relu(norm1.Apply(conv1.Apply(x)));
+        x = Ops.Relu(Ops.Add(x, norm2.Apply(conv2.Apply(y))));
+        var z = Ops.Add(norm3.Apply(conv3.Apply(x)), x);
+        return head.Apply(pool.Apply(z));
+    }
+}
+
+/// <summary>
 /// Two convolutions each applying its BatchNormalization at inference, the second reading a tensor nothing else reads: an
 /// inference copy must keep that tensor's floats until the normalization's block, where the convolution now runs.
 /// </summary>

@@ -353,9 +353,9 @@ internal static partial class ModelEmitter
         /// it, the outputs to the end (the caller reads them). A pair of dense layers writes both its values in the second's
         /// block, a pooled convolution its own in its pooling's, a normalized convolution its normalization's in that one's (or
         /// the Add after it, <see cref="NodePlan.ResidualSum"/>, reading the Add's other operand there), a normalization or a
-        /// merge its ReLU's in its own, a LayerNormalization the Add it normalizes in its own (reading the
-        /// Add's operands there), a recurrent layer its returned states in its own; dropout and
-        /// Flatten read their input's floats at inference, so their readers keep that alive. A pooled convolution's output,
+        /// merge its ReLU's in its own, a LayerNormalization the Add it normalizes in its own (reading the Add's operands
+        /// there), a recurrent layer its returned states in its own; dropout and Flatten read their input's floats at
+        /// inference, so their readers keep that alive. A pooled convolution's output,
         /// which most kernels never write, stays a buffer of its own (ModelBuffers.PooledConvolution); a normalized
         /// convolution's and a normalization's summed by its convolution, written only while training, and a rectified
         /// normalization's or merge's, never written, have none.

@@ -249,11 +249,8 @@ public static partial class Convolution
         {
             long at = (long)first * Channels;
             float* pixels = Output + at;
-            if (Scale != null)
-            {
-                if (AffineRelu) Simd.RunRanges(new AffineRows<Yes>(pixels, pixels, Scale, Shift, Channels), 0, count);
-                else Simd.RunRanges(new AffineRows<No>(pixels, pixels, Scale, Shift, Channels), 0, count);
-            }
+            if (AffineRelu) Simd.RunRanges(new AffineRows<Yes>(pixels, pixels, Scale, Shift, Channels), 0, count);
+            else Simd.RunRanges(new AffineRows<No>(pixels, pixels, Scale, Shift, Channels), 0, count);
             if (Residual == null) return;
             var sums = new Span<float>(pixels, count * Channels);
             TensorPrimitives.Add(new ReadOnlySpan<float>(Residual + at, sums.Length), sums, sums);

@@ -91,7 +91,13 @@ internal static partial class ModelEmitter
             RowRuns = ModelEmitter.RowRuns(Computed.ToList(), DensePairs).Select(run => run with { Method = MethodName(run.OwnMethod, run.MethodParameters) }).ToList();
             MarkNormalizedSums(Computed.ToList(), Outputs.Select(o => o.Node).ToList(), RowRuns);
             foreach (var sub in SubModels) MarkNormalizedSums(sub.Computed.ToList(), sub.OutputNodes.ToList(), Array.Empty<RowRun>());
-            MarkResidualSums();
+            MarkResidualSums(Computed.ToList(), Outputs.Select(o => o.Node).ToList(), readers, RowRuns, DensePairs, PooledConvolutions, NormalizedConvolutions);
+            foreach (var sub in SubModels)
+            {
+                var blocks = ForwardBlocks.OfSubModel(model.ClassName, sub.Computed, sub.OutputNodes);
+                MarkResidualSums(sub.Computed.ToList(), sub.OutputNodes.ToList(), ReaderCounts(sub.Computed), Array.Empty<RowRun>(),
+                    blocks.Pairs, blocks.PooledConvolutions, blocks.NormalizedConvolutions);
+            }
             int inputs = Inputs.Count, stepped = Packed ? Inputs.Count + Outputs.Count : 2;
             ForwardMethod = KeyedDropouts.Any() ? MethodName("Forward", inputs + 2, inputs + 3) : MethodName("Forward", inputs + 2);
             BackwardMethod = MethodName("Backward", inputs + 1);
@@ -174,14 +180,13 @@ internal static partial class ModelEmitter
         /// (<see cref="NodePlan.ResidualSum"/>), where the Add's other operand is ready by the normalization's block (the sum is
         /// written there at inference) and neither is in a row run: a ResNet block's residual connection, whose Add and ReLU
         /// then cost no pass of their own over the block's output at inference. Not an Add a LayerNormalization makes, nor an
-        /// output's normalization; a sub-model's blocks keep their Add.
+        /// output's normalization. Over the model's blocks or a sub-model's, with their fusions.
         /// </summary>
-        private void MarkResidualSums()
+        private static void MarkResidualSums(List<NodePlan> computed, List<NodePlan> outputs, Dictionary<NodePlan, int> readers, IReadOnlyList<RowRun> runs,
+            Dictionary<NodePlan, DensePair> pairs, Dictionary<NodePlan, NodePlan> pooled, Dictionary<NodePlan, NodePlan> normalized)
         {
-            var computed = Computed.ToList();
-            var outputs = Outputs.Select(o => o.Node).ToList();
-            var inRuns = new HashSet<NodePlan>(RowRuns.SelectMany(r => r.Nodes));
-            foreach (var norm in computed.Where(n => n.Is(LayerKind.BatchNormalization) && NormalizedConvolutions.ContainsKey(n)))
+            var inRuns = new HashSet<NodePlan>(runs.SelectMany(r => r.Nodes));
+            foreach (var norm in computed.Where(n => n.Is(LayerKind.BatchNormalization) && normalized.ContainsKey(n)))
             {
                 if (readers[norm] != 1 || outputs.Contains(norm) || inRuns.Contains(norm)) continue;
                 var sum = computed.FirstOrDefault(n => n.Inputs.Contains(norm));
@@ -189,7 +194,8 @@ internal static partial class ModelEmitter
                 var other = sum.Inputs[0] == norm ? sum.Inputs[1] : sum.Inputs[0];
                 int at = computed.IndexOf(norm);
                 // Its value, and the name it is read by (a Dropout's is declared in its block), both there before the normalization's block.
-                bool ready = other.Spec.Kind == NodeKind.Input || computed.IndexOf(other) < at && (other.InferenceOwner.Spec.Kind == NodeKind.Input || InferenceStep(other.InferenceOwner, computed) < at);
+                bool ready = other.Spec.Kind == NodeKind.Input || computed.IndexOf(other) < at
+                    && (other.InferenceOwner.Spec.Kind == NodeKind.Input || InferenceStep(other.InferenceOwner, computed, pairs, pooled, normalized) < at);
                 if (!ready) continue;
                 norm.ResidualSum = sum;
                 sum.SummedAtInferenceBy = norm;
@@ -363,7 +369,7 @@ internal static partial class ModelEmitter
         private void PlanInferenceValues()
         {
             var computed = Computed.ToList();
-            int StepOf(NodePlan node) => InferenceStep(node, computed);
+            int StepOf(NodePlan node) => InferenceStep(node, computed, DensePairs, PooledConvolutions, NormalizedConvolutions);
             var touched = new Dictionary<NodePlan, (int First, int Last)>();
             void Touch(NodePlan tensor, int step)
             {
@@ -389,15 +395,16 @@ internal static partial class ModelEmitter
 
         /// <summary>
         /// The forward block, an index into <paramref name="computed"/>, that writes a tensor's value at inference
-        /// (<see cref="PlanInferenceValues"/>): its own, or the block it is computed in.
+        /// (<see cref="PlanInferenceValues"/>): its own, or the block it is computed in, by the blocks' fusions.
         /// </summary>
-        private int InferenceStep(NodePlan node, List<NodePlan> computed) =>
-            DensePairs.TryGetValue(node, out var pair) ? computed.IndexOf(pair.Second)
-            : node.Is(LayerKind.Conv2D) && PooledConvolutions.TryGetValue(node, out var pool) ? computed.IndexOf(pool)
-            : IsNormalizedConvolution(node) ? computed.IndexOf(NormalizedConvolutions[node])
+        private static int InferenceStep(NodePlan node, List<NodePlan> computed, Dictionary<NodePlan, DensePair> pairs, Dictionary<NodePlan, NodePlan> pooled,
+            Dictionary<NodePlan, NodePlan> normalized) =>
+            pairs.TryGetValue(node, out var pair) ? computed.IndexOf(pair.Second)
+            : node.Is(LayerKind.Conv2D) && pooled.TryGetValue(node, out var pool) ? computed.IndexOf(pool)
+            : !node.Is(LayerKind.BatchNormalization) && normalized.TryGetValue(node, out var byNorm) ? computed.IndexOf(byNorm)
             : node.NormalizedBy is { } norm ? computed.IndexOf(norm)
             : node.SummedAtInferenceBy is { } normalization ? computed.IndexOf(normalization)
-            : node.IsTakenByInput ? InferenceStep(node.Inputs[0], computed)
+            : node.IsTakenByInput ? InferenceStep(node.Inputs[0], computed, pairs, pooled, normalized)
             : node.Spec.Kind == NodeKind.State ? computed.IndexOf(node.Inputs[0])
             : computed.IndexOf(node);
 

@@ -805,6 +805,13 @@ public class GeneratorTests
                     var t = twiceNorm.Apply(twice.Apply(x));
                     return classes.Apply(pool.Apply(Ops.Add(t, Ops.Relu(t))));
                 }
+
+                [Graph]
+                Tensor Block([Shape(6, 6, 2)] Tensor image)
+                {
+                    var x = Ops.Relu(stemNorm.Apply(stem.Apply(image)));
+                    return Ops.Relu(Ops.Add(x, norm.Apply(conv.Apply(x))));
+                }
             }
             """, "Backward");
 
@@ -821,7 +828,11 @@ public class GeneratorTests
         Assert.Contains("Merges.Combine(MergeOperation.Add, lateNormOutput, projectionOutput, add_1Output, batch * 288);", code);
         Assert.DoesNotContain("if (training) Merges.Combine(MergeOperation.Add, lateNorm", code);
         Assert.Contains("Merges.Combine(MergeOperation.Add, twiceNormOutput, relu_2Output, add_2Output, batch * 288);", code);
-        Assert.Single(code.Split('\n'), line => line.Contains("residual:"));
+        // A sub-model's blocks the same way, inference only: its Add's block is a comment.
+        Assert.Contains("residual: blockReluOutput", code);
+        Assert.DoesNotContain("Merges.Combine(MergeOperation.Add, blockReluOutput", code);
+        Assert.Contains("blockNormOutput = buffers.Unwritten;", code);
+        Assert.Equal(2, code.Split('\n').Count(line => line.Contains("residual:")));
     }
 
     [Fact]

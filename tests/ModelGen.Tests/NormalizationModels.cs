@@ -191,13 +191,17 @@ public partial class ResidualCnnParity
     [Dense(3, Activation.Softmax)] public Dense head;
 
     [Graph]
-    Tensor Forward([Shape(6, 6, 2)] Tensor image)
+    Tensor Forward([Shape(6, 6, 2)] Tensor image) => head.Apply(Features(image));
+
+    /// <summary>The pooled features as a sub-model of their own, whose blocks make the residual Adds the same way.</summary>
+    [Graph]
+    Tensor Features([Shape(6, 6, 2)] Tensor image)
     {
         var x = Ops.Relu(stemNorm.Apply(stem.Apply(image)));
         var y = Ops.Relu(norm1.Apply(conv1.Apply(x)));
         x = Ops.Relu(Ops.Add(x, norm2.Apply(conv2.Apply(y))));
         var z = Ops.Add(norm3.Apply(conv3.Apply(x)), x);
-        return head.Apply(pool.Apply(z));
+        return pool.Apply(z);
     }
 }
 

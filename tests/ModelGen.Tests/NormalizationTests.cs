@@ -6,6 +6,33 @@ namespace ModelGen.Tests;
 /// <summary>BatchNormalization's modes, moving statistics and counts; frozen layers and the two-phase fine-tuning flow.</summary>
 public class NormalizationTests
 {
+    /// <summary>
+    /// The Features sub-model makes its residual Adds in its convolutions' calls, as the model does: its pooled features,
+    /// through the head's Dense and softmax, give Predict's outputs bit for bit (Predict itself meets PyTorch: ParityTests).
+    /// </summary>
+    [Fact]
+    public void A_sub_model_makes_its_residual_adds_as_the_model_does()
+    {
+        var model = new ResidualCnnParity(maxBatchSize: 8, seed: 5);
+        // Moving statistics away from their initial values, so that the normalizations at inference are no near-identity.
+        foreach (var parameter in model.Layers.SelectMany(l => l.Parameters))
+        {
+            var values = parameter.Values;
+            for (int i = 0; i < values.Length; i++) values[i] += 0.05f * ((i * 7 + parameter.Length) % 13 - 6);
+        }
+        var random = new Random(6);
+        var images = Enumerable.Range(0, 8 * 72).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+        var outputs = new float[8 * 3];
+        model.Predict(images, outputs);
+        var features = new float[8 * 8];
+        model.Features(images, features);
+        var classes = new float[8 * 3];
+        Gemm.Multiply(features, model.head.Kernel.Values, classes, 8, 8, 3, bias: model.head.Bias!.Values);
+        Activations.Forward(Activation.Softmax, classes, 8, 3);
+        Assert.Equal(outputs.Select(BitConverter.SingleToInt32Bits), classes.Select(BitConverter.SingleToInt32Bits));
+        Assert.Contains(features, v => v < 0); // the second Add has no ReLU
+    }
+
     [Fact]
     public void Simple_classifier_counts_trainable_and_moving_statistics_as_keras()
     {

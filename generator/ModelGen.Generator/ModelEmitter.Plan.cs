@@ -193,10 +193,9 @@ internal static partial class ModelEmitter
                 if (sum is not { Spec: { Kind: NodeKind.Merge, Merge: MergeOperation.Add } } || sum.Inputs.Count != 2 || sum.NormalizedBy is not null || inRuns.Contains(sum)) continue;
                 var other = sum.Inputs[0] == norm ? sum.Inputs[1] : sum.Inputs[0];
                 int at = computed.IndexOf(norm);
-                // Its value, and the name it is read by (a Dropout's is declared in its block), both there before the normalization's block.
-                bool ready = other.Spec.Kind == NodeKind.Input || computed.IndexOf(other) < at
-                    && (other.InferenceOwner.Spec.Kind == NodeKind.Input || InferenceStep(other.InferenceOwner, computed, pairs, pooled, normalized) < at);
-                if (!ready) continue;
+                // Its value, and the name it is read by (a Dropout's is declared in its block), both there before the normalization's
+                // block; an input is in no block (index -1), there from the start.
+                if (computed.IndexOf(other) >= at || InferenceStep(other.InferenceOwner, computed, pairs, pooled, normalized) >= at) continue;
                 norm.ResidualSum = sum;
                 sum.SummedAtInferenceBy = norm;
             }

@@ -171,8 +171,7 @@ public static partial class Convolution
             Forward(upsampled.Span, patches, kernel, output, window, filters, batch, bias, relu, keepPatches, normalization, packedKernel: packedKernel);
             return;
         }
-        using var folded = normalization.FoldFor(filters, "Convolution");
-        normalization.RequireResidual(output, (long)batch * window.Positions * filters, "Convolution");
+        using var folded = normalization.FoldFor(filters, output, (long)batch * window.Positions * filters, "Convolution");
         fixed (float* scaleAndShift = folded.Span, y = output, residual = normalization.Residual)
         {
             var fold = OutputFold.Of(normalization, y, scaleAndShift, filters, residual);

@@ -1,6 +1,5 @@
 using System;
 using System.Numerics;
-using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
@@ -217,7 +216,8 @@ public static partial class Convolution
 
         /// <summary>
         /// The residual added to <paramref name="count"/> pixels of <see cref="Output"/> from <paramref name="pixels"/> on, then
-        /// the ReLU where <see cref="Relu"/>: Merges.Combine's Add and max, a vector at a time (the direct passes', after each).
+        /// the ReLU where <see cref="Relu"/>: Merges.Combine's Add and max, a vector at a time (after each direct pass, and
+        /// over each range of the other routes, <see cref="Apply"/>).
         /// </summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public void AddResidual<TLanes, TVector>(float* pixels, int count) where TLanes : struct, ILanes<TVector> where TVector : struct
@@ -242,20 +242,26 @@ public static partial class Convolution
             normalization.IsEmpty ? default : new OutputFold(output, scaleAndShift, scaleAndShift + filters, filters, normalization.Relu, residual);
 
         /// <summary>
-        /// Pixels [first, first + count) of the output, as BatchNorm.InferenceForward computes each, then Merges.Combine's Add
-        /// of the residual and its ReLU where there is one: the same passes, over a range still in this core's cache.
+        /// Pixels [first, first + count) of the output, as BatchNorm.InferenceForward computes each, then the residual and
+        /// its ReLU where there is one (<see cref="AddResidual"/>), over a range still in this core's cache.
         /// </summary>
         public void Apply(int first, int count)
         {
-            long at = (long)first * Channels;
-            float* pixels = Output + at;
+            float* pixels = Output + (long)first * Channels;
             if (AffineRelu) Simd.RunRanges(new AffineRows<Yes>(pixels, pixels, Scale, Shift, Channels), 0, count);
             else Simd.RunRanges(new AffineRows<No>(pixels, pixels, Scale, Shift, Channels), 0, count);
-            if (Residual == null) return;
-            var sums = new Span<float>(pixels, count * Channels);
-            TensorPrimitives.Add(new ReadOnlySpan<float>(Residual + at, sums.Length), sums, sums);
-            if (Relu) TensorPrimitives.Max(sums, 0f, sums);
+            if (Residual != null) Simd.RunRanges(new ResidualPixels(this), first, count);
         }
+    }
+
+    /// <summary><see cref="OutputFold.AddResidual"/> over pixels [first, first + count) of the output, in the SIMD path's vectors.</summary>
+    private readonly unsafe struct ResidualPixels(OutputFold fold) : IVectorRanges
+    {
+        public void Run(int first, int count) => Simd.RunRanges(this, first, count);
+
+        [MethodImpl(Compiled.Kernel)]
+        public void Run<TLanes, TVector>(int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct =>
+            fold.AddResidual<TLanes, TVector>(fold.Output + (long)first * fold.Channels, count);
     }
 
     /// <summary>A spatial kernel's ranges of output rows, each folded (<see cref="OutputFold"/>) once computed, while it is in this core's cache.</summary>

@@ -32,8 +32,7 @@ public static class DepthwiseConvolution
         int width = window.Channels * multiplier;
         Check(input.Length, kernel.Length, output.Length, window, multiplier, batch, "DepthwiseConv2D");
         Convolution.Require(bias.IsEmpty || bias.Length >= width, "DepthwiseConv2D", window, batch);
-        using var folded = normalization.FoldFor(width, "DepthwiseConv2D");
-        normalization.RequireResidual(output, (long)batch * window.Positions * width, "DepthwiseConv2D");
+        using var folded = normalization.FoldFor(width, output, (long)batch * window.Positions * width, "DepthwiseConv2D");
         fixed (float* x = input, k = kernel, b = bias, y = output, scaleAndShift = folded.Span, residual = normalization.Residual)
         {
             var work = new ForwardRows(new Operands(x, k, y, window, multiplier), bias.IsEmpty ? null : b, relu);

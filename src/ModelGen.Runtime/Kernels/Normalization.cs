@@ -613,32 +613,24 @@ public readonly ref struct BatchNormAtInference(ReadOnlySpan<float> gamma, ReadO
     /// <summary>What is added to each normalized output, laid out as the outputs; empty where nothing is.</summary>
     public ReadOnlySpan<float> Residual => residual;
 
-    /// <summary>
-    /// Refuses a residual shorter than the kernel's <paramref name="outputs"/> floats of <paramref name="output"/>, or one
-    /// that shares floats with them (each range adds it after writing its outputs), naming <paramref name="layer"/>.
-    /// </summary>
-    internal void RequireResidual(ReadOnlySpan<float> output, long outputs, string layer)
-    {
-        if (residual.IsEmpty) return;
-        if (residual.Length < outputs)
-            throw new ArgumentException($"{layer}: the residual added to its {outputs} normalized outputs holds {residual.Length} floats.");
-        if (residual.Slice(0, (int)outputs).Overlaps(output.Slice(0, (int)Math.Min(outputs, output.Length))))
-            throw new ArgumentException($"{layer}: the residual added to its normalized outputs shares floats with them; it must be a buffer of its own.");
-    }
-
     /// <summary>Whether every operand holds <paramref name="channels"/> floats.</summary>
     public bool Covers(int channels) => gamma.Length >= channels && beta.Length >= channels && movingMean.Length >= channels && movingVariance.Length >= channels;
 
     /// <summary>
     /// The scale, then the shift (<see cref="BatchNorm.Fold"/> of the moving statistics), of a kernel's <paramref name="filters"/>
-    /// outputs, in a rental of this thread; an empty one where there is no normalization. Statistics shorter than the filters
-    /// are refused, naming <paramref name="layer"/>.
+    /// a pixel, in a rental of this thread; an empty one where there is no normalization. Refused, naming <paramref name="layer"/>:
+    /// statistics shorter than the filters, and a residual shorter than the kernel's <paramref name="outputs"/> floats of
+    /// <paramref name="output"/> or sharing floats with them (each range adds it after writing its outputs).
     /// </summary>
-    internal Scratch<float> FoldFor(int filters, string layer)
+    internal Scratch<float> FoldFor(int filters, ReadOnlySpan<float> output, long outputs, string layer)
     {
         if (IsEmpty) return Scratch<float>.RentUncleared(0);
         if (!Covers(filters))
             throw new ArgumentException($"{layer}: the BatchNormalization applied to its {filters} filters needs {filters} floats of each of gamma, beta and the moving statistics.");
+        if (!residual.IsEmpty && residual.Length < outputs)
+            throw new ArgumentException($"{layer}: the residual added to its {outputs} normalized outputs holds {residual.Length} floats.");
+        if (!residual.IsEmpty && residual.Slice(0, (int)outputs).Overlaps(output.Slice(0, (int)Math.Min(outputs, output.Length))))
+            throw new ArgumentException($"{layer}: the residual added to its normalized outputs shares floats with them; it must be a buffer of its own.");
         var scaleAndShift = Scratch<float>.RentUncleared(2 * filters);
         var floats = scaleAndShift.Span;
         BatchNorm.Fold(gamma, beta, movingMean, movingVariance, epsilon, inverseStd: default, floats.Slice(0, filters), floats.Slice(filters, filters));

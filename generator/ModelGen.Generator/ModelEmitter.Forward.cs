@@ -123,7 +123,8 @@ internal static partial class ModelEmitter
                 {
                     var norm = node.Layer!;
                     var (rows, channels) = Rows(spec);
-                    string inference = $"BatchNorm.InferenceForward({inputs[0]}, {node.WrittenTo}, {Plan.View(norm, "Gamma")}, {Plan.View(norm, "Beta")}, {Plan.View(norm, "MovingMean")}, {Plan.View(norm, "MovingVariance")}, {rows}, {channels}, {Literal(norm.Epsilon)}f{RectifiedArgument(node)});";
+                    var (written, added) = NormalizationWrites(node);
+                    string inference = $"BatchNorm.InferenceForward({inputs[0]}, {written}, {Plan.View(norm, "Gamma")}, {Plan.View(norm, "Beta")}, {Plan.View(norm, "MovingMean")}, {Plan.View(norm, "MovingVariance")}, {rows}, {channels}, {Literal(norm.Epsilon)}f{added});";
                     if (NormalizedConvolutions.TryGetValue(node, out var normalizedBy))
                     {
                         EmitNormalizedConvolution(w, normalizedBy, node, InferenceOnly, inference, rows, channels);
@@ -285,16 +286,16 @@ internal static partial class ModelEmitter
                     break;
                 case NodeKind.Merge:
                 {
-                    // An Add a convolution makes at inference as it applies the normalization it adds (NodePlan.ResidualSum): this block only while training.
-                    var summedBy = node.SummedAtInferenceBy;
-                    string madeBy = summedBy is null ? "" : $"; at inference made by {NormalizedConvolutions[summedBy].Title} above as it applies {summedBy.Title}";
+                    // An Add the pass of the normalization it adds makes (NodePlan.ResidualSum): no block of its own.
+                    var summedBy = node.SummedBy;
+                    string madeBy = summedBy is null ? "" : $": made by {summedBy.Title}'s pass above (by {NormalizedConvolutions[summedBy].Title} at inference)";
                     w.Line($"// {node.Title}: {spec.Merge}({string.Join(", ", node.Inputs.Select(i => i.Title))}){Rectified(node)}{madeBy}");
-                    if (summedBy is not null && InferenceOnly) break;
+                    if (summedBy is not null) break;
                     var operation = spec.Merge == MergeOperation.Average ? MergeOperation.Add : spec.Merge;
                     string output = node.WrittenTo;
                     // Each further operand merged into the output; a ReLU the merge takes, with the last.
                     string Last(int i) => i == inputs.Count - 1 ? RectifiedArgument(node) : "";
-                    w.Line($"{(summedBy is null ? "" : "if (training) ")}Merges.Combine(MergeOperation.{operation}, {inputs[0]}, {inputs[1]}, {output}, {FloatsOf(spec)}{Last(1)});");
+                    w.Line($"Merges.Combine(MergeOperation.{operation}, {inputs[0]}, {inputs[1]}, {output}, {FloatsOf(spec)}{Last(1)});");
                     for (int i = 2; i < inputs.Count; i++) w.Line($"Merges.Combine(MergeOperation.{operation}, {output}, {inputs[i]}, {output}, {FloatsOf(spec)}{Last(i)});");
                     if (spec.Merge == MergeOperation.Average) w.Line($"Merges.Scale({output}, {FloatsOf(spec)}, 1f / {inputs.Count});");
                     break;
@@ -537,18 +538,17 @@ internal static partial class ModelEmitter
 
     /// <summary>
     /// A Conv2D or DepthwiseConv2D and the BatchNormalization it feeds, in the normalization's block (<see cref="NormalizedConvolutions"/>);
-    /// at inference also the Add after them, with its ReLU, where the plan found one (<see cref="NodePlan.ResidualSum"/>).
+    /// also the Add after them, with its ReLU, where the plan found one (<see cref="NodePlan.ResidualSum"/>).
     /// </summary>
     private static void EmitNormalizedConvolution(CodeWriter w, NodePlan conv, NodePlan norm, bool inferenceOnly, string inference, string rows, int channels)
     {
         var layer = norm.Layer!;
         var sum = norm.ResidualSum;
-        var other = sum?.Inputs.First(i => i != norm);
-        string added = other is null ? RectifiedArgument(norm) : $"{RectifiedArgument(sum!)}, residual: {other.InferenceName}";
+        var (written, added) = NormalizationWrites(norm);
         string applied = $"new BatchNormAtInference({Plan.View(layer, "Gamma")}, {Plan.View(layer, "Beta")}, {Plan.View(layer, "MovingMean")}, {Plan.View(layer, "MovingVariance")}, {Literal(layer.Epsilon)}f{added})";
-        string atInference = ConvolutionCall(conv, sum?.WrittenTo ?? norm.WrittenTo, "false", applied);
+        string atInference = ConvolutionCall(conv, written, "false", applied);
         string moving = layer.Trainable ? "" : " (frozen: inference mode, as Keras)";
-        string then = other is null ? Rectified(norm) : $", then added to {other.Title} as '{sum!.Title}'{Rectified(sum)}";
+        string then = sum is null ? Rectified(norm) : $"; then added to {sum.Inputs.First(i => i != norm).Title} as '{sum.Title}'{Rectified(sum)}";
         if (inferenceOnly)
         {
             w.Line($"// {norm.Title}: BatchNormalization{moving}, with the moving statistics, applied by {conv.Title} to its outputs as it computes them{then}");
@@ -565,12 +565,23 @@ internal static partial class ModelEmitter
         w.Line($"else {atInference}");
     }
 
-    /// <summary>A trainable BatchNormalization's forward call with the batch's statistics, into its output or its ReLU's.</summary>
+    /// <summary>A trainable BatchNormalization's forward call with the batch's statistics (<see cref="NormalizationWrites"/>).</summary>
     private static string BatchStatisticsForward(NodePlan norm, string input, string rows, int channels)
     {
         var layer = norm.Layer!;
-        return $"BatchNorm.TrainingForward({input}, {norm.WrittenTo}, {Plan.View(layer, "Gamma")}, {Plan.View(layer, "Beta")}, {norm.Mean}, {norm.Variance}, {norm.InverseStd}, {rows}, {channels}, {Literal(layer.Epsilon)}f{RectifiedArgument(norm)});";
+        var (written, added) = NormalizationWrites(norm);
+        return $"BatchNorm.TrainingForward({input}, {written}, {Plan.View(layer, "Gamma")}, {Plan.View(layer, "Beta")}, {norm.Mean}, {norm.Variance}, {norm.InverseStd}, {rows}, {channels}, {Literal(layer.Epsilon)}f{added});";
     }
+
+    /// <summary>
+    /// Where a BatchNormalization's pass writes, and the arguments after its epsilon: its output, or its ReLU's that it takes;
+    /// where it makes the residual Add after it (<see cref="NodePlan.ResidualSum"/>), that Add's, or the Add's ReLU's, with the
+    /// Add's other operand as the residual.
+    /// </summary>
+    private static (string Output, string Arguments) NormalizationWrites(NodePlan norm) =>
+        norm.ResidualSum is { } sum
+            ? (sum.WrittenTo, $"{RectifiedArgument(sum)}, residual: {sum.Inputs.First(i => i != norm).InferenceName}")
+            : (norm.WrittenTo, RectifiedArgument(norm));
 
     /// <summary>The argument that has a normalization's or merge's pass take the ReLU after it (<see cref="NodePlan.RectifiedBy"/>); none without one.</summary>
     private static string RectifiedArgument(NodePlan node) => node.RectifiedBy is null ? "" : ", relu: true";

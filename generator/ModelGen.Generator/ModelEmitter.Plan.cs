@@ -178,9 +178,9 @@ internal static partial class ModelEmitter
         /// <summary>
         /// Marks each Add of two values that alone reads a BatchNormalization its convolution applies at inference
         /// (<see cref="NodePlan.ResidualSum"/>), where the Add's other operand is ready by the normalization's block (the sum is
-        /// written there at inference) and neither is in a row run: a ResNet block's residual connection, whose Add and ReLU
-        /// then cost no pass of their own over the block's output at inference. Not an Add a LayerNormalization makes, nor an
-        /// output's normalization. Over the model's blocks or a sub-model's, with their fusions.
+        /// written there) and neither is in a row run: a ResNet block's residual connection, whose Add and ReLU then cost no
+        /// pass of their own over the block's output, neither at inference nor while training. Not an Add a LayerNormalization
+        /// makes, nor an output's normalization. Over the model's blocks or a sub-model's, with their fusions.
         /// </summary>
         private static void MarkResidualSums(List<NodePlan> computed, List<NodePlan> outputs, Dictionary<NodePlan, int> readers, IReadOnlyList<RowRun> runs,
             Dictionary<NodePlan, DensePair> pairs, Dictionary<NodePlan, NodePlan> pooled, Dictionary<NodePlan, NodePlan> normalized)
@@ -197,7 +197,7 @@ internal static partial class ModelEmitter
                 // block; an input is in no block (index -1), there from the start.
                 if (computed.IndexOf(other) >= at || InferenceStep(other.InferenceOwner, computed, pairs, pooled, normalized) >= at) continue;
                 norm.ResidualSum = sum;
-                sum.SummedAtInferenceBy = norm;
+                sum.SummedBy = norm;
             }
         }
 
@@ -402,7 +402,7 @@ internal static partial class ModelEmitter
             : node.Is(LayerKind.Conv2D) && pooled.TryGetValue(node, out var pool) ? computed.IndexOf(pool)
             : !node.Is(LayerKind.BatchNormalization) && normalized.TryGetValue(node, out var byNorm) ? computed.IndexOf(byNorm)
             : node.NormalizedBy is { } norm ? computed.IndexOf(norm)
-            : node.SummedAtInferenceBy is { } normalization ? computed.IndexOf(normalization)
+            : node.SummedBy is { } normalization ? computed.IndexOf(normalization)
             : node.IsTakenByInput ? InferenceStep(node.Inputs[0], computed, pairs, pooled, normalized)
             : node.Spec.Kind == NodeKind.State ? computed.IndexOf(node.Inputs[0])
             : computed.IndexOf(node);
@@ -847,12 +847,13 @@ internal static partial class ModelEmitter
         /// <summary>
         /// The Add of two values that alone reads this BatchNormalization, where a convolution applies the normalization at
         /// inference (set by the plan, <see cref="Plan.MarkResidualSums"/>): a ResNet block's conv2, norm2, Add(x, norm2), ReLU.
-        /// At inference that convolution adds the Add's other operand and takes its ReLU as it stores each output, into the
-        /// Add's (or its ReLU's) buffer, so this tensor is written only while training, where the three run one after the other.
+        /// The normalization's pass adds the Add's other operand and takes its ReLU as it stores each output, into the Add's (or
+        /// its ReLU's) buffer: at inference the convolution's, as it computes them; while training BatchNorm's, after the
+        /// convolution (the batch's statistics need all its outputs). This tensor is never written, nor is the Add's block run.
         /// </summary>
         public NodePlan? ResidualSum { get; set; }
-        /// <summary>The BatchNormalization whose convolution makes this Add at inference (<see cref="ResidualSum"/>).</summary>
-        public NodePlan? SummedAtInferenceBy { get; set; }
+        /// <summary>The BatchNormalization whose pass makes this Add (<see cref="ResidualSum"/>).</summary>
+        public NodePlan? SummedBy { get; set; }
         /// <summary>
         /// A trainable BatchNormalization whose ReLU it takes (<see cref="RectifiedBy"/>) takes that ReLU's backward too: its
         /// block reads the ReLU's gradient where the normalized value (worked out again from its input) is positive

@@ -243,7 +243,7 @@ internal static partial class ModelEmitter
             if (node.IsDropout) w.Line($"{node.Output} = buffers.TrainingFloats({size});");
             else if (node.Is(LayerKind.Conv2D) && pooled.TryGetValue(node, out var pool)) w.Line($"{node.Output} = buffers.PooledConvolution({node.Window}, {pool.Window}, {size});");
             else if (plan.IsNormalizedConvolution(node)) w.Line($"{node.Output} = buffers.TrainingFloats({size}); // only while training: at inference the convolution writes '{plan.NormalizedConvolutions[node].Title}' directly");
-            else if (node.ResidualSum is { } sum) w.Line($"{node.Output} = buffers.TrainingFloats({size}); // only while training: at inference its convolution writes '{sum.Title}' directly");
+            else if (node.ResidualSum is { } sum) w.Line($"{node.Output} = buffers.Unwritten; // its pass writes '{sum.Title}', the Add made{(sum.RectifiedBy is null ? "" : " and the ReLU taken")}");
             else if (node.AveragedBy is not null) w.Line($"{node.Output} = buffers.Unwritten; // averaged in its table by '{node.AveragedBy.Title}'");
             else if (node.UpsampledBy is not null) w.Line($"{node.Output} = buffers.Unwritten; // upsampled as '{node.UpsampledBy.Title}' reads it");
             else if (node.RectifiedBy is not null) w.Line($"{node.Output} = buffers.Unwritten; // its pass writes '{node.RectifiedBy.Title}', the ReLU taken");

@@ -775,7 +775,7 @@ public class GeneratorTests
     }
 
     [Fact]
-    public void A_residual_add_of_a_normalized_convolution_is_made_by_that_convolution_at_inference()
+    public void A_residual_add_of_a_normalized_convolution_is_made_by_the_normalizations_pass()
     {
         var (code, _) = GeneratorHarness.RunAndFindMethod("""
             using ModelGen;
@@ -815,24 +815,27 @@ public class GeneratorTests
             }
             """, "Backward");
 
-        // The block's Add and ReLU: at inference the convolution adds x and takes the ReLU as it stores each output, into the ReLU's buffer.
-        Assert.Contains("// norm: BatchNormalization, with the batch's statistics after conv while training; at inference, with the moving ones, applied by conv to its outputs as it computes them, then added to relu as 'add', and then the ReLU, written as 'relu_1'", code);
+        // The block's Add and ReLU, made by the normalization's pass, into the ReLU's buffer: while training BatchNorm's after the
+        // convolution, at inference the convolution's as it stores each output. The Add's block is a comment; norm's output unwritten.
+        Assert.Contains("// norm: BatchNormalization, with the batch's statistics after conv while training; at inference, with the moving ones, applied by conv to its outputs as it computes them; then added to relu as 'add', and then the ReLU, written as 'relu_1'", code);
+        Assert.Contains("BatchNorm.TrainingForward(convOutput, relu_1Output, NormGamma, NormBeta, normMean, normVariance, normInverseStd, batch * 36, 8, 0.001f, relu: true, residual: reluOutput);", code);
         Assert.Contains("else Convolution.Forward(reluOutput, default, ConvKernel, relu_1Output, convWindow, 8, batch, bias: ConvBias, keepPatches: false, normalization: new BatchNormAtInference(NormGamma, NormBeta, NormMovingMean, NormMovingVariance, 0.001f, relu: true, residual: reluOutput), packedKernel: packedConvKernel);", code);
         Assert.Contains("""
-                    // add: Add(relu, norm), and then the ReLU, written as 'relu_1'; at inference made by conv above as it applies norm
-                    if (training) Merges.Combine(MergeOperation.Add, reluOutput, normOutput, relu_1Output, batch * 288, relu: true);
+                    // add: Add(relu, norm), and then the ReLU, written as 'relu_1': made by norm's pass above (by conv at inference)
+
             """.Replace("\r\n", "\n"), code.Replace("\r\n", "\n"));
-        Assert.Contains("normOutput = buffers.TrainingFloats(maxBatchSize * 288); // only while training: at inference its convolution writes 'add' directly", code);
+        Assert.DoesNotContain("Merges.Combine(MergeOperation.Add, reluOutput, normOutput", code);
+        Assert.Contains("normOutput = buffers.Unwritten; // its pass writes 'add', the Add made and the ReLU taken", code);
         // Not where the other operand comes after the normalization (a projection shortcut computed after it), nor where the
         // normalization is read twice.
         Assert.Contains("Merges.Combine(MergeOperation.Add, lateNormOutput, projectionOutput, add_1Output, batch * 288);", code);
-        Assert.DoesNotContain("if (training) Merges.Combine(MergeOperation.Add, lateNorm", code);
+        Assert.Contains("BatchNorm.TrainingForward(lateOutput, lateNormOutput, LateNormGamma", code);
         Assert.Contains("Merges.Combine(MergeOperation.Add, twiceNormOutput, relu_2Output, add_2Output, batch * 288);", code);
         // A sub-model's blocks the same way, inference only: its Add's block is a comment.
         Assert.Contains("residual: blockReluOutput", code);
         Assert.DoesNotContain("Merges.Combine(MergeOperation.Add, blockReluOutput", code);
         Assert.Contains("blockNormOutput = buffers.Unwritten;", code);
-        Assert.Equal(2, code.Split('\n').Count(line => line.Contains("residual:")));
+        Assert.Equal(3, code.Split('\n').Count(line => line.Contains("residual:")));
     }
 
     [Fact]

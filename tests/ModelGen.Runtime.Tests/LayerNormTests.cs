@@ -229,6 +229,13 @@ public class BatchNormTests
         // With the ReLU of a layer that alone reads it, applied in the same pass: max(y, 0) of the same values.
         var rectified = inPlace ? (float[])x.Clone() : new float[x.Length];
         BatchNorm.InferenceForward(inPlace ? rectified : x, rectified, gamma, beta, mean, variance, rows, channels, epsilon, relu: true);
+        // With a residual added (an Add that alone reads the layer), and the ReLU after that Add: Merges.Combine's sum of the same values.
+        var residual = Values(x.Length, -2, 2);
+        var (summed, summedRectified) = (new float[x.Length], new float[x.Length]);
+        BatchNorm.InferenceForward(x, summed, gamma, beta, mean, variance, rows, channels, epsilon, residual: residual);
+        BatchNorm.InferenceForward(x, summedRectified, gamma, beta, mean, variance, rows, channels, epsilon, relu: true, residual: residual);
+        Assert.Equal(expected.Select((v, at) => v + residual[at]), summed);
+        Assert.Equal(expected.Select((v, at) => MathF.Max(v + residual[at], 0f)), summedRectified);
         var y = inPlace ? x : new float[x.Length];
         BatchNorm.InferenceForward(x, y, gamma, beta, mean, variance, rows, channels, epsilon);
         Assert.Equal(expected, y);
@@ -259,6 +266,7 @@ public class BatchNormTests
         float[] Values(int n, float low, float high) => Uniform(random, n, low, high);
         var (x, dy, gamma, beta) = (Values(rows * channels, -1, 3), Values(rows * channels, -1, 1), Values(channels, 0.5f, 1.5f), Values(channels, -1, 1));
         var (dxStart, movingVariance) = (Values(rows * channels, -1, 1), Values(channels, 0.1f, 2));
+        var residual = Values(rows * channels, -2, 2);
         const float epsilon = 1e-3f;
 
         // Per column: partial = add(partial, row) over blocks of 64 rows, each block's partial into a double, in order.
@@ -315,8 +323,12 @@ public class BatchNormTests
             var (rectifiedMean, rectifiedVariance, rectifiedInverseStd) = (new float[channels], new float[channels], new float[channels]);
             var (dx, frozenDx, dgamma, dbeta) = ((float[])dxStart.Clone(), (float[])dxStart.Clone(), new float[channels], new float[channels]);
             var (rectifiedDx, rectifiedDgamma, rectifiedDbeta) = ((float[])dxStart.Clone(), new float[channels], new float[channels]);
+            var (summed, summedRectified) = (new float[x.Length], new float[x.Length]);
+            var (summedMean, summedVariance, summedInverseStd) = (new float[channels], new float[channels], new float[channels]);
             KernelSettings.OnThreads(threads, () =>
             {
+                BatchNorm.TrainingForward(x, summed, gamma, beta, summedMean, summedVariance, summedInverseStd, rows, channels, epsilon, residual: residual);
+                BatchNorm.TrainingForward(x, summedRectified, gamma, beta, summedMean, summedVariance, summedInverseStd, rows, channels, epsilon, relu: true, residual: residual);
                 BatchNorm.TrainingForward(x, rectified, gamma, beta, rectifiedMean, rectifiedVariance, rectifiedInverseStd, rows, channels, epsilon, relu: true);
                 BatchNorm.TrainingForward(x, y, gamma, beta, batchMean, batchVariance, batchInverseStd, rows, channels, epsilon);
                 BatchNorm.TrainingBackward(dy, x, gamma, batchMean, batchInverseStd, dx, dgamma, dbeta, rows, channels,
@@ -334,6 +346,13 @@ public class BatchNormTests
             Assert.Equal(variance, rectifiedVariance);
             Assert.Equal(inverseStd, rectifiedInverseStd);
             Assert.Equal(expectedY.Select(v => MathF.Max(v, 0f)), rectified);
+            // An Add of a residual that alone reads the layer (and the ReLU after that Add), in the same pass: Merges.Combine's
+            // sum of the same values, the same statistics.
+            Assert.Equal(mean, summedMean);
+            Assert.Equal(inverseStd, summedInverseStd);
+            Assert.Equal(expectedY.Select((v, at) => v + residual[at]), summed);
+            Assert.Equal(expectedY.Select((v, at) => MathF.Max(v + residual[at], 0f)), summedRectified);
+            Assert.Contains(expectedY.Select((v, at) => v + residual[at]), v => v < 0);
             Assert.Equal(sumDyXhat, dgamma);
             Assert.Equal(sumDy, dbeta);
             Assert.Equal(expectedDx, dx);
@@ -350,6 +369,22 @@ public class BatchNormTests
         var error = Assert.Throws<ArgumentException>(() => BatchNorm.TrainingForward(new float[63], new float[64], new float[8], new float[8],
             new float[8], new float[8], new float[8], rows: 8, channels: 8, epsilon: 1e-3f));
         Assert.Contains("BatchNormalization over 8 rows of 8 channels", error.Message);
+        // A residual one float short of the outputs, or sharing floats with them: refused before anything is written.
+        var output = Enumerable.Repeat(7f, 128).ToArray();
+        foreach (var (residual, offset) in new[] { (new float[63], 0), (output, 8) })
+        {
+            error = Assert.Throws<ArgumentException>(() => BatchNorm.TrainingForward(new float[64], output.AsSpan(0, 64), new float[8], new float[8],
+                new float[8], new float[8], new float[8], rows: 8, channels: 8, epsilon: 1e-3f, residual: residual.AsSpan(offset)));
+            Assert.Contains("BatchNormalization over 8 rows of 8 channels: the residual", error.Message);
+            error = Assert.Throws<ArgumentException>(() => BatchNorm.InferenceForward(new float[64], output.AsSpan(0, 64), new float[8], new float[8],
+                new float[8], new float[8], rows: 8, channels: 8, epsilon: 1e-3f, residual: residual.AsSpan(offset)));
+            Assert.Contains("the residual", error.Message);
+        }
+        Assert.All(output, v => Assert.Equal(7f, v));
+        // The floats just past the outputs are a residual of their own: each output 0·scale + 0 + 7.
+        BatchNorm.InferenceForward(new float[64], output.AsSpan(0, 64), new float[8], new float[8], new float[8],
+            Enumerable.Repeat(1f, 8).ToArray(), rows: 8, channels: 8, epsilon: 1e-3f, residual: output.AsSpan(64, 64));
+        Assert.All(output, v => Assert.Equal(7f, v));
         error = Assert.Throws<ArgumentException>(() => LayerNorm.Forward(new float[64], new float[63], new float[64], new float[64], new float[8], new float[8],
             default, default, rows: 8, columns: 8, epsilon: 1e-3f));
         Assert.Contains("LayerNormalization of the sum of two values, 8 rows of 8", error.Message);

@@ -216,8 +216,8 @@ public static partial class Convolution
 
         /// <summary>
         /// The residual added to <paramref name="count"/> pixels of <see cref="Output"/> from <paramref name="pixels"/> on, then
-        /// the ReLU where <see cref="Relu"/>: Merges.Combine's Add and max, a vector at a time (after each direct pass, and
-        /// over each range of the other routes, <see cref="Apply"/>).
+        /// the ReLU where <see cref="Relu"/>: Merges.Combine's Add and max, a vector at a time, after each direct pass (whose
+        /// epilogue applied the normalization; the other routes add it in <see cref="Apply"/>'s pass).
         /// </summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public void AddResidual<TLanes, TVector>(float* pixels, int count) where TLanes : struct, ILanes<TVector> where TVector : struct
@@ -242,26 +242,21 @@ public static partial class Convolution
             normalization.IsEmpty ? default : new OutputFold(output, scaleAndShift, scaleAndShift + filters, filters, normalization.Relu, residual);
 
         /// <summary>
-        /// Pixels [first, first + count) of the output, as BatchNorm.InferenceForward computes each, then the residual and
-        /// its ReLU where there is one (<see cref="AddResidual"/>), over a range still in this core's cache.
+        /// Pixels [first, first + count) of the output, as BatchNorm.InferenceForward computes each with the residual and the
+        /// ReLU (one pass of AffineRows), over a range still in this core's cache.
         /// </summary>
         public void Apply(int first, int count)
         {
-            float* pixels = Output + (long)first * Channels;
-            if (AffineRelu) Simd.RunRanges(new AffineRows<Yes>(pixels, pixels, Scale, Shift, Channels), 0, count);
-            else Simd.RunRanges(new AffineRows<No>(pixels, pixels, Scale, Shift, Channels), 0, count);
-            if (Residual != null) Simd.RunRanges(new ResidualPixels(this), first, count);
+            long at = (long)first * Channels;
+            if (Residual == null) Apply<No>(Output + at, null, count);
+            else Apply<Yes>(Output + at, Residual + at, count);
         }
-    }
 
-    /// <summary><see cref="OutputFold.AddResidual"/> over pixels [first, first + count) of the output, in the SIMD path's vectors.</summary>
-    private readonly unsafe struct ResidualPixels(OutputFold fold) : IVectorRanges
-    {
-        public void Run(int first, int count) => Simd.RunRanges(this, first, count);
-
-        [MethodImpl(Compiled.Kernel)]
-        public void Run<TLanes, TVector>(int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct =>
-            fold.AddResidual<TLanes, TVector>(fold.Output + (long)first * fold.Channels, count);
+        private void Apply<TResidual>(float* pixels, float* residual, int count) where TResidual : IFlag
+        {
+            if (Relu) Simd.RunRanges(new AffineRows<Yes, TResidual>(pixels, pixels, Scale, Shift, residual, Channels), 0, count);
+            else Simd.RunRanges(new AffineRows<No, TResidual>(pixels, pixels, Scale, Shift, residual, Channels), 0, count);
+        }
     }
 
     /// <summary>A spatial kernel's ranges of output rows, each folded (<see cref="OutputFold"/>) once computed, while it is in this core's cache.</summary>

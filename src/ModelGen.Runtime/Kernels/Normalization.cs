@@ -22,18 +22,23 @@ public static class BatchNorm
 
     /// <summary>
     /// Training mode: normalises with the batch's statistics, which it leaves in <paramref name="mean"/>, <paramref name="variance"/>
-    /// (for the moving statistics) and <paramref name="inverseStd"/> (for the backward pass). With <paramref name="relu"/>, y is
-    /// the ReLU of the normalization (a ReLU that alone reads the layer: its backward pass reads x, never its own output).
+    /// (for the moving statistics) and <paramref name="inverseStd"/> (for the backward pass). With <paramref name="residual"/>
+    /// (laid out as y), y is the normalization plus it: an Add that alone reads the layer (a ResNet block's shortcut, added as
+    /// Merges.Combine adds it; neither operand's value is read by the Add's backward pass). With <paramref name="relu"/>, y is
+    /// then the ReLU of that (a ReLU that alone reads the layer or its Add: its backward pass reads y or x, never the
+    /// normalization's own output).
     /// </summary>
     [MethodImpl(Compiled.Kernel)]
     public static void TrainingForward(ReadOnlySpan<float> x, Span<float> y, ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta,
-        Span<float> mean, Span<float> variance, Span<float> inverseStd, int rows, int channels, float epsilon, bool relu = false)
+        Span<float> mean, Span<float> variance, Span<float> inverseStd, int rows, int channels, float epsilon, bool relu = false,
+        ReadOnlySpan<float> residual = default)
     {
         Require(x.Length >= rows * channels && y.Length >= rows * channels && gamma.Length >= channels && beta.Length >= channels
             && mean.Length >= channels && variance.Length >= channels && inverseStd.Length >= channels, "", rows, channels);
+        RequireResidual(residual, y, rows, channels);
         ColumnSums<Values>(x, shift: default, factor: default, rows, channels, mean, divideBy: rows);
         ColumnSums<Squares>(x, shift: mean, factor: default, rows, channels, variance, divideBy: rows);
-        Normalize(x, y, gamma, beta, mean, variance, epsilon, inverseStd, rows, channels, relu);
+        Normalize(x, y, gamma, beta, mean, variance, epsilon, inverseStd, rows, channels, relu, residual);
     }
 
     /// <summary>
@@ -51,46 +56,64 @@ public static class BatchNorm
             Simd.RunRanges(new ChannelFold(g, b, m, v, epsilon, inverseStd.IsEmpty ? null : i, a, t), 0, channels);
     }
 
-    /// <summary>Inference mode (and a frozen layer in training): normalises with the moving statistics, then takes the ReLU where <paramref name="relu"/>.</summary>
+    /// <summary>
+    /// Inference mode (and a frozen layer in training): normalises with the moving statistics, then adds <paramref name="residual"/>
+    /// where given and takes the ReLU where <paramref name="relu"/>, as <see cref="TrainingForward"/> does.
+    /// </summary>
     [MethodImpl(Compiled.Kernel)]
     public static void InferenceForward(ReadOnlySpan<float> x, Span<float> y, ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta,
-        ReadOnlySpan<float> movingMean, ReadOnlySpan<float> movingVariance, int rows, int channels, float epsilon, bool relu = false)
+        ReadOnlySpan<float> movingMean, ReadOnlySpan<float> movingVariance, int rows, int channels, float epsilon, bool relu = false,
+        ReadOnlySpan<float> residual = default)
     {
         Require(x.Length >= rows * channels && y.Length >= rows * channels && gamma.Length >= channels && beta.Length >= channels
             && movingMean.Length >= channels && movingVariance.Length >= channels, "", rows, channels);
-        Normalize(x, y, gamma, beta, movingMean, movingVariance, epsilon, inverseStd: default, rows, channels, relu);
+        RequireResidual(residual, y, rows, channels);
+        Normalize(x, y, gamma, beta, movingMean, movingVariance, epsilon, inverseStd: default, rows, channels, relu, residual);
     }
 
-    /// <summary>y = x·scale + shift with the statistics given (<see cref="Fold"/>), then the ReLU where <paramref name="relu"/>: both modes' pass.</summary>
+    /// <summary>A residual, where given, holds the outputs' floats and shares none with them (the rows are shared by the cores).</summary>
+    private static void RequireResidual(ReadOnlySpan<float> residual, ReadOnlySpan<float> y, int rows, int channels)
+    {
+        if (residual.IsEmpty) return;
+        if (residual.Length < rows * channels)
+            throw new ArgumentException($"BatchNormalization over {rows} rows of {channels} channels: the residual added to its outputs holds {residual.Length} floats, not {rows * channels}.");
+        if (residual.Slice(0, rows * channels).Overlaps(y.Slice(0, rows * channels)))
+            throw new ArgumentException($"BatchNormalization over {rows} rows of {channels} channels: the residual added to its outputs shares floats with them; it must be a buffer of its own.");
+    }
+
+    /// <summary>y = x·scale + shift with the statistics given (<see cref="Fold"/>), plus the residual where given, then the ReLU where <paramref name="relu"/>: both modes' pass.</summary>
     [MethodImpl(Compiled.Driver)]
     private static void Normalize(ReadOnlySpan<float> x, Span<float> y, ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta, ReadOnlySpan<float> mean,
-        ReadOnlySpan<float> variance, float epsilon, Span<float> inverseStd, int rows, int channels, bool relu)
+        ReadOnlySpan<float> variance, float epsilon, Span<float> inverseStd, int rows, int channels, bool relu, ReadOnlySpan<float> residual)
     {
         using var scaleScratch = Scratch<float>.RentUncleared(2 * channels);
         var scale = scaleScratch.Span.Slice(0, channels);
         var shift = scaleScratch.Span.Slice(channels, channels);
         Fold(gamma, beta, mean, variance, epsilon, inverseStd, scale, shift);
-        Affine(x, y, scale, shift, rows, channels, relu);
+        if (residual.IsEmpty) Affine<No>(x, y, scale, shift, residual, rows, channels, relu);
+        else Affine<Yes>(x, y, scale, shift, residual, rows, channels, relu);
     }
 
     /// <summary>
-    /// y = x·scale + shift per channel, one fused multiply-add each: the normalization once its scale and shift are known; then
-    /// max(y, 0) where <paramref name="relu"/> (a ReLU that alone reads the layer, applied while the value is in a register).
+    /// y = x·scale + shift per channel, one fused multiply-add each: the normalization once its scale and shift are known; plus
+    /// the residual where <typeparamref name="TResidual"/>; then max(y, 0) where <paramref name="relu"/> (a ReLU that alone
+    /// reads the layer or its Add, applied while the value is in a register).
     /// </summary>
     [MethodImpl(Compiled.Driver)]
-    private static unsafe void Affine(ReadOnlySpan<float> x, Span<float> y, ReadOnlySpan<float> scale, ReadOnlySpan<float> shift, int rows, int channels, bool relu)
+    private static unsafe void Affine<TResidual>(ReadOnlySpan<float> x, Span<float> y, ReadOnlySpan<float> scale, ReadOnlySpan<float> shift,
+        ReadOnlySpan<float> residual, int rows, int channels, bool relu) where TResidual : IFlag
     {
-        fixed (float* px = x, py = y, pa = scale, pb = shift)
+        fixed (float* px = x, py = y, pa = scale, pb = shift, pr = residual)
         {
             if (relu)
             {
-                var work = new AffineRows<Yes>(px, py, pa, pb, channels);
-                Helper.ForRanges(ref work, rows, floatsPerItem: 2L * channels);
+                var work = new AffineRows<Yes, TResidual>(px, py, pa, pb, pr, channels);
+                Helper.ForRanges(ref work, rows, floatsPerItem: (TResidual.IsSet ? 3L : 2L) * channels);
             }
             else
             {
-                var work = new AffineRows<No>(px, py, pa, pb, channels);
-                Helper.ForRanges(ref work, rows, floatsPerItem: 2L * channels);
+                var work = new AffineRows<No, TResidual>(px, py, pa, pb, pr, channels);
+                Helper.ForRanges(ref work, rows, floatsPerItem: (TResidual.IsSet ? 3L : 2L) * channels);
             }
         }
     }
@@ -510,7 +533,7 @@ public static class BatchNorm
 
 /// <summary>
 /// A pass over rows of channels that goes down each vector of channels with that vector's per-channel operands in
-/// registers (<see cref="ChannelColumns.Run"/>): the normalization's forward (<see cref="AffineRows{TRelu}"/>) and backward row passes.
+/// registers (<see cref="ChannelColumns.Run"/>): the normalization's forward (<see cref="AffineRows{TRelu, TResidual}"/>) and backward row passes.
 /// </summary>
 internal interface IChannelColumn
 {
@@ -551,10 +574,12 @@ internal static class ChannelColumns
 /// <summary>
 /// y = x·scale + shift per channel over rows of <c>channels</c> (x and y the same or apart), one fused multiply-add a value:
 /// a batch normalization once its scale and shift are known, through <see cref="ChannelColumns"/> (its scale and shift in
-/// registers). Where <typeparamref name="TRelu"/>, max(y, 0) before the store: a ReLU after the normalization, with
+/// registers). Where <typeparamref name="TResidual"/>, plus the residual's element (laid out as y; Merges.Combine's Add).
+/// Where <typeparamref name="TRelu"/>, max(y, 0) before the store: a ReLU after the normalization or that Add, with
 /// Activations.Forward's bits.
 /// </summary>
-internal readonly unsafe struct AffineRows<TRelu>(float* x, float* y, float* scale, float* shift, int channels) : IVectorRanges, IChannelColumn where TRelu : IFlag
+internal readonly unsafe struct AffineRows<TRelu, TResidual>(float* x, float* y, float* scale, float* shift, float* residual, int channels)
+    : IVectorRanges, IChannelColumn where TRelu : IFlag where TResidual : IFlag
 {
     public int Channels => channels;
 
@@ -562,7 +587,7 @@ internal readonly unsafe struct AffineRows<TRelu>(float* x, float* y, float* sca
 
     [MethodImpl(Compiled.Kernel)]
     public void Run<TLanes, TVector>(int first, int count) where TLanes : struct, ILanes<TVector> where TVector : struct =>
-        ChannelColumns.Run<AffineRows<TRelu>, TLanes, TVector>(this, first, count);
+        ChannelColumns.Run<AffineRows<TRelu, TResidual>, TLanes, TVector>(this, first, count);
 
     /// <summary><paramref name="rows"/> rows' <paramref name="lanes"/> channels from <paramref name="c"/>, the first at <paramref name="at"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -570,7 +595,11 @@ internal readonly unsafe struct AffineRows<TRelu>(float* x, float* y, float* sca
     {
         TVector a = WholeOrFirst.Load<TLanes, TVector>(ref scale[c], lanes), b = WholeOrFirst.Load<TLanes, TVector>(ref shift[c], lanes);
         for (long r = 0; r < rows; r++, at += channels)
-            WholeOrFirst.Store<TLanes, TVector>(ref y[at], Rectified<TLanes, TVector>(TLanes.MultiplyAdd(WholeOrFirst.Load<TLanes, TVector>(ref x[at], lanes), a, b)), lanes);
+        {
+            TVector value = TLanes.MultiplyAdd(WholeOrFirst.Load<TLanes, TVector>(ref x[at], lanes), a, b);
+            if (TResidual.IsSet) value = TLanes.Add(value, WholeOrFirst.Load<TLanes, TVector>(ref residual[at], lanes));
+            WholeOrFirst.Store<TLanes, TVector>(ref y[at], Rectified<TLanes, TVector>(value), lanes);
+        }
     }
 
     /// <summary>max(value, 0) where the pass takes the ReLU (TLanes.Relu: max(0, x) + 0, so -0 stores as +0 and NaN stays); else the value.</summary>

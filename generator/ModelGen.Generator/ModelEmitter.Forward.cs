@@ -574,14 +574,12 @@ internal static partial class ModelEmitter
     }
 
     /// <summary>
-    /// Where a BatchNormalization's pass writes, and the arguments after its epsilon: its output, or its ReLU's that it takes;
-    /// where it makes the residual Add after it (<see cref="NodePlan.ResidualSum"/>), that Add's, or the Add's ReLU's, with the
-    /// Add's other operand as the residual.
+    /// Where a BatchNormalization's pass writes (<see cref="NodePlan.WrittenTo"/>), and the arguments after its epsilon: its
+    /// ReLU's; where it makes the residual Add after it (<see cref="NodePlan.ResidualSum"/>), the Add's other operand as the
+    /// residual and the Add's ReLU.
     /// </summary>
     private static (string Output, string Arguments) NormalizationWrites(NodePlan norm) =>
-        norm.ResidualSum is { } sum
-            ? (sum.WrittenTo, $"{RectifiedArgument(sum)}, residual: {sum.Inputs.First(i => i != norm).InferenceName}")
-            : (norm.WrittenTo, RectifiedArgument(norm));
+        (norm.WrittenTo, norm.ResidualSum is { } sum ? $"{RectifiedArgument(sum)}, residual: {sum.Inputs.First(i => i != norm).InferenceName}" : RectifiedArgument(norm));
 
     /// <summary>The argument that has a normalization's or merge's pass take the ReLU after it (<see cref="NodePlan.RectifiedBy"/>); none without one.</summary>
     private static string RectifiedArgument(NodePlan node) => node.RectifiedBy is null ? "" : ", relu: true";

@@ -360,10 +360,9 @@ internal static partial class ModelEmitter
         /// the Add after it, <see cref="NodePlan.ResidualSum"/>, reading the Add's other operand there), a normalization or a
         /// merge its ReLU's in its own, a LayerNormalization the Add it normalizes in its own (reading the Add's operands
         /// there), a recurrent layer its returned states in its own; dropout and Flatten read their input's floats at
-        /// inference, so their readers keep that alive. A pooled convolution's output,
-        /// which most kernels never write, stays a buffer of its own (ModelBuffers.PooledConvolution); a normalized
-        /// convolution's and a normalization's summed by its convolution, written only while training, and a rectified
-        /// normalization's or merge's, never written, have none.
+        /// inference, so their readers keep that alive. A pooled convolution's output, which most kernels never write, stays a
+        /// buffer of its own (ModelBuffers.PooledConvolution); a normalized convolution's, written only while training, and a
+        /// value never written (<see cref="NodePlan.IsNeverWritten"/>) have none.
         /// </summary>
         private void PlanInferenceValues()
         {
@@ -409,11 +408,11 @@ internal static partial class ModelEmitter
 
         /// <summary>
         /// Whether a tensor's value is a slice of an inference copy's shared values: its own floats, not a pooled or normalized
-        /// convolution's, nor a normalization's summed by its convolution, nor a rectified normalization's or merge's.
+        /// convolution's, nor one never written.
         /// </summary>
         private bool SharesInferenceValue(NodePlan node) =>
             node.Spec.Kind != NodeKind.Input && !node.IsAlias && !node.IsDropout && !(node.Is(LayerKind.Conv2D) && PooledConvolutions.ContainsKey(node))
-            && !IsNormalizedConvolution(node) && node.ResidualSum is null && node.AveragedBy is null && node.RectifiedBy is null && node.UpsampledBy is null;
+            && !IsNormalizedConvolution(node) && !node.IsNeverWritten;
 
         /// <summary>
         /// A convolution whose BatchNormalization it applies at inference (<see cref="NormalizedConvolutions"/>, which pairs
@@ -896,8 +895,17 @@ internal static partial class ModelEmitter
         private string UpsampledBlocks => $", upsampledRows: {Inputs[0].Layer!.Extents[0]}, upsampledColumns: {Inputs[0].Layer!.Extents[1]}";
         /// <summary>A ReLU its input's block takes (<see cref="RectifiedBy"/>): its own block computes nothing.</summary>
         public bool IsTakenByInput => Inputs.Count == 1 && Inputs[0].RectifiedBy == this;
-        /// <summary>The buffer this tensor's forward block writes: its own, or, rectified, its ReLU's.</summary>
-        public string WrittenTo => RectifiedBy?.Output ?? Output;
+        /// <summary>
+        /// The buffer this tensor's forward pass writes: its own; rectified, its ReLU's; a normalization that makes the Add after
+        /// it (<see cref="ResidualSum"/>), that Add's (or its ReLU's).
+        /// </summary>
+        public string WrittenTo => ResidualSum?.WrittenTo ?? RectifiedBy?.Output ?? Output;
+        /// <summary>
+        /// Whether this tensor's value is never written, another's pass computing it where it is read: an Embedding averaged in
+        /// its table, an UpSampling2D its convolution reads upsampled, a value whose ReLU its pass takes, a normalization whose
+        /// pass makes the Add after it.
+        /// </summary>
+        public bool IsNeverWritten => AveragedBy is not null || UpsampledBy is not null || RectifiedBy is not null || ResidualSum is not null;
         /// <summary>An Activation layer or an Ops function that takes the ReLU.</summary>
         public bool IsRelu => IsActivation && TrailingActivation == Activation.Relu;
         /// <summary>An Activation layer or an Ops function: a block that only applies its activation.</summary>

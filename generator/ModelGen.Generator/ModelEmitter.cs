@@ -267,7 +267,7 @@ internal static partial class ModelEmitter
         if (patchGradients.Count > 0) w.Line($"{NodePlan.PatchGradient} = buffers.TrainingFloats({patchGradients.Skip(1).Aggregate(patchGradients[0], (max, next) => $"Math.Max({max}, {next})")});");
         foreach (var node in plan.SubModels.SelectMany(sub => sub.Nodes).Where(n => n.Spec.Kind != NodeKind.Input && !n.IsDropout && !n.IsAlias))
         {
-            w.Line($"{node.Output} = {(node.AveragedBy is null && node.RectifiedBy is null && node.ResidualSum is null ? $"buffers.Floats(maxBatchSize * {node.Spec.Size})" : "buffers.Unwritten")};");
+            w.Line($"{node.Output} = {(node.IsNeverWritten ? "buffers.Unwritten" : $"buffers.Floats(maxBatchSize * {node.Spec.Size})")};");
             EmitNodeBuffers(w, node);
         }
         if (plan.Packed)

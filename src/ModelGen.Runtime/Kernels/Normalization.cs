@@ -35,7 +35,8 @@ public static class BatchNorm
     {
         Require(x.Length >= rows * channels && y.Length >= rows * channels && gamma.Length >= channels && beta.Length >= channels
             && mean.Length >= channels && variance.Length >= channels && inverseStd.Length >= channels, "", rows, channels);
-        RequireResidual(residual, y, rows, channels);
+        if (ResidualFault(residual, y, (long)rows * channels) is { } fault)
+            throw new ArgumentException($"BatchNormalization over {rows} rows of {channels} channels: {fault}");
         ColumnSums<Values>(x, shift: default, factor: default, rows, channels, mean, divideBy: rows);
         ColumnSums<Squares>(x, shift: mean, factor: default, rows, channels, variance, divideBy: rows);
         Normalize(x, y, gamma, beta, mean, variance, epsilon, inverseStd, rows, channels, relu, residual);
@@ -67,19 +68,22 @@ public static class BatchNorm
     {
         Require(x.Length >= rows * channels && y.Length >= rows * channels && gamma.Length >= channels && beta.Length >= channels
             && movingMean.Length >= channels && movingVariance.Length >= channels, "", rows, channels);
-        RequireResidual(residual, y, rows, channels);
+        if (ResidualFault(residual, y, (long)rows * channels) is { } fault)
+            throw new ArgumentException($"BatchNormalization over {rows} rows of {channels} channels: {fault}");
         Normalize(x, y, gamma, beta, movingMean, movingVariance, epsilon, inverseStd: default, rows, channels, relu, residual);
     }
 
-    /// <summary>A residual, where given, holds the outputs' floats and shares none with them (the rows are shared by the cores).</summary>
-    private static void RequireResidual(ReadOnlySpan<float> residual, ReadOnlySpan<float> y, int rows, int channels)
-    {
-        if (residual.IsEmpty) return;
-        if (residual.Length < rows * channels)
-            throw new ArgumentException($"BatchNormalization over {rows} rows of {channels} channels: the residual added to its outputs holds {residual.Length} floats, not {rows * channels}.");
-        if (residual.Slice(0, rows * channels).Overlaps(y.Slice(0, rows * channels)))
-            throw new ArgumentException($"BatchNormalization over {rows} rows of {channels} channels: the residual added to its outputs shares floats with them; it must be a buffer of its own.");
-    }
+    /// <summary>
+    /// Why a residual cannot be added to the <paramref name="outputs"/> floats of <paramref name="output"/> (each part of the
+    /// outputs, on either core, adds its own part of it): shorter than them, or sharing floats with them; null where it can,
+    /// or where there is none. The caller names itself in the error, built only then (a step allocates nothing).
+    /// </summary>
+    internal static string? ResidualFault(ReadOnlySpan<float> residual, ReadOnlySpan<float> output, long outputs) =>
+        residual.IsEmpty ? null
+        : residual.Length < outputs ? $"the residual added to its {outputs} normalized outputs holds {residual.Length} floats."
+        : residual.Slice(0, (int)outputs).Overlaps(output.Slice(0, (int)Math.Min(outputs, output.Length)))
+            ? "the residual added to its normalized outputs shares floats with them; it must be a buffer of its own."
+            : null;
 
     /// <summary>y = x·scale + shift with the statistics given (<see cref="Fold"/>), plus the residual where given, then the ReLU where <paramref name="relu"/>: both modes' pass.</summary>
     [MethodImpl(Compiled.Driver)]
@@ -676,10 +680,7 @@ public readonly ref struct BatchNormAtInference(ReadOnlySpan<float> gamma, ReadO
         if (IsEmpty) return Scratch<float>.RentUncleared(0);
         if (!Covers(filters))
             throw new ArgumentException($"{layer}: the BatchNormalization applied to its {filters} filters needs {filters} floats of each of gamma, beta and the moving statistics.");
-        if (!residual.IsEmpty && residual.Length < outputs)
-            throw new ArgumentException($"{layer}: the residual added to its {outputs} normalized outputs holds {residual.Length} floats.");
-        if (!residual.IsEmpty && residual.Slice(0, (int)outputs).Overlaps(output.Slice(0, (int)Math.Min(outputs, output.Length))))
-            throw new ArgumentException($"{layer}: the residual added to its normalized outputs shares floats with them; it must be a buffer of its own.");
+        if (BatchNorm.ResidualFault(residual, output, outputs) is { } fault) throw new ArgumentException($"{layer}: {fault}");
         var scaleAndShift = Scratch<float>.RentUncleared(2 * filters);
         var floats = scaleAndShift.Span;
         BatchNorm.Fold(gamma, beta, movingMean, movingVariance, epsilon, inverseStd: default, floats.Slice(0, filters), floats.Slice(filters, filters));

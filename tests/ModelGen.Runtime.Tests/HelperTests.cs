@@ -114,12 +114,15 @@ public unsafe class HelperTests
     {
         public fixed int CountAt[128];
         public fixed int Runs[128];
+        /// <summary>The first item of the first range the thread <see cref="CallerThread"/> ran (-1: none yet).</summary>
+        public int CallerThread, CallerFirst;
     }
 
     private readonly struct RecordedRanges(RangeRecord* record) : IRanges
     {
         public void Run(int first, int count)
         {
+            if (record->CallerFirst < 0 && Environment.CurrentManagedThreadId == record->CallerThread) record->CallerFirst = first;
             record->CountAt[first] = count;
             for (int item = first; item < first + count; item++) Interlocked.Increment(ref record->Runs[item]);
         }
@@ -155,6 +158,51 @@ public unsafe class HelperTests
             // What kernels size a part's scratch by (an inference convolution's patch rows): the largest range, exactly.
             Assert.Equal(parts.Max(), Helper.RangeSize(count, floatsPerItem, shareAbove));
             for (int item = 0; item < count; item++) Assert.Equal(1, record.Runs[item]);
+        }
+    }
+
+    /// <summary>
+    /// Outward, the caller's claims (from the front) run its half of the parts from the middle down and the helper's (from
+    /// the back) its half from the middle up; inward, each claim is its own part. Every part once either way.
+    /// </summary>
+    [Theory, InlineData(1), InlineData(2), InlineData(3), InlineData(4), InlineData(7), InlineData(8)]
+    public void Outward_the_caller_starts_at_the_middle_and_each_core_keeps_its_half(int parts)
+    {
+        var claims = Enumerable.Range(0, parts).ToArray();
+        Assert.Equal(claims, claims.Select(claim => Helper.PartAt(claim, parts, outward: false)));
+        var outward = claims.Select(claim => Helper.PartAt(claim, parts, outward: true)).ToArray();
+        Assert.Equal(claims, outward.Order());
+        int middle = parts / 2;
+        Assert.Equal(Enumerable.Range(0, middle).Reverse(), outward.Take(middle));
+        Assert.Equal(Enumerable.Range(middle, parts - middle), outward.Skip(middle).Reverse());
+    }
+
+    /// <summary>
+    /// A ForRanges pass starts where the shared loop before it ended: after any other (each core claimed toward the middle)
+    /// the caller's first range is the last of its half; after such a pass (ended at the ends), the first. 128 items in
+    /// four parts of 32 (Ranges_are_cut_by_the_work_alone): the caller's half is items 0 to 63.
+    /// </summary>
+    [Fact]
+    public void A_pass_starts_where_the_shared_loop_before_it_ended()
+    {
+        KernelSettings.OnThreads(2, () =>
+        {
+            var items = new Record();
+            Helper.For(Items, &Work, &items);
+            Assert.Equal(32, CallerFirstRange());
+            Assert.Equal(0, CallerFirstRange());
+            Assert.Equal(32, CallerFirstRange());
+            Run(new Record());
+            Assert.Equal(32, CallerFirstRange());
+        });
+
+        static int CallerFirstRange()
+        {
+            var record = new RangeRecord { CallerThread = Environment.CurrentManagedThreadId, CallerFirst = -1 };
+            var work = new RecordedRanges(&record);
+            Helper.ForRanges(ref work, 128, floatsPerItem: 2048, shareAbove: 64 * 1024);
+            for (int item = 0; item < 128; item++) Assert.Equal(1, record.Runs[item]);
+            return record.CallerFirst;
         }
     }
 

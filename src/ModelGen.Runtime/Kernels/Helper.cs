@@ -204,10 +204,14 @@ internal static unsafe class Helper
         if (Volatile.Read(ref box->SleepingHelpers) != 0) WakeAll();
     }
 
-    /// <summary>Withdraws the job if the helper never started it, else waits for it (its parts use state in the caller's frame).</summary>
+    /// <summary>
+    /// Withdraws the job if the helper never started it, else waits for it (its parts use state in the caller's frame). Every
+    /// shared job ends here, each core having claimed toward the middle (<see cref="ForRanges"/> then says where its own ended).
+    /// </summary>
     [MethodImpl(Compiled.Driver)]
     private static void Collect()
     {
+        lastEndedAtEnds = false;
         try
         {
             // Read before trying to withdraw: an exchange takes the line from the helper even when it fails.
@@ -309,6 +313,16 @@ internal static unsafe class Helper
     /// floats (then in two parts at least). For memory-bound kernels: a second core brings its own caches and its own stream
     /// of misses. The parts do not change what any item computes. They run on a copy of the work, handed over by value
     /// (<see cref="For{TState}"/>): a work only reads its fields.
+    /// <para>
+    /// Each core keeps its half of the parts, and starts it where the shared loop before ended (<see cref="PartAt"/>): a
+    /// layer's pass over the rows the pass before just wrote or read finds the last of them still in that core's L2 (2 MB on
+    /// the Intel Xeon, where a ResNet block's tensor at batch 32 is 4 MB), where starting at the far end found them just
+    /// evicted. BatchNorm over 32,768 rows of 32 right after the convolution that wrote them, two cores, medians of 250
+    /// calls in turns in one process: training forward 299 -> 259 us, backward 439 -> 391 us. Whole steps, fresh processes
+    /// in turns: resnet train step b32 2-3% faster (medians 16.19 -> 15.93 ms against the build before, five rounds, four
+    /// faster; 15.97 -> 15.41 with the order switched in one build, six rounds, five faster), mobilenet train step b32 1-4%
+    /// (2.01 -> 1.99 ms, four rounds; 2.11 -> 2.03, three); the predicts and the other steps even within the noise.
+    /// </para>
     /// </summary>
     public static void ForRanges<TWork>(ref TWork work, int count, long floatsPerItem, long shareAbove = PartFloats) where TWork : unmanaged, IRanges
     {
@@ -318,8 +332,32 @@ internal static unsafe class Helper
             if (count > 0) work.Run(0, count);
             return;
         }
-        var ranges = new Ranges<TWork> { Work = work, Count = count, PerPart = perPart };
-        For((count + perPart - 1) / perPart, &RunRange<TWork>, in ranges);
+        bool outward = !lastEndedAtEnds;
+        int parts = (count + perPart - 1) / perPart;
+        var ranges = new Ranges<TWork> { Work = work, Count = count, PerPart = perPart, Parts = parts, Outward = outward };
+        For(parts, &RunRange<TWork>, in ranges);
+        lastEndedAtEnds = outward;
+    }
+
+    /// <summary>
+    /// Whether the last shared loop ended at the ends of its items (a <see cref="ForRanges"/> pass run outward from the
+    /// middle), not in the middle (every other: the caller claims from the front, the helper from the back). A guess about
+    /// the cores' caches, read and written without a lock: it decides when a part runs, never what it computes.
+    /// </summary>
+    private static bool lastEndedAtEnds;
+
+    /// <summary>
+    /// The part that claim <paramref name="claim"/> of <paramref name="parts"/> runs (the caller claims from the front, the
+    /// helper from the back): the claim itself, each core working inward from its end of the items; or, run
+    /// <paramref name="outward"/>, the caller's half from the middle down to the first part and the helper's from the middle
+    /// up to the last. Either way each core keeps the same half (the spatial kernels' rows of a small image stay on the
+    /// core that wrote them), and a core that runs out takes the parts the other would have reached last.
+    /// </summary>
+    internal static int PartAt(int claim, int parts, bool outward)
+    {
+        if (!outward) return claim;
+        int middle = parts / 2;
+        return claim < middle ? middle - 1 - claim : parts - 1 - claim + middle;
     }
 
     /// <summary>
@@ -357,13 +395,14 @@ internal static unsafe class Helper
     private struct Ranges<TWork> where TWork : unmanaged, IRanges
     {
         public TWork Work;
-        public int Count, PerPart;
+        public int Count, PerPart, Parts;
+        public bool Outward;
     }
 
-    private static void RunRange<TWork>(void* state, int part, int worker) where TWork : unmanaged, IRanges
+    private static void RunRange<TWork>(void* state, int claim, int worker) where TWork : unmanaged, IRanges
     {
         var ranges = (Ranges<TWork>*)state;
-        int first = part * ranges->PerPart;
+        int first = PartAt(claim, ranges->Parts, ranges->Outward) * ranges->PerPart;
         ranges->Work.Run(first, Math.Min(ranges->PerPart, ranges->Count - first));
     }
 }

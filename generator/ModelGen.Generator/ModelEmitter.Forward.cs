@@ -548,7 +548,7 @@ internal static partial class ModelEmitter
         string applied = $"new BatchNormAtInference({Plan.View(layer, "Gamma")}, {Plan.View(layer, "Beta")}, {Plan.View(layer, "MovingMean")}, {Plan.View(layer, "MovingVariance")}, {Literal(layer.Epsilon)}f{added})";
         string atInference = ConvolutionCall(conv, written, "false", applied);
         string moving = layer.Trainable ? "" : " (frozen: inference mode, as Keras)";
-        string then = sum is null ? Rectified(norm) : $"; then added to {sum.Inputs.First(i => i != norm).Title} as '{sum.Title}'{Rectified(sum)}";
+        string then = sum is null ? Rectified(norm) : $"; then added to {sum.OtherInput(norm).Title} as '{sum.Title}'{Rectified(sum)}";
         if (inferenceOnly)
         {
             w.Line($"// {norm.Title}: BatchNormalization{moving}, with the moving statistics, applied by {conv.Title} to its outputs as it computes them{then}");
@@ -579,7 +579,7 @@ internal static partial class ModelEmitter
     /// residual and the Add's ReLU.
     /// </summary>
     private static (string Output, string Arguments) NormalizationWrites(NodePlan norm) =>
-        (norm.WrittenTo, norm.ResidualSum is { } sum ? $"{RectifiedArgument(sum)}, residual: {sum.Inputs.First(i => i != norm).InferenceName}" : RectifiedArgument(norm));
+        (norm.WrittenTo, norm.ResidualSum is { } sum ? $"{RectifiedArgument(sum)}, residual: {sum.OtherInput(norm).InferenceName}" : RectifiedArgument(norm));
 
     /// <summary>The argument that has a normalization's or merge's pass take the ReLU after it (<see cref="NodePlan.RectifiedBy"/>); none without one.</summary>
     private static string RectifiedArgument(NodePlan node) => node.RectifiedBy is null ? "" : ", relu: true";

@@ -191,7 +191,7 @@ internal static partial class ModelEmitter
                 if (readers[norm] != 1 || outputs.Contains(norm) || inRuns.Contains(norm)) continue;
                 var sum = computed.FirstOrDefault(n => n.Inputs.Contains(norm));
                 if (sum is not { Spec: { Kind: NodeKind.Merge, Merge: MergeOperation.Add } } || sum.Inputs.Count != 2 || sum.NormalizedBy is not null || inRuns.Contains(sum)) continue;
-                var other = sum.Inputs[0] == norm ? sum.Inputs[1] : sum.Inputs[0];
+                var other = sum.OtherInput(norm);
                 int at = computed.IndexOf(norm);
                 // Its value, and the name it is read by (a Dropout's is declared in its block), both there before the normalization's
                 // block; an input is in no block (index -1), there from the start.
@@ -893,6 +893,8 @@ internal static partial class ModelEmitter
         public string UpsampledValueArguments => ReadsUpsampledInput ? UpsampledBlocks : "";
         public string UpsampledGradientArguments => SumsUpsampledGradient ? UpsampledBlocks : "";
         private string UpsampledBlocks => $", upsampledRows: {Inputs[0].Layer!.Extents[0]}, upsampledColumns: {Inputs[0].Layer!.Extents[1]}";
+        /// <summary>A two-input node's input other than <paramref name="input"/>: the residual an Add's normalization adds (<see cref="ResidualSum"/>).</summary>
+        public NodePlan OtherInput(NodePlan input) => Inputs[0] == input ? Inputs[1] : Inputs[0];
         /// <summary>A ReLU its input's block takes (<see cref="RectifiedBy"/>): its own block computes nothing.</summary>
         public bool IsTakenByInput => Inputs.Count == 1 && Inputs[0].RectifiedBy == this;
         /// <summary>

@@ -35,8 +35,7 @@ public static class BatchNorm
     {
         Require(x.Length >= rows * channels && y.Length >= rows * channels && gamma.Length >= channels && beta.Length >= channels
             && mean.Length >= channels && variance.Length >= channels && inverseStd.Length >= channels, "", rows, channels);
-        if (ResidualFault(residual, y, (long)rows * channels) is { } fault)
-            throw new ArgumentException($"BatchNormalization over {rows} rows of {channels} channels: {fault}");
+        RequireResidual(residual, y, rows, channels);
         ColumnSums<Values>(x, shift: default, factor: default, rows, channels, mean, divideBy: rows);
         ColumnSums<Squares>(x, shift: mean, factor: default, rows, channels, variance, divideBy: rows);
         Normalize(x, y, gamma, beta, mean, variance, epsilon, inverseStd, rows, channels, relu, residual);
@@ -68,9 +67,15 @@ public static class BatchNorm
     {
         Require(x.Length >= rows * channels && y.Length >= rows * channels && gamma.Length >= channels && beta.Length >= channels
             && movingMean.Length >= channels && movingVariance.Length >= channels, "", rows, channels);
+        RequireResidual(residual, y, rows, channels);
+        Normalize(x, y, gamma, beta, movingMean, movingVariance, epsilon, inverseStd: default, rows, channels, relu, residual);
+    }
+
+    /// <summary>A residual the forward passes can add to <paramref name="rows"/> rows of <paramref name="y"/> (<see cref="ResidualFault"/>), checked before anything is written.</summary>
+    private static void RequireResidual(ReadOnlySpan<float> residual, ReadOnlySpan<float> y, int rows, int channels)
+    {
         if (ResidualFault(residual, y, (long)rows * channels) is { } fault)
             throw new ArgumentException($"BatchNormalization over {rows} rows of {channels} channels: {fault}");
-        Normalize(x, y, gamma, beta, movingMean, movingVariance, epsilon, inverseStd: default, rows, channels, relu, residual);
     }
 
     /// <summary>

@@ -156,8 +156,9 @@ internal static partial class ModelEmitter
                 case NodeKind.Layer when node.Layer!.IsMean:
                 {
                     var input = node.Inputs[0];
-                    w.Line($"// {node.Title}: each {(input.MaskSource is null ? "" : "counted ")}{MeanStep(node)} gets its share of the gradient");
-                    w.Line($"SequencePooling.AverageBackward({node.Gradient}, {input.StepMask}, {input.Gradient}, batch, {MeanRows(node)}, accumulate: {Bool(Into(input))});");
+                    bool rectified = plan.ReluTakenBy(node) is not null;
+                    w.Line($"// {node.Title}: each {(input.MaskSource is null ? "" : "counted ")}{MeanStep(node)} gets its share of the gradient{(rectified ? $", where {input.Title}'s output is positive (its relu' taken here)" : "")}");
+                    w.Line($"SequencePooling.AverageBackward({node.Gradient}, {input.StepMask}, {input.Gradient}, batch, {MeanRows(node)}, accumulate: {Bool(Into(input))}{(rectified ? $", rectified: {input.TrainingSource}" : "")});");
                     break;
                 }
                 case NodeKind.Layer when node.Is(LayerKind.Masking):

@@ -560,14 +560,16 @@ internal static partial class ModelEmitter
         public bool SoftmaxInLoss(OutputPlan output) => derivativeTakenBy.TryGetValue(output.Node, out var by) && by is null;
 
         /// <summary>
-        /// Whether this max pooling takes its input's ReLU derivative on its own, four to a window times smaller, gradient:
-        /// max pooling commutes with ReLU, and the winner's ReLU output is the pooled value, so <c>relu'</c> at every pixel a
-        /// gradient reaches is <c>pooled &gt; 0</c> (the gradient everywhere else is zero). Its input must end in a ReLU and
-        /// have no other reader, so the pooling's gradient is all of its gradient (the small CNN's conv1: two passes over
-        /// 5.5 MB become two over 1.4 MB).
+        /// Whether this pooling takes its input's ReLU derivative in its own backward pass. A max pooling takes it on its own,
+        /// four to a window times smaller, gradient: max pooling commutes with ReLU, and the winner's ReLU output is the pooled
+        /// value, so <c>relu'</c> at every pixel a gradient reaches is <c>pooled &gt; 0</c> (the gradient everywhere else is
+        /// zero; the small CNN's conv1: two passes over 5.5 MB become two over 1.4 MB). A global average takes it as it spreads
+        /// each share over the pixels, reading the ReLU's output (SequencePooling.AverageBackward's rectified: a ResNet's last
+        /// ReLU, one pass over 4 MB at batch 32, not two). Its input must end in a ReLU and have no other reader, so the
+        /// pooling's gradient is all of its gradient; not an Embedding's mean (it has no ReLU).
         /// </summary>
         private bool TakesRelu(NodePlan pool) =>
-            pool.UsesWinners && pool.HasBackwardBlock && pool.Inputs[0] is var source
+            (pool.UsesWinners || pool.Layer is { IsMean: true }) && pool.HasBackwardBlock && pool.Inputs[0] is var source
             && source.TrailingActivation == Activation.Relu && source.HasBackwardBlock
             && Readers(source) == 1 && !IsOutput(source);
 
@@ -581,7 +583,7 @@ internal static partial class ModelEmitter
         /// unshared, so the bias gradient is written once.
         /// </summary>
         public bool BiasTakenByPool(NodePlan node) =>
-            derivativeTakenBy.TryGetValue(node, out var by) && by is not null && node.Layer is { Trainable: true, UseBias: true } layer
+            derivativeTakenBy.TryGetValue(node, out var by) && by is { UsesWinners: true } && node.Layer is { Trainable: true, UseBias: true } layer
             && layer.Kind is LayerKind.Dense or LayerKind.Conv2D or LayerKind.Conv2DTranspose && !IsShared(layer);
 
         /// <summary>Convolutions whose kernel gradient is taken at the winners of the max pooling that reads them, and that pooling.</summary>

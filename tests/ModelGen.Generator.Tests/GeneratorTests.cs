@@ -1009,6 +1009,54 @@ public class GeneratorTests
         Assert.DoesNotContain("poolWindow", code);
     }
 
+    /// <summary>
+    /// A global average takes the relu' of a ReLU only it reads as it spreads each share (AverageBackward's rectified): a
+    /// residual Add's ReLU, whose block then only hands its gradient on, and a convolution's own; not a ReLU that a max
+    /// pooling reads too.
+    /// </summary>
+    [Fact]
+    public void A_global_average_takes_the_relu_derivative_of_a_relu_only_it_reads()
+    {
+        var (_, backward) = GeneratorHarness.RunAndFindMethod("""
+            using ModelGen;
+
+            [Functional(Loss = Loss.SparseCategoricalCrossentropy)]
+            public partial class Averages
+            {
+                [Conv2D(4, 3, Activation.Relu, Padding = Padding.Same)] Conv2D conv1;
+                [Conv2D(4, 3, Padding = Padding.Same)] Conv2D conv2;
+                [Conv2D(5, 1, Activation.Relu)] Conv2D pointwise;
+                [Conv2D(3, 1, Activation.Relu)] Conv2D shared;
+                [GlobalAveragePooling2D] GlobalAveragePooling2D blockPool;
+                [GlobalAveragePooling2D] GlobalAveragePooling2D pointwisePool;
+                [GlobalAveragePooling2D] GlobalAveragePooling2D sharedPool;
+                [GlobalMaxPooling2D] GlobalMaxPooling2D sharedMax;
+                [Dense(3, Activation.Softmax)] Dense head;
+
+                [Graph]
+                Tensor Forward([Shape(6, 6, 2)] Tensor image)
+                {
+                    var x = conv1.Apply(image);
+                    var block = Ops.Relu(Ops.Add(x, conv2.Apply(x)));
+                    var s = shared.Apply(x);
+                    return head.Apply(Ops.Concatenate(blockPool.Apply(block), pointwisePool.Apply(pointwise.Apply(x)), sharedPool.Apply(s), sharedMax.Apply(s)));
+                }
+            }
+            """, "Backward");
+
+        Assert.Contains("// blockPool: each pixel gets its share of the gradient, where relu's output is positive (its relu' taken here)", backward);
+        Assert.Contains("SequencePooling.AverageBackward(blockPoolGradient, default, reluGradient, batch, 36, 4, accumulate: false, rectified: reluOutput);", backward);
+        Assert.Contains("// relu: Activation(relu)', taken with blockPool's gradient (add takes its gradient's floats as its own: nothing to copy)", backward);
+        Assert.Contains("SequencePooling.AverageBackward(pointwisePoolGradient, default, pointwiseGradient, batch, 36, 5, accumulate: false, rectified: pointwiseOutput);", backward);
+        Assert.Contains("// pointwise: relu' taken with pointwisePool's gradient, then kernel, bias and input (one product: each patch is a pixel) gradients", backward);
+        Assert.DoesNotContain("Activations.Backward(Activation.Relu, reluOutput", backward);
+        Assert.DoesNotContain("Activations.Backward(Activation.Relu, pointwiseOutput", backward);
+        // shared's ReLU has two readers: each pooling writes its part of the gradient, and shared's block takes the derivative.
+        Assert.Contains("SequencePooling.AverageBackward(sharedPoolGradient, default, sharedGradient, batch, 36, 3, accumulate: ", backward);
+        Assert.DoesNotContain("rectified: sharedOutput", backward);
+        Assert.Contains("Activations.Backward(Activation.Relu, sharedOutput, sharedGradient, batch * 36, 3);", backward);
+    }
+
     [Fact]
     public void The_loss_takes_the_softmax_only_of_a_cross_entropy_output_nothing_else_reads()
     {

@@ -100,6 +100,45 @@ public class SequencePoolingTests
             Assert.Equal(expectedDx, dx);
         }
     }
+
+    /// <summary>
+    /// The mean's gradient through the ReLU before it (<c>rectified</c>: that ReLU's output) in one pass is, bit for bit, the
+    /// mean's backward and then the ReLU's (Activations.Backward into the input's gradient), on one core or two: the ReLU's
+    /// outputs are a third zeros (no gradient there), masked steps get their -0 or +0 where the output is positive, and the
+    /// gradient is written or added.
+    /// </summary>
+    [Theory, MemberData(nameof(Shapes))]
+    public void The_mean_takes_the_relu_before_it_in_its_backward_pass(int batch, int steps, int features, bool masked, bool accumulate, SimdPath path)
+    {
+        using var _ = KernelSettings.OnSimd(path);
+        var random = new Random(batch * 100 + steps * 10 + features + 7);
+        int values = batch * steps * features;
+        var g = Enumerable.Range(0, batch * features).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+        var relu = Enumerable.Range(0, values).Select(_ => random.Next(3) == 0 ? 0f : (float)random.NextDouble()).ToArray();
+        var dxStart = Enumerable.Range(0, values).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+        var mask = masked ? Enumerable.Range(0, batch * steps).Select(i => i % steps < steps - (i / steps) % steps ? 1f : 0f).ToArray() : Array.Empty<float>();
+        var reluGradient = new float[values];
+        var expected = accumulate ? (float[])dxStart.Clone() : new float[values];
+        SequencePooling.AverageBackward(g, mask, reluGradient, batch, steps, features, accumulate: false);
+        Activations.Backward(Activation.Relu, relu, reluGradient, expected, batch * steps, features, accumulate);
+        Assert.Contains(expected, v => v != 0f);
+        foreach (int threads in new[] { 1, 2 })
+        {
+            var dx = accumulate ? (float[])dxStart.Clone() : Enumerable.Repeat(float.NaN, values).ToArray();
+            KernelSettings.OnThreads(threads, () => SequencePooling.AverageBackward(g, mask, dx, batch, steps, features, accumulate, rectified: relu));
+            Assert.Equal(expected.Select(BitConverter.SingleToInt32Bits), dx.Select(BitConverter.SingleToInt32Bits));
+        }
+    }
+
+    /// <summary>A ReLU output shorter than the input gradient is refused before anything is written.</summary>
+    [Fact]
+    public void The_mean_refuses_a_short_relu_output()
+    {
+        var dx = Enumerable.Repeat(float.NaN, 2 * 3 * 4).ToArray();
+        var error = Assert.Throws<ArgumentException>(() => SequencePooling.AverageBackward(new float[2 * 4], default, dx, 2, 3, 4, accumulate: false, rectified: new float[2 * 3 * 4 - 1]));
+        Assert.Contains("2 samples of 3 steps of 4", error.Message);
+        Assert.All(dx, v => Assert.True(float.IsNaN(v)));
+    }
 }
 
 /// <summary>Embedding's lookups and table gradient against scalar loops, and its refusal of ids that are not rows of its table.</summary>

@@ -210,6 +210,30 @@ public partial class ReluPoolingParity
     [Dense(3, Activation.Softmax)] public Dense head;
 }
 
+/// <summary>
+/// ReLUs that only a global average pooling reads, whose relu' the generator takes as the pooling spreads its gradient: a
+/// residual Add's ReLU (the Add's pass makes it) and a pointwise convolution's own. make_parity_fixtures.py's
+/// relu_average_parity.
+/// </summary>
+[Functional(Loss = Loss.SparseCategoricalCrossentropy)]
+public partial class ReluAverageParity
+{
+    [Conv2D(4, 3, Activation.Relu, Padding = Padding.Same)] public Conv2D conv1;                 // (6, 6, 4), three readers
+    [Conv2D(4, 3, Padding = Padding.Same)] public Conv2D conv2;
+    [Conv2D(5, 1, Activation.Relu)] public Conv2D pointwise;
+    [GlobalAveragePooling2D] public GlobalAveragePooling2D blockPool;
+    [GlobalAveragePooling2D] public GlobalAveragePooling2D pointwisePool;
+    [Dense(3, Activation.Softmax)] public Dense head;
+
+    [Graph]
+    Tensor Forward([Shape(6, 6, 2)] Tensor image)
+    {
+        var x = conv1.Apply(image);
+        var block = Ops.Relu(Ops.Add(x, conv2.Apply(x)));
+        return head.Apply(Ops.Concatenate(blockPool.Apply(block), pointwisePool.Apply(pointwise.Apply(x))));
+    }
+}
+
 /// <summary>A depthwise-separable pair whose DepthwiseConv2D takes its ReLU in the convolution's own pass.</summary>
 [Sequential(Loss = Loss.SparseCategoricalCrossentropy)]
 public partial class SeparableRelu

@@ -18,7 +18,7 @@ public class ParityTests
         nameof(LstmClassifier), nameof(GruSequences), nameof(MaskedLstm), nameof(BidirectionalStack),
         nameof(SelfAttentionBlock), nameof(CrossAttention), nameof(CausalAttention), nameof(UNetLike),
         nameof(EncoderDecoder), nameof(GruWithStates), nameof(MaxPoolingParity), nameof(MaskedAverage), nameof(ReluPoolingParity), nameof(StepTagger),
-        nameof(WinnersPoolingParity), nameof(GlobalWinnersParity), nameof(SplitBatchRecurrent), nameof(ResidualCnnParity) };
+        nameof(WinnersPoolingParity), nameof(GlobalWinnersParity), nameof(SplitBatchRecurrent), nameof(ResidualCnnParity), nameof(ReluAverageParity) };
 
     public static IEnumerable<object[]> Models() => KernelSettings.OnEveryPath(Names.Select(name => new object[] { name }));
 
@@ -51,6 +51,7 @@ public class ParityTests
         nameof(SplitBatchRecurrent) => new SplitBatchRecurrent(batch),
         nameof(StepTagger) => new StepTagger(batch),
         nameof(ResidualCnnParity) => new ResidualCnnParity(batch),
+        nameof(ReluAverageParity) => new ReluAverageParity(batch),
         _ => new ParityBinary(batch),
     };
 

@@ -334,21 +334,31 @@ public static class SequencePooling
         public float Counted(long first, int steps) => maskZero ? steps - Zeros(ids + first, steps) : steps;
     }
 
-    /// <summary>Each counted step receives the output gradient divided by the number of counted steps (<see cref="Share"/>); masked steps nothing.</summary>
+    /// <summary>
+    /// Each counted step receives the output gradient divided by the number of counted steps (<see cref="Share"/>); masked
+    /// steps nothing. With <paramref name="rectified"/> (the output of a ReLU the mean alone reads, as many values as the input
+    /// gradient), that ReLU's backward in the same pass: each value its share where the ReLU's output is positive, else 0,
+    /// the bits of this pass and then Activations.Backward's (a ResNet's last ReLU at batch 32: one pass over 4 MB, not two).
+    /// </summary>
     [MethodImpl(Compiled.Kernel)]
-    public static unsafe void AverageBackward(ReadOnlySpan<float> outputGradient, ReadOnlySpan<float> mask, Span<float> inputGradient, int batch, int steps, int features, bool accumulate)
+    public static unsafe void AverageBackward(ReadOnlySpan<float> outputGradient, ReadOnlySpan<float> mask, Span<float> inputGradient, int batch, int steps, int features, bool accumulate,
+        ReadOnlySpan<float> rectified = default)
     {
-        if (outputGradient.Length < batch * features || inputGradient.Length < batch * steps * features || (!mask.IsEmpty && mask.Length < batch * steps))
+        long values = (long)batch * steps * features;
+        if (outputGradient.Length < batch * features || inputGradient.Length < values || (!mask.IsEmpty && mask.Length < batch * steps) || (!rectified.IsEmpty && rectified.Length < values))
             throw new ArgumentException($"GlobalAveragePooling1D's backward pass over {batch} samples of {steps} steps of {features} needs that many values.");
-        fixed (float* g = outputGradient, m = mask, dx = inputGradient)
+        fixed (float* g = outputGradient, m = mask, dx = inputGradient, relu = rectified)
         {
-            var work = new Shares(g, new InputSteps(dx, mask.IsEmpty ? null : m, features), steps, features, accumulate);
+            var work = new Shares(g, new InputSteps(dx, mask.IsEmpty ? null : m, features), rectified.IsEmpty ? null : relu, steps, features, accumulate);
             Helper.ForRanges(ref work, batch, floatsPerItem: (long)steps * features);
         }
     }
 
-    /// <summary>Samples [first, first + count) of <see cref="AverageBackward"/>: <paramref name="gradientRows"/> are the input gradient's steps, weighted by the mask.</summary>
-    private readonly unsafe struct Shares(float* outputGradient, InputSteps gradientRows, int steps, int features, bool accumulate) : IRanges
+    /// <summary>
+    /// Samples [first, first + count) of <see cref="AverageBackward"/>: <paramref name="gradientRows"/> are the input gradient's
+    /// steps, weighted by the mask; <paramref name="rectified"/> the ReLU output whose derivative they take (null: none).
+    /// </summary>
+    private readonly unsafe struct Shares(float* outputGradient, InputSteps gradientRows, float* rectified, int steps, int features, bool accumulate) : IRanges
     {
         [MethodImpl(Compiled.Kernel)]
         public void Run(int first, int count)
@@ -359,7 +369,11 @@ public static class SequencePooling
                 long start = (long)b * steps;
                 Share(new ReadOnlySpan<float>(outputGradient + (long)b * features, features), gradientRows.Counted(start, steps), share.Span);
                 for (long step = start; step < start + steps; step++)
-                    ShortRows.Scaled(share.Span, gradientRows.Weight(step), new Span<float>(gradientRows.Row(step), features), accumulate);
+                {
+                    var row = new Span<float>(gradientRows.Row(step), features);
+                    if (rectified == null) ShortRows.Scaled(share.Span, gradientRows.Weight(step), row, accumulate);
+                    else ShortRows.ScaledWherePositive(share.Span, gradientRows.Weight(step), new ReadOnlySpan<float>(rectified + step * features, features), row, accumulate);
+                }
             }
         }
     }

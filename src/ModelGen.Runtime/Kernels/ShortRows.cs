@@ -53,4 +53,28 @@ internal static class ShortRows
         }
         for (; i < y.Length; i++) Unsafe.Add(ref ys, i) = accumulate ? Unsafe.Add(ref ys, i) + Unsafe.Add(ref xs, i) * scale : Unsafe.Add(ref xs, i) * scale;
     }
+
+    /// <summary>
+    /// y = (positive &gt; 0 ? x·scale : 0), or y + that with accumulate: <see cref="Scaled"/> and then a ReLU's backward whose
+    /// output is <paramref name="positive"/> (Activations.Backward's select: +0 wherever that output is not positive).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void ScaledWherePositive(ReadOnlySpan<float> x, float scale, ReadOnlySpan<float> positive, Span<float> y, bool accumulate)
+    {
+        ref float xs = ref MemoryMarshal.GetReference(x);
+        ref float ps = ref MemoryMarshal.GetReference(positive);
+        ref float ys = ref MemoryMarshal.GetReference(y);
+        var factor = new Vector<float>(scale);
+        int i = 0;
+        for (; i <= y.Length - Vector<float>.Count; i += Vector<float>.Count)
+        {
+            var kept = Vector.ConditionalSelect(Vector.GreaterThan(Vector.LoadUnsafe(ref ps, (nuint)i), Vector<float>.Zero), Vector.LoadUnsafe(ref xs, (nuint)i) * factor, Vector<float>.Zero);
+            Vector.StoreUnsafe(accumulate ? Vector.LoadUnsafe(ref ys, (nuint)i) + kept : kept, ref ys, (nuint)i);
+        }
+        for (; i < y.Length; i++)
+        {
+            float kept = Unsafe.Add(ref ps, i) > 0f ? Unsafe.Add(ref xs, i) * scale : 0f;
+            Unsafe.Add(ref ys, i) = accumulate ? Unsafe.Add(ref ys, i) + kept : kept;
+        }
+    }
 }

@@ -62,8 +62,7 @@ public class SequencePoolingTests
         var random = new Random(batch * 100 + steps * 10 + features);
         float[] Values(int n) => Enumerable.Range(0, n).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
         var (x, g, dxStart) = (Values(batch * steps * features), Values(batch * features), Values(batch * steps * features));
-        // Sample b counts its first steps - b steps (every step without a mask).
-        var mask = masked ? Enumerable.Range(0, batch * steps).Select(i => i % steps < steps - (i / steps) % steps ? 1f : 0f).ToArray() : Array.Empty<float>();
+        var mask = CountedSteps(batch, steps, masked);
         var expected = new float[batch * features];
         var expectedDx = accumulate ? (float[])dxStart.Clone() : new float[dxStart.Length];
         for (int b = 0; b < batch; b++)
@@ -113,10 +112,11 @@ public class SequencePoolingTests
         using var _ = KernelSettings.OnSimd(path);
         var random = new Random(batch * 100 + steps * 10 + features + 7);
         int values = batch * steps * features;
-        var g = Enumerable.Range(0, batch * features).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+        float[] Values(int n) => Enumerable.Range(0, n).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+        var g = Values(batch * features);
         var relu = Enumerable.Range(0, values).Select(_ => random.Next(3) == 0 ? 0f : (float)random.NextDouble()).ToArray();
-        var dxStart = Enumerable.Range(0, values).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
-        var mask = masked ? Enumerable.Range(0, batch * steps).Select(i => i % steps < steps - (i / steps) % steps ? 1f : 0f).ToArray() : Array.Empty<float>();
+        var dxStart = Values(values);
+        var mask = CountedSteps(batch, steps, masked);
         var reluGradient = new float[values];
         var expected = accumulate ? (float[])dxStart.Clone() : new float[values];
         SequencePooling.AverageBackward(g, mask, reluGradient, batch, steps, features, accumulate: false);
@@ -129,6 +129,10 @@ public class SequencePoolingTests
             Assert.Equal(expected.Select(BitConverter.SingleToInt32Bits), dx.Select(BitConverter.SingleToInt32Bits));
         }
     }
+
+    /// <summary>A step mask where sample b counts its first steps - b (modulo steps) steps; none (every step counts) unless <paramref name="masked"/>.</summary>
+    private static float[] CountedSteps(int batch, int steps, bool masked) =>
+        masked ? Enumerable.Range(0, batch * steps).Select(i => i % steps < steps - (i / steps) % steps ? 1f : 0f).ToArray() : Array.Empty<float>();
 
     /// <summary>A ReLU output shorter than the input gradient is refused before anything is written.</summary>
     [Fact]

@@ -112,17 +112,18 @@ public static class BatchNorm
     private static unsafe void Affine<TResidual>(ReadOnlySpan<float> x, Span<float> y, ReadOnlySpan<float> scale, ReadOnlySpan<float> shift,
         ReadOnlySpan<float> residual, int rows, int channels, bool relu) where TResidual : IFlag
     {
+        long floatsPerRow = (TResidual.IsSet ? 3L : 2L) * channels; // read x (and the residual), write y
         fixed (float* px = x, py = y, pa = scale, pb = shift, pr = residual)
         {
             if (relu)
             {
                 var work = new AffineRows<Yes, TResidual>(px, py, pa, pb, pr, channels);
-                Helper.ForRanges(ref work, rows, floatsPerItem: (TResidual.IsSet ? 3L : 2L) * channels);
+                Helper.ForRanges(ref work, rows, floatsPerRow);
             }
             else
             {
                 var work = new AffineRows<No, TResidual>(px, py, pa, pb, pr, channels);
-                Helper.ForRanges(ref work, rows, floatsPerItem: (TResidual.IsSet ? 3L : 2L) * channels);
+                Helper.ForRanges(ref work, rows, floatsPerRow);
             }
         }
     }

@@ -46,7 +46,9 @@ fi
 # Rounds in which both sides stay up and take turns workload by workload (peer/interleave.py): this machine's speed drifts
 # by 10-50% over minutes, and a side timed all at once and then the other could land in different phases (the CNN at batch 1
 # read 4.2x in one session and 3.3x in the next with no CNN code changed). Every round yields its own ratios, and the table
-# reports the median over rounds. COMPARE_ROUNDS=1 gives a quick single pass.
+# reports the median over rounds. Each side's turn is also watched for CPU time taken by anything else (another process, the
+# host's steal: interleave.py's Load), and a workload that lost more than a tenth of a core to it takes its turns again.
+# COMPARE_ROUNDS=1 gives a quick single pass.
 export COMPARE_SAMPLES=${COMPARE_SAMPLES:-15}
 if [ -n "${COMPARE_VECTORS:-}" ]; then
   echo "ModelGen and PyTorch on $COMPARE_VECTORS only (see the top of this script), and scikit-learn, in turns..."

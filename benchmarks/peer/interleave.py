@@ -10,9 +10,12 @@ seconds, changing the trip by 4-6x, and may put them on one core's two hyperthre
 each run at half speed. Where a probe finds the trip above twice the fastest seen on cores of their own, or the cores
 shared, the workload waits for a better placement (probing every second) and, if it was the after-probe, takes its turns
 again once, within a patience of waiting seconds for the whole run: so the table states the code, not where the host put
-the cores, while the patience lasts.
+the cores, while the patience lasts. Each side's turn is also watched for CPU time that side did not take (/proc/stat: another
+process, the other sides' servers, the kernel, or the host's steal): a side whose turn lost more than Load.Busy of a core to
+it had the cores it was timed on shared, and the workload waits for a quiet second and takes its turns again once, as for a
+slow trip.
 Each round's results land in OUT/roundN/ as torch.json, modelgen.json, sklearn.json, digits.json, peak.txt,
-round_trip.json and shared_core.json, which make_table.py reads.
+round_trip.json, shared_core.json and other_load.json, which make_table.py reads.
 Usage: interleave.py OUT ROUNDS MODELGEN_DLL [--peak PEAK_FMA] [--round-trip ROUND_TRIP [--patience SECONDS]]
 """
 import argparse
@@ -86,6 +89,53 @@ class Cores:
         return probe
 
 
+class Load:
+    """CPU time that a side did not take while it was timed: the machine's busy time (/proc/stat: all but idle and I/O wait,
+    so the host's steal counts) less that side's process's and this script's, as a share of one core. Measured on this
+    machine: under 0.01 of a core on a quiet second, 1.0 beside a process spinning on one core. The round that missed the
+    MLP's batch-1 target (4511eaa) ran its first eleven workloads with every two-thread peer 15-70x and every ModelGen
+    workload shared between the cores 1.6-1.9x slower while the round trip read normal: a core taken from both sides."""
+
+    Busy = 0.1
+    cpus = os.cpu_count() or 1
+
+    @staticmethod
+    def machine():
+        """(all ticks, busy ticks) of every CPU so far."""
+        user, nice, system, idle, iowait, irq, softirq, steal = (int(v) for v in open("/proc/stat").readline().split()[1:9])
+        total = user + nice + system + idle + iowait + irq + softirq + steal
+        return total, total - idle - iowait
+
+    @staticmethod
+    def taken(pid):
+        """User and system ticks of a process's threads so far."""
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+
+    def start(self, *pids):
+        """The counts before a turn of the processes pids (this script's own are always left out)."""
+        pids += (os.getpid(),)
+        return pids, self.machine(), sum(self.taken(pid) for pid in pids)
+
+    def other(self, start):
+        """The share of a core taken by others since start (0 where the turn was too short to count a tick)."""
+        pids, (total, busy), own = start
+        now_total, now_busy = self.machine()
+        if now_total == total:
+            return 0.0
+        others = (now_busy - busy) - (sum(self.taken(pid) for pid in pids) - own)
+        return max(0.0, others) / ((now_total - total) / self.cpus)
+
+    def quiet(self, cores):
+        """Waits, a second at a time and within the cores' patience, until a second passes with others taking under Busy."""
+        while cores.patience > 0:
+            start = self.start()
+            time.sleep(1)
+            cores.patience -= 1
+            if self.other(start) < self.Busy:
+                return
+
+
 def write(path, text):
     with open(path, "w") as f:
         f.write(text)
@@ -102,6 +152,7 @@ def main():
     arguments = parser.parse_args()
     out, rounds, dll, peak = arguments.out, arguments.rounds, arguments.dll, arguments.peak
     cores = Cores(arguments.round_trip, arguments.patience)
+    load = Load()
     sides = {"modelgen": Server(["dotnet", dll, "--serve"])}
     for threads in ("1", "default"):
         sides[threads] = Server([sys.executable, os.path.join(here, "torch_peer.py"), "--serve", threads], env=environment(threads))
@@ -112,17 +163,25 @@ def main():
         for round_number in range(1, rounds + 1):
             print(f"round {round_number} of {rounds}", flush=True)
             times = {side: {} for side in sides}
-            trips, shares = {}, {}
+            trips, shares, others = {}, {}, {}
             for index, name in enumerate(names["modelgen"]):
                 turn = (index + round_number) % len(order)
-                for _ in range(2):
+                for attempt in range(2):
+                    if attempt and busy:
+                        load.quiet(cores)
                     before = cores.settled()
+                    taken = {}
                     for side in order[turn:] + order[:turn]:
                         if name in names[side]:
+                            start = load.start(sides[side].process.pid)
                             times[side][name] = sides[side].ask(name)
+                            taken[side] = round(load.other(start), 3)
                     after = cores.trip()
-                    if not cores.slow(after) or cores.patience <= 0:
+                    busy = max(taken.values()) > Load.Busy
+                    if not (cores.slow(after) or busy) or cores.patience <= 0:
                         break
+                    print(f"  {name}: its turns again, " + (f"a side lost more than {Load.Busy} of a core to others" if busy else "the cores placed slow"), flush=True)
+                others[name] = taken
                 if after is not None:
                     trips[name] = [before[0], after[0]]
                     shares[name] = [before[1], after[1]]
@@ -137,6 +196,7 @@ def main():
                 return {**groups, "info": info[side]}
             write(os.path.join(folder, "modelgen.json"), json.dumps(grouped("modelgen"), indent=1))
             write(os.path.join(folder, "torch.json"), json.dumps({threads: grouped(threads) for threads in ("1", "default")}, indent=1))
+            write(os.path.join(folder, "other_load.json"), json.dumps(others, indent=1))
             if trips:
                 write(os.path.join(folder, "round_trip.json"), json.dumps(trips, indent=1))
                 write(os.path.join(folder, "shared_core.json"), json.dumps(shares, indent=1))

@@ -23,7 +23,7 @@ def load(folder, name):
 
 rounds = [{name: load(folder, name + ext) for name, ext in
            (("torch", ".json"), ("modelgen", ".json"), ("sklearn", ".json"), ("digits", ".json"), ("peak", ".txt"),
-            ("round_trip", ".json"), ("shared_core", ".json"))}
+            ("round_trip", ".json"), ("shared_core", ".json"), ("other_load", ".json"))}
           for folder in round_dirs]
 first = rounds[0]
 median = statistics.median
@@ -46,17 +46,23 @@ def speedup(ratios):
 # rate beside the other; older runs did not probe it). The rows say in how many of their rounds each happened; the host can
 # also move them and back between two probes, so a row without a mark may have met it too.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from interleave import Cores  # noqa: E402  the threshold the run waited on
-SHARED_CORE = Cores.SharedCore
+from interleave import Cores, Load  # noqa: E402  the thresholds the run waited on
+SHARED_CORE, BUSY = Cores.SharedCore, Load.Busy
 trips = [t for r in rounds if r["round_trip"] for pair in r["round_trip"].values() for t in pair]
 own_core_trips = [t for r in rounds if r["round_trip"] for name, pair in r["round_trip"].items()
                   for t, share in zip(pair, (r["shared_core"] or {}).get(name, [1, 1])) if share >= SHARED_CORE]
 slow_above = 2 * min(own_core_trips) if own_core_trips else None
 shares = [s for r in rounds if r["shared_core"] for pair in r["shared_core"].values() for s in pair]
+# The largest share of a core that anything but the side timed took during one of the workload's turns (Load), in each round.
+loads = {name: [max(by_side.values()) for r in rounds if r["other_load"] and (by_side := r["other_load"].get(name))] for name in
+         {name for r in rounds if r["other_load"] for name in r["other_load"]}}
 
 
 def marked(name, key):
-    """The row's label, with †n where n of its rounds ran while the round trip was slow, ‡n where n shared one core."""
+    """The row's label, with †n where n of its rounds ran while the round trip was slow, ‡n where n shared one core, §n where
+    in n a turn lost more than BUSY of a core to others."""
+    busy = sum(1 for share in loads.get(key, []) if share > BUSY)
+    name += f" §{busy}" if busy else ""
     if slow_above is None:
         return name
     slow = sum(1 for r in rounds if r["round_trip"] and max(r["round_trip"].get(key, [0])) > slow_above)
@@ -108,6 +114,13 @@ if shares:
                "there while one thread runs at full speed, so ModelGen's two threads lose ground to a one-thread peer; such a "
                "workload waited and took its turns again as for a slow trip, and ‡n counts the rounds where it was shared all "
                "the same.\n")
+if loads:
+    turns = [share for shares_of in loads.values() for share in shares_of]
+    header += (f"§n: in n of the row's rounds a side's turn lost more than {BUSY} of a core to CPU time it did not take (another "
+               "process, the other sides' servers, the kernel or the host's steal: /proc/stat, interleave.py's Load), after "
+               "waiting for a quiet second and taking its turns again once, or with the patience spent. The largest such share "
+               f"in a workload's turns: median {median(turns):.3f} of a core, at most {max(turns):.3f}; "
+               f"{sum(1 for t in turns if t > BUSY)} of {len(turns)} above {BUSY}.\n")
 # Scaling: MLP width -> parameters, ModelGen vs the best PyTorch configuration, at batch 1 and 128.
 def params(w):
     return 2 * w * w + 2 * w + 10 * w + 10

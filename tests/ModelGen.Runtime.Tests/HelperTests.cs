@@ -225,6 +225,28 @@ public unsafe class HelperTests
         });
     }
 
+    /// <summary>
+    /// A claim says whether it took the last item left, so a worker need not claim again (RunItems): a worker that stopped
+    /// one item early would leave it to the other, every item still running once, so only the claims themselves show it.
+    /// </summary>
+    [Theory]
+    [InlineData(1, 0, new[] { false }, new[] { 0 }, new[] { true })]
+    [InlineData(2, 1, new[] { true }, new[] { 1 }, new[] { true })]                       // For's job of two: item 0 the caller's at the post
+    [InlineData(3, 0, new[] { false, true, false }, new[] { 0, 2, 1 }, new[] { false, false, true })]
+    [InlineData(4, 1, new[] { true, false, true }, new[] { 3, 1, 2 }, new[] { false, false, true })]
+    public void A_claim_says_whether_it_took_the_last_item(int count, int claimedFront, bool[] fromBack, int[] items, bool[] lasts)
+    {
+        var claims = new Claims(count, claimedFront);
+        for (int i = 0; i < fromBack.Length; i++)
+        {
+            Assert.True(claims.TryClaim(fromBack[i], out int item, out bool last));
+            Assert.Equal((items[i], lasts[i]), (item, last));
+        }
+        Assert.False(claims.TryClaim(fromBack: false, out _, out bool none));
+        Assert.False(claims.TryClaim(fromBack: true, out _));
+        Assert.True(none);
+    }
+
     [Fact]
     public void A_caller_asleep_on_a_long_helper_item_is_woken()
     {

@@ -302,7 +302,11 @@ internal static unsafe class Helper
     [MethodImpl(Compiled.Driver)]
     private static void RunItems(Items* items, int worker)
     {
-        while (items->Claims.TryClaim(fromBack: worker == 1, out int item)) items->Body(items->State, item, worker);
+        // After the last item no claim is tried: it would take the mailbox's line from the other core, which polls it for
+        // the job's end, only to find nothing left, before the helper's Done takes it again (the MLP's pair of layers at
+        // batch 1, whose helper ends last: 4.42-4.53 -> 4.23-4.34 us, three processes each, in turns).
+        bool last = false;
+        while (!last && items->Claims.TryClaim(fromBack: worker == 1, out int item, out last)) items->Body(items->State, item, worker);
     }
 
     private static void RunItemsOnHelper(void* items) => RunItems((Items*)items, 1);
@@ -435,13 +439,17 @@ internal struct Claims(int count, int claimedFront = 0)
     /// <summary>The unclaimed items [front, back) in one word, front in the low half, so a claim from either end is one exchange.</summary>
     private long unclaimed = (long)count << 32 | (uint)claimedFront;
 
+    public bool TryClaim(bool fromBack, out int item) => TryClaim(fromBack, out item, out _);
+
+    /// <summary>Claims an item from one end; <paramref name="last"/> says whether it was the last one unclaimed.</summary>
     [MethodImpl(Compiled.Driver)]
-    public bool TryClaim(bool fromBack, out int item)
+    public bool TryClaim(bool fromBack, out int item, out bool last)
     {
         while (true)
         {
             long seen = Volatile.Read(ref unclaimed);
             int front = (int)seen, back = (int)(seen >> 32);
+            last = back - front <= 1;
             if (front >= back)
             {
                 item = -1;

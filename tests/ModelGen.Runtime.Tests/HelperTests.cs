@@ -52,7 +52,7 @@ public unsafe class HelperTests
     private static void ClaimAndWork(void* state, int worker)
     {
         var shared = (SharedItems*)state;
-        while (shared->Items.TryClaim(fromBack: worker == 1, out int item)) Work(shared->Record, item, worker);
+        while (shared->Items.TryClaim(fromBack: worker == 1, out int item, out _)) Work(shared->Record, item, worker);
     }
 
     /// <summary>
@@ -243,7 +243,7 @@ public unsafe class HelperTests
             Assert.Equal((items[i], lasts[i]), (item, last));
         }
         Assert.False(claims.TryClaim(fromBack: false, out _, out bool none));
-        Assert.False(claims.TryClaim(fromBack: true, out _));
+        Assert.False(claims.TryClaim(fromBack: true, out _, out _));
         Assert.True(none);
     }
 

@@ -105,8 +105,8 @@ public static partial class Gemm
         Span<float> spill = stackalloc float[TallRows * 32];
 
         bool bPacked = !copiesB;
-        int single = 0;
-        while (claim.Next(ref single, out int firstRow, out int blockRows))
+        int next = 0;
+        while (claim.Next(ref next, out int firstRow, out int blockRows))
         {
             rows.Produce(firstRow, blockRows);
             int offset = 0;

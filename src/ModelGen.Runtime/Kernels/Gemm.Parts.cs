@@ -378,16 +378,22 @@ public static partial class Gemm
         private readonly int tileRows = tileRows, rows = rows;
         private readonly bool fromBack = fromBack;
 
-        public bool Next(ref int single, out int first, out int count)
+        /// <summary>
+        /// The next block of rows, false once there is none; <paramref name="next"/>, 0 at first, is where this worker goes on:
+        /// the rows not yet handed out for one thread, all of them once the last block is claimed (no claim is tried after
+        /// it, as in Helper.RunItems).
+        /// </summary>
+        public bool Next(ref int next, out int first, out int count)
         {
-            if (blocks is null)
+            if (blocks is null || next == rows)
             {
-                first = single;
-                count = rows - single;
-                single = rows;
+                first = next;
+                count = rows - next;
+                next = rows;
                 return count > 0;
             }
-            bool claimed = blocks->TryClaim(fromBack, out int block);
+            bool claimed = blocks->TryClaim(fromBack, out int block, out bool last);
+            if (last) next = rows;
             first = claimed ? FirstRow(block) : 0;
             count = claimed ? FirstRow(block + 1) - first : 0;
             return claimed;

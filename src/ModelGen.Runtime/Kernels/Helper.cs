@@ -439,8 +439,6 @@ internal struct Claims(int count, int claimedFront = 0)
     /// <summary>The unclaimed items [front, back) in one word, front in the low half, so a claim from either end is one exchange.</summary>
     private long unclaimed = (long)count << 32 | (uint)claimedFront;
 
-    public bool TryClaim(bool fromBack, out int item) => TryClaim(fromBack, out item, out _);
-
     /// <summary>Claims an item from one end; <paramref name="last"/> says whether it was the last one unclaimed.</summary>
     [MethodImpl(Compiled.Driver)]
     public bool TryClaim(bool fromBack, out int item, out bool last)

@@ -13,7 +13,7 @@ again once, within a patience of waiting seconds for the whole run: so the table
 the cores, while the patience lasts. Each side's turn is also watched for CPU time that side did not take (/proc/stat: another
 process, the other sides' servers, the kernel, or the host's steal): a side whose turn lost more than Load.Busy of a core to
 it had the cores it was timed on shared, and the workload waits for a quiet second and takes its turns again once, as for a
-slow trip.
+slow trip. After its turn each side is left until its threads stop spinning (Load.idle), so the next starts on idle cores.
 Each round's results land in OUT/roundN/ as torch.json, modelgen.json, sklearn.json, digits.json, peak.txt,
 round_trip.json, shared_core.json and other_load.json, which make_table.py reads.
 Usage: interleave.py OUT ROUNDS MODELGEN_DLL [--peak PEAK_FMA] [--round-trip ROUND_TRIP [--patience SECONDS]]
@@ -126,6 +126,18 @@ class Load:
         others = (now_busy - busy) - (sum(self.taken(pid) for pid in pids) - own)
         return max(0.0, others) / ((now_total - total) / self.cpus)
 
+    def idle(self, pid, window=0.05, most=0.5):
+        """Waits, at most `most` seconds, until the process pid takes no CPU for `window` seconds (five ticks): a server's
+        threads spin on after its turn (the default-threads peer's OpenBLAS threads 30-120 ms of a core, measured inside the
+        next side's turn), which would otherwise run beside the next side's warm-up and first samples."""
+        end, ticks = time.time() + most, self.taken(pid)
+        while time.time() < end:
+            time.sleep(window)
+            now = self.taken(pid)
+            if now == ticks:
+                return
+            ticks = now
+
     def quiet(self, cores):
         """Waits, a second at a time and within the cores' patience, until a second passes with others taking under Busy."""
         while cores.patience > 0:
@@ -166,19 +178,22 @@ def main():
             trips, shares, others = {}, {}, {}
             for index, name in enumerate(names["modelgen"]):
                 turn = (index + round_number) % len(order)
+                busy = False
                 for attempt in range(2):
-                    if attempt and busy:
+                    if busy:
                         load.quiet(cores)
                     before = cores.settled()
                     taken = {}
                     for side in order[turn:] + order[:turn]:
                         if name in names[side]:
-                            start = load.start(sides[side].process.pid)
+                            pid = sides[side].process.pid
+                            start = load.start(pid)
                             times[side][name] = sides[side].ask(name)
                             taken[side] = round(load.other(start), 3)
+                            load.idle(pid)
                     after = cores.trip()
                     busy = max(taken.values()) > Load.Busy
-                    if not (cores.slow(after) or busy) or cores.patience <= 0:
+                    if attempt == 1 or not (cores.slow(after) or busy) or cores.patience <= 0:
                         break
                     print(f"  {name}: its turns again, " + (f"a side lost more than {Load.Busy} of a core to others" if busy else "the cores placed slow"), flush=True)
                 others[name] = taken

@@ -53,21 +53,22 @@ own_core_trips = [t for r in rounds if r["round_trip"] for name, pair in r["roun
                   for t, share in zip(pair, (r["shared_core"] or {}).get(name, [1, 1])) if share >= SHARED_CORE]
 slow_above = 2 * min(own_core_trips) if own_core_trips else None
 shares = [s for r in rounds if r["shared_core"] for pair in r["shared_core"].values() for s in pair]
-# The largest share of a core that anything but the side timed took during one of the workload's turns (Load), in each round.
-loads = {name: [max(by_side.values()) for r in rounds if r["other_load"] and (by_side := r["other_load"].get(name))] for name in
-         {name for r in rounds if r["other_load"] for name in r["other_load"]}}
+# Each workload's largest share of a core taken by anything but the side timed in one of its turns (Load), a round each.
+loads = {}
+for r in rounds:
+    for name, by_side in (r["other_load"] or {}).items():
+        loads.setdefault(name, []).append(max(by_side.values()))
 
 
 def marked(name, key):
     """The row's label, with †n where n of its rounds ran while the round trip was slow, ‡n where n shared one core, §n where
     in n a turn lost more than BUSY of a core to others."""
     busy = sum(1 for share in loads.get(key, []) if share > BUSY)
-    name += f" §{busy}" if busy else ""
-    if slow_above is None:
-        return name
-    slow = sum(1 for r in rounds if r["round_trip"] and max(r["round_trip"].get(key, [0])) > slow_above)
-    shared = sum(1 for r in rounds if r["shared_core"] and min(r["shared_core"].get(key, [1])) < SHARED_CORE)
-    return name + (f" †{slow}" if slow else "") + (f" ‡{shared}" if shared else "")
+    slow = shared = 0
+    if slow_above is not None:
+        slow = sum(1 for r in rounds if r["round_trip"] and max(r["round_trip"].get(key, [0])) > slow_above)
+        shared = sum(1 for r in rounds if r["shared_core"] and min(r["shared_core"].get(key, [1])) < SHARED_CORE)
+    return name + "".join(f" {mark}{n}" for mark, n in (("†", slow), ("‡", shared), ("§", busy)) if n)
 
 
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())

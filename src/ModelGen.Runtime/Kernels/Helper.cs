@@ -338,7 +338,7 @@ internal static unsafe class Helper
         }
         bool outward = !lastEndedAtEnds;
         int parts = (count + perPart - 1) / perPart;
-        var ranges = new Ranges<TWork> { Work = work, Count = count, PerPart = perPart, Outward = outward };
+        var ranges = new Ranges<TWork> { Work = work, Count = count, PerPart = perPart, Parts = parts, Outward = outward };
         For(parts, &RunRange<TWork>, in ranges);
         lastEndedAtEnds = outward;
     }
@@ -399,15 +399,14 @@ internal static unsafe class Helper
     private struct Ranges<TWork> where TWork : unmanaged, IRanges
     {
         public TWork Work;
-        public int Count, PerPart;
+        public int Count, PerPart, Parts;
         public bool Outward;
     }
 
     private static void RunRange<TWork>(void* state, int claim, int worker) where TWork : unmanaged, IRanges
     {
         var ranges = (Ranges<TWork>*)state;
-        int parts = (ranges->Count + ranges->PerPart - 1) / ranges->PerPart;
-        int first = PartAt(claim, parts, ranges->Outward) * ranges->PerPart;
+        int first = PartAt(claim, ranges->Parts, ranges->Outward) * ranges->PerPart;
         ranges->Work.Run(first, Math.Min(ranges->PerPart, ranges->Count - first));
     }
 }

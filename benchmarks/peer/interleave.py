@@ -7,7 +7,7 @@ and take turns workload by workload, the side going first rotating; each round t
 (scikit-learn and ModelGen's Fit, in alternating order) and measures the FMA peak. Before and after each workload's turns
 it measures the cores' round trip and whether they share a physical core (round_trip.c): the host moves the vCPUs within
 seconds, changing the trip by 4-6x, and may put them on one core's two hyperthreads, where two threads of multiply-adds
-each run at half speed. Where a probe finds the trip above twice the fastest seen on cores of their own, or the cores
+each run at half speed. Where a probe finds the trip above twice its floor on cores of their own (Cores.floor), or the cores
 shared, the workload waits for a better placement (probing every second) and, if it was the after-probe, takes its turns
 again once, within a patience of waiting seconds for the whole run: so the table states the code, not where the host put
 the cores, while the patience lasts. Each side's turn is also watched for CPU time that side did not take (/proc/stat: another
@@ -56,14 +56,22 @@ def run(command):
 
 
 class Cores:
-    """The round-trip probe, the fastest trip it has seen on cores of their own, and the waiting left to spend on a bad
-    placement: the vCPUs moved apart (a trip over twice that fastest), or put on one physical core's two hyperthreads (each
+    """The round-trip probe, the trips it has seen on cores of their own, and the waiting left to spend on a bad placement:
+    the vCPUs moved apart (a trip over twice the floor of those), or put on one physical core's two hyperthreads (each
     keeping under SharedCore of its multiply-add rate while the other runs too; their trip is then the fastest of all)."""
 
     SharedCore = 0.75
 
     def __init__(self, probe, patience):
-        self.probe, self.patience, self.fastest = probe, patience, None
+        self.probe, self.patience, self.own = probe, patience, []
+
+    @staticmethod
+    def floor(trips):
+        """The trip the cores take at their fastest on cores of their own: the tenth percentile, not the least, because the
+        host can move the vCPUs between the probe's two halves: d2764b0 read 44-48 ns four times beside a share of a core
+        of 0.98-1.05 (the hyperthreads' trip, the share taken apart), against 90-95 ns for the next fastest, and twice that
+        least marked every row slow and spent the run's patience in its first round. None before any trip."""
+        return sorted(trips)[len(trips) // 10] if trips else None
 
     def trip(self):
         """(round trip in ns, share of a thread's rate kept beside the other's) from round_trip.c; None without a probe or
@@ -73,11 +81,12 @@ class Cores:
             return None
         ns, share = float(answer[0]), float(answer[1])
         if share >= self.SharedCore:
-            self.fastest = ns if self.fastest is None else min(self.fastest, ns)
+            self.own.append(ns)
         return ns, share
 
     def slow(self, probe):
-        return probe is not None and (probe[1] < self.SharedCore or (self.fastest is not None and probe[0] > 2 * self.fastest))
+        floor = self.floor(self.own)
+        return probe is not None and (probe[1] < self.SharedCore or (floor is not None and probe[0] > 2 * floor))
 
     def settled(self):
         """A probe, taken again every second while it reads slow and patience is left; None without a probe."""

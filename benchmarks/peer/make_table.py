@@ -41,7 +41,7 @@ def speedup(ratios):
 
 
 # The cores' round trip before and after each workload (round_trip.c): a round counts as slow for a workload where either
-# was more than twice the run's fastest on cores of their own, the host having moved the vCPUs apart, and as shared where
+# was more than twice the run's floor on cores of their own (Cores.floor), the host having moved the vCPUs apart, and as shared where
 # either probe found the two vCPUs on one physical core's hyperthreads (each kept under Cores.SharedCore of its multiply-add
 # rate beside the other; older runs did not probe it). The rows say in how many of their rounds each happened; the host can
 # also move them and back between two probes, so a row without a mark may have met it too.
@@ -51,7 +51,7 @@ SHARED_CORE, BUSY = Cores.SharedCore, Load.Busy
 trips = [t for r in rounds if r["round_trip"] for pair in r["round_trip"].values() for t in pair]
 own_core_trips = [t for r in rounds if r["round_trip"] for name, pair in r["round_trip"].items()
                   for t, share in zip(pair, (r["shared_core"] or {}).get(name, [1, 1])) if share >= SHARED_CORE]
-slow_above = 2 * min(own_core_trips) if own_core_trips else None
+slow_above = 2 * Cores.floor(own_core_trips) if own_core_trips else None
 shares = [s for r in rounds if r["shared_core"] for pair in r["shared_core"].values() for s in pair]
 # Each workload's largest share of a core taken by anything but the side timed in one of its turns (Load), a round each.
 loads = {}
@@ -103,7 +103,7 @@ header = (f"Machine: {cpu}, {subprocess.run(['nproc'], capture_output=True, text
 if trips:
     header += (f"The cores' round trip, measured before and after each workload (benchmarks/peer/round_trip.c): median "
                f"{median(trips):.0f} ns, {min(trips):.0f}-{max(trips):.0f}. †n: in n of the row's rounds it was above "
-               f"{slow_above:.0f} ns (twice the fastest on cores of their own), "
+               f"{slow_above:.0f} ns (twice their tenth percentile on cores of their own), "
                "the host having moved the two vCPUs apart (it does so within seconds): workloads that hand work between the cores "
                "many times per call slow down there, large products barely. A workload that met it waited for the trip to come "
                "back and took its turns again once, while the run's patience lasted (interleave.py); †n counts the rounds where "
